@@ -1,0 +1,84 @@
+// The machine's CPUs: how many there are, which node each belongs to, and which
+// one the calling thread is on. The current CPU is the host processor id modulo
+// the count unless the thread pinned one with OnCpu. Nothing here prevents two
+// threads from holding the same CPU id: per-CPU structures lock for themselves.
+namespace Kmem;
+
+internal sealed class CpuTopology
+{
+    [ThreadStatic]
+    private static CpuTopology? t_pinnedOn;
+    [ThreadStatic]
+    private static int t_pinnedCpu;
+
+    public CpuTopology(int cpus, int nodes)
+    {
+        Count = cpus;
+        NodeOf = new int[cpus];
+        for (int c = 0; c < cpus; c++)
+        {
+            NodeOf[c] = nodes >= cpus ? c : (int)((long)c * nodes / cpus);
+        }
+    }
+
+    public int Count { get; }
+
+    /// <summary>cpu_to_node.</summary>
+    public int[] NodeOf { get; }
+
+    /// <summary>smp_processor_id(): the pinned CPU, or the host's processor id modulo the count.</summary>
+    public int Current => ReferenceEquals(t_pinnedOn, this) ? t_pinnedCpu : Thread.GetCurrentProcessorId() % Count;
+
+    /// <summary>Whether the calling thread has pinned a CPU of this machine.</summary>
+    public bool IsPinned => ReferenceEquals(t_pinnedOn, this);
+
+    /// <summary>Pins the calling thread to <paramref name="cpu"/> until the scope is disposed.</summary>
+    public CpuScope Pin(int cpu)
+    {
+        if ((uint)cpu >= (uint)Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(cpu), cpu, $"CPU {cpu} does not exist: the machine has CPUs 0..{Count - 1}");
+        }
+        var scope = new CpuScope(t_pinnedOn, t_pinnedCpu);
+        t_pinnedOn = this;
+        t_pinnedCpu = cpu;
+        return scope;
+    }
+
+    internal static void Restore(CpuTopology? on, int cpu)
+    {
+        t_pinnedOn = on;
+        t_pinnedCpu = cpu;
+    }
+}
+
+/// <summary>A CPU pin (<see cref="Machine.OnCpu"/>); disposing it restores the previous pin.</summary>
+public readonly struct CpuScope : IDisposable, IEquatable<CpuScope>
+{
+    private readonly CpuTopology? _previousOn;
+    private readonly int _previousCpu;
+
+    internal CpuScope(CpuTopology? previousOn, int previousCpu)
+    {
+        _previousOn = previousOn;
+        _previousCpu = previousCpu;
+    }
+
+    /// <summary>Restores the pin that was in force before this one.</summary>
+    public void Dispose() => CpuTopology.Restore(_previousOn, _previousCpu);
+
+    /// <inheritdoc/>
+    public bool Equals(CpuScope other) => ReferenceEquals(_previousOn, other._previousOn) && _previousCpu == other._previousCpu;
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => obj is CpuScope s && Equals(s);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => _previousCpu;
+
+    /// <summary>Equality.</summary>
+    public static bool operator ==(CpuScope a, CpuScope b) => a.Equals(b);
+
+    /// <summary>Inequality.</summary>
+    public static bool operator !=(CpuScope a, CpuScope b) => !a.Equals(b);
+}

@@ -1,0 +1,212 @@
+// The machine: one booted instance of Kmem with its physical memory, CPUs,
+// kernel log and the layers above them. Machine is the public face; each layer
+// adds its kernel-named methods in a partial file in its own folder
+// (PageAlloc/Machine.PageAlloc.cs, …). Boot validates every option before
+// anything is allocated; Dispose gives every host mapping back.
+using Kmem.PageAlloc;
+using Kmem.Physical;
+
+namespace Kmem;
+
+/// <summary>
+/// A booted Kmem machine: Linux 6.1 memory management over real bytes. Create one with
+/// <see cref="Boot"/>; dispose it to release its memory.
+/// </summary>
+/// <remarks>
+/// Every method may be called from any thread. The current CPU is the host's processor id modulo
+/// <see cref="NrCpus"/> unless the thread pins one with <see cref="OnCpu"/>.
+/// </remarks>
+public sealed partial class Machine : IDisposable
+{
+    private readonly PhysMem _mem;
+    private readonly CpuTopology _cpus;
+    private bool _disposed;
+
+    private Machine(MachineOptions options, Arch arch, long memoryBytes)
+    {
+        Options = options;
+        Arch = arch;
+        MemoryBytes = memoryBytes;
+        Seed = options.Seed ?? Random.Shared.Next();
+        Random = new Random(Seed);
+        Log = new KernelLog(echo: options.Console);
+        _cpus = new CpuTopology(options.Cpus, options.Nodes);
+        FailPageAlloc = options.FailPageAlloc is { } fpa
+            ? FaultAttr.FromBootOption(fpa, "fail_page_alloc", Random, Log)
+            : new FaultAttr("fail_page_alloc", Random, Log);
+        uint maxPfn = (uint)(memoryBytes >> PhysMem.PageShift);
+        uint lowmem = arch.LowmemLimit == ulong.MaxValue ? maxPfn : (uint)Math.Min(maxPfn, arch.LowmemLimit >> PhysMem.PageShift);
+        _mem = new PhysMem(maxPfn, lowmem, arch.PageblockOrder);
+        try
+        {
+            PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
+        }
+        catch
+        {
+            _mem.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Boots a machine.</summary>
+    /// <param name="options">The configuration; null boots the default (1 GiB, 2 CPUs, one node, X64, SLUB).</param>
+    /// <exception cref="MachineOptionException">An option is invalid; the message names it and its limit.</exception>
+    public static Machine Boot(MachineOptions? options = null)
+    {
+        options ??= new MachineOptions();
+        var arch = Arch.For(options.Preset);
+        long memory = Validate(options, arch);
+        return new Machine(options, arch, memory);
+    }
+
+    /// <summary>The options the machine was booted with.</summary>
+    public MachineOptions Options { get; }
+
+    /// <summary>RAM size in bytes.</summary>
+    public long MemoryBytes { get; }
+
+    /// <summary>The architecture preset.</summary>
+    public Preset Preset => Options.Preset;
+
+    /// <summary>Number of possible CPUs.</summary>
+    public int NrCpus => _cpus.Count;
+
+    /// <summary>Number of NUMA nodes.</summary>
+    public int NrNodes => PageAllocator.Nodes.Length;
+
+    /// <summary>The seed every random choice of this machine derives from.</summary>
+    public int Seed { get; }
+
+    /// <summary>The machine's seeded random source (fault injection, workloads).</summary>
+    public Random Random { get; }
+
+    /// <summary>The kernel log (what dmesg shows).</summary>
+    public KernelLog Log { get; }
+
+    /// <summary>fail_page_alloc: fault injection for the page allocator (/sys/kernel/debug/fail_page_alloc).</summary>
+    public FaultAttr FailPageAlloc { get; }
+
+    /// <summary>smp_processor_id(): the CPU the calling thread runs on, as this machine sees it.</summary>
+    public int CurrentCpu => _cpus.Current;
+
+    internal Arch Arch { get; }
+    internal PhysMem Mem => _mem;
+    internal CpuTopology Cpus => _cpus;
+    internal PageAllocator PageAllocator { get; }
+
+    /// <summary>Pins the calling thread to <paramref name="cpu"/> until the returned scope is disposed.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The CPU does not exist.</exception>
+    public CpuScope OnCpu(int cpu) => _cpus.Pin(cpu);
+
+    /// <summary>The machine's policy for a kernel bug: throw, or log and carry on.</summary>
+    internal void Bug(KernelBugException bug)
+    {
+        Log.Printk(bug.Report);
+        if (Options.OnBug == OnBug.Throw)
+        {
+            throw bug;
+        }
+    }
+
+    /// <summary>Releases the machine's memory and every host mapping.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        _mem.Dispose();
+    }
+
+    private static long Validate(MachineOptions o, Arch arch)
+    {
+        long memory;
+        try
+        {
+            memory = MachineOptions.ParseSize(o.Memory, "Memory");
+        }
+        catch (FormatException e)
+        {
+            throw new MachineOptionException("Memory", e.Message, e);
+        }
+        const int page = PhysMem.PageSize;
+        if (memory % page != 0)
+        {
+            throw new MachineOptionException("Memory", $"Memory: {o.Memory} ({memory} bytes) is not a multiple of the page size ({page} bytes)");
+        }
+        if (o.Nodes < 1)
+        {
+            throw new MachineOptionException("Nodes", $"Nodes: {o.Nodes} — a machine has at least 1 node");
+        }
+        if (o.Nodes > 1 && arch.HasHighMem)
+        {
+            throw new MachineOptionException("Nodes", $"Nodes: {o.Nodes} — the {o.Preset} preset supports 1 node");
+        }
+        if (memory < Arch.MinMemory * o.Nodes)
+        {
+            throw new MachineOptionException("Memory", $"Memory: {o.Memory} is too small: the first MiB, the kernel image (16M at 16M) and the memmap "
+                + $"need at least {MachineOptions.FormatSize(Arch.MinMemory)} per node ({MachineOptions.FormatSize(Arch.MinMemory * o.Nodes)} for {o.Nodes} node(s))");
+        }
+        if (memory > arch.MaxMemory)
+        {
+            throw new MachineOptionException("Memory", $"Memory: {o.Memory} is above the {o.Preset} preset's limit of {MachineOptions.FormatSize(arch.MaxMemory)}");
+        }
+        if (o.Cpus < 1 || o.Cpus > 8192)
+        {
+            throw new MachineOptionException("Cpus", $"Cpus: {o.Cpus} — a machine has 1..8192 CPUs (NR_CPUS)");
+        }
+        if (o.WatermarkScaleFactor < 1 || o.WatermarkScaleFactor > 3000)
+        {
+            throw new MachineOptionException("WatermarkScaleFactor", $"WatermarkScaleFactor: {o.WatermarkScaleFactor} — vm.watermark_scale_factor is 1..3000");
+        }
+        if (o.WatermarkBoostFactor < 0)
+        {
+            throw new MachineOptionException("WatermarkBoostFactor", $"WatermarkBoostFactor: {o.WatermarkBoostFactor} — vm.watermark_boost_factor is 0 or more");
+        }
+        if (o.MinFreeKbytes is < 0)
+        {
+            throw new MachineOptionException("MinFreeKbytes", $"MinFreeKbytes: {o.MinFreeKbytes} — vm.min_free_kbytes is 0 or more");
+        }
+        if (o.PercpuPagelistHighFraction is < 0 or (> 0 and < 8))
+        {
+            throw new MachineOptionException("PercpuPagelistHighFraction", $"PercpuPagelistHighFraction: {o.PercpuPagelistHighFraction} — vm.percpu_pagelist_high_fraction is 0 or at least 8");
+        }
+        foreach (var (name, value) in new[] { ("KernelCore", o.KernelCore), ("MovableCore", o.MovableCore) })
+        {
+            if (value is not null && !IsCoreSize(value))
+            {
+                throw new MachineOptionException(name, $"{name}: \"{value}\" is not a size (\"512M\") or a percentage (\"25%\") of memory");
+            }
+        }
+        if (o.FailPageAlloc is { } fpa)
+        {
+            try
+            {
+                FaultAttr.FromBootOption(fpa, "fail_page_alloc", new Random(0));
+            }
+            catch (FormatException e)
+            {
+                throw new MachineOptionException("FailPageAlloc", $"FailPageAlloc: {e.Message}", e);
+            }
+        }
+        return memory;
+    }
+
+    private static bool IsCoreSize(string value)
+    {
+        if (value.EndsWith('%'))
+        {
+            return int.TryParse(value.AsSpan(0, value.Length - 1), out int pct) && pct is >= 0 and <= 100;
+        }
+        try
+        {
+            MachineOptions.ParseSize(value, "size");
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+}

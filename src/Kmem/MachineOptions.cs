@@ -1,0 +1,131 @@
+// What a machine is booted with: the kernel's configuration and boot options
+// that matter to memory management. Validated once, by Machine.Boot, with
+// messages that name the option and its limit.
+namespace Kmem;
+
+/// <summary>The architecture a machine models.</summary>
+public enum Preset
+{
+    /// <summary>x86-64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above; no highmem.</summary>
+    X64,
+    /// <summary>x86-32, 2-level page tables: DMA, Normal up to 896 MiB, HighMem above (at most 4 GiB of RAM).</summary>
+    X86,
+    /// <summary>x86-32 with PAE, 3-level page tables: like <see cref="X86"/>, up to 64 GiB of RAM.</summary>
+    X86Pae,
+}
+
+/// <summary>What happens on a programming error the kernel would BUG() on.</summary>
+public enum OnBug
+{
+    /// <summary>Throw a <see cref="KernelBugException"/> carrying the kernel-style report.</summary>
+    Throw,
+    /// <summary>Log the kernel-style report and carry on, leaving the state as it was.</summary>
+    Report,
+}
+
+/// <summary>The slab allocator the machine is built with (CONFIG_SLUB, CONFIG_SLAB, CONFIG_SLOB).</summary>
+public enum SlabAllocator
+{
+    /// <summary>SLUB, the default.</summary>
+    Slub,
+    /// <summary>The classic SLAB allocator.</summary>
+    Slab,
+    /// <summary>SLOB, the simple list-of-blocks allocator.</summary>
+    Slob,
+}
+
+/// <summary>Options for <see cref="Machine.Boot"/>. Sizes take the kernel's memparse suffixes (K, M, G, T).</summary>
+public sealed class MachineOptions
+{
+    /// <summary>RAM size, e.g. "512M" or "4G"; a multiple of the page size. Default 1G.</summary>
+    public string Memory { get; init; } = "1G";
+
+    /// <summary>NUMA nodes; memory is split evenly between them. Default 1.</summary>
+    public int Nodes { get; init; } = 1;
+
+    /// <summary>Possible CPUs. Default 2.</summary>
+    public int Cpus { get; init; } = 2;
+
+    /// <summary>Architecture. Default <see cref="Preset.X64"/>.</summary>
+    public Preset Preset { get; init; } = Preset.X64;
+
+    /// <summary>kernelcore=: memory kept out of ZONE_MOVABLE, as a size ("512M") or a percentage ("50%").</summary>
+    public string? KernelCore { get; init; }
+
+    /// <summary>movablecore=: memory given to ZONE_MOVABLE, as a size or a percentage.</summary>
+    public string? MovableCore { get; init; }
+
+    /// <summary>Seed for every random choice (fault injection, workloads); null picks one.</summary>
+    public int? Seed { get; init; }
+
+    /// <summary>Throw or report on a kernel bug. Default <see cref="OnBug.Throw"/>.</summary>
+    public OnBug OnBug { get; init; } = OnBug.Throw;
+
+    /// <summary>The slab allocator. Default <see cref="SlabAllocator.Slub"/>.</summary>
+    public SlabAllocator Slab { get; init; } = SlabAllocator.Slub;
+
+    /// <summary>vm.min_free_kbytes; null computes the kernel's default from lowmem size.</summary>
+    public int? MinFreeKbytes { get; init; }
+
+    /// <summary>vm.watermark_scale_factor, 1..3000 (in 1/10000 of memory). Default 10.</summary>
+    public int WatermarkScaleFactor { get; init; } = 10;
+
+    /// <summary>vm.watermark_boost_factor (in 1/10000 of the high watermark). Default 15000.</summary>
+    public int WatermarkBoostFactor { get; init; } = 15000;
+
+    /// <summary>vm.percpu_pagelist_high_fraction; 0 sizes pcp high from the low watermark. Default 0.</summary>
+    public int PercpuPagelistHighFraction { get; init; }
+
+    /// <summary>fail_page_alloc= boot option: "&lt;interval&gt;,&lt;probability&gt;,&lt;space&gt;,&lt;times&gt;".</summary>
+    public string? FailPageAlloc { get; init; }
+
+    /// <summary>Where kernel messages are echoed as they are logged (the console), or null.</summary>
+    public TextWriter? Console { get; init; }
+
+    /// <summary>Parses a size the way the kernel's memparse does: a number with an optional K, M, G or T suffix.</summary>
+    /// <exception cref="FormatException">The text is not a size.</exception>
+    public static long ParseSize(string text, string option)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string t = text.Trim();
+        if (t.Length == 0)
+        {
+            throw new FormatException($"{option}: empty size");
+        }
+        int shift = char.ToUpperInvariant(t[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, _ => 0 };
+        string digits = shift == 0 ? t : t[..^1];
+        if (!long.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long n)
+            || n > (long.MaxValue >> shift))
+        {
+            throw new FormatException($"{option}: \"{text}\" is not a size (a number with an optional K, M, G or T suffix)");
+        }
+        return n << shift;
+    }
+
+    /// <summary>Formats a byte count the way the options take it ("512M", "4G").</summary>
+    public static string FormatSize(long bytes) =>
+        bytes % (1L << 40) == 0 && bytes > 0 ? $"{bytes >> 40}T"
+        : bytes % (1L << 30) == 0 && bytes > 0 ? $"{bytes >> 30}G"
+        : bytes % (1L << 20) == 0 && bytes > 0 ? $"{bytes >> 20}M"
+        : bytes % (1L << 10) == 0 && bytes > 0 ? $"{bytes >> 10}K"
+        : bytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>An invalid <see cref="MachineOptions"/> value; the message names the option and its limit.</summary>
+public sealed class MachineOptionException : ArgumentException
+{
+    /// <summary>Creates the exception for <paramref name="option"/>.</summary>
+    public MachineOptionException(string option, string message, Exception? inner = null) : base(message, inner) => Option = option;
+
+    /// <summary>Creates an exception without an option name.</summary>
+    public MachineOptionException() : this("", "invalid machine option") { }
+
+    /// <summary>Creates an exception without an option name.</summary>
+    public MachineOptionException(string message) : this("", message) { }
+
+    /// <summary>Creates an exception without an option name.</summary>
+    public MachineOptionException(string message, Exception inner) : this("", message, inner) { }
+
+    /// <summary>The option's name in <see cref="MachineOptions"/>.</summary>
+    public string Option { get; }
+}

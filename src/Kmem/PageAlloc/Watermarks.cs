@@ -1,0 +1,264 @@
+// Watermarks, lowmem reserves, totalreserve_pages and per-CPU list sizing
+// (init_per_zone_wmark_min, __setup_per_zone_wmarks,
+// setup_per_zone_lowmem_reserve, calculate_totalreserve_pages, zone_batchsize,
+// zone_highsize), and the watermark checks of the allocation paths.
+// Setup runs at boot and when a tunable changes, taking each zone's lock to
+// write; the checks read without locks, as the kernel does.
+using Kmem.Physical;
+
+namespace Kmem.PageAlloc;
+
+internal sealed partial class Zone
+{
+    public const int WmarkMin = 0, WmarkLow = 1, WmarkHigh = 2, WmarkPromo = 3;
+}
+
+internal sealed partial class PageAllocator
+{
+    /// <summary>sysctl_lowmem_reserve_ratio, by zone type: DMA 256, DMA32 256, Normal 32, others 0.</summary>
+    private static readonly int[] s_lowmemReserveRatio = [256, 256, 32, 0, 0, 0];
+
+    /// <summary>vm.min_free_kbytes in force.</summary>
+    public int MinFreeKbytes { get; private set; }
+
+    /// <summary>totalreserve_pages: what MemAvailable and overcommit keep back.</summary>
+    public long TotalReservePages { get; private set; }
+
+    /// <summary>Sets vm.min_free_kbytes and recomputes the watermarks, as a write to the sysctl does.</summary>
+    public void SetMinFreeKbytes(int kbytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(kbytes);
+        MinFreeKbytes = kbytes;
+        SetupPerZoneWmarks();
+    }
+
+    /// <summary>nr_free_buffer_pages at boot: managed pages above the high watermark in zones GFP_USER may use.</summary>
+    private long NrFreeBufferPages() =>
+        Zones.Where(z => z.Type <= ZoneType.Normal).Sum(z => Math.Max(0, z.ManagedPages - z.Watermark[Zone.WmarkHigh]));
+
+    /// <summary>init_per_zone_wmark_min: int_sqrt(lowmem_kbytes * 16), clamped to [128, 262144].</summary>
+    private int CalculateMinFreeKbytes()
+    {
+        long lowmemKbytes = NrFreeBufferPages() * (PhysMem.PageSize >> 10);
+        long v = (long)Math.Sqrt(lowmemKbytes * 16.0);
+        while (v * v > lowmemKbytes * 16)
+        {
+            v--;
+        }
+        while ((v + 1) * (v + 1) <= lowmemKbytes * 16)
+        {
+            v++;
+        }
+        return (int)Math.Clamp(v, 128, 262144);
+    }
+
+    /// <summary>
+    /// __setup_per_zone_wmarks: min is each lowmem zone's share of min_free_kbytes (HighMem and Movable get
+    /// managed/1024 clamped to [32, 128]); low and high each add max(min/4, managed × scale_factor/10000).
+    /// Then the pcp lists are resized and totalreserve_pages recomputed.
+    /// </summary>
+    public void SetupPerZoneWmarks()
+    {
+        long pagesMin = (long)MinFreeKbytes >> (PhysMem.PageShift - 10);
+        long lowmemPages = Zones.Where(z => !IsHighmemForWmark(z)).Sum(z => z.ManagedPages);
+        int scale = Options.WatermarkScaleFactor;
+        foreach (var zone in Zones)
+        {
+            lock (zone.Lock)
+            {
+                long tmp = lowmemPages == 0 ? 0 : pagesMin * zone.ManagedPages / lowmemPages;
+                if (IsHighmemForWmark(zone))
+                {
+                    zone.Watermark[Zone.WmarkMin] = Math.Clamp(zone.ManagedPages / 1024, 32, 128);
+                }
+                else
+                {
+                    zone.Watermark[Zone.WmarkMin] = tmp;
+                }
+                long gap = Math.Max(tmp >> 2, zone.ManagedPages * scale / 10000);
+                zone.WatermarkBoost = 0;
+                zone.Watermark[Zone.WmarkLow] = zone.Watermark[Zone.WmarkMin] + gap;
+                zone.Watermark[Zone.WmarkHigh] = zone.Watermark[Zone.WmarkLow] + gap;
+                zone.Watermark[Zone.WmarkPromo] = zone.Watermark[Zone.WmarkHigh] + gap;
+            }
+        }
+        foreach (var zone in Zones)
+        {
+            ZonePcpUpdate(zone);
+        }
+        CalculateTotalreservePages();
+    }
+
+    /// <summary>is_highmem(): HighMem, and Movable when ZONE_MOVABLE is carved from HighMem.</summary>
+    private bool IsHighmemForWmark(Zone zone) =>
+        zone.Type == ZoneType.HighMem || (zone.Type == ZoneType.Movable && MovableFromHighmem);
+
+    /// <summary>setup_per_zone_lowmem_reserve: reserve[j] of zone i = managed pages of zones i+1..j / ratio[i].</summary>
+    private void SetupPerZoneLowmemReserve()
+    {
+        foreach (var node in Nodes)
+        {
+            var zones = node.Zones;
+            for (int i = 0; i < zones.Length - 1; i++)
+            {
+                int ratio = s_lowmemReserveRatio[(int)zones[i].Type];
+                bool clear = ratio == 0 || zones[i].ManagedPages == 0;
+                long managed = 0;
+                for (int j = i + 1; j < zones.Length; j++)
+                {
+                    managed += zones[j].ManagedPages;
+                    zones[i].LowmemReserve[(int)zones[j].Type] = clear ? 0 : managed / ratio;
+                }
+            }
+        }
+        CalculateTotalreservePages();
+    }
+
+    /// <summary>calculate_totalreserve_pages: per zone, the largest lowmem reserve plus the high watermark.</summary>
+    private void CalculateTotalreservePages()
+    {
+        long total = 0;
+        foreach (var node in Nodes)
+        {
+            var zones = node.Zones;
+            for (int i = 0; i < zones.Length; i++)
+            {
+                long max = 0;
+                for (int j = i; j < zones.Length; j++)
+                {
+                    max = Math.Max(max, zones[i].LowmemReserve[(int)zones[j].Type]);
+                }
+                max += zones[i].Watermark[Zone.WmarkHigh];
+                total += Math.Min(max, zones[i].ManagedPages);
+            }
+        }
+        TotalReservePages = total;
+    }
+
+    /// <summary>zone_batchsize: about a quarter of a MiB's worth, as 2^n - 1, at least 1.</summary>
+    public static int ZoneBatchsize(long managedPages)
+    {
+        long batch = Math.Min(managedPages >> 10, (1 << 20) / PhysMem.PageSize) / 4;
+        batch = Math.Max(batch, 1);
+        long v = batch + batch / 2;
+        long pow = 1;
+        while (pow * 2 <= v)
+        {
+            pow *= 2;
+        }
+        return (int)Math.Max(1, pow - 1);
+    }
+
+    /// <summary>zone_highsize: the low watermark (or managed / high_fraction) split between the node's CPUs
+    /// and the online CPUs, at least 4 batches.</summary>
+    private int ZoneHighsize(Zone zone, int batch)
+    {
+        int fraction = Options.PercpuPagelistHighFraction;
+        long total = fraction == 0 ? zone.Watermark[Zone.WmarkLow] : zone.ManagedPages / fraction;
+        int split = zone.Node.Cpus.Length;
+        if (split == 0)
+        {
+            split = _cpus.Count;
+        }
+        return (int)Math.Max(total / split, (long)batch << 2);
+    }
+
+    /// <summary>zone_pcp_update: new high and batch for every CPU's lists of the zone.</summary>
+    private void ZonePcpUpdate(Zone zone)
+    {
+        int batch = ZoneBatchsize(zone.ManagedPages);
+        int high = ZoneHighsize(zone, batch);
+        foreach (var pcp in zone.Pcp)
+        {
+            Volatile.Write(ref pcp.Batch, batch);
+            Volatile.Write(ref pcp.High, high);
+        }
+    }
+
+    /// <summary>The "vm stats threshold" of zoneinfo (calculate_normal_threshold).</summary>
+    public int StatThreshold(Zone zone)
+    {
+        long mem = zone.ManagedPages >> (27 - PhysMem.PageShift);
+        int threshold = 2 * Fls(_cpus.Count) * (1 + Fls(mem));
+        return Math.Min(125, threshold);
+    }
+
+    private static int Fls(long x) => x == 0 ? 0 : 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)x);
+
+    /// <summary>__zone_watermark_unusable_free.</summary>
+    private static long UnusableFree(Zone z, int order, AllocFlags flags)
+    {
+        long unusable = (1L << order) - 1;
+        if ((flags & (AllocFlags.Harder | AllocFlags.Oom)) == 0)
+        {
+            unusable += z.NrReservedHighatomic;
+        }
+        return unusable;
+    }
+
+    /// <summary>
+    /// __zone_watermark_ok: free pages above the mark (lowered by ALLOC_HIGH, ALLOC_HARDER, ALLOC_OOM) plus
+    /// the lowmem reserve; for order &gt; 0 also a free block of at least that order that may be used.
+    /// </summary>
+    public static bool ZoneWatermarkOk(Zone z, int order, long mark, ZoneType highest, AllocFlags flags, long freePages)
+    {
+        long min = mark;
+        bool harder = (flags & (AllocFlags.Harder | AllocFlags.Oom)) != 0;
+        freePages -= UnusableFree(z, order, flags);
+        if ((flags & AllocFlags.High) != 0)
+        {
+            min -= min / 2;
+        }
+        if (harder)
+        {
+            min -= (flags & AllocFlags.Oom) != 0 ? min / 2 : min / 4;
+        }
+        if (freePages <= min + z.LowmemReserve[(int)highest])
+        {
+            return false;
+        }
+        if (order == 0)
+        {
+            return true;
+        }
+        for (int o = order; o < Arch.MaxOrder; o++)
+        {
+            for (int mt = 0; mt < Zone.PcpTypes; mt++)
+            {
+                if (!z.FreeAreaEmpty(o, mt))
+                {
+                    return true;
+                }
+            }
+            if (harder && !z.FreeAreaEmpty(o, (int)MigrateType.HighAtomic))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>zone_watermark_fast: the cheap order-0 test first, then the full one; GFP_ATOMIC order-0
+    /// requests at the min watermark ignore the boost.</summary>
+    private static bool ZoneWatermarkFast(Zone z, int order, long mark, ZoneType highest, AllocFlags flags, Gfp gfp)
+    {
+        long free = Volatile.Read(ref z.FreePages);
+        if (order == 0)
+        {
+            long usable = free - Math.Min(free, UnusableFree(z, 0, flags));
+            if (usable > mark + z.LowmemReserve[(int)highest])
+            {
+                return true;
+            }
+        }
+        if (ZoneWatermarkOk(z, order, mark, highest, flags, free))
+        {
+            return true;
+        }
+        if (order == 0 && (gfp & Gfp.AtomicBit) != 0 && z.WatermarkBoost != 0 && (flags & AllocFlags.WmarkMask) == AllocFlags.WmarkMin)
+        {
+            return ZoneWatermarkOk(z, order, z.Watermark[Zone.WmarkMin], highest, flags, free);
+        }
+        return false;
+    }
+}

@@ -1,0 +1,144 @@
+// Physical memory: the memfd arena that holds every frame's bytes, the memmap
+// (the struct page array) and the direct map (lowmem mapped once, contiguously).
+// Pageblock tables (owning zone, migrate type) sit here too, one byte each per
+// pageblock, so a frame's zone is found without touching its struct page.
+// Invariants: pfn < MaxPfn for every frame; frames below LowmemPfns (and only
+// those) have a direct-map address. Immutable after construction except the
+// migrate-type table, which is written under the owning zone's lock.
+using System.Runtime.CompilerServices;
+
+namespace Kmem.Physical;
+
+/// <summary>The machine's physical memory: frames, their metadata and the direct map.</summary>
+internal sealed unsafe class PhysMem : IDisposable
+{
+    public const int PageShift = 12;
+    public const int PageSize = 1 << PageShift;
+    /// <summary>End of an intrusive pfn list.</summary>
+    public const uint NoPfn = uint.MaxValue;
+
+    private readonly int _fd;
+    private readonly PageFrame* _memmap;
+    private readonly nuint _memmapBytes;
+    private readonly byte* _directMap;
+    private readonly nuint _directMapBytes;
+    private readonly byte[] _blockZone;
+    private readonly byte[] _blockMigrate;
+    private bool _disposed;
+
+    /// <param name="maxPfn">Number of frames (RAM size / page size).</param>
+    /// <param name="lowmemPfns">Frames [0, lowmemPfns) are in the direct map.</param>
+    /// <param name="pageblockOrder">log2 of pages per pageblock.</param>
+    public PhysMem(uint maxPfn, uint lowmemPfns, int pageblockOrder)
+    {
+        MaxPfn = maxPfn;
+        LowmemPfns = Math.Min(lowmemPfns, maxPfn);
+        PageblockOrder = pageblockOrder;
+        _fd = Libc.MemfdCreate("kmem-physmem");
+        try
+        {
+            Libc.Ftruncate(_fd, (long)maxPfn << PageShift);
+            _memmapBytes = (nuint)maxPfn * (nuint)sizeof(PageFrame);
+            // Anonymous and NORESERVE: metadata of frames never touched costs nothing.
+            _memmap = (PageFrame*)Libc.Mmap(0, _memmapBytes, Libc.ProtRead | Libc.ProtWrite,
+                Libc.MapPrivate | Libc.MapAnonymous | Libc.MapNoReserve, -1, 0);
+            _directMapBytes = (nuint)LowmemPfns << PageShift;
+            _directMap = (byte*)Libc.Mmap(0, _directMapBytes, Libc.ProtRead | Libc.ProtWrite,
+                Libc.MapShared | Libc.MapNoReserve, _fd, 0);
+        }
+        catch
+        {
+            Release();
+            throw;
+        }
+        int blocks = (int)((maxPfn + (1u << pageblockOrder) - 1) >> pageblockOrder);
+        _blockZone = new byte[blocks];
+        _blockMigrate = new byte[blocks];
+    }
+
+    /// <summary>Number of frames.</summary>
+    public uint MaxPfn { get; }
+
+    /// <summary>Frames below this pfn are in the direct map.</summary>
+    public uint LowmemPfns { get; }
+
+    /// <summary>log2 of the pageblock size in pages.</summary>
+    public int PageblockOrder { get; }
+
+    /// <summary>The memfd holding every frame's bytes (for later mapping layers).</summary>
+    public int Fd => _fd;
+
+    /// <summary>Host address of the direct map (frame 0).</summary>
+    public nint DirectMapBase => (nint)_directMap;
+
+    /// <summary>Host bytes used for metadata per frame: struct page plus the pageblock tables.</summary>
+    public static double MetadataBytesPerFrame(int pageblockOrder) =>
+        sizeof(PageFrame) + 2.0 / (1 << pageblockOrder);
+
+    /// <summary>The struct page of <paramref name="pfn"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref PageFrame Frame(uint pfn) => ref _memmap[pfn];
+
+    /// <summary>Direct-map address of a lowmem frame, or 0 for a highmem frame.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public nint PageAddress(uint pfn) => pfn < LowmemPfns ? (nint)(_directMap + ((nuint)pfn << PageShift)) : 0;
+
+    /// <summary>The frame a direct-map address falls in, or <see cref="NoPfn"/> when outside it.</summary>
+    public uint VirtToPfn(nint address)
+    {
+        nuint off = (nuint)address - (nuint)_directMap;
+        return off < _directMapBytes ? (uint)(off >> PageShift) : NoPfn;
+    }
+
+    /// <summary>Index of the zone owning the pageblock of <paramref name="pfn"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int ZoneIndexOf(uint pfn) => _blockZone[pfn >> PageblockOrder];
+
+    public void SetZoneIndex(uint startPfn, uint endPfn, int zoneIndex)
+    {
+        for (uint b = startPfn >> PageblockOrder; b < ((endPfn + (1u << PageblockOrder) - 1) >> PageblockOrder); b++)
+        {
+            _blockZone[b] = (byte)zoneIndex;
+        }
+    }
+
+    /// <summary>get_pageblock_migratetype.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public MigrateType PageblockMigratetype(uint pfn) => (MigrateType)_blockMigrate[pfn >> PageblockOrder];
+
+    /// <summary>set_pageblock_migratetype; caller holds the zone lock.</summary>
+    public void SetPageblockMigratetype(uint pfn, MigrateType mt) => _blockMigrate[pfn >> PageblockOrder] = (byte)mt;
+
+    /// <summary>Fills a frame range with zeros through the memfd (works for highmem too, and gives host memory back).</summary>
+    public void ZeroFrames(uint pfn, int count)
+    {
+        if (pfn + (uint)count <= LowmemPfns)
+        {
+            new Span<byte>(_directMap + ((nuint)pfn << PageShift), count << PageShift).Clear();
+            return;
+        }
+        Libc.PunchHole(_fd, (long)pfn << PageShift, (long)count << PageShift);
+    }
+
+    public void Dispose()
+    {
+        if (!_disposed)
+        {
+            _disposed = true;
+            Release();
+        }
+    }
+
+    private void Release()
+    {
+        if (_directMap != null)
+        {
+            Libc.Munmap((nint)_directMap, _directMapBytes);
+        }
+        if (_memmap != null)
+        {
+            Libc.Munmap((nint)_memmap, _memmapBytes);
+        }
+        Libc.Close(_fd);
+    }
+}

@@ -89,6 +89,18 @@ internal sealed partial class Zone
 
     public bool FreeAreaEmpty(int order, int mt) => _freeHead[order * MigrateTypes + mt] == PhysMem.NoPfn;
 
+    /// <summary>This zone's page-allocator events: the zone-lock counters plus every CPU's pcp counters,
+    /// read without locks (each field is a single 64-bit read).</summary>
+    public PageAllocStats SumStats()
+    {
+        var sum = Counters.Stats;
+        foreach (var p in Pcp)
+        {
+            sum.Add(p.Stats);
+        }
+        return sum;
+    }
+
     /// <summary>Pages sitting on the per-CPU lists of every CPU.</summary>
     public long PcpPages()
     {

@@ -11,9 +11,17 @@ internal sealed class CpuTopology
     [ThreadStatic]
     private static int t_pinnedCpu;
 
+    /// <summary>Host processor id → machine CPU, so the fast path needs no division.</summary>
+    private readonly int[] _hostToCpu;
+
     public CpuTopology(int cpus, int nodes)
     {
         Count = cpus;
+        _hostToCpu = new int[Math.Max(Environment.ProcessorCount, 64)];
+        for (int i = 0; i < _hostToCpu.Length; i++)
+        {
+            _hostToCpu[i] = i % cpus;
+        }
         NodeOf = new int[cpus];
         for (int c = 0; c < cpus; c++)
         {
@@ -27,7 +35,13 @@ internal sealed class CpuTopology
     public int[] NodeOf { get; }
 
     /// <summary>smp_processor_id(): the pinned CPU, or the host's processor id modulo the count.</summary>
-    public int Current => ReferenceEquals(t_pinnedOn, this) ? t_pinnedCpu : Thread.GetCurrentProcessorId() % Count;
+    public int Current => ReferenceEquals(t_pinnedOn, this) ? t_pinnedCpu : HostCpu();
+
+    private int HostCpu()
+    {
+        uint id = (uint)Thread.GetCurrentProcessorId();
+        return id < (uint)_hostToCpu.Length ? _hostToCpu[id] : (int)(id % (uint)Count);
+    }
 
     /// <summary>Whether the calling thread has pinned a CPU of this machine.</summary>
     public bool IsPinned => ReferenceEquals(t_pinnedOn, this);

@@ -15,7 +15,8 @@ namespace Kmem.PageAlloc;
 internal sealed partial class PageAllocator
 {
     /// <summary>__free_pages: drop the caller's reference; the last one frees the block. If another
-    /// reference keeps the first page of a non-compound block alive, the rest is freed now.</summary>
+    /// reference keeps the first page of a non-compound block alive, the rest is freed now and the first
+    /// page stays as an order-0 page, which that reference's put_page frees.</summary>
     public void FreePages(Page page, int order)
     {
         if (!CheckFree(page, order))
@@ -24,6 +25,12 @@ internal sealed partial class PageAllocator
         }
         uint pfn = page.RawPfn;
         ref PageFrame f = ref _mem.Frame(pfn);
+        if (order > 0 && (f.Flags & PageFlags.Head) == 0 && Volatile.Read(ref f.RefCount) > 1)
+        {
+            // Recorded before our reference goes, while it still keeps the page allocated; a last free of
+            // the whole block below uses the order argument, not this field.
+            f.Order = 0;
+        }
         int refs = Interlocked.Decrement(ref f.RefCount);
         if (refs == 0)
         {

@@ -1,0 +1,57 @@
+// The machine's counters as System.Diagnostics.Metrics instruments: a meter
+// named "Kmem" with one observable instrument per /proc/vmstat line, named as
+// the line. Values come from the same table and readers as /proc/vmstat, read
+// when a listener collects. Created by Machine.Metrics, disposed with the machine.
+using System.Diagnostics.Metrics;
+using Kmem.Proc;
+
+namespace Kmem;
+
+/// <summary>
+/// The instruments of one machine (<see cref="Machine.Metrics"/>): a <see cref="System.Diagnostics.Metrics.Meter"/>
+/// named <see cref="MeterName"/> with an observable instrument for every /proc/vmstat field, named exactly as
+/// the field ("nr_free_pages", "pgalloc_dma32", "pgfree", …) and reporting the value /proc/vmstat prints.
+/// </summary>
+/// <remarks>
+/// Event counts (vm events and NUMA events) are observable counters; the others (zone, node and
+/// computed values such as nr_dirty_threshold) are observable gauges. Each machine has its own meter;
+/// tell machines apart by <see cref="Meter"/> when listening in-process.
+/// </remarks>
+public sealed class MachineMetrics
+{
+    /// <summary>The meter's name, by which metrics listeners select it.</summary>
+    public const string MeterName = "Kmem";
+
+    internal MachineMetrics(Machine machine, VmstatItem[] items)
+    {
+        var pa = machine.PageAllocator;
+        Meter = new Meter(MeterName, "6.1");
+        var names = new string[items.Length];
+        for (int i = 0; i < items.Length; i++)
+        {
+            var item = items[i];
+            names[i] = item.Name;
+            // A counter of a layer Kmem does not have yet is 0; it needs no read of the machine.
+            Func<long> observe = item.Source == VmSource.None ? static () => 0 : () => VmTotals.Read(pa).Value(item);
+            string description = "/proc/vmstat " + item.Name;
+            if (item.Kind is VmstatKind.Event or VmstatKind.Numa)
+            {
+                Meter.CreateObservableCounter(item.Name, observe, unit: null, description);
+            }
+            else
+            {
+                Meter.CreateObservableGauge(item.Name, observe, unit: null, description);
+            }
+        }
+        InstrumentNames = names;
+    }
+
+    /// <summary>The machine's meter (name <see cref="MeterName"/>).</summary>
+    public Meter Meter { get; }
+
+    /// <summary>The instruments' names, in /proc/vmstat order.</summary>
+    public IReadOnlyList<string> InstrumentNames { get; }
+
+    /// <summary>Disposes the meter, which ends every instrument's publication.</summary>
+    internal void Dispose() => Meter.Dispose();
+}

@@ -1,0 +1,51 @@
+// The reports' public face on Machine: the /proc and debugfs files (Proc) and
+// the same counters as System.Diagnostics.Metrics instruments (Metrics), both
+// created on first use. The meter lives as long as the machine: DisposeProc,
+// called from Dispose, stops it; _procLock makes creation and disposal race-free.
+using Kmem.Proc;
+
+namespace Kmem;
+
+public sealed partial class Machine
+{
+    private readonly Lock _procLock = new();
+    private ProcFs? _proc;
+    private MachineMetrics? _metrics;
+    private bool _procDisposed;
+
+    /// <summary>The machine's /proc and debugfs memory-management files (buddyinfo, meminfo, vmstat, …).</summary>
+    public ProcFs Proc => _proc ??= new ProcFs(this);
+
+    /// <summary>
+    /// The machine's counters as System.Diagnostics.Metrics instruments of a meter named "Kmem": one per
+    /// /proc/vmstat line, under the same name, for any metrics listener that selects the meter "Kmem".
+    /// Created on first access; disposed with the machine.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
+    public MachineMetrics Metrics
+    {
+        get
+        {
+            if (Volatile.Read(ref _metrics) is { } metrics)
+            {
+                return metrics;
+            }
+            lock (_procLock)
+            {
+                ObjectDisposedException.ThrowIf(_procDisposed, this);
+                return _metrics ??= new MachineMetrics(this, VmstatText.For(Preset));
+            }
+        }
+    }
+
+    /// <summary>Stops publishing the metrics; the machine calls it when it is disposed.</summary>
+    internal void DisposeProc()
+    {
+        lock (_procLock)
+        {
+            _procDisposed = true;
+            _metrics?.Dispose();
+            Volatile.Write(ref _metrics, null);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+// /proc/meminfo (fs/proc/meminfo.c meminfo_proc_show, hugetlb_report_meminfo,
+// arch_report_meminfo; 6.1): every line the preset's kernel prints, in its
+// order. Page-allocator figures are real; counters of layers Kmem does not have
+// yet (page cache, slab, vmalloc, swap, percpu, hugetlb) print 0. Values are
+// read without locks, as the kernel does.
+using System.Text;
+using Kmem.PageAlloc;
+using Kmem.Physical;
+
+namespace Kmem.Proc;
+
+internal static class Meminfo
+{
+    /// <summary>How a line is printed.</summary>
+    private enum Style
+    {
+        /// <summary>show_val_kb: the label padded to 16 columns, "%8lu kB".</summary>
+        Kb,
+        /// <summary>"HardwareCorrupted: %5lu kB".</summary>
+        Kb5,
+        /// <summary>"HugePages_Total:   %5lu": a count, no unit (label padded to 19 columns).</summary>
+        Count5,
+    }
+
+    public static string Show(PageAllocator pa)
+    {
+        var v = MeminfoValues.Read(pa);
+        var sb = new StringBuilder();
+        void Line(string label, long kb, Style style = Style.Kb)
+        {
+            switch (style)
+            {
+                case Style.Kb:
+                    sb.Left(label + ":", 16).Num(kb, 8).Append(" kB\n");
+                    break;
+                case Style.Kb5:
+                    sb.Append(label).Append(": ").Num(kb, 5).Append(" kB\n");
+                    break;
+                default:
+                    sb.Left(label + ":", 19).Num(kb, 5).Append('\n');
+                    break;
+            }
+        }
+        var arch = pa.Arch;
+        Line("MemTotal", v.TotalRam);
+        Line("MemFree", v.Free);
+        Line("MemAvailable", v.Available);
+        Line("Buffers", 0);
+        Line("Cached", 0);
+        Line("SwapCached", 0);
+        Line("Active", 0);
+        Line("Inactive", 0);
+        Line("Active(anon)", 0);
+        Line("Inactive(anon)", 0);
+        Line("Active(file)", 0);
+        Line("Inactive(file)", 0);
+        Line("Unevictable", 0);
+        Line("Mlocked", 0);
+        if (arch.HasHighMem)
+        {
+            // CONFIG_HIGHMEM.
+            Line("HighTotal", v.HighTotal);
+            Line("HighFree", v.HighFree);
+            Line("LowTotal", v.TotalRam - v.HighTotal);
+            Line("LowFree", v.Free - v.HighFree);
+        }
+        Line("SwapTotal", 0);
+        Line("SwapFree", 0);
+        Line("Zswap", 0);
+        Line("Zswapped", 0);
+        Line("Dirty", 0);
+        Line("Writeback", 0);
+        Line("AnonPages", 0);
+        Line("Mapped", 0);
+        Line("Shmem", 0);
+        Line("KReclaimable", 0);
+        Line("Slab", 0);
+        Line("SReclaimable", 0);
+        Line("SUnreclaim", 0);
+        Line("KernelStack", 0);
+        Line("PageTables", 0);
+        Line("SecPageTables", 0);
+        Line("NFS_Unstable", 0);
+        Line("Bounce", 0);
+        Line("WritebackTmp", 0);
+        Line("CommitLimit", v.CommitLimit);
+        Line("Committed_AS", 0);
+        Line("VmallocTotal", VmallocTotalKb(arch, pa.Mem));
+        Line("VmallocUsed", 0);
+        Line("VmallocChunk", 0);
+        Line("Percpu", 0);
+        Line("HardwareCorrupted", 0, Style.Kb5);
+        if (arch.HasThp)
+        {
+            // CONFIG_TRANSPARENT_HUGEPAGE.
+            Line("AnonHugePages", 0);
+            Line("ShmemHugePages", 0);
+            Line("ShmemPmdMapped", 0);
+            Line("FileHugePages", 0);
+            Line("FilePmdMapped", 0);
+        }
+        Line("HugePages_Total", 0, Style.Count5);
+        Line("HugePages_Free", 0, Style.Count5);
+        Line("HugePages_Rsvd", 0, Style.Count5);
+        Line("HugePages_Surp", 0, Style.Count5);
+        // HPAGE_SIZE: one PMD, 2 MiB (4 MiB with 2-level 32-bit paging, where a PMD is a PGD entry).
+        Line("Hugepagesize", (PhysMem.PageSize >> 10) << HugePageOrder(arch));
+        Line("Hugetlb", 0);
+        var dm = DirectMap(arch, (long)pa.Mem.LowmemPfns << PhysMem.PageShift);
+        Line("DirectMap4k", dm.Small >> 10);
+        Line(arch.Preset == Preset.X86 ? "DirectMap4M" : "DirectMap2M", dm.Large >> 10);
+        if (arch.Preset == Preset.X64)
+        {
+            // Printed when the CPU has 1 GiB pages (direct_gbpages), as on any current x86-64 CPU.
+            Line("DirectMap1G", dm.Huge >> 10);
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>log2 of a PMD-sized page in base pages: 9 (2 MiB), or 10 (4 MiB) for 2-level x86-32.</summary>
+    private static int HugePageOrder(Arch arch) => arch.Preset == Preset.X86 ? 10 : 9;
+
+    /// <summary>
+    /// VMALLOC_TOTAL in kB. x86-64: VMALLOC_END − VMALLOC_START with 4-level paging (32 TiB − 1 byte); the
+    /// kernel prints 13743895347199 kB when it runs with 5-level paging, which Kmem does not model.
+    /// x86-32: the 128 MiB __VMALLOC_RESERVE less the 8 MiB VMALLOC_OFFSET gap after high_memory (the
+    /// 122880 kB a machine with full lowmem shows), plus the lowmem a smaller machine leaves unused, since
+    /// VMALLOC_START follows high_memory while VMALLOC_END stays put.
+    /// </summary>
+    private static long VmallocTotalKb(Arch arch, PhysMem mem)
+    {
+        if (arch.Preset == Preset.X64)
+        {
+            return ((32L << 40) - 1) >> 10;
+        }
+        const long offset = 8L << 20, reserve = 128L << 20;
+        long maxLowmem = (long)arch.LowmemLimit;
+        long highMemory = (long)mem.LowmemPfns << PhysMem.PageShift;
+        long vmallocStart = (highMemory + offset) & ~(offset - 1);
+        long vmallocEnd = maxLowmem + reserve;
+        return (vmallocEnd - vmallocStart) >> 10;
+    }
+
+    /// <summary>
+    /// The page sizes of the direct map, in bytes. Kmem maps lowmem once and does not split it later, so
+    /// this is the layout init_memory_mapping gives it at boot (split_mem_range): the first large page's
+    /// worth as 4 KiB pages (fixed-range MTRRs live there), then large pages (2 MiB; 4 MiB for 2-level
+    /// x86-32), on x86-64 1 GiB pages for whole aligned GiBs, and 4 KiB pages for an unaligned tail.
+    /// </summary>
+    private static (long Small, long Large, long Huge) DirectMap(Arch arch, long lowmemBytes)
+    {
+        long large = arch.Preset == Preset.X86 ? 4L << 20 : 2L << 20;
+        const long gb = 1L << 30;
+        long head = Math.Min(large, lowmemBytes);
+        long largeEnd = lowmemBytes / large * large;
+        long tail = lowmemBytes - Math.Max(head, largeEnd);
+        long huge = 0;
+        if (arch.Preset == Preset.X64 && largeEnd >= 2 * gb)
+        {
+            huge = (largeEnd / gb - 1) * gb;
+        }
+        long largeBytes = Math.Max(0, largeEnd - head) - huge;
+        return (head + tail, largeBytes, huge);
+    }
+}
+
+/// <summary>The page-allocator figures of /proc/meminfo, in kB.</summary>
+internal readonly record struct MeminfoValues(long TotalRam, long Free, long Available, long HighTotal, long HighFree, long CommitLimit)
+{
+    private const int KbPerPage = PhysMem.PageSize >> 10;
+
+    public static MeminfoValues Read(PageAllocator pa)
+    {
+        long totalRam = 0, free = 0, highTotal = 0, highFree = 0;
+        foreach (var zone in pa.Zones)
+        {
+            long zoneFree = Volatile.Read(ref zone.FreePages);
+            totalRam += zone.ManagedPages;
+            free += zoneFree;
+            if (ProcText.IsHighmem(pa, zone))
+            {
+                // totalhigh_pages counts managed highmem pages; nr_free_highpages the free ones.
+                highTotal += zone.ManagedPages;
+                highFree += zoneFree;
+            }
+        }
+        // vm_commit_limit: (totalram − hugetlb) × overcommit_ratio (50) / 100 + swap; no hugetlb, no swap.
+        long commitLimit = totalRam * 50 / 100;
+        return new MeminfoValues(totalRam * KbPerPage, free * KbPerPage, SiMemAvailable(pa, free) * KbPerPage,
+            highTotal * KbPerPage, highFree * KbPerPage, commitLimit * KbPerPage);
+    }
+
+    /// <summary>
+    /// si_mem_available: free pages less totalreserve_pages, plus the part of the page cache and of
+    /// reclaimable kernel memory that can go without pushing the zones under their low watermarks. There is
+    /// no page cache or reclaimable slab yet, so those terms are 0, but they are kept so the formula reads
+    /// as the kernel's.
+    /// </summary>
+    private static long SiMemAvailable(PageAllocator pa, long free)
+    {
+        long wmarkLow = 0;
+        foreach (var zone in pa.Zones)
+        {
+            wmarkLow += zone.WmarkPages(Zone.WmarkLow);
+        }
+        long available = free - pa.TotalReservePages;
+        long pagecache = 0;
+        pagecache -= Math.Min(pagecache / 2, wmarkLow);
+        available += pagecache;
+        long reclaimable = 0;
+        available += reclaimable - Math.Min(reclaimable / 2, wmarkLow);
+        return Math.Max(available, 0);
+    }
+}

@@ -1,0 +1,105 @@
+// The machine's procfs and debugfs files for memory management: each file's
+// text, by method or by path, in the kernel's own format byte for byte. Every
+// read builds the text afresh from the live counters; nothing is cached.
+// Reports take one zone lock at a time (see each report), never a pcp lock.
+using Kmem.Proc;
+
+namespace Kmem;
+
+/// <summary>
+/// The memory-management files of /proc and /sys/kernel/debug for one machine (<see cref="Machine.Proc"/>),
+/// produced in the text formats of Linux 6.1.
+/// </summary>
+/// <remarks>Every method may be called from any thread, while the machine allocates and frees. A report
+/// is consistent within each zone's lines; different zones may be read a moment apart, as in the kernel.</remarks>
+public sealed class ProcFs
+{
+    private readonly Machine _machine;
+    private readonly (string Name, string Path, Func<string> Show)[] _files;
+
+    internal ProcFs(Machine machine)
+    {
+        _machine = machine;
+        _files =
+        [
+            ("buddyinfo", "/proc/buddyinfo", Buddyinfo),
+            ("pagetypeinfo", "/proc/pagetypeinfo", Pagetypeinfo),
+            ("zoneinfo", "/proc/zoneinfo", Zoneinfo),
+            ("meminfo", "/proc/meminfo", Meminfo),
+            ("vmstat", "/proc/vmstat", Vmstat),
+            ("unusable_index", "/sys/kernel/debug/extfrag/unusable_index", ExtfragUnusableIndex),
+            ("extfrag_index", "/sys/kernel/debug/extfrag/extfrag_index", ExtfragIndex),
+        ];
+        Names = [.. _files.Select(f => f.Name)];
+        Paths = [.. _files.Select(f => f.Path)];
+    }
+
+    /// <summary>The short names of the files (buddyinfo, …, unusable_index, extfrag_index).</summary>
+    public IReadOnlyList<string> Names { get; }
+
+    /// <summary>The full paths of the files (/proc/buddyinfo, …, /sys/kernel/debug/extfrag/extfrag_index).</summary>
+    public IReadOnlyList<string> Paths { get; }
+
+    /// <summary>/proc/buddyinfo: free blocks per order, one line per populated zone.</summary>
+    public string Buddyinfo() => Proc.Buddyinfo.Show(_machine.PageAllocator);
+
+    /// <summary>/proc/pagetypeinfo: free blocks per order and migrate type, and pageblocks per migrate type.</summary>
+    public string Pagetypeinfo() => Proc.Pagetypeinfo.Show(_machine.PageAllocator);
+
+    /// <summary>/proc/zoneinfo: every zone's counters, watermarks, lowmem reserves and per-CPU lists.</summary>
+    public string Zoneinfo() => Proc.Zoneinfo.Show(_machine.PageAllocator);
+
+    /// <summary>/proc/meminfo: the system-wide memory summary in kB.</summary>
+    public string Meminfo() => Proc.Meminfo.Show(_machine.PageAllocator);
+
+    /// <summary>/proc/vmstat: every vm counter and event of the preset's kernel.</summary>
+    public string Vmstat() => VmStat.Show(_machine.PageAllocator);
+
+    /// <summary>/sys/kernel/debug/extfrag/unusable_index: per zone and order, the share of free memory that
+    /// cannot serve a request of that order (0.000 to 1.000).</summary>
+    public string ExtfragUnusableIndex() => Extfrag.UnusableIndex(_machine.PageAllocator);
+
+    /// <summary>/sys/kernel/debug/extfrag/extfrag_index: per zone and order, whether a failing request would
+    /// fail for lack of memory (toward 0) or fragmentation (toward 1); -1.000 when it would succeed.</summary>
+    public string ExtfragIndex() => Extfrag.FragmentationIndex(_machine.PageAllocator);
+
+    /// <summary>Whether <paramref name="path"/> names a file this machine provides (see <see cref="Read"/>).</summary>
+    public bool Knows(string path) => Find(path) >= 0;
+
+    /// <summary>The full path of a file given by name or path ("buddyinfo" → "/proc/buddyinfo").</summary>
+    /// <exception cref="FileNotFoundException">No such file; the message lists the files there are.</exception>
+    public string PathOf(string path) => _files[FindOrThrow(path)].Path;
+
+    /// <summary>
+    /// Reads a file by its full path ("/proc/buddyinfo", "/sys/kernel/debug/extfrag/unusable_index"), its
+    /// short name ("buddyinfo", "unusable_index") or the tail of its path ("extfrag/unusable_index").
+    /// </summary>
+    /// <returns>The file's text, exactly as the kernel prints it.</returns>
+    /// <exception cref="FileNotFoundException">No such file; the message lists the files there are.</exception>
+    public string Read(string path) => _files[FindOrThrow(path)].Show();
+
+    private int Find(string? path)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            return -1;
+        }
+        string p = path.Trim();
+        for (int i = 0; i < _files.Length; i++)
+        {
+            var f = _files[i];
+            if (p == f.Name || p == f.Path || f.Path.EndsWith("/" + p.TrimStart('/'), StringComparison.Ordinal))
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    private int FindOrThrow(string path)
+    {
+        int i = Find(path);
+        return i >= 0 ? i
+            : throw new FileNotFoundException($"{path}: no such file; the files Kmem provides are {string.Join(", ", Paths)}", path);
+    }
+}

@@ -116,6 +116,7 @@ public sealed partial class Machine : IDisposable
             return;
         }
         _disposed = true;
+        DisposeProc();
         _mem.Dispose();
     }
 

@@ -95,7 +95,7 @@ internal sealed partial class PageAllocator
         {
             return flags;
         }
-        if (Nodes.Length > 1 && preferred.Node.ZoneOf(ZoneType.Dma32) is not { IsPopulated: true })
+        if (Nodes.Length > 1 && preferred.Node.ZoneOf(ZoneType.Dma32) is not { IsManaged: true })
         {
             return flags;
         }

@@ -34,11 +34,19 @@ internal sealed partial class PageAllocator
         BuildGfpZoneTable();
         Nodes = BuildNodes(options.Nodes, cpus);
         Zones = [.. Nodes.SelectMany(n => n.Zones)];
+        foreach (var zone in Zones)
+        {
+            zone.IsHighMem = zone.Type == ZoneType.HighMem || (zone.Type == ZoneType.Movable && MovableFromHighmem);
+        }
         ReserveAndFreeBootMemory();
         BuildZonelists();
         MinFreeKbytes = options.MinFreeKbytes ?? CalculateMinFreeKbytes();
         SetupPerZoneWmarks();
         SetupPerZoneLowmemReserve();
+        if (options.MinFreeKbytes is null)
+        {
+            SetRecommendedMinFreeKbytes();
+        }
     }
 
     public MachineOptions Options { get; }
@@ -227,6 +235,11 @@ internal sealed partial class PageAllocator
             {
                 continue;
             }
+            // memmap_init: every pageblock starts Movable, reserved ones included.
+            for (uint b = zone.StartPfn >> _mem.PageblockOrder; b <= (zone.EndPfn - 1) >> _mem.PageblockOrder; b++)
+            {
+                _mem.SetPageblockMigratetype(b << _mem.PageblockOrder, MigrateType.Movable);
+            }
             long holes = 0, resv = 0;
             uint cursor = zone.StartPfn;
             foreach (var (s, e, hole) in reserved)
@@ -253,15 +266,11 @@ internal sealed partial class PageAllocator
         }
     }
 
-    private void FreeBootRange(Zone zone, uint start, uint end)
+    private static void FreeBootRange(Zone zone, uint start, uint end)
     {
         if (end <= start)
         {
             return;
-        }
-        for (uint b = start >> _mem.PageblockOrder; b <= (end - 1) >> _mem.PageblockOrder; b++)
-        {
-            _mem.SetPageblockMigratetype(b << _mem.PageblockOrder, MigrateType.Movable);
         }
         lock (zone.Lock)
         {
@@ -273,6 +282,7 @@ internal sealed partial class PageAllocator
                     order--;
                 }
                 zone.FreeOnePage(start, order, (int)MigrateType.Movable, toTail: true);
+                zone.Counters.Stats.PgFree += 1L << order; // __free_pages_core counts PGFREE at boot too
                 start += 1u << order;
             }
         }
@@ -285,8 +295,8 @@ internal sealed partial class PageAllocator
         foreach (var node in Nodes)
         {
             var order = Enumerable.Range(0, Nodes.Length).Select(i => Nodes[(node.Id + i) % Nodes.Length]);
-            node.ZonelistFallback = [.. order.SelectMany(n => n.Zones.Reverse().Where(z => z.IsPopulated))];
-            node.ZonelistNoFallback = [.. node.Zones.Reverse().Where(z => z.IsPopulated)];
+            node.ZonelistFallback = [.. order.SelectMany(n => n.Zones.Reverse().Where(z => z.IsManaged))];
+            node.ZonelistNoFallback = [.. node.Zones.Reverse().Where(z => z.IsManaged)];
         }
     }
 }

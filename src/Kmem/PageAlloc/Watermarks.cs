@@ -89,9 +89,30 @@ internal sealed partial class PageAllocator
         CalculateTotalreservePages();
     }
 
-    /// <summary>is_highmem(): HighMem, and Movable when ZONE_MOVABLE is carved from HighMem.</summary>
-    private bool IsHighmemForWmark(Zone zone) =>
-        zone.Type == ZoneType.HighMem || (zone.Type == ZoneType.Movable && MovableFromHighmem);
+    private static bool IsHighmemForWmark(Zone zone) => zone.IsHighMem;
+
+    /// <summary>
+    /// set_recommended_min_free_kbytes, run when khugepaged starts (THP presets with at least 512 MiB):
+    /// keep 2 pageblocks free per lowmem zone plus 3 × 3 for the migrate types' fallbacks, at most 5% of lowmem.
+    /// </summary>
+    private void SetRecommendedMinFreeKbytes()
+    {
+        if (!Arch.HasThp || TotalRamPages < (512L << 20) >> PhysMem.PageShift)
+        {
+            return;
+        }
+        long pageblock = 1L << _mem.PageblockOrder;
+        int nrZones = Zones.Count(z => z.IsPopulated && z.Type <= ZoneType.Normal);
+        long recommended = pageblock * nrZones * 2 + pageblock * nrZones * Zone.PcpTypes * Zone.PcpTypes;
+        recommended = Math.Min(recommended, NrFreeBufferPages() / 20);
+        recommended <<= PhysMem.PageShift - 10;
+        if (recommended > MinFreeKbytes)
+        {
+            _log.Printk($"khugepaged: raising min_free_kbytes from {MinFreeKbytes} to {recommended} to help transparent hugepage allocations");
+            MinFreeKbytes = (int)recommended;
+            SetupPerZoneWmarks();
+        }
+    }
 
     /// <summary>setup_per_zone_lowmem_reserve: reserve[j] of zone i = managed pages of zones i+1..j / ratio[i].</summary>
     private void SetupPerZoneLowmemReserve()

@@ -49,9 +49,13 @@ internal sealed partial class Zone
     public long SpannedPages => EndPfn - StartPfn;
     public long PresentPages { get; set; }
     public long ManagedPages { get; set; }
-    public bool IsPopulated => ManagedPages > 0;
+    /// <summary>populated_zone: the zone has present pages.</summary>
+    public bool IsPopulated => PresentPages > 0;
+    /// <summary>managed_zone: the zone has pages the buddy allocator manages (zonelists hold only these).</summary>
+    public bool IsManaged => ManagedPages > 0;
     public string Name => ZoneNames.Of(Type);
-    public bool IsHighMem => Type == ZoneType.HighMem;
+    /// <summary>is_highmem: ZONE_HIGHMEM, and ZONE_MOVABLE when it is carved from highmem.</summary>
+    public bool IsHighMem { get; set; }
 
     /// <summary>NR_FREE_PAGES: pages on the buddy lists (not the pcp lists).</summary>
     public long FreePages;

@@ -201,7 +201,8 @@ internal sealed partial class PageAllocator
     }
 
     /// <summary>free_unref_page: onto this CPU's list for the page's pageblock type (HighAtomic pages ride
-    /// the Movable list but remember their type); to the buddy lists when the CPU's lists are busy.</summary>
+    /// the Movable list but remember their type); to the buddy lists when the CPU's lists are busy, where a
+    /// HighAtomic page goes back as Movable, as the kernel frees it.</summary>
     private void FreeUnrefPage(uint pfn, int order)
     {
         int mt = (int)_mem.PageblockMigratetype(pfn);
@@ -228,7 +229,7 @@ internal sealed partial class PageAllocator
         {
             lock (zone.Lock)
             {
-                zone.FreeOnePage(pfn, order, mt, toTail: false);
+                zone.FreeOnePage(pfn, order, listMt, toTail: false);
                 zone.Counters.Stats.PgFree += 1L << order;
             }
         }

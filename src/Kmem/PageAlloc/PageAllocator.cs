@@ -157,7 +157,8 @@ internal sealed partial class PageAllocator
             long movable = Math.Min(total, ParseCorePages(mc, "movablecore", total));
             kernelcore = Math.Max(kernelcore, total - movable);
         }
-        if (kernelcore < 0 || kernelcore >= total)
+        // No kernelcore (none given, or none left by movablecore) or all of it: no ZONE_MOVABLE.
+        if (kernelcore <= 0 || kernelcore >= total)
         {
             return starts;
         }

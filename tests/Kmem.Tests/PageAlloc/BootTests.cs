@@ -164,6 +164,23 @@ public class BootTests
         ValidateAll(m);
     }
 
+    [Theory]
+    [InlineData("0", null)]
+    [InlineData("0%", null)]
+    [InlineData(null, "100%")]
+    [InlineData("2G", null)]
+    public void WithoutKernelcoreLeftThereIsNoZoneMovable(string? kernelCore, string? movableCore)
+    {
+        // find_zone_movable_pfns_for_nodes: "If kernelcore was not specified or kernelcore size is larger
+        // than totalpages, there is no ZONE_MOVABLE" (a zero kernelcore counts as not specified).
+        using var m = Machine.Boot(new MachineOptions { Memory = "1G", KernelCore = kernelCore, MovableCore = movableCore });
+        Assert.Equal(0, ZoneOf(m, ZoneType.Movable).SpannedPages);
+        Assert.Equal(3840, ZoneOf(m, ZoneType.Dma).ManagedPages);
+        Assert.Equal(249856, ZoneOf(m, ZoneType.Dma32).ManagedPages);
+        AssertAccounted(m, 0);
+        ValidateAll(m);
+    }
+
     [Fact]
     public void TheSeedIsKeptAndDrivesTheMachinesRandomSource()
     {

@@ -136,9 +136,9 @@ public sealed partial class Machine : IDisposable
         {
             throw new MachineOptionException("Memory", $"Memory: {o.Memory} ({memory} bytes) is not a multiple of the page size ({page} bytes)");
         }
-        if (o.Nodes < 1)
+        if (o.Nodes < 1 || o.Nodes > 64)
         {
-            throw new MachineOptionException("Nodes", $"Nodes: {o.Nodes} — a machine has at least 1 node");
+            throw new MachineOptionException("Nodes", $"Nodes: {o.Nodes} — a machine has 1..64 nodes (MAX_NUMNODES)");
         }
         if (o.Nodes > 1 && arch.HasHighMem)
         {

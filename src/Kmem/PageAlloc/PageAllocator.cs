@@ -122,10 +122,7 @@ internal sealed partial class PageAllocator
                     (s, e) = (0, 0);
                 }
                 var zone = new Zone(_mem, node, type, index++, s, e, cpus.Count);
-                if (e > s)
-                {
-                    _mem.SetZoneIndex(s, e, zone.Index);
-                }
+                _mem.RegisterZone(zone.Index, s, e);
                 zones.Add(zone);
             }
             node.Zones = [.. zones];

@@ -17,6 +17,10 @@ internal sealed class Arch
     /// <summary>Linux's sizeof(struct page) on 64-bit: what the simulated memmap reserves per frame.</summary>
     public const int LinuxStructPageSize = 64;
     public const long MinMemory = 64L << 20;
+    /// <summary>MAXMEM on x86-32 with the 3G/1G split: VMALLOC_END (0xfeffe000) − PAGE_OFFSET − the 128 MiB
+    /// vmalloc reserve, so lowmem ends 8 KiB short of 880 MiB ("879MB LOWMEM available"), as the real
+    /// 6.1 i386 kernel shows. The usual "896 MiB" is this plus the vmalloc gap and fixmap.</summary>
+    public const ulong MaxLowmem32 = 896UL << 20;
 
     private Arch(Preset preset, ZoneType[] zones, int pageblockOrder, bool thp, ulong lowmemLimit, long maxMemory,
         ulong pageOffset, ulong vmemmapBase, int structPageSize, string name)
@@ -56,9 +60,9 @@ internal sealed class Arch
         Preset.X64 => new Arch(preset, [ZoneType.Dma, ZoneType.Dma32, ZoneType.Normal, ZoneType.Movable, ZoneType.Device],
             9, true, ulong.MaxValue, 1L << 46, 0xffff888000000000, 0xffffea0000000000, 64, "x86_64"),
         Preset.X86 => new Arch(preset, [ZoneType.Dma, ZoneType.Normal, ZoneType.HighMem, ZoneType.Movable],
-            10, false, 896UL << 20, 4L << 30, 0xc0000000, 0xf5800000, 32, "i686"),
+            10, false, MaxLowmem32, 4L << 30, 0xc0000000, 0xf5800000, 32, "i686"),
         Preset.X86Pae => new Arch(preset, [ZoneType.Dma, ZoneType.Normal, ZoneType.HighMem, ZoneType.Movable],
-            9, true, 896UL << 20, 64L << 30, 0xc0000000, 0xf5800000, 32, "i686-pae"),
+            9, true, MaxLowmem32, 64L << 30, 0xc0000000, 0xf5800000, 32, "i686-pae"),
         _ => throw new ArgumentOutOfRangeException(nameof(preset), preset, "unknown preset"),
     };
 

@@ -22,7 +22,8 @@ internal sealed unsafe class PhysMem : IDisposable
     private readonly nuint _memmapBytes;
     private readonly byte* _directMap;
     private readonly nuint _directMapBytes;
-    private readonly byte[] _blockZone;
+    private readonly ushort[] _blockZone;
+    private readonly List<uint> _zoneEnd = [];
     private readonly byte[] _blockMigrate;
     private bool _disposed;
 
@@ -52,7 +53,8 @@ internal sealed unsafe class PhysMem : IDisposable
             throw;
         }
         int blocks = (int)((maxPfn + (1u << pageblockOrder) - 1) >> pageblockOrder);
-        _blockZone = new byte[blocks];
+        _blockZone = new ushort[blocks];
+        Array.Fill(_blockZone, ushort.MaxValue);
         _blockMigrate = new byte[blocks];
     }
 
@@ -73,7 +75,7 @@ internal sealed unsafe class PhysMem : IDisposable
 
     /// <summary>Host bytes used for metadata per frame: struct page plus the pageblock tables.</summary>
     public static double MetadataBytesPerFrame(int pageblockOrder) =>
-        sizeof(PageFrame) + 2.0 / (1 << pageblockOrder);
+        sizeof(PageFrame) + (double)(sizeof(ushort) + sizeof(byte)) / (1 << pageblockOrder);
 
     /// <summary>The struct page of <paramref name="pfn"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -90,15 +92,34 @@ internal sealed unsafe class PhysMem : IDisposable
         return off < _directMapBytes ? (uint)(off >> PageShift) : NoPfn;
     }
 
-    /// <summary>Index of the zone owning the pageblock of <paramref name="pfn"/>.</summary>
+    /// <summary>Index of the zone owning <paramref name="pfn"/>: the zone of its pageblock's first frame,
+    /// or a later one when a zone boundary falls inside the pageblock (x86-32's lowmem end does).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int ZoneIndexOf(uint pfn) => _blockZone[pfn >> PageblockOrder];
-
-    public void SetZoneIndex(uint startPfn, uint endPfn, int zoneIndex)
+    public int ZoneIndexOf(uint pfn)
     {
+        int z = _blockZone[pfn >> PageblockOrder];
+        while (pfn >= _zoneEnd[z])
+        {
+            z++;
+        }
+        return z;
+    }
+
+    /// <summary>Records zone <paramref name="zoneIndex"/> as [start, end). Zones are registered in index
+    /// order, which is also physical order, empty ones included.</summary>
+    public void RegisterZone(int zoneIndex, uint startPfn, uint endPfn)
+    {
+        while (_zoneEnd.Count <= zoneIndex)
+        {
+            _zoneEnd.Add(0);
+        }
+        _zoneEnd[zoneIndex] = endPfn;
         for (uint b = startPfn >> PageblockOrder; b < ((endPfn + (1u << PageblockOrder) - 1) >> PageblockOrder); b++)
         {
-            _blockZone[b] = (byte)zoneIndex;
+            if (_blockZone[b] == ushort.MaxValue)
+            {
+                _blockZone[b] = (ushort)zoneIndex;
+            }
         }
     }
 

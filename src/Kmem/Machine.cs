@@ -149,6 +149,18 @@ public sealed partial class Machine : IDisposable
             throw new MachineOptionException("Memory", $"Memory: {o.Memory} is too small: the first MiB, the kernel image (16M at 16M) and the memmap "
                 + $"need at least {MachineOptions.FormatSize(Arch.MinMemory)} per node ({MachineOptions.FormatSize(Arch.MinMemory * o.Nodes)} for {o.Nodes} node(s))");
         }
+        if (arch.HasHighMem)
+        {
+            // The 32-bit memmap must fit in lowmem with room to spare, or the kernel cannot boot.
+            uint frames = (uint)(memory >> PhysMem.PageShift);
+            uint lowmem = (uint)Math.Min(frames, Arch.MaxLowmem32 >> PhysMem.PageShift);
+            uint needed = Arch.KernelStartPfn + Arch.KernelImagePfns + arch.MemmapPages(frames) + (uint)(Arch.MinMemory >> PhysMem.PageShift) / 2;
+            if (needed > lowmem)
+            {
+                throw new MachineOptionException("Memory", $"Memory: {o.Memory} needs a {MachineOptions.FormatSize((long)arch.MemmapPages(frames) << PhysMem.PageShift)} memmap, "
+                    + $"which does not fit in the {MachineOptions.FormatSize((long)lowmem << PhysMem.PageShift)} of lowmem beside the kernel on the {o.Preset} preset");
+            }
+        }
         if (memory > arch.MaxMemory)
         {
             throw new MachineOptionException("Memory", $"Memory: {o.Memory} is above the {o.Preset} preset's limit of {MachineOptions.FormatSize(arch.MaxMemory)}");

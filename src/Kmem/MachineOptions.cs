@@ -8,7 +8,7 @@ public enum Preset
 {
     /// <summary>x86-64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above; no highmem.</summary>
     X64,
-    /// <summary>x86-32, 2-level page tables: DMA, Normal up to 896 MiB, HighMem above (at most 4 GiB of RAM).</summary>
+    /// <summary>x86-32, 2-level page tables: DMA, Normal up to MAXMEM (just under 880 MiB), HighMem above (at most 4 GiB of RAM).</summary>
     X86,
     /// <summary>x86-32 with PAE, 3-level page tables: like <see cref="X86"/>, up to 64 GiB of RAM.</summary>
     X86Pae,

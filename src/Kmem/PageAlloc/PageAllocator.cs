@@ -207,10 +207,10 @@ internal sealed partial class PageAllocator
         uint lowEnd = _mem.LowmemPfns;
         foreach (var node in Nodes)
         {
-            // The memmap lives in the node's kernel memory (below ZONE_MOVABLE) and, on 32-bit, in lowmem.
-            uint top = Math.Min(node.EndPfn, node.ZoneOf(ZoneType.Movable) is { SpannedPages: > 0 } mz ? mz.StartPfn : node.EndPfn);
-            top = Math.Min(top, Arch.HasHighMem ? lowEnd : top);
-            uint memmap = (uint)(((long)(node.EndPfn - node.StartPfn) * Arch.LinuxStructPageSize + PhysMem.PageSize - 1) >> PhysMem.PageShift);
+            // memblock allocates the memmap top-down on its node (a part of ZONE_MOVABLE then stays reserved,
+            // as in the kernel); on 32-bit it must be in lowmem. Boot validation makes sure it fits.
+            uint top = Arch.HasHighMem ? Math.Min(node.EndPfn, lowEnd) : node.EndPfn;
+            uint memmap = Arch.MemmapPages(node.EndPfn - node.StartPfn);
             reserved.Add((top - memmap, top, false));
         }
         reserved.Sort((a, b) => a.Start.CompareTo(b.Start));

@@ -14,13 +14,11 @@ internal sealed class Arch
     /// <summary>The kernel image is loaded at 16 MiB (CONFIG_PHYSICAL_START).</summary>
     public const uint KernelStartPfn = 4096;
     public const uint KernelImagePfns = (16 << 20) >> PhysMem.PageShift;
-    /// <summary>Linux's sizeof(struct page) on 64-bit: what the simulated memmap reserves per frame.</summary>
-    public const int LinuxStructPageSize = 64;
     public const long MinMemory = 64L << 20;
     /// <summary>MAXMEM on x86-32 with the 3G/1G split: VMALLOC_END (0xfeffe000) − PAGE_OFFSET − the 128 MiB
     /// vmalloc reserve, so lowmem ends 8 KiB short of 880 MiB ("879MB LOWMEM available"), as the real
     /// 6.1 i386 kernel shows. The usual "896 MiB" is this plus the vmalloc gap and fixmap.</summary>
-    public const ulong MaxLowmem32 = 896UL << 20;
+    public const ulong MaxLowmem32 = 0x36ffe000;
 
     private Arch(Preset preset, ZoneType[] zones, int pageblockOrder, bool thp, ulong lowmemLimit, long maxMemory,
         ulong pageOffset, ulong vmemmapBase, int structPageSize, string name)
@@ -50,7 +48,12 @@ internal sealed class Arch
     public ulong PageOffset { get; }
     /// <summary>Kernel address of struct page for pfn 0 (for dump_page).</summary>
     public ulong VmemmapBase { get; }
+    /// <summary>Linux's sizeof(struct page) on this architecture (64 on x86-64, 32 on x86-32): what the
+    /// simulated kernel's memmap reserves per frame.</summary>
     public int StructPageSize { get; }
+
+    /// <summary>Frames the kernel's memmap takes for <paramref name="frames"/> frames.</summary>
+    public uint MemmapPages(uint frames) => (uint)(((long)frames * StructPageSize + PhysMem.PageSize - 1) >> PhysMem.PageShift);
     public string Name { get; }
     public bool HasHighMem => Array.IndexOf(Zones, ZoneType.HighMem) >= 0;
     public bool HasZone(ZoneType t) => Array.IndexOf(Zones, t) >= 0;

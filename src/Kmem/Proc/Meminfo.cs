@@ -136,7 +136,7 @@ internal static class Meminfo
         const long offset = 8L << 20, reserve = 128L << 20;
         long maxLowmem = (long)arch.LowmemLimit;
         long highMemory = (long)mem.LowmemPfns << PhysMem.PageShift;
-        long vmallocStart = (highMemory + offset) & ~(offset - 1);
+        long vmallocStart = highMemory + offset;
         long vmallocEnd = maxLowmem + reserve;
         return (vmallocEnd - vmallocStart) >> 10;
     }

@@ -170,6 +170,32 @@ public class BootTests
     }
 
     [Theory]
+    [InlineData("1M")]
+    [InlineData("24M")]
+    [InlineData("100M")]
+    public void ASmallKernelcoreStillAccountsForEveryFrame(string kernelCore)
+    {
+        // Most of DMA32 becomes ZONE_MOVABLE; the memmap goes to the top of the node regardless and no zone
+        // ends up with fewer managed pages than nothing.
+        using var m = Machine.Boot(new MachineOptions { Memory = "1G", KernelCore = kernelCore });
+        Assert.All(m.PageAllocator.Zones, z => Assert.InRange(z.ManagedPages, 0, z.PresentPages));
+        Assert.True(ZoneOf(m, ZoneType.Movable).ManagedPages > 0);
+        AssertAccounted(m, 0);
+        ValidateAll(m);
+    }
+
+    [Fact]
+    public void A64GPaeMachineKeepsItsWholeMemmapInLowmem()
+    {
+        // 64G of frames at 32 bytes each is a 512M memmap, all of it in the 880M of lowmem beside the kernel.
+        using var m = Machine.Boot(new MachineOptions { Preset = Preset.X86Pae, Memory = "64G" });
+        var normal = ZoneOf(m, ZoneType.Normal);
+        Assert.Equal(normal.SpannedPages - 4096 - (16L << 20) * 32 / 4096, normal.ManagedPages);
+        Assert.Equal(m.PageAllocator.Zones.Sum(z => z.PresentPages) - m.PageAllocator.ReservedPages, m.PageAllocator.TotalRamPages);
+        AssertAccounted(m, 0);
+    }
+
+    [Theory]
     [InlineData("0", null)]
     [InlineData("0%", null)]
     [InlineData(null, "100%")]

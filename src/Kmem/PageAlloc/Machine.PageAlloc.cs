@@ -85,12 +85,14 @@ public sealed partial class Machine
         {
             return 0;
         }
-        int order = GetOrder(size);
-        if (order >= MaxOrder)
+        if ((gfp & (Gfp.Comp | Gfp.HighMem)) != 0)
         {
-            return 0;
+            // WARN_ON_ONCE in the kernel: the pages are split and must be in the direct map.
+            Log.Printk($"WARNING: CPU: {CurrentCpu} at mm/page_alloc.c alloc_pages_exact: mode:0x{(uint)gfp:x}({GfpFlags.Format(gfp)}) has __GFP_COMP or __GFP_HIGHMEM; dropped");
+            gfp &= ~(Gfp.Comp | Gfp.HighMem);
         }
-        var page = PageAllocator.AllocPages((gfp & ~(Gfp.Comp | Gfp.HighMem)), order, -1);
+        int order = GetOrder(size);
+        var page = PageAllocator.AllocPages(gfp, order, -1); // an order >= MAX_ORDER fails there, with its warning
         if (page.IsNull)
         {
             return 0;

@@ -247,6 +247,21 @@ public class AllocFreeTests
         using var m = Boot();
         Assert.Equal(0, m.AllocPagesExact(0, Gfp.Kernel));
         Assert.Equal(0, m.AllocPagesExact((nuint)(Machine.PageSize << Machine.MaxOrder), Gfp.Kernel | Gfp.NoWarn));
+        Assert.DoesNotContain(m.Log.Lines, l => l.Contains("MAX_ORDER", StringComparison.Ordinal));
+        Assert.Equal(0, m.AllocPagesExact((nuint)(Machine.PageSize << Machine.MaxOrder), Gfp.Kernel));
+        Assert.Contains(m.Log.Lines, l => l.Contains("order:11 >= MAX_ORDER", StringComparison.Ordinal));
+        AssertAccounted(m, 0);
+    }
+
+    [Fact]
+    public void AllocPagesExactDropsCompAndHighmemWithAWarning()
+    {
+        using var m = Boot();
+        nint p = m.AllocPagesExact(3 * (nuint)Machine.PageSize, Gfp.HighUser | Gfp.Comp);
+        Assert.NotEqual(0, p);
+        Assert.Contains(m.Log.Lines, l => l.Contains("alloc_pages_exact", StringComparison.Ordinal));
+        Assert.All(Enumerable.Range(0, 3), i => Assert.Equal(1, m.PageRefCount(m.VirtToPage(p + i * Machine.PageSize))));
+        m.FreePagesExact(p, 3 * (nuint)Machine.PageSize);
         AssertAccounted(m, 0);
     }
 

@@ -240,7 +240,7 @@ internal sealed partial class Zone
             }
             uint pfn = _freeHead[current * MigrateTypes + fallbackMt];
             StealSuitableFallback(pfn, flags, startMt, canSteal);
-            Counters.Stats.Extfrag++;
+            Counters.Stats.AllocExtfrag++;
             return true;
         }
         return false;

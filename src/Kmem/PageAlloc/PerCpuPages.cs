@@ -18,7 +18,7 @@ internal struct PageAllocStats
 {
     public long PgAlloc, PgFree, NumaHit, NumaMiss, NumaForeign, NumaLocal, NumaOther;
     /// <summary>Tracepoint counts: mm_page_alloc_zone_locked, mm_page_pcpu_drain, mm_page_alloc_extfrag.</summary>
-    public long AllocZoneLocked, PcpDrain, Extfrag;
+    public long AllocZoneLocked, PcpDrain, AllocExtfrag;
 
     public void Add(in PageAllocStats o)
     {
@@ -31,7 +31,7 @@ internal struct PageAllocStats
         NumaOther += o.NumaOther;
         AllocZoneLocked += o.AllocZoneLocked;
         PcpDrain += o.PcpDrain;
-        Extfrag += o.Extfrag;
+        AllocExtfrag += o.AllocExtfrag;
     }
 }
 

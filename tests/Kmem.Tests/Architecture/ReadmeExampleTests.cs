@@ -1,0 +1,31 @@
+// The "Use it from C#" example of README.md, kept here line for line so that it keeps compiling and
+// doing what the README says.
+namespace Kmem.Tests.Architecture;
+
+public class ReadmeExampleTests
+{
+    [Fact]
+    public void TheReadmeExampleRunsAsDescribed()
+    {
+        var output = new StringWriter();
+
+        using var m = Machine.Boot(new MachineOptions { Memory = "512M", Cpus = 2 });
+
+        Page page = m.AllocPages(Gfp.Kernel | Gfp.Zero, order: 2);   // 4 contiguous frames, zeroed; Page.Null on failure
+        Span<byte> bytes = m.PageSpan(page, order: 2);                // the frames' real bytes, in the direct map
+        bytes[0] = 42;
+        output.Write(m.Proc.Buddyinfo());                             // /proc/buddyinfo, byte for byte
+        m.FreePages(page, order: 2);
+
+        using (m.OnCpu(1))                                            // pin this thread to CPU 1 (per-CPU lists, counters)
+        {
+            nint address = m.GetZeroedPage(Gfp.Kernel);               // a real pointer; 0 on failure
+            m.FreePage(address);
+        }
+
+        Assert.False(page.IsNull);
+        Assert.Equal(4 * Machine.PageSize, bytes.Length);
+        Assert.StartsWith("Node 0, zone      DMA ", output.ToString(), StringComparison.Ordinal);
+        Assert.Empty(m.Log.Lines);
+    }
+}

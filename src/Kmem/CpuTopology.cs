@@ -2,14 +2,21 @@
 // one the calling thread is on. The current CPU is the host processor id modulo
 // the count unless the thread pinned one with OnCpu. Nothing here prevents two
 // threads from holding the same CPU id: per-CPU structures lock for themselves.
+using System.Runtime.CompilerServices;
+
 namespace Kmem;
 
 internal sealed class CpuTopology
 {
+    /// <summary>The calling thread's pin, one thread-static object so the fast path reads TLS once.</summary>
+    private sealed class PinState
+    {
+        public CpuTopology? On;
+        public int Cpu;
+    }
+
     [ThreadStatic]
-    private static CpuTopology? t_pinnedOn;
-    [ThreadStatic]
-    private static int t_pinnedCpu;
+    private static PinState? t_pin;
 
     /// <summary>Host processor id → machine CPU, so the fast path needs no division.</summary>
     private readonly int[] _hostToCpu;
@@ -35,7 +42,15 @@ internal sealed class CpuTopology
     public int[] NodeOf { get; }
 
     /// <summary>smp_processor_id(): the pinned CPU, or the host's processor id modulo the count.</summary>
-    public int Current => ReferenceEquals(t_pinnedOn, this) ? t_pinnedCpu : HostCpu();
+    public int Current
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            var pin = t_pin;
+            return pin is not null && ReferenceEquals(pin.On, this) ? pin.Cpu : HostCpu();
+        }
+    }
 
     private int HostCpu()
     {
@@ -44,7 +59,7 @@ internal sealed class CpuTopology
     }
 
     /// <summary>Whether the calling thread has pinned a CPU of this machine.</summary>
-    public bool IsPinned => ReferenceEquals(t_pinnedOn, this);
+    public bool IsPinned => ReferenceEquals(t_pin?.On, this);
 
     /// <summary>Pins the calling thread to <paramref name="cpu"/> until the scope is disposed.</summary>
     public CpuScope Pin(int cpu)
@@ -53,16 +68,18 @@ internal sealed class CpuTopology
         {
             throw new ArgumentOutOfRangeException(nameof(cpu), cpu, $"CPU {cpu} does not exist: the machine has CPUs 0..{Count - 1}");
         }
-        var scope = new CpuScope(t_pinnedOn, t_pinnedCpu);
-        t_pinnedOn = this;
-        t_pinnedCpu = cpu;
+        var pin = t_pin ??= new PinState();
+        var scope = new CpuScope(pin.On, pin.Cpu);
+        pin.On = this;
+        pin.Cpu = cpu;
         return scope;
     }
 
     internal static void Restore(CpuTopology? on, int cpu)
     {
-        t_pinnedOn = on;
-        t_pinnedCpu = cpu;
+        var pin = t_pin ??= new PinState();
+        pin.On = on;
+        pin.Cpu = cpu;
     }
 }
 

@@ -173,14 +173,14 @@ internal sealed partial class PageAllocator
             return PhysMem.NoPfn;
         }
         pcp.FreeFactor >>= 1;
-        ref uint list = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, order)];
-        if (list == PhysMem.NoPfn && !RmqueueBulk(zone, pcp, order, ref list, mt, flags))
+        ref PfnList list = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, order)];
+        if (list.IsEmpty && !RmqueueBulk(zone, pcp, order, ref list, mt, flags))
         {
             pcp.Unlock();
             return PhysMem.NoPfn;
         }
-        uint pfn = list;
-        PfnList.Remove(_mem, ref list, pfn);
+        uint pfn = list.Head;
+        list.Remove(_mem, pfn);
         pcp.Count -= 1 << order;
         pcp.Stats.PgAlloc += 1L << order;
         CountNuma(ref pcp.Stats, preferred, zone, cpu);
@@ -190,7 +190,7 @@ internal sealed partial class PageAllocator
 
     /// <summary>rmqueue_bulk: refill a pcp list with max(batch >> order, 2) blocks under zone->lock.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool RmqueueBulk(Zone zone, PerCpuPages pcp, int order, ref uint list, int mt, AllocFlags flags)
+    private bool RmqueueBulk(Zone zone, PerCpuPages pcp, int order, ref PfnList list, int mt, AllocFlags flags)
     {
         int batch = pcp.Batch;
         if (batch > 1)
@@ -208,7 +208,7 @@ internal sealed partial class PageAllocator
                     break;
                 }
                 _mem.Frame(pfn).Flags = PageFlags.Pcp;
-                PfnList.AddTail(_mem, ref list, pfn);
+                list.AddTail(_mem, pfn);
             }
             zone.FreePages -= (long)allocated << order;
         }

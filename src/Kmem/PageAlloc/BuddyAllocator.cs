@@ -52,11 +52,11 @@ internal sealed partial class Zone
         int i = order * MigrateTypes + mt;
         if (tail)
         {
-            PfnList.AddTail(_mem, ref _freeHead[i], pfn);
+            _freeList[i].AddTail(_mem, pfn);
         }
         else
         {
-            PfnList.AddHead(_mem, ref _freeHead[i], pfn);
+            _freeList[i].AddHead(_mem, pfn);
         }
         _freeCount[i]++;
     }
@@ -65,7 +65,7 @@ internal sealed partial class Zone
     {
         ref PageFrame f = ref _mem.Frame(pfn);
         int i = order * MigrateTypes + f.MigrateType;
-        PfnList.Remove(_mem, ref _freeHead[i], pfn);
+        _freeList[i].Remove(_mem, pfn);
         _freeCount[i]--;
         f.Flags &= ~PageFlags.Buddy;
     }
@@ -157,7 +157,7 @@ internal sealed partial class Zone
     {
         for (int o = order; o < Arch.MaxOrder; o++)
         {
-            uint pfn = _freeHead[o * MigrateTypes + mt];
+            uint pfn = _freeList[o * MigrateTypes + mt].Head;
             if (pfn == PhysMem.NoPfn)
             {
                 continue;
@@ -238,7 +238,7 @@ internal sealed partial class Zone
                 }
                 Debug.Assert(current < Arch.MaxOrder, "a fallback block was seen above");
             }
-            uint pfn = _freeHead[current * MigrateTypes + fallbackMt];
+            uint pfn = _freeList[current * MigrateTypes + fallbackMt].Head;
             StealSuitableFallback(pfn, flags, startMt, canSteal);
             Counters.Stats.AllocExtfrag++;
             return true;
@@ -382,7 +382,7 @@ internal sealed partial class Zone
             }
             for (int order = 0; order < Arch.MaxOrder; order++)
             {
-                uint pfn = _freeHead[order * MigrateTypes + (int)MigrateType.HighAtomic];
+                uint pfn = _freeList[order * MigrateTypes + (int)MigrateType.HighAtomic].Head;
                 if (pfn == PhysMem.NoPfn)
                 {
                     continue;
@@ -415,8 +415,8 @@ internal sealed partial class Zone
                 {
                     int i = order * MigrateTypes + mt;
                     long n = 0;
-                    uint head = _freeHead[i];
-                    uint p = head;
+                    uint head = _freeList[i].Head;
+                    uint p = head, prev = PhysMem.NoPfn;
                     while (p != PhysMem.NoPfn)
                     {
                         ref PageFrame f = ref _mem.Frame(p);
@@ -430,14 +430,13 @@ internal sealed partial class Zone
                         {
                             Check(FindBuddy(p, order) == PhysMem.NoPfn, p, $"free buddy of order {order} left unmerged");
                         }
+                        Check(f.Prev == prev, p, "list links broken (prev)");
                         n++;
                         Check(n <= _freeCount[i], p, "list longer than its count");
+                        prev = p;
                         p = f.Next;
-                        if (p == head)
-                        {
-                            break;
-                        }
                     }
+                    Check(_freeList[i].Tail == prev, head, "list tail does not match the last entry");
                     Check(n == _freeCount[i], head, $"order-{order} {(MigrateType)mt} list has {n} blocks, count says {_freeCount[i]}");
                     pages += n << order;
                 }

@@ -39,6 +39,9 @@ public sealed class FaultAttr
     [ThreadStatic]
     private static int t_failNth;
 
+    // Set once any thread arms fail-nth, so that Enabled stays off thread-local storage until then.
+    private static volatile bool s_failNthUsed;
+
     private readonly Lock _lock = new();
     private readonly Random _random;
     private readonly KernelLog? _log;
@@ -216,6 +219,10 @@ public sealed class FaultAttr
             {
                 throw new ArgumentOutOfRangeException(nameof(value), value, "fail-nth must be >= 0");
             }
+            if (value != 0)
+            {
+                s_failNthUsed = true;
+            }
             t_failNth = value;
         }
     }
@@ -224,7 +231,7 @@ public sealed class FaultAttr
     /// True when a call could be failed at all (probability set, or fail-nth armed on this thread).
     /// When false every should_fail answer is no, so callers may skip the checks.
     /// </summary>
-    public bool Enabled => Volatile.Read(ref _probability) != 0 || t_failNth != 0;
+    public bool Enabled => Volatile.Read(ref _probability) != 0 || (s_failNthUsed && t_failNth != 0);
 
     /// <summary>
     /// should_fail_alloc_page(): whether a page allocation of <paramref name="order"/> with

@@ -7,6 +7,7 @@
 // refused free (a BadPageStateException, or a report with OnBug.Report) leaves
 // the allocator exactly as it was.
 // Locking: pcp lock (try-lock) → zone->lock.
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using Kmem.Physical;
 
@@ -96,19 +97,24 @@ internal sealed partial class PageAllocator
         }
     }
 
+    /// <summary>The page's pfn, or an exception for Page.Null (whose raw pfn wraps to uint.MaxValue) and
+    /// for a pfn beyond the machine.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint CheckPfn(Page page)
     {
-        if (page.IsNull)
-        {
-            throw new ArgumentException("NULL page", nameof(page));
-        }
         uint pfn = page.RawPfn;
         if (pfn >= _mem.MaxPfn)
         {
-            throw new ArgumentOutOfRangeException(nameof(page), $"pfn 0x{pfn:x} is beyond max_pfn 0x{_mem.MaxPfn:x}: not a page of this machine");
+            ThrowBadPfn(page);
         }
         return pfn;
     }
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowBadPfn(Page page) => throw (page.IsNull
+        ? new ArgumentException("NULL page", nameof(page))
+        : new ArgumentOutOfRangeException(nameof(page), $"pfn 0x{page.RawPfn:x} is beyond max_pfn 0x{_mem.MaxPfn:x}: not a page of this machine"));
 
     private uint CompoundHead(uint pfn)
     {
@@ -242,7 +248,7 @@ internal sealed partial class PageAllocator
         pcp.Stats.PgFree += 1L << order;
         int pindex = PerCpuPages.OrderToPindex(mt, order);
         _mem.Frame(pfn).Flags = PageFlags.Pcp;
-        PfnList.AddHead(_mem, ref pcp.Lists[pindex], pfn);
+        pcp.Lists[pindex].AddHead(_mem, pfn);
         pcp.Count += 1 << order;
         bool freeHigh = pcp.FreeFactor != 0 && order > 0 && order <= PerCpuPages.CostlyOrder;
         int high = freeHigh ? 0 : pcp.High;
@@ -290,7 +296,7 @@ internal sealed partial class PageAllocator
                     {
                         pindex = minPindex;
                     }
-                    if (pcp.Lists[pindex] != PhysMem.NoPfn)
+                    if (!pcp.Lists[pindex].IsEmpty)
                     {
                         break;
                     }
@@ -305,11 +311,11 @@ internal sealed partial class PageAllocator
                 }
                 int order = PerCpuPages.PindexToOrder(pindex, _mem.PageblockOrder);
                 int nrPages = 1 << order;
-                ref uint list = ref pcp.Lists[pindex];
+                ref PfnList list = ref pcp.Lists[pindex];
                 do
                 {
-                    uint pfn = PfnList.Tail(_mem, list);
-                    PfnList.Remove(_mem, ref list, pfn);
+                    uint pfn = list.Tail;
+                    list.Remove(_mem, pfn);
                     ref PageFrame f = ref _mem.Frame(pfn);
                     f.Flags = PageFlags.None;
                     count -= nrPages;
@@ -317,7 +323,7 @@ internal sealed partial class PageAllocator
                     zone.FreeOnePage(pfn, order, f.MigrateType, toTail: false);
                     zone.Counters.Stats.PcpDrain++;
                 }
-                while (count > 0 && list != PhysMem.NoPfn);
+                while (count > 0 && !list.IsEmpty);
             }
         }
     }

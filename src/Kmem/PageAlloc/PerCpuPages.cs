@@ -44,7 +44,7 @@ internal sealed class ZoneCounters
 [InlineArray(PerCpuPages.NrPcpLists)]
 internal struct PcpListHeads
 {
-    private uint _head;
+    private PfnList _list;
 }
 
 /// <summary>One CPU's page lists for one zone.</summary>
@@ -69,7 +69,7 @@ internal sealed class PerCpuPages
     {
         for (int i = 0; i < NrPcpLists; i++)
         {
-            Lists[i] = PhysMem.NoPfn;
+            Lists[i] = PfnList.Empty;
         }
     }
 

@@ -19,7 +19,7 @@ internal sealed partial class Zone
     public const int PcpTypes = 3;
 
     private readonly PhysMem _mem;
-    private readonly uint[] _freeHead = new uint[Arch.MaxOrder * MigrateTypes];
+    private readonly PfnList[] _freeList = new PfnList[Arch.MaxOrder * MigrateTypes];
     private readonly long[] _freeCount = new long[Arch.MaxOrder * MigrateTypes];
 
     public Zone(PhysMem mem, Node node, ZoneType type, int index, uint startPfn, uint endPfn, int cpus)
@@ -30,7 +30,7 @@ internal sealed partial class Zone
         Index = index;
         StartPfn = startPfn;
         EndPfn = endPfn;
-        Array.Fill(_freeHead, PhysMem.NoPfn);
+        Array.Fill(_freeList, PfnList.Empty);
         Pcp = new PerCpuPages[cpus];
         for (int i = 0; i < cpus; i++)
         {
@@ -91,7 +91,7 @@ internal sealed partial class Zone
     /// <summary>Blocks of one order on one migrate type's list.</summary>
     public long NrFree(int order, MigrateType mt) => _freeCount[order * MigrateTypes + (int)mt];
 
-    public bool FreeAreaEmpty(int order, int mt) => _freeHead[order * MigrateTypes + mt] == PhysMem.NoPfn;
+    public bool FreeAreaEmpty(int order, int mt) => _freeList[order * MigrateTypes + mt].IsEmpty;
 
     /// <summary>This zone's page-allocator events: the zone-lock counters plus every CPU's pcp counters,
     /// read without locks (each field is a single 64-bit read).</summary>

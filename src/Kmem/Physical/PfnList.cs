@@ -1,73 +1,82 @@
-// An intrusive circular doubly-linked list of frames, threaded through
-// PageFrame.Next/Prev: the kernel's list_head, with pfns for pointers. A list is
-// named by its head pfn (PhysMem.NoPfn when empty); the head's Prev is the tail.
-// Used by the buddy free lists and the per-CPU page lists; callers hold the lock
-// that guards the list.
+// An intrusive doubly-linked list of frames, threaded through PageFrame.Next
+// and Prev: the kernel's list_head, with pfns for pointers. Unlike list_head it
+// is not circular: the list head keeps both ends and the ends point to NoPfn, so
+// pushing and popping at the head touches only the frame moved and its
+// neighbour, never the far end. That matters because struct page is 32 bytes
+// here, two frames to a cache line: with a circular list, two CPUs whose
+// per-CPU lists met at a cache-line boundary would write the same line on every
+// push and pop. Callers hold the lock that guards the list.
 using System.Runtime.CompilerServices;
 
 namespace Kmem.Physical;
 
-internal static class PfnList
+/// <summary>The two ends of a pfn list; <see cref="Empty"/> when it holds nothing.</summary>
+internal struct PfnList
 {
+    public uint Head;
+    public uint Tail;
+
+    public static PfnList Empty => new() { Head = PhysMem.NoPfn, Tail = PhysMem.NoPfn };
+
+    public readonly bool IsEmpty => Head == PhysMem.NoPfn;
+
     /// <summary>list_add: <paramref name="pfn"/> becomes the first entry.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddHead(PhysMem mem, ref uint head, uint pfn)
+    public void AddHead(PhysMem mem, uint pfn)
     {
-        InsertBeforeHead(mem, head, pfn);
-        head = pfn;
+        ref PageFrame f = ref mem.Frame(pfn);
+        f.Prev = PhysMem.NoPfn;
+        f.Next = Head;
+        if (Head == PhysMem.NoPfn)
+        {
+            Tail = pfn;
+        }
+        else
+        {
+            mem.Frame(Head).Prev = pfn;
+        }
+        Head = pfn;
     }
 
     /// <summary>list_add_tail: <paramref name="pfn"/> becomes the last entry.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddTail(PhysMem mem, ref uint head, uint pfn)
+    public void AddTail(PhysMem mem, uint pfn)
     {
-        if (head == PhysMem.NoPfn)
+        ref PageFrame f = ref mem.Frame(pfn);
+        f.Next = PhysMem.NoPfn;
+        f.Prev = Tail;
+        if (Tail == PhysMem.NoPfn)
         {
-            InsertBeforeHead(mem, head, pfn);
-            head = pfn;
-            return;
+            Head = pfn;
         }
-        InsertBeforeHead(mem, head, pfn);
+        else
+        {
+            mem.Frame(Tail).Next = pfn;
+        }
+        Tail = pfn;
     }
 
     /// <summary>list_del.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Remove(PhysMem mem, ref uint head, uint pfn)
+    public void Remove(PhysMem mem, uint pfn)
     {
         ref PageFrame f = ref mem.Frame(pfn);
-        if (f.Next == pfn)
+        if (f.Prev == PhysMem.NoPfn)
         {
-            head = PhysMem.NoPfn;
+            Head = f.Next;
         }
         else
         {
             mem.Frame(f.Prev).Next = f.Next;
+        }
+        if (f.Next == PhysMem.NoPfn)
+        {
+            Tail = f.Prev;
+        }
+        else
+        {
             mem.Frame(f.Next).Prev = f.Prev;
-            if (head == pfn)
-            {
-                head = f.Next;
-            }
         }
         f.Next = f.Prev = PhysMem.NoPfn;
-    }
-
-    /// <summary>The last entry (list_last_entry), or NoPfn.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static uint Tail(PhysMem mem, uint head) => head == PhysMem.NoPfn ? PhysMem.NoPfn : mem.Frame(head).Prev;
-
-    private static void InsertBeforeHead(PhysMem mem, uint head, uint pfn)
-    {
-        ref PageFrame f = ref mem.Frame(pfn);
-        if (head == PhysMem.NoPfn)
-        {
-            f.Next = f.Prev = pfn;
-            return;
-        }
-        ref PageFrame h = ref mem.Frame(head);
-        uint tail = h.Prev;
-        f.Next = head;
-        f.Prev = tail;
-        mem.Frame(tail).Next = pfn;
-        h.Prev = pfn;
     }
 }

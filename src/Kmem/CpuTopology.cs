@@ -8,12 +8,19 @@ namespace Kmem;
 
 internal sealed class CpuTopology
 {
-    /// <summary>The calling thread's pin, one thread-static object so the fast path reads TLS once.</summary>
+    /// <summary>The calling thread's pin and its cached host CPU, one thread-static object so the fast path
+    /// reads TLS once. The host CPU is asked again every <see cref="HostCpuRefresh"/> lookups: a thread
+    /// that moved meanwhile only uses another CPU's lists, which lock for themselves.</summary>
     private sealed class PinState
     {
         public CpuTopology? On;
         public int Cpu;
+        public CpuTopology? HostFor;
+        public int HostCpu;
+        public int Countdown;
     }
+
+    private const int HostCpuRefresh = 32;
 
     [ThreadStatic]
     private static PinState? t_pin;
@@ -48,8 +55,29 @@ internal sealed class CpuTopology
         get
         {
             var pin = t_pin;
-            return pin is not null && ReferenceEquals(pin.On, this) ? pin.Cpu : HostCpu();
+            if (pin is not null)
+            {
+                if (ReferenceEquals(pin.On, this))
+                {
+                    return pin.Cpu;
+                }
+                if (--pin.Countdown > 0 && ReferenceEquals(pin.HostFor, this))
+                {
+                    return pin.HostCpu;
+                }
+            }
+            return RefreshHostCpu();
         }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int RefreshHostCpu()
+    {
+        var pin = t_pin ??= new PinState();
+        pin.HostFor = this;
+        pin.HostCpu = HostCpu();
+        pin.Countdown = HostCpuRefresh;
+        return pin.HostCpu;
     }
 
     private int HostCpu()

@@ -91,7 +91,7 @@ internal sealed partial class PageAllocator
     private AllocFlags AllocFlagsNofragment(Zone preferred, Gfp gfp)
     {
         var flags = (AllocFlags)(uint)(gfp & Gfp.KswapdReclaim);
-        if (preferred.Type != ZoneType.Normal || !Arch.HasZone(ZoneType.Dma32))
+        if (preferred.Type != ZoneType.Normal || !Arch.HasDma32)
         {
             return flags;
         }

@@ -33,6 +33,8 @@ internal sealed class Arch
         VmemmapBase = vmemmapBase;
         StructPageSize = structPageSize;
         Name = name;
+        HasHighMem = Array.IndexOf(zones, ZoneType.HighMem) >= 0;
+        HasDma32 = Array.IndexOf(zones, ZoneType.Dma32) >= 0;
     }
 
     public Preset Preset { get; }
@@ -55,7 +57,9 @@ internal sealed class Arch
     /// <summary>Frames the kernel's memmap takes for <paramref name="frames"/> frames.</summary>
     public uint MemmapPages(uint frames) => (uint)(((long)frames * StructPageSize + PhysMem.PageSize - 1) >> PhysMem.PageShift);
     public string Name { get; }
-    public bool HasHighMem => Array.IndexOf(Zones, ZoneType.HighMem) >= 0;
+    public bool HasHighMem { get; }
+    /// <summary>CONFIG_ZONE_DMA32.</summary>
+    public bool HasDma32 { get; }
     public bool HasZone(ZoneType t) => Array.IndexOf(Zones, t) >= 0;
 
     public static Arch For(Preset preset) => preset switch

@@ -23,7 +23,8 @@ internal sealed unsafe class PhysMem : IDisposable
     private readonly byte* _directMap;
     private readonly nuint _directMapBytes;
     private readonly ushort[] _blockZone;
-    private readonly List<uint> _zoneEnd = [];
+    /// <summary>End pfn of each zone, by zone index (zones are registered in index order).</summary>
+    private uint[] _zoneEnd = [];
     private readonly byte[] _blockMigrate;
     private bool _disposed;
 
@@ -109,9 +110,9 @@ internal sealed unsafe class PhysMem : IDisposable
     /// order, which is also physical order, empty ones included.</summary>
     public void RegisterZone(int zoneIndex, uint startPfn, uint endPfn)
     {
-        while (_zoneEnd.Count <= zoneIndex)
+        if (_zoneEnd.Length <= zoneIndex)
         {
-            _zoneEnd.Add(0);
+            Array.Resize(ref _zoneEnd, zoneIndex + 1);
         }
         _zoneEnd[zoneIndex] = endPfn;
         for (uint b = startPfn >> PageblockOrder; b < ((endPfn + (1u << PageblockOrder) - 1) >> PageblockOrder); b++)

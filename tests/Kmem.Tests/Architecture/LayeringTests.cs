@@ -11,10 +11,19 @@ public partial class LayeringTests
     /// <summary>Folder → layer; root files (options, CPUs) sit with the base.</summary>
     private static readonly Dictionary<string, int> s_layers = new()
     {
-        [""] = 0, ["Physical"] = 0, ["Diagnostics"] = 0,
+        [""] = 0,
+        ["Physical"] = 0,
+        ["Diagnostics"] = 0,
         ["PageAlloc"] = 1,
-        ["Slab"] = 2, ["Vmalloc"] = 2, ["Highmem"] = 2, ["Mempool"] = 2, ["Percpu"] = 2, ["Reclaim"] = 2,
-        ["Proc"] = 3, ["Trace"] = 3, ["Workload"] = 3,
+        ["Slab"] = 2,
+        ["Vmalloc"] = 2,
+        ["Highmem"] = 2,
+        ["Mempool"] = 2,
+        ["Percpu"] = 2,
+        ["Reclaim"] = 2,
+        ["Proc"] = 3,
+        ["Trace"] = 3,
+        ["Workload"] = 3,
     };
 
     [Fact]

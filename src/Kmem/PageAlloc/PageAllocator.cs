@@ -4,9 +4,10 @@
 // in FreePath.cs, watermarks and pcp sizing in Watermarks.cs.
 // Boot layout, as on a qemu "pc" machine: pfn 0 and 159..255 are holes, pfns
 // 1..158 and the 16 MiB kernel image at 16 MiB are reserved, and each node's
-// memmap (64 bytes per frame, as Linux) is reserved at the top of its kernel
-// memory. ZONE_MOVABLE is carved from the top of each node per kernelcore= or
-// movablecore=. Immutable after boot except through the zones' own locks.
+// memmap (Linux's struct page size per frame: 64 bytes on x86-64, 32 on x86-32)
+// is reserved at the top of the node (of lowmem on x86-32). ZONE_MOVABLE is
+// carved from the top of each node per kernelcore= or movablecore=. Immutable
+// after boot except through the zones' own locks.
 using System.Numerics;
 using Kmem.Physical;
 

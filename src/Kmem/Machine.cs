@@ -5,6 +5,7 @@
 // anything is allocated; Dispose gives every host mapping back.
 using Kmem.PageAlloc;
 using Kmem.Physical;
+using Kmem.Slab;
 
 namespace Kmem;
 
@@ -40,6 +41,7 @@ public sealed partial class Machine : IDisposable
         try
         {
             PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
+            Slub = options.Slab == SlabAllocator.Slub ? new Slub(PageAllocator, Log, Bug) : null;
         }
         catch
         {
@@ -93,6 +95,8 @@ public sealed partial class Machine : IDisposable
     internal PhysMem Mem => _mem;
     internal CpuTopology Cpus => _cpus;
     internal PageAllocator PageAllocator { get; }
+    /// <summary>The SLUB slab layer; null when the machine was booted with another slab allocator.</summary>
+    internal Slub? Slub { get; }
 
     /// <summary>Pins the calling thread to <paramref name="cpu"/> until the returned scope is disposed.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The CPU does not exist.</exception>

@@ -29,6 +29,13 @@ internal sealed class Node
     /// <summary>The CPUs local to this node.</summary>
     public int[] Cpus { get; set; } = [];
 
+    /// <summary>NR_SLAB_RECLAIMABLE_B in pages: slab pages of SLAB_RECLAIM_ACCOUNT caches on this node,
+    /// kept here (node_stat) by the slab layer with Interlocked; every report reads it.</summary>
+    public long NrSlabReclaimable;
+
+    /// <summary>NR_SLAB_UNRECLAIMABLE_B in pages: other slab pages and large kmalloc pages on this node.</summary>
+    public long NrSlabUnreclaimable;
+
     public Zone? ZoneOf(ZoneType t)
     {
         foreach (var z in Zones)

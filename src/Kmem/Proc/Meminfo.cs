@@ -1,7 +1,8 @@
 // /proc/meminfo (fs/proc/meminfo.c meminfo_proc_show, hugetlb_report_meminfo,
 // arch_report_meminfo; 6.1): every line the preset's kernel prints, in its
 // order. Page-allocator figures are real; counters of layers Kmem does not have
-// yet (page cache, slab, vmalloc, swap, percpu, hugetlb) print 0. Values are
+// yet (page cache, vmalloc, swap, percpu, hugetlb) print 0; slab comes from the
+// nodes' slab counters. Values are
 // read without locks, as the kernel does.
 using System.Text;
 using Kmem.PageAlloc;
@@ -73,10 +74,11 @@ internal static class Meminfo
         Line("AnonPages", 0);
         Line("Mapped", 0);
         Line("Shmem", 0);
-        Line("KReclaimable", 0);
-        Line("Slab", 0);
-        Line("SReclaimable", 0);
-        Line("SUnreclaim", 0);
+        // KReclaimable = SReclaimable + NR_KERNEL_MISC_RECLAIMABLE (none yet).
+        Line("KReclaimable", v.SReclaimable);
+        Line("Slab", v.SReclaimable + v.SUnreclaim);
+        Line("SReclaimable", v.SReclaimable);
+        Line("SUnreclaim", v.SUnreclaim);
         Line("KernelStack", 0);
         Line("PageTables", 0);
         Line("SecPageTables", 0);
@@ -165,7 +167,8 @@ internal static class Meminfo
 }
 
 /// <summary>The page-allocator figures of /proc/meminfo, in kB.</summary>
-internal readonly record struct MeminfoValues(long TotalRam, long Free, long Available, long HighTotal, long HighFree, long CommitLimit)
+internal readonly record struct MeminfoValues(long TotalRam, long Free, long Available, long HighTotal, long HighFree, long CommitLimit,
+    long SReclaimable, long SUnreclaim)
 {
     private const int KbPerPage = PhysMem.PageSize >> 10;
 
@@ -186,17 +189,23 @@ internal readonly record struct MeminfoValues(long TotalRam, long Free, long Ava
         }
         // vm_commit_limit: (totalram − hugetlb) × overcommit_ratio (50) / 100 + swap; no hugetlb, no swap.
         long commitLimit = totalRam * 50 / 100;
-        return new MeminfoValues(totalRam * KbPerPage, free * KbPerPage, SiMemAvailable(pa, free) * KbPerPage,
-            highTotal * KbPerPage, highFree * KbPerPage, commitLimit * KbPerPage);
+        long slabReclaimable = 0, slabUnreclaimable = 0;
+        foreach (var node in pa.Nodes)
+        {
+            slabReclaimable += Volatile.Read(ref node.NrSlabReclaimable);
+            slabUnreclaimable += Volatile.Read(ref node.NrSlabUnreclaimable);
+        }
+        return new MeminfoValues(totalRam * KbPerPage, free * KbPerPage, SiMemAvailable(pa, free, slabReclaimable) * KbPerPage,
+            highTotal * KbPerPage, highFree * KbPerPage, commitLimit * KbPerPage,
+            slabReclaimable * KbPerPage, slabUnreclaimable * KbPerPage);
     }
 
     /// <summary>
     /// si_mem_available: free pages less totalreserve_pages, plus the part of the page cache and of
     /// reclaimable kernel memory that can go without pushing the zones under their low watermarks. There is
-    /// no page cache or reclaimable slab yet, so those terms are 0, but they are kept so the formula reads
-    /// as the kernel's.
+    /// no page cache yet, so that term is 0, but it is kept so the formula reads as the kernel's.
     /// </summary>
-    private static long SiMemAvailable(PageAllocator pa, long free)
+    private static long SiMemAvailable(PageAllocator pa, long free, long slabReclaimable)
     {
         long wmarkLow = 0;
         foreach (var zone in pa.Zones)
@@ -207,7 +216,8 @@ internal readonly record struct MeminfoValues(long TotalRam, long Free, long Ava
         long pagecache = 0;
         pagecache -= Math.Min(pagecache / 2, wmarkLow);
         available += pagecache;
-        long reclaimable = 0;
+        // NR_SLAB_RECLAIMABLE_B + NR_KERNEL_MISC_RECLAIMABLE (none yet), in pages.
+        long reclaimable = slabReclaimable;
         available += reclaimable - Math.Min(reclaimable / 2, wmarkLow);
         return Math.Max(available, 0);
     }

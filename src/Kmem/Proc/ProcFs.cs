@@ -20,16 +20,19 @@ public sealed class ProcFs
     internal ProcFs(Machine machine)
     {
         _machine = machine;
-        _files =
+        (string, string, Func<string>)[] files =
         [
             ("buddyinfo", "/proc/buddyinfo", Buddyinfo),
             ("pagetypeinfo", "/proc/pagetypeinfo", Pagetypeinfo),
             ("zoneinfo", "/proc/zoneinfo", Zoneinfo),
             ("meminfo", "/proc/meminfo", Meminfo),
             ("vmstat", "/proc/vmstat", Vmstat),
+            ("slabinfo", "/proc/slabinfo", Slabinfo),
             ("unusable_index", "/sys/kernel/debug/extfrag/unusable_index", ExtfragUnusableIndex),
             ("extfrag_index", "/sys/kernel/debug/extfrag/extfrag_index", ExtfragIndex),
         ];
+        // /proc/slabinfo exists only with a slab layer that has one (SLUB here).
+        _files = machine.Slub is null ? [.. files.Where(f => f.Item1 != "slabinfo")] : files;
         Names = [.. _files.Select(f => f.Name)];
         Paths = [.. _files.Select(f => f.Path)];
     }
@@ -54,6 +57,12 @@ public sealed class ProcFs
 
     /// <summary>/proc/vmstat: every vm counter and event of the preset's kernel.</summary>
     public string Vmstat() => VmStat.Show(_machine.PageAllocator);
+
+    /// <summary>/proc/slabinfo (version 2.1): every slab cache, newest first.</summary>
+    /// <exception cref="InvalidOperationException">The machine was booted with SLAB or SLOB, which have no
+    /// slab layer in this build.</exception>
+    public string Slabinfo() => Proc.Slabinfo.Show(_machine.Slub
+        ?? throw new InvalidOperationException("the SLAB and SLOB backends are not part of this build; boot with Slab = SlabAllocator.Slub"));
 
     /// <summary>/sys/kernel/debug/extfrag/unusable_index: per zone and order, the share of free memory that
     /// cannot serve a request of that order (0.000 to 1.000).</summary>

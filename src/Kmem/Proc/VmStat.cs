@@ -60,8 +60,19 @@ internal sealed class VmTotals
         VmSource.DirtyBackgroundThreshold => Dirty().Background,
         VmSource.PgAlloc => _pgAlloc[(int)item.Zone],
         VmSource.PgFree => _all.PgFree,
+        VmSource.NrSlabReclaimable or VmSource.NrSlabUnreclaimable => SumNodes(item),
         _ => 0,
     };
+
+    private long SumNodes(in VmstatItem item)
+    {
+        long sum = 0;
+        foreach (var node in _pa.Nodes)
+        {
+            sum += NodeValue(node, item);
+        }
+        return sum;
+    }
 
     /// <summary>One zone's value of a zone or NUMA item (what /proc/zoneinfo prints under the zone).</summary>
     public static long ZoneValue(Zone zone, in VmstatItem item, in PageAllocStats stats) => item.Source switch
@@ -75,9 +86,14 @@ internal sealed class VmTotals
         _ => 0,
     };
 
-    /// <summary>One node's value of a node item: no layer that keeps node counters (LRU, slab, page
-    /// tables…) exists yet, so every one is 0.</summary>
-    public static long NodeValue(Node node, in VmstatItem item) => 0;
+    /// <summary>One node's value of a node item: the slab counters; the layers that keep the others (LRU,
+    /// page tables…) do not exist yet, so those are 0.</summary>
+    public static long NodeValue(Node node, in VmstatItem item) => item.Source switch
+    {
+        VmSource.NrSlabReclaimable => Volatile.Read(ref node.NrSlabReclaimable),
+        VmSource.NrSlabUnreclaimable => Volatile.Read(ref node.NrSlabUnreclaimable),
+        _ => 0,
+    };
 
     private (long Thresh, long Background) Dirty() => _dirty ??= DirtyLimits(_freePages, _pa.TotalReservePages, HighmemDirtyable(_pa));
 

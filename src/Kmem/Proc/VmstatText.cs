@@ -42,6 +42,10 @@ internal enum VmSource : byte
     PgAlloc,
     /// <summary>PGFREE, in pages.</summary>
     PgFree,
+    /// <summary>NR_SLAB_RECLAIMABLE_B of a node, in pages.</summary>
+    NrSlabReclaimable,
+    /// <summary>NR_SLAB_UNRECLAIMABLE_B of a node, in pages.</summary>
+    NrSlabUnreclaimable,
 }
 
 /// <summary>One line of /proc/vmstat: the exact name, its kind, and where its value comes from.</summary>
@@ -63,7 +67,7 @@ internal static class VmstatText
         Numa("numa_other", VmSource.NumaOther),
 
         N("nr_inactive_anon"), N("nr_active_anon"), N("nr_inactive_file"), N("nr_active_file"), N("nr_unevictable"),
-        N("nr_slab_reclaimable"), N("nr_slab_unreclaimable"), N("nr_isolated_anon"), N("nr_isolated_file"),
+        N("nr_slab_reclaimable", VmSource.NrSlabReclaimable), N("nr_slab_unreclaimable", VmSource.NrSlabUnreclaimable), N("nr_isolated_anon"), N("nr_isolated_file"),
         N("workingset_nodes"), N("workingset_refault_anon"), N("workingset_refault_file"),
         N("workingset_activate_anon"), N("workingset_activate_file"), N("workingset_restore_anon"),
         N("workingset_restore_file"), N("workingset_nodereclaim"), N("nr_anon_pages"), N("nr_mapped"),
@@ -119,7 +123,7 @@ internal static class VmstatText
         Z("nr_mlock"), Z("nr_bounce"), Z("nr_zspages"), Z("nr_free_cma"),
 
         N("nr_inactive_anon"), N("nr_active_anon"), N("nr_inactive_file"), N("nr_active_file"), N("nr_unevictable"),
-        N("nr_slab_reclaimable"), N("nr_slab_unreclaimable"), N("nr_isolated_anon"), N("nr_isolated_file"),
+        N("nr_slab_reclaimable", VmSource.NrSlabReclaimable), N("nr_slab_unreclaimable", VmSource.NrSlabUnreclaimable), N("nr_isolated_anon"), N("nr_isolated_file"),
         N("workingset_nodes"), N("workingset_refault_anon"), N("workingset_refault_file"),
         N("workingset_activate_anon"), N("workingset_activate_file"), N("workingset_restore_anon"),
         N("workingset_restore_file"), N("workingset_nodereclaim"), N("nr_anon_pages"), N("nr_mapped"),
@@ -181,7 +185,7 @@ internal static class VmstatText
 
     private static VmstatItem Numa(string name, VmSource source = VmSource.None) => new(name, VmstatKind.Numa, source, 0);
 
-    private static VmstatItem N(string name) => new(name, VmstatKind.Node, VmSource.None, 0);
+    private static VmstatItem N(string name, VmSource source = VmSource.None) => new(name, VmstatKind.Node, source, 0);
 
     private static VmstatItem V(string name, VmSource source) => new(name, VmstatKind.Vm, source, 0);
 

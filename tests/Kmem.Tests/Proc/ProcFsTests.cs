@@ -26,7 +26,7 @@ public class ProcFsTests
     }
 
     [Theory]
-    [InlineData("/proc/slabinfo")]
+    [InlineData("/proc/vmallocinfo")]
     [InlineData("")]
     [InlineData("/proc/buddyinfo2")]
     [InlineData("extfrag")]

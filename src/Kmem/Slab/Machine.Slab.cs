@@ -1,0 +1,241 @@
+// The slab layer's public face on Machine: kmem_cache_* and kmalloc under their
+// C# names (include/linux/slab.h, mm/slab_common.c, mm/util.c). Everything
+// forwards to Slub; see Slub.cs and Kmalloc.cs for the semantics. A machine
+// booted with SLAB or SLOB has no slab layer in this build: these calls throw.
+using System.Runtime.CompilerServices;
+using Kmem.Slab;
+
+namespace Kmem;
+
+public sealed partial class Machine
+{
+    /// <summary>ZERO_SIZE_PTR: what <see cref="Kmalloc"/> returns for a size of 0 (never dereference it).</summary>
+    public const nint ZeroSizePtr = Slub.ZeroSizePtr;
+
+    /// <summary>KMALLOC_MAX_CACHE_SIZE: the largest size served by a kmalloc cache (8 KiB).</summary>
+    public const uint KmallocMaxCacheSize = Slub.KmallocMaxCacheSize;
+
+    /// <summary>KMALLOC_MAX_SIZE: the largest size kmalloc can return (4 MiB).</summary>
+    public const nuint KmallocMaxSize = (nuint)1 << (MaxOrder + Physical.PhysMem.PageShift - 1);
+
+    private Slub SlubOrThrow
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Slub ?? ThrowNoSlab();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Slub ThrowNoSlab() =>
+        throw new InvalidOperationException("the SLAB and SLOB backends are not part of this build; boot with Slab = SlabAllocator.Slub");
+
+    /// <summary>The slab caches, oldest first (what /proc/slabinfo lists, newest first).</summary>
+    /// <exception cref="InvalidOperationException">The machine was booted with SLAB or SLOB.</exception>
+    public IReadOnlyList<KmemCache> SlabCaches => SlubOrThrow.Caches;
+
+    /// <summary>kmem_cache_create: a cache of objects of <paramref name="size"/> bytes.</summary>
+    /// <param name="name">The cache's name (/proc/slabinfo).</param>
+    /// <param name="size">Object size, 1 .. INT_MAX.</param>
+    /// <param name="align">Required alignment, 0 or a power of two.</param>
+    /// <param name="flags">SLAB_* flags.</param>
+    /// <param name="ctor">Called once on each object when its slab is created (not on every allocation);
+    /// objects must be returned in the constructed state. Puts the free pointer after the object.</param>
+    /// <returns>The cache, or null when the arguments are invalid (logged).</returns>
+    /// <exception cref="InvalidOperationException">Creation failed with <see cref="SlabFlags.Panic"/>, or the
+    /// machine was booted with SLAB or SLOB.</exception>
+    public KmemCache? KmemCacheCreate(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor) =>
+        SlubOrThrow.CreateCache(name, size, align, flags, ctor);
+
+    /// <summary>kmem_cache_alloc: an object of <paramref name="s"/>.</summary>
+    /// <returns>The object's direct-map address, or 0 when no slab page can be had (logged unless
+    /// <see cref="Gfp.NoWarn"/>). With <see cref="Gfp.Zero"/> the object is zeroed.</returns>
+    /// <remarks>Never sleeps here: the page allocator is asked with the caller's reclaim bits.</remarks>
+    public nint KmemCacheAlloc(KmemCache s, Gfp gfp) => SlubOrThrow.Alloc(CheckCache(s), gfp, -1);
+
+    /// <summary>kmem_cache_alloc_node: like <see cref="KmemCacheAlloc"/> with an object from node
+    /// <paramref name="node"/> (-1 for any).</summary>
+    /// <returns>The object, or 0.</returns>
+    public nint KmemCacheAllocNode(KmemCache s, Gfp gfp, int node) => SlubOrThrow.Alloc(CheckCache(s), gfp, CheckNode(node));
+
+    /// <summary>kmem_cache_zalloc: a zeroed object, or 0.</summary>
+    public nint KmemCacheZalloc(KmemCache s, Gfp gfp) => SlubOrThrow.Alloc(CheckCache(s), gfp | Gfp.Zero, -1);
+
+    /// <summary>kmem_cache_free: gives an object back to its cache.</summary>
+    /// <exception cref="SlabBugException">The pointer is not an allocated object of <paramref name="s"/> (double
+    /// free, wrong cache, not an object's start, not a slab pointer); nothing changes (with
+    /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
+    public void KmemCacheFree(KmemCache s, nint p) => SlubOrThrow.CacheFree(CheckCache(s), p);
+
+    /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects.</summary>
+    /// <returns>The number of objects, <c>p.Length</c>, or 0 when any allocation failed (the objects already
+    /// taken are given back, as the kernel does).</returns>
+    public int KmemCacheAllocBulk(KmemCache s, Gfp gfp, Span<nint> p)
+    {
+        var slub = SlubOrThrow;
+        CheckCache(s);
+        for (int i = 0; i < p.Length; i++)
+        {
+            p[i] = slub.Alloc(s, gfp, -1);
+            if (p[i] == 0)
+            {
+                for (int j = 0; j < i; j++)
+                {
+                    slub.CacheFree(s, p[j]);
+                    p[j] = 0;
+                }
+                return 0;
+            }
+        }
+        return p.Length;
+    }
+
+    /// <summary>kmem_cache_free_bulk: gives every object of <paramref name="p"/> back.</summary>
+    /// <exception cref="SlabBugException">As <see cref="KmemCacheFree"/>, for the first bad pointer; the ones
+    /// before it are freed.</exception>
+    public void KmemCacheFreeBulk(KmemCache s, ReadOnlySpan<nint> p)
+    {
+        var slub = SlubOrThrow;
+        CheckCache(s);
+        foreach (nint obj in p)
+        {
+            slub.CacheFree(s, obj);
+        }
+    }
+
+    /// <summary>kmem_cache_shrink: every CPU's slabs of the cache go back to the node lists and every empty
+    /// slab to the page allocator.</summary>
+    /// <returns>1 when slabs remain (objects are in use), else 0.</returns>
+    public int KmemCacheShrink(KmemCache s) => SlubOrThrow.Shrink(CheckCache(s));
+
+    /// <summary>kmem_cache_destroy: releases an empty cache. A cache that still has objects is kept, and
+    /// the kernel's "Objects remaining … on __kmem_cache_shutdown()" and "Slab cache still has objects"
+    /// lines are logged. A null cache is ignored.</summary>
+    public void KmemCacheDestroy(KmemCache? s)
+    {
+        if (s is not null)
+        {
+            SlubOrThrow.Destroy(s);
+        }
+    }
+
+    /// <summary>kmalloc: <paramref name="size"/> bytes from the kmalloc cache the size and gfp select, or
+    /// from the page allocator above <see cref="KmallocMaxCacheSize"/>.</summary>
+    /// <returns>The address; <see cref="ZeroSizePtr"/> for size 0; 0 on failure (above
+    /// <see cref="KmallocMaxSize"/> always, with the page allocator's warning).</returns>
+    /// <remarks>The cache: dma-kmalloc-* for <see cref="Gfp.Dma"/>, else kmalloc-rcl-* for
+    /// <see cref="Gfp.Reclaimable"/>, else kmalloc-cg-* for <see cref="Gfp.Account"/>, else kmalloc-*.</remarks>
+    public nint Kmalloc(nuint size, Gfp gfp) => SlubOrThrow.Kmalloc(size, gfp, -1);
+
+    /// <summary>kzalloc: zeroed <see cref="Kmalloc"/>.</summary>
+    /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
+    public nint Kzalloc(nuint size, Gfp gfp) => SlubOrThrow.Kmalloc(size, gfp | Gfp.Zero, -1);
+
+    /// <summary>kmalloc_node: <see cref="Kmalloc"/> from node <paramref name="node"/> (-1 for any).</summary>
+    /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
+    public nint KmallocNode(nuint size, Gfp gfp, int node) => SlubOrThrow.Kmalloc(size, gfp, CheckNode(node));
+
+    /// <summary>kmalloc_array: <paramref name="n"/> × <paramref name="size"/> bytes.</summary>
+    /// <returns>The address, or 0 when the product overflows or the allocation fails.</returns>
+    public nint KmallocArray(nuint n, nuint size, Gfp gfp)
+    {
+        nuint bytes;
+        try
+        {
+            bytes = checked(n * size);
+        }
+        catch (OverflowException)
+        {
+            return 0;
+        }
+        return SlubOrThrow.Kmalloc(bytes, gfp, -1);
+    }
+
+    /// <summary>kcalloc: zeroed <see cref="KmallocArray"/>.</summary>
+    /// <returns>The address, or 0 on overflow or failure.</returns>
+    public nint Kcalloc(nuint n, nuint size, Gfp gfp) => KmallocArray(n, size, gfp | Gfp.Zero);
+
+    /// <summary>krealloc: resizes a kmalloc'd block, keeping its content up to the smaller size. The block
+    /// is kept when it is already big enough (ksize); otherwise a new one is allocated, the content copied
+    /// and the old one freed.</summary>
+    /// <returns>The (possibly moved) block; <see cref="ZeroSizePtr"/> for a new size of 0 (the block is
+    /// freed); 0 on failure, leaving the old block untouched.</returns>
+    public unsafe nint Krealloc(nint p, nuint newSize, Gfp gfp)
+    {
+        var slub = SlubOrThrow;
+        if (newSize == 0)
+        {
+            slub.Kfree(p, "krealloc");
+            return ZeroSizePtr;
+        }
+        nuint ks = slub.Ksize(p);
+        if (ks >= newSize)
+        {
+            if ((gfp & Gfp.Zero) != 0)
+            {
+                new Span<byte>((void*)(p + (nint)newSize), (int)(ks - newSize)).Clear();
+            }
+            return p;
+        }
+        nint ret = slub.Kmalloc(newSize, gfp, -1);
+        if (ret != 0 && ks != 0)
+        {
+            Buffer.MemoryCopy((void*)p, (void*)ret, (long)newSize, (long)ks);
+            slub.Kfree(p, "krealloc");
+        }
+        return ret;
+    }
+
+    /// <summary>ksize: the usable size of a kmalloc'd block (at least what was asked); 0 for 0 and
+    /// <see cref="ZeroSizePtr"/>.</summary>
+    public nuint Ksize(nint p) => SlubOrThrow.Ksize(p);
+
+    /// <summary>kfree: frees a block from <see cref="Kmalloc"/> (or an object of any cache); 0 and
+    /// <see cref="ZeroSizePtr"/> are ignored.</summary>
+    /// <exception cref="SlabBugException">Double free, or a pointer that is not a kmalloc'd block; nothing
+    /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
+    public void Kfree(nint p) => SlubOrThrow.Kfree(p);
+
+    /// <summary>kfree_sensitive: zeroes the whole block (ksize bytes) before freeing it.</summary>
+    public unsafe void KfreeSensitive(nint p)
+    {
+        var slub = SlubOrThrow;
+        nuint ks = slub.Ksize(p);
+        if (ks != 0)
+        {
+            new Span<byte>((void*)p, (int)ks).Clear();
+        }
+        slub.Kfree(p, "kfree_sensitive");
+    }
+
+    /// <summary>kmemdup: a kmalloc'd copy of <paramref name="src"/>.</summary>
+    /// <returns>The copy, or 0 on failure (<see cref="ZeroSizePtr"/> for an empty source).</returns>
+    public unsafe nint Kmemdup(ReadOnlySpan<byte> src, Gfp gfp)
+    {
+        nint p = SlubOrThrow.Kmalloc((nuint)src.Length, gfp, -1);
+        if (p != 0 && !src.IsEmpty)
+        {
+            src.CopyTo(new Span<byte>((void*)p, src.Length));
+        }
+        return p;
+    }
+
+    /// <summary>kmemdup: a kmalloc'd copy of <paramref name="len"/> bytes at <paramref name="src"/>.</summary>
+    /// <returns>The copy, or 0 on failure.</returns>
+    public unsafe nint Kmemdup(nint src, nuint len, Gfp gfp) =>
+        Kmemdup(new ReadOnlySpan<byte>((void*)src, checked((int)len)), gfp);
+
+    /// <summary>A span over an object's <see cref="KmemCache.ObjectSize"/> bytes.</summary>
+    public static unsafe Span<byte> ObjectSpan(KmemCache s, nint p)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        return new Span<byte>((void*)p, (int)s.ObjectSize);
+    }
+
+    private static KmemCache CheckCache(KmemCache s)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        return s.IsDestroyed ? throw new ObjectDisposedException(s.Name, $"kmem_cache {s.Name} was destroyed") : s;
+    }
+
+    private int CheckNode(int node) => node >= -1 && node < NrNodes ? node
+        : throw new ArgumentOutOfRangeException(nameof(node), node, $"node {node} does not exist: the machine has nodes 0..{NrNodes - 1}");
+}

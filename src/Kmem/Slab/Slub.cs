@@ -1,0 +1,832 @@
+// SLUB (mm/slub.c, 6.1, without debugging): cache creation, the allocation
+// fast path (pop the cpu freelist) and ___slab_alloc (cpu slab's own freelist →
+// cpu partial → node partial → new slab), the free fast path (push onto the cpu
+// freelist) and __slab_free (slab freelist; a full slab goes to the cpu partial
+// list, an empty one back to the page allocator above min_partial).
+// Lock order: slab_mutex (cache list) → cpu lock → node list_lock → slab lock;
+// the page allocator is called with no slab lock held except a cpu lock in flush paths.
+// Every handed-out object has its bit set in its slab's allocation bitmap (a side
+// table of one reference per frame, 8 bytes, plus one bit per object): it catches
+// double frees and frees of pointers that were never handed out, before anything changes.
+using System.Runtime.CompilerServices;
+using Kmem.PageAlloc;
+using Kmem.Physical;
+
+namespace Kmem.Slab;
+
+/// <summary>The SLUB allocator of one machine: every cache, the kmalloc caches, and the slab paths.</summary>
+internal sealed unsafe partial class Slub
+{
+    private readonly PageAllocator _pa;
+    private readonly PhysMem _mem;
+    private readonly CpuTopology _cpus;
+    private readonly KernelLog _log;
+    private readonly Action<KernelBugException> _bug;
+    private readonly Lock _slabMutex = new();
+    private readonly List<KmemCache> _caches = [];
+    private KmemCache?[] _byId = new KmemCache?[64];
+    /// <summary>Allocation bitmaps of slabs, by head pfn.</summary>
+    private readonly ulong[]?[] _allocBits;
+
+    public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
+    {
+        _pa = pa;
+        _mem = pa.Mem;
+        _cpus = pa.Cpus;
+        _log = log;
+        _bug = bug;
+        _allocBits = new ulong[]?[_mem.LowmemPfns];
+        CreateKmallocCaches();
+    }
+
+    /// <summary>Every live cache, oldest first (slab_caches in creation order).</summary>
+    public KmemCache[] Caches
+    {
+        get
+        {
+            lock (_slabMutex)
+            {
+                return [.. _caches];
+            }
+        }
+    }
+
+    // ───────────────────────────── cache creation and teardown ─────────────────────────────
+
+    /// <summary>kmem_cache_create: null when the size is invalid or no slab order fits it.</summary>
+    public KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor, bool isKmalloc = false)
+    {
+        lock (_slabMutex)
+        {
+            // kmem_cache_sanity_check / kmem_cache_create_usercopy: a name, and a size of 1..INT_MAX.
+            if (string.IsNullOrEmpty(name) || size < 1 || size > int.MaxValue - 64 || (align & (align - 1)) != 0)
+            {
+                return Failed(name, flags);
+            }
+            int id = _caches.Count == 0 ? 0 : NextId();
+            var s = new KmemCache(id, name, size, align, flags, ctor, _cpus.Count, _pa.Nodes.Length, Arch.MaxOrder, isKmalloc);
+            if (s.Order < 0 || s.ObjectsPerSlab < 1)
+            {
+                return Failed(name, flags);
+            }
+            if (id >= _byId.Length)
+            {
+                var grown = new KmemCache?[_byId.Length * 2];
+                _byId.CopyTo(grown, 0);
+                Volatile.Write(ref _byId, grown);
+            }
+            Volatile.Write(ref _byId[id], s);
+            _caches.Add(s);
+            return s;
+        }
+    }
+
+    private int NextId()
+    {
+        for (int i = 0; i < _byId.Length; i++)
+        {
+            if (_byId[i] is null)
+            {
+                return i;
+            }
+        }
+        return _byId.Length;
+    }
+
+    private KmemCache? Failed(string name, SlabFlags flags)
+    {
+        if ((flags & SlabFlags.Panic) != 0)
+        {
+            throw new InvalidOperationException($"Kernel panic - not syncing: kmem_cache_create: Failed to create slab '{name}'. Error -22");
+        }
+        _log.Printk($"kmem_cache_create({name}) failed with error -22");
+        return null;
+    }
+
+    /// <summary>kmem_cache_destroy: returns whether the cache was released; one with objects left is logged
+    /// as the kernel does and kept.</summary>
+    public bool Destroy(KmemCache s)
+    {
+        lock (_slabMutex)
+        {
+            if (s.IsDestroyed)
+            {
+                return true;
+            }
+            FlushAllCpus(s);
+            bool busy = false;
+            for (int nid = 0; nid < s.Nodes.Length; nid++)
+            {
+                var n = s.Nodes[nid];
+                FreePartial(s, n);
+                busy |= Volatile.Read(ref n.NrSlabs) != 0;
+            }
+            if (busy)
+            {
+                _log.Printk("------------[ cut here ]------------");
+                _log.Printk($"kmem_cache_destroy {s.Name}: Slab cache still has objects when called from {Caller()}");
+                _log.Printk($"WARNING: CPU: {_cpus.Current} PID: 1 at mm/slab_common.c:497 kmem_cache_destroy+0x110/0x120");
+                return false;
+            }
+            s.IsDestroyed = true;
+            _caches.Remove(s);
+            Volatile.Write(ref _byId[s.Id], null);
+            return true;
+        }
+    }
+
+    private static string Caller() => "kmem_cache_destroy";
+
+    /// <summary>free_partial: empty partial slabs go back; partial slabs with objects are listed as
+    /// list_slab_objects does.</summary>
+    private void FreePartial(KmemCache s, KmemCacheNode n)
+    {
+        var discard = new List<uint>();
+        lock (n.ListLock)
+        {
+            for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn;)
+            {
+                ref PageFrame f = ref _mem.Frame(pfn);
+                uint next = f.Next;
+                if (f.Aux == 0)
+                {
+                    RemovePartial(n, pfn);
+                    discard.Add(pfn);
+                }
+                else
+                {
+                    ListSlabObjects(s, pfn);
+                }
+                pfn = next;
+            }
+        }
+        foreach (uint pfn in discard)
+        {
+            DiscardSlab(s, pfn);
+        }
+    }
+
+    private void ListSlabObjects(KmemCache s, uint pfn)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        int objects = SlabPage.Objects(f.Private);
+        uint freeIdx = SlabPage.FreeIdx(f.Private);
+        nint fp = freeIdx == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, freeIdx);
+        _log.Printk(new string('=', 77));
+        _log.Printk($"BUG {s.Name} (Not tainted): Objects remaining in {s.Name} on __kmem_cache_shutdown()");
+        _log.Printk(new string('-', 77));
+        _log.Printk("");
+        string flags = (f.Flags & PageFlags.Head) != 0 ? "slab|head" : "slab";
+        _log.Printk($"Slab 0x{KernelAddress(_mem.PageAddress(pfn)):x} objects={objects} used={f.Aux} fp=0x{(fp == 0 ? 0 : KernelAddress(fp)):x} "
+            + $"flags=0x{(uint)(f.Flags & PageFlags.KernelMask):x}({flags})");
+        var bits = _allocBits[pfn];
+        for (int i = 0; i < objects; i++)
+        {
+            if (bits is not null && (Volatile.Read(ref bits[i >> 6]) & (1UL << i)) != 0)
+            {
+                _log.Printk($"Object 0x{KernelAddress(ObjectAt(s, pfn, (uint)i)):x} @offset={(long)i * s.Size}");
+            }
+        }
+    }
+
+    /// <summary>kmem_cache_shrink: every CPU's slabs go back to the node lists and every empty slab to the
+    /// page allocator. Returns 1 when slabs remain, as __kmem_cache_shrink does, else 0.</summary>
+    public int Shrink(KmemCache s)
+    {
+        FlushAllCpus(s);
+        int ret = 0;
+        foreach (var n in s.Nodes)
+        {
+            var discard = new List<uint>();
+            lock (n.ListLock)
+            {
+                for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn;)
+                {
+                    ref PageFrame f = ref _mem.Frame(pfn);
+                    uint next = f.Next;
+                    SlabPage.Lock(ref f);
+                    bool empty = f.Aux == 0;
+                    SlabPage.Unlock(ref f);
+                    if (empty)
+                    {
+                        RemovePartial(n, pfn);
+                        discard.Add(pfn);
+                    }
+                    pfn = next;
+                }
+            }
+            foreach (uint pfn in discard)
+            {
+                DiscardSlab(s, pfn);
+            }
+            if (Volatile.Read(ref n.NrSlabs) != 0)
+            {
+                ret = 1;
+            }
+        }
+        return ret;
+    }
+
+    /// <summary>flush_all: deactivate every CPU's slab and unfreeze its partial slabs.</summary>
+    private void FlushAllCpus(KmemCache s)
+    {
+        foreach (var c in s.CpuSlab)
+        {
+            c.Lock();
+            uint slab = c.Slab;
+            nint freelist = c.Freelist;
+            c.Slab = PhysMem.NoPfn;
+            c.Freelist = 0;
+            PfnList partial = c.Partial;
+            c.Partial = PfnList.Empty;
+            c.PartialSlabs = 0;
+            c.Unlock();
+            if (slab != PhysMem.NoPfn)
+            {
+                DeactivateSlab(s, slab, freelist);
+            }
+            UnfreezePartials(s, partial);
+        }
+    }
+
+    // ───────────────────────────── allocation ─────────────────────────────
+
+    /// <summary>slab_alloc_node: an object, or 0 when no slab can be had.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public nint Alloc(KmemCache s, Gfp gfp, int node)
+    {
+        var c = s.CpuSlab[_cpus.Current];
+        c.Lock();
+        nint obj = c.Freelist;
+        if (obj != 0 && node < 0)
+        {
+            c.Freelist = *(nint*)(obj + s.Offset);
+            c.Unlock();
+        }
+        else
+        {
+            obj = SlabAllocSlowpath(s, c, gfp, node);
+            if (obj == 0)
+            {
+                return 0;
+            }
+        }
+        MarkAllocated(s, obj);
+        if ((gfp & Gfp.Zero) != 0)
+        {
+            new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
+        }
+        return obj;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void MarkAllocated(KmemCache s, nint obj)
+    {
+        uint pfn = HeadPfn(_mem.VirtToPfn(obj));
+        uint idx = (uint)((nuint)(obj - _mem.PageAddress(pfn)) / s.Size);
+        Interlocked.Or(ref _allocBits[pfn]![idx >> 6], 1UL << (int)idx);
+    }
+
+    /// <summary>___slab_alloc, entered with the cpu lock held; returns with it released.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint SlabAllocSlowpath(KmemCache s, KmemCacheCpu c, Gfp gfp, int node)
+    {
+        while (true)
+        {
+            if (c.Slab != PhysMem.NoPfn)
+            {
+                if (node >= 0 && NodeOf(c.Slab) != node)
+                {
+                    // node_match failed: give the slab back and look on the wanted node.
+                    uint old = c.Slab;
+                    nint oldFreelist = c.Freelist;
+                    c.Slab = PhysMem.NoPfn;
+                    c.Freelist = 0;
+                    DeactivateSlab(s, old, oldFreelist);
+                }
+                else
+                {
+                    nint obj = c.Freelist;
+                    if (obj == 0)
+                    {
+                        obj = GetFreelist(s, c.Slab);
+                    }
+                    if (obj != 0)
+                    {
+                        c.Freelist = *(nint*)(obj + s.Offset);
+                        c.Unlock();
+                        return obj;
+                    }
+                    // The slab is full and unfrozen now: it belongs to no list until an object comes back.
+                    c.Slab = PhysMem.NoPfn;
+                }
+            }
+            if (!c.Partial.IsEmpty && node < 0)
+            {
+                uint pfn = c.Partial.Head;
+                c.Partial.Remove(_mem, pfn);
+                c.PartialSlabs--;
+                c.Slab = pfn;
+                continue;
+            }
+            break;
+        }
+        nint got = GetPartial(s, c, node);
+        if (got != 0)
+        {
+            c.Freelist = *(nint*)(got + s.Offset);
+            c.Unlock();
+            return got;
+        }
+        c.Unlock();
+        uint slab = NewSlab(s, gfp, node);
+        if (slab == PhysMem.NoPfn)
+        {
+            if ((gfp & Gfp.NoWarn) == 0)
+            {
+                SlabOutOfMemory(s, gfp, node);
+            }
+            return 0;
+        }
+        nint first = _mem.PageAddress(slab);
+        c = s.CpuSlab[_cpus.Current];
+        c.Lock();
+        if (c.Slab != PhysMem.NoPfn)
+        {
+            // Another thread on this CPU installed a slab meanwhile: flush_slab, then take ours.
+            DeactivateSlab(s, c.Slab, c.Freelist);
+        }
+        c.Slab = slab;
+        c.Freelist = *(nint*)(first + s.Offset);
+        c.Unlock();
+        return first;
+    }
+
+    private void SlabOutOfMemory(KmemCache s, Gfp gfp, int node)
+    {
+        _log.Printk($"SLUB: Unable to allocate memory on node {node}, gfp=0x{(uint)gfp:x}({GfpFlags.Format(gfp)})");
+        _log.Printk($"  cache: {s.Name}, object size: {s.ObjectSize}, buffer size: {s.Size}, default order: {s.Order}, min order: {s.MinOrder}");
+        for (int nid = 0; nid < s.Nodes.Length; nid++)
+        {
+            var n = s.Nodes[nid];
+            long slabs = Volatile.Read(ref n.NrSlabs);
+            long objs = Volatile.Read(ref n.TotalObjects);
+            _log.Printk($"  node {nid}: slabs: {slabs}, objs: {objs}, free: {CountPartialFree(s, n)}");
+        }
+    }
+
+    /// <summary>get_freelist: takes a frozen slab's freelist for the cpu; when it is empty the slab is
+    /// unfrozen (full, on no list).</summary>
+    private nint GetFreelist(KmemCache s, uint pfn)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        SlabPage.Lock(ref f);
+        ulong p = f.Private;
+        uint idx = SlabPage.FreeIdx(p);
+        if (idx == SlabPage.NoObject)
+        {
+            f.Private = SlabPage.WithFrozen(p, false);
+            SlabPage.Unlock(ref f);
+            return 0;
+        }
+        f.Private = SlabPage.WithFreeIdx(p, SlabPage.NoObject);
+        f.Aux = (ushort)SlabPage.Objects(p);
+        SlabPage.Unlock(ref f);
+        return ObjectAt(s, pfn, idx);
+    }
+
+    /// <summary>get_partial / get_partial_node: the first partial slab of the node (the local one first)
+    /// becomes the cpu slab and its freelist is returned; more are frozen onto the cpu partial list until
+    /// it holds more than cpu_partial_slabs / 2. Called with the cpu lock held.</summary>
+    private nint GetPartial(KmemCache s, KmemCacheCpu c, int node)
+    {
+        int local = node >= 0 ? node : _cpus.NodeOf[_cpus.Current];
+        nint obj = GetPartialNode(s, c, s.Nodes[local]);
+        if (obj != 0 || node >= 0)
+        {
+            return obj;
+        }
+        for (int nid = 0; nid < s.Nodes.Length && obj == 0; nid++)
+        {
+            if (nid != local)
+            {
+                obj = GetPartialNode(s, c, s.Nodes[nid]);
+            }
+        }
+        return obj;
+    }
+
+    private nint GetPartialNode(KmemCache s, KmemCacheCpu c, KmemCacheNode n)
+    {
+        if (Volatile.Read(ref n.NrPartial) == 0)
+        {
+            return 0;
+        }
+        nint obj = 0;
+        lock (n.ListLock)
+        {
+            while (!n.Partial.IsEmpty)
+            {
+                uint pfn = n.Partial.Head;
+                RemovePartial(n, pfn);
+                ref PageFrame f = ref _mem.Frame(pfn);
+                SlabPage.Lock(ref f);
+                ulong p = f.Private;
+                if (obj == 0)
+                {
+                    // acquire_slab for the cpu: take the freelist, count every object as in use.
+                    uint idx = SlabPage.FreeIdx(p);
+                    f.Private = SlabPage.WithFrozen(SlabPage.WithFreeIdx(p, SlabPage.NoObject), true);
+                    f.Aux = (ushort)SlabPage.Objects(p);
+                    SlabPage.Unlock(ref f);
+                    obj = ObjectAt(s, pfn, idx);
+                    c.Slab = pfn;
+                }
+                else
+                {
+                    f.Private = SlabPage.WithFrozen(p, true);
+                    SlabPage.Unlock(ref f);
+                    c.Partial.AddHead(_mem, pfn);
+                    c.PartialSlabs++;
+                }
+                if (s.CpuPartialSlabs == 0 || c.PartialSlabs > s.CpuPartialSlabs / 2)
+                {
+                    break;
+                }
+            }
+        }
+        return obj;
+    }
+
+    /// <summary>new_slab / allocate_slab: pages for a slab of the cache's order (the minimum order when
+    /// that fails), objects chained in address order, constructors run. Returns the head pfn of a frozen
+    /// slab whose objects all belong to the caller's cpu freelist, or NoPfn.</summary>
+    private uint NewSlab(KmemCache s, Gfp gfp, int node)
+    {
+        const Gfp reclaimMask = Gfp.Reclaim | Gfp.High | Gfp.Io | Gfp.Fs | Gfp.NoWarn | Gfp.RetryMayfail | Gfp.NoFail
+            | Gfp.NoRetry | Gfp.Memalloc | Gfp.NoMemalloc | Gfp.AtomicBit;
+        const Gfp constraintMask = Gfp.Hardwall | Gfp.ThisNode;
+        Gfp flags = (gfp & (reclaimMask | constraintMask)) | s.AllocFlags;
+        Gfp allocGfp = (flags | Gfp.NoWarn | Gfp.NoRetry) & ~Gfp.NoFail;
+        if ((allocGfp & Gfp.DirectReclaim) != 0 && s.Order > s.MinOrder)
+        {
+            allocGfp = (allocGfp | Gfp.NoMemalloc) & ~Gfp.Reclaim;
+        }
+        int order = s.Order;
+        int objects = s.ObjectsPerSlab;
+        var page = _pa.AllocPages(allocGfp, order, node);
+        if (page.IsNull)
+        {
+            order = s.MinOrder;
+            objects = s.MinObjects;
+            page = _pa.AllocPages(order > 0 ? flags : flags & ~Gfp.Comp, order, node);
+            if (page.IsNull)
+            {
+                return PhysMem.NoPfn;
+            }
+        }
+        uint pfn = page.RawPfn;
+        nint start = _mem.PageAddress(pfn);
+        var ctor = s.Ctor;
+        for (int i = 0; i < objects; i++)
+        {
+            nint obj = start + (nint)((long)i * s.Size);
+            ctor?.Invoke(obj);
+            *(nint*)(obj + s.Offset) = i + 1 < objects ? obj + (nint)s.Size : 0;
+        }
+        _allocBits[pfn] = new ulong[(objects + 63) >> 6];
+        ref PageFrame f = ref _mem.Frame(pfn);
+        f.Private = SlabPage.Make(s.Id, objects, SlabPage.NoObject, frozen: true);
+        f.Aux = (ushort)objects;
+        f.Next = f.Prev = PhysMem.NoPfn;
+        f.Flags |= PageFlags.Slab;
+        var n = s.Nodes[NodeOf(pfn)];
+        Interlocked.Increment(ref n.NrSlabs);
+        Interlocked.Add(ref n.TotalObjects, objects);
+        AccountSlabPages(s, pfn, 1L << order);
+        return pfn;
+    }
+
+    private void AccountSlabPages(KmemCache s, uint pfn, long pages)
+    {
+        var node = _pa.ZoneOf(pfn).Node;
+        if ((s.Flags & SlabFlags.ReclaimAccount) != 0)
+        {
+            Interlocked.Add(ref node.NrSlabReclaimable, pages);
+        }
+        else
+        {
+            Interlocked.Add(ref node.NrSlabUnreclaimable, pages);
+        }
+    }
+
+    /// <summary>discard_slab / __free_slab: the slab's pages go back to the page allocator.</summary>
+    private void DiscardSlab(KmemCache s, uint pfn)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        int objects = SlabPage.Objects(f.Private);
+        int order = (f.Flags & PageFlags.Head) != 0 ? f.Order : 0;
+        var n = s.Nodes[NodeOf(pfn)];
+        Interlocked.Decrement(ref n.NrSlabs);
+        Interlocked.Add(ref n.TotalObjects, -objects);
+        AccountSlabPages(s, pfn, -(1L << order));
+        _allocBits[pfn] = null;
+        f.Private = 0;
+        f.Aux = 0;
+        f.Flags &= ~(PageFlags.Slab | PageFlags.Locked);
+        _pa.FreePages(new Page(pfn), order);
+    }
+
+    // ───────────────────────────── free ─────────────────────────────
+
+    /// <summary>do_slab_free: onto the cpu freelist when the object is in the cpu slab, else __slab_free.
+    /// The object has been checked and its allocation bit cleared.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void DoSlabFree(KmemCache s, uint pfn, nint obj)
+    {
+        var c = s.CpuSlab[_cpus.Current];
+        c.Lock();
+        if (c.Slab == pfn)
+        {
+            *(nint*)(obj + s.Offset) = c.Freelist;
+            c.Freelist = obj;
+            c.Unlock();
+            return;
+        }
+        c.Unlock();
+        SlabFreeSlow(s, pfn, obj);
+    }
+
+    /// <summary>__slab_free.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void SlabFreeSlow(KmemCache s, uint pfn, nint obj)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        SlabPage.Lock(ref f);
+        ulong p = f.Private;
+        if (SlabPage.Frozen(p) || SlabPage.FreeIdx(p) == SlabPage.NoObject)
+        {
+            // Frozen: a CPU owns it. Full and unfrozen: on no list; the freer freezes it for its cpu partial.
+            bool toCpuPartial = !SlabPage.Frozen(p);
+            PushFree(s, ref f, pfn, obj, toCpuPartial);
+            SlabPage.Unlock(ref f);
+            if (toCpuPartial)
+            {
+                PutCpuPartial(s, pfn);
+            }
+            return;
+        }
+        SlabPage.Unlock(ref f);
+        // On the node's partial list: list_lock first, then decide again.
+        var n = s.Nodes[NodeOf(pfn)];
+        bool discard = false, freeze = false;
+        lock (n.ListLock)
+        {
+            SlabPage.Lock(ref f);
+            p = f.Private;
+            bool frozen = SlabPage.Frozen(p);
+            freeze = !frozen && SlabPage.FreeIdx(p) == SlabPage.NoObject;
+            PushFree(s, ref f, pfn, obj, freeze);
+            if (!frozen && !freeze && f.Aux == 0 && n.NrPartial >= s.MinPartial)
+            {
+                RemovePartial(n, pfn);
+                discard = true;
+            }
+            SlabPage.Unlock(ref f);
+        }
+        if (freeze)
+        {
+            PutCpuPartial(s, pfn);
+        }
+        else if (discard)
+        {
+            DiscardSlab(s, pfn);
+        }
+    }
+
+    /// <summary>Pushes an object onto a slab's freelist (slab lock held).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void PushFree(KmemCache s, ref PageFrame f, uint pfn, nint obj, bool freeze)
+    {
+        ulong p = f.Private;
+        uint head = SlabPage.FreeIdx(p);
+        *(nint*)(obj + s.Offset) = head == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, head);
+        uint idx = (uint)((nuint)(obj - _mem.PageAddress(pfn)) / s.Size);
+        p = SlabPage.WithFreeIdx(p, idx);
+        f.Private = freeze ? SlabPage.WithFrozen(p, true) : p;
+        f.Aux--;
+    }
+
+    /// <summary>put_cpu_partial (drain): a frozen slab onto this CPU's partial list; a full list is first
+    /// unfrozen to the node lists.</summary>
+    private void PutCpuPartial(KmemCache s, uint pfn)
+    {
+        var c = s.CpuSlab[_cpus.Current];
+        PfnList toUnfreeze = PfnList.Empty;
+        c.Lock();
+        if (c.PartialSlabs >= s.CpuPartialSlabs)
+        {
+            toUnfreeze = c.Partial;
+            c.Partial = PfnList.Empty;
+            c.PartialSlabs = 0;
+        }
+        c.Partial.AddHead(_mem, pfn);
+        c.PartialSlabs++;
+        c.Unlock();
+        UnfreezePartials(s, toUnfreeze);
+    }
+
+    /// <summary>__unfreeze_partials: each slab goes to its node's partial list, or back to the page
+    /// allocator when empty and the node has min_partial slabs already.</summary>
+    private void UnfreezePartials(KmemCache s, PfnList list)
+    {
+        List<uint>? discard = null;
+        for (uint pfn = list.Head; pfn != PhysMem.NoPfn;)
+        {
+            uint next = _mem.Frame(pfn).Next;
+            if (Unfreeze(s, pfn))
+            {
+                (discard ??= []).Add(pfn);
+            }
+            pfn = next;
+        }
+        if (discard is not null)
+        {
+            foreach (uint pfn in discard)
+            {
+                DiscardSlab(s, pfn);
+            }
+        }
+    }
+
+    /// <summary>deactivate_slab: the cpu freelist goes back into the slab, which is then unfrozen.</summary>
+    private void DeactivateSlab(KmemCache s, uint pfn, nint freelist)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        if (freelist != 0)
+        {
+            SlabPage.Lock(ref f);
+            while (freelist != 0)
+            {
+                nint next = *(nint*)(freelist + s.Offset);
+                PushFree(s, ref f, pfn, freelist, freeze: false);
+                freelist = next;
+            }
+            SlabPage.Unlock(ref f);
+        }
+        if (Unfreeze(s, pfn))
+        {
+            DiscardSlab(s, pfn);
+        }
+    }
+
+    /// <summary>Unfreezes a slab under its node's list_lock: a slab with free objects joins the partial list
+    /// (unless it is empty and the node has enough), a full one joins no list. Returns true when the caller
+    /// must discard it.</summary>
+    private bool Unfreeze(KmemCache s, uint pfn)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        var n = s.Nodes[NodeOf(pfn)];
+        lock (n.ListLock)
+        {
+            SlabPage.Lock(ref f);
+            ulong p = f.Private;
+            f.Private = SlabPage.WithFrozen(p, false);
+            bool hasFree = SlabPage.FreeIdx(p) != SlabPage.NoObject;
+            bool empty = f.Aux == 0;
+            SlabPage.Unlock(ref f);
+            if (empty && n.NrPartial >= s.MinPartial)
+            {
+                return true;
+            }
+            if (hasFree)
+            {
+                f.Next = f.Prev = PhysMem.NoPfn;
+                n.Partial.AddTail(_mem, pfn);
+                n.NrPartial++;
+            }
+            return false;
+        }
+    }
+
+    private void RemovePartial(KmemCacheNode n, uint pfn)
+    {
+        n.Partial.Remove(_mem, pfn);
+        n.NrPartial--;
+    }
+
+    // ───────────────────────────── lookups and checks ─────────────────────────────
+
+    /// <summary>Free objects on a node's partial lists (count_partial with count_free).</summary>
+    public long CountPartialFree(KmemCache s, KmemCacheNode n)
+    {
+        long free = 0;
+        lock (n.ListLock)
+        {
+            for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn; pfn = _mem.Frame(pfn).Next)
+            {
+                ref PageFrame f = ref _mem.Frame(pfn);
+                free += SlabPage.Objects(f.Private) - f.Aux;
+            }
+        }
+        return free;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint HeadPfn(uint pfn)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        return (f.Flags & PageFlags.Tail) != 0 ? (uint)f.Private : pfn;
+    }
+
+    private int NodeOf(uint pfn) => _pa.ZoneOf(pfn).Node.Id;
+
+    /// <summary>The kernel-style address of a direct-map pointer: PAGE_OFFSET plus its physical offset.</summary>
+    public ulong KernelAddress(nint p)
+    {
+        nuint off = (nuint)(p - _mem.DirectMapBase);
+        return off < (nuint)_mem.LowmemPfns << PhysMem.PageShift ? _pa.Arch.PageOffset + off : (ulong)p;
+    }
+
+    /// <summary>The cache a slab page belongs to, or null (virt_to_slab → slab_cache).</summary>
+    public KmemCache? CacheOfSlab(uint pfn) => Volatile.Read(ref _byId)[SlabPage.CacheId(_mem.Frame(pfn).Private)];
+
+    /// <summary>What a pointer is: where it lies, and for a slab object its slab and index.</summary>
+    public enum PtrKind
+    {
+        /// <summary>Not in the direct map.</summary>
+        Foreign,
+        /// <summary>In a frame that is neither a slab nor a large kmalloc.</summary>
+        NotSlab,
+        /// <summary>The head frame of a compound page: a large kmalloc when the pointer is its start.</summary>
+        Large,
+        /// <summary>In a slab.</summary>
+        Slab,
+    }
+
+    /// <summary>Classifies <paramref name="p"/>; for a slab, gives the head pfn and the cache.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public PtrKind Classify(nint p, out uint head, out KmemCache? cache)
+    {
+        cache = null;
+        head = _mem.VirtToPfn(p);
+        if (head == PhysMem.NoPfn)
+        {
+            return PtrKind.Foreign;
+        }
+        head = HeadPfn(head);
+        ref PageFrame f = ref _mem.Frame(head);
+        if ((f.Flags & PageFlags.Slab) != 0)
+        {
+            cache = CacheOfSlab(head);
+            return PtrKind.Slab;
+        }
+        return (f.Flags & PageFlags.Head) != 0 && f.RefCount > 0 ? PtrKind.Large : PtrKind.NotSlab;
+    }
+
+    /// <summary>slab_free after the checks the kernel makes with debugging on: the pointer must be the start
+    /// of an object of <paramref name="s"/> that is allocated. A failing check is reported (naming the
+    /// address and the cache) and nothing changes.</summary>
+    public void Free(KmemCache s, uint pfn, nint obj, string caller)
+    {
+        nint start = _mem.PageAddress(pfn);
+        nuint off = (nuint)(obj - start);
+        ulong priv = _mem.Frame(pfn).Private;
+        uint idx = (uint)(off / s.Size);
+        if (off % s.Size != 0 || idx >= (uint)SlabPage.Objects(priv))
+        {
+            Report(s, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller);
+            return;
+        }
+        ref ulong word = ref _allocBits[pfn]![idx >> 6];
+        ulong bit = 1UL << (int)idx;
+        if ((Interlocked.And(ref word, ~bit) & bit) == 0)
+        {
+            Report(s, obj, "Object already free", caller);
+            return;
+        }
+        DoSlabFree(s, pfn, obj);
+    }
+
+    /// <summary>slab_err/object_err: the kernel's report for a bad free, through the machine's bug policy.</summary>
+    public void Report(KmemCache? s, nint obj, string what, string caller)
+    {
+        string name = s?.Name ?? "(none)";
+        string report = s is null
+            ? $"{caller}: {what} 0x{KernelAddress(obj):x}"
+            : new string('=', 77) + "\n"
+                + $"BUG {name} (Not tainted): {what}\n"
+                + new string('-', 77) + "\n\n"
+                + $"Object 0x{KernelAddress(obj):x} @offset={ObjOffset(s, obj)} in {caller}";
+        _bug(new SlabBugException(report, KernelAddress(obj), name));
+    }
+
+    private long ObjOffset(KmemCache s, nint obj)
+    {
+        uint pfn = _mem.VirtToPfn(obj);
+        return pfn == PhysMem.NoPfn ? 0 : (long)(obj - _mem.PageAddress(HeadPfn(pfn)));
+    }
+}

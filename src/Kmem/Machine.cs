@@ -121,6 +121,7 @@ public sealed partial class Machine : IDisposable
         }
         _disposed = true;
         DisposeProc();
+        DisposeHighmem();
         _mem.Dispose();
     }
 

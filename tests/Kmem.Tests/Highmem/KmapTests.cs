@@ -1,0 +1,242 @@
+// kmap/kunmap over the pkmap window: a highmem frame has no direct-map address and
+// gets a real host mapping; the same page shares its slot; the window fills, a
+// further kmap times out or waits for a kunmap; a scan that wraps flushes unused
+// slots; kunmap without kmap is the kernel's BUG; X64 has no highmem at all; and
+// disposing a machine gives its window back.
+using static Kmem.Tests.Highmem.HighmemFixtures;
+
+namespace Kmem.Tests.Highmem;
+
+public class KmapTests
+{
+    [Fact]
+    public void AHighmemPageHasNoDirectMapAddressUntilKmapped()
+    {
+        using var m = Boot();
+        var page = HighPage(m);
+        Assert.Equal(0, m.PageAddress(page));
+        nint address = m.Kmap(page);
+        Assert.NotEqual(0, address);
+        m.Kunmap(page);
+    }
+
+    [Fact]
+    public void BytesWrittenThroughKmapAreReadThroughAnotherMapping()
+    {
+        using var m = Boot();
+        var page = HighPage(m);
+        nint address = m.Kmap(page);
+        Fill(address, 42);
+        m.Kunmap(page);
+        m.KmapFlushUnused();
+        Assert.Equal(-1, m.PkmapWindow.CountOf((uint)page.Pfn));
+
+        nint local = m.KmapLocalPage(page);
+        Assert.NotEqual(address, local);
+        Assert.True(Holds(local, 42));
+        m.KunmapLocal(local);
+
+        // A later kmap, after the flush, maps the same frame afresh.
+        nint again = m.Kmap(page);
+        Assert.True(Holds(again, 42));
+        m.Kunmap(page);
+    }
+
+    [Fact]
+    public void KmappingTheSamePageTwiceSharesItsSlot()
+    {
+        using var m = Boot();
+        var page = HighPage(m);
+        nint first = m.Kmap(page);
+        nint second = m.Kmap(page);
+        Assert.Equal(first, second);
+        Assert.Equal(3, m.PkmapWindow.CountOf((uint)page.Pfn)); // mapped, held twice
+        m.Kunmap(page);
+        m.Kunmap(page);
+        Assert.Equal(1, m.PkmapWindow.CountOf((uint)page.Pfn)); // cached until the next flush
+        Assert.Equal(first, m.Kmap(page)); // an unused mapping is reused as it is
+        m.Kunmap(page);
+    }
+
+    [Fact]
+    public void LowmemPagesAreTheirDirectMapAddress()
+    {
+        using var m = Boot();
+        var page = m.AllocPage(Gfp.Kernel);
+        Assert.False(m.PageHighMem(page));
+        Assert.Equal(m.PageAddress(page), m.Kmap(page));
+        m.Kunmap(page);
+        m.Kunmap(page); // nothing is counted for lowmem: no BUG either
+    }
+
+    [Theory]
+    [InlineData(Preset.X86Pae, 512)]
+    [InlineData(Preset.X86, 1024)]
+    public void AFullWindowMakesKmapTimeOut(Preset preset, int slots)
+    {
+        using var m = Boot(preset);
+        Assert.Equal(slots, m.LastPkmap);
+        var pages = HighPages(m, slots + 1);
+        var addresses = new HashSet<nint>();
+        for (int i = 0; i < slots; i++)
+        {
+            addresses.Add(m.Kmap(pages[i]));
+        }
+        Assert.Equal(slots, addresses.Count);
+        Assert.DoesNotContain(0, addresses);
+
+        Assert.Equal(0, m.Kmap(pages[slots], TimeSpan.FromMilliseconds(50)));
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.Equal(0, m.Kmap(pages[slots], cancelled.Token));
+        // A page that is already mapped needs no slot, so it never waits.
+        Assert.Equal(m.Kmap(pages[3]), m.Kmap(pages[3], TimeSpan.Zero));
+    }
+
+    [Fact]
+    public async Task ABlockedKmapResumesWhenAnotherThreadKunmaps()
+    {
+        using var m = Boot();
+        var pages = HighPages(m, 513);
+        for (int i = 0; i < 512; i++)
+        {
+            Fill(m.Kmap(pages[i]), (byte)i);
+        }
+        var waiter = Task.Run(() => m.Kmap(pages[512], TimeSpan.FromSeconds(30)));
+        Assert.True(SpinWait.SpinUntil(() => m.PkmapWindow.Waiters == 1, TimeSpan.FromSeconds(10)), "the kmap never went to sleep");
+        Assert.False(waiter.IsCompleted);
+
+        m.Kunmap(pages[7]);
+        nint address = await waiter.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.NotEqual(0, address);
+        // It took the slot pages[7] gave up (the only one with no holder), now mapping the new frame.
+        Assert.Equal(-1, m.PkmapWindow.CountOf((uint)pages[7].Pfn));
+        Fill(address, 99);
+        nint local = m.KmapLocalPage(pages[512]);
+        Assert.True(Holds(local, 99));
+        m.KunmapLocal(local);
+        Assert.True(Holds(m.Kmap(pages[8]), 8));
+    }
+
+    [Fact]
+    public async Task ACancelledWaitReturnsZero()
+    {
+        using var m = Boot();
+        var pages = HighPages(m, 513);
+        foreach (var p in pages.AsSpan(0, 512))
+        {
+            m.Kmap(p);
+        }
+        using var cts = new CancellationTokenSource();
+        var waiter = Task.Run(() => m.Kmap(pages[512], cts.Token));
+        Assert.True(SpinWait.SpinUntil(() => m.PkmapWindow.Waiters == 1, TimeSpan.FromSeconds(10)));
+        cts.Cancel();
+        Assert.Equal(0, await waiter.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(0, m.PkmapWindow.Waiters);
+    }
+
+    [Fact]
+    public void AScanThatWrapsFlushesUnusedSlotsAndReusesThem()
+    {
+        using var m = Boot();
+        var pages = HighPages(m, 514);
+        var first = new nint[512];
+        for (int i = 0; i < 512; i++)
+        {
+            first[i] = m.Kmap(pages[i]);
+            Fill(first[i], (byte)i);
+            m.Kunmap(pages[i]);
+        }
+        // Slots 1..511 were taken in order, then the scan wrapped to slot 0 and flushed the rest.
+        Assert.Equal(first[0] + (510 * Machine.PageSize), first[510]);
+        Assert.Equal(first[0] - Machine.PageSize, first[511]);
+        Assert.Equal(-1, m.PkmapWindow.CountOf((uint)pages[0].Pfn));
+        Assert.Equal(1, m.PkmapWindow.CountOf((uint)pages[511].Pfn));
+
+        // The next new page gets slot 1 again, which the flush freed.
+        nint reused = m.Kmap(pages[512]);
+        Assert.Equal(first[0], reused);
+        Fill(reused, 200);
+        // And the first page, mapped again elsewhere, still holds its bytes.
+        nint back = m.Kmap(pages[0]);
+        Assert.NotEqual(reused, back);
+        Assert.True(Holds(back, 0));
+        Assert.True(Holds(m.Kmap(pages[511]), 255));
+    }
+
+    [Fact]
+    public void KunmapOfAPageNotKmappedIsABug()
+    {
+        using var m = Boot();
+        var page = HighPage(m);
+        var bug = Assert.ThrowsAny<KernelBugException>(() => m.Kunmap(page));
+        Assert.Contains("kunmap_high", bug.Report);
+        Assert.Contains($"pfn:0x{page.Pfn:x}", bug.Report);
+
+        // Mapped once, unmapped twice: the second one would take pkmap_count to 0.
+        nint address = m.Kmap(page);
+        m.Kunmap(page);
+        bug = Assert.ThrowsAny<KernelBugException>(() => m.Kunmap(page));
+        Assert.Contains("would drop to 0", bug.Report);
+        Assert.Contains("0xff", bug.Report); // the slot named by its PKMAP_ADDR
+        Assert.Equal(1, m.PkmapWindow.CountOf((uint)page.Pfn));
+        Assert.Equal(address, m.Kmap(page));
+    }
+
+    [Fact]
+    public void KunmapOfAPageNotKmappedIsReportedWithOnBugReport()
+    {
+        using var m = Boot(onBug: OnBug.Report);
+        var page = HighPage(m);
+        m.Kunmap(page);
+        Assert.True(m.Log.Contains("kernel BUG at mm/highmem.c: kunmap_high"));
+        Assert.Equal(-1, m.PkmapWindow.CountOf((uint)page.Pfn));
+        nint address = m.Kmap(page);
+        Assert.NotEqual(0, address);
+        Assert.Equal(2, m.PkmapWindow.CountOf((uint)page.Pfn));
+    }
+
+    [Fact]
+    public void OnX64KmapIsPageAddress()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 1, Seed = 1 });
+        var page = m.AllocPage(Gfp.HighUserMovable);
+        Assert.False(m.PageHighMem(page));
+        Assert.Equal(m.PageAddress(page), m.Kmap(page));
+        Assert.Equal(m.PageAddress(page), m.Kmap(page, TimeSpan.Zero));
+        Assert.Equal(m.PageAddress(page), m.KmapLocalPage(page));
+        m.KunmapLocal(m.PageAddress(page));
+        m.Kunmap(page);
+        Assert.Equal(0, m.LastPkmap);
+        Assert.Equal(0UL, m.PkmapBase);
+    }
+
+    [Fact]
+    public void ThePkmapWindowSitsAboveTheVmallocArea()
+    {
+        using var m = Boot();
+        // VMALLOC_END of the 6.1 PAE kernel is 0xfeffe000; two guard pages separate it from pkmap.
+        Assert.Equal(0xff000000UL, m.PkmapBase);
+        Assert.Equal(0xfeffe000UL + (2 * Machine.PageSize), m.PkmapBase);
+    }
+
+    [Fact]
+    public void DisposingMachinesGivesTheirWindowsBack()
+    {
+        // Each machine maps 64 slots and 8 kmap_local slots; undisposed, 200 of them would pin
+        // tens of thousands of host mappings, near the per-process limit every test shares.
+        for (int i = 0; i < 200; i++)
+        {
+            using var m = Machine.Boot(new MachineOptions { Memory = "1G", Cpus = 1, Preset = Preset.X86Pae, Seed = 1 });
+            var pages = HighPages(m, 64);
+            foreach (var p in pages)
+            {
+                Fill(m.Kmap(p), 1);
+            }
+            var local = pages.Take(8).Select(m.KmapLocalPage).ToArray();
+            Assert.DoesNotContain(0, local);
+            m.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => m.Kmap(pages[0]));
+        }
+    }
+}

@@ -109,11 +109,14 @@ public sealed partial class Machine
     /// <summary>kmem_cache_destroy: releases an empty cache. A cache that still has objects is kept, and
     /// the kernel's "Objects remaining … on __kmem_cache_shutdown()" and "Slab cache still has objects"
     /// lines are logged. A null cache is ignored.</summary>
-    public void KmemCacheDestroy(KmemCache? s)
+    /// <param name="s">The cache.</param>
+    /// <param name="caller">The calling method, named in the warning as the kernel names its caller; filled in
+    /// by the compiler.</param>
+    public void KmemCacheDestroy(KmemCache? s, [CallerMemberName] string caller = "")
     {
         if (s is not null)
         {
-            SlubOrThrow.Destroy(s);
+            SlubOrThrow.Destroy(s, caller);
         }
     }
 

@@ -6,7 +6,7 @@
 // Lock order: slab_mutex (cache list) → cpu lock → node list_lock → slab lock;
 // the page allocator is called with no slab lock held except a cpu lock in flush paths.
 // Every handed-out object has its bit set in its slab's allocation bitmap (a side
-// table of one reference per frame, 8 bytes, plus one bit per object): it catches
+// table indexed by pfn, 8 bytes per frame where slabs have been, plus one bit per object): it catches
 // double frees and frees of pointers that were never handed out, before anything changes.
 using System.Runtime.CompilerServices;
 using Kmem.PageAlloc;
@@ -25,8 +25,10 @@ internal sealed unsafe partial class Slub
     private readonly Lock _slabMutex = new();
     private readonly List<KmemCache> _caches = [];
     private KmemCache?[] _byId = new KmemCache?[64];
-    /// <summary>Allocation bitmaps of slabs, by head pfn.</summary>
-    private readonly ulong[]?[] _allocBits;
+    /// <summary>Allocation bitmaps of slabs, by head pfn, in chunks of 2^<see cref="BitsChunkShift"/> frames made
+    /// when a slab first lands in them: 8 bytes per frame of a chunk that has held a slab, nothing elsewhere.</summary>
+    private readonly ulong[]?[]?[] _allocBits;
+    private const int BitsChunkShift = 14;
 
     public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
     {
@@ -35,7 +37,7 @@ internal sealed unsafe partial class Slub
         _cpus = pa.Cpus;
         _log = log;
         _bug = bug;
-        _allocBits = new ulong[]?[_mem.LowmemPfns];
+        _allocBits = new ulong[]?[]?[(_mem.LowmemPfns >> BitsChunkShift) + 1];
         CreateKmallocCaches();
     }
 
@@ -105,7 +107,7 @@ internal sealed unsafe partial class Slub
 
     /// <summary>kmem_cache_destroy: returns whether the cache was released; one with objects left is logged
     /// as the kernel does and kept.</summary>
-    public bool Destroy(KmemCache s)
+    public bool Destroy(KmemCache s, string caller)
     {
         lock (_slabMutex)
         {
@@ -124,8 +126,8 @@ internal sealed unsafe partial class Slub
             if (busy)
             {
                 _log.Printk("------------[ cut here ]------------");
-                _log.Printk($"kmem_cache_destroy {s.Name}: Slab cache still has objects when called from {Caller()}");
-                _log.Printk($"WARNING: CPU: {_cpus.Current} PID: 1 at mm/slab_common.c:497 kmem_cache_destroy+0x110/0x120");
+                _log.Printk($"kmem_cache_destroy {s.Name}: Slab cache still has objects when called from {caller}");
+                _log.Printk($"WARNING: CPU: {_cpus.Current} at mm/slab_common.c kmem_cache_destroy");
                 return false;
             }
             s.IsDestroyed = true;
@@ -134,8 +136,6 @@ internal sealed unsafe partial class Slub
             return true;
         }
     }
-
-    private static string Caller() => "kmem_cache_destroy";
 
     /// <summary>free_partial: empty partial slabs go back; partial slabs with objects are listed as
     /// list_slab_objects does.</summary>
@@ -179,7 +179,7 @@ internal sealed unsafe partial class Slub
         string flags = (f.Flags & PageFlags.Head) != 0 ? "slab|head" : "slab";
         _log.Printk($"Slab 0x{KernelAddress(_mem.PageAddress(pfn)):x} objects={objects} used={f.Aux} fp=0x{(fp == 0 ? 0 : KernelAddress(fp)):x} "
             + $"flags=0x{(uint)(f.Flags & PageFlags.KernelMask):x}({flags})");
-        var bits = _allocBits[pfn];
+        var bits = AllocBits(pfn);
         for (int i = 0; i < objects; i++)
         {
             if (bits is not null && (Volatile.Read(ref bits[i >> 6]) & (1UL << i)) != 0)
@@ -284,7 +284,7 @@ internal sealed unsafe partial class Slub
     {
         uint pfn = HeadPfn(_mem.VirtToPfn(obj));
         uint idx = (uint)((nuint)(obj - _mem.PageAddress(pfn)) / s.Size);
-        Interlocked.Or(ref _allocBits[pfn]![idx >> 6], 1UL << (int)idx);
+        Interlocked.Or(ref AllocBits(pfn)![idx >> 6], 1UL << (int)idx);
     }
 
     /// <summary>___slab_alloc, entered with the cpu lock held; returns with it released.</summary>
@@ -494,7 +494,14 @@ internal sealed unsafe partial class Slub
             ctor?.Invoke(obj);
             *(nint*)(obj + s.Offset) = i + 1 < objects ? obj + (nint)s.Size : 0;
         }
-        _allocBits[pfn] = new ulong[(objects + 63) >> 6];
+        var chunk = _allocBits[pfn >> BitsChunkShift];
+        if (chunk is null)
+        {
+            // Racing creators of one chunk: the first wins, the others use its array.
+            Interlocked.CompareExchange(ref _allocBits[pfn >> BitsChunkShift], new ulong[]?[1 << BitsChunkShift], null);
+            chunk = _allocBits[pfn >> BitsChunkShift]!;
+        }
+        Volatile.Write(ref chunk[pfn & ((1 << BitsChunkShift) - 1)], new ulong[(objects + 63) >> 6]);
         ref PageFrame f = ref _mem.Frame(pfn);
         f.Private = SlabPage.Make(s.Id, objects, SlabPage.NoObject, frozen: true);
         f.Aux = (ushort)objects;
@@ -530,7 +537,7 @@ internal sealed unsafe partial class Slub
         Interlocked.Decrement(ref n.NrSlabs);
         Interlocked.Add(ref n.TotalObjects, -objects);
         AccountSlabPages(s, pfn, -(1L << order));
-        _allocBits[pfn] = null;
+        _allocBits[pfn >> BitsChunkShift]![pfn & ((1 << BitsChunkShift) - 1)] = null;
         f.Private = 0;
         f.Aux = 0;
         f.Flags &= ~(PageFlags.Slab | PageFlags.Locked);
@@ -732,6 +739,10 @@ internal sealed unsafe partial class Slub
         return free;
     }
 
+    /// <summary>The allocation bitmap of the slab at <paramref name="pfn"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong[]? AllocBits(uint pfn) => _allocBits[pfn >> BitsChunkShift]?[pfn & ((1 << BitsChunkShift) - 1)];
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size);
 
@@ -801,7 +812,7 @@ internal sealed unsafe partial class Slub
             Report(s, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller);
             return;
         }
-        ref ulong word = ref _allocBits[pfn]![idx >> 6];
+        ref ulong word = ref AllocBits(pfn)![idx >> 6];
         ulong bit = 1UL << (int)idx;
         if ((Interlocked.And(ref word, ~bit) & bit) == 0)
         {

@@ -141,6 +141,22 @@ internal sealed class KmapLocal : IDisposable
         return false;
     }
 
+    /// <summary>The frame the calling thread has mapped at <paramref name="address"/>, or <see cref="PhysMem.NoPfn"/>.</summary>
+    public uint PfnAt(nint address)
+    {
+        var stack = _stacks.IsValueCreated ? _stacks.Value : null;
+        if (stack is null)
+        {
+            return PhysMem.NoPfn;
+        }
+        lock (stack.Lock)
+        {
+            nuint off = (nuint)address - (nuint)stack.Window;
+            int idx = stack.Window != 0 && off < WindowBytes ? (int)(off >> PhysMem.PageShift) : -1;
+            return idx >= 0 && idx < stack.Idx ? stack.Pfn[idx] : PhysMem.NoPfn;
+        }
+    }
+
     /// <summary>Records the CPU pin kmap_atomic took for <paramref name="address"/>.</summary>
     public void PushAtomic(nint address, CpuScope pin) => Current().Atomic.Push((address, pin));
 

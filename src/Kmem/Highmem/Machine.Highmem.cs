@@ -145,6 +145,23 @@ public sealed partial class Machine
         }
     }
 
+    /// <summary>kmap_to_page: the page behind an address from <see cref="Kmap(Page)"/>, from one of the calling
+    /// thread's <see cref="KmapLocalPage"/> mappings, or in the direct map.</summary>
+    /// <returns>The page, or <see cref="Page.Null"/> when nothing is mapped at the address.</returns>
+    public Page KmapToPage(nint address)
+    {
+        uint pfn = _mem.VirtToPfn(address);
+        if (pfn == PhysMem.NoPfn && Arch.HasHighMem)
+        {
+            pfn = PkmapWindow.PfnAt(address);
+            if (pfn == PhysMem.NoPfn)
+            {
+                pfn = LocalSlots.PfnAt(address);
+            }
+        }
+        return pfn == PhysMem.NoPfn ? Page.Null : new Page(pfn);
+    }
+
     /// <summary>clear_highpage: fills the page with zeros through a kmap_local mapping. Never blocks.</summary>
     public unsafe void ClearHighpage(Page page)
     {

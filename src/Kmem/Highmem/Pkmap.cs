@@ -30,6 +30,7 @@ internal sealed class Pkmap : IDisposable
     private int _lastPkmapNr;
     /// <summary>Callers asleep on pkmap_map_wait.</summary>
     private int _waiters;
+    private long _sleeps;
     private bool _disposed;
 
     public Pkmap(PhysMem mem, int lastPkmap, Action<KernelBugException> bug, KernelLog log, Func<int> cpu)
@@ -128,12 +129,35 @@ internal sealed class Pkmap : IDisposable
         }
     }
 
+    /// <summary>The frame mapped at a host address inside the window, or <see cref="PhysMem.NoPfn"/>
+    /// (outside the window, or a free slot).</summary>
+    public uint PfnAt(nint address)
+    {
+        lock (_kmapLock)
+        {
+            int nr = _disposed ? -1 : SlotOf(address);
+            return nr < 0 ? PhysMem.NoPfn : _slotPfn[nr];
+        }
+    }
+
     /// <summary>pkmap_count of the slot holding <paramref name="pfn"/>, or -1 when it is not mapped.</summary>
     public int CountOf(uint pfn)
     {
         lock (_kmapLock)
         {
             return _pageSlot.TryGetValue(pfn, out int nr) ? _count[nr] : -1;
+        }
+    }
+
+    /// <summary>How many times a caller went to sleep for want of a free slot.</summary>
+    public long Sleeps
+    {
+        get
+        {
+            lock (_kmapLock)
+            {
+                return _sleeps;
+            }
         }
     }
 
@@ -244,6 +268,7 @@ internal sealed class Pkmap : IDisposable
             return false;
         }
         _waiters++;
+        _sleeps++;
         try
         {
             bool woken = Monitor.Wait(_kmapLock, left == Timeout.Infinite ? Timeout.Infinite : (int)Math.Min(left, int.MaxValue));

@@ -221,6 +221,109 @@ public class KmapTests
     }
 
     [Fact]
+    public void KmapToPageFindsThePageBehindEachKindOfMapping()
+    {
+        using var m = Boot();
+        var high = HighPage(m);
+        var low = m.AllocPage(Gfp.Kernel);
+        nint k = m.Kmap(high);
+        Assert.Equal(high, m.KmapToPage(k + 123));
+        nint local = m.KmapLocalPage(high);
+        Assert.Equal(high, m.KmapToPage(local));
+        m.KunmapLocal(local);
+        Assert.Equal(Page.Null, m.KmapToPage(local));
+        Assert.Equal(low, m.KmapToPage(m.PageAddress(low) + 5));
+        m.Kunmap(high);
+        m.KmapFlushUnused();
+        Assert.Equal(Page.Null, m.KmapToPage(k));
+        Assert.Equal(Page.Null, m.KmapToPage(12345));
+    }
+
+    [Fact]
+    public async Task DisposingTheMachineWakesASleepingKmap()
+    {
+        var m = Boot();
+        var pages = HighPages(m, 513);
+        foreach (var p in pages.AsSpan(0, 512))
+        {
+            m.Kmap(p);
+        }
+        var waiter = Task.Run(() => m.Kmap(pages[512], TimeSpan.FromSeconds(30)));
+        Assert.True(SpinWait.SpinUntil(() => m.PkmapWindow.Waiters == 1, TimeSpan.FromSeconds(10)));
+        m.Dispose();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => waiter.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public void ThreadsSharingTheWindowEachSeeTheirOwnPagesBytes()
+    {
+        // Four threads with 200 pages each. First each holds 140 at once (560 > 512 slots, so some
+        // caller must sleep), then all map and unmap at random: scans wrap, slots are flushed and
+        // reused under contention. Every page must still show the last value its owner wrote.
+        using var m = Boot(cpus: 4);
+        const int Threads = 4, PagesEach = 200, Fill = 140, Ops = 3000;
+        var pages = HighPages(m, Threads * PagesEach);
+        var failures = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        using var filled = new Barrier(Threads);
+        var workers = Enumerable.Range(0, Threads).Select(t => new Thread(() =>
+        {
+            var rng = new Random(t);
+            var mine = pages.AsSpan(t * PagesEach, PagesEach).ToArray();
+            var last = new byte[PagesEach];
+            var held = new List<int>();
+            bool Touch(int i, int timeoutMs)
+            {
+                nint address = m.Kmap(mine[i], TimeSpan.FromMilliseconds(timeoutMs));
+                if (address == 0)
+                {
+                    return false;
+                }
+                unsafe
+                {
+                    byte* b = (byte*)address;
+                    if (b[0] != last[i] || b[Machine.PageSize - 1] != last[i])
+                    {
+                        failures.Enqueue($"thread {t} page {i}: read {b[0]}/{b[Machine.PageSize - 1]}, expected {last[i]}");
+                    }
+                    last[i] = (byte)rng.Next(1, 256);
+                    b[0] = last[i];
+                    b[Machine.PageSize - 1] = last[i];
+                }
+                held.Add(i);
+                return true;
+            }
+            for (int i = 0; i < Fill && Touch(i, 20); i++)
+            {
+            }
+            if (!filled.SignalAndWait(TimeSpan.FromSeconds(30)))
+            {
+                failures.Enqueue($"thread {t}: the others never filled their share");
+            }
+            for (int op = 0; op < Ops; op++)
+            {
+                if (held.Count > 0 && (held.Count >= 150 || rng.Next(3) == 0))
+                {
+                    int at = rng.Next(held.Count);
+                    m.Kunmap(mine[held[at]]);
+                    held.RemoveAt(at);
+                }
+                else if (!Touch(rng.Next(PagesEach), 200))
+                {
+                    // Every slot is held, some by this thread: let go, as a careful caller would.
+                    held.ForEach(h => m.Kunmap(mine[h]));
+                    held.Clear();
+                }
+            }
+            held.ForEach(h => m.Kunmap(mine[h]));
+        })).ToList();
+        workers.ForEach(w => w.Start());
+        Assert.All(workers, w => Assert.True(w.Join(TimeSpan.FromSeconds(60))));
+        Assert.Empty(failures);
+        Assert.True(m.PkmapWindow.Sleeps > 0, "no caller ever had to wait for a slot");
+        Assert.Equal(0, m.PkmapWindow.Waiters);
+    }
+
+    [Fact]
     public void DisposingMachinesGivesTheirWindowsBack()
     {
         // Each machine maps 64 slots and 8 kmap_local slots; undisposed, 200 of them would pin

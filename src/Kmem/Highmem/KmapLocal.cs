@@ -1,6 +1,6 @@
 // kmap_local and kmap_atomic (mm/highmem.c, "kmap_local" section): each thread gets
-// its own stack of KM_MAX_IDX slots in a small host window, reserved on first use
-// and given back when the machine is disposed. Invariants: slots [0, Idx) of a
+// its own stack of KM_MAX_IDX slots in a small host window, reserved on first use,
+// passed on once its thread exits, given back on Dispose. Invariants: slots [0, Idx) of a
 // stack are mapped (Pfn[i] is the frame), the rest are PROT_NONE; unmapping is
 // strictly LIFO. Locking: a stack is used by its own thread; its lock only keeps
 // it apart from Dispose. _windowsLock guards the list of stacks and _disposed.
@@ -35,6 +35,8 @@ internal sealed class KmapLocal : IDisposable
     private sealed class LocalStack
     {
         public readonly Lock Lock = new();
+        /// <summary>The thread the stack belongs to; once it has exited, another thread may adopt the stack.</summary>
+        public Thread Owner = Thread.CurrentThread;
         public nint Window;
         public int Idx;
         public readonly uint[] Pfn = new uint[KmMaxIdx];
@@ -48,7 +50,7 @@ internal sealed class KmapLocal : IDisposable
     /// <summary>Nesting depth of the calling thread's kmap_local stack.</summary>
     public int Depth => _stacks.IsValueCreated && _stacks.Value is { } s ? s.Idx : 0;
 
-    /// <summary>Host windows reserved so far (one per thread that mapped a highmem frame).</summary>
+    /// <summary>Host windows reserved (at most one per live thread that mapped a highmem frame).</summary>
     public int Windows
     {
         get
@@ -218,10 +220,36 @@ internal sealed class KmapLocal : IDisposable
         lock (_windowsLock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            stack = new LocalStack();
-            _all.Add(stack);
+            // A thread that exited cannot use its stack again: hand its window to this thread, so
+            // short-lived threads do not each keep a window until the machine is disposed.
+            stack = _all.Find(s => !s.Owner.IsAlive);
+            if (stack is null)
+            {
+                stack = new LocalStack();
+                _all.Add(stack);
+            }
+            else
+            {
+                Adopt(stack);
+            }
             _stacks.Value = stack;
             return stack;
+        }
+    }
+
+    /// <summary>Takes over a dead thread's stack, unmapping whatever it left mapped.</summary>
+    private static void Adopt(LocalStack stack)
+    {
+        lock (stack.Lock)
+        {
+            if (stack.Idx > 0)
+            {
+                Libc.Mmap(stack.Window, (nuint)stack.Idx << PhysMem.PageShift, Libc.ProtNone,
+                    Libc.MapPrivate | Libc.MapAnonymous | Libc.MapNoReserve | Libc.MapFixed, -1, 0);
+                stack.Idx = 0;
+            }
+            stack.Atomic.Clear(); // the pins were the dead thread's own
+            stack.Owner = Thread.CurrentThread;
         }
     }
 }

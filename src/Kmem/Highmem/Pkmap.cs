@@ -183,6 +183,35 @@ internal sealed class Pkmap : IDisposable
         return off < WindowBytes ? (int)(off >> PhysMem.PageShift) : -1;
     }
 
+    /// <summary>Checks the window's invariants (file header); throws naming the first slot that breaks one.</summary>
+    public void Validate()
+    {
+        lock (_kmapLock)
+        {
+            int mapped = 0;
+            for (int nr = 0; nr < LastPkmap; nr++)
+            {
+                bool hasPfn = _slotPfn[nr] != PhysMem.NoPfn;
+                if (_count[nr] < 0 || (_count[nr] == 0) == hasPfn)
+                {
+                    throw new InvalidOperationException($"pkmap slot {nr}: pkmap_count {_count[nr]} with pfn 0x{_slotPfn[nr]:x}");
+                }
+                if (hasPfn)
+                {
+                    mapped++;
+                    if (!_pageSlot.TryGetValue(_slotPfn[nr], out int back) || back != nr)
+                    {
+                        throw new InvalidOperationException($"pkmap slot {nr}: pfn 0x{_slotPfn[nr]:x} is not looked up to it");
+                    }
+                }
+            }
+            if (mapped != _pageSlot.Count)
+            {
+                throw new InvalidOperationException($"pkmap: {_pageSlot.Count} pages looked up, {mapped} slots mapped");
+            }
+        }
+    }
+
     public void Dispose()
     {
         lock (_kmapLock)

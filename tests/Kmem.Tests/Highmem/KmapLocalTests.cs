@@ -162,6 +162,35 @@ public class KmapLocalTests
     }
 
     [Fact]
+    public void AnExitedThreadsWindowIsPassedOn()
+    {
+        using var m = Boot();
+        var page = HighPage(m);
+        m.MemcpyToPage(page, 0, [42]);
+        for (int i = 0; i < 20; i++)
+        {
+            int depth = -1;
+            byte seen = 0;
+            var thread = new Thread(() =>
+            {
+                depth = m.LocalSlots.Depth;
+                nint a = m.KmapLocalPage(page);
+                unsafe
+                {
+                    seen = *(byte*)a;
+                }
+                // Exits still holding the mapping: the next owner of the window starts empty.
+            });
+            thread.Start();
+            Assert.True(thread.Join(TimeSpan.FromSeconds(10)));
+            Assert.Equal(0, depth);
+            Assert.Equal(42, seen);
+        }
+        // This thread's own (MemcpyToPage took one) and one handed from each exited thread to the next.
+        Assert.Equal(2, m.LocalSlots.Windows);
+    }
+
+    [Fact]
     public void KmapAtomicPinsTheCpuUntilKunmapAtomic()
     {
         using var m = Boot(cpus: 4);

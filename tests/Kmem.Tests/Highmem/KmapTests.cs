@@ -152,6 +152,7 @@ public class KmapTests
         Assert.Equal(first[0] - Machine.PageSize, first[511]);
         Assert.Equal(-1, m.PkmapWindow.CountOf((uint)pages[0].Pfn));
         Assert.Equal(1, m.PkmapWindow.CountOf((uint)pages[511].Pfn));
+        m.PkmapWindow.Validate();
 
         // The next new page gets slot 1 again, which the flush freed.
         nint reused = m.Kmap(pages[512]);
@@ -162,6 +163,7 @@ public class KmapTests
         Assert.NotEqual(reused, back);
         Assert.True(Holds(back, 0));
         Assert.True(Holds(m.Kmap(pages[511]), 255));
+        m.PkmapWindow.Validate();
     }
 
     [Fact]
@@ -180,6 +182,7 @@ public class KmapTests
         Assert.Contains("would drop to 0", bug.Report);
         Assert.Contains("0xff", bug.Report); // the slot named by its PKMAP_ADDR
         Assert.Equal(1, m.PkmapWindow.CountOf((uint)page.Pfn));
+        m.PkmapWindow.Validate();
         Assert.Equal(address, m.Kmap(page));
     }
 
@@ -319,6 +322,7 @@ public class KmapTests
         workers.ForEach(w => w.Start());
         Assert.All(workers, w => Assert.True(w.Join(TimeSpan.FromSeconds(60))));
         Assert.Empty(failures);
+        m.PkmapWindow.Validate();
         Assert.True(m.PkmapWindow.Sleeps > 0, "no caller ever had to wait for a slot");
         Assert.Equal(0, m.PkmapWindow.Waiters);
     }

@@ -22,6 +22,7 @@ public class SlabMisuseTests
         Assert.Equal(KernelAddress(m, a), e.Address);
         Assert.Contains($"0x{KernelAddress(m, a):x}", e.Message, StringComparison.Ordinal);
         Assert.Equal(before, m.Proc.Slabinfo());
+        SlabPropertyTests.Validate(m);
         // The freed object comes back once, not twice.
         nint c = m.KmemCacheAlloc(s, Gfp.Kernel);
         nint d = m.KmemCacheAlloc(s, Gfp.Kernel);
@@ -124,6 +125,24 @@ public class SlabMisuseTests
         nint p = m.Kmalloc(20000, Gfp.Kernel);
         Assert.Throws<SlabBugException>(() => m.Kfree(p + 4096));
         m.Kfree(p);
+    }
+
+    [Fact]
+    public unsafe void AUseAfterFreeThatClobbersTheFreePointerIsFoundByTheValidator()
+    {
+        using var m = KmemCacheTests.Boot();
+        var s = m.KmemCacheCreate("uaf", 64, 0, SlabFlags.None, null)!;
+        nint a = m.KmemCacheAlloc(s, Gfp.Kernel);
+        nint b = m.KmemCacheAlloc(s, Gfp.Kernel);
+        m.KmemCacheFree(s, a);
+        SlabPropertyTests.Validate(m);
+        long saved = *(long*)(a + (nint)s.Offset);
+        *(long*)(a + (nint)s.Offset) = 0x4141414141414141;
+        var problems = m.Slub!.ValidateAll();
+        Assert.Contains(problems, p => p.Contains("cpu", StringComparison.Ordinal) && p.Contains("is not an object", StringComparison.Ordinal));
+        *(long*)(a + (nint)s.Offset) = saved;
+        SlabPropertyTests.Validate(m);
+        m.KmemCacheFree(s, b);
     }
 
     private static ulong KernelAddress(Machine m, nint p) =>

@@ -154,11 +154,19 @@ public class SlabPropertyTests
             w.M.KmemCacheDestroy(s);
             Assert.True(s.IsDestroyed);
         }
+        Validate(w.M);
         w.M.DrainAllPages();
         string vmstat = w.M.Proc.Vmstat();
         Assert.Contains("\nnr_slab_reclaimable 0\n", vmstat, StringComparison.Ordinal);
         Assert.Contains("\nnr_slab_unreclaimable 0\n", vmstat, StringComparison.Ordinal);
         Assert.Equal(freeBefore, MemFree(w.M));
+    }
+
+    /// <summary>Every cache's invariants (Slub.Validate) hold.</summary>
+    internal static void Validate(Machine m)
+    {
+        var problems = m.Slub!.ValidateAll();
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
     }
 
     private static long MemFree(Machine m) => long.Parse(m.Proc.Meminfo().Split('\n')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1],
@@ -172,10 +180,15 @@ public class SlabPropertyTests
             using var m = BootFresh(3, out long freeBefore);
             var w = new World(m);
             var held = new List<Held>();
-            foreach (var op in ops)
+            for (int i = 0; i < ops.Length; i++)
             {
-                Step(w, held, op);
+                Step(w, held, ops[i]);
+                if (i % 16 == 15)
+                {
+                    Validate(m);
+                }
             }
+            Validate(m);
             GiveEverythingBack(w, held, freeBefore);
         }, iter: 40, threads: 2, print: ops => string.Join("; ", ops));
     }
@@ -217,6 +230,7 @@ public class SlabPropertyTests
                 t.Join();
             }
             Assert.All(errors, e => Assert.Null(e));
+            Validate(m);
             GiveEverythingBack(w, helds[0].Concat(helds[1]), freeBefore);
         }, iter: 8, threads: 1, print: t => $"A: {t.Item1.Length} ops, B: {t.Item2.Length} ops");
     }
@@ -286,6 +300,7 @@ public class SlabPropertyTests
             t.Join();
         }
         Assert.Empty(errors);
+        Validate(m);
         while (shared.TryDequeue(out var o))
         {
             FreeTagged(m, s, o);

@@ -1,0 +1,215 @@
+// A whole-cache checker for SLUB (what validate_slab_cache does with slub_debug,
+// without the red zones): for a quiet cache, every slab of the cache is found by
+// its PG_slab frame, and the counts must add up. Invariants checked, per slab:
+// allocated (bitmap) + on the slab freelist + on a cpu freelist = objects, and
+// inuse = objects − on the slab freelist; partial slabs are unfrozen with free
+// objects, cpu and cpu-partial slabs are frozen; per node: nr_partial, nr_slabs
+// and total_objects match. Tests call it between steps; it takes every lock.
+using Kmem.Physical;
+
+namespace Kmem.Slab;
+
+internal sealed unsafe partial class Slub
+{
+    /// <summary>Checks every cache (one pass over the memmap for all of them); returns the violations.
+    /// No cache may be in use by other threads meanwhile.</summary>
+    public List<string> ValidateAll()
+    {
+        var byCache = new Dictionary<KmemCache, List<uint>>();
+        for (uint pfn = 0; pfn < _mem.LowmemPfns; pfn++)
+        {
+            if ((_mem.Frame(pfn).Flags & PageFlags.Slab) != 0 && CacheOfSlab(pfn) is { } owner)
+            {
+                if (!byCache.TryGetValue(owner, out var list))
+                {
+                    byCache[owner] = list = [];
+                }
+                list.Add(pfn);
+            }
+        }
+        var errors = new List<string>();
+        foreach (var s in Caches)
+        {
+            errors.AddRange(Validate(s, byCache.GetValueOrDefault(s) ?? []));
+        }
+        return errors;
+    }
+
+    /// <summary>Checks every invariant of <paramref name="s"/>, whose slabs are <paramref name="slabPfns"/>;
+    /// returns the violations (none when sound).</summary>
+    private List<string> Validate(KmemCache s, List<uint> slabPfns)
+    {
+        var errors = new List<string>();
+        var cpuFree = new Dictionary<uint, int>();
+        var role = new Dictionary<uint, string>();
+        for (int cpu = 0; cpu < s.CpuSlab.Length; cpu++)
+        {
+            var c = s.CpuSlab[cpu];
+            c.Lock();
+            try
+            {
+                if (c.Slab != PhysMem.NoPfn)
+                {
+                    role[c.Slab] = $"cpu{cpu} slab";
+                    int count = 0;
+                    for (nint p = c.Freelist; p != 0; p = *(nint*)(p + s.Offset))
+                    {
+                        if (!CheckObject(s, c.Slab, p, $"cpu{cpu} freelist", errors))
+                        {
+                            break;
+                        }
+                        if (++count > s.ObjectsPerSlab)
+                        {
+                            errors.Add($"cpu{cpu} freelist of {s.Name} loops");
+                            break;
+                        }
+                    }
+                    cpuFree[c.Slab] = count;
+                }
+                else if (c.Freelist != 0)
+                {
+                    errors.Add($"cpu{cpu} of {s.Name} has a freelist but no slab");
+                }
+                int partial = 0;
+                for (uint pfn = c.Partial.Head; pfn != PhysMem.NoPfn; pfn = _mem.Frame(pfn).Next)
+                {
+                    role[pfn] = $"cpu{cpu} partial";
+                    partial++;
+                }
+                if (partial != c.PartialSlabs)
+                {
+                    errors.Add($"cpu{cpu} of {s.Name}: {partial} cpu partial slabs, counted {c.PartialSlabs}");
+                }
+            }
+            finally
+            {
+                c.Unlock();
+            }
+        }
+        for (int nid = 0; nid < s.Nodes.Length; nid++)
+        {
+            var n = s.Nodes[nid];
+            lock (n.ListLock)
+            {
+                int count = 0;
+                for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn; pfn = _mem.Frame(pfn).Next)
+                {
+                    role[pfn] = $"node{nid} partial";
+                    count++;
+                }
+                if (count != n.NrPartial)
+                {
+                    errors.Add($"node{nid} of {s.Name}: {count} partial slabs, nr_partial {n.NrPartial}");
+                }
+            }
+        }
+        var slabs = new long[s.Nodes.Length];
+        var objects = new long[s.Nodes.Length];
+        foreach (uint pfn in slabPfns)
+        {
+            ref PageFrame f = ref _mem.Frame(pfn);
+            int nid = NodeOf(pfn);
+            int total = SlabPage.Objects(f.Private);
+            slabs[nid]++;
+            objects[nid] += total;
+            ValidateSlab(s, pfn, total, cpuFree.GetValueOrDefault(pfn), role.GetValueOrDefault(pfn), errors);
+        }
+        for (int nid = 0; nid < s.Nodes.Length; nid++)
+        {
+            if (slabs[nid] != Volatile.Read(ref s.Nodes[nid].NrSlabs) || objects[nid] != Volatile.Read(ref s.Nodes[nid].TotalObjects))
+            {
+                errors.Add($"node{nid} of {s.Name}: {slabs[nid]} slabs with {objects[nid]} objects, counted {s.Nodes[nid].NrSlabs} and {s.Nodes[nid].TotalObjects}");
+            }
+        }
+        return errors;
+    }
+
+    private void ValidateSlab(KmemCache s, uint pfn, int total, int onCpuFreelist, string? role, List<string> errors)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        SlabPage.Lock(ref f);
+        try
+        {
+            ulong p = f.Private;
+            int onSlab = 0;
+            for (uint idx = SlabPage.FreeIdx(p); idx != SlabPage.NoObject;)
+            {
+                nint obj = ObjectAt(s, pfn, idx);
+                if (!CheckObject(s, pfn, obj, "slab freelist", errors))
+                {
+                    return;
+                }
+                if (++onSlab > total)
+                {
+                    errors.Add($"slab 0x{pfn:x} of {s.Name}: freelist loops");
+                    return;
+                }
+                nint next = *(nint*)(obj + s.Offset);
+                if (next != 0 && !CheckObject(s, pfn, next, "slab freelist", errors))
+                {
+                    return;
+                }
+                idx = next == 0 ? SlabPage.NoObject : (uint)((nuint)(next - _mem.PageAddress(pfn)) / s.Size);
+            }
+            var bits = AllocBits(pfn);
+            int allocated = 0;
+            if (bits is null)
+            {
+                errors.Add($"slab 0x{pfn:x} of {s.Name} has no allocation bitmap");
+            }
+            else
+            {
+                foreach (ulong w in bits)
+                {
+                    allocated += System.Numerics.BitOperations.PopCount(w);
+                }
+            }
+            string where = role ?? "no list";
+            if (allocated + onSlab + onCpuFreelist != total)
+            {
+                errors.Add($"slab 0x{pfn:x} of {s.Name} ({where}): {allocated} allocated + {onSlab} free + {onCpuFreelist} on the cpu freelist != {total} objects");
+            }
+            if (f.Aux != total - onSlab)
+            {
+                errors.Add($"slab 0x{pfn:x} of {s.Name} ({where}): inuse {f.Aux}, expected {total - onSlab}");
+            }
+            bool frozen = SlabPage.Frozen(p);
+            bool shouldFreeze = role is not null && role.StartsWith("cpu", StringComparison.Ordinal);
+            if (frozen != shouldFreeze)
+            {
+                errors.Add($"slab 0x{pfn:x} of {s.Name} ({where}): frozen={frozen}");
+            }
+            if (role is null && onSlab != 0)
+            {
+                errors.Add($"slab 0x{pfn:x} of {s.Name} has {onSlab} free objects but is on no list");
+            }
+            if (role is not null && role.EndsWith("partial", StringComparison.Ordinal) && onSlab == 0)
+            {
+                errors.Add($"slab 0x{pfn:x} of {s.Name} ({where}) has no free object");
+            }
+        }
+        finally
+        {
+            SlabPage.Unlock(ref f);
+        }
+    }
+
+    /// <summary>Whether <paramref name="obj"/> is a free object of the slab; a pointer outside it is never
+    /// followed.</summary>
+    private bool CheckObject(KmemCache s, uint pfn, nint obj, string list, List<string> errors)
+    {
+        nuint off = (nuint)(obj - _mem.PageAddress(pfn));
+        uint idx = (uint)(off / s.Size);
+        if (off % s.Size != 0 || idx >= (uint)SlabPage.Objects(_mem.Frame(pfn).Private))
+        {
+            errors.Add($"{list} of {s.Name}: 0x{KernelAddress(obj):x} is not an object of slab 0x{pfn:x}");
+            return false;
+        }
+        var bits = AllocBits(pfn);
+        if (bits is not null && (bits[idx >> 6] & (1UL << (int)idx)) != 0)
+        {
+            errors.Add($"{list} of {s.Name}: 0x{KernelAddress(obj):x} is free and allocated");
+        }
+        return true;
+    }
+}

@@ -70,6 +70,7 @@ public sealed partial class Machine
     /// for a slot is woken. Nothing to do for a lowmem page.</summary>
     /// <exception cref="KernelBugException">The highmem page is not kmapped (kunmap without kmap): the kernel's
     /// BUG; nothing changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public void Kunmap(Page page)
     {
         uint pfn = CheckedPfn(page);
@@ -80,6 +81,7 @@ public sealed partial class Machine
     }
 
     /// <summary>kmap_flush_unused: frees every pkmap slot that is mapped but held by nobody.</summary>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public void KmapFlushUnused()
     {
         if (Arch.HasHighMem)
@@ -94,6 +96,7 @@ public sealed partial class Machine
     /// <see cref="KmMaxIdx"/> mappings are already nested (with <see cref="OnBug.Report"/>) or the host
     /// refuses the mapping (logged).</returns>
     /// <exception cref="KernelBugException">The thread already holds <see cref="KmMaxIdx"/> mappings (the kernel's BUG).</exception>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public nint KmapLocalPage(Page page)
     {
         uint pfn = CheckedPfn(page);
@@ -106,23 +109,34 @@ public sealed partial class Machine
     /// <exception cref="KernelBugException">The address is not this thread's last kmap_local mapping (out of
     /// LIFO order, or never mapped): the kernel's warning; nothing is unmapped (with <see cref="OnBug.Report"/>
     /// the report is logged instead).</exception>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public void KunmapLocal(nint address) => LocalSlots.Unmap(address);
 
     /// <summary>kmap_atomic: <see cref="KmapLocalPage"/> with preemption disabled, which here means the calling
     /// thread stays pinned to its current CPU (<see cref="CurrentCpu"/>) until <see cref="KunmapAtomic"/>.
     /// Never blocks.</summary>
     /// <returns>As <see cref="KmapLocalPage"/>; when it returns 0 the CPU is not pinned.</returns>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public nint KmapAtomic(Page page)
     {
         CheckedPfn(page);
         var pin = _cpus.Pin(_cpus.Current);
-        nint address = KmapLocalPage(page);
-        if (address == 0)
+        nint address = 0;
+        try
         {
-            pin.Dispose();
-            return 0;
+            address = KmapLocalPage(page);
+            if (address != 0)
+            {
+                LocalSlots.PushAtomic(address, pin);
+            }
         }
-        LocalSlots.PushAtomic(address, pin);
+        finally
+        {
+            if (address == 0)
+            {
+                pin.Dispose(); // no mapping (or a BUG thrown): preemption is back on
+            }
+        }
         return address;
     }
 
@@ -130,6 +144,7 @@ public sealed partial class Machine
     /// releases its CPU pin.</summary>
     /// <exception cref="KernelBugException">The address is not the thread's innermost kmap_atomic mapping, or
     /// not its last kmap_local one; nothing changes (with <see cref="OnBug.Report"/> the report is logged).</exception>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public void KunmapAtomic(nint address)
     {
         if (!LocalSlots.PeekAtomic(address, out var pin))

@@ -218,6 +218,20 @@ public class KmapLocalTests
     }
 
     [Fact]
+    public void KmapAtomicBeyondKmMaxIdxLeavesNoPin()
+    {
+        using var m = Boot();
+        var pages = HighPages(m, Machine.KmMaxIdx + 1);
+        var mapped = pages.Take(Machine.KmMaxIdx).Select(m.KmapLocalPage).ToArray();
+        Assert.ThrowsAny<KernelBugException>(() => m.KmapAtomic(pages[^1]));
+        Assert.False(m.Cpus.IsPinned);
+        foreach (var address in mapped.Reverse())
+        {
+            m.KunmapLocal(address);
+        }
+    }
+
+    [Fact]
     public void KmapAtomicKeepsAnOuterPin()
     {
         using var m = Boot(cpus: 4);

@@ -1,0 +1,21 @@
+// The knobs of TraceReader: what to do with a malformed line and where to stop.
+// Read once when the reader is created; immutable after construction.
+namespace Kmem;
+
+/// <summary>Options for <see cref="TraceReader"/>.</summary>
+public sealed class TraceReaderOptions
+{
+    /// <summary>
+    /// Count malformed lines in <see cref="TraceReader.BadLines"/> and skip them instead of
+    /// throwing <see cref="TraceFormatException"/> (the command's <c>--skip-bad</c>). Default false.
+    /// Corrupt compressed data is always an error.
+    /// </summary>
+    public bool SkipBad { get; init; }
+
+    /// <summary>
+    /// End the stream at the first trace marker whose text contains this string (ordinal
+    /// comparison; the command's <c>--until</c>). The stopping marker itself is not returned;
+    /// see <see cref="TraceReader.StopLine"/>. Null (the default) reads to the end.
+    /// </summary>
+    public string? StopAtMarker { get; init; }
+}

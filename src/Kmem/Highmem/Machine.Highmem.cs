@@ -48,6 +48,7 @@ public sealed partial class Machine
     /// <returns>The address, or 0 when the timeout expired before a slot was freed.</returns>
     /// <remarks>Blocks at most <paramref name="timeout"/>; <see cref="Timeout.InfiniteTimeSpan"/> waits for ever.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The timeout is negative (other than infinite) or too large.</exception>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public nint Kmap(Page page, TimeSpan timeout)
     {
         long ms = (long)timeout.TotalMilliseconds;
@@ -63,6 +64,7 @@ public sealed partial class Machine
     /// <returns>The address, or 0 when the wait was cancelled (a page that needs no wait is mapped
     /// even with a cancelled token).</returns>
     /// <remarks>Blocks until a slot is free or the token is cancelled.</remarks>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public nint Kmap(Page page, CancellationToken cancellationToken) => KmapWait(page, Timeout.Infinite, cancellationToken);
 
     /// <summary>kunmap: drops the hold a <see cref="Kmap(Page)"/> took. The slot stays mapped, unused, until the
@@ -110,12 +112,19 @@ public sealed partial class Machine
     /// LIFO order, or never mapped): the kernel's warning; nothing is unmapped (with <see cref="OnBug.Report"/>
     /// the report is logged instead).</exception>
     /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
-    public void KunmapLocal(nint address) => LocalSlots.Unmap(address);
+    public void KunmapLocal(nint address)
+    {
+        if (_mem.VirtToPfn(address) == PhysMem.NoPfn)
+        {
+            LocalSlots.Unmap(address);
+        }
+    }
 
     /// <summary>kmap_atomic: <see cref="KmapLocalPage"/> with preemption disabled, which here means the calling
     /// thread stays pinned to its current CPU (<see cref="CurrentCpu"/>) until <see cref="KunmapAtomic"/>.
     /// Never blocks.</summary>
     /// <returns>As <see cref="KmapLocalPage"/>; when it returns 0 the CPU is not pinned.</returns>
+    /// <exception cref="KernelBugException">As for <see cref="KmapLocalPage"/>; the CPU is not pinned then.</exception>
     /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public nint KmapAtomic(Page page)
     {
@@ -178,6 +187,8 @@ public sealed partial class Machine
     }
 
     /// <summary>clear_highpage: fills the page with zeros through a kmap_local mapping. Never blocks.</summary>
+    /// <remarks>Uses one kmap_local slot of the calling thread while it runs; if it cannot have one (already
+    /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
     public unsafe void ClearHighpage(Page page)
     {
         nint kaddr = KmapLocalPage(page);
@@ -189,6 +200,8 @@ public sealed partial class Machine
     }
 
     /// <summary>copy_highpage: copies the bytes of <paramref name="from"/> into <paramref name="to"/>. Never blocks.</summary>
+    /// <remarks>Uses two kmap_local slots of the calling thread while it runs; if it cannot have them (already
+    /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
     public unsafe void CopyHighpage(Page to, Page from)
     {
         nint vfrom = KmapLocalPage(from);
@@ -207,6 +220,8 @@ public sealed partial class Machine
 
     /// <summary>memcpy_to_page: copies <paramref name="source"/> into the page at <paramref name="offset"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The range [offset, offset + length) is not inside the page.</exception>
+    /// <remarks>Uses one kmap_local slot of the calling thread while it runs; if it cannot have one (already
+    /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
     public unsafe void MemcpyToPage(Page page, int offset, ReadOnlySpan<byte> source)
     {
         CheckRange(offset, source.Length, nameof(offset));
@@ -220,6 +235,8 @@ public sealed partial class Machine
 
     /// <summary>memcpy_from_page: fills <paramref name="destination"/> from the page's bytes at <paramref name="offset"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The range [offset, offset + length) is not inside the page.</exception>
+    /// <remarks>Uses one kmap_local slot of the calling thread while it runs; if it cannot have one (already
+    /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
     public unsafe void MemcpyFromPage(Span<byte> destination, Page page, int offset)
     {
         CheckRange(offset, destination.Length, nameof(offset));
@@ -233,6 +250,8 @@ public sealed partial class Machine
 
     /// <summary>memcpy_page: copies <paramref name="length"/> bytes between two pages.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A range is not inside its page.</exception>
+    /// <remarks>Uses two kmap_local slots of the calling thread while it runs; if it cannot have them (already
+    /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
     public unsafe void MemcpyPage(Page to, int toOffset, Page from, int fromOffset, int length)
     {
         CheckRange(toOffset, length, nameof(toOffset));
@@ -263,6 +282,8 @@ public sealed partial class Machine
     /// <summary>zero_user_segments: zeroes [start1, end1) and [start2, end2) of the page through one kmap_local
     /// mapping; a segment whose end is not above its start is left alone.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A bound is negative or an end is beyond PAGE_SIZE (the kernel BUGs).</exception>
+    /// <remarks>Uses one kmap_local slot of the calling thread while it runs; if it cannot have one (already
+    /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
     public unsafe void ZeroUserSegments(Page page, int start1, int end1, int start2, int end2)
     {
         CheckSegment(start1, end1, nameof(start1), nameof(end1));

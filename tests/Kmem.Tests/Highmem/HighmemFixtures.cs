@@ -19,6 +19,25 @@ internal static class HighmemFixtures
 
     public static Page[] HighPages(Machine m, int n) => [.. Enumerable.Range(0, n).Select(_ => HighPage(m))];
 
+    /// <summary>What the host has mapped at <paramref name="address"/> (from /proc/self/maps): the
+    /// permissions, the file offset of that byte's page, and the backing file's name.</summary>
+    public static (string Perms, long Offset, string Path) HostMapping(nint address)
+    {
+        ulong a = (ulong)address;
+        foreach (string line in File.ReadLines("/proc/self/maps"))
+        {
+            string[] f = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+            string[] range = f[0].Split('-');
+            ulong start = Convert.ToUInt64(range[0], 16), end = Convert.ToUInt64(range[1], 16);
+            if (a >= start && a < end)
+            {
+                long offset = Convert.ToInt64(f[2], 16) + (long)((a & ~0xfffUL) - start);
+                return (f[1], offset, f.Length > 5 ? f[5].Trim() : "");
+            }
+        }
+        return ("", 0, "");
+    }
+
     public static unsafe void Fill(nint address, byte seed)
     {
         var span = new Span<byte>((void*)address, Machine.PageSize);

@@ -33,6 +33,19 @@ public class KmapLocalTests
     }
 
     [Fact]
+    public void KunmapLocalTakesTheHostMappingAway()
+    {
+        using var m = Boot();
+        var page = HighPage(m);
+        nint a = m.KmapLocalPage(page);
+        var mapped = HostMapping(a);
+        Assert.Equal("rw-s", mapped.Perms);
+        Assert.Equal((long)page.Pfn * Machine.PageSize, mapped.Offset);
+        m.KunmapLocal(a);
+        Assert.Equal("---p", HostMapping(a).Perms);
+    }
+
+    [Fact]
     public void AnOutOfOrderUnmapIsReportedAndChangesNothing()
     {
         using var m = Boot();

@@ -43,6 +43,23 @@ public class KmapTests
     }
 
     [Fact]
+    public void AKmapIsAHostMappingOfTheFramesBytesUntilTheFlush()
+    {
+        using var m = Boot();
+        var page = HighPage(m);
+        nint address = m.Kmap(page);
+        var mapped = HostMapping(address);
+        Assert.Equal("rw-s", mapped.Perms);
+        Assert.Equal((long)page.Pfn * Machine.PageSize, mapped.Offset);
+        Assert.Contains("kmem-physmem", mapped.Path);
+
+        m.Kunmap(page);
+        Assert.Equal("rw-s", HostMapping(address).Perms); // cached: pkmap_count 1 keeps the mapping
+        m.KmapFlushUnused();
+        Assert.Equal("---p", HostMapping(address).Perms);
+    }
+
+    [Fact]
     public void KmappingTheSamePageTwiceSharesItsSlot()
     {
         using var m = Boot();

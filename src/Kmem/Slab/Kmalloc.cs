@@ -131,7 +131,11 @@ internal sealed unsafe partial class Slub
     private nint KmallocLarge(nuint size, Gfp gfp, int node)
     {
         int order = Machine.GetOrder(size);
-        var page = _pa.AllocPages((gfp & ~Gfp.HighMem) | Gfp.Comp, order, node);
+        if ((gfp & GfpSlabBugMask) != 0)
+        {
+            gfp = KmallocFixFlags(gfp);
+        }
+        var page = _pa.AllocPages(gfp | Gfp.Comp, order, node);
         if (page.IsNull)
         {
             return 0;

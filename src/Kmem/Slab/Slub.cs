@@ -466,6 +466,10 @@ internal sealed unsafe partial class Slub
         const Gfp reclaimMask = Gfp.Reclaim | Gfp.High | Gfp.Io | Gfp.Fs | Gfp.NoWarn | Gfp.RetryMayfail | Gfp.NoFail
             | Gfp.NoRetry | Gfp.Memalloc | Gfp.NoMemalloc | Gfp.AtomicBit;
         const Gfp constraintMask = Gfp.Hardwall | Gfp.ThisNode;
+        if ((gfp & GfpSlabBugMask) != 0)
+        {
+            gfp = KmallocFixFlags(gfp);
+        }
         Gfp flags = (gfp & (reclaimMask | constraintMask)) | s.AllocFlags;
         Gfp allocGfp = (flags | Gfp.NoWarn | Gfp.NoRetry) & ~Gfp.NoFail;
         if ((allocGfp & Gfp.DirectReclaim) != 0 && s.Order > s.MinOrder)
@@ -512,6 +516,19 @@ internal sealed unsafe partial class Slub
         Interlocked.Add(ref n.TotalObjects, objects);
         AccountSlabPages(s, pfn, 1L << order);
         return pfn;
+    }
+
+    /// <summary>GFP_SLAB_BUG_MASK: zone bits slab memory may not ask for, and bits beyond __GFP_BITS_SHIFT (27).</summary>
+    private const Gfp GfpSlabBugMask = Gfp.Dma32 | Gfp.HighMem | (Gfp)~((1u << 27) - 1);
+
+    /// <summary>kmalloc_fix_flags: strips the bits slab memory may not use, with the kernel's warning.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Gfp KmallocFixFlags(Gfp flags)
+    {
+        Gfp invalid = flags & GfpSlabBugMask;
+        flags &= ~GfpSlabBugMask;
+        _log.Printk($"Unexpected gfp: 0x{(uint)invalid:x} ({GfpFlags.Format(invalid)}). Fixing up to gfp: 0x{(uint)flags:x} ({GfpFlags.Format(flags)}). Fix your code!");
+        return flags;
     }
 
     private void AccountSlabPages(KmemCache s, uint pfn, long pages)

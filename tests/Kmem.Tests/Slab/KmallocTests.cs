@@ -169,6 +169,21 @@ public class KmallocTests
     }
 
     [Fact]
+    public void HighmemOrDma32InAKmallocGfpIsFixedUpWithTheKernelsWarning()
+    {
+        using var m = KmemCacheTests.Boot();
+        // The warning comes from new_slab, so the cache must need a slab: kmalloc-64 has none yet.
+        nint p = m.Kmalloc(64, Gfp.Kernel | Gfp.HighMem);
+        Assert.NotEqual(0, p);
+        Assert.Contains(m.Log.Lines, l => l.StartsWith("Unexpected gfp: 0x2 (__GFP_HIGHMEM). Fixing up to gfp: 0xcc0 (GFP_KERNEL). Fix your code!", StringComparison.Ordinal));
+        nint q = m.Kmalloc(50000, Gfp.Kernel | Gfp.Dma32);
+        Assert.NotEqual(0, q);
+        Assert.Equal(2, m.Log.Lines.Count(l => l.StartsWith("Unexpected gfp", StringComparison.Ordinal)));
+        m.Kfree(p);
+        m.Kfree(q);
+    }
+
+    [Fact]
     public void SlabinfoHasTheKernelsHeaderAndKmallocGeometryForTwoCpus()
     {
         using var m = Machine.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1 });

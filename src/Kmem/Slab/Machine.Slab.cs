@@ -226,6 +226,19 @@ public sealed partial class Machine
     public unsafe nint Kmemdup(nint src, nuint len, Gfp gfp) =>
         Kmemdup(new ReadOnlySpan<byte>((void*)src, checked((int)len)), gfp);
 
+    /// <summary>PageSlab: whether the frame belongs to a slab (for a frame of a multi-page slab, its head).</summary>
+    public bool PageSlab(Page page)
+    {
+        ulong pfn = PageToPfn(page);
+        if (page.IsNull || pfn >= MaxPfn)
+        {
+            return false;
+        }
+        ref var f = ref _mem.Frame((uint)pfn);
+        uint head = (f.Flags & Physical.PageFlags.Tail) != 0 ? (uint)f.Private : (uint)pfn;
+        return (_mem.Frame(head).Flags & Physical.PageFlags.Slab) != 0;
+    }
+
     /// <summary>A span over an object's <see cref="KmemCache.ObjectSize"/> bytes.</summary>
     public static unsafe Span<byte> ObjectSpan(KmemCache s, nint p)
     {

@@ -1,13 +1,9 @@
-// SLUB (mm/slub.c, 6.1, without debugging): cache creation, the allocation
-// fast path (pop the cpu freelist) and ___slab_alloc (cpu slab's own freelist →
-// cpu partial → node partial → new slab), the free fast path (push onto the cpu
-// freelist) and __slab_free (slab freelist; a full slab goes to the cpu partial
-// list, an empty one back to the page allocator above min_partial).
-// Lock order: slab_mutex (cache list) → cpu lock → node list_lock → slab lock;
-// the page allocator is called with no slab lock held except a cpu lock in flush paths.
-// Every handed-out object has its bit set in its slab's allocation bitmap (a side
-// table indexed by pfn, 8 bytes per frame where slabs have been, plus one bit per object): it catches
-// double frees and frees of pointers that were never handed out, before anything changes.
+// SLUB (mm/slub.c, 6.1, no debugging): the alloc fast path (pop the cpu freelist) and ___slab_alloc
+// (cpu slab → cpu partial → node partial → new slab); the free fast path (push on the cpu freelist)
+// and __slab_free (full slab → cpu partial, empty slab → page allocator above min_partial).
+// Lock order: slab_mutex → cpu lock → node list_lock → slab lock (PG_locked bit spin lock).
+// Invariant: a handed-out object has its bit set in its slab's allocation bitmap (side table by pfn,
+// 8 bytes per frame in chunks where slabs have been): double and foreign frees are refused unchanged.
 using System.Runtime.CompilerServices;
 using Kmem.PageAlloc;
 using Kmem.Physical;
@@ -252,7 +248,6 @@ internal sealed unsafe partial class Slub
     // ───────────────────────────── allocation ─────────────────────────────
 
     /// <summary>slab_alloc_node: an object, or 0 when no slab can be had.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public nint Alloc(KmemCache s, Gfp gfp, int node)
     {
         var c = s.CpuSlab[_cpus.Current];
@@ -796,7 +791,6 @@ internal sealed unsafe partial class Slub
     }
 
     /// <summary>Classifies <paramref name="p"/>; for a slab, gives the head pfn and the cache.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public PtrKind Classify(nint p, out uint head, out KmemCache? cache)
     {
         cache = null;

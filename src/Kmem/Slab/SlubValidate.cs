@@ -1,10 +1,7 @@
-// A whole-cache checker for SLUB (what validate_slab_cache does with slub_debug,
-// without the red zones): for a quiet cache, every slab of the cache is found by
-// its PG_slab frame, and the counts must add up. Invariants checked, per slab:
-// allocated (bitmap) + on the slab freelist + on a cpu freelist = objects, and
-// inuse = objects − on the slab freelist; partial slabs are unfrozen with free
-// objects, cpu and cpu-partial slabs are frozen; per node: nr_partial, nr_slabs
-// and total_objects match. Tests call it between steps; it takes every lock.
+// A whole-cache checker for SLUB (validate_slab_cache without red zones), for quiet caches: every
+// slab is found by its PG_slab frame; per slab, allocated (bitmap) + slab freelist + cpu freelist =
+// objects and inuse = objects − slab freelist; partial slabs are unfrozen with free objects, cpu and
+// cpu-partial slabs frozen; per node, nr_partial, nr_slabs and total_objects match. Takes every lock.
 using Kmem.Physical;
 
 namespace Kmem.Slab;

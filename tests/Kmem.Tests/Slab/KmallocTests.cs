@@ -29,6 +29,7 @@ public class KmallocTests
         using var m = KmemCacheTests.Boot();
         nint p = m.Kmalloc(size, Gfp.Kernel);
         Assert.NotEqual(0, p);
+        Assert.True(m.PageSlab(m.VirtToPage(p)));
         Assert.Equal((nuint)ksize, m.Ksize(p));
         Assert.Equal(1, NumSlabs(m, cache));
         Assert.Equal(0, p % Math.Min(ksize & (~ksize + 1), 4096u));
@@ -47,6 +48,8 @@ public class KmallocTests
         Assert.Equal((nuint)16384, m.Ksize(p));
         var page = m.VirtToPage(p);
         Assert.Equal(1, m.PageRefCount(page));
+        Assert.False(m.PageSlab(page));
+        Assert.Contains("nr_slab_unreclaimable 4", m.Proc.Zoneinfo(), StringComparison.Ordinal);
         Assert.Equal("4", KmemCacheTests.SlabUnreclaimable(m));
         Assert.Contains("SUnreclaim:           16 kB", m.Proc.Meminfo(), StringComparison.Ordinal);
         m.PageSpan(page, 2).Fill(0x5A);

@@ -26,7 +26,7 @@ public class KmemCacheTests
             Assert.True(seen.Add(p), "an object was handed out twice");
             Assert.Equal(0, p % 64);
             var page = m.VirtToPage(p);
-            Assert.False(page.IsNull);
+            Assert.True(m.PageSlab(page));
             Machine.ObjectSpan(s, p).Fill((byte)i);
             objs.Add(p);
         }

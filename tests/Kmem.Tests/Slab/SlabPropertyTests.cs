@@ -1,12 +1,7 @@
-// Property tests of SLUB: random alloc/free sequences over several caches (own
-// caches with and without a constructor, kmalloc sizes of every type, large
-// kmalloc) on pinned CPUs. Every live object is filled with its own byte and
-// checked when freed, so two live objects never share a byte and no object is
-// handed out twice. After freeing everything, shrinking every cache and
-// draining the per-CPU page lists, the free pages are the fresh machine's and
-// the slab counters are 0: every object went back to its cache and every slab
-// to the page allocator. Two threads run the same on two CPUs or on one, with
-// objects passed between them so that frees are remote too.
+// SLUB properties: random alloc/free over own and kmalloc caches on pinned CPUs; each live object
+// holds its own fill byte (no object is handed out twice, no two overlap) and the validator runs
+// between steps. After freeing all, shrinking and draining, free pages are the fresh machine's and
+// the slab counters 0. Two threads on two CPUs or one pass objects between them (remote frees).
 using System.Collections.Concurrent;
 using CsCheck;
 

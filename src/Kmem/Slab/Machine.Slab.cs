@@ -36,7 +36,7 @@ public sealed partial class Machine
     /// <param name="name">The cache's name (/proc/slabinfo).</param>
     /// <param name="size">Object size, 1 .. INT_MAX.</param>
     /// <param name="align">Required alignment, 0 or a power of two.</param>
-    /// <param name="flags">SLAB_* flags.</param>
+    /// <param name="flags">SLAB_* flags; a bit that is not a member of <see cref="SlabFlags"/> makes creation fail.</param>
     /// <param name="ctor">Called once on each object when its slab is created (not on every allocation);
     /// objects must be returned in the constructed state. Puts the free pointer after the object.</param>
     /// <returns>The cache, or null when the arguments are invalid (logged).</returns>

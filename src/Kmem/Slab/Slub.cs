@@ -57,7 +57,10 @@ internal sealed unsafe partial class Slub
         lock (_slabMutex)
         {
             // kmem_cache_sanity_check / kmem_cache_create_usercopy: a name, and a size of 1..INT_MAX.
-            if (string.IsNullOrEmpty(name) || size < 1 || size > int.MaxValue - 64 || (align & (align - 1)) != 0)
+            // Flags outside SLAB_FLAGS_PERMITTED are -EINVAL in the kernel; here, outside those this build implements.
+            const SlabFlags permitted = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.ReclaimAccount
+                | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account;
+            if (string.IsNullOrEmpty(name) || size < 1 || size > int.MaxValue - 64 || (align & (align - 1)) != 0 || (flags & ~permitted) != 0)
             {
                 return Failed(name, flags);
             }
@@ -95,9 +98,9 @@ internal sealed unsafe partial class Slub
     {
         if ((flags & SlabFlags.Panic) != 0)
         {
-            throw new InvalidOperationException($"Kernel panic - not syncing: kmem_cache_create: Failed to create slab '{name}'. Error -22");
+            throw new InvalidOperationException($"Kernel panic - not syncing: kmem_cache_create_usercopy: Failed to create slab '{name}'. Error -22");
         }
-        _log.Printk($"kmem_cache_create({name}) failed with error -22");
+        _log.Printk($"kmem_cache_create_usercopy({name}) failed with error -22");
         return null;
     }
 

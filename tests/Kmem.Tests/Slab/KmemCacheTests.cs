@@ -175,8 +175,15 @@ public class KmemCacheTests
     {
         using var m = Boot();
         Assert.Null(m.KmemCacheCreate("bad", 0, 0, SlabFlags.None, null));
-        Assert.Throws<InvalidOperationException>(() => m.KmemCacheCreate("bad", 0, 0, SlabFlags.Panic, null));
+        Assert.True(m.Log.Contains("kmem_cache_create_usercopy(bad) failed with error -22"));
+        var e = Assert.Throws<InvalidOperationException>(() => m.KmemCacheCreate("bad", 0, 0, SlabFlags.Panic, null));
+        Assert.Contains("Failed to create slab 'bad'. Error -22", e.Message, StringComparison.Ordinal);
         Assert.Null(m.KmemCacheCreate("bad", 64, 3, SlabFlags.None, null));
+        // SLAB_RED_ZONE (0x400): slub_debug is not part of this build.
+        Assert.Null(m.KmemCacheCreate("bad", 64, 0, (SlabFlags)0x400, null));
+        // Too big for any order below MAX_ORDER.
+        Assert.Null(m.KmemCacheCreate("bad", 5u << 20, 0, SlabFlags.None, null));
+        Assert.NotNull(m.KmemCacheCreate("big", 4u << 20, 0, SlabFlags.None, null));
     }
 
     [Theory]

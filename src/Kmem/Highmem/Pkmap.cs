@@ -149,6 +149,15 @@ internal sealed class Pkmap : IDisposable
         }
     }
 
+    /// <summary>pkmap_count of every mapped frame, taken at one instant (for checks and reports).</summary>
+    public Dictionary<uint, int> Counts()
+    {
+        lock (_kmapLock)
+        {
+            return _pageSlot.ToDictionary(e => e.Key, e => _count[e.Value]);
+        }
+    }
+
     /// <summary>How many times a caller went to sleep for want of a free slot.</summary>
     public long Sleeps
     {

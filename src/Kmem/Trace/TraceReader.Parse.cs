@@ -17,6 +17,9 @@ public sealed partial class TraceReader
         Bad,
     }
 
+    /// <summary>The <see cref="UnknownEvents"/> key for unknown names beyond the first 65,536 distinct ones.</summary>
+    public const string OtherUnknownEvents = "(other)";
+
     private const string PrefixShape = "TASK-PID [CPU] FLAGS SECONDS.MICROS: EVENT: FIELDS";
 
     private LineResult ParseLine(ReadOnlySpan<byte> s, ref TraceEvent e, out string? expected)
@@ -392,7 +395,11 @@ public sealed partial class TraceReader
 
     private void CountUnknown(ReadOnlySpan<byte> name)
     {
-        string key = _unknownNames.Intern(name);
+        // Past the intern table's bound, new names share one entry so memory stays bounded.
+        int entry = _unknownNames.Find(name);
+        string key = entry >= 0 ? _unknownNames.Text(entry)
+            : _unknownNames.IsFull ? OtherUnknownEvents
+            : _unknownNames.Intern(name);
         _unknown[key] = _unknown.GetValueOrDefault(key) + 1;
     }
 

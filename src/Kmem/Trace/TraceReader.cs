@@ -152,7 +152,8 @@ public sealed partial class TraceReader : IDisposable
         }
         else
         {
-            var source = new TraceSource(_buf.AsSpan(0, head).ToArray(), stream);
+            // The xz decoder reads its input in small pieces: give it a buffer in front of the file.
+            var source = new TraceSource(_buf.AsSpan(0, head).ToArray(), new BufferedStream(stream, 1 << 16));
             try
             {
                 _input = Compression == TraceCompression.Gzip

@@ -348,4 +348,38 @@ public class TraceSampleLinesTests
         Assert.Equal(0x10UL, events[0].Ptr);
         Assert.Equal("END", events[1].Text);
     }
+
+    [Fact]
+    public void ATraceWithoutHeaderHasNoCpuCount()
+    {
+        using var reader = TraceData.Reader("   a-1  [000] .....  1.000000: kfree: call_site=x+0x1/0x2 ptr=10\n");
+        Assert.Equal(0, reader.Cpus);
+        Assert.Null(reader.Tracer);
+        Assert.Equal(-1, reader.EntriesInBuffer);
+        Assert.Single(reader.ReadAll());
+    }
+
+    [Fact]
+    public void ParsingRepeatedLinesAllocatesNothing()
+    {
+        // The real event lines (markers aside, whose text is a new string) 300 times over.
+        var lines = File.ReadAllLines(TraceData.SampleLinesPath).Where(l => !l.StartsWith('#') && !l.Contains("tracing_mark_write", StringComparison.Ordinal));
+        string block = string.Join("\n", lines) + "\n";
+        using var reader = TraceData.Reader(string.Concat(Enumerable.Repeat(block, 300)));
+        // The first block interns call sites, comms, names and gfp spellings.
+        int perBlock = lines.Count();
+        for (int i = 0; i < perBlock; i++)
+        {
+            Assert.True(reader.TryRead(out _));
+        }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        int n = 0;
+        while (reader.TryRead(out _))
+        {
+            n++;
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(299 * perBlock, n);
+        Assert.True(allocated < 1024, $"{allocated} bytes allocated for {n} events");
+    }
 }

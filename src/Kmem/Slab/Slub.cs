@@ -820,8 +820,9 @@ internal sealed unsafe partial class Slub
         nint start = _mem.PageAddress(pfn);
         nuint off = (nuint)(obj - start);
         ulong priv = _mem.Frame(pfn).Private;
-        uint idx = (uint)(off / s.Size);
-        if (off % s.Size != 0 || idx >= (uint)SlabPage.Objects(priv))
+        nuint q = off / s.Size;
+        uint idx = (uint)q;
+        if (off - q * s.Size != 0 || q >= (uint)SlabPage.Objects(priv))
         {
             Report(s, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller);
             return;

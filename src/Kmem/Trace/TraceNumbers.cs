@@ -82,6 +82,10 @@ internal static class TraceNumbers
         return true;
     }
 
+    /// <summary>A pointer: hex digits as %p prints them, or with a 0x prefix as tools that re-render traces print them.</summary>
+    public static bool TryPointer(ReadOnlySpan<byte> s, out ulong value) =>
+        s.Length > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? TryHex(s[2..], out value) : TryHex(s, out value);
+
     /// <summary>A pfn: <c>0x…</c> hex (6.1) or plain decimal (older kernels).</summary>
     public static bool TryPfn(ReadOnlySpan<byte> s, out ulong value)
     {

@@ -523,7 +523,7 @@ public sealed partial class TraceReader
 
         public bool Hex(ReadOnlySpan<byte> key, out ulong value)
         {
-            if (Value(key, out var text) && (TraceNumbers.TryHex(text, out value) || IsNull(text, out value)))
+            if (Value(key, out var text) && (TraceNumbers.TryPointer(text, out value) || IsNull(text, out value)))
             {
                 return true;
             }

@@ -48,8 +48,10 @@ public enum TraceCompression
 /// A malformed line throws <see cref="TraceFormatException"/> naming the file, the line number, the
 /// line and what was expected; with <see cref="TraceReaderOptions.SkipBad"/> it is counted in
 /// <see cref="BadLines"/> instead. Truncated or corrupt compressed data always throws
-/// <see cref="TraceFormatException"/>. Parsing a line allocates nothing in the common case: call
-/// sites, comms, cache names and gfp texts are interned, numbers are read from the bytes in place.
+/// <see cref="TraceFormatException"/>; a gzip file's end is checked against its last member's size
+/// field, so a file of several concatenated gzip members is reported as truncated. Parsing a line
+/// allocates nothing in the common case: call sites, comms, cache names and gfp texts are interned,
+/// numbers are read from the bytes in place.
 /// </para>
 /// </remarks>
 public sealed partial class TraceReader : IDisposable
@@ -62,7 +64,8 @@ public sealed partial class TraceReader : IDisposable
     private readonly Stream _stream;
     private readonly bool _leaveOpen;
     private readonly Stream _input;
-    private readonly TraceSource? _gzipSource;
+    private readonly TraceSource? _source;
+    private readonly long _inputLength;
     private readonly bool _skipBad;
     private readonly string? _stopAt;
     private byte[] _buf;
@@ -121,6 +124,7 @@ public sealed partial class TraceReader : IDisposable
         _skipBad = options?.SkipBad ?? false;
         _stopAt = string.IsNullOrEmpty(options?.StopAtMarker) ? null : options.StopAtMarker;
         _buf = new byte[BufferSize];
+        _inputLength = stream.CanSeek ? stream.Length - stream.Position : -1;
 
         // Sniff the magic bytes; for plain text they simply stay at the start of the buffer.
         int head = 0;
@@ -149,6 +153,7 @@ public sealed partial class TraceReader : IDisposable
         {
             _input = stream;
             _end = head;
+            _decompressed = head;
         }
         else
         {
@@ -164,7 +169,7 @@ public sealed partial class TraceReader : IDisposable
             {
                 throw Corrupt(ex);
             }
-            _gzipSource = Compression == TraceCompression.Gzip ? source : null;
+            _source = source;
         }
         ReadHeader();
     }
@@ -186,6 +191,15 @@ public sealed partial class TraceReader : IDisposable
 
     /// <summary>entries-written from the header; -1 when absent. Larger than <see cref="EntriesInBuffer"/> when the ring buffer wrapped.</summary>
     public long EntriesWritten { get; private set; } = -1;
+
+    /// <summary>Bytes of trace text read so far (after decompression), read ahead included.</summary>
+    public long BytesRead => _decompressed;
+
+    /// <summary>Bytes of the input consumed so far (the compressed bytes for gzip and xz), read ahead included: with <see cref="InputLength"/>, how far through the file the reader is.</summary>
+    public long InputBytesRead => _source?.Total ?? _decompressed;
+
+    /// <summary>The input's length in bytes when the stream can tell it (a file can); otherwise -1.</summary>
+    public long InputLength => _inputLength;
 
     /// <summary>Lines read so far, header and comments included.</summary>
     public long Lines { get; private set; }
@@ -410,9 +424,9 @@ public sealed partial class TraceReader : IDisposable
         if (n == 0)
         {
             _eof = true;
-            if (_gzipSource is not null)
+            if (Compression == TraceCompression.Gzip)
             {
-                CheckGzipEnd(_gzipSource);
+                CheckGzipEnd(_source!);
             }
             return;
         }

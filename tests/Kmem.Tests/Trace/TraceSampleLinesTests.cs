@@ -382,4 +382,34 @@ public class TraceSampleLinesTests
         Assert.Equal(299 * perBlock, n);
         Assert.True(allocated < 1024, $"{allocated} bytes allocated for {n} events");
     }
+
+    [Fact]
+    public void GfpSpellingsWithNoneAndLeftoverBitsParse()
+    {
+        var none = TraceData.One("   a-1  [000] .....  1.000000: mm_page_alloc: page=1 pfn=0x1 order=0 migratetype=0 gfp_flags=none");
+        Assert.Equal((Gfp)0, none.Gfp);
+        var leftover = TraceData.One("   a-1  [000] .....  1.000000: mm_page_alloc: page=1 pfn=0x1 order=0 migratetype=0 gfp_flags=GFP_KERNEL|0x4000000");
+        Assert.Equal(Gfp.Kernel | (Gfp)0x4000000, leftover.Gfp);
+    }
+
+    [Fact]
+    public void PointersMayCarryAnOxPrefix()
+    {
+        var e = TraceData.One("   a-1  [000] .....  1.000000: kfree: call_site=0xffffffff81234567 ptr=0xffff888003c1e000");
+        Assert.Equal("0xffffffff81234567", e.CallSite);
+        Assert.Equal(0xffff888003c1e000UL, e.Ptr);
+    }
+
+    [Fact]
+    public void TheReaderTellsHowFarThroughTheInputItIs()
+    {
+        long length = new FileInfo(TraceData.SampleLinesPath).Length;
+        using var reader = TraceReader.Open(TraceData.SampleLinesPath);
+        Assert.Equal(length, reader.InputLength);
+        while (reader.TryRead(out _))
+        {
+        }
+        Assert.Equal(length, reader.InputBytesRead);
+        Assert.Equal(length, reader.BytesRead);
+    }
 }

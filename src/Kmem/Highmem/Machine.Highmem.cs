@@ -248,7 +248,9 @@ public sealed partial class Machine
         }
     }
 
-    /// <summary>memcpy_page: copies <paramref name="length"/> bytes between two pages.</summary>
+    /// <summary>memcpy_page: copies <paramref name="length"/> bytes between two pages. Overlapping ranges of one
+    /// highmem page are seen through two mappings, so the result is undefined, as memcpy's: use
+    /// <see cref="MemmovePage"/> for them.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A range is not inside its page.</exception>
     /// <remarks>Uses two kmap_local slots of the calling thread while it runs; if it cannot have them (already
     /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
@@ -264,11 +266,49 @@ public sealed partial class Machine
         nint vto = KmapLocalPage(to);
         if (vto != 0)
         {
-            // memmove semantics: the same page may be both source and destination.
             new ReadOnlySpan<byte>((void*)(vfrom + fromOffset), length).CopyTo(new Span<byte>((void*)(vto + toOffset), length));
             KunmapLocal(vto);
         }
         KunmapLocal(vfrom);
+    }
+
+    /// <summary>memmove_page: copies <paramref name="length"/> bytes between two pages; the ranges may overlap
+    /// when both are the same page.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A range is not inside its page.</exception>
+    /// <remarks>Uses one kmap_local slot per distinct page while it runs; if it cannot have them (already
+    /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
+    public unsafe void MemmovePage(Page to, int toOffset, Page from, int fromOffset, int length)
+    {
+        if (to != from)
+        {
+            MemcpyPage(to, toOffset, from, fromOffset, length);
+            return;
+        }
+        CheckRange(toOffset, length, nameof(toOffset));
+        CheckRange(fromOffset, length, nameof(fromOffset));
+        // One mapping for both ranges, so the copy sees the overlap and moves the bytes as memmove does.
+        nint kaddr = KmapLocalPage(to);
+        if (kaddr != 0)
+        {
+            new ReadOnlySpan<byte>((void*)(kaddr + fromOffset), length).CopyTo(new Span<byte>((void*)(kaddr + toOffset), length));
+            KunmapLocal(kaddr);
+        }
+    }
+
+    /// <summary>memset_page: sets <paramref name="length"/> bytes of the page at <paramref name="offset"/> to
+    /// <paramref name="value"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The range is not inside the page.</exception>
+    /// <remarks>Uses one kmap_local slot of the calling thread while it runs; if it cannot have one (already
+    /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
+    public unsafe void MemsetPage(Page page, int offset, byte value, int length)
+    {
+        CheckRange(offset, length, nameof(offset));
+        nint kaddr = KmapLocalPage(page);
+        if (kaddr != 0)
+        {
+            new Span<byte>((void*)(kaddr + offset), length).Fill(value);
+            KunmapLocal(kaddr);
+        }
     }
 
     /// <summary>memzero_page: zeroes <paramref name="length"/> bytes of the page at <paramref name="offset"/>.</summary>

@@ -1,6 +1,7 @@
 // The highmem helpers (clear_highpage, copy_highpage, memcpy_to_page,
-// memcpy_from_page, memcpy_page, memzero_page, zero_user_segments): each works on
-// highmem and lowmem pages alike through kmap_local, leaves no slot behind, and
+// memcpy_from_page, memcpy_page, memmove_page, memset_page, memzero_page,
+// zero_user_segments): each works on highmem and lowmem pages alike through
+// kmap_local, leaves no slot behind, and
 // refuses a range outside the page with an ArgumentOutOfRangeException.
 using static Kmem.Tests.Highmem.HighmemFixtures;
 
@@ -77,6 +78,39 @@ public class HighmemHelperTests
         Assert.Equal(new byte[] { 7, 0, 9 }, Read(m, b)[10..13]);
         m.ZeroUser(b, 10, 3);
         Assert.DoesNotContain(Read(m, b), x => x != 0);
+    }
+
+    [Fact]
+    public void MemmovePageWithinOneHighmemPageHandlesTheOverlap()
+    {
+        using var m = Boot();
+        var page = HighPage(m);
+        var other = HighPage(m);
+        m.MemcpyToPage(page, 0, [1, 2, 3, 4, 5, 6]);
+        m.MemmovePage(page, 2, page, 0, 4);
+        var bytes = new byte[6];
+        m.MemcpyFromPage(bytes, page, 0);
+        Assert.Equal(new byte[] { 1, 2, 1, 2, 3, 4 }, bytes);
+        m.MemmovePage(page, 0, page, 2, 4);
+        m.MemcpyFromPage(bytes, page, 0);
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 3, 4 }, bytes);
+        m.MemmovePage(other, 100, page, 0, 6);
+        m.MemcpyFromPage(bytes, other, 100);
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 3, 4 }, bytes);
+        Assert.Equal(0, m.LocalSlots.Depth);
+    }
+
+    [Fact]
+    public void MemsetPageSetsOnlyItsRange()
+    {
+        using var m = Boot();
+        var page = HighPage(m);
+        m.ClearHighpage(page);
+        m.MemsetPage(page, 10, 0xab, 5);
+        var bytes = Read(m, page);
+        Assert.Equal(5, bytes.Count(b => b == 0xab));
+        Assert.All(bytes[10..15], b => Assert.Equal(0xab, b));
+        Assert.Throws<ArgumentOutOfRangeException>(() => m.MemsetPage(page, 4095, 1, 2));
     }
 
     [Fact]

@@ -1,8 +1,9 @@
 // One event of an ftrace kmem trace as TraceReader hands it out: the common prefix
 // (task, pid, CPU, timestamp) and the fields of the Linux 6.1 templates of
 // include/trace/events/kmem.h and percpu.h, plus trace markers. A plain value type:
-// strings in it are interned by the reader, so filling one allocates nothing.
-// Fields an event does not carry stay at their defaults (0, null, false).
+// strings in it are interned by the reader, so filling one allocates nothing. Fields an
+// event does not carry stay at their defaults (0, null, false). Read-only to users (the
+// setters are the reader's), so copies may be handed between threads freely.
 namespace Kmem;
 
 /// <summary>The kind of a trace event: one per Linux 6.1 kmem/percpu tracepoint, plus markers.</summary>

@@ -1,5 +1,6 @@
-// The knobs of TraceReader: what to do with a malformed line and where to stop.
-// Read once when the reader is created; immutable after construction.
+// The knobs of TraceReader: what to do with a malformed line (the command's --skip-bad)
+// and which trace marker ends the stream (--until). Read once when the reader is
+// created; immutable after construction, so one instance may serve several readers.
 namespace Kmem;
 
 /// <summary>Options for <see cref="TraceReader"/>.</summary>

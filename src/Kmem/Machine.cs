@@ -122,6 +122,7 @@ public sealed partial class Machine : IDisposable
         _disposed = true;
         DisposeProc();
         DisposeHighmem();
+        DisposeVmalloc();
         _mem.Dispose();
     }
 

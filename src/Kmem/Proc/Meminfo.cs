@@ -1,12 +1,13 @@
 // /proc/meminfo (fs/proc/meminfo.c meminfo_proc_show, hugetlb_report_meminfo,
 // arch_report_meminfo; 6.1): every line the preset's kernel prints, in its
 // order. Page-allocator figures are real; counters of layers Kmem does not have
-// yet (page cache, vmalloc, swap, percpu, hugetlb) print 0; slab comes from the
+// yet (page cache, swap, percpu, hugetlb) print 0; slab comes from the
 // nodes' slab counters. Values are
 // read without locks, as the kernel does.
 using System.Text;
 using Kmem.PageAlloc;
 using Kmem.Physical;
+using Kmem.Vmalloc;
 
 namespace Kmem.Proc;
 
@@ -23,7 +24,9 @@ internal static class Meminfo
         Count5,
     }
 
-    public static string Show(PageAllocator pa)
+    /// <param name="pa">The page allocator.</param>
+    /// <param name="vmallocPages">Frames backing vmalloc areas (nr_vmalloc_pages).</param>
+    public static string Show(PageAllocator pa, long vmallocPages)
     {
         var v = MeminfoValues.Read(pa);
         var sb = new StringBuilder();
@@ -87,8 +90,8 @@ internal static class Meminfo
         Line("WritebackTmp", 0);
         Line("CommitLimit", v.CommitLimit);
         Line("Committed_AS", 0);
-        Line("VmallocTotal", VmallocTotalKb(arch, pa.Mem));
-        Line("VmallocUsed", 0);
+        Line("VmallocTotal", (long)(VmallocLayout.For(arch, pa.Mem.LowmemPfns).TotalBytes >> 10));
+        Line("VmallocUsed", vmallocPages * (PhysMem.PageSize >> 10));
         Line("VmallocChunk", 0);
         Line("Percpu", 0);
         Line("HardwareCorrupted", 0, Style.Kb5);
@@ -121,27 +124,6 @@ internal static class Meminfo
 
     /// <summary>log2 of a PMD-sized page in base pages: 9 (2 MiB), or 10 (4 MiB) for 2-level x86-32.</summary>
     private static int HugePageOrder(Arch arch) => arch.Preset == Preset.X86 ? 10 : 9;
-
-    /// <summary>
-    /// VMALLOC_TOTAL in kB. x86-64: VMALLOC_END − VMALLOC_START with 4-level paging (32 TiB − 1 byte); the
-    /// kernel prints 13743895347199 kB when it runs with 5-level paging, which Kmem does not model.
-    /// x86-32: the 128 MiB __VMALLOC_RESERVE less the 8 MiB VMALLOC_OFFSET gap after high_memory (the
-    /// 122880 kB a machine with full lowmem shows), plus the lowmem a smaller machine leaves unused, since
-    /// VMALLOC_START follows high_memory while VMALLOC_END stays put.
-    /// </summary>
-    private static long VmallocTotalKb(Arch arch, PhysMem mem)
-    {
-        if (arch.Preset == Preset.X64)
-        {
-            return ((32L << 40) - 1) >> 10;
-        }
-        const long offset = 8L << 20, reserve = 128L << 20;
-        long maxLowmem = (long)arch.LowmemLimit;
-        long highMemory = (long)mem.LowmemPfns << PhysMem.PageShift;
-        long vmallocStart = highMemory + offset;
-        long vmallocEnd = maxLowmem + reserve;
-        return (vmallocEnd - vmallocStart) >> 10;
-    }
 
     /// <summary>
     /// The page sizes of the direct map, in bytes. Kmem maps lowmem once and does not split it later, so

@@ -28,6 +28,7 @@ public sealed class ProcFs
             ("meminfo", "/proc/meminfo", Meminfo),
             ("vmstat", "/proc/vmstat", Vmstat),
             ("slabinfo", "/proc/slabinfo", Slabinfo),
+            ("vmallocinfo", "/proc/vmallocinfo", Vmallocinfo),
             ("unusable_index", "/sys/kernel/debug/extfrag/unusable_index", ExtfragUnusableIndex),
             ("extfrag_index", "/sys/kernel/debug/extfrag/extfrag_index", ExtfragIndex),
         ];
@@ -53,7 +54,7 @@ public sealed class ProcFs
     public string Zoneinfo() => Proc.Zoneinfo.Show(_machine.PageAllocator);
 
     /// <summary>/proc/meminfo: the system-wide memory summary in kB.</summary>
-    public string Meminfo() => Proc.Meminfo.Show(_machine.PageAllocator);
+    public string Meminfo() => Proc.Meminfo.Show(_machine.PageAllocator, _machine.VmallocPages);
 
     /// <summary>/proc/vmstat: every vm counter and event of the preset's kernel.</summary>
     public string Vmstat() => VmStat.Show(_machine.PageAllocator);
@@ -63,6 +64,11 @@ public sealed class ProcFs
     /// slab layer in this build.</exception>
     public string Slabinfo() => Proc.Slabinfo.Show(_machine.Slub
         ?? throw new InvalidOperationException("the SLAB and SLOB backends are not part of this build; boot with Slab = SlabAllocator.Slub"));
+
+    /// <summary>/proc/vmallocinfo: every vmalloc and vmap area by address (range, size with the guard page,
+    /// caller, pages, flags, frames per node on X64), then the lazily freed ranges not yet purged.</summary>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
+    public string Vmallocinfo() => _machine.VmallocSpace.Show();
 
     /// <summary>/sys/kernel/debug/extfrag/unusable_index: per zone and order, the share of free memory that
     /// cannot serve a request of that order (0.000 to 1.000).</summary>

@@ -26,7 +26,7 @@ public class ProcFsTests
     }
 
     [Theory]
-    [InlineData("/proc/vmallocinfo")]
+    [InlineData("/proc/vmallocinfo2")]
     [InlineData("")]
     [InlineData("/proc/buddyinfo2")]
     [InlineData("extfrag")]

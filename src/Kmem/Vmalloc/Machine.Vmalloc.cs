@@ -1,0 +1,253 @@
+// vmalloc's public face on Machine (include/linux/vmalloc.h, mm/vmalloc.c,
+// mm/util.c kvmalloc): virtually contiguous memory over scattered frames, vmap of
+// the caller's frames, and kvmalloc's choice between kmalloc and vmalloc. The
+// VmapSpace is created on first use under _vmallocLock and given back by
+// DisposeVmalloc; callers are shown in /proc/vmallocinfo by method name.
+using System.Runtime.CompilerServices;
+using Kmem.Physical;
+using Kmem.Vmalloc;
+
+namespace Kmem;
+
+public sealed partial class Machine
+{
+    private readonly Lock _vmallocLock = new();
+    private VmapSpace? _vmapSpace;
+    private bool _vmallocDisposed;
+    private int _kvmallocWarned;
+
+    /// <summary>VMALLOC_START: the kernel-style address where the vmalloc area begins
+    /// (0xffffc90000000000 on X64; high_memory + 8 MiB on the 32-bit presets).</summary>
+    public ulong VmallocStart => VmallocLayout.For(Arch, _mem.LowmemPfns).Start;
+
+    /// <summary>VMALLOC_END: the kernel-style address where the vmalloc area ends (exclusive).</summary>
+    public ulong VmallocEnd => VmallocLayout.For(Arch, _mem.LowmemPfns).End;
+
+    /// <summary>vmalloc: <paramref name="size"/> bytes (rounded up to pages), virtually contiguous, over
+    /// order-0 frames from anywhere (highmem too on the 32-bit presets). The bytes are not zeroed.</summary>
+    /// <param name="size">Bytes wanted.</param>
+    /// <param name="caller">The calling method, shown in /proc/vmallocinfo; filled in by the compiler.</param>
+    /// <returns>A writable pointer to the area, or 0 with a kernel-style warning in the log when the size is 0,
+    /// above RAM, the vmalloc space is full, frames run out or the host's map-count budget would be exceeded.</returns>
+    /// <remarks>May sleep (GFP_KERNEL).</remarks>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
+    public nint Vmalloc(nuint size, [CallerMemberName] string caller = "") =>
+        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel, -1, 0, caller);
+
+    /// <summary>vzalloc: as <see cref="Vmalloc"/>, zeroed.</summary>
+    /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
+    /// <remarks>May sleep.</remarks>
+    public nint Vzalloc(nuint size, [CallerMemberName] string caller = "") =>
+        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Zero, -1, 0, caller);
+
+    /// <summary>vmalloc_node: as <see cref="Vmalloc"/>, with frames preferably from node <paramref name="nid"/>
+    /// (-1: the current CPU's node).</summary>
+    /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
+    /// <remarks>May sleep.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The node does not exist.</exception>
+    public nint VmallocNode(nuint size, int nid, [CallerMemberName] string caller = "") =>
+        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel, CheckVmallocNode(nid), 0, caller);
+
+    /// <summary>vzalloc_node: <see cref="VmallocNode"/>, zeroed.</summary>
+    /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
+    /// <remarks>May sleep.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The node does not exist.</exception>
+    public nint VzallocNode(nuint size, int nid, [CallerMemberName] string caller = "") =>
+        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Zero, CheckVmallocNode(nid), 0, caller);
+
+    /// <summary>vmalloc_32: as <see cref="Vmalloc"/>, with frames below 4 GiB (GFP_DMA32 on X64; lowmem on
+    /// the 32-bit presets).</summary>
+    /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
+    /// <remarks>May sleep.</remarks>
+    public nint Vmalloc32(nuint size, [CallerMemberName] string caller = "") =>
+        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Dma32, -1, 0, caller);
+
+    /// <summary>vmalloc_user: zeroed, marked VM_USERMAP ("user" in /proc/vmallocinfo) so that it may be mapped
+    /// to user space.</summary>
+    /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
+    /// <remarks>May sleep.</remarks>
+    public nint VmallocUser(nuint size, [CallerMemberName] string caller = "") =>
+        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Zero, -1, VmFlags.UserMap, caller);
+
+    /// <summary>vfree: unmaps the area that starts at <paramref name="addr"/> and frees its frames at once; the
+    /// address range is freed lazily (shown as "unpurged vm_area" until the next purge). 0 is ignored. A pointer
+    /// that is not the start of an area logs the kernel's "Trying to vfree() nonexistent vm area" warning and
+    /// frees nothing.</summary>
+    /// <remarks>May sleep.</remarks>
+    /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
+    public void Vfree(nint addr)
+    {
+        if (addr != 0)
+        {
+            VmallocSpace.Unmap(addr, deallocatePages: true, "vfree");
+        }
+    }
+
+    /// <summary>vmap: maps the caller's frames (lowmem or highmem) into one virtually contiguous range. The
+    /// caller keeps the frames, unless <paramref name="flags"/> has <see cref="VmFlags.MapPutPages"/>, in which
+    /// case <see cref="Vfree"/> frees them.</summary>
+    /// <param name="pages">The frames, in order.</param>
+    /// <param name="flags">VM_* flags of the area; <see cref="VmFlags.Map"/> is what the kernel's callers pass.</param>
+    /// <param name="prot">The protection of the mapping.</param>
+    /// <param name="caller">The calling method, shown in /proc/vmallocinfo.</param>
+    /// <returns>The pointer, or 0 when <paramref name="pages"/> is empty or larger than RAM, the vmalloc space
+    /// is full (with the kernel's "vmap allocation" warning) or the host's map-count budget would be exceeded.</returns>
+    /// <remarks>May sleep.</remarks>
+    /// <exception cref="ArgumentException">A page is <see cref="Page.Null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A page is beyond the machine's memory.</exception>
+    public nint Vmap(ReadOnlySpan<Page> pages, VmFlags flags, PageProt prot, [CallerMemberName] string caller = "")
+    {
+        var pfns = new uint[pages.Length];
+        for (int i = 0; i < pages.Length; i++)
+        {
+            pfns[i] = CheckedPfn(pages[i]);
+        }
+        return VmallocSpace.Vmap(pfns, flags, prot == PageProt.PageKernel, caller);
+    }
+
+    /// <summary>vunmap: removes a <see cref="Vmap"/> mapping; the frames stay the caller's. 0 is ignored; a
+    /// pointer that is not the start of an area logs the kernel's warning and changes nothing.</summary>
+    /// <remarks>May sleep.</remarks>
+    public void Vunmap(nint addr)
+    {
+        if (addr != 0)
+        {
+            VmallocSpace.Unmap(addr, deallocatePages: false, "vunmap");
+        }
+    }
+
+    /// <summary>vmalloc_to_page: the frame mapped at a vmalloc address, found by walking Kmem's page tables.</summary>
+    /// <returns>The frame, or <see cref="Page.Null"/> when the address is outside the area or not mapped
+    /// (a guard page, a freed area).</returns>
+    public Page VmallocToPage(nint addr)
+    {
+        if (Volatile.Read(ref _vmapSpace) is not { } space)
+        {
+            return Page.Null;
+        }
+        uint pfn = space.PfnAt(addr);
+        return pfn == PhysMem.NoPfn ? Page.Null : new Page(pfn);
+    }
+
+    /// <summary>is_vmalloc_addr: whether the pointer lies in this machine's vmalloc area.</summary>
+    public bool IsVmallocAddr(nint addr) => Volatile.Read(ref _vmapSpace) is { } space && space.Contains(addr);
+
+    /// <summary>The kernel-style address (VMALLOC_START + offset) of a pointer into the vmalloc area, as the
+    /// reports show it.</summary>
+    /// <returns>The address, or 0 when the pointer is not in the area.</returns>
+    public ulong VmallocKernelAddress(nint addr) => Volatile.Read(ref _vmapSpace) is { } space ? space.KernelAddress(addr) : 0;
+
+    /// <summary>The pointer for a kernel-style vmalloc address (the inverse of <see cref="VmallocKernelAddress"/>).</summary>
+    /// <returns>The pointer, or 0 when the address is outside the part of the area the machine has reserved.</returns>
+    public nint VmallocHostAddress(ulong address) => Volatile.Read(ref _vmapSpace) is { } space ? space.HostAddress(address) : 0;
+
+    /// <summary>vm_unmap_aliases: purges every lazily freed area now, so that its range can be reused.</summary>
+    /// <remarks>May sleep.</remarks>
+    public void VmUnmapAliases() => VmallocSpace.PurgeLazy();
+
+    /// <summary>kvmalloc: kmalloc when it can, vmalloc otherwise (6.1's kvmalloc_node). Above a page the kmalloc
+    /// attempt is made with __GFP_NOWARN and, unless <see cref="Gfp.RetryMayfail"/>, __GFP_NORETRY; when it fails,
+    /// a gfp that may block falls back to vmalloc. Sizes above INT_MAX are refused.</summary>
+    /// <returns>The pointer (from kmalloc or vmalloc; free it with <see cref="Kvfree"/>), or 0.</returns>
+    /// <remarks>Sleeps only if <paramref name="gfp"/> allows it.</remarks>
+    public nint Kvmalloc(nuint size, Gfp gfp, [CallerMemberName] string caller = "") => KvmallocNodeCore(size, gfp, -1, caller);
+
+    /// <summary>kvzalloc: <see cref="Kvmalloc"/>, zeroed.</summary>
+    /// <returns>The pointer, or 0.</returns>
+    /// <remarks>Sleeps only if <paramref name="gfp"/> allows it.</remarks>
+    public nint Kvzalloc(nuint size, Gfp gfp, [CallerMemberName] string caller = "") => KvmallocNodeCore(size, gfp | Gfp.Zero, -1, caller);
+
+    /// <summary>kvmalloc_node: <see cref="Kvmalloc"/> from node <paramref name="nid"/> (-1: any).</summary>
+    /// <returns>The pointer, or 0.</returns>
+    /// <remarks>Sleeps only if <paramref name="gfp"/> allows it.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The node does not exist.</exception>
+    public nint KvmallocNode(nuint size, Gfp gfp, int nid, [CallerMemberName] string caller = "") =>
+        KvmallocNodeCore(size, gfp, CheckVmallocNode(nid), caller);
+
+    /// <summary>kvfree: <see cref="Vfree"/> for a vmalloc address, <see cref="Kfree"/> otherwise; 0 is ignored.</summary>
+    /// <remarks>May sleep for a vmalloc address.</remarks>
+    public void Kvfree(nint addr)
+    {
+        if (IsVmallocAddr(addr))
+        {
+            Vfree(addr);
+        }
+        else
+        {
+            Kfree(addr);
+        }
+    }
+
+    /// <summary>The vmalloc space, for tests and reports.</summary>
+    internal VmapSpace VmallocSpace
+    {
+        get
+        {
+            if (Volatile.Read(ref _vmapSpace) is { } space)
+            {
+                return space;
+            }
+            lock (_vmallocLock)
+            {
+                ObjectDisposedException.ThrowIf(_vmallocDisposed, this);
+                if (_vmapSpace is null)
+                {
+                    var layout = VmallocLayout.For(Arch, _mem.LowmemPfns);
+                    Volatile.Write(ref _vmapSpace, new VmapSpace(layout, Arch.PageOffset, _mem, PageAllocator, Log,
+                        () => CurrentCpu, NrCpus, numa: Preset == Preset.X64));
+                }
+                return _vmapSpace!;
+            }
+        }
+    }
+
+    /// <summary>Pages backing vmalloc areas (meminfo's VmallocUsed), 0 before the first vmalloc.</summary>
+    internal long VmallocPages => Volatile.Read(ref _vmapSpace)?.VmallocPages ?? 0;
+
+    /// <summary>Gives back the vmalloc area's host window and every mapping in it.</summary>
+    internal void DisposeVmalloc()
+    {
+        lock (_vmallocLock)
+        {
+            _vmallocDisposed = true;
+            _vmapSpace?.Dispose();
+        }
+    }
+
+    private nint KvmallocNodeCore(nuint size, Gfp gfp, int nid, string caller)
+    {
+        Gfp kmallocGfp = gfp;
+        if (size > PageSize)
+        {
+            kmallocGfp |= Gfp.NoWarn;
+            if ((kmallocGfp & Gfp.RetryMayfail) == 0)
+            {
+                kmallocGfp |= Gfp.NoRetry;
+            }
+            // The vmalloc fallback carries __GFP_NOFAIL's promise.
+            kmallocGfp &= ~Gfp.NoFail;
+        }
+        nint p = nid < 0 ? Kmalloc(size, kmallocGfp) : KmallocNode(size, kmallocGfp, nid);
+        if (p != 0 || size <= PageSize)
+        {
+            return p;
+        }
+        // vmalloc may sleep: non-blocking requests get no fallback.
+        if ((gfp & Gfp.DirectReclaim) == 0)
+        {
+            return 0;
+        }
+        if (size > int.MaxValue)
+        {
+            if ((gfp & Gfp.NoWarn) == 0 && Interlocked.Exchange(ref _kvmallocWarned, 1) == 0)
+            {
+                Log.Printk($"WARNING: CPU: {CurrentCpu} PID: {Environment.ProcessId} at mm/util.c kvmalloc_node");
+            }
+            return 0;
+        }
+        return VmallocSpace.Vmalloc(size, PageSize, gfp, nid, VmFlags.AllowHugeVmap, caller);
+    }
+
+    private int CheckVmallocNode(int nid) => nid >= -1 && nid < NrNodes ? nid
+        : throw new ArgumentOutOfRangeException(nameof(nid), nid, $"node {nid} does not exist: the machine has nodes 0..{NrNodes - 1}");
+}

@@ -1,0 +1,516 @@
+// The vmalloc space of one machine (mm/vmalloc.c): vmap_area allocation over the
+// free tree with a guard page after each area, lazy freeing with purge past
+// lazy_max_pages, real host mappings of the frames (MAP_FIXED|MAP_SHARED of the
+// memfd, one mmap per run of contiguous frames) and Kmem's page tables beside
+// them. Invariants: busy areas, free blocks and unpurged blocks never overlap
+// and together cover the host window; every busy area's frames are both mapped
+// on the host and present in the page tables. Locking: one lock (the kernel's
+// vmap_area_lock and free_vmap_area_lock together) around every change.
+using System.Text;
+using Kmem.PageAlloc;
+using Kmem.Physical;
+
+namespace Kmem.Vmalloc;
+
+/// <summary>One machine's vmalloc area: vmalloc, vmap, vfree and the reports.</summary>
+internal sealed class VmapSpace : IDisposable
+{
+    private const ulong PageSize = PhysMem.PageSize;
+    private readonly Lock _lock = new();
+    private readonly PhysMem _mem;
+    private readonly PageAllocator _pa;
+    private readonly KernelLog _log;
+    private readonly Func<int> _cpu;
+    private readonly bool _numa;
+    private readonly ulong _pageOffset;
+    private readonly FreeVmapTree _free = new();
+    /// <summary>vmap_area_root/list: busy areas by address.</summary>
+    private readonly SortedDictionary<ulong, VmStruct> _busy = [];
+    private readonly VmallocPageTables _tables;
+    private readonly RateLimit _vmapWarn = new(TimeSpan.FromSeconds(5), 10);
+    private readonly RateLimit _allocWarn = new(TimeSpan.FromSeconds(5), 10);
+    /// <summary>purge_vmap_area_root: lazily freed areas, merged when adjacent, not yet reusable.</summary>
+    private FreeVmapTree _purge = new();
+    private nint _host;
+    private bool _hostFailed;
+    private long _lazyPages;
+    private long _vmallocPages;
+    private int _hostMaps;
+    private int _zeroSizeWarned;
+    private bool _disposed;
+
+    public VmapSpace(VmallocLayout layout, ulong pageOffset, PhysMem mem, PageAllocator pa, KernelLog log, Func<int> cpu, int nrCpus, bool numa)
+    {
+        _pageOffset = pageOffset;
+        Layout = layout;
+        _mem = mem;
+        _pa = pa;
+        _log = log;
+        _cpu = cpu;
+        _numa = numa;
+        LazyMaxPages = VmallocLayout.LazyMaxPages(nrCpus);
+        _tables = new VmallocPageTables(layout);
+        _free.Insert(layout.Start, layout.Start + layout.HostBytes);
+    }
+
+    public VmallocLayout Layout { get; }
+
+    /// <summary>lazy_max_pages() for this machine's CPUs.</summary>
+    public long LazyMaxPages { get; }
+
+    /// <summary>nr_vmalloc_pages: frames backing vmalloc areas (meminfo VmallocUsed).</summary>
+    public long VmallocPages => Interlocked.Read(ref _vmallocPages);
+
+    /// <summary>vmap_lazy_nr: pages of lazily freed areas waiting for a purge.</summary>
+    public long LazyPages { get { lock (_lock) { return _lazyPages; } } }
+
+    /// <summary>Free bytes of the host window that an allocation can use now (unpurged areas excluded).</summary>
+    public ulong FreeBytes { get { lock (_lock) { return _free.FreeBytes; } } }
+
+    /// <summary>Busy areas.</summary>
+    public int AreaCount { get { lock (_lock) { return _busy.Count; } } }
+
+    /// <summary>Host mappings this machine's areas hold (the reservation of the window excluded).</summary>
+    public int HostMaps { get { lock (_lock) { return _hostMaps; } } }
+
+    /// <summary>Levels of the area's page tables.</summary>
+    public int PageTableLevels => _tables.Levels;
+
+    /// <summary>Page tables allocated for the area.</summary>
+    public int PageTables { get { lock (_lock) { return _tables.Tables; } } }
+
+    /// <summary>A per-machine cap on host mappings below the process-wide budget, so that a test can
+    /// reach the limit without exhausting the real one; null for none.</summary>
+    public int? HostMapLimit { get; set; }
+
+    /// <summary>is_vmalloc_addr, on host addresses: inside the host window.</summary>
+    public bool Contains(nint p)
+    {
+        nint host = Volatile.Read(ref _host);
+        return host != 0 && (nuint)(p - host) < (nuint)Layout.HostBytes;
+    }
+
+    /// <summary>The kernel-style address of a host address in the window, or 0.</summary>
+    public ulong KernelAddress(nint p) => Contains(p) ? Layout.Start + (ulong)(p - _host) : 0;
+
+    /// <summary>The host address of a kernel-style address in the host window, or 0.</summary>
+    public nint HostAddress(ulong k)
+    {
+        nint host = Volatile.Read(ref _host);
+        return host != 0 && k >= Layout.Start && k - Layout.Start < Layout.HostBytes ? host + (nint)(k - Layout.Start) : 0;
+    }
+
+    /// <summary>__vmalloc_node_range: an area of <paramref name="size"/> bytes (rounded up to pages) backed
+    /// by order-0 frames from <paramref name="node"/> (-1: any), mapped contiguously.</summary>
+    /// <returns>The host address, or 0 with the kernel's warning (unless __GFP_NOWARN).</returns>
+    public nint Vmalloc(ulong size, ulong align, Gfp gfp, int node, VmFlags flags, string caller)
+    {
+        if (size == 0)
+        {
+            if (Interlocked.Exchange(ref _zeroSizeWarned, 1) == 0)
+            {
+                Warn("__vmalloc_node_range", null);
+            }
+            return 0;
+        }
+        ulong realSize = size;
+        size = (size + PageSize - 1) & ~(PageSize - 1);
+        if (size < realSize || (long)(size / PageSize) > _pa.TotalRamPages)
+        {
+            WarnAlloc(gfp, $"vmalloc error: size {realSize}, exceeds total pages");
+            return 0;
+        }
+        int nrPages = (int)(size / PageSize);
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var vm = GetVmArea(size, Math.Max(align, PageSize), flags | VmFlags.Alloc | VmFlags.Uninitialized, gfp, caller);
+            if (vm is null)
+            {
+                WarnAlloc(gfp, $"vmalloc error: size {realSize}, vm_struct allocation failed");
+                return 0;
+            }
+            // vm_area_alloc_pages: silent order-0 allocations, from highmem when the zone allows it.
+            Gfp pageGfp = gfp | Gfp.NoWarn;
+            if ((gfp & (Gfp.Dma | Gfp.Dma32)) == 0)
+            {
+                pageGfp |= Gfp.HighMem;
+            }
+            var pages = new uint[nrPages];
+            for (int i = 0; i < nrPages; i++)
+            {
+                var page = _pa.AllocPages(pageGfp, 0, node);
+                if (page.IsNull)
+                {
+                    FreeFrames(pages.AsSpan(0, i));
+                    RemoveArea(vm);
+                    WarnAlloc(gfp, $"vmalloc error: size {(ulong)i * PageSize}, failed to allocate pages");
+                    return 0;
+                }
+                pages[i] = page.RawPfn;
+            }
+            if (!MapArea(vm, pages, writable: true))
+            {
+                FreeFrames(pages);
+                RemoveArea(vm);
+                WarnAlloc(gfp, $"vmalloc error: size {size}, failed to map pages");
+                return 0;
+            }
+            vm.Pages = pages;
+            vm.NrPages = nrPages;
+            vm.Flags &= ~VmFlags.Uninitialized;
+            Interlocked.Add(ref _vmallocPages, nrPages);
+            return _host + (nint)(vm.Address - Layout.Start);
+        }
+    }
+
+    /// <summary>vmap: maps the caller's frames contiguously.</summary>
+    /// <returns>The host address, or 0 when the area or the host mappings cannot be had.</returns>
+    public nint Vmap(uint[] pfns, VmFlags flags, bool writable, string caller)
+    {
+        if (pfns.Length == 0 || pfns.Length > _pa.TotalRamPages)
+        {
+            return 0;
+        }
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var vm = GetVmArea((ulong)pfns.Length * PageSize, PageSize, flags, Gfp.Kernel, caller);
+            if (vm is null)
+            {
+                return 0;
+            }
+            if (!MapArea(vm, pfns, writable))
+            {
+                RemoveArea(vm);
+                return 0;
+            }
+            vm.Pages = pfns;
+            vm.NrPages = (flags & VmFlags.MapPutPages) != 0 ? pfns.Length : 0;
+            return _host + (nint)(vm.Address - Layout.Start);
+        }
+    }
+
+    /// <summary>__vunmap: removes the area that starts at <paramref name="p"/>; with
+    /// <paramref name="deallocatePages"/> (vfree) its frames go back to the page allocator.</summary>
+    /// <param name="p">The host address of the area's start.</param>
+    /// <param name="deallocatePages">Free the area's frames (vfree) or leave them to the caller (vunmap).</param>
+    /// <param name="function">vfree or vunmap, for the warning.</param>
+    public void Unmap(nint p, bool deallocatePages, string function)
+    {
+        if (p == 0)
+        {
+            return;
+        }
+        ulong k = KernelAddress(p);
+        if ((p & (nint)(PageSize - 1)) != 0)
+        {
+            Warn("__vunmap", $"Trying to {function}() bad address ({PointerText(p)})");
+            return;
+        }
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (k == 0 || !_busy.TryGetValue(k, out var vm))
+            {
+                Warn("__vunmap", $"Trying to {function}() nonexistent vm area ({PointerText(p)})");
+                return;
+            }
+            UnmapHost(vm);
+            RemoveArea(vm);
+            if (deallocatePages && vm.NrPages > 0)
+            {
+                FreeFrames(vm.Pages.AsSpan(0, vm.NrPages));
+                if ((vm.Flags & VmFlags.Alloc) != 0)
+                {
+                    Interlocked.Add(ref _vmallocPages, -vm.NrPages);
+                }
+            }
+        }
+    }
+
+    /// <summary>vmalloc_to_page: the frame mapped at <paramref name="p"/>, from the page tables.</summary>
+    public uint PfnAt(nint p)
+    {
+        ulong k = KernelAddress(p);
+        if (k == 0)
+        {
+            return PhysMem.NoPfn;
+        }
+        lock (_lock)
+        {
+            return _tables.Lookup(k & ~(PageSize - 1));
+        }
+    }
+
+    /// <summary>vm_unmap_aliases / purge_vmap_area_lazy: makes every lazily freed area reusable now.</summary>
+    public void PurgeLazy()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Purge();
+        }
+    }
+
+    /// <summary>/proc/vmallocinfo: busy areas by address, then the unpurged ones.</summary>
+    public string Show()
+    {
+        var sb = new StringBuilder();
+        string width = Layout.Start > uint.MaxValue ? "x16" : "x8";
+        int[] perNode = new int[_pa.Nodes.Length];
+        lock (_lock)
+        {
+            foreach (var vm in _busy.Values)
+            {
+                sb.Append($"0x{vm.Address.ToString(width)}-0x{(vm.Address + vm.Size).ToString(width)} {vm.Size,7}");
+                sb.Append(' ').Append(vm.Caller);
+                if (vm.NrPages > 0)
+                {
+                    sb.Append($" pages={vm.NrPages}");
+                }
+                AppendFlag(sb, vm, VmFlags.Ioremap, " ioremap");
+                AppendFlag(sb, vm, VmFlags.Alloc, " vmalloc");
+                AppendFlag(sb, vm, VmFlags.Map, " vmap");
+                AppendFlag(sb, vm, VmFlags.UserMap, " user");
+                AppendFlag(sb, vm, VmFlags.DmaCoherent, " dma-coherent");
+                if (_numa && (vm.Flags & VmFlags.Uninitialized) == 0)
+                {
+                    Array.Clear(perNode);
+                    for (int i = 0; i < vm.NrPages; i++)
+                    {
+                        perNode[_pa.ZoneOf(vm.Pages[i]).Node.Id]++;
+                    }
+                    for (int n = 0; n < perNode.Length; n++)
+                    {
+                        if (perNode[n] > 0)
+                        {
+                            sb.Append($" N{n}={perNode[n]}");
+                        }
+                    }
+                }
+                sb.Append('\n');
+            }
+            foreach (var (start, end) in _purge.Blocks())
+            {
+                sb.Append($"0x{start.ToString(width)}-0x{end.ToString(width)} {end - start,7} unpurged vm_area\n");
+            }
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Gives the whole host window back (every mapping in it at once).</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            if (_host != 0)
+            {
+                Libc.Munmap(_host, (nuint)Layout.HostBytes);
+                HostMapBudget.Release(_hostMaps + 1);
+                _hostMaps = 0;
+                Volatile.Write(ref _host, 0);
+            }
+        }
+    }
+
+    private static void AppendFlag(StringBuilder sb, VmStruct vm, VmFlags flag, string word)
+    {
+        if ((vm.Flags & flag) != 0)
+        {
+            sb.Append(word);
+        }
+    }
+
+    /// <summary>__get_vm_area_node + alloc_vmap_area: the lowest free range that fits the area and its
+    /// guard page; one purge of the lazy areas and a retry before giving up.</summary>
+    private VmStruct? GetVmArea(ulong size, ulong align, VmFlags flags, Gfp gfp, string caller)
+    {
+        if ((flags & VmFlags.NoGuard) == 0)
+        {
+            size += PageSize;
+        }
+        if (!ReserveHost())
+        {
+            return null;
+        }
+        if (!_free.FindLowest(size, align, out ulong address, out ulong block))
+        {
+            Purge();
+            if (!_free.FindLowest(size, align, out address, out block))
+            {
+                if ((gfp & Gfp.NoWarn) == 0 && _vmapWarn.Allow())
+                {
+                    _log.Printk($"vmap allocation for size {size} failed: use vmalloc=<size> to increase size");
+                }
+                return null;
+            }
+        }
+        _free.Carve(block, address, size);
+        var vm = new VmStruct(address, size, flags, caller);
+        _busy.Add(address, vm);
+        return vm;
+    }
+
+    /// <summary>free_vmap_area_noflush: the area leaves the busy tree for the purge tree; past
+    /// lazy_max_pages every lazy area is purged (the kernel's drain work, done here at once).</summary>
+    private void RemoveArea(VmStruct vm)
+    {
+        _busy.Remove(vm.Address);
+        _purge.Insert(vm.Address, vm.Address + vm.Size);
+        _lazyPages += (long)(vm.Size / PageSize);
+        if (_lazyPages > LazyMaxPages)
+        {
+            Purge();
+        }
+    }
+
+    private void Purge()
+    {
+        foreach (var (start, end) in _purge.Blocks())
+        {
+            _free.Insert(start, end);
+        }
+        _purge = new FreeVmapTree();
+        _lazyPages = 0;
+    }
+
+    /// <summary>The host reservation of the whole window, made on first use: address space only.</summary>
+    private bool ReserveHost()
+    {
+        if (_host != 0)
+        {
+            return true;
+        }
+        if (_hostFailed || !HostMapBudget.TryCharge(1))
+        {
+            return false;
+        }
+        nint host = Libc.Mmap(0, (nuint)Layout.HostBytes, Libc.ProtNone,
+            Libc.MapPrivate | Libc.MapAnonymous | Libc.MapNoReserve, -1, 0, mayFail: true);
+        if (host == 0)
+        {
+            HostMapBudget.Release(1);
+            _hostFailed = true;
+            _log.Printk($"vmalloc: the host refused to reserve {Layout.HostBytes >> 20} MiB of address space for the vmalloc area");
+            return false;
+        }
+        Volatile.Write(ref _host, host);
+        return true;
+    }
+
+    /// <summary>vmap_pages_range: one MAP_FIXED mapping of the memfd per run of contiguous frames, and the
+    /// ptes. Charges runs + 1 host mappings (the runs, and the split of the reservation around them): an
+    /// upper bound, since the host may merge a run with a neighbour.</summary>
+    private bool MapArea(VmStruct vm, uint[] pfns, bool writable)
+    {
+        int runs = 1;
+        for (int i = 1; i < pfns.Length; i++)
+        {
+            if (pfns[i] != pfns[i - 1] + 1)
+            {
+                runs++;
+            }
+        }
+        int charge = runs + 1;
+        if ((HostMapLimit is { } limit && _hostMaps + charge > limit) || !HostMapBudget.TryCharge(charge))
+        {
+            return false;
+        }
+        int prot = writable ? Libc.ProtRead | Libc.ProtWrite : Libc.ProtRead;
+        nint start = _host + (nint)(vm.Address - Layout.Start);
+        for (int i = 0; i < pfns.Length;)
+        {
+            int j = i + 1;
+            while (j < pfns.Length && pfns[j] == pfns[j - 1] + 1)
+            {
+                j++;
+            }
+            nint at = start + (nint)((ulong)i * PageSize);
+            if (Libc.Mmap(at, (nuint)((ulong)(j - i) * PageSize), prot, Libc.MapShared | Libc.MapFixed,
+                _mem.Fd, (long)pfns[i] << PhysMem.PageShift, mayFail: true) == 0)
+            {
+                // The host's own limit came first: undo, as the kernel unwinds a failed vmap_pages_range.
+                AnonymousNone(start, (ulong)i * PageSize);
+                HostMapBudget.Release(charge);
+                return false;
+            }
+            i = j;
+        }
+        for (int i = 0; i < pfns.Length; i++)
+        {
+            _tables.Set(vm.Address + (ulong)i * PageSize, pfns[i], writable);
+        }
+        vm.HostMaps = charge;
+        _hostMaps += charge;
+        return true;
+    }
+
+    /// <summary>vunmap_range: the host range goes back to the reservation, the ptes are cleared.</summary>
+    private void UnmapHost(VmStruct vm)
+    {
+        ulong bytes = vm.MappedBytes;
+        AnonymousNone(_host + (nint)(vm.Address - Layout.Start), bytes);
+        for (ulong off = 0; off < bytes; off += PageSize)
+        {
+            _tables.Clear(vm.Address + off);
+        }
+        HostMapBudget.Release(vm.HostMaps);
+        _hostMaps -= vm.HostMaps;
+        vm.HostMaps = 0;
+    }
+
+    /// <summary>Replaces a range with the reservation's own kind of mapping, which merges back into it.</summary>
+    private static void AnonymousNone(nint at, ulong bytes)
+    {
+        if (bytes > 0)
+        {
+            Libc.Mmap(at, (nuint)bytes, Libc.ProtNone, Libc.MapPrivate | Libc.MapAnonymous | Libc.MapNoReserve | Libc.MapFixed, -1, 0);
+        }
+    }
+
+    private void FreeFrames(ReadOnlySpan<uint> pfns)
+    {
+        foreach (uint pfn in pfns)
+        {
+            _pa.FreePages(new Page(pfn), 0);
+        }
+    }
+
+    /// <summary>%p of a pointer: the kernel-style address when Kmem knows it, as the kernel prints it
+    /// (hex digits, no 0x).</summary>
+    private string PointerText(nint p)
+    {
+        string width = Layout.Start > uint.MaxValue ? "x16" : "x8";
+        ulong k = KernelAddress(p);
+        if (k == 0 && _mem.VirtToPfn(p) is var pfn && pfn != PhysMem.NoPfn)
+        {
+            k = _pageOffset + ((ulong)pfn << PhysMem.PageShift) + (ulong)(p & (nint)(PageSize - 1));
+        }
+        return k != 0 ? k.ToString(width) : "(____ptrval____)";
+    }
+
+    /// <summary>WARN(): the message, then the WARNING line naming the function.</summary>
+    private void Warn(string function, string? message)
+    {
+        string warning = $"WARNING: CPU: {_cpu()} PID: {Environment.ProcessId} at mm/vmalloc.c {function}";
+        _log.Printk(message is null ? warning : $"{message}\n{warning}");
+    }
+
+    /// <summary>warn_alloc with a vmalloc message, ratelimited, silent with __GFP_NOWARN.</summary>
+    private void WarnAlloc(Gfp gfp, string message)
+    {
+        if ((gfp & Gfp.NoWarn) != 0 || !_allocWarn.Allow())
+        {
+            return;
+        }
+        int nodes = _pa.Nodes.Length;
+        string mems = nodes == 1 ? "0" : $"0-{nodes - 1}";
+        _log.Printk($"{PageAllocator.Comm}: {message}, mode:0x{(uint)gfp:x}({GfpFlags.Format(gfp)}), nodemask=(null),cpuset=/,mems_allowed={mems}");
+    }
+}

@@ -1,9 +1,9 @@
 // kmap_local and kmap_atomic (mm/highmem.c, "kmap_local" section): each thread gets
-// its own stack of KM_MAX_IDX slots in a small host window, reserved on first use,
-// passed on once its thread exits, given back on Dispose. Invariants: slots [0, Idx) of a
-// stack are mapped (Pfn[i] is the frame), the rest are PROT_NONE; unmapping is
-// strictly LIFO. Locking: a stack is used by its own thread; its lock only keeps
-// it apart from Dispose. _windowsLock guards the list of stacks and _disposed.
+// a stack of KM_MAX_IDX slots in a small host window, reserved on first use, passed
+// to a new thread once its owner exits, given back on Dispose. Invariants: slots
+// [0, Idx) of a stack are mapped (Pfn[i] is the frame), the rest are PROT_NONE;
+// unmapping is strictly LIFO. Locking: a stack is used by its own thread; its lock
+// only keeps it apart from Dispose. _windowsLock guards the stack list and _disposed.
 using Kmem.Physical;
 
 namespace Kmem.Highmem;
@@ -50,7 +50,7 @@ internal sealed class KmapLocal : IDisposable
     /// <summary>Nesting depth of the calling thread's kmap_local stack.</summary>
     public int Depth => _stacks.IsValueCreated && _stacks.Value is { } s ? s.Idx : 0;
 
-    /// <summary>Host windows reserved (at most one per live thread that mapped a highmem frame).</summary>
+    /// <summary>Host windows reserved: one per thread that mapped a highmem frame, an exited thread's reused.</summary>
     public int Windows
     {
         get

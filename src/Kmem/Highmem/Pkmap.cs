@@ -1,9 +1,9 @@
-// The persistent kmap window (mm/highmem.c, kmap_high/kunmap_high): LAST_PKMAP
-// host pages reserved once, into which highmem frames are mapped with MAP_FIXED
-// over the memfd. Invariants: _count[n] is 0 (free, nothing mapped), 1 (mapped,
-// unused, waiting for the next flush) or k+1 (held by k callers); a slot with a
-// non-zero count has _slotPfn[n] set and _pageSlot[_slotPfn[n]] == n, and no
-// other slot maps that frame. Locking: everything under _kmapLock (kmap_lock).
+// The persistent kmap window (mm/highmem.c, kmap_high/kunmap_high): LAST_PKMAP host
+// pages reserved once; highmem frames are mapped into them with MAP_FIXED over the memfd.
+// Invariants: _count[n] is 0 (free, unmapped), 1 (mapped, unused until the next flush)
+// or k+1 (held by k callers); a slot with a non-zero count maps _slotPfn[n], and
+// _pageSlot[_slotPfn[n]] == n. Locking: all state under _kmapLock (kmap_lock); callers
+// with no free slot sleep on its monitor (pkmap_map_wait).
 using Kmem.Physical;
 
 namespace Kmem.Highmem;

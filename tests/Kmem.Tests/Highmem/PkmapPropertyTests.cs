@@ -1,10 +1,9 @@
-// Property test of the pkmap window against a simple model: random sequences of
-// kmap (one page or a batch), kunmap, kunmap without kmap, and kmap_flush_unused
-// over 600 highmem pages on an X86Pae machine (more pages than the 512 slots, so
-// scans wrap and the window fills). After every step: the window validates, each
-// held page's pkmap_count is its holds + 1, a held page keeps its address, a kmap
-// with no wait allowed fails exactly when every slot is held by other pages, and
-// every page shows the last byte written to it, whichever slot it lands in.
+// Property test of the pkmap window against a model: random kmap (one page or a batch),
+// kunmap, kunmap without kmap and kmap_flush_unused over 600 highmem pages (more than
+// the 512 slots of X86Pae: scans wrap, the window fills). After every step the window
+// validates, a held page's pkmap_count is its holds + 1 and its address is kept, a kmap
+// that may not wait fails exactly when other pages hold every slot; at the end every
+// page shows the last byte written to it, whichever slot it lands in.
 using CsCheck;
 using static Kmem.Tests.Highmem.HighmemFixtures;
 

@@ -59,7 +59,8 @@ public sealed partial class TraceReader : IDisposable
     /// <summary>Lines longer than this are malformed (the kernel's own lines stay far below it).</summary>
     public const int MaxLineLength = 1 << 20;
 
-    private const int BufferSize = 1 << 20;
+    // Grows (to MaxLineLength at most) only for a longer line than it holds.
+    private const int BufferSize = 1 << 18;
 
     private readonly Stream _stream;
     private readonly bool _leaveOpen;

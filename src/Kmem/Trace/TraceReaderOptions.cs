@@ -9,7 +9,7 @@ public sealed class TraceReaderOptions
     /// <summary>
     /// Count malformed lines in <see cref="TraceReader.BadLines"/> and skip them instead of
     /// throwing <see cref="TraceFormatException"/> (the command's <c>--skip-bad</c>). Default false.
-    /// Corrupt compressed data is always an error.
+    /// Corrupt compressed data, and a line longer than <see cref="TraceReader.MaxLineLength"/>, are always errors.
     /// </summary>
     public bool SkipBad { get; init; }
 

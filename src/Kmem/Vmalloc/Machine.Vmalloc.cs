@@ -194,7 +194,9 @@ public sealed partial class Machine
                 {
                     var layout = VmallocLayout.For(Arch, _mem.LowmemPfns);
                     Volatile.Write(ref _vmapSpace, new VmapSpace(layout, Arch.PageOffset, _mem, PageAllocator, Log,
-                        () => CurrentCpu, NrCpus, numa: Preset == Preset.X64));
+                        () => CurrentCpu, NrCpus, numa: Preset == Preset.X64,
+                        Slub is { } slub ? (size, gfp, node) => slub.Kmalloc(size, gfp, node) : null,
+                        Slub is { } slab ? p => slab.Kfree(p) : null));
                 }
                 return _vmapSpace!;
             }

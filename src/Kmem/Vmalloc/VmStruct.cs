@@ -23,6 +23,10 @@ internal sealed class VmStruct(ulong address, ulong size, VmFlags flags, string 
     /// <summary>vm->nr_pages: frames the area owns (0 for vmap without VM_MAP_PUT_PAGES).</summary>
     public int NrPages { get; set; }
 
+    /// <summary>The page pointer array the kernel keeps for vm->pages: a kmalloc object, or (above a page)
+    /// a vmalloc area of its own, shown as "vpages"; 0 when none was allocated.</summary>
+    public nint PagesArray { get; set; }
+
     /// <summary>Host mappings charged to the process-wide budget for this area.</summary>
     public int HostMaps { get; set; }
 

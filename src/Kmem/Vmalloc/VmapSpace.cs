@@ -23,6 +23,8 @@ internal sealed class VmapSpace : IDisposable
     private readonly Func<int> _cpu;
     private readonly bool _numa;
     private readonly ulong _pageOffset;
+    private readonly Func<nuint, Gfp, int, nint>? _kmalloc;
+    private readonly Action<nint>? _kfree;
     private readonly FreeVmapTree _free = new();
     /// <summary>vmap_area_root/list: busy areas by address.</summary>
     private readonly SortedDictionary<ulong, VmStruct> _busy = [];
@@ -39,9 +41,23 @@ internal sealed class VmapSpace : IDisposable
     private int _zeroSizeWarned;
     private bool _disposed;
 
-    public VmapSpace(VmallocLayout layout, ulong pageOffset, PhysMem mem, PageAllocator pa, KernelLog log, Func<int> cpu, int nrCpus, bool numa)
+    /// <summary>The space of one machine; nothing is reserved on the host before the first area.</summary>
+    /// <param name="layout">The area's bounds and page-table geometry.</param>
+    /// <param name="pageOffset">PAGE_OFFSET, to print direct-map pointers in warnings.</param>
+    /// <param name="mem">Physical memory (the memfd mapped into areas).</param>
+    /// <param name="pa">The page allocator the frames come from.</param>
+    /// <param name="log">The kernel log for warnings.</param>
+    /// <param name="cpu">The current CPU, for WARNING lines.</param>
+    /// <param name="nrCpus">CPUs, for lazy_max_pages.</param>
+    /// <param name="numa">Print N&lt;node&gt;= counts (CONFIG_NUMA).</param>
+    /// <param name="kmalloc">kmalloc_node for the page pointer arrays of small areas; null without a slab layer.</param>
+    /// <param name="kfree">kfree for those arrays.</param>
+    public VmapSpace(VmallocLayout layout, ulong pageOffset, PhysMem mem, PageAllocator pa, KernelLog log, Func<int> cpu, int nrCpus, bool numa,
+        Func<nuint, Gfp, int, nint>? kmalloc, Action<nint>? kfree)
     {
         _pageOffset = pageOffset;
+        _kmalloc = kmalloc;
+        _kfree = kfree;
         Layout = layout;
         _mem = mem;
         _pa = pa;
@@ -130,6 +146,19 @@ internal sealed class VmapSpace : IDisposable
                 WarnAlloc(gfp, $"vmalloc error: size {realSize}, vm_struct allocation failed");
                 return 0;
             }
+            // The page pointer array: kmalloc up to a page, a nested vmalloc above (the recursion is bounded:
+            // each level's array is 1/512 or 1/1024 of the level above).
+            ulong arraySize = (ulong)nrPages * (Layout.Start > uint.MaxValue ? 8UL : 4UL);
+            Gfp nestedGfp = (gfp & (Gfp.Reclaim | Gfp.Io | Gfp.Fs | Gfp.NoWarn | Gfp.RetryMayfail | Gfp.NoFail | Gfp.NoRetry)) | Gfp.Zero;
+            nint array = arraySize > PageSize ? Vmalloc(arraySize, PageSize, nestedGfp, node, 0, caller)
+                : _kmalloc?.Invoke((nuint)arraySize, nestedGfp, node) ?? -1;
+            if (array == 0)
+            {
+                RemoveArea(vm);
+                WarnAlloc(gfp, $"vmalloc error: size {size}, failed to allocated page array size {arraySize}");
+                return 0;
+            }
+            vm.PagesArray = array == -1 ? 0 : array;
             // vm_area_alloc_pages: silent order-0 allocations, from highmem when the zone allows it.
             Gfp pageGfp = gfp | Gfp.NoWarn;
             if ((gfp & (Gfp.Dma | Gfp.Dma32)) == 0)
@@ -143,6 +172,7 @@ internal sealed class VmapSpace : IDisposable
                 if (page.IsNull)
                 {
                     FreeFrames(pages.AsSpan(0, i));
+                    FreePagesArray(vm);
                     RemoveArea(vm);
                     WarnAlloc(gfp, $"vmalloc error: size {(ulong)i * PageSize}, failed to allocate pages");
                     return 0;
@@ -152,6 +182,7 @@ internal sealed class VmapSpace : IDisposable
             if (!MapArea(vm, pages, writable: true))
             {
                 FreeFrames(pages);
+                FreePagesArray(vm);
                 RemoveArea(vm);
                 WarnAlloc(gfp, $"vmalloc error: size {size}, failed to map pages");
                 return 0;
@@ -225,6 +256,7 @@ internal sealed class VmapSpace : IDisposable
                 {
                     Interlocked.Add(ref _vmallocPages, -vm.NrPages);
                 }
+                FreePagesArray(vm);
             }
         }
     }
@@ -274,6 +306,10 @@ internal sealed class VmapSpace : IDisposable
                 AppendFlag(sb, vm, VmFlags.Map, " vmap");
                 AppendFlag(sb, vm, VmFlags.UserMap, " user");
                 AppendFlag(sb, vm, VmFlags.DmaCoherent, " dma-coherent");
+                if (vm.PagesArray != 0 && Contains(vm.PagesArray))
+                {
+                    sb.Append(" vpages");
+                }
                 if (_numa && (vm.Flags & VmFlags.Uninitialized) == 0)
                 {
                     Array.Clear(perNode);
@@ -471,6 +507,21 @@ internal sealed class VmapSpace : IDisposable
         if (bytes > 0)
         {
             Libc.Mmap(at, (nuint)bytes, Libc.ProtNone, Libc.MapPrivate | Libc.MapAnonymous | Libc.MapNoReserve | Libc.MapFixed, -1, 0);
+        }
+    }
+
+    /// <summary>kvfree(area->pages).</summary>
+    private void FreePagesArray(VmStruct vm)
+    {
+        nint array = vm.PagesArray;
+        vm.PagesArray = 0;
+        if (array != 0 && Contains(array))
+        {
+            Unmap(array, deallocatePages: true, "vfree");
+        }
+        else if (array != 0)
+        {
+            _kfree?.Invoke(array);
         }
     }
 

@@ -144,8 +144,14 @@ public sealed partial class Machine
     /// <summary>drain_all_pages: returns every CPU's per-CPU page lists to the buddy lists.</summary>
     public void DrainAllPages() => PageAllocator.DrainAllPages();
 
-    /// <summary>page_address: the frame's direct-map address, or 0 for a highmem frame (map it with kmap).</summary>
-    public nint PageAddress(Page page) => _mem.PageAddress(CheckedPfn(page));
+    /// <summary>page_address: the frame's direct-map address; for a highmem frame, its pkmap address while
+    /// it is kmapped, else 0 (map it with kmap).</summary>
+    public nint PageAddress(Page page)
+    {
+        uint pfn = CheckedPfn(page);
+        nint address = _mem.PageAddress(pfn);
+        return address != 0 || Volatile.Read(ref _pkmap) is not { } pkmap ? address : pkmap.AddressOf(pfn);
+    }
 
     /// <summary>virt_to_page: the frame a direct-map address falls in, or <see cref="Page.Null"/>.</summary>
     public Page VirtToPage(nint address)

@@ -1,5 +1,6 @@
 // The vm_struct flags (include/linux/vmalloc.h, 6.1 values) and the page
-// protections Vmap accepts. Public API types, shared with the reports.
+// protections Vmap accepts. Public API types: the flags are printed by
+// /proc/vmallocinfo, the protection decides the host mapping's PROT_* bits.
 namespace Kmem;
 
 /// <summary>vm_struct flags (VM_*), with the kernel's 6.1 values.</summary>

@@ -1,11 +1,9 @@
-// The vmalloc space of one machine (mm/vmalloc.c): vmap_area allocation over the
-// free tree with a guard page after each area, lazy freeing with purge past
-// lazy_max_pages, real host mappings of the frames (MAP_FIXED|MAP_SHARED of the
-// memfd, one mmap per run of contiguous frames) and Kmem's page tables beside
-// them. Invariants: busy areas, free blocks and unpurged blocks never overlap
-// and together cover the host window; every busy area's frames are both mapped
-// on the host and present in the page tables. Locking: one lock (the kernel's
-// vmap_area_lock and free_vmap_area_lock together) around every change.
+// One machine's vmalloc space (mm/vmalloc.c): vmap areas from the free tree with
+// a guard page each, lazy freeing purged past lazy_max_pages, frames mapped on the
+// host with MAP_FIXED|MAP_SHARED of the memfd (one mmap per contiguous run) and in
+// Kmem's page tables. Invariants: busy, free and unpurged ranges never overlap and
+// cover the host window; a busy area's frames are mapped on the host and in the ptes.
+// Locking: one lock (vmap_area_lock and free_vmap_area_lock in one), reentered for page arrays.
 using System.Text;
 using Kmem.PageAlloc;
 using Kmem.Physical;

@@ -1,5 +1,6 @@
 // The free vmap tree against a plain list model: random carves and frees keep the
-// same blocks, merged when adjacent, and the search returns the lowest fit.
+// same blocks, merged when adjacent, the search returns the lowest aligned fit and
+// the cached largest block matches the model's.
 using Kmem.Vmalloc;
 
 namespace Kmem.Tests.Vmalloc;

@@ -157,10 +157,12 @@ public class VmallocTests
         Assert.Equal($"0x{k:x16}-0x{k + 0x6000:x16}   24576 unpurged vm_area\n", m.Proc.Vmallocinfo());
     }
 
-    [Fact]
-    public unsafe void VzallocAndVmallocUserAreZeroedAndVmallocUserIsMarkedUser()
+    [Theory]
+    [InlineData(Preset.X64)]
+    [InlineData(Preset.X86Pae)]
+    public unsafe void VzallocAndVmallocUserAreZeroedAndVmallocUserIsMarkedUser(Preset preset)
     {
-        using var m = Boot(Preset.X64);
+        using var m = Boot(preset, preset == Preset.X64 ? "512M" : "1536M");
         using var cpu = m.OnCpu(0);
         nint dirty = m.Vmalloc(8 * Machine.PageSize);
         new Span<byte>((void*)dirty, 8 * Machine.PageSize).Fill(0xa5);
@@ -171,7 +173,7 @@ public class VmallocTests
         m.Vfree(z);
         nint u = m.VmallocUser(8 * Machine.PageSize);
         Assert.True(new ReadOnlySpan<byte>((void*)u, 8 * Machine.PageSize).IndexOfAnyExcept((byte)0) < 0);
-        Assert.Contains(" pages=8 vmalloc user N0=8\n", m.Proc.Vmallocinfo(), StringComparison.Ordinal);
+        Assert.Contains(preset == Preset.X64 ? " pages=8 vmalloc user N0=8\n" : " pages=8 vmalloc user\n", m.Proc.Vmallocinfo(), StringComparison.Ordinal);
         m.Vfree(u);
     }
 
@@ -191,6 +193,21 @@ public class VmallocTests
         nint plain = m.Vmalloc(64 * Machine.PageSize);
         Assert.Equal(ZoneType.Normal, m.PageZone(m.VmallocToPage(plain)));
         m.Vfree(plain);
+    }
+
+    [Fact]
+    public void Vmalloc32On32BitTakesLowmemAndVmallocPrefersHighmem()
+    {
+        using var m = Boot(Preset.X86Pae, "1536M");
+        nint low = m.Vmalloc32(16 * Machine.PageSize);
+        nint any = m.Vmalloc(16 * Machine.PageSize);
+        for (int i = 0; i < 16; i++)
+        {
+            Assert.False(m.PageHighMem(m.VmallocToPage(low + i * Machine.PageSize)));
+            Assert.True(m.PageHighMem(m.VmallocToPage(any + i * Machine.PageSize)));
+        }
+        m.Vfree(low);
+        m.Vfree(any);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
-// vmap/vunmap of the caller's frames (lowmem and highmem) and kvmalloc's choice
-// between kmalloc and vmalloc, with kvfree freeing either.
+// vmap/vunmap of the caller's frames (lowmem and highmem), read-only vmap and
+// VM_MAP_PUT_PAGES, and kvmalloc's choice between kmalloc and vmalloc, with
+// kvfree freeing either.
 namespace Kmem.Tests.Vmalloc;
 
 // Serial with the other vmalloc tests: they share the process-wide host-mapping count that one of them checks.

@@ -1,7 +1,7 @@
 // Entry point of the benchmarks. With --quick: the quick table of page-pair
 // costs against the host allocators, boot times and metadata sizes (QuickRun).
-// Otherwise BenchmarkDotNet's switcher over PageAllocBenchmarks and
-// BootBenchmarks, taking BenchmarkDotNet's own arguments (--filter, --job …).
+// Otherwise BenchmarkDotNet's switcher over PageAllocBenchmarks, BootBenchmarks,
+// VmallocBenchmarks and KmapBenchmarks, taking BenchmarkDotNet's own arguments (--filter, --job …).
 // It first starts itself again when jemalloc needs static TLS room (StaticTls.cs).
 using BenchmarkDotNet.Running;
 using Kmem.Bench;

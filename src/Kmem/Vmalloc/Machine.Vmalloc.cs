@@ -18,9 +18,11 @@ public sealed partial class Machine
 
     /// <summary>VMALLOC_START: the kernel-style address where the vmalloc area begins
     /// (0xffffc90000000000 on X64; high_memory + 8 MiB on the 32-bit presets).</summary>
+    /// <remarks>Never sleeps.</remarks>
     public ulong VmallocStart => VmallocLayout.For(Arch, _mem.LowmemPfns).Start;
 
     /// <summary>VMALLOC_END: the kernel-style address where the vmalloc area ends (exclusive).</summary>
+    /// <remarks>Never sleeps.</remarks>
     public ulong VmallocEnd => VmallocLayout.For(Arch, _mem.LowmemPfns).End;
 
     /// <summary>vmalloc: <paramref name="size"/> bytes (rounded up to pages), virtually contiguous, over
@@ -119,6 +121,7 @@ public sealed partial class Machine
     /// <summary>vmalloc_to_page: the frame mapped at a vmalloc address, found by walking Kmem's page tables.</summary>
     /// <returns>The frame, or <see cref="Page.Null"/> when the address is outside the area or not mapped
     /// (a guard page, a freed area).</returns>
+    /// <remarks>Never sleeps.</remarks>
     public Page VmallocToPage(nint addr)
     {
         if (Volatile.Read(ref _vmapSpace) is not { } space)
@@ -130,15 +133,18 @@ public sealed partial class Machine
     }
 
     /// <summary>is_vmalloc_addr: whether the pointer lies in this machine's vmalloc area.</summary>
+    /// <remarks>Never sleeps.</remarks>
     public bool IsVmallocAddr(nint addr) => Volatile.Read(ref _vmapSpace) is { } space && space.Contains(addr);
 
     /// <summary>The kernel-style address (VMALLOC_START + offset) of a pointer into the vmalloc area, as the
     /// reports show it.</summary>
     /// <returns>The address, or 0 when the pointer is not in the area.</returns>
+    /// <remarks>Never sleeps.</remarks>
     public ulong VmallocKernelAddress(nint addr) => Volatile.Read(ref _vmapSpace) is { } space ? space.KernelAddress(addr) : 0;
 
     /// <summary>The pointer for a kernel-style vmalloc address (the inverse of <see cref="VmallocKernelAddress"/>).</summary>
     /// <returns>The pointer, or 0 when the address is outside the part of the area the machine has reserved.</returns>
+    /// <remarks>Never sleeps.</remarks>
     public nint VmallocHostAddress(ulong address) => Volatile.Read(ref _vmapSpace) is { } space ? space.HostAddress(address) : 0;
 
     /// <summary>vm_unmap_aliases: purges every lazily freed area now, so that its range can be reused.</summary>

@@ -28,4 +28,27 @@ public class ReadmeExampleTests
         Assert.StartsWith("Node 0, zone      DMA ", output.ToString(), StringComparison.Ordinal);
         Assert.Empty(m.Log.Lines);
     }
+
+    [Fact]
+    public void TheReadmeLayerExampleRunsAsDescribed()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "512M", Cpus = 2 });
+        var output = new StringWriter();
+
+        nint p = m.Kmalloc(100, Gfp.Kernel);                 // from kmalloc-128; 0 on failure
+        KmemCache cache = m.KmemCacheCreate("my_objects", 72, 0, SlabFlags.HwcacheAlign, null)!;
+        nint obj = m.KmemCacheAlloc(cache, Gfp.Kernel);
+        m.KmemCacheFree(cache, obj);
+        m.Kfree(p);
+
+        nint big = m.Vmalloc(1 << 20);                        // one contiguous MiB over scattered frames
+        m.Vfree(big);
+        output.Write(m.Proc.Read("slabinfo"));               // also "vmallocinfo"
+
+        Assert.NotEqual(0, p);
+        Assert.NotEqual(0, obj);
+        Assert.NotEqual(0, big);
+        Assert.Contains("my_objects", output.ToString(), StringComparison.Ordinal);
+        Assert.Empty(m.Log.Lines);
+    }
 }

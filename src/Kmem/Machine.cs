@@ -102,6 +102,29 @@ public sealed partial class Machine : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The CPU does not exist.</exception>
     public CpuScope OnCpu(int cpu) => _cpus.Pin(cpu);
 
+    /// <summary>
+    /// A layer's per-machine state, created on first use: read without a lock once it exists, created at
+    /// most once under the layer's lock, and never after the layer was disposed. <paramref name="create"/>
+    /// should be a static lambda, so that the fast path allocates nothing.
+    /// </summary>
+    internal T CreateOnce<T>(ref T? field, Lock gate, ref bool disposed, Func<Machine, T> create)
+        where T : class
+    {
+        if (Volatile.Read(ref field) is { } existing)
+        {
+            return existing;
+        }
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            if (field is null)
+            {
+                Volatile.Write(ref field, create(this));
+            }
+            return field;
+        }
+    }
+
     /// <summary>The machine's policy for a kernel bug: throw, or log and carry on.</summary>
     internal void Bug(KernelBugException bug)
     {

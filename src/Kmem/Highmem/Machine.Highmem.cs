@@ -368,46 +368,12 @@ public sealed partial class Machine
     }
 
     /// <summary>The pkmap window, reserved on first use.</summary>
-    internal Pkmap PkmapWindow
-    {
-        get
-        {
-            if (Volatile.Read(ref _pkmap) is { } pkmap)
-            {
-                return pkmap;
-            }
-            lock (_highmemLock)
-            {
-                ObjectDisposedException.ThrowIf(_highmemDisposed, this);
-                if (_pkmap is null)
-                {
-                    Volatile.Write(ref _pkmap, new Pkmap(_mem, LastPkmap, Bug, Log, () => _cpus.Current));
-                }
-                return _pkmap!;
-            }
-        }
-    }
+    internal Pkmap PkmapWindow => CreateOnce(ref _pkmap, _highmemLock, ref _highmemDisposed,
+        static m => new Pkmap(m._mem, m.LastPkmap, m.Bug, m.Log, () => m._cpus.Current));
 
     /// <summary>The per-thread kmap_local stacks, created on first use.</summary>
-    internal KmapLocal LocalSlots
-    {
-        get
-        {
-            if (Volatile.Read(ref _kmapLocal) is { } local)
-            {
-                return local;
-            }
-            lock (_highmemLock)
-            {
-                ObjectDisposedException.ThrowIf(_highmemDisposed, this);
-                if (_kmapLocal is null)
-                {
-                    Volatile.Write(ref _kmapLocal, new KmapLocal(_mem, Bug, Log, () => _cpus.Current));
-                }
-                return _kmapLocal!;
-            }
-        }
-    }
+    internal KmapLocal LocalSlots => CreateOnce(ref _kmapLocal, _highmemLock, ref _highmemDisposed,
+        static m => new KmapLocal(m._mem, m.Bug, m.Log, () => m._cpus.Current));
 
     private nint KmapWait(Page page, int timeoutMs, CancellationToken cancel)
     {

@@ -22,21 +22,8 @@ public sealed partial class Machine
     /// Created on first access; disposed with the machine.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
-    public MachineMetrics Metrics
-    {
-        get
-        {
-            if (Volatile.Read(ref _metrics) is { } metrics)
-            {
-                return metrics;
-            }
-            lock (_procLock)
-            {
-                ObjectDisposedException.ThrowIf(_procDisposed, this);
-                return _metrics ??= new MachineMetrics(this, VmstatText.For(Preset));
-            }
-        }
-    }
+    public MachineMetrics Metrics => CreateOnce(ref _metrics, _procLock, ref _procDisposed,
+        static m => new MachineMetrics(m, VmstatText.For(m.Preset)));
 
     /// <summary>Stops publishing the metrics; the machine calls it when it is disposed.</summary>
     internal void DisposeProc()

@@ -185,29 +185,11 @@ public sealed partial class Machine
     }
 
     /// <summary>The vmalloc space, for tests and reports.</summary>
-    internal VmapSpace VmallocSpace
-    {
-        get
-        {
-            if (Volatile.Read(ref _vmapSpace) is { } space)
-            {
-                return space;
-            }
-            lock (_vmallocLock)
-            {
-                ObjectDisposedException.ThrowIf(_vmallocDisposed, this);
-                if (_vmapSpace is null)
-                {
-                    var layout = VmallocLayout.For(Arch, _mem.LowmemPfns);
-                    Volatile.Write(ref _vmapSpace, new VmapSpace(layout, Arch.PageOffset, _mem, PageAllocator, Log,
-                        () => CurrentCpu, NrCpus, numa: Preset == Preset.X64,
-                        Slub is { } slub ? (size, gfp, node) => slub.Kmalloc(size, gfp, node) : null,
-                        Slub is { } slab ? p => slab.Kfree(p) : null));
-                }
-                return _vmapSpace!;
-            }
-        }
-    }
+    internal VmapSpace VmallocSpace => CreateOnce(ref _vmapSpace, _vmallocLock, ref _vmallocDisposed, static m =>
+        new VmapSpace(VmallocLayout.For(m.Arch, m._mem.LowmemPfns), m.Arch.PageOffset, m._mem, m.PageAllocator, m.Log,
+            () => m.CurrentCpu, m.NrCpus, numa: m.Preset == Preset.X64,
+            m.Slub is { } slub ? (size, gfp, node) => slub.Kmalloc(size, gfp, node) : null,
+            m.Slub is { } slab ? p => slab.Kfree(p) : null));
 
     /// <summary>Pages backing vmalloc areas (meminfo's VmallocUsed), 0 before the first vmalloc.</summary>
     internal long VmallocPages => Volatile.Read(ref _vmapSpace)?.VmallocPages ?? 0;

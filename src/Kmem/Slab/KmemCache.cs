@@ -3,6 +3,7 @@
 // (calculate_sizes), slab order (calculate_order), min_partial and cpu_partial.
 // Invariants: Size >= ObjectSize, Size % Align == 0, Offset + 8 <= Size, and a
 // slab of 2^Order pages holds ObjectsPerSlab = (PAGE_SIZE << Order) / Size objects.
+// Objects are found by index with a precomputed reciprocal of Size (obj_to_index).
 // Immutable after creation except the per-CPU and per-node state, each under its own lock.
 using System.Numerics;
 using System.Runtime.CompilerServices;
@@ -47,6 +48,7 @@ public sealed class KmemCache
             Offset = objectSize / 2 / 8 * 8;
         }
         Size = AlignUp(size, Align);
+        Reciprocal = ulong.MaxValue / Size + 1;
         Order = CalculateOrder(Size, nrCpus, maxOrder);
         if (Order >= 0)
         {
@@ -123,6 +125,9 @@ public sealed class KmemCache
     public bool IsDestroyed { get; internal set; }
 
     internal int Id { get; }
+    /// <summary>reciprocal_size: ceil(2^64 / Size), so that an offset n below 2^32 gives n / Size as the high
+    /// half of n * Reciprocal (exact because n * Size &lt; 2^64).</summary>
+    internal readonly ulong Reciprocal;
     internal Action<nint>? Ctor { get; }
     internal bool IsKmalloc { get; }
     /// <summary>allocflags: GFP bits every slab page of the cache is allocated with.</summary>
@@ -202,6 +207,10 @@ public sealed class KmemCache
         o = CalcSlabOrder(size, 1, maxOrder, 1);
         return o < maxOrder ? o : -1;
     }
+
+    /// <summary>obj_to_index: <paramref name="offset"/> (below 2^32) divided by <see cref="Size"/>, by multiplication.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal uint IndexOf(nuint offset) => (uint)Math.BigMul((ulong)offset, Reciprocal, out _);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint AlignUp(uint x, uint a) => (x + a - 1) / a * a;

@@ -2,8 +2,11 @@
 // (cpu slab → cpu partial → node partial → new slab); the free fast path (push on the cpu freelist)
 // and __slab_free (full slab → cpu partial, empty slab → page allocator above min_partial).
 // Lock order: slab_mutex → cpu lock → node list_lock → slab lock (PG_locked bit spin lock).
-// Invariant: a handed-out object has its bit set in its slab's allocation bitmap (side table by pfn,
-// 8 bytes per frame in chunks where slabs have been): double and foreign frees are refused unchanged.
+// Invariant: a handed-out object has its byte set in its slab's allocation map (one byte per object,
+// side table by pfn in chunks where slabs have been): double and foreign frees are refused unchanged.
+// A byte changes only with its object: the allocator sets it plainly while it holds the object alone
+// (under the cpu lock on the fast path); a free of a cpu-slab object tests and clears it under that
+// CPU's lock, every other free exchanges it atomically. Objects are located by reciprocal multiply.
 using System.Runtime.CompilerServices;
 using Kmem.PageAlloc;
 using Kmem.Physical;
@@ -21,9 +24,10 @@ internal sealed unsafe partial class Slub
     private readonly Lock _slabMutex = new();
     private readonly List<KmemCache> _caches = [];
     private KmemCache?[] _byId = new KmemCache?[64];
-    /// <summary>Allocation bitmaps of slabs, by head pfn, in chunks of 2^<see cref="BitsChunkShift"/> frames made
-    /// when a slab first lands in them: 8 bytes per frame of a chunk that has held a slab, nothing elsewhere.</summary>
-    private readonly ulong[]?[]?[] _allocBits;
+    /// <summary>Allocation maps of slabs (1 = allocated, a byte per object), by head pfn, in chunks of
+    /// 2^<see cref="BitsChunkShift"/> frames made when a slab first lands in them: 8 bytes per frame of a chunk
+    /// that has held a slab, nothing elsewhere.</summary>
+    private readonly byte[]?[]?[] _allocBits;
     private const int BitsChunkShift = 14;
 
     public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
@@ -33,7 +37,7 @@ internal sealed unsafe partial class Slub
         _cpus = pa.Cpus;
         _log = log;
         _bug = bug;
-        _allocBits = new ulong[]?[]?[(_mem.LowmemPfns >> BitsChunkShift) + 1];
+        _allocBits = new byte[]?[]?[(_mem.LowmemPfns >> BitsChunkShift) + 1];
         CreateKmallocCaches();
     }
 
@@ -181,7 +185,7 @@ internal sealed unsafe partial class Slub
         var bits = AllocBits(pfn);
         for (int i = 0; i < objects; i++)
         {
-            if (bits is not null && (Volatile.Read(ref bits[i >> 6]) & (1UL << i)) != 0)
+            if (bits is not null && Volatile.Read(ref bits[i]) != 0)
             {
                 _log.Printk($"Object 0x{KernelAddress(ObjectAt(s, pfn, (uint)i)):x} @offset={(long)i * s.Size}");
             }
@@ -258,7 +262,10 @@ internal sealed unsafe partial class Slub
         nint obj = c.Freelist;
         if (obj != 0 && node < 0)
         {
+            // The cpu freelist holds objects of the cpu slab only.
+            uint slab = c.Slab;
             c.Freelist = *(nint*)(obj + s.Offset);
+            AllocBits(slab)![s.IndexOf((nuint)(obj - _mem.PageAddress(slab)))] = 1;
             c.Unlock();
         }
         else
@@ -268,8 +275,8 @@ internal sealed unsafe partial class Slub
             {
                 return 0;
             }
+            MarkAllocated(s, obj);
         }
-        MarkAllocated(s, obj);
         if ((gfp & Gfp.Zero) != 0)
         {
             new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
@@ -277,12 +284,11 @@ internal sealed unsafe partial class Slub
         return obj;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    /// <summary>Sets an object's allocation byte; the caller holds the object alone.</summary>
     private void MarkAllocated(KmemCache s, nint obj)
     {
         uint pfn = HeadPfn(_mem.VirtToPfn(obj));
-        uint idx = (uint)((nuint)(obj - _mem.PageAddress(pfn)) / s.Size);
-        Interlocked.Or(ref AllocBits(pfn)![idx >> 6], 1UL << (int)idx);
+        Volatile.Write(ref AllocBits(pfn)![s.IndexOf((nuint)(obj - _mem.PageAddress(pfn)))], 1);
     }
 
     /// <summary>___slab_alloc, entered with the cpu lock held; returns with it released.</summary>
@@ -500,10 +506,10 @@ internal sealed unsafe partial class Slub
         if (chunk is null)
         {
             // Racing creators of one chunk: the first wins, the others use its array.
-            Interlocked.CompareExchange(ref _allocBits[pfn >> BitsChunkShift], new ulong[]?[1 << BitsChunkShift], null);
+            Interlocked.CompareExchange(ref _allocBits[pfn >> BitsChunkShift], new byte[]?[1 << BitsChunkShift], null);
             chunk = _allocBits[pfn >> BitsChunkShift]!;
         }
-        Volatile.Write(ref chunk[pfn & ((1 << BitsChunkShift) - 1)], new ulong[(objects + 63) >> 6]);
+        Volatile.Write(ref chunk[pfn & ((1 << BitsChunkShift) - 1)], new byte[objects]);
         ref PageFrame f = ref _mem.Frame(pfn);
         f.Private = SlabPage.Make(s.Id, objects, SlabPage.NoObject, frozen: true);
         f.Aux = (ushort)objects;
@@ -561,22 +567,34 @@ internal sealed unsafe partial class Slub
 
     // ───────────────────────────── free ─────────────────────────────
 
-    /// <summary>do_slab_free: onto the cpu freelist when the object is in the cpu slab, else __slab_free.
-    /// The object has been checked and its allocation bit cleared.</summary>
+    /// <summary>do_slab_free: onto the cpu freelist when the object is in the cpu slab (its allocation byte
+    /// tested and cleared under the cpu lock), else its byte is exchanged and __slab_free runs. Returns false,
+    /// changing nothing, when the object is already free.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void DoSlabFree(KmemCache s, uint pfn, nint obj)
+    private bool DoSlabFree(KmemCache s, uint pfn, nint obj, ref byte allocated)
     {
         var c = s.CpuSlab[_cpus.Current];
         c.Lock();
         if (c.Slab == pfn)
         {
+            if (allocated == 0)
+            {
+                c.Unlock();
+                return false;
+            }
+            allocated = 0;
             *(nint*)(obj + s.Offset) = c.Freelist;
             c.Freelist = obj;
             c.Unlock();
-            return;
+            return true;
         }
         c.Unlock();
+        if (Interlocked.Exchange(ref allocated, 0) == 0)
+        {
+            return false;
+        }
         SlabFreeSlow(s, pfn, obj);
+        return true;
     }
 
     /// <summary>__slab_free.</summary>
@@ -633,7 +651,7 @@ internal sealed unsafe partial class Slub
         ulong p = f.Private;
         uint head = SlabPage.FreeIdx(p);
         *(nint*)(obj + s.Offset) = head == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, head);
-        uint idx = (uint)((nuint)(obj - _mem.PageAddress(pfn)) / s.Size);
+        uint idx = s.IndexOf((nuint)(obj - _mem.PageAddress(pfn)));
         p = SlabPage.WithFreeIdx(p, idx);
         f.Private = freeze ? SlabPage.WithFrozen(p, true) : p;
         f.Aux--;
@@ -754,9 +772,9 @@ internal sealed unsafe partial class Slub
         return free;
     }
 
-    /// <summary>The allocation bitmap of the slab at <paramref name="pfn"/>.</summary>
+    /// <summary>The allocation map of the slab at <paramref name="pfn"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong[]? AllocBits(uint pfn) => _allocBits[pfn >> BitsChunkShift]?[pfn & ((1 << BitsChunkShift) - 1)];
+    private byte[]? AllocBits(uint pfn) => _allocBits[pfn >> BitsChunkShift]?[pfn & ((1 << BitsChunkShift) - 1)];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size);
@@ -820,21 +838,17 @@ internal sealed unsafe partial class Slub
         nint start = _mem.PageAddress(pfn);
         nuint off = (nuint)(obj - start);
         ulong priv = _mem.Frame(pfn).Private;
-        nuint q = off / s.Size;
-        uint idx = (uint)q;
-        if (off - q * s.Size != 0 || q >= (uint)SlabPage.Objects(priv))
+        // The offset lies inside the slab (below 2^32), so the reciprocal gives the exact quotient.
+        uint idx = s.IndexOf(off);
+        if (off - (nuint)idx * s.Size != 0 || idx >= (uint)SlabPage.Objects(priv))
         {
             Report(s, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller);
             return;
         }
-        ref ulong word = ref AllocBits(pfn)![idx >> 6];
-        ulong bit = 1UL << (int)idx;
-        if ((Interlocked.And(ref word, ~bit) & bit) == 0)
+        if (!DoSlabFree(s, pfn, obj, ref AllocBits(pfn)![idx]))
         {
             Report(s, obj, "Object already free", caller);
-            return;
         }
-        DoSlabFree(s, pfn, obj);
     }
 
     /// <summary>slab_err/object_err: the kernel's report for a bad free, through the machine's bug policy.</summary>

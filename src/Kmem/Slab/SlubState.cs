@@ -4,6 +4,9 @@
 // A cpu lock guards that CPU's Freelist, Slab and Partial; list_lock guards
 // Partial/NrPartial of its node and every frozen↔unfrozen change of a slab that
 // is or was on it; the slab lock guards a slab's freelist, inuse and frozen bit.
+// The cpu lock also orders the allocation-map bytes of objects that move between
+// the cpu freelist and their users (see Slub.cs): the fast paths take no other
+// atomic than this lock.
 using System.Runtime.CompilerServices;
 using Kmem.Physical;
 

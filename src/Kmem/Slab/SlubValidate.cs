@@ -1,5 +1,5 @@
 // A whole-cache checker for SLUB (validate_slab_cache without red zones), for quiet caches: every
-// slab is found by its PG_slab frame; per slab, allocated (bitmap) + slab freelist + cpu freelist =
+// slab is found by its PG_slab frame; per slab, allocated (allocation map) + slab freelist + cpu freelist =
 // objects and inuse = objects − slab freelist; partial slabs are unfrozen with free objects, cpu and
 // cpu-partial slabs frozen; per node, nr_partial, nr_slabs and total_objects match. Takes every lock.
 using Kmem.Physical;
@@ -152,13 +152,13 @@ internal sealed unsafe partial class Slub
             int allocated = 0;
             if (bits is null)
             {
-                errors.Add($"slab 0x{pfn:x} of {s.Name} has no allocation bitmap");
+                errors.Add($"slab 0x{pfn:x} of {s.Name} has no allocation map");
             }
             else
             {
-                foreach (ulong w in bits)
+                foreach (byte b in bits)
                 {
-                    allocated += System.Numerics.BitOperations.PopCount(w);
+                    allocated += b;
                 }
             }
             string where = role ?? "no list";
@@ -203,7 +203,7 @@ internal sealed unsafe partial class Slub
             return false;
         }
         var bits = AllocBits(pfn);
-        if (bits is not null && (bits[idx >> 6] & (1UL << (int)idx)) != 0)
+        if (bits is not null && bits[idx] != 0)
         {
             errors.Add($"{list} of {s.Name}: 0x{KernelAddress(obj):x} is free and allocated");
         }

@@ -2,6 +2,9 @@
 // a Linux 6.1 kernel of each preset prints them, with what Kmem fills each one
 // from. One table per preset; /proc/vmstat, /proc/zoneinfo and the metrics all
 // read these tables, so a name exists in exactly one place. Immutable.
+using Kmem.PageAlloc;
+using Kmem.Physical;
+
 namespace Kmem.Proc;
 
 /// <summary>Which of the kernel's counter arrays a vmstat item belongs to; it decides where zoneinfo prints
@@ -56,115 +59,109 @@ internal static class VmstatText
 {
     /// <summary>x86-64, as the Linux 6.1 x86-64 kernel prints them (NUMA, NUMA balancing, THP with PUD
     /// splits, ZONE_DEVICE, no CMA).</summary>
-    private static readonly VmstatItem[] s_x64 =
-    [
-        Z("nr_free_pages", VmSource.NrFreePages), Z("nr_zone_inactive_anon"), Z("nr_zone_active_anon"),
-        Z("nr_zone_inactive_file"), Z("nr_zone_active_file"), Z("nr_zone_unevictable"), Z("nr_zone_write_pending"),
-        Z("nr_mlock"), Z("nr_bounce"), Z("nr_zspages"), Z("nr_free_cma"),
-
-        Numa("numa_hit", VmSource.NumaHit), Numa("numa_miss", VmSource.NumaMiss),
-        Numa("numa_foreign", VmSource.NumaForeign), Numa("numa_interleave"), Numa("numa_local", VmSource.NumaLocal),
-        Numa("numa_other", VmSource.NumaOther),
-
-        N("nr_inactive_anon"), N("nr_active_anon"), N("nr_inactive_file"), N("nr_active_file"), N("nr_unevictable"),
-        N("nr_slab_reclaimable", VmSource.NrSlabReclaimable), N("nr_slab_unreclaimable", VmSource.NrSlabUnreclaimable), N("nr_isolated_anon"), N("nr_isolated_file"),
-        N("workingset_nodes"), N("workingset_refault_anon"), N("workingset_refault_file"),
-        N("workingset_activate_anon"), N("workingset_activate_file"), N("workingset_restore_anon"),
-        N("workingset_restore_file"), N("workingset_nodereclaim"), N("nr_anon_pages"), N("nr_mapped"),
-        N("nr_file_pages"), N("nr_dirty"), N("nr_writeback"), N("nr_writeback_temp"), N("nr_shmem"),
-        N("nr_shmem_hugepages"), N("nr_shmem_pmdmapped"), N("nr_file_hugepages"), N("nr_file_pmdmapped"),
-        N("nr_anon_transparent_hugepages"), N("nr_vmscan_write"), N("nr_vmscan_immediate_reclaim"), N("nr_dirtied"),
-        N("nr_written"), N("nr_throttled_written"), N("nr_kernel_misc_reclaimable"), N("nr_foll_pin_acquired"),
-        N("nr_foll_pin_released"), N("nr_kernel_stack"), N("nr_page_table_pages"), N("nr_sec_page_table_pages"),
-        N("nr_swapcached"), N("pgpromote_success"), N("pgpromote_candidate"),
-
-        V("nr_dirty_threshold", VmSource.DirtyThreshold),
-        V("nr_dirty_background_threshold", VmSource.DirtyBackgroundThreshold),
-
-        E("pgpgin"), E("pgpgout"), E("pswpin"), E("pswpout"),
-        PgAlloc("pgalloc_dma", ZoneType.Dma), PgAlloc("pgalloc_dma32", ZoneType.Dma32),
-        PgAlloc("pgalloc_normal", ZoneType.Normal), PgAlloc("pgalloc_movable", ZoneType.Movable),
-        PgAlloc("pgalloc_device", ZoneType.Device),
-        E("allocstall_dma"), E("allocstall_dma32"), E("allocstall_normal"), E("allocstall_movable"),
-        E("allocstall_device"),
-        E("pgskip_dma"), E("pgskip_dma32"), E("pgskip_normal"), E("pgskip_movable"), E("pgskip_device"),
-        E("pgfree", VmSource.PgFree), E("pgactivate"), E("pgdeactivate"), E("pglazyfree"), E("pgfault"),
-        E("pgmajfault"), E("pglazyfreed"), E("pgrefill"), E("pgreuse"), E("pgsteal_kswapd"), E("pgsteal_direct"),
-        E("pgdemote_kswapd"), E("pgdemote_direct"), E("pgscan_kswapd"), E("pgscan_direct"),
-        E("pgscan_direct_throttle"), E("pgscan_anon"), E("pgscan_file"), E("pgsteal_anon"), E("pgsteal_file"),
-        E("zone_reclaim_failed"), E("pginodesteal"), E("slabs_scanned"), E("kswapd_inodesteal"),
-        E("kswapd_low_wmark_hit_quickly"), E("kswapd_high_wmark_hit_quickly"), E("pageoutrun"), E("pgrotated"),
-        E("drop_pagecache"), E("drop_slab"), E("oom_kill"), E("numa_pte_updates"), E("numa_huge_pte_updates"),
-        E("numa_hint_faults"), E("numa_hint_faults_local"), E("numa_pages_migrated"), E("pgmigrate_success"),
-        E("pgmigrate_fail"), E("thp_migration_success"), E("thp_migration_fail"), E("thp_migration_split"),
-        E("compact_migrate_scanned"), E("compact_free_scanned"), E("compact_isolated"), E("compact_stall"),
-        E("compact_fail"), E("compact_success"), E("compact_daemon_wake"), E("compact_daemon_migrate_scanned"),
-        E("compact_daemon_free_scanned"), E("htlb_buddy_alloc_success"), E("htlb_buddy_alloc_fail"),
-        E("unevictable_pgs_culled"), E("unevictable_pgs_scanned"), E("unevictable_pgs_rescued"),
-        E("unevictable_pgs_mlocked"), E("unevictable_pgs_munlocked"), E("unevictable_pgs_cleared"),
-        E("unevictable_pgs_stranded"), E("thp_fault_alloc"), E("thp_fault_fallback"), E("thp_fault_fallback_charge"),
-        E("thp_collapse_alloc"), E("thp_collapse_alloc_failed"), E("thp_file_alloc"), E("thp_file_fallback"),
-        E("thp_file_fallback_charge"), E("thp_file_mapped"), E("thp_split_page"), E("thp_split_page_failed"),
-        E("thp_deferred_split_page"), E("thp_split_pmd"), E("thp_scan_exceed_none_pte"), E("thp_scan_exceed_swap_pte"),
-        E("thp_scan_exceed_share_pte"), E("thp_split_pud"), E("thp_zero_page_alloc"), E("thp_zero_page_alloc_failed"),
-        E("thp_swpout"), E("thp_swpout_fallback"), E("balloon_inflate"), E("balloon_deflate"), E("balloon_migrate"),
-        E("swap_ra"), E("swap_ra_hit"), E("ksm_swpin_copy"), E("cow_ksm"), E("zswpin"), E("zswpout"),
-        E("direct_map_level2_splits"), E("direct_map_level3_splits"),
-
-        Deprecated("nr_unstable"),
-    ];
+    private static readonly VmstatItem[] s_x64 = Build(Arch.For(Preset.X64), numa: true, thpPud: true);
 
     /// <summary>x86-32 PAE, as the Linux 6.1 i386 PAE kernel prints them (no NUMA, HighMem, THP without PUD
     /// splits, no ZONE_DEVICE).</summary>
-    private static readonly VmstatItem[] s_x86Pae =
-    [
-        Z("nr_free_pages", VmSource.NrFreePages), Z("nr_zone_inactive_anon"), Z("nr_zone_active_anon"),
-        Z("nr_zone_inactive_file"), Z("nr_zone_active_file"), Z("nr_zone_unevictable"), Z("nr_zone_write_pending"),
-        Z("nr_mlock"), Z("nr_bounce"), Z("nr_zspages"), Z("nr_free_cma"),
+    private static readonly VmstatItem[] s_x86Pae = Build(Arch.For(Preset.X86Pae), numa: false, thpPud: false);
 
-        N("nr_inactive_anon"), N("nr_active_anon"), N("nr_inactive_file"), N("nr_active_file"), N("nr_unevictable"),
-        N("nr_slab_reclaimable", VmSource.NrSlabReclaimable), N("nr_slab_unreclaimable", VmSource.NrSlabUnreclaimable), N("nr_isolated_anon"), N("nr_isolated_file"),
-        N("workingset_nodes"), N("workingset_refault_anon"), N("workingset_refault_file"),
-        N("workingset_activate_anon"), N("workingset_activate_file"), N("workingset_restore_anon"),
-        N("workingset_restore_file"), N("workingset_nodereclaim"), N("nr_anon_pages"), N("nr_mapped"),
-        N("nr_file_pages"), N("nr_dirty"), N("nr_writeback"), N("nr_writeback_temp"), N("nr_shmem"),
-        N("nr_shmem_hugepages"), N("nr_shmem_pmdmapped"), N("nr_file_hugepages"), N("nr_file_pmdmapped"),
-        N("nr_anon_transparent_hugepages"), N("nr_vmscan_write"), N("nr_vmscan_immediate_reclaim"), N("nr_dirtied"),
-        N("nr_written"), N("nr_throttled_written"), N("nr_kernel_misc_reclaimable"), N("nr_foll_pin_acquired"),
-        N("nr_foll_pin_released"), N("nr_kernel_stack"), N("nr_page_table_pages"), N("nr_sec_page_table_pages"),
-        N("nr_swapcached"),
+    /// <summary>
+    /// vmstat_text for one configuration, as the kernel assembles it: zone items, NUMA items (CONFIG_NUMA),
+    /// node items, the dirty limits, then the events, whose per-zone names follow the compiled-in zones
+    /// (TEXTS_FOR_ZONES) and whose NUMA and PUD-THP entries exist only with those options.
+    /// </summary>
+    private static VmstatItem[] Build(Arch arch, bool numa, bool thpPud)
+    {
+        var items = new List<VmstatItem>
+        {
+            Z("nr_free_pages", VmSource.NrFreePages), Z("nr_zone_inactive_anon"), Z("nr_zone_active_anon"),
+            Z("nr_zone_inactive_file"), Z("nr_zone_active_file"), Z("nr_zone_unevictable"), Z("nr_zone_write_pending"),
+            Z("nr_mlock"), Z("nr_bounce"), Z("nr_zspages"), Z("nr_free_cma"),
+        };
+        if (numa)
+        {
+            items.AddRange([
+                Numa("numa_hit", VmSource.NumaHit), Numa("numa_miss", VmSource.NumaMiss),
+                Numa("numa_foreign", VmSource.NumaForeign), Numa("numa_interleave"), Numa("numa_local", VmSource.NumaLocal),
+                Numa("numa_other", VmSource.NumaOther),
+            ]);
+        }
+        items.AddRange([
+            N("nr_inactive_anon"), N("nr_active_anon"), N("nr_inactive_file"), N("nr_active_file"), N("nr_unevictable"),
+            N("nr_slab_reclaimable", VmSource.NrSlabReclaimable), N("nr_slab_unreclaimable", VmSource.NrSlabUnreclaimable), N("nr_isolated_anon"), N("nr_isolated_file"),
+            N("workingset_nodes"), N("workingset_refault_anon"), N("workingset_refault_file"),
+            N("workingset_activate_anon"), N("workingset_activate_file"), N("workingset_restore_anon"),
+            N("workingset_restore_file"), N("workingset_nodereclaim"), N("nr_anon_pages"), N("nr_mapped"),
+            N("nr_file_pages"), N("nr_dirty"), N("nr_writeback"), N("nr_writeback_temp"), N("nr_shmem"),
+            N("nr_shmem_hugepages"), N("nr_shmem_pmdmapped"), N("nr_file_hugepages"), N("nr_file_pmdmapped"),
+            N("nr_anon_transparent_hugepages"), N("nr_vmscan_write"), N("nr_vmscan_immediate_reclaim"), N("nr_dirtied"),
+            N("nr_written"), N("nr_throttled_written"), N("nr_kernel_misc_reclaimable"), N("nr_foll_pin_acquired"),
+            N("nr_foll_pin_released"), N("nr_kernel_stack"), N("nr_page_table_pages"), N("nr_sec_page_table_pages"),
+            N("nr_swapcached"),
+        ]);
+        if (numa)
+        {
+            items.AddRange([N("pgpromote_success"), N("pgpromote_candidate")]);
+        }
+        items.AddRange([
+            V("nr_dirty_threshold", VmSource.DirtyThreshold),
+            V("nr_dirty_background_threshold", VmSource.DirtyBackgroundThreshold),
+            E("pgpgin"), E("pgpgout"), E("pswpin"), E("pswpout"),
+        ]);
+        items.AddRange(arch.Zones.Select(z => PgAlloc("pgalloc_" + ZoneSuffix(z), z)));
+        items.AddRange(arch.Zones.Select(z => E("allocstall_" + ZoneSuffix(z))));
+        items.AddRange(arch.Zones.Select(z => E("pgskip_" + ZoneSuffix(z))));
+        items.AddRange([
+            E("pgfree", VmSource.PgFree), E("pgactivate"), E("pgdeactivate"), E("pglazyfree"), E("pgfault"),
+            E("pgmajfault"), E("pglazyfreed"), E("pgrefill"), E("pgreuse"), E("pgsteal_kswapd"), E("pgsteal_direct"),
+            E("pgdemote_kswapd"), E("pgdemote_direct"), E("pgscan_kswapd"), E("pgscan_direct"),
+            E("pgscan_direct_throttle"), E("pgscan_anon"), E("pgscan_file"), E("pgsteal_anon"), E("pgsteal_file"),
+        ]);
+        if (numa)
+        {
+            items.Add(E("zone_reclaim_failed"));
+        }
+        items.AddRange([
+            E("pginodesteal"), E("slabs_scanned"), E("kswapd_inodesteal"),
+            E("kswapd_low_wmark_hit_quickly"), E("kswapd_high_wmark_hit_quickly"), E("pageoutrun"), E("pgrotated"),
+            E("drop_pagecache"), E("drop_slab"), E("oom_kill"),
+        ]);
+        if (numa)
+        {
+            items.AddRange([
+                E("numa_pte_updates"), E("numa_huge_pte_updates"), E("numa_hint_faults"), E("numa_hint_faults_local"),
+                E("numa_pages_migrated"),
+            ]);
+        }
+        items.AddRange([
+            E("pgmigrate_success"), E("pgmigrate_fail"), E("thp_migration_success"), E("thp_migration_fail"),
+            E("thp_migration_split"), E("compact_migrate_scanned"), E("compact_free_scanned"), E("compact_isolated"),
+            E("compact_stall"), E("compact_fail"), E("compact_success"), E("compact_daemon_wake"),
+            E("compact_daemon_migrate_scanned"), E("compact_daemon_free_scanned"), E("htlb_buddy_alloc_success"),
+            E("htlb_buddy_alloc_fail"), E("unevictable_pgs_culled"), E("unevictable_pgs_scanned"),
+            E("unevictable_pgs_rescued"), E("unevictable_pgs_mlocked"), E("unevictable_pgs_munlocked"),
+            E("unevictable_pgs_cleared"), E("unevictable_pgs_stranded"), E("thp_fault_alloc"), E("thp_fault_fallback"),
+            E("thp_fault_fallback_charge"), E("thp_collapse_alloc"), E("thp_collapse_alloc_failed"), E("thp_file_alloc"),
+            E("thp_file_fallback"), E("thp_file_fallback_charge"), E("thp_file_mapped"), E("thp_split_page"),
+            E("thp_split_page_failed"), E("thp_deferred_split_page"), E("thp_split_pmd"), E("thp_scan_exceed_none_pte"),
+            E("thp_scan_exceed_swap_pte"), E("thp_scan_exceed_share_pte"),
+        ]);
+        if (thpPud)
+        {
+            items.Add(E("thp_split_pud"));
+        }
+        items.AddRange([
+            E("thp_zero_page_alloc"), E("thp_zero_page_alloc_failed"), E("thp_swpout"), E("thp_swpout_fallback"),
+            E("balloon_inflate"), E("balloon_deflate"), E("balloon_migrate"), E("swap_ra"), E("swap_ra_hit"),
+            E("ksm_swpin_copy"), E("cow_ksm"), E("zswpin"), E("zswpout"),
+            E("direct_map_level2_splits"), E("direct_map_level3_splits"),
+            Deprecated("nr_unstable"),
+        ]);
+        return [.. items];
+    }
 
-        V("nr_dirty_threshold", VmSource.DirtyThreshold),
-        V("nr_dirty_background_threshold", VmSource.DirtyBackgroundThreshold),
-
-        E("pgpgin"), E("pgpgout"), E("pswpin"), E("pswpout"),
-        PgAlloc("pgalloc_dma", ZoneType.Dma), PgAlloc("pgalloc_normal", ZoneType.Normal),
-        PgAlloc("pgalloc_high", ZoneType.HighMem), PgAlloc("pgalloc_movable", ZoneType.Movable),
-        E("allocstall_dma"), E("allocstall_normal"), E("allocstall_high"), E("allocstall_movable"),
-        E("pgskip_dma"), E("pgskip_normal"), E("pgskip_high"), E("pgskip_movable"),
-        E("pgfree", VmSource.PgFree), E("pgactivate"), E("pgdeactivate"), E("pglazyfree"),
-        E("pgfault"), E("pgmajfault"), E("pglazyfreed"), E("pgrefill"), E("pgreuse"), E("pgsteal_kswapd"),
-        E("pgsteal_direct"), E("pgdemote_kswapd"), E("pgdemote_direct"), E("pgscan_kswapd"), E("pgscan_direct"),
-        E("pgscan_direct_throttle"), E("pgscan_anon"), E("pgscan_file"), E("pgsteal_anon"), E("pgsteal_file"),
-        E("pginodesteal"), E("slabs_scanned"), E("kswapd_inodesteal"), E("kswapd_low_wmark_hit_quickly"),
-        E("kswapd_high_wmark_hit_quickly"), E("pageoutrun"), E("pgrotated"), E("drop_pagecache"), E("drop_slab"),
-        E("oom_kill"), E("pgmigrate_success"), E("pgmigrate_fail"), E("thp_migration_success"),
-        E("thp_migration_fail"), E("thp_migration_split"), E("compact_migrate_scanned"), E("compact_free_scanned"),
-        E("compact_isolated"), E("compact_stall"), E("compact_fail"), E("compact_success"), E("compact_daemon_wake"),
-        E("compact_daemon_migrate_scanned"), E("compact_daemon_free_scanned"), E("htlb_buddy_alloc_success"),
-        E("htlb_buddy_alloc_fail"), E("unevictable_pgs_culled"), E("unevictable_pgs_scanned"),
-        E("unevictable_pgs_rescued"), E("unevictable_pgs_mlocked"), E("unevictable_pgs_munlocked"),
-        E("unevictable_pgs_cleared"), E("unevictable_pgs_stranded"), E("thp_fault_alloc"), E("thp_fault_fallback"),
-        E("thp_fault_fallback_charge"), E("thp_collapse_alloc"), E("thp_collapse_alloc_failed"), E("thp_file_alloc"),
-        E("thp_file_fallback"), E("thp_file_fallback_charge"), E("thp_file_mapped"), E("thp_split_page"),
-        E("thp_split_page_failed"), E("thp_deferred_split_page"), E("thp_split_pmd"), E("thp_scan_exceed_none_pte"),
-        E("thp_scan_exceed_swap_pte"), E("thp_scan_exceed_share_pte"), E("thp_zero_page_alloc"),
-        E("thp_zero_page_alloc_failed"), E("thp_swpout"), E("thp_swpout_fallback"), E("balloon_inflate"),
-        E("balloon_deflate"), E("balloon_migrate"), E("swap_ra"), E("swap_ra_hit"), E("ksm_swpin_copy"), E("cow_ksm"),
-        E("zswpin"), E("zswpout"), E("direct_map_level2_splits"), E("direct_map_level3_splits"),
-
-        Deprecated("nr_unstable"),
-    ];
+    /// <summary>The zone's part of a per-zone event name (the kernel's TEXT_FOR_HIGHMEM says "high").</summary>
+    private static string ZoneSuffix(ZoneType zone) => zone == ZoneType.HighMem ? "high" : ZoneNames.Of(zone).ToLowerInvariant();
 
     /// <summary>x86-32 without PAE: the PAE list without the CONFIG_TRANSPARENT_HUGEPAGE events, since
     /// 2-level paging has no PMD-sized pages to make THPs from (thp_migration_* stay: they belong to

@@ -41,7 +41,11 @@ public sealed partial class Machine : IDisposable
         try
         {
             PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
-            Slub = options.Slab == SlabAllocator.Slub ? new Slub(PageAllocator, Log, Bug) : null;
+            SlabLayer = options.Slab switch
+            {
+                SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug),
+                _ => null,
+            };
         }
         catch
         {
@@ -95,8 +99,8 @@ public sealed partial class Machine : IDisposable
     internal PhysMem Mem => _mem;
     internal CpuTopology Cpus => _cpus;
     internal PageAllocator PageAllocator { get; }
-    /// <summary>The SLUB slab layer; null when the machine was booted with another slab allocator.</summary>
-    internal Slub? Slub { get; }
+    /// <summary>The slab layer (SLUB, SLAB or SLOB, as booted); null when this build lacks the chosen one.</summary>
+    internal SlabBackend? SlabLayer { get; }
 
     /// <summary>Pins the calling thread to <paramref name="cpu"/> until the returned scope is disposed.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The CPU does not exist.</exception>

@@ -33,7 +33,7 @@ public sealed class ProcFs
             ("extfrag_index", "/sys/kernel/debug/extfrag/extfrag_index", ExtfragIndex),
         ];
         // /proc/slabinfo exists only with a slab layer that has one (SLUB here).
-        _files = machine.Slub is null ? [.. files.Where(f => f.Item1 != "slabinfo")] : files;
+        _files = machine.SlabLayer is { Kind: not SlabAllocator.Slob } ? files : [.. files.Where(f => f.Item1 != "slabinfo")];
         Names = [.. _files.Select(f => f.Name)];
         Paths = [.. _files.Select(f => f.Path)];
     }
@@ -62,8 +62,11 @@ public sealed class ProcFs
     /// <summary>/proc/slabinfo (version 2.1): every slab cache, newest first.</summary>
     /// <exception cref="InvalidOperationException">The machine was booted with SLAB or SLOB, which have no
     /// slab layer in this build.</exception>
-    public string Slabinfo() => Proc.Slabinfo.Show(_machine.Slub
-        ?? throw new InvalidOperationException("the SLAB and SLOB backends are not part of this build; boot with Slab = SlabAllocator.Slub"));
+    public string Slabinfo() => _machine.SlabLayer is { Kind: not SlabAllocator.Slob } slab
+        ? Proc.Slabinfo.Show(slab)
+        : throw new InvalidOperationException(_machine.SlabLayer is null
+            ? "this build has no slab layer for this machine's slab allocator"
+            : "SLOB has no /proc/slabinfo (as in Linux)");
 
     /// <summary>/proc/vmallocinfo: every vmalloc and vmap area by address (range, size with the guard page,
     /// caller, pages, flags, frames per node on X64), then the lazily freed ranges not yet purged.</summary>

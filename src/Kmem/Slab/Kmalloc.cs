@@ -15,8 +15,6 @@ internal sealed unsafe partial class Slub
     public const int KmallocShiftHigh = PhysMem.PageShift + 1;
     /// <summary>KMALLOC_MAX_CACHE_SIZE.</summary>
     public const uint KmallocMaxCacheSize = 1u << KmallocShiftHigh;
-    /// <summary>ZERO_SIZE_PTR.</summary>
-    public const nint ZeroSizePtr = 16;
 
     /// <summary>enum kmalloc_cache_type (6.1 with ZONE_DMA and MEMCG_KMEM), in creation order.</summary>
     public enum KmallocType
@@ -115,7 +113,7 @@ internal sealed unsafe partial class Slub
     public KmemCache KmallocSlab(nuint size, Gfp gfp) => _kmallocCaches[(int)TypeOf(gfp)][KmallocIndex(size)]!;
 
     /// <summary>__kmalloc_node: ZERO_SIZE_PTR for 0, a kmalloc cache up to 8 KiB, kmalloc_large above.</summary>
-    public nint Kmalloc(nuint size, Gfp gfp, int node)
+    public override nint Kmalloc(nuint size, Gfp gfp, int node)
     {
         if (size <= KmallocMaxCacheSize)
         {
@@ -146,7 +144,7 @@ internal sealed unsafe partial class Slub
 
     /// <summary>kfree: 0 and ZERO_SIZE_PTR are ignored; a slab object goes back to its cache, a large
     /// kmalloc to the page allocator; anything else is reported.</summary>
-    public void Kfree(nint p, string caller = "kfree")
+    public override void Kfree(nint p, string caller = "kfree")
     {
         if ((nuint)p <= (nuint)ZeroSizePtr)
         {
@@ -174,19 +172,17 @@ internal sealed unsafe partial class Slub
     }
 
     /// <summary>kmem_cache_free: the object must belong to <paramref name="s"/> (cache_from_obj).</summary>
-    public void CacheFree(KmemCache s, nint p)
+    public override void CacheFree(KmemCache s, nint p)
     {
         var kind = Classify(p, out uint head, out var owner);
         if (kind != PtrKind.Slab)
         {
-            Report(s, p, "Freeing invalid pointer", "kmem_cache_free");
+            Report(s, p, "Freeing invalid pointer", "kmem_cache_free", ObjOffset(p));
             return;
         }
         if (!ReferenceEquals(owner, s))
         {
-            string report = $"kmem_cache_free: Wrong slab cache. {s.Name} but object is from {owner?.Name ?? "(none)"}\n"
-                + $"object 0x{KernelAddress(p):x}";
-            _bug(new SlabBugException(report, KernelAddress(p), s.Name));
+            ReportWrongCache(s, owner, p);
             return;
         }
         Free(s, head, p, "kmem_cache_free");
@@ -194,7 +190,7 @@ internal sealed unsafe partial class Slub
 
     /// <summary>__ksize: the usable size of a kmalloc'd block (the cache's stride for a slab object, the
     /// whole block for a large one); 0 for 0 and ZERO_SIZE_PTR.</summary>
-    public nuint Ksize(nint p)
+    public override nuint Ksize(nint p)
     {
         if ((nuint)p <= (nuint)ZeroSizePtr)
         {

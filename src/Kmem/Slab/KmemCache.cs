@@ -14,7 +14,7 @@ namespace Kmem;
 
 /// <summary>A slab cache (struct kmem_cache): objects of one size, handed out from slabs of pages.</summary>
 /// <remarks>Create one with <see cref="Machine.KmemCacheCreate"/>. The object layout and slab geometry
-/// are those of Linux 6.1 SLUB without debugging.</remarks>
+/// are those of the machine's slab allocator in Linux 6.1 (SLUB's without debugging by default).</remarks>
 public sealed class KmemCache
 {
     /// <summary>slub_max_order: PAGE_ALLOC_COSTLY_ORDER.</summary>
@@ -59,15 +59,7 @@ public sealed class KmemCache
         MinPartial = Math.Clamp(BitOperations.Log2(Size) / 2, 5, 10);
         CpuPartial = Size >= PhysMem.PageSize ? 6u : Size >= 1024 ? 24u : Size >= 256 ? 52u : 120u;
         CpuPartialSlabs = ObjectsPerSlab == 0 ? 0 : (uint)((CpuPartial * 2 + ObjectsPerSlab - 1) / ObjectsPerSlab);
-        AllocFlags = (flags & SlabFlags.CacheDma) != 0 ? Gfp.Dma : (flags & SlabFlags.CacheDma32) != 0 ? Gfp.Dma32 : 0;
-        if ((flags & SlabFlags.ReclaimAccount) != 0)
-        {
-            AllocFlags |= Gfp.Reclaimable;
-        }
-        if (Order > 0)
-        {
-            AllocFlags |= Gfp.Comp;
-        }
+        AllocFlags = SlabAllocFlags(flags, Order);
         CpuSlab = new KmemCacheCpu[nrCpus];
         for (int i = 0; i < nrCpus; i++)
         {
@@ -78,6 +70,28 @@ public sealed class KmemCache
         {
             Nodes[i] = new KmemCacheNode();
         }
+    }
+
+    /// <summary>A cache of the SLAB or SLOB backend, whose geometry that backend computed; its per-CPU and
+    /// per-node state is the backend's <paramref name="backendState"/>.</summary>
+    internal KmemCache(int id, string name, uint objectSize, uint size, uint align, int order, int objectsPerSlab,
+        SlabFlags flags, Action<nint>? ctor, bool isKmalloc, object backendState)
+    {
+        Id = id;
+        Name = name;
+        ObjectSize = objectSize;
+        Size = size;
+        Align = align;
+        Order = MinOrder = order;
+        ObjectsPerSlab = MinObjects = objectsPerSlab;
+        Flags = flags;
+        Ctor = ctor;
+        IsKmalloc = isKmalloc;
+        Reciprocal = ulong.MaxValue / Math.Max(size, 1) + 1;
+        AllocFlags = SlabAllocFlags(flags, order);
+        CpuSlab = [];
+        Nodes = [];
+        BackendState = backendState;
     }
 
     /// <summary>The cache's name, as /proc/slabinfo shows it.</summary>
@@ -132,13 +146,27 @@ public sealed class KmemCache
     internal bool IsKmalloc { get; }
     /// <summary>allocflags: GFP bits every slab page of the cache is allocated with.</summary>
     internal Gfp AllocFlags { get; }
-    /// <summary>kmem_cache_cpu, one per CPU.</summary>
+    /// <summary>kmem_cache_cpu, one per CPU (SLUB; empty for the other backends).</summary>
     internal KmemCacheCpu[] CpuSlab { get; }
-    /// <summary>kmem_cache_node, one per node.</summary>
+    /// <summary>kmem_cache_node, one per node (SLUB; empty for the other backends).</summary>
     internal KmemCacheNode[] Nodes { get; }
+    /// <summary>The SLAB or SLOB backend's own state of the cache; null for SLUB.</summary>
+    internal object? BackendState { get; }
 
     /// <inheritdoc/>
     public override string ToString() => Name;
+
+    /// <summary>The GFP bits of a cache's slab pages: its zone, __GFP_RECLAIMABLE for SLAB_RECLAIM_ACCOUNT,
+    /// __GFP_COMP above order 0.</summary>
+    internal static Gfp SlabAllocFlags(SlabFlags flags, int order)
+    {
+        Gfp gfp = (flags & SlabFlags.CacheDma) != 0 ? Gfp.Dma : (flags & SlabFlags.CacheDma32) != 0 ? Gfp.Dma32 : 0;
+        if ((flags & SlabFlags.ReclaimAccount) != 0)
+        {
+            gfp |= Gfp.Reclaimable;
+        }
+        return order > 0 ? gfp | Gfp.Comp : gfp;
+    }
 
     /// <summary>calculate_alignment.</summary>
     internal static uint CalculateAlignment(SlabFlags flags, uint align, uint size)

@@ -1,7 +1,7 @@
 // The slab layer's public face on Machine: kmem_cache_* and kmalloc under their
 // C# names (include/linux/slab.h, mm/slab_common.c, mm/util.c). Everything
-// forwards to Slub; see Slub.cs and Kmalloc.cs for the semantics. A machine
-// booted with SLAB or SLOB has no slab layer in this build: these calls throw.
+// forwards to the machine's slab allocator (SlabBackend: SLUB, SLAB or SLOB as
+// booted); the helpers built on kmalloc/ksize/kfree (krealloc, kmemdup, …) live here once.
 using System.Runtime.CompilerServices;
 using Kmem.Slab;
 
@@ -10,27 +10,28 @@ namespace Kmem;
 public sealed partial class Machine
 {
     /// <summary>ZERO_SIZE_PTR: what <see cref="Kmalloc"/> returns for a size of 0 (never dereference it).</summary>
-    public const nint ZeroSizePtr = Slub.ZeroSizePtr;
+    public const nint ZeroSizePtr = SlabBackend.ZeroSizePtr;
 
-    /// <summary>KMALLOC_MAX_CACHE_SIZE: the largest size served by a kmalloc cache (8 KiB).</summary>
+    /// <summary>KMALLOC_MAX_CACHE_SIZE with SLUB: the largest size served by a kmalloc cache (8 KiB); larger
+    /// blocks come straight from the page allocator.</summary>
     public const uint KmallocMaxCacheSize = Slub.KmallocMaxCacheSize;
 
     /// <summary>KMALLOC_MAX_SIZE: the largest size kmalloc can return (4 MiB).</summary>
     public const nuint KmallocMaxSize = (nuint)1 << (MaxOrder + Physical.PhysMem.PageShift - 1);
 
-    private Slub SlubOrThrow
+    private SlabBackend SlabOrThrow
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => Slub ?? ThrowNoSlab();
+        get => SlabLayer ?? ThrowNoSlab();
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Slub ThrowNoSlab() =>
-        throw new InvalidOperationException("the SLAB and SLOB backends are not part of this build; boot with Slab = SlabAllocator.Slub");
+    private SlabBackend ThrowNoSlab() =>
+        throw new InvalidOperationException($"the {Options.Slab} backend is not part of this build; boot with Slab = SlabAllocator.Slub");
 
     /// <summary>The slab caches, oldest first (what /proc/slabinfo lists, newest first).</summary>
     /// <exception cref="InvalidOperationException">The machine was booted with SLAB or SLOB.</exception>
-    public IReadOnlyList<KmemCache> SlabCaches => SlubOrThrow.Caches;
+    public IReadOnlyList<KmemCache> SlabCaches => SlabOrThrow.Caches;
 
     /// <summary>kmem_cache_create: a cache of objects of <paramref name="size"/> bytes.</summary>
     /// <param name="name">The cache's name (/proc/slabinfo).</param>
@@ -43,43 +44,43 @@ public sealed partial class Machine
     /// <exception cref="InvalidOperationException">Creation failed with <see cref="SlabFlags.Panic"/>, or the
     /// machine was booted with SLAB or SLOB.</exception>
     public KmemCache? KmemCacheCreate(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor) =>
-        SlubOrThrow.CreateCache(name, size, align, flags, ctor);
+        SlabOrThrow.CreateCache(name, size, align, flags, ctor);
 
     /// <summary>kmem_cache_alloc: an object of <paramref name="s"/>.</summary>
     /// <returns>The object's direct-map address, or 0 when no slab page can be had (logged unless
     /// <see cref="Gfp.NoWarn"/>). With <see cref="Gfp.Zero"/> the object is zeroed.</returns>
     /// <remarks>Never sleeps here: the page allocator is asked with the caller's reclaim bits.</remarks>
-    public nint KmemCacheAlloc(KmemCache s, Gfp gfp) => SlubOrThrow.Alloc(CheckCache(s), gfp, -1);
+    public nint KmemCacheAlloc(KmemCache s, Gfp gfp) => SlabOrThrow.Alloc(CheckCache(s), gfp, -1);
 
     /// <summary>kmem_cache_alloc_node: like <see cref="KmemCacheAlloc"/> with an object from node
     /// <paramref name="node"/> (-1 for any).</summary>
     /// <returns>The object, or 0.</returns>
-    public nint KmemCacheAllocNode(KmemCache s, Gfp gfp, int node) => SlubOrThrow.Alloc(CheckCache(s), gfp, CheckNode(node));
+    public nint KmemCacheAllocNode(KmemCache s, Gfp gfp, int node) => SlabOrThrow.Alloc(CheckCache(s), gfp, CheckNode(node));
 
     /// <summary>kmem_cache_zalloc: a zeroed object, or 0.</summary>
-    public nint KmemCacheZalloc(KmemCache s, Gfp gfp) => SlubOrThrow.Alloc(CheckCache(s), gfp | Gfp.Zero, -1);
+    public nint KmemCacheZalloc(KmemCache s, Gfp gfp) => SlabOrThrow.Alloc(CheckCache(s), gfp | Gfp.Zero, -1);
 
     /// <summary>kmem_cache_free: gives an object back to its cache.</summary>
     /// <exception cref="SlabBugException">The pointer is not an allocated object of <paramref name="s"/> (double
     /// free, wrong cache, not an object's start, not a slab pointer); nothing changes (with
     /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
-    public void KmemCacheFree(KmemCache s, nint p) => SlubOrThrow.CacheFree(CheckCache(s), p);
+    public void KmemCacheFree(KmemCache s, nint p) => SlabOrThrow.CacheFree(CheckCache(s), p);
 
     /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects.</summary>
     /// <returns>The number of objects, <c>p.Length</c>, or 0 when any allocation failed (the objects already
     /// taken are given back, as the kernel does).</returns>
     public int KmemCacheAllocBulk(KmemCache s, Gfp gfp, Span<nint> p)
     {
-        var slub = SlubOrThrow;
+        var slab = SlabOrThrow;
         CheckCache(s);
         for (int i = 0; i < p.Length; i++)
         {
-            p[i] = slub.Alloc(s, gfp, -1);
+            p[i] = slab.Alloc(s, gfp, -1);
             if (p[i] == 0)
             {
                 for (int j = 0; j < i; j++)
                 {
-                    slub.CacheFree(s, p[j]);
+                    slab.CacheFree(s, p[j]);
                     p[j] = 0;
                 }
                 return 0;
@@ -93,18 +94,18 @@ public sealed partial class Machine
     /// before it are freed.</exception>
     public void KmemCacheFreeBulk(KmemCache s, ReadOnlySpan<nint> p)
     {
-        var slub = SlubOrThrow;
+        var slab = SlabOrThrow;
         CheckCache(s);
         foreach (nint obj in p)
         {
-            slub.CacheFree(s, obj);
+            slab.CacheFree(s, obj);
         }
     }
 
     /// <summary>kmem_cache_shrink: every CPU's slabs of the cache go back to the node lists and every empty
     /// slab to the page allocator.</summary>
     /// <returns>1 when slabs remain (objects are in use), else 0.</returns>
-    public int KmemCacheShrink(KmemCache s) => SlubOrThrow.Shrink(CheckCache(s));
+    public int KmemCacheShrink(KmemCache s) => SlabOrThrow.Shrink(CheckCache(s));
 
     /// <summary>kmem_cache_destroy: releases an empty cache. A cache that still has objects is kept, and
     /// the kernel's "Objects remaining … on __kmem_cache_shutdown()" and "Slab cache still has objects"
@@ -116,7 +117,7 @@ public sealed partial class Machine
     {
         if (s is not null)
         {
-            SlubOrThrow.Destroy(s, caller);
+            SlabOrThrow.Destroy(s, caller);
         }
     }
 
@@ -126,15 +127,15 @@ public sealed partial class Machine
     /// <see cref="KmallocMaxSize"/> always, with the page allocator's warning).</returns>
     /// <remarks>The cache: dma-kmalloc-* for <see cref="Gfp.Dma"/>, else kmalloc-rcl-* for
     /// <see cref="Gfp.Reclaimable"/>, else kmalloc-cg-* for <see cref="Gfp.Account"/>, else kmalloc-*.</remarks>
-    public nint Kmalloc(nuint size, Gfp gfp) => SlubOrThrow.Kmalloc(size, gfp, -1);
+    public nint Kmalloc(nuint size, Gfp gfp) => SlabOrThrow.Kmalloc(size, gfp, -1);
 
     /// <summary>kzalloc: zeroed <see cref="Kmalloc"/>.</summary>
     /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
-    public nint Kzalloc(nuint size, Gfp gfp) => SlubOrThrow.Kmalloc(size, gfp | Gfp.Zero, -1);
+    public nint Kzalloc(nuint size, Gfp gfp) => SlabOrThrow.Kmalloc(size, gfp | Gfp.Zero, -1);
 
     /// <summary>kmalloc_node: <see cref="Kmalloc"/> from node <paramref name="node"/> (-1 for any).</summary>
     /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
-    public nint KmallocNode(nuint size, Gfp gfp, int node) => SlubOrThrow.Kmalloc(size, gfp, CheckNode(node));
+    public nint KmallocNode(nuint size, Gfp gfp, int node) => SlabOrThrow.Kmalloc(size, gfp, CheckNode(node));
 
     /// <summary>kmalloc_array: <paramref name="n"/> × <paramref name="size"/> bytes.</summary>
     /// <returns>The address, or 0 when the product overflows or the allocation fails.</returns>
@@ -149,7 +150,7 @@ public sealed partial class Machine
         {
             return 0;
         }
-        return SlubOrThrow.Kmalloc(bytes, gfp, -1);
+        return SlabOrThrow.Kmalloc(bytes, gfp, -1);
     }
 
     /// <summary>kcalloc: zeroed <see cref="KmallocArray"/>.</summary>
@@ -163,13 +164,13 @@ public sealed partial class Machine
     /// freed); 0 on failure, leaving the old block untouched.</returns>
     public unsafe nint Krealloc(nint p, nuint newSize, Gfp gfp)
     {
-        var slub = SlubOrThrow;
+        var slab = SlabOrThrow;
         if (newSize == 0)
         {
-            slub.Kfree(p, "krealloc");
+            slab.Kfree(p, "krealloc");
             return ZeroSizePtr;
         }
-        nuint ks = slub.Ksize(p);
+        nuint ks = slab.Ksize(p);
         if (ks >= newSize)
         {
             if ((gfp & Gfp.Zero) != 0)
@@ -178,42 +179,42 @@ public sealed partial class Machine
             }
             return p;
         }
-        nint ret = slub.Kmalloc(newSize, gfp, -1);
+        nint ret = slab.Kmalloc(newSize, gfp, -1);
         if (ret != 0 && ks != 0)
         {
             Buffer.MemoryCopy((void*)p, (void*)ret, (long)newSize, (long)ks);
-            slub.Kfree(p, "krealloc");
+            slab.Kfree(p, "krealloc");
         }
         return ret;
     }
 
     /// <summary>ksize: the usable size of a kmalloc'd block (at least what was asked); 0 for 0 and
     /// <see cref="ZeroSizePtr"/>.</summary>
-    public nuint Ksize(nint p) => SlubOrThrow.Ksize(p);
+    public nuint Ksize(nint p) => SlabOrThrow.Ksize(p);
 
     /// <summary>kfree: frees a block from <see cref="Kmalloc"/> (or an object of any cache); 0 and
     /// <see cref="ZeroSizePtr"/> are ignored.</summary>
     /// <exception cref="SlabBugException">Double free, or a pointer that is not a kmalloc'd block; nothing
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
-    public void Kfree(nint p) => SlubOrThrow.Kfree(p);
+    public void Kfree(nint p) => SlabOrThrow.Kfree(p);
 
     /// <summary>kfree_sensitive: zeroes the whole block (ksize bytes) before freeing it.</summary>
     public unsafe void KfreeSensitive(nint p)
     {
-        var slub = SlubOrThrow;
-        nuint ks = slub.Ksize(p);
+        var slab = SlabOrThrow;
+        nuint ks = slab.Ksize(p);
         if (ks != 0)
         {
             new Span<byte>((void*)p, (int)ks).Clear();
         }
-        slub.Kfree(p, "kfree_sensitive");
+        slab.Kfree(p, "kfree_sensitive");
     }
 
     /// <summary>kmemdup: a kmalloc'd copy of <paramref name="src"/>.</summary>
     /// <returns>The copy, or 0 on failure (<see cref="ZeroSizePtr"/> for an empty source).</returns>
     public unsafe nint Kmemdup(ReadOnlySpan<byte> src, Gfp gfp)
     {
-        nint p = SlubOrThrow.Kmalloc((nuint)src.Length, gfp, -1);
+        nint p = SlabOrThrow.Kmalloc((nuint)src.Length, gfp, -1);
         if (p != 0 && !src.IsEmpty)
         {
             src.CopyTo(new Span<byte>((void*)p, src.Length));

@@ -14,16 +14,8 @@ using Kmem.Physical;
 namespace Kmem.Slab;
 
 /// <summary>The SLUB allocator of one machine: every cache, the kmalloc caches, and the slab paths.</summary>
-internal sealed unsafe partial class Slub
+internal sealed unsafe partial class Slub : SlabBackend
 {
-    private readonly PageAllocator _pa;
-    private readonly PhysMem _mem;
-    private readonly CpuTopology _cpus;
-    private readonly KernelLog _log;
-    private readonly Action<KernelBugException> _bug;
-    private readonly Lock _slabMutex = new();
-    private readonly List<KmemCache> _caches = [];
-    private KmemCache?[] _byId = new KmemCache?[64];
     /// <summary>Allocation maps of slabs (1 = allocated, a byte per object), by head pfn, in chunks of
     /// 2^<see cref="BitsChunkShift"/> frames made when a slab first lands in them: 8 bytes per frame of a chunk
     /// that has held a slab, nothing elsewhere.</summary>
@@ -31,86 +23,46 @@ internal sealed unsafe partial class Slub
     private const int BitsChunkShift = 14;
 
     public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
+        : base(pa, log, bug)
     {
-        _pa = pa;
-        _mem = pa.Mem;
-        _cpus = pa.Cpus;
-        _log = log;
-        _bug = bug;
         _allocBits = new byte[]?[]?[(_mem.LowmemPfns >> BitsChunkShift) + 1];
         CreateKmallocCaches();
     }
 
-    /// <summary>Every live cache, oldest first (slab_caches in creation order).</summary>
-    public KmemCache[] Caches
-    {
-        get
-        {
-            lock (_slabMutex)
-            {
-                return [.. _caches];
-            }
-        }
-    }
-
     // ───────────────────────────── cache creation and teardown ─────────────────────────────
 
+    /// <inheritdoc/>
+    public override SlabAllocator Kind => SlabAllocator.Slub;
+
+    /// <inheritdoc/>
+    public override KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor) =>
+        CreateCache(name, size, align, flags, ctor, isKmalloc: false);
+
     /// <summary>kmem_cache_create: null when the size is invalid or no slab order fits it.</summary>
-    public KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor, bool isKmalloc = false)
+    public KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor, bool isKmalloc)
     {
         lock (_slabMutex)
         {
-            // kmem_cache_sanity_check / kmem_cache_create_usercopy: a name, and a size of 1..INT_MAX.
             // Flags outside SLAB_FLAGS_PERMITTED are -EINVAL in the kernel; here, outside those this build implements.
             const SlabFlags permitted = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.ReclaimAccount
                 | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account;
-            if (string.IsNullOrEmpty(name) || size < 1 || size > int.MaxValue - 64 || (align & (align - 1)) != 0 || (flags & ~permitted) != 0)
+            if (!ValidCreateArgs(name, size, align, flags, permitted))
             {
-                return Failed(name, flags);
+                return CreateFailed(name, flags);
             }
-            int id = _caches.Count == 0 ? 0 : NextId();
-            var s = new KmemCache(id, name, size, align, flags, ctor, _cpus.Count, _pa.Nodes.Length, Arch.MaxOrder, isKmalloc);
+            var s = new KmemCache(NextCacheId(), name, size, align, flags, ctor, _cpus.Count, _pa.Nodes.Length, Arch.MaxOrder, isKmalloc);
             if (s.Order < 0 || s.ObjectsPerSlab < 1)
             {
-                return Failed(name, flags);
+                return CreateFailed(name, flags);
             }
-            if (id >= _byId.Length)
-            {
-                var grown = new KmemCache?[_byId.Length * 2];
-                _byId.CopyTo(grown, 0);
-                Volatile.Write(ref _byId, grown);
-            }
-            Volatile.Write(ref _byId[id], s);
-            _caches.Add(s);
+            Register(s);
             return s;
         }
     }
 
-    private int NextId()
-    {
-        for (int i = 0; i < _byId.Length; i++)
-        {
-            if (_byId[i] is null)
-            {
-                return i;
-            }
-        }
-        return _byId.Length;
-    }
-
-    private KmemCache? Failed(string name, SlabFlags flags)
-    {
-        if ((flags & SlabFlags.Panic) != 0)
-        {
-            throw new InvalidOperationException($"Kernel panic - not syncing: kmem_cache_create_usercopy: Failed to create slab '{name}'. Error -22");
-        }
-        _log.Printk($"kmem_cache_create_usercopy({name}) failed with error -22");
-        return null;
-    }
-
     /// <summary>kmem_cache_destroy: returns whether the cache was released; one with objects left is logged
     /// as the kernel does and kept.</summary>
-    public bool Destroy(KmemCache s, string caller)
+    public override bool Destroy(KmemCache s, string caller)
     {
         lock (_slabMutex)
         {
@@ -128,14 +80,10 @@ internal sealed unsafe partial class Slub
             }
             if (busy)
             {
-                _log.Printk("------------[ cut here ]------------");
-                _log.Printk($"kmem_cache_destroy {s.Name}: Slab cache still has objects when called from {caller}");
-                _log.Printk($"WARNING: CPU: {_cpus.Current} at mm/slab_common.c kmem_cache_destroy");
+                WarnDestroyBusy(s, caller);
                 return false;
             }
-            s.IsDestroyed = true;
-            _caches.Remove(s);
-            Volatile.Write(ref _byId[s.Id], null);
+            Unregister(s);
             return true;
         }
     }
@@ -194,7 +142,7 @@ internal sealed unsafe partial class Slub
 
     /// <summary>kmem_cache_shrink: every CPU's slabs go back to the node lists and every empty slab to the
     /// page allocator. Returns 1 when slabs remain, as __kmem_cache_shrink does, else 0.</summary>
-    public int Shrink(KmemCache s)
+    public override int Shrink(KmemCache s)
     {
         FlushAllCpus(s);
         int ret = 0;
@@ -255,7 +203,7 @@ internal sealed unsafe partial class Slub
     // ───────────────────────────── allocation ─────────────────────────────
 
     /// <summary>slab_alloc_node: an object, or 0 when no slab can be had.</summary>
-    public nint Alloc(KmemCache s, Gfp gfp, int node)
+    public override nint Alloc(KmemCache s, Gfp gfp, int node)
     {
         var c = s.CpuSlab[_cpus.Current];
         c.Lock();
@@ -518,34 +466,8 @@ internal sealed unsafe partial class Slub
         var n = s.Nodes[NodeOf(pfn)];
         Interlocked.Increment(ref n.NrSlabs);
         Interlocked.Add(ref n.TotalObjects, objects);
-        AccountSlabPages(s, pfn, 1L << order);
+        AccountSlabPages(s.Flags, pfn, 1L << order);
         return pfn;
-    }
-
-    /// <summary>GFP_SLAB_BUG_MASK: zone bits slab memory may not ask for, and bits beyond __GFP_BITS_SHIFT (27).</summary>
-    private const Gfp GfpSlabBugMask = Gfp.Dma32 | Gfp.HighMem | (Gfp)~((1u << 27) - 1);
-
-    /// <summary>kmalloc_fix_flags: strips the bits slab memory may not use, with the kernel's warning.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private Gfp KmallocFixFlags(Gfp flags)
-    {
-        Gfp invalid = flags & GfpSlabBugMask;
-        flags &= ~GfpSlabBugMask;
-        _log.Printk($"Unexpected gfp: 0x{(uint)invalid:x} ({GfpFlags.Format(invalid)}). Fixing up to gfp: 0x{(uint)flags:x} ({GfpFlags.Format(flags)}). Fix your code!");
-        return flags;
-    }
-
-    private void AccountSlabPages(KmemCache s, uint pfn, long pages)
-    {
-        var node = _pa.ZoneOf(pfn).Node;
-        if ((s.Flags & SlabFlags.ReclaimAccount) != 0)
-        {
-            Interlocked.Add(ref node.NrSlabReclaimable, pages);
-        }
-        else
-        {
-            Interlocked.Add(ref node.NrSlabUnreclaimable, pages);
-        }
     }
 
     /// <summary>discard_slab / __free_slab: the slab's pages go back to the page allocator.</summary>
@@ -557,7 +479,7 @@ internal sealed unsafe partial class Slub
         var n = s.Nodes[NodeOf(pfn)];
         Interlocked.Decrement(ref n.NrSlabs);
         Interlocked.Add(ref n.TotalObjects, -objects);
-        AccountSlabPages(s, pfn, -(1L << order));
+        AccountSlabPages(s.Flags, pfn, -(1L << order));
         _allocBits[pfn >> BitsChunkShift]![pfn & ((1 << BitsChunkShift) - 1)] = null;
         f.Private = 0;
         f.Aux = 0;
@@ -757,6 +679,20 @@ internal sealed unsafe partial class Slub
 
     // ───────────────────────────── lookups and checks ─────────────────────────────
 
+    /// <summary>get_slabinfo: every object not free on a node partial list counts as active (objects free
+    /// in cpu slabs and cpu partial slabs too); each node's partial list is read under its list_lock.</summary>
+    public override SlabCacheStats Stats(KmemCache s)
+    {
+        long slabs = 0, objs = 0, free = 0;
+        foreach (var n in s.Nodes)
+        {
+            slabs += Volatile.Read(ref n.NrSlabs);
+            objs += Volatile.Read(ref n.TotalObjects);
+            free += CountPartialFree(s, n);
+        }
+        return new SlabCacheStats(objs - free, objs, slabs, slabs);
+    }
+
     /// <summary>Free objects on a node's partial lists (count_partial with count_free).</summary>
     public long CountPartialFree(KmemCache s, KmemCacheNode n)
     {
@@ -779,24 +715,8 @@ internal sealed unsafe partial class Slub
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private uint HeadPfn(uint pfn)
-    {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        return (f.Flags & PageFlags.Tail) != 0 ? (uint)f.Private : pfn;
-    }
-
-    private int NodeOf(uint pfn) => _pa.ZoneOf(pfn).Node.Id;
-
-    /// <summary>The kernel-style address of a direct-map pointer: PAGE_OFFSET plus its physical offset.</summary>
-    public ulong KernelAddress(nint p)
-    {
-        nuint off = (nuint)(p - _mem.DirectMapBase);
-        return off < (nuint)_mem.LowmemPfns << PhysMem.PageShift ? _pa.Arch.PageOffset + off : (ulong)p;
-    }
-
     /// <summary>The cache a slab page belongs to, or null (virt_to_slab → slab_cache).</summary>
-    public KmemCache? CacheOfSlab(uint pfn) => Volatile.Read(ref _byId)[SlabPage.CacheId(_mem.Frame(pfn).Private)];
+    public KmemCache? CacheOfSlab(uint pfn) => CacheById(SlabPage.CacheId(_mem.Frame(pfn).Private));
 
     /// <summary>What a pointer is: where it lies, and for a slab object its slab and index.</summary>
     public enum PtrKind
@@ -842,29 +762,17 @@ internal sealed unsafe partial class Slub
         uint idx = s.IndexOf(off);
         if (off - (nuint)idx * s.Size != 0 || idx >= (uint)SlabPage.Objects(priv))
         {
-            Report(s, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller);
+            Report(s, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
             return;
         }
         if (!DoSlabFree(s, pfn, obj, ref AllocBits(pfn)![idx]))
         {
-            Report(s, obj, "Object already free", caller);
+            Report(s, obj, "Object already free", caller, (long)off);
         }
     }
 
-    /// <summary>slab_err/object_err: the kernel's report for a bad free, through the machine's bug policy.</summary>
-    public void Report(KmemCache? s, nint obj, string what, string caller)
-    {
-        string name = s?.Name ?? "(none)";
-        string report = s is null
-            ? $"{caller}: {what} 0x{KernelAddress(obj):x}"
-            : new string('=', 77) + "\n"
-                + $"BUG {name} (Not tainted): {what}\n"
-                + new string('-', 77) + "\n\n"
-                + $"Object 0x{KernelAddress(obj):x} @offset={ObjOffset(s, obj)} in {caller}";
-        _bug(new SlabBugException(report, KernelAddress(obj), name));
-    }
-
-    private long ObjOffset(KmemCache s, nint obj)
+    /// <summary>The offset of a pointer in its slab (0 outside the direct map).</summary>
+    private long ObjOffset(nint obj)
     {
         uint pfn = _mem.VirtToPfn(obj);
         return pfn == PhysMem.NoPfn ? 0 : (long)(obj - _mem.PageAddress(HeadPfn(pfn)));

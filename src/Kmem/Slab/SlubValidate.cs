@@ -10,7 +10,7 @@ internal sealed unsafe partial class Slub
 {
     /// <summary>Checks every cache (one pass over the memmap for all of them); returns the violations.
     /// No cache may be in use by other threads meanwhile.</summary>
-    public List<string> ValidateAll()
+    public override List<string> ValidateAll()
     {
         var byCache = new Dictionary<KmemCache, List<uint>>();
         for (uint pfn = 0; pfn < _mem.LowmemPfns; pfn++)

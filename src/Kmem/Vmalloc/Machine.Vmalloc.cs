@@ -188,8 +188,8 @@ public sealed partial class Machine
     internal VmapSpace VmallocSpace => CreateOnce(ref _vmapSpace, _vmallocLock, ref _vmallocDisposed, static m =>
         new VmapSpace(VmallocLayout.For(m.Arch, m._mem.LowmemPfns), m.Arch.PageOffset, m._mem, m.PageAllocator, m.Log,
             () => m.CurrentCpu, m.NrCpus, numa: m.Preset == Preset.X64,
-            m.Slub is { } slub ? (size, gfp, node) => slub.Kmalloc(size, gfp, node) : null,
-            m.Slub is { } slab ? p => slab.Kfree(p) : null));
+            m.SlabLayer is { } slab ? (size, gfp, node) => slab.Kmalloc(size, gfp, node) : null,
+            m.SlabLayer is { } slab2 ? p => slab2.Kfree(p) : null));
 
     /// <summary>Pages backing vmalloc areas (meminfo's VmallocUsed), 0 before the first vmalloc.</summary>
     internal long VmallocPages => Volatile.Read(ref _vmapSpace)?.VmallocPages ?? 0;

@@ -138,7 +138,7 @@ public class SlabMisuseTests
         SlabPropertyTests.Validate(m);
         long saved = *(long*)(a + (nint)s.Offset);
         *(long*)(a + (nint)s.Offset) = 0x4141414141414141;
-        var problems = m.Slub!.ValidateAll();
+        var problems = m.SlabLayer!.ValidateAll();
         Assert.Contains(problems, p => p.Contains("cpu", StringComparison.Ordinal) && p.Contains("is not an object", StringComparison.Ordinal));
         *(long*)(a + (nint)s.Offset) = saved;
         SlabPropertyTests.Validate(m);

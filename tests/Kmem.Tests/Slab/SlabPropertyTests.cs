@@ -160,7 +160,7 @@ public class SlabPropertyTests
     /// <summary>Every cache's invariants (Slub.Validate) hold.</summary>
     internal static void Validate(Machine m)
     {
-        var problems = m.Slub!.ValidateAll();
+        var problems = m.SlabLayer!.ValidateAll();
         Assert.True(problems.Count == 0, string.Join("\n", problems));
     }
 

@@ -1,0 +1,232 @@
+// What the three slab allocators of Linux 6.1 (SLUB, SLAB, SLOB) share behind one API
+// (mm/slab_common.c): the registry of caches by id (a slab page names its cache by id in
+// its frame), cache creation's argument checks and failure messages, the destroy warning,
+// gfp fix-up, the slab counters of a node, kernel-style addresses and bug reports.
+// The registry is changed under SlabMutex (slab_mutex) and read without it: ids are
+// published with Volatile writes, and a destroyed cache's id is reused only after its
+// slabs are gone. Each backend owns its own locking below that.
+using Kmem.PageAlloc;
+using Kmem.Physical;
+
+namespace Kmem.Slab;
+
+/// <summary>Figures of one cache, as /proc/slabinfo shows them.</summary>
+/// <param name="ActiveObjs">Objects counted in use.</param>
+/// <param name="NumObjs">Objects in all slabs.</param>
+/// <param name="ActiveSlabs">Slabs with at least one object in use (SLUB: all slabs).</param>
+/// <param name="NumSlabs">All slabs.</param>
+/// <param name="Limit">SLAB's per-CPU array limit (0 elsewhere).</param>
+/// <param name="BatchCount">SLAB's batchcount (0 elsewhere).</param>
+/// <param name="SharedFactor">SLAB's shared factor (0 elsewhere).</param>
+/// <param name="SharedAvail">SLAB's objects in the shared arrays (0 elsewhere).</param>
+internal readonly record struct SlabCacheStats(long ActiveObjs, long NumObjs, long ActiveSlabs, long NumSlabs,
+    int Limit = 0, int BatchCount = 0, int SharedFactor = 0, long SharedAvail = 0);
+
+/// <summary>A slab allocator of one machine: every cache, kmalloc, and the reports.</summary>
+internal abstract class SlabBackend
+{
+    /// <summary>ZERO_SIZE_PTR.</summary>
+    public const nint ZeroSizePtr = 16;
+    /// <summary>GFP_SLAB_BUG_MASK: bits a slab allocation must not carry (fixed up with a warning).</summary>
+    private protected const Gfp GfpSlabBugMask = Gfp.Dma32 | Gfp.HighMem | (Gfp)~((1u << 27) - 1);
+
+    private protected readonly PageAllocator _pa;
+    private protected readonly PhysMem _mem;
+    private protected readonly CpuTopology _cpus;
+    private protected readonly KernelLog _log;
+    private protected readonly Action<KernelBugException> _bug;
+    /// <summary>slab_mutex: cache creation, destruction and the registry.</summary>
+    private protected readonly Lock _slabMutex = new();
+    private readonly List<KmemCache> _caches = [];
+    private KmemCache?[] _byId = new KmemCache?[64];
+
+    private protected SlabBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
+    {
+        _pa = pa;
+        _mem = pa.Mem;
+        _cpus = pa.Cpus;
+        _log = log;
+        _bug = bug;
+    }
+
+    /// <summary>Which allocator this is.</summary>
+    public abstract SlabAllocator Kind { get; }
+
+    /// <summary>Every live cache, oldest first (slab_caches in creation order).</summary>
+    public KmemCache[] Caches
+    {
+        get
+        {
+            lock (_slabMutex)
+            {
+                return [.. _caches];
+            }
+        }
+    }
+
+    /// <summary>kmem_cache_create: null when the arguments are invalid (logged).</summary>
+    public abstract KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor);
+
+    /// <summary>kmem_cache_alloc_node: an object, or 0.</summary>
+    public abstract nint Alloc(KmemCache s, Gfp gfp, int node);
+
+    /// <summary>kmem_cache_free: the object must be an allocated object of <paramref name="s"/>; otherwise
+    /// the misuse is reported and nothing changes.</summary>
+    public abstract void CacheFree(KmemCache s, nint p);
+
+    /// <summary>kmem_cache_shrink: 1 when slabs remain, else 0.</summary>
+    public abstract int Shrink(KmemCache s);
+
+    /// <summary>kmem_cache_destroy: whether the cache was released (one with objects is kept, logged).</summary>
+    public abstract bool Destroy(KmemCache s, string caller);
+
+    /// <summary>__kmalloc_node: ZERO_SIZE_PTR for 0, else a block of at least <paramref name="size"/>, or 0.</summary>
+    public abstract nint Kmalloc(nuint size, Gfp gfp, int node);
+
+    /// <summary>kfree: 0 and ZERO_SIZE_PTR are ignored; a bad pointer is reported, nothing changes.</summary>
+    public abstract void Kfree(nint p, string caller = "kfree");
+
+    /// <summary>__ksize: the usable size of a kmalloc'd block; 0 for 0 and ZERO_SIZE_PTR.</summary>
+    public abstract nuint Ksize(nint p);
+
+    /// <summary>The slabinfo figures of a cache.</summary>
+    public abstract SlabCacheStats Stats(KmemCache s);
+
+    /// <summary>Checks every cache's internal consistency; an empty list when all is well.</summary>
+    public abstract List<string> ValidateAll();
+
+    // ───────────────────────────── the cache registry ─────────────────────────────
+
+    /// <summary>The id a new cache gets (call under <see cref="_slabMutex"/>): the lowest free one.</summary>
+    private protected int NextCacheId()
+    {
+        for (int i = 0; i < _byId.Length; i++)
+        {
+            if (_byId[i] is null)
+            {
+                return i;
+            }
+        }
+        return _byId.Length;
+    }
+
+    /// <summary>Publishes a new cache (call under <see cref="_slabMutex"/>).</summary>
+    private protected void Register(KmemCache s)
+    {
+        if (s.Id >= _byId.Length)
+        {
+            var grown = new KmemCache?[Math.Max(_byId.Length * 2, s.Id + 1)];
+            _byId.CopyTo(grown, 0);
+            Volatile.Write(ref _byId, grown);
+        }
+        Volatile.Write(ref _byId[s.Id], s);
+        _caches.Add(s);
+    }
+
+    /// <summary>Retires a destroyed cache (call under <see cref="_slabMutex"/>, its slabs all gone).</summary>
+    private protected void Unregister(KmemCache s)
+    {
+        s.IsDestroyed = true;
+        _caches.Remove(s);
+        Volatile.Write(ref _byId[s.Id], null);
+    }
+
+    /// <summary>The cache of an id, or null.</summary>
+    private protected KmemCache? CacheById(int id)
+    {
+        var byId = Volatile.Read(ref _byId);
+        return (uint)id < (uint)byId.Length ? byId[id] : null;
+    }
+
+    /// <summary>kmem_cache_create's checks: a name, a size of 1..INT_MAX, a power-of-two alignment and
+    /// only the flags in <paramref name="permitted"/> (call under <see cref="_slabMutex"/>).</summary>
+    private protected static bool ValidCreateArgs(string name, uint size, uint align, SlabFlags flags, SlabFlags permitted) =>
+        !string.IsNullOrEmpty(name) && size >= 1 && size <= int.MaxValue - 64 && (align & (align - 1)) == 0 && (flags & ~permitted) == 0;
+
+    /// <summary>A failed creation: panic with SLAB_PANIC, else the kernel's message and null.</summary>
+    private protected KmemCache? CreateFailed(string name, SlabFlags flags)
+    {
+        if ((flags & SlabFlags.Panic) != 0)
+        {
+            throw new InvalidOperationException($"Kernel panic - not syncing: kmem_cache_create_usercopy: Failed to create slab '{name}'. Error -22");
+        }
+        _log.Printk($"kmem_cache_create_usercopy({name}) failed with error -22");
+        return null;
+    }
+
+    /// <summary>kmem_cache_destroy's warning for a cache that still has objects.</summary>
+    private protected void WarnDestroyBusy(KmemCache s, string caller)
+    {
+        _log.Printk("------------[ cut here ]------------");
+        _log.Printk($"kmem_cache_destroy {s.Name}: Slab cache still has objects when called from {caller}");
+        _log.Printk($"WARNING: CPU: {_cpus.Current} at mm/slab_common.c kmem_cache_destroy");
+    }
+
+    // ───────────────────────────── shared helpers ─────────────────────────────
+
+    /// <summary>kmalloc_fix_flags: drops the bits a slab allocation must not carry, with the kernel's warning.</summary>
+    private protected Gfp KmallocFixFlags(Gfp flags)
+    {
+        Gfp invalid = flags & GfpSlabBugMask;
+        flags &= ~GfpSlabBugMask;
+        _log.Printk($"Unexpected gfp: 0x{(uint)invalid:x} ({GfpFlags.Format(invalid)}). Fixing up to gfp: 0x{(uint)flags:x} ({GfpFlags.Format(flags)}). Fix your code!");
+        return flags;
+    }
+
+    /// <summary>NR_SLAB_RECLAIMABLE_B / NR_SLAB_UNRECLAIMABLE_B of the frame's node, in pages.</summary>
+    private protected void AccountSlabPages(SlabFlags flags, uint pfn, long pages)
+    {
+        var node = _pa.ZoneOf(pfn).Node;
+        if ((flags & SlabFlags.ReclaimAccount) != 0)
+        {
+            Interlocked.Add(ref node.NrSlabReclaimable, pages);
+        }
+        else
+        {
+            Interlocked.Add(ref node.NrSlabUnreclaimable, pages);
+        }
+    }
+
+    /// <summary>The head frame of the compound page <paramref name="pfn"/> is in (itself when not a tail).</summary>
+    private protected uint HeadPfn(uint pfn)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        return (f.Flags & PageFlags.Tail) != 0 ? (uint)f.Private : pfn;
+    }
+
+    /// <summary>The node of a frame.</summary>
+    private protected int NodeOf(uint pfn) => _pa.ZoneOf(pfn).Node.Id;
+
+    /// <summary>The kernel-style address of a direct-map pointer: PAGE_OFFSET plus its physical offset.</summary>
+    public ulong KernelAddress(nint p)
+    {
+        nuint off = (nuint)(p - _mem.DirectMapBase);
+        return off < (nuint)_mem.LowmemPfns << PhysMem.PageShift ? _pa.Arch.PageOffset + off : (ulong)p;
+    }
+
+    /// <summary>slab_err/object_err: the kernel's report for a bad free, through the machine's bug policy.</summary>
+    /// <param name="s">The cache, or null when the pointer names none.</param>
+    /// <param name="obj">The pointer.</param>
+    /// <param name="what">What is wrong ("Object already free", …).</param>
+    /// <param name="caller">The API function the pointer was given to.</param>
+    /// <param name="offset">The pointer's offset in its slab, when known.</param>
+    public void Report(KmemCache? s, nint obj, string what, string caller, long offset = 0)
+    {
+        string name = s?.Name ?? "(none)";
+        string report = s is null
+            ? $"{caller}: {what} 0x{KernelAddress(obj):x}"
+            : new string('=', 77) + "\n"
+                + $"BUG {name} (Not tainted): {what}\n"
+                + new string('-', 77) + "\n\n"
+                + $"Object 0x{KernelAddress(obj):x} @offset={offset} in {caller}";
+        _bug(new SlabBugException(report, KernelAddress(obj), name));
+    }
+
+    /// <summary>cache_from_obj's complaint: an object of <paramref name="owner"/> given to <paramref name="s"/>.</summary>
+    private protected void ReportWrongCache(KmemCache s, KmemCache? owner, nint p)
+    {
+        string report = $"kmem_cache_free: Wrong slab cache. {s.Name} but object is from {owner?.Name ?? "(none)"}\n"
+            + $"object 0x{KernelAddress(p):x}";
+        _bug(new SlabBugException(report, KernelAddress(p), s.Name));
+    }
+}

@@ -1,0 +1,198 @@
+// Mempools' public face on Machine (include/linux/mempool.h, mm/mempool.c): create,
+// allocate, free, resize and destroy a pool, and the ready-made slab, kmalloc and page
+// pools with the kernel's helper functions. The pools themselves (Mempool.cs) own their
+// locking; nothing here holds a lock. A page pool's element is the struct page pointer:
+// the address of the frame's entry in the memmap, as in the kernel.
+using System.Runtime.CompilerServices;
+using Kmem.Physical;
+
+namespace Kmem;
+
+public sealed partial class Machine
+{
+    /// <summary>mempool_create: a pool that keeps <paramref name="minNr"/> elements from
+    /// <paramref name="allocFn"/> in reserve. The reserve is filled now with GFP_KERNEL.</summary>
+    /// <param name="minNr">Elements to keep in reserve (0 or more).</param>
+    /// <param name="allocFn">The underlying allocator.</param>
+    /// <param name="freeFn">Gives an element back to the underlying allocator.</param>
+    /// <param name="poolData">Passed to both functions.</param>
+    /// <param name="name">How the pool is named in messages; the calling method by default.</param>
+    /// <returns>The pool, or null when the reserve cannot be filled (the elements taken are given back).</returns>
+    /// <remarks>May sleep, as the kernel's (GFP_KERNEL).</remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="minNr"/> is negative.</exception>
+    /// <exception cref="ArgumentNullException">A function is null.</exception>
+    public Mempool? MempoolCreate(int minNr, MempoolAllocFn allocFn, MempoolFreeFn freeFn, object? poolData,
+        [CallerMemberName] string name = "")
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(minNr);
+        ArgumentNullException.ThrowIfNull(allocFn);
+        ArgumentNullException.ThrowIfNull(freeFn);
+        var pool = new Mempool(this, name, minNr, allocFn, freeFn, poolData, Log, Bug, () => CurrentCpu);
+        return pool.Fill(Gfp.Kernel) ? pool : null;
+    }
+
+    /// <summary>mempool_create_slab_pool: a pool of objects of <paramref name="cache"/>
+    /// (<see cref="MempoolAllocSlab"/>, <see cref="MempoolFreeSlab"/>).</summary>
+    /// <returns>The pool, or null when the reserve cannot be filled.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="minNr"/> is negative.</exception>
+    /// <exception cref="ArgumentNullException">The cache is null.</exception>
+    public Mempool? MempoolCreateSlabPool(int minNr, KmemCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        return MempoolCreate(minNr, MempoolAllocSlab, MempoolFreeSlab, cache, $"slab:{cache.Name}");
+    }
+
+    /// <summary>mempool_create_kmalloc_pool: a pool of <paramref name="size"/>-byte kmalloc blocks
+    /// (<see cref="MempoolKmalloc"/>, <see cref="MempoolKfree"/>).</summary>
+    /// <returns>The pool, or null when the reserve cannot be filled.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="minNr"/> is negative, or the size is 0 or
+    /// above <see cref="KmallocMaxSize"/>.</exception>
+    public Mempool? MempoolCreateKmallocPool(int minNr, nuint size)
+    {
+        if (size == 0 || size > KmallocMaxSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(size), size, $"a kmalloc pool's element size must be 1..{KmallocMaxSize} bytes");
+        }
+        return MempoolCreate(minNr, MempoolKmalloc, MempoolKfree, size, $"kmalloc:{size}");
+    }
+
+    /// <summary>mempool_create_page_pool: a pool of order-<paramref name="order"/> page blocks
+    /// (<see cref="MempoolAllocPages"/>, <see cref="MempoolFreePages"/>). Elements are struct page pointers:
+    /// <see cref="MempoolElementPage"/> gives the <see cref="Page"/>.</summary>
+    /// <returns>The pool, or null when the reserve cannot be filled.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="minNr"/> is negative, or the order is not
+    /// 0 .. <see cref="MaxOrder"/> - 1.</exception>
+    public Mempool? MempoolCreatePagePool(int minNr, int order)
+    {
+        if ((uint)order >= MaxOrder)
+        {
+            throw new ArgumentOutOfRangeException(nameof(order), order, $"a page pool's order must be 0..{MaxOrder - 1}");
+        }
+        return MempoolCreate(minNr, MempoolAllocPages, MempoolFreePages, order, $"pages:order-{order}");
+    }
+
+    /// <summary>mempool_alloc: an element, from the underlying allocator if it can give one without reclaim or
+    /// I/O, else from the reserve, else (for a caller that may sleep) after waiting for a free.</summary>
+    /// <param name="pool">The pool.</param>
+    /// <param name="gfp">The caller's flags; __GFP_NOMEMALLOC, __GFP_NORETRY and __GFP_NOWARN are added.
+    /// <see cref="Gfp.Zero"/> is not supported (warned once): a reserved element is not zeroed.</param>
+    /// <returns>The element. With <see cref="Gfp.DirectReclaim"/> (GFP_KERNEL, GFP_NOIO…) never 0; without it
+    /// (GFP_ATOMIC, GFP_NOWAIT) 0 when the allocator fails and the reserve is empty.</returns>
+    /// <remarks>Blocks, as the kernel sleeps, while the reserve is empty and the allocator fails, retrying the
+    /// allocator after every free and at least every <see cref="Mempool.RetryInterval"/>. Use
+    /// <see cref="MempoolAlloc(Mempool, Gfp, TimeSpan)"/> or
+    /// <see cref="MempoolAlloc(Mempool, Gfp, CancellationToken)"/> to bound the wait.</remarks>
+    /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
+    public nint MempoolAlloc(Mempool pool, Gfp gfp) => CheckPool(pool).Alloc(gfp, Timeout.Infinite, CancellationToken.None);
+
+    /// <summary>mempool_alloc with a bounded wait: as <see cref="MempoolAlloc(Mempool, Gfp)"/>, but a sleeping
+    /// caller gives up after <paramref name="timeout"/>.</summary>
+    /// <returns>The element, or 0 when the wait timed out (or, without <see cref="Gfp.DirectReclaim"/>, when
+    /// the allocator failed and the reserve was empty).</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The timeout is negative (other than infinite) or too large.</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
+    public nint MempoolAlloc(Mempool pool, Gfp gfp, TimeSpan timeout)
+    {
+        long ms = (long)timeout.TotalMilliseconds;
+        if (ms is < -1 or > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "the timeout must be 0..Int32.MaxValue ms, or infinite");
+        }
+        return CheckPool(pool).Alloc(gfp, (int)ms, CancellationToken.None);
+    }
+
+    /// <summary>mempool_alloc with a cancellable wait: as <see cref="MempoolAlloc(Mempool, Gfp)"/>, but a
+    /// sleeping caller gives up when <paramref name="cancellationToken"/> is cancelled.</summary>
+    /// <returns>The element, or 0 when the wait was cancelled (an element available without waiting is
+    /// returned even with a cancelled token).</returns>
+    /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
+    public nint MempoolAlloc(Mempool pool, Gfp gfp, CancellationToken cancellationToken) =>
+        CheckPool(pool).Alloc(gfp, Timeout.Infinite, cancellationToken);
+
+    /// <summary>mempool_free: puts the element back into the reserve while the reserve is below
+    /// <see cref="Mempool.MinNr"/> (and wakes the callers waiting for one), else gives it to the underlying
+    /// free function. 0 is ignored. Never sleeps.</summary>
+    /// <exception cref="KernelBugException">The element is already in the reserve (double free); nothing
+    /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
+    public void MempoolFree(nint element, Mempool pool) => CheckPoolExists(pool).Free(element);
+
+    /// <summary>mempool_resize: changes <see cref="Mempool.MinNr"/>. Shrinking gives the surplus reserved
+    /// elements back at once; growing tries to fill the reserve with GFP_KERNEL and stops quietly when the
+    /// allocator fails (frees refill it later).</summary>
+    /// <returns>0.</returns>
+    /// <remarks>May sleep.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="newMinNr"/> is not positive (the kernel's BUG_ON).</exception>
+    /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
+    public int MempoolResize(Mempool pool, int newMinNr)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(newMinNr);
+        return CheckPool(pool).Resize(newMinNr);
+    }
+
+    /// <summary>mempool_destroy: frees the reserved elements and the pool. Elements still out with callers
+    /// are reported in the log ("mempool_destroy: … element(s) still allocated"); if they are later given to
+    /// <see cref="MempoolFree"/> they go straight back to the allocator. A null pool is ignored.</summary>
+    /// <param name="pool">The pool, or null.</param>
+    /// <param name="caller">The calling method, named in the report; filled in by the compiler.</param>
+    /// <returns>The number of elements still out (0 for a pool all of whose elements came back).</returns>
+    /// <exception cref="ArgumentException">The pool belongs to another machine.</exception>
+    public long MempoolDestroy(Mempool? pool, [CallerMemberName] string caller = "") =>
+        pool is null ? 0 : CheckPoolExists(pool).Destroy(caller);
+
+    /// <summary>mempool_alloc_slab: the slab pool's allocator (<paramref name="poolData"/> is the cache).</summary>
+    /// <returns>An object, or 0.</returns>
+    public nint MempoolAllocSlab(Gfp gfp, object? poolData) => KmemCacheAlloc(PoolDataAs<KmemCache>(poolData), gfp);
+
+    /// <summary>mempool_free_slab: the slab pool's free function.</summary>
+    public void MempoolFreeSlab(nint element, object? poolData) => KmemCacheFree(PoolDataAs<KmemCache>(poolData), element);
+
+    /// <summary>mempool_kmalloc: the kmalloc pool's allocator (<paramref name="poolData"/> is the size, a
+    /// boxed <see cref="nuint"/>).</summary>
+    /// <returns>A block, or 0.</returns>
+    public nint MempoolKmalloc(Gfp gfp, object? poolData) => Kmalloc(PoolDataAs<nuint>(poolData), gfp);
+
+    /// <summary>mempool_kfree: the kmalloc pool's free function.</summary>
+    public void MempoolKfree(nint element, object? poolData) => Kfree(element);
+
+    /// <summary>mempool_alloc_pages: the page pool's allocator (<paramref name="poolData"/> is the order, a
+    /// boxed <see cref="int"/>).</summary>
+    /// <returns>The block's struct page pointer (see <see cref="MempoolElementPage"/>), or 0.</returns>
+    public nint MempoolAllocPages(Gfp gfp, object? poolData)
+    {
+        var page = AllocPages(gfp, PoolDataAs<int>(poolData));
+        return page.IsNull ? 0 : MempoolPageElement(page);
+    }
+
+    /// <summary>mempool_free_pages: the page pool's free function.</summary>
+    public void MempoolFreePages(nint element, object? poolData) => FreePages(MempoolElementPage(element), PoolDataAs<int>(poolData));
+
+    /// <summary>The struct page pointer of a frame: the address of its entry in the memmap, which is what a
+    /// page pool hands out as an element.</summary>
+    /// <exception cref="ArgumentException">The page is <see cref="Page.Null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The page is beyond the machine's memory.</exception>
+    public unsafe nint MempoolPageElement(Page page) => (nint)Unsafe.AsPointer(ref _mem.Frame(CheckedPfn(page)));
+
+    /// <summary>The frame a page pool's element (a struct page pointer) stands for.</summary>
+    /// <exception cref="ArgumentException">The element does not point at an entry of this machine's memmap.</exception>
+    public unsafe Page MempoolElementPage(nint element)
+    {
+        nint memmap = (nint)Unsafe.AsPointer(ref _mem.Frame(0));
+        long offset = (long)element - memmap;
+        int entry = sizeof(PageFrame);
+        return offset >= 0 && offset % entry == 0 && offset / entry < (long)_mem.MaxPfn ? new Page((uint)(offset / entry))
+            : throw new ArgumentException($"0x{element:x} is not a struct page pointer of this machine", nameof(element));
+    }
+
+    private static T PoolDataAs<T>(object? poolData) => poolData is T t ? t
+        : throw new ArgumentException($"the pool data is {poolData?.GetType().Name ?? "null"}, not {typeof(T).Name}", nameof(poolData));
+
+    private Mempool CheckPoolExists(Mempool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        return ReferenceEquals(pool.Owner, this) ? pool
+            : throw new ArgumentException($"mempool {pool.Name} belongs to another machine", nameof(pool));
+    }
+
+    private Mempool CheckPool(Mempool pool) => CheckPoolExists(pool).IsDestroyed
+        ? throw new ObjectDisposedException(pool.Name, $"mempool {pool.Name} was destroyed") : pool;
+}

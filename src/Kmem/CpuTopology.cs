@@ -18,6 +18,8 @@ internal sealed class CpuTopology
         public CpuTopology? HostFor;
         public int HostCpu;
         public int Countdown;
+        public object? Cache;
+        public CpuTopology? CacheFor;
     }
 
     private const int HostCpuRefresh = 32;
@@ -88,6 +90,28 @@ internal sealed class CpuTopology
 
     /// <summary>Whether the calling thread has pinned a CPU of this machine.</summary>
     public bool IsPinned => ReferenceEquals(t_pin?.On, this);
+
+    /// <summary>The calling thread's cache object for this machine (see <see cref="SetThreadCache"/>), or null
+    /// when it has none here or is pinned to one of this machine's CPUs: a pinned thread stands for a CPU and
+    /// uses the per-CPU structures, as kernel code does.</summary>
+    public object? UnpinnedThreadCache
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            var pin = t_pin;
+            return pin is not null && ReferenceEquals(pin.CacheFor, this) && !ReferenceEquals(pin.On, this) ? pin.Cache : null;
+        }
+    }
+
+    /// <summary>Makes <paramref name="cache"/> the calling thread's cache object for this machine (one machine
+    /// at a time per thread: the owner keeps the others and sets them again when the thread comes back).</summary>
+    public void SetThreadCache(object cache)
+    {
+        var pin = t_pin ??= new PinState();
+        pin.Cache = cache;
+        pin.CacheFor = this;
+    }
 
     /// <summary>Pins the calling thread to <paramref name="cpu"/> until the scope is disposed.</summary>
     public CpuScope Pin(int cpu)

@@ -60,6 +60,7 @@ public sealed class KmemCache
         CpuPartial = Size >= PhysMem.PageSize ? 6u : Size >= 1024 ? 24u : Size >= 256 ? 52u : 120u;
         CpuPartialSlabs = ObjectsPerSlab == 0 ? 0 : (uint)((CpuPartial * 2 + ObjectsPerSlab - 1) / ObjectsPerSlab);
         AllocFlags = SlabAllocFlags(flags, Order);
+        MagazineLimit = Slub.MagazineLimitFor(Size);
         CpuSlab = new KmemCacheCpu[nrCpus];
         for (int i = 0; i < nrCpus; i++)
         {
@@ -150,6 +151,9 @@ public sealed class KmemCache
     internal KmemCacheCpu[] CpuSlab { get; }
     /// <summary>kmem_cache_node, one per node (SLUB; empty for the other backends).</summary>
     internal KmemCacheNode[] Nodes { get; }
+    /// <summary>SLUB: the free objects a thread keeps in its magazine of this cache (0: none, every operation
+    /// goes to the per-CPU slab).</summary>
+    internal int MagazineLimit { get; set; }
     /// <summary>The SLAB or SLOB backend's own state of the cache; null for SLUB.</summary>
     internal object? BackendState { get; }
 

@@ -181,6 +181,7 @@ internal sealed unsafe partial class Slub : SlabBackend
     /// <summary>flush_all: deactivate every CPU's slab and unfreeze its partial slabs.</summary>
     private void FlushAllCpus(KmemCache s)
     {
+        StealMagazines(s);
         foreach (var c in s.CpuSlab)
         {
             c.Lock();
@@ -205,6 +206,18 @@ internal sealed unsafe partial class Slub : SlabBackend
     /// <summary>slab_alloc_node: an object, or 0 when no slab can be had.</summary>
     public override nint Alloc(KmemCache s, Gfp gfp, int node)
     {
+        nint obj = node < 0 && MagazineOf(s) is { } mag ? MagazineAlloc(mag, s, gfp) : CpuAlloc(s, gfp, node);
+        if ((gfp & Gfp.Zero) != 0 && obj != 0)
+        {
+            new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
+        }
+        return obj;
+    }
+
+    /// <summary>The per-CPU half of slab_alloc_node: pop the cpu freelist, else ___slab_alloc.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint CpuAlloc(KmemCache s, Gfp gfp, int node)
+    {
         var c = s.CpuSlab[_cpus.Current];
         c.Lock();
         nint obj = c.Freelist;
@@ -215,19 +228,12 @@ internal sealed unsafe partial class Slub : SlabBackend
             c.Freelist = *(nint*)(obj + s.Offset);
             AllocBits(slab)![s.IndexOf((nuint)(obj - _mem.PageAddress(slab)))] = 1;
             c.Unlock();
+            return obj;
         }
-        else
+        obj = SlabAllocSlowpath(s, c, gfp, node);
+        if (obj != 0)
         {
-            obj = SlabAllocSlowpath(s, c, gfp, node);
-            if (obj == 0)
-            {
-                return 0;
-            }
             MarkAllocated(s, obj);
-        }
-        if ((gfp & Gfp.Zero) != 0)
-        {
-            new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
         }
         return obj;
     }
@@ -499,7 +505,7 @@ internal sealed unsafe partial class Slub : SlabBackend
         c.Lock();
         if (c.Slab == pfn)
         {
-            if (allocated == 0)
+            if (allocated != 1)
             {
                 c.Unlock();
                 return false;
@@ -511,7 +517,7 @@ internal sealed unsafe partial class Slub : SlabBackend
             return true;
         }
         c.Unlock();
-        if (Interlocked.Exchange(ref allocated, 0) == 0)
+        if (Interlocked.CompareExchange(ref allocated, 0, 1) != 1)
         {
             return false;
         }
@@ -765,7 +771,9 @@ internal sealed unsafe partial class Slub : SlabBackend
             Report(s, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
             return;
         }
-        if (!DoSlabFree(s, pfn, obj, ref AllocBits(pfn)![idx]))
+        var map = AllocBits(pfn)!;
+        bool freed = MagazineOf(s) is { } mag ? MagazineFree(mag, s, pfn, obj, map, (int)idx) : DoSlabFree(s, pfn, obj, ref map[idx]);
+        if (!freed)
         {
             Report(s, obj, "Object already free", caller, (long)off);
         }

@@ -1,7 +1,8 @@
 // A whole-cache checker for SLUB (validate_slab_cache without red zones), for quiet caches: every
 // slab is found by its PG_slab frame; per slab, allocated (allocation map) + slab freelist + cpu freelist =
 // objects and inuse = objects − slab freelist; partial slabs are unfrozen with free objects, cpu and
-// cpu-partial slabs frozen; per node, nr_partial, nr_slabs and total_objects match. Takes every lock.
+// cpu-partial slabs frozen; per node, nr_partial, nr_slabs and total_objects match; the objects in thread
+// magazines are exactly those marked as held, each once. Takes every lock.
 using Kmem.Physical;
 
 namespace Kmem.Slab;
@@ -37,6 +38,7 @@ internal sealed unsafe partial class Slub
     private List<string> Validate(KmemCache s, List<uint> slabPfns)
     {
         var errors = new List<string>();
+        var held = MagazineObjectsBySlab(s, errors);
         var cpuFree = new Dictionary<uint, int>();
         var role = new Dictionary<uint, string>();
         for (int cpu = 0; cpu < s.CpuSlab.Length; cpu++)
@@ -109,7 +111,7 @@ internal sealed unsafe partial class Slub
             int total = SlabPage.Objects(f.Private);
             slabs[nid]++;
             objects[nid] += total;
-            ValidateSlab(s, pfn, total, cpuFree.GetValueOrDefault(pfn), role.GetValueOrDefault(pfn), errors);
+            ValidateSlab(s, pfn, total, cpuFree.GetValueOrDefault(pfn), role.GetValueOrDefault(pfn), held.GetValueOrDefault(pfn), errors);
         }
         for (int nid = 0; nid < s.Nodes.Length; nid++)
         {
@@ -121,7 +123,7 @@ internal sealed unsafe partial class Slub
         return errors;
     }
 
-    private void ValidateSlab(KmemCache s, uint pfn, int total, int onCpuFreelist, string? role, List<string> errors)
+    private void ValidateSlab(KmemCache s, uint pfn, int total, int onCpuFreelist, string? role, int inMagazines, List<string> errors)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
         SlabPage.Lock(ref f);
@@ -149,7 +151,7 @@ internal sealed unsafe partial class Slub
                 idx = next == 0 ? SlabPage.NoObject : (uint)((nuint)(next - _mem.PageAddress(pfn)) / s.Size);
             }
             var bits = AllocBits(pfn);
-            int allocated = 0;
+            int allocated = 0, markedHeld = 0;
             if (bits is null)
             {
                 errors.Add($"slab 0x{pfn:x} of {s.Name} has no allocation map");
@@ -158,8 +160,13 @@ internal sealed unsafe partial class Slub
             {
                 foreach (byte b in bits)
                 {
-                    allocated += b;
+                    allocated += b == 0 ? 0 : 1;
+                    markedHeld += b == HeldByMagazine ? 1 : 0;
                 }
+            }
+            if (markedHeld != inMagazines)
+            {
+                errors.Add($"slab 0x{pfn:x} of {s.Name}: {markedHeld} objects marked as held by magazines, {inMagazines} in them");
             }
             string where = role ?? "no list";
             if (allocated + onSlab + onCpuFreelist != total)
@@ -208,5 +215,35 @@ internal sealed unsafe partial class Slub
             errors.Add($"{list} of {s.Name}: 0x{KernelAddress(obj):x} is free and allocated");
         }
         return true;
+    }
+
+    /// <summary>How many objects of each slab sit in thread magazines; an object there twice, or not marked
+    /// as held, is an error.</summary>
+    private Dictionary<uint, int> MagazineObjectsBySlab(KmemCache s, List<string> errors)
+    {
+        var bySlab = new Dictionary<uint, int>();
+        var seen = new HashSet<nint>();
+        foreach (var tc in _threadCaches.Values)
+        {
+            if ((uint)s.Id >= (uint)tc.ByCacheId.Length || tc.ByCacheId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s))
+            {
+                continue;
+            }
+            for (int i = 0; i < mag.Count; i++)
+            {
+                ref var e = ref mag.Entries[i];
+                if (!seen.Add(e.Obj))
+                {
+                    errors.Add($"magazine of {s.Name}: 0x{KernelAddress(e.Obj):x} is in magazines twice");
+                }
+                if (e.Map[e.Idx] != HeldByMagazine)
+                {
+                    errors.Add($"magazine of {s.Name}: 0x{KernelAddress(e.Obj):x} is not marked as held");
+                }
+                uint pfn = HeadPfn(_mem.VirtToPfn(e.Obj));
+                bySlab[pfn] = bySlab.GetValueOrDefault(pfn) + 1;
+            }
+        }
+        return bySlab;
     }
 }

@@ -1,0 +1,263 @@
+// Thread magazines in front of SLUB's per-CPU slabs (ARCHITECTURE.md, decision 5).
+// The kernel's fast path is a per-CPU freelist changed with a cmpxchg that no
+// other CPU races; a .NET thread cannot own a CPU id, so the per-CPU slab needs a
+// lock and costs two atomics per pair. An unpinned thread therefore keeps, per
+// cache, a magazine of free objects it alone touches (SLAB's array_cache idea):
+// alloc pops, free pushes, and only an empty or a full magazine goes to the
+// per-CPU slab, half a magazine at a time under one cpu lock. Pinned threads (trace
+// replay, per-CPU tests) stand for a CPU and bypass magazines, so they see SLUB
+// exactly. Objects in a magazine count as allocated to SLUB (as objects free in a
+// cpu slab count as active in slabinfo); their allocation byte is HeldByMagazine,
+// so a second free of one is still "Object already free".
+// Locking: the owner thread works on its magazine with plain memory operations
+// between Busy = 1 and Busy = 0; a thread that must empty other threads'
+// magazines (kmem_cache_shrink, kmem_cache_destroy: flush_all) sets Steal, makes
+// every thread's earlier stores visible (a process-wide barrier, the asymmetric
+// half of Dekker's protocol), waits for Busy = 0 and takes the objects; an owner
+// that sees Steal goes to the per-CPU slab instead. Stealers serialise on
+// _magazineLock. Debugging caches and fault injection set MagazineLimit to 0.
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using Kmem.Physical;
+
+namespace Kmem.Slab;
+
+/// <summary>One thread's free objects of one cache.</summary>
+internal sealed class Magazine
+{
+    /// <summary>A free object and where its allocation byte is.</summary>
+    public struct Entry
+    {
+        public nint Obj;
+        public byte[] Map;
+        public int Idx;
+    }
+
+    public readonly KmemCache Cache;
+    public readonly Entry[] Entries;
+    public int Count;
+    /// <summary>1 while the owner works on the magazine.</summary>
+    public int Busy;
+    /// <summary>1 while another thread empties it.</summary>
+    public int Steal;
+
+    public Magazine(KmemCache cache)
+    {
+        Cache = cache;
+        Entries = new Entry[cache.MagazineLimit];
+    }
+}
+
+/// <summary>A thread's magazines of one machine, by cache id.</summary>
+internal sealed class SlubThreadCache
+{
+    public Magazine?[] ByCacheId = new Magazine?[64];
+}
+
+internal sealed unsafe partial class Slub
+{
+    /// <summary>The allocation byte of an object sitting in a thread magazine.</summary>
+    private const byte HeldByMagazine = 2;
+
+    private readonly ConcurrentDictionary<int, SlubThreadCache> _threadCaches = new();
+    private readonly Lock _magazineLock = new();
+
+    /// <summary>SLAB's enable_cpucache limits by object size: how many free objects a thread keeps per cache.</summary>
+    internal static int MagazineLimitFor(uint size) =>
+        size > 128 * 1024 ? 0 : size > PhysMem.PageSize ? 8 : size > 1024 ? 24 : size > 256 ? 54 : 120;
+
+    /// <summary>The calling thread's magazine of <paramref name="s"/>, or null when the thread is pinned or the
+    /// cache keeps none.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Magazine? MagazineOf(KmemCache s)
+    {
+        if (_cpus.UnpinnedThreadCache is object o)
+        {
+            var byId = Unsafe.As<SlubThreadCache>(o).ByCacheId;
+            if ((uint)s.Id < (uint)byId.Length && byId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s))
+            {
+                return mag;
+            }
+        }
+        return s.MagazineLimit == 0 ? null : NewMagazine(s);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Magazine? NewMagazine(KmemCache s)
+    {
+        if (_cpus.IsPinned || s.IsDestroyed)
+        {
+            return null;
+        }
+        var tc = _threadCaches.GetOrAdd(Environment.CurrentManagedThreadId, static _ => new SlubThreadCache());
+        _cpus.SetThreadCache(tc);
+        lock (_magazineLock)
+        {
+            if (s.Id >= tc.ByCacheId.Length)
+            {
+                var grown = new Magazine?[Math.Max(tc.ByCacheId.Length * 2, s.Id + 1)];
+                tc.ByCacheId.CopyTo(grown, 0);
+                tc.ByCacheId = grown;
+            }
+            // A magazine of a destroyed cache whose id was reused was emptied by its destroy.
+            if (tc.ByCacheId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s))
+            {
+                tc.ByCacheId[s.Id] = mag = new Magazine(s);
+            }
+            return mag;
+        }
+    }
+
+    /// <summary>Pops an object from the thread's magazine, refilling it from the per-CPU slab when empty.</summary>
+    /// <returns>The object, or 0 when no slab can be had.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint MagazineAlloc(Magazine mag, KmemCache s, Gfp gfp)
+    {
+        mag.Busy = 1;
+        if (Volatile.Read(ref mag.Steal) == 0 && mag.Count > 0)
+        {
+            ref var e = ref mag.Entries[--mag.Count];
+            e.Map[e.Idx] = 1;
+            nint obj = e.Obj;
+            Volatile.Write(ref mag.Busy, 0);
+            return obj;
+        }
+        return MagazineRefill(mag, s, gfp);
+    }
+
+    /// <summary>Fills half the magazine from the per-CPU slab under one cpu lock and returns one more object;
+    /// entered with Busy set, leaves it clear.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint MagazineRefill(Magazine mag, KmemCache s, Gfp gfp)
+    {
+        if (Volatile.Read(ref mag.Steal) != 0)
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            return CpuAlloc(s, gfp, -1);
+        }
+        int want = (mag.Entries.Length + 1) / 2;
+        var c = s.CpuSlab[_cpus.Current];
+        c.Lock();
+        while (mag.Count < want)
+        {
+            nint obj = c.Freelist;
+            if (obj == 0)
+            {
+                break;
+            }
+            uint slab = c.Slab;
+            c.Freelist = *(nint*)(obj + s.Offset);
+            var map = AllocBits(slab)!;
+            int idx = (int)s.IndexOf((nuint)(obj - _mem.PageAddress(slab)));
+            map[idx] = HeldByMagazine;
+            mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Map = map, Idx = idx };
+        }
+        c.Unlock();
+        Volatile.Write(ref mag.Busy, 0);
+        // The last object comes the ordinary way: from the cpu freelist, or the slow path for a new slab.
+        return CpuAlloc(s, gfp, -1);
+    }
+
+    /// <summary>Pushes a freed object whose allocation byte is 1 onto the thread's magazine, emptying half of a
+    /// full one into the slabs first.</summary>
+    /// <returns>False, changing nothing, when the object is not allocated (a double free).</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte[] map, int idx)
+    {
+        mag.Busy = 1;
+        if (Volatile.Read(ref mag.Steal) == 0 && mag.Count < mag.Entries.Length)
+        {
+            if (map[idx] != 1)
+            {
+                Volatile.Write(ref mag.Busy, 0);
+                return false;
+            }
+            map[idx] = HeldByMagazine;
+            mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Map = map, Idx = idx };
+            Volatile.Write(ref mag.Busy, 0);
+            return true;
+        }
+        return MagazineFreeSlow(mag, s, pfn, obj, map, idx);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool MagazineFreeSlow(Magazine mag, KmemCache s, uint pfn, nint obj, byte[] map, int idx)
+    {
+        if (Volatile.Read(ref mag.Steal) != 0)
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            return DoSlabFree(s, pfn, obj, ref map[idx]);
+        }
+        // Full: the older half goes back to the slabs; the newest objects stay hot in the magazine.
+        int half = mag.Entries.Length / 2;
+        Drain(s, mag.Entries.AsSpan(0, half));
+        mag.Entries.AsSpan(half, mag.Count - half).CopyTo(mag.Entries);
+        mag.Count -= half;
+        Volatile.Write(ref mag.Busy, 0);
+        return MagazineFree(mag, s, pfn, obj, map, idx);
+    }
+
+    /// <summary>Gives magazine objects back to their slabs.</summary>
+    private void Drain(KmemCache s, Span<Magazine.Entry> entries)
+    {
+        foreach (ref var e in entries)
+        {
+            uint pfn = HeadPfn(_mem.VirtToPfn(e.Obj));
+            ref byte allocated = ref e.Map[e.Idx];
+            allocated = 1;
+            DoSlabFree(s, pfn, e.Obj, ref allocated);
+        }
+        entries.Clear();
+    }
+
+    /// <summary>flush_all's part for magazines: every thread's magazine of <paramref name="s"/> is emptied into
+    /// the slabs, waiting for owners that are in the middle of an operation.</summary>
+    private void StealMagazines(KmemCache s)
+    {
+        lock (_magazineLock)
+        {
+            var mags = new List<Magazine>();
+            foreach (var tc in _threadCaches.Values)
+            {
+                if ((uint)s.Id < (uint)tc.ByCacheId.Length && tc.ByCacheId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s))
+                {
+                    Volatile.Write(ref mag.Steal, 1);
+                    mags.Add(mag);
+                }
+            }
+            if (mags.Count == 0)
+            {
+                return;
+            }
+            // Owners store Busy = 1 and then read Steal without a fence of their own: this barrier makes any
+            // such store visible before Busy is read below, so an owner either is seen busy or sees Steal.
+            Interlocked.MemoryBarrierProcessWide();
+            foreach (var mag in mags)
+            {
+                var spin = new SpinWait();
+                while (Volatile.Read(ref mag.Busy) != 0)
+                {
+                    spin.SpinOnce();
+                }
+                Drain(s, mag.Entries.AsSpan(0, mag.Count));
+                mag.Count = 0;
+                Volatile.Write(ref mag.Steal, 0);
+            }
+        }
+    }
+
+    /// <summary>Objects of <paramref name="s"/> held in thread magazines (a racy sum, for reports).</summary>
+    public long MagazineObjects(KmemCache s)
+    {
+        long n = 0;
+        foreach (var tc in _threadCaches.Values)
+        {
+            var byId = tc.ByCacheId;
+            if ((uint)s.Id < (uint)byId.Length && byId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s))
+            {
+                n += Volatile.Read(ref mag.Count);
+            }
+        }
+        return n;
+    }
+}

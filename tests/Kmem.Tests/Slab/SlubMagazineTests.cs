@@ -1,0 +1,143 @@
+// Thread magazines in front of SLUB's per-CPU slabs: unpinned threads keep freed objects
+// per cache, pinned threads see SLUB exactly, and flush_all (shrink, destroy) empties
+// every thread's magazine, even while its owner keeps working.
+namespace Kmem.Tests.Slab;
+
+public class SlubMagazineTests
+{
+    private static long MemFree(Machine m) => long.Parse(m.Proc.Meminfo().Split('\n')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1],
+        System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public void AnUnpinnedThreadGetsItsLastFreedObjectBackWithoutTheCpuSlab()
+    {
+        using var m = KmemCacheTests.Boot();
+        var s = m.KmemCacheCreate("mag", 64, 0, SlabFlags.None, null)!;
+        nint a = m.KmemCacheAlloc(s, Gfp.Kernel);
+        nint b = m.KmemCacheAlloc(s, Gfp.Kernel);
+        m.KmemCacheFree(s, a);
+        Assert.Equal(a, m.KmemCacheAlloc(s, Gfp.Kernel));
+        Assert.NotEqual(a, b);
+        SlabPropertyTests.Validate(m);
+        m.KmemCacheFree(s, a);
+        m.KmemCacheFree(s, b);
+        SlabPropertyTests.Validate(m);
+        m.KmemCacheDestroy(s);
+        Assert.True(s.IsDestroyed);
+        Assert.DoesNotContain("still has objects", m.Log.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AnObjectInAMagazineCannotBeFreedAgainFromAPinnedThread()
+    {
+        using var m = KmemCacheTests.Boot();
+        var s = m.KmemCacheCreate("mag-df", 64, 0, SlabFlags.None, null)!;
+        nint a = m.KmemCacheAlloc(s, Gfp.Kernel);
+        m.KmemCacheFree(s, a);
+        var e = Assert.Throws<SlabBugException>(() =>
+        {
+            using var cpu = m.OnCpu(1);
+            m.KmemCacheFree(s, a);
+        });
+        Assert.Contains("Object already free", e.Message, StringComparison.Ordinal);
+        // And from the owner itself.
+        Assert.Throws<SlabBugException>(() => m.KmemCacheFree(s, a));
+        SlabPropertyTests.Validate(m);
+        Assert.Equal(a, m.KmemCacheAlloc(s, Gfp.Kernel));
+        m.KmemCacheFree(s, a);
+        m.KmemCacheDestroy(s);
+        Assert.True(s.IsDestroyed);
+    }
+
+    [Fact]
+    public void ShrinkEmptiesTheMagazinesOfOtherThreadsAndEveryPageComesBack()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 2, Seed = 3 });
+        m.DrainAllPages();
+        long freeBefore = MemFree(m);
+        var s = m.KmemCacheCreate("mag-shrink", 200, 0, SlabFlags.None, null)!;
+        // Objects allocated here are freed on two other threads, which keep them in their magazines.
+        var objs = new nint[3000];
+        for (int i = 0; i < objs.Length; i++)
+        {
+            objs[i] = m.KmemCacheAlloc(s, Gfp.Kernel);
+        }
+        var threads = Enumerable.Range(0, 2).Select(t => new Thread(() =>
+        {
+            for (int i = t; i < objs.Length; i += 2)
+            {
+                m.KmemCacheFree(s, objs[i]);
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        SlabPropertyTests.Validate(m);
+        Assert.Equal(0, m.KmemCacheShrink(s));
+        SlabPropertyTests.Validate(m);
+        m.KmemCacheDestroy(s);
+        Assert.True(s.IsDestroyed);
+        foreach (var c in m.SlabCaches)
+        {
+            m.KmemCacheShrink(c);
+        }
+        m.DrainAllPages();
+        Assert.Equal(freeBefore, MemFree(m));
+    }
+
+    [Fact]
+    public unsafe void ShrinkingWhileOwnersAllocateAndFreeLosesNothing()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 2, Seed = 5 });
+        var s = m.KmemCacheCreate("mag-race", 96, 0, SlabFlags.None, null)!;
+        using var stop = new CancellationTokenSource();
+        Exception? failure = null;
+        var workers = Enumerable.Range(0, 2).Select(t => new Thread(() =>
+        {
+            try
+            {
+                var rng = new Random(t);
+                var live = new List<nint>();
+                long rounds = 0;
+                while (!stop.IsCancellationRequested || rounds < 20_000)
+                {
+                    rounds++;
+                    if (live.Count < 200 && (live.Count == 0 || rng.Next(2) == 0))
+                    {
+                        nint p = m.KmemCacheAlloc(s, Gfp.Kernel);
+                        Assert.NotEqual(0, p);
+                        *(long*)p = p ^ t;
+                        live.Add(p);
+                    }
+                    else
+                    {
+                        int i = rng.Next(live.Count);
+                        Assert.Equal(live[i] ^ t, *(long*)live[i]);
+                        m.KmemCacheFree(s, live[i]);
+                        live[i] = live[^1];
+                        live.RemoveAt(live.Count - 1);
+                    }
+                }
+                foreach (nint p in live)
+                {
+                    m.KmemCacheFree(s, p);
+                }
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        })).ToArray();
+        Array.ForEach(workers, w => w.Start());
+        for (int i = 0; i < 50; i++)
+        {
+            m.KmemCacheShrink(s);
+        }
+        stop.Cancel();
+        Assert.All(workers, w => Assert.True(w.Join(TimeSpan.FromMinutes(1))));
+        Assert.Null(failure);
+        SlabPropertyTests.Validate(m);
+        Assert.Equal(0, m.KmemCacheShrink(s));
+        m.KmemCacheDestroy(s);
+        Assert.True(s.IsDestroyed);
+    }
+}

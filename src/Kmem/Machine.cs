@@ -44,6 +44,7 @@ public sealed partial class Machine : IDisposable
             SlabLayer = options.Slab switch
             {
                 SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug),
+                SlabAllocator.Slob => new Slob(PageAllocator, Log, Bug),
                 _ => null,
             };
         }

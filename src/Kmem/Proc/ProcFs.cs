@@ -31,9 +31,12 @@ public sealed class ProcFs
             ("vmallocinfo", "/proc/vmallocinfo", Vmallocinfo),
             ("unusable_index", "/sys/kernel/debug/extfrag/unusable_index", ExtfragUnusableIndex),
             ("extfrag_index", "/sys/kernel/debug/extfrag/extfrag_index", ExtfragIndex),
+            ("slobinfo", SlobinfoPath, Slobinfo),
         ];
-        // /proc/slabinfo exists only with a slab layer that has one (SLUB here).
-        _files = machine.SlabLayer is { Kind: not SlabAllocator.Slob } ? files : [.. files.Where(f => f.Item1 != "slabinfo")];
+        // /proc/slabinfo exists only with a slab layer that has one (not SLOB); Kmem's slobinfo only with SLOB.
+        bool hasSlabinfo = machine.SlabLayer is { Kind: not SlabAllocator.Slob };
+        bool hasSlobinfo = machine.SlabLayer is { Kind: SlabAllocator.Slob };
+        _files = [.. files.Where(f => f.Item1 switch { "slabinfo" => hasSlabinfo, "slobinfo" => hasSlobinfo, _ => true })];
         Names = [.. _files.Select(f => f.Name)];
         Paths = [.. _files.Select(f => f.Path)];
     }
@@ -67,6 +70,18 @@ public sealed class ProcFs
         : throw new InvalidOperationException(_machine.SlabLayer is null
             ? "this build has no slab layer for this machine's slab allocator"
             : "SLOB has no /proc/slabinfo (as in Linux)");
+
+    /// <summary>Where Kmem puts its own SLOB summary: not a kernel path, since Linux has no such file.</summary>
+    public const string SlobinfoPath = "/kmem/slobinfo";
+
+    /// <summary>Kmem's own SLOB summary (<see cref="SlobinfoPath"/>; Linux has no report for SLOB): per free
+    /// list (free_slob_small, free_slob_medium, free_slob_large) its pages and free units, the pages SLOB
+    /// holds (slob pages, full ones, blocks of a page or more), and per owner (kmalloc, then each cache,
+    /// oldest first) the live blocks, the bytes asked for and the bytes held, with a total line.</summary>
+    /// <exception cref="InvalidOperationException">The machine was not booted with SLOB.</exception>
+    public string Slobinfo() => _machine.SlabLayer is Slab.Slob slob
+        ? Proc.Slobinfo.Show(slob)
+        : throw new InvalidOperationException("slobinfo is Kmem's summary of SLOB; this machine was booted with " + _machine.Options.Slab);
 
     /// <summary>/proc/vmallocinfo: every vmalloc and vmap area by address (range, size with the guard page,
     /// caller, pages, flags, frames per node on X64), then the lazily freed ranges not yet purged.</summary>

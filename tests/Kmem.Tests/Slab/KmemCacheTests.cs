@@ -188,7 +188,6 @@ public class KmemCacheTests
 
     [Theory]
     [InlineData(SlabAllocator.Slab)]
-    [InlineData(SlabAllocator.Slob)]
     public void SlabAndSlobMachinesBootButHaveNoSlabLayerInThisBuild(SlabAllocator allocator)
     {
         using var m = Machine.Boot(new MachineOptions { Memory = "256M", Slab = allocator });

@@ -1,80 +1,72 @@
-// The kmem command: boots a machine, runs a workload on it and prints the
-// kernel's reports. A thin face over the library: every number comes from it.
+// The kmem command: a thin face over the library. Program registers the subcommands
+// (one line each; every subcommand lives in its own file) and turns the parser's
+// verdicts into the exit codes of the contract: 0 ok, 1 bad input, 2 usage, 3 internal.
 using System.CommandLine;
-using Kmem;
-using Kmem.Workload;
+using System.CommandLine.Invocation;
 
-var memory = new Option<string>("--memory", "-m") { Description = "RAM size (K, M, G, T suffixes)", DefaultValueFactory = _ => "1G" };
-var cpus = new Option<int>("--cpus") { Description = "possible CPUs", DefaultValueFactory = _ => 2 };
-var nodes = new Option<int>("--nodes") { Description = "NUMA nodes", DefaultValueFactory = _ => 1 };
-var preset = new Option<Preset>("--preset") { Description = "architecture: X64, X86 or X86Pae", DefaultValueFactory = _ => Preset.X64 };
-var kernelcore = new Option<string?>("--kernelcore") { Description = "kernelcore= (size or percentage)" };
-var movablecore = new Option<string?>("--movablecore") { Description = "movablecore= (size or percentage)" };
-var seed = new Option<int>("--seed") { Description = "seed of the workload", DefaultValueFactory = _ => 1 };
-var steps = new Option<int>("--steps") { Description = "workload steps", DefaultValueFactory = _ => 200_000 };
-var reports = new Option<string[]>("--report", "-r")
-{
-    Description = "reports to print, in order (buddyinfo, meminfo, zoneinfo, pagetypeinfo, vmstat, unusable_index, extfrag_index)",
-    DefaultValueFactory = _ => ["buddyinfo", "meminfo", "zoneinfo"],
-    AllowMultipleArgumentsPerToken = true,
-};
+namespace Kmem.Cli;
 
-var root = new RootCommand("Kmem: the Linux 6.1 memory-management subsystem over real bytes. "
-    + "With no arguments: boot a 1 GiB machine, run a mixed page-allocator workload, print /proc/buddyinfo, /proc/meminfo and /proc/zoneinfo.")
+/// <summary>The entry point of <c>kmem</c>.</summary>
+public static class Program
 {
-    memory, cpus, nodes, preset, kernelcore, movablecore, seed, steps, reports,
-};
+    /// <summary>Runs the command with the console's writers.</summary>
+    public static int Main(string[] args) =>
+        Run(args, Console.Out, Console.Error, errIsTerminal: !Console.IsErrorRedirected);
 
-root.SetAction(parse =>
-{
-    if (parse.GetValue(steps) < 0)
+    /// <summary>Runs the command in-process: what <c>kmem ARGS</c> would print goes to the writers.</summary>
+    /// <param name="args">The arguments.</param>
+    /// <param name="stdout">Standard output.</param>
+    /// <param name="stderr">Standard error.</param>
+    /// <param name="errIsTerminal">Whether stderr is a terminal (progress bars).</param>
+    /// <returns>The exit code.</returns>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, bool errIsTerminal = false)
     {
-        Console.Error.WriteLine("kmem: --steps must be 0 or more");
-        return 2;
+        ArgumentNullException.ThrowIfNull(args);
+        var ctx = new CliContext(stdout, stderr, errIsTerminal);
+        var root = DefaultCommand.Create(ctx);
+        root.Subcommands.Add(ReplayCommand.Create(ctx));
+        root.Subcommands.Add(CompareCommand.Create(ctx));
+        root.Subcommands.Add(ProcCommand.Create(ctx));
+        return Invoke(ctx, root, args);
     }
-    Machine m;
-    try
+
+    private static int Invoke(CliContext ctx, RootCommand root, string[] args)
     {
-        m = Machine.Boot(new MachineOptions
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0 && parse.Action is ParseErrorAction or null)
         {
-            Memory = parse.GetValue(memory)!,
-            Cpus = parse.GetValue(cpus),
-            Nodes = parse.GetValue(nodes),
-            Preset = parse.GetValue(preset),
-            KernelCore = parse.GetValue(kernelcore),
-            MovableCore = parse.GetValue(movablecore),
-            Seed = parse.GetValue(seed),
-        });
-    }
-    catch (MachineOptionException e)
-    {
-        Console.Error.WriteLine($"kmem: {e.Message}");
-        return 2;
-    }
-    using (m)
-    {
-        string[] wanted = parse.GetValue(reports)!;
-        foreach (var name in wanted)
-        {
-            if (!m.Proc.Knows(name))
+            foreach (var error in parse.Errors)
             {
-                Console.Error.WriteLine($"kmem: unknown report \"{name}\"; known: {string.Join(", ", m.Proc.Names)}");
-                return 2;
+                ctx.Err.WriteLine($"kmem: {error.Message}");
             }
+            ctx.Err.WriteLine("Try 'kmem --help' (or 'kmem COMMAND --help') for the commands and options.");
+            return CliContext.Usage;
         }
-        var workload = new MixedWorkload { Steps = parse.GetValue(steps) };
-        var result = workload.Run(m, parse.GetValue(seed));
-        Console.WriteLine($"# kmem: {m.Preset} machine, {MachineOptions.FormatSize(m.MemoryBytes)}, {m.NrCpus} CPUs, {m.NrNodes} node(s); "
-            + $"mixed workload: {result.Allocations} allocations, {result.Failures} failed, {result.Frees} frees, "
-            + $"{result.HeldPages} pages still held in {result.HeldBlocks} blocks");
-        foreach (var name in wanted)
+        try
         {
-            Console.WriteLine();
-            Console.WriteLine($"# {m.Proc.PathOf(name)}");
-            Console.Write(m.Proc.Read(name));
+            return parse.Invoke(new InvocationConfiguration { Output = ctx.Out, Error = ctx.Err, EnableDefaultExceptionHandler = false });
+        }
+        catch (UsageException e)
+        {
+            return ctx.Fail(CliContext.Usage, e.Message);
+        }
+        catch (IOException e)
+        {
+            return ctx.Fail(CliContext.BadInput, e.Message);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            return ctx.Fail(CliContext.BadInput, e.Message);
+        }
+        catch (FormatException e)
+        {
+            return ctx.Fail(CliContext.BadInput, e.Message);
+        }
+        catch (Exception e)
+        {
+            ctx.Err.WriteLine($"kmem: internal error: {e.GetType().Name}: {e.Message}");
+            ctx.Err.WriteLine(e.StackTrace);
+            return CliContext.Internal;
         }
     }
-    return 0;
-});
-
-return root.Parse(args).Invoke();
+}

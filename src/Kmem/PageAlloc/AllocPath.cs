@@ -211,6 +211,7 @@ internal sealed partial class PageAllocator
                 list.AddTail(_mem, pfn);
             }
             zone.FreePages -= (long)allocated << order;
+            zone.Counters.Stats.PcpRefill += allocated;
         }
         pcp.Count += allocated << order;
         return allocated > 0;

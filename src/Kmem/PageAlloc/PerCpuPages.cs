@@ -19,6 +19,8 @@ internal struct PageAllocStats
     public long PgAlloc, PgFree, NumaHit, NumaMiss, NumaForeign, NumaLocal, NumaOther;
     /// <summary>Tracepoint counts: mm_page_alloc_zone_locked, mm_page_pcpu_drain, mm_page_alloc_extfrag.</summary>
     public long AllocZoneLocked, PcpDrain, AllocExtfrag;
+    /// <summary>Blocks rmqueue_bulk moved from the buddy lists to a per-CPU list (the kernel's zone_locked events with percpu_refill=1).</summary>
+    public long PcpRefill;
 
     public void Add(in PageAllocStats o)
     {
@@ -32,6 +34,7 @@ internal struct PageAllocStats
         AllocZoneLocked += o.AllocZoneLocked;
         PcpDrain += o.PcpDrain;
         AllocExtfrag += o.AllocExtfrag;
+        PcpRefill += o.PcpRefill;
     }
 }
 

@@ -1,0 +1,120 @@
+// kmem compare TRACE: the same trace replayed on SLUB, SLAB and SLOB, side by side
+// (slab memory at peak and at the end, internal fragmentation, slab pages, objects per
+// slab page, replay speed); a backend this build lacks is shown as unavailable.
+using System.CommandLine;
+using System.Globalization;
+
+namespace Kmem.Cli;
+
+/// <summary>The <c>compare</c> subcommand.</summary>
+public static class CompareCommand
+{
+    /// <summary>Creates the subcommand.</summary>
+    public static Command Create(CliContext ctx)
+    {
+        var trace = new Argument<string>("TRACE") { Description = "the trace (plain, .gz or .xz)" };
+        var machine = new MachineArgs();
+        var until = ReplayCommand.UntilOption();
+        var skipBad = new Option<bool>("--skip-bad") { Description = "count malformed lines instead of stopping at the first" };
+        var json = new Option<bool>("--json") { Description = "print one JSON object on stdout: {\"backends\": [...]}" };
+        var command = new Command("compare", "Replay a trace on SLUB, SLAB and SLOB and compare slab memory, fragmentation and speed.") { trace };
+        command.Options.Add(machine.Mem);
+        command.Options.Add(machine.Cpus);
+        command.Options.Add(machine.Preset);
+        command.Options.Add(machine.Seed);
+        command.Options.Add(until);
+        command.Options.Add(skipBad);
+        command.Options.Add(json);
+        command.SetAction(parse => Run(ctx, parse.GetValue(trace)!, machine, parse, parse.GetValue(until), parse.GetValue(skipBad), parse.GetValue(json)));
+        return command;
+    }
+
+    private static int Run(CliContext ctx, string trace, MachineArgs machine, ParseResult parse, string? until, bool skipBad, bool json)
+    {
+        if (!File.Exists(trace))
+        {
+            return ctx.Fail(CliContext.BadInput, $"{trace}: no such file");
+        }
+        var readerOptions = new TraceReaderOptions { SkipBad = skipBad, StopAtMarker = until };
+        int cpus;
+        try
+        {
+            using var header = TraceReader.Open(trace, readerOptions);
+            cpus = header.Cpus;
+        }
+        catch (TraceFormatException e)
+        {
+            return ctx.Fail(CliContext.BadInput, e.Message);
+        }
+        MachineOptions options;
+        try
+        {
+            options = machine.Choose(parse, SlabAllocator.Slub).Build(trace, cpus);
+            Machine.Boot(options).Dispose(); // options checked once, before three replays
+        }
+        catch (Exception e) when (e is UsageException or MachineOptionException)
+        {
+            return ctx.Fail(CliContext.Usage, e.Message);
+        }
+        IReadOnlyList<SlabBackendRun> runs;
+        try
+        {
+            runs = ReplayProgress.Run(ctx, "compare", progress =>
+                SlabBackendComparison.Compare(trace, options, readerOptions, new TraceReplayOptions { Progress = progress }));
+        }
+        catch (TraceFormatException e)
+        {
+            return ctx.Fail(CliContext.BadInput, e.Message);
+        }
+        if (json)
+        {
+            ReplayReport.WriteJson(ctx.Out, j =>
+            {
+                j.WriteString("trace", trace);
+                j.WriteStartArray("backends");
+                foreach (var run in runs)
+                {
+                    j.WriteStartObject();
+                    j.WriteString("slab", Name(run.Slab));
+                    if (run.Result is { } r)
+                    {
+                        j.WriteBoolean("available", true);
+                        j.WriteNumber("events", r.Events);
+                        j.WriteNumber("slab_bytes_peak", r.SlabBytesPeak);
+                        j.WriteNumber("slab_bytes_end", r.SlabBytesEnd);
+                        j.WriteNumber("internal_fragmentation", Math.Round(r.InternalFragmentation, 6));
+                        j.WriteNumber("slab_pages_end", r.SlabPagesEnd);
+                        j.WriteNumber("objects_per_slab_page", Math.Round(r.ObjectsPerSlabPage, 3));
+                        j.WriteNumber("events_per_second", Math.Round(r.EventsPerSecond));
+                    }
+                    else
+                    {
+                        j.WriteBoolean("available", false);
+                        j.WriteString("unavailable", run.Unavailable);
+                    }
+                    j.WriteEndObject();
+                }
+                j.WriteEndArray();
+            });
+            return CliContext.Ok;
+        }
+        var inv = CultureInfo.InvariantCulture;
+        var first = runs.FirstOrDefault(r => r.Result is not null)?.Result;
+        ctx.Out.WriteLine(string.Create(inv, $"# kmem compare of {trace}: {first?.Events ?? 0:N0} events on {MachineArgs.NameOf(options.Preset)}, {options.Memory}, {options.Cpus} CPUs"));
+        ctx.Out.WriteLine($"{"slab",-6} {"peak kB",10} {"end kB",10} {"int. frag",10} {"slab pages",11} {"objs/page",10} {"M events/s",11}");
+        foreach (var run in runs)
+        {
+            if (run.Result is { } r)
+            {
+                ctx.Out.WriteLine(string.Create(inv, $"{Name(run.Slab),-6} {r.SlabBytesPeak / 1024,10:N0} {r.SlabBytesEnd / 1024,10:N0} {r.InternalFragmentation,10:P1} {r.SlabPagesEnd,11:N0} {r.ObjectsPerSlabPage,10:F1} {r.EventsPerSecond / 1e6,11:F2}"));
+            }
+            else
+            {
+                ctx.Out.WriteLine($"{Name(run.Slab),-6} unavailable: {run.Unavailable}");
+            }
+        }
+        return CliContext.Ok;
+    }
+
+    private static string Name(SlabAllocator slab) => MachineArgs.SlabNames[(int)slab];
+}

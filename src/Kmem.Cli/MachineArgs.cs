@@ -1,0 +1,117 @@
+// The machine options that replay, compare and proc share (--slab, --mem, --cpus,
+// --preset), and how their defaults come from a trace: --mem from the meminfo.txt
+// beside the trace (MemTotal rounded up to 64 MiB), --cpus from the header's #P:N.
+using System.CommandLine;
+using System.Globalization;
+
+namespace Kmem.Cli;
+
+/// <summary>The machine options of the subcommands.</summary>
+public sealed class MachineArgs
+{
+    /// <summary>The --preset names, in the order of <see cref="Preset"/>.</summary>
+    public static readonly string[] PresetNames = ["x86_64", "x86_32", "x86_32_pae"];
+
+    /// <summary>The --slab names, in the order of <see cref="SlabAllocator"/>.</summary>
+    public static readonly string[] SlabNames = ["slub", "slab", "slob"];
+
+    /// <summary>--slab.</summary>
+    public Option<string> Slab { get; } = new("--slab") { Description = "slab allocator: slub, slab or slob", DefaultValueFactory = _ => "slub", HelpName = "slub|slab|slob" };
+    /// <summary>--mem.</summary>
+    public Option<string?> Mem { get; } = new("--mem") { Description = "RAM size with K, M, G, T suffix (default: MemTotal of meminfo.txt beside the trace, rounded up to 64M; else 1G)", HelpName = "SIZE" };
+    /// <summary>--cpus.</summary>
+    public Option<int?> Cpus { get; } = new("--cpus") { Description = "CPUs (default: the trace header's #P:N; else 2)", HelpName = "N" };
+    /// <summary>--preset.</summary>
+    public Option<string> Preset { get; } = new("--preset") { Description = "architecture: x86_64, x86_32 (2-level, highmem) or x86_32_pae", DefaultValueFactory = _ => "x86_64", HelpName = "x86_64|x86_32|x86_32_pae" };
+    /// <summary>--seed.</summary>
+    public Option<int> Seed { get; } = new("--seed") { Description = "seed of the machine (and of the built-in workload)", DefaultValueFactory = _ => 1 };
+
+    /// <summary>Creates the options with their accepted values.</summary>
+    public MachineArgs()
+    {
+        Slab.AcceptOnlyFromAmong(SlabNames);
+        Preset.AcceptOnlyFromAmong(PresetNames);
+    }
+
+    /// <summary>Adds the options to a command.</summary>
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Slab);
+        command.Options.Add(Mem);
+        command.Options.Add(Cpus);
+        command.Options.Add(Preset);
+        command.Options.Add(Seed);
+    }
+
+    /// <summary>The slab allocator chosen.</summary>
+    public SlabAllocator SlabOf(ParseResult parse) => (SlabAllocator)Array.IndexOf(SlabNames, parse.GetValue(Slab));
+
+    /// <summary>The values given on the command line.</summary>
+    /// <param name="parse">The parsed command line.</param>
+    /// <param name="slab">The slab allocator when the command has no --slab; null reads --slab.</param>
+    public MachineChoice Choose(ParseResult parse, SlabAllocator? slab = null) =>
+        new(parse.GetValue(Mem), parse.GetValue(Cpus), (Preset)Array.IndexOf(PresetNames, parse.GetValue(Preset)), slab ?? SlabOf(parse), parse.GetValue(Seed));
+
+    /// <summary>MemTotal of meminfo.txt beside the trace, rounded up to a multiple of 64 MiB; "1G" without one.</summary>
+    public static string DefaultMemory(string? tracePath)
+    {
+        string? dir = tracePath is null ? null : Path.GetDirectoryName(Path.GetFullPath(tracePath));
+        string? meminfo = dir is null ? null : Path.Combine(dir, "meminfo.txt");
+        if (meminfo is null || !File.Exists(meminfo))
+        {
+            return "1G";
+        }
+        foreach (string line in File.ReadLines(meminfo))
+        {
+            if (!line.StartsWith("MemTotal:", StringComparison.Ordinal))
+            {
+                continue;
+            }
+            string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length >= 2 && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out long kb) && kb > 0)
+            {
+                const long Step = 64L << 10; // 64 MiB in kB
+                return $"{(kb + Step - 1) / Step * 64}M";
+            }
+        }
+        return "1G";
+    }
+
+    /// <summary>The --preset name of a preset.</summary>
+    public static string NameOf(Preset preset) => PresetNames[(int)preset];
+}
+
+/// <summary>The machine options chosen on the command line; null values take their defaults from the trace.</summary>
+/// <param name="Mem">--mem, or null.</param>
+/// <param name="Cpus">--cpus, or null.</param>
+/// <param name="Preset">--preset.</param>
+/// <param name="Slab">--slab.</param>
+/// <param name="Seed">--seed.</param>
+public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAllocator Slab, int Seed)
+{
+    /// <summary>The defaults: memory and CPUs from the trace, x86_64, SLUB, seed 1.</summary>
+    public static MachineChoice Default { get; } = new(null, null, Preset.X64, SlabAllocator.Slub, 1);
+
+    /// <summary>The machine options, with defaults from the trace when one is given.</summary>
+    /// <param name="tracePath">The trace, or null.</param>
+    /// <param name="traceCpus">The trace header's CPU count, 0 when unknown.</param>
+    /// <exception cref="UsageException">A value is not valid.</exception>
+    public MachineOptions Build(string? tracePath, int traceCpus)
+    {
+        string memory = Mem ?? MachineArgs.DefaultMemory(tracePath);
+        try
+        {
+            _ = MachineOptions.ParseSize(memory, "--mem");
+        }
+        catch (FormatException e)
+        {
+            throw new UsageException(e.Message);
+        }
+        int cpus = Cpus ?? (traceCpus > 0 ? traceCpus : 2);
+        if (cpus < 1)
+        {
+            throw new UsageException($"--cpus must be 1 or more, not {cpus}");
+        }
+        return new MachineOptions { Memory = memory, Cpus = cpus, Preset = Preset, Slab = Slab, Seed = Seed };
+    }
+}

@@ -1,0 +1,78 @@
+// kmem proc NAME: for learners. Boots a machine, runs the built-in mixed workload
+// (pages, kmalloc, kmem_caches, vmalloc) and prints the /proc file. This is what the
+// command did by default before it replayed the bundled trace.
+using System.CommandLine;
+using Kmem.Workload;
+
+namespace Kmem.Cli;
+
+/// <summary>The <c>proc</c> subcommand.</summary>
+public static class ProcCommand
+{
+    /// <summary>Creates the subcommand.</summary>
+    public static Command Create(CliContext ctx)
+    {
+        var name = new Argument<string[]>("NAME")
+        {
+            Description = "the /proc files to print, by name: " + string.Join(", ", ReplayCommand.ProcNames),
+            Arity = ArgumentArity.OneOrMore,
+        };
+        name.AcceptOnlyFromAmong(ReplayCommand.ProcNames);
+        var machine = new MachineArgs();
+        var steps = new Option<int>("--steps") { Description = "workload steps", DefaultValueFactory = _ => 200_000 };
+        var command = new Command("proc", "Boot a machine, run a built-in mixed workload (pages, kmalloc, kmem_caches, vmalloc) and print /proc files.")
+        {
+            name,
+        };
+        machine.AddTo(command);
+        command.Options.Add(steps);
+        command.SetAction(parse =>
+        {
+            int n = parse.GetValue(steps);
+            if (n < 0)
+            {
+                return ctx.Fail(CliContext.Usage, "--steps must be 0 or more");
+            }
+            var choice = machine.Choose(parse);
+            Machine m;
+            try
+            {
+                m = Machine.Boot(choice.Build(null, 0));
+            }
+            catch (Exception e) when (e is UsageException or MachineOptionException)
+            {
+                return ctx.Fail(CliContext.Usage, e.Message);
+            }
+            using (m)
+            {
+                bool slab = true;
+                try
+                {
+                    _ = m.SlabCaches;
+                }
+                catch (InvalidOperationException e)
+                {
+                    slab = false;
+                    ctx.Err.WriteLine($"kmem: warning: --slab {MachineArgs.SlabNames[(int)choice.Slab]}: {e.Message}; the workload runs without slab allocations");
+                }
+                var workload = slab ? MixedWorkload.Everything(n) : new MixedWorkload { Steps = n, VmallocShare = 0.01 };
+                var r = workload.Run(m, choice.Seed);
+                ctx.Out.WriteLine($"# kmem: {MachineArgs.NameOf(m.Preset)} machine, {MachineOptions.FormatSize(m.MemoryBytes)}, {m.NrCpus} CPUs; "
+                    + $"mixed workload of {n} steps: {r.Allocations} allocations, {r.Failures} failed, {r.Frees} frees; held at the end: "
+                    + $"{r.HeldBlocks} page blocks ({r.HeldPages} pages), {r.HeldObjects} slab objects, {r.HeldVmallocAreas} vmalloc areas");
+                foreach (string file in parse.GetValue(name)!)
+                {
+                    if (!m.Proc.Knows(file))
+                    {
+                        return ctx.Fail(CliContext.Usage, $"/proc/{file} is not provided by a machine booted with --slab {MachineArgs.SlabNames[(int)choice.Slab]}");
+                    }
+                    ctx.Out.WriteLine();
+                    ctx.Out.WriteLine($"# {m.Proc.PathOf(file)}");
+                    ctx.Out.Write(m.Proc.Read(file));
+                }
+            }
+            return CliContext.Ok;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,134 @@
+// kmem replay TRACE: boots a machine shaped like the traced one (memory from the
+// meminfo.txt beside the trace, CPUs from the header), replays the trace on it and
+// prints the summary, the fidelity figures and the chosen /proc files, or one JSON
+// object. Also the command's default (no arguments): the bundled real trace.
+using System.CommandLine;
+
+namespace Kmem.Cli;
+
+/// <summary>The <c>replay</c> subcommand.</summary>
+public static class ReplayCommand
+{
+    /// <summary>The /proc files --proc accepts.</summary>
+    public static readonly string[] ProcNames = ["meminfo", "buddyinfo", "pagetypeinfo", "zoneinfo", "slabinfo", "vmallocinfo", "vmstat", "unusable_index", "extfrag_index"];
+
+    /// <summary>What one replay run does.</summary>
+    public sealed record Request(string Trace, MachineChoice Machine, IReadOnlyList<string> Proc, string? Until,
+        bool CompareProc, bool SkipBad, bool Json, int Busiest);
+
+    /// <summary>Creates the subcommand.</summary>
+    public static Command Create(CliContext ctx)
+    {
+        var trace = new Argument<string>("TRACE") { Description = "the trace: ftrace text of /sys/kernel/tracing/trace with kmem and percpu events, plain, .gz or .xz" };
+        var machine = new MachineArgs();
+        var proc = ProcOption();
+        var until = UntilOption();
+        var compareProc = new Option<bool>("--compare-proc") { Description = "compare Kmem's /proc files with the snapshot files beside the trace (slabinfo, buddyinfo, meminfo); stops at the SNAPSHOT_BEGIN marker unless --until says otherwise" };
+        var skipBad = new Option<bool>("--skip-bad") { Description = "count malformed lines instead of stopping at the first (exit code 0)" };
+        var json = new Option<bool>("--json") { Description = "print one JSON object on stdout instead of text" };
+        var command = new Command("replay", "Replay a kernel trace on a Kmem machine and show what happened: events, fidelity to the traced kernel, busiest caches, /proc files.")
+        {
+            trace,
+        };
+        machine.AddTo(command);
+        command.Options.Add(proc);
+        command.Options.Add(until);
+        command.Options.Add(compareProc);
+        command.Options.Add(skipBad);
+        command.Options.Add(json);
+        command.SetAction(parse => Run(ctx, new Request(parse.GetValue(trace)!, machine.Choose(parse), parse.GetValue(proc) ?? [], parse.GetValue(until),
+            parse.GetValue(compareProc), parse.GetValue(skipBad), parse.GetValue(json), 10)));
+        return command;
+    }
+
+    /// <summary>--proc NAME (repeatable).</summary>
+    public static Option<string[]> ProcOption()
+    {
+        var proc = new Option<string[]>("--proc") { Description = "a /proc file to print after the run (repeatable): " + string.Join(", ", ProcNames), HelpName = "NAME" };
+        proc.AcceptOnlyFromAmong(ProcNames);
+        return proc;
+    }
+
+    /// <summary>--until MARKER.</summary>
+    public static Option<string?> UntilOption() =>
+        new("--until") { Description = "stop at the first trace marker (tracing_mark_write) containing MARKER", HelpName = "MARKER" };
+
+    /// <summary>Runs one replay and prints it.</summary>
+    public static int Run(CliContext ctx, Request req)
+    {
+        if (!File.Exists(req.Trace))
+        {
+            return ctx.Fail(CliContext.BadInput, $"{req.Trace}: no such file");
+        }
+        string? until = req.Until ?? (req.CompareProc ? "SNAPSHOT_BEGIN" : null);
+        TraceReader reader;
+        try
+        {
+            reader = TraceReader.Open(req.Trace, new TraceReaderOptions { SkipBad = req.SkipBad, StopAtMarker = until });
+        }
+        catch (TraceFormatException e)
+        {
+            return ctx.Fail(CliContext.BadInput, e.Message);
+        }
+        using (reader)
+        {
+            Machine m;
+            try
+            {
+                m = Machine.Boot(req.Machine.Build(req.Trace, reader.Cpus));
+            }
+            catch (Exception e) when (e is UsageException or MachineOptionException)
+            {
+                return ctx.Fail(CliContext.Usage, e.Message);
+            }
+            using (m)
+            {
+                TraceReplayResult r;
+                try
+                {
+                    r = ReplayProgress.Run(ctx, "replay", progress => new TraceReplayer(m, new TraceReplayOptions { Progress = progress }).Replay(reader));
+                }
+                catch (TraceFormatException e)
+                {
+                    return ctx.Fail(CliContext.BadInput, e.Message);
+                }
+                catch (InvalidOperationException e) when (m.Options.Slab != SlabAllocator.Slub)
+                {
+                    return ctx.Fail(CliContext.Usage, $"--slab {MachineArgs.SlabNames[(int)req.Machine.Slab]}: {e.Message}");
+                }
+                TraceProcComparison? cmp = null;
+                if (req.CompareProc)
+                {
+                    string dir = Path.GetDirectoryName(Path.GetFullPath(req.Trace))!;
+                    cmp = TraceProcComparison.Compare(m, dir, r);
+                    if (cmp.Files.Count == 0)
+                    {
+                        ctx.Err.WriteLine($"kmem: warning: --compare-proc: no slabinfo.txt, buddyinfo.txt or meminfo.txt in {dir}");
+                    }
+                }
+                if (req.Json)
+                {
+                    ReplayReport.WriteJson(ctx.Out, j =>
+                    {
+                        ReplayReport.WriteJsonFields(j, m, r, req.Proc);
+                        if (cmp is not null)
+                        {
+                            j.WritePropertyName("compare_proc");
+                            CompareProcReport.WriteJson(j, cmp);
+                        }
+                    });
+                }
+                else
+                {
+                    ReplayReport.WriteText(ctx.Out, m, r, req.Busiest);
+                    if (cmp is not null)
+                    {
+                        CompareProcReport.WriteText(ctx.Out, cmp);
+                    }
+                    ReplayReport.WriteProc(ctx.Out, m, req.Proc);
+                }
+                return CliContext.Ok;
+            }
+        }
+    }
+}

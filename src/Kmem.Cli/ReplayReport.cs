@@ -1,0 +1,183 @@
+// The replay's outcome as the command prints it: the summary, the fidelity figures,
+// the busiest caches and the chosen /proc files as text, or all of it as one JSON
+// object (System.Text.Json) for scripts. Every figure comes from TraceReplayResult.
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Kmem.Cli;
+
+/// <summary>Prints a <see cref="TraceReplayResult"/>.</summary>
+public static class ReplayReport
+{
+    private static readonly CultureInfo s_inv = CultureInfo.InvariantCulture;
+
+    /// <summary>The text summary: events, what drove the machine, fidelity, busiest caches.</summary>
+    public static void WriteText(TextWriter w, Machine m, TraceReplayResult r, int busiest = 10)
+    {
+        w.WriteLine(Inv($"# kmem replay of {r.FileName}: {r.Events:N0} events in {r.Seconds:F2} s ({r.EventsPerSecond / 1e6:F2} M events/s)"));
+        w.WriteLine($"# machine: {MachineArgs.NameOf(m.Preset)}, {MachineOptions.FormatSize(m.MemoryBytes)}, {m.NrCpus} CPUs, {m.Options.Slab.ToString().ToLowerInvariant()}, seed {m.Seed}");
+        if (r.StopMarker is not null)
+        {
+            w.WriteLine(Inv($"stopped at the marker \"{r.StopMarker}\" (line {r.StopLine:N0})"));
+        }
+        w.WriteLine("events:  " + string.Join(", ", r.EventCounts.Where(kv => kv.Value > 0).Select(kv => Inv($"{kv.Key} {kv.Value:N0}"))));
+        long cacheAllocs = r.EventCounts.GetValueOrDefault("kmem_cache_alloc");
+        w.WriteLine(Inv($"slab:    {r.KmallocEvents:N0} kmalloc and {cacheAllocs:N0} kmem_cache_alloc replayed; {r.UntrackedFrees:N0} untracked frees (allocated before tracing began), {r.MissedFrees:N0} missed frees, {r.MovedObjects:N0} objects moved to their named cache"));
+        string baseText = r.DirectMapBase is ulong b ? $"direct-map base 0x{b:x}" : "direct-map base not found";
+        w.WriteLine(Inv($"pages:   {r.PageAllocsReplayed:N0} page allocations replayed, {r.SlabPageAllocs:N0} slab pages left to Kmem's slab layer, {r.UntrackedPageFrees:N0} untracked page frees; {baseText}"));
+        w.WriteLine(Inv($"failed:  {r.TraceAllocFailures:N0} allocations failed in the trace, {r.KmemAllocFailures:N0} succeeded there but failed on Kmem"));
+        if (r.PercpuEventsNotReplayed > 0)
+        {
+            w.WriteLine(Inv($"percpu:  {r.PercpuEventsNotReplayed:N0} events counted, not replayed (this build has no per-CPU allocator)"));
+        }
+        w.WriteLine("unknown: " + (r.UnknownEvents.Count == 0 ? "none" : string.Join(", ", r.UnknownEvents.Select(kv => Inv($"{kv.Key} {kv.Value:N0}")))));
+        w.WriteLine(Inv($"bad lines skipped: {r.BadLines:N0}; lost events: {r.LostEvents:N0}"));
+        w.WriteLine(Inv($"slab memory: peak {r.SlabBytesPeak / 1024:N0} kB, end {r.SlabBytesEnd / 1024:N0} kB ({r.SlabPagesEnd:N0} pages, {r.ObjectsPerSlabPage:F1} objects per page), internal fragmentation {r.InternalFragmentation:P1}"));
+        w.WriteLine();
+        w.WriteLine("fidelity");
+        w.WriteLine(Inv($"  kmalloc size class equal to the trace's bytes_alloc     {r.KmallocSizeClassMatch:P1} of {r.KmallocEvents:N0}"));
+        w.WriteLine(Inv($"  page migratetype from gfp_flags equal to the trace's     {r.PageMigratetypeMatch:P1} of {r.PageAllocEvents:N0}"));
+        w.WriteLine($"  {"",-40} {"trace",10} {"kmem",10}");
+        foreach (var (label, key) in ConsequenceRows)
+        {
+            var c = r.Consequences[key];
+            w.WriteLine(Inv($"  {label,-40} {c.Trace,10:N0} {c.Kmem,10:N0}"));
+        }
+        w.WriteLine();
+        w.WriteLine($"busiest slab caches");
+        w.WriteLine($"  {"name",-34} {"objsize",8} {"allocs",10} {"frees",10} {"live",8} {"sites",6}");
+        foreach (var c in r.Caches.Take(busiest))
+        {
+            w.WriteLine(Inv($"  {c.Name,-34} {c.ObjectSize,8} {c.Allocations,10:N0} {c.Frees,10:N0} {c.Live,8:N0} {c.CallSites,6}"));
+        }
+    }
+
+    /// <summary>The consequence rows: label and key of <see cref="TraceReplayResult.Consequences"/>.</summary>
+    public static readonly (string Label, string Key)[] ConsequenceRows =
+    [
+        ("pcp refills (zone_locked, percpu_refill)", "pcp_refill"),
+        ("pcp drains (mm_page_pcpu_drain)", "mm_page_pcpu_drain"),
+        ("fallback steals (mm_page_alloc_extfrag)", "mm_page_alloc_extfrag"),
+        ("blocks taken under zone->lock", "mm_page_alloc_zone_locked"),
+    ];
+
+    /// <summary>The /proc files asked for, each under its path.</summary>
+    public static void WriteProc(TextWriter w, Machine m, IEnumerable<string> names)
+    {
+        foreach (string name in names)
+        {
+            w.WriteLine();
+            w.WriteLine($"# {m.Proc.PathOf(name)}");
+            w.Write(m.Proc.Read(name));
+        }
+    }
+
+    /// <summary>Writes the result's fields into an open JSON object.</summary>
+    public static void WriteJsonFields(Utf8JsonWriter j, Machine m, TraceReplayResult r, IEnumerable<string> proc)
+    {
+        j.WriteString("trace", r.FileName);
+        j.WriteStartObject("machine");
+        j.WriteString("preset", MachineArgs.NameOf(m.Preset));
+        j.WriteNumber("memory_bytes", m.MemoryBytes);
+        j.WriteNumber("cpus", m.NrCpus);
+        j.WriteString("slab", m.Options.Slab.ToString().ToLowerInvariant());
+        j.WriteNumber("seed", m.Seed);
+        j.WriteEndObject();
+        j.WriteNumber("events", r.Events);
+        j.WriteNumber("seconds", Math.Round(r.Seconds, 4));
+        j.WriteNumber("events_per_second", Math.Round(r.EventsPerSecond));
+        if (r.StopMarker is null)
+        {
+            j.WriteNull("stop_marker");
+        }
+        else
+        {
+            j.WriteString("stop_marker", r.StopMarker);
+        }
+        j.WriteNumber("stop_line", r.StopLine);
+        j.WriteNumber("kmalloc_events", r.KmallocEvents);
+        j.WriteNumber("kmalloc_size_class_match", Math.Round(r.KmallocSizeClassMatch, 6));
+        j.WriteNumber("page_alloc_events", r.PageAllocEvents);
+        j.WriteNumber("page_migratetype_match", Math.Round(r.PageMigratetypeMatch, 6));
+        j.WriteNumber("untracked_frees", r.UntrackedFrees);
+        j.WriteNumber("untracked_page_frees", r.UntrackedPageFrees);
+        j.WriteNumber("missed_frees", r.MissedFrees);
+        j.WriteNumber("trace_alloc_failures", r.TraceAllocFailures);
+        j.WriteNumber("kmem_alloc_failures", r.KmemAllocFailures);
+        j.WriteNumber("page_allocs_replayed", r.PageAllocsReplayed);
+        j.WriteNumber("slab_page_allocs", r.SlabPageAllocs);
+        if (r.DirectMapBase is ulong b)
+        {
+            j.WriteString("direct_map_base", $"0x{b:x}");
+        }
+        else
+        {
+            j.WriteNull("direct_map_base");
+        }
+        j.WriteNumber("percpu_events_not_replayed", r.PercpuEventsNotReplayed);
+        j.WriteNumber("moved_objects", r.MovedObjects);
+        j.WriteNumber("bad_lines", r.BadLines);
+        j.WriteNumber("lost_events", r.LostEvents);
+        WriteCounts(j, "event_counts", r.EventCounts);
+        WriteCounts(j, "unknown_events", r.UnknownEvents);
+        j.WriteStartObject("consequences");
+        foreach (var (name, c) in r.Consequences)
+        {
+            j.WriteStartObject(name);
+            j.WriteNumber("trace", c.Trace);
+            j.WriteNumber("kmem", c.Kmem);
+            j.WriteEndObject();
+        }
+        j.WriteEndObject();
+        j.WriteNumber("slab_bytes_peak", r.SlabBytesPeak);
+        j.WriteNumber("slab_bytes_end", r.SlabBytesEnd);
+        j.WriteNumber("slab_pages_end", r.SlabPagesEnd);
+        j.WriteNumber("live_objects", r.LiveObjects);
+        j.WriteNumber("internal_fragmentation", Math.Round(r.InternalFragmentation, 6));
+        j.WriteStartArray("caches");
+        foreach (var c in r.Caches)
+        {
+            j.WriteStartObject();
+            j.WriteString("name", c.Name);
+            j.WriteNumber("object_size", c.ObjectSize);
+            j.WriteNumber("allocations", c.Allocations);
+            j.WriteNumber("frees", c.Frees);
+            j.WriteNumber("live", c.Live);
+            j.WriteNumber("call_sites", c.CallSites);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+        j.WriteStartObject("proc");
+        foreach (string name in proc)
+        {
+            j.WriteString(name, m.Proc.Read(name));
+        }
+        j.WriteEndObject();
+    }
+
+    /// <summary>Runs <paramref name="body"/> on a JSON writer and writes the one object to <paramref name="w"/>.</summary>
+    public static void WriteJson(TextWriter w, Action<Utf8JsonWriter> body)
+    {
+        using var buffer = new MemoryStream();
+        using (var j = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            j.WriteStartObject();
+            body(j);
+            j.WriteEndObject();
+        }
+        w.WriteLine(Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
+    private static void WriteCounts(Utf8JsonWriter j, string name, IReadOnlyDictionary<string, long> counts)
+    {
+        j.WriteStartObject(name);
+        foreach (var (k, v) in counts)
+        {
+            j.WriteNumber(k, v);
+        }
+        j.WriteEndObject();
+    }
+
+    private static string Inv(FormattableString s) => s.ToString(s_inv);
+}

@@ -1,0 +1,265 @@
+// Kmem's /proc files after a replay beside the real ones the traced kernel wrote
+// (slabinfo.txt, buddyinfo.txt, meminfo.txt in the trace's folder): slabinfo cache by
+// cache, buddyinfo zone by zone, meminfo's slab lines. Each row says where a difference
+// comes from when the replay can tell: objects and pages allocated before tracing began
+// are in the kernel's files but never in Kmem's. Both sides are parsed from text by the
+// same code, so the comparison reads exactly what a user would diff. Immutable.
+using System.Globalization;
+
+namespace Kmem;
+
+/// <summary>One cache's line of /proc/slabinfo.</summary>
+/// <param name="ActiveObjs">active_objs.</param>
+/// <param name="NumObjs">num_objs.</param>
+/// <param name="ObjSize">objsize (s->size).</param>
+/// <param name="ObjPerSlab">objperslab.</param>
+/// <param name="PagesPerSlab">pagesperslab.</param>
+public readonly record struct SlabinfoLine(long ActiveObjs, long NumObjs, long ObjSize, long ObjPerSlab, long PagesPerSlab);
+
+/// <summary>A cache in the kernel's and Kmem's /proc/slabinfo.</summary>
+/// <param name="Name">The cache's name.</param>
+/// <param name="Trace">The kernel's line, or null when it has no such cache.</param>
+/// <param name="Kmem">Kmem's line, or null.</param>
+/// <param name="Note">Where the difference comes from, or empty when the lines agree.</param>
+public readonly record struct SlabinfoComparison(string Name, SlabinfoLine? Trace, SlabinfoLine? Kmem, string Note);
+
+/// <summary>A zone's free blocks per order in both /proc/buddyinfo files.</summary>
+/// <param name="Zone">"Node 0, zone DMA32".</param>
+/// <param name="Trace">The kernel's counts per order, or null.</param>
+/// <param name="Kmem">Kmem's counts per order, or null.</param>
+/// <param name="Note">What the difference in free pages means.</param>
+public readonly record struct BuddyinfoComparison(string Zone, IReadOnlyList<long>? Trace, IReadOnlyList<long>? Kmem, string Note);
+
+/// <summary>A /proc/meminfo line in both files, in kB.</summary>
+/// <param name="Field">The field (Slab, SReclaimable, SUnreclaim).</param>
+/// <param name="TraceKb">The kernel's value.</param>
+/// <param name="KmemKb">Kmem's value.</param>
+/// <param name="Note">What the difference means.</param>
+public readonly record struct MeminfoComparison(string Field, long? TraceKb, long? KmemKb, string Note);
+
+/// <summary>Kmem's /proc files compared with the snapshot files recorded beside a trace.</summary>
+public sealed class TraceProcComparison
+{
+    private static readonly string[] s_meminfoFields = ["Slab", "SReclaimable", "SUnreclaim"];
+
+    private TraceProcComparison(IReadOnlyList<string> files, IReadOnlyList<SlabinfoComparison> slabinfo,
+        IReadOnlyList<BuddyinfoComparison> buddyinfo, IReadOnlyList<MeminfoComparison> meminfo)
+    {
+        Files = files;
+        Slabinfo = slabinfo;
+        Buddyinfo = buddyinfo;
+        Meminfo = meminfo;
+    }
+
+    /// <summary>The snapshot files found and compared (slabinfo.txt, buddyinfo.txt, meminfo.txt).</summary>
+    public IReadOnlyList<string> Files { get; }
+
+    /// <summary>Every cache of either slabinfo: the kernel's in its order, then Kmem's others.</summary>
+    public IReadOnlyList<SlabinfoComparison> Slabinfo { get; }
+
+    /// <summary>Every zone of either buddyinfo.</summary>
+    public IReadOnlyList<BuddyinfoComparison> Buddyinfo { get; }
+
+    /// <summary>Slab, SReclaimable and SUnreclaim.</summary>
+    public IReadOnlyList<MeminfoComparison> Meminfo { get; }
+
+    /// <summary>Compares <paramref name="m"/>'s files with the snapshot files in <paramref name="directory"/>.</summary>
+    /// <param name="m">The machine, after the replay.</param>
+    /// <param name="directory">The trace's folder.</param>
+    /// <param name="replay">The replay's result (for the untracked frees per cache), or null.</param>
+    /// <returns>The comparison; files missing in the folder are left out.</returns>
+    /// <exception cref="FormatException">A snapshot file is not in the kernel's format; the message names it.</exception>
+    public static TraceProcComparison Compare(Machine m, string directory, TraceReplayResult? replay)
+    {
+        ArgumentNullException.ThrowIfNull(m);
+        ArgumentNullException.ThrowIfNull(directory);
+        var files = new List<string>();
+        var slab = new List<SlabinfoComparison>();
+        var buddy = new List<BuddyinfoComparison>();
+        var mem = new List<MeminfoComparison>();
+
+        string path = Path.Combine(directory, "slabinfo.txt");
+        if (File.Exists(path) && m.Proc.Knows("slabinfo"))
+        {
+            files.Add("slabinfo.txt");
+            var real = ParseSlabinfo(File.ReadAllText(path), path);
+            var kmem = ParseSlabinfo(m.Proc.Read("slabinfo"), "/proc/slabinfo");
+            var kmemByName = kmem.ToDictionary(c => c.Name, c => c.Line, StringComparer.Ordinal);
+            var untracked = replay?.UntrackedFreesByCache ?? new Dictionary<string, long>();
+            foreach (var (name, line) in real)
+            {
+                SlabinfoLine? k = kmemByName.TryGetValue(name, out var kl) ? kl : null;
+                slab.Add(new(name, line, k, SlabNote(line, k, untracked.GetValueOrDefault(name))));
+            }
+            var realNames = real.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
+            foreach (var (name, line) in kmem.Where(c => !realNames.Contains(c.Name)))
+            {
+                slab.Add(new(name, null, line, name.Contains('/', StringComparison.Ordinal)
+                    ? "no kmem_cache_free named this cache in the trace (provisional name: call site/size)"
+                    : "not in the kernel's slabinfo"));
+            }
+        }
+
+        path = Path.Combine(directory, "buddyinfo.txt");
+        if (File.Exists(path))
+        {
+            files.Add("buddyinfo.txt");
+            var real = ParseBuddyinfo(File.ReadAllText(path), path);
+            var kmem = ParseBuddyinfo(m.Proc.Buddyinfo(), "/proc/buddyinfo");
+            foreach (var zone in real.Keys.Concat(kmem.Keys).Distinct(StringComparer.Ordinal))
+            {
+                long[]? r = real.GetValueOrDefault(zone);
+                long[]? k = kmem.GetValueOrDefault(zone);
+                buddy.Add(new(zone, r, k, BuddyNote(r, k)));
+            }
+        }
+
+        path = Path.Combine(directory, "meminfo.txt");
+        if (File.Exists(path))
+        {
+            files.Add("meminfo.txt");
+            var real = ParseMeminfo(File.ReadAllText(path));
+            var kmem = ParseMeminfo(m.Proc.Meminfo());
+            foreach (string field in s_meminfoFields)
+            {
+                long? r = real.TryGetValue(field, out long rv) ? rv : null;
+                long? k = kmem.TryGetValue(field, out long kv) ? kv : null;
+                string note = r is null || k is null ? "missing on one side"
+                    : r > k ? $"{r - k} kB more in the kernel: slabs of objects allocated before tracing began"
+                    : r < k ? $"{k - r} kB more on Kmem: objects whose free the trace did not record, or emptier slabs the kernel shrank"
+                    : "";
+                mem.Add(new(field, r, k, note));
+            }
+        }
+        return new TraceProcComparison(files, slab, buddy, mem);
+    }
+
+    private static string SlabNote(SlabinfoLine real, SlabinfoLine? kmem, long untracked)
+    {
+        if (kmem is not SlabinfoLine k)
+        {
+            return real.ActiveObjs == 0 ? "empty in the kernel; never allocated from in the replayed trace"
+                : $"{real.ActiveObjs} objects allocated before tracing began (no allocation in the replayed trace)";
+        }
+        var notes = new List<string>();
+        long d = real.ActiveObjs - k.ActiveObjs;
+        if (d > 0)
+        {
+            notes.Add(untracked > 0
+                ? $"{d} more objects in the kernel: allocated before tracing began ({untracked} such objects were freed in the trace)"
+                : $"{d} more objects in the kernel: allocated before tracing began");
+        }
+        else if (d < 0)
+        {
+            notes.Add($"{-d} more objects on Kmem: frees the trace did not record (bulk or RCU frees)");
+        }
+        if (real.ObjSize != k.ObjSize || real.ObjPerSlab != k.ObjPerSlab || real.PagesPerSlab != k.PagesPerSlab)
+        {
+            notes.Add($"geometry differs: {real.ObjSize}/{real.ObjPerSlab}/{real.PagesPerSlab} vs {k.ObjSize}/{k.ObjPerSlab}/{k.PagesPerSlab} (objsize/objperslab/pagesperslab)");
+        }
+        return string.Join("; ", notes);
+    }
+
+    private static string BuddyNote(long[]? real, long[]? kmem)
+    {
+        if (real is null || kmem is null)
+        {
+            return real is null ? "zone only on Kmem" : "zone only in the kernel";
+        }
+        long r = FreePages(real), k = FreePages(kmem);
+        return r < k ? $"{k - r} more free pages on Kmem: the kernel's pages allocated before tracing began and still held"
+            : r > k ? $"{r - k} more free pages in the kernel"
+            : "";
+    }
+
+    private static long FreePages(long[] counts)
+    {
+        long pages = 0;
+        for (int o = 0; o < counts.Length; o++)
+        {
+            pages += counts[o] << o;
+        }
+        return pages;
+    }
+
+    /// <summary>Parses /proc/slabinfo (version 2.1) text.</summary>
+    /// <exception cref="FormatException">A line is not a slabinfo line.</exception>
+    public static List<(string Name, SlabinfoLine Line)> ParseSlabinfo(string text, string fileName)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var rows = new List<(string, SlabinfoLine)>();
+        int n = 0;
+        foreach (string line in text.Split('\n'))
+        {
+            n++;
+            if (line.Length == 0 || line.StartsWith("slabinfo -", StringComparison.Ordinal) || line.StartsWith('#'))
+            {
+                continue;
+            }
+            string[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f.Length < 6 || !TryLongs(f.AsSpan(1, 5), out long[] v))
+            {
+                throw new FormatException($"{fileName}: line {n}: expected NAME ACTIVE_OBJS NUM_OBJS OBJSIZE OBJPERSLAB PAGESPERSLAB: {line}");
+            }
+            rows.Add((f[0], new SlabinfoLine(v[0], v[1], v[2], v[3], v[4])));
+        }
+        return rows;
+    }
+
+    /// <summary>Parses /proc/buddyinfo text: "Node N, zone NAME" → free blocks per order.</summary>
+    /// <exception cref="FormatException">A line is not a buddyinfo line.</exception>
+    public static Dictionary<string, long[]> ParseBuddyinfo(string text, string fileName)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var zones = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        int n = 0;
+        foreach (string line in text.Split('\n'))
+        {
+            n++;
+            if (line.Trim().Length == 0)
+            {
+                continue;
+            }
+            string[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            // Node 0, zone DMA32 c0 c1 …
+            if (f.Length < 5 || f[0] != "Node" || f[2] != "zone" || !TryLongs(f.AsSpan(4), out long[] counts))
+            {
+                throw new FormatException($"{fileName}: line {n}: expected \"Node N, zone NAME COUNT…\": {line}");
+            }
+            zones[$"Node {f[1].TrimEnd(',')}, zone {f[3]}"] = counts;
+        }
+        return zones;
+    }
+
+    private static Dictionary<string, long> ParseMeminfo(string text)
+    {
+        var fields = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (string line in text.Split('\n'))
+        {
+            int colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0)
+            {
+                continue;
+            }
+            string[] f = line[(colon + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f.Length >= 1 && long.TryParse(f[0], NumberStyles.None, CultureInfo.InvariantCulture, out long v))
+            {
+                fields[line[..colon]] = v;
+            }
+        }
+        return fields;
+    }
+
+    private static bool TryLongs(ReadOnlySpan<string> s, out long[] values)
+    {
+        values = new long[s.Length];
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (!long.TryParse(s[i], NumberStyles.None, CultureInfo.InvariantCulture, out values[i]))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+}

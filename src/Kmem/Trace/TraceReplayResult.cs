@@ -1,0 +1,140 @@
+// What a trace replay found: counts of the trace's events and of what Kmem did with
+// them, the fidelity figures (how often Kmem's choice equals the recorded kernel's),
+// and the consequences (events the kernel recorded as side effects, never replayed,
+// beside Kmem's own count of the same thing). A snapshot taken when the replay ends;
+// immutable afterwards.
+namespace Kmem;
+
+/// <summary>A consequence counted on both sides: the events of one kind in the trace and Kmem's own count of the same thing.</summary>
+/// <param name="Trace">Events of this kind in the replayed part of the trace.</param>
+/// <param name="Kmem">What Kmem counted during the replay.</param>
+public readonly record struct TraceConsequence(long Trace, long Kmem);
+
+/// <summary>One slab cache as the replay used it (a kmem_cache identified from the trace, or a kmalloc size class).</summary>
+/// <param name="Name">The cache's name: the name a <c>kmem_cache_free</c> gave it, a provisional
+/// <c>call_site/size</c> name while none did, or <c>kmalloc-N</c> (with the kernel's cg-, rcl-, dma- variants) for kmalloc.</param>
+/// <param name="ObjectSize">bytes_alloc: the object size in the trace.</param>
+/// <param name="Allocations">Allocations replayed.</param>
+/// <param name="Frees">Frees replayed.</param>
+/// <param name="Live">Objects still allocated when the replay stopped.</param>
+/// <param name="CallSites">Distinct call sites that allocated from it.</param>
+public readonly record struct TraceCacheUse(string Name, ulong ObjectSize, long Allocations, long Frees, long Live, int CallSites);
+
+/// <summary>The outcome of <see cref="TraceReplayer.Replay"/>.</summary>
+public sealed class TraceReplayResult
+{
+    /// <summary>The trace's name.</summary>
+    public required string FileName { get; init; }
+
+    /// <summary>Events read (markers included).</summary>
+    public required long Events { get; init; }
+
+    /// <summary>Lines read, header included.</summary>
+    public required long Lines { get; init; }
+
+    /// <summary>Wall time of the replay, parsing and decompression included, in seconds.</summary>
+    public required double Seconds { get; init; }
+
+    /// <summary>Events per second of wall time (<see cref="Events"/> / <see cref="Seconds"/>).</summary>
+    public double EventsPerSecond => Seconds > 0 ? Events / Seconds : 0;
+
+    /// <summary>Malformed lines skipped (only with <see cref="TraceReaderOptions.SkipBad"/>).</summary>
+    public required long BadLines { get; init; }
+
+    /// <summary>Events of unknown names, by name; skipped.</summary>
+    public required IReadOnlyDictionary<string, long> UnknownEvents { get; init; }
+
+    /// <summary>Events the kernel reported lost (ring buffer overruns).</summary>
+    public required long LostEvents { get; init; }
+
+    /// <summary>The marker that stopped the replay (<see cref="TraceReaderOptions.StopAtMarker"/>), or null.</summary>
+    public required string? StopMarker { get; init; }
+
+    /// <summary>The line of <see cref="StopMarker"/>; 0 when the whole trace was replayed.</summary>
+    public required long StopLine { get; init; }
+
+    /// <summary>Events by kind (kmem and percpu tracepoint names, <c>tracing_mark_write</c> for markers).</summary>
+    public required IReadOnlyDictionary<string, long> EventCounts { get; init; }
+
+    /// <summary>kmalloc events replayed (failed ones in the trace excepted).</summary>
+    public required long KmallocEvents { get; init; }
+
+    /// <summary>Share (0..1) of <see cref="KmallocEvents"/> whose Kmem size class (ksize) equals the trace's bytes_alloc.</summary>
+    public required double KmallocSizeClassMatch { get; init; }
+
+    /// <summary>mm_page_alloc events seen (failed ones excepted), slab pages included.</summary>
+    public required long PageAllocEvents { get; init; }
+
+    /// <summary>Share (0..1) of <see cref="PageAllocEvents"/> whose migrate type from gfp_flags
+    /// (<see cref="GfpFlags.GfpMigratetype"/>) equals the trace's migratetype.</summary>
+    public required double PageMigratetypeMatch { get; init; }
+
+    /// <summary>Slab frees (kfree, kmem_cache_free) of objects not allocated in the replayed trace: allocated
+    /// before tracing began. Counted, not errors.</summary>
+    public required long UntrackedFrees { get; init; }
+
+    /// <summary>Untracked kmem_cache_free events by the cache name they carry.</summary>
+    public required IReadOnlyDictionary<string, long> UntrackedFreesByCache { get; init; }
+
+    /// <summary>Page frees of frames not allocated in the replayed trace (allocated before tracing began).</summary>
+    public required long UntrackedPageFrees { get; init; }
+
+    /// <summary>Slab allocations at an address the trace still had allocated (its free was not traced, as for
+    /// kmem_cache_free_bulk); the old object is freed first.</summary>
+    public required long MissedFrees { get; init; }
+
+    /// <summary>Allocations that failed in the trace (ptr 0, pfn 0); not replayed.</summary>
+    public required long TraceAllocFailures { get; init; }
+
+    /// <summary>Allocations that succeeded in the trace but failed on Kmem.</summary>
+    public required long KmemAllocFailures { get; init; }
+
+    /// <summary>Page allocations the replay gave to the page allocator (frames that were not slab pages).</summary>
+    public required long PageAllocsReplayed { get; init; }
+
+    /// <summary>mm_page_alloc events recognised as slab pages (or large kmalloc pages): Kmem's slab layer makes its own.</summary>
+    public required long SlabPageAllocs { get; init; }
+
+    /// <summary>The trace's direct-map base (PAGE_OFFSET, page_offset_base under KASLR) as inferred from
+    /// object/pfn pairs; null when none was found (hashed pointers, or no slab page allocated in the trace).</summary>
+    public required ulong? DirectMapBase { get; init; }
+
+    /// <summary>Percpu events (percpu_alloc_percpu, percpu_free_percpu, chunk events) counted but not
+    /// replayed: this build has no per-CPU allocator.</summary>
+    public required long PercpuEventsNotReplayed { get; init; }
+
+    /// <summary>Objects moved from a provisional cache to the cache a later kmem_cache_free named.</summary>
+    public required long MovedObjects { get; init; }
+
+    /// <summary>Consequences by tracepoint name: mm_page_alloc_zone_locked, pcp_refill (zone_locked with
+    /// percpu_refill=1), mm_page_pcpu_drain, mm_page_alloc_extfrag (fallback steals).</summary>
+    public required IReadOnlyDictionary<string, TraceConsequence> Consequences { get; init; }
+
+    /// <summary>Slab memory at its highest during the replay, in bytes (slab pages, large kmalloc included, as
+    /// the kernel's NR_SLAB_*_B counts them).</summary>
+    public required long SlabBytesPeak { get; init; }
+
+    /// <summary>Slab memory when the replay stopped, in bytes.</summary>
+    public required long SlabBytesEnd { get; init; }
+
+    /// <summary>Slab pages when the replay stopped.</summary>
+    public long SlabPagesEnd => SlabBytesEnd / Machine.PageSize;
+
+    /// <summary>Slab objects (kmalloc and kmem_cache) the replay holds when it stopped.</summary>
+    public required long LiveObjects { get; init; }
+
+    /// <summary>Objects per slab page at the end: <see cref="LiveObjects"/> / <see cref="SlabPagesEnd"/>.</summary>
+    public double ObjectsPerSlabPage => SlabPagesEnd > 0 ? (double)LiveObjects / SlabPagesEnd : 0;
+
+    /// <summary>Bytes asked for by the replayed slab allocations (the trace's bytes_req).</summary>
+    public required long BytesRequested { get; init; }
+
+    /// <summary>Bytes Kmem handed out for them (ksize for kmalloc, the cache's object size otherwise).</summary>
+    public required long BytesAllocated { get; init; }
+
+    /// <summary>Internal fragmentation: (bytes_alloc − bytes_req) / bytes_alloc over the replayed slab allocations, with Kmem's bytes_alloc.</summary>
+    public double InternalFragmentation => BytesAllocated > 0 ? (double)(BytesAllocated - BytesRequested) / BytesAllocated : 0;
+
+    /// <summary>The caches the replay used, busiest (most allocations) first.</summary>
+    public required IReadOnlyList<TraceCacheUse> Caches { get; init; }
+}

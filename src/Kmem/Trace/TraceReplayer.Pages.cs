@@ -1,0 +1,233 @@
+// Page events of a replay. An mm_page_alloc is held back on its CPU for a few events:
+// when the next slab allocation on that CPU falls inside the frame, the frame was a new
+// slab (or a large kmalloc) and Kmem's slab layer makes its own, so the page event is
+// dropped and its later free ignored; otherwise it is replayed on the page allocator.
+// Turning an object address into a pfn needs the trace's direct-map base, which is
+// inferred from the same pairs (x86 puts it on a 1 GiB boundary, KASLR or not). Frees
+// of part of a block (split_page, alloc_pages_exact) split Kmem's block the same way.
+// Part of TraceReplayer.
+namespace Kmem;
+
+public sealed partial class TraceReplayer
+{
+    // A slab allocation arrives right after its new slab page; these bounds only let an
+    // interrupt's allocation slip in between.
+    private const int MaxPending = 8;
+    private const int PendingEvents = 64;
+    private const int PendingSlabAllocs = 3;
+    private const int BaseVotes = 3;
+
+    private readonly PendingPage[][] _pending;
+    private readonly int[] _pendingCount;
+    private readonly long[] _cpuEvents;
+    private readonly Dictionary<ulong, PageBlock> _pages = [];
+    private readonly Dictionary<ulong, int> _slabPages = [];
+    private ulong _base;
+    private bool _baseKnown;
+    private ulong _baseCandidate;
+    private int _baseVotes;
+
+    private void PageAlloc(ref TraceEvent e, int cpu)
+    {
+        if (e.Pfn == 0 && e.Page == 0)
+        {
+            _traceFailures++;
+            return;
+        }
+        _pageAllocEvents++;
+        if (GfpFlags.GfpMigratetype(e.Gfp) == e.MigrateType)
+        {
+            _pageMtMatches++;
+        }
+        var list = _pending[cpu];
+        if (_pendingCount[cpu] == MaxPending)
+        {
+            var oldest = list[0];
+            RemovePending(cpu, 0);
+            ReplayPageAlloc(oldest);
+        }
+        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0);
+    }
+
+    // Pending page allocations that waited long enough are ordinary page allocations.
+    private void AgePending(int cpu)
+    {
+        var list = _pending[cpu];
+        long now = _cpuEvents[cpu];
+        for (int i = 0; i < _pendingCount[cpu];)
+        {
+            if (now - list[i].Seq >= PendingEvents || list[i].SlabAllocs >= PendingSlabAllocs)
+            {
+                var p = list[i];
+                RemovePending(cpu, i);
+                ReplayPageAlloc(p);
+            }
+            else
+            {
+                i++;
+            }
+        }
+    }
+
+    // A slab object at trace address ptr was allocated on this CPU: a pending frame holding it is a slab page.
+    private void MatchPending(int cpu, ulong ptr)
+    {
+        var list = _pending[cpu];
+        for (int i = 0; i < _pendingCount[cpu]; i++)
+        {
+            ref var p = ref list[i];
+            ulong span = 1UL << (p.Order + 12);
+            bool inside;
+            if (_baseKnown)
+            {
+                inside = ptr - _base - (p.Pfn << 12) < span;
+            }
+            else
+            {
+                ulong d = ptr - (p.Pfn << 12);
+                inside = (d & (GiB - 1)) < span;
+                if (inside)
+                {
+                    Vote(d & ~(GiB - 1));
+                }
+            }
+            if (inside)
+            {
+                _slabPages[p.Pfn] = p.Order;
+                _slabPageAllocs++;
+                RemovePending(cpu, i);
+                return;
+            }
+            p.SlabAllocs++;
+        }
+    }
+
+    private void Vote(ulong candidate)
+    {
+        if (candidate == _baseCandidate && _baseVotes > 0)
+        {
+            if (++_baseVotes >= BaseVotes)
+            {
+                _base = candidate;
+                _baseKnown = true;
+            }
+        }
+        else
+        {
+            _baseCandidate = candidate;
+            _baseVotes = 1;
+        }
+    }
+
+    private void RemovePending(int cpu, int i)
+    {
+        var list = _pending[cpu];
+        int n = --_pendingCount[cpu];
+        Array.Copy(list, i + 1, list, i, n - i);
+        list[n] = default;
+    }
+
+    private void ReplayPageAlloc(in PendingPage p)
+    {
+        if (_pages.Remove(p.Pfn, out var stale))
+        {
+            _missedFrees++;
+            FreeBlock(stale);
+        }
+        int node = Node(p.Node);
+        var page = node >= 0 ? _m.AllocPagesNode(node, p.Gfp | Gfp.NoWarn, p.Order) : _m.AllocPages(p.Gfp | Gfp.NoWarn, p.Order);
+        if (page.IsNull)
+        {
+            _kmemFailures++;
+            return;
+        }
+        _pagesReplayed++;
+        _pages[p.Pfn] = new PageBlock(page, p.Order, (p.Gfp & Gfp.Comp) != 0);
+    }
+
+    private void FlushAllPending()
+    {
+        for (int cpu = 0; cpu < _pending.Length; cpu++)
+        {
+            using (_m.OnCpu(cpu))
+            {
+                while (_pendingCount[cpu] > 0)
+                {
+                    var p = _pending[cpu][0];
+                    RemovePending(cpu, 0);
+                    ReplayPageAlloc(p);
+                }
+            }
+        }
+    }
+
+    private void PageFree(ulong pfn, int order, int cpu)
+    {
+        if (_slabPages.Remove(pfn))
+        {
+            return; // a slab page (or large kmalloc) the trace's slab layer gave back: Kmem's own slab layer decides
+        }
+        var list = _pending[cpu];
+        for (int i = 0; i < _pendingCount[cpu]; i++)
+        {
+            if (list[i].Pfn == pfn)
+            {
+                var p = list[i];
+                RemovePending(cpu, i);
+                ReplayPageAlloc(p);
+                break;
+            }
+        }
+        if (_pages.Remove(pfn, out var block))
+        {
+            if (block.Order <= order || block.Compound)
+            {
+                FreeBlock(block);
+            }
+            else
+            {
+                SplitAndFree(pfn, block, pfn, order);
+            }
+            return;
+        }
+        // Part of a larger block (split_page, alloc_pages_exact): find the block that holds the frame.
+        for (int k = 1; k < Machine.MaxOrder; k++)
+        {
+            ulong head = pfn & ~((1UL << k) - 1);
+            if (_pages.TryGetValue(head, out block) && block.Order >= k && !block.Compound)
+            {
+                _pages.Remove(head);
+                SplitAndFree(head, block, pfn, order);
+                return;
+            }
+        }
+        _untrackedPageFrees++;
+    }
+
+    // Splits a non-compound block into order-0 pages, as split_page does, and frees [pfn, pfn + 2^order).
+    private void SplitAndFree(ulong head, PageBlock block, ulong pfn, int order)
+    {
+        _m.SplitPage(block.Page, block.Order);
+        ulong first = Machine.PageToPfn(block.Page);
+        for (ulong i = 0; i < 1UL << block.Order; i++)
+        {
+            var page = _m.PfnToPage(first + i);
+            if (head + i - pfn < 1UL << order)
+            {
+                _m.FreePages(page, 0);
+            }
+            else
+            {
+                _pages[head + i] = new PageBlock(page, 0, false);
+            }
+        }
+    }
+
+    private void FreeBlock(PageBlock block) => _m.FreePages(block.Page, block.Order);
+
+    /// <summary>A page allocation held back until it is known whether it is a slab page.</summary>
+    private record struct PendingPage(ulong Pfn, int Order, Gfp Gfp, int Node, long Seq, int SlabAllocs);
+
+    /// <summary>Kmem's block for a trace frame.</summary>
+    private readonly record struct PageBlock(Page Page, int Order, bool Compound);
+}

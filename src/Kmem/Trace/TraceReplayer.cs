@@ -1,0 +1,406 @@
+// Trace replay: drives a Kmem machine with the events of a recorded Linux 6.1 kmem
+// trace, in one streaming pass. Slab events (kmalloc, kfree, kmem_cache_alloc/free)
+// drive the slab layer; page events drive the page allocator only for frames that are
+// not slab pages (TraceReplayer.Pages.cs); zone_locked, pcpu_drain and extfrag are
+// consequences, only counted. Each event runs pinned to its CPU (modulo the machine's).
+// Kmem picks its own addresses: the trace's are keys of maps to Kmem's, so memory is
+// bounded by what the trace holds live, not by its length. Caches are identified in
+// TraceReplayer.Caches.cs. Not thread-safe: one replayer, one thread, one machine.
+using System.Diagnostics;
+
+namespace Kmem;
+
+/// <summary>
+/// Replays an ftrace kmem trace (read by <see cref="TraceReader"/>) on a <see cref="Machine"/>.
+/// </summary>
+/// <remarks>
+/// <code>
+/// using var m = Machine.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1 });
+/// using var reader = TraceReader.Open("trace.txt.xz", new TraceReaderOptions { StopAtMarker = "SNAPSHOT_FILE slabinfo" });
+/// TraceReplayResult r = new TraceReplayer(m).Replay(reader);
+/// Console.WriteLine($"{r.Events} events, kmalloc size classes {r.KmallocSizeClassMatch:P1} as in the kernel");
+/// Console.Write(m.Proc.Read("slabinfo"));
+/// </code>
+/// <para>What drives the machine: kmalloc and kmem_cache_alloc allocate (kmalloc with the trace's bytes_req
+/// and gfp_flags, a cache allocation from the cache identified by call site and bytes_alloc); kfree and
+/// kmem_cache_free free the object Kmem gave for the trace's pointer. A free of a pointer the replay never
+/// saw allocated (allocated before tracing began) is counted in <see cref="TraceReplayResult.UntrackedFrees"/>.
+/// mm_page_alloc, mm_page_free and mm_page_free_batched drive the page allocator, except for slab pages:
+/// a page allocation whose frame the next slab allocation on the same CPU falls into is the slab layer's,
+/// which Kmem's own slab layer replaces (the trace's direct-map base, needed to turn an object address into
+/// a pfn, is inferred from such pairs: the base is aligned to 1 GiB on x86, with or without KASLR).
+/// mm_page_alloc_zone_locked, mm_page_pcpu_drain and mm_page_alloc_extfrag are counted beside Kmem's own
+/// counts (<see cref="TraceReplayResult.Consequences"/>), never replayed. Percpu events are counted.</para>
+/// <para>Deterministic: the same trace on a machine booted with the same options and seed ends in the
+/// same state, so its /proc files are byte-identical.</para>
+/// </remarks>
+public sealed partial class TraceReplayer
+{
+    private const ulong GiB = 1UL << 30;
+
+    private readonly Machine _m;
+    private readonly TraceReplayOptions _options;
+    private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
+    private readonly Dictionary<string, long> _untrackedByCache = new(StringComparer.Ordinal);
+    private TraceReader? _reader;
+
+    private long _kmallocEvents, _kmallocMatches, _pageAllocEvents, _pageMtMatches;
+    private long _untrackedFrees, _untrackedPageFrees, _missedFrees, _traceFailures, _kmemFailures;
+    private long _pagesReplayed, _slabPageAllocs, _percpu, _moved;
+    private long _traceRefills;
+    private long _bytesReq, _bytesAlloc;
+    private long _slabPagesPeak;
+
+    /// <summary>Creates a replayer for <paramref name="machine"/>.</summary>
+    /// <param name="machine">The machine the trace drives; its CPUs stand for the trace's (CPU n runs on n modulo the machine's count).</param>
+    /// <param name="options">Options, or null for the defaults.</param>
+    public TraceReplayer(Machine machine, TraceReplayOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        _m = machine;
+        _options = options ?? new TraceReplayOptions();
+        _pending = new PendingPage[machine.NrCpus][];
+        for (int i = 0; i < _pending.Length; i++)
+        {
+            _pending[i] = new PendingPage[MaxPending];
+        }
+        _pendingCount = new int[machine.NrCpus];
+        _cpuEvents = new long[machine.NrCpus];
+        _slots.Add(null!); // slot 0: no cache (a failed allocation's placeholder)
+    }
+
+    /// <summary>The machine being driven.</summary>
+    public Machine Machine => _m;
+
+    /// <summary>The reader of the replay in progress (for progress reports), or null before <see cref="Replay"/>.</summary>
+    public TraceReader? Reader => _reader;
+
+    /// <summary>Events replayed so far (markers included).</summary>
+    public long Events => _reader?.Events ?? 0;
+
+    /// <summary>Replays every event of <paramref name="reader"/> up to its end (or its stop marker).</summary>
+    /// <param name="reader">The trace; its options decide <c>--skip-bad</c> and <c>--until</c>.</param>
+    /// <returns>What happened.</returns>
+    /// <exception cref="TraceFormatException">A malformed line (without SkipBad), or corrupt compressed data;
+    /// the machine keeps the state of the events before it.</exception>
+    /// <exception cref="InvalidOperationException">The machine has no slab layer (a backend not part of this
+    /// build), or <see cref="Replay"/> was already called on this replayer.</exception>
+    public TraceReplayResult Replay(TraceReader reader)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        if (_reader is not null)
+        {
+            throw new InvalidOperationException("a TraceReplayer replays one trace; create another for the next");
+        }
+        _ = _m.SlabCaches; // throws for a slab backend this build lacks, before any event
+        _reader = reader;
+        var before = KmemConsequences();
+        var sw = Stopwatch.StartNew();
+        long every = Math.Max(1, _options.ProgressEvery);
+        long nextProgress = every;
+        var progress = _options.Progress;
+        while (reader.TryRead(out var e))
+        {
+            int cpu = e.Cpu % _pending.Length;
+            using (_m.OnCpu(cpu))
+            {
+                if (_pendingCount[cpu] != 0)
+                {
+                    AgePending(cpu);
+                }
+                _cpuEvents[cpu]++;
+                Dispatch(ref e, cpu);
+            }
+            if (progress is not null && reader.Events >= nextProgress)
+            {
+                nextProgress += every;
+                progress(this);
+            }
+        }
+        FlushAllPending();
+        sw.Stop();
+        var after = KmemConsequences();
+        return BuildResult(reader, sw.Elapsed.TotalSeconds, before, after);
+    }
+
+    private void Dispatch(ref TraceEvent e, int cpu)
+    {
+        switch (e.Kind)
+        {
+            case TraceEventKind.KmemCacheAlloc:
+                CacheAlloc(ref e, cpu);
+                break;
+            case TraceEventKind.KmemCacheFree:
+                Free(e.Ptr, e.Name);
+                break;
+            case TraceEventKind.Kmalloc:
+                KmallocEvent(ref e, cpu);
+                break;
+            case TraceEventKind.Kfree:
+                Free(e.Ptr, null);
+                break;
+            case TraceEventKind.MmPageAlloc:
+                PageAlloc(ref e, cpu);
+                break;
+            case TraceEventKind.MmPageFree:
+            case TraceEventKind.MmPageFreeBatched:
+                PageFree(e.Pfn, e.Order, cpu);
+                break;
+            case TraceEventKind.MmPageAllocZoneLocked:
+                if (e.PercpuRefill)
+                {
+                    _traceRefills++;
+                }
+                break;
+            case TraceEventKind.PercpuAllocPercpu:
+            case TraceEventKind.PercpuFreePercpu:
+            case TraceEventKind.PercpuCreateChunk:
+            case TraceEventKind.PercpuDestroyChunk:
+            case TraceEventKind.PercpuAllocPercpuFail:
+                _percpu++;
+                break;
+            default:
+                break; // markers; pcpu_drain and extfrag are counted by the reader
+        }
+    }
+
+    // ---------------------------------------------------------------- slab events
+
+    private void KmallocEvent(ref TraceEvent e, int cpu)
+    {
+        if (e.Ptr == 0)
+        {
+            _traceFailures++;
+            return;
+        }
+        if (_pendingCount[cpu] != 0)
+        {
+            MatchPending(cpu, e.Ptr);
+        }
+        if (_objects.Remove(e.Ptr, out var stale))
+        {
+            _missedFrees++;
+            Release(e.Ptr, stale);
+        }
+        nint p = _m.KmallocNode((nuint)e.BytesReq, e.Gfp | Gfp.NoWarn, Node(e.Node));
+        _kmallocEvents++;
+        if (p == 0)
+        {
+            _kmemFailures++;
+            _objects[e.Ptr] = default;
+            return;
+        }
+        ulong ks = _m.Ksize(p);
+        if (ks == e.BytesAlloc)
+        {
+            _kmallocMatches++;
+        }
+        var slot = KmallocSlot(e.Gfp, ks);
+        slot.Allocs++;
+        slot.Live++;
+        _bytesReq += (long)e.BytesReq;
+        _bytesAlloc += (long)ks;
+        _objects[e.Ptr] = new LiveObject(p, slot.Index, 0);
+        NotePeak();
+    }
+
+    private void CacheAlloc(ref TraceEvent e, int cpu)
+    {
+        if (e.Ptr == 0)
+        {
+            _traceFailures++;
+            return;
+        }
+        if (_pendingCount[cpu] != 0)
+        {
+            MatchPending(cpu, e.Ptr);
+        }
+        if (_objects.Remove(e.Ptr, out var stale))
+        {
+            _missedFrees++;
+            Release(e.Ptr, stale);
+        }
+        var site = SiteOf(ref e);
+        var slot = site.Target;
+        nint p = _m.KmemCacheAllocNode(slot.Cache!, e.Gfp | Gfp.NoWarn, Node(e.Node));
+        if (p == 0)
+        {
+            _kmemFailures++;
+            _objects[e.Ptr] = default;
+            return;
+        }
+        slot.Allocs++;
+        slot.Live++;
+        slot.Provisional?.Add(e.Ptr);
+        _bytesReq += (long)e.BytesReq;
+        _bytesAlloc += slot.Cache!.Size;
+        _objects[e.Ptr] = new LiveObject(p, slot.Index, site.Index);
+        NotePeak();
+    }
+
+    private void Free(ulong ptr, string? name)
+    {
+        if (ptr <= (ulong)Machine.ZeroSizePtr)
+        {
+            return; // kfree(NULL) and kfree(ZERO_SIZE_PTR) are traced and do nothing
+        }
+        if (!_objects.Remove(ptr, out var obj))
+        {
+            _untrackedFrees++;
+            if (name is not null)
+            {
+                ref long n = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_untrackedByCache, name, out _);
+                n++;
+            }
+            return;
+        }
+        if (name is not null && obj.Site != 0)
+        {
+            NameSite(_sites[obj.Site], name);
+        }
+        Release(ptr, obj);
+    }
+
+    // Gives an object back to Kmem (a placeholder of a failed allocation has nothing to give).
+    private void Release(ulong tracePtr, LiveObject obj)
+    {
+        if (obj.Ptr == 0)
+        {
+            return;
+        }
+        var slot = _slots[obj.Slot];
+        slot.Provisional?.Remove(tracePtr);
+        if (slot.Cache is null)
+        {
+            _m.Kfree(obj.Ptr);
+        }
+        else
+        {
+            _m.KmemCacheFree(slot.Cache, obj.Ptr);
+        }
+        slot.Frees++;
+        slot.Live--;
+        if (slot.Retired && slot.Live == 0)
+        {
+            DestroyRetired(slot);
+        }
+    }
+
+    private int Node(int node) => node >= 0 && node < _m.NrNodes ? node : -1;
+
+    private void NotePeak()
+    {
+        long pages = SlabPages();
+        if (pages > _slabPagesPeak)
+        {
+            _slabPagesPeak = pages;
+        }
+    }
+
+    private long SlabPages()
+    {
+        long pages = 0;
+        foreach (var node in _m.PageAllocator.Nodes)
+        {
+            pages += Volatile.Read(ref node.NrSlabReclaimable) + Volatile.Read(ref node.NrSlabUnreclaimable);
+        }
+        return pages;
+    }
+
+    // ---------------------------------------------------------------- results
+
+    private (long ZoneLocked, long Refill, long Drain, long Extfrag) KmemConsequences()
+    {
+        long zl = 0, refill = 0, drain = 0, extfrag = 0;
+        foreach (var zone in _m.PageAllocator.Zones)
+        {
+            var s = zone.SumStats();
+            zl += s.AllocZoneLocked;
+            refill += s.PcpRefill;
+            drain += s.PcpDrain;
+            extfrag += s.AllocExtfrag;
+        }
+        return (zl, refill, drain, extfrag);
+    }
+
+    private static readonly (TraceEventKind Kind, string Name)[] s_kindNames =
+    [
+        (TraceEventKind.Kmalloc, "kmalloc"),
+        (TraceEventKind.KmemCacheAlloc, "kmem_cache_alloc"),
+        (TraceEventKind.Kfree, "kfree"),
+        (TraceEventKind.KmemCacheFree, "kmem_cache_free"),
+        (TraceEventKind.MmPageAlloc, "mm_page_alloc"),
+        (TraceEventKind.MmPageFree, "mm_page_free"),
+        (TraceEventKind.MmPageFreeBatched, "mm_page_free_batched"),
+        (TraceEventKind.MmPageAllocZoneLocked, "mm_page_alloc_zone_locked"),
+        (TraceEventKind.MmPagePcpuDrain, "mm_page_pcpu_drain"),
+        (TraceEventKind.MmPageAllocExtfrag, "mm_page_alloc_extfrag"),
+        (TraceEventKind.PercpuAllocPercpu, "percpu_alloc_percpu"),
+        (TraceEventKind.PercpuFreePercpu, "percpu_free_percpu"),
+        (TraceEventKind.PercpuCreateChunk, "percpu_create_chunk"),
+        (TraceEventKind.PercpuDestroyChunk, "percpu_destroy_chunk"),
+        (TraceEventKind.PercpuAllocPercpuFail, "percpu_alloc_percpu_fail"),
+        (TraceEventKind.Marker, "tracing_mark_write"),
+    ];
+
+    private TraceReplayResult BuildResult(TraceReader reader, double seconds,
+        (long ZoneLocked, long Refill, long Drain, long Extfrag) before, (long ZoneLocked, long Refill, long Drain, long Extfrag) after)
+    {
+        var counts = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (kind, name) in s_kindNames)
+        {
+            counts[name] = reader.CountOf(kind);
+        }
+        var consequences = new SortedDictionary<string, TraceConsequence>(StringComparer.Ordinal)
+        {
+            ["mm_page_alloc_zone_locked"] = new(reader.CountOf(TraceEventKind.MmPageAllocZoneLocked), after.ZoneLocked - before.ZoneLocked),
+            ["pcp_refill"] = new(_traceRefills, after.Refill - before.Refill),
+            ["mm_page_pcpu_drain"] = new(reader.CountOf(TraceEventKind.MmPagePcpuDrain), after.Drain - before.Drain),
+            ["mm_page_alloc_extfrag"] = new(reader.CountOf(TraceEventKind.MmPageAllocExtfrag), after.Extfrag - before.Extfrag),
+        };
+        var caches = _slots.Skip(1)
+            .Where(s => s.Allocs > 0)
+            .Select(s => new TraceCacheUse(s.Name, s.ObjectSize, s.Allocs, s.Frees, s.Live, s.CallSites))
+            .OrderByDescending(c => c.Allocations).ThenBy(c => c.Name, StringComparer.Ordinal)
+            .ToList();
+        long slabEnd = SlabPages();
+        return new TraceReplayResult
+        {
+            FileName = reader.FileName,
+            Events = reader.Events,
+            Lines = reader.Lines,
+            Seconds = seconds,
+            BadLines = reader.BadLines,
+            UnknownEvents = new SortedDictionary<string, long>(reader.UnknownEvents.ToDictionary(), StringComparer.Ordinal),
+            LostEvents = reader.LostEvents,
+            StopMarker = reader.StopMarker,
+            StopLine = reader.StopLine,
+            EventCounts = counts,
+            KmallocEvents = _kmallocEvents,
+            KmallocSizeClassMatch = _kmallocEvents > 0 ? (double)_kmallocMatches / _kmallocEvents : 0,
+            PageAllocEvents = _pageAllocEvents,
+            PageMigratetypeMatch = _pageAllocEvents > 0 ? (double)_pageMtMatches / _pageAllocEvents : 0,
+            UntrackedFrees = _untrackedFrees,
+            UntrackedFreesByCache = new SortedDictionary<string, long>(_untrackedByCache, StringComparer.Ordinal),
+            UntrackedPageFrees = _untrackedPageFrees,
+            MissedFrees = _missedFrees,
+            TraceAllocFailures = _traceFailures,
+            KmemAllocFailures = _kmemFailures,
+            PageAllocsReplayed = _pagesReplayed,
+            SlabPageAllocs = _slabPageAllocs,
+            DirectMapBase = _baseKnown ? _base : null,
+            PercpuEventsNotReplayed = _percpu,
+            MovedObjects = _moved,
+            Consequences = consequences,
+            SlabBytesPeak = Math.Max(_slabPagesPeak, slabEnd) * Machine.PageSize,
+            SlabBytesEnd = slabEnd * Machine.PageSize,
+            LiveObjects = _objects.Count,
+            BytesRequested = _bytesReq,
+            BytesAllocated = _bytesAlloc,
+            Caches = caches,
+        };
+    }
+
+    /// <summary>A live object of the trace: Kmem's pointer (0 when Kmem's allocation failed), its cache slot and call site.</summary>
+    private readonly record struct LiveObject(nint Ptr, int Slot, int Site);
+}

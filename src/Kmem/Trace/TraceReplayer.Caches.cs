@@ -20,6 +20,7 @@ public sealed partial class TraceReplayer
     private readonly Dictionary<SiteKey, Site> _siteByKey = new(new SiteKeyComparer());
     private readonly Dictionary<string, CacheSlot> _named = new(StringComparer.Ordinal);
     private readonly Dictionary<ulong, CacheSlot> _kmallocSlots = [];
+    private readonly HashSet<string> _provisionalNames = new(StringComparer.Ordinal);
 
     private Site SiteOf(ref TraceEvent e)
     {
@@ -40,8 +41,14 @@ public sealed partial class TraceReplayer
         {
             function = function[..plus];
         }
-        var cache = CreateCache($"{function}/{key.BytesAlloc}", bytesReq, key.BytesAlloc);
-        var slot = AddSlot(cache, $"{function}/{key.BytesAlloc}", key.BytesAlloc);
+        // function/size, numbered when another offset in the same function allocates the same size.
+        string name = $"{function}/{key.BytesAlloc}";
+        for (int n = 2; !_provisionalNames.Add(name); n++)
+        {
+            name = $"{function}/{key.BytesAlloc}#{n}";
+        }
+        var cache = CreateCache(name, bytesReq, key.BytesAlloc);
+        var slot = AddSlot(cache, name, key.BytesAlloc);
         slot.Provisional = [];
         slot.CallSites = 1;
         var site = new Site(_sites.Count, key, bytesReq, slot);

@@ -170,7 +170,7 @@ public sealed partial class TraceReplayer
         var list = _pending[cpu];
         for (int i = 0; i < _pendingCount[cpu]; i++)
         {
-            if (list[i].Pfn == pfn)
+            if (pfn - list[i].Pfn < 1UL << list[i].Order)
             {
                 var p = list[i];
                 RemovePending(cpu, i);

@@ -359,7 +359,7 @@ public sealed partial class TraceReplayer
             ["mm_page_alloc_extfrag"] = new(reader.CountOf(TraceEventKind.MmPageAllocExtfrag), after.Extfrag - before.Extfrag),
         };
         var caches = _slots.Skip(1)
-            .Where(s => s.Allocs > 0)
+            .Where(s => s.Allocs > 0 || s.Live > 0 || s.Frees > 0)
             .Select(s => new TraceCacheUse(s.Name, s.ObjectSize, s.Allocs, s.Frees, s.Live, s.CallSites))
             .OrderByDescending(c => c.Allocations).ThenBy(c => c.Name, StringComparer.Ordinal)
             .ToList();

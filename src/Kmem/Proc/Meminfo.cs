@@ -1,7 +1,7 @@
 // /proc/meminfo (fs/proc/meminfo.c meminfo_proc_show, hugetlb_report_meminfo,
 // arch_report_meminfo; 6.1): every line the preset's kernel prints, in its
 // order. Page-allocator figures are real; counters of layers Kmem does not have
-// yet (page cache, swap, percpu, hugetlb) print 0; slab comes from the
+// yet (page cache, swap, hugetlb) print 0; slab comes from the
 // nodes' slab counters. Values are
 // read without locks, as the kernel does.
 using System.Text;
@@ -26,7 +26,8 @@ internal static class Meminfo
 
     /// <param name="pa">The page allocator.</param>
     /// <param name="vmallocPages">Frames backing vmalloc areas (nr_vmalloc_pages).</param>
-    public static string Show(PageAllocator pa, long vmallocPages)
+    /// <param name="percpuPages">Frames holding per-CPU chunks (pcpu_nr_pages: populated pages × units).</param>
+    public static string Show(PageAllocator pa, long vmallocPages, long percpuPages = 0)
     {
         var v = MeminfoValues.Read(pa);
         var sb = new StringBuilder();
@@ -93,7 +94,7 @@ internal static class Meminfo
         Line("VmallocTotal", (long)(VmallocLayout.For(arch, pa.Mem.LowmemPfns).TotalBytes >> 10));
         Line("VmallocUsed", vmallocPages * (PhysMem.PageSize >> 10));
         Line("VmallocChunk", 0);
-        Line("Percpu", 0);
+        Line("Percpu", percpuPages * (PhysMem.PageSize >> 10));
         Line("HardwareCorrupted", 0, Style.Kb5);
         if (arch.HasThp)
         {

@@ -32,6 +32,7 @@ public sealed class ProcFs
             ("unusable_index", "/sys/kernel/debug/extfrag/unusable_index", ExtfragUnusableIndex),
             ("extfrag_index", "/sys/kernel/debug/extfrag/extfrag_index", ExtfragIndex),
             ("slobinfo", SlobinfoPath, Slobinfo),
+            ("percpu_stats", "/sys/kernel/debug/percpu_stats", PercpuStats),
         ];
         // /proc/slabinfo exists only with a slab layer that has one (not SLOB); Kmem's slobinfo only with SLOB.
         bool hasSlabinfo = machine.SlabLayer is { Kind: not SlabAllocator.Slob };
@@ -57,7 +58,7 @@ public sealed class ProcFs
     public string Zoneinfo() => Proc.Zoneinfo.Show(_machine.PageAllocator);
 
     /// <summary>/proc/meminfo: the system-wide memory summary in kB.</summary>
-    public string Meminfo() => Proc.Meminfo.Show(_machine.PageAllocator, _machine.VmallocPages);
+    public string Meminfo() => Proc.Meminfo.Show(_machine.PageAllocator, _machine.VmallocPages, _machine.PercpuPages);
 
     /// <summary>/proc/vmstat: every vm counter and event of the preset's kernel.</summary>
     public string Vmstat() => VmStat.Show(_machine.PageAllocator);
@@ -95,6 +96,11 @@ public sealed class ProcFs
     /// <summary>/sys/kernel/debug/extfrag/extfrag_index: per zone and order, whether a failing request would
     /// fail for lack of memory (toward 0) or fragmentation (toward 1); -1.000 when it would succeed.</summary>
     public string ExtfragIndex() => Extfrag.FragmentationIndex(_machine.PageAllocator);
+
+    /// <summary>/sys/kernel/debug/percpu_stats: the per-CPU allocator's setup (unit, static, reserved and dynamic
+    /// sizes), its global counters, and per chunk its allocations, free bytes, largest free run and fragments.</summary>
+    /// <remarks>Sets the per-CPU allocator up if nothing has used it yet (the kernel's exists from boot).</remarks>
+    public string PercpuStats() => Proc.PercpuStats.Show(_machine.PercpuAllocator);
 
     /// <summary>Whether <paramref name="path"/> names a file this machine provides (see <see cref="Read"/>).</summary>
     public bool Knows(string path) => Find(path) >= 0;

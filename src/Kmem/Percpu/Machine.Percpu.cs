@@ -1,0 +1,246 @@
+// The per-CPU allocator's public face on Machine (include/linux/percpu.h, percpu-defs.h,
+// mm/percpu.c): alloc_percpu and free_percpu, per_cpu_ptr and this_cpu_ptr, the this_cpu
+// operations, DEFINE_PER_CPU and for_each_possible_cpu. The allocator is created on first use
+// under _percpuLock (its first chunk then comes from the page allocator); it owns its locking.
+// this_cpu operations are atomic on the copy they touch, because two threads may hold one CPU id.
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using Kmem.Percpu;
+
+namespace Kmem;
+
+public sealed partial class Machine
+{
+    private readonly Lock _percpuLock = new();
+    private PercpuAllocator? _percpu;
+    private bool _percpuDisposed;
+    private nint _percpuUnitStride;
+
+    /// <summary>The per-CPU allocator, set up on first use.</summary>
+    internal PercpuAllocator PercpuAllocator => CreateOnce(ref _percpu, _percpuLock, ref _percpuDisposed, static m =>
+    {
+        var a = new PercpuAllocator(m);
+        m._percpuUnitStride = a.UnitSize;
+        return a;
+    });
+
+    /// <summary>pcpu_nr_pages: pages holding per-CPU memory (meminfo's Percpu), 0 before the first use.</summary>
+    internal long PercpuPages => Volatile.Read(ref _percpu)?.NrPages ?? 0;
+
+    /// <summary>The distance between two CPUs' copies (pcpu_unit_size), valid once a per-CPU pointer exists.</summary>
+    internal nint PercpuUnitStride => _percpuUnitStride;
+
+    /// <summary>pcpu_unit_size: the bytes each CPU has in every chunk, and so the distance between two CPUs'
+    /// copies of an object (1 MiB on X64 with 2 CPUs, as the real kernel computes it). Sets the allocator up.</summary>
+    public int PercpuUnitSize => PercpuAllocator.UnitSize;
+
+    /// <summary>for_each_possible_cpu: the CPUs 0 .. <see cref="NrCpus"/> - 1, for <c>foreach</c>.</summary>
+    public PossibleCpus ForEachPossibleCpu() => new(NrCpus);
+
+    /// <summary>__alloc_percpu: <paramref name="size"/> zeroed bytes for every possible CPU, aligned to
+    /// <paramref name="align"/>. May create a chunk (GFP_KERNEL).</summary>
+    /// <param name="size">Bytes, 1 .. 32 KiB (PCPU_MIN_UNIT_SIZE); rounded up to 4.</param>
+    /// <param name="align">A power of two up to the page size (at least 4 is used).</param>
+    /// <returns>The pointer, or <see cref="PercpuPtr.Null"/> with the kernel's warning in the log when the size or
+    /// alignment is illegal or memory runs out.</returns>
+    /// <remarks>May sleep.</remarks>
+    public PercpuPtr AllocPercpu(nuint size, nuint align) => new(PercpuAllocator.Alloc(size, align, false, Gfp.Kernel, "__alloc_percpu"));
+
+    /// <summary>__alloc_percpu_gfp: as <see cref="AllocPercpu(nuint, nuint)"/> with <paramref name="gfp"/>; without
+    /// all of GFP_KERNEL the allocation is atomic and only uses the chunks that exist. __GFP_NOWARN silences the
+    /// failure warning.</summary>
+    /// <returns>The pointer, or <see cref="PercpuPtr.Null"/>.</returns>
+    public PercpuPtr AllocPercpuGfp(nuint size, nuint align, Gfp gfp) => new(PercpuAllocator.Alloc(size, align, false, gfp, "__alloc_percpu_gfp"));
+
+    /// <summary>__alloc_reserved_percpu: from the first chunk's reserved area (8 KiB on X64, where module static
+    /// per-CPU data goes); on presets without one, as <see cref="AllocPercpu(nuint, nuint)"/>.</summary>
+    /// <returns>The pointer, or <see cref="PercpuPtr.Null"/> when the reserved area is full (logged).</returns>
+    public PercpuPtr AllocReservedPercpu(nuint size, nuint align) => new(PercpuAllocator.Alloc(size, align, true, Gfp.Kernel, "__alloc_reserved_percpu"));
+
+    /// <summary>alloc_percpu(type): one zeroed <typeparamref name="T"/> per possible CPU, aligned as the type.</summary>
+    /// <returns>The pointer, or the default (null) pointer.</returns>
+    /// <remarks>May sleep.</remarks>
+    public unsafe PercpuPtr<T> AllocPercpu<T>() where T : unmanaged =>
+        new(PercpuAllocator.Alloc((nuint)sizeof(T), AlignOf<T>(), false, Gfp.Kernel, "alloc_percpu"));
+
+    /// <summary>alloc_percpu_gfp(type, gfp).</summary>
+    /// <returns>The pointer, or the default (null) pointer.</returns>
+    public unsafe PercpuPtr<T> AllocPercpuGfp<T>(Gfp gfp) where T : unmanaged =>
+        new(PercpuAllocator.Alloc((nuint)sizeof(T), AlignOf<T>(), false, gfp, "alloc_percpu_gfp"));
+
+    /// <summary>free_percpu: frees every CPU's copy. <see cref="PercpuPtr.Null"/> is ignored. When this frees the
+    /// last object of a chunk while another chunk is wholly free, the extra free chunk is destroyed.</summary>
+    /// <exception cref="KernelBugException">The pointer is not the start of a live per-CPU allocation (double
+    /// free, a pointer inside an area, a static variable); nothing changes (with <see cref="OnBug.Report"/> the
+    /// report is logged instead).</exception>
+    public void FreePercpu(PercpuPtr p)
+    {
+        if (!p.IsNull && PercpuAllocator.Free(p.Unit0) is { } problem)
+        {
+            Bug(new KernelBugException($"BUG: {problem}"));
+        }
+    }
+
+    /// <summary>free_percpu of a typed pointer.</summary>
+    public void FreePercpu<T>(PercpuPtr<T> p) where T : unmanaged => FreePercpu(p.Untyped);
+
+    /// <summary>per_cpu_ptr: the address of <paramref name="cpu"/>'s copy.</summary>
+    /// <exception cref="ArgumentException">The pointer is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The CPU does not exist.</exception>
+    public nint PerCpuPtr(PercpuPtr p, int cpu)
+    {
+        if (p.IsNull)
+        {
+            ThrowNullPercpu();
+        }
+        if ((uint)cpu >= (uint)NrCpus)
+        {
+            ThrowNoCpu(cpu);
+        }
+        return p.Unit0 + cpu * _percpuUnitStride;
+    }
+
+    /// <summary>per_cpu_ptr of a typed pointer.</summary>
+    public nint PerCpuPtr<T>(PercpuPtr<T> p, int cpu) where T : unmanaged => PerCpuPtr(p.Untyped, cpu);
+
+    /// <summary>per_cpu(var, cpu): <paramref name="cpu"/>'s copy, by reference.</summary>
+    /// <exception cref="ArgumentException">The pointer is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The CPU does not exist.</exception>
+    public unsafe ref T PerCpu<T>(PercpuPtr<T> p, int cpu) where T : unmanaged => ref *(T*)PerCpuPtr(p.Untyped, cpu);
+
+    /// <summary>this_cpu_ptr: the address of the calling CPU's copy (<see cref="CurrentCpu"/>).</summary>
+    /// <exception cref="ArgumentException">The pointer is null.</exception>
+    public nint ThisCpuPtr(PercpuPtr p) => PerCpuPtr(p, CurrentCpu);
+
+    /// <summary>this_cpu_ptr of a typed pointer.</summary>
+    public nint ThisCpuPtr<T>(PercpuPtr<T> p) where T : unmanaged => PerCpuPtr(p.Untyped, CurrentCpu);
+
+    /// <summary>this_cpu_read: the calling CPU's copy.</summary>
+    public unsafe T ThisCpuRead<T>(PercpuPtr<T> p) where T : unmanaged => Unsafe.ReadUnaligned<T>((void*)ThisCpu(p));
+
+    /// <summary>this_cpu_write: sets the calling CPU's copy.</summary>
+    public unsafe void ThisCpuWrite<T>(PercpuPtr<T> p, T value) where T : unmanaged => Unsafe.WriteUnaligned((void*)ThisCpu(p), value);
+
+    /// <summary>this_cpu_add: adds to the calling CPU's copy, atomically with respect to another thread holding
+    /// the same CPU id.</summary>
+    /// <exception cref="NotSupportedException">The type is wider than 8 bytes.</exception>
+    public void ThisCpuAdd<T>(PercpuPtr<T> p, T value) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), value);
+
+    /// <summary>this_cpu_sub.</summary>
+    public void ThisCpuSub<T>(PercpuPtr<T> p, T value) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), T.Zero - value);
+
+    /// <summary>this_cpu_inc.</summary>
+    public void ThisCpuInc<T>(PercpuPtr<T> p) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), T.One);
+
+    /// <summary>this_cpu_dec.</summary>
+    public void ThisCpuDec<T>(PercpuPtr<T> p) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), T.Zero - T.One);
+
+    /// <summary>this_cpu_add_return: adds and returns the calling CPU's new value.</summary>
+    public T ThisCpuAddReturn<T>(PercpuPtr<T> p, T value) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), value);
+
+    /// <summary>per_cpu(var, cpu) of a static variable.</summary>
+    public ref T PerCpu<T>(PercpuVar<T> v, int cpu) where T : unmanaged => ref PerCpu(VarPtr(v), cpu);
+
+    /// <summary>this_cpu_read of a static variable.</summary>
+    public T ThisCpuRead<T>(PercpuVar<T> v) where T : unmanaged => ThisCpuRead(VarPtr(v));
+
+    /// <summary>this_cpu_write of a static variable.</summary>
+    public void ThisCpuWrite<T>(PercpuVar<T> v, T value) where T : unmanaged => ThisCpuWrite(VarPtr(v), value);
+
+    /// <summary>this_cpu_add of a static variable.</summary>
+    public void ThisCpuAdd<T>(PercpuVar<T> v, T value) where T : unmanaged, IBinaryInteger<T> => ThisCpuAdd(VarPtr(v), value);
+
+    /// <summary>this_cpu_inc of a static variable.</summary>
+    public void ThisCpuInc<T>(PercpuVar<T> v) where T : unmanaged, IBinaryInteger<T> => ThisCpuInc(VarPtr(v));
+
+    /// <summary>this_cpu_dec of a static variable.</summary>
+    public void ThisCpuDec<T>(PercpuVar<T> v) where T : unmanaged, IBinaryInteger<T> => ThisCpuDec(VarPtr(v));
+
+    private static PercpuPtr<T> VarPtr<T>(PercpuVar<T> v) where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(v);
+        return v.Address;
+    }
+
+    /// <summary>DEFINE_PER_CPU: a zeroed <typeparamref name="T"/> per CPU in the first chunk's static area,
+    /// kept for the machine's lifetime.</summary>
+    /// <param name="name">The variable's name.</param>
+    /// <returns>The variable; use it wherever a <see cref="PercpuPtr{T}"/> is taken.</returns>
+    /// <exception cref="InvalidOperationException">The static area is full.</exception>
+    public unsafe PercpuVar<T> DefinePerCpu<T>(string name) where T : unmanaged
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        return new PercpuVar<T>(name, new PercpuPtr<T>(PercpuAllocator.DefineStatic(sizeof(T), (int)AlignOf<T>(), name)));
+    }
+
+    /// <summary>percpu_counter_init: a <see cref="PercpuCounter"/> starting at <paramref name="amount"/>.</summary>
+    /// <returns>The counter, or null when its per-CPU deltas cannot be allocated.</returns>
+    public PercpuCounter? PercpuCounterInit(long amount, Gfp gfp)
+    {
+        var counters = new PercpuPtr<int>(PercpuAllocator.Alloc(sizeof(int), sizeof(int), false, gfp, "percpu_counter_init"));
+        return counters.IsNull ? null : new PercpuCounter(this, counters, amount);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint ThisCpu<T>(PercpuPtr<T> p) where T : unmanaged
+    {
+        if (p.IsNull)
+        {
+            ThrowNullPercpu();
+        }
+        return p.Unit0 + CurrentCpu * _percpuUnitStride;
+    }
+
+    private static unsafe T AtomicAdd<T>(nint address, T value) where T : unmanaged, IBinaryInteger<T>
+    {
+        if (sizeof(T) == 4)
+        {
+            return Unsafe.BitCast<int, T>(Interlocked.Add(ref *(int*)address, Unsafe.BitCast<T, int>(value)));
+        }
+        if (sizeof(T) == 8)
+        {
+            return Unsafe.BitCast<long, T>(Interlocked.Add(ref *(long*)address, Unsafe.BitCast<T, long>(value)));
+        }
+        if (sizeof(T) == 2)
+        {
+            ref ushort slot = ref *(ushort*)address;
+            while (true)
+            {
+                ushort old = Volatile.Read(ref slot);
+                T sum = Unsafe.BitCast<ushort, T>(old) + value;
+                if (Interlocked.CompareExchange(ref slot, Unsafe.BitCast<T, ushort>(sum), old) == old)
+                {
+                    return sum;
+                }
+            }
+        }
+        if (sizeof(T) == 1)
+        {
+            ref byte slot = ref *(byte*)address;
+            while (true)
+            {
+                byte old = Volatile.Read(ref slot);
+                T sum = Unsafe.BitCast<byte, T>(old) + value;
+                if (Interlocked.CompareExchange(ref slot, Unsafe.BitCast<T, byte>(sum), old) == old)
+                {
+                    return sum;
+                }
+            }
+        }
+        throw new NotSupportedException($"this_cpu arithmetic on {typeof(T).Name} ({sizeof(T)} bytes): at most 8 bytes");
+    }
+
+    /// <summary>__alignof__ for an unmanaged type: the largest power of two dividing its size, at most 8.</summary>
+    private static unsafe nuint AlignOf<T>() where T : unmanaged
+    {
+        int size = sizeof(T);
+        return (nuint)Math.Min(8, size & -size);
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private static void ThrowNullPercpu() => throw new ArgumentException("NULL per-CPU pointer", "p");
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowNoCpu(int cpu) =>
+        throw new ArgumentOutOfRangeException(nameof(cpu), cpu, $"CPU {cpu} does not exist: the machine has CPUs 0..{NrCpus - 1}");
+}

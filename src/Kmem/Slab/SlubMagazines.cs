@@ -4,7 +4,11 @@
 // lock and costs two atomics per pair. An unpinned thread therefore keeps, per
 // cache, a magazine of free objects it alone touches (SLAB's array_cache idea):
 // alloc pops, free pushes, and only an empty or a full magazine goes to the
-// per-CPU slab, half a magazine at a time under one cpu lock. Pinned threads (trace
+// per-CPU slab, half a magazine at a time under one cpu lock. A magazine starts at
+// SLAB's per-CPU limit for its object size and doubles when it overflows while the
+// thread's magazines stay within ThreadBudgetBytes of capacity (tcmalloc's slow
+// start), so a thread whose working set of a size is large stops paying for the slab
+// paths; the budget bounds what a thread can keep. Pinned threads (trace
 // replay, per-CPU tests) stand for a CPU and bypass magazines, so they see SLUB
 // exactly. Objects in a magazine count as allocated to SLUB (as objects free in a
 // cpu slab count as active in slabinfo); their allocation byte is HeldByMagazine,
@@ -34,16 +38,18 @@ internal sealed class Magazine
     }
 
     public readonly KmemCache Cache;
-    public readonly Entry[] Entries;
+    public readonly SlubThreadCache Owner;
+    public Entry[] Entries;
     public int Count;
     /// <summary>1 while the owner works on the magazine.</summary>
     public int Busy;
     /// <summary>1 while another thread empties it.</summary>
     public int Steal;
 
-    public Magazine(KmemCache cache)
+    public Magazine(KmemCache cache, SlubThreadCache owner)
     {
         Cache = cache;
+        Owner = owner;
         Entries = new Entry[cache.MagazineLimit];
     }
 }
@@ -52,12 +58,18 @@ internal sealed class Magazine
 internal sealed class SlubThreadCache
 {
     public Magazine?[] ByCacheId = new Magazine?[64];
+    /// <summary>Σ capacity × object size over the thread's magazines; changed only when one grows.</summary>
+    public long CapacityBytes;
 }
 
 internal sealed unsafe partial class Slub
 {
     /// <summary>The allocation byte of an object sitting in a thread magazine.</summary>
     private const byte HeldByMagazine = 2;
+    /// <summary>How much a thread's magazines may grow to hold, in bytes of objects.</summary>
+    internal const long ThreadBudgetBytes = 4 << 20;
+    /// <summary>The most objects one magazine may grow to.</summary>
+    private const int MaxMagazine = 8192;
 
     private readonly ConcurrentDictionary<int, SlubThreadCache> _threadCaches = new();
     private readonly Lock _magazineLock = new();
@@ -102,7 +114,8 @@ internal sealed unsafe partial class Slub
             // A magazine of a destroyed cache whose id was reused was emptied by its destroy.
             if (tc.ByCacheId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s))
             {
-                tc.ByCacheId[s.Id] = mag = new Magazine(s);
+                tc.ByCacheId[s.Id] = mag = new Magazine(s, tc);
+                Interlocked.Add(ref tc.CapacityBytes, (long)s.MagazineLimit * s.Size);
             }
             return mag;
         }
@@ -188,8 +201,18 @@ internal sealed unsafe partial class Slub
             Volatile.Write(ref mag.Busy, 0);
             return DoSlabFree(s, pfn, obj, ref map[idx]);
         }
+        int cap = mag.Entries.Length;
+        long more = (long)cap * s.Size;
+        if (cap < MaxMagazine && Volatile.Read(ref mag.Owner.CapacityBytes) + more <= ThreadBudgetBytes)
+        {
+            // Overflowing with room in the budget: the thread's working set of this size is larger, keep it.
+            Array.Resize(ref mag.Entries, cap * 2);
+            Interlocked.Add(ref mag.Owner.CapacityBytes, more);
+            Volatile.Write(ref mag.Busy, 0);
+            return MagazineFree(mag, s, pfn, obj, map, idx);
+        }
         // Full: the older half goes back to the slabs; the newest objects stay hot in the magazine.
-        int half = mag.Entries.Length / 2;
+        int half = cap / 2;
         Drain(s, mag.Entries.AsSpan(0, half));
         mag.Entries.AsSpan(half, mag.Count - half).CopyTo(mag.Entries);
         mag.Count -= half;

@@ -140,4 +140,41 @@ public class SlubMagazineTests
         m.KmemCacheDestroy(s);
         Assert.True(s.IsDestroyed);
     }
+
+    [Fact]
+    public void AMagazineGrowsWithTheWorkingSetUpToTheThreadBudget()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 2, Seed = 9 });
+        var slub = (Kmem.Slab.Slub)m.SlabLayer!;
+        var s = m.KmemCacheCreate("mag-grow", 64, 0, SlabFlags.None, null)!;
+        var objs = new nint[1000];
+        for (int i = 0; i < objs.Length; i++)
+        {
+            objs[i] = m.KmemCacheAlloc(s, Gfp.Kernel);
+        }
+        foreach (nint p in objs)
+        {
+            m.KmemCacheFree(s, p);
+        }
+        // 1000 objects of 64 bytes fit the budget: the magazine grew from 120 and kept them all (with what
+        // the last refill brought beyond the need, at most half a starting magazine).
+        Assert.InRange(slub.MagazineObjects(s), 1000, 1000 + 60);
+        SlabPropertyTests.Validate(m);
+        var many = new nint[(int)(Kmem.Slab.Slub.ThreadBudgetBytes / 64) * 2];
+        for (int i = 0; i < many.Length; i++)
+        {
+            many[i] = m.KmemCacheAlloc(s, Gfp.Kernel);
+        }
+        foreach (nint p in many)
+        {
+            m.KmemCacheFree(s, p);
+        }
+        long held = slub.MagazineObjects(s);
+        Assert.InRange(held, 1, Kmem.Slab.Slub.ThreadBudgetBytes / 64);
+        SlabPropertyTests.Validate(m);
+        Assert.Equal(0, m.KmemCacheShrink(s));
+        Assert.Equal(0, slub.MagazineObjects(s));
+        m.KmemCacheDestroy(s);
+        Assert.True(s.IsDestroyed);
+    }
 }

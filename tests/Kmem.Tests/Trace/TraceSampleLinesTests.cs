@@ -380,7 +380,9 @@ public class TraceSampleLinesTests
         }
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.Equal(299 * perBlock, n);
-        Assert.True(allocated < 1024, $"{allocated} bytes allocated for {n} events");
+        // Far below one object per event (24 bytes at least): the runtime's own tier-up work on this thread
+        // can allocate a little, a per-event allocation would be hundreds of kilobytes.
+        Assert.True(allocated < 16 * 1024, $"{allocated} bytes allocated for {n} events");
     }
 
     [Fact]

@@ -500,14 +500,17 @@ internal sealed unsafe partial class Slob : SlabBackend
     // ───────────────────────────── caches ─────────────────────────────
 
     /// <summary>kmem_cache_create under SLOB: size = object size, alignment from calculate_alignment (at
-    /// least 8), flags reduced to SLOB's CACHE_CREATE_MASK.</summary>
+    /// least 8, at most a page), flags reduced to SLOB's CACHE_CREATE_MASK (so SLAB_RECLAIM_ACCOUNT and
+    /// SLAB_ACCOUNT are dropped, and SLAB_CACHE_DMA has no effect: objects come from the shared pages).</summary>
     public override KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor)
     {
         lock (_slabMutex)
         {
             const SlabFlags permitted = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.ReclaimAccount
                 | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account;
-            if (!ValidCreateArgs(name, size, align, flags, permitted))
+            // An alignment above a page could never be met inside a slob page (the kernel would BUG in
+            // slob_alloc), nor by page blocks, which are only page-aligned: refused here instead.
+            if (!ValidCreateArgs(name, size, align, flags, permitted) || align > PhysMem.PageSize)
             {
                 return CreateFailed(name, flags);
             }

@@ -342,6 +342,37 @@ public class SlobTests
     }
 
     [Fact]
+    public void CreationChecksTheArgumentsAndRefusesAnAlignmentAboveAPage()
+    {
+        using var m = Boot();
+        Assert.Null(m.KmemCacheCreate("bad", 0, 0, SlabFlags.None, null));
+        Assert.Null(m.KmemCacheCreate("bad", 64, 3, SlabFlags.None, null));
+        Assert.Null(m.KmemCacheCreate("bad", 64, 8192, SlabFlags.None, null));
+        Assert.True(m.Log.Contains("kmem_cache_create_usercopy(bad) failed with error -22"));
+        var page = m.KmemCacheCreate("slob_page_aligned", 100, 4096, SlabFlags.None, null)!;
+        nint a = m.KmemCacheAlloc(page, Gfp.Kernel);
+        nint b = m.KmemCacheAlloc(page, Gfp.Kernel);
+        Assert.Equal(0, a % 4096);
+        Assert.Equal(0, b % 4096);
+        Assert.NotEqual(PageOf(m, a), PageOf(m, b));
+        Validate(m);
+        m.KmemCacheFree(page, a);
+        m.KmemCacheFree(page, b);
+        Assert.Equal(0, Row(m, "pages")[0]);
+    }
+
+    [Fact]
+    public void VmallocBookkeepingRunsOnSlobToo()
+    {
+        using var m = Boot();
+        nint v = m.Vmalloc(1 << 20);
+        Assert.NotEqual(0, v);
+        Validate(m);
+        m.Vfree(v);
+        Validate(m);
+    }
+
+    [Fact]
     public void ASlubMachineHasNoSlobinfo()
     {
         using var m = Machine.Boot(new MachineOptions { Memory = "256M" });

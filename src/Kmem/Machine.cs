@@ -43,7 +43,7 @@ public sealed partial class Machine : IDisposable
             PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
             SlabLayer = options.Slab switch
             {
-                SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug),
+                SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, SlubThreadCacheBytes(options, memoryBytes)),
                 SlabAllocator.Slob => new Slob(PageAllocator, Log, Bug),
                 _ => null,
             };
@@ -154,6 +154,10 @@ public sealed partial class Machine : IDisposable
         _mem.Dispose();
     }
 
+    /// <summary>The thread magazines' budget: the option, or 1/64 of the memory within 4M..64M.</summary>
+    private static long SlubThreadCacheBytes(MachineOptions o, long memory) =>
+        o.SlubThreadCache is { } text ? MachineOptions.ParseSize(text, "SlubThreadCache") : Math.Clamp(memory / 64, 4L << 20, 64L << 20);
+
     private static long Validate(MachineOptions o, Arch arch)
     {
         long memory;
@@ -198,6 +202,22 @@ public sealed partial class Machine : IDisposable
         if (memory > arch.MaxMemory)
         {
             throw new MachineOptionException("Memory", $"Memory: {o.Memory} is above the {o.Preset} preset's limit of {MachineOptions.FormatSize(arch.MaxMemory)}");
+        }
+        if (o.SlubThreadCache is { } threadCache)
+        {
+            long bytes;
+            try
+            {
+                bytes = MachineOptions.ParseSize(threadCache, "SlubThreadCache");
+            }
+            catch (FormatException e)
+            {
+                throw new MachineOptionException("SlubThreadCache", e.Message, e);
+            }
+            if (bytes > memory)
+            {
+                throw new MachineOptionException("SlubThreadCache", $"SlubThreadCache: {threadCache} is more than the machine's memory ({o.Memory})");
+            }
         }
         if (o.Cpus < 1 || o.Cpus > 8192)
         {

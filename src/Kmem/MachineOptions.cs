@@ -64,6 +64,13 @@ public sealed class MachineOptions
     /// <summary>The slab allocator. Default <see cref="SlabAllocator.Slub"/>.</summary>
     public SlabAllocator Slab { get; init; } = SlabAllocator.Slub;
 
+    /// <summary>Kmem's own SLUB tunable (not the kernel's): how many bytes of free objects an unpinned thread
+    /// may keep in its per-cache magazines in front of the per-CPU slabs, as a size ("16M"); "0" turns the
+    /// magazines off, so that every thread sees SLUB exactly as the kernel runs it. Threads pinned with
+    /// <see cref="Machine.OnCpu"/> never use them. Default (null): 1/64 of the memory, at least 4M and at
+    /// most 64M.</summary>
+    public string? SlubThreadCache { get; init; }
+
     /// <summary>vm.min_free_kbytes; null computes the kernel's default from lowmem size.</summary>
     public int? MinFreeKbytes { get; init; }
 

@@ -60,7 +60,6 @@ public sealed class KmemCache
         CpuPartial = Size >= PhysMem.PageSize ? 6u : Size >= 1024 ? 24u : Size >= 256 ? 52u : 120u;
         CpuPartialSlabs = ObjectsPerSlab == 0 ? 0 : (uint)((CpuPartial * 2 + ObjectsPerSlab - 1) / ObjectsPerSlab);
         AllocFlags = SlabAllocFlags(flags, Order);
-        MagazineLimit = Slub.MagazineLimitFor(Size);
         CpuSlab = new KmemCacheCpu[nrCpus];
         for (int i = 0; i < nrCpus; i++)
         {

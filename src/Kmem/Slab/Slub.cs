@@ -22,9 +22,10 @@ internal sealed unsafe partial class Slub : SlabBackend
     private readonly byte[]?[]?[] _allocBits;
     private const int BitsChunkShift = 14;
 
-    public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
+    public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, long threadCacheBytes)
         : base(pa, log, bug)
     {
+        ThreadBudgetBytes = threadCacheBytes;
         _allocBits = new byte[]?[]?[(_mem.LowmemPfns >> BitsChunkShift) + 1];
         CreateKmallocCaches();
     }
@@ -51,6 +52,7 @@ internal sealed unsafe partial class Slub : SlabBackend
                 return CreateFailed(name, flags);
             }
             var s = new KmemCache(NextCacheId(), name, size, align, flags, ctor, _cpus.Count, _pa.Nodes.Length, Arch.MaxOrder, isKmalloc);
+            s.MagazineLimit = MagazineLimitFor(s.Size);
             if (s.Order < 0 || s.ObjectsPerSlab < 1)
             {
                 return CreateFailed(name, flags);

@@ -66,17 +66,21 @@ internal sealed unsafe partial class Slub
 {
     /// <summary>The allocation byte of an object sitting in a thread magazine.</summary>
     private const byte HeldByMagazine = 2;
-    /// <summary>How much a thread's magazines may grow to hold, in bytes of objects.</summary>
-    internal const long ThreadBudgetBytes = 4 << 20;
+    /// <summary>How much a thread's magazines may grow to hold, in bytes of objects (MachineOptions.SlubThreadCache).</summary>
+    internal long ThreadBudgetBytes { get; }
     /// <summary>The most objects one magazine may grow to.</summary>
     private const int MaxMagazine = 8192;
 
     private readonly ConcurrentDictionary<int, SlubThreadCache> _threadCaches = new();
     private readonly Lock _magazineLock = new();
 
-    /// <summary>SLAB's enable_cpucache limits by object size: how many free objects a thread keeps per cache.</summary>
-    internal static int MagazineLimitFor(uint size) =>
-        size > 128 * 1024 ? 0 : size > PhysMem.PageSize ? 8 : size > 1024 ? 24 : size > 256 ? 54 : 120;
+    /// <summary>How many free objects a thread starts keeping per cache: SLAB's enable_cpucache limits by object
+    /// size, within the thread budget (0: no magazine).</summary>
+    private int MagazineLimitFor(uint size)
+    {
+        int limit = size > 128 * 1024 ? 0 : size > PhysMem.PageSize ? 8 : size > 1024 ? 24 : size > 256 ? 54 : 120;
+        return (int)Math.Min(limit, ThreadBudgetBytes / size);
+    }
 
     /// <summary>The calling thread's magazine of <paramref name="s"/>, or null when the thread is pinned or the
     /// cache keeps none.</summary>

@@ -144,8 +144,9 @@ public class SlubMagazineTests
     [Fact]
     public void AMagazineGrowsWithTheWorkingSetUpToTheThreadBudget()
     {
-        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 2, Seed = 9 });
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 2, Seed = 9, SlubThreadCache = "1M" });
         var slub = (Kmem.Slab.Slub)m.SlabLayer!;
+        Assert.Equal(1L << 20, slub.ThreadBudgetBytes);
         var s = m.KmemCacheCreate("mag-grow", 64, 0, SlabFlags.None, null)!;
         var objs = new nint[1000];
         for (int i = 0; i < objs.Length; i++)
@@ -160,7 +161,7 @@ public class SlubMagazineTests
         // the last refill brought beyond the need, at most half a starting magazine).
         Assert.InRange(slub.MagazineObjects(s), 1000, 1000 + 60);
         SlabPropertyTests.Validate(m);
-        var many = new nint[(int)(Kmem.Slab.Slub.ThreadBudgetBytes / 64) * 2];
+        var many = new nint[(int)(slub.ThreadBudgetBytes / 64) * 2];
         for (int i = 0; i < many.Length; i++)
         {
             many[i] = m.KmemCacheAlloc(s, Gfp.Kernel);
@@ -170,11 +171,43 @@ public class SlubMagazineTests
             m.KmemCacheFree(s, p);
         }
         long held = slub.MagazineObjects(s);
-        Assert.InRange(held, 1, Kmem.Slab.Slub.ThreadBudgetBytes / 64);
+        Assert.InRange(held, 1, slub.ThreadBudgetBytes / 64);
         SlabPropertyTests.Validate(m);
         Assert.Equal(0, m.KmemCacheShrink(s));
         Assert.Equal(0, slub.MagazineObjects(s));
         m.KmemCacheDestroy(s);
         Assert.True(s.IsDestroyed);
+    }
+
+    [Fact]
+    public void ThreadCacheZeroMakesEveryThreadUseTheCpuSlab()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", SlubThreadCache = "0" });
+        var slub = (Kmem.Slab.Slub)m.SlabLayer!;
+        var s = m.KmemCacheCreate("no-mag", 64, 0, SlabFlags.None, null)!;
+        nint a = m.KmemCacheAlloc(s, Gfp.Kernel);
+        m.KmemCacheFree(s, a);
+        Assert.Equal(0, slub.MagazineObjects(s));
+        Assert.Equal(0, slub.MagazineObjects(m.SlabCaches.First(c => c.Name == "kmalloc-64")));
+        m.KmemCacheDestroy(s);
+    }
+
+    [Fact]
+    public void TheDefaultBudgetIsASixtyFourthOfMemoryWithinFourAndSixtyFourMegabytes()
+    {
+        using var small = Machine.Boot(new MachineOptions { Memory = "128M" });
+        using var mid = Machine.Boot(new MachineOptions { Memory = "1G" });
+        Assert.Equal(4L << 20, ((Kmem.Slab.Slub)small.SlabLayer!).ThreadBudgetBytes);
+        Assert.Equal(16L << 20, ((Kmem.Slab.Slub)mid.SlabLayer!).ThreadBudgetBytes);
+    }
+
+    [Theory]
+    [InlineData("12Q", "is not a size")]
+    [InlineData("2G", "more than the machine's memory")]
+    public void ABadThreadCacheOptionIsNamed(string value, string why)
+    {
+        var e = Assert.Throws<MachineOptionException>(() => Machine.Boot(new MachineOptions { Memory = "256M", SlubThreadCache = value }));
+        Assert.Equal("SlubThreadCache", e.Option);
+        Assert.Contains(why, e.Message, StringComparison.Ordinal);
     }
 }

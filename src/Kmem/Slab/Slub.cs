@@ -500,10 +500,16 @@ internal sealed unsafe partial class Slub : SlabBackend
     /// <summary>do_slab_free: onto the cpu freelist when the object is in the cpu slab (its allocation byte
     /// tested and cleared under the cpu lock), else its byte is exchanged and __slab_free runs. Returns false,
     /// changing nothing, when the object is already free.</summary>
+    /// <remarks>The cpu slab is first read without the lock, as the kernel does: a slab seen as another's goes
+    /// to __slab_free, which is right for any frozen slab (a remote free), so a stale read costs nothing.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool DoSlabFree(KmemCache s, uint pfn, nint obj, ref byte allocated)
     {
         var c = s.CpuSlab[_cpus.Current];
+        if (Volatile.Read(ref c.Slab) != pfn)
+        {
+            return Interlocked.CompareExchange(ref allocated, 0, 1) == 1 && SlabFreeSlow(s, pfn, obj);
+        }
         c.Lock();
         if (c.Slab == pfn)
         {
@@ -519,21 +525,23 @@ internal sealed unsafe partial class Slub : SlabBackend
             return true;
         }
         c.Unlock();
-        if (Interlocked.CompareExchange(ref allocated, 0, 1) != 1)
-        {
-            return false;
-        }
-        SlabFreeSlow(s, pfn, obj);
-        return true;
+        return Interlocked.CompareExchange(ref allocated, 0, 1) == 1 && SlabFreeSlow(s, pfn, obj);
     }
 
-    /// <summary>__slab_free.</summary>
+    /// <summary>__slab_free; returns true. The node's list_lock is taken only when the slab may change lists:
+    /// a free that leaves an unfrozen partial slab with objects in use needs the slab lock alone.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void SlabFreeSlow(KmemCache s, uint pfn, nint obj)
+    private bool SlabFreeSlow(KmemCache s, uint pfn, nint obj)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
         SlabPage.Lock(ref f);
         ulong p = f.Private;
+        if (!SlabPage.Frozen(p) && SlabPage.FreeIdx(p) != SlabPage.NoObject && f.Aux > 1)
+        {
+            PushFree(s, ref f, pfn, obj, freeze: false);
+            SlabPage.Unlock(ref f);
+            return true;
+        }
         if (SlabPage.Frozen(p) || SlabPage.FreeIdx(p) == SlabPage.NoObject)
         {
             // Frozen: a CPU owns it. Full and unfrozen: on no list; the freer freezes it for its cpu partial.
@@ -544,7 +552,7 @@ internal sealed unsafe partial class Slub : SlabBackend
             {
                 PutCpuPartial(s, pfn);
             }
-            return;
+            return true;
         }
         SlabPage.Unlock(ref f);
         // On the node's partial list: list_lock first, then decide again.
@@ -572,6 +580,7 @@ internal sealed unsafe partial class Slub : SlabBackend
         {
             DiscardSlab(s, pfn);
         }
+        return true;
     }
 
     /// <summary>Pushes an object onto a slab's freelist (slab lock held).</summary>

@@ -5,6 +5,7 @@
 // anything is allocated; Dispose gives every host mapping back.
 using Kmem.PageAlloc;
 using Kmem.Physical;
+using Kmem.Reclaim;
 using Kmem.Slab;
 
 namespace Kmem;
@@ -47,6 +48,8 @@ public sealed partial class Machine : IDisposable
                 SlabAllocator.Slob => new Slob(PageAllocator, Log, Bug),
                 _ => null,
             };
+            Mm = new MmState(this, _mem, PageAllocator);
+            PageAllocator.Reclaimer = Mm;
         }
         catch
         {
@@ -148,6 +151,7 @@ public sealed partial class Machine : IDisposable
             return;
         }
         _disposed = true;
+        Mm.Dispose();
         DisposeProc();
         DisposeHighmem();
         DisposeVmalloc();

@@ -55,6 +55,10 @@ public sealed class MachineOptions
     /// <summary>movablecore=: memory given to ZONE_MOVABLE, as a size or a percentage.</summary>
     public string? MovableCore { get; init; }
 
+    /// <summary>Run a kswapd thread per node (started on the first wakeup). False leaves reclaim to the
+    /// allocating threads (direct reclaim only), which makes runs repeatable. Default true.</summary>
+    public bool Kswapd { get; init; } = true;
+
     /// <summary>Seed for every random choice (fault injection, workloads); null picks one.</summary>
     public int? Seed { get; init; }
 

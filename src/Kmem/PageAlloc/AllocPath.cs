@@ -321,9 +321,10 @@ internal sealed partial class PageAllocator
 
     /// <summary>
     /// __alloc_pages_slowpath: wake kswapd, retry at the min watermark with the caller's reserves, then,
-    /// for callers that may sleep, direct reclaim (with a pcp drain and release of the HighAtomic reserve).
-    /// __GFP_NORETRY and costly orders without __GFP_RETRY_MAYFAIL give up after one round. Without an OOM
-    /// killer a __GFP_NOFAIL request makes one last try with ALLOC_HARDER before it warns.
+    /// for callers that may sleep, direct reclaim in a retry loop (with a pcp drain and release of the
+    /// HighAtomic reserve) and, for small orders, the OOM killer. __GFP_NORETRY and costly orders without
+    /// __GFP_RETRY_MAYFAIL give up after one round. __GFP_NOFAIL never fails when the caller may reclaim;
+    /// without __GFP_DIRECT_RECLAIM (a caller bug in the kernel) it makes one last try with ALLOC_HARDER.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private uint AllocPagesSlowpath(Gfp gfp, int order, ref AllocContext ctx)
@@ -350,25 +351,21 @@ internal sealed partial class PageAllocator
                 return pfn;
             }
         }
-        if (canDirectReclaim)
+        if (canDirectReclaim && order > 0 && (costly || ctx.Migratetype != (int)MigrateType.Movable) && reserve == 0)
         {
-            pfn = DirectReclaim(gfp, order, flags, ref ctx);
+            // __alloc_pages_direct_compact before any reclaim: costly and non-movable high-order requests.
+            pfn = DirectCompact(gfp, order, flags, ref ctx);
             if (pfn != PhysMem.NoPfn)
             {
                 return pfn;
             }
-            if ((gfp & Gfp.NoRetry) == 0 && (!costly || (gfp & Gfp.RetryMayfail) != 0))
+        }
+        if (canDirectReclaim)
+        {
+            pfn = ReclaimRetryLoop(gfp, order, flags, costly, ref ctx);
+            if (pfn != PhysMem.NoPfn)
             {
-                // should_reclaim_retry with no progress: the last HighAtomic pageblock goes too.
-                foreach (var zone in ctx.Zonelist)
-                {
-                    zone.UnreserveHighatomicPageblock(ctx.Migratetype, force: true);
-                }
-                pfn = GetPageFromFreelist(gfp, order, flags, ref ctx);
-                if (pfn != PhysMem.NoPfn)
-                {
-                    return pfn;
-                }
+                return pfn;
             }
         }
         if ((gfp & Gfp.NoFail) != 0)
@@ -378,12 +375,115 @@ internal sealed partial class PageAllocator
             {
                 return pfn;
             }
+            if (canDirectReclaim && Reclaimer is not NoReclaim)
+            {
+                return NoFailLoop(gfp, order, flags, ref ctx);
+            }
         }
         if ((gfp & Gfp.NoWarn) == 0)
         {
             WarnAlloc(gfp, order);
         }
         return PhysMem.NoPfn;
+    }
+
+    /// <summary>
+    /// The slow path's retry loop: direct reclaim and retry while reclaim makes progress (at most
+    /// MAX_RECLAIM_RETRIES rounds without progress), then, for small orders that may, the OOM killer
+    /// (__alloc_pages_may_oom) and retry. __GFP_NORETRY and costly orders without __GFP_RETRY_MAYFAIL get one round.
+    /// </summary>
+    private uint ReclaimRetryLoop(Gfp gfp, int order, AllocFlags flags, bool costly, ref AllocContext ctx)
+    {
+        const int maxReclaimRetries = 16;
+        int noProgress = 0;
+        for (int round = 0; round < 16 * maxReclaimRetries; round++)
+        {
+            uint pfn = DirectReclaim(gfp, order, flags, ref ctx, out long progress);
+            if (pfn == PhysMem.NoPfn && order > 0)
+            {
+                pfn = DirectCompact(gfp, order, flags, ref ctx);
+            }
+            if (pfn != PhysMem.NoPfn)
+            {
+                return pfn;
+            }
+            if ((gfp & Gfp.NoRetry) != 0 || (costly && (gfp & Gfp.RetryMayfail) == 0))
+            {
+                return PhysMem.NoPfn;
+            }
+            // should_reclaim_retry: keep going until MAX_RECLAIM_RETRIES rounds in a row free nothing.
+            noProgress = progress > 0 ? 0 : noProgress + 1;
+            if (noProgress <= maxReclaimRetries && Reclaimer is not NoReclaim)
+            {
+                continue;
+            }
+            // should_reclaim_retry with no progress: the last HighAtomic pageblock goes too.
+            foreach (var zone in ctx.Zonelist)
+            {
+                zone.UnreserveHighatomicPageblock(ctx.Migratetype, force: true);
+            }
+            pfn = GetPageFromFreelist(gfp, order, flags, ref ctx);
+            if (pfn != PhysMem.NoPfn)
+            {
+                return pfn;
+            }
+            if (MayOom(gfp, order, ctx.Highest) && Reclaimer.OutOfMemory(gfp, order))
+            {
+                pfn = GetPageFromFreelist(gfp, order, flags, ref ctx);
+                if (pfn != PhysMem.NoPfn)
+                {
+                    return pfn;
+                }
+                noProgress = 0;
+                continue;
+            }
+            return PhysMem.NoPfn;
+        }
+        return PhysMem.NoPfn;
+    }
+
+    /// <summary>__alloc_pages_may_oom's conditions: not for costly orders, __GFP_NORETRY, __GFP_RETRY_MAYFAIL,
+    /// __GFP_THISNODE or lowmem-only requests, and only with __GFP_FS (out_of_memory does not kill for
+    /// !__GFP_FS), unless __GFP_NOFAIL.</summary>
+    private static bool MayOom(Gfp gfp, int order, ZoneType highest)
+    {
+        if ((gfp & Gfp.NoFail) != 0)
+        {
+            return order <= PerCpuPages.CostlyOrder;
+        }
+        return order <= PerCpuPages.CostlyOrder && (gfp & (Gfp.NoRetry | Gfp.RetryMayfail | Gfp.ThisNode)) == 0
+            && highest >= ZoneType.Normal && (gfp & Gfp.Fs) != 0;
+    }
+
+    /// <summary>
+    /// __GFP_NOFAIL with a reclaim layer: retry for ever with ALLOC_HARDER, reclaiming and OOM-killing, and
+    /// waiting a millisecond between rounds that free nothing (other threads may free); a stall is reported
+    /// once every 10 seconds, as warn_alloc does.
+    /// </summary>
+    private uint NoFailLoop(Gfp gfp, int order, AllocFlags flags, ref AllocContext ctx)
+    {
+        var started = Environment.TickCount64;
+        long warned = started;
+        while (true)
+        {
+            uint pfn = GetPageFromFreelist(gfp, order, flags | AllocFlags.Harder, ref ctx);
+            if (pfn != PhysMem.NoPfn)
+            {
+                return pfn;
+            }
+            long progress = Reclaimer.TryToFreePages(gfp, order, ctx.Zonelist, ctx.Highest);
+            if (progress == 0 && !(MayOom(gfp, order, ctx.Highest) && Reclaimer.OutOfMemory(gfp, order)))
+            {
+                DrainAllPages();
+                Thread.Sleep(1);
+            }
+            long now = Environment.TickCount64;
+            if (now - warned >= 10_000)
+            {
+                warned = now;
+                _log.Printk($"page allocation stalls for {now - started}ms, order:{order}, mode:0x{(uint)gfp:x}({GfpFlags.Format(gfp)})");
+            }
+        }
     }
 
     private void WakeAllKswapds(int order, ref AllocContext ctx)
@@ -397,11 +497,15 @@ internal sealed partial class PageAllocator
         }
     }
 
+    /// <summary>__alloc_pages_direct_compact: compact, then retry the free lists.</summary>
+    private uint DirectCompact(Gfp gfp, int order, AllocFlags flags, ref AllocContext ctx) =>
+        Reclaimer.TryToCompactPages(gfp, order, ctx.Zonelist, ctx.Highest) ? GetPageFromFreelist(gfp, order, flags, ref ctx) : PhysMem.NoPfn;
+
     /// <summary>__alloc_pages_direct_reclaim: reclaim, then retry; on failure release a HighAtomic
     /// pageblock and drain the per-CPU lists, and retry once more.</summary>
-    private uint DirectReclaim(Gfp gfp, int order, AllocFlags flags, ref AllocContext ctx)
+    private uint DirectReclaim(Gfp gfp, int order, AllocFlags flags, ref AllocContext ctx, out long progress)
     {
-        long progress = Reclaimer.TryToFreePages(gfp, order, ctx.Zonelist, ctx.Highest);
+        progress = Reclaimer.TryToFreePages(gfp, order, ctx.Zonelist, ctx.Highest);
         uint pfn = progress > 0 ? GetPageFromFreelist(gfp, order, flags, ref ctx) : PhysMem.NoPfn;
         if (pfn == PhysMem.NoPfn)
         {

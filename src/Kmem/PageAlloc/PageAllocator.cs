@@ -308,6 +308,12 @@ internal interface IReclaimer
 
     /// <summary>try_to_free_pages: direct reclaim; returns the pages reclaimed.</summary>
     long TryToFreePages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest);
+
+    /// <summary>out_of_memory: kill a task to free memory; returns whether memory was freed.</summary>
+    bool OutOfMemory(Gfp gfp, int order);
+
+    /// <summary>try_to_compact_pages: direct compaction; returns whether a block of the order is now free.</summary>
+    bool TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest);
 }
 
 /// <summary>
@@ -328,4 +334,8 @@ internal sealed class NoReclaim : IReclaimer
     }
 
     public long TryToFreePages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest) => 0;
+
+    public bool OutOfMemory(Gfp gfp, int order) => false;
+
+    public bool TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest) => false;
 }

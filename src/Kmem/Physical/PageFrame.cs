@@ -24,6 +24,8 @@ internal enum PageFlags : uint
     Active = 1 << 5,
     Workingset = 1 << 6,
     Slab = 1 << 9,
+    /// <summary>PG_swapcache (PG_owner_priv_1): an anonymous page in the swap cache; Private holds its swap entry.</summary>
+    SwapCache = 1 << 10,
     Reserved = 1 << 12,
     Private = 1 << 13,
     Writeback = 1 << 15,
@@ -36,6 +38,8 @@ internal enum PageFlags : uint
     KernelMask = (1 << 22) - 1,
     /// <summary>PAGE_FLAGS_CHECK_AT_FREE: none of these may be set on a page being freed.</summary>
     CheckAtFree = Lru | Locked | Private | Writeback | Reserved | Slab | Active | Unevictable | Mlocked,
+    /// <summary>A user page table's frame (the kernel's PG_table page type).</summary>
+    Table = 1 << 27,
     /// <summary>A compound page's tail (the kernel marks tails with bit 0 of compound_head).</summary>
     Tail = 1 << 28,
     /// <summary>First frame of a free block on a buddy list (PageBuddy, page_type in the kernel).</summary>

@@ -1,12 +1,14 @@
 // /proc/meminfo (fs/proc/meminfo.c meminfo_proc_show, hugetlb_report_meminfo,
 // arch_report_meminfo; 6.1): every line the preset's kernel prints, in its
-// order. Page-allocator figures are real; counters of layers Kmem does not have
-// yet (page cache, swap, hugetlb) print 0; slab comes from the
-// nodes' slab counters. Values are
+// order. Page-allocator figures are real; the LRU lists, page cache, swap,
+// page tables and kernel stacks come from the reclaim layer; counters of layers
+// Kmem does not have yet (hugetlb, shmem, mapped files) print 0; slab
+// comes from the nodes' slab counters. Values are
 // read without locks, as the kernel does.
 using System.Text;
 using Kmem.PageAlloc;
 using Kmem.Physical;
+using Kmem.Reclaim;
 using Kmem.Vmalloc;
 
 namespace Kmem.Proc;
@@ -30,6 +32,7 @@ internal static class Meminfo
     public static string Show(PageAllocator pa, long vmallocPages, long percpuPages = 0)
     {
         var v = MeminfoValues.Read(pa);
+        var r = MmMeminfo.Read(pa);
         var sb = new StringBuilder();
         void Line(string label, long kb, Style style = Style.Kb)
         {
@@ -51,14 +54,14 @@ internal static class Meminfo
         Line("MemFree", v.Free);
         Line("MemAvailable", v.Available);
         Line("Buffers", 0);
-        Line("Cached", 0);
-        Line("SwapCached", 0);
-        Line("Active", 0);
-        Line("Inactive", 0);
-        Line("Active(anon)", 0);
-        Line("Inactive(anon)", 0);
-        Line("Active(file)", 0);
-        Line("Inactive(file)", 0);
+        Line("Cached", r.Cached);
+        Line("SwapCached", r.SwapCached);
+        Line("Active", r.ActiveAnon + r.ActiveFile);
+        Line("Inactive", r.InactiveAnon + r.InactiveFile);
+        Line("Active(anon)", r.ActiveAnon);
+        Line("Inactive(anon)", r.InactiveAnon);
+        Line("Active(file)", r.ActiveFile);
+        Line("Inactive(file)", r.InactiveFile);
         Line("Unevictable", 0);
         Line("Mlocked", 0);
         if (arch.HasHighMem)
@@ -69,13 +72,13 @@ internal static class Meminfo
             Line("LowTotal", v.TotalRam - v.HighTotal);
             Line("LowFree", v.Free - v.HighFree);
         }
-        Line("SwapTotal", 0);
-        Line("SwapFree", 0);
+        Line("SwapTotal", r.SwapTotal);
+        Line("SwapFree", r.SwapFree);
         Line("Zswap", 0);
         Line("Zswapped", 0);
-        Line("Dirty", 0);
-        Line("Writeback", 0);
-        Line("AnonPages", 0);
+        Line("Dirty", r.Dirty);
+        Line("Writeback", r.Writeback);
+        Line("AnonPages", r.AnonPages);
         Line("Mapped", 0);
         Line("Shmem", 0);
         // KReclaimable = SReclaimable + NR_KERNEL_MISC_RECLAIMABLE (none yet).
@@ -83,14 +86,14 @@ internal static class Meminfo
         Line("Slab", v.SReclaimable + v.SUnreclaim);
         Line("SReclaimable", v.SReclaimable);
         Line("SUnreclaim", v.SUnreclaim);
-        Line("KernelStack", 0);
-        Line("PageTables", 0);
+        Line("KernelStack", r.KernelStack);
+        Line("PageTables", r.PageTables);
         Line("SecPageTables", 0);
         Line("NFS_Unstable", 0);
         Line("Bounce", 0);
         Line("WritebackTmp", 0);
         Line("CommitLimit", v.CommitLimit);
-        Line("Committed_AS", 0);
+        Line("Committed_AS", r.CommittedAs);
         Line("VmallocTotal", (long)(VmallocLayout.For(arch, pa.Mem.LowmemPfns).TotalBytes >> 10));
         Line("VmallocUsed", vmallocPages * (PhysMem.PageSize >> 10));
         Line("VmallocChunk", 0);
@@ -170,8 +173,8 @@ internal readonly record struct MeminfoValues(long TotalRam, long Free, long Ava
                 highFree += zoneFree;
             }
         }
-        // vm_commit_limit: (totalram − hugetlb) × overcommit_ratio (50) / 100 + swap; no hugetlb, no swap.
-        long commitLimit = totalRam * 50 / 100;
+        // vm_commit_limit: (totalram − hugetlb) × overcommit_ratio (50) / 100 + swap; no hugetlb.
+        long commitLimit = totalRam * 50 / 100 + (MmVmstat.Of(pa)?.TotalSwapPages ?? 0);
         long slabReclaimable = 0, slabUnreclaimable = 0;
         foreach (var node in pa.Nodes)
         {
@@ -185,8 +188,8 @@ internal readonly record struct MeminfoValues(long TotalRam, long Free, long Ava
 
     /// <summary>
     /// si_mem_available: free pages less totalreserve_pages, plus the part of the page cache and of
-    /// reclaimable kernel memory that can go without pushing the zones under their low watermarks. There is
-    /// no page cache yet, so that term is 0, but it is kept so the formula reads as the kernel's.
+    /// reclaimable kernel memory that can go without pushing the zones under their low watermarks (the page
+    /// cache is the file LRU lists).
     /// </summary>
     private static long SiMemAvailable(PageAllocator pa, long free, long slabReclaimable)
     {
@@ -196,12 +199,42 @@ internal readonly record struct MeminfoValues(long TotalRam, long Free, long Ava
             wmarkLow += zone.WmarkPages(Zone.WmarkLow);
         }
         long available = free - pa.TotalReservePages;
-        long pagecache = 0;
+        long pagecache = MmVmstat.FileLru(pa);
         pagecache -= Math.Min(pagecache / 2, wmarkLow);
         available += pagecache;
         // NR_SLAB_RECLAIMABLE_B + NR_KERNEL_MISC_RECLAIMABLE (none yet), in pages.
         long reclaimable = slabReclaimable;
         available += reclaimable - Math.Min(reclaimable / 2, wmarkLow);
         return Math.Max(available, 0);
+    }
+}
+
+/// <summary>The reclaim layer's figures of /proc/meminfo, in kB (0 without a reclaim layer).</summary>
+internal readonly record struct MmMeminfo(long Cached, long SwapCached, long ActiveAnon, long InactiveAnon, long ActiveFile,
+    long InactiveFile, long SwapTotal, long SwapFree, long Dirty, long Writeback, long AnonPages, long KernelStack, long PageTables,
+    long CommittedAs)
+{
+    private const int KbPerPage = PhysMem.PageSize >> 10;
+
+    public static MmMeminfo Read(PageAllocator pa)
+    {
+        if (MmVmstat.Of(pa) is not { } mm)
+        {
+            return default;
+        }
+        long[] lru = new long[4];
+        foreach (var vec in mm.Lruvecs)
+        {
+            for (int l = 0; l < 4; l++)
+            {
+                lru[l] += Volatile.Read(ref vec.Count[l]);
+            }
+        }
+        return new MmMeminfo(Volatile.Read(ref mm.NrFilePages) * KbPerPage, Volatile.Read(ref mm.NrSwapCache) * KbPerPage,
+            lru[(int)LruList.ActiveAnon] * KbPerPage, lru[(int)LruList.InactiveAnon] * KbPerPage,
+            lru[(int)LruList.ActiveFile] * KbPerPage, lru[(int)LruList.InactiveFile] * KbPerPage,
+            mm.TotalSwapPages * KbPerPage, mm.NrSwapPages * KbPerPage, Volatile.Read(ref mm.NrDirty) * KbPerPage,
+            Volatile.Read(ref mm.NrWriteback) * KbPerPage, Volatile.Read(ref mm.NrAnonPages) * KbPerPage,
+            Volatile.Read(ref mm.NrKernelStackKb), Volatile.Read(ref mm.NrPageTable) * KbPerPage, mm.CommittedPages * KbPerPage);
     }
 }

@@ -29,6 +29,7 @@ public sealed class ProcFs
             ("vmstat", "/proc/vmstat", Vmstat),
             ("slabinfo", "/proc/slabinfo", Slabinfo),
             ("vmallocinfo", "/proc/vmallocinfo", Vmallocinfo),
+            ("swaps", "/proc/swaps", Swaps),
             ("unusable_index", "/sys/kernel/debug/extfrag/unusable_index", ExtfragUnusableIndex),
             ("extfrag_index", "/sys/kernel/debug/extfrag/extfrag_index", ExtfragIndex),
             ("slobinfo", SlobinfoPath, Slobinfo),
@@ -88,6 +89,9 @@ public sealed class ProcFs
     /// caller, pages, flags, frames per node on X64), then the lazily freed ranges not yet purged.</summary>
     /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public string Vmallocinfo() => _machine.VmallocSpace.Show();
+
+    /// <summary>/proc/swaps: the active swap areas (file name, type, size and use in kB, priority).</summary>
+    public string Swaps() => _machine.Mm.ProcSwaps();
 
     /// <summary>/sys/kernel/debug/extfrag/unusable_index: per zone and order, the share of free memory that
     /// cannot serve a request of that order (0.000 to 1.000).</summary>

@@ -61,6 +61,7 @@ internal sealed class VmTotals
         VmSource.PgAlloc => _pgAlloc[(int)item.Zone],
         VmSource.PgFree => _all.PgFree,
         VmSource.NrSlabReclaimable or VmSource.NrSlabUnreclaimable => SumNodes(item),
+        VmSource.Mm => MmVmstat.Value(_pa, item),
         _ => 0,
     };
 
@@ -83,34 +84,36 @@ internal sealed class VmTotals
         VmSource.NumaForeign => stats.NumaForeign,
         VmSource.NumaLocal => stats.NumaLocal,
         VmSource.NumaOther => stats.NumaOther,
+        VmSource.Mm when MmVmstat.Of(zone.Node.Allocator) is { } mm => MmVmstat.ZoneValue(mm, zone, item),
         _ => 0,
     };
 
-    /// <summary>One node's value of a node item: the slab counters; the layers that keep the others (LRU,
-    /// page tables…) do not exist yet, so those are 0.</summary>
+    /// <summary>One node's value of a node item: the slab counters and the reclaim layer's.</summary>
     public static long NodeValue(Node node, in VmstatItem item) => item.Source switch
     {
         VmSource.NrSlabReclaimable => Volatile.Read(ref node.NrSlabReclaimable),
         VmSource.NrSlabUnreclaimable => Volatile.Read(ref node.NrSlabUnreclaimable),
+        VmSource.Mm when MmVmstat.Of(node.Allocator) is { } mm => MmVmstat.NodeValue(mm, node, item),
         _ => 0,
     };
 
-    private (long Thresh, long Background) Dirty() => _dirty ??= DirtyLimits(_freePages, _pa.TotalReservePages, HighmemDirtyable(_pa));
+    private (long Thresh, long Background) Dirty() => _dirty ??= DirtyLimits(_freePages, _pa.TotalReservePages, HighmemDirtyable(_pa), MmVmstat.FileLru(_pa));
 
     /// <summary>
     /// global_dirty_limits for a task that is not real-time, with the default vm.dirty_ratio (20) and
     /// vm.dirty_background_ratio (10) and no byte limits. global_dirtyable_memory is the free pages beyond
-    /// totalreserve_pages, plus the file LRU (none yet), minus what highmem holds above its high
+    /// totalreserve_pages, plus the file LRU, minus what highmem holds above its high
     /// watermarks (vm.highmem_is_dirtyable is 0), plus one so it is never 0. The ratios are scaled to
     /// per-PAGE_SIZE units first, as domain_dirty_limits does, so the rounding is the kernel's.
     /// </summary>
     /// <param name="freePages">NR_FREE_PAGES.</param>
     /// <param name="totalReserve">totalreserve_pages.</param>
     /// <param name="highmemDirtyable">Σ over populated highmem zones of free − min(free, high watermark).</param>
-    internal static (long Thresh, long Background) DirtyLimits(long freePages, long totalReserve, long highmemDirtyable)
+    /// <param name="fileLru">Pages on the active and inactive file LRU lists.</param>
+    internal static (long Thresh, long Background) DirtyLimits(long freePages, long totalReserve, long highmemDirtyable, long fileLru = 0)
     {
         const long dirtyRatio = 20, backgroundRatio = 10;
-        long x = freePages - Math.Min(freePages, totalReserve);
+        long x = freePages - Math.Min(freePages, totalReserve) + fileLru;
         x -= Math.Min(highmemDirtyable, x);
         long available = x + 1;
         long ratio = dirtyRatio * PhysMem.PageSize / 100;

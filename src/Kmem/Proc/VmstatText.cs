@@ -49,6 +49,9 @@ internal enum VmSource : byte
     NrSlabReclaimable,
     /// <summary>NR_SLAB_UNRECLAIMABLE_B of a node, in pages.</summary>
     NrSlabUnreclaimable,
+    /// <summary>A counter of the reclaim layer (LRU sizes, page cache, swap, reclaim and compaction events),
+    /// looked up by name in <see cref="MmVmstat"/>.</summary>
+    Mm,
 }
 
 /// <summary>One line of /proc/vmstat: the exact name, its kind, and where its value comes from.</summary>
@@ -74,8 +77,8 @@ internal static class VmstatText
     {
         var items = new List<VmstatItem>
         {
-            Z("nr_free_pages", VmSource.NrFreePages), Z("nr_zone_inactive_anon"), Z("nr_zone_active_anon"),
-            Z("nr_zone_inactive_file"), Z("nr_zone_active_file"), Z("nr_zone_unevictable"), Z("nr_zone_write_pending"),
+            Z("nr_free_pages", VmSource.NrFreePages), Z("nr_zone_inactive_anon", VmSource.Mm), Z("nr_zone_active_anon", VmSource.Mm),
+            Z("nr_zone_inactive_file", VmSource.Mm), Z("nr_zone_active_file", VmSource.Mm), Z("nr_zone_unevictable"), Z("nr_zone_write_pending"),
             Z("nr_mlock"), Z("nr_bounce"), Z("nr_zspages"), Z("nr_free_cma"),
         };
         if (numa)
@@ -87,17 +90,17 @@ internal static class VmstatText
             ]);
         }
         items.AddRange([
-            N("nr_inactive_anon"), N("nr_active_anon"), N("nr_inactive_file"), N("nr_active_file"), N("nr_unevictable"),
+            N("nr_inactive_anon", VmSource.Mm), N("nr_active_anon", VmSource.Mm), N("nr_inactive_file", VmSource.Mm), N("nr_active_file", VmSource.Mm), N("nr_unevictable"),
             N("nr_slab_reclaimable", VmSource.NrSlabReclaimable), N("nr_slab_unreclaimable", VmSource.NrSlabUnreclaimable), N("nr_isolated_anon"), N("nr_isolated_file"),
             N("workingset_nodes"), N("workingset_refault_anon"), N("workingset_refault_file"),
             N("workingset_activate_anon"), N("workingset_activate_file"), N("workingset_restore_anon"),
-            N("workingset_restore_file"), N("workingset_nodereclaim"), N("nr_anon_pages"), N("nr_mapped"),
-            N("nr_file_pages"), N("nr_dirty"), N("nr_writeback"), N("nr_writeback_temp"), N("nr_shmem"),
+            N("workingset_restore_file"), N("workingset_nodereclaim"), N("nr_anon_pages", VmSource.Mm), N("nr_mapped"),
+            N("nr_file_pages", VmSource.Mm), N("nr_dirty", VmSource.Mm), N("nr_writeback", VmSource.Mm), N("nr_writeback_temp"), N("nr_shmem"),
             N("nr_shmem_hugepages"), N("nr_shmem_pmdmapped"), N("nr_file_hugepages"), N("nr_file_pmdmapped"),
-            N("nr_anon_transparent_hugepages"), N("nr_vmscan_write"), N("nr_vmscan_immediate_reclaim"), N("nr_dirtied"),
-            N("nr_written"), N("nr_throttled_written"), N("nr_kernel_misc_reclaimable"), N("nr_foll_pin_acquired"),
-            N("nr_foll_pin_released"), N("nr_kernel_stack"), N("nr_page_table_pages"), N("nr_sec_page_table_pages"),
-            N("nr_swapcached"),
+            N("nr_anon_transparent_hugepages"), N("nr_vmscan_write", VmSource.Mm), N("nr_vmscan_immediate_reclaim"), N("nr_dirtied", VmSource.Mm),
+            N("nr_written", VmSource.Mm), N("nr_throttled_written"), N("nr_kernel_misc_reclaimable"), N("nr_foll_pin_acquired"),
+            N("nr_foll_pin_released"), N("nr_kernel_stack", VmSource.Mm), N("nr_page_table_pages", VmSource.Mm), N("nr_sec_page_table_pages"),
+            N("nr_swapcached", VmSource.Mm),
         ]);
         if (numa)
         {
@@ -106,25 +109,25 @@ internal static class VmstatText
         items.AddRange([
             V("nr_dirty_threshold", VmSource.DirtyThreshold),
             V("nr_dirty_background_threshold", VmSource.DirtyBackgroundThreshold),
-            E("pgpgin"), E("pgpgout"), E("pswpin"), E("pswpout"),
+            E("pgpgin", VmSource.Mm), E("pgpgout", VmSource.Mm), E("pswpin", VmSource.Mm), E("pswpout", VmSource.Mm),
         ]);
         items.AddRange(arch.Zones.Select(z => PgAlloc("pgalloc_" + ZoneSuffix(z), z)));
-        items.AddRange(arch.Zones.Select(z => E("allocstall_" + ZoneSuffix(z))));
-        items.AddRange(arch.Zones.Select(z => E("pgskip_" + ZoneSuffix(z))));
+        items.AddRange(arch.Zones.Select(z => new VmstatItem("allocstall_" + ZoneSuffix(z), VmstatKind.Event, VmSource.Mm, z)));
+        items.AddRange(arch.Zones.Select(z => new VmstatItem("pgskip_" + ZoneSuffix(z), VmstatKind.Event, VmSource.Mm, z)));
         items.AddRange([
-            E("pgfree", VmSource.PgFree), E("pgactivate"), E("pgdeactivate"), E("pglazyfree"), E("pgfault"),
-            E("pgmajfault"), E("pglazyfreed"), E("pgrefill"), E("pgreuse"), E("pgsteal_kswapd"), E("pgsteal_direct"),
-            E("pgdemote_kswapd"), E("pgdemote_direct"), E("pgscan_kswapd"), E("pgscan_direct"),
-            E("pgscan_direct_throttle"), E("pgscan_anon"), E("pgscan_file"), E("pgsteal_anon"), E("pgsteal_file"),
+            E("pgfree", VmSource.PgFree), E("pgactivate", VmSource.Mm), E("pgdeactivate", VmSource.Mm), E("pglazyfree"), E("pgfault", VmSource.Mm),
+            E("pgmajfault", VmSource.Mm), E("pglazyfreed"), E("pgrefill", VmSource.Mm), E("pgreuse"), E("pgsteal_kswapd", VmSource.Mm), E("pgsteal_direct", VmSource.Mm),
+            E("pgdemote_kswapd"), E("pgdemote_direct"), E("pgscan_kswapd", VmSource.Mm), E("pgscan_direct", VmSource.Mm),
+            E("pgscan_direct_throttle"), E("pgscan_anon", VmSource.Mm), E("pgscan_file", VmSource.Mm), E("pgsteal_anon", VmSource.Mm), E("pgsteal_file", VmSource.Mm),
         ]);
         if (numa)
         {
             items.Add(E("zone_reclaim_failed"));
         }
         items.AddRange([
-            E("pginodesteal"), E("slabs_scanned"), E("kswapd_inodesteal"),
-            E("kswapd_low_wmark_hit_quickly"), E("kswapd_high_wmark_hit_quickly"), E("pageoutrun"), E("pgrotated"),
-            E("drop_pagecache"), E("drop_slab"), E("oom_kill"),
+            E("pginodesteal"), E("slabs_scanned", VmSource.Mm), E("kswapd_inodesteal"),
+            E("kswapd_low_wmark_hit_quickly"), E("kswapd_high_wmark_hit_quickly"), E("pageoutrun", VmSource.Mm), E("pgrotated"),
+            E("drop_pagecache", VmSource.Mm), E("drop_slab", VmSource.Mm), E("oom_kill", VmSource.Mm),
         ]);
         if (numa)
         {
@@ -134,10 +137,10 @@ internal static class VmstatText
             ]);
         }
         items.AddRange([
-            E("pgmigrate_success"), E("pgmigrate_fail"), E("thp_migration_success"), E("thp_migration_fail"),
-            E("thp_migration_split"), E("compact_migrate_scanned"), E("compact_free_scanned"), E("compact_isolated"),
-            E("compact_stall"), E("compact_fail"), E("compact_success"), E("compact_daemon_wake"),
-            E("compact_daemon_migrate_scanned"), E("compact_daemon_free_scanned"), E("htlb_buddy_alloc_success"),
+            E("pgmigrate_success", VmSource.Mm), E("pgmigrate_fail", VmSource.Mm), E("thp_migration_success"), E("thp_migration_fail"),
+            E("thp_migration_split"), E("compact_migrate_scanned", VmSource.Mm), E("compact_free_scanned", VmSource.Mm), E("compact_isolated", VmSource.Mm),
+            E("compact_stall", VmSource.Mm), E("compact_fail", VmSource.Mm), E("compact_success", VmSource.Mm), E("compact_daemon_wake", VmSource.Mm),
+            E("compact_daemon_migrate_scanned", VmSource.Mm), E("compact_daemon_free_scanned", VmSource.Mm), E("htlb_buddy_alloc_success"),
             E("htlb_buddy_alloc_fail"), E("unevictable_pgs_culled"), E("unevictable_pgs_scanned"),
             E("unevictable_pgs_rescued"), E("unevictable_pgs_mlocked"), E("unevictable_pgs_munlocked"),
             E("unevictable_pgs_cleared"), E("unevictable_pgs_stranded"), E("thp_fault_alloc"), E("thp_fault_fallback"),

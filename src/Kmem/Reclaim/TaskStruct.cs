@@ -1,0 +1,121 @@
+// task_struct with its mm_struct, reduced to what memory management needs: a
+// pid, a name, oom_score_adj, the anonymous mappings (VMAs), the page-table
+// root, the mm counters (rss, swap entries, page-table bytes) and the kernel
+// stack. The work is done by MmState (Fault.cs); this is the public handle.
+// Every field is guarded by MmState.Lock.
+using Kmem.Reclaim;
+
+namespace Kmem;
+
+/// <summary>
+/// A task (a process with its own address space), created by <see cref="Machine.CreateTask"/>. Its memory is
+/// anonymous mappings (<see cref="Mmap"/>), touched only through <see cref="Read"/> and <see cref="Write"/>, which
+/// fault pages in on demand through the task's 4-level page tables; reclaim may swap its pages out at any time
+/// and a later access brings them back. The OOM killer may kill it: then every method except the counters
+/// throws <see cref="TaskKilledException"/>.
+/// </summary>
+/// <remarks>Every member may be called from any thread; one task's calls are serialized by the layer's lock.</remarks>
+public sealed class TaskStruct
+{
+    private readonly MmState _mm;
+
+    internal TaskStruct(MmState mm, int pid, string comm, short oomScoreAdj)
+    {
+        _mm = mm;
+        Pid = pid;
+        Comm = comm;
+        OomScoreAdj = oomScoreAdj;
+    }
+
+    /// <summary>The process id.</summary>
+    public int Pid { get; }
+
+    /// <summary>The task's name (comm, at most 15 characters as the kernel keeps it).</summary>
+    public string Comm { get; }
+
+    /// <summary>oom_score_adj: −1000 (never killed) … 1000.</summary>
+    public short OomScoreAdj { get; }
+
+    /// <summary>The OOM killer killed this task and freed its memory.</summary>
+    public bool IsKilled { get; internal set; }
+
+    /// <summary>The task exited (<see cref="Exit"/>) or was killed; its memory is free.</summary>
+    public bool HasExited { get; internal set; }
+
+    /// <summary>MM_ANONPAGES: pages mapped in its page tables (its rss).</summary>
+    public long Rss { get; internal set; }
+
+    /// <summary>MM_SWAPENTS: its pages that are out on swap.</summary>
+    public long SwapEnts { get; internal set; }
+
+    /// <summary>mm_pgtables_bytes: page-table pages below the root (PUD, PMD and PTE tables) in bytes.</summary>
+    public long PgtablesBytes => PgtablePages * Machine.PageSize;
+
+    /// <summary>total_vm: pages of its mappings.</summary>
+    public long TotalVm { get; internal set; }
+
+    /// <summary>mmap of anonymous private memory: reserves <paramref name="length"/> bytes (rounded up to
+    /// pages) of address space; no page is allocated until it is touched.</summary>
+    /// <returns>The start address, or 0 when the address space has no room (ENOMEM).</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The length is 0.</exception>
+    /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
+    public ulong Mmap(ulong length) => _mm.Mmap(this, length);
+
+    /// <summary>munmap: removes the mappings in [addr, addr + length), freeing their pages and swap slots.</summary>
+    /// <exception cref="ArgumentException">The address is not page-aligned or the length is 0.</exception>
+    /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
+    public void Munmap(ulong addr, ulong length) => _mm.Munmap(this, addr, length);
+
+    /// <summary>Copies the task's memory at <paramref name="vaddr"/> into <paramref name="destination"/>,
+    /// faulting pages in: a page never touched reads as zeros, a swapped-out page is read back from swap.</summary>
+    /// <remarks>May sleep: a fault allocates a page with GFP_HIGHUSER_MOVABLE, which may reclaim, swap or
+    /// call the OOM killer.</remarks>
+    /// <exception cref="SegmentationFaultException">Part of the range is not mapped.</exception>
+    /// <exception cref="TaskKilledException">The task was killed (possibly by this very fault) or has exited.</exception>
+    public void Read(ulong vaddr, Span<byte> destination) => _mm.Access(this, vaddr, destination, default, write: false);
+
+    /// <summary>Copies <paramref name="source"/> into the task's memory at <paramref name="vaddr"/>, faulting
+    /// pages in and marking them dirty.</summary>
+    /// <remarks>May sleep, as <see cref="Read"/>.</remarks>
+    /// <exception cref="SegmentationFaultException">Part of the range is not mapped.</exception>
+    /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
+    public void Write(ulong vaddr, ReadOnlySpan<byte> source) => _mm.Access(this, vaddr, default, source, write: true);
+
+    /// <summary>do_exit: frees every page, swap slot, page table and the kernel stack. A second call does nothing.</summary>
+    public void Exit() => _mm.Exit(this);
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Pid} ({Comm})";
+
+    internal uint PgdPfn;
+    internal long PgtablePages;
+    internal nint StackVmalloc;
+    internal Page StackPages;
+    internal readonly List<Vma> Vmas = [];
+}
+
+/// <summary>vm_area_struct: one anonymous mapping [Start, End).</summary>
+internal sealed record class Vma(ulong Start, ulong End);
+
+/// <summary>An access to an address the task has not mapped (SIGSEGV).</summary>
+public sealed class SegmentationFaultException : Exception
+{
+    /// <summary>Creates the exception for the faulting address.</summary>
+    public SegmentationFaultException(TaskStruct task, ulong address)
+        : base($"segfault at {address:x} in task {task.Pid} ({task.Comm}): no mapping there") => Address = address;
+
+    /// <summary>The faulting address.</summary>
+    public ulong Address { get; }
+}
+
+/// <summary>The task was killed (by the OOM killer) or has exited: its memory is gone.</summary>
+public sealed class TaskKilledException : Exception
+{
+    /// <summary>Creates the exception for the task.</summary>
+    public TaskKilledException(TaskStruct task)
+        : base(task.IsKilled ? $"task {task.Pid} ({task.Comm}) was killed by the OOM killer" : $"task {task.Pid} ({task.Comm}) has exited")
+        => Task = task;
+
+    /// <summary>The task.</summary>
+    public TaskStruct Task { get; }
+}

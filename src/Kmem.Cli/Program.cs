@@ -27,6 +27,7 @@ public static class Program
         root.Subcommands.Add(ReplayCommand.Create(ctx));
         root.Subcommands.Add(CompareCommand.Create(ctx));
         root.Subcommands.Add(ProcCommand.Create(ctx));
+        root.Subcommands.Add(ScenarioCommand.Create(ctx));
         return Invoke(ctx, root, args);
     }
 

@@ -58,6 +58,13 @@ internal sealed partial class MmState
         }
         var node = zone.Node;
         var vec = _lruvecs[node.Id];
+        if (IsEmpty(vec) && _shrinkers.Count == 0)
+        {
+            // Nothing on the node that kswapd could reclaim: its run would end at once, dropping the boost as
+            // balance_pgdat does; do that here rather than wake a thread for it.
+            new NoReclaim().WakeupKswapd(zone, order, highest);
+            return;
+        }
         if (vec.KswapdFailures >= MaxReclaimRetries)
         {
             return;
@@ -199,6 +206,18 @@ internal sealed partial class MmState
         {
             vec.KswapdFailures = 0;
         }
+    }
+
+    private static bool IsEmpty(Lruvec vec)
+    {
+        for (int l = 0; l < 4; l++)
+        {
+            if (Volatile.Read(ref vec.Count[l]) != 0)
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     private static void ClearBoost(Node node)

@@ -55,7 +55,13 @@ public class ReclaimTests
             }
         }
         Assert.True(WaitFor(() => Vmstat(m)["pgscan_kswapd"] > 0), $"kswapd never scanned; runs {m.Mm.KswapdRuns}, free {zone.FreePages}, low {low}");
-        Assert.True(WaitFor(() => !m.Mm.KswapdBusy && m.Mm.KswapdRuns > 0), "kswapd never went back to sleep");
+        // Asleep: not busy, and no further run for 200 ms (a wakeup queued during the first run may run once more).
+        Assert.True(WaitFor(() =>
+        {
+            long r = m.Mm.KswapdRuns;
+            Thread.Sleep(200);
+            return !m.Mm.KswapdBusy && r > 0 && m.Mm.KswapdRuns == r;
+        }), "kswapd never went back to sleep");
         Assert.True(MmBalanced(m), $"asleep with free {zone.FreePages}, high {high}");
         long runs = m.Mm.KswapdRuns;
         Assert.True(Vmstat(m)["pgsteal_kswapd"] > 0, "kswapd balanced the node by reclaiming");

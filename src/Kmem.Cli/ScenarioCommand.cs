@@ -1,0 +1,229 @@
+// `kmem scenario pressure|fragmentation|highmem`: small stories of memory
+// pressure told step by step with the kernel's own counters. Every number is
+// read from the machine's /proc files; nothing here computes a figure itself.
+using System.CommandLine;
+using System.Globalization;
+
+namespace Kmem.Cli;
+
+/// <summary>The scenario subcommand.</summary>
+public static class ScenarioCommand
+{
+    /// <summary>Creates the subcommand.</summary>
+    public static Command Create(CliContext ctx)
+    {
+        var name = new Argument<string>("NAME") { Description = "pressure, fragmentation or highmem" };
+        name.AcceptOnlyFromAmong("pressure", "fragmentation", "highmem");
+        var seed = new Option<int>("--seed") { Description = "machine seed", DefaultValueFactory = _ => 1 };
+        var command = new Command("scenario", "Run a memory-pressure scenario and print what the kernel does, step by step: "
+            + "pressure (tasks grow until kswapd, swap and the OOM killer act), fragmentation (scattered unmovable pages, "
+            + "then an order-4 allocation that needs compaction), highmem (user pages in HighMem on x86-32)")
+        {
+            name, seed,
+        };
+        command.SetAction(parse =>
+        {
+            string which = parse.GetValue(name)!;
+            int s = parse.GetValue(seed);
+            var o = ctx.Out;
+            return which switch
+            {
+                "pressure" => Pressure(o, s),
+                "fragmentation" => Fragmentation(o, s),
+                "highmem" => Highmem(o, s),
+                _ => ctx.Fail(CliContext.Usage, $"unknown scenario \"{which}\"; known: pressure, fragmentation, highmem"),
+            };
+        });
+        return command;
+    }
+
+    private static Dictionary<string, long> Vmstat(Machine m) =>
+        m.Proc.Vmstat().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' '))
+            .ToDictionary(p => p[0], p => long.Parse(p[1], CultureInfo.InvariantCulture));
+
+    private static long Meminfo(Machine m, string key)
+    {
+        foreach (var line in m.Proc.Meminfo().Split('\n'))
+        {
+            if (line.StartsWith(key + ":", StringComparison.Ordinal))
+            {
+                return long.Parse(line[(key.Length + 1)..].Replace("kB", "", StringComparison.Ordinal).Trim(), CultureInfo.InvariantCulture);
+            }
+        }
+        return 0;
+    }
+
+    private static void Counters(TextWriter o, Machine m, string step, params string[] names)
+    {
+        var v = Vmstat(m);
+        o.WriteLine($"{step,-34} MemFree {Meminfo(m, "MemFree"),7} kB  SwapFree {Meminfo(m, "SwapFree"),7} kB  "
+            + string.Join("  ", names.Select(n => $"{n} {v[n]}")));
+    }
+
+    private static void Section(TextWriter o, Machine m, string title, string file)
+    {
+        o.WriteLine();
+        o.WriteLine($"# {title}: {m.Proc.PathOf(file)}");
+        o.Write(m.Proc.Read(file));
+    }
+
+    /// <summary>Four tasks grow by 4 MiB each in turn on a 128 MiB machine with 48 MiB of swap until the
+    /// OOM killer has acted and one more round ran.</summary>
+    private static int Pressure(TextWriter o, int seed)
+    {
+        string swap = Path.GetTempFileName();
+        try
+        {
+            using var m = Machine.Boot(new MachineOptions { Memory = "128M", Seed = seed, Cpus = 2 });
+            m.Mkswap(swap, 48 << 20);
+            m.Swapon(swap);
+            o.WriteLine($"# scenario pressure: X64, 128 MiB, 48 MiB swap at {swap}; four tasks grow by 4 MiB each in turn");
+            Section(o, m, "before", "buddyinfo");
+            var tasks = Enumerable.Range(0, 4).Select(i => m.CreateTask($"grower{i}", (short)(i == 3 ? -1000 : 0))!).ToArray();
+            var bases = tasks.Select(t => t.Mmap(256 << 20)).ToArray();
+            var sizes = new long[tasks.Length];
+            var page = new byte[Machine.PageSize];
+            string[] shown = ["pgscan_kswapd", "pgscan_direct", "pswpout", "pswpin", "oom_kill"];
+            Counters(o, m, "start", shown);
+            int afterOom = -1;
+            for (int round = 1; round <= 40 && afterOom != 0; round++)
+            {
+                for (int i = 0; i < tasks.Length; i++)
+                {
+                    if (tasks[i].HasExited)
+                    {
+                        continue;
+                    }
+                    try
+                    {
+                        for (int p = 0; p < 1024; p++)
+                        {
+                            page[0] = (byte)p;
+                            tasks[i].Write(bases[i] + (ulong)sizes[i], page);
+                            sizes[i] += Machine.PageSize;
+                        }
+                    }
+                    catch (TaskKilledException e)
+                    {
+                        o.WriteLine($"  {e.Message}");
+                    }
+                }
+                Counters(o, m, $"round {round}: {string.Join(" ", tasks.Select(t => t.HasExited ? "killed" : $"{t.Rss * 4 / 1024}M+{t.SwapEnts * 4 / 1024}M"))}", shown);
+                if (afterOom < 0 && Vmstat(m)["oom_kill"] > 0)
+                {
+                    afterOom = 1;
+                }
+                else if (afterOom > 0)
+                {
+                    afterOom--;
+                }
+            }
+            o.WriteLine();
+            o.WriteLine("# the kernel log (OOM reports)");
+            foreach (var line in m.Log.Lines.Where(l => l.Contains("oom", StringComparison.OrdinalIgnoreCase)
+                || l.StartsWith('[') || l.StartsWith("Tasks state", StringComparison.Ordinal) || l.StartsWith("Out of memory", StringComparison.Ordinal)))
+            {
+                o.WriteLine(line);
+            }
+            foreach (var t in tasks.Where(t => !t.HasExited))
+            {
+                o.WriteLine($"/proc/{t.Pid}/oom_score ({t.Comm}, oom_score_adj {t.OomScoreAdj}): {m.OomScore(t)}");
+            }
+            Section(o, m, "after", "swaps");
+            Section(o, m, "after", "meminfo");
+            Section(o, m, "after", "buddyinfo");
+            return 0;
+        }
+        finally
+        {
+            File.Delete(swap);
+        }
+    }
+
+    /// <summary>Two tasks fill memory page by page in turn; one exits, leaving single free pages between the
+    /// other's; scattered unmovable allocations take what large blocks remain; an order-4 GFP_KERNEL allocation
+    /// then needs direct compaction.</summary>
+    private static int Fragmentation(TextWriter o, int seed)
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "64M", Seed = seed, Cpus = 1, Kswapd = false });
+        o.WriteLine("# scenario fragmentation: X64, 64 MiB, no swap");
+        var keeper = m.CreateTask("keeper")!;
+        var leaver = m.CreateTask("leaver")!;
+        ulong a = keeper.Mmap(64 << 20), b = leaver.Mmap(64 << 20);
+        var page = new byte[Machine.PageSize];
+        int n = 0;
+        while (Meminfo(m, "MemFree") > 1600)
+        {
+            keeper.Write(a + (ulong)n * 4096, page);
+            leaver.Write(b + (ulong)n * 4096, page);
+            n++;
+        }
+        Counters(o, m, $"two tasks hold {n} pages each", "compact_stall", "compact_success", "pgmigrate_success");
+        leaver.Exit();
+        m.DrainAllPages();
+        int pinned = 0;
+        while (!m.AllocPages(Gfp.Atomic | Gfp.NoWarn, 3).IsNull && pinned < 2000 && LargestFree(m) >= 3)
+        {
+            pinned++;
+        }
+        Counters(o, m, $"one exited; {pinned} unmovable order-3", "compact_stall", "compact_success", "pgmigrate_success");
+        Section(o, m, "before", "buddyinfo");
+        Section(o, m, "before", "extfrag_index");
+        var block = m.AllocPages(Gfp.Kernel, 4);
+        o.WriteLine();
+        o.WriteLine(block.IsNull ? "order-4 GFP_KERNEL allocation failed" : $"order-4 GFP_KERNEL allocation: {block}");
+        Counters(o, m, "after the order-4 allocation", "compact_stall", "compact_success", "compact_fail", "compact_migrate_scanned",
+            "compact_free_scanned", "pgmigrate_success");
+        Section(o, m, "after", "buddyinfo");
+        long moved = m.CompactMemory();
+        o.WriteLine();
+        o.WriteLine($"compact_memory: {moved} pages migrated");
+        Section(o, m, "after compact_memory", "buddyinfo");
+        return 0;
+    }
+
+    private static int LargestFree(Machine m)
+    {
+        var counts = m.Proc.Buddyinfo().Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[4..].Select(x => long.Parse(x, CultureInfo.InvariantCulture)).ToArray());
+        int best = -1;
+        foreach (var c in counts)
+        {
+            for (int o = c.Length - 1; o > best; o--)
+            {
+                if (c[o] > 0)
+                {
+                    best = o;
+                }
+            }
+        }
+        return best;
+    }
+
+    /// <summary>A task on a 1 GiB x86-32 PAE machine: its pages come from HighMem and are reached through kmap.</summary>
+    private static int Highmem(TextWriter o, int seed)
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "1G", Preset = Preset.X86Pae, Seed = seed, Cpus = 2 });
+        o.WriteLine("# scenario highmem: X86Pae, 1 GiB (lowmem up to 880 MiB, HighMem above)");
+        void Show(string step) => o.WriteLine($"{step,-34} HighFree {Meminfo(m, "HighFree"),7} kB  LowFree {Meminfo(m, "LowFree"),7} kB  "
+            + $"AnonPages {Meminfo(m, "AnonPages"),7} kB  PageTables {Meminfo(m, "PageTables"),5} kB  KernelStack {Meminfo(m, "KernelStack"),5} kB");
+        Show("boot");
+        var t = m.CreateTask("highuser")!;
+        Show("task created (8 KiB order-1 stack)");
+        ulong a = t.Mmap(256 << 20);
+        var page = new byte[Machine.PageSize];
+        for (int i = 0; i < (128 << 20) / Machine.PageSize; i++)
+        {
+            page[0] = (byte)i;
+            t.Write(a + (ulong)i * 4096, page);
+        }
+        Show("128 MiB written");
+        var back = new byte[1];
+        t.Read(a + 4096 * 77, back);
+        o.WriteLine($"read back through kmap_local: byte {back[0]} (written {77})");
+        Section(o, m, "after", "buddyinfo");
+        t.Exit();
+        Show("task exited");
+        return 0;
+    }
+}

@@ -72,7 +72,7 @@ public class SwapTests
                 }
             }
             m.Mm.Validate();
-        }, iter: 4);
+        }, iter: 2);
     }
 
     [Fact]

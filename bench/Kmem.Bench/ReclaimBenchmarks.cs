@@ -8,7 +8,10 @@ using BenchmarkDotNet.Attributes;
 
 namespace Kmem.Bench;
 
-[SimpleJob(launchCount: 1, warmupCount: 1, iterationCount: 5, invocationCount: 1)]
+[InProcess]
+[WarmupCount(1)]
+[IterationCount(5)]
+[InvocationCount(1)]
 [MemoryDiagnoser]
 #pragma warning disable CA1001 // BenchmarkDotNet disposes through [IterationCleanup]
 public class ReclaimBenchmarks

@@ -130,6 +130,26 @@ public class SlobMisuseTests
     }
 
     [Fact]
+    public unsafe void TheValidatorReadsTheFreeChainInThePageAndCatchesItsCorruption()
+    {
+        using var m = SlobTests.Boot();
+        nint keep = m.Kmalloc(10, Gfp.Kernel); // units 0..8; one free block from unit 9 to the end
+        short* free = (short*)(m.PageAddress(m.VirtToPage(keep)) + 18);
+        Assert.Equal(2039, free[0]);
+        free[0] = 2000;
+        var problems = m.SlabLayer!.ValidateAll();
+        Assert.Contains(problems, p => p.Contains("2000 free units in the chain, units 2039", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.Contains("units 2009..2048 are neither free nor allocated", StringComparison.Ordinal)
+            || p.Contains("blocks end at unit 2009", StringComparison.Ordinal));
+        free[0] = 2039;
+        free[1] = 5; // the next free block would lie behind this one
+        Assert.Contains(m.SlabLayer.ValidateAll(), p => p.Contains("free block at unit 9 of 2039 units, next at 5", StringComparison.Ordinal));
+        free[1] = 2048;
+        SlobTests.Validate(m);
+        m.Kfree(keep);
+    }
+
+    [Fact]
     public void WithTheReportPolicyTheMachineLogsAndCarriesOn()
     {
         using var m = SlobTests.Boot(onBug: OnBug.Report);

@@ -46,6 +46,7 @@ public sealed partial class Machine : IDisposable
             {
                 SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, SlubThreadCacheBytes(options, memoryBytes)),
                 SlabAllocator.Slob => new Slob(PageAllocator, Log, Bug),
+                SlabAllocator.Slab => new ArraySlab(PageAllocator, Log, Bug),
                 _ => null,
             };
             Mm = new MmState(this, _mem, PageAllocator);

@@ -16,35 +16,17 @@ internal sealed unsafe partial class Slub
     /// <summary>KMALLOC_MAX_CACHE_SIZE.</summary>
     public const uint KmallocMaxCacheSize = 1u << KmallocShiftHigh;
 
-    /// <summary>enum kmalloc_cache_type (6.1 with ZONE_DMA and MEMCG_KMEM), in creation order.</summary>
-    public enum KmallocType
-    {
-        /// <summary>kmalloc-N.</summary>
-        Normal,
-        /// <summary>kmalloc-cg-N (__GFP_ACCOUNT).</summary>
-        Cgroup,
-        /// <summary>kmalloc-rcl-N (__GFP_RECLAIMABLE).</summary>
-        Reclaim,
-        /// <summary>dma-kmalloc-N (__GFP_DMA).</summary>
-        Dma,
-    }
-
     /// <summary>size_index: kmalloc index for sizes 1..192 in steps of 8 (1 = the 96 cache, 2 = the 192 one).</summary>
     private static ReadOnlySpan<byte> SizeIndex => [3, 4, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
-
-    private readonly KmemCache?[][] _kmallocCaches = new KmemCache?[4][];
-
-    /// <summary>kmalloc_caches[type][index].</summary>
-    public KmemCache? KmallocCache(KmallocType type, int index) => _kmallocCaches[(int)type][index];
 
     /// <summary>create_kmalloc_caches: type by type, sizes 8 … 8k with 96 after 64 and 192 after 128.</summary>
     private void CreateKmallocCaches()
     {
-        bool hasDma = _pa.Arch.HasZone(ZoneType.Dma);
+        _hasDmaKmalloc = _pa.Arch.HasZone(ZoneType.Dma);
         for (int type = 0; type < 4; type++)
         {
             _kmallocCaches[type] = new KmemCache?[KmallocShiftHigh + 1];
-            if (type == (int)KmallocType.Dma && !hasDma)
+            if (type == (int)KmallocType.Dma && !_hasDmaKmalloc)
             {
                 continue;
             }
@@ -65,48 +47,14 @@ internal sealed unsafe partial class Slub
 
     private void NewKmallocCache(int index, KmallocType type)
     {
-        uint size = KmallocSize(index);
-        var flags = type switch
-        {
-            KmallocType.Reclaim => SlabFlags.ReclaimAccount,
-            KmallocType.Cgroup => SlabFlags.Account,
-            KmallocType.Dma => SlabFlags.CacheDma,
-            _ => SlabFlags.None,
-        };
-        string sz = size >= 1024 ? $"{size >> 10}k" : size.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        string name = type switch
-        {
-            KmallocType.Reclaim => "kmalloc-rcl-" + sz,
-            KmallocType.Cgroup => "kmalloc-cg-" + sz,
-            KmallocType.Dma => "dma-kmalloc-" + sz,
-            _ => "kmalloc-" + sz,
-        };
         // ARCH_KMALLOC_MINALIGN is 8; power-of-two sizes are naturally aligned by their stride.
-        _kmallocCaches[(int)type][index] = CreateCache(name, size, 8, flags | SlabFlags.Panic, null, isKmalloc: true);
+        _kmallocCaches[(int)type][index] = CreateCache(KmallocName(index, type), KmallocSize(index), 8, KmallocFlags(type) | SlabFlags.Panic, null, isKmalloc: true);
     }
-
-    /// <summary>kmalloc_size.</summary>
-    public static uint KmallocSize(int index) => index switch { 1 => 96, 2 => 192, _ => 1u << index };
 
     /// <summary>kmalloc_index via kmalloc_slab: the size index for 1 ≤ size ≤ 8 KiB.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int KmallocIndex(nuint size) =>
         size <= 192 ? SizeIndex[(int)((size - 1) / 8)] : System.Numerics.BitOperations.Log2((uint)size - 1) + 1;
-
-    /// <summary>kmalloc_type: DMA beats RECLAIMABLE beats ACCOUNT.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public KmallocType TypeOf(Gfp gfp)
-    {
-        if ((gfp & (Gfp.Dma | Gfp.Reclaimable | Gfp.Account)) == 0)
-        {
-            return KmallocType.Normal;
-        }
-        if ((gfp & Gfp.Dma) != 0 && _kmallocCaches[(int)KmallocType.Dma][3] is not null)
-        {
-            return KmallocType.Dma;
-        }
-        return (gfp & Gfp.Reclaimable) != 0 ? KmallocType.Reclaim : KmallocType.Cgroup;
-    }
 
     /// <summary>kmalloc_slab: the cache for a size of 1 .. KMALLOC_MAX_CACHE_SIZE.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -120,26 +68,6 @@ internal sealed unsafe partial class Slub
             return size == 0 ? ZeroSizePtr : Alloc(KmallocSlab(size, gfp), gfp, node);
         }
         return KmallocLarge(size, gfp, node);
-    }
-
-    /// <summary>kmalloc_large_node: a compound page block counted in NR_SLAB_UNRECLAIMABLE_B. A size above
-    /// KMALLOC_MAX_SIZE asks for an order of MAX_ORDER or more, which the page allocator refuses with its
-    /// warning.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint KmallocLarge(nuint size, Gfp gfp, int node)
-    {
-        int order = Machine.GetOrder(size);
-        if ((gfp & GfpSlabBugMask) != 0)
-        {
-            gfp = KmallocFixFlags(gfp);
-        }
-        var page = _pa.AllocPages(gfp | Gfp.Comp, order, node);
-        if (page.IsNull)
-        {
-            return 0;
-        }
-        Interlocked.Add(ref _pa.ZoneOf(page.RawPfn).Node.NrSlabUnreclaimable, 1L << order);
-        return _mem.PageAddress(page.RawPfn);
     }
 
     /// <summary>kfree: 0 and ZERO_SIZE_PTR are ignored; a slab object goes back to its cache, a large
@@ -162,13 +90,6 @@ internal sealed unsafe partial class Slub
                 Report(null, p, "Freeing invalid pointer", caller);
                 return;
         }
-    }
-
-    private void FreeLargeKmalloc(uint head)
-    {
-        int order = _mem.Frame(head).Order;
-        Interlocked.Add(ref _pa.ZoneOf(head).Node.NrSlabUnreclaimable, -(1L << order));
-        _pa.FreePages(new Page(head), order);
     }
 
     /// <summary>kmem_cache_free: the object must belong to <paramref name="s"/> (cache_from_obj).</summary>

@@ -7,10 +7,11 @@ namespace Kmem.Tests.Slab;
 
 public class SlabMisuseTests
 {
-    [Fact]
-    public void ADoubleFreeIsReportedAndChangesNothing()
+    [Theory]
+    [MemberData(nameof(SlabBackends.Cached), MemberType = typeof(SlabBackends))]
+    public void ADoubleFreeIsReportedAndChangesNothing(SlabAllocator slab)
     {
-        using var m = KmemCacheTests.Boot();
+        using var m = KmemCacheTests.Boot(slab: slab);
         var s = m.KmemCacheCreate("df", 64, 0, SlabFlags.None, null)!;
         nint a = m.KmemCacheAlloc(s, Gfp.Kernel);
         nint b = m.KmemCacheAlloc(s, Gfp.Kernel);
@@ -37,10 +38,11 @@ public class SlabMisuseTests
         Assert.True(s.IsDestroyed);
     }
 
-    [Fact]
-    public void ADoubleKfreeOfAnObjectOutsideTheCpuSlabIsCaughtToo()
+    [Theory]
+    [MemberData(nameof(SlabBackends.Cached), MemberType = typeof(SlabBackends))]
+    public void ADoubleKfreeOfAnObjectOutsideTheCpuSlabIsCaughtToo(SlabAllocator slab)
     {
-        using var m = KmemCacheTests.Boot();
+        using var m = KmemCacheTests.Boot(slab: slab);
         nint p;
         using (m.OnCpu(0))
         {
@@ -54,10 +56,11 @@ public class SlabMisuseTests
         }
     }
 
-    [Fact]
-    public void ThePolicyReportLogsAndCarriesOn()
+    [Theory]
+    [MemberData(nameof(SlabBackends.Cached), MemberType = typeof(SlabBackends))]
+    public void ThePolicyReportLogsAndCarriesOn(SlabAllocator slab)
     {
-        using var m = KmemCacheTests.Boot(onBug: OnBug.Report);
+        using var m = KmemCacheTests.Boot(onBug: OnBug.Report, slab: slab);
         nint p = m.Kmalloc(100, Gfp.Kernel);
         m.Kfree(p);
         m.Kfree(p);
@@ -69,10 +72,11 @@ public class SlabMisuseTests
         m.Kfree(r);
     }
 
-    [Fact]
-    public void APointerInsideAnObjectIsNotAnObject()
+    [Theory]
+    [MemberData(nameof(SlabBackends.Cached), MemberType = typeof(SlabBackends))]
+    public void APointerInsideAnObjectIsNotAnObject(SlabAllocator slab)
     {
-        using var m = KmemCacheTests.Boot();
+        using var m = KmemCacheTests.Boot(slab: slab);
         var s = m.KmemCacheCreate("mid", 64, 0, SlabFlags.None, null)!;
         nint p = m.KmemCacheAlloc(s, Gfp.Kernel);
         var e = Assert.Throws<SlabBugException>(() => m.KmemCacheFree(s, p + 8));
@@ -81,10 +85,11 @@ public class SlabMisuseTests
         m.KmemCacheFree(s, p);
     }
 
-    [Fact]
-    public void AnObjectFreedToTheWrongCacheIsReported()
+    [Theory]
+    [MemberData(nameof(SlabBackends.Cached), MemberType = typeof(SlabBackends))]
+    public void AnObjectFreedToTheWrongCacheIsReported(SlabAllocator slab)
     {
-        using var m = KmemCacheTests.Boot();
+        using var m = KmemCacheTests.Boot(slab: slab);
         var a = m.KmemCacheCreate("cache_a", 64, 0, SlabFlags.None, null)!;
         var b = m.KmemCacheCreate("cache_b", 64, 0, SlabFlags.None, null)!;
         nint p = m.KmemCacheAlloc(a, Gfp.Kernel);
@@ -93,10 +98,11 @@ public class SlabMisuseTests
         m.KmemCacheFree(a, p);
     }
 
-    [Fact]
-    public void APageThatIsNotASlabAndAPointerOutsideTheDirectMapAreInvalid()
+    [Theory]
+    [MemberData(nameof(SlabBackends.Cached), MemberType = typeof(SlabBackends))]
+    public void APageThatIsNotASlabAndAPointerOutsideTheDirectMapAreInvalid(SlabAllocator slab)
     {
-        using var m = KmemCacheTests.Boot();
+        using var m = KmemCacheTests.Boot(slab: slab);
         nint page = m.GetFreePage(Gfp.Kernel);
         var e = Assert.Throws<SlabBugException>(() => m.Kfree(page));
         Assert.Contains("Freeing invalid pointer", e.Message, StringComparison.Ordinal);
@@ -118,10 +124,11 @@ public class SlabMisuseTests
         }
     }
 
-    [Fact]
-    public void APointerIntoALargeKmallocThatIsNotItsStartIsInvalid()
+    [Theory]
+    [MemberData(nameof(SlabBackends.Cached), MemberType = typeof(SlabBackends))]
+    public void APointerIntoALargeKmallocThatIsNotItsStartIsInvalid(SlabAllocator slab)
     {
-        using var m = KmemCacheTests.Boot();
+        using var m = KmemCacheTests.Boot(slab: slab);
         nint p = m.Kmalloc(20000, Gfp.Kernel);
         Assert.Throws<SlabBugException>(() => m.Kfree(p + 4096));
         m.Kfree(p);

@@ -1,4 +1,4 @@
-// SLUB properties: random alloc/free over own and kmalloc caches on pinned CPUs; each live object
+// Slab-layer properties (SLUB and SLAB): random alloc/free over own and kmalloc caches on pinned CPUs; each live object
 // holds its own fill byte (no object is handed out twice, no two overlap) and the validator runs
 // between steps. After freeing all, shrinking and draining, free pages are the fresh machine's and
 // the slab counters 0. Two threads on two CPUs or one pass objects between them (remote frees).
@@ -126,9 +126,9 @@ public class SlabPropertyTests
         }
     }
 
-    private static Machine BootFresh(int cpus, out long freeBefore)
+    private static Machine BootFresh(int cpus, out long freeBefore, SlabAllocator slab = SlabAllocator.Slub)
     {
-        var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = cpus, Seed = 7 });
+        var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = cpus, Seed = 7, Slab = slab });
         m.DrainAllPages();
         freeBefore = MemFree(m);
         return m;
@@ -140,7 +140,7 @@ public class SlabPropertyTests
         {
             Free(w, h);
         }
-        foreach (var s in w.M.SlabCaches)
+        foreach (var s in w.Caches)
         {
             Assert.Equal(0, w.M.KmemCacheShrink(s));
         }
@@ -148,6 +148,11 @@ public class SlabPropertyTests
         {
             w.M.KmemCacheDestroy(s);
             Assert.True(s.IsDestroyed);
+        }
+        // Every kmalloc cache too (after the destroys: SLAB keeps off-slab index arrays in kmalloc-32).
+        foreach (var s in w.M.SlabCaches)
+        {
+            Assert.Equal(0, w.M.KmemCacheShrink(s));
         }
         Validate(w.M);
         w.M.DrainAllPages();
@@ -157,7 +162,7 @@ public class SlabPropertyTests
         Assert.Equal(freeBefore, MemFree(w.M));
     }
 
-    /// <summary>Every cache's invariants (Slub.Validate) hold.</summary>
+    /// <summary>Every cache's invariants (the backend's ValidateAll) hold.</summary>
     internal static void Validate(Machine m)
     {
         var problems = m.SlabLayer!.ValidateAll();
@@ -167,12 +172,13 @@ public class SlabPropertyTests
     private static long MemFree(Machine m) => long.Parse(m.Proc.Meminfo().Split('\n')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1],
         System.Globalization.CultureInfo.InvariantCulture);
 
-    [Fact]
-    public void RandomAllocFreeSequencesGiveEveryObjectBackToItsCache()
+    [Theory]
+    [MemberData(nameof(SlabBackends.Cached), MemberType = typeof(SlabBackends))]
+    public void RandomAllocFreeSequencesGiveEveryObjectBackToItsCache(SlabAllocator slab)
     {
         OpGen(3).Array[50, 600].Sample(ops =>
         {
-            using var m = BootFresh(3, out long freeBefore);
+            using var m = BootFresh(3, out long freeBefore, slab);
             var w = new World(m);
             var held = new List<Held>();
             for (int i = 0; i < ops.Length; i++)
@@ -188,15 +194,17 @@ public class SlabPropertyTests
         }, iter: 40, threads: 2, print: ops => string.Join("; ", ops));
     }
 
+    public static TheoryData<SlabAllocator, bool> BackendsAndSameCpu =>
+        new() { { SlabAllocator.Slub, false }, { SlabAllocator.Slub, true }, { SlabAllocator.Slab, false }, { SlabAllocator.Slab, true } };
+
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void TwoThreadsOnTwoCpusOrOneKeepEveryObjectTheirOwn(bool sameCpu)
+    [MemberData(nameof(BackendsAndSameCpu))]
+    public void TwoThreadsOnTwoCpusOrOneKeepEveryObjectTheirOwn(SlabAllocator slab, bool sameCpu)
     {
         var gen = Gen.Select(OpGen(1).Array[500, 2000], OpGen(1).Array[500, 2000]);
         gen.Sample((a, b) =>
         {
-            using var m = BootFresh(2, out long freeBefore);
+            using var m = BootFresh(2, out long freeBefore, slab);
             var w = new World(m);
             var helds = new[] { new List<Held>(), new List<Held>() };
             var errors = new Exception?[2];
@@ -230,10 +238,11 @@ public class SlabPropertyTests
         }, iter: 8, threads: 1, print: t => $"A: {t.Item1.Length} ops, B: {t.Item2.Length} ops");
     }
 
-    [Fact]
-    public void ManyThreadsHammeringOneCacheOnSharedCpusLoseNothing()
+    [Theory]
+    [MemberData(nameof(SlabBackends.Cached), MemberType = typeof(SlabBackends))]
+    public void ManyThreadsHammeringOneCacheOnSharedCpusLoseNothing(SlabAllocator slab)
     {
-        using var m = BootFresh(2, out long freeBefore);
+        using var m = BootFresh(2, out long freeBefore, slab);
         var w = new World(m);
         var s = w.Caches[0];
         var errors = new ConcurrentQueue<Exception>();

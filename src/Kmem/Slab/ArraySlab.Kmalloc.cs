@@ -1,0 +1,206 @@
+// kmalloc over SLAB (mm/slab_common.c, include/linux/slab.h, mm/slab.c kmem_cache_init, 6.1):
+// KMALLOC_SHIFT_LOW is 5, so the caches are kmalloc-32 … kmalloc-8k plus 96 and 192, each type
+// (normal, cg, rcl, dma) chosen by gfp as for SLUB; since 6.1 SLAB, like SLUB, sends requests above
+// KMALLOC_MAX_CACHE_SIZE (8 KiB, an order-1 page) to the page allocator (kmalloc_large); the older
+// kmalloc-16k … kmalloc-4M caches are gone. Every kmalloc cache is created with SLAB_HWCACHE_ALIGN
+// (ARCH_KMALLOC_FLAGS) and power-of-two sizes are naturally aligned, so kmalloc-96 has a 128-byte
+// stride. The size_index entries below 32 bytes point at kmalloc-32. kmalloc-128 comes first, as
+// the cache of struct kmem_cache_node (INDEX_NODE). ksize is the object size (slab_ksize without SLUB).
+using System.Runtime.CompilerServices;
+using Kmem.Physical;
+
+namespace Kmem.Slab;
+
+internal sealed unsafe partial class ArraySlab
+{
+    /// <summary>KMALLOC_SHIFT_LOW: the smallest kmalloc cache is 2^5 = 32 bytes (KMALLOC_MIN_SIZE).</summary>
+    public const int KmallocShiftLow = 5;
+    /// <summary>KMALLOC_SHIFT_HIGH (6.1): the largest kmalloc cache is 2^13 = 8 KiB.</summary>
+    public const int KmallocShiftHigh = PhysMem.PageShift + 1;
+    /// <summary>KMALLOC_MAX_CACHE_SIZE.</summary>
+    public const uint KmallocMaxCacheSize = 1u << KmallocShiftHigh;
+    /// <summary>INDEX_NODE: kmalloc_index(sizeof(struct kmem_cache_node)) = kmalloc-128 (120 bytes on x86-64).</summary>
+    private const int IndexNode = 7;
+
+    /// <summary>size_index after setup_kmalloc_cache_index_table with KMALLOC_MIN_SIZE 32: sizes 1..192 in
+    /// steps of 8 (1 = the 96 cache, 2 = the 192 one; 1..24 go to kmalloc-32).</summary>
+    private static ReadOnlySpan<byte> SizeIndex => [5, 5, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
+
+    /// <summary>kmem_cache_init and create_kmalloc_caches: kmalloc-128 first, then type by type, sizes
+    /// 32 … 8k with 96 after 64 and 192 after 128.</summary>
+    private void CreateKmallocCaches()
+    {
+        _hasDmaKmalloc = _pa.Arch.HasZone(ZoneType.Dma);
+        for (int type = 0; type < 4; type++)
+        {
+            _kmallocCaches[type] = new KmemCache?[KmallocShiftHigh + 1];
+        }
+        NewKmallocCache(IndexNode, KmallocType.Normal);
+        for (int type = 0; type < 4; type++)
+        {
+            if (type == (int)KmallocType.Dma && !_hasDmaKmalloc)
+            {
+                continue;
+            }
+            for (int i = KmallocShiftLow; i <= KmallocShiftHigh; i++)
+            {
+                NewKmallocCache(i, (KmallocType)type);
+                if (i == 6)
+                {
+                    NewKmallocCache(1, (KmallocType)type);
+                }
+                if (i == 7)
+                {
+                    NewKmallocCache(2, (KmallocType)type);
+                }
+            }
+        }
+    }
+
+    private void NewKmallocCache(int index, KmallocType type)
+    {
+        if (_kmallocCaches[(int)type][index] is not null)
+        {
+            return;
+        }
+        // create_boot_cache: ARCH_KMALLOC_MINALIGN (8), a power-of-two size's own alignment, then
+        // calculate_alignment with ARCH_KMALLOC_FLAGS (SLAB_HWCACHE_ALIGN).
+        uint size = KmallocSize(index);
+        uint align = (size & (size - 1)) == 0 ? Math.Max(8u, size) : 8u;
+        var flags = KmallocFlags(type) | SlabFlags.HwcacheAlign;
+        _kmallocCaches[(int)type][index] = CreateCache(KmallocName(index, type), size, align, flags | SlabFlags.Panic, null, isKmalloc: true);
+    }
+
+    /// <summary>kmalloc_index via kmalloc_slab: the size index for 1 ≤ size ≤ 8 KiB.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int KmallocIndex(nuint size) =>
+        size <= 192 ? SizeIndex[(int)((size - 1) / 8)] : System.Numerics.BitOperations.Log2((uint)size - 1) + 1;
+
+    /// <summary>kmalloc_slab: the cache for a size of 1 .. KMALLOC_MAX_CACHE_SIZE.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public KmemCache KmallocSlab(nuint size, Gfp gfp) => _kmallocCaches[(int)TypeOf(gfp)][KmallocIndex(size)]!;
+
+    /// <summary>__kmalloc_node: ZERO_SIZE_PTR for 0, a kmalloc cache up to 8 KiB, kmalloc_large above.</summary>
+    public override nint Kmalloc(nuint size, Gfp gfp, int node)
+    {
+        if (size <= KmallocMaxCacheSize)
+        {
+            return size == 0 ? ZeroSizePtr : Alloc(KmallocSlab(size, gfp), gfp, node);
+        }
+        return KmallocLarge(size, gfp, node);
+    }
+
+    /// <summary>kfree: 0 and ZERO_SIZE_PTR are ignored; a slab object goes back to its cache, a large kmalloc
+    /// to the page allocator; anything else is reported.</summary>
+    public override void Kfree(nint p, string caller = "kfree")
+    {
+        if ((nuint)p <= (nuint)ZeroSizePtr)
+        {
+            return;
+        }
+        switch (Classify(p, out uint head, out var s))
+        {
+            case PtrKind.Slab:
+                Free(s!, head, p, caller);
+                return;
+            case PtrKind.Large when p == _mem.PageAddress(head):
+                FreeLargeKmalloc(head);
+                return;
+            default:
+                Report(null, p, "Freeing invalid pointer", caller);
+                return;
+        }
+    }
+
+    /// <summary>kmem_cache_free: the object must belong to <paramref name="s"/> (cache_from_obj).</summary>
+    public override void CacheFree(KmemCache s, nint p)
+    {
+        var kind = Classify(p, out uint head, out var owner);
+        if (kind != PtrKind.Slab)
+        {
+            uint pfn = _mem.VirtToPfn(p);
+            Report(s, p, "Freeing invalid pointer", "kmem_cache_free", pfn == PhysMem.NoPfn ? 0 : (long)(p - _mem.PageAddress(HeadPfn(pfn))));
+            return;
+        }
+        if (!ReferenceEquals(owner, s))
+        {
+            ReportWrongCache(s, owner, p);
+            return;
+        }
+        Free(s, head, p, "kmem_cache_free");
+    }
+
+    /// <summary>__ksize: the object size of a slab object (slab_ksize for SLAB), the whole block of a large
+    /// kmalloc; 0 for 0 and ZERO_SIZE_PTR.</summary>
+    public override nuint Ksize(nint p)
+    {
+        if ((nuint)p <= (nuint)ZeroSizePtr)
+        {
+            return 0;
+        }
+        switch (Classify(p, out uint head, out var s))
+        {
+            case PtrKind.Slab:
+                return s!.ObjectSize;
+            case PtrKind.Large:
+                return (nuint)PhysMem.PageSize << _mem.Frame(head).Order;
+            default:
+                Report(null, p, "ksize of invalid pointer", "ksize");
+                return 0;
+        }
+    }
+
+    /// <summary>What a pointer is.</summary>
+    private enum PtrKind
+    {
+        /// <summary>Outside the direct map, or in a frame that is neither a slab nor a large kmalloc.</summary>
+        Invalid,
+        /// <summary>The head frame of a compound page: a large kmalloc when the pointer is its start.</summary>
+        Large,
+        /// <summary>In a slab (the cache may be null for a slab being torn down).</summary>
+        Slab,
+    }
+
+    /// <summary>virt_to_folio and folio_test_slab: for a slab, its head pfn and cache (slab->slab_cache, read
+    /// from the cache id in the head frame).</summary>
+    private PtrKind Classify(nint p, out uint head, out KmemCache? cache)
+    {
+        cache = null;
+        head = _mem.VirtToPfn(p);
+        if (head == PhysMem.NoPfn)
+        {
+            return PtrKind.Invalid;
+        }
+        head = HeadPfn(head);
+        ref PageFrame f = ref _mem.Frame(head);
+        if ((f.Flags & PageFlags.Slab) != 0)
+        {
+            cache = CacheById(SlabPage.CacheId(f.Private));
+            return cache is null ? PtrKind.Invalid : PtrKind.Slab;
+        }
+        return (f.Flags & PageFlags.Head) != 0 && f.RefCount > 0 ? PtrKind.Large : PtrKind.Invalid;
+    }
+
+    /// <summary>The checks before ___cache_free: the pointer must be the start of an object of
+    /// <paramref name="s"/> that the caller holds. A failing check is reported (naming the address and the
+    /// cache) and nothing changes.</summary>
+    private void Free(KmemCache s, uint slab, nint obj, string caller)
+    {
+        var st = State(s);
+        nint start = _mem.PageAddress(slab);
+        nint sMem = SMem(slab, _mem.Frame(slab).Private);
+        nuint off = (nuint)(obj - sMem);
+        var map = AllocMap(slab);
+        if (obj < sMem || off >= (nuint)((long)st.Geometry.Num * s.Size) || off % s.Size != 0 || map is null)
+        {
+            Report(s, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, obj - start);
+            return;
+        }
+        if (Interlocked.Exchange(ref map[s.IndexOf(off)], 0) == 0)
+        {
+            Report(s, obj, "Object already free", caller, obj - start);
+            return;
+        }
+        CacheFreeObj(s, st, slab, obj);
+    }
+}

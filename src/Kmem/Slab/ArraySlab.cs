@@ -1,0 +1,855 @@
+// SLAB (mm/slab.c, Linux 6.1, CONFIG_NUMA, no DEBUG): per-CPU array caches of free object
+// pointers in front of per-node slab lists (full, partial, free) and a per-node shared array.
+// Alloc pops the CPU's array; an empty array is refilled by cache_alloc_refill (shared array,
+// then batchcount objects from partial/free slabs, then a new slab from cache_grow_begin). Free
+// pushes onto the array; a full array is flushed by cache_flusharray (into the shared array, else
+// free_block back to the slabs, which frees empty slabs above the node's free_limit). cache_reap
+// drains part of idle arrays and surplus free slabs; shrink and destroy drain everything.
+// Each slab keeps its free object indices in a one-byte freelist_idx_t array in real memory (inside
+// a free object, at the slab's end, or in a kmalloc'd block, as the kernel places it).
+// Kmem addition: SLAB without DEBUG cannot see a double free cheaply; Kmem keeps an allocation map per
+// slab (a byte per object, set while the caller holds the object) as it does for SLUB, so double,
+// foreign and wrong-cache frees are refused with a report and no state changes.
+// Lock order: slab_mutex → cpu array lock → node list_lock. A slab's active count, freelist bytes and
+// list membership change only under its node's list_lock (or while the slab is private to its creator).
+// Not modelled: alien caches (frees of remote-node objects go straight to their node, as with
+// noaliencache), pfmemalloc slabs, CONFIG_SLAB_FREELIST_RANDOM (objects leave a new slab in index order).
+using System.Runtime.CompilerServices;
+using Kmem.PageAlloc;
+using Kmem.Physical;
+
+namespace Kmem.Slab;
+
+/// <summary>The SLAB allocator of one machine (mm/slab.c): every cache, the kmalloc caches, the array caches.</summary>
+internal sealed unsafe partial class ArraySlab : SlabBackend
+{
+    /// <summary>BATCHREFILL_LIMIT: an untouched array refills at most this many objects at once.</summary>
+    private const int BatchRefillLimit = 16;
+    /// <summary>REAPTIMEOUT_NODE / REAPTIMEOUT_AC: a node's lists are reaped on every second reap tick.</summary>
+    public const long ReapNodeTicks = 2;
+    /// <summary>No object holds the freelist (OBJFREELIST_SLAB slab that is full).</summary>
+    private const uint NoHolder = 0xFF;
+    private const int MapChunkShift = 14;
+    private const Gfp GfpReclaimMask = Gfp.Reclaim | Gfp.High | Gfp.Io | Gfp.Fs | Gfp.NoWarn | Gfp.RetryMayfail | Gfp.NoFail
+        | Gfp.NoRetry | Gfp.Memalloc | Gfp.NoMemalloc | Gfp.AtomicBit;
+    private const Gfp GfpConstraintMask = Gfp.Hardwall | Gfp.ThisNode;
+
+    /// <summary>slab_max_order: 1 on machines with more than 32 MiB of RAM, else 0.</summary>
+    private readonly int _slabMaxOrder;
+    /// <summary>Allocation maps of slabs (1 = the caller holds the object), by head pfn, in chunks of
+    /// 2^<see cref="MapChunkShift"/> frames made when a slab first lands in them.</summary>
+    private readonly byte[]?[]?[] _allocMap;
+    /// <summary>Reap ticks so far (each <see cref="CacheReap"/> is one tick of REAPTIMEOUT_AC).</summary>
+    private long _reapTicks;
+
+    public ArraySlab(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
+        : base(pa, log, bug)
+    {
+        _slabMaxOrder = pa.TotalRamPages > (32L << 20) >> PhysMem.PageShift ? 1 : 0;
+        _allocMap = new byte[]?[]?[(_mem.LowmemPfns >> MapChunkShift) + 1];
+        CreateKmallocCaches();
+    }
+
+    /// <inheritdoc/>
+    public override SlabAllocator Kind => SlabAllocator.Slab;
+
+    /// <summary>slab_max_order in use.</summary>
+    public int SlabMaxOrder => _slabMaxOrder;
+
+    // ───────────────────────────── cache creation and teardown ─────────────────────────────
+
+    /// <inheritdoc/>
+    public override KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor) =>
+        CreateCache(name, size, align, flags, ctor, isKmalloc: false);
+
+    /// <summary>kmem_cache_create: calculate_alignment (create_boot_cache's for kmalloc caches), the geometry of
+    /// __kmem_cache_create, then enable_cpucache. Null when the arguments are invalid or no slab order fits an
+    /// object.</summary>
+    private KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor, bool isKmalloc)
+    {
+        lock (_slabMutex)
+        {
+            const SlabFlags permitted = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.ReclaimAccount
+                | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account;
+            if (!ValidCreateArgs(name, size, align, flags, permitted)
+                || SlabGeometry.Calculate(size, KmemCache.CalculateAlignment(flags, align, size), flags, ctor is not null, _slabMaxOrder, KmallocFor) is not { } g)
+            {
+                return CreateFailed(name, flags);
+            }
+            int limit = SlabGeometry.DefaultLimit(g.Size);
+            var state = new ArraySlabCache(g, limit, (limit + 1) / 2, SlabGeometry.DefaultShared(g.Size, _cpus.Count),
+                _cpus.Count, _cpus.NodeOf, _pa.Nodes.Length);
+            var s = new KmemCache(NextCacheId(), name, size, g.Size, g.Align, g.Order, g.Num, flags, ctor, isKmalloc, state);
+            Register(s);
+            return s;
+        }
+    }
+
+    /// <summary>kmalloc_slab(bytes, 0) as calculate_slab_order asks it: the kmalloc cache's stride and whether
+    /// it keeps its own freelists off-slab; null while that cache does not exist yet.</summary>
+    private (uint Size, bool OffSlab)? KmallocFor(uint bytes)
+    {
+        var table = _kmallocCaches[(int)KmallocType.Normal];
+        return table is not null && table[KmallocIndex(bytes)] is { } c
+            ? (c.Size, State(c).Geometry.Mode == SlabFreelistMode.OffSlab)
+            : null;
+    }
+
+    /// <summary>kmem_cache_destroy: __kmem_cache_shutdown is a full shrink; a cache with objects left is
+    /// kept and the kernel's warning logged (SLAB lists no objects, unlike SLUB).</summary>
+    public override bool Destroy(KmemCache s, string caller)
+    {
+        lock (_slabMutex)
+        {
+            if (s.IsDestroyed)
+            {
+                return true;
+            }
+            if (Shrink(s) != 0)
+            {
+                WarnDestroyBusy(s, caller);
+                return false;
+            }
+            Unregister(s);
+            return true;
+        }
+    }
+
+    /// <summary>__kmem_cache_shrink: every CPU's array and every shared array back to the slabs, every free
+    /// slab back to the page allocator. Returns 1 when slabs with objects remain, else 0.</summary>
+    public override int Shrink(KmemCache s)
+    {
+        var st = State(s);
+        DrainCpuCaches(s, st);
+        int ret = 0;
+        foreach (var n in st.Nodes)
+        {
+            DrainFreelist(s, st, n, int.MaxValue);
+            lock (n.ListLock)
+            {
+                ret |= n.Full.IsEmpty && n.Partial.IsEmpty ? 0 : 1;
+            }
+        }
+        return ret;
+    }
+
+    /// <summary>drain_cpu_caches: every CPU's array (under its lock), then every node's shared array.</summary>
+    private void DrainCpuCaches(KmemCache s, ArraySlabCache st)
+    {
+        for (int cpu = 0; cpu < st.Cpu.Length; cpu++)
+        {
+            var ac = st.Cpu[cpu];
+            List<uint>? list = null;
+            ac.Lock();
+            if (ac.Avail > 0)
+            {
+                int nid = _cpus.NodeOf[cpu];
+                lock (st.Nodes[nid].ListLock)
+                {
+                    FreeBlock(s, st, ac.Entry.AsSpan(0, ac.Avail), nid, ref list);
+                }
+                ac.Avail = 0;
+            }
+            ac.Unlock();
+            SlabsDestroy(s, st, list);
+        }
+        for (int nid = 0; nid < st.Nodes.Length; nid++)
+        {
+            var n = st.Nodes[nid];
+            List<uint>? list = null;
+            lock (n.ListLock)
+            {
+                if (n.Shared is { Avail: > 0 } sh)
+                {
+                    FreeBlock(s, st, sh.Entry.AsSpan(0, sh.Avail), nid, ref list);
+                    sh.Avail = 0;
+                }
+            }
+            SlabsDestroy(s, st, list);
+        }
+    }
+
+    /// <summary>drain_freelist: up to <paramref name="tofree"/> free slabs (the oldest first) go back to the
+    /// page allocator. Returns how many did.</summary>
+    private int DrainFreelist(KmemCache s, ArraySlabCache st, ArraySlabNode n, int tofree)
+    {
+        int freed = 0;
+        while (freed < tofree)
+        {
+            uint pfn;
+            lock (n.ListLock)
+            {
+                pfn = n.Free.Tail;
+                if (pfn == PhysMem.NoPfn)
+                {
+                    break;
+                }
+                n.Free.Remove(_mem, pfn);
+                n.FreeSlabs--;
+                n.TotalSlabs--;
+                n.FreeObjects -= st.Geometry.Num;
+            }
+            SlabDestroy(s, st, pfn);
+            freed++;
+        }
+        return freed;
+    }
+
+    // ───────────────────────────── periodic reaping ─────────────────────────────
+
+    /// <summary>cache_reap, once on every CPU: each CPU's untouched array gives back about a fifth of its
+    /// limit (a touched one is only marked untouched); on every second call (REAPTIMEOUT_NODE = 2 ×
+    /// REAPTIMEOUT_AC) each node's shared array is drained the same way and, unless a free slab was taken
+    /// since, (free_limit + 5·num − 1) / (5·num) free slabs go back to the page allocator. Skipped, as the
+    /// kernel's mutex_trylock does, while a cache is being created or destroyed. Returns the pages freed.</summary>
+    public override long CacheReap()
+    {
+        if (!_slabMutex.TryEnter())
+        {
+            return 0;
+        }
+        long before = PagesFreed;
+        try
+        {
+            long tick = ++_reapTicks;
+            foreach (var s in Caches)
+            {
+                var st = State(s);
+                for (int cpu = 0; cpu < st.Cpu.Length; cpu++)
+                {
+                    int nid = _cpus.NodeOf[cpu];
+                    var n = st.Nodes[nid];
+                    var ac = st.Cpu[cpu];
+                    List<uint>? list = null;
+                    ac.Lock();
+                    if (ac.Avail > 0)
+                    {
+                        if (ac.Touched)
+                        {
+                            ac.Touched = false;
+                        }
+                        else
+                        {
+                            lock (n.ListLock)
+                            {
+                                DrainArrayLocked(s, st, ac, nid, freeAll: false, ref list);
+                            }
+                        }
+                    }
+                    ac.Unlock();
+                    SlabsDestroy(s, st, list);
+                    if (n.NextReap > tick)
+                    {
+                        continue;
+                    }
+                    n.NextReap = tick + ReapNodeTicks;
+                    list = null;
+                    lock (n.ListLock)
+                    {
+                        if (n.Shared is { Avail: > 0 } sh)
+                        {
+                            if (sh.Touched)
+                            {
+                                sh.Touched = false;
+                            }
+                            else
+                            {
+                                DrainArrayLocked(s, st, sh, nid, freeAll: false, ref list);
+                            }
+                        }
+                    }
+                    SlabsDestroy(s, st, list);
+                    if (n.FreeTouched)
+                    {
+                        n.FreeTouched = false;
+                    }
+                    else
+                    {
+                        int num = st.Geometry.Num;
+                        DrainFreelist(s, st, n, (int)((n.FreeLimit + 5L * num - 1) / (5L * num)));
+                    }
+                }
+            }
+        }
+        finally
+        {
+            _slabMutex.Exit();
+        }
+        return PagesFreed - before;
+    }
+
+    /// <summary>drain_array_locked (list_lock held): all of the array, or (limit + 4) / 5 of its oldest
+    /// objects (half of what it holds when that is fewer), go back to the slabs.</summary>
+    private void DrainArrayLocked(KmemCache s, ArraySlabCache st, ArrayCache ac, int nid, bool freeAll, ref List<uint>? list)
+    {
+        int tofree = freeAll ? ac.Avail : (ac.Limit + 4) / 5;
+        if (tofree > ac.Avail)
+        {
+            tofree = (ac.Avail + 1) / 2;
+        }
+        FreeBlock(s, st, ac.Entry.AsSpan(0, tofree), nid, ref list);
+        ac.Avail -= tofree;
+        Array.Copy(ac.Entry, tofree, ac.Entry, 0, ac.Avail);
+    }
+
+    // ───────────────────────────── allocation ─────────────────────────────
+
+    /// <summary>slab_alloc_node: from the CPU's array (refilled when empty), or from a node's lists for a
+    /// remote node; 0 when no slab can be had.</summary>
+    public override nint Alloc(KmemCache s, Gfp gfp, int node)
+    {
+        var st = State(s);
+        int cpu = _cpus.Current;
+        int local = _cpus.NodeOf[cpu];
+        nint obj;
+        if (node < 0 || node == local)
+        {
+            var ac = st.Cpu[cpu];
+            ac.Lock();
+            if (ac.Avail > 0)
+            {
+                ac.Touched = true;
+                obj = ac.Entry[--ac.Avail];
+                ac.Unlock();
+            }
+            else
+            {
+                obj = CacheAllocRefill(s, st, ac, local, gfp);
+                if (obj == 0)
+                {
+                    // The local node may be out of memory: ____cache_alloc_node knows how to look elsewhere.
+                    obj = CacheAllocNode(s, st, gfp, local);
+                }
+            }
+        }
+        else
+        {
+            obj = CacheAllocNode(s, st, gfp, node);
+        }
+        if (obj == 0)
+        {
+            return 0;
+        }
+        uint head = HeadPfn(_mem.VirtToPfn(obj));
+        Volatile.Write(ref AllocMap(head)![ObjIndex(s, head, obj)], 1);
+        if ((gfp & Gfp.Zero) != 0)
+        {
+            new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
+        }
+        return obj;
+    }
+
+    /// <summary>cache_alloc_refill, entered with the CPU's array locked and empty; returns an object (or 0)
+    /// with the lock released.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint CacheAllocRefill(KmemCache s, ArraySlabCache st, ArrayCache ac, int nid, Gfp gfp)
+    {
+        int batchcount = ac.BatchCount;
+        if (!ac.Touched && batchcount > BatchRefillLimit)
+        {
+            // Little recent activity: a partial refill, against refill bouncing.
+            batchcount = BatchRefillLimit;
+        }
+        var n = st.Nodes[nid];
+        if (Volatile.Read(ref n.FreeObjects) != 0 || n.Shared is { Avail: > 0 })
+        {
+            lock (n.ListLock)
+            {
+                if (n.Shared is { } shared && TransferObjects(ac, shared, batchcount) > 0)
+                {
+                    shared.Touched = true;
+                }
+                else
+                {
+                    while (batchcount > 0)
+                    {
+                        uint slab = GetFirstSlab(n);
+                        if (slab == PhysMem.NoPfn)
+                        {
+                            break;
+                        }
+                        int before = _mem.Frame(slab).Aux;
+                        batchcount = AllocBlock(s, st, ac, slab, batchcount);
+                        FixupSlabList(st, n, slab, before);
+                    }
+                    n.FreeObjects -= ac.Avail;
+                }
+            }
+        }
+        if (ac.Avail == 0)
+        {
+            // direct_grow: no lock is held while the page allocator works.
+            ac.Unlock();
+            uint slab = CacheGrowBegin(s, st, ExactNode(gfp), nid);
+            int cpu = _cpus.Current;
+            ac = st.Cpu[cpu];
+            ac.Lock();
+            if (slab != PhysMem.NoPfn && _cpus.NodeOf[cpu] != NodeOf(slab))
+            {
+                // The thread moved to a CPU of another node meanwhile: keep that CPU's array local.
+                ac.Unlock();
+                nint one = SlabGetObj(s, st, slab);
+                CacheGrowEnd(st, slab);
+                return one;
+            }
+            if (ac.Avail == 0 && slab != PhysMem.NoPfn)
+            {
+                AllocBlock(s, st, ac, slab, batchcount);
+            }
+            CacheGrowEnd(st, slab);
+            if (ac.Avail == 0)
+            {
+                ac.Unlock();
+                return 0;
+            }
+        }
+        ac.Touched = true;
+        nint obj = ac.Entry[--ac.Avail];
+        ac.Unlock();
+        return obj;
+    }
+
+    /// <summary>transfer_objects: up to <paramref name="max"/> objects from the top of one array to another.</summary>
+    private static int TransferObjects(ArrayCache to, ArrayCache from, int max)
+    {
+        int nr = Math.Min(Math.Min(from.Avail, max), to.Limit - to.Avail);
+        if (nr <= 0)
+        {
+            return 0;
+        }
+        Array.Copy(from.Entry, from.Avail - nr, to.Entry, to.Avail, nr);
+        from.Avail -= nr;
+        to.Avail += nr;
+        return nr;
+    }
+
+    /// <summary>get_first_slab (list_lock held): the first partial slab, else the first free one (marking the
+    /// node's free list touched); it stays linked until <see cref="FixupSlabList"/>.</summary>
+    private static uint GetFirstSlab(ArraySlabNode n)
+    {
+        uint slab = n.Partial.Head;
+        if (slab == PhysMem.NoPfn)
+        {
+            n.FreeTouched = true;
+            slab = n.Free.Head;
+            if (slab != PhysMem.NoPfn)
+            {
+                n.FreeSlabs--;
+            }
+        }
+        return slab;
+    }
+
+    /// <summary>alloc_block: objects from one slab onto the array until the slab or the batch runs out;
+    /// returns what is left of the batch.</summary>
+    private int AllocBlock(KmemCache s, ArraySlabCache st, ArrayCache ac, uint slab, int batchcount)
+    {
+        int num = st.Geometry.Num;
+        while (_mem.Frame(slab).Aux < num && batchcount-- > 0)
+        {
+            ac.Entry[ac.Avail++] = SlabGetObj(s, st, slab);
+        }
+        return batchcount;
+    }
+
+    /// <summary>The list a linked slab with <paramref name="active"/> objects in use is on.</summary>
+    private static ref PfnList ListFor(ArraySlabNode n, int active, int num)
+    {
+        if (active == 0)
+        {
+            return ref n.Free;
+        }
+        if (active == num)
+        {
+            return ref n.Full;
+        }
+        return ref n.Partial;
+    }
+
+    /// <summary>fixup_slab_list (list_lock held): a slab that had <paramref name="before"/> objects in use moves
+    /// to slabs_full (dropping an object-held freelist) or slabs_partial.</summary>
+    private void FixupSlabList(ArraySlabCache st, ArraySlabNode n, uint slab, int before)
+    {
+        int num = st.Geometry.Num;
+        ListFor(n, before, num).Remove(_mem, slab);
+        ref PageFrame f = ref _mem.Frame(slab);
+        if (f.Aux == num)
+        {
+            n.Full.AddHead(_mem, slab);
+            if (st.Geometry.Mode == SlabFreelistMode.ObjFreelist)
+            {
+                f.Private = WithHolder(f.Private, NoHolder);
+            }
+        }
+        else
+        {
+            n.Partial.AddHead(_mem, slab);
+        }
+    }
+
+    /// <summary>____cache_alloc_node: one object from a node's lists, else from a new slab on that node, else
+    /// (fallback_alloc) from any node.</summary>
+    private nint CacheAllocNode(KmemCache s, ArraySlabCache st, Gfp gfp, int nid)
+    {
+        var n = st.Nodes[nid];
+        lock (n.ListLock)
+        {
+            uint slab = GetFirstSlab(n);
+            if (slab != PhysMem.NoPfn)
+            {
+                int before = _mem.Frame(slab).Aux;
+                nint obj = SlabGetObj(s, st, slab);
+                n.FreeObjects--;
+                FixupSlabList(st, n, slab, before);
+                return obj;
+            }
+        }
+        uint grown = CacheGrowBegin(s, st, ExactNode(gfp), nid);
+        nint got = grown == PhysMem.NoPfn ? 0 : SlabGetObj(s, st, grown);
+        CacheGrowEnd(st, grown);
+        return got != 0 ? got : FallbackAlloc(s, st, gfp);
+    }
+
+    /// <summary>fallback_alloc: objects already free on any node, else a slab wherever the page allocator
+    /// finds one with the caller's full gfp (reclaim allowed); nothing with __GFP_THISNODE.</summary>
+    private nint FallbackAlloc(KmemCache s, ArraySlabCache st, Gfp gfp)
+    {
+        if ((gfp & Gfp.ThisNode) != 0)
+        {
+            return 0;
+        }
+        int local = _cpus.NodeOf[_cpus.Current];
+        while (true)
+        {
+            for (int i = 0; i < st.Nodes.Length; i++)
+            {
+                int nid = (local + i) % st.Nodes.Length;
+                if (Volatile.Read(ref st.Nodes[nid].FreeObjects) != 0 && CacheAllocNode(s, st, ExactNode(gfp), nid) is var obj and not 0)
+                {
+                    return obj;
+                }
+            }
+            uint slab = CacheGrowBegin(s, st, gfp, local);
+            if (slab == PhysMem.NoPfn)
+            {
+                return 0;
+            }
+            CacheGrowEnd(st, slab);
+            // Another thread may take the new slab's objects first; then look again.
+            nint got = CacheAllocNode(s, st, ExactNode(gfp), NodeOf(slab));
+            if (got != 0)
+            {
+                return got;
+            }
+        }
+    }
+
+    /// <summary>gfp_exact_node: this node only, quietly, without reclaim.</summary>
+    private static Gfp ExactNode(Gfp gfp) => (gfp | Gfp.ThisNode | Gfp.NoWarn) & ~(Gfp.Reclaim | Gfp.NoFail);
+
+    /// <summary>cache_grow_begin: pages for a new slab (kmem_getpages), its colour, its freelist index array and
+    /// its objects (constructed, indices in order). Returns the private, unlinked slab's head pfn, or NoPfn.</summary>
+    private uint CacheGrowBegin(KmemCache s, ArraySlabCache st, Gfp gfp, int nid)
+    {
+        if ((gfp & GfpSlabBugMask) != 0)
+        {
+            gfp = KmallocFixFlags(gfp);
+        }
+        var g = st.Geometry;
+        Gfp local = gfp & (GfpConstraintMask | GfpReclaimMask);
+        var page = _pa.AllocPages(local | s.AllocFlags, g.Order, nid);
+        if (page.IsNull)
+        {
+            // slab_out_of_memory prints only with DEBUG.
+            return PhysMem.NoPfn;
+        }
+        uint pfn = page.RawPfn;
+        var n = st.Nodes[NodeOf(pfn)];
+        // colour_next advances before use and wraps at the colour count.
+        uint colourOffset = g.Colour == 0 ? 0 : Interlocked.Increment(ref n.ColourNext) % (uint)g.Colour * g.ColourOff;
+        nint start = _mem.PageAddress(pfn);
+        nint sMem = start + (nint)colourOffset;
+        nint freelist;
+        uint holder = NoHolder;
+        switch (g.Mode)
+        {
+            case SlabFreelistMode.ObjFreelist:
+                holder = (uint)g.Num - 1;
+                freelist = sMem + (nint)(holder * g.Size);
+                break;
+            case SlabFreelistMode.OffSlab:
+                freelist = Kmalloc((nuint)g.Num, local & ~GfpConstraintMask, NodeOf(pfn));
+                if (freelist == 0)
+                {
+                    _pa.FreePages(page, g.Order);
+                    return PhysMem.NoPfn;
+                }
+                st.OffSlabFreelists[pfn] = freelist;
+                break;
+            default:
+                freelist = start + (nint)(((long)PhysMem.PageSize << g.Order) - g.Num);
+                break;
+        }
+        // cache_init_objs: constructors first (an object-held freelist never has one), then the indices.
+        if (s.Ctor is { } ctor)
+        {
+            for (int i = 0; i < g.Num; i++)
+            {
+                ctor(sMem + (nint)((long)i * g.Size));
+            }
+        }
+        var idx = new Span<byte>((void*)freelist, g.Num);
+        for (int i = 0; i < g.Num; i++)
+        {
+            idx[i] = (byte)i;
+        }
+        var chunk = _allocMap[pfn >> MapChunkShift];
+        if (chunk is null)
+        {
+            Interlocked.CompareExchange(ref _allocMap[pfn >> MapChunkShift], new byte[]?[1 << MapChunkShift], null);
+            chunk = _allocMap[pfn >> MapChunkShift]!;
+        }
+        Volatile.Write(ref chunk[pfn & ((1 << MapChunkShift) - 1)], new byte[g.Num]);
+        ref PageFrame f = ref _mem.Frame(pfn);
+        f.Private = MakePrivate(s.Id, colourOffset, holder);
+        f.Aux = 0;
+        f.Next = f.Prev = PhysMem.NoPfn;
+        f.Flags |= PageFlags.Slab;
+        AccountSlabPages(s.Flags, pfn, 1L << g.Order);
+        return pfn;
+    }
+
+    /// <summary>cache_grow_end: a new slab joins its node's lists (free, or partial/full when objects were
+    /// already taken from it) and its free objects are counted.</summary>
+    private void CacheGrowEnd(ArraySlabCache st, uint slab)
+    {
+        if (slab == PhysMem.NoPfn)
+        {
+            return;
+        }
+        var n = st.Nodes[NodeOf(slab)];
+        int num = st.Geometry.Num;
+        lock (n.ListLock)
+        {
+            ref PageFrame f = ref _mem.Frame(slab);
+            n.TotalSlabs++;
+            if (f.Aux == 0)
+            {
+                n.Free.AddTail(_mem, slab);
+                n.FreeSlabs++;
+            }
+            else if (f.Aux == num)
+            {
+                n.Full.AddHead(_mem, slab);
+                if (st.Geometry.Mode == SlabFreelistMode.ObjFreelist)
+                {
+                    f.Private = WithHolder(f.Private, NoHolder);
+                }
+            }
+            else
+            {
+                n.Partial.AddHead(_mem, slab);
+            }
+            n.FreeObjects += num - f.Aux;
+        }
+    }
+
+    /// <summary>slab_get_obj (list_lock held, or the slab private): the object whose index is at position
+    /// active of the freelist.</summary>
+    private nint SlabGetObj(KmemCache s, ArraySlabCache st, uint slab)
+    {
+        ref PageFrame f = ref _mem.Frame(slab);
+        byte idx = *(byte*)(Freelist(st, slab, f.Private) + f.Aux);
+        f.Aux++;
+        return SMem(slab, f.Private) + (nint)((long)idx * s.Size);
+    }
+
+    /// <summary>slab_put_obj (list_lock held): the object's index goes to position active − 1 of the freelist;
+    /// a full object-freelist slab makes this object the freelist's home.</summary>
+    private void SlabPutObj(KmemCache s, ArraySlabCache st, uint slab, nint obj)
+    {
+        ref PageFrame f = ref _mem.Frame(slab);
+        uint idx = ObjIndex(s, slab, obj);
+        f.Aux--;
+        if (st.Geometry.Mode == SlabFreelistMode.ObjFreelist && Holder(f.Private) == NoHolder)
+        {
+            f.Private = WithHolder(f.Private, idx);
+        }
+        *(byte*)(Freelist(st, slab, f.Private) + f.Aux) = (byte)idx;
+    }
+
+    // ───────────────────────────── free ─────────────────────────────
+
+    /// <summary>___cache_free after the checks: onto the CPU's array (flushing a full one first); an object of
+    /// a remote node goes straight back to its node (no alien caches).</summary>
+    private void CacheFreeObj(KmemCache s, ArraySlabCache st, uint slab, nint obj)
+    {
+        int cpu = _cpus.Current;
+        int local = _cpus.NodeOf[cpu];
+        List<uint>? list = null;
+        if (st.Nodes.Length > 1 && NodeOf(slab) is var slabNode && slabNode != local)
+        {
+            lock (st.Nodes[slabNode].ListLock)
+            {
+                FreeBlock(s, st, new ReadOnlySpan<nint>(in obj), slabNode, ref list);
+            }
+            SlabsDestroy(s, st, list);
+            return;
+        }
+        var ac = st.Cpu[cpu];
+        ac.Lock();
+        if (ac.Avail >= ac.Limit)
+        {
+            CacheFlusharray(s, st, ac, local, ref list);
+        }
+        ac.Entry[ac.Avail++] = obj;
+        ac.Unlock();
+        if (list is not null)
+        {
+            SlabsDestroy(s, st, list);
+        }
+    }
+
+    /// <summary>cache_flusharray (array lock held): batchcount of the oldest objects into the shared array
+    /// while it has room, else back to their slabs.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void CacheFlusharray(KmemCache s, ArraySlabCache st, ArrayCache ac, int nid, ref List<uint>? list)
+    {
+        int batchcount = ac.BatchCount;
+        var n = st.Nodes[nid];
+        lock (n.ListLock)
+        {
+            if (n.Shared is { } shared && shared.Limit - shared.Avail is var max and > 0)
+            {
+                batchcount = Math.Min(batchcount, max);
+                Array.Copy(ac.Entry, 0, shared.Entry, shared.Avail, batchcount);
+                shared.Avail += batchcount;
+            }
+            else
+            {
+                FreeBlock(s, st, ac.Entry.AsSpan(0, batchcount), nid, ref list);
+            }
+        }
+        ac.Avail -= batchcount;
+        Array.Copy(ac.Entry, batchcount, ac.Entry, 0, ac.Avail);
+    }
+
+    /// <summary>free_block (list_lock held): objects back into their slabs, which move to slabs_free (at the
+    /// head) or the tail of slabs_partial; then free slabs beyond free_limit are detached onto
+    /// <paramref name="list"/> for the caller to destroy outside the lock.</summary>
+    private void FreeBlock(KmemCache s, ArraySlabCache st, ReadOnlySpan<nint> objs, int nid, ref List<uint>? list)
+    {
+        var n = st.Nodes[nid];
+        int num = st.Geometry.Num;
+        n.FreeObjects += objs.Length;
+        foreach (nint obj in objs)
+        {
+            uint slab = HeadPfn(_mem.VirtToPfn(obj));
+            ListFor(n, _mem.Frame(slab).Aux, num).Remove(_mem, slab);
+            SlabPutObj(s, st, slab, obj);
+            if (_mem.Frame(slab).Aux == 0)
+            {
+                n.Free.AddHead(_mem, slab);
+                n.FreeSlabs++;
+            }
+            else
+            {
+                // The tail of the partial list: the most time for its other objects to come back too.
+                n.Partial.AddTail(_mem, slab);
+            }
+        }
+        while (n.FreeObjects > n.FreeLimit && !n.Free.IsEmpty)
+        {
+            n.FreeObjects -= num;
+            uint slab = n.Free.Tail;
+            n.Free.Remove(_mem, slab);
+            n.FreeSlabs--;
+            n.TotalSlabs--;
+            (list ??= []).Add(slab);
+        }
+    }
+
+    /// <summary>slabs_destroy: every detached slab goes back to the page allocator.</summary>
+    private void SlabsDestroy(KmemCache s, ArraySlabCache st, List<uint>? list)
+    {
+        if (list is null)
+        {
+            return;
+        }
+        foreach (uint pfn in list)
+        {
+            SlabDestroy(s, st, pfn);
+        }
+    }
+
+    /// <summary>slab_destroy / kmem_freepages: the slab's pages go back (counters, PG_slab and the allocation map
+    /// cleared), then an off-slab freelist is kfree'd.</summary>
+    private void SlabDestroy(KmemCache s, ArraySlabCache st, uint pfn)
+    {
+        var g = st.Geometry;
+        nint offSlab = 0;
+        if (g.Mode == SlabFreelistMode.OffSlab)
+        {
+            st.OffSlabFreelists.TryRemove(pfn, out offSlab);
+        }
+        ref PageFrame f = ref _mem.Frame(pfn);
+        AccountSlabPages(s.Flags, pfn, -(1L << g.Order));
+        _allocMap[pfn >> MapChunkShift]![pfn & ((1 << MapChunkShift) - 1)] = null;
+        f.Private = 0;
+        f.Aux = 0;
+        f.Flags &= ~PageFlags.Slab;
+        Interlocked.Add(ref _pagesFreed, 1L << g.Order);
+        _pa.FreePages(new Page(pfn), g.Order);
+        if (offSlab != 0)
+        {
+            Kfree(offSlab, "slab_destroy");
+        }
+    }
+
+    private long _pagesFreed;
+
+    /// <summary>Pages given back by slab destruction since boot (for reap and shrink accounting).</summary>
+    private long PagesFreed => Volatile.Read(ref _pagesFreed);
+
+    // ───────────────────────────── slab page fields ─────────────────────────────
+
+    /// <summary>The slab fields of the head frame's Private: the cache id in bits 40-63 (as SlabPage.CacheId
+    /// reads it), the index of the object holding an OBJFREELIST freelist in bits 32-39 (0xFF: none), the colour
+    /// offset of the first object (s_mem) in bits 0-31. Aux holds active; Next/Prev link the slab on a list.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong MakePrivate(int cacheId, uint colourOffset, uint holder) =>
+        ((ulong)(uint)cacheId << 40) | ((ulong)holder << 32) | colourOffset;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Holder(ulong p) => (uint)(p >> 32) & 0xFF;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong WithHolder(ulong p, uint holder) => (p & ~(0xFFUL << 32)) | ((ulong)holder << 32);
+
+    /// <summary>s_mem: the first object of the slab.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint SMem(uint slab, ulong p) => _mem.PageAddress(slab) + (nint)(uint)p;
+
+    /// <summary>slab->freelist: where the slab's index array is (0 for a full object-freelist slab).</summary>
+    private nint Freelist(ArraySlabCache st, uint slab, ulong p)
+    {
+        var g = st.Geometry;
+        return g.Mode switch
+        {
+            SlabFreelistMode.ObjFreelist => Holder(p) == NoHolder ? 0 : SMem(slab, p) + (nint)(Holder(p) * g.Size),
+            SlabFreelistMode.OffSlab => st.OffSlabFreelists[slab],
+            _ => _mem.PageAddress(slab) + (nint)(((long)PhysMem.PageSize << g.Order) - g.Num),
+        };
+    }
+
+    /// <summary>obj_to_index for an object known to be in the slab.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint ObjIndex(KmemCache s, uint slab, nint obj) => s.IndexOf((nuint)(obj - SMem(slab, _mem.Frame(slab).Private)));
+
+    /// <summary>The allocation map of the slab at <paramref name="pfn"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte[]? AllocMap(uint pfn) => _allocMap[pfn >> MapChunkShift]?[pfn & ((1 << MapChunkShift) - 1)];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ArraySlabCache State(KmemCache s) => (ArraySlabCache)s.BackendState!;
+}

@@ -65,8 +65,8 @@ public sealed class ProcFs
     public string Vmstat() => VmStat.Show(_machine.PageAllocator);
 
     /// <summary>/proc/slabinfo (version 2.1): every slab cache, newest first.</summary>
-    /// <exception cref="InvalidOperationException">The machine was booted with SLAB or SLOB, which have no
-    /// slab layer in this build.</exception>
+    /// <exception cref="InvalidOperationException">The machine was booted with SLOB, which has no
+    /// /proc/slabinfo (as in Linux).</exception>
     public string Slabinfo() => _machine.SlabLayer is { Kind: not SlabAllocator.Slob } slab
         ? Proc.Slabinfo.Show(slab)
         : throw new InvalidOperationException(_machine.SlabLayer is null

@@ -12,6 +12,8 @@
 // foreign and wrong-cache frees are refused with a report and no state changes.
 // Lock order: slab_mutex → cpu array lock → node list_lock. A slab's active count, freelist bytes and
 // list membership change only under its node's list_lock (or while the slab is private to its creator).
+// A retune (slabinfo_write) publishes new CPU arrays and retires the old ones under their locks; whoever
+// locks a retired array moves on to its successor.
 // Not modelled: alien caches (frees of remote-node objects go straight to their node, as with
 // noaliencache), pfmemalloc slabs, CONFIG_SLAB_FREELIST_RANDOM (objects leave a new slab in index order).
 using System.Runtime.CompilerServices;
@@ -138,9 +140,8 @@ internal sealed unsafe partial class ArraySlab : SlabBackend
     {
         for (int cpu = 0; cpu < st.Cpu.Length; cpu++)
         {
-            var ac = st.Cpu[cpu];
             List<uint>? list = null;
-            ac.Lock();
+            var ac = LockCpuCache(st, cpu);
             if (ac.Avail > 0)
             {
                 int nid = _cpus.NodeOf[cpu];
@@ -219,9 +220,8 @@ internal sealed unsafe partial class ArraySlab : SlabBackend
                 {
                     int nid = _cpus.NodeOf[cpu];
                     var n = st.Nodes[nid];
-                    var ac = st.Cpu[cpu];
                     List<uint>? list = null;
-                    ac.Lock();
+                    var ac = LockCpuCache(st, cpu);
                     if (ac.Avail > 0)
                     {
                         if (ac.Touched)
@@ -304,8 +304,7 @@ internal sealed unsafe partial class ArraySlab : SlabBackend
         nint obj;
         if (node < 0 || node == local)
         {
-            var ac = st.Cpu[cpu];
-            ac.Lock();
+            var ac = LockCpuCache(st, cpu);
             if (ac.Avail > 0)
             {
                 ac.Touched = true;
@@ -382,8 +381,7 @@ internal sealed unsafe partial class ArraySlab : SlabBackend
             ac.Unlock();
             uint slab = CacheGrowBegin(s, st, ExactNode(gfp), nid);
             int cpu = _cpus.Current;
-            ac = st.Cpu[cpu];
-            ac.Lock();
+            ac = LockCpuCache(st, cpu);
             if (slab != PhysMem.NoPfn && _cpus.NodeOf[cpu] != NodeOf(slab))
             {
                 // The thread moved to a CPU of another node meanwhile: keep that CPU's array local.
@@ -696,8 +694,7 @@ internal sealed unsafe partial class ArraySlab : SlabBackend
             SlabsDestroy(s, st, list);
             return;
         }
-        var ac = st.Cpu[cpu];
-        ac.Lock();
+        var ac = LockCpuCache(st, cpu);
         if (ac.Avail >= ac.Limit)
         {
             CacheFlusharray(s, st, ac, local, ref list);
@@ -810,6 +807,115 @@ internal sealed unsafe partial class ArraySlab : SlabBackend
 
     /// <summary>Pages given back by slab destruction since boot (for reap and shrink accounting).</summary>
     private long PagesFreed => Volatile.Read(ref _pagesFreed);
+
+    /// <summary>The CPU's array cache, locked; one a retune has retired is passed over for its successor.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ArrayCache LockCpuCache(ArraySlabCache st, int cpu)
+    {
+        var ac = Volatile.Read(ref st.Cpu)[cpu];
+        ac.Lock();
+        return ac.Retired ? LockCpuCacheRetired(st, cpu, ac) : ac;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ArrayCache LockCpuCacheRetired(ArraySlabCache st, int cpu, ArrayCache ac)
+    {
+        while (ac.Retired)
+        {
+            ac.Unlock();
+            ac = Volatile.Read(ref st.Cpu)[cpu];
+            ac.Lock();
+        }
+        return ac;
+    }
+
+    // ───────────────────────────── tuning (slabinfo_write) ─────────────────────────────
+
+    /// <summary>MAX_SLABINFO_WRITE: the longest line /proc/slabinfo takes.</summary>
+    private const int MaxSlabinfoWrite = 128;
+
+    /// <summary>slabinfo_write: "name limit batchcount shared" retunes that cache (do_tune_cpucache).</summary>
+    /// <exception cref="ArgumentException">The line is malformed, names no cache, or the values are out of range
+    /// (the kernel's -EINVAL); nothing changes.</exception>
+    public override void SlabinfoWrite(string line)
+    {
+        ArgumentNullException.ThrowIfNull(line);
+        if (line.Length >= MaxSlabinfoWrite)
+        {
+            throw new ArgumentException($"slabinfo: a line of {line.Length} characters; at most {MaxSlabinfoWrite - 1} are read (-EINVAL)", nameof(line));
+        }
+        string[] parts = line.Trim().Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        if (parts.Length != 4 || !int.TryParse(parts[1], inv, out int limit) || !int.TryParse(parts[2], inv, out int batchcount)
+            || !int.TryParse(parts[3], inv, out int shared))
+        {
+            throw new ArgumentException($"slabinfo: \"{line}\" is not \"<name> <limit> <batchcount> <shared>\" (-EINVAL)", nameof(line));
+        }
+        lock (_slabMutex)
+        {
+            var s = Caches.FirstOrDefault(c => c.Name == parts[0])
+                ?? throw new ArgumentException($"slabinfo: no cache named \"{parts[0]}\" (-EINVAL)", nameof(line));
+            if (limit < 1 || batchcount < 1 || batchcount > limit || shared < 0)
+            {
+                throw new ArgumentException($"slabinfo: {s.Name}: limit {limit}, batchcount {batchcount}, shared {shared}: "
+                    + "need limit >= 1, 1 <= batchcount <= limit and shared >= 0 (-EINVAL)", nameof(line));
+            }
+            DoTuneCpucache(s, limit, batchcount, shared);
+        }
+    }
+
+    /// <summary>do_tune_cpucache (slab_mutex held): new arrays for every CPU, the old ones emptied back into the
+    /// slabs, then each node's free_limit recomputed and its shared array replaced (its objects freed).</summary>
+    private void DoTuneCpucache(KmemCache s, int limit, int batchcount, int shared)
+    {
+        var st = State(s);
+        var fresh = new ArrayCache[st.Cpu.Length];
+        for (int cpu = 0; cpu < fresh.Length; cpu++)
+        {
+            fresh[cpu] = new ArrayCache(limit, batchcount);
+        }
+        var old = st.Cpu;
+        Volatile.Write(ref st.Cpu, fresh);
+        st.Limit = limit;
+        st.BatchCount = batchcount;
+        st.SharedFactor = shared;
+        for (int cpu = 0; cpu < old.Length; cpu++)
+        {
+            var ac = old[cpu];
+            List<uint>? list = null;
+            ac.Lock();
+            ac.Retired = true;
+            if (ac.Avail > 0)
+            {
+                int nid = _cpus.NodeOf[cpu];
+                lock (st.Nodes[nid].ListLock)
+                {
+                    FreeBlock(s, st, ac.Entry.AsSpan(0, ac.Avail), nid, ref list);
+                }
+                ac.Avail = 0;
+            }
+            ac.Unlock();
+            SlabsDestroy(s, st, list);
+        }
+        for (int nid = 0; nid < st.Nodes.Length; nid++)
+        {
+            var n = st.Nodes[nid];
+            List<uint>? list = null;
+            int cpusOfNode = _cpus.NodeOf.Count(x => x == nid);
+            lock (n.ListLock)
+            {
+                // init_cache_node first: the old shared array's objects go back under the new free_limit.
+                n.FreeLimit = (1L + cpusOfNode) * batchcount + st.Geometry.Num;
+                if (n.Shared is { Avail: > 0 } sh)
+                {
+                    FreeBlock(s, st, sh.Entry.AsSpan(0, sh.Avail), nid, ref list);
+                    sh.Avail = 0;
+                }
+                n.Shared = shared > 0 ? new ArrayCache(shared * batchcount, 0) : null;
+            }
+            SlabsDestroy(s, st, list);
+        }
+    }
 
     // ───────────────────────────── slab page fields ─────────────────────────────
 

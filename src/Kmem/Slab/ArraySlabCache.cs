@@ -173,6 +173,8 @@ internal sealed class ArrayCache
     public readonly int BatchCount;
     /// <summary>touched: allocated from since the last reap (a touched array is not drained).</summary>
     public bool Touched;
+    /// <summary>Replaced by a retune (slabinfo_write) and emptied: whoever locks it must take the CPU's new array.</summary>
+    public bool Retired;
     /// <summary>entry[]: the objects, the most recently freed last.</summary>
     public readonly nint[] Entry;
 #pragma warning disable CS0169, IDE0051 // padding against false sharing with the next CPU's array
@@ -263,10 +265,10 @@ internal sealed class ArraySlabCache
 
     /// <summary>The geometry.</summary>
     public readonly SlabGeometry Geometry;
-    /// <summary>limit, batchcount and shared of the cache (the slabinfo tunables).</summary>
-    public readonly int Limit, BatchCount, SharedFactor;
-    /// <summary>cpu_cache: one array per CPU.</summary>
-    public readonly ArrayCache[] Cpu;
+    /// <summary>limit, batchcount and shared of the cache (the slabinfo tunables; changed under slab_mutex).</summary>
+    public int Limit, BatchCount, SharedFactor;
+    /// <summary>cpu_cache: one array per CPU; a retune publishes a new set (read it with Volatile.Read).</summary>
+    public ArrayCache[] Cpu;
     /// <summary>node[]: one per node.</summary>
     public readonly ArraySlabNode[] Nodes;
     /// <summary>Off-slab freelists by head pfn (slab->freelist for OFF_SLAB caches).</summary>

@@ -97,8 +97,7 @@ internal sealed unsafe partial class ArraySlab
         }
         for (int cpu = 0; cpu < st.Cpu.Length; cpu++)
         {
-            var ac = st.Cpu[cpu];
-            ac.Lock();
+            var ac = LockCpuCache(st, cpu);
             try
             {
                 Park(ac, _cpus.NodeOf[cpu], $"cpu{cpu} array");

@@ -1,6 +1,7 @@
 // SLAB's periodic reaping on Machine: the kernel runs cache_reap from a deferrable work item on
 // every CPU every 2 seconds (REAPTIMEOUT_AC). Kmem has no clock of its own, so the caller drives
-// it: each call is one such round on every CPU, which keeps runs deterministic.
+// it: each call is one such round on every CPU, which keeps runs deterministic. The tunables can
+// be changed as by a write to /proc/slabinfo (SlabinfoWrite).
 namespace Kmem;
 
 public sealed partial class Machine
@@ -15,4 +16,14 @@ public sealed partial class Machine
     /// <remarks>Call it periodically to model a running kernel. A round that finds a cache being created or
     /// destroyed is skipped, as the kernel's mutex_trylock skips it.</remarks>
     public long CacheReap() => SlabOrThrow.CacheReap();
+
+    /// <summary>slabinfo_write: what writing "name limit batchcount shared" to /proc/slabinfo does with SLAB. The
+    /// cache's per-CPU arrays are replaced by arrays of <c>limit</c> entries moving <c>batchcount</c> objects at a
+    /// time (the old arrays' objects go back to their slabs), and each node's shared array by one of shared ×
+    /// batchcount entries (none for 0); free_limit follows the new batchcount.</summary>
+    /// <param name="line">For example "kmalloc-64 32 16 0".</param>
+    /// <exception cref="ArgumentException">The line is malformed or longer than 127 characters, no cache has that
+    /// name, or limit &lt; 1, batchcount is not 1..limit, or shared &lt; 0 (the kernel's -EINVAL); nothing changes.</exception>
+    /// <exception cref="InvalidOperationException">The machine runs SLUB or SLOB, which have no tunables.</exception>
+    public void SlabinfoWrite(string line) => SlabOrThrow.SlabinfoWrite(line);
 }

@@ -30,7 +30,6 @@ public sealed partial class Machine
         throw new InvalidOperationException($"the {Options.Slab} backend is not part of this build; boot with Slab = SlabAllocator.Slub");
 
     /// <summary>The slab caches, oldest first (what /proc/slabinfo lists, newest first).</summary>
-    /// <exception cref="InvalidOperationException">The machine was booted with SLAB or SLOB.</exception>
     public IReadOnlyList<KmemCache> SlabCaches => SlabOrThrow.Caches;
 
     /// <summary>kmem_cache_create: a cache of objects of <paramref name="size"/> bytes.</summary>
@@ -41,8 +40,7 @@ public sealed partial class Machine
     /// <param name="ctor">Called once on each object when its slab is created (not on every allocation);
     /// objects must be returned in the constructed state. Puts the free pointer after the object.</param>
     /// <returns>The cache, or null when the arguments are invalid (logged).</returns>
-    /// <exception cref="InvalidOperationException">Creation failed with <see cref="SlabFlags.Panic"/>, or the
-    /// machine was booted with SLAB or SLOB.</exception>
+    /// <exception cref="InvalidOperationException">Creation failed with <see cref="SlabFlags.Panic"/>.</exception>
     public KmemCache? KmemCacheCreate(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor) =>
         SlabOrThrow.CreateCache(name, size, align, flags, ctor);
 

@@ -100,6 +100,11 @@ internal abstract class SlabBackend
     /// pages given back to the page allocator.</summary>
     public virtual long CacheReap() => 0;
 
+    /// <summary>slabinfo_write: retunes a cache from a "name limit batchcount shared" line (SLAB only).</summary>
+    /// <exception cref="InvalidOperationException">This allocator has no tunables: its /proc/slabinfo is read-only.</exception>
+    public virtual void SlabinfoWrite(string line) =>
+        throw new InvalidOperationException($"{Kind} has no tunables: /proc/slabinfo is read-only (slabinfo_write: -EIO)");
+
     // ───────────────────────────── the cache registry ─────────────────────────────
 
     /// <summary>The id a new cache gets (call under <see cref="_slabMutex"/>): the lowest free one.</summary>

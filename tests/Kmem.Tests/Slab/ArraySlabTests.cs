@@ -481,6 +481,154 @@ public class ArraySlabTests
         m.KmemCacheDestroy(s);
     }
 
+    [Theory]
+    [InlineData(Preset.X86)]
+    [InlineData(Preset.X86Pae)]
+    public void ThirtyTwoBitPresetsKeepSlabsInLowmem(Preset preset)
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "1G", Cpus = 1, Preset = preset, Seed = 1, Slab = SlabAllocator.Slab });
+        var s = m.KmemCacheCreate("lowmem", 300, 0, SlabFlags.None, null)!;
+        var objs = Enumerable.Range(0, 500).Select(_ => m.KmemCacheAlloc(s, Gfp.Kernel)).ToList();
+        objs.Add(m.Kmalloc(100, Gfp.Kernel));
+        objs.Add(m.Kmalloc(20000, Gfp.Kernel));
+        foreach (nint p in objs)
+        {
+            Assert.NotEqual(ZoneType.HighMem, m.PageZone(m.VirtToPage(p)));
+        }
+        // One CPU: no shared arrays.
+        Assert.Equal(0, Row(m, "lowmem")[7]);
+        SlabPropertyTests.Validate(m);
+        for (int i = 0; i < 500; i++)
+        {
+            m.KmemCacheFree(s, objs[i]);
+        }
+        m.Kfree(objs[500]);
+        m.Kfree(objs[501]);
+        m.KmemCacheDestroy(s);
+        Assert.True(s.IsDestroyed);
+        SlabPropertyTests.Validate(m);
+    }
+
+    [Fact]
+    public void SlabinfoWriteRetunesACacheAndItsOldArraysGiveTheirObjectsBack()
+    {
+        using var m = Boot();
+        var s = m.KmemCacheCreate("tune", 128, 0, SlabFlags.None, null)!;
+        var objs = new List<nint>();
+        using (m.OnCpu(0))
+        {
+            for (int i = 0; i < 300; i++)
+            {
+                objs.Add(m.KmemCacheAlloc(s, Gfp.Kernel));
+            }
+        }
+        using (m.OnCpu(1))
+        {
+            foreach (nint p in objs)
+            {
+                m.KmemCacheFree(s, p);
+            }
+        }
+        long[] before = Row(m, "tune");
+        Assert.Equal([120L, 60L, 8L], before[5..8]);
+        Assert.True(before[0] > 0 && before[10] > 0);
+        m.SlabinfoWrite("tune 32 16 0");
+        long[] after = Row(m, "tune");
+        Assert.Equal([32L, 16L, 0L], after[5..8]);
+        // Every arrayed object went back to its slab; free slabs above the new free_limit ((1 + 2) × 16 + 32) went too.
+        Assert.Equal(0, after[0]);
+        Assert.Equal(0, after[10]);
+        Assert.True(after[9] * 32 <= 80 + 32);
+        SlabPropertyTests.Validate(m);
+        objs.Clear();
+        using (m.OnCpu(1))
+        {
+            for (int i = 0; i < 100; i++)
+            {
+                objs.Add(m.KmemCacheAlloc(s, Gfp.Kernel));
+            }
+            Assert.Equal(100, objs.Distinct().Count());
+            foreach (nint p in objs)
+            {
+                m.KmemCacheFree(s, p);
+            }
+        }
+        // The new array holds at most its limit of 32; with no shared array the rest went back to the slabs.
+        Assert.True(Row(m, "tune")[0] <= 32);
+        SlabPropertyTests.Validate(m);
+        foreach (string bad in new[] { "tune 0 1 0", "tune 10 11 0", "tune 10 5 -1", "nosuch 10 5 0", "tune 10 5", "tune a b c", "tune 1 1 0 " + new string('x', 130) })
+        {
+            string rowBefore = string.Join(' ', Row(m, "tune"));
+            var e = Assert.Throws<ArgumentException>(() => m.SlabinfoWrite(bad));
+            Assert.Contains("-EINVAL", e.Message, StringComparison.Ordinal);
+            Assert.Equal(rowBefore, string.Join(' ', Row(m, "tune")));
+        }
+        Assert.Equal(0, m.KmemCacheShrink(s));
+        m.KmemCacheDestroy(s);
+        using var slub = Machine.Boot(new MachineOptions { Memory = "256M", Seed = 1 });
+        Assert.Throws<InvalidOperationException>(() => slub.SlabinfoWrite("kmalloc-64 1 1 0"));
+        Assert.Equal(0, slub.CacheReap());
+    }
+
+    [Fact]
+    public void RetuningWhileTwoThreadsAllocateAndFreeLosesNothing()
+    {
+        using var m = Boot();
+        var s = m.KmemCacheCreate("retune", 64, 0, SlabFlags.None, null)!;
+        using var stop = new CancellationTokenSource();
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        var threads = Enumerable.Range(0, 2).Select(t => new Thread(() =>
+        {
+            try
+            {
+                using var pin = m.OnCpu(t);
+                var mine = new Queue<nint>();
+                var rnd = new Random(t);
+                while (!stop.IsCancellationRequested)
+                {
+                    if (mine.Count < 200 && rnd.Next(2) == 0)
+                    {
+                        nint p = m.KmemCacheAlloc(s, Gfp.Kernel);
+                        Machine.ObjectSpan(s, p).Fill((byte)(t + 1));
+                        mine.Enqueue(p);
+                    }
+                    else if (mine.TryDequeue(out nint p))
+                    {
+                        Assert.Equal(-1, Machine.ObjectSpan(s, p).IndexOfAnyExcept((byte)(t + 1)));
+                        m.KmemCacheFree(s, p);
+                    }
+                }
+                while (mine.TryDequeue(out nint p))
+                {
+                    m.KmemCacheFree(s, p);
+                }
+            }
+            catch (Exception e)
+            {
+                errors.Enqueue(e);
+            }
+        })).ToArray();
+        foreach (var t in threads)
+        {
+            t.Start();
+        }
+        for (int i = 0; i < 40; i++)
+        {
+            m.SlabinfoWrite(i % 2 == 0 ? "retune 8 4 2" : "retune 120 60 8");
+            m.CacheReap();
+        }
+        stop.Cancel();
+        foreach (var t in threads)
+        {
+            t.Join();
+        }
+        Assert.Empty(errors);
+        SlabPropertyTests.Validate(m);
+        Assert.Equal(0, m.KmemCacheShrink(s));
+        m.KmemCacheDestroy(s);
+        Assert.True(s.IsDestroyed);
+    }
+
     // ───────────────────────────── misuse ─────────────────────────────
 
     [Fact]

@@ -138,6 +138,7 @@ internal sealed unsafe partial class Slub
         {
             return 0;
         }
+        _mem.Frame(page.RawPfn).Flags |= PageFlags.LargeKmalloc;
         Interlocked.Add(ref _pa.ZoneOf(page.RawPfn).Node.NrSlabUnreclaimable, 1L << order);
         return _mem.PageAddress(page.RawPfn);
     }
@@ -166,7 +167,9 @@ internal sealed unsafe partial class Slub
 
     private void FreeLargeKmalloc(uint head)
     {
-        int order = _mem.Frame(head).Order;
+        ref PageFrame f = ref _mem.Frame(head);
+        int order = f.Order;
+        f.Flags &= ~PageFlags.LargeKmalloc;
         Interlocked.Add(ref _pa.ZoneOf(head).Node.NrSlabUnreclaimable, -(1L << order));
         _pa.FreePages(new Page(head), order);
     }

@@ -9,8 +9,8 @@ using System.Runtime.InteropServices;
 
 namespace Kmem.Physical;
 
-/// <summary>The PG_* page flags Kmem keeps (include/linux/page-flags.h), plus PageBuddy,
-/// which the kernel keeps in page_type.</summary>
+/// <summary>The PG_* page flags Kmem keeps (include/linux/page-flags.h), plus the page types (PageBuddy,
+/// PageTable, large kmalloc), which the kernel keeps in page_type.</summary>
 [Flags]
 #pragma warning disable CA1069 // KernelMask and CheckAtFree are masks over the bits
 internal enum PageFlags : uint
@@ -40,6 +40,9 @@ internal enum PageFlags : uint
     CheckAtFree = Lru | Locked | Private | Writeback | Reserved | Slab | Active | Unevictable | Mlocked,
     /// <summary>A user page table's frame (the kernel's PG_table page type).</summary>
     Table = 1 << 27,
+    /// <summary>Page type PG_large_kmalloc, as later kernels keep it on the head of a kmalloc_large block (6.1
+    /// marks nothing there; Kmem keeps it so that the memory map can tell these from other compound pages).</summary>
+    LargeKmalloc = 1 << 26,
     /// <summary>A compound page's tail (the kernel marks tails with bit 0 of compound_head).</summary>
     Tail = 1 << 28,
     /// <summary>First frame of a free block on a buddy list (PageBuddy, page_type in the kernel).</summary>

@@ -255,6 +255,7 @@ internal abstract class SlabBackend
         {
             return 0;
         }
+        _mem.Frame(page.RawPfn).Flags |= PageFlags.LargeKmalloc;
         Interlocked.Add(ref _pa.ZoneOf(page.RawPfn).Node.NrSlabUnreclaimable, 1L << order);
         return _mem.PageAddress(page.RawPfn);
     }
@@ -262,7 +263,9 @@ internal abstract class SlabBackend
     /// <summary>free_large_kmalloc: the block of a large kmalloc (head frame <paramref name="head"/>) goes back.</summary>
     private protected void FreeLargeKmalloc(uint head)
     {
-        int order = _mem.Frame(head).Order;
+        ref PageFrame f = ref _mem.Frame(head);
+        int order = f.Order;
+        f.Flags &= ~PageFlags.LargeKmalloc;
         Interlocked.Add(ref _pa.ZoneOf(head).Node.NrSlabUnreclaimable, -(1L << order));
         _pa.FreePages(new Page(head), order);
     }

@@ -192,6 +192,13 @@ public sealed partial class Machine
             m.SlabLayer is { } slab2 ? p => slab2.Kfree(p) : null));
 
     /// <summary>Pages backing vmalloc areas (meminfo's VmallocUsed), 0 before the first vmalloc.</summary>
+    /// <summary>Marks in <paramref name="bits"/> (a bit per pfn) the frames vmalloc areas own; nothing when the
+    /// vmalloc space was never used.</summary>
+    internal void MarkVmallocPages(ulong[] bits) => Volatile.Read(ref _vmapSpace)?.MarkVmallocPages(bits);
+
+    /// <summary>Whether a vmalloc area owns frame <paramref name="pfn"/>.</summary>
+    internal bool IsVmallocPage(uint pfn) => Volatile.Read(ref _vmapSpace) is { } space && space.OwnsVmallocPage(pfn);
+
     internal long VmallocPages => Volatile.Read(ref _vmapSpace)?.VmallocPages ?? 0;
 
     /// <summary>Gives back the vmalloc area's host window and every mapping in it.</summary>

@@ -273,6 +273,40 @@ internal sealed class VmapSpace : IDisposable
         }
     }
 
+    /// <summary>Sets the bit of every frame a vmalloc area owns (vm->pages[0 .. nr_pages) of the busy areas) in
+    /// <paramref name="bits"/>, one bit per pfn. Frames a vmap area maps but does not own stay unmarked: they
+    /// are their caller's. The kernel marks no vmalloc frame, so the memory map asks here.</summary>
+    public void MarkVmallocPages(ulong[] bits)
+    {
+        lock (_lock)
+        {
+            foreach (var vm in _busy.Values)
+            {
+                for (int i = 0; i < vm.NrPages; i++)
+                {
+                    uint pfn = vm.Pages[i];
+                    bits[pfn >> 6] |= 1UL << (int)(pfn & 63);
+                }
+            }
+        }
+    }
+
+    /// <summary>Whether a busy vmalloc area owns frame <paramref name="pfn"/> (a walk of every area).</summary>
+    public bool OwnsVmallocPage(uint pfn)
+    {
+        lock (_lock)
+        {
+            foreach (var vm in _busy.Values)
+            {
+                if (Array.IndexOf(vm.Pages, pfn, 0, vm.NrPages) >= 0)
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+    }
+
     /// <summary>vm_unmap_aliases / purge_vmap_area_lazy: makes every lazily freed area reusable now.</summary>
     public void PurgeLazy()
     {

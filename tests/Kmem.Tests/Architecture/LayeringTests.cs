@@ -24,6 +24,7 @@ public partial class LayeringTests
         ["Proc"] = 3,
         ["Trace"] = 3,
         ["Workload"] = 3,
+        ["MemoryMap"] = 3,
     };
 
     [Fact]

@@ -54,7 +54,7 @@ internal sealed record QuickOptions
                 "--repetitions" => o with { Repetitions = PositiveInt(a, Value()) },
                 "--contenders" => o with { Contenders = List(Value()) },
                 "--workloads" => o with { Workloads = List(Value()) },
-                "--memory-child" => o with { MemoryChild = (Value(), Value()) },
+                "--memory-child" => o with { MemoryChild = ChildSpec(Value()) },
                 _ => throw new ArgumentException($"unknown option \"{a}\"; {Usage}"),
             };
         }
@@ -73,6 +73,17 @@ internal sealed record QuickOptions
         int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= 1
             ? n
             : throw new ArgumentException($"{option}: \"{text}\" is not a whole number of at least 1");
+
+    /// <summary>"WORKLOAD:CONTENDER", the one argument a memory child gets.</summary>
+    public static string ChildArgument(string contender, string workload) => $"{workload}:{contender}";
+
+    private static (string Contender, string Workload) ChildSpec(string text)
+    {
+        int colon = text.IndexOf(':', StringComparison.Ordinal);
+        return colon > 0 && colon < text.Length - 1
+            ? (text[(colon + 1)..], text[..colon])
+            : throw new ArgumentException($"--memory-child: \"{text}\" is not WORKLOAD:CONTENDER");
+    }
 
     private static string[] List(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 }
@@ -254,7 +265,7 @@ public static class QuickBench
     private static bool MeasureInChild(IReadOnlyList<string> selfArgs, string contender, string workload, out MemoryFigures figures, out string? note)
     {
         figures = default;
-        var start = SelfProcess.StartInfo(selfArgs.Concat(["--memory-child", contender, workload]));
+        var start = SelfProcess.StartInfo(selfArgs.Concat(["--memory-child", QuickOptions.ChildArgument(contender, workload)]));
         start.RedirectStandardOutput = true;
         start.RedirectStandardError = true;
         using var child = Process.Start(start);

@@ -7,7 +7,7 @@
 using BenchmarkDotNet.Running;
 using Kmem.Bench;
 
-if (args.Length > 0 && args[0] is "--quick" or "--json" or "--markdown" or "--memory-child")
+if (args.Any(a => a is "--quick" or "--json" or "--markdown" or "--memory-child"))
 {
     return QuickBench.Run(args, [], Console.Out, Console.Error);
 }

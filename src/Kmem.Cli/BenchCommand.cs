@@ -22,7 +22,7 @@ internal static class BenchCommand
         var noMemory = new Option<bool>("--no-memory") { Description = "skip the memory-efficiency measurements (child processes)" };
         var noBoot = new Option<bool>("--no-boot") { Description = "skip the boot-time table" };
         // How the benchmark measures memory in a child process of itself: not for users.
-        var memoryChild = new Option<string[]>("--memory-child") { Hidden = true, Arity = new ArgumentArity(2, 2) };
+        var memoryChild = new Option<string?>("--memory-child") { Hidden = true };
         var command = new Command("bench", "Compare Kmem's allocators with glibc, mimalloc, jemalloc, tcmalloc, ArrayPool and new byte[] "
             + "in one run (a few minutes; build with -c Release for real figures)")
         {
@@ -31,9 +31,9 @@ internal static class BenchCommand
         command.SetAction(parse =>
         {
             var args = new List<string>();
-            if (parse.GetValue(memoryChild) is { Length: 2 } child)
+            if (parse.GetValue(memoryChild) is { } child)
             {
-                args.AddRange(["--memory-child", child[0], child[1]]);
+                args.AddRange(["--memory-child", child]);
             }
             if (parse.GetValue(json))
             {

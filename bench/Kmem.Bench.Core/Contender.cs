@@ -34,8 +34,15 @@ internal abstract class Contender(string name, ContenderKind kind)
     /// <summary>Whether this contender takes part in <paramref name="w"/>.</summary>
     public bool Supports(Workload w) => w.MaxSize <= MaxSize && (!PagesOnly || w.PageRow);
 
-    /// <summary>Pins the calling thread to CPU <paramref name="cpu"/> of Kmem's machine; null for the others.</summary>
-    public IDisposable? EnterCpu(int cpu) => Machine?.OnCpu(cpu);
+    /// <summary>Whether Kmem's worker threads are pinned to the machine's CPUs (OnCpu). By default they are not:
+    /// each worker is bound to its own host core, so the machine's current CPU (the processor id modulo the CPU
+    /// count) is already the worker's, and an unpinned thread allocates as a .NET program's threads do, through
+    /// SLUB's thread magazines; a pinned thread stands for a CPU and bypasses them.</summary>
+    public bool PinThreads { get; init; }
+
+    /// <summary>Pins the calling thread to CPU <paramref name="cpu"/> of Kmem's machine when <see cref="PinThreads"/>;
+    /// otherwise, and for the other contenders, null.</summary>
+    public IDisposable? EnterCpu(int cpu) => PinThreads ? Machine?.OnCpu(cpu) : null;
 
     /// <summary>The memory this contender holds now: Kmem's slab pages (meminfo Slab), or the process's VmRSS.</summary>
     public long HeldBytes() => Machine is { } m ? MeminfoBytes(m.Proc.Read("meminfo"), "Slab") : ProcStatus.ResidentBytes();
@@ -107,11 +114,12 @@ internal sealed class ContenderSet : IDisposable
     public List<string> Notes { get; } = [];
 
     /// <summary>Builds the contenders whose names pass <paramref name="wanted"/> (all when null).</summary>
-    public static ContenderSet Create(Func<string, bool>? wanted = null) =>
-        Create(wanted, NativeLibraries.Glibc, NativeLibraries.Known);
+    public static ContenderSet Create(Func<string, bool>? wanted = null, bool pinKmemThreads = false) =>
+        Create(wanted, NativeLibraries.Glibc, NativeLibraries.Known, pinKmemThreads);
 
-    /// <summary>As <see cref="Create(Func{string, bool}?)"/>, with the native libraries given.</summary>
-    public static unsafe ContenderSet Create(Func<string, bool>? wanted, NativeLibrarySpec glibc, IReadOnlyList<NativeLibrarySpec> natives)
+    /// <summary>As <see cref="Create(Func{string, bool}?, bool)"/>, with the native libraries given.</summary>
+    public static unsafe ContenderSet Create(Func<string, bool>? wanted, NativeLibrarySpec glibc, IReadOnlyList<NativeLibrarySpec> natives,
+        bool pinKmemThreads = false)
     {
         wanted ??= _ => true;
         var set = new ContenderSet();
@@ -131,7 +139,7 @@ internal sealed class ContenderSet : IDisposable
             }
             if (kmalloc)
             {
-                set.Contenders.Add(new Contender<KmallocAllocator, nint>($"{prefix} kmalloc", ContenderKind.Kmem, new(m)) { Machine = m });
+                set.Contenders.Add(new Contender<KmallocAllocator, nint>($"{prefix} kmalloc", ContenderKind.Kmem, new(m)) { Machine = m, PinThreads = pinKmemThreads });
             }
             if (cache)
             {
@@ -141,6 +149,7 @@ internal sealed class ContenderSet : IDisposable
                     {
                         Machine = m,
                         MaxSize = KmemCacheAllocator.MaxSize,
+                        PinThreads = pinKmemThreads,
                     });
                 }
                 catch (InvalidOperationException e)
@@ -154,11 +163,11 @@ internal sealed class ContenderSet : IDisposable
             var m = set.Boot(SlabAllocator.Slub);
             if (wanted("Kmem pages"))
             {
-                set.Contenders.Add(new Contender<PagesAllocator, nint>("Kmem pages", ContenderKind.Kmem, new(m)) { Machine = m, PagesOnly = true });
+                set.Contenders.Add(new Contender<PagesAllocator, nint>("Kmem pages", ContenderKind.Kmem, new(m)) { Machine = m, PagesOnly = true, PinThreads = pinKmemThreads });
             }
             if (wanted("Kmem vmalloc"))
             {
-                set.Contenders.Add(new Contender<VmallocAllocator, nint>("Kmem vmalloc", ContenderKind.Kmem, new(m)) { Machine = m, PagesOnly = true });
+                set.Contenders.Add(new Contender<VmallocAllocator, nint>("Kmem vmalloc", ContenderKind.Kmem, new(m)) { Machine = m, PagesOnly = true, PinThreads = pinKmemThreads });
             }
         }
         if (wanted("glibc NativeMemory"))

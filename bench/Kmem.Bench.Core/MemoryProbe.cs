@@ -24,9 +24,9 @@ internal static class MemoryProbe
 
     /// <summary>Runs in the child: measures <paramref name="workload"/> for the contender named <paramref name="name"/>
     /// and prints one line, "held requested" in bytes, or "skipped: why".</summary>
-    public static int RunChild(string name, string workload, TextWriter output)
+    public static int RunChild(string name, string workload, bool pinKmemThreads, TextWriter output)
     {
-        using var set = ContenderSet.Create(n => n == name);
+        using var set = ContenderSet.Create(n => n == name, pinKmemThreads);
         if (set.Contenders.Count == 0)
         {
             output.WriteLine($"skipped: {(set.Notes.Count > 0 ? set.Notes[0] : $"no contender named {name}")}");

@@ -23,11 +23,13 @@ internal sealed record QuickOptions
     public string[]? Workloads { get; init; }
     public bool Memory { get; init; } = true;
     public bool Boot { get; init; } = true;
+    public bool PinKmemThreads { get; init; }
     public (string Contender, string Workload)? MemoryChild { get; init; }
 
     public const string Usage =
         "options: --json | --markdown, --repetitions N (default 9, at least 1), --contenders NAME,NAME (names as in the table), "
-        + "--workloads TEXT,TEXT (rows whose name contains one of them), --no-memory, --no-boot";
+        + "--workloads TEXT,TEXT (rows whose name contains one of them), --no-memory, --no-boot, "
+        + "--pin-kmem (pin Kmem's threads to the machine's CPUs: SLUB without thread magazines)";
 
     /// <summary>Parses the arguments; a wrong one throws <see cref="ArgumentException"/> naming it.</summary>
     public static QuickOptions Parse(IReadOnlyList<string> args)
@@ -51,6 +53,7 @@ internal sealed record QuickOptions
                 "--markdown" => o with { Markdown = true },
                 "--no-memory" => o with { Memory = false },
                 "--no-boot" => o with { Boot = false },
+                "--pin-kmem" => o with { PinKmemThreads = true },
                 "--repetitions" => o with { Repetitions = PositiveInt(a, Value()) },
                 "--contenders" => o with { Contenders = List(Value()) },
                 "--workloads" => o with { Workloads = List(Value()) },
@@ -133,7 +136,7 @@ public static class QuickBench
         }
         if (options.MemoryChild is { } child)
         {
-            return MemoryProbe.RunChild(child.Contender, child.Workload, output);
+            return MemoryProbe.RunChild(child.Contender, child.Workload, options.PinKmemThreads, output);
         }
         if (StaticTls.RelaunchNeeded())
         {
@@ -163,7 +166,7 @@ public static class QuickBench
         var workloads = AllWorkloads()
             .Where(w => options.Workloads is null || options.Workloads.Any(f => w.Name.Contains(f, StringComparison.OrdinalIgnoreCase)))
             .ToArray();
-        using var set = ContenderSet.Create(options.Contenders is null ? null : options.Contenders.Contains);
+        using var set = ContenderSet.Create(options.Contenders is null ? null : options.Contenders.Contains, options.PinKmemThreads);
         var report = new BenchReport
         {
             Runtime = RuntimeInformation.FrameworkDescription,
@@ -217,7 +220,7 @@ public static class QuickBench
                 progress.WriteLine($"bench: memory, {workload} ...");
                 foreach (var c in set.Contenders.Where(c => !c.PagesOnly))
                 {
-                    if (MeasureInChild(selfArgs, c.Name, workload, out var figures, out string? note))
+                    if (MeasureInChild(options.PinKmemThreads ? [.. selfArgs, "--pin-kmem"] : selfArgs, c.Name, workload, out var figures, out string? note))
                     {
                         report.Memory.Add(new MemoryResult(workload, c.Name, figures.RequestedBytes, figures.HeldBytes));
                     }

@@ -21,12 +21,13 @@ internal static class BenchCommand
         var workloads = new Option<string?>("--workloads") { Description = "only the rows whose name contains one of these, comma-separated (e.g. \"pair,larson\")" };
         var noMemory = new Option<bool>("--no-memory") { Description = "skip the memory-efficiency measurements (child processes)" };
         var noBoot = new Option<bool>("--no-boot") { Description = "skip the boot-time table" };
+        var pinKmem = new Option<bool>("--pin-kmem") { Description = "pin Kmem's worker threads to the machine's CPUs (SLUB exactly, without thread magazines)" };
         // How the benchmark measures memory in a child process of itself: not for users.
         var memoryChild = new Option<string?>("--memory-child") { Hidden = true };
         var command = new Command("bench", "Compare Kmem's allocators with glibc, mimalloc, jemalloc, tcmalloc, ArrayPool and new byte[] "
             + "in one run (a few minutes; build with -c Release for real figures)")
         {
-            json, markdown, repetitions, contenders, workloads, noMemory, noBoot, memoryChild,
+            json, markdown, repetitions, contenders, workloads, noMemory, noBoot, pinKmem, memoryChild,
         };
         command.SetAction(parse =>
         {
@@ -59,6 +60,10 @@ internal static class BenchCommand
             if (parse.GetValue(noBoot))
             {
                 args.Add("--no-boot");
+            }
+            if (parse.GetValue(pinKmem))
+            {
+                args.Add("--pin-kmem");
             }
             return QuickBench.Run(args, ["bench"], ctx.Out, ctx.Err);
         });

@@ -136,17 +136,12 @@ internal sealed unsafe class NativeContender : PageContender
     }
 
     /// <summary>The contenders this program knows, whether or not they are installed.</summary>
-    public static IReadOnlyList<NativeLibrarySpec> Known { get; } =
-    [
-        new("mimalloc", "libmimalloc.so.2", "libmimalloc2.0", "mi_malloc_aligned", "mi_free", AlignmentFirst: false),
-        new("jemalloc", "libjemalloc.so.2", "libjemalloc2", "aligned_alloc", "free", AlignmentFirst: true),
-        new("tcmalloc", "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4", "tc_memalign", "tc_free", AlignmentFirst: true),
-    ];
+    public static IReadOnlyList<NativeLibrarySpec> Known => NativeLibraries.Known;
 
     private static readonly Dictionary<string, (NativeContender? Contender, string? Note)> s_loaded = [];
 
     /// <summary>Loads the contender named <paramref name="name"/> once; null, with a note saying why,
-    /// when its library or one of its entry points is missing.</summary>
+    /// when its library or its aligned entry point is missing.</summary>
     public static NativeContender? TryLoad(string name, out string? note)
     {
         lock (s_loaded)
@@ -154,44 +149,13 @@ internal sealed unsafe class NativeContender : PageContender
             if (!s_loaded.TryGetValue(name, out var entry))
             {
                 var spec = Known.Single(s => s.Name == name);
-                entry = Load(spec);
+                entry = NativeLibraries.TryResolve(spec, spec.AlignedSymbol, spec.FreeSymbol, out nint alloc, out nint free, out string? why)
+                    ? (new NativeContender(spec.Name, alloc, free, spec.AlignmentFirst), null)
+                    : (null, why);
                 s_loaded[name] = entry;
             }
             note = entry.Note;
             return entry.Contender;
         }
     }
-
-    private static (NativeContender?, string?) Load(NativeLibrarySpec spec)
-    {
-        nint handle;
-        try
-        {
-            handle = NativeLibrary.Load(spec.Library);
-        }
-        catch (DllNotFoundException e)
-        {
-            string why = e.Message.Contains("static TLS", StringComparison.Ordinal)
-                ? $"{spec.Library} needs static TLS room reserved at process start ({StaticTls.Tunable})"
-                : $"{spec.Library} not found (Debian package {spec.DebianPackage})";
-            return (null, $"{spec.Name} skipped: {why}");
-        }
-        if (!NativeLibrary.TryGetExport(handle, spec.AllocSymbol, out nint alloc)
-            || !NativeLibrary.TryGetExport(handle, spec.FreeSymbol, out nint free))
-        {
-            return (null, $"{spec.Name} skipped: {spec.Library} does not export {spec.AllocSymbol} and {spec.FreeSymbol}");
-        }
-        // The library stays loaded for the life of the process: pointers it handed out may outlive any one run.
-        return (new NativeContender(spec.Name, alloc, free, spec.AlignmentFirst), null);
-    }
 }
-
-/// <summary>Where a native contender comes from and which of its entry points are called.</summary>
-/// <param name="Name">The name shown in tables.</param>
-/// <param name="Library">The shared object's soname.</param>
-/// <param name="DebianPackage">The Debian package that installs it.</param>
-/// <param name="AllocSymbol">The aligned allocation entry point.</param>
-/// <param name="FreeSymbol">The matching free.</param>
-/// <param name="AlignmentFirst">Whether the allocation takes (alignment, size) rather than (size, alignment).</param>
-internal sealed record NativeLibrarySpec(string Name, string Library, string DebianPackage, string AllocSymbol,
-    string FreeSymbol, bool AlignmentFirst);

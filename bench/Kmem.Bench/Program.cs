@@ -1,18 +1,19 @@
-// Entry point of the benchmarks. With --quick: the quick table of page-pair
-// costs against the host allocators, boot times and metadata sizes (QuickRun).
-// Otherwise BenchmarkDotNet's switcher over PageAllocBenchmarks, BootBenchmarks,
-// VmallocBenchmarks and KmapBenchmarks, taking BenchmarkDotNet's own arguments (--filter, --job …).
-// It first starts itself again when jemalloc needs static TLS room (StaticTls.cs).
+// Entry point of the benchmarks. With --quick (or --json, --markdown): the quick
+// comparison of Kmem with the allocators a .NET program would use instead
+// (QuickBench in Kmem.Bench.Core, the same as `kmem bench`). Otherwise
+// BenchmarkDotNet's switcher over the classes of this project, taking its own
+// arguments (--filter, --job …). It first starts itself again when jemalloc
+// needs static TLS room (StaticTls).
 using BenchmarkDotNet.Running;
 using Kmem.Bench;
 
+if (args.Any(a => a is "--quick" or "--json" or "--markdown" or "--memory-child"))
+{
+    return QuickBench.Run(args, [], Console.Out, Console.Error);
+}
 if (StaticTls.RelaunchNeeded())
 {
     return StaticTls.Relaunch(args);
-}
-if (args.Contains("--quick"))
-{
-    return QuickRun.Run(Console.Out);
 }
 foreach (var spec in NativeContender.Known)
 {
@@ -21,5 +22,5 @@ foreach (var spec in NativeContender.Known)
         Console.WriteLine($"// note: {note}");
     }
 }
-BenchmarkSwitcher.FromAssembly(typeof(QuickRun).Assembly).Run(args);
+BenchmarkSwitcher.FromAssembly(typeof(PageAllocBenchmarks).Assembly).Run(args);
 return 0;

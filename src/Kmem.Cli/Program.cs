@@ -28,6 +28,7 @@ public static class Program
         root.Subcommands.Add(CompareCommand.Create(ctx));
         root.Subcommands.Add(ProcCommand.Create(ctx));
         root.Subcommands.Add(ScenarioCommand.Create(ctx));
+        root.Subcommands.Add(BenchCommand.Create(ctx));
         return Invoke(ctx, root, args);
     }
 

@@ -1,21 +1,25 @@
-// Two worker threads, each bound to its own host core, that run the same piece
-// of work at the same time (thread i owns CPU i of the machine). Used to time
-// alloc+free pairs made concurrently: the wall time of one round divided by the
-// pairs each thread made is the per-pair time under two-way concurrency.
+// Two long-lived worker threads, each bound to its own host core, that run a
+// piece of work at the same time (thread i owns CPU i of a Kmem machine), or on
+// thread 0 alone. A round's wall time, divided by the operations one thread
+// made, is the per-operation time under that concurrency: perfect two-thread
+// scaling shows the one-thread figure again. Rounds are started and awaited by
+// one controlling thread at a time.
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 
 namespace Kmem.Bench;
 
-/// <summary>Two long-lived worker threads released together for each round of work.</summary>
-internal sealed partial class TwoThreads : IDisposable
+/// <summary>Two worker threads released together for each round of work.</summary>
+internal sealed class TwoThreads : IDisposable
 {
     public const int Count = 2;
 
     private readonly Thread[] _threads = new Thread[Count];
-    private readonly Barrier _start = new(Count + 1);
-    private readonly Barrier _done = new(Count + 1);
+    private readonly SemaphoreSlim[] _go = [new(0), new(0)];
+    private readonly CountdownEvent _done = new(Count);
     private Action<int>? _work;
+    private Exception? _failure;
     private volatile bool _stop;
     private bool _disposed;
 
@@ -36,14 +40,30 @@ internal sealed partial class TwoThreads : IDisposable
     public bool BoundToCores { get; }
 
     /// <summary>Runs <paramref name="work"/>(cpu) on both threads at once and returns the round's wall time.</summary>
-    public TimeSpan Run(Action<int> work)
+    public TimeSpan Run(Action<int> work) => Run(work, Count);
+
+    /// <summary>Runs <paramref name="work"/>(cpu) on the first <paramref name="threads"/> threads (1 or 2) at once
+    /// and returns the round's wall time; an exception thrown by the work is thrown here.</summary>
+    public TimeSpan Run(Action<int> work, int threads)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(threads, Count);
         _work = work;
+        _failure = null;
+        _done.Reset(threads);
         long start = Stopwatch.GetTimestamp();
-        _start.SignalAndWait();
-        _done.SignalAndWait();
-        return Stopwatch.GetElapsedTime(start);
+        for (int i = 0; i < threads; i++)
+        {
+            _go[i].Release();
+        }
+        _done.Wait();
+        var elapsed = Stopwatch.GetElapsedTime(start);
+        if (_failure is { } failure)
+        {
+            ExceptionDispatchInfo.Capture(failure).Throw();
+        }
+        return elapsed;
     }
 
     private void Loop(int cpu, int hostCpu)
@@ -54,13 +74,22 @@ internal sealed partial class TwoThreads : IDisposable
         }
         while (true)
         {
-            _start.SignalAndWait();
+            _go[cpu].Wait();
             if (_stop)
             {
                 return;
             }
-            _work!(cpu);
-            _done.SignalAndWait();
+            try
+            {
+                _work!(cpu);
+            }
+#pragma warning disable CA1031 // handed to the controlling thread, which throws it
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                Interlocked.CompareExchange(ref _failure, e, null);
+            }
+            _done.Signal();
         }
     }
 
@@ -72,12 +101,18 @@ internal sealed partial class TwoThreads : IDisposable
         }
         _disposed = true;
         _stop = true;
-        _start.SignalAndWait();
+        foreach (var go in _go)
+        {
+            go.Release();
+        }
         foreach (var t in _threads)
         {
             t.Join();
         }
-        _start.Dispose();
+        foreach (var go in _go)
+        {
+            go.Dispose();
+        }
         _done.Dispose();
     }
 }

@@ -2,8 +2,6 @@
 // initial-exec TLS, which a library loaded after start-up can only get from the
 // static TLS surplus glibc reserves at start; the runtime's own libraries use
 // it up. So the program starts itself once more with that surplus enlarged.
-using System.Diagnostics;
-
 namespace Kmem.Bench;
 
 internal static class StaticTls
@@ -21,9 +19,9 @@ internal static class StaticTls
         {
             return false;
         }
-        foreach (var spec in NativeContender.Known)
+        foreach (var spec in NativeLibraries.Known)
         {
-            if (NativeContender.TryLoad(spec.Name, out string? note) is null && note!.Contains("static TLS", StringComparison.Ordinal))
+            if (NativeLibraries.TryLoad(spec, out string? note) == 0 && note!.Contains("static TLS", StringComparison.Ordinal))
             {
                 return true;
             }
@@ -31,13 +29,28 @@ internal static class StaticTls
         return false;
     }
 
-    /// <summary>Runs this program again with the same arguments and <see cref="Tunable"/> added to the
+    /// <summary>Runs this program again with <paramref name="args"/> and <see cref="Tunable"/> added to the
     /// environment, sharing this console; returns its exit code.</summary>
-    public static int Relaunch(string[] args)
+    public static int Relaunch(IEnumerable<string> args)
+    {
+        var start = SelfProcess.StartInfo(args);
+        string? current = Environment.GetEnvironmentVariable(TunablesVariable);
+        start.Environment[TunablesVariable] = string.IsNullOrEmpty(current) ? Tunable : $"{current}:{Tunable}";
+        using var child = System.Diagnostics.Process.Start(start) ?? throw new InvalidOperationException($"could not start {start.FileName}");
+        child.WaitForExit();
+        return child.ExitCode;
+    }
+}
+
+/// <summary>Starting this same program again (to relaunch it, or to measure in a child process).</summary>
+internal static class SelfProcess
+{
+    /// <summary>A start description for this program with <paramref name="args"/>; when it runs through the dotnet
+    /// host ("dotnet X.dll") the assembly is passed again.</summary>
+    public static System.Diagnostics.ProcessStartInfo StartInfo(IEnumerable<string> args)
     {
         string process = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell which program to start again");
-        var start = new ProcessStartInfo(process) { UseShellExecute = false };
-        // Started through the dotnet host ("dotnet Kmem.Bench.dll"): pass the assembly again.
+        var start = new System.Diagnostics.ProcessStartInfo(process) { UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(process) == "dotnet")
         {
             start.ArgumentList.Add(Environment.GetCommandLineArgs()[0]);
@@ -46,10 +59,6 @@ internal static class StaticTls
         {
             start.ArgumentList.Add(a);
         }
-        string? current = Environment.GetEnvironmentVariable(TunablesVariable);
-        start.Environment[TunablesVariable] = string.IsNullOrEmpty(current) ? Tunable : $"{current}:{Tunable}";
-        using var child = Process.Start(start) ?? throw new InvalidOperationException($"could not start {process}");
-        child.WaitForExit();
-        return child.ExitCode;
+        return start;
     }
 }

@@ -99,22 +99,41 @@ public sealed partial class TraceReplayer
         long every = Math.Max(1, _options.ProgressEvery);
         long nextProgress = every;
         var progress = _options.Progress;
-        while (reader.TryRead(out var e))
+        // Pinned to each event's CPU; consecutive events of one CPU share one pin (events come in runs per CPU).
+        int pinned = -1;
+        var scope = default(CpuScope);
+        try
         {
-            int cpu = e.Cpu % _pending.Length;
-            using (_m.OnCpu(cpu))
+            while (reader.TryRead(out var e))
             {
+                int cpu = e.Cpu % _pending.Length;
+                if (cpu != pinned)
+                {
+                    if (pinned >= 0)
+                    {
+                        scope.Dispose();
+                    }
+                    scope = _m.OnCpu(cpu);
+                    pinned = cpu;
+                }
                 if (_pendingCount[cpu] != 0)
                 {
                     AgePending(cpu);
                 }
                 _cpuEvents[cpu]++;
                 Dispatch(ref e, cpu);
+                if (progress is not null && reader.Events >= nextProgress)
+                {
+                    nextProgress += every;
+                    progress(this);
+                }
             }
-            if (progress is not null && reader.Events >= nextProgress)
+        }
+        finally
+        {
+            if (pinned >= 0)
             {
-                nextProgress += every;
-                progress(this);
+                scope.Dispose();
             }
         }
         FlushAllPending();

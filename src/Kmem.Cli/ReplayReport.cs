@@ -27,10 +27,7 @@ public static class ReplayReport
         string baseText = r.DirectMapBase is ulong b ? $"direct-map base 0x{b:x}" : "direct-map base not found";
         w.WriteLine(Inv($"pages:   {r.PageAllocsReplayed:N0} page allocations replayed, {r.SlabPageAllocs:N0} slab pages left to Kmem's slab layer, {r.UntrackedPageFrees:N0} untracked page frees; {baseText}"));
         w.WriteLine(Inv($"failed:  {r.TraceAllocFailures:N0} allocations failed in the trace, {r.KmemAllocFailures:N0} succeeded there but failed on Kmem"));
-        if (r.PercpuEventsNotReplayed > 0)
-        {
-            w.WriteLine(Inv($"percpu:  {r.PercpuEventsNotReplayed:N0} events counted, not replayed (this build has no per-CPU allocator)"));
-        }
+        w.WriteLine(Inv($"percpu:  {r.PercpuAllocsReplayed:N0} per-CPU allocations replayed, {r.LivePercpu:N0} still held, {r.UntrackedPercpuFrees:N0} untracked frees, {r.PercpuEventsNotReplayed:N0} chunk events counted"));
         w.WriteLine("unknown: " + (r.UnknownEvents.Count == 0 ? "none" : string.Join(", ", r.UnknownEvents.Select(kv => Inv($"{kv.Key} {kv.Value:N0}")))));
         w.WriteLine(Inv($"bad lines skipped: {r.BadLines:N0}; lost events: {r.LostEvents:N0}"));
         w.WriteLine(Inv($"slab memory: peak {r.SlabBytesPeak / 1024:N0} kB, end {r.SlabBytesEnd / 1024:N0} kB ({r.SlabPagesEnd:N0} pages, {r.ObjectsPerSlabPage:F1} objects per page), internal fragmentation {r.InternalFragmentation:P1}"));
@@ -116,6 +113,9 @@ public static class ReplayReport
             j.WriteNull("direct_map_base");
         }
         j.WriteNumber("percpu_events_not_replayed", r.PercpuEventsNotReplayed);
+        j.WriteNumber("percpu_allocs_replayed", r.PercpuAllocsReplayed);
+        j.WriteNumber("untracked_percpu_frees", r.UntrackedPercpuFrees);
+        j.WriteNumber("live_percpu", r.LivePercpu);
         j.WriteNumber("moved_objects", r.MovedObjects);
         j.WriteNumber("bad_lines", r.BadLines);
         j.WriteNumber("lost_events", r.LostEvents);

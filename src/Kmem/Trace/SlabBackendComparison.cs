@@ -45,23 +45,17 @@ public static class SlabBackendComparison
         return runs;
     }
 
-    // MachineOptions is init-only: a copy with another slab allocator (every option carried over).
-    private static MachineOptions With(MachineOptions o, SlabAllocator slab) => new()
+    // MachineOptions is init-only: a copy of every option (those added later too), with another slab allocator.
+    private static MachineOptions With(MachineOptions o, SlabAllocator slab)
     {
-        Memory = o.Memory,
-        Nodes = o.Nodes,
-        Cpus = o.Cpus,
-        Preset = o.Preset,
-        KernelCore = o.KernelCore,
-        MovableCore = o.MovableCore,
-        Seed = o.Seed,
-        OnBug = o.OnBug,
-        Slab = slab,
-        MinFreeKbytes = o.MinFreeKbytes,
-        WatermarkScaleFactor = o.WatermarkScaleFactor,
-        WatermarkBoostFactor = o.WatermarkBoostFactor,
-        PercpuPagelistHighFraction = o.PercpuPagelistHighFraction,
-        FailPageAlloc = o.FailPageAlloc,
-        Console = o.Console,
-    };
+        var copy = new MachineOptions();
+        foreach (var p in typeof(MachineOptions).GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance))
+        {
+            if (p.CanWrite)
+            {
+                p.SetValue(copy, p.Name == nameof(MachineOptions.Slab) ? slab : p.GetValue(o));
+            }
+        }
+        return copy;
+    }
 }

@@ -151,7 +151,7 @@ public sealed class TraceProcComparison
         }
         else if (d < 0)
         {
-            notes.Add($"{-d} more objects on Kmem: frees the trace did not record (bulk or RCU frees)");
+            notes.Add($"{-d} more counted active on Kmem: free objects sitting in per-CPU slabs count as active, or frees the trace did not record");
         }
         if (real.ObjSize != k.ObjSize || real.ObjPerSlab != k.ObjPerSlab || real.PagesPerSlab != k.PagesPerSlab)
         {

@@ -99,9 +99,18 @@ public sealed class TraceReplayResult
     /// object/pfn pairs; null when none was found (hashed pointers, or no slab page allocated in the trace).</summary>
     public required ulong? DirectMapBase { get; init; }
 
-    /// <summary>Percpu events (percpu_alloc_percpu, percpu_free_percpu, chunk events) counted but not
-    /// replayed: this build has no per-CPU allocator.</summary>
+    /// <summary>Percpu events counted but not replayed: percpu_create_chunk and percpu_destroy_chunk (consequences
+    /// of allocations), percpu_alloc_percpu_fail.</summary>
     public required long PercpuEventsNotReplayed { get; init; }
+
+    /// <summary>percpu_alloc_percpu events replayed on the per-CPU allocator.</summary>
+    public required long PercpuAllocsReplayed { get; init; }
+
+    /// <summary>percpu_free_percpu of areas not allocated in the replayed trace (allocated before tracing began).</summary>
+    public required long UntrackedPercpuFrees { get; init; }
+
+    /// <summary>Per-CPU areas the replay holds when it stopped.</summary>
+    public required long LivePercpu { get; init; }
 
     /// <summary>Objects moved from a provisional cache to the cache a later kmem_cache_free named.</summary>
     public required long MovedObjects { get; init; }

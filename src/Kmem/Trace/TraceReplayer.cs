@@ -30,7 +30,9 @@ namespace Kmem;
 /// which Kmem's own slab layer replaces (the trace's direct-map base, needed to turn an object address into
 /// a pfn, is inferred from such pairs: the base is aligned to 1 GiB on x86, with or without KASLR).
 /// mm_page_alloc_zone_locked, mm_page_pcpu_drain and mm_page_alloc_extfrag are counted beside Kmem's own
-/// counts (<see cref="TraceReplayResult.Consequences"/>), never replayed. Percpu events are counted.</para>
+/// counts (<see cref="TraceReplayResult.Consequences"/>), never replayed. percpu_alloc_percpu and
+/// percpu_free_percpu drive the per-CPU allocator (the reserved area when the trace says reserved=1); chunk
+/// events are its consequences, counted.</para>
 /// <para>Deterministic: the same trace on a machine booted with the same options and seed ends in the
 /// same state, so its /proc files are byte-identical.</para>
 /// </remarks>
@@ -41,6 +43,8 @@ public sealed partial class TraceReplayer
     private readonly Machine _m;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
+    private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
+    private long _percpuAllocs, _untrackedPercpuFrees;
     private readonly Dictionary<string, long> _untrackedByCache = new(StringComparer.Ordinal);
     private TraceReader? _reader;
 
@@ -99,22 +103,41 @@ public sealed partial class TraceReplayer
         long every = Math.Max(1, _options.ProgressEvery);
         long nextProgress = every;
         var progress = _options.Progress;
-        while (reader.TryRead(out var e))
+        // Pinned to each event's CPU; consecutive events of one CPU share one pin (events come in runs per CPU).
+        int pinned = -1;
+        var scope = default(CpuScope);
+        try
         {
-            int cpu = e.Cpu % _pending.Length;
-            using (_m.OnCpu(cpu))
+            while (reader.TryRead(out var e))
             {
+                int cpu = e.Cpu % _pending.Length;
+                if (cpu != pinned)
+                {
+                    if (pinned >= 0)
+                    {
+                        scope.Dispose();
+                    }
+                    scope = _m.OnCpu(cpu);
+                    pinned = cpu;
+                }
                 if (_pendingCount[cpu] != 0)
                 {
                     AgePending(cpu);
                 }
                 _cpuEvents[cpu]++;
                 Dispatch(ref e, cpu);
+                if (progress is not null && reader.Events >= nextProgress)
+                {
+                    nextProgress += every;
+                    progress(this);
+                }
             }
-            if (progress is not null && reader.Events >= nextProgress)
+        }
+        finally
+        {
+            if (pinned >= 0)
             {
-                nextProgress += every;
-                progress(this);
+                scope.Dispose();
             }
         }
         FlushAllPending();
@@ -153,7 +176,11 @@ public sealed partial class TraceReplayer
                 }
                 break;
             case TraceEventKind.PercpuAllocPercpu:
+                PercpuAlloc(ref e);
+                break;
             case TraceEventKind.PercpuFreePercpu:
+                PercpuFree(e.Ptr);
+                break;
             case TraceEventKind.PercpuCreateChunk:
             case TraceEventKind.PercpuDestroyChunk:
             case TraceEventKind.PercpuAllocPercpuFail:
@@ -162,6 +189,46 @@ public sealed partial class TraceReplayer
             default:
                 break; // markers; pcpu_drain and extfrag are counted by the reader
         }
+    }
+
+    // ---------------------------------------------------------------- percpu events
+
+    private void PercpuAlloc(ref TraceEvent e)
+    {
+        if (e.Ptr == 0)
+        {
+            _traceFailures++;
+            return;
+        }
+        if (_percpuPtrs.Remove(e.Ptr, out var stale))
+        {
+            _missedFrees++;
+            _m.FreePercpu(stale);
+        }
+        var p = e.Reserved
+            ? _m.AllocReservedPercpu((nuint)e.Size, (nuint)Math.Max(e.Align, 1))
+            : _m.AllocPercpuGfp((nuint)e.Size, (nuint)Math.Max(e.Align, 1), e.Gfp | Gfp.NoWarn);
+        if (p.IsNull)
+        {
+            _kmemFailures++;
+            return;
+        }
+        _percpuAllocs++;
+        _percpuPtrs[e.Ptr] = p;
+    }
+
+    private void PercpuFree(ulong ptr)
+    {
+        if (ptr == 0)
+        {
+            return; // free_percpu(NULL)
+        }
+        if (!_percpuPtrs.Remove(ptr, out var p))
+        {
+            _untrackedPercpuFrees++;
+            return;
+        }
+        _m.FreePercpu(p);
     }
 
     // ---------------------------------------------------------------- slab events
@@ -390,6 +457,9 @@ public sealed partial class TraceReplayer
             SlabPageAllocs = _slabPageAllocs,
             DirectMapBase = _baseKnown ? _base : null,
             PercpuEventsNotReplayed = _percpu,
+            PercpuAllocsReplayed = _percpuAllocs,
+            UntrackedPercpuFrees = _untrackedPercpuFrees,
+            LivePercpu = _percpuPtrs.Count,
             MovedObjects = _moved,
             Consequences = consequences,
             SlabBytesPeak = Math.Max(_slabPagesPeak, slabEnd) * Machine.PageSize,

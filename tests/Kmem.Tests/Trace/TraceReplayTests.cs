@@ -140,7 +140,6 @@ public class TraceReplayTests
         text.Append(ReplayData.Line("mm_page_free: page=ffffea0000000000 pfn=0x9999 order=0"));
 
         using var m = ReplayData.Boot();
-        string buddyBefore = m.Proc.Buddyinfo();
         using var reader = ReplayData.Reader(text.ToString());
         var r = new TraceReplayer(m).Replay(reader);
         Assert.Equal(Base, r.DirectMapBase);
@@ -243,6 +242,51 @@ public class TraceReplayTests
         Assert.Equal(0, r.UntrackedPageFrees);
         m.DrainAllPages();
         Assert.Equal(freeBefore - 2, FreePages(m)); // pages 0x7000 and 0x7001 still held
+    }
+
+    [Fact]
+    public void TheReadmeReplayExampleRunsAsDescribed()
+    {
+        string folder = ReplayData.SliceFolder();
+        try
+        {
+            var output = new StringWriter();
+
+            using var m = Machine.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1 });
+            using var reader = TraceReader.Open(Path.Combine(folder, "trace.txt"), new TraceReaderOptions { StopAtMarker = "SNAPSHOT_BEGIN" });
+            TraceReplayResult r = new TraceReplayer(m).Replay(reader);
+            output.WriteLine($"{r.Events} events; kmalloc size classes as in the kernel: {r.KmallocSizeClassMatch:P1}");
+            output.Write(m.Proc.Read("slabinfo"));
+            var cmp = TraceProcComparison.Compare(m, folder, r);
+
+            Assert.StartsWith($"{ReplayData.SliceLines - 12} events; kmalloc size classes as in the kernel: 100", output.ToString(), StringComparison.Ordinal);
+            Assert.Equal(3, cmp.Files.Count);
+            Assert.Contains(cmp.Slabinfo, c => c.Name == "kmalloc-64" && c.Trace is not null && c.Kmem is not null);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void PercpuEventsDriveThePerCpuAllocator()
+    {
+        var text = ReplayData.Header
+            + ReplayData.Line("percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=4 align=4 base_addr=ff3f709d1f237000 off=2208 ptr=00000000000378a0 bytes_alloc=16 gfp_flags=GFP_KERNEL")
+            + ReplayData.Line("percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=64 align=8 base_addr=ff3f709d1f237000 off=2212 ptr=00000000000378a4 bytes_alloc=128 gfp_flags=GFP_KERNEL")
+            + ReplayData.Line("percpu_alloc_percpu: call_site=load_module+0x1/0x2 reserved=1 is_atomic=0 size=32 align=8 base_addr=ff3f709d1f237000 off=16 ptr=0000000000030010 bytes_alloc=64 gfp_flags=GFP_KERNEL")
+            + ReplayData.Line("percpu_free_percpu: base_addr=ff3f709d1f237000 off=2208 ptr=00000000000378a0")
+            + ReplayData.Line("percpu_free_percpu: base_addr=ff3f709d1f237000 off=9768 ptr=0000000000039628")
+            + ReplayData.Line("percpu_create_chunk: base_addr=ffadd3e2ffc00000");
+        using var m = ReplayData.Boot();
+        using var reader = ReplayData.Reader(text);
+        var r = new TraceReplayer(m).Replay(reader);
+        Assert.Equal(3, r.PercpuAllocsReplayed);
+        Assert.Equal(2, r.LivePercpu);
+        Assert.Equal(1, r.UntrackedPercpuFrees); // allocated before tracing began
+        Assert.Equal(1, r.PercpuEventsNotReplayed); // the chunk event is a consequence
+        Assert.Equal(0, r.KmemAllocFailures);
     }
 
     [Fact]

@@ -81,8 +81,9 @@ internal sealed unsafe partial class Slub
             KmallocType.Dma => "dma-kmalloc-" + sz,
             _ => "kmalloc-" + sz,
         };
-        // ARCH_KMALLOC_MINALIGN is 8; power-of-two sizes are naturally aligned by their stride.
-        _kmallocCaches[(int)type][index] = CreateCache(name, size, 8, flags | SlabFlags.Panic, null, isKmalloc: true);
+        // create_boot_cache: ARCH_KMALLOC_MINALIGN (8), or the size itself when it is a power of two.
+        uint align = (size & (size - 1)) == 0 ? size : 8;
+        _kmallocCaches[(int)type][index] = CreateCache(name, size, align, flags | SlabFlags.Panic | SlabFlags.Kmalloc, null, isKmalloc: true);
     }
 
     /// <summary>kmalloc_size.</summary>
@@ -188,8 +189,8 @@ internal sealed unsafe partial class Slub
         Free(s, head, p, "kmem_cache_free");
     }
 
-    /// <summary>__ksize: the usable size of a kmalloc'd block (the cache's stride for a slab object, the
-    /// whole block for a large one); 0 for 0 and ZERO_SIZE_PTR.</summary>
+    /// <summary>__ksize: the usable size of a kmalloc'd block (slab_ksize for a slab object, the whole block
+    /// for a large one); 0 for 0 and ZERO_SIZE_PTR.</summary>
     public override nuint Ksize(nint p)
     {
         if ((nuint)p <= (nuint)ZeroSizePtr)
@@ -199,7 +200,7 @@ internal sealed unsafe partial class Slub
         switch (Classify(p, out uint head, out var s))
         {
             case PtrKind.Slab:
-                return s!.Size;
+                return SlabKsize(s!);
             case PtrKind.Large:
                 return (nuint)PhysMem.PageSize << _mem.Frame(head).Order;
             default:

@@ -635,7 +635,7 @@ internal sealed unsafe partial class Slub : SlabBackend
         if (s.IsDebug)
         {
             DebugSlabFree(s, pfn, obj);
-            return;
+            return true;
         }
         if (s.WantInitOnFree)
         {

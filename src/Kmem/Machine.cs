@@ -36,6 +36,11 @@ public sealed partial class Machine : IDisposable
         FailPageAlloc = options.FailPageAlloc is { } fpa
             ? FaultAttr.FromBootOption(fpa, "fail_page_alloc", Random, Log)
             : new FaultAttr("fail_page_alloc", Random, Log);
+        // failslab draws from its own source: a Random may not be shared by two attributes' locks.
+        var failslabRandom = new Random(Seed ^ 0x5f1ab);
+        Failslab = options.Failslab is { } fs
+            ? FaultAttr.FromBootOption(fs, "failslab", failslabRandom, Log)
+            : new FaultAttr("failslab", failslabRandom, Log);
         uint maxPfn = (uint)(memoryBytes >> PhysMem.PageShift);
         uint lowmem = arch.LowmemLimit == ulong.MaxValue ? maxPfn : (uint)Math.Min(maxPfn, arch.LowmemLimit >> PhysMem.PageShift);
         _mem = new PhysMem(maxPfn, lowmem, arch.PageblockOrder);
@@ -44,11 +49,15 @@ public sealed partial class Machine : IDisposable
             PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
             SlabLayer = options.Slab switch
             {
-                SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, SlubThreadCacheBytes(options, memoryBytes)),
+                SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, SlubThreadCacheBytes(options, memoryBytes), Seed),
                 SlabAllocator.Slob => new Slob(PageAllocator, Log, Bug),
                 SlabAllocator.Slab => new ArraySlab(PageAllocator, Log, Bug),
                 _ => null,
             };
+            if (SlabLayer is not null)
+            {
+                SlabLayer.Failslab = Failslab;
+            }
             Mm = new MmState(this, _mem, PageAllocator);
             PageAllocator.Reclaimer = Mm;
         }
@@ -96,6 +105,12 @@ public sealed partial class Machine : IDisposable
 
     /// <summary>fail_page_alloc: fault injection for the page allocator (/sys/kernel/debug/fail_page_alloc).</summary>
     public FaultAttr FailPageAlloc { get; }
+
+    /// <summary>failslab: fault injection for every slab allocation (/sys/kernel/debug/failslab): probability,
+    /// interval, times, space (counted in object sizes), verbose, ignore-gfp-wait (default true) and cache-filter
+    /// (only caches with <see cref="SlabFlags.Failslab"/>). Large kmallocs go to the page allocator and
+    /// <see cref="FailPageAlloc"/> instead.</summary>
+    public FaultAttr Failslab { get; }
 
     /// <summary>smp_processor_id(): the CPU the calling thread runs on, as this machine sees it.</summary>
     public int CurrentCpu => _cpus.Current;
@@ -260,6 +275,28 @@ public sealed partial class Machine : IDisposable
             catch (FormatException e)
             {
                 throw new MachineOptionException("FailPageAlloc", $"FailPageAlloc: {e.Message}", e);
+            }
+        }
+        if (o.Failslab is { } fs)
+        {
+            try
+            {
+                FaultAttr.FromBootOption(fs, "failslab", new Random(0));
+            }
+            catch (FormatException e)
+            {
+                throw new MachineOptionException("Failslab", $"Failslab: {e.Message}", e);
+            }
+        }
+        if (o.SlubDebug is { } sd)
+        {
+            try
+            {
+                SlubDebugOption.Parse(sd);
+            }
+            catch (FormatException e)
+            {
+                throw new MachineOptionException("SlubDebug", $"SlubDebug: {e.Message}", e);
             }
         }
         return memory;

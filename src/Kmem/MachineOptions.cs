@@ -90,6 +90,38 @@ public sealed class MachineOptions
     /// <summary>fail_page_alloc= boot option: "&lt;interval&gt;,&lt;probability&gt;,&lt;space&gt;,&lt;times&gt;".</summary>
     public string? FailPageAlloc { get; init; }
 
+    /// <summary>slub_debug= boot option (SLUB): debug flags for every cache or for listed caches, in the kernel's
+    /// syntax: "FZPU" for all caches; "FZ,dentry,kmalloc-*" for those caches only; several blocks separated
+    /// by ';'; "" (the bare option) is FZPU for all; letters F (consistency checks), Z (red zones), P (poison),
+    /// U (store user), T (trace), A (failslab target), O (no debug metadata for caches whose order it would
+    /// raise), - (none). Null (the default, as CONFIG_SLUB_DEBUG_ON=n): no debugging.</summary>
+    public string? SlubDebug { get; init; }
+
+    /// <summary>slub_nomerge (slab_nomerge): never merge a new cache with an existing one. Default false
+    /// (CONFIG_SLAB_MERGE_DEFAULT=y: compatible caches are merged).</summary>
+    public bool SlubNomerge { get; init; }
+
+    /// <summary>CONFIG_SLAB_FREELIST_HARDENED: free pointers stored XORed with a per-cache secret and the
+    /// byte-swapped address they are stored at, and a free of the object at a freelist's head is a BUG. Kconfig's
+    /// default is off; Debian's 6.1 kernels (the traces in the reference captures) turn it on.</summary>
+    public bool SlabFreelistHardened { get; init; }
+
+    /// <summary>CONFIG_SLAB_FREELIST_RANDOM: a new slab's objects are chained in the order of a per-cache random
+    /// permutation, from a random start. Kconfig's default is off; Debian turns it on.</summary>
+    public bool SlabFreelistRandom { get; init; }
+
+    /// <summary>init_on_alloc=1: pages and slab objects are zeroed when allocated (slab caches with a
+    /// constructor, poisoning or SLAB_TYPESAFE_BY_RCU only on __GFP_ZERO). Default off
+    /// (CONFIG_INIT_ON_ALLOC_DEFAULT_ON=n; Debian's kernel turns it on: "heap alloc:on").</summary>
+    public bool InitOnAlloc { get; init; }
+
+    /// <summary>init_on_free=1: pages and slab objects are zeroed when freed (not for slab caches with a
+    /// constructor, poisoning or SLAB_TYPESAFE_BY_RCU). Default off.</summary>
+    public bool InitOnFree { get; init; }
+
+    /// <summary>failslab= boot option: "&lt;interval&gt;,&lt;probability&gt;,&lt;space&gt;,&lt;times&gt;".</summary>
+    public string? Failslab { get; init; }
+
     /// <summary>Where kernel messages are echoed as they are logged (the console), or null.</summary>
     public TextWriter? Console { get; init; }
 

@@ -267,7 +267,8 @@ internal sealed partial class PageAllocator
         }
     }
 
-    /// <summary>prep_new_page: a referenced page, zeroed for __GFP_ZERO, compound for __GFP_COMP.</summary>
+    /// <summary>prep_new_page: a referenced page, zeroed for __GFP_ZERO or init_on_alloc, compound for
+    /// __GFP_COMP.</summary>
     private void PrepNewPage(uint pfn, int order, Gfp gfp)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
@@ -276,7 +277,7 @@ internal sealed partial class PageAllocator
         f.MapCount = 0;
         f.Private = 0;
         f.RefCount = 1;
-        if ((gfp & Gfp.Zero) != 0)
+        if ((gfp & Gfp.Zero) != 0 || Options.InitOnAlloc)
         {
             _mem.ZeroFrames(pfn, 1 << order);
         }

@@ -183,6 +183,10 @@ public sealed class FaultAttr
     /// <summary>ignore-gfp-wait: never fail allocations that may sleep (__GFP_DIRECT_RECLAIM). Default true.</summary>
     public bool IgnoreGfpWait { get; set; } = true;
 
+    /// <summary>cache-filter (failslab): fail only allocations from caches created with SLAB_FAILSLAB (or given
+    /// it by slub_debug's letter A). Default false.</summary>
+    public bool CacheFilter { get; set; }
+
     /// <summary>ignore-gfp-highmem (fail_page_alloc): never fail __GFP_HIGHMEM allocations. Default true.</summary>
     public bool IgnoreGfpHighmem { get; set; } = true;
 

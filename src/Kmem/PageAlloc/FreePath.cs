@@ -199,6 +199,11 @@ internal sealed partial class PageAllocator
         }
         f.Flags = PageFlags.None;
         f.Private = 0;
+        if (Options.InitOnFree)
+        {
+            // free_pages_prepare with init_on_free: the block is cleared before anyone can reuse it.
+            _mem.ZeroFrames(pfn, 1 << order);
+        }
         if (PcpAllowedOrder(order))
         {
             FreeUnrefPage(pfn, order);

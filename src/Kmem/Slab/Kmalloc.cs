@@ -47,8 +47,11 @@ internal sealed unsafe partial class Slub
 
     private void NewKmallocCache(int index, KmallocType type)
     {
-        // ARCH_KMALLOC_MINALIGN is 8; power-of-two sizes are naturally aligned by their stride.
-        _kmallocCaches[(int)type][index] = CreateCache(KmallocName(index, type), KmallocSize(index), 8, KmallocFlags(type) | SlabFlags.Panic, null, isKmalloc: true);
+        uint size = KmallocSize(index);
+        // create_boot_cache: ARCH_KMALLOC_MINALIGN (8), or the size itself when it is a power of two.
+        uint align = (size & (size - 1)) == 0 ? size : 8;
+        _kmallocCaches[(int)type][index] = CreateCache(KmallocName(index, type), size, align,
+            KmallocFlags(type) | SlabFlags.Panic | SlabFlags.Kmalloc, null, isKmalloc: true);
     }
 
     /// <summary>kmalloc_index via kmalloc_slab: the size index for 1 ≤ size ≤ 8 KiB.</summary>
@@ -109,8 +112,8 @@ internal sealed unsafe partial class Slub
         Free(s, head, p, "kmem_cache_free");
     }
 
-    /// <summary>__ksize: the usable size of a kmalloc'd block (the cache's stride for a slab object, the
-    /// whole block for a large one); 0 for 0 and ZERO_SIZE_PTR.</summary>
+    /// <summary>__ksize: the usable size of a kmalloc'd block (slab_ksize for a slab object, the whole block
+    /// for a large one); 0 for 0 and ZERO_SIZE_PTR.</summary>
     public override nuint Ksize(nint p)
     {
         if ((nuint)p <= (nuint)ZeroSizePtr)
@@ -120,7 +123,7 @@ internal sealed unsafe partial class Slub
         switch (Classify(p, out uint head, out var s))
         {
             case PtrKind.Slab:
-                return s!.Size;
+                return SlabKsize(s!);
             case PtrKind.Large:
                 return (nuint)PhysMem.PageSize << _mem.Frame(head).Order;
             default:

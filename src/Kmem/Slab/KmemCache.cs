@@ -24,42 +24,34 @@ public sealed class KmemCache
     /// <summary>cache_line_size() on x86.</summary>
     internal const uint CacheLineSize = 64;
 
+    /// <summary>sizeof(struct track) on 64-bit with CONFIG_STACKDEPOT (which SLUB_DEBUG selects): addr, a stack
+    /// depot handle, cpu, pid and when.</summary>
+    internal const uint TrackSize = 32;
+
     internal KmemCache(int id, string name, uint objectSize, uint align, SlabFlags flags, Action<nint>? ctor,
-        int nrCpus, int nrNodes, int maxOrder, bool isKmalloc)
+        int nrCpus, int nrNodes, int maxOrder, bool isKmalloc, bool disableHigherOrderDebug = false)
     {
         Id = id;
         Name = name;
         ObjectSize = objectSize;
-        Flags = flags;
         Ctor = ctor;
         IsKmalloc = isKmalloc;
         Align = CalculateAlignment(flags, align, objectSize);
-        // calculate_sizes: round to a word; the free pointer goes after the object when a constructor
-        // must keep the object's contents intact, otherwise in the middle of the object (aligned down to a
-        // word), where a small overflow of the previous object is less likely to reach it.
-        uint size = AlignUp(objectSize, 8);
-        if (ctor is not null)
+        Flags = flags;
+        CalculateSizes(nrCpus, maxOrder);
+        if (disableHigherOrderDebug && (Flags & SlubDebugOption.MetadataFlags) != 0
+            && Machine.GetOrder(Size) > Machine.GetOrder(ObjectSize))
         {
-            Offset = size;
-            size += 8;
+            // slub_debug=O: debugging metadata must not raise the cache's minimum order.
+            Flags &= ~SlubDebugOption.MetadataFlags;
+            CalculateSizes(nrCpus, maxOrder);
         }
-        else
-        {
-            Offset = objectSize / 2 / 8 * 8;
-        }
-        Size = AlignUp(size, Align);
-        Reciprocal = ulong.MaxValue / Size + 1;
-        Order = CalculateOrder(Size, nrCpus, maxOrder);
-        if (Order >= 0)
-        {
-            ObjectsPerSlab = OrderObjects(Order, Size);
-            MinOrder = Machine.GetOrder(Size);
-            MinObjects = OrderObjects(MinOrder, Size);
-        }
+        IsDebug = (Flags & SlubDebugOption.DebugFlags) != 0;
         MinPartial = Math.Clamp(BitOperations.Log2(Size) / 2, 5, 10);
-        CpuPartial = Size >= PhysMem.PageSize ? 6u : Size >= 1024 ? 24u : Size >= 256 ? 52u : 120u;
+        // set_cpu_partial: debug caches keep no cpu partial slabs.
+        CpuPartial = IsDebug ? 0u : Size >= PhysMem.PageSize ? 6u : Size >= 1024 ? 24u : Size >= 256 ? 52u : 120u;
         CpuPartialSlabs = ObjectsPerSlab == 0 ? 0 : (uint)((CpuPartial * 2 + ObjectsPerSlab - 1) / ObjectsPerSlab);
-        AllocFlags = SlabAllocFlags(flags, Order);
+        AllocFlags = SlabAllocFlags(Flags, Order);
         CpuSlab = new KmemCacheCpu[nrCpus];
         for (int i = 0; i < nrCpus; i++)
         {
@@ -69,6 +61,62 @@ public sealed class KmemCache
         for (int i = 0; i < nrNodes; i++)
         {
             Nodes[i] = new KmemCacheNode();
+        }
+    }
+
+    /// <summary>calculate_sizes (6.1): the object layout from the start of a slot: [left red zone (Z)]
+    /// [object] [right red zone up to inuse (Z)] [free pointer, when it cannot live inside the object]
+    /// [alloc track, free track (U)] [orig_size, kmalloc caches with U] [one word of padding (Z)] [padding to
+    /// align]. Offsets below are from the object, which starts <see cref="RedLeftPad"/> bytes into its slot.</summary>
+    private void CalculateSizes(int nrCpus, int maxOrder)
+    {
+        SlabFlags flags = Flags;
+        uint size = AlignUp(ObjectSize, 8);
+        // __OBJECT_POISON: only objects that nobody may touch while free are poisoned.
+        ObjectPoison = (flags & SlabFlags.Poison) != 0 && (flags & SlabFlags.TypesafeByRcu) == 0 && Ctor is null;
+        if ((flags & SlabFlags.RedZone) != 0 && size == ObjectSize)
+        {
+            // No slack after the object: one word of right red zone.
+            size += 8;
+        }
+        Inuse = size;
+        if ((flags & (SlabFlags.TypesafeByRcu | SlabFlags.Poison)) != 0
+            || ((flags & SlabFlags.RedZone) != 0 && ObjectSize < 8) || Ctor is not null)
+        {
+            // The object's first words may not be overwritten while it is free: the free pointer goes after it.
+            Offset = size;
+            size += 8;
+        }
+        else
+        {
+            // In the middle of the object, away from small overflows of the neighbours.
+            Offset = ObjectSize / 2 / 8 * 8;
+        }
+        if ((flags & SlabFlags.StoreUser) != 0)
+        {
+            size += 2 * TrackSize;
+            if ((flags & SlabFlags.Kmalloc) != 0)
+            {
+                size += 4;
+            }
+        }
+        RedLeftPad = 0;
+        if ((flags & SlabFlags.RedZone) != 0)
+        {
+            // A word of empty padding, so that a write before the next object hits padding, not metadata.
+            size += 8;
+            RedLeftPad = AlignUp(8, Align);
+            size += RedLeftPad;
+        }
+        Size = AlignUp(size, Align);
+        Reciprocal = ulong.MaxValue / Size + 1;
+        Order = CalculateOrder(Size, nrCpus, maxOrder);
+        ObjectsPerSlab = 0;
+        if (Order >= 0)
+        {
+            ObjectsPerSlab = OrderObjects(Order, Size);
+            MinOrder = Machine.GetOrder(Size);
+            MinObjects = OrderObjects(MinOrder, Size);
         }
     }
 
@@ -98,29 +146,37 @@ public sealed class KmemCache
     public string Name { get; }
 
     /// <summary>object_size: the size the cache was created with.</summary>
-    public uint ObjectSize { get; }
+    public uint ObjectSize { get; internal set; }
 
     /// <summary>size: the stride between objects in a slab, including alignment and an out-of-object free
     /// pointer (the objsize column of /proc/slabinfo).</summary>
-    public uint Size { get; }
+    public uint Size { get; private set; }
 
     /// <summary>align: the alignment of every object.</summary>
     public uint Align { get; }
 
     /// <summary>offset: where the free pointer sits in a free object.</summary>
-    public uint Offset { get; }
+    public uint Offset { get; private set; }
+
+    /// <summary>inuse: the object and its right red zone, rounded to a word; metadata (the free pointer when it is
+    /// outside the object, tracks) starts here (offsets from the object's start).</summary>
+    public uint Inuse { get; internal set; }
+
+    /// <summary>red_left_pad: the left red zone before each object (a word rounded up to <see cref="Align"/>; 0
+    /// without <see cref="SlabFlags.RedZone"/>). Objects start this far into their slot.</summary>
+    public uint RedLeftPad { get; private set; }
 
     /// <summary>The slab order (oo): each slab is 2^Order pages.</summary>
-    public int Order { get; }
+    public int Order { get; private set; }
 
     /// <summary>Objects in a slab of <see cref="Order"/> (oo_objects).</summary>
-    public int ObjectsPerSlab { get; }
+    public int ObjectsPerSlab { get; private set; }
 
     /// <summary>s->min: the smallest order that holds one object, tried when <see cref="Order"/> fails.</summary>
-    public int MinOrder { get; }
+    public int MinOrder { get; private set; }
 
     /// <summary>Objects in a slab of <see cref="MinOrder"/>.</summary>
-    public int MinObjects { get; }
+    public int MinObjects { get; private set; }
 
     /// <summary>min_partial: empty slabs kept on a node's partial list before they go back to the page
     /// allocator.</summary>
@@ -132,8 +188,11 @@ public sealed class KmemCache
     /// <summary>cpu_partial_slabs: the same limit in slabs, DIV_ROUND_UP(cpu_partial * 2, objects per slab).</summary>
     public uint CpuPartialSlabs { get; }
 
-    /// <summary>The flags the cache was created with.</summary>
-    public SlabFlags Flags { get; }
+    /// <summary>The cache's flags: those it was created with, plus the debug flags slub_debug gave it.</summary>
+    public SlabFlags Flags { get; private set; }
+
+    /// <summary>Whether the cache has debugging on (any of F, Z, P, U, T): it never uses the per-CPU fast paths.</summary>
+    public bool IsDebug { get; }
 
     /// <summary>Whether the cache has been destroyed.</summary>
     public bool IsDestroyed { get; internal set; }
@@ -141,7 +200,22 @@ public sealed class KmemCache
     internal int Id { get; }
     /// <summary>reciprocal_size: ceil(2^64 / Size), so that an offset n below 2^32 gives n / Size as the high
     /// half of n * Reciprocal (exact because n * Size &lt; 2^64).</summary>
-    internal readonly ulong Reciprocal;
+    internal ulong Reciprocal;
+    /// <summary>__OBJECT_POISON: free objects are filled with POISON_FREE.</summary>
+    internal bool ObjectPoison;
+    /// <summary>s->random (CONFIG_SLAB_FREELIST_HARDENED): XORed into every stored free pointer; 0 when off.</summary>
+    internal nint FpRandom;
+    /// <summary>All ones when free pointers are hardened, else 0: masks the byte-swapped slot address.</summary>
+    internal nint FpSwabMask;
+    /// <summary>s->random_seq (CONFIG_SLAB_FREELIST_RANDOM): a permutation of object offsets, or null.</summary>
+    internal uint[]? RandomSeq;
+    /// <summary>Allocation must run the post-alloc hook (init_on_alloc zeroing or init_on_free's free pointer
+    /// wipe).</summary>
+    internal bool AllocHook;
+    /// <summary>slab_want_init_on_alloc without __GFP_ZERO.</summary>
+    internal bool WantInitOnAlloc;
+    /// <summary>slab_want_init_on_free.</summary>
+    internal bool WantInitOnFree;
     internal Action<nint>? Ctor { get; }
     internal bool IsKmalloc { get; }
     /// <summary>allocflags: GFP bits every slab page of the cache is allocated with.</summary>
@@ -155,6 +229,51 @@ public sealed class KmemCache
     internal int MagazineLimit { get; set; }
     /// <summary>The SLAB or SLOB backend's own state of the cache; null for SLUB.</summary>
     internal object? BackendState { get; }
+
+    /// <summary>refcount: the users of the cache, the creator and one per alias (a merged kmem_cache_create);
+    /// -1 for the kmalloc caches, which are never merged.</summary>
+    public int RefCount
+    {
+        get
+        {
+            lock (_aliases)
+            {
+                return IsKmalloc ? -1 : 1 + _aliases.Count;
+            }
+        }
+    }
+
+    /// <summary>The names under which later kmem_cache_create calls were given this cache (merged caches),
+    /// oldest first.</summary>
+    public IReadOnlyList<string> Aliases
+    {
+        get
+        {
+            lock (_aliases)
+            {
+                return [.. _aliases];
+            }
+        }
+    }
+
+    private readonly List<string> _aliases = [];
+
+    internal void AddAlias(string name)
+    {
+        lock (_aliases)
+        {
+            _aliases.Add(name);
+        }
+    }
+
+    /// <summary>Drops the newest alias (a kmem_cache_destroy while others still use the cache).</summary>
+    internal void DropAlias()
+    {
+        lock (_aliases)
+        {
+            _aliases.RemoveAt(_aliases.Count - 1);
+        }
+    }
 
     /// <inheritdoc/>
     public override string ToString() => Name;

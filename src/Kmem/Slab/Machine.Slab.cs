@@ -64,27 +64,15 @@ public sealed partial class Machine
     /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void KmemCacheFree(KmemCache s, nint p) => SlabOrThrow.CacheFree(CheckCache(s), p);
 
-    /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects.</summary>
+    /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects; failslab is consulted once for
+    /// the whole call, as the kernel's slab_pre_alloc_hook is.</summary>
     /// <returns>The number of objects, <c>p.Length</c>, or 0 when any allocation failed (the objects already
     /// taken are given back, as the kernel does).</returns>
     public int KmemCacheAllocBulk(KmemCache s, Gfp gfp, Span<nint> p)
     {
         var slab = SlabOrThrow;
         CheckCache(s);
-        for (int i = 0; i < p.Length; i++)
-        {
-            p[i] = slab.Alloc(s, gfp, -1);
-            if (p[i] == 0)
-            {
-                for (int j = 0; j < i; j++)
-                {
-                    slab.CacheFree(s, p[j]);
-                    p[j] = 0;
-                }
-                return 0;
-            }
-        }
-        return p.Length;
+        return slab.AllocBulk(s, gfp, p);
     }
 
     /// <summary>kmem_cache_free_bulk: gives every object of <paramref name="p"/> back.</summary>
@@ -244,6 +232,13 @@ public sealed partial class Machine
         ArgumentNullException.ThrowIfNull(s);
         return new Span<byte>((void*)p, (int)s.ObjectSize);
     }
+
+    /// <summary>synchronize_rcu (with rcu_barrier): ends the current RCU grace period. Kmem has no RCU readers
+    /// of its own, so a grace period lasts until this call: the slab pages of
+    /// <see cref="SlabFlags.TypesafeByRcu"/> caches that were discarded before it go back to the page allocator
+    /// now (until then they stay readable and counted as slab memory).</summary>
+    /// <returns>How many deferred frees ran.</returns>
+    public int SynchronizeRcu() => SlabLayer?.SynchronizeRcu() ?? 0;
 
     private static KmemCache CheckCache(KmemCache s)
     {

@@ -41,14 +41,37 @@ internal abstract class SlabBackend
     private readonly List<KmemCache> _caches = [];
     private KmemCache?[] _byId = new KmemCache?[64];
 
-    private protected SlabBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
+    private protected SlabBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, int? seed = null)
     {
         _pa = pa;
         _mem = pa.Mem;
         _cpus = pa.Cpus;
         _log = log;
         _bug = bug;
+        _rng = new Random(seed ?? pa.Options.Seed ?? 0);
+        Failslab = new FaultAttr("failslab", new Random(seed ?? 0), log);
+        InitOnAlloc = pa.Options.InitOnAlloc;
+        InitOnFree = pa.Options.InitOnFree;
+        Nomerge = pa.Options.SlubNomerge;
     }
+
+    /// <summary>The slab layer's own random source (hardening secrets, freelist order), used under
+    /// <see cref="_rngLock"/> only.</summary>
+    private protected readonly Random _rng;
+    private protected readonly Lock _rngLock = new();
+
+    /// <summary>failslab (mm/failslab.c): the fault-injection attribute every slab allocation consults; the
+    /// machine installs its own after construction.</summary>
+    internal FaultAttr Failslab;
+
+    /// <summary>init_on_alloc.</summary>
+    public bool InitOnAlloc { get; }
+
+    /// <summary>init_on_free.</summary>
+    public bool InitOnFree { get; }
+
+    /// <summary>slab_nomerge.</summary>
+    public bool Nomerge { get; }
 
     /// <summary>Which allocator this is.</summary>
     public abstract SlabAllocator Kind { get; }
@@ -270,6 +293,165 @@ internal abstract class SlabBackend
         _pa.FreePages(new Page(head), order);
     }
 
+    // ───────────────────────────── merging (find_mergeable) ─────────────────────────────
+
+    /// <summary>SLAB_NEVER_MERGE (6.1), with SLAB_NO_MERGE of later kernels.</summary>
+    public const SlabFlags NeverMerge = SlabFlags.RedZone | SlabFlags.Poison | SlabFlags.StoreUser | SlabFlags.Trace
+        | SlabFlags.TypesafeByRcu | SlabFlags.Failslab | SlabFlags.NoMerge;
+
+    /// <summary>SLAB_MERGE_SAME: flags that two merged caches must agree on.</summary>
+    public const SlabFlags MergeSame = SlabFlags.ReclaimAccount | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.Account;
+
+    /// <summary>slab_unmergeable: slab_nomerge, a never-merge flag, a constructor, or a cache that refuses
+    /// aliases (the kmalloc caches, whose whole object is a usercopy region).</summary>
+    private protected bool SlabUnmergeable(KmemCache s) =>
+        Nomerge || (s.Flags & NeverMerge) != 0 || s.Ctor is not null || s.IsKmalloc || s.RefCount < 0;
+
+    /// <summary>find_mergeable (call under <see cref="_slabMutex"/>): the newest cache a new one of this size,
+    /// alignment and flags can share: big enough, at most a word bigger, aligned alike, the same
+    /// SLAB_MERGE_SAME flags. <paramref name="debugFlags"/> are the flags with slub_debug's added.</summary>
+    private protected KmemCache? FindMergeable(uint size, uint align, SlabFlags debugFlags, Action<nint>? ctor)
+    {
+        if (Nomerge || ctor is not null || (debugFlags & NeverMerge) != 0)
+        {
+            return null;
+        }
+        size = (size + 7) & ~7u;
+        align = KmemCache.CalculateAlignment(debugFlags, align, size);
+        size = (size + align - 1) / align * align;
+        for (int i = _caches.Count - 1; i >= 0; i--)
+        {
+            var s = _caches[i];
+            if (SlabUnmergeable(s) || size > s.Size || (debugFlags & MergeSame) != (s.Flags & MergeSame)
+                || (s.Size & ~(align - 1)) != s.Size || s.Size - size >= 8)
+            {
+                continue;
+            }
+            if (Kind == SlabAllocator.Slab && (align > s.Align || s.Align % align != 0))
+            {
+                continue;
+            }
+            return s;
+        }
+        return null;
+    }
+
+    /// <summary>__kmem_cache_alias (call under <see cref="_slabMutex"/>): the existing cache, with one more
+    /// reference and <paramref name="name"/> among its aliases, grown to clear a whole <paramref name="size"/>
+    /// object on zeroing; null when no cache fits.</summary>
+    private protected KmemCache? CacheAlias(string name, uint size, uint align, SlabFlags debugFlags, Action<nint>? ctor)
+    {
+        var s = FindMergeable(size, align, debugFlags, ctor);
+        if (s is null)
+        {
+            return null;
+        }
+        s.AddAlias(name);
+        s.ObjectSize = Math.Max(s.ObjectSize, size);
+        s.Inuse = Math.Max(s.Inuse, (size + 7) & ~7u);
+        return s;
+    }
+
+    // ───────────────────────────── allocation hooks ─────────────────────────────
+
+    /// <summary>should_failslab (mm/failslab.c, 6.1), for every backend's allocation paths: never for
+    /// __GFP_NOFAIL; with ignore-gfp-wait never for an allocation that may reclaim directly; with cache-filter
+    /// only for caches with SLAB_FAILSLAB; otherwise should_fail with the object size (silently for
+    /// __GFP_NOWARN). Callers test <c>Failslab.Enabled</c> first.</summary>
+    internal bool ShouldFailslab(KmemCache s, Gfp gfp)
+    {
+        var attr = Failslab;
+        if ((gfp & Gfp.NoFail) != 0)
+        {
+            return false;
+        }
+        if (attr.IgnoreGfpWait && (gfp & Gfp.DirectReclaim) != 0)
+        {
+            return false;
+        }
+        if (attr.CacheFilter && (s.Flags & SlabFlags.Failslab) == 0)
+        {
+            return false;
+        }
+        return attr.ShouldFailEx(s.ObjectSize, (gfp & Gfp.NoWarn) != 0 ? FaultFlags.NoWarn : FaultFlags.None);
+    }
+
+    /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/>; 0 (everything given back) when any
+    /// allocation fails. This default consults failslab per object; backends override it to consult it once
+    /// per call, as the kernel's slab_pre_alloc_hook does.</summary>
+    public virtual int AllocBulk(KmemCache s, Gfp gfp, Span<nint> p)
+    {
+        for (int i = 0; i < p.Length; i++)
+        {
+            p[i] = Alloc(s, gfp, -1);
+            if (p[i] == 0)
+            {
+                for (int j = 0; j < i; j++)
+                {
+                    CacheFree(s, p[j]);
+                    p[j] = 0;
+                }
+                return 0;
+            }
+        }
+        return p.Length;
+    }
+
+    /// <summary>Sets the cache's init_on_alloc / init_on_free decisions (slab_want_init_on_alloc without
+    /// __GFP_ZERO, slab_want_init_on_free): not for caches with a constructor, poisoning or
+    /// SLAB_TYPESAFE_BY_RCU.</summary>
+    private protected void SetupInitHooks(KmemCache s)
+    {
+        bool exempt = s.Ctor is not null || (s.Flags & (SlabFlags.TypesafeByRcu | SlabFlags.Poison)) != 0;
+        s.WantInitOnAlloc = InitOnAlloc && !exempt;
+        s.WantInitOnFree = InitOnFree && !exempt;
+        s.AllocHook = s.WantInitOnAlloc || s.WantInitOnFree;
+    }
+
+    // ───────────────────────────── RCU ─────────────────────────────
+
+    private readonly Lock _rcuLock = new();
+    private List<Action> _rcuPending = [];
+
+    /// <summary>call_rcu: <paramref name="callback"/> runs after the next grace period
+    /// (<see cref="SynchronizeRcu"/>).</summary>
+    private protected void CallRcu(Action callback)
+    {
+        lock (_rcuLock)
+        {
+            _rcuPending.Add(callback);
+        }
+    }
+
+    /// <summary>Callbacks waiting for a grace period.</summary>
+    public int RcuPending
+    {
+        get
+        {
+            lock (_rcuLock)
+            {
+                return _rcuPending.Count;
+            }
+        }
+    }
+
+    /// <summary>synchronize_rcu + rcu_barrier: ends the grace period, running every callback queued before
+    /// the call; returns how many ran.</summary>
+    public int SynchronizeRcu()
+    {
+        List<Action> due;
+        lock (_rcuLock)
+        {
+            due = _rcuPending;
+            _rcuPending = [];
+        }
+        foreach (var callback in due)
+        {
+            callback();
+        }
+        return due.Count;
+    }
+
     // ───────────────────────────── shared helpers ─────────────────────────────
 
     /// <summary>kmalloc_fix_flags: drops the bits a slab allocation must not carry, with the kernel's warning.</summary>
@@ -330,11 +512,18 @@ internal abstract class SlabBackend
         _bug(new SlabBugException(report, KernelAddress(obj), name));
     }
 
+    /// <summary>print_tracking of an object for reports ("" when the cache keeps no tracks).</summary>
+    private protected virtual string TrackingOf(KmemCache owner, nint p) => "";
+
     /// <summary>cache_from_obj's complaint: an object of <paramref name="owner"/> given to <paramref name="s"/>.</summary>
     private protected void ReportWrongCache(KmemCache s, KmemCache? owner, nint p)
     {
         string report = $"kmem_cache_free: Wrong slab cache. {s.Name} but object is from {owner?.Name ?? "(none)"}\n"
             + $"object 0x{KernelAddress(p):x}";
+        if (owner is not null && TrackingOf(owner, p) is { Length: > 0 } tracking)
+        {
+            report += "\n" + tracking.TrimEnd('\n');
+        }
         _bug(new SlabBugException(report, KernelAddress(p), s.Name));
     }
 }

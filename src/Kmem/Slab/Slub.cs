@@ -21,11 +21,17 @@ internal sealed unsafe partial class Slub : SlabBackend
     /// that has held a slab, nothing elsewhere.</summary>
     private readonly byte[]?[]?[] _allocBits;
     private const int BitsChunkShift = 14;
+    private readonly SlubDebugOption _slubDebug;
+    private readonly bool _hardened;
+    private readonly bool _randomFreelist;
 
-    public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, long threadCacheBytes)
-        : base(pa, log, bug)
+    public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, long threadCacheBytes, int? seed = null)
+        : base(pa, log, bug, seed)
     {
         ThreadBudgetBytes = threadCacheBytes;
+        _slubDebug = pa.Options.SlubDebug is { } sd ? SlubDebugOption.Parse(sd) : SlubDebugOption.None;
+        _hardened = pa.Options.SlabFreelistHardened;
+        _randomFreelist = pa.Options.SlabFreelistRandom;
         _allocBits = new byte[]?[]?[(_mem.LowmemPfns >> BitsChunkShift) + 1];
         CreateKmallocCaches();
     }
@@ -39,24 +45,34 @@ internal sealed unsafe partial class Slub : SlabBackend
     public override KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor) =>
         CreateCache(name, size, align, flags, ctor, isKmalloc: false);
 
-    /// <summary>kmem_cache_create: null when the size is invalid or no slab order fits it.</summary>
+    /// <summary>kmem_cache_create: an alias of a compatible cache (find_mergeable), or a new cache with the
+    /// debug flags slub_debug gives its name; null when the size is invalid or no slab order fits it.</summary>
     public KmemCache? CreateCache(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor, bool isKmalloc)
     {
         lock (_slabMutex)
         {
             // Flags outside SLAB_FLAGS_PERMITTED are -EINVAL in the kernel; here, outside those this build implements.
             const SlabFlags permitted = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.ReclaimAccount
-                | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account;
-            if (!ValidCreateArgs(name, size, align, flags, permitted))
+                | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account | SlabFlags.ConsistencyChecks | SlabFlags.RedZone
+                | SlabFlags.Poison | SlabFlags.StoreUser | SlabFlags.Trace | SlabFlags.TypesafeByRcu | SlabFlags.Failslab;
+            if (!ValidCreateArgs(name, size, align, flags, permitted | (isKmalloc ? SlabFlags.Kmalloc : 0)))
             {
                 return CreateFailed(name, flags);
             }
-            var s = new KmemCache(NextCacheId(), name, size, align, flags, ctor, _cpus.Count, _pa.Nodes.Length, Arch.MaxOrder, isKmalloc);
-            s.MagazineLimit = MagazineLimitFor(s.Size);
+            if (!isKmalloc && CacheAlias(name, size, align, _slubDebug.CacheFlags(name, flags), ctor) is { } alias)
+            {
+                return alias;
+            }
+            flags = _slubDebug.CacheFlags(name, flags);
+            var s = new KmemCache(NextCacheId(), name, size, align, flags, ctor, _cpus.Count, _pa.Nodes.Length, Arch.MaxOrder, isKmalloc,
+                _slubDebug.DisableHigherOrderDebug);
+            // Debug caches take every object through the checks: no thread magazine in front of them.
+            s.MagazineLimit = s.IsDebug ? 0 : MagazineLimitFor(s.Size);
             if (s.Order < 0 || s.ObjectsPerSlab < 1)
             {
                 return CreateFailed(name, flags);
             }
+            SetupCacheHardening(s);
             Register(s);
             return s;
         }
@@ -71,6 +87,12 @@ internal sealed unsafe partial class Slub : SlabBackend
             if (s.IsDestroyed)
             {
                 return true;
+            }
+            if (s.RefCount > 1)
+            {
+                // An alias goes; the cache stays for its other users.
+                s.DropAlias();
+                return false;
             }
             FlushAllCpus(s);
             bool busy = false;
@@ -137,7 +159,7 @@ internal sealed unsafe partial class Slub : SlabBackend
         {
             if (bits is not null && Volatile.Read(ref bits[i]) != 0)
             {
-                _log.Printk($"Object 0x{KernelAddress(ObjectAt(s, pfn, (uint)i)):x} @offset={(long)i * s.Size}");
+                _log.Printk($"Object 0x{KernelAddress(ObjectAt(s, pfn, (uint)i)):x} @offset={(long)i * s.Size + s.RedLeftPad}");
             }
         }
     }
@@ -205,13 +227,32 @@ internal sealed unsafe partial class Slub : SlabBackend
 
     // ───────────────────────────── allocation ─────────────────────────────
 
-    /// <summary>slab_alloc_node: an object, or 0 when no slab can be had.</summary>
+    /// <summary>slab_alloc_node: an object, or 0 when failslab fails it or no slab can be had.</summary>
     public override nint Alloc(KmemCache s, Gfp gfp, int node)
     {
-        nint obj = node < 0 && MagazineOf(s) is { } mag ? MagazineAlloc(mag, s, gfp) : CpuAlloc(s, gfp, node);
-        if ((gfp & Gfp.Zero) != 0 && obj != 0)
+        if (Failslab.Enabled && ShouldFailslab(s, gfp))
         {
-            new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
+            return 0;
+        }
+        return SlabAllocNode(s, gfp, node);
+    }
+
+    /// <summary>slab_alloc_node after slab_pre_alloc_hook: the thread magazine or the cpu slab, then
+    /// slab_post_alloc_hook's zeroing.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint SlabAllocNode(KmemCache s, Gfp gfp, int node)
+    {
+        nint obj = node < 0 && MagazineOf(s) is { } mag ? MagazineAlloc(mag, s, gfp) : CpuAlloc(s, gfp, node);
+        if (obj != 0)
+        {
+            if (s.AllocHook)
+            {
+                PostAllocHook(s, obj, gfp);
+            }
+            else if ((gfp & Gfp.Zero) != 0)
+            {
+                new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
+            }
         }
         return obj;
     }
@@ -227,7 +268,7 @@ internal sealed unsafe partial class Slub : SlabBackend
         {
             // The cpu freelist holds objects of the cpu slab only.
             uint slab = c.Slab;
-            c.Freelist = *(nint*)(obj + s.Offset);
+            c.Freelist = GetFreepointer(s, obj);
             AllocBits(slab)![s.IndexOf((nuint)(obj - _mem.PageAddress(slab)))] = 1;
             c.Unlock();
             return obj;
@@ -238,6 +279,29 @@ internal sealed unsafe partial class Slub : SlabBackend
             MarkAllocated(s, obj);
         }
         return obj;
+    }
+
+    /// <summary>kmem_cache_alloc_bulk: one slab_pre_alloc_hook (failslab) for the call, then the objects.</summary>
+    public override int AllocBulk(KmemCache s, Gfp gfp, Span<nint> p)
+    {
+        if (p.IsEmpty || (Failslab.Enabled && ShouldFailslab(s, gfp)))
+        {
+            return 0;
+        }
+        for (int i = 0; i < p.Length; i++)
+        {
+            p[i] = SlabAllocNode(s, gfp, -1);
+            if (p[i] == 0)
+            {
+                for (int j = 0; j < i; j++)
+                {
+                    CacheFree(s, p[j]);
+                    p[j] = 0;
+                }
+                return 0;
+            }
+        }
+        return p.Length;
     }
 
     /// <summary>Sets an object's allocation byte; the caller holds the object alone.</summary>
@@ -251,6 +315,11 @@ internal sealed unsafe partial class Slub : SlabBackend
     [MethodImpl(MethodImplOptions.NoInlining)]
     private nint SlabAllocSlowpath(KmemCache s, KmemCacheCpu c, Gfp gfp, int node)
     {
+        if (s.IsDebug)
+        {
+            c.Unlock();
+            return DebugAlloc(s, gfp, node);
+        }
         while (true)
         {
             if (c.Slab != PhysMem.NoPfn)
@@ -273,7 +342,7 @@ internal sealed unsafe partial class Slub : SlabBackend
                     }
                     if (obj != 0)
                     {
-                        c.Freelist = *(nint*)(obj + s.Offset);
+                        c.Freelist = GetFreepointer(s, obj);
                         c.Unlock();
                         return obj;
                     }
@@ -294,12 +363,12 @@ internal sealed unsafe partial class Slub : SlabBackend
         nint got = GetPartial(s, c, node);
         if (got != 0)
         {
-            c.Freelist = *(nint*)(got + s.Offset);
+            c.Freelist = GetFreepointer(s, got);
             c.Unlock();
             return got;
         }
         c.Unlock();
-        uint slab = NewSlab(s, gfp, node);
+        uint slab = NewSlab(s, gfp, node, out nint first);
         if (slab == PhysMem.NoPfn)
         {
             if ((gfp & Gfp.NoWarn) == 0)
@@ -308,7 +377,6 @@ internal sealed unsafe partial class Slub : SlabBackend
             }
             return 0;
         }
-        nint first = _mem.PageAddress(slab);
         c = s.CpuSlab[_cpus.Current];
         c.Lock();
         if (c.Slab != PhysMem.NoPfn)
@@ -317,7 +385,7 @@ internal sealed unsafe partial class Slub : SlabBackend
             DeactivateSlab(s, c.Slab, c.Freelist);
         }
         c.Slab = slab;
-        c.Freelist = *(nint*)(first + s.Offset);
+        c.Freelist = GetFreepointer(s, first);
         c.Unlock();
         return first;
     }
@@ -421,7 +489,7 @@ internal sealed unsafe partial class Slub : SlabBackend
     /// <summary>new_slab / allocate_slab: pages for a slab of the cache's order (the minimum order when
     /// that fails), objects chained in address order, constructors run. Returns the head pfn of a frozen
     /// slab whose objects all belong to the caller's cpu freelist, or NoPfn.</summary>
-    private uint NewSlab(KmemCache s, Gfp gfp, int node)
+    private uint NewSlab(KmemCache s, Gfp gfp, int node, out nint head)
     {
         const Gfp reclaimMask = Gfp.Reclaim | Gfp.High | Gfp.Io | Gfp.Fs | Gfp.NoWarn | Gfp.RetryMayfail | Gfp.NoFail
             | Gfp.NoRetry | Gfp.Memalloc | Gfp.NoMemalloc | Gfp.AtomicBit;
@@ -436,6 +504,7 @@ internal sealed unsafe partial class Slub : SlabBackend
         {
             allocGfp = (allocGfp | Gfp.NoMemalloc) & ~Gfp.Reclaim;
         }
+        head = 0;
         int order = s.Order;
         int objects = s.ObjectsPerSlab;
         var page = _pa.AllocPages(allocGfp, order, node);
@@ -451,12 +520,24 @@ internal sealed unsafe partial class Slub : SlabBackend
         }
         uint pfn = page.RawPfn;
         nint start = _mem.PageAddress(pfn);
-        var ctor = s.Ctor;
-        for (int i = 0; i < objects; i++)
+        if (s.IsDebug)
         {
-            nint obj = start + (nint)((long)i * s.Size);
-            ctor?.Invoke(obj);
-            *(nint*)(obj + s.Offset) = i + 1 < objects ? obj + (nint)s.Size : 0;
+            SetupSlabDebug(s, start, order);
+        }
+        nint first = start + (nint)s.RedLeftPad;
+        if (s.RandomSeq is null || objects < 2)
+        {
+            var ctor = s.Ctor;
+            for (int i = 0; i < objects; i++)
+            {
+                nint obj = first + (nint)((long)i * s.Size);
+                SetupObject(s, obj, ctor);
+                SetFreepointer(s, obj, i + 1 < objects ? obj + (nint)s.Size : 0);
+            }
+        }
+        else
+        {
+            first = ShuffleFreelist(s, first, objects);
         }
         var chunk = _allocBits[pfn >> BitsChunkShift];
         if (chunk is null)
@@ -467,14 +548,15 @@ internal sealed unsafe partial class Slub : SlabBackend
         }
         Volatile.Write(ref chunk[pfn & ((1 << BitsChunkShift) - 1)], new byte[objects]);
         ref PageFrame f = ref _mem.Frame(pfn);
-        f.Private = SlabPage.Make(s.Id, objects, SlabPage.NoObject, frozen: true);
-        f.Aux = (ushort)objects;
+        f.Private = SlabPage.Make(s.Id, objects, s.IsDebug ? s.IndexOf((nuint)(first - start)) : SlabPage.NoObject, frozen: !s.IsDebug);
+        f.Aux = (ushort)(s.IsDebug ? 0 : objects);
         f.Next = f.Prev = PhysMem.NoPfn;
         f.Flags |= PageFlags.Slab;
         var n = s.Nodes[NodeOf(pfn)];
         Interlocked.Increment(ref n.NrSlabs);
         Interlocked.Add(ref n.TotalObjects, objects);
         AccountSlabPages(s.Flags, pfn, 1L << order);
+        head = first;
         return pfn;
     }
 
@@ -487,11 +569,24 @@ internal sealed unsafe partial class Slub : SlabBackend
         var n = s.Nodes[NodeOf(pfn)];
         Interlocked.Decrement(ref n.NrSlabs);
         Interlocked.Add(ref n.TotalObjects, -objects);
-        AccountSlabPages(s.Flags, pfn, -(1L << order));
         _allocBits[pfn >> BitsChunkShift]![pfn & ((1 << BitsChunkShift) - 1)] = null;
         f.Private = 0;
         f.Aux = 0;
         f.Flags &= ~(PageFlags.Slab | PageFlags.Locked);
+        SlabFlags flags = s.Flags;
+        if ((flags & SlabFlags.TypesafeByRcu) != 0)
+        {
+            // call_rcu(rcu_free_slab): the pages stay readable, and counted as slab, until a grace period ends.
+            CallRcu(() => FreeSlabPages(flags, pfn, order));
+            return;
+        }
+        FreeSlabPages(flags, pfn, order);
+    }
+
+    /// <summary>__free_slab's last step: unaccount the pages and give them back.</summary>
+    private void FreeSlabPages(SlabFlags flags, uint pfn, int order)
+    {
+        AccountSlabPages(flags, pfn, -(1L << order));
         _pa.FreePages(new Page(pfn), order);
     }
 
@@ -519,7 +614,11 @@ internal sealed unsafe partial class Slub : SlabBackend
                 return false;
             }
             allocated = 0;
-            *(nint*)(obj + s.Offset) = c.Freelist;
+            if (s.WantInitOnFree)
+            {
+                InitObjectOnFree(s, obj);
+            }
+            SetFreepointer(s, obj, c.Freelist);
             c.Freelist = obj;
             c.Unlock();
             return true;
@@ -533,6 +632,15 @@ internal sealed unsafe partial class Slub : SlabBackend
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool SlabFreeSlow(KmemCache s, uint pfn, nint obj)
     {
+        if (s.IsDebug)
+        {
+            DebugSlabFree(s, pfn, obj);
+            return true;
+        }
+        if (s.WantInitOnFree)
+        {
+            InitObjectOnFree(s, obj);
+        }
         ref PageFrame f = ref _mem.Frame(pfn);
         SlabPage.Lock(ref f);
         ulong p = f.Private;
@@ -589,7 +697,7 @@ internal sealed unsafe partial class Slub : SlabBackend
     {
         ulong p = f.Private;
         uint head = SlabPage.FreeIdx(p);
-        *(nint*)(obj + s.Offset) = head == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, head);
+        SetFreepointer(s, obj, head == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, head));
         uint idx = s.IndexOf((nuint)(obj - _mem.PageAddress(pfn)));
         p = SlabPage.WithFreeIdx(p, idx);
         f.Private = freeze ? SlabPage.WithFrozen(p, true) : p;
@@ -647,7 +755,7 @@ internal sealed unsafe partial class Slub : SlabBackend
             SlabPage.Lock(ref f);
             while (freelist != 0)
             {
-                nint next = *(nint*)(freelist + s.Offset);
+                nint next = GetFreepointer(s, freelist);
                 PushFree(s, ref f, pfn, freelist, freeze: false);
                 freelist = next;
             }
@@ -730,7 +838,7 @@ internal sealed unsafe partial class Slub : SlabBackend
     private byte[]? AllocBits(uint pfn) => _allocBits[pfn >> BitsChunkShift]?[pfn & ((1 << BitsChunkShift) - 1)];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size);
+    private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size + s.RedLeftPad);
 
     /// <summary>The cache a slab page belongs to, or null (virt_to_slab → slab_cache).</summary>
     public KmemCache? CacheOfSlab(uint pfn) => CacheById(SlabPage.CacheId(_mem.Frame(pfn).Private));
@@ -777,16 +885,16 @@ internal sealed unsafe partial class Slub : SlabBackend
         ulong priv = _mem.Frame(pfn).Private;
         // The offset lies inside the slab (below 2^32), so the reciprocal gives the exact quotient.
         uint idx = s.IndexOf(off);
-        if (off - (nuint)idx * s.Size != 0 || idx >= (uint)SlabPage.Objects(priv))
+        if (off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
         {
-            Report(s, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
+            ReportBadFree(s, pfn, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
             return;
         }
         var map = AllocBits(pfn)!;
         bool freed = MagazineOf(s) is { } mag ? MagazineFree(mag, s, pfn, obj, map, (int)idx) : DoSlabFree(s, pfn, obj, ref map[idx]);
         if (!freed)
         {
-            Report(s, obj, "Object already free", caller, (long)off);
+            ReportBadFree(s, pfn, obj, "Object already free", caller, (long)off);
         }
     }
 

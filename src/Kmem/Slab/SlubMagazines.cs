@@ -163,7 +163,7 @@ internal sealed unsafe partial class Slub
                 break;
             }
             uint slab = c.Slab;
-            c.Freelist = *(nint*)(obj + s.Offset);
+            c.Freelist = GetFreepointer(s, obj);
             var map = AllocBits(slab)!;
             int idx = (int)s.IndexOf((nuint)(obj - _mem.PageAddress(slab)));
             map[idx] = HeldByMagazine;

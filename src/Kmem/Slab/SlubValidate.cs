@@ -51,7 +51,7 @@ internal sealed unsafe partial class Slub
                 {
                     role[c.Slab] = $"cpu{cpu} slab";
                     int count = 0;
-                    for (nint p = c.Freelist; p != 0; p = *(nint*)(p + s.Offset))
+                    for (nint p = c.Freelist; p != 0; p = GetFreepointer(s, p))
                     {
                         if (!CheckObject(s, c.Slab, p, $"cpu{cpu} freelist", errors))
                         {
@@ -143,7 +143,7 @@ internal sealed unsafe partial class Slub
                     errors.Add($"slab 0x{pfn:x} of {s.Name}: freelist loops");
                     return;
                 }
-                nint next = *(nint*)(obj + s.Offset);
+                nint next = GetFreepointer(s, obj);
                 if (next != 0 && !CheckObject(s, pfn, next, "slab freelist", errors))
                 {
                     return;
@@ -204,7 +204,7 @@ internal sealed unsafe partial class Slub
     {
         nuint off = (nuint)(obj - _mem.PageAddress(pfn));
         uint idx = (uint)(off / s.Size);
-        if (off % s.Size != 0 || idx >= (uint)SlabPage.Objects(_mem.Frame(pfn).Private))
+        if (off % s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(_mem.Frame(pfn).Private))
         {
             errors.Add($"{list} of {s.Name}: 0x{KernelAddress(obj):x} is not an object of slab 0x{pfn:x}");
             return false;

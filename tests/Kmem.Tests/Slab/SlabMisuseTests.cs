@@ -91,7 +91,8 @@ public class SlabMisuseTests
     {
         using var m = KmemCacheTests.Boot(slab: slab);
         var a = m.KmemCacheCreate("cache_a", 64, 0, SlabFlags.None, null)!;
-        var b = m.KmemCacheCreate("cache_b", 64, 0, SlabFlags.None, null)!;
+        // Unmergeable, or cache_b would be cache_a under a second name.
+        var b = m.KmemCacheCreate("cache_b", 64, 0, SlabFlags.NoMerge, null)!;
         nint p = m.KmemCacheAlloc(a, Gfp.Kernel);
         var e = Assert.Throws<SlabBugException>(() => m.KmemCacheFree(b, p));
         Assert.Contains("kmem_cache_free: Wrong slab cache. cache_b but object is from cache_a", e.Message, StringComparison.Ordinal);

@@ -1,0 +1,798 @@
+// SLUB debugging (mm/slub.c under CONFIG_SLUB_DEBUG, 6.1): the slow paths every debug cache takes (one
+// object at a time from node partial slabs under list_lock and the slab lock, no cpu slab, no cpu partial),
+// red zones, poisoning, alloc/free tracks, TRACE lines, and the checks and reports of slub_debug=F
+// (check_object, check_pad_bytes, slab_pad_check, print_trailer), whose output follows the kernel's lines.
+// A failed check restores the bytes it names ("FIX … Restoring"), keeps the object as it was (a free that
+// fails leaves it allocated; an allocation that fails leaks the rest of the slab, "Marking all objects
+// used"), and only then reports through the machine's bug policy, outside every lock.
+// Lock order as in Slub.cs: node list_lock → slab lock.
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Kmem.Physical;
+
+namespace Kmem.Slab;
+
+internal sealed unsafe partial class Slub
+{
+    /// <summary>POISON_INUSE: slab and object padding.</summary>
+    public const byte PoisonInuse = 0x5a;
+    /// <summary>POISON_FREE: the body of a poisoned object.</summary>
+    public const byte PoisonFree = 0x6b;
+    /// <summary>POISON_END: the last byte of a poisoned object.</summary>
+    public const byte PoisonEnd = 0xa5;
+    /// <summary>SLUB_RED_INACTIVE: red zones of a free object.</summary>
+    public const byte RedInactive = 0xbb;
+    /// <summary>SLUB_RED_ACTIVE: red zones of an allocated object.</summary>
+    public const byte RedActive = 0xcc;
+
+    private const string BugLine = "=============================================================================";
+    private const string DashLine = "-----------------------------------------------------------------------------";
+
+    private readonly long _bootTimestamp = Stopwatch.GetTimestamp();
+    // The "addresses" and stack depot of tracks: method names by id (id 0 = none), stacks by handle.
+    private readonly Lock _depotLock = new();
+    private readonly Dictionary<string, uint> _callerIds = [];
+    private readonly List<string> _callerNames = [""];
+    private readonly Dictionary<string, uint> _stackHandles = [];
+    private readonly List<string[]> _stacks = [[]];
+
+    // ───────────────────────────── layout helpers ─────────────────────────────
+
+    /// <summary>get_info_end: where tracks start, after the free pointer when it lies outside the object.</summary>
+    private static uint InfoEnd(KmemCache s) => s.Offset >= s.Inuse ? s.Inuse + 8 : s.Inuse;
+
+    /// <summary>size_from_object: the slot's bytes from the object's start.</summary>
+    private static uint SizeFromObject(KmemCache s) => (s.Flags & SlabFlags.RedZone) != 0 ? s.Size - s.RedLeftPad : s.Size;
+
+    /// <summary>slab_ksize: the bytes a kmalloc user may touch (the object alone when red zones or poison
+    /// guard what follows; up to inuse when tracks or an RCU free pointer follow; else the whole slot).</summary>
+    public static uint SlabKsize(KmemCache s) =>
+        (s.Flags & (SlabFlags.RedZone | SlabFlags.Poison)) != 0 ? s.ObjectSize
+        : (s.Flags & (SlabFlags.TypesafeByRcu | SlabFlags.StoreUser)) != 0 ? s.Inuse
+        : s.Size;
+
+    private static Span<byte> Bytes(nint p, uint length) => new((void*)p, (int)length);
+
+    // ───────────────────────────── object setup ─────────────────────────────
+
+    /// <summary>setup_slab_debug: a poisoned cache's new slab is filled with POISON_INUSE.</summary>
+    private static void SetupSlabDebug(KmemCache s, nint start, int order)
+    {
+        if ((s.Flags & SlabFlags.Poison) != 0)
+        {
+            Bytes(start, (uint)PhysMem.PageSize << order).Fill(PoisonInuse);
+        }
+    }
+
+    /// <summary>setup_object: setup_object_debug (red zones inactive, poison, empty tracks), then the
+    /// constructor.</summary>
+    private static void SetupObject(KmemCache s, nint obj, Action<nint>? ctor)
+    {
+        if ((s.Flags & (SlabFlags.StoreUser | SlabFlags.RedZone)) != 0 || s.ObjectPoison)
+        {
+            InitObject(s, obj, RedInactive);
+            if ((s.Flags & SlabFlags.StoreUser) != 0)
+            {
+                Bytes(obj + (nint)InfoEnd(s), 2 * KmemCache.TrackSize).Clear();
+            }
+        }
+        ctor?.Invoke(obj);
+    }
+
+    /// <summary>init_object: red zones set to <paramref name="val"/>, a poisoned object's body to POISON_FREE
+    /// ending in POISON_END.</summary>
+    private static void InitObject(KmemCache s, nint obj, byte val)
+    {
+        if ((s.Flags & SlabFlags.RedZone) != 0)
+        {
+            Bytes(obj - (nint)s.RedLeftPad, s.RedLeftPad).Fill(val);
+        }
+        if (s.ObjectPoison)
+        {
+            Bytes(obj, s.ObjectSize - 1).Fill(PoisonFree);
+            *(byte*)(obj + (nint)s.ObjectSize - 1) = PoisonEnd;
+        }
+        if ((s.Flags & SlabFlags.RedZone) != 0)
+        {
+            Bytes(obj + (nint)s.ObjectSize, s.Inuse - s.ObjectSize).Fill(val);
+        }
+    }
+
+    // ───────────────────────────── alloc/free hooks (init_on_alloc, init_on_free) ─────────────────────────────
+
+    /// <summary>maybe_wipe_obj_freeptr and slab_post_alloc_hook's zeroing: init_on_free leaves only the free
+    /// pointer non-zero, init_on_alloc and __GFP_ZERO clear the object.</summary>
+    private static void PostAllocHook(KmemCache s, nint obj, Gfp gfp)
+    {
+        if (s.WantInitOnFree)
+        {
+            *(nint*)(obj + (nint)s.Offset) = 0;
+        }
+        if (s.WantInitOnAlloc || (gfp & Gfp.Zero) != 0)
+        {
+            Bytes(obj, s.ObjectSize).Clear();
+        }
+    }
+
+    /// <summary>slab_free_hook with init: the object and the metadata after inuse are zeroed (not the left red
+    /// zone of the next slot).</summary>
+    private static void InitObjectOnFree(KmemCache s, nint obj)
+    {
+        Bytes(obj, s.ObjectSize).Clear();
+        uint rsize = (s.Flags & SlabFlags.RedZone) != 0 ? s.RedLeftPad : 0;
+        Bytes(obj + (nint)s.Inuse, s.Size - s.Inuse - rsize).Clear();
+    }
+
+    // ───────────────────────────── tracks ─────────────────────────────
+
+    private static nint TrackAt(KmemCache s, nint obj, int item) => obj + (nint)(InfoEnd(s) + (uint)item * KmemCache.TrackSize);
+
+    /// <summary>jiffies at HZ=250, from the slab layer's creation.</summary>
+    private ulong Jiffies => (ulong)(Stopwatch.GetElapsedTime(_bootTimestamp).TotalMilliseconds / 4);
+
+    /// <summary>set_track: the caller (the first method outside Kmem on the stack), its stack in the depot, the
+    /// CPU, the thread as pid and the time.</summary>
+    private void SetTrack(KmemCache s, nint obj, int item)
+    {
+        var (caller, handle) = CaptureCaller();
+        nint t = TrackAt(s, obj, item);
+        *(ulong*)t = caller;
+        *(uint*)(t + 8) = handle;
+        *(int*)(t + 12) = _cpus.Current;
+        *(int*)(t + 16) = Environment.CurrentManagedThreadId;
+        *(int*)(t + 20) = 0;
+        *(ulong*)(t + 24) = Jiffies;
+    }
+
+    /// <summary>The calling method outside the Kmem library and the stack down to it, interned.</summary>
+    private (uint Caller, uint Handle) CaptureCaller()
+    {
+        var frames = new StackTrace(2, false).GetFrames();
+        var lib = typeof(Slub).Assembly;
+        // The stack is kept from the API entry point (the outermost library frame) outwards, as the kernel's
+        // stack depot keeps it from kmem_cache_alloc/kmalloc; the caller is the first frame outside.
+        int entry = -1;
+        for (int i = 0; i < frames.Length; i++)
+        {
+            if (frames[i].GetMethod()?.DeclaringType?.Assembly == lib)
+            {
+                entry = i;
+            }
+            else if (entry >= 0)
+            {
+                break;
+            }
+        }
+        var names = new List<string>(16);
+        for (int i = Math.Max(entry, 0); i < frames.Length && names.Count < 16; i++)
+        {
+            if (frames[i].GetMethod() is { } m)
+            {
+                names.Add(m.Name);
+            }
+        }
+        string caller = names.Count > 1 ? names[1] : names.Count == 1 ? names[0] : "?";
+        string stackKey = string.Join('\n', names);
+        lock (_depotLock)
+        {
+            if (!_callerIds.TryGetValue(caller, out uint id))
+            {
+                id = (uint)_callerNames.Count;
+                _callerNames.Add(caller);
+                _callerIds[caller] = id;
+            }
+            if (!_stackHandles.TryGetValue(stackKey, out uint handle))
+            {
+                handle = (uint)_stacks.Count;
+                _stacks.Add([.. names]);
+                _stackHandles[stackKey] = handle;
+            }
+            return (id, handle);
+        }
+    }
+
+    /// <summary>print_tracking: the alloc and free tracks that were ever set.</summary>
+    private void PrintTracking(KmemCache s, nint obj, StringBuilder sb)
+    {
+        if ((s.Flags & SlabFlags.StoreUser) == 0)
+        {
+            return;
+        }
+        ulong now = Jiffies;
+        PrintTrack("Allocated", TrackAt(s, obj, 0), now, sb);
+        PrintTrack("Freed", TrackAt(s, obj, 1), now, sb);
+    }
+
+    private void PrintTrack(string what, nint t, ulong now, StringBuilder sb)
+    {
+        ulong addr = *(ulong*)t;
+        if (addr == 0)
+        {
+            return;
+        }
+        uint handle = *(uint*)(t + 8);
+        string name;
+        string[] stack;
+        lock (_depotLock)
+        {
+            name = addr < (ulong)_callerNames.Count ? _callerNames[(int)addr] : $"0x{addr:x}";
+            stack = handle < (uint)_stacks.Count ? _stacks[(int)handle] : [];
+        }
+        ulong when = *(ulong*)(t + 24);
+        sb.Append(CultureInfo.InvariantCulture, $"{what} in {name} age={now - when} cpu={*(int*)(t + 12)} pid={*(int*)(t + 16)}\n");
+        if (stack.Length == 0)
+        {
+            sb.Append("object allocation/free stack trace missing\n");
+        }
+        foreach (string frame in stack)
+        {
+            sb.Append(' ').Append(frame).Append('\n');
+        }
+    }
+
+    /// <summary>The name of the track's caller (for tests and the sysfs view), or null when never set.</summary>
+    public string? TrackCaller(KmemCache s, nint obj, bool free)
+    {
+        if ((s.Flags & SlabFlags.StoreUser) == 0)
+        {
+            return null;
+        }
+        ulong addr = *(ulong*)TrackAt(s, obj, free ? 1 : 0);
+        lock (_depotLock)
+        {
+            return addr == 0 || addr >= (ulong)_callerNames.Count ? null : _callerNames[(int)addr];
+        }
+    }
+
+    /// <summary>trace(): SLAB_TRACE's line for an allocation or a free (with the freed object's bytes).</summary>
+    private void Trace(KmemCache s, uint pfn, nint obj, bool alloc)
+    {
+        if ((s.Flags & SlabFlags.Trace) == 0)
+        {
+            return;
+        }
+        ref PageFrame f = ref _mem.Frame(pfn);
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture,
+            $"TRACE {s.Name} {(alloc ? "alloc" : "free")} 0x{KernelAddress(obj):x} inuse={f.Aux} fp=0x{Addr(SlabFreelistHead(s, pfn)):x}");
+        if (!alloc)
+        {
+            sb.Append('\n');
+            PrintSection("Object ", obj, s.ObjectSize, sb);
+        }
+        _log.Printk(sb.ToString().TrimEnd('\n'));
+    }
+
+    // ───────────────────────────── reports ─────────────────────────────
+
+    private ulong Addr(nint p) => p == 0 ? 0 : KernelAddress(p);
+
+    private nint SlabFreelistHead(KmemCache s, uint pfn)
+    {
+        uint idx = SlabPage.FreeIdx(_mem.Frame(pfn).Private);
+        return idx == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, idx);
+    }
+
+    /// <summary>slab_bug's header.</summary>
+    private static void SlabBug(KmemCache s, string what, StringBuilder sb) =>
+        sb.Append(BugLine).Append('\n').Append("BUG ").Append(s.Name).Append(" (Not tainted): ").Append(what).Append('\n')
+            .Append(DashLine).Append("\n\n");
+
+    /// <summary>print_slab_info.</summary>
+    private void PrintSlabInfo(KmemCache s, uint pfn, StringBuilder sb)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        string flags = (f.Flags & PageFlags.Head) != 0 ? "slab|head" : "slab";
+        sb.Append(CultureInfo.InvariantCulture,
+            $"Slab 0x{KernelAddress(_mem.PageAddress(pfn)):x} objects={SlabPage.Objects(f.Private)} used={f.Aux} fp=0x{Addr(SlabFreelistHead(s, pfn)):x} flags=0x{(uint)(f.Flags & PageFlags.KernelMask & ~PageFlags.Locked):x}({flags})\n");
+    }
+
+    /// <summary>print_section: print_hex_dump with the address prefix, 16 bytes a row, and the ASCII column.</summary>
+    private void PrintSection(string text, nint addr, uint length, StringBuilder sb)
+    {
+        var bytes = Bytes(addr, length);
+        for (int i = 0; i < bytes.Length; i += 16)
+        {
+            var row = bytes.Slice(i, Math.Min(16, bytes.Length - i));
+            sb.Append(text).Append(CultureInfo.InvariantCulture, $"{KernelAddress(addr + i):x16}: ");
+            int col = 0;
+            for (int j = 0; j < row.Length; j++)
+            {
+                if (j > 0)
+                {
+                    sb.Append(' ');
+                    col++;
+                }
+                sb.Append(CultureInfo.InvariantCulture, $"{row[j]:x2}");
+                col += 2;
+            }
+            sb.Append(' ', 49 - col);
+            foreach (byte b in row)
+            {
+                sb.Append(b is >= 0x20 and < 0x7f ? (char)b : '.');
+            }
+            sb.Append('\n');
+        }
+    }
+
+    /// <summary>print_trailer: tracks, the slab, the object with its red zones, and the padding.</summary>
+    private void PrintTrailer(KmemCache s, uint pfn, nint p, StringBuilder sb)
+    {
+        nint addr = _mem.PageAddress(pfn);
+        PrintTracking(s, p, sb);
+        PrintSlabInfo(s, pfn, sb);
+        sb.Append(CultureInfo.InvariantCulture, $"Object 0x{KernelAddress(p):x} @offset={p - addr} fp=0x{Addr(GetFreepointer(s, p)):x}\n\n");
+        if ((s.Flags & SlabFlags.RedZone) != 0)
+        {
+            PrintSection("Redzone  ", p - (nint)s.RedLeftPad, s.RedLeftPad, sb);
+        }
+        else if (p > addr + 16)
+        {
+            PrintSection("Bytes b4 ", p - 16, 16, sb);
+        }
+        PrintSection("Object   ", p, Math.Min(s.ObjectSize, (uint)PhysMem.PageSize), sb);
+        if ((s.Flags & SlabFlags.RedZone) != 0)
+        {
+            PrintSection("Redzone  ", p + (nint)s.ObjectSize, s.Inuse - s.ObjectSize, sb);
+        }
+        uint off = MetadataEnd(s);
+        if (off != SizeFromObject(s))
+        {
+            PrintSection("Padding  ", p + (nint)off, SizeFromObject(s) - off, sb);
+        }
+        sb.Append(CultureInfo.InvariantCulture, $"CPU: {_cpus.Current} PID: {Environment.CurrentManagedThreadId}\n");
+    }
+
+    /// <summary>The end of the metadata: the free pointer, tracks and orig_size.</summary>
+    private static uint MetadataEnd(KmemCache s)
+    {
+        uint off = InfoEnd(s);
+        if ((s.Flags & SlabFlags.StoreUser) != 0)
+        {
+            off += 2 * KmemCache.TrackSize;
+            if ((s.Flags & SlabFlags.Kmalloc) != 0)
+            {
+                off += 4;
+            }
+        }
+        return off;
+    }
+
+    /// <summary>object_err.</summary>
+    private void ObjectErr(KmemCache s, uint pfn, nint obj, string reason, StringBuilder sb)
+    {
+        SlabBug(s, reason, sb);
+        PrintTrailer(s, pfn, obj, sb);
+    }
+
+    /// <summary>slab_err.</summary>
+    private void SlabErr(KmemCache s, uint pfn, string reason, StringBuilder sb)
+    {
+        SlabBug(s, reason, sb);
+        PrintSlabInfo(s, pfn, sb);
+    }
+
+    /// <summary>check_bytes_and_report: <paramref name="bytes"/> at <paramref name="start"/> must all be
+    /// <paramref name="value"/>; otherwise the kernel's report, then the bytes restored.</summary>
+    private bool CheckBytesAndReport(KmemCache s, uint pfn, nint obj, string what, nint start, byte value, uint bytes, StringBuilder sb)
+    {
+        var span = Bytes(start, bytes);
+        int fault = span.IndexOfAnyExcept(value);
+        if (fault < 0)
+        {
+            return true;
+        }
+        int end = span.LastIndexOfAnyExcept(value) + 1;
+        nint addr = _mem.PageAddress(pfn);
+        SlabBug(s, what + " overwritten", sb);
+        sb.Append(CultureInfo.InvariantCulture,
+            $"0x{KernelAddress(start + fault):x}-0x{KernelAddress(start + end - 1):x} @offset={start + fault - addr}. First byte 0x{span[fault]:x} instead of 0x{value:x}\n");
+        PrintTrailer(s, pfn, obj, sb);
+        sb.Append(CultureInfo.InvariantCulture,
+            $"FIX {s.Name}: Restoring {what} 0x{KernelAddress(start + fault):x}-0x{KernelAddress(start + end - 1):x}=0x{value:x}\n");
+        span[fault..end].Fill(value);
+        return false;
+    }
+
+    /// <summary>check_valid_pointer: 0, or the start of an object of the slab.</summary>
+    private bool CheckValidPointer(KmemCache s, uint pfn, nint p)
+    {
+        if (p == 0)
+        {
+            return true;
+        }
+        nint slot = p - (nint)s.RedLeftPad;
+        nint b = _mem.PageAddress(pfn);
+        long objects = SlabPage.Objects(_mem.Frame(pfn).Private);
+        return slot >= b && slot < b + (nint)(objects * s.Size) && (slot - b) % s.Size == 0;
+    }
+
+    /// <summary>check_pad_bytes: the padding after the metadata keeps POISON_INUSE.</summary>
+    private bool CheckPadBytes(KmemCache s, uint pfn, nint p, StringBuilder sb)
+    {
+        uint off = MetadataEnd(s);
+        return SizeFromObject(s) == off
+            || CheckBytesAndReport(s, pfn, p, "Object padding", p + (nint)off, PoisonInuse, SizeFromObject(s) - off, sb);
+    }
+
+    /// <summary>check_object: red zones (or alignment padding), poison of a free object, padding, and the free
+    /// pointer.</summary>
+    private bool CheckObject(KmemCache s, uint pfn, nint obj, byte val, StringBuilder sb)
+    {
+        nint endObject = obj + (nint)s.ObjectSize;
+        if ((s.Flags & SlabFlags.RedZone) != 0)
+        {
+            if (!CheckBytesAndReport(s, pfn, obj, "Left Redzone", obj - (nint)s.RedLeftPad, val, s.RedLeftPad, sb)
+                || !CheckBytesAndReport(s, pfn, obj, "Right Redzone", endObject, val, s.Inuse - s.ObjectSize, sb))
+            {
+                return false;
+            }
+        }
+        else if ((s.Flags & SlabFlags.Poison) != 0 && s.ObjectSize < s.Inuse)
+        {
+            CheckBytesAndReport(s, pfn, obj, "Alignment padding", endObject, PoisonInuse, s.Inuse - s.ObjectSize, sb);
+        }
+        if ((s.Flags & SlabFlags.Poison) != 0)
+        {
+            if (val != RedActive && s.ObjectPoison
+                && (!CheckBytesAndReport(s, pfn, obj, "Poison", obj, PoisonFree, s.ObjectSize - 1, sb)
+                    || !CheckBytesAndReport(s, pfn, obj, "End Poison", endObject - 1, PoisonEnd, 1, sb)))
+            {
+                return false;
+            }
+            CheckPadBytes(s, pfn, obj, sb);
+        }
+        if (s.Offset < s.Inuse && val == RedActive)
+        {
+            // The free pointer lies inside an allocated object: it is user data now.
+            return true;
+        }
+        if (!CheckValidPointer(s, pfn, GetFreepointer(s, obj)))
+        {
+            ObjectErr(s, pfn, obj, "Freepointer corrupt", sb);
+            SetFreepointer(s, obj, 0);
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>slab_pad_check: a poisoned cache's slab keeps POISON_INUSE in the bytes after its last object.</summary>
+    private void SlabPadCheck(KmemCache s, uint pfn, StringBuilder sb)
+    {
+        if ((s.Flags & SlabFlags.Poison) == 0)
+        {
+            return;
+        }
+        ref PageFrame f = ref _mem.Frame(pfn);
+        int order = (f.Flags & PageFlags.Head) != 0 ? f.Order : 0;
+        uint length = (uint)PhysMem.PageSize << order;
+        uint remainder = length % s.Size;
+        if (remainder == 0)
+        {
+            return;
+        }
+        nint start = _mem.PageAddress(pfn);
+        nint pad = start + (nint)(length - remainder);
+        var span = Bytes(pad, remainder);
+        int fault = span.IndexOfAnyExcept(PoisonInuse);
+        if (fault < 0)
+        {
+            return;
+        }
+        int end = span.LastIndexOfAnyExcept(PoisonInuse) + 1;
+        SlabErr(s, pfn, $"Padding overwritten. 0x{KernelAddress(pad + fault):x}-0x{KernelAddress(pad + end - 1):x} @offset={pad + fault - start}", sb);
+        PrintSection("Padding ", pad, remainder, sb);
+        sb.Append(CultureInfo.InvariantCulture,
+            $"FIX {s.Name}: Restoring slab padding 0x{KernelAddress(pad + fault):x}-0x{KernelAddress(pad + end - 1):x}=0x{PoisonInuse:x}\n");
+        span[fault..end].Fill(PoisonInuse);
+    }
+
+    /// <summary>Sends a collected report through the machine's bug policy (outside every lock).</summary>
+    private void RaiseReport(KmemCache s, nint obj, StringBuilder? sb)
+    {
+        if (sb is { Length: > 0 })
+        {
+            _bug(new SlabBugException(sb.ToString().TrimEnd('\n'), KernelAddress(obj), s.Name));
+        }
+    }
+
+    /// <summary>A refused free (not an object's start, or already free): a debug cache reports it with
+    /// object_err/slab_err and the trailer; with CONFIG_SLAB_FREELIST_HARDENED a free of the object at the head
+    /// of the freelist it would join is set_freepointer's BUG; otherwise the short report.</summary>
+    private void ReportBadFree(KmemCache s, uint pfn, nint obj, string what, string caller, long offset)
+    {
+        if (_hardened && what == "Object already free" && IsFreelistHead(s, pfn, obj))
+        {
+            _bug(new SlabBugException("------------[ cut here ]------------\n"
+                + "kernel BUG at mm/slub.c: set_freepointer: BUG_ON(object == fp)\n"
+                + $"invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\nCPU: {_cpus.Current} PID: {Environment.CurrentManagedThreadId}\n"
+                + $"double free of 0x{KernelAddress(obj):x} in {s.Name}: the object is already the head of the freelist ({caller})",
+                KernelAddress(obj), s.Name));
+            return;
+        }
+        if (!s.IsDebug)
+        {
+            Report(s, obj, what, caller, offset);
+            return;
+        }
+        var sb = new StringBuilder();
+        if (what == "Object already free")
+        {
+            ObjectErr(s, pfn, obj, what, sb);
+        }
+        else
+        {
+            SlabErr(s, pfn, what, sb);
+        }
+        sb.Append(CultureInfo.InvariantCulture, $"FIX {s.Name}: Object at 0x{KernelAddress(obj):x} not freed\n");
+        RaiseReport(s, obj, sb);
+    }
+
+    /// <summary>Whether <paramref name="obj"/> heads the freelist a free would push it onto: the cpu freelist
+    /// when its slab is this CPU's, else the slab's own.</summary>
+    private bool IsFreelistHead(KmemCache s, uint pfn, nint obj)
+    {
+        var c = s.CpuSlab[_cpus.Current];
+        c.Lock();
+        bool cpuSlab = c.Slab == pfn;
+        nint head = c.Freelist;
+        c.Unlock();
+        if (cpuSlab)
+        {
+            return head == obj;
+        }
+        ref PageFrame f = ref _mem.Frame(pfn);
+        SlabPage.Lock(ref f);
+        head = SlabFreelistHead(s, pfn);
+        SlabPage.Unlock(ref f);
+        return head == obj;
+    }
+
+    /// <summary>The tracking lines of an object of a STORE_USER cache (cache_from_obj prints them after
+    /// "Wrong slab cache").</summary>
+    private protected override string TrackingOf(KmemCache owner, nint p)
+    {
+        if ((owner.Flags & SlabFlags.StoreUser) == 0)
+        {
+            return "";
+        }
+        var sb = new StringBuilder();
+        PrintTracking(owner, p, sb);
+        return sb.ToString();
+    }
+
+    // ───────────────────────────── the debug slow paths ─────────────────────────────
+
+    /// <summary>___slab_alloc for a debug cache: one object from the first node partial slab that passes the
+    /// checks (alloc_single_from_partial), else from a new slab (alloc_single_from_new_slab); 0 when no slab
+    /// can be had.</summary>
+    private nint DebugAlloc(KmemCache s, Gfp gfp, int node)
+    {
+        StringBuilder? sb = null;
+        nint obj = 0;
+        int local = node >= 0 ? node : _cpus.NodeOf[_cpus.Current];
+        for (int i = 0; i < s.Nodes.Length && obj == 0; i++)
+        {
+            int nid = i == 0 ? local : i <= local ? i - 1 : i;
+            if (i > 0 && node >= 0)
+            {
+                break;
+            }
+            obj = AllocSingleFromPartial(s, s.Nodes[nid], ref sb);
+        }
+        while (obj == 0)
+        {
+            uint pfn = NewSlab(s, gfp, node, out nint head);
+            if (pfn == PhysMem.NoPfn)
+            {
+                if ((gfp & Gfp.NoWarn) == 0)
+                {
+                    SlabOutOfMemory(s, gfp, node);
+                }
+                RaiseReport(s, 0, sb);
+                return 0;
+            }
+            obj = AllocSingleFromNewSlab(s, pfn, head, ref sb);
+        }
+        if (sb is not null)
+        {
+            // The allocation succeeded from another slab; the caller still learns of the corruption. When the
+            // bug policy throws, the object goes back first.
+            MarkAllocated(s, obj);
+            try
+            {
+                RaiseReport(s, obj, sb);
+            }
+            catch (KernelBugException)
+            {
+                Free(s, HeadPfn(_mem.VirtToPfn(obj)), obj, "kmem_cache_alloc");
+                throw;
+            }
+        }
+        return obj;
+    }
+
+    private nint AllocSingleFromPartial(KmemCache s, KmemCacheNode n, ref StringBuilder? sb)
+    {
+        if (Volatile.Read(ref n.NrPartial) == 0)
+        {
+            return 0;
+        }
+        lock (n.ListLock)
+        {
+            for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn;)
+            {
+                uint next = _mem.Frame(pfn).Next;
+                nint obj = PopDebugObject(s, pfn, ref sb, out bool full);
+                if (full)
+                {
+                    RemovePartial(n, pfn);
+                }
+                if (obj != 0)
+                {
+                    return obj;
+                }
+                pfn = next;
+            }
+        }
+        return 0;
+    }
+
+    private nint AllocSingleFromNewSlab(KmemCache s, uint pfn, nint head, ref StringBuilder? sb)
+    {
+        nint obj = PopDebugObject(s, pfn, ref sb, out bool full);
+        if (obj == 0)
+        {
+            // A new slab that fails its checks is leaked with all objects counted in use, as in the kernel.
+            return 0;
+        }
+        if (!full)
+        {
+            var n = s.Nodes[NodeOf(pfn)];
+            lock (n.ListLock)
+            {
+                n.Partial.AddHead(_mem, pfn);
+                n.NrPartial++;
+            }
+        }
+        _ = head;
+        return obj;
+    }
+
+    /// <summary>Takes the first object of an unfrozen debug slab and runs alloc_debug_processing; on a failed
+    /// check the slab's remaining objects are marked used ("Marking all objects used") and 0 is returned.
+    /// <paramref name="full"/> says the slab has no free object left.</summary>
+    private nint PopDebugObject(KmemCache s, uint pfn, ref StringBuilder? sb, out bool full)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        SlabPage.Lock(ref f);
+        try
+        {
+            ulong p = f.Private;
+            uint idx = SlabPage.FreeIdx(p);
+            if (idx == SlabPage.NoObject)
+            {
+                full = true;
+                return 0;
+            }
+            nint obj = ObjectAt(s, pfn, idx);
+            nint next = GetFreepointer(s, obj);
+            if ((s.Flags & SlabFlags.ConsistencyChecks) != 0)
+            {
+                var local = new StringBuilder();
+                SlabPadCheck(s, pfn, local);
+                bool ok = CheckObject(s, pfn, obj, RedInactive, local);
+                if (local.Length > 0)
+                {
+                    (sb ??= new StringBuilder()).Append(local);
+                }
+                if (!ok)
+                {
+                    sb!.Append(CultureInfo.InvariantCulture, $"FIX {s.Name}: Marking all objects used\n");
+                    MarkAllUsed(s, pfn, ref f);
+                    full = true;
+                    return 0;
+                }
+            }
+            if (!CheckValidPointer(s, pfn, next))
+            {
+                // Without consistency checks a corrupt chain ends the freelist here.
+                next = 0;
+            }
+            f.Private = SlabPage.WithFreeIdx(p, next == 0 ? SlabPage.NoObject : s.IndexOf((nuint)(next - _mem.PageAddress(pfn))));
+            f.Aux++;
+            full = next == 0;
+            Trace(s, pfn, obj, alloc: true);
+            InitObject(s, obj, RedActive);
+            if ((s.Flags & SlabFlags.StoreUser) != 0)
+            {
+                if ((s.Flags & SlabFlags.Kmalloc) != 0)
+                {
+                    // set_orig_size: the request size is not passed down here; the cache's object size is kept.
+                    *(uint*)(obj + (nint)(InfoEnd(s) + 2 * KmemCache.TrackSize)) = s.ObjectSize;
+                }
+                SetTrack(s, obj, 0);
+            }
+            return obj;
+        }
+        finally
+        {
+            SlabPage.Unlock(ref f);
+        }
+    }
+
+    /// <summary>The "bad:" path of alloc_debug_processing: no free object left, every object in use for good.</summary>
+    private void MarkAllUsed(KmemCache s, uint pfn, ref PageFrame f)
+    {
+        int objects = SlabPage.Objects(f.Private);
+        f.Private = SlabPage.WithFreeIdx(f.Private, SlabPage.NoObject);
+        f.Aux = (ushort)objects;
+        var bits = AllocBits(pfn)!;
+        for (int i = 0; i < objects; i++)
+        {
+            Volatile.Write(ref bits[i], 1);
+        }
+    }
+
+    /// <summary>__slab_free for a debug cache, whose allocation byte the caller has cleared: free_debug_processing
+    /// (checks with F, the free track, TRACE, red zones inactive and poison), then the object joins its slab's
+    /// freelist; a slab that was full joins the partial list, an empty one goes back above min_partial. A
+    /// failed check leaves the object allocated ("Object at … not freed").</summary>
+    private void DebugSlabFree(KmemCache s, uint pfn, nint obj)
+    {
+        if (s.WantInitOnFree)
+        {
+            InitObjectOnFree(s, obj);
+        }
+        StringBuilder? sb = null;
+        bool ok = true, discard = false;
+        var n = s.Nodes[NodeOf(pfn)];
+        lock (n.ListLock)
+        {
+            ref PageFrame f = ref _mem.Frame(pfn);
+            SlabPage.Lock(ref f);
+            if ((s.Flags & SlabFlags.ConsistencyChecks) != 0)
+            {
+                sb = new StringBuilder();
+                SlabPadCheck(s, pfn, sb);
+                ok = CheckObject(s, pfn, obj, RedActive, sb);
+            }
+            if (ok)
+            {
+                if ((s.Flags & SlabFlags.StoreUser) != 0)
+                {
+                    SetTrack(s, obj, 1);
+                }
+                Trace(s, pfn, obj, alloc: false);
+                InitObject(s, obj, RedInactive);
+                bool wasFull = SlabPage.FreeIdx(f.Private) == SlabPage.NoObject;
+                PushFree(s, ref f, pfn, obj, freeze: false);
+                if (f.Aux == 0 && n.NrPartial >= s.MinPartial)
+                {
+                    if (!wasFull)
+                    {
+                        RemovePartial(n, pfn);
+                    }
+                    discard = true;
+                }
+                else if (wasFull)
+                {
+                    n.Partial.AddTail(_mem, pfn);
+                    n.NrPartial++;
+                }
+            }
+            SlabPage.Unlock(ref f);
+        }
+        if (!ok)
+        {
+            MarkAllocated(s, obj);
+            sb!.Append(CultureInfo.InvariantCulture, $"FIX {s.Name}: Object at 0x{KernelAddress(obj):x} not freed\n");
+        }
+        if (discard)
+        {
+            DiscardSlab(s, pfn);
+        }
+        RaiseReport(s, obj, sb);
+    }
+}

@@ -93,15 +93,19 @@ internal sealed class CpuTopology
 
     /// <summary>The calling thread's cache object for this machine (see <see cref="SetThreadCache"/>), or null
     /// when it has none here or is pinned to one of this machine's CPUs: a pinned thread stands for a CPU and
-    /// uses the per-CPU structures, as kernel code does.</summary>
-    public object? UnpinnedThreadCache
+    /// uses the per-CPU structures, as kernel code does. One thread-local read answers both.</summary>
+    /// <param name="pinned">Whether the thread is pinned to one of this machine's CPUs.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public object? UnpinnedThreadCache(out bool pinned)
     {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get
+        var pin = t_pin;
+        if (pin is null)
         {
-            var pin = t_pin;
-            return pin is not null && ReferenceEquals(pin.CacheFor, this) && !ReferenceEquals(pin.On, this) ? pin.Cache : null;
+            pinned = false;
+            return null;
         }
+        pinned = ReferenceEquals(pin.On, this);
+        return !pinned && ReferenceEquals(pin.CacheFor, this) ? pin.Cache : null;
     }
 
     /// <summary>Makes <paramref name="cache"/> the calling thread's cache object for this machine (one machine

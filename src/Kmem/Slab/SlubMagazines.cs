@@ -87,7 +87,7 @@ internal sealed unsafe partial class Slub
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Magazine? MagazineOf(KmemCache s)
     {
-        if (_cpus.UnpinnedThreadCache is object o)
+        if (_cpus.UnpinnedThreadCache(out bool pinned) is object o)
         {
             var byId = Unsafe.As<SlubThreadCache>(o).ByCacheId;
             if ((uint)s.Id < (uint)byId.Length && byId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s))
@@ -95,7 +95,7 @@ internal sealed unsafe partial class Slub
                 return mag;
             }
         }
-        return s.MagazineLimit == 0 ? null : NewMagazine(s);
+        return pinned || s.MagazineLimit == 0 ? null : NewMagazine(s);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -31,26 +31,10 @@ internal sealed class KmemCacheCpu
 #pragma warning restore CS0169, IDE0051
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Lock()
-    {
-        if (Interlocked.CompareExchange(ref _lock, 1, 0) != 0)
-        {
-            LockContended();
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void LockContended()
-    {
-        var spin = new SpinWait();
-        while (Interlocked.CompareExchange(ref _lock, 1, 0) != 0)
-        {
-            spin.SpinOnce();
-        }
-    }
+    public void Lock() => SpinLockWord.Acquire(ref _lock);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Unlock() => Volatile.Write(ref _lock, 0);
+    public void Unlock() => SpinLockWord.Release(ref _lock);
 }
 
 /// <summary>kmem_cache_node: one node's partial slabs and slab counts.</summary>

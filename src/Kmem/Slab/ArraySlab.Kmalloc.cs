@@ -15,10 +15,6 @@ internal sealed unsafe partial class ArraySlab
 {
     /// <summary>KMALLOC_SHIFT_LOW: the smallest kmalloc cache is 2^5 = 32 bytes (KMALLOC_MIN_SIZE).</summary>
     public const int KmallocShiftLow = 5;
-    /// <summary>KMALLOC_SHIFT_HIGH (6.1): the largest kmalloc cache is 2^13 = 8 KiB.</summary>
-    public const int KmallocShiftHigh = PhysMem.PageShift + 1;
-    /// <summary>KMALLOC_MAX_CACHE_SIZE.</summary>
-    public const uint KmallocMaxCacheSize = 1u << KmallocShiftHigh;
     /// <summary>INDEX_NODE: kmalloc_index(sizeof(struct kmem_cache_node)) = kmalloc-128 (120 bytes on x86-64).</summary>
     private const int IndexNode = 7;
 

@@ -122,7 +122,7 @@ internal readonly record struct SlabGeometry(uint Size, uint Align, int Order, i
                 // cache_grow_begin) and must cost less than half an object.
                 uint freelistSize = (uint)num;
                 long freelistCacheSize;
-                if (freelistSize > Slub.KmallocMaxCacheSize)
+                if (freelistSize > SlabBackend.KmallocMaxCacheSize)
                 {
                     freelistCacheSize = (long)PhysMem.PageSize << Machine.GetOrder(freelistSize);
                 }

@@ -11,11 +11,6 @@ namespace Kmem.Slab;
 
 internal sealed unsafe partial class Slub
 {
-    /// <summary>KMALLOC_SHIFT_HIGH: the largest kmalloc cache is 2^13 = 8 KiB.</summary>
-    public const int KmallocShiftHigh = PhysMem.PageShift + 1;
-    /// <summary>KMALLOC_MAX_CACHE_SIZE.</summary>
-    public const uint KmallocMaxCacheSize = 1u << KmallocShiftHigh;
-
     /// <summary>size_index: kmalloc index for sizes 1..192 in steps of 8 (1 = the 96 cache, 2 = the 192 one).</summary>
     private static ReadOnlySpan<byte> SizeIndex => [3, 4, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
 

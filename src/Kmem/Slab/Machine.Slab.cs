@@ -14,7 +14,7 @@ public sealed partial class Machine
 
     /// <summary>KMALLOC_MAX_CACHE_SIZE with SLUB: the largest size served by a kmalloc cache (8 KiB); larger
     /// blocks come straight from the page allocator.</summary>
-    public const uint KmallocMaxCacheSize = Slub.KmallocMaxCacheSize;
+    public const uint KmallocMaxCacheSize = SlabBackend.KmallocMaxCacheSize;
 
     /// <summary>KMALLOC_MAX_SIZE: the largest size kmalloc can return (4 MiB).</summary>
     public const nuint KmallocMaxSize = (nuint)1 << (MaxOrder + Physical.PhysMem.PageShift - 1);

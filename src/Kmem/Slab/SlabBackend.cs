@@ -28,6 +28,10 @@ internal abstract class SlabBackend
 {
     /// <summary>ZERO_SIZE_PTR.</summary>
     public const nint ZeroSizePtr = 16;
+    /// <summary>KMALLOC_SHIFT_HIGH (6.1, SLUB and SLAB alike): the largest kmalloc cache is 2^13 = 8 KiB.</summary>
+    public const int KmallocShiftHigh = PhysMem.PageShift + 1;
+    /// <summary>KMALLOC_MAX_CACHE_SIZE: larger kmalloc requests go to the page allocator.</summary>
+    public const uint KmallocMaxCacheSize = 1u << KmallocShiftHigh;
     /// <summary>GFP_SLAB_BUG_MASK: bits a slab allocation must not carry (fixed up with a warning).</summary>
     private protected const Gfp GfpSlabBugMask = Gfp.Dma32 | Gfp.HighMem | (Gfp)~((1u << 27) - 1);
 

@@ -1,6 +1,7 @@
 // `kmem scenario pressure|fragmentation|highmem`: small stories of memory
-// pressure told step by step with the kernel's own counters. Every number is
-// read from the machine's /proc files; nothing here computes a figure itself.
+// pressure told step by step with the kernel's own counters, and pictures of
+// physical memory before and after (MemoryMap). Every number is read from the
+// machine's /proc files; nothing here computes a figure itself.
 using System.CommandLine;
 using System.Globalization;
 
@@ -15,26 +16,54 @@ public static class ScenarioCommand
         var name = new Argument<string>("NAME") { Description = "pressure, fragmentation or highmem" };
         name.AcceptOnlyFromAmong("pressure", "fragmentation", "highmem");
         var seed = new Option<int>("--seed") { Description = "machine seed", DefaultValueFactory = _ => 1 };
+        var mapDir = new Option<string>("--map-dir")
+        {
+            Description = "directory for the page-map pictures NAME-before.png and NAME-after.png (and NAME-oom.png for pressure)",
+            DefaultValueFactory = _ => ".",
+            HelpName = "DIR",
+        };
+        var noMap = new Option<bool>("--no-map") { Description = "write no pictures" };
         var command = new Command("scenario", "Run a memory-pressure scenario and print what the kernel does, step by step: "
             + "pressure (tasks grow until kswapd, swap and the OOM killer act), fragmentation (scattered unmovable pages, "
             + "then an order-4 allocation that needs compaction), highmem (user pages in HighMem on x86-32)")
         {
-            name, seed,
+            name, seed, mapDir, noMap,
         };
         command.SetAction(parse =>
         {
             string which = parse.GetValue(name)!;
             int s = parse.GetValue(seed);
-            var o = ctx.Out;
+            string? dir = parse.GetValue(noMap) ? null : parse.GetValue(mapDir)!;
+            if (dir is not null && !Directory.Exists(dir))
+            {
+                return ctx.Fail(CliContext.Usage, $"--map-dir: no directory \"{dir}\"");
+            }
+            var story = new Story(ctx.Out, dir, which);
             return which switch
             {
-                "pressure" => Pressure(o, s),
-                "fragmentation" => Fragmentation(o, s),
-                "highmem" => Highmem(o, s),
+                "pressure" => Pressure(story, s),
+                "fragmentation" => Fragmentation(story, s),
+                "highmem" => Highmem(story, s),
                 _ => ctx.Fail(CliContext.Usage, $"unknown scenario \"{which}\"; known: pressure, fragmentation, highmem"),
             };
         });
         return command;
+    }
+
+    /// <summary>Where a scenario tells its story: the output, and the folder of its pictures (null for none).</summary>
+    private sealed record Story(TextWriter Out, string? MapDir, string Name)
+    {
+        /// <summary>Writes the picture NAME-STAGE.png of <paramref name="m"/> and says so.</summary>
+        public void Picture(Machine m, string stage, string caption)
+        {
+            if (MapDir is null)
+            {
+                return;
+            }
+            string path = Path.Combine(MapDir, $"{Name}-{stage}.png");
+            MemoryMap.Render(m, path, new MemoryMapOptions { Caption = $"scenario {Name}: {caption}" });
+            Out.WriteLine($"picture ({stage}): {path}");
+        }
     }
 
     private static Dictionary<string, long> Vmstat(Machine m) =>
@@ -69,8 +98,9 @@ public static class ScenarioCommand
 
     /// <summary>Four tasks grow by 4 MiB each in turn on a 128 MiB machine with 48 MiB of swap until the
     /// OOM killer has acted and one more round ran.</summary>
-    private static int Pressure(TextWriter o, int seed)
+    private static int Pressure(Story story, int seed)
     {
+        var o = story.Out;
         string swap = Path.GetTempFileName();
         try
         {
@@ -85,6 +115,7 @@ public static class ScenarioCommand
             var page = new byte[Machine.PageSize];
             string[] shown = ["pgscan_kswapd", "pgscan_direct", "pswpout", "pswpin", "oom_kill"];
             Counters(o, m, "start", shown);
+            story.Picture(m, "before", "four tasks created, nothing written");
             int afterOom = -1;
             for (int round = 1; round <= 40 && afterOom != 0; round++)
             {
@@ -112,6 +143,7 @@ public static class ScenarioCommand
                 if (afterOom < 0 && Vmstat(m)["oom_kill"] > 0)
                 {
                     afterOom = 1;
+                    story.Picture(m, "oom", $"round {round}, the OOM killer has acted");
                 }
                 else if (afterOom > 0)
                 {
@@ -132,6 +164,8 @@ public static class ScenarioCommand
             Section(o, m, "after", "swaps");
             Section(o, m, "after", "meminfo");
             Section(o, m, "after", "buddyinfo");
+            o.WriteLine();
+            story.Picture(m, "after", "the end");
             return 0;
         }
         finally
@@ -143,8 +177,9 @@ public static class ScenarioCommand
     /// <summary>Two tasks fill memory page by page in turn; one exits, leaving single free pages between the
     /// other's; scattered unmovable allocations take what large blocks remain; an order-4 GFP_KERNEL allocation
     /// then needs direct compaction.</summary>
-    private static int Fragmentation(TextWriter o, int seed)
+    private static int Fragmentation(Story story, int seed)
     {
+        var o = story.Out;
         using var m = Machine.Boot(new MachineOptions { Memory = "64M", Seed = seed, Cpus = 1, Kswapd = false });
         o.WriteLine("# scenario fragmentation: X64, 64 MiB, no swap");
         var keeper = m.CreateTask("keeper")!;
@@ -169,6 +204,8 @@ public static class ScenarioCommand
         Counters(o, m, $"one exited; {pinned} unmovable order-3", "compact_stall", "compact_success", "pgmigrate_success");
         Section(o, m, "before", "buddyinfo");
         Section(o, m, "before", "extfrag_index");
+        o.WriteLine();
+        story.Picture(m, "before", "fragmented, before the order-4 allocation");
         var block = m.AllocPages(Gfp.Kernel, 4);
         o.WriteLine();
         o.WriteLine(block.IsNull ? "order-4 GFP_KERNEL allocation failed" : $"order-4 GFP_KERNEL allocation: {block}");
@@ -179,6 +216,8 @@ public static class ScenarioCommand
         o.WriteLine();
         o.WriteLine($"compact_memory: {moved} pages migrated");
         Section(o, m, "after compact_memory", "buddyinfo");
+        o.WriteLine();
+        story.Picture(m, "after", "after the order-4 allocation and compact_memory");
         return 0;
     }
 
@@ -201,13 +240,15 @@ public static class ScenarioCommand
     }
 
     /// <summary>A task on a 1 GiB x86-32 PAE machine: its pages come from HighMem and are reached through kmap.</summary>
-    private static int Highmem(TextWriter o, int seed)
+    private static int Highmem(Story story, int seed)
     {
+        var o = story.Out;
         using var m = Machine.Boot(new MachineOptions { Memory = "1G", Preset = Preset.X86Pae, Seed = seed, Cpus = 2 });
         o.WriteLine("# scenario highmem: X86Pae, 1 GiB (lowmem up to 880 MiB, HighMem above)");
         void Show(string step) => o.WriteLine($"{step,-34} HighFree {Meminfo(m, "HighFree"),7} kB  LowFree {Meminfo(m, "LowFree"),7} kB  "
             + $"AnonPages {Meminfo(m, "AnonPages"),7} kB  PageTables {Meminfo(m, "PageTables"),5} kB  KernelStack {Meminfo(m, "KernelStack"),5} kB");
         Show("boot");
+        story.Picture(m, "before", "after boot");
         var t = m.CreateTask("highuser")!;
         Show("task created (8 KiB order-1 stack)");
         ulong a = t.Mmap(256 << 20);
@@ -222,6 +263,8 @@ public static class ScenarioCommand
         t.Read(a + 4096 * 77, back);
         o.WriteLine($"read back through kmap_local: byte {back[0]} (written {77})");
         Section(o, m, "after", "buddyinfo");
+        o.WriteLine();
+        story.Picture(m, "after", "128 MiB of user pages written");
         t.Exit();
         Show("task exited");
         return 0;

@@ -6,8 +6,10 @@
 // After MAX_RECLAIM_RETRIES rounds without progress it stops answering wakeups
 // until direct reclaim frees something on the node (kswapd_failures).
 // Shutdown: Machine.Dispose sets the stop flag, wakes every thread and joins it
-// (bounded wait). Locking: the wake state is under _kswapdLock; reclaim itself
-// takes MmState.Lock per shrink_node pass, so tasks run between passes.
+// (bounded wait). Locking: the wake state (requested order, pending wakeup,
+// busy thread count) is under _kswapdLock, so "idle" (nothing pending, nothing
+// running) is one consistent reading; reclaim itself takes MmState.Lock per
+// shrink_node pass, so tasks run between passes.
 using Kmem.PageAlloc;
 
 namespace Kmem.Reclaim;
@@ -20,13 +22,29 @@ internal sealed partial class MmState
     private readonly CancellationTokenSource _stop = new();
     private int[]? _kswapdOrder;
     private ZoneType[]? _kswapdHighest;
-    private long _kswapdRuns;
+    private bool[]? _kswapdPending;
+    private int _kswapdBusy;
+    private long _kswapdRuns, _kswapdWakeups;
 
     /// <summary>Rounds of balance_pgdat finished (for observers waiting on kswapd).</summary>
     public long KswapdRuns => Volatile.Read(ref _kswapdRuns);
 
-    /// <summary>Whether the node's kswapd is reclaiming right now.</summary>
-    public bool KswapdBusy { get; private set; }
+    /// <summary>Wakeups that reached a kswapd thread (the node was not balanced), as the
+    /// mm_vmscan_wakeup_kswapd tracepoint would count them.</summary>
+    public long KswapdWakeups => Volatile.Read(ref _kswapdWakeups);
+
+    /// <summary>Whether every kswapd sleeps with no wakeup pending: read under the wake lock, so a thread that
+    /// has been woken but not yet started its run does not count as asleep.</summary>
+    public bool KswapdIdle
+    {
+        get
+        {
+            lock (_kswapdLock)
+            {
+                return _kswapdBusy == 0 && (_kswapdPending is null || !_kswapdPending.Contains(true));
+            }
+        }
+    }
 
     /// <summary>pgdat_balanced: some zone up to <paramref name="highest"/> passes its high watermark for the order.</summary>
     public static bool PgdatBalanced(Node node, int order, ZoneType highest)
@@ -86,6 +104,7 @@ internal sealed partial class MmState
                 _kswapdWake = [.. Enumerable.Range(0, n).Select(_ => new SemaphoreSlim(0, 1))];
                 _kswapdOrder = new int[n];
                 _kswapdHighest = new ZoneType[n];
+                _kswapdPending = new bool[n];
             }
             _kswapdOrder![node.Id] = Math.Max(_kswapdOrder[node.Id], order);
             _kswapdHighest![node.Id] = (ZoneType)Math.Max((int)_kswapdHighest[node.Id], (int)highest);
@@ -96,6 +115,8 @@ internal sealed partial class MmState
                 _kswapd[nid] = t;
                 t.Start();
             }
+            _kswapdWakeups++;
+            _kswapdPending![node.Id] = true;
             if (_kswapdWake![node.Id].CurrentCount == 0)
             {
                 _kswapdWake[node.Id].Release();
@@ -121,20 +142,28 @@ internal sealed partial class MmState
             ZoneType highest;
             lock (_kswapdLock)
             {
+                if (!_kswapdPending![nid])
+                {
+                    continue; // a second release for a wakeup the previous run already took
+                }
                 order = _kswapdOrder![nid];
                 highest = _kswapdHighest![nid];
                 _kswapdOrder[nid] = 0;
                 _kswapdHighest[nid] = 0;
+                _kswapdPending[nid] = false;
+                _kswapdBusy++;
             }
-            KswapdBusy = true;
             try
             {
                 BalancePgdat(node, order, highest, token);
             }
             finally
             {
-                KswapdBusy = false;
-                Interlocked.Increment(ref _kswapdRuns);
+                lock (_kswapdLock)
+                {
+                    _kswapdBusy--;
+                    _kswapdRuns++;
+                }
             }
         }
     }

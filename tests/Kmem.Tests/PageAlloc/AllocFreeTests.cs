@@ -209,6 +209,16 @@ public class AllocFreeTests
     }
 
     [Theory]
+    [InlineData(0UL, 0)]
+    [InlineData(8192UL, 1)]
+    [InlineData(8193UL, 2)]
+    [InlineData(1UL << 40, 28)]
+    [InlineData(ulong.MaxValue, 52)]
+    [InlineData(ulong.MaxValue - 4095, 52)]
+    public void GetOrderIsExactUpToTheLargestSize(ulong size, int order) =>
+        Assert.Equal(order, Machine.GetOrder((nuint)size));
+
+    [Theory]
     [InlineData(1, 0)]
     [InlineData(4096, 0)]
     [InlineData(4097, 1)]

@@ -92,6 +92,22 @@ public class KmallocTests
         m.Kfree(p);
     }
 
+    [Theory]
+    [InlineData(SlabAllocator.Slub)]
+    [InlineData(SlabAllocator.Slab)]
+    [InlineData(SlabAllocator.Slob)]
+    public void ASizeNoZoneCanHoldGivesNullAndLeavesEveryPageFree(SlabAllocator slab)
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "64M", Slab = slab, Seed = 1 });
+        long free = m.PageAllocator.NrFreePages;
+        foreach (nuint size in new[] { nuint.MaxValue, nuint.MaxValue - 4095, (nuint)1 << 40, (nuint)128 << 20 })
+        {
+            Assert.Equal(0, m.Kmalloc(size, Gfp.Kernel | Gfp.NoWarn));
+        }
+        m.DrainAllPages();
+        Assert.Equal(free, m.PageAllocator.NrFreePages);
+    }
+
     [Fact]
     public unsafe void KzallocAndKcallocZeroTheWholeRequest()
     {

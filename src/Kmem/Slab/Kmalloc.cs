@@ -72,7 +72,7 @@ internal sealed unsafe partial class Slub
     /// kmalloc to the page allocator; anything else is reported.</summary>
     public override void Kfree(nint p, string caller = "kfree")
     {
-        if ((nuint)p <= (nuint)ZeroSizePtr)
+        if ((nuint)p <= (nuint)ZeroSizePtr || TryMagazineKfree(p))
         {
             return;
         }

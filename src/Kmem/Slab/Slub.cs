@@ -8,6 +8,7 @@
 // (under the cpu lock on the fast path); a free of a cpu-slab object tests and clears it under that
 // CPU's lock, every other free exchanges it atomically. Objects are located by reciprocal multiply.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 
@@ -546,7 +547,8 @@ internal sealed unsafe partial class Slub : SlabBackend
             Interlocked.CompareExchange(ref _allocBits[pfn >> BitsChunkShift], new byte[]?[1 << BitsChunkShift], null);
             chunk = _allocBits[pfn >> BitsChunkShift]!;
         }
-        Volatile.Write(ref chunk[pfn & ((1 << BitsChunkShift) - 1)], new byte[objects]);
+        // Pinned: thread magazines keep pointers to the bytes of objects they hold (SlubMagazines.cs).
+        Volatile.Write(ref chunk[pfn & ((1 << BitsChunkShift) - 1)], GC.AllocateArray<byte>(objects, pinned: true));
         ref PageFrame f = ref _mem.Frame(pfn);
         f.Private = SlabPage.Make(s.Id, objects, s.IsDebug ? s.IndexOf((nuint)(first - start)) : SlabPage.NoObject, frozen: !s.IsDebug);
         f.Aux = (ushort)(s.IsDebug ? 0 : objects);
@@ -837,6 +839,12 @@ internal sealed unsafe partial class Slub : SlabBackend
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private byte[]? AllocBits(uint pfn) => _allocBits[pfn >> BitsChunkShift]?[pfn & ((1 << BitsChunkShift) - 1)];
 
+    /// <summary>The allocation byte of object <paramref name="idx"/> of the live slab at <paramref name="pfn"/>
+    /// (its map is pinned); the caller has checked the index against the slab's objects.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* AllocByte(uint pfn, uint idx) =>
+        (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(AllocBits(pfn)!)) + idx;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size + s.RedLeftPad);
 
@@ -890,8 +898,7 @@ internal sealed unsafe partial class Slub : SlabBackend
             ReportBadFree(s, pfn, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
             return;
         }
-        var map = AllocBits(pfn)!;
-        bool freed = MagazineOf(s) is { } mag ? MagazineFree(mag, s, pfn, obj, map, (int)idx) : DoSlabFree(s, pfn, obj, ref map[idx]);
+        bool freed = MagazineOf(s) is { } mag ? MagazineFree(mag, s, pfn, obj, AllocByte(pfn, idx)) : DoSlabFree(s, pfn, obj, ref AllocBits(pfn)![idx]);
         if (!freed)
         {
             ReportBadFree(s, pfn, obj, "Object already free", caller, (long)off);

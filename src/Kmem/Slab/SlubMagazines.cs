@@ -29,12 +29,13 @@ namespace Kmem.Slab;
 /// <summary>One thread's free objects of one cache.</summary>
 internal sealed class Magazine
 {
-    /// <summary>A free object and where its allocation byte is.</summary>
-    public struct Entry
+    /// <summary>A free object and its allocation byte. The byte lies in its slab's pinned allocation map,
+    /// which lives as long as the slab, and the slab lives while the object is out of it (in a magazine).
+    /// No managed reference, so a push stores without a GC write barrier.</summary>
+    public unsafe struct Entry
     {
         public nint Obj;
-        public byte[] Map;
-        public int Idx;
+        public byte* Allocated;
     }
 
     public readonly KmemCache Cache;
@@ -134,7 +135,7 @@ internal sealed unsafe partial class Slub
         if (Volatile.Read(ref mag.Steal) == 0 && mag.Count > 0)
         {
             ref var e = ref mag.Entries[--mag.Count];
-            e.Map[e.Idx] = 1;
+            *e.Allocated = 1;
             nint obj = e.Obj;
             Volatile.Write(ref mag.Busy, 0);
             return obj;
@@ -164,10 +165,9 @@ internal sealed unsafe partial class Slub
             }
             uint slab = c.Slab;
             c.Freelist = GetFreepointer(s, obj);
-            var map = AllocBits(slab)!;
-            int idx = (int)s.IndexOf((nuint)(obj - _mem.PageAddress(slab)));
-            map[idx] = HeldByMagazine;
-            mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Map = map, Idx = idx };
+            byte* allocated = AllocByte(slab, s.IndexOf((nuint)(obj - _mem.PageAddress(slab))));
+            *allocated = HeldByMagazine;
+            mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
         }
         c.Unlock();
         Volatile.Write(ref mag.Busy, 0);
@@ -175,35 +175,72 @@ internal sealed unsafe partial class Slub
         return CpuAlloc(s, gfp, -1);
     }
 
+    /// <summary>kfree's fast path for an unpinned thread: a slab object of a cache the thread keeps a magazine
+    /// of goes onto that magazine. It reads the frame, the thread's magazine and the allocation byte, and not
+    /// the cache table: the magazine names its cache, which owns the slab while it is alive, since live caches
+    /// have distinct ids. False, with nothing changed, sends the pointer down the checked path, which
+    /// also reports misuse (a double free, a pointer inside an object).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryMagazineKfree(nint p)
+    {
+        var mem = _mem;
+        uint pfn = mem.VirtToPfn(p);
+        if (pfn == PhysMem.NoPfn || _cpus.UnpinnedThreadCache(out _) is not { } tc)
+        {
+            return false;
+        }
+        ref PageFrame f = ref mem.Frame(pfn);
+        if ((f.Flags & PageFlags.Tail) != 0)
+        {
+            pfn = (uint)f.Private;
+            f = ref mem.Frame(pfn);
+        }
+        ulong priv = f.Private;
+        var byId = Unsafe.As<SlubThreadCache>(tc).ByCacheId;
+        int id = SlabPage.CacheId(priv);
+        if ((f.Flags & PageFlags.Slab) == 0 || (uint)id >= (uint)byId.Length || byId[id] is not { } mag)
+        {
+            return false;
+        }
+        KmemCache s = mag.Cache;
+        nuint off = (nuint)(p - mem.PageAddress(pfn));
+        uint idx = s.IndexOf(off);
+        if (s.IsDestroyed || off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
+        {
+            return false;
+        }
+        return MagazineFree(mag, s, pfn, p, AllocByte(pfn, idx));
+    }
+
     /// <summary>Pushes a freed object whose allocation byte is 1 onto the thread's magazine, emptying half of a
     /// full one into the slabs first.</summary>
     /// <returns>False, changing nothing, when the object is not allocated (a double free).</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte[] map, int idx)
+    private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated)
     {
         mag.Busy = 1;
-        if (Volatile.Read(ref mag.Steal) == 0 && mag.Count < mag.Entries.Length)
+        if (Volatile.Read(ref mag.Steal) == 0 && (uint)mag.Count < (uint)mag.Entries.Length)
         {
-            if (map[idx] != 1)
+            if (*allocated != 1)
             {
                 Volatile.Write(ref mag.Busy, 0);
                 return false;
             }
-            map[idx] = HeldByMagazine;
-            mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Map = map, Idx = idx };
+            *allocated = HeldByMagazine;
+            mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
             Volatile.Write(ref mag.Busy, 0);
             return true;
         }
-        return MagazineFreeSlow(mag, s, pfn, obj, map, idx);
+        return MagazineFreeSlow(mag, s, pfn, obj, allocated);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool MagazineFreeSlow(Magazine mag, KmemCache s, uint pfn, nint obj, byte[] map, int idx)
+    private bool MagazineFreeSlow(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated)
     {
         if (Volatile.Read(ref mag.Steal) != 0)
         {
             Volatile.Write(ref mag.Busy, 0);
-            return DoSlabFree(s, pfn, obj, ref map[idx]);
+            return DoSlabFree(s, pfn, obj, ref *allocated);
         }
         int cap = mag.Entries.Length;
         long more = (long)cap * s.Size;
@@ -213,7 +250,7 @@ internal sealed unsafe partial class Slub
             Array.Resize(ref mag.Entries, cap * 2);
             Interlocked.Add(ref mag.Owner.CapacityBytes, more);
             Volatile.Write(ref mag.Busy, 0);
-            return MagazineFree(mag, s, pfn, obj, map, idx);
+            return MagazineFree(mag, s, pfn, obj, allocated);
         }
         // Full: the older half goes back to the slabs; the newest objects stay hot in the magazine.
         int half = cap / 2;
@@ -221,7 +258,7 @@ internal sealed unsafe partial class Slub
         mag.Entries.AsSpan(half, mag.Count - half).CopyTo(mag.Entries);
         mag.Count -= half;
         Volatile.Write(ref mag.Busy, 0);
-        return MagazineFree(mag, s, pfn, obj, map, idx);
+        return MagazineFree(mag, s, pfn, obj, allocated);
     }
 
     /// <summary>Gives magazine objects back to their slabs.</summary>
@@ -230,9 +267,8 @@ internal sealed unsafe partial class Slub
         foreach (ref var e in entries)
         {
             uint pfn = HeadPfn(_mem.VirtToPfn(e.Obj));
-            ref byte allocated = ref e.Map[e.Idx];
-            allocated = 1;
-            DoSlabFree(s, pfn, e.Obj, ref allocated);
+            *e.Allocated = 1;
+            DoSlabFree(s, pfn, e.Obj, ref *e.Allocated);
         }
         entries.Clear();
     }

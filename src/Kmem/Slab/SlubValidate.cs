@@ -236,11 +236,15 @@ internal sealed unsafe partial class Slub
                 {
                     errors.Add($"magazine of {s.Name}: 0x{KernelAddress(e.Obj):x} is in magazines twice");
                 }
-                if (e.Map[e.Idx] != HeldByMagazine)
+                uint pfn = HeadPfn(_mem.VirtToPfn(e.Obj));
+                if (e.Allocated != AllocByte(pfn, s.IndexOf((nuint)(e.Obj - _mem.PageAddress(pfn)))))
+                {
+                    errors.Add($"magazine of {s.Name}: 0x{KernelAddress(e.Obj):x} points at another object's allocation byte");
+                }
+                else if (*e.Allocated != HeldByMagazine)
                 {
                     errors.Add($"magazine of {s.Name}: 0x{KernelAddress(e.Obj):x} is not marked as held");
                 }
-                uint pfn = HeadPfn(_mem.VirtToPfn(e.Obj));
                 bySlab[pfn] = bySlab.GetValueOrDefault(pfn) + 1;
             }
         }

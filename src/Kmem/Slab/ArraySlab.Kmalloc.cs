@@ -7,7 +7,6 @@
 // stride. The size_index entries below 32 bytes point at kmalloc-32. kmalloc-128 comes first, as
 // the cache of struct kmem_cache_node (INDEX_NODE). ksize is the object size (slab_ksize without SLUB).
 using System.Runtime.CompilerServices;
-using Kmem.Physical;
 
 namespace Kmem.Slab;
 
@@ -86,101 +85,13 @@ internal sealed unsafe partial class ArraySlab
         return KmallocLarge(size, gfp, node);
     }
 
-    /// <summary>kfree: 0 and ZERO_SIZE_PTR are ignored; a slab object goes back to its cache, a large kmalloc
-    /// to the page allocator; anything else is reported.</summary>
-    public override void Kfree(nint p, string caller = "kfree")
-    {
-        if ((nuint)p <= (nuint)ZeroSizePtr)
-        {
-            return;
-        }
-        switch (Classify(p, out uint head, out var s))
-        {
-            case PtrKind.Slab:
-                Free(s!, head, p, caller);
-                return;
-            case PtrKind.Large when p == _mem.PageAddress(head):
-                FreeLargeKmalloc(head);
-                return;
-            default:
-                Report(null, p, "Freeing invalid pointer", caller);
-                return;
-        }
-    }
-
-    /// <summary>kmem_cache_free: the object must belong to <paramref name="s"/> (cache_from_obj).</summary>
-    public override void CacheFree(KmemCache s, nint p)
-    {
-        var kind = Classify(p, out uint head, out var owner);
-        if (kind != PtrKind.Slab)
-        {
-            uint pfn = _mem.VirtToPfn(p);
-            Report(s, p, "Freeing invalid pointer", "kmem_cache_free", pfn == PhysMem.NoPfn ? 0 : (long)(p - _mem.PageAddress(HeadPfn(pfn))));
-            return;
-        }
-        if (!ReferenceEquals(owner, s))
-        {
-            ReportWrongCache(s, owner, p);
-            return;
-        }
-        Free(s, head, p, "kmem_cache_free");
-    }
-
-    /// <summary>__ksize: the object size of a slab object (slab_ksize for SLAB), the whole block of a large
-    /// kmalloc; 0 for 0 and ZERO_SIZE_PTR.</summary>
-    public override nuint Ksize(nint p)
-    {
-        if ((nuint)p <= (nuint)ZeroSizePtr)
-        {
-            return 0;
-        }
-        switch (Classify(p, out uint head, out var s))
-        {
-            case PtrKind.Slab:
-                return s!.ObjectSize;
-            case PtrKind.Large:
-                return (nuint)PhysMem.PageSize << _mem.Frame(head).Order;
-            default:
-                Report(null, p, "ksize of invalid pointer", "ksize");
-                return 0;
-        }
-    }
-
-    /// <summary>What a pointer is.</summary>
-    private enum PtrKind
-    {
-        /// <summary>Outside the direct map, or in a frame that is neither a slab nor a large kmalloc.</summary>
-        Invalid,
-        /// <summary>The head frame of a compound page: a large kmalloc when the pointer is its start.</summary>
-        Large,
-        /// <summary>In a slab (the cache may be null for a slab being torn down).</summary>
-        Slab,
-    }
-
-    /// <summary>virt_to_folio and folio_test_slab: for a slab, its head pfn and cache (slab->slab_cache, read
-    /// from the cache id in the head frame).</summary>
-    private PtrKind Classify(nint p, out uint head, out KmemCache? cache)
-    {
-        cache = null;
-        head = _mem.VirtToPfn(p);
-        if (head == PhysMem.NoPfn)
-        {
-            return PtrKind.Invalid;
-        }
-        head = HeadPfn(head);
-        ref PageFrame f = ref _mem.Frame(head);
-        if ((f.Flags & PageFlags.Slab) != 0)
-        {
-            cache = CacheById(SlabPage.CacheId(f.Private));
-            return cache is null ? PtrKind.Invalid : PtrKind.Slab;
-        }
-        return (f.Flags & PageFlags.Head) != 0 && f.RefCount > 0 ? PtrKind.Large : PtrKind.Invalid;
-    }
+    /// <inheritdoc/>
+    private protected override nuint ObjectKsize(KmemCache s) => s.ObjectSize;
 
     /// <summary>The checks before ___cache_free: the pointer must be the start of an object of
     /// <paramref name="s"/> that the caller holds. A failing check is reported (naming the address and the
     /// cache) and nothing changes.</summary>
-    private void Free(KmemCache s, uint slab, nint obj, string caller)
+    private protected override void FreeObject(KmemCache s, uint slab, nint obj, string caller)
     {
         var st = State(s);
         nint start = _mem.PageAddress(slab);

@@ -23,7 +23,7 @@ using Kmem.Physical;
 namespace Kmem.Slab;
 
 /// <summary>The SLAB allocator of one machine (mm/slab.c): every cache, the kmalloc caches, the array caches.</summary>
-internal sealed unsafe partial class ArraySlab : SlabBackend
+internal sealed unsafe partial class ArraySlab : SlabPageBackend
 {
     /// <summary>BATCHREFILL_LIMIT: an untouched array refills at most this many objects at once.</summary>
     private const int BatchRefillLimit = 16;

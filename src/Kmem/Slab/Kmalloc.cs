@@ -1,11 +1,10 @@
 // kmalloc over SLUB (mm/slab_common.c, include/linux/slab.h, 6.1): the kmalloc
 // caches by type (normal, cg, rcl, dma) and size index, the size_index table for
 // sizes up to 192, kmalloc_large for more than 8 KiB (compound pages, counted as
-// unreclaimable slab), and kfree/ksize, which tell slab objects from large
-// allocations by PG_slab on the head frame. The cache table is filled at boot
-// and immutable afterwards.
+// unreclaimable slab), and kfree's magazine fast path (the checked kfree and
+// ksize are SlabPageBackend's). The cache table is filled at boot and
+// immutable afterwards.
 using System.Runtime.CompilerServices;
-using Kmem.Physical;
 
 namespace Kmem.Slab;
 
@@ -68,62 +67,16 @@ internal sealed unsafe partial class Slub
         return KmallocLarge(size, gfp, node);
     }
 
-    /// <summary>kfree: 0 and ZERO_SIZE_PTR are ignored; a slab object goes back to its cache, a large
-    /// kmalloc to the page allocator; anything else is reported.</summary>
+    /// <summary>kfree: an unpinned thread's object goes straight onto its magazine when it can; everything
+    /// else takes the checked path (SlabPageBackend.Kfree).</summary>
     public override void Kfree(nint p, string caller = "kfree")
     {
-        if ((nuint)p <= (nuint)ZeroSizePtr || TryMagazineKfree(p))
+        if (!TryMagazineKfree(p))
         {
-            return;
-        }
-        switch (Classify(p, out uint head, out var s))
-        {
-            case PtrKind.Slab:
-                Free(s!, head, p, caller);
-                return;
-            case PtrKind.Large when p == _mem.PageAddress(head):
-                FreeLargeKmalloc(head);
-                return;
-            default:
-                Report(null, p, "Freeing invalid pointer", caller);
-                return;
+            base.Kfree(p, caller);
         }
     }
 
-    /// <summary>kmem_cache_free: the object must belong to <paramref name="s"/> (cache_from_obj).</summary>
-    public override void CacheFree(KmemCache s, nint p)
-    {
-        var kind = Classify(p, out uint head, out var owner);
-        if (kind != PtrKind.Slab)
-        {
-            Report(s, p, "Freeing invalid pointer", "kmem_cache_free", ObjOffset(p));
-            return;
-        }
-        if (!ReferenceEquals(owner, s))
-        {
-            ReportWrongCache(s, owner, p);
-            return;
-        }
-        Free(s, head, p, "kmem_cache_free");
-    }
-
-    /// <summary>__ksize: the usable size of a kmalloc'd block (slab_ksize for a slab object, the whole block
-    /// for a large one); 0 for 0 and ZERO_SIZE_PTR.</summary>
-    public override nuint Ksize(nint p)
-    {
-        if ((nuint)p <= (nuint)ZeroSizePtr)
-        {
-            return 0;
-        }
-        switch (Classify(p, out uint head, out var s))
-        {
-            case PtrKind.Slab:
-                return SlabKsize(s!);
-            case PtrKind.Large:
-                return (nuint)PhysMem.PageSize << _mem.Frame(head).Order;
-            default:
-                Report(null, p, "ksize of invalid pointer", "ksize");
-                return 0;
-        }
-    }
+    /// <inheritdoc/>
+    private protected override nuint ObjectKsize(KmemCache s) => SlabKsize(s);
 }

@@ -15,7 +15,7 @@ using Kmem.Physical;
 namespace Kmem.Slab;
 
 /// <summary>The SLUB allocator of one machine: every cache, the kmalloc caches, and the slab paths.</summary>
-internal sealed unsafe partial class Slub : SlabBackend
+internal sealed unsafe partial class Slub : SlabPageBackend
 {
     /// <summary>Allocation maps of slabs (1 = allocated, a byte per object), by head pfn, in chunks of
     /// 2^<see cref="BitsChunkShift"/> frames made when a slab first lands in them: 8 bytes per frame of a chunk
@@ -851,42 +851,10 @@ internal sealed unsafe partial class Slub : SlabBackend
     /// <summary>The cache a slab page belongs to, or null (virt_to_slab → slab_cache).</summary>
     public KmemCache? CacheOfSlab(uint pfn) => CacheById(SlabPage.CacheId(_mem.Frame(pfn).Private));
 
-    /// <summary>What a pointer is: where it lies, and for a slab object its slab and index.</summary>
-    public enum PtrKind
-    {
-        /// <summary>Not in the direct map.</summary>
-        Foreign,
-        /// <summary>In a frame that is neither a slab nor a large kmalloc.</summary>
-        NotSlab,
-        /// <summary>The head frame of a compound page: a large kmalloc when the pointer is its start.</summary>
-        Large,
-        /// <summary>In a slab.</summary>
-        Slab,
-    }
-
-    /// <summary>Classifies <paramref name="p"/>; for a slab, gives the head pfn and the cache.</summary>
-    public PtrKind Classify(nint p, out uint head, out KmemCache? cache)
-    {
-        cache = null;
-        head = _mem.VirtToPfn(p);
-        if (head == PhysMem.NoPfn)
-        {
-            return PtrKind.Foreign;
-        }
-        head = HeadPfn(head);
-        ref PageFrame f = ref _mem.Frame(head);
-        if ((f.Flags & PageFlags.Slab) != 0)
-        {
-            cache = CacheOfSlab(head);
-            return PtrKind.Slab;
-        }
-        return (f.Flags & PageFlags.Head) != 0 && f.RefCount > 0 ? PtrKind.Large : PtrKind.NotSlab;
-    }
-
     /// <summary>slab_free after the checks the kernel makes with debugging on: the pointer must be the start
     /// of an object of <paramref name="s"/> that is allocated. A failing check is reported (naming the
     /// address and the cache) and nothing changes.</summary>
-    public void Free(KmemCache s, uint pfn, nint obj, string caller)
+    private protected override void FreeObject(KmemCache s, uint pfn, nint obj, string caller)
     {
         nint start = _mem.PageAddress(pfn);
         nuint off = (nuint)(obj - start);
@@ -903,12 +871,5 @@ internal sealed unsafe partial class Slub : SlabBackend
         {
             ReportBadFree(s, pfn, obj, "Object already free", caller, (long)off);
         }
-    }
-
-    /// <summary>The offset of a pointer in its slab (0 outside the direct map).</summary>
-    private long ObjOffset(nint obj)
-    {
-        uint pfn = _mem.VirtToPfn(obj);
-        return pfn == PhysMem.NoPfn ? 0 : (long)(obj - _mem.PageAddress(HeadPfn(pfn)));
     }
 }

@@ -606,7 +606,7 @@ internal sealed unsafe partial class Slub
             }
             catch (KernelBugException)
             {
-                Free(s, HeadPfn(_mem.VirtToPfn(obj)), obj, "kmem_cache_alloc");
+                FreeObject(s, HeadPfn(_mem.VirtToPfn(obj)), obj, "kmem_cache_alloc");
                 throw;
             }
         }

@@ -1,0 +1,116 @@
+// What SLUB and SLAB share on the way back (mm/slab_common.c kfree, kmem_cache_free's
+// cache_from_obj, __ksize; 6.1): both keep objects in slab pages whose head frame names
+// the cache by id and carries PG_slab, and both send kmalloc above 8 KiB to the page
+// allocator as compound pages. So a pointer is classified from its frame alone (slab
+// object, large kmalloc, or neither), and only the object checks and the free itself
+// are the backend's. SLOB has no slab-page cache ids and no such pointers: it stays a
+// direct SlabBackend. No locking of its own: classification reads the frame as the
+// kernel's virt_to_folio does; the backend's FreeObject takes its locks.
+using Kmem.PageAlloc;
+using Kmem.Physical;
+
+namespace Kmem.Slab;
+
+/// <summary>A slab allocator whose slab pages name their cache in the head frame (SLUB, SLAB).</summary>
+internal abstract class SlabPageBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, int? seed = null)
+    : SlabBackend(pa, log, bug, seed)
+{
+    /// <summary>What a pointer handed back to the allocator is.</summary>
+    private protected enum PtrKind
+    {
+        /// <summary>Outside the direct map, or in a frame that is neither a live slab nor a large kmalloc.</summary>
+        Invalid,
+        /// <summary>The head frame of a compound page: a large kmalloc when the pointer is its start.</summary>
+        Large,
+        /// <summary>In a slab of a live cache.</summary>
+        Slab,
+    }
+
+    /// <summary>The checks before the free of an object of <paramref name="s"/> in the slab whose head is
+    /// <paramref name="head"/>, and the free: a pointer that is not an allocated object's start is reported
+    /// (naming the cache and address) and nothing changes.</summary>
+    private protected abstract void FreeObject(KmemCache s, uint head, nint p, string caller);
+
+    /// <summary>slab_ksize: the usable size of an object of <paramref name="s"/>.</summary>
+    private protected abstract nuint ObjectKsize(KmemCache s);
+
+    /// <summary>virt_to_folio and folio_test_slab: for a slab, its head pfn and cache (slab->slab_cache, read
+    /// from the cache id in the head frame).</summary>
+    private protected PtrKind Classify(nint p, out uint head, out KmemCache? cache)
+    {
+        cache = null;
+        head = _mem.VirtToPfn(p);
+        if (head == PhysMem.NoPfn)
+        {
+            return PtrKind.Invalid;
+        }
+        head = HeadPfn(head);
+        ref PageFrame f = ref _mem.Frame(head);
+        if ((f.Flags & PageFlags.Slab) != 0)
+        {
+            cache = CacheById(SlabPage.CacheId(f.Private));
+            return cache is null ? PtrKind.Invalid : PtrKind.Slab;
+        }
+        return (f.Flags & PageFlags.Head) != 0 && f.RefCount > 0 ? PtrKind.Large : PtrKind.Invalid;
+    }
+
+    /// <summary>kfree: 0 and ZERO_SIZE_PTR are ignored; a slab object goes back to its cache, a large
+    /// kmalloc to the page allocator; anything else is reported.</summary>
+    public override void Kfree(nint p, string caller = "kfree")
+    {
+        if ((nuint)p <= (nuint)ZeroSizePtr)
+        {
+            return;
+        }
+        switch (Classify(p, out uint head, out var s))
+        {
+            case PtrKind.Slab:
+                FreeObject(s!, head, p, caller);
+                return;
+            case PtrKind.Large when p == _mem.PageAddress(head):
+                FreeLargeKmalloc(head);
+                return;
+            default:
+                Report(null, p, "Freeing invalid pointer", caller);
+                return;
+        }
+    }
+
+    /// <summary>kmem_cache_free: the object must belong to <paramref name="s"/> (cache_from_obj).</summary>
+    public override void CacheFree(KmemCache s, nint p)
+    {
+        switch (Classify(p, out uint head, out var owner))
+        {
+            case PtrKind.Slab when ReferenceEquals(owner, s):
+                FreeObject(s, head, p, "kmem_cache_free");
+                return;
+            case PtrKind.Slab:
+                ReportWrongCache(s, owner, p);
+                return;
+            default:
+                uint pfn = _mem.VirtToPfn(p);
+                Report(s, p, "Freeing invalid pointer", "kmem_cache_free", pfn == PhysMem.NoPfn ? 0 : (long)(p - _mem.PageAddress(HeadPfn(pfn))));
+                return;
+        }
+    }
+
+    /// <summary>__ksize: the usable size of a kmalloc'd block (slab_ksize for a slab object, the whole block
+    /// for a large one); 0 for 0 and ZERO_SIZE_PTR.</summary>
+    public override nuint Ksize(nint p)
+    {
+        if ((nuint)p <= (nuint)ZeroSizePtr)
+        {
+            return 0;
+        }
+        switch (Classify(p, out uint head, out var s))
+        {
+            case PtrKind.Slab:
+                return ObjectKsize(s!);
+            case PtrKind.Large:
+                return (nuint)PhysMem.PageSize << _mem.Frame(head).Order;
+            default:
+                Report(null, p, "ksize of invalid pointer", "ksize");
+                return 0;
+        }
+    }
+}

@@ -6,7 +6,6 @@
 // (ARCH_KMALLOC_FLAGS) and power-of-two sizes are naturally aligned, so kmalloc-96 has a 128-byte
 // stride. The size_index entries below 32 bytes point at kmalloc-32. kmalloc-128 comes first, as
 // the cache of struct kmem_cache_node (INDEX_NODE). ksize is the object size (slab_ksize without SLUB).
-using System.Runtime.CompilerServices;
 
 namespace Kmem.Slab;
 
@@ -19,7 +18,7 @@ internal sealed unsafe partial class ArraySlab
 
     /// <summary>size_index after setup_kmalloc_cache_index_table with KMALLOC_MIN_SIZE 32: sizes 1..192 in
     /// steps of 8 (1 = the 96 cache, 2 = the 192 one; 1..24 go to kmalloc-32).</summary>
-    private static ReadOnlySpan<byte> SizeIndex => [5, 5, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
+    private static byte[] SizeIndex => [5, 5, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
 
     /// <summary>kmem_cache_init and create_kmalloc_caches: kmalloc-128 first, then type by type, sizes
     /// 32 … 8k with 96 after 64 and 192 after 128.</summary>
@@ -65,15 +64,6 @@ internal sealed unsafe partial class ArraySlab
         var flags = KmallocFlags(type) | SlabFlags.HwcacheAlign;
         _kmallocCaches[(int)type][index] = CreateCache(KmallocName(index, type), size, align, flags | SlabFlags.Panic, null, isKmalloc: true);
     }
-
-    /// <summary>kmalloc_index via kmalloc_slab: the size index for 1 ≤ size ≤ 8 KiB.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int KmallocIndex(nuint size) =>
-        size <= 192 ? SizeIndex[(int)((size - 1) / 8)] : System.Numerics.BitOperations.Log2((uint)size - 1) + 1;
-
-    /// <summary>kmalloc_slab: the cache for a size of 1 .. KMALLOC_MAX_CACHE_SIZE.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public KmemCache KmallocSlab(nuint size, Gfp gfp) => _kmallocCaches[(int)TypeOf(gfp)][KmallocIndex(size)]!;
 
     /// <summary>__kmalloc_node: ZERO_SIZE_PTR for 0, a kmalloc cache up to 8 KiB, kmalloc_large above.</summary>
     public override nint Kmalloc(nuint size, Gfp gfp, int node)

@@ -4,14 +4,13 @@
 // unreclaimable slab), and kfree's magazine fast path (the checked kfree and
 // ksize are SlabPageBackend's). The cache table is filled at boot and
 // immutable afterwards.
-using System.Runtime.CompilerServices;
 
 namespace Kmem.Slab;
 
 internal sealed unsafe partial class Slub
 {
     /// <summary>size_index: kmalloc index for sizes 1..192 in steps of 8 (1 = the 96 cache, 2 = the 192 one).</summary>
-    private static ReadOnlySpan<byte> SizeIndex => [3, 4, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
+    private static byte[] SizeIndex => [3, 4, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
 
     /// <summary>create_kmalloc_caches: type by type, sizes 8 … 8k with 96 after 64 and 192 after 128.</summary>
     private void CreateKmallocCaches()
@@ -47,15 +46,6 @@ internal sealed unsafe partial class Slub
         _kmallocCaches[(int)type][index] = CreateCache(KmallocName(index, type), size, align,
             KmallocFlags(type) | SlabFlags.Panic | SlabFlags.Kmalloc, null, isKmalloc: true);
     }
-
-    /// <summary>kmalloc_index via kmalloc_slab: the size index for 1 ≤ size ≤ 8 KiB.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int KmallocIndex(nuint size) =>
-        size <= 192 ? SizeIndex[(int)((size - 1) / 8)] : System.Numerics.BitOperations.Log2((uint)size - 1) + 1;
-
-    /// <summary>kmalloc_slab: the cache for a size of 1 .. KMALLOC_MAX_CACHE_SIZE.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public KmemCache KmallocSlab(nuint size, Gfp gfp) => _kmallocCaches[(int)TypeOf(gfp)][KmallocIndex(size)]!;
 
     /// <summary>__kmalloc_node: ZERO_SIZE_PTR for 0, a kmalloc cache up to 8 KiB, kmalloc_large above.</summary>
     public override nint Kmalloc(nuint size, Gfp gfp, int node)

@@ -1,20 +1,40 @@
-// What SLUB and SLAB share on the way back (mm/slab_common.c kfree, kmem_cache_free's
-// cache_from_obj, __ksize; 6.1): both keep objects in slab pages whose head frame names
-// the cache by id and carries PG_slab, and both send kmalloc above 8 KiB to the page
-// allocator as compound pages. So a pointer is classified from its frame alone (slab
-// object, large kmalloc, or neither), and only the object checks and the free itself
-// are the backend's. SLOB has no slab-page cache ids and no such pointers: it stays a
+// What SLUB and SLAB share (mm/slab_common.c kmalloc_slab, kfree, kmem_cache_free's
+// cache_from_obj, __ksize; 6.1): both pick a kmalloc cache by the size_index table up to
+// 192 bytes and by the size's power of two above; both keep objects in slab pages whose
+// head frame names the cache by id and carries PG_slab, and both send kmalloc above 8 KiB
+// to the page allocator as compound pages. So a pointer is classified from its frame
+// alone (slab object, large kmalloc, or neither), and only the object checks and the
+// free itself are the backend's. SLOB has no slab-page cache ids and no such pointers: it stays a
 // direct SlabBackend. No locking of its own: classification reads the frame as the
 // kernel's virt_to_folio does; the backend's FreeObject takes its locks.
+using System.Runtime.CompilerServices;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 
 namespace Kmem.Slab;
 
 /// <summary>A slab allocator whose slab pages name their cache in the head frame (SLUB, SLAB).</summary>
-internal abstract class SlabPageBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, int? seed = null)
+/// <param name="pa">The machine's page allocator.</param>
+/// <param name="log">The kernel log reports go to.</param>
+/// <param name="bug">What a report does after logging (throw, or nothing).</param>
+/// <param name="sizeIndex">size_index: the kmalloc index for sizes 1..192 in steps of 8 (1 = the 96 cache,
+/// 2 = the 192 one), as the backend's smallest kmalloc cache sets it up.</param>
+/// <param name="seed">Seed of the randomness (freelist order, fault injection); null for the default.</param>
+internal abstract class SlabPageBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, byte[] sizeIndex, int? seed = null)
     : SlabBackend(pa, log, bug, seed)
 {
+    private readonly byte[] _sizeIndex = sizeIndex.Length == 24 ? sizeIndex
+        : throw new ArgumentException("size_index has an entry per 8 bytes up to 192", nameof(sizeIndex));
+
+    /// <summary>kmalloc_index via kmalloc_slab: the size index for 1 ≤ size ≤ 8 KiB.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private protected int KmallocIndex(nuint size) =>
+        size <= 192 ? _sizeIndex[(int)((size - 1) / 8)] : System.Numerics.BitOperations.Log2((uint)size - 1) + 1;
+
+    /// <summary>kmalloc_slab: the cache for a size of 1 .. KMALLOC_MAX_CACHE_SIZE.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private protected KmemCache KmallocSlab(nuint size, Gfp gfp) => _kmallocCaches[(int)TypeOf(gfp)][KmallocIndex(size)]!;
+
     /// <summary>What a pointer handed back to the allocator is.</summary>
     private protected enum PtrKind
     {

@@ -18,7 +18,7 @@ internal sealed unsafe partial class ArraySlab
 
     /// <summary>size_index after setup_kmalloc_cache_index_table with KMALLOC_MIN_SIZE 32: sizes 1..192 in
     /// steps of 8 (1 = the 96 cache, 2 = the 192 one; 1..24 go to kmalloc-32).</summary>
-    private static byte[] SizeIndex => [5, 5, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
+    private static readonly byte[] s_sizeIndex = [5, 5, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
 
     /// <summary>kmem_cache_init and create_kmalloc_caches: kmalloc-128 first, then type by type, sizes
     /// 32 … 8k with 96 after 64 and 192 after 128.</summary>

@@ -45,7 +45,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
     private long _reapTicks;
 
     public ArraySlab(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
-        : base(pa, log, bug, SizeIndex)
+        : base(pa, log, bug, s_sizeIndex)
     {
         _slabMaxOrder = pa.TotalRamPages > (32L << 20) >> PhysMem.PageShift ? 1 : 0;
         _allocMap = new byte[]?[]?[(_mem.LowmemPfns >> MapChunkShift) + 1];

@@ -10,7 +10,7 @@ namespace Kmem.Slab;
 internal sealed unsafe partial class Slub
 {
     /// <summary>size_index: kmalloc index for sizes 1..192 in steps of 8 (1 = the 96 cache, 2 = the 192 one).</summary>
-    private static byte[] SizeIndex => [3, 4, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
+    private static readonly byte[] s_sizeIndex = [3, 4, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
 
     /// <summary>create_kmalloc_caches: type by type, sizes 8 … 8k with 96 after 64 and 192 after 128.</summary>
     private void CreateKmallocCaches()

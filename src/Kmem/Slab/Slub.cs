@@ -27,7 +27,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     private readonly bool _randomFreelist;
 
     public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, long threadCacheBytes, int? seed = null)
-        : base(pa, log, bug, SizeIndex, seed)
+        : base(pa, log, bug, s_sizeIndex, seed)
     {
         ThreadBudgetBytes = threadCacheBytes;
         _slubDebug = pa.Options.SlubDebug is { } sd ? SlubDebugOption.Parse(sd) : SlubDebugOption.None;

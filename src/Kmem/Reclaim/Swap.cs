@@ -136,7 +136,9 @@ internal sealed partial class MmState
             NrSwapPages -= si.Pages - si.InusePages;
             TotalSwapPages -= si.Pages;
         }
-        // try_to_unuse: fault every entry of this area back in, task by task.
+        // try_to_unuse: fault every entry of this area back in, task by task, in one forward pass over each
+        // task's mappings: the area takes no new entries (WriteOk is off), so none appears behind the scan.
+        var resume = new Dictionary<TaskStruct, ulong>();
         while (true)
         {
             (TaskStruct Task, ulong Va)? next = null;
@@ -144,11 +146,13 @@ internal sealed partial class MmState
             {
                 foreach (var t in _tasks)
                 {
-                    if (FindSwapPte(t, si.Type) is { } va)
+                    if (FindSwapPte(t, si.Type, resume.GetValueOrDefault(t)) is { } va)
                     {
                         next = (t, va);
+                        resume[t] = va + PhysMem.PageSize;
                         break;
                     }
+                    resume[t] = ulong.MaxValue;
                 }
                 if (next is null)
                 {
@@ -206,11 +210,17 @@ internal sealed partial class MmState
         }
     }
 
-    private unsafe ulong? FindSwapPte(TaskStruct t, int type)
+    /// <summary>The first address at or after <paramref name="from"/> whose PTE holds an entry of swap area
+    /// <paramref name="type"/>, or null (a task's VMAs are kept sorted by address).</summary>
+    private unsafe ulong? FindSwapPte(TaskStruct t, int type, ulong from)
     {
         foreach (var v in t.Vmas)
         {
-            for (ulong va = v.Start; va < v.End; va += PhysMem.PageSize)
+            if (v.End <= from)
+            {
+                continue;
+            }
+            for (ulong va = Math.Max(v.Start, from); va < v.End; va += PhysMem.PageSize)
             {
                 ulong* pte = Walk(t, va, out int missing);
                 if (pte is null)

@@ -117,6 +117,31 @@ public class SwapTests
     }
 
     [Fact]
+    public void SwapoffTakesBackTheEntriesOfEveryTaskAndEveryMapping()
+    {
+        using var m = Boot();
+        using var swap = Swap(m, 64);
+        var one = m.CreateTask("one")!;
+        var two = m.CreateTask("two")!;
+        const int small = 8 << 20, big = 44 << 20;
+        ulong a = one.Mmap(small), b = one.Mmap(small), c = two.Mmap(small), d = one.Mmap(big);
+        // The oldest pages go to swap first: a, then c; the big mapping makes the pressure.
+        Fill(one, a, small, 1);
+        Fill(two, c, small, 3);
+        Fill(one, b, small, 2);
+        Fill(one, d, big, 4);
+        Assert.True(one.SwapEnts > 0 && two.SwapEnts > 0, $"swapped: one {one.SwapEnts}, two {two.SwapEnts}");
+        one.Munmap(d, big);
+        m.Swapoff(swap.Path);
+        Assert.Equal(0, one.SwapEnts);
+        Assert.Equal(0, two.SwapEnts);
+        Check(one, a, small, 1);
+        Check(one, b, small, 2);
+        Check(two, c, small, 3);
+        m.Mm.Validate();
+    }
+
+    [Fact]
     public void GfpNoIoNeverSwapsButGfpKernelDoes()
     {
         using var m = Boot();

@@ -1,7 +1,8 @@
-// The reports' public face on Machine: the /proc and debugfs files (Proc) and
-// the same counters as System.Diagnostics.Metrics instruments (Metrics), both
-// created on first use. The meter lives as long as the machine: DisposeProc,
-// called from Dispose, stops it; _procLock makes creation and disposal race-free.
+// The reports' public face on Machine: the /proc and debugfs files (Proc),
+// /sys/kernel/slab (SysSlab) and the same counters as System.Diagnostics.Metrics
+// instruments (Metrics), all created on first use. The meter lives as long as the
+// machine: DisposeProc, called from Dispose, stops it; _procLock makes creation
+// and disposal race-free.
 using Kmem.Proc;
 
 namespace Kmem;
@@ -10,11 +11,16 @@ public sealed partial class Machine
 {
     private readonly Lock _procLock = new();
     private ProcFs? _proc;
+    private SysSlab? _sysSlab;
     private MachineMetrics? _metrics;
     private bool _procDisposed;
 
     /// <summary>The machine's /proc and debugfs memory-management files (buddyinfo, meminfo, vmstat, …).</summary>
     public ProcFs Proc => _proc ??= new ProcFs(this);
+
+    /// <summary>The machine's /sys/kernel/slab: every SLUB cache's sysfs attributes in the kernel's text, and
+    /// the links of merged caches. Only a machine booted with SLUB has it (<see cref="SysSlab.Available"/>).</summary>
+    public SysSlab SysSlab => _sysSlab ??= new SysSlab(this);
 
     /// <summary>
     /// The machine's counters as System.Diagnostics.Metrics instruments of a meter named "Kmem": one per

@@ -1,0 +1,281 @@
+// /sys/kernel/slab (mm/slub.c 6.1 sysfs attributes): the geometry against the real kernel's slabinfo, the
+// counters after a known sequence of allocations and frees whose SLUB outcome is worked out here by hand
+// (cpu slab, cpu partial, node partial, min_partial), directory names and links of merged caches
+// (create_unique_id), debug flags, NUMA suffixes, and the errors for bad names and other allocators.
+namespace Kmem.Tests.Proc;
+
+public class SysSlabTests
+{
+    private static Machine Boot(int cpus = 2, int nodes = 1, Preset preset = Preset.X64, string? slubDebug = null) =>
+        Machine.Boot(new MachineOptions { Memory = "512M", Cpus = cpus, Nodes = nodes, Preset = preset, Seed = 5, SlubDebug = slubDebug });
+
+    [Fact]
+    public void KmallocGeometryAgreesWithTheRealKernelsSlabinfo()
+    {
+        using var m = Boot();
+        var sys = m.SysSlab;
+        int compared = 0;
+        foreach (string line in Snapshots.Lines(Snapshots.X64, "slabinfo").Skip(2))
+        {
+            string[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (!f[0].Contains("kmalloc", StringComparison.Ordinal))
+            {
+                continue;
+            }
+            // <objsize> <objperslab> <pagesperslab>
+            Assert.Equal(f[3] + "\n", sys.Read(f[0], "slab_size"));
+            Assert.Equal(f[4] + "\n", sys.Read(f[0], "objs_per_slab"));
+            int order = int.Parse(sys.Read(f[0], "order"), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(long.Parse(f[5], System.Globalization.CultureInfo.InvariantCulture), 1L << order);
+            // A kmalloc cache is never merged: a directory under its own name, no aliases, all of it usercopy.
+            Assert.Contains(new SysSlabEntry(f[0], null), sys.List());
+            Assert.Equal("0\n", sys.Read(f[0], "aliases"));
+            Assert.Equal(sys.Read(f[0], "object_size"), sys.Read(f[0], "usersize"));
+            compared++;
+        }
+        Assert.Equal(52, compared);
+        Assert.Equal("96\n", sys.Read("kmalloc-96", "object_size"));
+        Assert.Equal("1\n", sys.Read("kmalloc-rcl-64", "reclaim_account"));
+        Assert.Equal("1\n", sys.Read("dma-kmalloc-64", "cache_dma"));
+        Assert.Equal("0\n", sys.Read("kmalloc-64", "cache_dma"));
+    }
+
+    [Fact]
+    public void CountersFollowAKnownSequenceOfAllocationsAndFrees()
+    {
+        using var m = Boot();
+        var s = m.KmemCacheCreate("sysfs_counts", 256, 0, SlabFlags.NoMerge, null)!;
+        var sys = m.SysSlab;
+        const string dir = "sysfs_counts";
+        // calculate_order with 2 CPUs wants 4 * (fls(2) + 1) = 12 objects: order 0 holds 16 of 256 bytes, no waste.
+        const int perSlab = 16;
+        Assert.Equal("256\n", sys.Read(dir, "slab_size"));
+        Assert.Equal($"{perSlab}\n", sys.Read(dir, "objs_per_slab"));
+        Assert.Equal("0\n", sys.Read(dir, "order"));
+        // min_partial = clamp(ilog2(256) / 2, 5, 10); cpu_partial is 52 objects for sizes of 256..1023.
+        Assert.Equal("5\n", sys.Read(dir, "min_partial"));
+        Assert.Equal("52\n", sys.Read(dir, "cpu_partial"));
+        Assert.Equal("0\n", sys.Read(dir, "slabs"));
+        Assert.Equal("0\n", sys.Read(dir, "cpu_slabs"));
+
+        var objs = new nint[40];
+        using (m.OnCpu(0))
+        {
+            for (int i = 0; i < objs.Length; i++)
+            {
+                objs[i] = m.KmemCacheAlloc(s, Gfp.Kernel);
+            }
+        }
+        // Slabs A and B are full (on no list), C is CPU 0's slab with 8 of 16 handed out. Every object of a cpu
+        // slab counts as in use: only node partial slabs have free objects in the count.
+        Assert.Equal("3 N0=3\n", sys.Read(dir, "slabs"));
+        Assert.Equal("48 N0=48\n", sys.Read(dir, "total_objects"));
+        Assert.Equal("48 N0=48\n", sys.Read(dir, "objects"));
+        Assert.Equal("0\n", sys.Read(dir, "partial"));
+        Assert.Equal("0\n", sys.Read(dir, "objects_partial"));
+        Assert.Equal("1 N0=1\n", sys.Read(dir, "cpu_slabs"));
+        Assert.Equal("0(0)\n", sys.Read(dir, "slabs_cpu_partial"));
+
+        using (m.OnCpu(0))
+        {
+            // Freeing into full slab A freezes it onto CPU 0's partial list.
+            m.KmemCacheFree(s, objs[0]);
+            m.KmemCacheFree(s, objs[1]);
+        }
+        Assert.Equal("2 N0=2\n", sys.Read(dir, "cpu_slabs"));
+        Assert.Equal($"{perSlab / 2}(1) C0={perSlab / 2}(1)\n", sys.Read(dir, "slabs_cpu_partial"));
+        Assert.Equal("48 N0=48\n", sys.Read(dir, "objects"));
+        using (m.OnCpu(1))
+        {
+            // Slab B goes onto CPU 1's partial list; CPU 1 has no cpu slab, so cpu_slabs skips it (as the kernel does).
+            for (int i = perSlab; i < perSlab + 3; i++)
+            {
+                m.KmemCacheFree(s, objs[i]);
+            }
+        }
+        Assert.Equal("2 N0=2\n", sys.Read(dir, "cpu_slabs"));
+        Assert.Equal($"{perSlab}(2) C0={perSlab / 2}(1) C1={perSlab / 2}(1)\n", sys.Read(dir, "slabs_cpu_partial"));
+
+        // Shrinking flushes every CPU: C (8 in use), A (14) and B (13) land on the node's partial list.
+        Assert.Equal(1, m.KmemCacheShrink(s));
+        Assert.Equal("3 N0=3\n", sys.Read(dir, "partial"));
+        Assert.Equal("35 N0=35\n", sys.Read(dir, "objects_partial"));
+        Assert.Equal("35 N0=35\n", sys.Read(dir, "objects"));
+        Assert.Equal("48 N0=48\n", sys.Read(dir, "total_objects"));
+        Assert.Equal("0\n", sys.Read(dir, "cpu_slabs"));
+        Assert.Equal("0(0)\n", sys.Read(dir, "slabs_cpu_partial"));
+        Assert.Contains("\nsysfs_counts          35     48    256   16    1 ", m.Proc.Slabinfo(), StringComparison.Ordinal);
+
+        using (m.OnCpu(0))
+        {
+            foreach (int i in Enumerable.Range(0, objs.Length).Where(i => i is not (0 or 1) and not (>= perSlab and < perSlab + 3)))
+            {
+                m.KmemCacheFree(s, objs[i]);
+            }
+        }
+        // Three empty slabs stay on the partial list: fewer than min_partial (5).
+        Assert.Equal("3 N0=3\n", sys.Read(dir, "partial"));
+        Assert.Equal("0\n", sys.Read(dir, "objects"));
+        Assert.Equal("0\n", sys.Read(dir, "objects_partial"));
+        m.SysSlab.Write(dir, "shrink", "1\n");
+        Assert.Equal("0\n", sys.Read(dir, "slabs"));
+        Assert.Equal("0\n", sys.Read(dir, "partial"));
+        Assert.Equal("0\n", sys.Read(dir, "total_objects"));
+    }
+
+    [Fact]
+    public void CountsArePerNodeOnANumaMachineAndPlainWithoutNuma()
+    {
+        using (var m = Boot(nodes: 2))
+        {
+            var s = m.KmemCacheCreate("sysfs_numa", 512, 0, SlabFlags.NoMerge, null)!;
+            nint a, b;
+            using (m.OnCpu(0))
+            {
+                a = m.KmemCacheAllocNode(s, Gfp.Kernel, 0);
+            }
+            using (m.OnCpu(1))
+            {
+                b = m.KmemCacheAllocNode(s, Gfp.Kernel, 1);
+            }
+            Assert.Equal("2 N0=1 N1=1\n", m.SysSlab.Read("sysfs_numa", "slabs"));
+            Assert.Equal("2 N0=1 N1=1\n", m.SysSlab.Read("sysfs_numa", "cpu_slabs"));
+            m.KmemCacheFree(s, a);
+            m.KmemCacheFree(s, b);
+        }
+        using (var m = Boot(cpus: 1, preset: Preset.X86Pae))
+        {
+            var s = m.KmemCacheCreate("sysfs_flat", 512, 0, SlabFlags.NoMerge, null)!;
+            nint a = m.KmemCacheAlloc(s, Gfp.Kernel);
+            // Debian's i386 kernels have no CONFIG_NUMA: no per-node suffix.
+            Assert.Equal("1\n", m.SysSlab.Read("sysfs_flat", "slabs"));
+            Assert.Equal("1\n", m.SysSlab.Read("sysfs_flat", "cpu_slabs"));
+            m.KmemCacheFree(s, a);
+        }
+    }
+
+    [Fact]
+    public void AMergedCacheHasAUniqueIdDirectoryAndALinkPerName()
+    {
+        using var m = Boot();
+        var a = m.KmemCacheCreate("sysfs_merge_a", 60, 0, SlabFlags.None, null)!;
+        var b = m.KmemCacheCreate("sysfs_merge_b", 64, 0, SlabFlags.None, null)!;
+        Assert.Same(a, b);
+        var sys = m.SysSlab;
+        string dir = sys.Resolve("sysfs_merge_a");
+        Assert.Equal(":0000064", dir);
+        Assert.Equal(dir, sys.Resolve("sysfs_merge_b"));
+        var list = sys.List();
+        Assert.Contains(new SysSlabEntry(":0000064", null), list);
+        Assert.Contains(new SysSlabEntry("sysfs_merge_a", ":0000064"), list);
+        Assert.Contains(new SysSlabEntry("sysfs_merge_b", ":0000064"), list);
+        Assert.Contains("sysfs_merge_b -> :0000064\n", sys.ListText(), StringComparison.Ordinal);
+        Assert.Equal(list.Select(e => e.Name).Order(StringComparer.Ordinal), list.Select(e => e.Name));
+        Assert.Equal($"{a.RefCount - 1}\n", sys.Read("sysfs_merge_b", "aliases"));
+        Assert.True(a.RefCount >= 2);
+        Assert.Equal("64\n", sys.Read(dir, "object_size"));
+
+        // create_unique_id: the MERGE_SAME flags as letters before the size.
+        var rcl = m.KmemCacheCreate("sysfs_rcl", 200, 0, SlabFlags.ReclaimAccount | SlabFlags.Account, null)!;
+        Assert.Equal(":aA-0000200", sys.Resolve("sysfs_rcl"));
+        var dma = m.KmemCacheCreate("sysfs_dma", 200, 0, SlabFlags.CacheDma, null)!;
+        Assert.Equal(":d-0000200", sys.Resolve("sysfs_dma"));
+        Assert.Equal("1\n", sys.Read("sysfs_dma", "cache_dma"));
+
+        // Unmergeable caches (a constructor, RCU, NoMerge) keep their own name.
+        var ctor = m.KmemCacheCreate("sysfs_ctor", 64, 0, SlabFlags.None, InitOnce)!;
+        Assert.Contains(new SysSlabEntry("sysfs_ctor", null), sys.List());
+        Assert.Equal("InitOnce\n", sys.Read("sysfs_ctor", "ctor"));
+        Assert.Equal("", sys.Read(dir, "ctor"));
+        var rcu = m.KmemCacheCreate("sysfs_rcu", 64, 0, SlabFlags.TypesafeByRcu, null)!;
+        Assert.Equal("sysfs_rcu", sys.Resolve("sysfs_rcu"));
+        Assert.Equal("1\n", sys.Read("sysfs_rcu", "destroy_by_rcu"));
+        Assert.Equal("0\n", sys.Read(dir, "destroy_by_rcu"));
+
+        // Destroying the alias drops its name; destroying the cache drops the directory.
+        m.KmemCacheDestroy(b);
+        foreach (var c in new[] { rcl, dma, ctor, rcu })
+        {
+            m.KmemCacheDestroy(c);
+        }
+        Assert.DoesNotContain(sys.List(), e => e.Name is "sysfs_ctor" or "sysfs_rcu" or "sysfs_rcl");
+    }
+
+    private static void InitOnce(nint p)
+    {
+    }
+
+    [Fact]
+    public void DebugFlagsShowAndDebugCachesKeepNoCpuPartialSlabs()
+    {
+        using var m = Boot(slubDebug: "FZPU,sysfs_dbg");
+        var s = m.KmemCacheCreate("sysfs_dbg", 100, 0, SlabFlags.None, null)!;
+        var sys = m.SysSlab;
+        // slub_debug makes a cache unmergeable: its directory has its own name.
+        Assert.Contains(new SysSlabEntry("sysfs_dbg", null), sys.List());
+        foreach (string flag in new[] { "sanity_checks", "red_zone", "poison", "store_user" })
+        {
+            Assert.Equal("1\n", sys.Read("sysfs_dbg", flag));
+        }
+        Assert.Equal("0\n", sys.Read("sysfs_dbg", "trace"));
+        Assert.Equal("0\n", sys.Read("sysfs_dbg", "cpu_partial"));
+        Assert.Equal($"{s.Size}\n", sys.Read("sysfs_dbg", "slab_size"));
+        Assert.NotEqual("100\n", sys.Read("sysfs_dbg", "slab_size"));
+        Assert.Equal("100\n", sys.Read("sysfs_dbg", "object_size"));
+        Assert.Equal("0\n", sys.Read("kmalloc-128", "poison"));
+    }
+
+    [Fact]
+    public void DumpListsEveryAttributeWithAValueAsGrepDoes()
+    {
+        using var m = Boot();
+        var sys = m.SysSlab;
+        string dump = sys.Dump("kmalloc-64");
+        string[] lines = dump.TrimEnd('\n').Split('\n');
+        var names = lines.Select(l => l[..l.IndexOf(':')]).ToArray();
+        Assert.Equal(names.Order(StringComparer.Ordinal), names);
+        // ctor (no constructor) and shrink print nothing, so grep shows no line for them.
+        Assert.Equal(sys.Attributes("kmalloc-64").Where(a => a is not ("ctor" or "shrink")), names);
+        Assert.Contains("objs_per_slab:64\n", dump, StringComparison.Ordinal);
+        Assert.Contains("object_size:64\n", dump, StringComparison.Ordinal);
+        foreach (string attr in new[] { "object_size", "slab_size", "objs_per_slab", "order", "partial", "cpu_slabs", "aliases",
+            "total_objects", "objects", "objects_partial", "cpu_partial", "min_partial", "align", "cache_dma", "reclaim_account",
+            "hwcache_align", "poison", "red_zone", "store_user", "sanity_checks", "trace", "destroy_by_rcu", "slabs", "ctor",
+            "slabs_cpu_partial", "usersize", "failslab", "shrink" })
+        {
+            Assert.Contains(attr, sys.Attributes("kmalloc-64"));
+        }
+        Assert.Equal(sys.Read("kmalloc-64", "order"), sys.ReadPath("/sys/kernel/slab/kmalloc-64/order"));
+        Assert.Equal(dump, sys.ReadPath("sys/kernel/slab/kmalloc-64"));
+        Assert.Equal(sys.ListText(), sys.ReadPath("/sys/kernel/slab/"));
+    }
+
+    [Fact]
+    public void BadNamesAndWritesAreRefusedWithClearErrors()
+    {
+        using var m = Boot();
+        var sys = m.SysSlab;
+        var noCache = Assert.Throws<DirectoryNotFoundException>(() => sys.Read("no_such_cache", "order"));
+        Assert.Contains("/sys/kernel/slab/no_such_cache", noCache.Message, StringComparison.Ordinal);
+        var noAttr = Assert.Throws<FileNotFoundException>(() => sys.Read("kmalloc-64", "alloc_calls"));
+        Assert.Contains("objs_per_slab", noAttr.Message, StringComparison.Ordinal);
+        Assert.Throws<UnauthorizedAccessException>(() => sys.Write("kmalloc-64", "order", "3"));
+        Assert.Throws<ArgumentException>(() => sys.Write("kmalloc-64", "shrink", "0"));
+        Assert.Throws<FileNotFoundException>(() => sys.ReadPath("/proc/slabinfo"));
+        Assert.True(SysSlab.IsSysSlabPath("/sys/kernel/slab/kmalloc-8/order"));
+        Assert.False(SysSlab.IsSysSlabPath("/sys/kernel/slabs"));
+        Assert.Equal("8\n", sys.Read("kmalloc-8", "object_size"));
+    }
+
+    [Theory]
+    [InlineData(SlabAllocator.Slab)]
+    [InlineData(SlabAllocator.Slob)]
+    public void SlabAndSlobHaveNoSysKernelSlab(SlabAllocator kind)
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Slab = kind, Seed = 1 });
+        Assert.False(m.SysSlab.Available);
+        var e = Assert.Throws<InvalidOperationException>(() => m.SysSlab.List());
+        Assert.Contains("SLUB", e.Message, StringComparison.Ordinal);
+        Assert.Throws<InvalidOperationException>(() => m.SysSlab.Read("kmalloc-64", "order"));
+    }
+}

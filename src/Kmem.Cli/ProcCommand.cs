@@ -1,6 +1,8 @@
 // kmem proc NAME: for learners. Boots a machine, runs the built-in mixed workload
 // (pages, kmalloc, kmem_caches, vmalloc) and prints the /proc file. This is what the
-// command did by default before it replayed the bundled trace.
+// command did by default before it replayed the bundled trace. A NAME under
+// /sys/kernel/slab prints SLUB's sysfs view instead: the listing, a cache's directory
+// (grep-style attribute:value lines) or one attribute.
 using System.CommandLine;
 using Kmem.Workload;
 
@@ -14,10 +16,20 @@ public static class ProcCommand
     {
         var name = new Argument<string[]>("NAME")
         {
-            Description = "the /proc files to print, by name: " + string.Join(", ", ReplayCommand.ProcNames),
+            Description = "the /proc files to print, by name: " + string.Join(", ", ReplayCommand.ProcNames)
+                + "; or /sys/kernel/slab[/CACHE[/ATTRIBUTE]] (SLUB only)",
             Arity = ArgumentArity.OneOrMore,
         };
-        name.AcceptOnlyFromAmong(ReplayCommand.ProcNames);
+        name.Validators.Add(result =>
+        {
+            foreach (var token in result.Tokens)
+            {
+                if (!ReplayCommand.ProcNames.Contains(token.Value) && !SysSlab.IsSysSlabPath(token.Value))
+                {
+                    result.AddError($"'{token.Value}' is not a /proc file Kmem prints ({string.Join(", ", ReplayCommand.ProcNames)}) nor a path under {SysSlab.Root}");
+                }
+            }
+        });
         var machine = new MachineArgs();
         var steps = new Option<int>("--steps") { Description = "workload steps", DefaultValueFactory = _ => 200_000 };
         var command = new Command("proc", "Boot a machine, run a built-in mixed workload (pages, kmalloc, kmem_caches, vmalloc) and print /proc files.")
@@ -62,6 +74,15 @@ public static class ProcCommand
                     + $"{r.HeldBlocks} page blocks ({r.HeldPages} pages), {r.HeldObjects} slab objects, {r.HeldVmallocAreas} vmalloc areas");
                 foreach (string file in parse.GetValue(name)!)
                 {
+                    if (SysSlab.IsSysSlabPath(file))
+                    {
+                        string? error = PrintSysSlab(ctx, m, file);
+                        if (error is not null)
+                        {
+                            return ctx.Fail(CliContext.Usage, error);
+                        }
+                        continue;
+                    }
                     if (!m.Proc.Knows(file))
                     {
                         return ctx.Fail(CliContext.Usage, $"/proc/{file} is not provided by a machine booted with --slab {MachineArgs.SlabNames[(int)choice.Slab]}");
@@ -74,5 +95,27 @@ public static class ProcCommand
             return CliContext.Ok;
         });
         return command;
+    }
+
+    /// <summary>Prints a path of /sys/kernel/slab; returns the error to report instead, or null.</summary>
+    private static string? PrintSysSlab(CliContext ctx, Machine m, string path)
+    {
+        if (!m.SysSlab.Available)
+        {
+            return $"{SysSlab.Root} exists only with --slab slub (Linux has none with SLAB or SLOB)";
+        }
+        string text;
+        try
+        {
+            text = m.SysSlab.ReadPath(path);
+        }
+        catch (IOException e)
+        {
+            return e.Message;
+        }
+        ctx.Out.WriteLine();
+        ctx.Out.WriteLine($"# /{path.Trim().Trim('/')}");
+        ctx.Out.Write(text);
+        return null;
     }
 }

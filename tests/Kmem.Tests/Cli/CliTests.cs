@@ -277,6 +277,23 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void ProcPrintsSysKernelSlabPaths()
+    {
+        var (code, stdout, stderr) = Kmem("proc", "/sys/kernel/slab/kmalloc-64/objs_per_slab", "sys/kernel/slab/kmalloc-128", "--steps", "200", "--mem", "256M");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("# /sys/kernel/slab/kmalloc-64/objs_per_slab\n64\n", stdout, StringComparison.Ordinal);
+        Assert.Contains("# /sys/kernel/slab/kmalloc-128\naliases:0\nalign:", stdout, StringComparison.Ordinal);
+        (code, _, stderr) = Kmem("proc", "/sys/kernel/slab/no_such_cache", "--steps", "0", "--mem", "256M");
+        Assert.Equal(2, code);
+        Assert.Contains("no_such_cache: no such cache", stderr, StringComparison.Ordinal);
+        (code, _, stderr) = Kmem("proc", "/sys/kernel/slab", "--slab", "slob", "--steps", "0", "--mem", "256M");
+        Assert.Equal(2, code);
+        Assert.Contains("only with --slab slub", stderr, StringComparison.Ordinal);
+        (code, _, _) = Kmem("proc", "/sys/kernel/slabs", "--steps", "0");
+        Assert.Equal(2, code);
+    }
+
+    [Fact]
     public void HelpExplainsTheCommands()
     {
         var (code, stdout, _) = Kmem("--help");

@@ -72,9 +72,12 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         lock (_slabMutex)
         {
             const SlabFlags permitted = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.ReclaimAccount
-                | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account;
+                | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account | SlabFlags.TypesafeByRcu;
+            // set_objfreelist_slab_cache: neither a constructed object nor one an RCU reader may still look at can
+            // hold the freelist while free.
+            bool keepObjects = ctor is not null || (flags & SlabFlags.TypesafeByRcu) != 0;
             if (!ValidCreateArgs(name, size, align, flags, permitted)
-                || SlabGeometry.Calculate(size, KmemCache.CalculateAlignment(flags, align, size), flags, ctor is not null, _slabMaxOrder, KmallocFor) is not { } g)
+                || SlabGeometry.Calculate(size, KmemCache.CalculateAlignment(flags, align, size), flags, keepObjects, _slabMaxOrder, KmallocFor) is not { } g)
             {
                 return CreateFailed(name, flags);
             }
@@ -780,7 +783,8 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
     }
 
     /// <summary>slab_destroy / kmem_freepages: the slab's pages go back (counters, PG_slab and the allocation map
-    /// cleared), then an off-slab freelist is kfree'd.</summary>
+    /// cleared), then an off-slab freelist is kfree'd. For a SLAB_TYPESAFE_BY_RCU cache the pages go back only
+    /// after a grace period (call_rcu(kmem_rcu_free)): until then they stay readable and counted as slab.</summary>
     private void SlabDestroy(KmemCache s, ArraySlabCache st, uint pfn)
     {
         var g = st.Geometry;
@@ -790,17 +794,32 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
             st.OffSlabFreelists.TryRemove(pfn, out offSlab);
         }
         ref PageFrame f = ref _mem.Frame(pfn);
-        AccountSlabPages(s.Flags, pfn, -(1L << g.Order));
         _allocMap[pfn >> MapChunkShift]![pfn & ((1 << MapChunkShift) - 1)] = null;
         f.Private = 0;
         f.Aux = 0;
         f.Flags &= ~PageFlags.Slab;
         Interlocked.Add(ref _pagesFreed, 1L << g.Order);
-        _pa.FreePages(new Page(pfn), g.Order);
+        SlabFlags flags = s.Flags;
+        int order = g.Order;
+        if ((flags & SlabFlags.TypesafeByRcu) != 0)
+        {
+            CallRcu(() => KmemFreepages(flags, pfn, order));
+        }
+        else
+        {
+            KmemFreepages(flags, pfn, order);
+        }
         if (offSlab != 0)
         {
             Kfree(offSlab, "slab_destroy");
         }
+    }
+
+    /// <summary>kmem_freepages' last step: unaccount the pages and give them back.</summary>
+    private void KmemFreepages(SlabFlags flags, uint pfn, int order)
+    {
+        AccountSlabPages(flags, pfn, -(1L << order));
+        _pa.FreePages(new Page(pfn), order);
     }
 
     private long _pagesFreed;

@@ -56,7 +56,8 @@ internal readonly record struct SlabGeometry(uint Size, uint Align, int Order, i
     /// <param name="objectSize">The object size.</param>
     /// <param name="align">The alignment calculate_alignment gave.</param>
     /// <param name="flags">The cache's flags.</param>
-    /// <param name="hasCtor">Whether the cache has a constructor (no freelist inside objects then).</param>
+    /// <param name="hasCtor">Whether free objects must keep their content: a constructor or SLAB_TYPESAFE_BY_RCU (no
+    /// freelist inside objects then).</param>
     /// <param name="slabMaxOrder">slab_max_order: 1 above 32 MiB of RAM, else 0.</param>
     /// <param name="kmallocFor">kmalloc_slab for an off-slab freelist of that many bytes: the cache's size and
     /// whether that cache is itself off-slab, or null while it does not exist yet.</param>

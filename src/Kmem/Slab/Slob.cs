@@ -11,6 +11,9 @@
 // pointer → owner, units, order, size asked), changed under the same lock, so that a double free, a
 // pointer SLOB never handed out, a free to the wrong cache or a kfree of a cache object is reported
 // and refused with nothing changed (the kernel trusts the kmalloc header and the cache's size).
+// SLAB_TYPESAFE_BY_RCU: each object carries the kernel's struct slob_rcu footer and goes back to the
+// heap only after a grace period (kmem_rcu_free); meanwhile it sits in a second side table, out of its
+// cache's figures, so a second free of it is still "Object already free".
 // Locking: slab_mutex → slob_lock. One global slob_lock, as in the kernel, guards the lists, every
 // slob page's units/freelist/links, the chains in the pages, the side table and the counters; pages
 // come from and go back to the page allocator outside it.
@@ -40,7 +43,8 @@ internal sealed unsafe partial class Slob : SlabBackend
     internal const int KmallocOwner = -1;
     /// <summary>SLAB_CACHE_FLAGS under SLOB (6.1 CACHE_CREATE_MASK): the flags a cache keeps; the rest of
     /// the permitted ones (SLAB_RECLAIM_ACCOUNT, SLAB_ACCOUNT) are accepted and dropped.</summary>
-    private const SlabFlags CacheCreateMask = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.Panic | SlabFlags.NoMerge;
+    private const SlabFlags CacheCreateMask = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.Panic
+        | SlabFlags.NoMerge | SlabFlags.TypesafeByRcu;
 
     /// <summary>The names of the three lists, by index.</summary>
     internal static readonly string[] ListNames = ["free_slob_small", "free_slob_medium", "free_slob_large"];
@@ -51,6 +55,8 @@ internal sealed unsafe partial class Slob : SlabBackend
     private readonly PfnList[] _lists = [PfnList.Empty, PfnList.Empty, PfnList.Empty];
     /// <summary>Every live block by the pointer handed out.</summary>
     private readonly Dictionary<nint, SlobBlock> _live = [];
+    /// <summary>Blocks of SLAB_TYPESAFE_BY_RCU caches freed by their user and waiting for a grace period.</summary>
+    private readonly Dictionary<nint, SlobBlock> _rcuHeld = [];
     /// <summary>Pages marked PG_slab (on a list or full).</summary>
     private long _slobPages;
     /// <summary>Blocks of a page or more, and their pages.</summary>
@@ -466,6 +472,13 @@ internal sealed unsafe partial class Slob : SlabBackend
     {
         _live.Remove(p);
         Count(blk, -1);
+        ReleaseLocked(p, blk, slobSize, out releasePfn, out pagesOrder);
+    }
+
+    /// <summary>The heap half of <see cref="FreeLocked"/>: the block's units go back to its page, or its pages
+    /// are named for the caller to free (slob_lock held).</summary>
+    private void ReleaseLocked(nint p, SlobBlock blk, int slobSize, out uint releasePfn, out int pagesOrder)
+    {
         if (blk.InPage)
         {
             int header = blk.Owner == KmallocOwner ? MinAlign : 0;
@@ -497,6 +510,22 @@ internal sealed unsafe partial class Slob : SlabBackend
         }
     }
 
+    /// <summary>kmem_rcu_free: after the grace period, an RCU cache's freed block goes back to the heap.</summary>
+    private void KmemRcuFree(nint p, int slobSize)
+    {
+        uint releasePfn;
+        int pagesOrder;
+        lock (_slobLock)
+        {
+            _rcuHeld.Remove(p, out var blk);
+            ReleaseLocked(p, blk, slobSize, out releasePfn, out pagesOrder);
+        }
+        FinishFree(p, releasePfn, pagesOrder);
+    }
+
+    /// <summary>sizeof(struct slob_rcu): an rcu_head (two pointers) and an int, padded to a pointer.</summary>
+    private uint SlobRcuSize => _pa.Arch.Preset == Preset.X64 ? 24u : 12u;
+
     // ───────────────────────────── caches ─────────────────────────────
 
     /// <summary>kmem_cache_create under SLOB: size = object size, alignment from calculate_alignment (at
@@ -507,7 +536,7 @@ internal sealed unsafe partial class Slob : SlabBackend
         lock (_slabMutex)
         {
             const SlabFlags permitted = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.ReclaimAccount
-                | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account;
+                | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account | SlabFlags.TypesafeByRcu;
             // An alignment above a page could never be met inside a slob page (the kernel would BUG in
             // slob_alloc), nor by page blocks, which are only page-aligned: refused here instead.
             if (!ValidCreateArgs(name, size, align, flags, permitted) || align > PhysMem.PageSize)
@@ -516,6 +545,12 @@ internal sealed unsafe partial class Slob : SlabBackend
             }
             flags &= CacheCreateMask;
             uint a = KmemCache.CalculateAlignment(flags, align, size);
+            uint objectSize = size;
+            if ((flags & SlabFlags.TypesafeByRcu) != 0)
+            {
+                // Room for struct slob_rcu (an rcu_head and an int) at the end of every object.
+                size += SlobRcuSize;
+            }
             int order = size < PhysMem.PageSize ? 0 : Machine.GetOrder(size);
             int perPage = 1;
             if (size < PhysMem.PageSize)
@@ -525,7 +560,7 @@ internal sealed unsafe partial class Slob : SlabBackend
                 uint stride = (bytes + a - 1) / a * a;
                 perPage = 1 + (int)((PhysMem.PageSize - bytes) / stride);
             }
-            var s = new KmemCache(NextCacheId(), name, size, size, a, order, perPage, flags, ctor, isKmalloc: false, new SlobCacheState());
+            var s = new KmemCache(NextCacheId(), name, objectSize, size, a, order, perPage, flags, ctor, isKmalloc: false, new SlobCacheState());
             Register(s);
             return s;
         }
@@ -591,7 +626,16 @@ internal sealed unsafe partial class Slob : SlabBackend
         {
             if (_live.TryGetValue(p, out var blk))
             {
-                if (blk.Owner == s.Id)
+                if (blk.Owner == s.Id && (s.Flags & SlabFlags.TypesafeByRcu) != 0)
+                {
+                    // kmem_cache_free of an RCU cache: out of the cache now, back to the heap after a grace period.
+                    _live.Remove(p);
+                    Count(blk, -1);
+                    _rcuHeld.Add(p, blk);
+                    int slobSize = (int)s.Size;
+                    CallRcu(() => KmemRcuFree(p, slobSize));
+                }
+                else if (blk.Owner == s.Id)
                 {
                     FreeLocked(p, blk, (int)s.Size, out releasePfn, out pagesOrder);
                 }
@@ -726,6 +770,10 @@ internal sealed unsafe partial class Slob : SlabBackend
     private string WhatIsWrong(nint p, out KmemCache? owner)
     {
         owner = null;
+        if (_rcuHeld.ContainsKey(p))
+        {
+            return "Object already free";
+        }
         uint pfn = _mem.VirtToPfn(p);
         if (pfn == PhysMem.NoPfn || (_mem.Frame(pfn).Flags & PageFlags.Slab) == 0)
         {

@@ -1,7 +1,7 @@
 // SLOB's figures and its whole-heap checker. Stats gives a cache's live objects and the pages they
 // touch; Summary is what Kmem's own slobinfo file shows (Linux has no report for SLOB). ValidateAll walks
 // the three lists, every PG_slab page's chain in its bytes and the side table, and checks: each page's
-// free blocks and live blocks tile its 2048 units, free blocks are in address order and never touch,
+// free blocks and live blocks (RCU-held ones too) tile its 2048 units, free blocks are in address order and never touch,
 // units = the free units, a page is on the list its bits name iff it has free units, kmalloc headers
 // hold the size asked, objects are aligned, and every counter (owners, pages, the nodes' slab pages)
 // equals what the walk finds. Everything runs under slob_lock; ValidateAll wants a quiet heap.
@@ -110,12 +110,17 @@ internal sealed unsafe partial class Slob
             var perOwner = new Dictionary<int, (long Blocks, long Requested, long Held)>();
             long pageBlocks = 0, pageBlockPages = 0;
             var nodePages = new long[_pa.Nodes.Length];
-            foreach (var (p, blk) in _live)
+            // Blocks waiting for an RCU grace period still tile their pages and hold their pages, but belong to
+            // no owner's figures any more.
+            foreach (var (p, blk, rcuHeld) in _live.Select(e => (e.Key, e.Value, false)).Concat(_rcuHeld.Select(e => (e.Key, e.Value, true))))
             {
-                var o = perOwner.GetValueOrDefault(blk.Owner);
-                perOwner[blk.Owner] = (o.Blocks + 1, o.Requested + (long)blk.Requested, o.Held + blk.Held);
+                if (!rcuHeld)
+                {
+                    var o = perOwner.GetValueOrDefault(blk.Owner);
+                    perOwner[blk.Owner] = (o.Blocks + 1, o.Requested + (long)blk.Requested, o.Held + blk.Held);
+                }
                 var cache = blk.Owner == KmallocOwner ? null : CacheById(blk.Owner);
-                string who = cache?.Name ?? (blk.Owner == KmallocOwner ? "kmalloc" : $"cache id {blk.Owner}");
+                string who = (rcuHeld ? "RCU-freed " : "") + (cache?.Name ?? (blk.Owner == KmallocOwner ? "kmalloc" : $"cache id {blk.Owner}"));
                 uint pfn = _mem.VirtToPfn(p);
                 if (pfn == PhysMem.NoPfn)
                 {
@@ -125,8 +130,11 @@ internal sealed unsafe partial class Slob
                 ref PageFrame f = ref _mem.Frame(pfn);
                 if (!blk.InPage)
                 {
-                    pageBlocks++;
-                    pageBlockPages += 1L << blk.Order;
+                    if (!rcuHeld)
+                    {
+                        pageBlocks++;
+                        pageBlockPages += 1L << blk.Order;
+                    }
                     nodePages[NodeOf(pfn)] += 1L << blk.Order;
                     bool compound = blk.Owner == KmallocOwner && blk.Order > 0;
                     if ((p & (PhysMem.PageSize - 1)) != 0 || (f.Flags & PageFlags.Slab) != 0 || f.RefCount < 1

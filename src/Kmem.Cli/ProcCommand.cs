@@ -2,7 +2,8 @@
 // (pages, kmalloc, kmem_caches, vmalloc) and prints the /proc file. This is what the
 // command did by default before it replayed the bundled trace. A NAME under
 // /sys/kernel/slab prints SLUB's sysfs view instead: the listing, a cache's directory
-// (grep-style attribute:value lines) or one attribute.
+// (grep-style attribute:value lines) or one attribute; one under /sys/kernel/debug/slab
+// a slub_debug=U cache's alloc_traces or free_traces.
 using System.CommandLine;
 using Kmem.Workload;
 
@@ -17,7 +18,7 @@ public static class ProcCommand
         var name = new Argument<string[]>("NAME")
         {
             Description = "the /proc files to print, by name: " + string.Join(", ", ReplayCommand.ProcNames)
-                + "; or /sys/kernel/slab[/CACHE[/ATTRIBUTE]] (SLUB only)",
+                + "; or /sys/kernel/slab[/CACHE[/ATTRIBUTE]], /sys/kernel/debug/slab/CACHE/alloc_traces|free_traces (SLUB only)",
             Arity = ArgumentArity.OneOrMore,
         };
         name.Validators.Add(result =>
@@ -26,7 +27,7 @@ public static class ProcCommand
             {
                 if (!ReplayCommand.ProcNames.Contains(token.Value) && !SysSlab.IsSysSlabPath(token.Value))
                 {
-                    result.AddError($"'{token.Value}' is not a /proc file Kmem prints ({string.Join(", ", ReplayCommand.ProcNames)}) nor a path under {SysSlab.Root}");
+                    result.AddError($"'{token.Value}' is not a /proc file Kmem prints ({string.Join(", ", ReplayCommand.ProcNames)}) nor a path under {SysSlab.Root} or {SysSlab.DebugRoot}");
                 }
             }
         });
@@ -102,7 +103,7 @@ public static class ProcCommand
     {
         if (!m.SysSlab.Available)
         {
-            return $"{SysSlab.Root} exists only with --slab slub (Linux has none with SLAB or SLOB)";
+            return $"{SysSlab.Root} and {SysSlab.DebugRoot} exist only with --slab slub (Linux has none with SLAB or SLOB)";
         }
         string text;
         try

@@ -5,6 +5,9 @@
 // Locking: each CPU's figures are read under that CPU's lock and each node's partial
 // list under its list_lock with every slab's lock (the order of Slub.cs), one at a time,
 // so a snapshot is consistent per CPU and per node, as the kernel's reads are.
+// The debugfs track files (alloc_traces, free_traces) read the tracks of every object in
+// use, slab by slab, without the list locks (Kmem keeps no full-slab list): like the
+// kernel's, they are meant for a quiet cache; a slab freed meanwhile is skipped.
 using Kmem.Physical;
 
 namespace Kmem.Slab;
@@ -27,8 +30,62 @@ internal readonly record struct SlubNodeFigures(long NrSlabs, long TotalObjects,
 /// <param name="PartialSlabs">Slabs on the cpu partial list (slab->slabs of the first).</param>
 internal readonly record struct SlubCpuFigures(int SlabNode, int PartialNode, int PartialSlabs);
 
+/// <summary>One in-use object's alloc or free track (struct track), as process_slab hands it to add_location.</summary>
+/// <param name="Caller">The caller's id in the track depot (0: the track was never set).</param>
+/// <param name="Handle">The stack depot handle (0: no stack).</param>
+/// <param name="CallerName">The caller's method name ("" when never set).</param>
+/// <param name="Stack">The stack from the API entry point outwards (empty without one).</param>
+/// <param name="Age">jiffies − when (when is 0 for a track never set).</param>
+/// <param name="When">when: 0 for a track never set.</param>
+/// <param name="Cpu">The CPU that set the track.</param>
+/// <param name="Pid">The thread that set it (its managed id stands for the pid).</param>
+/// <param name="Node">The node of the object's slab.</param>
+internal readonly record struct SlubTrackSample(uint Caller, uint Handle, string CallerName, string[] Stack, long Age, ulong When, int Cpu, int Pid, int Node);
+
 internal sealed unsafe partial class Slub
 {
+    /// <summary>The alloc (or free) tracks of every object of a SLAB_STORE_USER cache now in use, slab by slab in
+    /// frame order, objects in address order (validate_slab_cache's walk with process_slab).</summary>
+    public List<SlubTrackSample> TrackSamples(KmemCache s, bool free)
+    {
+        var samples = new List<SlubTrackSample>();
+        if ((s.Flags & SlabFlags.StoreUser) == 0)
+        {
+            return samples;
+        }
+        ulong now = Jiffies;
+        for (uint pfn = 0; pfn < _mem.LowmemPfns; pfn++)
+        {
+            ref PageFrame f = ref _mem.Frame(pfn);
+            if ((f.Flags & (PageFlags.Slab | PageFlags.Tail)) != PageFlags.Slab || CacheOfSlab(pfn) != s || AllocBits(pfn) is not { } bits)
+            {
+                continue;
+            }
+            int node = NodeOf(pfn);
+            for (int i = 0; i < bits.Length; i++)
+            {
+                if (Volatile.Read(ref bits[i]) != 1)
+                {
+                    continue;
+                }
+                nint t = TrackAt(s, ObjectAt(s, pfn, (uint)i), free ? 1 : 0);
+                uint caller = (uint)*(ulong*)t;
+                uint handle = *(uint*)(t + 8);
+                string name;
+                string[] stack;
+                lock (_depotLock)
+                {
+                    name = caller < (uint)_callerNames.Count ? _callerNames[(int)caller] : "";
+                    stack = handle < (uint)_stacks.Count ? _stacks[(int)handle] : [];
+                }
+                ulong when = *(ulong*)(t + 24);
+                samples.Add(new SlubTrackSample(caller, handle, name, stack, (long)(now - when), when,
+                    *(int*)(t + 12), *(int*)(t + 16), node));
+            }
+        }
+        return samples;
+    }
+
     /// <summary>The node figures of a cache, one entry per node.</summary>
     public SlubNodeFigures[] NodeFigures(KmemCache s)
     {

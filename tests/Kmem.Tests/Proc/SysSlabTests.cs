@@ -1,7 +1,11 @@
 // /sys/kernel/slab (mm/slub.c 6.1 sysfs attributes): the geometry against the real kernel's slabinfo, the
 // counters after a known sequence of allocations and frees whose SLUB outcome is worked out here by hand
 // (cpu slab, cpu partial, node partial, min_partial), directory names and links of merged caches
-// (create_unique_id), debug flags, NUMA suffixes, and the errors for bad names and other allocators.
+// (create_unique_id), debug flags, NUMA suffixes, the debugfs alloc/free traces of slub_debug=U caches, and
+// the errors for bad names and other allocators.
+using System.Runtime.CompilerServices;
+using System.Text.RegularExpressions;
+
 namespace Kmem.Tests.Proc;
 
 public class SysSlabTests
@@ -248,6 +252,63 @@ public class SysSlabTests
         Assert.Equal(sys.Read("kmalloc-64", "order"), sys.ReadPath("/sys/kernel/slab/kmalloc-64/order"));
         Assert.Equal(dump, sys.ReadPath("sys/kernel/slab/kmalloc-64"));
         Assert.Equal(sys.ListText(), sys.ReadPath("/sys/kernel/slab/"));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static nint[] AllocSix(Machine m, KmemCache s)
+    {
+        var objs = new nint[6];
+        for (int i = 0; i < objs.Length; i++)
+        {
+            objs[i] = m.KmemCacheAlloc(s, Gfp.Kernel);
+        }
+        return objs;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static nint[] AllocTwo(Machine m, KmemCache s) => [m.KmemCacheAlloc(s, Gfp.Kernel), m.KmemCacheAlloc(s, Gfp.Kernel)];
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void FreeOne(Machine m, KmemCache s, nint p) => m.KmemCacheFree(s, p);
+
+    [Fact]
+    public void AllocAndFreeTracesGroupTheObjectsInUseByCaller()
+    {
+        using var m = Boot(slubDebug: "U,sysfs_trk");
+        var s = m.KmemCacheCreate("sysfs_trk", 64, 0, SlabFlags.None, null)!;
+        var sys = m.SysSlab;
+        Assert.Equal("No data\n", sys.AllocTraces("sysfs_trk"));
+        nint[] six, two;
+        using (m.OnCpu(1))
+        {
+            six = AllocSix(m, s);
+            FreeOne(m, s, six[5]);
+            // The freed slot is the next one handed out, so one of AllocTwo's objects carries FreeOne's free track.
+            two = AllocTwo(m, s);
+        }
+        Assert.Contains(six[5], two);
+        int pid = Environment.CurrentManagedThreadId;
+        string alloc = sys.AllocTraces("sysfs_trk");
+        var entries = alloc.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, entries.Length);
+        Assert.Matches(new Regex($@"^      5 AllocSix age=\d+(/\d+/\d+)? pid={pid} cpus=1\n        KmemCacheAlloc\n        AllocSix\n"), entries[0]);
+        Assert.Matches(new Regex($@"^      2 AllocTwo age=\d+(/\d+/\d+)? pid={pid} cpus=1\n        KmemCacheAlloc\n        AllocTwo\n"), entries[1]);
+        string free = sys.FreeTraces("sysfs_trk");
+        // Six objects in use were never freed: their free track was never set (pid 0, cpu 0, age from boot, no
+        // stack, so no blank line after it).
+        Assert.Matches(new Regex($@"^      6 <not-available> age=\d+ pid=0 cpus=0\n      1 FreeOne age=\d+ pid={pid} cpus=1\n        KmemCacheFree\n        FreeOne\n"), free);
+        // Ages move with the clock between two reads; the rest is the same.
+        static string NoAges(string text) => Regex.Replace(text, @"age=[\d/]+", "age=");
+        Assert.Equal(NoAges(alloc), NoAges(sys.ReadPath("/sys/kernel/debug/slab/sysfs_trk/alloc_traces")));
+        Assert.Equal(NoAges(free), NoAges(sys.ReadPath("sys/kernel/debug/slab/sysfs_trk/free_traces")));
+        Assert.Throws<FileNotFoundException>(() => sys.ReadPath("/sys/kernel/debug/slab/sysfs_trk/alloc_calls"));
+        Assert.Throws<FileNotFoundException>(() => sys.AllocTraces("kmalloc-64"));
+        Assert.Throws<FileNotFoundException>(() => sys.FreeTraces("no_such_cache"));
+        foreach (nint p in six.Take(5).Concat(two))
+        {
+            m.KmemCacheFree(s, p);
+        }
+        Assert.Equal("No data\n", sys.AllocTraces("sysfs_trk"));
     }
 
     [Fact]

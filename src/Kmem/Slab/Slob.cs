@@ -517,7 +517,11 @@ internal sealed unsafe partial class Slob : SlabBackend
         int pagesOrder;
         lock (_slobLock)
         {
-            _rcuHeld.Remove(p, out var blk);
+            if (!_rcuHeld.Remove(p, out var blk))
+            {
+                // Queued once per free, and the held block cannot be freed any other way: nothing to do.
+                return;
+            }
             ReleaseLocked(p, blk, slobSize, out releasePfn, out pagesOrder);
         }
         FinishFree(p, releasePfn, pagesOrder);

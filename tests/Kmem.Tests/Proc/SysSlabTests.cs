@@ -13,13 +13,15 @@ public class SysSlabTests
     private static Machine Boot(int cpus = 2, int nodes = 1, Preset preset = Preset.X64, string? slubDebug = null) =>
         Machine.Boot(new MachineOptions { Memory = "512M", Cpus = cpus, Nodes = nodes, Preset = preset, Seed = 5, SlubDebug = slubDebug });
 
-    [Fact]
-    public void KmallocGeometryAgreesWithTheRealKernelsSlabinfo()
+    [Theory]
+    [InlineData(Snapshots.X64, Preset.X64, 2, "512M")]
+    [InlineData(Snapshots.I386, Preset.X86Pae, 1, "1536M")]
+    public void KmallocGeometryAgreesWithTheRealKernelsSlabinfo(string capture, Preset preset, int cpus, string memory)
     {
-        using var m = Boot();
+        using var m = Machine.Boot(new MachineOptions { Memory = memory, Cpus = cpus, Preset = preset, Seed = 5 });
         var sys = m.SysSlab;
         int compared = 0;
-        foreach (string line in Snapshots.Lines(Snapshots.X64, "slabinfo").Skip(2))
+        foreach (string line in Snapshots.Lines(capture, "slabinfo").Skip(2))
         {
             string[] f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             if (!f[0].Contains("kmalloc", StringComparison.Ordinal))
@@ -37,6 +39,7 @@ public class SysSlabTests
             Assert.Equal(sys.Read(f[0], "object_size"), sys.Read(f[0], "usersize"));
             compared++;
         }
+        // Every kmalloc type (normal, cg, rcl, dma) and size (8 … 8k, 96, 192) of the capture.
         Assert.Equal(52, compared);
         Assert.Equal("96\n", sys.Read("kmalloc-96", "object_size"));
         Assert.Equal("1\n", sys.Read("kmalloc-rcl-64", "reclaim_account"));

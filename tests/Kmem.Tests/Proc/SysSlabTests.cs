@@ -3,8 +3,10 @@
 // (cpu slab, cpu partial, node partial, min_partial), directory names and links of merged caches
 // (create_unique_id), debug flags, NUMA suffixes, the debugfs alloc/free traces of slub_debug=U caches, and
 // the errors for bad names and other allocators.
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
+using CsCheck;
 
 namespace Kmem.Tests.Proc;
 
@@ -128,6 +130,67 @@ public class SysSlabTests
         Assert.Equal("0\n", sys.Read(dir, "slabs"));
         Assert.Equal("0\n", sys.Read(dir, "partial"));
         Assert.Equal("0\n", sys.Read(dir, "total_objects"));
+    }
+
+    private static long Total(SysSlab sys, string dir, string attr)
+    {
+        string text = sys.Read(dir, attr);
+        return long.Parse(text[..text.IndexOfAny([' ', '\n'])], CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public void CountersKeepTheirArithmeticUnderRandomAllocationAndFree()
+    {
+        // Ops: (cpu, alloc or free, which live object). After any sequence the counters must agree with each other,
+        // and after a shrink (every CPU flushed) with the number of objects the test holds.
+        Gen.Select(Gen.Int[0, 1], Gen.Int[0, 99], Gen.Int[0, 1 << 20]).Array[20, 400].Sample(ops =>
+        {
+            using var m = Boot();
+            var s = m.KmemCacheCreate("sysfs_prop", 512, 0, SlabFlags.NoMerge, null)!;
+            var sys = m.SysSlab;
+            const string dir = "sysfs_prop";
+            var live = new List<nint>();
+            foreach (var (cpu, kind, pick) in ops)
+            {
+                using var pin = m.OnCpu(cpu);
+                if (kind < 60 || live.Count == 0)
+                {
+                    live.Add(m.KmemCacheAlloc(s, Gfp.Kernel));
+                }
+                else
+                {
+                    int i = pick % live.Count;
+                    m.KmemCacheFree(s, live[i]);
+                    live.RemoveAt(i);
+                }
+            }
+            long perSlab = Total(sys, dir, "objs_per_slab");
+            long slabs = Total(sys, dir, "slabs");
+            long objects = Total(sys, dir, "objects");
+            Assert.Equal(slabs * perSlab, Total(sys, dir, "total_objects"));
+            Assert.InRange(objects, live.Count, slabs * perSlab);
+            Assert.InRange(Total(sys, dir, "cpu_slabs"), 0, slabs);
+            Assert.InRange(Total(sys, dir, "partial"), 0, slabs);
+            Assert.InRange(Total(sys, dir, "objects_partial"), 0, objects);
+            Assert.Equal(objects, m.SlabLayer!.Stats(s).ActiveObjs);
+            string cpuPartial = sys.Read(dir, "slabs_cpu_partial");
+            var perCpu = Regex.Matches(cpuPartial, @" C\d+=\d+\((\d+)\)").Sum(x => int.Parse(x.Groups[1].Value, CultureInfo.InvariantCulture));
+            Assert.Equal(int.Parse(Regex.Match(cpuPartial, @"^\d+\((\d+)\)").Groups[1].Value, CultureInfo.InvariantCulture), perCpu);
+
+            m.KmemCacheShrink(s);
+            slabs = Total(sys, dir, "slabs");
+            long partial = Total(sys, dir, "partial");
+            Assert.Equal(live.Count, Total(sys, dir, "objects"));
+            Assert.Equal(0, Total(sys, dir, "cpu_slabs"));
+            Assert.Equal("0(0)\n", sys.Read(dir, "slabs_cpu_partial"));
+            Assert.True((live.Count + perSlab - 1) / perSlab <= slabs);
+            // Every free object now sits in a node partial slab.
+            Assert.Equal(slabs * perSlab - live.Count, partial * perSlab - Total(sys, dir, "objects_partial"));
+            if (live.Count == 0)
+            {
+                Assert.Equal(0, slabs);
+            }
+        }, iter: 25, threads: 1);
     }
 
     [Fact]

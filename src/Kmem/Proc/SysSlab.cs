@@ -139,8 +139,10 @@ public sealed class SysSlab
         return sb.ToString();
     }
 
-    /// <summary>Writes a writable attribute: <c>shrink</c> takes "1" and runs kmem_cache_shrink (shrink_store);
-    /// every other attribute is read-only here.</summary>
+    /// <summary>Writes a writable attribute, as its _store function does: <c>shrink</c> takes "1" and runs
+    /// kmem_cache_shrink; <c>min_partial</c> takes a count of empty slabs a node keeps; <c>cpu_partial</c> takes the
+    /// objects a CPU may keep in partial slabs (only 0 for a debug cache) and flushes every CPU. Every other
+    /// attribute is read-only.</summary>
     /// <param name="cache">A directory or link name.</param>
     /// <param name="attribute">The attribute.</param>
     /// <param name="value">What is written (a trailing newline is allowed, as from <c>echo</c>).</param>
@@ -148,7 +150,8 @@ public sealed class SysSlab
     /// <exception cref="DirectoryNotFoundException">No such cache.</exception>
     /// <exception cref="FileNotFoundException">No such attribute.</exception>
     /// <exception cref="UnauthorizedAccessException">The attribute is read-only.</exception>
-    /// <exception cref="ArgumentException">A value shrink refuses (-EINVAL: anything but a leading '1').</exception>
+    /// <exception cref="ArgumentException">A value the attribute refuses (-EINVAL: shrink without a leading '1', a
+    /// number that does not parse or does not fit, cpu_partial above 0 for a debug cache).</exception>
     public void Write(string cache, string attribute, string value)
     {
         ArgumentNullException.ThrowIfNull(value);
@@ -158,15 +161,43 @@ public sealed class SysSlab
         {
             throw new FileNotFoundException($"{Root}/{dir}/{attribute}: no such attribute", attribute);
         }
-        if (attribute != "shrink")
+        string file = $"{Root}/{dir}/{attribute}";
+        switch (attribute)
         {
-            throw new UnauthorizedAccessException($"{Root}/{dir}/{attribute} is read-only");
+            case "shrink":
+                if (!value.StartsWith('1'))
+                {
+                    throw new ArgumentException($"{file}: write 1 to shrink the cache (-EINVAL for \"{value.TrimEnd('\n')}\")", nameof(value));
+                }
+                _machine.KmemCacheShrink(s);
+                break;
+            case "min_partial":
+                s.MinPartial = (int)ParseCount(file, value, int.MaxValue);
+                break;
+            case "cpu_partial":
+                uint objects = (uint)ParseCount(file, value, uint.MaxValue);
+                if (objects != 0 && s.IsDebug)
+                {
+                    throw new ArgumentException($"{file}: a debug cache keeps no cpu partial slabs, only 0 is accepted (-EINVAL)", nameof(value));
+                }
+                slub.SetCpuPartial(s, objects);
+                break;
+            default:
+                throw new UnauthorizedAccessException($"{file} is read-only");
         }
-        if (!value.StartsWith('1'))
+    }
+
+    /// <summary>kstrtoul / kstrtouint: decimal digits with an optional '+' and one trailing newline.</summary>
+    private static ulong ParseCount(string file, string value, ulong max)
+    {
+        string v = value.EndsWith('\n') ? value[..^1] : value;
+        if (v.StartsWith('+'))
         {
-            throw new ArgumentException($"{Root}/{dir}/shrink: write 1 to shrink the cache (-EINVAL for \"{value.TrimEnd('\n')}\")", nameof(value));
+            v = v[1..];
         }
-        _machine.KmemCacheShrink(s);
+        return v.Length > 0 && v.All(char.IsAsciiDigit) && ulong.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out ulong n) && n <= max
+            ? n
+            : throw new ArgumentException($"{file}: \"{value.TrimEnd('\n')}\" is not a count from 0 to {max} (-EINVAL or -ERANGE)", nameof(value));
     }
 
     /// <summary>

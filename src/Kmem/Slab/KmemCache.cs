@@ -4,7 +4,9 @@
 // Invariants: Size >= ObjectSize, Size % Align == 0, Offset + 8 <= Size, and a
 // slab of 2^Order pages holds ObjectsPerSlab = (PAGE_SIZE << Order) / Size objects.
 // Objects are found by index with a precomputed reciprocal of Size (obj_to_index).
-// Immutable after creation except the per-CPU and per-node state, each under its own lock.
+// Immutable after creation except the per-CPU and per-node state, each under its own lock, and
+// min_partial / cpu_partial, which sysfs writes may change at any time (plain stores, read racily
+// by the slab paths as the kernel reads them).
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using Kmem.Physical;
@@ -49,8 +51,7 @@ public sealed class KmemCache
         IsDebug = (Flags & SlubDebugOption.DebugFlags) != 0;
         MinPartial = Math.Clamp(BitOperations.Log2(Size) / 2, 5, 10);
         // set_cpu_partial: debug caches keep no cpu partial slabs.
-        CpuPartial = IsDebug ? 0u : Size >= PhysMem.PageSize ? 6u : Size >= 1024 ? 24u : Size >= 256 ? 52u : 120u;
-        CpuPartialSlabs = ObjectsPerSlab == 0 ? 0 : (uint)((CpuPartial * 2 + ObjectsPerSlab - 1) / ObjectsPerSlab);
+        SetCpuPartial(IsDebug ? 0u : Size >= PhysMem.PageSize ? 6u : Size >= 1024 ? 24u : Size >= 256 ? 52u : 120u);
         AllocFlags = SlabAllocFlags(Flags, Order);
         CpuSlab = new KmemCacheCpu[nrCpus];
         for (int i = 0; i < nrCpus; i++)
@@ -62,6 +63,13 @@ public sealed class KmemCache
         {
             Nodes[i] = new KmemCacheNode();
         }
+    }
+
+    /// <summary>slub_set_cpu_partial: the limit in objects, and in slabs assuming half-full ones.</summary>
+    internal void SetCpuPartial(uint objects)
+    {
+        CpuPartial = objects;
+        CpuPartialSlabs = ObjectsPerSlab == 0 ? 0 : (uint)((objects * 2L + ObjectsPerSlab - 1) / ObjectsPerSlab);
     }
 
     /// <summary>calculate_sizes (6.1): the object layout from the start of a slot: [left red zone (Z)]
@@ -179,14 +187,14 @@ public sealed class KmemCache
     public int MinObjects { get; private set; }
 
     /// <summary>min_partial: empty slabs kept on a node's partial list before they go back to the page
-    /// allocator.</summary>
-    public int MinPartial { get; }
+    /// allocator (writable through /sys/kernel/slab/&lt;cache&gt;/min_partial).</summary>
+    public int MinPartial { get; internal set; }
 
     /// <summary>cpu_partial: free objects a CPU may keep in its partial slabs (set_cpu_partial).</summary>
-    public uint CpuPartial { get; }
+    public uint CpuPartial { get; private set; }
 
     /// <summary>cpu_partial_slabs: the same limit in slabs, DIV_ROUND_UP(cpu_partial * 2, objects per slab).</summary>
-    public uint CpuPartialSlabs { get; }
+    public uint CpuPartialSlabs { get; private set; }
 
     /// <summary>The cache's flags: those it was created with, plus the debug flags slub_debug gave it.</summary>
     public SlabFlags Flags { get; private set; }

@@ -130,6 +130,13 @@ internal sealed unsafe partial class Slub
         return result;
     }
 
+    /// <summary>cpu_partial_store after its checks: the new limit, then flush_all so that no CPU keeps more.</summary>
+    public void SetCpuPartial(KmemCache s, uint objects)
+    {
+        s.SetCpuPartial(objects);
+        FlushAllCpus(s);
+    }
+
     /// <summary>sysfs_slab_add's choice: a cache that can never be merged has a directory under its own name;
     /// one that could be has one under its unique id, with its names as links (slab_unmergeable, and every
     /// cache when slub_debug=O drops metadata from some).</summary>

@@ -378,6 +378,80 @@ public class SysSlabTests
     }
 
     [Fact]
+    public void WritingCpuPartialAndMinPartialChangesWhereSlabsGo()
+    {
+        using var m = Boot();
+        var s = m.KmemCacheCreate("sysfs_tune", 256, 0, SlabFlags.NoMerge, null)!;
+        var sys = m.SysSlab;
+        const string dir = "sysfs_tune";
+        var objs = new nint[40];
+        using (m.OnCpu(0))
+        {
+            for (int i = 0; i < objs.Length; i++)
+            {
+                objs[i] = m.KmemCacheAlloc(s, Gfp.Kernel);
+            }
+        }
+        Assert.Equal("1 N0=1\n", sys.Read(dir, "cpu_slabs"));
+        Assert.Equal("0\n", sys.Read(dir, "partial"));
+        // cpu_partial_store: 0 objects means at most the slab just frozen; every CPU is flushed.
+        sys.Write(dir, "cpu_partial", "0\n");
+        Assert.Equal("0\n", sys.Read(dir, "cpu_partial"));
+        Assert.Equal(0u, s.CpuPartialSlabs);
+        Assert.Equal("0\n", sys.Read(dir, "cpu_slabs"));
+        // Slab C (8 of 16 in use) went to the node list on the flush; A and B are full.
+        Assert.Equal("1 N0=1\n", sys.Read(dir, "partial"));
+        using (m.OnCpu(1))
+        {
+            m.KmemCacheFree(s, objs[0]);   // A onto CPU 1's partial list
+            m.KmemCacheFree(s, objs[16]);  // B replaces it; A is unfrozen to the node list
+        }
+        Assert.Equal("8(1) C1=8(1)\n", sys.Read(dir, "slabs_cpu_partial"));
+        Assert.Equal("2 N0=2\n", sys.Read(dir, "partial"));
+
+        // min_partial_store: with 0, a node slab that empties goes straight back to the page allocator.
+        sys.Write(dir, "min_partial", "+0");
+        Assert.Equal("0\n", sys.Read(dir, "min_partial"));
+        using (m.OnCpu(1))
+        {
+            for (int i = 1; i < 16; i++)
+            {
+                m.KmemCacheFree(s, objs[i]);
+            }
+        }
+        Assert.Equal("2 N0=2\n", sys.Read(dir, "slabs"));
+        Assert.Equal("1 N0=1\n", sys.Read(dir, "partial"));
+        sys.Write(dir, "min_partial", "7\n");
+        Assert.Equal(7, s.MinPartial);
+
+        Assert.Throws<ArgumentException>(() => sys.Write(dir, "min_partial", "-1"));
+        Assert.Throws<ArgumentException>(() => sys.Write(dir, "cpu_partial", "lots"));
+        Assert.Throws<ArgumentException>(() => sys.Write(dir, "min_partial", "99999999999"));
+        Assert.Equal("7\n", sys.Read(dir, "min_partial"));
+        sys.Write(dir, "cpu_partial", "52");
+        Assert.Equal(7u, s.CpuPartialSlabs);
+        using (m.OnCpu(0))
+        {
+            foreach (nint p in objs.Skip(17))
+            {
+                m.KmemCacheFree(s, p);
+            }
+        }
+        m.KmemCacheShrink(s);
+        Assert.Equal("0\n", sys.Read(dir, "slabs"));
+    }
+
+    [Fact]
+    public void ADebugCacheTakesNoCpuPartialLimit()
+    {
+        using var m = Boot(slubDebug: "F,sysfs_dbg_tune");
+        m.KmemCacheCreate("sysfs_dbg_tune", 64, 0, SlabFlags.None, null);
+        Assert.Throws<ArgumentException>(() => m.SysSlab.Write("sysfs_dbg_tune", "cpu_partial", "10"));
+        m.SysSlab.Write("sysfs_dbg_tune", "cpu_partial", "0");
+        Assert.Equal("0\n", m.SysSlab.Read("sysfs_dbg_tune", "cpu_partial"));
+    }
+
+    [Fact]
     public void BadNamesAndWritesAreRefusedWithClearErrors()
     {
         using var m = Boot();

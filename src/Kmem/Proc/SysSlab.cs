@@ -1,7 +1,7 @@
 // /sys/kernel/slab (mm/slub.c, 6.1, SLUB with CONFIG_SLUB_DEBUG, CONFIG_SLUB_CPU_PARTIAL,
 // CONFIG_ZONE_DMA, CONFIG_HARDENED_USERCOPY, CONFIG_FAILSLAB, and CONFIG_NUMA on the x86-64
-// preset as Debian builds it): one directory per cache, its read-only attributes in the
-// kernel's text, and the links that merged caches get. Directory names follow sysfs_slab_add:
+// preset as Debian builds it): one directory per cache, its attributes in the kernel's text
+// (shrink, min_partial and cpu_partial writable as there), and the links that merged caches get. Directory names follow sysfs_slab_add:
 // a cache that can never be merged sits under its own name; one that could be sits under
 // its unique id (create_unique_id: ':', the flag letters d D a F A and a '-', the size in
 // seven digits), with a link from each of its names (the creator's and every alias) to it.
@@ -13,7 +13,8 @@
 // free_traces, where 6.1 moved sysfs' alloc_calls and free_calls) are here too: the tracks of
 // the objects in use grouped by caller and stack (add_location), most frequent first.
 // Every read builds its text afresh from the live state (Slub.NodeFigures, CpuFigures),
-// taking one cpu lock or one node's list_lock at a time; nothing is cached.
+// taking one cpu lock or one node's list_lock at a time; nothing is cached. Writes store as
+// the kernel's _store functions do: plain stores the slab paths read racily, then flush_all.
 using System.Globalization;
 using System.Text;
 using Kmem.Slab;

@@ -1,7 +1,8 @@
 // kmem replay TRACE: boots a machine shaped like the traced one (memory from the
 // meminfo.txt beside the trace, CPUs from the header), replays the trace on it and
 // prints the summary, the fidelity figures and the chosen /proc files, or one JSON
-// object. Also the command's default (no arguments): the bundled real trace.
+// object; with --map, pictures of physical memory (ReplayMaps). Also the command's
+// default (no arguments): the bundled real trace.
 using System.CommandLine;
 
 namespace Kmem.Cli;
@@ -13,8 +14,18 @@ public static class ReplayCommand
     public static readonly string[] ProcNames = ["meminfo", "buddyinfo", "pagetypeinfo", "zoneinfo", "slabinfo", "vmallocinfo", "vmstat", "unusable_index", "extfrag_index"];
 
     /// <summary>What one replay run does.</summary>
+    /// <param name="Trace">The trace file.</param>
+    /// <param name="Machine">The machine options.</param>
+    /// <param name="Proc">The /proc files to print.</param>
+    /// <param name="Until">--until MARKER, or null.</param>
+    /// <param name="CompareProc">--compare-proc.</param>
+    /// <param name="SkipBad">--skip-bad.</param>
+    /// <param name="Json">--json.</param>
+    /// <param name="Busiest">How many of the busiest caches the text lists.</param>
+    /// <param name="Map">--map FILE.png, or null.</param>
+    /// <param name="MapEvery">--map-every N, or null.</param>
     public sealed record Request(string Trace, MachineChoice Machine, IReadOnlyList<string> Proc, string? Until,
-        bool CompareProc, bool SkipBad, bool Json, int Busiest);
+        bool CompareProc, bool SkipBad, bool Json, int Busiest, string? Map = null, long? MapEvery = null);
 
     /// <summary>Creates the subcommand.</summary>
     public static Command Create(CliContext ctx)
@@ -25,7 +36,9 @@ public static class ReplayCommand
         var until = UntilOption();
         var compareProc = new Option<bool>("--compare-proc") { Description = "compare Kmem's /proc files with the snapshot files beside the trace (slabinfo, buddyinfo, meminfo); stops at the SNAPSHOT_BEGIN marker unless --until says otherwise" };
         var skipBad = new Option<bool>("--skip-bad") { Description = "count malformed lines instead of stopping at the first (exit code 0)" };
-        var json = new Option<bool>("--json") { Description = "print one JSON object on stdout instead of text" };
+        var json = new Option<bool>("--json") { Description = "print one JSON object on stdout instead of text (with --map, its \"maps\" lists the pictures written)" };
+        var map = new Option<string?>("--map") { Description = "write a picture of physical memory (a cell per page frame coloured by its use, zones marked, a legend) where the replay ends, as a PNG file", HelpName = "FILE.png" };
+        var mapEvery = new Option<long?>("--map-every") { Description = "with --map, also write FILE-000001.png after N events, FILE-000002.png after 2N, … (markers count as events)", HelpName = "N" };
         var command = new Command("replay", "Replay a kernel trace on a Kmem machine and show what happened: events, fidelity to the traced kernel, busiest caches, /proc files.")
         {
             trace,
@@ -36,8 +49,10 @@ public static class ReplayCommand
         command.Options.Add(compareProc);
         command.Options.Add(skipBad);
         command.Options.Add(json);
+        command.Options.Add(map);
+        command.Options.Add(mapEvery);
         command.SetAction(parse => Run(ctx, new Request(parse.GetValue(trace)!, machine.Choose(parse), parse.GetValue(proc) ?? [], parse.GetValue(until),
-            parse.GetValue(compareProc), parse.GetValue(skipBad), parse.GetValue(json), 10)));
+            parse.GetValue(compareProc), parse.GetValue(skipBad), parse.GetValue(json), 10, parse.GetValue(map), parse.GetValue(mapEvery))));
         return command;
     }
 
@@ -56,6 +71,17 @@ public static class ReplayCommand
     /// <summary>Runs one replay and prints it.</summary>
     public static int Run(CliContext ctx, Request req)
     {
+        ArgumentNullException.ThrowIfNull(ctx);
+        ArgumentNullException.ThrowIfNull(req);
+        ReplayMaps? maps;
+        try
+        {
+            maps = ReplayMaps.Create(req.Map, req.MapEvery);
+        }
+        catch (UsageException e)
+        {
+            return ctx.Fail(CliContext.Usage, e.Message);
+        }
         if (!File.Exists(req.Trace))
         {
             return ctx.Fail(CliContext.BadInput, $"{req.Trace}: no such file");
@@ -86,7 +112,12 @@ public static class ReplayCommand
                 TraceReplayResult r;
                 try
                 {
-                    r = ReplayProgress.Run(ctx, "replay", progress => new TraceReplayer(m, new TraceReplayOptions { Progress = progress }).Replay(reader));
+                    r = ReplayProgress.Run(ctx, "replay", progress => new TraceReplayer(m, new TraceReplayOptions
+                    {
+                        Progress = progress,
+                        SnapshotEvery = maps?.Every ?? 0,
+                        Snapshot = maps is { Every: > 0 } ? maps.Snapshot : null,
+                    }).Replay(reader));
                 }
                 catch (TraceFormatException e)
                 {
@@ -96,6 +127,7 @@ public static class ReplayCommand
                 {
                     return ctx.Fail(CliContext.Usage, $"--slab {MachineArgs.SlabNames[(int)req.Machine.Slab]}: {e.Message}");
                 }
+                maps?.WriteFinal(m, r);
                 TraceProcComparison? cmp = null;
                 if (req.CompareProc)
                 {
@@ -111,6 +143,15 @@ public static class ReplayCommand
                     ReplayReport.WriteJson(ctx.Out, j =>
                     {
                         ReplayReport.WriteJsonFields(j, m, r, req.Proc);
+                        if (maps is not null)
+                        {
+                            j.WriteStartArray("maps");
+                            foreach (string name in maps.Written)
+                            {
+                                j.WriteStringValue(name);
+                            }
+                            j.WriteEndArray();
+                        }
                         if (cmp is not null)
                         {
                             j.WritePropertyName("compare_proc");
@@ -121,6 +162,12 @@ public static class ReplayCommand
                 else
                 {
                     ReplayReport.WriteText(ctx.Out, m, r, req.Busiest);
+                    if (maps is not null)
+                    {
+                        ctx.Out.WriteLine(maps.Written.Count == 1
+                            ? $"memory map: {maps.FinalFile}"
+                            : $"memory map: {maps.FinalFile}, and {maps.Written.Count - 1} pictures every {maps.Every} events: {maps.Written[0]} .. {maps.Written[^2]}");
+                    }
                     if (cmp is not null)
                     {
                         CompareProcReport.WriteText(ctx.Out, cmp);

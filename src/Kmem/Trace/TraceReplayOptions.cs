@@ -1,6 +1,7 @@
 // The knobs of TraceReplayer: how often to report progress (the command's progress
-// bar and --map-every pictures hang off it). Read once when a replay starts;
-// immutable after construction, so one instance may serve several replays.
+// bar hangs off it) and how often to take a snapshot (the command's --map-every
+// pictures hang off that). Read once when a replay starts; immutable after
+// construction, so one instance may serve several replays.
 namespace Kmem;
 
 /// <summary>Options for <see cref="TraceReplayer"/>.</summary>
@@ -12,4 +13,16 @@ public sealed class TraceReplayOptions
     /// <summary>Called on the replaying thread every <see cref="ProgressEvery"/> events, with the replayer
     /// (its <see cref="TraceReplayer.Reader"/> tells how far through the input it is). Null: none.</summary>
     public Action<TraceReplayer>? Progress { get; init; }
+
+    /// <summary>Call <see cref="Snapshot"/> after every this many events (markers included; the marker that
+    /// stops a replay is not an event). 0 (the default): never. Must not be negative.</summary>
+    public long SnapshotEvery { get; init; }
+
+    /// <summary>Called on the replaying thread once <see cref="TraceReplayer.Events"/> reaches each multiple of
+    /// <see cref="SnapshotEvery"/>: after that event ran and before the next is read, so the machine is between
+    /// two events and the same trace gives the same snapshots every time. Meant for looking (a
+    /// <see cref="MemoryMap"/> picture, a /proc file); a snapshot that changes the machine changes the replay.
+    /// Page allocations the replayer still holds back (at most 8 per CPU, for at most 64 of that CPU's events,
+    /// while it finds out whether they are slab pages) are not in the machine yet. Null: none.</summary>
+    public Action<TraceReplayer>? Snapshot { get; init; }
 }

@@ -58,11 +58,21 @@ public sealed partial class TraceReplayer
     /// <summary>Creates a replayer for <paramref name="machine"/>.</summary>
     /// <param name="machine">The machine the trace drives; its CPUs stand for the trace's (CPU n runs on n modulo the machine's count).</param>
     /// <param name="options">Options, or null for the defaults.</param>
+    /// <exception cref="ArgumentException"><see cref="TraceReplayOptions.SnapshotEvery"/> is negative, or a
+    /// <see cref="TraceReplayOptions.Snapshot"/> is given without a positive SnapshotEvery.</exception>
     public TraceReplayer(Machine machine, TraceReplayOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(machine);
         _m = machine;
         _options = options ?? new TraceReplayOptions();
+        if (_options.SnapshotEvery < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), _options.SnapshotEvery, "TraceReplayOptions.SnapshotEvery must be 0 (never) or more");
+        }
+        if (_options.Snapshot is not null && _options.SnapshotEvery == 0)
+        {
+            throw new ArgumentException("TraceReplayOptions.Snapshot needs SnapshotEvery > 0", nameof(options));
+        }
         _pending = new PendingPage[machine.NrCpus][];
         for (int i = 0; i < _pending.Length; i++)
         {
@@ -89,6 +99,8 @@ public sealed partial class TraceReplayer
     /// the machine keeps the state of the events before it.</exception>
     /// <exception cref="InvalidOperationException">The machine has no slab layer (a backend not part of this
     /// build), or <see cref="Replay"/> was already called on this replayer.</exception>
+    /// <remarks>Exceptions thrown by the <see cref="TraceReplayOptions.Progress"/> and
+    /// <see cref="TraceReplayOptions.Snapshot"/> callbacks end the replay and reach the caller unchanged.</remarks>
     public TraceReplayResult Replay(TraceReader reader)
     {
         ArgumentNullException.ThrowIfNull(reader);
@@ -100,9 +112,14 @@ public sealed partial class TraceReplayer
         _reader = reader;
         var before = KmemConsequences();
         var sw = Stopwatch.StartNew();
-        long every = Math.Max(1, _options.ProgressEvery);
-        long nextProgress = every;
         var progress = _options.Progress;
+        var snapshot = _options.Snapshot;
+        long progressEvery = Math.Max(1, _options.ProgressEvery);
+        long snapshotEvery = _options.SnapshotEvery;
+        long nextProgress = progress is null ? long.MaxValue : progressEvery;
+        long nextSnapshot = snapshot is null ? long.MaxValue : snapshotEvery;
+        // One comparison per event decides whether either callback is due.
+        long nextCall = Math.Min(nextProgress, nextSnapshot);
         // Pinned to each event's CPU; consecutive events of one CPU share one pin (events come in runs per CPU).
         int pinned = -1;
         var scope = default(CpuScope);
@@ -126,10 +143,21 @@ public sealed partial class TraceReplayer
                 }
                 _cpuEvents[cpu]++;
                 Dispatch(ref e, cpu);
-                if (progress is not null && reader.Events >= nextProgress)
+                if (reader.Events >= nextCall)
                 {
-                    nextProgress += every;
-                    progress(this);
+                    // Between two events: the snapshot sees the machine after event nextSnapshot and before the next.
+                    long events = reader.Events;
+                    if (events >= nextSnapshot)
+                    {
+                        nextSnapshot += snapshotEvery;
+                        snapshot!(this);
+                    }
+                    if (events >= nextProgress)
+                    {
+                        nextProgress += progressEvery;
+                        progress!(this);
+                    }
+                    nextCall = Math.Min(nextProgress, nextSnapshot);
                 }
             }
         }

@@ -65,6 +65,32 @@ public class TraceReplaySnapshotTests
     }
 
     [Fact]
+    public void TheReadmeSnapshotExampleWritesAPictureEveryNEvents()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"kmem-snap-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            using var m = ReplayData.Boot();
+            using var reader = ReplayData.SliceReader();
+            // The README's example, with the files in a temporary folder and a picture every 40,000 events.
+            var options = new TraceReplayOptions
+            {
+                SnapshotEvery = 40_000,
+                Snapshot = t => MemoryMap.Render(t.Machine, Path.Combine(dir, $"map-{t.Events}.png"), new MemoryMapOptions { Caption = $"event {t.Events}" }),
+            };
+            TraceReplayResult r = new TraceReplayer(m, options).Replay(reader);
+
+            Assert.Equal(ReplayData.SliceLines - 12, r.Events);
+            Assert.Equal(["map-40000.png", "map-80000.png"], Directory.GetFiles(dir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void BadSnapshotOptionsAreRefusedWhenTheReplayerIsCreated()
     {
         using var m = ReplayData.Boot();

@@ -76,6 +76,11 @@ public struct TraceEvent
     /// <summary>call_site (slab and percpu allocations, slab frees): <c>symbol+0xoff/0xsize</c>, with <c> [module]</c> when printed, or a hex address; interned.</summary>
     public string? CallSite { readonly get; internal set; }
 
+    // The call site's entry in its reader's intern table, plus 1 (0: none, or the table was full): one
+    // reader's events with equal ids have equal call sites, so the replayer can find a cache without
+    // hashing the text.
+    internal int CallSiteId { readonly get; set; }
+
     /// <summary>ptr: the object (slab events) or the percpu pointer (percpu events).</summary>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "The kernel's field name (ptr=).")]
     public ulong Ptr { readonly get; internal set; }

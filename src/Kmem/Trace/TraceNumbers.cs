@@ -14,6 +14,21 @@ internal static class TraceNumbers
             return false;
         }
         ulong v = 0;
+        if (s.Length <= 19)
+        {
+            // 19 digits stay below 10^19 < 2^64: no overflow check needed (the common case, by far).
+            foreach (byte b in s)
+            {
+                uint d = (uint)(b - '0');
+                if (d > 9)
+                {
+                    return false;
+                }
+                v = v * 10 + d;
+            }
+            value = v;
+            return true;
+        }
         foreach (byte b in s)
         {
             uint d = (uint)(b - '0');

@@ -25,12 +25,8 @@ public sealed partial class TraceReader
     private LineResult ParseLine(ReadOnlySpan<byte> s, ref TraceEvent e, out string? expected)
     {
         expected = null;
-        int p = 0;
-        while (p < s.Length && s[p] == ' ')
-        {
-            p++;
-        }
-        if (p == s.Length)
+        int p = s.IndexOfAnyExcept((byte)' '); // the comm is right-aligned in 16 columns
+        if (p < 0)
         {
             return LineResult.Skipped;
         }
@@ -46,48 +42,10 @@ public sealed partial class TraceReader
             }
         }
 
-        // [CPU] is the first " [digits] " after the task: the comm may hold spaces and dashes.
-        int cpuOpen = FindCpu(s, p, out int cpu, out int q);
-        if (cpuOpen < 0)
-        {
-            expected = $"expected {PrefixShape} (no [CPU] field)";
-            return LineResult.Bad;
-        }
-        var task = s[p..cpuOpen].TrimEnd((byte)' ');
         int tgid = -1;
-        if (!task.IsEmpty && task[^1] == ')')
+        if (!FastPrefix(s, p, out int cpu, out int pid, out var comm, out long micros, out int q)
+            && !GeneralPrefix(s, p, out cpu, out tgid, out pid, out comm, out micros, out q, out expected))
         {
-            // The TGID column of the record-tgid option: "(   1234)", "(-------)" when unknown.
-            int open = task.LastIndexOf((byte)'(');
-            var inner = open < 0 ? default : task[(open + 1)..^1].Trim((byte)' ');
-            if (open < 0 || (inner.IndexOfAnyExcept((byte)'-') >= 0 && !TraceNumbers.TryInt(inner, out tgid)))
-            {
-                expected = $"expected {PrefixShape} ((TGID) before [CPU] is not a number)";
-                return LineResult.Bad;
-            }
-            task = task[..open].TrimEnd((byte)' ');
-        }
-        int dash = task.LastIndexOf((byte)'-');
-        if (dash < 0 || !TraceNumbers.TryInt(task[(dash + 1)..], out int pid))
-        {
-            expected = $"expected {PrefixShape} (TASK-PID before [CPU])";
-            return LineResult.Bad;
-        }
-
-        // Latency flags (4 chars before 5.13, 5 since, none without irq-info), then the timestamp.
-        var token = NextToken(s, ref q);
-        if (token.IsEmpty || token[^1] != ':')
-        {
-            if (token.Length is not (4 or 5))
-            {
-                expected = $"expected {PrefixShape} (4 or 5 latency flag characters after [CPU])";
-                return LineResult.Bad;
-            }
-            token = NextToken(s, ref q);
-        }
-        if (!ParseTimestamp(token, out long micros))
-        {
-            expected = $"expected {PrefixShape} (SECONDS.MICROS: timestamp)";
             return LineResult.Bad;
         }
         int colon = q < s.Length ? s[q..].IndexOf((byte)':') : -1;
@@ -109,7 +67,7 @@ public sealed partial class TraceReader
         e.Pid = pid;
         e.Tgid = tgid;
         e.Timestamp = micros;
-        e.Comm = _comms.Intern(task[..dash]);
+        e.Comm = _comms.Intern(comm);
 
         // Most frequent first: kmem_cache_alloc and kmem_cache_free are two thirds of a boot trace.
         bool ok;
@@ -285,6 +243,143 @@ public sealed partial class TraceReader
         return LineResult.Bad;
     }
 
+    // The common prefix as the kernel prints it with the default options: "%16s-%-7d [%03d] " (the task
+    // right-aligned in 16 columns, so '[' in column 25), 5 latency flags, "%5llu.%06lu: ". One forward pass
+    // with no searches; any other shape (a longer comm or pid, the TGID column, 4 flags or none, another
+    // clock) returns false and GeneralPrefix reads the line, so what is accepted is exactly what it accepts.
+    private static bool FastPrefix(ReadOnlySpan<byte> s, int p, out int cpu, out int pid, out ReadOnlySpan<byte> comm, out long micros, out int q)
+    {
+        cpu = pid = q = 0;
+        comm = default;
+        micros = 0;
+        const int Open = 25; // '[' of "[000]"
+        if (s.Length < Open + 20 || p >= Open - 1 || s[Open - 1] != ' ' || s[Open] != '[' || s[Open + 4] != ']' || s[Open + 5] != ' ')
+        {
+            return false;
+        }
+        uint c0 = (uint)(s[Open + 1] - '0'), c1 = (uint)(s[Open + 2] - '0'), c2 = (uint)(s[Open + 3] - '0');
+        if (c0 > 9 || c1 > 9 || c2 > 9)
+        {
+            return false;
+        }
+        // The general reader takes the first " [digits] ": it is this one only if no '[' comes before.
+        var task = s[p..(Open - 1)];
+        if (task.Contains((byte)'['))
+        {
+            return false;
+        }
+        task = task.TrimEnd((byte)' ');
+        int dash = task.LastIndexOf((byte)'-');
+        if (dash < 0 || task[^1] == ')' || task.Length - dash - 1 is < 1 or > 9)
+        {
+            return false;
+        }
+        int v = 0;
+        for (int i = dash + 1; i < task.Length; i++)
+        {
+            uint d = (uint)(task[i] - '0');
+            if (d > 9)
+            {
+                return false;
+            }
+            v = v * 10 + (int)d;
+        }
+        // Five flag characters, a blank, the timestamp right-aligned, ": ".
+        int t = Open + 6;
+        if (s[t] == ' ' || s[t + 5] != ' ' || s[t + 4] == ':' || s[t..(t + 5)].Contains((byte)' '))
+        {
+            return false;
+        }
+        t += 6;
+        while (t < s.Length && s[t] == ' ')
+        {
+            t++;
+        }
+        int digits = t;
+        ulong seconds = 0;
+        while (t < s.Length && (uint)(s[t] - '0') <= 9 && t - digits < 12)
+        {
+            seconds = seconds * 10 + (uint)(s[t] - '0');
+            t++;
+        }
+        if (t == digits || t + 9 > s.Length || s[t] != '.' || s[t + 7] != ':' || s[t + 8] != ' ')
+        {
+            return false;
+        }
+        ulong fraction = 0;
+        for (int i = t + 1; i < t + 7; i++)
+        {
+            uint d = (uint)(s[i] - '0');
+            if (d > 9)
+            {
+                return false;
+            }
+            fraction = fraction * 10 + d;
+        }
+        cpu = (int)(c0 * 100 + c1 * 10 + c2);
+        pid = v;
+        comm = task[..dash];
+        micros = (long)(seconds * 1_000_000 + fraction);
+        q = t + 9;
+        return true;
+    }
+
+    // Any prefix of trace_output.c's shapes: see FastPrefix for the common one.
+    private static bool GeneralPrefix(ReadOnlySpan<byte> s, int p, out int cpu, out int tgid, out int pid, out ReadOnlySpan<byte> comm,
+        out long micros, out int q, out string? expected)
+    {
+        expected = null;
+        tgid = -1;
+        pid = 0;
+        comm = default;
+        micros = 0;
+        // [CPU] is the first " [digits] " after the task: the comm may hold spaces and dashes.
+        int cpuOpen = FindCpu(s, p, out cpu, out q);
+        if (cpuOpen < 0)
+        {
+            expected = $"expected {PrefixShape} (no [CPU] field)";
+            return false;
+        }
+        var task = s[p..cpuOpen].TrimEnd((byte)' ');
+        if (!task.IsEmpty && task[^1] == ')')
+        {
+            // The TGID column of the record-tgid option: "(   1234)", "(-------)" when unknown.
+            int open = task.LastIndexOf((byte)'(');
+            var inner = open < 0 ? default : task[(open + 1)..^1].Trim((byte)' ');
+            if (open < 0 || (inner.IndexOfAnyExcept((byte)'-') >= 0 && !TraceNumbers.TryInt(inner, out tgid)))
+            {
+                expected = $"expected {PrefixShape} ((TGID) before [CPU] is not a number)";
+                return false;
+            }
+            task = task[..open].TrimEnd((byte)' ');
+        }
+        int dash = task.LastIndexOf((byte)'-');
+        if (dash < 0 || !TraceNumbers.TryInt(task[(dash + 1)..], out pid))
+        {
+            expected = $"expected {PrefixShape} (TASK-PID before [CPU])";
+            return false;
+        }
+
+        // Latency flags (4 chars before 5.13, 5 since, none without irq-info), then the timestamp.
+        var token = NextToken(s, ref q);
+        if (token.IsEmpty || token[^1] != ':')
+        {
+            if (token.Length is not (4 or 5))
+            {
+                expected = $"expected {PrefixShape} (4 or 5 latency flag characters after [CPU])";
+                return false;
+            }
+            token = NextToken(s, ref q);
+        }
+        if (!ParseTimestamp(token, out micros))
+        {
+            expected = $"expected {PrefixShape} (SECONDS.MICROS: timestamp)";
+            return false;
+        }
+        comm = task[..dash];
+        return true;
+    }
+
     private static bool Set(ref TraceEvent e, int order)
     {
         e.Order = order;
@@ -365,7 +460,8 @@ public sealed partial class TraceReader
         {
             return false;
         }
-        e.CallSite = _sites.Intern(site);
+        e.CallSite = _sites.Intern(site, out int entry);
+        e.CallSiteId = entry + 1;
         return true;
     }
 
@@ -523,6 +619,10 @@ public sealed partial class TraceReader
 
         public bool Hex(ReadOnlySpan<byte> key, out ulong value)
         {
+            if (FastHex(key, out value))
+            {
+                return true;
+            }
             if (Value(key, out var text) && (TraceNumbers.TryPointer(text, out value) || IsNull(text, out value)))
             {
                 return true;
@@ -533,6 +633,11 @@ public sealed partial class TraceReader
 
         public bool Pfn(out ulong value)
         {
+            // 6.1 prints pfn=0x…: the hex fast path after the "0x".
+            if (FastHex("pfn=0x"u8, out value))
+            {
+                return true;
+            }
             if (Value("pfn="u8, out var text) && TraceNumbers.TryPfn(text, out value))
             {
                 return true;
@@ -543,6 +648,10 @@ public sealed partial class TraceReader
 
         public bool Unsigned(ReadOnlySpan<byte> key, out ulong value)
         {
+            if (FastDecimal(key, out value))
+            {
+                return true;
+            }
             if (Value(key, out var text) && TraceNumbers.TryUnsigned(text, out value))
             {
                 return true;
@@ -563,6 +672,10 @@ public sealed partial class TraceReader
 
         public bool Int(ReadOnlySpan<byte> key, out int value)
         {
+            if (FastInt(key, out value))
+            {
+                return true;
+            }
             if (Value(key, out var text) && TraceNumbers.TryInt(text, out value))
             {
                 return true;
@@ -613,6 +726,111 @@ public sealed partial class TraceReader
                     }
                 }
             }
+            return true;
+        }
+
+        // The fast paths read the digits straight up to the blank, with no separate search for
+        // the blank: plain spellings only (at most 16 hex or 19 decimal digits, an int of at most
+        // 9 digits). Anything else returns false with the cursor unmoved, and the general path
+        // (Value, then TraceNumbers) decides, so the accepted syntax and the error messages stay
+        // exactly those of the general path.
+
+        private bool FastHex(ReadOnlySpan<byte> key, out ulong value)
+        {
+            var rest = _s[_p..];
+            value = 0;
+            if (!rest.StartsWith(key))
+            {
+                return false;
+            }
+            int k = key.Length;
+            int end = Math.Min(rest.Length, k + 16);
+            ulong v = 0;
+            int i = k;
+            for (; i < end; i++)
+            {
+                uint b = rest[i];
+                uint d = b - '0';
+                if (d > 9)
+                {
+                    d = (b | 0x20) - 'a';
+                    if (d > 5)
+                    {
+                        break;
+                    }
+                    d += 10;
+                }
+                v = (v << 4) | d;
+            }
+            return Ended(rest, k, i, v, out value);
+        }
+
+        private bool FastDecimal(ReadOnlySpan<byte> key, out ulong value)
+        {
+            var rest = _s[_p..];
+            value = 0;
+            if (!rest.StartsWith(key))
+            {
+                return false;
+            }
+            int k = key.Length;
+            int end = Math.Min(rest.Length, k + 19);
+            ulong v = 0;
+            int i = k;
+            for (; i < end; i++)
+            {
+                uint d = (uint)(rest[i] - '0');
+                if (d > 9)
+                {
+                    break;
+                }
+                v = v * 10 + d;
+            }
+            return Ended(rest, k, i, v, out value);
+        }
+
+        private bool FastInt(ReadOnlySpan<byte> key, out int value)
+        {
+            var rest = _s[_p..];
+            value = 0;
+            if (!rest.StartsWith(key))
+            {
+                return false;
+            }
+            int k = key.Length;
+            bool negative = k < rest.Length && rest[k] == '-';
+            int first = negative ? k + 1 : k;
+            int end = Math.Min(rest.Length, first + 9);
+            int v = 0;
+            int i = first;
+            for (; i < end; i++)
+            {
+                uint d = (uint)(rest[i] - '0');
+                if (d > 9)
+                {
+                    break;
+                }
+                v = v * 10 + (int)d;
+            }
+            if (!Ended(rest, first, i, 0, out _))
+            {
+                return false;
+            }
+            value = negative ? -v : v;
+            return true;
+        }
+
+        // Digits ran from first to i: they are the whole value when there is at least one and a blank
+        // (or the end) follows; then the cursor moves past the blank.
+        private bool Ended(ReadOnlySpan<byte> rest, int first, int i, ulong v, out ulong value)
+        {
+            value = v;
+            if (i == first || (i < rest.Length && rest[i] != ' '))
+            {
+                value = 0;
+                return false;
+            }
+            _p += i < rest.Length ? i + 1 : i;
             return true;
         }
 

@@ -18,18 +18,36 @@ public sealed partial class TraceReplayer
     private readonly List<CacheSlot> _slots = [];
     private readonly List<Site> _sites = [null!]; // index 0: no site (kmalloc objects)
     private readonly Dictionary<SiteKey, Site> _siteByKey = new(new SiteKeyComparer());
+    private Site?[] _siteById = new Site?[1024];
     private readonly Dictionary<string, CacheSlot> _named = new(StringComparer.Ordinal);
     private readonly Dictionary<ulong, CacheSlot> _kmallocSlots = [];
     private readonly HashSet<string> _provisionalNames = new(StringComparer.Ordinal);
 
     private Site SiteOf(ref TraceEvent e)
     {
-        var key = new SiteKey(e.CallSite ?? "?", e.BytesAlloc);
-        if (_siteByKey.TryGetValue(key, out var site))
+        // The last site of each call site, by the reader's id for it: no hashing of the text when the
+        // call site allocates the same size as last time (almost always). Bounded by the reader's
+        // intern table (SpanIntern.MaxEntries).
+        int id = e.CallSiteId;
+        if ((uint)id < (uint)_siteById.Length && _siteById[id] is { } hit
+            && hit.Key.BytesAlloc == e.BytesAlloc && ReferenceEquals(hit.Key.CallSite, e.CallSite))
         {
-            return site;
+            return hit;
         }
-        return NewSite(key, e.BytesReq);
+        var key = new SiteKey(e.CallSite ?? "?", e.BytesAlloc);
+        if (!_siteByKey.TryGetValue(key, out var site))
+        {
+            site = NewSite(key, e.BytesReq);
+        }
+        if (id > 0)
+        {
+            if (id >= _siteById.Length)
+            {
+                Array.Resize(ref _siteById, Math.Max(id + 1, _siteById.Length * 2));
+            }
+            _siteById[id] = site;
+        }
+        return site;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

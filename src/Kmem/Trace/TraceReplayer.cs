@@ -7,6 +7,7 @@
 // bounded by what the trace holds live, not by its length. Caches are identified in
 // TraceReplayer.Caches.cs. Not thread-safe: one replayer, one thread, one machine.
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 
 namespace Kmem;
 
@@ -272,17 +273,19 @@ public sealed partial class TraceReplayer
         {
             MatchPending(cpu, e.Ptr);
         }
-        if (_objects.Remove(e.Ptr, out var stale))
+        // One hash lookup for the address: the entry is filled in below (nothing in between touches _objects).
+        ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
+        if (live)
         {
             _missedFrees++;
-            Release(e.Ptr, stale);
+            Release(e.Ptr, entry);
         }
         nint p = _m.KmallocNode((nuint)e.BytesReq, e.Gfp | Gfp.NoWarn, Node(e.Node));
         _kmallocEvents++;
         if (p == 0)
         {
             _kmemFailures++;
-            _objects[e.Ptr] = default;
+            entry = default;
             return;
         }
         ulong ks = _m.Ksize(p);
@@ -295,7 +298,7 @@ public sealed partial class TraceReplayer
         slot.Live++;
         _bytesReq += (long)e.BytesReq;
         _bytesAlloc += (long)ks;
-        _objects[e.Ptr] = new LiveObject(p, slot.Index, 0);
+        entry = new LiveObject(p, slot.Index, 0);
         NotePeak();
     }
 
@@ -310,10 +313,12 @@ public sealed partial class TraceReplayer
         {
             MatchPending(cpu, e.Ptr);
         }
-        if (_objects.Remove(e.Ptr, out var stale))
+        // One hash lookup for the address, as for kmalloc (SiteOf and Release leave _objects alone).
+        ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
+        if (live)
         {
             _missedFrees++;
-            Release(e.Ptr, stale);
+            Release(e.Ptr, entry);
         }
         var site = SiteOf(ref e);
         var slot = site.Target;
@@ -321,7 +326,7 @@ public sealed partial class TraceReplayer
         if (p == 0)
         {
             _kmemFailures++;
-            _objects[e.Ptr] = default;
+            entry = default;
             return;
         }
         slot.Allocs++;
@@ -329,7 +334,7 @@ public sealed partial class TraceReplayer
         slot.Provisional?.Add(e.Ptr);
         _bytesReq += (long)e.BytesReq;
         _bytesAlloc += slot.Cache!.Size;
-        _objects[e.Ptr] = new LiveObject(p, slot.Index, site.Index);
+        entry = new LiveObject(p, slot.Index, site.Index);
         NotePeak();
     }
 
@@ -344,7 +349,7 @@ public sealed partial class TraceReplayer
             _untrackedFrees++;
             if (name is not null)
             {
-                ref long n = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_untrackedByCache, name, out _);
+                ref long n = ref CollectionsMarshal.GetValueRefOrAddDefault(_untrackedByCache, name, out _);
                 n++;
             }
             return;

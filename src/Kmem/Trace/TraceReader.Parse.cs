@@ -686,6 +686,19 @@ public sealed partial class TraceReader
 
         public bool TrueFalse(ReadOnlySpan<byte> key, out bool value)
         {
+            var rest = _s[_p..];
+            if (rest.StartsWith(key))
+            {
+                // Fast path: "true" or "false" and a blank or the end, without searching for the blank.
+                var v = rest[key.Length..];
+                int n = v.StartsWith("false"u8) ? 5 : v.StartsWith("true"u8) ? 4 : 0;
+                if (n != 0 && (v.Length == n || v[n] == ' '))
+                {
+                    value = n == 4;
+                    _p += key.Length + (v.Length == n ? n : n + 1);
+                    return true;
+                }
+            }
             if (Value(key, out var text) && (text.SequenceEqual("true"u8) || text.SequenceEqual("false"u8)))
             {
                 value = text[0] == 't';

@@ -126,9 +126,14 @@ public sealed partial class TraceReplayer
         var scope = default(CpuScope);
         try
         {
+            int nrCpus = _pending.Length;
             while (reader.TryRead(out var e))
             {
-                int cpu = e.Cpu % _pending.Length;
+                int cpu = e.Cpu;
+                if ((uint)cpu >= (uint)nrCpus)
+                {
+                    cpu %= nrCpus; // a trace of more CPUs than the machine has (no division in the common case)
+                }
                 if (cpu != pinned)
                 {
                     if (pinned >= 0)

@@ -262,31 +262,39 @@ public sealed partial class TraceReader
         {
             return false;
         }
-        // The general reader takes the first " [digits] ": it is this one only if no '[' comes before.
-        var task = s[p..(Open - 1)];
-        if (task.Contains((byte)'['))
-        {
-            return false;
-        }
-        task = task.TrimEnd((byte)' ');
-        int dash = task.LastIndexOf((byte)'-');
-        if (dash < 0 || task[^1] == ')' || task.Length - dash - 1 is < 1 or > 9)
+        // "-%-7d": the dash in column 16, the pid's digits, blanks up to the CPU field. The pid's dash is
+        // then the task's last one, as the general reader takes it.
+        const int Dash = 16;
+        if (p >= Dash || s[Dash] != '-')
         {
             return false;
         }
         int v = 0;
-        for (int i = dash + 1; i < task.Length; i++)
+        int i = Dash + 1;
+        for (; i < Open - 1 && (uint)(s[i] - '0') <= 9; i++)
         {
-            uint d = (uint)(task[i] - '0');
-            if (d > 9)
+            v = v * 10 + (s[i] - '0');
+        }
+        if (i == Dash + 1)
+        {
+            return false;
+        }
+        for (; i < Open - 1; i++)
+        {
+            if (s[i] != ' ')
             {
                 return false;
             }
-            v = v * 10 + (int)d;
+        }
+        // The general reader takes the first " [digits] ": it is this one only if no '[' comes before.
+        var task = s[p..Dash];
+        if (task.Contains((byte)'['))
+        {
+            return false;
         }
         // Five flag characters, a blank, the timestamp right-aligned, ": ".
         int t = Open + 6;
-        if (s[t] == ' ' || s[t + 5] != ' ' || s[t + 4] == ':' || s[t..(t + 5)].Contains((byte)' '))
+        if (s[t + 5] != ' ' || s[t + 4] == ':' || s[t] == ' ' || s[t + 1] == ' ' || s[t + 2] == ' ' || s[t + 3] == ' ' || s[t + 4] == ' ')
         {
             return false;
         }
@@ -307,9 +315,9 @@ public sealed partial class TraceReader
             return false;
         }
         ulong fraction = 0;
-        for (int i = t + 1; i < t + 7; i++)
+        for (int k = t + 1; k < t + 7; k++)
         {
-            uint d = (uint)(s[i] - '0');
+            uint d = (uint)(s[k] - '0');
             if (d > 9)
             {
                 return false;
@@ -318,7 +326,7 @@ public sealed partial class TraceReader
         }
         cpu = (int)(c0 * 100 + c1 * 10 + c2);
         pid = v;
-        comm = task[..dash];
+        comm = task;
         micros = (long)(seconds * 1_000_000 + fraction);
         q = t + 9;
         return true;

@@ -24,10 +24,14 @@ internal sealed partial class MmState
     private ZoneType[]? _kswapdHighest;
     private bool[]? _kswapdPending;
     private int _kswapdBusy;
-    private long _kswapdRuns, _kswapdWakeups;
+    private long _kswapdRuns, _kswapdWakeups, _kswapdBalancedRuns;
 
     /// <summary>Rounds of balance_pgdat finished (for observers waiting on kswapd).</summary>
     public long KswapdRuns => Volatile.Read(ref _kswapdRuns);
+
+    /// <summary>Rounds of balance_pgdat that ended with the node balanced (a zone above its high watermark):
+    /// kswapd's own verdict, taken before it sleeps.</summary>
+    public long KswapdBalancedRuns => Volatile.Read(ref _kswapdBalancedRuns);
 
     /// <summary>Wakeups that reached a kswapd thread (the node was not balanced), as the
     /// mm_vmscan_wakeup_kswapd tracepoint would count them.</summary>
@@ -225,6 +229,7 @@ internal sealed partial class MmState
         ClearBoost(node);
         if (balanced)
         {
+            Interlocked.Increment(ref _kswapdBalancedRuns);
             WakeupKcompactd(node.Id, order);
         }
         if (!balanced && !PgdatBalanced(node, order, highest))

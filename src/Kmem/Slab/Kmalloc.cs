@@ -1,9 +1,9 @@
 // kmalloc over SLUB (mm/slab_common.c, include/linux/slab.h, 6.1): the kmalloc
 // caches by type (normal, cg, rcl, dma) and size index, the size_index table for
 // sizes up to 192, kmalloc_large for more than 8 KiB (compound pages, counted as
-// unreclaimable slab), and kfree's magazine fast path (the checked kfree and
-// ksize are SlabPageBackend's). The cache table is filled at boot and
-// immutable afterwards.
+// unreclaimable slab), and kfree's and kmem_cache_free's magazine fast path
+// (the checked paths and ksize are SlabPageBackend's). The cache table is
+// filled at boot and immutable afterwards.
 
 namespace Kmem.Slab;
 
@@ -61,9 +61,19 @@ internal sealed unsafe partial class Slub
     /// else takes the checked path (SlabPageBackend.Kfree).</summary>
     public override void Kfree(nint p, string caller = "kfree")
     {
-        if (!TryMagazineKfree(p))
+        if (!TryMagazineFree(p, null))
         {
             base.Kfree(p, caller);
+        }
+    }
+
+    /// <summary>kmem_cache_free: as <see cref="Kfree"/>, the magazine first when the object is of
+    /// <paramref name="s"/>; everything else takes the checked path.</summary>
+    public override void CacheFree(KmemCache s, nint p)
+    {
+        if (!TryMagazineFree(p, s))
+        {
+            base.CacheFree(s, p);
         }
     }
 

@@ -175,13 +175,14 @@ internal sealed unsafe partial class Slub
         return CpuAlloc(s, gfp, -1);
     }
 
-    /// <summary>kfree's fast path for an unpinned thread: a slab object of a cache the thread keeps a magazine
+    /// <summary>kfree's and kmem_cache_free's fast path for an unpinned thread: a slab object of a cache the thread keeps a magazine
     /// of goes onto that magazine. It reads the frame, the thread's magazine and the allocation byte, and not
     /// the cache table: the magazine names its cache, which owns the slab while it is alive, since live caches
     /// have distinct ids. False, with nothing changed, sends the pointer down the checked path, which
-    /// also reports misuse (a double free, a pointer inside an object).</summary>
+    /// also reports misuse (a double free, a pointer inside an object, an object of another cache than
+    /// <paramref name="expected"/> for kmem_cache_free).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryMagazineKfree(nint p)
+    private bool TryMagazineFree(nint p, KmemCache? expected)
     {
         var mem = _mem;
         uint pfn = mem.VirtToPfn(p);
@@ -205,7 +206,7 @@ internal sealed unsafe partial class Slub
         KmemCache s = mag.Cache;
         nuint off = (nuint)(p - mem.PageAddress(pfn));
         uint idx = s.IndexOf(off);
-        if (s.IsDestroyed || off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
+        if ((expected is not null && !ReferenceEquals(s, expected)) || s.IsDestroyed || off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
         {
             return false;
         }

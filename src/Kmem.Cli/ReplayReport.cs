@@ -15,7 +15,8 @@ public static class ReplayReport
     /// <summary>The text summary: events, what drove the machine, fidelity, busiest caches.</summary>
     public static void WriteText(TextWriter w, Machine m, TraceReplayResult r, int busiest = 10)
     {
-        w.WriteLine(Inv($"# kmem replay of {r.FileName}: {r.Events:N0} events in {r.Seconds:F2} s ({r.EventsPerSecond / 1e6:F2} M events/s)"));
+        string decoding = r.DecompressSeconds > 0 ? Inv($", {r.DecompressSeconds:F2} s of it decompressing") : "";
+        w.WriteLine(Inv($"# kmem replay of {r.FileName}: {r.Events:N0} events in {r.Seconds:F2} s{decoding} ({r.EventsPerSecond / 1e6:F2} M events/s replayed from the text)"));
         w.WriteLine($"# machine: {MachineArgs.NameOf(m.Preset)}, {MachineOptions.FormatSize(m.MemoryBytes)}, {m.NrCpus} CPUs, {m.Options.Slab.ToString().ToLowerInvariant()}, seed {m.Seed}");
         if (r.StopMarker is not null)
         {
@@ -83,6 +84,7 @@ public static class ReplayReport
         j.WriteEndObject();
         j.WriteNumber("events", r.Events);
         j.WriteNumber("seconds", Math.Round(r.Seconds, 4));
+        j.WriteNumber("decompress_seconds", Math.Round(r.DecompressSeconds, 4));
         j.WriteNumber("events_per_second", Math.Round(r.EventsPerSecond));
         if (r.StopMarker is null)
         {

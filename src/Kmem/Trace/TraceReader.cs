@@ -66,6 +66,7 @@ public sealed partial class TraceReader : IDisposable
     private readonly bool _leaveOpen;
     private readonly Stream _input;
     private readonly TraceSource? _source;
+    private long _decompressTicks;
     private readonly long _inputLength;
     private readonly bool _skipBad;
     private readonly string? _stopAt;
@@ -192,6 +193,10 @@ public sealed partial class TraceReader : IDisposable
 
     /// <summary>entries-written from the header; -1 when absent. Larger than <see cref="EntriesInBuffer"/> when the ring buffer wrapped.</summary>
     public long EntriesWritten { get; private set; } = -1;
+
+    /// <summary>Wall time spent in the gzip or xz decoder so far, in seconds (0 for plain text): what a
+    /// replay's speed excludes, so that it measures the text's events.</summary>
+    public double DecompressSeconds => (double)_decompressTicks / System.Diagnostics.Stopwatch.Frequency;
 
     /// <summary>Bytes of trace text read so far (after decompression), read ahead included.</summary>
     public long BytesRead => _decompressed;
@@ -413,6 +418,7 @@ public sealed partial class TraceReader : IDisposable
             Array.Resize(ref _buf, Math.Min(_buf.Length * 2, MaxLineLength));
         }
         int n;
+        long started = Compression == TraceCompression.None ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             n = _input.Read(_buf, _end, _buf.Length - _end);
@@ -421,6 +427,10 @@ public sealed partial class TraceReader : IDisposable
         {
             // Decoders throw all sorts (data errors, end of stream, argument checks) on bad input.
             throw Corrupt(ex);
+        }
+        if (started != 0)
+        {
+            _decompressTicks += System.Diagnostics.Stopwatch.GetTimestamp() - started;
         }
         if (n == 0)
         {

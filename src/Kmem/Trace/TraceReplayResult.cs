@@ -35,8 +35,12 @@ public sealed class TraceReplayResult
     /// <summary>Wall time of the replay, parsing and decompression included, in seconds.</summary>
     public required double Seconds { get; init; }
 
-    /// <summary>Events per second of wall time (<see cref="Events"/> / <see cref="Seconds"/>).</summary>
-    public double EventsPerSecond => Seconds > 0 ? Events / Seconds : 0;
+    /// <summary>The part of <see cref="Seconds"/> spent decoding gzip or xz (0 for plain text).</summary>
+    public double DecompressSeconds { get; init; }
+
+    /// <summary>Events per second replayed from the text, parsing included and decompression not
+    /// (<see cref="Events"/> / (<see cref="Seconds"/> − <see cref="DecompressSeconds"/>)).</summary>
+    public double EventsPerSecond => Seconds - DecompressSeconds > 0 ? Events / (Seconds - DecompressSeconds) : 0;
 
     /// <summary>Malformed lines skipped (only with <see cref="TraceReaderOptions.SkipBad"/>).</summary>
     public required long BadLines { get; init; }

@@ -112,6 +112,7 @@ public sealed partial class TraceReplayer
         _ = _m.SlabCaches; // throws for a slab backend this build lacks, before any event
         _reader = reader;
         var before = KmemConsequences();
+        double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
         var progress = _options.Progress;
         var snapshot = _options.Snapshot;
@@ -177,7 +178,7 @@ public sealed partial class TraceReplayer
         FlushAllPending();
         sw.Stop();
         var after = KmemConsequences();
-        return BuildResult(reader, sw.Elapsed.TotalSeconds, before, after);
+        return BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
     }
 
     private void Dispatch(ref TraceEvent e, int cpu)
@@ -448,7 +449,7 @@ public sealed partial class TraceReplayer
         (TraceEventKind.Marker, "tracing_mark_write"),
     ];
 
-    private TraceReplayResult BuildResult(TraceReader reader, double seconds,
+    private TraceReplayResult BuildResult(TraceReader reader, double seconds, double decompressSeconds,
         (long ZoneLocked, long Refill, long Drain, long Extfrag) before, (long ZoneLocked, long Refill, long Drain, long Extfrag) after)
     {
         var counts = new SortedDictionary<string, long>(StringComparer.Ordinal);
@@ -475,6 +476,7 @@ public sealed partial class TraceReplayer
             Events = reader.Events,
             Lines = reader.Lines,
             Seconds = seconds,
+            DecompressSeconds = decompressSeconds,
             BadLines = reader.BadLines,
             UnknownEvents = new SortedDictionary<string, long>(reader.UnknownEvents.ToDictionary(), StringComparer.Ordinal),
             LostEvents = reader.LostEvents,

@@ -49,6 +49,36 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void ReplaySpeedLeavesDecompressionOut()
+    {
+        string text = Slice(20_000);
+        string gz = text + ".gz";
+        using (var input = File.OpenRead(text))
+        using (var output = new System.IO.Compression.GZipStream(File.Create(gz), System.IO.Compression.CompressionLevel.Fastest))
+        {
+            input.CopyTo(output);
+        }
+        foreach (var (trace, compressed) in new[] { (text, false), (gz, true) })
+        {
+            var (code, stdout, stderr) = Kmem("replay", trace, "--json");
+            Assert.True(code == 0, stderr);
+            using var doc = JsonDocument.Parse(stdout);
+            var root = doc.RootElement;
+            double seconds = root.GetProperty("seconds").GetDouble(), decompress = root.GetProperty("decompress_seconds").GetDouble();
+            if (compressed)
+            {
+                Assert.InRange(decompress, 1e-6, seconds);
+            }
+            else
+            {
+                Assert.Equal(0, decompress);
+            }
+            double expected = root.GetProperty("events").GetInt64() / (seconds - decompress);
+            Assert.InRange(root.GetProperty("events_per_second").GetDouble(), expected * 0.97, expected * 1.03);
+        }
+    }
+
+    [Fact]
     public void ReplayJsonIsExactlyOneObjectWithTheContractsFields()
     {
         string trace = Slice(30_000);

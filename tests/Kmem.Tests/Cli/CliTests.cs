@@ -6,7 +6,6 @@
 using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
-using Kmem.Cli;
 using Kmem.Tests.Trace;
 
 namespace Kmem.Tests.Cli;
@@ -20,13 +19,7 @@ public sealed class CliTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static (int Code, string Out, string Err) Kmem(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = Program.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Kmem(params string[] args) => CliRun.Kmem(args);
 
     private string Write(string name, string text)
     {

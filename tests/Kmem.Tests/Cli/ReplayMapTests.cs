@@ -4,7 +4,6 @@
 // MemoryMap.Classify says on a machine that replayed the same slice (replays are
 // deterministic); and the usage errors, found before anything is replayed.
 using System.Text.Json;
-using Kmem.Cli;
 using Kmem.Tests.MemoryMaps;
 using Kmem.Tests.Trace;
 using SkiaSharp;
@@ -23,13 +22,7 @@ public sealed class ReplayMapTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static (int Code, string Out, string Err) Kmem(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = Program.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Kmem(params string[] args) => CliRun.Kmem(args);
 
     private string Slice()
     {

@@ -2,7 +2,7 @@
 // (compaction making an order-4 block, user pages in HighMem, the OOM killer
 // after kswapd and swap), told with the kernel's counters and shown in the
 // before and after pictures.
-using Kmem.Cli;
+using Kmem.Tests.Cli;
 using Kmem.Tests.MemoryMaps;
 using SkiaSharp;
 
@@ -11,13 +11,7 @@ namespace Kmem.Tests.Reclaim;
 [Collection("reclaim-files")]
 public class ScenarioCommandTests
 {
-    private static (int Code, string Out, string Err) Kmem(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = Program.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Kmem(params string[] args) => CliRun.Kmem(args);
 
     private static string MapDir()
     {

@@ -138,6 +138,21 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         return ret;
     }
 
+    /// <summary>free_block of every object in CPU <paramref name="cpu"/>'s array, which the caller has locked, to
+    /// the CPU's node; slabs left empty are added to <paramref name="list"/> for the caller to destroy.</summary>
+    private void FreeCpuArray(KmemCache s, ArraySlabCache st, ArrayCache ac, int cpu, ref List<uint>? list)
+    {
+        if (ac.Avail > 0)
+        {
+            int nid = _cpus.NodeOf[cpu];
+            lock (st.Nodes[nid].ListLock)
+            {
+                FreeBlock(s, st, ac.Entry.AsSpan(0, ac.Avail), nid, ref list);
+            }
+            ac.Avail = 0;
+        }
+    }
+
     /// <summary>drain_cpu_caches: every CPU's array (under its lock), then every node's shared array.</summary>
     private void DrainCpuCaches(KmemCache s, ArraySlabCache st)
     {
@@ -145,15 +160,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         {
             List<uint>? list = null;
             var ac = LockCpuCache(st, cpu);
-            if (ac.Avail > 0)
-            {
-                int nid = _cpus.NodeOf[cpu];
-                lock (st.Nodes[nid].ListLock)
-                {
-                    FreeBlock(s, st, ac.Entry.AsSpan(0, ac.Avail), nid, ref list);
-                }
-                ac.Avail = 0;
-            }
+            FreeCpuArray(s, st, ac, cpu, ref list);
             ac.Unlock();
             SlabsDestroy(s, st, list);
         }
@@ -904,15 +911,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
             List<uint>? list = null;
             ac.Lock();
             ac.Retired = true;
-            if (ac.Avail > 0)
-            {
-                int nid = _cpus.NodeOf[cpu];
-                lock (st.Nodes[nid].ListLock)
-                {
-                    FreeBlock(s, st, ac.Entry.AsSpan(0, ac.Avail), nid, ref list);
-                }
-                ac.Avail = 0;
-            }
+            FreeCpuArray(s, st, ac, cpu, ref list);
             ac.Unlock();
             SlabsDestroy(s, st, list);
         }

@@ -304,9 +304,9 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
 
     // ───────────────────────────── allocation ─────────────────────────────
 
-    /// <summary>slab_alloc_node: from the CPU's array (refilled when empty), or from a node's lists for a
-    /// remote node; 0 when no slab can be had.</summary>
-    public override nint Alloc(KmemCache s, Gfp gfp, int node)
+    /// <summary>slab_alloc_node after slab_pre_alloc_hook: from the CPU's array (refilled when empty), or from a
+    /// node's lists for a remote node; 0 when no slab can be had.</summary>
+    private protected override nint AllocObject(KmemCache s, Gfp gfp, int node)
     {
         var st = State(s);
         int cpu = _cpus.Current;

@@ -52,7 +52,13 @@ internal sealed unsafe partial class Slub
     {
         if (size <= KmallocMaxCacheSize)
         {
-            return size == 0 ? ZeroSizePtr : Alloc(KmallocSlab(size, gfp), gfp, node);
+            if (size == 0)
+            {
+                return ZeroSizePtr;
+            }
+            // slab_alloc_node inlined here, the hot path: failslab, then the magazine or cpu slab.
+            var s = KmallocSlab(size, gfp);
+            return Failslab.Enabled && ShouldFailslab(s, gfp) ? 0 : SlabAllocNode(s, gfp, node);
         }
         return KmallocLarge(size, gfp, node);
     }

@@ -381,13 +381,17 @@ internal abstract class SlabBackend
     }
 
     /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/>; 0 (everything given back) when any
-    /// allocation fails. This default consults failslab per object; backends override it to consult it once
-    /// per call, as the kernel's slab_pre_alloc_hook does.</summary>
-    public virtual int AllocBulk(KmemCache s, Gfp gfp, Span<nint> p)
+    /// allocation fails. SLOB has no slab_pre_alloc_hook (no failslab); SLUB and SLAB consult it once per
+    /// call (SlabPageBackend).</summary>
+    public virtual int AllocBulk(KmemCache s, Gfp gfp, Span<nint> p) => AllocEach(s, gfp, p, Alloc);
+
+    /// <summary>Fills <paramref name="p"/> with objects from <paramref name="alloc"/>; at the first failure gives
+    /// back what it had and returns 0.</summary>
+    private protected int AllocEach(KmemCache s, Gfp gfp, Span<nint> p, Func<KmemCache, Gfp, int, nint> alloc)
     {
         for (int i = 0; i < p.Length; i++)
         {
-            p[i] = Alloc(s, gfp, -1);
+            p[i] = alloc(s, gfp, -1);
             if (p[i] == 0)
             {
                 for (int j = 0; j < i; j++)

@@ -1,5 +1,6 @@
-// What SLUB and SLAB share (mm/slab_common.c kmalloc_slab, kfree, kmem_cache_free's
-// cache_from_obj, __ksize; 6.1): both pick a kmalloc cache by the size_index table up to
+// What SLUB and SLAB share (mm/slab.h slab_pre_alloc_hook, mm/slab_common.c kmalloc_slab,
+// kfree, kmem_cache_free's cache_from_obj, __ksize; 6.1): failslab before every allocation
+// (CONFIG_FAILSLAB depends on SLAB || SLUB), once for a bulk call; both pick a kmalloc cache by the size_index table up to
 // 192 bytes and by the size's power of two above; both keep objects in slab pages whose
 // head frame names the cache by id and carries PG_slab, and both send kmalloc above 8 KiB
 // to the page allocator as compound pages. So a pointer is classified from its frame
@@ -45,6 +46,19 @@ internal abstract class SlabPageBackend(PageAllocator pa, KernelLog log, Action<
         /// <summary>In a slab of a live cache.</summary>
         Slab,
     }
+
+    /// <summary>slab_alloc_node after slab_pre_alloc_hook: the backend's allocation of one object, or 0 when
+    /// no slab can be had.</summary>
+    private protected abstract nint AllocObject(KmemCache s, Gfp gfp, int node);
+
+    /// <summary>slab_alloc_node: slab_pre_alloc_hook's should_failslab, then the backend's allocation.</summary>
+    public sealed override nint Alloc(KmemCache s, Gfp gfp, int node) =>
+        Failslab.Enabled && ShouldFailslab(s, gfp) ? 0 : AllocObject(s, gfp, node);
+
+    /// <summary>kmem_cache_alloc_bulk: one slab_pre_alloc_hook (failslab) for the call, then the objects; 0
+    /// (everything given back) when any allocation fails.</summary>
+    public sealed override int AllocBulk(KmemCache s, Gfp gfp, Span<nint> p) =>
+        p.IsEmpty || (Failslab.Enabled && ShouldFailslab(s, gfp)) ? 0 : AllocEach(s, gfp, p, AllocObject);
 
     /// <summary>The checks before the free of an object of <paramref name="s"/> in the slab whose head is
     /// <paramref name="head"/>, and the free: a pointer that is not an allocated object's start is reported

@@ -228,15 +228,8 @@ internal sealed unsafe partial class Slub : SlabPageBackend
 
     // ───────────────────────────── allocation ─────────────────────────────
 
-    /// <summary>slab_alloc_node: an object, or 0 when failslab fails it or no slab can be had.</summary>
-    public override nint Alloc(KmemCache s, Gfp gfp, int node)
-    {
-        if (Failslab.Enabled && ShouldFailslab(s, gfp))
-        {
-            return 0;
-        }
-        return SlabAllocNode(s, gfp, node);
-    }
+    /// <inheritdoc/>
+    private protected override nint AllocObject(KmemCache s, Gfp gfp, int node) => SlabAllocNode(s, gfp, node);
 
     /// <summary>slab_alloc_node after slab_pre_alloc_hook: the thread magazine or the cpu slab, then
     /// slab_post_alloc_hook's zeroing.</summary>
@@ -280,29 +273,6 @@ internal sealed unsafe partial class Slub : SlabPageBackend
             MarkAllocated(s, obj);
         }
         return obj;
-    }
-
-    /// <summary>kmem_cache_alloc_bulk: one slab_pre_alloc_hook (failslab) for the call, then the objects.</summary>
-    public override int AllocBulk(KmemCache s, Gfp gfp, Span<nint> p)
-    {
-        if (p.IsEmpty || (Failslab.Enabled && ShouldFailslab(s, gfp)))
-        {
-            return 0;
-        }
-        for (int i = 0; i < p.Length; i++)
-        {
-            p[i] = SlabAllocNode(s, gfp, -1);
-            if (p[i] == 0)
-            {
-                for (int j = 0; j < i; j++)
-                {
-                    CacheFree(s, p[j]);
-                    p[j] = 0;
-                }
-                return 0;
-            }
-        }
-        return p.Length;
     }
 
     /// <summary>Sets an object's allocation byte; the caller holds the object alone.</summary>

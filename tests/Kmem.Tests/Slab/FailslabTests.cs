@@ -150,6 +150,44 @@ public class FailslabTests
         Assert.Equal(0, m.KmemCacheAlloc(a, Gfp.Atomic));
     }
 
+    [Theory]
+    [InlineData(SlabAllocator.Slub, 3)]
+    [InlineData(SlabAllocator.Slab, 3)]
+    [InlineData(SlabAllocator.Slob, 0)] // CONFIG_FAILSLAB depends on SLAB || SLUB: SLOB has no hook
+    public void EveryBackendWithTheHookHonoursItForCachesKmallocAndBulk(SlabAllocator slab, int failures)
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 2, Seed = 9, Slab = slab });
+        using var cpu = m.OnCpu(0);
+        var s = m.KmemCacheCreate("fs_backend", 64, 0, SlabFlags.None, null)!;
+        m.Failslab.Probability = 100;
+        m.Failslab.Times = -1;
+        m.Failslab.Verbose = 0;
+        var kept = new List<nint>();
+        var kmalloced = new List<nint>();
+        Assert.Equal(failures == 0 ? 0 : 1, CountFailures(m, () => m.KmemCacheAlloc(s, Gfp.Atomic), 1, kept));
+        Assert.Equal(failures == 0 ? 0 : 1, CountFailures(m, () => m.Kmalloc(100, Gfp.Atomic), 1, kmalloced));
+        var bulk = new nint[8];
+        Assert.Equal(failures == 0 ? 8 : 0, m.KmemCacheAllocBulk(s, Gfp.Atomic, bulk));
+        Assert.Equal(failures, m.Failslab.Failures);
+        // __GFP_NOFAIL is exempt, and off again everything succeeds.
+        Assert.Equal(0, CountFailures(m, () => m.KmemCacheAlloc(s, Gfp.Atomic | Gfp.NoFail), 1, kept));
+        m.Failslab.Probability = 0;
+        Assert.Equal(0, CountFailures(m, () => m.KmemCacheAlloc(s, Gfp.Atomic), 1, kept));
+        foreach (nint p in kept)
+        {
+            m.KmemCacheFree(s, p);
+        }
+        foreach (nint p in kmalloced)
+        {
+            m.Kfree(p);
+        }
+        if (failures == 0)
+        {
+            m.KmemCacheFreeBulk(s, bulk);
+        }
+        SlabPropertyTests.Validate(m);
+    }
+
     [Fact]
     public void ABulkAllocationIsOneDecision()
     {

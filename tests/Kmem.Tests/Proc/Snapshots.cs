@@ -1,6 +1,5 @@
-// The real /proc snapshots the reports are checked against, found by walking up
-// from the test binary to the folder that holds shared/traces, and the small
-// text tools the report tests share (line shapes, "name value" parsing).
+// The real /proc snapshots the reports are checked against (the captures' files, see
+// Captures), and the small text tools the report tests share (line shapes, "name value" parsing).
 using System.Globalization;
 using System.Text.RegularExpressions;
 
@@ -8,31 +7,15 @@ namespace Kmem.Tests.Proc;
 
 internal static partial class Snapshots
 {
-    /// <summary>x86-64, 512M, 2 CPUs.</summary>
-    public const string X64 = "linux-6.1-boot-B";
-    /// <summary>i386 PAE with HighMem, 1536M, 1 CPU.</summary>
-    public const string I386 = "linux-i386-highmem";
-
-    public static string TracesDir()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            string traces = Path.Combine(d.FullName, "shared", "traces");
-            if (Directory.Exists(traces))
-            {
-                return traces;
-            }
-        }
-        Assert.Fail($"no shared/traces folder above {AppContext.BaseDirectory}: the real /proc snapshots the reports are compared with must sit beside the repository");
-        return "";
-    }
+    /// <inheritdoc cref="Captures.X64"/>
+    public const string X64 = Captures.X64;
+    /// <inheritdoc cref="Captures.I386"/>
+    public const string I386 = Captures.I386;
 
     /// <summary>The lines of a snapshot file (without the final empty string after the last newline).</summary>
     public static string[] Lines(string capture, string file)
     {
-        string path = Path.Combine(TracesDir(), capture, file + ".txt");
-        Assert.True(File.Exists(path), $"snapshot {path} is missing");
-        return SplitLines(File.ReadAllText(path));
+        return SplitLines(File.ReadAllText(Captures.File(capture, file + ".txt")));
     }
 
     /// <summary>Splits a report into lines; every report ends with a newline.</summary>

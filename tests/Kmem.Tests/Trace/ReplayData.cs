@@ -1,5 +1,5 @@
 // Inputs of the replay and command tests: the real trace bundled with the command
-// (src/Kmem.Cli/Data), cut to its first lines so that a replay takes a fraction of a
+// (captures/linux-6.1-boot-B), cut to its first lines so that a replay takes a fraction of a
 // second, as text (decompressed once per test run), and small hand-written traces.
 using System.Text;
 using SharpCompress.Compressors.Xz;
@@ -25,8 +25,8 @@ internal static class ReplayData
         return Encoding.UTF8.GetBytes(sb.ToString());
     });
 
-    /// <summary>The bundled real trace (x86-64 capture B), found above the test's folder.</summary>
-    public static string BundledTrace => Find(Path.Combine("src", "Kmem.Cli", "Data", "linux-6.1-boot-B", "trace.txt.xz"));
+    /// <summary>The bundled real trace (x86-64 capture B).</summary>
+    public static string BundledTrace => Captures.Trace(Captures.X64);
 
     /// <summary>The folder of the bundled trace and its snapshot files.</summary>
     public static string BundledFolder => Path.GetDirectoryName(BundledTrace)!;
@@ -59,19 +59,5 @@ internal static class ReplayData
             File.Copy(Path.Combine(BundledFolder, f), Path.Combine(dir, f));
         }
         return dir;
-    }
-
-    private static string Find(string relative)
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            string path = Path.Combine(d.FullName, relative);
-            if (File.Exists(path))
-            {
-                return path;
-            }
-        }
-        Assert.Fail($"no {relative} above {AppContext.BaseDirectory}");
-        return "";
     }
 }

@@ -1,31 +1,19 @@
 // Where the trace tests find their inputs: the real lines copied into Data/sample-lines.txt
-// (x86-64 capture B with its header, then i386 capture H), and the real recorded traces in
-// shared/traces beside the repository; plus helpers to read a text through a TraceReader.
+// (x86-64 capture B with its header, then i386 capture H), and the real recorded traces
+// (see Captures); plus helpers to read a text through a TraceReader.
 using System.Text;
 
 namespace Kmem.Tests.Trace;
 
 internal static class TraceData
 {
-    public const string X64 = "linux-6.1-boot-B";
-    public const string I386 = "linux-i386-highmem";
+    public const string X64 = Captures.X64;
+    public const string I386 = Captures.I386;
 
     public static string SampleLinesPath => Path.Combine(AppContext.BaseDirectory, "Trace", "Data", "sample-lines.txt");
 
     /// <summary>The recorded trace of a capture (trace.txt.xz).</summary>
-    public static string RealTrace(string capture)
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            string path = Path.Combine(d.FullName, "shared", "traces", capture, "trace.txt.xz");
-            if (File.Exists(path))
-            {
-                return path;
-            }
-        }
-        Assert.Fail($"no shared/traces/{capture}/trace.txt.xz above {AppContext.BaseDirectory}");
-        return "";
-    }
+    public static string RealTrace(string capture) => Captures.Trace(capture);
 
     public static TraceReader Reader(string text, TraceReaderOptions? options = null) =>
         new(new MemoryStream(Encoding.UTF8.GetBytes(text)), "test.txt", options);

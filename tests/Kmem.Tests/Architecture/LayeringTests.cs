@@ -22,9 +22,8 @@ public partial class LayeringTests
         ["Percpu"] = 2,
         ["Reclaim"] = 2,
         ["Proc"] = 3,
-        ["Trace"] = 3,
         ["Workload"] = 3,
-        ["MemoryMap"] = 3,
+        ["Machine"] = 3,
     };
 
     [Fact]

@@ -21,7 +21,7 @@ public sealed class TraceReplayOptions
     /// <summary>Called on the replaying thread once <see cref="TraceReplayer.Events"/> reaches each multiple of
     /// <see cref="SnapshotEvery"/>: after that event ran and before the next is read, so the machine is between
     /// two events and the same trace gives the same snapshots every time. Meant for looking (a
-    /// <see cref="MemoryMap"/> picture, a /proc file); a snapshot that changes the machine changes the replay.
+    /// MemoryMap picture, a /proc file); a snapshot that changes the machine changes the replay.
     /// Page allocations the replayer still holds back (at most 8 per CPU, for at most 64 of that CPU's events,
     /// while it finds out whether they are slab pages) are not in the machine yet. Null: none.</summary>
     public Action<TraceReplayer>? Snapshot { get; init; }

@@ -1,95 +1,201 @@
-// The layers of ARCHITECTURE.md, checked on the source: a file may use the types of its own layer
-// and the layers below, never those above. Types are found by their declarations in src/Kmem, uses
-// by name in the code (comments and strings stripped). Machine is the facade every layer extends
-// (Machine.*.cs partials), so it and its partial files are not checked.
+// The layers of docs/architecture.md, checked on the source. The table of rows is read from that
+// page, so the page and the test cannot drift apart. A unit is a folder of src/Kmem ("(root)" for
+// its top-level files) or a whole other project (Kmem.Trace, Kmem.MemoryMap, Kmem.Cli). A file may
+// use the types of its own unit and of units in lower rows; units of one row do not use each other.
+// Types are found by their declarations, uses by name in the code (comments and strings stripped);
+// a name declared in two units is ambiguous and not checked. Every file is checked, Machine's too.
+using System.Text;
 using System.Text.RegularExpressions;
+using Xunit.Abstractions;
 
 namespace Kmem.Tests.Architecture;
 
-public partial class LayeringTests
+public partial class LayeringTests(ITestOutputHelper output)
 {
-    /// <summary>Folder → layer; root files (options, CPUs) sit with the base.</summary>
-    private static readonly Dictionary<string, int> s_layers = new()
-    {
-        [""] = 0,
-        ["Physical"] = 0,
-        ["Diagnostics"] = 0,
-        ["PageAlloc"] = 1,
-        ["Slab"] = 2,
-        ["Vmalloc"] = 2,
-        ["Highmem"] = 2,
-        ["Mempool"] = 2,
-        ["Percpu"] = 2,
-        ["Reclaim"] = 2,
-        ["Proc"] = 3,
-        ["Workload"] = 3,
-        ["Machine"] = 3,
-    };
+    private const string Root = "(root)";
 
     [Fact]
-    public void NoLayerUsesATypeOfALayerAboveIt()
+    public void NoUnitUsesATypeOfItsOwnRowOrAbove()
     {
-        string root = SourceRoot();
-        var files = Directory.GetFiles(root, "*.cs", SearchOption.AllDirectories)
-            .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}")
-                && !f.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}"))
-            .Select(f => (Path: f, Layer: LayerOf(root, f), Code: StripCommentsAndStrings(File.ReadAllText(f))))
-            .ToList();
-        var declaredIn = new Dictionary<string, int>();
-        foreach (var f in files)
-        {
-            foreach (Match d in Declaration().Matches(f.Code))
-            {
-                if (d.Groups[1].Value != "Machine")
-                {
-                    declaredIn[d.Groups[1].Value] = f.Layer;
-                }
-            }
-        }
-        Assert.True(declaredIn.Count > 30, "the source tree was not found or has too few types");
+        var source = Source.Load();
         var violations = new List<string>();
-        foreach (var f in files.Where(f => !Path.GetFileName(f.Path).StartsWith("Machine", StringComparison.Ordinal)))
+        foreach (var file in source.Files)
         {
-            foreach (Match id in Identifier().Matches(f.Code))
+            foreach (var (name, unit) in source.Uses(file))
             {
-                if (declaredIn.TryGetValue(id.Value, out int layer) && layer > f.Layer)
+                if (source.Rows[unit] >= source.Rows[file.Unit])
                 {
-                    violations.Add($"{Path.GetRelativePath(root, f.Path)} (layer {f.Layer}) uses {id.Value} (layer {layer})");
+                    violations.Add($"{file.Relative} ({file.Unit}, row {source.Rows[file.Unit]}) uses {name} ({unit}, row {source.Rows[unit]})");
                 }
             }
         }
-        Assert.Empty(violations.Distinct());
+        Assert.True(violations.Count == 0, "upward or sideways uses:\n" + string.Join("\n", violations.Distinct()));
     }
 
-    private static int LayerOf(string root, string file)
+    [Fact]
+    public void EveryUnitIsARowOfTheArchitecturePage()
     {
-        string rel = Path.GetRelativePath(root, file);
-        string folder = rel.Contains(Path.DirectorySeparatorChar) ? rel[..rel.IndexOf(Path.DirectorySeparatorChar)] : "";
-        return s_layers.TryGetValue(folder, out int layer) ? layer
-            : throw new InvalidOperationException($"src/Kmem/{folder} is not a layer of ARCHITECTURE.md: add it to the table");
+        var source = Source.Load();
+        Assert.True(source.Declared.Count > 100, "the source tree was not found or has too few types");
+        var units = source.Files.Select(f => f.Unit).Distinct().ToList();
+        Assert.Equal([], units.Where(u => !source.Rows.ContainsKey(u)).Select(u => $"{u} is not in the table"));
+        Assert.Equal([], source.Rows.Keys.Where(u => !units.Contains(u)).Select(u => $"{u} has no source file"));
     }
 
-    private static string SourceRoot()
+    /// <summary>Prints each unit's row and the units it uses: the dependency view of the folders.</summary>
+    [Fact]
+    public void PrintsTheDependencyView()
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        var source = Source.Load();
+        var uses = new SortedDictionary<string, SortedSet<string>>(StringComparer.Ordinal);
+        foreach (var file in source.Files)
         {
-            string candidate = Path.Combine(dir.FullName, "src", "Kmem");
-            if (File.Exists(Path.Combine(candidate, "Kmem.csproj")))
+            var set = uses.TryGetValue(file.Unit, out var s) ? s : uses[file.Unit] = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (var (_, unit) in source.Uses(file))
             {
-                return candidate;
+                set.Add(unit);
             }
         }
-        throw new DirectoryNotFoundException("src/Kmem not found above the test binary");
+        var text = new StringBuilder();
+        foreach (var unit in uses.Keys.OrderByDescending(u => source.Rows[u]).ThenBy(u => u, StringComparer.Ordinal))
+        {
+            string targets = string.Join(", ", uses[unit].Select(u => $"{u} ({source.Rows[u]})"));
+            text.AppendLine($"row {source.Rows[unit]}  {unit,-16} -> {(targets.Length == 0 ? "nothing" : targets)}");
+        }
+        output.WriteLine(text.ToString());
+        Assert.Contains("Machine", text.ToString(), StringComparison.Ordinal);
     }
 
-    private static string StripCommentsAndStrings(string code) => CommentOrString().Replace(code, " ");
+    private sealed record SourceFile(string Path, string Relative, string Unit, string Code);
 
-    [GeneratedRegex(@"//[^\n]*|/\*.*?\*/|@""(?:[^""]|"""")*""|\$?""(?:[^""\\\n]|\\.)*""|'(?:[^'\\\n]|\\.)'", RegexOptions.Singleline)]
-    private static partial Regex CommentOrString();
+    private sealed partial class Source
+    {
+        public required Dictionary<string, int> Rows { get; init; }
+        public required List<SourceFile> Files { get; init; }
+        /// <summary>Type name → the one unit that declares it (names declared in two units are left out).</summary>
+        public required Dictionary<string, string> Declared { get; init; }
 
-    [GeneratedRegex(@"\b(?:class|struct|enum|interface|record)\s+([A-Z]\w*)")]
-    private static partial Regex Declaration();
+        /// <summary>The types of other units that a file names.</summary>
+        public IEnumerable<(string Name, string Unit)> Uses(SourceFile file)
+        {
+            // Enum bodies declare members, not uses; a name after '.' is a member (SlabAllocator.Slub);
+            // a name between a type and '{' or "=>" is a property being declared (string? SlubThreadCache { get; }).
+            string code = EnumBody().Replace(file.Code, " ");
+            foreach (Match id in Identifier().Matches(code))
+            {
+                if (id.Index > 0 && code[id.Index - 1] == '.' || MemberDeclaration().IsMatch(code.AsSpan(id.Index)) && PrecededByType(code, id.Index))
+                {
+                    continue;
+                }
+                if (Declared.TryGetValue(id.Value, out string? unit) && unit != file.Unit)
+                {
+                    yield return (id.Value, unit);
+                }
+            }
+        }
 
-    [GeneratedRegex(@"\b[A-Z]\w*\b")]
-    private static partial Regex Identifier();
+        public static Source Load()
+        {
+            string repo = RepositoryRoot();
+            var rows = ReadRows(Path.Combine(repo, "docs", "architecture.md"));
+            var files = new List<SourceFile>();
+            foreach (string project in new[] { "Kmem", "Kmem.Trace", "Kmem.MemoryMap", "Kmem.Cli" })
+            {
+                string dir = Path.Combine(repo, "src", project);
+                foreach (string path in Directory.GetFiles(dir, "*.cs", SearchOption.AllDirectories))
+                {
+                    string rel = Path.GetRelativePath(dir, path);
+                    string first = rel.Split(Path.DirectorySeparatorChar)[0];
+                    if (first is "obj" or "bin")
+                    {
+                        continue;
+                    }
+                    string unit = project != "Kmem" ? project : rel.Contains(Path.DirectorySeparatorChar) ? first : Root;
+                    files.Add(new SourceFile(path, Path.Combine("src", project, rel), unit, StripCommentsAndStrings(File.ReadAllText(path))));
+                }
+            }
+            var owners = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+            foreach (var f in files)
+            {
+                foreach (Match d in Declaration().Matches(f.Code))
+                {
+                    (owners.TryGetValue(d.Groups[1].Value, out var set) ? set : owners[d.Groups[1].Value] = []).Add(f.Unit);
+                }
+            }
+            var declared = owners.Where(o => o.Value.Count == 1).ToDictionary(o => o.Key, o => o.Value.Single(), StringComparer.Ordinal);
+            return new Source { Rows = rows, Files = files, Declared = declared };
+        }
+
+        /// <summary>The "| row | folders | … |" table of the architecture page.</summary>
+        private static Dictionary<string, int> ReadRows(string page)
+        {
+            var rows = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (string line in File.ReadLines(page))
+            {
+                var m = RowLine().Match(line);
+                if (m.Success)
+                {
+                    int row = int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+                    foreach (string unit in m.Groups[2].Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+                    {
+                        rows.Add(unit, row);
+                    }
+                }
+            }
+            Assert.True(rows.Count >= 10, $"{page} has no layer table (| row | folders | … |)");
+            return rows;
+        }
+
+        private static string RepositoryRoot()
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                if (File.Exists(Path.Combine(dir.FullName, "Kmem.slnx")))
+                {
+                    return dir.FullName;
+                }
+            }
+            throw new DirectoryNotFoundException("Kmem.slnx not found above the test binary");
+        }
+
+        private static string StripCommentsAndStrings(string code) => CommentOrString().Replace(code, " ");
+
+        /// <summary>Whether the word before <paramref name="index"/> is a type (a member declaration's type).</summary>
+        private static bool PrecededByType(string code, int index)
+        {
+            int i = index - 1;
+            while (i >= 0 && char.IsWhiteSpace(code[i]))
+            {
+                i--;
+            }
+            if (i < 0 || !(char.IsLetterOrDigit(code[i]) || code[i] is '?' or '>' or ']' or '_'))
+            {
+                return false;
+            }
+            int end = i + 1;
+            while (i >= 0 && (char.IsLetterOrDigit(code[i]) || code[i] == '_'))
+            {
+                i--;
+            }
+            return code[(i + 1)..end] is not ("new" or "return" or "is" or "as" or "in" or "case");
+        }
+
+        [GeneratedRegex(@"\benum\s+\w+[^{]*\{[^}]*\}")]
+        private static partial Regex EnumBody();
+
+        [GeneratedRegex(@"^\w+\s*(?:\{|=>)")]
+        private static partial Regex MemberDeclaration();
+
+        [GeneratedRegex(@"^\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|")]
+        private static partial Regex RowLine();
+
+        [GeneratedRegex(@"//[^\n]*|/\*.*?\*/|@""(?:[^""]|"""")*""|\$?""(?:[^""\\\n]|\\.)*""|'(?:[^'\\\n]|\\.)'", RegexOptions.Singleline)]
+        private static partial Regex CommentOrString();
+
+        [GeneratedRegex(@"\b(?:class|struct|enum|interface|record)\s+([A-Z]\w*)")]
+        private static partial Regex Declaration();
+
+        [GeneratedRegex(@"\b[A-Z]\w*\b")]
+        private static partial Regex Identifier();
+    }
 }

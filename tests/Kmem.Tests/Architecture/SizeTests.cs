@@ -1,0 +1,58 @@
+// Rooms of a readable size: no source file over 600 lines, no class over 1,000 lines of code
+// (a partial class counted over all its files; comments and blank lines left out, since the
+// documentation of a public face is not its bulk). A file's code lines count for the first type
+// it declares at namespace level.
+using System.Text.RegularExpressions;
+
+namespace Kmem.Tests.Architecture;
+
+public partial class SizeTests
+{
+    private const int MaxFileLines = 600;
+    private const int MaxClassCodeLines = 1000;
+
+    [Fact]
+    public void NoFileIsOver600Lines()
+    {
+        var over = SourceFiles().Select(f => (File: f, Lines: File.ReadAllLines(f).Length))
+            .Where(f => f.Lines > MaxFileLines).Select(f => $"{f.File}: {f.Lines} lines").ToList();
+        Assert.True(over.Count == 0, "files over " + MaxFileLines + " lines:\n" + string.Join("\n", over));
+    }
+
+    [Fact]
+    public void NoClassIsOver1000LinesOfCode()
+    {
+        var perType = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (string file in SourceFiles())
+        {
+            string[] lines = File.ReadAllLines(file);
+            string? type = lines.Select(l => TopLevelType().Match(l)).FirstOrDefault(m => m.Success)?.Groups[1].Value;
+            if (type is null)
+            {
+                continue;
+            }
+            int code = lines.Count(l => l.Trim() is { Length: > 0 } t && !t.StartsWith("//", StringComparison.Ordinal));
+            perType[type] = perType.GetValueOrDefault(type) + code;
+        }
+        Assert.True(perType.Count > 50, "the source tree was not found");
+        var over = perType.Where(t => t.Value > MaxClassCodeLines).Select(t => $"{t.Key}: {t.Value} lines of code").ToList();
+        Assert.True(over.Count == 0, "classes over " + MaxClassCodeLines + " lines of code:\n" + string.Join("\n", over));
+    }
+
+    private static IEnumerable<string> SourceFiles()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Kmem.slnx")))
+        {
+            dir = dir.Parent;
+        }
+        Assert.NotNull(dir);
+        string sep = Path.DirectorySeparatorChar.ToString();
+        return Directory.GetFiles(Path.Combine(dir.FullName, "src"), "*.cs", SearchOption.AllDirectories)
+            .Where(f => !f.Contains(sep + "obj" + sep) && !f.Contains(sep + "bin" + sep));
+    }
+
+    // A type declared at namespace level (file-scoped namespaces: no indentation).
+    [GeneratedRegex(@"^(?:public |internal |file )?(?:(?:sealed|static|abstract|unsafe|partial|readonly|ref) )*(?:class|struct|record|interface) ([A-Z]\w*)")]
+    private static partial Regex TopLevelType();
+}

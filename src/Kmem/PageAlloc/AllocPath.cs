@@ -168,6 +168,7 @@ internal sealed partial class PageAllocator
     private uint RmqueuePcplist(Zone preferred, Zone zone, int order, int mt, AllocFlags flags, int cpu)
     {
         var pcp = zone.Pcp[cpu];
+        VmBug.LockdepAssertNotHeld(zone.Lock); // order: pcp lock → zone->lock
         if (!pcp.TryLock())
         {
             return PhysMem.NoPfn;

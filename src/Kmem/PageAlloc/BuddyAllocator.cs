@@ -45,7 +45,10 @@ internal sealed partial class Zone
 
     private void AddToFreeList(uint pfn, int order, int mt, bool tail)
     {
+        VmBug.LockdepAssertHeld(Lock);
+        VmBug.On((pfn & ((1u << order) - 1)) != 0); // a block starts at a multiple of its size
         ref PageFrame f = ref _mem.Frame(pfn);
+        VmBug.On((f.Flags & PageFlags.Buddy) != 0); // already on a free list
         f.Flags = PageFlags.Buddy;
         f.Order = (byte)order;
         f.MigrateType = (byte)mt;
@@ -63,10 +66,13 @@ internal sealed partial class Zone
 
     private void DelFromFreeList(uint pfn, int order)
     {
+        VmBug.LockdepAssertHeld(Lock);
         ref PageFrame f = ref _mem.Frame(pfn);
+        VmBug.On((f.Flags & PageFlags.Buddy) == 0 || f.Order != order); // not a free block of this order
         int i = order * MigrateTypes + f.MigrateType;
         _freeList[i].Remove(_mem, pfn);
         _freeCount[i]--;
+        VmBug.On(_freeCount[i] < 0);
         f.Flags &= ~PageFlags.Buddy;
     }
 

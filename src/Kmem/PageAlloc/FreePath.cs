@@ -245,6 +245,7 @@ internal sealed partial class PageAllocator
         f.MigrateType = (byte)mt;
         int listMt = mt >= Zone.PcpTypes ? (int)MigrateType.Movable : mt;
         var pcp = zone.Pcp[_cpus.Current];
+        VmBug.LockdepAssertNotHeld(zone.Lock); // order: pcp lock → zone->lock
         if (pcp.TryLock())
         {
             FreeUnrefPageCommit(zone, pcp, pfn, listMt, order);
@@ -358,6 +359,7 @@ internal sealed partial class PageAllocator
                 {
                     continue;
                 }
+                VmBug.LockdepAssertNotHeld(zone.Lock); // order: pcp lock → zone->lock
                 pcp.LockSpin();
                 if (pcp.Count > 0)
                 {

@@ -90,7 +90,11 @@ internal sealed class PerCpuPages
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Unlock() => Volatile.Write(ref _lock, 0);
+    public void Unlock()
+    {
+        VmBug.On(Count < 0 || Volatile.Read(ref _lock) == 0); // a negative count, or unlocking a free lock
+        Volatile.Write(ref _lock, 0);
+    }
 
     /// <summary>order_to_pindex.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

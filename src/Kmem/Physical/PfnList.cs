@@ -5,7 +5,8 @@
 // neighbour, never the far end. That matters because struct page is 32 bytes
 // here, two frames to a cache line: with a circular list, two CPUs whose
 // per-CPU lists met at a cache-line boundary would write the same line on every
-// push and pop. Callers hold the lock that guards the list.
+// push and pop. Callers hold the lock that guards the list. In the DebugVm build
+// every add and delete checks the links around it, as CONFIG_DEBUG_LIST does.
 using System.Runtime.CompilerServices;
 
 namespace Kmem.Physical;
@@ -24,6 +25,7 @@ internal struct PfnList
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void AddHead(PhysMem mem, uint pfn)
     {
+        VmBug.On(pfn == Head || pfn == Tail); // list_add double add
         ref PageFrame f = ref mem.Frame(pfn);
         f.Prev = PhysMem.NoPfn;
         f.Next = Head;
@@ -42,6 +44,7 @@ internal struct PfnList
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void AddTail(PhysMem mem, uint pfn)
     {
+        VmBug.On(pfn == Head || pfn == Tail); // list_add double add
         ref PageFrame f = ref mem.Frame(pfn);
         f.Next = PhysMem.NoPfn;
         f.Prev = Tail;
@@ -61,6 +64,9 @@ internal struct PfnList
     public void Remove(PhysMem mem, uint pfn)
     {
         ref PageFrame f = ref mem.Frame(pfn);
+        // __list_del_entry_valid: each neighbour (or the head, at an end) points back at the entry.
+        VmBug.On(f.Prev == PhysMem.NoPfn ? Head != pfn : mem.Frame(f.Prev).Next != pfn);
+        VmBug.On(f.Next == PhysMem.NoPfn ? Tail != pfn : mem.Frame(f.Next).Prev != pfn);
         if (f.Prev == PhysMem.NoPfn)
         {
             Head = f.Next;

@@ -20,7 +20,7 @@ public class ReplayBenchmarks
     /// <summary>The bundled trace, found above the benchmark's folder.</summary>
     public static string BundledTrace()
     {
-        string relative = Path.Combine("src", "Kmem.Cli", "Data", "linux-6.1-boot-B", "trace.txt.xz");
+        string relative = Path.Combine("captures", "linux-6.1-boot-B", "trace.txt.xz");
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
         {
             string path = Path.Combine(d.FullName, relative);

@@ -28,6 +28,23 @@ internal sealed unsafe class PhysMem : IDisposable
     private readonly byte[] _blockMigrate;
     private bool _disposed;
 
+    /// <summary>Kmem's physical memory needs Linux: memfd_create, mmap MAP_FIXED of the memfd, and the host's
+    /// 4 KiB pages. Checked on Linux x86-64; another Linux architecture with 4 KiB pages is allowed.</summary>
+    /// <exception cref="PlatformNotSupportedException">The host is not Linux, or its page size is not 4 KiB.</exception>
+    public static void ThrowIfUnsupportedHost()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            throw new PlatformNotSupportedException(
+                $"Kmem needs Linux (memfd_create and mmap MAP_FIXED of a memfd back its physical memory); this host is {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
+        }
+        if (Environment.SystemPageSize != PageSize)
+        {
+            throw new PlatformNotSupportedException(
+                $"Kmem needs a host with {PageSize}-byte pages (its frames are mapped one host page each); this host's pages are {Environment.SystemPageSize} bytes");
+        }
+    }
+
     /// <param name="maxPfn">Number of frames (RAM size / page size).</param>
     /// <param name="lowmemPfns">Frames [0, lowmemPfns) are in the direct map.</param>
     /// <param name="pageblockOrder">log2 of pages per pageblock.</param>
@@ -36,6 +53,7 @@ internal sealed unsafe class PhysMem : IDisposable
         MaxPfn = maxPfn;
         LowmemPfns = Math.Min(lowmemPfns, maxPfn);
         PageblockOrder = pageblockOrder;
+        ThrowIfUnsupportedHost();
         _fd = Libc.MemfdCreate("kmem-physmem");
         try
         {

@@ -143,12 +143,7 @@ public sealed partial class Machine
 
     /// <summary>page_address: the frame's direct-map address; for a highmem frame, its pkmap address while
     /// it is kmapped, else 0 (map it with kmap).</summary>
-    public nint PageAddress(Page page)
-    {
-        uint pfn = CheckedPfn(page);
-        nint address = _mem.PageAddress(pfn);
-        return address != 0 || Volatile.Read(ref _pkmap) is not { } pkmap ? address : pkmap.AddressOf(pfn);
-    }
+    public nint PageAddress(Page page) => Highmem.PageAddress(page);
 
     /// <summary>virt_to_page: the frame a direct-map address falls in, or <see cref="Page.Null"/>.</summary>
     public Page VirtToPage(nint address)

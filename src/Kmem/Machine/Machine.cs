@@ -49,6 +49,7 @@ public sealed partial class Machine : IDisposable
         {
             PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
             Highmem = new HighmemMaps(_mem, arch, _cpus, Log, Bug);
+            Mempools = new Mempools(_mem, PageAllocator, _cpus, Log, Bug);
             SlabLayer = options.Slab switch
             {
                 SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, SlubThreadCacheBytes(options, memoryBytes), Seed),
@@ -123,6 +124,8 @@ public sealed partial class Machine : IDisposable
     internal PageAllocator PageAllocator { get; }
     /// <summary>kmap, kmap_local and the page copy helpers (mapping primitives, below the slab layer).</summary>
     internal HighmemMaps Highmem { get; }
+    /// <summary>Mempool creation and the pool checks.</summary>
+    internal Mempools Mempools { get; }
     /// <summary>The slab layer (SLUB, SLAB or SLOB, as booted); null when this build lacks the chosen one.</summary>
     internal SlabBackend? SlabLayer { get; }
 

@@ -4,16 +4,22 @@
 // kmap_local for the time of the copy, so they work on highmem frames too.
 // Each uses one kmap_local slot per page while it runs; if it cannot have them
 // (already KM_MAX_IDX nested: the kernel's BUG, thrown or reported) nothing is done.
-// Ranges are checked before anything is mapped. No lock: the slots are the thread's.
+// Ranges and pages are checked before anything is mapped. The layers that move page
+// contents (swap I/O, page cache, migration) call the pfn forms, whose frames and ranges
+// are theirs to get right. No lock: the slots are the thread's.
+using Kmem.PageAlloc;
 
 namespace Kmem.Highmem;
 
 internal sealed partial class HighmemMaps
 {
     /// <summary>clear_highpage: fills the page with zeros.</summary>
-    public unsafe void ClearHighpage(Page page)
+    public void ClearHighpage(Page page) => ClearHighpage(_mem.CheckedPfn(page));
+
+    /// <summary>clear_highpage of a frame.</summary>
+    public unsafe void ClearHighpage(uint pfn)
     {
-        nint kaddr = KmapLocalPage(page);
+        nint kaddr = KmapLocalPfn(pfn);
         if (kaddr != 0)
         {
             new Span<byte>((void*)kaddr, PageSize).Clear();
@@ -22,14 +28,27 @@ internal sealed partial class HighmemMaps
     }
 
     /// <summary>copy_highpage: copies the bytes of <paramref name="from"/> into <paramref name="to"/>.</summary>
-    public void CopyHighpage(Page to, Page from) => CopyBetween(to, 0, from, 0, PageSize);
+    public void CopyHighpage(Page to, Page from)
+    {
+        uint fromPfn = _mem.CheckedPfn(from);
+        CopyHighpage(_mem.CheckedPfn(to), fromPfn);
+    }
+
+    /// <summary>copy_highpage of two frames.</summary>
+    public void CopyHighpage(uint to, uint from) => CopyBetween(to, 0, from, 0, PageSize);
 
     /// <summary>memcpy_to_page: copies <paramref name="source"/> into the page at <paramref name="offset"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The range is not inside the page.</exception>
-    public unsafe void MemcpyToPage(Page page, int offset, ReadOnlySpan<byte> source)
+    public void MemcpyToPage(Page page, int offset, ReadOnlySpan<byte> source)
     {
         CheckRange(offset, source.Length, nameof(offset));
-        nint kaddr = KmapLocalPage(page);
+        MemcpyToPage(_mem.CheckedPfn(page), offset, source);
+    }
+
+    /// <summary>memcpy_to_page of a frame; the range is the caller's to check.</summary>
+    public unsafe void MemcpyToPage(uint pfn, int offset, ReadOnlySpan<byte> source)
+    {
+        nint kaddr = KmapLocalPfn(pfn);
         if (kaddr != 0)
         {
             source.CopyTo(new Span<byte>((void*)(kaddr + offset), source.Length));
@@ -39,10 +58,16 @@ internal sealed partial class HighmemMaps
 
     /// <summary>memcpy_from_page: fills <paramref name="destination"/> from the page's bytes at <paramref name="offset"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The range is not inside the page.</exception>
-    public unsafe void MemcpyFromPage(Span<byte> destination, Page page, int offset)
+    public void MemcpyFromPage(Span<byte> destination, Page page, int offset)
     {
         CheckRange(offset, destination.Length, nameof(offset));
-        nint kaddr = KmapLocalPage(page);
+        MemcpyFromPage(destination, _mem.CheckedPfn(page), offset);
+    }
+
+    /// <summary>memcpy_from_page of a frame; the range is the caller's to check.</summary>
+    public unsafe void MemcpyFromPage(Span<byte> destination, uint pfn, int offset)
+    {
+        nint kaddr = KmapLocalPfn(pfn);
         if (kaddr != 0)
         {
             new ReadOnlySpan<byte>((void*)(kaddr + offset), destination.Length).CopyTo(destination);
@@ -57,7 +82,8 @@ internal sealed partial class HighmemMaps
     {
         CheckRange(toOffset, length, nameof(toOffset));
         CheckRange(fromOffset, length, nameof(fromOffset));
-        CopyBetween(to, toOffset, from, fromOffset, length);
+        uint fromPfn = _mem.CheckedPfn(from);
+        CopyBetween(_mem.CheckedPfn(to), toOffset, fromPfn, fromOffset, length);
     }
 
     /// <summary>memmove_page: as memcpy_page, but ranges of one page may overlap.</summary>
@@ -125,14 +151,14 @@ internal sealed partial class HighmemMaps
     }
 
     /// <summary>The copy of copy_highpage and memcpy_page, with checked ranges: two mappings, source first.</summary>
-    private unsafe void CopyBetween(Page to, int toOffset, Page from, int fromOffset, int length)
+    private unsafe void CopyBetween(uint to, int toOffset, uint from, int fromOffset, int length)
     {
-        nint vfrom = KmapLocalPage(from);
+        nint vfrom = KmapLocalPfn(from);
         if (vfrom == 0)
         {
             return;
         }
-        nint vto = KmapLocalPage(to);
+        nint vto = KmapLocalPfn(to);
         if (vto != 0)
         {
             new ReadOnlySpan<byte>((void*)(vfrom + fromOffset), length).CopyTo(new Span<byte>((void*)(vto + toOffset), length));

@@ -93,9 +93,12 @@ internal sealed partial class HighmemMaps : IDisposable
     }
 
     /// <summary>kmap_local_page: the direct-map address, or the calling thread's next slot; 0 on failure.</summary>
-    public nint KmapLocalPage(Page page)
+    public nint KmapLocalPage(Page page) => KmapLocalPfn(_mem.CheckedPfn(page));
+
+    /// <summary>kmap_local_page of a frame: the direct-map address of a lowmem one (the slots are never made for
+    /// it), else the calling thread's next slot; 0 on failure.</summary>
+    public nint KmapLocalPfn(uint pfn)
     {
-        uint pfn = _mem.CheckedPfn(page);
         nint address = _mem.PageAddress(pfn);
         return address != 0 ? address : LocalSlots.Map(pfn);
     }

@@ -17,18 +17,18 @@ internal sealed class KmapLocal : IDisposable
     private readonly PhysMem _mem;
     private readonly Action<KernelBugException> _bug;
     private readonly KernelLog _log;
-    private readonly Func<int> _cpu;
+    private readonly CpuTopology _cpus;
     private readonly ThreadLocal<LocalStack?> _stacks = new();
     private readonly Lock _windowsLock = new();
     private readonly List<LocalStack> _all = [];
     private bool _disposed;
 
-    public KmapLocal(PhysMem mem, Action<KernelBugException> bug, KernelLog log, Func<int> cpu)
+    public KmapLocal(PhysMem mem, Action<KernelBugException> bug, KernelLog log, CpuTopology cpus)
     {
         _mem = mem;
         _bug = bug;
         _log = log;
-        _cpu = cpu;
+        _cpus = cpus;
     }
 
     /// <summary>One thread's kmap_ctrl: its window, nesting depth and the frame in each slot.</summary>
@@ -81,7 +81,7 @@ internal sealed class KmapLocal : IDisposable
                 if (Libc.Mmap(slot, PhysMem.PageSize, Libc.ProtRead | Libc.ProtWrite, Libc.MapShared | Libc.MapFixed,
                     _mem.Fd, (long)pfn << PhysMem.PageShift, mayFail: true) == 0)
                 {
-                    _log.Printk($"WARNING: CPU: {_cpu()} PID: {Environment.ProcessId} at mm/highmem.c __kmap_local_pfn_prot: "
+                    _log.Printk($"WARNING: CPU: {_cpus.Current} PID: {Environment.ProcessId} at mm/highmem.c __kmap_local_pfn_prot: "
                         + $"the host refused to map pfn:0x{pfn:x} (map count limit): kmap_local fails");
                     return 0;
                 }
@@ -138,7 +138,7 @@ internal sealed class KmapLocal : IDisposable
                 }
             }
         }
-        _bug(new KernelBugException($"WARNING: CPU: {_cpu()} PID: {Environment.ProcessId} at mm/highmem.c kunmap_local_indexed: "
+        _bug(new KernelBugException($"WARNING: CPU: {_cpus.Current} PID: {Environment.ProcessId} at mm/highmem.c kunmap_local_indexed: "
             + $"{warning}; nothing unmapped"));
         return false;
     }

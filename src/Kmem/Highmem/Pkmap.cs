@@ -19,7 +19,7 @@ internal sealed class Pkmap : IDisposable
     private readonly PhysMem _mem;
     private readonly Action<KernelBugException> _bug;
     private readonly KernelLog _log;
-    private readonly Func<int> _cpu;
+    private readonly CpuTopology _cpus;
     /// <summary>pkmap_count.</summary>
     private readonly int[] _count;
     /// <summary>The frame each slot maps (the slot's PTE); <see cref="PhysMem.NoPfn"/> when none.</summary>
@@ -33,12 +33,12 @@ internal sealed class Pkmap : IDisposable
     private long _sleeps;
     private bool _disposed;
 
-    public Pkmap(PhysMem mem, int lastPkmap, Action<KernelBugException> bug, KernelLog log, Func<int> cpu)
+    public Pkmap(PhysMem mem, int lastPkmap, Action<KernelBugException> bug, KernelLog log, CpuTopology cpus)
     {
         _mem = mem;
         _bug = bug;
         _log = log;
-        _cpu = cpu;
+        _cpus = cpus;
         LastPkmap = lastPkmap;
         _count = new int[lastPkmap];
         _slotPfn = new uint[lastPkmap];
@@ -282,7 +282,7 @@ internal sealed class Pkmap : IDisposable
         if (Libc.Mmap(SlotAddress(nr), PhysMem.PageSize, Libc.ProtRead | Libc.ProtWrite,
             Libc.MapShared | Libc.MapFixed, _mem.Fd, (long)pfn << PhysMem.PageShift, mayFail: true) == 0)
         {
-            _log.Printk($"WARNING: CPU: {_cpu()} PID: {Environment.ProcessId} at mm/highmem.c map_new_virtual: "
+            _log.Printk($"WARNING: CPU: {_cpus.Current} PID: {Environment.ProcessId} at mm/highmem.c map_new_virtual: "
                 + $"the host refused to map pfn:0x{pfn:x} at 0x{KernelAddress(nr):x} (map count limit): kmap fails");
             return -1;
         }

@@ -1,10 +1,8 @@
 // Mempools' public face on Machine (include/linux/mempool.h, mm/mempool.c): create,
 // allocate, free, resize and destroy a pool, and the ready-made slab, kmalloc and page
-// pools with the kernel's helper functions. The pools themselves (Mempool.cs) own their
-// locking; nothing here holds a lock. A page pool's element is the struct page pointer:
-// the address of the frame's entry in the memmap, as in the kernel.
+// pools with the kernel's helper functions. Every member forwards to Mempools (Mempool/)
+// and the pools themselves, which own their locking; nothing here holds a lock.
 using System.Runtime.CompilerServices;
-using Kmem.Physical;
 
 namespace Kmem;
 
@@ -22,14 +20,7 @@ public sealed partial class Machine
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="minNr"/> is negative.</exception>
     /// <exception cref="ArgumentNullException">A function is null.</exception>
     public Mempool? MempoolCreate(int minNr, MempoolAllocFn allocFn, MempoolFreeFn freeFn, object? poolData,
-        [CallerMemberName] string name = "")
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(minNr);
-        ArgumentNullException.ThrowIfNull(allocFn);
-        ArgumentNullException.ThrowIfNull(freeFn);
-        var pool = new Mempool(this, name, minNr, allocFn, freeFn, poolData, Log, Bug, () => CurrentCpu);
-        return pool.Fill(Gfp.Kernel) ? pool : null;
-    }
+        [CallerMemberName] string name = "") => Mempools.Create(minNr, allocFn, freeFn, poolData, name);
 
     /// <summary>mempool_create_slab_pool: a pool of objects of <paramref name="cache"/>
     /// (<see cref="MempoolAllocSlab"/>, <see cref="MempoolFreeSlab"/>).</summary>
@@ -83,7 +74,7 @@ public sealed partial class Machine
     /// <see cref="MempoolAlloc(Mempool, Gfp, TimeSpan)"/> or
     /// <see cref="MempoolAlloc(Mempool, Gfp, CancellationToken)"/> to bound the wait.</remarks>
     /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
-    public nint MempoolAlloc(Mempool pool, Gfp gfp) => CheckPool(pool).Alloc(gfp, Timeout.Infinite, CancellationToken.None);
+    public nint MempoolAlloc(Mempool pool, Gfp gfp) => Mempools.Live(pool).Alloc(gfp, Timeout.Infinite, CancellationToken.None);
 
     /// <summary>mempool_alloc with a bounded wait: as <see cref="MempoolAlloc(Mempool, Gfp)"/>, but a sleeping
     /// caller gives up after <paramref name="timeout"/>.</summary>
@@ -93,12 +84,8 @@ public sealed partial class Machine
     /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
     public nint MempoolAlloc(Mempool pool, Gfp gfp, TimeSpan timeout)
     {
-        long ms = (long)timeout.TotalMilliseconds;
-        if (ms is < -1 or > int.MaxValue)
-        {
-            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "the timeout must be 0..Int32.MaxValue ms, or infinite");
-        }
-        return CheckPool(pool).Alloc(gfp, (int)ms, CancellationToken.None);
+        int ms = TimeoutMs(timeout);
+        return Mempools.Live(pool).Alloc(gfp, ms, CancellationToken.None);
     }
 
     /// <summary>mempool_alloc with a cancellable wait: as <see cref="MempoolAlloc(Mempool, Gfp)"/>, but a
@@ -107,14 +94,14 @@ public sealed partial class Machine
     /// returned even with a cancelled token).</returns>
     /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
     public nint MempoolAlloc(Mempool pool, Gfp gfp, CancellationToken cancellationToken) =>
-        CheckPool(pool).Alloc(gfp, Timeout.Infinite, cancellationToken);
+        Mempools.Live(pool).Alloc(gfp, Timeout.Infinite, cancellationToken);
 
     /// <summary>mempool_free: puts the element back into the reserve while the reserve is below
     /// <see cref="Mempool.MinNr"/> (and wakes the callers waiting for one), else gives it to the underlying
     /// free function. 0 is ignored. Never sleeps.</summary>
     /// <exception cref="KernelBugException">The element is already in the reserve (double free); nothing
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
-    public void MempoolFree(nint element, Mempool pool) => CheckPoolExists(pool).Free(element);
+    public void MempoolFree(nint element, Mempool pool) => Mempools.Exists(pool).Free(element);
 
     /// <summary>mempool_resize: changes <see cref="Mempool.MinNr"/>. Shrinking gives the surplus reserved
     /// elements back at once; growing tries to fill the reserve with GFP_KERNEL and stops quietly when the
@@ -126,7 +113,7 @@ public sealed partial class Machine
     public int MempoolResize(Mempool pool, int newMinNr)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(newMinNr);
-        return CheckPool(pool).Resize(newMinNr);
+        return Mempools.Live(pool).Resize(newMinNr);
     }
 
     /// <summary>mempool_destroy: frees the reserved elements and the pool. Elements still out with callers
@@ -137,19 +124,19 @@ public sealed partial class Machine
     /// <returns>The number of elements still out (0 for a pool all of whose elements came back).</returns>
     /// <exception cref="ArgumentException">The pool belongs to another machine.</exception>
     public long MempoolDestroy(Mempool? pool, [CallerMemberName] string caller = "") =>
-        pool is null ? 0 : CheckPoolExists(pool).Destroy(caller);
+        pool is null ? 0 : Mempools.Exists(pool).Destroy(caller);
 
     /// <summary>mempool_alloc_slab: the slab pool's allocator (<paramref name="poolData"/> is the cache).</summary>
     /// <returns>An object, or 0.</returns>
-    public nint MempoolAllocSlab(Gfp gfp, object? poolData) => KmemCacheAlloc(PoolDataAs<KmemCache>(poolData), gfp);
+    public nint MempoolAllocSlab(Gfp gfp, object? poolData) => KmemCacheAlloc(Mempools.PoolDataAs<KmemCache>(poolData), gfp);
 
     /// <summary>mempool_free_slab: the slab pool's free function.</summary>
-    public void MempoolFreeSlab(nint element, object? poolData) => KmemCacheFree(PoolDataAs<KmemCache>(poolData), element);
+    public void MempoolFreeSlab(nint element, object? poolData) => KmemCacheFree(Mempools.PoolDataAs<KmemCache>(poolData), element);
 
     /// <summary>mempool_kmalloc: the kmalloc pool's allocator (<paramref name="poolData"/> is the size, a
     /// boxed <see cref="nuint"/>).</summary>
     /// <returns>A block, or 0.</returns>
-    public nint MempoolKmalloc(Gfp gfp, object? poolData) => Kmalloc(PoolDataAs<nuint>(poolData), gfp);
+    public nint MempoolKmalloc(Gfp gfp, object? poolData) => Kmalloc(Mempools.PoolDataAs<nuint>(poolData), gfp);
 
     /// <summary>mempool_kfree: the kmalloc pool's free function.</summary>
     public void MempoolKfree(nint element, object? poolData) => Kfree(element);
@@ -157,42 +144,18 @@ public sealed partial class Machine
     /// <summary>mempool_alloc_pages: the page pool's allocator (<paramref name="poolData"/> is the order, a
     /// boxed <see cref="int"/>).</summary>
     /// <returns>The block's struct page pointer (see <see cref="MempoolElementPage"/>), or 0.</returns>
-    public nint MempoolAllocPages(Gfp gfp, object? poolData)
-    {
-        var page = AllocPages(gfp, PoolDataAs<int>(poolData));
-        return page.IsNull ? 0 : MempoolPageElement(page);
-    }
+    public nint MempoolAllocPages(Gfp gfp, object? poolData) => Mempools.AllocPages(gfp, poolData);
 
     /// <summary>mempool_free_pages: the page pool's free function.</summary>
-    public void MempoolFreePages(nint element, object? poolData) => FreePages(MempoolElementPage(element), PoolDataAs<int>(poolData));
+    public void MempoolFreePages(nint element, object? poolData) => Mempools.FreePages(element, poolData);
 
     /// <summary>The struct page pointer of a frame: the address of its entry in the memmap, which is what a
     /// page pool hands out as an element.</summary>
     /// <exception cref="ArgumentException">The page is <see cref="Page.Null"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The page is beyond the machine's memory.</exception>
-    public unsafe nint MempoolPageElement(Page page) => (nint)Unsafe.AsPointer(ref _mem.Frame(CheckedPfn(page)));
+    public nint MempoolPageElement(Page page) => Mempools.PageElement(page);
 
     /// <summary>The frame a page pool's element (a struct page pointer) stands for.</summary>
     /// <exception cref="ArgumentException">The element does not point at an entry of this machine's memmap.</exception>
-    public unsafe Page MempoolElementPage(nint element)
-    {
-        nint memmap = (nint)Unsafe.AsPointer(ref _mem.Frame(0));
-        long offset = (long)element - memmap;
-        int entry = sizeof(PageFrame);
-        return offset >= 0 && offset % entry == 0 && offset / entry < (long)_mem.MaxPfn ? new Page((uint)(offset / entry))
-            : throw new ArgumentException($"0x{element:x} is not a struct page pointer of this machine", nameof(element));
-    }
-
-    private static T PoolDataAs<T>(object? poolData) => poolData is T t ? t
-        : throw new ArgumentException($"the pool data is {poolData?.GetType().Name ?? "null"}, not {typeof(T).Name}", nameof(poolData));
-
-    private Mempool CheckPoolExists(Mempool pool)
-    {
-        ArgumentNullException.ThrowIfNull(pool);
-        return ReferenceEquals(pool.Owner, this) ? pool
-            : throw new ArgumentException($"mempool {pool.Name} belongs to another machine", nameof(pool));
-    }
-
-    private Mempool CheckPool(Mempool pool) => CheckPoolExists(pool).IsDestroyed
-        ? throw new ObjectDisposedException(pool.Name, $"mempool {pool.Name} was destroyed") : pool;
+    public Page MempoolElementPage(nint element) => Mempools.ElementPage(element);
 }

@@ -1,6 +1,7 @@
 // The page allocator's public face on Machine: the kernel's page API under its
 // C# names (include/linux/gfp.h, mm.h). Everything here forwards to
-// PageAllocator; see AllocPath.cs and FreePath.cs for the semantics.
+// PageAllocator; see AllocPath.cs, FreePath.cs and PageAllocator.Address.cs for the semantics.
+using Kmem.PageAlloc;
 using Kmem.Physical;
 
 namespace Kmem;
@@ -50,11 +51,7 @@ public sealed partial class Machine
     /// <summary>__get_free_pages: like <see cref="AllocPages"/> but returns the direct-map address
     /// (never highmem: __GFP_HIGHMEM is ignored).</summary>
     /// <returns>The address, or 0 when the allocation fails.</returns>
-    public nint GetFreePages(Gfp gfp, int order)
-    {
-        var page = PageAllocator.AllocPages(gfp & ~Gfp.HighMem, order, -1);
-        return page.IsNull ? 0 : _mem.PageAddress(page.RawPfn);
-    }
+    public nint GetFreePages(Gfp gfp, int order) => PageAllocator.GetFreePages(gfp, order);
 
     /// <summary>__get_free_page: one frame's address, or 0.</summary>
     public nint GetFreePage(Gfp gfp) => GetFreePages(gfp, 0);
@@ -65,13 +62,7 @@ public sealed partial class Machine
     /// <summary>free_pages: frees by address what <see cref="GetFreePages"/> returned; 0 is ignored.</summary>
     /// <exception cref="ArgumentException">The address is not in the direct map.</exception>
     /// <exception cref="BadPageStateException">As for <see cref="FreePages(Page, int)"/>.</exception>
-    public void FreePages(nint address, int order)
-    {
-        if (address != 0)
-        {
-            PageAllocator.FreePages(VirtToPageChecked(address), order);
-        }
-    }
+    public void FreePages(nint address, int order) => PageAllocator.FreePages(address, order);
 
     /// <summary>free_page: <see cref="FreePages(nint, int)"/> of order 0.</summary>
     public void FreePage(nint address) => FreePages(address, 0);
@@ -79,52 +70,15 @@ public sealed partial class Machine
     /// <summary>alloc_pages_exact: <paramref name="size"/> bytes rounded up to pages, physically contiguous;
     /// the tail of the power-of-two block beyond them is given back at once.</summary>
     /// <returns>The direct-map address, or 0.</returns>
-    public nint AllocPagesExact(nuint size, Gfp gfp)
-    {
-        if (size == 0)
-        {
-            return 0;
-        }
-        if ((gfp & (Gfp.Comp | Gfp.HighMem)) != 0)
-        {
-            // WARN_ON_ONCE in the kernel: the pages are split and must be in the direct map.
-            Log.Printk($"WARNING: CPU: {CurrentCpu} at mm/page_alloc.c alloc_pages_exact: mode:0x{(uint)gfp:x}({GfpFlags.Format(gfp)}) has __GFP_COMP or __GFP_HIGHMEM; dropped");
-            gfp &= ~(Gfp.Comp | Gfp.HighMem);
-        }
-        int order = GetOrder(size);
-        var page = PageAllocator.AllocPages(gfp, order, -1); // an order >= MAX_ORDER fails there, with its warning
-        if (page.IsNull)
-        {
-            return 0;
-        }
-        PageAllocator.SplitPage(page, order);
-        uint used = (uint)((size + PageSize - 1) / PageSize);
-        for (uint i = used; i < 1u << order; i++)
-        {
-            PageAllocator.FreePages(page.Add((int)i), 0);
-        }
-        return _mem.PageAddress(page.RawPfn);
-    }
+    public nint AllocPagesExact(nuint size, Gfp gfp) => PageAllocator.AllocPagesExact(size, gfp);
 
     /// <summary>free_pages_exact: frees what <see cref="AllocPagesExact"/> returned.</summary>
-    public void FreePagesExact(nint address, nuint size)
-    {
-        var page = VirtToPageChecked(address);
-        uint pages = (uint)((size + PageSize - 1) / PageSize);
-        for (uint i = 0; i < pages; i++)
-        {
-            PageAllocator.FreePages(page.Add((int)i), 0);
-        }
-    }
+    public void FreePagesExact(nint address, nuint size) => PageAllocator.FreePagesExact(address, size);
 
     /// <summary>get_order: the smallest order whose block holds <paramref name="size"/> bytes.</summary>
     /// <remarks>Exact for every size, the largest included (no rounding that could wrap): a size past what any
     /// zone can hold gives an order above MAX_ORDER, which the allocators then refuse.</remarks>
-    public static int GetOrder(nuint size)
-    {
-        nuint pages = size / PageSize + (size % PageSize != 0 ? 1u : 0u);
-        return pages <= 1 ? 0 : 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)pages - 1);
-    }
+    public static int GetOrder(nuint size) => PageOrder.GetOrder(size);
 
     /// <summary>split_page: turns a non-compound block into 2^order order-0 pages, each freed on its own.</summary>
     public void SplitPage(Page page, int order) => PageAllocator.SplitPage(page, order);
@@ -143,12 +97,7 @@ public sealed partial class Machine
 
     /// <summary>page_address: the frame's direct-map address; for a highmem frame, its pkmap address while
     /// it is kmapped, else 0 (map it with kmap).</summary>
-    public nint PageAddress(Page page)
-    {
-        uint pfn = CheckedPfn(page);
-        nint address = _mem.PageAddress(pfn);
-        return address != 0 || Volatile.Read(ref _pkmap) is not { } pkmap ? address : pkmap.AddressOf(pfn);
-    }
+    public nint PageAddress(Page page) => Highmem.PageAddress(page);
 
     /// <summary>virt_to_page: the frame a direct-map address falls in, or <see cref="Page.Null"/>.</summary>
     public Page VirtToPage(nint address)
@@ -186,14 +135,5 @@ public sealed partial class Machine
             : new Span<byte>((void*)p, PageSize << order);
     }
 
-    private uint CheckedPfn(Page page) => page.IsNull ? throw new ArgumentException("NULL page", nameof(page))
-        : page.RawPfn < _mem.MaxPfn ? page.RawPfn
-        : throw new ArgumentOutOfRangeException(nameof(page), $"{page} is beyond max_pfn 0x{_mem.MaxPfn:x}");
-
-    private Page VirtToPageChecked(nint address)
-    {
-        uint pfn = _mem.VirtToPfn(address);
-        return pfn != PhysMem.NoPfn ? new Page(pfn)
-            : throw new ArgumentException($"0x{address:x} is not a direct-map address of this machine", nameof(address));
-    }
+    private uint CheckedPfn(Page page) => _mem.CheckedPfn(page);
 }

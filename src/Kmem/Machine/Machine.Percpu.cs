@@ -1,10 +1,9 @@
 // The per-CPU allocator's public face on Machine (include/linux/percpu.h, percpu-defs.h,
 // mm/percpu.c): alloc_percpu and free_percpu, per_cpu_ptr and this_cpu_ptr, the this_cpu
-// operations, DEFINE_PER_CPU and for_each_possible_cpu. The allocator is created on first use
+// operations, DEFINE_PER_CPU and for_each_possible_cpu. Every member forwards to the Percpu
+// layer (PercpuAllocator, PercpuAccess, PercpuCounter). The allocator is created on first use
 // under _percpuLock (its first chunk then comes from the page allocator); it owns its locking.
-// this_cpu operations are atomic on the copy they touch, because two threads may hold one CPU id.
 using System.Numerics;
-using System.Runtime.CompilerServices;
 using Kmem.Percpu;
 
 namespace Kmem;
@@ -19,16 +18,13 @@ public sealed partial class Machine
     /// <summary>The per-CPU allocator, set up on first use.</summary>
     internal PercpuAllocator PercpuAllocator => CreateOnce(ref _percpu, _percpuLock, ref _percpuDisposed, static m =>
     {
-        var a = new PercpuAllocator(m);
+        var a = new PercpuAllocator(m.PageAllocator, m.VmallocSpace, m._cpus, m.Log);
         m._percpuUnitStride = a.UnitSize;
         return a;
     });
 
     /// <summary>pcpu_nr_pages: pages holding per-CPU memory (meminfo's Percpu), 0 before the first use.</summary>
     internal long PercpuPages => Volatile.Read(ref _percpu)?.NrPages ?? 0;
-
-    /// <summary>The distance between two CPUs' copies (pcpu_unit_size), valid once a per-CPU pointer exists.</summary>
-    internal nint PercpuUnitStride => _percpuUnitStride;
 
     /// <summary>pcpu_unit_size: the bytes each CPU has in every chunk, and so the distance between two CPUs'
     /// copies of an object (1 MiB on X64 with 2 CPUs, as the real kernel computes it). Sets the allocator up.</summary>
@@ -60,13 +56,11 @@ public sealed partial class Machine
     /// <summary>alloc_percpu(type): one zeroed <typeparamref name="T"/> per possible CPU, aligned as the type.</summary>
     /// <returns>The pointer, or the default (null) pointer.</returns>
     /// <remarks>May sleep.</remarks>
-    public unsafe PercpuPtr<T> AllocPercpu<T>() where T : unmanaged =>
-        new(PercpuAllocator.Alloc((nuint)sizeof(T), AlignOf<T>(), false, Gfp.Kernel, "alloc_percpu"));
+    public PercpuPtr<T> AllocPercpu<T>() where T : unmanaged => PercpuAccess.Alloc<T>(PercpuAllocator, Gfp.Kernel, "alloc_percpu");
 
     /// <summary>alloc_percpu_gfp(type, gfp).</summary>
     /// <returns>The pointer, or the default (null) pointer.</returns>
-    public unsafe PercpuPtr<T> AllocPercpuGfp<T>(Gfp gfp) where T : unmanaged =>
-        new(PercpuAllocator.Alloc((nuint)sizeof(T), AlignOf<T>(), false, gfp, "alloc_percpu_gfp"));
+    public PercpuPtr<T> AllocPercpuGfp<T>(Gfp gfp) where T : unmanaged => PercpuAccess.Alloc<T>(PercpuAllocator, gfp, "alloc_percpu_gfp");
 
     /// <summary>free_percpu: frees every CPU's copy. <see cref="PercpuPtr.Null"/> is ignored. When this frees the
     /// last object of a chunk while another chunk is wholly free, the extra free chunk is destroyed.</summary>
@@ -87,18 +81,7 @@ public sealed partial class Machine
     /// <summary>per_cpu_ptr: the address of <paramref name="cpu"/>'s copy.</summary>
     /// <exception cref="ArgumentException">The pointer is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The CPU does not exist.</exception>
-    public nint PerCpuPtr(PercpuPtr p, int cpu)
-    {
-        if (p.IsNull)
-        {
-            ThrowNullPercpu();
-        }
-        if ((uint)cpu >= (uint)NrCpus)
-        {
-            ThrowNoCpu(cpu);
-        }
-        return p.Unit0 + cpu * _percpuUnitStride;
-    }
+    public nint PerCpuPtr(PercpuPtr p, int cpu) => PercpuAccess.PerCpuPtr(p, cpu, NrCpus, _percpuUnitStride);
 
     /// <summary>per_cpu_ptr of a typed pointer.</summary>
     public nint PerCpuPtr<T>(PercpuPtr<T> p, int cpu) where T : unmanaged => PerCpuPtr(p.Untyped, cpu);
@@ -116,27 +99,27 @@ public sealed partial class Machine
     public nint ThisCpuPtr<T>(PercpuPtr<T> p) where T : unmanaged => PerCpuPtr(p.Untyped, CurrentCpu);
 
     /// <summary>this_cpu_read: the calling CPU's copy.</summary>
-    public unsafe T ThisCpuRead<T>(PercpuPtr<T> p) where T : unmanaged => Unsafe.ReadUnaligned<T>((void*)ThisCpu(p));
+    public T ThisCpuRead<T>(PercpuPtr<T> p) where T : unmanaged => PercpuAccess.Read<T>(ThisCpu(p));
 
     /// <summary>this_cpu_write: sets the calling CPU's copy.</summary>
-    public unsafe void ThisCpuWrite<T>(PercpuPtr<T> p, T value) where T : unmanaged => Unsafe.WriteUnaligned((void*)ThisCpu(p), value);
+    public void ThisCpuWrite<T>(PercpuPtr<T> p, T value) where T : unmanaged => PercpuAccess.Write(ThisCpu(p), value);
 
     /// <summary>this_cpu_add: adds to the calling CPU's copy, atomically with respect to another thread holding
     /// the same CPU id.</summary>
     /// <exception cref="NotSupportedException">The type is wider than 8 bytes.</exception>
-    public void ThisCpuAdd<T>(PercpuPtr<T> p, T value) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), value);
+    public void ThisCpuAdd<T>(PercpuPtr<T> p, T value) where T : unmanaged, IBinaryInteger<T> => PercpuAccess.AtomicAdd(ThisCpu(p), value);
 
     /// <summary>this_cpu_sub.</summary>
-    public void ThisCpuSub<T>(PercpuPtr<T> p, T value) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), T.Zero - value);
+    public void ThisCpuSub<T>(PercpuPtr<T> p, T value) where T : unmanaged, IBinaryInteger<T> => PercpuAccess.AtomicAdd(ThisCpu(p), T.Zero - value);
 
     /// <summary>this_cpu_inc.</summary>
-    public void ThisCpuInc<T>(PercpuPtr<T> p) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), T.One);
+    public void ThisCpuInc<T>(PercpuPtr<T> p) where T : unmanaged, IBinaryInteger<T> => PercpuAccess.AtomicAdd(ThisCpu(p), T.One);
 
     /// <summary>this_cpu_dec.</summary>
-    public void ThisCpuDec<T>(PercpuPtr<T> p) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), T.Zero - T.One);
+    public void ThisCpuDec<T>(PercpuPtr<T> p) where T : unmanaged, IBinaryInteger<T> => PercpuAccess.AtomicAdd(ThisCpu(p), T.Zero - T.One);
 
     /// <summary>this_cpu_add_return: adds and returns the calling CPU's new value.</summary>
-    public T ThisCpuAddReturn<T>(PercpuPtr<T> p, T value) where T : unmanaged, IBinaryInteger<T> => AtomicAdd(ThisCpu(p), value);
+    public T ThisCpuAddReturn<T>(PercpuPtr<T> p, T value) where T : unmanaged, IBinaryInteger<T> => PercpuAccess.AtomicAdd(ThisCpu(p), value);
 
     /// <summary>per_cpu(var, cpu) of a static variable.</summary>
     public ref T PerCpu<T>(PercpuVar<T> v, int cpu) where T : unmanaged => ref PerCpu(VarPtr(v), cpu);
@@ -167,80 +150,15 @@ public sealed partial class Machine
     /// <param name="name">The variable's name.</param>
     /// <returns>The variable; use it wherever a <see cref="PercpuPtr{T}"/> is taken.</returns>
     /// <exception cref="InvalidOperationException">The static area is full.</exception>
-    public unsafe PercpuVar<T> DefinePerCpu<T>(string name) where T : unmanaged
+    public PercpuVar<T> DefinePerCpu<T>(string name) where T : unmanaged
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        return new PercpuVar<T>(name, new PercpuPtr<T>(PercpuAllocator.DefineStatic(sizeof(T), (int)AlignOf<T>(), name)));
+        return PercpuAccess.DefineStatic<T>(PercpuAllocator, name);
     }
 
     /// <summary>percpu_counter_init: a <see cref="PercpuCounter"/> starting at <paramref name="amount"/>.</summary>
     /// <returns>The counter, or null when its per-CPU deltas cannot be allocated.</returns>
-    public PercpuCounter? PercpuCounterInit(long amount, Gfp gfp)
-    {
-        var counters = new PercpuPtr<int>(PercpuAllocator.Alloc(sizeof(int), sizeof(int), false, gfp, "percpu_counter_init"));
-        return counters.IsNull ? null : new PercpuCounter(this, counters, amount);
-    }
+    public PercpuCounter? PercpuCounterInit(long amount, Gfp gfp) => PercpuCounter.Init(PercpuAllocator, _cpus, amount, gfp);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private nint ThisCpu<T>(PercpuPtr<T> p) where T : unmanaged
-    {
-        if (p.IsNull)
-        {
-            ThrowNullPercpu();
-        }
-        return p.Unit0 + CurrentCpu * _percpuUnitStride;
-    }
-
-    private static unsafe T AtomicAdd<T>(nint address, T value) where T : unmanaged, IBinaryInteger<T>
-    {
-        if (sizeof(T) == 4)
-        {
-            return Unsafe.BitCast<int, T>(Interlocked.Add(ref *(int*)address, Unsafe.BitCast<T, int>(value)));
-        }
-        if (sizeof(T) == 8)
-        {
-            return Unsafe.BitCast<long, T>(Interlocked.Add(ref *(long*)address, Unsafe.BitCast<T, long>(value)));
-        }
-        if (sizeof(T) == 2)
-        {
-            ref ushort slot = ref *(ushort*)address;
-            while (true)
-            {
-                ushort old = Volatile.Read(ref slot);
-                T sum = Unsafe.BitCast<ushort, T>(old) + value;
-                if (Interlocked.CompareExchange(ref slot, Unsafe.BitCast<T, ushort>(sum), old) == old)
-                {
-                    return sum;
-                }
-            }
-        }
-        if (sizeof(T) == 1)
-        {
-            ref byte slot = ref *(byte*)address;
-            while (true)
-            {
-                byte old = Volatile.Read(ref slot);
-                T sum = Unsafe.BitCast<byte, T>(old) + value;
-                if (Interlocked.CompareExchange(ref slot, Unsafe.BitCast<T, byte>(sum), old) == old)
-                {
-                    return sum;
-                }
-            }
-        }
-        throw new NotSupportedException($"this_cpu arithmetic on {typeof(T).Name} ({sizeof(T)} bytes): at most 8 bytes");
-    }
-
-    /// <summary>__alignof__ for an unmanaged type: the largest power of two dividing its size, at most 8.</summary>
-    private static unsafe nuint AlignOf<T>() where T : unmanaged
-    {
-        int size = sizeof(T);
-        return (nuint)Math.Min(8, size & -size);
-    }
-
-    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    private static void ThrowNullPercpu() => throw new ArgumentException("NULL per-CPU pointer", "p");
-
-    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    private void ThrowNoCpu(int cpu) =>
-        throw new ArgumentOutOfRangeException(nameof(cpu), cpu, $"CPU {cpu} does not exist: the machine has CPUs 0..{NrCpus - 1}");
+    private nint ThisCpu<T>(PercpuPtr<T> p) where T : unmanaged => PercpuAccess.ThisCpu(p, CurrentCpu, _percpuUnitStride);
 }

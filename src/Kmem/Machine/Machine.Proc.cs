@@ -2,12 +2,15 @@
 // /sys/kernel/slab (SysSlab) and the same counters as System.Diagnostics.Metrics
 // instruments (Metrics), all created on first use. The meter lives as long as the
 // machine: DisposeProc, called from Dispose, stops it; _procLock makes creation
-// and disposal race-free.
+// and disposal race-free. The machine is the reports' IProcSources: the layers it
+// creates on first use reach Proc only through that interface.
+using Kmem.Percpu;
 using Kmem.Proc;
+using Kmem.Vmalloc;
 
 namespace Kmem;
 
-public sealed partial class Machine
+public sealed partial class Machine : IProcSources
 {
     private readonly Lock _procLock = new();
     private ProcFs? _proc;
@@ -16,7 +19,7 @@ public sealed partial class Machine
     private bool _procDisposed;
 
     /// <summary>The machine's /proc and debugfs memory-management files (buddyinfo, meminfo, vmstat, …).</summary>
-    public ProcFs Proc => _proc ??= new ProcFs(this);
+    public ProcFs Proc => _proc ??= new ProcFs(PageAllocator, SlabLayer, Mm, this);
 
     /// <summary>The machine's /sys/kernel/slab: every SLUB cache's sysfs attributes in the kernel's text, and
     /// the links of merged caches. Only a machine booted with SLUB has it (<see cref="SysSlab.Available"/>).</summary>
@@ -29,7 +32,7 @@ public sealed partial class Machine
     /// </summary>
     /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public MachineMetrics Metrics => CreateOnce(ref _metrics, _procLock, ref _procDisposed,
-        static m => new MachineMetrics(m, VmstatText.For(m.Preset)));
+        static m => new MachineMetrics(m.PageAllocator, VmstatText.For(m.Preset)));
 
     /// <summary>Stops publishing the metrics; the machine calls it when it is disposed.</summary>
     internal void DisposeProc()
@@ -41,4 +44,12 @@ public sealed partial class Machine
             Volatile.Write(ref _metrics, null);
         }
     }
+
+    VmapSpace IProcSources.VmallocSpace => VmallocSpace;
+
+    long IProcSources.VmallocPages => VmallocPages;
+
+    PercpuAllocator IProcSources.PercpuAllocator => PercpuAllocator;
+
+    long IProcSources.PercpuPages => PercpuPages;
 }

@@ -3,6 +3,7 @@
 // adds its kernel-named methods in a partial file in its own folder
 // (PageAlloc/Machine.PageAlloc.cs, …). Boot validates every option before
 // anything is allocated; Dispose gives every host mapping back.
+using Kmem.Highmem;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 using Kmem.Reclaim;
@@ -47,6 +48,8 @@ public sealed partial class Machine : IDisposable
         try
         {
             PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
+            Highmem = new HighmemMaps(_mem, arch, _cpus, Log, Bug);
+            Mempools = new Mempools(_mem, PageAllocator, _cpus, Log, Bug);
             SlabLayer = options.Slab switch
             {
                 SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, SlubThreadCacheBytes(options, memoryBytes), Seed),
@@ -119,6 +122,10 @@ public sealed partial class Machine : IDisposable
     internal PhysMem Mem => _mem;
     internal CpuTopology Cpus => _cpus;
     internal PageAllocator PageAllocator { get; }
+    /// <summary>kmap, kmap_local and the page copy helpers (mapping primitives, below the slab layer).</summary>
+    internal HighmemMaps Highmem { get; }
+    /// <summary>Mempool creation and the pool checks.</summary>
+    internal Mempools Mempools { get; }
     /// <summary>The slab layer (SLUB, SLAB or SLOB, as booted); null when this build lacks the chosen one.</summary>
     internal SlabBackend? SlabLayer { get; }
 
@@ -169,7 +176,7 @@ public sealed partial class Machine : IDisposable
         _disposed = true;
         Mm.Dispose();
         DisposeProc();
-        DisposeHighmem();
+        Highmem.Dispose();
         DisposeVmalloc();
         _mem.Dispose();
     }

@@ -46,7 +46,7 @@ public sealed class Mempool
     private readonly MempoolFreeFn _free;
     private readonly KernelLog _log;
     private readonly Action<KernelBugException> _bug;
-    private readonly Func<int> _cpu;
+    private readonly CpuTopology _cpus;
     /// <summary>The reserve: elements[0 .. curr_nr).</summary>
     private nint[] _elements;
     private int _currNr;
@@ -58,8 +58,8 @@ public sealed class Mempool
     private int _zeroWarned;
     private bool _destroyed;
 
-    internal Mempool(object owner, string name, int minNr, MempoolAllocFn alloc, MempoolFreeFn free, object? poolData, KernelLog log,
-        Action<KernelBugException> bug, Func<int> cpu)
+    internal Mempool(Mempools owner, string name, int minNr, MempoolAllocFn alloc, MempoolFreeFn free, object? poolData, KernelLog log,
+        Action<KernelBugException> bug, CpuTopology cpus)
     {
         Owner = owner;
         Name = name;
@@ -69,12 +69,12 @@ public sealed class Mempool
         PoolData = poolData;
         _log = log;
         _bug = bug;
-        _cpu = cpu;
+        _cpus = cpus;
         _elements = new nint[minNr];
     }
 
-    /// <summary>The machine the pool belongs to.</summary>
-    internal object Owner { get; }
+    /// <summary>The machine's mempool layer the pool belongs to.</summary>
+    internal Mempools Owner { get; }
 
     /// <summary>What the pool holds ("slab:name", "kmalloc:128", "pages:order-0", or the creator's name).</summary>
     public string Name { get; }
@@ -130,7 +130,7 @@ public sealed class Mempool
         if ((gfp & Gfp.Zero) != 0 && Interlocked.Exchange(ref _zeroWarned, 1) == 0)
         {
             // VM_WARN_ON_ONCE: an element from the reserve would not be zeroed.
-            _log.Printk($"WARNING: CPU: {_cpu()} at mm/mempool.c mempool_alloc: __GFP_ZERO is not supported by mempools (pool {Name})");
+            _log.Printk($"WARNING: CPU: {_cpus.Current} at mm/mempool.c mempool_alloc: __GFP_ZERO is not supported by mempools (pool {Name})");
         }
         gfp |= AlwaysAdded;
         // The first round may neither reclaim nor do I/O: the reserve is cheaper than reclaim.

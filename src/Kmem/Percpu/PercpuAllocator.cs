@@ -8,12 +8,14 @@
 // Chunks sit on slot lists by their largest free run (pcpu_chunk_slot). Locking: _lock (pcpu_alloc_mutex
 // and pcpu_lock in one) guards every chunk, the lists and the statistics; under it the page
 // allocator and vmalloc may be called (lock order: percpu → vmalloc → zone), never the reverse.
+using Kmem.PageAlloc;
 using Kmem.Physical;
+using Kmem.Vmalloc;
 
 namespace Kmem.Percpu;
 
 /// <summary>The machine's per-CPU allocator: the first chunk, the chunk slot lists and the statistics.</summary>
-internal sealed class PercpuAllocator
+internal sealed partial class PercpuAllocator
 {
     /// <summary>PCPU_MIN_UNIT_SIZE: no unit is smaller, and no allocation larger.</summary>
     public const int MinUnitSize = 32 << 10;
@@ -30,7 +32,10 @@ internal sealed class PercpuAllocator
     private const int SlotFailThreshold = 3;
 
     private readonly Lock _lock = new();
-    private readonly Machine _m;
+    private readonly PageAllocator _pa;
+    private readonly VmapSpace _vmap;
+    private readonly CpuTopology _cpus;
+    private readonly KernelLog _log;
     private readonly List<PcpuChunk>[] _slots;
     private readonly PcpuChunk? _reservedChunk;
     private readonly PcpuChunk _firstChunk;
@@ -40,11 +45,20 @@ internal sealed class PercpuAllocator
     private long _nrPopulated;
     private PcpuStats _stats;
 
-    public PercpuAllocator(Machine m)
+    /// <summary>Sets the allocator up: builds the first chunk (from the page allocator, or mapped in the vmalloc
+    /// area when no block is large enough) and logs its geometry as the kernel does at boot.</summary>
+    /// <param name="pa">The page allocator chunks' frames come from.</param>
+    /// <param name="vmap">The vmalloc space chunks beyond the first are mapped into.</param>
+    /// <param name="cpus">The possible CPUs: one unit each.</param>
+    /// <param name="log">The kernel log.</param>
+    public PercpuAllocator(PageAllocator pa, VmapSpace vmap, CpuTopology cpus, KernelLog log)
     {
-        _m = m;
-        NrUnits = m.NrCpus;
-        bool is64 = m.Preset == Preset.X64;
+        _pa = pa;
+        _vmap = vmap;
+        _cpus = cpus;
+        _log = log;
+        NrUnits = cpus.Count;
+        bool is64 = pa.Arch.Preset == Preset.X64;
         StaticSize = is64 ? StaticSize64 : StaticSize32;
         // PERCPU_FIRST_CHUNK_RESERVE: the module reserve on x86-64, none on x86-32.
         ReservedSize = is64 ? ModuleReserve : 0;
@@ -78,7 +92,7 @@ internal sealed class PercpuAllocator
         Relocate(_firstChunk);
         _nrPopulated = sizeSum >> PhysMem.PageShift;
         _stats.NrChunks = _stats.NrMaxChunks = 1;
-        m.Log.Printk(embedded
+        log.Printk(embedded
             ? $"percpu: Embedded {sizeSum >> PhysMem.PageShift} pages/cpu s{StaticSize} r{ReservedSize} d{DynSize} u{UnitSize}"
             : $"percpu: {sizeSum >> PhysMem.PageShift} 4K pages/cpu s{StaticSize} r{ReservedSize} d{DynSize}");
     }
@@ -120,106 +134,6 @@ internal sealed class PercpuAllocator
                 return (int)_stats.NrChunks;
             }
         }
-    }
-
-    // ------------------------------------------------------------------ setup
-
-    private readonly record struct AllocInfo(int UnitSize, int AtomSize, int AllocSize);
-
-    /// <summary>pcpu_build_alloc_info for one group: units per allocation (upa) as large as the atom allows
-    /// while wasting at most a third of the CPUs' worth of units, then as few allocations as possible.</summary>
-    private static AllocInfo BuildAllocInfo(int sizeSum, int atomSize, int nrCpus)
-    {
-        int minUnitSize = Math.Max(sizeSum, MinUnitSize);
-        int allocSize = (minUnitSize + atomSize - 1) / atomSize * atomSize;
-        int maxUpa = allocSize / minUnitSize;
-        while (allocSize % maxUpa != 0 || (allocSize / maxUpa) % PhysMem.PageSize != 0)
-        {
-            maxUpa--;
-        }
-        int bestUpa = 0, lastAllocs = int.MaxValue;
-        for (int upa = maxUpa; upa > 0; upa--)
-        {
-            if (allocSize % upa != 0 || (allocSize / upa) % PhysMem.PageSize != 0)
-            {
-                continue;
-            }
-            int allocs = (nrCpus + upa - 1) / upa;
-            int wasted = allocs * upa - nrCpus;
-            if (wasted > nrCpus / 3)
-            {
-                continue;
-            }
-            if (allocs > lastAllocs)
-            {
-                break;
-            }
-            lastAllocs = allocs;
-            bestUpa = upa;
-        }
-        return new AllocInfo(allocSize / bestUpa, atomSize, allocSize);
-    }
-
-    /// <summary>The first chunk's memory: pcpu_embed_first_chunk when every unit fits one physically contiguous
-    /// block (the part of each unit past <paramref name="sizeSum"/> is given back, as the kernel gives it back to
-    /// memblock); else pcpu_page_first_chunk: units of sizeSum bytes, page by page, mapped in the vmalloc area.</summary>
-    private (nint Region, bool Embedded, nint HostArea) AllocFirstChunk(int sizeSum, ref AllocInfo layout)
-    {
-        long total = (long)layout.UnitSize * NrUnits;
-        int order = Machine.GetOrder((nuint)total);
-        if (order < Machine.MaxOrder)
-        {
-            var block = _m.AllocPages(Gfp.Kernel | Gfp.NoWarn, order);
-            if (!block.IsNull)
-            {
-                _m.SplitPage(block, order);
-                int unitPages = layout.UnitSize >> PhysMem.PageShift, usedPages = sizeSum >> PhysMem.PageShift;
-                for (int i = 0; i < 1 << order; i++)
-                {
-                    int u = i / unitPages, inUnit = i % unitPages;
-                    if (u >= NrUnits || inUnit >= usedPages)
-                    {
-                        _m.FreePage(block.Add(i));
-                    }
-                }
-                return (_m.PageAddress(block), true, 0);
-            }
-        }
-        layout = new AllocInfo(sizeSum, PhysMem.PageSize, sizeSum);
-        int pages = (sizeSum >> PhysMem.PageShift) * NrUnits;
-        var frames = new Page[pages];
-        for (int i = 0; i < pages; i++)
-        {
-            frames[i] = _m.AllocPage(Gfp.Kernel);
-            if (frames[i].IsNull)
-            {
-                throw new InsufficientMemoryException($"percpu: failed to allocate the first chunk ({pages} pages)");
-            }
-        }
-        nint area = _m.Vmap(frames, VmFlags.Map | VmFlags.MapPutPages, PageProt.PageKernel, "pcpu_page_first_chunk");
-        if (area == 0)
-        {
-            foreach (var f in frames)
-            {
-                _m.FreePage(f);
-            }
-            throw new InsufficientMemoryException("percpu: failed to map the first chunk");
-        }
-        return (area, false, area);
-    }
-
-    /// <summary>pcpu_alloc_first_chunk: a chunk over [tmp, tmp + mapSize) of the first chunk's region; the
-    /// page-aligned region around it is the chunk, the parts outside hidden in its map.</summary>
-    private static PcpuChunk FirstChunkPart(nint tmp, int mapSize)
-    {
-        nint aligned = tmp & ~(nint)(PhysMem.PageSize - 1);
-        int startOffset = (int)(tmp - aligned);
-        int regionSize = PageAlign(startOffset + mapSize);
-        return new PcpuChunk(regionSize >> PhysMem.PageShift, startOffset, regionSize - startOffset - mapSize)
-        {
-            BaseAddr = aligned,
-            Immutable = true,
-        };
     }
 
     // ------------------------------------------------------------------ static variables
@@ -274,7 +188,7 @@ internal sealed class PercpuAllocator
         {
             if (doWarn)
             {
-                _m.Log.Printk($"WARNING: CPU: {_m.CurrentCpu} at mm/percpu.c pcpu_alloc: illegal size ({size}) or align ({align}) for percpu allocation");
+                _log.Printk($"WARNING: CPU: {_cpus.Current} at mm/percpu.c pcpu_alloc: illegal size ({size}) or align ({align}) for percpu allocation");
             }
             return 0;
         }
@@ -341,7 +255,7 @@ internal sealed class PercpuAllocator
         }
         if (doWarn)
         {
-            _m.Log.Printk($"percpu: allocation failed, size={size} align={align} atomic={(isAtomic ? 1 : 0)}, {err}");
+            _log.Printk($"percpu: allocation failed, size={size} align={align} atomic={(isAtomic ? 1 : 0)}, {err}");
         }
         return 0;
     }
@@ -411,7 +325,7 @@ internal sealed class PercpuAllocator
             foreach (var c in toDestroy)
             {
                 // pcpu_destroy_chunk: the area and its frames go back (outside the lock: vfree may sleep).
-                _m.Vfree(c.BaseAddr);
+                _vmap.Unmap(c.BaseAddr, deallocatePages: true, "vfree");
             }
         }
         return null;
@@ -446,22 +360,22 @@ internal sealed class PercpuAllocator
         for (int i = 0; i < pages; i++)
         {
             // pcpu_alloc_pages: highmem is fine, the pages are only reached through the mapping.
-            frames[i] = _m.AllocPage(Gfp.Kernel | Gfp.HighMem | Gfp.NoWarn);
+            frames[i] = _pa.AllocPages(Gfp.Kernel | Gfp.HighMem | Gfp.NoWarn, 0, -1);
             if (frames[i].IsNull)
             {
                 for (int j = 0; j < i; j++)
                 {
-                    _m.FreePage(frames[j]);
+                    FreePage(frames[j]);
                 }
                 return null;
             }
         }
-        nint area = _m.Vmap(frames, VmFlags.Map | VmFlags.MapPutPages, PageProt.PageKernel, "pcpu_get_vm_areas");
+        nint area = Vmap(frames, "pcpu_get_vm_areas");
         if (area == 0)
         {
             foreach (var f in frames)
             {
-                _m.FreePage(f);
+                FreePage(f);
             }
             return null;
         }

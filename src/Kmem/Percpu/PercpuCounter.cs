@@ -4,7 +4,9 @@
 // Read is cheap but off by less than batch × CPUs, Sum is exact. Invariant: the true value is
 // _count + Σ deltas. Two threads may hold one CPU id here, so a delta is updated by
 // compare-and-swap, and a fold takes the delta out by CAS while holding the lock.
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Kmem.Percpu;
 
 namespace Kmem;
 
@@ -16,18 +18,31 @@ namespace Kmem;
 /// unless that delta reaches the batch.</remarks>
 public sealed class PercpuCounter : IDisposable
 {
-    private readonly Machine _m;
+    private readonly PercpuAllocator _allocator;
+    private readonly CpuTopology _cpus;
     private readonly Lock _lock = new();
     private readonly PercpuPtr<int> _counters;
+    /// <summary>pcpu_unit_size: the distance between two CPUs' deltas.</summary>
+    private readonly nint _stride;
     private long _count;
     private bool _disposed;
 
-    internal PercpuCounter(Machine m, PercpuPtr<int> counters, long amount)
+    private PercpuCounter(PercpuAllocator allocator, CpuTopology cpus, PercpuPtr<int> counters, long amount)
     {
-        _m = m;
+        _allocator = allocator;
+        _cpus = cpus;
         _counters = counters;
+        _stride = allocator.UnitSize;
         _count = amount;
-        Batch = Math.Max(32, 2 * m.NrCpus);
+        Batch = Math.Max(32, 2 * cpus.Count);
+    }
+
+    /// <summary>percpu_counter_init: a counter at <paramref name="amount"/>, or null when its per-CPU deltas
+    /// cannot be allocated with <paramref name="gfp"/>.</summary>
+    internal static PercpuCounter? Init(PercpuAllocator allocator, CpuTopology cpus, long amount, Gfp gfp)
+    {
+        var counters = new PercpuPtr<int>(allocator.Alloc(sizeof(int), sizeof(int), false, gfp, "percpu_counter_init"));
+        return counters.IsNull ? null : new PercpuCounter(allocator, cpus, counters, amount);
     }
 
     /// <summary>percpu_counter_batch: the delta at which a CPU folds into the shared count, max(32, 2 × CPUs).</summary>
@@ -52,7 +67,7 @@ public sealed class PercpuCounter : IDisposable
     public unsafe void AddBatch(long amount, int batch)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        int* slot = (int*)(_counters.Unit0 + (nint)_m.CurrentCpu * _m.PercpuUnitStride);
+        int* slot = Delta(_cpus.Current);
         while (true)
         {
             int old = Volatile.Read(ref *slot);
@@ -95,15 +110,15 @@ public sealed class PercpuCounter : IDisposable
 
     /// <summary>percpu_counter_sum: the exact value, the shared count plus every CPU's delta, under the lock.</summary>
     /// <exception cref="ObjectDisposedException">The counter was destroyed.</exception>
-    public long Sum()
+    public unsafe long Sum()
     {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             long sum = _count;
-            foreach (int cpu in _m.ForEachPossibleCpu())
+            for (int cpu = 0; cpu < _cpus.Count; cpu++)
             {
-                sum += Volatile.Read(ref _m.PerCpu(_counters, cpu));
+                sum += Volatile.Read(ref *Delta(cpu));
             }
             return sum;
         }
@@ -122,7 +137,7 @@ public sealed class PercpuCounter : IDisposable
     public int CompareBatch(long rhs, int batch)
     {
         long count = Read();
-        if (Math.Abs(count - rhs) > (long)batch * _m.NrCpus)
+        if (Math.Abs(count - rhs) > (long)batch * _cpus.Count)
         {
             return count > rhs ? 1 : -1;
         }
@@ -131,14 +146,14 @@ public sealed class PercpuCounter : IDisposable
     }
 
     /// <summary>percpu_counter_set: every delta to 0 and the count to <paramref name="amount"/>.</summary>
-    public void Set(long amount)
+    public unsafe void Set(long amount)
     {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            foreach (int cpu in _m.ForEachPossibleCpu())
+            for (int cpu = 0; cpu < _cpus.Count; cpu++)
             {
-                Volatile.Write(ref _m.PerCpu(_counters, cpu), 0);
+                Volatile.Write(ref *Delta(cpu), 0);
             }
             Interlocked.Exchange(ref _count, amount);
         }
@@ -155,8 +170,13 @@ public sealed class PercpuCounter : IDisposable
             }
             _disposed = true;
         }
-        _m.FreePercpu(_counters);
+        // The deltas are this counter's alone and freed once, so free_percpu cannot refuse them.
+        string? problem = _allocator.Free(_counters.Unit0);
+        Debug.Assert(problem is null, problem);
     }
+
+    /// <summary>The delta of <paramref name="cpu"/>.</summary>
+    private unsafe int* Delta(int cpu) => (int*)(_counters.Unit0 + cpu * _stride);
 
     /// <inheritdoc/>
     public override string ToString() => $"percpu_counter {Read()} (batch {Batch})";

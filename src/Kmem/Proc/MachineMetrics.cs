@@ -3,6 +3,7 @@
 // the line. Values come from the same table and readers as /proc/vmstat, read
 // when a listener collects. Created by Machine.Metrics, disposed with the machine.
 using System.Diagnostics.Metrics;
+using Kmem.PageAlloc;
 using Kmem.Proc;
 
 namespace Kmem;
@@ -22,9 +23,10 @@ public sealed class MachineMetrics
     /// <summary>The meter's name, by which metrics listeners select it.</summary>
     public const string MeterName = "Kmem";
 
-    internal MachineMetrics(Machine machine, VmstatItem[] items)
+    /// <param name="pa">The page allocator whose counters /proc/vmstat prints.</param>
+    /// <param name="items">The preset's vmstat table.</param>
+    internal MachineMetrics(PageAllocator pa, VmstatItem[] items)
     {
-        var pa = machine.PageAllocator;
         Meter = new Meter(MeterName, "6.1");
         var names = new string[items.Length];
         for (int i = 0; i < items.Length; i++)

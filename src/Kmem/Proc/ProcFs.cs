@@ -2,7 +2,12 @@
 // text, by method or by path, in the kernel's own format byte for byte. Every
 // read builds the text afresh from the live counters; nothing is cached.
 // Reports take one zone lock at a time (see each report), never a pcp lock.
+// The layers are given at construction; those the machine creates lazily are
+// reached through IProcSources.
+using Kmem.PageAlloc;
 using Kmem.Proc;
+using Kmem.Reclaim;
+using Kmem.Slab;
 
 namespace Kmem;
 
@@ -14,12 +19,22 @@ namespace Kmem;
 /// is consistent within each zone's lines; different zones may be read a moment apart, as in the kernel.</remarks>
 public sealed class ProcFs
 {
-    private readonly Machine _machine;
+    private readonly PageAllocator _pa;
+    private readonly SlabBackend? _slab;
+    private readonly MmState _mm;
+    private readonly IProcSources _sources;
     private readonly (string Name, string Path, Func<string> Show)[] _files;
 
-    internal ProcFs(Machine machine)
+    /// <param name="pa">The page allocator (zones, nodes, counters, the boot options).</param>
+    /// <param name="slab">The slab layer; null when this build lacks the one the machine was booted with.</param>
+    /// <param name="mm">The reclaim layer (swap areas).</param>
+    /// <param name="sources">The layers the machine creates on first use.</param>
+    internal ProcFs(PageAllocator pa, SlabBackend? slab, MmState mm, IProcSources sources)
     {
-        _machine = machine;
+        _pa = pa;
+        _slab = slab;
+        _mm = mm;
+        _sources = sources;
         (string, string, Func<string>)[] files =
         [
             ("buddyinfo", "/proc/buddyinfo", Buddyinfo),
@@ -36,8 +51,8 @@ public sealed class ProcFs
             ("percpu_stats", "/sys/kernel/debug/percpu_stats", PercpuStats),
         ];
         // /proc/slabinfo exists only with a slab layer that has one (not SLOB); Kmem's slobinfo only with SLOB.
-        bool hasSlabinfo = machine.SlabLayer is { Kind: not SlabAllocator.Slob };
-        bool hasSlobinfo = machine.SlabLayer is { Kind: SlabAllocator.Slob };
+        bool hasSlabinfo = slab is { Kind: not SlabAllocator.Slob };
+        bool hasSlobinfo = slab is { Kind: SlabAllocator.Slob };
         _files = [.. files.Where(f => f.Item1 switch { "slabinfo" => hasSlabinfo, "slobinfo" => hasSlobinfo, _ => true })];
         Names = [.. _files.Select(f => f.Name)];
         Paths = [.. _files.Select(f => f.Path)];
@@ -50,26 +65,26 @@ public sealed class ProcFs
     public IReadOnlyList<string> Paths { get; }
 
     /// <summary>/proc/buddyinfo: free blocks per order, one line per populated zone.</summary>
-    public string Buddyinfo() => Proc.Buddyinfo.Show(_machine.PageAllocator);
+    public string Buddyinfo() => Proc.Buddyinfo.Show(_pa);
 
     /// <summary>/proc/pagetypeinfo: free blocks per order and migrate type, and pageblocks per migrate type.</summary>
-    public string Pagetypeinfo() => Proc.Pagetypeinfo.Show(_machine.PageAllocator);
+    public string Pagetypeinfo() => Proc.Pagetypeinfo.Show(_pa);
 
     /// <summary>/proc/zoneinfo: every zone's counters, watermarks, lowmem reserves and per-CPU lists.</summary>
-    public string Zoneinfo() => Proc.Zoneinfo.Show(_machine.PageAllocator);
+    public string Zoneinfo() => Proc.Zoneinfo.Show(_pa);
 
     /// <summary>/proc/meminfo: the system-wide memory summary in kB.</summary>
-    public string Meminfo() => Proc.Meminfo.Show(_machine.PageAllocator, _machine.VmallocPages, _machine.PercpuPages);
+    public string Meminfo() => Proc.Meminfo.Show(_pa, _sources.VmallocPages, _sources.PercpuPages);
 
     /// <summary>/proc/vmstat: every vm counter and event of the preset's kernel.</summary>
-    public string Vmstat() => VmStat.Show(_machine.PageAllocator);
+    public string Vmstat() => VmStat.Show(_pa);
 
     /// <summary>/proc/slabinfo (version 2.1): every slab cache, newest first.</summary>
     /// <exception cref="InvalidOperationException">The machine was booted with SLOB, which has no
     /// /proc/slabinfo (as in Linux).</exception>
-    public string Slabinfo() => _machine.SlabLayer is { Kind: not SlabAllocator.Slob } slab
+    public string Slabinfo() => _slab is { Kind: not SlabAllocator.Slob } slab
         ? Proc.Slabinfo.Show(slab)
-        : throw new InvalidOperationException(_machine.SlabLayer is null
+        : throw new InvalidOperationException(_slab is null
             ? "this build has no slab layer for this machine's slab allocator"
             : "SLOB has no /proc/slabinfo (as in Linux)");
 
@@ -81,30 +96,30 @@ public sealed class ProcFs
     /// holds (slob pages, full ones, blocks of a page or more), and per owner (kmalloc, then each cache,
     /// oldest first) the live blocks, the bytes asked for and the bytes held, with a total line.</summary>
     /// <exception cref="InvalidOperationException">The machine was not booted with SLOB.</exception>
-    public string Slobinfo() => _machine.SlabLayer is Slab.Slob slob
+    public string Slobinfo() => _slab is Slob slob
         ? Proc.Slobinfo.Show(slob)
-        : throw new InvalidOperationException("slobinfo is Kmem's summary of SLOB; this machine was booted with " + _machine.Options.Slab);
+        : throw new InvalidOperationException("slobinfo is Kmem's summary of SLOB; this machine was booted with " + _pa.Options.Slab);
 
     /// <summary>/proc/vmallocinfo: every vmalloc and vmap area by address (range, size with the guard page,
     /// caller, pages, flags, frames per node on X64), then the lazily freed ranges not yet purged.</summary>
     /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
-    public string Vmallocinfo() => _machine.VmallocSpace.Show();
+    public string Vmallocinfo() => _sources.VmallocSpace.Show();
 
     /// <summary>/proc/swaps: the active swap areas (file name, type, size and use in kB, priority).</summary>
-    public string Swaps() => _machine.Mm.ProcSwaps();
+    public string Swaps() => _mm.ProcSwaps();
 
     /// <summary>/sys/kernel/debug/extfrag/unusable_index: per zone and order, the share of free memory that
     /// cannot serve a request of that order (0.000 to 1.000).</summary>
-    public string ExtfragUnusableIndex() => Extfrag.UnusableIndex(_machine.PageAllocator);
+    public string ExtfragUnusableIndex() => Extfrag.UnusableIndex(_pa);
 
     /// <summary>/sys/kernel/debug/extfrag/extfrag_index: per zone and order, whether a failing request would
     /// fail for lack of memory (toward 0) or fragmentation (toward 1); -1.000 when it would succeed.</summary>
-    public string ExtfragIndex() => Extfrag.FragmentationIndex(_machine.PageAllocator);
+    public string ExtfragIndex() => Extfrag.FragmentationIndex(_pa);
 
     /// <summary>/sys/kernel/debug/percpu_stats: the per-CPU allocator's setup (unit, static, reserved and dynamic
     /// sizes), its global counters, and per chunk its allocations, free bytes, largest free run and fragments.</summary>
     /// <remarks>Sets the per-CPU allocator up if nothing has used it yet (the kernel's exists from boot).</remarks>
-    public string PercpuStats() => Proc.PercpuStats.Show(_machine.PercpuAllocator);
+    public string PercpuStats() => Proc.PercpuStats.Show(_sources.PercpuAllocator);
 
     /// <summary>Whether <paramref name="path"/> names a file this machine provides (see <see cref="Read"/>).</summary>
     public bool Knows(string path) => Find(path) >= 0;

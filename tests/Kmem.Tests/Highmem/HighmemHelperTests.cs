@@ -31,7 +31,7 @@ public class HighmemHelperTests
         m.ClearHighpage(page);
         Assert.DoesNotContain(Read(m, page), b => b != 0);
         m.Kunmap(page);
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
     }
 
     [Theory]
@@ -45,7 +45,7 @@ public class HighmemHelperTests
         m.MemcpyToPage(from, 0, data);
         m.CopyHighpage(to, from);
         Assert.Equal(data, Read(m, to));
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
     }
 
     [Fact]
@@ -97,7 +97,7 @@ public class HighmemHelperTests
         m.MemmovePage(other, 100, page, 0, 6);
         m.MemcpyFromPage(bytes, other, 100);
         Assert.Equal(new byte[] { 1, 2, 3, 4, 3, 4 }, bytes);
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
     }
 
     [Fact]
@@ -127,7 +127,7 @@ public class HighmemHelperTests
         Assert.Throws<ArgumentOutOfRangeException>(() => m.MemcpyFromPage(new byte[1], page, 4096));
         Assert.Throws<ArgumentOutOfRangeException>(() => m.MemcpyPage(page, 0, page, 4000, 100));
         Assert.Throws<ArgumentOutOfRangeException>(() => m.MemzeroPage(page, 4000, 97));
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
     }
 
     [Fact]

@@ -16,7 +16,7 @@ public class KmapLocalTests
         var a = m.KmapLocalPage(pages[0]);
         var b = m.KmapLocalPage(pages[1]);
         var c = m.KmapLocalPage(pages[2]);
-        Assert.Equal(3, m.LocalSlots.Depth);
+        Assert.Equal(3, m.Highmem.LocalSlots.Depth);
         Assert.Equal(3, new[] { a, b, c }.Distinct().Count());
         Fill(a, 1);
         Fill(b, 2);
@@ -25,7 +25,7 @@ public class KmapLocalTests
         m.KunmapLocal(b);
         Assert.True(Holds(a, 1));
         m.KunmapLocal(a);
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
 
         nint again = m.KmapLocalPage(pages[1]);
         Assert.True(Holds(again, 2));
@@ -56,11 +56,11 @@ public class KmapLocalTests
         var bug = Assert.ThrowsAny<KernelBugException>(() => m.KunmapLocal(a));
         Assert.Contains("kunmap_local", bug.Report);
         Assert.Contains("LIFO", bug.Report);
-        Assert.Equal(2, m.LocalSlots.Depth);
+        Assert.Equal(2, m.Highmem.LocalSlots.Depth);
         Assert.True(Holds(a, 5)); // still mapped
         m.KunmapLocal(b);
         m.KunmapLocal(a);
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
     }
 
     [Fact]
@@ -72,10 +72,10 @@ public class KmapLocalTests
         var b = m.KmapLocalPage(pages[1]);
         m.KunmapLocal(a);
         Assert.True(m.Log.Contains("at mm/highmem.c kunmap_local_indexed"));
-        Assert.Equal(2, m.LocalSlots.Depth);
+        Assert.Equal(2, m.Highmem.LocalSlots.Depth);
         m.KunmapLocal(b);
         m.KunmapLocal(a);
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
     }
 
     [Fact]
@@ -104,12 +104,12 @@ public class KmapLocalTests
         var mapped = pages.Take(Machine.KmMaxIdx).Select(m.KmapLocalPage).ToArray();
         var bug = Assert.ThrowsAny<KernelBugException>(() => m.KmapLocalPage(pages[^1]));
         Assert.Contains("KM_MAX_IDX", bug.Report);
-        Assert.Equal(Machine.KmMaxIdx, m.LocalSlots.Depth);
+        Assert.Equal(Machine.KmMaxIdx, m.Highmem.LocalSlots.Depth);
         foreach (var address in mapped.Reverse())
         {
             m.KunmapLocal(address);
         }
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
     }
 
     [Fact]
@@ -133,7 +133,7 @@ public class KmapLocalTests
         var low = m.AllocPage(Gfp.Kernel);
         nint a = m.KmapLocalPage(low);
         Assert.Equal(m.PageAddress(low), a);
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
         m.KunmapLocal(a);
     }
 
@@ -148,7 +148,7 @@ public class KmapLocalTests
         (nint Address, bool Same, bool Refused) theirs = default;
         var other = new Thread(() =>
         {
-            int depth = m.LocalSlots.Depth;
+            int depth = m.Highmem.LocalSlots.Depth;
             nint address = m.KmapLocalPage(pages[0]);
             bool same = Holds(address, 10);
             bool refused = false;
@@ -169,8 +169,8 @@ public class KmapLocalTests
         Assert.NotEqual(mine, theirs.Address);
         Assert.True(theirs.Same);
         Assert.True(theirs.Refused);
-        Assert.Equal(1, m.LocalSlots.Depth);
-        Assert.Equal(2, m.LocalSlots.Windows);
+        Assert.Equal(1, m.Highmem.LocalSlots.Depth);
+        Assert.Equal(2, m.Highmem.LocalSlots.Windows);
         m.KunmapLocal(mine);
     }
 
@@ -186,7 +186,7 @@ public class KmapLocalTests
             byte seen = 0;
             var thread = new Thread(() =>
             {
-                depth = m.LocalSlots.Depth;
+                depth = m.Highmem.LocalSlots.Depth;
                 nint a = m.KmapLocalPage(page);
                 unsafe
                 {
@@ -200,7 +200,7 @@ public class KmapLocalTests
             Assert.Equal(42, seen);
         }
         // This thread's own (MemcpyToPage took one) and one handed from each exited thread to the next.
-        Assert.Equal(2, m.LocalSlots.Windows);
+        Assert.Equal(2, m.Highmem.LocalSlots.Windows);
     }
 
     [Fact]
@@ -216,17 +216,17 @@ public class KmapLocalTests
         Fill(a, 77);
         nint b = m.KmapAtomic(pages[1]);
         Assert.Equal(cpu, m.CurrentCpu);
-        Assert.Equal(2, m.LocalSlots.Depth);
+        Assert.Equal(2, m.Highmem.LocalSlots.Depth);
 
         // Out of order: reported, both stay mapped and pinned.
         Assert.ThrowsAny<KernelBugException>(() => m.KunmapAtomic(a));
-        Assert.Equal(2, m.LocalSlots.Depth);
+        Assert.Equal(2, m.Highmem.LocalSlots.Depth);
         m.KunmapAtomic(b);
         Assert.True(m.Cpus.IsPinned);
         Assert.True(Holds(a, 77));
         m.KunmapAtomic(a);
         Assert.False(m.Cpus.IsPinned);
-        Assert.Equal(0, m.LocalSlots.Depth);
+        Assert.Equal(0, m.Highmem.LocalSlots.Depth);
         Assert.ThrowsAny<KernelBugException>(() => m.KunmapAtomic(a));
     }
 

@@ -29,7 +29,7 @@ public class KmapTests
         Fill(address, 42);
         m.Kunmap(page);
         m.KmapFlushUnused();
-        Assert.Equal(-1, m.PkmapWindow.CountOf((uint)page.Pfn));
+        Assert.Equal(-1, m.Highmem.PkmapWindow.CountOf((uint)page.Pfn));
 
         nint local = m.KmapLocalPage(page);
         Assert.NotEqual(address, local);
@@ -67,10 +67,10 @@ public class KmapTests
         nint first = m.Kmap(page);
         nint second = m.Kmap(page);
         Assert.Equal(first, second);
-        Assert.Equal(3, m.PkmapWindow.CountOf((uint)page.Pfn)); // mapped, held twice
+        Assert.Equal(3, m.Highmem.PkmapWindow.CountOf((uint)page.Pfn)); // mapped, held twice
         m.Kunmap(page);
         m.Kunmap(page);
-        Assert.Equal(1, m.PkmapWindow.CountOf((uint)page.Pfn)); // cached until the next flush
+        Assert.Equal(1, m.Highmem.PkmapWindow.CountOf((uint)page.Pfn)); // cached until the next flush
         Assert.Equal(first, m.Kmap(page)); // an unused mapping is reused as it is
         m.Kunmap(page);
     }
@@ -120,14 +120,14 @@ public class KmapTests
             Fill(m.Kmap(pages[i]), (byte)i);
         }
         var waiter = Task.Run(() => m.Kmap(pages[512], TimeSpan.FromSeconds(30)));
-        Assert.True(SpinWait.SpinUntil(() => m.PkmapWindow.Waiters == 1, TimeSpan.FromSeconds(10)), "the kmap never went to sleep");
+        Assert.True(SpinWait.SpinUntil(() => m.Highmem.PkmapWindow.Waiters == 1, TimeSpan.FromSeconds(10)), "the kmap never went to sleep");
         Assert.False(waiter.IsCompleted);
 
         m.Kunmap(pages[7]);
         nint address = await waiter.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.NotEqual(0, address);
         // It took the slot pages[7] gave up (the only one with no holder), now mapping the new frame.
-        Assert.Equal(-1, m.PkmapWindow.CountOf((uint)pages[7].Pfn));
+        Assert.Equal(-1, m.Highmem.PkmapWindow.CountOf((uint)pages[7].Pfn));
         Fill(address, 99);
         nint local = m.KmapLocalPage(pages[512]);
         Assert.True(Holds(local, 99));
@@ -146,10 +146,10 @@ public class KmapTests
         }
         using var cts = new CancellationTokenSource();
         var waiter = Task.Run(() => m.Kmap(pages[512], cts.Token));
-        Assert.True(SpinWait.SpinUntil(() => m.PkmapWindow.Waiters == 1, TimeSpan.FromSeconds(10)));
+        Assert.True(SpinWait.SpinUntil(() => m.Highmem.PkmapWindow.Waiters == 1, TimeSpan.FromSeconds(10)));
         cts.Cancel();
         Assert.Equal(0, await waiter.WaitAsync(TimeSpan.FromSeconds(10)));
-        Assert.Equal(0, m.PkmapWindow.Waiters);
+        Assert.Equal(0, m.Highmem.PkmapWindow.Waiters);
     }
 
     [Fact]
@@ -167,9 +167,9 @@ public class KmapTests
         // Slots 1..511 were taken in order, then the scan wrapped to slot 0 and flushed the rest.
         Assert.Equal(first[0] + (510 * Machine.PageSize), first[510]);
         Assert.Equal(first[0] - Machine.PageSize, first[511]);
-        Assert.Equal(-1, m.PkmapWindow.CountOf((uint)pages[0].Pfn));
-        Assert.Equal(1, m.PkmapWindow.CountOf((uint)pages[511].Pfn));
-        m.PkmapWindow.Validate();
+        Assert.Equal(-1, m.Highmem.PkmapWindow.CountOf((uint)pages[0].Pfn));
+        Assert.Equal(1, m.Highmem.PkmapWindow.CountOf((uint)pages[511].Pfn));
+        m.Highmem.PkmapWindow.Validate();
 
         // The next new page gets slot 1 again, which the flush freed.
         nint reused = m.Kmap(pages[512]);
@@ -180,7 +180,7 @@ public class KmapTests
         Assert.NotEqual(reused, back);
         Assert.True(Holds(back, 0));
         Assert.True(Holds(m.Kmap(pages[511]), 255));
-        m.PkmapWindow.Validate();
+        m.Highmem.PkmapWindow.Validate();
     }
 
     [Fact]
@@ -198,8 +198,8 @@ public class KmapTests
         bug = Assert.ThrowsAny<KernelBugException>(() => m.Kunmap(page));
         Assert.Contains("would drop to 0", bug.Report);
         Assert.Contains("0xff", bug.Report); // the slot named by its PKMAP_ADDR
-        Assert.Equal(1, m.PkmapWindow.CountOf((uint)page.Pfn));
-        m.PkmapWindow.Validate();
+        Assert.Equal(1, m.Highmem.PkmapWindow.CountOf((uint)page.Pfn));
+        m.Highmem.PkmapWindow.Validate();
         Assert.Equal(address, m.Kmap(page));
     }
 
@@ -210,10 +210,10 @@ public class KmapTests
         var page = HighPage(m);
         m.Kunmap(page);
         Assert.True(m.Log.Contains("kernel BUG at mm/highmem.c: kunmap_high"));
-        Assert.Equal(-1, m.PkmapWindow.CountOf((uint)page.Pfn));
+        Assert.Equal(-1, m.Highmem.PkmapWindow.CountOf((uint)page.Pfn));
         nint address = m.Kmap(page);
         Assert.NotEqual(0, address);
-        Assert.Equal(2, m.PkmapWindow.CountOf((uint)page.Pfn));
+        Assert.Equal(2, m.Highmem.PkmapWindow.CountOf((uint)page.Pfn));
     }
 
     [Fact]
@@ -269,7 +269,7 @@ public class KmapTests
             m.Kmap(p);
         }
         var waiter = Task.Run(() => m.Kmap(pages[512], TimeSpan.FromSeconds(30)));
-        Assert.True(SpinWait.SpinUntil(() => m.PkmapWindow.Waiters == 1, TimeSpan.FromSeconds(10)));
+        Assert.True(SpinWait.SpinUntil(() => m.Highmem.PkmapWindow.Waiters == 1, TimeSpan.FromSeconds(10)));
         m.Dispose();
         await Assert.ThrowsAsync<ObjectDisposedException>(() => waiter.WaitAsync(TimeSpan.FromSeconds(10)));
     }
@@ -339,9 +339,9 @@ public class KmapTests
         workers.ForEach(w => w.Start());
         Assert.All(workers, w => Assert.True(w.Join(TimeSpan.FromSeconds(60))));
         Assert.Empty(failures);
-        m.PkmapWindow.Validate();
-        Assert.True(m.PkmapWindow.Sleeps > 0, "no caller ever had to wait for a slot");
-        Assert.Equal(0, m.PkmapWindow.Waiters);
+        m.Highmem.PkmapWindow.Validate();
+        Assert.True(m.Highmem.PkmapWindow.Sleeps > 0, "no caller ever had to wait for a slot");
+        Assert.Equal(0, m.Highmem.PkmapWindow.Waiters);
     }
 
     [Fact]

@@ -116,8 +116,8 @@ public class PkmapPropertyTests
                     m.KmapFlushUnused();
                     break;
             }
-            m.PkmapWindow.Validate();
-            var counts = m.PkmapWindow.Counts();
+            m.Highmem.PkmapWindow.Validate();
+            var counts = m.Highmem.PkmapWindow.Counts();
             for (int i = 0; i < Pages; i++)
             {
                 // Plain comparisons: this runs for every page after every step.

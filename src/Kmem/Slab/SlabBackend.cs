@@ -5,7 +5,6 @@
 // The registry is changed under SlabMutex (slab_mutex) and read without it: ids are
 // published with Volatile writes, and a destroyed cache's id is reused only after its
 // slabs are gone. Each backend owns its own locking below that.
-using System.Runtime.CompilerServices;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 
@@ -105,8 +104,36 @@ internal abstract class SlabBackend
     /// <summary>kmem_cache_shrink: 1 when slabs remain, else 0.</summary>
     public abstract int Shrink(KmemCache s);
 
-    /// <summary>kmem_cache_destroy: whether the cache was released (one with objects is kept, logged).</summary>
-    public abstract bool Destroy(KmemCache s, string caller);
+    /// <summary>kmem_cache_destroy: whether the cache was released. An alias goes and leaves the cache to its
+    /// other users; a cache that still has objects after __kmem_cache_shutdown is kept and the kernel's warning
+    /// logged (SLOB in 6.1 cannot see remaining objects and destroys the cache anyway; Kmem can, so every
+    /// backend keeps it).</summary>
+    public bool Destroy(KmemCache s, string caller)
+    {
+        lock (_slabMutex)
+        {
+            if (s.IsDestroyed)
+            {
+                return true;
+            }
+            if (s.RefCount > 1)
+            {
+                s.DropAlias();
+                return false;
+            }
+            if (!Shutdown(s))
+            {
+                WarnDestroyBusy(s, caller);
+                return false;
+            }
+            Unregister(s);
+            return true;
+        }
+    }
+
+    /// <summary>__kmem_cache_shutdown (called under <see cref="_slabMutex"/>): gives back every free object and
+    /// empty slab the backend holds; true when no object of the cache remains in use.</summary>
+    private protected abstract bool Shutdown(KmemCache s);
 
     /// <summary>__kmalloc_node: ZERO_SIZE_PTR for 0, else a block of at least <paramref name="size"/>, or 0.</summary>
     public abstract nint Kmalloc(nuint size, Gfp gfp, int node);
@@ -197,104 +224,6 @@ internal abstract class SlabBackend
         _log.Printk("------------[ cut here ]------------");
         _log.Printk($"kmem_cache_destroy {s.Name}: Slab cache still has objects when called from {caller}");
         _log.Printk($"WARNING: CPU: {_cpus.Current} at mm/slab_common.c kmem_cache_destroy");
-    }
-
-    // ───────────────────────────── kmalloc caches (mm/slab_common.c) ─────────────────────────────
-
-    /// <summary>enum kmalloc_cache_type (6.1 with ZONE_DMA and MEMCG_KMEM), in creation order.</summary>
-    public enum KmallocType
-    {
-        /// <summary>kmalloc-N.</summary>
-        Normal,
-        /// <summary>kmalloc-cg-N (__GFP_ACCOUNT).</summary>
-        Cgroup,
-        /// <summary>kmalloc-rcl-N (__GFP_RECLAIMABLE).</summary>
-        Reclaim,
-        /// <summary>dma-kmalloc-N (__GFP_DMA).</summary>
-        Dma,
-    }
-
-    /// <summary>kmalloc_caches[type][index], filled at boot (indices up to KMALLOC_SHIFT_HIGH) and read-only
-    /// afterwards.</summary>
-    private protected readonly KmemCache?[][] _kmallocCaches = new KmemCache?[4][];
-
-    /// <summary>Whether the dma-kmalloc-* caches exist (the preset has ZONE_DMA).</summary>
-    private protected bool _hasDmaKmalloc;
-
-    /// <summary>kmalloc_caches[type][index].</summary>
-    public KmemCache? KmallocCache(KmallocType type, int index) => _kmallocCaches[(int)type][index];
-
-    /// <summary>kmalloc_size: the size of kmalloc index <paramref name="index"/> (1 = 96, 2 = 192, else 2^index).</summary>
-    public static uint KmallocSize(int index) => index switch { 1 => 96, 2 => 192, _ => 1u << index };
-
-    /// <summary>kmalloc_info[index].name[type]: kmalloc-N, kmalloc-cg-N, kmalloc-rcl-N, dma-kmalloc-N (sizes
-    /// from 1024 with a k suffix).</summary>
-    private protected static string KmallocName(int index, KmallocType type)
-    {
-        uint size = KmallocSize(index);
-        string sz = size >= 1024 ? $"{size >> 10}k" : size.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return type switch
-        {
-            KmallocType.Reclaim => "kmalloc-rcl-" + sz,
-            KmallocType.Cgroup => "kmalloc-cg-" + sz,
-            KmallocType.Dma => "dma-kmalloc-" + sz,
-            _ => "kmalloc-" + sz,
-        };
-    }
-
-    /// <summary>new_kmalloc_cache's flags by type.</summary>
-    private protected static SlabFlags KmallocFlags(KmallocType type) => type switch
-    {
-        KmallocType.Reclaim => SlabFlags.ReclaimAccount,
-        KmallocType.Cgroup => SlabFlags.Account,
-        KmallocType.Dma => SlabFlags.CacheDma,
-        _ => SlabFlags.None,
-    };
-
-    /// <summary>kmalloc_type: DMA beats RECLAIMABLE beats ACCOUNT.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public KmallocType TypeOf(Gfp gfp)
-    {
-        if ((gfp & (Gfp.Dma | Gfp.Reclaimable | Gfp.Account)) == 0)
-        {
-            return KmallocType.Normal;
-        }
-        if ((gfp & Gfp.Dma) != 0 && _hasDmaKmalloc)
-        {
-            return KmallocType.Dma;
-        }
-        return (gfp & Gfp.Reclaimable) != 0 ? KmallocType.Reclaim : KmallocType.Cgroup;
-    }
-
-    /// <summary>kmalloc_large_node: a compound page block counted in NR_SLAB_UNRECLAIMABLE_B. A size above
-    /// KMALLOC_MAX_SIZE asks for an order of MAX_ORDER or more, which the page allocator refuses with its
-    /// warning.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private protected nint KmallocLarge(nuint size, Gfp gfp, int node)
-    {
-        int order = Machine.GetOrder(size);
-        if ((gfp & GfpSlabBugMask) != 0)
-        {
-            gfp = KmallocFixFlags(gfp);
-        }
-        var page = _pa.AllocPages(gfp | Gfp.Comp, order, node);
-        if (page.IsNull)
-        {
-            return 0;
-        }
-        _mem.Frame(page.RawPfn).Flags |= PageFlags.LargeKmalloc;
-        Interlocked.Add(ref _pa.ZoneOf(page.RawPfn).Node.NrSlabUnreclaimable, 1L << order);
-        return _mem.PageAddress(page.RawPfn);
-    }
-
-    /// <summary>free_large_kmalloc: the block of a large kmalloc (head frame <paramref name="head"/>) goes back.</summary>
-    private protected void FreeLargeKmalloc(uint head)
-    {
-        ref PageFrame f = ref _mem.Frame(head);
-        int order = f.Order;
-        f.Flags &= ~PageFlags.LargeKmalloc;
-        Interlocked.Add(ref _pa.ZoneOf(head).Node.NrSlabUnreclaimable, -(1L << order));
-        _pa.FreePages(new Page(head), order);
     }
 
     // ───────────────────────────── merging (find_mergeable) ─────────────────────────────

@@ -8,7 +8,6 @@
 // free itself are the backend's. SLOB has no slab-page cache ids and no such pointers: it stays a
 // direct SlabBackend. No locking of its own: classification reads the frame as the
 // kernel's virt_to_folio does; the backend's FreeObject takes its locks.
-using System.Runtime.CompilerServices;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 
@@ -21,21 +20,9 @@ namespace Kmem.Slab;
 /// <param name="sizeIndex">size_index: the kmalloc index for sizes 1..192 in steps of 8 (1 = the 96 cache,
 /// 2 = the 192 one), as the backend's smallest kmalloc cache sets it up.</param>
 /// <param name="seed">Seed of the randomness (freelist order, fault injection); null for the default.</param>
-internal abstract class SlabPageBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, byte[] sizeIndex, int? seed = null)
+internal abstract partial class SlabPageBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, byte[] sizeIndex, int? seed = null)
     : SlabBackend(pa, log, bug, seed)
 {
-    private readonly byte[] _sizeIndex = sizeIndex.Length == 24 ? sizeIndex
-        : throw new ArgumentException("size_index has an entry per 8 bytes up to 192", nameof(sizeIndex));
-
-    /// <summary>kmalloc_index via kmalloc_slab: the size index for 1 ≤ size ≤ 8 KiB.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private protected int KmallocIndex(nuint size) =>
-        size <= 192 ? _sizeIndex[(int)((size - 1) / 8)] : System.Numerics.BitOperations.Log2((uint)size - 1) + 1;
-
-    /// <summary>kmalloc_slab: the cache for a size of 1 .. KMALLOC_MAX_CACHE_SIZE.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private protected KmemCache KmallocSlab(nuint size, Gfp gfp) => _kmallocCaches[(int)TypeOf(gfp)][KmallocIndex(size)]!;
-
     /// <summary>What a pointer handed back to the allocator is.</summary>
     private protected enum PtrKind
     {

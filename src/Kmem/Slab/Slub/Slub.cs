@@ -8,7 +8,6 @@
 // (under the cpu lock on the fast path); a free of a cpu-slab object tests and clears it under that
 // CPU's lock, every other free exchanges it atomically. Objects are located by reciprocal multiply.
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 
@@ -34,7 +33,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         _hardened = pa.Options.SlabFreelistHardened;
         _randomFreelist = pa.Options.SlabFreelistRandom;
         _allocBits = new byte[]?[]?[(_mem.LowmemPfns >> BitsChunkShift) + 1];
-        CreateKmallocCaches();
+        CreateKmallocCaches(KmallocShiftLow, firstIndex: 0, SlabFlags.Kmalloc);
     }
 
     // ───────────────────────────── cache creation and teardown ─────────────────────────────
@@ -79,38 +78,19 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         }
     }
 
-    /// <summary>kmem_cache_destroy: returns whether the cache was released; one with objects left is logged
-    /// as the kernel does and kept.</summary>
-    public override bool Destroy(KmemCache s, string caller)
+    /// <summary>__kmem_cache_shutdown: flush_all, then free_partial on every node; true when no slab is left
+    /// (partial slabs with objects are listed, as list_slab_objects does).</summary>
+    private protected override bool Shutdown(KmemCache s)
     {
-        lock (_slabMutex)
+        FlushAllCpus(s);
+        bool busy = false;
+        for (int nid = 0; nid < s.Nodes.Length; nid++)
         {
-            if (s.IsDestroyed)
-            {
-                return true;
-            }
-            if (s.RefCount > 1)
-            {
-                // An alias goes; the cache stays for its other users.
-                s.DropAlias();
-                return false;
-            }
-            FlushAllCpus(s);
-            bool busy = false;
-            for (int nid = 0; nid < s.Nodes.Length; nid++)
-            {
-                var n = s.Nodes[nid];
-                FreePartial(s, n);
-                busy |= Volatile.Read(ref n.NrSlabs) != 0;
-            }
-            if (busy)
-            {
-                WarnDestroyBusy(s, caller);
-                return false;
-            }
-            Unregister(s);
-            return true;
+            var n = s.Nodes[nid];
+            FreePartial(s, n);
+            busy |= Volatile.Read(ref n.NrSlabs) != 0;
         }
+        return !busy;
     }
 
     /// <summary>free_partial: empty partial slabs go back; partial slabs with objects are listed as
@@ -560,286 +540,5 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     {
         AccountSlabPages(flags, pfn, -(1L << order));
         _pa.FreePages(new Page(pfn), order);
-    }
-
-    // ───────────────────────────── free ─────────────────────────────
-
-    /// <summary>do_slab_free: onto the cpu freelist when the object is in the cpu slab (its allocation byte
-    /// tested and cleared under the cpu lock), else its byte is exchanged and __slab_free runs. Returns false,
-    /// changing nothing, when the object is already free.</summary>
-    /// <remarks>The cpu slab is first read without the lock, as the kernel does: a slab seen as another's goes
-    /// to __slab_free, which is right for any frozen slab (a remote free), so a stale read costs nothing.</remarks>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool DoSlabFree(KmemCache s, uint pfn, nint obj, ref byte allocated)
-    {
-        var c = s.CpuSlab[_cpus.Current];
-        if (Volatile.Read(ref c.Slab) != pfn)
-        {
-            return Interlocked.CompareExchange(ref allocated, 0, 1) == 1 && SlabFreeSlow(s, pfn, obj);
-        }
-        c.Lock();
-        if (c.Slab == pfn)
-        {
-            if (allocated != 1)
-            {
-                c.Unlock();
-                return false;
-            }
-            allocated = 0;
-            if (s.WantInitOnFree)
-            {
-                InitObjectOnFree(s, obj);
-            }
-            SetFreepointer(s, obj, c.Freelist);
-            c.Freelist = obj;
-            c.Unlock();
-            return true;
-        }
-        c.Unlock();
-        return Interlocked.CompareExchange(ref allocated, 0, 1) == 1 && SlabFreeSlow(s, pfn, obj);
-    }
-
-    /// <summary>__slab_free; returns true. The node's list_lock is taken only when the slab may change lists:
-    /// a free that leaves an unfrozen partial slab with objects in use needs the slab lock alone.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool SlabFreeSlow(KmemCache s, uint pfn, nint obj)
-    {
-        if (s.IsDebug)
-        {
-            DebugSlabFree(s, pfn, obj);
-            return true;
-        }
-        if (s.WantInitOnFree)
-        {
-            InitObjectOnFree(s, obj);
-        }
-        ref PageFrame f = ref _mem.Frame(pfn);
-        SlabPage.Lock(ref f);
-        ulong p = f.Private;
-        if (!SlabPage.Frozen(p) && SlabPage.FreeIdx(p) != SlabPage.NoObject && f.Aux > 1)
-        {
-            PushFree(s, ref f, pfn, obj, freeze: false);
-            SlabPage.Unlock(ref f);
-            return true;
-        }
-        if (SlabPage.Frozen(p) || SlabPage.FreeIdx(p) == SlabPage.NoObject)
-        {
-            // Frozen: a CPU owns it. Full and unfrozen: on no list; the freer freezes it for its cpu partial.
-            bool toCpuPartial = !SlabPage.Frozen(p);
-            PushFree(s, ref f, pfn, obj, toCpuPartial);
-            SlabPage.Unlock(ref f);
-            if (toCpuPartial)
-            {
-                PutCpuPartial(s, pfn);
-            }
-            return true;
-        }
-        SlabPage.Unlock(ref f);
-        // On the node's partial list: list_lock first, then decide again.
-        var n = s.Nodes[NodeOf(pfn)];
-        bool discard = false, freeze = false;
-        lock (n.ListLock)
-        {
-            SlabPage.Lock(ref f);
-            p = f.Private;
-            bool frozen = SlabPage.Frozen(p);
-            freeze = !frozen && SlabPage.FreeIdx(p) == SlabPage.NoObject;
-            PushFree(s, ref f, pfn, obj, freeze);
-            if (!frozen && !freeze && f.Aux == 0 && n.NrPartial >= s.MinPartial)
-            {
-                RemovePartial(n, pfn);
-                discard = true;
-            }
-            SlabPage.Unlock(ref f);
-        }
-        if (freeze)
-        {
-            PutCpuPartial(s, pfn);
-        }
-        else if (discard)
-        {
-            DiscardSlab(s, pfn);
-        }
-        return true;
-    }
-
-    /// <summary>Pushes an object onto a slab's freelist (slab lock held).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void PushFree(KmemCache s, ref PageFrame f, uint pfn, nint obj, bool freeze)
-    {
-        ulong p = f.Private;
-        uint head = SlabPage.FreeIdx(p);
-        SetFreepointer(s, obj, head == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, head));
-        uint idx = s.IndexOf((nuint)(obj - _mem.PageAddress(pfn)));
-        p = SlabPage.WithFreeIdx(p, idx);
-        f.Private = freeze ? SlabPage.WithFrozen(p, true) : p;
-        f.Aux--;
-    }
-
-    /// <summary>put_cpu_partial (drain): a frozen slab onto this CPU's partial list; a full list is first
-    /// unfrozen to the node lists.</summary>
-    private void PutCpuPartial(KmemCache s, uint pfn)
-    {
-        var c = s.CpuSlab[_cpus.Current];
-        PfnList toUnfreeze = PfnList.Empty;
-        c.Lock();
-        if (c.PartialSlabs >= s.CpuPartialSlabs)
-        {
-            toUnfreeze = c.Partial;
-            c.Partial = PfnList.Empty;
-            c.PartialSlabs = 0;
-        }
-        c.Partial.AddHead(_mem, pfn);
-        c.PartialSlabs++;
-        c.Unlock();
-        UnfreezePartials(s, toUnfreeze);
-    }
-
-    /// <summary>__unfreeze_partials: each slab goes to its node's partial list, or back to the page
-    /// allocator when empty and the node has min_partial slabs already.</summary>
-    private void UnfreezePartials(KmemCache s, PfnList list)
-    {
-        List<uint>? discard = null;
-        for (uint pfn = list.Head; pfn != PhysMem.NoPfn;)
-        {
-            uint next = _mem.Frame(pfn).Next;
-            if (Unfreeze(s, pfn))
-            {
-                (discard ??= []).Add(pfn);
-            }
-            pfn = next;
-        }
-        if (discard is not null)
-        {
-            foreach (uint pfn in discard)
-            {
-                DiscardSlab(s, pfn);
-            }
-        }
-    }
-
-    /// <summary>deactivate_slab: the cpu freelist goes back into the slab, which is then unfrozen.</summary>
-    private void DeactivateSlab(KmemCache s, uint pfn, nint freelist)
-    {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        if (freelist != 0)
-        {
-            SlabPage.Lock(ref f);
-            while (freelist != 0)
-            {
-                nint next = GetFreepointer(s, freelist);
-                PushFree(s, ref f, pfn, freelist, freeze: false);
-                freelist = next;
-            }
-            SlabPage.Unlock(ref f);
-        }
-        if (Unfreeze(s, pfn))
-        {
-            DiscardSlab(s, pfn);
-        }
-    }
-
-    /// <summary>Unfreezes a slab under its node's list_lock: a slab with free objects joins the partial list
-    /// (unless it is empty and the node has enough), a full one joins no list. Returns true when the caller
-    /// must discard it.</summary>
-    private bool Unfreeze(KmemCache s, uint pfn)
-    {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        var n = s.Nodes[NodeOf(pfn)];
-        lock (n.ListLock)
-        {
-            SlabPage.Lock(ref f);
-            ulong p = f.Private;
-            f.Private = SlabPage.WithFrozen(p, false);
-            bool hasFree = SlabPage.FreeIdx(p) != SlabPage.NoObject;
-            bool empty = f.Aux == 0;
-            SlabPage.Unlock(ref f);
-            if (empty && n.NrPartial >= s.MinPartial)
-            {
-                return true;
-            }
-            if (hasFree)
-            {
-                f.Next = f.Prev = PhysMem.NoPfn;
-                n.Partial.AddTail(_mem, pfn);
-                n.NrPartial++;
-            }
-            return false;
-        }
-    }
-
-    private void RemovePartial(KmemCacheNode n, uint pfn)
-    {
-        n.Partial.Remove(_mem, pfn);
-        n.NrPartial--;
-    }
-
-    // ───────────────────────────── lookups and checks ─────────────────────────────
-
-    /// <summary>get_slabinfo: every object not free on a node partial list counts as active (objects free
-    /// in cpu slabs and cpu partial slabs too); each node's partial list is read under its list_lock.</summary>
-    public override SlabCacheStats Stats(KmemCache s)
-    {
-        long slabs = 0, objs = 0, free = 0;
-        foreach (var n in s.Nodes)
-        {
-            slabs += Volatile.Read(ref n.NrSlabs);
-            objs += Volatile.Read(ref n.TotalObjects);
-            free += CountPartialFree(s, n);
-        }
-        return new SlabCacheStats(objs - free, objs, slabs, slabs);
-    }
-
-    /// <summary>Free objects on a node's partial lists (count_partial with count_free).</summary>
-    public long CountPartialFree(KmemCache s, KmemCacheNode n)
-    {
-        long free = 0;
-        lock (n.ListLock)
-        {
-            for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn; pfn = _mem.Frame(pfn).Next)
-            {
-                ref PageFrame f = ref _mem.Frame(pfn);
-                free += SlabPage.Objects(f.Private) - f.Aux;
-            }
-        }
-        return free;
-    }
-
-    /// <summary>The allocation map of the slab at <paramref name="pfn"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte[]? AllocBits(uint pfn) => _allocBits[pfn >> BitsChunkShift]?[pfn & ((1 << BitsChunkShift) - 1)];
-
-    /// <summary>The allocation byte of object <paramref name="idx"/> of the live slab at <paramref name="pfn"/>
-    /// (its map is pinned); the caller has checked the index against the slab's objects.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte* AllocByte(uint pfn, uint idx) =>
-        (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(AllocBits(pfn)!)) + idx;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size + s.RedLeftPad);
-
-    /// <summary>The cache a slab page belongs to, or null (virt_to_slab → slab_cache).</summary>
-    public KmemCache? CacheOfSlab(uint pfn) => CacheById(SlabPage.CacheId(_mem.Frame(pfn).Private));
-
-    /// <summary>slab_free after the checks the kernel makes with debugging on: the pointer must be the start
-    /// of an object of <paramref name="s"/> that is allocated. A failing check is reported (naming the
-    /// address and the cache) and nothing changes.</summary>
-    private protected override void FreeObject(KmemCache s, uint pfn, nint obj, string caller)
-    {
-        nint start = _mem.PageAddress(pfn);
-        nuint off = (nuint)(obj - start);
-        ulong priv = _mem.Frame(pfn).Private;
-        // The offset lies inside the slab (below 2^32), so the reciprocal gives the exact quotient.
-        uint idx = s.IndexOf(off);
-        if (off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
-        {
-            ReportBadFree(s, pfn, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
-            return;
-        }
-        bool freed = MagazineOf(s) is { } mag ? MagazineFree(mag, s, pfn, obj, AllocByte(pfn, idx)) : DoSlabFree(s, pfn, obj, ref AllocBits(pfn)![idx]);
-        if (!freed)
-        {
-            ReportBadFree(s, pfn, obj, "Object already free", caller, (long)off);
-        }
     }
 }

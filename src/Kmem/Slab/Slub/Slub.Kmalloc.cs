@@ -1,8 +1,7 @@
-// kmalloc over SLUB (mm/slab_common.c, include/linux/slab.h, 6.1): the kmalloc
-// caches by type (normal, cg, rcl, dma) and size index, the size_index table for
-// sizes up to 192, kmalloc_large for more than 8 KiB (compound pages, counted as
-// unreclaimable slab), and kfree's and kmem_cache_free's magazine fast path
-// (the checked paths and ksize are SlabPageBackend's). The cache table is
+// kmalloc over SLUB (mm/slab_common.c, include/linux/slab.h, 6.1): SLUB's size_index table
+// (KMALLOC_SHIFT_LOW 3: sizes 1..8 and 9..16 have caches of their own), __kmalloc_node's inlined
+// slab_alloc_node, and kfree's and kmem_cache_free's magazine fast path (the checked paths and ksize are
+// SlabPageBackend's; the kmalloc cache table and kmalloc_large are KmallocCaches.cs's). The cache table is
 // filled at boot and immutable afterwards.
 
 namespace Kmem.Slab;
@@ -12,40 +11,12 @@ internal sealed unsafe partial class Slub
     /// <summary>size_index: kmalloc index for sizes 1..192 in steps of 8 (1 = the 96 cache, 2 = the 192 one).</summary>
     private static readonly byte[] s_sizeIndex = [3, 4, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
 
-    /// <summary>create_kmalloc_caches: type by type, sizes 8 … 8k with 96 after 64 and 192 after 128.</summary>
-    private void CreateKmallocCaches()
-    {
-        _hasDmaKmalloc = _pa.Arch.HasZone(ZoneType.Dma);
-        for (int type = 0; type < 4; type++)
-        {
-            _kmallocCaches[type] = new KmemCache?[KmallocShiftHigh + 1];
-            if (type == (int)KmallocType.Dma && !_hasDmaKmalloc)
-            {
-                continue;
-            }
-            for (int i = 3; i <= KmallocShiftHigh; i++)
-            {
-                NewKmallocCache(i, (KmallocType)type);
-                if (i == 6)
-                {
-                    NewKmallocCache(1, (KmallocType)type);
-                }
-                if (i == 7)
-                {
-                    NewKmallocCache(2, (KmallocType)type);
-                }
-            }
-        }
-    }
+    /// <summary>KMALLOC_SHIFT_LOW: the smallest kmalloc cache is 2^3 = 8 bytes.</summary>
+    public const int KmallocShiftLow = 3;
 
-    private void NewKmallocCache(int index, KmallocType type)
-    {
-        uint size = KmallocSize(index);
-        // create_boot_cache: ARCH_KMALLOC_MINALIGN (8), or the size itself when it is a power of two.
-        uint align = (size & (size - 1)) == 0 ? size : 8;
-        _kmallocCaches[(int)type][index] = CreateCache(KmallocName(index, type), size, align,
-            KmallocFlags(type) | SlabFlags.Panic | SlabFlags.Kmalloc, null, isKmalloc: true);
-    }
+    /// <inheritdoc/>
+    private protected override KmemCache? CreateKmallocCache(string name, uint size, uint align, SlabFlags flags) =>
+        CreateCache(name, size, align, flags, null, isKmalloc: true);
 
     /// <summary>__kmalloc_node: ZERO_SIZE_PTR for 0, a kmalloc cache up to 8 KiB, kmalloc_large above.</summary>
     public override nint Kmalloc(nuint size, Gfp gfp, int node)

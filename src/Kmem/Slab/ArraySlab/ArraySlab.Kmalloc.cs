@@ -20,50 +20,9 @@ internal sealed unsafe partial class ArraySlab
     /// steps of 8 (1 = the 96 cache, 2 = the 192 one; 1..24 go to kmalloc-32).</summary>
     private static readonly byte[] s_sizeIndex = [5, 5, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2, 2, 2];
 
-    /// <summary>kmem_cache_init and create_kmalloc_caches: kmalloc-128 first, then type by type, sizes
-    /// 32 … 8k with 96 after 64 and 192 after 128.</summary>
-    private void CreateKmallocCaches()
-    {
-        _hasDmaKmalloc = _pa.Arch.HasZone(ZoneType.Dma);
-        for (int type = 0; type < 4; type++)
-        {
-            _kmallocCaches[type] = new KmemCache?[KmallocShiftHigh + 1];
-        }
-        NewKmallocCache(IndexNode, KmallocType.Normal);
-        for (int type = 0; type < 4; type++)
-        {
-            if (type == (int)KmallocType.Dma && !_hasDmaKmalloc)
-            {
-                continue;
-            }
-            for (int i = KmallocShiftLow; i <= KmallocShiftHigh; i++)
-            {
-                NewKmallocCache(i, (KmallocType)type);
-                if (i == 6)
-                {
-                    NewKmallocCache(1, (KmallocType)type);
-                }
-                if (i == 7)
-                {
-                    NewKmallocCache(2, (KmallocType)type);
-                }
-            }
-        }
-    }
-
-    private void NewKmallocCache(int index, KmallocType type)
-    {
-        if (_kmallocCaches[(int)type][index] is not null)
-        {
-            return;
-        }
-        // create_boot_cache: ARCH_KMALLOC_MINALIGN (8), a power-of-two size's own alignment, then
-        // calculate_alignment with ARCH_KMALLOC_FLAGS (SLAB_HWCACHE_ALIGN).
-        uint size = KmallocSize(index);
-        uint align = (size & (size - 1)) == 0 ? Math.Max(8u, size) : 8u;
-        var flags = KmallocFlags(type) | SlabFlags.HwcacheAlign;
-        _kmallocCaches[(int)type][index] = CreateCache(KmallocName(index, type), size, align, flags | SlabFlags.Panic, null, isKmalloc: true);
-    }
+    /// <inheritdoc/>
+    private protected override KmemCache? CreateKmallocCache(string name, uint size, uint align, SlabFlags flags) =>
+        CreateCache(name, size, align, flags, null, isKmalloc: true);
 
     /// <summary>__kmalloc_node: ZERO_SIZE_PTR for 0, a kmalloc cache up to 8 KiB, kmalloc_large above.</summary>
     public override nint Kmalloc(nuint size, Gfp gfp, int node)

@@ -39,8 +39,16 @@ internal abstract partial class SlabPageBackend(PageAllocator pa, KernelLog log,
     private protected abstract nint AllocObject(KmemCache s, Gfp gfp, int node);
 
     /// <summary>slab_alloc_node: slab_pre_alloc_hook's should_failslab, then the backend's allocation.</summary>
-    public sealed override nint Alloc(KmemCache s, Gfp gfp, int node) =>
-        Failslab.Enabled && ShouldFailslab(s, gfp) ? 0 : AllocObject(s, gfp, node);
+    public sealed override nint Alloc(KmemCache s, Gfp gfp, int node)
+    {
+        nint p = Failslab.Enabled && ShouldFailslab(s, gfp) ? 0 : AllocObject(s, gfp, node);
+        VmBug.On(p != 0 && !IsObjectOf(p, s)); // the object handed out lies in a slab of its cache
+        return p;
+    }
+
+    /// <summary>Whether <paramref name="p"/> lies in a live slab of <paramref name="s"/> (the DebugVm checks).</summary>
+    private protected bool IsObjectOf(nint p, KmemCache s) =>
+        Classify(p, out _, out var owner) == PtrKind.Slab && ReferenceEquals(owner, s);
 
     /// <summary>kmem_cache_alloc_bulk: one slab_pre_alloc_hook (failslab) for the call, then the objects; 0
     /// (everything given back) when any allocation fails.</summary>

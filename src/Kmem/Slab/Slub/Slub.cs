@@ -219,6 +219,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         nint obj = node < 0 && MagazineOf(s) is { } mag ? MagazineAlloc(mag, s, gfp) : CpuAlloc(s, gfp, node);
         if (obj != 0)
         {
+            VmBug.On(!IsObjectOf(obj, s)); // a magazine or freelist entry of another cache
             if (s.AllocHook)
             {
                 PostAllocHook(s, obj, gfp);

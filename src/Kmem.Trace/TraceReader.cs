@@ -89,6 +89,8 @@ public sealed partial class TraceReader : IDisposable
     private readonly Dictionary<string, long> _unknown = new(StringComparer.Ordinal);
     private readonly SpanIntern _unknownNames = new();
     private readonly long[] _kindCounts = new long[(int)TraceEventKind.Marker + 1];
+    private readonly List<string> _markerTexts = [];
+    private bool _checkedCapture;
 
     /// <summary>Opens a trace file (plain text, <c>.gz</c> or <c>.xz</c>, told apart by their first bytes).</summary>
     /// <param name="path">The file.</param>
@@ -231,6 +233,13 @@ public sealed partial class TraceReader : IDisposable
     /// <summary>The text of the marker that ended the stream, or null.</summary>
     public string? StopMarker { get; private set; }
 
+    /// <summary>How many distinct marker texts <see cref="MarkerTexts"/> keeps.</summary>
+    public const int MaxMarkerTexts = 32;
+
+    /// <summary>The texts of the trace markers read so far, each once, in order of first sight (the first
+    /// <see cref="MaxMarkerTexts"/>): what <see cref="TraceReaderOptions.StopAtMarker"/> can match.</summary>
+    public IReadOnlyList<string> MarkerTexts => _markerTexts;
+
     /// <summary>Events of one kind returned so far.</summary>
     /// <param name="kind">The kind.</param>
     /// <returns>The count.</returns>
@@ -257,6 +266,10 @@ public sealed partial class TraceReader : IDisposable
                     if (e.Kind == TraceEventKind.Marker)
                     {
                         Markers++;
+                        if (_markerTexts.Count < MaxMarkerTexts && !_markerTexts.Contains(e.Text!))
+                        {
+                            _markerTexts.Add(e.Text!);
+                        }
                         if (_stopAt is not null && e.Text!.Contains(_stopAt, StringComparison.Ordinal))
                         {
                             _stopped = true;
@@ -278,6 +291,11 @@ public sealed partial class TraceReader : IDisposable
                     BadLines++;
                     break;
             }
+        }
+        if (!_stopped && !_checkedCapture)
+        {
+            _checkedCapture = true;
+            CheckWasCapture();
         }
         e = default;
         return false;
@@ -311,7 +329,8 @@ public sealed partial class TraceReader : IDisposable
         }
     }
 
-    // The header: comment lines up to the first event line, which is kept for TryRead.
+    // The header: comment lines up to the first event line, which is kept for TryRead. Input that ends
+    // before any event line is a capture only when it has ftrace's "# tracer:" header (a trace of nothing).
     private void ReadHeader()
     {
         while (NextLine(out var line))
@@ -325,7 +344,28 @@ public sealed partial class TraceReader : IDisposable
             _pendingStart = _lineStart;
             _pendingLength = line.Length;
             Lines--;
-            break;
+            return;
+        }
+        if (Tracer is null)
+        {
+            throw new TraceFormatException(FileName, 0, null, _decompressed == 0
+                ? $"the {(Compression == TraceCompression.None ? "file" : "decompressed data")} is empty: {NotACapture}"
+                : $"{Lines} comment or blank lines, no '# tracer:' header and no event: {NotACapture}", null);
+        }
+        _checkedCapture = true;
+    }
+
+    private const string NotACapture = "not an ftrace capture (expected the text of /sys/kernel/tracing/trace: "
+        + "a '# tracer:' header, then kmem and percpu event lines)";
+
+    // At the end of the input: lines were read, but neither a header nor one event (nor an unknown
+    // event, nor a lost-events line) says they came from ftrace; they were all skipped as malformed.
+    private void CheckWasCapture()
+    {
+        if (Tracer is null && Events == 0 && _unknown.Count == 0 && LostEvents == 0)
+        {
+            throw new TraceFormatException(FileName, 0, null,
+                $"none of its {Lines} lines is an ftrace event line and it has no '# tracer:' header ({BadLines} malformed): {NotACapture}", null);
         }
     }
 
@@ -390,6 +430,12 @@ public sealed partial class TraceReader : IDisposable
                 break;
             }
             Fill();
+        }
+        if (Lines == 0 && line.StartsWith("\uFEFF"u8))
+        {
+            // A UTF-8 byte order mark, as some editors save text: not part of the first line.
+            line = line[3..];
+            _lineStart += 3;
         }
         Lines++;
         if (!line.IsEmpty && line[^1] == '\r')

@@ -66,7 +66,7 @@ public static class ReplayCommand
 
     /// <summary>--until MARKER.</summary>
     public static Option<string?> UntilOption() =>
-        new("--until") { Description = "stop at the first trace marker (tracing_mark_write) containing MARKER", HelpName = "MARKER" };
+        new("--until") { Description = "stop at the first trace marker (tracing_mark_write) containing MARKER; a MARKER no marker of the trace contains is bad input (exit code 1, the trace's markers listed)", HelpName = "MARKER" };
 
     /// <summary>Runs one replay and prints it.</summary>
     public static int Run(CliContext ctx, Request req)

@@ -46,8 +46,11 @@ public enum TraceCompression
 /// </para>
 /// <para>
 /// A malformed line throws <see cref="TraceFormatException"/> naming the file, the line number, the
-/// line and what was expected; with <see cref="TraceReaderOptions.SkipBad"/> it is counted in
-/// <see cref="BadLines"/> instead. Truncated or corrupt compressed data always throws
+/// line and what was expected (a gfp mask no allocation can carry is malformed too); with
+/// <see cref="TraceReaderOptions.SkipBad"/> it is counted in <see cref="BadLines"/> instead. Input that
+/// is no ftrace capture throws as well: an empty file, or one whose lines hold neither the
+/// <c># tracer:</c> header nor a single event (when the reader is created, or at the end of the input).
+/// A UTF-8 byte order mark before the first line is skipped. Truncated or corrupt compressed data always throws
 /// <see cref="TraceFormatException"/>; a gzip file's end is checked against its last member's size
 /// field, so a file of several concatenated gzip members is reported as truncated. Parsing a line
 /// allocates nothing in the common case: call sites, comms, cache names and gfp texts are interned,

@@ -69,6 +69,21 @@ internal sealed record QuickOptions
         {
             throw new ArgumentException($"unknown contender \"{unknown}\"; known: {string.Join(", ", ContenderSet.AllNames)}");
         }
+        if (o.Workloads is { } filters)
+        {
+            // A filter that selects no row is a typo, not a request for an empty table. The names hold
+            // commas ("pair 64 B, 2 threads"), so the message quotes each.
+            string[] names = [.. QuickBench.AllWorkloads().Select(w => w.Name)];
+            string known = string.Join(", ", names.Select(n => $"\"{n}\""));
+            if (filters.Length == 0)
+            {
+                throw new ArgumentException($"--workloads needs at least one name; the workloads: {known}");
+            }
+            if (filters.FirstOrDefault(f => !names.Any(n => n.Contains(f, StringComparison.OrdinalIgnoreCase))) is { } none)
+            {
+                throw new ArgumentException($"--workloads: \"{none}\" matches no workload; the workloads: {known}");
+            }
+        }
         return o;
     }
 

@@ -16,7 +16,7 @@ internal static class BenchCommand
     {
         var json = new Option<bool>("--json") { Description = "print the results as JSON" };
         var markdown = new Option<bool>("--markdown") { Description = "print a Markdown summary (median ns per workload and contender, targets)" };
-        var repetitions = new Option<int>("--repetitions") { Description = "timed repetitions per workload and contender (median, min, max)", DefaultValueFactory = _ => 9 };
+        var repetitions = CliValues.Whole(new Option<int>("--repetitions") { Description = "timed repetitions per workload and contender (median, min, max)", DefaultValueFactory = _ => 9 }, 1);
         var contenders = new Option<string?>("--contenders") { Description = "only these contenders, comma-separated (e.g. \"SLUB kmalloc,glibc malloc,mimalloc\")" };
         var workloads = new Option<string?>("--workloads") { Description = "only the rows whose name contains one of these, comma-separated (e.g. \"pair,larson\")" };
         var noMemory = new Option<bool>("--no-memory") { Description = "skip the memory-efficiency measurements (child processes)" };

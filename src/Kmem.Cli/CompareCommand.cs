@@ -31,16 +31,36 @@ public static class CompareCommand
 
     private static int Run(CliContext ctx, string trace, MachineArgs machine, ParseResult parse, string? until, bool skipBad, bool json)
     {
-        if (!File.Exists(trace))
+        if (until is "")
         {
-            return ctx.Fail(CliContext.BadInput, $"{trace}: no such file");
+            return ctx.Fail(CliContext.Usage, "--until needs a MARKER text to look for");
+        }
+        if (TraceInput.CheckFile(trace) is string missing)
+        {
+            return ctx.Fail(CliContext.BadInput, missing);
         }
         var readerOptions = new TraceReaderOptions { SkipBad = skipBad, StopAtMarker = until };
+        var choice = machine.Choose(parse, SlabAllocator.Slub);
         int cpus;
         try
         {
+            if (TraceInput.CheckArch(trace, choice.Preset) is string wrongArch)
+            {
+                return ctx.Fail(CliContext.BadInput, wrongArch);
+            }
             using var header = TraceReader.Open(trace, readerOptions);
             cpus = header.Cpus;
+            if (until is not null)
+            {
+                // Three replays that each read the whole trace for a marker it lacks would compare the wrong state.
+                while (header.TryRead(out _))
+                {
+                }
+                if (header.StopLine == 0)
+                {
+                    return ctx.Fail(CliContext.BadInput, TraceInput.NoSuchMarker(trace, until, header));
+                }
+            }
         }
         catch (TraceFormatException e)
         {
@@ -49,12 +69,14 @@ public static class CompareCommand
         MachineOptions options;
         try
         {
-            options = machine.Choose(parse, SlabAllocator.Slub).Build(trace, cpus);
+            options = choice.Build(trace, cpus);
             Machine.Boot(options).Dispose(); // options checked once, before three replays
         }
         catch (Exception e) when (e is UsageException or MachineOptionException)
         {
-            return ctx.Fail(CliContext.Usage, e.Message);
+            return choice.FromTrace(e, trace, cpus) is string fromTrace
+                ? ctx.Fail(CliContext.BadInput, fromTrace)
+                : ctx.Fail(CliContext.Usage, MachineArgs.Describe(e));
         }
         IReadOnlyList<SlabBackendRun> runs;
         try

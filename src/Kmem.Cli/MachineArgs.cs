@@ -20,11 +20,11 @@ public sealed class MachineArgs
     /// <summary>--mem.</summary>
     public Option<string?> Mem { get; } = new("--mem") { Description = "RAM size with K, M, G, T suffix (default: MemTotal of meminfo.txt beside the trace, rounded up to 64M; else 1G)", HelpName = "SIZE" };
     /// <summary>--cpus.</summary>
-    public Option<int?> Cpus { get; } = new("--cpus") { Description = "CPUs (default: the trace header's #P:N; else 2)", HelpName = "N" };
+    public Option<int?> Cpus { get; } = CliValues.Whole(new Option<int?>("--cpus") { Description = "CPUs (default: the trace header's #P:N; else 2)", HelpName = "N" }, 1);
     /// <summary>--preset.</summary>
     public Option<string> Preset { get; } = new("--preset") { Description = "architecture: x86_64, x86_32 (2-level, highmem) or x86_32_pae", DefaultValueFactory = _ => "x86_64", HelpName = "x86_64|x86_32|x86_32_pae" };
     /// <summary>--seed.</summary>
-    public Option<int> Seed { get; } = new("--seed") { Description = "seed of the machine (and of the built-in workload)", DefaultValueFactory = _ => 1 };
+    public Option<int> Seed { get; } = CliValues.Whole(new Option<int>("--seed") { Description = "seed of the machine (and of the built-in workload)", DefaultValueFactory = _ => 1 });
 
     /// <summary>Creates the options with their accepted values.</summary>
     public MachineArgs()
@@ -77,6 +77,29 @@ public sealed class MachineArgs
         return "1G";
     }
 
+    /// <summary>The message of a refused machine option, under the command's option name: a
+    /// <see cref="MachineOptionException"/> names the <see cref="MachineOptions"/> property ("Memory: 0 is too
+    /// small") where the user typed --mem.</summary>
+    public static string Describe(Exception e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        if (e is MachineOptionException { Option: var option } && OptionNames.TryGetValue(option, out string? flag)
+            && e.Message.StartsWith(option + ":", StringComparison.Ordinal))
+        {
+            return flag + e.Message[(option.Length + 1)..];
+        }
+        return e.Message;
+    }
+
+    private static readonly Dictionary<string, string> OptionNames = new(StringComparer.Ordinal)
+    {
+        ["Memory"] = "--mem",
+        ["Cpus"] = "--cpus",
+        ["Preset"] = "--preset",
+        ["Slab"] = "--slab",
+        ["Seed"] = "--seed",
+    };
+
     /// <summary>The --preset name of a preset.</summary>
     public static string NameOf(Preset preset) => PresetNames[(int)preset];
 }
@@ -91,6 +114,25 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
 {
     /// <summary>The defaults: memory and CPUs from the trace, x86_64, SLUB, seed 1.</summary>
     public static MachineChoice Default { get; } = new(null, null, Preset.X64, SlabAllocator.Slub, 1);
+
+    /// <summary>The message for a value the machine refused when it came from the trace (the header's #P:N,
+    /// MemTotal of the meminfo.txt beside it) rather than from the command line: bad input, not a usage error.</summary>
+    /// <param name="e">What the machine refused.</param>
+    /// <param name="tracePath">The trace.</param>
+    /// <param name="traceCpus">The trace header's CPU count.</param>
+    /// <returns>The message, or null when the value was the user's.</returns>
+    public string? FromTrace(Exception e, string tracePath, int traceCpus)
+    {
+        ArgumentNullException.ThrowIfNull(tracePath);
+        return e switch
+        {
+            MachineOptionException { Option: "Cpus" } when Cpus is null && traceCpus > 0 =>
+                $"{tracePath}: the header's #P:{traceCpus} is not a machine Kmem can boot ({MachineArgs.Describe(e)}); give --cpus N",
+            MachineOptionException { Option: "Memory" } when Mem is null =>
+                $"{Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tracePath)) ?? "", "meminfo.txt")}: its MemTotal is not a machine Kmem can boot ({MachineArgs.Describe(e)}); give --mem SIZE",
+            _ => null,
+        };
+    }
 
     /// <summary>The machine options, with defaults from the trace when one is given.</summary>
     /// <param name="tracePath">The trace, or null.</param>

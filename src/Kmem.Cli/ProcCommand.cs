@@ -32,7 +32,7 @@ public static class ProcCommand
             }
         });
         var machine = new MachineArgs();
-        var steps = new Option<int>("--steps") { Description = "workload steps", DefaultValueFactory = _ => 200_000 };
+        var steps = CliValues.Whole(new Option<int>("--steps") { Description = "workload steps", DefaultValueFactory = _ => 200_000 }, 0);
         var command = new Command("proc", "Boot a machine, run a built-in mixed workload (pages, kmalloc, kmem_caches, vmalloc) and print /proc files.")
         {
             name,
@@ -54,7 +54,7 @@ public static class ProcCommand
             }
             catch (Exception e) when (e is UsageException or MachineOptionException)
             {
-                return ctx.Fail(CliContext.Usage, e.Message);
+                return ctx.Fail(CliContext.Usage, MachineArgs.Describe(e));
             }
             using (m)
             {

@@ -38,7 +38,7 @@ public static class ReplayCommand
         var skipBad = new Option<bool>("--skip-bad") { Description = "count malformed lines instead of stopping at the first (exit code 0)" };
         var json = new Option<bool>("--json") { Description = "print one JSON object on stdout instead of text (with --map, its \"maps\" lists the pictures written)" };
         var map = new Option<string?>("--map") { Description = "write a picture of physical memory (a cell per page frame coloured by its use, zones marked, a legend) where the replay ends, as a PNG file", HelpName = "FILE.png" };
-        var mapEvery = new Option<long?>("--map-every") { Description = "with --map, also write FILE-000001.png after N events, FILE-000002.png after 2N, … (markers count as events)", HelpName = "N" };
+        var mapEvery = CliValues.Whole(new Option<long?>("--map-every") { Description = "with --map, also write FILE-000001.png after N events, FILE-000002.png after 2N, … (markers count as events)", HelpName = "N" }, 1);
         var command = new Command("replay", "Replay a kernel trace on a Kmem machine and show what happened: events, fidelity to the traced kernel, busiest caches, /proc files.")
         {
             trace,
@@ -66,7 +66,7 @@ public static class ReplayCommand
 
     /// <summary>--until MARKER.</summary>
     public static Option<string?> UntilOption() =>
-        new("--until") { Description = "stop at the first trace marker (tracing_mark_write) containing MARKER", HelpName = "MARKER" };
+        new("--until") { Description = "stop at the first trace marker (tracing_mark_write) containing MARKER; a MARKER no marker of the trace contains is bad input (exit code 1, the trace's markers listed)", HelpName = "MARKER" };
 
     /// <summary>Runs one replay and prints it.</summary>
     public static int Run(CliContext ctx, Request req)
@@ -82,14 +82,22 @@ public static class ReplayCommand
         {
             return ctx.Fail(CliContext.Usage, e.Message);
         }
-        if (!File.Exists(req.Trace))
+        if (req.Until is "")
         {
-            return ctx.Fail(CliContext.BadInput, $"{req.Trace}: no such file");
+            return ctx.Fail(CliContext.Usage, "--until needs a MARKER text to look for");
+        }
+        if (TraceInput.CheckFile(req.Trace) is string missing)
+        {
+            return ctx.Fail(CliContext.BadInput, missing);
         }
         string? until = req.Until ?? (req.CompareProc ? "SNAPSHOT_BEGIN" : null);
         TraceReader reader;
         try
         {
+            if (TraceInput.CheckArch(req.Trace, req.Machine.Preset) is string wrongArch)
+            {
+                return ctx.Fail(CliContext.BadInput, wrongArch);
+            }
             reader = TraceReader.Open(req.Trace, new TraceReaderOptions { SkipBad = req.SkipBad, StopAtMarker = until });
         }
         catch (TraceFormatException e)
@@ -105,7 +113,9 @@ public static class ReplayCommand
             }
             catch (Exception e) when (e is UsageException or MachineOptionException)
             {
-                return ctx.Fail(CliContext.Usage, e.Message);
+                return req.Machine.FromTrace(e, req.Trace, reader.Cpus) is string fromTrace
+                    ? ctx.Fail(CliContext.BadInput, fromTrace)
+                    : ctx.Fail(CliContext.Usage, MachineArgs.Describe(e));
             }
             using (m)
             {
@@ -126,6 +136,11 @@ public static class ReplayCommand
                 catch (InvalidOperationException e) when (m.Options.Slab != SlabAllocator.Slub)
                 {
                     return ctx.Fail(CliContext.Usage, $"--slab {MachineArgs.SlabNames[(int)req.Machine.Slab]}: {e.Message}");
+                }
+                if (req.Until is not null && reader.StopLine == 0)
+                {
+                    // Replaying to the end instead would report a state the user did not ask for.
+                    return ctx.Fail(CliContext.BadInput, TraceInput.NoSuchMarker(req.Trace, req.Until, reader));
                 }
                 maps?.WriteFinal(m, r);
                 TraceProcComparison? cmp = null;

@@ -15,7 +15,7 @@ public static class ScenarioCommand
     {
         var name = new Argument<string>("NAME") { Description = "pressure, fragmentation or highmem" };
         name.AcceptOnlyFromAmong("pressure", "fragmentation", "highmem");
-        var seed = new Option<int>("--seed") { Description = "machine seed", DefaultValueFactory = _ => 1 };
+        var seed = CliValues.Whole(new Option<int>("--seed") { Description = "machine seed", DefaultValueFactory = _ => 1 });
         var mapDir = new Option<string>("--map-dir")
         {
             Description = "directory for the page-map pictures NAME-before.png and NAME-after.png (and NAME-oom.png for pressure)",

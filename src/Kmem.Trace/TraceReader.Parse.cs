@@ -492,6 +492,12 @@ public sealed partial class TraceReader
             fields.Fail("gfp_flags=<flags> (GFP_* and __GFP_* names, 0x… or none, joined by '|')");
             return false;
         }
+        if (GfpFlags.Invalid(gfp) is string why)
+        {
+            // No allocation of a running kernel carries such a mask: gfp_zone()/gfp_migratetype() refuse it.
+            fields.Fail($"gfp_flags=<a mask an allocation can carry> ({why})");
+            return false;
+        }
         _gfps.Add(text, spelled, (uint)gfp);
         e.Gfp = gfp;
         return true;

@@ -46,8 +46,11 @@ public enum TraceCompression
 /// </para>
 /// <para>
 /// A malformed line throws <see cref="TraceFormatException"/> naming the file, the line number, the
-/// line and what was expected; with <see cref="TraceReaderOptions.SkipBad"/> it is counted in
-/// <see cref="BadLines"/> instead. Truncated or corrupt compressed data always throws
+/// line and what was expected (a gfp mask no allocation can carry is malformed too); with
+/// <see cref="TraceReaderOptions.SkipBad"/> it is counted in <see cref="BadLines"/> instead. Input that
+/// is no ftrace capture throws as well: an empty file, or one whose lines hold neither the
+/// <c># tracer:</c> header nor a single event (when the reader is created, or at the end of the input).
+/// A UTF-8 byte order mark before the first line is skipped. Truncated or corrupt compressed data always throws
 /// <see cref="TraceFormatException"/>; a gzip file's end is checked against its last member's size
 /// field, so a file of several concatenated gzip members is reported as truncated. Parsing a line
 /// allocates nothing in the common case: call sites, comms, cache names and gfp texts are interned,
@@ -89,6 +92,8 @@ public sealed partial class TraceReader : IDisposable
     private readonly Dictionary<string, long> _unknown = new(StringComparer.Ordinal);
     private readonly SpanIntern _unknownNames = new();
     private readonly long[] _kindCounts = new long[(int)TraceEventKind.Marker + 1];
+    private readonly List<string> _markerTexts = [];
+    private bool _checkedCapture;
 
     /// <summary>Opens a trace file (plain text, <c>.gz</c> or <c>.xz</c>, told apart by their first bytes).</summary>
     /// <param name="path">The file.</param>
@@ -231,6 +236,13 @@ public sealed partial class TraceReader : IDisposable
     /// <summary>The text of the marker that ended the stream, or null.</summary>
     public string? StopMarker { get; private set; }
 
+    /// <summary>How many distinct marker texts <see cref="MarkerTexts"/> keeps.</summary>
+    public const int MaxMarkerTexts = 32;
+
+    /// <summary>The texts of the trace markers read so far, each once, in order of first sight (the first
+    /// <see cref="MaxMarkerTexts"/>): what <see cref="TraceReaderOptions.StopAtMarker"/> can match.</summary>
+    public IReadOnlyList<string> MarkerTexts => _markerTexts;
+
     /// <summary>Events of one kind returned so far.</summary>
     /// <param name="kind">The kind.</param>
     /// <returns>The count.</returns>
@@ -257,6 +269,10 @@ public sealed partial class TraceReader : IDisposable
                     if (e.Kind == TraceEventKind.Marker)
                     {
                         Markers++;
+                        if (_markerTexts.Count < MaxMarkerTexts && !_markerTexts.Contains(e.Text!))
+                        {
+                            _markerTexts.Add(e.Text!);
+                        }
                         if (_stopAt is not null && e.Text!.Contains(_stopAt, StringComparison.Ordinal))
                         {
                             _stopped = true;
@@ -278,6 +294,11 @@ public sealed partial class TraceReader : IDisposable
                     BadLines++;
                     break;
             }
+        }
+        if (!_stopped && !_checkedCapture)
+        {
+            _checkedCapture = true;
+            CheckWasCapture();
         }
         e = default;
         return false;
@@ -311,7 +332,8 @@ public sealed partial class TraceReader : IDisposable
         }
     }
 
-    // The header: comment lines up to the first event line, which is kept for TryRead.
+    // The header: comment lines up to the first event line, which is kept for TryRead. Input that ends
+    // before any event line is a capture only when it has ftrace's "# tracer:" header (a trace of nothing).
     private void ReadHeader()
     {
         while (NextLine(out var line))
@@ -325,7 +347,28 @@ public sealed partial class TraceReader : IDisposable
             _pendingStart = _lineStart;
             _pendingLength = line.Length;
             Lines--;
-            break;
+            return;
+        }
+        if (Tracer is null)
+        {
+            throw new TraceFormatException(FileName, 0, null, _decompressed == 0
+                ? $"the {(Compression == TraceCompression.None ? "file" : "decompressed data")} is empty: {NotACapture}"
+                : $"{Lines} comment or blank lines, no '# tracer:' header and no event: {NotACapture}", null);
+        }
+        _checkedCapture = true;
+    }
+
+    private const string NotACapture = "not an ftrace capture (expected the text of /sys/kernel/tracing/trace: "
+        + "a '# tracer:' header, then kmem and percpu event lines)";
+
+    // At the end of the input: lines were read, but neither a header nor one event (nor an unknown
+    // event, nor a lost-events line) says they came from ftrace; they were all skipped as malformed.
+    private void CheckWasCapture()
+    {
+        if (Tracer is null && Events == 0 && _unknown.Count == 0 && LostEvents == 0)
+        {
+            throw new TraceFormatException(FileName, 0, null,
+                $"none of its {Lines} lines is an ftrace event line and it has no '# tracer:' header ({BadLines} malformed): {NotACapture}", null);
         }
     }
 
@@ -390,6 +433,12 @@ public sealed partial class TraceReader : IDisposable
                 break;
             }
             Fill();
+        }
+        if (Lines == 0 && line.StartsWith("\uFEFF"u8))
+        {
+            // A UTF-8 byte order mark, as some editors save text: not part of the first line.
+            line = line[3..];
+            _lineStart += 3;
         }
         Lines++;
         if (!line.IsEmpty && line[^1] == '\r')

@@ -1,8 +1,9 @@
 // vmalloc's public face on Machine (include/linux/vmalloc.h, mm/vmalloc.c,
-// mm/util.c kvmalloc): virtually contiguous memory over scattered frames, vmap of
-// the caller's frames, and kvmalloc's choice between kmalloc and vmalloc. The
-// VmapSpace is created on first use under _vmallocLock and given back by
-// DisposeVmalloc; callers are shown in /proc/vmallocinfo by method name.
+// mm/util.c kvmalloc): virtually contiguous memory over scattered frames, vmap and
+// vm_map_ram of the caller's frames, and kvmalloc's choice between kmalloc and vmalloc,
+// which sits above both the slab and the vmalloc layer. The VmapSpace is created on
+// first use under _vmallocLock with the page allocator and the slab layer it builds on,
+// and given back by DisposeVmalloc; callers are shown in /proc/vmallocinfo by method name.
 using System.Runtime.CompilerServices;
 using Kmem.Physical;
 using Kmem.Vmalloc;
@@ -50,7 +51,24 @@ public sealed partial class Machine
     public nint VmallocNode(nuint size, int nid, [CallerMemberName] string caller = "") =>
         VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel, CheckVmallocNode(nid), 0, caller);
 
-    /// <summary>vzalloc_node: <see cref="VmallocNode"/>, zeroed.</summary>
+    /// <summary>__vmalloc_node: <paramref name="size"/> bytes at an address aligned to <paramref name="align"/>, with
+    /// <paramref name="gfp"/> for the frames (__GFP_ZERO zeroes them), preferably from node <paramref name="nid"/>
+    /// (-1: the current CPU's node). An alignment below a page is a page.</summary>
+    /// <param name="size">Bytes wanted.</param>
+    /// <param name="align">The alignment of the area's address: a power of two.</param>
+    /// <param name="gfp">The allocation's flags.</param>
+    /// <param name="nid">The node, or -1.</param>
+    /// <param name="caller">The calling method, shown in /proc/vmallocinfo.</param>
+    /// <returns>The pointer, or 0 with the kernel's warning (unless <see cref="Gfp.NoWarn"/>) for the reasons of
+    /// <see cref="Vmalloc"/>, an alignment that is not a power of two, or one no free range of the area meets.</returns>
+    /// <remarks>May sleep if <paramref name="gfp"/> allows it.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The node does not exist.</exception>
+#pragma warning disable RS0026 // vmalloc_node and __vmalloc_node share the C# name; their arities keep calls unambiguous
+    public nint VmallocNode(nuint size, nuint align, Gfp gfp, int nid, [CallerMemberName] string caller = "") =>
+        VmallocSpace.Vmalloc(size, align, gfp, CheckVmallocNode(nid), 0, caller);
+#pragma warning restore RS0026
+
+    /// <summary>vzalloc_node: <see cref="VmallocNode(nuint, int, string)"/>, zeroed.</summary>
     /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
     /// <remarks>May sleep.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The node does not exist.</exception>
@@ -105,6 +123,44 @@ public sealed partial class Machine
             pfns[i] = CheckedPfn(pages[i]);
         }
         return VmallocSpace.Vmap(pfns, flags, prot == PageProt.PageKernel, caller);
+    }
+
+    /// <summary>vm_map_ram: maps the caller's frames (lowmem or highmem) into one virtually contiguous range without
+    /// a guard page, for short-lived mappings; /proc/vmallocinfo shows it as "vm_map_ram". Undo it with
+    /// <see cref="VmUnmapRam"/> and the same page count; <see cref="Vfree"/> and <see cref="Vunmap"/> do not
+    /// know it, as in the kernel.</summary>
+    /// <param name="pages">The frames, in order; the caller keeps them.</param>
+    /// <param name="nid">The node for the kernel's bookkeeping (-1: any); the frames are the caller's.</param>
+    /// <returns>The pointer, or 0 when <paramref name="pages"/> is empty or larger than RAM, the vmalloc space
+    /// is full or the host's map-count budget would be exceeded.</returns>
+    /// <remarks>May sleep.</remarks>
+    /// <exception cref="ArgumentException">A page is <see cref="Page.Null"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A page is beyond the machine's memory, or the node does not exist.</exception>
+    public nint VmMapRam(ReadOnlySpan<Page> pages, int nid)
+    {
+        int node = CheckVmallocNode(nid);
+        var pfns = new uint[pages.Length];
+        for (int i = 0; i < pages.Length; i++)
+        {
+            pfns[i] = CheckedPfn(pages[i]);
+        }
+        return VmallocSpace.MapRam(pfns, node);
+    }
+
+    /// <summary>vm_unmap_ram: removes a <see cref="VmMapRam"/> mapping of <paramref name="count"/> pages; the frames
+    /// stay the caller's, the address range is freed lazily. An address that starts no such mapping of that many
+    /// pages logs the kernel's WARNING and changes nothing.</summary>
+    /// <param name="mem">The pointer <see cref="VmMapRam"/> returned.</param>
+    /// <param name="count">The number of pages it mapped.</param>
+    /// <remarks>May sleep.</remarks>
+    /// <exception cref="KernelBugException">The kernel's BUG_ON: a null or unaligned pointer, one outside the vmalloc
+    /// area, or no pages; nothing changes (logged instead with <c>OnBug = Report</c>).</exception>
+    public void VmUnmapRam(nint mem, int count)
+    {
+        if (VmallocSpace.UnmapRam(mem, count) is string bug)
+        {
+            Bug(new KernelBugException(bug));
+        }
     }
 
     /// <summary>vunmap: removes a <see cref="Vmap"/> mapping; the frames stay the caller's. 0 is ignored; a
@@ -186,10 +242,8 @@ public sealed partial class Machine
 
     /// <summary>The vmalloc space, for tests and reports.</summary>
     internal VmapSpace VmallocSpace => CreateOnce(ref _vmapSpace, _vmallocLock, ref _vmallocDisposed, static m =>
-        new VmapSpace(VmallocLayout.For(m.Arch, m._mem.LowmemPfns), m.Arch.PageOffset, m._mem, m.PageAllocator, m.Log,
-            () => m.CurrentCpu, m.NrCpus, numa: m.Preset == Preset.X64,
-            m.SlabLayer is { } slab ? (size, gfp, node) => slab.Kmalloc(size, gfp, node) : null,
-            m.SlabLayer is { } slab2 ? p => slab2.Kfree(p) : null));
+        new VmapSpace(VmallocLayout.For(m.Arch, m._mem.LowmemPfns), m.Arch.PageOffset, m._mem, m.PageAllocator, m.SlabLayer, m.Log,
+            numa: m.Preset == Preset.X64));
 
     /// <summary>Pages backing vmalloc areas (meminfo's VmallocUsed), 0 before the first vmalloc.</summary>
     /// <summary>Marks in <paramref name="bits"/> (a bit per pfn) the frames vmalloc areas own; nothing when the

@@ -230,6 +230,11 @@ public sealed partial class Machine : IDisposable
         {
             throw new MachineOptionException("Memory", $"Memory: {o.Memory} is above the {o.Preset} preset's limit of {MachineOptions.FormatSize(arch.MaxMemory)}");
         }
+        if (memory >> PhysMem.PageShift >= PhysMem.NoPfn)
+        {
+            // A pfn is 32 bits here (NoPfn is the last value): the frame count must fit below it.
+            throw new MachineOptionException("Memory", $"Memory: {o.Memory} is more page frames than Kmem numbers (32-bit pfns: below 16T)");
+        }
         if (o.SlubThreadCache is { } threadCache)
         {
             long bytes;

@@ -237,6 +237,23 @@ public static class GfpFlags
         return (MigrateType)((uint)bits >> MovableShift);
     }
 
+    /// <summary>Why no allocation can carry <paramref name="gfp"/>: zone modifiers that GFP_ZONE_BAD lists
+    /// (<see cref="GfpZone"/> throws on them) or both migrate-type bits (<see cref="GfpMigratetype"/> throws);
+    /// null for a mask the allocators accept. For readers of traces, which must refuse such masks as bad input.</summary>
+    internal static string? Invalid(Gfp gfp)
+    {
+        var zoneBits = gfp & ZoneMask & ~Gfp.Movable;
+        if ((zoneBits & (zoneBits - 1)) != 0)
+        {
+            return $"zone modifiers {Format(zoneBits)} together: gfp_zone() allows one of GFP_DMA, GFP_DMA32 and __GFP_HIGHMEM";
+        }
+        if ((gfp & MovableMask) == MovableMask)
+        {
+            return "__GFP_RECLAIMABLE and __GFP_MOVABLE together: gfp_migratetype() allows one";
+        }
+        return null;
+    }
+
     /// <summary>gfpflags_allow_blocking(): true when the allocation may sleep (__GFP_DIRECT_RECLAIM).</summary>
     /// <param name="gfp">The allocation's flags.</param>
     /// <returns>True when direct reclaim is allowed.</returns>

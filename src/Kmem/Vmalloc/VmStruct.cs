@@ -27,6 +27,10 @@ internal sealed class VmStruct(ulong address, ulong size, VmFlags flags, string 
     /// a vmalloc area of its own, shown as "vpages"; 0 when none was allocated.</summary>
     public nint PagesArray { get; set; }
 
+    /// <summary>A vm_map_ram area: a vmap_area without a vm_struct (va->vm is NULL), which vfree and vunmap
+    /// do not find and /proc/vmallocinfo shows as "vm_map_ram".</summary>
+    public bool IsMapRam { get; set; }
+
     /// <summary>Host mappings charged to the process-wide budget for this area.</summary>
     public int HostMaps { get; set; }
 

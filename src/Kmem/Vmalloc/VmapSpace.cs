@@ -1,12 +1,17 @@
 // One machine's vmalloc space (mm/vmalloc.c): vmap areas from the free tree with
 // a guard page each, lazy freeing purged past lazy_max_pages, frames mapped on the
 // host with MAP_FIXED|MAP_SHARED of the memfd (one mmap per contiguous run) and in
-// Kmem's page tables. Invariants: busy, free and unpurged ranges never overlap and
-// cover the host window; a busy area's frames are mapped on the host and in the ptes.
+// Kmem's page tables. It sits above the page allocator and the slab layer (the page
+// pointer arrays of small areas are kmalloc objects), both given to its constructor.
+// Invariants: busy, free and unpurged ranges never overlap and cover the host window;
+// a busy area's frames are mapped on the host and in the ptes; BudgetCharged is what
+// this space holds of the process-wide host-mapping budget.
 // Locking: one lock (vmap_area_lock and free_vmap_area_lock in one), reentered for page arrays.
+using System.Numerics;
 using System.Text;
 using Kmem.PageAlloc;
 using Kmem.Physical;
+using Kmem.Slab;
 
 namespace Kmem.Vmalloc;
 
@@ -18,11 +23,10 @@ internal sealed class VmapSpace : IDisposable
     private readonly PhysMem _mem;
     private readonly PageAllocator _pa;
     private readonly KernelLog _log;
-    private readonly Func<int> _cpu;
     private readonly bool _numa;
     private readonly ulong _pageOffset;
-    private readonly Func<nuint, Gfp, int, nint>? _kmalloc;
-    private readonly Action<nint>? _kfree;
+    /// <summary>The slab layer for page pointer arrays; null on a machine without one.</summary>
+    private readonly SlabBackend? _slab;
     private readonly FreeVmapTree _free = new();
     /// <summary>vmap_area_root/list: busy areas by address.</summary>
     private readonly SortedDictionary<ulong, VmStruct> _busy = [];
@@ -36,6 +40,7 @@ internal sealed class VmapSpace : IDisposable
     private long _lazyPages;
     private long _vmallocPages;
     private int _hostMaps;
+    private int _budgetCharged;
     private int _zeroSizeWarned;
     private bool _disposed;
 
@@ -44,25 +49,20 @@ internal sealed class VmapSpace : IDisposable
     /// <param name="pageOffset">PAGE_OFFSET, to print direct-map pointers in warnings.</param>
     /// <param name="mem">Physical memory (the memfd mapped into areas).</param>
     /// <param name="pa">The page allocator the frames come from.</param>
+    /// <param name="slab">The slab layer: kmalloc_node and kfree for the page pointer arrays of small areas;
+    /// null on a machine without one (the arrays are then not allocated).</param>
     /// <param name="log">The kernel log for warnings.</param>
-    /// <param name="cpu">The current CPU, for WARNING lines.</param>
-    /// <param name="nrCpus">CPUs, for lazy_max_pages.</param>
     /// <param name="numa">Print N&lt;node&gt;= counts (CONFIG_NUMA).</param>
-    /// <param name="kmalloc">kmalloc_node for the page pointer arrays of small areas; null without a slab layer.</param>
-    /// <param name="kfree">kfree for those arrays.</param>
-    public VmapSpace(VmallocLayout layout, ulong pageOffset, PhysMem mem, PageAllocator pa, KernelLog log, Func<int> cpu, int nrCpus, bool numa,
-        Func<nuint, Gfp, int, nint>? kmalloc, Action<nint>? kfree)
+    public VmapSpace(VmallocLayout layout, ulong pageOffset, PhysMem mem, PageAllocator pa, SlabBackend? slab, KernelLog log, bool numa)
     {
         _pageOffset = pageOffset;
-        _kmalloc = kmalloc;
-        _kfree = kfree;
+        _slab = slab;
         Layout = layout;
         _mem = mem;
         _pa = pa;
         _log = log;
-        _cpu = cpu;
         _numa = numa;
-        LazyMaxPages = VmallocLayout.LazyMaxPages(nrCpus);
+        LazyMaxPages = VmallocLayout.LazyMaxPages(pa.Cpus.Count);
         _tables = new VmallocPageTables(layout);
         _free.Insert(layout.Start, layout.Start + layout.HostBytes);
     }
@@ -86,6 +86,10 @@ internal sealed class VmapSpace : IDisposable
 
     /// <summary>Host mappings this machine's areas hold (the reservation of the window excluded).</summary>
     public int HostMaps { get { lock (_lock) { return _hostMaps; } } }
+
+    /// <summary>What this space holds of the process-wide host-mapping budget (the window's reservation
+    /// included): 0 after <see cref="Dispose"/>.</summary>
+    public int BudgetCharged { get { lock (_lock) { return _budgetCharged; } } }
 
     /// <summary>Levels of the area's page tables.</summary>
     public int PageTableLevels => _tables.Levels;
@@ -127,6 +131,12 @@ internal sealed class VmapSpace : IDisposable
             }
             return 0;
         }
+        if (!BitOperations.IsPow2(align))
+        {
+            // alloc_vmap_area's -EINVAL: the alignment is a power of two.
+            WarnAlloc(gfp, $"vmalloc error: size {size}, vm_struct allocation failed");
+            return 0;
+        }
         ulong realSize = size;
         size = (size + PageSize - 1) & ~(PageSize - 1);
         if (size < realSize || (long)(size / PageSize) > _pa.TotalRamPages)
@@ -149,7 +159,7 @@ internal sealed class VmapSpace : IDisposable
             ulong arraySize = (ulong)nrPages * (Layout.Start > uint.MaxValue ? 8UL : 4UL);
             Gfp nestedGfp = (gfp & (Gfp.Reclaim | Gfp.Io | Gfp.Fs | Gfp.NoWarn | Gfp.RetryMayfail | Gfp.NoFail | Gfp.NoRetry)) | Gfp.Zero;
             nint array = arraySize > PageSize ? Vmalloc(arraySize, PageSize, nestedGfp, node, 0, caller)
-                : _kmalloc?.Invoke((nuint)arraySize, nestedGfp, node) ?? -1;
+                : _slab?.Kmalloc((nuint)arraySize, nestedGfp, node) ?? -1;
             if (array == 0)
             {
                 RemoveArea(vm);
@@ -220,6 +230,65 @@ internal sealed class VmapSpace : IDisposable
         }
     }
 
+    /// <summary>vm_map_ram: maps the caller's frames contiguously in an area with no guard page and no
+    /// vm_struct (/proc/vmallocinfo shows it as "vm_map_ram"). The kernel carves requests of up to
+    /// VMAP_MAX_ALLOC pages from per-CPU vmap blocks; here every request gets its own vmap area, as the
+    /// kernel does above that size.</summary>
+    /// <returns>The host address, or 0 when the area or the host mappings cannot be had.</returns>
+    public nint MapRam(uint[] pfns, int node)
+    {
+        _ = node; // the area's address does not depend on the node; the frames are the caller's
+        if (pfns.Length == 0 || pfns.Length > _pa.TotalRamPages)
+        {
+            return 0;
+        }
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var vm = GetVmArea((ulong)pfns.Length * PageSize, PageSize, VmFlags.NoGuard, Gfp.Kernel, "vm_map_ram");
+            if (vm is null)
+            {
+                return 0;
+            }
+            vm.IsMapRam = true;
+            if (!MapArea(vm, pfns, writable: true))
+            {
+                RemoveArea(vm);
+                return 0;
+            }
+            vm.Pages = pfns;
+            return _host + (nint)(vm.Address - Layout.Start);
+        }
+    }
+
+    /// <summary>vm_unmap_ram: removes a <see cref="MapRam"/> area of <paramref name="count"/> pages; the range is
+    /// freed lazily, the frames stay the caller's. An address that starts no vm_map_ram area of that size
+    /// gets the kernel's WARN in the log and changes nothing.</summary>
+    /// <returns>Null, or the report of a BUG_ON the kernel hits (a null, unaligned or foreign address, no
+    /// pages), with nothing changed: the caller applies the machine's bug policy.</returns>
+    public string? UnmapRam(nint p, int count)
+    {
+        ulong k = KernelAddress(p);
+        if (p == 0 || k == 0 || (p & (nint)(PageSize - 1)) != 0 || count <= 0)
+        {
+            string what = p == 0 ? "!addr" : k == 0 ? "addr < VMALLOC_START || addr > VMALLOC_END" : count <= 0 ? "!count" : "!PAGE_ALIGNED(addr)";
+            return $"kernel BUG at mm/vmalloc.c: vm_unmap_ram: BUG_ON({what}) for {PointerText(p)}, {count} pages";
+        }
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (!_busy.TryGetValue(k, out var vm) || !vm.IsMapRam || vm.Size != (ulong)count * PageSize)
+            {
+                _log.Printk($"vm_unmap_ram: no vm_map_ram area of {count} pages at {PointerText(p)}\n"
+                    + $"WARNING: CPU: {_pa.Cpus.Current} PID: {Environment.ProcessId} at mm/vmalloc.c vm_unmap_ram");
+                return null;
+            }
+            UnmapHost(vm);
+            RemoveArea(vm);
+            return null;
+        }
+    }
+
     /// <summary>__vunmap: removes the area that starts at <paramref name="p"/>; with
     /// <paramref name="deallocatePages"/> (vfree) its frames go back to the page allocator.</summary>
     /// <param name="p">The host address of the area's start.</param>
@@ -240,8 +309,9 @@ internal sealed class VmapSpace : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (k == 0 || !_busy.TryGetValue(k, out var vm))
+            if (k == 0 || !_busy.TryGetValue(k, out var vm) || vm.IsMapRam)
             {
+                // A vm_map_ram area has no vm_struct: find_vm_area does not see it.
                 Warn("__vunmap", $"Trying to {function}() nonexistent vm area ({PointerText(p)})");
                 return;
             }
@@ -328,6 +398,11 @@ internal sealed class VmapSpace : IDisposable
             foreach (var vm in _busy.Values)
             {
                 sb.Append($"0x{vm.Address.ToString(width)}-0x{(vm.Address + vm.Size).ToString(width)} {vm.Size,7}");
+                if (vm.IsMapRam)
+                {
+                    sb.Append(" vm_map_ram\n");
+                    continue;
+                }
                 sb.Append(' ').Append(vm.Caller);
                 if (vm.NrPages > 0)
                 {
@@ -380,7 +455,7 @@ internal sealed class VmapSpace : IDisposable
             if (_host != 0)
             {
                 Libc.Munmap(_host, (nuint)Layout.HostBytes);
-                HostMapBudget.Release(_hostMaps + 1);
+                Release(_hostMaps + 1);
                 _hostMaps = 0;
                 Volatile.Write(ref _host, 0);
             }
@@ -455,7 +530,7 @@ internal sealed class VmapSpace : IDisposable
         {
             return true;
         }
-        if (_hostFailed || !HostMapBudget.TryCharge(1))
+        if (_hostFailed || !Charge(1))
         {
             return false;
         }
@@ -463,7 +538,7 @@ internal sealed class VmapSpace : IDisposable
             Libc.MapPrivate | Libc.MapAnonymous | Libc.MapNoReserve, -1, 0, mayFail: true);
         if (host == 0)
         {
-            HostMapBudget.Release(1);
+            Release(1);
             _hostFailed = true;
             _log.Printk($"vmalloc: the host refused to reserve {Layout.HostBytes >> 20} MiB of address space for the vmalloc area");
             return false;
@@ -486,7 +561,7 @@ internal sealed class VmapSpace : IDisposable
             }
         }
         int charge = runs + 1;
-        if ((HostMapLimit is { } limit && _hostMaps + charge > limit) || !HostMapBudget.TryCharge(charge))
+        if ((HostMapLimit is { } limit && _hostMaps + charge > limit) || !Charge(charge))
         {
             return false;
         }
@@ -505,7 +580,7 @@ internal sealed class VmapSpace : IDisposable
             {
                 // The host's own limit came first: undo, as the kernel unwinds a failed vmap_pages_range.
                 AnonymousNone(start, (ulong)i * PageSize);
-                HostMapBudget.Release(charge);
+                Release(charge);
                 return false;
             }
             i = j;
@@ -528,9 +603,27 @@ internal sealed class VmapSpace : IDisposable
         {
             _tables.Clear(vm.Address + off);
         }
-        HostMapBudget.Release(vm.HostMaps);
+        Release(vm.HostMaps);
         _hostMaps -= vm.HostMaps;
         vm.HostMaps = 0;
+    }
+
+    /// <summary>Takes <paramref name="n"/> host mappings from the process-wide budget (lock held).</summary>
+    private bool Charge(int n)
+    {
+        if (!HostMapBudget.TryCharge(n))
+        {
+            return false;
+        }
+        _budgetCharged += n;
+        return true;
+    }
+
+    /// <summary>Gives <paramref name="n"/> host mappings back to the process-wide budget (lock held).</summary>
+    private void Release(int n)
+    {
+        HostMapBudget.Release(n);
+        _budgetCharged -= n;
     }
 
     /// <summary>Replaces a range with the reservation's own kind of mapping, which merges back into it.</summary>
@@ -553,7 +646,7 @@ internal sealed class VmapSpace : IDisposable
         }
         else if (array != 0)
         {
-            _kfree?.Invoke(array);
+            _slab?.Kfree(array);
         }
     }
 
@@ -581,7 +674,7 @@ internal sealed class VmapSpace : IDisposable
     /// <summary>WARN(): the message, then the WARNING line naming the function.</summary>
     private void Warn(string function, string? message)
     {
-        string warning = $"WARNING: CPU: {_cpu()} PID: {Environment.ProcessId} at mm/vmalloc.c {function}";
+        string warning = $"WARNING: CPU: {_pa.Cpus.Current} PID: {Environment.ProcessId} at mm/vmalloc.c {function}";
         _log.Printk(message is null ? warning : $"{message}\n{warning}");
     }
 

@@ -17,6 +17,7 @@ public sealed partial class Machine
     private readonly Lock _highmemLock = new();
     private Pkmap? _pkmap;
     private KmapLocal? _kmapLocal;
+    private HighPage? _highPages;
     private bool _highmemDisposed;
 
     /// <summary>LAST_PKMAP: slots in the pkmap window (1024 on X86, 512 on X86Pae, 0 without highmem).</summary>
@@ -202,50 +203,30 @@ public sealed partial class Machine
     /// <summary>copy_highpage: copies the bytes of <paramref name="from"/> into <paramref name="to"/>. Never blocks.</summary>
     /// <remarks>Uses two kmap_local slots of the calling thread while it runs; if it cannot have them (already
     /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
-    public unsafe void CopyHighpage(Page to, Page from)
+    public void CopyHighpage(Page to, Page from)
     {
-        nint vfrom = KmapLocalPage(from);
-        if (vfrom == 0)
-        {
-            return;
-        }
-        nint vto = KmapLocalPage(to);
-        if (vto != 0)
-        {
-            new ReadOnlySpan<byte>((void*)vfrom, PageSize).CopyTo(new Span<byte>((void*)vto, PageSize));
-            KunmapLocal(vto);
-        }
-        KunmapLocal(vfrom);
+        uint toPfn = CheckedPfn(to);
+        HighPages.CopyHighpage(toPfn, CheckedPfn(from));
     }
 
     /// <summary>memcpy_to_page: copies <paramref name="source"/> into the page at <paramref name="offset"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The range [offset, offset + length) is not inside the page.</exception>
     /// <remarks>Uses one kmap_local slot of the calling thread while it runs; if it cannot have one (already
     /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
-    public unsafe void MemcpyToPage(Page page, int offset, ReadOnlySpan<byte> source)
+    public void MemcpyToPage(Page page, int offset, ReadOnlySpan<byte> source)
     {
         CheckRange(offset, source.Length, nameof(offset));
-        nint kaddr = KmapLocalPage(page);
-        if (kaddr != 0)
-        {
-            source.CopyTo(new Span<byte>((void*)(kaddr + offset), source.Length));
-            KunmapLocal(kaddr);
-        }
+        HighPages.MemcpyToPage(CheckedPfn(page), offset, source);
     }
 
     /// <summary>memcpy_from_page: fills <paramref name="destination"/> from the page's bytes at <paramref name="offset"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The range [offset, offset + length) is not inside the page.</exception>
     /// <remarks>Uses one kmap_local slot of the calling thread while it runs; if it cannot have one (already
     /// <see cref="KmMaxIdx"/> nested: the kernel's BUG, thrown or reported) nothing is done.</remarks>
-    public unsafe void MemcpyFromPage(Span<byte> destination, Page page, int offset)
+    public void MemcpyFromPage(Span<byte> destination, Page page, int offset)
     {
         CheckRange(offset, destination.Length, nameof(offset));
-        nint kaddr = KmapLocalPage(page);
-        if (kaddr != 0)
-        {
-            new ReadOnlySpan<byte>((void*)(kaddr + offset), destination.Length).CopyTo(destination);
-            KunmapLocal(kaddr);
-        }
+        HighPages.MemcpyFromPage(destination, CheckedPfn(page), offset);
     }
 
     /// <summary>memcpy_page: copies <paramref name="length"/> bytes between two pages. Overlapping ranges of one
@@ -370,6 +351,9 @@ public sealed partial class Machine
     /// <summary>The pkmap window, reserved on first use.</summary>
     internal Pkmap PkmapWindow => CreateOnce(ref _pkmap, _highmemLock, ref _highmemDisposed,
         static m => new Pkmap(m._mem, m.LastPkmap, m.Bug, m.Log, () => m._cpus.Current));
+
+    /// <summary>The page-copy helpers over kmap_local (for the machine's helpers and the layers that copy pages).</summary>
+    internal HighPage HighPages => _highPages ??= new HighPage(_mem, () => LocalSlots);
 
     /// <summary>The per-thread kmap_local stacks, created on first use.</summary>
     internal KmapLocal LocalSlots => CreateOnce(ref _kmapLocal, _highmemLock, ref _highmemDisposed,

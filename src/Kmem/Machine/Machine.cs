@@ -46,7 +46,11 @@ public sealed partial class Machine : IDisposable
         _mem = new PhysMem(maxPfn, lowmem, arch.PageblockOrder);
         try
         {
-            PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
+            // The page allocator makes its reclaimer at the end of its constructor (see PageAllocator.cs).
+            MmLayer? mm = null;
+            PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug,
+                pa => mm = new MmLayer(options, _mem, pa, Log, HighPages, () => VmallocSpace));
+            Mm = mm!;
             SlabLayer = options.Slab switch
             {
                 SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, SlubThreadCacheBytes(options, memoryBytes), Seed),
@@ -58,8 +62,6 @@ public sealed partial class Machine : IDisposable
             {
                 SlabLayer.Failslab = Failslab;
             }
-            Mm = new MmState(this, _mem, PageAllocator);
-            PageAllocator.Reclaimer = Mm;
         }
         catch
         {

@@ -131,4 +131,45 @@ public class ReclaimTests
         Assert.True(m.Mm.IsDisposed);
         Assert.True(m.Mm.KswapdIdle);
     }
+
+    [Fact]
+    public void OnASeededMachineKswapdsWorkIsDoneBeforeTheAllocationThatWokeItReturns()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "64M", Cpus = 1, Seed = 1, WatermarkBoostFactor = 0 });
+        Assert.False(m.Mm.KswapdThreaded);
+        using var swap = Swap(m, 64);
+        var t = m.CreateTask("grower")!;
+        ulong a = t.Mmap(60 << 20);
+        var page = new byte[4096];
+        for (ulong at = a; at < a + (58UL << 20); at += 4096)
+        {
+            t.Write(at, page);
+            // Every wakeup so far has had its run, and no run is under way or pending.
+            Assert.Equal(m.Mm.KswapdWakeups, m.Mm.KswapdRuns);
+            Assert.True(m.Mm.KswapdIdle);
+        }
+        Assert.True(m.Mm.KswapdRuns > 0, "kswapd never woken");
+        Assert.True(Vmstat(m)["pgsteal_kswapd"] > 0);
+        m.Mm.Validate();
+    }
+
+    [Fact]
+    public void OnAMachineWithoutASeedKswapdRunsOnItsOwnThreadAndDisposeStopsIt()
+    {
+        var m = Machine.Boot(new MachineOptions { Memory = "64M", Cpus = 1 });
+        Assert.True(m.Mm.KswapdThreaded);
+        var t = m.CreateTask("t")!;
+        ulong a = t.Mmap(60 << 20);
+        try
+        {
+            Fill(t, a, 60 << 20, 1);
+        }
+        catch (TaskKilledException)
+        {
+        }
+        Assert.True(WaitFor(() => m.Mm.KswapdRuns > 0, 10));
+        m.Dispose();
+        Assert.True(m.Mm.IsDisposed);
+        Assert.True(m.Mm.KswapdIdle);
+    }
 }

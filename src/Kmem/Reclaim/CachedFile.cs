@@ -1,7 +1,7 @@
 // struct file with its address_space, as a public handle: an open real file
 // whose reads and writes go through the page cache (Filemap.cs does the
 // work). Pages is the cache's index → pfn map; all fields are guarded by
-// Filemap.Lock.
+// Filemap.Lock (LockOrder.cs).
 using Kmem.Reclaim;
 
 namespace Kmem;

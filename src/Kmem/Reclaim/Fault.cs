@@ -4,9 +4,10 @@
 // anonymous pages, or reading a swapped-out page back (from the swap cache when
 // it is still there), and copy through kmap_local.
 // Locking: UserMemory.Lock around every walk and change, then Swapfile.Lock and
-// Lruvecs.Lock inside it as the swap cache and the LRU are touched. A fault
-// returns with UserMemory.Lock held so that the page cannot be reclaimed before the
-// copy; tables and pages are allocated with it dropped and the walk redone.
+// Lruvecs.Lock inside it as the swap cache and the LRU are touched (the order
+// of LockOrder.cs). A fault returns with UserMemory.Lock held so that the page
+// cannot be reclaimed before the copy; tables and pages are allocated with it
+// dropped and the walk redone.
 using Kmem.Physical;
 
 namespace Kmem.Reclaim;

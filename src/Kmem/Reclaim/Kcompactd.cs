@@ -14,7 +14,7 @@
 //   timer: after each kswapd run on the node.
 // Shutdown with its own stop token; Machine.Dispose joins the threads.
 // Locking: the wake state is under _wakeLock (never held while compacting);
-// the work takes the four owner locks through Compaction.
+// the work takes the four owner locks in the order of LockOrder.cs.
 using Kmem.PageAlloc;
 using Kmem.Physical;
 

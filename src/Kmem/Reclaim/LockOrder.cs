@@ -25,6 +25,10 @@
 // shrinker callback may call back into the machine on the reclaiming thread.
 // No lock of this layer is held while allocating a page that may reclaim:
 // allocation happens with the locks dropped and the state is checked again.
+// A user frame's flags word is changed only under its owner's lock
+// (UserMemory.Lock for an anonymous page, Filemap.Lock for a page-cache page),
+// plus the lock of the owner whose bit it is, so that no two threads ever
+// rewrite the same frame's flags at once.
 namespace Kmem.Reclaim;
 
 /// <summary>The four owner locks of the layer, taken together in the written order.</summary>

@@ -6,7 +6,7 @@
 // victim's memory at once (what the oom_reaper and exit do in the kernel).
 // /proc/<pid>/oom_score scales the badness to 0..2000.
 // Locking: UserMemory.Lock for selection and the kill (the victim's exit takes
-// Swapfile.Lock and Lruvecs.Lock inside it, in order).
+// Swapfile.Lock and Lruvecs.Lock inside it, in the order of LockOrder.cs).
 using System.Globalization;
 using Kmem.PageAlloc;
 using Kmem.Physical;

@@ -2,7 +2,7 @@
 // pid, a name, oom_score_adj, the anonymous mappings (VMAs), the page-table
 // root, the mm counters (rss, swap entries, page-table bytes) and the kernel
 // stack. The work is done by UserMemory (UserMemory.cs, Fault.cs); this is the public handle.
-// Every field is guarded by UserMemory.Lock.
+// Every field is guarded by UserMemory.Lock (LockOrder.cs).
 using Kmem.Reclaim;
 
 namespace Kmem;

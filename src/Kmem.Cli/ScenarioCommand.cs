@@ -101,13 +101,16 @@ public static class ScenarioCommand
     private static int Pressure(Story story, int seed)
     {
         var o = story.Out;
-        string swap = Path.GetTempFileName();
+        // A fresh directory per run, with a fixed file name: the report names the file, never the random directory.
+        string dir = Directory.CreateTempSubdirectory("kmem-pressure-").FullName;
+        string swap = Path.Combine(dir, SwapName);
         try
         {
             using var m = Machine.Boot(new MachineOptions { Memory = "128M", Seed = seed, Cpus = 2 });
+            using var cpu = m.OnCpu(0); // the story runs on CPU 0: an unpinned thread's CPU is the host's choice
             m.Mkswap(swap, 48 << 20);
             m.Swapon(swap);
-            o.WriteLine($"# scenario pressure: X64, 128 MiB, 48 MiB swap at {swap}; four tasks grow by 4 MiB each in turn");
+            o.WriteLine($"# scenario pressure: X64, 128 MiB, 48 MiB swap in the file {SwapName}; four tasks grow by 4 MiB each in turn");
             Section(o, m, "before", "buddyinfo");
             var tasks = Enumerable.Range(0, 4).Select(i => m.CreateTask($"grower{i}", (short)(i == 3 ? -1000 : 0))!).ToArray();
             var bases = tasks.Select(t => t.Mmap(256 << 20)).ToArray();
@@ -161,7 +164,9 @@ public static class ScenarioCommand
             {
                 o.WriteLine($"/proc/{t.Pid}/oom_score ({t.Comm}, oom_score_adj {t.OomScoreAdj}): {m.OomScore(t)}");
             }
-            Section(o, m, "after", "swaps");
+            o.WriteLine();
+            o.WriteLine($"# after: {m.Proc.PathOf("swaps")} (the swap file shown by its name)");
+            o.Write(SwapsByName(m.Proc.Read("swaps"), SwapName));
             Section(o, m, "after", "meminfo");
             Section(o, m, "after", "buddyinfo");
             o.WriteLine();
@@ -170,8 +175,27 @@ public static class ScenarioCommand
         }
         finally
         {
-            File.Delete(swap);
+            Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>The pressure scenario's swap file name.</summary>
+    private const string SwapName = "kmem-pressure.swap";
+
+    /// <summary>/proc/swaps with each area's path replaced by <paramref name="name"/>, padded as swap_show pads a
+    /// name (to 40 columns), so that the report does not show the temporary directory.</summary>
+    private static string SwapsByName(string swaps, string name)
+    {
+        var lines = swaps.Split('\n');
+        for (int i = 1; i < lines.Length; i++)
+        {
+            int type = lines[i].IndexOf("file\t", StringComparison.Ordinal);
+            if (type > 0)
+            {
+                lines[i] = (name.Length < 40 ? name.PadRight(40) : name + " ") + lines[i][type..];
+            }
+        }
+        return string.Join('\n', lines);
     }
 
     /// <summary>Two tasks fill memory page by page in turn; one exits, leaving single free pages between the
@@ -244,6 +268,7 @@ public static class ScenarioCommand
     {
         var o = story.Out;
         using var m = Machine.Boot(new MachineOptions { Memory = "1G", Preset = Preset.X86Pae, Seed = seed, Cpus = 2 });
+        using var cpu = m.OnCpu(0); // the story runs on CPU 0: an unpinned thread's CPU is the host's choice
         o.WriteLine("# scenario highmem: X86Pae, 1 GiB (lowmem up to 880 MiB, HighMem above)");
         void Show(string step) => o.WriteLine($"{step,-34} HighFree {Meminfo(m, "HighFree"),7} kB  LowFree {Meminfo(m, "LowFree"),7} kB  "
             + $"AnonPages {Meminfo(m, "AnonPages"),7} kB  PageTables {Meminfo(m, "PageTables"),5} kB  KernelStack {Meminfo(m, "KernelStack"),5} kB");

@@ -1,15 +1,15 @@
 // The memory-pressure layer's public face on Machine: tasks (fork/exit),
 // the page cache (open, drop_caches), swap (mkswap, swapon, swapoff),
 // shrinkers, the OOM score and the vm sysctls of reclaim. Everything forwards
-// to MmState; see its file header for the locking.
+// to the layer's owners through MmLayer; Reclaim/LockOrder.cs has the locking.
 using Kmem.Reclaim;
 
 namespace Kmem;
 
 public sealed partial class Machine
 {
-    /// <summary>The reclaim layer's state (the page allocator's reclaimer).</summary>
-    internal MmState Mm { get; }
+    /// <summary>The reclaim layer (the page allocator's reclaimer).</summary>
+    internal MmLayer Mm { get; }
 
     /// <summary>fork: a new task with an empty address space, a page-table root and a kernel stack (X64: 16 KiB
     /// from vmalloc, as with VMAP_STACK; X86/X86Pae: an order-1 block, THREAD_SIZE 8 KiB).</summary>
@@ -22,16 +22,7 @@ public sealed partial class Machine
     public TaskStruct? CreateTask(string name, short oomScoreAdj = 0) => Mm.CreateTask(name, oomScoreAdj);
 
     /// <summary>The live tasks, oldest first.</summary>
-    public IReadOnlyList<TaskStruct> Tasks
-    {
-        get
-        {
-            lock (Mm.Lock)
-            {
-                return [.. Mm.Tasks];
-            }
-        }
-    }
+    public IReadOnlyList<TaskStruct> Tasks => Mm.TasksSnapshot();
 
     /// <summary>/proc/&lt;pid&gt;/oom_score: (1000 + badness × 1000 / totalpages) × 2 / 3, where badness is
     /// rss + swap entries + page-table pages + oom_score_adj × totalpages / 1000 and totalpages is RAM plus swap;
@@ -54,7 +45,7 @@ public sealed partial class Machine
     /// <summary>mkswap: writes a swap file of <paramref name="size"/> bytes (a whole number of pages) with the
     /// kernel's version-1 header, ready for <see cref="Swapon"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The size is under 10 pages or not a whole number of pages.</exception>
-    public void Mkswap(string path, long size) => MmState.Mkswap(path, size, Random);
+    public void Mkswap(string path, long size) => MmLayer.Mkswap(path, size, Random);
 
     /// <summary>swapon: starts swapping to the file at <paramref name="path"/>, made by <see cref="Mkswap"/>.</summary>
     /// <param name="path">The swap file.</param>

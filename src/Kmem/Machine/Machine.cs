@@ -47,8 +47,12 @@ public sealed partial class Machine : IDisposable
         _mem = new PhysMem(maxPfn, lowmem, arch.PageblockOrder);
         try
         {
-            PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
             Highmem = new HighmemMaps(_mem, arch, _cpus, Log, Bug);
+            // The page allocator makes its reclaimer at the end of its constructor (see PageAllocator.cs).
+            MmLayer? mm = null;
+            PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug,
+                pa => mm = new MmLayer(options, _mem, pa, Log, Highmem, () => VmallocSpace));
+            Mm = mm!;
             Mempools = new Mempools(_mem, PageAllocator, _cpus, Log, Bug);
             SlabLayer = options.Slab switch
             {
@@ -61,8 +65,6 @@ public sealed partial class Machine : IDisposable
             {
                 SlabLayer.Failslab = Failslab;
             }
-            Mm = new MmState(this, _mem, PageAllocator);
-            PageAllocator.Reclaimer = Mm;
         }
         catch
         {

@@ -8,6 +8,12 @@
 // is reserved at the top of the node (of lowmem on x86-32). ZONE_MOVABLE is
 // carved from the top of each node per kernelcore= or movablecore=. Immutable
 // after boot except through the zones' own locks.
+// The reclaimer: the page allocator and the reclaim layer need each other (the
+// slow path reclaims; reclaim frees and isolates pages), as mm/page_alloc.c and
+// mm/vmscan.c do. The allocator is built first and takes a factory that it calls
+// once, at the end of its constructor, with itself: the reclaim layer is built
+// over a finished allocator and the allocator keeps it in a readonly field, so
+// neither is ever seen half-wired and nothing can swap the reclaimer later.
 using System.Numerics;
 using Kmem.Physical;
 
@@ -22,7 +28,7 @@ internal sealed partial class PageAllocator
     private readonly sbyte[] _gfpZoneTable = new sbyte[16];
 
     public PageAllocator(MachineOptions options, Arch arch, PhysMem mem, CpuTopology cpus, KernelLog log,
-        FaultAttr failPageAlloc, Action<KernelBugException> bug)
+        FaultAttr failPageAlloc, Action<KernelBugException> bug, Func<PageAllocator, IReclaimer>? reclaimer = null)
     {
         Options = options;
         Arch = arch;
@@ -31,7 +37,6 @@ internal sealed partial class PageAllocator
         _log = log;
         FailPageAlloc = failPageAlloc;
         _bug = bug;
-        Reclaimer = new NoReclaim();
         BuildGfpZoneTable();
         Nodes = BuildNodes(options.Nodes, cpus);
         Zones = [.. Nodes.SelectMany(n => n.Zones)];
@@ -48,6 +53,7 @@ internal sealed partial class PageAllocator
         {
             SetRecommendedMinFreeKbytes();
         }
+        Reclaimer = reclaimer?.Invoke(this) ?? new NoReclaim();
     }
 
     public MachineOptions Options { get; }
@@ -59,8 +65,9 @@ internal sealed partial class PageAllocator
     /// <summary>Every zone of every node, node by node, in zone order; Zone.Index is the position here.</summary>
     public Zone[] Zones { get; }
     public FaultAttr FailPageAlloc { get; }
-    /// <summary>What the slow path calls to wake kswapd and reclaim directly (the reclaim layer plugs in here).</summary>
-    public IReclaimer Reclaimer { get; set; }
+    /// <summary>What the slow path calls to wake kswapd and reclaim directly: the reclaim layer, made by the
+    /// constructor's factory, or <see cref="NoReclaim"/> without one.</summary>
+    public IReclaimer Reclaimer { get; }
 
     /// <summary>Frames reserved at boot (holes excluded).</summary>
     public long ReservedPages { get; private set; }

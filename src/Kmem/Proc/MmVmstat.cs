@@ -12,7 +12,7 @@ namespace Kmem.Proc;
 
 internal static class MmVmstat
 {
-    public static MmState? Of(PageAllocator pa) => pa.Reclaimer as MmState;
+    public static MmLayer? Of(PageAllocator pa) => pa.Reclaimer as MmLayer;
 
     /// <summary>The machine-wide value of a VmSource.Mm item.</summary>
     public static long Value(PageAllocator pa, in VmstatItem item)
@@ -82,7 +82,7 @@ internal static class MmVmstat
     }
 
     /// <summary>One node's value of a node item.</summary>
-    public static long NodeValue(MmState mm, Node node, in VmstatItem item)
+    public static long NodeValue(MmLayer mm, Node node, in VmstatItem item)
     {
         var vec = mm.Lruvecs[node.Id];
         bool first = node.Id == 0;
@@ -108,7 +108,7 @@ internal static class MmVmstat
     }
 
     /// <summary>One zone's value of a zone item (the LRU sizes by zone).</summary>
-    public static long ZoneValue(MmState mm, Zone zone, in VmstatItem item) => item.Name switch
+    public static long ZoneValue(MmLayer mm, Zone zone, in VmstatItem item) => item.Name switch
     {
         "nr_zone_inactive_anon" => Volatile.Read(ref mm.ZoneLru[zone.Index, (int)LruList.InactiveAnon]),
         "nr_zone_active_anon" => Volatile.Read(ref mm.ZoneLru[zone.Index, (int)LruList.ActiveAnon]),

@@ -21,7 +21,7 @@ public sealed class ProcFs
 {
     private readonly PageAllocator _pa;
     private readonly SlabBackend? _slab;
-    private readonly MmState _mm;
+    private readonly MmLayer _mm;
     private readonly IProcSources _sources;
     private readonly (string Name, string Path, Func<string> Show)[] _files;
 
@@ -29,7 +29,7 @@ public sealed class ProcFs
     /// <param name="slab">The slab layer; null when this build lacks the one the machine was booted with.</param>
     /// <param name="mm">The reclaim layer (swap areas).</param>
     /// <param name="sources">The layers the machine creates on first use.</param>
-    internal ProcFs(PageAllocator pa, SlabBackend? slab, MmState mm, IProcSources sources)
+    internal ProcFs(PageAllocator pa, SlabBackend? slab, MmLayer mm, IProcSources sources)
     {
         _pa = pa;
         _slab = slab;

@@ -1,7 +1,7 @@
 // struct file with its address_space, as a public handle: an open real file
-// whose reads and writes go through the page cache (PageCache.cs does the
+// whose reads and writes go through the page cache (Filemap.cs does the
 // work). Pages is the cache's index → pfn map; all fields are guarded by
-// MmState.Lock.
+// Filemap.Lock (LockOrder.cs).
 using Kmem.Reclaim;
 
 namespace Kmem;
@@ -14,11 +14,11 @@ namespace Kmem;
 /// file's pages from the cache.</remarks>
 public sealed class CachedFile : IDisposable
 {
-    private readonly MmState _mm;
+    private readonly Filemap _filemap;
 
-    internal CachedFile(MmState mm, string path, FileStream stream)
+    internal CachedFile(Filemap filemap, string path, FileStream stream)
     {
-        _mm = mm;
+        _filemap = filemap;
         Path = path;
         Stream = stream;
         Length = stream.Length;
@@ -37,20 +37,20 @@ public sealed class CachedFile : IDisposable
     /// <returns>The bytes read (fewer at the end of the file, 0 beyond it).</returns>
     /// <exception cref="InsufficientMemoryException">No page could be allocated for the cache (ENOMEM).</exception>
     /// <exception cref="ObjectDisposedException">The file was closed.</exception>
-    public int Read(long offset, Span<byte> destination) => _mm.FileRead(this, offset, destination);
+    public int Read(long offset, Span<byte> destination) => _filemap.FileRead(this, offset, destination);
 
     /// <summary>Writes <paramref name="source"/> at <paramref name="offset"/> into the cache, dirtying its pages and
     /// growing the file if needed. The bytes reach the disk on <see cref="Fsync"/> or when reclaim writes the
     /// pages back.</summary>
     /// <exception cref="InsufficientMemoryException">No page could be allocated for the cache (ENOMEM).</exception>
     /// <exception cref="ObjectDisposedException">The file was closed.</exception>
-    public void Write(long offset, ReadOnlySpan<byte> source) => _mm.FileWrite(this, offset, source);
+    public void Write(long offset, ReadOnlySpan<byte> source) => _filemap.FileWrite(this, offset, source);
 
     /// <summary>fsync: writes every dirty page back and flushes the file to the device.</summary>
-    public void Fsync() => _mm.Fsync(this);
+    public void Fsync() => _filemap.Fsync(this);
 
     /// <summary>Closes the file: writes it back and drops its pages from the cache.</summary>
-    public void Dispose() => _mm.CloseFile(this);
+    public void Dispose() => _filemap.CloseFile(this);
 
     /// <inheritdoc/>
     public override string ToString() => Path;

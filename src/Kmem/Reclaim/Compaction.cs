@@ -13,8 +13,10 @@
 // rather than compaction is the answer.
 // Knowingly left out: cached scanner positions, pageblock skip bits and
 // compaction deferral (every run scans afresh), async/sync modes (one mode).
-// Locking: MmState.Lock for the whole run (the LRU and the owners' tables);
+// Locking: a run holds the four owner locks (ReclaimLocks, LockOrder.cs): it
+// moves task pages, page-cache pages and swap-cache pages and their LRU places;
 // zone->lock inside IsolateFreePage and the free path.
+using Kmem.Highmem;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 
@@ -31,10 +33,22 @@ internal enum CompactResult
     Success,
 }
 
-internal sealed partial class MmState
+/// <summary>Memory compaction of one machine: its tunables; the pages it moves belong to the tasks, the page
+/// cache, swap and the LRU.</summary>
+internal sealed class Compaction(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMemory memory, Swapfile swap, HighmemMaps highmem,
+    VmEvents events, ReclaimLocks locks)
 {
+    private readonly PhysMem _mem = mem;
+    private readonly PageAllocator _pa = pa;
+    private readonly Lruvecs _lru = lru;
+    private readonly UserMemory _memory = memory;
+    private readonly Swapfile _swap = swap;
+    private readonly HighmemMaps _highmem = highmem;
+    private readonly VmEvents _events = events;
+    private readonly ReclaimLocks _locks = locks;
+
     /// <summary>COMPACT_CLUSTER_MAX: pages isolated per batch.</summary>
-    private const int CompactClusterMax = SwapClusterMax;
+    private const int CompactClusterMax = Vmscan.SwapClusterMax;
 
     /// <summary>vm.extfrag_threshold: 0..1000 (default 500).</summary>
     public int ExtfragThreshold { get; set; } = 500;
@@ -42,35 +56,9 @@ internal sealed partial class MmState
     /// <summary>vm.compaction_proactiveness: 0..100 (default 20; 0 turns proactive compaction off).</summary>
     public int CompactionProactiveness { get; set; } = 20;
 
-    /// <summary>fragmentation_index: −1000 when a block of the order is free, else toward 0 for lack of memory
-    /// and toward 1000 for fragmentation.</summary>
-    public static int FragmentationIndex(Zone zone, int order)
-    {
-        long freePages = 0, blocks = 0, suitable = 0;
-        for (int o = 0; o < Arch.MaxOrder; o++)
-        {
-            long n = zone.NrFree(o);
-            blocks += n;
-            freePages += n << o;
-            if (o >= order)
-            {
-                suitable += n;
-            }
-        }
-        if (blocks == 0)
-        {
-            return 0;
-        }
-        if (suitable > 0)
-        {
-            return -1000;
-        }
-        return (int)(1000 - (1000 + freePages * 1000 / (1L << order)) / blocks);
-    }
-
     /// <summary>compaction_suitable: enough free pages to compact into (order-0 watermark plus 2 × 2^order), and
     /// for costly orders a fragmentation index above extfrag_threshold.</summary>
-    private bool CompactionSuitable(Zone zone, int order, ZoneType highest)
+    public bool CompactionSuitable(Zone zone, int order, ZoneType highest)
     {
         if (order < 0)
         {
@@ -83,7 +71,7 @@ internal sealed partial class MmState
         }
         if (order > PerCpuPages.CostlyOrder)
         {
-            int index = FragmentationIndex(zone, order);
+            int index = Fragmentation.FragmentationIndex(zone, order);
             if (index >= 0 && index <= ExtfragThreshold)
             {
                 return false;
@@ -94,24 +82,24 @@ internal sealed partial class MmState
 
     /// <summary>A free block of at least the order in a movable-or-unmovable list and the watermark allows it
     /// (__compact_finished's success test).</summary>
-    private static bool CompactFinished(Zone zone, int order, ZoneType highest) =>
+    public static bool CompactFinished(Zone zone, int order, ZoneType highest) =>
         order >= 0 && PageAllocator.ZoneWatermarkOk(zone, order, zone.WmarkPages(Zone.WmarkMin), highest, 0, Volatile.Read(ref zone.FreePages));
 
     /// <summary>try_to_compact_pages: direct compaction of the zonelist's zones for an allocation; returns
     /// whether some zone now has a free block of the order.</summary>
     public bool TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest)
     {
-        if (t_memalloc || IsDisposed || (gfp & Gfp.Io) == 0 && (gfp & Gfp.Movable) == 0)
+        if (MmCurrent.Memalloc || (gfp & Gfp.Io) == 0 && (gfp & Gfp.Movable) == 0)
         {
             // Without __GFP_IO (GFP_NOIO) compaction may not wait on pages under I/O; Kmem skips it.
             return false;
         }
-        t_memalloc = true;
+        MmCurrent.Memalloc = true;
         try
         {
-            lock (Lock)
+            using (_locks.EnterAll())
             {
-                Stats.CompactStall++;
+                _events.Stats.CompactStall++;
                 foreach (var zone in zonelist)
                 {
                     if (zone.Type > highest || !zone.IsManaged || !CompactionSuitable(zone, order, highest))
@@ -120,25 +108,25 @@ internal sealed partial class MmState
                     }
                     if (CompactZone(zone, order, highest, daemon: false) == CompactResult.Success)
                     {
-                        Stats.CompactSuccess++;
+                        _events.Stats.CompactSuccess++;
                         return true;
                     }
                 }
-                Stats.CompactFail++;
+                _events.Stats.CompactFail++;
                 return false;
             }
         }
         finally
         {
-            t_memalloc = false;
+            MmCurrent.Memalloc = false;
         }
     }
 
     /// <summary>compact_node for every node: /proc/sys/vm/compact_memory. Returns pages migrated.</summary>
     public long CompactMemory()
     {
-        long before = Stats.PgmigrateSuccess;
-        lock (Lock)
+        long before = _events.Stats.PgmigrateSuccess;
+        using (_locks.EnterAll())
         {
             foreach (var zone in _pa.Zones)
             {
@@ -147,12 +135,12 @@ internal sealed partial class MmState
                     CompactZone(zone, -1, zone.Type, daemon: false);
                 }
             }
-            return Stats.PgmigrateSuccess - before;
+            return _events.Stats.PgmigrateSuccess - before;
         }
     }
 
-    /// <summary>compact_zone: run both scanners until they meet or the order is satisfied. Under Lock.</summary>
-    private CompactResult CompactZone(Zone zone, int order, ZoneType highest, bool daemon)
+    /// <summary>compact_zone: run both scanners until they meet or the order is satisfied. Under the reclaim locks.</summary>
+    public CompactResult CompactZone(Zone zone, int order, ZoneType highest, bool daemon)
     {
         uint blockPages = 1u << _mem.PageblockOrder;
         uint migratePfn = zone.StartPfn;
@@ -173,7 +161,7 @@ internal sealed partial class MmState
                 uint scanEnd = Math.Min(freeBlock, (migratePfn + blockPages) & ~(blockPages - 1));
                 for (; migratePfn < scanEnd && batch.Count < CompactClusterMax; migratePfn++)
                 {
-                    CountScanned(ref Stats.CompactMigrateScanned, ref Stats.CompactDaemonMigrateScanned, daemon);
+                    CountScanned(ref _events.Stats.CompactMigrateScanned, ref _events.Stats.CompactDaemonMigrateScanned, daemon);
                     ref PageFrame f = ref _mem.Frame(migratePfn);
                     if ((f.Flags & (PageFlags.Lru | PageFlags.Writeback)) == PageFlags.Lru && f.RefCount == 1 && _mem.ZoneIndexOf(migratePfn) == zone.Index)
                     {
@@ -197,12 +185,12 @@ internal sealed partial class MmState
                         freeBlock -= blockPages;
                     }
                 }
-                Stats.CompactIsolated += batch.Count;
+                _events.Stats.CompactIsolated += batch.Count;
                 foreach (uint pfn in batch)
                 {
                     if (freelist.Count == 0)
                     {
-                        Stats.PgmigrateFail++;
+                        _events.Stats.PgmigrateFail++;
                         continue;
                     }
                     uint target = freelist.Pop();
@@ -254,7 +242,7 @@ internal sealed partial class MmState
         // Lowest addresses last on the stack's bottom: pop hands out the highest first, away from the migrate scanner.
         for (uint pfn = Math.Max(blockStart, zone.StartPfn); pfn < end;)
         {
-            CountScanned(ref Stats.CompactFreeScanned, ref Stats.CompactDaemonFreeScanned, daemon);
+            CountScanned(ref _events.Stats.CompactFreeScanned, ref _events.Stats.CompactDaemonFreeScanned, daemon);
             ref PageFrame f = ref _mem.Frame(pfn);
             if ((f.Flags & PageFlags.Buddy) != 0)
             {
@@ -265,7 +253,7 @@ internal sealed partial class MmState
                     {
                         freelist.Push(pfn + i);
                     }
-                    Stats.CompactIsolated += 1L << order;
+                    _events.Stats.CompactIsolated += 1L << order;
                 }
                 pfn += 1u << order;
                 continue;
@@ -276,14 +264,14 @@ internal sealed partial class MmState
 
     /// <summary>migrate_pages for one page: copy the bytes, move the flags and the owner, point the PTE or the
     /// cache slot at the copy, take the old frame's place on the LRU, and free the old frame.</summary>
-    private unsafe void MigratePage(uint from, uint to)
+    private void MigratePage(uint from, uint to)
     {
-        _m.CopyHighpage(new Page(to), new Page(from));
+        _highmem.CopyHighpage(to, from);
         ref PageFrame src = ref _mem.Frame(from);
         ref PageFrame dst = ref _mem.Frame(to);
-        var lru = ListOf(from);
-        var owner = OwnerOf(from)!;
-        ulong index = IndexOf(from);
+        var lru = _lru.ListOf(from);
+        var owner = _lru.OwnerOf(from)!;
+        ulong index = _lru.IndexOf(from);
         const PageFlags moved = PageFlags.Referenced | PageFlags.Uptodate | PageFlags.Dirty | PageFlags.Active
             | PageFlags.Workingset | PageFlags.SwapBacked | PageFlags.SwapCache;
         dst.Flags |= src.Flags & moved;
@@ -291,26 +279,21 @@ internal sealed partial class MmState
         dst.Private = src.Private;
         if (owner is TaskStruct t)
         {
-            ulong* pte = Walk(t, index, out _);
-            *pte = ((ulong)to << PhysMem.PageShift) | (*pte & ~PtePfnMask);
+            _memory.RepointPte(t, index, to);
         }
         else
         {
-            ((CachedFile)owner).Pages[(long)index] = to;
+            Filemap.Migrate((CachedFile)owner, (long)index, to);
         }
         if ((src.Flags & PageFlags.SwapCache) != 0)
         {
-            _swapCache[src.Private] = to;
+            _swap.MigrateSwapCache(src.Private, to);
         }
-        SetOwner(to, owner, index);
-        RemoveFromList(from, lru);
-        dst.Flags |= PageFlags.Lru;
-        AddToList(to, lru, head: true);
+        _lru.Migrate(from, to, lru, owner, index);
         src.Flags &= ~(PageFlags.Lru | moved);
         src.MapCount = 0;
         src.Private = 0;
-        ClearOwner(from);
         _pa.FreePages(new Page(from), 0);
-        Stats.PgmigrateSuccess++;
+        _events.Stats.PgmigrateSuccess++;
     }
 }

@@ -1,41 +1,38 @@
 // kcompactd (mm/compaction.c kcompactd, kcompactd_do_work,
-// proactive_compact_node): one background thread per node, started with the
-// first user memory of a machine booted with background threads. kswapd wakes
-// it after balancing a node for a high-order request; every 500 ms it also
-// checks the node's fragmentation score (the share of free memory not in
+// proactive_compact_node): per node, on a machine booted with background
+// daemons. kswapd wakes it after balancing a node for a high-order request; it
+// also checks the node's fragmentation score (the share of free memory not in
 // pageblock-order blocks, weighted by zone size) and compacts while the score
 // is above the proactive high mark, down to the low mark:
 // low = max(100 − compaction_proactiveness, 5), high = min(low + 10, 100).
-// Shutdown with kswapd's stop token; Machine.Dispose joins it.
+// As kswapd (Kswapd.cs), it runs one of two ways:
+// - Threaded (no seed): a thread per node, started with the first user memory,
+//   woken by kswapd, and checking the score every 500 ms
+//   (HPAGE_FRAG_CHECK_INTERVAL_MSEC).
+// - Synchronous (a seed): kswapd's wakeup runs the work at once on kswapd's
+//   run, and the proactive check happens at a defined point instead of a
+//   timer: after each kswapd run on the node.
+// Shutdown with its own stop token; Machine.Dispose joins the threads.
+// Locking: the wake state is under _wakeLock (never held while compacting);
+// the work takes the four owner locks in the order of LockOrder.cs.
 using Kmem.PageAlloc;
 using Kmem.Physical;
 
 namespace Kmem.Reclaim;
 
-internal sealed partial class MmState
+/// <summary>The kcompactd daemons of one machine.</summary>
+internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction compaction, VmEvents events, ReclaimLocks locks,
+    bool enabled, bool threaded) : IDisposable
 {
     /// <summary>HPAGE_FRAG_CHECK_INTERVAL_MSEC.</summary>
     private const int ProactiveIntervalMs = 500;
 
-    private Thread?[]? _kcompactd;
-    private SemaphoreSlim[]? _kcompactdWake;
-    private int[]? _kcompactdOrder;
-
-    /// <summary>extfrag_for_order: percent of the zone's free pages not in blocks of at least that order.</summary>
-    public static long ExtfragForOrder(Zone zone, int order)
-    {
-        long free = 0, suitable = 0;
-        for (int o = 0; o < Arch.MaxOrder; o++)
-        {
-            long n = zone.NrFree(o);
-            free += n << o;
-            if (o >= order)
-            {
-                suitable += n;
-            }
-        }
-        return free == 0 ? 0 : (free - (suitable << order)) * 100 / free;
-    }
+    private readonly Lock _wakeLock = new();
+    private readonly CancellationTokenSource _stop = new();
+    private Thread?[]? _threads;
+    private SemaphoreSlim[]? _wake;
+    private int[]? _order;
+    private bool _started;
 
     /// <summary>fragmentation_score_node: Σ zone score × zone present pages / (node present pages + 1).</summary>
     public long FragmentationScoreNode(Node node)
@@ -46,32 +43,38 @@ internal sealed partial class MmState
         {
             if (z.IsPopulated)
             {
-                score += ExtfragForOrder(z, _mem.PageblockOrder) * z.PresentPages / (present + 1);
+                score += Fragmentation.ExtfragForOrder(z, mem.PageblockOrder) * z.PresentPages / (present + 1);
             }
         }
         return score;
     }
 
-    private int ProactiveLow => Math.Max(100 - CompactionProactiveness, 5);
+    private int ProactiveLow => Math.Max(100 - compaction.CompactionProactiveness, 5);
 
     private int ProactiveHigh => Math.Min(ProactiveLow + 10, 100);
 
-    /// <summary>Starts kcompactd for every node if the machine runs background threads (idempotent).</summary>
-    private void StartKcompactd()
+    /// <summary>Starts kcompactd (idempotent): with the first user memory, as the daemon has nothing to move
+    /// before; in threaded mode its threads.</summary>
+    public void Start()
     {
-        if (!_m.Options.Kswapd || _kcompactd is not null)
+        if (!enabled || Volatile.Read(ref _started))
         {
             return;
         }
-        lock (_kswapdLock)
+        if (!threaded)
         {
-            if (_kcompactd is not null || _stop.IsCancellationRequested)
+            Volatile.Write(ref _started, true);
+            return;
+        }
+        lock (_wakeLock)
+        {
+            if (_threads is not null || _stop.IsCancellationRequested)
             {
                 return;
             }
-            int n = _pa.Nodes.Length;
-            _kcompactdWake = [.. Enumerable.Range(0, n).Select(_ => new SemaphoreSlim(0, 1))];
-            _kcompactdOrder = new int[n];
+            int n = pa.Nodes.Length;
+            _wake = [.. Enumerable.Range(0, n).Select(_ => new SemaphoreSlim(0, 1))];
+            _order = new int[n];
             var threads = new Thread?[n];
             for (int nid = 0; nid < n; nid++)
             {
@@ -79,37 +82,65 @@ internal sealed partial class MmState
                 threads[id] = new Thread(() => KcompactdMain(id)) { IsBackground = true, Name = $"kcompactd{id}" };
                 threads[id]!.Start();
             }
-            _kcompactd = threads;
+            _threads = threads;
+            Volatile.Write(ref _started, true);
         }
     }
 
-    /// <summary>wakeup_kcompactd: after kswapd balanced the node for a high-order request.</summary>
-    private void WakeupKcompactd(int nid, int order)
+    /// <summary>wakeup_kcompactd: after kswapd balanced the node for a high-order request. Synchronous mode runs
+    /// the work now (the caller is kswapd's run, at a defined point).</summary>
+    public void Wakeup(int nid, int order)
     {
-        if (order <= 0 || _kcompactdWake is null)
+        if (order <= 0 || !Volatile.Read(ref _started) || _stop.IsCancellationRequested)
         {
             return;
         }
-        lock (_kswapdLock)
+        if (!threaded)
         {
-            _kcompactdOrder![nid] = Math.Max(_kcompactdOrder[nid], order);
-            if (_kcompactdWake[nid].CurrentCount == 0)
+            KcompactdDoWork(pa.Nodes[nid], order);
+            return;
+        }
+        lock (_wakeLock)
+        {
+            if (_wake is null)
             {
-                _kcompactdWake[nid].Release();
+                return;
             }
+            _order![nid] = Math.Max(_order[nid], order);
+            if (_wake[nid].CurrentCount == 0)
+            {
+                _wake[nid].Release();
+            }
+        }
+    }
+
+    /// <summary>Synchronous mode's timer: the proactive check of node <paramref name="nid"/>.</summary>
+    public void ProactiveCheck(int nid)
+    {
+        if (!threaded && Volatile.Read(ref _started) && !_stop.IsCancellationRequested)
+        {
+            ProactiveTick(pa.Nodes[nid]);
+        }
+    }
+
+    private void ProactiveTick(Node node)
+    {
+        if (compaction.CompactionProactiveness > 0 && FragmentationScoreNode(node) > ProactiveHigh)
+        {
+            ProactiveCompactNode(node);
         }
     }
 
     private void KcompactdMain(int nid)
     {
-        var node = _pa.Nodes[nid];
+        var node = pa.Nodes[nid];
         var token = _stop.Token;
         while (!token.IsCancellationRequested)
         {
             bool woken;
             try
             {
-                woken = _kcompactdWake![nid].Wait(ProactiveIntervalMs, token);
+                woken = _wake![nid].Wait(ProactiveIntervalMs, token);
             }
             catch (OperationCanceledException)
             {
@@ -118,16 +149,16 @@ internal sealed partial class MmState
             if (woken)
             {
                 int order;
-                lock (_kswapdLock)
+                lock (_wakeLock)
                 {
-                    order = _kcompactdOrder![nid];
-                    _kcompactdOrder[nid] = 0;
+                    order = _order![nid];
+                    _order[nid] = 0;
                 }
                 KcompactdDoWork(node, order);
             }
-            else if (CompactionProactiveness > 0 && FragmentationScoreNode(node) > ProactiveHigh)
+            else
             {
-                ProactiveCompactNode(node);
+                ProactiveTick(node);
             }
         }
     }
@@ -135,36 +166,38 @@ internal sealed partial class MmState
     /// <summary>kcompactd_do_work: compact each zone of the node that cannot serve the order yet.</summary>
     private void KcompactdDoWork(Node node, int order)
     {
-        t_memalloc = true;
+        bool was = MmCurrent.Memalloc;
+        MmCurrent.Memalloc = true;
         try
         {
-            lock (Lock)
+            using (locks.EnterAll())
             {
-                Stats.CompactDaemonWake++;
+                events.Stats.CompactDaemonWake++;
                 foreach (var zone in node.Zones)
                 {
-                    if (zone.IsManaged && !CompactFinished(zone, order, zone.Type) && CompactionSuitable(zone, order, zone.Type))
+                    if (zone.IsManaged && !Compaction.CompactFinished(zone, order, zone.Type) && compaction.CompactionSuitable(zone, order, zone.Type))
                     {
-                        CompactZone(zone, order, zone.Type, daemon: true);
+                        compaction.CompactZone(zone, order, zone.Type, daemon: true);
                     }
                 }
             }
         }
         finally
         {
-            t_memalloc = false;
+            MmCurrent.Memalloc = was;
         }
     }
 
     /// <summary>proactive_compact_node: whole-zone compaction until the node's score is at the low mark.</summary>
     private void ProactiveCompactNode(Node node)
     {
-        t_memalloc = true;
+        bool was = MmCurrent.Memalloc;
+        MmCurrent.Memalloc = true;
         try
         {
-            lock (Lock)
+            using (locks.EnterAll())
             {
-                Stats.CompactDaemonWake++;
+                events.Stats.CompactDaemonWake++;
                 foreach (var zone in node.Zones)
                 {
                     if (FragmentationScoreNode(node) <= ProactiveLow)
@@ -173,28 +206,30 @@ internal sealed partial class MmState
                     }
                     if (zone.IsManaged)
                     {
-                        CompactZone(zone, -1, zone.Type, daemon: true);
+                        compaction.CompactZone(zone, -1, zone.Type, daemon: true);
                     }
                 }
             }
         }
         finally
         {
-            t_memalloc = false;
+            MmCurrent.Memalloc = was;
         }
     }
 
-    private void StopKcompactd()
+    /// <summary>Stops the threads (bounded wait).</summary>
+    public void Dispose()
     {
         Thread?[]? threads;
-        lock (_kswapdLock)
+        lock (_wakeLock)
         {
             _stop.Cancel();
-            threads = _kcompactd;
+            threads = _threads;
         }
         foreach (var t in threads ?? [])
         {
             t?.Join(TimeSpan.FromSeconds(10));
         }
+        // The CTS stays: a thread that outlived the bounded join still reads its token.
     }
 }

@@ -1,51 +1,71 @@
-// kswapd (mm/vmscan.c kswapd, balance_pgdat, wakeup_kswapd): one background
-// thread per node, started on the first wakeup. It is woken from the
-// allocation slow path when the node is not balanced (a zone fell below its low
-// watermark, so the fast path failed), reclaims until some eligible zone is
-// above its high watermark (plus boost) for the requested order, then sleeps.
-// After MAX_RECLAIM_RETRIES rounds without progress it stops answering wakeups
-// until direct reclaim frees something on the node (kswapd_failures).
+// kswapd (mm/vmscan.c kswapd, balance_pgdat, wakeup_kswapd): per node, woken
+// from the allocation slow path when the node is not balanced (a zone fell
+// below its low watermark, so the fast path failed, or a watermark boost is
+// pending); it reclaims until some eligible zone is above its high watermark
+// (plus boost) for the requested order, wakes kcompactd for a high-order
+// request, then sleeps. After MAX_RECLAIM_RETRIES rounds without progress it
+// stops answering wakeups until direct reclaim frees something on the node
+// (kswapd_failures).
+// Two ways to run, chosen at boot:
+// - Threaded (a machine booted without a seed): one background thread per
+//   node, started on the first wakeup, as in the kernel; what it does and when
+//   depends on the host's scheduling.
+// - Synchronous (a machine booted with a seed: runs must repeat exactly): the
+//   wakeup is recorded the same way, and the daemon's work for it runs on the
+//   waking thread, as the kswapd of a machine whose kswapd is infinitely fast,
+//   before the allocation that woke it goes on. Work is never run from inside
+//   reclaim (PF_MEMALLOC: a shrinker callback's allocation) or while this layer's
+//   locks are held; such a wakeup stays pending and runs at the next defined
+//   point: the end of the reclaim layer's entry from the page allocator (direct
+//   reclaim, compaction, the OOM killer, the next wakeup).
+// Either way the daemon's run is PF_MEMALLOC (its shrinker callbacks' allocations
+// do not reclaim) and counts as kswapd's in vmstat.
 // Shutdown: Machine.Dispose sets the stop flag, wakes every thread and joins it
 // (bounded wait). Locking: the wake state (requested order, pending wakeup,
-// busy thread count) is under _kswapdLock, so "idle" (nothing pending, nothing
-// running) is one consistent reading; reclaim itself takes MmState.Lock per
-// shrink_node pass, so tasks run between passes.
+// busy count) is under _wakeLock, so "idle" (nothing pending, nothing running)
+// is one consistent reading; it is never held while reclaiming, and a reclaim
+// pass takes the four owner locks (LockOrder.cs), so tasks run between passes.
 using Kmem.PageAlloc;
 
 namespace Kmem.Reclaim;
 
-internal sealed partial class MmState
+/// <summary>The kswapd daemons of one machine.</summary>
+internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan, Shrinkers shrinkers, KcompactdDaemon kcompactd,
+    VmEvents events, ReclaimLocks locks, bool enabled, bool threaded) : IDisposable
 {
-    private readonly Lock _kswapdLock = new();
-    private Thread?[]? _kswapd;
-    private SemaphoreSlim[]? _kswapdWake;
+    private readonly Lock _wakeLock = new();
     private readonly CancellationTokenSource _stop = new();
-    private int[]? _kswapdOrder;
-    private ZoneType[]? _kswapdHighest;
-    private bool[]? _kswapdPending;
-    private int _kswapdBusy;
-    private long _kswapdRuns, _kswapdWakeups, _kswapdBalancedRuns;
+    private Thread?[]? _threads;
+    private SemaphoreSlim[]? _wake;
+    private int[]? _order;
+    private ZoneType[]? _highest;
+    private bool[]? _pending;
+    private int _busy;
+    private long _runs, _wakeups, _balancedRuns;
+
+    /// <summary>Whether the daemon's work runs on background threads (else synchronously at defined points).</summary>
+    public bool Threaded => threaded;
 
     /// <summary>Rounds of balance_pgdat finished (for observers waiting on kswapd).</summary>
-    public long KswapdRuns => Volatile.Read(ref _kswapdRuns);
+    public long Runs => Volatile.Read(ref _runs);
 
     /// <summary>Rounds of balance_pgdat that ended with the node balanced (a zone above its high watermark):
     /// kswapd's own verdict, taken before it sleeps.</summary>
-    public long KswapdBalancedRuns => Volatile.Read(ref _kswapdBalancedRuns);
+    public long BalancedRuns => Volatile.Read(ref _balancedRuns);
 
-    /// <summary>Wakeups that reached a kswapd thread (the node was not balanced), as the
-    /// mm_vmscan_wakeup_kswapd tracepoint would count them.</summary>
-    public long KswapdWakeups => Volatile.Read(ref _kswapdWakeups);
+    /// <summary>Wakeups that reached a kswapd (the node was not balanced), as the mm_vmscan_wakeup_kswapd
+    /// tracepoint would count them.</summary>
+    public long Wakeups => Volatile.Read(ref _wakeups);
 
     /// <summary>Whether every kswapd sleeps with no wakeup pending: read under the wake lock, so a thread that
     /// has been woken but not yet started its run does not count as asleep.</summary>
-    public bool KswapdIdle
+    public bool Idle
     {
         get
         {
-            lock (_kswapdLock)
+            lock (_wakeLock)
             {
-                return _kswapdBusy == 0 && (_kswapdPending is null || !_kswapdPending.Contains(true));
+                return _busy == 0 && (_pending is null || !_pending.Contains(true));
             }
         }
     }
@@ -70,24 +90,24 @@ internal sealed partial class MmState
     }
 
     /// <summary>wakeup_kswapd.</summary>
-    public void WakeupKswapd(Zone zone, int order, ZoneType highest)
+    public void Wakeup(Zone zone, int order, ZoneType highest)
     {
-        if (!_m.Options.Kswapd || IsDisposed)
+        if (!enabled || _stop.IsCancellationRequested)
         {
-            // No kswapd threads: a wakeup only drops the boost, as balance_pgdat would once it is met.
+            // No kswapd: a wakeup only drops the boost, as balance_pgdat would once it is met.
             new NoReclaim().WakeupKswapd(zone, order, highest);
             return;
         }
         var node = zone.Node;
-        var vec = _lruvecs[node.Id];
-        if (IsEmpty(vec) && _shrinkers.Count == 0)
+        var vec = lru.OfNode(node.Id);
+        if (vec.IsEmpty && shrinkers.IsEmpty)
         {
             // Nothing on the node that kswapd could reclaim: its run would end at once, dropping the boost as
-            // balance_pgdat does; do that here rather than wake a thread for it.
+            // balance_pgdat does; do that here rather than wake it for it.
             new NoReclaim().WakeupKswapd(zone, order, highest);
             return;
         }
-        if (vec.KswapdFailures >= MaxReclaimRetries)
+        if (vec.KswapdFailures >= Vmscan.MaxReclaimRetries)
         {
             return;
         }
@@ -95,79 +115,132 @@ internal sealed partial class MmState
         {
             return;
         }
-        lock (_kswapdLock)
+        lock (_wakeLock)
         {
             if (_stop.IsCancellationRequested)
             {
                 return;
             }
-            if (_kswapd is null)
+            if (_pending is null)
             {
-                int n = _pa.Nodes.Length;
-                _kswapd = new Thread?[n];
-                _kswapdWake = [.. Enumerable.Range(0, n).Select(_ => new SemaphoreSlim(0, 1))];
-                _kswapdOrder = new int[n];
-                _kswapdHighest = new ZoneType[n];
-                _kswapdPending = new bool[n];
+                int n = pa.Nodes.Length;
+                _order = new int[n];
+                _highest = new ZoneType[n];
+                _pending = new bool[n];
+                if (threaded)
+                {
+                    _threads = new Thread?[n];
+                    _wake = [.. Enumerable.Range(0, n).Select(_ => new SemaphoreSlim(0, 1))];
+                }
             }
-            _kswapdOrder![node.Id] = Math.Max(_kswapdOrder[node.Id], order);
-            _kswapdHighest![node.Id] = (ZoneType)Math.Max((int)_kswapdHighest[node.Id], (int)highest);
-            if (_kswapd[node.Id] is null)
+            _order![node.Id] = Math.Max(_order[node.Id], order);
+            _highest![node.Id] = (ZoneType)Math.Max((int)_highest[node.Id], (int)highest);
+            _wakeups++;
+            _pending[node.Id] = true;
+            if (threaded)
             {
-                int nid = node.Id;
-                var t = new Thread(() => KswapdMain(nid)) { IsBackground = true, Name = $"kswapd{nid}" };
-                _kswapd[nid] = t;
-                t.Start();
+                if (_threads![node.Id] is null)
+                {
+                    int nid = node.Id;
+                    var t = new Thread(() => KswapdMain(nid)) { IsBackground = true, Name = $"kswapd{nid}" };
+                    _threads[nid] = t;
+                    t.Start();
+                }
+                if (_wake![node.Id].CurrentCount == 0)
+                {
+                    _wake[node.Id].Release();
+                }
             }
-            _kswapdWakeups++;
-            _kswapdPending![node.Id] = true;
-            if (_kswapdWake![node.Id].CurrentCount == 0)
+        }
+        RunPending();
+    }
+
+    /// <summary>Synchronous mode: runs every pending wakeup's work now, if the calling thread may (not in reclaim,
+    /// holding none of this layer's locks). Nothing in threaded mode.</summary>
+    public void RunPending()
+    {
+        if (threaded || MmCurrent.Memalloc || locks.AnyHeldByCurrentThread)
+        {
+            return;
+        }
+        while (TakePending(-1) is { } work)
+        {
+            MmCurrent.Memalloc = true;
+            try
             {
-                _kswapdWake[node.Id].Release();
+                Run(work.Nid, work.Order, work.Highest, CancellationToken.None);
             }
+            finally
+            {
+                MmCurrent.Memalloc = false;
+            }
+            // kcompactd's timer, at a defined point: its proactive check after each kswapd run on the node.
+            kcompactd.ProactiveCheck(work.Nid);
+        }
+    }
+
+    /// <summary>Takes the pending wakeup of node <paramref name="nid"/> (−1: the first pending node), marking the
+    /// daemon busy; null when none is pending.</summary>
+    private (int Nid, int Order, ZoneType Highest)? TakePending(int nid)
+    {
+        lock (_wakeLock)
+        {
+            if (_pending is null)
+            {
+                return null;
+            }
+            if (nid < 0)
+            {
+                nid = Array.IndexOf(_pending, true);
+            }
+            if (nid < 0 || !_pending[nid])
+            {
+                return null;
+            }
+            var work = (nid, _order![nid], _highest![nid]);
+            _order[nid] = 0;
+            _highest[nid] = 0;
+            _pending[nid] = false;
+            _busy++;
+            return work;
         }
     }
 
     private void KswapdMain(int nid)
     {
-        var node = _pa.Nodes[nid];
         var token = _stop.Token;
+        MmCurrent.Memalloc = true; // PF_MEMALLOC | PF_KSWAPD for the thread's life
         while (true)
         {
             try
             {
-                _kswapdWake![nid].Wait(token);
+                _wake![nid].Wait(token);
             }
             catch (OperationCanceledException)
             {
                 return;
             }
-            int order;
-            ZoneType highest;
-            lock (_kswapdLock)
+            // A second release for a wakeup the previous run already took finds nothing pending.
+            if (TakePending(nid) is { } work)
             {
-                if (!_kswapdPending![nid])
-                {
-                    continue; // a second release for a wakeup the previous run already took
-                }
-                order = _kswapdOrder![nid];
-                highest = _kswapdHighest![nid];
-                _kswapdOrder[nid] = 0;
-                _kswapdHighest[nid] = 0;
-                _kswapdPending[nid] = false;
-                _kswapdBusy++;
+                Run(nid, work.Order, work.Highest, token);
             }
-            try
+        }
+    }
+
+    /// <summary>One run of the daemon for a taken wakeup; counts it and clears the busy mark.</summary>
+    private void Run(int nid, int order, ZoneType highest, CancellationToken token)
+    {
+        try
+        {
+            BalancePgdat(pa.Nodes[nid], order, highest, token);
+        }
+        finally
+        {
+            lock (_wakeLock)
             {
-                BalancePgdat(node, order, highest, token);
-            }
-            finally
-            {
-                lock (_kswapdLock)
-                {
-                    _kswapdBusy--;
-                    _kswapdRuns++;
-                }
+                _busy--;
+                _runs++;
             }
         }
     }
@@ -175,14 +248,14 @@ internal sealed partial class MmState
     /// <summary>balance_pgdat: reclaim at falling priority until the node is balanced at the high watermark.</summary>
     private void BalancePgdat(Node node, int order, ZoneType highest, CancellationToken token)
     {
-        var vec = _lruvecs[node.Id];
+        var vec = lru.OfNode(node.Id);
         var sc = new ScanControl { Gfp = Gfp.Kernel, Order = order, ReclaimIdx = highest, Kswapd = true };
         bool balanced = false;
-        lock (Lock)
+        using (locks.EnterAll())
         {
-            Stats.Pageoutrun++;
+            events.Stats.Pageoutrun++;
         }
-        int priority = DefPriority;
+        int priority = Vmscan.DefPriority;
         int rounds = 0;
         while (!token.IsCancellationRequested && priority >= 1 && rounds++ < 10_000)
         {
@@ -197,29 +270,21 @@ internal sealed partial class MmState
             {
                 if (z.Type <= highest && z.IsManaged)
                 {
-                    target += Math.Max(z.WmarkPages(Zone.WmarkHigh), SwapClusterMax);
+                    target += Math.Max(z.WmarkPages(Zone.WmarkHigh), Vmscan.SwapClusterMax);
                 }
             }
             sc.Priority = priority;
             sc.NrToReclaim = target;
             long before = sc.NrReclaimed;
-            t_memalloc = true;
-            try
+            using (locks.EnterAll())
             {
-                lock (Lock)
-                {
-                    ShrinkNode(vec, ref sc);
-                    sc.NrReclaimed += ShrinkSlab(sc.Gfp, node.Id, priority);
-                }
-            }
-            finally
-            {
-                t_memalloc = false;
+                vmscan.ShrinkNode(vec, ref sc);
+                sc.NrReclaimed += shrinkers.ShrinkSlab(sc.Gfp, node.Id, priority);
             }
             if (sc.NrReclaimed == before)
             {
                 priority--;
-                if (boosted && priority < DefPriority - 2)
+                if (boosted && priority < Vmscan.DefPriority - 2)
                 {
                     // The boost could not be met by light reclaim: drop it, as balance_pgdat does at the end.
                     ClearBoost(node);
@@ -229,8 +294,8 @@ internal sealed partial class MmState
         ClearBoost(node);
         if (balanced)
         {
-            Interlocked.Increment(ref _kswapdBalancedRuns);
-            WakeupKcompactd(node.Id, order);
+            Interlocked.Increment(ref _balancedRuns);
+            kcompactd.Wakeup(node.Id, order);
         }
         if (!balanced && !PgdatBalanced(node, order, highest))
         {
@@ -240,18 +305,6 @@ internal sealed partial class MmState
         {
             vec.KswapdFailures = 0;
         }
-    }
-
-    private static bool IsEmpty(Lruvec vec)
-    {
-        for (int l = 0; l < 4; l++)
-        {
-            if (Volatile.Read(ref vec.Count[l]) != 0)
-            {
-                return false;
-            }
-        }
-        return true;
     }
 
     private static void ClearBoost(Node node)
@@ -268,17 +321,19 @@ internal sealed partial class MmState
         }
     }
 
-    private void StopKswapd()
+    /// <summary>Stops the threads (bounded wait); no wakeup is answered after.</summary>
+    public void Dispose()
     {
         Thread?[]? threads;
-        lock (_kswapdLock)
+        lock (_wakeLock)
         {
             _stop.Cancel();
-            threads = _kswapd;
+            threads = _threads;
         }
         foreach (var t in threads ?? [])
         {
             t?.Join(TimeSpan.FromSeconds(10));
         }
+        // The CTS stays: a thread that outlived the bounded join still reads its token.
     }
 }

@@ -5,23 +5,28 @@
 // the oom-kill summary and "Out of memory: Killed process …"), and free the
 // victim's memory at once (what the oom_reaper and exit do in the kernel).
 // /proc/<pid>/oom_score scales the badness to 0..2000.
-// Locking: MmState.Lock for selection and the kill.
+// Locking: UserMemory.Lock for selection and the kill (the victim's exit takes
+// Swapfile.Lock and Lruvecs.Lock inside it, in the order of LockOrder.cs).
 using System.Globalization;
+using Kmem.PageAlloc;
 using Kmem.Physical;
 
 namespace Kmem.Reclaim;
 
-internal sealed partial class MmState
+/// <summary>The OOM killer of one machine.</summary>
+internal sealed class OomKill(PageAllocator pa, UserMemory memory, Swapfile swap, KernelLog log, VmEvents events)
 {
+    private readonly PageAllocator _pa = pa;
+    private readonly UserMemory _memory = memory;
+    private readonly Swapfile _swap = swap;
+    private readonly KernelLog _log = log;
+    private readonly VmEvents _events = events;
+
     /// <summary>OOM_SCORE_ADJ_MIN: a task with it is never chosen.</summary>
     public const short OomScoreAdjMin = -1000;
 
-    /// <summary>The task whose fault is allocating on this thread (current), for the report.</summary>
-    [ThreadStatic]
-    private static TaskStruct? t_current;
-
     /// <summary>totalram_pages + total_swap_pages.</summary>
-    public long OomTotalPages => _pa.TotalRamPages + TotalSwapPages;
+    public long OomTotalPages => _pa.TotalRamPages + _swap.TotalSwapPages;
 
     /// <summary>oom_badness; long.MinValue for a task that may not be chosen.</summary>
     public static long OomBadness(TaskStruct t, long totalPages)
@@ -38,7 +43,7 @@ internal sealed partial class MmState
     /// <summary>proc_oom_score: (1000 + badness × 1000 / totalpages) × 2 / 3, 0 for an unkillable task.</summary>
     public long OomScore(TaskStruct t)
     {
-        lock (Lock)
+        lock (_memory.Lock)
         {
             long total = OomTotalPages;
             long badness = OomBadness(t, total);
@@ -49,16 +54,16 @@ internal sealed partial class MmState
     /// <summary>out_of_memory: select and kill. Returns whether a victim's memory was freed.</summary>
     public bool OutOfMemory(Gfp gfp, int order)
     {
-        if (t_memalloc || IsDisposed)
+        if (MmCurrent.Memalloc)
         {
             return false;
         }
-        lock (Lock)
+        lock (_memory.Lock)
         {
             long total = OomTotalPages;
             TaskStruct? victim = null;
             long chosen = long.MinValue;
-            foreach (var t in _tasks)
+            foreach (var t in _memory.Tasks)
             {
                 long points = OomBadness(t, total);
                 if (points == long.MinValue || points < chosen)
@@ -72,12 +77,12 @@ internal sealed partial class MmState
             {
                 return false;
             }
-            var log = _m.Log;
-            var cur = t_current;
+            var log = _log;
+            var cur = MmCurrent.Task;
             log.Printk($"{cur?.Comm ?? "kmem"} invoked oom-killer: gfp_mask=0x{(uint)gfp:x}({GfpFlags.Format(gfp)}), order={order}, oom_score_adj={cur?.OomScoreAdj ?? 0}");
             log.Printk("Tasks state (memory values in pages):");
             log.Printk("[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name");
-            foreach (var t in _tasks)
+            foreach (var t in _memory.Tasks)
             {
                 log.Printk(string.Create(CultureInfo.InvariantCulture,
                     $"[{t.Pid,7}] {0,5} {t.Pid,5} {t.TotalVm,8} {t.Rss,8} {t.PgtablesBytes,8} {t.SwapEnts,8}         {t.OomScoreAdj,5} {t.Comm}"));
@@ -87,9 +92,9 @@ internal sealed partial class MmState
             log.Printk($"Out of memory: Killed process {victim.Pid} ({victim.Comm}) total-vm:{victim.TotalVm * 4}kB, anon-rss:{victim.Rss * 4}kB, "
                 + $"file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:{victim.PgtablesBytes >> 10}kB oom_score_adj:{victim.OomScoreAdj}");
             victim.IsKilled = true;
-            ExitMm(victim);
+            _memory.ExitMm(victim);
             log.Printk($"oom_reaper: reaped process {victim.Pid} ({victim.Comm}), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB");
-            Stats.OomKill++;
+            _events.Stats.OomKill++;
             return true;
         }
     }

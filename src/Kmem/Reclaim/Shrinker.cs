@@ -1,7 +1,8 @@
 // The shrinker API (include/linux/shrinker.h): a cache outside the LRU lists
 // registers count and scan callbacks, and reclaim asks it to give objects back
 // in proportion to the scan priority and its seeks (do_shrink_slab in
-// Vmscan.cs). NrDeferred carries unfinished work between calls (Interlocked).
+// Shrinkers.cs). NrDeferred carries unfinished work between calls (Interlocked);
+// the callbacks run under the reclaim locks of LockOrder.cs.
 
 namespace Kmem;
 

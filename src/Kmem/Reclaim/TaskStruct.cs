@@ -1,8 +1,8 @@
 // task_struct with its mm_struct, reduced to what memory management needs: a
 // pid, a name, oom_score_adj, the anonymous mappings (VMAs), the page-table
 // root, the mm counters (rss, swap entries, page-table bytes) and the kernel
-// stack. The work is done by MmState (Fault.cs); this is the public handle.
-// Every field is guarded by MmState.Lock.
+// stack. The work is done by UserMemory (UserMemory.cs, Fault.cs); this is the public handle.
+// Every field is guarded by UserMemory.Lock (LockOrder.cs).
 using Kmem.Reclaim;
 
 namespace Kmem;
@@ -17,11 +17,11 @@ namespace Kmem;
 /// <remarks>Every member may be called from any thread; one task's calls are serialized by the layer's lock.</remarks>
 public sealed class TaskStruct
 {
-    private readonly MmState _mm;
+    private readonly UserMemory _memory;
 
-    internal TaskStruct(MmState mm, int pid, string comm, short oomScoreAdj)
+    internal TaskStruct(UserMemory memory, int pid, string comm, short oomScoreAdj)
     {
-        _mm = mm;
+        _memory = memory;
         Pid = pid;
         Comm = comm;
         OomScoreAdj = oomScoreAdj;
@@ -59,12 +59,12 @@ public sealed class TaskStruct
     /// <returns>The start address, or 0 when the address space has no room (ENOMEM).</returns>
     /// <exception cref="ArgumentOutOfRangeException">The length is 0.</exception>
     /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
-    public ulong Mmap(ulong length) => _mm.Mmap(this, length);
+    public ulong Mmap(ulong length) => _memory.Mmap(this, length);
 
     /// <summary>munmap: removes the mappings in [addr, addr + length), freeing their pages and swap slots.</summary>
     /// <exception cref="ArgumentException">The address is not page-aligned or the length is 0.</exception>
     /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
-    public void Munmap(ulong addr, ulong length) => _mm.Munmap(this, addr, length);
+    public void Munmap(ulong addr, ulong length) => _memory.Munmap(this, addr, length);
 
     /// <summary>Copies the task's memory at <paramref name="vaddr"/> into <paramref name="destination"/>,
     /// faulting pages in: a page never touched reads as zeros, a swapped-out page is read back from swap.</summary>
@@ -72,17 +72,17 @@ public sealed class TaskStruct
     /// call the OOM killer.</remarks>
     /// <exception cref="SegmentationFaultException">Part of the range is not mapped.</exception>
     /// <exception cref="TaskKilledException">The task was killed (possibly by this very fault) or has exited.</exception>
-    public void Read(ulong vaddr, Span<byte> destination) => _mm.Access(this, vaddr, destination, default, write: false);
+    public void Read(ulong vaddr, Span<byte> destination) => _memory.Access(this, vaddr, destination, default, write: false);
 
     /// <summary>Copies <paramref name="source"/> into the task's memory at <paramref name="vaddr"/>, faulting
     /// pages in and marking them dirty.</summary>
     /// <remarks>May sleep, as <see cref="Read"/>.</remarks>
     /// <exception cref="SegmentationFaultException">Part of the range is not mapped.</exception>
     /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
-    public void Write(ulong vaddr, ReadOnlySpan<byte> source) => _mm.Access(this, vaddr, default, source, write: true);
+    public void Write(ulong vaddr, ReadOnlySpan<byte> source) => _memory.Access(this, vaddr, default, source, write: true);
 
     /// <summary>do_exit: frees every page, swap slot, page table and the kernel stack. A second call does nothing.</summary>
-    public void Exit() => _mm.Exit(this);
+    public void Exit() => _memory.Exit(this);
 
     /// <inheritdoc/>
     public override string ToString() => $"{Pid} ({Comm})";

@@ -2,14 +2,16 @@
 // the four lists in the proportions get_scan_count gives (vm.swappiness; anon
 // only while swap has room), shrink_inactive_list/shrink_folio_list (swap out
 // anon pages, write back then drop dirty file pages, drop clean ones),
-// shrink_active_list (deactivation), shrink_slab, and try_to_free_pages, the
-// direct reclaim the page allocator calls.
+// shrink_active_list (deactivation), and try_to_free_pages, the direct reclaim
+// the page allocator calls; shrink_slab is Shrinkers.cs, kswapd Kswapd.cs.
 // Simplifications, knowingly: pages are written synchronously and freed in the
 // same pass (no PG_reclaim second pass, no flusher threads), so both kswapd and
 // direct reclaim with __GFP_FS write dirty file pages back; there is no
 // multi-gen LRU and no workingset refault detection.
-// Locking: everything under MmState.Lock; reclaim never allocates. A thread in
-// reclaim is marked (PF_MEMALLOC) so that an allocation made from a shrinker
+// Locking: a reclaim pass holds the four owner locks (ReclaimLocks, in the order
+// of LockOrder.cs), since it moves pages between the LRU, page tables, the swap
+// cache and the page cache; it never allocates. A thread in reclaim is marked
+// PF_MEMALLOC (MmCurrent.Memalloc) so that an allocation made from a shrinker
 // callback does not recurse into reclaim.
 using Kmem.PageAlloc;
 using Kmem.Physical;
@@ -29,22 +31,44 @@ internal struct ScanControl
     public bool Kswapd;
 }
 
-internal sealed partial class MmState
+/// <summary>What shrink_folio_list does with a page (enum folio_references, reduced).</summary>
+internal enum PageRef
 {
-    [ThreadStatic]
-    private static bool t_memalloc;
+    Reclaim,
+    Keep,
+    Activate,
+}
 
-    private enum PageRef
-    {
-        Reclaim,
-        Keep,
-        Activate,
-    }
+/// <summary>Page reclaim of one machine: it owns nothing but its tunables and counters; the pages it scans
+/// belong to the LRU, the tasks, the page cache and swap.</summary>
+internal sealed class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMemory memory, Filemap filemap, Swapfile swap,
+    Shrinkers shrinkers, VmEvents events, ReclaimLocks locks)
+{
+    /// <summary>SWAP_CLUSTER_MAX: pages reclaimed per batch.</summary>
+    public const int SwapClusterMax = 32;
+    /// <summary>DEF_PRIORITY: the first scan priority (scan lru_size >> 12).</summary>
+    public const int DefPriority = 12;
+    /// <summary>MAX_RECLAIM_RETRIES.</summary>
+    public const int MaxReclaimRetries = 16;
+
+    private readonly PhysMem _mem = mem;
+    private readonly PageAllocator _pa = pa;
+    private readonly Lruvecs _lru = lru;
+    private readonly UserMemory _memory = memory;
+    private readonly Filemap _filemap = filemap;
+    private readonly Swapfile _swap = swap;
+    private readonly Shrinkers _shrinkers = shrinkers;
+    private readonly VmEvents _events = events;
+    private readonly ReclaimLocks _locks = locks;
+
+    /// <summary>vm.swappiness (0..200, default 60).</summary>
+    public int Swappiness { get; set; } = 60;
+
 
     /// <summary>try_to_free_pages: direct reclaim for an allocation; returns the pages freed.</summary>
     public long TryToFreePages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest)
     {
-        if (t_memalloc || IsDisposed)
+        if (MmCurrent.Memalloc)
         {
             return 0;
         }
@@ -52,25 +76,23 @@ internal sealed partial class MmState
         {
             Gfp = gfp, Order = order, ReclaimIdx = highest, NrToReclaim = Math.Max(SwapClusterMax, 1L << order),
         };
-        t_memalloc = true;
+        MmCurrent.Memalloc = true;
         try
         {
-            lock (Lock)
+            using (_locks.EnterAll())
             {
-                CountAllocstall(highest);
+                Allocstall[(int)highest]++;
                 return DoTryToFreePages(zonelist, ref sc);
             }
         }
         finally
         {
-            t_memalloc = false;
+            MmCurrent.Memalloc = false;
         }
     }
 
     /// <summary>allocstall_*, by the request's highest zone.</summary>
     public readonly long[] Allocstall = new long[(int)ZoneType.Device + 1];
-
-    private void CountAllocstall(ZoneType highest) => Allocstall[(int)highest]++;
 
     /// <summary>do_try_to_free_pages: priorities 12 down to 0 over the zonelist's nodes until enough is freed.</summary>
     private long DoTryToFreePages(Zone[] zonelist, ref ScanControl sc)
@@ -82,11 +104,11 @@ internal sealed partial class MmState
             foreach (var node in nodes)
             {
                 long before = sc.NrReclaimed;
-                ShrinkNode(_lruvecs[node.Id], ref sc);
-                sc.NrReclaimed += ShrinkSlab(sc.Gfp, node.Id, sc.Priority);
+                ShrinkNode(_lru.OfNode(node.Id), ref sc);
+                sc.NrReclaimed += _shrinkers.ShrinkSlab(sc.Gfp, node.Id, sc.Priority);
                 if (sc.NrReclaimed > before)
                 {
-                    _lruvecs[node.Id].KswapdFailures = 0;
+                    _lru.OfNode(node.Id).KswapdFailures = 0;
                 }
             }
             if (sc.NrReclaimed >= sc.NrToReclaim)
@@ -107,12 +129,12 @@ internal sealed partial class MmState
     }
 
     /// <summary>shrink_node / shrink_lruvec: scan each list by get_scan_count's share, in batches of 32.</summary>
-    private void ShrinkNode(Lruvec vec, ref ScanControl sc)
+    public void ShrinkNode(Lruvec vec, ref ScanControl sc)
     {
         var nr = new long[4];
         // get_scan_count: anon only if swap has room; otherwise file only.
-        long anonPrio = CanSwap ? Swappiness : 0;
-        long filePrio = CanSwap ? 200 - Swappiness : 1;
+        long anonPrio = _swap.CanSwap ? Swappiness : 0;
+        long filePrio = _swap.CanSwap ? 200 - Swappiness : 1;
         long denom = anonPrio + filePrio;
         for (int l = 0; l < 4; l++)
         {
@@ -157,7 +179,7 @@ internal sealed partial class MmState
             }
         }
         // age_active_anon: keep the inactive anon list filled while swap is usable.
-        if (CanSwap && InactiveIsLow(vec, LruList.InactiveAnon))
+        if (_swap.CanSwap && InactiveIsLow(vec, LruList.InactiveAnon))
         {
             ShrinkActiveList(vec, LruList.ActiveAnon, SwapClusterMax, ref sc);
         }
@@ -176,10 +198,10 @@ internal sealed partial class MmState
             {
                 break;
             }
-            RemoveFromList(pfn, lru);
+            _lru.RemoveFromList(pfn, lru);
             if (_pa.ZoneOf(pfn).Type > sc.ReclaimIdx)
             {
-                AddToList(pfn, lru, head: true);
+                _lru.AddToList(pfn, lru, head: true);
                 Pgskip[(int)_pa.ZoneOf(pfn).Type]++;
                 continue;
             }
@@ -192,27 +214,20 @@ internal sealed partial class MmState
     /// <summary>pgskip_*, by zone type.</summary>
     public readonly long[] Pgskip = new long[(int)ZoneType.Device + 1];
 
-    /// <summary>putback: back on the list its flags name.</summary>
-    private void Putback(uint pfn, bool head = true)
-    {
-        _mem.Frame(pfn).Flags |= PageFlags.Lru;
-        AddToList(pfn, ListOf(pfn), head);
-    }
-
     /// <summary>shrink_active_list: every scanned page goes to the inactive list (its accessed bit is cleared
     /// on the way); a page referenced again while inactive will be activated from there.</summary>
     private void ShrinkActiveList(Lruvec vec, LruList lru, long n, ref ScanControl sc)
     {
         var pages = IsolateLruPages(vec, lru, n, ref sc);
-        Stats.Pgrefill += pages.Count;
+        _events.Stats.Pgrefill += pages.Count;
         foreach (uint pfn in pages)
         {
-            TestClearYoung(pfn);
+            _memory.TestClearYoung(pfn);
             ref PageFrame f = ref _mem.Frame(pfn);
             f.Flags &= ~(PageFlags.Active | PageFlags.Referenced);
             f.Flags |= PageFlags.Workingset;
-            Putback(pfn);
-            Stats.Pgdeactivate++;
+            _lru.Putback(pfn);
+            _events.Stats.Pgdeactivate++;
         }
     }
 
@@ -225,19 +240,19 @@ internal sealed partial class MmState
         sc.NrScanned += scanned;
         if (sc.Kswapd)
         {
-            Stats.PgscanKswapd += scanned;
+            _events.Stats.PgscanKswapd += scanned;
         }
         else
         {
-            Stats.PgscanDirect += scanned;
+            _events.Stats.PgscanDirect += scanned;
         }
         if (anon)
         {
-            Stats.PgscanAnon += scanned;
+            _events.Stats.PgscanAnon += scanned;
         }
         else
         {
-            Stats.PgscanFile += scanned;
+            _events.Stats.PgscanFile += scanned;
         }
         long stolen = 0;
         foreach (uint pfn in pages)
@@ -248,55 +263,38 @@ internal sealed partial class MmState
                     stolen++;
                     break;
                 case PageRef.Activate:
-                    if ((_mem.Frame(pfn).Flags & PageFlags.SwapCache) != 0 && VmSwapFull)
+                    if ((_mem.Frame(pfn).Flags & PageFlags.SwapCache) != 0 && _swap.VmSwapFull)
                     {
                         // activate_locked: a page staying in memory gives its swap slot back when swap is tight.
-                        DeleteFromSwapCache(pfn);
+                        _swap.DeleteFromSwapCache(pfn);
                         _mem.Frame(pfn).Flags |= PageFlags.Dirty;
                     }
                     _mem.Frame(pfn).Flags |= PageFlags.Active;
-                    Putback(pfn);
-                    Stats.Pgactivate++;
+                    _lru.Putback(pfn);
+                    _events.Stats.Pgactivate++;
                     break;
                 default:
-                    Putback(pfn);
+                    _lru.Putback(pfn);
                     break;
             }
         }
         sc.NrReclaimed += stolen;
         if (sc.Kswapd)
         {
-            Stats.PgstealKswapd += stolen;
+            _events.Stats.PgstealKswapd += stolen;
         }
         else
         {
-            Stats.PgstealDirect += stolen;
+            _events.Stats.PgstealDirect += stolen;
         }
         if (anon)
         {
-            Stats.PgstealAnon += stolen;
+            _events.Stats.PgstealAnon += stolen;
         }
         else
         {
-            Stats.PgstealFile += stolen;
+            _events.Stats.PgstealFile += stolen;
         }
-    }
-
-    /// <summary>folio_referenced for an anonymous page: test and clear the accessed bit of the one PTE that
-    /// maps it. Returns whether it was set.</summary>
-    private unsafe bool TestClearYoung(uint pfn)
-    {
-        if (OwnerOf(pfn) is not TaskStruct t)
-        {
-            return false;
-        }
-        ulong* pte = Walk(t, IndexOf(pfn), out _);
-        if (pte is null || (*pte & PtePresent) == 0 || PtePfn(*pte) != pfn || (*pte & PteAccessed) == 0)
-        {
-            return false;
-        }
-        *pte &= ~PteAccessed;
-        return true;
     }
 
     /// <summary>shrink_folio_list for one isolated page: check references, then swap out (anon), write back
@@ -304,7 +302,7 @@ internal sealed partial class MmState
     private PageRef ShrinkPage(uint pfn, bool anon, ref ScanControl sc)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
-        bool referencedPtes = anon && TestClearYoung(pfn);
+        bool referencedPtes = anon && _memory.TestClearYoung(pfn);
         bool referencedPage = (f.Flags & PageFlags.Referenced) != 0;
         f.Flags &= ~PageFlags.Referenced;
         // folio_check_references.
@@ -314,7 +312,7 @@ internal sealed partial class MmState
         }
         if (!anon)
         {
-            return ShrinkFilePage(pfn, referencedPage, ref sc);
+            return _filemap.ShrinkFilePage(pfn, referencedPage, sc.Gfp);
         }
         if ((f.Flags & PageFlags.SwapCache) == 0)
         {
@@ -323,153 +321,28 @@ internal sealed partial class MmState
             {
                 return PageRef.Keep;
             }
-            ulong entry = GetSwapPage();
+            ulong entry = _swap.GetSwapPage();
             if (entry == 0)
             {
                 return PageRef.Activate;
             }
-            SwapCacheAdd(entry, pfn);
+            _swap.SwapCacheAdd(entry, pfn);
             f.Flags |= PageFlags.Dirty;
         }
-        var t = (TaskStruct)OwnerOf(pfn)!;
         ulong swapEntry = f.Private;
-        unsafe
-        {
-            // try_to_unmap: the PTE's dirty bit moves to the page, the PTE becomes the swap entry.
-            ulong* pte = Walk(t, IndexOf(pfn), out _);
-            if ((*pte & PteDirty) != 0)
-            {
-                f.Flags |= PageFlags.Dirty;
-            }
-            SwapDuplicate(swapEntry);
-            *pte = swapEntry;
-        }
-        t.Rss--;
-        t.SwapEnts++;
-        NrAnonPages--;
+        _memory.TryToUnmap(pfn, swapEntry);
         if ((f.Flags & PageFlags.Dirty) != 0)
         {
             // pageout to swap: allowed with __GFP_IO for a swap-cache page (may_enter_fs).
             f.Flags |= PageFlags.Writeback;
-            NrWriteback++;
-            SwapWritePage(swapEntry, pfn);
-            NrWriteback--;
+            _events.NrWriteback++;
+            _swap.SwapWritePage(swapEntry, pfn);
+            _events.NrWriteback--;
             f.Flags &= ~(PageFlags.Writeback | PageFlags.Dirty);
         }
-        DeleteFromSwapCache(pfn);
-        LruDelIsolated(pfn);
-        FreeUserPage(pfn);
+        _swap.DeleteFromSwapCache(pfn);
+        _lru.LruDelIsolated(pfn);
+        _pa.FreePages(new Page(pfn), 0);
         return PageRef.Reclaim;
-    }
-
-    /// <summary>Clears this layer's state of a page already off its list (isolated) before it is freed.</summary>
-    private void LruDelIsolated(uint pfn)
-    {
-        _mem.Frame(pfn).Flags &= ~PageFlags.Lru;
-        LruDel(pfn);
-    }
-
-    /// <summary>ShrinkSlab: do_shrink_slab for every registered shrinker; returns the pages that came back to
-    /// the free lists meanwhile (the kernel's reclaim_state->reclaimed_slab).</summary>
-    private long ShrinkSlab(Gfp gfp, int nid, int priority)
-    {
-        long before = _pa.NrFreePages;
-        foreach (var s in _shrinkers.ToArray())
-        {
-            DoShrinkSlab(s, gfp, nid, priority);
-        }
-        return Math.Max(0, _pa.NrFreePages - before);
-    }
-
-    private long DoShrinkSlab(Shrinker s, Gfp gfp, int nid, int priority)
-    {
-        var ctl = new ShrinkControl { Gfp = gfp, Nid = nid };
-        long freeable = s.CountObjects(ctl);
-        if (freeable == 0 || freeable == Shrinker.Empty)
-        {
-            return 0;
-        }
-        long nr = Interlocked.Exchange(ref s.NrDeferred, 0);
-        long delta = s.Seeks > 0 ? (freeable >> priority) * 4 / s.Seeks : freeable / 2;
-        long totalScan = (nr >> priority) + delta;
-        totalScan = Math.Min(totalScan, 2 * freeable);
-        long batch = s.Batch > 0 ? s.Batch : Shrinker.DefaultBatch;
-        long freed = 0, scanned = 0;
-        while (totalScan >= batch || totalScan >= freeable)
-        {
-            long n = Math.Min(batch, totalScan);
-            ctl.NrToScan = n;
-            ctl.NrScanned = n;
-            long ret = s.ScanObjects(ctl);
-            if (ret == Shrinker.Stop)
-            {
-                break;
-            }
-            freed += ret;
-            Stats.SlabsScanned += ctl.NrScanned;
-            totalScan -= ctl.NrScanned;
-            scanned += ctl.NrScanned;
-            if (ctl.NrScanned <= 0)
-            {
-                break;
-            }
-        }
-        long next = Math.Max(nr + delta - scanned, 0);
-        next = Math.Min(next, 2 * freeable);
-        Interlocked.Add(ref s.NrDeferred, next);
-        return freed;
-    }
-
-    private readonly List<Shrinker> _shrinkers = [];
-
-    public void RegisterShrinker(Shrinker s)
-    {
-        ArgumentNullException.ThrowIfNull(s);
-        if (s.Seeks < 0 || s.Batch < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(s), $"shrinker {s.Name}: seeks and batch must not be negative");
-        }
-        lock (Lock)
-        {
-            if (_shrinkers.Contains(s))
-            {
-                throw new InvalidOperationException($"shrinker {s.Name} is already registered");
-            }
-            _shrinkers.Add(s);
-        }
-    }
-
-    public void UnregisterShrinker(Shrinker s)
-    {
-        lock (Lock)
-        {
-            if (!_shrinkers.Remove(s))
-            {
-                throw new InvalidOperationException($"shrinker {s.Name} is not registered");
-            }
-        }
-    }
-
-    /// <summary>drop_slab: shrink every shrinker at priority 0 until a round frees (almost) nothing.</summary>
-    public void DropSlab()
-    {
-        lock (Lock)
-        {
-            int shift = 0;
-            long freed;
-            do
-            {
-                freed = 0;
-                foreach (var node in _pa.Nodes)
-                {
-                    foreach (var s in _shrinkers.ToArray())
-                    {
-                        freed += DoShrinkSlab(s, Gfp.Kernel, node.Id, 0);
-                    }
-                }
-            }
-            while ((freed >> shift++) > 1 && shift < 64);
-            Stats.DropSlab++;
-        }
     }
 }

@@ -87,6 +87,8 @@ public sealed class MixedWorkload
         int totalWeight = s_kinds.Sum(k => k.Weight);
         if (CacheShare > 0 && _caches is null)
         {
+            // Pinned, as every step is: an unpinned thread's CPU is the host's choice, and the run must repeat.
+            using var boot = m.OnCpu(0);
             _caches = [.. s_caches.Select(c => m.KmemCacheCreate(c.Name, c.Size, 0, c.Flags, null))];
         }
         for (int step = 0; step < Steps; step++)
@@ -137,6 +139,7 @@ public sealed class MixedWorkload
         long keep = (long)(heldPages * KeepAtEnd);
         while (heldPages > keep && _held.Count + _objects.Count + _areas.Count > 0)
         {
+            using var cpu = m.OnCpu((int)(frees % m.NrCpus));
             heldPages -= FreeRandom(m, rng, _held.Count + _objects.Count + _areas.Count);
             frees++;
         }

@@ -113,10 +113,14 @@ public class ReclaimTests
         Assert.Throws<InvalidOperationException>(() => m.UnregisterShrinker(s));
     }
 
-    [Fact]
-    public void MachineDisposeStopsKswapd()
+    /// <summary>A seeded machine runs kswapd's work synchronously; one without a seed on kswapd's own thread.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(null)]
+    public void MachineDisposeStopsKswapd(int? seed)
     {
-        var m = Boot(kswapd: true);
+        var m = Machine.Boot(new MachineOptions { Memory = "64M", Cpus = 1, Seed = seed });
+        Assert.Equal(seed is null, m.Mm.KswapdThreaded);
         var t = m.CreateTask("t")!;
         ulong a = t.Mmap(60 << 20);
         try
@@ -130,5 +134,26 @@ public class ReclaimTests
         m.Dispose();
         Assert.True(m.Mm.IsDisposed);
         Assert.True(m.Mm.KswapdIdle);
+    }
+
+    [Fact]
+    public void OnASeededMachineKswapdsWorkIsDoneBeforeTheAllocationThatWokeItReturns()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "64M", Cpus = 1, Seed = 1, WatermarkBoostFactor = 0 });
+        Assert.False(m.Mm.KswapdThreaded);
+        using var swap = Swap(m, 64);
+        var t = m.CreateTask("grower")!;
+        ulong a = t.Mmap(60 << 20);
+        var page = new byte[4096];
+        for (ulong at = a; at < a + (58UL << 20); at += 4096)
+        {
+            t.Write(at, page);
+            // Every wakeup so far has had its run, and no run is under way or pending.
+            Assert.Equal(m.Mm.KswapdWakeups, m.Mm.KswapdRuns);
+            Assert.True(m.Mm.KswapdIdle);
+        }
+        Assert.True(m.Mm.KswapdRuns > 0, "kswapd never woken");
+        Assert.True(Vmstat(m)["pgsteal_kswapd"] > 0);
+        m.Mm.Validate();
     }
 }

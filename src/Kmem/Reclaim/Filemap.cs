@@ -2,15 +2,33 @@
 // mm/truncate.c, fs/drop_caches.c): a file's pages by index, allocated with the
 // mapping's gfp (GFP_HIGHUSER_MOVABLE), filled from disk on first use, marked
 // dirty by writes, written back by Fsync and by reclaim, dropped by reclaim
-// when clean and by DropCaches. mark_page_accessed promotes a page that is
+// when clean and by drop_caches. mark_page_accessed promotes a page that is
 // used twice while inactive.
-// Locking: MmState.Lock; page allocation with it dropped.
+// Invariants (Validate): each file's nrpages equals the pages its map holds.
+// Locking: Lock is i_pages (second of the four owner locks, LockOrder.cs): the
+// file list, every file's index → page map, i_size, NR_FILE_PAGES, NR_FILE_DIRTY
+// and a file page's flags; page allocation with it dropped.
+using Kmem.Highmem;
+using Kmem.PageAlloc;
 using Kmem.Physical;
 
 namespace Kmem.Reclaim;
 
-internal sealed partial class MmState
+/// <summary>The page cache of one machine.</summary>
+internal sealed class Filemap(PhysMem mem, PageAllocator pa, Lruvecs lru, HighmemMaps highmem, VmEvents events) : IDisposable
 {
+    private readonly byte[] _ioBuffer = new byte[PhysMem.PageSize];
+    private bool _disposed;
+
+    /// <summary>i_pages (see LockOrder.cs).</summary>
+    public Lock Lock { get; } = new();
+
+    /// <summary>NR_FILE_PAGES minus the swap cache: page-cache pages.</summary>
+    public long NrFilePages;
+
+    /// <summary>NR_FILE_DIRTY.</summary>
+    public long NrDirty;
+
     private readonly List<CachedFile> _files = [];
 
     public CachedFile OpenFile(string path)
@@ -18,10 +36,9 @@ internal sealed partial class MmState
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = System.IO.Path.GetFullPath(path);
         var fs = new FileStream(full, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite, 1, FileOptions.RandomAccess);
-        StartKcompactd();
         lock (Lock)
         {
-            if (IsDisposed)
+            if (_disposed)
             {
                 fs.Dispose();
                 throw new ObjectDisposedException(nameof(Machine));
@@ -51,7 +68,7 @@ internal sealed partial class MmState
             uint pfn = GetCachePage(f, pos >> PhysMem.PageShift);
             try
             {
-                _m.MemcpyFromPage(destination.Slice(done, chunk), new Page(pfn), inPage);
+                highmem.MemcpyFromPage(destination.Slice(done, chunk), pfn, inPage);
             }
             finally
             {
@@ -74,13 +91,13 @@ internal sealed partial class MmState
             uint pfn = GetCachePage(f, pos >> PhysMem.PageShift);
             try
             {
-                _m.MemcpyToPage(new Page(pfn), inPage, source.Slice(done, chunk));
-                ref PageFrame fr = ref _mem.Frame(pfn);
+                highmem.MemcpyToPage(pfn, inPage, source.Slice(done, chunk));
+                ref PageFrame fr = ref mem.Frame(pfn);
                 if ((fr.Flags & PageFlags.Dirty) == 0)
                 {
                     fr.Flags |= PageFlags.Dirty;
                     NrDirty++;
-                    Stats.NrDirtied++;
+                    events.Stats.NrDirtied++;
                 }
                 f.Length = Math.Max(f.Length, pos + chunk);
             }
@@ -120,14 +137,14 @@ internal sealed partial class MmState
                         f.Pages.Add(index, pfn);
                         f.CachedPages++;
                         NrFilePages++;
-                        SetOwner(pfn, f, (ulong)index);
-                        _mem.Frame(pfn).Flags |= PageFlags.Uptodate;
-                        LruAdd(pfn, anon: false);
+                        lru.SetOwner(pfn, f, (ulong)index);
+                        mem.Frame(pfn).Flags |= PageFlags.Uptodate;
+                        lru.LruAdd(pfn, anon: false);
                         continue;
                     }
                     Lock.Exit();
                     holding = false;
-                    spare = _pa.AllocPages(Gfp.HighUserMovable, 0, -1);
+                    spare = pa.AllocPages(Gfp.HighUserMovable, 0, -1);
                     if (spare.IsNull)
                     {
                         throw new InsufficientMemoryException($"{f.Path}: no page for the page cache at index {index} (ENOMEM)");
@@ -146,7 +163,7 @@ internal sealed partial class MmState
         {
             if (!spare.IsNull)
             {
-                _pa.FreePages(spare, 0);
+                pa.FreePages(spare, 0);
             }
         }
     }
@@ -168,20 +185,20 @@ internal sealed partial class MmState
         }
         if (n > 0)
         {
-            Stats.Pgpgin += PhysMem.PageSize >> 10;
+            Interlocked.Add(ref events.Stats.Pgpgin, PhysMem.PageSize >> 10);
         }
-        _m.MemcpyToPage(new Page(pfn), 0, _ioBuffer);
+        highmem.MemcpyToPage(pfn, 0, _ioBuffer);
     }
 
     /// <summary>mark_page_accessed: inactive unreferenced → referenced; inactive referenced → active.</summary>
     private void MarkPageAccessed(uint pfn)
     {
-        ref PageFrame fr = ref _mem.Frame(pfn);
+        ref PageFrame fr = ref mem.Frame(pfn);
         if ((fr.Flags & (PageFlags.Active | PageFlags.Referenced)) == PageFlags.Referenced && (fr.Flags & PageFlags.Lru) != 0)
         {
             fr.Flags &= ~PageFlags.Referenced;
-            MoveToList(pfn, LruList.ActiveFile);
-            Stats.Pgactivate++;
+            lru.MoveToList(pfn, LruList.ActiveFile);
+            events.Stats.Pgactivate++;
         }
         else
         {
@@ -192,17 +209,17 @@ internal sealed partial class MmState
     /// <summary>writepage: the page's bytes within i_size back to the file; the page is clean after.</summary>
     private void WriteBackCachePage(CachedFile f, long index, uint pfn)
     {
-        ref PageFrame fr = ref _mem.Frame(pfn);
+        ref PageFrame fr = ref mem.Frame(pfn);
         int bytes = (int)Math.Clamp(f.Length - (index << PhysMem.PageShift), 0, PhysMem.PageSize);
         fr.Flags |= PageFlags.Writeback;
-        NrWriteback++;
-        _m.MemcpyFromPage(_ioBuffer, new Page(pfn), 0);
+        events.NrWriteback++;
+        highmem.MemcpyFromPage(_ioBuffer, pfn, 0);
         RandomAccess.Write(f.Stream.SafeFileHandle, _ioBuffer.AsSpan(0, bytes), index << PhysMem.PageShift);
-        NrWriteback--;
+        events.NrWriteback--;
         fr.Flags &= ~(PageFlags.Writeback | PageFlags.Dirty);
         NrDirty--;
-        Stats.NrWritten++;
-        Stats.Pgpgout += PhysMem.PageSize >> 10;
+        events.Stats.NrWritten++;
+        events.Stats.Pgpgout += PhysMem.PageSize >> 10;
     }
 
     public void Fsync(CachedFile f)
@@ -212,7 +229,7 @@ internal sealed partial class MmState
             ObjectDisposedException.ThrowIf(f.Closed, f);
             foreach (var (index, pfn) in f.Pages.OrderBy(kv => kv.Key))
             {
-                if ((_mem.Frame(pfn).Flags & PageFlags.Dirty) != 0)
+                if ((mem.Frame(pfn).Flags & PageFlags.Dirty) != 0)
                 {
                     WriteBackCachePage(f, index, pfn);
                 }
@@ -246,65 +263,85 @@ internal sealed partial class MmState
     /// <summary>__filemap_remove_folio + free: a page leaves the cache (it must be clean and on its list).</summary>
     private void RemoveCachePage(CachedFile f, uint pfn)
     {
-        f.Pages.Remove((long)IndexOf(pfn));
+        f.Pages.Remove((long)lru.IndexOf(pfn));
         f.CachedPages--;
         NrFilePages--;
-        LruDel(pfn);
-        FreeUserPage(pfn);
+        lru.LruDel(pfn);
+        pa.FreePages(new Page(pfn), 0);
     }
 
-    /// <summary>drop_caches: 1 drops clean page-cache pages, 2 shrinks the slab caches, 3 both.</summary>
-    public void DropCaches(int mode)
+    /// <summary>drop_caches 1: every clean page leaves the cache (dirty and writeback pages stay).</summary>
+    public void DropPagecache()
     {
-        if (mode is < 1 or > 3)
+        lock (Lock)
         {
-            throw new ArgumentOutOfRangeException(nameof(mode), mode, "drop_caches takes 1 (page cache), 2 (slab) or 3 (both)");
-        }
-        if ((mode & 1) != 0)
-        {
-            lock (Lock)
+            foreach (var f in _files)
             {
-                foreach (var f in _files)
+                foreach (var pfn in f.Pages.Values.ToArray())
                 {
-                    foreach (var pfn in f.Pages.Values.ToArray())
+                    if ((mem.Frame(pfn).Flags & (PageFlags.Dirty | PageFlags.Writeback)) == 0)
                     {
-                        if ((_mem.Frame(pfn).Flags & (PageFlags.Dirty | PageFlags.Writeback)) == 0)
-                        {
-                            RemoveCachePage(f, pfn);
-                        }
+                        RemoveCachePage(f, pfn);
                     }
                 }
-                Stats.DropPagecache++;
             }
-        }
-        if ((mode & 2) != 0)
-        {
-            DropSlab();
+            events.Stats.DropPagecache++;
         }
     }
 
     /// <summary>The file half of shrink_folio_list: dirty pages are written back first (only with __GFP_FS),
     /// then the page leaves the cache.</summary>
-    private PageRef ShrinkFilePage(uint pfn, bool referencedPage, ref ScanControl sc)
+    public PageRef ShrinkFilePage(uint pfn, bool referencedPage, Gfp gfp)
     {
-        var f = (CachedFile)OwnerOf(pfn)!;
-        long index = (long)IndexOf(pfn);
-        ref PageFrame fr = ref _mem.Frame(pfn);
+        var f = (CachedFile)lru.OwnerOf(pfn)!;
+        long index = (long)lru.IndexOf(pfn);
+        ref PageFrame fr = ref mem.Frame(pfn);
         if ((fr.Flags & PageFlags.Dirty) != 0)
         {
             // PAGEREF_RECLAIM_CLEAN for a referenced page; GFP_NOFS never writes back.
-            if (referencedPage || (sc.Gfp & Gfp.Fs) == 0)
+            if (referencedPage || (gfp & Gfp.Fs) == 0)
             {
                 return PageRef.Keep;
             }
             WriteBackCachePage(f, index, pfn);
-            Stats.NrVmscanWrite++;
+            events.Stats.NrVmscanWrite++;
         }
         f.Pages.Remove(index);
         f.CachedPages--;
         NrFilePages--;
-        LruDelIsolated(pfn);
-        FreeUserPage(pfn);
+        lru.LruDelIsolated(pfn);
+        pa.FreePages(new Page(pfn), 0);
         return PageRef.Reclaim;
+    }
+
+    /// <summary>A migrated cache page: the file's slot points at its new frame (under Lock).</summary>
+    public static void Migrate(CachedFile f, long index, uint to) => f.Pages[index] = to;
+
+    /// <summary>Checks each file's page count against its map.</summary>
+    public void Validate()
+    {
+        lock (Lock)
+        {
+            foreach (var f in _files)
+            {
+                if (f.Pages.Count != f.CachedPages)
+                {
+                    throw new InvalidOperationException($"{f.Path}: {f.CachedPages} cached pages counted, {f.Pages.Count} held");
+                }
+            }
+        }
+    }
+
+    /// <summary>Closes every file's handle; the cache is left as it is (the machine is going away).</summary>
+    public void Dispose()
+    {
+        lock (Lock)
+        {
+            _disposed = true;
+            foreach (var f in _files.ToArray())
+            {
+                f.DisposeHandle();
+            }
+        }
     }
 }

@@ -3,11 +3,16 @@
 // "SWAPSPACE2" magic in the last 10 bytes of page 0), slots with use counts in
 // swap_map (the count of PTEs holding the entry, plus SWAP_HAS_CACHE while a
 // page is in the swap cache), the swap cache itself (entry → page), swap-out
-// and swap-in of page bytes, swapon/swapoff and /proc/swaps.
+// and swap-in of page bytes, swapon, the two ends of swapoff (try_to_unuse in
+// between walks the tasks: UserMemory.cs) and /proc/swaps.
 // A slot's life: get_swap_page marks it HAS_CACHE; unmapping the page adds one
 // PTE reference per mapping; leaving the cache clears HAS_CACHE; the slot is
-// free when the byte is 0. Locking: MmState.Lock for all of it, I/O included.
+// free when the byte is 0.
+// Locking: Lock is swap_lock (third of the four owner locks, LockOrder.cs),
+// taken by every method, I/O included. A frame's flags are its owner's: the
+// callers that change a swap-cache page's flags through here hold UserMemory.Lock.
 using System.Text;
+using Kmem.Highmem;
 using Kmem.Physical;
 
 namespace Kmem.Reclaim;
@@ -33,16 +38,24 @@ internal sealed class SwapInfo : IDisposable
     public void Dispose() => File.Dispose();
 }
 
-internal sealed partial class MmState
+/// <summary>The swap areas and the swap cache of one machine.</summary>
+internal sealed class Swapfile(PhysMem mem, HighmemMaps highmem, KernelLog log, VmEvents events) : IDisposable
 {
     /// <summary>MAX_SWAPFILES on x86-64 with the special types taken out.</summary>
     public const int MaxSwapfiles = 29;
     private const int SwapMagicOffset = PhysMem.PageSize - 10;
 
     private readonly SwapInfo?[] _swaps = new SwapInfo?[MaxSwapfiles];
+    private bool _disposed;
     private readonly Dictionary<ulong, uint> _swapCache = [];
     private readonly byte[] _ioBuffer = new byte[PhysMem.PageSize];
     private int _leastPriority = -1;
+
+    /// <summary>swap_lock (see LockOrder.cs).</summary>
+    public Lock Lock { get; } = new();
+
+    /// <summary>NR_SWAPCACHE.</summary>
+    public long NrSwapCache;
 
     /// <summary>total_swap_pages.</summary>
     public long TotalSwapPages { get; private set; }
@@ -79,7 +92,7 @@ internal sealed partial class MmState
         string full = System.IO.Path.GetFullPath(path);
         lock (Lock)
         {
-            ObjectDisposedException.ThrowIf(IsDisposed, _m);
+            ObjectDisposedException.ThrowIf(_disposed, typeof(Machine));
             if (_swaps.Any(s => s is not null && s.Path == full))
             {
                 throw new InvalidOperationException($"swapon: {full}: already active (EBUSY)");
@@ -109,7 +122,7 @@ internal sealed partial class MmState
                 _swaps[type] = si;
                 TotalSwapPages += si.Pages;
                 NrSwapPages += si.Pages;
-                _m.Log.Printk($"Adding {si.Pages * 4}k swap on {full}.  Priority:{prio} extents:1 across:{si.Pages * 4}k");
+                log.Printk($"Adding {si.Pages * 4}k swap on {full}.  Priority:{prio} extents:1 across:{si.Pages * 4}k");
             }
             catch
             {
@@ -119,87 +132,44 @@ internal sealed partial class MmState
         }
     }
 
-    /// <summary>sys_swapoff: reads every page of the area back in (try_to_unuse), then removes it.</summary>
-    public void Swapoff(string path)
+    /// <summary>sys_swapoff, its start: the area takes no new slots and leaves the totals. Returns it, for
+    /// try_to_unuse and <see cref="FinishSwapoff"/>.</summary>
+    /// <param name="path">The swap file.</param>
+    /// <param name="nrFreePages">Free pages now: swapoff refuses (ENOMEM) when memory and the other areas
+    /// cannot hold what this one holds.</param>
+    public SwapInfo BeginSwapoff(string path, long nrFreePages)
     {
         string full = System.IO.Path.GetFullPath(path);
-        SwapInfo si;
         lock (Lock)
         {
-            si = _swaps.FirstOrDefault(s => s is not null && s.Path == full)
+            var si = _swaps.FirstOrDefault(s => s is not null && s.Path == full)
                 ?? throw new ArgumentException($"swapoff: {full}: not an active swap area (EINVAL)", nameof(path));
-            if (NrSwapPages - (si.Pages - si.InusePages) + (_pa.NrFreePages) < si.InusePages)
+            if (NrSwapPages - (si.Pages - si.InusePages) + nrFreePages < si.InusePages)
             {
                 throw new InvalidOperationException($"swapoff: {full}: not enough memory to take back {si.InusePages} pages (ENOMEM)");
             }
             si.WriteOk = false;
             NrSwapPages -= si.Pages - si.InusePages;
             TotalSwapPages -= si.Pages;
+            return si;
         }
-        // try_to_unuse: fault every entry of this area back in, task by task, in one forward pass over each
-        // task's mappings: the area takes no new entries (WriteOk is off), so none appears behind the scan.
-        var resume = new Dictionary<TaskStruct, ulong>();
-        while (true)
-        {
-            (TaskStruct Task, ulong Va)? next = null;
-            lock (Lock)
-            {
-                foreach (var t in _tasks)
-                {
-                    if (FindSwapPte(t, si.Type, resume.GetValueOrDefault(t)) is { } va)
-                    {
-                        next = (t, va);
-                        resume[t] = va + PhysMem.PageSize;
-                        break;
-                    }
-                    resume[t] = ulong.MaxValue;
-                }
-                if (next is null)
-                {
-                    break;
-                }
-            }
-            var (task, addr) = next.Value;
-            try
-            {
-                FaultIn(task, addr, write: false, out bool locked);
-                try
-                {
-                    unsafe
-                    {
-                        ulong* pte = Walk(task, addr, out _);
-                        uint pfn = PtePfn(*pte);
-                        if ((_mem.Frame(pfn).Flags & PageFlags.SwapCache) != 0 && SwapType(_mem.Frame(pfn).Private) == si.Type)
-                        {
-                            DeleteFromSwapCache(pfn);
-                            _mem.Frame(pfn).Flags |= PageFlags.Dirty;
-                        }
-                    }
-                }
-                finally
-                {
-                    if (locked)
-                    {
-                        Lock.Exit();
-                    }
-                }
-            }
-            catch (TaskKilledException)
-            {
-                // The task died (perhaps OOM-killed to make room); its entries went with it.
-            }
-        }
+    }
+
+    /// <summary>sys_swapoff, its end once try_to_unuse has faulted every entry back: pages still in the swap cache
+    /// of the area (mapped, clean) leave it dirty, since their only other copy is about to go, and the area is
+    /// removed. The caller holds UserMemory.Lock (the pages' flags are their tasks').</summary>
+    public void FinishSwapoff(SwapInfo si)
+    {
         lock (Lock)
         {
-            // Pages still in the swap cache of this area (mapped, clean): their only copy is about to go.
-            foreach (var (entry, pfn) in _swapCache.Where(kv => SwapType(kv.Key) == si.Type).ToArray())
+            foreach (var (_, pfn) in _swapCache.Where(kv => SwapType(kv.Key) == si.Type).ToArray())
             {
                 DeleteFromSwapCache(pfn);
-                _mem.Frame(pfn).Flags |= PageFlags.Dirty;
+                mem.Frame(pfn).Flags |= PageFlags.Dirty;
             }
             if (si.InusePages != 0)
             {
-                throw new InvalidOperationException($"swapoff: {full}: {si.InusePages} slots still in use");
+                throw new InvalidOperationException($"swapoff: {si.Path}: {si.InusePages} slots still in use");
             }
             _swaps[si.Type] = null;
             si.Dispose();
@@ -210,63 +180,38 @@ internal sealed partial class MmState
         }
     }
 
-    /// <summary>The first address at or after <paramref name="from"/> whose PTE holds an entry of swap area
-    /// <paramref name="type"/>, or null (a task's VMAs are kept sorted by address).</summary>
-    private unsafe ulong? FindSwapPte(TaskStruct t, int type, ulong from)
-    {
-        foreach (var v in t.Vmas)
-        {
-            if (v.End <= from)
-            {
-                continue;
-            }
-            for (ulong va = Math.Max(v.Start, from); va < v.End; va += PhysMem.PageSize)
-            {
-                ulong* pte = Walk(t, va, out int missing);
-                if (pte is null)
-                {
-                    ulong span = 1UL << (PhysMem.PageShift + 9 * missing);
-                    va = (va & ~(span - 1)) + span - PhysMem.PageSize;
-                    continue;
-                }
-                if (PteIsSwap(*pte) && SwapType(*pte) == type)
-                {
-                    return va;
-                }
-            }
-        }
-        return null;
-    }
-
     /// <summary>get_swap_page: a free slot of the highest-priority area with room, marked SWAP_HAS_CACHE; 0 if none.</summary>
-    private ulong GetSwapPage()
+    public ulong GetSwapPage()
     {
-        SwapInfo? best = null;
-        foreach (var s in _swaps)
+        lock (Lock)
         {
-            if (s is { WriteOk: true } && s.InusePages < s.Pages && (best is null || s.Prio > best.Prio))
+            SwapInfo? best = null;
+            foreach (var s in _swaps)
             {
-                best = s;
+                if (s is { WriteOk: true } && s.InusePages < s.Pages && (best is null || s.Prio > best.Prio))
+                {
+                    best = s;
+                }
             }
-        }
-        if (best is null)
-        {
+            if (best is null)
+            {
+                return 0;
+            }
+            uint n = (uint)best.Pages;
+            for (uint i = 0; i < n; i++)
+            {
+                uint off = best.Cursor;
+                best.Cursor = off >= n ? 1 : off + 1;
+                if (best.SwapMap[off] == 0)
+                {
+                    best.SwapMap[off] = SwapInfo.SwapHasCache;
+                    best.InusePages++;
+                    NrSwapPages--;
+                    return MakeSwapEntry(best.Type, off);
+                }
+            }
             return 0;
         }
-        uint n = (uint)best.Pages;
-        for (uint i = 0; i < n; i++)
-        {
-            uint off = best.Cursor;
-            best.Cursor = off >= n ? 1 : off + 1;
-            if (best.SwapMap[off] == 0)
-            {
-                best.SwapMap[off] = SwapInfo.SwapHasCache;
-                best.InusePages++;
-                NrSwapPages--;
-                return MakeSwapEntry(best.Type, off);
-            }
-        }
-        return 0;
     }
 
     /// <summary>vm_swap_full: less than half of the swap space is free.</summary>
@@ -279,29 +224,35 @@ internal sealed partial class MmState
         ?? throw new InvalidOperationException($"swap entry 0x{entry:x} names no active swap area");
 
     /// <summary>swap_duplicate: one more PTE holds the entry.</summary>
-    private void SwapDuplicate(ulong entry)
+    public void SwapDuplicate(ulong entry)
     {
-        var si = Info(entry);
-        ref byte b = ref si.SwapMap[SwapOffset(entry)];
-        if ((b & SwapInfo.SwapMapMax) >= SwapInfo.SwapMapMax)
+        lock (Lock)
         {
-            throw new InvalidOperationException($"swap entry 0x{entry:x}: use count overflow (no count continuation in Kmem)");
+            var si = Info(entry);
+            ref byte b = ref si.SwapMap[SwapOffset(entry)];
+            if ((b & SwapInfo.SwapMapMax) >= SwapInfo.SwapMapMax)
+            {
+                throw new InvalidOperationException($"swap entry 0x{entry:x}: use count overflow (no count continuation in Kmem)");
+            }
+            b++;
         }
-        b++;
     }
 
     /// <summary>swap_free: a PTE drops the entry; the slot is free when nothing holds it.</summary>
-    private void SwapFree(ulong entry)
+    public void SwapFree(ulong entry)
     {
-        var si = Info(entry);
-        uint off = SwapOffset(entry);
-        ref byte b = ref si.SwapMap[off];
-        if ((b & ~SwapInfo.SwapHasCache) == 0)
+        lock (Lock)
         {
-            throw new InvalidOperationException($"swap_free: entry 0x{entry:x} has no users (Bad swap entry)");
+            var si = Info(entry);
+            uint off = SwapOffset(entry);
+            ref byte b = ref si.SwapMap[off];
+            if ((b & ~SwapInfo.SwapHasCache) == 0)
+            {
+                throw new InvalidOperationException($"swap_free: entry 0x{entry:x} has no users (Bad swap entry)");
+            }
+            b--;
+            ReleaseIfUnused(si, off);
         }
-        b--;
-        ReleaseIfUnused(si, off);
     }
 
     private void ReleaseIfUnused(SwapInfo si, uint off)
@@ -317,54 +268,66 @@ internal sealed partial class MmState
     }
 
     /// <summary>add_to_swap_cache.</summary>
-    private void SwapCacheAdd(ulong entry, uint pfn)
+    public void SwapCacheAdd(ulong entry, uint pfn)
     {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        // swapcache_prepare: the slot is pinned by the cache (already so for a slot fresh from get_swap_page).
-        Info(entry).SwapMap[SwapOffset(entry)] |= SwapInfo.SwapHasCache;
-        f.Flags |= PageFlags.SwapCache;
-        f.Private = entry;
-        _swapCache.Add(entry, pfn);
-        NrSwapCache++;
+        lock (Lock)
+        {
+            ref PageFrame f = ref mem.Frame(pfn);
+            // swapcache_prepare: the slot is pinned by the cache (already so for a slot fresh from get_swap_page).
+            Info(entry).SwapMap[SwapOffset(entry)] |= SwapInfo.SwapHasCache;
+            f.Flags |= PageFlags.SwapCache;
+            f.Private = entry;
+            _swapCache.Add(entry, pfn);
+            NrSwapCache++;
+        }
     }
 
     /// <summary>delete_from_swap_cache + put_swap_page: the page leaves the cache and the slot loses SWAP_HAS_CACHE.</summary>
-    private void DeleteFromSwapCache(uint pfn)
+    public void DeleteFromSwapCache(uint pfn)
     {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        ulong entry = f.Private;
-        _swapCache.Remove(entry);
-        f.Flags &= ~PageFlags.SwapCache;
-        f.Private = 0;
-        NrSwapCache--;
-        var si = Info(entry);
-        uint off = SwapOffset(entry);
-        si.SwapMap[off] &= unchecked((byte)~SwapInfo.SwapHasCache);
-        ReleaseIfUnused(si, off);
+        lock (Lock)
+        {
+            ref PageFrame f = ref mem.Frame(pfn);
+            ulong entry = f.Private;
+            _swapCache.Remove(entry);
+            f.Flags &= ~PageFlags.SwapCache;
+            f.Private = 0;
+            NrSwapCache--;
+            var si = Info(entry);
+            uint off = SwapOffset(entry);
+            si.SwapMap[off] &= unchecked((byte)~SwapInfo.SwapHasCache);
+            ReleaseIfUnused(si, off);
+        }
     }
 
     /// <summary>swap_writepage: the page's bytes to its slot.</summary>
-    private void SwapWritePage(ulong entry, uint pfn)
+    public void SwapWritePage(ulong entry, uint pfn)
     {
-        var si = Info(entry);
-        _m.MemcpyFromPage(_ioBuffer, new Page(pfn), 0);
-        RandomAccess.Write(si.File.SafeFileHandle, _ioBuffer, (long)SwapOffset(entry) * PhysMem.PageSize);
-        Stats.Pswpout++;
-        Stats.Pgpgout += PhysMem.PageSize >> 10;
+        lock (Lock)
+        {
+            var si = Info(entry);
+            highmem.MemcpyFromPage(_ioBuffer, pfn, 0);
+            RandomAccess.Write(si.File.SafeFileHandle, _ioBuffer, (long)SwapOffset(entry) * PhysMem.PageSize);
+            events.Stats.Pswpout++;
+            events.Stats.Pgpgout += PhysMem.PageSize >> 10;
+        }
     }
 
     /// <summary>swap_readpage: the slot's bytes into the page.</summary>
-    private void SwapReadPage(ulong entry, uint pfn)
+    public void SwapReadPage(ulong entry, uint pfn)
     {
-        var si = Info(entry);
-        int n = RandomAccess.Read(si.File.SafeFileHandle, _ioBuffer, (long)SwapOffset(entry) * PhysMem.PageSize);
-        if (n != PhysMem.PageSize)
+        lock (Lock)
         {
-            throw new IOException($"swap read of slot {SwapOffset(entry)} of {si.Path} returned {n} bytes");
+            var si = Info(entry);
+            int n = RandomAccess.Read(si.File.SafeFileHandle, _ioBuffer, (long)SwapOffset(entry) * PhysMem.PageSize);
+            if (n != PhysMem.PageSize)
+            {
+                throw new IOException($"swap read of slot {SwapOffset(entry)} of {si.Path} returned {n} bytes");
+            }
+            highmem.MemcpyToPage(pfn, 0, _ioBuffer);
+            events.Stats.Pswpin++;
+            Interlocked.Add(ref events.Stats.Pgpgin, PhysMem.PageSize >> 10);
         }
-        _m.MemcpyToPage(new Page(pfn), 0, _ioBuffer);
-        Stats.Pswpin++;
-        Stats.Pgpgin += PhysMem.PageSize >> 10;
     }
 
     /// <summary>/proc/swaps (swap_show).</summary>
@@ -406,5 +369,27 @@ internal sealed partial class MmState
             }
         }
         return sb.ToString();
+    }
+
+    /// <summary>A migrated swap-cache page: the cache entry points at its new frame.</summary>
+    public void MigrateSwapCache(ulong entry, uint to)
+    {
+        lock (Lock)
+        {
+            _swapCache[entry] = to;
+        }
+    }
+
+    /// <summary>Closes every swap file; the areas stay as they are (the machine is going away).</summary>
+    public void Dispose()
+    {
+        lock (Lock)
+        {
+            _disposed = true;
+            foreach (var s in _swaps)
+            {
+                s?.Dispose();
+            }
+        }
     }
 }

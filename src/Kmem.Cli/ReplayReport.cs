@@ -33,9 +33,13 @@ public static class ReplayReport
         w.WriteLine(Inv($"bad lines skipped: {r.BadLines:N0}; lost events: {r.LostEvents:N0}"));
         w.WriteLine(Inv($"slab memory: peak {r.SlabBytesPeak / 1024:N0} kB, end {r.SlabBytesEnd / 1024:N0} kB ({r.SlabPagesEnd:N0} pages, {r.ObjectsPerSlabPage:F1} objects per page), internal fragmentation {r.InternalFragmentation:P1}"));
         w.WriteLine();
-        w.WriteLine("fidelity");
-        w.WriteLine(Inv($"  kmalloc size class equal to the trace's bytes_alloc     {r.KmallocSizeClassMatch:P1} of {r.KmallocEvents:N0}"));
-        w.WriteLine(Inv($"  page migratetype from gfp_flags equal to the trace's     {r.PageMigratetypeMatch:P1} of {r.PageAllocEvents:N0}"));
+        WriteDecisions(w, r);
+        w.WriteLine();
+        w.WriteLine("trace checks (true by construction on a genuine trace: not fidelity)");
+        w.WriteLine(Inv($"  kmalloc size class (size_index) equal to the trace's bytes_alloc   {r.KmallocSizeClassMatch:P1} of {r.KmallocEvents:N0}"));
+        w.WriteLine(Inv($"  migratetype of each event's gfp_flags equal to its own migratetype {r.PageMigratetypeMatch:P1} of {r.PageAllocEvents:N0}"));
+        w.WriteLine();
+        w.WriteLine("consequence totals");
         w.WriteLine($"  {"",-40} {"trace",10} {"kmem",10}");
         foreach (var (label, key) in ConsequenceRows)
         {
@@ -48,6 +52,30 @@ public static class ReplayReport
         foreach (var c in r.Caches.Take(busiest))
         {
             w.WriteLine(Inv($"  {c.Name,-34} {c.ObjectSize,8} {c.Allocations,10:N0} {c.Frees,10:N0} {c.Live,8:N0} {c.CallSites,6}"));
+        }
+    }
+
+    /// <summary>Kmem's own decisions against the kernel's, per kind, and the first disagreements when asked.</summary>
+    public static void WriteDecisions(TextWriter w, TraceReplayResult r)
+    {
+        if (r.Decisions.Count == 0)
+        {
+            return;
+        }
+        w.WriteLine("fidelity: Kmem's own allocator against the kernel's, decision by decision (free-running)");
+        w.WriteLine($"  {"kind",-20} {"compared",10} {"matched",8} {"recall",8} {"precision",9} {"kernel yes",11} {"kmem yes",10} {"both",10} {"same amount",12}");
+        foreach (var (kind, d) in r.Decisions)
+        {
+            string amount = d.AmountCompared > 0 ? Inv($"{(double)d.AmountEqual / d.AmountCompared:P1}") : "-";
+            w.WriteLine(Inv($"  {kind,-20} {d.Compared,10:N0} {d.Ratio,8:P1} {d.Recall,8:P1} {d.Precision,9:P1} {d.KernelYes,11:N0} {d.KmemYes,10:N0} {d.BothYes,10:N0} {amount,12}"));
+        }
+        w.WriteLine(Inv($"  bulk allocator: {r.BulkRefillBursts:N0} refill bursts no allocation followed, {r.BulkPagesReplayed:N0} pages replayed; {r.UnattributedDrains:N0} drains after no page free (drain_all_pages); {r.BatchedFreesCountedOnce:N0} batched frees counted once"));
+        foreach (var (kind, d) in r.Decisions)
+        {
+            foreach (var mm in d.Mismatches)
+            {
+                w.WriteLine(Inv($"  mismatch {kind} line {mm.Line}: kernel {(mm.Kernel ? "yes" : "no")}, Kmem {(mm.Kmem ? "yes" : "no")}{(mm.Detail.Length > 0 ? "; " + mm.Detail : "")}"));
+            }
         }
     }
 
@@ -96,9 +124,27 @@ public static class ReplayReport
         }
         j.WriteNumber("stop_line", r.StopLine);
         j.WriteNumber("kmalloc_events", r.KmallocEvents);
-        j.WriteNumber("kmalloc_size_class_match", Math.Round(r.KmallocSizeClassMatch, 6));
         j.WriteNumber("page_alloc_events", r.PageAllocEvents);
-        j.WriteNumber("page_migratetype_match", Math.Round(r.PageMigratetypeMatch, 6));
+        j.WriteStartObject("trace_checks");
+        foreach (var (name, v) in r.TraceChecks)
+        {
+            j.WriteNumber(name, Math.Round(v, 6));
+        }
+        j.WriteEndObject();
+        WriteDecisionsJson(j, "decisions_free_running", r.Decisions);
+        j.WriteStartArray("decisions_by_phase");
+        foreach (var phase in r.DecisionsByPhase)
+        {
+            j.WriteStartObject();
+            j.WriteString("phase", phase.Phase);
+            WriteDecisionsJson(j, "decisions_free_running", phase.Decisions);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+        j.WriteNumber("bulk_refill_bursts", r.BulkRefillBursts);
+        j.WriteNumber("bulk_pages_replayed", r.BulkPagesReplayed);
+        j.WriteNumber("unattributed_drains", r.UnattributedDrains);
+        j.WriteNumber("batched_frees_counted_once", r.BatchedFreesCountedOnce);
         j.WriteNumber("untracked_frees", r.UntrackedFrees);
         j.WriteNumber("untracked_page_frees", r.UntrackedPageFrees);
         j.WriteNumber("missed_frees", r.MissedFrees);
@@ -169,6 +215,41 @@ public static class ReplayReport
             j.WriteEndObject();
         }
         w.WriteLine(Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
+    private static void WriteDecisionsJson(Utf8JsonWriter j, string name, IReadOnlyDictionary<string, TraceDecision> decisions)
+    {
+        j.WriteStartObject(name);
+        foreach (var (kind, d) in decisions)
+        {
+            j.WriteStartObject(kind);
+            j.WriteNumber("compared", d.Compared);
+            j.WriteNumber("matched", d.Matched);
+            j.WriteNumber("ratio", Math.Round(d.Ratio, 6));
+            j.WriteNumber("recall", Math.Round(d.Recall, 6));
+            j.WriteNumber("precision", Math.Round(d.Precision, 6));
+            j.WriteNumber("kernel_yes", d.KernelYes);
+            j.WriteNumber("kmem_yes", d.KmemYes);
+            j.WriteNumber("both_yes", d.BothYes);
+            j.WriteNumber("amount_compared", d.AmountCompared);
+            j.WriteNumber("amount_equal", d.AmountEqual);
+            if (d.Mismatches.Count > 0)
+            {
+                j.WriteStartArray("mismatches");
+                foreach (var mm in d.Mismatches)
+                {
+                    j.WriteStartObject();
+                    j.WriteNumber("line", mm.Line);
+                    j.WriteBoolean("kernel", mm.Kernel);
+                    j.WriteBoolean("kmem", mm.Kmem);
+                    j.WriteString("detail", mm.Detail);
+                    j.WriteEndObject();
+                }
+                j.WriteEndArray();
+            }
+            j.WriteEndObject();
+        }
+        j.WriteEndObject();
     }
 
     private static void WriteCounts(Utf8JsonWriter j, string name, IReadOnlyDictionary<string, long> counts)

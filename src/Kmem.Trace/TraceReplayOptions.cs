@@ -25,4 +25,8 @@ public sealed class TraceReplayOptions
     /// Page allocations the replayer still holds back (at most 8 per CPU, for at most 64 of that CPU's events,
     /// while it finds out whether they are slab pages) are not in the machine yet. Null: none.</summary>
     public Action<TraceReplayer>? Snapshot { get; init; }
+
+    /// <summary>Keep the first this many disagreements of each decision kind, with their trace lines
+    /// (<see cref="TraceDecision.Mismatches"/>). Default 0.</summary>
+    public int Mismatches { get; init; }
 }

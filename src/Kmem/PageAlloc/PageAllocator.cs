@@ -25,6 +25,7 @@ internal sealed partial class PageAllocator
         FaultAttr failPageAlloc, Action<KernelBugException> bug)
     {
         Options = options;
+        Observer = options.PageAllocObserver;
         Arch = arch;
         _mem = mem;
         _cpus = cpus;
@@ -51,6 +52,8 @@ internal sealed partial class PageAllocator
     }
 
     public MachineOptions Options { get; }
+    /// <summary>The observer of refills, drains and steals given at boot, or null.</summary>
+    public IPageAllocObserver? Observer { get; }
     public Arch Arch { get; }
     public PhysMem Mem => _mem;
     public CpuTopology Cpus => _cpus;

@@ -572,6 +572,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
             return PhysMem.NoPfn;
         }
         uint pfn = page.RawPfn;
+        _observer?.NewSlab(s, pfn, g.Order);
         var n = st.Nodes[NodeOf(pfn)];
         // colour_next advances before use and wraps at the colour count.
         uint colourOffset = g.Colour == 0 ? 0 : Interlocked.Increment(ref n.ColourNext) % (uint)g.Colour * g.ColourOff;
@@ -826,6 +827,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
     private void KmemFreepages(SlabFlags flags, uint pfn, int order)
     {
         AccountSlabPages(flags, pfn, -(1L << order));
+        _observer?.SlabFreed(pfn, order);
         _pa.FreePages(new Page(pfn), order);
     }
 

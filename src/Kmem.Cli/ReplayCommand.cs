@@ -72,6 +72,20 @@ public static class ReplayCommand
     public static Option<string?> UntilOption() =>
         new("--until") { Description = "stop at the first trace marker (tracing_mark_write) containing MARKER", HelpName = "MARKER" };
 
+    /// <summary>The same trace again on a fresh machine of the same options, aligned to the kernel's revealed
+    /// per-CPU list state before each decision (<see cref="TraceReplayOptions.Aligned"/>): only its decisions are kept.</summary>
+    private static TraceReplayResult ReplayAligned(CliContext ctx, Request req, string? until, int cpus)
+    {
+        using var reader = TraceReader.Open(req.Trace, new TraceReaderOptions { SkipBad = req.SkipBad, StopAtMarker = until });
+        using var m = TraceReplayer.Boot(req.Machine.Build(req.Trace, cpus));
+        return ReplayProgress.Run(ctx, "aligned replay", progress => new TraceReplayer(m, new TraceReplayOptions
+        {
+            Progress = progress,
+            Mismatches = req.Mismatches,
+            Aligned = true,
+        }).Replay(reader));
+    }
+
     /// <summary>Runs one replay and prints it.</summary>
     public static int Run(CliContext ctx, Request req)
     {
@@ -132,6 +146,15 @@ public static class ReplayCommand
                 {
                     return ctx.Fail(CliContext.Usage, $"--slab {MachineArgs.SlabNames[(int)req.Machine.Slab]}: {e.Message}");
                 }
+                TraceReplayResult? aligned;
+                try
+                {
+                    aligned = ReplayAligned(ctx, req, until, reader.Cpus);
+                }
+                catch (TraceFormatException e)
+                {
+                    return ctx.Fail(CliContext.BadInput, e.Message);
+                }
                 maps?.WriteFinal(m, r);
                 TraceProcComparison? cmp = null;
                 if (req.CompareProc)
@@ -147,7 +170,7 @@ public static class ReplayCommand
                 {
                     ReplayReport.WriteJson(ctx.Out, j =>
                     {
-                        ReplayReport.WriteJsonFields(j, m, r, req.Proc);
+                        ReplayReport.WriteJsonFields(j, m, r, req.Proc, aligned);
                         if (maps is not null)
                         {
                             j.WriteStartArray("maps");
@@ -166,7 +189,7 @@ public static class ReplayCommand
                 }
                 else
                 {
-                    ReplayReport.WriteText(ctx.Out, m, r, req.Busiest);
+                    ReplayReport.WriteText(ctx.Out, m, r, req.Busiest, aligned);
                     if (maps is not null)
                     {
                         ctx.Out.WriteLine(maps.Written.Count == 1

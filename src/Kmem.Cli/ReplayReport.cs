@@ -13,7 +13,12 @@ public static class ReplayReport
     private static readonly CultureInfo s_inv = CultureInfo.InvariantCulture;
 
     /// <summary>The text summary: events, what drove the machine, fidelity, busiest caches.</summary>
-    public static void WriteText(TextWriter w, Machine m, TraceReplayResult r, int busiest = 10)
+    /// <param name="w">Where to write.</param>
+    /// <param name="m">The machine of the free run.</param>
+    /// <param name="r">The free run.</param>
+    /// <param name="busiest">How many caches to list.</param>
+    /// <param name="aligned">The aligned run of the same trace (its decisions), or null.</param>
+    public static void WriteText(TextWriter w, Machine m, TraceReplayResult r, int busiest = 10, TraceReplayResult? aligned = null)
     {
         string decoding = r.DecompressSeconds > 0 ? Inv($", {r.DecompressSeconds:F2} s of it decompressing") : "";
         w.WriteLine(Inv($"# kmem replay of {r.FileName}: {r.Events:N0} events in {r.Seconds:F2} s{decoding} ({r.EventsPerSecond / 1e6:F2} M events/s replayed from the text)"));
@@ -33,7 +38,12 @@ public static class ReplayReport
         w.WriteLine(Inv($"bad lines skipped: {r.BadLines:N0}; lost events: {r.LostEvents:N0}"));
         w.WriteLine(Inv($"slab memory: peak {r.SlabBytesPeak / 1024:N0} kB, end {r.SlabBytesEnd / 1024:N0} kB ({r.SlabPagesEnd:N0} pages, {r.ObjectsPerSlabPage:F1} objects per page), internal fragmentation {r.InternalFragmentation:P1}"));
         w.WriteLine();
-        WriteDecisions(w, r);
+        if (aligned is not null)
+        {
+            WriteDecisions(w, aligned, "aligned: Kmem's per-CPU lists and free_factor put where the kernel's were before each decision");
+            w.WriteLine();
+        }
+        WriteDecisions(w, r, "free-running: Kmem's state evolves on its own");
         w.WriteLine();
         w.WriteLine("trace checks (true by construction on a genuine trace: not fidelity)");
         w.WriteLine(Inv($"  kmalloc size class (size_index) equal to the trace's bytes_alloc   {r.KmallocSizeClassMatch:P1} of {r.KmallocEvents:N0}"));
@@ -56,13 +66,13 @@ public static class ReplayReport
     }
 
     /// <summary>Kmem's own decisions against the kernel's, per kind, and the first disagreements when asked.</summary>
-    public static void WriteDecisions(TextWriter w, TraceReplayResult r)
+    public static void WriteDecisions(TextWriter w, TraceReplayResult r, string mode)
     {
         if (r.Decisions.Count == 0)
         {
             return;
         }
-        w.WriteLine("fidelity: Kmem's own allocator against the kernel's, decision by decision (free-running)");
+        w.WriteLine($"fidelity: Kmem's own allocator against the kernel's, decision by decision ({mode})");
         w.WriteLine($"  {"kind",-20} {"compared",10} {"matched",8} {"recall",8} {"precision",9} {"kernel yes",11} {"kmem yes",10} {"both",10} {"same amount",12}");
         foreach (var (kind, d) in r.Decisions)
         {
@@ -100,7 +110,7 @@ public static class ReplayReport
     }
 
     /// <summary>Writes the result's fields into an open JSON object.</summary>
-    public static void WriteJsonFields(Utf8JsonWriter j, Machine m, TraceReplayResult r, IEnumerable<string> proc)
+    public static void WriteJsonFields(Utf8JsonWriter j, Machine m, TraceReplayResult r, IEnumerable<string> proc, TraceReplayResult? aligned = null)
     {
         j.WriteString("trace", r.FileName);
         j.WriteStartObject("machine");
@@ -131,13 +141,21 @@ public static class ReplayReport
             j.WriteNumber(name, Math.Round(v, 6));
         }
         j.WriteEndObject();
+        if (aligned is not null)
+        {
+            WriteDecisionsJson(j, "decisions", aligned.Decisions);
+        }
         WriteDecisionsJson(j, "decisions_free_running", r.Decisions);
         j.WriteStartArray("decisions_by_phase");
-        foreach (var phase in r.DecisionsByPhase)
+        for (int i = 0; i < r.DecisionsByPhase.Count; i++)
         {
             j.WriteStartObject();
-            j.WriteString("phase", phase.Phase);
-            WriteDecisionsJson(j, "decisions_free_running", phase.Decisions);
+            j.WriteString("phase", r.DecisionsByPhase[i].Phase);
+            if (aligned is not null && i < aligned.DecisionsByPhase.Count)
+            {
+                WriteDecisionsJson(j, "decisions", aligned.DecisionsByPhase[i].Decisions);
+            }
+            WriteDecisionsJson(j, "decisions_free_running", r.DecisionsByPhase[i].Decisions);
             j.WriteEndObject();
         }
         j.WriteEndArray();

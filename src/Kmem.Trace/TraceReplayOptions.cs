@@ -29,4 +29,11 @@ public sealed class TraceReplayOptions
     /// <summary>Keep the first this many disagreements of each decision kind, with their trace lines
     /// (<see cref="TraceDecision.Mismatches"/>). Default 0.</summary>
     public int Mismatches { get; init; }
+
+    /// <summary>Aligned decisions: before Kmem decides for an event, put its per-CPU page lists and free_factor
+    /// where the kernel's were before that event, as far as the trace's earlier events reveal them (refills,
+    /// allocations, frees, drains); <see cref="TraceReplayResult.Decisions"/> then measures Kmem's decisions from
+    /// the kernel's state. Changes the machine's state: the /proc files of an aligned replay are not a free run's.
+    /// Default false.</summary>
+    public bool Aligned { get; init; }
 }

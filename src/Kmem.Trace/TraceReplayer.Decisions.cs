@@ -140,11 +140,20 @@ public sealed partial class TraceReplayer
             case TraceEventKind.MmPagePcpuDrain:
                 if (_lastFree[cpu] >= 0)
                 {
-                    _frees[cpu][_lastFree[cpu]].KernelPages += 1 << e.Order;
+                    var f = _frees[cpu][_lastFree[cpu]];
+                    if (_options.Aligned)
+                    {
+                        ModelDrain(cpu, e.Pfn, e.Order, e.MigrateType, f.KernelPages);
+                    }
+                    f.KernelPages += 1 << e.Order;
                 }
                 else
                 {
                     _unattributedDrains++;
+                    if (_options.Aligned)
+                    {
+                        ModelDrain(cpu, e.Pfn, e.Order, e.MigrateType, -1);
+                    }
                 }
                 break;
             case TraceEventKind.MmPageAlloc:
@@ -181,15 +190,17 @@ public sealed partial class TraceReplayer
     }
 
     // The kernel's decision for a page allocation, taken from the events before it (called by PageAlloc).
-    private (sbyte Refill, bool Steal, bool Ownership) KernelPageDecision(ref TraceEvent e, int cpu)
+    private (sbyte Refill, bool Steal, bool Ownership, int Blocks) KernelPageDecision(ref TraceEvent e, int cpu)
     {
         var burst = _bursts[cpu];
         sbyte refill;
         (bool Yes, bool Ownership) steal;
+        int blocks = 0;
         if (burst.Open && burst.Pfns[0] == e.Pfn)
         {
             refill = 1;
             steal = burst.Steal;
+            blocks = burst.Pfns.Count;
             burst.Close();
         }
         else
@@ -199,7 +210,7 @@ public sealed partial class TraceReplayer
         }
         _steal[cpu] = default;
         _directPfn[cpu] = ulong.MaxValue;
-        return (refill, steal.Yes, steal.Ownership);
+        return (refill, steal.Yes, steal.Ownership, blocks);
     }
 
     // A burst no allocation claimed: alloc_pages_bulk took pages from the list (vmalloc's pages). Kmem takes
@@ -207,6 +218,10 @@ public sealed partial class TraceReplayer
     private void FinishBulk(int cpu)
     {
         var burst = _bursts[cpu];
+        if (_options.Aligned)
+        {
+            ModelBulk(cpu, burst.Pfns[0], burst.Order, burst.Mt);
+        }
         if (burst.Order == 0)
         {
             _bulkBursts++;

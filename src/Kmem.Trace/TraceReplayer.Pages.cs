@@ -39,7 +39,8 @@ public sealed partial class TraceReplayer
         {
             _pageMtMatches++;
         }
-        var (refill, steal, ownership) = _kmem is not null ? KernelPageDecision(ref e, cpu) : ((sbyte)-1, false, false);
+        var (refill, steal, ownership, blocks) = _kmem is not null ? KernelPageDecision(ref e, cpu) : ((sbyte)-1, false, false, 0);
+        var (modelBefore, modelFf) = _options.Aligned ? ModelAlloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
         var list = _pending[cpu];
         if (_pendingCount[cpu] == MaxPending)
         {
@@ -47,7 +48,7 @@ public sealed partial class TraceReplayer
             RemovePending(cpu, 0);
             ReplayPageAlloc(oldest);
         }
-        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership);
+        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf);
     }
 
     // Pending page allocations that waited long enough are ordinary page allocations.
@@ -140,6 +141,10 @@ public sealed partial class TraceReplayer
             FreeBlock(stale); // a frame of a bulk burst the bulk allocator left on the list, now allocated
         }
         int node = Node(p.Node);
+        if (_options.Aligned)
+        {
+            AlignForAlloc(p, _m.PageAllocator.Cpus.Current);
+        }
         _kmem?.Reset();
         var page = node >= 0 ? _m.AllocPagesNode(node, p.Gfp | Gfp.NoWarn, p.Order) : _m.AllocPages(p.Gfp | Gfp.NoWarn, p.Order);
         if (page.IsNull)
@@ -174,6 +179,14 @@ public sealed partial class TraceReplayer
     // A page free of the trace; Kmem's drain decision is set beside the kernel's once the drains that follow are read.
     private void PageFreeEvent(ulong pfn, int order, int cpu, long line)
     {
+        if (_options.Aligned)
+        {
+            if (_pages.TryGetValue(pfn, out var block))
+            {
+                AlignForFree(cpu, pfn, block.Page);
+            }
+            ModelFree(cpu, pfn, order);
+        }
         _kmem?.Reset();
         bool freed = PageFree(pfn, order, cpu);
         if (_kmem is not null)
@@ -252,7 +265,8 @@ public sealed partial class TraceReplayer
     /// <summary>A page allocation held back until it is known whether it is a slab page.</summary>
     /// <remarks>Line and the kernel's decisions: KernelRefill 1 refilled, 0 served from the list, -1 not a pcp decision.</remarks>
     private record struct PendingPage(ulong Pfn, int Order, Gfp Gfp, int Node, long Seq, int SlabAllocs,
-        long Line = 0, sbyte KernelRefill = -1, bool KernelSteal = false, bool KernelOwnership = false);
+        long Line = 0, sbyte KernelRefill = -1, bool KernelSteal = false, bool KernelOwnership = false,
+        int ModelBefore = -1, int ModelFf = -1);
 
     /// <summary>Kmem's block for a trace frame.</summary>
     private readonly record struct PageBlock(Page Page, int Order, bool Compound);

@@ -83,6 +83,10 @@ public sealed partial class TraceReplayer
         _cpuEvents = new long[machine.NrCpus];
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
         InitDecisions(machine.NrCpus);
+        if (_options.Aligned)
+        {
+            InitModel(machine.NrCpus);
+        }
         _slots.Add(null!); // slot 0: no cache (a failed allocation's placeholder)
     }
 

@@ -183,7 +183,7 @@ public sealed partial class TraceReplayer
         {
             burst.Growing = false;
         }
-        if (kind is not (TraceEventKind.MmPagePcpuDrain or TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched))
+        if (kind is not (TraceEventKind.MmPagePcpuDrain or TraceEventKind.MmPageFreeBatched))
         {
             ResolveFrees(cpu);
         }
@@ -330,22 +330,6 @@ public sealed partial class TraceReplayer
         _lastFree[cpu] = list.Count - 1;
     }
 
-    // The mm_page_free_batched of a frame its mm_page_free freed: the same free; drains after it are its.
-    private bool ClaimBatched(int cpu, ulong pfn)
-    {
-        var list = _frees[cpu];
-        for (int i = list.Count - 1; i >= 0; i--)
-        {
-            if (list[i].Pfn == pfn && !list[i].Batched)
-            {
-                list[i].Batched = true;
-                _lastFree[cpu] = i;
-                return true;
-            }
-        }
-        return false;
-    }
-
     private void ResolveFrees(int cpu)
     {
         var list = _frees[cpu];
@@ -475,6 +459,5 @@ public sealed partial class TraceReplayer
         public bool KmemFreed { get; } = kmemFreed;
         public int KmemDrained { get; } = kmemDrained;
         public int KernelPages { get; set; }
-        public bool Batched { get; set; }
     }
 }

@@ -176,6 +176,41 @@ public sealed partial class TraceReplayer
         }
     }
 
+    // mm_page_free events not yet given to Kmem, per CPU: a page freed as part of a list (free_unref_page_list)
+    // shows mm_page_free first and goes to the per-CPU list at its mm_page_free_batched, so a free waits until
+    // the next event on its CPU says which it was; any other event commits the waiting ones as single frees.
+    private readonly List<(ulong Pfn, int Order, long Line)>[] _deferred;
+
+    private void FlushDeferredFrees(int cpu, int count)
+    {
+        var list = _deferred[cpu];
+        for (int i = 0; i < count; i++)
+        {
+            var (pfn, order, line) = list[i];
+            PageFreeEvent(pfn, order, cpu, line);
+        }
+        list.RemoveRange(0, count);
+    }
+
+    // mm_page_free_batched: the commit of a waiting mm_page_free of the frame (counted once), the waiting frees
+    // before it being single ones; or a free of its own when none waits.
+    private void BatchedFree(ulong pfn, int order, int cpu, long line)
+    {
+        var list = _deferred[cpu];
+        int i = list.FindIndex(d => d.Pfn == pfn);
+        if (i < 0)
+        {
+            FlushDeferredFrees(cpu, list.Count);
+            PageFreeEvent(pfn, order, cpu, line);
+            return;
+        }
+        FlushDeferredFrees(cpu, i);
+        var (_, freeOrder, freeLine) = list[0];
+        list.RemoveAt(0);
+        _batchedOnce++;
+        PageFreeEvent(pfn, freeOrder, cpu, freeLine);
+    }
+
     // A page free of the trace; Kmem's drain decision is set beside the kernel's once the drains that follow are read.
     private void PageFreeEvent(ulong pfn, int order, int cpu, long line)
     {

@@ -80,6 +80,11 @@ public sealed partial class TraceReplayer
             _pending[i] = new PendingPage[MaxPending];
         }
         _pendingCount = new int[machine.NrCpus];
+        _deferred = new List<(ulong, int, long)>[machine.NrCpus];
+        for (int i = 0; i < _deferred.Length; i++)
+        {
+            _deferred[i] = [];
+        }
         _cpuEvents = new long[machine.NrCpus];
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
         InitDecisions(machine.NrCpus);
@@ -155,6 +160,10 @@ public sealed partial class TraceReplayer
                     AgePending(cpu);
                 }
                 _cpuEvents[cpu]++;
+                if (_deferred[cpu].Count != 0 && e.Kind is not (TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched))
+                {
+                    FlushDeferredFrees(cpu, _deferred[cpu].Count);
+                }
                 if (_kmem is not null)
                 {
                     BeforeEvent(ref e, cpu);
@@ -186,6 +195,13 @@ public sealed partial class TraceReplayer
             }
         }
         FlushAllPending();
+        for (int cpu = 0; cpu < _deferred.Length; cpu++)
+        {
+            using (_m.OnCpu(cpu))
+            {
+                FlushDeferredFrees(cpu, _deferred[cpu].Count);
+            }
+        }
         FinishDecisions();
         sw.Stop();
         var after = KmemConsequences();
@@ -212,15 +228,10 @@ public sealed partial class TraceReplayer
                 PageAlloc(ref e, cpu);
                 break;
             case TraceEventKind.MmPageFree:
-                PageFreeEvent(e.Pfn, e.Order, cpu, e.LineNumber);
+                _deferred[cpu].Add((e.Pfn, e.Order, e.LineNumber));
                 break;
             case TraceEventKind.MmPageFreeBatched:
-                if (ClaimBatched(cpu, e.Pfn))
-                {
-                    _batchedOnce++; // its mm_page_free already freed it (free_unref_page_list traces both)
-                    break;
-                }
-                PageFreeEvent(e.Pfn, e.Order, cpu, e.LineNumber);
+                BatchedFree(e.Pfn, e.Order, cpu, e.LineNumber);
                 break;
             case TraceEventKind.MmPageAllocZoneLocked:
                 if (e.PercpuRefill)

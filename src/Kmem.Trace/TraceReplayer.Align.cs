@@ -23,6 +23,7 @@ public sealed partial class TraceReplayer
 
     private int[] _model = [];
     private int[] _modelFf = [];
+    private int[] _modelTotal = [];
     private readonly Dictionary<ulong, byte> _frameMt = [];
 
     private void InitModel(int cpus)
@@ -31,6 +32,16 @@ public sealed partial class TraceReplayer
         _model = new int[cpus * zones * ModelOrders * ModelTypes];
         Array.Fill(_model, -1);
         _modelFf = new int[cpus * zones];
+        _modelTotal = new int[cpus * zones];
+        Array.Fill(_modelTotal, -1);
+    }
+
+    private void AddTotal(int fi, int pages)
+    {
+        if (_modelTotal[fi] >= 0)
+        {
+            _modelTotal[fi] = Math.Max(0, _modelTotal[fi] + pages);
+        }
     }
 
     private int ListIndex(int cpu, int zone, int order, int mt) => ((cpu * _m.PageAllocator.Zones.Length + zone) * ModelOrders + order) * ModelTypes + mt;
@@ -71,16 +82,19 @@ public sealed partial class TraceReplayer
         int ff = _modelFf[fi];
         _modelFf[fi] = ff >> 1;
         _model[li] = refill == 1 ? burstBlocks - 1 : before > 0 ? before - 1 : -1;
+        AddTotal(fi, refill == 1 ? (burstBlocks - 1) << order : -(1 << order));
         _frameMt[pfn] = (byte)mt;
         return (before, ff);
     }
 
     private void ModelBulk(int cpu, ulong pfn, int order, MigrateType mt)
     {
+        int zone = ZoneOfTracePfn(pfn).Index;
         if (order < ModelOrders && (int)mt < ModelTypes)
         {
-            _model[ListIndex(cpu, ZoneOfTracePfn(pfn).Index, order, (int)mt)] = -1;
+            _model[ListIndex(cpu, zone, order, (int)mt)] = -1;
         }
+        _modelTotal[cpu * _m.PageAllocator.Zones.Length + zone] = -1;
     }
 
     // A kernel page free of order <= 3 lands on its CPU's list (drains that follow are applied one by one).
@@ -91,14 +105,16 @@ public sealed partial class TraceReplayer
         {
             return;
         }
-        int li = ListIndex(cpu, ZoneOfTracePfn(pfn).Index, order, mt);
+        int zone = ZoneOfTracePfn(pfn).Index;
+        AddTotal(cpu * _m.PageAllocator.Zones.Length + zone, 1 << order);
+        int li = ListIndex(cpu, zone, order, mt);
         if (_model[li] >= 0)
         {
             _model[li]++;
         }
     }
 
-    private void ModelDrain(int cpu, ulong pfn, int order, MigrateType mt, int drainedSoFar)
+    private void ModelDrain(int cpu, ulong pfn, int order, MigrateType mt, int drainedSoFar, int freeOrder)
     {
         var zone = ZoneOfTracePfn(pfn);
         if (order < ModelOrders && (int)mt < ModelTypes)
@@ -109,11 +125,24 @@ public sealed partial class TraceReplayer
                 _model[li]--;
             }
         }
+        int fi = cpu * _m.PageAllocator.Zones.Length + zone.Index;
+        if (drainedSoFar == 0)
+        {
+            // The free that drains brought the count to high (it was below before it), unless it was a high-order
+            // free after a free without allocation (free_high): that one drains the whole count, whatever it was.
+            bool freeHigh = _modelFf[fi] != 0 && freeOrder > 0 && freeOrder < ModelOrders;
+            _modelTotal[fi] = freeHigh ? -1 : zone.Pcp[cpu].High;
+        }
+        AddTotal(fi, -(1 << order));
+        if (_modelTotal[fi] < 0 && drainedSoFar == 0 && _modelFf[fi] != 0 && freeOrder > 0)
+        {
+            _modelTotal[fi] = 0; // free_high: nr_pcp_free returned pcp->count, the lists are empty after it
+            return;
+        }
         // nr_pcp_free raises free_factor once per drain, when batch << free_factor is still below high - batch.
         if (drainedSoFar == 0)
         {
             var pcp = zone.Pcp[cpu];
-            int fi = cpu * _m.PageAllocator.Zones.Length + zone.Index;
             if ((pcp.Batch << _modelFf[fi]) < pcp.High - pcp.Batch)
             {
                 _modelFf[fi]++;
@@ -144,16 +173,11 @@ public sealed partial class TraceReplayer
     {
         var model = ZoneOfTracePfn(tracePfn);
         var zone = _m.PageAllocator.ZoneOf(kmemPage.RawPfn);
-        for (int order = 0; order < ModelOrders; order++)
+        int total = _modelTotal[cpu * _m.PageAllocator.Zones.Length + model.Index];
+        if (total >= 0)
         {
-            for (int mt = 0; mt < ModelTypes; mt++)
-            {
-                int n = _model[ListIndex(cpu, model.Index, order, mt)];
-                if (n >= 0)
-                {
-                    _m.PageAllocator.AlignPcpList(zone, cpu, order, mt, n);
-                }
-            }
+            int mt = (int)_m.PageAllocator.Mem.PageblockMigratetype(kmemPage.RawPfn);
+            _m.PageAllocator.AlignPcpCount(zone, cpu, total, mt < ModelTypes ? mt : 0);
         }
         Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[cpu * _m.PageAllocator.Zones.Length + model.Index]);
     }

@@ -143,7 +143,7 @@ public sealed partial class TraceReplayer
                     var f = _frees[cpu][_lastFree[cpu]];
                     if (_options.Aligned)
                     {
-                        ModelDrain(cpu, e.Pfn, e.Order, e.MigrateType, f.KernelPages);
+                        ModelDrain(cpu, e.Pfn, e.Order, e.MigrateType, f.KernelPages, f.Order);
                     }
                     f.KernelPages += 1 << e.Order;
                 }
@@ -152,7 +152,7 @@ public sealed partial class TraceReplayer
                     _unattributedDrains++;
                     if (_options.Aligned)
                     {
-                        ModelDrain(cpu, e.Pfn, e.Order, e.MigrateType, -1);
+                        ModelDrain(cpu, e.Pfn, e.Order, e.MigrateType, -1, 0);
                     }
                 }
                 break;
@@ -323,10 +323,10 @@ public sealed partial class TraceReplayer
     }
 
     // A page free: the kernel's drains are read from the events that follow; Kmem's outcome is known now.
-    private void OpenFree(int cpu, ulong pfn, long line, bool kmemFreed, int kmemDrained)
+    private void OpenFree(int cpu, ulong pfn, int order, long line, bool kmemFreed, int kmemDrained)
     {
         var list = _frees[cpu];
-        list.Add(new FreeDecision(pfn, line, kmemFreed, kmemDrained));
+        list.Add(new FreeDecision(pfn, order, line, kmemFreed, kmemDrained));
         _lastFree[cpu] = list.Count - 1;
     }
 
@@ -452,9 +452,10 @@ public sealed partial class TraceReplayer
     }
 
     /// <summary>A page free whose kernel drains are still being read.</summary>
-    private sealed class FreeDecision(ulong pfn, long line, bool kmemFreed, int kmemDrained)
+    private sealed class FreeDecision(ulong pfn, int order, long line, bool kmemFreed, int kmemDrained)
     {
         public ulong Pfn { get; } = pfn;
+        public int Order { get; } = order;
         public long Line { get; } = line;
         public bool KmemFreed { get; } = kmemFreed;
         public int KmemDrained { get; } = kmemDrained;

@@ -226,7 +226,7 @@ public sealed partial class TraceReplayer
         bool freed = PageFree(pfn, order, cpu);
         if (_kmem is not null)
         {
-            OpenFree(cpu, pfn, line, freed, _kmem.DrainPages);
+            OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);
         }
     }
 

@@ -61,6 +61,57 @@ internal sealed partial class PageAllocator
         }
     }
 
+    /// <summary>Makes CPU <paramref name="cpu"/>'s lists in <paramref name="zone"/> hold <paramref name="pages"/>
+    /// pages in all: order-0 blocks of <paramref name="mt"/> added, or blocks taken from the lists' tails in list
+    /// order; returns the count reached.</summary>
+    public int AlignPcpCount(Zone zone, int cpu, int pages, int mt)
+    {
+        var pcp = zone.Pcp[cpu];
+        if (Volatile.Read(ref pcp.Count) == pages)
+        {
+            return pages;
+        }
+        pcp.LockSpin();
+        try
+        {
+            lock (zone.Lock)
+            {
+                for (int pindex = 0; pindex < PerCpuPages.NrPcpLists && pcp.Count > pages; pindex++)
+                {
+                    int order = PerCpuPages.PindexToOrder(pindex, _mem.PageblockOrder);
+                    ref PfnList list = ref pcp.Lists[pindex];
+                    while (pcp.Count > pages && !list.IsEmpty)
+                    {
+                        uint pfn = list.Tail;
+                        list.Remove(_mem, pfn);
+                        ref PageFrame f = ref _mem.Frame(pfn);
+                        f.Flags = PageFlags.None;
+                        pcp.Count -= 1 << order;
+                        zone.FreeOnePage(pfn, order, f.MigrateType, toTail: false);
+                    }
+                }
+                ref PfnList add = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, 0)];
+                while (pcp.Count < pages)
+                {
+                    uint pfn = zone.Rmqueue(0, mt, AllocFlags.WmarkMin);
+                    if (pfn == PhysMem.NoPfn)
+                    {
+                        break;
+                    }
+                    _mem.Frame(pfn).Flags = PageFlags.Pcp;
+                    add.AddTail(_mem, pfn);
+                    zone.FreePages -= 1;
+                    pcp.Count += 1;
+                }
+            }
+            return pcp.Count;
+        }
+        finally
+        {
+            pcp.Unlock();
+        }
+    }
+
     /// <summary>Sets CPU <paramref name="cpu"/>'s free_factor in <paramref name="zone"/>.</summary>
     public static void AlignPcpFreeFactor(Zone zone, int cpu, int freeFactor)
     {

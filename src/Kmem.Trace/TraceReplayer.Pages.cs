@@ -39,7 +39,7 @@ public sealed partial class TraceReplayer
         {
             _pageMtMatches++;
         }
-        var (refill, steal, ownership, blocks) = _kmem is not null ? KernelPageDecision(ref e, cpu) : ((sbyte)-1, false, false, 0);
+        var (refill, steal, ownership, blocks) = KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? ModelAlloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
         var list = _pending[cpu];
         if (_pendingCount[cpu] == MaxPending)
@@ -180,6 +180,9 @@ public sealed partial class TraceReplayer
     // shows mm_page_free first and goes to the per-CPU list at its mm_page_free_batched, so a free waits until
     // the next event on its CPU says which it was; any other event commits the waiting ones as single frees.
     private readonly List<(ulong Pfn, int Order, long Line)>[] _deferred;
+    // Whether the CPU's last page-free event was an mm_page_free_batched: drains then belong to that commit, and the
+    // waiting mm_page_free events are the rest of its list, not single frees.
+    private readonly bool[] _afterBatched;
 
     private void FlushDeferredFrees(int cpu, int count)
     {

@@ -81,6 +81,7 @@ public sealed partial class TraceReplayer
         }
         _pendingCount = new int[machine.NrCpus];
         _deferred = new List<(ulong, int, long)>[machine.NrCpus];
+        _afterBatched = new bool[machine.NrCpus];
         for (int i = 0; i < _deferred.Length; i++)
         {
             _deferred[i] = [];
@@ -160,14 +161,12 @@ public sealed partial class TraceReplayer
                     AgePending(cpu);
                 }
                 _cpuEvents[cpu]++;
-                if (_deferred[cpu].Count != 0 && e.Kind is not (TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched))
+                if (_deferred[cpu].Count != 0 && e.Kind is not (TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched)
+                    && !(e.Kind == TraceEventKind.MmPagePcpuDrain && _afterBatched[cpu]))
                 {
                     FlushDeferredFrees(cpu, _deferred[cpu].Count);
                 }
-                if (_kmem is not null)
-                {
-                    BeforeEvent(ref e, cpu);
-                }
+                BeforeEvent(ref e, cpu); // the kernel's side: bursts (bulk pages are replayed with or without observers), drains
                 Dispatch(ref e, cpu);
                 if (reader.Events >= nextCall)
                 {
@@ -229,9 +228,11 @@ public sealed partial class TraceReplayer
                 break;
             case TraceEventKind.MmPageFree:
                 _deferred[cpu].Add((e.Pfn, e.Order, e.LineNumber));
+                _afterBatched[cpu] = false;
                 break;
             case TraceEventKind.MmPageFreeBatched:
                 BatchedFree(e.Pfn, e.Order, cpu, e.LineNumber);
+                _afterBatched[cpu] = true;
                 break;
             case TraceEventKind.MmPageAllocZoneLocked:
                 if (e.PercpuRefill)

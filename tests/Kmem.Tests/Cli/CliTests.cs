@@ -122,7 +122,11 @@ public sealed class CliTests : IDisposable
         var (code, stdout, stderr) = Kmem("replay", trace, "--proc", "meminfo");
         Assert.True(code == 0, stderr);
         Assert.Contains("# machine: x86_64, 512M, 2 CPUs, slub, seed 1", stdout, StringComparison.Ordinal); // MemTotal 466112 kB → 512M
-        Assert.Contains("kmalloc size class equal to the trace's bytes_alloc", stdout, StringComparison.Ordinal);
+        Assert.Contains("kmalloc size class (size_index) equal to the trace's bytes_alloc", stdout, StringComparison.Ordinal);
+        Assert.Contains("decision by decision (aligned", stdout, StringComparison.Ordinal);
+        Assert.Contains("decision by decision (free-running", stdout, StringComparison.Ordinal);
+        Assert.Matches(@"
+  pcp_refill +[0-9,]+ ", stdout);
         Assert.Contains("busiest slab caches", stdout, StringComparison.Ordinal);
         Assert.Contains("# /proc/meminfo\nMemTotal:", stdout, StringComparison.Ordinal);
         Assert.Equal("", stderr);

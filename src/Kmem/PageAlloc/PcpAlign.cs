@@ -33,12 +33,7 @@ internal sealed partial class PageAllocator
             {
                 for (; have > blocks; have--)
                 {
-                    uint pfn = list.Tail;
-                    list.Remove(_mem, pfn);
-                    ref PageFrame f = ref _mem.Frame(pfn);
-                    f.Flags = PageFlags.None;
-                    pcp.Count -= 1 << order;
-                    zone.FreeOnePage(pfn, order, f.MigrateType, toTail: false);
+                    ReturnTail(zone, pcp, ref list, order);
                 }
                 for (; have < blocks; have++)
                 {
@@ -82,12 +77,7 @@ internal sealed partial class PageAllocator
                     ref PfnList list = ref pcp.Lists[pindex];
                     while (pcp.Count > pages && !list.IsEmpty)
                     {
-                        uint pfn = list.Tail;
-                        list.Remove(_mem, pfn);
-                        ref PageFrame f = ref _mem.Frame(pfn);
-                        f.Flags = PageFlags.None;
-                        pcp.Count -= 1 << order;
-                        zone.FreeOnePage(pfn, order, f.MigrateType, toTail: false);
+                        ReturnTail(zone, pcp, ref list, order);
                     }
                 }
                 ref PfnList add = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, 0)];
@@ -110,6 +100,17 @@ internal sealed partial class PageAllocator
         {
             pcp.Unlock();
         }
+    }
+
+    /// <summary>The list's tail block back to the buddy lists. Caller holds the pcp lock and zone->lock.</summary>
+    private void ReturnTail(Zone zone, PerCpuPages pcp, ref PfnList list, int order)
+    {
+        uint pfn = list.Tail;
+        list.Remove(_mem, pfn);
+        ref PageFrame f = ref _mem.Frame(pfn);
+        f.Flags = PageFlags.None;
+        pcp.Count -= 1 << order;
+        zone.FreeOnePage(pfn, order, f.MigrateType, toTail: false);
     }
 
     /// <summary>Sets CPU <paramref name="cpu"/>'s free_factor in <paramref name="zone"/>.</summary>

@@ -24,8 +24,9 @@ public static class ReplayCommand
     /// <param name="Busiest">How many of the busiest caches the text lists.</param>
     /// <param name="Map">--map FILE.png, or null.</param>
     /// <param name="MapEvery">--map-every N, or null.</param>
+    /// <param name="Mismatches">--mismatches N: list the first N disagreements of each decision kind.</param>
     public sealed record Request(string Trace, MachineChoice Machine, IReadOnlyList<string> Proc, string? Until,
-        bool CompareProc, bool SkipBad, bool Json, int Busiest, string? Map = null, long? MapEvery = null);
+        bool CompareProc, bool SkipBad, bool Json, int Busiest, string? Map = null, long? MapEvery = null, int Mismatches = 0);
 
     /// <summary>Creates the subcommand.</summary>
     public static Command Create(CliContext ctx)
@@ -38,6 +39,7 @@ public static class ReplayCommand
         var skipBad = new Option<bool>("--skip-bad") { Description = "count malformed lines instead of stopping at the first (exit code 0)" };
         var json = new Option<bool>("--json") { Description = "print one JSON object on stdout instead of text (with --map, its \"maps\" lists the pictures written)" };
         var map = new Option<string?>("--map") { Description = "write a picture of physical memory (a cell per page frame coloured by its use, zones marked, a legend) where the replay ends, as a PNG file", HelpName = "FILE.png" };
+        var mismatches = CliValues.Whole(new Option<int>("--mismatches") { Description = "list the first N disagreements of each decision kind (Kmem's allocator against the kernel's), with their trace lines", HelpName = "N" }, 0);
         var mapEvery = CliValues.Whole(new Option<long?>("--map-every") { Description = "with --map, also write FILE-000001.png after N events, FILE-000002.png after 2N, … (markers count as events)", HelpName = "N" }, 1);
         var command = new Command("replay", "Replay a kernel trace on a Kmem machine and show what happened: events, fidelity to the traced kernel, busiest caches, /proc files.")
         {
@@ -51,8 +53,10 @@ public static class ReplayCommand
         command.Options.Add(json);
         command.Options.Add(map);
         command.Options.Add(mapEvery);
+        command.Options.Add(mismatches);
         command.SetAction(parse => Run(ctx, new Request(parse.GetValue(trace)!, machine.Choose(parse), parse.GetValue(proc) ?? [], parse.GetValue(until),
-            parse.GetValue(compareProc), parse.GetValue(skipBad), parse.GetValue(json), 10, parse.GetValue(map), parse.GetValue(mapEvery))));
+            parse.GetValue(compareProc), parse.GetValue(skipBad), parse.GetValue(json), 10, parse.GetValue(map), parse.GetValue(mapEvery),
+            Math.Max(0, parse.GetValue(mismatches)))));
         return command;
     }
 
@@ -67,6 +71,20 @@ public static class ReplayCommand
     /// <summary>--until MARKER.</summary>
     public static Option<string?> UntilOption() =>
         new("--until") { Description = "stop at the first trace marker (tracing_mark_write) containing MARKER; a MARKER no marker of the trace contains is bad input (exit code 1, the trace's markers listed)", HelpName = "MARKER" };
+
+    /// <summary>The same trace again on a fresh machine of the same options, aligned to the kernel's revealed
+    /// per-CPU list state before each decision (<see cref="TraceReplayOptions.Aligned"/>): only its decisions are kept.</summary>
+    private static TraceReplayResult ReplayAligned(CliContext ctx, Request req, string? until, int cpus)
+    {
+        using var reader = TraceReader.Open(req.Trace, new TraceReaderOptions { SkipBad = req.SkipBad, StopAtMarker = until });
+        using var m = TraceReplayer.Boot(req.Machine.Build(req.Trace, cpus));
+        return ReplayProgress.Run(ctx, "aligned replay", progress => new TraceReplayer(m, new TraceReplayOptions
+        {
+            Progress = progress,
+            Mismatches = req.Mismatches,
+            Aligned = true,
+        }).Replay(reader));
+    }
 
     /// <summary>Runs one replay and prints it.</summary>
     public static int Run(CliContext ctx, Request req)
@@ -109,7 +127,7 @@ public static class ReplayCommand
             Machine m;
             try
             {
-                m = Machine.Boot(req.Machine.Build(req.Trace, reader.Cpus));
+                m = TraceReplayer.Boot(req.Machine.Build(req.Trace, reader.Cpus));
             }
             catch (Exception e) when (e is UsageException or MachineOptionException)
             {
@@ -127,6 +145,7 @@ public static class ReplayCommand
                         Progress = progress,
                         SnapshotEvery = maps?.Every ?? 0,
                         Snapshot = maps is { Every: > 0 } ? maps.Snapshot : null,
+                        Mismatches = req.Mismatches,
                     }).Replay(reader));
                 }
                 catch (TraceFormatException e)
@@ -141,6 +160,15 @@ public static class ReplayCommand
                 {
                     // Replaying to the end instead would report a state the user did not ask for.
                     return ctx.Fail(CliContext.BadInput, TraceInput.NoSuchMarker(req.Trace, req.Until, reader));
+                }
+                TraceReplayResult? aligned;
+                try
+                {
+                    aligned = ReplayAligned(ctx, req, until, reader.Cpus);
+                }
+                catch (TraceFormatException e)
+                {
+                    return ctx.Fail(CliContext.BadInput, e.Message);
                 }
                 maps?.WriteFinal(m, r);
                 TraceProcComparison? cmp = null;
@@ -157,7 +185,7 @@ public static class ReplayCommand
                 {
                     ReplayReport.WriteJson(ctx.Out, j =>
                     {
-                        ReplayReport.WriteJsonFields(j, m, r, req.Proc);
+                        ReplayReport.WriteJsonFields(j, m, r, req.Proc, aligned);
                         if (maps is not null)
                         {
                             j.WriteStartArray("maps");
@@ -176,7 +204,7 @@ public static class ReplayCommand
                 }
                 else
                 {
-                    ReplayReport.WriteText(ctx.Out, m, r, req.Busiest);
+                    ReplayReport.WriteText(ctx.Out, m, r, req.Busiest, aligned);
                     if (maps is not null)
                     {
                         ctx.Out.WriteLine(maps.Written.Count == 1

@@ -13,7 +13,12 @@ public static class ReplayReport
     private static readonly CultureInfo s_inv = CultureInfo.InvariantCulture;
 
     /// <summary>The text summary: events, what drove the machine, fidelity, busiest caches.</summary>
-    public static void WriteText(TextWriter w, Machine m, TraceReplayResult r, int busiest = 10)
+    /// <param name="w">Where to write.</param>
+    /// <param name="m">The machine of the free run.</param>
+    /// <param name="r">The free run.</param>
+    /// <param name="busiest">How many caches to list.</param>
+    /// <param name="aligned">The aligned run of the same trace (its decisions), or null.</param>
+    public static void WriteText(TextWriter w, Machine m, TraceReplayResult r, int busiest = 10, TraceReplayResult? aligned = null)
     {
         string decoding = r.DecompressSeconds > 0 ? Inv($", {r.DecompressSeconds:F2} s of it decompressing") : "";
         w.WriteLine(Inv($"# kmem replay of {r.FileName}: {r.Events:N0} events in {r.Seconds:F2} s{decoding} ({r.EventsPerSecond / 1e6:F2} M events/s replayed from the text)"));
@@ -33,9 +38,18 @@ public static class ReplayReport
         w.WriteLine(Inv($"bad lines skipped: {r.BadLines:N0}; lost events: {r.LostEvents:N0}"));
         w.WriteLine(Inv($"slab memory: peak {r.SlabBytesPeak / 1024:N0} kB, end {r.SlabBytesEnd / 1024:N0} kB ({r.SlabPagesEnd:N0} pages, {r.ObjectsPerSlabPage:F1} objects per page), internal fragmentation {r.InternalFragmentation:P1}"));
         w.WriteLine();
-        w.WriteLine("fidelity");
-        w.WriteLine(Inv($"  kmalloc size class equal to the trace's bytes_alloc     {r.KmallocSizeClassMatch:P1} of {r.KmallocEvents:N0}"));
-        w.WriteLine(Inv($"  page migratetype from gfp_flags equal to the trace's     {r.PageMigratetypeMatch:P1} of {r.PageAllocEvents:N0}"));
+        if (aligned is not null)
+        {
+            WriteDecisions(w, aligned, "aligned: Kmem's per-CPU lists and free_factor put where the kernel's were before each decision");
+            w.WriteLine();
+        }
+        WriteDecisions(w, r, "free-running: Kmem's state evolves on its own");
+        w.WriteLine();
+        w.WriteLine("trace checks (true by construction on a genuine trace: not fidelity)");
+        w.WriteLine(Inv($"  kmalloc size class (size_index) equal to the trace's bytes_alloc   {r.KmallocSizeClassMatch:P1} of {r.KmallocEvents:N0}"));
+        w.WriteLine(Inv($"  migratetype of each event's gfp_flags equal to its own migratetype {r.PageMigratetypeMatch:P1} of {r.PageAllocEvents:N0}"));
+        w.WriteLine();
+        w.WriteLine("consequence totals");
         w.WriteLine($"  {"",-40} {"trace",10} {"kmem",10}");
         foreach (var (label, key) in ConsequenceRows)
         {
@@ -48,6 +62,30 @@ public static class ReplayReport
         foreach (var c in r.Caches.Take(busiest))
         {
             w.WriteLine(Inv($"  {c.Name,-34} {c.ObjectSize,8} {c.Allocations,10:N0} {c.Frees,10:N0} {c.Live,8:N0} {c.CallSites,6}"));
+        }
+    }
+
+    /// <summary>Kmem's own decisions against the kernel's, per kind, and the first disagreements when asked.</summary>
+    public static void WriteDecisions(TextWriter w, TraceReplayResult r, string mode)
+    {
+        if (r.Decisions.Count == 0)
+        {
+            return;
+        }
+        w.WriteLine($"fidelity: Kmem's own allocator against the kernel's, decision by decision ({mode})");
+        w.WriteLine($"  {"kind",-20} {"compared",10} {"matched",8} {"recall",8} {"precision",9} {"kernel yes",11} {"kmem yes",10} {"both",10} {"same amount",12}");
+        foreach (var (kind, d) in r.Decisions)
+        {
+            string amount = d.AmountCompared > 0 ? Inv($"{(double)d.AmountEqual / d.AmountCompared:P1}") : "-";
+            w.WriteLine(Inv($"  {kind,-20} {d.Compared,10:N0} {d.Ratio,8:P1} {d.Recall,8:P1} {d.Precision,9:P1} {d.KernelYes,11:N0} {d.KmemYes,10:N0} {d.BothYes,10:N0} {amount,12}"));
+        }
+        w.WriteLine(Inv($"  bulk allocator: {r.BulkRefillBursts:N0} refill bursts no allocation followed, {r.BulkPagesReplayed:N0} pages replayed; {r.UnattributedDrains:N0} drains after no page free (drain_all_pages); {r.BatchedFreesCountedOnce:N0} batched frees counted once"));
+        foreach (var (kind, d) in r.Decisions)
+        {
+            foreach (var mm in d.Mismatches)
+            {
+                w.WriteLine(Inv($"  mismatch {kind} line {mm.Line}: kernel {(mm.Kernel ? "yes" : "no")}, Kmem {(mm.Kmem ? "yes" : "no")}{(mm.Detail.Length > 0 ? "; " + mm.Detail : "")}"));
+            }
         }
     }
 
@@ -72,7 +110,7 @@ public static class ReplayReport
     }
 
     /// <summary>Writes the result's fields into an open JSON object.</summary>
-    public static void WriteJsonFields(Utf8JsonWriter j, Machine m, TraceReplayResult r, IEnumerable<string> proc)
+    public static void WriteJsonFields(Utf8JsonWriter j, Machine m, TraceReplayResult r, IEnumerable<string> proc, TraceReplayResult? aligned = null)
     {
         j.WriteString("trace", r.FileName);
         j.WriteStartObject("machine");
@@ -96,9 +134,35 @@ public static class ReplayReport
         }
         j.WriteNumber("stop_line", r.StopLine);
         j.WriteNumber("kmalloc_events", r.KmallocEvents);
-        j.WriteNumber("kmalloc_size_class_match", Math.Round(r.KmallocSizeClassMatch, 6));
         j.WriteNumber("page_alloc_events", r.PageAllocEvents);
-        j.WriteNumber("page_migratetype_match", Math.Round(r.PageMigratetypeMatch, 6));
+        j.WriteStartObject("trace_checks");
+        foreach (var (name, v) in r.TraceChecks)
+        {
+            j.WriteNumber(name, Math.Round(v, 6));
+        }
+        j.WriteEndObject();
+        if (aligned is not null)
+        {
+            WriteDecisionsJson(j, "decisions", aligned.Decisions);
+        }
+        WriteDecisionsJson(j, "decisions_free_running", r.Decisions);
+        j.WriteStartArray("decisions_by_phase");
+        for (int i = 0; i < r.DecisionsByPhase.Count; i++)
+        {
+            j.WriteStartObject();
+            j.WriteString("phase", r.DecisionsByPhase[i].Phase);
+            if (aligned is not null && i < aligned.DecisionsByPhase.Count)
+            {
+                WriteDecisionsJson(j, "decisions", aligned.DecisionsByPhase[i].Decisions);
+            }
+            WriteDecisionsJson(j, "decisions_free_running", r.DecisionsByPhase[i].Decisions);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+        j.WriteNumber("bulk_refill_bursts", r.BulkRefillBursts);
+        j.WriteNumber("bulk_pages_replayed", r.BulkPagesReplayed);
+        j.WriteNumber("unattributed_drains", r.UnattributedDrains);
+        j.WriteNumber("batched_frees_counted_once", r.BatchedFreesCountedOnce);
         j.WriteNumber("untracked_frees", r.UntrackedFrees);
         j.WriteNumber("untracked_page_frees", r.UntrackedPageFrees);
         j.WriteNumber("missed_frees", r.MissedFrees);
@@ -169,6 +233,41 @@ public static class ReplayReport
             j.WriteEndObject();
         }
         w.WriteLine(Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
+    private static void WriteDecisionsJson(Utf8JsonWriter j, string name, IReadOnlyDictionary<string, TraceDecision> decisions)
+    {
+        j.WriteStartObject(name);
+        foreach (var (kind, d) in decisions)
+        {
+            j.WriteStartObject(kind);
+            j.WriteNumber("compared", d.Compared);
+            j.WriteNumber("matched", d.Matched);
+            j.WriteNumber("ratio", Math.Round(d.Ratio, 6));
+            j.WriteNumber("recall", Math.Round(d.Recall, 6));
+            j.WriteNumber("precision", Math.Round(d.Precision, 6));
+            j.WriteNumber("kernel_yes", d.KernelYes);
+            j.WriteNumber("kmem_yes", d.KmemYes);
+            j.WriteNumber("both_yes", d.BothYes);
+            j.WriteNumber("amount_compared", d.AmountCompared);
+            j.WriteNumber("amount_equal", d.AmountEqual);
+            if (d.Mismatches.Count > 0)
+            {
+                j.WriteStartArray("mismatches");
+                foreach (var mm in d.Mismatches)
+                {
+                    j.WriteStartObject();
+                    j.WriteNumber("line", mm.Line);
+                    j.WriteBoolean("kernel", mm.Kernel);
+                    j.WriteBoolean("kmem", mm.Kmem);
+                    j.WriteString("detail", mm.Detail);
+                    j.WriteEndObject();
+                }
+                j.WriteEndArray();
+            }
+            j.WriteEndObject();
+        }
+        j.WriteEndObject();
     }
 
     private static void WriteCounts(Utf8JsonWriter j, string name, IReadOnlyDictionary<string, long> counts)

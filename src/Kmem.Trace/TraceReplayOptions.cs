@@ -25,4 +25,15 @@ public sealed class TraceReplayOptions
     /// Page allocations the replayer still holds back (at most 8 per CPU, for at most 64 of that CPU's events,
     /// while it finds out whether they are slab pages) are not in the machine yet. Null: none.</summary>
     public Action<TraceReplayer>? Snapshot { get; init; }
+
+    /// <summary>Keep the first this many disagreements of each decision kind, with their trace lines
+    /// (<see cref="TraceDecision.Mismatches"/>). Default 0.</summary>
+    public int Mismatches { get; init; }
+
+    /// <summary>Aligned decisions: before Kmem decides for an event, put its per-CPU page lists and free_factor
+    /// where the kernel's were before that event, as far as the trace's earlier events reveal them (refills,
+    /// allocations, frees, drains); <see cref="TraceReplayResult.Decisions"/> then measures Kmem's decisions from
+    /// the kernel's state. Changes the machine's state: the /proc files of an aligned replay are not a free run's.
+    /// Default false.</summary>
+    public bool Aligned { get; init; }
 }

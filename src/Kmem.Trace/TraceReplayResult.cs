@@ -150,4 +150,66 @@ public sealed class TraceReplayResult
 
     /// <summary>The caches the replay used, busiest (most allocations) first.</summary>
     public required IReadOnlyList<TraceCacheUse> Caches { get; init; }
+
+    /// <summary>Kmem's own decisions against the kernel's, by kind (pcp_refill, pcp_drain, zone, fallback,
+    /// fallback_ownership, new_slab, slab_freed), with Kmem's state evolving on its own; empty when the machine
+    /// was not booted by <see cref="TraceReplayer.Boot"/> (nothing observed Kmem's allocators).</summary>
+    public IReadOnlyDictionary<string, TraceDecision> Decisions { get; init; } = new Dictionary<string, TraceDecision>();
+
+    /// <summary><see cref="Decisions"/> phase by phase (boot, then each <c>PHASE</c> marker).</summary>
+    public IReadOnlyList<TraceDecisionPhase> DecisionsByPhase { get; init; } = [];
+
+    /// <summary>Checks of the trace against itself and of Kmem's tables that cannot measure Kmem's choices:
+    /// page_migratetype_match (gfp_migratetype of an event's gfp_flags against its own migratetype),
+    /// kmalloc_size_class_match (the size_index table). Shares, 0..1.</summary>
+    public IReadOnlyDictionary<string, double> TraceChecks { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>Refill bursts no mm_page_alloc followed (the bulk page allocator, alloc_pages_bulk, which takes
+    /// pages from the per-CPU lists without that event), and the order-0 pages replayed for them.</summary>
+    public long BulkRefillBursts { get; init; }
+
+    /// <summary>Pages the replay allocated for <see cref="BulkRefillBursts"/>.</summary>
+    public long BulkPagesReplayed { get; init; }
+
+    /// <summary>mm_page_pcpu_drain events that followed no page free on their CPU (drain_all_pages, a CPU's
+    /// lists drained from a worker): no per-free decision to compare them with.</summary>
+    public long UnattributedDrains { get; init; }
+
+    /// <summary>mm_page_free_batched events of a frame its mm_page_free had already freed (6.1 traces both for a
+    /// page freed as part of a list): counted once.</summary>
+    public long BatchedFreesCountedOnce { get; init; }
 }
+
+/// <summary>One disagreement between Kmem's decision and the kernel's.</summary>
+/// <param name="Line">The trace line of the event whose decision it was.</param>
+/// <param name="Kernel">The kernel's answer (did the thing the kind names).</param>
+/// <param name="Kmem">Kmem's answer.</param>
+/// <param name="Detail">What each side did, briefly (amounts, zones).</param>
+public readonly record struct TraceMismatch(long Line, bool Kernel, bool Kmem, string Detail);
+
+/// <summary>Kmem's decisions of one kind set against the kernel's, over the events where both decided.</summary>
+/// <param name="Compared">Events where the kernel and Kmem both made this decision.</param>
+/// <param name="Matched">Events where they decided alike.</param>
+/// <param name="KernelYes">Events where the kernel did what the kind names (refilled, drained, stole, …).</param>
+/// <param name="KmemYes">Events where Kmem did.</param>
+/// <param name="BothYes">Events where both did.</param>
+/// <param name="AmountCompared">Events where both did and the amount is known on both sides (blocks refilled, pages drained).</param>
+/// <param name="AmountEqual">Of those, the events where the amounts are equal.</param>
+/// <param name="Mismatches">The first disagreements (as many as <see cref="TraceReplayOptions.Mismatches"/> asks).</param>
+public sealed record TraceDecision(long Compared, long Matched, long KernelYes, long KmemYes, long BothYes,
+    long AmountCompared, long AmountEqual, IReadOnlyList<TraceMismatch> Mismatches)
+{
+    /// <summary>Matched / Compared (0 when nothing was compared).</summary>
+    public double Ratio => Compared > 0 ? (double)Matched / Compared : 0;
+
+    /// <summary>BothYes / KernelYes: how many of the kernel's "yes" Kmem also made (0 when the kernel made none).</summary>
+    public double Recall => KernelYes > 0 ? (double)BothYes / KernelYes : 0;
+
+    /// <summary>BothYes / KmemYes: how many of Kmem's "yes" the kernel also made (0 when Kmem made none).</summary>
+    public double Precision => KmemYes > 0 ? (double)BothYes / KmemYes : 0;
+}
+
+/// <summary>The decisions of one phase of the trace: <c>boot</c> up to the first <c>PHASE</c> marker, then one per marker.</summary>
+/// <param name="Phase">boot, or the marker's text after <c>PHASE </c>.</param>
+/// <param name="Decisions">By kind, as <see cref="TraceReplayResult.Decisions"/>.</param>
+public sealed record TraceDecisionPhase(string Phase, IReadOnlyDictionary<string, TraceDecision> Decisions);

@@ -39,6 +39,8 @@ public sealed partial class TraceReplayer
         {
             _pageMtMatches++;
         }
+        var (refill, steal, ownership, blocks) = KernelPageDecision(ref e, cpu);
+        var (modelBefore, modelFf) = _options.Aligned ? ModelAlloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
         var list = _pending[cpu];
         if (_pendingCount[cpu] == MaxPending)
         {
@@ -46,7 +48,7 @@ public sealed partial class TraceReplayer
             RemovePending(cpu, 0);
             ReplayPageAlloc(oldest);
         }
-        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0);
+        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf);
     }
 
     // Pending page allocations that waited long enough are ordinary page allocations.
@@ -70,7 +72,7 @@ public sealed partial class TraceReplayer
     }
 
     // A slab object at trace address ptr was allocated on this CPU: a pending frame holding it is a slab page.
-    private void MatchPending(int cpu, ulong ptr)
+    private bool MatchPending(int cpu, ulong ptr)
     {
         var list = _pending[cpu];
         for (int i = 0; i < _pendingCount[cpu]; i++)
@@ -96,10 +98,11 @@ public sealed partial class TraceReplayer
                 _slabPages[p.Pfn] = p.Order;
                 _slabPageAllocs++;
                 RemovePending(cpu, i);
-                return;
+                return true;
             }
             p.SlabAllocs++;
         }
+        return false;
     }
 
     private void Vote(ulong candidate)
@@ -131,15 +134,27 @@ public sealed partial class TraceReplayer
     {
         if (_pages.Remove(p.Pfn, out var stale))
         {
-            _missedFrees++;
-            FreeBlock(stale);
+            if (!_bulkPfns.Remove(p.Pfn))
+            {
+                _missedFrees++;
+            }
+            FreeBlock(stale); // a frame of a bulk burst the bulk allocator left on the list, now allocated
         }
         int node = Node(p.Node);
+        if (_options.Aligned)
+        {
+            AlignForAlloc(p, _m.PageAllocator.Cpus.Current);
+        }
+        _kmem?.Reset();
         var page = node >= 0 ? _m.AllocPagesNode(node, p.Gfp | Gfp.NoWarn, p.Order) : _m.AllocPages(p.Gfp | Gfp.NoWarn, p.Order);
         if (page.IsNull)
         {
             _kmemFailures++;
             return;
+        }
+        if (_kmem is not null)
+        {
+            DecidePageAlloc(p, page);
         }
         _pagesReplayed++;
         _pages[p.Pfn] = new PageBlock(page, p.Order, (p.Gfp & Gfp.Comp) != 0);
@@ -161,12 +176,71 @@ public sealed partial class TraceReplayer
         }
     }
 
-    private void PageFree(ulong pfn, int order, int cpu)
+    // mm_page_free events not yet given to Kmem, per CPU: a page freed as part of a list (free_unref_page_list)
+    // shows mm_page_free first and goes to the per-CPU list at its mm_page_free_batched, so a free waits until
+    // the next event on its CPU says which it was; any other event commits the waiting ones as single frees.
+    private readonly List<(ulong Pfn, int Order, long Line)>[] _deferred;
+    // Whether the CPU's last page-free event was an mm_page_free_batched: drains then belong to that commit, and the
+    // waiting mm_page_free events are the rest of its list, not single frees.
+    private readonly bool[] _afterBatched;
+
+    private void FlushDeferredFrees(int cpu, int count)
+    {
+        var list = _deferred[cpu];
+        for (int i = 0; i < count; i++)
+        {
+            var (pfn, order, line) = list[i];
+            PageFreeEvent(pfn, order, cpu, line);
+        }
+        list.RemoveRange(0, count);
+    }
+
+    // mm_page_free_batched: the commit of a waiting mm_page_free of the frame (counted once), the waiting frees
+    // before it being single ones; or a free of its own when none waits.
+    private void BatchedFree(ulong pfn, int order, int cpu, long line)
+    {
+        var list = _deferred[cpu];
+        int i = list.FindIndex(d => d.Pfn == pfn);
+        if (i < 0)
+        {
+            FlushDeferredFrees(cpu, list.Count);
+            PageFreeEvent(pfn, order, cpu, line);
+            return;
+        }
+        FlushDeferredFrees(cpu, i);
+        var (_, freeOrder, freeLine) = list[0];
+        list.RemoveAt(0);
+        _batchedOnce++;
+        PageFreeEvent(pfn, freeOrder, cpu, freeLine);
+    }
+
+    // A page free of the trace; Kmem's drain decision is set beside the kernel's once the drains that follow are read.
+    private void PageFreeEvent(ulong pfn, int order, int cpu, long line)
+    {
+        if (_options.Aligned)
+        {
+            if (_pages.TryGetValue(pfn, out var block))
+            {
+                AlignForFree(cpu, pfn, block.Page);
+            }
+            ModelFree(cpu, pfn, order);
+        }
+        _kmem?.Reset();
+        bool freed = PageFree(pfn, order, cpu);
+        if (_kmem is not null)
+        {
+            OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);
+        }
+    }
+
+    // Returns whether Kmem freed a page for it (not for a slab frame or a frame never allocated in the trace).
+    private bool PageFree(ulong pfn, int order, int cpu)
     {
         if (_slabPages.Remove(pfn))
         {
-            return; // a slab page (or large kmalloc) the trace's slab layer gave back: Kmem's own slab layer decides
+            return false; // a slab page (or large kmalloc) the trace's slab layer gave back: Kmem's own slab layer decides
         }
+        _bulkPfns.Remove(pfn);
         var list = _pending[cpu];
         for (int i = 0; i < _pendingCount[cpu]; i++)
         {
@@ -188,7 +262,7 @@ public sealed partial class TraceReplayer
             {
                 SplitAndFree(pfn, block, pfn, order);
             }
-            return;
+            return true;
         }
         // Part of a larger block (split_page, alloc_pages_exact): find the block that holds the frame.
         for (int k = 1; k < Machine.MaxOrder; k++)
@@ -198,10 +272,11 @@ public sealed partial class TraceReplayer
             {
                 _pages.Remove(head);
                 SplitAndFree(head, block, pfn, order);
-                return;
+                return true;
             }
         }
         _untrackedPageFrees++;
+        return false;
     }
 
     // Splits a non-compound block into order-0 pages, as split_page does, and frees [pfn, pfn + 2^order).
@@ -226,7 +301,10 @@ public sealed partial class TraceReplayer
     private void FreeBlock(PageBlock block) => _m.FreePages(block.Page, block.Order);
 
     /// <summary>A page allocation held back until it is known whether it is a slab page.</summary>
-    private record struct PendingPage(ulong Pfn, int Order, Gfp Gfp, int Node, long Seq, int SlabAllocs);
+    /// <remarks>Line and the kernel's decisions: KernelRefill 1 refilled, 0 served from the list, -1 not a pcp decision.</remarks>
+    private record struct PendingPage(ulong Pfn, int Order, Gfp Gfp, int Node, long Seq, int SlabAllocs,
+        long Line = 0, sbyte KernelRefill = -1, bool KernelSteal = false, bool KernelOwnership = false,
+        int ModelBefore = -1, int ModelFf = -1);
 
     /// <summary>Kmem's block for a trace frame.</summary>
     private readonly record struct PageBlock(Page Page, int Order, bool Compound);

@@ -80,7 +80,19 @@ public sealed partial class TraceReplayer
             _pending[i] = new PendingPage[MaxPending];
         }
         _pendingCount = new int[machine.NrCpus];
+        _deferred = new List<(ulong, int, long)>[machine.NrCpus];
+        _afterBatched = new bool[machine.NrCpus];
+        for (int i = 0; i < _deferred.Length; i++)
+        {
+            _deferred[i] = [];
+        }
         _cpuEvents = new long[machine.NrCpus];
+        _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
+        InitDecisions(machine.NrCpus);
+        if (_options.Aligned)
+        {
+            InitModel(machine.NrCpus);
+        }
         _slots.Add(null!); // slot 0: no cache (a failed allocation's placeholder)
     }
 
@@ -149,6 +161,12 @@ public sealed partial class TraceReplayer
                     AgePending(cpu);
                 }
                 _cpuEvents[cpu]++;
+                if (_deferred[cpu].Count != 0 && e.Kind is not (TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched)
+                    && !(e.Kind == TraceEventKind.MmPagePcpuDrain && _afterBatched[cpu]))
+                {
+                    FlushDeferredFrees(cpu, _deferred[cpu].Count);
+                }
+                BeforeEvent(ref e, cpu); // the kernel's side: bursts (bulk pages are replayed with or without observers), drains
                 Dispatch(ref e, cpu);
                 if (reader.Events >= nextCall)
                 {
@@ -176,6 +194,14 @@ public sealed partial class TraceReplayer
             }
         }
         FlushAllPending();
+        for (int cpu = 0; cpu < _deferred.Length; cpu++)
+        {
+            using (_m.OnCpu(cpu))
+            {
+                FlushDeferredFrees(cpu, _deferred[cpu].Count);
+            }
+        }
+        FinishDecisions();
         sw.Stop();
         var after = KmemConsequences();
         return BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
@@ -189,20 +215,24 @@ public sealed partial class TraceReplayer
                 CacheAlloc(ref e, cpu);
                 break;
             case TraceEventKind.KmemCacheFree:
-                Free(e.Ptr, e.Name);
+                Free(e.Ptr, e.Name, cpu, e.LineNumber);
                 break;
             case TraceEventKind.Kmalloc:
                 KmallocEvent(ref e, cpu);
                 break;
             case TraceEventKind.Kfree:
-                Free(e.Ptr, null);
+                Free(e.Ptr, null, cpu, e.LineNumber);
                 break;
             case TraceEventKind.MmPageAlloc:
                 PageAlloc(ref e, cpu);
                 break;
             case TraceEventKind.MmPageFree:
+                _deferred[cpu].Add((e.Pfn, e.Order, e.LineNumber));
+                _afterBatched[cpu] = false;
+                break;
             case TraceEventKind.MmPageFreeBatched:
-                PageFree(e.Pfn, e.Order, cpu);
+                BatchedFree(e.Pfn, e.Order, cpu, e.LineNumber);
+                _afterBatched[cpu] = true;
                 break;
             case TraceEventKind.MmPageAllocZoneLocked:
                 if (e.PercpuRefill)
@@ -275,10 +305,7 @@ public sealed partial class TraceReplayer
             _traceFailures++;
             return;
         }
-        if (_pendingCount[cpu] != 0)
-        {
-            MatchPending(cpu, e.Ptr);
-        }
+        bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
         // One hash lookup for the address: the entry is filled in below (nothing in between touches _objects).
         ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
         if (live)
@@ -286,6 +313,7 @@ public sealed partial class TraceReplayer
             _missedFrees++;
             Release(e.Ptr, entry);
         }
+        _kmem?.Reset();
         nint p = _m.KmallocNode((nuint)e.BytesReq, e.Gfp | Gfp.NoWarn, Node(e.Node));
         _kmallocEvents++;
         if (p == 0)
@@ -293,6 +321,10 @@ public sealed partial class TraceReplayer
             _kmemFailures++;
             entry = default;
             return;
+        }
+        if (_kmem is not null && e.BytesAlloc <= Machine.KmallocMaxCacheSize)
+        {
+            Decide(Kind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, $"kmalloc-{e.BytesAlloc}");
         }
         ulong ks = _m.Ksize(p);
         if (ks == e.BytesAlloc)
@@ -315,10 +347,7 @@ public sealed partial class TraceReplayer
             _traceFailures++;
             return;
         }
-        if (_pendingCount[cpu] != 0)
-        {
-            MatchPending(cpu, e.Ptr);
-        }
+        bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
         // One hash lookup for the address, as for kmalloc (SiteOf and Release leave _objects alone).
         ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
         if (live)
@@ -328,12 +357,17 @@ public sealed partial class TraceReplayer
         }
         var site = SiteOf(ref e);
         var slot = site.Target;
+        _kmem?.Reset();
         nint p = _m.KmemCacheAllocNode(slot.Cache!, e.Gfp | Gfp.NoWarn, Node(e.Node));
         if (p == 0)
         {
             _kmemFailures++;
             entry = default;
             return;
+        }
+        if (_kmem is not null)
+        {
+            Decide(Kind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
         }
         slot.Allocs++;
         slot.Live++;
@@ -344,7 +378,7 @@ public sealed partial class TraceReplayer
         NotePeak();
     }
 
-    private void Free(ulong ptr, string? name)
+    private void Free(ulong ptr, string? name, int cpu, long line)
     {
         if (ptr <= (ulong)Machine.ZeroSizePtr)
         {
@@ -364,7 +398,12 @@ public sealed partial class TraceReplayer
         {
             NameSite(_sites[obj.Site], name);
         }
+        _kmem?.Reset();
         Release(ptr, obj);
+        if (_kmem is not null && obj.Ptr != 0 && _slots[obj.Slot].ObjectSize != 0)
+        {
+            _slabFree[cpu] = (true, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
+        }
     }
 
     // Gives an object back to Kmem (a placeholder of a failed allocation has nothing to give).
@@ -508,6 +547,17 @@ public sealed partial class TraceReplayer
             BytesRequested = _bytesReq,
             BytesAllocated = _bytesAlloc,
             Caches = caches,
+            Decisions = _kmem is null ? new Dictionary<string, TraceDecision>() : DecisionsOf(_phases.Select(p => p.Tally)),
+            DecisionsByPhase = _kmem is null ? [] : [.. _phases.Select(p => new TraceDecisionPhase(p.Phase, DecisionsOf([p.Tally])))],
+            TraceChecks = new SortedDictionary<string, double>(StringComparer.Ordinal)
+            {
+                ["kmalloc_size_class_match"] = _kmallocEvents > 0 ? (double)_kmallocMatches / _kmallocEvents : 0,
+                ["page_migratetype_match"] = _pageAllocEvents > 0 ? (double)_pageMtMatches / _pageAllocEvents : 0,
+            },
+            BulkRefillBursts = _bulkBursts,
+            BulkPagesReplayed = _bulkPages,
+            UnattributedDrains = _unattributedDrains,
+            BatchedFreesCountedOnce = _batchedOnce,
         };
     }
 

@@ -125,6 +125,21 @@ public sealed class MachineOptions
     /// <summary>Where kernel messages are echoed as they are logged (the console), or null.</summary>
     public TextWriter? Console { get; init; }
 
+    /// <summary>An observer of the page allocator's refills, drains and fallback steals (a trace replay's), or null.</summary>
+    internal PageAlloc.IPageAllocObserver? PageAllocObserver { get; private set; }
+
+    /// <summary>An observer of the slab layer's new and freed slabs (a trace replay's), or null.</summary>
+    internal Slab.ISlabObserver? SlabObserver { get; private set; }
+
+    /// <summary>A copy of these options whose machine reports its decisions to the observers (read once at boot).</summary>
+    internal MachineOptions WithObservers(PageAlloc.IPageAllocObserver? pageAlloc, Slab.ISlabObserver? slab)
+    {
+        var copy = (MachineOptions)MemberwiseClone();
+        copy.PageAllocObserver = pageAlloc;
+        copy.SlabObserver = slab;
+        return copy;
+    }
+
     /// <summary>Parses a size the way the kernel's memparse does: a number with an optional K, M, G or T suffix.</summary>
     /// <exception cref="FormatException">The text is not a size.</exception>
     public static long ParseSize(string text, string option)

@@ -213,6 +213,10 @@ internal sealed partial class PageAllocator
             }
             zone.FreePages -= (long)allocated << order;
             zone.Counters.Stats.PcpRefill += allocated;
+            if (Observer is { } observer && allocated > 0)
+            {
+                observer.PcpRefill(zone.Index, _cpus.Current, order, mt, allocated);
+            }
         }
         pcp.Count += allocated << order;
         return allocated > 0;

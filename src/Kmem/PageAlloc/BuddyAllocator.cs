@@ -247,6 +247,10 @@ internal sealed partial class Zone
             uint pfn = _freeList[current * MigrateTypes + fallbackMt].Head;
             StealSuitableFallback(pfn, flags, startMt, canSteal);
             Counters.Stats.AllocExtfrag++;
+            if (Node.Allocator.Observer is { } observer)
+            {
+                observer.Fallback(Index, order, current, startMt, fallbackMt, (int)_mem.PageblockMigratetype(pfn) == startMt);
+            }
             return true;
         }
         return false;

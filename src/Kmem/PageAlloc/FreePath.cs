@@ -305,6 +305,7 @@ internal sealed partial class PageAllocator
     {
         int minPindex = 0, maxPindex = PerCpuPages.NrPcpLists - 1;
         count = Math.Min(pcp.Count, count);
+        int countBefore = pcp.Count;
         pindex--;
         lock (zone.Lock)
         {
@@ -345,6 +346,10 @@ internal sealed partial class PageAllocator
                 }
                 while (count > 0 && !list.IsEmpty);
             }
+        }
+        if (Observer is { } observer && countBefore != pcp.Count)
+        {
+            observer.PcpDrain(zone.Index, Array.IndexOf(zone.Pcp, pcp), countBefore - pcp.Count);
         }
     }
 

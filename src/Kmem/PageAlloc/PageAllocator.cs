@@ -31,6 +31,7 @@ internal sealed partial class PageAllocator
         FaultAttr failPageAlloc, Action<KernelBugException> bug, Func<PageAllocator, IReclaimer>? reclaimer = null)
     {
         Options = options;
+        Observer = options.PageAllocObserver;
         Arch = arch;
         _mem = mem;
         _cpus = cpus;
@@ -57,6 +58,8 @@ internal sealed partial class PageAllocator
     }
 
     public MachineOptions Options { get; }
+    /// <summary>The observer of refills, drains and steals given at boot, or null.</summary>
+    public IPageAllocObserver? Observer { get; }
     public Arch Arch { get; }
     public PhysMem Mem => _mem;
     public CpuTopology Cpus => _cpus;

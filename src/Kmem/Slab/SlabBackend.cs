@@ -35,6 +35,8 @@ internal abstract class SlabBackend
     private protected const Gfp GfpSlabBugMask = Gfp.Dma32 | Gfp.HighMem | (Gfp)~((1u << 27) - 1);
 
     private protected readonly PageAllocator _pa;
+    /// <summary>The observer of new and freed slabs given at boot, or null.</summary>
+    private protected readonly ISlabObserver? _observer;
     private protected readonly PhysMem _mem;
     private protected readonly CpuTopology _cpus;
     private protected readonly KernelLog _log;
@@ -47,6 +49,7 @@ internal abstract class SlabBackend
     private protected SlabBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, int? seed = null)
     {
         _pa = pa;
+        _observer = pa.Options.SlabObserver;
         _mem = pa.Mem;
         _cpus = pa.Cpus;
         _log = log;

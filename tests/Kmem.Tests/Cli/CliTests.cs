@@ -82,8 +82,21 @@ public sealed class CliTests : IDisposable
         Assert.Equal(JsonValueKind.Object, root.ValueKind);
         Assert.Equal(30_000 - 12, root.GetProperty("events").GetInt64());
         Assert.True(root.GetProperty("events_per_second").GetDouble() > 0);
-        Assert.Equal(1.0, root.GetProperty("kmalloc_size_class_match").GetDouble());
-        Assert.Equal(1.0, root.GetProperty("page_migratetype_match").GetDouble());
+        var checks = root.GetProperty("trace_checks");
+        Assert.Equal(1.0, checks.GetProperty("kmalloc_size_class_match").GetDouble());
+        Assert.Equal(1.0, checks.GetProperty("page_migratetype_match").GetDouble());
+        var decisions = root.GetProperty("decisions_free_running");
+        foreach (string kind in new[] { "pcp_refill", "pcp_drain", "zone", "fallback", "fallback_ownership", "new_slab", "slab_freed" })
+        {
+            var d = decisions.GetProperty(kind);
+            long compared = d.GetProperty("compared").GetInt64(), kernelYes = d.GetProperty("kernel_yes").GetInt64(),
+                kmemYes = d.GetProperty("kmem_yes").GetInt64(), both = d.GetProperty("both_yes").GetInt64();
+            Assert.InRange(d.GetProperty("matched").GetInt64(), 0, compared);
+            Assert.True(both <= kernelYes && both <= kmemYes && kernelYes <= compared && kmemYes <= compared, kind);
+        }
+        // A 30,000-event slice of boot makes new slabs and page allocations on both sides.
+        Assert.True(decisions.GetProperty("new_slab").GetProperty("both_yes").GetInt64() > 0);
+        Assert.True(decisions.GetProperty("zone").GetProperty("compared").GetInt64() > 0);
         Assert.True(root.GetProperty("untracked_frees").GetInt64() >= 0);
         Assert.Equal(0, root.GetProperty("bad_lines").GetInt64());
         Assert.Equal(JsonValueKind.Object, root.GetProperty("unknown_events").ValueKind);
@@ -109,7 +122,11 @@ public sealed class CliTests : IDisposable
         var (code, stdout, stderr) = Kmem("replay", trace, "--proc", "meminfo");
         Assert.True(code == 0, stderr);
         Assert.Contains("# machine: x86_64, 512M, 2 CPUs, slub, seed 1", stdout, StringComparison.Ordinal); // MemTotal 466112 kB → 512M
-        Assert.Contains("kmalloc size class equal to the trace's bytes_alloc", stdout, StringComparison.Ordinal);
+        Assert.Contains("kmalloc size class (size_index) equal to the trace's bytes_alloc", stdout, StringComparison.Ordinal);
+        Assert.Contains("decision by decision (aligned", stdout, StringComparison.Ordinal);
+        Assert.Contains("decision by decision (free-running", stdout, StringComparison.Ordinal);
+        Assert.Matches(@"
+  pcp_refill +[0-9,]+ ", stdout);
         Assert.Contains("busiest slab caches", stdout, StringComparison.Ordinal);
         Assert.Contains("# /proc/meminfo\nMemTotal:", stdout, StringComparison.Ordinal);
         Assert.Equal("", stderr);

@@ -151,6 +151,7 @@ internal sealed unsafe partial class ArraySlab
     private void KmemFreepages(SlabFlags flags, uint pfn, int order)
     {
         AccountSlabPages(flags, pfn, -(1L << order));
+        _observer?.SlabFreed(pfn, order);
         _pa.FreePages(new Page(pfn), order);
     }
 

@@ -460,6 +460,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
             return PhysMem.NoPfn;
         }
         uint pfn = page.RawPfn;
+        _observer?.NewSlab(s, pfn, g.Order);
         var n = st.Nodes[NodeOf(pfn)];
         // colour_next advances before use and wraps at the colour count.
         uint colourOffset = g.Colour == 0 ? 0 : Interlocked.Increment(ref n.ColourNext) % (uint)g.Colour * g.ColourOff;

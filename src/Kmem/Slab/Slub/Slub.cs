@@ -471,6 +471,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
             }
         }
         uint pfn = page.RawPfn;
+        _observer?.NewSlab(s, pfn, order);
         nint start = _mem.PageAddress(pfn);
         if (s.IsDebug)
         {
@@ -540,6 +541,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     private void FreeSlabPages(SlabFlags flags, uint pfn, int order)
     {
         AccountSlabPages(flags, pfn, -(1L << order));
+        _observer?.SlabFreed(pfn, order);
         _pa.FreePages(new Page(pfn), order);
     }
 }

@@ -1,0 +1,124 @@
+// Setting one CPU's per-CPU list to a given length, and its free_factor to a given
+// value: what a trace replay uses to put Kmem's lists where a recorded kernel's
+// were (its refills, drains and frees reveal them), so the next decision is made
+// from the same state. No kernel counterpart. Blocks added come from the buddy lists
+// as rmqueue_bulk takes them; blocks removed go back from the tail as
+// free_pcppages_bulk gives them. The event counters (refills, drains) are left alone:
+// an alignment is not a decision. Lock order as everywhere: pcp lock, then zone->lock.
+using Kmem.Physical;
+
+namespace Kmem.PageAlloc;
+
+internal sealed partial class PageAllocator
+{
+    /// <summary>Makes CPU <paramref name="cpu"/>'s list of (order, migrate type) in <paramref name="zone"/> hold
+    /// <paramref name="blocks"/> blocks (fewer when the buddy lists run out); returns how many it holds.</summary>
+    public int AlignPcpList(Zone zone, int cpu, int order, int mt, int blocks)
+    {
+        var pcp = zone.Pcp[cpu];
+        pcp.LockSpin();
+        try
+        {
+            ref PfnList list = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, order)];
+            int have = 0;
+            for (uint p = list.Head; p != PhysMem.NoPfn; p = _mem.Frame(p).Next)
+            {
+                have++;
+            }
+            if (have == blocks)
+            {
+                return have;
+            }
+            lock (zone.Lock)
+            {
+                for (; have > blocks; have--)
+                {
+                    ReturnTail(zone, pcp, ref list, order);
+                }
+                for (; have < blocks; have++)
+                {
+                    uint pfn = zone.Rmqueue(order, mt, AllocFlags.WmarkMin);
+                    if (pfn == PhysMem.NoPfn)
+                    {
+                        break;
+                    }
+                    _mem.Frame(pfn).Flags = PageFlags.Pcp;
+                    list.AddTail(_mem, pfn);
+                    zone.FreePages -= 1L << order;
+                    pcp.Count += 1 << order;
+                }
+            }
+            return have;
+        }
+        finally
+        {
+            pcp.Unlock();
+        }
+    }
+
+    /// <summary>Makes CPU <paramref name="cpu"/>'s lists in <paramref name="zone"/> hold <paramref name="pages"/>
+    /// pages in all: order-0 blocks of <paramref name="mt"/> added, or blocks taken from the lists' tails in list
+    /// order; returns the count reached.</summary>
+    public int AlignPcpCount(Zone zone, int cpu, int pages, int mt)
+    {
+        var pcp = zone.Pcp[cpu];
+        if (Volatile.Read(ref pcp.Count) == pages)
+        {
+            return pages;
+        }
+        pcp.LockSpin();
+        try
+        {
+            lock (zone.Lock)
+            {
+                for (int pindex = 0; pindex < PerCpuPages.NrPcpLists && pcp.Count > pages; pindex++)
+                {
+                    int order = PerCpuPages.PindexToOrder(pindex, _mem.PageblockOrder);
+                    ref PfnList list = ref pcp.Lists[pindex];
+                    while (pcp.Count > pages && !list.IsEmpty)
+                    {
+                        ReturnTail(zone, pcp, ref list, order);
+                    }
+                }
+                ref PfnList add = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, 0)];
+                while (pcp.Count < pages)
+                {
+                    uint pfn = zone.Rmqueue(0, mt, AllocFlags.WmarkMin);
+                    if (pfn == PhysMem.NoPfn)
+                    {
+                        break;
+                    }
+                    _mem.Frame(pfn).Flags = PageFlags.Pcp;
+                    add.AddTail(_mem, pfn);
+                    zone.FreePages -= 1;
+                    pcp.Count += 1;
+                }
+            }
+            return pcp.Count;
+        }
+        finally
+        {
+            pcp.Unlock();
+        }
+    }
+
+    /// <summary>The list's tail block back to the buddy lists. Caller holds the pcp lock and zone->lock.</summary>
+    private void ReturnTail(Zone zone, PerCpuPages pcp, ref PfnList list, int order)
+    {
+        uint pfn = list.Tail;
+        list.Remove(_mem, pfn);
+        ref PageFrame f = ref _mem.Frame(pfn);
+        f.Flags = PageFlags.None;
+        pcp.Count -= 1 << order;
+        zone.FreeOnePage(pfn, order, f.MigrateType, toTail: false);
+    }
+
+    /// <summary>Sets CPU <paramref name="cpu"/>'s free_factor in <paramref name="zone"/>.</summary>
+    public static void AlignPcpFreeFactor(Zone zone, int cpu, int freeFactor)
+    {
+        var pcp = zone.Pcp[cpu];
+        pcp.LockSpin();
+        pcp.FreeFactor = freeFactor;
+        pcp.Unlock();
+    }
+}

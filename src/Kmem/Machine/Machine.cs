@@ -49,15 +49,11 @@ public sealed partial class Machine : IDisposable
             PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug);
             SlabLayer = options.Slab switch
             {
-                SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, SlubThreadCacheBytes(options, memoryBytes), Seed),
+                SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, Failslab, SlubThreadCacheBytes(options, memoryBytes), Seed),
                 SlabAllocator.Slob => new Slob(PageAllocator, Log, Bug),
-                SlabAllocator.Slab => new ArraySlab(PageAllocator, Log, Bug),
+                SlabAllocator.Slab => new ArraySlab(PageAllocator, Log, Bug, Failslab),
                 _ => null,
             };
-            if (SlabLayer is not null)
-            {
-                SlabLayer.Failslab = Failslab;
-            }
             Mm = new MmState(this, _mem, PageAllocator);
             PageAllocator.Reclaimer = Mm;
         }

@@ -78,7 +78,7 @@ public sealed partial class Machine
     /// <summary>get_order: the smallest order whose block holds <paramref name="size"/> bytes.</summary>
     /// <remarks>Exact for every size, the largest included (no rounding that could wrap): a size past what any
     /// zone can hold gives an order above MAX_ORDER, which the allocators then refuse.</remarks>
-    public static int GetOrder(nuint size) => PageOrder.GetOrder(size);
+    public static int GetOrder(nuint size) => PhysMem.GetOrder(size);
 
     /// <summary>split_page: turns a non-compound block into 2^order order-0 pages, each freed on its own.</summary>
     public void SplitPage(Page page, int order) => PageAllocator.SplitPage(page, order);

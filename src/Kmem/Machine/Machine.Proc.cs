@@ -23,7 +23,7 @@ public sealed partial class Machine : IProcSources
 
     /// <summary>The machine's /sys/kernel/slab: every SLUB cache's sysfs attributes in the kernel's text, and
     /// the links of merged caches. Only a machine booted with SLUB has it (<see cref="SysSlab.Available"/>).</summary>
-    public SysSlab SysSlab => _sysSlab ??= new SysSlab(this);
+    public SysSlab SysSlab => _sysSlab ??= new SysSlab(SlabLayer, Options.Slab, Arch, NrCpus, NrNodes);
 
     /// <summary>
     /// The machine's counters as System.Diagnostics.Metrics instruments of a meter named "Kmem": one per

@@ -17,7 +17,7 @@ public sealed partial class Machine
     public const uint KmallocMaxCacheSize = SlabBackend.KmallocMaxCacheSize;
 
     /// <summary>KMALLOC_MAX_SIZE: the largest size kmalloc can return (4 MiB).</summary>
-    public const nuint KmallocMaxSize = (nuint)1 << (MaxOrder + Physical.PhysMem.PageShift - 1);
+    public const nuint KmallocMaxSize = SlabBackend.KmallocMaxSize;
 
     private SlabBackend SlabOrThrow
     {
@@ -243,7 +243,7 @@ public sealed partial class Machine
     private static KmemCache CheckCache(KmemCache s)
     {
         ArgumentNullException.ThrowIfNull(s);
-        return s.IsDestroyed ? throw new ObjectDisposedException(s.Name, $"kmem_cache {s.Name} was destroyed") : s;
+        return s.ThrowIfDestroyed();
     }
 
     private int CheckNode(int node) => node >= -1 && node < NrNodes ? node

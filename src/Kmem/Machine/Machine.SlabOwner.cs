@@ -1,14 +1,11 @@
 // The slab layer's .NET memory owners on Machine: kmalloc and kmem_cache_alloc whose
 // object comes wrapped in a SlabMemoryOwner (a MemoryManager<byte>), so that it can
 // travel as Memory<byte> and is freed once when the owner is disposed. Works on every
-// backend, since the owner frees through the machine's own kfree / kmem_cache_free.
+// backend, since the owner frees through the slab allocator's kfree / kmem_cache_free.
 namespace Kmem;
 
 public sealed partial class Machine
 {
-    /// <summary>Whether <see cref="Dispose"/> has run (its memory is gone).</summary>
-    internal bool IsDisposed => Volatile.Read(ref _disposed);
-
     /// <summary><see cref="Kmalloc"/> wrapped in an owner: <paramref name="size"/> bytes as
     /// <see cref="Memory{T}"/>, given back with kfree when the owner is disposed.</summary>
     /// <param name="size">Bytes wanted, at most <see cref="KmallocMaxSize"/>; 0 gives an empty owner over
@@ -18,8 +15,9 @@ public sealed partial class Machine
     public SlabMemoryOwner? KmallocOwner(nuint size, Gfp gfp)
     {
         // Above KMALLOC_MAX_SIZE kmalloc fails (with its warning), so a block that exists fits an int.
-        nint p = SlabOrThrow.Kmalloc(size, gfp, -1);
-        return p == 0 ? null : new SlabMemoryOwner(this, null, p, checked((int)size));
+        var slab = SlabOrThrow;
+        nint p = slab.Kmalloc(size, gfp, -1);
+        return p == 0 ? null : new SlabMemoryOwner(slab, null, p, checked((int)size));
     }
 
     /// <summary><see cref="KmemCacheAlloc"/> wrapped in an owner: one object of <paramref name="s"/>
@@ -29,7 +27,8 @@ public sealed partial class Machine
     /// <exception cref="ObjectDisposedException">The cache was destroyed.</exception>
     public SlabMemoryOwner? KmemCacheAllocOwner(KmemCache s, Gfp gfp)
     {
-        nint p = SlabOrThrow.Alloc(CheckCache(s), gfp, -1);
-        return p == 0 ? null : new SlabMemoryOwner(this, s, p, (int)s.ObjectSize);
+        var slab = SlabOrThrow;
+        nint p = slab.Alloc(CheckCache(s), gfp, -1);
+        return p == 0 ? null : new SlabMemoryOwner(slab, s, p, (int)s.ObjectSize);
     }
 }

@@ -56,15 +56,11 @@ public sealed partial class Machine : IDisposable
             Mempools = new Mempools(_mem, PageAllocator, _cpus, Log, Bug);
             SlabLayer = options.Slab switch
             {
-                SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, SlubThreadCacheBytes(options, memoryBytes), Seed),
+                SlabAllocator.Slub => new Slub(PageAllocator, Log, Bug, Failslab, SlubThreadCacheBytes(options, memoryBytes), Seed),
                 SlabAllocator.Slob => new Slob(PageAllocator, Log, Bug),
-                SlabAllocator.Slab => new ArraySlab(PageAllocator, Log, Bug),
+                SlabAllocator.Slab => new ArraySlab(PageAllocator, Log, Bug, Failslab),
                 _ => null,
             };
-            if (SlabLayer is not null)
-            {
-                SlabLayer.Failslab = Failslab;
-            }
         }
         catch
         {

@@ -52,7 +52,7 @@ internal sealed partial class PercpuAllocator
     private (nint Region, bool Embedded, nint HostArea) AllocFirstChunk(int sizeSum, ref AllocInfo layout)
     {
         long total = (long)layout.UnitSize * NrUnits;
-        int order = PageOrder.GetOrder((nuint)total);
+        int order = PhysMem.GetOrder((nuint)total);
         if (order < Arch.MaxOrder)
         {
             var block = _pa.AllocPages(Gfp.Kernel | Gfp.NoWarn, order, -1);

@@ -160,6 +160,19 @@ internal sealed unsafe class PhysMem : IDisposable
         Libc.PunchHole(_fd, (long)pfn << PageShift, (long)count << PageShift);
     }
 
+    /// <summary>Whether <see cref="Dispose"/> has run: the arena and every frame in it are gone.</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed);
+
+    /// <summary>get_order (include/asm-generic/getorder.h): the smallest order whose block holds
+    /// <paramref name="size"/> bytes.</summary>
+    /// <remarks>Exact for every size, the largest included (no rounding that could wrap): a size past what any
+    /// zone can hold gives an order above MAX_ORDER, which the allocators then refuse.</remarks>
+    internal static int GetOrder(nuint size)
+    {
+        nuint pages = size / PageSize + (size % PageSize != 0 ? 1u : 0u);
+        return pages <= 1 ? 0 : 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)pages - 1);
+    }
+
     public void Dispose()
     {
         if (!_disposed)

@@ -90,11 +90,11 @@ public sealed partial class SysSlab
             {
                 sb.Append(CultureInfo.InvariantCulture, $" pid={l.MinPid}");
             }
-            if (_machine.NrCpus > 1 && l.Cpus.Count > 0)
+            if (_nrCpus > 1 && l.Cpus.Count > 0)
             {
                 sb.Append(" cpus=").Append(BitmapList(l.Cpus));
             }
-            if (_machine.NrNodes > 1 && l.Nodes.Count > 0)
+            if (_nrNodes > 1 && l.Nodes.Count > 0)
             {
                 sb.Append(" nodes=").Append(BitmapList(l.Nodes));
             }

@@ -17,6 +17,7 @@
 // the kernel's _store functions do: plain stores the slab paths read racily, then flush_all.
 using System.Globalization;
 using System.Text;
+using Kmem.Physical;
 using Kmem.Slab;
 
 namespace Kmem;
@@ -42,20 +43,28 @@ public sealed partial class SysSlab
     /// <summary>The directory this view stands for.</summary>
     public const string Root = "/sys/kernel/slab";
 
-    private readonly Machine _machine;
+    /// <summary>The machine's slab allocator (null when the build lacks the booted one).</summary>
+    private readonly SlabBackend? _slab;
+    /// <summary>The allocator the machine was booted with.</summary>
+    private readonly SlabAllocator _booted;
+    private readonly int _nrCpus;
+    private readonly int _nrNodes;
     private readonly bool _numa;
     private readonly bool _zoneDma;
 
-    internal SysSlab(Machine machine)
+    internal SysSlab(SlabBackend? slab, SlabAllocator booted, Arch arch, int nrCpus, int nrNodes)
     {
-        _machine = machine;
+        _slab = slab;
+        _booted = booted;
+        _nrCpus = nrCpus;
+        _nrNodes = nrNodes;
         // CONFIG_NUMA in Debian's x86-64 kernel, not in its i386 ones; CONFIG_ZONE_DMA where the preset has the zone.
-        _numa = machine.Preset == Preset.X64;
-        _zoneDma = machine.Arch.HasZone(ZoneType.Dma);
+        _numa = arch.Preset == Preset.X64;
+        _zoneDma = arch.HasZone(ZoneType.Dma);
     }
 
     /// <summary>Whether the machine has /sys/kernel/slab: only with SLUB (SLAB and SLOB have none in Linux).</summary>
-    public bool Available => _machine.SlabLayer is Slub;
+    public bool Available => _slab is Slub;
 
     /// <summary>Every entry of /sys/kernel/slab, by name in ordinal order (as <c>ls</c> in the C locale).</summary>
     /// <exception cref="InvalidOperationException">The machine was not booted with SLUB.</exception>
@@ -170,7 +179,7 @@ public sealed partial class SysSlab
                 {
                     throw new ArgumentException($"{file}: write 1 to shrink the cache (-EINVAL for \"{value.TrimEnd('\n')}\")", nameof(value));
                 }
-                _machine.KmemCacheShrink(s);
+                slub.Shrink(s.ThrowIfDestroyed());
                 break;
             case "min_partial":
                 s.MinPartial = (int)ParseCount(file, value, int.MaxValue);
@@ -243,10 +252,10 @@ public sealed partial class SysSlab
 
     // ───────────────────────────── directories and links ─────────────────────────────
 
-    private Slub SlubOrThrow() => _machine.SlabLayer as Slub
-        ?? throw new InvalidOperationException(_machine.SlabLayer is null
+    private Slub SlubOrThrow() => _slab as Slub
+        ?? throw new InvalidOperationException(_slab is null
             ? "this build has no slab layer for this machine's slab allocator"
-            : $"{Root} is SLUB's (CONFIG_SLUB); this machine was booted with {_machine.Options.Slab}, which has none in Linux");
+            : $"{Root} is SLUB's (CONFIG_SLUB); this machine was booted with {_booted}, which has none in Linux");
 
     /// <summary>sysfs_slab_add's directory name: the cache's own for an unmergeable cache, else its unique id.</summary>
     internal static string DirectoryName(Slub slub, KmemCache s) => slub.SysfsUnmergeable(s) ? s.Name : UniqueId(s);
@@ -393,7 +402,7 @@ public sealed partial class SysSlab
     /// SO_PARTIAL reads nr_partial / the partial slabs' objects / their objects in use.</summary>
     private string SlabObjects(Slub slub, KmemCache s, So flags)
     {
-        var nodes = new long[_machine.NrNodes];
+        var nodes = new long[_nrNodes];
         long total = 0;
         if ((flags & So.Cpu) != 0)
         {

@@ -155,7 +155,7 @@ internal abstract partial class SlabPageBackend
     [MethodImpl(MethodImplOptions.NoInlining)]
     private protected nint KmallocLarge(nuint size, Gfp gfp, int node)
     {
-        int order = Machine.GetOrder(size);
+        int order = PhysMem.GetOrder(size);
         if ((gfp & GfpSlabBugMask) != 0)
         {
             gfp = KmallocFixFlags(gfp);

@@ -15,7 +15,7 @@ using Kmem.Slab;
 namespace Kmem;
 
 /// <summary>A slab cache (struct kmem_cache): objects of one size, handed out from slabs of pages.</summary>
-/// <remarks>Create one with <see cref="Machine.KmemCacheCreate"/>. The object layout and slab geometry
+/// <remarks>Create one with <c>Machine.KmemCacheCreate</c>. The object layout and slab geometry
 /// are those of the machine's slab allocator in Linux 6.1 (SLUB's without debugging by default).</remarks>
 public sealed class KmemCache
 {
@@ -42,7 +42,7 @@ public sealed class KmemCache
         Flags = flags;
         CalculateSizes(nrCpus, maxOrder);
         if (disableHigherOrderDebug && (Flags & SlubDebugOption.MetadataFlags) != 0
-            && Machine.GetOrder(Size) > Machine.GetOrder(ObjectSize))
+            && PhysMem.GetOrder(Size) > PhysMem.GetOrder(ObjectSize))
         {
             // slub_debug=O: debugging metadata must not raise the cache's minimum order.
             Flags &= ~SlubDebugOption.MetadataFlags;
@@ -123,7 +123,7 @@ public sealed class KmemCache
         if (Order >= 0)
         {
             ObjectsPerSlab = OrderObjects(Order, Size);
-            MinOrder = Machine.GetOrder(Size);
+            MinOrder = PhysMem.GetOrder(Size);
             MinObjects = OrderObjects(MinOrder, Size);
         }
     }
@@ -204,6 +204,11 @@ public sealed class KmemCache
 
     /// <summary>Whether the cache has been destroyed.</summary>
     public bool IsDestroyed { get; internal set; }
+
+    /// <summary>The cache, for a call that may use it; a destroyed one is refused.</summary>
+    /// <exception cref="ObjectDisposedException">The cache was destroyed.</exception>
+    internal KmemCache ThrowIfDestroyed() =>
+        IsDestroyed ? throw new ObjectDisposedException(Name, $"kmem_cache {Name} was destroyed") : this;
 
     internal int Id { get; }
     /// <summary>reciprocal_size: ceil(2^64 / Size), so that an offset n below 2^32 gives n / Size as the high
@@ -324,9 +329,9 @@ public sealed class KmemCache
         const int minOrder = 0; // slub_min_order
         if (OrderObjects(minOrder, size) > MaxObjsPerPage)
         {
-            return Machine.GetOrder((nuint)size * MaxObjsPerPage) - 1;
+            return PhysMem.GetOrder((nuint)size * MaxObjsPerPage) - 1;
         }
-        int order = Math.Max(minOrder, Machine.GetOrder((nuint)minObjects * size));
+        int order = Math.Max(minOrder, PhysMem.GetOrder((nuint)minObjects * size));
         for (; order <= maxOrder; order++)
         {
             ulong slabSize = (ulong)PhysMem.PageSize << order;

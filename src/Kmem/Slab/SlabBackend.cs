@@ -31,6 +31,8 @@ internal abstract class SlabBackend
     public const int KmallocShiftHigh = PhysMem.PageShift + 1;
     /// <summary>KMALLOC_MAX_CACHE_SIZE: larger kmalloc requests go to the page allocator.</summary>
     public const uint KmallocMaxCacheSize = 1u << KmallocShiftHigh;
+    /// <summary>KMALLOC_MAX_SIZE: the largest size kmalloc can return (4 MiB, an order MAX_ORDER - 1 block).</summary>
+    public const nuint KmallocMaxSize = (nuint)1 << (Arch.MaxOrder + PhysMem.PageShift - 1);
     /// <summary>GFP_SLAB_BUG_MASK: bits a slab allocation must not carry (fixed up with a warning).</summary>
     private protected const Gfp GfpSlabBugMask = Gfp.Dma32 | Gfp.HighMem | (Gfp)~((1u << 27) - 1);
 
@@ -55,7 +57,6 @@ internal abstract class SlabBackend
         _log = log;
         _bug = bug;
         _rng = new Random(seed ?? pa.Options.Seed ?? 0);
-        Failslab = new FaultAttr("failslab", new Random(seed ?? 0), log);
         InitOnAlloc = pa.Options.InitOnAlloc;
         InitOnFree = pa.Options.InitOnFree;
         Nomerge = pa.Options.SlubNomerge;
@@ -65,10 +66,6 @@ internal abstract class SlabBackend
     /// <see cref="_rngLock"/> only.</summary>
     private protected readonly Random _rng;
     private protected readonly Lock _rngLock = new();
-
-    /// <summary>failslab (mm/failslab.c): the fault-injection attribute every slab allocation consults; the
-    /// machine installs its own after construction.</summary>
-    internal FaultAttr Failslab;
 
     /// <summary>init_on_alloc.</summary>
     public bool InitOnAlloc { get; }
@@ -199,7 +196,7 @@ internal abstract class SlabBackend
     }
 
     /// <summary>The cache of an id, or null.</summary>
-    private protected KmemCache? CacheById(int id)
+    internal KmemCache? CacheById(int id)
     {
         var byId = Volatile.Read(ref _byId);
         return (uint)id < (uint)byId.Length ? byId[id] : null;
@@ -289,28 +286,6 @@ internal abstract class SlabBackend
     }
 
     // ───────────────────────────── allocation hooks ─────────────────────────────
-
-    /// <summary>should_failslab (mm/failslab.c, 6.1), for every backend's allocation paths: never for
-    /// __GFP_NOFAIL; with ignore-gfp-wait never for an allocation that may reclaim directly; with cache-filter
-    /// only for caches with SLAB_FAILSLAB; otherwise should_fail with the object size (silently for
-    /// __GFP_NOWARN). Callers test <c>Failslab.Enabled</c> first.</summary>
-    internal bool ShouldFailslab(KmemCache s, Gfp gfp)
-    {
-        var attr = Failslab;
-        if ((gfp & Gfp.NoFail) != 0)
-        {
-            return false;
-        }
-        if (attr.IgnoreGfpWait && (gfp & Gfp.DirectReclaim) != 0)
-        {
-            return false;
-        }
-        if (attr.CacheFilter && (s.Flags & SlabFlags.Failslab) == 0)
-        {
-            return false;
-        }
-        return attr.ShouldFailEx(s.ObjectSize, (gfp & Gfp.NoWarn) != 0 ? FaultFlags.NoWarn : FaultFlags.None);
-    }
 
     /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/>; 0 (everything given back) when any
     /// allocation fails. SLOB has no slab_pre_alloc_hook (no failslab); SLUB and SLAB consult it once per
@@ -418,14 +393,17 @@ internal abstract class SlabBackend
     }
 
     /// <summary>The head frame of the compound page <paramref name="pfn"/> is in (itself when not a tail).</summary>
-    private protected uint HeadPfn(uint pfn)
+    internal uint HeadPfn(uint pfn)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
         return (f.Flags & PageFlags.Tail) != 0 ? (uint)f.Private : pfn;
     }
 
     /// <summary>The node of a frame.</summary>
-    private protected int NodeOf(uint pfn) => _pa.ZoneOf(pfn).Node.Id;
+    internal int NodeOf(uint pfn) => _pa.ZoneOf(pfn).Node.Id;
+
+    /// <summary>Whether the machine's memory is gone (the arena was released): nothing may be freed into it.</summary>
+    public bool IsMemoryGone => _mem.IsDisposed;
 
     /// <summary>The kernel-style address of a direct-map pointer: PAGE_OFFSET plus its physical offset.</summary>
     public ulong KernelAddress(nint p)

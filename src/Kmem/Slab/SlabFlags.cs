@@ -3,7 +3,7 @@
 // the kernel's so that traces and reports print the same numbers.
 namespace Kmem;
 
-/// <summary>Flags for <see cref="Machine.KmemCacheCreate"/> (SLAB_*), with the kernel's 6.1 bit values.</summary>
+/// <summary>Flags for <c>Machine.KmemCacheCreate</c> (SLAB_*), with the kernel's 6.1 bit values.</summary>
 [Flags]
 public enum SlabFlags : uint
 {
@@ -24,7 +24,7 @@ public enum SlabFlags : uint
     Poison = 0x00000800,
 
     /// <summary>SLAB_KMALLOC (0x1000): set by the slab layer on its kmalloc caches; not accepted by
-    /// <see cref="Machine.KmemCacheCreate"/>.</summary>
+    /// <c>Machine.KmemCacheCreate</c>.</summary>
     Kmalloc = 0x00001000,
 
     /// <summary>SLAB_HWCACHE_ALIGN (0x2000): align objects on a cache line (64 bytes), or the largest
@@ -49,7 +49,7 @@ public enum SlabFlags : uint
     Panic = 0x00040000,
 
     /// <summary>SLAB_TYPESAFE_BY_RCU (0x80000): a slab's pages go back to the page allocator only after an RCU
-    /// grace period (<see cref="Machine.SynchronizeRcu"/>), so a reader may still look at a freed object's memory
+    /// grace period (<c>Machine.SynchronizeRcu</c>), so a reader may still look at a freed object's memory
     /// (which may meanwhile hold another object of the same cache). Objects themselves are reused at once.</summary>
     TypesafeByRcu = 0x00080000,
 

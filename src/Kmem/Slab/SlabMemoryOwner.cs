@@ -8,11 +8,12 @@
 // the pin count in the low bits, a Disposed bit and a Freed bit, so racing Dispose,
 // Pin and Unpin calls from any threads agree on who frees.
 using System.Buffers;
+using Kmem.Slab;
 
 namespace Kmem;
 
 /// <summary>
-/// Owns one object from <see cref="Machine.KmallocOwner"/> or <see cref="Machine.KmemCacheAllocOwner"/>: a
+/// Owns one object from <c>Machine.KmallocOwner</c> or <c>Machine.KmemCacheAllocOwner</c>: a
 /// <see cref="MemoryManager{T}"/> (and so an <see cref="IMemoryOwner{T}"/>) whose memory is the object's real
 /// bytes. Disposing it frees the object (kfree or kmem_cache_free) once; a second Dispose does nothing.
 /// </summary>
@@ -32,14 +33,15 @@ public sealed unsafe class SlabMemoryOwner : MemoryManager<byte>
     private const int DisposedBit = 1 << 28;
     private const int FreedBit = 1 << 29;
 
-    private readonly Machine _machine;
+    /// <summary>The slab allocator the object goes back to.</summary>
+    private readonly SlabBackend _slab;
     private readonly nint _ptr;
     private readonly int _length;
     private int _state;
 
-    internal SlabMemoryOwner(Machine machine, KmemCache? cache, nint ptr, int length)
+    internal SlabMemoryOwner(SlabBackend slab, KmemCache? cache, nint ptr, int length)
     {
-        _machine = machine;
+        _slab = slab;
         Cache = cache;
         _ptr = ptr;
         _length = length;
@@ -48,7 +50,7 @@ public sealed unsafe class SlabMemoryOwner : MemoryManager<byte>
     /// <summary>The cache the object came from, or null for a kmalloc'd block (freed with kfree).</summary>
     public KmemCache? Cache { get; }
 
-    /// <summary>The object's direct-map address (<see cref="Machine.ZeroSizePtr"/> for a kmalloc of 0 bytes).</summary>
+    /// <summary>The object's direct-map address (<c>Machine.ZeroSizePtr</c> for a kmalloc of 0 bytes).</summary>
     /// <exception cref="ObjectDisposedException">The owner or its machine has been disposed.</exception>
     public nint Address
     {
@@ -151,33 +153,33 @@ public sealed unsafe class SlabMemoryOwner : MemoryManager<byte>
     /// <summary>Frees the object if this caller wins the step from disposed-and-unpinned to freed.</summary>
     private void FreeOnce()
     {
-        if (Interlocked.CompareExchange(ref _state, DisposedBit | FreedBit, DisposedBit) != DisposedBit || _machine.IsDisposed)
+        if (Interlocked.CompareExchange(ref _state, DisposedBit | FreedBit, DisposedBit) != DisposedBit || _slab.IsMemoryGone)
         {
             // Someone else freed it, or the machine's memory is gone with everything in it.
             return;
         }
         if (Cache is { } s)
         {
-            _machine.KmemCacheFree(s, _ptr);
+            _slab.CacheFree(s.ThrowIfDestroyed(), _ptr);
         }
         else
         {
-            _machine.Kfree(_ptr);
+            _slab.Kfree(_ptr);
         }
     }
 
     /// <summary>The object's address as reports show it (PAGE_OFFSET plus its physical offset).</summary>
-    private ulong KernelAddress => _machine.SlabLayer?.KernelAddress(_ptr) ?? (ulong)_ptr;
+    private ulong KernelAddress => _slab.KernelAddress(_ptr);
 
     private void ThrowIfUnusable()
     {
-        if ((Volatile.Read(ref _state) & DisposedBit) != 0 || _machine.IsDisposed)
+        if ((Volatile.Read(ref _state) & DisposedBit) != 0 || _slab.IsMemoryGone)
         {
             throw Disposed();
         }
     }
 
-    private ObjectDisposedException Disposed() => _machine.IsDisposed
-        ? new ObjectDisposedException(nameof(Machine), $"the machine that owned object 0x{KernelAddress:x} has been disposed")
+    private ObjectDisposedException Disposed() => _slab.IsMemoryGone
+        ? new ObjectDisposedException("Machine", $"the machine that owned object 0x{KernelAddress:x} has been disposed")
         : new ObjectDisposedException(nameof(SlabMemoryOwner), $"object 0x{KernelAddress:x} of {Cache?.Name ?? "kmalloc"} was freed when its owner was disposed");
 }

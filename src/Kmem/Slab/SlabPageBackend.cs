@@ -17,12 +17,40 @@ namespace Kmem.Slab;
 /// <param name="pa">The machine's page allocator.</param>
 /// <param name="log">The kernel log reports go to.</param>
 /// <param name="bug">What a report does after logging (throw, or nothing).</param>
+/// <param name="failslab">failslab (mm/failslab.c): the fault-injection attribute every allocation consults.</param>
 /// <param name="sizeIndex">size_index: the kmalloc index for sizes 1..192 in steps of 8 (1 = the 96 cache,
 /// 2 = the 192 one), as the backend's smallest kmalloc cache sets it up.</param>
 /// <param name="seed">Seed of the randomness (freelist order, fault injection); null for the default.</param>
-internal abstract partial class SlabPageBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, byte[] sizeIndex, int? seed = null)
+internal abstract partial class SlabPageBackend(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, FaultAttr failslab,
+    byte[] sizeIndex, int? seed = null)
     : SlabBackend(pa, log, bug, seed)
 {
+    /// <summary>failslab (mm/failslab.c): the fault-injection attribute every slab allocation consults (the
+    /// machine's /sys/kernel/debug/failslab).</summary>
+    internal readonly FaultAttr Failslab = failslab;
+
+    /// <summary>should_failslab (mm/failslab.c, 6.1), for SLUB's and SLAB's allocation paths: never for
+    /// __GFP_NOFAIL; with ignore-gfp-wait never for an allocation that may reclaim directly; with cache-filter
+    /// only for caches with SLAB_FAILSLAB; otherwise should_fail with the object size (silently for
+    /// __GFP_NOWARN). Callers test <c>Failslab.Enabled</c> first.</summary>
+    internal bool ShouldFailslab(KmemCache s, Gfp gfp)
+    {
+        var attr = Failslab;
+        if ((gfp & Gfp.NoFail) != 0)
+        {
+            return false;
+        }
+        if (attr.IgnoreGfpWait && (gfp & Gfp.DirectReclaim) != 0)
+        {
+            return false;
+        }
+        if (attr.CacheFilter && (s.Flags & SlabFlags.Failslab) == 0)
+        {
+            return false;
+        }
+        return attr.ShouldFailEx(s.ObjectSize, (gfp & Gfp.NoWarn) != 0 ? FaultFlags.NoWarn : FaultFlags.None);
+    }
+
     /// <summary>What a pointer handed back to the allocator is.</summary>
     private protected enum PtrKind
     {

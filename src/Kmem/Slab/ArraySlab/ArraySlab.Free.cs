@@ -77,7 +77,7 @@ internal sealed unsafe partial class ArraySlab
         foreach (nint obj in objs)
         {
             uint slab = HeadPfn(_mem.VirtToPfn(obj));
-            ListFor(n, _mem.Frame(slab).Aux, num).Remove(_mem, slab);
+            n.ListFor(_mem.Frame(slab).Aux, num).Remove(_mem, slab);
             SlabPutObj(s, st, slab, obj);
             if (_mem.Frame(slab).Aux == 0)
             {
@@ -162,7 +162,7 @@ internal sealed unsafe partial class ArraySlab
 
     /// <summary>The CPU's array cache, locked; one a retune has retired is passed over for its successor.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ArrayCache LockCpuCache(ArraySlabCache st, int cpu)
+    internal static ArrayCache LockCpuCache(ArraySlabCache st, int cpu)
     {
         var ac = Volatile.Read(ref st.Cpu)[cpu];
         ac.Lock();
@@ -191,17 +191,17 @@ internal sealed unsafe partial class ArraySlab
         ((ulong)(uint)cacheId << 40) | ((ulong)holder << 32) | colourOffset;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint Holder(ulong p) => (uint)(p >> 32) & 0xFF;
+    internal static uint Holder(ulong p) => (uint)(p >> 32) & 0xFF;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong WithHolder(ulong p, uint holder) => (p & ~(0xFFUL << 32)) | ((ulong)holder << 32);
 
     /// <summary>s_mem: the first object of the slab.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private nint SMem(uint slab, ulong p) => _mem.PageAddress(slab) + (nint)(uint)p;
+    internal nint SMem(uint slab, ulong p) => _mem.PageAddress(slab) + (nint)(uint)p;
 
     /// <summary>slab->freelist: where the slab's index array is (0 for a full object-freelist slab).</summary>
-    private nint Freelist(ArraySlabCache st, uint slab, ulong p)
+    internal nint Freelist(ArraySlabCache st, uint slab, ulong p)
     {
         var g = st.Geometry;
         return g.Mode switch
@@ -214,12 +214,12 @@ internal sealed unsafe partial class ArraySlab
 
     /// <summary>obj_to_index for an object known to be in the slab.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private uint ObjIndex(KmemCache s, uint slab, nint obj) => s.IndexOf((nuint)(obj - SMem(slab, _mem.Frame(slab).Private)));
+    internal uint ObjIndex(KmemCache s, uint slab, nint obj) => s.IndexOf((nuint)(obj - SMem(slab, _mem.Frame(slab).Private)));
 
     /// <summary>The allocation map of the slab at <paramref name="pfn"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte[]? AllocMap(uint pfn) => _allocMap[pfn >> MapChunkShift]?[pfn & ((1 << MapChunkShift) - 1)];
+    internal byte[]? AllocMap(uint pfn) => _allocMap[pfn >> MapChunkShift]?[pfn & ((1 << MapChunkShift) - 1)];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ArraySlabCache State(KmemCache s) => (ArraySlabCache)s.BackendState!;
+    internal static ArraySlabCache State(KmemCache s) => (ArraySlabCache)s.BackendState!;
 }

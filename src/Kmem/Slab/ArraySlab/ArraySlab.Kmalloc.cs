@@ -1,4 +1,5 @@
-// kmalloc over SLAB (mm/slab_common.c, include/linux/slab.h, mm/slab.c kmem_cache_init, 6.1):
+// kmalloc over SLAB (mm/slab_common.c, include/linux/slab.h, mm/slab.c kmem_cache_init, 6.1; ArraySlab is
+// mm/slab.c's allocator, named after its array caches since "Slab" is the layer's own name):
 // KMALLOC_SHIFT_LOW is 5, so the caches are kmalloc-32 … kmalloc-8k plus 96 and 192, each type
 // (normal, cg, rcl, dma) chosen by gfp as for SLUB; since 6.1 SLAB, like SLUB, sends requests above
 // KMALLOC_MAX_CACHE_SIZE (8 KiB, an order-1 page) to the page allocator (kmalloc_large); the older

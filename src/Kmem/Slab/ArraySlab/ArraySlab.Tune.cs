@@ -6,6 +6,36 @@
 // round that cannot take slab_mutex at once is skipped, as the kernel's mutex_trylock skips it.
 namespace Kmem.Slab;
 
+/// <summary>A line written to /proc/slabinfo, as slabinfo_write reads it: "name limit batchcount shared".</summary>
+/// <param name="Name">The cache's name.</param>
+/// <param name="Limit">The per-CPU array's new limit.</param>
+/// <param name="BatchCount">Objects moved at a time.</param>
+/// <param name="Shared">The shared array's factor (0: none).</param>
+internal readonly record struct SlabinfoTunables(string Name, int Limit, int BatchCount, int Shared)
+{
+    /// <summary>MAX_SLABINFO_WRITE: the longest line /proc/slabinfo takes.</summary>
+    private const int MaxSlabinfoWrite = 128;
+
+    /// <summary>Reads the four fields of <paramref name="line"/> (their ranges are the caller's to check).</summary>
+    /// <exception cref="ArgumentException">The line is too long or not four fields with three integers (-EINVAL).</exception>
+    public static SlabinfoTunables Parse(string line)
+    {
+        ArgumentNullException.ThrowIfNull(line);
+        if (line.Length >= MaxSlabinfoWrite)
+        {
+            throw new ArgumentException($"slabinfo: a line of {line.Length} characters; at most {MaxSlabinfoWrite - 1} are read (-EINVAL)", nameof(line));
+        }
+        string[] parts = line.Trim().Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        if (parts.Length != 4 || !int.TryParse(parts[1], inv, out int limit) || !int.TryParse(parts[2], inv, out int batchcount)
+            || !int.TryParse(parts[3], inv, out int shared))
+        {
+            throw new ArgumentException($"slabinfo: \"{line}\" is not \"<name> <limit> <batchcount> <shared>\" (-EINVAL)", nameof(line));
+        }
+        return new SlabinfoTunables(parts[0], limit, batchcount, shared);
+    }
+}
+
 internal sealed unsafe partial class ArraySlab
 {
     // ───────────────────────────── periodic reaping ─────────────────────────────
@@ -106,30 +136,16 @@ internal sealed unsafe partial class ArraySlab
 
     // ───────────────────────────── tuning (slabinfo_write) ─────────────────────────────
 
-    /// <summary>MAX_SLABINFO_WRITE: the longest line /proc/slabinfo takes.</summary>
-    private const int MaxSlabinfoWrite = 128;
-
     /// <summary>slabinfo_write: "name limit batchcount shared" retunes that cache (do_tune_cpucache).</summary>
     /// <exception cref="ArgumentException">The line is malformed, names no cache, or the values are out of range
     /// (the kernel's -EINVAL); nothing changes.</exception>
     public override void SlabinfoWrite(string line)
     {
-        ArgumentNullException.ThrowIfNull(line);
-        if (line.Length >= MaxSlabinfoWrite)
-        {
-            throw new ArgumentException($"slabinfo: a line of {line.Length} characters; at most {MaxSlabinfoWrite - 1} are read (-EINVAL)", nameof(line));
-        }
-        string[] parts = line.Trim().Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-        var inv = System.Globalization.CultureInfo.InvariantCulture;
-        if (parts.Length != 4 || !int.TryParse(parts[1], inv, out int limit) || !int.TryParse(parts[2], inv, out int batchcount)
-            || !int.TryParse(parts[3], inv, out int shared))
-        {
-            throw new ArgumentException($"slabinfo: \"{line}\" is not \"<name> <limit> <batchcount> <shared>\" (-EINVAL)", nameof(line));
-        }
+        var (name, limit, batchcount, shared) = SlabinfoTunables.Parse(line);
         lock (_slabMutex)
         {
-            var s = Caches.FirstOrDefault(c => c.Name == parts[0])
-                ?? throw new ArgumentException($"slabinfo: no cache named \"{parts[0]}\" (-EINVAL)", nameof(line));
+            var s = Caches.FirstOrDefault(c => c.Name == name)
+                ?? throw new ArgumentException($"slabinfo: no cache named \"{name}\" (-EINVAL)", nameof(line));
             if (limit < 1 || batchcount < 1 || batchcount > limit || shared < 0)
             {
                 throw new ArgumentException($"slabinfo: {s.Name}: limit {limit}, batchcount {batchcount}, shared {shared}: "

@@ -1,4 +1,6 @@
-// SLAB (mm/slab.c, Linux 6.1, CONFIG_NUMA, no DEBUG): per-CPU array caches of free object
+// SLAB (mm/slab.c, Linux 6.1, CONFIG_NUMA, no DEBUG). The class is ArraySlab, after the array caches that set
+// mm/slab.c apart from SLUB and SLOB, because "Slab" is already the layer, its namespace and the word for a
+// slab page. Per-CPU array caches of free object
 // pointers in front of per-node slab lists (full, partial, free) and a per-node shared array.
 // Alloc pops the CPU's array; an empty array is refilled by cache_alloc_refill (shared array,
 // then batchcount objects from partial/free slabs, then a new slab from cache_grow_begin). Free
@@ -44,8 +46,8 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
     /// <summary>Reap ticks so far (each <see cref="CacheReap"/> is one tick of REAPTIMEOUT_AC).</summary>
     private long _reapTicks;
 
-    public ArraySlab(PageAllocator pa, KernelLog log, Action<KernelBugException> bug)
-        : base(pa, log, bug, s_sizeIndex)
+    public ArraySlab(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, FaultAttr failslab)
+        : base(pa, log, bug, failslab, s_sizeIndex)
     {
         _slabMaxOrder = pa.TotalRamPages > (32L << 20) >> PhysMem.PageShift ? 1 : 0;
         _allocMap = new byte[]?[]?[(_mem.LowmemPfns >> MapChunkShift) + 1];
@@ -252,7 +254,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         {
             lock (n.ListLock)
             {
-                if (n.Shared is { } shared && TransferObjects(ac, shared, batchcount) > 0)
+                if (n.Shared is { } shared && ac.TransferFrom(shared, batchcount) > 0)
                 {
                     shared.Touched = true;
                 }
@@ -260,7 +262,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
                 {
                     while (batchcount > 0)
                     {
-                        uint slab = GetFirstSlab(n);
+                        uint slab = n.GetFirstSlab();
                         if (slab == PhysMem.NoPfn)
                         {
                             break;
@@ -305,37 +307,6 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         return obj;
     }
 
-    /// <summary>transfer_objects: up to <paramref name="max"/> objects from the top of one array to another.</summary>
-    private static int TransferObjects(ArrayCache to, ArrayCache from, int max)
-    {
-        int nr = Math.Min(Math.Min(from.Avail, max), to.Limit - to.Avail);
-        if (nr <= 0)
-        {
-            return 0;
-        }
-        Array.Copy(from.Entry, from.Avail - nr, to.Entry, to.Avail, nr);
-        from.Avail -= nr;
-        to.Avail += nr;
-        return nr;
-    }
-
-    /// <summary>get_first_slab (list_lock held): the first partial slab, else the first free one (marking the
-    /// node's free list touched); it stays linked until <see cref="FixupSlabList"/>.</summary>
-    private static uint GetFirstSlab(ArraySlabNode n)
-    {
-        uint slab = n.Partial.Head;
-        if (slab == PhysMem.NoPfn)
-        {
-            n.FreeTouched = true;
-            slab = n.Free.Head;
-            if (slab != PhysMem.NoPfn)
-            {
-                n.FreeSlabs--;
-            }
-        }
-        return slab;
-    }
-
     /// <summary>alloc_block: objects from one slab onto the array until the slab or the batch runs out;
     /// returns what is left of the batch.</summary>
     private int AllocBlock(KmemCache s, ArraySlabCache st, ArrayCache ac, uint slab, int batchcount)
@@ -348,26 +319,12 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         return batchcount;
     }
 
-    /// <summary>The list a linked slab with <paramref name="active"/> objects in use is on.</summary>
-    private static ref PfnList ListFor(ArraySlabNode n, int active, int num)
-    {
-        if (active == 0)
-        {
-            return ref n.Free;
-        }
-        if (active == num)
-        {
-            return ref n.Full;
-        }
-        return ref n.Partial;
-    }
-
     /// <summary>fixup_slab_list (list_lock held): a slab that had <paramref name="before"/> objects in use moves
     /// to slabs_full (dropping an object-held freelist) or slabs_partial.</summary>
     private void FixupSlabList(ArraySlabCache st, ArraySlabNode n, uint slab, int before)
     {
         int num = st.Geometry.Num;
-        ListFor(n, before, num).Remove(_mem, slab);
+        n.ListFor(before, num).Remove(_mem, slab);
         ref PageFrame f = ref _mem.Frame(slab);
         if (f.Aux == num)
         {
@@ -390,7 +347,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         var n = st.Nodes[nid];
         lock (n.ListLock)
         {
-            uint slab = GetFirstSlab(n);
+            uint slab = n.GetFirstSlab();
             if (slab != PhysMem.NoPfn)
             {
                 int before = _mem.Frame(slab).Aux;

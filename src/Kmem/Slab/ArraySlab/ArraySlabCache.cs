@@ -1,4 +1,5 @@
-// The SLAB allocator's per-cache state (struct kmem_cache of include/linux/slab_def.h, struct
+// The SLAB allocator's per-cache state (ArraySlab*: mm/slab.c, named after its array caches because "Slab" is
+// already the layer's name) (struct kmem_cache of include/linux/slab_def.h, struct
 // array_cache and struct kmem_cache_node of mm/slab.c, 6.1) and the geometry __kmem_cache_create
 // computes: the object stride, the slab order and objects per slab (calculate_slab_order over
 // cache_estimate), where the freelist index array lives (inside a free object, off the slab in a
@@ -125,7 +126,7 @@ internal readonly record struct SlabGeometry(uint Size, uint Align, int Order, i
                 long freelistCacheSize;
                 if (freelistSize > SlabBackend.KmallocMaxCacheSize)
                 {
-                    freelistCacheSize = (long)PhysMem.PageSize << Machine.GetOrder(freelistSize);
+                    freelistCacheSize = (long)PhysMem.PageSize << PhysMem.GetOrder(freelistSize);
                 }
                 else
                 {
@@ -194,6 +195,21 @@ internal sealed class ArrayCache
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Unlock() => SpinLockWord.Release(ref _lock);
+
+    /// <summary>transfer_objects: up to <paramref name="max"/> objects from the top of <paramref name="from"/> onto this array
+    /// (its lock or the node's list_lock held, as for both arrays).</summary>
+    public int TransferFrom(ArrayCache from, int max)
+    {
+        int nr = Math.Min(Math.Min(from.Avail, max), Limit - Avail);
+        if (nr <= 0)
+        {
+            return 0;
+        }
+        Array.Copy(from.Entry, from.Avail - nr, Entry, Avail, nr);
+        from.Avail -= nr;
+        Avail += nr;
+        return nr;
+    }
 }
 
 /// <summary>struct kmem_cache_node of SLAB: one node's slab lists, counts and shared array.</summary>
@@ -217,6 +233,37 @@ internal sealed class ArraySlabNode
     public bool FreeTouched;
     /// <summary>next_reap, in reap ticks (see ArraySlab.CacheReap).</summary>
     public long NextReap;
+
+    /// <summary>get_first_slab (list_lock held): the first partial slab, else the first free one (marking the
+    /// node's free list touched); it stays linked until ArraySlab.FixupSlabList.</summary>
+    public uint GetFirstSlab()
+    {
+        uint slab = Partial.Head;
+        if (slab == PhysMem.NoPfn)
+        {
+            FreeTouched = true;
+            slab = Free.Head;
+            if (slab != PhysMem.NoPfn)
+            {
+                FreeSlabs--;
+            }
+        }
+        return slab;
+    }
+
+    /// <summary>The list a linked slab with <paramref name="active"/> objects in use is on.</summary>
+    public ref PfnList ListFor(int active, int num)
+    {
+        if (active == 0)
+        {
+            return ref Free;
+        }
+        if (active == num)
+        {
+            return ref Full;
+        }
+        return ref Partial;
+    }
 }
 
 /// <summary>The SLAB half of a <see cref="KmemCache"/> (KmemCache.BackendState): geometry, tunables, the

@@ -7,12 +7,63 @@
 // Locking as in Slob.cs: slob_lock for the lists, the pages' chains and the side table; pages come from and
 // go back to the page allocator outside it.
 using Kmem.Physical;
+using static Kmem.Slab.SlobPage;
 
 namespace Kmem.Slab;
 
 internal sealed unsafe partial class Slob
 {
     // ───────────────────────────── the heap: page lists ─────────────────────────────
+
+    /// <summary>set_slob_page_free: list_add at the list's head.</summary>
+    private void SetSlobPageFree(uint pfn, int list)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        _lists[list].AddHead(_mem, pfn);
+        f.Private = (f.Private & 0xFFFF) | ((ulong)list << 16);
+        f.Flags |= PageFlags.Private;
+    }
+
+    /// <summary>clear_slob_page_free.</summary>
+    private void ClearSlobPageFree(uint pfn)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        _lists[ListOf(ref f)].Remove(_mem, pfn);
+        f.Flags &= ~PageFlags.Private;
+    }
+
+    /// <summary>list_rotate_to_front: the list starts at <paramref name="pfn"/>, the entries before it move
+    /// behind the old tail in their order (the cyclic order is kept, as with the kernel's circular list).</summary>
+    private void RotateToFront(ref PfnList list, uint pfn)
+    {
+        uint first = list.Head;
+        if (first == pfn)
+        {
+            return;
+        }
+        uint lastBefore = _mem.Frame(pfn).Prev;
+        _mem.Frame(list.Tail).Next = first;
+        _mem.Frame(first).Prev = list.Tail;
+        _mem.Frame(lastBefore).Next = PhysMem.NoPfn;
+        _mem.Frame(pfn).Prev = PhysMem.NoPfn;
+        list.Head = pfn;
+        list.Tail = lastBefore;
+    }
+
+    /// <summary>slob_page_alloc: a block from the page <paramref name="pfn"/> (<see cref="SlobPage.Alloc"/>); a page
+    /// left with no free unit leaves its list (<paramref name="removed"/>). Null when no block fits. Called under
+    /// slob_lock.</summary>
+    private short* SlobPageAlloc(uint pfn, int size, int align, int alignOffset, out bool removed)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        short* b = SlobPage.Alloc(ref f, (short*)_mem.PageAddress(pfn), size, align, alignOffset);
+        removed = b != null && f.Aux == 0;
+        if (removed)
+        {
+            ClearSlobPageFree(pfn);
+        }
+        return b;
+    }
 
     /// <summary>slob_alloc: a block of <paramref name="size"/> bytes from the first page of the size's list
     /// (on <paramref name="node"/> when one is given) that fits it, the list then starting at that page; else

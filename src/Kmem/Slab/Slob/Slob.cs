@@ -20,6 +20,7 @@
 using System.Numerics;
 using Kmem.PageAlloc;
 using Kmem.Physical;
+using static Kmem.Slab.SlobPage;
 
 namespace Kmem.Slab;
 
@@ -112,7 +113,7 @@ internal sealed unsafe partial class Slob : SlabBackend
                 // Room for struct slob_rcu (an rcu_head and an int) at the end of every object.
                 size += SlobRcuSize;
             }
-            int order = size < PhysMem.PageSize ? 0 : Machine.GetOrder(size);
+            int order = size < PhysMem.PageSize ? 0 : PhysMem.GetOrder(size);
             int perPage = 1;
             if (size < PhysMem.PageSize)
             {
@@ -151,7 +152,7 @@ internal sealed unsafe partial class Slob : SlabBackend
         }
         nint b = s.Size < PhysMem.PageSize
             ? SlobAlloc((int)s.Size, gfp, (int)s.Align, node, 0, s.Id, s.ObjectSize)
-            : SlobNewPages(gfp, Machine.GetOrder(s.Size), node, s.Id, s.ObjectSize);
+            : SlobNewPages(gfp, PhysMem.GetOrder(s.Size), node, s.Id, s.ObjectSize);
         if (b != 0 && s.Ctor is { } ctor)
         {
             ctor(b);
@@ -231,7 +232,7 @@ internal sealed unsafe partial class Slob : SlabBackend
         }
         // Above KMALLOC_MAX_SIZE the page allocator refuses the order with its warning (and get_order
         // would wrap for sizes near the top of nuint).
-        int order = size > Machine.KmallocMaxSize ? Arch.MaxOrder : Machine.GetOrder(size);
+        int order = size > KmallocMaxSize ? Arch.MaxOrder : PhysMem.GetOrder(size);
         if (order > 0)
         {
             gfp |= Gfp.Comp;

@@ -4,25 +4,25 @@
 // points at offset 2048 (the next page). The page's frame keeps the offset of its first free block, the
 // list it is on and its free units (sp->units); slob_page_alloc carves an aligned block out of the chain.
 // Invariant: free blocks + live blocks tile the page's 2048 units and no two free blocks touch.
-// Called with slob_lock held (Slob.cs); nothing here takes a lock.
+// Called with slob_lock held (Slob.cs); nothing here takes a lock. The page lists are Slob.Heap.cs's.
 using System.Runtime.CompilerServices;
 using Kmem.Physical;
 
 namespace Kmem.Slab;
 
-internal sealed unsafe partial class Slob
+/// <summary>The blocks inside one SLOB page: the chain of free blocks in its bytes and first-fit allocation
+/// from it (the page lists and the side table are <see cref="Slob"/>'s).</summary>
+internal static unsafe class SlobPage
 {
-    // ───────────────────────────── the blocks in a page ─────────────────────────────
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int SlobUnits(int size) => (size + Slob.SlobUnit - 1) / Slob.SlobUnit;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int SlobUnits(int size) => (size + SlobUnit - 1) / SlobUnit;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static short* PageBase(short* s) => (short*)((nint)s & ~(nint)(PhysMem.PageSize - 1));
+    internal static short* PageBase(short* s) => (short*)((nint)s & ~(nint)(PhysMem.PageSize - 1));
 
     /// <summary>set_slob: encodes a free block's size and next block into its first units.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SetSlob(short* s, int units, short* next)
+    internal static void SetSlob(short* s, int units, short* next)
     {
         int offset = (int)(next - PageBase(s));
         if (units > 1)
@@ -38,77 +38,39 @@ internal sealed unsafe partial class Slob
 
     /// <summary>slob_units: a free block's size in units.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Units(short* s) => s[0] > 0 ? s[0] : 1;
+    internal static int Units(short* s) => s[0] > 0 ? s[0] : 1;
 
     /// <summary>slob_next: the free block after this one (the next page's start after the last).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static short* Next(short* s) => PageBase(s) + (s[0] < 0 ? -s[0] : s[1]);
+    internal static short* Next(short* s) => PageBase(s) + (s[0] < 0 ? -s[0] : s[1]);
 
     /// <summary>slob_last: whether this is the page's last free block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool IsLast(short* s) => ((nint)Next(s) & (PhysMem.PageSize - 1)) == 0;
+    internal static bool IsLast(short* s) => ((nint)Next(s) & (PhysMem.PageSize - 1)) == 0;
 
     /// <summary>The list a request of <paramref name="size"/> bytes uses.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static int ListIndex(int size) => size < SlobBreak1 ? 0 : size < SlobBreak2 ? 1 : 2;
+    internal static int ListIndex(int size) => size < Slob.SlobBreak1 ? 0 : size < Slob.SlobBreak2 ? 1 : 2;
 
     // A slob page's struct slab fields live in its frame: Aux = units (free units), Private bits 0-15 =
     // the first free block's offset in units, bits 16-17 = the list it is on; PG_private (PG_slob_free)
     // says it is on a list, PG_slab that it is a slob page.
 
-    private static int FreeOffset(ref PageFrame f) => (int)(f.Private & 0xFFFF);
+    internal static int FreeOffset(ref PageFrame f) => (int)(f.Private & 0xFFFF);
 
-    private static void SetFreeOffset(ref PageFrame f, long offset) => f.Private = (f.Private & ~0xFFFFUL) | (ulong)offset;
+    internal static void SetFreeOffset(ref PageFrame f, long offset) => f.Private = (f.Private & ~0xFFFFUL) | (ulong)offset;
 
-    private static int ListOf(ref PageFrame f) => (int)((f.Private >> 16) & 3);
+    internal static int ListOf(ref PageFrame f) => (int)((f.Private >> 16) & 3);
 
-    private static bool SlobPageFree(ref PageFrame f) => (f.Flags & PageFlags.Private) != 0;
+    internal static bool SlobPageFree(ref PageFrame f) => (f.Flags & PageFlags.Private) != 0;
 
-    /// <summary>set_slob_page_free: list_add at the list's head.</summary>
-    private void SetSlobPageFree(uint pfn, int list)
+    /// <summary>slob_page_alloc's block search: first fit in the chain of the page at <paramref name="pageBase"/>
+    /// (frame <paramref name="f"/>) for <paramref name="size"/> bytes such that the block plus
+    /// <paramref name="alignOffset"/> is aligned to <paramref name="align"/>; an aligned block splits a free head
+    /// fragment off first. The page's free units drop by the block's. Null when no block fits.</summary>
+    internal static short* Alloc(ref PageFrame f, short* pageBase, int size, int align, int alignOffset)
     {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        _lists[list].AddHead(_mem, pfn);
-        f.Private = (f.Private & 0xFFFF) | ((ulong)list << 16);
-        f.Flags |= PageFlags.Private;
-    }
-
-    /// <summary>clear_slob_page_free.</summary>
-    private void ClearSlobPageFree(uint pfn)
-    {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        _lists[ListOf(ref f)].Remove(_mem, pfn);
-        f.Flags &= ~PageFlags.Private;
-    }
-
-    /// <summary>list_rotate_to_front: the list starts at <paramref name="pfn"/>, the entries before it move
-    /// behind the old tail in their order (the cyclic order is kept, as with the kernel's circular list).</summary>
-    private void RotateToFront(ref PfnList list, uint pfn)
-    {
-        uint first = list.Head;
-        if (first == pfn)
-        {
-            return;
-        }
-        uint lastBefore = _mem.Frame(pfn).Prev;
-        _mem.Frame(list.Tail).Next = first;
-        _mem.Frame(first).Prev = list.Tail;
-        _mem.Frame(lastBefore).Next = PhysMem.NoPfn;
-        _mem.Frame(pfn).Prev = PhysMem.NoPfn;
-        list.Head = pfn;
-        list.Tail = lastBefore;
-    }
-
-    /// <summary>slob_page_alloc: first fit in the page's chain for <paramref name="size"/> bytes such that the
-    /// block plus <paramref name="alignOffset"/> is aligned to <paramref name="align"/>; an aligned block
-    /// splits a free head fragment off first. A page left with no free unit leaves its list
-    /// (<paramref name="removed"/>). Null when no block fits. Called under slob_lock.</summary>
-    private short* SlobPageAlloc(uint pfn, int size, int align, int alignOffset, out bool removed)
-    {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        short* pageBase = (short*)_mem.PageAddress(pfn);
         int units = SlobUnits(size);
-        removed = false;
         short* prev = null;
         short* cur = pageBase + FreeOffset(ref f);
         while (true)
@@ -159,11 +121,6 @@ internal sealed unsafe partial class Slob
                     SetSlob(cur + units, avail - units, next);
                 }
                 f.Aux -= (ushort)units;
-                if (f.Aux == 0)
-                {
-                    ClearSlobPageFree(pfn);
-                    removed = true;
-                }
                 return cur;
             }
             if (IsLast(cur))

@@ -6,6 +6,7 @@
 // hold the size asked, objects are aligned, and every counter (owners, pages, the nodes' slab pages)
 // equals what the walk finds. Everything runs under slob_lock; ValidateAll wants a quiet heap.
 using Kmem.Physical;
+using static Kmem.Slab.SlobPage;
 
 namespace Kmem.Slab;
 

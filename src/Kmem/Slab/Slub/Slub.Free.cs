@@ -257,16 +257,16 @@ internal sealed unsafe partial class Slub
 
     /// <summary>The allocation map of the slab at <paramref name="pfn"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte[]? AllocBits(uint pfn) => _allocBits[pfn >> BitsChunkShift]?[pfn & ((1 << BitsChunkShift) - 1)];
+    internal byte[]? AllocBits(uint pfn) => _allocBits[pfn >> BitsChunkShift]?[pfn & ((1 << BitsChunkShift) - 1)];
 
     /// <summary>The allocation byte of object <paramref name="idx"/> of the live slab at <paramref name="pfn"/>
     /// (its map is pinned); the caller has checked the index against the slab's objects.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte* AllocByte(uint pfn, uint idx) =>
+    internal byte* AllocByte(uint pfn, uint idx) =>
         (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(AllocBits(pfn)!)) + idx;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size + s.RedLeftPad);
+    internal nint ObjectAt(KmemCache s, uint pfn, uint idx) => _mem.PageAddress(pfn) + (nint)((long)idx * s.Size + s.RedLeftPad);
 
     /// <summary>The cache a slab page belongs to, or null (virt_to_slab → slab_cache).</summary>
     public KmemCache? CacheOfSlab(uint pfn) => CacheById(SlabPage.CacheId(_mem.Frame(pfn).Private));

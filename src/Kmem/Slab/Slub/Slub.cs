@@ -25,10 +25,11 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     private readonly bool _hardened;
     private readonly bool _randomFreelist;
 
-    public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, long threadCacheBytes, int? seed = null)
-        : base(pa, log, bug, s_sizeIndex, seed)
+    public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, FaultAttr failslab, long threadCacheBytes, int? seed = null)
+        : base(pa, log, bug, failslab, s_sizeIndex, seed)
     {
         ThreadBudgetBytes = threadCacheBytes;
+        _tracks = new SlubTracks(_cpus);
         _slubDebug = pa.Options.SlubDebug is { } sd ? SlubDebugOption.Parse(sd) : SlubDebugOption.None;
         _hardened = pa.Options.SlabFreelistHardened;
         _randomFreelist = pa.Options.SlabFreelistRandom;

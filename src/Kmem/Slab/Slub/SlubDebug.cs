@@ -6,7 +6,6 @@
 // fails leaves it allocated; an allocation that fails leaks the rest of the slab, "Marking all objects
 // used"), and only then reports through the machine's bug policy, outside every lock.
 // Lock order as in Slub.cs: node list_lock → slab lock.
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Kmem.Physical;
@@ -29,18 +28,13 @@ internal sealed unsafe partial class Slub
     private const string BugLine = "=============================================================================";
     private const string DashLine = "-----------------------------------------------------------------------------";
 
-    private readonly long _bootTimestamp = Stopwatch.GetTimestamp();
-    // The "addresses" and stack depot of tracks: method names by id (id 0 = none), stacks by handle.
-    private readonly Lock _depotLock = new();
-    private readonly Dictionary<string, uint> _callerIds = [];
-    private readonly List<string> _callerNames = [""];
-    private readonly Dictionary<string, uint> _stackHandles = [];
-    private readonly List<string[]> _stacks = [[]];
+    /// <summary>The alloc/free tracks' caller names and stack depot.</summary>
+    private readonly SlubTracks _tracks;
 
     // ───────────────────────────── layout helpers ─────────────────────────────
 
     /// <summary>get_info_end: where tracks start, after the free pointer when it lies outside the object.</summary>
-    private static uint InfoEnd(KmemCache s) => s.Offset >= s.Inuse ? s.Inuse + 8 : s.Inuse;
+    internal static uint InfoEnd(KmemCache s) => s.Offset >= s.Inuse ? s.Inuse + 8 : s.Inuse;
 
     /// <summary>size_from_object: the slot's bytes from the object's start.</summary>
     private static uint SizeFromObject(KmemCache s) => (s.Flags & SlabFlags.RedZone) != 0 ? s.Size - s.RedLeftPad : s.Size;
@@ -126,124 +120,14 @@ internal sealed unsafe partial class Slub
 
     // ───────────────────────────── tracks ─────────────────────────────
 
-    private static nint TrackAt(KmemCache s, nint obj, int item) => obj + (nint)(InfoEnd(s) + (uint)item * KmemCache.TrackSize);
+    /// <summary>set_track (SlubTracks.Set).</summary>
+    private void SetTrack(KmemCache s, nint obj, int item) => _tracks.Set(s, obj, item);
 
-    /// <summary>jiffies at HZ=250, from the slab layer's creation.</summary>
-    private ulong Jiffies => (ulong)(Stopwatch.GetElapsedTime(_bootTimestamp).TotalMilliseconds / 4);
-
-    /// <summary>set_track: the caller (the first method outside Kmem on the stack), its stack in the depot, the
-    /// CPU, the thread as pid and the time.</summary>
-    private void SetTrack(KmemCache s, nint obj, int item)
-    {
-        var (caller, handle) = CaptureCaller();
-        nint t = TrackAt(s, obj, item);
-        *(ulong*)t = caller;
-        *(uint*)(t + 8) = handle;
-        *(int*)(t + 12) = _cpus.Current;
-        *(int*)(t + 16) = Environment.CurrentManagedThreadId;
-        *(int*)(t + 20) = 0;
-        *(ulong*)(t + 24) = Jiffies;
-    }
-
-    /// <summary>The calling method outside the Kmem library and the stack down to it, interned.</summary>
-    private (uint Caller, uint Handle) CaptureCaller()
-    {
-        var frames = new StackTrace(2, false).GetFrames();
-        var lib = typeof(Slub).Assembly;
-        // The stack is kept from the API entry point (the outermost library frame) outwards, as the kernel's
-        // stack depot keeps it from kmem_cache_alloc/kmalloc; the caller is the first frame outside.
-        int entry = -1;
-        for (int i = 0; i < frames.Length; i++)
-        {
-            if (frames[i].GetMethod()?.DeclaringType?.Assembly == lib)
-            {
-                entry = i;
-            }
-            else if (entry >= 0)
-            {
-                break;
-            }
-        }
-        var names = new List<string>(16);
-        for (int i = Math.Max(entry, 0); i < frames.Length && names.Count < 16; i++)
-        {
-            if (frames[i].GetMethod() is { } m)
-            {
-                names.Add(m.Name);
-            }
-        }
-        string caller = names.Count > 1 ? names[1] : names.Count == 1 ? names[0] : "?";
-        string stackKey = string.Join('\n', names);
-        lock (_depotLock)
-        {
-            if (!_callerIds.TryGetValue(caller, out uint id))
-            {
-                id = (uint)_callerNames.Count;
-                _callerNames.Add(caller);
-                _callerIds[caller] = id;
-            }
-            if (!_stackHandles.TryGetValue(stackKey, out uint handle))
-            {
-                handle = (uint)_stacks.Count;
-                _stacks.Add([.. names]);
-                _stackHandles[stackKey] = handle;
-            }
-            return (id, handle);
-        }
-    }
-
-    /// <summary>print_tracking: the alloc and free tracks that were ever set.</summary>
-    private void PrintTracking(KmemCache s, nint obj, StringBuilder sb)
-    {
-        if ((s.Flags & SlabFlags.StoreUser) == 0)
-        {
-            return;
-        }
-        ulong now = Jiffies;
-        PrintTrack("Allocated", TrackAt(s, obj, 0), now, sb);
-        PrintTrack("Freed", TrackAt(s, obj, 1), now, sb);
-    }
-
-    private void PrintTrack(string what, nint t, ulong now, StringBuilder sb)
-    {
-        ulong addr = *(ulong*)t;
-        if (addr == 0)
-        {
-            return;
-        }
-        uint handle = *(uint*)(t + 8);
-        string name;
-        string[] stack;
-        lock (_depotLock)
-        {
-            name = addr < (ulong)_callerNames.Count ? _callerNames[(int)addr] : $"0x{addr:x}";
-            stack = handle < (uint)_stacks.Count ? _stacks[(int)handle] : [];
-        }
-        ulong when = *(ulong*)(t + 24);
-        sb.Append(CultureInfo.InvariantCulture, $"{what} in {name} age={now - when} cpu={*(int*)(t + 12)} pid={*(int*)(t + 16)}\n");
-        if (stack.Length == 0)
-        {
-            sb.Append("object allocation/free stack trace missing\n");
-        }
-        foreach (string frame in stack)
-        {
-            sb.Append(' ').Append(frame).Append('\n');
-        }
-    }
+    /// <summary>print_tracking (SlubTracks.Print).</summary>
+    private void PrintTracking(KmemCache s, nint obj, StringBuilder sb) => _tracks.Print(s, obj, sb);
 
     /// <summary>The name of the track's caller (for tests and the sysfs view), or null when never set.</summary>
-    public string? TrackCaller(KmemCache s, nint obj, bool free)
-    {
-        if ((s.Flags & SlabFlags.StoreUser) == 0)
-        {
-            return null;
-        }
-        ulong addr = *(ulong*)TrackAt(s, obj, free ? 1 : 0);
-        lock (_depotLock)
-        {
-            return addr == 0 || addr >= (ulong)_callerNames.Count ? null : _callerNames[(int)addr];
-        }
-    }
+    public string? TrackCaller(KmemCache s, nint obj, bool free) => _tracks.Caller(s, obj, free);
 
     /// <summary>trace(): SLAB_TRACE's line for an allocation or a free (with the freed object's bytes).</summary>
     private void Trace(KmemCache s, uint pfn, nint obj, bool alloc)

@@ -13,7 +13,7 @@ internal sealed unsafe partial class Slub
 {
     /// <summary>get_freepointer (freelist_ptr decoding): the next free object after <paramref name="obj"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static nint GetFreepointer(KmemCache s, nint obj)
+    internal static nint GetFreepointer(KmemCache s, nint obj)
     {
         nint addr = obj + (nint)s.Offset;
         return *(nint*)addr ^ s.FpRandom ^ ((nint)BinaryPrimitives.ReverseEndianness((ulong)addr) & s.FpSwabMask);

@@ -66,13 +66,16 @@ internal sealed class SlubThreadCache
 internal sealed unsafe partial class Slub
 {
     /// <summary>The allocation byte of an object sitting in a thread magazine.</summary>
-    private const byte HeldByMagazine = 2;
+    internal const byte HeldByMagazine = 2;
     /// <summary>How much a thread's magazines may grow to hold, in bytes of objects (MachineOptions.SlubThreadCache).</summary>
     internal long ThreadBudgetBytes { get; }
     /// <summary>The most objects one magazine may grow to.</summary>
     private const int MaxMagazine = 8192;
 
     private readonly ConcurrentDictionary<int, SlubThreadCache> _threadCaches = new();
+
+    /// <summary>The live threads' magazines (for the checker).</summary>
+    internal ICollection<SlubThreadCache> ThreadCaches => _threadCaches.Values;
     private readonly Lock _magazineLock = new();
 
     /// <summary>How many free objects a thread starts keeping per cache: SLAB's enable_cpucache limits by object

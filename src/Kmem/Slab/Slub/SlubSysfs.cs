@@ -53,7 +53,7 @@ internal sealed unsafe partial class Slub
         {
             return samples;
         }
-        ulong now = Jiffies;
+        ulong now = _tracks.Jiffies;
         for (uint pfn = 0; pfn < _mem.LowmemPfns; pfn++)
         {
             ref PageFrame f = ref _mem.Frame(pfn);
@@ -68,16 +68,10 @@ internal sealed unsafe partial class Slub
                 {
                     continue;
                 }
-                nint t = TrackAt(s, ObjectAt(s, pfn, (uint)i), free ? 1 : 0);
+                nint t = SlubTracks.TrackAt(s, ObjectAt(s, pfn, (uint)i), free ? 1 : 0);
                 uint caller = (uint)*(ulong*)t;
                 uint handle = *(uint*)(t + 8);
-                string name;
-                string[] stack;
-                lock (_depotLock)
-                {
-                    name = caller < (uint)_callerNames.Count ? _callerNames[(int)caller] : "";
-                    stack = handle < (uint)_stacks.Count ? _stacks[(int)handle] : [];
-                }
+                var (name, stack) = _tracks.Lookup(caller, handle);
                 ulong when = *(ulong*)(t + 24);
                 samples.Add(new SlubTrackSample(caller, handle, name, stack, (long)(now - when), when,
                     *(int*)(t + 12), *(int*)(t + 16), node));

@@ -40,7 +40,7 @@ internal sealed partial class PageAllocator
             _log.Printk($"WARNING: CPU: {_cpus.Current} at mm/page_alloc.c alloc_pages_exact: mode:0x{(uint)gfp:x}({GfpFlags.Format(gfp)}) has __GFP_COMP or __GFP_HIGHMEM; dropped");
             gfp &= ~(Gfp.Comp | Gfp.HighMem);
         }
-        int order = PageOrder.GetOrder(size);
+        int order = PhysMem.GetOrder(size);
         var page = AllocPages(gfp, order, -1); // an order >= MAX_ORDER fails there, with its warning
         if (page.IsNull)
         {

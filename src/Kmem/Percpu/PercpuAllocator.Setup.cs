@@ -3,7 +3,6 @@
 // page and vmap calls chunks are built with. The first chunk is built in the
 // constructor, before the allocator is shared; the helpers take no lock of their own
 // (see PercpuAllocator.cs for the lock order).
-using Kmem.PageAlloc;
 using Kmem.Physical;
 
 namespace Kmem.Percpu;

@@ -41,7 +41,7 @@ internal sealed class Filemap(PhysMem mem, PageAllocator pa, Lruvecs lru, Highme
             if (_disposed)
             {
                 fs.Dispose();
-                throw new ObjectDisposedException(nameof(Machine));
+                throw new ObjectDisposedException("Machine");
             }
             var f = new CachedFile(this, full, fs);
             _files.Add(f);

@@ -92,7 +92,7 @@ internal sealed class Swapfile(PhysMem mem, HighmemMaps highmem, KernelLog log, 
         string full = System.IO.Path.GetFullPath(path);
         lock (Lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, typeof(Machine));
+            ObjectDisposedException.ThrowIf(_disposed, "Machine");
             if (_swaps.Any(s => s is not null && s.Path == full))
             {
                 throw new InvalidOperationException($"swapon: {full}: already active (EBUSY)");

@@ -3,6 +3,7 @@
 // root, the mm counters (rss, swap entries, page-table bytes) and the kernel
 // stack. The work is done by UserMemory (UserMemory.cs, Fault.cs); this is the public handle.
 // Every field is guarded by UserMemory.Lock (LockOrder.cs).
+using Kmem.Physical;
 using Kmem.Reclaim;
 
 namespace Kmem;
@@ -49,7 +50,7 @@ public sealed class TaskStruct
     public long SwapEnts { get; internal set; }
 
     /// <summary>mm_pgtables_bytes: page-table pages below the root (PUD, PMD and PTE tables) in bytes.</summary>
-    public long PgtablesBytes => PgtablePages * Machine.PageSize;
+    public long PgtablesBytes => PgtablePages * PhysMem.PageSize;
 
     /// <summary>total_vm: pages of its mappings.</summary>
     public long TotalVm { get; internal set; }

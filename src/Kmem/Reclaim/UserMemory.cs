@@ -133,7 +133,7 @@ internal sealed unsafe partial class UserMemory
         {
             throw new ArgumentOutOfRangeException(nameof(oomScoreAdj), oomScoreAdj, "oom_score_adj is -1000..1000");
         }
-        ObjectDisposedException.ThrowIf(_disposed, typeof(Machine));
+        ObjectDisposedException.ThrowIf(_disposed, "Machine");
         string comm = name.Length > 15 ? name[..15] : name;
         nint stack = 0;
         Page stackPages = Page.Null;

@@ -2,7 +2,7 @@
 // page, so the page and the test cannot drift apart. A unit is a folder of src/Kmem ("(root)" for
 // its top-level files) or a whole other project (Kmem.Trace, Kmem.MemoryMap, Kmem.Cli). A file may
 // use the types of its own unit and of units in lower rows; units of one row do not use each other.
-// Types are found by their declarations, uses by name in the code (comments and strings stripped);
+// Types are found by their namespace-level declarations, uses by name in the code (comments and strings stripped);
 // a name declared in two units is ambiguous and not checked. Every file is checked, Machine's too.
 using System.Text;
 using System.Text.RegularExpressions;
@@ -192,7 +192,9 @@ public partial class LayeringTests(ITestOutputHelper output)
         [GeneratedRegex(@"//[^\n]*|/\*.*?\*/|@""(?:[^""]|"""")*""|\$?""(?:[^""\\\n]|\\.)*""|'(?:[^'\\\n]|\\.)'", RegexOptions.Singleline)]
         private static partial Regex CommentOrString();
 
-        [GeneratedRegex(@"\b(?:class|struct|enum|interface|record)\s+([A-Z]\w*)")]
+        // Types declared at namespace level (file-scoped namespaces: no indentation); a nested type is
+        // named through its outer type, and its short name (Kind, Entry) would be ambiguous anyway.
+        [GeneratedRegex(@"^(?:(?:public|internal|file|sealed|static|abstract|unsafe|partial|readonly|ref)\s+)*(?:class|struct|enum|interface|record(?:\s+struct)?)\s+([A-Z]\w*)", RegexOptions.Multiline)]
         private static partial Regex Declaration();
 
         [GeneratedRegex(@"\b[A-Z]\w*\b")]

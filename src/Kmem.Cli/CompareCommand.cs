@@ -17,6 +17,7 @@ public static class CompareCommand
         var until = ReplayCommand.UntilOption();
         var skipBad = new Option<bool>("--skip-bad") { Description = "count malformed lines instead of stopping at the first" };
         var json = new Option<bool>("--json") { Description = "print one JSON object on stdout: {\"backends\": [...]}" };
+        var timing = ReplayCommand.TimingOption();
         var command = new Command("compare", "Replay a trace on SLUB, SLAB and SLOB and compare slab memory, fragmentation and speed.") { trace };
         command.Options.Add(machine.Mem);
         command.Options.Add(machine.Cpus);
@@ -25,11 +26,12 @@ public static class CompareCommand
         command.Options.Add(until);
         command.Options.Add(skipBad);
         command.Options.Add(json);
-        command.SetAction(parse => Run(ctx, parse.GetValue(trace)!, machine, parse, parse.GetValue(until), parse.GetValue(skipBad), parse.GetValue(json)));
+        command.Options.Add(timing);
+        command.SetAction(parse => Run(ctx, parse.GetValue(trace)!, machine, parse, parse.GetValue(until), parse.GetValue(skipBad), parse.GetValue(json), parse.GetValue(timing)));
         return command;
     }
 
-    private static int Run(CliContext ctx, string trace, MachineArgs machine, ParseResult parse, string? until, bool skipBad, bool json)
+    private static int Run(CliContext ctx, string trace, MachineArgs machine, ParseResult parse, string? until, bool skipBad, bool json, bool timing)
     {
         if (until is "")
         {
@@ -123,12 +125,19 @@ public static class CompareCommand
         var inv = CultureInfo.InvariantCulture;
         var first = runs.FirstOrDefault(r => r.Result is not null)?.Result;
         ctx.Out.WriteLine(string.Create(inv, $"# kmem compare of {trace}: {first?.Events ?? 0:N0} events on {MachineArgs.NameOf(options.Preset)}, {options.Memory}, {options.Cpus} CPUs"));
-        ctx.Out.WriteLine($"{"slab",-6} {"peak kB",10} {"end kB",10} {"int. frag",10} {"slab pages",11} {"objs/page",10} {"M events/s",11}");
+        // Speeds vary from run to run: on stdout only with --timing, else on a terminal's stderr.
+        string speedHead = timing ? $" {"M events/s",11}" : "";
+        ctx.Out.WriteLine($"{"slab",-6} {"peak kB",10} {"end kB",10} {"int. frag",10} {"slab pages",11} {"objs/page",10}{speedHead}");
         foreach (var run in runs)
         {
             if (run.Result is { } r)
             {
-                ctx.Out.WriteLine(string.Create(inv, $"{Name(run.Slab),-6} {r.SlabBytesPeak / 1024,10:N0} {r.SlabBytesEnd / 1024,10:N0} {r.InternalFragmentation,10:P1} {r.SlabPagesEnd,11:N0} {r.ObjectsPerSlabPage,10:F1} {r.EventsPerSecond / 1e6,11:F2}"));
+                string speed = string.Create(inv, $" {r.EventsPerSecond / 1e6,11:F2}");
+                ctx.Out.WriteLine(string.Create(inv, $"{Name(run.Slab),-6} {r.SlabBytesPeak / 1024,10:N0} {r.SlabBytesEnd / 1024,10:N0} {r.InternalFragmentation,10:P1} {r.SlabPagesEnd,11:N0} {r.ObjectsPerSlabPage,10:F1}{(timing ? speed : "")}"));
+                if (ctx.ErrIsTerminal && !timing)
+                {
+                    ctx.Err.WriteLine(string.Create(inv, $"# time: {Name(run.Slab)} {r.Events:N0} events in {r.Seconds:F2} s ({r.EventsPerSecond / 1e6:F2} M events/s)"));
+                }
             }
             else
             {

@@ -25,8 +25,9 @@ public static class ReplayCommand
     /// <param name="Map">--map FILE.png, or null.</param>
     /// <param name="MapEvery">--map-every N, or null.</param>
     /// <param name="Mismatches">--mismatches N: list the first N disagreements of each decision kind.</param>
+    /// <param name="Timing">--timing: elapsed time and speed on stdout too.</param>
     public sealed record Request(string Trace, MachineChoice Machine, IReadOnlyList<string> Proc, string? Until,
-        bool CompareProc, bool SkipBad, bool Json, int Busiest, string? Map = null, long? MapEvery = null, int Mismatches = 0);
+        bool CompareProc, bool SkipBad, bool Json, int Busiest, string? Map = null, long? MapEvery = null, int Mismatches = 0, bool Timing = false);
 
     /// <summary>Creates the subcommand.</summary>
     public static Command Create(CliContext ctx)
@@ -41,6 +42,7 @@ public static class ReplayCommand
         var map = new Option<string?>("--map") { Description = "write a picture of physical memory (a cell per page frame coloured by its use, zones marked, a legend) where the replay ends, as a PNG file", HelpName = "FILE.png" };
         var mismatches = CliValues.Whole(new Option<int>("--mismatches") { Description = "list the first N disagreements of each decision kind (Kmem's allocator against the kernel's), with their trace lines", HelpName = "N" }, 0);
         var mapEvery = CliValues.Whole(new Option<long?>("--map-every") { Description = "with --map, also write FILE-000001.png after N events, FILE-000002.png after 2N, … (markers count as events)", HelpName = "N" }, 1);
+        var timing = TimingOption();
         var command = new Command("replay", "Replay a kernel trace on a Kmem machine and show what happened: events, fidelity to the traced kernel, busiest caches, /proc files.")
         {
             trace,
@@ -54,9 +56,10 @@ public static class ReplayCommand
         command.Options.Add(map);
         command.Options.Add(mapEvery);
         command.Options.Add(mismatches);
+        command.Options.Add(timing);
         command.SetAction(parse => Run(ctx, new Request(parse.GetValue(trace)!, machine.Choose(parse), parse.GetValue(proc) ?? [], parse.GetValue(until),
             parse.GetValue(compareProc), parse.GetValue(skipBad), parse.GetValue(json), 10, parse.GetValue(map), parse.GetValue(mapEvery),
-            Math.Max(0, parse.GetValue(mismatches)))));
+            Math.Max(0, parse.GetValue(mismatches)), parse.GetValue(timing))));
         return command;
     }
 
@@ -67,6 +70,11 @@ public static class ReplayCommand
         proc.AcceptOnlyFromAmong(ProcNames);
         return proc;
     }
+
+    /// <summary>--timing: elapsed times and speeds on stdout (otherwise they go only to a terminal's stderr), so
+    /// that stdout is the same bytes run after run unless asked.</summary>
+    public static Option<bool> TimingOption() =>
+        new("--timing") { Description = "print elapsed times and speeds on stdout (without it they show on stderr when it is a terminal, and stdout is the same bytes run after run)" };
 
     /// <summary>--until MARKER.</summary>
     public static Option<string?> UntilOption() =>
@@ -181,6 +189,10 @@ public static class ReplayCommand
                         ctx.Err.WriteLine($"kmem: warning: --compare-proc: no slabinfo.txt, buddyinfo.txt or meminfo.txt in {dir}");
                     }
                 }
+                if (ctx.ErrIsTerminal && !req.Timing)
+                {
+                    ReplayReport.WriteTiming(ctx.Err, r); // where the progress bar was
+                }
                 if (req.Json)
                 {
                     ReplayReport.WriteJson(ctx.Out, j =>
@@ -205,6 +217,10 @@ public static class ReplayCommand
                 else
                 {
                     ReplayReport.WriteText(ctx.Out, m, r, req.Busiest, aligned);
+                    if (req.Timing)
+                    {
+                        ReplayReport.WriteTiming(ctx.Out, r);
+                    }
                     if (maps is not null)
                     {
                         ctx.Out.WriteLine(maps.Written.Count == 1

@@ -12,7 +12,15 @@ public static class ReplayReport
 {
     private static readonly CultureInfo s_inv = CultureInfo.InvariantCulture;
 
-    /// <summary>The text summary: events, what drove the machine, fidelity, busiest caches.</summary>
+    /// <summary>The replay's elapsed time and speed, one line (stderr always; stdout with --timing).</summary>
+    public static void WriteTiming(TextWriter w, TraceReplayResult r)
+    {
+        string decoding = r.DecompressSeconds > 0 ? Inv($", {r.DecompressSeconds:F2} s of it decompressing") : "";
+        w.WriteLine(Inv($"# time: {r.Events:N0} events in {r.Seconds:F2} s{decoding} ({r.EventsPerSecond / 1e6:F2} M events/s replayed from the text)"));
+    }
+
+    /// <summary>The text summary: events, what drove the machine, fidelity, busiest caches (no elapsed time:
+    /// see <see cref="WriteTiming"/>).</summary>
     /// <param name="w">Where to write.</param>
     /// <param name="m">The machine of the free run.</param>
     /// <param name="r">The free run.</param>
@@ -20,8 +28,7 @@ public static class ReplayReport
     /// <param name="aligned">The aligned run of the same trace (its decisions), or null.</param>
     public static void WriteText(TextWriter w, Machine m, TraceReplayResult r, int busiest = 10, TraceReplayResult? aligned = null)
     {
-        string decoding = r.DecompressSeconds > 0 ? Inv($", {r.DecompressSeconds:F2} s of it decompressing") : "";
-        w.WriteLine(Inv($"# kmem replay of {r.FileName}: {r.Events:N0} events in {r.Seconds:F2} s{decoding} ({r.EventsPerSecond / 1e6:F2} M events/s replayed from the text)"));
+        w.WriteLine(Inv($"# kmem replay of {r.FileName}: {r.Events:N0} events"));
         w.WriteLine($"# machine: {MachineArgs.NameOf(m.Preset)}, {MachineOptions.FormatSize(m.MemoryBytes)}, {m.NrCpus} CPUs, {m.Options.Slab.ToString().ToLowerInvariant()}, seed {m.Seed}");
         if (r.StopMarker is not null)
         {

@@ -2,6 +2,8 @@
 // run after run, in one process (so host threads, CPU choice and kswapd's timing are
 // the only things that could differ). kswapd and kcompactd run synchronously on a
 // seeded machine, and every workload and story pins its CPU.
+using Kmem.Tests.Trace;
+
 namespace Kmem.Tests.Cli;
 
 [Collection("reclaim-files")]
@@ -41,5 +43,41 @@ public class DeterminismTests
         Assert.Contains("\nkmem-pressure.swap                      file\t", output, StringComparison.Ordinal);
         Assert.DoesNotContain(Path.GetTempPath(), output, StringComparison.Ordinal);
         Assert.DoesNotContain("elapsed", output, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void ReplayPrintsTheSameReportEveryRunAndItsTimingOnlyWhenAsked()
+    {
+        string dir = ReplayData.SliceFolder();
+        try
+        {
+            string trace = Path.Combine(dir, "trace.txt");
+            string output = Twice("replay", trace, "--proc", "buddyinfo", "--proc", "slabinfo", "--compare-proc");
+            Assert.DoesNotContain("# time:", output, StringComparison.Ordinal);
+            Assert.DoesNotContain("events/s", output, StringComparison.Ordinal);
+            var timed = CliRun.Kmem("replay", trace, "--timing");
+            Assert.Contains("# time: ", timed.Out, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void CompareLeavesItsSpeedsOutOfStdoutUnlessAsked()
+    {
+        string dir = ReplayData.SliceFolder();
+        try
+        {
+            string trace = Path.Combine(dir, "trace.txt");
+            string output = Twice("compare", trace);
+            Assert.DoesNotContain("events/s", output, StringComparison.Ordinal);
+            Assert.Contains("M events/s", CliRun.Kmem("compare", trace, "--timing").Out, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 }

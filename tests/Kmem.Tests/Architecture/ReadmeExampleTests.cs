@@ -1,5 +1,6 @@
-// The "Use it from C#" example of README.md, kept here line for line so that it keeps compiling and
-// doing what the README says.
+// The library examples of README.md's tour, run here in-process line for line, with asserts on what
+// the README says they do. ExampleTests checks that every line of the README's C# blocks is code of
+// examples/QuickStart, and runs that program too.
 namespace Kmem.Tests.Architecture;
 
 public class ReadmeExampleTests

@@ -1,5 +1,5 @@
-// The "Mempools and per-CPU data" example of README.md, kept here line for line so that it keeps
-// compiling and doing what the README says.
+// The example of docs/mempool-percpu.md (also examples/MempoolPercpu), kept here line for line so that it keeps
+// compiling and doing what the page says.
 namespace Kmem.Tests.Percpu;
 
 public class ReadmeMempoolPercpuExampleTests

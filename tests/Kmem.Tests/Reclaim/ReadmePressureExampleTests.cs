@@ -1,5 +1,5 @@
-// The example of README.md's "Memory pressure" section, kept here line for line so that it keeps
-// compiling and doing what the README says.
+// The example of docs/memory-pressure.md (also examples/Pressure), kept here line for line so that it keeps
+// compiling and doing what the page says.
 namespace Kmem.Tests.Reclaim;
 
 [Collection("reclaim-files")]

@@ -31,6 +31,10 @@ internal static class BenchCommand
         };
         command.SetAction(parse =>
         {
+            if (parse.GetValue(memoryChild) is null && IsUnoptimized(typeof(Machine).Assembly))
+            {
+                ctx.Err.WriteLine("kmem: warning: bench runs a Debug build of Kmem: the figures are not representative (build with -c Release)");
+            }
             var args = new List<string>();
             if (parse.GetValue(memoryChild) is { } child)
             {
@@ -69,4 +73,9 @@ internal static class BenchCommand
         });
         return command;
     }
+
+    /// <summary>Whether an assembly was compiled without optimisation (a Debug build).</summary>
+    private static bool IsUnoptimized(System.Reflection.Assembly assembly) =>
+        assembly.GetCustomAttributes(typeof(System.Diagnostics.DebuggableAttribute), false)
+            .OfType<System.Diagnostics.DebuggableAttribute>().Any(d => d.IsJITOptimizerDisabled);
 }

@@ -23,6 +23,7 @@ public static class CompareCommand
         command.Options.Add(machine.Cpus);
         command.Options.Add(machine.Preset);
         command.Options.Add(machine.Seed);
+        machine.AddBootParameters(command);
         command.Options.Add(until);
         command.Options.Add(skipBad);
         command.Options.Add(json);

@@ -22,7 +22,8 @@ public static class DefaultCommand
             + "With no arguments: replay the bundled real kernel trace (Linux 6.1 x86-64, 512 MiB, 2 CPUs, 1.8 million kmem events) "
             + "on a Kmem machine of the same shape and print the events, the fidelity figures, the busiest slab caches and /proc/buddyinfo.\n"
             + "Commands: replay a trace (kmem replay TRACE), compare SLUB, SLAB and SLOB on one (kmem compare TRACE), "
-            + "or print a /proc file after a built-in workload (kmem proc NAME).");
+            + "list a trace's markers (kmem markers TRACE), print /proc files after a built-in workload (kmem proc NAME), "
+            + "run a memory-pressure scenario (kmem scenario pressure|fragmentation|highmem), or benchmark Kmem against other allocators (kmem bench).");
         root.SetAction(_ =>
         {
             string trace = BundledTrace;

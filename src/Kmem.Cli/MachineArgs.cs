@@ -26,6 +26,16 @@ public sealed class MachineArgs
     /// <summary>--seed.</summary>
     public Option<int> Seed { get; } = CliValues.Whole(new Option<int>("--seed") { Description = "seed of the machine (and of the built-in workload)", DefaultValueFactory = _ => 1 });
 
+    /// <summary>--slub-debug: the slub_debug boot parameter.</summary>
+    public Option<string?> SlubDebug { get; } = new("--slub-debug") { Description = "the slub_debug boot parameter: FLAGS[,cache,…][;FLAGS,cache…] with F (sanity checks), Z (red zones), P (poison), U (user tracking), T (trace), A (failslab), O; e.g. FZPU or FZ,kmalloc-64 (SLUB)", HelpName = "FLAGS[,CACHES]" };
+    /// <summary>--slub-nomerge.</summary>
+    public Option<bool> SlubNomerge { get; } = new("--slub-nomerge") { Description = "the slub_nomerge boot parameter: never merge a new cache into an existing one" };
+    /// <summary>--sysctl name=value (repeatable).</summary>
+    public Option<string[]> Sysctl { get; } = new("--sysctl") { Description = "a vm sysctl at boot (repeatable): " + string.Join(", ", SysctlNames) + "; e.g. --sysctl min_free_kbytes=8192", HelpName = "NAME=VALUE" };
+
+    /// <summary>The vm sysctls a machine takes at boot.</summary>
+    public static readonly string[] SysctlNames = ["min_free_kbytes", "watermark_scale_factor", "watermark_boost_factor", "percpu_pagelist_high_fraction"];
+
     /// <summary>Creates the options with their accepted values.</summary>
     public MachineArgs()
     {
@@ -41,6 +51,16 @@ public sealed class MachineArgs
         command.Options.Add(Cpus);
         command.Options.Add(Preset);
         command.Options.Add(Seed);
+        AddBootParameters(command);
+    }
+
+    /// <summary>Adds the boot parameters (--slub-debug, --slub-nomerge, --sysctl) to a command.</summary>
+    public void AddBootParameters(Command command)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        command.Options.Add(SlubDebug);
+        command.Options.Add(SlubNomerge);
+        command.Options.Add(Sysctl);
     }
 
     /// <summary>The slab allocator chosen.</summary>
@@ -50,7 +70,12 @@ public sealed class MachineArgs
     /// <param name="parse">The parsed command line.</param>
     /// <param name="slab">The slab allocator when the command has no --slab; null reads --slab.</param>
     public MachineChoice Choose(ParseResult parse, SlabAllocator? slab = null) =>
-        new(parse.GetValue(Mem), parse.GetValue(Cpus), (Preset)Array.IndexOf(PresetNames, parse.GetValue(Preset)), slab ?? SlabOf(parse), parse.GetValue(Seed));
+        new(parse.GetValue(Mem), parse.GetValue(Cpus), (Preset)Array.IndexOf(PresetNames, parse.GetValue(Preset)), slab ?? SlabOf(parse), parse.GetValue(Seed))
+        {
+            SlubDebug = parse.GetValue(SlubDebug),
+            SlubNomerge = parse.GetValue(SlubNomerge),
+            Sysctl = parse.GetValue(Sysctl) ?? [],
+        };
 
     /// <summary>MemTotal of meminfo.txt beside the trace, rounded up to a multiple of 64 MiB; "1G" without one.</summary>
     public static string DefaultMemory(string? tracePath)
@@ -98,6 +123,11 @@ public sealed class MachineArgs
         ["Preset"] = "--preset",
         ["Slab"] = "--slab",
         ["Seed"] = "--seed",
+        ["SlubDebug"] = "--slub-debug",
+        ["MinFreeKbytes"] = "--sysctl min_free_kbytes",
+        ["WatermarkScaleFactor"] = "--sysctl watermark_scale_factor",
+        ["WatermarkBoostFactor"] = "--sysctl watermark_boost_factor",
+        ["PercpuPagelistHighFraction"] = "--sysctl percpu_pagelist_high_fraction",
     };
 
     /// <summary>The --preset name of a preset.</summary>
@@ -112,6 +142,15 @@ public sealed class MachineArgs
 /// <param name="Seed">--seed.</param>
 public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAllocator Slab, int Seed)
 {
+    /// <summary>--slub-debug, or null.</summary>
+    public string? SlubDebug { get; init; }
+
+    /// <summary>--slub-nomerge.</summary>
+    public bool SlubNomerge { get; init; }
+
+    /// <summary>--sysctl NAME=VALUE, in the order given.</summary>
+    public IReadOnlyList<string> Sysctl { get; init; } = [];
+
     /// <summary>The defaults: memory and CPUs from the trace, x86_64, SLUB, seed 1.</summary>
     public static MachineChoice Default { get; } = new(null, null, Preset.X64, SlabAllocator.Slub, 1);
 
@@ -154,6 +193,43 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
         {
             throw new UsageException($"--cpus must be 1 or more, not {cpus}");
         }
-        return new MachineOptions { Memory = memory, Cpus = cpus, Preset = Preset, Slab = Slab, Seed = Seed };
+        var sysctl = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (string setting in Sysctl)
+        {
+            var (name, value) = ParseSysctl(setting);
+            sysctl[name] = value;
+        }
+        var defaults = new MachineOptions();
+        return new MachineOptions
+        {
+            Memory = memory,
+            Cpus = cpus,
+            Preset = Preset,
+            Slab = Slab,
+            Seed = Seed,
+            SlubDebug = SlubDebug,
+            SlubNomerge = SlubNomerge,
+            MinFreeKbytes = sysctl.TryGetValue("min_free_kbytes", out int minFree) ? minFree : defaults.MinFreeKbytes,
+            WatermarkScaleFactor = sysctl.GetValueOrDefault("watermark_scale_factor", defaults.WatermarkScaleFactor),
+            WatermarkBoostFactor = sysctl.GetValueOrDefault("watermark_boost_factor", defaults.WatermarkBoostFactor),
+            PercpuPagelistHighFraction = sysctl.GetValueOrDefault("percpu_pagelist_high_fraction", defaults.PercpuPagelistHighFraction),
+        };
+    }
+
+    /// <summary>One --sysctl NAME=VALUE (a "vm." prefix allowed); the machine checks the value's range at boot.</summary>
+    private static (string Name, int Value) ParseSysctl(string setting)
+    {
+        int eq = setting.IndexOf('=', StringComparison.Ordinal);
+        string name = (eq < 0 ? setting : setting[..eq]).Trim();
+        name = name.StartsWith("vm.", StringComparison.Ordinal) ? name[3..] : name;
+        if (!MachineArgs.SysctlNames.Contains(name))
+        {
+            throw new UsageException($"--sysctl {setting}: {name} is not a sysctl a machine takes at boot; the names are {string.Join(", ", MachineArgs.SysctlNames)}");
+        }
+        if (eq < 0 || !int.TryParse(setting.AsSpan(eq + 1).Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int value))
+        {
+            throw new UsageException($"--sysctl {setting}: expected {name}=VALUE with a whole number");
+        }
+        return (name, value);
     }
 }

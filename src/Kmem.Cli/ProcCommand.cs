@@ -18,7 +18,7 @@ public static class ProcCommand
         var name = new Argument<string[]>("NAME")
         {
             Description = "the /proc files to print, by name: " + string.Join(", ", ReplayCommand.ProcNames)
-                + "; or /sys/kernel/slab[/CACHE[/ATTRIBUTE]], /sys/kernel/debug/slab/CACHE/alloc_traces|free_traces (SLUB only)",
+                + "; or /sys/kernel/slab[/CACHE[/ATTRIBUTE]], /sys/kernel/debug/slab/CACHE/alloc_traces|free_traces (SLUB with --slub-debug U); slabinfo needs SLUB or SLAB, slobinfo SLOB",
             Arity = ArgumentArity.OneOrMore,
         };
         name.Validators.Add(result =>

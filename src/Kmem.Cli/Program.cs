@@ -29,6 +29,7 @@ public static class Program
         root.Subcommands.Add(ProcCommand.Create(ctx));
         root.Subcommands.Add(ScenarioCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));
+        root.Subcommands.Add(MarkersCommand.Create(ctx));
         return Invoke(ctx, root, args);
     }
 
@@ -63,6 +64,10 @@ public static class Program
         catch (FormatException e)
         {
             return ctx.Fail(CliContext.BadInput, e.Message);
+        }
+        catch (PlatformNotSupportedException e)
+        {
+            return ctx.Fail(CliContext.Internal, e.Message);
         }
         catch (Exception e)
         {

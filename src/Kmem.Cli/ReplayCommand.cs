@@ -11,7 +11,7 @@ namespace Kmem.Cli;
 public static class ReplayCommand
 {
     /// <summary>The /proc files --proc accepts.</summary>
-    public static readonly string[] ProcNames = ["meminfo", "buddyinfo", "pagetypeinfo", "zoneinfo", "slabinfo", "vmallocinfo", "vmstat", "unusable_index", "extfrag_index"];
+    public static readonly string[] ProcNames = ["meminfo", "buddyinfo", "pagetypeinfo", "zoneinfo", "slabinfo", "slobinfo", "vmallocinfo", "vmstat", "swaps", "percpu_stats", "unusable_index", "extfrag_index"];
 
     /// <summary>What one replay run does.</summary>
     /// <param name="Trace">The trace file.</param>

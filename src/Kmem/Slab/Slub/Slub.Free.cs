@@ -1,7 +1,7 @@
 // SLUB's free side (mm/slub.c, 6.1): do_slab_free's fast path onto the cpu freelist, __slab_free (a full
 // slab goes to the cpu partial list, an empty one back to the page allocator above min_partial),
-// put_cpu_partial, unfreezing and deactivation; then the lookups the reports and sysfs read (slabinfo
-// figures, partial counts) and the checked free of a single object (FreeObject).
+// put_cpu_partial, unfreezing and deactivation; then the lookups the reports and sysfs read (the figures
+// themselves are SlubSysfs's) and the checked free of a single object (FreeObject; its reports SlubDebug's).
 // Lock order as in Slub.cs: cpu lock → node list_lock → slab lock. An object's allocation byte is
 // tested and cleared under the cpu lock for a cpu-slab object, exchanged atomically otherwise.
 using System.Runtime.CompilerServices;

@@ -7,6 +7,9 @@
 // A byte changes only with its object: the allocator sets it plainly while it holds the object alone
 // (under the cpu lock on the fast path); a free of a cpu-slab object tests and clears it under that
 // CPU's lock, every other free exchanges it atomically. Objects are located by reciprocal multiply.
+// Off the fast paths Slub hands over to the classes it holds: SlubDebug (slub_debug's slow paths, checks
+// and reports, which take slabs through NewSlab, PushFree, RemovePartial and DiscardSlab here) and
+// SlubSysfs (the figures sysfs and slabinfo read); SlubLayout computes a slot's offsets.
 using System.Runtime.CompilerServices;
 using Kmem.PageAlloc;
 using Kmem.Physical;

@@ -1,7 +1,7 @@
 // SLUB's free side (mm/slub.c, 6.1): do_slab_free's fast path onto the cpu freelist, __slab_free (a full
 // slab goes to the cpu partial list, an empty one back to the page allocator above min_partial),
-// put_cpu_partial, unfreezing and deactivation; then the lookups the reports and sysfs read (slabinfo
-// figures, partial counts) and the checked free of a single object (FreeObject).
+// put_cpu_partial, unfreezing and deactivation; then the lookups the reports and sysfs read (the figures
+// themselves are SlubSysfs's) and the checked free of a single object (FreeObject; its reports SlubDebug's).
 // Lock order as in Slub.cs: cpu lock → node list_lock → slab lock. An object's allocation byte is
 // tested and cleared under the cpu lock for a cpu-slab object, exchanged atomically otherwise.
 using System.Runtime.CompilerServices;
@@ -56,7 +56,7 @@ internal sealed unsafe partial class Slub
     {
         if (s.IsDebug)
         {
-            DebugSlabFree(s, pfn, obj);
+            _debug.SlabFree(s, pfn, obj);
             return true;
         }
         if (s.WantInitOnFree)
@@ -115,7 +115,7 @@ internal sealed unsafe partial class Slub
 
     /// <summary>Pushes an object onto a slab's freelist (slab lock held).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void PushFree(KmemCache s, ref PageFrame f, uint pfn, nint obj, bool freeze)
+    internal void PushFree(KmemCache s, ref PageFrame f, uint pfn, nint obj, bool freeze)
     {
         ulong p = f.Private;
         uint head = SlabPage.FreeIdx(p);
@@ -218,7 +218,7 @@ internal sealed unsafe partial class Slub
         }
     }
 
-    private void RemovePartial(KmemCacheNode n, uint pfn)
+    internal void RemovePartial(KmemCacheNode n, uint pfn)
     {
         n.Partial.Remove(_mem, pfn);
         n.NrPartial--;
@@ -226,34 +226,36 @@ internal sealed unsafe partial class Slub
 
     // ───────────────────────────── lookups and checks ─────────────────────────────
 
-    /// <summary>get_slabinfo: every object not free on a node partial list counts as active (objects free
-    /// in cpu slabs and cpu partial slabs too); each node's partial list is read under its list_lock.</summary>
-    public override SlabCacheStats Stats(KmemCache s)
+    /// <inheritdoc/>
+    public override SlabCacheStats Stats(KmemCache s) => _sysfs.Stats(s);
+
+    /// <summary>The alloc (or free) tracks of every object of a SLAB_STORE_USER cache now in use (SlubSysfs).</summary>
+    public List<SlubTrackSample> TrackSamples(KmemCache s, bool free) => _sysfs.TrackSamples(s, free);
+
+    /// <summary>The node figures of a cache, one entry per node (SlubSysfs).</summary>
+    public SlubNodeFigures[] NodeFigures(KmemCache s) => _sysfs.NodeFigures(s);
+
+    /// <summary>The per-CPU figures of a cache, one entry per possible CPU (SlubSysfs).</summary>
+    public SlubCpuFigures[] CpuFigures(KmemCache s) => _sysfs.CpuFigures(s);
+
+    /// <summary>cpu_partial_store after its checks: the new limit, then flush_all so that no CPU keeps more.</summary>
+    public void SetCpuPartial(KmemCache s, uint objects)
     {
-        long slabs = 0, objs = 0, free = 0;
-        foreach (var n in s.Nodes)
-        {
-            slabs += Volatile.Read(ref n.NrSlabs);
-            objs += Volatile.Read(ref n.TotalObjects);
-            free += CountPartialFree(s, n);
-        }
-        return new SlabCacheStats(objs - free, objs, slabs, slabs);
+        s.SetCpuPartial(objects);
+        FlushAllCpus(s);
     }
 
-    /// <summary>Free objects on a node's partial lists (count_partial with count_free).</summary>
-    public long CountPartialFree(KmemCache s, KmemCacheNode n)
-    {
-        long free = 0;
-        lock (n.ListLock)
-        {
-            for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn; pfn = _mem.Frame(pfn).Next)
-            {
-                ref PageFrame f = ref _mem.Frame(pfn);
-                free += SlabPage.Objects(f.Private) - f.Aux;
-            }
-        }
-        return free;
-    }
+    /// <summary>sysfs_slab_add's choice: a cache that can never be merged has a directory under its own name;
+    /// one that could be has one under its unique id, with its names as links (slab_unmergeable, and every
+    /// cache when slub_debug=O drops metadata from some).</summary>
+    public bool SysfsUnmergeable(KmemCache s) =>
+        SlabUnmergeable(s) || (_slubDebug.DisableHigherOrderDebug && (_slubDebug.Global & SlubDebugOption.MetadataFlags) != 0);
+
+    /// <summary>The name of the track's caller (for tests and the sysfs view), or null when never set.</summary>
+    public string? TrackCaller(KmemCache s, nint obj, bool free) => _tracks.Caller(s, obj, free);
+
+    /// <inheritdoc/>
+    private protected override string TrackingOf(KmemCache owner, nint p) => _debug.TrackingOf(owner, p);
 
     /// <summary>The allocation map of the slab at <paramref name="pfn"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -283,13 +285,16 @@ internal sealed unsafe partial class Slub
         uint idx = s.IndexOf(off);
         if (off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
         {
-            ReportBadFree(s, pfn, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
+            _debug.ReportBadFree(s, pfn, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
             return;
         }
         bool freed = MagazineOf(s) is { } mag ? MagazineFree(mag, s, pfn, obj, AllocByte(pfn, idx)) : DoSlabFree(s, pfn, obj, ref AllocBits(pfn)![idx]);
         if (!freed)
         {
-            ReportBadFree(s, pfn, obj, "Object already free", caller, (long)off);
+            _debug.ReportBadFree(s, pfn, obj, "Object already free", caller, (long)off);
         }
     }
+
+    /// <summary>The checked free of an object a debug allocation hands back when its report throws.</summary>
+    internal void FreeAfterFailedAlloc(KmemCache s, nint obj) => FreeObject(s, HeadPfn(_mem.VirtToPfn(obj)), obj, "kmem_cache_alloc");
 }

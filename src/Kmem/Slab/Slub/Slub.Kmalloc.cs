@@ -55,5 +55,5 @@ internal sealed unsafe partial class Slub
     }
 
     /// <inheritdoc/>
-    private protected override nuint ObjectKsize(KmemCache s) => SlabKsize(s);
+    private protected override nuint ObjectKsize(KmemCache s) => SlubLayout.SlabKsize(s);
 }

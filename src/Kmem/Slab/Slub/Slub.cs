@@ -7,6 +7,9 @@
 // A byte changes only with its object: the allocator sets it plainly while it holds the object alone
 // (under the cpu lock on the fast path); a free of a cpu-slab object tests and clears it under that
 // CPU's lock, every other free exchanges it atomically. Objects are located by reciprocal multiply.
+// Off the fast paths Slub hands over to the classes it holds: SlubDebug (slub_debug's slow paths, checks
+// and reports, which take slabs through NewSlab, PushFree, RemovePartial and DiscardSlab here) and
+// SlubSysfs (the figures sysfs and slabinfo read); SlubLayout computes a slot's offsets.
 using System.Runtime.CompilerServices;
 using Kmem.PageAlloc;
 using Kmem.Physical;
@@ -22,6 +25,12 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     private readonly byte[]?[]?[] _allocBits;
     private const int BitsChunkShift = 14;
     private readonly SlubDebugOption _slubDebug;
+    /// <summary>The alloc/free tracks' caller names and stack depot.</summary>
+    private readonly SlubTracks _tracks;
+    /// <summary>slub_debug's slow paths, checks and reports.</summary>
+    private readonly SlubDebug _debug;
+    /// <summary>The figures sysfs and slabinfo read.</summary>
+    private readonly SlubSysfs _sysfs;
     private readonly bool _hardened;
     private readonly bool _randomFreelist;
 
@@ -33,6 +42,8 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         _slubDebug = pa.Options.SlubDebug is { } sd ? SlubDebugOption.Parse(sd) : SlubDebugOption.None;
         _hardened = pa.Options.SlabFreelistHardened;
         _randomFreelist = pa.Options.SlabFreelistRandom;
+        _debug = new SlubDebug(this, _mem, _cpus, log, bug, _tracks, _hardened);
+        _sysfs = new SlubSysfs(this, _mem, _tracks);
         _allocBits = new byte[]?[]?[(_mem.LowmemPfns >> BitsChunkShift) + 1];
         CreateKmallocCaches(KmallocShiftLow, firstIndex: 0, SlabFlags.Kmalloc);
     }
@@ -112,7 +123,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
                 }
                 else
                 {
-                    ListSlabObjects(s, pfn);
+                    _debug.ListSlabObjects(s, pfn);
                 }
                 pfn = next;
             }
@@ -120,29 +131,6 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         foreach (uint pfn in discard)
         {
             DiscardSlab(s, pfn);
-        }
-    }
-
-    private void ListSlabObjects(KmemCache s, uint pfn)
-    {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        int objects = SlabPage.Objects(f.Private);
-        uint freeIdx = SlabPage.FreeIdx(f.Private);
-        nint fp = freeIdx == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, freeIdx);
-        _log.Printk(new string('=', 77));
-        _log.Printk($"BUG {s.Name} (Not tainted): Objects remaining in {s.Name} on __kmem_cache_shutdown()");
-        _log.Printk(new string('-', 77));
-        _log.Printk("");
-        string flags = (f.Flags & PageFlags.Head) != 0 ? "slab|head" : "slab";
-        _log.Printk($"Slab 0x{KernelAddress(_mem.PageAddress(pfn)):x} objects={objects} used={f.Aux} fp=0x{(fp == 0 ? 0 : KernelAddress(fp)):x} "
-            + $"flags=0x{(uint)(f.Flags & PageFlags.KernelMask):x}({flags})");
-        var bits = AllocBits(pfn);
-        for (int i = 0; i < objects; i++)
-        {
-            if (bits is not null && Volatile.Read(ref bits[i]) != 0)
-            {
-                _log.Printk($"Object 0x{KernelAddress(ObjectAt(s, pfn, (uint)i)):x} @offset={(long)i * s.Size + s.RedLeftPad}");
-            }
         }
     }
 
@@ -233,6 +221,29 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         return obj;
     }
 
+    /// <summary>maybe_wipe_obj_freeptr and slab_post_alloc_hook's zeroing: init_on_free leaves only the free
+    /// pointer non-zero, init_on_alloc and __GFP_ZERO clear the object.</summary>
+    private static void PostAllocHook(KmemCache s, nint obj, Gfp gfp)
+    {
+        if (s.WantInitOnFree)
+        {
+            *(nint*)(obj + (nint)s.Offset) = 0;
+        }
+        if (s.WantInitOnAlloc || (gfp & Gfp.Zero) != 0)
+        {
+            SlubLayout.Bytes(obj, s.ObjectSize).Clear();
+        }
+    }
+
+    /// <summary>slab_free_hook with init: the object and the metadata after inuse are zeroed (not the left red
+    /// zone of the next slot).</summary>
+    internal static void InitObjectOnFree(KmemCache s, nint obj)
+    {
+        SlubLayout.Bytes(obj, s.ObjectSize).Clear();
+        uint rsize = (s.Flags & SlabFlags.RedZone) != 0 ? s.RedLeftPad : 0;
+        SlubLayout.Bytes(obj + (nint)s.Inuse, s.Size - s.Inuse - rsize).Clear();
+    }
+
     /// <summary>The per-CPU half of slab_alloc_node: pop the cpu freelist, else ___slab_alloc.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private nint CpuAlloc(KmemCache s, Gfp gfp, int node)
@@ -258,7 +269,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     }
 
     /// <summary>Sets an object's allocation byte; the caller holds the object alone.</summary>
-    private void MarkAllocated(KmemCache s, nint obj)
+    internal void MarkAllocated(KmemCache s, nint obj)
     {
         uint pfn = HeadPfn(_mem.VirtToPfn(obj));
         Volatile.Write(ref AllocBits(pfn)![s.IndexOf((nuint)(obj - _mem.PageAddress(pfn)))], 1);
@@ -271,7 +282,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         if (s.IsDebug)
         {
             c.Unlock();
-            return DebugAlloc(s, gfp, node);
+            return _debug.Alloc(s, gfp, node);
         }
         while (true)
         {
@@ -326,7 +337,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         {
             if ((gfp & Gfp.NoWarn) == 0)
             {
-                SlabOutOfMemory(s, gfp, node);
+                _debug.SlabOutOfMemory(s, gfp, node);
             }
             return 0;
         }
@@ -341,19 +352,6 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         c.Freelist = GetFreepointer(s, first);
         c.Unlock();
         return first;
-    }
-
-    private void SlabOutOfMemory(KmemCache s, Gfp gfp, int node)
-    {
-        _log.Printk($"SLUB: Unable to allocate memory on node {node}, gfp=0x{(uint)gfp:x}({GfpFlags.Format(gfp)})");
-        _log.Printk($"  cache: {s.Name}, object size: {s.ObjectSize}, buffer size: {s.Size}, default order: {s.Order}, min order: {s.MinOrder}");
-        for (int nid = 0; nid < s.Nodes.Length; nid++)
-        {
-            var n = s.Nodes[nid];
-            long slabs = Volatile.Read(ref n.NrSlabs);
-            long objs = Volatile.Read(ref n.TotalObjects);
-            _log.Printk($"  node {nid}: slabs: {slabs}, objs: {objs}, free: {CountPartialFree(s, n)}");
-        }
     }
 
     /// <summary>get_freelist: takes a frozen slab's freelist for the cpu; when it is empty the slab is
@@ -442,7 +440,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     /// <summary>new_slab / allocate_slab: pages for a slab of the cache's order (the minimum order when
     /// that fails), objects chained in address order, constructors run. Returns the head pfn of a frozen
     /// slab whose objects all belong to the caller's cpu freelist, or NoPfn.</summary>
-    private uint NewSlab(KmemCache s, Gfp gfp, int node, out nint head)
+    internal uint NewSlab(KmemCache s, Gfp gfp, int node, out nint head)
     {
         const Gfp reclaimMask = Gfp.Reclaim | Gfp.High | Gfp.Io | Gfp.Fs | Gfp.NoWarn | Gfp.RetryMayfail | Gfp.NoFail
             | Gfp.NoRetry | Gfp.Memalloc | Gfp.NoMemalloc | Gfp.AtomicBit;
@@ -476,7 +474,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         nint start = _mem.PageAddress(pfn);
         if (s.IsDebug)
         {
-            SetupSlabDebug(s, start, order);
+            SlubDebug.SetupSlabDebug(s, start, order);
         }
         nint first = start + (nint)s.RedLeftPad;
         if (s.RandomSeq is null || objects < 2)
@@ -485,7 +483,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
             for (int i = 0; i < objects; i++)
             {
                 nint obj = first + (nint)((long)i * s.Size);
-                SetupObject(s, obj, ctor);
+                SlubDebug.SetupObject(s, obj, ctor);
                 SetFreepointer(s, obj, i + 1 < objects ? obj + (nint)s.Size : 0);
             }
         }
@@ -516,7 +514,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     }
 
     /// <summary>discard_slab / __free_slab: the slab's pages go back to the page allocator.</summary>
-    private void DiscardSlab(KmemCache s, uint pfn)
+    internal void DiscardSlab(KmemCache s, uint pfn)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
         int objects = SlabPage.Objects(f.Private);

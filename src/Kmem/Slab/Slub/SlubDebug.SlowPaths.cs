@@ -7,17 +7,19 @@
 using System.Globalization;
 using System.Text;
 using Kmem.Physical;
+using static Kmem.Slab.Slub;
+using static Kmem.Slab.SlubLayout;
 
 namespace Kmem.Slab;
 
-internal sealed unsafe partial class Slub
+internal sealed unsafe partial class SlubDebug
 {
     // ───────────────────────────── the debug slow paths ─────────────────────────────
 
     /// <summary>___slab_alloc for a debug cache: one object from the first node partial slab that passes the
     /// checks (alloc_single_from_partial), else from a new slab (alloc_single_from_new_slab); 0 when no slab
     /// can be had.</summary>
-    private nint DebugAlloc(KmemCache s, Gfp gfp, int node)
+    public nint Alloc(KmemCache s, Gfp gfp, int node)
     {
         StringBuilder? sb = null;
         nint obj = 0;
@@ -33,7 +35,7 @@ internal sealed unsafe partial class Slub
         }
         while (obj == 0)
         {
-            uint pfn = NewSlab(s, gfp, node, out nint head);
+            uint pfn = _slub.NewSlab(s, gfp, node, out nint head);
             if (pfn == PhysMem.NoPfn)
             {
                 if ((gfp & Gfp.NoWarn) == 0)
@@ -49,14 +51,14 @@ internal sealed unsafe partial class Slub
         {
             // The allocation succeeded from another slab; the caller still learns of the corruption. When the
             // bug policy throws, the object goes back first.
-            MarkAllocated(s, obj);
+            _slub.MarkAllocated(s, obj);
             try
             {
                 RaiseReport(s, obj, sb);
             }
             catch (KernelBugException)
             {
-                FreeObject(s, HeadPfn(_mem.VirtToPfn(obj)), obj, "kmem_cache_alloc");
+                _slub.FreeAfterFailedAlloc(s, obj);
                 throw;
             }
         }
@@ -77,7 +79,7 @@ internal sealed unsafe partial class Slub
                 nint obj = PopDebugObject(s, pfn, ref sb, out bool full);
                 if (full)
                 {
-                    RemovePartial(n, pfn);
+                    _slub.RemovePartial(n, pfn);
                 }
                 if (obj != 0)
                 {
@@ -99,7 +101,7 @@ internal sealed unsafe partial class Slub
         }
         if (!full)
         {
-            var n = s.Nodes[NodeOf(pfn)];
+            var n = s.Nodes[_slub.NodeOf(pfn)];
             lock (n.ListLock)
             {
                 n.Partial.AddHead(_mem, pfn);
@@ -178,7 +180,7 @@ internal sealed unsafe partial class Slub
         int objects = SlabPage.Objects(f.Private);
         f.Private = SlabPage.WithFreeIdx(f.Private, SlabPage.NoObject);
         f.Aux = (ushort)objects;
-        var bits = AllocBits(pfn)!;
+        var bits = _slub.AllocBits(pfn)!;
         for (int i = 0; i < objects; i++)
         {
             Volatile.Write(ref bits[i], 1);
@@ -189,7 +191,7 @@ internal sealed unsafe partial class Slub
     /// (checks with F, the free track, TRACE, red zones inactive and poison), then the object joins its slab's
     /// freelist; a slab that was full joins the partial list, an empty one goes back above min_partial. A
     /// failed check leaves the object allocated ("Object at … not freed").</summary>
-    private void DebugSlabFree(KmemCache s, uint pfn, nint obj)
+    public void SlabFree(KmemCache s, uint pfn, nint obj)
     {
         if (s.WantInitOnFree)
         {
@@ -197,7 +199,7 @@ internal sealed unsafe partial class Slub
         }
         StringBuilder? sb = null;
         bool ok = true, discard = false;
-        var n = s.Nodes[NodeOf(pfn)];
+        var n = s.Nodes[_slub.NodeOf(pfn)];
         lock (n.ListLock)
         {
             ref PageFrame f = ref _mem.Frame(pfn);
@@ -217,12 +219,12 @@ internal sealed unsafe partial class Slub
                 Trace(s, pfn, obj, alloc: false);
                 InitObject(s, obj, RedInactive);
                 bool wasFull = SlabPage.FreeIdx(f.Private) == SlabPage.NoObject;
-                PushFree(s, ref f, pfn, obj, freeze: false);
+                _slub.PushFree(s, ref f, pfn, obj, freeze: false);
                 if (f.Aux == 0 && n.NrPartial >= s.MinPartial)
                 {
                     if (!wasFull)
                     {
-                        RemovePartial(n, pfn);
+                        _slub.RemovePartial(n, pfn);
                     }
                     discard = true;
                 }
@@ -236,12 +238,12 @@ internal sealed unsafe partial class Slub
         }
         if (!ok)
         {
-            MarkAllocated(s, obj);
+            _slub.MarkAllocated(s, obj);
             sb!.Append(CultureInfo.InvariantCulture, $"FIX {s.Name}: Object at 0x{KernelAddress(obj):x} not freed\n");
         }
         if (discard)
         {
-            DiscardSlab(s, pfn);
+            _slub.DiscardSlab(s, pfn);
         }
         RaiseReport(s, obj, sb);
     }

@@ -1,7 +1,9 @@
-// SLUB debugging (mm/slub.c under CONFIG_SLUB_DEBUG, 6.1): the slow paths every debug cache takes (one
-// object at a time from node partial slabs under list_lock and the slab lock, no cpu slab, no cpu partial),
-// red zones, poisoning, alloc/free tracks, TRACE lines, and the checks and reports of slub_debug=F
-// (check_object, check_pad_bytes, slab_pad_check, print_trailer), whose output follows the kernel's lines.
+// SLUB debugging (mm/slub.c under CONFIG_SLUB_DEBUG, 6.1), apart from the allocator it watches: the slow
+// paths every debug cache takes (SlubDebug.SlowPaths.cs), red zones, poisoning, alloc/free tracks, TRACE
+// lines, the checks and reports of slub_debug=F (check_object, check_pad_bytes, slab_pad_check,
+// print_trailer), the refused-free and out-of-memory reports and list_slab_objects, whose output follows
+// the kernel's lines. Slub holds one and calls it only off its fast paths (a debug cache, a bad free, a
+// failed slab allocation, a busy shutdown).
 // A failed check restores the bytes it names ("FIX … Restoring"), keeps the object as it was (a free that
 // fails leaves it allocated; an allocation that fails leaks the rest of the slab, "Marking all objects
 // used"), and only then reports through the machine's bug policy, outside every lock.
@@ -9,10 +11,13 @@
 using System.Globalization;
 using System.Text;
 using Kmem.Physical;
+using static Kmem.Slab.Slub;
+using static Kmem.Slab.SlubLayout;
 
 namespace Kmem.Slab;
 
-internal sealed unsafe partial class Slub
+/// <summary>slub_debug of one machine's SLUB: the debug caches' slow paths, checks and reports.</summary>
+internal sealed unsafe partial class SlubDebug
 {
     /// <summary>POISON_INUSE: slab and object padding.</summary>
     public const byte PoisonInuse = 0x5a;
@@ -28,30 +33,36 @@ internal sealed unsafe partial class Slub
     private const string BugLine = "=============================================================================";
     private const string DashLine = "-----------------------------------------------------------------------------";
 
+    private readonly Slub _slub;
+    private readonly PhysMem _mem;
+    private readonly CpuTopology _cpus;
+    private readonly KernelLog _log;
+    private readonly Action<KernelBugException> _bug;
     /// <summary>The alloc/free tracks' caller names and stack depot.</summary>
     private readonly SlubTracks _tracks;
+    /// <summary>CONFIG_SLAB_FREELIST_HARDENED: a double free of a freelist head is set_freepointer's BUG.</summary>
+    private readonly bool _hardened;
 
-    // ───────────────────────────── layout helpers ─────────────────────────────
+    /// <summary>The debugging of <paramref name="slub"/>, which owns <paramref name="mem"/>'s slabs.</summary>
+    public SlubDebug(Slub slub, PhysMem mem, CpuTopology cpus, KernelLog log, Action<KernelBugException> bug, SlubTracks tracks, bool hardened)
+    {
+        _slub = slub;
+        _mem = mem;
+        _cpus = cpus;
+        _log = log;
+        _bug = bug;
+        _tracks = tracks;
+        _hardened = hardened;
+    }
 
-    /// <summary>get_info_end: where tracks start, after the free pointer when it lies outside the object.</summary>
-    internal static uint InfoEnd(KmemCache s) => s.Offset >= s.Inuse ? s.Inuse + 8 : s.Inuse;
+    private ulong KernelAddress(nint p) => _slub.KernelAddress(p);
 
-    /// <summary>size_from_object: the slot's bytes from the object's start.</summary>
-    private static uint SizeFromObject(KmemCache s) => (s.Flags & SlabFlags.RedZone) != 0 ? s.Size - s.RedLeftPad : s.Size;
-
-    /// <summary>slab_ksize: the bytes a kmalloc user may touch (the object alone when red zones or poison
-    /// guard what follows; up to inuse when tracks or an RCU free pointer follow; else the whole slot).</summary>
-    public static uint SlabKsize(KmemCache s) =>
-        (s.Flags & (SlabFlags.RedZone | SlabFlags.Poison)) != 0 ? s.ObjectSize
-        : (s.Flags & (SlabFlags.TypesafeByRcu | SlabFlags.StoreUser)) != 0 ? s.Inuse
-        : s.Size;
-
-    private static Span<byte> Bytes(nint p, uint length) => new((void*)p, (int)length);
+    private nint ObjectAt(KmemCache s, uint pfn, uint idx) => _slub.ObjectAt(s, pfn, idx);
 
     // ───────────────────────────── object setup ─────────────────────────────
 
     /// <summary>setup_slab_debug: a poisoned cache's new slab is filled with POISON_INUSE.</summary>
-    private static void SetupSlabDebug(KmemCache s, nint start, int order)
+    internal static void SetupSlabDebug(KmemCache s, nint start, int order)
     {
         if ((s.Flags & SlabFlags.Poison) != 0)
         {
@@ -61,7 +72,7 @@ internal sealed unsafe partial class Slub
 
     /// <summary>setup_object: setup_object_debug (red zones inactive, poison, empty tracks), then the
     /// constructor.</summary>
-    private static void SetupObject(KmemCache s, nint obj, Action<nint>? ctor)
+    internal static void SetupObject(KmemCache s, nint obj, Action<nint>? ctor)
     {
         if ((s.Flags & (SlabFlags.StoreUser | SlabFlags.RedZone)) != 0 || s.ObjectPoison)
         {
@@ -76,7 +87,7 @@ internal sealed unsafe partial class Slub
 
     /// <summary>init_object: red zones set to <paramref name="val"/>, a poisoned object's body to POISON_FREE
     /// ending in POISON_END.</summary>
-    private static void InitObject(KmemCache s, nint obj, byte val)
+    internal static void InitObject(KmemCache s, nint obj, byte val)
     {
         if ((s.Flags & SlabFlags.RedZone) != 0)
         {
@@ -93,31 +104,6 @@ internal sealed unsafe partial class Slub
         }
     }
 
-    // ───────────────────────────── alloc/free hooks (init_on_alloc, init_on_free) ─────────────────────────────
-
-    /// <summary>maybe_wipe_obj_freeptr and slab_post_alloc_hook's zeroing: init_on_free leaves only the free
-    /// pointer non-zero, init_on_alloc and __GFP_ZERO clear the object.</summary>
-    private static void PostAllocHook(KmemCache s, nint obj, Gfp gfp)
-    {
-        if (s.WantInitOnFree)
-        {
-            *(nint*)(obj + (nint)s.Offset) = 0;
-        }
-        if (s.WantInitOnAlloc || (gfp & Gfp.Zero) != 0)
-        {
-            Bytes(obj, s.ObjectSize).Clear();
-        }
-    }
-
-    /// <summary>slab_free_hook with init: the object and the metadata after inuse are zeroed (not the left red
-    /// zone of the next slot).</summary>
-    private static void InitObjectOnFree(KmemCache s, nint obj)
-    {
-        Bytes(obj, s.ObjectSize).Clear();
-        uint rsize = (s.Flags & SlabFlags.RedZone) != 0 ? s.RedLeftPad : 0;
-        Bytes(obj + (nint)s.Inuse, s.Size - s.Inuse - rsize).Clear();
-    }
-
     // ───────────────────────────── tracks ─────────────────────────────
 
     /// <summary>set_track (SlubTracks.Set).</summary>
@@ -125,9 +111,6 @@ internal sealed unsafe partial class Slub
 
     /// <summary>print_tracking (SlubTracks.Print).</summary>
     private void PrintTracking(KmemCache s, nint obj, StringBuilder sb) => _tracks.Print(s, obj, sb);
-
-    /// <summary>The name of the track's caller (for tests and the sysfs view), or null when never set.</summary>
-    public string? TrackCaller(KmemCache s, nint obj, bool free) => _tracks.Caller(s, obj, free);
 
     /// <summary>trace(): SLAB_TRACE's line for an allocation or a free (with the freed object's bytes).</summary>
     private void Trace(KmemCache s, uint pfn, nint obj, bool alloc)
@@ -226,21 +209,6 @@ internal sealed unsafe partial class Slub
             PrintSection("Padding  ", p + (nint)off, SizeFromObject(s) - off, sb);
         }
         sb.Append(CultureInfo.InvariantCulture, $"CPU: {_cpus.Current} PID: {Environment.CurrentManagedThreadId}\n");
-    }
-
-    /// <summary>The end of the metadata: the free pointer, tracks and orig_size.</summary>
-    private static uint MetadataEnd(KmemCache s)
-    {
-        uint off = InfoEnd(s);
-        if ((s.Flags & SlabFlags.StoreUser) != 0)
-        {
-            off += 2 * KmemCache.TrackSize;
-            if ((s.Flags & SlabFlags.Kmalloc) != 0)
-            {
-                off += 4;
-            }
-        }
-        return off;
     }
 
     /// <summary>object_err.</summary>
@@ -372,8 +340,46 @@ internal sealed unsafe partial class Slub
         span[fault..end].Fill(PoisonInuse);
     }
 
+    /// <summary>list_slab_objects: the report of a partial slab that still has objects at shutdown.</summary>
+    public void ListSlabObjects(KmemCache s, uint pfn)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
+        int objects = SlabPage.Objects(f.Private);
+        uint freeIdx = SlabPage.FreeIdx(f.Private);
+        nint fp = freeIdx == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, freeIdx);
+        _log.Printk(new string('=', 77));
+        _log.Printk($"BUG {s.Name} (Not tainted): Objects remaining in {s.Name} on __kmem_cache_shutdown()");
+        _log.Printk(new string('-', 77));
+        _log.Printk("");
+        string flags = (f.Flags & PageFlags.Head) != 0 ? "slab|head" : "slab";
+        _log.Printk($"Slab 0x{KernelAddress(_mem.PageAddress(pfn)):x} objects={objects} used={f.Aux} fp=0x{(fp == 0 ? 0 : KernelAddress(fp)):x} "
+            + $"flags=0x{(uint)(f.Flags & PageFlags.KernelMask):x}({flags})");
+        var bits = _slub.AllocBits(pfn);
+        for (int i = 0; i < objects; i++)
+        {
+            if (bits is not null && Volatile.Read(ref bits[i]) != 0)
+            {
+                _log.Printk($"Object 0x{KernelAddress(ObjectAt(s, pfn, (uint)i)):x} @offset={(long)i * s.Size + s.RedLeftPad}");
+            }
+        }
+    }
+
+    /// <summary>slab_out_of_memory: the cache's figures, node by node, when no slab could be had.</summary>
+    public void SlabOutOfMemory(KmemCache s, Gfp gfp, int node)
+    {
+        _log.Printk($"SLUB: Unable to allocate memory on node {node}, gfp=0x{(uint)gfp:x}({GfpFlags.Format(gfp)})");
+        _log.Printk($"  cache: {s.Name}, object size: {s.ObjectSize}, buffer size: {s.Size}, default order: {s.Order}, min order: {s.MinOrder}");
+        for (int nid = 0; nid < s.Nodes.Length; nid++)
+        {
+            var n = s.Nodes[nid];
+            long slabs = Volatile.Read(ref n.NrSlabs);
+            long objs = Volatile.Read(ref n.TotalObjects);
+            _log.Printk($"  node {nid}: slabs: {slabs}, objs: {objs}, free: {SlubSysfs.CountPartialFree(_mem, n)}");
+        }
+    }
+
     /// <summary>Sends a collected report through the machine's bug policy (outside every lock).</summary>
-    private void RaiseReport(KmemCache s, nint obj, StringBuilder? sb)
+    internal void RaiseReport(KmemCache s, nint obj, StringBuilder? sb)
     {
         if (sb is { Length: > 0 })
         {
@@ -384,7 +390,7 @@ internal sealed unsafe partial class Slub
     /// <summary>A refused free (not an object's start, or already free): a debug cache reports it with
     /// object_err/slab_err and the trailer; with CONFIG_SLAB_FREELIST_HARDENED a free of the object at the head
     /// of the freelist it would join is set_freepointer's BUG; otherwise the short report.</summary>
-    private void ReportBadFree(KmemCache s, uint pfn, nint obj, string what, string caller, long offset)
+    public void ReportBadFree(KmemCache s, uint pfn, nint obj, string what, string caller, long offset)
     {
         if (_hardened && what == "Object already free" && IsFreelistHead(s, pfn, obj))
         {
@@ -397,7 +403,7 @@ internal sealed unsafe partial class Slub
         }
         if (!s.IsDebug)
         {
-            Report(s, obj, what, caller, offset);
+            _slub.Report(s, obj, what, caller, offset);
             return;
         }
         var sb = new StringBuilder();
@@ -435,7 +441,7 @@ internal sealed unsafe partial class Slub
 
     /// <summary>The tracking lines of an object of a STORE_USER cache (cache_from_obj prints them after
     /// "Wrong slab cache").</summary>
-    private protected override string TrackingOf(KmemCache owner, nint p)
+    public string TrackingOf(KmemCache owner, nint p)
     {
         if ((owner.Flags & SlabFlags.StoreUser) == 0)
         {

@@ -21,7 +21,7 @@ internal sealed unsafe partial class Slub
 
     /// <summary>set_freepointer (freelist_ptr encoding).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SetFreepointer(KmemCache s, nint obj, nint fp)
+    internal static void SetFreepointer(KmemCache s, nint obj, nint fp)
     {
         nint addr = obj + (nint)s.Offset;
         *(nint*)addr = fp ^ s.FpRandom ^ ((nint)BinaryPrimitives.ReverseEndianness((ulong)addr) & s.FpSwabMask);
@@ -83,12 +83,12 @@ internal sealed unsafe partial class Slub
         long pageLimit = (long)objects * s.Size;
         var ctor = s.Ctor;
         nint head = first + (nint)NextFreelistEntry(seq, ref pos, pageLimit);
-        SetupObject(s, head, ctor);
+        SlubDebug.SetupObject(s, head, ctor);
         nint cur = head;
         for (int i = 1; i < objects; i++)
         {
             nint next = first + (nint)NextFreelistEntry(seq, ref pos, pageLimit);
-            SetupObject(s, next, ctor);
+            SlubDebug.SetupObject(s, next, ctor);
             SetFreepointer(s, cur, next);
             cur = next;
         }

@@ -1,7 +1,8 @@
 // What SLUB's sysfs attributes (mm/slub.c show_slab_objects, slabs_cpu_partial_show,
 // sysfs_slab_add, 6.1) need from a cache's live state, taken in one pass: per node the
 // slab and object counts and the partial list's figures, per CPU its cpu slab and its
-// cpu partial slabs. The text itself is the report layer's (Proc/SysSlab.cs).
+// cpu partial slabs; and slabinfo's get_slabinfo (count_partial). The text itself is the report
+// layer's (Proc/SysSlab.cs, Proc/Slabinfo.cs); Slub holds one SlubSysfs and hands these figures on.
 // Locking: each CPU's figures are read under that CPU's lock and each node's partial
 // list under its list_lock with every slab's lock (the order of Slub.cs), one at a time,
 // so a snapshot is consistent per CPU and per node, as the kernel's reads are.
@@ -42,8 +43,42 @@ internal readonly record struct SlubCpuFigures(int SlabNode, int PartialNode, in
 /// <param name="Node">The node of the object's slab.</param>
 internal readonly record struct SlubTrackSample(uint Caller, uint Handle, string CallerName, string[] Stack, long Age, ulong When, int Cpu, int Pid, int Node);
 
-internal sealed unsafe partial class Slub
+/// <summary>The figures of one machine's SLUB caches that sysfs, debugfs and slabinfo read.</summary>
+/// <param name="slub">The SLUB allocator whose caches are read.</param>
+/// <param name="mem">The machine's physical memory.</param>
+/// <param name="tracks">The tracks' caller names and stack depot.</param>
+internal sealed unsafe class SlubSysfs(Slub slub, PhysMem mem, SlubTracks tracks)
 {
+    /// <summary>get_slabinfo: every object not free on a node partial list counts as active (objects free
+    /// in cpu slabs and cpu partial slabs too); each node's partial list is read under its list_lock.</summary>
+    public SlabCacheStats Stats(KmemCache s)
+    {
+        long slabs = 0, objs = 0, free = 0;
+        foreach (var n in s.Nodes)
+        {
+            slabs += Volatile.Read(ref n.NrSlabs);
+            objs += Volatile.Read(ref n.TotalObjects);
+            free += CountPartialFree(mem, n);
+        }
+        return new SlabCacheStats(objs - free, objs, slabs, slabs);
+    }
+
+    /// <summary>Free objects on a node's partial lists (count_partial with count_free).</summary>
+    public static long CountPartialFree(PhysMem mem, KmemCacheNode n)
+    {
+        long free = 0;
+        lock (n.ListLock)
+        {
+            for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn; pfn = mem.Frame(pfn).Next)
+            {
+                ref PageFrame f = ref mem.Frame(pfn);
+                free += SlabPage.Objects(f.Private) - f.Aux;
+            }
+        }
+        return free;
+    }
+
+
     /// <summary>The alloc (or free) tracks of every object of a SLAB_STORE_USER cache now in use, slab by slab in
     /// frame order, objects in address order (validate_slab_cache's walk with process_slab).</summary>
     public List<SlubTrackSample> TrackSamples(KmemCache s, bool free)
@@ -53,25 +88,25 @@ internal sealed unsafe partial class Slub
         {
             return samples;
         }
-        ulong now = _tracks.Jiffies;
-        for (uint pfn = 0; pfn < _mem.LowmemPfns; pfn++)
+        ulong now = tracks.Jiffies;
+        for (uint pfn = 0; pfn < mem.LowmemPfns; pfn++)
         {
-            ref PageFrame f = ref _mem.Frame(pfn);
-            if ((f.Flags & (PageFlags.Slab | PageFlags.Tail)) != PageFlags.Slab || CacheOfSlab(pfn) != s || AllocBits(pfn) is not { } bits)
+            ref PageFrame f = ref mem.Frame(pfn);
+            if ((f.Flags & (PageFlags.Slab | PageFlags.Tail)) != PageFlags.Slab || slub.CacheOfSlab(pfn) != s || slub.AllocBits(pfn) is not { } bits)
             {
                 continue;
             }
-            int node = NodeOf(pfn);
+            int node = slub.NodeOf(pfn);
             for (int i = 0; i < bits.Length; i++)
             {
                 if (Volatile.Read(ref bits[i]) != 1)
                 {
                     continue;
                 }
-                nint t = SlubTracks.TrackAt(s, ObjectAt(s, pfn, (uint)i), free ? 1 : 0);
+                nint t = SlubTracks.TrackAt(s, slub.ObjectAt(s, pfn, (uint)i), free ? 1 : 0);
                 uint caller = (uint)*(ulong*)t;
                 uint handle = *(uint*)(t + 8);
-                var (name, stack) = _tracks.Lookup(caller, handle);
+                var (name, stack) = tracks.Lookup(caller, handle);
                 ulong when = *(ulong*)(t + 24);
                 samples.Add(new SlubTrackSample(caller, handle, name, stack, (long)(now - when), when,
                     *(int*)(t + 12), *(int*)(t + 16), node));
@@ -91,9 +126,9 @@ internal sealed unsafe partial class Slub
             lock (n.ListLock)
             {
                 nrPartial = n.NrPartial;
-                for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn; pfn = _mem.Frame(pfn).Next)
+                for (uint pfn = n.Partial.Head; pfn != PhysMem.NoPfn; pfn = mem.Frame(pfn).Next)
                 {
-                    ref PageFrame f = ref _mem.Frame(pfn);
+                    ref PageFrame f = ref mem.Frame(pfn);
                     SlabPage.Lock(ref f);
                     total += SlabPage.Objects(f.Private);
                     inuse += f.Aux;
@@ -116,24 +151,11 @@ internal sealed unsafe partial class Slub
             uint slab = c.Slab;
             uint partial = c.Partial.Head;
             int partialSlabs = c.PartialSlabs;
-            int slabNode = slab != PhysMem.NoPfn ? NodeOf(slab) : -1;
-            int partialNode = partial != PhysMem.NoPfn ? NodeOf(partial) : -1;
+            int slabNode = slab != PhysMem.NoPfn ? slub.NodeOf(slab) : -1;
+            int partialNode = partial != PhysMem.NoPfn ? slub.NodeOf(partial) : -1;
             c.Unlock();
             result[cpu] = new SlubCpuFigures(slabNode, partialNode, partial != PhysMem.NoPfn ? partialSlabs : 0);
         }
         return result;
     }
-
-    /// <summary>cpu_partial_store after its checks: the new limit, then flush_all so that no CPU keeps more.</summary>
-    public void SetCpuPartial(KmemCache s, uint objects)
-    {
-        s.SetCpuPartial(objects);
-        FlushAllCpus(s);
-    }
-
-    /// <summary>sysfs_slab_add's choice: a cache that can never be merged has a directory under its own name;
-    /// one that could be has one under its unique id, with its names as links (slab_unmergeable, and every
-    /// cache when slub_debug=O drops metadata from some).</summary>
-    public bool SysfsUnmergeable(KmemCache s) =>
-        SlabUnmergeable(s) || (_slubDebug.DisableHigherOrderDebug && (_slubDebug.Global & SlubDebugOption.MetadataFlags) != 0);
 }

@@ -22,7 +22,7 @@ internal sealed unsafe class SlubTracks(CpuTopology cpus)
     private readonly List<string[]> _stacks = [[]];
 
     /// <summary>The track <paramref name="item"/> (0 = alloc, 1 = free) of an object: after the free pointer.</summary>
-    public static nint TrackAt(KmemCache s, nint obj, int item) => obj + (nint)(Slub.InfoEnd(s) + (uint)item * KmemCache.TrackSize);
+    public static nint TrackAt(KmemCache s, nint obj, int item) => obj + (nint)(SlubLayout.InfoEnd(s) + (uint)item * KmemCache.TrackSize);
 
     /// <summary>jiffies at HZ=250, from the slab layer's creation.</summary>
     public ulong Jiffies => (ulong)(Stopwatch.GetElapsedTime(_bootTimestamp).TotalMilliseconds / 4);

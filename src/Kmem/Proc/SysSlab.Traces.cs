@@ -44,7 +44,7 @@ public sealed partial class SysSlab
         }
         var locations = new List<Location>();
         var index = new Dictionary<(uint, uint), Location>();
-        foreach (var t in slub.TrackSamples(s, free))
+        foreach (var t in slub.Sysfs.TrackSamples(s, free))
         {
             if (index.TryGetValue((t.Caller, t.Handle), out var l))
             {

@@ -406,7 +406,7 @@ public sealed partial class SysSlab
         long total = 0;
         if ((flags & So.Cpu) != 0)
         {
-            foreach (var c in slub.CpuFigures(s))
+            foreach (var c in slub.Sysfs.CpuFigures(s))
             {
                 if (c.SlabNode < 0)
                 {
@@ -424,7 +424,7 @@ public sealed partial class SysSlab
         }
         if ((flags & (So.All | So.Partial)) != 0)
         {
-            var figures = slub.NodeFigures(s);
+            var figures = slub.Sysfs.NodeFigures(s);
             for (int nid = 0; nid < figures.Length; nid++)
             {
                 var n = figures[nid];
@@ -453,7 +453,7 @@ public sealed partial class SysSlab
     /// with cpu partial slabs, objects being the estimate slabs × objects per slab / 2.</summary>
     private static string SlabsCpuPartial(Slub slub, KmemCache s)
     {
-        var cpus = slub.CpuFigures(s);
+        var cpus = slub.Sysfs.CpuFigures(s);
         long slabs = cpus.Sum(c => (long)c.PartialSlabs);
         var sb = new StringBuilder().Append(CultureInfo.InvariantCulture, $"{slabs * s.ObjectsPerSlab / 2}({slabs})");
         for (int cpu = 0; cpu < cpus.Length; cpu++)

@@ -38,7 +38,7 @@ internal sealed unsafe partial class Slub
             allocated = 0;
             if (s.WantInitOnFree)
             {
-                InitObjectOnFree(s, obj);
+                SlubLayout.InitObjectOnFree(s, obj);
             }
             SetFreepointer(s, obj, c.Freelist);
             c.Freelist = obj;
@@ -61,7 +61,7 @@ internal sealed unsafe partial class Slub
         }
         if (s.WantInitOnFree)
         {
-            InitObjectOnFree(s, obj);
+            SlubLayout.InitObjectOnFree(s, obj);
         }
         ref PageFrame f = ref _mem.Frame(pfn);
         SlabPage.Lock(ref f);
@@ -229,14 +229,8 @@ internal sealed unsafe partial class Slub
     /// <inheritdoc/>
     public override SlabCacheStats Stats(KmemCache s) => _sysfs.Stats(s);
 
-    /// <summary>The alloc (or free) tracks of every object of a SLAB_STORE_USER cache now in use (SlubSysfs).</summary>
-    public List<SlubTrackSample> TrackSamples(KmemCache s, bool free) => _sysfs.TrackSamples(s, free);
-
-    /// <summary>The node figures of a cache, one entry per node (SlubSysfs).</summary>
-    public SlubNodeFigures[] NodeFigures(KmemCache s) => _sysfs.NodeFigures(s);
-
-    /// <summary>The per-CPU figures of a cache, one entry per possible CPU (SlubSysfs).</summary>
-    public SlubCpuFigures[] CpuFigures(KmemCache s) => _sysfs.CpuFigures(s);
+    /// <summary>The sysfs and debugfs figures of the caches (/sys/kernel/slab, alloc_traces).</summary>
+    internal SlubSysfs Sysfs => _sysfs;
 
     /// <summary>cpu_partial_store after its checks: the new limit, then flush_all so that no CPU keeps more.</summary>
     public void SetCpuPartial(KmemCache s, uint objects)
@@ -251,8 +245,8 @@ internal sealed unsafe partial class Slub
     public bool SysfsUnmergeable(KmemCache s) =>
         SlabUnmergeable(s) || (_slubDebug.DisableHigherOrderDebug && (_slubDebug.Global & SlubDebugOption.MetadataFlags) != 0);
 
-    /// <summary>The name of the track's caller (for tests and the sysfs view), or null when never set.</summary>
-    public string? TrackCaller(KmemCache s, nint obj, bool free) => _tracks.Caller(s, obj, free);
+    /// <summary>Checks every cache (SlubChecker); returns the violations. No cache may be in use meanwhile.</summary>
+    public override List<string> ValidateAll() => new SlubChecker(this, _mem).ValidateAll();
 
     /// <inheritdoc/>
     private protected override string TrackingOf(KmemCache owner, nint p) => _debug.TrackingOf(owner, p);

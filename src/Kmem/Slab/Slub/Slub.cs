@@ -211,7 +211,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
             VmBug.On(!IsObjectOf(obj, s)); // a magazine or freelist entry of another cache
             if (s.AllocHook)
             {
-                PostAllocHook(s, obj, gfp);
+                SlubLayout.PostAllocHook(s, obj, gfp);
             }
             else if ((gfp & Gfp.Zero) != 0)
             {
@@ -219,29 +219,6 @@ internal sealed unsafe partial class Slub : SlabPageBackend
             }
         }
         return obj;
-    }
-
-    /// <summary>maybe_wipe_obj_freeptr and slab_post_alloc_hook's zeroing: init_on_free leaves only the free
-    /// pointer non-zero, init_on_alloc and __GFP_ZERO clear the object.</summary>
-    private static void PostAllocHook(KmemCache s, nint obj, Gfp gfp)
-    {
-        if (s.WantInitOnFree)
-        {
-            *(nint*)(obj + (nint)s.Offset) = 0;
-        }
-        if (s.WantInitOnAlloc || (gfp & Gfp.Zero) != 0)
-        {
-            SlubLayout.Bytes(obj, s.ObjectSize).Clear();
-        }
-    }
-
-    /// <summary>slab_free_hook with init: the object and the metadata after inuse are zeroed (not the left red
-    /// zone of the next slot).</summary>
-    internal static void InitObjectOnFree(KmemCache s, nint obj)
-    {
-        SlubLayout.Bytes(obj, s.ObjectSize).Clear();
-        uint rsize = (s.Flags & SlabFlags.RedZone) != 0 ? s.RedLeftPad : 0;
-        SlubLayout.Bytes(obj + (nint)s.Inuse, s.Size - s.Inuse - rsize).Clear();
     }
 
     /// <summary>The per-CPU half of slab_alloc_node: pop the cpu freelist, else ___slab_alloc.</summary>

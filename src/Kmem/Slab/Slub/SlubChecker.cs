@@ -1,4 +1,5 @@
-// A whole-cache checker for SLUB (validate_slab_cache without red zones), for quiet caches: per slab,
+// A whole-cache checker for SLUB (validate_slab_cache without red zones; every slab found by its PG_slab
+// frame in one pass over the memmap), for quiet caches: per slab,
 // allocated (allocation map) + slab freelist + cpu freelist = objects and inuse = objects − slab freelist;
 // partial slabs are unfrozen with free objects, cpu and cpu-partial slabs frozen; per node, nr_partial,
 // nr_slabs and total_objects match; the objects in thread magazines are exactly those marked as held, each
@@ -13,6 +14,30 @@ namespace Kmem.Slab;
 /// <param name="mem">The machine's physical memory.</param>
 internal sealed unsafe class SlubChecker(Slub slub, PhysMem mem)
 {
+    /// <summary>validate_slab_cache for every cache: each slab found by its PG_slab frame in one pass over the
+    /// memmap and checked with its cache. No cache may be in use by other threads meanwhile.</summary>
+    public List<string> ValidateAll()
+    {
+        var byCache = new Dictionary<KmemCache, List<uint>>();
+        for (uint pfn = 0; pfn < mem.LowmemPfns; pfn++)
+        {
+            if ((mem.Frame(pfn).Flags & PageFlags.Slab) != 0 && slub.CacheOfSlab(pfn) is { } owner)
+            {
+                if (!byCache.TryGetValue(owner, out var list))
+                {
+                    byCache[owner] = list = [];
+                }
+                list.Add(pfn);
+            }
+        }
+        var errors = new List<string>();
+        foreach (var s in slub.Caches)
+        {
+            errors.AddRange(Validate(s, byCache.GetValueOrDefault(s) ?? []));
+        }
+        return errors;
+    }
+
     /// <summary>Checks every invariant of <paramref name="s"/>, whose slabs are <paramref name="slabPfns"/>;
     /// returns the violations (none when sound).</summary>
     public List<string> Validate(KmemCache s, List<uint> slabPfns)

@@ -195,7 +195,7 @@ internal sealed unsafe partial class SlubDebug
     {
         if (s.WantInitOnFree)
         {
-            InitObjectOnFree(s, obj);
+            SlubLayout.InitObjectOnFree(s, obj);
         }
         StringBuilder? sb = null;
         bool ok = true, discard = false;

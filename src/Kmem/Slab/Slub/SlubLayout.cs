@@ -39,4 +39,27 @@ internal static unsafe class SlubLayout
 
     /// <summary>The <paramref name="length"/> bytes at <paramref name="p"/> (inside a slab).</summary>
     public static Span<byte> Bytes(nint p, uint length) => new((void*)p, (int)length);
+
+    /// <summary>maybe_wipe_obj_freeptr and slab_post_alloc_hook's zeroing: init_on_free leaves only the free
+    /// pointer non-zero, init_on_alloc and __GFP_ZERO clear the object.</summary>
+    public static void PostAllocHook(KmemCache s, nint obj, Gfp gfp)
+    {
+        if (s.WantInitOnFree)
+        {
+            *(nint*)(obj + (nint)s.Offset) = 0;
+        }
+        if (s.WantInitOnAlloc || (gfp & Gfp.Zero) != 0)
+        {
+            Bytes(obj, s.ObjectSize).Clear();
+        }
+    }
+
+    /// <summary>slab_free_hook with init: the object and the metadata after inuse are zeroed (not the left red
+    /// zone of the next slot).</summary>
+    public static void InitObjectOnFree(KmemCache s, nint obj)
+    {
+        Bytes(obj, s.ObjectSize).Clear();
+        uint rsize = (s.Flags & SlabFlags.RedZone) != 0 ? s.RedLeftPad : 0;
+        Bytes(obj + (nint)s.Inuse, s.Size - s.Inuse - rsize).Clear();
+    }
 }

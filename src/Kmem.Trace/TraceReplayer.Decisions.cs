@@ -50,6 +50,9 @@ public sealed partial class TraceReplayer
     }
 
     private readonly DecisionRecorder? _kmem;
+
+    // The kernel's per-CPU lists as revealed so far: only in aligned mode.
+    private readonly PcpListModel? _pcpModel;
     private readonly List<(string Phase, Tally Tally)> _phases = [("boot", new Tally())];
     private Tally _tally = null!;
 
@@ -143,7 +146,7 @@ public sealed partial class TraceReplayer
                     var f = _frees[cpu][_lastFree[cpu]];
                     if (_options.Aligned)
                     {
-                        ModelDrain(cpu, e.Pfn, e.Order, e.MigrateType, f.KernelPages, f.Order);
+                        _pcpModel!.Drain(cpu, e.Pfn, e.Order, e.MigrateType, f.KernelPages, f.Order);
                     }
                     f.KernelPages += 1 << e.Order;
                 }
@@ -152,7 +155,7 @@ public sealed partial class TraceReplayer
                     _unattributedDrains++;
                     if (_options.Aligned)
                     {
-                        ModelDrain(cpu, e.Pfn, e.Order, e.MigrateType, -1, 0);
+                        _pcpModel!.Drain(cpu, e.Pfn, e.Order, e.MigrateType, -1, 0);
                     }
                 }
                 break;
@@ -220,7 +223,7 @@ public sealed partial class TraceReplayer
         var burst = _bursts[cpu];
         if (_options.Aligned)
         {
-            ModelBulk(cpu, burst.Pfns[0], burst.Order, burst.Mt);
+            _pcpModel!.Bulk(cpu, burst.Pfns[0], burst.Order, burst.Mt);
         }
         if (burst.Order == 0)
         {

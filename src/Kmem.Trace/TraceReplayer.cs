@@ -42,6 +42,7 @@ public sealed partial class TraceReplayer
     private const ulong GiB = 1UL << 30;
 
     private readonly Machine _m;
+    private readonly TraceCaches _caches;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
     private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
@@ -91,9 +92,9 @@ public sealed partial class TraceReplayer
         InitDecisions(machine.NrCpus);
         if (_options.Aligned)
         {
-            InitModel(machine.NrCpus);
+            _pcpModel = new PcpListModel(machine.PageAllocator, machine.NrCpus);
         }
-        _slots.Add(null!); // slot 0: no cache (a failed allocation's placeholder)
+        _caches = new TraceCaches(machine);
     }
 
     /// <summary>The machine being driven.</summary>
@@ -331,7 +332,7 @@ public sealed partial class TraceReplayer
         {
             _kmallocMatches++;
         }
-        var slot = KmallocSlot(e.Gfp, ks);
+        var slot = _caches.KmallocSlot(e.Gfp, ks);
         slot.Allocs++;
         slot.Live++;
         _bytesReq += (long)e.BytesReq;
@@ -355,7 +356,7 @@ public sealed partial class TraceReplayer
             _missedFrees++;
             Release(e.Ptr, entry);
         }
-        var site = SiteOf(ref e);
+        var site = _caches.SiteOf(ref e);
         var slot = site.Target;
         _kmem?.Reset();
         nint p = _m.KmemCacheAllocNode(slot.Cache!, e.Gfp | Gfp.NoWarn, Node(e.Node));
@@ -396,11 +397,11 @@ public sealed partial class TraceReplayer
         }
         if (name is not null && obj.Site != 0)
         {
-            NameSite(_sites[obj.Site], name);
+            NameSite(_caches.Sites[obj.Site], name);
         }
         _kmem?.Reset();
         Release(ptr, obj);
-        if (_kmem is not null && obj.Ptr != 0 && _slots[obj.Slot].ObjectSize != 0)
+        if (_kmem is not null && obj.Ptr != 0 && _caches.Slots[obj.Slot].ObjectSize != 0)
         {
             _slabFree[cpu] = (true, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
         }
@@ -413,7 +414,7 @@ public sealed partial class TraceReplayer
         {
             return;
         }
-        var slot = _slots[obj.Slot];
+        var slot = _caches.Slots[obj.Slot];
         slot.Provisional?.Remove(tracePtr);
         if (slot.Cache is null)
         {
@@ -427,7 +428,7 @@ public sealed partial class TraceReplayer
         slot.Live--;
         if (slot.Retired && slot.Live == 0)
         {
-            DestroyRetired(slot);
+            _caches.DestroyRetired(slot);
         }
     }
 
@@ -503,7 +504,7 @@ public sealed partial class TraceReplayer
             ["mm_page_pcpu_drain"] = new(reader.CountOf(TraceEventKind.MmPagePcpuDrain), after.Drain - before.Drain),
             ["mm_page_alloc_extfrag"] = new(reader.CountOf(TraceEventKind.MmPageAllocExtfrag), after.Extfrag - before.Extfrag),
         };
-        var caches = _slots.Skip(1)
+        var caches = _caches.Slots.Skip(1)
             .Where(s => s.Allocs > 0 || s.Live > 0 || s.Frees > 0)
             .Select(s => new TraceCacheUse(s.Name, s.ObjectSize, s.Allocs, s.Frees, s.Live, s.CallSites))
             .OrderByDescending(c => c.Allocations).ThenBy(c => c.Name, StringComparer.Ordinal)

@@ -49,28 +49,6 @@ internal sealed class PcpListModel
 
     private int ListIndex(int cpu, int zone, int order, int mt) => ((cpu * _pa.Zones.Length + zone) * ModelOrders + order) * ModelTypes + mt;
 
-    private Kmem.PageAlloc.Zone ZoneOfTracePfn(ulong tracePfn)
-    {
-        var zones = _pa.Zones;
-        Kmem.PageAlloc.Zone last = zones[0];
-        foreach (var z in zones)
-        {
-            if (!z.IsPopulated)
-            {
-                continue;
-            }
-            if (tracePfn >= z.StartPfn && tracePfn < z.EndPfn)
-            {
-                return z;
-            }
-            if (tracePfn >= z.EndPfn)
-            {
-                last = z;
-            }
-        }
-        return last;
-    }
-
     // The kernel's page allocation of order <= 3 and type mt on this CPU: the list's state before it, then after.
     public (int Before, int Ff) Alloc(int cpu, ulong pfn, int order, MigrateType mt, sbyte refill, int burstBlocks)
     {
@@ -78,7 +56,7 @@ internal sealed class PcpListModel
         {
             return (-1, -1);
         }
-        var zone = ZoneOfTracePfn(pfn);
+        var zone = TraceZones.ZoneOf(_pa, pfn);
         int li = ListIndex(cpu, zone.Index, order, (int)mt);
         int before = _model[li];
         int fi = cpu * _pa.Zones.Length + zone.Index;
@@ -92,7 +70,7 @@ internal sealed class PcpListModel
 
     public void Bulk(int cpu, ulong pfn, int order, MigrateType mt)
     {
-        int zone = ZoneOfTracePfn(pfn).Index;
+        int zone = TraceZones.ZoneOf(_pa, pfn).Index;
         if (order < ModelOrders && (int)mt < ModelTypes)
         {
             _model[ListIndex(cpu, zone, order, (int)mt)] = -1;
@@ -108,7 +86,7 @@ internal sealed class PcpListModel
         {
             return;
         }
-        int zone = ZoneOfTracePfn(pfn).Index;
+        int zone = TraceZones.ZoneOf(_pa, pfn).Index;
         AddTotal(cpu * _pa.Zones.Length + zone, 1 << order);
         int li = ListIndex(cpu, zone, order, mt);
         if (_model[li] >= 0)
@@ -119,7 +97,7 @@ internal sealed class PcpListModel
 
     public void Drain(int cpu, ulong pfn, int order, MigrateType mt, int drainedSoFar, int freeOrder)
     {
-        var zone = ZoneOfTracePfn(pfn);
+        var zone = TraceZones.ZoneOf(_pa, pfn);
         if (order < ModelOrders && (int)mt < ModelTypes)
         {
             int li = ListIndex(cpu, zone.Index, order, (int)mt);
@@ -160,7 +138,7 @@ internal sealed class PcpListModel
         {
             return;
         }
-        var zone = ZoneOfTracePfn(pfn);
+        var zone = TraceZones.ZoneOf(_pa, pfn);
         if (before >= 0)
         {
             _pa.AlignPcpList(zone, cpu, order, (int)GfpFlags.GfpMigratetype(gfp), before);
@@ -174,7 +152,7 @@ internal sealed class PcpListModel
     // Before Kmem's page free: every list of the frame's zone on this CPU the kernel's state is known for, and free_factor.
     public void AlignForFree(int cpu, ulong tracePfn, Page kmemPage)
     {
-        var model = ZoneOfTracePfn(tracePfn);
+        var model = TraceZones.ZoneOf(_pa, tracePfn);
         var zone = _pa.ZoneOf(kmemPage.RawPfn);
         int total = _modelTotal[cpu * _pa.Zones.Length + model.Index];
         if (total >= 0)

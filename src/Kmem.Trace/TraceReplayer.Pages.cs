@@ -229,7 +229,7 @@ public sealed partial class TraceReplayer
         bool freed = PageFree(pfn, order, cpu);
         if (_kmem is not null)
         {
-            OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);
+            _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);
         }
     }
 

@@ -89,6 +89,7 @@ public sealed partial class TraceReplayer
         }
         _cpuEvents = new long[machine.NrCpus];
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
+        _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches);
         InitDecisions(machine.NrCpus);
         if (_options.Aligned)
         {
@@ -202,7 +203,7 @@ public sealed partial class TraceReplayer
                 FlushDeferredFrees(cpu, _deferred[cpu].Count);
             }
         }
-        FinishDecisions();
+        _decisions.Finish();
         sw.Stop();
         var after = KmemConsequences();
         return BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
@@ -325,7 +326,7 @@ public sealed partial class TraceReplayer
         }
         if (_kmem is not null && e.BytesAlloc <= Machine.KmallocMaxCacheSize)
         {
-            Decide(Kind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, $"kmalloc-{e.BytesAlloc}");
+            _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, $"kmalloc-{e.BytesAlloc}");
         }
         ulong ks = _m.Ksize(p);
         if (ks == e.BytesAlloc)
@@ -368,7 +369,7 @@ public sealed partial class TraceReplayer
         }
         if (_kmem is not null)
         {
-            Decide(Kind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
+            _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
         }
         slot.Allocs++;
         slot.Live++;
@@ -403,7 +404,7 @@ public sealed partial class TraceReplayer
         Release(ptr, obj);
         if (_kmem is not null && obj.Ptr != 0 && _caches.Slots[obj.Slot].ObjectSize != 0)
         {
-            _slabFree[cpu] = (true, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
+            _decisions.OpenSlabFree(cpu, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
         }
     }
 
@@ -548,8 +549,8 @@ public sealed partial class TraceReplayer
             BytesRequested = _bytesReq,
             BytesAllocated = _bytesAlloc,
             Caches = caches,
-            Decisions = _kmem is null ? new Dictionary<string, TraceDecision>() : DecisionsOf(_phases.Select(p => p.Tally)),
-            DecisionsByPhase = _kmem is null ? [] : [.. _phases.Select(p => new TraceDecisionPhase(p.Phase, DecisionsOf([p.Tally])))],
+            Decisions = _kmem is null ? new Dictionary<string, TraceDecision>() : _decisions.Total,
+            DecisionsByPhase = _kmem is null ? [] : _decisions.ByPhase,
             TraceChecks = new SortedDictionary<string, double>(StringComparer.Ordinal)
             {
                 ["kmalloc_size_class_match"] = _kmallocEvents > 0 ? (double)_kmallocMatches / _kmallocEvents : 0,

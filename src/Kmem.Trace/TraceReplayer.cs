@@ -4,8 +4,10 @@
 // not slab pages (TraceReplayer.Pages.cs); zone_locked, pcpu_drain and extfrag are
 // consequences, only counted. Each event runs pinned to its CPU (modulo the machine's).
 // Kmem picks its own addresses: the trace's are keys of maps to Kmem's, so memory is
-// bounded by what the trace holds live, not by its length. Caches are identified in
-// TraceReplayer.Caches.cs. Not thread-safe: one replayer, one thread, one machine.
+// bounded by what the trace holds live, not by its length. Caches are identified by
+// TraceCaches (objects moved in TraceReplayer.Caches.cs); decisions are compared in
+// TraceReplayer.Decisions.cs and counted by TraceDecisions. Not thread-safe: one
+// replayer, one thread, one machine.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 

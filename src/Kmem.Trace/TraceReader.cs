@@ -2,7 +2,8 @@
 // kernel/trace/trace_output.c and the 6.1 kmem/percpu event templates): one streaming
 // pass over plain, gzip or xz input, in a reused byte buffer, so memory stays bounded
 // whatever the trace's length. This file owns the input, the line splitting, the header
-// and the counters; TraceReader.Parse.cs parses a line. Not thread-safe: one reader per thread.
+// and the counters; TraceReader.Parse.cs parses a line (TraceLinePrefix its prefix,
+// TraceFieldReader its fields). Not thread-safe: one reader per thread.
 using System.IO.Compression;
 using System.Text;
 using Kmem.Trace;

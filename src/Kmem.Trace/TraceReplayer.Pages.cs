@@ -40,7 +40,7 @@ public sealed partial class TraceReplayer
             _pageMtMatches++;
         }
         var (refill, steal, ownership, blocks) = KernelPageDecision(ref e, cpu);
-        var (modelBefore, modelFf) = _options.Aligned ? ModelAlloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
+        var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
         var list = _pending[cpu];
         if (_pendingCount[cpu] == MaxPending)
         {
@@ -143,7 +143,7 @@ public sealed partial class TraceReplayer
         int node = Node(p.Node);
         if (_options.Aligned)
         {
-            AlignForAlloc(p, _m.PageAllocator.Cpus.Current);
+            _pcpModel!.AlignForAlloc(p.Pfn, p.Order, p.Gfp, p.ModelBefore, p.ModelFf, _m.PageAllocator.Cpus.Current);
         }
         _kmem?.Reset();
         var page = node >= 0 ? _m.AllocPagesNode(node, p.Gfp | Gfp.NoWarn, p.Order) : _m.AllocPages(p.Gfp | Gfp.NoWarn, p.Order);
@@ -221,15 +221,15 @@ public sealed partial class TraceReplayer
         {
             if (_pages.TryGetValue(pfn, out var block))
             {
-                AlignForFree(cpu, pfn, block.Page);
+                _pcpModel!.AlignForFree(cpu, pfn, block.Page);
             }
-            ModelFree(cpu, pfn, order);
+            _pcpModel!.Free(cpu, pfn, order);
         }
         _kmem?.Reset();
         bool freed = PageFree(pfn, order, cpu);
         if (_kmem is not null)
         {
-            OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);
+            _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);
         }
     }
 

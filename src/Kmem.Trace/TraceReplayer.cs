@@ -4,8 +4,10 @@
 // not slab pages (TraceReplayer.Pages.cs); zone_locked, pcpu_drain and extfrag are
 // consequences, only counted. Each event runs pinned to its CPU (modulo the machine's).
 // Kmem picks its own addresses: the trace's are keys of maps to Kmem's, so memory is
-// bounded by what the trace holds live, not by its length. Caches are identified in
-// TraceReplayer.Caches.cs. Not thread-safe: one replayer, one thread, one machine.
+// bounded by what the trace holds live, not by its length. Caches are identified by
+// TraceCaches (objects moved in TraceReplayer.Caches.cs); decisions are compared in
+// TraceReplayer.Decisions.cs and counted by TraceDecisions. Not thread-safe: one
+// replayer, one thread, one machine.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 
@@ -42,6 +44,7 @@ public sealed partial class TraceReplayer
     private const ulong GiB = 1UL << 30;
 
     private readonly Machine _m;
+    private readonly TraceCaches _caches;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
     private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
@@ -88,12 +91,13 @@ public sealed partial class TraceReplayer
         }
         _cpuEvents = new long[machine.NrCpus];
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
+        _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches);
         InitDecisions(machine.NrCpus);
         if (_options.Aligned)
         {
-            InitModel(machine.NrCpus);
+            _pcpModel = new PcpListModel(machine.PageAllocator, machine.NrCpus);
         }
-        _slots.Add(null!); // slot 0: no cache (a failed allocation's placeholder)
+        _caches = new TraceCaches(machine);
     }
 
     /// <summary>The machine being driven.</summary>
@@ -201,7 +205,7 @@ public sealed partial class TraceReplayer
                 FlushDeferredFrees(cpu, _deferred[cpu].Count);
             }
         }
-        FinishDecisions();
+        _decisions.Finish();
         sw.Stop();
         var after = KmemConsequences();
         return BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
@@ -324,14 +328,14 @@ public sealed partial class TraceReplayer
         }
         if (_kmem is not null && e.BytesAlloc <= Machine.KmallocMaxCacheSize)
         {
-            Decide(Kind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, $"kmalloc-{e.BytesAlloc}");
+            _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, $"kmalloc-{e.BytesAlloc}");
         }
         ulong ks = _m.Ksize(p);
         if (ks == e.BytesAlloc)
         {
             _kmallocMatches++;
         }
-        var slot = KmallocSlot(e.Gfp, ks);
+        var slot = _caches.KmallocSlot(e.Gfp, ks);
         slot.Allocs++;
         slot.Live++;
         _bytesReq += (long)e.BytesReq;
@@ -355,7 +359,7 @@ public sealed partial class TraceReplayer
             _missedFrees++;
             Release(e.Ptr, entry);
         }
-        var site = SiteOf(ref e);
+        var site = _caches.SiteOf(ref e);
         var slot = site.Target;
         _kmem?.Reset();
         nint p = _m.KmemCacheAllocNode(slot.Cache!, e.Gfp | Gfp.NoWarn, Node(e.Node));
@@ -367,7 +371,7 @@ public sealed partial class TraceReplayer
         }
         if (_kmem is not null)
         {
-            Decide(Kind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
+            _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
         }
         slot.Allocs++;
         slot.Live++;
@@ -396,13 +400,13 @@ public sealed partial class TraceReplayer
         }
         if (name is not null && obj.Site != 0)
         {
-            NameSite(_sites[obj.Site], name);
+            NameSite(_caches.Sites[obj.Site], name);
         }
         _kmem?.Reset();
         Release(ptr, obj);
-        if (_kmem is not null && obj.Ptr != 0 && _slots[obj.Slot].ObjectSize != 0)
+        if (_kmem is not null && obj.Ptr != 0 && _caches.Slots[obj.Slot].ObjectSize != 0)
         {
-            _slabFree[cpu] = (true, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
+            _decisions.OpenSlabFree(cpu, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
         }
     }
 
@@ -413,7 +417,7 @@ public sealed partial class TraceReplayer
         {
             return;
         }
-        var slot = _slots[obj.Slot];
+        var slot = _caches.Slots[obj.Slot];
         slot.Provisional?.Remove(tracePtr);
         if (slot.Cache is null)
         {
@@ -427,7 +431,7 @@ public sealed partial class TraceReplayer
         slot.Live--;
         if (slot.Retired && slot.Live == 0)
         {
-            DestroyRetired(slot);
+            _caches.DestroyRetired(slot);
         }
     }
 
@@ -503,7 +507,7 @@ public sealed partial class TraceReplayer
             ["mm_page_pcpu_drain"] = new(reader.CountOf(TraceEventKind.MmPagePcpuDrain), after.Drain - before.Drain),
             ["mm_page_alloc_extfrag"] = new(reader.CountOf(TraceEventKind.MmPageAllocExtfrag), after.Extfrag - before.Extfrag),
         };
-        var caches = _slots.Skip(1)
+        var caches = _caches.Slots.Skip(1)
             .Where(s => s.Allocs > 0 || s.Live > 0 || s.Frees > 0)
             .Select(s => new TraceCacheUse(s.Name, s.ObjectSize, s.Allocs, s.Frees, s.Live, s.CallSites))
             .OrderByDescending(c => c.Allocations).ThenBy(c => c.Name, StringComparer.Ordinal)
@@ -547,8 +551,8 @@ public sealed partial class TraceReplayer
             BytesRequested = _bytesReq,
             BytesAllocated = _bytesAlloc,
             Caches = caches,
-            Decisions = _kmem is null ? new Dictionary<string, TraceDecision>() : DecisionsOf(_phases.Select(p => p.Tally)),
-            DecisionsByPhase = _kmem is null ? [] : [.. _phases.Select(p => new TraceDecisionPhase(p.Phase, DecisionsOf([p.Tally])))],
+            Decisions = _kmem is null ? new Dictionary<string, TraceDecision>() : _decisions.Total,
+            DecisionsByPhase = _kmem is null ? [] : _decisions.ByPhase,
             TraceChecks = new SortedDictionary<string, double>(StringComparer.Ordinal)
             {
                 ["kmalloc_size_class_match"] = _kmallocEvents > 0 ? (double)_kmallocMatches / _kmallocEvents : 0,

@@ -14,21 +14,24 @@
 // Kmem has them. Aligned: pcp_refill and pcp_drain. new_slab, slab_freed, zone and
 // fallback are not corrected (their deciding state, the slab freelists and the buddy
 // lists, is not revealed event by event), so their aligned figures are free-running.
-// Part of TraceReplayer.
+// Owned by TraceReplayer and used on its replaying thread only.
 namespace Kmem;
 
-public sealed partial class TraceReplayer
+/// <summary>The kernel's per-CPU page lists as the trace reveals them, and Kmem's lists set to match.</summary>
+internal sealed class PcpListModel
 {
     private const int ModelOrders = 4, ModelTypes = 3;
 
-    private int[] _model = [];
-    private int[] _modelFf = [];
-    private int[] _modelTotal = [];
+    private readonly Kmem.PageAlloc.PageAllocator _pa;
+    private readonly int[] _model;
+    private readonly int[] _modelFf;
+    private readonly int[] _modelTotal;
     private readonly Dictionary<ulong, byte> _frameMt = [];
 
-    private void InitModel(int cpus)
+    public PcpListModel(Kmem.PageAlloc.PageAllocator pa, int cpus)
     {
-        int zones = _m.PageAllocator.Zones.Length;
+        _pa = pa;
+        int zones = pa.Zones.Length;
         _model = new int[cpus * zones * ModelOrders * ModelTypes];
         Array.Fill(_model, -1);
         _modelFf = new int[cpus * zones];
@@ -44,41 +47,19 @@ public sealed partial class TraceReplayer
         }
     }
 
-    private int ListIndex(int cpu, int zone, int order, int mt) => ((cpu * _m.PageAllocator.Zones.Length + zone) * ModelOrders + order) * ModelTypes + mt;
-
-    private Kmem.PageAlloc.Zone ZoneOfTracePfn(ulong tracePfn)
-    {
-        var zones = _m.PageAllocator.Zones;
-        Kmem.PageAlloc.Zone last = zones[0];
-        foreach (var z in zones)
-        {
-            if (!z.IsPopulated)
-            {
-                continue;
-            }
-            if (tracePfn >= z.StartPfn && tracePfn < z.EndPfn)
-            {
-                return z;
-            }
-            if (tracePfn >= z.EndPfn)
-            {
-                last = z;
-            }
-        }
-        return last;
-    }
+    private int ListIndex(int cpu, int zone, int order, int mt) => ((cpu * _pa.Zones.Length + zone) * ModelOrders + order) * ModelTypes + mt;
 
     // The kernel's page allocation of order <= 3 and type mt on this CPU: the list's state before it, then after.
-    private (int Before, int Ff) ModelAlloc(int cpu, ulong pfn, int order, MigrateType mt, sbyte refill, int burstBlocks)
+    public (int Before, int Ff) Alloc(int cpu, ulong pfn, int order, MigrateType mt, sbyte refill, int burstBlocks)
     {
         if (order >= ModelOrders || (int)mt >= ModelTypes || refill < 0)
         {
             return (-1, -1);
         }
-        var zone = ZoneOfTracePfn(pfn);
+        var zone = TraceZones.ZoneOf(_pa, pfn);
         int li = ListIndex(cpu, zone.Index, order, (int)mt);
         int before = _model[li];
-        int fi = cpu * _m.PageAllocator.Zones.Length + zone.Index;
+        int fi = cpu * _pa.Zones.Length + zone.Index;
         int ff = _modelFf[fi];
         _modelFf[fi] = ff >> 1;
         _model[li] = refill == 1 ? burstBlocks - 1 : before > 0 ? before - 1 : -1;
@@ -87,26 +68,26 @@ public sealed partial class TraceReplayer
         return (before, ff);
     }
 
-    private void ModelBulk(int cpu, ulong pfn, int order, MigrateType mt)
+    public void Bulk(int cpu, ulong pfn, int order, MigrateType mt)
     {
-        int zone = ZoneOfTracePfn(pfn).Index;
+        int zone = TraceZones.ZoneOf(_pa, pfn).Index;
         if (order < ModelOrders && (int)mt < ModelTypes)
         {
             _model[ListIndex(cpu, zone, order, (int)mt)] = -1;
         }
-        _modelTotal[cpu * _m.PageAllocator.Zones.Length + zone] = -1;
+        _modelTotal[cpu * _pa.Zones.Length + zone] = -1;
     }
 
     // A kernel page free of order <= 3 lands on its CPU's list (drains that follow are applied one by one).
-    private void ModelFree(int cpu, ulong pfn, int order)
+    public void Free(int cpu, ulong pfn, int order)
     {
         byte mt = _frameMt.Remove(pfn, out byte m) ? m : (byte)0;
         if (order >= ModelOrders || mt >= ModelTypes)
         {
             return;
         }
-        int zone = ZoneOfTracePfn(pfn).Index;
-        AddTotal(cpu * _m.PageAllocator.Zones.Length + zone, 1 << order);
+        int zone = TraceZones.ZoneOf(_pa, pfn).Index;
+        AddTotal(cpu * _pa.Zones.Length + zone, 1 << order);
         int li = ListIndex(cpu, zone, order, mt);
         if (_model[li] >= 0)
         {
@@ -114,9 +95,9 @@ public sealed partial class TraceReplayer
         }
     }
 
-    private void ModelDrain(int cpu, ulong pfn, int order, MigrateType mt, int drainedSoFar, int freeOrder)
+    public void Drain(int cpu, ulong pfn, int order, MigrateType mt, int drainedSoFar, int freeOrder)
     {
-        var zone = ZoneOfTracePfn(pfn);
+        var zone = TraceZones.ZoneOf(_pa, pfn);
         if (order < ModelOrders && (int)mt < ModelTypes)
         {
             int li = ListIndex(cpu, zone.Index, order, (int)mt);
@@ -125,7 +106,7 @@ public sealed partial class TraceReplayer
                 _model[li]--;
             }
         }
-        int fi = cpu * _m.PageAllocator.Zones.Length + zone.Index;
+        int fi = cpu * _pa.Zones.Length + zone.Index;
         if (drainedSoFar == 0)
         {
             // The free that drains brought the count to high (it was below before it), unless it was a high-order
@@ -151,34 +132,34 @@ public sealed partial class TraceReplayer
     }
 
     // Before Kmem's page allocation: its list as the kernel's was (when known) and the kernel's free_factor.
-    private void AlignForAlloc(in PendingPage p, int cpu)
+    public void AlignForAlloc(ulong pfn, int order, Gfp gfp, int before, int ff, int cpu)
     {
-        if (p.ModelBefore < 0 && p.ModelFf < 0)
+        if (before < 0 && ff < 0)
         {
             return;
         }
-        var zone = ZoneOfTracePfn(p.Pfn);
-        if (p.ModelBefore >= 0)
+        var zone = TraceZones.ZoneOf(_pa, pfn);
+        if (before >= 0)
         {
-            _m.PageAllocator.AlignPcpList(zone, cpu, p.Order, (int)GfpFlags.GfpMigratetype(p.Gfp), p.ModelBefore);
+            _pa.AlignPcpList(zone, cpu, order, (int)GfpFlags.GfpMigratetype(gfp), before);
         }
-        if (p.ModelFf >= 0)
+        if (ff >= 0)
         {
-            Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, p.ModelFf);
+            Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, ff);
         }
     }
 
     // Before Kmem's page free: every list of the frame's zone on this CPU the kernel's state is known for, and free_factor.
-    private void AlignForFree(int cpu, ulong tracePfn, Page kmemPage)
+    public void AlignForFree(int cpu, ulong tracePfn, Page kmemPage)
     {
-        var model = ZoneOfTracePfn(tracePfn);
-        var zone = _m.PageAllocator.ZoneOf(kmemPage.RawPfn);
-        int total = _modelTotal[cpu * _m.PageAllocator.Zones.Length + model.Index];
+        var model = TraceZones.ZoneOf(_pa, tracePfn);
+        var zone = _pa.ZoneOf(kmemPage.RawPfn);
+        int total = _modelTotal[cpu * _pa.Zones.Length + model.Index];
         if (total >= 0)
         {
-            int mt = (int)_m.PageAllocator.Mem.PageblockMigratetype(kmemPage.RawPfn);
-            _m.PageAllocator.AlignPcpCount(zone, cpu, total, mt < ModelTypes ? mt : 0);
+            int mt = (int)_pa.Mem.PageblockMigratetype(kmemPage.RawPfn);
+            _pa.AlignPcpCount(zone, cpu, total, mt < ModelTypes ? mt : 0);
         }
-        Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[cpu * _m.PageAllocator.Zones.Length + model.Index]);
+        Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[cpu * _pa.Zones.Length + model.Index]);
     }
 }

@@ -1,0 +1,224 @@
+// Per-decision fidelity: for each event where the kernel and Kmem both decided
+// something, whether they decided alike. The kernel's decision is read from the
+// events around it on the same CPU; Kmem's from its own allocators through the
+// DecisionRecorder the machine was booted with (TraceReplayer.Boot).
+//   pcp_refill  a page allocation of order <= 3: the kernel refilled when the
+//               zone_locked percpu_refill=1 burst just before it starts at its pfn
+//               (rmqueue_bulk adds at the tail, the allocation takes the head);
+//               allocations straight from the buddy lists (percpu_refill=0) are not
+//               pcp decisions. A burst no allocation follows is the bulk allocator
+//               (alloc_pages_bulk, no mm_page_alloc): replayed as order-0 pages.
+//   pcp_drain   a page free: the kernel drained when mm_page_pcpu_drain events
+//               follow it on its CPU (for a list free, its mm_page_free_batched).
+//   zone        the zone of Kmem's page against the zone of the kernel's pfn; "yes"
+//               is a page below the highest zone the gfp allows.
+//   fallback    a page allocation: mm_page_alloc_extfrag since the CPU's last one;
+//   fallback_ownership  when both stole: whether the pageblock changed hands.
+//   new_slab    a slab allocation: the kernel's slab page recognised for it.
+//   slab_freed  a slab free: the next event on the CPU frees one of the kernel's slab frames.
+// Kmem's state evolves on its own (free-running). Here: the counts per kind and phase, the
+// first mismatches, the page frees and slab frees whose kernel side is still being read;
+// TraceReplayer reads the events and makes the calls. Used on the replaying thread only.
+using System.Runtime.InteropServices;
+
+namespace Kmem;
+
+/// <summary>The decisions compared so far, per kind and per phase of the trace.</summary>
+internal sealed class TraceDecisions
+{
+    private static readonly string[] s_names = ["pcp_refill", "pcp_drain", "zone", "fallback", "fallback_ownership", "new_slab", "slab_freed"];
+    private const int Kinds = 7;
+
+    private readonly int _mismatches;
+    private readonly List<(string Phase, Tally Tally)> _phases = [("boot", new Tally())];
+    private Tally _tally;
+
+    // Per CPU: the page frees whose drains are still being read (the last one takes the drains that
+    // follow), a slab free waiting for the next event to say whether its slab went back.
+    private readonly List<FreeDecision>[] _frees;
+    private readonly int[] _lastFree;
+    private readonly (bool Open, bool Kmem, long Line)[] _slabFree;
+
+    public TraceDecisions(int cpus, int mismatches)
+    {
+        _mismatches = mismatches;
+        _tally = _phases[0].Tally;
+        _frees = new List<FreeDecision>[cpus];
+        for (int i = 0; i < cpus; i++)
+        {
+            _frees[i] = [];
+        }
+        _lastFree = new int[cpus];
+        Array.Fill(_lastFree, -1);
+        _slabFree = new (bool, bool, long)[cpus];
+    }
+
+    /// <summary>Every decision of every phase, by kind.</summary>
+    public SortedDictionary<string, TraceDecision> Total => Of(_phases.Select(p => p.Tally));
+
+    /// <summary>The decisions of each phase, in the trace's order.</summary>
+    public List<TraceDecisionPhase> ByPhase => [.. _phases.Select(p => new TraceDecisionPhase(p.Phase, Of([p.Tally])))];
+
+    public void Decide(DecisionKind kind, bool kernel, bool kmem, long line, string? detail = null, int kernelAmount = -1, int kmemAmount = -1)
+    {
+        _tally.Add(kind, kernel, kmem, kernelAmount, kmemAmount);
+        if (kernel != kmem && _tally.Mismatches[(int)kind].Count < _mismatches)
+        {
+            _tally.Mismatches[(int)kind].Add(new TraceMismatch(line, kernel, kmem, detail ?? ""));
+        }
+    }
+
+    // The zone: "yes" is a page below the highest zone the gfp allows; matched is the same zone.
+    public void DecideZone(long line, ZoneType kernelZone, ZoneType kmemZone, ZoneType highest)
+    {
+        _tally.Add(DecisionKind.Zone, kernelZone < highest, kmemZone < highest, -1, -1, kernelZone == kmemZone);
+        if (kernelZone != kmemZone && _tally.Mismatches[(int)DecisionKind.Zone].Count < _mismatches)
+        {
+            _tally.Mismatches[(int)DecisionKind.Zone].Add(new TraceMismatch(line, kernelZone < highest, kmemZone < highest, $"kernel {kernelZone}, Kmem {kmemZone}"));
+        }
+    }
+
+    // A "PHASE name" marker: the decisions that follow count for that phase.
+    public void StartPhase(string name)
+    {
+        _tally = new Tally();
+        _phases.Add((name, _tally));
+    }
+
+    /// <summary>The CPU's last page free still taking drains, if any.</summary>
+    public FreeDecision? LastFree(int cpu) => _lastFree[cpu] >= 0 ? _frees[cpu][_lastFree[cpu]] : null;
+
+    // A slab free: the kernel's answer is the next event on this CPU.
+    public void OpenSlabFree(int cpu, bool kmemFreed, long line) => _slabFree[cpu] = (true, kmemFreed, line);
+
+    public bool SlabFreeOpen(int cpu) => _slabFree[cpu].Open;
+
+    public void CloseSlabFree(int cpu, bool kernel)
+    {
+        ref var sf = ref _slabFree[cpu];
+        sf.Open = false;
+        Decide(DecisionKind.SlabFreed, kernel, sf.Kmem, sf.Line);
+    }
+
+    // A page free: the kernel's drains are read from the events that follow; Kmem's outcome is known now.
+    public void OpenFree(int cpu, ulong pfn, int order, long line, bool kmemFreed, int kmemDrained)
+    {
+        var list = _frees[cpu];
+        list.Add(new FreeDecision(pfn, order, line, kmemFreed, kmemDrained));
+        _lastFree[cpu] = list.Count - 1;
+    }
+
+    public void ResolveFrees(int cpu)
+    {
+        var list = _frees[cpu];
+        _lastFree[cpu] = -1;
+        if (list.Count == 0)
+        {
+            return;
+        }
+        foreach (var f in CollectionsMarshal.AsSpan(list))
+        {
+            if (f.KmemFreed)
+            {
+                Decide(DecisionKind.PcpDrain, f.KernelPages > 0, f.KmemDrained > 0, f.Line,
+                    $"kernel drained {f.KernelPages} pages, Kmem {f.KmemDrained}", f.KernelPages, f.KmemDrained);
+            }
+        }
+        list.Clear();
+    }
+
+    private SortedDictionary<string, TraceDecision> Of(IEnumerable<Tally> tallies)
+    {
+        var sum = new Tally();
+        foreach (var t in tallies)
+        {
+            sum.AddAll(t);
+        }
+        var d = new SortedDictionary<string, TraceDecision>(StringComparer.Ordinal);
+        for (int k = 0; k < Kinds; k++)
+        {
+            d[s_names[k]] = new TraceDecision(sum.Compared[k], sum.Matched[k], sum.KernelYes[k], sum.KmemYes[k],
+                sum.BothYes[k], sum.AmountCompared[k], sum.AmountEqual[k], [.. sum.Mismatches[k].Take(_mismatches)]);
+        }
+        return d;
+    }
+
+    public void Finish()
+    {
+        for (int cpu = 0; cpu < _frees.Length; cpu++)
+        {
+            ResolveFrees(cpu);
+            if (_slabFree[cpu].Open)
+            {
+                CloseSlabFree(cpu, false);
+            }
+        }
+    }
+
+    /// <summary>Decision counts of one phase.</summary>
+    public sealed class Tally
+    {
+        public readonly long[] Compared = new long[Kinds], Matched = new long[Kinds], KernelYes = new long[Kinds],
+            KmemYes = new long[Kinds], BothYes = new long[Kinds], AmountCompared = new long[Kinds], AmountEqual = new long[Kinds];
+        public readonly List<TraceMismatch>[] Mismatches = [.. Enumerable.Range(0, Kinds).Select(_ => new List<TraceMismatch>())];
+
+        public void Add(DecisionKind kind, bool kernel, bool kmem, int kernelAmount, int kmemAmount, bool? matched = null)
+        {
+            int k = (int)kind;
+            Compared[k]++;
+            if (matched ?? kernel == kmem)
+            {
+                Matched[k]++;
+            }
+            KernelYes[k] += kernel ? 1 : 0;
+            KmemYes[k] += kmem ? 1 : 0;
+            if (kernel && kmem)
+            {
+                BothYes[k]++;
+                if (kernelAmount >= 0 && kmemAmount >= 0)
+                {
+                    AmountCompared[k]++;
+                    AmountEqual[k] += kernelAmount == kmemAmount ? 1 : 0;
+                }
+            }
+        }
+
+        public void AddAll(Tally t)
+        {
+            for (int k = 0; k < Kinds; k++)
+            {
+                Compared[k] += t.Compared[k];
+                Matched[k] += t.Matched[k];
+                KernelYes[k] += t.KernelYes[k];
+                KmemYes[k] += t.KmemYes[k];
+                BothYes[k] += t.BothYes[k];
+                AmountCompared[k] += t.AmountCompared[k];
+                AmountEqual[k] += t.AmountEqual[k];
+                Mismatches[k].AddRange(t.Mismatches[k]);
+            }
+        }
+    }
+
+    /// <summary>A page free whose kernel drains are still being read.</summary>
+    public sealed class FreeDecision(ulong pfn, int order, long line, bool kmemFreed, int kmemDrained)
+    {
+        public ulong Pfn { get; } = pfn;
+        public int Order { get; } = order;
+        public long Line { get; } = line;
+        public bool KmemFreed { get; } = kmemFreed;
+        public int KmemDrained { get; } = kmemDrained;
+        public int KernelPages { get; set; }
+    }
+}
+
+/// <summary>The decisions compared, in the order of their names.</summary>
+internal enum DecisionKind
+{
+    PcpRefill,
+    PcpDrain,
+    Zone,
+    Fallback,
+    FallbackOwnership,
+    NewSlab,
+    SlabFreed,
+}

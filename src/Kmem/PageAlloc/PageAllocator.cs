@@ -21,6 +21,7 @@ internal sealed partial class PageAllocator
     private readonly KernelLog _log;
     private readonly sbyte[] _gfpZoneTable;
     private readonly PageAllocReports _reports;
+    private readonly WatermarkSetup _wmarks;
 
     public PageAllocator(MachineOptions options, Arch arch, PhysMem mem, CpuTopology cpus, KernelLog log,
         FaultAttr failPageAlloc, Action<KernelBugException> bug, Func<PageAllocator, IReclaimer>? reclaimer = null)
@@ -43,13 +44,8 @@ internal sealed partial class PageAllocator
         }
         ReservedPages = init.ReserveAndFreeBootMemory();
         init.BuildZonelists();
-        MinFreeKbytes = options.MinFreeKbytes ?? CalculateMinFreeKbytes();
-        SetupPerZoneWmarks();
-        SetupPerZoneLowmemReserve();
-        if (options.MinFreeKbytes is null)
-        {
-            SetRecommendedMinFreeKbytes();
-        }
+        _wmarks = new WatermarkSetup(this);
+        _wmarks.Init(options.MinFreeKbytes);
         Reclaimer = reclaimer?.Invoke(this) ?? new NoReclaim();
     }
 
@@ -81,6 +77,24 @@ internal sealed partial class PageAllocator
     public long NrFreePages => Zones.Sum(z => Volatile.Read(ref z.FreePages));
 
     public Zone ZoneOf(uint pfn) => Zones[_mem.ZoneIndexOf(pfn)];
+
+    /// <summary>vm.min_free_kbytes in force.</summary>
+    public int MinFreeKbytes => _wmarks.MinFreeKbytes;
+
+    /// <summary>totalreserve_pages: what MemAvailable and overcommit keep back.</summary>
+    public long TotalReservePages => _wmarks.TotalReservePages;
+
+    /// <summary>Sets vm.min_free_kbytes and recomputes the watermarks, as a write to the sysctl does.</summary>
+    public void SetMinFreeKbytes(int kbytes) => _wmarks.SetMinFreeKbytes(kbytes);
+
+    /// <summary>__setup_per_zone_wmarks, then the pcp sizes and totalreserve_pages (see <see cref="WatermarkSetup"/>).</summary>
+    public void SetupPerZoneWmarks() => _wmarks.SetupPerZoneWmarks();
+
+    /// <summary>zone_batchsize (see <see cref="WatermarkSetup"/>).</summary>
+    public static int ZoneBatchsize(long managedPages) => WatermarkSetup.ZoneBatchsize(managedPages);
+
+    /// <summary>The "vm stats threshold" of zoneinfo (see <see cref="WatermarkSetup"/>).</summary>
+    public int StatThreshold(Zone zone) => _wmarks.StatThreshold(zone);
 
     /// <summary>Sets one CPU's pcp list to a length, as a replay's alignment does (see <see cref="PcpAlign"/>).</summary>
     public int AlignPcpList(Zone zone, int cpu, int order, int mt, int blocks) => PcpAlign.AlignPcpList(_mem, zone, cpu, order, mt, blocks);

@@ -12,9 +12,6 @@ namespace Kmem.PageAlloc;
 
 internal sealed partial class PageAllocator
 {
-    private int _orderWarned;
-    private readonly RateLimit _allocWarnLimit = new(TimeSpan.FromSeconds(5), 10);
-
     /// <summary>pcp_allowed_order: orders up to PAGE_ALLOC_COSTLY_ORDER, and pageblock_order with THP.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool PcpAllowedOrder(int order) =>
@@ -26,7 +23,7 @@ internal sealed partial class PageAllocator
     {
         if ((uint)order >= Arch.MaxOrder)
         {
-            WarnOrderTooLarge(gfp, order);
+            _reports.WarnOrderTooLarge(gfp, order);
             return Page.Null;
         }
         if (FailPageAlloc.Enabled && FailPageAlloc.ShouldFailAllocPage(gfp, order))
@@ -37,7 +34,7 @@ internal sealed partial class PageAllocator
         int mt = (int)(gfp & (Gfp.Reclaimable | Gfp.Movable)) >> 3;
         if (zoneBits < 0 || mt == (int)MigrateType.HighAtomic)
         {
-            BadGfp(gfp);
+            _reports.BadGfp(gfp);
             return Page.Null;
         }
         var highest = (ZoneType)zoneBits;
@@ -47,7 +44,7 @@ internal sealed partial class PageAllocator
         Zone? preferred = FirstZone(zonelist, highest);
         if (preferred is null)
         {
-            WarnAlloc(gfp, order);
+            _reports.WarnAlloc(gfp, order);
             return Page.Null;
         }
         var ctx = new AllocContext(zonelist, highest, preferred, mt, cpu);
@@ -388,7 +385,7 @@ internal sealed partial class PageAllocator
         }
         if ((gfp & Gfp.NoWarn) == 0)
         {
-            WarnAlloc(gfp, order);
+            _reports.WarnAlloc(gfp, order);
         }
         return PhysMem.NoPfn;
     }

@@ -41,7 +41,7 @@ internal sealed partial class PageAllocator
         {
             // Two racing frees of the last reference: undo ours and report it.
             Interlocked.Increment(ref f.RefCount);
-            BadPage(pfn, "VM_BUG_ON_PAGE(page_ref_count(page) == 0)");
+            _reports.BadPage(pfn, "VM_BUG_ON_PAGE(page_ref_count(page) == 0)");
         }
         else if ((f.Flags & PageFlags.Head) == 0)
         {
@@ -59,7 +59,7 @@ internal sealed partial class PageAllocator
         ref PageFrame f = ref _mem.Frame(pfn);
         if (Volatile.Read(ref f.RefCount) <= 0 || (f.Flags & (PageFlags.NoMap | PageFlags.Reserved)) == PageFlags.NoMap)
         {
-            BadPage(pfn, "VM_BUG_ON_PAGE(page_ref_count(page) <= 0)");
+            _reports.BadPage(pfn, "VM_BUG_ON_PAGE(page_ref_count(page) <= 0)");
             return;
         }
         Interlocked.Increment(ref f.RefCount);
@@ -84,7 +84,7 @@ internal sealed partial class PageAllocator
         ref PageFrame f = ref _mem.Frame(pfn);
         if ((f.Flags & PageFlags.Head) != 0 || f.RefCount <= 0 || f.Order != order)
         {
-            BadPage(pfn, (f.Flags & PageFlags.Head) != 0 ? "VM_BUG_ON_PAGE(PageCompound(page))"
+            _reports.BadPage(pfn, (f.Flags & PageFlags.Head) != 0 ? "VM_BUG_ON_PAGE(PageCompound(page))"
                 : f.RefCount <= 0 ? "VM_BUG_ON_PAGE(!page_count(page))"
                 : $"split_page order {order} of a page allocated with order {f.Order}");
             return;
@@ -179,7 +179,7 @@ internal sealed partial class PageAllocator
         {
             return true;
         }
-        BadPage(pfn, reason);
+        _reports.BadPage(pfn, reason);
         return false;
     }
 

@@ -1,14 +1,31 @@
 // The page allocator's complaints, in the kernel's words: "BUG: Bad page state"
 // with dump_page, the ratelimited "page allocation failure" warning with a
 // Mem-Info summary, and the once-only warning for an order above MAX_ORDER.
-// All of this is off the fast paths.
+// All of this is off the fast paths; the allocator keeps one instance and calls
+// it only when something has gone wrong. The warning limits are its only state.
 using System.Text;
 using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
 
-internal sealed partial class PageAllocator
+internal sealed class PageAllocReports
 {
+    private readonly PageAllocator _allocator;
+    private readonly PhysMem _mem;
+    private readonly Action<KernelBugException> _bug;
+    private readonly RateLimit _allocWarnLimit = new(TimeSpan.FromSeconds(5), 10);
+    private int _orderWarned;
+
+    public PageAllocReports(PageAllocator allocator, Action<KernelBugException> bug)
+    {
+        _allocator = allocator;
+        _mem = allocator.Mem;
+        _bug = bug;
+    }
+
+    private Arch Arch => _allocator.Arch;
+    private KernelLog Log => _allocator.Log;
+
     private static readonly (PageFlags Flag, string Name)[] s_flagNames =
     [
         (PageFlags.Locked, "locked"), (PageFlags.Referenced, "referenced"), (PageFlags.Uptodate, "uptodate"),
@@ -46,7 +63,7 @@ internal sealed partial class PageAllocator
         int width = Arch.StructPageSize == 64 ? 16 : 8;
         ulong address = Arch.VmemmapBase + (ulong)pfn * (ulong)Arch.StructPageSize;
         string zero = new('0', width);
-        var zone = pfn < _mem.MaxPfn ? ZoneOf(pfn) : null;
+        var zone = pfn < _mem.MaxPfn ? _allocator.ZoneOf(pfn) : null;
         PageFlags flags = f.Flags;
         var names = s_flagNames.Where(n => (flags & n.Flag) != 0).Select(n => n.Name).ToList();
         names.Add($"node={zone?.Node.Id ?? 0}");
@@ -56,17 +73,17 @@ internal sealed partial class PageAllocator
             + $"page dumped because: {reason}\n";
     }
 
-    private void WarnOrderTooLarge(Gfp gfp, int order)
+    public void WarnOrderTooLarge(Gfp gfp, int order)
     {
         if ((gfp & Gfp.NoWarn) != 0 || Interlocked.Exchange(ref _orderWarned, 1) != 0)
         {
             return;
         }
-        _log.Printk($"WARNING: CPU: {_cpus.Current} PID: {Environment.ProcessId} at mm/page_alloc.c __alloc_pages\n"
+        Log.Printk($"WARNING: CPU: {_allocator.Cpus.Current} PID: {Environment.ProcessId} at mm/page_alloc.c __alloc_pages\n"
             + $"__alloc_pages: order:{order} >= MAX_ORDER ({Arch.MaxOrder}), mode:{Hex(gfp)}({GfpFlags.Format(gfp)})");
     }
 
-    private void BadGfp(Gfp gfp) =>
+    public void BadGfp(Gfp gfp) =>
         _bug(new KernelBugException($"kernel BUG at include/linux/gfp.h: invalid gfp mask {Hex(gfp)}({GfpFlags.Format(gfp)}): "
             + "the zone modifiers or migrate types combine in a way gfp_zone()/gfp_migratetype() forbid"));
 
@@ -79,11 +96,12 @@ internal sealed partial class PageAllocator
         {
             return;
         }
-        string mems = Nodes.Length == 1 ? "0" : $"0-{Nodes.Length - 1}";
+        int nodes = _allocator.Nodes.Length;
+        string mems = nodes == 1 ? "0" : $"0-{nodes - 1}";
         var sb = new StringBuilder();
         sb.Append($"{Comm}: page allocation failure: order:{order}, mode:{Hex(gfp)}({GfpFlags.Format(gfp)}), nodemask=(null),cpuset=/,mems_allowed={mems}\n");
         sb.Append("Mem-Info:\n");
-        foreach (var z in Zones.Where(z => z.PresentPages > 0))
+        foreach (var z in _allocator.Zones.Where(z => z.PresentPages > 0))
         {
             long k = PhysMem.PageSize >> 10;
             sb.Append($"Node {z.Node.Id} {z.Name} free:{z.FreePages * k}kB boost:{z.WatermarkBoost * k}kB min:{z.Watermark[Zone.WmarkMin] * k}kB "
@@ -105,6 +123,6 @@ internal sealed partial class PageAllocator
             }
             sb.Append($" = {total * k}kB\n");
         }
-        _log.Printk(sb.ToString().TrimEnd('\n'));
+        Log.Printk(sb.ToString().TrimEnd('\n'));
     }
 }

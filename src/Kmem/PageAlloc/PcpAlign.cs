@@ -9,11 +9,11 @@ using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
 
-internal sealed partial class PageAllocator
+internal static class PcpAlign
 {
     /// <summary>Makes CPU <paramref name="cpu"/>'s list of (order, migrate type) in <paramref name="zone"/> hold
     /// <paramref name="blocks"/> blocks (fewer when the buddy lists run out); returns how many it holds.</summary>
-    public int AlignPcpList(Zone zone, int cpu, int order, int mt, int blocks)
+    public static int AlignPcpList(PhysMem mem, Zone zone, int cpu, int order, int mt, int blocks)
     {
         var pcp = zone.Pcp[cpu];
         pcp.LockSpin();
@@ -21,7 +21,7 @@ internal sealed partial class PageAllocator
         {
             ref PfnList list = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, order)];
             int have = 0;
-            for (uint p = list.Head; p != PhysMem.NoPfn; p = _mem.Frame(p).Next)
+            for (uint p = list.Head; p != PhysMem.NoPfn; p = mem.Frame(p).Next)
             {
                 have++;
             }
@@ -33,7 +33,7 @@ internal sealed partial class PageAllocator
             {
                 for (; have > blocks; have--)
                 {
-                    ReturnTail(zone, pcp, ref list, order);
+                    ReturnTail(mem, zone, pcp, ref list, order);
                 }
                 for (; have < blocks; have++)
                 {
@@ -42,8 +42,8 @@ internal sealed partial class PageAllocator
                     {
                         break;
                     }
-                    _mem.Frame(pfn).Flags = PageFlags.Pcp;
-                    list.AddTail(_mem, pfn);
+                    mem.Frame(pfn).Flags = PageFlags.Pcp;
+                    list.AddTail(mem, pfn);
                     zone.FreePages -= 1L << order;
                     pcp.Count += 1 << order;
                 }
@@ -59,7 +59,7 @@ internal sealed partial class PageAllocator
     /// <summary>Makes CPU <paramref name="cpu"/>'s lists in <paramref name="zone"/> hold <paramref name="pages"/>
     /// pages in all: order-0 blocks of <paramref name="mt"/> added, or blocks taken from the lists' tails in list
     /// order; returns the count reached.</summary>
-    public int AlignPcpCount(Zone zone, int cpu, int pages, int mt)
+    public static int AlignPcpCount(PhysMem mem, Zone zone, int cpu, int pages, int mt)
     {
         var pcp = zone.Pcp[cpu];
         if (Volatile.Read(ref pcp.Count) == pages)
@@ -73,11 +73,11 @@ internal sealed partial class PageAllocator
             {
                 for (int pindex = 0; pindex < PerCpuPages.NrPcpLists && pcp.Count > pages; pindex++)
                 {
-                    int order = PerCpuPages.PindexToOrder(pindex, _mem.PageblockOrder);
+                    int order = PerCpuPages.PindexToOrder(pindex, mem.PageblockOrder);
                     ref PfnList list = ref pcp.Lists[pindex];
                     while (pcp.Count > pages && !list.IsEmpty)
                     {
-                        ReturnTail(zone, pcp, ref list, order);
+                        ReturnTail(mem, zone, pcp, ref list, order);
                     }
                 }
                 ref PfnList add = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, 0)];
@@ -88,8 +88,8 @@ internal sealed partial class PageAllocator
                     {
                         break;
                     }
-                    _mem.Frame(pfn).Flags = PageFlags.Pcp;
-                    add.AddTail(_mem, pfn);
+                    mem.Frame(pfn).Flags = PageFlags.Pcp;
+                    add.AddTail(mem, pfn);
                     zone.FreePages -= 1;
                     pcp.Count += 1;
                 }
@@ -103,11 +103,11 @@ internal sealed partial class PageAllocator
     }
 
     /// <summary>The list's tail block back to the buddy lists. Caller holds the pcp lock and zone->lock.</summary>
-    private void ReturnTail(Zone zone, PerCpuPages pcp, ref PfnList list, int order)
+    private static void ReturnTail(PhysMem mem, Zone zone, PerCpuPages pcp, ref PfnList list, int order)
     {
         uint pfn = list.Tail;
-        list.Remove(_mem, pfn);
-        ref PageFrame f = ref _mem.Frame(pfn);
+        list.Remove(mem, pfn);
+        ref PageFrame f = ref mem.Frame(pfn);
         f.Flags = PageFlags.None;
         pcp.Count -= 1 << order;
         zone.FreeOnePage(pfn, order, f.MigrateType, toTail: false);

@@ -7,8 +7,8 @@
 // a busy area's frames are mapped on the host and in the ptes; BudgetCharged is what
 // this space holds of the process-wide host-mapping budget.
 // Locking: one lock (vmap_area_lock and free_vmap_area_lock in one), reentered for page arrays.
+// vm_map_ram/vm_unmap_ram are in VmapSpace.MapRam.cs, /proc/vmallocinfo in VmapSpace.Show.cs.
 using System.Numerics;
-using System.Text;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 using Kmem.Slab;
@@ -16,7 +16,7 @@ using Kmem.Slab;
 namespace Kmem.Vmalloc;
 
 /// <summary>One machine's vmalloc area: vmalloc, vmap, vfree and the reports.</summary>
-internal sealed class VmapSpace : IDisposable
+internal sealed partial class VmapSpace : IDisposable
 {
     private const ulong PageSize = PhysMem.PageSize;
     private readonly Lock _lock = new();
@@ -230,65 +230,6 @@ internal sealed class VmapSpace : IDisposable
         }
     }
 
-    /// <summary>vm_map_ram: maps the caller's frames contiguously in an area with no guard page and no
-    /// vm_struct (/proc/vmallocinfo shows it as "vm_map_ram"). The kernel carves requests of up to
-    /// VMAP_MAX_ALLOC pages from per-CPU vmap blocks; here every request gets its own vmap area, as the
-    /// kernel does above that size.</summary>
-    /// <returns>The host address, or 0 when the area or the host mappings cannot be had.</returns>
-    public nint MapRam(uint[] pfns, int node)
-    {
-        _ = node; // the area's address does not depend on the node; the frames are the caller's
-        if (pfns.Length == 0 || pfns.Length > _pa.TotalRamPages)
-        {
-            return 0;
-        }
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var vm = GetVmArea((ulong)pfns.Length * PageSize, PageSize, VmFlags.NoGuard, Gfp.Kernel, "vm_map_ram");
-            if (vm is null)
-            {
-                return 0;
-            }
-            vm.IsMapRam = true;
-            if (!MapArea(vm, pfns, writable: true))
-            {
-                RemoveArea(vm);
-                return 0;
-            }
-            vm.Pages = pfns;
-            return _host + (nint)(vm.Address - Layout.Start);
-        }
-    }
-
-    /// <summary>vm_unmap_ram: removes a <see cref="MapRam"/> area of <paramref name="count"/> pages; the range is
-    /// freed lazily, the frames stay the caller's. An address that starts no vm_map_ram area of that size
-    /// gets the kernel's WARN in the log and changes nothing.</summary>
-    /// <returns>Null, or the report of a BUG_ON the kernel hits (a null, unaligned or foreign address, no
-    /// pages), with nothing changed: the caller applies the machine's bug policy.</returns>
-    public string? UnmapRam(nint p, int count)
-    {
-        ulong k = KernelAddress(p);
-        if (p == 0 || k == 0 || (p & (nint)(PageSize - 1)) != 0 || count <= 0)
-        {
-            string what = p == 0 ? "!addr" : k == 0 ? "addr < VMALLOC_START || addr > VMALLOC_END" : count <= 0 ? "!count" : "!PAGE_ALIGNED(addr)";
-            return $"kernel BUG at mm/vmalloc.c: vm_unmap_ram: BUG_ON({what}) for {PointerText(p)}, {count} pages";
-        }
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (!_busy.TryGetValue(k, out var vm) || !vm.IsMapRam || vm.Size != (ulong)count * PageSize)
-            {
-                _log.Printk($"vm_unmap_ram: no vm_map_ram area of {count} pages at {PointerText(p)}\n"
-                    + $"WARNING: CPU: {_pa.Cpus.Current} PID: {Environment.ProcessId} at mm/vmalloc.c vm_unmap_ram");
-                return null;
-            }
-            UnmapHost(vm);
-            RemoveArea(vm);
-            return null;
-        }
-    }
-
     /// <summary>__vunmap: removes the area that starts at <paramref name="p"/>; with
     /// <paramref name="deallocatePages"/> (vfree) its frames go back to the page allocator.</summary>
     /// <param name="p">The host address of the area's start.</param>
@@ -387,61 +328,6 @@ internal sealed class VmapSpace : IDisposable
         }
     }
 
-    /// <summary>/proc/vmallocinfo: busy areas by address, then the unpurged ones.</summary>
-    public string Show()
-    {
-        var sb = new StringBuilder();
-        string width = Layout.Start > uint.MaxValue ? "x16" : "x8";
-        int[] perNode = new int[_pa.Nodes.Length];
-        lock (_lock)
-        {
-            foreach (var vm in _busy.Values)
-            {
-                sb.Append($"0x{vm.Address.ToString(width)}-0x{(vm.Address + vm.Size).ToString(width)} {vm.Size,7}");
-                if (vm.IsMapRam)
-                {
-                    sb.Append(" vm_map_ram\n");
-                    continue;
-                }
-                sb.Append(' ').Append(vm.Caller);
-                if (vm.NrPages > 0)
-                {
-                    sb.Append($" pages={vm.NrPages}");
-                }
-                AppendFlag(sb, vm, VmFlags.Ioremap, " ioremap");
-                AppendFlag(sb, vm, VmFlags.Alloc, " vmalloc");
-                AppendFlag(sb, vm, VmFlags.Map, " vmap");
-                AppendFlag(sb, vm, VmFlags.UserMap, " user");
-                AppendFlag(sb, vm, VmFlags.DmaCoherent, " dma-coherent");
-                if (vm.PagesArray != 0 && Contains(vm.PagesArray))
-                {
-                    sb.Append(" vpages");
-                }
-                if (_numa && (vm.Flags & VmFlags.Uninitialized) == 0)
-                {
-                    Array.Clear(perNode);
-                    for (int i = 0; i < vm.NrPages; i++)
-                    {
-                        perNode[_pa.ZoneOf(vm.Pages[i]).Node.Id]++;
-                    }
-                    for (int n = 0; n < perNode.Length; n++)
-                    {
-                        if (perNode[n] > 0)
-                        {
-                            sb.Append($" N{n}={perNode[n]}");
-                        }
-                    }
-                }
-                sb.Append('\n');
-            }
-            foreach (var (start, end) in _purge.Blocks())
-            {
-                sb.Append($"0x{start.ToString(width)}-0x{end.ToString(width)} {end - start,7} unpurged vm_area\n");
-            }
-        }
-        return sb.ToString();
-    }
-
     /// <summary>Gives the whole host window back (every mapping in it at once).</summary>
     public void Dispose()
     {
@@ -459,14 +345,6 @@ internal sealed class VmapSpace : IDisposable
                 _hostMaps = 0;
                 Volatile.Write(ref _host, 0);
             }
-        }
-    }
-
-    private static void AppendFlag(StringBuilder sb, VmStruct vm, VmFlags flag, string word)
-    {
-        if ((vm.Flags & flag) != 0)
-        {
-            sb.Append(word);
         }
     }
 
@@ -687,6 +565,6 @@ internal sealed class VmapSpace : IDisposable
         }
         int nodes = _pa.Nodes.Length;
         string mems = nodes == 1 ? "0" : $"0-{nodes - 1}";
-        _log.Printk($"{PageAllocator.Comm}: {message}, mode:0x{(uint)gfp:x}({GfpFlags.Format(gfp)}), nodemask=(null),cpuset=/,mems_allowed={mems}");
+        _log.Printk($"{PageAllocReports.Comm}: {message}, mode:0x{(uint)gfp:x}({GfpFlags.Format(gfp)}), nodemask=(null),cpuset=/,mems_allowed={mems}");
     }
 }

@@ -1,0 +1,256 @@
+// Boot-time memory setup of the page allocator (mm/mm_init.c free_area_init,
+// find_zone_movable_pfns_for_nodes, memblock_free_all, build_zonelists, and the
+// GFP_ZONE_TABLE of include/linux/gfp.h): nodes and zones from the preset's memory
+// map, the boot reservations, the first frees into the buddy lists, the zonelists.
+// Boot layout, as on a qemu "pc" machine: pfn 0 and 159..255 are holes, pfns
+// 1..158 and the 16 MiB kernel image at 16 MiB are reserved, and each node's
+// memmap (Linux's struct page size per frame: 64 bytes on x86-64, 32 on x86-32)
+// is reserved at the top of the node (of lowmem on x86-32). ZONE_MOVABLE is
+// carved from the top of each node per kernelcore= or movablecore=.
+// Run once, by the PageAllocator constructor, before any other thread can see
+// the allocator; it takes each zone's lock only to free the boot ranges.
+using System.Numerics;
+using Kmem.Physical;
+
+namespace Kmem.PageAlloc;
+
+internal sealed class MemoryInit
+{
+    private readonly PageAllocator _allocator;
+    private readonly PhysMem _mem;
+
+    public MemoryInit(PageAllocator allocator)
+    {
+        _allocator = allocator;
+        _mem = allocator.Mem;
+    }
+
+    private Arch Arch => _allocator.Arch;
+    private MachineOptions Options => _allocator.Options;
+    private Node[] Nodes => _allocator.Nodes;
+    private Zone[] Zones => _allocator.Zones;
+
+    public sbyte[] BuildGfpZoneTable()
+    {
+        var table = new sbyte[16];
+        for (int bits = 0; bits < 16; bits++)
+        {
+            try
+            {
+                table[bits] = (sbyte)GfpFlags.GfpZone((Gfp)bits, Arch.HasZone(ZoneType.Dma),
+                    Arch.HasZone(ZoneType.Dma32), Arch.HasZone(ZoneType.HighMem));
+            }
+            catch (ArgumentException)
+            {
+                table[bits] = -1;
+            }
+        }
+        return table;
+    }
+
+    public Node[] BuildNodes(int nodeCount, CpuTopology cpus)
+    {
+        uint maxPfn = _mem.MaxPfn;
+        // Node boundaries fall on MAX_ORDER blocks so that no buddy block spans two nodes.
+        uint align = 1u << (Arch.MaxOrder - 1);
+        uint per = maxPfn / (uint)nodeCount / align * align;
+        var nodes = new Node[nodeCount];
+        for (int n = 0; n < nodeCount; n++)
+        {
+            uint start = (uint)n * per;
+            uint end = n == nodeCount - 1 ? maxPfn : start + per;
+            nodes[n] = new Node(_allocator, n, start, end) { Cpus = [.. Enumerable.Range(0, cpus.Count).Where(c => cpus.NodeOf[c] == n)] };
+        }
+        var movableStart = MovableZoneStarts(nodes);
+        int index = 0;
+        foreach (var node in nodes)
+        {
+            var zones = new List<Zone>();
+            foreach (var type in Arch.Zones)
+            {
+                (uint s, uint e) = type switch
+                {
+                    ZoneType.Movable => (movableStart[node.Id], node.EndPfn),
+                    ZoneType.Device => (0u, 0u),
+                    _ => Intersect(Arch.ZoneSpan(type, maxPfn), node.StartPfn, Math.Min(node.EndPfn, movableStart[node.Id])),
+                };
+                if (e <= s)
+                {
+                    (s, e) = (0, 0);
+                }
+                var zone = new Zone(_mem, node, type, index++, s, e, cpus.Count);
+                _mem.RegisterZone(zone.Index, s, e);
+                zones.Add(zone);
+            }
+            node.Zones = [.. zones];
+        }
+        return nodes;
+    }
+
+    private static (uint, uint) Intersect((uint Start, uint End) span, uint start, uint end)
+    {
+        uint s = Math.Max(span.Start, start), e = Math.Min(span.End, end);
+        return e > s ? (s, e) : (0, 0);
+    }
+
+    /// <summary>
+    /// find_zone_movable_pfns_for_nodes, simplified to even spreading: each node keeps its share of
+    /// kernelcore below ZONE_MOVABLE, which starts on a MAX_ORDER boundary inside the highest zone.
+    /// </summary>
+    private uint[] MovableZoneStarts(Node[] nodes)
+    {
+        var starts = nodes.Select(n => n.EndPfn).ToArray();
+        long total = _mem.MaxPfn;
+        long kernelcore = -1;
+        if (Options.KernelCore is { } kc)
+        {
+            kernelcore = ParseCorePages(kc, "kernelcore", total);
+        }
+        if (Options.MovableCore is { } mc)
+        {
+            long movable = Math.Min(total, ParseCorePages(mc, "movablecore", total));
+            kernelcore = Math.Max(kernelcore, total - movable);
+        }
+        // No kernelcore (none given, or none left by movablecore) or all of it: no ZONE_MOVABLE.
+        if (kernelcore <= 0 || kernelcore >= total)
+        {
+            return starts;
+        }
+        ZoneType usable = UsableZoneForMovable(Arch, _mem);
+        uint usableStart = Arch.ZoneSpan(usable, _mem.MaxPfn).Start;
+        long perNode = kernelcore / nodes.Length;
+        uint align = 1u << (Arch.MaxOrder - 1);
+        foreach (var node in nodes)
+        {
+            long start = Math.Max(node.StartPfn + perNode, usableStart);
+            start = (start + align - 1) / align * align;
+            starts[node.Id] = (uint)Math.Min(start, node.EndPfn);
+        }
+        return starts;
+    }
+
+    /// <summary>find_usable_zone_for_movable: the highest zone with memory, which ZONE_MOVABLE is taken from.</summary>
+    public static ZoneType UsableZoneForMovable(Arch arch, PhysMem mem) =>
+        arch.Zones.Where(t => t is not (ZoneType.Movable or ZoneType.Device)).Last(t => arch.ZoneSpan(t, mem.MaxPfn).End > 0);
+
+    private static long ParseCorePages(string value, string option, long totalPages)
+    {
+        if (value.EndsWith('%'))
+        {
+            if (!int.TryParse(value.AsSpan(0, value.Length - 1), out int pct) || pct < 0 || pct > 100)
+            {
+                throw new ArgumentException($"{option}={value}: a percentage must be 0%..100%");
+            }
+            return totalPages * pct / 100;
+        }
+        return MachineOptions.ParseSize(value, option) >> PhysMem.PageShift;
+    }
+
+    /// <summary>Marks holes and boot reservations, counts present and managed pages, and hands the rest to
+    /// the buddy lists in the largest aligned blocks (memblock_free_all); returns the frames reserved.</summary>
+    public long ReserveAndFreeBootMemory()
+    {
+        long reservedPages = 0;
+        uint maxPfn = _mem.MaxPfn;
+        var reserved = new List<(uint Start, uint End, bool Hole)>
+        {
+            (0, 1, true),
+            (1, Arch.LowRamEndPfn, false),
+            (Arch.LowRamEndPfn, Arch.FirstMibPfns, true),
+            (Arch.KernelStartPfn, Math.Min(maxPfn, Arch.KernelStartPfn + Arch.KernelImagePfns), false),
+        };
+        uint lowEnd = _mem.LowmemPfns;
+        foreach (var node in Nodes)
+        {
+            // memblock allocates the memmap top-down on its node (a part of ZONE_MOVABLE then stays reserved,
+            // as in the kernel); on 32-bit it must be in lowmem. Boot validation makes sure it fits.
+            uint top = Arch.HasHighMem ? Math.Min(node.EndPfn, lowEnd) : node.EndPfn;
+            uint memmap = Arch.MemmapPages(node.EndPfn - node.StartPfn);
+            reserved.Add((top - memmap, top, false));
+        }
+        reserved.Sort((a, b) => a.Start.CompareTo(b.Start));
+        foreach (var (s, e, hole) in reserved)
+        {
+            for (uint p = s; p < e; p++)
+            {
+                ref PageFrame f = ref _mem.Frame(p);
+                f.Flags = PageFlags.Reserved | (hole ? PageFlags.NoMap : 0);
+                f.RefCount = hole ? 0 : 1;
+                if (!hole)
+                {
+                    reservedPages++;
+                }
+            }
+        }
+        foreach (var zone in Zones)
+        {
+            if (zone.SpannedPages == 0)
+            {
+                continue;
+            }
+            // memmap_init: every pageblock starts Movable, reserved ones included.
+            for (uint b = zone.StartPfn >> _mem.PageblockOrder; b <= (zone.EndPfn - 1) >> _mem.PageblockOrder; b++)
+            {
+                _mem.SetPageblockMigratetype(b << _mem.PageblockOrder, MigrateType.Movable);
+            }
+            long holes = 0, resv = 0;
+            uint cursor = zone.StartPfn;
+            foreach (var (s, e, hole) in reserved)
+            {
+                uint rs = Math.Max(s, zone.StartPfn), re = Math.Min(e, zone.EndPfn);
+                if (re <= rs)
+                {
+                    continue;
+                }
+                if (hole)
+                {
+                    holes += re - rs;
+                }
+                else
+                {
+                    resv += re - rs;
+                }
+                FreeBootRange(zone, cursor, rs);
+                cursor = Math.Max(cursor, re);
+            }
+            FreeBootRange(zone, cursor, zone.EndPfn);
+            zone.PresentPages = zone.SpannedPages - holes;
+            zone.ManagedPages = zone.PresentPages - resv;
+        }
+        return reservedPages;
+    }
+
+    private static void FreeBootRange(Zone zone, uint start, uint end)
+    {
+        if (end <= start)
+        {
+            return;
+        }
+        lock (zone.Lock)
+        {
+            while (start < end)
+            {
+                int order = Math.Min(Arch.MaxOrder - 1, BitOperations.TrailingZeroCount(start | (1u << 31)));
+                while (start + (1u << order) > end)
+                {
+                    order--;
+                }
+                zone.FreeOnePage(start, order, (int)MigrateType.Movable, toTail: true);
+                zone.Counters.Stats.PgFree += 1L << order; // __free_pages_core counts PGFREE at boot too
+                start += 1u << order;
+            }
+        }
+    }
+
+    /// <summary>build_zonelists: this node first, then the others by distance (all equal here, so in
+    /// order after this one); within a node the highest zone first; populated zones only.</summary>
+    public void BuildZonelists()
+    {
+        foreach (var node in Nodes)
+        {
+            var order = Enumerable.Range(0, Nodes.Length).Select(i => Nodes[(node.Id + i) % Nodes.Length]);
+            node.ZonelistFallback = [.. order.SelectMany(n => n.Zones.Reverse().Where(z => z.IsManaged))];
+            node.ZonelistNoFallback = [.. node.Zones.Reverse().Where(z => z.IsManaged)];
+        }
+    }
+}

@@ -190,7 +190,7 @@ public sealed partial class SysSlab
                 {
                     throw new ArgumentException($"{file}: a debug cache keeps no cpu partial slabs, only 0 is accepted (-EINVAL)", nameof(value));
                 }
-                slub.SetCpuPartial(s, objects);
+                slub.Sysfs.SetCpuPartial(s, objects);
                 break;
             default:
                 throw new UnauthorizedAccessException($"{file} is read-only");
@@ -258,7 +258,7 @@ public sealed partial class SysSlab
             : $"{Root} is SLUB's (CONFIG_SLUB); this machine was booted with {_booted}, which has none in Linux");
 
     /// <summary>sysfs_slab_add's directory name: the cache's own for an unmergeable cache, else its unique id.</summary>
-    internal static string DirectoryName(Slub slub, KmemCache s) => slub.SysfsUnmergeable(s) ? s.Name : UniqueId(s);
+    internal static string DirectoryName(Slub slub, KmemCache s) => slub.Sysfs.SysfsUnmergeable(s) ? s.Name : UniqueId(s);
 
     /// <summary>create_unique_id: ':' then d (DMA), D (DMA32), a (reclaimable), F (consistency checks), A
     /// (accounted), a '-' when any letter was written, and the size in seven digits.</summary>
@@ -310,7 +310,7 @@ public sealed partial class SysSlab
         var links = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (s, dir) in owners)
         {
-            if (!slub.SysfsUnmergeable(s))
+            if (!slub.Sysfs.SysfsUnmergeable(s))
             {
                 foreach (string name in s.Aliases.Prepend(s.Name))
                 {

@@ -237,7 +237,7 @@ internal abstract class SlabBackend
 
     /// <summary>slab_unmergeable: slab_nomerge, a never-merge flag, a constructor, or a cache that refuses
     /// aliases (the kmalloc caches, whose whole object is a usercopy region).</summary>
-    private protected bool SlabUnmergeable(KmemCache s) =>
+    internal bool SlabUnmergeable(KmemCache s) =>
         Nomerge || (s.Flags & NeverMerge) != 0 || s.Ctor is not null || s.IsKmalloc || s.RefCount < 0;
 
     /// <summary>find_mergeable (call under <see cref="_slabMutex"/>): the newest cache a new one of this size,

@@ -232,19 +232,6 @@ internal sealed unsafe partial class Slub
     /// <summary>The sysfs and debugfs figures of the caches (/sys/kernel/slab, alloc_traces).</summary>
     internal SlubSysfs Sysfs => _sysfs;
 
-    /// <summary>cpu_partial_store after its checks: the new limit, then flush_all so that no CPU keeps more.</summary>
-    public void SetCpuPartial(KmemCache s, uint objects)
-    {
-        s.SetCpuPartial(objects);
-        FlushAllCpus(s);
-    }
-
-    /// <summary>sysfs_slab_add's choice: a cache that can never be merged has a directory under its own name;
-    /// one that could be has one under its unique id, with its names as links (slab_unmergeable, and every
-    /// cache when slub_debug=O drops metadata from some).</summary>
-    public bool SysfsUnmergeable(KmemCache s) =>
-        SlabUnmergeable(s) || (_slubDebug.DisableHigherOrderDebug && (_slubDebug.Global & SlubDebugOption.MetadataFlags) != 0);
-
     /// <summary>Checks every cache (SlubChecker); returns the violations. No cache may be in use meanwhile.</summary>
     public override List<string> ValidateAll() => new SlubChecker(this, _mem).ValidateAll();
 

@@ -8,7 +8,9 @@
 // so a snapshot is consistent per CPU and per node, as the kernel's reads are.
 // The debugfs track files (alloc_traces, free_traces) read the tracks of every object in
 // use, slab by slab, without the list locks (Kmem keeps no full-slab list): like the
-// kernel's, they are meant for a quiet cache; a slab freed meanwhile is skipped.
+// kernel's, they are meant for a quiet cache; a slab freed meanwhile is skipped. The two
+// sysfs decisions that are SLUB's own live here too: a cpu_partial write (a new limit, then
+// flush_all) and whether a cache's directory takes its name or its unique id.
 using Kmem.Physical;
 
 namespace Kmem.Slab;
@@ -47,8 +49,23 @@ internal readonly record struct SlubTrackSample(uint Caller, uint Handle, string
 /// <param name="slub">The SLUB allocator whose caches are read.</param>
 /// <param name="mem">The machine's physical memory.</param>
 /// <param name="tracks">The tracks' caller names and stack depot.</param>
-internal sealed unsafe class SlubSysfs(Slub slub, PhysMem mem, SlubTracks tracks)
+/// <param name="slubDebug">The slub_debug boot option (its O flag changes how directories are named).</param>
+internal sealed unsafe class SlubSysfs(Slub slub, PhysMem mem, SlubTracks tracks, SlubDebugOption slubDebug)
 {
+    /// <summary>sysfs_slab_add's choice: a cache that can never be merged has a directory under its own name;
+    /// one that could be has one under its unique id, with its names as links (slab_unmergeable, and every
+    /// cache when slub_debug=O drops metadata from some).</summary>
+    public bool SysfsUnmergeable(KmemCache s) =>
+        slub.SlabUnmergeable(s) || (slubDebug.DisableHigherOrderDebug && (slubDebug.Global & SlubDebugOption.MetadataFlags) != 0);
+
+
+    /// <summary>cpu_partial_store after its checks: the new limit, then flush_all so that no CPU keeps more.</summary>
+    public void SetCpuPartial(KmemCache s, uint objects)
+    {
+        s.SetCpuPartial(objects);
+        slub.FlushAllCpus(s);
+    }
+
     /// <summary>get_slabinfo: every object not free on a node partial list counts as active (objects free
     /// in cpu slabs and cpu partial slabs too); each node's partial list is read under its list_lock.</summary>
     public SlabCacheStats Stats(KmemCache s)

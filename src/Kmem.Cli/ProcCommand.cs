@@ -32,6 +32,9 @@ public static class ProcCommand
             }
         });
         var machine = new MachineArgs();
+        // proc takes no trace: its defaults are the machine's own.
+        machine.Mem.Description = "RAM size with K, M, G, T suffix (default 1G)";
+        machine.Cpus.Description = "CPUs (default 2)";
         var steps = CliValues.Whole(new Option<int>("--steps") { Description = "workload steps", DefaultValueFactory = _ => 200_000 }, 0);
         var command = new Command("proc", "Boot a machine, run a built-in mixed workload (pages, kmalloc, kmem_caches, vmalloc) and print /proc files.")
         {

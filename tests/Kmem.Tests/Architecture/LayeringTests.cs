@@ -96,7 +96,7 @@ public partial class LayeringTests(ITestOutputHelper output)
 
         public static Source Load()
         {
-            string repo = RepositoryRoot();
+            string repo = Repository.Root();
             var rows = ReadRows(Path.Combine(repo, "docs", "architecture.md"));
             var files = new List<SourceFile>();
             foreach (string project in new[] { "Kmem", "Kmem.Trace", "Kmem.MemoryMap", "Kmem.Cli" })
@@ -144,18 +144,6 @@ public partial class LayeringTests(ITestOutputHelper output)
             }
             Assert.True(rows.Count >= 10, $"{page} has no layer table (| row | folders | … |)");
             return rows;
-        }
-
-        private static string RepositoryRoot()
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            {
-                if (File.Exists(Path.Combine(dir.FullName, "Kmem.slnx")))
-                {
-                    return dir.FullName;
-                }
-            }
-            throw new DirectoryNotFoundException("Kmem.slnx not found above the test binary");
         }
 
         private static string StripCommentsAndStrings(string code) => CommentOrString().Replace(code, " ");

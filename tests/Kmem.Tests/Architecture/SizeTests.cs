@@ -46,14 +46,8 @@ public partial class SizeTests
 
     private static IEnumerable<string> SourceFiles()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Kmem.slnx")))
-        {
-            dir = dir.Parent;
-        }
-        Assert.NotNull(dir);
         string sep = Path.DirectorySeparatorChar.ToString();
-        return Directory.GetFiles(Path.Combine(dir.FullName, "src"), "*.cs", SearchOption.AllDirectories)
+        return Directory.GetFiles(Path.Combine(Repository.Root(), "src"), "*.cs", SearchOption.AllDirectories)
             .Where(f => !f.Contains(sep + "obj" + sep) && !f.Contains(sep + "bin" + sep));
     }
 

@@ -15,7 +15,7 @@ public partial class ExampleTests
     [Fact]
     public void EveryCSharpBlockOfTheDocsIsCodeOfAnExample()
     {
-        string root = RepositoryRoot();
+        string root = Repository.Root();
         var exampleLines = new HashSet<string>(StringComparer.Ordinal);
         foreach (string file in Directory.EnumerateFiles(Path.Combine(root, "examples"), "*.cs", SearchOption.AllDirectories))
         {
@@ -178,7 +178,7 @@ public partial class ExampleTests
     }
 
     private static string RunExample(string name, params string[] args) =>
-        RunExampleIn(name, RepositoryRoot(), args);
+        RunExampleIn(name, Repository.Root(), args);
 
     /// <summary>Runs examples/NAME as built beside this test (same configuration) and returns its stdout;
     /// a non-zero exit code, output on stderr or a run over two minutes fails the test.</summary>
@@ -186,7 +186,7 @@ public partial class ExampleTests
     {
         var bin = new DirectoryInfo(AppContext.BaseDirectory);
         string tfm = bin.Name, configuration = bin.Parent!.Name;
-        string dll = Path.Combine(RepositoryRoot(), "examples", name, "bin", configuration, tfm, name + ".dll");
+        string dll = Path.Combine(Repository.Root(), "examples", name, "bin", configuration, tfm, name + ".dll");
         Assert.True(File.Exists(dll), $"{dll} is not built: the test project references every example, so a build of the tests builds it");
 
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet")
@@ -212,17 +212,5 @@ public partial class ExampleTests
         string output = stdout.Result, errors = stderr.Result;
         Assert.True(process.ExitCode == 0 && errors.Length == 0, $"{name} exited with {process.ExitCode}\nstderr:\n{errors}\nstdout:\n{output}");
         return output;
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Kmem.slnx")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new DirectoryNotFoundException("Kmem.slnx not found above the test binary");
     }
 }

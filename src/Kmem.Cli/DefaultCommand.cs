@@ -17,6 +17,7 @@ public static class DefaultCommand
     /// <summary>Creates the root command.</summary>
     public static RootCommand Create(CliContext ctx)
     {
+        NameTheCommandKmem();
         var root = new RootCommand(
             "Kmem: the Linux 6.1 memory-management subsystem over real bytes.\n"
             + "With no arguments: replay the bundled real kernel trace (Linux 6.1 x86-64, 512 MiB, 2 CPUs, 1.8 million kmem events) "
@@ -35,4 +36,11 @@ public static class DefaultCommand
         });
         return root;
     }
+
+    /// <summary>System.CommandLine names the root command after the entry assembly (Kmem.Cli), which cannot
+    /// be called "kmem" beside Kmem.dll in one package on a case-insensitive file system; its cached name is
+    /// set to the command's own, so usage lines read "kmem". Left as it is if the library stores it elsewhere.</summary>
+    private static void NameTheCommandKmem() =>
+        typeof(RootCommand).GetField("_executableName", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)
+            ?.SetValue(null, "kmem");
 }

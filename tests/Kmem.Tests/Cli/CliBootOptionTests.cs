@@ -1,5 +1,6 @@
 // The boot parameters every booting command takes (--slub-debug, --slub-nomerge, --sysctl), the
-// reports proc prints, and kmem markers: each reaches the machine, and a bad value is a usage error.
+// reports proc prints, kmem markers and the help's naming: each reaches the machine, and a bad value
+// is a usage error.
 using Kmem.Tests.Trace;
 
 namespace Kmem.Tests.Cli;
@@ -82,5 +83,18 @@ public class CliBootOptionTests
         {
             File.Delete(path);
         }
+    }
+
+    [Fact]
+    public void HelpNamesTheCommandKmemAndEverySubcommand()
+    {
+        var r = CliRun.Kmem("--help");
+        Assert.Equal(0, r.Code);
+        Assert.Contains("\n  kmem [command] [options]", r.Out, StringComparison.Ordinal);
+        foreach (string command in new[] { "replay", "compare", "markers", "proc", "scenario", "bench" })
+        {
+            Assert.Contains("kmem " + command, r.Out, StringComparison.Ordinal);
+        }
+        Assert.Contains("\n  kmem replay <TRACE> [options]", CliRun.Kmem("replay", "--help").Out, StringComparison.Ordinal);
     }
 }

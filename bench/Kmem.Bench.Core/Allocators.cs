@@ -221,6 +221,71 @@ internal readonly unsafe struct FunctionPointerAllocator : IAllocator<nint>
     public void Scribble(nint handle, int size, int rounds) => RawMemory.Scribble((byte*)handle, size, rounds);
 }
 
+/// <summary>
+/// The floor: what C# itself allows for an alloc+free pair, a bare thread-local freelist per power-of-two class
+/// (16 B to 4 KiB, the classes of <see cref="KmemCacheAllocator"/>): one [ThreadStatic] read, a pop or a push, no
+/// checks, no bound, no statistics. Empty classes are refilled from 64 KiB blocks of native memory that are never
+/// given back (a bench thread's working set stays within a few blocks per class). Every other contender pays at
+/// least this; the distance to it is what the allocator itself costs.
+/// </summary>
+internal readonly unsafe struct FloorAllocator : IAllocator<nint>
+{
+    /// <summary>The largest object a class holds.</summary>
+    public const int MaxSize = KmemCacheAllocator.MaxSize;
+    private const int BlockBytes = 64 * 1024;
+
+    /// <summary>The calling thread's freelist heads, one per class; a free object's first word links the next.</summary>
+    [ThreadStatic]
+    private static nint[]? t_heads;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public nint Alloc(int size)
+    {
+        int c = KmemCacheAllocator.ClassOf(size);
+        var heads = t_heads;
+        if (heads is not null)
+        {
+            nint p = heads[c];
+            if (p != 0)
+            {
+                heads[c] = *(nint*)p;
+                return p;
+            }
+        }
+        return Refill(c);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Free(nint handle, int size)
+    {
+        var heads = t_heads!;
+        int c = KmemCacheAllocator.ClassOf(size);
+        *(nint*)handle = heads[c];
+        heads[c] = handle;
+    }
+
+    /// <summary>Chains a new block's objects of class <paramref name="c"/> and returns the first.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static nint Refill(int c)
+    {
+        var heads = t_heads ??= new nint[KmemCacheAllocator.ClassOf(MaxSize) + 1];
+        int size = 16 << c;
+        nint block = (nint)NativeMemory.AlignedAlloc(BlockBytes, 64);
+        int count = BlockBytes / size;
+        for (int i = 1; i < count - 1; i++)
+        {
+            *(nint*)(block + (i * size)) = block + ((i + 1) * size);
+        }
+        *(nint*)(block + ((count - 1) * size)) = heads[c];
+        heads[c] = count > 1 ? block + size : heads[c];
+        return block;
+    }
+
+    public void Touch(nint handle) => RawMemory.Touch(handle);
+    public void Fill(nint handle, int size) => RawMemory.Fill(handle, size);
+    public void Scribble(nint handle, int size, int rounds) => RawMemory.Scribble((byte*)handle, size, rounds);
+}
+
 /// <summary>ArrayPool&lt;byte&gt;.Shared: Rent and Return (an array of at least the size, often larger).</summary>
 internal readonly struct ArrayPoolAllocator : IAllocator<byte[]>
 {

@@ -41,6 +41,8 @@ internal sealed class BenchReport
     public const string GlibcBaseline = "glibc malloc";
     public const string MimallocBaseline = "mimalloc";
     public const string KmemTarget = "SLUB kmalloc";
+    public const string SlabTarget = "SLAB kmalloc";
+    public const string Pair16 = "pair 16 B";
 
     public const string Pair64 = "pair 64 B";
     public const string Pair64TwoThreads = "pair 64 B, 2 threads";
@@ -100,6 +102,16 @@ internal sealed class BenchReport
             kmem is not null && best is not null
                 ? string.Create(CultureInfo.InvariantCulture, $"SLUB {kmem.Ratio:0.00}, best {best.Contender} {best.Ratio:0.00}")
                 : "not measured"));
+        targets.Add(AgainstFloor(Pair16));
+        targets.Add(AgainstFloor(Pair64));
+        targets.Add(AgainstFloor(Batch));
+        var slab = Find(Pair64, SlabTarget);
+        var slub = Find(Pair64, KmemTarget);
+        targets.Add(new TargetResult("SLAB's array caches: SLUB kmalloc's ns / SLAB kmalloc's on the 64 B pair (goal: SLAB within 1.5x SLUB)",
+            slab is not null && slub is not null && slab.Ns.Median > 0 ? slub.Ns.Median / slab.Ns.Median : null, 1 / 1.5,
+            slab is not null && slub is not null
+                ? string.Create(CultureInfo.InvariantCulture, $"SLUB {slub.Ns.Median:0.0} ns, SLAB {slab.Ns.Median:0.0} ns")
+                : "not measured"));
         return targets;
     }
 
@@ -113,6 +125,20 @@ internal sealed class BenchReport
         }
         return new TargetResult(name, fastest.Ns.Median / kmem.Ns.Median, 1.0,
             string.Create(CultureInfo.InvariantCulture, $"SLUB {kmem.Ns.Median:0.0} ns, {fastest.Contender} {fastest.Ns.Median:0.0} ns"));
+    }
+
+    /// <summary>The floor's time over SLUB kmalloc's on <paramref name="workload"/>: at least 1 / 1.3 is within 1.3x the floor.</summary>
+    private TargetResult AgainstFloor(string workload)
+    {
+        string name = $"{workload}: C# floor's ns / SLUB kmalloc's (goal: within 1.3x the floor)";
+        var kmem = Find(workload, KmemTarget);
+        var floor = Timings.FirstOrDefault(t => t.Workload == workload && Contenders.Any(c => c.Name == t.Contender && c.Kind == ContenderKind.Floor));
+        if (kmem is null || floor is null || kmem.Ns.Median <= 0)
+        {
+            return new TargetResult(name, null, 1 / 1.3, "not measured");
+        }
+        return new TargetResult(name, floor.Ns.Median / kmem.Ns.Median, 1 / 1.3,
+            string.Create(CultureInfo.InvariantCulture, $"SLUB {kmem.Ns.Median:0.0} ns, floor {floor.Ns.Median:0.0} ns"));
     }
 
     private static string F(double? v, string format) => v is { } x ? x.ToString(format, CultureInfo.InvariantCulture) : "-";
@@ -176,7 +202,7 @@ internal sealed class BenchReport
         var details = new List<string>();
         foreach (var t in Targets())
         {
-            targets.Add([t.Name, F(t.Ratio, "0.00"), $">= {F(t.Goal, "0.0")}", t.Met is { } met ? (met ? "yes" : "no") : "-"]);
+            targets.Add([t.Name, F(t.Ratio, "0.00"), $">= {F(t.Goal, "0.00")}", t.Met is { } met ? (met ? "yes" : "no") : "-"]);
             details.Add($"{t.Name}: {t.Detail}");
         }
         TextTable.Write(w, [targets]);
@@ -223,7 +249,7 @@ internal sealed class BenchReport
         w.WriteLine("|---|---:|---:|---|---|");
         foreach (var t in Targets())
         {
-            w.WriteLine($"| {t.Name} | {F(t.Ratio, "0.00")} | ≥ {F(t.Goal, "0.0")} | {(t.Met is { } met ? (met ? "yes" : "no") : "-")} | {t.Detail} |");
+            w.WriteLine($"| {t.Name} | {F(t.Ratio, "0.00")} | ≥ {F(t.Goal, "0.00")} | {(t.Met is { } met ? (met ? "yes" : "no") : "-")} | {t.Detail} |");
         }
     }
 
@@ -246,7 +272,7 @@ internal sealed class BenchReport
         {
             j.WriteStartObject();
             j.WriteString("name", c.Name);
-            j.WriteString("kind", c.Kind == ContenderKind.Kmem ? "kmem" : "host");
+            j.WriteString("kind", c.Kind switch { ContenderKind.Kmem => "kmem", ContenderKind.Floor => "floor", _ => "host" });
             j.WriteEndObject();
         }
         j.WriteEndArray();

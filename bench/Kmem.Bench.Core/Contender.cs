@@ -12,6 +12,8 @@ internal enum ContenderKind
 {
     Kmem,
     Host,
+    /// <summary>The bare thread-local freelist (<see cref="FloorAllocator"/>): the language's limit, not a rival.</summary>
+    Floor,
 }
 
 /// <summary>One allocator in the comparison.</summary>
@@ -32,7 +34,7 @@ internal abstract class Contender(string name, ContenderKind kind)
     public Machine? Machine { get; init; }
 
     /// <summary>Whether this contender takes part in <paramref name="w"/>.</summary>
-    public bool Supports(Workload w) => w.MaxSize <= MaxSize && (!PagesOnly || w.PageRow);
+    public bool Supports(Workload w) => w.MaxSize <= MaxSize && (!PagesOnly || w.PageRow) && !(Kind == ContenderKind.Floor && w is CrossThreadWorkload);
 
     /// <summary>Whether Kmem's worker threads are pinned to the machine's CPUs (OnCpu). By default they are not:
     /// each worker is bound to its own host core, so the machine's current CPU (the processor id modulo the CPU
@@ -104,8 +106,11 @@ internal sealed class ContenderSet : IDisposable
     [
         "SLUB kmalloc", "SLUB cache", "SLAB kmalloc", "SLAB cache", "SLOB kmalloc", "SLOB cache",
         "Kmem pages", "Kmem vmalloc",
-        "glibc NativeMemory", "glibc malloc", "mimalloc", "jemalloc", "tcmalloc", "ArrayPool", "new byte[]",
+        "glibc NativeMemory", "glibc malloc", "mimalloc", "jemalloc", "tcmalloc", "ArrayPool", "new byte[]", FloorName,
     ];
+
+    /// <summary>The name of the floor contender (<see cref="FloorAllocator"/>).</summary>
+    public const string FloorName = "C# floor";
 
     private readonly List<Machine> _machines = [];
 
@@ -196,6 +201,11 @@ internal sealed class ContenderSet : IDisposable
         if (wanted("new byte[]"))
         {
             set.Contenders.Add(new Contender<GcAllocator, byte[]>("new byte[]", ContenderKind.Host, default));
+        }
+        if (wanted(FloorName))
+        {
+            // Objects freed on another thread would pile up on that thread's lists: the floor sits out the cross-thread row.
+            set.Contenders.Add(new Contender<FloorAllocator, nint>(FloorName, ContenderKind.Floor, default) { MaxSize = FloorAllocator.MaxSize });
         }
         return set;
     }

@@ -233,7 +233,7 @@ public static class QuickBench
             foreach (string workload in MemoryProbe.Workloads)
             {
                 progress.WriteLine($"bench: memory, {workload} ...");
-                foreach (var c in set.Contenders.Where(c => !c.PagesOnly))
+                foreach (var c in set.Contenders.Where(c => !c.PagesOnly && c.Kind != ContenderKind.Floor))
                 {
                     if (MeasureInChild(options.PinKmemThreads ? [.. selfArgs, "--pin-kmem"] : selfArgs, c.Name, workload, out var figures, out string? note))
                     {

@@ -504,10 +504,16 @@ internal sealed partial class PageAllocator
     private uint DirectCompact(Gfp gfp, int order, AllocFlags flags, ref AllocContext ctx) =>
         Reclaimer.TryToCompactPages(gfp, order, ctx.Zonelist, ctx.Highest) ? GetPageFromFreelist(gfp, order, flags, ref ctx) : PhysMem.NoPfn;
 
-    /// <summary>__alloc_pages_direct_reclaim: reclaim, then retry; on failure release a HighAtomic
-    /// pageblock and drain the per-CPU lists, and retry once more.</summary>
+    /// <summary>__alloc_pages_direct_reclaim: the slab layer's thread caches drained (<see cref="PageAllocator.DrainCaches"/>),
+    /// reclaim, then retry; on failure release a HighAtomic pageblock and drain the per-CPU lists, and retry once more.</summary>
     private uint DirectReclaim(Gfp gfp, int order, AllocFlags flags, ref AllocContext ctx, out long progress)
     {
+        // What threads cache in the slab layer goes back first: it costs no reclaim and kills nothing.
+        if (DrainCaches is { } drain && drain() > 0 && GetPageFromFreelist(gfp, order, flags, ref ctx) is var drained && drained != PhysMem.NoPfn)
+        {
+            progress = 1;
+            return drained;
+        }
         progress = Reclaimer.TryToFreePages(gfp, order, ctx.Zonelist, ctx.Highest);
         uint pfn = progress > 0 ? GetPageFromFreelist(gfp, order, flags, ref ctx) : PhysMem.NoPfn;
         if (pfn == PhysMem.NoPfn)

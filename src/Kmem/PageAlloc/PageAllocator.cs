@@ -64,6 +64,11 @@ internal sealed partial class PageAllocator
     /// constructor's factory, or <see cref="NoReclaim"/> without one.</summary>
     public IReclaimer Reclaimer { get; }
 
+    /// <summary>The slab layer's drain of the caches threads hold (set by it at boot, null without one): the slow
+    /// path calls it before direct reclaim, so before the OOM killer too, as it calls drain_all_pages. Returns the
+    /// slab pages it gave back.</summary>
+    public Func<long>? DrainCaches { get; set; }
+
     /// <summary>Frames reserved at boot (holes excluded).</summary>
     public long ReservedPages { get; }
 

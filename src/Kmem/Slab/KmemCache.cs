@@ -240,6 +240,10 @@ public sealed class KmemCache
     /// <summary>SLUB: the free objects a thread keeps in its magazine of this cache (0: none, every operation
     /// goes to the per-CPU slab).</summary>
     internal int MagazineLimit { get; set; }
+    /// <summary>SLUB: magazine capacity, in objects, that threads may still take for this cache: the machine-wide
+    /// bound (<see cref="MagazineLimit"/> times the CPU count, as SLAB's array caches are bounded) less what
+    /// live and not yet reaped threads hold. Changed atomically.</summary>
+    internal int MagazineRoom;
     /// <summary>The SLAB or SLOB backend's own state of the cache; null for SLUB.</summary>
     internal object? BackendState { get; }
 

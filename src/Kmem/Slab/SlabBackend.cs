@@ -60,6 +60,23 @@ internal abstract class SlabBackend
         InitOnAlloc = pa.Options.InitOnAlloc;
         InitOnFree = pa.Options.InitOnFree;
         Nomerge = pa.Options.SlubNomerge;
+        pa.DrainCaches = DrainForPressure;
+    }
+
+    /// <summary>The page allocator's slow path under pressure: what threads cache beyond the kernel's per-CPU
+    /// structures goes back to the slabs, and the slabs emptied so to the page allocator (flush_all and
+    /// kmem_cache_shrink of each cache concerned). Returns the slab pages given back; 0 when nothing is held.</summary>
+    private protected virtual long DrainForPressure() => 0;
+
+    /// <summary>Slab pages of every node (NR_SLAB_RECLAIMABLE_B + NR_SLAB_UNRECLAIMABLE_B, in pages).</summary>
+    private protected long SlabPages()
+    {
+        long pages = 0;
+        foreach (var node in _pa.Nodes)
+        {
+            pages += Volatile.Read(ref node.NrSlabReclaimable) + Volatile.Read(ref node.NrSlabUnreclaimable);
+        }
+        return pages;
     }
 
     /// <summary>The slab layer's own random source (hardening secrets, freelist order), used under

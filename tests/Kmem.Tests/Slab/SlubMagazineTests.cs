@@ -174,12 +174,14 @@ public class SlubMagazineTests
     }
 
     [Fact]
-    public void AMagazineGrowsWithTheWorkingSetUpToTheThreadBudget()
+    public void AMagazineGrowsWithTheWorkingSetUpToItsCachesRoomAndTheThreadBudget()
     {
         using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 2, Seed = 9, SlubThreadCache = "1M" });
         var slub = (Kmem.Slab.Slub)m.SlabLayer!;
         Assert.Equal(1L << 20, slub.ThreadBudgetBytes);
         var s = m.KmemCacheCreate("mag-grow", 64, 0, SlabFlags.None, null)!;
+        long bound = (long)s.MagazineLimit * m.NrCpus;
+        Assert.Equal(bound, s.MagazineRoom);
         var objs = new nint[1000];
         for (int i = 0; i < objs.Length; i++)
         {
@@ -189,25 +191,21 @@ public class SlubMagazineTests
         {
             m.KmemCacheFree(s, p);
         }
-        // 1000 objects of 64 bytes fit the budget: the magazine grew from 120 and kept them all (with what
-        // the last refill brought beyond the need, at most half a starting magazine).
-        Assert.InRange(slub.MagazineObjects(s), 1000, 1000 + 60);
+        // The magazine grew from its limit to the cache's whole machine-wide room; full, it gives half back.
+        Assert.Equal(bound, slub.ThreadCaches.Single(tc => tc.Thread == Thread.CurrentThread).ByCacheId[s.Id]!.Entries.Length);
+        Assert.InRange(slub.MagazineObjects(s), bound / 2, bound);
+        Assert.Equal(0, s.MagazineRoom);
         SlabPropertyTests.Validate(m);
-        var many = new nint[(int)(slub.ThreadBudgetBytes / 64) * 2];
-        for (int i = 0; i < many.Length; i++)
-        {
-            many[i] = m.KmemCacheAlloc(s, Gfp.Kernel);
-        }
-        foreach (nint p in many)
-        {
-            m.KmemCacheFree(s, p);
-        }
-        long held = slub.MagazineObjects(s);
-        Assert.InRange(held, 1, slub.ThreadBudgetBytes / 64);
+        // Every magazine stays within its room and the thread budget.
+        var big = m.KmemCacheCreate("mag-budget", 2048, 0, SlabFlags.None, null)!;
+        var many = Enumerable.Range(0, 2000).Select(_ => m.KmemCacheAlloc(big, Gfp.Kernel)).ToList();
+        many.ForEach(p => m.KmemCacheFree(big, p));
+        Assert.InRange(slub.MagazineObjects(big) * 2048 + (bound * 64), 1, slub.ThreadBudgetBytes);
         SlabPropertyTests.Validate(m);
         Assert.Equal(0, m.KmemCacheShrink(s));
         Assert.Equal(0, slub.MagazineObjects(s));
         m.KmemCacheDestroy(s);
+        m.KmemCacheDestroy(big);
         Assert.True(s.IsDestroyed);
     }
 

@@ -33,11 +33,14 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     private readonly SlubSysfs _sysfs;
     private readonly bool _hardened;
     private readonly bool _randomFreelist;
+    /// <summary>The threads' magazines, their machine-wide bound, reaping and stealing.</summary>
+    private readonly SlubMagazineDepot _depot;
 
     public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, FaultAttr failslab, long threadCacheBytes, int? seed = null)
         : base(pa, log, bug, failslab, s_sizeIndex, seed)
     {
         ThreadBudgetBytes = threadCacheBytes;
+        _depot = new SlubMagazineDepot(this, _cpus);
         _tracks = new SlubTracks(_cpus);
         _slubDebug = pa.Options.SlubDebug is { } sd ? SlubDebugOption.Parse(sd) : SlubDebugOption.None;
         _hardened = pa.Options.SlabFreelistHardened;
@@ -85,6 +88,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
                 return CreateFailed(name, flags);
             }
             SetupCacheHardening(s);
+            s.MagazineRoom = s.MagazineLimit * _cpus.Count;
             Register(s);
             return s;
         }
@@ -172,10 +176,33 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         return ret;
     }
 
+    /// <inheritdoc/>
+    private protected override long DrainForPressure()
+    {
+        // A cache being created or destroyed elsewhere holds slab_mutex: its pages can wait for the next round.
+        if (!_slabMutex.TryEnter())
+        {
+            return 0;
+        }
+        try
+        {
+            long before = SlabPages();
+            foreach (var s in _depot.CachesHeld())
+            {
+                Shrink(s);
+            }
+            return before - SlabPages();
+        }
+        finally
+        {
+            _slabMutex.Exit();
+        }
+    }
+
     /// <summary>flush_all: deactivate every CPU's slab and unfreeze its partial slabs.</summary>
     internal void FlushAllCpus(KmemCache s)
     {
-        StealMagazines(s);
+        _depot.StealMagazines(s);
         foreach (var c in s.CpuSlab)
         {
             c.Lock();

@@ -4,23 +4,40 @@
 // lock and costs two atomics per pair. An unpinned thread therefore keeps, per
 // cache, a magazine of free objects it alone touches (SLAB's array_cache idea):
 // alloc pops, free pushes, and only an empty or a full magazine goes to the
-// per-CPU slab, half a magazine at a time under one cpu lock. A magazine starts at
-// SLAB's per-CPU limit for its object size and doubles when it overflows while the
-// thread's magazines stay within ThreadBudgetBytes of capacity (tcmalloc's slow
-// start), so a thread whose working set of a size is large stops paying for the slab
-// paths; the budget bounds what a thread can keep. Pinned threads (trace
+// per-CPU slab, half a magazine at a time under one cpu lock. Pinned threads (trace
 // replay, per-CPU tests) stand for a CPU and bypass magazines, so they see SLUB
-// exactly. Objects in a magazine count as allocated to SLUB (as objects free in a
-// cpu slab count as active in slabinfo); their allocation byte is HeldByMagazine,
-// so a second free of one is still "Object already free".
+// exactly. Objects in a magazine count as allocated to SLUB, as the kernel counts
+// the objects of per-CPU slabs as active in slabinfo; their allocation byte is
+// HeldByMagazine, so a second free of one is still "Object already free".
+// Bound: magazines are bounded as per-CPU caches are, machine-wide. Each cache has
+// a room of MagazineLimit (SLAB's array-cache limit for the size) times the CPU
+// count objects of capacity; a magazine takes its capacity from that room when it
+// starts or grows (tcmalloc's slow start, within ThreadBudgetBytes per thread) and
+// gives it back when its thread is reaped. A thread that finds no room keeps a
+// magazine of capacity 0 and works on the per-CPU slab. Threads that exited are
+// reaped without their help: their magazines go back to the slabs when a new thread
+// starts one, on a starved slow path, at shrink and destroy (flush_all), and when
+// the page allocator's slow path drains the caches under pressure (DrainForPressure).
 // Locking: the owner thread works on its magazine with plain memory operations
 // between Busy = 1 and Busy = 0; a thread that must empty other threads'
-// magazines (kmem_cache_shrink, kmem_cache_destroy: flush_all) sets Steal, makes
-// every thread's earlier stores visible (a process-wide barrier, the asymmetric
-// half of Dekker's protocol), waits for Busy = 0 and takes the objects; an owner
-// that sees Steal goes to the per-CPU slab instead. Stealers serialise on
-// _magazineLock. Debugging caches and fault injection set MagazineLimit to 0.
-using System.Collections.Concurrent;
+// magazines (kmem_cache_shrink, kmem_cache_destroy, pressure: flush_all) sets Steal,
+// runs a process-wide barrier (the asymmetric half of Dekker's protocol), waits for
+// Busy = 0 and takes the objects; an owner that sees Steal goes to the per-CPU slab
+// instead. Why this holds under the .NET memory model: the owner's Busy = 1 is a
+// volatile write and its read of Steal a volatile read; the process-wide barrier acts
+// as a full fence at some point of the owner's program order, so either the owner's
+// Busy = 1 precedes that point (the stealer then reads Busy = 1 and waits), or the
+// stealer's Steal = 1 precedes it (the owner then reads Steal = 1 and keeps off the
+// magazine). What the model leaves open is the owner's store moving past its own
+// later load, by the CPU (x64's store buffer) or by the JIT. The barrier itself
+// drains the store buffers (membarrier / FlushProcessWriteBuffers), and the JIT does
+// not reorder volatile accesses with each other, which is why both are volatile
+// (a plain store, as before, could legally sink below the load). A full fence on the
+// owner's side (Interlocked.Exchange) would settle it without relying on the JIT,
+// at the price of a locked instruction on every operation (about a third of the
+// pair); ShrinkingWhileOwnersAllocateAndFreeLosesNothing and the steal stress test
+// check it. Stealers and reapers serialise on _magazineLock; the thread table is
+// copy-on-write under it. Debugging caches and fault injection set MagazineLimit to 0.
 using System.Runtime.CompilerServices;
 using Kmem.Physical;
 
@@ -47,18 +64,22 @@ internal sealed class Magazine
     /// <summary>1 while another thread empties it.</summary>
     public int Steal;
 
-    public Magazine(KmemCache cache, SlubThreadCache owner)
+    public Magazine(KmemCache cache, SlubThreadCache owner, int capacity)
     {
         Cache = cache;
         Owner = owner;
-        Entries = new Entry[cache.MagazineLimit];
+        Entries = capacity == 0 ? [] : new Entry[capacity];
     }
 }
 
 /// <summary>A thread's magazines of one machine, by cache id.</summary>
-internal sealed class SlubThreadCache
+internal sealed class SlubThreadCache(Thread thread)
 {
+    /// <summary>The owner: once it has exited, its magazines are reaped by whoever comes next.</summary>
+    public readonly Thread Thread = thread;
     public Magazine?[] ByCacheId = new Magazine?[64];
+    /// <summary>Counts the slow paths of capacity-0 magazines, so that a starved thread looks for dead ones now and then.</summary>
+    public int StarvedCountdown;
     /// <summary>Σ capacity × object size over the thread's magazines; changed only when one grows.</summary>
     public long CapacityBytes;
 }
@@ -70,13 +91,7 @@ internal sealed unsafe partial class Slub
     /// <summary>How much a thread's magazines may grow to hold, in bytes of objects (MachineOptions.SlubThreadCache).</summary>
     internal long ThreadBudgetBytes { get; }
     /// <summary>The most objects one magazine may grow to.</summary>
-    private const int MaxMagazine = 8192;
-
-    private readonly ConcurrentDictionary<int, SlubThreadCache> _threadCaches = new();
-
-    /// <summary>The live threads' magazines (for the checker).</summary>
-    internal ICollection<SlubThreadCache> ThreadCaches => _threadCaches.Values;
-    private readonly Lock _magazineLock = new();
+    internal const int MaxMagazine = 8192;
 
     /// <summary>How many free objects a thread starts keeping per cache: SLAB's enable_cpucache limits by object
     /// size, within the thread budget (0: no magazine).</summary>
@@ -99,34 +114,7 @@ internal sealed unsafe partial class Slub
                 return mag;
             }
         }
-        return pinned || s.MagazineLimit == 0 ? null : NewMagazine(s);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private Magazine? NewMagazine(KmemCache s)
-    {
-        if (_cpus.IsPinned || s.IsDestroyed)
-        {
-            return null;
-        }
-        var tc = _threadCaches.GetOrAdd(Environment.CurrentManagedThreadId, static _ => new SlubThreadCache());
-        _cpus.SetThreadCache(tc);
-        lock (_magazineLock)
-        {
-            if (s.Id >= tc.ByCacheId.Length)
-            {
-                var grown = new Magazine?[Math.Max(tc.ByCacheId.Length * 2, s.Id + 1)];
-                tc.ByCacheId.CopyTo(grown, 0);
-                tc.ByCacheId = grown;
-            }
-            // A magazine of a destroyed cache whose id was reused was emptied by its destroy.
-            if (tc.ByCacheId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s))
-            {
-                tc.ByCacheId[s.Id] = mag = new Magazine(s, tc);
-                Interlocked.Add(ref tc.CapacityBytes, (long)s.MagazineLimit * s.Size);
-            }
-            return mag;
-        }
+        return pinned || s.MagazineLimit == 0 ? null : _depot.NewMagazine(s);
     }
 
     /// <summary>Pops an object from the thread's magazine, refilling it from the per-CPU slab when empty.</summary>
@@ -134,7 +122,7 @@ internal sealed unsafe partial class Slub
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private nint MagazineAlloc(Magazine mag, KmemCache s, Gfp gfp)
     {
-        mag.Busy = 1;
+        Volatile.Write(ref mag.Busy, 1);
         if (Volatile.Read(ref mag.Steal) == 0 && mag.Count > 0)
         {
             ref var e = ref mag.Entries[--mag.Count];
@@ -152,6 +140,11 @@ internal sealed unsafe partial class Slub
     private nint MagazineRefill(Magazine mag, KmemCache s, Gfp gfp)
     {
         if (Volatile.Read(ref mag.Steal) != 0)
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            return CpuAlloc(s, gfp, -1);
+        }
+        if (mag.Entries.Length == 0 && !_depot.TryGrow(mag, s))
         {
             Volatile.Write(ref mag.Busy, 0);
             return CpuAlloc(s, gfp, -1);
@@ -222,7 +215,7 @@ internal sealed unsafe partial class Slub
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated)
     {
-        mag.Busy = 1;
+        Volatile.Write(ref mag.Busy, 1);
         if (Volatile.Read(ref mag.Steal) == 0 && (uint)mag.Count < (uint)mag.Entries.Length)
         {
             if (*allocated != 1)
@@ -247,14 +240,16 @@ internal sealed unsafe partial class Slub
             return DoSlabFree(s, pfn, obj, ref *allocated);
         }
         int cap = mag.Entries.Length;
-        long more = (long)cap * s.Size;
-        if (cap < MaxMagazine && Volatile.Read(ref mag.Owner.CapacityBytes) + more <= ThreadBudgetBytes)
+        if (_depot.TryGrow(mag, s))
         {
-            // Overflowing with room in the budget: the thread's working set of this size is larger, keep it.
-            Array.Resize(ref mag.Entries, cap * 2);
-            Interlocked.Add(ref mag.Owner.CapacityBytes, more);
+            // Overflowing with room left: the thread's working set of this size is larger, keep it.
             Volatile.Write(ref mag.Busy, 0);
             return MagazineFree(mag, s, pfn, obj, allocated);
+        }
+        if (cap == 0)
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            return DoSlabFree(s, pfn, obj, ref *allocated);
         }
         // Full: the older half goes back to the slabs; the newest objects stay hot in the magazine.
         int half = cap / 2;
@@ -266,7 +261,7 @@ internal sealed unsafe partial class Slub
     }
 
     /// <summary>Gives magazine objects back to their slabs.</summary>
-    private void Drain(KmemCache s, Span<Magazine.Entry> entries)
+    internal void Drain(KmemCache s, Span<Magazine.Entry> entries)
     {
         foreach (ref var e in entries)
         {
@@ -277,54 +272,12 @@ internal sealed unsafe partial class Slub
         entries.Clear();
     }
 
-    /// <summary>flush_all's part for magazines: every thread's magazine of <paramref name="s"/> is emptied into
-    /// the slabs, waiting for owners that are in the middle of an operation.</summary>
-    private void StealMagazines(KmemCache s)
-    {
-        lock (_magazineLock)
-        {
-            var mags = new List<Magazine>();
-            foreach (var tc in _threadCaches.Values)
-            {
-                if ((uint)s.Id < (uint)tc.ByCacheId.Length && tc.ByCacheId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s))
-                {
-                    Volatile.Write(ref mag.Steal, 1);
-                    mags.Add(mag);
-                }
-            }
-            if (mags.Count == 0)
-            {
-                return;
-            }
-            // Owners store Busy = 1 and then read Steal without a fence of their own: this barrier makes any
-            // such store visible before Busy is read below, so an owner either is seen busy or sees Steal.
-            Interlocked.MemoryBarrierProcessWide();
-            foreach (var mag in mags)
-            {
-                var spin = new SpinWait();
-                while (Volatile.Read(ref mag.Busy) != 0)
-                {
-                    spin.SpinOnce();
-                }
-                Drain(s, mag.Entries.AsSpan(0, mag.Count));
-                mag.Count = 0;
-                Volatile.Write(ref mag.Steal, 0);
-            }
-        }
-    }
-
     /// <summary>Objects of <paramref name="s"/> held in thread magazines (a racy sum, for reports).</summary>
-    public long MagazineObjects(KmemCache s)
-    {
-        long n = 0;
-        foreach (var tc in _threadCaches.Values)
-        {
-            var byId = tc.ByCacheId;
-            if ((uint)s.Id < (uint)byId.Length && byId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s))
-            {
-                n += Volatile.Read(ref mag.Count);
-            }
-        }
-        return n;
-    }
+    public long MagazineObjects(KmemCache s) => _depot.MagazineObjects(s);
+
+    /// <summary>The threads' magazines not yet reaped (for the checker and the tests).</summary>
+    internal IReadOnlyList<SlubThreadCache> ThreadCaches => _depot.ThreadCaches;
+
+    /// <summary>Reaps the threads that have exited (their magazines go back to the slabs); true when any was.</summary>
+    internal bool ReapDeadThreads() => _depot.ReapDeadThreads();
 }

@@ -1,0 +1,239 @@
+// The depot behind SLUB's thread magazines (SlubMagazines.cs): the table of threads that keep magazines
+// for one machine, each cache's machine-wide room of magazine capacity, reaping the magazines of threads
+// that exited, and flush_all's emptying of live threads' magazines (the steal handshake, whose reasoning
+// is in SlubMagazines.cs). Invariant: for every cache, MagazineRoom plus the capacity of every magazine
+// not reaped equals MagazineLimit times the CPU count. Locking: _magazineLock serialises new magazines,
+// reaping and stealing; the thread table is copy-on-write under it and read without it; the room changes
+// atomically; a magazine's entries change only under its owner's Busy or, once Steal is set and Busy
+// seen clear, under the stealer; a dead owner's under the reaper alone.
+using System.Runtime.CompilerServices;
+
+namespace Kmem.Slab;
+
+/// <summary>The threads' magazines of one SLUB instance, their bound, and reaping and stealing them.</summary>
+internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
+{
+    /// <summary>The threads' magazines not yet reaped; replaced whole under <see cref="_magazineLock"/>.</summary>
+    private SlubThreadCache[] _threadCaches = [];
+
+    /// <summary>The threads' magazines not yet reaped (for the checker and the tests).</summary>
+    public IReadOnlyList<SlubThreadCache> ThreadCaches => Volatile.Read(ref _threadCaches);
+    private readonly Lock _magazineLock = new();
+
+    /// <summary>The calling thread's magazine of <paramref name="s"/>, made (and the thread registered) when it
+    /// has none; its capacity comes from the cache's room, 0 when none is left. Null when the thread is pinned
+    /// or the cache destroyed.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public Magazine? NewMagazine(KmemCache s)
+    {
+        if (cpus.IsPinned || s.IsDestroyed)
+        {
+            return null;
+        }
+        var me = Thread.CurrentThread;
+        lock (_magazineLock)
+        {
+            SlubThreadCache? tc = null;
+            foreach (var t in _threadCaches)
+            {
+                if (ReferenceEquals(t.Thread, me))
+                {
+                    tc = t;
+                    break;
+                }
+            }
+            if (tc is null)
+            {
+                // A new thread: the ones that exited give their magazines back first.
+                ReapDeadThreadsLocked();
+                tc = new SlubThreadCache(me);
+                Volatile.Write(ref _threadCaches, [.. _threadCaches, tc]);
+            }
+            cpus.SetThreadCache(tc);
+            if (s.Id >= tc.ByCacheId.Length)
+            {
+                var grown = new Magazine?[Math.Max(tc.ByCacheId.Length * 2, s.Id + 1)];
+                tc.ByCacheId.CopyTo(grown, 0);
+                tc.ByCacheId = grown;
+            }
+            // A magazine of a destroyed cache whose id was reused was emptied by its destroy.
+            if (tc.ByCacheId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s))
+            {
+                int capacity = TakeRoom(s, s.MagazineLimit);
+                if (capacity < s.MagazineLimit && ReapDeadThreadsLocked())
+                {
+                    capacity += TakeRoom(s, s.MagazineLimit - capacity);
+                }
+                tc.ByCacheId[s.Id] = mag = new Magazine(s, tc, capacity);
+                Interlocked.Add(ref tc.CapacityBytes, (long)capacity * s.Size);
+            }
+            return mag;
+        }
+    }
+
+    /// <summary>Takes up to <paramref name="want"/> objects of capacity from the cache's machine-wide room.</summary>
+    /// <returns>The capacity taken, 0 when the room is used up.</returns>
+    private static int TakeRoom(KmemCache s, int want)
+    {
+        int room = Volatile.Read(ref s.MagazineRoom);
+        while (room > 0 && want > 0)
+        {
+            int take = Math.Min(room, want);
+            int seen = Interlocked.CompareExchange(ref s.MagazineRoom, room - take, room);
+            if (seen == room)
+            {
+                return take;
+            }
+            room = seen;
+        }
+        return 0;
+    }
+
+    /// <summary>The magazines of threads that have exited go back to the slabs and their capacity to the
+    /// caches' rooms; no handshake is needed, as no owner is left to race. Returns whether any thread was reaped.</summary>
+    private bool ReapDeadThreadsLocked()
+    {
+        SlubThreadCache[] all = _threadCaches;
+        List<SlubThreadCache>? alive = null;
+        for (int i = 0; i < all.Length; i++)
+        {
+            var tc = all[i];
+            if (tc.Thread.IsAlive)
+            {
+                alive?.Add(tc);
+                continue;
+            }
+            alive ??= [.. all.AsSpan(0, i)];
+            foreach (var mag in tc.ByCacheId)
+            {
+                if (mag is null)
+                {
+                    continue;
+                }
+                if (!mag.Cache.IsDestroyed)
+                {
+                    slub.Drain(mag.Cache, mag.Entries.AsSpan(0, mag.Count));
+                }
+                mag.Count = 0;
+                Interlocked.Add(ref mag.Cache.MagazineRoom, mag.Entries.Length);
+                mag.Entries = [];
+            }
+        }
+        if (alive is null)
+        {
+            return false;
+        }
+        Volatile.Write(ref _threadCaches, [.. alive]);
+        return true;
+    }
+
+    /// <summary>Reaps the threads that have exited (see <see cref="ReapDeadThreadsLocked"/>).</summary>
+    public bool ReapDeadThreads()
+    {
+        lock (_magazineLock)
+        {
+            return ReapDeadThreadsLocked();
+        }
+    }
+
+    /// <summary>Grows the calling owner's magazine (Busy set): doubles it, or starts a capacity-0 one at the cache's
+    /// limit, as far as the thread budget and the cache's machine-wide room allow. A capacity-0 magazine looks for
+    /// threads that exited every 256th time it finds no room.</summary>
+    /// <returns>Whether the magazine grew.</returns>
+    public bool TryGrow(Magazine mag, KmemCache s)
+    {
+        int cap = mag.Entries.Length;
+        int want = cap == 0 ? s.MagazineLimit : Math.Min(cap, Slub.MaxMagazine - cap);
+        if (want <= 0 || Volatile.Read(ref mag.Owner.CapacityBytes) + (long)want * s.Size > slub.ThreadBudgetBytes)
+        {
+            return false;
+        }
+        int got = TakeRoom(s, want);
+        if (got == 0 && cap == 0 && (++mag.Owner.StarvedCountdown & 255) == 0 && ReapDeadThreads())
+        {
+            got = TakeRoom(s, want);
+        }
+        if (got == 0)
+        {
+            return false;
+        }
+        Array.Resize(ref mag.Entries, cap + got);
+        Interlocked.Add(ref mag.Owner.CapacityBytes, (long)got * s.Size);
+        return true;
+    }
+
+    /// <summary>flush_all's part for magazines: every thread's magazine of <paramref name="s"/> is emptied into
+    /// the slabs, waiting for owners that are in the middle of an operation.</summary>
+    public void StealMagazines(KmemCache s)
+    {
+        lock (_magazineLock)
+        {
+            ReapDeadThreadsLocked();
+            var mags = new List<Magazine>();
+            foreach (var tc in _threadCaches)
+            {
+                if ((uint)s.Id < (uint)tc.ByCacheId.Length && tc.ByCacheId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s))
+                {
+                    Volatile.Write(ref mag.Steal, 1);
+                    mags.Add(mag);
+                }
+            }
+            if (mags.Count == 0)
+            {
+                return;
+            }
+            // Owners store Busy = 1 and then read Steal without a fence of their own: this barrier makes any
+            // such store visible before Busy is read below, so an owner either is seen busy or sees Steal.
+            Interlocked.MemoryBarrierProcessWide();
+            foreach (var mag in mags)
+            {
+                var spin = new SpinWait();
+                while (Volatile.Read(ref mag.Busy) != 0)
+                {
+                    spin.SpinOnce();
+                }
+                slub.Drain(s, mag.Entries.AsSpan(0, mag.Count));
+                mag.Count = 0;
+                Volatile.Write(ref mag.Steal, 0);
+            }
+        }
+    }
+
+    /// <summary>Objects of <paramref name="s"/> held in thread magazines (a racy sum, for reports).</summary>
+    public long MagazineObjects(KmemCache s)
+    {
+        long n = 0;
+        foreach (var tc in ThreadCaches)
+        {
+            var byId = tc.ByCacheId;
+            if ((uint)s.Id < (uint)byId.Length && byId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s))
+            {
+                n += Volatile.Read(ref mag.Count);
+            }
+        }
+        return n;
+    }
+
+    /// <summary>The caches whose magazines hold objects, or held them in threads reaped now (the pressure drain
+    /// shrinks them).</summary>
+    public List<KmemCache> CachesHeld()
+    {
+        var caches = new List<KmemCache>();
+        lock (_magazineLock)
+        {
+            foreach (var tc in _threadCaches)
+            {
+                bool dead = !tc.Thread.IsAlive;
+                foreach (var mag in tc.ByCacheId)
+                {
+                    if (mag is not null && (Volatile.Read(ref mag.Count) > 0 || dead) && !mag.Cache.IsDestroyed && !caches.Contains(mag.Cache))
+                    {
+                        caches.Add(mag.Cache);
+                    }
+                }
+            }
+            ReapDeadThreadsLocked();
+        }
+        return caches;
+    }
+}

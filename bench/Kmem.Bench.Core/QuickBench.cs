@@ -198,6 +198,7 @@ public static class QuickBench
             report.Notes.Add("fewer than two host cores are allowed: the worker threads are not bound to cores");
         }
 
+        WarmUpKmem(set, threads, options);
         foreach (var w in workloads)
         {
             progress.WriteLine($"bench: {w.Name} ...");
@@ -260,6 +261,30 @@ public static class QuickBench
 
     /// <summary>Warms the run up (at least three runs and <see cref="QuickOptions.WarmUpMs"/>) and returns the units of
     /// work that make one repetition last about <see cref="QuickOptions.RepetitionMs"/>.</summary>
+    /// <summary>Kmem's entry points are tiered methods: without this, the first row would time them partly as
+    /// tier-0 and instrumented code while tier 1 compiles in the background (the native contenders and the
+    /// floor have nothing to tier). Two rounds of small pairs and a batch, with a pause for the compiler.</summary>
+    private static void WarmUpKmem(ContenderSet set, TwoThreads threads, QuickOptions o)
+    {
+        Workload[] warm = [new PairWorkload(16, 1), new PairWorkload(1024, 1), new BatchWorkload()];
+        for (int round = 0; round < 2; round++)
+        {
+            foreach (var c in set.Contenders.Where(c => c.Kind == ContenderKind.Kmem && !c.PagesOnly))
+            {
+                foreach (var w in warm.Where(c.Supports))
+                {
+                    using var run = c.Create(w, threads);
+                    var sw = Stopwatch.StartNew();
+                    while (sw.Elapsed.TotalMilliseconds < o.WarmUpMs / 3)
+                    {
+                        run.Run(Math.Max(1, 2000 / w.OperationsPerUnit));
+                    }
+                }
+            }
+            Thread.Sleep(200);
+        }
+    }
+
     private static long Calibrate(WorkloadRun run, QuickOptions o)
     {
         long units = 1;

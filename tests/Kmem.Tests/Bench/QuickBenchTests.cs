@@ -139,6 +139,26 @@ public class QuickBenchTests
     }
 
     [Fact]
+    public void TheFloorIsMeasuredAgainstButNeverCountsAsARival()
+    {
+        var r = MadeUpReport();
+        r.Contenders.Add(new(ContenderSet.FloorName, ContenderKind.Floor));
+        r.Contenders.Add(new("SLAB kmalloc", ContenderKind.Kmem));
+        r.Timings.Add(new(BenchReport.Pair64, "op", 1, ContenderSet.FloorName, new Summary(6, 5, 7, 7)));
+        r.Timings.Add(new(BenchReport.Pair64, "op", 1, "SLAB kmalloc", new Summary(24, 20, 30, 7)));
+        var targets = r.Targets();
+        // Faster than tcmalloc's 10 ns, the floor's 6 ns does not become the fastest rival.
+        Assert.Equal(10.0 / 12, targets[0].Ratio!.Value, 9);
+        var floor64 = targets.Single(t => t.Name.StartsWith("pair 64 B: C# floor", StringComparison.Ordinal));
+        Assert.Equal(6.0 / 12, floor64.Ratio!.Value, 9);
+        Assert.False(floor64.Met); // 12 ns is 2x the floor, more than 1.3x
+        Assert.Null(targets.Single(t => t.Name.StartsWith("pair 16 B", StringComparison.Ordinal)).Ratio);
+        var slab = targets.Single(t => t.Name.StartsWith("SLAB's array caches", StringComparison.Ordinal));
+        Assert.Equal(12.0 / 24, slab.Ratio!.Value, 9);
+        Assert.False(slab.Met); // SLAB at 2x SLUB
+    }
+
+    [Fact]
     public void JsonHasEveryFieldAMachineReads()
     {
         var stream = new MemoryStream();

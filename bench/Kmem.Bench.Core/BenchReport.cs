@@ -183,7 +183,7 @@ internal sealed class BenchReport
                 memorySections.Add(section);
             }
             TextTable.Write(w, memorySections);
-            w.WriteLine("memory: held = Kmem's slab pages (meminfo Slab), or the child process's VmRSS, after minus before; every byte requested is written; "
+            w.WriteLine("memory: held = the child process's VmRSS (Kmem's too: slab pages touched, metadata, magazines), after minus before; every byte requested is written; "
                 + $"batch = the 10,000 objects live; larson = 2 threads x {LarsonWorkload.Live:N0} live objects after {MemoryProbe.LarsonReplacements:N0} replacements each");
         }
 

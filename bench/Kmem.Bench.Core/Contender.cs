@@ -46,8 +46,9 @@ internal abstract class Contender(string name, ContenderKind kind)
     /// otherwise, and for the other contenders, null.</summary>
     public IDisposable? EnterCpu(int cpu) => PinThreads ? Machine?.OnCpu(cpu) : null;
 
-    /// <summary>The memory this contender holds now: Kmem's slab pages (meminfo Slab), or the process's VmRSS.</summary>
-    public long HeldBytes() => Machine is { } m ? MeminfoBytes(m.Proc.Read("meminfo"), "Slab") : ProcStatus.ResidentBytes();
+    /// <summary>The memory this contender holds now, like for like: the process's VmRSS, Kmem's too (its slab pages
+    /// as the memfd pages they touched, with its metadata, magazines and allocation maps beside them).</summary>
+    public static long HeldBytes() => ProcStatus.ResidentBytes();
 
     /// <summary>Sets up <paramref name="w"/> for this contender (generic over the allocator struct).</summary>
     public abstract WorkloadRun Create(Workload w, TwoThreads threads);

@@ -1,9 +1,9 @@
 // Memory efficiency of the batch and larson workloads: the memory an allocator
 // holds over the bytes requested, with every object's bytes written. Measured in
 // a child process of the benchmark itself (--memory-child NAME WORKLOAD), one per
-// contender, so allocators never share a heap: Kmem by its slab pages (meminfo
-// Slab of its machine, before and after), the others by the process's VmRSS
-// (before and after). The code the measurement runs is compiled before the first
+// contender, so allocators never share a heap: every contender, Kmem included, by
+// the process's VmRSS before and after (Kmem's slab pages count as the pages of
+// its memory file they touch, beside its metadata and thread magazines). The code the measurement runs is compiled before the first
 // reading so that the JIT's own memory is not counted.
 using System.Globalization;
 using System.Reflection;
@@ -55,9 +55,9 @@ internal static class MemoryProbe
         using (c.EnterCpu(0))
         {
             Settle(c);
-            long before = c.HeldBytes();
+            long before = Contender.HeldBytes();
             AllocateAll(c.Allocator, w.Sizes, handles);
-            long after = c.HeldBytes();
+            long after = Contender.HeldBytes();
             long requested = w.Sizes.Sum(s => (long)s);
             for (int i = 0; i < handles.Length; i++)
             {
@@ -83,7 +83,7 @@ internal static class MemoryProbe
         {
             Settle(c);
         }
-        long before = c.HeldBytes();
+        long before = Contender.HeldBytes();
         threads.Run(cpu =>
         {
             using (c.EnterCpu(cpu))
@@ -92,7 +92,7 @@ internal static class MemoryProbe
                 LarsonWorkload.Replace(c.Allocator, states[cpu], LarsonReplacements, fill: true);
             }
         });
-        long after = c.HeldBytes();
+        long after = Contender.HeldBytes();
         long requested = states.Sum(s => s.LiveBytes);
         threads.Run(cpu =>
         {

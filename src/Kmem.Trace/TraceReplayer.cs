@@ -146,6 +146,10 @@ public sealed partial class TraceReplayer
             int nrCpus = _pending.Length;
             while (reader.TryRead(out var e))
             {
+                if (_live is not null)
+                {
+                    LiveBeforeEvent(in e);
+                }
                 int cpu = e.Cpu;
                 if ((uint)cpu >= (uint)nrCpus)
                 {

@@ -62,6 +62,7 @@ internal sealed class LiveSession : IDisposable
             try
             {
                 _source.ScanMarkers(token);
+                Republish();
             }
             catch (OperationCanceledException)
             {
@@ -236,6 +237,26 @@ internal sealed class LiveSession : IDisposable
         run.Start();
     }
 
+    /// <summary>Sends the latest update again with the trace's markers and length, once they are read: a page
+    /// paused on the booted machine gets its chapters without waiting for the next move.</summary>
+    private void Republish()
+    {
+        lock (_lock)
+        {
+            if (_latest is null || _disposed)
+            {
+                return;
+            }
+            _latest = _latest with
+            {
+                Seq = Interlocked.Increment(ref _seq),
+                Markers = _source.Markers is { } m ? [.. m] : null,
+                Total = _source.Total,
+            };
+            Broadcast(_latest with { Runs = [], Zones = null, Legend = null });
+        }
+    }
+
     /// <summary>Called by a run on its thread, the machine between two events: builds and sends an update.</summary>
     private void Publish(ReplayRun run, Machine m, TraceReplayer? r, long position, bool full)
     {
@@ -253,19 +274,25 @@ internal sealed class LiveSession : IDisposable
             _keysRun = run.Id;
             _latest = update with { Seq = Interlocked.Increment(ref _seq) };
             LiveUpdate sent = whole ? FullLocked()! : _latest with { Runs = runs, Zones = null, Legend = null };
-            string json = sent.ToJson();
-            string? fullJson = null;
-            foreach (var s in _subscribers)
+            Broadcast(sent);
+        }
+    }
+
+    /// <summary>Queues <paramref name="sent"/> for every page; under _lock.</summary>
+    private void Broadcast(LiveUpdate sent)
+    {
+        string json = sent.ToJson();
+        string? fullJson = null;
+        foreach (var s in _subscribers)
+        {
+            if (s.NeedsFull)
             {
-                if (s.NeedsFull)
-                {
-                    fullJson ??= FullLocked()!.ToJson();
-                    s.NeedsFull = !s.Queue.Writer.TryWrite(fullJson);
-                }
-                else if (!s.Queue.Writer.TryWrite(json))
-                {
-                    s.NeedsFull = true; // a page too slow to keep up gets the whole map once it has room again
-                }
+                fullJson ??= FullLocked()!.ToJson();
+                s.NeedsFull = !s.Queue.Writer.TryWrite(fullJson);
+            }
+            else if (!s.Queue.Writer.TryWrite(json))
+            {
+                s.NeedsFull = true; // a page too slow to keep up gets the whole map once it has room again
             }
         }
     }

@@ -50,6 +50,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         _publish = publish;
         _target = target;
         _seeking = seeking;
+        FromKept = source.Kept;
         _publishTicks = (long)(Stopwatch.Frequency / updatesPerSecond);
         _thread = new Thread(Main) { IsBackground = true, Name = "kmem live replay " + id };
     }
@@ -60,6 +61,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     /// <summary>Events handled so far (as last seen by the replaying thread).</summary>
     public long Position => Interlocked.Read(ref _position);
     public bool Ended { get; private set; }
+
+    /// <summary>Whether the run reads the trace's text kept in memory rather than the file.</summary>
+    public bool FromKept { get; }
     public string? Error { get; private set; }
 
     public bool Playing

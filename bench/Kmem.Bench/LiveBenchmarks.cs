@@ -15,7 +15,8 @@ using Kmem.Live;
 namespace Kmem.Bench;
 
 [SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 1, iterationCount: 3)]
-public sealed class LiveBenchmarks : IDisposable
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "each iteration's session is disposed by its IterationCleanup")]
+public class LiveBenchmarks
 {
     private const string Marker = "PHASE parallel";
 
@@ -107,8 +108,6 @@ public sealed class LiveBenchmarks : IDisposable
         _drain?.Wait();
         _session = null;
     }
-
-    public void Dispose() => StopSession();
 
     private static void WaitFor(Func<bool> done)
     {

@@ -1,5 +1,6 @@
 // kmem serve [TRACE]: the live view. Starts the Kmem.Live web server on 127.0.0.1 (or
-// --host) replaying the trace (the bundled capture when none is given) on a machine booted
+// --host) replaying the trace (the bundled capture when none is given; or --scenario NAME,
+// a scenario of kmem scenario told step by step) on a machine booted
 // from the same options as kmem replay, prints the page's URL and serves until Ctrl-C (or
 // SIGTERM), then stops the replay and releases the machine. The options are checked before
 // the server starts: a bad value is a usage error, a missing or foreign trace bad input.
@@ -27,20 +28,30 @@ public static class ServeCommand
         var trace = new Argument<string?>("TRACE") { Description = "the trace (plain, .gz or .xz); default: the bundled capture", Arity = ArgumentArity.ZeroOrOne };
         var machine = new MachineArgs();
         var port = CliValues.Whole(new Option<int>("--port") { Description = $"TCP port (default {DefaultPort}; 0 picks a free one)", DefaultValueFactory = _ => DefaultPort, HelpName = "N" });
+        var scenario = new Option<string?>("--scenario") { Description = "instead of a trace, a scenario of kmem scenario told step by step: pressure, fragmentation or highmem (each boots its own machine; --slab and --seed apply)", HelpName = "pressure|fragmentation|highmem" };
+        scenario.AcceptOnlyFromAmong("pressure", "fragmentation", "highmem");
         var host = new Option<string>("--host") { Description = "address to listen on (default 127.0.0.1: this host only)", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
         var command = new Command("serve", "Serve the live view: a page that plays the trace on a Kmem machine, frame by frame, "
             + "with the buddy and per-CPU lists, the slab caches, the counters and Kmem's decisions beside the kernel's; "
             + "seek to the trace's markers, switch SLUB, SLAB and SLOB")
         {
-            trace, port, host,
+            trace, scenario, port, host,
         };
         machine.AddTo(command);
-        command.SetAction(parse => Run(ctx, parse.GetValue(trace) ?? DefaultCommand.BundledTrace, machine.Choose(parse),
-            parse.GetValue(host)!, parse.GetValue(port), started));
+        command.SetAction(parse =>
+        {
+            string? story = parse.GetValue(scenario);
+            if (story is not null && parse.GetValue(trace) is not null)
+            {
+                return ctx.Fail(CliContext.Usage, "give a TRACE or --scenario NAME, not both");
+            }
+            return Run(ctx, parse.GetValue(trace) ?? DefaultCommand.BundledTrace, story, machine.Choose(parse), parse.GetValue(host)!, parse.GetValue(port), started);
+        });
         return command;
     }
 
-    private static int Run(CliContext ctx, string tracePath, MachineChoice choice, string hostText, int port, Func<LiveServer, CancellationToken>? started)
+    private static int Run(CliContext ctx, string tracePath, string? scenario, MachineChoice choice, string hostText, int port,
+        Func<LiveServer, CancellationToken>? started)
     {
         if (!TryHost(hostText, out IPAddress? host))
         {
@@ -49,6 +60,17 @@ public static class ServeCommand
         if (port > 65535)
         {
             return ctx.Fail(CliContext.Usage, $"--port {port}: a TCP port is 0 to 65535");
+        }
+        if (scenario is not null)
+        {
+            return Serve(ctx, new LiveServerOptions
+            {
+                Scenario = scenario,
+                Boot = (slab, _) => (choice with { Slab = slab }).Build(null, 0),
+                Slab = choice.Slab,
+                Host = host!,
+                Port = port,
+            }, started).GetAwaiter().GetResult();
         }
         if (TraceInput.CheckFile(tracePath) is string missing)
         {
@@ -116,7 +138,7 @@ public static class ServeCommand
             });
             try
             {
-                ctx.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"kmem: the live view of {Path.GetFileName(options.TracePath)} is at {server.Url}"));
+                ctx.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"kmem: the live view of {(options.Scenario is { } name ? "scenario " + name : Path.GetFileName(options.TracePath))} is at {server.Url}"));
                 ctx.Out.WriteLine("kmem: open it in a browser; Ctrl-C stops the server");
                 ctx.Out.Flush();
                 var token = started?.Invoke(server) ?? CancellationToken.None;

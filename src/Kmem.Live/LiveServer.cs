@@ -50,12 +50,25 @@ public sealed class LiveServer : IAsyncDisposable
 
     /// <summary>Starts the server and the session (paused on the booted machine).</summary>
     /// <exception cref="IOException">The address is in use or cannot be bound.</exception>
+    /// <exception cref="FileNotFoundException">The trace is missing.</exception>
+    /// <exception cref="ArgumentException">The scenario is not one of pressure, fragmentation, highmem.</exception>
     public static async Task<LiveServer> StartAsync(LiveServerOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (!File.Exists(options.TracePath))
+        LiveSource source;
+        if (options.Scenario is not null)
+        {
+            var scenario = LiveScenario.Of(options.Scenario)
+                ?? throw new ArgumentException($"no scenario \"{options.Scenario}\"; the scenarios are {string.Join(", ", LiveScenario.Names)}", nameof(options));
+            source = new LiveSource(scenario, options.Boot);
+        }
+        else if (options.TracePath is null || !File.Exists(options.TracePath))
         {
             throw new FileNotFoundException($"{options.TracePath}: no such file", options.TracePath);
+        }
+        else
+        {
+            source = new LiveSource(options.TracePath, options.Boot);
         }
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "Kmem.Live" });
         builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
@@ -65,7 +78,7 @@ public sealed class LiveServer : IAsyncDisposable
         });
         builder.Services.AddRoutingCore();
         var app = builder.Build();
-        var session = new LiveSession(new LiveSource(options.TracePath, options.Boot), options.Slab, options.UpdatesPerSecond);
+        var session = new LiveSession(source, options.Slab, options.UpdatesPerSecond);
         Map(app, session);
         try
         {

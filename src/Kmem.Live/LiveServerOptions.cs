@@ -7,8 +7,13 @@ namespace Kmem.Live;
 /// <summary>Options for <see cref="LiveServer"/>.</summary>
 public sealed class LiveServerOptions
 {
-    /// <summary>The trace to replay (ftrace text, plain, .gz or .xz). The only file the server reads.</summary>
-    public required string TracePath { get; init; }
+    /// <summary>The trace to replay (ftrace text, plain, .gz or .xz). The only file the server reads. Null when
+    /// <see cref="Scenario"/> is given.</summary>
+    public string? TracePath { get; init; }
+
+    /// <summary>Instead of a trace, a scenario of `kmem scenario` told step by step: pressure, fragmentation or
+    /// highmem (each boots its own machine; <see cref="Boot"/> gives the seed). Null: the trace.</summary>
+    public string? Scenario { get; init; }
 
     /// <summary>The machine options for a slab allocator, given the trace header's CPU count (0 when it has
     /// none). Called once per machine the view boots (a restart, a seek backwards, a backend switch).</summary>

@@ -60,7 +60,7 @@ internal sealed class LiveSession : IDisposable
     public void Start()
     {
         var token = _scan.Token;
-        _ = Task.Run(() =>
+        _ = _source.Scenario is not null ? Task.CompletedTask : Task.Run(() =>
         {
             try
             {

@@ -46,7 +46,7 @@ internal static class LiveSnapshot
         counters["MemTotal"] = meminfo.GetValueOrDefault("MemTotal");
         bool slob = run.Slab == SlabAllocator.Slob;
         var markers = source.Markers;
-        string? chapter = markers?.LastOrDefault(mk => mk.Position <= position)?.Text;
+        string? chapter = run.Chapter ?? markers?.LastOrDefault(mk => mk.Position <= position)?.Text;
         var layout = MemoryMap.GetLayout(m);
         return new LiveUpdate
         {

@@ -23,7 +23,19 @@ internal sealed class LiveSource
         Boot = boot;
     }
 
-    /// <summary>The trace.</summary>
+    /// <summary>A scenario told step by step instead of a trace; <see cref="Boot"/> gives only the seed.</summary>
+    public LiveSource(LiveScenario scenario, Func<SlabAllocator, int, MachineOptions> boot)
+    {
+        Scenario = scenario;
+        TracePath = "";
+        Boot = boot;
+        _markers = [];
+    }
+
+    /// <summary>The scenario, or null for a trace.</summary>
+    public LiveScenario? Scenario { get; }
+
+    /// <summary>The trace ("" for a scenario).</summary>
     public string TracePath { get; }
 
     /// <summary>The machine options for a slab allocator and the trace header's CPU count.</summary>
@@ -36,7 +48,7 @@ internal sealed class LiveSource
     public long Total => Interlocked.Read(ref _total);
 
     /// <summary>What the page names the source.</summary>
-    public string Name => Path.GetFileName(TracePath);
+    public string Name => Scenario is { } s ? "scenario " + s.Name : Path.GetFileName(TracePath);
 
     private volatile byte[]? _text;
 

@@ -38,6 +38,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     private long _nextPublish;
     private TraceEvent _last;
     private bool _hasLast;
+    private string? _step;
     private IReadOnlyDictionary<string, TraceDecision>? _decisionsBefore;
     private long _position;
 
@@ -61,6 +62,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     /// <summary>Events handled so far (as last seen by the replaying thread).</summary>
     public long Position => Interlocked.Read(ref _position);
     public bool Ended { get; private set; }
+
+    /// <summary>A scenario's chapter (its last PHASE step); null for a trace, whose chapters are its markers.</summary>
+    public string? Chapter { get; private set; }
 
     /// <summary>Whether the run reads the trace's text kept in memory rather than the file.</summary>
     public bool FromKept { get; }
@@ -100,7 +104,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     }
 
     /// <summary>The event handled last, described; null before the first. Replaying thread only.</summary>
-    public string? LastEvent => _hasLast ? LiveSource.Describe(in _last) : null;
+    public string? LastEvent => _step ?? (_hasLast ? LiveSource.Describe(in _last) : null);
 
     /// <summary>The decisions of every kind so far and what the last event did to them. Replaying thread only.</summary>
     public List<LiveDecision> Decisions(TraceReplayer? r)
@@ -185,16 +189,30 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         Machine? m = null;
         try
         {
-            using var reader = _source.Open();
-            m = TraceReplayer.Boot(_source.Boot(Slab, reader.Cpus));
-            lock (_machineGate)
+            TraceReplayer? r = null;
+            if (_source.Scenario is { } scenario)
             {
-                _machine = m;
+                m = Machine.Boot(scenario.Options(Slab, _source.Boot(Slab, 0).Seed ?? 1));
+                lock (_machineGate)
+                {
+                    _machine = m;
+                }
+                Play(scenario, m);
             }
-            var r = new TraceReplayer(m) { LiveObserver = this };
-            r.Replay(reader);
-            Interlocked.Exchange(ref _position, reader.Events);
+            else
+            {
+                using var reader = _source.Open();
+                m = TraceReplayer.Boot(_source.Boot(Slab, reader.Cpus));
+                lock (_machineGate)
+                {
+                    _machine = m;
+                }
+                r = new TraceReplayer(m) { LiveObserver = this };
+                r.Replay(reader);
+                Interlocked.Exchange(ref _position, reader.Events);
+            }
             _hasLast = false;
+            _step = null;
             Ended = true;
             lock (_gate)
             {
@@ -233,9 +251,35 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         }
     }
 
+    /// <summary>A scenario's steps, each one an event: the same boundary between two steps as between two events.</summary>
+    private void Play(LiveScenario scenario, Machine m)
+    {
+        using var cpu = m.OnCpu(0);
+        long pos = 0;
+        Boundary(m, null, pos);
+        foreach (string step in scenario.Steps(m))
+        {
+            pos++;
+            _step = step;
+            if (step.StartsWith("PHASE ", StringComparison.Ordinal))
+            {
+                Chapter = step[6..];
+            }
+            Boundary(m, null, pos);
+        }
+        Interlocked.Exchange(ref _position, pos);
+    }
+
     void ILiveReplayObserver.BeforeEvent(TraceReplayer r, in TraceEvent e)
     {
-        long pos = r.Events - 1;
+        Boundary(r.Machine, r, r.Events - 1);
+        _last = e;
+        _hasLast = true;
+    }
+
+    /// <summary>Between two events (or steps), <paramref name="pos"/> of them handled: publish, wait, or go on.</summary>
+    private void Boundary(Machine m, TraceReplayer? r, long pos)
+    {
         Interlocked.Exchange(ref _position, pos);
         bool wait;
         bool seeking;
@@ -250,34 +294,32 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             seeking = _seeking;
             wait = !_playing && pos >= target;
         }
-        if (pos + 1 == target && !_playing)
+        if (pos + 1 == target && !_playing && r is not null)
         {
             _decisionsBefore = r.DecisionsSoFar; // the step's last event is next: what it decides is the difference
         }
         if (wait)
         {
-            Stop(r, pos);
+            Stop(m, r, pos);
         }
         else if (_playing)
         {
-            Pace(r, pos);
+            Pace(m, r, pos);
         }
         else if (!seeking && Stopwatch.GetTimestamp() >= _nextPublish)
         {
-            Publish(r, pos);
+            Publish(m, r, pos);
         }
-        _last = e;
-        _hasLast = true;
     }
 
-    private void Publish(TraceReplayer r, long pos)
+    private void Publish(Machine m, TraceReplayer? r, long pos)
     {
-        _publish(this, r.Machine, r, pos, false);
+        _publish(this, m, r, pos, false);
         _nextPublish = Stopwatch.GetTimestamp() + _publishTicks;
     }
 
     /// <summary>Paused here: publish the moment (whole after a seek), then wait for the next command.</summary>
-    private void Stop(TraceReplayer r, long pos)
+    private void Stop(Machine m, TraceReplayer? r, long pos)
     {
         bool full;
         lock (_gate)
@@ -285,7 +327,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             full = _seeking;
             _seeking = false;
         }
-        _publish(this, r.Machine, r, pos, full);
+        _publish(this, m, r, pos, full);
         _nextPublish = Stopwatch.GetTimestamp() + _publishTicks;
         lock (_gate)
         {
@@ -301,11 +343,11 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     }
 
     /// <summary>Playing: publish when due; at a limited speed, wait until the clock allows the next event.</summary>
-    private void Pace(TraceReplayer r, long pos)
+    private void Pace(Machine m, TraceReplayer? r, long pos)
     {
         if (Stopwatch.GetTimestamp() >= _nextPublish)
         {
-            Publish(r, pos);
+            Publish(m, r, pos);
         }
         while (true)
         {
@@ -344,7 +386,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             }
             if (Stopwatch.GetTimestamp() >= _nextPublish)
             {
-                Publish(r, pos);
+                Publish(m, r, pos);
             }
         }
     }

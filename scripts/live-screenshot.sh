@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # docs/images/live.png: the live view of a real run. Starts `kmem serve` on the bundled capture on a
-# free port, seeks it to the PHASE tree marker (the machine as `kmem replay --until "PHASE tree"`
-# leaves it), lets it play a little at 20,000 events a second so the charts have a history, pauses,
-# and photographs the page with Debian's chromium (apt-get install -y chromium). Then stops the server.
+# fixed port, seeks it to the PHASE tree marker (the machine as `kmem replay --until "PHASE tree"`
+# leaves it), plays on from there at 5,000 events a second and photographs the page with Debian's
+# chromium (apt-get install -y chromium) after 8 seconds of watching. Then stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-docs/images/live.png}"
@@ -25,10 +25,10 @@ for _ in $(seq 600); do
     state | python3 -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if d['position']==int(sys.argv[1]) and not d['playing'] else 1)" "$position" && break
     sleep 0.5
 done
-curl -sf -X POST "$url/api/control?cmd=play&speed=20000"
-sleep "${KMEM_LIVE_PLAY_SECONDS:-6}"
-curl -sf -X POST "$url/api/control?cmd=pause"
-sleep 1
+# Chromium opens the page while the replay plays (so the charts and sparklines have a history) and takes the
+# picture when its --timeout ends the page's loading; then the replay is paused.
+curl -sf -X POST "$url/api/control?cmd=play&speed=${KMEM_LIVE_SPEED:-5000}"
 chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,1250 \
-    --virtual-time-budget=5000 --screenshot="$out" "$url/" 2>/dev/null
+    --timeout="${KMEM_LIVE_PLAY_MS:-8000}" --screenshot="$out" "$url/" 2>/dev/null
+curl -sf -X POST "$url/api/control?cmd=pause"
 echo "live-screenshot: wrote $out"

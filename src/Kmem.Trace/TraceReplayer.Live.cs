@@ -5,7 +5,8 @@
 // back (page allocations not yet known to be slab pages, page frees waiting for their
 // batch), as a replay stopped at that marker does at its end: the machine at a marker
 // is then exactly the one `kmem replay --until MARKER` leaves, however the view got there.
-// Not thread-safe: set before Replay, read on the replaying thread.
+// SettleHeldBack is also what every replay does at its end. Not thread-safe: set before
+// Replay, read on the replaying thread.
 namespace Kmem;
 
 /// <summary>Watches a replay event by event, on the replaying thread.</summary>
@@ -18,14 +19,8 @@ internal interface ILiveReplayObserver
 
 public sealed partial class TraceReplayer
 {
-    private ILiveReplayObserver? _live;
-
     /// <summary>The live observer; set before <see cref="Replay"/>. Settles held-back pages at each marker.</summary>
-    internal ILiveReplayObserver? LiveObserver
-    {
-        get => _live;
-        set => _live = value;
-    }
+    internal ILiveReplayObserver? LiveObserver { get; set; }
 
     /// <summary>Every decision compared so far, by kind (as <see cref="TraceReplayResult.Decisions"/> counts them).</summary>
     internal IReadOnlyDictionary<string, TraceDecision> DecisionsSoFar => _decisions.Total;
@@ -34,15 +29,22 @@ public sealed partial class TraceReplayer
     {
         if (e.Kind == TraceEventKind.Marker)
         {
-            FlushAllPending();
-            for (int cpu = 0; cpu < _deferred.Length; cpu++)
+            SettleHeldBack();
+        }
+        LiveObserver!.BeforeEvent(this, in e);
+    }
+
+    /// <summary>Gives Kmem what the replayer still holds back, as the end of a replay does: the page allocations
+    /// not yet known to be slab pages, then each CPU's page frees waiting for their batch.</summary>
+    private void SettleHeldBack()
+    {
+        FlushAllPending();
+        for (int cpu = 0; cpu < _deferred.Length; cpu++)
+        {
+            using (_m.OnCpu(cpu))
             {
-                using (_m.OnCpu(cpu))
-                {
-                    FlushDeferredFrees(cpu, _deferred[cpu].Count);
-                }
+                FlushDeferredFrees(cpu, _deferred[cpu].Count);
             }
         }
-        _live!.BeforeEvent(this, in e);
     }
 }

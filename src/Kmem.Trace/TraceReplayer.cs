@@ -146,7 +146,7 @@ public sealed partial class TraceReplayer
             int nrCpus = _pending.Length;
             while (reader.TryRead(out var e))
             {
-                if (_live is not null)
+                if (LiveObserver is not null)
                 {
                     LiveBeforeEvent(in e);
                 }
@@ -201,14 +201,7 @@ public sealed partial class TraceReplayer
                 scope.Dispose();
             }
         }
-        FlushAllPending();
-        for (int cpu = 0; cpu < _deferred.Length; cpu++)
-        {
-            using (_m.OnCpu(cpu))
-            {
-                FlushDeferredFrees(cpu, _deferred[cpu].Count);
-            }
-        }
+        SettleHeldBack();
         _decisions.Finish();
         sw.Stop();
         var after = KmemConsequences();

@@ -152,6 +152,33 @@ public sealed class ServerTests
     }
 
     [Fact]
+    public async Task AScenarioPlaysStepByStep()
+    {
+        await Assert.ThrowsAsync<ArgumentException>(() => LiveServer.StartAsync(new LiveServerOptions
+        {
+            Scenario = "meltdown",
+            Boot = (slab, _) => new MachineOptions { Slab = slab },
+        }));
+        await using var server = await LiveServer.StartAsync(new LiveServerOptions
+        {
+            Scenario = "fragmentation",
+            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
+            Port = 0,
+        });
+        using var http = new HttpClient();
+        var booted = await LiveTestServer.StateAsync(http, server.Url, _ => true, TimeSpan.FromSeconds(60));
+        Assert.Equal("scenario fragmentation", booted.GetProperty("source").GetString());
+        Assert.Equal(16384UL, booted.GetProperty("maxPfn").GetUInt64()); // the scenario's own 64 MiB machine
+        await LiveTestServer.ControlAsync(http, server.Url, "cmd=step&n=3");
+        var s = await LiveTestServer.StateAsync(http, server.Url, s => s.GetProperty("position").GetInt64() == 3 && !s.GetProperty("playing").GetBoolean(),
+            TimeSpan.FromSeconds(60));
+        Assert.Equal("keeper and leaver hold 256 pages each", s.GetProperty("event").GetString());
+        Assert.StartsWith("fill:", s.GetProperty("chapter").GetString(), StringComparison.Ordinal);
+        long free = s.GetProperty("counters").GetProperty("MemFree").GetInt64();
+        Assert.True(free < booted.GetProperty("counters").GetProperty("MemFree").GetInt64() - 2 * 256 * 4, $"MemFree {free} kB: the tasks' pages are not there");
+    }
+
+    [Fact]
     public async Task StoppingReleasesTheMachineAndThePort()
     {
         var server = await LiveTestServer.StartAsync();

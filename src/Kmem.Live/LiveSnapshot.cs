@@ -72,7 +72,7 @@ internal static class LiveSnapshot
             Buddyinfo = proc.Buddyinfo(),
             Slabinfo = slob ? null : ProcFigures.Slabinfo(proc.Slabinfo()),
             Slobinfo = slob ? proc.Slobinfo() : null,
-            Decisions = run.Decisions(r),
+            Decisions = run.Decisions(r, position),
         };
     }
 

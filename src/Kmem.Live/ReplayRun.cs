@@ -40,6 +40,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     private bool _hasLast;
     private string? _step;
     private IReadOnlyDictionary<string, TraceDecision>? _decisionsBefore;
+    private long _decisionsBeforePos = -1;
     private long _position;
 
     public ReplayRun(int id, LiveSource source, SlabAllocator slab, long target, bool seeking, double updatesPerSecond,
@@ -106,15 +107,16 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     /// <summary>The event handled last, described; null before the first. Replaying thread only.</summary>
     public string? LastEvent => _step ?? (_hasLast ? LiveSource.Describe(in _last) : null);
 
-    /// <summary>The decisions of every kind so far and what the last event did to them. Replaying thread only.</summary>
-    public List<LiveDecision> Decisions(TraceReplayer? r)
+    /// <summary>The decisions of every kind so far, and what the last event did to them when the run stopped right
+    /// after it (a step). Replaying thread only.</summary>
+    public List<LiveDecision> Decisions(TraceReplayer? r, long position)
     {
         if (r is null)
         {
             return [];
         }
         var now = r.DecisionsSoFar;
-        var before = _decisionsBefore;
+        var before = _decisionsBeforePos == position - 1 ? _decisionsBefore : null; // only right after one event
         return [.. now.Select(kv =>
         {
             TraceDecision? b = before is not null && before.TryGetValue(kv.Key, out var x) ? x : null;
@@ -297,6 +299,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         if (pos + 1 == target && !_playing && r is not null)
         {
             _decisionsBefore = r.DecisionsSoFar; // the step's last event is next: what it decides is the difference
+            _decisionsBeforePos = pos;
         }
         if (wait)
         {

@@ -120,7 +120,7 @@ internal static class LiveTestServer
     /// <summary>The index of the marker whose text is <paramref name="text"/>, once the server has read them.</summary>
     public static async Task<(int Index, long Position)> MarkerAsync(HttpClient http, Uri url, string text)
     {
-        var s = await StateAsync(http, url, s => s.TryGetProperty("markers", out _), TimeSpan.FromSeconds(120));
+        var s = await StateAsync(http, url, s => s.TryGetProperty("markers", out _), TimeSpan.FromSeconds(300));
         var markers = s.GetProperty("markers").EnumerateArray().ToList();
         int i = markers.FindIndex(m => m.GetProperty("text").GetString() == text);
         Assert.True(i >= 0, $"no marker \"{text}\"");

@@ -37,7 +37,7 @@ public sealed class ChromiumFixture : IAsyncLifetime
 [Trait("Category", "Browser")]
 public sealed class PageTests(ChromiumFixture chromium) : IClassFixture<ChromiumFixture>
 {
-    private static readonly float Patience = 120_000;
+    private static readonly float Patience = 300_000; // an upper bound for a loaded machine; seconds on a quiet one
 
     /// <summary>A page on <paramref name="url"/> that records console errors and uncaught exceptions.</summary>
     private async Task<(IPage Page, List<string> Errors)> OpenAsync(Uri url)

@@ -30,6 +30,7 @@ public static class Program
         root.Subcommands.Add(ScenarioCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));
         root.Subcommands.Add(MarkersCommand.Create(ctx));
+        root.Subcommands.Add(ServeCommand.Create(ctx));
         return Invoke(ctx, root, args);
     }
 

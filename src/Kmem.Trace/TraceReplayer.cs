@@ -146,6 +146,10 @@ public sealed partial class TraceReplayer
             int nrCpus = _pending.Length;
             while (reader.TryRead(out var e))
             {
+                if (LiveObserver is not null)
+                {
+                    LiveBeforeEvent(in e);
+                }
                 int cpu = e.Cpu;
                 if ((uint)cpu >= (uint)nrCpus)
                 {
@@ -197,14 +201,7 @@ public sealed partial class TraceReplayer
                 scope.Dispose();
             }
         }
-        FlushAllPending();
-        for (int cpu = 0; cpu < _deferred.Length; cpu++)
-        {
-            using (_m.OnCpu(cpu))
-            {
-                FlushDeferredFrees(cpu, _deferred[cpu].Count);
-            }
-        }
+        SettleHeldBack();
         _decisions.Finish();
         sw.Stop();
         var after = KmemConsequences();

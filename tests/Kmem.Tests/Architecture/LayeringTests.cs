@@ -99,7 +99,7 @@ public partial class LayeringTests(ITestOutputHelper output)
             string repo = Repository.Root();
             var rows = ReadRows(Path.Combine(repo, "docs", "architecture.md"));
             var files = new List<SourceFile>();
-            foreach (string project in new[] { "Kmem", "Kmem.Trace", "Kmem.MemoryMap", "Kmem.Cli" })
+            foreach (string project in new[] { "Kmem", "Kmem.Trace", "Kmem.MemoryMap", "Kmem.Live", "Kmem.Cli" })
             {
                 string dir = Path.Combine(repo, "src", project);
                 foreach (string path in Directory.GetFiles(dir, "*.cs", SearchOption.AllDirectories))

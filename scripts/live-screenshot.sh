@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# docs/images/live.png: the live view of a real run. Starts `kmem serve` on the bundled capture on a
+# fixed port, seeks it to the PHASE tree marker (the machine as `kmem replay --until "PHASE tree"`
+# leaves it), plays on from there at 5,000 events a second and photographs the page with Debian's
+# chromium (apt-get install -y chromium) after 8 seconds of watching. Then stops the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-docs/images/live.png}"
+port="${KMEM_LIVE_PORT:-7399}"
+marker="${KMEM_LIVE_MARKER:-PHASE tree}"
+command -v chromium >/dev/null || { echo "live-screenshot: chromium is missing (apt-get install -y chromium)" >&2; exit 1; }
+
+dotnet build src/Kmem.Cli -c Release -v q -nologo >/dev/null
+kmem="src/Kmem.Cli/bin/Release/net10.0/Kmem.Cli"
+"$kmem" serve --port "$port" >/tmp/kmem-live-screenshot.log 2>&1 &
+server=$!
+trap 'kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+url="http://127.0.0.1:$port"
+state() { curl -sf "$url/api/state" || true; }
+for _ in $(seq 600); do state | grep -q '"markers"' && break; sleep 0.5; done
+index=$(state | python3 -c "import json,sys; d=json.load(sys.stdin); print([m['text'] for m in d['markers']].index(sys.argv[1]))" "$marker")
+curl -sf -X POST "$url/api/control?cmd=seek&marker=$index"
+position=$(state | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['markers'][int(sys.argv[1])]['position'])" "$index")
+for _ in $(seq 600); do
+    state | python3 -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if d['position']==int(sys.argv[1]) and not d['playing'] else 1)" "$position" && break
+    sleep 0.5
+done
+# Chromium opens the page while the replay plays (so the charts and sparklines have a history) and takes the
+# picture when its --timeout ends the page's loading; then the replay is paused.
+curl -sf -X POST "$url/api/control?cmd=play&speed=${KMEM_LIVE_SPEED:-5000}"
+chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,1250 \
+    --timeout="${KMEM_LIVE_PLAY_MS:-8000}" --screenshot="$out" "$url/" 2>/dev/null
+curl -sf -X POST "$url/api/control?cmd=pause"
+echo "live-screenshot: wrote $out"

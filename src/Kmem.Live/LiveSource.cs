@@ -1,0 +1,171 @@
+// What a live session replays and on which machines: the trace's path and how to boot a
+// machine for a slab allocator, and the trace's markers (read once, in the background,
+// so that the page can offer them as chapters and seek to them). That first reading also
+// keeps the trace's text in memory, deflated at the fastest level: a compressed capture
+// costs more to decode (xz) than to replay, so every later replay (a seek, a restart, a
+// backend switch) reads the kept copy instead. The server reads no file but this trace.
+// Immutable after construction except for the markers and the copy, each published once.
+using System.Globalization;
+using System.IO.Compression;
+using SharpCompress.Compressors.Xz;
+
+namespace Kmem.Live;
+
+/// <summary>The trace a session replays and how its machines are booted.</summary>
+internal sealed class LiveSource
+{
+    private volatile IReadOnlyList<LiveMarker>? _markers;
+    private long _total;
+
+    public LiveSource(string tracePath, Func<SlabAllocator, int, MachineOptions> boot)
+    {
+        TracePath = tracePath;
+        Boot = boot;
+    }
+
+    /// <summary>A scenario told step by step instead of a trace; <see cref="Boot"/> gives only the seed.</summary>
+    public LiveSource(LiveScenario scenario, Func<SlabAllocator, int, MachineOptions> boot)
+    {
+        Scenario = scenario;
+        TracePath = "";
+        Boot = boot;
+        _markers = [];
+    }
+
+    /// <summary>The scenario, or null for a trace.</summary>
+    public LiveScenario? Scenario { get; }
+
+    /// <summary>The trace ("" for a scenario).</summary>
+    public string TracePath { get; }
+
+    /// <summary>The machine options for a slab allocator and the trace header's CPU count.</summary>
+    public Func<SlabAllocator, int, MachineOptions> Boot { get; }
+
+    /// <summary>The trace's markers, null until <see cref="ScanMarkers"/> has read the trace.</summary>
+    public IReadOnlyList<LiveMarker>? Markers => _markers;
+
+    /// <summary>The trace's events (markers included), 0 until the markers are read.</summary>
+    public long Total => Interlocked.Read(ref _total);
+
+    /// <summary>What the page names the source.</summary>
+    public string Name => Scenario is { } s ? "scenario " + s.Name : Path.GetFileName(TracePath);
+
+    private volatile byte[]? _text;
+
+    /// <summary>Whether the trace's text is kept in memory (after <see cref="ScanMarkers"/>).</summary>
+    public bool Kept => _text is not null;
+
+    /// <summary>Opens the trace: the copy kept in memory once there is one, else the file.</summary>
+    public TraceReader Open() =>
+        _text is { } text
+            ? new TraceReader(new DeflateStream(new MemoryStream(text, writable: false), CompressionMode.Decompress), TextName)
+            : TraceReader.Open(TracePath);
+
+    /// <summary>The trace's name without a compression suffix: the reader checks a suffix against the data.</summary>
+    private string TextName => Name.EndsWith(".xz", StringComparison.Ordinal) || Name.EndsWith(".gz", StringComparison.Ordinal) ? Name[..^3] : Name;
+
+    /// <summary>The trace's text: the file, decompressed by its magic bytes (xz, gzip) or as it is.</summary>
+    private Stream OpenText()
+    {
+        var file = new FileStream(TracePath, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+        Span<byte> magic = stackalloc byte[6];
+        int n = file.ReadAtLeast(magic, 6, throwOnEndOfStream: false);
+        file.Position = 0;
+        if (n == 6 && magic.SequenceEqual((ReadOnlySpan<byte>)[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))
+        {
+            return new XZStream(file);
+        }
+        return n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b ? new GZipStream(file, CompressionMode.Decompress) : file;
+    }
+
+    /// <summary>Reads the trace once for its markers and its length, keeping its text. A marker's position is the
+    /// number of events before it: where a replay stopped at it (<c>--until</c>) ends.</summary>
+    public void ScanMarkers(CancellationToken cancel)
+    {
+        var markers = new List<LiveMarker>();
+        var kept = new MemoryStream();
+        using (var deflate = new DeflateStream(kept, CompressionLevel.Fastest, leaveOpen: true))
+        using (var reader = new TraceReader(new TeeStream(OpenText(), deflate), TextName))
+        {
+            ScanEvents(reader, markers, cancel);
+        }
+        _text = kept.ToArray();
+        _markers = markers;
+    }
+
+    private void ScanEvents(TraceReader reader, List<LiveMarker> markers, CancellationToken cancel)
+    {
+        while (reader.TryRead(out var e))
+        {
+            if (e.Kind == TraceEventKind.Marker)
+            {
+                markers.Add(new LiveMarker(e.Text ?? "", reader.Events - 1, e.LineNumber));
+            }
+            if ((reader.Events & 0xffff) == 0)
+            {
+                cancel.ThrowIfCancellationRequested();
+            }
+        }
+        Interlocked.Exchange(ref _total, reader.Events);
+    }
+
+    /// <summary>A read-only stream that copies what is read from it to a sink.</summary>
+    private sealed class TeeStream(Stream inner, Stream sink) : Stream
+    {
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            int n = inner.Read(buffer);
+            sink.Write(buffer[..n]);
+            return n;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+            }
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>An event as one line: its kind, CPU, trace line and the fields that matter for it.</summary>
+    public static string Describe(in TraceEvent e)
+    {
+        var c = CultureInfo.InvariantCulture;
+        string head = string.Create(c, $"line {e.LineNumber}, cpu {e.Cpu}: ");
+        return head + e.Kind switch
+        {
+            TraceEventKind.Kmalloc => string.Create(c, $"kmalloc bytes_req={e.BytesReq} bytes_alloc={e.BytesAlloc} gfp={e.Gfp}"),
+            TraceEventKind.KmemCacheAlloc => string.Create(c, $"kmem_cache_alloc {e.Name} bytes_alloc={e.BytesAlloc} gfp={e.Gfp}"),
+            TraceEventKind.Kfree => string.Create(c, $"kfree ptr=0x{e.Ptr:x}"),
+            TraceEventKind.KmemCacheFree => string.Create(c, $"kmem_cache_free {e.Name} ptr=0x{e.Ptr:x}"),
+            TraceEventKind.MmPageAlloc => string.Create(c, $"mm_page_alloc pfn=0x{e.Pfn:x} order={e.Order} migratetype={e.MigrateType} gfp={e.Gfp}"),
+            TraceEventKind.MmPageFree => string.Create(c, $"mm_page_free pfn=0x{e.Pfn:x} order={e.Order}"),
+            TraceEventKind.MmPageFreeBatched => string.Create(c, $"mm_page_free_batched pfn=0x{e.Pfn:x} order={e.Order}"),
+            TraceEventKind.MmPageAllocZoneLocked => string.Create(c, $"mm_page_alloc_zone_locked pfn=0x{e.Pfn:x} order={e.Order} percpu_refill={(e.PercpuRefill ? 1 : 0)}"),
+            TraceEventKind.MmPagePcpuDrain => string.Create(c, $"mm_page_pcpu_drain pfn=0x{e.Pfn:x} order={e.Order}"),
+            TraceEventKind.MmPageAllocExtfrag => string.Create(c, $"mm_page_alloc_extfrag pfn=0x{e.Pfn:x} alloc_order={e.Order} fallback_order={e.FallbackOrder} change_ownership={(e.ChangeOwnership ? 1 : 0)}"),
+            TraceEventKind.PercpuAllocPercpu => string.Create(c, $"percpu_alloc_percpu size={e.Size} align={e.Align}"),
+            TraceEventKind.PercpuFreePercpu => string.Create(c, $"percpu_free_percpu ptr=0x{e.Ptr:x}"),
+            TraceEventKind.Marker => "marker: " + e.Text,
+            _ => e.Kind.ToString(),
+        };
+    }
+}

@@ -1,0 +1,410 @@
+// One replay of the session's trace on one machine (one slab allocator), on a thread of its
+// own. The replayer calls BeforeEvent on that thread between every two events; there the
+// run decides whether to publish what the machine looks like (at most every publish
+// interval while playing, always when it stops) and whether to wait (paused, a step done,
+// a seek reached, or ahead of the playing speed). Stopping wakes the thread, which ends the
+// replay by throwing out of the callback and disposes the machine.
+// Locking: _gate guards the controls (target, playing, speed, stop) and is what the thread
+// waits on; _machineGate guards the machine's lifetime against readers from other threads
+// (the cache details the page asks for); the frame keys and the update are built on the
+// replaying thread only, while the machine is between two events.
+using System.Diagnostics;
+
+namespace Kmem.Live;
+
+/// <summary>A replay on its own thread, paused and resumed by the session.</summary>
+internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
+{
+    private sealed class StopException : Exception;
+
+    private readonly LiveSource _source;
+    private readonly Action<ReplayRun, Machine, TraceReplayer?, long, bool> _publish;
+    private readonly object _gate = new();
+    private readonly Lock _machineGate = new();
+    private readonly Thread _thread;
+    private readonly long _publishTicks;
+    private Machine? _machine;
+
+    // Controls, under _gate.
+    private long _target;
+    private bool _playing;
+    private long _speed;
+    private bool _stop;
+    private bool _seeking;
+    private long _originPos;
+    private long _originTicks;
+
+    // Replaying thread only.
+    private long _nextPublish;
+    private TraceEvent _last;
+    private bool _hasLast;
+    private string? _step;
+    private IReadOnlyDictionary<string, TraceDecision>? _decisionsBefore;
+    private long _decisionsBeforePos = -1;
+    private long _position;
+
+    public ReplayRun(int id, LiveSource source, SlabAllocator slab, long target, bool seeking, double updatesPerSecond,
+        Action<ReplayRun, Machine, TraceReplayer?, long, bool> publish)
+    {
+        Id = id;
+        Slab = slab;
+        _source = source;
+        _publish = publish;
+        _target = target;
+        _seeking = seeking;
+        FromKept = source.Kept;
+        _publishTicks = (long)(Stopwatch.Frequency / updatesPerSecond);
+        _thread = new Thread(Main) { IsBackground = true, Name = "kmem live replay " + id };
+    }
+
+    public int Id { get; }
+    public SlabAllocator Slab { get; }
+
+    /// <summary>Events handled so far (as last seen by the replaying thread).</summary>
+    public long Position => Interlocked.Read(ref _position);
+    public bool Ended { get; private set; }
+
+    /// <summary>A scenario's chapter (its last PHASE step); null for a trace, whose chapters are its markers.</summary>
+    public string? Chapter { get; private set; }
+
+    /// <summary>Whether the run reads the trace's text kept in memory rather than the file.</summary>
+    public bool FromKept { get; }
+    public string? Error { get; private set; }
+
+    public bool Playing
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _playing;
+            }
+        }
+    }
+
+    public bool Seeking
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _seeking;
+            }
+        }
+    }
+
+    public long Speed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _speed;
+            }
+        }
+    }
+
+    /// <summary>The event handled last, described; null before the first. Replaying thread only.</summary>
+    public string? LastEvent => _step ?? (_hasLast ? LiveSource.Describe(in _last) : null);
+
+    /// <summary>The decisions of every kind so far, and what the last event did to them when the run stopped right
+    /// after it (a step). Replaying thread only.</summary>
+    public List<LiveDecision> Decisions(TraceReplayer? r, long position)
+    {
+        if (r is null)
+        {
+            return [];
+        }
+        var now = r.DecisionsSoFar;
+        var before = _decisionsBeforePos == position - 1 ? _decisionsBefore : null; // only right after one event
+        return [.. now.Select(kv =>
+        {
+            TraceDecision? b = before is not null && before.TryGetValue(kv.Key, out var x) ? x : null;
+            return new LiveDecision(kv.Key, kv.Value.Compared, kv.Value.Matched,
+                b is null ? 0 : kv.Value.Compared - b.Compared, b is null ? 0 : kv.Value.Matched - b.Matched);
+        })];
+    }
+
+    public void Start() => _thread.Start();
+
+    /// <summary>Plays at <paramref name="speed"/> events a second (0: as fast as the machine goes).</summary>
+    public void Play(long speed)
+    {
+        lock (_gate)
+        {
+            _playing = true;
+            _seeking = false;
+            _speed = speed;
+            _originPos = Position;
+            _originTicks = Stopwatch.GetTimestamp();
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    /// <summary>Changes the playing speed without stopping.</summary>
+    public void SetSpeed(long speed)
+    {
+        lock (_gate)
+        {
+            _speed = speed;
+            _originPos = Position;
+            _originTicks = Stopwatch.GetTimestamp();
+        }
+    }
+
+    /// <summary>Stops at the next event boundary.</summary>
+    public void Pause()
+    {
+        lock (_gate)
+        {
+            _playing = false;
+            _target = 0;
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    /// <summary>Runs to position <paramref name="target"/> (events handled) and stops there; with
+    /// <paramref name="seeking"/> nothing is published on the way.</summary>
+    public void RunTo(long target, bool seeking)
+    {
+        lock (_gate)
+        {
+            _playing = false;
+            _target = target;
+            _seeking = seeking;
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    /// <summary>Reads the machine under the lifetime lock; null when it is gone or not booted yet.</summary>
+    public T? WithMachine<T>(Func<Machine, T?> read)
+        where T : class
+    {
+        lock (_machineGate)
+        {
+            return _machine is null ? null : read(_machine);
+        }
+    }
+
+    private void Main()
+    {
+        Machine? m = null;
+        try
+        {
+            TraceReplayer? r = null;
+            if (_source.Scenario is { } scenario)
+            {
+                m = Machine.Boot(scenario.Options(Slab, _source.Boot(Slab, 0).Seed ?? 1));
+                lock (_machineGate)
+                {
+                    _machine = m;
+                }
+                Play(scenario, m);
+            }
+            else
+            {
+                using var reader = _source.Open();
+                m = TraceReplayer.Boot(_source.Boot(Slab, reader.Cpus));
+                lock (_machineGate)
+                {
+                    _machine = m;
+                }
+                r = new TraceReplayer(m) { LiveObserver = this };
+                r.Replay(reader);
+                Interlocked.Exchange(ref _position, reader.Events);
+            }
+            _hasLast = false;
+            _step = null;
+            Ended = true;
+            lock (_gate)
+            {
+                _playing = false;
+                _seeking = false;
+            }
+            _publish(this, m, r, Position, false);
+            lock (_gate)
+            {
+                while (!_stop)
+                {
+                    Monitor.Wait(_gate);
+                }
+            }
+        }
+        catch (StopException)
+        {
+        }
+        catch (Exception e)
+        {
+            // Bad input (a malformed line, an unreadable trace, a machine the options cannot boot) or a fault of the
+            // replay: the page shows it; a thread's exception must not end the server.
+            Error = e.Message;
+            if (m is not null)
+            {
+                _publish(this, m, null, Position, false);
+            }
+        }
+        finally
+        {
+            lock (_machineGate)
+            {
+                _machine = null;
+                m?.Dispose();
+            }
+        }
+    }
+
+    /// <summary>A scenario's steps, each one an event: the same boundary between two steps as between two events.</summary>
+    private void Play(LiveScenario scenario, Machine m)
+    {
+        using var cpu = m.OnCpu(0);
+        long pos = 0;
+        Boundary(m, null, pos);
+        foreach (string step in scenario.Steps(m))
+        {
+            pos++;
+            _step = step;
+            if (step.StartsWith("PHASE ", StringComparison.Ordinal))
+            {
+                Chapter = step[6..];
+            }
+            Boundary(m, null, pos);
+        }
+        Interlocked.Exchange(ref _position, pos);
+    }
+
+    void ILiveReplayObserver.BeforeEvent(TraceReplayer r, in TraceEvent e)
+    {
+        Boundary(r.Machine, r, r.Events - 1);
+        _last = e;
+        _hasLast = true;
+    }
+
+    /// <summary>Between two events (or steps), <paramref name="pos"/> of them handled: publish, wait, or go on.</summary>
+    private void Boundary(Machine m, TraceReplayer? r, long pos)
+    {
+        Interlocked.Exchange(ref _position, pos);
+        bool wait;
+        bool seeking;
+        long target;
+        lock (_gate)
+        {
+            if (_stop)
+            {
+                throw new StopException();
+            }
+            target = _target;
+            seeking = _seeking;
+            wait = !_playing && pos >= target;
+        }
+        if (pos + 1 == target && !_playing && r is not null)
+        {
+            _decisionsBefore = r.DecisionsSoFar; // the step's last event is next: what it decides is the difference
+            _decisionsBeforePos = pos;
+        }
+        if (wait)
+        {
+            Stop(m, r, pos);
+        }
+        else if (_playing)
+        {
+            Pace(m, r, pos);
+        }
+        else if (!seeking && Stopwatch.GetTimestamp() >= _nextPublish)
+        {
+            Publish(m, r, pos);
+        }
+    }
+
+    private void Publish(Machine m, TraceReplayer? r, long pos)
+    {
+        _publish(this, m, r, pos, false);
+        _nextPublish = Stopwatch.GetTimestamp() + _publishTicks;
+    }
+
+    /// <summary>Paused here: publish the moment (whole after a seek), then wait for the next command.</summary>
+    private void Stop(Machine m, TraceReplayer? r, long pos)
+    {
+        bool full;
+        lock (_gate)
+        {
+            full = _seeking;
+            _seeking = false;
+        }
+        _publish(this, m, r, pos, full);
+        _nextPublish = Stopwatch.GetTimestamp() + _publishTicks;
+        lock (_gate)
+        {
+            while (!_stop && !_playing && pos >= _target)
+            {
+                Monitor.Wait(_gate);
+            }
+            if (_stop)
+            {
+                throw new StopException();
+            }
+        }
+    }
+
+    /// <summary>Playing: publish when due; at a limited speed, wait until the clock allows the next event.</summary>
+    private void Pace(Machine m, TraceReplayer? r, long pos)
+    {
+        if (Stopwatch.GetTimestamp() >= _nextPublish)
+        {
+            Publish(m, r, pos);
+        }
+        while (true)
+        {
+            long speed, originPos, originTicks;
+            lock (_gate)
+            {
+                if (_stop)
+                {
+                    throw new StopException();
+                }
+                if (!_playing)
+                {
+                    return; // paused meanwhile: the next boundary stops
+                }
+                speed = _speed;
+                originPos = _originPos;
+                originTicks = _originTicks;
+            }
+            if (speed <= 0)
+            {
+                return;
+            }
+            long allowed = originPos + (long)((Stopwatch.GetTimestamp() - originTicks) * (double)speed / Stopwatch.Frequency);
+            if (pos < allowed)
+            {
+                return;
+            }
+            long due = originTicks + (long)((pos + 1 - originPos) * (double)Stopwatch.Frequency / speed);
+            long wait = Math.Min(due, _nextPublish) - Stopwatch.GetTimestamp();
+            if (wait > 0)
+            {
+                lock (_gate)
+                {
+                    Monitor.Wait(_gate, TimeSpan.FromSeconds(Math.Min(0.05, (double)wait / Stopwatch.Frequency)));
+                }
+            }
+            if (Stopwatch.GetTimestamp() >= _nextPublish)
+            {
+                Publish(m, r, pos);
+            }
+        }
+    }
+
+    /// <summary>Ends the replay and releases the machine; returns once the thread has.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _stop = true;
+            Monitor.PulseAll(_gate);
+        }
+        if (_thread.IsAlive && Thread.CurrentThread != _thread)
+        {
+            _thread.Join();
+        }
+    }
+}

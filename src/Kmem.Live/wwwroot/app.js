@@ -1,0 +1,310 @@
+// kmem serve: the live view's page. Reads the server's updates (Server-Sent Events from
+// /api/updates: a whole update, then deltas), keeps every frame's class, paints only the
+// frames that changed, and fills the panels. Controls POST to /api/control.
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const state = { keys: null, legend: [], colors: [], zones: [], maxPfn: 0, perRow: 512, seq: -1, run: -1,
+    image: null, ctx: null, last: null, history: [], sparks: new Map(), sort: { col: 'pages', desc: true },
+    selected: null, markers: [], slabDirty: 0 };
+  const ORDER_COLS = 11;
+
+  function post(cmd, args) {
+    const q = new URLSearchParams(Object.assign({ cmd }, args || {}));
+    return fetch('/api/control?' + q.toString(), { method: 'POST' }).then((r) => {
+      if (!r.ok) { return r.text().then((t) => { $('status').textContent = t.trim(); }); }
+      return null;
+    });
+  }
+
+  function hexToRgb(h) { const v = parseInt(h.slice(1), 16); return [(v >> 16) & 255, (v >> 8) & 255, v & 255]; }
+
+  // ---- the map
+  function initMap(u) {
+    state.maxPfn = u.maxPfn;
+    state.perRow = u.maxPfn > 262144 ? 1024 : 512;
+    const rows = Math.ceil(u.maxPfn / state.perRow);
+    const px = u.maxPfn > 262144 ? 1 : 2;
+    const map = $('map'), zones = $('zones');
+    map.width = state.perRow; map.height = rows;
+    map.style.width = (state.perRow * px) + 'px'; map.style.height = (rows * px) + 'px';
+    zones.width = state.perRow * px; zones.height = rows * px;
+    zones.style.width = zones.width + 'px'; zones.style.height = zones.height + 'px';
+    state.px = px;
+    state.ctx = map.getContext('2d');
+    state.image = state.ctx.createImageData(state.perRow, rows);
+    state.legend = u.legend; state.colors = u.legend.map((l) => hexToRgb(l.color));
+    state.zones = u.zones;
+    $('legend').innerHTML = u.legend.map((l) => `<span><i style="background:${l.color}"></i>${esc(l.name)}</span>`).join('');
+    const zc = zones.getContext('2d');
+    zc.clearRect(0, 0, zones.width, zones.height);
+    zc.strokeStyle = '#000'; zc.lineWidth = 1; zc.font = '10px sans-serif'; zc.fillStyle = '#000';
+    for (const z of u.zones) {
+      const r = Math.floor(z.start / state.perRow), c = z.start % state.perRow;
+      const r2 = Math.floor((z.end - 1) / state.perRow);
+      zc.strokeRect(0.5, r * px + 0.5, zones.width - 1, (r2 - r + 1) * px - 1);
+      zc.beginPath(); zc.moveTo(c * px + 0.5, r * px); zc.lineTo(c * px + 0.5, (r + 1) * px); zc.stroke();
+      zc.fillStyle = 'rgba(255,255,255,0.8)'; zc.fillRect(2, r * px + 2, zc.measureText(z.name).width + 4, 12);
+      zc.fillStyle = '#000'; zc.fillText(z.name, 4, r * px + 12);
+    }
+    $('mapinfo').textContent = `${u.maxPfn} frames, one per cell`;
+  }
+
+  function paint(from, to) {
+    const d = state.image.data, keys = state.keys, colors = state.colors;
+    for (let p = from; p < to; p++) {
+      const c = colors[keys[p]] || [255, 0, 255];
+      const o = p * 4; d[o] = c[0]; d[o + 1] = c[1]; d[o + 2] = c[2]; d[o + 3] = 255;
+    }
+  }
+
+  function flush(minPfn, maxPfn) {
+    if (minPfn > maxPfn) { return; }
+    const r0 = Math.floor(minPfn / state.perRow), r1 = Math.floor(maxPfn / state.perRow);
+    state.ctx.putImageData(state.image, 0, 0, 0, r0, state.perRow, r1 - r0 + 1);
+  }
+
+  function applyFull(u) {
+    if (state.run !== u.run || !state.image || state.maxPfn !== u.maxPfn) { initMap(u); state.history = []; state.sparks.clear(); }
+    const bin = atob(u.frames);
+    state.keys = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) { state.keys[i] = bin.charCodeAt(i); }
+    paint(0, state.keys.length);
+    flush(0, state.keys.length - 1);
+  }
+
+  function applyRuns(runs) {
+    let lo = Infinity, hi = -1;
+    for (let j = 0; j + 2 < runs.length; j += 3) {
+      const s = runs[j], n = runs[j + 1], k = runs[j + 2];
+      state.keys.fill(k, s, s + n);
+      paint(s, s + n);
+      lo = Math.min(lo, s); hi = Math.max(hi, s + n - 1);
+    }
+    flush(lo, hi);
+  }
+
+  function keyName(k) { return state.legend[k] ? state.legend[k].name : '?'; }
+
+  $('map').addEventListener('mousemove', (ev) => {
+    if (!state.keys) { return; }
+    const rect = ev.target.getBoundingClientRect();
+    const col = Math.floor((ev.clientX - rect.left) / state.px), row = Math.floor((ev.clientY - rect.top) / state.px);
+    const pfn = row * state.perRow + col;
+    if (col < 0 || col >= state.perRow || pfn < 0 || pfn >= state.keys.length) { return; }
+    const zone = state.zones.find((z) => pfn >= z.start && pfn < z.end);
+    $('hover').textContent = `pfn 0x${pfn.toString(16)} (${pfn})  ${zone ? zone.name : ''}  ${keyName(state.keys[pfn])}`;
+  });
+
+  // ---- panels
+  function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]); }
+  const fmt = (n) => Number(n).toLocaleString('en-US');
+
+  function panels(u) {
+    $('source').textContent = u.source;
+    for (const b of document.querySelectorAll('#backends button')) { b.classList.toggle('on', b.dataset.backend === u.backend); }
+    $('play').textContent = u.playing ? 'pause' : 'play';
+    $('play').classList.toggle('on', u.playing);
+    $('position').textContent = String(u.position);
+    $('total').textContent = u.total ? String(u.total) : '?';
+    $('progress').style.width = u.total ? (100 * u.position / u.total).toFixed(2) + '%' : '0';
+    $('status').textContent = u.error ? 'error: ' + u.error : u.ended ? 'end of the trace' : u.playing ? 'playing' : 'paused';
+    $('event').textContent = u.event || (u.ended ? '(end of the trace)' : '(the machine as booted)');
+    $('chapter').textContent = u.chapter ? 'chapter: ' + u.chapter : '';
+    if (u.markers && u.markers.length !== state.markers.length) { markers(u.markers, u.total); }
+    $('decisions').tBodies[0].innerHTML = u.decisions.map((d) => {
+      const last = d.lastCompared ? (d.lastMatched ? '<span class="yes">same</span>' : '<span class="no">differs</span>') : '';
+      const pct = d.compared ? (100 * d.matched / d.compared).toFixed(1) + '%' : '';
+      return `<tr><td>${esc(d.kind)}</td><td>${fmt(d.compared)}</td><td>${pct}</td><td>${last}</td></tr>`;
+    }).join('');
+    counters(u);
+    freeAreas(u);
+    $('buddyinfo').textContent = u.buddyinfo;
+    pcp(u);
+    if (u.slobinfo != null) {
+      $('slobinfo').hidden = false; $('slabwrap').hidden = true; $('slobinfo').textContent = u.slobinfo;
+      $('slabtitle').textContent = 'SLOB (no slabinfo): slobinfo and its free lists';
+    } else {
+      $('slobinfo').hidden = true; $('slabwrap').hidden = false; $('slabtitle').textContent = 'Slab caches (slabinfo)';
+      slab(u);
+    }
+  }
+
+  function markers(list, total) {
+    state.markers = list;
+    $('markers').innerHTML = list.map((m, i) => `<option value="${i}">${esc(m.text)} (event ${m.position})</option>`).join('');
+    const tl = $('timeline');
+    for (const c of tl.querySelectorAll('.chapter')) { c.remove(); }
+    if (!total) { return; }
+    list.forEach((m, i) => {
+      const d = document.createElement('div');
+      d.className = 'chapter'; d.style.left = (100 * m.position / total) + '%'; d.dataset.text = m.text; d.dataset.index = i;
+      d.addEventListener('click', (ev) => { ev.stopPropagation(); post('seek', { marker: i }); });
+      tl.appendChild(d);
+    });
+  }
+
+  function counters(u) {
+    const c = u.counters;
+    let min = 0, low = 0, high = 0;
+    for (const z of u.watermarks) { min += z.min; low += z.low; high += z.high; }
+    const prev = state.history.length ? state.history[state.history.length - 1] : null;
+    if (!prev || prev.position !== u.position || prev.run !== u.run) {
+      state.history.push({ run: u.run, position: u.position, memFree: c.MemFree, slab: c.Slab, min: min * 4, low: low * 4, high: high * 4,
+        pgalloc: c.pgalloc, pgfree: c.pgfree, pgscan: c.pgscan, pgsteal: c.pgsteal, pswpout: c.pswpout,
+        compact: c.compact_stall, kswapd: c.pageoutrun, oom: c.oom_kill });
+      if (state.history.length > 400) { state.history.shift(); }
+    }
+    const names = ['MemFree', 'Slab', 'pgalloc', 'pgfree', 'pgscan', 'pgsteal', 'pswpout', 'pageoutrun', 'oom_kill',
+      'compact_stall', 'compact_success', 'compact_fail', 'compact_migrate_scanned', 'compact_free_scanned'];
+    $('counters').innerHTML = names.map((n) => `${n} <b>${fmt(c[n] || 0)}</b>`).join(' · ');
+    chart($('memchart'), [['memFree', '#2a9d8f', 'MemFree kB'], ['slab', '#f4a261', 'Slab kB'], ['min', '#e63946', 'min'],
+      ['low', '#e9c46a', 'low'], ['high', '#8ab17d', 'high']], false);
+    chart($('evchart'), [['pgalloc', '#264653', 'pgalloc/upd'], ['pgfree', '#2a9d8f', 'pgfree'], ['pgscan', '#e76f51', 'pgscan'],
+      ['pgsteal', '#e9c46a', 'pgsteal'], ['pswpout', '#9b5de5', 'pswpout'], ['compact', '#6d6875', 'compact_stall']], true);
+  }
+
+  function chart(cv, series, rates) {
+    const g = cv.getContext('2d'), h = state.history, W = cv.width, H = cv.height;
+    g.clearRect(0, 0, W, H);
+    if (h.length < 2) { return; }
+    const val = (i, k) => rates ? Math.max(0, (h[i][k] || 0) - (h[i - 1][k] || 0)) : (h[i][k] || 0);
+    let max = 1;
+    for (let i = 1; i < h.length; i++) { for (const [k] of series) { max = Math.max(max, val(i, k)); } }
+    const x = (i) => 4 + (W - 8) * i / Math.max(1, h.length - 1), y = (v) => H - 14 - (H - 24) * v / max;
+    for (let i = 1; i < h.length; i++) {
+      if (h[i].kswapd > h[i - 1].kswapd) { g.fillStyle = 'rgba(231,111,81,0.25)'; g.fillRect(x(i) - 1, 0, 2, H - 12); }
+      if (h[i].oom > h[i - 1].oom) { g.fillStyle = '#b23a3a'; g.fillRect(x(i) - 1, 0, 3, H - 12); }
+    }
+    series.forEach(([k, color, label], s) => {
+      g.strokeStyle = color; g.lineWidth = 1.5; g.beginPath();
+      for (let i = 1; i < h.length; i++) { const px = x(i), py = y(val(i, k)); if (i === 1) { g.moveTo(px, py); } else { g.lineTo(px, py); } }
+      g.stroke();
+      g.fillStyle = color; g.font = '10px sans-serif'; g.fillText(label, 4 + s * 84, H - 2);
+    });
+    g.fillStyle = '#555'; g.fillText(fmt(max), W - 60, 10);
+  }
+
+  function freeAreas(u) {
+    const byZone = new Map();
+    for (const f of u.freeAreas) { if (!byZone.has(f.zone)) { byZone.set(f.zone, []); } byZone.get(f.zone).push(f); }
+    let html = '';
+    for (const [zone, rows] of byZone) {
+      html += `<table class="freearea" data-zone="${esc(zone)}"><thead><tr><th>${esc(zone)}</th>`;
+      for (let o = 0; o < ORDER_COLS; o++) { html += `<th>${o}</th>`; }
+      html += '</tr></thead><tbody>';
+      for (const r of rows) { html += `<tr><td>${esc(r.type)}</td>${r.counts.map((n) => `<td>${n}</td>`).join('')}</tr>`; }
+      html += '</tbody></table>';
+    }
+    $('freeareas').innerHTML = html;
+  }
+
+  function pcp(u) {
+    let html = '<table><thead><tr><th>zone</th><th>cpu</th><th>count</th><th>high</th><th>batch</th></tr></thead><tbody>';
+    let wm = '<table><thead><tr><th>zone</th><th>free</th><th>min</th><th>low</th><th>high</th><th>managed</th></tr></thead><tbody>';
+    for (const z of u.watermarks) {
+      for (const p of z.pcp) { html += `<tr><td>${esc(z.zone)}</td><td>${p.cpu}</td><td>${p.count}</td><td>${p.high}</td><td>${p.batch}</td></tr>`; }
+      wm += `<tr><td>${esc(z.zone)}</td><td>${z.free}</td><td>${z.min}</td><td>${z.low}</td><td>${z.high}</td><td>${z.managed}</td></tr>`;
+    }
+    $('pcp').innerHTML = html + '</tbody></table>';
+    $('watermarks').innerHTML = wm + '</tbody></table>';
+  }
+
+  const SLAB_COLS = [['name', 'name'], ['activeObjs', 'active_objs'], ['numObjs', 'num_objs'], ['objSize', 'objsize'],
+    ['objPerSlab', 'objperslab'], ['pagesPerSlab', 'pagesperslab'], ['activeSlabs', 'active_slabs'], ['numSlabs', 'num_slabs'], ['pages', 'pages']];
+
+  function slab(u) {
+    for (const r of u.slabinfo) {
+      r.pages = r.numSlabs * r.pagesPerSlab;
+      let s = state.sparks.get(r.name);
+      if (!s) { s = []; state.sparks.set(r.name, s); }
+      if (s.length === 0 || s[s.length - 1] !== r.pages || s.length < 2) { s.push(r.pages); if (s.length > 60) { s.shift(); } }
+    }
+    const now = performance.now();
+    if (now - state.slabDirty < 200 && u.playing) { return; }
+    state.slabDirty = now;
+    const thead = $('slabinfo').tHead;
+    if (!thead.rows.length) {
+      thead.innerHTML = '<tr>' + SLAB_COLS.map(([k, label]) => `<th data-key="${k}">${label}</th>`).join('') + '<th>pages over time</th></tr>';
+      for (const th of thead.querySelectorAll('th[data-key]')) {
+        th.addEventListener('click', () => {
+          const k = th.dataset.key;
+          state.sort = { col: k, desc: state.sort.col === k ? !state.sort.desc : k !== 'name' };
+          state.slabDirty = 0; slab(state.last);
+        });
+      }
+    }
+    const rows = u.slabinfo.slice();
+    const { col, desc } = state.sort;
+    rows.sort((a, b) => { const x = a[col], y = b[col]; const c = typeof x === 'string' ? x.localeCompare(y) : x - y; return desc ? -c : c; });
+    $('slabinfo').tBodies[0].innerHTML = rows.map((r) => {
+      const cells = SLAB_COLS.map(([k, label]) => `<td data-col="${label}">${esc(r[k])}</td>`).join('');
+      return `<tr data-cache="${esc(r.name)}"${state.selected === r.name ? ' class="sel"' : ''}>${cells}<td>${spark(state.sparks.get(r.name))}</td></tr>`;
+    }).join('');
+  }
+
+  function spark(s) {
+    if (!s || s.length < 2) { return ''; }
+    const max = Math.max(...s, 1);
+    const pts = s.map((v, i) => `${(i * 80 / (s.length - 1)).toFixed(1)},${(14 - 12 * v / max).toFixed(1)}`).join(' ');
+    return `<svg width="80" height="16"><polyline fill="none" stroke="#e76f51" points="${pts}"/></svg>`;
+  }
+
+  $('slabinfo').tBodies[0].addEventListener('click', (ev) => {
+    const tr = ev.target.closest('tr');
+    if (!tr) { return; }
+    state.selected = tr.dataset.cache;
+    for (const r of $('slabinfo').tBodies[0].rows) { r.classList.toggle('sel', r === tr); }
+    fetch('/api/cache?name=' + encodeURIComponent(state.selected)).then((r) => r.text()).then((t) => { $('cachedetail').textContent = t; });
+  });
+
+  // ---- updates
+  function apply(u) {
+    if (u.full) { applyFull(u); }
+    else if (state.keys && u.run === state.run && u.seq === state.seq + 1) { applyRuns(u.runs || []); }
+    else { resync(); return; }
+    state.run = u.run; state.seq = u.seq; state.last = u;
+    panels(u);
+  }
+
+  let resyncing = false;
+  function resync() {
+    if (resyncing) { return; }
+    resyncing = true;
+    fetch('/api/state').then((r) => (r.ok ? r.json() : null)).then((u) => { resyncing = false; if (u) { apply(u); } });
+  }
+
+  const events = new EventSource('/api/updates');
+  events.onmessage = (m) => apply(JSON.parse(m.data));
+
+  // ---- controls
+  const speed = () => $('speed').value;
+  $('play').addEventListener('click', () => post(state.last && state.last.playing ? 'pause' : 'play', { speed: speed() }));
+  $('step').addEventListener('click', () => post('step', { n: 1 }));
+  $('stepN').addEventListener('click', () => post('step', { n: $('stepn').value }));
+  $('restart').addEventListener('click', () => post('restart'));
+  $('seek').addEventListener('click', () => { if ($('markers').value !== '') { post('seek', { marker: $('markers').value }); } });
+  $('speed').addEventListener('change', () => post('speed', { value: speed() }));
+  $('timeline').addEventListener('click', (ev) => {
+    if (!state.last || !state.last.total) { return; }
+    const r = ev.currentTarget.getBoundingClientRect();
+    post('seek', { position: Math.floor(state.last.total * (ev.clientX - r.left) / r.width) });
+  });
+  for (const b of document.querySelectorAll('#backends button')) { b.addEventListener('click', () => post('backend', { name: b.dataset.backend })); }
+  document.addEventListener('keydown', (ev) => {
+    if (ev.target.tagName === 'INPUT' || ev.target.tagName === 'SELECT' || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    const s = $('speed');
+    switch (ev.key) {
+      case ' ': $('play').click(); break;
+      case '.': case 'ArrowRight': $('step').click(); break;
+      case 'n': $('stepN').click(); break;
+      case 'r': $('restart').click(); break;
+      case 'g': $('seek').click(); break;
+      case '1': case '2': case '3': post('backend', { name: ['slub', 'slab', 'slob'][Number(ev.key) - 1] }); break;
+      case '[': s.selectedIndex = Math.max(0, s.selectedIndex - 1); s.dispatchEvent(new Event('change')); break;
+      case ']': s.selectedIndex = Math.min(s.options.length - 1, s.selectedIndex + 1); s.dispatchEvent(new Event('change')); break;
+      default: return;
+    }
+    ev.preventDefault();
+  });
+})();

@@ -1,0 +1,159 @@
+// The live view's page in a real browser: Playwright driving Debian's chromium
+// (/usr/bin/chromium, headless; Playwright's own browser download is not used). The page
+// loads without a console error and draws the map; play advances the event counter and
+// pause stops it; a seek to a marker shows the buddyinfo and slabinfo `kmem replay --until`
+// prints; the SLOB switch shows SLOB's numbers. Trait Browser: left out of the default test
+// command, run by `dotnet test tests/Kmem.Browser.Tests --filter "Category=Browser"`.
+using Microsoft.Playwright;
+
+namespace Kmem.Browser.Tests;
+
+/// <summary>One chromium for the page tests.</summary>
+public sealed class ChromiumFixture : IAsyncLifetime
+{
+    public const string Chromium = "/usr/bin/chromium";
+
+    private IPlaywright? _playwright;
+
+    public IBrowser Browser { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Assert.True(File.Exists(Chromium), $"{Chromium} is missing: apt-get install -y chromium");
+        _playwright = await Playwright.CreateAsync();
+        Browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions { ExecutablePath = Chromium, Headless = true });
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (Browser is not null)
+        {
+            await Browser.DisposeAsync();
+        }
+        _playwright?.Dispose();
+    }
+}
+
+[Trait("Category", "Browser")]
+public sealed class PageTests(ChromiumFixture chromium) : IClassFixture<ChromiumFixture>
+{
+    private static readonly float Patience = 300_000; // an upper bound for a loaded machine; seconds on a quiet one
+
+    /// <summary>A page on <paramref name="url"/> that records console errors and uncaught exceptions.</summary>
+    private async Task<(IPage Page, List<string> Errors)> OpenAsync(Uri url)
+    {
+        var page = await chromium.Browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1600, Height = 1200 } });
+        var errors = new List<string>();
+        page.Console += (_, m) =>
+        {
+            if (m.Type == "error")
+            {
+                lock (errors)
+                {
+                    errors.Add(m.Text);
+                }
+            }
+        };
+        page.PageError += (_, e) =>
+        {
+            lock (errors)
+            {
+                errors.Add(e);
+            }
+        };
+        await page.GotoAsync(url.ToString());
+        return (page, errors);
+    }
+
+    private static async Task<long> PositionAsync(IPage page) => long.Parse(await page.InnerTextAsync("#position"), System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public async Task ThePageLoadsWithoutErrorsAndDrawsTheMap()
+    {
+        await using var server = await LiveTestServer.StartAsync();
+        var (page, errors) = await OpenAsync(server.Url);
+        await page.WaitForFunctionAsync("() => document.getElementById('map').width > 0 && document.getElementById('status').textContent === 'paused'",
+            null, new PageWaitForFunctionOptions { Timeout = Patience });
+        // Every frame is a painted cell, in several colours; the hole at pfn 0 in the legend's colour for holes.
+        var painted = await page.EvaluateAsync<int[]>(@"() => {
+            const c = document.getElementById('map'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; const colours = new Set();
+            for (let i = 0; i < d.length; i += 4) { if (d[i + 3]) { n++; colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]); } }
+            return [n, colours.size, (d[0] << 16) | (d[1] << 8) | d[2]];
+        }");
+        Assert.Equal(131072, painted[0]);
+        Assert.True(painted[1] >= 3, $"{painted[1]} colours on the map");
+        Assert.Equal((int)MemoryMap.LegendOf(FrameState.Hole).Color, painted[2]);
+        await page.HoverAsync("#map", new PageHoverOptions { Position = new Position { X = 700, Y = 300 } });
+        Assert.Matches("^pfn 0x[0-9a-f]+ ", await page.InnerTextAsync("#hover"));
+        Assert.Contains("Node 0, zone    DMA32", await page.InnerTextAsync("#buddyinfo"), StringComparison.Ordinal);
+        Assert.Empty(errors);
+    }
+
+    [Fact]
+    public async Task PlayAdvancesTheEventCounterAndPauseStopsIt()
+    {
+        await using var server = await LiveTestServer.StartAsync();
+        var (page, errors) = await OpenAsync(server.Url);
+        await page.WaitForFunctionAsync("() => document.getElementById('status').textContent === 'paused'", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        Assert.Equal(0, await PositionAsync(page));
+        await page.ClickAsync("#play");
+        await page.WaitForFunctionAsync("() => Number(document.getElementById('position').textContent) > 1000", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        await page.Keyboard.PressAsync(" ");
+        await page.WaitForFunctionAsync("() => document.getElementById('status').textContent === 'paused'", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        long paused = await PositionAsync(page);
+        Assert.True(paused > 1000);
+        await Task.Delay(1000);
+        Assert.Equal(paused, await PositionAsync(page));
+        await page.ClickAsync("#step");
+        await page.WaitForFunctionAsync($"() => Number(document.getElementById('position').textContent) === {paused + 1}", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        Assert.StartsWith("line ", await page.InnerTextAsync("#event"), StringComparison.Ordinal);
+        Assert.Empty(errors);
+    }
+
+    /// <summary>Seeks the page to <see cref="LiveTestServer.Marker"/> through the chapter list; returns its position.</summary>
+    private static async Task<long> SeekToMarkerAsync(IPage page, Uri url)
+    {
+        using var http = new HttpClient();
+        var (index, position) = await LiveTestServer.MarkerAsync(http, url, LiveTestServer.Marker);
+        await page.WaitForFunctionAsync($"() => document.getElementById('markers').options.length > {index}", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        await page.SelectOptionAsync("#markers", index.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await page.ClickAsync("#seek");
+        await page.WaitForFunctionAsync($"() => Number(document.getElementById('position').textContent) === {position} && document.getElementById('status').textContent === 'paused'",
+            null, new PageWaitForFunctionOptions { Timeout = Patience });
+        return position;
+    }
+
+    [Fact]
+    public async Task SeekingToAMarkerShowsTheBuddyinfoAndSlabinfoOfReplayUntil()
+    {
+        await using var server = await LiveTestServer.StartAsync();
+        var (page, errors) = await OpenAsync(server.Url);
+        await SeekToMarkerAsync(page, server.Url);
+        var expected = LiveTestServer.ReplayUntil("slub", LiveTestServer.Marker, "buddyinfo", "slabinfo");
+        Assert.Equal(LiveTestServer.Lines(expected["buddyinfo"]), LiveTestServer.Lines(await page.InnerTextAsync("#buddyinfo")));
+        var rows = await page.EvaluateAsync<string[]>(@"() => [...document.querySelectorAll('#slabinfo tbody tr')].map(tr =>
+            ['name', 'active_objs', 'num_objs', 'objsize', 'objperslab', 'pagesperslab', 'active_slabs', 'num_slabs']
+              .map(c => tr.querySelector(`td[data-col=""${c}""]`).textContent).join(' '))");
+        Assert.Equal(LiveTestServer.SlabRows(expected["slabinfo"]), rows.Order(StringComparer.Ordinal).ToList());
+        Assert.Contains(LiveTestServer.Marker, await page.InnerTextAsync("#chapter"), StringComparison.Ordinal);
+        Assert.Empty(errors);
+    }
+
+    [Fact]
+    public async Task TheSlobSwitchShowsSlobsNumbers()
+    {
+        await using var server = await LiveTestServer.StartAsync();
+        var (page, errors) = await OpenAsync(server.Url);
+        long position = await SeekToMarkerAsync(page, server.Url);
+        await page.ClickAsync("#backends button[data-backend=slob]");
+        await page.WaitForFunctionAsync($"() => document.querySelector('#backends button.on')?.dataset.backend === 'slob' && !document.getElementById('slobinfo').hidden"
+            + $" && Number(document.getElementById('position').textContent) === {position} && document.getElementById('status').textContent === 'paused'",
+            null, new PageWaitForFunctionOptions { Timeout = Patience });
+        var expected = LiveTestServer.ReplayUntil("slob", LiveTestServer.Marker, "buddyinfo", "slobinfo");
+        Assert.Equal(LiveTestServer.Lines(expected["slobinfo"]), LiveTestServer.Lines(await page.InnerTextAsync("#slobinfo")));
+        Assert.Equal(LiveTestServer.Lines(expected["buddyinfo"]), LiveTestServer.Lines(await page.InnerTextAsync("#buddyinfo")));
+        Assert.False(await page.IsVisibleAsync("#slabinfo"));
+        Assert.Empty(errors);
+    }
+}

@@ -97,6 +97,7 @@ public sealed partial class TraceReplayer
             {
                 _slabPages[p.Pfn] = p.Order;
                 _slabPageAllocs++;
+                _slabPageGfp = p.Gfp;
                 RemovePending(cpu, i);
                 return true;
             }

@@ -359,8 +359,7 @@ public sealed partial class TraceReplayer
             _missedFrees++;
             Release(e.Ptr, entry);
         }
-        var site = _caches.SiteOf(ref e);
-        var slot = site.Target;
+        var slot = CacheSiteSlot(ref e, kernelNewSlab, out var site);
         _kmem?.Reset();
         nint p = _m.KmemCacheAllocNode(slot.Cache!, e.Gfp | Gfp.NoWarn, Node(e.Node));
         if (p == 0)

@@ -19,6 +19,7 @@
 // allocated with __GFP_RECLAIMABLE (the cache's allocflags); a flag seen after the cache was
 // made re-makes it (TraceReplayer.Caches.cs).
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Kmem;
 
@@ -88,6 +89,111 @@ internal sealed class TraceCaches
             _siteById[id] = site;
         }
         return site;
+    }
+
+    /// <summary>The site of a kmem_cache_alloc and the slot it allocates from; a flag the event reveals
+    /// (<see cref="FlagsOf"/>) that the site's cache lacks re-makes the cache (<see cref="Remake"/>).</summary>
+    public CacheSlot SiteSlot(ref TraceEvent e, Gfp? newSlabGfp, Dictionary<ulong, TraceReplayer.LiveObject> objects,
+        out Site site, ref long moved)
+    {
+        var seen = FlagsOf(e, newSlabGfp);
+        site = SiteOf(ref e, seen);
+        if ((seen & ~site.Flags) != 0)
+        {
+            site.Flags |= seen;
+            moved += Remake(site.Target, site.Flags, objects);
+        }
+        return site.Target;
+    }
+
+    /// <summary>An allocation at a trace address still live in <paramref name="slot"/>: a free the trace did not show.</summary>
+    public void NoteMissedFree(int slot)
+    {
+        if (slot != 0)
+        {
+            _slots[slot].MissedFrees++;
+        }
+    }
+
+    /// <summary>A kmem_cache_free named the cache of one of the site's objects: the site allocates from the named
+    /// cache from now on and its objects still in the provisional cache move there. Returns the objects moved.</summary>
+    public long Rename(Site site, string name, Dictionary<ulong, TraceReplayer.LiveObject> objects)
+    {
+        site.Named = true;
+        var old = site.Target;
+        var target = NamedSlot(name, site);
+        long moved = Remake(target, site.Flags, objects);
+        if (ReferenceEquals(target, old))
+        {
+            return moved;
+        }
+        site.Target = target;
+        target.CallSites++;
+        var ptrs = old.Provisional!;
+        old.Provisional = null;
+        old.Retired = true;
+        foreach (ulong tracePtr in ptrs)
+        {
+            ref var obj = ref CollectionsMarshal.GetValueRefOrNullRef(objects, tracePtr);
+            if (Unsafe.IsNullRef(ref obj) || obj.Slot != old.Index || obj.Ptr == 0)
+            {
+                continue;
+            }
+            nint p = _m.KmemCacheAlloc(target.Cache!, Gfp.Kernel | Gfp.NoWarn);
+            if (p == 0)
+            {
+                continue; // stays in the provisional cache; it is destroyed when its last object goes
+            }
+            _m.KmemCacheFree(old.Cache!, obj.Ptr);
+            old.Live--;
+            target.Live++;
+            obj = obj with { Ptr = p, Slot = target.Index };
+            moved++;
+        }
+        if (old.Live == 0)
+        {
+            DestroyRetired(old);
+        }
+        return moved;
+    }
+
+    /// <summary>Re-makes the slot's cache when it lacks one of <paramref name="flags"/>: a new cache of the same
+    /// name and geometry, every live object moved into it, the old cache destroyed; flags only grow, so a cache is
+    /// re-made at most twice. Kmem's own caches (kmalloc) are left alone. Returns the objects moved.</summary>
+    public long Remake(CacheSlot slot, SlabFlags flags, Dictionary<ulong, TraceReplayer.LiveObject> objects)
+    {
+        flags &= TraceFlags;
+        if (!slot.Owned || slot.Cache is not { } old || (flags & ~slot.Flags) == 0)
+        {
+            return 0;
+        }
+        var fresh = CreateCache(slot.Name, slot.BytesReq, slot.ObjectSize, slot.Flags | flags);
+        slot.Cache = fresh;
+        long moved = 0;
+        if (slot.Live > 0)
+        {
+            foreach (ulong tracePtr in objects.Keys.ToList())
+            {
+                ref var obj = ref CollectionsMarshal.GetValueRefOrNullRef(objects, tracePtr);
+                if (obj.Slot != slot.Index || obj.Ptr == 0)
+                {
+                    continue;
+                }
+                nint p = _m.KmemCacheAlloc(fresh, Gfp.Kernel | Gfp.NoWarn);
+                _m.KmemCacheFree(old, obj.Ptr);
+                if (p == 0)
+                {
+                    // Out of memory: the object leaves the replay (its free will count as untracked).
+                    slot.Live--;
+                    objects.Remove(tracePtr);
+                    continue;
+                }
+                obj = obj with { Ptr = p };
+                moved++;
+            }
+        }
+        _m.KmemCacheDestroy(old);
+        return moved;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -251,6 +357,7 @@ internal sealed class TraceCaches
         public long Allocs;
         public long Frees;
         public long Live;
+        public long MissedFrees;
         public int CallSites;
     }
 }

@@ -40,15 +40,30 @@ public readonly record struct MeminfoComparison(string Field, long? TraceKb, lon
 /// <summary>Kmem's /proc files compared with the snapshot files recorded beside a trace.</summary>
 public sealed class TraceProcComparison
 {
-    private static readonly string[] s_meminfoFields = ["Slab", "SReclaimable", "SUnreclaim"];
+    private static readonly string[] s_meminfoFields = ["MemTotal", "Slab", "SReclaimable", "SUnreclaim"];
 
     private TraceProcComparison(IReadOnlyList<string> files, IReadOnlyList<SlabinfoComparison> slabinfo,
-        IReadOnlyList<BuddyinfoComparison> buddyinfo, IReadOnlyList<MeminfoComparison> meminfo)
+        IReadOnlyList<BuddyinfoComparison> buddyinfo, IReadOnlyList<MeminfoComparison> meminfo, IReadOnlyList<ZoneinfoComparison> zoneinfo)
     {
         Files = files;
         Slabinfo = slabinfo;
         Buddyinfo = buddyinfo;
         Meminfo = meminfo;
+        Zoneinfo = zoneinfo;
+    }
+
+    /// <summary>Each zone's present and managed pages (the inputs of a boot shaped like the capture), watermarks,
+    /// protection and first pcp high and batch (what Kmem derives from them), in the kernel's zone order.</summary>
+    public IReadOnlyList<ZoneinfoComparison> Zoneinfo { get; }
+
+    /// <summary>The managed pages per zone of the zoneinfo.txt snapshot in <paramref name="directory"/>, for
+    /// <see cref="MachineOptions.ManagedPages"/>; null when there is no such file.</summary>
+    /// <exception cref="FormatException">zoneinfo.txt is not in the kernel's format.</exception>
+    public static IReadOnlyDictionary<ZoneType, long>? SnapshotManagedPages(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        string path = Path.Combine(directory, "zoneinfo.txt");
+        return File.Exists(path) ? ZoneinfoSnapshot.ManagedPages(File.ReadAllText(path), path) : null;
     }
 
     /// <summary>The snapshot files found and compared (slabinfo.txt, buddyinfo.txt, meminfo.txt).</summary>
@@ -125,13 +140,63 @@ public sealed class TraceProcComparison
                 long? r = real.TryGetValue(field, out long rv) ? rv : null;
                 long? k = kmem.TryGetValue(field, out long kv) ? kv : null;
                 string note = r is null || k is null ? "missing on one side"
+                    : field == "MemTotal" ? (r == k ? "input: the managed pages of zoneinfo.txt" : $"{Math.Abs(r.Value - k.Value)} kB apart: the boot was not shaped by the capture's zoneinfo.txt")
                     : r > k ? $"{r - k} kB more in the kernel: slabs of objects allocated before tracing began"
                     : r < k ? $"{k - r} kB more on Kmem: objects whose free the trace did not record, or emptier slabs the kernel shrank"
                     : "";
                 mem.Add(new(field, r, k, note));
             }
         }
-        return new TraceProcComparison(files, slab, buddy, mem);
+        var zoneinfo = new List<ZoneinfoComparison>();
+        path = Path.Combine(directory, "zoneinfo.txt");
+        if (File.Exists(path) && m.Proc.Knows("zoneinfo"))
+        {
+            files.Add("zoneinfo.txt");
+            CompareZoneinfo(ZoneinfoSnapshot.Parse(File.ReadAllText(path), path), ZoneinfoSnapshot.Parse(m.Proc.Read("zoneinfo"), "/proc/zoneinfo"), zoneinfo);
+        }
+        return new TraceProcComparison(files, slab, buddy, mem, zoneinfo);
+    }
+
+    private static void CompareZoneinfo(List<(string Zone, Dictionary<string, string> Fields)> real,
+        List<(string Zone, Dictionary<string, string> Fields)> kmem, List<ZoneinfoComparison> rows)
+    {
+        var kmemByZone = kmem.ToDictionary(z => z.Zone, z => z.Fields, StringComparer.Ordinal);
+        foreach (var (zone, fields) in real)
+        {
+            var k = kmemByZone.GetValueOrDefault(zone);
+            if (fields.GetValueOrDefault("present") is null or "0" && k?.GetValueOrDefault("present") is null or "0")
+            {
+                continue; // empty on both sides
+            }
+            foreach (string field in ZoneinfoSnapshot.Fields)
+            {
+                string? r = fields.GetValueOrDefault(field), kv = k?.GetValueOrDefault(field);
+                rows.Add(new(zone, field, r, kv, ZoneNote(field, r, kv)));
+            }
+        }
+    }
+
+    private static string ZoneNote(string field, string? real, string? kmem)
+    {
+        if (real is null || kmem is null)
+        {
+            return "missing on one side";
+        }
+        if (ZoneinfoSnapshot.IsInput(field))
+        {
+            return real == kmem ? "input of the boot" : "input of the boot; the spans differ (e820 holes Kmem does not have)";
+        }
+        if (real == kmem)
+        {
+            return "";
+        }
+        return field switch
+        {
+            "min" or "low" or "high" => "derived: min_free_kbytes comes from the managed pages when the kernel computed it, which the final snapshot does not show",
+            "protection" => "derived: lowmem_reserve is the higher zones' managed pages / ratio when the kernel computed it",
+            "pcp_high" => "derived: the low watermark split between the node's CPUs (zone_highsize)",
+            _ => "derived: zone_batchsize of the managed pages when the kernel computed it",
+        };
     }
 
     private static string SlabNote(SlabinfoLine real, SlabinfoLine? kmem, long untracked)

@@ -315,6 +315,7 @@ public sealed partial class TraceReplayer
         if (live)
         {
             _missedFrees++;
+            _caches.NoteMissedFree(entry.Slot);
             Release(e.Ptr, entry);
         }
         _kmem?.Reset();
@@ -336,6 +337,7 @@ public sealed partial class TraceReplayer
             _kmallocMatches++;
         }
         var slot = _caches.KmallocSlot(e.Gfp, ks);
+        _counter.SlabPage(kernelNewSlab, _slabPagePfn, slot.Index);
         slot.Allocs++;
         slot.Live++;
         _bytesReq += (long)e.BytesReq;
@@ -357,6 +359,7 @@ public sealed partial class TraceReplayer
         if (live)
         {
             _missedFrees++;
+            _caches.NoteMissedFree(entry.Slot);
             Release(e.Ptr, entry);
         }
         var slot = CacheSiteSlot(ref e, kernelNewSlab, out var site);
@@ -389,12 +392,7 @@ public sealed partial class TraceReplayer
         }
         if (!_objects.Remove(ptr, out var obj))
         {
-            _untrackedFrees++;
-            if (name is not null)
-            {
-                ref long n = ref CollectionsMarshal.GetValueRefOrAddDefault(_untrackedByCache, name, out _);
-                n++;
-            }
+            NoteUntrackedFree(ptr, name);
             return;
         }
         if (name is not null && obj.Site != 0)
@@ -561,9 +559,10 @@ public sealed partial class TraceReplayer
             BulkPagesReplayed = _bulkPages,
             UnattributedDrains = _unattributedDrains,
             BatchedFreesCountedOnce = _batchedOnce,
+            CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
         };
     }
 
     /// <summary>A live object of the trace: Kmem's pointer (0 when Kmem's allocation failed), its cache slot and call site.</summary>
-    private readonly record struct LiveObject(nint Ptr, int Slot, int Site);
+    internal readonly record struct LiveObject(nint Ptr, int Slot, int Site);
 }

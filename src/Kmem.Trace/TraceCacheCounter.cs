@@ -64,8 +64,13 @@ internal sealed class TraceCacheCounter
         var counts = new Dictionary<string, TraceCacheCounts>(StringComparer.Ordinal);
         foreach (var slot in slots.Skip(1))
         {
-            var c = counts.GetValueOrDefault(slot.Name);
-            counts[slot.Name] = c with
+            var owner = slot;
+            while (owner.RenamedTo is { } named)
+            {
+                owner = named;
+            }
+            var c = counts.GetValueOrDefault(owner.Name);
+            counts[owner.Name] = c with
             {
                 Allocs = c.Allocs + slot.Allocs,
                 Live = c.Live + slot.Live,

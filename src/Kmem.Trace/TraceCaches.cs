@@ -132,6 +132,7 @@ internal sealed class TraceCaches
         var ptrs = old.Provisional!;
         old.Provisional = null;
         old.Retired = true;
+        old.RenamedTo = target;
         foreach (ulong tracePtr in ptrs)
         {
             ref var obj = ref CollectionsMarshal.GetValueRefOrNullRef(objects, tracePtr);
@@ -354,6 +355,8 @@ internal sealed class TraceCaches
         public HashSet<ulong>? Provisional { get; set; }
         /// <summary>A provisional cache whose site was named: destroyed when its last object goes.</summary>
         public bool Retired { get; set; }
+        /// <summary>The named slot a retired provisional one gave way to (its counts are that cache's).</summary>
+        public CacheSlot? RenamedTo { get; set; }
         public long Allocs;
         public long Frees;
         public long Live;

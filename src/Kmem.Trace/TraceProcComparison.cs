@@ -93,6 +93,8 @@ public sealed class TraceProcComparison
         var buddy = new List<BuddyinfoComparison>();
         var mem = new List<MeminfoComparison>();
 
+        // The kernel's slab memory not seen allocated in the trace, by meminfo line (kB).
+        var notSeenKb = new Dictionary<string, long>(StringComparer.Ordinal) { ["Slab"] = 0, ["SReclaimable"] = 0, ["SUnreclaim"] = 0 };
         string path = Path.Combine(directory, "slabinfo.txt");
         if (File.Exists(path) && m.Proc.Knows("slabinfo"))
         {
@@ -100,11 +102,24 @@ public sealed class TraceProcComparison
             var real = ParseSlabinfo(File.ReadAllText(path), path);
             var kmem = ParseSlabinfo(m.Proc.Read("slabinfo"), "/proc/slabinfo");
             var kmemByName = kmem.ToDictionary(c => c.Name, c => c.Line, StringComparer.Ordinal);
-            var untracked = replay?.UntrackedFreesByCache ?? new Dictionary<string, long>();
+            var counts = replay?.CacheCounts;
+            var provisionalSizes = kmem.Where(c => c.Name.Contains('/', StringComparison.Ordinal)).Select(c => c.Line.ObjSize).ToHashSet();
+            var reclaimable = m.SlabCaches.GroupBy(c => c.Name, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => (g.First().Flags & SlabFlags.ReclaimAccount) != 0, StringComparer.Ordinal);
             foreach (var (name, line) in real)
             {
                 SlabinfoLine? k = kmemByName.TryGetValue(name, out var kl) ? kl : null;
-                slab.Add(new(name, line, k, SlabNote(line, k, untracked.GetValueOrDefault(name))));
+                TraceCacheCounts? c = counts is null ? null : counts.GetValueOrDefault(name);
+                slab.Add(new(name, line, k, ProcNotes.Slab(line, k, c, provisionalSizes.Contains(line.ObjSize))));
+                if (c is TraceCacheCounts n)
+                {
+                    long kb = Math.Max(0, ProcNotes.KernelSlabPages(line) - n.TraceSlabPages) * (Machine.PageSize >> 10);
+                    notSeenKb["Slab"] += kb;
+                    if (reclaimable.TryGetValue(name, out bool rcl))
+                    {
+                        notSeenKb[rcl ? "SReclaimable" : "SUnreclaim"] += kb;
+                    }
+                }
             }
             var realNames = real.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
             foreach (var (name, line) in kmem.Where(c => !realNames.Contains(c.Name)))
@@ -125,7 +140,7 @@ public sealed class TraceProcComparison
             {
                 long[]? r = real.GetValueOrDefault(zone);
                 long[]? k = kmem.GetValueOrDefault(zone);
-                buddy.Add(new(zone, r, k, BuddyNote(r, k)));
+                buddy.Add(new(zone, r, k, ProcNotes.Buddy(r, k, replay?.UntrackedPageFrees)));
             }
         }
 
@@ -141,9 +156,7 @@ public sealed class TraceProcComparison
                 long? k = kmem.TryGetValue(field, out long kv) ? kv : null;
                 string note = r is null || k is null ? "missing on one side"
                     : field == "MemTotal" ? (r == k ? "input: the managed pages of zoneinfo.txt" : $"{Math.Abs(r.Value - k.Value)} kB apart: the boot was not shaped by the capture's zoneinfo.txt")
-                    : r > k ? $"{r - k} kB more in the kernel: slabs of objects allocated before tracing began"
-                    : r < k ? $"{k - r} kB more on Kmem: objects whose free the trace did not record, or emptier slabs the kernel shrank"
-                    : "";
+                    : ProcNotes.Meminfo(r.Value, k.Value, replay is null ? null : notSeenKb[field]);
                 mem.Add(new(field, r, k, note));
             }
         }
@@ -197,54 +210,6 @@ public sealed class TraceProcComparison
             "pcp_high" => "derived: the low watermark split between the node's CPUs (zone_highsize)",
             _ => "derived: zone_batchsize of the managed pages when the kernel computed it",
         };
-    }
-
-    private static string SlabNote(SlabinfoLine real, SlabinfoLine? kmem, long untracked)
-    {
-        if (kmem is not SlabinfoLine k)
-        {
-            return real.ActiveObjs == 0 ? "empty in the kernel; never allocated from in the replayed trace"
-                : $"{real.ActiveObjs} objects allocated before tracing began (no allocation in the replayed trace)";
-        }
-        var notes = new List<string>();
-        long d = real.ActiveObjs - k.ActiveObjs;
-        if (d > 0)
-        {
-            notes.Add(untracked > 0
-                ? $"{d} more objects in the kernel: allocated before tracing began ({untracked} such objects were freed in the trace)"
-                : $"{d} more objects in the kernel: allocated before tracing began");
-        }
-        else if (d < 0)
-        {
-            notes.Add($"{-d} more counted active on Kmem: free objects sitting in per-CPU slabs count as active, or frees the trace did not record");
-        }
-        if (real.ObjSize != k.ObjSize || real.ObjPerSlab != k.ObjPerSlab || real.PagesPerSlab != k.PagesPerSlab)
-        {
-            notes.Add($"geometry differs: {real.ObjSize}/{real.ObjPerSlab}/{real.PagesPerSlab} vs {k.ObjSize}/{k.ObjPerSlab}/{k.PagesPerSlab} (objsize/objperslab/pagesperslab)");
-        }
-        return string.Join("; ", notes);
-    }
-
-    private static string BuddyNote(long[]? real, long[]? kmem)
-    {
-        if (real is null || kmem is null)
-        {
-            return real is null ? "zone only on Kmem" : "zone only in the kernel";
-        }
-        long r = FreePages(real), k = FreePages(kmem);
-        return r < k ? $"{k - r} more free pages on Kmem: the kernel's pages allocated before tracing began and still held"
-            : r > k ? $"{r - k} more free pages in the kernel"
-            : "";
-    }
-
-    private static long FreePages(long[] counts)
-    {
-        long pages = 0;
-        for (int o = 0; o < counts.Length; o++)
-        {
-            pages += counts[o] << o;
-        }
-        return pages;
     }
 
     /// <summary>Parses /proc/slabinfo (version 2.1) text.</summary>

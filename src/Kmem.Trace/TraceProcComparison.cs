@@ -174,6 +174,9 @@ public sealed class TraceProcComparison
         List<(string Zone, Dictionary<string, string> Fields)> kmem, List<ZoneinfoComparison> rows)
     {
         var kmemByZone = kmem.ToDictionary(z => z.Zone, z => z.Fields, StringComparer.Ordinal);
+        // The lowmem zones' min watermarks add up to min_free_kbytes / 4 on either side (rounded down per zone).
+        long realMin = LowmemMin(real), kmemMin = LowmemMin(kmem);
+        bool sameMinFree = Math.Abs(realMin - kmemMin) * 100 <= Math.Max(realMin, 1);
         foreach (var (zone, fields) in real)
         {
             var k = kmemByZone.GetValueOrDefault(zone);
@@ -184,33 +187,41 @@ public sealed class TraceProcComparison
             foreach (string field in ZoneinfoSnapshot.Fields)
             {
                 string? r = fields.GetValueOrDefault(field), kv = k?.GetValueOrDefault(field);
-                rows.Add(new(zone, field, r, kv, ZoneNote(field, r, kv)));
+                string note = r is null || kv is null ? "missing on one side"
+                    : ZoneinfoSnapshot.IsInput(field) ? (r == kv ? "input of the boot" : "input of the boot; the spans differ (e820 holes Kmem does not have)")
+                    : r == kv ? ""
+                    : field == "protection" ? ProtectionNote(zone, r, kv)
+                    : field == "pcp_batch" ? "derived: zone_batchsize of the managed pages when the kernel computed it: unexplained"
+                    : sameMinFree ? $"derived: the lowmem min watermarks add up within 1 % ({realMin} and {kmemMin} pages): the kernel computed them from the managed pages it had then (see protection)"
+                    : $"derived: the lowmem min watermarks add up to {realMin} pages in the kernel, {kmemMin} on Kmem: another min_free_kbytes, unexplained";
+                rows.Add(new(zone, field, r, kv, note));
             }
         }
     }
 
-    private static string ZoneNote(string field, string? real, string? kmem)
+    private static long LowmemMin(List<(string Zone, Dictionary<string, string> Fields)> zones) =>
+        zones.Where(z => ZoneinfoSnapshot.TypeOf(z.Zone) is ZoneType.Dma or ZoneType.Dma32 or ZoneType.Normal)
+            .Sum(z => long.TryParse(z.Fields.GetValueOrDefault("min"), NumberStyles.None, CultureInfo.InvariantCulture, out long v) ? v : 0);
+
+    // lowmem_reserve[j] = managed pages of the zones above up to j / sysctl_lowmem_reserve_ratio (256 DMA, DMA32; 32 Normal).
+    private static string ProtectionNote(string zone, string real, string kmem)
     {
-        if (real is null || kmem is null)
+        int ratio = ZoneinfoSnapshot.TypeOf(zone) is ZoneType.Normal ? 32 : 256;
+        long[] r = ParseList(real), k = ParseList(kmem);
+        for (int j = 0; j < Math.Min(r.Length, k.Length); j++)
         {
-            return "missing on one side";
+            if (r[j] != k[j])
+            {
+                return $"derived: the kernel's {r[j]} means {r[j] * ratio}..{r[j] * ratio + ratio - 1} managed pages above this zone when it computed it; "
+                    + $"Kmem's {k[j]} comes from the final count, {k[j] * ratio}..{k[j] * ratio + ratio - 1}";
+            }
         }
-        if (ZoneinfoSnapshot.IsInput(field))
-        {
-            return real == kmem ? "input of the boot" : "input of the boot; the spans differ (e820 holes Kmem does not have)";
-        }
-        if (real == kmem)
-        {
-            return "";
-        }
-        return field switch
-        {
-            "min" or "low" or "high" => "derived: min_free_kbytes comes from the managed pages when the kernel computed it, which the final snapshot does not show",
-            "protection" => "derived: lowmem_reserve is the higher zones' managed pages / ratio when the kernel computed it",
-            "pcp_high" => "derived: the low watermark split between the node's CPUs (zone_highsize)",
-            _ => "derived: zone_batchsize of the managed pages when the kernel computed it",
-        };
+        return "unexplained";
     }
+
+    private static long[] ParseList(string text) =>
+        [.. text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(t => long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out long v) ? v : -1)];
 
     /// <summary>Parses /proc/slabinfo (version 2.1) text.</summary>
     /// <exception cref="FormatException">A line is not a slabinfo line.</exception>

@@ -175,8 +175,8 @@ public sealed class TraceProcComparison
     {
         var kmemByZone = kmem.ToDictionary(z => z.Zone, z => z.Fields, StringComparer.Ordinal);
         // The lowmem zones' min watermarks add up to min_free_kbytes / 4 on either side (rounded down per zone).
-        long realMin = LowmemMin(real), kmemMin = LowmemMin(kmem);
-        bool sameMinFree = Math.Abs(realMin - kmemMin) * 100 <= Math.Max(realMin, 1);
+        long realMin = LowmemSum(real, "min"), kmemMin = LowmemSum(kmem, "min");
+        bool sameMinFree = Math.Abs(realMin - kmemMin) * 50 <= Math.Max(realMin, 1);
         foreach (var (zone, fields) in real)
         {
             var k = kmemByZone.GetValueOrDefault(zone);
@@ -192,16 +192,36 @@ public sealed class TraceProcComparison
                     : r == kv ? ""
                     : field == "protection" ? ProtectionNote(zone, r, kv)
                     : field == "pcp_batch" ? "derived: zone_batchsize of the managed pages when the kernel computed it: unexplained"
-                    : sameMinFree ? $"derived: the lowmem min watermarks add up within 1 % ({realMin} and {kmemMin} pages): the kernel computed them from the managed pages it had then (see protection)"
+                    : sameMinFree ? MinFreeNote(realMin, kmemMin, LowmemSum(kmem, "managed"))
                     : $"derived: the lowmem min watermarks add up to {realMin} pages in the kernel, {kmemMin} on Kmem: another min_free_kbytes, unexplained";
                 rows.Add(new(zone, field, r, kv, note));
             }
         }
     }
 
-    private static long LowmemMin(List<(string Zone, Dictionary<string, string> Fields)> zones) =>
+    // The lowmem zones' min watermarks add up to min_free_kbytes / 4: the lowmem pages that implies by either
+    // 6.1 formula (int_sqrt(16 × lowmem kB) at boot, or khugepaged's raise to nr_free_buffer_pages / 20), when
+    // one of them lands within 10 % of the final count Kmem derived its own from.
+    private static string MinFreeNote(long realMin, long kmemMin, long kmemLowmem)
+    {
+        string head = $"derived: the kernel's lowmem min watermarks add up to {realMin} pages (min_free_kbytes ≈ {realMin * 4})";
+        string tail = $"; Kmem's {kmemMin} come from the final {kmemLowmem}";
+        long bySqrt = realMin * 4 * realMin * 4 / 64;
+        if (Math.Abs(bySqrt - kmemLowmem) * 10 <= kmemLowmem)
+        {
+            return $"{head}: int_sqrt(16 × lowmem kB) for about {bySqrt} lowmem pages when it computed it{tail}";
+        }
+        long byRaise = realMin * 20;
+        if (Math.Abs(byRaise - kmemLowmem) * 10 <= kmemLowmem)
+        {
+            return $"{head}: khugepaged's raise to nr_free_buffer_pages / 20 for about {byRaise} pages when it computed it{tail}";
+        }
+        return head + tail + ": unexplained";
+    }
+
+    private static long LowmemSum(List<(string Zone, Dictionary<string, string> Fields)> zones, string field) =>
         zones.Where(z => ZoneinfoSnapshot.TypeOf(z.Zone) is ZoneType.Dma or ZoneType.Dma32 or ZoneType.Normal)
-            .Sum(z => long.TryParse(z.Fields.GetValueOrDefault("min"), NumberStyles.None, CultureInfo.InvariantCulture, out long v) ? v : 0);
+            .Sum(z => long.TryParse(z.Fields.GetValueOrDefault(field), NumberStyles.None, CultureInfo.InvariantCulture, out long v) ? v : 0);
 
     // lowmem_reserve[j] = managed pages of the zones above up to j / sysctl_lowmem_reserve_ratio (256 DMA, DMA32; 32 Normal).
     private static string ProtectionNote(string zone, string real, string kmem)

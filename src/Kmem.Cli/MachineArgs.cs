@@ -221,7 +221,7 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
 
     /// <summary>The managed pages per zone of zoneinfo.txt beside the trace (a boot shaped like the capture), or null.</summary>
     /// <exception cref="MachineOptionException">zoneinfo.txt is not in the kernel's format.</exception>
-    private static IReadOnlyDictionary<ZoneType, long>? SnapshotManagedPages(string? tracePath)
+    private static IReadOnlyDictionary<string, long>? SnapshotManagedPages(string? tracePath)
     {
         if (tracePath is null)
         {

@@ -59,7 +59,7 @@ public sealed class TraceProcComparison
     /// <summary>The managed pages per zone of the zoneinfo.txt snapshot in <paramref name="directory"/>, for
     /// <see cref="MachineOptions.ManagedPages"/>; null when there is no such file.</summary>
     /// <exception cref="FormatException">zoneinfo.txt is not in the kernel's format.</exception>
-    public static IReadOnlyDictionary<ZoneType, long>? SnapshotManagedPages(string directory)
+    public static IReadOnlyDictionary<string, long>? SnapshotManagedPages(string directory)
     {
         ArgumentNullException.ThrowIfNull(directory);
         string path = Path.Combine(directory, "zoneinfo.txt");

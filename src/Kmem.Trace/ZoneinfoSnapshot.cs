@@ -89,16 +89,15 @@ internal static class ZoneinfoSnapshot
         _ => null,
     };
 
-    /// <summary>Managed pages of every zone with present pages in the zoneinfo text.</summary>
-    public static Dictionary<ZoneType, long> ManagedPages(string text, string fileName)
+    /// <summary>Managed pages of every zone with present pages in the zoneinfo text, by zone name.</summary>
+    public static Dictionary<string, long> ManagedPages(string text, string fileName)
     {
-        var managed = new Dictionary<ZoneType, long>();
+        var managed = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var (zone, fields) in Parse(text, fileName))
         {
-            if (TypeOf(zone) is ZoneType t && fields.TryGetValue("present", out string? p) && p != "0"
-                && fields.TryGetValue("managed", out string? m))
+            if (fields.TryGetValue("present", out string? p) && p != "0" && fields.TryGetValue("managed", out string? m))
             {
-                managed[t] = long.Parse(m, NumberStyles.None, CultureInfo.InvariantCulture);
+                managed[zone[(zone.LastIndexOf(' ') + 1)..]] = long.Parse(m, NumberStyles.None, CultureInfo.InvariantCulture);
             }
         }
         return managed;

@@ -173,9 +173,13 @@ internal sealed class MemoryInit
         }
         if (Options.ManagedPages is { } managed)
         {
+            foreach (string name in managed.Keys.Where(n => !Zones.Any(z => z.Name == n)))
+            {
+                throw new MachineOptionException("ManagedPages", $"ManagedPages: {name} is not a zone of this machine ({string.Join(", ", Zones.Select(z => z.Name))})");
+            }
             foreach (var zone in Zones)
             {
-                if (zone.SpannedPages != 0 && managed.TryGetValue(zone.Type, out long pages))
+                if (zone.SpannedPages != 0 && managed.TryGetValue(zone.Name, out long pages))
                 {
                     ShapeZone(zone, pages, reserved);
                 }

@@ -99,8 +99,8 @@ public class TraceCacheIdentityTests
     public void ManagedPagesShapeTheZonesAndTheWatermarksAreDerivedFromThem()
     {
         var managed = TraceProcComparison.SnapshotManagedPages(ReplayData.BundledFolder)!;
-        Assert.Equal(3840, managed[ZoneType.Dma]);
-        Assert.Equal(112688, managed[ZoneType.Dma32]);
+        Assert.Equal(3840, managed["DMA"]);
+        Assert.Equal(112688, managed["DMA32"]);
         using var m = Machine.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1, ManagedPages = managed });
         var zones = m.PageAllocator.Zones.Where(z => z.IsPopulated).ToDictionary(z => z.Type);
         Assert.Equal(3840, zones[ZoneType.Dma].ManagedPages);
@@ -125,9 +125,21 @@ public class TraceCacheIdentityTests
         var e = Assert.Throws<MachineOptionException>(() => Machine.Boot(new MachineOptions
         {
             Memory = "64M",
-            ManagedPages = new Dictionary<ZoneType, long> { [ZoneType.Dma32] = 1_000_000 },
+            ManagedPages = new Dictionary<string, long> { ["DMA32"] = 1_000_000 },
         }));
         Assert.Equal("ManagedPages", e.Option);
+    }
+
+    [Fact]
+    public void ManagedPagesOfAZoneTheMachineHasNotAreRefused()
+    {
+        var e = Assert.Throws<MachineOptionException>(() => Machine.Boot(new MachineOptions
+        {
+            Memory = "1G",
+            Preset = Preset.X86Pae,
+            ManagedPages = new Dictionary<string, long> { ["DMA32"] = 1000 },
+        }));
+        Assert.Contains("DMA32 is not a zone of this machine", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -135,9 +147,9 @@ public class TraceCacheIdentityTests
     {
         var managed = TraceProcComparison.SnapshotManagedPages(Captures.Folder(Captures.I386))!;
         using var m = Machine.Boot(new MachineOptions { Memory = "1536M", Cpus = 1, Preset = Preset.X86Pae, Seed = 1, ManagedPages = managed });
-        foreach (var (type, pages) in managed)
+        foreach (var (name, pages) in managed)
         {
-            Assert.Equal(pages, m.PageAllocator.Zones.Single(z => z.Type == type).ManagedPages);
+            Assert.Equal(pages, m.PageAllocator.Zones.Single(z => z.Name == name).ManagedPages);
         }
         Assert.Contains("MemTotal:        1540536 kB", m.Proc.Meminfo(), StringComparison.Ordinal);
     }

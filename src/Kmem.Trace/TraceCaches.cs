@@ -6,8 +6,8 @@
 // Kmem's own caches such as kmalloc-64), its objects still in the provisional cache move
 // there (a new object, the old one freed, the pointer map updated), and the emptied
 // provisional cache is destroyed. One pass, no look-ahead. Here: the sites, the cache slots
-// (with their statistics) and the caches' creation; TraceReplayer moves the objects. Used on
-// the replaying thread only.
+// (with their statistics), the caches' creation and the moves of the replayer's live objects
+// between them. Used on the replaying thread only.
 // Identity: a name in a 6.1 trace is always a root cache (kmem_cache_free prints s->name, and
 // a merged kmem_cache_create returns its root's struct), so two names are two caches in the
 // kernel, and a provisional cache is Kmem's stand-in, never one of the kernel's: every cache
@@ -17,7 +17,7 @@
 // from accounted=true on an allocation whose gfp_flags lack __GFP_ACCOUNT (6.1 prints
 // accounted = __GFP_ACCOUNT || SLAB_ACCOUNT), SLAB_RECLAIM_ACCOUNT from a new slab page
 // allocated with __GFP_RECLAIMABLE (the cache's allocflags); a flag seen after the cache was
-// made re-makes it (TraceReplayer.Caches.cs).
+// made re-makes it (Remake).
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 

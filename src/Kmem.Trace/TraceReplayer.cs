@@ -4,8 +4,9 @@
 // not slab pages (TraceReplayer.Pages.cs); zone_locked, pcpu_drain and extfrag are
 // consequences, only counted. Each event runs pinned to its CPU (modulo the machine's).
 // Kmem picks its own addresses: the trace's are keys of maps to Kmem's, so memory is
-// bounded by what the trace holds live, not by its length. Caches are identified by
-// TraceCaches (objects moved in TraceReplayer.Caches.cs); decisions are compared in
+// bounded by what the trace holds live, not by its length. Caches are identified (and
+// objects moved between them) by TraceCaches, counted for --compare-proc by
+// TraceCacheCounter (TraceReplayer.Caches.cs hands them the state); decisions are compared in
 // TraceReplayer.Decisions.cs and counted by TraceDecisions. Not thread-safe: one
 // replayer, one thread, one machine.
 using System.Diagnostics;

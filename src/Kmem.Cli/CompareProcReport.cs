@@ -37,6 +37,15 @@ public static class CompareProcReport
                 w.WriteLine($"  {"",-22} kmem   {Counts(row.Kmem)}  {row.Note}");
             }
         }
+        if (c.Zoneinfo.Count > 0)
+        {
+            w.WriteLine();
+            w.WriteLine($"  {"zoneinfo",-22} {"field",-10} {"kernel",-24} {"kmem",-24}  note");
+            foreach (var row in c.Zoneinfo)
+            {
+                w.WriteLine($"  {row.Zone,-22} {row.Field,-10} {row.Trace ?? "-",-24} {row.Kmem ?? "-",-24}  {row.Note}");
+            }
+        }
         if (c.Meminfo.Count > 0)
         {
             w.WriteLine();
@@ -76,6 +85,18 @@ public static class CompareProcReport
             j.WriteString("zone", row.Zone);
             WriteCounts(j, "kernel", row.Trace);
             WriteCounts(j, "kmem", row.Kmem);
+            j.WriteString("note", row.Note);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+        j.WriteStartArray("zoneinfo");
+        foreach (var row in c.Zoneinfo)
+        {
+            j.WriteStartObject();
+            j.WriteString("zone", row.Zone);
+            j.WriteString("field", row.Field);
+            j.WriteString("kernel", row.Trace);
+            j.WriteString("kmem", row.Kmem);
             j.WriteString("note", row.Note);
             j.WriteEndObject();
         }

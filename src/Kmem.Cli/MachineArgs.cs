@@ -167,6 +167,8 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
         {
             MachineOptionException { Option: "Cpus" } when Cpus is null && traceCpus > 0 =>
                 $"{tracePath}: the header's #P:{traceCpus} is not a machine Kmem can boot ({MachineArgs.Describe(e)}); give --cpus N",
+            MachineOptionException { Option: "ManagedPages" } when Mem is null =>
+                $"{Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tracePath)) ?? "", "zoneinfo.txt")}: its zones are not a machine Kmem can boot ({e.Message}); give --mem SIZE to boot without them",
             MachineOptionException { Option: "Memory" } when Mem is null =>
                 $"{Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tracePath)) ?? "", "meminfo.txt")}: its MemTotal is not a machine Kmem can boot ({MachineArgs.Describe(e)}); give --mem SIZE",
             _ => null,
@@ -202,6 +204,7 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
         var defaults = new MachineOptions();
         return new MachineOptions
         {
+            ManagedPages = Mem is null ? SnapshotManagedPages(tracePath) : null,
             Memory = memory,
             Cpus = cpus,
             Preset = Preset,
@@ -214,6 +217,24 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
             WatermarkBoostFactor = sysctl.GetValueOrDefault("watermark_boost_factor", defaults.WatermarkBoostFactor),
             PercpuPagelistHighFraction = sysctl.GetValueOrDefault("percpu_pagelist_high_fraction", defaults.PercpuPagelistHighFraction),
         };
+    }
+
+    /// <summary>The managed pages per zone of zoneinfo.txt beside the trace (a boot shaped like the capture), or null.</summary>
+    /// <exception cref="MachineOptionException">zoneinfo.txt is not in the kernel's format.</exception>
+    private static IReadOnlyDictionary<string, long>? SnapshotManagedPages(string? tracePath)
+    {
+        if (tracePath is null)
+        {
+            return null;
+        }
+        try
+        {
+            return TraceProcComparison.SnapshotManagedPages(Path.GetDirectoryName(Path.GetFullPath(tracePath))!);
+        }
+        catch (FormatException e)
+        {
+            throw new MachineOptionException("ManagedPages", e.Message, e);
+        }
     }
 
     /// <summary>One --sysctl NAME=VALUE (a "vm." prefix allowed); the machine checks the value's range at boot.</summary>

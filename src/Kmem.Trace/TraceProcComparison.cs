@@ -40,15 +40,30 @@ public readonly record struct MeminfoComparison(string Field, long? TraceKb, lon
 /// <summary>Kmem's /proc files compared with the snapshot files recorded beside a trace.</summary>
 public sealed class TraceProcComparison
 {
-    private static readonly string[] s_meminfoFields = ["Slab", "SReclaimable", "SUnreclaim"];
+    private static readonly string[] s_meminfoFields = ["MemTotal", "Slab", "SReclaimable", "SUnreclaim"];
 
     private TraceProcComparison(IReadOnlyList<string> files, IReadOnlyList<SlabinfoComparison> slabinfo,
-        IReadOnlyList<BuddyinfoComparison> buddyinfo, IReadOnlyList<MeminfoComparison> meminfo)
+        IReadOnlyList<BuddyinfoComparison> buddyinfo, IReadOnlyList<MeminfoComparison> meminfo, IReadOnlyList<ZoneinfoComparison> zoneinfo)
     {
         Files = files;
         Slabinfo = slabinfo;
         Buddyinfo = buddyinfo;
         Meminfo = meminfo;
+        Zoneinfo = zoneinfo;
+    }
+
+    /// <summary>Each zone's present and managed pages (the inputs of a boot shaped like the capture), watermarks,
+    /// protection and first pcp high and batch (what Kmem derives from them), in the kernel's zone order.</summary>
+    public IReadOnlyList<ZoneinfoComparison> Zoneinfo { get; }
+
+    /// <summary>The managed pages per zone of the zoneinfo.txt snapshot in <paramref name="directory"/>, for
+    /// <see cref="MachineOptions.ManagedPages"/>; null when there is no such file.</summary>
+    /// <exception cref="FormatException">zoneinfo.txt is not in the kernel's format.</exception>
+    public static IReadOnlyDictionary<string, long>? SnapshotManagedPages(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        string path = Path.Combine(directory, "zoneinfo.txt");
+        return File.Exists(path) ? ZoneinfoSnapshot.ManagedPages(File.ReadAllText(path), path) : null;
     }
 
     /// <summary>The snapshot files found and compared (slabinfo.txt, buddyinfo.txt, meminfo.txt).</summary>
@@ -78,6 +93,8 @@ public sealed class TraceProcComparison
         var buddy = new List<BuddyinfoComparison>();
         var mem = new List<MeminfoComparison>();
 
+        // The kernel's slab memory not seen allocated in the trace, by meminfo line (kB).
+        var notSeenKb = new Dictionary<string, long>(StringComparer.Ordinal) { ["Slab"] = 0, ["SReclaimable"] = 0, ["SUnreclaim"] = 0 };
         string path = Path.Combine(directory, "slabinfo.txt");
         if (File.Exists(path) && m.Proc.Knows("slabinfo"))
         {
@@ -85,11 +102,24 @@ public sealed class TraceProcComparison
             var real = ParseSlabinfo(File.ReadAllText(path), path);
             var kmem = ParseSlabinfo(m.Proc.Read("slabinfo"), "/proc/slabinfo");
             var kmemByName = kmem.ToDictionary(c => c.Name, c => c.Line, StringComparer.Ordinal);
-            var untracked = replay?.UntrackedFreesByCache ?? new Dictionary<string, long>();
+            var counts = replay?.CacheCounts;
+            var provisionalSizes = kmem.Where(c => c.Name.Contains('/', StringComparison.Ordinal)).Select(c => c.Line.ObjSize).ToHashSet();
+            var reclaimable = m.SlabCaches.GroupBy(c => c.Name, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => (g.First().Flags & SlabFlags.ReclaimAccount) != 0, StringComparer.Ordinal);
             foreach (var (name, line) in real)
             {
                 SlabinfoLine? k = kmemByName.TryGetValue(name, out var kl) ? kl : null;
-                slab.Add(new(name, line, k, SlabNote(line, k, untracked.GetValueOrDefault(name))));
+                TraceCacheCounts? c = counts is null ? null : counts.GetValueOrDefault(name);
+                slab.Add(new(name, line, k, ProcNotes.Slab(line, k, c, provisionalSizes.Contains(line.ObjSize))));
+                if (c is TraceCacheCounts n)
+                {
+                    long kb = Math.Max(0, ProcNotes.KernelSlabPages(line) - n.TraceSlabPages) * (Machine.PageSize >> 10);
+                    notSeenKb["Slab"] += kb;
+                    if (reclaimable.TryGetValue(name, out bool rcl))
+                    {
+                        notSeenKb[rcl ? "SReclaimable" : "SUnreclaim"] += kb;
+                    }
+                }
             }
             var realNames = real.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
             foreach (var (name, line) in kmem.Where(c => !realNames.Contains(c.Name)))
@@ -110,7 +140,7 @@ public sealed class TraceProcComparison
             {
                 long[]? r = real.GetValueOrDefault(zone);
                 long[]? k = kmem.GetValueOrDefault(zone);
-                buddy.Add(new(zone, r, k, BuddyNote(r, k)));
+                buddy.Add(new(zone, r, k, ProcNotes.Buddy(r, k, replay?.UntrackedPageFrees)));
             }
         }
 
@@ -125,62 +155,93 @@ public sealed class TraceProcComparison
                 long? r = real.TryGetValue(field, out long rv) ? rv : null;
                 long? k = kmem.TryGetValue(field, out long kv) ? kv : null;
                 string note = r is null || k is null ? "missing on one side"
-                    : r > k ? $"{r - k} kB more in the kernel: slabs of objects allocated before tracing began"
-                    : r < k ? $"{k - r} kB more on Kmem: objects whose free the trace did not record, or emptier slabs the kernel shrank"
-                    : "";
+                    : field == "MemTotal" ? (r == k ? "input: the managed pages of zoneinfo.txt" : $"{Math.Abs(r.Value - k.Value)} kB apart: the boot was not shaped by the capture's zoneinfo.txt")
+                    : ProcNotes.Meminfo(r.Value, k.Value, replay is null ? null : notSeenKb[field]);
                 mem.Add(new(field, r, k, note));
             }
         }
-        return new TraceProcComparison(files, slab, buddy, mem);
+        var zoneinfo = new List<ZoneinfoComparison>();
+        path = Path.Combine(directory, "zoneinfo.txt");
+        if (File.Exists(path) && m.Proc.Knows("zoneinfo"))
+        {
+            files.Add("zoneinfo.txt");
+            CompareZoneinfo(ZoneinfoSnapshot.Parse(File.ReadAllText(path), path), ZoneinfoSnapshot.Parse(m.Proc.Read("zoneinfo"), "/proc/zoneinfo"), zoneinfo);
+        }
+        return new TraceProcComparison(files, slab, buddy, mem, zoneinfo);
     }
 
-    private static string SlabNote(SlabinfoLine real, SlabinfoLine? kmem, long untracked)
+    private static void CompareZoneinfo(List<(string Zone, Dictionary<string, string> Fields)> real,
+        List<(string Zone, Dictionary<string, string> Fields)> kmem, List<ZoneinfoComparison> rows)
     {
-        if (kmem is not SlabinfoLine k)
+        var kmemByZone = kmem.ToDictionary(z => z.Zone, z => z.Fields, StringComparer.Ordinal);
+        // The lowmem zones' min watermarks add up to min_free_kbytes / 4 on either side (rounded down per zone).
+        long realMin = LowmemSum(real, "min"), kmemMin = LowmemSum(kmem, "min");
+        bool sameMinFree = Math.Abs(realMin - kmemMin) * 50 <= Math.Max(realMin, 1);
+        foreach (var (zone, fields) in real)
         {
-            return real.ActiveObjs == 0 ? "empty in the kernel; never allocated from in the replayed trace"
-                : $"{real.ActiveObjs} objects allocated before tracing began (no allocation in the replayed trace)";
+            var k = kmemByZone.GetValueOrDefault(zone);
+            if (fields.GetValueOrDefault("present") is null or "0" && k?.GetValueOrDefault("present") is null or "0")
+            {
+                continue; // empty on both sides
+            }
+            foreach (string field in ZoneinfoSnapshot.Fields)
+            {
+                string? r = fields.GetValueOrDefault(field), kv = k?.GetValueOrDefault(field);
+                string note = r is null || kv is null ? "missing on one side"
+                    : ZoneinfoSnapshot.IsInput(field) ? (r == kv ? "input of the boot" : "input of the boot; the spans differ (e820 holes Kmem does not have)")
+                    : r == kv ? ""
+                    : field == "protection" ? ProtectionNote(zone, r, kv)
+                    : field == "pcp_batch" ? "derived: zone_batchsize of the managed pages when the kernel computed it: unexplained"
+                    : sameMinFree ? MinFreeNote(realMin, kmemMin, LowmemSum(kmem, "managed"))
+                    : $"derived: the lowmem min watermarks add up to {realMin} pages in the kernel, {kmemMin} on Kmem: another min_free_kbytes, unexplained";
+                rows.Add(new(zone, field, r, kv, note));
+            }
         }
-        var notes = new List<string>();
-        long d = real.ActiveObjs - k.ActiveObjs;
-        if (d > 0)
-        {
-            notes.Add(untracked > 0
-                ? $"{d} more objects in the kernel: allocated before tracing began ({untracked} such objects were freed in the trace)"
-                : $"{d} more objects in the kernel: allocated before tracing began");
-        }
-        else if (d < 0)
-        {
-            notes.Add($"{-d} more counted active on Kmem: free objects sitting in per-CPU slabs count as active, or frees the trace did not record");
-        }
-        if (real.ObjSize != k.ObjSize || real.ObjPerSlab != k.ObjPerSlab || real.PagesPerSlab != k.PagesPerSlab)
-        {
-            notes.Add($"geometry differs: {real.ObjSize}/{real.ObjPerSlab}/{real.PagesPerSlab} vs {k.ObjSize}/{k.ObjPerSlab}/{k.PagesPerSlab} (objsize/objperslab/pagesperslab)");
-        }
-        return string.Join("; ", notes);
     }
 
-    private static string BuddyNote(long[]? real, long[]? kmem)
+    // The lowmem zones' min watermarks add up to min_free_kbytes / 4: the lowmem pages that implies by either
+    // 6.1 formula (int_sqrt(16 × lowmem kB) at boot, or khugepaged's raise to nr_free_buffer_pages / 20), when
+    // one of them lands within 10 % of the final count Kmem derived its own from.
+    private static string MinFreeNote(long realMin, long kmemMin, long kmemLowmem)
     {
-        if (real is null || kmem is null)
+        string head = $"derived: the kernel's lowmem min watermarks add up to {realMin} pages (min_free_kbytes ≈ {realMin * 4})";
+        string tail = $"; Kmem's {kmemMin} come from the final {kmemLowmem}";
+        long bySqrt = realMin * 4 * realMin * 4 / 64;
+        if (Math.Abs(bySqrt - kmemLowmem) * 10 <= kmemLowmem)
         {
-            return real is null ? "zone only on Kmem" : "zone only in the kernel";
+            return $"{head}: int_sqrt(16 × lowmem kB) for about {bySqrt} lowmem pages when it computed it{tail}";
         }
-        long r = FreePages(real), k = FreePages(kmem);
-        return r < k ? $"{k - r} more free pages on Kmem: the kernel's pages allocated before tracing began and still held"
-            : r > k ? $"{r - k} more free pages in the kernel"
-            : "";
+        long byRaise = realMin * 20;
+        if (Math.Abs(byRaise - kmemLowmem) * 10 <= kmemLowmem)
+        {
+            return $"{head}: khugepaged's raise to nr_free_buffer_pages / 20 for about {byRaise} pages when it computed it{tail}";
+        }
+        return head + tail + ": unexplained";
     }
 
-    private static long FreePages(long[] counts)
+    private static long LowmemSum(List<(string Zone, Dictionary<string, string> Fields)> zones, string field) =>
+        zones.Where(z => ZoneinfoSnapshot.TypeOf(z.Zone) is ZoneType.Dma or ZoneType.Dma32 or ZoneType.Normal)
+            .Sum(z => long.TryParse(z.Fields.GetValueOrDefault(field), NumberStyles.None, CultureInfo.InvariantCulture, out long v) ? v : 0);
+
+    // lowmem_reserve[j] = managed pages of the zones above up to j / sysctl_lowmem_reserve_ratio (256 DMA, DMA32; 32 Normal).
+    private static string ProtectionNote(string zone, string real, string kmem)
     {
-        long pages = 0;
-        for (int o = 0; o < counts.Length; o++)
+        int ratio = ZoneinfoSnapshot.TypeOf(zone) is ZoneType.Normal ? 32 : 256;
+        long[] r = ParseList(real), k = ParseList(kmem);
+        for (int j = 0; j < Math.Min(r.Length, k.Length); j++)
         {
-            pages += counts[o] << o;
+            if (r[j] != k[j])
+            {
+                return $"derived: the kernel's {r[j]} means {r[j] * ratio}..{r[j] * ratio + ratio - 1} managed pages above this zone when it computed it; "
+                    + $"Kmem's {k[j]} comes from the final count, {k[j] * ratio}..{k[j] * ratio + ratio - 1}";
+            }
         }
-        return pages;
+        return "unexplained";
     }
+
+    private static long[] ParseList(string text) =>
+        [.. text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(t => long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out long v) ? v : -1)];
 
     /// <summary>Parses /proc/slabinfo (version 2.1) text.</summary>
     /// <exception cref="FormatException">A line is not a slabinfo line.</exception>

@@ -80,6 +80,9 @@ public sealed class TraceReplayResult
     /// <summary>Untracked kmem_cache_free events by the cache name they carry.</summary>
     public required IReadOnlyDictionary<string, long> UntrackedFreesByCache { get; init; }
 
+    /// <summary>The replay's own counts by cache name, which --compare-proc attributes differences with.</summary>
+    internal IReadOnlyDictionary<string, TraceCacheCounts> CacheCounts { get; init; } = new Dictionary<string, TraceCacheCounts>();
+
     /// <summary>Page frees of frames not allocated in the replayed trace (allocated before tracing began).</summary>
     public required long UntrackedPageFrees { get; init; }
 

@@ -1,59 +1,41 @@
-// Which cache a traced kmem_cache_alloc came from. Linux 6.1 prints no cache name on
-// kmem_cache_alloc, so a cache is first known by (call_site, bytes_alloc): each new pair
-// gets a provisional Kmem cache of the same geometry, named "function/size". The first
-// kmem_cache_free of one of its objects names the kernel's cache: from then on the pair
-// allocates from the named cache (shared by every pair the same name reaches, or one of
-// Kmem's own caches such as kmalloc-64), its objects still in the provisional cache move
-// there (a new object, the old one freed, the pointer map updated), and the emptied
-// provisional cache is destroyed. One pass, no look-ahead. TraceCaches keeps the sites and
-// caches; here the replayer moves the objects. Part of TraceReplayer.
-using System.Runtime.CompilerServices;
-
+// The replayer's side of cache identity (TraceCaches) and of the per-cache counts
+// (TraceCacheCounter): it hands them the live objects, the kernel's slab page the last
+// allocation fell in, and the untracked frees. Part of TraceReplayer.
 namespace Kmem;
 
 public sealed partial class TraceReplayer
 {
+    private readonly TraceCacheCounter _counter = new();
+    // The gfp_flags and frame of the kernel's slab page the last MatchPending recognised (read right after it).
+    private Gfp _slabPageGfp;
+    private ulong _slabPagePfn;
+
+    // The cache slot a kmem_cache_alloc allocates from, with the flags the event reveals (a cache lacking one is re-made).
+    private TraceCaches.CacheSlot CacheSiteSlot(ref TraceEvent e, bool kernelNewSlab, out TraceCaches.Site site)
+    {
+        var slot = _caches.SiteSlot(ref e, kernelNewSlab ? _slabPageGfp : null, _objects, out site, ref _moved);
+        _counter.SlabPage(kernelNewSlab, _slabPagePfn, slot.Index);
+        return slot;
+    }
+
     // A kmem_cache_free named the cache of one of the site's objects.
     private void NameSite(TraceCaches.Site site, string name)
     {
-        if (site.Named)
+        if (!site.Named)
         {
-            return;
+            _moved += _caches.Rename(site, name, _objects);
+            NotePeak();
         }
-        site.Named = true;
-        var old = site.Target;
-        var target = _caches.NamedSlot(name, site);
-        if (ReferenceEquals(target, old))
+    }
+
+    // A free of an object the trace never allocated.
+    private void NoteUntrackedFree(ulong ptr, string? name)
+    {
+        _untrackedFrees++;
+        if (name is not null)
         {
-            return;
-        }
-        site.Target = target;
-        target.CallSites++;
-        var ptrs = old.Provisional!;
-        old.Provisional = null;
-        old.Retired = true;
-        foreach (ulong tracePtr in ptrs)
-        {
-            ref var obj = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrNullRef(_objects, tracePtr);
-            if (Unsafe.IsNullRef(ref obj) || obj.Slot != old.Index || obj.Ptr == 0)
-            {
-                continue;
-            }
-            nint p = _m.KmemCacheAlloc(target.Cache!, Gfp.Kernel | Gfp.NoWarn);
-            if (p == 0)
-            {
-                continue; // stays in the provisional cache; it is destroyed when its last object goes
-            }
-            _m.KmemCacheFree(old.Cache!, obj.Ptr);
-            old.Live--;
-            target.Live++;
-            obj = new LiveObject(p, target.Index, obj.Site);
-            _moved++;
-        }
-        NotePeak();
-        if (old.Live == 0)
-        {
-            _caches.DestroyRetired(old);
+            _untrackedByCache[name] = _untrackedByCache.GetValueOrDefault(name) + 1;
+            _counter.UntrackedFree(name, ptr, _baseKnown ? _base : null, _slabPages);
         }
     }
 }

@@ -97,6 +97,7 @@ public sealed partial class TraceReplayer
             {
                 _slabPages[p.Pfn] = p.Order;
                 _slabPageAllocs++;
+                (_slabPageGfp, _slabPagePfn) = (p.Gfp, p.Pfn);
                 RemovePending(cpu, i);
                 return true;
             }

@@ -4,8 +4,9 @@
 // not slab pages (TraceReplayer.Pages.cs); zone_locked, pcpu_drain and extfrag are
 // consequences, only counted. Each event runs pinned to its CPU (modulo the machine's).
 // Kmem picks its own addresses: the trace's are keys of maps to Kmem's, so memory is
-// bounded by what the trace holds live, not by its length. Caches are identified by
-// TraceCaches (objects moved in TraceReplayer.Caches.cs); decisions are compared in
+// bounded by what the trace holds live, not by its length. Caches are identified (and
+// objects moved between them) by TraceCaches, counted for --compare-proc by
+// TraceCacheCounter (TraceReplayer.Caches.cs hands them the state); decisions are compared in
 // TraceReplayer.Decisions.cs and counted by TraceDecisions. Not thread-safe: one
 // replayer, one thread, one machine.
 using System.Diagnostics;
@@ -312,6 +313,7 @@ public sealed partial class TraceReplayer
         if (live)
         {
             _missedFrees++;
+            _caches.NoteMissedFree(entry.Slot);
             Release(e.Ptr, entry);
         }
         _kmem?.Reset();
@@ -333,6 +335,7 @@ public sealed partial class TraceReplayer
             _kmallocMatches++;
         }
         var slot = _caches.KmallocSlot(e.Gfp, ks);
+        _counter.SlabPage(kernelNewSlab, _slabPagePfn, slot.Index);
         slot.Allocs++;
         slot.Live++;
         _bytesReq += (long)e.BytesReq;
@@ -354,10 +357,10 @@ public sealed partial class TraceReplayer
         if (live)
         {
             _missedFrees++;
+            _caches.NoteMissedFree(entry.Slot);
             Release(e.Ptr, entry);
         }
-        var site = _caches.SiteOf(ref e);
-        var slot = site.Target;
+        var slot = CacheSiteSlot(ref e, kernelNewSlab, out var site);
         _kmem?.Reset();
         nint p = _m.KmemCacheAllocNode(slot.Cache!, e.Gfp | Gfp.NoWarn, Node(e.Node));
         if (p == 0)
@@ -387,12 +390,7 @@ public sealed partial class TraceReplayer
         }
         if (!_objects.Remove(ptr, out var obj))
         {
-            _untrackedFrees++;
-            if (name is not null)
-            {
-                ref long n = ref CollectionsMarshal.GetValueRefOrAddDefault(_untrackedByCache, name, out _);
-                n++;
-            }
+            NoteUntrackedFree(ptr, name);
             return;
         }
         if (name is not null && obj.Site != 0)
@@ -559,9 +557,10 @@ public sealed partial class TraceReplayer
             BulkPagesReplayed = _bulkPages,
             UnattributedDrains = _unattributedDrains,
             BatchedFreesCountedOnce = _batchedOnce,
+            CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
         };
     }
 
     /// <summary>A live object of the trace: Kmem's pointer (0 when Kmem's allocation failed), its cache slot and call site.</summary>
-    private readonly record struct LiveObject(nint Ptr, int Slot, int Site);
+    internal readonly record struct LiveObject(nint Ptr, int Slot, int Site);
 }

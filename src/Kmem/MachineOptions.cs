@@ -122,6 +122,14 @@ public sealed class MachineOptions
     /// <summary>failslab= boot option: "&lt;interval&gt;,&lt;probability&gt;,&lt;space&gt;,&lt;times&gt;".</summary>
     public string? Failslab { get; init; }
 
+    /// <summary>Managed pages per zone, by the zone's /proc/zoneinfo name ("DMA", "DMA32", "Normal", "HighMem") and
+    /// zoneinfo's "managed" count, for a machine shaped like a recorded one: the boot
+    /// reserves present − managed frames in each listed zone instead of its default layout (a 16 MiB kernel image
+    /// and the memmap), as memblock kept the real kernel's image, memmap and early allocations; the watermarks,
+    /// lowmem reserves and per-CPU list sizes are then derived from these counts. Zones not listed keep the
+    /// default. Null (the default): no zone is shaped.</summary>
+    public IReadOnlyDictionary<string, long>? ManagedPages { get; init; }
+
     /// <summary>Where kernel messages are echoed as they are logged (the console), or null.</summary>
     public TextWriter? Console { get; init; }
 

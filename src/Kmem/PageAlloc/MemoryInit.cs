@@ -6,7 +6,10 @@
 // 1..158 and the 16 MiB kernel image at 16 MiB are reserved, and each node's
 // memmap (Linux's struct page size per frame: 64 bytes on x86-64, 32 on x86-32)
 // is reserved at the top of the node (of lowmem on x86-32). ZONE_MOVABLE is
-// carved from the top of each node per kernelcore= or movablecore=.
+// carved from the top of each node per kernelcore= or movablecore=. A zone given a
+// managed count (MachineOptions.ManagedPages, a recorded kernel's zoneinfo) reserves
+// present − managed frames instead: more below the zone's existing reservations, top-down
+// as memblock allocates, or less by trimming the kernel image, then the memmap.
 // Run once, by the PageAllocator constructor, before any other thread can see
 // the allocator; it takes each zone's lock only to free the boot ranges.
 using System.Numerics;
@@ -168,6 +171,20 @@ internal sealed class MemoryInit
             uint memmap = Arch.MemmapPages(node.EndPfn - node.StartPfn);
             reserved.Add((top - memmap, top, false));
         }
+        if (Options.ManagedPages is { } managed)
+        {
+            foreach (string name in managed.Keys.Where(n => !Zones.Any(z => z.Name == n)))
+            {
+                throw new MachineOptionException("ManagedPages", $"ManagedPages: {name} is not a zone of this machine ({string.Join(", ", Zones.Select(z => z.Name))})");
+            }
+            foreach (var zone in Zones)
+            {
+                if (zone.SpannedPages != 0 && managed.TryGetValue(zone.Name, out long pages))
+                {
+                    ShapeZone(zone, pages, reserved);
+                }
+            }
+        }
         reserved.Sort((a, b) => a.Start.CompareTo(b.Start));
         foreach (var (s, e, hole) in reserved)
         {
@@ -218,6 +235,64 @@ internal sealed class MemoryInit
             zone.ManagedPages = zone.PresentPages - resv;
         }
         return reservedPages;
+    }
+
+    /// <summary>Makes the reservations inside <paramref name="zone"/> total present − <paramref name="managed"/>.</summary>
+    /// <exception cref="MachineOptionException">The zone has fewer present pages than <paramref name="managed"/>.</exception>
+    private static void ShapeZone(Zone zone, long managed, List<(uint Start, uint End, bool Hole)> reserved)
+    {
+        long holes = 0, resv = 0;
+        foreach (var (s, e, hole) in reserved)
+        {
+            long n = Math.Max(0, (long)Math.Min(e, zone.EndPfn) - Math.Max(s, zone.StartPfn));
+            if (hole)
+            {
+                holes += n;
+            }
+            else
+            {
+                resv += n;
+            }
+        }
+        long present = zone.SpannedPages - holes;
+        if (managed < 0 || managed > present)
+        {
+            throw new MachineOptionException("ManagedPages", $"ManagedPages: {managed} pages for zone {zone.Name}, which has {present} present pages");
+        }
+        long delta = present - managed - resv;
+        if (delta > 0)
+        {
+            // Top-down below what is already reserved, as memblock_alloc places early allocations.
+            uint top = zone.EndPfn;
+            while (delta > 0 && top > zone.StartPfn)
+            {
+                var below = reserved.Where(r => r.Start < top && r.End > zone.StartPfn).Select(r => (r.Start, r.End)).ToList();
+                var covering = below.Where(r => r.End >= top).ToList();
+                if (covering.Count > 0)
+                {
+                    top = covering.Min(r => r.Start);
+                    continue;
+                }
+                uint floor = below.Count == 0 ? zone.StartPfn : Math.Max(zone.StartPfn, below.Max(r => r.End));
+                uint take = (uint)Math.Min(delta, top - floor);
+                reserved.Add((top - take, top, false));
+                delta -= take;
+                top -= take;
+            }
+            return;
+        }
+        // Fewer reservations: trim the zone's non-hole ranges from their ends, the kernel image before the memmap.
+        for (int i = 0; i < reserved.Count && delta < 0; i++)
+        {
+            var (s, e, hole) = reserved[i];
+            if (hole || s < zone.StartPfn || e > zone.EndPfn || s < Arch.FirstMibPfns)
+            {
+                continue;
+            }
+            uint cut = (uint)Math.Min(-delta, e - s);
+            reserved[i] = (s, e - cut, false);
+            delta += cut;
+        }
     }
 
     private static void FreeBootRange(Zone zone, uint start, uint end)

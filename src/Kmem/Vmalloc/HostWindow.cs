@@ -246,14 +246,6 @@ internal sealed class HostWindow
         StalePages = 0;
     }
 
-    /// <summary>The frame the host maps at page <paramref name="page"/>, or <see cref="PhysMem.NoPfn"/> for a hole
-    /// or the reservation (for tests).</summary>
-    public uint HostPfn(long page)
-    {
-        ulong e = Get(page);
-        return e is Hole or Reserved ? PhysMem.NoPfn : (uint)((e & (Writable - 1)) - 1);
-    }
-
     private static bool IsStale(ulong e) => e != Hole && (e & Live) == 0;
 
     private static ulong Entry(uint pfn, bool writable) => ((ulong)pfn + 1) | (writable ? Writable : 0);

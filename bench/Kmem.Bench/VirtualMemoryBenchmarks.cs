@@ -1,7 +1,9 @@
 // Vmalloc/Vfree of 64 KiB and 1 MiB against Kmalloc/Kfree of the same size (large kmalloc: compound
-// pages from the page allocator) and glibc's NativeMemory.Alloc/Free; and Kmap/Kunmap on a 32-bit PAE
-// machine: of a page that is already mapped (the pkmap count goes up and down, no host call), of a
-// new page each time (a real mmap into a pkmap slot), and KmapLocalPage/KunmapLocal of a highmem page.
+// pages from the page allocator) and glibc's NativeMemory.Alloc/Free; the shapes of Linux's
+// lib/test_vmalloc.c on its 1 GiB, 2-CPU machine (one vmalloc+vfree per operation); and Kmap/Kunmap
+// on a 32-bit PAE machine: of a page that is already mapped (the pkmap count goes up and down, no host
+// call), of a new page each time (a real mmap into a pkmap slot), and KmapLocalPage/KunmapLocal of a
+// highmem page.
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 
@@ -30,6 +32,78 @@ public class VmallocBenchmarks
 
     [Benchmark]
     public unsafe void Glibc() => NativeMemory.Free(NativeMemory.Alloc((nuint)Size));
+}
+
+/// <summary>test_vmalloc's shapes, one operation each: fix_size_alloc_test (one page), random_size_alloc_test
+/// (1-100 pages), long_busy_list_alloc_test (a 100-page and a one-page area while 15,000 one-page areas stay
+/// busy: two vmalloc+vfree pairs) and full_fit_alloc_test's inner loop (one page into the holes between 16,384
+/// busy one-page areas).</summary>
+[MemoryDiagnoser]
+public class TestVmallocBenchmarks
+{
+    private const nuint Page = Machine.PageSize;
+    private Machine _m = null!;
+    private Random _rng = null!;
+    private nint[] _busy = [];
+
+    [GlobalSetup(Targets = [nameof(FixSize), nameof(RandomSize)])]
+    public void Setup()
+    {
+        _m = Machine.Boot(new MachineOptions { Memory = "1G", Cpus = 2 });
+        _rng = new Random(1);
+    }
+
+    [GlobalSetup(Target = nameof(LongBusyList))]
+    public void SetupLongBusyList()
+    {
+        Setup();
+        _busy = [.. Enumerable.Range(0, 15_000).Select(_ => _m.Vmalloc(Page))];
+    }
+
+    [GlobalSetup(Target = nameof(FullFit))]
+    public void SetupFullFit()
+    {
+        Setup();
+        var junk = new nint[16_384];
+        _busy = new nint[16_384];
+        for (int i = 0; i < _busy.Length; i++)
+        {
+            _busy[i] = _m.Vmalloc(Page);
+            junk[i] = _m.Vmalloc(Page);
+        }
+        foreach (nint p in junk)
+        {
+            _m.Vfree(p);
+        }
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (nint p in _busy)
+        {
+            _m.Vfree(p);
+        }
+        _m.Dispose();
+    }
+
+    [Benchmark(Baseline = true)]
+    public void FixSize() => _m.Vfree(_m.Vmalloc(Page));
+
+    [Benchmark]
+    public void RandomSize() => _m.Vfree(_m.Vmalloc((nuint)_rng.Next(1, 101) * Page));
+
+    [Benchmark]
+    public void LongBusyList()
+    {
+        nint p1 = _m.Vmalloc(100 * Page);
+        nint p2 = _m.Vmalloc(Page);
+        _m.Vfree(p1);
+        _m.Vfree(p2);
+    }
+
+    [Benchmark]
+    public void FullFit() => _m.Vfree(_m.Vmalloc(Page));
 }
 
 [MemoryDiagnoser]

@@ -255,6 +255,11 @@ public sealed partial class Machine
 
     internal long VmallocPages => Volatile.Read(ref _vmapSpace)?.VmallocPages ?? 0;
 
+    /// <summary>purge_vmap_area_lazy, for reclaim: the lazily freed areas become reusable now. Never creates the
+    /// space, never throws (nothing on a disposed machine).</summary>
+    /// <returns>The lazy pages purged.</returns>
+    internal long PurgeVmapAreaLazy() => Volatile.Read(ref _vmapSpace)?.PurgeVmapAreaLazy() ?? 0;
+
     /// <summary>Gives back the vmalloc area's host window and every mapping in it.</summary>
     internal void DisposeVmalloc()
     {

@@ -31,9 +31,6 @@ internal sealed class VmStruct(ulong address, ulong size, VmFlags flags, string 
     /// do not find and /proc/vmallocinfo shows as "vm_map_ram".</summary>
     public bool IsMapRam { get; set; }
 
-    /// <summary>Host mappings charged to the process-wide budget for this area.</summary>
-    public int HostMaps { get; set; }
-
     /// <summary>Bytes that are mapped: the size less the guard page.</summary>
     public ulong MappedBytes => (Flags & VmFlags.NoGuard) != 0 ? Size : Size - (ulong)Physical.PhysMem.PageSize;
 }

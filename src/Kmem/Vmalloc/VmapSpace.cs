@@ -1,13 +1,18 @@
 // One machine's vmalloc space (mm/vmalloc.c): vmap areas from the free tree with
-// a guard page each, lazy freeing purged past lazy_max_pages, frames mapped on the
-// host with MAP_FIXED|MAP_SHARED of the memfd (one mmap per contiguous run) and in
-// Kmem's page tables. It sits above the page allocator and the slab layer (the page
-// pointer arrays of small areas are kmalloc objects), both given to its constructor.
+// a guard page each, lazy freeing purged past lazy_max_pages, frames mapped in
+// Kmem's page tables and on the host (HostWindow: one mmap of the memfd per run of
+// contiguous frames, a freed area's host mappings kept until reused or flushed, as
+// the kernel keeps TLB entries until its lazy purge). It sits above the page
+// allocator and the slab layer (the page pointer arrays of small areas are kmalloc
+// objects), both given to its constructor.
 // Invariants: busy, free and unpurged ranges never overlap and cover the host window;
-// a busy area's frames are mapped on the host and in the ptes; BudgetCharged is what
-// this space holds of the process-wide host-mapping budget.
-// Locking: one lock (vmap_area_lock and free_vmap_area_lock in one), reentered for page arrays.
-// vm_map_ram/vm_unmap_ram are in VmapSpace.MapRam.cs, /proc/vmallocinfo in VmapSpace.Show.cs.
+// a busy area's frames are mapped on the host and in the ptes; a freed area's ptes
+// are cleared at once; BudgetCharged is what this space holds of the process-wide
+// host-mapping budget, the window's VMAs (after every call).
+// Locking: one lock (vmap_area_lock, free_vmap_area_lock and vmap_purge_lock in one),
+// reentered for page arrays; another space's lock is only ever tried, never waited for.
+// The host mappings are in VmapSpace.Host.cs, vm_map_ram/vm_unmap_ram in VmapSpace.MapRam.cs,
+// /proc/vmallocinfo in VmapSpace.Show.cs.
 using System.Numerics;
 using Kmem.PageAlloc;
 using Kmem.Physical;
@@ -36,10 +41,10 @@ internal sealed partial class VmapSpace : IDisposable
     /// <summary>purge_vmap_area_root: lazily freed areas, merged when adjacent, not yet reusable.</summary>
     private FreeVmapTree _purge = new();
     private nint _host;
+    private HostWindow? _window;
     private bool _hostFailed;
     private long _lazyPages;
     private long _vmallocPages;
-    private int _hostMaps;
     private int _budgetCharged;
     private int _zeroSizeWarned;
     private bool _disposed;
@@ -84,11 +89,17 @@ internal sealed partial class VmapSpace : IDisposable
     /// <summary>Busy areas.</summary>
     public int AreaCount { get { lock (_lock) { return _busy.Count; } } }
 
-    /// <summary>Host mappings this machine's areas hold (the reservation of the window excluded).</summary>
-    public int HostMaps { get { lock (_lock) { return _hostMaps; } } }
+    /// <summary>Host mappings (VMAs) the window holds: the pieces of its reservation, the busy areas' mappings
+    /// and the stale ones of freed areas; 0 before the first area and after <see cref="Dispose"/>.</summary>
+    public int HostMaps { get { lock (_lock) { return _window?.Vmas ?? 0; } } }
 
-    /// <summary>What this space holds of the process-wide host-mapping budget (the window's reservation
-    /// included): 0 after <see cref="Dispose"/>.</summary>
+    /// <summary>Pages still mapped on the host for areas that were freed, to be reused or flushed.</summary>
+    public long StaleHostPages { get { lock (_lock) { return _window?.StalePages ?? 0; } } }
+
+    /// <summary>mmap and munmap calls made for the window so far.</summary>
+    public long HostCalls { get { lock (_lock) { return _window?.HostCalls ?? 0; } } }
+
+    /// <summary>What this space holds of the process-wide host-mapping budget: 0 after <see cref="Dispose"/>.</summary>
     public int BudgetCharged { get { lock (_lock) { return _budgetCharged; } } }
 
     /// <summary>Levels of the area's page tables.</summary>
@@ -318,13 +329,32 @@ internal sealed partial class VmapSpace : IDisposable
         }
     }
 
-    /// <summary>vm_unmap_aliases / purge_vmap_area_lazy: makes every lazily freed area reusable now.</summary>
+    /// <summary>vm_unmap_aliases: makes every lazily freed area reusable now and takes every stale host
+    /// mapping away, so that no alias of a freed frame remains.</summary>
     public void PurgeLazy()
     {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             Purge();
+            FlushStale();
+        }
+    }
+
+    /// <summary>purge_vmap_area_lazy as the drain work runs it: the lazily freed areas become reusable; their host
+    /// mappings stay for reuse. Nothing on a disposed space.</summary>
+    /// <returns>The lazy pages purged.</returns>
+    public long PurgeVmapAreaLazy()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return 0;
+            }
+            long pages = _lazyPages;
+            Purge();
+            return pages;
         }
     }
 
@@ -338,11 +368,11 @@ internal sealed partial class VmapSpace : IDisposable
                 return;
             }
             _disposed = true;
-            if (_host != 0)
+            if (_window is { } window)
             {
-                Libc.Munmap(_host, (nuint)Layout.HostBytes);
-                Release(_hostMaps + 1);
-                _hostMaps = 0;
+                window.Dispose();
+                Release(_budgetCharged);
+                HostMapBudget.Unregister(this);
                 Volatile.Write(ref _host, 0);
             }
         }
@@ -399,118 +429,6 @@ internal sealed partial class VmapSpace : IDisposable
         }
         _purge = new FreeVmapTree();
         _lazyPages = 0;
-    }
-
-    /// <summary>The host reservation of the whole window, made on first use: address space only.</summary>
-    private bool ReserveHost()
-    {
-        if (_host != 0)
-        {
-            return true;
-        }
-        if (_hostFailed || !Charge(1))
-        {
-            return false;
-        }
-        nint host = Libc.Mmap(0, (nuint)Layout.HostBytes, Libc.ProtNone,
-            Libc.MapPrivate | Libc.MapAnonymous | Libc.MapNoReserve, -1, 0, mayFail: true);
-        if (host == 0)
-        {
-            Release(1);
-            _hostFailed = true;
-            _log.Printk($"vmalloc: the host refused to reserve {Layout.HostBytes >> 20} MiB of address space for the vmalloc area");
-            return false;
-        }
-        Volatile.Write(ref _host, host);
-        return true;
-    }
-
-    /// <summary>vmap_pages_range: one MAP_FIXED mapping of the memfd per run of contiguous frames, and the
-    /// ptes. Charges runs + 1 host mappings (the runs, and the split of the reservation around them): an
-    /// upper bound, since the host may merge a run with a neighbour.</summary>
-    private bool MapArea(VmStruct vm, uint[] pfns, bool writable)
-    {
-        int runs = 1;
-        for (int i = 1; i < pfns.Length; i++)
-        {
-            if (pfns[i] != pfns[i - 1] + 1)
-            {
-                runs++;
-            }
-        }
-        int charge = runs + 1;
-        if ((HostMapLimit is { } limit && _hostMaps + charge > limit) || !Charge(charge))
-        {
-            return false;
-        }
-        int prot = writable ? Libc.ProtRead | Libc.ProtWrite : Libc.ProtRead;
-        nint start = _host + (nint)(vm.Address - Layout.Start);
-        for (int i = 0; i < pfns.Length;)
-        {
-            int j = i + 1;
-            while (j < pfns.Length && pfns[j] == pfns[j - 1] + 1)
-            {
-                j++;
-            }
-            nint at = start + (nint)((ulong)i * PageSize);
-            if (Libc.Mmap(at, (nuint)((ulong)(j - i) * PageSize), prot, Libc.MapShared | Libc.MapFixed,
-                _mem.Fd, (long)pfns[i] << PhysMem.PageShift, mayFail: true) == 0)
-            {
-                // The host's own limit came first: undo, as the kernel unwinds a failed vmap_pages_range.
-                AnonymousNone(start, (ulong)i * PageSize);
-                Release(charge);
-                return false;
-            }
-            i = j;
-        }
-        for (int i = 0; i < pfns.Length; i++)
-        {
-            _tables.Set(vm.Address + (ulong)i * PageSize, pfns[i], writable);
-        }
-        vm.HostMaps = charge;
-        _hostMaps += charge;
-        return true;
-    }
-
-    /// <summary>vunmap_range: the host range goes back to the reservation, the ptes are cleared.</summary>
-    private void UnmapHost(VmStruct vm)
-    {
-        ulong bytes = vm.MappedBytes;
-        AnonymousNone(_host + (nint)(vm.Address - Layout.Start), bytes);
-        for (ulong off = 0; off < bytes; off += PageSize)
-        {
-            _tables.Clear(vm.Address + off);
-        }
-        Release(vm.HostMaps);
-        _hostMaps -= vm.HostMaps;
-        vm.HostMaps = 0;
-    }
-
-    /// <summary>Takes <paramref name="n"/> host mappings from the process-wide budget (lock held).</summary>
-    private bool Charge(int n)
-    {
-        if (!HostMapBudget.TryCharge(n))
-        {
-            return false;
-        }
-        _budgetCharged += n;
-        return true;
-    }
-
-    /// <summary>Gives <paramref name="n"/> host mappings back to the process-wide budget (lock held).</summary>
-    private void Release(int n)
-    {
-        HostMapBudget.Release(n);
-        _budgetCharged -= n;
-    }
-
-    /// <summary>Replaces a range with the reservation's own kind of mapping, which merges back into it.</summary>
-    private static void AnonymousNone(nint at, ulong bytes)
-    {
-        if (bytes > 0)
-        {
-            Libc.Mmap(at, (nuint)bytes, Libc.ProtNone, Libc.MapPrivate | Libc.MapAnonymous | Libc.MapNoReserve | Libc.MapFixed, -1, 0);
-        }
     }
 
     /// <summary>kvfree(area->pages).</summary>

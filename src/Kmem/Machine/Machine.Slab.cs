@@ -233,13 +233,6 @@ public sealed partial class Machine
         return new Span<byte>((void*)p, (int)s.ObjectSize);
     }
 
-    /// <summary>synchronize_rcu (with rcu_barrier): ends the current RCU grace period. Kmem has no RCU readers
-    /// of its own, so a grace period lasts until this call: the slab pages of
-    /// <see cref="SlabFlags.TypesafeByRcu"/> caches that were discarded before it go back to the page allocator
-    /// now (until then they stay readable and counted as slab memory).</summary>
-    /// <returns>How many deferred frees ran.</returns>
-    public int SynchronizeRcu() => SlabLayer?.SynchronizeRcu() ?? 0;
-
     private static KmemCache CheckCache(KmemCache s)
     {
         ArgumentNullException.ThrowIfNull(s);

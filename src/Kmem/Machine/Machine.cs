@@ -61,6 +61,7 @@ public sealed partial class Machine : IDisposable
                 SlabAllocator.Slab => new ArraySlab(PageAllocator, Log, Bug, Failslab),
                 _ => null,
             };
+            RcuInit();
         }
         catch
         {

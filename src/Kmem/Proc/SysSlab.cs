@@ -150,7 +150,7 @@ public sealed partial class SysSlab
     }
 
     /// <summary>Writes a writable attribute, as its _store function does: <c>shrink</c> takes "1" and runs
-    /// kmem_cache_shrink; <c>min_partial</c> takes a count of empty slabs a node keeps; <c>cpu_partial</c> takes the
+    /// kmem_cache_shrink; <c>validate</c> takes "1" and runs validate_slab_cache (its reports go to the log); <c>min_partial</c> takes a count of empty slabs a node keeps; <c>cpu_partial</c> takes the
     /// objects a CPU may keep in partial slabs (only 0 for a debug cache) and flushes every CPU. Every other
     /// attribute is read-only.</summary>
     /// <param name="cache">A directory or link name.</param>
@@ -180,6 +180,14 @@ public sealed partial class SysSlab
                     throw new ArgumentException($"{file}: write 1 to shrink the cache (-EINVAL for \"{value.TrimEnd('\n')}\")", nameof(value));
                 }
                 slub.Shrink(s.ThrowIfDestroyed());
+                break;
+            case "validate":
+                // validate_store: a leading '1' runs validate_slab_cache; the errors go to the log.
+                if (!value.StartsWith('1'))
+                {
+                    throw new ArgumentException($"{file}: write 1 to validate the cache (-EINVAL for \"{value.TrimEnd('\n')}\")", nameof(value));
+                }
+                slub.Sysfs.ValidateSlabCache(s.ThrowIfDestroyed());
                 break;
             case "min_partial":
                 s.MinPartial = (int)ParseCount(file, value, int.MaxValue);
@@ -373,6 +381,8 @@ public sealed partial class SysSlab
             ["destroy_by_rcu"] = (_, _, s) => Flag(s, SlabFlags.TypesafeByRcu),
             // A write-only trigger: reading it gives nothing, as shrink_show does.
             ["shrink"] = (_, _, _) => "",
+            // validate_show gives nothing either; a write of 1 validates (CONFIG_SLUB_DEBUG).
+            ["validate"] = (_, _, _) => "",
             ["slabs_cpu_partial"] = (_, slub, s) => SlabsCpuPartial(slub, s),
             ["total_objects"] = (v, slub, s) => v.SlabObjects(slub, s, So.All | So.Total),
             ["slabs"] = (v, slub, s) => v.SlabObjects(slub, s, So.All),

@@ -79,6 +79,8 @@ internal sealed class MmLayer : IReclaimer, IDisposable
             return 0;
         }
         long progress = _vmscan.TryToFreePages(gfp, order, zonelist, highest);
+        // kfree_rcu_shrink_scan: frees whose grace period has ended go back now, without waiting for one.
+        progress += RcuFlush?.Invoke(false) ?? 0;
         _kswapd.RunPending();
         return progress;
     }
@@ -100,10 +102,20 @@ internal sealed class MmLayer : IReclaimer, IDisposable
         {
             return false;
         }
+        // oom_notify_list: before a kill, wait for the frees held back by RCU readers (rcu_barrier); if any
+        // memory came back, the allocation is retried instead.
+        if ((RcuFlush?.Invoke(true) ?? 0) > 0)
+        {
+            return true;
+        }
         bool freed = _oom.OutOfMemory(gfp, order);
         _kswapd.RunPending();
         return freed;
     }
+
+    /// <summary>RCU's hook, set once at boot: runs the deferred frees whose grace period has ended (with true,
+    /// waits for one first, as rcu_barrier) and returns how many objects were freed.</summary>
+    public Func<bool, long>? RcuFlush { get; set; }
 
     // ---- Tasks, files, swap, shrinkers, tunables (Machine.Reclaim.cs) ----
 

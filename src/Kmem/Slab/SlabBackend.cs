@@ -1,12 +1,14 @@
 // What the three slab allocators of Linux 6.1 (SLUB, SLAB, SLOB) share behind one API
 // (mm/slab_common.c): the registry of caches by id (a slab page names its cache by id in
 // its frame), cache creation's argument checks and failure messages, the destroy warning,
-// gfp fix-up, the slab counters of a node, kernel-style addresses and bug reports.
+// gfp fix-up, the slab counters of a node, kernel-style addresses and bug reports, and the machine's RCU
+// (Rcu/RcuState.cs), whose only user is the slab layer.
 // The registry is changed under SlabMutex (slab_mutex) and read without it: ids are
 // published with Volatile writes, and a destroyed cache's id is reused only after its
 // slabs are gone. Each backend owns its own locking below that.
 using Kmem.PageAlloc;
 using Kmem.Physical;
+using Kmem.Rcu;
 
 namespace Kmem.Slab;
 
@@ -61,6 +63,8 @@ internal abstract class SlabBackend
         InitOnFree = pa.Options.InitOnFree;
         Nomerge = pa.Options.SlubNomerge;
         pa.DrainCaches = DrainForPressure;
+        Rcu = new RcuState(() => _mem.IsDisposed);
+        Rcu.Kfree.SetChannel(KfreeRcuBatches.SlabChannel, p => Kfree(p, "kfree_rcu"));
     }
 
     /// <summary>The page allocator's slow path under pressure: what threads cache beyond the kernel's per-CPU
@@ -342,47 +346,20 @@ internal abstract class SlabBackend
 
     // ───────────────────────────── RCU ─────────────────────────────
 
-    private readonly Lock _rcuLock = new();
-    private List<Action> _rcuPending = [];
+    /// <summary>The machine's RCU (grace periods, callbacks, kvfree_rcu's batches): the slab layer is its
+    /// only user, for SLAB_TYPESAFE_BY_RCU and kfree_rcu, so it lives here.</summary>
+    public RcuState Rcu { get; }
 
-    /// <summary>call_rcu: <paramref name="callback"/> runs after the next grace period
-    /// (<see cref="SynchronizeRcu"/>).</summary>
-    private protected void CallRcu(Action callback)
-    {
-        lock (_rcuLock)
-        {
-            _rcuPending.Add(callback);
-        }
-    }
+    /// <summary>call_rcu: <paramref name="callback"/> runs after a grace period, at the next processing point
+    /// (never here: callers hold their locks).</summary>
+    private protected void CallRcu(Action callback) => Rcu.CallRcu(callback);
 
-    /// <summary>Callbacks waiting for a grace period.</summary>
-    public int RcuPending
-    {
-        get
-        {
-            lock (_rcuLock)
-            {
-                return _rcuPending.Count;
-            }
-        }
-    }
+    /// <summary>Objects waiting for a grace period.</summary>
+    public long RcuPending => Rcu.Pending;
 
-    /// <summary>synchronize_rcu + rcu_barrier: ends the grace period, running every callback queued before
-    /// the call; returns how many ran.</summary>
-    public int SynchronizeRcu()
-    {
-        List<Action> due;
-        lock (_rcuLock)
-        {
-            due = _rcuPending;
-            _rcuPending = [];
-        }
-        foreach (var callback in due)
-        {
-            callback();
-        }
-        return due.Count;
-    }
+    /// <summary>synchronize_rcu + rcu_barrier: waits for the readers inside a section now, then runs every
+    /// callback queued before the call; returns the objects freed.</summary>
+    public long SynchronizeRcu() => Rcu.Barrier();
 
     // ───────────────────────────── shared helpers ─────────────────────────────
 

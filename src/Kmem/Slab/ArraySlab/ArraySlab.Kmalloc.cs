@@ -58,6 +58,11 @@ internal sealed unsafe partial class ArraySlab
             Report(s, obj, "Object already free", caller, obj - start);
             return;
         }
+        if (s.WantInitOnFree)
+        {
+            // __cache_free: init_on_free wipes object_size bytes before the object joins the CPU's array.
+            new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
+        }
         CacheFreeObj(s, st, slab, obj);
     }
 }

@@ -9,6 +9,9 @@
 // drains part of idle arrays and surplus free slabs; shrink and destroy drain everything.
 // Each slab keeps its free object indices in a one-byte freelist_idx_t array in real memory (inside
 // a free object, at the slab's end, or in a kmalloc'd block, as the kernel places it).
+// init_on_alloc and init_on_free zero an object's object_size bytes when it is handed out and when it is
+// freed (bulk calls included), except in caches with a constructor or SLAB_TYPESAFE_BY_RCU; with
+// init_on_free no free object holds a freelist.
 // Kmem addition: SLAB without DEBUG cannot see a double free cheaply; Kmem keeps an allocation map per
 // slab (a byte per object, set while the caller holds the object) as it does for SLUB, so double,
 // foreign and wrong-cache frees are refused with a report and no state changes.
@@ -76,8 +79,8 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
             const SlabFlags permitted = SlabFlags.HwcacheAlign | SlabFlags.CacheDma | SlabFlags.CacheDma32 | SlabFlags.ReclaimAccount
                 | SlabFlags.Panic | SlabFlags.NoMerge | SlabFlags.Account | SlabFlags.TypesafeByRcu;
             // set_objfreelist_slab_cache: neither a constructed object nor one an RCU reader may still look at can
-            // hold the freelist while free.
-            bool keepObjects = ctor is not null || (flags & SlabFlags.TypesafeByRcu) != 0;
+            // hold the freelist while free, nor, with init_on_free, any object (the indices would reach a user).
+            bool keepObjects = ctor is not null || (flags & SlabFlags.TypesafeByRcu) != 0 || InitOnFree;
             if (!ValidCreateArgs(name, size, align, flags, permitted)
                 || SlabGeometry.Calculate(size, KmemCache.CalculateAlignment(flags, align, size), flags, keepObjects, _slabMaxOrder, KmallocFor) is not { } g)
             {
@@ -87,6 +90,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
             var state = new ArraySlabCache(g, limit, (limit + 1) / 2, SlabGeometry.DefaultShared(g.Size, _cpus.Count),
                 _cpus.Count, _cpus.NodeOf, _pa.Nodes.Length);
             var s = new KmemCache(NextCacheId(), name, size, g.Size, g.Align, g.Order, g.Num, flags, ctor, isKmalloc, state);
+            SetupInitHooks(s);
             Register(s);
             return s;
         }
@@ -231,8 +235,9 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         }
         uint head = HeadPfn(_mem.VirtToPfn(obj));
         Volatile.Write(ref AllocMap(head)![ObjIndex(s, head, obj)], 1);
-        if ((gfp & Gfp.Zero) != 0)
+        if ((gfp & Gfp.Zero) != 0 || s.WantInitOnAlloc)
         {
+            // slab_post_alloc_hook's init: __GFP_ZERO or init_on_alloc (slab_want_init_on_alloc), object_size bytes.
             new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
         }
         return obj;

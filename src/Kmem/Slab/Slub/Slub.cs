@@ -46,7 +46,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         _hardened = pa.Options.SlabFreelistHardened;
         _randomFreelist = pa.Options.SlabFreelistRandom;
         _debug = new SlubDebug(this, _mem, _cpus, log, bug, _tracks, _hardened);
-        _sysfs = new SlubSysfs(this, _mem, _tracks, _slubDebug);
+        _sysfs = new SlubSysfs(this, _mem, _tracks, _slubDebug, _debug);
         _allocBits = new byte[]?[]?[(_mem.LowmemPfns >> BitsChunkShift) + 1];
         CreateKmallocCaches(KmallocShiftLow, firstIndex: 0, SlabFlags.Kmalloc);
     }

@@ -50,8 +50,12 @@ internal readonly record struct SlubTrackSample(uint Caller, uint Handle, string
 /// <param name="mem">The machine's physical memory.</param>
 /// <param name="tracks">The tracks' caller names and stack depot.</param>
 /// <param name="slubDebug">The slub_debug boot option (its O flag changes how directories are named).</param>
-internal sealed unsafe class SlubSysfs(Slub slub, PhysMem mem, SlubTracks tracks, SlubDebugOption slubDebug)
+/// <param name="debug">The checks validate runs.</param>
+internal sealed unsafe class SlubSysfs(Slub slub, PhysMem mem, SlubTracks tracks, SlubDebugOption slubDebug, SlubDebug debug)
 {
+    /// <summary>validate_store: validate_slab_cache; returns the errors found (SlubDebug.Validate.cs).</summary>
+    public int ValidateSlabCache(KmemCache s) => debug.ValidateSlabCache(s);
+
     /// <summary>sysfs_slab_add's choice: a cache that can never be merged has a directory under its own name;
     /// one that could be has one under its unique id, with its names as links (slab_unmergeable, and every
     /// cache when slub_debug=O drops metadata from some).</summary>

@@ -32,6 +32,9 @@ public sealed partial class TraceReplayer
     private RefillBurst[] _bursts = [];
     private (bool Yes, bool Ownership)[] _steal = [];
     private ulong[] _directPfn = [];
+    // Per CPU: the pages vmalloc's bulk allocation is about to take (its page array was just allocated), or 0.
+    private int[] _vmallocBulk = [];
+    private bool _started;
     private readonly HashSet<ulong> _bulkPfns = [];
     private long _bulkBursts, _bulkPages, _unattributedDrains, _batchedOnce;
 
@@ -44,6 +47,7 @@ public sealed partial class TraceReplayer
         }
         _steal = new (bool, bool)[cpus];
         _directPfn = new ulong[cpus];
+        _vmallocBulk = new int[cpus];
         Array.Fill(_directPfn, ulong.MaxValue);
     }
 
@@ -51,6 +55,14 @@ public sealed partial class TraceReplayer
     private void BeforeEvent(ref TraceEvent e, int cpu)
     {
         var kind = e.Kind;
+        if (!_started)
+        {
+            _started = true;
+            if (e.Timestamp == 0 && _options.Aligned)
+            {
+                _pcpModel!.StartAtBoot();
+            }
+        }
         if (_decisions.SlabFreeOpen(cpu))
         {
             bool kernel = kind is TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched && _slabPages.ContainsKey(e.Pfn);
@@ -113,7 +125,9 @@ public sealed partial class TraceReplayer
                 break;
             case TraceEventKind.MmPageFree:
             case TraceEventKind.MmPageFreeBatched:
-                break;
+            case TraceEventKind.Kfree:
+            case TraceEventKind.KmemCacheFree:
+                break; // frees an interrupt made between the refill and its allocation (softirq RCU callbacks)
             case TraceEventKind.Marker:
                 if (e.Text is { } text && text.StartsWith("PHASE ", StringComparison.Ordinal))
                 {
@@ -135,6 +149,34 @@ public sealed partial class TraceReplayer
         {
             _decisions.ResolveFrees(cpu);
         }
+        if (_vmallocBulk[cpu] > 0 && kind is not (TraceEventKind.MmPageAllocZoneLocked or TraceEventKind.MmPageAllocExtfrag
+            or TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched or TraceEventKind.MmPagePcpuDrain
+            or TraceEventKind.Kfree or TraceEventKind.KmemCacheFree))
+        {
+            // No refill burst came: the bulk took every page from the list, or it fell back to single
+            // allocations (memcg accounting, watermarks): then this is the first of their mm_page_alloc events,
+            // with vmalloc's __GFP_HIGHMEM | __GFP_NOWARN.
+            bool single = kind == TraceEventKind.MmPageAlloc && e.Order == 0 && (e.Gfp & (Gfp.HighMem | Gfp.NoWarn)) == (Gfp.HighMem | Gfp.NoWarn);
+            if (!single && _options.Aligned)
+            {
+                _pcpModel!.BulkFromList(cpu, TraceZones.Highest(_m.PageAllocator, Gfp.Kernel | Gfp.HighMem), MigrateType.Unmovable, _vmallocBulk[cpu]);
+            }
+            _vmallocBulk[cpu] = 0;
+        }
+        if (kind == TraceEventKind.Kmalloc && e.CallSite is { } site && site.StartsWith("__vmalloc_node_range+", StringComparison.Ordinal))
+        {
+            _vmallocBulk[cpu] = VmallocBulkPages(e.BytesReq, e.Ptr);
+        }
+    }
+
+    // __vmalloc_area_node kmallocs the area's page array (a pointer per page) just before vm_area_alloc_pages asks
+    // alloc_pages_bulk for the order-0 pages: the array's size says how many. A single page, or an array larger
+    // than a page (vmalloc'ed itself), is not a bulk this replay can place.
+    private static int VmallocBulkPages(ulong bytesReq, ulong ptr)
+    {
+        ulong pointer = ptr > uint.MaxValue ? 8UL : 4UL;
+        ulong pages = bytesReq / pointer;
+        return bytesReq % pointer == 0 && pages >= 2 && bytesReq <= 4096 ? (int)pages : 0;
     }
 
     // The kernel's decision for a page allocation, taken from the events before it (called by PageAlloc).
@@ -166,10 +208,12 @@ public sealed partial class TraceReplayer
     private void FinishBulk(int cpu)
     {
         var burst = _bursts[cpu];
+        if (_options.Aligned && Environment.GetEnvironmentVariable("FIDDBG") is not null) { Console.Error.WriteLine($"DBG bulk line {burst.Line} cpu {cpu} order {burst.Order} mt {burst.Mt} blocks {burst.Pfns.Count} vm {_vmallocBulk[cpu]}"); }
         if (_options.Aligned)
         {
-            _pcpModel!.Bulk(cpu, burst.Pfns[0], burst.Order, burst.Mt);
+            _pcpModel!.Bulk(cpu, burst.Pfns[0], burst.Order, burst.Mt, burst.Pfns.Count, _vmallocBulk[cpu]);
         }
+        _vmallocBulk[cpu] = 0;
         if (burst.Order == 0)
         {
             _bulkBursts++;
@@ -205,7 +249,8 @@ public sealed partial class TraceReplayer
         var k = _kmem!;
         if (p.KernelRefill >= 0)
         {
-            _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line, $"order {p.Order}", -1, -1);
+            _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line,
+                p.ModelBefore >= 0 ? $"order {p.Order}, list held {p.ModelBefore} blocks by the trace" : $"order {p.Order}, list not revealed", -1, -1);
         }
         _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, $"order {p.Order}");
         if (p.KernelSteal && k.Fallbacks > 0)

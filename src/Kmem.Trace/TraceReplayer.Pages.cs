@@ -219,6 +219,7 @@ public sealed partial class TraceReplayer
     {
         if (_options.Aligned)
         {
+            ReplayPendingHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
             if (_pages.TryGetValue(pfn, out var block))
             {
                 _pcpModel!.AlignForFree(cpu, pfn, block.Page);
@@ -227,6 +228,7 @@ public sealed partial class TraceReplayer
         }
         _kmem?.Reset();
         bool freed = PageFree(pfn, order, cpu);
+        if (_options.Aligned && Environment.GetEnvironmentVariable("FIDDBG") is not null) { Console.Error.WriteLine($"DBG after line {line} pfn {pfn:x} drained {_kmem?.DrainPages} freed {freed}"); }
         if (_kmem is not null)
         {
             _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);
@@ -241,17 +243,7 @@ public sealed partial class TraceReplayer
             return false; // a slab page (or large kmalloc) the trace's slab layer gave back: Kmem's own slab layer decides
         }
         _bulkPfns.Remove(pfn);
-        var list = _pending[cpu];
-        for (int i = 0; i < _pendingCount[cpu]; i++)
-        {
-            if (pfn - list[i].Pfn < 1UL << list[i].Order)
-            {
-                var p = list[i];
-                RemovePending(cpu, i);
-                ReplayPageAlloc(p);
-                break;
-            }
-        }
+        ReplayPendingHolding(cpu, pfn);
         if (_pages.Remove(pfn, out var block))
         {
             if (block.Order <= order || block.Compound)
@@ -277,6 +269,22 @@ public sealed partial class TraceReplayer
         }
         _untrackedPageFrees++;
         return false;
+    }
+
+    // A pending allocation of the CPU whose block holds the frame is replayed now: the frame is being freed.
+    private void ReplayPendingHolding(int cpu, ulong pfn)
+    {
+        var list = _pending[cpu];
+        for (int i = 0; i < _pendingCount[cpu]; i++)
+        {
+            if (pfn - list[i].Pfn < 1UL << list[i].Order)
+            {
+                var p = list[i];
+                RemovePending(cpu, i);
+                ReplayPageAlloc(p);
+                return;
+            }
+        }
     }
 
     // Splits a non-compound block into order-0 pages, as split_page does, and frees [pfn, pfn + 2^order).

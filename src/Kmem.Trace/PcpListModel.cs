@@ -214,7 +214,6 @@ internal sealed class PcpListModel
             int mt = (int)_pa.Mem.PageblockMigratetype(kmemPage.RawPfn);
             _pa.AlignPcpCount(zone, cpu, total, mt < ModelTypes ? mt : 0);
         }
-        if (Environment.GetEnvironmentVariable("FIDDBG") is not null) { Console.Error.WriteLine($"DBG free cpu {cpu} pfn {tracePfn:x} total {total} kmemcount {zone.Pcp[cpu].Count} high {zone.Pcp[cpu].High} zone {zone.Index}/{model.Index} ff {_modelFf[fi]}"); }
         Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[fi]);
     }
 }

@@ -26,6 +26,8 @@ public sealed partial class TraceReplayer
 
     // The kernel's per-CPU lists as revealed so far: only in aligned mode.
     private readonly PcpListModel? _pcpModel;
+    // The kernel's per-CPU lists frame by frame (both modes): which frames a bulk allocation took.
+    private PcpContents _contents = null!;
     // Per CPU: the refill burst in progress, a steal not yet claimed by an allocation, a frame the buddy
     // lists gave straight (percpu_refill=0), the page frees whose drains are still being read, a slab free
     // waiting for the next event to say whether its slab went back.
@@ -48,6 +50,7 @@ public sealed partial class TraceReplayer
         _steal = new (bool, bool)[cpus];
         _directPfn = new ulong[cpus];
         _vmallocBulk = new int[cpus];
+        _contents = new PcpContents(_m.PageAllocator, cpus);
         Array.Fill(_directPfn, ulong.MaxValue);
     }
 
@@ -100,6 +103,7 @@ public sealed partial class TraceReplayer
                 }
                 break;
             case TraceEventKind.MmPagePcpuDrain:
+                _contents.Drain(e.Pfn);
                 if (_decisions.LastFree(cpu) is { } f)
                 {
                     if (_options.Aligned)
@@ -157,9 +161,15 @@ public sealed partial class TraceReplayer
             // allocations (memcg accounting, watermarks): then this is the first of their mm_page_alloc events,
             // with vmalloc's __GFP_HIGHMEM | __GFP_NOWARN.
             bool single = kind == TraceEventKind.MmPageAlloc && e.Order == 0 && (e.Gfp & (Gfp.HighMem | Gfp.NoWarn)) == (Gfp.HighMem | Gfp.NoWarn);
-            if (!single && _options.Aligned)
+            if (!single)
             {
-                _pcpModel!.BulkFromList(cpu, TraceZones.Highest(_m.PageAllocator, Gfp.Kernel | Gfp.HighMem), MigrateType.Unmovable, _vmallocBulk[cpu]);
+                var zone = TraceZones.Highest(_m.PageAllocator, Gfp.Kernel | Gfp.HighMem);
+                if (_options.Aligned)
+                {
+                    _pcpModel!.BulkFromList(cpu, zone, MigrateType.Unmovable, _vmallocBulk[cpu]);
+                }
+                int zoneIndex = Array.FindIndex(_m.PageAllocator.Zones, z => z.Type == zone);
+                ReplayBulk(_contents.TakeBulk(cpu, zoneIndex, MigrateType.Unmovable, _vmallocBulk[cpu], null), MigrateType.Unmovable);
             }
             _vmallocBulk[cpu] = 0;
         }
@@ -191,12 +201,17 @@ public sealed partial class TraceReplayer
             refill = 1;
             steal = burst.Steal;
             blocks = burst.Pfns.Count;
+            _contents.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, burst.Pfns);
             burst.Close();
         }
         else
         {
             refill = (sbyte)(e.Order <= 3 && _directPfn[cpu] != e.Pfn ? 0 : -1);
             steal = _steal[cpu];
+            if (refill == 0)
+            {
+                _contents.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, null);
+            }
         }
         _steal[cpu] = default;
         _directPfn[cpu] = ulong.MaxValue;
@@ -208,39 +223,48 @@ public sealed partial class TraceReplayer
     private void FinishBulk(int cpu)
     {
         var burst = _bursts[cpu];
-        if (_options.Aligned && Environment.GetEnvironmentVariable("FIDDBG") is not null) { Console.Error.WriteLine($"DBG bulk line {burst.Line} cpu {cpu} order {burst.Order} mt {burst.Mt} blocks {burst.Pfns.Count} vm {_vmallocBulk[cpu]}"); }
+        int pages = _vmallocBulk[cpu];
+        _vmallocBulk[cpu] = 0;
         if (_options.Aligned)
         {
-            _pcpModel!.Bulk(cpu, burst.Pfns[0], burst.Order, burst.Mt, burst.Pfns.Count, _vmallocBulk[cpu]);
+            _pcpModel!.Bulk(cpu, burst.Pfns[0], burst.Order, burst.Mt, burst.Pfns.Count, pages);
         }
-        _vmallocBulk[cpu] = 0;
         if (burst.Order == 0)
         {
             _bulkBursts++;
-            Gfp gfp = Gfp.Kernel | Gfp.NoWarn | TraceZones.ZoneModifiers(_m.PageAllocator, burst.Pfns[0]) | (burst.Mt switch
-            {
-                MigrateType.Movable => Gfp.Movable,
-                MigrateType.Reclaimable => Gfp.Reclaimable,
-                _ => 0,
-            });
-            foreach (ulong pfn in burst.Pfns)
-            {
-                if (_pages.ContainsKey(pfn) || _slabPages.ContainsKey(pfn))
-                {
-                    continue;
-                }
-                var page = _m.AllocPages(gfp, 0);
-                if (page.IsNull)
-                {
-                    _kmemFailures++;
-                    continue;
-                }
-                _bulkPages++;
-                _pages[pfn] = new PageBlock(page, 0, false);
-                _bulkPfns.Add(pfn);
-            }
+            // With the bulk's size known, the frames it took: the list's, then the burst's first ones; the rest of
+            // the burst stays on the list for later allocations. Otherwise every frame of the burst.
+            ReplayBulk(pages > 0 ? _contents.TakeBulk(cpu, TraceZones.ZoneOf(_m.PageAllocator, burst.Pfns[0]).Index, burst.Mt, pages, burst.Pfns) : burst.Pfns, burst.Mt);
         }
         burst.Close();
+    }
+
+    // The bulk allocator's frames: Kmem takes as many order-0 pages, of each frame's zone and the bulk's migrate
+    // type, keyed by the frames (a frame Kmem already holds for the trace is left alone).
+    private void ReplayBulk(List<ulong> pfns, MigrateType mt)
+    {
+        Gfp type = mt switch
+        {
+            MigrateType.Movable => Gfp.Movable,
+            MigrateType.Reclaimable => Gfp.Reclaimable,
+            _ => 0,
+        };
+        foreach (ulong pfn in pfns)
+        {
+            if (_pages.ContainsKey(pfn) || _slabPages.ContainsKey(pfn))
+            {
+                continue;
+            }
+            var page = _m.AllocPages(Gfp.Kernel | Gfp.NoWarn | TraceZones.ZoneModifiers(_m.PageAllocator, pfn) | type, 0);
+            if (page.IsNull)
+            {
+                _kmemFailures++;
+                continue;
+            }
+            _bulkPages++;
+            _pages[pfn] = new PageBlock(page, 0, false);
+            _bulkPfns.Add(pfn);
+        }
     }
 
     // Kmem's side of a page allocation it just made for the trace's, set against the kernel's.

@@ -226,9 +226,9 @@ public sealed partial class TraceReplayer
             }
             _pcpModel!.Free(cpu, pfn, order);
         }
+        _contents.Free(cpu, pfn, order);
         _kmem?.Reset();
         bool freed = PageFree(pfn, order, cpu);
-        if (_options.Aligned && Environment.GetEnvironmentVariable("FIDDBG") is not null) { Console.Error.WriteLine($"DBG after line {line} pfn {pfn:x} drained {_kmem?.DrainPages} freed {freed}"); }
         if (_kmem is not null)
         {
             _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);

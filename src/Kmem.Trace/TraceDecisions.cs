@@ -78,6 +78,15 @@ internal sealed class TraceDecisions
         }
     }
 
+    /// <summary>The phase decisions made now count for (0: boot).</summary>
+    public int Phase => _phases.Count - 1;
+
+    // A decision held back (a page allocation pending until its slab question is settled) counts for the phase
+    // of its event: UsePhase before it, UseCurrentPhase after.
+    public void UsePhase(int phase) => _tally = _phases[phase].Tally;
+
+    public void UseCurrentPhase() => _tally = _phases[^1].Tally;
+
     // A "PHASE name" marker: the decisions that follow count for that phase.
     public void StartPhase(string name)
     {

@@ -129,6 +129,11 @@ public sealed partial class TraceReplayer
                 break;
             case TraceEventKind.MmPageFree:
             case TraceEventKind.MmPageFreeBatched:
+                if (burst.Open && burst.Pfns.Contains(e.Pfn))
+                {
+                    FinishBulk(cpu); // a frame of the burst is freed: something took it, no allocation event did
+                }
+                break;
             case TraceEventKind.Kfree:
             case TraceEventKind.KmemCacheFree:
                 break; // frees an interrupt made between the refill and its allocation (softirq RCU callbacks)
@@ -271,6 +276,7 @@ public sealed partial class TraceReplayer
     private void DecidePageAlloc(in PendingPage p, Page page)
     {
         var k = _kmem!;
+        _decisions.UsePhase(p.Phase);
         if (p.KernelRefill >= 0)
         {
             _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line,
@@ -285,5 +291,6 @@ public sealed partial class TraceReplayer
         var kernelZone = TraceZones.TypeOf(_m.PageAllocator, p.Pfn);
         var kmemZone = _m.PageZone(page);
         _decisions.DecideZone(p.Line, kernelZone, kmemZone, highest);
+        _decisions.UseCurrentPhase();
     }
 }

@@ -48,7 +48,7 @@ public sealed partial class TraceReplayer
             RemovePending(cpu, 0);
             ReplayPageAlloc(oldest);
         }
-        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf);
+        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase);
     }
 
     // Pending page allocations that waited long enough are ordinary page allocations.
@@ -166,6 +166,10 @@ public sealed partial class TraceReplayer
         {
             using (_m.OnCpu(cpu))
             {
+                if (_bursts[cpu].Open)
+                {
+                    FinishBulk(cpu); // the trace ended on a burst no allocation claimed
+                }
                 while (_pendingCount[cpu] > 0)
                 {
                     var p = _pending[cpu][0];
@@ -312,7 +316,7 @@ public sealed partial class TraceReplayer
     /// <remarks>Line and the kernel's decisions: KernelRefill 1 refilled, 0 served from the list, -1 not a pcp decision.</remarks>
     private record struct PendingPage(ulong Pfn, int Order, Gfp Gfp, int Node, long Seq, int SlabAllocs,
         long Line = 0, sbyte KernelRefill = -1, bool KernelSteal = false, bool KernelOwnership = false,
-        int ModelBefore = -1, int ModelFf = -1);
+        int ModelBefore = -1, int ModelFf = -1, int Phase = 0);
 
     /// <summary>Kmem's block for a trace frame.</summary>
     private readonly record struct PageBlock(Page Page, int Order, bool Compound);

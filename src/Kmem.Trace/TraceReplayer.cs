@@ -329,6 +329,7 @@ public sealed partial class TraceReplayer
         if (_kmem is not null && e.BytesAlloc <= Machine.KmallocMaxCacheSize)
         {
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, $"kmalloc-{e.BytesAlloc}");
+            AlignNewSlab(kernelNewSlab, null, $"kmalloc-{e.BytesAlloc}", e.BytesReq, e.Gfp, Node(e.Node));
         }
         ulong ks = _m.Ksize(p);
         if (ks == e.BytesAlloc)
@@ -372,6 +373,7 @@ public sealed partial class TraceReplayer
         if (_kmem is not null)
         {
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
+            AlignNewSlab(kernelNewSlab, slot.Cache, slot.Name, 0, e.Gfp, Node(e.Node));
         }
         slot.Allocs++;
         slot.Live++;
@@ -396,6 +398,7 @@ public sealed partial class TraceReplayer
                 ref long n = ref CollectionsMarshal.GetValueRefOrAddDefault(_untrackedByCache, name, out _);
                 n++;
             }
+            FreePlaceholder(name);
             return;
         }
         if (name is not null && obj.Site != 0)

@@ -2,18 +2,21 @@
 // its per-CPU page lists are put where the kernel's were just before that event, as
 // far as the trace's earlier events reveal them; the event's own outcome is never
 // used. What is revealed, per CPU, zone, order and migrate type:
+//   a trace recorded from boot (first event at uptime 0): every list empty at the start;
 //   a refill that an allocation claimed: the list was empty, then held the blocks
 //     the burst took, less the one the allocation took;
 //   an allocation from the list (no refill): one block fewer;
 //   a free of order <= 3 to the list (the type the frame was allocated with): one more;
 //   each mm_page_pcpu_drain: that block left its list;
-//   a bulk-allocator burst: the bulk call took an unknown number: the list is unknown
-//     until its next refill.
-// free_factor is known from boot on: halved by every pcp allocation, raised by a drain
-// as nr_pcp_free raises it (with Kmem's batch and high). Unknown lists are left as
-// Kmem has them. Aligned: pcp_refill and pcp_drain. new_slab, slab_freed, zone and
-// fallback are not corrected (their deciding state, the slab freelists and the buddy
-// lists, is not revealed event by event), so their aligned figures are free-running.
+//   a bulk allocation of known size (vmalloc's page array): that many order-0 blocks
+//     fewer, plus the burst it made when the list ran out; of unknown size: the list
+//     is unknown until its next refill.
+// The CPU's count: after a drain, high less the pages drained; below high after a free
+// that did not drain. free_factor is known from boot on: halved by every pcp allocation
+// (not by the bulk allocator), raised by a drain as nr_pcp_free raises it (with Kmem's
+// batch and high). Unknown lists are left as Kmem has them. Aligned here: pcp_refill and
+// pcp_drain; new_slab and slab_freed are aligned by TraceReplayer.SlabAlign; zone and
+// fallback are not corrected (the buddy lists are not revealed event by event).
 // Owned by TraceReplayer and used on its replaying thread only.
 namespace Kmem;
 

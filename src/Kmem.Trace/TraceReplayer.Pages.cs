@@ -39,7 +39,7 @@ public sealed partial class TraceReplayer
         {
             _pageMtMatches++;
         }
-        var (refill, steal, ownership, blocks) = KernelPageDecision(ref e, cpu);
+        var (refill, steal, ownership, blocks) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
         var list = _pending[cpu];
         if (_pendingCount[cpu] == MaxPending)
@@ -166,9 +166,9 @@ public sealed partial class TraceReplayer
         {
             using (_m.OnCpu(cpu))
             {
-                if (_bursts[cpu].Open)
+                if (_kernel.BurstOpen(cpu))
                 {
-                    FinishBulk(cpu); // the trace ended on a burst no allocation claimed
+                    _kernel.FinishBulk(cpu); // the trace ended on a burst no allocation claimed
                 }
                 while (_pendingCount[cpu] > 0)
                 {
@@ -230,7 +230,7 @@ public sealed partial class TraceReplayer
             }
             _pcpModel!.Free(cpu, pfn, order);
         }
-        _contents.Free(cpu, pfn, order);
+        _kernel.Contents.Free(cpu, pfn, order);
         _kmem?.Reset();
         bool freed = PageFree(pfn, order, cpu);
         if (_kmem is not null)

@@ -93,10 +93,6 @@ public sealed partial class TraceReplayer
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
         _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches);
         InitDecisions(machine.NrCpus);
-        if (_options.Aligned)
-        {
-            _pcpModel = new PcpListModel(machine.PageAllocator, machine.NrCpus);
-        }
         _caches = new TraceCaches(machine);
     }
 
@@ -561,9 +557,9 @@ public sealed partial class TraceReplayer
                 ["kmalloc_size_class_match"] = _kmallocEvents > 0 ? (double)_kmallocMatches / _kmallocEvents : 0,
                 ["page_migratetype_match"] = _pageAllocEvents > 0 ? (double)_pageMtMatches / _pageAllocEvents : 0,
             },
-            BulkRefillBursts = _bulkBursts,
+            BulkRefillBursts = _kernel.BulkBursts,
             BulkPagesReplayed = _bulkPages,
-            UnattributedDrains = _unattributedDrains,
+            UnattributedDrains = _kernel.UnattributedDrains,
             BatchedFreesCountedOnce = _batchedOnce,
         };
     }

@@ -53,9 +53,9 @@ internal sealed class KernelPageEvents
         if (!_started)
         {
             _started = true;
-            if (e.Timestamp == 0 && _model is not null)
+            if (e.Timestamp == 0)
             {
-                _model!.StartAtBoot();
+                _model?.StartAtBoot();
             }
         }
         var burst = _bursts[cpu];
@@ -93,19 +93,13 @@ internal sealed class KernelPageEvents
                 Contents.Drain(e.Pfn);
                 if (_decisions.LastFree(cpu) is { } f)
                 {
-                    if (_model is not null)
-                    {
-                        _model!.Drain(cpu, e.Pfn, e.Order, e.MigrateType, f.KernelPages, f.Order);
-                    }
+                    _model?.Drain(cpu, e.Pfn, e.Order, e.MigrateType, f.KernelPages, f.Order);
                     f.KernelPages += 1 << e.Order;
                 }
                 else
                 {
                     UnattributedDrains++;
-                    if (_model is not null)
-                    {
-                        _model!.Drain(cpu, e.Pfn, e.Order, e.MigrateType, -1, 0);
-                    }
+                    _model?.Drain(cpu, e.Pfn, e.Order, e.MigrateType, -1, 0);
                 }
                 break;
             case TraceEventKind.MmPageAlloc:
@@ -156,10 +150,7 @@ internal sealed class KernelPageEvents
             if (!single)
             {
                 var zone = TraceZones.Highest(_pa, Gfp.Kernel | Gfp.HighMem);
-                if (_model is not null)
-                {
-                    _model!.BulkFromList(cpu, zone, MigrateType.Unmovable, _vmallocBulk[cpu]);
-                }
+                _model?.BulkFromList(cpu, zone, MigrateType.Unmovable, _vmallocBulk[cpu]);
                 int zoneIndex = Array.FindIndex(_pa.Zones, z => z.Type == zone);
                 _replayBulk(Contents.TakeBulk(cpu, zoneIndex, MigrateType.Unmovable, _vmallocBulk[cpu], null), MigrateType.Unmovable);
             }
@@ -217,10 +208,7 @@ internal sealed class KernelPageEvents
         var burst = _bursts[cpu];
         int pages = _vmallocBulk[cpu];
         _vmallocBulk[cpu] = 0;
-        if (_model is not null)
-        {
-            _model!.Bulk(cpu, burst.Pfns[0], burst.Order, burst.Mt, burst.Pfns.Count, pages);
-        }
+        _model?.Bulk(cpu, burst.Pfns[0], burst.Order, burst.Mt, burst.Pfns.Count, pages);
         if (burst.Order == 0)
         {
             BulkBursts++;

@@ -63,6 +63,7 @@ def capture(path, title):
     out += ["", "### Consequence totals", "", "| consequence | kernel (trace) | Kmem (free-running) |", "|---|---:|---:|"]
     for name, c in j["consequences"].items():
         out.append(f"| {name} | {c['trace']:,} | {c['kmem']:,} |")
+    out += ["", "### Remaining gaps, counted", ""] + gaps(j)
     out += ["", "### Trace checks (not fidelity)", ""]
     what = {"kmalloc_size_class_match": "Kmem's size_index table against the trace's bytes_alloc",
             "page_migratetype_match": "each mm_page_alloc's gfp_flags against its own migratetype"}
@@ -70,6 +71,52 @@ def capture(path, title):
         out.append(f"- {name}: {pct(v)} ({what.get(name, 'a check of the trace')})")
     out.append("")
     return "\n".join(out)
+
+
+def mismatches(decisions, kind):
+    d = decisions.get(kind)
+    return d.get("mismatches", []) if d else []
+
+
+def gaps(j):
+    """Every disagreement of the aligned run, sorted by what the trace revealed before it."""
+    a = j.get("decisions", {})
+    out = []
+    refill = mismatches(a, "pcp_refill")
+    hidden = sum(1 for m in refill if "not revealed" in m["detail"])
+    missed = [m for m in refill if m["kernel"] and not m["kmem"] and "held" in m["detail"]]
+    extra = [m for m in refill if m["kmem"] and not m["kernel"] and "not revealed" not in m["detail"]]
+    out.append(f"- pcp_refill, aligned: {len(refill):,} disagreements; {hidden:,} on a list the trace had not "
+               f"revealed (a trace not recorded from boot, before the list's first refill, or after a burst of "
+               f"a bulk allocation of unknown size); {len(missed):,} where the kernel refilled a list the model "
+               f"still counted blocks on (a freed page goes to the list of the type it was allocated with, while "
+               f"6.1 uses its pageblock's type at the free; a bulk allocation no page array announced); "
+               f"{len(extra):,} where Kmem refilled a list the model counted as holding blocks (Kmem's refill "
+               f"found the buddy lists short, or the model's list was wrong): unexplained beyond that.")
+    drain = mismatches(a, "pcp_drain")
+    kmem_only = sum(1 for m in drain if m["kmem"] and not m["kernel"])
+    kernel_only = sum(1 for m in drain if m["kernel"] and not m["kmem"])
+    out.append(f"- pcp_drain, aligned: {kmem_only:,} frees where only Kmem drained and {kernel_only:,} where only "
+               f"the kernel did. The count that decides a drain is aligned, but it is compared with Kmem's pcp "
+               f"high, which Kmem derives from its own zone sizes and watermarks: where they differ from the "
+               f"kernel's (see `--compare-proc`'s zoneinfo lines), Kmem drains at another count.")
+    for kind in ("new_slab", "slab_freed"):
+        m = mismatches(a, kind)
+        k_only = sum(1 for x in m if x["kernel"] and not x["kmem"])
+        y_only = sum(1 for x in m if x["kmem"] and not x["kernel"])
+        caches = {}
+        for x in m:
+            caches[x["detail"]] = caches.get(x["detail"], 0) + 1
+        top = ", ".join(f"{c or 'no cache named'} {n:,}" for c, n in sorted(caches.items(), key=lambda kv: -kv[1])[:4])
+        out.append(f"- {kind}, aligned: {k_only:,} kernel-only and {y_only:,} Kmem-only" + (f" (most in {top})" if top and kind == "new_slab" else "")
+                   + ". The first new slab of each cache is decided from Kmem's own state; after it the cache follows "
+                   "the kernel's until objects allocated before tracing are freed in another order than Kmem's "
+                   "placeholders stand for them: unexplained beyond that.")
+    fb = a.get("fallback")
+    if fb:
+        out.append(f"- fallback: {fb['kernel_yes']:,} kernel steals against {fb['kmem_yes']:,} of Kmem's, "
+                   f"{fb['both_yes']:,} on the same allocation: the buddy lists that decide a steal are not aligned.")
+    return out
 
 
 def main(args):
@@ -99,30 +146,32 @@ both-yes / Kmem-yes.
 | new_slab | a slab allocation needed a new slab | the slab page allocated for it |
 | slab_freed | a slab free gave the slab's pages back | the next event on the CPU frees one of the kernel's slab frames |
 
-**Aligned**: before each page allocation and page free Kmem's per-CPU lists and free_factor are
-put where the kernel's were just before that event, as earlier events reveal them: a refill an
-allocation claimed (the list was empty, then held the burst's blocks less one), allocations from the
-list, frees to it, each drained block, the count at a drain (high, or empty after a high-order
-free_high drain). An event's own outcome never corrects its decision. Lists the trace has not
-revealed (before their first refill, after a bulk-allocator burst) are left as Kmem has them.
-new_slab, slab_freed, zone and fallback are not aligned (the slab freelists and the buddy lists are
-not revealed event by event): their aligned figures are those of a run whose per-CPU lists were
-aligned. **Free-running**: Kmem's state evolves on its own.
+**Aligned**: after each event Kmem's state is corrected to what the trace has revealed so far, and
+Kmem then makes the next decision on its own; an event's own outcome never corrects its decision.
+Per-CPU lists (pcp_refill, pcp_drain), before each page allocation and page free: each list's length
+and the CPU's count and free_factor, as revealed by a trace recorded from boot (the lists start
+empty), a refill an allocation claimed (the list was empty, then held the burst's blocks less one),
+allocations from the list, frees to it, each drained block, the count at a drain (high less what it
+drained), and vmalloc's bulk allocations, whose size the page array kmalloc'ed just before them
+gives (alloc_pages_bulk takes that many pages from the list with no event). Lists the trace has not
+revealed are left as Kmem has them. Slab caches (new_slab, slab_freed): after a kernel slab
+allocation that took a new slab, the cache's cpu slab holds that slab with one object taken and no
+partial slab has a free object; where Kmem's cache still had free objects, the replay takes them as
+placeholders until Kmem takes a new slab too (a free of an object allocated before tracing gives one
+back). zone and fallback are not aligned (the buddy lists are not revealed event by event): their
+aligned figures are those of a run whose lists and caches were aligned. **Free-running**: Kmem's
+state evolves on its own; both runs replay the bulk allocator's pages (the frames the kernel's lists
+held at their head, known from the same events).
 """
 
-GAPS = """## Remaining gaps
+GAPS = """## Remaining gaps, free-running
 
-- pcp_refill, aligned: the misses are allocations on lists the trace had not revealed yet (before a
-  list's first refill, and after a bulk-allocator burst, which takes an unknown number of pages).
-- pcp_drain, aligned: Kmem drains more often than the kernel. Kmem's pcp high is computed from its
-  own managed pages, which exceed the capture's (the boot does not yet reserve what the real kernel
-  reserved), and drains counted on lists not yet revealed keep Kmem's own count; unexplained beyond that.
-- new_slab and slab_freed are free-running in both runs: Kmem's SLUB (with its per-thread magazines)
-  and the kernel's cpu slabs and partial lists are not aligned; their gaps are unexplained here.
-- fallback: the kernel steals rarely (its kernel-yes count above); Kmem steals about as often but on
-  other allocations, because its buddy lists are not aligned.
 - Free-running pcp_refill and pcp_drain match only where the two lists happen to be in step: one
-  allocation more or less on either side shifts every later refill by one event.
+  allocation more or less on either side shifts every later refill by one event. The main source of
+  such offsets is the slab layer: Kmem's slab pages are its own (new_slab free-running above), and
+  each one is an allocation from the unmovable lists at a moment the kernel's was not.
+- pcp_drain amounts: a drain's size is batch doubled per drain without an allocation in between
+  (free_factor), clamped to high − batch; with Kmem's high unlike the kernel's, the clamp differs.
 """
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ public static class ReplayReport
             string amount = d.AmountCompared > 0 ? Inv($"{(double)d.AmountEqual / d.AmountCompared:P1}") : "-";
             w.WriteLine(Inv($"  {kind,-20} {d.Compared,10:N0} {d.Ratio,8:P1} {d.Recall,8:P1} {d.Precision,9:P1} {d.KernelYes,11:N0} {d.KmemYes,10:N0} {d.BothYes,10:N0} {amount,12}"));
         }
+        WriteDecisionPhases(w, r);
         w.WriteLine(Inv($"  bulk allocator: {r.BulkRefillBursts:N0} refill bursts no allocation followed, {r.BulkPagesReplayed:N0} pages replayed; {r.UnattributedDrains:N0} drains after no page free (drain_all_pages); {r.BatchedFreesCountedOnce:N0} batched frees counted once"));
         foreach (var (kind, d) in r.Decisions)
         {
@@ -93,6 +94,30 @@ public static class ReplayReport
             {
                 w.WriteLine(Inv($"  mismatch {kind} line {mm.Line}: kernel {(mm.Kernel ? "yes" : "no")}, Kmem {(mm.Kmem ? "yes" : "no")}{(mm.Detail.Length > 0 ? "; " + mm.Detail : "")}"));
             }
+        }
+    }
+
+    private static readonly string[] PhaseKinds = ["pcp_refill", "pcp_drain", "new_slab", "slab_freed", "fallback"];
+
+    /// <summary>Recall and precision of each kind, per phase of the trace (boot, then each PHASE marker).</summary>
+    private static void WriteDecisionPhases(TextWriter w, TraceReplayResult r)
+    {
+        if (r.DecisionsByPhase.Count == 0)
+        {
+            return;
+        }
+        w.WriteLine($"  by phase, recall/precision %: {"phase",-14}" + string.Concat(PhaseKinds.Select(k => $" {k,11}")));
+        foreach (var p in r.DecisionsByPhase)
+        {
+            w.Write($"  {"",29} {p.Phase,-14}");
+            foreach (string k in PhaseKinds)
+            {
+                string cell = p.Decisions.TryGetValue(k, out var d) && (d.KernelYes > 0 || d.KmemYes > 0)
+                    ? Inv($"{(d.KernelYes > 0 ? (100 * d.Recall).ToString("F0", CultureInfo.InvariantCulture) : "-")}/{(d.KmemYes > 0 ? (100 * d.Precision).ToString("F0", CultureInfo.InvariantCulture) : "-")}")
+                    : "-";
+                w.Write($" {cell,11}");
+            }
+            w.WriteLine();
         }
     }
 

@@ -2,18 +2,21 @@
 // its per-CPU page lists are put where the kernel's were just before that event, as
 // far as the trace's earlier events reveal them; the event's own outcome is never
 // used. What is revealed, per CPU, zone, order and migrate type:
+//   a trace recorded from boot (first event at uptime 0): every list empty at the start;
 //   a refill that an allocation claimed: the list was empty, then held the blocks
 //     the burst took, less the one the allocation took;
 //   an allocation from the list (no refill): one block fewer;
 //   a free of order <= 3 to the list (the type the frame was allocated with): one more;
 //   each mm_page_pcpu_drain: that block left its list;
-//   a bulk-allocator burst: the bulk call took an unknown number: the list is unknown
-//     until its next refill.
-// free_factor is known from boot on: halved by every pcp allocation, raised by a drain
-// as nr_pcp_free raises it (with Kmem's batch and high). Unknown lists are left as
-// Kmem has them. Aligned: pcp_refill and pcp_drain. new_slab, slab_freed, zone and
-// fallback are not corrected (their deciding state, the slab freelists and the buddy
-// lists, is not revealed event by event), so their aligned figures are free-running.
+//   a bulk allocation of known size (vmalloc's page array): that many order-0 blocks
+//     fewer, plus the burst it made when the list ran out; of unknown size: the list
+//     is unknown until its next refill.
+// The CPU's count: after a drain, high less the pages drained; below high after a free
+// that did not drain. free_factor is known from boot on: halved by every pcp allocation
+// (not by the bulk allocator), raised by a drain as nr_pcp_free raises it (with Kmem's
+// batch and high). Unknown lists are left as Kmem has them. Aligned here: pcp_refill and
+// pcp_drain; new_slab and slab_freed are aligned by TraceReplayer.SlabAlign; zone and
+// fallback are not corrected (the buddy lists are not revealed event by event).
 // Owned by TraceReplayer and used on its replaying thread only.
 namespace Kmem;
 
@@ -37,6 +40,14 @@ internal sealed class PcpListModel
         _modelFf = new int[cpus * zones];
         _modelTotal = new int[cpus * zones];
         Array.Fill(_modelTotal, -1);
+    }
+
+    // A trace recorded from boot (its first event at uptime 0): the per-CPU lists were empty then (the boot
+    // pagesets hold nothing; the zones' own pagesets start empty), so every list and count is known from the start.
+    public void StartAtBoot()
+    {
+        Array.Fill(_model, 0);
+        Array.Fill(_modelTotal, 0);
     }
 
     private void AddTotal(int fi, int pages)
@@ -68,14 +79,48 @@ internal sealed class PcpListModel
         return (before, ff);
     }
 
-    public void Bulk(int cpu, ulong pfn, int order, MigrateType mt)
+    // A refill burst no allocation claimed: the bulk allocator's. With the bulk's size known (vmalloc's page
+    // array said how many pages it asked for), the list ran out after `before` pages, took the burst's blocks
+    // and gave the rest of the bulk from them; otherwise the list is unknown until its next refill.
+    public void Bulk(int cpu, ulong pfn, int order, MigrateType mt, int blocks, int pages)
     {
         int zone = TraceZones.ZoneOf(_pa, pfn).Index;
-        if (order < ModelOrders && (int)mt < ModelTypes)
+        int fi = cpu * _pa.Zones.Length + zone;
+        if (pages <= 0 || order != 0 || (int)mt >= ModelTypes)
         {
-            _model[ListIndex(cpu, zone, order, (int)mt)] = -1;
+            if (order < ModelOrders && (int)mt < ModelTypes)
+            {
+                _model[ListIndex(cpu, zone, order, (int)mt)] = -1;
+            }
+            _modelTotal[fi] = -1;
+            return;
         }
-        _modelTotal[cpu * _pa.Zones.Length + zone] = -1;
+        int li = ListIndex(cpu, zone, 0, (int)mt);
+        int after = _model[li] + blocks - pages;
+        _model[li] = _model[li] >= 0 && after >= 0 ? after : -1;
+        AddTotal(fi, blocks - pages);
+    }
+
+    // A bulk allocation of `pages` order-0 pages the list served alone (no event shows it): alloc_pages_bulk takes
+    // them from the head of the zone's list of the type, without touching free_factor.
+    public void BulkFromList(int cpu, ZoneType zoneType, MigrateType mt, int pages)
+    {
+        int zone = -1;
+        foreach (var z in _pa.Zones)
+        {
+            if (z.Type == zoneType)
+            {
+                zone = z.Index;
+            }
+        }
+        if (zone < 0 || (int)mt >= ModelTypes)
+        {
+            return;
+        }
+        int li = ListIndex(cpu, zone, 0, (int)mt);
+        int before = _model[li];
+        _model[li] = before >= pages ? before - pages : -1; // fewer than asked would have refilled: then unknown
+        AddTotal(cpu * _pa.Zones.Length + zone, -pages);
     }
 
     // A kernel page free of order <= 3 lands on its CPU's list (drains that follow are applied one by one).
@@ -154,12 +199,24 @@ internal sealed class PcpListModel
     {
         var model = TraceZones.ZoneOf(_pa, tracePfn);
         var zone = _pa.ZoneOf(kmemPage.RawPfn);
-        int total = _modelTotal[cpu * _pa.Zones.Length + model.Index];
+        int fi = cpu * _pa.Zones.Length + model.Index;
+        // Every earlier free on this CPU either drained (the count is then known) or left the count below high:
+        // a count the model has at high or above is one the kernel cannot have had.
+        int high = model.Pcp[cpu].High;
+        if (_modelTotal[fi] >= high && high > 0)
+        {
+            _modelTotal[fi] = high - 1;
+        }
+        int total = _modelTotal[fi];
+        if (total < 0 && high > 0 && zone.Pcp[cpu].Count >= high)
+        {
+            total = high - 1; // not revealed, but below high all the same: Kmem's list alignment can overfill it
+        }
         if (total >= 0)
         {
             int mt = (int)_pa.Mem.PageblockMigratetype(kmemPage.RawPfn);
             _pa.AlignPcpCount(zone, cpu, total, mt < ModelTypes ? mt : 0);
         }
-        Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[cpu * _pa.Zones.Length + model.Index]);
+        Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[fi]);
     }
 }

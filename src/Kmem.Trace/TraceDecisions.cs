@@ -6,8 +6,8 @@
 //               zone_locked percpu_refill=1 burst just before it starts at its pfn
 //               (rmqueue_bulk adds at the tail, the allocation takes the head);
 //               allocations straight from the buddy lists (percpu_refill=0) are not
-//               pcp decisions. A burst no allocation follows is the bulk allocator
-//               (alloc_pages_bulk, no mm_page_alloc): replayed as order-0 pages.
+//               pcp decisions. The bulk allocator (alloc_pages_bulk, no mm_page_alloc)
+//               is no decision: KernelPageEvents replays its frames.
 //   pcp_drain   a page free: the kernel drained when mm_page_pcpu_drain events
 //               follow it on its CPU (for a list free, its mm_page_free_batched).
 //   zone        the zone of Kmem's page against the zone of the kernel's pfn; "yes"
@@ -16,7 +16,8 @@
 //   fallback_ownership  when both stole: whether the pageblock changed hands.
 //   new_slab    a slab allocation: the kernel's slab page recognised for it.
 //   slab_freed  a slab free: the next event on the CPU frees one of the kernel's slab frames.
-// Kmem's state evolves on its own (free-running). Here: the counts per kind and phase, the
+// Free-running, Kmem's state evolves on its own; aligned (PcpListModel, TraceReplayer.SlabAlign),
+// it is corrected after each event to what the trace revealed. Here: the counts per kind and phase, the
 // first mismatches, the page frees and slab frees whose kernel side is still being read;
 // TraceReplayer reads the events and makes the calls. Used on the replaying thread only.
 using System.Runtime.InteropServices;
@@ -77,6 +78,15 @@ internal sealed class TraceDecisions
             _tally.Mismatches[(int)DecisionKind.Zone].Add(new TraceMismatch(line, kernelZone < highest, kmemZone < highest, $"kernel {kernelZone}, Kmem {kmemZone}"));
         }
     }
+
+    /// <summary>The phase decisions made now count for (0: boot).</summary>
+    public int Phase => _phases.Count - 1;
+
+    // A decision held back (a page allocation pending until its slab question is settled) counts for the phase
+    // of its event: UsePhase before it, UseCurrentPhase after.
+    public void UsePhase(int phase) => _tally = _phases[phase].Tally;
+
+    public void UseCurrentPhase() => _tally = _phases[^1].Tally;
 
     // A "PHASE name" marker: the decisions that follow count for that phase.
     public void StartPhase(string name)

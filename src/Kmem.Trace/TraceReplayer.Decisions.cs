@@ -1,8 +1,7 @@
-// The kernel's side of the per-decision comparison (TraceDecisions keeps the counts): the
-// kernel's decisions are read from the events around each one on the same CPU, Kmem's from
-// its own allocators through the DecisionRecorder the machine was booted with
-// (TraceReplayer.Boot). A burst of zone_locked percpu_refill=1 events no allocation follows
-// is the bulk allocator (alloc_pages_bulk, no mm_page_alloc): replayed as order-0 pages.
+// The per-decision comparison (TraceDecisions keeps the counts): the kernel's decisions are
+// read from the events around each one on the same CPU (KernelPageEvents for the page
+// events), Kmem's from its own allocators through the DecisionRecorder the machine was
+// booted with (TraceReplayer.Boot). The bulk allocator's frames are replayed as order-0 pages.
 // Part of TraceReplayer.
 namespace Kmem;
 
@@ -25,187 +24,70 @@ public sealed partial class TraceReplayer
     private readonly TraceDecisions _decisions;
 
     // The kernel's per-CPU lists as revealed so far: only in aligned mode.
-    private readonly PcpListModel? _pcpModel;
-    // Per CPU: the refill burst in progress, a steal not yet claimed by an allocation, a frame the buddy
-    // lists gave straight (percpu_refill=0), the page frees whose drains are still being read, a slab free
-    // waiting for the next event to say whether its slab went back.
-    private RefillBurst[] _bursts = [];
-    private (bool Yes, bool Ownership)[] _steal = [];
-    private ulong[] _directPfn = [];
+    private PcpListModel? _pcpModel;
+    // The kernel's side of the page decisions and the bulk allocator's frames.
+    private KernelPageEvents _kernel = null!;
     private readonly HashSet<ulong> _bulkPfns = [];
-    private long _bulkBursts, _bulkPages, _unattributedDrains, _batchedOnce;
+    private long _bulkPages, _batchedOnce;
 
     private void InitDecisions(int cpus)
     {
-        _bursts = new RefillBurst[cpus];
-        for (int i = 0; i < cpus; i++)
-        {
-            _bursts[i] = new RefillBurst();
-        }
-        _steal = new (bool, bool)[cpus];
-        _directPfn = new ulong[cpus];
-        Array.Fill(_directPfn, ulong.MaxValue);
-    }
-
-    // Runs before each event is dispatched: the kernel's side of decisions the previous events left open.
-    private void BeforeEvent(ref TraceEvent e, int cpu)
-    {
-        var kind = e.Kind;
-        if (_decisions.SlabFreeOpen(cpu))
-        {
-            bool kernel = kind is TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched && _slabPages.ContainsKey(e.Pfn);
-            _decisions.CloseSlabFree(cpu, kernel);
-        }
-        var burst = _bursts[cpu];
-        switch (kind)
-        {
-            case TraceEventKind.MmPageAllocZoneLocked:
-                if (!e.PercpuRefill)
-                {
-                    _directPfn[cpu] = e.Pfn;
-                    break;
-                }
-                if (burst.Open && (!burst.Growing || burst.Order != e.Order || burst.Mt != e.MigrateType))
-                {
-                    FinishBulk(cpu);
-                }
-                if (!burst.Open)
-                {
-                    burst.Start(e.Order, e.MigrateType, e.LineNumber, _steal[cpu]);
-                    _steal[cpu] = default;
-                }
-                burst.Pfns.Add(e.Pfn);
-                burst.Growing = true;
-                break;
-            case TraceEventKind.MmPageAllocExtfrag:
-                if (burst.Open)
-                {
-                    burst.Steal = (true, e.ChangeOwnership);
-                }
-                else
-                {
-                    _steal[cpu] = (true, e.ChangeOwnership);
-                }
-                break;
-            case TraceEventKind.MmPagePcpuDrain:
-                if (_decisions.LastFree(cpu) is { } f)
-                {
-                    if (_options.Aligned)
-                    {
-                        _pcpModel!.Drain(cpu, e.Pfn, e.Order, e.MigrateType, f.KernelPages, f.Order);
-                    }
-                    f.KernelPages += 1 << e.Order;
-                }
-                else
-                {
-                    _unattributedDrains++;
-                    if (_options.Aligned)
-                    {
-                        _pcpModel!.Drain(cpu, e.Pfn, e.Order, e.MigrateType, -1, 0);
-                    }
-                }
-                break;
-            case TraceEventKind.MmPageAlloc:
-                if (burst.Open && burst.Pfns[0] != e.Pfn)
-                {
-                    FinishBulk(cpu);
-                }
-                break;
-            case TraceEventKind.MmPageFree:
-            case TraceEventKind.MmPageFreeBatched:
-                break;
-            case TraceEventKind.Marker:
-                if (e.Text is { } text && text.StartsWith("PHASE ", StringComparison.Ordinal))
-                {
-                    _decisions.StartPhase(text[6..].Trim());
-                }
-                goto default;
-            default:
-                if (burst.Open)
-                {
-                    FinishBulk(cpu);
-                }
-                break;
-        }
-        if (kind is not (TraceEventKind.MmPageAllocZoneLocked or TraceEventKind.MmPageAllocExtfrag))
-        {
-            burst.Growing = false;
-        }
-        if (kind is not (TraceEventKind.MmPagePcpuDrain or TraceEventKind.MmPageFreeBatched))
-        {
-            _decisions.ResolveFrees(cpu);
-        }
-    }
-
-    // The kernel's decision for a page allocation, taken from the events before it (called by PageAlloc).
-    private (sbyte Refill, bool Steal, bool Ownership, int Blocks) KernelPageDecision(ref TraceEvent e, int cpu)
-    {
-        var burst = _bursts[cpu];
-        sbyte refill;
-        (bool Yes, bool Ownership) steal;
-        int blocks = 0;
-        if (burst.Open && burst.Pfns[0] == e.Pfn)
-        {
-            refill = 1;
-            steal = burst.Steal;
-            blocks = burst.Pfns.Count;
-            burst.Close();
-        }
-        else
-        {
-            refill = (sbyte)(e.Order <= 3 && _directPfn[cpu] != e.Pfn ? 0 : -1);
-            steal = _steal[cpu];
-        }
-        _steal[cpu] = default;
-        _directPfn[cpu] = ulong.MaxValue;
-        return (refill, steal.Yes, steal.Ownership, blocks);
-    }
-
-    // A burst no allocation claimed: alloc_pages_bulk took pages from the list (vmalloc's pages). Kmem takes
-    // as many order-0 pages, of the burst's zone and migrate type, keyed by the burst's frames.
-    private void FinishBulk(int cpu)
-    {
-        var burst = _bursts[cpu];
         if (_options.Aligned)
         {
-            _pcpModel!.Bulk(cpu, burst.Pfns[0], burst.Order, burst.Mt);
+            _pcpModel = new PcpListModel(_m.PageAllocator, cpus);
         }
-        if (burst.Order == 0)
+        _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, ReplayBulk);
+    }
+
+    // Runs before each event is dispatched: a slab free's kernel answer (this event frees its slab's frame or not),
+    // then the page events' kernel side.
+    private void BeforeEvent(ref TraceEvent e, int cpu)
+    {
+        if (_decisions.SlabFreeOpen(cpu))
         {
-            _bulkBursts++;
-            Gfp gfp = Gfp.Kernel | Gfp.NoWarn | TraceZones.ZoneModifiers(_m.PageAllocator, burst.Pfns[0]) | (burst.Mt switch
-            {
-                MigrateType.Movable => Gfp.Movable,
-                MigrateType.Reclaimable => Gfp.Reclaimable,
-                _ => 0,
-            });
-            foreach (ulong pfn in burst.Pfns)
-            {
-                if (_pages.ContainsKey(pfn) || _slabPages.ContainsKey(pfn))
-                {
-                    continue;
-                }
-                var page = _m.AllocPages(gfp, 0);
-                if (page.IsNull)
-                {
-                    _kmemFailures++;
-                    continue;
-                }
-                _bulkPages++;
-                _pages[pfn] = new PageBlock(page, 0, false);
-                _bulkPfns.Add(pfn);
-            }
+            bool kernel = e.Kind is TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched && _slabPages.ContainsKey(e.Pfn);
+            _decisions.CloseSlabFree(cpu, kernel);
         }
-        burst.Close();
+        _kernel.BeforeEvent(ref e, cpu);
+    }
+
+    // The bulk allocator's frames: Kmem takes as many order-0 pages, of each frame's zone and the bulk's migrate
+    // type, keyed by the frames (a frame Kmem already holds for the trace is left alone).
+    private void ReplayBulk(List<ulong> pfns, MigrateType mt)
+    {
+        Gfp type = mt switch
+        {
+            MigrateType.Movable => Gfp.Movable,
+            MigrateType.Reclaimable => Gfp.Reclaimable,
+            _ => 0,
+        };
+        foreach (ulong pfn in pfns)
+        {
+            if (_pages.ContainsKey(pfn) || _slabPages.ContainsKey(pfn))
+            {
+                continue;
+            }
+            var page = _m.AllocPages(Gfp.Kernel | Gfp.NoWarn | TraceZones.ZoneModifiers(_m.PageAllocator, pfn) | type, 0);
+            if (page.IsNull)
+            {
+                _kmemFailures++;
+                continue;
+            }
+            _bulkPages++;
+            _pages[pfn] = new PageBlock(page, 0, false);
+            _bulkPfns.Add(pfn);
+        }
     }
 
     // Kmem's side of a page allocation it just made for the trace's, set against the kernel's.
     private void DecidePageAlloc(in PendingPage p, Page page)
     {
         var k = _kmem!;
+        _decisions.UsePhase(p.Phase);
         if (p.KernelRefill >= 0)
         {
-            _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line, $"order {p.Order}", -1, -1);
+            _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line,
+                p.ModelBefore >= 0 ? $"order {p.Order}, list held {p.ModelBefore} blocks by the trace" : $"order {p.Order}, list not revealed", -1, -1);
         }
         _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, $"order {p.Order}");
         if (p.KernelSteal && k.Fallbacks > 0)
@@ -216,5 +98,6 @@ public sealed partial class TraceReplayer
         var kernelZone = TraceZones.TypeOf(_m.PageAllocator, p.Pfn);
         var kmemZone = _m.PageZone(page);
         _decisions.DecideZone(p.Line, kernelZone, kmemZone, highest);
+        _decisions.UseCurrentPhase();
     }
 }

@@ -39,7 +39,7 @@ public sealed partial class TraceReplayer
         {
             _pageMtMatches++;
         }
-        var (refill, steal, ownership, blocks) = KernelPageDecision(ref e, cpu);
+        var (refill, steal, ownership, blocks) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
         var list = _pending[cpu];
         if (_pendingCount[cpu] == MaxPending)
@@ -48,7 +48,7 @@ public sealed partial class TraceReplayer
             RemovePending(cpu, 0);
             ReplayPageAlloc(oldest);
         }
-        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf);
+        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase);
     }
 
     // Pending page allocations that waited long enough are ordinary page allocations.
@@ -167,6 +167,10 @@ public sealed partial class TraceReplayer
         {
             using (_m.OnCpu(cpu))
             {
+                if (_kernel.BurstOpen(cpu))
+                {
+                    _kernel.FinishBulk(cpu); // the trace ended on a burst no allocation claimed
+                }
                 while (_pendingCount[cpu] > 0)
                 {
                     var p = _pending[cpu][0];
@@ -220,12 +224,14 @@ public sealed partial class TraceReplayer
     {
         if (_options.Aligned)
         {
+            ReplayPendingHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
             if (_pages.TryGetValue(pfn, out var block))
             {
                 _pcpModel!.AlignForFree(cpu, pfn, block.Page);
             }
             _pcpModel!.Free(cpu, pfn, order);
         }
+        _kernel.Contents.Free(cpu, pfn, order);
         _kmem?.Reset();
         bool freed = PageFree(pfn, order, cpu);
         if (_kmem is not null)
@@ -242,17 +248,7 @@ public sealed partial class TraceReplayer
             return false; // a slab page (or large kmalloc) the trace's slab layer gave back: Kmem's own slab layer decides
         }
         _bulkPfns.Remove(pfn);
-        var list = _pending[cpu];
-        for (int i = 0; i < _pendingCount[cpu]; i++)
-        {
-            if (pfn - list[i].Pfn < 1UL << list[i].Order)
-            {
-                var p = list[i];
-                RemovePending(cpu, i);
-                ReplayPageAlloc(p);
-                break;
-            }
-        }
+        ReplayPendingHolding(cpu, pfn);
         if (_pages.Remove(pfn, out var block))
         {
             if (block.Order <= order || block.Compound)
@@ -280,6 +276,22 @@ public sealed partial class TraceReplayer
         return false;
     }
 
+    // A pending allocation of the CPU whose block holds the frame is replayed now: the frame is being freed.
+    private void ReplayPendingHolding(int cpu, ulong pfn)
+    {
+        var list = _pending[cpu];
+        for (int i = 0; i < _pendingCount[cpu]; i++)
+        {
+            if (pfn - list[i].Pfn < 1UL << list[i].Order)
+            {
+                var p = list[i];
+                RemovePending(cpu, i);
+                ReplayPageAlloc(p);
+                return;
+            }
+        }
+    }
+
     // Splits a non-compound block into order-0 pages, as split_page does, and frees [pfn, pfn + 2^order).
     private void SplitAndFree(ulong head, PageBlock block, ulong pfn, int order)
     {
@@ -305,7 +317,7 @@ public sealed partial class TraceReplayer
     /// <remarks>Line and the kernel's decisions: KernelRefill 1 refilled, 0 served from the list, -1 not a pcp decision.</remarks>
     private record struct PendingPage(ulong Pfn, int Order, Gfp Gfp, int Node, long Seq, int SlabAllocs,
         long Line = 0, sbyte KernelRefill = -1, bool KernelSteal = false, bool KernelOwnership = false,
-        int ModelBefore = -1, int ModelFf = -1);
+        int ModelBefore = -1, int ModelFf = -1, int Phase = 0);
 
     /// <summary>Kmem's block for a trace frame.</summary>
     private readonly record struct PageBlock(Page Page, int Order, bool Compound);

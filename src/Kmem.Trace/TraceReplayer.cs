@@ -94,10 +94,6 @@ public sealed partial class TraceReplayer
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
         _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches);
         InitDecisions(machine.NrCpus);
-        if (_options.Aligned)
-        {
-            _pcpModel = new PcpListModel(machine.PageAllocator, machine.NrCpus);
-        }
         _caches = new TraceCaches(machine);
     }
 
@@ -328,6 +324,7 @@ public sealed partial class TraceReplayer
         if (_kmem is not null && e.BytesAlloc <= Machine.KmallocMaxCacheSize)
         {
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, $"kmalloc-{e.BytesAlloc}");
+            AlignNewSlab(kernelNewSlab, null, $"kmalloc-{e.BytesAlloc}", e.BytesReq, e.Gfp, Node(e.Node));
         }
         ulong ks = _m.Ksize(p);
         if (ks == e.BytesAlloc)
@@ -372,6 +369,7 @@ public sealed partial class TraceReplayer
         if (_kmem is not null)
         {
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
+            AlignNewSlab(kernelNewSlab, slot.Cache, slot.Name, 0, e.Gfp, Node(e.Node));
         }
         slot.Allocs++;
         slot.Live++;
@@ -391,6 +389,7 @@ public sealed partial class TraceReplayer
         if (!_objects.Remove(ptr, out var obj))
         {
             NoteUntrackedFree(ptr, name);
+            FreePlaceholder(name);
             return;
         }
         if (name is not null && obj.Site != 0)
@@ -553,9 +552,9 @@ public sealed partial class TraceReplayer
                 ["kmalloc_size_class_match"] = _kmallocEvents > 0 ? (double)_kmallocMatches / _kmallocEvents : 0,
                 ["page_migratetype_match"] = _pageAllocEvents > 0 ? (double)_pageMtMatches / _pageAllocEvents : 0,
             },
-            BulkRefillBursts = _bulkBursts,
+            BulkRefillBursts = _kernel.BulkBursts,
             BulkPagesReplayed = _bulkPages,
-            UnattributedDrains = _unattributedDrains,
+            UnattributedDrains = _kernel.UnattributedDrains,
             BatchedFreesCountedOnce = _batchedOnce,
             CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
         };

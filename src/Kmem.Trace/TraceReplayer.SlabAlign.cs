@@ -1,0 +1,66 @@
+// Aligned slab decisions (TraceReplayOptions.Aligned): a kernel slab allocation that took a
+// new slab says that, right after it, the cache's cpu slab on that CPU held that slab with
+// one object taken and no partial slab (cpu or node) had a free object: ___slab_alloc
+// reaches new_slab only when c->freelist, c->partial and get_partial all came up empty.
+// When Kmem served the same allocation from a free object, its cache held free objects the
+// kernel's did not; the replayer takes them as placeholders, held, until Kmem's own cache
+// takes a new slab: Kmem's cache is then where the kernel's is. The next new_slab decisions
+// are Kmem's own from there. A placeholder is given back when the trace frees, for that
+// cache, an object the replay never saw allocated (the kernel's free objects came back
+// too). Corrected only after the event (its own decision is recorded before); kmalloc
+// placeholders are never given back (kfree names no cache). slab_freed is not corrected.
+// Part of TraceReplayer.
+namespace Kmem;
+
+public sealed partial class TraceReplayer
+{
+    // Bound on the placeholders one alignment takes (a cache whose free objects would need more is left as it is).
+    private const int MaxPlaceholders = 4096;
+
+    private readonly Dictionary<string, Stack<(nint Ptr, KmemCache? Cache)>> _placeholders = new(StringComparer.Ordinal);
+    private long _placeholderCount;
+
+    // After a slab allocation (cache, or kmalloc of bytes when cache is null) the kernel served from a new slab: Kmem's
+    // cache put in the same state, when it was not.
+    private void AlignNewSlab(bool kernelNewSlab, KmemCache? cache, string name, ulong bytes, Gfp gfp, int node)
+    {
+        if (!kernelNewSlab || !_options.Aligned || _kmem is not { NewSlabs: 0 } k)
+        {
+            return;
+        }
+        if (!_placeholders.TryGetValue(name, out var held))
+        {
+            _placeholders[name] = held = new Stack<(nint, KmemCache?)>();
+        }
+        for (int i = 0; i < MaxPlaceholders; i++)
+        {
+            k.Reset();
+            nint p = cache is not null ? _m.KmemCacheAllocNode(cache, gfp | Gfp.NoWarn, node) : _m.KmallocNode((nuint)bytes, gfp | Gfp.NoWarn, node);
+            if (p == 0)
+            {
+                break;
+            }
+            held.Push((p, cache));
+            _placeholderCount++;
+            if (k.NewSlabs > 0)
+            {
+                break;
+            }
+        }
+        k.Reset();
+    }
+
+    // A kmem_cache_free of an object allocated before tracing began: a placeholder of that cache goes back instead.
+    private void FreePlaceholder(string? name)
+    {
+        if (!_options.Aligned || name is null || !_placeholders.TryGetValue(name, out var held) || held.Count == 0)
+        {
+            return;
+        }
+        var (ptr, cache) = held.Pop();
+        if (cache is { IsDestroyed: false })
+        {
+            _m.KmemCacheFree(cache, ptr);
+        }
+    }
+}

@@ -14,6 +14,7 @@ using Kmem.PageAlloc;
 using Kmem.Physical;
 using Kmem.Reclaim;
 using Kmem.Slab;
+using Kmem.Vmalloc;
 
 namespace Kmem;
 
@@ -65,12 +66,12 @@ public sealed partial class Machine : IDisposable
         {
             Highmem = new HighmemMaps(_mem, arch, _cpus, _log, _bug);
             // The page allocator makes its reclaimer at the end of its constructor (see PageAllocator.cs). The
-            // vmalloc factory holds the machine weakly: kswapd's thread reaches it and must not keep the machine alive.
-            var self = new WeakReference<Machine>(this);
+            // lambda captures locals only, and the vmalloc factory holds the machine weakly: kswapd's thread and
+            // the metrics' meter reach the reclaimer, and must not keep the machine alive.
+            var (mem, highmem, vmalloc) = (_mem, Highmem, VmallocFactory(new WeakReference<Machine>(this)));
             MmLayer? mm = null;
-            PageAllocator = new PageAllocator(options, arch, _mem, _cpus, _log, _failPageAlloc, _bug,
-                pa => mm = new MmLayer(options, _mem, pa, _log, Highmem,
-                    () => self.TryGetTarget(out var m) ? m.VmallocSpace : throw new ObjectDisposedException(nameof(Machine))));
+            PageAllocator = new PageAllocator(options, arch, mem, _cpus, log, _failPageAlloc, _bug,
+                pa => mm = new MmLayer(options, mem, pa, log, highmem, vmalloc));
             Mm = mm!;
             Mempools = new Mempools(_mem, PageAllocator, _cpus, _log, _bug);
             SlabLayer = options.Slab switch
@@ -191,6 +192,11 @@ public sealed partial class Machine : IDisposable
 
     /// <summary>The machine's policy for a kernel bug: throw, or log and carry on.</summary>
     internal void Bug(KernelBugException bug) => _bug(bug);
+
+    /// <summary>The vmalloc space for the reclaim layer (X64's kernel stacks), made on first use; through a weak
+    /// reference, since the layers must not keep the machine alive.</summary>
+    private static Func<VmapSpace> VmallocFactory(WeakReference<Machine> self) =>
+        () => self.TryGetTarget(out var m) ? m.VmallocSpace : throw new ObjectDisposedException(nameof(Machine));
 
     /// <summary>The bug policy the layers get: it captures the log and the option, not the machine.</summary>
     private static Action<KernelBugException> BugPolicy(KernelLog log, OnBug onBug) => bug =>

@@ -31,7 +31,9 @@ using System.Runtime.CompilerServices;
 namespace Kmem.Physical;
 
 /// <summary>The live/disposed state of one machine and the count of its calls in flight, per thread.</summary>
+#pragma warning disable CA1001 // the token source has no timer: it needs no Dispose, and lives as long as the machine's layers
 internal sealed class MachineLifetime
+#pragma warning restore CA1001
 {
     /// <summary>One thread's marker: the lifetime whose call it is in, and the ones it is nested inside.</summary>
     internal sealed class CallSlot
@@ -48,6 +50,11 @@ internal sealed class MachineLifetime
     private static int s_pruneAt = 64;
 
     private int _disposed;
+    private readonly CancellationTokenSource _shutdown = new();
+
+    /// <summary>Cancelled when <see cref="Shutdown"/> begins: a call that sleeps (kmap with a full window, a mempool
+    /// waiting for an element) registers its wakeup here, so that it leaves and Shutdown's wait for it ends.</summary>
+    public CancellationToken ShutdownToken => _shutdown.Token;
 
     /// <summary>Whether <see cref="Shutdown"/> has begun: no new call is admitted.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
@@ -116,6 +123,8 @@ internal sealed class MachineLifetime
         }
         // Every CPU's earlier stores of Inside become visible before the scan below.
         Interlocked.MemoryBarrierProcessWide();
+        // Sleeping calls wake, see the flag and throw.
+        _shutdown.Cancel();
         CallSlot[] slots;
         lock (s_slotsLock)
         {

@@ -66,17 +66,18 @@ internal sealed class MachineLifetime
     {
         var slot = t_slot ?? NewSlot();
         var outer = slot.Inside;
-        if (outer is not null && !ReferenceEquals(outer, this))
+        bool nested = outer is not null && !ReferenceEquals(outer, this);
+        if (nested)
         {
-            PushOuter(slot, outer);
+            PushOuter(slot, outer!);
         }
         Volatile.Write(ref slot.Inside, this);
         if (Volatile.Read(ref _disposed) != 0)
         {
-            Leave(slot, outer);
+            Leave(slot, outer, nested);
             ThrowDisposed();
         }
-        return new Scope(slot, outer);
+        return new Scope(slot, outer, nested);
     }
 
     /// <summary>Throws when the machine has been disposed; for entry points that only read managed state and so
@@ -181,10 +182,10 @@ internal sealed class MachineLifetime
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Leave(CallSlot slot, MachineLifetime? outer)
+    private static void Leave(CallSlot slot, MachineLifetime? outer, bool nested)
     {
         Volatile.Write(ref slot.Inside, outer);
-        if (outer is not null && !ReferenceEquals(outer, this))
+        if (nested)
         {
             PopOuter(slot);
         }
@@ -208,18 +209,16 @@ internal sealed class MachineLifetime
     {
         private readonly CallSlot _slot;
         private readonly MachineLifetime? _outer;
+        private readonly bool _nested;
 
-        internal Scope(CallSlot slot, MachineLifetime? outer)
+        internal Scope(CallSlot slot, MachineLifetime? outer, bool nested)
         {
             _slot = slot;
             _outer = outer;
+            _nested = nested;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Dispose()
-        {
-            var inside = _slot.Inside!;
-            inside.Leave(_slot, _outer);
-        }
+        public void Dispose() => Leave(_slot, _outer, _nested);
     }
 }

@@ -272,7 +272,7 @@ internal sealed class Pkmap : IDisposable
                 // Another caller may have mapped the page just as the wait ended.
                 return _pageSlot.TryGetValue(pfn, out int late) ? late : -1;
             }
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ObjectDisposedException.ThrowIf(_disposed || _mem.Lifetime.IsDisposed, this);
             if (_pageSlot.TryGetValue(pfn, out int mapped))
             {
                 return mapped; // somebody else mapped it while we slept
@@ -307,8 +307,11 @@ internal sealed class Pkmap : IDisposable
         }
         _waiters++;
         _sleeps++;
+        // The machine's Dispose wakes the sleeper, which then throws ObjectDisposedException.
+        using var shutdown = _mem.Lifetime.ShutdownToken.Register(static s => ((Pkmap)s!).WakeAll(), this);
         try
         {
+            ObjectDisposedException.ThrowIf(_mem.Lifetime.IsDisposed, this);
             bool woken = Monitor.Wait(_kmapLock, left == Timeout.Infinite ? Timeout.Infinite : (int)Math.Min(left, int.MaxValue));
             return woken && !cancel.IsCancellationRequested;
         }

@@ -15,7 +15,7 @@ public sealed partial class Machine
     /// (SLUB keeps at most min_partial empty slabs per node and frees the rest as they empty).</returns>
     /// <remarks>Call it periodically to model a running kernel. A round that finds a cache being created or
     /// destroyed is skipped, as the kernel's mutex_trylock skips it.</remarks>
-    public long CacheReap() => SlabOrThrow.CacheReap();
+    public long CacheReap() { using var _ = _life.Enter(); return SlabOrThrow.CacheReap(); }
 
     /// <summary>slabinfo_write: what writing "name limit batchcount shared" to /proc/slabinfo does with SLAB. The
     /// cache's per-CPU arrays are replaced by arrays of <c>limit</c> entries moving <c>batchcount</c> objects at a
@@ -25,5 +25,5 @@ public sealed partial class Machine
     /// <exception cref="ArgumentException">The line is malformed or longer than 127 characters, no cache has that
     /// name, or limit &lt; 1, batchcount is not 1..limit, or shared &lt; 0 (the kernel's -EINVAL); nothing changes.</exception>
     /// <exception cref="InvalidOperationException">The machine runs SLUB or SLOB, which have no tunables.</exception>
-    public void SlabinfoWrite(string line) => SlabOrThrow.SlabinfoWrite(line);
+    public void SlabinfoWrite(string line) { using var _ = _life.Enter(); SlabOrThrow.SlabinfoWrite(line); }
 }

@@ -20,7 +20,7 @@ public sealed partial class Machine
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="minNr"/> is negative.</exception>
     /// <exception cref="ArgumentNullException">A function is null.</exception>
     public Mempool? MempoolCreate(int minNr, MempoolAllocFn allocFn, MempoolFreeFn freeFn, object? poolData,
-        [CallerMemberName] string name = "") => Mempools.Create(minNr, allocFn, freeFn, poolData, name);
+        [CallerMemberName] string name = "") { using var _ = _life.Enter(); return Mempools.Create(minNr, allocFn, freeFn, poolData, name); }
 
     /// <summary>mempool_create_slab_pool: a pool of objects of <paramref name="cache"/>
     /// (<see cref="MempoolAllocSlab"/>, <see cref="MempoolFreeSlab"/>).</summary>
@@ -29,6 +29,7 @@ public sealed partial class Machine
     /// <exception cref="ArgumentNullException">The cache is null.</exception>
     public Mempool? MempoolCreateSlabPool(int minNr, KmemCache cache)
     {
+        using var _ = _life.Enter();
         ArgumentNullException.ThrowIfNull(cache);
         return MempoolCreate(minNr, MempoolAllocSlab, MempoolFreeSlab, cache, $"slab:{cache.Name}");
     }
@@ -40,6 +41,7 @@ public sealed partial class Machine
     /// above <see cref="KmallocMaxSize"/>.</exception>
     public Mempool? MempoolCreateKmallocPool(int minNr, nuint size)
     {
+        using var _ = _life.Enter();
         if (size == 0 || size > KmallocMaxSize)
         {
             throw new ArgumentOutOfRangeException(nameof(size), size, $"a kmalloc pool's element size must be 1..{KmallocMaxSize} bytes");
@@ -55,6 +57,7 @@ public sealed partial class Machine
     /// 0 .. <see cref="MaxOrder"/> - 1.</exception>
     public Mempool? MempoolCreatePagePool(int minNr, int order)
     {
+        using var _ = _life.Enter();
         if ((uint)order >= MaxOrder)
         {
             throw new ArgumentOutOfRangeException(nameof(order), order, $"a page pool's order must be 0..{MaxOrder - 1}");
@@ -74,7 +77,7 @@ public sealed partial class Machine
     /// <see cref="MempoolAlloc(Mempool, Gfp, TimeSpan)"/> or
     /// <see cref="MempoolAlloc(Mempool, Gfp, CancellationToken)"/> to bound the wait.</remarks>
     /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
-    public nint MempoolAlloc(Mempool pool, Gfp gfp) => Mempools.Live(pool).Alloc(gfp, Timeout.Infinite, CancellationToken.None);
+    public nint MempoolAlloc(Mempool pool, Gfp gfp) { using var _ = _life.Enter(); return Mempools.Live(pool).Alloc(gfp, Timeout.Infinite, CancellationToken.None); }
 
     /// <summary>mempool_alloc with a bounded wait: as <see cref="MempoolAlloc(Mempool, Gfp)"/>, but a sleeping
     /// caller gives up after <paramref name="timeout"/>.</summary>
@@ -84,6 +87,7 @@ public sealed partial class Machine
     /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
     public nint MempoolAlloc(Mempool pool, Gfp gfp, TimeSpan timeout)
     {
+        using var _ = _life.Enter();
         int ms = TimeoutMs(timeout);
         return Mempools.Live(pool).Alloc(gfp, ms, CancellationToken.None);
     }
@@ -93,15 +97,14 @@ public sealed partial class Machine
     /// <returns>The element, or 0 when the wait was cancelled (an element available without waiting is
     /// returned even with a cancelled token).</returns>
     /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
-    public nint MempoolAlloc(Mempool pool, Gfp gfp, CancellationToken cancellationToken) =>
-        Mempools.Live(pool).Alloc(gfp, Timeout.Infinite, cancellationToken);
+    public nint MempoolAlloc(Mempool pool, Gfp gfp, CancellationToken cancellationToken) { using var _ = _life.Enter(); return Mempools.Live(pool).Alloc(gfp, Timeout.Infinite, cancellationToken); }
 
     /// <summary>mempool_free: puts the element back into the reserve while the reserve is below
     /// <see cref="Mempool.MinNr"/> (and wakes the callers waiting for one), else gives it to the underlying
     /// free function. 0 is ignored. Never sleeps.</summary>
     /// <exception cref="KernelBugException">The element is already in the reserve (double free); nothing
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
-    public void MempoolFree(nint element, Mempool pool) => Mempools.Exists(pool).Free(element);
+    public void MempoolFree(nint element, Mempool pool) { using var _ = _life.Enter(); Mempools.Exists(pool).Free(element); }
 
     /// <summary>mempool_resize: changes <see cref="Mempool.MinNr"/>. Shrinking gives the surplus reserved
     /// elements back at once; growing tries to fill the reserve with GFP_KERNEL and stops quietly when the
@@ -112,6 +115,7 @@ public sealed partial class Machine
     /// <exception cref="ObjectDisposedException">The pool has been destroyed.</exception>
     public int MempoolResize(Mempool pool, int newMinNr)
     {
+        using var _ = _life.Enter();
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(newMinNr);
         return Mempools.Live(pool).Resize(newMinNr);
     }
@@ -123,39 +127,38 @@ public sealed partial class Machine
     /// <param name="caller">The calling method, named in the report; filled in by the compiler.</param>
     /// <returns>The number of elements still out (0 for a pool all of whose elements came back).</returns>
     /// <exception cref="ArgumentException">The pool belongs to another machine.</exception>
-    public long MempoolDestroy(Mempool? pool, [CallerMemberName] string caller = "") =>
-        pool is null ? 0 : Mempools.Exists(pool).Destroy(caller);
+    public long MempoolDestroy(Mempool? pool, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return pool is null ? 0 : Mempools.Exists(pool).Destroy(caller); }
 
     /// <summary>mempool_alloc_slab: the slab pool's allocator (<paramref name="poolData"/> is the cache).</summary>
     /// <returns>An object, or 0.</returns>
-    public nint MempoolAllocSlab(Gfp gfp, object? poolData) => KmemCacheAlloc(Mempools.PoolDataAs<KmemCache>(poolData), gfp);
+    public nint MempoolAllocSlab(Gfp gfp, object? poolData) { using var _ = _life.Enter(); return KmemCacheAlloc(Mempools.PoolDataAs<KmemCache>(poolData), gfp); }
 
     /// <summary>mempool_free_slab: the slab pool's free function.</summary>
-    public void MempoolFreeSlab(nint element, object? poolData) => KmemCacheFree(Mempools.PoolDataAs<KmemCache>(poolData), element);
+    public void MempoolFreeSlab(nint element, object? poolData) { using var _ = _life.Enter(); KmemCacheFree(Mempools.PoolDataAs<KmemCache>(poolData), element); }
 
     /// <summary>mempool_kmalloc: the kmalloc pool's allocator (<paramref name="poolData"/> is the size, a
     /// boxed <see cref="nuint"/>).</summary>
     /// <returns>A block, or 0.</returns>
-    public nint MempoolKmalloc(Gfp gfp, object? poolData) => Kmalloc(Mempools.PoolDataAs<nuint>(poolData), gfp);
+    public nint MempoolKmalloc(Gfp gfp, object? poolData) { using var _ = _life.Enter(); return Kmalloc(Mempools.PoolDataAs<nuint>(poolData), gfp); }
 
     /// <summary>mempool_kfree: the kmalloc pool's free function.</summary>
-    public void MempoolKfree(nint element, object? poolData) => Kfree(element);
+    public void MempoolKfree(nint element, object? poolData) { using var _ = _life.Enter(); Kfree(element); }
 
     /// <summary>mempool_alloc_pages: the page pool's allocator (<paramref name="poolData"/> is the order, a
     /// boxed <see cref="int"/>).</summary>
     /// <returns>The block's struct page pointer (see <see cref="MempoolElementPage"/>), or 0.</returns>
-    public nint MempoolAllocPages(Gfp gfp, object? poolData) => Mempools.AllocPages(gfp, poolData);
+    public nint MempoolAllocPages(Gfp gfp, object? poolData) { using var _ = _life.Enter(); return Mempools.AllocPages(gfp, poolData); }
 
     /// <summary>mempool_free_pages: the page pool's free function.</summary>
-    public void MempoolFreePages(nint element, object? poolData) => Mempools.FreePages(element, poolData);
+    public void MempoolFreePages(nint element, object? poolData) { using var _ = _life.Enter(); Mempools.FreePages(element, poolData); }
 
     /// <summary>The struct page pointer of a frame: the address of its entry in the memmap, which is what a
     /// page pool hands out as an element.</summary>
     /// <exception cref="ArgumentException">The page is <see cref="Page.Null"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The page is beyond the machine's memory.</exception>
-    public nint MempoolPageElement(Page page) => Mempools.PageElement(page);
+    public nint MempoolPageElement(Page page) { using var _ = _life.Enter(); return Mempools.PageElement(page); }
 
     /// <summary>The frame a page pool's element (a struct page pointer) stands for.</summary>
     /// <exception cref="ArgumentException">The element does not point at an entry of this machine's memmap.</exception>
-    public Page MempoolElementPage(nint element) => Mempools.ElementPage(element);
+    public Page MempoolElementPage(nint element) { using var _ = _life.Enter(); return Mempools.ElementPage(element); }
 }

@@ -19,11 +19,11 @@ public sealed partial class Machine : IProcSources
     private bool _procDisposed;
 
     /// <summary>The machine's /proc and debugfs memory-management files (buddyinfo, meminfo, vmstat, …).</summary>
-    public ProcFs Proc => _proc ??= new ProcFs(PageAllocator, SlabLayer, Mm, this);
+    public ProcFs Proc { get { using var _ = _life.Enter(); return _proc ??= new ProcFs(PageAllocator, SlabLayer, Mm, this, _life); } }
 
     /// <summary>The machine's /sys/kernel/slab: every SLUB cache's sysfs attributes in the kernel's text, and
     /// the links of merged caches. Only a machine booted with SLUB has it (<see cref="SysSlab.Available"/>).</summary>
-    public SysSlab SysSlab => _sysSlab ??= new SysSlab(SlabLayer, Options.Slab, Arch, NrCpus, NrNodes);
+    public SysSlab SysSlab { get { using var _ = _life.Enter(); return _sysSlab ??= new SysSlab(SlabLayer, _options.Slab, Arch, NrCpus, NrNodes, _life); } }
 
     /// <summary>
     /// The machine's counters as System.Diagnostics.Metrics instruments of a meter named "Kmem": one per
@@ -31,8 +31,14 @@ public sealed partial class Machine : IProcSources
     /// Created on first access; disposed with the machine.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
-    public MachineMetrics Metrics => CreateOnce(ref _metrics, _procLock, ref _procDisposed,
-        static m => new MachineMetrics(m.PageAllocator, VmstatText.For(m.Preset)));
+    public MachineMetrics Metrics
+    {
+        get
+        {
+            using var _ = _life.Enter();
+            return CreateOnce(ref _metrics, _procLock, ref _procDisposed, static m => new MachineMetrics(m.PageAllocator, VmstatText.For(m.Preset), m._life));
+        }
+    }
 
     /// <summary>Stops publishing the metrics; the machine calls it when it is disposed.</summary>
     internal void DisposeProc()

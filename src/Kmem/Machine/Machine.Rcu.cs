@@ -26,10 +26,10 @@ public sealed partial class Machine
     /// <remarks>Sections nest and close innermost first, on their own thread. Leaving the outermost section
     /// runs the deferred frees whose grace period it ended. Do not wait for a grace period
     /// (<see cref="SynchronizeRcu"/>) inside a section.</remarks>
-    public RcuReadScope RcuReadLock() => new(Rcu);
+    public RcuReadScope RcuReadLock() { using var _ = _life.Enter(); return new(Rcu); }
 
     /// <summary>rcu_read_lock_held: whether the calling thread is inside a read-side critical section.</summary>
-    public bool RcuReadLockHeld => Rcu.ReadLockHeld;
+    public bool RcuReadLockHeld { get { using var _ = _life.Enter(); return Rcu.ReadLockHeld; } }
 
     /// <summary>kfree_rcu (kvfree_rcu): frees a kmalloc'd block, an object of any cache or a vmalloc'd area
     /// after a grace period: not before every reader inside a section now has left it. 0 and
@@ -41,6 +41,7 @@ public sealed partial class Machine
     /// <exception cref="InvalidOperationException">The caller would have to wait inside its own read section.</exception>
     public void KfreeRcu(nint p)
     {
+        using var _ = _life.Enter();
         if (p == 0 || p == ZeroSizePtr)
         {
             return;
@@ -65,6 +66,7 @@ public sealed partial class Machine
     public void CallRcu(Action callback)
     {
         ArgumentNullException.ThrowIfNull(callback);
+        using var _ = _life.Enter();
         Rcu.CallRcu(callback);
     }
 
@@ -73,13 +75,17 @@ public sealed partial class Machine
     /// <see cref="SlabFlags.TypesafeByRcu"/> caches, <see cref="CallRcu"/> callbacks).</summary>
     /// <returns>How many deferred frees ran.</returns>
     /// <exception cref="InvalidOperationException">Called inside a read-side critical section.</exception>
-    public int SynchronizeRcu() => SlabLayer is { } slab ? (int)Math.Min(int.MaxValue, slab.SynchronizeRcu()) : 0;
+    public int SynchronizeRcu()
+    {
+        using var _ = _life.Enter();
+        return SlabLayer is { } slab ? (int)Math.Min(int.MaxValue, slab.SynchronizeRcu()) : 0;
+    }
 
     /// <summary>qhimark: how many objects may wait for a grace period before <see cref="KfreeRcu"/>'s caller
     /// waits for one itself (default 10,000).</summary>
     public int RcuQhimark
     {
-        get => Rcu.Qhimark;
-        set => Rcu.Qhimark = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "qhimark must be positive");
+        get { using var _ = _life.Enter(); return Rcu.Qhimark; }
+        set { using var _ = _life.Enter(); Rcu.Qhimark = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "qhimark must be positive"); }
     }
 }

@@ -30,7 +30,7 @@ public sealed partial class Machine
         throw new InvalidOperationException($"the {Options.Slab} backend is not part of this build; boot with Slab = SlabAllocator.Slub");
 
     /// <summary>The slab caches, oldest first (what /proc/slabinfo lists, newest first).</summary>
-    public IReadOnlyList<KmemCache> SlabCaches => SlabOrThrow.Caches;
+    public IReadOnlyList<KmemCache> SlabCaches { get { using var _ = _life.Enter(); return SlabOrThrow.Caches; } }
 
     /// <summary>kmem_cache_create: a cache of objects of <paramref name="size"/> bytes.</summary>
     /// <param name="name">The cache's name (/proc/slabinfo).</param>
@@ -41,28 +41,27 @@ public sealed partial class Machine
     /// objects must be returned in the constructed state. Puts the free pointer after the object.</param>
     /// <returns>The cache, or null when the arguments are invalid (logged).</returns>
     /// <exception cref="InvalidOperationException">Creation failed with <see cref="SlabFlags.Panic"/>.</exception>
-    public KmemCache? KmemCacheCreate(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor) =>
-        SlabOrThrow.CreateCache(name, size, align, flags, ctor);
+    public KmemCache? KmemCacheCreate(string name, uint size, uint align, SlabFlags flags, Action<nint>? ctor) { using var _ = _life.Enter(); return SlabOrThrow.CreateCache(name, size, align, flags, ctor); }
 
     /// <summary>kmem_cache_alloc: an object of <paramref name="s"/>.</summary>
     /// <returns>The object's direct-map address, or 0 when no slab page can be had (logged unless
     /// <see cref="Gfp.NoWarn"/>). With <see cref="Gfp.Zero"/> the object is zeroed.</returns>
     /// <remarks>Never sleeps here: the page allocator is asked with the caller's reclaim bits.</remarks>
-    public nint KmemCacheAlloc(KmemCache s, Gfp gfp) => SlabOrThrow.Alloc(CheckCache(s), gfp, -1);
+    public nint KmemCacheAlloc(KmemCache s, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Alloc(CheckCache(s), gfp, -1); }
 
     /// <summary>kmem_cache_alloc_node: like <see cref="KmemCacheAlloc"/> with an object from node
     /// <paramref name="node"/> (-1 for any).</summary>
     /// <returns>The object, or 0.</returns>
-    public nint KmemCacheAllocNode(KmemCache s, Gfp gfp, int node) => SlabOrThrow.Alloc(CheckCache(s), gfp, CheckNode(node));
+    public nint KmemCacheAllocNode(KmemCache s, Gfp gfp, int node) { using var _ = _life.Enter(); return SlabOrThrow.Alloc(CheckCache(s), gfp, CheckNode(node)); }
 
     /// <summary>kmem_cache_zalloc: a zeroed object, or 0.</summary>
-    public nint KmemCacheZalloc(KmemCache s, Gfp gfp) => SlabOrThrow.Alloc(CheckCache(s), gfp | Gfp.Zero, -1);
+    public nint KmemCacheZalloc(KmemCache s, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Alloc(CheckCache(s), gfp | Gfp.Zero, -1); }
 
     /// <summary>kmem_cache_free: gives an object back to its cache.</summary>
     /// <exception cref="SlabBugException">The pointer is not an allocated object of <paramref name="s"/> (double
     /// free, wrong cache, not an object's start, not a slab pointer); nothing changes (with
     /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
-    public void KmemCacheFree(KmemCache s, nint p) => SlabOrThrow.CacheFree(CheckCache(s), p);
+    public void KmemCacheFree(KmemCache s, nint p) { using var _ = _life.Enter(); SlabOrThrow.CacheFree(CheckCache(s), p); }
 
     /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects; failslab is consulted once for
     /// the whole call, as the kernel's slab_pre_alloc_hook is.</summary>
@@ -70,6 +69,7 @@ public sealed partial class Machine
     /// taken are given back, as the kernel does).</returns>
     public int KmemCacheAllocBulk(KmemCache s, Gfp gfp, Span<nint> p)
     {
+        using var _ = _life.Enter();
         var slab = SlabOrThrow;
         CheckCache(s);
         return slab.AllocBulk(s, gfp, p);
@@ -80,6 +80,7 @@ public sealed partial class Machine
     /// before it are freed.</exception>
     public void KmemCacheFreeBulk(KmemCache s, ReadOnlySpan<nint> p)
     {
+        using var _ = _life.Enter();
         var slab = SlabOrThrow;
         CheckCache(s);
         foreach (nint obj in p)
@@ -91,7 +92,7 @@ public sealed partial class Machine
     /// <summary>kmem_cache_shrink: every CPU's slabs of the cache go back to the node lists and every empty
     /// slab to the page allocator.</summary>
     /// <returns>1 when slabs remain (objects are in use), else 0.</returns>
-    public int KmemCacheShrink(KmemCache s) => SlabOrThrow.Shrink(CheckCache(s));
+    public int KmemCacheShrink(KmemCache s) { using var _ = _life.Enter(); return SlabOrThrow.Shrink(CheckCache(s)); }
 
     /// <summary>kmem_cache_destroy: releases an empty cache. A cache that still has objects is kept, and
     /// the kernel's "Objects remaining … on __kmem_cache_shutdown()" and "Slab cache still has objects"
@@ -101,6 +102,7 @@ public sealed partial class Machine
     /// by the compiler.</param>
     public void KmemCacheDestroy(KmemCache? s, [CallerMemberName] string caller = "")
     {
+        using var _ = _life.Enter();
         if (s is not null)
         {
             SlabOrThrow.Destroy(s, caller);
@@ -113,20 +115,21 @@ public sealed partial class Machine
     /// <see cref="KmallocMaxSize"/> always, with the page allocator's warning).</returns>
     /// <remarks>The cache: dma-kmalloc-* for <see cref="Gfp.Dma"/>, else kmalloc-rcl-* for
     /// <see cref="Gfp.Reclaimable"/>, else kmalloc-cg-* for <see cref="Gfp.Account"/>, else kmalloc-*.</remarks>
-    public nint Kmalloc(nuint size, Gfp gfp) => SlabOrThrow.Kmalloc(size, gfp, -1);
+    public nint Kmalloc(nuint size, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Kmalloc(size, gfp, -1); }
 
     /// <summary>kzalloc: zeroed <see cref="Kmalloc"/>.</summary>
     /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
-    public nint Kzalloc(nuint size, Gfp gfp) => SlabOrThrow.Kmalloc(size, gfp | Gfp.Zero, -1);
+    public nint Kzalloc(nuint size, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Kmalloc(size, gfp | Gfp.Zero, -1); }
 
     /// <summary>kmalloc_node: <see cref="Kmalloc"/> from node <paramref name="node"/> (-1 for any).</summary>
     /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
-    public nint KmallocNode(nuint size, Gfp gfp, int node) => SlabOrThrow.Kmalloc(size, gfp, CheckNode(node));
+    public nint KmallocNode(nuint size, Gfp gfp, int node) { using var _ = _life.Enter(); return SlabOrThrow.Kmalloc(size, gfp, CheckNode(node)); }
 
     /// <summary>kmalloc_array: <paramref name="n"/> × <paramref name="size"/> bytes.</summary>
     /// <returns>The address, or 0 when the product overflows or the allocation fails.</returns>
     public nint KmallocArray(nuint n, nuint size, Gfp gfp)
     {
+        using var _ = _life.Enter();
         nuint bytes;
         try
         {
@@ -141,7 +144,7 @@ public sealed partial class Machine
 
     /// <summary>kcalloc: zeroed <see cref="KmallocArray"/>.</summary>
     /// <returns>The address, or 0 on overflow or failure.</returns>
-    public nint Kcalloc(nuint n, nuint size, Gfp gfp) => KmallocArray(n, size, gfp | Gfp.Zero);
+    public nint Kcalloc(nuint n, nuint size, Gfp gfp) { using var _ = _life.Enter(); return KmallocArray(n, size, gfp | Gfp.Zero); }
 
     /// <summary>krealloc: resizes a kmalloc'd block, keeping its content up to the smaller size. The block
     /// is kept when it is already big enough (ksize); otherwise a new one is allocated, the content copied
@@ -150,6 +153,7 @@ public sealed partial class Machine
     /// freed); 0 on failure, leaving the old block untouched.</returns>
     public unsafe nint Krealloc(nint p, nuint newSize, Gfp gfp)
     {
+        using var _ = _life.Enter();
         var slab = SlabOrThrow;
         if (newSize == 0)
         {
@@ -176,17 +180,18 @@ public sealed partial class Machine
 
     /// <summary>ksize: the usable size of a kmalloc'd block (at least what was asked); 0 for 0 and
     /// <see cref="ZeroSizePtr"/>.</summary>
-    public nuint Ksize(nint p) => SlabOrThrow.Ksize(p);
+    public nuint Ksize(nint p) { using var _ = _life.Enter(); return SlabOrThrow.Ksize(p); }
 
     /// <summary>kfree: frees a block from <see cref="Kmalloc"/> (or an object of any cache); 0 and
     /// <see cref="ZeroSizePtr"/> are ignored.</summary>
     /// <exception cref="SlabBugException">Double free, or a pointer that is not a kmalloc'd block; nothing
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
-    public void Kfree(nint p) => SlabOrThrow.Kfree(p);
+    public void Kfree(nint p) { using var _ = _life.Enter(); SlabOrThrow.Kfree(p); }
 
     /// <summary>kfree_sensitive: zeroes the whole block (ksize bytes) before freeing it.</summary>
     public unsafe void KfreeSensitive(nint p)
     {
+        using var _ = _life.Enter();
         var slab = SlabOrThrow;
         nuint ks = slab.Ksize(p);
         if (ks != 0)
@@ -200,6 +205,7 @@ public sealed partial class Machine
     /// <returns>The copy, or 0 on failure (<see cref="ZeroSizePtr"/> for an empty source).</returns>
     public unsafe nint Kmemdup(ReadOnlySpan<byte> src, Gfp gfp)
     {
+        using var _ = _life.Enter();
         nint p = SlabOrThrow.Kmalloc((nuint)src.Length, gfp, -1);
         if (p != 0 && !src.IsEmpty)
         {
@@ -210,12 +216,12 @@ public sealed partial class Machine
 
     /// <summary>kmemdup: a kmalloc'd copy of <paramref name="len"/> bytes at <paramref name="src"/>.</summary>
     /// <returns>The copy, or 0 on failure.</returns>
-    public unsafe nint Kmemdup(nint src, nuint len, Gfp gfp) =>
-        Kmemdup(new ReadOnlySpan<byte>((void*)src, checked((int)len)), gfp);
+    public unsafe nint Kmemdup(nint src, nuint len, Gfp gfp) { using var _ = _life.Enter(); return Kmemdup(new ReadOnlySpan<byte>((void*)src, checked((int)len)), gfp); }
 
     /// <summary>PageSlab: whether the frame belongs to a slab (for a frame of a multi-page slab, its head).</summary>
     public bool PageSlab(Page page)
     {
+        using var _ = _life.Enter();
         ulong pfn = PageToPfn(page);
         if (page.IsNull || pfn >= MaxPfn)
         {

@@ -14,6 +14,7 @@ public sealed partial class Machine
     /// <returns>The owner, or null when kmalloc fails (as it returns 0).</returns>
     public SlabMemoryOwner? KmallocOwner(nuint size, Gfp gfp)
     {
+        using var _ = _life.Enter();
         // Above KMALLOC_MAX_SIZE kmalloc fails (with its warning), so a block that exists fits an int.
         var slab = SlabOrThrow;
         nint p = slab.Kmalloc(size, gfp, -1);
@@ -27,6 +28,7 @@ public sealed partial class Machine
     /// <exception cref="ObjectDisposedException">The cache was destroyed.</exception>
     public SlabMemoryOwner? KmemCacheAllocOwner(KmemCache s, Gfp gfp)
     {
+        using var _ = _life.Enter();
         var slab = SlabOrThrow;
         nint p = slab.Alloc(CheckCache(s), gfp, -1);
         return p == 0 ? null : new SlabMemoryOwner(slab, s, p, (int)s.ObjectSize);

@@ -20,11 +20,11 @@ public sealed partial class Machine
     /// <summary>VMALLOC_START: the kernel-style address where the vmalloc area begins
     /// (0xffffc90000000000 on X64; high_memory + 8 MiB on the 32-bit presets).</summary>
     /// <remarks>Never sleeps.</remarks>
-    public ulong VmallocStart => VmallocLayout.For(Arch, _mem.LowmemPfns).Start;
+    public ulong VmallocStart { get { using var _ = _life.Enter(); return VmallocLayout.For(Arch, _mem.LowmemPfns).Start; } }
 
     /// <summary>VMALLOC_END: the kernel-style address where the vmalloc area ends (exclusive).</summary>
     /// <remarks>Never sleeps.</remarks>
-    public ulong VmallocEnd => VmallocLayout.For(Arch, _mem.LowmemPfns).End;
+    public ulong VmallocEnd { get { using var _ = _life.Enter(); return VmallocLayout.For(Arch, _mem.LowmemPfns).End; } }
 
     /// <summary>vmalloc: <paramref name="size"/> bytes (rounded up to pages), virtually contiguous, over
     /// order-0 frames from anywhere (highmem too on the 32-bit presets). The bytes are not zeroed.</summary>
@@ -34,22 +34,19 @@ public sealed partial class Machine
     /// above RAM, the vmalloc space is full, frames run out or the host's map-count budget would be exceeded.</returns>
     /// <remarks>May sleep (GFP_KERNEL).</remarks>
     /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
-    public nint Vmalloc(nuint size, [CallerMemberName] string caller = "") =>
-        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel, -1, 0, caller);
+    public nint Vmalloc(nuint size, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel, -1, 0, caller); }
 
     /// <summary>vzalloc: as <see cref="Vmalloc"/>, zeroed.</summary>
     /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
     /// <remarks>May sleep.</remarks>
-    public nint Vzalloc(nuint size, [CallerMemberName] string caller = "") =>
-        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Zero, -1, 0, caller);
+    public nint Vzalloc(nuint size, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Zero, -1, 0, caller); }
 
     /// <summary>vmalloc_node: as <see cref="Vmalloc"/>, with frames preferably from node <paramref name="nid"/>
     /// (-1: the current CPU's node).</summary>
     /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
     /// <remarks>May sleep.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The node does not exist.</exception>
-    public nint VmallocNode(nuint size, int nid, [CallerMemberName] string caller = "") =>
-        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel, CheckVmallocNode(nid), 0, caller);
+    public nint VmallocNode(nuint size, int nid, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel, CheckVmallocNode(nid), 0, caller); }
 
     /// <summary>__vmalloc_node: <paramref name="size"/> bytes at an address aligned to <paramref name="align"/>, with
     /// <paramref name="gfp"/> for the frames (__GFP_ZERO zeroes them), preferably from node <paramref name="nid"/>
@@ -64,30 +61,26 @@ public sealed partial class Machine
     /// <remarks>May sleep if <paramref name="gfp"/> allows it.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The node does not exist.</exception>
 #pragma warning disable RS0026 // vmalloc_node and __vmalloc_node share the C# name; their arities keep calls unambiguous
-    public nint VmallocNode(nuint size, nuint align, Gfp gfp, int nid, [CallerMemberName] string caller = "") =>
-        VmallocSpace.Vmalloc(size, align, gfp, CheckVmallocNode(nid), 0, caller);
+    public nint VmallocNode(nuint size, nuint align, Gfp gfp, int nid, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return VmallocSpace.Vmalloc(size, align, gfp, CheckVmallocNode(nid), 0, caller); }
 #pragma warning restore RS0026
 
     /// <summary>vzalloc_node: <see cref="VmallocNode(nuint, int, string)"/>, zeroed.</summary>
     /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
     /// <remarks>May sleep.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The node does not exist.</exception>
-    public nint VzallocNode(nuint size, int nid, [CallerMemberName] string caller = "") =>
-        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Zero, CheckVmallocNode(nid), 0, caller);
+    public nint VzallocNode(nuint size, int nid, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Zero, CheckVmallocNode(nid), 0, caller); }
 
     /// <summary>vmalloc_32: as <see cref="Vmalloc"/>, with frames below 4 GiB (GFP_DMA32 on X64; lowmem on
     /// the 32-bit presets).</summary>
     /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
     /// <remarks>May sleep.</remarks>
-    public nint Vmalloc32(nuint size, [CallerMemberName] string caller = "") =>
-        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Dma32, -1, 0, caller);
+    public nint Vmalloc32(nuint size, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Dma32, -1, 0, caller); }
 
     /// <summary>vmalloc_user: zeroed, marked VM_USERMAP ("user" in /proc/vmallocinfo) so that it may be mapped
     /// to user space.</summary>
     /// <returns>The pointer, or 0 (see <see cref="Vmalloc"/>).</returns>
     /// <remarks>May sleep.</remarks>
-    public nint VmallocUser(nuint size, [CallerMemberName] string caller = "") =>
-        VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Zero, -1, VmFlags.UserMap, caller);
+    public nint VmallocUser(nuint size, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return VmallocSpace.Vmalloc(size, PageSize, Gfp.Kernel | Gfp.Zero, -1, VmFlags.UserMap, caller); }
 
     /// <summary>vfree: unmaps the area that starts at <paramref name="addr"/> and frees its frames at once; the
     /// address range is freed lazily (shown as "unpurged vm_area" until the next purge). 0 is ignored. A pointer
@@ -97,6 +90,7 @@ public sealed partial class Machine
     /// <exception cref="ObjectDisposedException">The machine has been disposed.</exception>
     public void Vfree(nint addr)
     {
+        using var _ = _life.Enter();
         if (addr != 0)
         {
             VmallocSpace.Unmap(addr, deallocatePages: true, "vfree");
@@ -117,6 +111,7 @@ public sealed partial class Machine
     /// <exception cref="ArgumentOutOfRangeException">A page is beyond the machine's memory.</exception>
     public nint Vmap(ReadOnlySpan<Page> pages, VmFlags flags, PageProt prot, [CallerMemberName] string caller = "")
     {
+        using var _ = _life.Enter();
         var pfns = new uint[pages.Length];
         for (int i = 0; i < pages.Length; i++)
         {
@@ -138,6 +133,7 @@ public sealed partial class Machine
     /// <exception cref="ArgumentOutOfRangeException">A page is beyond the machine's memory, or the node does not exist.</exception>
     public nint VmMapRam(ReadOnlySpan<Page> pages, int nid)
     {
+        using var _ = _life.Enter();
         int node = CheckVmallocNode(nid);
         var pfns = new uint[pages.Length];
         for (int i = 0; i < pages.Length; i++)
@@ -157,6 +153,7 @@ public sealed partial class Machine
     /// area, or no pages; nothing changes (logged instead with <c>OnBug = Report</c>).</exception>
     public void VmUnmapRam(nint mem, int count)
     {
+        using var _ = _life.Enter();
         if (VmallocSpace.UnmapRam(mem, count) is string bug)
         {
             Bug(new KernelBugException(bug));
@@ -168,6 +165,7 @@ public sealed partial class Machine
     /// <remarks>May sleep.</remarks>
     public void Vunmap(nint addr)
     {
+        using var _ = _life.Enter();
         if (addr != 0)
         {
             VmallocSpace.Unmap(addr, deallocatePages: false, "vunmap");
@@ -180,6 +178,7 @@ public sealed partial class Machine
     /// <remarks>Never sleeps.</remarks>
     public Page VmallocToPage(nint addr)
     {
+        using var _ = _life.Enter();
         if (Volatile.Read(ref _vmapSpace) is not { } space)
         {
             return Page.Null;
@@ -190,46 +189,46 @@ public sealed partial class Machine
 
     /// <summary>is_vmalloc_addr: whether the pointer lies in this machine's vmalloc area.</summary>
     /// <remarks>Never sleeps.</remarks>
-    public bool IsVmallocAddr(nint addr) => Volatile.Read(ref _vmapSpace) is { } space && space.Contains(addr);
+    public bool IsVmallocAddr(nint addr) { using var _ = _life.Enter(); return Volatile.Read(ref _vmapSpace) is { } space && space.Contains(addr); }
 
     /// <summary>The kernel-style address (VMALLOC_START + offset) of a pointer into the vmalloc area, as the
     /// reports show it.</summary>
     /// <returns>The address, or 0 when the pointer is not in the area.</returns>
     /// <remarks>Never sleeps.</remarks>
-    public ulong VmallocKernelAddress(nint addr) => Volatile.Read(ref _vmapSpace) is { } space ? space.KernelAddress(addr) : 0;
+    public ulong VmallocKernelAddress(nint addr) { using var _ = _life.Enter(); return Volatile.Read(ref _vmapSpace) is { } space ? space.KernelAddress(addr) : 0; }
 
     /// <summary>The pointer for a kernel-style vmalloc address (the inverse of <see cref="VmallocKernelAddress"/>).</summary>
     /// <returns>The pointer, or 0 when the address is outside the part of the area the machine has reserved.</returns>
     /// <remarks>Never sleeps.</remarks>
-    public nint VmallocHostAddress(ulong address) => Volatile.Read(ref _vmapSpace) is { } space ? space.HostAddress(address) : 0;
+    public nint VmallocHostAddress(ulong address) { using var _ = _life.Enter(); return Volatile.Read(ref _vmapSpace) is { } space ? space.HostAddress(address) : 0; }
 
     /// <summary>vm_unmap_aliases: purges every lazily freed area now, so that its range can be reused.</summary>
     /// <remarks>May sleep.</remarks>
-    public void VmUnmapAliases() => VmallocSpace.PurgeLazy();
+    public void VmUnmapAliases() { using var _ = _life.Enter(); VmallocSpace.PurgeLazy(); }
 
     /// <summary>kvmalloc: kmalloc when it can, vmalloc otherwise (6.1's kvmalloc_node). Above a page the kmalloc
     /// attempt is made with __GFP_NOWARN and, unless <see cref="Gfp.RetryMayfail"/>, __GFP_NORETRY; when it fails,
     /// a gfp that may block falls back to vmalloc. Sizes above INT_MAX are refused.</summary>
     /// <returns>The pointer (from kmalloc or vmalloc; free it with <see cref="Kvfree"/>), or 0.</returns>
     /// <remarks>Sleeps only if <paramref name="gfp"/> allows it.</remarks>
-    public nint Kvmalloc(nuint size, Gfp gfp, [CallerMemberName] string caller = "") => KvmallocNodeCore(size, gfp, -1, caller);
+    public nint Kvmalloc(nuint size, Gfp gfp, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return KvmallocNodeCore(size, gfp, -1, caller); }
 
     /// <summary>kvzalloc: <see cref="Kvmalloc"/>, zeroed.</summary>
     /// <returns>The pointer, or 0.</returns>
     /// <remarks>Sleeps only if <paramref name="gfp"/> allows it.</remarks>
-    public nint Kvzalloc(nuint size, Gfp gfp, [CallerMemberName] string caller = "") => KvmallocNodeCore(size, gfp | Gfp.Zero, -1, caller);
+    public nint Kvzalloc(nuint size, Gfp gfp, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return KvmallocNodeCore(size, gfp | Gfp.Zero, -1, caller); }
 
     /// <summary>kvmalloc_node: <see cref="Kvmalloc"/> from node <paramref name="nid"/> (-1: any).</summary>
     /// <returns>The pointer, or 0.</returns>
     /// <remarks>Sleeps only if <paramref name="gfp"/> allows it.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The node does not exist.</exception>
-    public nint KvmallocNode(nuint size, Gfp gfp, int nid, [CallerMemberName] string caller = "") =>
-        KvmallocNodeCore(size, gfp, CheckVmallocNode(nid), caller);
+    public nint KvmallocNode(nuint size, Gfp gfp, int nid, [CallerMemberName] string caller = "") { using var _ = _life.Enter(); return KvmallocNodeCore(size, gfp, CheckVmallocNode(nid), caller); }
 
     /// <summary>kvfree: <see cref="Vfree"/> for a vmalloc address, <see cref="Kfree"/> otherwise; 0 is ignored.</summary>
     /// <remarks>May sleep for a vmalloc address.</remarks>
     public void Kvfree(nint addr)
     {
+        using var _ = _life.Enter();
         if (IsVmallocAddr(addr))
         {
             Vfree(addr);

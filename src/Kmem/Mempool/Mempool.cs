@@ -141,7 +141,7 @@ public sealed class Mempool
         {
             while (true)
             {
-                ObjectDisposedException.ThrowIf(IsDestroyed, this);
+                ObjectDisposedException.ThrowIf(IsDestroyed || Owner.Lifetime.IsDisposed, this);
                 nint element = _alloc(gfpTemp, PoolData);
                 if (element != 0)
                 {
@@ -206,8 +206,11 @@ public sealed class Mempool
         }
         _waiters++;
         Interlocked.Increment(ref _sleeps);
+        // The machine's Dispose wakes the sleeper, which then throws ObjectDisposedException.
+        using var shutdown = Owner.Lifetime.ShutdownToken.Register(static s => ((Mempool)s!).WakeAll(), this);
         try
         {
+            ObjectDisposedException.ThrowIf(Owner.Lifetime.IsDisposed, this);
             Monitor.Wait(_lock, (int)slice);
         }
         finally

@@ -14,6 +14,9 @@ namespace Kmem;
 internal sealed class Mempools
 {
     private readonly PhysMem _mem;
+
+    /// <summary>The machine's lifetime: a sleeping mempool_alloc leaves when it ends.</summary>
+    internal MachineLifetime Lifetime => _mem.Lifetime;
     private readonly PageAllocator _pa;
     private readonly CpuTopology _cpus;
     private readonly KernelLog _log;

@@ -170,20 +170,27 @@ internal sealed partial class PageAllocator
         {
             return PhysMem.NoPfn;
         }
-        pcp.FreeFactor >>= 1;
-        ref PfnList list = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, order)];
-        if (list.IsEmpty && !RmqueueBulk(zone, pcp, order, ref list, mt, flags))
+        // try/finally: a VM_BUG_ON report thrown from the refill must not leave the CPU's list locked (free of
+        // cost when nothing is thrown).
+        try
+        {
+            pcp.FreeFactor >>= 1;
+            ref PfnList list = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, order)];
+            if (list.IsEmpty && !RmqueueBulk(zone, pcp, order, ref list, mt, flags))
+            {
+                return PhysMem.NoPfn;
+            }
+            uint pfn = list.Head;
+            list.Remove(_mem, pfn);
+            pcp.Count -= 1 << order;
+            pcp.Stats.PgAlloc += 1L << order;
+            CountNuma(ref pcp.Stats, preferred, zone, cpu);
+            return pfn;
+        }
+        finally
         {
             pcp.Unlock();
-            return PhysMem.NoPfn;
         }
-        uint pfn = list.Head;
-        list.Remove(_mem, pfn);
-        pcp.Count -= 1 << order;
-        pcp.Stats.PgAlloc += 1L << order;
-        CountNuma(ref pcp.Stats, preferred, zone, cpu);
-        pcp.Unlock();
-        return pfn;
     }
 
     /// <summary>rmqueue_bulk: refill a pcp list with max(batch >> order, 2) blocks under zone->lock.</summary>

@@ -248,8 +248,15 @@ internal sealed partial class PageAllocator
         VmBug.LockdepAssertNotHeld(zone.Lock); // order: pcp lock → zone->lock
         if (pcp.TryLock())
         {
-            FreeUnrefPageCommit(zone, pcp, pfn, listMt, order);
-            pcp.Unlock();
+            // A VM_BUG_ON report thrown while spilling to the buddy lists must not leave the list locked.
+            try
+            {
+                FreeUnrefPageCommit(zone, pcp, pfn, listMt, order);
+            }
+            finally
+            {
+                pcp.Unlock();
+            }
         }
         else
         {
@@ -366,11 +373,18 @@ internal sealed partial class PageAllocator
                 }
                 VmBug.LockdepAssertNotHeld(zone.Lock); // order: pcp lock → zone->lock
                 pcp.LockSpin();
-                if (pcp.Count > 0)
+                try
                 {
-                    FreePcppagesBulk(zone, pcp.Count, pcp, 0);
+                    if (pcp.Count > 0)
+                    {
+                        FreePcppagesBulk(zone, pcp.Count, pcp, 0);
+                    }
                 }
-                pcp.Unlock();
+                finally
+                {
+                    // A VM_BUG_ON report thrown from the bulk free must not leave the CPU's list locked.
+                    pcp.Unlock();
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 // Read is cheap but off by less than batch × CPUs, Sum is exact. Invariant: the true value is
 // _count + Σ deltas. Two threads may hold one CPU id here, so a delta is updated by
 // compare-and-swap, and a fold takes the delta out by CAS while holding the lock.
+using Kmem.Physical;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Kmem.Percpu;
@@ -19,6 +20,7 @@ namespace Kmem;
 public sealed class PercpuCounter : IDisposable
 {
     private readonly PercpuAllocator _allocator;
+    private readonly MachineLifetime _life;
     private readonly CpuTopology _cpus;
     private readonly Lock _lock = new();
     private readonly PercpuPtr<int> _counters;
@@ -27,8 +29,9 @@ public sealed class PercpuCounter : IDisposable
     private long _count;
     private bool _disposed;
 
-    private PercpuCounter(PercpuAllocator allocator, CpuTopology cpus, PercpuPtr<int> counters, long amount)
+    private PercpuCounter(PercpuAllocator allocator, CpuTopology cpus, PercpuPtr<int> counters, long amount, MachineLifetime life)
     {
+        _life = life;
         _allocator = allocator;
         _cpus = cpus;
         _counters = counters;
@@ -39,10 +42,10 @@ public sealed class PercpuCounter : IDisposable
 
     /// <summary>percpu_counter_init: a counter at <paramref name="amount"/>, or null when its per-CPU deltas
     /// cannot be allocated with <paramref name="gfp"/>.</summary>
-    internal static PercpuCounter? Init(PercpuAllocator allocator, CpuTopology cpus, long amount, Gfp gfp)
+    internal static PercpuCounter? Init(PercpuAllocator allocator, CpuTopology cpus, long amount, Gfp gfp, MachineLifetime life)
     {
         var counters = new PercpuPtr<int>(allocator.Alloc(sizeof(int), sizeof(int), false, gfp, "percpu_counter_init"));
-        return counters.IsNull ? null : new PercpuCounter(allocator, cpus, counters, amount);
+        return counters.IsNull ? null : new PercpuCounter(allocator, cpus, counters, amount, life);
     }
 
     /// <summary>percpu_counter_batch: the delta at which a CPU folds into the shared count, max(32, 2 × CPUs).</summary>
@@ -50,22 +53,23 @@ public sealed class PercpuCounter : IDisposable
 
     /// <summary>percpu_counter_add: adds <paramref name="amount"/> with the default batch.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Add(long amount) => AddBatch(amount, Batch);
+    public void Add(long amount) { using var _ = _life.Enter(); AddBatch(amount, Batch); }
 
     /// <summary>percpu_counter_inc.</summary>
-    public void Inc() => AddBatch(1, Batch);
+    public void Inc() { using var _ = _life.Enter(); AddBatch(1, Batch); }
 
     /// <summary>percpu_counter_dec.</summary>
-    public void Dec() => AddBatch(-1, Batch);
+    public void Dec() { using var _ = _life.Enter(); AddBatch(-1, Batch); }
 
     /// <summary>percpu_counter_sub.</summary>
-    public void Sub(long amount) => AddBatch(-amount, Batch);
+    public void Sub(long amount) { using var _ = _life.Enter(); AddBatch(-amount, Batch); }
 
     /// <summary>percpu_counter_add_batch: adds <paramref name="amount"/> to this CPU's delta; a delta that would
     /// reach ±<paramref name="batch"/> is folded, with the amount, into the shared count under the lock.</summary>
     /// <exception cref="ObjectDisposedException">The counter was destroyed.</exception>
     public unsafe void AddBatch(long amount, int batch)
     {
+        using var _ = _life.Enter();
         ObjectDisposedException.ThrowIf(_disposed, this);
         int* slot = Delta(_cpus.Current);
         while (true)
@@ -103,15 +107,16 @@ public sealed class PercpuCounter : IDisposable
 
     /// <summary>percpu_counter_read: the shared count alone; cheap, and off by less than
     /// <see cref="Batch"/> × CPUs (may be negative for a counter that is not).</summary>
-    public long Read() => Interlocked.Read(ref _count);
+    public long Read() { using var _ = _life.Enter(); return Interlocked.Read(ref _count); }
 
     /// <summary>percpu_counter_read_positive: <see cref="Read"/>, or 0 when negative.</summary>
-    public long ReadPositive() => Math.Max(Read(), 0);
+    public long ReadPositive() { using var _ = _life.Enter(); return Math.Max(Read(), 0); }
 
     /// <summary>percpu_counter_sum: the exact value, the shared count plus every CPU's delta, under the lock.</summary>
     /// <exception cref="ObjectDisposedException">The counter was destroyed.</exception>
     public unsafe long Sum()
     {
+        using var _ = _life.Enter();
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -125,17 +130,18 @@ public sealed class PercpuCounter : IDisposable
     }
 
     /// <summary>percpu_counter_sum_positive: <see cref="Sum"/>, or 0 when negative.</summary>
-    public long SumPositive() => Math.Max(Sum(), 0);
+    public long SumPositive() { using var _ = _life.Enter(); return Math.Max(Sum(), 0); }
 
     /// <summary>percpu_counter_compare: compares with <paramref name="rhs"/>, using the cheap <see cref="Read"/>
     /// when it is further than batch × CPUs away, else the exact <see cref="Sum"/>.</summary>
     /// <returns>1, 0 or -1.</returns>
-    public int Compare(long rhs) => CompareBatch(rhs, Batch);
+    public int Compare(long rhs) { using var _ = _life.Enter(); return CompareBatch(rhs, Batch); }
 
     /// <summary>__percpu_counter_compare with an explicit batch.</summary>
     /// <returns>1, 0 or -1.</returns>
     public int CompareBatch(long rhs, int batch)
     {
+        using var _ = _life.Enter();
         long count = Read();
         if (Math.Abs(count - rhs) > (long)batch * _cpus.Count)
         {
@@ -148,6 +154,7 @@ public sealed class PercpuCounter : IDisposable
     /// <summary>percpu_counter_set: every delta to 0 and the count to <paramref name="amount"/>.</summary>
     public unsafe void Set(long amount)
     {
+        using var _ = _life.Enter();
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -162,6 +169,12 @@ public sealed class PercpuCounter : IDisposable
     /// <summary>percpu_counter_destroy: frees the per-CPU deltas. Idempotent.</summary>
     public void Dispose()
     {
+        // The machine's Dispose gave every per-CPU chunk back already.
+        if (_life.IsDisposed)
+        {
+            return;
+        }
+        using var _ = _life.Enter();
         lock (_lock)
         {
             if (_disposed)
@@ -179,5 +192,5 @@ public sealed class PercpuCounter : IDisposable
     private unsafe int* Delta(int cpu) => (int*)(_counters.Unit0 + cpu * _stride);
 
     /// <inheritdoc/>
-    public override string ToString() => $"percpu_counter {Read()} (batch {Batch})";
+    public override string ToString() => $"percpu_counter {Interlocked.Read(ref _count)} (batch {Batch})";
 }

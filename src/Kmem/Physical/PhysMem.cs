@@ -77,6 +77,9 @@ internal sealed unsafe class PhysMem : IDisposable
         _blockMigrate = new byte[blocks];
     }
 
+    /// <summary>The machine's lifetime: every entry point enters it before touching these frames.</summary>
+    public MachineLifetime Lifetime { get; } = new();
+
     /// <summary>Number of frames.</summary>
     public uint MaxPfn { get; }
 

@@ -21,14 +21,14 @@ public sealed partial class SysSlab
     /// stack frames are method names. Meant for a quiet cache, as in the kernel.</remarks>
     /// <exception cref="InvalidOperationException">The machine was not booted with SLUB.</exception>
     /// <exception cref="FileNotFoundException">No such cache, or it does not store users.</exception>
-    public string AllocTraces(string cache) => Traces(cache, free: false);
+    public string AllocTraces(string cache) { using var _ = _life.Enter(); return Traces(cache, free: false); }
 
     /// <summary>/sys/kernel/debug/slab/&lt;cache&gt;/free_traces: as <see cref="AllocTraces"/> with the free tracks of
     /// the objects in use (their last free before this allocation; "&lt;not-available&gt;" for never freed ones).</summary>
     /// <param name="cache">The cache's name; only caches with SLAB_STORE_USER have the file.</param>
     /// <exception cref="InvalidOperationException">The machine was not booted with SLUB.</exception>
     /// <exception cref="FileNotFoundException">No such cache, or it does not store users.</exception>
-    public string FreeTraces(string cache) => Traces(cache, free: true);
+    public string FreeTraces(string cache) { using var _ = _life.Enter(); return Traces(cache, free: true); }
 
     private string Traces(string cache, bool free)
     {

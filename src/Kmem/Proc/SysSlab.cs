@@ -45,6 +45,7 @@ public sealed partial class SysSlab
 
     /// <summary>The machine's slab allocator (null when the build lacks the booted one).</summary>
     private readonly SlabBackend? _slab;
+    private readonly MachineLifetime _life;
     /// <summary>The allocator the machine was booted with.</summary>
     private readonly SlabAllocator _booted;
     private readonly int _nrCpus;
@@ -52,8 +53,9 @@ public sealed partial class SysSlab
     private readonly bool _numa;
     private readonly bool _zoneDma;
 
-    internal SysSlab(SlabBackend? slab, SlabAllocator booted, Arch arch, int nrCpus, int nrNodes)
+    internal SysSlab(SlabBackend? slab, SlabAllocator booted, Arch arch, int nrCpus, int nrNodes, MachineLifetime life)
     {
+        _life = life;
         _slab = slab;
         _booted = booted;
         _nrCpus = nrCpus;
@@ -64,12 +66,13 @@ public sealed partial class SysSlab
     }
 
     /// <summary>Whether the machine has /sys/kernel/slab: only with SLUB (SLAB and SLOB have none in Linux).</summary>
-    public bool Available => _slab is Slub;
+    public bool Available { get { _life.ThrowIfDisposed(); return _slab is Slub; } }
 
     /// <summary>Every entry of /sys/kernel/slab, by name in ordinal order (as <c>ls</c> in the C locale).</summary>
     /// <exception cref="InvalidOperationException">The machine was not booted with SLUB.</exception>
     public IReadOnlyList<SysSlabEntry> List()
     {
+        using var _ = _life.Enter();
         var (dirs, links) = Snapshot(SlubOrThrow());
         return [.. dirs.Keys.Select(d => new SysSlabEntry(d, null)).Concat(links.Select(l => new SysSlabEntry(l.Key, l.Value)))
             .OrderBy(e => e.Name, StringComparer.Ordinal)];
@@ -80,6 +83,7 @@ public sealed partial class SysSlab
     /// <exception cref="InvalidOperationException">The machine was not booted with SLUB.</exception>
     public string ListText()
     {
+        using var _ = _life.Enter();
         var sb = new StringBuilder();
         foreach (var e in List())
         {
@@ -97,7 +101,7 @@ public sealed partial class SysSlab
     /// <param name="name">A directory or link name ("kmalloc-64", ":0000064", or a merged cache's name).</param>
     /// <exception cref="InvalidOperationException">The machine was not booted with SLUB.</exception>
     /// <exception cref="DirectoryNotFoundException">No such entry.</exception>
-    public string Resolve(string name) => Find(SlubOrThrow(), name).Dir;
+    public string Resolve(string name) { using var _ = _life.Enter(); return Find(SlubOrThrow(), name).Dir; }
 
     /// <summary>The attributes of a cache's directory, in ordinal order.</summary>
     /// <param name="cache">A directory or link name.</param>
@@ -105,6 +109,7 @@ public sealed partial class SysSlab
     /// <exception cref="DirectoryNotFoundException">No such entry.</exception>
     public IReadOnlyList<string> Attributes(string cache)
     {
+        using var _ = _life.Enter();
         Find(SlubOrThrow(), cache);
         return AttributeNames;
     }
@@ -121,6 +126,7 @@ public sealed partial class SysSlab
     /// <exception cref="FileNotFoundException">No such attribute; the message lists the ones there are.</exception>
     public string Read(string cache, string attribute)
     {
+        using var _ = _life.Enter();
         var slub = SlubOrThrow();
         var (dir, s) = Find(slub, cache);
         return Shows.TryGetValue(attribute ?? "", out var show)
@@ -135,6 +141,7 @@ public sealed partial class SysSlab
     /// <exception cref="DirectoryNotFoundException">No such cache.</exception>
     public string Dump(string cache)
     {
+        using var _ = _life.Enter();
         var slub = SlubOrThrow();
         var (_, s) = Find(slub, cache);
         var sb = new StringBuilder();
@@ -164,6 +171,7 @@ public sealed partial class SysSlab
     /// number that does not parse or does not fit, cpu_partial above 0 for a debug cache).</exception>
     public void Write(string cache, string attribute, string value)
     {
+        using var _ = _life.Enter();
         ArgumentNullException.ThrowIfNull(value);
         var slub = SlubOrThrow();
         var (dir, s) = Find(slub, cache);
@@ -229,6 +237,7 @@ public sealed partial class SysSlab
     /// <exception cref="DirectoryNotFoundException">No such cache.</exception>
     public string ReadPath(string path)
     {
+        using var _ = _life.Enter();
         string p = "/" + (path ?? "").Trim().Trim('/');
         if (p == Root)
         {

@@ -2,6 +2,7 @@
 // whose reads and writes go through the page cache (Filemap.cs does the
 // work). Pages is the cache's index → pfn map; all fields are guarded by
 // Filemap.Lock (LockOrder.cs).
+using Kmem.Physical;
 using Kmem.Reclaim;
 
 namespace Kmem;
@@ -15,10 +16,12 @@ namespace Kmem;
 public sealed class CachedFile : IDisposable
 {
     private readonly Filemap _filemap;
+    private readonly MachineLifetime _life;
 
     internal CachedFile(Filemap filemap, string path, FileStream stream)
     {
         _filemap = filemap;
+        _life = filemap.Lifetime;
         Path = path;
         Stream = stream;
         Length = stream.Length;
@@ -37,20 +40,29 @@ public sealed class CachedFile : IDisposable
     /// <returns>The bytes read (fewer at the end of the file, 0 beyond it).</returns>
     /// <exception cref="InsufficientMemoryException">No page could be allocated for the cache (ENOMEM).</exception>
     /// <exception cref="ObjectDisposedException">The file was closed.</exception>
-    public int Read(long offset, Span<byte> destination) => _filemap.FileRead(this, offset, destination);
+    public int Read(long offset, Span<byte> destination) { using var _ = _life.Enter(); return _filemap.FileRead(this, offset, destination); }
 
     /// <summary>Writes <paramref name="source"/> at <paramref name="offset"/> into the cache, dirtying its pages and
     /// growing the file if needed. The bytes reach the disk on <see cref="Fsync"/> or when reclaim writes the
     /// pages back.</summary>
     /// <exception cref="InsufficientMemoryException">No page could be allocated for the cache (ENOMEM).</exception>
     /// <exception cref="ObjectDisposedException">The file was closed.</exception>
-    public void Write(long offset, ReadOnlySpan<byte> source) => _filemap.FileWrite(this, offset, source);
+    public void Write(long offset, ReadOnlySpan<byte> source) { using var _ = _life.Enter(); _filemap.FileWrite(this, offset, source); }
 
     /// <summary>fsync: writes every dirty page back and flushes the file to the device.</summary>
-    public void Fsync() => _filemap.Fsync(this);
+    public void Fsync() { using var _ = _life.Enter(); _filemap.Fsync(this); }
 
     /// <summary>Closes the file: writes it back and drops its pages from the cache.</summary>
-    public void Dispose() => _filemap.CloseFile(this);
+    public void Dispose()
+    {
+        // The machine's Dispose closed every file already.
+        if (_life.IsDisposed)
+        {
+            return;
+        }
+        using var _ = _life.Enter();
+        _filemap.CloseFile(this);
+    }
 
     /// <inheritdoc/>
     public override string ToString() => Path;

@@ -18,6 +18,9 @@ namespace Kmem.Reclaim;
 internal sealed class Filemap(PhysMem mem, PageAllocator pa, Lruvecs lru, HighmemMaps highmem, VmEvents events) : IDisposable
 {
     private readonly byte[] _ioBuffer = new byte[PhysMem.PageSize];
+
+    /// <summary>The machine's lifetime, which the files' public calls enter.</summary>
+    public MachineLifetime Lifetime => mem.Lifetime;
     private bool _disposed;
 
     /// <summary>i_pages (see LockOrder.cs).</summary>

@@ -217,7 +217,7 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
         }
     }
 
-    /// <summary>Stops the threads (bounded wait).</summary>
+    /// <summary>Stops the threads and joins them.</summary>
     public void Dispose()
     {
         Thread?[]? threads;
@@ -228,8 +228,13 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
         }
         foreach (var t in threads ?? [])
         {
-            t?.Join(TimeSpan.FromSeconds(10));
+            // Joined without a bound: memory is unmapped only after the thread has ended. A thread cannot join
+            // itself (a callback of its own run disposing the machine).
+            if (t == Thread.CurrentThread)
+            {
+                throw new InvalidOperationException($"{t.Name} cannot stop itself: dispose the machine from another thread");
+            }
+            t?.Join();
         }
-        // The CTS stays: a thread that outlived the bounded join still reads its token.
     }
 }

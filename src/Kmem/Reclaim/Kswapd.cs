@@ -21,7 +21,7 @@
 // Either way the daemon's run is PF_MEMALLOC (its shrinker callbacks' allocations
 // do not reclaim) and counts as kswapd's in vmstat.
 // Shutdown: Machine.Dispose sets the stop flag, wakes every thread and joins it
-// (bounded wait). Locking: the wake state (requested order, pending wakeup,
+// (no bound: memory is unmapped only after). Locking: the wake state (requested order, pending wakeup,
 // busy count) is under _wakeLock, so "idle" (nothing pending, nothing running)
 // is one consistent reading; it is never held while reclaiming, and a reclaim
 // pass takes the four owner locks (LockOrder.cs), so tasks run between passes.
@@ -321,7 +321,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         }
     }
 
-    /// <summary>Stops the threads (bounded wait); no wakeup is answered after.</summary>
+    /// <summary>Stops the threads and joins them; no wakeup is answered after.</summary>
     public void Dispose()
     {
         Thread?[]? threads;
@@ -332,8 +332,13 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         }
         foreach (var t in threads ?? [])
         {
-            t?.Join(TimeSpan.FromSeconds(10));
+            // Joined without a bound: memory is unmapped only after the thread has ended. A thread cannot join
+            // itself (a callback of its own run disposing the machine).
+            if (t == Thread.CurrentThread)
+            {
+                throw new InvalidOperationException($"{t.Name} cannot stop itself: dispose the machine from another thread");
+            }
+            t?.Join();
         }
-        // The CTS stays: a thread that outlived the bounded join still reads its token.
     }
 }

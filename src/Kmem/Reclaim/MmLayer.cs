@@ -277,4 +277,17 @@ internal sealed class MmLayer : IReclaimer, IDisposable
         _filemap.Dispose();
         _swap.Dispose();
     }
+
+    /// <summary>The finalizer's part of <see cref="Dispose"/>: the daemons stopped and joined, nothing written back
+    /// (the files and streams may be finalized already).</summary>
+    public void StopDaemons()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        _memory.Shutdown();
+        _kswapd.Dispose();
+        _kcompactd.Dispose();
+    }
 }

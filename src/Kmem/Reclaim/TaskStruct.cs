@@ -19,10 +19,12 @@ namespace Kmem;
 public sealed class TaskStruct
 {
     private readonly UserMemory _memory;
+    private readonly MachineLifetime _life;
 
     internal TaskStruct(UserMemory memory, int pid, string comm, short oomScoreAdj)
     {
         _memory = memory;
+        _life = memory.Lifetime;
         Pid = pid;
         Comm = comm;
         OomScoreAdj = oomScoreAdj;
@@ -60,12 +62,12 @@ public sealed class TaskStruct
     /// <returns>The start address, or 0 when the address space has no room (ENOMEM).</returns>
     /// <exception cref="ArgumentOutOfRangeException">The length is 0.</exception>
     /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
-    public ulong Mmap(ulong length) => _memory.Mmap(this, length);
+    public ulong Mmap(ulong length) { using var _ = _life.Enter(); return _memory.Mmap(this, length); }
 
     /// <summary>munmap: removes the mappings in [addr, addr + length), freeing their pages and swap slots.</summary>
     /// <exception cref="ArgumentException">The address is not page-aligned or the length is 0.</exception>
     /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
-    public void Munmap(ulong addr, ulong length) => _memory.Munmap(this, addr, length);
+    public void Munmap(ulong addr, ulong length) { using var _ = _life.Enter(); _memory.Munmap(this, addr, length); }
 
     /// <summary>Copies the task's memory at <paramref name="vaddr"/> into <paramref name="destination"/>,
     /// faulting pages in: a page never touched reads as zeros, a swapped-out page is read back from swap.</summary>
@@ -73,17 +75,17 @@ public sealed class TaskStruct
     /// call the OOM killer.</remarks>
     /// <exception cref="SegmentationFaultException">Part of the range is not mapped.</exception>
     /// <exception cref="TaskKilledException">The task was killed (possibly by this very fault) or has exited.</exception>
-    public void Read(ulong vaddr, Span<byte> destination) => _memory.Access(this, vaddr, destination, default, write: false);
+    public void Read(ulong vaddr, Span<byte> destination) { using var _ = _life.Enter(); _memory.Access(this, vaddr, destination, default, write: false); }
 
     /// <summary>Copies <paramref name="source"/> into the task's memory at <paramref name="vaddr"/>, faulting
     /// pages in and marking them dirty.</summary>
     /// <remarks>May sleep, as <see cref="Read"/>.</remarks>
     /// <exception cref="SegmentationFaultException">Part of the range is not mapped.</exception>
     /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
-    public void Write(ulong vaddr, ReadOnlySpan<byte> source) => _memory.Access(this, vaddr, default, source, write: true);
+    public void Write(ulong vaddr, ReadOnlySpan<byte> source) { using var _ = _life.Enter(); _memory.Access(this, vaddr, default, source, write: true); }
 
     /// <summary>do_exit: frees every page, swap slot, page table and the kernel stack. A second call does nothing.</summary>
-    public void Exit() => _memory.Exit(this);
+    public void Exit() { using var _ = _life.Enter(); _memory.Exit(this); }
 
     /// <inheritdoc/>
     public override string ToString() => $"{Pid} ({Comm})";

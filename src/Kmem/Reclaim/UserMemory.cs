@@ -30,6 +30,9 @@ namespace Kmem.Reclaim;
 internal sealed unsafe partial class UserMemory
 {
     private readonly PhysMem _mem;
+
+    /// <summary>The machine's lifetime, which the tasks' public calls enter.</summary>
+    public MachineLifetime Lifetime => _mem.Lifetime;
     private readonly PageAllocator _pa;
     private readonly Lruvecs _lru;
     private readonly Swapfile _swap;

@@ -51,7 +51,7 @@ public sealed partial class Machine : IDisposable
             // The page allocator makes its reclaimer at the end of its constructor (see PageAllocator.cs).
             MmLayer? mm = null;
             PageAllocator = new PageAllocator(options, arch, _mem, _cpus, Log, FailPageAlloc, Bug,
-                pa => mm = new MmLayer(options, _mem, pa, Log, Highmem, () => VmallocSpace));
+                pa => mm = new MmLayer(options, _mem, pa, Log, Highmem, () => VmallocSpace, () => SlabLayer));
             Mm = mm!;
             Mempools = new Mempools(_mem, PageAllocator, _cpus, Log, Bug);
             SlabLayer = options.Slab switch

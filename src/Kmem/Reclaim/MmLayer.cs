@@ -1,5 +1,5 @@
 // The memory-pressure layer of one machine, assembled: it builds the owners
-// (Lruvecs, Swapfile, Filemap, UserMemory, Shrinkers, Vmscan, Compaction, OomKill,
+// (Lruvecs, Swapfile, Filemap, Dcache, UserMemory, Shrinkers, Vmscan, Compaction, OomKill,
 // Kswapd, Kcompactd), each over the lower-layer objects it needs, and is the
 // page allocator's IReclaimer (made by the allocator's constructor through the
 // factory it is given: see PageAllocator.cs). It holds no state of its own but
@@ -12,6 +12,7 @@
 using Kmem.Highmem;
 using Kmem.PageAlloc;
 using Kmem.Physical;
+using Kmem.Slab;
 using Kmem.Vmalloc;
 
 namespace Kmem.Reclaim;
@@ -25,6 +26,7 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     private readonly Filemap _filemap;
     private readonly UserMemory _memory;
     private readonly Shrinkers _shrinkers;
+    private readonly Dcache _dcache;
     private readonly Vmscan _vmscan;
     private readonly Compaction _compaction;
     private readonly OomKill _oom;
@@ -41,15 +43,18 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     /// <param name="log">The kernel log (swapon, the OOM report).</param>
     /// <param name="highmem">The page-copy helpers (swap I/O, the page cache, migration, faults).</param>
     /// <param name="vmalloc">The vmalloc space, made on first use by its owner (X64's kernel stacks).</param>
-    public MmLayer(MachineOptions options, PhysMem mem, PageAllocator pa, KernelLog log, HighmemMaps highmem, Func<VmapSpace> vmalloc)
+    /// <param name="slab">The slab layer, made after this one (the dentry and inode caches of opened files).</param>
+    public MmLayer(MachineOptions options, PhysMem mem, PageAllocator pa, KernelLog log, HighmemMaps highmem, Func<VmapSpace> vmalloc,
+        Func<SlabBackend?> slab)
     {
         _pa = pa;
         _lru = new Lruvecs(mem, pa);
         _swap = new Swapfile(mem, highmem, log, _events);
-        _filemap = new Filemap(mem, pa, _lru, highmem, _events);
+        _shrinkers = new Shrinkers(pa, _events);
+        _dcache = new Dcache(mem, pa, slab, _shrinkers);
+        _filemap = new Filemap(mem, pa, _lru, highmem, _events, _dcache);
         _memory = new UserMemory(mem, pa, _lru, _swap, highmem, log, _events, options.Preset, vmalloc);
         _locks = new ReclaimLocks(_memory.Lock, _filemap.Lock, _swap.Lock, _lru.Lock);
-        _shrinkers = new Shrinkers(pa, _events);
         _vmscan = new Vmscan(mem, pa, _lru, _memory, _filemap, _swap, _shrinkers, _events, _locks);
         _compaction = new Compaction(mem, pa, _lru, _memory, _swap, highmem, _events, _locks);
         _oom = new OomKill(pa, _memory, _swap, log, _events);
@@ -175,6 +180,9 @@ internal sealed class MmLayer : IReclaimer, IDisposable
 
     public void RegisterShrinker(Shrinker s) => _shrinkers.Register(s);
 
+    /// <summary>The dentry and inode caches of opened files.</summary>
+    public Dcache Dcache => _dcache;
+
     public void UnregisterShrinker(Shrinker s) => _shrinkers.Unregister(s);
 
     public int Swappiness
@@ -251,6 +259,7 @@ internal sealed class MmLayer : IReclaimer, IDisposable
             _memory.Validate();
             _filemap.Validate();
         }
+        _dcache.Validate();
     }
 
     public void Dispose()

@@ -180,6 +180,12 @@ internal sealed class MmLayer : IReclaimer, IDisposable
 
     public void RegisterShrinker(Shrinker s) => _shrinkers.Register(s);
 
+    /// <summary>Page reclaim (its scan balance, for observers and tests).</summary>
+    public Vmscan Vmscan => _vmscan;
+
+    /// <summary>The four owner locks, in order (LockOrder.cs).</summary>
+    public ReclaimLocks Locks => _locks;
+
     /// <summary>The dentry and inode caches of opened files.</summary>
     public Dcache Dcache => _dcache;
 

@@ -339,6 +339,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         if (balancedAtEnd || PgdatBalanced(node, order, highest))
         {
             Interlocked.Increment(ref _balancedRuns);
+            kcompactd.KswapdSleeping(node.Id);
             kcompactd.Wakeup(node.Id, order);
         }
         if (sc.NrReclaimed > 0)

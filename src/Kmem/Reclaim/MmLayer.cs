@@ -88,16 +88,44 @@ internal sealed class MmLayer : IReclaimer, IDisposable
         return progress;
     }
 
-    public bool TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest)
+    public CompactResult TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest, CompactPriority prio)
     {
         if (IsDisposed)
         {
-            return false;
+            return CompactResult.Skipped;
         }
-        bool ok = _compaction.TryToCompactPages(gfp, order, zonelist, highest);
+        var result = _compaction.TryToCompactPages(gfp, order, zonelist, highest, prio);
         _kswapd.RunPending();
-        return ok;
+        return result;
     }
+
+    public void CompactionDone(uint pfn, int order)
+    {
+        using (_locks.EnterAll())
+        {
+            _events.Stats.CompactStall++;
+            if (pfn == PhysMem.NoPfn)
+            {
+                _events.Stats.CompactFail++;
+                return;
+            }
+            _events.Stats.CompactSuccess++;
+            _compaction.CompactionDeferReset(_pa.ZoneOf(pfn), order, allocSuccess: true);
+        }
+    }
+
+    public long ZoneReclaimablePages(Zone zone)
+    {
+        long nr = _lru.ZoneLru[zone.Index, (int)LruList.InactiveFile] + _lru.ZoneLru[zone.Index, (int)LruList.ActiveFile];
+        if (_swap.CanSwap)
+        {
+            nr += _lru.ZoneLru[zone.Index, (int)LruList.InactiveAnon] + _lru.ZoneLru[zone.Index, (int)LruList.ActiveAnon];
+        }
+        return nr;
+    }
+
+    public bool CompactionZonelistSuitable(int order, Zone[] zonelist, ZoneType highest) =>
+        _compaction.CompactionZonelistSuitable(order, zonelist, highest, ZoneReclaimablePages);
 
     public bool OutOfMemory(Gfp gfp, int order)
     {
@@ -185,6 +213,9 @@ internal sealed class MmLayer : IReclaimer, IDisposable
 
     /// <summary>The four owner locks, in order (LockOrder.cs).</summary>
     public ReclaimLocks Locks => _locks;
+
+    /// <summary>Memory compaction (its per-zone state, for observers and tests).</summary>
+    public Compaction Compaction => _compaction;
 
     /// <summary>The dentry and inode caches of opened files.</summary>
     public Dcache Dcache => _dcache;

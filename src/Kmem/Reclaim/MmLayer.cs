@@ -197,7 +197,23 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     public void Swapoff(string path)
     {
         var si = _swap.BeginSwapoff(path, _pa.NrFreePages);
-        _memory.TryToUnuse(si.Type);
+        // set_current_oom_origin: a task running swapoff is the OOM killer's first choice while it pulls pages in.
+        var cur = MmCurrent.Task;
+        if (cur is not null)
+        {
+            cur.OomOrigin = true;
+        }
+        try
+        {
+            _memory.TryToUnuse(si.Type);
+        }
+        finally
+        {
+            if (cur is not null)
+            {
+                cur.OomOrigin = false;
+            }
+        }
         lock (_memory.Lock)
         {
             _swap.FinishSwapoff(si);
@@ -226,6 +242,12 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     {
         get => _vmscan.Swappiness;
         set => _vmscan.Swappiness = value;
+    }
+
+    public int PanicOnOom
+    {
+        get => _oom.PanicOnOom;
+        set => _oom.PanicOnOom = value;
     }
 
     public int ExtfragThreshold

@@ -22,7 +22,7 @@ internal sealed partial class PageAllocator
     private uint ReclaimRetryLoop(Gfp gfp, int order, AllocFlags flags, bool costly, CompactPriority compactPriority, ref AllocContext ctx)
     {
         int noProgressLoops = 0, compactionRetries = 0;
-        for (int round = 0; round < 64 * MaxReclaimRetries; round++)
+        for (int round = 0; round < 64 * SlowpathRetry.MaxReclaimRetries; round++)
         {
             if (round > 0)
             {
@@ -51,11 +51,11 @@ internal sealed partial class PageAllocator
             {
                 return PhysMem.NoPfn;
             }
-            if (ShouldReclaimRetry(order, flags, progress > 0, ref noProgressLoops, ref ctx))
+            if (SlowpathRetry.ShouldReclaimRetry(Reclaimer, order, flags, progress > 0, ref noProgressLoops, ctx.Zonelist, ctx.Highest, ctx.Migratetype))
             {
                 continue;
             }
-            if (progress > 0 && ShouldCompactRetry(order, compactResult, ref compactPriority, ref compactionRetries, ref ctx))
+            if (progress > 0 && SlowpathRetry.ShouldCompactRetry(Reclaimer, order, compactResult, ref compactPriority, ref compactionRetries, ctx.Zonelist, ctx.Highest))
             {
                 continue;
             }
@@ -72,81 +72,6 @@ internal sealed partial class PageAllocator
             return PhysMem.NoPfn;
         }
         return PhysMem.NoPfn;
-    }
-
-    /// <summary>MAX_RECLAIM_RETRIES.</summary>
-    internal const int MaxReclaimRetries = 16;
-
-    /// <summary>MAX_COMPACT_RETRIES.</summary>
-    internal const int MaxCompactRetries = 16;
-
-    /// <summary>
-    /// should_reclaim_retry: progress (for orders up to costly) resets the count of rounds without it; past
-    /// MAX_RECLAIM_RETRIES, or when no zone would pass its min watermark for the order even with all its
-    /// reclaimable pages free, the last HighAtomic pageblocks are released and the answer is whether any was.
-    /// </summary>
-    private bool ShouldReclaimRetry(int order, AllocFlags flags, bool didProgress, ref int noProgressLoops, ref AllocContext ctx)
-    {
-        noProgressLoops = didProgress && order <= PerCpuPages.CostlyOrder ? 0 : noProgressLoops + 1;
-        if (noProgressLoops <= MaxReclaimRetries)
-        {
-            foreach (var zone in ctx.Zonelist)
-            {
-                if (zone.Type > ctx.Highest)
-                {
-                    continue;
-                }
-                long available = Reclaimer.ZoneReclaimablePages(zone) + Volatile.Read(ref zone.FreePages);
-                if (ZoneWatermarkOk(zone, order, zone.WmarkPages(Zone.WmarkMin), ctx.Highest, flags, available))
-                {
-                    return true;
-                }
-            }
-        }
-        bool released = false;
-        foreach (var zone in ctx.Zonelist)
-        {
-            released |= zone.UnreserveHighatomicPageblock(ctx.Migratetype, force: true);
-        }
-        return released;
-    }
-
-    /// <summary>
-    /// should_compact_retry: only for order > 0. A success counts a retry (up to MAX_COMPACT_RETRIES, a quarter
-    /// for costly orders); a skipped run retries if reclaim could give compaction enough to work with; a
-    /// complete, deferred or partial run raises the priority (down to sync-full, sync-light for costly orders)
-    /// with the count reset, and gives up once there is none left.
-    /// </summary>
-    private bool ShouldCompactRetry(int order, CompactResult result, ref CompactPriority priority, ref int retries, ref AllocContext ctx)
-    {
-        if (order == 0)
-        {
-            return false;
-        }
-        if (result == CompactResult.Success)
-        {
-            retries++;
-        }
-        if (result == CompactResult.Skipped)
-        {
-            return Reclaimer.CompactionZonelistSuitable(order, ctx.Zonelist, ctx.Highest);
-        }
-        if (result is not (CompactResult.Complete or CompactResult.Deferred or CompactResult.Contended or CompactResult.PartialSkipped))
-        {
-            int maxRetries = order > PerCpuPages.CostlyOrder ? MaxCompactRetries / 4 : MaxCompactRetries;
-            if (retries <= maxRetries)
-            {
-                return true;
-            }
-        }
-        var minPriority = order > PerCpuPages.CostlyOrder ? CompactPriority.SyncLight : CompactPriority.SyncFull;
-        if (priority > minPriority)
-        {
-            priority--;
-            retries = 0;
-            return true;
-        }
-        return false;
     }
 
     /// <summary>__alloc_pages_direct_compact: compact at a priority, then retry the free lists; a run that was
@@ -166,5 +91,84 @@ internal sealed partial class PageAllocator
         uint pfn = GetPageFromFreelist(gfp, order, flags, ref ctx);
         Reclaimer.CompactionDone(pfn, order);
         return pfn;
+    }
+}
+
+/// <summary>The slow path's retry rules: whether another round of reclaim or compaction can help.</summary>
+internal static class SlowpathRetry
+{
+    /// <summary>MAX_RECLAIM_RETRIES.</summary>
+    public const int MaxReclaimRetries = 16;
+
+    /// <summary>MAX_COMPACT_RETRIES.</summary>
+    public const int MaxCompactRetries = 16;
+
+    /// <summary>
+    /// should_reclaim_retry: progress (for orders up to costly) resets the count of rounds without it; past
+    /// MAX_RECLAIM_RETRIES, or when no zone would pass its min watermark for the order even with all its
+    /// reclaimable pages free, the last HighAtomic pageblocks are released and the answer is whether any was.
+    /// </summary>
+    public static bool ShouldReclaimRetry(IReclaimer reclaimer, int order, AllocFlags flags, bool didProgress, ref int noProgressLoops, Zone[] zonelist, ZoneType highest, int migratetype)
+    {
+        noProgressLoops = didProgress && order <= PerCpuPages.CostlyOrder ? 0 : noProgressLoops + 1;
+        if (noProgressLoops <= MaxReclaimRetries)
+        {
+            foreach (var zone in zonelist)
+            {
+                if (zone.Type > highest)
+                {
+                    continue;
+                }
+                long available = reclaimer.ZoneReclaimablePages(zone) + Volatile.Read(ref zone.FreePages);
+                if (PageAllocator.ZoneWatermarkOk(zone, order, zone.WmarkPages(Zone.WmarkMin), highest, flags, available))
+                {
+                    return true;
+                }
+            }
+        }
+        bool released = false;
+        foreach (var zone in zonelist)
+        {
+            released |= zone.UnreserveHighatomicPageblock(migratetype, force: true);
+        }
+        return released;
+    }
+
+    /// <summary>
+    /// should_compact_retry: only for order > 0. A success counts a retry (up to MAX_COMPACT_RETRIES, a quarter
+    /// for costly orders); a skipped run retries if reclaim could give compaction enough to work with; a
+    /// complete, deferred or partial run raises the priority (down to sync-full, sync-light for costly orders)
+    /// with the count reset, and gives up once there is none left.
+    /// </summary>
+    public static bool ShouldCompactRetry(IReclaimer reclaimer, int order, CompactResult result, ref CompactPriority priority, ref int retries, Zone[] zonelist, ZoneType highest)
+    {
+        if (order == 0)
+        {
+            return false;
+        }
+        if (result == CompactResult.Success)
+        {
+            retries++;
+        }
+        if (result == CompactResult.Skipped)
+        {
+            return reclaimer.CompactionZonelistSuitable(order, zonelist, highest);
+        }
+        if (result is not (CompactResult.Complete or CompactResult.Deferred or CompactResult.Contended or CompactResult.PartialSkipped))
+        {
+            int maxRetries = order > PerCpuPages.CostlyOrder ? MaxCompactRetries / 4 : MaxCompactRetries;
+            if (retries <= maxRetries)
+            {
+                return true;
+            }
+        }
+        var minPriority = order > PerCpuPages.CostlyOrder ? CompactPriority.SyncLight : CompactPriority.SyncFull;
+        if (priority > minPriority)
+        {
+            priority--;
+            retries = 0;
+            return true;
+        }
+        return false;
     }
 }

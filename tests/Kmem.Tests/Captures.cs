@@ -11,6 +11,9 @@ internal static class Captures
     /// <summary>i386 PAE with HighMem, 1536M, 1 CPU.</summary>
     public const string I386 = "linux-i386-highmem";
 
+    /// <summary>x86-64, 384M, 2 CPUs, 128M swap: swap-out, compaction and an OOM kill.</summary>
+    public const string Pressure = "linux-6.1-pressure-Q";
+
     /// <summary>The folder of a capture: trace.txt.xz and the /proc snapshot files.</summary>
     public static string Folder(string capture)
     {

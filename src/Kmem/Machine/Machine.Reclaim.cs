@@ -78,6 +78,16 @@ public sealed partial class Machine
             : throw new ArgumentOutOfRangeException(nameof(value), value, "vm.swappiness is 0..200"); }
     }
 
+    /// <summary>vm.panic_on_oom: 0 (default: the OOM killer chooses a victim), 1 or 2 (the machine panics instead:
+    /// the allocation that ran out of memory throws <see cref="OomPanicException"/>, with the report in the log).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Out of 0..2.</exception>
+    public int PanicOnOom
+    {
+        get => Mm.PanicOnOom;
+        set => Mm.PanicOnOom = value is >= 0 and <= 2 ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "vm.panic_on_oom is 0..2");
+    }
+
     /// <summary>vm.extfrag_threshold: 0..1000 (default 500). A costly allocation whose zone's fragmentation index
     /// is at or under it is failing for lack of memory, so direct compaction is skipped for reclaim.</summary>
     /// <exception cref="ArgumentOutOfRangeException">Out of 0..1000.</exception>

@@ -68,10 +68,11 @@ public sealed partial class Machine : IDisposable
             // The page allocator makes its reclaimer at the end of its constructor (see PageAllocator.cs). The
             // lambda captures locals only, and the vmalloc factory holds the machine weakly: kswapd's thread and
             // the metrics' meter reach the reclaimer, and must not keep the machine alive.
-            var (mem, highmem, vmalloc) = (_mem, Highmem, VmallocFactory(new WeakReference<Machine>(this)));
+            var self = new WeakReference<Machine>(this);
+            var (mem, highmem, vmalloc, slab) = (_mem, Highmem, VmallocFactory(self), SlabFactory(self));
             MmLayer? mm = null;
             PageAllocator = new PageAllocator(options, arch, mem, _cpus, log, _failPageAlloc, _bug,
-                pa => mm = new MmLayer(options, mem, pa, log, highmem, vmalloc));
+                pa => mm = new MmLayer(options, mem, pa, log, highmem, vmalloc, slab));
             Mm = mm!;
             Mempools = new Mempools(_mem, PageAllocator, _cpus, _log, _bug);
             SlabLayer = options.Slab switch
@@ -198,6 +199,10 @@ public sealed partial class Machine : IDisposable
     /// reference, since the layers must not keep the machine alive.</summary>
     private static Func<VmapSpace> VmallocFactory(WeakReference<Machine> self) =>
         () => self.TryGetTarget(out var m) ? m.VmallocSpace : throw new ObjectDisposedException(nameof(Machine));
+
+    /// <summary>The slab layer for reclaim's dentry and inode caches, reached weakly like <see cref="VmallocFactory"/>.</summary>
+    private static Func<SlabBackend?> SlabFactory(WeakReference<Machine> self) =>
+        () => self.TryGetTarget(out var m) ? m.SlabLayer : null;
 
     /// <summary>The bug policy the layers get: it captures the log and the option, not the machine.</summary>
     private static Action<KernelBugException> BugPolicy(KernelLog log, OnBug onBug) => bug =>

@@ -361,18 +361,27 @@ internal sealed partial class PageAllocator
                 return pfn;
             }
         }
+        var compactPriority = CompactPriority.SyncLight; // DEF_COMPACT_PRIORITY
+        bool giveUp = false;
         if (canDirectReclaim && order > 0 && (costly || ctx.Migratetype != (int)MigrateType.Movable) && reserve == 0)
         {
-            // __alloc_pages_direct_compact before any reclaim: costly and non-movable high-order requests.
-            pfn = DirectCompact(gfp, order, flags, ref ctx);
+            // __alloc_pages_direct_compact before any reclaim, async: costly and non-movable high-order requests.
+            pfn = DirectCompact(gfp, order, flags, ref ctx, CompactPriority.Async, out var compactResult);
             if (pfn != PhysMem.NoPfn)
             {
                 return pfn;
             }
+            if (costly && (gfp & Gfp.NoRetry) != 0)
+            {
+                // Whole-pageblock requests that may not retry: when compaction could not even start (too few free
+                // pages, or deferred), reclaim would not make the block either; otherwise stay async.
+                giveUp = compactResult is CompactResult.Skipped or CompactResult.Deferred;
+                compactPriority = CompactPriority.Async;
+            }
         }
-        if (canDirectReclaim)
+        if (canDirectReclaim && !giveUp)
         {
-            pfn = ReclaimRetryLoop(gfp, order, flags, costly, ref ctx);
+            pfn = ReclaimRetryLoop(gfp, order, flags, costly, compactPriority, ref ctx);
             if (pfn != PhysMem.NoPfn)
             {
                 return pfn;
@@ -393,61 +402,6 @@ internal sealed partial class PageAllocator
         if ((gfp & Gfp.NoWarn) == 0)
         {
             _reports.WarnAlloc(gfp, order);
-        }
-        return PhysMem.NoPfn;
-    }
-
-    /// <summary>
-    /// The slow path's retry loop: direct reclaim and retry while reclaim makes progress (at most
-    /// MAX_RECLAIM_RETRIES rounds without progress), then, for small orders that may, the OOM killer
-    /// (__alloc_pages_may_oom) and retry. __GFP_NORETRY and costly orders without __GFP_RETRY_MAYFAIL get one round.
-    /// </summary>
-    private uint ReclaimRetryLoop(Gfp gfp, int order, AllocFlags flags, bool costly, ref AllocContext ctx)
-    {
-        const int maxReclaimRetries = 16;
-        int noProgress = 0;
-        for (int round = 0; round < 16 * maxReclaimRetries; round++)
-        {
-            uint pfn = DirectReclaim(gfp, order, flags, ref ctx, out long progress);
-            if (pfn == PhysMem.NoPfn && order > 0)
-            {
-                pfn = DirectCompact(gfp, order, flags, ref ctx);
-            }
-            if (pfn != PhysMem.NoPfn)
-            {
-                return pfn;
-            }
-            if ((gfp & Gfp.NoRetry) != 0 || (costly && (gfp & Gfp.RetryMayfail) == 0))
-            {
-                return PhysMem.NoPfn;
-            }
-            // should_reclaim_retry: keep going until MAX_RECLAIM_RETRIES rounds in a row free nothing.
-            noProgress = progress > 0 ? 0 : noProgress + 1;
-            if (noProgress <= maxReclaimRetries && Reclaimer is not NoReclaim)
-            {
-                continue;
-            }
-            // should_reclaim_retry with no progress: the last HighAtomic pageblock goes too.
-            foreach (var zone in ctx.Zonelist)
-            {
-                zone.UnreserveHighatomicPageblock(ctx.Migratetype, force: true);
-            }
-            pfn = GetPageFromFreelist(gfp, order, flags, ref ctx);
-            if (pfn != PhysMem.NoPfn)
-            {
-                return pfn;
-            }
-            if (MayOom(gfp, order, ctx.Highest) && Reclaimer.OutOfMemory(gfp, order))
-            {
-                pfn = GetPageFromFreelist(gfp, order, flags, ref ctx);
-                if (pfn != PhysMem.NoPfn)
-                {
-                    return pfn;
-                }
-                noProgress = 0;
-                continue;
-            }
-            return PhysMem.NoPfn;
         }
         return PhysMem.NoPfn;
     }
@@ -506,10 +460,6 @@ internal sealed partial class PageAllocator
             }
         }
     }
-
-    /// <summary>__alloc_pages_direct_compact: compact, then retry the free lists.</summary>
-    private uint DirectCompact(Gfp gfp, int order, AllocFlags flags, ref AllocContext ctx) =>
-        Reclaimer.TryToCompactPages(gfp, order, ctx.Zonelist, ctx.Highest) ? GetPageFromFreelist(gfp, order, flags, ref ctx) : PhysMem.NoPfn;
 
     /// <summary>__alloc_pages_direct_reclaim: the slab layer's thread caches drained (<see cref="PageAllocator.DrainCaches"/>),
     /// reclaim, then retry; on failure release a HighAtomic pageblock and drain the per-CPU lists, and retry once more.</summary>

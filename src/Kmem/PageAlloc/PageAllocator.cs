@@ -126,8 +126,18 @@ internal interface IReclaimer
     /// <summary>out_of_memory: kill a task to free memory; returns whether memory was freed.</summary>
     bool OutOfMemory(Gfp gfp, int order);
 
-    /// <summary>try_to_compact_pages: direct compaction; returns whether a block of the order is now free.</summary>
-    bool TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest);
+    /// <summary>try_to_compact_pages: direct compaction at a priority; returns its best result over the zones.</summary>
+    CompactResult TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest, CompactPriority prio);
+
+    /// <summary>The end of __alloc_pages_direct_compact after a run that was not skipped: compact_stall, then
+    /// compact_success (and compaction_defer_reset of the page's zone) or compact_fail.</summary>
+    void CompactionDone(uint pfn, int order);
+
+    /// <summary>zone_reclaimable_pages: the zone's file LRU pages, plus its anon LRU pages while swap has room.</summary>
+    long ZoneReclaimablePages(Zone zone);
+
+    /// <summary>compaction_zonelist_suitable: whether reclaim could give compaction enough to work with.</summary>
+    bool CompactionZonelistSuitable(int order, Zone[] zonelist, ZoneType highest);
 }
 
 /// <summary>
@@ -151,5 +161,13 @@ internal sealed class NoReclaim : IReclaimer
 
     public bool OutOfMemory(Gfp gfp, int order) => false;
 
-    public bool TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest) => false;
+    public CompactResult TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest, CompactPriority prio) => CompactResult.Skipped;
+
+    public void CompactionDone(uint pfn, int order)
+    {
+    }
+
+    public long ZoneReclaimablePages(Zone zone) => 0;
+
+    public bool CompactionZonelistSuitable(int order, Zone[] zonelist, ZoneType highest) => false;
 }

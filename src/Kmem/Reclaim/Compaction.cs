@@ -1,41 +1,59 @@
 // Memory compaction (mm/compaction.c, mm/migrate.c): the migrate scanner walks
-// a zone's pageblocks up from its start taking movable pages (task anonymous
-// pages and page-cache pages on the LRU: kernel pages never move), the free
-// scanner walks down from its end taking free pages of Movable pageblocks, and
-// each page is copied to a free page, its page-table entry or cache slot
-// pointed at the copy, and the old frame freed, until the scanners meet or (for
-// a given order) a free block of that order exists. Direct compaction runs in
-// the allocation slow path for costly orders; kcompactd runs per node when
-// kswapd asks and every 500 ms for proactive compaction
+// a zone's pageblocks up from its cached position taking movable pages (task
+// anonymous pages and page-cache pages on the LRU; kernel pages never move;
+// under GFP_NOFS anonymous pages only), the free scanner walks down from its
+// cached position taking free pages of Movable pageblocks (suitable_migration_
+// target: never a pageblock that is itself a free block of pageblock order or
+// more), and each page is copied to a free page, its page-table entry or cache
+// slot pointed at the copy, and the old frame freed, until the scanners meet or
+// (for a given order) __compact_finished finds a free block of the order on
+// the request's migrate type's list or one a fallback may take. A pageblock
+// where isolation found nothing gets its skip bit; both scanners' positions are
+// cached per zone (the migrate one per async/sync mode) and reset when they
+// meet. Direct compaction (try_to_compact_pages) runs at a priority: async
+// only scans source pageblocks of the request's migrate type; sync-light all;
+// sync-full the whole zone ignoring skip bits and block suitability. Failed
+// sync runs defer compaction of the zone (defer_compaction, compaction_deferred,
+// compaction_defer_reset); GFP_NOIO never compacts. kcompactd runs per node
+// when kswapd asks and every 500 ms for proactive compaction
 // (compaction_proactiveness); CompactMemory is /proc/sys/vm/compact_memory.
-// compaction_suitable uses the fragmentation index against extfrag_threshold:
-// an index at or under it means the failure is a lack of memory, so reclaim
-// rather than compaction is the answer.
-// Knowingly left out: cached scanner positions, pageblock skip bits and
-// compaction deferral (every run scans afresh), async/sync modes (one mode).
+// compaction_suitable uses the fragmentation index against extfrag_threshold.
+// Knowingly left out: fast_isolate_freepages and fast_find_migrateblock (the
+// linear scanners, the kernel's fallback, do all the work), lock contention
+// (COMPACT_CONTENDED never happens), page capture.
 // Locking: a run holds the four owner locks (ReclaimLocks, LockOrder.cs): it
 // moves task pages, page-cache pages and swap-cache pages and their LRU places;
-// zone->lock inside IsolateFreePage and the free path.
+// zone->lock inside IsolateFreePage and the free path. The per-zone state
+// (cached positions, deferral, skip bits) is guarded by the same locks.
 using Kmem.Highmem;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 
 namespace Kmem.Reclaim;
 
-/// <summary>enum compact_result, the outcomes Kmem reports.</summary>
-internal enum CompactResult
+/// <summary>enum migrate_mode.</summary>
+internal enum MigrateMode
 {
-    /// <summary>Not attempted: too few free pages, or the failure is not fragmentation.</summary>
-    Skipped,
-    /// <summary>The scanners met without making the requested block.</summary>
-    Complete,
-    /// <summary>A free block of the requested order is now available.</summary>
-    Success,
+    Async,
+    SyncLight,
+    Sync,
 }
 
-/// <summary>Memory compaction of one machine: its tunables; the pages it moves belong to the tasks, the page
-/// cache, swap and the LRU.</summary>
-internal sealed class Compaction(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMemory memory, Swapfile swap, HighmemMaps highmem,
+/// <summary>struct compact_control: one compaction run of one zone.</summary>
+internal struct CompactControl
+{
+    public int Order;
+    public Gfp Gfp;
+    public int Migratetype;
+    public MigrateMode Mode;
+    public ZoneType Highest;
+    public bool Direct, WholeZone, IgnoreSkipHint, IgnoreBlockSuitable, Daemon;
+    public uint MigratePfn, FreePfn;
+}
+
+/// <summary>Memory compaction of one machine: its tunables and per-zone state; the pages it moves belong to the
+/// tasks, the page cache, swap and the LRU.</summary>
+internal sealed partial class Compaction(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMemory memory, Swapfile swap, HighmemMaps highmem,
     VmEvents events, ReclaimLocks locks)
 {
     private readonly PhysMem _mem = mem;
@@ -49,6 +67,8 @@ internal sealed class Compaction(PhysMem mem, PageAllocator pa, Lruvecs lru, Use
 
     /// <summary>COMPACT_CLUSTER_MAX: pages isolated per batch.</summary>
     private const int CompactClusterMax = Vmscan.SwapClusterMax;
+    /// <summary>COMPACT_MAX_DEFER_SHIFT.</summary>
+    public const int CompactMaxDeferShift = 6;
 
     /// <summary>vm.extfrag_threshold: 0..1000 (default 500).</summary>
     public int ExtfragThreshold { get; set; } = 500;
@@ -56,64 +76,102 @@ internal sealed class Compaction(PhysMem mem, PageAllocator pa, Lruvecs lru, Use
     /// <summary>vm.compaction_proactiveness: 0..100 (default 20; 0 turns proactive compaction off).</summary>
     public int CompactionProactiveness { get; set; } = 20;
 
-    /// <summary>compaction_suitable: enough free pages to compact into (order-0 watermark plus 2 × 2^order), and
-    /// for costly orders a fragmentation index above extfrag_threshold.</summary>
-    public bool CompactionSuitable(Zone zone, int order, ZoneType highest)
+    /// <summary>compaction_suitable: Success when the order's watermark is met already; Skipped without enough
+    /// order-0 pages to compact into (<paramref name="wmarkTarget"/> free pages, by default the zone's: the low
+    /// watermark for costly orders, min otherwise, plus compact_gap), or for a costly order whose fragmentation
+    /// index says the failure is a lack of memory; Continue otherwise.</summary>
+    public CompactResult CompactionSuitable(Zone zone, int order, ZoneType highest, long wmarkTarget = -1)
     {
         if (order < 0)
         {
-            return true;
+            return CompactResult.Continue;
+        }
+        long free = Volatile.Read(ref zone.FreePages);
+        if (PageAllocator.ZoneWatermarkOk(zone, order, zone.WmarkPages(Zone.WmarkMin), highest, 0, free))
+        {
+            return CompactResult.Success;
         }
         long mark = (order > PerCpuPages.CostlyOrder ? zone.WmarkPages(Zone.WmarkLow) : zone.WmarkPages(Zone.WmarkMin)) + (2L << order);
-        if (!PageAllocator.ZoneWatermarkOk(zone, 0, mark, highest, 0, Volatile.Read(ref zone.FreePages)))
+        if (!PageAllocator.ZoneWatermarkOk(zone, 0, mark, highest, 0, wmarkTarget >= 0 ? wmarkTarget : free))
         {
-            return false;
+            return CompactResult.Skipped;
         }
-        if (order > PerCpuPages.CostlyOrder)
+        if (wmarkTarget < 0 && order > PerCpuPages.CostlyOrder)
         {
             int index = Fragmentation.FragmentationIndex(zone, order);
             if (index >= 0 && index <= ExtfragThreshold)
             {
-                return false;
+                return CompactResult.Skipped; // COMPACT_NOT_SUITABLE_ZONE, reported as skipped
             }
         }
-        return true;
+        return CompactResult.Continue;
     }
 
-    /// <summary>A free block of at least the order in a movable-or-unmovable list and the watermark allows it
-    /// (__compact_finished's success test).</summary>
-    public static bool CompactFinished(Zone zone, int order, ZoneType highest) =>
-        order >= 0 && PageAllocator.ZoneWatermarkOk(zone, order, zone.WmarkPages(Zone.WmarkMin), highest, 0, Volatile.Read(ref zone.FreePages));
-
-    /// <summary>try_to_compact_pages: direct compaction of the zonelist's zones for an allocation; returns
-    /// whether some zone now has a free block of the order.</summary>
-    public bool TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest)
+    /// <summary>compaction_zonelist_suitable: would compaction have enough to work with in some zone if a share
+    /// (1/order) of the reclaimable pages were reclaimed?</summary>
+    public bool CompactionZonelistSuitable(int order, Zone[] zonelist, ZoneType highest, Func<Zone, long> reclaimable)
     {
-        if (MmCurrent.Memalloc || (gfp & Gfp.Io) == 0 && (gfp & Gfp.Movable) == 0)
+        foreach (var zone in zonelist)
         {
-            // Without __GFP_IO (GFP_NOIO) compaction may not wait on pages under I/O; Kmem skips it.
-            return false;
+            if (zone.Type > highest || !zone.IsManaged)
+            {
+                continue;
+            }
+            long available = reclaimable(zone) / Math.Max(order, 1) + Volatile.Read(ref zone.FreePages);
+            if (CompactionSuitable(zone, order, highest, available) == CompactResult.Continue)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>try_to_compact_pages: direct compaction of the zonelist's zones at a priority; returns the best
+    /// result over the zones (Skipped without __GFP_IO: GFP_NOIO never compacts).</summary>
+    public CompactResult TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest, CompactPriority prio)
+    {
+        if (MmCurrent.Memalloc || (gfp & Gfp.Io) == 0)
+        {
+            return CompactResult.Skipped;
         }
         MmCurrent.Memalloc = true;
         try
         {
             using (_locks.EnterAll())
             {
-                _events.Stats.CompactStall++;
+                var rc = CompactResult.Skipped;
                 foreach (var zone in zonelist)
                 {
-                    if (zone.Type > highest || !zone.IsManaged || !CompactionSuitable(zone, order, highest))
+                    if (zone.Type > highest || !zone.IsManaged)
                     {
                         continue;
                     }
-                    if (CompactZone(zone, order, highest, daemon: false) == CompactResult.Success)
+                    if (prio > CompactPriority.SyncFull && CompactionDeferred(zone, order))
                     {
-                        _events.Stats.CompactSuccess++;
-                        return true;
+                        rc = Max(rc, CompactResult.Deferred);
+                        continue;
+                    }
+                    var cc = new CompactControl
+                    {
+                        Order = order, Gfp = gfp, Migratetype = GfpMigratetype(gfp), Highest = highest, Direct = true,
+                        Mode = prio == CompactPriority.Async ? MigrateMode.Async : MigrateMode.SyncLight,
+                        WholeZone = prio == CompactPriority.SyncFull, IgnoreSkipHint = prio == CompactPriority.SyncFull,
+                        IgnoreBlockSuitable = prio == CompactPriority.SyncFull,
+                    };
+                    var status = CompactZone(zone, ref cc);
+                    rc = Max(rc, status);
+                    if (status == CompactResult.Success)
+                    {
+                        // Likely but not certain: the allocator confirms with alloc_success once it has the page.
+                        CompactionDeferReset(zone, order, allocSuccess: false);
+                        break;
+                    }
+                    if (prio != CompactPriority.Async && status is CompactResult.Complete or CompactResult.PartialSkipped)
+                    {
+                        DeferCompaction(zone, order);
                     }
                 }
-                _events.Stats.CompactFail++;
-                return false;
+                return rc;
             }
         }
         finally
@@ -122,7 +180,13 @@ internal sealed class Compaction(PhysMem mem, PageAllocator pa, Lruvecs lru, Use
         }
     }
 
-    /// <summary>compact_node for every node: /proc/sys/vm/compact_memory. Returns pages migrated.</summary>
+    private static CompactResult Max(CompactResult a, CompactResult b) => a > b ? a : b;
+
+    /// <summary>gfp_migratetype.</summary>
+    private static int GfpMigratetype(Gfp gfp) => (int)(gfp & (Gfp.Reclaimable | Gfp.Movable)) >> 3;
+
+    /// <summary>compact_node for every node: /proc/sys/vm/compact_memory (sync, whole zones, skip hints
+    /// ignored). Returns pages migrated.</summary>
     public long CompactMemory()
     {
         long before = _events.Stats.PgmigrateSuccess;
@@ -132,134 +196,44 @@ internal sealed class Compaction(PhysMem mem, PageAllocator pa, Lruvecs lru, Use
             {
                 if (zone.IsManaged)
                 {
-                    CompactZone(zone, -1, zone.Type, daemon: false);
+                    var cc = new CompactControl
+                    {
+                        Order = -1, Gfp = Gfp.Kernel, Migratetype = GfpMigratetype(Gfp.Kernel), Highest = zone.Type,
+                        Mode = MigrateMode.Sync, WholeZone = true, IgnoreSkipHint = true,
+                    };
+                    CompactZone(zone, ref cc);
                 }
             }
             return _events.Stats.PgmigrateSuccess - before;
         }
     }
 
-    /// <summary>compact_zone: run both scanners until they meet or the order is satisfied. Under the reclaim locks.</summary>
-    public CompactResult CompactZone(Zone zone, int order, ZoneType highest, bool daemon)
+    /// <summary>kcompactd_do_work for one zone (sync-light): skipped when deferred or unsuitable; a failed run
+    /// defers the zone, a successful one resets the deferral. Under the reclaim locks.</summary>
+    public CompactResult KcompactdZone(Zone zone, int order, bool proactive)
     {
-        uint blockPages = 1u << _mem.PageblockOrder;
-        uint migratePfn = zone.StartPfn;
-        uint freeBlock = (zone.EndPfn - 1) & ~(blockPages - 1); // the free scanner's current pageblock
-        var freelist = new Stack<uint>();
-        var result = CompactResult.Complete;
-        try
+        if (!proactive && (CompactionDeferred(zone, order) || CompactionSuitable(zone, order, zone.Type) != CompactResult.Continue))
         {
-            while (migratePfn < freeBlock)
-            {
-                if (CompactFinished(zone, order, highest))
-                {
-                    result = CompactResult.Success;
-                    break;
-                }
-                // isolate_migratepages: up to 32 movable pages from the migrate scanner's position.
-                var batch = new List<uint>();
-                uint scanEnd = Math.Min(freeBlock, (migratePfn + blockPages) & ~(blockPages - 1));
-                for (; migratePfn < scanEnd && batch.Count < CompactClusterMax; migratePfn++)
-                {
-                    CountScanned(ref _events.Stats.CompactMigrateScanned, ref _events.Stats.CompactDaemonMigrateScanned, daemon);
-                    ref PageFrame f = ref _mem.Frame(migratePfn);
-                    if ((f.Flags & (PageFlags.Lru | PageFlags.Writeback)) == PageFlags.Lru && f.RefCount == 1 && _mem.ZoneIndexOf(migratePfn) == zone.Index)
-                    {
-                        batch.Add(migratePfn);
-                    }
-                }
-                if (batch.Count == 0)
-                {
-                    continue;
-                }
-                // isolate_freepages: enough free pages from the top, Movable pageblocks only.
-                while (freelist.Count < batch.Count && freeBlock > migratePfn)
-                {
-                    IsolateFreepagesBlock(zone, freeBlock, freelist, daemon);
-                    if (freelist.Count < batch.Count)
-                    {
-                        if (freeBlock < blockPages)
-                        {
-                            break;
-                        }
-                        freeBlock -= blockPages;
-                    }
-                }
-                _events.Stats.CompactIsolated += batch.Count;
-                foreach (uint pfn in batch)
-                {
-                    if (freelist.Count == 0)
-                    {
-                        _events.Stats.PgmigrateFail++;
-                        continue;
-                    }
-                    uint target = freelist.Pop();
-                    if (target < pfn)
-                    {
-                        // The scanners crossed inside this batch: moving down would not help.
-                        freelist.Push(target);
-                        break;
-                    }
-                    MigratePage(pfn, target);
-                }
-            }
-            if (result != CompactResult.Success && CompactFinished(zone, order, highest))
-            {
-                result = CompactResult.Success;
-            }
-            return result;
+            return CompactResult.Skipped;
         }
-        finally
+        var cc = new CompactControl
         {
-            // release_freepages: whatever the free scanner took and no page needed goes back.
-            foreach (uint pfn in freelist)
+            Order = proactive ? -1 : order, Gfp = Gfp.Kernel, Migratetype = GfpMigratetype(Gfp.Kernel), Highest = zone.Type,
+            Mode = MigrateMode.SyncLight, Daemon = true, WholeZone = proactive, IgnoreSkipHint = proactive,
+        };
+        var status = CompactZone(zone, ref cc);
+        if (!proactive)
+        {
+            if (status == CompactResult.Success)
             {
-                _pa.FreePages(new Page(pfn), 0);
+                CompactionDeferReset(zone, order, allocSuccess: false);
+            }
+            else if (status is CompactResult.PartialSkipped or CompactResult.Complete)
+            {
+                DeferCompaction(zone, order);
             }
         }
-    }
-
-    private static void CountScanned(ref long direct, ref long daemonCount, bool daemon)
-    {
-        if (daemon)
-        {
-            daemonCount++;
-        }
-        else
-        {
-            direct++;
-        }
-    }
-
-    /// <summary>isolate_freepages_block for one pageblock: every free buddy block in it becomes order-0 targets.</summary>
-    private void IsolateFreepagesBlock(Zone zone, uint blockStart, Stack<uint> freelist, bool daemon)
-    {
-        if (_mem.PageblockMigratetype(blockStart) != MigrateType.Movable)
-        {
-            return;
-        }
-        uint end = Math.Min(zone.EndPfn, blockStart + (1u << _mem.PageblockOrder));
-        // Lowest addresses last on the stack's bottom: pop hands out the highest first, away from the migrate scanner.
-        for (uint pfn = Math.Max(blockStart, zone.StartPfn); pfn < end;)
-        {
-            CountScanned(ref _events.Stats.CompactFreeScanned, ref _events.Stats.CompactDaemonFreeScanned, daemon);
-            ref PageFrame f = ref _mem.Frame(pfn);
-            if ((f.Flags & PageFlags.Buddy) != 0)
-            {
-                int order = f.Order;
-                if (zone.IsolateFreePage(pfn, order))
-                {
-                    for (uint i = 0; i < 1u << order; i++)
-                    {
-                        freelist.Push(pfn + i);
-                    }
-                    _events.Stats.CompactIsolated += 1L << order;
-                }
-                pfn += 1u << order;
-                continue;
-            }
-            pfn++;
-        }
+        return status;
     }
 
     /// <summary>migrate_pages for one page: copy the bytes, move the flags and the owner, point the PTE or the

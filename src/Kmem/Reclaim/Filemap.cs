@@ -15,7 +15,7 @@ using Kmem.Physical;
 namespace Kmem.Reclaim;
 
 /// <summary>The page cache of one machine.</summary>
-internal sealed class Filemap(PhysMem mem, PageAllocator pa, Lruvecs lru, HighmemMaps highmem, VmEvents events) : IDisposable
+internal sealed class Filemap(PhysMem mem, PageAllocator pa, Lruvecs lru, HighmemMaps highmem, VmEvents events, Dcache dcache) : IDisposable
 {
     private readonly byte[] _ioBuffer = new byte[PhysMem.PageSize];
 
@@ -39,11 +39,18 @@ internal sealed class Filemap(PhysMem mem, PageAllocator pa, Lruvecs lru, Highme
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = System.IO.Path.GetFullPath(path);
         var fs = new FileStream(full, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite, 1, FileOptions.RandomAccess);
+        // path_openat: the dentry (and its inode) first, with no lock held, since the slab objects may need reclaim.
+        if (!dcache.Dget(full))
+        {
+            fs.Dispose();
+            throw new InsufficientMemoryException($"open {full}: no memory for its dentry and inode (ENOMEM)");
+        }
         lock (Lock)
         {
             if (_disposed)
             {
                 fs.Dispose();
+                dcache.Dput(full);
                 throw new ObjectDisposedException("Machine");
             }
             var f = new CachedFile(this, full, fs);
@@ -261,6 +268,8 @@ internal sealed class Filemap(PhysMem mem, PageAllocator pa, Lruvecs lru, Highme
             f.DisposeHandle();
             _files.Remove(f);
         }
+        // __fput: the dentry's reference goes last, outside i_pages (dput takes the dcache's own lock).
+        dcache.Dput(f.Path);
     }
 
     /// <summary>__filemap_remove_folio + free: a page leaves the cache (it must be clean and on its list).</summary>

@@ -163,7 +163,17 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
         }
     }
 
-    /// <summary>kcompactd_do_work: compact each zone of the node that cannot serve the order yet.</summary>
+    /// <summary>kswapd going to sleep on a balanced node: skip bits left by direct compaction are cleared.</summary>
+    public void KswapdSleeping(int nid)
+    {
+        using (locks.EnterAll())
+        {
+            compaction.ResetIsolationSuitable(pa.Nodes[nid]);
+        }
+    }
+
+    /// <summary>kcompactd_do_work: compact each zone of the node that cannot serve the order yet (not deferred,
+    /// compaction suitable), deferring the zone after a failed run.</summary>
     private void KcompactdDoWork(Node node, int order)
     {
         bool was = MmCurrent.Memalloc;
@@ -175,9 +185,9 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
                 events.Stats.CompactDaemonWake++;
                 foreach (var zone in node.Zones)
                 {
-                    if (zone.IsManaged && !Compaction.CompactFinished(zone, order, zone.Type) && compaction.CompactionSuitable(zone, order, zone.Type))
+                    if (zone.IsManaged)
                     {
-                        compaction.CompactZone(zone, order, zone.Type, daemon: true);
+                        compaction.KcompactdZone(zone, order, proactive: false);
                     }
                 }
             }
@@ -206,7 +216,7 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
                     }
                     if (zone.IsManaged)
                     {
-                        compaction.CompactZone(zone, -1, zone.Type, daemon: true);
+                        compaction.KcompactdZone(zone, -1, proactive: true);
                     }
                 }
             }

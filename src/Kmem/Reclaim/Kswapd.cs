@@ -245,80 +245,129 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         }
     }
 
-    /// <summary>balance_pgdat: reclaim at falling priority until the node is balanced at the high watermark.</summary>
+    /// <summary>balance_pgdat: reclaim at falling priority until the node is balanced at the high watermark. The
+    /// priority stays while a pass scans at least its target (kswapd_shrink_node) and reclaims something; a
+    /// pending watermark boost is reclaimed without swapping, dropped at once if the node is unbalanced anyway,
+    /// and given up when a pass frees nothing. A run that reclaims nothing counts a kswapd failure.</summary>
     private void BalancePgdat(Node node, int order, ZoneType highest, CancellationToken token)
     {
         var vec = lru.OfNode(node.Id);
         var sc = new ScanControl { Gfp = Gfp.Kernel, Order = order, ReclaimIdx = highest, Kswapd = true };
-        bool balanced = false;
         using (locks.EnterAll())
         {
             events.Stats.Pageoutrun++;
         }
-        int priority = Vmscan.DefPriority;
-        int rounds = 0;
-        while (!token.IsCancellationRequested && priority >= 1 && rounds++ < 10_000)
+        var zoneBoosts = new long[node.Zones.Length];
+        long nrBoostReclaim = 0;
+        for (int i = 0; i < node.Zones.Length; i++)
         {
-            bool boosted = node.Zones.Any(z => z.WatermarkBoost != 0);
-            if (PgdatBalanced(node, order, highest) && !boosted)
+            var z = node.Zones[i];
+            if (z.Type <= highest && z.IsManaged)
             {
-                balanced = true;
-                break;
+                zoneBoosts[i] = Volatile.Read(ref z.WatermarkBoost);
+                nrBoostReclaim += zoneBoosts[i];
             }
-            long target = 0;
-            foreach (var z in node.Zones)
+        }
+        bool boosted = nrBoostReclaim != 0;
+        bool balancedAtEnd = false;
+    restart:
+        sc.Priority = Vmscan.DefPriority;
+        do
+        {
+            long reclaimedBefore = sc.NrReclaimed;
+            bool raisePriority = true;
+            bool balanced = PgdatBalanced(node, sc.Order, highest);
+            if (!balanced && nrBoostReclaim != 0)
             {
-                if (z.Type <= highest && z.IsManaged)
-                {
-                    target += Math.Max(z.WmarkPages(Zone.WmarkHigh), Vmscan.SwapClusterMax);
-                }
+                // The node needs real reclaim: the boost waits for a later run.
+                nrBoostReclaim = 0;
+                goto restart;
             }
-            sc.Priority = priority;
-            sc.NrToReclaim = target;
-            long before = sc.NrReclaimed;
+            if (nrBoostReclaim == 0 && balanced)
+            {
+                balancedAtEnd = true;
+                goto done;
+            }
+            if (nrBoostReclaim != 0 && sc.Priority == Vmscan.DefPriority - 2)
+            {
+                raisePriority = false;
+            }
+            sc.NoSwap = nrBoostReclaim != 0;
+            sc.NrScanned = 0;
             using (locks.EnterAll())
             {
-                vmscan.ShrinkNode(vec, ref sc);
-                sc.NrReclaimed += shrinkers.ShrinkSlab(sc.Gfp, node.Id, priority);
-            }
-            if (sc.NrReclaimed == before)
-            {
-                priority--;
-                if (boosted && priority < Vmscan.DefPriority - 2)
+                vmscan.KswapdAgeNode(vec, ref sc);
+                if (KswapdShrinkNode(node, vec, highest, ref sc))
                 {
-                    // The boost could not be met by light reclaim: drop it, as balance_pgdat does at the end.
-                    ClearBoost(node);
+                    raisePriority = false;
                 }
             }
+            long reclaimed = sc.NrReclaimed - reclaimedBefore;
+            nrBoostReclaim -= Math.Min(nrBoostReclaim, reclaimed);
+            if (nrBoostReclaim != 0 && reclaimed == 0)
+            {
+                break;
+            }
+            if (raisePriority || reclaimed == 0)
+            {
+                sc.Priority--;
+            }
         }
-        ClearBoost(node);
-        if (balanced)
-        {
-            Interlocked.Increment(ref _balancedRuns);
-            kcompactd.Wakeup(node.Id, order);
-        }
-        if (!balanced && !PgdatBalanced(node, order, highest))
+        while (sc.Priority >= 1 && !token.IsCancellationRequested);
+        if (sc.NrReclaimed == 0)
         {
             vec.KswapdFailures++;
         }
-        else
+    done:
+        if (boosted)
+        {
+            for (int i = 0; i < node.Zones.Length; i++)
+            {
+                var z = node.Zones[i];
+                if (zoneBoosts[i] != 0)
+                {
+                    lock (z.Lock)
+                    {
+                        z.WatermarkBoost -= Math.Min(z.WatermarkBoost, zoneBoosts[i]);
+                    }
+                }
+            }
+            // There is likely room now: kcompactd defragments pageblocks.
+            kcompactd.Wakeup(node.Id, pa.Mem.PageblockOrder);
+        }
+        // kswapd_try_to_sleep: a balanced node sleeps, and kcompactd is woken for the order asked.
+        if (balancedAtEnd || PgdatBalanced(node, order, highest))
+        {
+            Interlocked.Increment(ref _balancedRuns);
+            kcompactd.KswapdSleeping(node.Id);
+            kcompactd.Wakeup(node.Id, order);
+        }
+        if (sc.NrReclaimed > 0)
         {
             vec.KswapdFailures = 0;
         }
     }
 
-    private static void ClearBoost(Node node)
+    /// <summary>kswapd_shrink_node: a pass over the node's lists and shrinkers with a target of the zones' high
+    /// watermarks; a high order is dropped once twice its size was reclaimed (compact_gap). Returns whether the
+    /// pass scanned its target (no need to raise the priority). Under the reclaim locks.</summary>
+    private bool KswapdShrinkNode(Node node, Lruvec vec, ZoneType highest, ref ScanControl sc)
     {
+        sc.NrToReclaim = 0;
         foreach (var z in node.Zones)
         {
-            if (z.WatermarkBoost != 0)
+            if (z.Type <= highest && z.IsManaged)
             {
-                lock (z.Lock)
-                {
-                    z.WatermarkBoost = 0;
-                }
+                sc.NrToReclaim += Math.Max(z.WmarkPages(Zone.WmarkHigh), Vmscan.SwapClusterMax);
             }
         }
+        vmscan.ShrinkNode(vec, ref sc);
+        sc.NrReclaimed += shrinkers.ShrinkSlab(sc.Gfp, node.Id, sc.Priority);
+        if (sc.Order > 0 && sc.NrReclaimed >= 2L << sc.Order)
+        {
+            sc.Order = 0;
+        }
+        return sc.NrScanned >= sc.NrToReclaim;
     }
 
     /// <summary>Stops the threads and joins them; no wakeup is answered after.</summary>

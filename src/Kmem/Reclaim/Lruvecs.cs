@@ -22,8 +22,11 @@ internal sealed class Lruvec(int nid)
     public readonly int Nid = nid;
     public readonly PfnList[] Lists = [PfnList.Empty, PfnList.Empty, PfnList.Empty, PfnList.Empty];
     public readonly long[] Count = new long[4];
-    /// <summary>kswapd_failures: balance_pgdat rounds without progress (kswapd stops trying at 16).</summary>
+    /// <summary>kswapd_failures: balance_pgdat runs without progress (kswapd stops trying at 16).</summary>
     public int KswapdFailures;
+    /// <summary>anon_cost, file_cost: recent reclaim cost of each type (lru_note_cost), halved as they grow
+    /// past a quarter of the lists.</summary>
+    public long AnonCost, FileCost;
 
     /// <summary>Whether the four lists are empty (read without the lock).</summary>
     public bool IsEmpty

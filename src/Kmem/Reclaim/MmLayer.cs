@@ -1,5 +1,5 @@
 // The memory-pressure layer of one machine, assembled: it builds the owners
-// (Lruvecs, Swapfile, Filemap, UserMemory, Shrinkers, Vmscan, Compaction, OomKill,
+// (Lruvecs, Swapfile, Filemap, Dcache, UserMemory, Shrinkers, Vmscan, Compaction, OomKill,
 // Kswapd, Kcompactd), each over the lower-layer objects it needs, and is the
 // page allocator's IReclaimer (made by the allocator's constructor through the
 // factory it is given: see PageAllocator.cs). It holds no state of its own but
@@ -12,6 +12,7 @@
 using Kmem.Highmem;
 using Kmem.PageAlloc;
 using Kmem.Physical;
+using Kmem.Slab;
 using Kmem.Vmalloc;
 
 namespace Kmem.Reclaim;
@@ -25,6 +26,7 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     private readonly Filemap _filemap;
     private readonly UserMemory _memory;
     private readonly Shrinkers _shrinkers;
+    private readonly Dcache _dcache;
     private readonly Vmscan _vmscan;
     private readonly Compaction _compaction;
     private readonly OomKill _oom;
@@ -41,15 +43,18 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     /// <param name="log">The kernel log (swapon, the OOM report).</param>
     /// <param name="highmem">The page-copy helpers (swap I/O, the page cache, migration, faults).</param>
     /// <param name="vmalloc">The vmalloc space, made on first use by its owner (X64's kernel stacks).</param>
-    public MmLayer(MachineOptions options, PhysMem mem, PageAllocator pa, KernelLog log, HighmemMaps highmem, Func<VmapSpace> vmalloc)
+    /// <param name="slab">The slab layer, made after this one (the dentry and inode caches of opened files).</param>
+    public MmLayer(MachineOptions options, PhysMem mem, PageAllocator pa, KernelLog log, HighmemMaps highmem, Func<VmapSpace> vmalloc,
+        Func<SlabBackend?> slab)
     {
         _pa = pa;
         _lru = new Lruvecs(mem, pa);
         _swap = new Swapfile(mem, highmem, log, _events);
-        _filemap = new Filemap(mem, pa, _lru, highmem, _events);
+        _shrinkers = new Shrinkers(pa, _events);
+        _dcache = new Dcache(mem, pa, slab, _shrinkers);
+        _filemap = new Filemap(mem, pa, _lru, highmem, _events, _dcache);
         _memory = new UserMemory(mem, pa, _lru, _swap, highmem, log, _events, options.Preset, vmalloc);
         _locks = new ReclaimLocks(_memory.Lock, _filemap.Lock, _swap.Lock, _lru.Lock);
-        _shrinkers = new Shrinkers(pa, _events);
         _vmscan = new Vmscan(mem, pa, _lru, _memory, _filemap, _swap, _shrinkers, _events, _locks);
         _compaction = new Compaction(mem, pa, _lru, _memory, _swap, highmem, _events, _locks);
         _oom = new OomKill(pa, _memory, _swap, log, _events);
@@ -85,16 +90,44 @@ internal sealed class MmLayer : IReclaimer, IDisposable
         return progress;
     }
 
-    public bool TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest)
+    public CompactResult TryToCompactPages(Gfp gfp, int order, Zone[] zonelist, ZoneType highest, CompactPriority prio)
     {
         if (IsDisposed)
         {
-            return false;
+            return CompactResult.Skipped;
         }
-        bool ok = _compaction.TryToCompactPages(gfp, order, zonelist, highest);
+        var result = _compaction.TryToCompactPages(gfp, order, zonelist, highest, prio);
         _kswapd.RunPending();
-        return ok;
+        return result;
     }
+
+    public void CompactionDone(uint pfn, int order)
+    {
+        using (_locks.EnterAll())
+        {
+            _events.Stats.CompactStall++;
+            if (pfn == PhysMem.NoPfn)
+            {
+                _events.Stats.CompactFail++;
+                return;
+            }
+            _events.Stats.CompactSuccess++;
+            _compaction.CompactionDeferReset(_pa.ZoneOf(pfn), order, allocSuccess: true);
+        }
+    }
+
+    public long ZoneReclaimablePages(Zone zone)
+    {
+        long nr = _lru.ZoneLru[zone.Index, (int)LruList.InactiveFile] + _lru.ZoneLru[zone.Index, (int)LruList.ActiveFile];
+        if (_swap.CanSwap)
+        {
+            nr += _lru.ZoneLru[zone.Index, (int)LruList.InactiveAnon] + _lru.ZoneLru[zone.Index, (int)LruList.ActiveAnon];
+        }
+        return nr;
+    }
+
+    public bool CompactionZonelistSuitable(int order, Zone[] zonelist, ZoneType highest) =>
+        _compaction.CompactionZonelistSuitable(order, zonelist, highest, ZoneReclaimablePages);
 
     public bool OutOfMemory(Gfp gfp, int order)
     {
@@ -176,7 +209,23 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     public void Swapoff(string path)
     {
         var si = _swap.BeginSwapoff(path, _pa.NrFreePages);
-        _memory.TryToUnuse(si.Type);
+        // set_current_oom_origin: a task running swapoff is the OOM killer's first choice while it pulls pages in.
+        var cur = MmCurrent.Task;
+        if (cur is not null)
+        {
+            cur.OomOrigin = true;
+        }
+        try
+        {
+            _memory.TryToUnuse(si.Type);
+        }
+        finally
+        {
+            if (cur is not null)
+            {
+                cur.OomOrigin = false;
+            }
+        }
         lock (_memory.Lock)
         {
             _swap.FinishSwapoff(si);
@@ -187,12 +236,30 @@ internal sealed class MmLayer : IReclaimer, IDisposable
 
     public void RegisterShrinker(Shrinker s) => _shrinkers.Register(s);
 
+    /// <summary>Page reclaim (its scan balance, for observers and tests).</summary>
+    public Vmscan Vmscan => _vmscan;
+
+    /// <summary>The four owner locks, in order (LockOrder.cs).</summary>
+    public ReclaimLocks Locks => _locks;
+
+    /// <summary>Memory compaction (its per-zone state, for observers and tests).</summary>
+    public Compaction Compaction => _compaction;
+
+    /// <summary>The dentry and inode caches of opened files.</summary>
+    public Dcache Dcache => _dcache;
+
     public void UnregisterShrinker(Shrinker s) => _shrinkers.Unregister(s);
 
     public int Swappiness
     {
         get => _vmscan.Swappiness;
         set => _vmscan.Swappiness = value;
+    }
+
+    public int PanicOnOom
+    {
+        get => _oom.PanicOnOom;
+        set => _oom.PanicOnOom = value;
     }
 
     public int ExtfragThreshold
@@ -263,6 +330,7 @@ internal sealed class MmLayer : IReclaimer, IDisposable
             _memory.Validate();
             _filemap.Validate();
         }
+        _dcache.Validate();
     }
 
     public void Dispose()

@@ -1,7 +1,8 @@
 // The shrinker API (include/linux/shrinker.h): a cache outside the LRU lists
 // registers count and scan callbacks, and reclaim asks it to give objects back
 // in proportion to the scan priority and its seeks (do_shrink_slab in
-// Shrinkers.cs). NrDeferred carries unfinished work between calls (Interlocked);
+// Shrinkers.cs). NrDeferred carries unfinished work between calls, per node for
+// a NUMA-aware shrinker (Interlocked);
 // the callbacks run under the reclaim locks of LockOrder.cs.
 
 namespace Kmem;
@@ -72,8 +73,25 @@ public sealed class Shrinker
     /// <summary>batch: objects per scan call (0: <see cref="DefaultBatch"/>).</summary>
     public long Batch { get; init; }
 
-    /// <summary>nr_deferred: scan work carried over from earlier calls.</summary>
-    public long Deferred => Volatile.Read(ref NrDeferred);
+    /// <summary>SHRINKER_NUMA_AWARE: the callbacks count and scan the node of <see cref="ShrinkControl.Nid"/>,
+    /// and deferred work is kept per node; otherwise every call sees node 0.</summary>
+    public bool NumaAware { get; init; }
 
-    internal long NrDeferred;
+    /// <summary>nr_deferred: scan work carried over from earlier calls (summed over the nodes).</summary>
+    public long Deferred
+    {
+        get
+        {
+            long sum = 0;
+            long[] perNode = NrDeferred;
+            for (int i = 0; i < perNode.Length; i++)
+            {
+                sum += Volatile.Read(ref perNode[i]);
+            }
+            return sum;
+        }
+    }
+
+    /// <summary>nr_deferred per node (one slot for a shrinker that is not NUMA aware), sized at registration.</summary>
+    internal long[] NrDeferred = new long[1];
 }

@@ -1,7 +1,9 @@
 // The registered shrinkers (mm/vmscan.c register_shrinker, shrink_slab,
 // do_shrink_slab, drop_slab): reclaim asks each to give objects back in
 // proportion to the scan priority and its seeks, carrying unfinished work in
-// nr_deferred (Interlocked) from one call to the next.
+// nr_deferred (per node for a NUMA-aware shrinker, Interlocked) from one call to
+// the next. A shrinker that is not NUMA aware is asked about node 0 (its
+// callbacks see Nid 0 and its deferred work sits in one slot), as 6.1 does.
 // Locking: Lock is shrinker_rwsem: it guards the list only and is held just to
 // change or copy it, never while a callback runs. The scans run on the
 // reclaiming thread with the four owner locks held (ReclaimLocks), which also
@@ -37,6 +39,8 @@ internal sealed class Shrinkers(PageAllocator pa, VmEvents events)
             {
                 throw new InvalidOperationException($"shrinker {s.Name} is already registered");
             }
+            // prealloc_shrinker: nr_deferred per node when NUMA aware, else one counter.
+            s.NrDeferred = new long[s.NumaAware ? pa.Nodes.Length : 1];
             _list.Add(s);
             Volatile.Write(ref _count, _list.Count);
         }
@@ -76,13 +80,18 @@ internal sealed class Shrinkers(PageAllocator pa, VmEvents events)
 
     private long DoShrinkSlab(Shrinker s, Gfp gfp, int nid, int priority)
     {
+        if (!s.NumaAware)
+        {
+            nid = 0;
+        }
         var ctl = new ShrinkControl { Gfp = gfp, Nid = nid };
         long freeable = s.CountObjects(ctl);
         if (freeable == 0 || freeable == Shrinker.Empty)
         {
             return 0;
         }
-        long nr = Interlocked.Exchange(ref s.NrDeferred, 0);
+        ref long deferred = ref s.NrDeferred[nid];
+        long nr = Interlocked.Exchange(ref deferred, 0);
         long delta = s.Seeks > 0 ? (freeable >> priority) * 4 / s.Seeks : freeable / 2;
         long totalScan = (nr >> priority) + delta;
         totalScan = Math.Min(totalScan, 2 * freeable);
@@ -109,7 +118,7 @@ internal sealed class Shrinkers(PageAllocator pa, VmEvents events)
         }
         long next = Math.Max(nr + delta - scanned, 0);
         next = Math.Min(next, 2 * freeable);
-        Interlocked.Add(ref s.NrDeferred, next);
+        Interlocked.Add(ref deferred, next);
         return freed;
     }
 

@@ -90,6 +90,14 @@ public sealed class TaskStruct
     /// <inheritdoc/>
     public override string ToString() => $"{Pid} ({Comm})";
 
+    /// <summary>MMF_OOM_SKIP: the OOM killer is done with this mm (reaped or exited); it is not waited for and
+    /// never chosen again.</summary>
+    internal bool MmfOomSkip;
+
+    /// <summary>oom_task_origin: the task is doing work that allocates for the whole system (swapoff's
+    /// try_to_unuse), so the OOM killer chooses it first.</summary>
+    internal bool OomOrigin;
+
     internal uint PgdPfn;
     internal long PgtablePages;
     internal nint StackVmalloc;
@@ -121,4 +129,15 @@ public sealed class TaskKilledException : Exception
 
     /// <summary>The task.</summary>
     public TaskStruct Task { get; }
+}
+
+/// <summary>A kernel panic from the OOM killer: vm.panic_on_oom is set and memory ran out. The machine's log holds
+/// the report (the invoking line and the task dump) and the panic line.</summary>
+public sealed class OomPanicException : KernelBugException
+{
+    /// <summary>Creates the exception with the panic message.</summary>
+    public OomPanicException(string message)
+        : base(message)
+    {
+    }
 }

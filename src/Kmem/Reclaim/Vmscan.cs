@@ -1,9 +1,12 @@
 // Page reclaim (mm/vmscan.c): LRU aging by the accessed bit, shrink_node over
-// the four lists in the proportions get_scan_count gives (vm.swappiness; anon
-// only while swap has room), shrink_inactive_list/shrink_folio_list (swap out
-// anon pages, write back then drop dirty file pages, drop clean ones),
-// shrink_active_list (deactivation), and try_to_free_pages, the direct reclaim
-// the page allocator calls; shrink_slab is Shrinkers.cs, kswapd Kswapd.cs.
+// the four lists in the proportions get_scan_count gives (VmscanBalance.cs:
+// anon_cost/file_cost, cache_trim_mode, file_is_tiny, swappiness; anon only
+// while swap has free slots), shrink_inactive_list/shrink_folio_list with
+// folio_check_references' look-twice rule (swap out anon pages, write back then
+// drop dirty file pages, drop clean ones), shrink_active_list (deactivation,
+// only of the lists prepare_scan_count allows), and try_to_free_pages, the
+// direct reclaim the page allocator calls; shrink_slab is Shrinkers.cs, kswapd
+// Kswapd.cs.
 // Simplifications, knowingly: pages are written synchronously and freed in the
 // same pass (no PG_reclaim second pass, no flusher threads), so both kswapd and
 // direct reclaim with __GFP_FS write dirty file pages back; there is no
@@ -29,6 +32,16 @@ internal struct ScanControl
     public long NrScanned;
     public int Priority;
     public bool Kswapd;
+    /// <summary>The lruvec's reclaim costs, taken by prepare_scan_count.</summary>
+    public long AnonCost, FileCost;
+    /// <summary>may_deactivate: DEACTIVATE_ANON (1), DEACTIVATE_FILE (2).</summary>
+    public int MayDeactivate;
+    /// <summary>Enough inactive file pages that are not thrashing: scan file only.</summary>
+    public bool CacheTrimMode;
+    /// <summary>The node is almost out of file pages: scan anon only.</summary>
+    public bool FileIsTiny;
+    /// <summary>!may_swap: kswapd reclaiming only for a watermark boost leaves anon pages alone.</summary>
+    public bool NoSwap;
 }
 
 /// <summary>What shrink_folio_list does with a page (enum folio_references, reduced).</summary>
@@ -41,7 +54,7 @@ internal enum PageRef
 
 /// <summary>Page reclaim of one machine: it owns nothing but its tunables and counters; the pages it scans
 /// belong to the LRU, the tasks, the page cache and swap.</summary>
-internal sealed class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMemory memory, Filemap filemap, Swapfile swap,
+internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMemory memory, Filemap filemap, Swapfile swap,
     Shrinkers shrinkers, VmEvents events, ReclaimLocks locks)
 {
     /// <summary>SWAP_CLUSTER_MAX: pages reclaimed per batch.</summary>
@@ -119,72 +132,6 @@ internal sealed class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMem
         return sc.NrReclaimed;
     }
 
-    /// <summary>inactive_is_low: inactive × int_sqrt(10 × GiB of the pair) &lt; active (ratio 1 below 1 GiB).</summary>
-    private static bool InactiveIsLow(Lruvec vec, LruList inactive)
-    {
-        long inact = vec.Count[(int)inactive], act = vec.Count[(int)inactive + 1];
-        long gb = (inact + act) >> (30 - PhysMem.PageShift);
-        long ratio = gb > 0 ? (long)Math.Sqrt(10 * gb) : 1;
-        return inact * ratio < act;
-    }
-
-    /// <summary>shrink_node / shrink_lruvec: scan each list by get_scan_count's share, in batches of 32.</summary>
-    public void ShrinkNode(Lruvec vec, ref ScanControl sc)
-    {
-        var nr = new long[4];
-        // get_scan_count: anon only if swap has room; otherwise file only.
-        long anonPrio = _swap.CanSwap ? Swappiness : 0;
-        long filePrio = _swap.CanSwap ? 200 - Swappiness : 1;
-        long denom = anonPrio + filePrio;
-        for (int l = 0; l < 4; l++)
-        {
-            long size = vec.Count[l];
-            long scan = size >> sc.Priority;
-            if (scan == 0 && sc.Priority == 0)
-            {
-                scan = size;
-            }
-            nr[l] = scan * (l < 2 ? anonPrio : filePrio) / Math.Max(denom, 1);
-            if (nr[l] == 0 && size > 0 && (l < 2 ? anonPrio : filePrio) > 0 && sc.Priority <= 1)
-            {
-                nr[l] = Math.Min(size, SwapClusterMax);
-            }
-        }
-        while (nr[0] + nr[1] + nr[2] + nr[3] > 0)
-        {
-            for (int l = 0; l < 4; l++)
-            {
-                if (nr[l] == 0)
-                {
-                    continue;
-                }
-                long batch = Math.Min(nr[l], SwapClusterMax);
-                nr[l] -= batch;
-                var lru = (LruList)l;
-                if (((int)lru & 1) != 0)
-                {
-                    if (InactiveIsLow(vec, lru - 1))
-                    {
-                        ShrinkActiveList(vec, lru, batch, ref sc);
-                    }
-                }
-                else
-                {
-                    ShrinkInactiveList(vec, lru, batch, ref sc);
-                }
-            }
-            if (!sc.Kswapd && sc.NrReclaimed >= sc.NrToReclaim)
-            {
-                break;
-            }
-        }
-        // age_active_anon: keep the inactive anon list filled while swap is usable.
-        if (_swap.CanSwap && InactiveIsLow(vec, LruList.InactiveAnon))
-        {
-            ShrinkActiveList(vec, LruList.ActiveAnon, SwapClusterMax, ref sc);
-        }
-    }
-
     /// <summary>isolate_lru_pages: up to <paramref name="n"/> pages from the tail of <paramref name="lru"/> that
     /// the request may use (zone ≤ reclaim_idx); the others go back to the head and count as pgskip.</summary>
     private List<uint> IsolateLruPages(Lruvec vec, LruList lru, long n, ref ScanControl sc)
@@ -214,8 +161,9 @@ internal sealed class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMem
     /// <summary>pgskip_*, by zone type.</summary>
     public readonly long[] Pgskip = new long[(int)ZoneType.Device + 1];
 
-    /// <summary>shrink_active_list: every scanned page goes to the inactive list (its accessed bit is cleared
-    /// on the way); a page referenced again while inactive will be activated from there.</summary>
+    /// <summary>shrink_active_list: every scanned page's accessed bits are cleared (folio_referenced) and the page
+    /// goes to the inactive list marked workingset. 6.1 keeps a referenced page active only when a VM_EXEC file
+    /// mapping referenced it; Kmem maps no file into a task, so none qualifies.</summary>
     private void ShrinkActiveList(Lruvec vec, LruList lru, long n, ref ScanControl sc)
     {
         var pages = IsolateLruPages(vec, lru, n, ref sc);
@@ -224,7 +172,7 @@ internal sealed class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMem
         {
             _memory.TestClearYoung(pfn);
             ref PageFrame f = ref _mem.Frame(pfn);
-            f.Flags &= ~(PageFlags.Active | PageFlags.Referenced);
+            f.Flags &= ~PageFlags.Active;
             f.Flags |= PageFlags.Workingset;
             _lru.Putback(pfn);
             _events.Stats.Pgdeactivate++;
@@ -255,6 +203,7 @@ internal sealed class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMem
             _events.Stats.PgscanFile += scanned;
         }
         long stolen = 0;
+        long written = _events.Stats.NrVmscanWrite;
         foreach (uint pfn in pages)
         {
             switch (ShrinkPage(pfn, anon, ref sc))
@@ -279,6 +228,8 @@ internal sealed class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMem
             }
         }
         sc.NrReclaimed += stolen;
+        // lru_note_cost: the pages this batch had to write out are the list's reclaim cost.
+        LruNoteCost(vec, file: !anon, _events.Stats.NrVmscanWrite - written);
         if (sc.Kswapd)
         {
             _events.Stats.PgstealKswapd += stolen;
@@ -305,10 +256,12 @@ internal sealed class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMem
         bool referencedPtes = anon && _memory.TestClearYoung(pfn);
         bool referencedPage = (f.Flags & PageFlags.Referenced) != 0;
         f.Flags &= ~PageFlags.Referenced;
-        // folio_check_references.
+        // folio_check_references: a mapped page starts with the reference of its fault, so it must be seen used
+        // twice: a young PTE marks it referenced and keeps it on the inactive list, a second one activates it.
         if (referencedPtes)
         {
-            return PageRef.Activate;
+            f.Flags |= PageFlags.Referenced;
+            return referencedPage ? PageRef.Activate : PageRef.Keep;
         }
         if (!anon)
         {
@@ -337,6 +290,7 @@ internal sealed class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru, UserMem
             f.Flags |= PageFlags.Writeback;
             _events.NrWriteback++;
             _swap.SwapWritePage(swapEntry, pfn);
+            _events.Stats.NrVmscanWrite++;
             _events.NrWriteback--;
             f.Flags &= ~(PageFlags.Writeback | PageFlags.Dirty);
         }

@@ -45,7 +45,7 @@ public class StandAloneTests
     [Fact]
     public void EveryCaptureTheTestsUseIsInTheRepository()
     {
-        foreach (string capture in new[] { Captures.X64, Captures.I386 })
+        foreach (string capture in new[] { Captures.X64, Captures.I386, Captures.Pressure })
         {
             foreach (string file in new[] { "trace.txt.xz", "meminfo.txt", "buddyinfo.txt", "slabinfo.txt", "zoneinfo.txt", "vmstat.txt", "pagetypeinfo.txt", "vmallocinfo.txt" })
             {

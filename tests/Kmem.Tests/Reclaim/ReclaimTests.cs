@@ -18,7 +18,9 @@ public class ReclaimTests
         Fill(cold, c, 8 << 20, 1);
         Fill(hot, h, 8 << 20, 2);
         var zonelist = m.PageAllocator.Nodes[0].ZonelistFallback;
-        for (int round = 0; round < 40; round++)
+        // Enough rounds for reclaim to reach the hot pages twice: the first young PTE only marks a page referenced
+        // (folio_check_references looks twice), the second activates it.
+        for (int round = 0; round < 120; round++)
         {
             Check(hot, h, 8 << 20, 2); // sets the accessed bits of every hot page
             m.Mm.TryToFreePages(Gfp.Kernel, 0, zonelist, ZoneType.Normal);

@@ -40,7 +40,10 @@ public class ScenarioCommandTests
         Assert.True(code == 0, err);
         Assert.Contains("order-4 GFP_KERNEL allocation: pfn:0x", output, StringComparison.Ordinal);
         var line = output.Split('\n').Single(l => l.StartsWith("after the order-4 allocation", StringComparison.Ordinal));
-        Assert.Matches(@"compact_stall [1-9]\d*  compact_success [1-9]", line);
+        // 6.1's first try is async compaction, which for an unmovable request only takes pages from unmovable
+        // pageblocks: it runs (a stall) and the block comes from reclaim's per-CPU drain or a later round.
+        Assert.Matches(@"compact_stall [1-9]\d*  compact_success \d+  compact_fail \d+", line);
+        Assert.DoesNotMatch(@"compact_migrate_scanned 0\b", line);
         Assert.Contains("# before: /proc/buddyinfo", output, StringComparison.Ordinal);
     }
 

@@ -16,7 +16,15 @@ public sealed partial class Machine
         {
             return;
         }
-        slab.Rcu.Kfree.SetChannel(KfreeRcuBatches.VmallocChannel, Vfree);
+        // Held weakly: the slab layer is reachable from kswapd's thread, and must not keep the machine alive.
+        var self = new WeakReference<Machine>(this);
+        slab.Rcu.Kfree.SetChannel(KfreeRcuBatches.VmallocChannel, p =>
+        {
+            if (self.TryGetTarget(out var m))
+            {
+                m.Vfree(p);
+            }
+        });
         Mm.RcuFlush = slab.Rcu.Reclaim;
     }
 

@@ -83,9 +83,13 @@ public sealed partial class Machine
     /// <exception cref="ArgumentOutOfRangeException">Out of 0..2.</exception>
     public int PanicOnOom
     {
-        get => Mm.PanicOnOom;
-        set => Mm.PanicOnOom = value is >= 0 and <= 2 ? value
-            : throw new ArgumentOutOfRangeException(nameof(value), value, "vm.panic_on_oom is 0..2");
+        get { using var _ = _life.Enter(); return Mm.PanicOnOom; }
+        set
+        {
+            using var _ = _life.Enter();
+            Mm.PanicOnOom = value is >= 0 and <= 2 ? value
+                : throw new ArgumentOutOfRangeException(nameof(value), value, "vm.panic_on_oom is 0..2");
+        }
     }
 
     /// <summary>vm.extfrag_threshold: 0..1000 (default 500). A costly allocation whose zone's fragmentation index

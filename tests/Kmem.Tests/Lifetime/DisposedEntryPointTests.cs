@@ -52,6 +52,7 @@ public class DisposedEntryPointTests
         ["TaskStruct.Write"] = f => f.Task.Write(0x1000, new byte[8]),
         ["CachedFile.Read"] = f => f.File.Read(0, new byte[8]),
         ["CachedFile.Write"] = f => f.File.Write(0, new byte[8]),
+        ["Machine.RcuReadLock"] = f => { using var scope = f.M.RcuReadLock(); },
     };
 
     /// <summary>What the calls are given: real objects of the machine, made before it is disposed.</summary>
@@ -103,6 +104,7 @@ public class DisposedEntryPointTests
                 _ when t == typeof(MempoolAllocFn) => (MempoolAllocFn)((_, _) => 0),
                 _ when t == typeof(MempoolFreeFn) => (MempoolFreeFn)((_, _) => { }),
                 _ when t == typeof(Action<nint>) => null,
+                _ when t == typeof(Action) => (Action)(() => { }),
                 _ => throw new InvalidOperationException($"no argument of type {t} for {p.Member.DeclaringType?.Name}.{p.Member.Name}: add one"),
             };
         }

@@ -239,6 +239,12 @@ internal sealed unsafe partial class Slub
             Volatile.Write(ref mag.Busy, 0);
             return DoSlabFree(s, pfn, obj, ref *allocated);
         }
+        if ((uint)mag.Count < (uint)mag.Entries.Length)
+        {
+            // A stealer emptied the magazine between the fast path's read of Steal and this one: room now.
+            Volatile.Write(ref mag.Busy, 0);
+            return MagazineFree(mag, s, pfn, obj, allocated);
+        }
         int cap = mag.Entries.Length;
         if (_depot.TryGrow(mag, s))
         {

@@ -147,7 +147,7 @@ public sealed partial class TraceReplayer
             _pcpModel!.AlignForAlloc(p.Pfn, p.Order, p.Gfp, p.ModelBefore, p.ModelFf, _m.PageAllocator.Cpus.Current);
         }
         _kmem?.Reset();
-        var page = node >= 0 ? _m.AllocPagesNode(node, p.Gfp | Gfp.NoWarn, p.Order) : _m.AllocPages(p.Gfp | Gfp.NoWarn, p.Order);
+        var page = node >= 0 ? _m.AllocPagesNode(node, ReplayGfp.Of(p.Gfp), p.Order) : _m.AllocPages(ReplayGfp.Of(p.Gfp), p.Order);
         if (page.IsNull)
         {
             _kmemFailures++;

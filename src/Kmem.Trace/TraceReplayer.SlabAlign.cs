@@ -35,7 +35,7 @@ public sealed partial class TraceReplayer
         for (int i = 0; i < MaxPlaceholders; i++)
         {
             k.Reset();
-            nint p = cache is not null ? _m.KmemCacheAllocNode(cache, gfp | Gfp.NoWarn, node) : _m.KmallocNode((nuint)bytes, gfp | Gfp.NoWarn, node);
+            nint p = cache is not null ? _m.KmemCacheAllocNode(cache, ReplayGfp.Of(gfp), node) : _m.KmallocNode((nuint)bytes, ReplayGfp.Of(gfp), node);
             if (p == 0)
             {
                 break;

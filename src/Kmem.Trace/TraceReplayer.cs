@@ -270,7 +270,7 @@ public sealed partial class TraceReplayer
         }
         var p = e.Reserved
             ? _m.AllocReservedPercpu((nuint)e.Size, (nuint)Math.Max(e.Align, 1))
-            : _m.AllocPercpuGfp((nuint)e.Size, (nuint)Math.Max(e.Align, 1), e.Gfp | Gfp.NoWarn);
+            : _m.AllocPercpuGfp((nuint)e.Size, (nuint)Math.Max(e.Align, 1), ReplayGfp.Of(e.Gfp));
         if (p.IsNull)
         {
             _kmemFailures++;
@@ -313,7 +313,7 @@ public sealed partial class TraceReplayer
             Release(e.Ptr, entry);
         }
         _kmem?.Reset();
-        nint p = _m.KmallocNode((nuint)e.BytesReq, e.Gfp | Gfp.NoWarn, Node(e.Node));
+        nint p = _m.KmallocNode((nuint)e.BytesReq, ReplayGfp.Of(e.Gfp), Node(e.Node));
         _kmallocEvents++;
         if (p == 0)
         {
@@ -359,7 +359,7 @@ public sealed partial class TraceReplayer
         }
         var slot = CacheSiteSlot(ref e, kernelNewSlab, out var site);
         _kmem?.Reset();
-        nint p = _m.KmemCacheAllocNode(slot.Cache!, e.Gfp | Gfp.NoWarn, Node(e.Node));
+        nint p = _m.KmemCacheAllocNode(slot.Cache!, ReplayGfp.Of(e.Gfp), Node(e.Node));
         if (p == 0)
         {
             _kmemFailures++;

@@ -136,6 +136,24 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
         }
     }
 
+    /// <summary>Reaps exited threads if the magazine lock is free at once. The caller holds its magazine's Busy,
+    /// and a stealer holds the lock while it waits for Busy to clear: waiting here would deadlock.</summary>
+    private bool TryReapDeadThreads()
+    {
+        if (!_magazineLock.TryEnter())
+        {
+            return false;
+        }
+        try
+        {
+            return ReapDeadThreadsLocked();
+        }
+        finally
+        {
+            _magazineLock.Exit();
+        }
+    }
+
     /// <summary>Grows the calling owner's magazine (Busy set): doubles it, or starts a capacity-0 one at the cache's
     /// limit, as far as the thread budget and the cache's machine-wide room allow. A capacity-0 magazine looks for
     /// threads that exited every 256th time it finds no room.</summary>
@@ -149,7 +167,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
             return false;
         }
         int got = TakeRoom(s, want);
-        if (got == 0 && cap == 0 && (++mag.Owner.StarvedCountdown & 255) == 0 && ReapDeadThreads())
+        if (got == 0 && cap == 0 && (++mag.Owner.StarvedCountdown & 255) == 0 && TryReapDeadThreads())
         {
             got = TakeRoom(s, want);
         }

@@ -17,22 +17,8 @@ using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
 
-internal sealed class MemoryInit
+internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(allocator)
 {
-    private readonly PageAllocator _allocator;
-    private readonly PhysMem _mem;
-
-    public MemoryInit(PageAllocator allocator)
-    {
-        _allocator = allocator;
-        _mem = allocator.Mem;
-    }
-
-    private Arch Arch => _allocator.Arch;
-    private MachineOptions Options => _allocator.Options;
-    private Node[] Nodes => _allocator.Nodes;
-    private Zone[] Zones => _allocator.Zones;
-
     public sbyte[] BuildGfpZoneTable()
     {
         var table = new sbyte[16];

@@ -10,22 +10,8 @@ using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
 
-internal sealed class WatermarkSetup
+internal sealed class WatermarkSetup(PageAllocator allocator) : PageAllocatorPart(allocator)
 {
-    private readonly PageAllocator _allocator;
-    private readonly PhysMem _mem;
-
-    public WatermarkSetup(PageAllocator allocator)
-    {
-        _allocator = allocator;
-        _mem = allocator.Mem;
-    }
-
-    private Arch Arch => _allocator.Arch;
-    private MachineOptions Options => _allocator.Options;
-    private Node[] Nodes => _allocator.Nodes;
-    private Zone[] Zones => _allocator.Zones;
-
     /// <summary>The boot-time setup: min_free_kbytes (given or computed), the watermarks, the lowmem
     /// reserves, and khugepaged's raise when min_free_kbytes was not given.</summary>
     public void Init(int? minFreeKbytes)

@@ -22,4 +22,6 @@ PercpuVar<int> state = m.DefinePerCpu<int>("state");      // DEFINE_PER_CPU, in 
 using PercpuCounter pages = m.PercpuCounterInit(0, Gfp.Kernel)!;
 pages.Add(5);                                               // per-CPU delta, folded every max(32, 2 × CPUs)
 Console.Write(m.Proc.Read("percpu_stats"));                 // /sys/kernel/debug/percpu_stats
-Console.WriteLine($"per-CPU hits summed over CPUs: {total}; percpu_counter sum: {pages.Sum()}");
+Console.WriteLine($"per-CPU hits summed over CPUs: {total}; percpu_counter sum: {pages.Sum()}, read {pages.Read()} "
+    + $"(the delta stays per CPU below the batch); state on CPU 0: {m.PerCpu(state, 0)}; "
+    + $"kernel warnings: {m.Log.Lines.Count(l => l.Contains("WARNING", StringComparison.Ordinal))}");

@@ -40,6 +40,7 @@ for (ulong off = 0; off < 120 << 20; off += 4096)
     wrong += BitConverter.ToUInt64(page) == off ? 0 : 1;
 }
 Console.WriteLine($"read back \"{System.Text.Encoding.ASCII.GetString(back)}\", oom_score {score}; "
+    + $"the cached file holds \"{File.ReadAllText(datafile)}\" on disk; "
     + $"120 MiB touched on a 128 MiB machine, {wrong} pages wrong; pswpout {m.Proc.Read("vmstat").Split('\n').First(l => l.StartsWith("pswpout ", StringComparison.Ordinal))[8..]}");
 big.Exit();
 m.Swapoff(swapfile);

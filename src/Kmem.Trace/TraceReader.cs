@@ -165,13 +165,14 @@ public sealed partial class TraceReader : IDisposable
         }
         else
         {
-            // The xz decoder reads its input in small pieces: give it a buffer in front of the file.
+            // The managed xz decoder reads its input in small pieces: give it a buffer in front of the file.
+            // liblzma's decoder, where it loads, is the faster one (NativeXzStream).
             var source = new TraceSource(_buf.AsSpan(0, head).ToArray(), new BufferedStream(stream, 1 << 16));
             try
             {
                 _input = Compression == TraceCompression.Gzip
                     ? new GZipStream(source, CompressionMode.Decompress)
-                    : new XZStream(source);
+                    : NativeXzStream.IsAvailable ? new NativeXzStream(source) : new XZStream(source);
             }
             catch (Exception ex) when (ex is not TraceFormatException)
             {

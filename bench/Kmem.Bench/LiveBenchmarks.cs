@@ -1,24 +1,32 @@
-// The live view (kmem serve) under BenchmarkDotNet, on the bundled capture (.xz, as the
-// command reads it): the update rate and the replay's slowdown while playing at full speed,
-// and the time of a seek to a marker a million events in. Replay is the baseline: a plain
-// replay of the whole trace, as `kmem replay` runs it. PlayLive plays the same trace in a
-// live session from the booted machine to the end with one page subscribed (its queue
-// drained as the server's event stream drains it); the ratio column is the slowdown, and
-// the update rate is printed after each iteration ("// live: …"). SeekToMarker starts
-// from a session that has read the trace's markers (and kept its text) and seeks to
-// "PHASE parallel" (1,007,150 events in), timing until the machine is paused there.
+// The live view (kmem serve) on the bundled capture (.xz, as the command reads it): the update
+// rate and the replay's slowdown while playing at full speed, and the time of a seek to a
+// marker a million events in. Replay is the baseline: a plain replay of the whole trace on the
+// machine the live view boots, as `kmem replay` runs it. PlayLive plays the same trace in a live
+// session from the booted machine to the end with one page subscribed (its queue drained as
+// the server's event stream drains it), the trace's markers being read meanwhile as when a page
+// presses play at once; its time over Replay's is the slowdown, its updates over its time the
+// update rate. SeekToMarker starts from a session that has read the trace's markers (and kept
+// its text) and seeks to "PHASE parallel" (1,007,150 events in), timing until the machine is
+// paused there. Two ways to run them: BenchmarkDotNet (--filter '*LiveBenchmarks*'), or the
+// quick measurement (`--live [ROUNDS]`, a few minutes), which runs the three in turn in one
+// process, round after round, so that a loaded host weighs on A and B alike, and prints a
+// markdown table of the medians (scripts/live-figures.sh puts it into docs/live-figures.md).
 using System.Diagnostics;
+using System.Globalization;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Engines;
 using Kmem.Live;
 
 namespace Kmem.Bench;
 
-[SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 1, iterationCount: 3)]
+[SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 0, iterationCount: 2)]
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "each iteration's session is disposed by its IterationCleanup")]
 public class LiveBenchmarks
 {
     private const string Marker = "PHASE parallel";
+
+    /// <summary>The targets of the live view.</summary>
+    private const double TargetUpdatesPerSecond = 10, TargetSlowdown = 2, TargetSeekSeconds = 3;
 
     private string _trace = "";
     private LiveSession? _session;
@@ -26,18 +34,24 @@ public class LiveBenchmarks
     private long _updates;
     private Stopwatch _clock = new();
 
+    /// <summary>Updates the page received during the last PlayLive, and its time.</summary>
+    private long _playUpdates;
+    private double _playSeconds;
+
     [GlobalSetup]
     public void Setup() => _trace = ReplayBenchmarks.BundledTrace();
 
-    private LiveSource Source() =>
-        new(_trace, (slab, cpus) => new MachineOptions { Memory = "512M", Cpus = Math.Max(cpus, 1), Slab = slab, Seed = 1 });
+    private static MachineOptions Boot(SlabAllocator slab, int cpus) =>
+        new() { Memory = "512M", Cpus = Math.Max(cpus, 1), Slab = slab, Seed = 1 };
+
+    private LiveSource Source() => new(_trace, Boot);
 
     /// <summary>Boot, then replay every event of the .xz trace: what the live view's replay is compared with.</summary>
     [Benchmark(Baseline = true)]
     public long Replay()
     {
-        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1 });
         using var reader = TraceReader.Open(_trace);
+        using var m = TraceReplayer.Boot(Boot(SlabAllocator.Slub, reader.Cpus));
         return new TraceReplayer(m).Replay(reader).Events;
     }
 
@@ -66,13 +80,15 @@ public class LiveBenchmarks
     public long PlayLive()
     {
         var run = _session!.Run!;
-        _clock = Stopwatch.StartNew();
         long before = Interlocked.Read(ref _updates);
+        _clock = Stopwatch.StartNew();
         _session.Control("play", k => k == "speed" ? "0" : null);
         WaitFor(() => run.Ended);
         _clock.Stop();
-        Console.WriteLine($"// live: {Interlocked.Read(ref _updates) - before} updates in {_clock.Elapsed.TotalSeconds:F2} s = "
-            + $"{(Interlocked.Read(ref _updates) - before) / _clock.Elapsed.TotalSeconds:F1} updates/s while playing {run.Position:N0} events");
+        _playUpdates = Interlocked.Read(ref _updates) - before;
+        _playSeconds = _clock.Elapsed.TotalSeconds;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"// live: {_playUpdates} updates in {_playSeconds:F2} s = {_playUpdates / _playSeconds:F1} updates/s while playing {run.Position:N0} events"));
         return run.Position;
     }
 
@@ -95,10 +111,12 @@ public class LiveBenchmarks
     public long SeekToMarker()
     {
         int index = MarkerIndex();
-        _session!.Control("seek", k => k == "marker" ? index.ToString(System.Globalization.CultureInfo.InvariantCulture) : null);
+        _session!.Control("seek", k => k == "marker" ? index.ToString(CultureInfo.InvariantCulture) : null);
         var run = _session.Run!;
         WaitFor(() => !run.Seeking && run.Position > 0);
-        return run.Position;
+        long expected = _session.Markers![index].Position;
+        return run.Position == expected ? run.Position
+            : throw new InvalidOperationException($"the seek stopped at {run.Position}, not at the marker's {expected}");
     }
 
     [IterationCleanup(Targets = [nameof(PlayLive), nameof(SeekToMarker)])]
@@ -106,6 +124,7 @@ public class LiveBenchmarks
     {
         _session?.Dispose();
         _drain?.Wait();
+        _drain = null;
         _session = null;
     }
 
@@ -115,5 +134,53 @@ public class LiveBenchmarks
         {
             Thread.Sleep(2);
         }
+    }
+
+    /// <summary>The quick measurement: <paramref name="rounds"/> rounds of Replay, PlayLive and SeekToMarker in
+    /// turn; writes the medians as a markdown table and returns 0 when every target is met, else 1.</summary>
+    public static int Quick(int rounds, TextWriter output)
+    {
+        var b = new LiveBenchmarks();
+        b.Setup();
+        var replay = new List<double>();
+        var play = new List<double>();
+        var rate = new List<double>();
+        var slowdown = new List<double>();
+        var seek = new List<double>();
+        long seekEvents = 0, events = 0;
+        for (int round = 0; round < rounds; round++)
+        {
+            var clock = Stopwatch.StartNew();
+            events = b.Replay();
+            replay.Add(clock.Elapsed.TotalSeconds);
+            b.StartSession();
+            b.PlayLive();
+            b.StopSession();
+            play.Add(b._playSeconds);
+            rate.Add(b._playUpdates / b._playSeconds);
+            slowdown.Add(b._playSeconds / replay[^1]);
+            b.StartSessionWithMarkers();
+            clock.Restart();
+            seekEvents = b.SeekToMarker();
+            seek.Add(clock.Elapsed.TotalSeconds);
+            b.StopSession();
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"// round {round + 1}: replay {replay[^1]:F2} s, live {play[^1]:F2} s ({slowdown[^1]:F2}x, {rate[^1]:F1} updates/s), seek {seek[^1]:F2} s"));
+        }
+        static double Median(List<double> v)
+        {
+            var s = v.Order().ToList();
+            return s.Count % 2 == 1 ? s[s.Count / 2] : (s[(s.Count / 2) - 1] + s[s.Count / 2]) / 2;
+        }
+        double r = Median(rate), sd = Median(slowdown), sk = Median(seek);
+        var c = CultureInfo.InvariantCulture;
+        output.WriteLine("| measure | median | target | met |");
+        output.WriteLine("|---|---:|---:|:---:|");
+        output.WriteLine(string.Create(c, $"| plain replay of the capture ({events:N0} events, .xz) | {Median(replay):F2} s | | |"));
+        output.WriteLine(string.Create(c, $"| live replay at full speed, one page watching | {Median(play):F2} s | | |"));
+        output.WriteLine(string.Create(c, $"| updates a second while playing at full speed | {r:F1} | ≥ {TargetUpdatesPerSecond} | {(r >= TargetUpdatesPerSecond ? "yes" : "no")} |"));
+        output.WriteLine(string.Create(c, $"| replay slowed by the live view (live / plain, per round) | {sd:F2}× | ≤ {TargetSlowdown}× | {(sd <= TargetSlowdown ? "yes" : "no")} |"));
+        output.WriteLine(string.Create(c, $"| seek to \"{Marker}\" ({seekEvents:N0} events in), until paused there | {sk:F2} s | < {TargetSeekSeconds} s | {(sk < TargetSeekSeconds ? "yes" : "no")} |"));
+        return r >= TargetUpdatesPerSecond && sd <= TargetSlowdown && sk < TargetSeekSeconds ? 0 : 1;
     }
 }

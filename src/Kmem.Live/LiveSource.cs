@@ -29,7 +29,6 @@ internal sealed class LiveSource
         Scenario = scenario;
         TracePath = "";
         Boot = boot;
-        _markers = [];
     }
 
     /// <summary>The scenario, or null for a trace.</summary>
@@ -76,6 +75,29 @@ internal sealed class LiveSource
             return new XZStream(file);
         }
         return n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b ? new GZipStream(file, CompressionMode.Decompress) : file;
+    }
+
+    /// <summary>Plays the scenario once on a machine of its own (<paramref name="slab"/>) for its chapters (the steps
+    /// that open a phase) and its length in steps. A phase's step tells what it did, so its chapter's position is
+    /// the number of steps up to and including it: a seek there shows the machine the step left.</summary>
+    public void ScanScenario(SlabAllocator slab, CancellationToken cancel)
+    {
+        var scenario = Scenario!;
+        var markers = new List<LiveMarker>();
+        using var m = Machine.Boot(scenario.Options(slab, Boot(slab, 0).Seed ?? 1));
+        using var cpu = m.OnCpu(0);
+        long steps = 0;
+        foreach (string step in scenario.Steps(m))
+        {
+            cancel.ThrowIfCancellationRequested();
+            steps++;
+            if (step.StartsWith("PHASE ", StringComparison.Ordinal))
+            {
+                markers.Add(new LiveMarker(step[6..], steps, steps));
+            }
+        }
+        Interlocked.Exchange(ref _total, steps);
+        _markers = markers;
     }
 
     /// <summary>Reads the trace once for its markers and its length, keeping its text. A marker's position is the

@@ -316,6 +316,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         Interlocked.Exchange(ref _position, pos);
         bool wait;
         bool seeking;
+        bool playing;
         long target;
         lock (_gate)
         {
@@ -325,25 +326,27 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             }
             target = _target;
             seeking = _seeking;
-            wait = !_playing && pos >= target;
+            playing = _playing;
+            wait = !playing && pos >= target;
             AnswerLocked(m);
-        }
-        if (pos + 1 == target && !_playing && r is not null)
-        {
-            _decisionsBefore = r.DecisionsSoFar; // the step's last event is next: what it decides is the difference
-            _decisionsBeforePos = pos;
         }
         if (wait)
         {
-            Stop(m, r, pos);
+            (target, playing) = Stop(m, r, pos);
         }
-        else if (_playing)
+        else if (playing)
         {
             Pace(m, r, pos);
         }
         else if (!seeking && Stopwatch.GetTimestamp() >= _nextPublish)
         {
             Publish(m, r, pos);
+        }
+        if (pos + 1 == target && !playing && r is not null)
+        {
+            // The step's last event is next (told now, or after a pause here): what it decides is the difference.
+            _decisionsBefore = r.DecisionsSoFar;
+            _decisionsBeforePos = pos;
         }
     }
 
@@ -353,8 +356,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         _nextPublish = Stopwatch.GetTimestamp() + _publishTicks;
     }
 
-    /// <summary>Paused here: publish the moment (whole after a seek), then wait for the next command.</summary>
-    private void Stop(Machine m, TraceReplayer? r, long pos)
+    /// <summary>Paused here: publish the moment (whole after a seek), then wait for the next command; returns the
+    /// target and whether playing, as that command left them.</summary>
+    private (long Target, bool Playing) Stop(Machine m, TraceReplayer? r, long pos)
     {
         bool full;
         lock (_gate)
@@ -377,6 +381,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             {
                 throw new StopException();
             }
+            return (_target, _playing);
         }
     }
 

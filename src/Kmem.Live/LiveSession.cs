@@ -71,11 +71,16 @@ internal sealed class LiveSession : IDisposable
         }
     }
 
-    /// <summary>Starts reading the markers and the first run, paused on the booted machine.</summary>
+    /// <summary>Starts reading the markers (unless the source has read them already) and the first run, paused on the
+    /// booted machine.</summary>
     public void Start()
     {
         var token = _scan.Token;
-        _ = Task.Run(() =>
+        if (_source.Scenario is null && _source.Markers is null)
+        {
+            _source.KeepText(); // the first run follows the reading rather than decoding the trace a second time
+        }
+        _ = _source.Markers is not null ? Task.CompletedTask : Task.Run(() =>
         {
             try
             {
@@ -220,7 +225,7 @@ internal sealed class LiveSession : IDisposable
         {
             return "seek: give marker=INDEX or position=EVENTS";
         }
-        // Forwards on the same machine, unless the run decodes the compressed file and the kept text is ready: then a
+        // Forwards on the same machine, unless the run decodes the compressed file and the kept text is there: then a
         // fresh machine replaying from memory gets there sooner, once the distance is more than a little.
         bool fresh = !run.FromKept && _source.Kept && target - run.Position > ReplayFromMemory;
         if (target >= run.Position && !run.Ended && !fresh)

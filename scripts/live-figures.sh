@@ -2,9 +2,9 @@
 # Writes docs/live-figures.md: the live view's speed targets measured by the quick measurement of
 # bench/Kmem.Bench/LiveBenchmarks.cs (`dotnet bench/Kmem.Bench/bin/Release/net10.0/Kmem.Bench.dll
 # --live ROUNDS`): the update rate and the replay's slowdown while playing the bundled capture at
-# full speed, and a seek to a marker a million events in. The plain replay and the live one run in
-# turn within each round, so the ratio is taken within one run; the figures are medians over the
-# rounds. Figures depend on the host and its load: run this on a quiet machine.
+# full speed, a cold start, and a seek to a marker a million events in. The plain replay and the
+# live one run in turn within each round, so the ratio is taken within one run; the figures are
+# medians over the rounds. Figures depend on the host and its load: run this on a quiet machine.
 # Usage: ./scripts/live-figures.sh [ROUNDS]   (default 3; a few minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +26,9 @@ cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     echo "- host: $(uname -s) $(uname -m), $(nproc) CPUs, ${cpu:-unknown CPU}"
     echo "- runtime: .NET SDK $(dotnet --version)"
     echo "- load average (1, 5, 15 min) before the run: ${load_start}; after: ${load_end}"
-    echo "- $rounds rounds; each round replays the capture plainly, then plays it in a live session with one page"
-    echo "  watching (20 updates a second at most, the server's default), then seeks a fresh session to the marker"
+    echo "- $rounds rounds; each round replays the kept text plainly, plays it in a live session with one page watching"
+    echo "  (20 updates a second at most, the server's default), times a cold start (\\`kmem replay\\` of the .xz against a"
+    echo "  fresh session played at once), then seeks a session to the marker"
     echo
     echo "$table"
 } > "$out"

@@ -3,8 +3,10 @@
 // loads without a console error and draws the map; play advances the event counter and
 // pause stops it; a seek to a marker shows the buddyinfo and slabinfo `kmem replay --until`
 // prints; the SLOB switch shows SLOB's numbers; hovering a cell describes its frame; compare
-// shows SLUB, SLAB and SLOB side by side at the same event. Trait Browser: left out of the default test
+// shows SLUB, SLAB and SLOB side by side at the same event; a scenario's phases are chapters and
+// its OOM kills marks on the charts. Trait Browser: left out of the default test
 // command, run by `dotnet test tests/Kmem.Browser.Tests --filter "Category=Browser"`.
+using Kmem.Live;
 using Microsoft.Playwright;
 
 namespace Kmem.Browser.Tests;
@@ -192,6 +194,35 @@ public sealed class PageTests(ChromiumFixture chromium) : IClassFixture<Chromium
         Assert.Equal([131072, 131072, 131072], painted);
         await page.ClickAsync("#compareBtn");
         await page.WaitForFunctionAsync("() => document.getElementById('columns').hidden", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        Assert.Empty(errors);
+    }
+
+    [Fact]
+    public async Task AScenariosPhasesAreChaptersAndItsOomKillsAreMarked()
+    {
+        await using var server = await LiveServer.StartAsync(new LiveServerOptions
+        {
+            Scenario = "pressure",
+            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
+            Port = 0,
+        });
+        var (page, errors) = await OpenAsync(server.Url);
+        // The phases are on the timeline and in the chapter list before anything plays.
+        await page.WaitForFunctionAsync("() => document.querySelectorAll('#timeline .chapter').length > 2 && document.getElementById('markers').options.length > 2",
+            null, new PageWaitForFunctionOptions { Timeout = Patience });
+        var chapters = await page.EvaluateAsync<string[]>("() => [...document.getElementById('markers').options].map(o => o.textContent)");
+        Assert.StartsWith("start:", chapters[0], StringComparison.Ordinal);
+        Assert.StartsWith("end:", chapters[^1], StringComparison.Ordinal);
+        await page.SelectOptionAsync("#markers", (chapters.Length - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await page.ClickAsync("#seek");
+        await page.WaitForFunctionAsync("() => document.getElementById('chapter').textContent.startsWith('chapter: end:') && document.getElementById('status').textContent === 'paused'",
+            null, new PageWaitForFunctionOptions { Timeout = Patience });
+        Assert.Matches(@"oom_kill [1-9]", await page.InnerTextAsync("#counters"));
+        // The OOM kills between the booted machine and this moment are a dark red bar on the charts (#b23a3a).
+        int marked = await page.EvaluateAsync<int>(@"() => {
+            const c = document.getElementById('memchart'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 0; i < d.length; i += 4) { if (d[i] === 0xb2 && d[i + 1] === 0x3a && d[i + 2] === 0x3a && d[i + 3] === 255) { n++; } } return n; }");
+        Assert.True(marked > 100, $"{marked} pixels of the OOM mark");
         Assert.Empty(errors);
     }
 }

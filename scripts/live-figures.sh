@@ -27,7 +27,7 @@ cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     echo "- runtime: .NET SDK $(dotnet --version)"
     echo "- load average (1, 5, 15 min) before the run: ${load_start}; after: ${load_end}"
     echo "- $rounds rounds; each round replays the kept text plainly, plays it in a live session with one page watching"
-    echo "  (20 updates a second at most, the server's default), times a cold start (\\`kmem replay\\` of the .xz against a"
+    echo "  (20 updates a second at most, the server's default), times a cold start (\`kmem replay\` of the .xz against a"
     echo "  fresh session played at once), then seeks a session to the marker"
     echo
     echo "$table"

@@ -214,9 +214,8 @@ internal sealed class LiveSource
         Interlocked.Exchange(ref _total, reader.Events);
     }
 
-    /// <summary>A read-only stream that copies what is read from it to a buffer, kept as a block once it holds
-    /// <see cref="BlockBytes"/>.</summary>
-    private sealed class TeeStream(Stream inner, MemoryStream sink, LiveSource source) : Stream
+    /// <summary>A stream read from start to end: what the trace reader needs, and nothing else.</summary>
+    private abstract class ReadOnlyStream : Stream
     {
         public override bool CanRead => true;
         public override bool CanSeek => false;
@@ -226,6 +225,21 @@ internal sealed class LiveSource
 
         public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
+        public abstract override int Read(Span<byte> buffer);
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
+    /// <summary>A read-only stream that copies what is read from it to a buffer, kept as a block once it holds
+    /// <see cref="BlockBytes"/>.</summary>
+    private sealed class TeeStream(Stream inner, MemoryStream sink, LiveSource source) : ReadOnlyStream
+    {
         public override int Read(Span<byte> buffer)
         {
             int n = inner.Read(buffer);
@@ -238,14 +252,6 @@ internal sealed class LiveSource
             return n;
         }
 
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
         protected override void Dispose(bool disposing)
         {
             if (disposing)
@@ -257,18 +263,10 @@ internal sealed class LiveSource
     }
 
     /// <summary>The kept copy as a stream: its blocks inflated one after the other, waiting for those still coming.</summary>
-    private sealed class KeptStream(LiveSource source) : Stream
+    private sealed class KeptStream(LiveSource source) : ReadOnlyStream
     {
         private int _next;
         private Stream? _block;
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
         {
@@ -292,14 +290,6 @@ internal sealed class LiveSource
                 _block = null;
             }
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {

@@ -2,7 +2,8 @@
 # docs/images/live.png: the live view of a real run. Starts `kmem serve` on the bundled capture on a
 # fixed port, seeks it to the PHASE tree marker (the machine as `kmem replay --until "PHASE tree"`
 # leaves it), plays on from there at 5,000 events a second and photographs the page with Debian's
-# chromium (apt-get install -y chromium) after 8 seconds of watching. Then stops the server.
+# chromium (apt-get install -y chromium) after 15 seconds of watching (KMEM_LIVE_PLAY_MS; a loaded host
+# needs them for the page's first update). Then stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-docs/images/live.png}"
@@ -29,6 +30,6 @@ done
 # picture when its --timeout ends the page's loading; then the replay is paused.
 curl -sf -X POST "$url/api/control?cmd=play&speed=${KMEM_LIVE_SPEED:-5000}"
 chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,1250 \
-    --timeout="${KMEM_LIVE_PLAY_MS:-8000}" --screenshot="$out" "$url/" 2>/dev/null
+    --timeout="${KMEM_LIVE_PLAY_MS:-15000}" --screenshot="$out" "$url/" 2>/dev/null
 curl -sf -X POST "$url/api/control?cmd=pause"
 echo "live-screenshot: wrote $out"

@@ -3,7 +3,10 @@
 //   GET  /api/state        the latest update, whole (every frame), as JSON
 //   GET  /api/updates      Server-Sent Events: the latest update whole, then every update (deltas)
 //   GET  /api/cache?name=  one slab cache's slabs: /sys/kernel/slab's slabs, partial, cpu_slabs (SLUB)
-//   POST /api/control?cmd= play [speed], pause, speed value, step [n], seek marker|position, restart, backend name
+//   GET  /api/frame?pfn=   one frame: zone, state, order, migrate type, slab cache, flags (the map's hover)
+//   GET  /api/compare      the other slab allocators at the main run's moment (compare on), as a JSON array
+//   POST /api/control?cmd= play [speed], pause, speed value, step [n], seek marker|position, restart, backend name,
+//                          compare on=1|0
 // The host is built empty (no configuration files, no environment, no logging providers),
 // so the server reads no file but the trace; a bad request gets a 4xx with a line saying
 // why, an unknown path 404, a wrong method 405. Stopping disposes the session, which stops
@@ -115,6 +118,12 @@ public sealed class LiveServer : IAsyncDisposable
         });
         app.MapGet("/api/updates", ctx => Stream(ctx, session));
         app.MapGet("/api/cache", ctx => Cache(ctx, session));
+        app.MapGet("/api/frame", ctx => Frame(ctx, session));
+        app.MapGet("/api/compare", async ctx =>
+        {
+            ctx.Response.ContentType = "application/json";
+            await ctx.Response.WriteAsync(session.CompareJson()).ConfigureAwait(false);
+        });
         app.MapPost("/api/control", async ctx =>
         {
             var q = ctx.Request.Query;
@@ -198,7 +207,7 @@ public sealed class LiveServer : IAsyncDisposable
             await ctx.Response.WriteAsync("give name=CACHE, a slab cache's name\n").ConfigureAwait(false);
             return;
         }
-        string? text = session.Run?.WithMachine(m => CacheText(m, name));
+        string? text = session.Run is { } run ? await run.AskAsync(m => CacheText(m, name)).ConfigureAwait(false) : null;
         if (text is null)
         {
             ctx.Response.StatusCode = StatusCodes.Status404NotFound;
@@ -207,6 +216,25 @@ public sealed class LiveServer : IAsyncDisposable
         }
         ctx.Response.ContentType = "text/plain; charset=utf-8";
         await ctx.Response.WriteAsync(text).ConfigureAwait(false);
+    }
+
+    private static async Task Frame(HttpContext ctx, LiveSession session)
+    {
+        if (!ulong.TryParse(ctx.Request.Query["pfn"], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out ulong pfn))
+        {
+            ctx.Response.StatusCode = StatusCodes.Status400BadRequest;
+            await ctx.Response.WriteAsync("give pfn=N, a frame number\n").ConfigureAwait(false);
+            return;
+        }
+        FrameDetails? frame = session.Run is { } run ? await run.AskAsync(m => FrameInfo.Describe(m, pfn)).ConfigureAwait(false) : null;
+        if (frame is null)
+        {
+            ctx.Response.StatusCode = StatusCodes.Status404NotFound;
+            await ctx.Response.WriteAsync($"no frame {pfn} on this machine\n").ConfigureAwait(false);
+            return;
+        }
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync(System.Text.Json.JsonSerializer.Serialize(frame, LiveUpdate.Json)).ConfigureAwait(false);
     }
 
     /// <summary>A cache's slabs as /sys/kernel/slab reports them (SLUB), else its /proc/slabinfo line.</summary>

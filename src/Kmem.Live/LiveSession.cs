@@ -4,8 +4,14 @@
 // (frames diffed against the run's previous update, /proc figures parsed) and hands the
 // JSON to every subscriber's queue. A restart, a seek backwards or a backend switch starts a
 // new run, whose first update is whole; the old run is stopped and its machine released.
-// Locking: _lock guards the current run, the latest update and the subscribers; a run is
-// never disposed under it (its thread may be waiting for _lock to publish).
+// Side by side: with compare on, the session also keeps one run of each other slab allocator
+// and, each time the main run comes to rest (paused, a step or a seek done, the end), sends
+// them to the same event; each publishes once it is there, whole (its map, slabinfo or
+// slobinfo, buddy lists), as a side update the page draws beside the main one. While the
+// main run plays they wait where they are, so the page compares moments, never a blur.
+// Locking: _lock guards the current run, the other runs, the latest updates and the
+// subscribers; a run is never disposed under it (its thread may be waiting for _lock to
+// publish).
 using System.Threading.Channels;
 
 namespace Kmem.Live;
@@ -31,6 +37,12 @@ internal sealed class LiveSession : IDisposable
     private int _keysRun;
     private LiveUpdate? _latest;
     private bool _disposed;
+    private bool _compare;
+    private readonly Dictionary<SlabAllocator, ReplayRun> _others = [];
+    private readonly Dictionary<SlabAllocator, string> _othersLatest = [];
+
+    /// <summary>The slab allocators, in the order the page shows them.</summary>
+    private static readonly SlabAllocator[] s_backends = [SlabAllocator.Slub, SlabAllocator.Slab, SlabAllocator.Slob];
 
     public LiveSession(LiveSource source, SlabAllocator slab, double updatesPerSecond)
     {
@@ -40,6 +52,9 @@ internal sealed class LiveSession : IDisposable
     }
 
     public SlabAllocator InitialSlab { get; }
+
+    /// <summary>The trace's markers, null until they are read.</summary>
+    public IReadOnlyList<LiveMarker>? Markers => _source.Markers;
 
     /// <summary>Updates published so far (whole or delta).</summary>
     public long Published => Interlocked.Read(ref _seq);
@@ -56,15 +71,27 @@ internal sealed class LiveSession : IDisposable
         }
     }
 
-    /// <summary>Starts reading the markers and the first run, paused on the booted machine.</summary>
+    /// <summary>Starts reading the markers (unless the source has read them already) and the first run, paused on the
+    /// booted machine.</summary>
     public void Start()
     {
         var token = _scan.Token;
-        _ = _source.Scenario is not null ? Task.CompletedTask : Task.Run(() =>
+        if (_source.Scenario is null && _source.Markers is null)
+        {
+            _source.KeepText(); // the first run follows the reading rather than decoding the trace a second time
+        }
+        _ = _source.Markers is not null ? Task.CompletedTask : Task.Run(() =>
         {
             try
             {
-                _source.ScanMarkers(token);
+                if (_source.Scenario is not null)
+                {
+                    _source.ScanScenario(InitialSlab, token);
+                }
+                else
+                {
+                    _source.ScanMarkers(token);
+                }
                 Republish();
             }
             catch (OperationCanceledException)
@@ -100,6 +127,10 @@ internal sealed class LiveSession : IDisposable
             if (FullLocked() is { } full)
             {
                 s.Queue.Writer.TryWrite(full.ToJson());
+            }
+            foreach (string side in _othersLatest.Values)
+            {
+                s.Queue.Writer.TryWrite(side);
             }
             _subscribers.Add(s);
         }
@@ -161,8 +192,16 @@ internal sealed class LiveSession : IDisposable
                 }
                 Replace(slab, run.Position, seeking: true);
                 return null;
+            case "compare":
+                string? on = arg("on");
+                if (on is not ("1" or "0"))
+                {
+                    return "compare: on must be 1 (the other slab allocators side by side) or 0";
+                }
+                Compare(on == "1");
+                return null;
             default:
-                return $"unknown command \"{command}\"; the commands are play, pause, speed, step, seek, restart, backend";
+                return $"unknown command \"{command}\"; the commands are play, pause, speed, step, seek, restart, backend, compare";
         }
     }
 
@@ -186,7 +225,7 @@ internal sealed class LiveSession : IDisposable
         {
             return "seek: give marker=INDEX or position=EVENTS";
         }
-        // Forwards on the same machine, unless the run decodes the compressed file and the kept text is ready: then a
+        // Forwards on the same machine, unless the run decodes the compressed file and the kept text is there: then a
         // fresh machine replaying from memory gets there sooner, once the distance is more than a little.
         bool fresh = !run.FromKept && _source.Kept && target - run.Position > ReplayFromMemory;
         if (target >= run.Position && !run.Ended && !fresh)
@@ -278,9 +317,138 @@ internal sealed class LiveSession : IDisposable
             int[]? runs = whole ? null : LiveSnapshot.Diff(_keys!, keys);
             _keys = keys;
             _keysRun = run.Id;
-            _latest = update with { Seq = Interlocked.Increment(ref _seq) };
+            _latest = update with { Seq = Interlocked.Increment(ref _seq), Compare = _compare };
             LiveUpdate sent = whole ? FullLocked()! : _latest with { Runs = runs, Zones = null, Legend = null };
             Broadcast(sent);
+        }
+        if (run.Resting)
+        {
+            Follow(run, position);
+        }
+    }
+
+    /// <summary>Turns the side-by-side view on (runs of the other slab allocators, sent to where the main run
+    /// rests) or off (those runs stopped, their machines released).</summary>
+    private void Compare(bool on)
+    {
+        List<ReplayRun> stopped;
+        ReplayRun? main;
+        lock (_lock)
+        {
+            _compare = on;
+            main = _run;
+            stopped = on ? [] : [.. _others.Values];
+            if (!on)
+            {
+                _others.Clear();
+                _othersLatest.Clear();
+            }
+            if (_latest is not null)
+            {
+                _latest = _latest with { Seq = Interlocked.Increment(ref _seq), Compare = on };
+                Broadcast(_latest with { Runs = [], Zones = null, Legend = null });
+            }
+        }
+        foreach (var r in stopped)
+        {
+            r.Dispose();
+        }
+        if (on && main is not null)
+        {
+            Follow(main, main.Position);
+        }
+    }
+
+    /// <summary>With compare on, sends a run of every other slab allocator to <paramref name="position"/>, where
+    /// <paramref name="main"/> rests: one behind it goes on, one ahead or ended starts again; the main run's own
+    /// allocator has none.</summary>
+    private void Follow(ReplayRun main, long position)
+    {
+        var stopped = new List<ReplayRun>();
+        var started = new List<ReplayRun>();
+        lock (_lock)
+        {
+            if (!_compare || main != _run || _disposed)
+            {
+                return;
+            }
+            foreach (var slab in s_backends)
+            {
+                _others.TryGetValue(slab, out var other);
+                if (slab == main.Slab || (other is not null && (other.Position > position || other.Ended)))
+                {
+                    if (other is not null)
+                    {
+                        stopped.Add(other);
+                        _others.Remove(slab);
+                    }
+                    _othersLatest.Remove(slab);
+                }
+                if (slab == main.Slab)
+                {
+                    continue;
+                }
+                if (_others.TryGetValue(slab, out other))
+                {
+                    other.RunTo(position, seeking: true);
+                }
+                else
+                {
+                    other = new ReplayRun(++_runs, _source, slab, position, seeking: position > 0, _updatesPerSecond, PublishSide);
+                    _others[slab] = other;
+                    started.Add(other);
+                }
+            }
+        }
+        foreach (var r in stopped)
+        {
+            r.Dispose();
+        }
+        foreach (var r in started)
+        {
+            r.Start();
+        }
+    }
+
+    /// <summary>Called by a run of another slab allocator on its thread: once it rests, sends it whole as a side update.</summary>
+    private void PublishSide(ReplayRun run, Machine m, TraceReplayer? r, long position, bool full)
+    {
+        if (!run.Resting)
+        {
+            return; // on its way to the moment compared
+        }
+        string keys = Convert.ToBase64String(FrameScan.ClassifyAll(m));
+        var update = LiveSnapshot.Build(run, m, r, position, _source) with { Side = true, Full = true, Frames = keys };
+        string json = update.ToJson();
+        lock (_lock)
+        {
+            if (!_others.TryGetValue(run.Slab, out var current) || current != run || _disposed)
+            {
+                return;
+            }
+            _othersLatest[run.Slab] = json;
+            foreach (var s in _subscribers)
+            {
+                s.Queue.Writer.TryWrite(json);
+            }
+        }
+    }
+
+    /// <summary>The side updates (the other slab allocators at the main run's moment) as a JSON array.</summary>
+    public string CompareJson()
+    {
+        lock (_lock)
+        {
+            return "[" + string.Join(',', s_backends.Where(_othersLatest.ContainsKey).Select(b => _othersLatest[b])) + "]";
+        }
+    }
+
+    /// <summary>The run of <paramref name="slab"/> beside the main one, if any.</summary>
+    public ReplayRun? Other(SlabAllocator slab)
+    {
+        lock (_lock)
+        {
+            return _others.GetValueOrDefault(slab);
         }
     }
 
@@ -306,6 +474,7 @@ internal sealed class LiveSession : IDisposable
     public void Dispose()
     {
         ReplayRun? run;
+        List<ReplayRun> others;
         lock (_lock)
         {
             if (_disposed)
@@ -315,6 +484,8 @@ internal sealed class LiveSession : IDisposable
             _disposed = true;
             run = _run;
             _run = null;
+            others = [.. _others.Values];
+            _others.Clear();
             foreach (var s in _subscribers)
             {
                 s.Queue.Writer.TryComplete();
@@ -323,6 +494,10 @@ internal sealed class LiveSession : IDisposable
         }
         _scan.Cancel();
         run?.Dispose();
+        foreach (var r in others)
+        {
+            r.Dispose();
+        }
         _scan.Dispose();
     }
 

@@ -30,8 +30,8 @@ internal static class LiveSnapshot
     public static LiveUpdate Build(ReplayRun run, Machine m, TraceReplayer? r, long position, LiveSource source)
     {
         var proc = m.Proc;
-        var vmstat = ProcFigures.Pairs(proc.Vmstat());
-        var meminfo = ProcFigures.Pairs(proc.Meminfo());
+        var vmstat = ProcFigures.Vmstat(proc.Vmstat());
+        var meminfo = ProcFigures.Meminfo(proc.Meminfo());
         var counters = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (string name in s_vmstat)
         {

@@ -1,10 +1,12 @@
 // What a live session replays and on which machines: the trace's path and how to boot a
 // machine for a slab allocator, and the trace's markers (read once, in the background,
 // so that the page can offer them as chapters and seek to them). That first reading also
-// keeps the trace's text in memory, deflated at the fastest level: a compressed capture
-// costs more to decode (xz) than to replay, so every later replay (a seek, a restart, a
-// backend switch) reads the kept copy instead. The server reads no file but this trace.
-// Immutable after construction except for the markers and the copy, each published once.
+// keeps the trace's text in memory, deflated at the fastest level in blocks of 1 MiB: a
+// compressed capture costs more to decode (xz) than to replay, so every replay (a seek, a
+// restart, a backend switch, and the first run too, which follows the reading as its
+// blocks come) reads the kept copy: the trace is decoded once. The server reads no file
+// but this trace. Immutable after construction except for the markers, published once,
+// and the kept blocks, appended under _blocks' lock until the reading ends.
 using System.Globalization;
 using System.IO.Compression;
 using SharpCompress.Compressors.Xz;
@@ -29,7 +31,6 @@ internal sealed class LiveSource
         Scenario = scenario;
         TracePath = "";
         Boot = boot;
-        _markers = [];
     }
 
     /// <summary>The scenario, or null for a trace.</summary>
@@ -50,16 +51,81 @@ internal sealed class LiveSource
     /// <summary>What the page names the source.</summary>
     public string Name => Scenario is { } s ? "scenario " + s.Name : Path.GetFileName(TracePath);
 
-    private volatile byte[]? _text;
+    /// <summary>The kept text's blocks, each deflated on its own; appended by the reading, read by the runs.</summary>
+    private readonly List<byte[]> _blocks = [];
+    private bool _keeping;
+    private bool _kept;
+    private string? _keepFailed;
 
-    /// <summary>Whether the trace's text is kept in memory (after <see cref="ScanMarkers"/>).</summary>
-    public bool Kept => _text is not null;
+    private const int BlockBytes = 1 << 20;
 
-    /// <summary>Opens the trace: the copy kept in memory once there is one, else the file.</summary>
+    /// <summary>Whether replays read the kept copy (<see cref="ScanMarkers"/> has started keeping it).</summary>
+    public bool Kept
+    {
+        get
+        {
+            lock (_blocks)
+            {
+                return _keeping;
+            }
+        }
+    }
+
+    /// <summary>Opens the trace: the kept copy (waiting for blocks still being read) once the reading started, else
+    /// the file.</summary>
     public TraceReader Open() =>
-        _text is { } text
-            ? new TraceReader(new DeflateStream(new MemoryStream(text, writable: false), CompressionMode.Decompress), TextName)
-            : TraceReader.Open(TracePath);
+        Kept ? new TraceReader(new KeptStream(this), TextName) : TraceReader.Open(TracePath);
+
+    /// <summary>Marks the kept copy as coming: from now on <see cref="Open"/> reads it. Before <see cref="ScanMarkers"/>.</summary>
+    public void KeepText()
+    {
+        lock (_blocks)
+        {
+            _keeping = true;
+        }
+    }
+
+    /// <summary>Block <paramref name="i"/> of the kept copy, waiting for it while the reading goes on; null past the
+    /// end. Throws when the reading failed before it.</summary>
+    private byte[]? Block(int i)
+    {
+        lock (_blocks)
+        {
+            while (i >= _blocks.Count && !_kept && _keepFailed is null)
+            {
+                Monitor.Wait(_blocks);
+            }
+            if (i < _blocks.Count)
+            {
+                return _blocks[i];
+            }
+            return _keepFailed is null ? null : throw new IOException("the trace could not be read to its end: " + _keepFailed);
+        }
+    }
+
+    private void AddBlock(ReadOnlySpan<byte> text)
+    {
+        var block = new MemoryStream();
+        using (var deflate = new DeflateStream(block, CompressionLevel.Fastest, leaveOpen: true))
+        {
+            deflate.Write(text);
+        }
+        lock (_blocks)
+        {
+            _blocks.Add(block.ToArray());
+            Monitor.PulseAll(_blocks);
+        }
+    }
+
+    private void EndBlocks(string? failed)
+    {
+        lock (_blocks)
+        {
+            _kept = failed is null;
+            _keepFailed = failed;
+            Monitor.PulseAll(_blocks);
+        }
+    }
 
     /// <summary>The trace's name without a compression suffix: the reader checks a suffix against the data.</summary>
     private string TextName => Name.EndsWith(".xz", StringComparison.Ordinal) || Name.EndsWith(".gz", StringComparison.Ordinal) ? Name[..^3] : Name;
@@ -78,18 +144,57 @@ internal sealed class LiveSource
         return n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b ? new GZipStream(file, CompressionMode.Decompress) : file;
     }
 
-    /// <summary>Reads the trace once for its markers and its length, keeping its text. A marker's position is the
-    /// number of events before it: where a replay stopped at it (<c>--until</c>) ends.</summary>
+    /// <summary>Plays the scenario once on a machine of its own (<paramref name="slab"/>) for its chapters (the steps
+    /// that open a phase) and its length in steps. A phase's step tells what it did, so its chapter's position is
+    /// the number of steps up to and including it: a seek there shows the machine the step left.</summary>
+    public void ScanScenario(SlabAllocator slab, CancellationToken cancel)
+    {
+        var scenario = Scenario!;
+        var markers = new List<LiveMarker>();
+        using var m = Machine.Boot(scenario.Options(slab, Boot(slab, 0).Seed ?? 1));
+        using var cpu = m.OnCpu(0);
+        long steps = 0;
+        foreach (string step in scenario.Steps(m))
+        {
+            cancel.ThrowIfCancellationRequested();
+            steps++;
+            if (step.StartsWith("PHASE ", StringComparison.Ordinal))
+            {
+                markers.Add(new LiveMarker(step[6..], steps, steps));
+            }
+        }
+        Interlocked.Exchange(ref _total, steps);
+        _markers = markers;
+    }
+
+    /// <summary>Reads the trace once for its markers and its length, keeping its text (after <see cref="KeepText"/>).
+    /// A marker's position is the number of events before it: where a replay stopped at it (<c>--until</c>) ends.</summary>
     public void ScanMarkers(CancellationToken cancel)
     {
         var markers = new List<LiveMarker>();
-        var kept = new MemoryStream();
-        using (var deflate = new DeflateStream(kept, CompressionLevel.Fastest, leaveOpen: true))
-        using (var reader = new TraceReader(new TeeStream(OpenText(), deflate), TextName))
+        var pending = new MemoryStream(BlockBytes + (1 << 16));
+        string? failed = "the reading stopped";
+        try
         {
-            ScanEvents(reader, markers, cancel);
+            using (var reader = new TraceReader(new TeeStream(OpenText(), pending, this), TextName))
+            {
+                ScanEvents(reader, markers, cancel);
+            }
+            failed = null;
         }
-        _text = kept.ToArray();
+        catch (Exception e)
+        {
+            failed = e.Message;
+            throw;
+        }
+        finally
+        {
+            if (pending.Length > 0)
+            {
+                AddBlock(pending.GetBuffer().AsSpan(0, (int)pending.Length)); // what was read: a run meets a bad line itself
+            }
+            EndBlocks(failed);
+        }
         _markers = markers;
     }
 
@@ -109,8 +214,8 @@ internal sealed class LiveSource
         Interlocked.Exchange(ref _total, reader.Events);
     }
 
-    /// <summary>A read-only stream that copies what is read from it to a sink.</summary>
-    private sealed class TeeStream(Stream inner, Stream sink) : Stream
+    /// <summary>A stream read from start to end: what the trace reader needs, and nothing else.</summary>
+    private abstract class ReadOnlyStream : Stream
     {
         public override bool CanRead => true;
         public override bool CanSeek => false;
@@ -120,12 +225,7 @@ internal sealed class LiveSource
 
         public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
-        public override int Read(Span<byte> buffer)
-        {
-            int n = inner.Read(buffer);
-            sink.Write(buffer[..n]);
-            return n;
-        }
+        public abstract override int Read(Span<byte> buffer);
 
         public override void Flush()
         {
@@ -134,12 +234,68 @@ internal sealed class LiveSource
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
         public override void SetLength(long value) => throw new NotSupportedException();
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
+    /// <summary>A read-only stream that copies what is read from it to a buffer, kept as a block once it holds
+    /// <see cref="BlockBytes"/>.</summary>
+    private sealed class TeeStream(Stream inner, MemoryStream sink, LiveSource source) : ReadOnlyStream
+    {
+        public override int Read(Span<byte> buffer)
+        {
+            int n = inner.Read(buffer);
+            sink.Write(buffer[..n]);
+            if (sink.Length >= BlockBytes)
+            {
+                source.AddBlock(sink.GetBuffer().AsSpan(0, (int)sink.Length));
+                sink.SetLength(0);
+            }
+            return n;
+        }
 
         protected override void Dispose(bool disposing)
         {
             if (disposing)
             {
                 inner.Dispose();
+            }
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>The kept copy as a stream: its blocks inflated one after the other, waiting for those still coming.</summary>
+    private sealed class KeptStream(LiveSource source) : ReadOnlyStream
+    {
+        private int _next;
+        private Stream? _block;
+
+        public override int Read(Span<byte> buffer)
+        {
+            while (true)
+            {
+                if (_block is null)
+                {
+                    if (source.Block(_next) is not { } bytes)
+                    {
+                        return 0;
+                    }
+                    _next++;
+                    _block = new DeflateStream(new MemoryStream(bytes, writable: false), CompressionMode.Decompress);
+                }
+                int n = _block.Read(buffer);
+                if (n > 0 || buffer.IsEmpty)
+                {
+                    return n;
+                }
+                _block.Dispose();
+                _block = null;
+            }
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _block?.Dispose();
             }
             base.Dispose(disposing);
         }

@@ -3,7 +3,9 @@
 // and what does not change while a machine lives (zones, legend, markers); a delta carries
 // the runs of frames whose class changed since the previous update of the same run, as
 // flat triples [start, length, key]. Everything else (counters, free lists, pagesets,
-// slab caches, the current event, the decisions) is small and sent whole every time.
+// slab caches, the current event, the decisions) is small and sent whole every time. A
+// side update (compare on) is another slab allocator's machine at the moment the main run
+// rests, always whole.
 // Immutable once built: built on the replaying thread, serialised and sent from others.
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -19,8 +21,11 @@ internal sealed record MapKey(string Name, string Color);
 /// <summary>A marker of the trace: its text, its position (events handled before it) and line.</summary>
 internal sealed record LiveMarker(string Text, long Position, long Line);
 
-/// <summary>One decision kind so far: compared and matched, and what the last event did to it.</summary>
-internal sealed record LiveDecision(string Kind, long Compared, long Matched, long LastCompared, long LastMatched);
+/// <summary>One decision kind so far: compared and matched; and what the last event settled of it (after a step):
+/// how many were compared and matched, and how many the kernel and Kmem each answered yes (refilled, drained,
+/// stole, made a new slab…).</summary>
+internal sealed record LiveDecision(string Kind, long Compared, long Matched, long LastCompared, long LastMatched, long LastKernelYes,
+    long LastKmemYes);
 
 /// <summary>One update of the view.</summary>
 internal sealed record LiveUpdate
@@ -60,12 +65,17 @@ internal sealed record LiveUpdate
     public List<SlabRow>? Slabinfo { get; init; }
     public string? Slobinfo { get; init; }
     public required List<LiveDecision> Decisions { get; init; }
+    /// <summary>Whether the side-by-side view is on (the main run's updates).</summary>
+    public bool Compare { get; init; }
+    /// <summary>Whether this is a side update: another slab allocator at the main run's moment, whole.</summary>
+    public bool Side { get; init; }
 
-    private static readonly JsonSerializerOptions s_json = new(JsonSerializerDefaults.Web)
+    /// <summary>How the server writes JSON for the page: camelCase, nulls left out.</summary>
+    public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web)
     {
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
     /// <summary>The update as the JSON the page reads.</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, s_json);
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
 }

@@ -1,9 +1,10 @@
 // The figures the live view shows, read from the machine's own /proc texts (fs/proc,
 // mm/vmstat.c, slab_common.c's slabinfo) rather than from the allocators' insides: the
 // page shows what a user of the real kernel would read, and a figure on the page is the
-// figure `kmem replay --proc` prints. Parsers of the kernel's text formats: zoneinfo
-// (free pages, watermarks, the pagesets' count, high and batch), pagetypeinfo (free blocks
-// per order and migrate type), slabinfo (one row per cache), vmstat and meminfo.
+// figure `kmem replay --proc` prints. zoneinfo (free pages, watermarks, every CPU's
+// pageset), slabinfo and meminfo go through the parsers --compare-proc reads the kernel's
+// files with (ZoneinfoSnapshot, TraceProcComparison), so one parser serves each format;
+// pagetypeinfo (free blocks per order and migrate type) and vmstat are read here only.
 // Stateless and pure; called on the replaying thread with texts it just read.
 using System.Globalization;
 
@@ -22,83 +23,22 @@ internal sealed record FreeAreaFigures(string Zone, string Type, long[] Counts);
 internal sealed record SlabRow(string Name, long ActiveObjs, long NumObjs, long ObjSize, long ObjPerSlab, long PagesPerSlab,
     long ActiveSlabs, long NumSlabs);
 
-/// <summary>Parsers of the /proc texts the view shows.</summary>
+/// <summary>The /proc figures the view shows.</summary>
 internal static class ProcFigures
 {
     private static long Num(string s) => long.Parse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
 
     private static string[] Words(string line) => line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
 
-    /// <summary>The zones of /proc/zoneinfo that have pages (present &gt; 0).</summary>
+    /// <summary>The zones of /proc/zoneinfo that have pages (present &gt; 0), with every CPU's pageset.</summary>
     public static List<ZoneFigures> Zoneinfo(string text)
     {
-        var zones = new List<ZoneFigures>();
-        string? zone = null;
-        long free = 0, min = 0, low = 0, high = 0, managed = 0, present = 0;
-        List<PcpFigures> pcp = [];
-        int cpu = -1;
-        long count = 0, pcpHigh = 0;
-        void Close()
-        {
-            if (zone is not null && present > 0)
-            {
-                zones.Add(new ZoneFigures(zone, free, min, low, high, managed, pcp));
-            }
-        }
-        foreach (string raw in text.Split('\n'))
-        {
-            string[] w = Words(raw);
-            if (w.Length == 0)
-            {
-                continue;
-            }
-            if (w[0] == "Node" && w.Length >= 4 && w[2] == "zone")
-            {
-                Close();
-                zone = w[3];
-                free = min = low = high = managed = present = 0;
-                pcp = [];
-                cpu = -1;
-                continue;
-            }
-            switch (w[0])
-            {
-                case "pages" when w.Length >= 3 && w[1] == "free":
-                    free = Num(w[2]);
-                    break;
-                case "min" when w.Length >= 2:
-                    min = Num(w[1]);
-                    break;
-                case "low" when w.Length >= 2:
-                    low = Num(w[1]);
-                    break;
-                case "high" when w.Length >= 2:
-                    high = Num(w[1]);
-                    break;
-                case "managed" when w.Length >= 2:
-                    managed = Num(w[1]);
-                    break;
-                case "present" when w.Length >= 2:
-                    present = Num(w[1]);
-                    break;
-                case "cpu:" when w.Length >= 2:
-                    cpu = (int)Num(w[1]);
-                    break;
-                case "count:" when w.Length >= 2:
-                    count = Num(w[1]);
-                    break;
-                case "high:" when w.Length >= 2:
-                    pcpHigh = Num(w[1]);
-                    break;
-                case "batch:" when w.Length >= 2 && cpu >= 0:
-                    pcp.Add(new PcpFigures(cpu, count, pcpHigh, Num(w[1])));
-                    break;
-                default:
-                    break;
-            }
-        }
-        Close();
-        return zones;
+        long Field(Dictionary<string, string> f, string name) => f.TryGetValue(name, out string? v) ? Num(v) : 0;
+        return [.. ZoneinfoSnapshot.ParseZones(text, "/proc/zoneinfo")
+            .Where(z => Field(z.Fields, "present") > 0)
+            .Select(z => new ZoneFigures(z.Zone[(z.Zone.LastIndexOf(' ') + 1)..], Field(z.Fields, "free"), Field(z.Fields, "min"),
+                Field(z.Fields, "low"), Field(z.Fields, "high"), Field(z.Fields, "managed"),
+                [.. z.Pagesets.Select(p => new PcpFigures(p.Cpu, p.Count, p.High, p.Batch))]))];
     }
 
     /// <summary>The "Free pages count per migrate type at order" rows of /proc/pagetypeinfo.</summary>
@@ -125,28 +65,15 @@ internal static class ProcFigures
     }
 
     /// <summary>The caches of /proc/slabinfo (SLUB and SLAB print the same columns up to slabdata).</summary>
-    public static List<SlabRow> Slabinfo(string text)
-    {
-        var rows = new List<SlabRow>();
-        foreach (string line in text.Split('\n'))
-        {
-            if (line.Length == 0 || line.StartsWith("slabinfo", StringComparison.Ordinal) || line.StartsWith('#'))
-            {
-                continue;
-            }
-            string[] w = Words(line);
-            int data = Array.IndexOf(w, "slabdata");
-            if (w.Length < 6 || data < 0 || data + 2 >= w.Length)
-            {
-                continue;
-            }
-            rows.Add(new SlabRow(w[0], Num(w[1]), Num(w[2]), Num(w[3]), Num(w[4]), Num(w[5]), Num(w[data + 1]), Num(w[data + 2])));
-        }
-        return rows;
-    }
+    public static List<SlabRow> Slabinfo(string text) =>
+        [.. TraceProcComparison.ParseSlabinfoRows(text, "/proc/slabinfo").Select(r => new SlabRow(r.Name, r.Line.ActiveObjs, r.Line.NumObjs,
+            r.Line.ObjSize, r.Line.ObjPerSlab, r.Line.PagesPerSlab, r.ActiveSlabs, r.NumSlabs))];
 
-    /// <summary>"name value" lines (/proc/vmstat), or "Name: value kB" lines (/proc/meminfo, the kB dropped).</summary>
-    public static Dictionary<string, long> Pairs(string text)
+    /// <summary>/proc/meminfo: field → its number (kB for most).</summary>
+    public static Dictionary<string, long> Meminfo(string text) => TraceProcComparison.ParseMeminfo(text);
+
+    /// <summary>/proc/vmstat's "name value" lines.</summary>
+    public static Dictionary<string, long> Vmstat(string text)
     {
         var d = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (string line in text.Split('\n'))
@@ -154,7 +81,7 @@ internal static class ProcFigures
             string[] w = Words(line);
             if (w.Length >= 2 && long.TryParse(w[1], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v))
             {
-                d[w[0].TrimEnd(':')] = v;
+                d[w[0]] = v;
             }
         }
         return d;

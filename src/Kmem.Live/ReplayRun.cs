@@ -3,11 +3,13 @@
 // run decides whether to publish what the machine looks like (at most every publish
 // interval while playing, always when it stops) and whether to wait (paused, a step done,
 // a seek reached, or ahead of the playing speed). Stopping wakes the thread, which ends the
-// replay by throwing out of the callback and disposes the machine.
-// Locking: _gate guards the controls (target, playing, speed, stop) and is what the thread
-// waits on; _machineGate guards the machine's lifetime against readers from other threads
-// (the cache details the page asks for); the frame keys and the update are built on the
-// replaying thread only, while the machine is between two events.
+// replay by throwing out of the callback and disposes the machine. What the page asks of the
+// machine (a frame under the pointer, a cache's slabs) is queued and answered on the
+// replaying thread at the next boundary, or at once while it waits, so it reads a machine
+// between two events and never one in the middle of an event.
+// Locking: _gate guards the controls (target, playing, speed, stop) and the queued questions,
+// and is what the thread waits on; the frame keys and the update are built on the replaying
+// thread only, while the machine is between two events.
 using System.Diagnostics;
 
 namespace Kmem.Live;
@@ -20,10 +22,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     private readonly LiveSource _source;
     private readonly Action<ReplayRun, Machine, TraceReplayer?, long, bool> _publish;
     private readonly object _gate = new();
-    private readonly Lock _machineGate = new();
+    private readonly Queue<Action<Machine?>> _asks = new();
     private readonly Thread _thread;
     private readonly long _publishTicks;
-    private Machine? _machine;
 
     // Controls, under _gate.
     private long _target;
@@ -31,6 +32,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     private long _speed;
     private bool _stop;
     private bool _seeking;
+    private bool _done;
     private long _originPos;
     private long _originTicks;
 
@@ -63,6 +65,10 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     /// <summary>Events handled so far (as last seen by the replaying thread).</summary>
     public long Position => Interlocked.Read(ref _position);
     public bool Ended { get; private set; }
+
+    /// <summary>Whether the run is paused where it was told to stop (or at the end): what it publishes then is a
+    /// moment to compare. Replaying thread only.</summary>
+    public bool Resting { get; private set; }
 
     /// <summary>A scenario's chapter (its last PHASE step); null for a trace, whose chapters are its markers.</summary>
     public string? Chapter { get; private set; }
@@ -120,8 +126,10 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         return [.. now.Select(kv =>
         {
             TraceDecision? b = before is not null && before.TryGetValue(kv.Key, out var x) ? x : null;
-            return new LiveDecision(kv.Key, kv.Value.Compared, kv.Value.Matched,
-                b is null ? 0 : kv.Value.Compared - b.Compared, b is null ? 0 : kv.Value.Matched - b.Matched);
+            var v = kv.Value;
+            return b is null ? new LiveDecision(kv.Key, v.Compared, v.Matched, 0, 0, 0, 0)
+                : new LiveDecision(kv.Key, v.Compared, v.Matched, v.Compared - b.Compared, v.Matched - b.Matched,
+                    v.KernelYes - b.KernelYes, v.KmemYes - b.KmemYes);
         })];
     }
 
@@ -176,13 +184,41 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         }
     }
 
-    /// <summary>Reads the machine under the lifetime lock; null when it is gone or not booted yet.</summary>
-    public T? WithMachine<T>(Func<Machine, T?> read)
+    /// <summary>Reads the machine between two events, on the replaying thread; null when the run is over (stopped or
+    /// failed) or <paramref name="read"/> says so.</summary>
+    public Task<T?> AskAsync<T>(Func<Machine, T?> read)
         where T : class
     {
-        lock (_machineGate)
+        var answer = new TaskCompletionSource<T?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate)
         {
-            return _machine is null ? null : read(_machine);
+            if (_done || _stop)
+            {
+                answer.SetResult(null);
+                return answer.Task;
+            }
+            _asks.Enqueue(m =>
+            {
+                try
+                {
+                    answer.SetResult(m is null ? null : read(m));
+                }
+                catch (Exception e)
+                {
+                    answer.SetException(e);
+                }
+            });
+            Monitor.PulseAll(_gate);
+        }
+        return answer.Task;
+    }
+
+    /// <summary>Answers the queued questions; under _gate, on the replaying thread (null: the machine is gone).</summary>
+    private void AnswerLocked(Machine? m)
+    {
+        while (_asks.TryDequeue(out var ask))
+        {
+            ask(m);
         }
     }
 
@@ -195,20 +231,12 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             if (_source.Scenario is { } scenario)
             {
                 m = Machine.Boot(scenario.Options(Slab, _source.Boot(Slab, 0).Seed ?? 1));
-                lock (_machineGate)
-                {
-                    _machine = m;
-                }
                 Play(scenario, m);
             }
             else
             {
                 using var reader = _source.Open();
                 m = TraceReplayer.Boot(_source.Boot(Slab, reader.Cpus));
-                lock (_machineGate)
-                {
-                    _machine = m;
-                }
                 r = new TraceReplayer(m) { LiveObserver = this };
                 r.Replay(reader);
                 Interlocked.Exchange(ref _position, reader.Events);
@@ -216,6 +244,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             _hasLast = false;
             _step = null;
             Ended = true;
+            Resting = true;
             lock (_gate)
             {
                 _playing = false;
@@ -226,6 +255,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             {
                 while (!_stop)
                 {
+                    AnswerLocked(m);
                     Monitor.Wait(_gate);
                 }
             }
@@ -245,11 +275,12 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         }
         finally
         {
-            lock (_machineGate)
+            lock (_gate)
             {
-                _machine = null;
-                m?.Dispose();
+                _done = true;
+                AnswerLocked(null);
             }
+            m?.Dispose();
         }
     }
 
@@ -285,6 +316,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         Interlocked.Exchange(ref _position, pos);
         bool wait;
         bool seeking;
+        bool playing;
         long target;
         lock (_gate)
         {
@@ -294,24 +326,27 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             }
             target = _target;
             seeking = _seeking;
-            wait = !_playing && pos >= target;
-        }
-        if (pos + 1 == target && !_playing && r is not null)
-        {
-            _decisionsBefore = r.DecisionsSoFar; // the step's last event is next: what it decides is the difference
-            _decisionsBeforePos = pos;
+            playing = _playing;
+            wait = !playing && pos >= target;
+            AnswerLocked(m);
         }
         if (wait)
         {
-            Stop(m, r, pos);
+            (target, playing) = Stop(m, r, pos);
         }
-        else if (_playing)
+        else if (playing)
         {
             Pace(m, r, pos);
         }
         else if (!seeking && Stopwatch.GetTimestamp() >= _nextPublish)
         {
             Publish(m, r, pos);
+        }
+        if (pos + 1 == target && !playing && r is not null)
+        {
+            // The step's last event is next (told now, or after a pause here): what it decides is the difference.
+            _decisionsBefore = r.DecisionsSoFar;
+            _decisionsBeforePos = pos;
         }
     }
 
@@ -321,8 +356,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         _nextPublish = Stopwatch.GetTimestamp() + _publishTicks;
     }
 
-    /// <summary>Paused here: publish the moment (whole after a seek), then wait for the next command.</summary>
-    private void Stop(Machine m, TraceReplayer? r, long pos)
+    /// <summary>Paused here: publish the moment (whole after a seek), then wait for the next command; returns the
+    /// target and whether playing, as that command left them.</summary>
+    private (long Target, bool Playing) Stop(Machine m, TraceReplayer? r, long pos)
     {
         bool full;
         lock (_gate)
@@ -330,18 +366,22 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             full = _seeking;
             _seeking = false;
         }
+        Resting = true;
         _publish(this, m, r, pos, full);
         _nextPublish = Stopwatch.GetTimestamp() + _publishTicks;
         lock (_gate)
         {
             while (!_stop && !_playing && pos >= _target)
             {
+                AnswerLocked(m);
                 Monitor.Wait(_gate);
             }
+            Resting = false;
             if (_stop)
             {
                 throw new StopException();
             }
+            return (_target, _playing);
         }
     }
 

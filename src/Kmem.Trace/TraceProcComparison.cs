@@ -245,10 +245,16 @@ public sealed class TraceProcComparison
 
     /// <summary>Parses /proc/slabinfo (version 2.1) text.</summary>
     /// <exception cref="FormatException">A line is not a slabinfo line.</exception>
-    public static List<(string Name, SlabinfoLine Line)> ParseSlabinfo(string text, string fileName)
+    public static List<(string Name, SlabinfoLine Line)> ParseSlabinfo(string text, string fileName) =>
+        [.. ParseSlabinfoRows(text, fileName).Select(r => (r.Name, r.Line))];
+
+    /// <summary>As <see cref="ParseSlabinfo"/>, with each line's slabdata active_slabs and num_slabs (0 when
+    /// the line has none): what the live view's slab table shows.</summary>
+    /// <exception cref="FormatException">A line is not a slabinfo line.</exception>
+    internal static List<(string Name, SlabinfoLine Line, long ActiveSlabs, long NumSlabs)> ParseSlabinfoRows(string text, string fileName)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var rows = new List<(string, SlabinfoLine)>();
+        var rows = new List<(string, SlabinfoLine, long, long)>();
         int n = 0;
         foreach (string line in text.Split('\n'))
         {
@@ -262,7 +268,9 @@ public sealed class TraceProcComparison
             {
                 throw new FormatException($"{fileName}: line {n}: expected NAME ACTIVE_OBJS NUM_OBJS OBJSIZE OBJPERSLAB PAGESPERSLAB: {line}");
             }
-            rows.Add((f[0], new SlabinfoLine(v[0], v[1], v[2], v[3], v[4])));
+            int data = Array.IndexOf(f, "slabdata");
+            long[] slabs = data > 0 && data + 2 < f.Length && TryLongs(f.AsSpan(data + 1, 2), out long[] d) ? d : [0, 0];
+            rows.Add((f[0], new SlabinfoLine(v[0], v[1], v[2], v[3], v[4]), slabs[0], slabs[1]));
         }
         return rows;
     }
@@ -292,7 +300,8 @@ public sealed class TraceProcComparison
         return zones;
     }
 
-    private static Dictionary<string, long> ParseMeminfo(string text)
+    /// <summary>Parses /proc/meminfo text: field → its number (kB for most).</summary>
+    internal static Dictionary<string, long> ParseMeminfo(string text)
     {
         var fields = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (string line in text.Split('\n'))

@@ -2,7 +2,8 @@
 // kernel's memory layout gave (spanned, present, managed: inputs of a machine shaped like the
 // recorded one) and what mm/page_alloc.c derived from them (the min/low/high watermarks,
 // lowmem_reserve as "protection", the first CPU's pcp high and batch). Both files, the
-// kernel's and Kmem's, go through the same parser. Stateless.
+// kernel's and Kmem's, go through the same parser, and so does the live view's zone panel
+// (free pages, watermarks, every CPU's pageset). Stateless.
 using System.Globalization;
 
 namespace Kmem;
@@ -15,6 +16,9 @@ namespace Kmem;
 /// <param name="Note">Whether the field is an input of the boot or what a difference comes from; empty when equal.</param>
 public readonly record struct ZoneinfoComparison(string Zone, string Field, string? Trace, string? Kmem, string Note);
 
+/// <summary>One CPU's pageset of a zone in /proc/zoneinfo: pages on its lists, its high mark and batch.</summary>
+internal readonly record struct ZoneinfoPageset(int Cpu, long Count, long High, long Batch);
+
 /// <summary>Parses /proc/zoneinfo.</summary>
 internal static class ZoneinfoSnapshot
 {
@@ -26,10 +30,18 @@ internal static class ZoneinfoSnapshot
 
     /// <summary>Zones in file order, each with its fields (values as text, protection without parentheses).</summary>
     /// <exception cref="FormatException">The text has no zone, or a zone line is malformed.</exception>
-    public static List<(string Zone, Dictionary<string, string> Fields)> Parse(string text, string fileName)
+    public static List<(string Zone, Dictionary<string, string> Fields)> Parse(string text, string fileName) =>
+        [.. ParseZones(text, fileName).Select(z => (z.Zone, z.Fields))];
+
+    /// <summary>As <see cref="Parse"/>, with "free" (the pages free line) among the fields and every CPU's
+    /// pageset (count, high, batch) in CPU order: what the live view shows.</summary>
+    /// <exception cref="FormatException">The text has no zone, or a zone line is malformed.</exception>
+    public static List<(string Zone, Dictionary<string, string> Fields, List<ZoneinfoPageset> Pagesets)> ParseZones(string text, string fileName)
     {
-        var zones = new List<(string, Dictionary<string, string>)>();
+        var zones = new List<(string, Dictionary<string, string>, List<ZoneinfoPageset>)>();
         Dictionary<string, string>? current = null;
+        List<ZoneinfoPageset> pagesets = [];
+        ZoneinfoPageset pageset = default;
         int n = 0;
         foreach (string raw in text.Split('\n'))
         {
@@ -43,7 +55,8 @@ internal static class ZoneinfoSnapshot
                     throw new FormatException($"{fileName}: line {n}: expected \"Node N, zone NAME\": {raw}");
                 }
                 current = new Dictionary<string, string>(StringComparer.Ordinal);
-                zones.Add(($"Node {f[1].TrimEnd(',')}, zone {f[3]}", current));
+                pagesets = [];
+                zones.Add(($"Node {f[1].TrimEnd(',')}, zone {f[3]}", current, pagesets));
                 continue;
             }
             if (current is null)
@@ -56,9 +69,31 @@ internal static class ZoneinfoSnapshot
                 continue;
             }
             string[] w = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (w.Length != 2 || !long.TryParse(w[1], NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            if (w.Length == 3 && w[0] == "pages" && w[1] == "free")
+            {
+                current.TryAdd("free", w[2]);
+                continue;
+            }
+            if (w.Length != 2 || !long.TryParse(w[1], NumberStyles.None, CultureInfo.InvariantCulture, out long value))
             {
                 continue;
+            }
+            switch (w[0])
+            {
+                case "cpu:":
+                    pageset = new ZoneinfoPageset((int)value, 0, 0, 0);
+                    break;
+                case "count:":
+                    pageset = pageset with { Count = value };
+                    break;
+                case "high:":
+                    pageset = pageset with { High = value };
+                    break;
+                case "batch:":
+                    pagesets.Add(pageset with { Batch = value }); // the last line of a pageset's figures
+                    break;
+                default:
+                    break;
             }
             string key = w[0] switch
             {

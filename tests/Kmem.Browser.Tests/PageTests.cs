@@ -2,8 +2,11 @@
 // (/usr/bin/chromium, headless; Playwright's own browser download is not used). The page
 // loads without a console error and draws the map; play advances the event counter and
 // pause stops it; a seek to a marker shows the buddyinfo and slabinfo `kmem replay --until`
-// prints; the SLOB switch shows SLOB's numbers. Trait Browser: left out of the default test
+// prints; the SLOB switch shows SLOB's numbers; hovering a cell describes its frame; compare
+// shows SLUB, SLAB and SLOB side by side at the same event; a scenario's phases are chapters and
+// its OOM kills marks on the charts. Trait Browser: left out of the default test
 // command, run by `dotnet test tests/Kmem.Browser.Tests --filter "Category=Browser"`.
+using Kmem.Live;
 using Microsoft.Playwright;
 
 namespace Kmem.Browser.Tests;
@@ -84,8 +87,18 @@ public sealed class PageTests(ChromiumFixture chromium) : IClassFixture<Chromium
         Assert.Equal(131072, painted[0]);
         Assert.True(painted[1] >= 3, $"{painted[1]} colours on the map");
         Assert.Equal((int)MemoryMap.LegendOf(FrameState.Hole).Color, painted[2]);
+        // Hovering a cell names its frame: at once its pfn, then what the server reads of it (state, order, migrate type).
         await page.HoverAsync("#map", new PageHoverOptions { Position = new Position { X = 700, Y = 300 } });
         Assert.Matches("^pfn 0x[0-9a-f]+ ", await page.InnerTextAsync("#hover"));
+        await page.WaitForFunctionAsync("() => document.getElementById('hover').textContent.includes('refcount')", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        string hover = await page.TextContentAsync("#hover") ?? "";
+        long pfn = long.Parse(System.Text.RegularExpressions.Regex.Match(hover, @"\((\d+)\)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        using (var http = new HttpClient())
+        {
+            var f = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(new Uri(server.Url, $"api/frame?pfn={pfn}"))).RootElement;
+            Assert.Contains($"  {f.GetProperty("state").GetString()}  order {f.GetProperty("order").GetInt32()}  {f.GetProperty("migrateType").GetString()}", hover,
+                StringComparison.Ordinal);
+        }
         Assert.Contains("Node 0, zone    DMA32", await page.InnerTextAsync("#buddyinfo"), StringComparison.Ordinal);
         Assert.Empty(errors);
     }
@@ -154,6 +167,62 @@ public sealed class PageTests(ChromiumFixture chromium) : IClassFixture<Chromium
         Assert.Equal(LiveTestServer.Lines(expected["slobinfo"]), LiveTestServer.Lines(await page.InnerTextAsync("#slobinfo")));
         Assert.Equal(LiveTestServer.Lines(expected["buddyinfo"]), LiveTestServer.Lines(await page.InnerTextAsync("#buddyinfo")));
         Assert.False(await page.IsVisibleAsync("#slabinfo"));
+        Assert.Empty(errors);
+    }
+
+    [Fact]
+    public async Task CompareShowsTheThreeAllocatorsSideBySide()
+    {
+        await using var server = await LiveTestServer.StartAsync();
+        var (page, errors) = await OpenAsync(server.Url);
+        long position = await SeekToMarkerAsync(page, server.Url);
+        Assert.False(await page.IsVisibleAsync("#columns"));
+        await page.Keyboard.PressAsync("c");
+        await page.WaitForFunctionAsync($"() => [...document.querySelectorAll('#columns .col .pos')].filter(p => Number(p.textContent) === {position}).length === 3",
+            null, new PageWaitForFunctionOptions { Timeout = Patience });
+        var backends = await page.EvaluateAsync<string[]>("() => [...document.querySelectorAll('#columns .col')].map(c => c.dataset.backend)");
+        Assert.Equal(["slub", "slab", "slob"], backends);
+        var expected = LiveTestServer.ReplayUntil("slob", LiveTestServer.Marker, "buddyinfo", "slobinfo");
+        Assert.Equal(LiveTestServer.Lines(expected["slobinfo"]), LiveTestServer.Lines(await page.InnerTextAsync("#columns .col[data-backend=slob] pre.slobinfo")));
+        Assert.Equal(LiveTestServer.Lines(expected["buddyinfo"]), LiveTestServer.Lines(await page.InnerTextAsync("#columns .col[data-backend=slob] pre.buddyinfo")));
+        Assert.Equal(LiveTestServer.Lines(await page.InnerTextAsync("#buddyinfo")), LiveTestServer.Lines(await page.InnerTextAsync("#columns .col[data-backend=slub] pre.buddyinfo")));
+        Assert.True(await page.IsVisibleAsync("#columns .col[data-backend=slab] table.slabinfo"));
+        // Each column's map is drawn from its own machine's frames.
+        var painted = await page.EvaluateAsync<int[]>(@"() => [...document.querySelectorAll('#columns canvas.mini')].map(c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+            for (let i = 3; i < d.length; i += 4) { if (d[i]) { n++; } } return n; })");
+        Assert.Equal([131072, 131072, 131072], painted);
+        await page.ClickAsync("#compareBtn");
+        await page.WaitForFunctionAsync("() => document.getElementById('columns').hidden", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        Assert.Empty(errors);
+    }
+
+    [Fact]
+    public async Task AScenariosPhasesAreChaptersAndItsOomKillsAreMarked()
+    {
+        await using var server = await LiveServer.StartAsync(new LiveServerOptions
+        {
+            Scenario = "pressure",
+            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
+            Port = 0,
+        });
+        var (page, errors) = await OpenAsync(server.Url);
+        // The phases are on the timeline and in the chapter list before anything plays.
+        await page.WaitForFunctionAsync("() => document.querySelectorAll('#timeline .chapter').length > 2 && document.getElementById('markers').options.length > 2",
+            null, new PageWaitForFunctionOptions { Timeout = Patience });
+        var chapters = await page.EvaluateAsync<string[]>("() => [...document.getElementById('markers').options].map(o => o.textContent)");
+        Assert.StartsWith("start:", chapters[0], StringComparison.Ordinal);
+        Assert.StartsWith("end:", chapters[^1], StringComparison.Ordinal);
+        await page.SelectOptionAsync("#markers", (chapters.Length - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await page.ClickAsync("#seek");
+        await page.WaitForFunctionAsync("() => document.getElementById('chapter').textContent.startsWith('chapter: end:') && document.getElementById('status').textContent === 'paused'",
+            null, new PageWaitForFunctionOptions { Timeout = Patience });
+        Assert.Matches(@"oom_kill [1-9]", await page.InnerTextAsync("#counters"));
+        // The OOM kills between the booted machine and this moment are a dark red bar on the charts (#b23a3a).
+        int marked = await page.EvaluateAsync<int>(@"() => {
+            const c = document.getElementById('memchart'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 0; i < d.length; i += 4) { if (d[i] === 0xb2 && d[i + 1] === 0x3a && d[i + 2] === 0x3a && d[i + 3] === 255) { n++; } } return n; }");
+        Assert.True(marked > 100, $"{marked} pixels of the OOM mark");
         Assert.Empty(errors);
     }
 }

@@ -1,12 +1,13 @@
 // kmem serve: the live view's page. Reads the server's updates (Server-Sent Events from
 // /api/updates: a whole update, then deltas), keeps every frame's class, paints only the
-// frames that changed, and fills the panels. Controls POST to /api/control.
+// frames that changed, and fills the panels; side updates (compare on) fill the columns of
+// the other slab allocators. Controls POST to /api/control.
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
   const state = { keys: null, legend: [], colors: [], zones: [], maxPfn: 0, perRow: 512, seq: -1, run: -1,
     image: null, ctx: null, last: null, history: [], sparks: new Map(), sort: { col: 'pages', desc: true },
-    selected: null, markers: [], slabDirty: 0 };
+    selected: null, markers: [], slabDirty: 0, sides: new Map(), compare: false, compareDrawn: 0, hoverPfn: -1, hoverTimer: 0 };
   const ORDER_COLS = 11;
 
   function post(cmd, args) {
@@ -86,15 +87,29 @@
 
   function keyName(k) { return state.legend[k] ? state.legend[k].name : '?'; }
 
+  // Hovering a cell names its frame at once from what the page knows (pfn, zone, class); the server then says the
+  // rest (state, order of its block, migrate type, slab cache, flags), read on the replaying thread between events.
   $('map').addEventListener('mousemove', (ev) => {
     if (!state.keys) { return; }
     const rect = ev.target.getBoundingClientRect();
     const col = Math.floor((ev.clientX - rect.left) / state.px), row = Math.floor((ev.clientY - rect.top) / state.px);
     const pfn = row * state.perRow + col;
-    if (col < 0 || col >= state.perRow || pfn < 0 || pfn >= state.keys.length) { return; }
+    if (col < 0 || col >= state.perRow || pfn < 0 || pfn >= state.keys.length || pfn === state.hoverPfn) { return; }
+    state.hoverPfn = pfn;
     const zone = state.zones.find((z) => pfn >= z.start && pfn < z.end);
     $('hover').textContent = `pfn 0x${pfn.toString(16)} (${pfn})  ${zone ? zone.name : ''}  ${keyName(state.keys[pfn])}`;
+    clearTimeout(state.hoverTimer);
+    state.hoverTimer = setTimeout(() => {
+      fetch('/api/frame?pfn=' + pfn).then((r) => (r.ok ? r.json() : null)).then((f) => {
+        if (f && f.pfn === state.hoverPfn) { $('hover').textContent = describeFrame(f); }
+      });
+    }, 60);
   });
+
+  function describeFrame(f) {
+    return `pfn 0x${f.pfn.toString(16)} (${f.pfn})  ${f.zone}  ${f.state}  order ${f.order}  ${f.migrateType}`
+      + (f.cache ? `  cache ${f.cache}` : '') + `  flags ${f.flags}  refcount ${f.refCount}  mapcount ${f.mapCount}`;
+  }
 
   // ---- panels
   function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]); }
@@ -112,8 +127,12 @@
     $('event').textContent = u.event || (u.ended ? '(end of the trace)' : '(the machine as booted)');
     $('chapter').textContent = u.chapter ? 'chapter: ' + u.chapter : '';
     if (u.markers && u.markers.length !== state.markers.length) { markers(u.markers, u.total); }
+    // The last column, after a step: what the event settled of each kind (the kernel's answer read from the trace,
+    // Kmem's from its allocators) and whether they agree.
     $('decisions').tBodies[0].innerHTML = u.decisions.map((d) => {
-      const last = d.lastCompared ? (d.lastMatched ? '<span class="yes">same</span>' : '<span class="no">differs</span>') : '';
+      const yn = (n) => (n > 0 ? 'yes' : 'no');
+      const last = !d.lastCompared ? '' : `kernel ${yn(d.lastKernelYes)}, Kmem ${yn(d.lastKmemYes)}: `
+        + (d.lastMatched === d.lastCompared ? '<span class="yes">same</span>' : '<span class="no">differs</span>');
       const pct = d.compared ? (100 * d.matched / d.compared).toFixed(1) + '%' : '';
       return `<tr><td>${esc(d.kind)}</td><td>${fmt(d.compared)}</td><td>${pct}</td><td>${last}</td></tr>`;
     }).join('');
@@ -260,11 +279,69 @@
 
   // ---- updates
   function apply(u) {
+    if (u.side) { state.sides.set(u.backend, u); drawCompare(true); return; }
     if (u.full) { applyFull(u); }
     else if (state.keys && u.run === state.run && u.seq === state.seq + 1) { applyRuns(u.runs || []); }
     else { resync(); return; }
     state.run = u.run; state.seq = u.seq; state.last = u;
     panels(u);
+    if (u.compare !== state.compare) { state.compare = !!u.compare; if (!state.compare) { state.sides.clear(); } }
+    drawCompare(!u.playing);
+  }
+
+  // ---- side by side: this page's machine and the other slab allocators' at the same event
+  const BACKENDS = ['slub', 'slab', 'slob'];
+
+  function drawCompare(now) {
+    $('compareBtn').classList.toggle('on', state.compare);
+    $('columns').hidden = !state.compare;
+    if (!state.compare || !state.last) { return; }
+    const t = performance.now();
+    if (!now && t - state.compareDrawn < 500) { return; }
+    state.compareDrawn = t;
+    const main = state.last;
+    $('columns').innerHTML = BACKENDS.map((b) => `<div class="col" data-backend="${b}"></div>`).join('');
+    for (const b of BACKENDS) {
+      const col = $('columns').querySelector(`.col[data-backend="${b}"]`);
+      const u = b === main.backend ? main : state.sides.get(b);
+      if (!u) { col.innerHTML = `<h3>${b.toUpperCase()}</h3><p>replaying to event ${main.position}…</p>`; continue; }
+      const behind = u.position === main.position ? '' : main.playing ? ' <span class="no">(follows when this page pauses)</span>'
+        : ` <span class="no">(on its way to ${main.position})</span>`;
+      const pages = u.slabinfo ? u.slabinfo.reduce((n, r) => n + r.numSlabs * r.pagesPerSlab, 0) : null;
+      let html = `<h3>${b.toUpperCase()}${b === main.backend ? ' (this page)' : ''} at event <span class="pos">${u.position}</span>${behind}</h3>`
+        + `<canvas class="mini"></canvas>`
+        + `<div class="mono">MemFree <b>${fmt(u.counters.MemFree)}</b> kB · Slab <b>${fmt(u.counters.Slab)}</b> kB`
+        + (pages != null ? ` · slab pages <b>${fmt(pages)}</b>` : '') + '</div>'
+        + `<pre class="buddyinfo">${esc(u.buddyinfo)}</pre>`;
+      if (u.slobinfo != null) {
+        html += `<pre class="slobinfo">${esc(u.slobinfo)}</pre>`;
+      } else {
+        const top = u.slabinfo.slice().sort((x, y) => y.numSlabs * y.pagesPerSlab - x.numSlabs * x.pagesPerSlab).slice(0, 12);
+        html += '<table class="slabinfo"><thead><tr><th>cache</th><th>active_objs</th><th>num_objs</th><th>objsize</th><th>pages</th></tr></thead><tbody>'
+          + top.map((r) => `<tr><td>${esc(r.name)}</td><td>${r.activeObjs}</td><td>${r.numObjs}</td><td>${r.objSize}</td><td>${r.numSlabs * r.pagesPerSlab}</td></tr>`).join('')
+          + '</tbody></table>';
+      }
+      col.innerHTML = html;
+      miniMap(col.querySelector('canvas'), u === main ? state.keys : framesOf(u));
+    }
+  }
+
+  function framesOf(u) {
+    if (!u.keys) { const bin = atob(u.frames); u.keys = new Uint8Array(bin.length); for (let i = 0; i < bin.length; i++) { u.keys[i] = bin.charCodeAt(i); } }
+    return u.keys;
+  }
+
+  // The map at one pixel a frame (the same rows as the big one), from a machine's frame keys.
+  function miniMap(cv, keys) {
+    if (!keys || !state.colors.length) { return; }
+    const rows = Math.ceil(keys.length / state.perRow);
+    cv.width = state.perRow; cv.height = rows;
+    const g = cv.getContext('2d'), img = g.createImageData(state.perRow, rows), d = img.data;
+    for (let p = 0; p < keys.length; p++) {
+      const c = state.colors[keys[p]] || [255, 0, 255], o = p * 4;
+      d[o] = c[0]; d[o + 1] = c[1]; d[o + 2] = c[2]; d[o + 3] = 255;
+    }
+    g.putImageData(img, 0, 0);
   }
 
   let resyncing = false;
@@ -291,6 +368,7 @@
     post('seek', { position: Math.floor(state.last.total * (ev.clientX - r.left) / r.width) });
   });
   for (const b of document.querySelectorAll('#backends button')) { b.addEventListener('click', () => post('backend', { name: b.dataset.backend })); }
+  $('compareBtn').addEventListener('click', () => post('compare', { on: state.compare ? 0 : 1 }));
   document.addEventListener('keydown', (ev) => {
     if (ev.target.tagName === 'INPUT' || ev.target.tagName === 'SELECT' || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
     const s = $('speed');
@@ -300,6 +378,7 @@
       case 'n': $('stepN').click(); break;
       case 'r': $('restart').click(); break;
       case 'g': $('seek').click(); break;
+      case 'c': $('compareBtn').click(); break;
       case '1': case '2': case '3': post('backend', { name: ['slub', 'slab', 'slob'][Number(ev.key) - 1] }); break;
       case '[': s.selectedIndex = Math.max(0, s.selectedIndex - 1); s.dispatchEvent(new Event('change')); break;
       case ']': s.selectedIndex = Math.min(s.options.length - 1, s.selectedIndex + 1); s.dispatchEvent(new Event('change')); break;

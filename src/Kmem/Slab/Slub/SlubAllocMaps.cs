@@ -48,16 +48,4 @@ internal sealed class SlubAllocMaps
             }
         }
     }
-
-    /// <summary>Spare maps kept (for the tests).</summary>
-    public int Count
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _spare.Values.Sum(s => s.Count);
-            }
-        }
-    }
 }

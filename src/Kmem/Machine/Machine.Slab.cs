@@ -2,6 +2,9 @@
 // C# names (include/linux/slab.h, mm/slab_common.c, mm/util.c). Everything
 // forwards to the machine's slab allocator (SlabBackend: SLUB, SLAB or SLOB as
 // booted); the helpers built on kmalloc/ksize/kfree (krealloc, kmemdup, …) live here once.
+// Lifetime: every member enters _life, except that kmalloc, kfree, kmem_cache_alloc and kmem_cache_free first
+// try SLUB's magazine fast path (Slab/Slub/SlubFastPath.cs), which is guarded by a marker on the thread's
+// magazines that Shutdown waits for; whatever it cannot serve goes through the guarded path.
 using System.Runtime.CompilerServices;
 using Kmem.Slab;
 
@@ -47,7 +50,15 @@ public sealed partial class Machine
     /// <returns>The object's direct-map address, or 0 when no slab page can be had (logged unless
     /// <see cref="Gfp.NoWarn"/>). With <see cref="Gfp.Zero"/> the object is zeroed.</returns>
     /// <remarks>Never sleeps here: the page allocator is asked with the caller's reclaim bits.</remarks>
-    public nint KmemCacheAlloc(KmemCache s, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Alloc(CheckCache(s), gfp, -1); }
+    public nint KmemCacheAlloc(KmemCache s, Gfp gfp)
+    {
+        if (SlabLayer is Slub slub && slub.Fast.TryAlloc(CheckCache(s), gfp, out nint p))
+        {
+            return p;
+        }
+        using var _ = _life.Enter();
+        return SlabOrThrow.Alloc(CheckCache(s), gfp, -1);
+    }
 
     /// <summary>kmem_cache_alloc_node: like <see cref="KmemCacheAlloc"/> with an object from node
     /// <paramref name="node"/> (-1 for any).</summary>
@@ -61,7 +72,15 @@ public sealed partial class Machine
     /// <exception cref="SlabBugException">The pointer is not an allocated object of <paramref name="s"/> (double
     /// free, wrong cache, not an object's start, not a slab pointer); nothing changes (with
     /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
-    public void KmemCacheFree(KmemCache s, nint p) { using var _ = _life.Enter(); SlabOrThrow.CacheFree(CheckCache(s), p); }
+    public void KmemCacheFree(KmemCache s, nint p)
+    {
+        if (SlabLayer is Slub slub && slub.Fast.TryFree(p, CheckCache(s)))
+        {
+            return;
+        }
+        using var _ = _life.Enter();
+        SlabOrThrow.CacheFree(CheckCache(s), p);
+    }
 
     /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects; failslab is consulted once for
     /// the whole call, as the kernel's slab_pre_alloc_hook is.</summary>
@@ -115,7 +134,15 @@ public sealed partial class Machine
     /// <see cref="KmallocMaxSize"/> always, with the page allocator's warning).</returns>
     /// <remarks>The cache: dma-kmalloc-* for <see cref="Gfp.Dma"/>, else kmalloc-rcl-* for
     /// <see cref="Gfp.Reclaimable"/>, else kmalloc-cg-* for <see cref="Gfp.Account"/>, else kmalloc-*.</remarks>
-    public nint Kmalloc(nuint size, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Kmalloc(size, gfp, -1); }
+    public nint Kmalloc(nuint size, Gfp gfp)
+    {
+        if (SlabLayer is Slub slub && slub.Fast.TryKmalloc(size, gfp, out nint p))
+        {
+            return p;
+        }
+        using var _ = _life.Enter();
+        return SlabOrThrow.Kmalloc(size, gfp, -1);
+    }
 
     /// <summary>kzalloc: zeroed <see cref="Kmalloc"/>.</summary>
     /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
@@ -186,7 +213,15 @@ public sealed partial class Machine
     /// <see cref="ZeroSizePtr"/> are ignored.</summary>
     /// <exception cref="SlabBugException">Double free, or a pointer that is not a kmalloc'd block; nothing
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
-    public void Kfree(nint p) { using var _ = _life.Enter(); SlabOrThrow.Kfree(p); }
+    public void Kfree(nint p)
+    {
+        if (SlabLayer is Slub slub && slub.Fast.TryFree(p, null))
+        {
+            return;
+        }
+        using var _ = _life.Enter();
+        SlabOrThrow.Kfree(p);
+    }
 
     /// <summary>kfree_sensitive: zeroes the whole block (ksize bytes) before freeing it.</summary>
     public unsafe void KfreeSensitive(nint p)

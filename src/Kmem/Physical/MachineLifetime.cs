@@ -4,8 +4,11 @@
 // `using var _ = life.Enter();` before it touches the machine's memory, and Dispose (or
 // the finalizer of a machine nobody disposed) calls Shutdown before it unmaps anything.
 // A fast path that is called without passing through one of those entry points must call
-// Enter itself; one that is only reached from them (SLUB's magazines, the per-CPU lists)
-// needs nothing more: the entry point's scope covers it.
+// Enter itself; one that is only reached from them (the per-CPU lists) needs nothing more:
+// the entry point's scope covers it. SLUB's magazine fast paths, tried by kmalloc, kfree and
+// kmem_cache_alloc/free before they enter, mark their thread's magazines instead (an int, on
+// an object they read anyway) and register their wait with OnShutdown, which Shutdown runs
+// after its barrier (Slab/Slub/SlubFastPath.cs): the same protocol, without a scope.
 //
 // The protocol is the asymmetric half of Dekker's, as with the SLUB magazine steal:
 //   caller:   slot.Inside = this (volatile store); read _disposed (volatile load);
@@ -51,6 +54,13 @@ internal sealed class MachineLifetime
 
     private int _disposed;
     private readonly CancellationTokenSource _shutdown = new();
+    /// <summary>Waits for the calls that run without a scope (SLUB's fast paths mark themselves on their thread's
+    /// cache instead, SlubFastPath.cs): run by Shutdown after its barrier.</summary>
+    private Action? _waitForUnscoped;
+
+    /// <summary>Registers a wait for calls in flight that mark themselves elsewhere than in a scope; their marker is
+    /// stored before they read <see cref="IsDisposed"/>, as <see cref="Enter"/> stores Inside.</summary>
+    internal void OnShutdown(Action waitForUnscoped) => _waitForUnscoped += waitForUnscoped;
 
     /// <summary>Cancelled when <see cref="Shutdown"/> begins: a call that sleeps (kmap with a full window, a mempool
     /// waiting for an element) registers its wakeup here, so that it leaves and Shutdown's wait for it ends.</summary>
@@ -139,6 +149,7 @@ internal sealed class MachineLifetime
                 spin.SpinOnce();
             }
         }
+        _waitForUnscoped?.Invoke();
         return true;
     }
 

@@ -90,7 +90,7 @@ internal abstract partial class SlabPageBackend
 
     /// <summary>kmalloc_slab: the cache for a size of 1 .. KMALLOC_MAX_CACHE_SIZE.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private protected KmemCache KmallocSlab(nuint size, Gfp gfp) => _kmallocCaches[(int)TypeOf(gfp)][KmallocIndex(size)]!;
+    internal KmemCache KmallocSlab(nuint size, Gfp gfp) => _kmallocCaches[(int)TypeOf(gfp)][KmallocIndex(size)]!;
 
     /// <summary>The backend's kmem_cache_create for a kmalloc cache (create_boot_cache): never merged, and
     /// allowed SLAB_KMALLOC.</summary>

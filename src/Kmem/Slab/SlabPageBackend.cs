@@ -75,7 +75,7 @@ internal abstract partial class SlabPageBackend(PageAllocator pa, KernelLog log,
     }
 
     /// <summary>Whether <paramref name="p"/> lies in a live slab of <paramref name="s"/> (the DebugVm checks).</summary>
-    private protected bool IsObjectOf(nint p, KmemCache s) =>
+    internal bool IsObjectOf(nint p, KmemCache s) =>
         Classify(p, out _, out var owner) == PtrKind.Slab && ReferenceEquals(owner, s);
 
     /// <summary>kmem_cache_alloc_bulk: one slab_pre_alloc_hook (failslab) for the call, then the objects; 0

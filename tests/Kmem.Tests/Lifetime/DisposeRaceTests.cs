@@ -123,6 +123,55 @@ public class DisposeRaceTests
         Assert.NotEqual(0, b.Kmalloc(8, Gfp.Kernel));
     }
 
+    /// <summary>SLUB's magazine fast paths (kmalloc, kfree, kmem_cache_alloc/free, zeroing included) are guarded by
+    /// their thread's marker instead of a lifetime scope: Dispose waits for a pair in flight, and every pair that
+    /// starts later goes the guarded way and throws.</summary>
+    [Fact]
+    public void FastPathPairsRacingWithDisposeCompleteOrThrowObjectDisposedException()
+    {
+        var unexpected = new ConcurrentQueue<Exception>();
+        long completed = 0, refused = 0;
+        const int rounds = 16, threads = 3;
+        for (int round = 0; round < rounds; round++)
+        {
+            var m = Machine.Boot(new MachineOptions { Memory = "64M", Cpus = 2, Seed = round });
+            var cache = m.KmemCacheCreate("fast-race", 64, 0, SlabFlags.None, null)!;
+            using var go = new Barrier(threads + 1);
+            var workers = Enumerable.Range(0, threads).Select(w => new Thread(() =>
+            {
+                try
+                {
+                    // Magazines first, so that the pairs below take the fast paths.
+                    m.Kfree(m.Kmalloc((nuint)(16 << w), Gfp.Kernel));
+                    m.KmemCacheFree(cache, m.KmemCacheAlloc(cache, Gfp.Kernel));
+                    go.SignalAndWait();
+                    while (true)
+                    {
+                        m.Kfree(m.Kzalloc((nuint)(16 << w), Gfp.Kernel));
+                        m.KmemCacheFree(cache, m.KmemCacheAlloc(cache, Gfp.Kernel | Gfp.Zero));
+                        Interlocked.Increment(ref completed);
+                    }
+                }
+                catch (ObjectDisposedException)
+                {
+                    Interlocked.Increment(ref refused);
+                }
+                catch (Exception e)
+                {
+                    unexpected.Enqueue(e);
+                }
+            })).ToList();
+            workers.ForEach(t => t.Start());
+            go.SignalAndWait();
+            Thread.Sleep(1 + round % 4 * 3);
+            m.Dispose();
+            workers.ForEach(t => t.Join());
+        }
+        Assert.Empty(unexpected);
+        Assert.True(completed > 0, "no pair completed before Dispose");
+        Assert.Equal(rounds * threads, refused);
+    }
+
     [Fact]
     public void DisposeFromInsideTheMachinesOwnCallbackIsRefused()
     {

@@ -155,6 +155,60 @@ public class SlubMagazineBoundTests
     }
 
     [Fact]
+    public void AMagazineGrownBeyondOneCpusShareGivesTheExcessBackWhenAnotherThreadFindsNoRoom()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 2, Seed = 5 });
+        var s = m.KmemCacheCreate("trim", 256, 0, SlabFlags.None, null)!;
+        int limit = s.MagazineLimit, bound = limit * m.NrCpus;
+        Magazine MagazineOf(Thread t) => SlubOf(m).ThreadCaches.Single(tc => tc.Thread == t).ByCacheId[s.Id]!;
+        void Churn(int n)
+        {
+            var objs = Enumerable.Range(0, n).Select(_ => m.KmemCacheAlloc(s, Gfp.Kernel)).ToList();
+            objs.ForEach(p => m.KmemCacheFree(s, p));
+        }
+        // A thread alone grows its magazine over the whole room (both CPUs' shares).
+        Churn(4 * limit);
+        var mine = MagazineOf(Thread.CurrentThread);
+        Assert.Equal(bound, mine.Entries.Length);
+        Assert.Equal(0, s.MagazineRoom);
+        // A second thread finds no room: it works on the cpu slabs and asks the grown magazine to trim.
+        using var go = new SemaphoreSlim(0);
+        using var done = new SemaphoreSlim(0);
+        int lateCapacity = -1;
+        var late = new Thread(() =>
+        {
+            Churn(limit);
+            lateCapacity = MagazineOf(Thread.CurrentThread).Entries.Length;
+            done.Release();
+            go.Wait();
+            Churn(limit);
+            lateCapacity = MagazineOf(Thread.CurrentThread).Entries.Length;
+            done.Release();
+        });
+        late.Start();
+        done.Wait();
+        Assert.Equal(0, lateCapacity);
+        Assert.Equal(1, mine.Trim);
+        // The owner's next slow path gives the excess back, and the magazine grows no more beyond one share.
+        Churn(4 * limit);
+        Assert.Equal(limit, mine.Entries.Length);
+        Assert.True(mine.Trimmed);
+        Assert.Equal(0, mine.Trim);
+        Assert.InRange(mine.Count, 0, limit);
+        go.Release();
+        done.Wait();
+        late.Join();
+        Assert.Equal(limit, lateCapacity);
+        Assert.Equal(0, s.MagazineRoom);
+        Churn(4 * limit);
+        Assert.Equal(limit, mine.Entries.Length);
+        SlabPropertyTests.Validate(m);
+        Assert.Equal(0, m.KmemCacheShrink(s));
+        m.KmemCacheDestroy(s);
+        Assert.True(s.IsDestroyed);
+    }
+
+    [Fact]
     public void UnderPressureTheSlowPathDrainsLiveThreadsMagazinesBeforeReclaimAndOom()
     {
         using var m = Machine.Boot(Small(6));

@@ -38,7 +38,7 @@ internal sealed unsafe partial class Slub
     /// else takes the checked path (SlabPageBackend.Kfree).</summary>
     public override void Kfree(nint p, string caller = "kfree")
     {
-        if (!TryMagazineFree(p, null))
+        if (!TryMagazineFree(p, null, _cpus.UnpinnedThreadCache(out _)))
         {
             base.Kfree(p, caller);
         }
@@ -48,7 +48,7 @@ internal sealed unsafe partial class Slub
     /// <paramref name="s"/>; everything else takes the checked path.</summary>
     public override void CacheFree(KmemCache s, nint p)
     {
-        if (!TryMagazineFree(p, s))
+        if (!TryMagazineFree(p, s, _cpus.UnpinnedThreadCache(out _)))
         {
             base.CacheFree(s, p);
         }

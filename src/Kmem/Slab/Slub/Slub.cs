@@ -24,6 +24,8 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     /// that has held a slab, nothing elsewhere.</summary>
     private readonly byte[]?[]?[] _allocBits;
     private const int BitsChunkShift = 14;
+    /// <summary>The maps of discarded slabs, for the next ones (pinned arrays are dear to make).</summary>
+    private readonly SlubAllocMaps _allocMaps = new();
     private readonly SlubDebugOption _slubDebug;
     /// <summary>The alloc/free tracks' caller names and stack depot.</summary>
     private readonly SlubTracks _tracks;
@@ -35,12 +37,16 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     private readonly bool _randomFreelist;
     /// <summary>The threads' magazines, their machine-wide bound, reaping and stealing.</summary>
     private readonly SlubMagazineDepot _depot;
+    /// <summary>The magazine fast paths Machine's entry points try before they enter the machine's lifetime.</summary>
+    internal SlubFastPath Fast { get; }
 
     public Slub(PageAllocator pa, KernelLog log, Action<KernelBugException> bug, FaultAttr failslab, long threadCacheBytes, int? seed = null)
         : base(pa, log, bug, failslab, s_sizeIndex, seed)
     {
         ThreadBudgetBytes = threadCacheBytes;
         _depot = new SlubMagazineDepot(this, _cpus);
+        Fast = new SlubFastPath(this, _cpus, _mem.Lifetime);
+        _mem.Lifetime.OnShutdown(_depot.WaitForFastPaths);
         _tracks = new SlubTracks(_cpus);
         _slubDebug = pa.Options.SlubDebug is { } sd ? SlubDebugOption.Parse(sd) : SlubDebugOption.None;
         _hardened = pa.Options.SlabFreelistHardened;
@@ -235,17 +241,24 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         nint obj = node < 0 && MagazineOf(s) is { } mag ? MagazineAlloc(mag, s, gfp) : CpuAlloc(s, gfp, node);
         if (obj != 0)
         {
-            VmBug.On(!IsObjectOf(obj, s)); // a magazine or freelist entry of another cache
-            if (s.AllocHook)
-            {
-                SlubLayout.PostAllocHook(s, obj, gfp);
-            }
-            else if ((gfp & Gfp.Zero) != 0)
-            {
-                new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
-            }
+            PostAlloc(s, obj, gfp);
         }
         return obj;
+    }
+
+    /// <summary>slab_post_alloc_hook: the debugging hooks, or the zeroing <see cref="Gfp.Zero"/> asks for.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void PostAlloc(KmemCache s, nint obj, Gfp gfp)
+    {
+        VmBug.On(!IsObjectOf(obj, s)); // a magazine or freelist entry of another cache
+        if (s.AllocHook)
+        {
+            SlubLayout.PostAllocHook(s, obj, gfp);
+        }
+        else if ((gfp & Gfp.Zero) != 0)
+        {
+            new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
+        }
     }
 
     /// <summary>The per-CPU half of slab_alloc_node: pop the cpu freelist, else ___slab_alloc.</summary>
@@ -503,7 +516,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
             chunk = _allocBits[pfn >> BitsChunkShift]!;
         }
         // Pinned: thread magazines keep pointers to the bytes of objects they hold (SlubMagazines.cs).
-        Volatile.Write(ref chunk[pfn & ((1 << BitsChunkShift) - 1)], GC.AllocateArray<byte>(objects, pinned: true));
+        Volatile.Write(ref chunk[pfn & ((1 << BitsChunkShift) - 1)], _allocMaps.Rent(objects));
         ref PageFrame f = ref _mem.Frame(pfn);
         f.Private = SlabPage.Make(s.Id, objects, s.IsDebug ? s.IndexOf((nuint)(first - start)) : SlabPage.NoObject, frozen: !s.IsDebug);
         f.Aux = (ushort)(s.IsDebug ? 0 : objects);
@@ -526,7 +539,9 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         var n = s.Nodes[NodeOf(pfn)];
         Interlocked.Decrement(ref n.NrSlabs);
         Interlocked.Add(ref n.TotalObjects, -objects);
-        _allocBits[pfn >> BitsChunkShift]![pfn & ((1 << BitsChunkShift) - 1)] = null;
+        ref byte[]? map = ref _allocBits[pfn >> BitsChunkShift]![pfn & ((1 << BitsChunkShift) - 1)];
+        _allocMaps.Return(map!);
+        map = null;
         f.Private = 0;
         f.Aux = 0;
         f.Flags &= ~(PageFlags.Slab | PageFlags.Locked);

@@ -64,6 +64,10 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
                 {
                     capacity += TakeRoom(s, s.MagazineLimit - capacity);
                 }
+                if (capacity < s.MagazineLimit)
+                {
+                    RequestTrim(s);
+                }
                 tc.ByCacheId[s.Id] = mag = new Magazine(s, tc, capacity);
                 Interlocked.Add(ref tc.CapacityBytes, (long)capacity * s.Size);
             }
@@ -162,7 +166,8 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
     {
         int cap = mag.Entries.Length;
         int want = cap == 0 ? s.MagazineLimit : Math.Min(cap, Slub.MaxMagazine - cap);
-        if (want <= 0 || Volatile.Read(ref mag.Owner.CapacityBytes) + (long)want * s.Size > slub.ThreadBudgetBytes)
+        if (want <= 0 || (mag.Trimmed && cap + want > s.MagazineLimit)
+            || Volatile.Read(ref mag.Owner.CapacityBytes) + (long)want * s.Size > slub.ThreadBudgetBytes)
         {
             return false;
         }
@@ -173,11 +178,51 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
         }
         if (got == 0)
         {
+            if (cap == 0)
+            {
+                RequestTrim(s);
+            }
             return false;
         }
         Array.Resize(ref mag.Entries, cap + got);
         Interlocked.Add(ref mag.Owner.CapacityBytes, (long)got * s.Size);
         return true;
+    }
+
+    /// <summary>A thread found no room in <paramref name="s"/>: every magazine of it holding more than one CPU's
+    /// share is asked to give the excess back (its owner does it at its next slow path, TrimMagazine).</summary>
+    private void RequestTrim(KmemCache s)
+    {
+        foreach (var tc in Volatile.Read(ref _threadCaches))
+        {
+            if ((uint)s.Id < (uint)tc.ByCacheId.Length && tc.ByCacheId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s)
+                && mag.Entries.Length > s.MagazineLimit && Volatile.Read(ref mag.Trim) == 0)
+            {
+                Volatile.Write(ref mag.Trim, 1);
+            }
+        }
+    }
+
+    /// <summary>The owner's side of <see cref="RequestTrim"/> (Busy set, Steal seen clear): the magazine shrinks to
+    /// one CPU's share, its oldest objects beyond that going back to the slabs and the capacity to the room; it
+    /// grows no more beyond that share.</summary>
+    public void TrimMagazine(Magazine mag, KmemCache s)
+    {
+        int cap = mag.Entries.Length, keep = Math.Min(cap, s.MagazineLimit);
+        mag.Trimmed = true;
+        Volatile.Write(ref mag.Trim, 0);
+        if (cap == keep)
+        {
+            return;
+        }
+        int excess = Math.Max(0, mag.Count - keep);
+        slub.Drain(s, mag.Entries.AsSpan(0, excess));
+        var kept = new Magazine.Entry[keep];
+        mag.Entries.AsSpan(excess, mag.Count - excess).CopyTo(kept);
+        mag.Count -= excess;
+        mag.Entries = kept;
+        Interlocked.Add(ref mag.Owner.CapacityBytes, -(long)(cap - keep) * s.Size);
+        Interlocked.Add(ref s.MagazineRoom, cap - keep);
     }
 
     /// <summary>flush_all's part for magazines: every thread's magazine of <paramref name="s"/> is emptied into
@@ -213,6 +258,21 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
                 slub.Drain(s, mag.Entries.AsSpan(0, mag.Count));
                 mag.Count = 0;
                 Volatile.Write(ref mag.Steal, 0);
+            }
+        }
+    }
+
+    /// <summary>Shutdown's wait for the fast paths (SlubFastPath.cs): after the disposed flag and the process-wide
+    /// barrier, every thread cache that is in a call is waited for. Thread caches are made only inside guarded
+    /// calls, which Shutdown has waited for already, so the table read here is complete.</summary>
+    public void WaitForFastPaths()
+    {
+        foreach (var tc in Volatile.Read(ref _threadCaches))
+        {
+            var spin = new SpinWait();
+            while (Volatile.Read(ref tc.InCall) != 0)
+            {
+                spin.SpinOnce();
             }
         }
     }

@@ -14,7 +14,11 @@
 // count objects of capacity; a magazine takes its capacity from that room when it
 // starts or grows (tcmalloc's slow start, within ThreadBudgetBytes per thread) and
 // gives it back when its thread is reaped. A thread that finds no room keeps a
-// magazine of capacity 0 and works on the per-CPU slab. Threads that exited are
+// magazine of capacity 0 and works on the per-CPU slab, and asks the magazines that
+// grew beyond one CPU's share (MagazineLimit) to give the excess back at their next
+// slow path; a magazine that gave back grows no more, so each thread that came
+// too late gets a CPU's share as soon as the others' slow paths run (per-CPU caches
+// are bounded per CPU: one thread may not hold what another CPU's share would be). Threads that exited are
 // reaped without their help: their magazines go back to the slabs when a new thread
 // starts one, on a starved slow path, at shrink and destroy (flush_all), and when
 // the page allocator's slow path drains the caches under pressure (DrainForPressure).
@@ -63,6 +67,11 @@ internal sealed class Magazine
     public int Busy;
     /// <summary>1 while another thread empties it.</summary>
     public int Steal;
+    /// <summary>1 when a thread found no room in the cache while this magazine holds more than one CPU's share
+    /// (<see cref="KmemCache.MagazineLimit"/>): the owner gives the excess back at its next slow path.</summary>
+    public int Trim;
+    /// <summary>Set once the magazine gave capacity back: it grows no more beyond one CPU's share.</summary>
+    public bool Trimmed;
 
     public Magazine(KmemCache cache, SlubThreadCache owner, int capacity)
     {
@@ -82,6 +91,9 @@ internal sealed class SlubThreadCache(Thread thread)
     public int StarvedCountdown;
     /// <summary>Σ capacity × object size over the thread's magazines; changed only when one grows.</summary>
     public long CapacityBytes;
+    /// <summary>1 while the thread runs a fast path outside the machine's lifetime scope (SlubFastPath.cs); Shutdown
+    /// waits for 0.</summary>
+    public int InCall;
 }
 
 internal sealed unsafe partial class Slub
@@ -144,6 +156,10 @@ internal sealed unsafe partial class Slub
             Volatile.Write(ref mag.Busy, 0);
             return CpuAlloc(s, gfp, -1);
         }
+        if (Volatile.Read(ref mag.Trim) != 0)
+        {
+            _depot.TrimMagazine(mag, s);
+        }
         if (mag.Entries.Length == 0 && !_depot.TryGrow(mag, s))
         {
             Volatile.Write(ref mag.Busy, 0);
@@ -177,12 +193,16 @@ internal sealed unsafe partial class Slub
     /// have distinct ids. False, with nothing changed, sends the pointer down the checked path, which
     /// also reports misuse (a double free, a pointer inside an object, an object of another cache than
     /// <paramref name="expected"/> for kmem_cache_free).</summary>
+    /// <param name="p">The pointer.</param>
+    /// <param name="expected">kmem_cache_free's cache, or null for kfree.</param>
+    /// <param name="tc">The calling thread's magazines (SlubThreadCache), or null when it has none here.</param>
+    /// <param name="fastOnly">False, changing nothing, where the push would take a slow path (a full magazine).</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryMagazineFree(nint p, KmemCache? expected)
+    internal bool TryMagazineFree(nint p, KmemCache? expected, object? tc, bool fastOnly = false)
     {
         var mem = _mem;
         uint pfn = mem.VirtToPfn(p);
-        if (pfn == PhysMem.NoPfn || _cpus.UnpinnedThreadCache(out _) is not { } tc)
+        if (pfn == PhysMem.NoPfn || tc is null)
         {
             return false;
         }
@@ -206,14 +226,14 @@ internal sealed unsafe partial class Slub
         {
             return false;
         }
-        return MagazineFree(mag, s, pfn, p, AllocByte(pfn, idx));
+        return MagazineFree(mag, s, pfn, p, AllocByte(pfn, idx), fastOnly);
     }
 
     /// <summary>Pushes a freed object whose allocation byte is 1 onto the thread's magazine, emptying half of a
     /// full one into the slabs first.</summary>
     /// <returns>False, changing nothing, when the object is not allocated (a double free).</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated)
+    private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated, bool fastOnly = false)
     {
         Volatile.Write(ref mag.Busy, 1);
         if (Volatile.Read(ref mag.Steal) == 0 && (uint)mag.Count < (uint)mag.Entries.Length)
@@ -228,6 +248,11 @@ internal sealed unsafe partial class Slub
             Volatile.Write(ref mag.Busy, 0);
             return true;
         }
+        if (fastOnly)
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            return false;
+        }
         return MagazineFreeSlow(mag, s, pfn, obj, allocated);
     }
 
@@ -239,9 +264,13 @@ internal sealed unsafe partial class Slub
             Volatile.Write(ref mag.Busy, 0);
             return DoSlabFree(s, pfn, obj, ref *allocated);
         }
+        if (Volatile.Read(ref mag.Trim) != 0)
+        {
+            _depot.TrimMagazine(mag, s);
+        }
         if ((uint)mag.Count < (uint)mag.Entries.Length)
         {
-            // A stealer emptied the magazine between the fast path's read of Steal and this one: room now.
+            // A stealer emptied the magazine between the fast path's read of Steal and this one, or a trim left room.
             Volatile.Write(ref mag.Busy, 0);
             return MagazineFree(mag, s, pfn, obj, allocated);
         }

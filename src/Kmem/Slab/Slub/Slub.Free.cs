@@ -175,13 +175,19 @@ internal sealed unsafe partial class Slub
         if (freelist != 0)
         {
             SlabPage.Lock(ref f);
-            while (freelist != 0)
+            try
             {
-                nint next = GetFreepointer(s, freelist);
-                PushFree(s, ref f, pfn, freelist, freeze: false);
-                freelist = next;
+                while (freelist != 0)
+                {
+                    nint next = GetFreepointer(s, freelist);
+                    PushFree(s, ref f, pfn, freelist, freeze: false);
+                    freelist = next;
+                }
             }
-            SlabPage.Unlock(ref f);
+            finally
+            {
+                SlabPage.Unlock(ref f);
+            }
         }
         if (Unfreeze(s, pfn))
         {

@@ -307,12 +307,17 @@ internal sealed unsafe partial class Slub : SlabPageBackend
             {
                 if (node >= 0 && NodeOf(c.Slab) != node)
                 {
-                    // node_match failed: give the slab back and look on the wanted node.
+                    // node_match failed: detach the slab under the lock and deactivate it outside, as 6.1 does
+                    // (deactivate_slab can reach the page allocator, whose bug reports must find no cpu lock held),
+                    // then look on the wanted node.
                     uint old = c.Slab;
                     nint oldFreelist = c.Freelist;
                     c.Slab = PhysMem.NoPfn;
                     c.Freelist = 0;
+                    c.Unlock();
                     DeactivateSlab(s, old, oldFreelist);
+                    c.Lock();
+                    continue;
                 }
                 else
                 {
@@ -360,10 +365,17 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         }
         c = s.CpuSlab[_cpus.Current];
         c.Lock();
-        if (c.Slab != PhysMem.NoPfn)
+        while (c.Slab != PhysMem.NoPfn)
         {
-            // Another thread on this CPU installed a slab meanwhile: flush_slab, then take ours.
-            DeactivateSlab(s, c.Slab, c.Freelist);
+            // Another thread on this CPU installed a slab meanwhile: flush it outside the lock, then take ours
+            // (6.1's retry_load_slab).
+            uint flush = c.Slab;
+            nint flushFreelist = c.Freelist;
+            c.Slab = PhysMem.NoPfn;
+            c.Freelist = 0;
+            c.Unlock();
+            DeactivateSlab(s, flush, flushFreelist);
+            c.Lock();
         }
         c.Slab = slab;
         c.Freelist = GetFreepointer(s, first);

@@ -168,21 +168,28 @@ internal sealed unsafe partial class Slub
         int want = (mag.Entries.Length + 1) / 2;
         var c = s.CpuSlab[_cpus.Current];
         c.Lock();
-        while (mag.Count < want)
+        try
         {
-            nint obj = c.Freelist;
-            if (obj == 0)
+            while (mag.Count < want)
             {
-                break;
+                nint obj = c.Freelist;
+                if (obj == 0)
+                {
+                    break;
+                }
+                uint slab = c.Slab;
+                c.Freelist = GetFreepointer(s, obj);
+                byte* allocated = AllocByte(slab, s.IndexOf((nuint)(obj - _mem.PageAddress(slab))));
+                *allocated = HeldByMagazine;
+                mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
             }
-            uint slab = c.Slab;
-            c.Freelist = GetFreepointer(s, obj);
-            byte* allocated = AllocByte(slab, s.IndexOf((nuint)(obj - _mem.PageAddress(slab))));
-            *allocated = HeldByMagazine;
-            mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
         }
-        c.Unlock();
-        Volatile.Write(ref mag.Busy, 0);
+        finally
+        {
+            // A corrupt freelist throws from here: neither the cpu lock nor Busy may outlive it.
+            c.Unlock();
+            Volatile.Write(ref mag.Busy, 0);
+        }
         // The last object comes the ordinary way: from the cpu freelist, or the slow path for a new slab.
         return CpuAlloc(s, gfp, -1);
     }
@@ -288,7 +295,19 @@ internal sealed unsafe partial class Slub
         }
         // Full: the older half goes back to the slabs; the newest objects stay hot in the magazine.
         int half = cap / 2;
-        Drain(s, mag.Entries.AsSpan(0, half));
+        try
+        {
+            Drain(s, mag.Entries.AsSpan(0, half));
+        }
+        catch
+        {
+            // A bug reported while draining (OnBug.Throw): the older half is given up rather than risk
+            // returning an object twice, and Busy is cleared so that stealers do not wait forever.
+            mag.Entries.AsSpan(half, mag.Count - half).CopyTo(mag.Entries);
+            mag.Count -= half;
+            Volatile.Write(ref mag.Busy, 0);
+            throw;
+        }
         mag.Entries.AsSpan(half, mag.Count - half).CopyTo(mag.Entries);
         mag.Count -= half;
         Volatile.Write(ref mag.Busy, 0);

@@ -27,8 +27,11 @@ namespace Kmem;
 /// <summary>The decisions compared so far, per kind and per phase of the trace.</summary>
 internal sealed class TraceDecisions
 {
-    private static readonly string[] s_names = ["pcp_refill", "pcp_drain", "zone", "fallback", "fallback_ownership", "new_slab", "slab_freed"];
-    private const int Kinds = 7;
+    private static readonly string[] s_names = ["pcp_refill", "pcp_drain", "zone", "fallback", "fallback_ownership", "new_slab", "slab_freed",
+        "kswapd_wake", "direct_reclaim", "compaction", "oom_victim"];
+    private const int Kinds = 11;
+    // The pressure kinds (Pressure/PressureReplay.cs) are listed only when compared: a trace without pressure shows none.
+    private const int FirstPressureKind = (int)DecisionKind.KswapdWake;
 
     private readonly int _mismatches;
     private readonly List<(string Phase, Tally Tally)> _phases = [("boot", new Tally())];
@@ -147,6 +150,10 @@ internal sealed class TraceDecisions
         var d = new SortedDictionary<string, TraceDecision>(StringComparer.Ordinal);
         for (int k = 0; k < Kinds; k++)
         {
+            if (k >= FirstPressureKind && sum.Compared[k] == 0)
+            {
+                continue;
+            }
             d[s_names[k]] = new TraceDecision(sum.Compared[k], sum.Matched[k], sum.KernelYes[k], sum.KmemYes[k],
                 sum.BothYes[k], sum.AmountCompared[k], sum.AmountEqual[k], [.. sum.Mismatches[k].Take(_mismatches)]);
         }
@@ -231,4 +238,8 @@ internal enum DecisionKind
     FallbackOwnership,
     NewSlab,
     SlabFreed,
+    KswapdWake,
+    DirectReclaim,
+    Compaction,
+    OomVictim,
 }

@@ -41,6 +41,10 @@ public sealed partial class TraceReplayer
         }
         var (refill, steal, ownership, blocks) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
+        if (_pressure!.PageAlloc(ref e))
+        {
+            return; // a user page: a page of a Kmem task (Pressure/PressureReplay.cs)
+        }
         var list = _pending[cpu];
         if (_pendingCount[cpu] == MaxPending)
         {

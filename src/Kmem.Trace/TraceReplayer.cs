@@ -124,6 +124,7 @@ public sealed partial class TraceReplayer
         }
         _ = _m.SlabCaches; // throws for a slab backend this build lacks, before any event
         _reader = reader;
+        StartPressure(reader);
         var before = KmemConsequences();
         double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
@@ -171,6 +172,7 @@ public sealed partial class TraceReplayer
                 {
                     FlushDeferredFrees(cpu, _deferred[cpu].Count);
                 }
+                PressureEvent(ref e);
                 BeforeEvent(ref e, cpu); // the kernel's side: bursts (bulk pages are replayed with or without observers), drains
                 Dispatch(ref e, cpu);
                 if (reader.Events >= nextCall)
@@ -199,6 +201,7 @@ public sealed partial class TraceReplayer
             }
         }
         SettleHeldBack();
+        FinishPressure();
         _decisions.Finish();
         sw.Stop();
         var after = KmemConsequences();
@@ -224,6 +227,9 @@ public sealed partial class TraceReplayer
             case TraceEventKind.MmPageAlloc:
                 PageAlloc(ref e, cpu);
                 break;
+            case TraceEventKind.MmPageFree when _pressure!.PageFree(ref e):
+            case TraceEventKind.MmPageFreeBatched when _pressure!.PageFree(ref e):
+                break; // a user page's: the pressure side's
             case TraceEventKind.MmPageFree:
                 _deferred[cpu].Add((e.Pfn, e.Order, e.LineNumber));
                 _afterBatched[cpu] = false;
@@ -494,6 +500,7 @@ public sealed partial class TraceReplayer
         {
             counts[name] = reader.CountOf(kind);
         }
+        AddPressureCounts(reader, counts);
         var consequences = new SortedDictionary<string, TraceConsequence>(StringComparer.Ordinal)
         {
             ["mm_page_alloc_zone_locked"] = new(reader.CountOf(TraceEventKind.MmPageAllocZoneLocked), after.ZoneLocked - before.ZoneLocked),
@@ -557,6 +564,7 @@ public sealed partial class TraceReplayer
             UnattributedDrains = _kernel.UnattributedDrains,
             BatchedFreesCountedOnce = _batchedOnce,
             CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
+            Pressure = PressureResult(),
         };
     }
 

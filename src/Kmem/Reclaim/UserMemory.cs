@@ -268,6 +268,26 @@ internal sealed unsafe partial class UserMemory
         }
     }
 
+    /// <summary>madvise(MADV_DONTNEED): zap_page_range over [addr, addr + length), the VMAs kept.</summary>
+    public void MadviseDontneed(TaskStruct t, ulong addr, ulong length)
+    {
+        lock (Lock)
+        {
+            ThrowIfDead(t);
+            ZapRange(t, addr, addr + ((length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1)));
+        }
+    }
+
+    public void SetOomScoreAdj(TaskStruct t, short value)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(value, OomKill.OomScoreAdjMin);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(value, (short)1000);
+        lock (Lock)
+        {
+            t.OomScoreAdj = value;
+        }
+    }
+
     /// <summary>zap_pte_range: unmaps and frees every page and swap entry in [start, end).</summary>
     private void ZapRange(TaskStruct t, ulong start, ulong end)
     {

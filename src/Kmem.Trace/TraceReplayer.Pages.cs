@@ -41,9 +41,9 @@ public sealed partial class TraceReplayer
         }
         var (refill, steal, ownership, blocks) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
-        if (_pressure!.PageAlloc(ref e))
+        if (UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase)))
         {
-            return; // a user page: a page of a Kmem task (Pressure/PressureReplay.cs)
+            return; // a user page: a page of a Kmem task (TraceReplayer.Pressure.cs)
         }
         var list = _pending[cpu];
         if (_pendingCount[cpu] == MaxPending)
@@ -247,6 +247,10 @@ public sealed partial class TraceReplayer
     // Returns whether Kmem freed a page for it (not for a slab frame or a frame never allocated in the trace).
     private bool PageFree(ulong pfn, int order, int cpu)
     {
+        if (_pressure!.FreeUserPage(pfn, out bool kmemFreed))
+        {
+            return kmemFreed; // a user page's (TraceReplayer.Pressure.cs)
+        }
         if (_slabPages.Remove(pfn))
         {
             return false; // a slab page (or large kmalloc) the trace's slab layer gave back: Kmem's own slab layer decides

@@ -43,6 +43,30 @@ public sealed partial class TraceReplayer
         }
     }
 
+    // A user page: the pressure side makes it a page of a Kmem task; Kmem's page-allocator decisions for the fault
+    // that allocated it are set against the kernel's like any page allocation's (aligned first, as ReplayPageAlloc does).
+    private bool UserPageAlloc(ref TraceEvent e, in PendingPage p)
+    {
+        if (_options.Aligned && PressureReplay.IsUserPage(in e))
+        {
+            _pcpModel!.AlignForAlloc(p.Pfn, p.Order, p.Gfp, p.ModelBefore, p.ModelFf, _m.PageAllocator.Cpus.Current);
+        }
+        _kmem?.Reset();
+        if (!_pressure!.PageAlloc(ref e, out uint kmemPfn))
+        {
+            return false;
+        }
+        if (kmemPfn != uint.MaxValue)
+        {
+            _pagesReplayed++;
+            if (_kmem is not null)
+            {
+                DecidePageAlloc(p, _m.PfnToPage(kmemPfn));
+            }
+        }
+        return true;
+    }
+
     private void FinishPressure()
     {
         _pressure!.Finish();

@@ -227,14 +227,13 @@ public sealed partial class TraceReplayer
             case TraceEventKind.MmPageAlloc:
                 PageAlloc(ref e, cpu);
                 break;
-            case TraceEventKind.MmPageFree when _pressure!.PageFree(ref e):
-            case TraceEventKind.MmPageFreeBatched when _pressure!.PageFree(ref e):
-                break; // a user page's: the pressure side's
             case TraceEventKind.MmPageFree:
+                _pressure!.NoteFree(ref e);
                 _deferred[cpu].Add((e.Pfn, e.Order, e.LineNumber));
                 _afterBatched[cpu] = false;
                 break;
             case TraceEventKind.MmPageFreeBatched:
+                _pressure!.NoteFree(ref e);
                 BatchedFree(e.Pfn, e.Order, cpu, e.LineNumber);
                 _afterBatched[cpu] = true;
                 break;

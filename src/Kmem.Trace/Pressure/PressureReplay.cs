@@ -39,7 +39,7 @@ internal sealed class PressureReplay
 
     private readonly Dictionary<int, UserTask> _tasks = [];
     private readonly Dictionary<ulong, (UserTask Task, ulong Va)> _userPfns = [];
-    private readonly HashSet<ulong> _swallow = [];
+    private readonly Dictionary<ulong, FreeContext> _freeContext = [];
     private readonly HashSet<ulong> _written = [];
     private readonly Dictionary<int, SlowPath> _slow = [];
     private readonly HashSet<int> _inDirect = [];
@@ -106,6 +106,9 @@ internal sealed class PressureReplay
             case TraceEventKind.MmVmscanWriteFolio:
                 _written.Add(e.Pfn);
                 break;
+            case TraceEventKind.MmVmscanKswapdWake:
+            case TraceEventKind.MmVmscanKswapdSleep:
+                break; // counted in the timeline only
             case TraceEventKind.MmCompactionTryToCompactPages:
                 Slow(e.Pid).Compact = true;
                 break;
@@ -281,12 +284,14 @@ internal sealed class PressureReplay
 
     private static bool IsKcompactd(string comm) => comm.StartsWith("kcompactd", StringComparison.Ordinal);
 
-    /// <summary>An mm_page_alloc: a user page becomes a task page (true: handled here); any other allocation
-    /// only ends the task's slow path (its kernel decisions are not compared).</summary>
-    public bool PageAlloc(ref TraceEvent e)
+    /// <summary>An mm_page_alloc: a user page becomes a task page (true: handled here, with Kmem's frame in
+    /// <paramref name="kmemPfn"/>, or uint.MaxValue when Kmem allocated none for it); any other allocation only ends
+    /// the task's slow path (its kernel decisions are not compared).</summary>
+    public bool PageAlloc(ref TraceEvent e, out uint kmemPfn)
     {
-        _swallow.Remove(e.Pfn);
+        kmemPfn = uint.MaxValue;
         _written.Remove(e.Pfn);
+        _freeContext.Remove(e.Pfn);
         if (e.Pfn == 0 && e.Page == 0)
         {
             return false;
@@ -349,6 +354,7 @@ internal sealed class PressureReplay
         TaskPages++;
         t.Resident++;
         _userPfns[e.Pfn] = (t, va);
+        kmemPfn = swapIn ? uint.MaxValue : t.Task!.FollowPage(va); // a swap-in of a page Kmem kept allocates nothing
         return true;
     }
 
@@ -430,55 +436,69 @@ internal sealed class PressureReplay
 
     private readonly Dictionary<ulong, (UserTask Task, ulong Va)> _moving = [];
 
-    /// <summary>A page free of the trace (mm_page_free or mm_page_free_batched): true when it was a user page's,
-    /// handled here.</summary>
-    public bool PageFree(ref TraceEvent e)
+    /// <summary>A page free event (mm_page_free or mm_page_free_batched) as it is read: who freed a user page
+    /// decides what its free is (the free itself is given to <see cref="FreeUserPage"/> when the page path commits it).</summary>
+    public void NoteFree(ref TraceEvent e)
     {
-        if (e.Kind == TraceEventKind.MmPageFreeBatched && _swallow.Remove(e.Pfn))
+        if (!_userPfns.ContainsKey(e.Pfn))
         {
-            return true; // the commit of a list free whose mm_page_free was handled
+            return;
         }
-        if (!_userPfns.Remove(e.Pfn, out var up))
+        _freeContext[e.Pfn] = IsKcompactd(e.Comm) ? FreeContext.Migration
+            : _written.Remove(e.Pfn) || e.Comm.StartsWith("kswapd", StringComparison.Ordinal) || _inDirect.Contains(e.Pid) ? FreeContext.Reclaim
+            : _freeContext.GetValueOrDefault(e.Pfn);
+    }
+
+    /// <summary>The free of a trace frame: true when it was a user page's, handled here; <paramref name="kmemFreed"/>
+    /// says whether Kmem freed a page for it (not for a page the kernel's reclaim or migration freed).</summary>
+    public bool FreeUserPage(ulong pfn, out bool kmemFreed)
+    {
+        kmemFreed = false;
+        if (!_userPfns.Remove(pfn, out var up))
         {
             return false;
         }
-        if (e.Kind == TraceEventKind.MmPageFree)
-        {
-            _swallow.Add(e.Pfn);
-        }
+        var context = _freeContext.Remove(pfn, out var c) ? c : FreeContext.Task;
         var t = up.Task;
-        if (IsKcompactd(e.Comm))
+        if (context == FreeContext.Migration)
         {
-            _moving[e.Pfn] = up; // migrated: the new frame is kcompactd's next movable allocation
-            _migrating.Enqueue(e.Pfn);
-            _written.Remove(e.Pfn);
-            return true;
-        }
-        bool reclaim = _written.Remove(e.Pfn) || e.Comm.StartsWith("kswapd", StringComparison.Ordinal) || _inDirect.Contains(e.Pid);
-        if (reclaim)
-        {
-            // The kernel reclaimed it: Kmem keeps its page; Kmem's own reclaim decides.
-            ReclaimFrees++;
-            t.Resident--;
-            t.Reclaimed.Enqueue(up.Va);
+            _moving[pfn] = up; // migrated: the new frame is kcompactd's next movable allocation
+            _migrating.Enqueue(pfn);
             return true;
         }
         t.Resident--;
-        if (t.Alive)
+        if (context == FreeContext.Reclaim)
         {
-            t.Task!.MadviseDontneed(up.Va, PageSize);
-            t.FreeVa.Push(up.Va);
-            if (t.Resident == 0 && t.Reclaimed.Count > 0)
+            // The kernel reclaimed it: Kmem keeps its page; Kmem's own reclaim decides.
+            ReclaimFrees++;
+            t.Reclaimed.Enqueue(up.Va);
+            return true;
+        }
+        if (!t.Alive)
+        {
+            return true;
+        }
+        kmemFreed = t.Task!.FollowPage(up.Va) != uint.MaxValue;
+        t.Task!.MadviseDontneed(up.Va, PageSize);
+        t.FreeVa.Push(up.Va);
+        if (t.Resident == 0 && t.Reclaimed.Count > 0)
+        {
+            // Nothing resident left: the task exited or its file went; what the kernel had swapped out goes too.
+            while (t.Reclaimed.TryDequeue(out ulong va))
             {
-                // Nothing resident left: the task exited or its file went; what the kernel had swapped out goes too.
-                while (t.Reclaimed.TryDequeue(out ulong va))
-                {
-                    t.Task!.MadviseDontneed(va, PageSize);
-                    t.FreeVa.Push(va);
-                }
+                t.Task!.MadviseDontneed(va, PageSize);
+                t.FreeVa.Push(va);
             }
         }
         return true;
+    }
+
+    /// <summary>Who freed a user page.</summary>
+    private enum FreeContext : byte
+    {
+        Task,
+        Reclaim,
+        Migration,
     }
 
     /// <summary>Ends the replay: the oom_victim decisions (once per task either side chose) and the final vmstat.</summary>

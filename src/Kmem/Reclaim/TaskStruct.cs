@@ -91,6 +91,9 @@ public sealed class TaskStruct
     /// mapping in place (a later access faults in a zeroed page). For a trace replay that frees single pages.</summary>
     internal void MadviseDontneed(ulong addr, ulong length) { using var _ = _life.Enter(); _memory.MadviseDontneed(this, addr, length); }
 
+    /// <summary>The frame mapped at <paramref name="vaddr"/>, or uint.MaxValue when none is present.</summary>
+    internal uint FollowPage(ulong vaddr) { using var _ = _life.Enter(); return _memory.FollowPage(this, vaddr); }
+
     /// <summary>Writing /proc/&lt;pid&gt;/oom_score_adj (oom_score_adj_update).</summary>
     internal void SetOomScoreAdj(short value) { using var _ = _life.Enter(); _memory.SetOomScoreAdj(this, value); }
 

@@ -278,6 +278,20 @@ internal sealed unsafe partial class UserMemory
         }
     }
 
+    /// <summary>follow_page: the frame mapped at <paramref name="va"/>, or PhysMem.NoPfn (not present, swapped out).</summary>
+    public uint FollowPage(TaskStruct t, ulong va)
+    {
+        lock (Lock)
+        {
+            if (t.HasExited)
+            {
+                return PhysMem.NoPfn;
+            }
+            ulong* pte = Walk(t, va, out _);
+            return pte is not null && (*pte & PtePresent) != 0 ? PtePfn(*pte) : PhysMem.NoPfn;
+        }
+    }
+
     public void SetOomScoreAdj(TaskStruct t, short value)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(value, OomKill.OomScoreAdjMin);

@@ -29,6 +29,7 @@ public sealed partial class TraceReplayer
     // Before an event is dispatched: what the pressure side reads of it.
     private void PressureEvent(ref TraceEvent e)
     {
+        _pressure!.Tick(ref e);
         switch (e.Kind)
         {
             case TraceEventKind.Kmalloc:

@@ -92,6 +92,7 @@ internal sealed class PressureReplay
                 return;
             case TraceEventKind.MmVmscanWakeupKswapd:
                 Slow(e.Pid).Wake = true;
+                DeferKswapd();
                 break;
             case TraceEventKind.MmVmscanDirectReclaimBegin:
                 Slow(e.Pid).Direct = true;
@@ -107,6 +108,8 @@ internal sealed class PressureReplay
                 _written.Add(e.Pfn);
                 break;
             case TraceEventKind.MmVmscanKswapdWake:
+                DeferKswapd();
+                break;
             case TraceEventKind.MmVmscanKswapdSleep:
                 break; // counted in the timeline only
             case TraceEventKind.MmCompactionTryToCompactPages:
@@ -219,6 +222,44 @@ internal sealed class PressureReplay
             return s;
         }
         return null;
+    }
+
+    // ---------------------------------------------------------------- kswapd's schedule
+
+    // Events after which Kmem's deferred kswapd runs even if the kernel's showed no work (a kswapd the kernel did not wake).
+    private const int KswapdRunBound = 4096;
+    private bool _kswapdDeferred;
+    private int _sinceKswapdRun;
+
+    // Once the trace shows the kernel's kswapd, Kmem's synchronous kswapd runs when the kernel's reclaimed (its first
+    // page freed or written after Kmem's wakeup), not at once: the task that woke it goes on meanwhile, as it does
+    // beside a real kswapd, and may fall to the min watermark and reclaim directly. When and how long a thread runs is
+    // the scheduler's, an input of the replay; what kswapd reclaims stays Kmem's decision.
+    private void DeferKswapd()
+    {
+        if (!_kswapdDeferred && !_m.Mm.KswapdThreaded)
+        {
+            _kswapdDeferred = true;
+            _m.Mm.KswapdDeferred = true;
+        }
+    }
+
+    /// <summary>Every event, before it is dispatched: runs Kmem's deferred kswapd where the kernel's worked.</summary>
+    public void Tick(ref TraceEvent e)
+    {
+        if (!_kswapdDeferred)
+        {
+            return;
+        }
+        bool kswapdWorked = e.Kind is TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched or TraceEventKind.MmVmscanWriteFolio
+            && e.Comm.StartsWith("kswapd", StringComparison.Ordinal);
+        if (kswapdWorked || ++_sinceKswapdRun >= KswapdRunBound)
+        {
+            _sinceKswapdRun = 0;
+            var before = Counters.Read(_m);
+            _m.Mm.RunKswapd();
+            NoteKills(before, Counters.Read(_m));
+        }
     }
 
     // ---------------------------------------------------------------- memory held before tracing
@@ -504,6 +545,12 @@ internal sealed class PressureReplay
     /// <summary>Ends the replay: the oom_victim decisions (once per task either side chose) and the final vmstat.</summary>
     public void Finish()
     {
+        if (_kswapdDeferred)
+        {
+            _m.Mm.RunKswapd();
+            _m.Mm.KswapdDeferred = false;
+            _kswapdDeferred = false;
+        }
         Report.Finish(_m);
         if (!_decide)
         {

@@ -159,8 +159,9 @@ internal sealed class PressureReport(Machine m, string? directory)
     public TracePressure Build(PressureReplay r)
     {
         var zones = m.PageAllocator.Zones.Where(z => z.IsManaged).ToList();
-        long low = zones.Sum(z => z.WmarkPages(Zone.WmarkLow)), min = zones.Sum(z => z.WmarkPages(Zone.WmarkMin)),
-            high = zones.Sum(z => z.WmarkPages(Zone.WmarkHigh));
+        // Without the boost of the moment: the watermarks the zones were set up with.
+        long low = zones.Sum(z => z.Watermark[Zone.WmarkLow]), min = zones.Sum(z => z.Watermark[Zone.WmarkMin]),
+            high = zones.Sum(z => z.Watermark[Zone.WmarkHigh]);
         return new TracePressure
         {
             Phases = [.. _phases.Where(p => p.Ended).Select(p => new TracePressurePhase

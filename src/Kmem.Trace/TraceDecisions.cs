@@ -16,6 +16,8 @@
 //   fallback_ownership  when both stole: whether the pageblock changed hands.
 //   new_slab    a slab allocation: the kernel's slab page recognised for it.
 //   slab_freed  a slab free: the next event on the CPU frees one of the kernel's slab frames.
+//   kswapd_wake, direct_reclaim, compaction, oom_victim  the pressure kinds, decided at user pages by
+//               Pressure/PressureReplay.cs; listed only where compared.
 // Free-running, Kmem's state evolves on its own; aligned (PcpListModel, TraceReplayer.SlabAlign),
 // it is corrected after each event to what the trace revealed. Here: the counts per kind and phase, the
 // first mismatches, the page frees and slab frees whose kernel side is still being read;

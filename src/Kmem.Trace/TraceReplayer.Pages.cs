@@ -151,7 +151,9 @@ public sealed partial class TraceReplayer
             _pcpModel!.AlignForAlloc(p.Pfn, p.Order, p.Gfp, p.ModelBefore, p.ModelFf, _m.PageAllocator.Cpus.Current);
         }
         _kmem?.Reset();
+        var pressureBefore = _pressure!.ReadPressureCounters();
         var page = node >= 0 ? _m.AllocPagesNode(node, ReplayGfp.Of(p.Gfp), p.Order) : _m.AllocPages(ReplayGfp.Of(p.Gfp), p.Order);
+        _pressure.PageAllocated(p.Pfn, pressureBefore); // a costly order's reclaim and compaction decisions
         if (page.IsNull)
         {
             _kmemFailures++;

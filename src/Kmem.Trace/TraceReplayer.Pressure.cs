@@ -8,41 +8,8 @@ public sealed partial class TraceReplayer
 {
     private PressureReplay? _pressure;
 
-    private static readonly (TraceEventKind Kind, string Name)[] s_pressureKindNames =
-    [
-        (TraceEventKind.MmVmscanWakeupKswapd, "mm_vmscan_wakeup_kswapd"),
-        (TraceEventKind.MmVmscanKswapdWake, "mm_vmscan_kswapd_wake"),
-        (TraceEventKind.MmVmscanKswapdSleep, "mm_vmscan_kswapd_sleep"),
-        (TraceEventKind.MmVmscanDirectReclaimBegin, "mm_vmscan_direct_reclaim_begin"),
-        (TraceEventKind.MmVmscanDirectReclaimEnd, "mm_vmscan_direct_reclaim_end"),
-        (TraceEventKind.MmVmscanWriteFolio, "mm_vmscan_write_folio"),
-        (TraceEventKind.MmCompactionTryToCompactPages, "mm_compaction_try_to_compact_pages"),
-        (TraceEventKind.MmCompactionEnd, "mm_compaction_end"),
-        (TraceEventKind.MmCompactionDeferred, "mm_compaction_deferred"),
-        (TraceEventKind.MarkVictim, "mark_victim"),
-        (TraceEventKind.OomScoreAdjUpdate, "oom_score_adj_update"),
-    ];
-
     private void StartPressure(TraceReader reader) =>
         _pressure = new PressureReplay(_m, _decisions, _kmem is not null, _options.Aligned, reader.FileName);
-
-    // Before an event is dispatched: what the pressure side reads of it.
-    private void PressureEvent(ref TraceEvent e)
-    {
-        _pressure!.Tick(ref e);
-        switch (e.Kind)
-        {
-            case TraceEventKind.Kmalloc:
-            case TraceEventKind.Kfree:
-                _pressure!.SlabEvent(ref e);
-                break;
-            case >= TraceEventKind.Marker:
-                _pressure!.KernelEvent(ref e);
-                break;
-            default:
-                break;
-        }
-    }
 
     // A user page: the pressure side makes it a page of a Kmem task; Kmem's page-allocator decisions for the fault
     // that allocated it are set against the kernel's like any page allocation's (aligned first, as ReplayPageAlloc does).
@@ -72,17 +39,6 @@ public sealed partial class TraceReplayer
     {
         _pressure!.Finish();
         _pressure.DeleteSwapFile();
-    }
-
-    private static void AddPressureCounts(TraceReader reader, SortedDictionary<string, long> counts)
-    {
-        foreach (var (kind, name) in s_pressureKindNames)
-        {
-            if (reader.CountOf(kind) is long n and > 0)
-            {
-                counts[name] = n;
-            }
-        }
     }
 
     private TracePressure? PressureResult() => _pressure is { Active: true } p ? p.Report.Build(p) : null;

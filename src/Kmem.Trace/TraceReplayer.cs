@@ -172,7 +172,7 @@ public sealed partial class TraceReplayer
                 {
                     FlushDeferredFrees(cpu, _deferred[cpu].Count);
                 }
-                PressureEvent(ref e);
+                _pressure!.BeforeEvent(ref e); // vmscan, compaction, oom events, markers, swapon/swapoff (Pressure/)
                 BeforeEvent(ref e, cpu); // the kernel's side: bursts (bulk pages are replayed with or without observers), drains
                 Dispatch(ref e, cpu);
                 if (reader.Events >= nextCall)
@@ -499,7 +499,7 @@ public sealed partial class TraceReplayer
         {
             counts[name] = reader.CountOf(kind);
         }
-        AddPressureCounts(reader, counts);
+        PressureReplay.AddCounts(reader, counts);
         var consequences = new SortedDictionary<string, TraceConsequence>(StringComparer.Ordinal)
         {
             ["mm_page_alloc_zone_locked"] = new(reader.CountOf(TraceEventKind.MmPageAllocZoneLocked), after.ZoneLocked - before.ZoneLocked),

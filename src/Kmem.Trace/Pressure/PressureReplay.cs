@@ -19,13 +19,13 @@
 // oom_victim, once per task either side killed (mark_victim's pid / Kmem's victim).
 // Swap follows the kernel's: sys_swapon's init_swap_address_space allocation turns on a
 // swap file of the capture's size, sys_swapoff's first kfree turns it off.
-// Used on the replaying thread only.
-using System.Globalization;
+// The kernel's side, swap, kswapd's schedule and the memory held before tracing are in
+// PressureReplay.Kernel.cs. Used on the replaying thread only.
 
 namespace Kmem;
 
 /// <summary>The pressure side of a replay: user pages as task pages, the kernel's reclaim decisions read from the trace.</summary>
-internal sealed class PressureReplay
+internal sealed partial class PressureReplay
 {
     private const ulong ChunkBytes = 4UL << 20; // mapped 4 MiB at a time, as the capture's hogs do
     private const ulong PageSize = Machine.PageSize;
@@ -76,241 +76,6 @@ internal sealed class PressureReplay
     /// <summary>Whether the replay saw any pressure event or user page (the report is worth printing).</summary>
     public bool Active => TaskPages > 0 || Report.KernelEvents > 0;
 
-    // ---------------------------------------------------------------- the kernel's side
-
-    /// <summary>A vmscan, compaction or oom event, or a marker: read, never replayed.</summary>
-    public void KernelEvent(ref TraceEvent e)
-    {
-        string text = e.Text ?? "";
-        switch (e.Kind)
-        {
-            case TraceEventKind.Marker:
-                if (Report.Marker(text, _m) is long kernelFree && (_aligned || !_calibrated))
-                {
-                    Calibrate(kernelFree);
-                }
-                return;
-            case TraceEventKind.MmVmscanWakeupKswapd:
-                Slow(e.Pid).Wake = true;
-                DeferKswapd();
-                break;
-            case TraceEventKind.MmVmscanDirectReclaimBegin:
-                Slow(e.Pid).Direct = true;
-                _inDirect.Add(e.Pid);
-                break;
-            case TraceEventKind.MmVmscanDirectReclaimEnd:
-                long n = Field(text, "nr_reclaimed=") ?? 0;
-                Slow(e.Pid).Reclaimed += n;
-                Report.Kernel(PressureReport.Reclaimed, n);
-                _inDirect.Remove(e.Pid);
-                break;
-            case TraceEventKind.MmVmscanWriteFolio:
-                _written.Add(e.Pfn);
-                break;
-            case TraceEventKind.MmVmscanKswapdWake:
-                DeferKswapd();
-                break;
-            case TraceEventKind.MmVmscanKswapdSleep:
-                break; // counted in the timeline only
-            case TraceEventKind.MmCompactionTryToCompactPages:
-                Slow(e.Pid).Compact = true;
-                break;
-            case TraceEventKind.MmCompactionEnd:
-            case TraceEventKind.MmCompactionDeferred:
-                if (_slow.TryGetValue(e.Pid, out var s) && s.Compact)
-                {
-                    s.Result = e.Kind == TraceEventKind.MmCompactionDeferred ? "deferred" : Word(text, "status=");
-                }
-                break;
-            case TraceEventKind.MarkVictim:
-                _kernelVictims.Add(((int)(Field(text, "pid=") ?? e.Pid), Word(text, "comm=") ?? e.Comm));
-                break;
-            case TraceEventKind.OomScoreAdjUpdate:
-                int pid = (int)(Field(text, "pid=") ?? e.Pid);
-                short adj = (short)Math.Clamp(Field(text, "oom_score_adj=") ?? 0, -1000, 1000);
-                _adj[pid] = adj;
-                if (_tasks.TryGetValue(pid, out var t) && t.Alive)
-                {
-                    t.Task!.SetOomScoreAdj(adj);
-                }
-                break;
-            default:
-                return;
-        }
-        Report.KernelEventSeen(e.Kind);
-    }
-
-    /// <summary>A slab event: sys_swapon's and sys_swapoff's allocations turn Kmem's swap on and off.</summary>
-    public void SlabEvent(ref TraceEvent e)
-    {
-        string? site = e.CallSite;
-        if (site is null)
-        {
-            return;
-        }
-        if (!_swapOn && e.Kind == TraceEventKind.Kmalloc && site.StartsWith("init_swap_address_space+", StringComparison.Ordinal))
-        {
-            long bytes = SwapsFileBytes() ?? (long)(e.BytesReq / AddressSpaceBytes) * SwapAddressSpaceBytes;
-            Swapon(bytes);
-        }
-        else if (_swapOn && e.Kind == TraceEventKind.Kfree && site.StartsWith("__do_sys_swapoff+", StringComparison.Ordinal))
-        {
-            _swapOn = false;
-            var before = Counters.Read(_m);
-            try
-            {
-                _m.Swapoff(_swapFile!);
-            }
-            catch (InvalidOperationException)
-            {
-                SwapFailures++; // ENOMEM: Kmem could not hold what its swap held
-            }
-            NoteKills(before, Counters.Read(_m));
-        }
-    }
-
-    private void Swapon(long bytes)
-    {
-        long pages = bytes / (long)PageSize;
-        if (pages < 10)
-        {
-            return;
-        }
-        _swapFile ??= Path.Combine(Path.GetTempPath(), $"kmem-replay-swap-{Environment.ProcessId}-{Guid.NewGuid():N}.img");
-        _m.Mkswap(_swapFile, pages * (long)PageSize);
-        _m.Swapon(_swapFile);
-        _swapOn = true;
-    }
-
-    // The size of the capture's swap area: /proc/swaps after swapon (Size in KiB, the header page not counted).
-    private long? SwapsFileBytes()
-    {
-        foreach (string name in new[] { Path.Combine("meta", "phase", "swaps-after-swapon.txt"), "swaps.txt" })
-        {
-            string path = _directory is null ? "" : Path.Combine(_directory, name);
-            if (_directory is null || !File.Exists(path))
-            {
-                continue;
-            }
-            foreach (string line in File.ReadLines(path).Skip(1))
-            {
-                string[] f = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-                if (f.Length >= 3 && long.TryParse(f[2], NumberStyles.None, CultureInfo.InvariantCulture, out long kib))
-                {
-                    return (kib + 4) * 1024;
-                }
-            }
-        }
-        return null;
-    }
-
-    private SlowPath Slow(int pid)
-    {
-        if (!_slow.TryGetValue(pid, out var s))
-        {
-            s = new SlowPath();
-            _slow[pid] = s;
-        }
-        return s;
-    }
-
-    // The kernel's slow-path events of the task since its last page allocation, forgotten once read.
-    private SlowPath? TakeSlow(int pid)
-    {
-        if (_slow.Remove(pid, out var s))
-        {
-            return s;
-        }
-        return null;
-    }
-
-    // ---------------------------------------------------------------- kswapd's schedule
-
-    // Events after which Kmem's deferred kswapd runs even if the kernel's showed no work (a kswapd the kernel did not wake).
-    private const int KswapdRunBound = 4096;
-    private bool _kswapdDeferred;
-    private int _sinceKswapdRun;
-
-    // Once the trace shows the kernel's kswapd, Kmem's synchronous kswapd runs when the kernel's reclaimed (its first
-    // page freed or written after Kmem's wakeup), not at once: the task that woke it goes on meanwhile, as it does
-    // beside a real kswapd, and may fall to the min watermark and reclaim directly. When and how long a thread runs is
-    // the scheduler's, an input of the replay; what kswapd reclaims stays Kmem's decision.
-    private void DeferKswapd()
-    {
-        if (!_kswapdDeferred && !_m.Mm.KswapdThreaded)
-        {
-            _kswapdDeferred = true;
-            _m.Mm.KswapdDeferred = true;
-        }
-    }
-
-    /// <summary>Every event, before it is dispatched: runs Kmem's deferred kswapd where the kernel's worked.</summary>
-    public void Tick(ref TraceEvent e)
-    {
-        if (!_kswapdDeferred)
-        {
-            return;
-        }
-        bool kswapdWorked = e.Kind is TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched or TraceEventKind.MmVmscanWriteFolio
-            && e.Comm.StartsWith("kswapd", StringComparison.Ordinal);
-        if (kswapdWorked || ++_sinceKswapdRun >= KswapdRunBound)
-        {
-            _sinceKswapdRun = 0;
-            var before = Counters.Read(_m);
-            _m.Mm.RunKswapd();
-            NoteKills(before, Counters.Read(_m));
-        }
-    }
-
-    // ---------------------------------------------------------------- memory held before tracing
-
-    /// <summary>Pages held for memory the kernel used before its trace began (the ring buffer, the initramfs).</summary>
-    public long UntracedPages { get; private set; }
-
-    // Where the capture reveals the kernel's free pages (its vmstat after a phase), Kmem holds or gives back pages so
-    // its own free pages are the same: the memory the trace cannot show (allocated before tracing began) is an input,
-    // like the watermarks. Free-running: once, at the first phase the capture reveals; aligned: at every one.
-    // Taken without reclaim (no kswapd, no direct reclaim), in the largest blocks that are free, as boot-time
-    // allocations are; unmovable, so compaction cannot move them.
-    private void Calibrate(long kernelFree)
-    {
-        _calibrated = true;
-        long delta = FreePages(_m) - kernelFree;
-        const Gfp NoReclaim = (Gfp.Kernel & ~Gfp.Reclaim) | Gfp.NoWarn;
-        for (int order = Machine.MaxOrder - 1; delta > 0 && order >= 0; order--)
-        {
-            while (delta >= 1L << order)
-            {
-                var page = _m.AllocPages(NoReclaim, order);
-                if (page.IsNull)
-                {
-                    break;
-                }
-                _untraced.Add((page, order));
-                UntracedPages += 1L << order;
-                delta -= 1L << order;
-            }
-        }
-        while (delta < 0 && _untraced.Count > 0)
-        {
-            var (page, order) = _untraced[^1];
-            _untraced.RemoveAt(_untraced.Count - 1);
-            _m.FreePages(page, order);
-            UntracedPages -= 1L << order;
-            delta += 1L << order;
-        }
-    }
-
-    internal static long FreePages(Machine m)
-    {
-        long free = 0;
-        foreach (var z in m.PageAllocator.Zones)
-        {
-            free += Volatile.Read(ref z.FreePages);
-        }
-        return free;
-    }
-
     // ---------------------------------------------------------------- user pages
 
     /// <summary>Whether an allocation is a user page: order 0, a user gfp, in a task's context.</summary>
@@ -350,6 +115,7 @@ internal sealed class PressureReplay
         }
         if (!IsUserPage(in e))
         {
+            NoteCostly(in e);
             return false;
         }
         var slow = TakeSlow(e.Pid);
@@ -378,9 +144,9 @@ internal sealed class PressureReplay
                 return false;
             }
         }
-        var before = Counters.Read(_m);
+        var before = PressureCounters.Read(_m);
         bool ok = Touch(t, va);
-        var after = Counters.Read(_m);
+        var after = PressureCounters.Read(_m);
         NoteKills(before, after);
         Report.Kmem(_m);
         if (_decide)
@@ -399,22 +165,42 @@ internal sealed class PressureReplay
         return true;
     }
 
-    /// <summary>A costly-order allocation replayed by the page path: its compaction decision (Kmem's counters
-    /// around the call <paramref name="before"/> and now).</summary>
-    public void CostlyAlloc(in TraceEvent e, Counters before)
+    // Costly-order allocations (order > PAGE_ALLOC_COSTLY_ORDER, 3) the page path replays: the kernel's slow path
+    // of the task until then, kept by frame until Kmem's allocation for it is made.
+    private const int CostlyOrder = 3;
+    private readonly Dictionary<ulong, (SlowPath? Slow, long Line, string Who)> _costly = [];
+
+    private void NoteCostly(in TraceEvent e)
     {
-        var slow = TakeSlow(e.Pid);
-        var after = Counters.Read(_m);
-        NoteKills(before, after);
-        if (_decide)
+        if (e.Order > CostlyOrder)
         {
-            Decide(e.LineNumber, slow, before, after, $"{e.Comm}-{e.Pid} order {e.Order}");
+            _costly[e.Pfn] = (TakeSlow(e.Pid), e.LineNumber, $"{e.Comm}-{e.Pid} order {e.Order}");
+        }
+        else
+        {
+            _ = TakeSlow(e.Pid);
         }
     }
 
-    public Counters ReadCounters() => Counters.Read(_m);
+    /// <summary>The page path made Kmem's allocation for the trace's frame <paramref name="pfn"/>: for a costly order,
+    /// its decisions (Kmem's counters <paramref name="before"/> the call and now) against the kernel's slow path.</summary>
+    public void PageAllocated(ulong pfn, PressureCounters before)
+    {
+        if (!_costly.Remove(pfn, out var c))
+        {
+            return;
+        }
+        var after = PressureCounters.Read(_m);
+        NoteKills(before, after);
+        if (_decide)
+        {
+            Decide(c.Line, c.Slow, before, after, c.Who);
+        }
+    }
 
-    private void Decide(long line, SlowPath? slow, Counters before, Counters after, string who)
+    public PressureCounters ReadPressureCounters() => PressureCounters.Read(_m);
+
+    private void Decide(long line, SlowPath? slow, PressureCounters before, PressureCounters after, string who)
     {
         bool kWake = slow?.Wake == true, kDirect = slow?.Direct == true, kCompact = slow?.Compact == true;
         bool mWake = after.Wakeups > before.Wakeups, mDirect = after.Allocstall > before.Allocstall, mCompact = after.CompactStall > before.CompactStall;
@@ -440,7 +226,7 @@ internal sealed class PressureReplay
         }
     }
 
-    private void NoteKills(Counters before, Counters after)
+    private void NoteKills(PressureCounters before, PressureCounters after)
     {
         if (after.OomKill == before.OomKill)
         {
@@ -568,56 +354,6 @@ internal sealed class PressureReplay
 
     public IReadOnlyList<(int Pid, string Comm)> KmemVictims => _kmemVictims;
 
-    /// <summary>Removes the swap file's name (the machine keeps it open while it lives).</summary>
-    public void DeleteSwapFile()
-    {
-        if (_swapFile is not null)
-        {
-            try
-            {
-                File.Delete(_swapFile); // the machine keeps its descriptor: only the name goes
-            }
-            catch (IOException)
-            {
-                // best effort: a temporary file
-            }
-        }
-    }
-
-    // ---------------------------------------------------------------- field text
-
-    internal static long? Field(string text, string key)
-    {
-        string? w = Word(text, key);
-        if (w is null)
-        {
-            return null;
-        }
-        w = w.TrimEnd(',');
-        int end = 0;
-        while (end < w.Length && (char.IsAsciiDigit(w[end]) || (end == 0 && w[end] == '-')))
-        {
-            end++;
-        }
-        return long.TryParse(w.AsSpan(0, end), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v : null;
-    }
-
-    internal static string? Word(string text, string key)
-    {
-        int i = 0;
-        while ((i = text.IndexOf(key, i, StringComparison.Ordinal)) >= 0)
-        {
-            if (i == 0 || text[i - 1] == ' ')
-            {
-                int start = i + key.Length;
-                int end = text.IndexOf(' ', start);
-                return end < 0 ? text[start..] : text[start..end];
-            }
-            i += key.Length;
-        }
-        return null;
-    }
-
     /// <summary>The kernel's slow-path events of one task since its last page allocation.</summary>
     private sealed class SlowPath
     {
@@ -655,18 +391,5 @@ internal sealed class PressureReplay
             _next += PageSize;
             return va;
         }
-    }
-}
-
-/// <summary>Kmem's pressure counters at one moment: the differences around a call are its decisions.</summary>
-internal readonly record struct Counters(long Wakeups, long Allocstall, long CompactStall, long CompactSuccess, long PgstealDirect, long OomKill,
-    long Pswpout, long KswapdRuns)
-{
-    public static Counters Read(Machine m)
-    {
-        var mm = m.Mm;
-        ref var s = ref mm.Stats;
-        return new Counters(mm.KswapdWakeups, mm.Allocstall.Sum(), Volatile.Read(ref s.CompactStall), Volatile.Read(ref s.CompactSuccess),
-            Volatile.Read(ref s.PgstealDirect), Volatile.Read(ref s.OomKill), Volatile.Read(ref s.Pswpout), mm.KswapdRuns);
     }
 }

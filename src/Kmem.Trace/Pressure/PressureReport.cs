@@ -27,7 +27,7 @@ internal sealed class PressureReport(Machine m, string? directory)
         "compact_migrate_scanned", "pgmigrate_success", "oom_kill",
     ];
 
-    private readonly List<Phase> _phases = [new Phase("boot", Counters.Read(m))];
+    private readonly List<Phase> _phases = [new Phase("boot", PressureCounters.Read(m))];
     private readonly List<TracePressureCounter> _vmstat = [];
 
     public long KernelEvents { get; private set; }
@@ -44,7 +44,7 @@ internal sealed class PressureReport(Machine m, string? directory)
             return null;
         }
         long? kernelFree = EndPhase(machine);
-        _phases.Add(new Phase(next, Counters.Read(machine)));
+        _phases.Add(new Phase(next, PressureCounters.Read(machine)));
         return kernelFree;
     }
 
@@ -86,7 +86,7 @@ internal sealed class PressureReport(Machine m, string? directory)
             return null;
         }
         p.Ended = true;
-        var end = Counters.Read(machine);
+        var end = PressureCounters.Read(machine);
         var b = p.Start;
         p.Kmem[KswapdWakeups] = end.Wakeups - b.Wakeups;
         p.Kmem[KswapdRuns] = end.KswapdRuns - b.KswapdRuns;
@@ -186,10 +186,10 @@ internal sealed class PressureReport(Machine m, string? directory)
         };
     }
 
-    private sealed class Phase(string name, Counters start)
+    private sealed class Phase(string name, PressureCounters start)
     {
         public string Name { get; } = name;
-        public Counters Start { get; } = start;
+        public PressureCounters Start { get; } = start;
         public bool Ended;
         public long MinFree = long.MaxValue;
         public readonly Dictionary<string, long> Kernel = new(StringComparer.Ordinal);

@@ -52,6 +52,11 @@ public static class ReplayReport
         }
         WriteDecisions(w, r, "free-running: Kmem's state evolves on its own");
         w.WriteLine();
+        if (r.Pressure is not null)
+        {
+            ReplayPressure.WriteText(w, r);
+            w.WriteLine();
+        }
         w.WriteLine("trace checks (true by construction on a genuine trace: not fidelity)");
         w.WriteLine(Inv($"  kmalloc size class (size_index) equal to the trace's bytes_alloc   {r.KmallocSizeClassMatch:P1} of {r.KmallocEvents:N0}"));
         w.WriteLine(Inv($"  migratetype of each event's gfp_flags equal to its own migratetype {r.PageMigratetypeMatch:P1} of {r.PageAllocEvents:N0}"));
@@ -191,6 +196,7 @@ public static class ReplayReport
             j.WriteEndObject();
         }
         j.WriteEndArray();
+        ReplayPressure.WriteJson(j, r);
         j.WriteNumber("bulk_refill_bursts", r.BulkRefillBursts);
         j.WriteNumber("bulk_pages_replayed", r.BulkPagesReplayed);
         j.WriteNumber("unattributed_drains", r.UnattributedDrains);

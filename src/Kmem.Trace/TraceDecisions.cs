@@ -16,6 +16,8 @@
 //   fallback_ownership  when both stole: whether the pageblock changed hands.
 //   new_slab    a slab allocation: the kernel's slab page recognised for it.
 //   slab_freed  a slab free: the next event on the CPU frees one of the kernel's slab frames.
+//   kswapd_wake, direct_reclaim, compaction, oom_victim  the pressure kinds, decided at user pages by
+//               Pressure/PressureReplay.cs; listed only where compared.
 // Free-running, Kmem's state evolves on its own; aligned (PcpListModel, TraceReplayer.SlabAlign),
 // it is corrected after each event to what the trace revealed. Here: the counts per kind and phase, the
 // first mismatches, the page frees and slab frees whose kernel side is still being read;
@@ -27,8 +29,11 @@ namespace Kmem;
 /// <summary>The decisions compared so far, per kind and per phase of the trace.</summary>
 internal sealed class TraceDecisions
 {
-    private static readonly string[] s_names = ["pcp_refill", "pcp_drain", "zone", "fallback", "fallback_ownership", "new_slab", "slab_freed"];
-    private const int Kinds = 7;
+    private static readonly string[] s_names = ["pcp_refill", "pcp_drain", "zone", "fallback", "fallback_ownership", "new_slab", "slab_freed",
+        "kswapd_wake", "direct_reclaim", "compaction", "oom_victim"];
+    private const int Kinds = 11;
+    // The pressure kinds (Pressure/PressureReplay.cs) are listed only when compared: a trace without pressure shows none.
+    private const int FirstPressureKind = (int)DecisionKind.KswapdWake;
 
     private readonly int _mismatches;
     private readonly List<(string Phase, Tally Tally)> _phases = [("boot", new Tally())];
@@ -147,6 +152,10 @@ internal sealed class TraceDecisions
         var d = new SortedDictionary<string, TraceDecision>(StringComparer.Ordinal);
         for (int k = 0; k < Kinds; k++)
         {
+            if (k >= FirstPressureKind && sum.Compared[k] == 0)
+            {
+                continue;
+            }
             d[s_names[k]] = new TraceDecision(sum.Compared[k], sum.Matched[k], sum.KernelYes[k], sum.KmemYes[k],
                 sum.BothYes[k], sum.AmountCompared[k], sum.AmountEqual[k], [.. sum.Mismatches[k].Take(_mismatches)]);
         }
@@ -231,4 +240,8 @@ internal enum DecisionKind
     FallbackOwnership,
     NewSlab,
     SlabFreed,
+    KswapdWake,
+    DirectReclaim,
+    Compaction,
+    OomVictim,
 }

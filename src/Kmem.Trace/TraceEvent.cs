@@ -43,6 +43,29 @@ public enum TraceEventKind : byte
     PercpuAllocPercpuFail,
     /// <summary>A trace marker (<c>tracing_mark_write: TEXT</c>), text in <see cref="TraceEvent.Text"/>.</summary>
     Marker,
+    /// <summary>vmscan:mm_vmscan_wakeup_kswapd: an allocation woke kswapd (its fields in <see cref="TraceEvent.Text"/>, as for every
+    /// vmscan, compaction and oom kind below).</summary>
+    MmVmscanWakeupKswapd,
+    /// <summary>vmscan:mm_vmscan_kswapd_wake: kswapd starts a round of balance_pgdat.</summary>
+    MmVmscanKswapdWake,
+    /// <summary>vmscan:mm_vmscan_kswapd_sleep: kswapd goes to sleep.</summary>
+    MmVmscanKswapdSleep,
+    /// <summary>vmscan:mm_vmscan_direct_reclaim_begin: an allocation enters direct reclaim.</summary>
+    MmVmscanDirectReclaimBegin,
+    /// <summary>vmscan:mm_vmscan_direct_reclaim_end, with <c>nr_reclaimed=</c>.</summary>
+    MmVmscanDirectReclaimEnd,
+    /// <summary>vmscan:mm_vmscan_write_folio: reclaim writes a page out (swap-out for anonymous pages); <see cref="TraceEvent.Pfn"/> is set.</summary>
+    MmVmscanWriteFolio,
+    /// <summary>compaction:mm_compaction_try_to_compact_pages: an allocation tries direct compaction.</summary>
+    MmCompactionTryToCompactPages,
+    /// <summary>compaction:mm_compaction_end, with <c>status=</c>.</summary>
+    MmCompactionEnd,
+    /// <summary>compaction:mm_compaction_deferred: compaction of a zone skipped, deferred.</summary>
+    MmCompactionDeferred,
+    /// <summary>oom:mark_victim: the OOM killer chose a task (<c>pid=</c>, <c>comm=</c>).</summary>
+    MarkVictim,
+    /// <summary>oom:oom_score_adj_update: a task's oom_score_adj was set (<c>pid=</c>, <c>comm=</c>, <c>oom_score_adj=</c>).</summary>
+    OomScoreAdjUpdate,
 }
 
 /// <summary>

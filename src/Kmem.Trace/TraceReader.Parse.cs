@@ -228,6 +228,24 @@ public sealed partial class TraceReader
             eventName = "percpu_alloc_percpu_fail";
             ok = ParsePercpuRequest(ref fields, ref e);
         }
+        else if (PressureKind(name) is TraceEventKind kind)
+        {
+            // vmscan, compaction and oom events: their fields as text, read by the pressure replay (Pressure/).
+            e.Kind = kind;
+            var text = s[f..].TrimEnd((byte)' ');
+            e.Text = Encoding.UTF8.GetString(text);
+            int at = text.IndexOf("pfn=0x"u8);
+            if (kind == TraceEventKind.MmVmscanWriteFolio && at >= 0)
+            {
+                var hex = text[(at + 6)..];
+                int end = hex.IndexOf((byte)' ');
+                if (TraceNumbers.TryHex(end < 0 ? hex : hex[..end], out ulong pfn))
+                {
+                    e.Pfn = pfn;
+                }
+            }
+            return LineResult.Event;
+        }
         else
         {
             CountUnknown(name);
@@ -240,6 +258,23 @@ public sealed partial class TraceReader
         expected = $"{eventName}: expected {fields.Expected}, found '{Encoding.UTF8.GetString(fields.Found)}'";
         return LineResult.Bad;
     }
+
+    // The vmscan, compaction and oom events the pressure replay reads; the others of these systems stay unknown (counted).
+    private static TraceEventKind? PressureKind(ReadOnlySpan<byte> name) => name switch
+    {
+        _ when name.SequenceEqual("mm_vmscan_wakeup_kswapd"u8) => TraceEventKind.MmVmscanWakeupKswapd,
+        _ when name.SequenceEqual("mm_vmscan_kswapd_wake"u8) => TraceEventKind.MmVmscanKswapdWake,
+        _ when name.SequenceEqual("mm_vmscan_kswapd_sleep"u8) => TraceEventKind.MmVmscanKswapdSleep,
+        _ when name.SequenceEqual("mm_vmscan_direct_reclaim_begin"u8) => TraceEventKind.MmVmscanDirectReclaimBegin,
+        _ when name.SequenceEqual("mm_vmscan_direct_reclaim_end"u8) => TraceEventKind.MmVmscanDirectReclaimEnd,
+        _ when name.SequenceEqual("mm_vmscan_write_folio"u8) => TraceEventKind.MmVmscanWriteFolio,
+        _ when name.SequenceEqual("mm_compaction_try_to_compact_pages"u8) => TraceEventKind.MmCompactionTryToCompactPages,
+        _ when name.SequenceEqual("mm_compaction_end"u8) => TraceEventKind.MmCompactionEnd,
+        _ when name.SequenceEqual("mm_compaction_deferred"u8) => TraceEventKind.MmCompactionDeferred,
+        _ when name.SequenceEqual("mark_victim"u8) => TraceEventKind.MarkVictim,
+        _ when name.SequenceEqual("oom_score_adj_update"u8) => TraceEventKind.OomScoreAdjUpdate,
+        _ => null,
+    };
 
     private static bool Set(ref TraceEvent e, int order)
     {

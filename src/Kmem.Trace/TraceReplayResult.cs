@@ -167,6 +167,10 @@ public sealed class TraceReplayResult
     /// kmalloc_size_class_match (the size_index table). Shares, 0..1.</summary>
     public IReadOnlyDictionary<string, double> TraceChecks { get; init; } = new Dictionary<string, double>();
 
+    /// <summary>The pressure timeline, vmstat totals and OOM victims, kernel against Kmem (Pressure/): null when the trace
+    /// has no vmscan, compaction or oom event and no user page.</summary>
+    public TracePressure? Pressure { get; init; }
+
     /// <summary>Refill bursts no mm_page_alloc followed (the bulk page allocator, alloc_pages_bulk, which takes
     /// pages from the per-CPU lists without that event), and the order-0 pages replayed for them.</summary>
     public long BulkRefillBursts { get; init; }

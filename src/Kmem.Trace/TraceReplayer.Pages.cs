@@ -41,6 +41,10 @@ public sealed partial class TraceReplayer
         }
         var (refill, steal, ownership, blocks) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
+        if (UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase)))
+        {
+            return; // a user page: a page of a Kmem task (TraceReplayer.Pressure.cs)
+        }
         var list = _pending[cpu];
         if (_pendingCount[cpu] == MaxPending)
         {
@@ -147,7 +151,9 @@ public sealed partial class TraceReplayer
             _pcpModel!.AlignForAlloc(p.Pfn, p.Order, p.Gfp, p.ModelBefore, p.ModelFf, _m.PageAllocator.Cpus.Current);
         }
         _kmem?.Reset();
+        var pressureBefore = _pressure!.ReadPressureCounters();
         var page = node >= 0 ? _m.AllocPagesNode(node, ReplayGfp.Of(p.Gfp), p.Order) : _m.AllocPages(ReplayGfp.Of(p.Gfp), p.Order);
+        _pressure.PageAllocated(p.Pfn, pressureBefore); // a costly order's reclaim and compaction decisions
         if (page.IsNull)
         {
             _kmemFailures++;
@@ -243,6 +249,10 @@ public sealed partial class TraceReplayer
     // Returns whether Kmem freed a page for it (not for a slab frame or a frame never allocated in the trace).
     private bool PageFree(ulong pfn, int order, int cpu)
     {
+        if (_pressure!.FreeUserPage(pfn, out bool kmemFreed))
+        {
+            return kmemFreed; // a user page's (TraceReplayer.Pressure.cs)
+        }
         if (_slabPages.Remove(pfn))
         {
             return false; // a slab page (or large kmalloc) the trace's slab layer gave back: Kmem's own slab layer decides

@@ -124,6 +124,7 @@ public sealed partial class TraceReplayer
         }
         _ = _m.SlabCaches; // throws for a slab backend this build lacks, before any event
         _reader = reader;
+        StartPressure(reader);
         var before = KmemConsequences();
         double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
@@ -171,6 +172,7 @@ public sealed partial class TraceReplayer
                 {
                     FlushDeferredFrees(cpu, _deferred[cpu].Count);
                 }
+                _pressure!.BeforeEvent(ref e); // vmscan, compaction, oom events, markers, swapon/swapoff (Pressure/)
                 BeforeEvent(ref e, cpu); // the kernel's side: bursts (bulk pages are replayed with or without observers), drains
                 Dispatch(ref e, cpu);
                 if (reader.Events >= nextCall)
@@ -199,6 +201,7 @@ public sealed partial class TraceReplayer
             }
         }
         SettleHeldBack();
+        FinishPressure();
         _decisions.Finish();
         sw.Stop();
         var after = KmemConsequences();
@@ -225,10 +228,12 @@ public sealed partial class TraceReplayer
                 PageAlloc(ref e, cpu);
                 break;
             case TraceEventKind.MmPageFree:
+                _pressure!.NoteFree(ref e);
                 _deferred[cpu].Add((e.Pfn, e.Order, e.LineNumber));
                 _afterBatched[cpu] = false;
                 break;
             case TraceEventKind.MmPageFreeBatched:
+                _pressure!.NoteFree(ref e);
                 BatchedFree(e.Pfn, e.Order, cpu, e.LineNumber);
                 _afterBatched[cpu] = true;
                 break;
@@ -494,6 +499,7 @@ public sealed partial class TraceReplayer
         {
             counts[name] = reader.CountOf(kind);
         }
+        PressureReplay.AddCounts(reader, counts);
         var consequences = new SortedDictionary<string, TraceConsequence>(StringComparer.Ordinal)
         {
             ["mm_page_alloc_zone_locked"] = new(reader.CountOf(TraceEventKind.MmPageAllocZoneLocked), after.ZoneLocked - before.ZoneLocked),
@@ -557,6 +563,7 @@ public sealed partial class TraceReplayer
             UnattributedDrains = _kernel.UnattributedDrains,
             BatchedFreesCountedOnce = _batchedOnce,
             CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
+            Pressure = PressureResult(),
         };
     }
 

@@ -135,6 +135,12 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             }
             _order![node.Id] = Math.Max(_order[node.Id], order);
             _highest![node.Id] = (ZoneType)Math.Max((int)_highest[node.Id], (int)highest);
+            if (_pending[node.Id] && Deferred)
+            {
+                // Already woken and not yet run: the kernel's waitqueue_active test finds kswapd awake, so the order
+                // and zone above are all a wakeup adds (no mm_vmscan_wakeup_kswapd).
+                return;
+            }
             _wakeups++;
             _pending[node.Id] = true;
             if (threaded)
@@ -155,9 +161,23 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         RunPending();
     }
 
+    /// <summary>Synchronous mode: when set, a wakeup's work waits for <see cref="RunDeferred"/> instead of running at
+    /// the next defined point, as a real kswapd runs beside the task that woke it (a trace replay runs it when the
+    /// traced kernel's kswapd reclaimed). Read and written by the one thread that drives a synchronous machine.</summary>
+    public bool Deferred { get; set; }
+
     /// <summary>Synchronous mode: runs every pending wakeup's work now, if the calling thread may (not in reclaim,
-    /// holding none of this layer's locks). Nothing in threaded mode.</summary>
+    /// holding none of this layer's locks) and the work is not <see cref="Deferred"/>. Nothing in threaded mode.</summary>
     public void RunPending()
+    {
+        if (!Deferred)
+        {
+            RunDeferred();
+        }
+    }
+
+    /// <summary>Synchronous mode: runs every pending wakeup's work now, deferred or not, if the calling thread may.</summary>
+    public void RunDeferred()
     {
         if (threaded || MmCurrent.Memalloc || locks.AnyHeldByCurrentThread)
         {

@@ -288,6 +288,16 @@ internal sealed class MmLayer : IReclaimer, IDisposable
 
     public bool KswapdThreaded => _kswapd.Threaded;
 
+    /// <summary>Synchronous kswapd: whether its work waits for <see cref="RunKswapd"/> (KswapdDaemon.Deferred).</summary>
+    public bool KswapdDeferred
+    {
+        get => _kswapd.Deferred;
+        set => _kswapd.Deferred = value;
+    }
+
+    /// <summary>Synchronous kswapd: runs its pending work now (KswapdDaemon.RunDeferred).</summary>
+    public void RunKswapd() => _kswapd.RunDeferred();
+
     // ---- The counters the reports read (Proc: meminfo, vmstat), without locks ----
 
     public ref ReclaimStats Stats => ref _events.Stats;

@@ -37,7 +37,7 @@ public sealed class TaskStruct
     public string Comm { get; }
 
     /// <summary>oom_score_adj: −1000 (never killed) … 1000.</summary>
-    public short OomScoreAdj { get; }
+    public short OomScoreAdj { get; internal set; }
 
     /// <summary>The OOM killer killed this task and freed its memory.</summary>
     public bool IsKilled { get; internal set; }
@@ -86,6 +86,16 @@ public sealed class TaskStruct
 
     /// <summary>do_exit: frees every page, swap slot, page table and the kernel stack. A second call does nothing.</summary>
     public void Exit() { using var _ = _life.Enter(); _memory.Exit(this); }
+
+    /// <summary>madvise(MADV_DONTNEED): frees the pages and swap entries of [addr, addr + length) and leaves the
+    /// mapping in place (a later access faults in a zeroed page). For a trace replay that frees single pages.</summary>
+    internal void MadviseDontneed(ulong addr, ulong length) { using var _ = _life.Enter(); _memory.MadviseDontneed(this, addr, length); }
+
+    /// <summary>The frame mapped at <paramref name="vaddr"/>, or uint.MaxValue when none is present.</summary>
+    internal uint FollowPage(ulong vaddr) { using var _ = _life.Enter(); return _memory.FollowPage(this, vaddr); }
+
+    /// <summary>Writing /proc/&lt;pid&gt;/oom_score_adj (oom_score_adj_update).</summary>
+    internal void SetOomScoreAdj(short value) { using var _ = _life.Enter(); _memory.SetOomScoreAdj(this, value); }
 
     /// <inheritdoc/>
     public override string ToString() => $"{Pid} ({Comm})";

@@ -268,6 +268,40 @@ internal sealed unsafe partial class UserMemory
         }
     }
 
+    /// <summary>madvise(MADV_DONTNEED): zap_page_range over [addr, addr + length), the VMAs kept.</summary>
+    public void MadviseDontneed(TaskStruct t, ulong addr, ulong length)
+    {
+        lock (Lock)
+        {
+            ThrowIfDead(t);
+            ZapRange(t, addr, addr + ((length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1)));
+        }
+    }
+
+    /// <summary>follow_page: the frame mapped at <paramref name="va"/>, or PhysMem.NoPfn (not present, swapped out).</summary>
+    public uint FollowPage(TaskStruct t, ulong va)
+    {
+        lock (Lock)
+        {
+            if (t.HasExited)
+            {
+                return PhysMem.NoPfn;
+            }
+            ulong* pte = Walk(t, va, out _);
+            return pte is not null && (*pte & PtePresent) != 0 ? PtePfn(*pte) : PhysMem.NoPfn;
+        }
+    }
+
+    public void SetOomScoreAdj(TaskStruct t, short value)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(value, OomKill.OomScoreAdjMin);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(value, (short)1000);
+        lock (Lock)
+        {
+            t.OomScoreAdj = value;
+        }
+    }
+
     /// <summary>zap_pte_range: unmaps and frees every page and swap entry in [start, end).</summary>
     private void ZapRange(TaskStruct t, ulong start, ulong end)
     {

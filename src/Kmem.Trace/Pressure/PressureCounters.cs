@@ -1,0 +1,17 @@
+// Kmem's pressure counters at one moment (kswapd wakeups and runs, allocation stalls,
+// compaction stalls and successes, direct reclaim's steals, OOM kills, swap-out): the
+// differences around a call are its decisions. Read without locks, each a single read.
+namespace Kmem;
+
+/// <summary>Kmem's pressure counters at one moment: the differences around a call are its decisions.</summary>
+internal readonly record struct PressureCounters(long Wakeups, long Allocstall, long CompactStall, long CompactSuccess, long PgstealDirect, long OomKill,
+    long Pswpout, long KswapdRuns)
+{
+    public static PressureCounters Read(Machine m)
+    {
+        var mm = m.Mm;
+        ref var s = ref mm.Stats;
+        return new PressureCounters(mm.KswapdWakeups, mm.Allocstall.Sum(), Volatile.Read(ref s.CompactStall), Volatile.Read(ref s.CompactSuccess),
+            Volatile.Read(ref s.PgstealDirect), Volatile.Read(ref s.OomKill), Volatile.Read(ref s.Pswpout), mm.KswapdRuns);
+    }
+}

@@ -1,0 +1,342 @@
+// The kernel's side of a pressure replay (part of PressureReplay): its vmscan, compaction
+// and oom events read per task (the slow path of its next page allocation, direct reclaim
+// episodes, written frames, victims, oom_score_adj), sys_swapon and sys_swapoff as Kmem's
+// swap, kswapd's schedule, and the memory the kernel held before tracing began.
+// Used on the replaying thread only.
+using System.Globalization;
+
+namespace Kmem;
+
+internal sealed partial class PressureReplay
+{
+    /// <summary>The event names of the kinds this side reads, for the replay's event counts.</summary>
+    public static readonly (TraceEventKind Kind, string Name)[] KindNames =
+    [
+        (TraceEventKind.MmVmscanWakeupKswapd, "mm_vmscan_wakeup_kswapd"),
+        (TraceEventKind.MmVmscanKswapdWake, "mm_vmscan_kswapd_wake"),
+        (TraceEventKind.MmVmscanKswapdSleep, "mm_vmscan_kswapd_sleep"),
+        (TraceEventKind.MmVmscanDirectReclaimBegin, "mm_vmscan_direct_reclaim_begin"),
+        (TraceEventKind.MmVmscanDirectReclaimEnd, "mm_vmscan_direct_reclaim_end"),
+        (TraceEventKind.MmVmscanWriteFolio, "mm_vmscan_write_folio"),
+        (TraceEventKind.MmCompactionTryToCompactPages, "mm_compaction_try_to_compact_pages"),
+        (TraceEventKind.MmCompactionEnd, "mm_compaction_end"),
+        (TraceEventKind.MmCompactionDeferred, "mm_compaction_deferred"),
+        (TraceEventKind.MarkVictim, "mark_victim"),
+        (TraceEventKind.OomScoreAdjUpdate, "oom_score_adj_update"),
+    ];
+
+    /// <summary>Every event, before it is dispatched: what this side reads of it.</summary>
+    public void BeforeEvent(ref TraceEvent e)
+    {
+        Tick(ref e);
+        switch (e.Kind)
+        {
+            case TraceEventKind.Kmalloc:
+            case TraceEventKind.Kfree:
+                SlabEvent(ref e);
+                break;
+            case >= TraceEventKind.Marker:
+                KernelEvent(ref e);
+                break;
+            default:
+                break;
+        }
+    }
+
+    /// <summary>Adds the counts of the kinds this side reads that the trace had.</summary>
+    public static void AddCounts(TraceReader reader, SortedDictionary<string, long> counts)
+    {
+        foreach (var (kind, name) in KindNames)
+        {
+            if (reader.CountOf(kind) is long n and > 0)
+            {
+                counts[name] = n;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- the kernel's side
+
+    /// <summary>A vmscan, compaction or oom event, or a marker: read, never replayed.</summary>
+    private void KernelEvent(ref TraceEvent e)
+    {
+        string text = e.Text ?? "";
+        switch (e.Kind)
+        {
+            case TraceEventKind.Marker:
+                if (Report.Marker(text, _m) is long kernelFree && (_aligned || !_calibrated))
+                {
+                    Calibrate(kernelFree);
+                }
+                return;
+            case TraceEventKind.MmVmscanWakeupKswapd:
+                Slow(e.Pid).Wake = true;
+                DeferKswapd();
+                break;
+            case TraceEventKind.MmVmscanDirectReclaimBegin:
+                Slow(e.Pid).Direct = true;
+                _inDirect.Add(e.Pid);
+                break;
+            case TraceEventKind.MmVmscanDirectReclaimEnd:
+                long n = Field(text, "nr_reclaimed=") ?? 0;
+                Slow(e.Pid).Reclaimed += n;
+                Report.Kernel(PressureReport.Reclaimed, n);
+                _inDirect.Remove(e.Pid);
+                break;
+            case TraceEventKind.MmVmscanWriteFolio:
+                _written.Add(e.Pfn);
+                break;
+            case TraceEventKind.MmVmscanKswapdWake:
+                DeferKswapd();
+                break;
+            case TraceEventKind.MmVmscanKswapdSleep:
+                break; // counted in the timeline only
+            case TraceEventKind.MmCompactionTryToCompactPages:
+                Slow(e.Pid).Compact = true;
+                break;
+            case TraceEventKind.MmCompactionEnd:
+            case TraceEventKind.MmCompactionDeferred:
+                if (_slow.TryGetValue(e.Pid, out var s) && s.Compact)
+                {
+                    s.Result = e.Kind == TraceEventKind.MmCompactionDeferred ? "deferred" : Word(text, "status=");
+                }
+                break;
+            case TraceEventKind.MarkVictim:
+                _kernelVictims.Add(((int)(Field(text, "pid=") ?? e.Pid), Word(text, "comm=") ?? e.Comm));
+                break;
+            case TraceEventKind.OomScoreAdjUpdate:
+                int pid = (int)(Field(text, "pid=") ?? e.Pid);
+                short adj = (short)Math.Clamp(Field(text, "oom_score_adj=") ?? 0, -1000, 1000);
+                _adj[pid] = adj;
+                if (_tasks.TryGetValue(pid, out var t) && t.Alive)
+                {
+                    t.Task!.SetOomScoreAdj(adj);
+                }
+                break;
+            default:
+                return;
+        }
+        Report.KernelEventSeen(e.Kind);
+    }
+
+    /// <summary>A slab event: sys_swapon's and sys_swapoff's allocations turn Kmem's swap on and off.</summary>
+    private void SlabEvent(ref TraceEvent e)
+    {
+        string? site = e.CallSite;
+        if (site is null)
+        {
+            return;
+        }
+        if (!_swapOn && e.Kind == TraceEventKind.Kmalloc && site.StartsWith("init_swap_address_space+", StringComparison.Ordinal))
+        {
+            long bytes = SwapsFileBytes() ?? (long)(e.BytesReq / AddressSpaceBytes) * SwapAddressSpaceBytes;
+            Swapon(bytes);
+        }
+        else if (_swapOn && e.Kind == TraceEventKind.Kfree && site.StartsWith("__do_sys_swapoff+", StringComparison.Ordinal))
+        {
+            _swapOn = false;
+            var before = PressureCounters.Read(_m);
+            try
+            {
+                _m.Swapoff(_swapFile!);
+            }
+            catch (InvalidOperationException)
+            {
+                SwapFailures++; // ENOMEM: Kmem could not hold what its swap held
+            }
+            NoteKills(before, PressureCounters.Read(_m));
+        }
+    }
+
+    private void Swapon(long bytes)
+    {
+        long pages = bytes / (long)PageSize;
+        if (pages < 10)
+        {
+            return;
+        }
+        _swapFile ??= Path.Combine(Path.GetTempPath(), $"kmem-replay-swap-{Environment.ProcessId}-{Guid.NewGuid():N}.img");
+        _m.Mkswap(_swapFile, pages * (long)PageSize);
+        _m.Swapon(_swapFile);
+        _swapOn = true;
+    }
+
+    // The size of the capture's swap area: /proc/swaps after swapon (Size in KiB, the header page not counted).
+    private long? SwapsFileBytes()
+    {
+        foreach (string name in new[] { Path.Combine("meta", "phase", "swaps-after-swapon.txt"), "swaps.txt" })
+        {
+            string path = _directory is null ? "" : Path.Combine(_directory, name);
+            if (_directory is null || !File.Exists(path))
+            {
+                continue;
+            }
+            foreach (string line in File.ReadLines(path).Skip(1))
+            {
+                string[] f = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+                if (f.Length >= 3 && long.TryParse(f[2], NumberStyles.None, CultureInfo.InvariantCulture, out long kib))
+                {
+                    return (kib + 4) * 1024;
+                }
+            }
+        }
+        return null;
+    }
+
+    private SlowPath Slow(int pid)
+    {
+        if (!_slow.TryGetValue(pid, out var s))
+        {
+            s = new SlowPath();
+            _slow[pid] = s;
+        }
+        return s;
+    }
+
+    // The kernel's slow-path events of the task since its last page allocation, forgotten once read.
+    private SlowPath? TakeSlow(int pid)
+    {
+        if (_slow.Remove(pid, out var s))
+        {
+            return s;
+        }
+        return null;
+    }
+
+    // ---------------------------------------------------------------- kswapd's schedule
+
+    // Events after which Kmem's deferred kswapd runs even if the kernel's showed no work (a kswapd the kernel did not wake).
+    private const int KswapdRunBound = 4096;
+    private bool _kswapdDeferred;
+    private int _sinceKswapdRun;
+
+    // Once the trace shows the kernel's kswapd, Kmem's synchronous kswapd runs when the kernel's reclaimed (its first
+    // page freed or written after Kmem's wakeup), not at once: the task that woke it goes on meanwhile, as it does
+    // beside a real kswapd, and may fall to the min watermark and reclaim directly. When and how long a thread runs is
+    // the scheduler's, an input of the replay; what kswapd reclaims stays Kmem's decision.
+    private void DeferKswapd()
+    {
+        if (!_kswapdDeferred && !_m.Mm.KswapdThreaded)
+        {
+            _kswapdDeferred = true;
+            _m.Mm.KswapdDeferred = true;
+        }
+    }
+
+    /// <summary>Every event, before it is dispatched: runs Kmem's deferred kswapd where the kernel's worked.</summary>
+    private void Tick(ref TraceEvent e)
+    {
+        if (!_kswapdDeferred)
+        {
+            return;
+        }
+        bool kswapdWorked = e.Kind is TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched or TraceEventKind.MmVmscanWriteFolio
+            && e.Comm.StartsWith("kswapd", StringComparison.Ordinal);
+        if (kswapdWorked || ++_sinceKswapdRun >= KswapdRunBound)
+        {
+            _sinceKswapdRun = 0;
+            var before = PressureCounters.Read(_m);
+            _m.Mm.RunKswapd();
+            NoteKills(before, PressureCounters.Read(_m));
+        }
+    }
+
+    // ---------------------------------------------------------------- memory held before tracing
+
+    /// <summary>Pages held for memory the kernel used before its trace began (the ring buffer, the initramfs).</summary>
+    public long UntracedPages { get; private set; }
+
+    // Where the capture reveals the kernel's free pages (its vmstat after a phase), Kmem holds or gives back pages so
+    // its own free pages are the same: the memory the trace cannot show (allocated before tracing began) is an input,
+    // like the watermarks. Free-running: once, at the first phase the capture reveals; aligned: at every one.
+    // Taken without reclaim (no kswapd, no direct reclaim), in the largest blocks that are free, as boot-time
+    // allocations are; unmovable, so compaction cannot move them.
+    private void Calibrate(long kernelFree)
+    {
+        _calibrated = true;
+        long delta = FreePages(_m) - kernelFree;
+        const Gfp NoReclaim = (Gfp.Kernel & ~Gfp.Reclaim) | Gfp.NoWarn;
+        for (int order = Machine.MaxOrder - 1; delta > 0 && order >= 0; order--)
+        {
+            while (delta >= 1L << order)
+            {
+                var page = _m.AllocPages(NoReclaim, order);
+                if (page.IsNull)
+                {
+                    break;
+                }
+                _untraced.Add((page, order));
+                UntracedPages += 1L << order;
+                delta -= 1L << order;
+            }
+        }
+        while (delta < 0 && _untraced.Count > 0)
+        {
+            var (page, order) = _untraced[^1];
+            _untraced.RemoveAt(_untraced.Count - 1);
+            _m.FreePages(page, order);
+            UntracedPages -= 1L << order;
+            delta += 1L << order;
+        }
+    }
+
+    internal static long FreePages(Machine m)
+    {
+        long free = 0;
+        foreach (var z in m.PageAllocator.Zones)
+        {
+            free += Volatile.Read(ref z.FreePages);
+        }
+        return free;
+    }
+
+    /// <summary>Removes the swap file's name (the machine keeps it open while it lives).</summary>
+    public void DeleteSwapFile()
+    {
+        if (_swapFile is not null)
+        {
+            try
+            {
+                File.Delete(_swapFile); // the machine keeps its descriptor: only the name goes
+            }
+            catch (IOException)
+            {
+                // best effort: a temporary file
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- field text
+
+    internal static long? Field(string text, string key)
+    {
+        string? w = Word(text, key);
+        if (w is null)
+        {
+            return null;
+        }
+        w = w.TrimEnd(',');
+        int end = 0;
+        while (end < w.Length && (char.IsAsciiDigit(w[end]) || (end == 0 && w[end] == '-')))
+        {
+            end++;
+        }
+        return long.TryParse(w.AsSpan(0, end), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v : null;
+    }
+
+    internal static string? Word(string text, string key)
+    {
+        int i = 0;
+        while ((i = text.IndexOf(key, i, StringComparison.Ordinal)) >= 0)
+        {
+            if (i == 0 || text[i - 1] == ' ')
+            {
+                int start = i + key.Length;
+                int end = text.IndexOf(' ', start);
+                return end < 0 ? text[start..] : text[start..end];
+            }
+            i += key.Length;
+        }
+        return null;
+    }
+}

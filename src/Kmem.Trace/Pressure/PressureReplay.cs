@@ -1,0 +1,395 @@
+// Replay under memory pressure (mm/vmscan.c, mm/compaction.c, mm/oom_kill.c as the
+// trace shows them). A Linux 6.1 trace has no fault or swap-in event: a user page is an
+// order-0 mm_page_alloc with a user gfp (__GFP_HARDWALL and __GFP_MOVABLE) in a task's
+// context. Such a page becomes a page of a Kmem task named after the line's pid and comm,
+// faulted in by a write at the task's next free address, so it sits on Kmem's LRU lists.
+// The kernel's own reclaim is compared, not replayed: a free of a user page made by
+// reclaim (in kswapd's context, in a task between mm_vmscan_direct_reclaim_begin and
+// _end, or of a frame mm_vmscan_write_folio wrote out) leaves Kmem's page where it is,
+// so Kmem's reclaim has to find the same shortage itself; the task's next user page is
+// then the swap-in of the oldest such address. Any other free of a user page frees it in
+// Kmem (MADV_DONTNEED); when a task has no resident page left that way, its addresses
+// the kernel had reclaimed go too (exit, or a deleted tmpfs file). kcompactd's frees and
+// allocations of user pages move the address to the new frame (migration).
+// Decisions, per user page allocation, kernel against Kmem: kswapd_wake
+// (mm_vmscan_wakeup_kswapd by the task since its last page allocation / Kmem's kswapd
+// wakeups), direct_reclaim (mm_vmscan_direct_reclaim_begin / Kmem's allocstall, with the
+// pages reclaimed as the amount), compaction (mm_compaction_try_to_compact_pages /
+// Kmem's compact_stall; costly-order allocations are compared too, see TraceReplayer.Pressure.cs);
+// oom_victim, once per task either side killed (mark_victim's pid / Kmem's victim).
+// Swap follows the kernel's: sys_swapon's init_swap_address_space allocation turns on a
+// swap file of the capture's size, sys_swapoff's first kfree turns it off.
+// The kernel's side, swap, kswapd's schedule and the memory held before tracing are in
+// PressureReplay.Kernel.cs. Used on the replaying thread only.
+
+namespace Kmem;
+
+/// <summary>The pressure side of a replay: user pages as task pages, the kernel's reclaim decisions read from the trace.</summary>
+internal sealed partial class PressureReplay
+{
+    private const ulong ChunkBytes = 4UL << 20; // mapped 4 MiB at a time, as the capture's hogs do
+    private const ulong PageSize = Machine.PageSize;
+    private const ulong AddressSpaceBytes = 192; // sizeof(struct address_space) on x86-64 6.1
+    private const long SwapAddressSpaceBytes = 64L << 20; // SWAP_ADDRESS_SPACE_PAGES (16,384) pages
+
+    private readonly Machine _m;
+    private readonly TraceDecisions _decisions;
+    private readonly bool _decide;
+    private readonly string? _directory;
+
+    private readonly Dictionary<int, UserTask> _tasks = [];
+    private readonly Dictionary<ulong, (UserTask Task, ulong Va)> _userPfns = [];
+    private readonly Dictionary<ulong, FreeContext> _freeContext = [];
+    private readonly HashSet<ulong> _written = [];
+    private readonly Dictionary<int, SlowPath> _slow = [];
+    private readonly HashSet<int> _inDirect = [];
+    private readonly Dictionary<int, short> _adj = [];
+    private readonly Queue<ulong> _migrating = new();
+    private readonly List<(int Pid, string Comm)> _kernelVictims = [];
+    private readonly List<(int Pid, string Comm)> _kmemVictims = [];
+    private readonly bool _aligned;
+    private readonly List<(Page Page, int Order)> _untraced = [];
+    private bool _calibrated;
+    private string? _swapFile;
+    private bool _swapOn;
+
+    public PressureReplay(Machine m, TraceDecisions decisions, bool decide, bool aligned, string? traceFile)
+    {
+        _m = m;
+        _aligned = aligned;
+        _decisions = decisions;
+        _decide = decide;
+        _directory = traceFile is null ? null : Path.GetDirectoryName(Path.GetFullPath(traceFile));
+        Report = new PressureReport(m, _directory);
+    }
+
+    /// <summary>The per-phase counts, vmstat and timeline.</summary>
+    public PressureReport Report { get; }
+
+    public long TaskPages { get; private set; }
+    public long ReclaimFrees { get; private set; }
+    public long SwapIns { get; private set; }
+    public long Migrated { get; private set; }
+    public long DroppedAfterKill { get; private set; }
+    public long SwapFailures { get; private set; }
+
+    /// <summary>Whether the replay saw any pressure event or user page (the report is worth printing).</summary>
+    public bool Active => TaskPages > 0 || Report.KernelEvents > 0;
+
+    // ---------------------------------------------------------------- user pages
+
+    /// <summary>Whether an allocation is a user page: order 0, a user gfp, in a task's context.</summary>
+    public static bool IsUserPage(in TraceEvent e) =>
+        e.Order == 0 && (e.Gfp & (Gfp.Hardwall | Gfp.Movable)) == (Gfp.Hardwall | Gfp.Movable) && IsTask(e.Pid, e.Comm);
+
+    private static bool IsTask(int pid, string comm) =>
+        pid > 0 && !(comm.StartsWith("kworker", StringComparison.Ordinal) || comm.StartsWith("kswapd", StringComparison.Ordinal)
+            || comm.StartsWith("kcompactd", StringComparison.Ordinal) || comm.StartsWith("ksoftirqd", StringComparison.Ordinal)
+            || comm.StartsWith("oom_reaper", StringComparison.Ordinal) || comm.StartsWith("khugepaged", StringComparison.Ordinal)
+            || comm.StartsWith("migration/", StringComparison.Ordinal) || comm.StartsWith('<'));
+
+    private static bool IsKcompactd(string comm) => comm.StartsWith("kcompactd", StringComparison.Ordinal);
+
+    /// <summary>An mm_page_alloc: a user page becomes a task page (true: handled here, with Kmem's frame in
+    /// <paramref name="kmemPfn"/>, or uint.MaxValue when Kmem allocated none for it); any other allocation only ends
+    /// the task's slow path (its kernel decisions are not compared).</summary>
+    public bool PageAlloc(ref TraceEvent e, out uint kmemPfn)
+    {
+        kmemPfn = uint.MaxValue;
+        _written.Remove(e.Pfn);
+        _freeContext.Remove(e.Pfn);
+        if (e.Pfn == 0 && e.Page == 0)
+        {
+            return false;
+        }
+        if (IsKcompactd(e.Comm) && e.Order == 0 && _migrating.Count > 0 && (e.Gfp & Gfp.Movable) != 0)
+        {
+            // The target of a migration: the user page moved to this frame.
+            ulong key = _migrating.Dequeue();
+            if (_moving.Remove(key, out var moved))
+            {
+                _userPfns[e.Pfn] = moved;
+                Migrated++;
+                return true;
+            }
+        }
+        if (!IsUserPage(in e))
+        {
+            NoteCostly(in e);
+            return false;
+        }
+        var slow = TakeSlow(e.Pid);
+        var t = TaskOf(e.Pid, e.Comm);
+        if (t is null)
+        {
+            return false;
+        }
+        if (!t.Alive)
+        {
+            DroppedAfterKill++;
+            return true;
+        }
+        ulong va;
+        bool swapIn = t.Reclaimed.Count > 0;
+        if (swapIn)
+        {
+            va = t.Reclaimed.Dequeue();
+            SwapIns++;
+        }
+        else if (!t.FreeVa.TryPop(out va))
+        {
+            va = t.NextVa(_m);
+            if (va == 0)
+            {
+                return false;
+            }
+        }
+        var before = PressureCounters.Read(_m);
+        bool ok = Touch(t, va);
+        var after = PressureCounters.Read(_m);
+        NoteKills(before, after);
+        Report.Kmem(_m);
+        if (_decide)
+        {
+            Decide(e.LineNumber, slow, before, after, $"{e.Comm}-{e.Pid}");
+        }
+        if (!ok)
+        {
+            DroppedAfterKill++;
+            return true;
+        }
+        TaskPages++;
+        t.Resident++;
+        _userPfns[e.Pfn] = (t, va);
+        kmemPfn = swapIn ? uint.MaxValue : t.Task!.FollowPage(va); // a swap-in of a page Kmem kept allocates nothing
+        return true;
+    }
+
+    // Costly-order allocations (order > PAGE_ALLOC_COSTLY_ORDER, 3) the page path replays: the kernel's slow path
+    // of the task until then, kept by frame until Kmem's allocation for it is made.
+    private const int CostlyOrder = 3;
+    private readonly Dictionary<ulong, (SlowPath? Slow, long Line, string Who)> _costly = [];
+
+    private void NoteCostly(in TraceEvent e)
+    {
+        if (e.Order > CostlyOrder)
+        {
+            _costly[e.Pfn] = (TakeSlow(e.Pid), e.LineNumber, $"{e.Comm}-{e.Pid} order {e.Order}");
+        }
+        else
+        {
+            _ = TakeSlow(e.Pid);
+        }
+    }
+
+    /// <summary>The page path made Kmem's allocation for the trace's frame <paramref name="pfn"/>: for a costly order,
+    /// its decisions (Kmem's counters <paramref name="before"/> the call and now) against the kernel's slow path.</summary>
+    public void PageAllocated(ulong pfn, PressureCounters before)
+    {
+        if (!_costly.Remove(pfn, out var c))
+        {
+            return;
+        }
+        var after = PressureCounters.Read(_m);
+        NoteKills(before, after);
+        if (_decide)
+        {
+            Decide(c.Line, c.Slow, before, after, c.Who);
+        }
+    }
+
+    public PressureCounters ReadPressureCounters() => PressureCounters.Read(_m);
+
+    private void Decide(long line, SlowPath? slow, PressureCounters before, PressureCounters after, string who)
+    {
+        bool kWake = slow?.Wake == true, kDirect = slow?.Direct == true, kCompact = slow?.Compact == true;
+        bool mWake = after.Wakeups > before.Wakeups, mDirect = after.Allocstall > before.Allocstall, mCompact = after.CompactStall > before.CompactStall;
+        _decisions.Decide(DecisionKind.KswapdWake, kWake, mWake, line, who);
+        _decisions.Decide(DecisionKind.DirectReclaim, kDirect, mDirect, line,
+            $"{who}: kernel reclaimed {slow?.Reclaimed ?? 0}, Kmem {after.PgstealDirect - before.PgstealDirect}",
+            (int)Math.Min(int.MaxValue, slow?.Reclaimed ?? 0), (int)Math.Min(int.MaxValue, after.PgstealDirect - before.PgstealDirect));
+        _decisions.Decide(DecisionKind.Compaction, kCompact, mCompact, line,
+            $"{who}: kernel {slow?.Result ?? "-"}, Kmem {(after.CompactSuccess > before.CompactSuccess ? "success" : mCompact ? "fail" : "-")}");
+    }
+
+    // Writes one byte: the fault allocates the page (or swaps it back in). False when Kmem's OOM killer killed the task.
+    private static bool Touch(UserTask t, ulong va)
+    {
+        try
+        {
+            t.Task!.Write(va, [1]);
+            return true;
+        }
+        catch (TaskKilledException)
+        {
+            return false;
+        }
+    }
+
+    private void NoteKills(PressureCounters before, PressureCounters after)
+    {
+        if (after.OomKill == before.OomKill)
+        {
+            return;
+        }
+        foreach (var t in _tasks.Values)
+        {
+            if (t.Task is { IsKilled: true } && !t.KilledSeen)
+            {
+                t.KilledSeen = true;
+                _kmemVictims.Add((t.Pid, t.Comm));
+                Report.KmemKill(t.Pid, t.Comm);
+            }
+        }
+    }
+
+    private UserTask? TaskOf(int pid, string comm)
+    {
+        if (_tasks.TryGetValue(pid, out var t))
+        {
+            return t;
+        }
+        // A task inherits oom_score_adj from its parent; without fork events, from init (pid 1) as last set.
+        short adj = _adj.TryGetValue(pid, out short own) ? own : _adj.TryGetValue(1, out short init) ? init : (short)0;
+        var task = _m.CreateTask(comm, adj);
+        if (task is null)
+        {
+            return null;
+        }
+        t = new UserTask(pid, comm, task);
+        _tasks[pid] = t;
+        return t;
+    }
+
+    private readonly Dictionary<ulong, (UserTask Task, ulong Va)> _moving = [];
+
+    /// <summary>A page free event (mm_page_free or mm_page_free_batched) as it is read: who freed a user page
+    /// decides what its free is (the free itself is given to <see cref="FreeUserPage"/> when the page path commits it).</summary>
+    public void NoteFree(ref TraceEvent e)
+    {
+        if (!_userPfns.ContainsKey(e.Pfn))
+        {
+            return;
+        }
+        _freeContext[e.Pfn] = IsKcompactd(e.Comm) ? FreeContext.Migration
+            : _written.Remove(e.Pfn) || e.Comm.StartsWith("kswapd", StringComparison.Ordinal) || _inDirect.Contains(e.Pid) ? FreeContext.Reclaim
+            : _freeContext.GetValueOrDefault(e.Pfn);
+    }
+
+    /// <summary>The free of a trace frame: true when it was a user page's, handled here; <paramref name="kmemFreed"/>
+    /// says whether Kmem freed a page for it (not for a page the kernel's reclaim or migration freed).</summary>
+    public bool FreeUserPage(ulong pfn, out bool kmemFreed)
+    {
+        kmemFreed = false;
+        if (!_userPfns.Remove(pfn, out var up))
+        {
+            return false;
+        }
+        var context = _freeContext.Remove(pfn, out var c) ? c : FreeContext.Task;
+        var t = up.Task;
+        if (context == FreeContext.Migration)
+        {
+            _moving[pfn] = up; // migrated: the new frame is kcompactd's next movable allocation
+            _migrating.Enqueue(pfn);
+            return true;
+        }
+        t.Resident--;
+        if (context == FreeContext.Reclaim)
+        {
+            // The kernel reclaimed it: Kmem keeps its page; Kmem's own reclaim decides.
+            ReclaimFrees++;
+            t.Reclaimed.Enqueue(up.Va);
+            return true;
+        }
+        if (!t.Alive)
+        {
+            return true;
+        }
+        kmemFreed = t.Task!.FollowPage(up.Va) != uint.MaxValue;
+        t.Task!.MadviseDontneed(up.Va, PageSize);
+        t.FreeVa.Push(up.Va);
+        if (t.Resident == 0 && t.Reclaimed.Count > 0)
+        {
+            // Nothing resident left: the task exited or its file went; what the kernel had swapped out goes too.
+            while (t.Reclaimed.TryDequeue(out ulong va))
+            {
+                t.Task!.MadviseDontneed(va, PageSize);
+                t.FreeVa.Push(va);
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Who freed a user page.</summary>
+    private enum FreeContext : byte
+    {
+        Task,
+        Reclaim,
+        Migration,
+    }
+
+    /// <summary>Ends the replay: the oom_victim decisions (once per task either side chose) and the final vmstat.</summary>
+    public void Finish()
+    {
+        if (_kswapdDeferred)
+        {
+            _m.Mm.RunKswapd();
+            _m.Mm.KswapdDeferred = false;
+            _kswapdDeferred = false;
+        }
+        Report.Finish(_m);
+        if (!_decide)
+        {
+            return;
+        }
+        var kernel = _kernelVictims.Select(v => v.Pid).ToHashSet();
+        var kmem = _kmemVictims.Select(v => v.Pid).ToHashSet();
+        foreach (var (pid, comm) in _kernelVictims.Concat(_kmemVictims).DistinctBy(v => v.Pid))
+        {
+            _decisions.Decide(DecisionKind.OomVictim, kernel.Contains(pid), kmem.Contains(pid), 0, $"{comm}-{pid}");
+        }
+    }
+
+    public IReadOnlyList<(int Pid, string Comm)> KernelVictims => _kernelVictims;
+
+    public IReadOnlyList<(int Pid, string Comm)> KmemVictims => _kmemVictims;
+
+    /// <summary>The kernel's slow-path events of one task since its last page allocation.</summary>
+    private sealed class SlowPath
+    {
+        public bool Wake, Direct, Compact;
+        public long Reclaimed;
+        public string? Result;
+    }
+
+    /// <summary>A trace task and the Kmem task that stands for it.</summary>
+    private sealed class UserTask(int pid, string comm, TaskStruct task)
+    {
+        public int Pid { get; } = pid;
+        public string Comm { get; } = comm;
+        public TaskStruct? Task { get; } = task;
+        public readonly Queue<ulong> Reclaimed = new();
+        public readonly Stack<ulong> FreeVa = new();
+        public long Resident;
+        public bool KilledSeen;
+        private ulong _next, _limit;
+
+        public bool Alive => Task is { IsKilled: false, HasExited: false };
+
+        public ulong NextVa(Machine m)
+        {
+            if (_next == _limit)
+            {
+                ulong start = Task!.Mmap(ChunkBytes);
+                if (start == 0)
+                {
+                    return 0;
+                }
+                (_next, _limit) = (start, start + ChunkBytes);
+            }
+            ulong va = _next;
+            _next += PageSize;
+            return va;
+        }
+    }
+}

@@ -1,0 +1,199 @@
+// The pressure timeline of a replay, per phase of the trace ("PHASE name" markers; "boot"
+// before the first), the kernel's beside Kmem's: kswapd wakeups and runs, direct reclaim
+// episodes and the pages they reclaimed, swap-out, direct compaction, OOM kills, and free
+// pages at the phase's end against Kmem's watermarks. The kernel's come from its events
+// (mm_vmscan_wakeup_kswapd, mm_vmscan_kswapd_wake, mm_vmscan_direct_reclaim_begin/_end,
+// mm_vmscan_write_folio, mm_compaction_try_to_compact_pages, mark_victim) and, for free
+// pages, from the capture's /proc/vmstat after the phase (meta/phase/vmstat-after-NAME.txt);
+// Kmem's from its counters. Also the vmstat totals, per phase and at the end (vmstat.txt
+// beside the trace), kernel against Kmem. Used on the replaying thread only.
+using System.Globalization;
+using Kmem.PageAlloc;
+
+namespace Kmem;
+
+/// <summary>Builds a <see cref="TracePressure"/> while the replay runs.</summary>
+internal sealed class PressureReport(Machine m, string? directory)
+{
+    public const string KswapdWakeups = "kswapd wakeups", KswapdRuns = "kswapd runs", DirectReclaims = "direct reclaims",
+        Reclaimed = "direct reclaimed pages", SwapOut = "swap-out pages", Compactions = "direct compactions", OomKills = "OOM kills",
+        FreePages = "free pages at end";
+
+    /// <summary>The /proc/vmstat counters compared, per phase and at the end.</summary>
+    public static readonly string[] VmstatNames =
+    [
+        "nr_free_pages", "pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct", "pswpout", "pswpin",
+        "allocstall_dma32", "allocstall_normal", "allocstall_movable", "compact_stall", "compact_success", "compact_fail",
+        "compact_migrate_scanned", "pgmigrate_success", "oom_kill",
+    ];
+
+    private readonly List<Phase> _phases = [new Phase("boot", PressureCounters.Read(m))];
+    private readonly List<TracePressureCounter> _vmstat = [];
+
+    public long KernelEvents { get; private set; }
+
+    private Phase Current => _phases[^1];
+
+    // A phase ends at the next PHASE marker or WORKLOAD_END: the kernel's free pages then, when the capture has them.
+    public long? Marker(string text, Machine machine)
+    {
+        string? next = text.StartsWith("PHASE ", StringComparison.Ordinal) ? text[6..].Trim()
+            : text.StartsWith("WORKLOAD_END", StringComparison.Ordinal) ? "snapshot" : null;
+        if (next is null)
+        {
+            return null;
+        }
+        long? kernelFree = EndPhase(machine);
+        _phases.Add(new Phase(next, PressureCounters.Read(machine)));
+        return kernelFree;
+    }
+
+    public void KernelEventSeen(TraceEventKind kind)
+    {
+        KernelEvents++;
+        string? name = kind switch
+        {
+            TraceEventKind.MmVmscanWakeupKswapd => KswapdWakeups,
+            TraceEventKind.MmVmscanKswapdWake => KswapdRuns,
+            TraceEventKind.MmVmscanDirectReclaimBegin => DirectReclaims,
+            TraceEventKind.MmVmscanWriteFolio => SwapOut,
+            TraceEventKind.MmCompactionTryToCompactPages => Compactions,
+            TraceEventKind.MarkVictim => OomKills,
+            _ => null,
+        };
+        if (name is not null)
+        {
+            Kernel(name, 1);
+        }
+    }
+
+    public void Kernel(string name, long n) => Current.Kernel[name] = Current.Kernel.GetValueOrDefault(name) + n;
+
+    // After each user page: the lowest free page count of the phase.
+    public void Kmem(Machine machine)
+    {
+        long free = PressureReplay.FreePages(machine);
+        Current.MinFree = Math.Min(Current.MinFree, free);
+    }
+
+    public void KmemKill(int pid, string comm) => Current.KmemVictims.Add($"{pid} ({comm})");
+
+    private long? EndPhase(Machine machine)
+    {
+        var p = Current;
+        if (p.Ended)
+        {
+            return null;
+        }
+        p.Ended = true;
+        var end = PressureCounters.Read(machine);
+        var b = p.Start;
+        p.Kmem[KswapdWakeups] = end.Wakeups - b.Wakeups;
+        p.Kmem[KswapdRuns] = end.KswapdRuns - b.KswapdRuns;
+        p.Kmem[DirectReclaims] = end.Allocstall - b.Allocstall;
+        p.Kmem[Reclaimed] = end.PgstealDirect - b.PgstealDirect;
+        p.Kmem[SwapOut] = end.Pswpout - b.Pswpout;
+        p.Kmem[Compactions] = end.CompactStall - b.CompactStall;
+        p.Kmem[OomKills] = end.OomKill - b.OomKill;
+        var kmem = KmemVmstat(machine);
+        p.Kmem[FreePages] = kmem.GetValueOrDefault("nr_free_pages");
+        var kernel = KernelVmstat(Path.Combine("meta", "phase", $"vmstat-after-{p.Name}.txt"));
+        if (kernel is not null)
+        {
+            p.Kernel[FreePages] = kernel.GetValueOrDefault("nr_free_pages");
+            AddVmstat(p.Name, kernel, kmem);
+            return kernel.TryGetValue("nr_free_pages", out long free) ? free : null;
+        }
+        return null;
+    }
+
+    private void AddVmstat(string phase, Dictionary<string, long> kernel, Dictionary<string, long> kmem)
+    {
+        foreach (string name in VmstatNames)
+        {
+            _vmstat.Add(new TracePressureCounter
+            {
+                Phase = phase,
+                Name = name,
+                Kernel = kernel.TryGetValue(name, out long k) ? k : null,
+                Kmem = kmem.GetValueOrDefault(name),
+            });
+        }
+    }
+
+    public void Finish(Machine machine)
+    {
+        _ = EndPhase(machine);
+        if (KernelVmstat("vmstat.txt") is { } final)
+        {
+            AddVmstat("final", final, KmemVmstat(machine));
+        }
+    }
+
+    private static Dictionary<string, long> KmemVmstat(Machine machine) => ParseVmstat(machine.Proc.Read("vmstat"));
+
+    private Dictionary<string, long>? KernelVmstat(string name)
+    {
+        if (directory is null)
+        {
+            return null;
+        }
+        string path = Path.Combine(directory, name);
+        return File.Exists(path) ? ParseVmstat(File.ReadAllText(path)) : null;
+    }
+
+    internal static Dictionary<string, long> ParseVmstat(string text)
+    {
+        var d = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (string line in text.Split('\n'))
+        {
+            int sp = line.IndexOf(' ');
+            if (sp > 0 && long.TryParse(line.AsSpan(sp + 1).Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v))
+            {
+                d[line[..sp]] = v;
+            }
+        }
+        return d;
+    }
+
+    public TracePressure Build(PressureReplay r)
+    {
+        var zones = m.PageAllocator.Zones.Where(z => z.IsManaged).ToList();
+        // Without the boost of the moment: the watermarks the zones were set up with.
+        long low = zones.Sum(z => z.Watermark[Zone.WmarkLow]), min = zones.Sum(z => z.Watermark[Zone.WmarkMin]),
+            high = zones.Sum(z => z.Watermark[Zone.WmarkHigh]);
+        return new TracePressure
+        {
+            Phases = [.. _phases.Where(p => p.Ended).Select(p => new TracePressurePhase
+            {
+                Phase = p.Name,
+                Kernel = new SortedDictionary<string, long>(p.Kernel, StringComparer.Ordinal),
+                Kmem = new SortedDictionary<string, long>(p.Kmem, StringComparer.Ordinal),
+                KmemMinFreePages = p.MinFree == long.MaxValue ? -1 : p.MinFree,
+                KmemVictims = [.. p.KmemVictims],
+            })],
+            Vmstat = [.. _vmstat],
+            KernelVictims = [.. r.KernelVictims.Select(v => $"{v.Pid} ({v.Comm})")],
+            KmemVictims = [.. r.KmemVictims.Select(v => $"{v.Pid} ({v.Comm})")],
+            TaskPages = r.TaskPages,
+            ReclaimFrees = r.ReclaimFrees,
+            SwapIns = r.SwapIns,
+            MigratedPages = r.Migrated,
+            UntracedPages = r.UntracedPages,
+            WatermarkMin = min,
+            WatermarkLow = low,
+            WatermarkHigh = high,
+        };
+    }
+
+    private sealed class Phase(string name, PressureCounters start)
+    {
+        public string Name { get; } = name;
+        public PressureCounters Start { get; } = start;
+        public bool Ended;
+        public long MinFree = long.MaxValue;
+        public readonly Dictionary<string, long> Kernel = new(StringComparer.Ordinal);
+        public readonly Dictionary<string, long> Kmem = new(StringComparer.Ordinal);
+        public readonly List<string> KmemVictims = [];
+    }
+}

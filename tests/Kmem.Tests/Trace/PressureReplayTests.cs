@@ -1,0 +1,155 @@
+// Replay under memory pressure (src/Kmem.Trace/Pressure): the reader's vmscan, compaction and
+// oom kinds; user pages as pages of Kmem tasks, the kernel's reclaim frees left to Kmem and
+// the swap-in of the addresses it reclaimed; the OOM victim chosen by Kmem's own OOM killer
+// against mark_victim, on hand-written traces and on the oom phase of the real capture Q
+// (captures/linux-6.1-pressure-Q/excerpt-oom, cut by scripts/cut-pressure-excerpt.sh). The
+// whole of Q is replayed behind the Soak trait.
+namespace Kmem.Tests.Trace;
+
+public class PressureReplayTests
+{
+    private static string Line(string comm, int pid, string text, int cpu = 0, string time = "1.000000") =>
+        $"{comm,16}-{pid,-7} [{cpu:D3}] .....     {time}: {text}\n";
+
+    private static string UserPage(string comm, int pid, ulong pfn, int cpu = 0) =>
+        Line(comm, pid, $"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO", cpu);
+
+    private static string PageFree(string comm, int pid, ulong pfn, int cpu = 0) =>
+        Line(comm, pid, $"mm_page_free: page=ffffea0000000000 pfn=0x{pfn:x} order=0", cpu);
+
+    private static TraceReplayResult Replay(Machine m, string text)
+    {
+        using var reader = ReplayData.Reader(ReplayData.Header + text);
+        return new TraceReplayer(m).Replay(reader);
+    }
+
+    [Fact]
+    public void TheReaderReadsTheVmscanCompactionAndOomEventsItReplaysAndCountsTheOthersAsUnknown()
+    {
+        string text = Line("pressure", 131, "mm_vmscan_wakeup_kswapd: nid=0 order=0 gfp_flags=GFP_HIGHUSER_MOVABLE")
+            + Line("pressure", 131, "mm_vmscan_direct_reclaim_end: nr_reclaimed=34")
+            + Line("kswapd0", 44, "mm_vmscan_write_folio: page=ffce33ab0052d800 pfn=0x14b60 flags=RECLAIM_WB_ANON|RECLAIM_WB_ASYNC")
+            + Line("pressure", 207, "mark_victim: pid=207 comm=pressure total-vm=37852kB anon-rss=36636kB file-rss:4kB shmem-rss:648kB uid=0 pgtables=108kB oom_score_adj=1000")
+            + Line("kswapd0", 44, "mm_vmscan_lru_isolate: classzone=2 order=0 nr_requested=32 nr_scanned=32 nr_skipped=0 nr_taken=32 lru=inactive_anon");
+        using var reader = ReplayData.Reader(ReplayData.Header + text);
+        var kinds = new List<TraceEventKind>();
+        while (reader.TryRead(out var e))
+        {
+            kinds.Add(e.Kind);
+            if (e.Kind == TraceEventKind.MmVmscanWriteFolio)
+            {
+                Assert.Equal(0x14b60UL, e.Pfn);
+            }
+            if (e.Kind == TraceEventKind.MmVmscanDirectReclaimEnd)
+            {
+                Assert.Equal("nr_reclaimed=34", e.Text);
+                Assert.Equal(131, e.Pid);
+            }
+        }
+        Assert.Equal([TraceEventKind.MmVmscanWakeupKswapd, TraceEventKind.MmVmscanDirectReclaimEnd, TraceEventKind.MmVmscanWriteFolio, TraceEventKind.MarkVictim], kinds);
+        Assert.Equal(1, reader.UnknownEvents["mm_vmscan_lru_isolate"]);
+        Assert.Equal(1, reader.CountOf(TraceEventKind.MarkVictim));
+    }
+
+    [Fact]
+    public void UserPagesBecomeTaskPagesAndTheKernelsReclaimFreesAreLeftToKmem()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var sb = new System.Text.StringBuilder();
+        for (ulong i = 0; i < 10; i++)
+        {
+            sb.Append(UserPage("hog", 50, 0x8000 + i));
+        }
+        for (ulong i = 0; i < 4; i++)
+        {
+            sb.Append(PageFree("kswapd0", 44, 0x8000 + i)); // reclaim: Kmem keeps the page
+        }
+        sb.Append(PageFree("hog", 50, 0x8008)).Append(PageFree("hog", 50, 0x8009)); // munmap: Kmem frees it
+        for (ulong i = 0; i < 3; i++)
+        {
+            sb.Append(UserPage("hog", 50, 0x9000 + i)); // the swap-in of three reclaimed addresses
+        }
+        sb.Append(Line("kworker/0:1", 12, "mm_page_alloc: page=ffffea0000000000 pfn=0xa000 order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE"));
+        var r = Replay(m, sb.ToString());
+        var p = Assert.IsType<TracePressure>(r.Pressure);
+        Assert.Equal(13, p.TaskPages);
+        Assert.Equal(4, p.ReclaimFrees);
+        Assert.Equal(3, p.SwapIns);
+        var hog = Assert.Single(m.Tasks, t => t.Comm == "hog");
+        Assert.Equal(8, hog.Rss); // 10 faulted, 2 freed by the task; the 4 reclaimed stayed, so the swap-ins found them
+        // Kmem allocated a page for the ten first faults and for the kworker's page (not a task's); the swap-ins found theirs.
+        Assert.Equal(11, r.PageAllocsReplayed);
+        Assert.Equal(10, m.Tasks.Sum(t => t.Rss) + 2);
+    }
+
+    [Fact]
+    public void KmemsOomKillerChoosesTheTaskTheTraceMarkedAsVictimWhenItsScoreAdjustmentSaysSo()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "64M", Cpus = 1, Seed = 1 });
+        var sb = new System.Text.StringBuilder();
+        sb.Append(Line("init", 1, "oom_score_adj_update: pid=1 comm=init oom_score_adj=-1000"));
+        ulong pfn = 0x1000;
+        for (int i = 0; i < 2000; i++)
+        {
+            sb.Append(UserPage("keeper", 30, pfn++));
+        }
+        sb.Append(Line("hog", 40, "oom_score_adj_update: pid=40 comm=hog oom_score_adj=1000"));
+        for (int i = 0; i < 20_000; i++)
+        {
+            sb.Append(UserPage("hog", 40, pfn++));
+        }
+        sb.Append(Line("hog", 40, "mark_victim: pid=40 comm=hog total-vm=80000kB anon-rss=80000kB file-rss:0kB shmem-rss:0kB uid=0 pgtables=100kB oom_score_adj=1000"));
+        var r = Replay(m, sb.ToString());
+        var p = Assert.IsType<TracePressure>(r.Pressure);
+        Assert.Equal(["40 (hog)"], p.KernelVictims);
+        Assert.Equal(["40 (hog)"], p.KmemVictims);
+        var d = r.Decisions["oom_victim"];
+        Assert.Equal(1, d.Compared);
+        Assert.Equal(1, d.BothYes);
+        // keeper inherited init's -1000 and was never a candidate; it keeps its pages.
+        Assert.Equal(2000, Assert.Single(m.Tasks, t => t.Comm == "keeper").Rss);
+        Assert.True(r.Decisions["kswapd_wake"].KmemYes > 0, "a machine running out of memory wakes kswapd");
+    }
+
+    [Fact]
+    public void ATraceWithoutPressureHasNoPressureResultAndNoPressureDecisionKinds()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var r = Replay(m, ReplayData.Line("kmalloc: call_site=f+0x1/0x2 ptr=ffff888000001000 bytes_req=64 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false"));
+        Assert.Null(r.Pressure);
+        Assert.DoesNotContain("kswapd_wake", r.Decisions.Keys);
+        Assert.DoesNotContain("oom_victim", r.Decisions.Keys);
+    }
+
+    internal static TraceReplayResult ReplayCapture(string trace, bool aligned = false)
+    {
+        string dir = Path.GetDirectoryName(trace)!;
+        using var m = TraceReplayer.Boot(new MachineOptions
+        {
+            Memory = "384M",
+            Cpus = 2,
+            Seed = 1,
+            ManagedPages = TraceProcComparison.SnapshotManagedPages(dir),
+        });
+        using var reader = TraceReader.Open(trace);
+        return new TraceReplayer(m, new TraceReplayOptions { Aligned = aligned }).Replay(reader);
+    }
+
+    [Fact]
+    public void TheOomPhaseOfTheRealCaptureEndsWithKmemKillingTheKernelsVictim()
+    {
+        var r = ReplayCapture(Captures.File(Captures.Pressure, Path.Combine("excerpt-oom", "trace.txt.xz")));
+        var p = Assert.IsType<TracePressure>(r.Pressure);
+        Assert.Equal(["207 (pressure)"], p.KernelVictims);
+        Assert.Equal(["207 (pressure)"], p.KmemVictims);
+        Assert.True(p.UntracedPages > 0, "the memory live before the excerpt began is held from the compact phase's vmstat");
+        Assert.True(p.TaskPages > 5000, $"{p.TaskPages} task pages");
+        var oom = Assert.Single(p.Phases, ph => ph.Phase == "oom");
+        Assert.Equal(1, oom.Kernel["OOM kills"]);
+        Assert.Equal(1, oom.Kmem["OOM kills"]);
+        var kill = Assert.Single(p.Vmstat, c => c.Phase == "oom" && c.Name == "oom_kill");
+        Assert.Equal(1, kill.Kernel);
+        Assert.Equal(1, kill.Kmem);
+        Assert.Equal(1, r.Decisions["oom_victim"].BothYes);
+    }
+}

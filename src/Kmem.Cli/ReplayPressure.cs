@@ -10,12 +10,20 @@ namespace Kmem.Cli;
 /// <summary>Writes the pressure timeline and vmstat comparison of a replay.</summary>
 public static class ReplayPressure
 {
+    private const string FreePagesRow = "free pages at end";
+
     private static readonly string[] s_rows =
     [
-        "kswapd wakeups", "kswapd runs", "direct reclaims", "direct reclaimed pages", "swap-out pages", "direct compactions", "OOM kills", "free pages at end",
+        "kswapd wakeups", "kswapd runs", "direct reclaims", "direct reclaimed pages", "swap-out pages", "direct compactions", "OOM kills", FreePagesRow,
     ];
 
     private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Whether either side woke kswapd, reclaimed, compacted or killed in some phase.</summary>
+    private static bool Eventful(TracePressure p) =>
+        p.KernelVictims.Count > 0 || p.KmemVictims.Count > 0
+        || p.Phases.Any(ph => ph.Kernel.Any(kv => kv.Key != FreePagesRow && kv.Value != 0)
+            || ph.Kmem.Any(kv => kv.Key != FreePagesRow && kv.Value != 0));
 
     /// <summary>The text form; nothing when <paramref name="r"/> has no pressure.</summary>
     public static void WriteText(TextWriter w, TraceReplayResult r)
@@ -27,6 +35,12 @@ public static class ReplayPressure
             return;
         }
         w.WriteLine(Inv($"memory pressure (free-running): {p.TaskPages:N0} user pages replayed as task pages, {p.ReclaimFrees:N0} freed by the kernel's reclaim left to Kmem's, {p.SwapIns:N0} swap-ins, {p.MigratedPages:N0} moved by kcompactd; {p.UntracedPages:N0} pages held for memory used before tracing began"));
+        if (!Eventful(p))
+        {
+            // A trace with user pages and no pressure (a boot capture): the tables would hold only zeros.
+            w.WriteLine("  no kswapd, direct reclaim, compaction or OOM kill on either side");
+            return;
+        }
         w.WriteLine(Inv($"  Kmem's watermarks (pages, all zones): min {p.WatermarkMin:N0}, low {p.WatermarkLow:N0}, high {p.WatermarkHigh:N0}"));
         w.WriteLine("  OOM victim: kernel " + (p.KernelVictims.Count == 0 ? "none" : string.Join(", ", p.KernelVictims))
             + "; Kmem " + (p.KmemVictims.Count == 0 ? "none" : string.Join(", ", p.KmemVictims)));

@@ -212,10 +212,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         foreach (var c in s.CpuSlab)
         {
             c.Lock();
-            uint slab = c.Slab;
-            nint freelist = c.Freelist;
-            c.Slab = PhysMem.NoPfn;
-            c.Freelist = 0;
+            var (slab, freelist) = c.DetachSlab();
             PfnList partial = c.Partial;
             c.Partial = PfnList.Empty;
             c.PartialSlabs = 0;
@@ -310,10 +307,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
                     // node_match failed: detach the slab under the lock and deactivate it outside, as 6.1 does
                     // (deactivate_slab can reach the page allocator, whose bug reports must find no cpu lock held),
                     // then look on the wanted node.
-                    uint old = c.Slab;
-                    nint oldFreelist = c.Freelist;
-                    c.Slab = PhysMem.NoPfn;
-                    c.Freelist = 0;
+                    var (old, oldFreelist) = c.DetachSlab();
                     c.Unlock();
                     DeactivateSlab(s, old, oldFreelist);
                     c.Lock();
@@ -369,10 +363,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         {
             // Another thread on this CPU installed a slab meanwhile: flush it outside the lock, then take ours
             // (6.1's retry_load_slab).
-            uint flush = c.Slab;
-            nint flushFreelist = c.Freelist;
-            c.Slab = PhysMem.NoPfn;
-            c.Freelist = 0;
+            var (flush, flushFreelist) = c.DetachSlab();
             c.Unlock();
             DeactivateSlab(s, flush, flushFreelist);
             c.Lock();
@@ -387,20 +378,8 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     /// unfrozen (full, on no list).</summary>
     private nint GetFreelist(KmemCache s, uint pfn)
     {
-        ref PageFrame f = ref _mem.Frame(pfn);
-        SlabPage.Lock(ref f);
-        ulong p = f.Private;
-        uint idx = SlabPage.FreeIdx(p);
-        if (idx == SlabPage.NoObject)
-        {
-            f.Private = SlabPage.WithFrozen(p, false);
-            SlabPage.Unlock(ref f);
-            return 0;
-        }
-        f.Private = SlabPage.WithFreeIdx(p, SlabPage.NoObject);
-        f.Aux = (ushort)SlabPage.Objects(p);
-        SlabPage.Unlock(ref f);
-        return ObjectAt(s, pfn, idx);
+        uint idx = SlabPage.TakeFreelist(ref _mem.Frame(pfn));
+        return idx == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, idx);
     }
 
     /// <summary>get_partial / get_partial_node: the first partial slab of the node (the local one first)

@@ -35,6 +35,16 @@ internal sealed class KmemCacheCpu
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Unlock() => SpinLockWord.Release(ref _lock);
+
+    /// <summary>Takes the cpu slab and its freelist off this CPU, to be deactivated once the lock is released
+    /// (the caller holds it).</summary>
+    public (uint Slab, nint Freelist) DetachSlab()
+    {
+        var taken = (Slab, Freelist);
+        Slab = PhysMem.NoPfn;
+        Freelist = 0;
+        return taken;
+    }
 }
 
 /// <summary>kmem_cache_node: one node's partial slabs and slab counts.</summary>
@@ -108,4 +118,25 @@ internal static class SlabPage
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Unlock(ref PageFrame f) =>
         Interlocked.And(ref Unsafe.As<PageFlags, uint>(ref f.Flags), ~(uint)PageFlags.Locked);
+
+    /// <summary>get_freelist's page half: takes a frozen slab's free list for the cpu (every object counted in
+    /// use) and returns its first index; <see cref="NoObject"/> when it is empty, and the slab is then
+    /// unfrozen (full, on no list).</summary>
+    public static uint TakeFreelist(ref PageFrame f)
+    {
+        Lock(ref f);
+        ulong p = f.Private;
+        uint idx = FreeIdx(p);
+        if (idx == NoObject)
+        {
+            f.Private = WithFrozen(p, false);
+        }
+        else
+        {
+            f.Private = WithFreeIdx(p, NoObject);
+            f.Aux = (ushort)Objects(p);
+        }
+        Unlock(ref f);
+        return idx;
+    }
 }

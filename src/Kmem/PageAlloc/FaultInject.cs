@@ -315,6 +315,8 @@ public sealed class FaultAttr
         {
             return false;
         }
+        string? report;
+        bool withTrace;
         lock (_lock)
         {
             if (_probability == 0 || _times == 0)
@@ -338,32 +340,47 @@ public sealed class FaultAttr
             {
                 return false;
             }
+            // Counted under the same lock as the check of times, so that racing callers never force more than times.
+            report = CommitFailure(flags, out withTrace);
         }
-        Fail(flags);
+        Report(report, withTrace);
         return true;
     }
 
     // The kernel's "fail:" label: fail_dump(), then use up one of times.
     private void Fail(FaultFlags flags)
     {
-        string? report = null;
+        string? report;
         bool withTrace;
         lock (_lock)
         {
-            var verbose = Volatile.Read(ref _verbose);
-            withTrace = verbose > 1;
-            if (verbose > 0 && (flags & FaultFlags.NoWarn) == 0 && _log is not null)
-            {
-                // Printed before times is decremented, as fail_dump() runs first.
-                report = string.Create(CultureInfo.InvariantCulture,
-                    $"FAULT_INJECTION: forcing a failure.\nname {Name}, interval {_interval}, probability {_probability}, space {_space}, times {_times}");
-            }
-            if (_times != -1 && _times != 0)
-            {
-                _times--;
-            }
-            _failures++;
+            report = CommitFailure(flags, out withTrace);
         }
+        Report(report, withTrace);
+    }
+
+    /// <summary>Counts a forced failure (called under the lock) and returns its report, or null when none is due.</summary>
+    private string? CommitFailure(FaultFlags flags, out bool withTrace)
+    {
+        string? report = null;
+        var verbose = Volatile.Read(ref _verbose);
+        withTrace = verbose > 1;
+        if (verbose > 0 && (flags & FaultFlags.NoWarn) == 0 && _log is not null)
+        {
+            // Printed before times is decremented, as fail_dump() runs first.
+            report = string.Create(CultureInfo.InvariantCulture,
+                $"FAULT_INJECTION: forcing a failure.\nname {Name}, interval {_interval}, probability {_probability}, space {_space}, times {_times}");
+        }
+        if (_times != -1 && _times != 0)
+        {
+            _times--;
+        }
+        _failures++;
+        return report;
+    }
+
+    private void Report(string? report, bool withTrace)
+    {
         if (report is null || _log is null)
         {
             return;

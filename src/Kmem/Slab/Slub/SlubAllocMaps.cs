@@ -19,17 +19,23 @@ internal sealed class SlubAllocMaps
     private readonly Lock _lock = new();
     private readonly Dictionary<int, Stack<byte[]>> _spare = [];
 
-    /// <summary>A zeroed, pinned map of <paramref name="objects"/> bytes.</summary>
+    /// <summary>Zero bytes after a map's last object byte: the maps of two slabs lie side by side in the pinned
+    /// heap, and the allocation bytes of objects that two threads work on must not share a cache line.</summary>
+    internal const int TailPad = 64;
+
+    /// <summary>A zeroed, pinned map of <paramref name="objects"/> bytes and <see cref="TailPad"/> more (zero bytes
+    /// read as free objects, so whole-map scans count the same).</summary>
     public byte[] Rent(int objects)
     {
+        int length = objects + TailPad;
         lock (_lock)
         {
-            if (_spare.TryGetValue(objects, out var stack) && stack.TryPop(out var map))
+            if (_spare.TryGetValue(length, out var stack) && stack.TryPop(out var map))
             {
                 return map;
             }
         }
-        return GC.AllocateArray<byte>(objects, pinned: true);
+        return GC.AllocateArray<byte>(length, pinned: true);
     }
 
     /// <summary>Keeps the map of a slab just discarded (its slab no longer refers to it).</summary>

@@ -53,7 +53,7 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus, MachineLi
             return false;
         }
         Volatile.Write(ref mag.Busy, 1);
-        if (Volatile.Read(ref mag.Steal) != 0 || mag.Count == 0)
+        if (mag.Attention || mag.Count == 0)
         {
             Volatile.Write(ref mag.Busy, 0);
             Leave(tc);

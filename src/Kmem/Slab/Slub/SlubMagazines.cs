@@ -43,6 +43,7 @@
 // check it. Stealers and reapers serialise on _magazineLock; the thread table is
 // copy-on-write under it. Debugging caches and fault injection set MagazineLimit to 0.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Kmem.Physical;
 
 namespace Kmem.Slab;
@@ -59,17 +60,37 @@ internal sealed class Magazine
         public byte* Allocated;
     }
 
+    /// <summary>The fields written on every operation, a cache line away from anything else: two threads'
+    /// magazines are often allocated side by side, and sharing a line would make every pair of theirs a
+    /// cache-line transfer.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 2 * CacheLine)]
+    private struct HotFields
+    {
+        [FieldOffset(CacheLine)] public int Count;
+        [FieldOffset(CacheLine + 4)] public int Busy;
+        [FieldOffset(CacheLine + 8)] public int Steal;
+        [FieldOffset(CacheLine + 12)] public int Trim;
+    }
+
+    private const int CacheLine = 64;
+
+    private HotFields _hot;
+
     public readonly KmemCache Cache;
     public readonly SlubThreadCache Owner;
     public Entry[] Entries;
-    public int Count;
+    /// <summary>Objects in <see cref="Entries"/>.</summary>
+    public ref int Count => ref _hot.Count;
     /// <summary>1 while the owner works on the magazine.</summary>
-    public int Busy;
+    public ref int Busy => ref _hot.Busy;
     /// <summary>1 while another thread empties it.</summary>
-    public int Steal;
+    public ref int Steal => ref _hot.Steal;
     /// <summary>1 when a thread found no room in the cache while this magazine holds more than one CPU's share
-    /// (<see cref="KmemCache.MagazineLimit"/>): the owner gives the excess back at its next slow path.</summary>
-    public int Trim;
+    /// (<see cref="KmemCache.MagazineLimit"/>): the owner's next operation leaves the fast path and gives the
+    /// excess back.</summary>
+    public ref int Trim => ref _hot.Trim;
+    /// <summary>Steal or Trim: the owner must leave the fast path (one read of the hot line).</summary>
+    public bool Attention => (Volatile.Read(ref _hot.Steal) | _hot.Trim) != 0;
     /// <summary>Set once the magazine gave capacity back: it grows no more beyond one CPU's share.</summary>
     public bool Trimmed;
 
@@ -93,7 +114,17 @@ internal sealed class SlubThreadCache(Thread thread)
     public long CapacityBytes;
     /// <summary>1 while the thread runs a fast path outside the machine's lifetime scope (SlubFastPath.cs); Shutdown
     /// waits for 0.</summary>
-    public int InCall;
+    public ref int InCall => ref _inCall.Value;
+
+    private PaddedInt _inCall;
+}
+
+/// <summary>An int written on every call, a cache line away from its neighbours in the heap (the thread caches of
+/// two threads are often allocated side by side).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 128)]
+internal struct PaddedInt
+{
+    [FieldOffset(64)] public int Value;
 }
 
 internal sealed unsafe partial class Slub
@@ -135,7 +166,7 @@ internal sealed unsafe partial class Slub
     private nint MagazineAlloc(Magazine mag, KmemCache s, Gfp gfp)
     {
         Volatile.Write(ref mag.Busy, 1);
-        if (Volatile.Read(ref mag.Steal) == 0 && mag.Count > 0)
+        if (!mag.Attention && mag.Count > 0)
         {
             ref var e = ref mag.Entries[--mag.Count];
             *e.Allocated = 1;
@@ -243,7 +274,7 @@ internal sealed unsafe partial class Slub
     private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated, bool fastOnly = false)
     {
         Volatile.Write(ref mag.Busy, 1);
-        if (Volatile.Read(ref mag.Steal) == 0 && (uint)mag.Count < (uint)mag.Entries.Length)
+        if (!mag.Attention && (uint)mag.Count < (uint)mag.Entries.Length)
         {
             if (*allocated != 1)
             {

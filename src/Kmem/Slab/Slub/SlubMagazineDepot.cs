@@ -119,7 +119,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
                     slub.Drain(mag.Cache, mag.Entries.AsSpan(0, mag.Count));
                 }
                 mag.Count = 0;
-                Interlocked.Add(ref mag.Cache.MagazineRoom, mag.Entries.Length);
+                Interlocked.Add(ref mag.Cache.MagazineRoom, mag.Capacity);
                 mag.Entries = [];
             }
         }
@@ -164,7 +164,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
     /// <returns>Whether the magazine grew.</returns>
     public bool TryGrow(Magazine mag, KmemCache s)
     {
-        int cap = mag.Entries.Length;
+        int cap = mag.Capacity;
         int want = cap == 0 ? s.MagazineLimit : Math.Min(cap, Slub.MaxMagazine - cap);
         if (want <= 0 || (mag.Trimmed && cap + want > s.MagazineLimit)
             || Volatile.Read(ref mag.Owner.CapacityBytes) + (long)want * s.Size > slub.ThreadBudgetBytes)
@@ -184,7 +184,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
             }
             return false;
         }
-        Array.Resize(ref mag.Entries, cap + got);
+        Array.Resize(ref mag.Entries, cap + got + Magazine.EntriesPad);
         Interlocked.Add(ref mag.Owner.CapacityBytes, (long)got * s.Size);
         return true;
     }
@@ -196,7 +196,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
         foreach (var tc in Volatile.Read(ref _threadCaches))
         {
             if ((uint)s.Id < (uint)tc.ByCacheId.Length && tc.ByCacheId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s)
-                && mag.Entries.Length > s.MagazineLimit && Volatile.Read(ref mag.Trim) == 0)
+                && mag.Capacity > s.MagazineLimit && Volatile.Read(ref mag.Trim) == 0)
             {
                 Volatile.Write(ref mag.Trim, 1);
             }
@@ -208,7 +208,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
     /// grows no more beyond that share.</summary>
     public void TrimMagazine(Magazine mag, KmemCache s)
     {
-        int cap = mag.Entries.Length, keep = Math.Min(cap, s.MagazineLimit);
+        int cap = mag.Capacity, keep = Math.Min(cap, s.MagazineLimit);
         mag.Trimmed = true;
         Volatile.Write(ref mag.Trim, 0);
         if (cap == keep)
@@ -217,7 +217,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
         }
         int excess = Math.Max(0, mag.Count - keep);
         slub.Drain(s, mag.Entries.AsSpan(0, excess));
-        var kept = new Magazine.Entry[keep];
+        var kept = Magazine.NewEntries(keep);
         mag.Entries.AsSpan(excess, mag.Count - excess).CopyTo(kept);
         mag.Count -= excess;
         mag.Entries = kept;

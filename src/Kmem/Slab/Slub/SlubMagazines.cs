@@ -76,9 +76,20 @@ internal sealed class Magazine
 
     private HotFields _hot;
 
+    /// <summary>Unused entries after the last one: the arrays of two threads' magazines are often allocated
+    /// side by side, and the entries each thread writes must not share a cache line (4 × 16 bytes).</summary>
+    public const int EntriesPad = 4;
+
     public readonly KmemCache Cache;
     public readonly SlubThreadCache Owner;
+    /// <summary>The objects, <see cref="Capacity"/> of them at most, then <see cref="EntriesPad"/> unused.</summary>
     public Entry[] Entries;
+
+    /// <summary>How many objects the magazine may hold.</summary>
+    public int Capacity => Entries.Length == 0 ? 0 : Entries.Length - EntriesPad;
+
+    /// <summary>An entry array of <paramref name="capacity"/> objects and the padding.</summary>
+    public static Entry[] NewEntries(int capacity) => capacity == 0 ? [] : new Entry[capacity + EntriesPad];
     /// <summary>Objects in <see cref="Entries"/>.</summary>
     public ref int Count => ref _hot.Count;
     /// <summary>1 while the owner works on the magazine.</summary>
@@ -98,7 +109,7 @@ internal sealed class Magazine
     {
         Cache = cache;
         Owner = owner;
-        Entries = capacity == 0 ? [] : new Entry[capacity];
+        Entries = NewEntries(capacity);
     }
 }
 
@@ -191,12 +202,12 @@ internal sealed unsafe partial class Slub
         {
             _depot.TrimMagazine(mag, s);
         }
-        if (mag.Entries.Length == 0 && !_depot.TryGrow(mag, s))
+        if (mag.Capacity == 0 && !_depot.TryGrow(mag, s))
         {
             Volatile.Write(ref mag.Busy, 0);
             return CpuAlloc(s, gfp, -1);
         }
-        int want = (mag.Entries.Length + 1) / 2;
+        int want = (mag.Capacity + 1) / 2;
         var c = s.CpuSlab[_cpus.Current];
         c.Lock();
         try
@@ -274,7 +285,7 @@ internal sealed unsafe partial class Slub
     private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated, bool fastOnly = false)
     {
         Volatile.Write(ref mag.Busy, 1);
-        if (!mag.Attention && (uint)mag.Count < (uint)mag.Entries.Length)
+        if (!mag.Attention && (uint)mag.Count < (uint)mag.Capacity)
         {
             if (*allocated != 1)
             {
@@ -306,13 +317,13 @@ internal sealed unsafe partial class Slub
         {
             _depot.TrimMagazine(mag, s);
         }
-        if ((uint)mag.Count < (uint)mag.Entries.Length)
+        if ((uint)mag.Count < (uint)mag.Capacity)
         {
             // A stealer emptied the magazine between the fast path's read of Steal and this one, or a trim left room.
             Volatile.Write(ref mag.Busy, 0);
             return MagazineFree(mag, s, pfn, obj, allocated);
         }
-        int cap = mag.Entries.Length;
+        int cap = mag.Capacity;
         if (_depot.TryGrow(mag, s))
         {
             // Overflowing with room left: the thread's working set of this size is larger, keep it.

@@ -111,7 +111,7 @@ public class SlubMagazineBoundTests
         Assert.True(SlubOf(m).ThreadCaches.Count(tc => !tc.Thread.IsAlive) <= 1);
         Assert.True(SlubOf(m).ReapDeadThreads());
         Assert.Equal(0, SlubOf(m).MagazineObjects(s));
-        Assert.Equal(bound, s.MagazineRoom + SlubOf(m).ThreadCaches.Sum(tc => tc.ByCacheId.ElementAtOrDefault(s.Id) is { } mag && mag.Cache == s ? mag.Entries.Length : 0));
+        Assert.Equal(bound, s.MagazineRoom + SlubOf(m).ThreadCaches.Sum(tc => tc.ByCacheId.ElementAtOrDefault(s.Id) is { } mag && mag.Cache == s ? mag.Capacity : 0));
         SlabPropertyTests.Validate(m);
     }
 
@@ -135,7 +135,7 @@ public class SlubMagazineBoundTests
         // Three live threads, room for two magazines: the capacity handed out never exceeds the bound.
         Assert.Equal(0, s.MagazineRoom);
         Assert.InRange(SlubOf(m).MagazineObjects(s), 1, bound);
-        var caps = SlubOf(m).ThreadCaches.Select(tc => tc.ByCacheId[s.Id]?.Entries.Length ?? 0).ToList();
+        var caps = SlubOf(m).ThreadCaches.Select(tc => tc.ByCacheId[s.Id]?.Capacity ?? 0).ToList();
         Assert.Equal(bound, caps.Sum());
         release.Set();
         holders.ForEach(t => t.Join());
@@ -144,7 +144,7 @@ public class SlubMagazineBoundTests
         var late = new Thread(() =>
         {
             m.KmemCacheFree(s, m.KmemCacheAlloc(s, Gfp.Kernel));
-            capacity = SlubOf(m).ThreadCaches.Single(tc => tc.Thread == Thread.CurrentThread).ByCacheId[s.Id]!.Entries.Length;
+            capacity = SlubOf(m).ThreadCaches.Single(tc => tc.Thread == Thread.CurrentThread).ByCacheId[s.Id]!.Capacity;
         });
         late.Start();
         late.Join();
@@ -169,7 +169,7 @@ public class SlubMagazineBoundTests
         // A thread alone grows its magazine over the whole room (both CPUs' shares).
         Churn(4 * limit);
         var mine = MagazineOf(Thread.CurrentThread);
-        Assert.Equal(bound, mine.Entries.Length);
+        Assert.Equal(bound, mine.Capacity);
         Assert.Equal(0, s.MagazineRoom);
         // A second thread finds no room: it works on the cpu slabs and asks the grown magazine to trim.
         using var go = new SemaphoreSlim(0);
@@ -178,11 +178,11 @@ public class SlubMagazineBoundTests
         var late = new Thread(() =>
         {
             Churn(limit);
-            lateCapacity = MagazineOf(Thread.CurrentThread).Entries.Length;
+            lateCapacity = MagazineOf(Thread.CurrentThread).Capacity;
             done.Release();
             go.Wait();
             Churn(limit);
-            lateCapacity = MagazineOf(Thread.CurrentThread).Entries.Length;
+            lateCapacity = MagazineOf(Thread.CurrentThread).Capacity;
             done.Release();
         });
         late.Start();
@@ -191,7 +191,7 @@ public class SlubMagazineBoundTests
         Assert.Equal(1, mine.Trim);
         // The owner's next slow path gives the excess back, and the magazine grows no more beyond one share.
         Churn(4 * limit);
-        Assert.Equal(limit, mine.Entries.Length);
+        Assert.Equal(limit, mine.Capacity);
         Assert.True(mine.Trimmed);
         Assert.Equal(0, mine.Trim);
         Assert.InRange(mine.Count, 0, limit);
@@ -201,7 +201,7 @@ public class SlubMagazineBoundTests
         Assert.Equal(limit, lateCapacity);
         Assert.Equal(0, s.MagazineRoom);
         Churn(4 * limit);
-        Assert.Equal(limit, mine.Entries.Length);
+        Assert.Equal(limit, mine.Capacity);
         SlabPropertyTests.Validate(m);
         Assert.Equal(0, m.KmemCacheShrink(s));
         m.KmemCacheDestroy(s);

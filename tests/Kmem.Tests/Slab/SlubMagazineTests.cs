@@ -192,7 +192,7 @@ public class SlubMagazineTests
             m.KmemCacheFree(s, p);
         }
         // The magazine grew from its limit to the cache's whole machine-wide room; full, it gives half back.
-        Assert.Equal(bound, slub.ThreadCaches.Single(tc => tc.Thread == Thread.CurrentThread).ByCacheId[s.Id]!.Entries.Length);
+        Assert.Equal(bound, slub.ThreadCaches.Single(tc => tc.Thread == Thread.CurrentThread).ByCacheId[s.Id]!.Capacity);
         Assert.InRange(slub.MagazineObjects(s), bound / 2, bound);
         Assert.Equal(0, s.MagazineRoom);
         SlabPropertyTests.Validate(m);

@@ -11,8 +11,9 @@
 //   a bulk allocation of known size (vmalloc's page array): that many order-0 blocks
 //     fewer, plus the burst it made when the list ran out; of unknown size: the list
 //     is unknown until its next refill.
-// The CPU's count: after a drain, high less the pages drained; below high after a free
-// that did not drain. free_factor is known from boot on: halved by every pcp allocation
+// The CPU's count: after a drain, high less the pages drained; a model count at or above
+// high at a free the kernel did not drain at is wrong by an amount the trace does not tell
+// (pages taken with no event), so it is unknown until the next drain. free_factor is known from boot on: halved by every pcp allocation
 // (not by the bulk allocator), raised by a drain as nr_pcp_free raises it (with Kmem's
 // batch and high). Unknown lists are left as Kmem has them. Aligned here: pcp_refill and
 // pcp_drain; new_slab and slab_freed are aligned by TraceReplayer.SlabAlign; zone and
@@ -201,11 +202,13 @@ internal sealed class PcpListModel
         var zone = _pa.ZoneOf(kmemPage.RawPfn);
         int fi = cpu * _pa.Zones.Length + model.Index;
         // Every earlier free on this CPU either drained (the count is then known) or left the count below high:
-        // a count the model has at high or above is one the kernel cannot have had.
+        // a count the model has at high or above is one the kernel cannot have had. The model overcounted (a page
+        // taken with no event: a bulk allocation of unknown size) by an amount the trace does not tell, so the
+        // count is unknown until the next drain reveals it; taking high - 1 instead would drain at every free.
         int high = model.Pcp[cpu].High;
         if (_modelTotal[fi] >= high && high > 0)
         {
-            _modelTotal[fi] = high - 1;
+            _modelTotal[fi] = -1;
         }
         int total = _modelTotal[fi];
         if (total < 0 && high > 0 && zone.Pcp[cpu].Count >= high)

@@ -91,6 +91,7 @@ public static class ReplayCommand
             Progress = progress,
             Mismatches = req.Mismatches,
             Aligned = true,
+            ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
         }).Replay(reader));
     }
 
@@ -154,6 +155,7 @@ public static class ReplayCommand
                         SnapshotEvery = maps?.Every ?? 0,
                         Snapshot = maps is { Every: > 0 } ? maps.Snapshot : null,
                         Mismatches = req.Mismatches,
+                        ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
                     }).Replay(reader));
                 }
                 catch (TraceFormatException e)

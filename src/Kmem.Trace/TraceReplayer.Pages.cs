@@ -22,6 +22,7 @@ public sealed partial class TraceReplayer
     private readonly long[] _cpuEvents;
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
+    private readonly HashSet<ulong> _released = [];
     private ulong _base;
     private bool _baseKnown;
     private ulong _baseCandidate;
@@ -272,8 +273,31 @@ public sealed partial class TraceReplayer
                 return true;
             }
         }
+        if (ReleaseReserved(pfn, order))
+        {
+            return true;
+        }
         _untrackedPageFrees++;
         return false;
+    }
+
+    // free_reserved_area: a frame the kernel held reserved at boot goes to the page allocator at its first free
+    // (TraceReplayOptions.ReservedFrames); Kmem releases one of its own reserved pages of the frame's zone.
+    private bool ReleaseReserved(ulong pfn, int order)
+    {
+        if (_options.ReservedFrames is not { } frames)
+        {
+            return false;
+        }
+        bool any = false;
+        for (ulong p = pfn; p < pfn + (1UL << order); p++)
+        {
+            if (frames.Contains(p) && _released.Add(p) && _m.PageAllocator.FreeReservedPage(TraceZones.ZoneOf(_m.PageAllocator, p)))
+            {
+                any = true;
+            }
+        }
+        return any;
     }
 
     // A pending allocation of the CPU whose block holds the frame is replayed now: the frame is being freed.

@@ -14,6 +14,6 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 $kmem replay captures/linux-6.1-boot-B/trace.txt.xz --seed 1 --mismatches 1000000 --json >"$tmp/B.json" 2>/dev/null
 $kmem replay captures/linux-i386-highmem/trace.txt.xz --preset x86_32_pae --seed 1 --mismatches 1000000 --json >"$tmp/H.json" 2>/dev/null
-python3 "$root/scripts/fidelity_md.py" "$tmp/B.json" "linux-6.1-boot-B (x86-64, 512 MiB, 2 CPUs)" \
-    "$tmp/H.json" "linux-i386-highmem (i386 PAE, 1.5 GiB, 1 CPU)" >"$out"
+python3 "$root/scripts/fidelity_md.py" "$tmp/B.json" "linux-6.1-boot-B (x86-64, 512 MiB, 2 CPUs)" captures/linux-6.1-boot-B \
+    "$tmp/H.json" "linux-i386-highmem (i386 PAE, 1.5 GiB, 1 CPU)" captures/linux-i386-highmem >"$out"
 echo "wrote $out"

@@ -196,7 +196,8 @@ internal sealed class PcpListModel
     }
 
     // Before Kmem's page free: every list of the frame's zone on this CPU the kernel's state is known for, and free_factor.
-    public void AlignForFree(int cpu, ulong tracePfn, Page kmemPage)
+    // Returns whether the count was revealed (false: unknown, Kmem's own kept or, at high or above, high - 1 taken).
+    public bool AlignForFree(int cpu, ulong tracePfn, Page kmemPage)
     {
         var model = TraceZones.ZoneOf(_pa, tracePfn);
         var zone = _pa.ZoneOf(kmemPage.RawPfn);
@@ -211,6 +212,7 @@ internal sealed class PcpListModel
             _modelTotal[fi] = -1;
         }
         int total = _modelTotal[fi];
+        bool revealed = total >= 0;
         if (total < 0 && high > 0 && zone.Pcp[cpu].Count >= high)
         {
             total = high - 1; // not revealed, but below high all the same: Kmem's list alignment can overfill it
@@ -221,5 +223,6 @@ internal sealed class PcpListModel
             _pa.AlignPcpCount(zone, cpu, total, mt < ModelTypes ? mt : 0);
         }
         Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[fi]);
+        return revealed;
     }
 }

@@ -223,12 +223,13 @@ public sealed partial class TraceReplayer
     // A page free of the trace; Kmem's drain decision is set beside the kernel's once the drains that follow are read.
     private void PageFreeEvent(ulong pfn, int order, int cpu, long line)
     {
+        bool? revealed = null;
         if (_options.Aligned)
         {
             ReplayPendingHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
             if (_pages.TryGetValue(pfn, out var block))
             {
-                _pcpModel!.AlignForFree(cpu, pfn, block.Page);
+                revealed = _pcpModel!.AlignForFree(cpu, pfn, block.Page);
             }
             _pcpModel!.Free(cpu, pfn, order);
         }
@@ -237,7 +238,7 @@ public sealed partial class TraceReplayer
         bool freed = PageFree(pfn, order, cpu);
         if (_kmem is not null)
         {
-            _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);
+            _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages, revealed);
         }
     }
 

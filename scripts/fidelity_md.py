@@ -218,12 +218,19 @@ held at their head, known from the same events).
 
 GAPS = """## Remaining gaps, free-running
 
-- Free-running pcp_refill and pcp_drain match only where the two lists happen to be in step: one
-  allocation more or less on either side shifts every later refill by one event. The main source of
-  such offsets is the slab layer: Kmem's slab pages are its own (new_slab free-running above), and
-  each one is an allocation from the unmovable lists at a moment the kernel's was not.
-- pcp_drain amounts: a drain's size is batch doubled per drain without an allocation in between
-  (free_factor), clamped to high − batch; with Kmem's high unlike the kernel's, the clamp differs.
+- Free-running pcp_refill and pcp_drain match only where the two lists are in step: a refill comes
+  when one list is empty, a drain when the CPU's count reaches high, and one page more or less on
+  either side moves every later one. The count is the sum of every page that went through the
+  CPU's lists since the last drain both made, and the slab layer's pages are Kmem's own: its
+  caches start empty, while the kernel's slabs already held objects allocated before tracing
+  began, so Kmem takes new slabs where the kernel took none (new_slab free-running, boot phase,
+  above) and its lists are refilled and drained at other events from the trace's first lines on.
+- Aligned, the drained amount (nr_pcp_free: batch doubled per drain without an allocation between,
+  clamped to high − batch; the whole count for a high-order free after one) is the kernel's where
+  Kmem's pcp high is: the boot reserve (docs/trace-replay.md) makes it the kernel's on both captures.
+- fallback: a steal depends on the buddy lists of every order and type, which no event reveals one
+  by one; Kmem's free blocks are other frames than the kernel's, so its steals come at other
+  allocations (the totals are close: see the consequence totals).
 """
 
 if __name__ == "__main__":

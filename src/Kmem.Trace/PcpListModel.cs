@@ -13,7 +13,8 @@
 //     is unknown until its next refill.
 // The CPU's count: after a drain, high less the pages drained; a model count at or above
 // high at a free the kernel did not drain at is wrong by an amount the trace does not tell
-// (pages taken with no event), so it is unknown until the next drain. free_factor is known from boot on: halved by every pcp allocation
+// (pages taken with no event), so it is unknown until the next drain; an unknown count is the
+// sum of the CPU's lists when every one of them is known and that sum is below high. free_factor is known from boot on: halved by every pcp allocation
 // (not by the bulk allocator), raised by a drain as nr_pcp_free raises it (with Kmem's
 // batch and high). Unknown lists are left as Kmem has them. Aligned here: pcp_refill and
 // pcp_drain; new_slab and slab_freed are aligned by TraceReplayer.SlabAlign; zone and
@@ -177,6 +178,26 @@ internal sealed class PcpListModel
         }
     }
 
+    // The count as the sum of the CPU's lists of the zone when every one is known (-1 otherwise): what a count the
+    // drains no longer vouch for falls back to.
+    private int ListSum(int cpu, int zone)
+    {
+        int sum = 0;
+        for (int order = 0; order < ModelOrders; order++)
+        {
+            for (int mt = 0; mt < ModelTypes; mt++)
+            {
+                int blocks = _model[ListIndex(cpu, zone, order, mt)];
+                if (blocks < 0)
+                {
+                    return -1;
+                }
+                sum += blocks << order;
+            }
+        }
+        return sum;
+    }
+
     // Before Kmem's page allocation: its list as the kernel's was (when known) and the kernel's free_factor.
     public void AlignForAlloc(ulong pfn, int order, Gfp gfp, int before, int ff, int cpu)
     {
@@ -212,6 +233,14 @@ internal sealed class PcpListModel
             _modelTotal[fi] = -1;
         }
         int total = _modelTotal[fi];
+        if (total < 0)
+        {
+            total = ListSum(cpu, model.Index);
+            if (total >= high)
+            {
+                total = -1;
+            }
+        }
         bool revealed = total >= 0;
         if (total < 0 && high > 0 && zone.Pcp[cpu].Count >= high)
         {

@@ -166,9 +166,49 @@ def gaps(j, folder):
         out.append(text)
     fb = a.get("fallback")
     if fb:
-        out.append(f"- fallback: {fb['kernel_yes']:,} kernel steals against {fb['kmem_yes']:,} of Kmem's, "
-                   f"{fb['both_yes']:,} on the same allocation: the buddy lists that decide a steal are not aligned.")
+        text = (f"- fallback: {fb['kernel_yes']:,} kernel steals against {fb['kmem_yes']:,} of Kmem's, "
+                f"{fb['both_yes']:,} on the same allocation: the buddy lists that decide a steal are not aligned.")
+        offsets = steal_offsets(folder, mismatches(a, "fallback"))
+        if offsets:
+            common = max(set(offsets), key=offsets.count)
+            y_only = sum(1 for m in mismatches(a, "fallback") if m["kmem"] and not m["kernel"])
+            text += (f" Of Kmem's {y_only:,} steals the kernel did not make, {len(offsets):,} are followed by a kernel "
+                     f"steal before Kmem's next, and {offsets.count(common):,} of those come exactly {common:,} pages of "
+                     f"allocations of the same migrate type before it: the same steals, one constant offset apart. "
+                     f"An order-0 steal means the type's free lists were empty; Kmem's ran out {common:,} pages sooner "
+                     f"(its free pages of that type were fewer than the kernel's, which no event reveals), and each "
+                     f"steal then takes a block of the same size on both sides (the trace's fallback_order), so the "
+                     f"offset stays.")
+        out.append(text)
     return out
+
+
+def steal_offsets(folder, fallback):
+    """For each Kmem-only steal: the pages of page allocations of its migrate type between it and the next
+    kernel-only steal (none when no kernel steal follows before the next Kmem one)."""
+    path = os.path.join(folder, "trace.txt.xz")
+    kmem = sorted(m["line"] for m in fallback if m["kmem"] and not m["kernel"])
+    kernel = sorted(m["line"] for m in fallback if m["kernel"] and not m["kmem"])
+    if not kmem or not kernel or not os.path.exists(path):
+        return []
+    rx = re.compile(r": mm_page_alloc: .*?order=(\d+) migratetype=(\d+)")
+    last = max(kernel)
+    allocs = {}
+    with lzma.open(path, "rt") as t:
+        for n, line in enumerate(t, 1):
+            if n > last:
+                break
+            m = rx.search(line)
+            if m:
+                allocs[n] = (1 << int(m.group(1)), int(m.group(2)))
+    offsets = []
+    for i, y in enumerate(kmem):
+        k = next((k for k in kernel if k > y), None)
+        if k is None or (i + 1 < len(kmem) and kmem[i + 1] < k):
+            continue
+        mt = allocs.get(y, (0, 0))[1]
+        offsets.append(sum(p for n, (p, t) in allocs.items() if y <= n < k and t == mt))
+    return offsets
 
 
 def main(args):

@@ -178,8 +178,10 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
     /// <summary>The machine options, with defaults from the trace when one is given.</summary>
     /// <param name="tracePath">The trace, or null.</param>
     /// <param name="traceCpus">The trace header's CPU count, 0 when unknown.</param>
+    /// <param name="bootReserve">With a snapshot: boot with the managed pages the kernel had when it derived its
+    /// watermarks (<see cref="BootReserve"/>); the replay must then release the reserved frames it frees.</param>
     /// <exception cref="UsageException">A value is not valid.</exception>
-    public MachineOptions Build(string? tracePath, int traceCpus)
+    public MachineOptions Build(string? tracePath, int traceCpus, bool bootReserve = false)
     {
         string memory = Mem ?? MachineArgs.DefaultMemory(tracePath);
         try
@@ -204,7 +206,7 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
         var defaults = new MachineOptions();
         return new MachineOptions
         {
-            ManagedPages = Mem is null ? BootReserve(tracePath)?.ManagedAtBoot ?? SnapshotManagedPages(tracePath) : null,
+            ManagedPages = Mem is null ? (bootReserve ? BootReserve(tracePath)?.ManagedAtBoot : null) ?? SnapshotManagedPages(tracePath) : null,
             Memory = memory,
             Cpus = cpus,
             Preset = Preset,

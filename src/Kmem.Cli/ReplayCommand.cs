@@ -85,7 +85,7 @@ public static class ReplayCommand
     private static TraceReplayResult ReplayAligned(CliContext ctx, Request req, string? until, int cpus)
     {
         using var reader = TraceReader.Open(req.Trace, new TraceReaderOptions { SkipBad = req.SkipBad, StopAtMarker = until });
-        using var m = TraceReplayer.Boot(req.Machine.Build(req.Trace, cpus));
+        using var m = TraceReplayer.Boot(req.Machine.Build(req.Trace, cpus, bootReserve: true));
         return ReplayProgress.Run(ctx, "aligned replay", progress => new TraceReplayer(m, new TraceReplayOptions
         {
             Progress = progress,
@@ -136,7 +136,7 @@ public static class ReplayCommand
             Machine m;
             try
             {
-                m = TraceReplayer.Boot(req.Machine.Build(req.Trace, reader.Cpus));
+                m = TraceReplayer.Boot(req.Machine.Build(req.Trace, reader.Cpus, bootReserve: true));
             }
             catch (Exception e) when (e is UsageException or MachineOptionException)
             {

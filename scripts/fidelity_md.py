@@ -142,7 +142,12 @@ def gaps(j, folder):
                f"(high less what it drained); between drains it is the model's sum of the frees, allocations and "
                f"refills since, and a bulk allocation no event shows (alloc_pages_bulk from the list) leaves it too "
                f"high. When the model's count reaches high at a free the kernel did not drain at, the count is "
-               f"unknown until the next drain and Kmem keeps its own: most Kmem-only drains are of that kind.")
+               f"unknown until the next drain (or until every list of the CPU is known again) and Kmem keeps its "
+               f"own, at most high − 1. Of the Kmem-only drains, "
+               f"{sum(1 for m in drain if m['kmem'] and not m['kernel'] and 'count not revealed' in m['detail']):,} "
+               f"came at a count not revealed, "
+               f"{sum(1 for m in drain if m['kmem'] and not m['kernel'] and 'count revealed' in m['detail'] and 'not' not in m['detail']):,} "
+               f"at a revealed one (the rest freed a page the replay could not align, such as a reserved frame).")
     for kind in ("new_slab", "slab_freed"):
         m = mismatches(a, kind)
         k_only = sum(1 for x in m if x["kernel"] and not x["kmem"])

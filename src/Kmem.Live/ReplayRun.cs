@@ -209,7 +209,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
                 {
                     _machine = m;
                 }
-                r = new TraceReplayer(m) { LiveObserver = this };
+                r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = _source.ReservedFrames }) { LiveObserver = this };
                 r.Replay(reader);
                 Interlocked.Exchange(ref _position, reader.Events);
             }

@@ -23,6 +23,7 @@ public sealed partial class TraceReplayer
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
     private readonly HashSet<ulong> _released = [];
+    private uint[]? _reservedCursor;
     private ulong _base;
     private bool _baseKnown;
     private ulong _baseCandidate;
@@ -293,10 +294,13 @@ public sealed partial class TraceReplayer
         bool any = false;
         for (ulong p = pfn; p < pfn + (1UL << order); p++)
         {
-            if (frames.Contains(p) && _released.Add(p) && _m.PageAllocator.FreeReservedPage(TraceZones.ZoneOf(_m.PageAllocator, p)))
+            if (!frames.Contains(p) || !_released.Add(p))
             {
-                any = true;
+                continue;
             }
+            var zone = TraceZones.ZoneOf(_m.PageAllocator, p);
+            _reservedCursor ??= new uint[_m.PageAllocator.Zones.Length];
+            any |= Kmem.PageAlloc.FreeReserved.FreeReservedPage(_m.PageAllocator, zone, ref _reservedCursor[zone.Index]);
         }
         return any;
     }

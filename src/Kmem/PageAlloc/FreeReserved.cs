@@ -3,37 +3,34 @@
 // adjust_managed_page_count adds it to its zone's managed pages. Nothing derived from
 // the managed count (min_free_kbytes, watermarks, lowmem_reserve, pcp high) is computed
 // again, as in 6.1. Kmem's reserved frames stand for each other: the zone's lowest one
-// still reserved goes (a cursor per zone, so a replay releasing thousands stays linear).
-// Locking: the free takes the usual pcp lock → zone->lock; the cursor is the replaying
-// thread's (a trace replay is its only user).
+// still reserved at or above the caller's cursor goes, and the cursor moves past it (a
+// replay releasing thousands stays linear). Kept out of PageAllocator (its size limit).
+// Locking: the free takes the usual pcp lock → zone->lock; the cursor is the caller's.
 using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
 
-internal sealed partial class PageAllocator
+internal static class FreeReserved
 {
-    private uint[]? _reservedCursor;
-
     /// <summary>Releases one reserved page of <paramref name="zone"/> to the buddy allocator and counts it as
-    /// managed; false when the zone has no reserved page left.</summary>
-    public bool FreeReservedPage(Zone zone)
+    /// managed; false when the zone has no reserved page left at or above <paramref name="cursor"/> (0 to start).</summary>
+    public static bool FreeReservedPage(PageAllocator pa, Zone zone, ref uint cursor)
     {
-        _reservedCursor ??= [.. Zones.Select(z => z.StartPfn)];
-        for (uint pfn = Math.Max(_reservedCursor[zone.Index], zone.StartPfn); pfn < zone.EndPfn; pfn++)
+        for (uint pfn = Math.Max(cursor, zone.StartPfn); pfn < zone.EndPfn; pfn++)
         {
-            ref PageFrame f = ref _mem.Frame(pfn);
+            ref PageFrame f = ref pa.Mem.Frame(pfn);
             if ((f.Flags & (PageFlags.Reserved | PageFlags.NoMap)) != PageFlags.Reserved || f.RefCount != 1)
             {
                 continue;
             }
-            _reservedCursor[zone.Index] = pfn + 1;
+            cursor = pfn + 1;
             f.Flags &= ~PageFlags.Reserved; // ClearPageReserved; init_page_count left it at one reference
             f.Order = 0;
-            FreePages(new Page(pfn), 0);
+            pa.FreePages(new Page(pfn), 0);
             zone.ManagedPages++;
             return true;
         }
-        _reservedCursor[zone.Index] = zone.EndPfn;
+        cursor = zone.EndPfn;
         return false;
     }
 }

@@ -147,7 +147,17 @@ def gaps(j, folder):
                f"{sum(1 for m in drain if m['kmem'] and not m['kernel'] and 'count not revealed' in m['detail']):,} "
                f"came at a count not revealed, "
                f"{sum(1 for m in drain if m['kmem'] and not m['kernel'] and 'count revealed' in m['detail'] and 'not' not in m['detail']):,} "
-               f"at a revealed one (the rest freed a page the replay could not align, such as a reserved frame).")
+               f"at a revealed one (the rest freed a page the replay could not align).")
+    phases = [(p["phase"], p.get("decisions", {}).get("pcp_drain")) for p in j.get("decisions_by_phase", [])]
+    extra = sorted(((d["kmem_yes"] - d["both_yes"], name, d) for name, d in phases if d and d["kmem_yes"]), key=lambda t: (-t[0], t[1]))
+    if extra and extra[0][0] > 0:
+        top_name, top = extra[0][1], extra[0][2]
+        rest = [d for _, name, d in extra if name != top_name]
+        both = sum(d["both_yes"] for d in rest)
+        yes = sum(d["kmem_yes"] for d in rest)
+        out.append(f"  By phase: {extra[0][0]:,} of them in {top_name} ({top['kmem_yes']:,} Kmem drains, "
+                   f"{top['kernel_yes']:,} of the kernel's); in the other phases together precision is "
+                   f"{pct(both / yes) if yes else '–'} ({both:,} of {yes:,}).")
     for kind in ("new_slab", "slab_freed"):
         m = mismatches(a, kind)
         k_only = sum(1 for x in m if x["kernel"] and not x["kmem"])

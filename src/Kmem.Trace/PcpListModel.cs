@@ -7,6 +7,8 @@
 //     the burst took, less the one the allocation took;
 //   an allocation from the list (no refill): one block fewer;
 //   a free of order <= 3 to the list (the type the frame was allocated with): one more;
+//     a reserved frame's first free (TraceReplayOptions.ReservedFrames) too, Kmem's count
+//     aligned before it as before any free;
 //   each mm_page_pcpu_drain: that block left its list;
 //   a bulk allocation of known size (vmalloc's page array): that many order-0 blocks
 //     fewer, plus the burst it made when the list ran out; of unknown size: the list
@@ -218,10 +220,11 @@ internal sealed class PcpListModel
 
     // Before Kmem's page free: every list of the frame's zone on this CPU the kernel's state is known for, and free_factor.
     // Returns whether the count was revealed (false: unknown, Kmem's own kept or, at high or above, high - 1 taken).
-    public bool AlignForFree(int cpu, ulong tracePfn, Page kmemPage)
+    // kmemPage null: a reserved frame about to be released (one of Kmem's reserved pages of the zone, Movable).
+    public bool AlignForFree(int cpu, ulong tracePfn, Page? kmemPage)
     {
         var model = TraceZones.ZoneOf(_pa, tracePfn);
-        var zone = _pa.ZoneOf(kmemPage.RawPfn);
+        var zone = kmemPage is { } page ? _pa.ZoneOf(page.RawPfn) : model;
         int fi = cpu * _pa.Zones.Length + model.Index;
         // Every earlier free on this CPU either drained (the count is then known) or left the count below high:
         // a count the model has at high or above is one the kernel cannot have had. The model overcounted (a page
@@ -248,7 +251,7 @@ internal sealed class PcpListModel
         }
         if (total >= 0)
         {
-            int mt = (int)_pa.Mem.PageblockMigratetype(kmemPage.RawPfn);
+            int mt = kmemPage is { } pg ? (int)_pa.Mem.PageblockMigratetype(pg.RawPfn) : (int)MigrateType.Movable;
             _pa.AlignPcpCount(zone, cpu, total, mt < ModelTypes ? mt : 0);
         }
         Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[fi]);

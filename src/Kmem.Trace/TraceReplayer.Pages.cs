@@ -232,6 +232,10 @@ public sealed partial class TraceReplayer
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, block.Page);
             }
+            else if (order == 0 && _options.ReservedFrames is { } frames && frames.Contains(pfn) && !_released.Contains(pfn))
+            {
+                revealed = _pcpModel!.AlignForFree(cpu, pfn, null);
+            }
             _pcpModel!.Free(cpu, pfn, order);
         }
         _kernel.Contents.Free(cpu, pfn, order);

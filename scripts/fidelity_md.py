@@ -1,8 +1,13 @@
 """Formats `kmem replay --json` outputs as docs/fidelity.md (called by scripts/fidelity.sh).
 
-Arguments: pairs of JSON file and capture title. Every figure comes from the JSON; the
-text around the tables says what each kind compares and what is aligned."""
+Arguments: triples of JSON file, capture title and capture folder. Every figure comes from the JSON,
+except the count of slab frees whose kernel slab still held an object allocated before tracing began,
+read from the capture's trace.txt.xz and slabinfo.txt; the text around the tables says what each
+kind compares and what is aligned."""
 import json
+import lzma
+import os
+import re
 import sys
 
 KINDS = ["pcp_refill", "pcp_drain", "zone", "fallback", "fallback_ownership", "new_slab", "slab_freed"]
@@ -38,7 +43,7 @@ def table(title, decisions):
     return "\n".join(lines)
 
 
-def capture(path, title):
+def capture(path, title, folder):
     j = json.load(open(path))
     out = [f"## {title}", "",
            f"{j['events']:,} events; {j['page_allocs_replayed']:,} page allocations and "
@@ -63,7 +68,7 @@ def capture(path, title):
     out += ["", "### Consequence totals", "", "| consequence | kernel (trace) | Kmem (free-running) |", "|---|---:|---:|"]
     for name, c in j["consequences"].items():
         out.append(f"| {name} | {c['trace']:,} | {c['kmem']:,} |")
-    out += ["", "### Remaining gaps, counted", ""] + gaps(j)
+    out += ["", "### Remaining gaps, counted", ""] + gaps(j, folder)
     out += ["", "### Trace checks (not fidelity)", ""]
     what = {"kmalloc_size_class_match": "Kmem's size_index table against the trace's bytes_alloc",
             "page_migratetype_match": "each mm_page_alloc's gfp_flags against its own migratetype"}
@@ -78,7 +83,41 @@ def mismatches(decisions, kind):
     return d.get("mismatches", []) if d else []
 
 
-def gaps(j):
+def pretrace_slabs(folder, lines):
+    """For slab frees at the given trace lines: whether a later free in the trace is of an object of the same
+    kernel slab (slabinfo's pages per slab, slabs aligned to their size) that no allocation in the trace gave:
+    an object allocated before tracing began, still in that slab when the free ran."""
+    pages = {}
+    for line in open(os.path.join(folder, "slabinfo.txt")):
+        f = line.split()
+        if len(f) > 5 and not line.startswith(("#", "slabinfo")):
+            pages[f[0]] = int(f[5])
+    want = set(lines)
+    rx = re.compile(r": (kmem_cache_alloc|kmem_cache_free): .*?ptr=(\w+).*?name=(\S+)")
+    live, untracked, at = set(), {}, {}
+    with lzma.open(os.path.join(folder, "trace.txt.xz"), "rt") as t:
+        for n, line in enumerate(t, 1):
+            m = rx.search(line)
+            if not m:
+                continue
+            ev, ptr, name = m.group(1), int(m.group(2), 16), m.group(3)
+            if ev == "kmem_cache_alloc":
+                live.add(ptr)
+            elif ptr in live:
+                live.discard(ptr)
+            else:
+                untracked.setdefault(name, []).append((n, ptr))
+            if n in want:
+                at[n] = (name, ptr)
+    held = set()
+    for n, (name, ptr) in at.items():
+        span = 4096 * pages.get(name, 1)
+        if any(later > n and q // span == ptr // span for later, q in untracked.get(name, [])):
+            held.add(n)
+    return held
+
+
+def gaps(j, folder):
     """Every disagreement of the aligned run, sorted by what the trace revealed before it."""
     a = j.get("decisions", {})
     out = []
@@ -96,33 +135,101 @@ def gaps(j):
     drain = mismatches(a, "pcp_drain")
     kmem_only = sum(1 for m in drain if m["kmem"] and not m["kernel"])
     kernel_only = sum(1 for m in drain if m["kernel"] and not m["kmem"])
+    d = a.get("pcp_drain") or {}
     out.append(f"- pcp_drain, aligned: {kmem_only:,} frees where only Kmem drained and {kernel_only:,} where only "
-               f"the kernel did. The count that decides a drain is aligned, but it is compared with Kmem's pcp "
-               f"high, which Kmem derives from its own zone sizes and watermarks: where they differ from the "
-               f"kernel's (see `--compare-proc`'s zoneinfo lines), Kmem drains at another count.")
+               f"the kernel did; the drained amount equals the kernel's on {d.get('amount_equal', 0):,} of the "
+               f"{d.get('amount_compared', 0):,} drains both made. The CPU's count is revealed only at a drain "
+               f"(high less what it drained); between drains it is the model's sum of the frees, allocations and "
+               f"refills since, and a bulk allocation no event shows (alloc_pages_bulk from the list) leaves it too "
+               f"high. When the model's count reaches high at a free the kernel did not drain at, the count is "
+               f"unknown until the next drain (or until every list of the CPU is known again) and Kmem keeps its "
+               f"own, at most high − 1. Of the Kmem-only drains, "
+               f"{sum(1 for m in drain if m['kmem'] and not m['kernel'] and 'count not revealed' in m['detail']):,} "
+               f"came at a count not revealed, "
+               f"{sum(1 for m in drain if m['kmem'] and not m['kernel'] and 'count revealed' in m['detail'] and 'not' not in m['detail']):,} "
+               f"at a revealed one (the rest freed a page the replay could not align).")
+    phases = [(p["phase"], p.get("decisions", {}).get("pcp_drain")) for p in j.get("decisions_by_phase", [])]
+    extra = sorted(((d["kmem_yes"] - d["both_yes"], name, d) for name, d in phases if d and d["kmem_yes"]), key=lambda t: (-t[0], t[1]))
+    if extra and extra[0][0] > 0:
+        top_name, top = extra[0][1], extra[0][2]
+        rest = [d for _, name, d in extra if name != top_name]
+        both = sum(d["both_yes"] for d in rest)
+        yes = sum(d["kmem_yes"] for d in rest)
+        out.append(f"  By phase: {extra[0][0]:,} of them in {top_name} ({top['kmem_yes']:,} Kmem drains, "
+                   f"{top['kernel_yes']:,} of the kernel's); in the other phases together precision is "
+                   f"{pct(both / yes) if yes else '–'} ({both:,} of {yes:,}).")
     for kind in ("new_slab", "slab_freed"):
         m = mismatches(a, kind)
         k_only = sum(1 for x in m if x["kernel"] and not x["kmem"])
-        y_only = sum(1 for x in m if x["kmem"] and not x["kernel"])
+        y_only = [x["line"] for x in m if x["kmem"] and not x["kernel"]]
         caches = {}
         for x in m:
             caches[x["detail"]] = caches.get(x["detail"], 0) + 1
         top = ", ".join(f"{c or 'no cache named'} {n:,}" for c, n in sorted(caches.items(), key=lambda kv: -kv[1])[:4])
-        out.append(f"- {kind}, aligned: {k_only:,} kernel-only and {y_only:,} Kmem-only" + (f" (most in {top})" if top and kind == "new_slab" else "")
-                   + ". The first new slab of each cache is decided from Kmem's own state; after it the cache follows "
-                   "the kernel's until objects allocated before tracing are freed in another order than Kmem's "
-                   "placeholders stand for them: unexplained beyond that.")
+        text = f"- {kind}, aligned: {k_only:,} kernel-only and {len(y_only):,} Kmem-only" + (f" (most in {top})" if top and kind == "new_slab" else "") + "."
+        if kind == "slab_freed" and y_only and os.path.exists(os.path.join(folder, "trace.txt.xz")):
+            held = len(pretrace_slabs(folder, y_only))
+            text += (f" Of the Kmem-only frees, {held:,} emptied a slab whose kernel twin still held an object "
+                     f"allocated before tracing began (the trace frees it later, into the same slab): when the "
+                     f"free ran, nothing in the trace had revealed that object, so Kmem's slab was empty and the "
+                     f"kernel's was not. 6.1's SLUB keeps an empty slab only while the node has fewer than "
+                     f"min_partial partial slabs or while it is frozen (a cpu or cpu-partial slab), which Kmem follows.")
+        else:
+            text += (" The first new slab of each cache is decided from Kmem's own state; after it the cache follows "
+                     "the kernel's until objects allocated before tracing are freed in another order than Kmem's "
+                     "placeholders stand for them.")
+        out.append(text)
     fb = a.get("fallback")
     if fb:
-        out.append(f"- fallback: {fb['kernel_yes']:,} kernel steals against {fb['kmem_yes']:,} of Kmem's, "
-                   f"{fb['both_yes']:,} on the same allocation: the buddy lists that decide a steal are not aligned.")
+        text = (f"- fallback: {fb['kernel_yes']:,} kernel steals against {fb['kmem_yes']:,} of Kmem's, "
+                f"{fb['both_yes']:,} on the same allocation: the buddy lists that decide a steal are not aligned.")
+        offsets = steal_offsets(folder, mismatches(a, "fallback"))
+        if offsets:
+            common = max(set(offsets), key=offsets.count)
+            y_only = sum(1 for m in mismatches(a, "fallback") if m["kmem"] and not m["kernel"])
+            text += (f" Of Kmem's {y_only:,} steals the kernel did not make, {len(offsets):,} are followed by a kernel "
+                     f"steal before Kmem's next, and {offsets.count(common):,} of those come exactly {common:,} pages of "
+                     f"allocations of the same migrate type before it: the same steals, one constant offset apart. "
+                     f"An order-0 steal means the type's free lists were empty; Kmem's ran out {common:,} pages sooner "
+                     f"(its free pages of that type were fewer than the kernel's, which no event reveals), and each "
+                     f"steal then takes a block of the same size on both sides (the trace's fallback_order), so the "
+                     f"offset stays.")
+        out.append(text)
     return out
+
+
+def steal_offsets(folder, fallback):
+    """For each Kmem-only steal: the pages of page allocations of its migrate type between it and the next
+    kernel-only steal (none when no kernel steal follows before the next Kmem one)."""
+    path = os.path.join(folder, "trace.txt.xz")
+    kmem = sorted(m["line"] for m in fallback if m["kmem"] and not m["kernel"])
+    kernel = sorted(m["line"] for m in fallback if m["kernel"] and not m["kmem"])
+    if not kmem or not kernel or not os.path.exists(path):
+        return []
+    rx = re.compile(r": mm_page_alloc: .*?order=(\d+) migratetype=(\d+)")
+    last = max(kernel)
+    allocs = {}
+    with lzma.open(path, "rt") as t:
+        for n, line in enumerate(t, 1):
+            if n > last:
+                break
+            m = rx.search(line)
+            if m:
+                allocs[n] = (1 << int(m.group(1)), int(m.group(2)))
+    offsets = []
+    for i, y in enumerate(kmem):
+        k = next((k for k in kernel if k > y), None)
+        if k is None or (i + 1 < len(kmem) and kmem[i + 1] < k):
+            continue
+        mt = allocs.get(y, (0, 0))[1]
+        offsets.append(sum(p for n, (p, t) in allocs.items() if y <= n < k and t == mt))
+    return offsets
 
 
 def main(args):
     parts = [PREAMBLE]
-    for i in range(0, len(args), 2):
-        parts.append(capture(args[i], args[i + 1]))
+    for i in range(0, len(args), 3):
+        parts.append(capture(args[i], args[i + 1], args[i + 2]))
     parts.append(GAPS)
     print("\n".join(parts))
 
@@ -166,12 +273,19 @@ held at their head, known from the same events).
 
 GAPS = """## Remaining gaps, free-running
 
-- Free-running pcp_refill and pcp_drain match only where the two lists happen to be in step: one
-  allocation more or less on either side shifts every later refill by one event. The main source of
-  such offsets is the slab layer: Kmem's slab pages are its own (new_slab free-running above), and
-  each one is an allocation from the unmovable lists at a moment the kernel's was not.
-- pcp_drain amounts: a drain's size is batch doubled per drain without an allocation in between
-  (free_factor), clamped to high − batch; with Kmem's high unlike the kernel's, the clamp differs.
+- Free-running pcp_refill and pcp_drain match only where the two lists are in step: a refill comes
+  when one list is empty, a drain when the CPU's count reaches high, and one page more or less on
+  either side moves every later one. The count is the sum of every page that went through the
+  CPU's lists since the last drain both made, and the slab layer's pages are Kmem's own: its
+  caches start empty, while the kernel's slabs already held objects allocated before tracing
+  began, so Kmem takes new slabs where the kernel took none (new_slab free-running, boot phase,
+  above) and its lists are refilled and drained at other events from the trace's first lines on.
+- Aligned, the drained amount (nr_pcp_free: batch doubled per drain without an allocation between,
+  clamped to high − batch; the whole count for a high-order free after one) is the kernel's where
+  Kmem's pcp high is: the boot reserve (docs/trace-replay.md) makes it the kernel's on both captures.
+- fallback: a steal depends on the buddy lists of every order and type, which no event reveals one
+  by one; Kmem's free blocks are other frames than the kernel's, so its steals come at other
+  allocations (the totals are close: see the consequence totals).
 """
 
 if __name__ == "__main__":

@@ -178,8 +178,10 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
     /// <summary>The machine options, with defaults from the trace when one is given.</summary>
     /// <param name="tracePath">The trace, or null.</param>
     /// <param name="traceCpus">The trace header's CPU count, 0 when unknown.</param>
+    /// <param name="bootReserve">With a snapshot: boot with the managed pages the kernel had when it derived its
+    /// watermarks (<see cref="BootReserve"/>); the replay must then release the reserved frames it frees.</param>
     /// <exception cref="UsageException">A value is not valid.</exception>
-    public MachineOptions Build(string? tracePath, int traceCpus)
+    public MachineOptions Build(string? tracePath, int traceCpus, bool bootReserve = false)
     {
         string memory = Mem ?? MachineArgs.DefaultMemory(tracePath);
         try
@@ -204,7 +206,7 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
         var defaults = new MachineOptions();
         return new MachineOptions
         {
-            ManagedPages = Mem is null ? SnapshotManagedPages(tracePath) : null,
+            ManagedPages = Mem is null ? (bootReserve ? BootReserve(tracePath)?.ManagedAtBoot : null) ?? SnapshotManagedPages(tracePath) : null,
             Memory = memory,
             Cpus = cpus,
             Preset = Preset,
@@ -217,6 +219,45 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
             WatermarkBoostFactor = sysctl.GetValueOrDefault("watermark_boost_factor", defaults.WatermarkBoostFactor),
             PercpuPagelistHighFraction = sysctl.GetValueOrDefault("percpu_pagelist_high_fraction", defaults.PercpuPagelistHighFraction),
         };
+    }
+
+    // The last trace's boot reserve: a replay builds its machine twice (free-running and aligned) from one trace.
+    private static readonly Lock s_reserveLock = new();
+    private static (string Path, DateTime Written, TraceBootReserve? Reserve)? s_reserve;
+
+    /// <summary>For a boot shaped like the capture (no --mem): the managed pages when the kernel derived its
+    /// watermarks and the reserved frames the trace releases later (the last trace's kept), or null.</summary>
+    /// <param name="tracePath">The trace, or null.</param>
+    /// <exception cref="MachineOptionException">zoneinfo.txt is not in the kernel's format.</exception>
+    public TraceBootReserve? BootReserve(string? tracePath)
+    {
+        if (Mem is not null || tracePath is null || !File.Exists(tracePath))
+        {
+            return null;
+        }
+        string full = Path.GetFullPath(tracePath);
+        var written = File.GetLastWriteTimeUtc(full);
+        lock (s_reserveLock)
+        {
+            if (s_reserve is { } r && r.Path == full && r.Written == written)
+            {
+                return r.Reserve;
+            }
+        }
+        TraceBootReserve? reserve;
+        try
+        {
+            reserve = TraceBootReserve.Read(full);
+        }
+        catch (FormatException e)
+        {
+            throw new MachineOptionException("ManagedPages", e.Message, e);
+        }
+        lock (s_reserveLock)
+        {
+            s_reserve = (full, written, reserve);
+        }
+        return reserve;
     }
 
     /// <summary>The managed pages per zone of zoneinfo.txt beside the trace (a boot shaped like the capture), or null.</summary>

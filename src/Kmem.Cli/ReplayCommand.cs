@@ -87,11 +87,12 @@ public static class ReplayCommand
     private static TraceReplayResult ReplayAligned(Request req, string? until, int cpus)
     {
         using var reader = TraceReader.Open(req.Trace, new TraceReaderOptions { SkipBad = req.SkipBad, StopAtMarker = until });
-        using var m = TraceReplayer.Boot(req.Machine.Build(req.Trace, cpus));
+        using var m = TraceReplayer.Boot(req.Machine.Build(req.Trace, cpus, bootReserve: true));
         return new TraceReplayer(m, new TraceReplayOptions
         {
             Mismatches = req.Mismatches,
             Aligned = true,
+            ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
         }).Replay(reader);
     }
 
@@ -136,7 +137,7 @@ public static class ReplayCommand
             Machine m;
             try
             {
-                m = TraceReplayer.Boot(req.Machine.Build(req.Trace, reader.Cpus));
+                m = TraceReplayer.Boot(req.Machine.Build(req.Trace, reader.Cpus, bootReserve: true));
             }
             catch (Exception e) when (e is UsageException or MachineOptionException)
             {
@@ -157,6 +158,7 @@ public static class ReplayCommand
                         SnapshotEvery = maps?.Every ?? 0,
                         Snapshot = maps is { Every: > 0 } ? maps.Snapshot : null,
                         Mismatches = req.Mismatches,
+                        ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
                     }).Replay(reader));
                 }
                 catch (TraceFormatException e)

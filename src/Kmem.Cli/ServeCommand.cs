@@ -103,7 +103,8 @@ public static class ServeCommand
         var options = new LiveServerOptions
         {
             TracePath = tracePath,
-            Boot = (slab, traceCpus) => (choice with { Slab = slab }).Build(tracePath, traceCpus),
+            Boot = (slab, traceCpus) => (choice with { Slab = slab }).Build(tracePath, traceCpus, bootReserve: true),
+            ReservedFrames = choice.BootReserve(tracePath)?.Frames,
             Slab = choice.Slab,
             Host = host!,
             Port = port,

@@ -19,6 +19,10 @@ public sealed class LiveServerOptions
     /// none). Called once per machine the view boots (a restart, a seek backwards, a backend switch).</summary>
     public required Func<SlabAllocator, int, MachineOptions> Boot { get; init; }
 
+    /// <summary>The reserved frames the trace releases (<see cref="TraceBootReserve.Frames"/>), when
+    /// <see cref="Boot"/> boots with <see cref="TraceBootReserve.ManagedAtBoot"/>; null (the default): none.</summary>
+    public IReadOnlySet<ulong>? ReservedFrames { get; init; }
+
     /// <summary>The slab allocator of the first machine. Default SLUB.</summary>
     public SlabAllocator Slab { get; init; } = SlabAllocator.Slub;
 

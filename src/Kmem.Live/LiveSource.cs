@@ -42,6 +42,9 @@ internal sealed class LiveSource
     /// <summary>The machine options for a slab allocator and the trace header's CPU count.</summary>
     public Func<SlabAllocator, int, MachineOptions> Boot { get; }
 
+    /// <summary>The reserved frames the trace releases (LiveServerOptions.ReservedFrames), or null.</summary>
+    public IReadOnlySet<ulong>? ReservedFrames { get; init; }
+
     /// <summary>The trace's markers, null until <see cref="ScanMarkers"/> has read the trace.</summary>
     public IReadOnlyList<LiveMarker>? Markers => _markers;
 

@@ -237,7 +237,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             {
                 using var reader = _source.Open();
                 m = TraceReplayer.Boot(_source.Boot(Slab, reader.Cpus));
-                r = new TraceReplayer(m) { LiveObserver = this };
+                r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = _source.ReservedFrames }) { LiveObserver = this };
                 r.Replay(reader);
                 Interlocked.Exchange(ref _position, reader.Events);
             }

@@ -7,12 +7,16 @@
 //     the burst took, less the one the allocation took;
 //   an allocation from the list (no refill): one block fewer;
 //   a free of order <= 3 to the list (the type the frame was allocated with): one more;
+//     a reserved frame's first free (TraceReplayOptions.ReservedFrames) too, Kmem's count
+//     aligned before it as before any free;
 //   each mm_page_pcpu_drain: that block left its list;
 //   a bulk allocation of known size (vmalloc's page array): that many order-0 blocks
 //     fewer, plus the burst it made when the list ran out; of unknown size: the list
 //     is unknown until its next refill.
-// The CPU's count: after a drain, high less the pages drained; below high after a free
-// that did not drain. free_factor is known from boot on: halved by every pcp allocation
+// The CPU's count: after a drain, high less the pages drained; a model count at or above
+// high at a free the kernel did not drain at is wrong by an amount the trace does not tell
+// (pages taken with no event), so it is unknown until the next drain; an unknown count is the
+// sum of the CPU's lists when every one of them is known and that sum is below high. free_factor is known from boot on: halved by every pcp allocation
 // (not by the bulk allocator), raised by a drain as nr_pcp_free raises it (with Kmem's
 // batch and high). Unknown lists are left as Kmem has them. Aligned here: pcp_refill and
 // pcp_drain; new_slab and slab_freed are aligned by TraceReplayer.SlabAlign; zone and
@@ -176,6 +180,26 @@ internal sealed class PcpListModel
         }
     }
 
+    // The count as the sum of the CPU's lists of the zone when every one is known (-1 otherwise): what a count the
+    // drains no longer vouch for falls back to.
+    private int ListSum(int cpu, int zone)
+    {
+        int sum = 0;
+        for (int order = 0; order < ModelOrders; order++)
+        {
+            for (int mt = 0; mt < ModelTypes; mt++)
+            {
+                int blocks = _model[ListIndex(cpu, zone, order, mt)];
+                if (blocks < 0)
+                {
+                    return -1;
+                }
+                sum += blocks << order;
+            }
+        }
+        return sum;
+    }
+
     // Before Kmem's page allocation: its list as the kernel's was (when known) and the kernel's free_factor.
     public void AlignForAlloc(ulong pfn, int order, Gfp gfp, int before, int ff, int cpu)
     {
@@ -195,28 +219,42 @@ internal sealed class PcpListModel
     }
 
     // Before Kmem's page free: every list of the frame's zone on this CPU the kernel's state is known for, and free_factor.
-    public void AlignForFree(int cpu, ulong tracePfn, Page kmemPage)
+    // Returns whether the count was revealed (false: unknown, Kmem's own kept or, at high or above, high - 1 taken).
+    // kmemPage null: a reserved frame about to be released (one of Kmem's reserved pages of the zone, Movable).
+    public bool AlignForFree(int cpu, ulong tracePfn, Page? kmemPage)
     {
         var model = TraceZones.ZoneOf(_pa, tracePfn);
-        var zone = _pa.ZoneOf(kmemPage.RawPfn);
+        var zone = kmemPage is { } page ? _pa.ZoneOf(page.RawPfn) : model;
         int fi = cpu * _pa.Zones.Length + model.Index;
         // Every earlier free on this CPU either drained (the count is then known) or left the count below high:
-        // a count the model has at high or above is one the kernel cannot have had.
+        // a count the model has at high or above is one the kernel cannot have had. The model overcounted (a page
+        // taken with no event: a bulk allocation of unknown size) by an amount the trace does not tell, so the
+        // count is unknown until the next drain reveals it; taking high - 1 instead would drain at every free.
         int high = model.Pcp[cpu].High;
         if (_modelTotal[fi] >= high && high > 0)
         {
-            _modelTotal[fi] = high - 1;
+            _modelTotal[fi] = -1;
         }
         int total = _modelTotal[fi];
+        if (total < 0)
+        {
+            total = ListSum(cpu, model.Index);
+            if (total >= high)
+            {
+                total = -1;
+            }
+        }
+        bool revealed = total >= 0;
         if (total < 0 && high > 0 && zone.Pcp[cpu].Count >= high)
         {
             total = high - 1; // not revealed, but below high all the same: Kmem's list alignment can overfill it
         }
         if (total >= 0)
         {
-            int mt = (int)_pa.Mem.PageblockMigratetype(kmemPage.RawPfn);
+            int mt = kmemPage is { } pg ? (int)_pa.Mem.PageblockMigratetype(pg.RawPfn) : (int)MigrateType.Movable;
             _pa.AlignPcpCount(zone, cpu, total, mt < ModelTypes ? mt : 0);
         }
         Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[fi]);
+        return revealed;
     }
 }

@@ -116,10 +116,11 @@ internal sealed class TraceDecisions
     }
 
     // A page free: the kernel's drains are read from the events that follow; Kmem's outcome is known now.
-    public void OpenFree(int cpu, ulong pfn, int order, long line, bool kmemFreed, int kmemDrained)
+    // Aligned, countRevealed says whether the CPU's count before the free was the model's (null: not aligned).
+    public void OpenFree(int cpu, ulong pfn, int order, long line, bool kmemFreed, int kmemDrained, bool? countRevealed = null)
     {
         var list = _frees[cpu];
-        list.Add(new FreeDecision(pfn, order, line, kmemFreed, kmemDrained));
+        list.Add(new FreeDecision(pfn, order, line, kmemFreed, kmemDrained, countRevealed));
         _lastFree[cpu] = list.Count - 1;
     }
 
@@ -136,7 +137,12 @@ internal sealed class TraceDecisions
             if (f.KmemFreed)
             {
                 Decide(DecisionKind.PcpDrain, f.KernelPages > 0, f.KmemDrained > 0, f.Line,
-                    $"kernel drained {f.KernelPages} pages, Kmem {f.KmemDrained}", f.KernelPages, f.KmemDrained);
+                    $"kernel drained {f.KernelPages} pages, Kmem {f.KmemDrained}" + f.CountRevealed switch
+                    {
+                        true => "; count revealed",
+                        false => "; count not revealed",
+                        null => "",
+                    }, f.KernelPages, f.KmemDrained);
             }
         }
         list.Clear();
@@ -219,8 +225,9 @@ internal sealed class TraceDecisions
     }
 
     /// <summary>A page free whose kernel drains are still being read.</summary>
-    public sealed class FreeDecision(ulong pfn, int order, long line, bool kmemFreed, int kmemDrained)
+    public sealed class FreeDecision(ulong pfn, int order, long line, bool kmemFreed, int kmemDrained, bool? countRevealed)
     {
+        public bool? CountRevealed { get; } = countRevealed;
         public ulong Pfn { get; } = pfn;
         public int Order { get; } = order;
         public long Line { get; } = line;

@@ -36,4 +36,10 @@ public sealed class TraceReplayOptions
     /// the kernel's state. Changes the machine's state: the /proc files of an aligned replay are not a free run's.
     /// Default false.</summary>
     public bool Aligned { get; init; }
+
+    /// <summary>Frames the recorded kernel held reserved at boot and released during the trace
+    /// (<see cref="TraceBootReserve.Frames"/>): the first free of each releases one of the machine's reserved
+    /// pages of its zone to the page allocator, as free_reserved_page does. Boot the machine with
+    /// <see cref="TraceBootReserve.ManagedAtBoot"/> so those pages are still reserved. Null (the default): none.</summary>
+    public IReadOnlySet<ulong>? ReservedFrames { get; init; }
 }

@@ -22,6 +22,8 @@ public sealed partial class TraceReplayer
     private readonly long[] _cpuEvents;
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
+    private readonly HashSet<ulong> _released = [];
+    private uint[]? _reservedCursor;
     private ulong _base;
     private bool _baseKnown;
     private ulong _baseCandidate;
@@ -228,12 +230,17 @@ public sealed partial class TraceReplayer
     // A page free of the trace; Kmem's drain decision is set beside the kernel's once the drains that follow are read.
     private void PageFreeEvent(ulong pfn, int order, int cpu, long line)
     {
+        bool? revealed = null;
         if (_options.Aligned)
         {
             ReplayPendingHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
             if (_pages.TryGetValue(pfn, out var block))
             {
-                _pcpModel!.AlignForFree(cpu, pfn, block.Page);
+                revealed = _pcpModel!.AlignForFree(cpu, pfn, block.Page);
+            }
+            else if (order == 0 && _options.ReservedFrames is { } frames && frames.Contains(pfn) && !_released.Contains(pfn))
+            {
+                revealed = _pcpModel!.AlignForFree(cpu, pfn, null);
             }
             _pcpModel!.Free(cpu, pfn, order);
         }
@@ -242,7 +249,7 @@ public sealed partial class TraceReplayer
         bool freed = PageFree(pfn, order, cpu);
         if (_kmem is not null)
         {
-            _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages);
+            _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages, revealed);
         }
     }
 
@@ -282,8 +289,34 @@ public sealed partial class TraceReplayer
                 return true;
             }
         }
+        if (ReleaseReserved(pfn, order))
+        {
+            return true;
+        }
         _untrackedPageFrees++;
         return false;
+    }
+
+    // free_reserved_area: a frame the kernel held reserved at boot goes to the page allocator at its first free
+    // (TraceReplayOptions.ReservedFrames); Kmem releases one of its own reserved pages of the frame's zone.
+    private bool ReleaseReserved(ulong pfn, int order)
+    {
+        if (_options.ReservedFrames is not { } frames)
+        {
+            return false;
+        }
+        bool any = false;
+        for (ulong p = pfn; p < pfn + (1UL << order); p++)
+        {
+            if (!frames.Contains(p) || !_released.Add(p))
+            {
+                continue;
+            }
+            var zone = TraceZones.ZoneOf(_m.PageAllocator, p);
+            _reservedCursor ??= new uint[_m.PageAllocator.Zones.Length];
+            any |= Kmem.PageAlloc.FreeReserved.FreeReservedPage(_m.PageAllocator, zone, ref _reservedCursor[zone.Index]);
+        }
+        return any;
     }
 
     // A pending allocation of the CPU whose block holds the frame is replayed now: the frame is being freed.

@@ -29,7 +29,8 @@ internal static class LiveTestServer
         LiveServer.StartAsync(new LiveServerOptions
         {
             TracePath = Trace,
-            Boot = (s, cpus) => (MachineChoice.Default with { Slab = s }).Build(Trace, cpus),
+            Boot = (s, cpus) => (MachineChoice.Default with { Slab = s }).Build(Trace, cpus, bootReserve: true),
+            ReservedFrames = MachineChoice.Default.BootReserve(Trace)?.Frames,
             Slab = slab,
             Port = 0,
         });

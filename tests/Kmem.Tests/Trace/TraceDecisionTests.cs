@@ -83,6 +83,30 @@ public class TraceDecisionTests
     }
 
     [Fact]
+    public void AlignedAModelCountTheKernelDidNotDrainAtIsUnknownNotHighLessOne()
+    {
+        // A drain makes the count known (high less the page drained); then frees with no drain: the kernel's count
+        // was lower than the model's (pages taken with no event), by an amount no event tells. Kmem drains at the
+        // first free the model puts at high; after it the count is unknown, so Kmem keeps its own instead of being
+        // put back at high - 1 before every free (which drained at each of the 1,000 frees).
+        const int frees = 1000;
+        var sb = new System.Text.StringBuilder();
+        for (int i = 0; i <= frees; i++)
+        {
+            sb.Append(Alloc(0x10000 + (ulong)i)).Append(ReplayData.Line(Other));
+        }
+        sb.Append(Free(0x10000)).Append(Drain(0x50000)).Append(ReplayData.Line(Other));
+        for (int i = 1; i <= frees; i++)
+        {
+            sb.Append(Free(0x10000 + (ulong)i)).Append(ReplayData.Line(Other));
+        }
+        var d = Replay(sb.ToString(), aligned: true).Decisions["pcp_drain"];
+        Assert.Equal(frees + 1, d.Compared);
+        Assert.Equal(1, d.KernelYes);
+        Assert.InRange(d.KmemYes, 1, 20); // Kmem's own drains as its count climbs again, free_factor doubling them
+    }
+
+    [Fact]
     public void DrainsAfterNoFreeAreCountedApart()
     {
         var r = Replay(ReplayData.Line(Other) + Drain(0x50000) + Drain(0x50001));

@@ -1,0 +1,144 @@
+// The memory a recorded kernel still held reserved when it derived its watermarks:
+// init_per_zone_wmark_min (a postcore initcall) computes min_free_kbytes, the watermarks,
+// lowmem_reserve and, through zone_pcp_update, pcp high from the managed pages of that
+// moment, and khugepaged's set_recommended_min_free_kbytes (a subsys initcall) from the
+// same. The initrd (free_initrd_mem) and the kernel's init sections (free_initmem,
+// free_kernel_image_pages) are released later through free_reserved_area, which adds
+// them to the managed count (adjust_managed_page_count) without deriving anything again.
+// A trace recorded from boot shows each such frame as an mm_page_free before any other
+// page event names it: no allocation, refill or free gave it out. Those frames, read up
+// to the first marker (userspace runs after free_initmem), are left reserved at boot
+// (MachineOptions.ManagedPages less them, zone by zone) and released when the replay
+// reaches their free (TraceReplayOptions.ReservedFrames), so the machine derives its
+// watermarks and pcp high from what the kernel had then and ends with the snapshot's
+// managed count. Stateless; the result is immutable.
+using System.Globalization;
+
+namespace Kmem;
+
+/// <summary>A boot shaped like a recorded kernel's at the time it derived its watermarks: the managed pages
+/// per zone then, and the reserved frames the trace releases later.</summary>
+public sealed class TraceBootReserve
+{
+    private TraceBootReserve(IReadOnlyDictionary<string, long> managedAtBoot, IReadOnlySet<ulong> frames)
+    {
+        ManagedAtBoot = managedAtBoot;
+        Frames = frames;
+    }
+
+    /// <summary>Managed pages per zone (by zone name) when the kernel derived its watermarks: the snapshot's
+    /// less the frames of <see cref="Frames"/> in that zone. For <see cref="MachineOptions.ManagedPages"/>.</summary>
+    public IReadOnlyDictionary<string, long> ManagedAtBoot { get; }
+
+    /// <summary>The frames free_reserved_area released during the trace (its first event on each is a free).
+    /// For <see cref="TraceReplayOptions.ReservedFrames"/>.</summary>
+    public IReadOnlySet<ulong> Frames { get; }
+
+    /// <summary>Reads the zoneinfo.txt snapshot beside <paramref name="tracePath"/> and the trace up to its first
+    /// marker. Null without a snapshot; the snapshot's managed pages and no frames when the trace was not
+    /// recorded from boot (its first event after uptime 0), since a frame could then have been allocated
+    /// before tracing began. A trace with a malformed line gives the snapshot's managed pages and no frames.</summary>
+    /// <exception cref="FormatException">zoneinfo.txt is not in the kernel's format.</exception>
+    public static TraceBootReserve? Read(string tracePath)
+    {
+        ArgumentNullException.ThrowIfNull(tracePath);
+        string path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tracePath))!, "zoneinfo.txt");
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+        string text = File.ReadAllText(path);
+        var managed = ZoneinfoSnapshot.ManagedPages(text, path);
+        var spans = Spans(text);
+        HashSet<ulong> frames;
+        try
+        {
+            using var reader = TraceReader.Open(tracePath);
+            frames = FirstFreed(reader);
+        }
+        catch (TraceFormatException)
+        {
+            frames = []; // the replay itself reports the bad line; the boot keeps the snapshot's counts
+        }
+        var atBoot = new Dictionary<string, long>(managed, StringComparer.Ordinal);
+        foreach (ulong pfn in frames)
+        {
+            foreach (var (zone, start, spanned) in spans)
+            {
+                if (pfn >= start && pfn < start + spanned && atBoot.TryGetValue(zone, out long m))
+                {
+                    atBoot[zone] = m - 1;
+                }
+            }
+        }
+        return new TraceBootReserve(atBoot, frames);
+    }
+
+    // The frames whose first page event is a free, up to the first marker; none unless the trace starts at boot.
+    internal static HashSet<ulong> FirstFreed(TraceReader reader)
+    {
+        var seen = new HashSet<ulong>();
+        var first = new HashSet<ulong>();
+        bool started = false;
+        while (reader.TryRead(out var e))
+        {
+            if (!started)
+            {
+                started = true;
+                if (e.Timestamp != 0)
+                {
+                    return first;
+                }
+            }
+            switch (e.Kind)
+            {
+                case TraceEventKind.Marker:
+                    return first;
+                case TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched:
+                case TraceEventKind.MmPageAlloc or TraceEventKind.MmPageAllocZoneLocked or TraceEventKind.MmPagePcpuDrain:
+                    bool free = e.Kind is TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched;
+                    if (e.Pfn == 0 && e.Kind == TraceEventKind.MmPageAlloc)
+                    {
+                        break; // a failed allocation names no frame
+                    }
+                    for (ulong p = e.Pfn; p < e.Pfn + (1UL << e.Order); p++)
+                    {
+                        if (seen.Add(p) && free)
+                        {
+                            first.Add(p);
+                        }
+                    }
+                    break;
+            }
+        }
+        return first;
+    }
+
+    // Each zone's start_pfn and spanned pages, by zone name.
+    private static List<(string Zone, ulong Start, ulong Spanned)> Spans(string text)
+    {
+        var spans = new List<(string, ulong, ulong)>();
+        string? zone = null;
+        ulong spanned = 0;
+        foreach (string raw in text.Split('\n'))
+        {
+            string[] w = raw.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (w.Length == 4 && w[0] == "Node" && w[2] == "zone")
+            {
+                (zone, spanned) = (w[3], 0);
+            }
+            else if (w.Length == 2 && zone is not null && ulong.TryParse(w[1], NumberStyles.None, CultureInfo.InvariantCulture, out ulong v))
+            {
+                if (w[0] == "spanned")
+                {
+                    spanned = v;
+                }
+                else if (w[0] == "start_pfn:")
+                {
+                    spans.Add((zone, v, spanned));
+                }
+            }
+        }
+        return spans;
+    }
+}

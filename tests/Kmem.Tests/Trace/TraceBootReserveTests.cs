@@ -1,0 +1,100 @@
+// The boot reserve of a replay: which frames a from-boot trace shows released from
+// memblock's reservations (its first page event on them is a free), the managed pages
+// the kernel had before they came, and the replay releasing them so the machine ends
+// with the snapshot's managed pages while its watermarks and pcp high stay those it
+// derived at boot, as 6.1 leaves them.
+namespace Kmem.Tests.Trace;
+
+public class TraceBootReserveTests
+{
+    private const string Boot = "0.000000";
+
+    private static string Free(ulong pfn, int order = 0) =>
+        ReplayData.Line($"mm_page_free: page=ffffea0000000000 pfn=0x{pfn:x} order={order}", 0, Boot);
+
+    // Frames 0x10000 (allocated first) and 0x12010 (refilled first) were the allocator's; 0x12000 and 0x14000-1
+    // come out of the reservations; 0x15000 is freed after userspace started (the marker) and is not counted.
+    private static string Trace(string firstTime) =>
+        ReplayData.Header
+        + ReplayData.Line("mm_page_alloc: page=ffffea0000000000 pfn=0x10000 order=0 migratetype=0 gfp_flags=GFP_KERNEL", 0, firstTime)
+        + Free(0x10000)
+        + Free(0x12000)
+        + ReplayData.Line("mm_page_alloc_zone_locked: page=ffffea0000000000 pfn=0x12010 order=0 migratetype=0 percpu_refill=1", 0, Boot)
+        + Free(0x12010)
+        + Free(0x14000, order: 1)
+        + ReplayData.Line("tracing_mark_write: INIT_START", 0, Boot)
+        + Free(0x15000);
+
+    private static string Folder(string trace)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"kmem-reserve-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "trace.txt"), trace);
+        File.Copy(Path.Combine(ReplayData.BundledFolder, "zoneinfo.txt"), Path.Combine(dir, "zoneinfo.txt"));
+        return dir;
+    }
+
+    [Fact]
+    public void FramesFirstSeenFreedBeforeTheFirstMarkerWereReservedAndLeaveTheirZonesManagedCount()
+    {
+        string dir = Folder(Trace(Boot));
+        try
+        {
+            var r = TraceBootReserve.Read(Path.Combine(dir, "trace.txt"))!;
+            Assert.Equal([0x12000UL, 0x14000UL, 0x14001UL], r.Frames.Order());
+            Assert.Equal(112688 - 3, r.ManagedAtBoot["DMA32"]);
+            Assert.Equal(3840, r.ManagedAtBoot["DMA"]);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void ATraceNotRecordedFromBootRevealsNoReservation()
+    {
+        string dir = Folder(Trace("1.000000"));
+        try
+        {
+            var r = TraceBootReserve.Read(Path.Combine(dir, "trace.txt"))!;
+            Assert.Empty(r.Frames);
+            Assert.Equal(112688, r.ManagedAtBoot["DMA32"]);
+            Assert.Null(TraceBootReserve.Read(Path.Combine(Path.GetTempPath(), "no-such-folder-kmem", "trace.txt")));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void TheReplayReleasesEachReservedFrameOnceAndNothingDerivedMoves()
+    {
+        string dir = Folder(Trace(Boot));
+        try
+        {
+            string path = Path.Combine(dir, "trace.txt");
+            var reserve = TraceBootReserve.Read(path)!;
+            using var m = TraceReplayer.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1, ManagedPages = reserve.ManagedAtBoot });
+            var dma32 = m.PageAllocator.Zones.Single(z => z.Name == "DMA32");
+            Assert.Equal(112688 - 3, dma32.ManagedPages);
+            int high = dma32.Pcp[0].High;
+            long low = dma32.Watermark[Kmem.PageAlloc.Zone.WmarkLow];
+            long free = m.PageAllocator.Zones.Sum(z => z.FreePages + z.Pcp.Sum(p => (long)p.Count));
+            using var reader = TraceReader.Open(path);
+            var r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = reserve.Frames }).Replay(reader);
+            Assert.Equal(112688, dma32.ManagedPages); // the snapshot's count once the trace released them
+            Assert.Equal(high, dma32.Pcp[0].High);
+            Assert.Equal(low, dma32.Watermark[Kmem.PageAlloc.Zone.WmarkLow]);
+            // The three released pages are free now; the allocated-and-freed page and the bulk allocator's frame are
+            // back where they were; the free after the marker is of no reserved frame.
+            Assert.Equal(free + 3, m.PageAllocator.Zones.Sum(z => z.FreePages + z.Pcp.Sum(p => (long)p.Count)));
+            Assert.Equal(1, r.UntrackedPageFrees); // 0x15000: the refilled 0x12010 was the bulk allocator's, replayed
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+}

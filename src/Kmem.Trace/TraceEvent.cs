@@ -3,7 +3,8 @@
 // include/trace/events/kmem.h and percpu.h, plus trace markers. A plain value type:
 // strings in it are interned by the reader, so filling one allocates nothing. Fields an
 // event does not carry stay at their defaults (0, null, false). Read-only to users (the
-// setters are the reader's), so copies may be handed between threads freely.
+// setters are the reader's), so copies may be handed between threads freely. TraceEventNames
+// gives the kinds their ftrace names for the replay's counts.
 namespace Kmem;
 
 /// <summary>The kind of a trace event: one per Linux 6.1 kmem/percpu tracepoint, plus markers.</summary>
@@ -176,4 +177,29 @@ public struct TraceEvent
 
     /// <summary>The marker's text (<see cref="TraceEventKind.Marker"/>), trailing blanks removed.</summary>
     public string? Text { readonly get; internal set; }
+}
+
+/// <summary>The ftrace names of the event kinds, as the replay's result counts them.</summary>
+internal static class TraceEventNames
+{
+    /// <summary>The kmem, percpu and marker kinds, counted in every replay's result.</summary>
+    public static readonly (TraceEventKind Kind, string Name)[] KmemAndPercpu =
+    [
+        (TraceEventKind.Kmalloc, "kmalloc"),
+        (TraceEventKind.KmemCacheAlloc, "kmem_cache_alloc"),
+        (TraceEventKind.Kfree, "kfree"),
+        (TraceEventKind.KmemCacheFree, "kmem_cache_free"),
+        (TraceEventKind.MmPageAlloc, "mm_page_alloc"),
+        (TraceEventKind.MmPageFree, "mm_page_free"),
+        (TraceEventKind.MmPageFreeBatched, "mm_page_free_batched"),
+        (TraceEventKind.MmPageAllocZoneLocked, "mm_page_alloc_zone_locked"),
+        (TraceEventKind.MmPagePcpuDrain, "mm_page_pcpu_drain"),
+        (TraceEventKind.MmPageAllocExtfrag, "mm_page_alloc_extfrag"),
+        (TraceEventKind.PercpuAllocPercpu, "percpu_alloc_percpu"),
+        (TraceEventKind.PercpuFreePercpu, "percpu_free_percpu"),
+        (TraceEventKind.PercpuCreateChunk, "percpu_create_chunk"),
+        (TraceEventKind.PercpuDestroyChunk, "percpu_destroy_chunk"),
+        (TraceEventKind.PercpuAllocPercpuFail, "percpu_alloc_percpu_fail"),
+        (TraceEventKind.Marker, "tracing_mark_write"),
+    ];
 }

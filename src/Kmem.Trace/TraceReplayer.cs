@@ -471,31 +471,11 @@ public sealed partial class TraceReplayer
         return (zl, refill, drain, extfrag);
     }
 
-    private static readonly (TraceEventKind Kind, string Name)[] s_kindNames =
-    [
-        (TraceEventKind.Kmalloc, "kmalloc"),
-        (TraceEventKind.KmemCacheAlloc, "kmem_cache_alloc"),
-        (TraceEventKind.Kfree, "kfree"),
-        (TraceEventKind.KmemCacheFree, "kmem_cache_free"),
-        (TraceEventKind.MmPageAlloc, "mm_page_alloc"),
-        (TraceEventKind.MmPageFree, "mm_page_free"),
-        (TraceEventKind.MmPageFreeBatched, "mm_page_free_batched"),
-        (TraceEventKind.MmPageAllocZoneLocked, "mm_page_alloc_zone_locked"),
-        (TraceEventKind.MmPagePcpuDrain, "mm_page_pcpu_drain"),
-        (TraceEventKind.MmPageAllocExtfrag, "mm_page_alloc_extfrag"),
-        (TraceEventKind.PercpuAllocPercpu, "percpu_alloc_percpu"),
-        (TraceEventKind.PercpuFreePercpu, "percpu_free_percpu"),
-        (TraceEventKind.PercpuCreateChunk, "percpu_create_chunk"),
-        (TraceEventKind.PercpuDestroyChunk, "percpu_destroy_chunk"),
-        (TraceEventKind.PercpuAllocPercpuFail, "percpu_alloc_percpu_fail"),
-        (TraceEventKind.Marker, "tracing_mark_write"),
-    ];
-
     private TraceReplayResult BuildResult(TraceReader reader, double seconds, double decompressSeconds,
         (long ZoneLocked, long Refill, long Drain, long Extfrag) before, (long ZoneLocked, long Refill, long Drain, long Extfrag) after)
     {
         var counts = new SortedDictionary<string, long>(StringComparer.Ordinal);
-        foreach (var (kind, name) in s_kindNames)
+        foreach (var (kind, name) in TraceEventNames.KmemAndPercpu)
         {
             counts[name] = reader.CountOf(kind);
         }

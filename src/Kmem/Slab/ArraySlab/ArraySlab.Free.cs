@@ -30,12 +30,19 @@ internal sealed unsafe partial class ArraySlab
             return;
         }
         var ac = LockCpuCache(st, cpu);
-        if (ac.Avail >= ac.Limit)
+        try
         {
-            CacheFlusharray(s, st, ac, local, ref list);
+            if (ac.Avail >= ac.Limit)
+            {
+                CacheFlusharray(s, st, ac, local, ref list);
+            }
+            ac.Entry[ac.Avail++] = obj;
         }
-        ac.Entry[ac.Avail++] = obj;
-        ac.Unlock();
+        finally
+        {
+            // A bug reported while flushing (OnBug.Throw) must not leave the CPU's array locked.
+            ac.Unlock();
+        }
         if (list is not null)
         {
             SlabsDestroy(s, st, list);

@@ -64,21 +64,27 @@ internal sealed unsafe partial class ArraySlab
                     var n = st.Nodes[nid];
                     List<uint>? list = null;
                     var ac = LockCpuCache(st, cpu);
-                    if (ac.Avail > 0)
+                    try
                     {
-                        if (ac.Touched)
+                        if (ac.Avail > 0)
                         {
-                            ac.Touched = false;
-                        }
-                        else
-                        {
-                            lock (n.ListLock)
+                            if (ac.Touched)
                             {
-                                DrainArrayLocked(s, st, ac, nid, freeAll: false, ref list);
+                                ac.Touched = false;
+                            }
+                            else
+                            {
+                                lock (n.ListLock)
+                                {
+                                    DrainArrayLocked(s, st, ac, nid, freeAll: false, ref list);
+                                }
                             }
                         }
                     }
-                    ac.Unlock();
+                    finally
+                    {
+                        ac.Unlock();
+                    }
                     SlabsDestroy(s, st, list);
                     if (n.NextReap > tick)
                     {
@@ -176,8 +182,14 @@ internal sealed unsafe partial class ArraySlab
             List<uint>? list = null;
             ac.Lock();
             ac.Retired = true;
-            FreeCpuArray(s, st, ac, cpu, ref list);
-            ac.Unlock();
+            try
+            {
+                FreeCpuArray(s, st, ac, cpu, ref list);
+            }
+            finally
+            {
+                ac.Unlock();
+            }
             SlabsDestroy(s, st, list);
         }
         for (int nid = 0; nid < st.Nodes.Length; nid++)

@@ -150,8 +150,14 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         {
             List<uint>? list = null;
             var ac = LockCpuCache(st, cpu);
-            FreeCpuArray(s, st, ac, cpu, ref list);
-            ac.Unlock();
+            try
+            {
+                FreeCpuArray(s, st, ac, cpu, ref list);
+            }
+            finally
+            {
+                ac.Unlock();
+            }
             SlabsDestroy(s, st, list);
         }
         for (int nid = 0; nid < st.Nodes.Length; nid++)
@@ -255,6 +261,59 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
             batchcount = BatchRefillLimit;
         }
         var n = st.Nodes[nid];
+        try
+        {
+            RefillFromNode(s, st, ac, n, batchcount);
+        }
+        catch
+        {
+            ac.Unlock(); // a bug reported under the array lock (OnBug.Throw) must not leave it held
+            throw;
+        }
+        if (ac.Avail == 0)
+        {
+            // direct_grow: no lock is held while the page allocator works.
+            ac.Unlock();
+            uint slab = CacheGrowBegin(s, st, ExactNode(gfp), nid);
+            int cpu = _cpus.Current;
+            ac = LockCpuCache(st, cpu);
+            if (slab != PhysMem.NoPfn && _cpus.NodeOf[cpu] != NodeOf(slab))
+            {
+                // The thread moved to a CPU of another node meanwhile: keep that CPU's array local.
+                ac.Unlock();
+                nint one = SlabGetObj(s, st, slab);
+                CacheGrowEnd(st, slab);
+                return one;
+            }
+            try
+            {
+                if (ac.Avail == 0 && slab != PhysMem.NoPfn)
+                {
+                    AllocBlock(s, st, ac, slab, batchcount);
+                }
+            }
+            catch
+            {
+                ac.Unlock();
+                throw;
+            }
+            CacheGrowEnd(st, slab);
+            if (ac.Avail == 0)
+            {
+                ac.Unlock();
+                return 0;
+            }
+        }
+        ac.Touched = true;
+        nint obj = ac.Entry[--ac.Avail];
+        ac.Unlock();
+        return obj;
+    }
+
+    /// <summary>cache_alloc_refill's first half (the CPU's array locked): a batch from the node's shared array,
+    /// else from its partial and free slabs.</summary>
+    private void RefillFromNode(KmemCache s, ArraySlabCache st, ArrayCache ac, ArraySlabNode n, int batchcount)
+    {
         if (Volatile.Read(ref n.FreeObjects) != 0 || n.Shared is { Avail: > 0 })
         {
             lock (n.ListLock)
@@ -280,36 +339,6 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
                 }
             }
         }
-        if (ac.Avail == 0)
-        {
-            // direct_grow: no lock is held while the page allocator works.
-            ac.Unlock();
-            uint slab = CacheGrowBegin(s, st, ExactNode(gfp), nid);
-            int cpu = _cpus.Current;
-            ac = LockCpuCache(st, cpu);
-            if (slab != PhysMem.NoPfn && _cpus.NodeOf[cpu] != NodeOf(slab))
-            {
-                // The thread moved to a CPU of another node meanwhile: keep that CPU's array local.
-                ac.Unlock();
-                nint one = SlabGetObj(s, st, slab);
-                CacheGrowEnd(st, slab);
-                return one;
-            }
-            if (ac.Avail == 0 && slab != PhysMem.NoPfn)
-            {
-                AllocBlock(s, st, ac, slab, batchcount);
-            }
-            CacheGrowEnd(st, slab);
-            if (ac.Avail == 0)
-            {
-                ac.Unlock();
-                return 0;
-            }
-        }
-        ac.Touched = true;
-        nint obj = ac.Entry[--ac.Avail];
-        ac.Unlock();
-        return obj;
     }
 
     /// <summary>alloc_block: objects from one slab onto the array until the slab or the batch runs out;

@@ -61,57 +61,36 @@ public static class CompareProcReport
     public static void WriteJson(Utf8JsonWriter j, TraceProcComparison c)
     {
         j.WriteStartObject();
-        j.WriteStartArray("files");
-        foreach (string f in c.Files)
+        JsonFields.Strings(j, "files", c.Files);
+        JsonFields.Objects(j, "slabinfo", c.Slabinfo, (j, row) =>
         {
-            j.WriteStringValue(f);
-        }
-        j.WriteEndArray();
-        j.WriteStartArray("slabinfo");
-        foreach (var row in c.Slabinfo)
-        {
-            j.WriteStartObject();
             j.WriteString("name", row.Name);
             WriteLine(j, "kernel", row.Trace);
             WriteLine(j, "kmem", row.Kmem);
             j.WriteString("note", row.Note);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
-        j.WriteStartArray("buddyinfo");
-        foreach (var row in c.Buddyinfo)
+        });
+        JsonFields.Objects(j, "buddyinfo", c.Buddyinfo, (j, row) =>
         {
-            j.WriteStartObject();
             j.WriteString("zone", row.Zone);
             WriteCounts(j, "kernel", row.Trace);
             WriteCounts(j, "kmem", row.Kmem);
             j.WriteString("note", row.Note);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
-        j.WriteStartArray("zoneinfo");
-        foreach (var row in c.Zoneinfo)
+        });
+        JsonFields.Objects(j, "zoneinfo", c.Zoneinfo, (j, row) =>
         {
-            j.WriteStartObject();
             j.WriteString("zone", row.Zone);
             j.WriteString("field", row.Field);
             j.WriteString("kernel", row.Trace);
             j.WriteString("kmem", row.Kmem);
             j.WriteString("note", row.Note);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
-        j.WriteStartArray("meminfo");
-        foreach (var row in c.Meminfo)
+        });
+        JsonFields.Objects(j, "meminfo", c.Meminfo, (j, row) =>
         {
-            j.WriteStartObject();
             j.WriteString("field", row.Field);
-            WriteNumber(j, "kernel_kb", row.TraceKb);
-            WriteNumber(j, "kmem_kb", row.KmemKb);
+            JsonFields.NumberOrNull(j, "kernel_kb", row.TraceKb);
+            JsonFields.NumberOrNull(j, "kmem_kb", row.KmemKb);
             j.WriteString("note", row.Note);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
+        });
         j.WriteEndObject();
     }
 
@@ -144,18 +123,6 @@ public static class CompareProcReport
             j.WriteNumberValue(n);
         }
         j.WriteEndArray();
-    }
-
-    private static void WriteNumber(Utf8JsonWriter j, string name, long? v)
-    {
-        if (v is long n)
-        {
-            j.WriteNumber(name, n);
-        }
-        else
-        {
-            j.WriteNull(name);
-        }
     }
 
     private static string Pair(long? a, long? b) =>

@@ -205,12 +205,7 @@ public static class ReplayCommand
                         ReplayReport.WriteJsonFields(j, m, r, req.Proc, aligned);
                         if (maps is not null)
                         {
-                            j.WriteStartArray("maps");
-                            foreach (string name in maps.Written)
-                            {
-                                j.WriteStringValue(name);
-                            }
-                            j.WriteEndArray();
+                            JsonFields.Strings(j, "maps", maps.Written);
                         }
                         if (cmp is not null)
                         {

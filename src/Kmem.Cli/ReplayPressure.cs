@@ -113,49 +113,24 @@ public static class ReplayPressure
         j.WriteNumber("low", p.WatermarkLow);
         j.WriteNumber("high", p.WatermarkHigh);
         j.WriteEndObject();
-        Strings(j, "kernel_victims", p.KernelVictims);
-        Strings(j, "kmem_victims", p.KmemVictims);
-        j.WriteStartArray("phases");
-        foreach (var ph in p.Phases)
+        JsonFields.Strings(j, "kernel_victims", p.KernelVictims);
+        JsonFields.Strings(j, "kmem_victims", p.KmemVictims);
+        JsonFields.Objects(j, "phases", p.Phases, (j, ph) =>
         {
-            j.WriteStartObject();
             j.WriteString("phase", ph.Phase);
             Counts(j, "kernel", ph.Kernel);
             Counts(j, "kmem", ph.Kmem);
             j.WriteNumber("kmem_min_free_pages", ph.KmemMinFreePages);
-            Strings(j, "kmem_victims", ph.KmemVictims);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
-        j.WriteStartArray("vmstat");
-        foreach (var c in p.Vmstat)
+            JsonFields.Strings(j, "kmem_victims", ph.KmemVictims);
+        });
+        JsonFields.Objects(j, "vmstat", p.Vmstat, (j, c) =>
         {
-            j.WriteStartObject();
             j.WriteString("phase", c.Phase);
             j.WriteString("name", c.Name);
-            if (c.Kernel is long k)
-            {
-                j.WriteNumber("kernel", k);
-            }
-            else
-            {
-                j.WriteNull("kernel");
-            }
+            JsonFields.NumberOrNull(j, "kernel", c.Kernel);
             j.WriteNumber("kmem", c.Kmem);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
+        });
         j.WriteEndObject();
-    }
-
-    private static void Strings(Utf8JsonWriter j, string name, IReadOnlyList<string> values)
-    {
-        j.WriteStartArray(name);
-        foreach (string v in values)
-        {
-            j.WriteStringValue(v);
-        }
-        j.WriteEndArray();
     }
 
     private static void Counts(Utf8JsonWriter j, string name, IReadOnlyDictionary<string, long> counts)

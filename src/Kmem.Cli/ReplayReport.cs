@@ -239,19 +239,15 @@ public static class ReplayReport
         j.WriteNumber("slab_pages_end", r.SlabPagesEnd);
         j.WriteNumber("live_objects", r.LiveObjects);
         j.WriteNumber("internal_fragmentation", Math.Round(r.InternalFragmentation, 6));
-        j.WriteStartArray("caches");
-        foreach (var c in r.Caches)
+        JsonFields.Objects(j, "caches", r.Caches, (j, c) =>
         {
-            j.WriteStartObject();
             j.WriteString("name", c.Name);
             j.WriteNumber("object_size", c.ObjectSize);
             j.WriteNumber("allocations", c.Allocations);
             j.WriteNumber("frees", c.Frees);
             j.WriteNumber("live", c.Live);
             j.WriteNumber("call_sites", c.CallSites);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
+        });
         j.WriteStartObject("proc");
         foreach (string name in proc)
         {
@@ -291,17 +287,13 @@ public static class ReplayReport
             j.WriteNumber("amount_equal", d.AmountEqual);
             if (d.Mismatches.Count > 0)
             {
-                j.WriteStartArray("mismatches");
-                foreach (var mm in d.Mismatches)
+                JsonFields.Objects(j, "mismatches", d.Mismatches, (j, mm) =>
                 {
-                    j.WriteStartObject();
                     j.WriteNumber("line", mm.Line);
                     j.WriteBoolean("kernel", mm.Kernel);
                     j.WriteBoolean("kmem", mm.Kmem);
                     j.WriteString("detail", mm.Detail);
-                    j.WriteEndObject();
-                }
-                j.WriteEndArray();
+                });
             }
             j.WriteEndObject();
         }

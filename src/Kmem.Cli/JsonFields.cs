@@ -1,0 +1,46 @@
+// The shapes every JSON report of the command repeats: an array of strings, a number that may be
+// absent (written as null, so a reader sees the field either way), and an array of objects, one per
+// row. Stateless; the writer is the caller's.
+using System.Text.Json;
+
+namespace Kmem.Cli;
+
+internal static class JsonFields
+{
+    /// <summary>"name": ["a", "b", …].</summary>
+    public static void Strings(Utf8JsonWriter j, string name, IEnumerable<string> values)
+    {
+        j.WriteStartArray(name);
+        foreach (string v in values)
+        {
+            j.WriteStringValue(v);
+        }
+        j.WriteEndArray();
+    }
+
+    /// <summary>"name": n, or "name": null when there is no value.</summary>
+    public static void NumberOrNull(Utf8JsonWriter j, string name, long? value)
+    {
+        if (value is long n)
+        {
+            j.WriteNumber(name, n);
+        }
+        else
+        {
+            j.WriteNull(name);
+        }
+    }
+
+    /// <summary>"name": [{…}, …]: one object per row, its fields written by <paramref name="fields"/>.</summary>
+    public static void Objects<T>(Utf8JsonWriter j, string name, IEnumerable<T> rows, Action<Utf8JsonWriter, T> fields)
+    {
+        j.WriteStartArray(name);
+        foreach (T row in rows)
+        {
+            j.WriteStartObject();
+            fields(j, row);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+    }
+}

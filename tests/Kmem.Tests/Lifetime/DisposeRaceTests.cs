@@ -13,23 +13,16 @@ public class DisposeRaceTests
     [InlineData(SlabAllocator.Slub)]
     [InlineData(SlabAllocator.Slab)]
     [InlineData(SlabAllocator.Slob)]
-    public void CallsRacingWithDisposeCompleteOrThrowObjectDisposedException(SlabAllocator slab)
-    {
-        var unexpected = new ConcurrentQueue<Exception>();
-        long completed = 0, refused = 0;
-        for (int round = 0; round < 12; round++)
-        {
-            var m = Machine.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = round, Slab = slab });
-            var cache = m.KmemCacheCreate("race", 48, 0, SlabFlags.None, null)!;
-            var proc = m.Proc;
-            using var go = new Barrier(5);
-            var workers = Enumerable.Range(0, 4).Select(w => new Thread(() =>
+    public void CallsRacingWithDisposeCompleteOrThrowObjectDisposedException(SlabAllocator slab) =>
+        RaceWithDispose(rounds: 12, threads: 4, round => new MachineOptions { Memory = "128M", Cpus = 2, Seed = round, Slab = slab },
+            m =>
             {
-                go.SignalAndWait();
-                var held = new List<nint>();
-                try
+                var cache = m.KmemCacheCreate("race", 48, 0, SlabFlags.None, null)!;
+                var proc = m.Proc;
+                return w =>
                 {
-                    for (int i = 0; ; i++)
+                    var held = new List<nint>();
+                    return i =>
                     {
                         switch ((i + w) % 6)
                         {
@@ -68,28 +61,10 @@ public class DisposeRaceTests
                                 }
                                 break;
                         }
-                        Interlocked.Increment(ref completed);
-                    }
-                }
-                catch (ObjectDisposedException)
-                {
-                    Interlocked.Increment(ref refused);
-                }
-                catch (Exception e)
-                {
-                    unexpected.Enqueue(e);
-                }
-            })).ToList();
-            workers.ForEach(t => t.Start());
-            go.SignalAndWait();
-            Thread.Sleep(5 + round % 4 * 5);
-            m.Dispose();
-            workers.ForEach(t => t.Join());
-        }
-        Assert.Empty(unexpected);
-        Assert.True(completed > 0, "no call completed before Dispose");
-        Assert.Equal(12 * 4, refused);
-    }
+                    };
+                };
+            },
+            round => 5 + round % 4 * 5);
 
     [Fact]
     public async Task DisposeWaitsForACallInFlightNestedInsideAnotherMachinesCall()
@@ -127,28 +102,50 @@ public class DisposeRaceTests
     /// their thread's marker instead of a lifetime scope: Dispose waits for a pair in flight, and every pair that
     /// starts later goes the guarded way and throws.</summary>
     [Fact]
-    public void FastPathPairsRacingWithDisposeCompleteOrThrowObjectDisposedException()
+    public void FastPathPairsRacingWithDisposeCompleteOrThrowObjectDisposedException() =>
+        RaceWithDispose(rounds: 16, threads: 3, round => new MachineOptions { Memory = "64M", Cpus = 2, Seed = round },
+            m =>
+            {
+                var cache = m.KmemCacheCreate("fast-race", 64, 0, SlabFlags.None, null)!;
+                return w =>
+                {
+                    // Magazines first, so that the pairs below take the fast paths.
+                    m.Kfree(m.Kmalloc((nuint)(16 << w), Gfp.Kernel));
+                    m.KmemCacheFree(cache, m.KmemCacheAlloc(cache, Gfp.Kernel));
+                    return _ =>
+                    {
+                        m.Kfree(m.Kzalloc((nuint)(16 << w), Gfp.Kernel));
+                        m.KmemCacheFree(cache, m.KmemCacheAlloc(cache, Gfp.Kernel | Gfp.Zero));
+                    };
+                };
+            },
+            round => 1 + round % 4 * 3);
+
+    /// <summary>Rounds of: boot a machine, start workers that each prepare (before a common start) and then take
+    /// steps until the machine refuses one, dispose the machine from this thread a few milliseconds in, join. Every
+    /// step must complete or throw ObjectDisposedException, some must complete, and every worker must end refused.
+    /// <paramref name="round"/> runs on this thread after each boot and returns the worker factory, which a worker
+    /// calls on its own thread with its index and which returns the step (called with 0, 1, 2 …);
+    /// <paramref name="pauseMs"/> gives the round's wait before Dispose.</summary>
+    private static void RaceWithDispose(int rounds, int threads, Func<int, MachineOptions> options,
+        Func<Machine, Func<int, Action<int>>> round, Func<int, int> pauseMs)
     {
         var unexpected = new ConcurrentQueue<Exception>();
         long completed = 0, refused = 0;
-        const int rounds = 16, threads = 3;
-        for (int round = 0; round < rounds; round++)
+        for (int r = 0; r < rounds; r++)
         {
-            var m = Machine.Boot(new MachineOptions { Memory = "64M", Cpus = 2, Seed = round });
-            var cache = m.KmemCacheCreate("fast-race", 64, 0, SlabFlags.None, null)!;
+            var m = Machine.Boot(options(r));
+            var worker = round(m);
             using var go = new Barrier(threads + 1);
             var workers = Enumerable.Range(0, threads).Select(w => new Thread(() =>
             {
                 try
                 {
-                    // Magazines first, so that the pairs below take the fast paths.
-                    m.Kfree(m.Kmalloc((nuint)(16 << w), Gfp.Kernel));
-                    m.KmemCacheFree(cache, m.KmemCacheAlloc(cache, Gfp.Kernel));
+                    var step = worker(w);
                     go.SignalAndWait();
-                    while (true)
+                    for (int i = 0; ; i++)
                     {
-                        m.Kfree(m.Kzalloc((nuint)(16 << w), Gfp.Kernel));
-                        m.KmemCacheFree(cache, m.KmemCacheAlloc(cache, Gfp.Kernel | Gfp.Zero));
+                        step(i);
                         Interlocked.Increment(ref completed);
                     }
                 }
@@ -163,12 +160,12 @@ public class DisposeRaceTests
             })).ToList();
             workers.ForEach(t => t.Start());
             go.SignalAndWait();
-            Thread.Sleep(1 + round % 4 * 3);
+            Thread.Sleep(pauseMs(r));
             m.Dispose();
             workers.ForEach(t => t.Join());
         }
         Assert.Empty(unexpected);
-        Assert.True(completed > 0, "no pair completed before Dispose");
+        Assert.True(completed > 0, "no call completed before Dispose");
         Assert.Equal(rounds * threads, refused);
     }
 

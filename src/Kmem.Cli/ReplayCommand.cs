@@ -239,7 +239,7 @@ public static class ReplayCommand
             {
                 // An early return (bad input, unknown marker) still waits for the aligned replay: it
                 // fails at the same line or stops soon after, and nothing may run on once the command returns.
-                ((IAsyncResult)alignedRun).AsyncWaitHandle.WaitOne();
+                Task.WaitAny(alignedRun); // its failure, if any, was reported above or is moot
             }
         }
     }

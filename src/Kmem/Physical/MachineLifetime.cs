@@ -6,9 +6,10 @@
 // A fast path that is called without passing through one of those entry points must call
 // Enter itself; one that is only reached from them (the per-CPU lists) needs nothing more:
 // the entry point's scope covers it. SLUB's magazine fast paths, tried by kmalloc, kfree and
-// kmem_cache_alloc/free before they enter, mark their thread's magazines instead (an int, on
-// an object they read anyway) and register their wait with OnShutdown, which Shutdown runs
-// after its barrier (Slab/Slub/SlubFastPath.cs): the same protocol, without a scope.
+// kmem_cache_alloc/free before they enter, mark themselves on their thread's magazines instead
+// (the magazine's Busy on allocation, the thread cache's InCall on free: ints on lines they
+// write anyway) and register their shutdown with OnShutdown, which Shutdown runs after its wait
+// for the scopes (Slab/Slub/SlubFastPath.cs): the same protocol, without a scope.
 //
 // The protocol is the asymmetric half of Dekker's, as with the SLUB magazine steal:
 //   caller:   slot.Inside = this (volatile store); read _disposed (volatile load);
@@ -54,8 +55,8 @@ internal sealed class MachineLifetime
 
     private int _disposed;
     private readonly CancellationTokenSource _shutdown = new();
-    /// <summary>Waits for the calls that run without a scope (SLUB's fast paths mark themselves on their thread's
-    /// cache instead, SlubFastPath.cs): run by Shutdown after its barrier.</summary>
+    /// <summary>Closes and waits for the calls that run without a scope (SLUB's fast paths mark themselves on their
+    /// thread's magazines instead, SlubFastPath.cs): run by Shutdown after its wait for the scopes.</summary>
     private Action? _waitForUnscoped;
 
     /// <summary>Registers a wait for calls in flight that mark themselves elsewhere than in a scope; their marker is

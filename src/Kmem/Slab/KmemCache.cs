@@ -244,6 +244,9 @@ public sealed class KmemCache
     /// bound (<see cref="MagazineLimit"/> times the CPU count, as SLAB's array caches are bounded) less what
     /// live and not yet reaped threads hold. Changed atomically.</summary>
     internal int MagazineRoom;
+    /// <summary>SLUB: when a starved thread last marked this cache's magazines to find the idle ones (a Stopwatch
+    /// timestamp; 0 when no marks are outstanding). Written under the depot's magazine lock.</summary>
+    internal long IdleProbeAt;
     /// <summary>The SLAB or SLOB backend's own state of the cache; null for SLUB.</summary>
     internal object? BackendState { get; }
 

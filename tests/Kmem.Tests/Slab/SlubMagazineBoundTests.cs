@@ -209,6 +209,61 @@ public class SlubMagazineBoundTests
     }
 
     [Fact]
+    public void ThreadsThatFindNoRoomTakeItBackFromAMagazineWhoseOwnerIsIdle()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 2, Seed = 9 });
+        var s = m.KmemCacheCreate("idle-owner", 64, 0, SlabFlags.None, null)!;
+        int limit = s.MagazineLimit, bound = limit * m.NrCpus;
+        Magazine MagazineOf(Thread t) => SlubOf(m).ThreadCaches.Single(tc => tc.Thread == t).ByCacheId[s.Id]!;
+        // The thread that sets the machine up grows its magazine over the whole room, then stays idle.
+        var objs = Enumerable.Range(0, 4 * limit).Select(_ => m.KmemCacheAlloc(s, Gfp.Kernel)).ToList();
+        objs.ForEach(p => m.KmemCacheFree(s, p));
+        var setup = MagazineOf(Thread.CurrentThread);
+        Assert.Equal(bound, setup.Capacity);
+        Assert.Equal(0, s.MagazineRoom);
+        // Two workers run pairs: both start starved (no room, nothing above one CPU's share to trim). Rounds of
+        // pairs, each more than a starved thread's slow paths between two searches for room, with a pause
+        // between them longer than the idle time: the idle magazine must be found by the second search.
+        var capacities = new int[2];
+        var starved = new int[2];
+        Exception? failure = null;
+        RunThreads(2, t =>
+        {
+            try
+            {
+                for (int round = 0; round < 200 && (round == 0 || MagazineOf(Thread.CurrentThread).Capacity == 0); round++)
+                {
+                    for (int i = 0; i < 300; i++)
+                    {
+                        m.KmemCacheFree(s, m.KmemCacheAlloc(s, Gfp.Kernel));
+                    }
+                    Thread.Sleep(2);
+                }
+                capacities[t] = MagazineOf(Thread.CurrentThread).Capacity;
+                starved[t] = SlubOf(m).ThreadCaches.Single(tc => tc.Thread == Thread.CurrentThread).StarvedSlowPaths;
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        }, inTurn: false);
+        Assert.Null(failure);
+        Assert.All(capacities, c => Assert.Equal(limit, c));
+        // Each found room within a few rounds, not after hundreds of them on the locked cpu slab.
+        Assert.All(starved, n => Assert.InRange(n, 0, 10 * 600));
+        Assert.Equal(0, setup.Capacity);
+        Assert.Equal(0, setup.Count);
+        Assert.Equal(0, setup.Trim);
+        // The setup thread comes back: its magazine is empty with no capacity, and works on; the bound holds.
+        m.KmemCacheFree(s, m.KmemCacheAlloc(s, Gfp.Kernel));
+        Assert.Equal(bound, s.MagazineRoom + SlubOf(m).ThreadCaches.Sum(tc => tc.ByCacheId.ElementAtOrDefault(s.Id) is { } mag && mag.Cache == s ? mag.Capacity : 0));
+        SlabPropertyTests.Validate(m);
+        Assert.Equal(0, m.KmemCacheShrink(s));
+        m.KmemCacheDestroy(s);
+        Assert.True(s.IsDestroyed);
+    }
+
+    [Fact]
     public void UnderPressureTheSlowPathDrainsLiveThreadsMagazinesBeforeReclaimAndOom()
     {
         using var m = Machine.Boot(Small(6));

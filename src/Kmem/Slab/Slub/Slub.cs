@@ -45,8 +45,8 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     {
         ThreadBudgetBytes = threadCacheBytes;
         _depot = new SlubMagazineDepot(this, _cpus);
-        Fast = new SlubFastPath(this, _cpus, _mem.Lifetime);
-        _mem.Lifetime.OnShutdown(_depot.WaitForFastPaths);
+        Fast = new SlubFastPath(this, _cpus);
+        _mem.Lifetime.OnShutdown(_depot.ShutDownFastPaths);
         _tracks = new SlubTracks(_cpus);
         _slubDebug = pa.Options.SlubDebug is { } sd ? SlubDebugOption.Parse(sd) : SlubDebugOption.None;
         _hardened = pa.Options.SlabFreelistHardened;

@@ -1,25 +1,27 @@
 // SLUB's allocation and free fast paths as Machine's public entry points take them, before and instead of
 // entering the machine's lifetime (Physical/MachineLifetime.cs): a pop from or a push onto the calling
-// thread's magazine (SlubMagazines.cs). The lifetime guard costs a thread-static read and two reference
-// stores per call; here it rides on the thread's SlubThreadCache, which the fast path reads anyway: InCall is
-// set while the call runs, and the machine's disposed flag is read after it, so Shutdown (which sets the flag,
-// runs the process-wide barrier and then waits until no thread cache is InCall, WaitForFastPaths) either waits
-// for the call or the call sees the flag and leaves through the guarded path, which throws
-// ObjectDisposedException. This is the asymmetric Dekker protocol of MachineLifetime, with an int store
-// instead of a reference store (no GC write barrier) and no second thread-static read. Anything beyond the
-// plain pop or push (an empty or full magazine, a pinned thread, failslab armed, a pointer that is not a
-// magazine object of a live cache, a double free) returns false with nothing changed, and the caller takes
-// the guarded path, which does the whole work and reports misuse. Nothing here sleeps, takes a lock or
-// calls out, so Shutdown's wait for InCall is short and cannot wait for itself.
-// Benchmarks only: KMEM_BENCH_UNGUARDED=1 in the environment leaves the InCall handshake out (an A/B switch for
-// LifetimeGuardBenchmarks; a machine used that way must not be disposed while other threads call it).
+// thread's magazine (SlubMagazines.cs). The lifetime guard rides on stores and loads the fast paths make anyway.
+// Allocation: the magazine's Busy = 1 is the in-call marker, and its read of Steal (with Trim, one load of the
+// line it works on) is the check: Shutdown (SlubMagazineDepot.ShutDownFastPaths) sets Steal on every magazine for
+// good, runs a process-wide barrier and waits for Busy = 0, which is the steal handshake unchanged, so the
+// guard adds nothing to the pop; Busy is held until the object is initialised (PostAlloc writes it). Free: the
+// push finds its magazine through the object's struct page, which lies in memory Dispose unmaps, so the thread
+// cache's InCall = 1 comes first and its Dead flag (the same cache line) is read after it; Shutdown sets Dead
+// before its barrier and then waits for InCall = 0. Both are the asymmetric Dekker protocol of
+// MachineLifetime with int stores (no GC write barrier) on lines the thread alone writes. Anything beyond
+// the plain pop or push (an empty or full magazine, a pinned thread, failslab armed, a pointer that is not a
+// magazine object of a live cache, a double free, a disposed machine) returns false with nothing changed, and the
+// caller takes the guarded path, which does the whole work, reports misuse and throws ObjectDisposedException.
+// Nothing here sleeps, takes a lock or calls out, so Shutdown's waits are short and cannot wait for themselves.
+// Benchmarks only: KMEM_BENCH_UNGUARDED=1 in the environment leaves the free side's InCall handshake out and
+// clears Busy before PostAlloc (an A/B switch for LifetimeGuardBenchmarks; a machine used that way must not be
+// disposed while other threads call it).
 using System.Runtime.CompilerServices;
-using Kmem.Physical;
 
 namespace Kmem.Slab;
 
-/// <summary>The magazine fast paths of one SLUB instance, guarded by the thread cache's InCall marker.</summary>
-internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus, MachineLifetime life)
+/// <summary>The magazine fast paths of one SLUB instance, guarded by the magazine's Busy and the thread cache's InCall.</summary>
+internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
 {
     /// <summary>The A/B switch of LifetimeGuardBenchmarks: no lifetime handshake on the fast paths.</summary>
     internal static readonly bool Unguarded = Environment.GetEnvironmentVariable("KMEM_BENCH_UNGUARDED") == "1";
@@ -46,9 +48,8 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus, MachineLi
         {
             return false;
         }
-        var tc = Unsafe.As<SlubThreadCache>(o);
-        var byId = tc.ByCacheId;
-        if ((uint)s.Id >= (uint)byId.Length || byId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s) || !Enter(tc))
+        var byId = Unsafe.As<SlubThreadCache>(o).ByCacheId;
+        if ((uint)s.Id >= (uint)byId.Length || byId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s))
         {
             return false;
         }
@@ -56,15 +57,19 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus, MachineLi
         if (mag.Attention || mag.Count == 0)
         {
             Volatile.Write(ref mag.Busy, 0);
-            Leave(tc);
             return false;
         }
         ref var e = ref mag.Entries[--mag.Count];
         *e.Allocated = 1;
         obj = e.Obj;
-        Volatile.Write(ref mag.Busy, 0);
+        if (Unguarded)
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            slub.PostAlloc(s, obj, gfp);
+            return true;
+        }
         slub.PostAlloc(s, obj, gfp);
-        Leave(tc);
+        Volatile.Write(ref mag.Busy, 0);
         return true;
     }
 
@@ -78,38 +83,14 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus, MachineLi
             return false;
         }
         var tc = Unsafe.As<SlubThreadCache>(o);
-        if (!Enter(tc))
-        {
-            return false;
-        }
-        bool done = slub.TryMagazineFree(p, expected, tc, fastOnly: true);
-        Leave(tc);
-        return done;
-    }
-
-    /// <summary>Marks the thread in a call, then checks the machine is live (the order Shutdown relies on).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool Enter(SlubThreadCache tc)
-    {
         if (Unguarded)
         {
-            return true;
+            return slub.TryMagazineFree(p, expected, tc, fastOnly: true);
         }
+        // Marks the thread in a call, then checks the machine is live (the order Shutdown relies on).
         Volatile.Write(ref tc.InCall, 1);
-        if (life.IsDisposed)
-        {
-            Volatile.Write(ref tc.InCall, 0);
-            return false;
-        }
-        return true;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Leave(SlubThreadCache tc)
-    {
-        if (!Unguarded)
-        {
-            Volatile.Write(ref tc.InCall, 0);
-        }
+        bool done = Volatile.Read(ref tc.Dead) == 0 && slub.TryMagazineFree(p, expected, tc, fastOnly: true);
+        Volatile.Write(ref tc.InCall, 0);
+        return done;
     }
 }

@@ -6,6 +6,7 @@
 // reaping and stealing; the thread table is copy-on-write under it and read without it; the room changes
 // atomically; a magazine's entries change only under its owner's Busy or, once Steal is set and Busy
 // seen clear, under the stealer; a dead owner's under the reaper alone.
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 
 namespace Kmem.Slab;
@@ -19,6 +20,11 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
     /// <summary>The threads' magazines not yet reaped (for the checker and the tests).</summary>
     public IReadOnlyList<SlubThreadCache> ThreadCaches => Volatile.Read(ref _threadCaches);
     private readonly Lock _magazineLock = new();
+    /// <summary>Set by <see cref="ShutDownFastPaths"/>: every magazine keeps Steal set from then on.</summary>
+    private bool _dead;
+
+    /// <summary>How many of its slow paths a starved thread (capacity 0, no room) takes between two searches for room.</summary>
+    private const int StarvedProbeEvery = 256;
 
     /// <summary>The calling thread's magazine of <paramref name="s"/>, made (and the thread registered) when it
     /// has none; its capacity comes from the cache's room, 0 when none is left. Null when the thread is pinned
@@ -140,21 +146,73 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
         }
     }
 
-    /// <summary>Reaps exited threads if the magazine lock is free at once. The caller holds its magazine's Busy,
-    /// and a stealer holds the lock while it waits for Busy to clear: waiting here would deadlock.</summary>
-    private bool TryReapDeadThreads()
+    /// <summary>A starved thread's search for room (<paramref name="starved"/> has capacity 0, its owner holds Busy):
+    /// threads that exited are reaped, and magazines of <paramref name="s"/> whose owners stayed idle are emptied.
+    /// Only if the magazine lock is free at once: a stealer holds the lock while it waits for Busy to clear, so
+    /// waiting here would deadlock.</summary>
+    private void TryReclaimRoom(KmemCache s, Magazine starved)
     {
         if (!_magazineLock.TryEnter())
         {
-            return false;
+            return;
         }
         try
         {
-            return ReapDeadThreadsLocked();
+            ReapDeadThreadsLocked();
+            if (Volatile.Read(ref s.MagazineRoom) == 0)
+            {
+                ReclaimIdleLocked(s, starved);
+            }
         }
         finally
         {
             _magazineLock.Exit();
+        }
+    }
+
+    /// <summary>How long a magazine's owner must stay away from its slow path, after a starved thread marked the
+    /// magazine, before the magazine counts as idle and is emptied.</summary>
+    private static readonly long IdleAfter = Stopwatch.Frequency / 1000;
+
+    /// <summary>Room for a starved thread from magazines whose owners are idle: the kernel bounds its per-CPU
+    /// caches per CPU, and a thread that holds a share but does not run (the one that set the machine up, a
+    /// worker that moved on to other caches) must not keep a running thread on the locked cpu slab. Two steps,
+    /// a while apart: the magazines holding capacity are marked with Trim, which their owners clear at their next
+    /// operation (the fast path reads Trim with Steal, so a mark costs an active owner one slow path and nothing
+    /// else); those still marked at the next probe, at least <see cref="IdleAfter"/> later, are idle, and are
+    /// emptied (flush_all's steal handshake) and give all their capacity back to the room. An owner that comes
+    /// back finds a capacity-0 magazine and takes room again like any thread.</summary>
+    private void ReclaimIdleLocked(KmemCache s, Magazine starved)
+    {
+        long now = Stopwatch.GetTimestamp();
+        long markedAt = s.IdleProbeAt;
+        if (markedAt != 0 && now - markedAt < IdleAfter)
+        {
+            return;
+        }
+        List<Magazine>? idle = null;
+        bool marked = false;
+        foreach (var tc in _threadCaches)
+        {
+            if ((uint)s.Id >= (uint)tc.ByCacheId.Length || tc.ByCacheId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s)
+                || ReferenceEquals(mag, starved) || mag.Capacity == 0)
+            {
+                continue;
+            }
+            if (markedAt != 0 && Volatile.Read(ref mag.Trim) != 0)
+            {
+                (idle ??= []).Add(mag);
+            }
+            else
+            {
+                Volatile.Write(ref mag.Trim, 1);
+                marked = true;
+            }
+        }
+        s.IdleProbeAt = marked ? now : 0;
+        if (idle is not null)
+        {
+            StealLocked(s, idle, giveCapacityBack: true);
         }
     }
 
@@ -172,8 +230,9 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
             return false;
         }
         int got = TakeRoom(s, want);
-        if (got == 0 && cap == 0 && (++mag.Owner.StarvedCountdown & 255) == 0 && TryReapDeadThreads())
+        if (got == 0 && cap == 0 && (++mag.Owner.StarvedSlowPaths & StarvedProbeEvery - 1) == 0)
         {
+            TryReclaimRoom(s, mag);
             got = TakeRoom(s, want);
         }
         if (got == 0)
@@ -237,17 +296,31 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
             {
                 if ((uint)s.Id < (uint)tc.ByCacheId.Length && tc.ByCacheId[s.Id] is { } mag && ReferenceEquals(mag.Cache, s))
                 {
-                    Volatile.Write(ref mag.Steal, 1);
                     mags.Add(mag);
                 }
             }
-            if (mags.Count == 0)
-            {
-                return;
-            }
-            // Owners store Busy = 1 and then read Steal without a fence of their own: this barrier makes any
-            // such store visible before Busy is read below, so an owner either is seen busy or sees Steal.
-            Interlocked.MemoryBarrierProcessWide();
+            StealLocked(s, mags, giveCapacityBack: false);
+        }
+    }
+
+    /// <summary>The steal handshake (under the magazine lock): <paramref name="mags"/> are emptied into the slabs,
+    /// waiting for owners in the middle of an operation; with <paramref name="giveCapacityBack"/> their capacity
+    /// goes back to the cache's room too (and their Trim marks are cleared).</summary>
+    private void StealLocked(KmemCache s, List<Magazine> mags, bool giveCapacityBack)
+    {
+        if (mags.Count == 0)
+        {
+            return;
+        }
+        foreach (var mag in mags)
+        {
+            Volatile.Write(ref mag.Steal, 1);
+        }
+        // Owners store Busy = 1 and then read Steal without a fence of their own: this barrier makes any
+        // such store visible before Busy is read below, so an owner either is seen busy or sees Steal.
+        Interlocked.MemoryBarrierProcessWide();
+        try
+        {
             foreach (var mag in mags)
             {
                 var spin = new SpinWait();
@@ -255,24 +328,71 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
                 {
                     spin.SpinOnce();
                 }
-                slub.Drain(s, mag.Entries.AsSpan(0, mag.Count));
+                int count = mag.Count;
                 mag.Count = 0;
-                Volatile.Write(ref mag.Steal, 0);
+                slub.Drain(s, mag.Entries.AsSpan(0, count));
+                if (giveCapacityBack)
+                {
+                    int cap = mag.Capacity;
+                    mag.Entries = [];
+                    Interlocked.Add(ref mag.Owner.CapacityBytes, -(long)cap * s.Size);
+                    Interlocked.Add(ref s.MagazineRoom, cap);
+                    Volatile.Write(ref mag.Trim, 0);
+                }
+            }
+        }
+        finally
+        {
+            // A bug reported while draining (OnBug.Throw) leaves no owner locked out of its magazine.
+            foreach (var mag in mags)
+            {
+                if (!_dead)
+                {
+                    Volatile.Write(ref mag.Steal, 0);
+                }
             }
         }
     }
 
-    /// <summary>Shutdown's wait for the fast paths (SlubFastPath.cs): after the disposed flag and the process-wide
-    /// barrier, every thread cache that is in a call is waited for. Thread caches are made only inside guarded
-    /// calls, which Shutdown has waited for already, so the table read here is complete.</summary>
-    public void WaitForFastPaths()
+    /// <summary>Shutdown's part for the fast paths (SlubFastPath.cs), after the disposed flag, the process-wide barrier
+    /// and the wait for every scoped call: every magazine gets Steal for good (the alloc fast path's Busy store and
+    /// its read of Steal are the marker and the check) and every thread cache Dead (the free fast path's InCall
+    /// and its read of Dead); after a second barrier, owners that are in the middle of an operation are waited for.
+    /// Thread caches and magazines are made only inside scoped calls, which Shutdown has waited for already, so the
+    /// table read here is complete.</summary>
+    public void ShutDownFastPaths()
     {
-        foreach (var tc in Volatile.Read(ref _threadCaches))
+        SlubThreadCache[] all;
+        lock (_magazineLock)
+        {
+            _dead = true;
+            all = _threadCaches;
+            foreach (var tc in all)
+            {
+                Volatile.Write(ref tc.Dead, 1);
+                foreach (var mag in tc.ByCacheId)
+                {
+                    if (mag is not null)
+                    {
+                        Volatile.Write(ref mag.Steal, 1);
+                    }
+                }
+            }
+        }
+        Interlocked.MemoryBarrierProcessWide();
+        foreach (var tc in all)
         {
             var spin = new SpinWait();
             while (Volatile.Read(ref tc.InCall) != 0)
             {
                 spin.SpinOnce();
+            }
+            foreach (var mag in tc.ByCacheId)
+            {
+                while (mag is not null && Volatile.Read(ref mag.Busy) != 0)
+                {
+                    spin.SpinOnce();
+                }
             }
         }
     }

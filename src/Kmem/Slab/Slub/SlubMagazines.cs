@@ -18,7 +18,12 @@
 // grew beyond one CPU's share (MagazineLimit) to give the excess back at their next
 // slow path; a magazine that gave back grows no more, so each thread that came
 // too late gets a CPU's share as soon as the others' slow paths run (per-CPU caches
-// are bounded per CPU: one thread may not hold what another CPU's share would be). Threads that exited are
+// are bounded per CPU: one thread may not hold what another CPU's share would be).
+// A starved thread also takes the room of magazines whose owners stay idle (the thread
+// that set the machine up, a worker gone on to other caches): every 256 of its slow
+// paths it marks the magazines holding capacity, owners clear the mark at their next
+// operation, and those still marked a millisecond later are emptied and give all their
+// capacity back (SlubMagazineDepot.ReclaimIdleLocked). Threads that exited are
 // reaped without their help: their magazines go back to the slabs when a new thread
 // starts one, on a starved slow path, at shrink and destroy (flush_all), and when
 // the page allocator's slow path drains the caches under pressure (DrainForPressure).
@@ -119,23 +124,28 @@ internal sealed class SlubThreadCache(Thread thread)
     /// <summary>The owner: once it has exited, its magazines are reaped by whoever comes next.</summary>
     public readonly Thread Thread = thread;
     public Magazine?[] ByCacheId = new Magazine?[64];
-    /// <summary>Counts the slow paths of capacity-0 magazines, so that a starved thread looks for dead ones now and then.</summary>
-    public int StarvedCountdown;
+    /// <summary>Counts the slow paths of capacity-0 magazines that found no room, so that a starved thread looks for
+    /// the room of exited threads and idle magazines now and then (SlubMagazineDepot.TryGrow).</summary>
+    public int StarvedSlowPaths;
     /// <summary>Σ capacity × object size over the thread's magazines; changed only when one grows.</summary>
     public long CapacityBytes;
-    /// <summary>1 while the thread runs a fast path outside the machine's lifetime scope (SlubFastPath.cs); Shutdown
-    /// waits for 0.</summary>
-    public ref int InCall => ref _inCall.Value;
+    /// <summary>1 while the thread runs the free fast path outside the machine's lifetime scope (SlubFastPath.cs);
+    /// Shutdown waits for 0.</summary>
+    public ref int InCall => ref _guard.InCall;
+    /// <summary>Set by Shutdown (under the depot's lock, before its barrier): the free fast path, which reads it
+    /// after storing InCall, leaves for the guarded path.</summary>
+    public ref int Dead => ref _guard.Dead;
 
-    private PaddedInt _inCall;
+    private GuardLine _guard;
 }
 
-/// <summary>An int written on every call, a cache line away from its neighbours in the heap (the thread caches of
-/// two threads are often allocated side by side).</summary>
+/// <summary>The free fast path's marker and the flag it reads, on one cache line away from its neighbours in the heap
+/// (the thread caches of two threads are often allocated side by side).</summary>
 [StructLayout(LayoutKind.Explicit, Size = 128)]
-internal struct PaddedInt
+internal struct GuardLine
 {
-    [FieldOffset(64)] public int Value;
+    [FieldOffset(64)] public int InCall;
+    [FieldOffset(68)] public int Dead;
 }
 
 internal sealed unsafe partial class Slub

@@ -56,9 +56,13 @@ public sealed partial class Machine
         {
             return p;
         }
-        using var _ = _life.Enter();
-        return SlabOrThrow.Alloc(CheckCache(s), gfp, -1);
+        return KmemCacheAllocGuarded(s, gfp);
     }
+
+    // The guarded halves of the four fast-path entry points stay out of line: their lifetime scope holds
+    // references, which would make every fast call zero a stack frame and save registers for them.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint KmemCacheAllocGuarded(KmemCache s, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Alloc(CheckCache(s), gfp, -1); }
 
     /// <summary>kmem_cache_alloc_node: like <see cref="KmemCacheAlloc"/> with an object from node
     /// <paramref name="node"/> (-1 for any).</summary>
@@ -78,9 +82,11 @@ public sealed partial class Machine
         {
             return;
         }
-        using var _ = _life.Enter();
-        SlabOrThrow.CacheFree(CheckCache(s), p);
+        KmemCacheFreeGuarded(s, p);
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void KmemCacheFreeGuarded(KmemCache s, nint p) { using var _ = _life.Enter(); SlabOrThrow.CacheFree(CheckCache(s), p); }
 
     /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects; failslab is consulted once for
     /// the whole call, as the kernel's slab_pre_alloc_hook is.</summary>
@@ -140,9 +146,11 @@ public sealed partial class Machine
         {
             return p;
         }
-        using var _ = _life.Enter();
-        return SlabOrThrow.Kmalloc(size, gfp, -1);
+        return KmallocGuarded(size, gfp);
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint KmallocGuarded(nuint size, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Kmalloc(size, gfp, -1); }
 
     /// <summary>kzalloc: zeroed <see cref="Kmalloc"/>.</summary>
     /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
@@ -219,9 +227,11 @@ public sealed partial class Machine
         {
             return;
         }
-        using var _ = _life.Enter();
-        SlabOrThrow.Kfree(p);
+        KfreeGuarded(p);
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void KfreeGuarded(nint p) { using var _ = _life.Enter(); SlabOrThrow.Kfree(p); }
 
     /// <summary>kfree_sensitive: zeroes the whole block (ksize bytes) before freeing it.</summary>
     public unsafe void KfreeSensitive(nint p)

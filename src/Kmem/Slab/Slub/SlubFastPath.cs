@@ -1,26 +1,27 @@
 // SLUB's allocation and free fast paths as Machine's public entry points take them, before and instead of
 // entering the machine's lifetime (Physical/MachineLifetime.cs): a pop from or a push onto the calling
-// thread's magazine (SlubMagazines.cs). The lifetime guard rides on stores and loads the fast paths make anyway.
-// Allocation: the magazine's Busy = 1 is the in-call marker, and its read of Steal (with Trim, one load of the
-// line it works on) is the check: Shutdown (SlubMagazineDepot.ShutDownFastPaths) sets Steal on every magazine for
-// good, runs a process-wide barrier and waits for Busy = 0, which is the steal handshake unchanged, so the
-// guard adds nothing to the pop; Busy is held until the object is initialised (PostAlloc writes it). Free: the
-// push finds its magazine through the object's struct page, which lies in memory Dispose unmaps, so the thread
-// cache's InCall = 1 comes first and its Dead flag (the same cache line) is read after it; Shutdown sets Dead
-// before its barrier and then waits for InCall = 0. Both are the asymmetric Dekker protocol of
-// MachineLifetime with int stores (no GC write barrier) on lines the thread alone writes. Anything beyond
-// the plain pop or push (an empty or full magazine, a pinned thread, failslab armed, a pointer that is not a
-// magazine object of a live cache, a double free, a disposed machine) returns false with nothing changed, and the
-// caller takes the guarded path, which does the whole work, reports misuse and throws ObjectDisposedException.
-// Nothing here sleeps, takes a lock or calls out, so Shutdown's waits are short and cannot wait for themselves.
-// Benchmarks only: KMEM_BENCH_UNGUARDED=1 in the environment leaves the free side's InCall handshake out and
-// clears Busy before PostAlloc (an A/B switch for LifetimeGuardBenchmarks; a machine used that way must not be
+// thread's magazine (SlubMagazines.cs). The lifetime guard rides on the store the fast paths make anyway for
+// the steal handshake: the thread's marker (SlubThreadCache.InCall, which is every magazine's Busy).
+// Allocation: the marker is set, then the magazine's Steal read (with Trim, one load of the line it works on):
+// Shutdown (SlubMagazineDepot.ShutDownFastPaths) sets Steal on every magazine for good, runs a process-wide
+// barrier and waits for the markers to clear, which is the steal handshake unchanged, so the guard adds
+// nothing to the pop but holding the marker until the object is initialised (PostAlloc writes it). Free: the
+// push finds its magazine through the object's struct page, which lies in memory Dispose unmaps, so after
+// the marker it reads the thread cache's Dead flag (the marker's cache line), which Shutdown sets before its
+// barrier: one load and compare. Both are the asymmetric Dekker protocol of MachineLifetime with int stores
+// (no GC write barrier) on lines the thread alone writes. Anything beyond the plain pop or push (an empty or
+// full magazine, a pinned thread, failslab armed, a pointer that is not a magazine object of a live cache, a
+// double free, a disposed machine) returns false with nothing changed, and the caller takes the guarded path,
+// which does the whole work, reports misuse and throws ObjectDisposedException. Nothing here sleeps, takes a
+// lock or calls out, so the waits of stealers and Shutdown are short and cannot wait for themselves.
+// Benchmarks only: KMEM_BENCH_UNGUARDED=1 in the environment leaves out the free side's Dead check and clears
+// the marker before PostAlloc (an A/B switch for LifetimeGuardBenchmarks; a machine used that way must not be
 // disposed while other threads call it).
 using System.Runtime.CompilerServices;
 
 namespace Kmem.Slab;
 
-/// <summary>The magazine fast paths of one SLUB instance, guarded by the magazine's Busy and the thread cache's InCall.</summary>
+/// <summary>The magazine fast paths of one SLUB instance, guarded by the thread's magazine marker (InCall).</summary>
 internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
 {
     /// <summary>The A/B switch of LifetimeGuardBenchmarks: no lifetime handshake on the fast paths.</summary>
@@ -48,15 +49,17 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
         {
             return false;
         }
-        var byId = Unsafe.As<SlubThreadCache>(o).ByCacheId;
+        var tc = Unsafe.As<SlubThreadCache>(o);
+        var byId = tc.ByCacheId;
         if ((uint)s.Id >= (uint)byId.Length || byId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s))
         {
             return false;
         }
-        Volatile.Write(ref mag.Busy, 1);
+        // The magazine's Busy (the thread's InCall): the steal handshake's marker and the lifetime's.
+        Volatile.Write(ref tc.InCall, 1);
         if (mag.Attention || mag.Count == 0)
         {
-            Volatile.Write(ref mag.Busy, 0);
+            Volatile.Write(ref tc.InCall, 0);
             return false;
         }
         ref var e = ref mag.Entries[--mag.Count];
@@ -64,12 +67,12 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
         obj = e.Obj;
         if (Unguarded)
         {
-            Volatile.Write(ref mag.Busy, 0);
+            Volatile.Write(ref tc.InCall, 0);
             slub.PostAlloc(s, obj, gfp);
             return true;
         }
         slub.PostAlloc(s, obj, gfp);
-        Volatile.Write(ref mag.Busy, 0);
+        Volatile.Write(ref tc.InCall, 0);
         return true;
     }
 
@@ -83,13 +86,10 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
             return false;
         }
         var tc = Unsafe.As<SlubThreadCache>(o);
-        if (Unguarded)
-        {
-            return slub.TryMagazineFree(p, expected, tc, fastOnly: true);
-        }
-        // Marks the thread in a call, then checks the machine is live (the order Shutdown relies on).
+        // The thread's marker first (the magazine's Busy for the steal handshake, the in-call marker for Shutdown),
+        // then the check that the machine is live, then the struct page.
         Volatile.Write(ref tc.InCall, 1);
-        bool done = Volatile.Read(ref tc.Dead) == 0 && slub.TryMagazineFree(p, expected, tc, fastOnly: true);
+        bool done = (Unguarded || Volatile.Read(ref tc.Dead) == 0) && slub.TryMagazineFree(p, expected, tc, fastOnly: true);
         Volatile.Write(ref tc.InCall, 0);
         return done;
     }

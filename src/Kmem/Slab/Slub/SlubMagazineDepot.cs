@@ -4,8 +4,8 @@
 // is in SlubMagazines.cs). Invariant: for every cache, MagazineRoom plus the capacity of every magazine
 // not reaped equals MagazineLimit times the CPU count. Locking: _magazineLock serialises new magazines,
 // reaping and stealing; the thread table is copy-on-write under it and read without it; the room changes
-// atomically; a magazine's entries change only under its owner's Busy or, once Steal is set and Busy
-// seen clear, under the stealer; a dead owner's under the reaper alone.
+// atomically; a magazine's entries change only under its owner's Busy (the owner thread's InCall marker)
+// or, once Steal is set and Busy seen clear, under the stealer; a dead owner's under the reaper alone.
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 
@@ -355,9 +355,10 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
     }
 
     /// <summary>Shutdown's part for the fast paths (SlubFastPath.cs), after the disposed flag, the process-wide barrier
-    /// and the wait for every scoped call: every magazine gets Steal for good (the alloc fast path's Busy store and
-    /// its read of Steal are the marker and the check) and every thread cache Dead (the free fast path's InCall
-    /// and its read of Dead); after a second barrier, owners that are in the middle of an operation are waited for.
+    /// and the wait for every scoped call: every magazine gets Steal for good (the alloc fast path's marker store
+    /// and its read of Steal are the marker and the check) and every thread cache Dead (the free fast path reads it
+    /// after its marker); after a second barrier, threads in the middle of an operation (InCall, every magazine's
+    /// Busy) are waited for.
     /// Thread caches and magazines are made only inside scoped calls, which Shutdown has waited for already, so the
     /// table read here is complete.</summary>
     public void ShutDownFastPaths()
@@ -386,13 +387,6 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
             while (Volatile.Read(ref tc.InCall) != 0)
             {
                 spin.SpinOnce();
-            }
-            foreach (var mag in tc.ByCacheId)
-            {
-                while (mag is not null && Volatile.Read(ref mag.Busy) != 0)
-                {
-                    spin.SpinOnce();
-                }
             }
         }
     }

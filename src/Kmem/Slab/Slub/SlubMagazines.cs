@@ -72,9 +72,8 @@ internal sealed class Magazine
     private struct HotFields
     {
         [FieldOffset(CacheLine)] public int Count;
-        [FieldOffset(CacheLine + 4)] public int Busy;
-        [FieldOffset(CacheLine + 8)] public int Steal;
-        [FieldOffset(CacheLine + 12)] public int Trim;
+        [FieldOffset(CacheLine + 4)] public int Steal;
+        [FieldOffset(CacheLine + 8)] public int Trim;
     }
 
     private const int CacheLine = 64;
@@ -97,8 +96,10 @@ internal sealed class Magazine
     public static Entry[] NewEntries(int capacity) => capacity == 0 ? [] : new Entry[capacity + EntriesPad];
     /// <summary>Objects in <see cref="Entries"/>.</summary>
     public ref int Count => ref _hot.Count;
-    /// <summary>1 while the owner works on the magazine.</summary>
-    public ref int Busy => ref _hot.Busy;
+    /// <summary>1 while the owner works on the magazine: its thread's marker (SlubThreadCache.InCall), which is set
+    /// while the thread works on any of its magazines, so that the free fast path's lifetime marker and the steal
+    /// handshake's are one store.</summary>
+    public ref int Busy => ref Owner.InCall;
     /// <summary>1 while another thread empties it.</summary>
     public ref int Steal => ref _hot.Steal;
     /// <summary>1 when a thread found no room in the cache while this magazine holds more than one CPU's share
@@ -129,8 +130,9 @@ internal sealed class SlubThreadCache(Thread thread)
     public int StarvedSlowPaths;
     /// <summary>Σ capacity × object size over the thread's magazines; changed only when one grows.</summary>
     public long CapacityBytes;
-    /// <summary>1 while the thread runs the free fast path outside the machine's lifetime scope (SlubFastPath.cs);
-    /// Shutdown waits for 0.</summary>
+    /// <summary>1 while the thread works on one of its magazines (every magazine's Busy) or runs the free fast path
+    /// outside the machine's lifetime scope (SlubFastPath.cs); stealers and Shutdown wait for 0. Never nested: a
+    /// thread clears it before anything that could reach another magazine.</summary>
     public ref int InCall => ref _guard.InCall;
     /// <summary>Set by Shutdown (under the depot's lock, before its barrier): the free fast path, which reads it
     /// after storing InCall, leaves for the guarded path.</summary>
@@ -139,8 +141,8 @@ internal sealed class SlubThreadCache(Thread thread)
     private GuardLine _guard;
 }
 
-/// <summary>The free fast path's marker and the flag it reads, on one cache line away from its neighbours in the heap
-/// (the thread caches of two threads are often allocated side by side).</summary>
+/// <summary>The thread's marker and the flag its free fast path reads, on one cache line away from its neighbours in
+/// the heap (the thread caches of two threads are often allocated side by side).</summary>
 [StructLayout(LayoutKind.Explicit, Size = 128)]
 internal struct GuardLine
 {
@@ -255,7 +257,8 @@ internal sealed unsafe partial class Slub
     /// <param name="p">The pointer.</param>
     /// <param name="expected">kmem_cache_free's cache, or null for kfree.</param>
     /// <param name="tc">The calling thread's magazines (SlubThreadCache), or null when it has none here.</param>
-    /// <param name="fastOnly">False, changing nothing, where the push would take a slow path (a full magazine).</param>
+    /// <param name="fastOnly">The free fast path (the caller holds the thread's marker): false, changing nothing, where
+    /// the push would take a slow path (a full magazine).</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool TryMagazineFree(nint p, KmemCache? expected, object? tc, bool fastOnly = false)
     {
@@ -289,27 +292,36 @@ internal sealed unsafe partial class Slub
     }
 
     /// <summary>Pushes a freed object whose allocation byte is 1 onto the thread's magazine, emptying half of a
-    /// full one into the slabs first.</summary>
+    /// full one into the slabs first. With fastOnly (the free fast path) the caller has set the thread's marker
+    /// (Busy) and clears it, and a push that needs a slow path returns false instead.</summary>
     /// <returns>False, changing nothing, when the object is not allocated (a double free).</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated, bool fastOnly = false)
     {
-        Volatile.Write(ref mag.Busy, 1);
+        if (!fastOnly)
+        {
+            Volatile.Write(ref mag.Busy, 1);
+        }
         if (!mag.Attention && (uint)mag.Count < (uint)mag.Capacity)
         {
             if (*allocated != 1)
             {
-                Volatile.Write(ref mag.Busy, 0);
+                if (!fastOnly)
+                {
+                    Volatile.Write(ref mag.Busy, 0);
+                }
                 return false;
             }
             *allocated = HeldByMagazine;
             mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
-            Volatile.Write(ref mag.Busy, 0);
+            if (!fastOnly)
+            {
+                Volatile.Write(ref mag.Busy, 0);
+            }
             return true;
         }
         if (fastOnly)
         {
-            Volatile.Write(ref mag.Busy, 0);
             return false;
         }
         return MagazineFreeSlow(mag, s, pfn, obj, allocated);

@@ -73,6 +73,49 @@ public class LockReleaseTests
         Assert.True(s.IsDestroyed || m.Log.Contains("Slab cache still has objects"));
     }
 
+    [Fact]
+    public async Task AnImpossibleFreePointerPoppedFromANonDebugCpuFreelistIsReportedWithTheCpuLockReleased()
+    {
+        using var m = Boot(SlabAllocator.Slub);
+        var s = m.KmemCacheCreate("lockcpufl", 64, 0, SlabFlags.None, null)!;
+        nint keep, victim;
+        // Pinned: the objects come from and go back to CPU 0's slab freelist, not a thread magazine.
+        using (m.OnCpu(0))
+        {
+            keep = m.KmemCacheAlloc(s, Gfp.Kernel);
+            victim = m.KmemCacheAlloc(s, Gfp.Kernel);
+            m.KmemCacheFree(s, victim);
+        }
+        // A write after free over the free pointer: the next pop takes the victim and decodes garbage as the next.
+        unsafe
+        {
+            *(long*)(victim + (nint)s.Offset) = 0x1234;
+        }
+        var bug = await Task.Run(() =>
+        {
+            using (m.OnCpu(0))
+            {
+                Assert.Equal(victim, m.KmemCacheAlloc(s, Gfp.Kernel));
+                return Assert.ThrowsAny<KernelBugException>(() => m.KmemCacheAlloc(s, Gfp.Kernel));
+            }
+        }).WaitAsync(s_bound);
+        Assert.Contains("Freepointer corrupt", bug.Report, StringComparison.Ordinal);
+        // CPU 0's lock is free: pinned and unpinned threads allocate on, and the next pinned allocation is a sane one.
+        await OthersKeepAllocating(m, s);
+        nint next = await Task.Run(() =>
+        {
+            using (m.OnCpu(0))
+            {
+                return m.KmemCacheAlloc(s, Gfp.Kernel);
+            }
+        }).WaitAsync(s_bound);
+        Assert.NotEqual(0, next);
+        await ShrinkAndDestroy(m, s, keep, victim, next);
+        // The corrupt slab was isolated (left off every list), as the kernel does: destroy keeps the cache and says
+        // so, instead of hanging on a lock.
+        Assert.True(s.IsDestroyed || m.Log.Contains("Slab cache still has objects"));
+    }
+
     [Theory]
     [InlineData(SlabAllocator.Slub)]
     [InlineData(SlabAllocator.Slab)]

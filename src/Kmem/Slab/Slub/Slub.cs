@@ -267,10 +267,16 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         nint obj = c.Freelist;
         if (obj != 0 && node < 0)
         {
-            // The cpu freelist holds objects of the cpu slab only.
+            // The cpu freelist holds objects of the cpu slab only: one outside it is a corrupt free pointer.
             uint slab = c.Slab;
+            var bits = AllocBits(slab)!;
+            nuint off = (nuint)(obj - _mem.PageAddress(slab));
+            if (off >= (nuint)bits.Length * s.Size)
+            {
+                return CorruptCpuFreelist(s, c, obj, gfp, node);
+            }
             c.Freelist = GetFreepointer(s, obj);
-            AllocBits(slab)![s.IndexOf((nuint)(obj - _mem.PageAddress(slab)))] = 1;
+            bits[s.IndexOf(off)] = 1;
             c.Unlock();
             return obj;
         }

@@ -248,6 +248,59 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
         return true;
     }
 
+    /// <summary>The owner's free slow path (Busy set): a magazine being stolen or with no capacity frees to the slab,
+    /// one with Trim set trims first, a full one grows or gives its older half back; Busy is clear on return.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public unsafe bool FreeSlow(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated)
+    {
+        if (Volatile.Read(ref mag.Steal) != 0)
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            return slub.DoSlabFree(s, pfn, obj, ref *allocated);
+        }
+        if (Volatile.Read(ref mag.Trim) != 0)
+        {
+            TrimMagazine(mag, s);
+        }
+        if ((uint)mag.Count < (uint)mag.Capacity)
+        {
+            // A stealer emptied the magazine between the fast path's read of Steal and this one, or a trim left room.
+            Volatile.Write(ref mag.Busy, 0);
+            return slub.MagazineFree(mag, s, pfn, obj, allocated);
+        }
+        int cap = mag.Capacity;
+        if (TryGrow(mag, s))
+        {
+            // Overflowing with room left: the thread's working set of this size is larger, keep it.
+            Volatile.Write(ref mag.Busy, 0);
+            return slub.MagazineFree(mag, s, pfn, obj, allocated);
+        }
+        if (cap == 0)
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            return slub.DoSlabFree(s, pfn, obj, ref *allocated);
+        }
+        // Full: the older half goes back to the slabs; the newest objects stay hot in the magazine.
+        int half = cap / 2;
+        try
+        {
+            slub.Drain(s, mag.Entries.AsSpan(0, half));
+        }
+        catch
+        {
+            // A bug reported while draining (OnBug.Throw): the older half is given up rather than risk
+            // returning an object twice, and Busy is cleared so that stealers do not wait forever.
+            mag.Entries.AsSpan(half, mag.Count - half).CopyTo(mag.Entries);
+            mag.Count -= half;
+            Volatile.Write(ref mag.Busy, 0);
+            throw;
+        }
+        mag.Entries.AsSpan(half, mag.Count - half).CopyTo(mag.Entries);
+        mag.Count -= half;
+        Volatile.Write(ref mag.Busy, 0);
+        return slub.MagazineFree(mag, s, pfn, obj, allocated);
+    }
+
     /// <summary>A thread found no room in <paramref name="s"/>: every magazine of it holding more than one CPU's
     /// share is asked to give the excess back (its owner does it at its next slow path, TrimMagazine).</summary>
     private void RequestTrim(KmemCache s)

@@ -296,7 +296,7 @@ internal sealed unsafe partial class Slub
     /// (Busy) and clears it, and a push that needs a slow path returns false instead.</summary>
     /// <returns>False, changing nothing, when the object is not allocated (a double free).</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated, bool fastOnly = false)
+    internal bool MagazineFree(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated, bool fastOnly = false)
     {
         if (!fastOnly)
         {
@@ -324,58 +324,7 @@ internal sealed unsafe partial class Slub
         {
             return false;
         }
-        return MagazineFreeSlow(mag, s, pfn, obj, allocated);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool MagazineFreeSlow(Magazine mag, KmemCache s, uint pfn, nint obj, byte* allocated)
-    {
-        if (Volatile.Read(ref mag.Steal) != 0)
-        {
-            Volatile.Write(ref mag.Busy, 0);
-            return DoSlabFree(s, pfn, obj, ref *allocated);
-        }
-        if (Volatile.Read(ref mag.Trim) != 0)
-        {
-            _depot.TrimMagazine(mag, s);
-        }
-        if ((uint)mag.Count < (uint)mag.Capacity)
-        {
-            // A stealer emptied the magazine between the fast path's read of Steal and this one, or a trim left room.
-            Volatile.Write(ref mag.Busy, 0);
-            return MagazineFree(mag, s, pfn, obj, allocated);
-        }
-        int cap = mag.Capacity;
-        if (_depot.TryGrow(mag, s))
-        {
-            // Overflowing with room left: the thread's working set of this size is larger, keep it.
-            Volatile.Write(ref mag.Busy, 0);
-            return MagazineFree(mag, s, pfn, obj, allocated);
-        }
-        if (cap == 0)
-        {
-            Volatile.Write(ref mag.Busy, 0);
-            return DoSlabFree(s, pfn, obj, ref *allocated);
-        }
-        // Full: the older half goes back to the slabs; the newest objects stay hot in the magazine.
-        int half = cap / 2;
-        try
-        {
-            Drain(s, mag.Entries.AsSpan(0, half));
-        }
-        catch
-        {
-            // A bug reported while draining (OnBug.Throw): the older half is given up rather than risk
-            // returning an object twice, and Busy is cleared so that stealers do not wait forever.
-            mag.Entries.AsSpan(half, mag.Count - half).CopyTo(mag.Entries);
-            mag.Count -= half;
-            Volatile.Write(ref mag.Busy, 0);
-            throw;
-        }
-        mag.Entries.AsSpan(half, mag.Count - half).CopyTo(mag.Entries);
-        mag.Count -= half;
-        Volatile.Write(ref mag.Busy, 0);
-        return MagazineFree(mag, s, pfn, obj, allocated);
+        return _depot.FreeSlow(mag, s, pfn, obj, allocated);
     }
 
     /// <summary>Gives magazine objects back to their slabs.</summary>

@@ -8,7 +8,9 @@
 // are Kmem's own from there. A placeholder is given back when the trace frees, for that
 // cache, an object the replay never saw allocated (the kernel's free objects came back
 // too). Corrected only after the event (its own decision is recorded before); kmalloc
-// placeholders are never given back (kfree names no cache). slab_freed is not corrected.
+// placeholders are never given back (kfree names no cache). slab_freed is not corrected: a free
+// into a kernel slab the trace never showed allocated is left uncompared in both runs (its
+// occupancy is unknown), which KernelSlabPredatesTrace tells from the frames seen so far.
 // Part of TraceReplayer.
 namespace Kmem;
 
@@ -62,5 +64,25 @@ public sealed partial class TraceReplayer
         {
             _m.KmemCacheFree(cache, ptr);
         }
+    }
+
+    // Whether the kernel's slab holding the trace object at ptr is no frame the trace showed allocated (it existed
+    // before tracing began, so it may hold objects allocated before then). False while the direct-map base is not
+    // known (the frame cannot be told).
+    private bool KernelSlabPredatesTrace(ulong ptr)
+    {
+        if (!_baseKnown)
+        {
+            return false;
+        }
+        ulong pfn = (ptr - _base) >> 12;
+        for (int k = 0; k < Machine.MaxOrder; k++)
+        {
+            if (_slabPages.TryGetValue(pfn & ~((1UL << k) - 1), out int order) && order >= k)
+            {
+                return false;
+            }
+        }
+        return true;
     }
 }

@@ -125,6 +125,7 @@ public sealed partial class TraceReplayer
         _ = _m.SlabCaches; // throws for a slab backend this build lacks, before any event
         _reader = reader;
         StartPressure(reader);
+        _m.Mm.TablePageSource = TakeTablePage;
         var before = KmemConsequences();
         double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
@@ -199,6 +200,7 @@ public sealed partial class TraceReplayer
             {
                 scope.Dispose();
             }
+            _m.Mm.TablePageSource = null;
         }
         SettleHeldBack();
         FinishPressure();
@@ -405,7 +407,14 @@ public sealed partial class TraceReplayer
         Release(ptr, obj);
         if (_kmem is not null && obj.Ptr != 0 && _caches.Slots[obj.Slot].ObjectSize != 0)
         {
-            _decisions.OpenSlabFree(cpu, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
+            if (KernelSlabPredatesTrace(ptr))
+            {
+                _decisions.SlabFreeUnknown(); // what the kernel's slab still holds is unknown: not compared
+            }
+            else
+            {
+                _decisions.OpenSlabFree(cpu, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
+            }
         }
     }
 
@@ -542,6 +551,8 @@ public sealed partial class TraceReplayer
             BulkPagesReplayed = _bulkPages,
             UnattributedDrains = _kernel.UnattributedDrains,
             BatchedFreesCountedOnce = _batchedOnce,
+            PageTablesTakenOver = _tablesHandedOver,
+            PageTablesOwn = _tablesOwn,
             CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
             Pressure = PressureResult(),
         };

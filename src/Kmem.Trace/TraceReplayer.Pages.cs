@@ -41,7 +41,7 @@ public sealed partial class TraceReplayer
         {
             _pageMtMatches++;
         }
-        NotePageTables(ref e, cpu); // a task's page tables are the ones its fault takes (TraceReplayer.PageTables.cs)
+        NotePageTables(ref e, cpu); // a task's page tables are the kernel's frames (ReplayPageTables.cs)
         var (refill, steal, ownership, blocks) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
         if (UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase)))
@@ -232,7 +232,7 @@ public sealed partial class TraceReplayer
     private void PageFreeEvent(ulong pfn, int order, int cpu, long line)
     {
         bool? revealed = null;
-        PrepareLentTable(pfn); // a table frame of Kmem's own, when it needs one, before the count is aligned
+        _tables.Prepare(pfn); // a table frame of Kmem's own, when it needs one, before the count is aligned
         if (_options.Aligned)
         {
             ReplayPendingHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
@@ -262,9 +262,9 @@ public sealed partial class TraceReplayer
         {
             return kmemFreed; // a user page's (TraceReplayer.Pressure.cs)
         }
-        if (FreeLentTable(pfn, out bool tableFreed))
+        if (_tables.Free(pfn, out bool tableFreed))
         {
-            return tableFreed; // a page table a task of Kmem's took over (TraceReplayer.PageTables.cs)
+            return tableFreed; // a page table a task of Kmem's took over (ReplayPageTables.cs)
         }
         if (_slabPages.Remove(pfn))
         {

@@ -11,22 +11,22 @@
 // placeholders are never given back (kfree names no cache). slab_freed is not corrected: a free
 // into a kernel slab the trace never showed allocated is left uncompared in both runs (its
 // occupancy is unknown), which KernelSlabPredatesTrace tells from the frames seen so far.
-// Part of TraceReplayer.
+// Used by TraceReplayer, on the replaying thread only.
 namespace Kmem;
 
-public sealed partial class TraceReplayer
+/// <summary>The replay's slab placeholders (aligned new_slab) and what the trace has revealed of a kernel slab.</summary>
+internal sealed class SlabAlignment(Machine m, bool aligned)
 {
     // Bound on the placeholders one alignment takes (a cache whose free objects would need more is left as it is).
     private const int MaxPlaceholders = 4096;
 
     private readonly Dictionary<string, Stack<(nint Ptr, KmemCache? Cache)>> _placeholders = new(StringComparer.Ordinal);
-    private long _placeholderCount;
 
-    // After a slab allocation (cache, or kmalloc of bytes when cache is null) the kernel served from a new slab: Kmem's
-    // cache put in the same state, when it was not.
-    private void AlignNewSlab(bool kernelNewSlab, KmemCache? cache, string name, ulong bytes, Gfp gfp, int node)
+    /// <summary>After a slab allocation (cache, or kmalloc of bytes when cache is null) the kernel served from a new
+    /// slab: Kmem's cache put in the same state, when it was not (Kmem's own decision, in kmem, took no new slab).</summary>
+    public void AlignNewSlab(DecisionRecorder? kmem, bool kernelNewSlab, KmemCache? cache, string name, ulong bytes, Gfp gfp, int node)
     {
-        if (!kernelNewSlab || !_options.Aligned || _kmem is not { NewSlabs: 0 } k)
+        if (!kernelNewSlab || !aligned || kmem is not { NewSlabs: 0 } k)
         {
             return;
         }
@@ -37,13 +37,12 @@ public sealed partial class TraceReplayer
         for (int i = 0; i < MaxPlaceholders; i++)
         {
             k.Reset();
-            nint p = cache is not null ? _m.KmemCacheAllocNode(cache, ReplayGfp.Of(gfp), node) : _m.KmallocNode((nuint)bytes, ReplayGfp.Of(gfp), node);
+            nint p = cache is not null ? m.KmemCacheAllocNode(cache, ReplayGfp.Of(gfp), node) : m.KmallocNode((nuint)bytes, ReplayGfp.Of(gfp), node);
             if (p == 0)
             {
                 break;
             }
             held.Push((p, cache));
-            _placeholderCount++;
             if (k.NewSlabs > 0)
             {
                 break;
@@ -52,33 +51,33 @@ public sealed partial class TraceReplayer
         k.Reset();
     }
 
-    // A kmem_cache_free of an object allocated before tracing began: a placeholder of that cache goes back instead.
-    private void FreePlaceholder(string? name)
+    /// <summary>A kmem_cache_free of an object allocated before tracing began: a placeholder of that cache goes back instead.</summary>
+    public void FreePlaceholder(string? name)
     {
-        if (!_options.Aligned || name is null || !_placeholders.TryGetValue(name, out var held) || held.Count == 0)
+        if (!aligned || name is null || !_placeholders.TryGetValue(name, out var held) || held.Count == 0)
         {
             return;
         }
         var (ptr, cache) = held.Pop();
         if (cache is { IsDestroyed: false })
         {
-            _m.KmemCacheFree(cache, ptr);
+            m.KmemCacheFree(cache, ptr);
         }
     }
 
-    // Whether the kernel's slab holding the trace object at ptr is no frame the trace showed allocated (it existed
-    // before tracing began, so it may hold objects allocated before then). False while the direct-map base is not
-    // known (the frame cannot be told).
-    private bool KernelSlabPredatesTrace(ulong ptr)
+    /// <summary>Whether the kernel's slab holding the trace object at <paramref name="ptr"/> is no frame the trace showed
+    /// allocated (<paramref name="slabPages"/>: head frame to order): it existed before tracing began, so it may hold
+    /// objects allocated before then. False while the direct-map base is not known (the frame cannot be told).</summary>
+    public static bool KernelSlabPredatesTrace(Dictionary<ulong, int> slabPages, bool baseKnown, ulong directMapBase, ulong ptr)
     {
-        if (!_baseKnown)
+        if (!baseKnown)
         {
             return false;
         }
-        ulong pfn = (ptr - _base) >> 12;
+        ulong pfn = (ptr - directMapBase) >> 12;
         for (int k = 0; k < Machine.MaxOrder; k++)
         {
-            if (_slabPages.TryGetValue(pfn & ~((1UL << k) - 1), out int order) && order >= k)
+            if (slabPages.TryGetValue(pfn & ~((1UL << k) - 1), out int order) && order >= k)
             {
                 return false;
             }

@@ -85,6 +85,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         return Page.Null;
     }
 
+    /// <summary>Kmem's frame for a trace frame taken as a table, or Page.Null.</summary>
+    public Page Lent(ulong pfn) => _lent.TryGetValue(pfn, out var lent) ? m.PfnToPage(lent.Pfn) : Page.Null;
+
     /// <summary>Before a page free of <paramref name="pfn"/> is aligned and replayed: when it frees a frame taken as a
     /// table and no frame waits to take the table's entries, Kmem allocates one now.</summary>
     public void Prepare(ulong pfn)

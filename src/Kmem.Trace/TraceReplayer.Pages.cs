@@ -240,6 +240,10 @@ public sealed partial class TraceReplayer
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, block.Page);
             }
+            else if (_tables.Lent(pfn) is { IsNull: false } table)
+            {
+                revealed = _pcpModel!.AlignForFree(cpu, pfn, table); // a page table a task of Kmem's took over
+            }
             else if (order == 0 && _options.ReservedFrames is { } frames && frames.Contains(pfn) && !_released.Contains(pfn))
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, null);

@@ -49,7 +49,9 @@ def capture(path, title, folder):
            f"{j['events']:,} events; {j['page_allocs_replayed']:,} page allocations and "
            f"{j['slab_page_allocs']:,} slab pages; {j['bulk_refill_bursts']:,} bulk-allocator refill bursts "
            f"({j['bulk_pages_replayed']:,} pages replayed); {j['unattributed_drains']:,} drains after no page free; "
-           f"{j['batched_frees_counted_once']:,} batched frees counted once; {j['untracked_page_frees']:,} untracked page frees.",
+           f"{j['batched_frees_counted_once']:,} batched frees counted once; {j['untracked_page_frees']:,} untracked page frees; "
+           f"{j.get('page_tables_taken_over', 0):,} of the kernel's page-table frames taken over by Kmem's tasks, "
+           f"{j.get('page_tables_own', 0):,} tables of their own.",
            "", table("aligned (decisions)", j.get("decisions", {})), "",
            table("free-running (decisions_free_running)", j["decisions_free_running"]), ""]
     out += ["### By phase", ""]
@@ -93,7 +95,8 @@ def pretrace_slabs(folder, lines):
         if len(f) > 5 and not line.startswith(("#", "slabinfo")):
             pages[f[0]] = int(f[5])
     want = set(lines)
-    rx = re.compile(r": (kmem_cache_alloc|kmem_cache_free): .*?ptr=(\w+).*?name=(\S+)")
+    # 6.1's kmem_cache_alloc event names no cache: every allocation's pointer counts as live.
+    rx = re.compile(r": (kmem_cache_alloc|kmem_cache_free): .*?ptr=(\w+)(?:.*?name=(\S+))?")
     live, untracked, at = set(), {}, {}
     with lzma.open(os.path.join(folder, "trace.txt.xz"), "rt") as t:
         for n, line in enumerate(t, 1):
@@ -103,7 +106,8 @@ def pretrace_slabs(folder, lines):
             ev, ptr, name = m.group(1), int(m.group(2), 16), m.group(3)
             if ev == "kmem_cache_alloc":
                 live.add(ptr)
-            elif ptr in live:
+                continue
+            if ptr in live:
                 live.discard(ptr)
             else:
                 untracked.setdefault(name, []).append((n, ptr))
@@ -167,13 +171,21 @@ def gaps(j, folder):
             caches[x["detail"]] = caches.get(x["detail"], 0) + 1
         top = ", ".join(f"{c or 'no cache named'} {n:,}" for c, n in sorted(caches.items(), key=lambda kv: -kv[1])[:4])
         text = f"- {kind}, aligned: {k_only:,} kernel-only and {len(y_only):,} Kmem-only" + (f" (most in {top})" if top and kind == "new_slab" else "") + "."
-        if kind == "slab_freed" and y_only and os.path.exists(os.path.join(folder, "trace.txt.xz")):
-            held = len(pretrace_slabs(folder, y_only))
-            text += (f" Of the Kmem-only frees, {held:,} emptied a slab whose kernel twin still held an object "
-                     f"allocated before tracing began (the trace frees it later, into the same slab): when the "
-                     f"free ran, nothing in the trace had revealed that object, so Kmem's slab was empty and the "
-                     f"kernel's was not. 6.1's SLUB keeps an empty slab only while the node has fewer than "
-                     f"min_partial partial slabs or while it is frozen (a cpu or cpu-partial slab), which Kmem follows.")
+        if kind == "slab_freed":
+            sf = a.get("slab_freed") or {}
+            text += (f" Not compared: {sf.get('unknown_state', 0):,} frees into a kernel slab the trace never showed "
+                     f"allocated (it predates the trace and may hold objects allocated before tracing began, whose "
+                     f"number no event reveals: its occupancy is unknown).")
+            if y_only and os.path.exists(os.path.join(folder, "trace.txt.xz")):
+                held = len(pretrace_slabs(folder, y_only))
+                text += (f" Of the Kmem-only frees compared, {held:,} emptied a slab into which the trace later frees "
+                         f"an object it never showed allocated (kmem_cache_alloc_bulk, as skbuff_head_cache's per-CPU "
+                         f"cache and maple_node use it, allocates with no per-object event, so that slab was not empty "
+                         f"in the kernel and nothing revealed it); "
+                         f"the others emptied a slab the kernel kept: 6.1's SLUB keeps an empty slab while it is frozen "
+                         f"(a cpu or cpu-partial slab) or while the node has fewer than min_partial partial slabs, and "
+                         f"neither the cpu-partial lists nor the node's partial count (pre-trace slabs included) is "
+                         f"revealed by an event: unexplained beyond that.")
         else:
             text += (" The first new slab of each cache is decided from Kmem's own state; after it the cache follows "
                      "the kernel's until objects allocated before tracing are freed in another order than Kmem's "
@@ -265,10 +277,16 @@ revealed are left as Kmem has them. Slab caches (new_slab, slab_freed): after a 
 allocation that took a new slab, the cache's cpu slab holds that slab with one object taken and no
 partial slab has a free object; where Kmem's cache still had free objects, the replay takes them as
 placeholders until Kmem takes a new slab too (a free of an object allocated before tracing gives one
-back). zone and fallback are not aligned (the buddy lists are not revealed event by event): their
+back). slab_freed is compared only where the kernel's slab is one the trace showed allocated: a
+slab that predates the trace may hold objects allocated before tracing began, so whether the free
+emptied it is unknown; those frees are counted as `unknown_state` in the JSON, in both runs, and
+read from the frames seen up to the free, never from the kernel's page free of that slab. zone and
+fallback are not aligned (the buddy lists are not revealed event by event): their
 aligned figures are those of a run whose lists and caches were aligned. **Free-running**: Kmem's
 state evolves on its own; both runs replay the bulk allocator's pages (the frames the kernel's lists
-held at their head, known from the same events).
+held at their head, known from the same events). User pages are pages of Kmem tasks (the pressure
+replay); their page tables are the kernel's own page-table frames (GFP_PGTABLE_USER), taken over
+from the page path, so a fault does not allocate a second table on top of the kernel's.
 """
 
 GAPS = """## Remaining gaps, free-running
@@ -285,7 +303,26 @@ GAPS = """## Remaining gaps, free-running
   Kmem's pcp high is: the boot reserve (docs/trace-replay.md) makes it the kernel's on both captures.
 - fallback: a steal depends on the buddy lists of every order and type, which no event reveals one
   by one; Kmem's free blocks are other frames than the kernel's, so its steals come at other
-  allocations (the totals are close: see the consequence totals).
+  allocations (the totals are close: see the consequence totals). On capture B the boot phase's
+  order-0 unmovable steals (the trace ring buffer's pages, __rb_allocate_pages) come one order-10
+  block apart on both sides, Kmem's a constant number of pages early (above). Read from Kmem's
+  own allocator, the unmovable pages it took that the kernel did not, before its first early
+  steal: the per-CPU allocator's first chunk, which Kmem builds from the buddy allocator at the
+  trace's first percpu_alloc_percpu (an order-9 request: pcp_allowed_order lets it through the
+  per-CPU lists, whose refill takes max(batch >> 9, 2) = 2 blocks, 1,024 pages) while 6.1's
+  pcpu_embed_first_chunk takes it from memblock before the buddy allocator exists; the boot
+  pagesets (batch 1, high 0) that 6.1 uses until setup_per_cpu_pageset, after trace_init, where
+  Kmem's first refills already take a full batch (15 order-1 blocks where the kernel took 1); the
+  first slab of each cache, which Kmem takes where the kernel's caches already had slabs (234
+  pages of new slabs against the kernel's 167 before the first early steal); and a reclaimable
+  request (radix_tree_node) that found no reclaimable free page in Kmem and so took a whole
+  order-10 block from the unmovable lists (find_suitable_fallback tries MIGRATE_UNMOVABLE first),
+  where the kernel's reclaimable lists still had pages from before tracing. The first chunk is
+  half of the offset: replayed without its percpu_alloc_percpu events (a measurement, not an
+  option), capture B's early steals come 93 pages before the kernel's instead of 186, still one
+  constant offset (three refill batches of 31). None of these is revealed by an event at the
+  decision; the first chunk would have to come out of the machine's boot reserve, as 6.1's comes
+  out of memblock, which the replay does not do yet.
 """
 
 if __name__ == "__main__":

@@ -201,6 +201,8 @@ public static class ReplayReport
         j.WriteNumber("bulk_pages_replayed", r.BulkPagesReplayed);
         j.WriteNumber("unattributed_drains", r.UnattributedDrains);
         j.WriteNumber("batched_frees_counted_once", r.BatchedFreesCountedOnce);
+        j.WriteNumber("page_tables_taken_over", r.PageTablesTakenOver);
+        j.WriteNumber("page_tables_own", r.PageTablesOwn);
         j.WriteNumber("untracked_frees", r.UntrackedFrees);
         j.WriteNumber("untracked_page_frees", r.UntrackedPageFrees);
         j.WriteNumber("missed_frees", r.MissedFrees);
@@ -285,6 +287,7 @@ public static class ReplayReport
             j.WriteNumber("both_yes", d.BothYes);
             j.WriteNumber("amount_compared", d.AmountCompared);
             j.WriteNumber("amount_equal", d.AmountEqual);
+            j.WriteNumber("unknown_state", d.UnknownState);
             if (d.Mismatches.Count > 0)
             {
                 JsonFields.Objects(j, "mismatches", d.Mismatches, (j, mm) =>

@@ -15,7 +15,10 @@
 //   fallback    a page allocation: mm_page_alloc_extfrag since the CPU's last one;
 //   fallback_ownership  when both stole: whether the pageblock changed hands.
 //   new_slab    a slab allocation: the kernel's slab page recognised for it.
-//   slab_freed  a slab free: the next event on the CPU frees one of the kernel's slab frames.
+//   slab_freed  a slab free: the next event on the CPU frees one of the kernel's slab frames. Not
+//               compared (counted as unknown_state) when the object's kernel slab is no frame the trace
+//               showed allocated: that slab predates the trace and may hold objects allocated before
+//               tracing began, whose number no event has revealed.
 //   kswapd_wake, direct_reclaim, compaction, oom_victim  the pressure kinds, decided at user pages by
 //               Pressure/PressureReplay.cs; listed only where compared.
 // Free-running, Kmem's state evolves on its own; aligned (PcpListModel, TraceReplayer.SlabAlign),
@@ -106,6 +109,9 @@ internal sealed class TraceDecisions
     // A slab free: the kernel's answer is the next event on this CPU.
     public void OpenSlabFree(int cpu, bool kmemFreed, long line) => _slabFree[cpu] = (true, kmemFreed, line);
 
+    // A slab free not compared: the kernel's slab predates the trace, its occupancy unknown.
+    public void SlabFreeUnknown() => _tally.Unknown[(int)DecisionKind.SlabFreed]++;
+
     public bool SlabFreeOpen(int cpu) => _slabFree[cpu].Open;
 
     public void CloseSlabFree(int cpu, bool kernel)
@@ -163,7 +169,7 @@ internal sealed class TraceDecisions
                 continue;
             }
             d[s_names[k]] = new TraceDecision(sum.Compared[k], sum.Matched[k], sum.KernelYes[k], sum.KmemYes[k],
-                sum.BothYes[k], sum.AmountCompared[k], sum.AmountEqual[k], [.. sum.Mismatches[k].Take(_mismatches)]);
+                sum.BothYes[k], sum.AmountCompared[k], sum.AmountEqual[k], [.. sum.Mismatches[k].Take(_mismatches)]) { UnknownState = sum.Unknown[k] };
         }
         return d;
     }
@@ -184,7 +190,8 @@ internal sealed class TraceDecisions
     public sealed class Tally
     {
         public readonly long[] Compared = new long[Kinds], Matched = new long[Kinds], KernelYes = new long[Kinds],
-            KmemYes = new long[Kinds], BothYes = new long[Kinds], AmountCompared = new long[Kinds], AmountEqual = new long[Kinds];
+            KmemYes = new long[Kinds], BothYes = new long[Kinds], AmountCompared = new long[Kinds], AmountEqual = new long[Kinds],
+            Unknown = new long[Kinds];
         public readonly List<TraceMismatch>[] Mismatches = [.. Enumerable.Range(0, Kinds).Select(_ => new List<TraceMismatch>())];
 
         public void Add(DecisionKind kind, bool kernel, bool kmem, int kernelAmount, int kmemAmount, bool? matched = null)
@@ -219,6 +226,7 @@ internal sealed class TraceDecisions
                 BothYes[k] += t.BothYes[k];
                 AmountCompared[k] += t.AmountCompared[k];
                 AmountEqual[k] += t.AmountEqual[k];
+                Unknown[k] += t.Unknown[k];
                 Mismatches[k].AddRange(t.Mismatches[k]);
             }
         }

@@ -185,6 +185,14 @@ public sealed class TraceReplayResult
     /// <summary>mm_page_free_batched events of a frame its mm_page_free had already freed (6.1 traces both for a
     /// page freed as part of a list): counted once.</summary>
     public long BatchedFreesCountedOnce { get; init; }
+
+    /// <summary>Page-table frames of the traced kernel (GFP_PGTABLE_USER) that Kmem's tasks took as their tables
+    /// instead of allocating their own (the replay's user pages: docs/trace-replay.md).</summary>
+    public long PageTablesTakenOver { get; init; }
+
+    /// <summary>Page tables Kmem's tasks allocated themselves: no table frame of the kernel's was waiting, at a fault
+    /// or when the kernel freed a frame whose table still mapped pages in Kmem (its entries moved to the new one).</summary>
+    public long PageTablesOwn { get; init; }
 }
 
 /// <summary>One disagreement between Kmem's decision and the kernel's.</summary>
@@ -214,6 +222,11 @@ public sealed record TraceDecision(long Compared, long Matched, long KernelYes, 
 
     /// <summary>BothYes / KmemYes: how many of Kmem's "yes" the kernel also made (0 when Kmem made none).</summary>
     public double Precision => KmemYes > 0 ? (double)BothYes / KmemYes : 0;
+
+    /// <summary>Events left out of <see cref="Compared"/> because, when they were decided, the trace had revealed
+    /// that the kernel's deciding state was unknown (slab_freed: the kernel's slab predates the trace and may
+    /// hold objects allocated before tracing began).</summary>
+    public long UnknownState { get; init; }
 }
 
 /// <summary>The decisions of one phase of the trace: <c>boot</c> up to the first <c>PHASE</c> marker, then one per marker.</summary>

@@ -41,6 +41,7 @@ public sealed partial class TraceReplayer
         {
             _pageMtMatches++;
         }
+        NotePageTables(ref e, cpu); // a task's page tables are the kernel's frames (ReplayPageTables.cs)
         var (refill, steal, ownership, blocks) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
         if (UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase)))
@@ -231,12 +232,17 @@ public sealed partial class TraceReplayer
     private void PageFreeEvent(ulong pfn, int order, int cpu, long line)
     {
         bool? revealed = null;
+        _tables.Prepare(pfn); // a table frame of Kmem's own, when it needs one, before the count is aligned
         if (_options.Aligned)
         {
             ReplayPendingHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
             if (_pages.TryGetValue(pfn, out var block))
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, block.Page);
+            }
+            else if (_tables.Lent(pfn) is { IsNull: false } table)
+            {
+                revealed = _pcpModel!.AlignForFree(cpu, pfn, table); // a page table a task of Kmem's took over
             }
             else if (order == 0 && _options.ReservedFrames is { } frames && frames.Contains(pfn) && !_released.Contains(pfn))
             {
@@ -259,6 +265,10 @@ public sealed partial class TraceReplayer
         if (_pressure!.FreeUserPage(pfn, out bool kmemFreed))
         {
             return kmemFreed; // a user page's (TraceReplayer.Pressure.cs)
+        }
+        if (_tables.Free(pfn, out bool tableFreed))
+        {
+            return tableFreed; // a page table a task of Kmem's took over (ReplayPageTables.cs)
         }
         if (_slabPages.Remove(pfn))
         {

@@ -46,6 +46,7 @@ public sealed partial class TraceReplayer
 
     private readonly Machine _m;
     private readonly TraceCaches _caches;
+    private readonly SlabAlignment _slabAlign;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
     private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
@@ -95,6 +96,8 @@ public sealed partial class TraceReplayer
         _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches);
         InitDecisions(machine.NrCpus);
         _caches = new TraceCaches(machine);
+        _slabAlign = new SlabAlignment(machine, _options.Aligned);
+        _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey);
     }
 
     /// <summary>The machine being driven.</summary>
@@ -125,6 +128,7 @@ public sealed partial class TraceReplayer
         _ = _m.SlabCaches; // throws for a slab backend this build lacks, before any event
         _reader = reader;
         StartPressure(reader);
+        _m.Mm.TablePageSource = _tables.Take;
         var before = KmemConsequences();
         double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
@@ -199,6 +203,7 @@ public sealed partial class TraceReplayer
             {
                 scope.Dispose();
             }
+            _m.Mm.TablePageSource = null;
         }
         SettleHeldBack();
         FinishPressure();
@@ -329,7 +334,7 @@ public sealed partial class TraceReplayer
         if (_kmem is not null && e.BytesAlloc <= Machine.KmallocMaxCacheSize)
         {
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, $"kmalloc-{e.BytesAlloc}");
-            AlignNewSlab(kernelNewSlab, null, $"kmalloc-{e.BytesAlloc}", e.BytesReq, e.Gfp, Node(e.Node));
+            _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, null, $"kmalloc-{e.BytesAlloc}", e.BytesReq, e.Gfp, Node(e.Node));
         }
         ulong ks = _m.Ksize(p);
         if (ks == e.BytesAlloc)
@@ -374,7 +379,7 @@ public sealed partial class TraceReplayer
         if (_kmem is not null)
         {
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
-            AlignNewSlab(kernelNewSlab, slot.Cache, slot.Name, 0, e.Gfp, Node(e.Node));
+            _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, slot.Cache, slot.Name, 0, e.Gfp, Node(e.Node));
         }
         slot.Allocs++;
         slot.Live++;
@@ -394,7 +399,7 @@ public sealed partial class TraceReplayer
         if (!_objects.Remove(ptr, out var obj))
         {
             NoteUntrackedFree(ptr, name);
-            FreePlaceholder(name);
+            _slabAlign.FreePlaceholder(name);
             return;
         }
         if (name is not null && obj.Site != 0)
@@ -405,7 +410,14 @@ public sealed partial class TraceReplayer
         Release(ptr, obj);
         if (_kmem is not null && obj.Ptr != 0 && _caches.Slots[obj.Slot].ObjectSize != 0)
         {
-            _decisions.OpenSlabFree(cpu, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
+            if (SlabAlignment.KernelSlabPredatesTrace(_slabPages, _baseKnown, _base, ptr))
+            {
+                _decisions.SlabFreeUnknown(); // what the kernel's slab still holds is unknown: not compared
+            }
+            else
+            {
+                _decisions.OpenSlabFree(cpu, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
+            }
         }
     }
 
@@ -542,6 +554,8 @@ public sealed partial class TraceReplayer
             BulkPagesReplayed = _bulkPages,
             UnattributedDrains = _kernel.UnattributedDrains,
             BatchedFreesCountedOnce = _batchedOnce,
+            PageTablesTakenOver = _tables.TakenOver,
+            PageTablesOwn = _tables.Own,
             CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
             Pressure = PressureResult(),
         };

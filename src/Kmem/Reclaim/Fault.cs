@@ -129,7 +129,7 @@ internal sealed unsafe partial class UserMemory
                         Lock.Exit();
                         holding = false;
                         FreeSpare(ref spare);
-                        spare = _pa.AllocPages(Gfp.KernelAccount | Gfp.Zero, 0, -1);
+                        spare = AllocTablePage(t);
                         if (spare.IsNull)
                         {
                             PagefaultOutOfMemory(t);
@@ -197,6 +197,98 @@ internal sealed unsafe partial class UserMemory
     }
 
     private bool IsTableSpare(Page p) => (_mem.Frame(p.RawPfn).Flags & PageFlags.Table) != 0;
+
+    /// <summary>Where a trace replay hands over the frame of a page table the traced kernel allocated for the same
+    /// fault (GFP_PGTABLE_USER), so the replay does not allocate a second table on top of the kernel's; called with
+    /// the task (null for a new task's PGD), returns Page.Null to let the allocator give one. Replaying thread only.</summary>
+    public Func<TaskStruct?, Page>? TablePageSource;
+
+    /// <summary>A zeroed frame for a page table of <paramref name="t"/> (__pte_alloc and the levels above, pgd_alloc).</summary>
+    private Page AllocTablePage(TaskStruct? t)
+    {
+        var p = TablePageSource?.Invoke(t) ?? Page.Null;
+        if (p.IsNull)
+        {
+            return _pa.AllocPages(Gfp.KernelAccount | Gfp.Zero, 0, -1);
+        }
+        new Span<ulong>(TableEntry(p.RawPfn, 0), 512).Clear();
+        return p;
+    }
+
+    /// <summary>For a trace replay whose kernel freed a frame it handed over through <see cref="TablePageSource"/>:
+    /// free_pgtables for that table of <paramref name="t"/> when it maps nothing (with the empty tables below it);
+    /// else, given a frame in <paramref name="replacement"/>, the table's entries move there and the frame is freed
+    /// all the same (always for its PGD). Returns false when neither happened (no table of t any more, or nowhere
+    /// to move).</summary>
+    public bool ReleaseTable(TaskStruct t, uint pfn, Func<Page> replacement)
+    {
+        lock (Lock)
+        {
+            if (t.HasExited)
+            {
+                return false;
+            }
+            if (pfn != t.PgdPfn)
+            {
+                return ReleaseTable(t, t.PgdPfn, 3, pfn, replacement) == 1;
+            }
+            var to = replacement();
+            if (to.IsNull)
+            {
+                return false;
+            }
+            MoveTable(pfn, to);
+            t.PgdPfn = to.RawPfn;
+            return true;
+        }
+    }
+
+    // The table at from moves to the frame to; from is freed.
+    private void MoveTable(uint from, Page to)
+    {
+        new Span<ulong>(TableEntry(from, 0), 512).CopyTo(new Span<ulong>(TableEntry(to.RawPfn, 0), 512));
+        _mem.Frame(to.RawPfn).Flags |= PageFlags.Table;
+        _mem.Frame(from).Flags &= ~PageFlags.Table;
+        _pa.FreePages(new Page(from), 0);
+    }
+
+    // 1: found and freed, 0: found and kept, -1: not below this table. level: that of the tables this one's
+    // entries point to (3 PUD, 2 PMD, 1 PTE).
+    private int ReleaseTable(TaskStruct t, uint table, int level, uint pfn, Func<Page> replacement)
+    {
+        for (int i = 0; i < 512; i++)
+        {
+            ulong* e = TableEntry(table, i);
+            if ((*e & PtePresent) == 0)
+            {
+                continue;
+            }
+            uint child = PtePfn(*e);
+            if (child == pfn)
+            {
+                if (FreeEmptyTables(t, child, level))
+                {
+                    FreeTablePage(t, child, level);
+                    *e = 0;
+                    return 1;
+                }
+                var to = replacement();
+                if (to.IsNull)
+                {
+                    return 0;
+                }
+                *e = ((ulong)to.RawPfn << PhysMem.PageShift) | (*e & ~PtePfnMask);
+                MoveTable(child, to);
+                return 1;
+            }
+            int below = level > 1 ? ReleaseTable(t, child, level - 1, pfn, replacement) : -1;
+            if (below >= 0)
+            {
+                return below;
+            }
+        }
+        return -1;
+    }
 
     private void FreeSpare(ref Page spare)
     {

@@ -298,6 +298,17 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     /// <summary>Synchronous kswapd: runs its pending work now (KswapdDaemon.RunDeferred).</summary>
     public void RunKswapd() => _kswapd.RunDeferred();
 
+    /// <summary>A trace replay's source of page-table frames (UserMemory.TablePageSource).</summary>
+    public Func<TaskStruct?, Page>? TablePageSource
+    {
+        get => _memory.TablePageSource;
+        set => _memory.TablePageSource = value;
+    }
+
+    /// <summary>Frees a table frame of <paramref name="t"/>, moving what it maps to a replacement frame when it
+    /// maps anything (UserMemory.ReleaseTable).</summary>
+    public bool ReleaseTable(TaskStruct t, uint pfn, Func<Page> replacement) => _memory.ReleaseTable(t, pfn, replacement);
+
     // ---- The counters the reports read (Proc: meminfo, vmstat), without locks ----
 
     public ref ReclaimStats Stats => ref _events.Stats;

@@ -159,7 +159,7 @@ internal sealed unsafe partial class UserMemory
             }
             stackKb = 8;
         }
-        var pgd = _pa.AllocPages(Gfp.KernelAccount | Gfp.Zero, 0, -1);
+        var pgd = AllocTablePage(null);
         if (pgd.IsNull)
         {
             FreeStack(stack, stackPages);

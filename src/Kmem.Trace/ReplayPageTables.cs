@@ -1,0 +1,142 @@
+// Page tables of the tasks the replay makes of user pages (TraceReplayer.Pressure.cs). The
+// traced kernel's own page-table allocations (GFP_PGTABLE_USER: order 0, GFP_KERNEL_ACCOUNT |
+// __GFP_ZERO) come just before the fork or fault that needs them (a forked child's in its
+// parent's context), and the page path replays each as a page of its own; Kmem's fault (and a
+// new task's PGD) then takes the newest such frame not yet taken and not freed as its table
+// (UserMemory.TablePageSource) instead of allocating a second one on top, so the page
+// allocator sees the kernel's allocations once and Kmem's decisions for the user page are the
+// user page's alone. When the kernel frees a frame Kmem took, Kmem frees it at the same event:
+// its table goes when it maps nothing in Kmem's task (free_pgtables), else its entries move to
+// the next waiting frame, or to a frame of Kmem's own allocated before the free is aligned (so
+// the aligned per-CPU count is the kernel's at the free). A fault the trace gave no frame
+// before allocates its own. Used by TraceReplayer, on the replaying thread only.
+namespace Kmem;
+
+/// <summary>The kernel's page-table frames waiting to be taken, and those Kmem's tasks took.</summary>
+/// <param name="m">The replay's machine.</param>
+/// <param name="takeFrame">Takes the page the replay holds for a trace frame out of the page path (Page.Null if none).</param>
+/// <param name="holds">Whether the page path holds a page for a trace frame.</param>
+internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, Func<ulong, bool> holds)
+{
+    // Bound on the frames waiting to be taken (most never are: Kmem's tasks map less than the kernel's).
+    private const int MaxQueued = 512;
+
+    private readonly List<ulong> _frames = [];
+    private readonly HashSet<ulong> _queued = [];
+    private readonly Dictionary<ulong, (TaskStruct? Task, uint Pfn)> _lent = [];
+    // A frame of Kmem's own for the table whose frame the free being replayed gives back (Prepare), or Page.Null.
+    private Page _own;
+
+    /// <summary>Frames taken over, and tables Kmem's tasks allocated themselves.</summary>
+    public long TakenOver { get; private set; }
+
+    public long Own { get; private set; }
+
+    /// <summary>Whether an allocation of the trace is a user page table (GFP_PGTABLE_USER, order 0).</summary>
+    public static bool IsTableAlloc(Gfp gfp, int order) => order == 0 && gfp == (Gfp.KernelAccount | Gfp.Zero);
+
+    /// <summary>A table frame the kernel allocated (in a task's context) waits to be taken.</summary>
+    public void Note(ulong pfn)
+    {
+        if (_frames.Count == MaxQueued)
+        {
+            foreach (ulong old in _frames[..(MaxQueued / 2)])
+            {
+                _queued.Remove(old);
+            }
+            _frames.RemoveRange(0, MaxQueued / 2);
+        }
+        _frames.Add(pfn);
+        _queued.Add(pfn);
+    }
+
+    /// <summary>Whether the frame waits to be taken.</summary>
+    public bool IsQueued(ulong pfn) => _queued.Contains(pfn);
+
+    /// <summary>UserMemory.TablePageSource: the newest waiting frame, or Page.Null (Kmem allocates its own).</summary>
+    public Page Take(TaskStruct? task)
+    {
+        var page = TakeQueued(task);
+        if (page.IsNull)
+        {
+            Own++;
+        }
+        return page;
+    }
+
+    private Page TakeQueued(TaskStruct? task)
+    {
+        while (_frames.Count > 0)
+        {
+            ulong pfn = _frames[^1];
+            _frames.RemoveAt(_frames.Count - 1);
+            if (!_queued.Remove(pfn))
+            {
+                continue; // freed since, or queued twice
+            }
+            var page = takeFrame(pfn);
+            if (!page.IsNull)
+            {
+                _lent[pfn] = (task, page.RawPfn);
+                TakenOver++;
+                return page;
+            }
+        }
+        return Page.Null;
+    }
+
+    /// <summary>Kmem's frame for a trace frame taken as a table, or Page.Null.</summary>
+    public Page Lent(ulong pfn) => _lent.TryGetValue(pfn, out var lent) ? m.PfnToPage(lent.Pfn) : Page.Null;
+
+    /// <summary>Before a page free of <paramref name="pfn"/> is aligned and replayed: when it frees a frame taken as a
+    /// table and no frame waits to take the table's entries, Kmem allocates one now.</summary>
+    public void Prepare(ulong pfn)
+    {
+        if (!_lent.ContainsKey(pfn))
+        {
+            return;
+        }
+        while (_frames.Count > 0 && !(_queued.Contains(_frames[^1]) && holds(_frames[^1])))
+        {
+            _queued.Remove(_frames[^1]);
+            _frames.RemoveAt(_frames.Count - 1);
+        }
+        if (_frames.Count == 0)
+        {
+            _own = m.AllocPages(Gfp.KernelAccount | Gfp.Zero | Gfp.NoWarn, 0);
+        }
+    }
+
+    /// <summary>A trace free of <paramref name="pfn"/>: true when it was a frame taken as a table, with
+    /// <paramref name="freed"/> whether Kmem freed a page for it (kept only when its task has exited).</summary>
+    public bool Free(ulong pfn, out bool freed)
+    {
+        _queued.Remove(pfn);
+        freed = false;
+        var own = _own;
+        _own = Page.Null;
+        if (!_lent.Remove(pfn, out var lent))
+        {
+            return false;
+        }
+        // A PGD was taken before its task existed: the task whose PGD it is now.
+        if ((lent.Task ?? Array.Find(m.Mm.TasksSnapshot(), t => t.PgdPfn == lent.Pfn)) is { } task)
+        {
+            freed = m.Mm.ReleaseTable(task, lent.Pfn, () =>
+            {
+                var p = TakeQueued(task);
+                if (p.IsNull && !own.IsNull)
+                {
+                    (p, own) = (own, Page.Null);
+                    Own++;
+                }
+                return p;
+            });
+        }
+        if (!own.IsNull)
+        {
+            m.FreePages(own, 0); // the table mapped nothing any more
+        }
+        return true;
+    }
+}

@@ -1,0 +1,94 @@
+// The page tables of the tasks a replay makes of user pages are the traced kernel's own
+// page-table frames (GFP_PGTABLE_USER), taken over from the page path rather than allocated
+// on top of them, and the kernel's free of such a frame frees Kmem's table at the same event;
+// and a slab free into a kernel slab the trace never showed allocated (it predates the trace,
+// its occupancy unknown) is left out of the slab_freed comparison, counted as unknown_state.
+namespace Kmem.Tests.Trace;
+
+public class TraceReplayPageTableTests
+{
+    private const ulong Base = 0xffff888000000000UL;
+
+    private static string Line(string comm, int pid, string text) => $"{comm,16}-{pid,-7} [000] .....     1.000000: {text}\n";
+
+    private static string TablePage(ulong pfn) =>
+        Line("sh", 100, $"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=0 gfp_flags=GFP_KERNEL_ACCOUNT|__GFP_ZERO");
+
+    private static string UserPage(ulong pfn) =>
+        Line("sh", 100, $"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO");
+
+    private static string PageFree(ulong pfn) => Line("sh", 100, $"mm_page_free: page=ffffea0000000000 pfn=0x{pfn:x} order=0");
+
+    private static TraceReplayResult Replay(Machine m, string text, bool aligned = false)
+    {
+        using var reader = ReplayData.Reader(ReplayData.Header + text);
+        return new TraceReplayer(m, new TraceReplayOptions { Aligned = aligned, Mismatches = 10 }).Replay(reader);
+    }
+
+    [Fact]
+    public void ATasksTablesAreTheKernelsPageTableFramesAndGoWhenTheKernelFreesThem()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        // The kernel's four table frames, the user page they map, then the user page and three tables freed (exit).
+        string text = TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000)
+            + PageFree(0x6000) + PageFree(0x5001) + PageFree(0x5002) + PageFree(0x5003);
+        var r = Replay(m, text);
+        Assert.Equal(1, r.Pressure!.TaskPages);
+        // The new task's PGD and the fault's PUD, PMD and PTE tables: the kernel's four frames, none of Kmem's own.
+        Assert.Equal(4, r.PageTablesTakenOver);
+        Assert.Equal(0, r.PageTablesOwn);
+        // Every free of the trace freed a page of Kmem's (the tables mapped nothing once the user page went), so each
+        // is a pcp_drain decision; the PTE and PMD tables are gone from NR_PAGETABLE.
+        Assert.Equal(4, r.Decisions["pcp_drain"].Compared);
+        Assert.Equal(0, m.Mm.NrPageTable);
+    }
+
+    [Fact]
+    public void WithoutTheKernelsTableFramesAFaultAllocatesItsOwnAndATableStillMappingAPageMovesWhenItsFrameIsFreed()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var own = Replay(m, UserPage(0x6000));
+        Assert.Equal(0, own.PageTablesTakenOver);
+        Assert.Equal(4, own.PageTablesOwn);
+
+        using var m2 = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        // The kernel frees a table frame while the page it maps in Kmem's task is still there: Kmem frees the frame
+        // all the same, its table moved to a frame of its own, and the page stays mapped.
+        var r = Replay(m2, TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000) + PageFree(0x5001));
+        Assert.Equal(4, r.PageTablesTakenOver);
+        Assert.Equal(1, r.PageTablesOwn);
+        Assert.Equal(1, r.Decisions["pcp_drain"].Compared);
+        var task = Assert.Single(m2.Mm.TasksSnapshot());
+        Assert.Equal(1, task.Rss);
+        m2.Mm.Validate();
+    }
+
+    private static string Kmalloc(ulong ptr) =>
+        ReplayData.Line($"kmalloc: call_site=f+0x1/0x2 ptr={ptr:x} bytes_req=60 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false");
+
+    private static string Kfree(ulong ptr) => ReplayData.Line($"kfree: call_site=g+0x1/0x2 ptr={ptr:x}");
+
+    private static string SlabPage(ulong pfn) =>
+        ReplayData.Line($"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=0 gfp_flags=GFP_KERNEL");
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AFreeIntoAKernelSlabThatPredatesTheTraceIsNotComparedForSlabFreed(bool aligned)
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1 });
+        var sb = new System.Text.StringBuilder();
+        // Three kernel slabs seen allocated (the direct-map base is known after them), an object in each.
+        foreach (ulong pfn in new ulong[] { 0x11000, 0x12000, 0x13000 })
+        {
+            sb.Append(SlabPage(pfn)).Append(Kmalloc(Base + (pfn << 12)));
+        }
+        // Two objects in a kernel slab no event showed allocated: it existed before tracing began.
+        ulong old = Base + (0x20000UL << 12);
+        sb.Append(Kmalloc(old)).Append(Kmalloc(old + 64));
+        sb.Append(Kfree(old)).Append(Kfree(Base + (0x13000UL << 12)));
+        var d = Replay(m, sb.ToString(), aligned).Decisions["slab_freed"];
+        Assert.Equal(1, d.UnknownState); // the free into the slab that predates the trace
+        Assert.Equal(1, d.Compared); // the free into the slab the trace showed allocated
+    }
+}

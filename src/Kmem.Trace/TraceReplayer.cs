@@ -84,11 +84,12 @@ public sealed partial class TraceReplayer
             _pending[i] = new PendingPage[MaxPending];
         }
         _pendingCount = new int[machine.NrCpus];
-        _deferred = new List<(ulong, int, long)>[machine.NrCpus];
+        _pendingDue = new bool[machine.NrCpus];
+        _deferred = new DeferredPageFrees[machine.NrCpus];
         _afterBatched = new bool[machine.NrCpus];
         for (int i = 0; i < _deferred.Length; i++)
         {
-            _deferred[i] = [];
+            _deferred[i] = new DeferredPageFrees();
         }
         _cpuEvents = new long[machine.NrCpus];
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;

@@ -51,7 +51,6 @@ public sealed partial class TraceReplayer
     private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
     private long _percpuAllocs, _untrackedPercpuFrees;
     private readonly Dictionary<string, long> _untrackedByCache = new(StringComparer.Ordinal);
-    private readonly Dictionary<ulong, string> _kmallocNames = [];
     private TraceReader? _reader;
 
     private long _kmallocEvents, _kmallocMatches, _pageAllocEvents, _pageMtMatches;
@@ -330,7 +329,7 @@ public sealed partial class TraceReplayer
         }
         if (_kmem is not null && e.BytesAlloc <= Machine.KmallocMaxCacheSize)
         {
-            string name = KmallocName(e.BytesAlloc);
+            string name = _caches.KmallocName(e.BytesAlloc);
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, name);
             AlignNewSlab(kernelNewSlab, null, name, e.BytesReq, e.Gfp, Node(e.Node));
         }
@@ -435,13 +434,6 @@ public sealed partial class TraceReplayer
         {
             _caches.DestroyRetired(slot);
         }
-    }
-
-    // "kmalloc-N" for a kmalloc's bytes_alloc, made once per size rather than on every kmalloc event.
-    private string KmallocName(ulong bytesAlloc)
-    {
-        ref string? name = ref CollectionsMarshal.GetValueRefOrAddDefault(_kmallocNames, bytesAlloc, out _);
-        return name ??= $"kmalloc-{bytesAlloc}";
     }
 
     private int Node(int node) => node >= 0 && node < _m.NrNodes ? node : -1;

@@ -36,6 +36,7 @@ internal sealed class TraceCaches
     private Site?[] _siteById = new Site?[1024];
     private readonly Dictionary<string, CacheSlot> _named = new(StringComparer.Ordinal);
     private readonly Dictionary<ulong, CacheSlot> _kmallocSlots = [];
+    private readonly Dictionary<ulong, string> _kmallocNames = [];
     private readonly HashSet<string> _provisionalNames = new(StringComparer.Ordinal);
 
     public TraceCaches(Machine machine)
@@ -292,6 +293,13 @@ internal sealed class TraceCaches
         {
             _m.KmemCacheDestroy(cache);
         }
+    }
+
+    // "kmalloc-N" for a kmalloc's bytes_alloc (the decisions' detail), made once per size rather than per event.
+    public string KmallocName(ulong bytesAlloc)
+    {
+        ref string? name = ref CollectionsMarshal.GetValueRefOrAddDefault(_kmallocNames, bytesAlloc, out _);
+        return name ??= $"kmalloc-{bytesAlloc}";
     }
 
     // The statistics slot of a kmalloc size class, named as /proc/slabinfo names the kernel's cache.

@@ -19,6 +19,8 @@ public sealed partial class TraceReplayer
 
     private readonly PendingPage[][] _pending;
     private readonly int[] _pendingCount;
+    // Per CPU: an entry's SlabAllocs reached PendingSlabAllocs, so AgePending must look (see there).
+    private readonly bool[] _pendingDue;
     private readonly long[] _cpuEvents;
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
@@ -58,11 +60,17 @@ public sealed partial class TraceReplayer
         list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase);
     }
 
-    // Pending page allocations that waited long enough are ordinary page allocations.
+    // Pending page allocations that waited long enough are ordinary page allocations. The list is in arrival
+    // order (Seq grows), so only its head can be the first to have waited PendingEvents; a count of slab
+    // allocations reaching PendingSlabAllocs sets _pendingDue (MatchPending). Otherwise nothing is due.
     private void AgePending(int cpu)
     {
         var list = _pending[cpu];
         long now = _cpuEvents[cpu];
+        if (now - list[0].Seq < PendingEvents && !_pendingDue[cpu])
+        {
+            return;
+        }
         for (int i = 0; i < _pendingCount[cpu];)
         {
             if (now - list[i].Seq >= PendingEvents || list[i].SlabAllocs >= PendingSlabAllocs)
@@ -76,6 +84,7 @@ public sealed partial class TraceReplayer
                 i++;
             }
         }
+        _pendingDue[cpu] = false; // every entry at the bound was just replayed
     }
 
     // A slab object at trace address ptr was allocated on this CPU: a pending frame holding it is a slab page.
@@ -108,7 +117,10 @@ public sealed partial class TraceReplayer
                 RemovePending(cpu, i);
                 return true;
             }
-            p.SlabAllocs++;
+            if (++p.SlabAllocs >= PendingSlabAllocs)
+            {
+                _pendingDue[cpu] = true;
+            }
         }
         return false;
     }
@@ -134,7 +146,7 @@ public sealed partial class TraceReplayer
     {
         var list = _pending[cpu];
         int n = --_pendingCount[cpu];
-        Array.Copy(list, i + 1, list, i, n - i);
+        list.AsSpan(i + 1, n - i).CopyTo(list.AsSpan(i));
         list[n] = default;
     }
 
@@ -193,7 +205,7 @@ public sealed partial class TraceReplayer
     // mm_page_free events not yet given to Kmem, per CPU: a page freed as part of a list (free_unref_page_list)
     // shows mm_page_free first and goes to the per-CPU list at its mm_page_free_batched, so a free waits until
     // the next event on its CPU says which it was; any other event commits the waiting ones as single frees.
-    private readonly List<(ulong Pfn, int Order, long Line)>[] _deferred;
+    private readonly DeferredPageFrees[] _deferred;
     // Whether the CPU's last page-free event was an mm_page_free_batched: drains then belong to that commit, and the
     // waiting mm_page_free events are the rest of its list, not single frees.
     private readonly bool[] _afterBatched;
@@ -206,7 +218,7 @@ public sealed partial class TraceReplayer
             var (pfn, order, line) = list[i];
             PageFreeEvent(pfn, order, cpu, line);
         }
-        list.RemoveRange(0, count);
+        list.RemoveFirst(count);
     }
 
     // mm_page_free_batched: the commit of a waiting mm_page_free of the frame (counted once), the waiting frees
@@ -214,7 +226,7 @@ public sealed partial class TraceReplayer
     private void BatchedFree(ulong pfn, int order, int cpu, long line)
     {
         var list = _deferred[cpu];
-        int i = list.FindIndex(d => d.Pfn == pfn);
+        int i = list.IndexOf(pfn);
         if (i < 0)
         {
             FlushDeferredFrees(cpu, list.Count);
@@ -223,7 +235,7 @@ public sealed partial class TraceReplayer
         }
         FlushDeferredFrees(cpu, i);
         var (_, freeOrder, freeLine) = list[0];
-        list.RemoveAt(0);
+        list.RemoveFirst(1);
         _batchedOnce++;
         PageFreeEvent(pfn, freeOrder, cpu, freeLine);
     }

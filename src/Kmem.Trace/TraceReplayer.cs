@@ -85,11 +85,12 @@ public sealed partial class TraceReplayer
             _pending[i] = new PendingPage[MaxPending];
         }
         _pendingCount = new int[machine.NrCpus];
-        _deferred = new List<(ulong, int, long)>[machine.NrCpus];
+        _pendingDue = new bool[machine.NrCpus];
+        _deferred = new DeferredPageFrees[machine.NrCpus];
         _afterBatched = new bool[machine.NrCpus];
         for (int i = 0; i < _deferred.Length; i++)
         {
-            _deferred[i] = [];
+            _deferred[i] = new DeferredPageFrees();
         }
         _cpuEvents = new long[machine.NrCpus];
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
@@ -333,8 +334,9 @@ public sealed partial class TraceReplayer
         }
         if (_kmem is not null && e.BytesAlloc <= Machine.KmallocMaxCacheSize)
         {
-            _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, $"kmalloc-{e.BytesAlloc}");
-            _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, null, $"kmalloc-{e.BytesAlloc}", e.BytesReq, e.Gfp, Node(e.Node));
+            string name = _caches.KmallocName(e.BytesAlloc);
+            _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, name);
+            _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, null, name, e.BytesReq, e.Gfp, Node(e.Node));
         }
         ulong ks = _m.Ksize(p);
         if (ks == e.BytesAlloc)

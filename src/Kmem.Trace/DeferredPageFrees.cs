@@ -1,0 +1,64 @@
+// The mm_page_free events one CPU holds back until the next event says whether they were
+// single frees or part of a list (TraceReplayer.Pages.cs), oldest first. A queue over one
+// array with a moving head: free_unref_page_list frees hundreds of pages in one go, and its
+// mm_page_free_batched events then take them from the front one by one, which a list that
+// shifts its tail on every removal made quadratic. Owned by TraceReplayer; used on its
+// replaying thread only.
+namespace Kmem;
+
+/// <summary>A CPU's waiting mm_page_free events: frame, order and trace line, in arrival order.</summary>
+internal sealed class DeferredPageFrees
+{
+    private (ulong Pfn, int Order, long Line)[] _items = new (ulong, int, long)[16];
+    private int _head;
+
+    /// <summary>How many wait.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>The i-th waiting free, 0 the oldest.</summary>
+    public (ulong Pfn, int Order, long Line) this[int i] => _items[_head + i];
+
+    public void Add((ulong Pfn, int Order, long Line) free)
+    {
+        if (_head + Count == _items.Length)
+        {
+            Grow();
+        }
+        _items[_head + Count] = free;
+        Count++;
+    }
+
+    /// <summary>Drops the <paramref name="n"/> oldest.</summary>
+    public void RemoveFirst(int n)
+    {
+        _head += n;
+        Count -= n;
+        if (Count == 0)
+        {
+            _head = 0;
+        }
+    }
+
+    /// <summary>The position of the first waiting free of <paramref name="pfn"/>, or -1.</summary>
+    public int IndexOf(ulong pfn)
+    {
+        var items = _items.AsSpan(_head, Count);
+        for (int i = 0; i < items.Length; i++)
+        {
+            if (items[i].Pfn == pfn)
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    // At the array's end: slide the waiting ones to the front when that frees half of it, else double it.
+    private void Grow()
+    {
+        var items = Count <= _items.Length / 2 ? _items : new (ulong, int, long)[_items.Length * 2];
+        Array.Copy(_items, _head, items, 0, Count);
+        _items = items;
+        _head = 0;
+    }
+}

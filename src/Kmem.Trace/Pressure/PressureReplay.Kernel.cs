@@ -23,6 +23,7 @@ internal sealed partial class PressureReplay
         (TraceEventKind.MmCompactionDeferred, "mm_compaction_deferred"),
         (TraceEventKind.MarkVictim, "mark_victim"),
         (TraceEventKind.OomScoreAdjUpdate, "oom_score_adj_update"),
+        (TraceEventKind.MmCompactionBegin, "mm_compaction_begin"),
     ];
 
     /// <summary>Every event, before it is dispatched: what this side reads of it.</summary>
@@ -94,7 +95,12 @@ internal sealed partial class PressureReplay
             case TraceEventKind.MmCompactionTryToCompactPages:
                 Slow(e.Pid).Compact = true;
                 break;
+            case TraceEventKind.MmCompactionBegin:
+                CompactionBegin(e.Pid, e.Comm);
+                break;
             case TraceEventKind.MmCompactionEnd:
+                _inCompaction.Remove(e.Pid);
+                goto case TraceEventKind.MmCompactionDeferred;
             case TraceEventKind.MmCompactionDeferred:
                 if (_slow.TryGetValue(e.Pid, out var s) && s.Compact)
                 {
@@ -119,9 +125,29 @@ internal sealed partial class PressureReplay
         Report.KernelEventSeen(e.Kind);
     }
 
+    // A compaction run in a task's context: its frees are migrations until mm_compaction_end. Without a
+    // mm_compaction_try_to_compact_pages before it, it is compact_node for /proc/sys/vm/compact_memory (a run per
+    // zone, one write): the write is an input, so Kmem compacts its own memory, once for the write's runs.
+    private void CompactionBegin(int pid, string comm)
+    {
+        if (!IsTask(pid, comm))
+        {
+            return;
+        }
+        _inCompaction.Add(pid);
+        if (_slow.TryGetValue(pid, out var s) && s.Compact || !_compactingMemory.Add(pid))
+        {
+            return;
+        }
+        var before = PressureCounters.Read(_m);
+        _m.CompactMemory();
+        NoteKills(before, PressureCounters.Read(_m));
+    }
+
     /// <summary>A slab event: sys_swapon's and sys_swapoff's allocations turn Kmem's swap on and off.</summary>
     private void SlabEvent(ref TraceEvent e)
     {
+        _compactingMemory.Remove(e.Pid);
         string? site = e.CallSite;
         if (site is null)
         {
@@ -196,6 +222,7 @@ internal sealed partial class PressureReplay
     // The kernel's slow-path events of the task since its last page allocation, forgotten once read.
     private SlowPath? TakeSlow(int pid)
     {
+        _compactingMemory.Remove(pid);
         if (_slow.Remove(pid, out var s))
         {
             return s;

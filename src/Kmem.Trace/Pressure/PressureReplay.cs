@@ -9,8 +9,11 @@
 // so Kmem's reclaim has to find the same shortage itself; the task's next user page is
 // then the swap-in of the oldest such address. Any other free of a user page frees it in
 // Kmem (MADV_DONTNEED); when a task has no resident page left that way, its addresses
-// the kernel had reclaimed go too (exit, or a deleted tmpfs file). kcompactd's frees and
-// allocations of user pages move the address to the new frame (migration).
+// the kernel had reclaimed go too (exit, or a deleted tmpfs file). A free of a user page by
+// kcompactd or inside a task's compaction run (mm_compaction_begin to _end) is a migration:
+// the new frame shows in no event, so Kmem keeps its page until the task's pages all go.
+// A compaction run in a task's context that is not direct compaction is a write to
+// /proc/sys/vm/compact_memory: Kmem compacts its memory there too.
 // Decisions, per user page allocation, kernel against Kmem: kswapd_wake
 // (mm_vmscan_wakeup_kswapd by the task since its last page allocation / Kmem's kswapd
 // wakeups), direct_reclaim (mm_vmscan_direct_reclaim_begin / Kmem's allocstall, with the
@@ -44,7 +47,8 @@ internal sealed partial class PressureReplay
     private readonly Dictionary<int, SlowPath> _slow = [];
     private readonly HashSet<int> _inDirect = [];
     private readonly Dictionary<int, short> _adj = [];
-    private readonly Queue<ulong> _migrating = new();
+    private readonly HashSet<int> _inCompaction = [];
+    private readonly HashSet<int> _compactingMemory = [];
     private readonly List<(int Pid, string Comm)> _kernelVictims = [];
     private readonly List<(int Pid, string Comm)> _kmemVictims = [];
     private readonly bool _aligned;
@@ -101,17 +105,6 @@ internal sealed partial class PressureReplay
         if (e.Pfn == 0 && e.Page == 0)
         {
             return false;
-        }
-        if (IsKcompactd(e.Comm) && e.Order == 0 && _migrating.Count > 0 && (e.Gfp & Gfp.Movable) != 0)
-        {
-            // The target of a migration: the user page moved to this frame.
-            ulong key = _migrating.Dequeue();
-            if (_moving.Remove(key, out var moved))
-            {
-                _userPfns[e.Pfn] = moved;
-                Migrated++;
-                return true;
-            }
         }
         if (!IsUserPage(in e))
         {
@@ -261,8 +254,6 @@ internal sealed partial class PressureReplay
         return t;
     }
 
-    private readonly Dictionary<ulong, (UserTask Task, ulong Va)> _moving = [];
-
     /// <summary>A page free event (mm_page_free or mm_page_free_batched) as it is read: who freed a user page
     /// decides what its free is (the free itself is given to <see cref="FreeUserPage"/> when the page path commits it).</summary>
     public void NoteFree(ref TraceEvent e)
@@ -271,7 +262,7 @@ internal sealed partial class PressureReplay
         {
             return;
         }
-        _freeContext[e.Pfn] = IsKcompactd(e.Comm) ? FreeContext.Migration
+        _freeContext[e.Pfn] = IsKcompactd(e.Comm) || _inCompaction.Contains(e.Pid) ? FreeContext.Migration
             : _written.Remove(e.Pfn) || e.Comm.StartsWith("kswapd", StringComparison.Ordinal) || _inDirect.Contains(e.Pid) ? FreeContext.Reclaim
             : _freeContext.GetValueOrDefault(e.Pfn);
     }
@@ -287,13 +278,15 @@ internal sealed partial class PressureReplay
         }
         var context = _freeContext.Remove(pfn, out var c) ? c : FreeContext.Task;
         var t = up.Task;
+        t.Resident--;
         if (context == FreeContext.Migration)
         {
-            _moving[pfn] = up; // migrated: the new frame is kcompactd's next movable allocation
-            _migrating.Enqueue(pfn);
+            // Migrated by the kernel's compaction: its new frame shows in no event (compaction_alloc takes it from
+            // the frames the free scanner isolated), so Kmem keeps its page until the task's pages all go.
+            Migrated++;
+            t.Moved.Push(up.Va);
             return true;
         }
-        t.Resident--;
         if (context == FreeContext.Reclaim)
         {
             // The kernel reclaimed it: Kmem keeps its page; Kmem's own reclaim decides.
@@ -308,10 +301,11 @@ internal sealed partial class PressureReplay
         kmemFreed = t.Task!.FollowPage(up.Va) != uint.MaxValue;
         t.Task!.MadviseDontneed(up.Va, PageSize);
         t.FreeVa.Push(up.Va);
-        if (t.Resident == 0 && t.Reclaimed.Count > 0)
+        if (t.Resident == 0 && (t.Reclaimed.Count > 0 || t.Moved.Count > 0))
         {
-            // Nothing resident left: the task exited or its file went; what the kernel had swapped out goes too.
-            while (t.Reclaimed.TryDequeue(out ulong va))
+            // Nothing resident left: the task exited or its file went; what the kernel had swapped out or migrated
+            // goes too.
+            while (t.Reclaimed.TryDequeue(out ulong va) || t.Moved.TryPop(out va))
             {
                 t.Task!.MadviseDontneed(va, PageSize);
                 t.FreeVa.Push(va);
@@ -370,6 +364,7 @@ internal sealed partial class PressureReplay
         public TaskStruct? Task { get; } = task;
         public readonly Queue<ulong> Reclaimed = new();
         public readonly Stack<ulong> FreeVa = new();
+        public readonly Stack<ulong> Moved = new();
         public long Resident;
         public bool KilledSeen;
         private ulong _next, _limit;

@@ -70,6 +70,15 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         }
     }
 
+    /// <summary>kswapd_is_running: the node's kswapd is woken (a wakeup pending, not yet run) or running.</summary>
+    public bool IsRunning(Node node)
+    {
+        lock (_wakeLock)
+        {
+            return _busy > 0 || (_pending is not null && _pending[node.Id]);
+        }
+    }
+
     /// <summary>pgdat_balanced: some zone up to <paramref name="highest"/> passes its high watermark for the order.</summary>
     public static bool PgdatBalanced(Node node, int order, ZoneType highest)
     {

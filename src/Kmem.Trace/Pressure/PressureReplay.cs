@@ -80,6 +80,17 @@ internal sealed partial class PressureReplay
     /// <summary>Whether the replay saw any pressure event or user page (the report is worth printing).</summary>
     public bool Active => TaskPages > 0 || Report.KernelEvents > 0;
 
+    /// <summary>Whether either side has shown pressure so far: a vmscan, compaction or oom event in the trace, or
+    /// Kmem's own kswapd wakeup, direct reclaim, direct compaction or OOM kill.</summary>
+    public bool PressureSeen
+    {
+        get
+        {
+            var c = PressureCounters.Read(_m);
+            return Report.KernelEvents > 0 || c.Wakeups + c.Allocstall + c.CompactStall + c.OomKill > 0;
+        }
+    }
+
     // ---------------------------------------------------------------- user pages
 
     /// <summary>Whether an allocation is a user page: order 0, a user gfp, in a task's context.</summary>

@@ -1,7 +1,7 @@
 // The kernel's side of a pressure replay (part of PressureReplay): its vmscan, compaction
 // and oom events read per task (the slow path of its next page allocation, direct reclaim
 // episodes, written frames, victims, oom_score_adj), sys_swapon and sys_swapoff as Kmem's
-// swap, kswapd's schedule, and the memory the kernel held before tracing began.
+// swap, exit_mmap's frees as the end of a task's address space, kswapd's schedule, and the memory the kernel held before tracing began.
 // Used on the replaying thread only.
 using System.Globalization;
 
@@ -34,6 +34,8 @@ internal sealed partial class PressureReplay
         {
             case TraceEventKind.Kmalloc:
             case TraceEventKind.Kfree:
+            case TraceEventKind.KmemCacheFree:
+            case TraceEventKind.KmemCacheAlloc:
                 SlabEvent(ref e);
                 break;
             case >= TraceEventKind.Marker:
@@ -148,6 +150,11 @@ internal sealed partial class PressureReplay
     private void SlabEvent(ref TraceEvent e)
     {
         _compactingMemory.Remove(e.Pid);
+        if (e.Kind is TraceEventKind.KmemCacheAlloc or TraceEventKind.KmemCacheFree)
+        {
+            CacheEvent(ref e);
+            return;
+        }
         string? site = e.CallSite;
         if (site is null)
         {
@@ -173,6 +180,58 @@ internal sealed partial class PressureReplay
             NoteKills(before, PressureCounters.Read(_m));
         }
     }
+
+    private const string ShmemInodeCache = "shmem_inode_cache";
+    private readonly Dictionary<ulong, int> _shmemInodes = [];
+    private readonly Dictionary<int, int> _liveShmemInodes = [];
+
+    // kmem_cache_alloc/free: exit_mmap's frees end a task's address space; a tmpfs inode is counted for the task
+    // that created it (its writer, as far as the trace tells), and when the last one it created goes, so do the
+    // pages of its files the kernel had swapped out or migrated (deleting a file frees its swap slots silently).
+    private void CacheEvent(ref TraceEvent e)
+    {
+        if (e.Kind == TraceEventKind.KmemCacheAlloc)
+        {
+            // 6.1's kmem_cache_alloc names no cache: shmem_alloc_inode's call site does.
+            if (e.CallSite?.StartsWith("shmem_alloc_inode+", StringComparison.Ordinal) == true && IsTask(e.Pid, e.Comm))
+            {
+                _shmemInodes[e.Ptr] = e.Pid;
+                _liveShmemInodes[e.Pid] = _liveShmemInodes.GetValueOrDefault(e.Pid) + 1;
+            }
+            return;
+        }
+        if (e.CallSite?.StartsWith("exit_mmap+", StringComparison.Ordinal) == true)
+        {
+            MmGone(e.Pid);
+        }
+        else if (e.Name == ShmemInodeCache && _shmemInodes.Remove(e.Ptr, out int creator) && --_liveShmemInodes[creator] == 0)
+        {
+            _liveShmemInodes.Remove(creator);
+            if (_tasks.TryGetValue(creator, out var t) || _mmGone.TryGetValue(creator, out t))
+            {
+                t.Drop(t.ReclaimedFile, t.MovedFile);
+            }
+        }
+    }
+
+    // exit_mmap in a task's context frees its VMAs: its address space is gone (exit, or exec), with its anonymous
+    // pages and swap slots, resident or not (the resident ones' frees came before). Its tmpfs pages stay with their
+    // files: Kmem's task keeps them, as their owner no OOM kill could free (oom_score_adj −1000), until their frees
+    // come. The pid's next user page starts a new Kmem task.
+    private void MmGone(int pid)
+    {
+        if (!_tasks.Remove(pid, out var t) || !t.Alive)
+        {
+            return;
+        }
+        t.Drop(t.Reclaimed, t.Moved);
+        t.Task!.SetOomScoreAdj(OomScoreAdjMin);
+        _mmGone[pid] = t; // its files may go later
+    }
+
+    private readonly Dictionary<int, UserTask> _mmGone = [];
+
+    private const short OomScoreAdjMin = -1000;
 
     private void Swapon(long bytes)
     {

@@ -6,8 +6,10 @@
 // The kernel's own reclaim is compared, not replayed: a free of a user page made by
 // reclaim (in kswapd's context, in a task between mm_vmscan_direct_reclaim_begin and
 // _end, or of a frame mm_vmscan_write_folio wrote out) leaves Kmem's page where it is,
-// so Kmem's reclaim has to find the same shortage itself; the task's next user page is
-// then the swap-in of the oldest such address. Any other free of a user page frees it in
+// so Kmem's reclaim has to find the same shortage itself; the task's next unzeroed user
+// page is then the swap-in of the oldest such address (a fresh anonymous page has
+// __GFP_ZERO, a swap-in never; only a task seen faulting zeroed pages swaps in, since a
+// tmpfs writer's pages are unzeroed whether fresh or not). Any other free of a user page frees it in
 // Kmem (MADV_DONTNEED); when a task has no resident page left that way, its addresses
 // the kernel had reclaimed go too (exit, or a deleted tmpfs file). A free of a user page by
 // kcompactd or inside a task's compaction run (mm_compaction_begin to _end) is a migration:
@@ -41,7 +43,7 @@ internal sealed partial class PressureReplay
     private readonly string? _directory;
 
     private readonly Dictionary<int, UserTask> _tasks = [];
-    private readonly Dictionary<ulong, (UserTask Task, ulong Va)> _userPfns = [];
+    private readonly Dictionary<ulong, (UserTask Task, ulong Va, bool Anon)> _userPfns = [];
     private readonly Dictionary<ulong, FreeContext> _freeContext = [];
     private readonly HashSet<ulong> _written = [];
     private readonly Dictionary<int, SlowPath> _slow = [];
@@ -134,7 +136,12 @@ internal sealed partial class PressureReplay
             return true;
         }
         ulong va;
-        bool swapIn = t.Reclaimed.Count > 0;
+        // A fresh anonymous page is zeroed (__GFP_ZERO); a swap-in reads its page from swap, so never is. Only a task
+        // seen faulting anonymous memory swaps in: a tmpfs writer's pages are never zeroed, fresh or not, and
+        // counting its new pages as swap-ins would have it re-fault what it wrote instead of writing more.
+        bool zeroed = (e.Gfp & Gfp.Zero) != 0;
+        t.Anonymous |= zeroed;
+        bool swapIn = !zeroed && t.Anonymous && t.Reclaimed.Count > 0;
         if (swapIn)
         {
             va = t.Reclaimed.Dequeue();
@@ -164,7 +171,7 @@ internal sealed partial class PressureReplay
         }
         TaskPages++;
         t.Resident++;
-        _userPfns[e.Pfn] = (t, va);
+        _userPfns[e.Pfn] = (t, va, zeroed || swapIn);
         kmemPfn = swapIn ? uint.MaxValue : t.Task!.FollowPage(va); // a swap-in of a page Kmem kept allocates nothing
         return true;
     }
@@ -295,14 +302,14 @@ internal sealed partial class PressureReplay
             // Migrated by the kernel's compaction: its new frame shows in no event (compaction_alloc takes it from
             // the frames the free scanner isolated), so Kmem keeps its page until the task's pages all go.
             Migrated++;
-            t.Moved.Push(up.Va);
+            (up.Anon ? t.Moved : t.MovedFile).Push(up.Va);
             return true;
         }
         if (context == FreeContext.Reclaim)
         {
             // The kernel reclaimed it: Kmem keeps its page; Kmem's own reclaim decides.
             ReclaimFrees++;
-            t.Reclaimed.Enqueue(up.Va);
+            (up.Anon ? t.Reclaimed : t.ReclaimedFile).Enqueue(up.Va);
             return true;
         }
         if (!t.Alive)
@@ -312,15 +319,12 @@ internal sealed partial class PressureReplay
         kmemFreed = t.Task!.FollowPage(up.Va) != uint.MaxValue;
         t.Task!.MadviseDontneed(up.Va, PageSize);
         t.FreeVa.Push(up.Va);
-        if (t.Resident == 0 && (t.Reclaimed.Count > 0 || t.Moved.Count > 0))
+        if (t.Resident == 0)
         {
             // Nothing resident left: the task exited or its file went; what the kernel had swapped out or migrated
             // goes too.
-            while (t.Reclaimed.TryDequeue(out ulong va) || t.Moved.TryPop(out va))
-            {
-                t.Task!.MadviseDontneed(va, PageSize);
-                t.FreeVa.Push(va);
-            }
+            t.Drop(t.Reclaimed, t.Moved);
+            t.Drop(t.ReclaimedFile, t.MovedFile);
         }
         return true;
     }
@@ -373,11 +377,26 @@ internal sealed partial class PressureReplay
         public int Pid { get; } = pid;
         public string Comm { get; } = comm;
         public TaskStruct? Task { get; } = task;
-        public readonly Queue<ulong> Reclaimed = new();
+        // Addresses whose page the kernel reclaimed or migrated, anonymous ones (which a swap-in brings back and the
+        // task's exit frees) apart from tmpfs ones (which stay with their file).
+        public readonly Queue<ulong> Reclaimed = new(), ReclaimedFile = new();
+        public readonly Stack<ulong> Moved = new(), MovedFile = new();
         public readonly Stack<ulong> FreeVa = new();
-        public readonly Stack<ulong> Moved = new();
+
+        /// <summary>Frees Kmem's pages (or swap slots) at the addresses queued in <paramref name="reclaimed"/> and
+        /// <paramref name="moved"/>.</summary>
+        public void Drop(Queue<ulong> reclaimed, Stack<ulong> moved)
+        {
+            while (reclaimed.TryDequeue(out ulong va) || moved.TryPop(out va))
+            {
+                Task!.MadviseDontneed(va, PageSize);
+                FreeVa.Push(va);
+            }
+        }
         public long Resident;
         public bool KilledSeen;
+        /// <summary>The task has faulted a zeroed (anonymous) page: its unzeroed pages may be swap-ins.</summary>
+        public bool Anonymous;
         private ulong _next, _limit;
 
         public bool Alive => Task is { IsKilled: false, HasExited: false };

@@ -215,18 +215,24 @@ internal sealed partial class PressureReplay
     }
 
     // exit_mmap in a task's context frees its VMAs: its address space is gone (exit, or exec), with its anonymous
-    // pages and swap slots, resident or not (the resident ones' frees came before). Its tmpfs pages stay with their
-    // files: Kmem's task keeps them, as their owner no OOM kill could free (oom_score_adj −1000), until their frees
-    // come. The pid's next user page starts a new Kmem task.
+    // pages and swap slots, resident or not (the resident ones' frees came before). Only a task the kernel reclaimed
+    // or migrated pages of has any left in Kmem that no event frees; others are left as they are. Its tmpfs pages
+    // stay with their files: Kmem's task keeps them, as their owner no OOM kill could free (oom_score_adj −1000),
+    // until their frees come. The pid's next user page starts a new Kmem task.
     private void MmGone(int pid)
     {
-        if (!_tasks.Remove(pid, out var t) || !t.Alive)
+        if (!_tasks.TryGetValue(pid, out var t) || !t.Alive
+            || t.Reclaimed.Count + t.Moved.Count + t.ReclaimedFile.Count + t.MovedFile.Count == 0)
         {
             return;
         }
+        _tasks.Remove(pid);
         t.Drop(t.Reclaimed, t.Moved);
-        t.Task!.SetOomScoreAdj(OomScoreAdjMin);
-        _mmGone[pid] = t; // its files may go later
+        if (t.ReclaimedFile.Count + t.MovedFile.Count > 0)
+        {
+            t.Task!.SetOomScoreAdj(OomScoreAdjMin);
+            _mmGone[pid] = t; // its files may go later
+        }
     }
 
     private readonly Dictionary<int, UserTask> _mmGone = [];

@@ -3,7 +3,9 @@
 // writing. The pictures hang off the replayer's snapshot hook (TraceReplayOptions.Snapshot),
 // which calls between two events, so the same trace gives the same pictures every time.
 // FILE-000001.png is the machine after N events, FILE-000002.png after 2N, …; FILE.png
-// is the machine where the replay ended (the trace's end or the --until marker).
+// is the machine where the replay ended (the trace's end or the --until marker). A replay
+// under memory pressure adds a strip under the title (ReplayPressure.MapStrip): free pages
+// against the watermarks, the phase and its reclaim, compaction and OOM marks.
 // One instance per run, used on the replaying thread only.
 using System.Globalization;
 
@@ -76,6 +78,7 @@ public sealed class ReplayMaps
         MemoryMap.Render(replayer.Machine, name, new MemoryMapOptions
         {
             Caption = string.Create(CultureInfo.InvariantCulture, $"after event {replayer.Events:N0}"),
+            Pressure = replayer.PressureNow is { } p ? ReplayPressure.MapStrip(p) : null,
         });
         _written.Add(name);
     }
@@ -88,7 +91,7 @@ public sealed class ReplayMaps
         string caption = r.StopMarker is null
             ? string.Create(CultureInfo.InvariantCulture, $"end, {r.Events:N0} events")
             : string.Create(CultureInfo.InvariantCulture, $"at the marker of line {r.StopLine:N0}, {r.Events:N0} events");
-        MemoryMap.Render(m, FinalFile, new MemoryMapOptions { Caption = caption });
+        MemoryMap.Render(m, FinalFile, new MemoryMapOptions { Caption = caption, Pressure = ReplayPressure.MapStrip(r.Pressure, m) });
         _written.Add(FinalFile);
     }
 

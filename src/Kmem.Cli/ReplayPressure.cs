@@ -1,7 +1,8 @@
 // The pressure part of `kmem replay`'s output (TraceReplayResult.Pressure): the timeline per
 // phase, the kernel's beside Kmem's (kswapd, direct reclaim, swap-out, compaction, the OOM
 // kill, free pages against Kmem's watermarks), the OOM victims and the vmstat totals per
-// phase, as text or JSON. Nothing when the trace had no pressure.
+// phase, as text or JSON, and the pressure strip of the --map pictures (MemoryMapPressure).
+// Nothing when the trace had no pressure.
 using System.Globalization;
 using System.Text.Json;
 
@@ -34,7 +35,7 @@ public static class ReplayPressure
         {
             return;
         }
-        w.WriteLine(Inv($"memory pressure (free-running): {p.TaskPages:N0} user pages replayed as task pages, {p.ReclaimFrees:N0} freed by the kernel's reclaim left to Kmem's, {p.SwapIns:N0} swap-ins, {p.MigratedPages:N0} moved by kcompactd; {p.UntracedPages:N0} pages held for memory used before tracing began"));
+        w.WriteLine(Inv($"memory pressure (free-running): {p.TaskPages:N0} user pages replayed as task pages, {p.ReclaimFrees:N0} freed by the kernel's reclaim left to Kmem's, {p.SwapIns:N0} swap-ins, {p.MigratedPages:N0} moved by the kernel's compaction; {p.UntracedPages:N0} pages held for memory used before tracing began"));
         if (!Eventful(p))
         {
             // A trace with user pages and no pressure (a boot capture): the tables would hold only zeros.
@@ -131,6 +132,68 @@ public static class ReplayPressure
             j.WriteNumber("kmem", c.Kmem);
         });
         j.WriteEndObject();
+    }
+
+    // The marks of a picture's pressure strip, kernel / Kmem in the phase so far.
+    private static readonly (string Row, string Label)[] s_marks =
+    [
+        ("kswapd wakeups", "kswapd"), ("direct reclaims", "direct reclaim"), ("swap-out pages", "swap-out"),
+        ("direct compactions", "compaction"), ("OOM kills", "OOM kills"),
+    ];
+
+    /// <summary>The pressure strip of a --map-every picture: Kmem's free pages against its watermarks, a line with the
+    /// phase and whether Kmem's kswapd is awake, and a line with kswapd wakeups, direct reclaims, swap-out, direct
+    /// compactions and OOM kills in the phase so far, kernel / Kmem, with the victims.</summary>
+    public static MemoryMapPressure MapStrip(TracePressureNow p)
+    {
+        ArgumentNullException.ThrowIfNull(p);
+        return Strip(p.Phase, p.FreePages, (p.WatermarkMin, p.WatermarkLow, p.WatermarkHigh), p.KswapdAwake, p.Kernel, p.Kmem,
+            p.KernelVictims, p.KmemVictims);
+    }
+
+    /// <summary>The strip of the final picture: the last phase's counts, the machine's free pages now; null when
+    /// neither side reclaimed, compacted or killed.</summary>
+    public static MemoryMapPressure? MapStrip(TracePressure? p, Machine m)
+    {
+        ArgumentNullException.ThrowIfNull(m);
+        if (p is null || p.Phases.Count == 0 || !Eventful(p))
+        {
+            return null; // a boot capture's picture stays as it was
+        }
+        var last = p.Phases[^1];
+        long freePages = m.Proc.Read("vmstat").Split('\n').Where(l => l.StartsWith("nr_free_pages ", StringComparison.Ordinal))
+            .Select(l => long.Parse(l.AsSpan(14), NumberStyles.None, CultureInfo.InvariantCulture)).FirstOrDefault();
+        return Strip(last.Phase, freePages, (p.WatermarkMin, p.WatermarkLow, p.WatermarkHigh), null, last.Kernel, last.Kmem,
+            p.KernelVictims, p.KmemVictims);
+    }
+
+    private static MemoryMapPressure Strip(string phase, long free, (long Min, long Low, long High) wmark, bool? kswapdAwake,
+        IReadOnlyDictionary<string, long> kernel, IReadOnlyDictionary<string, long> kmem, IReadOnlyList<string> kernelVictims,
+        IReadOnlyList<string> kmemVictims)
+    {
+        string band = free < wmark.Min ? "below min" : free < wmark.Low ? "below low" : free < wmark.High ? "below high" : "above high";
+        var line = new System.Text.StringBuilder(Inv($"phase {phase}: free {free:N0} ({band}; min {wmark.Min:N0}, low {wmark.Low:N0}, high {wmark.High:N0})"));
+        if (kswapdAwake is bool awake)
+        {
+            line.Append(awake ? ", Kmem's kswapd awake" : ", Kmem's kswapd asleep");
+        }
+        line.Append("\nphase so far, kernel / Kmem:");
+        foreach (var (row, label) in s_marks)
+        {
+            string k = kernel.TryGetValue(row, out long kv) ? kv.ToString("N0", CultureInfo.InvariantCulture) : "0";
+            string m = kmem.TryGetValue(row, out long mv) ? mv.ToString("N0", CultureInfo.InvariantCulture) : "0";
+            line.Append(' ').Append(label).Append(' ').Append(k).Append(" / ").Append(m).Append(',');
+        }
+        line.Length--;
+        if (kernelVictims.Count > 0 || kmemVictims.Count > 0)
+        {
+            line.Append(" · victims ").Append(kernelVictims.Count == 0 ? "none" : string.Join(", ", kernelVictims))
+                .Append(" / ").Append(kmemVictims.Count == 0 ? "none" : string.Join(", ", kmemVictims));
+        }
+        return new MemoryMapPressure
+        {
+            FreePages = free, WatermarkMin = wmark.Min, WatermarkLow = wmark.Low, WatermarkHigh = wmark.High, Text = line.ToString(),
+        };
     }
 
     private static void Counts(Utf8JsonWriter j, string name, IReadOnlyDictionary<string, long> counts)

@@ -92,7 +92,7 @@ public static class MemoryMap
         ArgumentException.ThrowIfNullOrEmpty(pngPath);
         var layout = GetLayout(m, options);
         using var file = new FileStream(pngPath, FileMode.Create, FileAccess.Write, FileShare.None);
-        MemoryMapPainter.Paint(m, layout, options?.Caption, file);
+        MemoryMapPainter.Paint(m, layout, options?.Caption, options?.Pressure, file);
     }
 
     /// <summary>Writes the picture of <paramref name="m"/>'s physical memory as PNG to a stream.</summary>
@@ -104,7 +104,7 @@ public static class MemoryMap
     {
         ArgumentNullException.ThrowIfNull(m);
         ArgumentNullException.ThrowIfNull(png);
-        MemoryMapPainter.Paint(m, GetLayout(m, options), options?.Caption, png);
+        MemoryMapPainter.Paint(m, GetLayout(m, options), options?.Caption, options?.Pressure, png);
     }
 
     /// <summary>A character map of physical memory for a terminal, with at most 32 lines of cells.</summary>

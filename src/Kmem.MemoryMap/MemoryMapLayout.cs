@@ -32,6 +32,10 @@ public sealed class MemoryMapLayout
     public const int GutterWidth = 96;
     /// <summary>Height of the title line.</summary>
     public const int TitleHeight = 22;
+    /// <summary>Height of the pressure strip under the title, when the options have one (bar and two text lines).</summary>
+    public const int PressureHeight = 50;
+    /// <summary>Lines of text the pressure strip shows.</summary>
+    internal const int PressureTextLines = 2;
     /// <summary>Side of a legend swatch.</summary>
     public const int SwatchSize = 12;
     /// <summary>Width of one legend column (swatch and name).</summary>
@@ -64,7 +68,8 @@ public sealed class MemoryMapLayout
         Rows = (int)((Cells + (ulong)CellsPerRow - 1) / (ulong)CellsPerRow);
         Zones = zones;
         MapLeft = Margin + GutterWidth;
-        MapTop = Margin + TitleHeight;
+        PressureTop = Margin + TitleHeight;
+        MapTop = PressureTop + (options.Pressure is null ? 0 : PressureHeight);
         MapWidth = CellsPerRow * CellPixels;
         MapHeight = Rows * CellPixels;
         Width = Math.Max(MapLeft + MapWidth + Margin, MinWidth);
@@ -111,6 +116,12 @@ public sealed class MemoryMapLayout
 
     /// <summary>Top row of the grid.</summary>
     public int MapTop { get; }
+
+    /// <summary>Top row of the pressure strip (the grid starts below it when there is one).</summary>
+    public int PressureTop { get; }
+
+    /// <summary>The pressure strip's bar: as wide as the grid, left of it the label "free".</summary>
+    public PixelRect PressureBar => new(MapLeft, PressureTop + 2, MapWidth, 12);
 
     /// <summary>Width of the grid in pixels.</summary>
     public int MapWidth { get; }

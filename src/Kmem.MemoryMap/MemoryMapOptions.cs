@@ -1,5 +1,6 @@
 // The knobs of a memory-map picture: cells per row, pixels per cell, the row
-// limit that decides how many frames share a cell, and a caption for the title.
+// limit that decides how many frames share a cell, a caption for the title and an
+// optional pressure strip under it.
 // A plain options object; MemoryMapLayout validates it.
 namespace Kmem;
 
@@ -23,4 +24,8 @@ public sealed class MemoryMapOptions
 
     /// <summary>Text added to the title line (say "before", "after" or "event 120000"); null for none.</summary>
     public string? Caption { get; init; }
+
+    /// <summary>A strip under the title with free pages against the watermarks and a line of text (a replay under
+    /// memory pressure); null for none.</summary>
+    public MemoryMapPressure? Pressure { get; init; }
 }

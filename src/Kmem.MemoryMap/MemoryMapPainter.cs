@@ -15,7 +15,7 @@ internal static class MemoryMapPainter
     private const string FontResource = "Kmem.MemoryMap.DejaVuSansMono.ttf";
     private static readonly Lazy<SKTypeface> s_typeface = new(LoadTypeface);
 
-    public static void Paint(Machine m, MemoryMapLayout layout, string? caption, Stream png)
+    public static void Paint(Machine m, MemoryMapLayout layout, string? caption, MemoryMapPressure? pressure, Stream png)
     {
         byte[] keys = FrameScan.ClassifyAll(m);
         var info = new SKImageInfo(layout.Width, layout.Height, SKColorType.Rgba8888, SKAlphaType.Opaque);
@@ -29,6 +29,10 @@ internal static class MemoryMapPainter
         {
             DrawZones(canvas, layout);
             DrawTitle(canvas, m, layout, caption);
+            if (pressure is not null)
+            {
+                DrawPressure(canvas, layout, pressure);
+            }
             DrawLegend(canvas, layout);
         }
         // Cells are 2+ pixels tall, so most rows repeat the row above: the Up filter with light compression
@@ -115,6 +119,39 @@ internal static class MemoryMapPainter
         string title = $"Kmem {m.Preset} · {MachineOptions.FormatSize(m.MemoryBytes)} · {m.NrCpus} CPU{(m.NrCpus == 1 ? "" : "s")}"
             + $" · {m.NrNodes} node{(m.NrNodes == 1 ? "" : "s")} · {layout.Frames} frames · 1 cell = {cell}";
         return string.IsNullOrEmpty(caption) ? title : $"{title} · {caption}";
+    }
+
+    /// <summary>The colours of the pressure bar by band: below min, below low, below high, at high or above.</summary>
+    internal static readonly SKColor[] PressureColors =
+    [
+        new(0xD0, 0x20, 0x20), new(0xF0, 0x90, 0x20), new(0xE8, 0xD0, 0x30), new(0x40, 0xA0, 0x40),
+    ];
+
+    /// <summary>The pressure strip: "free" in the gutter, the bar of free pages in its band's colour on grey, a
+    /// black tick at each watermark, and up to two lines of text under the bar.</summary>
+    private static void DrawPressure(SKCanvas canvas, MemoryMapLayout layout, MemoryMapPressure p)
+    {
+        var bar = layout.PressureBar;
+        using var fill = new SKPaint { IsAntialias = false, Style = SKPaintStyle.Fill };
+        using var text = new SKPaint { Color = SKColors.Black, IsAntialias = true };
+        using var font = new SKFont(s_typeface.Value, 11);
+        fill.Color = new SKColor(0xE4, 0xE4, 0xE4);
+        canvas.DrawRect(bar.X, bar.Y, bar.Width, bar.Height, fill);
+        long scale = p.Scale;
+        int X(long pages) => (int)(Math.Clamp(pages, 0, scale) * bar.Width / scale);
+        fill.Color = PressureColors[p.Band];
+        canvas.DrawRect(bar.X, bar.Y, X(p.FreePages), bar.Height, fill);
+        fill.Color = SKColors.Black;
+        foreach (long mark in new[] { p.WatermarkMin, p.WatermarkLow, p.WatermarkHigh })
+        {
+            canvas.DrawRect(bar.X + Math.Min(X(mark), bar.Width - 1), bar.Y - 2, 1, bar.Height + 4, fill);
+        }
+        canvas.DrawText("free", layout.MapLeft - 8, bar.Y + 10, SKTextAlign.Right, font, text);
+        string[] lines = (p.Text ?? "").Split('\n');
+        for (int i = 0; i < Math.Min(lines.Length, MemoryMapLayout.PressureTextLines); i++)
+        {
+            canvas.DrawText(lines[i], bar.X, bar.Y + bar.Height + 13 + i * 14, SKTextAlign.Left, font, text);
+        }
     }
 
     private static void DrawLegend(SKCanvas canvas, MemoryMapLayout layout)

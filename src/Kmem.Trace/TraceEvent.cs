@@ -67,6 +67,9 @@ public enum TraceEventKind : byte
     MarkVictim,
     /// <summary>oom:oom_score_adj_update: a task's oom_score_adj was set (<c>pid=</c>, <c>comm=</c>, <c>oom_score_adj=</c>).</summary>
     OomScoreAdjUpdate,
+    /// <summary>compaction:mm_compaction_begin: a compaction run of one zone starts (in a task's context: direct
+    /// compaction or a write to /proc/sys/vm/compact_memory).</summary>
+    MmCompactionBegin,
 }
 
 /// <summary>

@@ -273,6 +273,7 @@ public sealed partial class TraceReader
         _ when name.SequenceEqual("mm_compaction_deferred"u8) => TraceEventKind.MmCompactionDeferred,
         _ when name.SequenceEqual("mark_victim"u8) => TraceEventKind.MarkVictim,
         _ when name.SequenceEqual("oom_score_adj_update"u8) => TraceEventKind.OomScoreAdjUpdate,
+        _ when name.SequenceEqual("mm_compaction_begin"u8) => TraceEventKind.MmCompactionBegin,
         _ => null,
     };
 

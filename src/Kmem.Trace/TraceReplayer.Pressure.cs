@@ -41,5 +41,11 @@ public sealed partial class TraceReplayer
         _pressure.DeleteSwapFile();
     }
 
+    /// <summary>The pressure state of the replay now (between two events, as the snapshot hook sees it): the phase,
+    /// Kmem's free pages against its watermarks, and the phase's kernel and Kmem counts so far; null until either side
+    /// has shown pressure (a vmscan, compaction or oom event in the trace, or Kmem's own kswapd wakeup, direct reclaim,
+    /// direct compaction or OOM kill).</summary>
+    public TracePressureNow? PressureNow => _pressure is { PressureSeen: true } p ? p.Report.Now(p) : null;
+
     private TracePressure? PressureResult() => _pressure is { Active: true } p ? p.Report.Build(p) : null;
 }

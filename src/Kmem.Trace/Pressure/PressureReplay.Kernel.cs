@@ -1,7 +1,7 @@
 // The kernel's side of a pressure replay (part of PressureReplay): its vmscan, compaction
 // and oom events read per task (the slow path of its next page allocation, direct reclaim
 // episodes, written frames, victims, oom_score_adj), sys_swapon and sys_swapoff as Kmem's
-// swap, kswapd's schedule, and the memory the kernel held before tracing began.
+// swap, exit_mmap's frees as the end of a task's address space, kswapd's schedule, and the memory the kernel held before tracing began.
 // Used on the replaying thread only.
 using System.Globalization;
 
@@ -23,6 +23,7 @@ internal sealed partial class PressureReplay
         (TraceEventKind.MmCompactionDeferred, "mm_compaction_deferred"),
         (TraceEventKind.MarkVictim, "mark_victim"),
         (TraceEventKind.OomScoreAdjUpdate, "oom_score_adj_update"),
+        (TraceEventKind.MmCompactionBegin, "mm_compaction_begin"),
     ];
 
     /// <summary>Every event, before it is dispatched: what this side reads of it.</summary>
@@ -33,6 +34,8 @@ internal sealed partial class PressureReplay
         {
             case TraceEventKind.Kmalloc:
             case TraceEventKind.Kfree:
+            case TraceEventKind.KmemCacheFree:
+            case TraceEventKind.KmemCacheAlloc:
                 SlabEvent(ref e);
                 break;
             case >= TraceEventKind.Marker:
@@ -94,7 +97,12 @@ internal sealed partial class PressureReplay
             case TraceEventKind.MmCompactionTryToCompactPages:
                 Slow(e.Pid).Compact = true;
                 break;
+            case TraceEventKind.MmCompactionBegin:
+                CompactionBegin(e.Pid, e.Comm);
+                break;
             case TraceEventKind.MmCompactionEnd:
+                _inCompaction.Remove(e.Pid);
+                goto case TraceEventKind.MmCompactionDeferred;
             case TraceEventKind.MmCompactionDeferred:
                 if (_slow.TryGetValue(e.Pid, out var s) && s.Compact)
                 {
@@ -119,9 +127,34 @@ internal sealed partial class PressureReplay
         Report.KernelEventSeen(e.Kind);
     }
 
+    // A compaction run in a task's context: its frees are migrations until mm_compaction_end. Without a
+    // mm_compaction_try_to_compact_pages before it, it is compact_node for /proc/sys/vm/compact_memory (a run per
+    // zone, one write): the write is an input, so Kmem compacts its own memory, once for the write's runs.
+    private void CompactionBegin(int pid, string comm)
+    {
+        if (!IsTask(pid, comm))
+        {
+            return;
+        }
+        _inCompaction.Add(pid);
+        if (_slow.TryGetValue(pid, out var s) && s.Compact || !_compactingMemory.Add(pid))
+        {
+            return;
+        }
+        var before = PressureCounters.Read(_m);
+        _m.CompactMemory();
+        NoteKills(before, PressureCounters.Read(_m));
+    }
+
     /// <summary>A slab event: sys_swapon's and sys_swapoff's allocations turn Kmem's swap on and off.</summary>
     private void SlabEvent(ref TraceEvent e)
     {
+        _compactingMemory.Remove(e.Pid);
+        if (e.Kind is TraceEventKind.KmemCacheAlloc or TraceEventKind.KmemCacheFree)
+        {
+            CacheEvent(ref e);
+            return;
+        }
         string? site = e.CallSite;
         if (site is null)
         {
@@ -147,6 +180,64 @@ internal sealed partial class PressureReplay
             NoteKills(before, PressureCounters.Read(_m));
         }
     }
+
+    private const string ShmemInodeCache = "shmem_inode_cache";
+    private readonly Dictionary<ulong, int> _shmemInodes = [];
+    private readonly Dictionary<int, int> _liveShmemInodes = [];
+
+    // kmem_cache_alloc/free: exit_mmap's frees end a task's address space; a tmpfs inode is counted for the task
+    // that created it (its writer, as far as the trace tells), and when the last one it created goes, so do the
+    // pages of its files the kernel had swapped out or migrated (deleting a file frees its swap slots silently).
+    private void CacheEvent(ref TraceEvent e)
+    {
+        if (e.Kind == TraceEventKind.KmemCacheAlloc)
+        {
+            // 6.1's kmem_cache_alloc names no cache: shmem_alloc_inode's call site does.
+            if (e.CallSite?.StartsWith("shmem_alloc_inode+", StringComparison.Ordinal) == true && IsTask(e.Pid, e.Comm))
+            {
+                _shmemInodes[e.Ptr] = e.Pid;
+                _liveShmemInodes[e.Pid] = _liveShmemInodes.GetValueOrDefault(e.Pid) + 1;
+            }
+            return;
+        }
+        if (e.CallSite?.StartsWith("exit_mmap+", StringComparison.Ordinal) == true)
+        {
+            MmGone(e.Pid);
+        }
+        else if (e.Name == ShmemInodeCache && _shmemInodes.Remove(e.Ptr, out int creator) && --_liveShmemInodes[creator] == 0)
+        {
+            _liveShmemInodes.Remove(creator);
+            if (_tasks.TryGetValue(creator, out var t) || _mmGone.TryGetValue(creator, out t))
+            {
+                t.Drop(t.ReclaimedFile, t.MovedFile);
+            }
+        }
+    }
+
+    // exit_mmap in a task's context frees its VMAs: its address space is gone (exit, or exec), with its anonymous
+    // pages and swap slots, resident or not (the resident ones' frees came before). Only a task the kernel reclaimed
+    // or migrated pages of has any left in Kmem that no event frees; others are left as they are. Its tmpfs pages
+    // stay with their files: Kmem's task keeps them, as their owner no OOM kill could free (oom_score_adj −1000),
+    // until their frees come. The pid's next user page starts a new Kmem task.
+    private void MmGone(int pid)
+    {
+        if (!_tasks.TryGetValue(pid, out var t) || !t.Alive
+            || t.Reclaimed.Count + t.Moved.Count + t.ReclaimedFile.Count + t.MovedFile.Count == 0)
+        {
+            return;
+        }
+        _tasks.Remove(pid);
+        t.Drop(t.Reclaimed, t.Moved);
+        if (t.ReclaimedFile.Count + t.MovedFile.Count > 0)
+        {
+            t.Task!.SetOomScoreAdj(OomScoreAdjMin);
+            _mmGone[pid] = t; // its files may go later
+        }
+    }
+
+    private readonly Dictionary<int, UserTask> _mmGone = [];
+
+    private const short OomScoreAdjMin = -1000;
 
     private void Swapon(long bytes)
     {
@@ -196,6 +287,7 @@ internal sealed partial class PressureReplay
     // The kernel's slow-path events of the task since its last page allocation, forgotten once read.
     private SlowPath? TakeSlow(int pid)
     {
+        _compactingMemory.Remove(pid);
         if (_slow.Remove(pid, out var s))
         {
             return s;

@@ -6,11 +6,16 @@
 // The kernel's own reclaim is compared, not replayed: a free of a user page made by
 // reclaim (in kswapd's context, in a task between mm_vmscan_direct_reclaim_begin and
 // _end, or of a frame mm_vmscan_write_folio wrote out) leaves Kmem's page where it is,
-// so Kmem's reclaim has to find the same shortage itself; the task's next user page is
-// then the swap-in of the oldest such address. Any other free of a user page frees it in
+// so Kmem's reclaim has to find the same shortage itself; the task's next unzeroed user
+// page is then the swap-in of the oldest such address (a fresh anonymous page has
+// __GFP_ZERO, a swap-in never; only a task seen faulting zeroed pages swaps in, since a
+// tmpfs writer's pages are unzeroed whether fresh or not). Any other free of a user page frees it in
 // Kmem (MADV_DONTNEED); when a task has no resident page left that way, its addresses
-// the kernel had reclaimed go too (exit, or a deleted tmpfs file). kcompactd's frees and
-// allocations of user pages move the address to the new frame (migration).
+// the kernel had reclaimed go too (exit, or a deleted tmpfs file). A free of a user page by
+// kcompactd or inside a task's compaction run (mm_compaction_begin to _end) is a migration:
+// the new frame shows in no event, so Kmem keeps its page until the task's pages all go.
+// A compaction run in a task's context that is not direct compaction is a write to
+// /proc/sys/vm/compact_memory: Kmem compacts its memory there too.
 // Decisions, per user page allocation, kernel against Kmem: kswapd_wake
 // (mm_vmscan_wakeup_kswapd by the task since its last page allocation / Kmem's kswapd
 // wakeups), direct_reclaim (mm_vmscan_direct_reclaim_begin / Kmem's allocstall, with the
@@ -38,13 +43,14 @@ internal sealed partial class PressureReplay
     private readonly string? _directory;
 
     private readonly Dictionary<int, UserTask> _tasks = [];
-    private readonly Dictionary<ulong, (UserTask Task, ulong Va)> _userPfns = [];
+    private readonly Dictionary<ulong, (UserTask Task, ulong Va, bool Anon)> _userPfns = [];
     private readonly Dictionary<ulong, FreeContext> _freeContext = [];
     private readonly HashSet<ulong> _written = [];
     private readonly Dictionary<int, SlowPath> _slow = [];
     private readonly HashSet<int> _inDirect = [];
     private readonly Dictionary<int, short> _adj = [];
-    private readonly Queue<ulong> _migrating = new();
+    private readonly HashSet<int> _inCompaction = [];
+    private readonly HashSet<int> _compactingMemory = [];
     private readonly List<(int Pid, string Comm)> _kernelVictims = [];
     private readonly List<(int Pid, string Comm)> _kmemVictims = [];
     private readonly bool _aligned;
@@ -76,6 +82,17 @@ internal sealed partial class PressureReplay
     /// <summary>Whether the replay saw any pressure event or user page (the report is worth printing).</summary>
     public bool Active => TaskPages > 0 || Report.KernelEvents > 0;
 
+    /// <summary>Whether either side has shown pressure so far: a vmscan, compaction or oom event in the trace, or
+    /// Kmem's own kswapd wakeup, direct reclaim, direct compaction or OOM kill.</summary>
+    public bool PressureSeen
+    {
+        get
+        {
+            var c = PressureCounters.Read(_m);
+            return Report.KernelEvents > 0 || c.Wakeups + c.Allocstall + c.CompactStall + c.OomKill > 0;
+        }
+    }
+
     // ---------------------------------------------------------------- user pages
 
     /// <summary>Whether an allocation is a user page: order 0, a user gfp, in a task's context.</summary>
@@ -102,17 +119,6 @@ internal sealed partial class PressureReplay
         {
             return false;
         }
-        if (IsKcompactd(e.Comm) && e.Order == 0 && _migrating.Count > 0 && (e.Gfp & Gfp.Movable) != 0)
-        {
-            // The target of a migration: the user page moved to this frame.
-            ulong key = _migrating.Dequeue();
-            if (_moving.Remove(key, out var moved))
-            {
-                _userPfns[e.Pfn] = moved;
-                Migrated++;
-                return true;
-            }
-        }
         if (!IsUserPage(in e))
         {
             NoteCostly(in e);
@@ -130,7 +136,12 @@ internal sealed partial class PressureReplay
             return true;
         }
         ulong va;
-        bool swapIn = t.Reclaimed.Count > 0;
+        // A fresh anonymous page is zeroed (__GFP_ZERO); a swap-in reads its page from swap, so never is. Only a task
+        // seen faulting anonymous memory swaps in: a tmpfs writer's pages are never zeroed, fresh or not, and
+        // counting its new pages as swap-ins would have it re-fault what it wrote instead of writing more.
+        bool zeroed = (e.Gfp & Gfp.Zero) != 0;
+        t.Anonymous |= zeroed;
+        bool swapIn = !zeroed && t.Anonymous && t.Reclaimed.Count > 0;
         if (swapIn)
         {
             va = t.Reclaimed.Dequeue();
@@ -160,7 +171,7 @@ internal sealed partial class PressureReplay
         }
         TaskPages++;
         t.Resident++;
-        _userPfns[e.Pfn] = (t, va);
+        _userPfns[e.Pfn] = (t, va, zeroed || swapIn);
         kmemPfn = swapIn ? uint.MaxValue : t.Task!.FollowPage(va); // a swap-in of a page Kmem kept allocates nothing
         return true;
     }
@@ -261,8 +272,6 @@ internal sealed partial class PressureReplay
         return t;
     }
 
-    private readonly Dictionary<ulong, (UserTask Task, ulong Va)> _moving = [];
-
     /// <summary>A page free event (mm_page_free or mm_page_free_batched) as it is read: who freed a user page
     /// decides what its free is (the free itself is given to <see cref="FreeUserPage"/> when the page path commits it).</summary>
     public void NoteFree(ref TraceEvent e)
@@ -271,7 +280,7 @@ internal sealed partial class PressureReplay
         {
             return;
         }
-        _freeContext[e.Pfn] = IsKcompactd(e.Comm) ? FreeContext.Migration
+        _freeContext[e.Pfn] = IsKcompactd(e.Comm) || _inCompaction.Contains(e.Pid) ? FreeContext.Migration
             : _written.Remove(e.Pfn) || e.Comm.StartsWith("kswapd", StringComparison.Ordinal) || _inDirect.Contains(e.Pid) ? FreeContext.Reclaim
             : _freeContext.GetValueOrDefault(e.Pfn);
     }
@@ -287,18 +296,20 @@ internal sealed partial class PressureReplay
         }
         var context = _freeContext.Remove(pfn, out var c) ? c : FreeContext.Task;
         var t = up.Task;
+        t.Resident--;
         if (context == FreeContext.Migration)
         {
-            _moving[pfn] = up; // migrated: the new frame is kcompactd's next movable allocation
-            _migrating.Enqueue(pfn);
+            // Migrated by the kernel's compaction: its new frame shows in no event (compaction_alloc takes it from
+            // the frames the free scanner isolated), so Kmem keeps its page until the task's pages all go.
+            Migrated++;
+            (up.Anon ? t.Moved : t.MovedFile).Push(up.Va);
             return true;
         }
-        t.Resident--;
         if (context == FreeContext.Reclaim)
         {
             // The kernel reclaimed it: Kmem keeps its page; Kmem's own reclaim decides.
             ReclaimFrees++;
-            t.Reclaimed.Enqueue(up.Va);
+            (up.Anon ? t.Reclaimed : t.ReclaimedFile).Enqueue(up.Va);
             return true;
         }
         if (!t.Alive)
@@ -308,14 +319,12 @@ internal sealed partial class PressureReplay
         kmemFreed = t.Task!.FollowPage(up.Va) != uint.MaxValue;
         t.Task!.MadviseDontneed(up.Va, PageSize);
         t.FreeVa.Push(up.Va);
-        if (t.Resident == 0 && t.Reclaimed.Count > 0)
+        if (t.Resident == 0)
         {
-            // Nothing resident left: the task exited or its file went; what the kernel had swapped out goes too.
-            while (t.Reclaimed.TryDequeue(out ulong va))
-            {
-                t.Task!.MadviseDontneed(va, PageSize);
-                t.FreeVa.Push(va);
-            }
+            // Nothing resident left: the task exited or its file went; what the kernel had swapped out or migrated
+            // goes too.
+            t.Drop(t.Reclaimed, t.Moved);
+            t.Drop(t.ReclaimedFile, t.MovedFile);
         }
         return true;
     }
@@ -368,10 +377,26 @@ internal sealed partial class PressureReplay
         public int Pid { get; } = pid;
         public string Comm { get; } = comm;
         public TaskStruct? Task { get; } = task;
-        public readonly Queue<ulong> Reclaimed = new();
+        // Addresses whose page the kernel reclaimed or migrated, anonymous ones (which a swap-in brings back and the
+        // task's exit frees) apart from tmpfs ones (which stay with their file).
+        public readonly Queue<ulong> Reclaimed = new(), ReclaimedFile = new();
+        public readonly Stack<ulong> Moved = new(), MovedFile = new();
         public readonly Stack<ulong> FreeVa = new();
+
+        /// <summary>Frees Kmem's pages (or swap slots) at the addresses queued in <paramref name="reclaimed"/> and
+        /// <paramref name="moved"/>.</summary>
+        public void Drop(Queue<ulong> reclaimed, Stack<ulong> moved)
+        {
+            while (reclaimed.TryDequeue(out ulong va) || moved.TryPop(out va))
+            {
+                Task!.MadviseDontneed(va, PageSize);
+                FreeVa.Push(va);
+            }
+        }
         public long Resident;
         public bool KilledSeen;
+        /// <summary>The task has faulted a zeroed (anonymous) page: its unzeroed pages may be swap-ins.</summary>
+        public bool Anonymous;
         private ulong _next, _limit;
 
         public bool Alive => Task is { IsKilled: false, HasExited: false };

@@ -86,15 +86,7 @@ internal sealed class PressureReport(Machine m, string? directory)
             return null;
         }
         p.Ended = true;
-        var end = PressureCounters.Read(machine);
-        var b = p.Start;
-        p.Kmem[KswapdWakeups] = end.Wakeups - b.Wakeups;
-        p.Kmem[KswapdRuns] = end.KswapdRuns - b.KswapdRuns;
-        p.Kmem[DirectReclaims] = end.Allocstall - b.Allocstall;
-        p.Kmem[Reclaimed] = end.PgstealDirect - b.PgstealDirect;
-        p.Kmem[SwapOut] = end.Pswpout - b.Pswpout;
-        p.Kmem[Compactions] = end.CompactStall - b.CompactStall;
-        p.Kmem[OomKills] = end.OomKill - b.OomKill;
+        AddKmemCounts(p.Kmem, p.Start, PressureCounters.Read(machine));
         var kmem = KmemVmstat(machine);
         p.Kmem[FreePages] = kmem.GetValueOrDefault("nr_free_pages");
         var kernel = KernelVmstat(Path.Combine("meta", "phase", $"vmstat-after-{p.Name}.txt"));
@@ -105,6 +97,46 @@ internal sealed class PressureReport(Machine m, string? directory)
             return kernel.TryGetValue("nr_free_pages", out long free) ? free : null;
         }
         return null;
+    }
+
+    private static void AddKmemCounts(Dictionary<string, long> kmem, PressureCounters b, PressureCounters end)
+    {
+        kmem[KswapdWakeups] = end.Wakeups - b.Wakeups;
+        kmem[KswapdRuns] = end.KswapdRuns - b.KswapdRuns;
+        kmem[DirectReclaims] = end.Allocstall - b.Allocstall;
+        kmem[Reclaimed] = end.PgstealDirect - b.PgstealDirect;
+        kmem[SwapOut] = end.Pswpout - b.Pswpout;
+        kmem[Compactions] = end.CompactStall - b.CompactStall;
+        kmem[OomKills] = end.OomKill - b.OomKill;
+    }
+
+    /// <summary>The state now: the phase, free pages against Kmem's watermarks, and the phase's counts so far.</summary>
+    public TracePressureNow Now(PressureReplay r)
+    {
+        var p = Current;
+        var kmem = new Dictionary<string, long>(StringComparer.Ordinal);
+        AddKmemCounts(kmem, p.Start, PressureCounters.Read(m));
+        var (min, low, high) = Watermarks();
+        return new TracePressureNow
+        {
+            Phase = p.Name,
+            FreePages = PressureReplay.FreePages(m),
+            WatermarkMin = min,
+            WatermarkLow = low,
+            WatermarkHigh = high,
+            KswapdAwake = !m.Mm.KswapdIdle,
+            Kernel = new SortedDictionary<string, long>(p.Kernel, StringComparer.Ordinal),
+            Kmem = new SortedDictionary<string, long>(kmem, StringComparer.Ordinal),
+            KernelVictims = [.. r.KernelVictims.Select(v => $"{v.Pid} ({v.Comm})")],
+            KmemVictims = [.. r.KmemVictims.Select(v => $"{v.Pid} ({v.Comm})")],
+        };
+    }
+
+    // Without the boost of the moment: the watermarks the zones were set up with.
+    private (long Min, long Low, long High) Watermarks()
+    {
+        var zones = m.PageAllocator.Zones.Where(z => z.IsManaged).ToList();
+        return (zones.Sum(z => z.Watermark[Zone.WmarkMin]), zones.Sum(z => z.Watermark[Zone.WmarkLow]), zones.Sum(z => z.Watermark[Zone.WmarkHigh]));
     }
 
     private void AddVmstat(string phase, Dictionary<string, long> kernel, Dictionary<string, long> kmem)
@@ -158,10 +190,7 @@ internal sealed class PressureReport(Machine m, string? directory)
 
     public TracePressure Build(PressureReplay r)
     {
-        var zones = m.PageAllocator.Zones.Where(z => z.IsManaged).ToList();
-        // Without the boost of the moment: the watermarks the zones were set up with.
-        long low = zones.Sum(z => z.Watermark[Zone.WmarkLow]), min = zones.Sum(z => z.Watermark[Zone.WmarkMin]),
-            high = zones.Sum(z => z.Watermark[Zone.WmarkHigh]);
+        var (min, low, high) = Watermarks();
         return new TracePressure
         {
             Phases = [.. _phases.Where(p => p.Ended).Select(p => new TracePressurePhase

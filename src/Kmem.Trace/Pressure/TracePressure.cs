@@ -29,7 +29,7 @@ public sealed class TracePressure
     /// <summary>User pages that were the swap-in of an address the kernel had reclaimed.</summary>
     public long SwapIns { get; init; }
 
-    /// <summary>User pages kcompactd moved (the address follows the page).</summary>
+    /// <summary>User pages the kernel's compaction moved (Kmem keeps its page until the task's pages all go).</summary>
     public long MigratedPages { get; init; }
 
     /// <summary>Pages Kmem holds at the end for memory the kernel used before its trace began, set where the capture
@@ -80,4 +80,39 @@ public sealed class TracePressureCounter
 
     /// <summary>Kmem's value.</summary>
     public long Kmem { get; init; }
+}
+
+/// <summary>The pressure state of a replay at one moment (<see cref="TraceReplayer.PressureNow"/>), for pictures and
+/// live views: the phase, Kmem's free pages against its watermarks, and what each side did in the phase so far.</summary>
+public sealed class TracePressureNow
+{
+    /// <summary>The phase ("PHASE name" marker; "boot" before the first).</summary>
+    public string Phase { get; init; } = "";
+
+    /// <summary>Kmem's free pages (all zones).</summary>
+    public long FreePages { get; init; }
+
+    /// <summary>Kmem's min watermark, summed over the managed zones.</summary>
+    public long WatermarkMin { get; init; }
+
+    /// <summary>Kmem's low watermark, summed over the managed zones.</summary>
+    public long WatermarkLow { get; init; }
+
+    /// <summary>Kmem's high watermark, summed over the managed zones.</summary>
+    public long WatermarkHigh { get; init; }
+
+    /// <summary>Whether Kmem's kswapd is woken (its run pending or under way).</summary>
+    public bool KswapdAwake { get; init; }
+
+    /// <summary>The kernel's counts in the phase so far, by the names of <see cref="TracePressurePhase.Kernel"/>.</summary>
+    public IReadOnlyDictionary<string, long> Kernel { get; init; } = new SortedDictionary<string, long>(StringComparer.Ordinal);
+
+    /// <summary>Kmem's counts in the phase so far, by the same names.</summary>
+    public IReadOnlyDictionary<string, long> Kmem { get; init; } = new SortedDictionary<string, long>(StringComparer.Ordinal);
+
+    /// <summary>The kernel's OOM victims so far, as "pid (comm)".</summary>
+    public IReadOnlyList<string> KernelVictims { get; init; } = [];
+
+    /// <summary>Kmem's OOM victims so far.</summary>
+    public IReadOnlyList<string> KmemVictims { get; init; } = [];
 }

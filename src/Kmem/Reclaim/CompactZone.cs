@@ -234,6 +234,9 @@ internal sealed partial class Compaction
         }
         finally
         {
+            // Every run's scans, whoever ran it (direct, kcompactd, proactive, compact_memory), at its end.
+            _events.Stats.CompactMigrateScanned += cc.TotalMigrateScanned;
+            _events.Stats.CompactFreeScanned += cc.TotalFreeScanned;
             // release_freepages: the free scanner restarts at the highest block it gave back, never further up.
             uint high = 0;
             foreach (uint pfn in freelist)
@@ -250,7 +253,8 @@ internal sealed partial class Compaction
     }
 
     /// <summary>compact_finished: the scanners met (Complete for a whole-zone run, else PartialSkipped; the
-    /// cached positions reset), compact_memory goes on, a pageblock is always finished, and a request is done
+    /// cached positions reset), a proactive run goes on while its zone's score is above the low mark (and kswapd
+    /// is not running), compact_memory goes on, a pageblock is always finished, and a request is done
     /// when a free block of its order is on its migrate type's list or one a fallback may take.</summary>
     private CompactResult CompactFinished(Zone zone, ref CompactControl cc)
     {
@@ -262,6 +266,16 @@ internal sealed partial class Compaction
                 _blockskipFlush![zone.Index] = true;
             }
             return cc.WholeZone ? CompactResult.Complete : CompactResult.PartialSkipped;
+        }
+        if (cc.Proactive)
+        {
+            // Proactive compaction gives way to kswapd and stops once the zone's own score is at the low mark.
+            if (KswapdIsRunning(zone.Node))
+            {
+                return CompactResult.PartialSkipped;
+            }
+            return Fragmentation.ExtfragForOrder(zone, _mem.PageblockOrder) > FragmentationScoreWmark(low: true)
+                ? CompactResult.Continue : CompactResult.Success;
         }
         if (cc.Order < 0 || (cc.MigratePfn & (BlockPages - 1)) != 0)
         {
@@ -335,7 +349,7 @@ internal sealed partial class Compaction
             {
                 break;
             }
-            CountScanned(ref _events.Stats.CompactMigrateScanned, ref _events.Stats.CompactDaemonMigrateScanned, cc.Daemon);
+            cc.TotalMigrateScanned++;
             ref PageFrame f = ref _mem.Frame(pfn);
             if ((f.Flags & PageFlags.Buddy) != 0)
             {
@@ -429,7 +443,7 @@ internal sealed partial class Compaction
         long pfn = start;
         for (; pfn < end; pfn += stride)
         {
-            CountScanned(ref _events.Stats.CompactFreeScanned, ref _events.Stats.CompactDaemonFreeScanned, cc.Daemon);
+            cc.TotalFreeScanned++;
             ref PageFrame f = ref _mem.Frame((uint)pfn);
             if ((f.Flags & PageFlags.Buddy) == 0)
             {
@@ -456,17 +470,5 @@ internal sealed partial class Compaction
         }
         start = Math.Min(pfn, end);
         return total;
-    }
-
-    private static void CountScanned(ref long direct, ref long daemonCount, bool daemon)
-    {
-        if (daemon)
-        {
-            daemonCount++;
-        }
-        else
-        {
-            direct++;
-        }
     }
 }

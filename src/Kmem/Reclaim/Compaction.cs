@@ -47,8 +47,12 @@ internal struct CompactControl
     public int Migratetype;
     public MigrateMode Mode;
     public ZoneType Highest;
-    public bool Direct, WholeZone, IgnoreSkipHint, IgnoreBlockSuitable, Daemon;
+    public bool Direct, WholeZone, IgnoreSkipHint, IgnoreBlockSuitable;
+    /// <summary>proactive_compaction: the run ends once the zone's fragmentation score is at the low mark.</summary>
+    public bool Proactive;
     public uint MigratePfn, FreePfn;
+    /// <summary>total_migrate_scanned, total_free_scanned: frames the run's scanners looked at.</summary>
+    public long TotalMigrateScanned, TotalFreeScanned;
 }
 
 /// <summary>Memory compaction of one machine: its tunables and per-zone state; the pages it moves belong to the
@@ -75,6 +79,17 @@ internal sealed partial class Compaction(PhysMem mem, PageAllocator pa, Lruvecs 
 
     /// <summary>vm.compaction_proactiveness: 0..100 (default 20; 0 turns proactive compaction off).</summary>
     public int CompactionProactiveness { get; set; } = 20;
+
+    /// <summary>fragmentation_score_wmark: the proactive low mark, max(100 − proactiveness, 5), and the high mark
+    /// ten above it (at most 100).</summary>
+    public int FragmentationScoreWmark(bool low)
+    {
+        int wmarkLow = Math.Max(100 - CompactionProactiveness, 5);
+        return low ? wmarkLow : Math.Min(wmarkLow + 10, 100);
+    }
+
+    /// <summary>kswapd_is_running: set by the layer that owns kswapd (a proactive run gives way to reclaim).</summary>
+    public Func<Node, bool> KswapdIsRunning { get; set; } = _ => false;
 
     /// <summary>compaction_suitable: Success when the order's watermark is met already; Skipped without enough
     /// order-0 pages to compact into (<paramref name="wmarkTarget"/> free pages, by default the zone's: the low
@@ -219,11 +234,14 @@ internal sealed partial class Compaction(PhysMem mem, PageAllocator pa, Lruvecs 
         var cc = new CompactControl
         {
             Order = proactive ? -1 : order, Gfp = Gfp.Kernel, Migratetype = GfpMigratetype(Gfp.Kernel), Highest = zone.Type,
-            Mode = MigrateMode.SyncLight, Daemon = true, WholeZone = proactive, IgnoreSkipHint = proactive,
+            Mode = MigrateMode.SyncLight, WholeZone = proactive, IgnoreSkipHint = proactive, Proactive = proactive,
         };
         var status = CompactZone(zone, ref cc);
         if (!proactive)
         {
+            // kcompactd_do_work counts its runs' scans again as the daemon's (proactive_compact_node does not).
+            _events.Stats.CompactDaemonMigrateScanned += cc.TotalMigrateScanned;
+            _events.Stats.CompactDaemonFreeScanned += cc.TotalFreeScanned;
             if (status == CompactResult.Success)
             {
                 CompactionDeferReset(zone, order, allocSuccess: false);

@@ -3,8 +3,10 @@
 // daemons. kswapd wakes it after balancing a node for a high-order request; it
 // also checks the node's fragmentation score (the share of free memory not in
 // pageblock-order blocks, weighted by zone size) and compacts while the score
-// is above the proactive high mark, down to the low mark:
-// low = max(100 − compaction_proactiveness, 5), high = min(low + 10, 100).
+// is above the proactive high mark, each zone down to the low mark:
+// low = max(100 − compaction_proactiveness, 5), high = min(low + 10, 100);
+// not while kswapd runs, and a run that did not lower the score puts the
+// next check 64 intervals off.
 // As kswapd (Kswapd.cs), it runs one of two ways:
 // - Threaded (no seed): a thread per node, started with the first user memory,
 //   woken by kswapd, and checking the score every 500 ms
@@ -48,10 +50,6 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
         }
         return score;
     }
-
-    private int ProactiveLow => Math.Max(100 - compaction.CompactionProactiveness, 5);
-
-    private int ProactiveHigh => Math.Min(ProactiveLow + 10, 100);
 
     /// <summary>Starts kcompactd (idempotent): with the first user memory, as the daemon has nothing to move
     /// before; in threaded mode its threads.</summary>
@@ -123,11 +121,30 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
         }
     }
 
+    // The proactive checks still to skip per node: a run that did not lower the node's score waits
+    // 1 << COMPACT_MAX_DEFER_SHIFT intervals for the next (kcompactd's longer timeout).
+    private readonly int[] _proactiveDefer = new int[pa.Nodes.Length];
+
+    /// <summary>kcompactd's timeout: should_proactive_compact_node (proactiveness on, kswapd not running, the node's
+    /// score above the high mark), then proactive_compact_node, deferred when the score did not go down.</summary>
     private void ProactiveTick(Node node)
     {
-        if (compaction.CompactionProactiveness > 0 && FragmentationScoreNode(node) > ProactiveHigh)
+        var defer = _proactiveDefer;
+        if (defer[node.Id] > 0)
         {
-            ProactiveCompactNode(node);
+            defer[node.Id]--;
+            return;
+        }
+        if (compaction.CompactionProactiveness == 0 || compaction.KswapdIsRunning(node)
+            || FragmentationScoreNode(node) <= compaction.FragmentationScoreWmark(low: false))
+        {
+            return;
+        }
+        long prevScore = FragmentationScoreNode(node);
+        ProactiveCompactNode(node);
+        if (FragmentationScoreNode(node) >= prevScore)
+        {
+            defer[node.Id] = (1 << Compaction.CompactMaxDeferShift) - 1;
         }
     }
 
@@ -198,7 +215,8 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
         }
     }
 
-    /// <summary>proactive_compact_node: whole-zone compaction until the node's score is at the low mark.</summary>
+    /// <summary>proactive_compact_node: each populated zone compacted (sync-light, whole zone, skip hints ignored)
+    /// until its score is at the low mark. Not a kcompactd wakeup, so no compact_daemon_* counts.</summary>
     private void ProactiveCompactNode(Node node)
     {
         bool was = MmCurrent.Memalloc;
@@ -207,13 +225,8 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
         {
             using (locks.EnterAll())
             {
-                events.Stats.CompactDaemonWake++;
                 foreach (var zone in node.Zones)
                 {
-                    if (FragmentationScoreNode(node) <= ProactiveLow)
-                    {
-                        break;
-                    }
                     if (zone.IsManaged)
                     {
                         compaction.KcompactdZone(zone, -1, proactive: true);

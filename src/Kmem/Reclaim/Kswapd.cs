@@ -3,7 +3,8 @@
 // below its low watermark, so the fast path failed, or a watermark boost is
 // pending); it reclaims until some eligible zone is above its high watermark
 // (plus boost) for the requested order, wakes kcompactd for a high-order
-// request, then sleeps. After MAX_RECLAIM_RETRIES rounds without progress it
+// request, then sleeps; a node still unbalanced after a round gets another at
+// once (no sleep). After MAX_RECLAIM_RETRIES rounds without progress it
 // stops answering wakeups until direct reclaim frees something on the node
 // (kswapd_failures).
 // Two ways to run, chosen at boot:
@@ -67,6 +68,15 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             {
                 return _busy == 0 && (_pending is null || !_pending.Contains(true));
             }
+        }
+    }
+
+    /// <summary>kswapd_is_running: the node's kswapd is woken (a wakeup pending, not yet run) or running.</summary>
+    public bool IsRunning(Node node)
+    {
+        lock (_wakeLock)
+        {
+            return _busy > 0 || (_pending is not null && _pending[node.Id]);
         }
     }
 
@@ -248,28 +258,69 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         }
     }
 
-    /// <summary>One run of the daemon for a taken wakeup; counts it and clears the busy mark.</summary>
+    /// <summary>One wakeup's work: balance_pgdat, then kswapd_try_to_sleep; a node still unbalanced (and not
+    /// hopeless) gets no sleep and another round at once, as kswapd's loop does. Counts the rounds and clears the
+    /// busy mark.</summary>
     private void Run(int nid, int order, ZoneType highest, CancellationToken token)
     {
+        var node = pa.Nodes[nid];
         try
         {
-            BalancePgdat(pa.Nodes[nid], order, highest, token);
+            while (true)
+            {
+                int reclaimOrder = BalancePgdat(node, order, highest, token);
+                lock (_wakeLock)
+                {
+                    _runs++;
+                }
+                if (KswapdTryToSleep(node, order, reclaimOrder, highest) || token.IsCancellationRequested)
+                {
+                    return;
+                }
+                // kswapd_high_wmark_hit_quickly: not even a short sleep; the next round is for order 0 unless a
+                // wakeup asked more meanwhile (balance_pgdat already gave up the order it could not meet).
+                order = 0;
+            }
         }
         finally
         {
             lock (_wakeLock)
             {
                 _busy--;
-                _runs++;
             }
         }
+    }
+
+    /// <summary>kswapd_try_to_sleep with prepare_kswapd_sleep: a node balanced for the order reclaimed for (or
+    /// hopeless: kswapd_failures at MAX_RECLAIM_RETRIES) sleeps, clearing direct compaction's skip bits and
+    /// waking kcompactd for the order asked; otherwise kswapd does not sleep (kswapd_high_wmark_hit_quickly).</summary>
+    private bool KswapdTryToSleep(Node node, int allocOrder, int reclaimOrder, ZoneType highest)
+    {
+        var vec = lru.OfNode(node.Id);
+        bool balanced = PgdatBalanced(node, reclaimOrder, highest);
+        if (balanced || vec.KswapdFailures >= Vmscan.MaxReclaimRetries)
+        {
+            if (balanced)
+            {
+                Interlocked.Increment(ref _balancedRuns);
+            }
+            kcompactd.KswapdSleeping(node.Id);
+            kcompactd.Wakeup(node.Id, allocOrder);
+            return true;
+        }
+        using (locks.EnterAll())
+        {
+            events.Stats.KswapdHighWmarkHitQuickly++;
+        }
+        return false;
     }
 
     /// <summary>balance_pgdat: reclaim at falling priority until the node is balanced at the high watermark. The
     /// priority stays while a pass scans at least its target (kswapd_shrink_node) and reclaims something; a
     /// pending watermark boost is reclaimed without swapping, dropped at once if the node is unbalanced anyway,
-    /// and given up when a pass frees nothing. A run that reclaims nothing counts a kswapd failure.</summary>
-    private void BalancePgdat(Node node, int order, ZoneType highest, CancellationToken token)
+    /// and given up when a pass frees nothing. A run that reclaims nothing counts a kswapd failure. Returns the order
+    /// it reclaimed for.</summary>
+    private int BalancePgdat(Node node, int order, ZoneType highest, CancellationToken token)
     {
         var vec = lru.OfNode(node.Id);
         var sc = new ScanControl { Gfp = Gfp.Kernel, Order = order, ReclaimIdx = highest, Kswapd = true };
@@ -289,7 +340,6 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             }
         }
         bool boosted = nrBoostReclaim != 0;
-        bool balancedAtEnd = false;
     restart:
         sc.Priority = Vmscan.DefPriority;
         do
@@ -305,7 +355,6 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             }
             if (nrBoostReclaim == 0 && balanced)
             {
-                balancedAtEnd = true;
                 goto done;
             }
             if (nrBoostReclaim != 0 && sc.Priority == Vmscan.DefPriority - 2)
@@ -355,17 +404,11 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             // There is likely room now: kcompactd defragments pageblocks.
             kcompactd.Wakeup(node.Id, pa.Mem.PageblockOrder);
         }
-        // kswapd_try_to_sleep: a balanced node sleeps, and kcompactd is woken for the order asked.
-        if (balancedAtEnd || PgdatBalanced(node, order, highest))
-        {
-            Interlocked.Increment(ref _balancedRuns);
-            kcompactd.KswapdSleeping(node.Id);
-            kcompactd.Wakeup(node.Id, order);
-        }
         if (sc.NrReclaimed > 0)
         {
             vec.KswapdFailures = 0;
         }
+        return sc.Order; // the order it reclaimed for: 0 once kswapd_shrink_node gave the high order up
     }
 
     /// <summary>kswapd_shrink_node: a pass over the node's lists and shrinkers with a target of the zones' high

@@ -61,6 +61,7 @@ internal sealed class MmLayer : IReclaimer, IDisposable
         bool threaded = options.Seed is null;
         _kcompactd = new KcompactdDaemon(mem, pa, _compaction, _events, _locks, options.Kswapd, threaded);
         _kswapd = new KswapdDaemon(pa, _lru, _vmscan, _shrinkers, _kcompactd, _events, _locks, options.Kswapd, threaded);
+        _compaction.KswapdIsRunning = _kswapd.IsRunning;
     }
 
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;

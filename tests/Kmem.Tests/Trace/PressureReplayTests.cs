@@ -14,6 +14,10 @@ public class PressureReplayTests
     private static string UserPage(string comm, int pid, ulong pfn, int cpu = 0) =>
         Line(comm, pid, $"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO", cpu);
 
+    // A swap-in's page is read from swap, never zeroed.
+    private static string SwapIn(string comm, int pid, ulong pfn) =>
+        Line(comm, pid, $"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_COMP");
+
     private static string PageFree(string comm, int pid, ulong pfn, int cpu = 0) =>
         Line(comm, pid, $"mm_page_free: page=ffffea0000000000 pfn=0x{pfn:x} order=0", cpu);
 
@@ -67,7 +71,7 @@ public class PressureReplayTests
         sb.Append(PageFree("hog", 50, 0x8008)).Append(PageFree("hog", 50, 0x8009)); // munmap: Kmem frees it
         for (ulong i = 0; i < 3; i++)
         {
-            sb.Append(UserPage("hog", 50, 0x9000 + i)); // the swap-in of three reclaimed addresses
+            sb.Append(SwapIn("hog", 50, 0x9000 + i)); // the swap-in of three reclaimed addresses
         }
         sb.Append(Line("kworker/0:1", 12, "mm_page_alloc: page=ffffea0000000000 pfn=0xa000 order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE"));
         var r = Replay(m, sb.ToString());
@@ -80,6 +84,56 @@ public class PressureReplayTests
         // Kmem allocated a page for the ten first faults and for the kworker's page (not a task's); the swap-ins found theirs.
         Assert.Equal(11, r.PageAllocsReplayed);
         Assert.Equal(10, m.Tasks.Sum(t => t.Rss) + 2);
+    }
+
+    [Fact]
+    public void AZeroedPageIsFreshEvenAfterAReclaimAndATmpfsWritersPagesNeverSwapIn()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var sb = new System.Text.StringBuilder();
+        for (ulong i = 0; i < 4; i++)
+        {
+            sb.Append(UserPage("hog", 50, 0x8000 + i)).Append(SwapIn("dd", 60, 0x8100 + i)); // dd writes tmpfs: unzeroed
+        }
+        sb.Append(PageFree("kswapd0", 44, 0x8000)).Append(PageFree("kswapd0", 44, 0x8100));
+        sb.Append(UserPage("hog", 50, 0x9000)); // zeroed: a fresh page, not the swap-in of 0x8000's address
+        sb.Append(SwapIn("dd", 60, 0x9100)); // dd's next tmpfs page: fresh, dd never faulted anonymous memory
+        sb.Append(SwapIn("hog", 50, 0x9001)); // unzeroed, for a task that did: the swap-in
+        var r = Replay(m, sb.ToString());
+        var p = Assert.IsType<TracePressure>(r.Pressure);
+        Assert.Equal(1, p.SwapIns);
+        Assert.Equal(5, Assert.Single(m.Tasks, t => t.Comm == "hog").Rss); // 4 + the fresh one; the swap-in found its page
+        Assert.Equal(5, Assert.Single(m.Tasks, t => t.Comm == "dd").Rss);
+    }
+
+    [Fact]
+    public void ExitMmapFreesWhatTheKernelHadSwappedOutAndTheLastTmpfsInodeOfItsWriterFreesItsFiles()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var sb = new System.Text.StringBuilder();
+        sb.Append(Line("dd", 60, "kmem_cache_alloc: call_site=shmem_alloc_inode+0x1d/0x30 ptr=ff12793800001000 bytes_req=776 bytes_alloc=784 gfp_flags=GFP_KERNEL node=-1 accounted=true"));
+        for (ulong i = 0; i < 6; i++)
+        {
+            sb.Append(UserPage("hog", 50, 0x8000 + i)).Append(SwapIn("dd", 60, 0x8100 + i));
+        }
+        for (ulong i = 0; i < 4; i++)
+        {
+            sb.Append(PageFree("kswapd0", 44, 0x8000 + i)).Append(PageFree("kswapd0", 44, 0x8100 + i)); // reclaimed: Kmem keeps them
+        }
+        sb.Append(PageFree("hog", 50, 0x8004)); // the exit frees the resident pages (0x8005's free is not in the trace)
+        sb.Append(Line("hog", 50, "kmem_cache_free: call_site=exit_mmap+0x189/0x310 ptr=ff12793814429558 name=vm_area_struct"));
+        sb.Append(Line("dd", 60, "kmem_cache_free: call_site=exit_mmap+0x189/0x310 ptr=ff12793814429600 name=vm_area_struct"));
+        Replay(m, sb.ToString());
+        Assert.Equal(1, Assert.Single(m.Tasks, t => t.Comm == "hog").Rss); // the 4 the kernel had swapped out went with the exit
+        var dd = Assert.Single(m.Tasks, t => t.Comm == "dd");
+        Assert.Equal(6, dd.Rss); // its file outlives it
+        Assert.Equal(-1000, dd.OomScoreAdj); // and no kill could free it
+
+        using var m2 = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        sb.Append(Line("rm", 70, "mm_page_free: page=ffffea0000000000 pfn=0x8104 order=0")); // 0x8105's free is not in the trace
+        sb.Append(Line("<idle>", 0, "kmem_cache_free: call_site=rcu_do_batch+0x19a/0x540 ptr=ff12793800001000 name=shmem_inode_cache"));
+        Replay(m2, sb.ToString());
+        Assert.Equal(1, Assert.Single(m2.Tasks, t => t.Comm == "dd").Rss); // the file is gone: the 4 swapped-out pages too
     }
 
     [Fact]

@@ -16,12 +16,21 @@ public sealed partial class TraceReplayer
         }
         else if (PressureReplay.IsUserPage(in e))
         {
-            int i;
-            while ((i = Array.FindIndex(_pending[cpu], 0, _pendingCount[cpu], p => ReplayPageTables.IsTableAlloc(p.Gfp, p.Order) && _tables.IsQueued(p.Pfn))) >= 0)
+            // One pass, in trace order, without a closure: replaying a page touches no pending list, so after a
+            // removal the next candidate is at the same index.
+            var pending = _pending[cpu];
+            for (int i = 0; i < _pendingCount[cpu];)
             {
-                var p = _pending[cpu][i];
-                RemovePending(cpu, i);
-                ReplayPageAlloc(p);
+                var p = pending[i];
+                if (ReplayPageTables.IsTableAlloc(p.Gfp, p.Order) && _tables.IsQueued(p.Pfn))
+                {
+                    RemovePending(cpu, i);
+                    ReplayPageAlloc(p);
+                }
+                else
+                {
+                    i++;
+                }
             }
         }
     }

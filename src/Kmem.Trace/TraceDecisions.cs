@@ -68,12 +68,18 @@ internal sealed class TraceDecisions
     /// <summary>The decisions of each phase, in the trace's order.</summary>
     public List<TraceDecisionPhase> ByPhase => [.. _phases.Select(p => new TraceDecisionPhase(p.Phase, Of([p.Tally])))];
 
-    public void Decide(DecisionKind kind, bool kernel, bool kmem, long line, string? detail = null, int kernelAmount = -1, int kmemAmount = -1)
+    public void Decide(DecisionKind kind, bool kernel, bool kmem, long line, string? detail = null, int kernelAmount = -1, int kmemAmount = -1) =>
+        Decide(kind, kernel, kmem, line, detail ?? "", static d => d, kernelAmount, kmemAmount);
+
+    // The detail of a mismatch is made from state only when the mismatch is kept: most decisions match and the
+    // list is bounded, while decisions come with every page allocation.
+    public void Decide<TState>(DecisionKind kind, bool kernel, bool kmem, long line, TState state, Func<TState, string> detail,
+        int kernelAmount = -1, int kmemAmount = -1)
     {
         _tally.Add(kind, kernel, kmem, kernelAmount, kmemAmount);
         if (kernel != kmem && _tally.Mismatches[(int)kind].Count < _mismatches)
         {
-            _tally.Mismatches[(int)kind].Add(new TraceMismatch(line, kernel, kmem, detail ?? ""));
+            _tally.Mismatches[(int)kind].Add(new TraceMismatch(line, kernel, kmem, detail(state)));
         }
     }
 

@@ -86,10 +86,10 @@ public sealed partial class TraceReplayer
         _decisions.UsePhase(p.Phase);
         if (p.KernelRefill >= 0)
         {
-            _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line,
-                p.ModelBefore >= 0 ? $"order {p.Order}, list held {p.ModelBefore} blocks by the trace" : $"order {p.Order}, list not revealed", -1, -1);
+            _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line, (p.Order, p.ModelBefore),
+                static s => s.ModelBefore >= 0 ? $"order {s.Order}, list held {s.ModelBefore} blocks by the trace" : $"order {s.Order}, list not revealed");
         }
-        _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, $"order {p.Order}");
+        _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, p.Order, static o => $"order {o}");
         if (p.KernelSteal && k.Fallbacks > 0)
         {
             _decisions.Decide(DecisionKind.FallbackOwnership, p.KernelOwnership, k.Ownership, p.Line);

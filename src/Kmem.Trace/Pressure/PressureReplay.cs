@@ -162,7 +162,7 @@ internal sealed partial class PressureReplay
         Report.Kmem(_m);
         if (_decide)
         {
-            Decide(e.LineNumber, slow, before, after, $"{e.Comm}-{e.Pid}");
+            Decide(e.LineNumber, slow, before, after, new Who(e.Comm, e.Pid, -1));
         }
         if (!ok)
         {
@@ -179,13 +179,13 @@ internal sealed partial class PressureReplay
     // Costly-order allocations (order > PAGE_ALLOC_COSTLY_ORDER, 3) the page path replays: the kernel's slow path
     // of the task until then, kept by frame until Kmem's allocation for it is made.
     private const int CostlyOrder = 3;
-    private readonly Dictionary<ulong, (SlowPath? Slow, long Line, string Who)> _costly = [];
+    private readonly Dictionary<ulong, (SlowPath? Slow, long Line, Who Who)> _costly = [];
 
     private void NoteCostly(in TraceEvent e)
     {
         if (e.Order > CostlyOrder)
         {
-            _costly[e.Pfn] = (TakeSlow(e.Pid), e.LineNumber, $"{e.Comm}-{e.Pid} order {e.Order}");
+            _costly[e.Pfn] = (TakeSlow(e.Pid), e.LineNumber, new Who(e.Comm, e.Pid, e.Order));
         }
         else
         {
@@ -211,16 +211,25 @@ internal sealed partial class PressureReplay
 
     public PressureCounters ReadPressureCounters() => PressureCounters.Read(_m);
 
-    private void Decide(long line, SlowPath? slow, PressureCounters before, PressureCounters after, string who)
+    // The allocating task of a decision, named in a mismatch's detail ("comm-pid", with the order of a costly one);
+    // formatted only when a mismatch is kept.
+    private readonly record struct Who(string Comm, int Pid, int Order)
+    {
+        public override string ToString() => Order < 0 ? $"{Comm}-{Pid}" : $"{Comm}-{Pid} order {Order}";
+    }
+
+    private void Decide(long line, SlowPath? slow, PressureCounters before, PressureCounters after, Who who)
     {
         bool kWake = slow?.Wake == true, kDirect = slow?.Direct == true, kCompact = slow?.Compact == true;
         bool mWake = after.Wakeups > before.Wakeups, mDirect = after.Allocstall > before.Allocstall, mCompact = after.CompactStall > before.CompactStall;
-        _decisions.Decide(DecisionKind.KswapdWake, kWake, mWake, line, who);
-        _decisions.Decide(DecisionKind.DirectReclaim, kDirect, mDirect, line,
-            $"{who}: kernel reclaimed {slow?.Reclaimed ?? 0}, Kmem {after.PgstealDirect - before.PgstealDirect}",
-            (int)Math.Min(int.MaxValue, slow?.Reclaimed ?? 0), (int)Math.Min(int.MaxValue, after.PgstealDirect - before.PgstealDirect));
-        _decisions.Decide(DecisionKind.Compaction, kCompact, mCompact, line,
-            $"{who}: kernel {slow?.Result ?? "-"}, Kmem {(after.CompactSuccess > before.CompactSuccess ? "success" : mCompact ? "fail" : "-")}");
+        long kReclaimed = slow?.Reclaimed ?? 0, mReclaimed = after.PgstealDirect - before.PgstealDirect;
+        string kResult = slow?.Result ?? "-", mResult = after.CompactSuccess > before.CompactSuccess ? "success" : mCompact ? "fail" : "-";
+        _decisions.Decide(DecisionKind.KswapdWake, kWake, mWake, line, who, static w => w.ToString());
+        _decisions.Decide(DecisionKind.DirectReclaim, kDirect, mDirect, line, (who, kReclaimed, mReclaimed),
+            static s => $"{s.who}: kernel reclaimed {s.kReclaimed}, Kmem {s.mReclaimed}",
+            (int)Math.Min(int.MaxValue, kReclaimed), (int)Math.Min(int.MaxValue, mReclaimed));
+        _decisions.Decide(DecisionKind.Compaction, kCompact, mCompact, line, (who, kResult, mResult),
+            static s => $"{s.who}: kernel {s.kResult}, Kmem {s.mResult}");
     }
 
     // Writes one byte: the fault allocates the page (or swaps it back in). False when Kmem's OOM killer killed the task.

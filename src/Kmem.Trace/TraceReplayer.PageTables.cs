@@ -18,18 +18,13 @@ public sealed partial class TraceReplayer
         {
             // One pass, in trace order, without a closure: replaying a page touches no pending list, so after a
             // removal the next candidate is at the same index.
-            var pending = _pending[cpu];
-            for (int i = 0; i < _pendingCount[cpu];)
+            for (int i = 0; i < _pendingCount[cpu]; i++)
             {
-                var p = pending[i];
+                var p = _pending[cpu][i];
                 if (ReplayPageTables.IsTableAlloc(p.Gfp, p.Order) && _tables.IsQueued(p.Pfn))
                 {
-                    RemovePending(cpu, i);
+                    RemovePending(cpu, i--);
                     ReplayPageAlloc(p);
-                }
-                else
-                {
-                    i++;
                 }
             }
         }

@@ -3,8 +3,9 @@
 // forwards to the machine's slab allocator (SlabBackend: SLUB, SLAB or SLOB as
 // booted); the helpers built on kmalloc/ksize/kfree (krealloc, kmemdup, …) live here once.
 // Lifetime: every member enters _life, except that kmalloc, kfree, kmem_cache_alloc and kmem_cache_free first
-// try SLUB's magazine fast path (Slab/Slub/SlubFastPath.cs), which is guarded by a marker on the thread's
-// magazines that Shutdown waits for; whatever it cannot serve goes through the guarded path.
+// try their backend's fast path (SLUB's magazines, Slab/Slub/SlubFastPath.cs; SLAB's array caches,
+// Slab/ArraySlab/ArraySlabFastPath.cs), which is guarded by the thread's marker (Slab/SlabThreadMarker.cs) that
+// Shutdown waits for; whatever it cannot serve goes through the guarded path.
 using System.Runtime.CompilerServices;
 using Kmem.Slab;
 
@@ -52,11 +53,27 @@ public sealed partial class Machine
     /// <remarks>Never sleeps here: the page allocator is asked with the caller's reclaim bits.</remarks>
     public nint KmemCacheAlloc(KmemCache s, Gfp gfp)
     {
-        if (SlabLayer is Slub slub && slub.Fast.TryAlloc(CheckCache(s), gfp, out nint p))
+        var layer = SlabLayer;
+        if (layer is Slub slub ? slub.Fast.TryAlloc(CheckCache(s), gfp, out nint p) : TryArraySlabAlloc(layer, s, gfp, out p))
         {
             return p;
         }
         return KmemCacheAllocGuarded(s, gfp);
+    }
+
+    // SLAB's fast paths (Slab/ArraySlab/ArraySlabFastPath.cs), tried when the backend is not SLUB.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryArraySlabAlloc(SlabBackend? layer, KmemCache s, Gfp gfp, out nint p)
+    {
+        p = 0;
+        return layer is ArraySlab a && a.Fast.TryAlloc(CheckCache(s), gfp, out p);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryArraySlabKmalloc(SlabBackend? layer, nuint size, Gfp gfp, out nint p)
+    {
+        p = 0;
+        return layer is ArraySlab a && a.Fast.TryKmalloc(size, gfp, out p);
     }
 
     // The guarded halves of the four fast-path entry points stay out of line: their lifetime scope holds
@@ -78,7 +95,8 @@ public sealed partial class Machine
     /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void KmemCacheFree(KmemCache s, nint p)
     {
-        if (SlabLayer is Slub slub && slub.Fast.TryFree(p, CheckCache(s)))
+        var layer = SlabLayer;
+        if (layer is Slub slub ? slub.Fast.TryFree(p, CheckCache(s)) : layer is ArraySlab a && a.Fast.TryFree(p, CheckCache(s)))
         {
             return;
         }
@@ -142,7 +160,8 @@ public sealed partial class Machine
     /// <see cref="Gfp.Reclaimable"/>, else kmalloc-cg-* for <see cref="Gfp.Account"/>, else kmalloc-*.</remarks>
     public nint Kmalloc(nuint size, Gfp gfp)
     {
-        if (SlabLayer is Slub slub && slub.Fast.TryKmalloc(size, gfp, out nint p))
+        var layer = SlabLayer;
+        if (layer is Slub slub ? slub.Fast.TryKmalloc(size, gfp, out nint p) : TryArraySlabKmalloc(layer, size, gfp, out p))
         {
             return p;
         }
@@ -223,7 +242,8 @@ public sealed partial class Machine
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void Kfree(nint p)
     {
-        if (SlabLayer is Slub slub && slub.Fast.TryFree(p, null))
+        var layer = SlabLayer;
+        if (layer is Slub slub ? slub.Fast.TryFree(p, null) : layer is ArraySlab a && a.Fast.TryFree(p, null))
         {
             return;
         }

@@ -98,18 +98,20 @@ public class DisposeRaceTests
         Assert.NotEqual(0, b.Kmalloc(8, Gfp.Kernel));
     }
 
-    /// <summary>SLUB's magazine fast paths (kmalloc, kfree, kmem_cache_alloc/free, zeroing included) are guarded by
-    /// their thread's marker instead of a lifetime scope: Dispose waits for a pair in flight, and every pair that
-    /// starts later goes the guarded way and throws.</summary>
-    [Fact]
-    public void FastPathPairsRacingWithDisposeCompleteOrThrowObjectDisposedException() =>
-        RaceWithDispose(rounds: 16, threads: 3, round => new MachineOptions { Memory = "64M", Cpus = 2, Seed = round },
+    /// <summary>SLUB's magazine and SLAB's array-cache fast paths (kmalloc, kfree, kmem_cache_alloc/free, zeroing
+    /// included) are guarded by their thread's marker instead of a lifetime scope: Dispose waits for a pair in
+    /// flight, and every pair that starts later goes the guarded way and throws.</summary>
+    [Theory]
+    [InlineData(SlabAllocator.Slub)]
+    [InlineData(SlabAllocator.Slab)]
+    public void FastPathPairsRacingWithDisposeCompleteOrThrowObjectDisposedException(SlabAllocator slab) =>
+        RaceWithDispose(rounds: 16, threads: 3, round => new MachineOptions { Memory = "64M", Cpus = 2, Seed = round, Slab = slab },
             m =>
             {
                 var cache = m.KmemCacheCreate("fast-race", 64, 0, SlabFlags.None, null)!;
                 return w =>
                 {
-                    // Magazines first, so that the pairs below take the fast paths.
+                    // Magazines (SLUB) and the thread's marker (both) first, so that the pairs below take the fast paths.
                     m.Kfree(m.Kmalloc((nuint)(16 << w), Gfp.Kernel));
                     m.KmemCacheFree(cache, m.KmemCacheAlloc(cache, Gfp.Kernel));
                     return _ =>

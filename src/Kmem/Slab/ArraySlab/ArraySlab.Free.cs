@@ -17,6 +17,7 @@ internal sealed unsafe partial class ArraySlab
     /// a remote node goes straight back to its node (no alien caches).</summary>
     private void CacheFreeObj(KmemCache s, ArraySlabCache st, uint slab, nint obj)
     {
+        EnsureFastPath();
         int cpu = _cpus.Current;
         int local = _cpus.NodeOf[cpu];
         List<uint>? list = null;

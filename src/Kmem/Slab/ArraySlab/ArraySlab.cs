@@ -55,6 +55,8 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         _slabMaxOrder = pa.TotalRamPages > (32L << 20) >> PhysMem.PageShift ? 1 : 0;
         _allocMap = new byte[]?[]?[(_mem.LowmemPfns >> MapChunkShift) + 1];
         CreateKmallocCaches(KmallocShiftLow, IndexNode, SlabFlags.HwcacheAlign);
+        Fast = new ArraySlabFastPath(this, _cpus);
+        _mem.Lifetime.OnShutdown(Fast.ShutDown);
     }
 
     /// <inheritdoc/>
@@ -235,18 +237,8 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
         {
             obj = CacheAllocNode(s, st, gfp, node);
         }
-        if (obj == 0)
-        {
-            return 0;
-        }
-        uint head = HeadPfn(_mem.VirtToPfn(obj));
-        Volatile.Write(ref AllocMap(head)![ObjIndex(s, head, obj)], 1);
-        if ((gfp & Gfp.Zero) != 0 || s.WantInitOnAlloc)
-        {
-            // slab_post_alloc_hook's init: __GFP_ZERO or init_on_alloc (slab_want_init_on_alloc), object_size bytes.
-            new Span<byte>((void*)obj, (int)s.ObjectSize).Clear();
-        }
-        return obj;
+        EnsureFastPath();
+        return obj == 0 ? 0 : Allocated(s, obj, gfp);
     }
 
     /// <summary>cache_alloc_refill, entered with the CPU's array locked and empty; returns an object (or 0)

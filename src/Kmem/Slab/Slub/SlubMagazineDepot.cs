@@ -433,15 +433,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
                 }
             }
         }
-        Interlocked.MemoryBarrierProcessWide();
-        foreach (var tc in all)
-        {
-            var spin = new SpinWait();
-            while (Volatile.Read(ref tc.InCall) != 0)
-            {
-                spin.SpinOnce();
-            }
-        }
+        SlabThreadMarker.WaitForFastPaths(all);
     }
 
     /// <summary>Objects of <paramref name="s"/> held in thread magazines (a racy sum, for reports).</summary>

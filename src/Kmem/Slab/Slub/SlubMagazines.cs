@@ -119,35 +119,17 @@ internal sealed class Magazine
     }
 }
 
-/// <summary>A thread's magazines of one machine, by cache id.</summary>
-internal sealed class SlubThreadCache(Thread thread)
+/// <summary>A thread's magazines of one machine, by cache id; its InCall (SlabThreadMarker) is every magazine's
+/// Busy and the free fast path's lifetime marker (SlubFastPath.cs). Never nested: a thread clears it before
+/// anything that could reach another magazine.</summary>
+internal sealed class SlubThreadCache(Thread thread) : SlabThreadMarker(thread)
 {
-    /// <summary>The owner: once it has exited, its magazines are reaped by whoever comes next.</summary>
-    public readonly Thread Thread = thread;
     public Magazine?[] ByCacheId = new Magazine?[64];
     /// <summary>Counts the slow paths of capacity-0 magazines that found no room, so that a starved thread looks for
     /// the room of exited threads and idle magazines now and then (SlubMagazineDepot.TryGrow).</summary>
     public int StarvedSlowPaths;
     /// <summary>Σ capacity × object size over the thread's magazines; changed only when one grows.</summary>
     public long CapacityBytes;
-    /// <summary>1 while the thread works on one of its magazines (every magazine's Busy) or runs the free fast path
-    /// outside the machine's lifetime scope (SlubFastPath.cs); stealers and Shutdown wait for 0. Never nested: a
-    /// thread clears it before anything that could reach another magazine.</summary>
-    public ref int InCall => ref _guard.InCall;
-    /// <summary>Set by Shutdown (under the depot's lock, before its barrier): the free fast path, which reads it
-    /// after storing InCall, leaves for the guarded path.</summary>
-    public ref int Dead => ref _guard.Dead;
-
-    private GuardLine _guard;
-}
-
-/// <summary>The thread's marker and the flag its free fast path reads, on one cache line away from its neighbours in
-/// the heap (the thread caches of two threads are often allocated side by side).</summary>
-[StructLayout(LayoutKind.Explicit, Size = 128)]
-internal struct GuardLine
-{
-    [FieldOffset(64)] public int InCall;
-    [FieldOffset(68)] public int Dead;
 }
 
 internal sealed unsafe partial class Slub

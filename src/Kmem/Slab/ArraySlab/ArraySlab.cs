@@ -219,9 +219,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
             var ac = LockCpuCache(st, cpu);
             if (ac.Avail > 0)
             {
-                ac.Touched = true;
-                obj = ac.Entry[--ac.Avail];
-                ac.Unlock();
+                obj = ac.PopAndUnlock();
             }
             else
             {
@@ -296,10 +294,7 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
                 return 0;
             }
         }
-        ac.Touched = true;
-        nint obj = ac.Entry[--ac.Avail];
-        ac.Unlock();
-        return obj;
+        return ac.PopAndUnlock();
     }
 
     /// <summary>cache_alloc_refill's first half (the CPU's array locked): a batch from the node's shared array,

@@ -196,6 +196,16 @@ internal sealed class ArrayCache
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Unlock() => SpinLockWord.Release(ref _lock);
 
+    /// <summary>Takes the newest object of a locked array that has one (the array counts as touched), then unlocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public nint PopAndUnlock()
+    {
+        Touched = true;
+        nint obj = Entry[--Avail];
+        Unlock();
+        return obj;
+    }
+
     /// <summary>transfer_objects: up to <paramref name="max"/> objects from the top of <paramref name="from"/> onto this array
     /// (its lock or the node's list_lock held, as for both arrays).</summary>
     public int TransferFrom(ArrayCache from, int max)

@@ -149,10 +149,7 @@ internal sealed unsafe partial class ArraySlab
             ac.Unlock();
             return 0;
         }
-        ac.Touched = true;
-        nint obj = ac.Entry[--ac.Avail];
-        ac.Unlock();
-        obj = Allocated(s, obj, gfp);
+        nint obj = Allocated(s, ac.PopAndUnlock(), gfp);
         VmBug.On(!IsObjectOf(obj, s)); // the object handed out lies in a slab of its cache
         return obj;
     }

@@ -72,6 +72,21 @@ internal sealed class CpuTopology
         }
     }
 
+    /// <summary><see cref="UnpinnedThreadCache"/> and <see cref="Current"/> from one thread-local read: the calling
+    /// thread's cache object for this machine and its CPU, or null (and CPU 0) when it has none here or is pinned.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public object? UnpinnedThreadCacheOnCpu(out int cpu)
+    {
+        var pin = t_pin;
+        if (pin is null || ReferenceEquals(pin.On, this) || !ReferenceEquals(pin.CacheFor, this))
+        {
+            cpu = 0;
+            return null;
+        }
+        cpu = --pin.Countdown > 0 && ReferenceEquals(pin.HostFor, this) ? pin.HostCpu : RefreshHostCpu();
+        return pin.Cache;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private int RefreshHostCpu()
     {

@@ -45,7 +45,7 @@ internal sealed class ArraySlabFastPath(ArraySlab slab, CpuTopology cpus)
     public bool TryAlloc(KmemCache s, Gfp gfp, out nint obj)
     {
         obj = 0;
-        if (slab.Failslab.Enabled || cpus.UnpinnedThreadCache(out _) is not { } o)
+        if (slab.Failslab.Enabled || cpus.UnpinnedThreadCacheOnCpu(out int cpu) is not { } o)
         {
             return false;
         }
@@ -53,7 +53,7 @@ internal sealed class ArraySlabFastPath(ArraySlab slab, CpuTopology cpus)
         Volatile.Write(ref m.InCall, 1);
         if (Volatile.Read(ref m.Dead) == 0)
         {
-            obj = slab.AllocFast(s, gfp);
+            obj = slab.AllocFast(s, gfp, cpu);
         }
         Volatile.Write(ref m.InCall, 0);
         return obj != 0;
@@ -63,14 +63,14 @@ internal sealed class ArraySlabFastPath(ArraySlab slab, CpuTopology cpus)
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryFree(nint p, KmemCache? expected)
     {
-        if (cpus.UnpinnedThreadCache(out _) is not { } o)
+        if (cpus.UnpinnedThreadCacheOnCpu(out int cpu) is not { } o)
         {
             return false;
         }
         var m = Unsafe.As<SlabThreadMarker>(o);
         // The marker first, then the check that the machine is live, then the struct page.
         Volatile.Write(ref m.InCall, 1);
-        bool done = Volatile.Read(ref m.Dead) == 0 && slab.TryFreeFast(p, expected);
+        bool done = Volatile.Read(ref m.Dead) == 0 && slab.TryFreeFast(p, expected, cpu);
         Volatile.Write(ref m.InCall, 0);
         return done;
     }
@@ -140,10 +140,10 @@ internal sealed unsafe partial class ArraySlab
         }
     }
 
-    /// <summary>____cache_alloc's hit: an object from the current CPU's array, 0 when it is empty.</summary>
-    internal nint AllocFast(KmemCache s, Gfp gfp)
+    /// <summary>____cache_alloc's hit: an object from CPU <paramref name="cpu"/>'s array (the caller's), 0 when it is empty.</summary>
+    internal nint AllocFast(KmemCache s, Gfp gfp, int cpu)
     {
-        var ac = LockCpuCache(State(s), _cpus.Current);
+        var ac = LockCpuCache(State(s), cpu);
         if (ac.Avail == 0)
         {
             ac.Unlock();
@@ -168,16 +168,15 @@ internal sealed unsafe partial class ArraySlab
     }
 
     /// <summary>___cache_free's plain case: an allocated object of a live cache (of <paramref name="expected"/> when
-    /// given) on the current CPU's node goes onto the CPU's array when it has room. False, with nothing changed,
-    /// for anything else: the guarded path then frees it or reports the misuse.</summary>
-    internal bool TryFreeFast(nint p, KmemCache? expected)
+    /// given) on the node of CPU <paramref name="cpu"/> (the caller's) goes onto that CPU's array when it has room.
+    /// False, with nothing changed, for anything else: the guarded path then frees it or reports the misuse.</summary>
+    internal bool TryFreeFast(nint p, KmemCache? expected, int cpu)
     {
         if (Classify(p, out uint head, out var s) != PtrKind.Slab || (expected is not null && !ReferenceEquals(s, expected)) || s!.WantInitOnFree)
         {
             return false;
         }
         var st = State(s);
-        int cpu = _cpus.Current;
         if (st.Nodes.Length > 1 && NodeOf(head) != _cpus.NodeOf[cpu])
         {
             return false;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Writes docs/performance-figures.md: the tables of `kmem bench --markdown` (the quick comparison:
-# median ns per operation, memory held over requested, SLUB kmalloc's targets) under a header
+# median ns per operation, memory held over requested, SLUB kmalloc's targets) and of the BenchmarkDotNet
+# class SafetyCostBenchmarks (what the double-free detection and the hardened freelist cost) under a header
 # naming the host, the runtime, the command and the load average around the run. Figures depend
 # on the host and its load: run this on a quiet machine, and read the ratios, which are taken
 # within one run. Extra arguments go to `kmem bench` (e.g. --repetitions 7).
@@ -11,6 +12,12 @@ out=docs/performance-figures.md
 dotnet build -c Release src/Kmem.Cli >/dev/null
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 tables=$(dotnet src/Kmem.Cli/bin/Release/net10.0/Kmem.Cli.dll bench --markdown "$@")
+# What the safety costs (SafetyCostBenchmarks, BenchmarkDotNet): three jobs of one run, ratios to the defaults.
+safety_dir=$(mktemp -d)
+trap 'rm -rf "$safety_dir"' EXIT
+dotnet run -c Release --project bench/Kmem.Bench -- --filter '*SafetyCostBenchmarks*' --exporters github \
+    --artifacts "$safety_dir" >/dev/null
+safety=$(cat "$safety_dir"/results/*SafetyCostBenchmarks-report-github.md)
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 missing=()
 for lib in libmimalloc.so.2 libjemalloc.so.2 libtcmalloc_minimal.so.4; do
@@ -36,5 +43,14 @@ cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     echo "figure is slower and noisier; compare the ratios, which are taken within one run."
     echo
     echo "$tables"
+    echo
+    echo "## What the safety costs"
+    echo
+    echo "\`dotnet run -c Release --project bench/Kmem.Bench -- --filter '*SafetyCostBenchmarks*'\` (BenchmarkDotNet, run"
+    echo "after the tables above): ns per operation; Ratio is each job's time over the \`default\` job's, so"
+    echo "\`no-double-free-check\` below 1 is what the double-free detection costs and \`hardened-freelist\` above 1"
+    echo "what CONFIG_SLAB_FREELIST_HARDENED costs ([performance.md](performance.md#the-slab-fast-path))."
+    echo
+    echo "$safety"
 } > "$out"
 echo "wrote $out"

@@ -17,6 +17,10 @@
 // Benchmarks only: KMEM_BENCH_UNGUARDED=1 in the environment leaves out the free side's Dead check and clears
 // the marker before PostAlloc (an A/B switch for LifetimeGuardBenchmarks; a machine used that way must not be
 // disposed while other threads call it).
+// Benchmarks only: KMEM_BENCH_NO_FREE_CHECK=1 leaves out the double-free detection's work on the magazine paths
+// (the pop's store of the allocation byte, the push's check and store; an A/B switch for SafetyCostBenchmarks):
+// objects that went through a magazine then keep the magazine's byte, so the guarded path of a machine used that
+// way may report a correct free of one as a double free.
 using System.Runtime.CompilerServices;
 
 namespace Kmem.Slab;
@@ -26,6 +30,9 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
 {
     /// <summary>The A/B switch of LifetimeGuardBenchmarks: no lifetime handshake on the fast paths.</summary>
     internal static readonly bool Unguarded = Environment.GetEnvironmentVariable("KMEM_BENCH_UNGUARDED") == "1";
+
+    /// <summary>The A/B switch of SafetyCostBenchmarks: no double-free detection on the magazine paths.</summary>
+    internal static readonly bool NoFreeCheck = Environment.GetEnvironmentVariable("KMEM_BENCH_NO_FREE_CHECK") == "1";
 
     /// <summary>kmalloc's fast path: an object of the kmalloc cache for <paramref name="size"/> from the thread's magazine.</summary>
     /// <returns>False when the guarded path must serve the call (size 0 or above the kmalloc caches included).</returns>
@@ -63,7 +70,10 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
             return false;
         }
         ref var e = ref mag.Entries[--mag.Count];
-        *e.Allocated = 1;
+        if (!NoFreeCheck)
+        {
+            *e.Allocated = 1;
+        }
         obj = e.Obj;
         if (Unguarded)
         {

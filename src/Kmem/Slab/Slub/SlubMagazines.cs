@@ -174,7 +174,10 @@ internal sealed unsafe partial class Slub
         if (!mag.Attention && mag.Count > 0)
         {
             ref var e = ref mag.Entries[--mag.Count];
-            *e.Allocated = 1;
+            if (!SlubFastPath.NoFreeCheck)
+            {
+                *e.Allocated = 1;
+            }
             nint obj = e.Obj;
             Volatile.Write(ref mag.Busy, 0);
             return obj;
@@ -286,15 +289,18 @@ internal sealed unsafe partial class Slub
         }
         if (!mag.Attention && (uint)mag.Count < (uint)mag.Capacity)
         {
-            if (*allocated != 1)
+            if (!SlubFastPath.NoFreeCheck)
             {
-                if (!fastOnly)
+                if (*allocated != 1)
                 {
-                    Volatile.Write(ref mag.Busy, 0);
+                    if (!fastOnly)
+                    {
+                        Volatile.Write(ref mag.Busy, 0);
+                    }
+                    return false;
                 }
-                return false;
+                *allocated = HeldByMagazine;
             }
-            *allocated = HeldByMagazine;
             mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
             if (!fastOnly)
             {

@@ -258,7 +258,9 @@ internal readonly unsafe struct FloorAllocator : IAllocator<nint>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Free(nint handle, int size)
     {
-        var heads = t_heads!;
+        // A thread that frees before its first allocation (cache-scratch's workers free the object the main
+        // thread gave them) gets its heads here.
+        var heads = t_heads ??= new nint[KmemCacheAllocator.ClassOf(MaxSize) + 1];
         int c = KmemCacheAllocator.ClassOf(size);
         *(nint*)handle = heads[c];
         heads[c] = handle;

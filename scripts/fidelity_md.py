@@ -305,24 +305,39 @@ GAPS = """## Remaining gaps, free-running
   by one; Kmem's free blocks are other frames than the kernel's, so its steals come at other
   allocations (the totals are close: see the consequence totals). On capture B the boot phase's
   order-0 unmovable steals (the trace ring buffer's pages, __rb_allocate_pages) come one order-10
-  block apart on both sides, Kmem's a constant number of pages early (above). Read from Kmem's
-  own allocator, the unmovable pages it took that the kernel did not, before its first early
-  steal: the per-CPU allocator's first chunk, which Kmem builds from the buddy allocator at the
-  trace's first percpu_alloc_percpu (an order-9 request: pcp_allowed_order lets it through the
-  per-CPU lists, whose refill takes max(batch >> 9, 2) = 2 blocks, 1,024 pages) while 6.1's
-  pcpu_embed_first_chunk takes it from memblock before the buddy allocator exists; the boot
-  pagesets (batch 1, high 0) that 6.1 uses until setup_per_cpu_pageset, after trace_init, where
-  Kmem's first refills already take a full batch (15 order-1 blocks where the kernel took 1); the
-  first slab of each cache, which Kmem takes where the kernel's caches already had slabs (234
-  pages of new slabs against the kernel's 167 before the first early steal); and a reclaimable
-  request (radix_tree_node) that found no reclaimable free page in Kmem and so took a whole
-  order-10 block from the unmovable lists (find_suitable_fallback tries MIGRATE_UNMOVABLE first),
-  where the kernel's reclaimable lists still had pages from before tracing. The first chunk is
-  half of the offset: replayed without its percpu_alloc_percpu events (a measurement, not an
-  option), capture B's early steals come 93 pages before the kernel's instead of 186, still one
-  constant offset (three refill batches of 31). None of these is revealed by an event at the
-  decision; the first chunk would have to come out of the machine's boot reserve, as 6.1's comes
-  out of memblock, which the replay does not do yet.
+  block (1,024 pages) apart on both sides, Kmem's a constant number of pages early (above). The
+  per-CPU allocator's first chunk no longer adds to it: as 6.1's pcpu_embed_first_chunk takes its
+  units from memblock (atom-aligned, top-down, goal __pa(MAX_DMA_ADDRESS)), Kmem claims them from
+  the frames boot reserved (BootReservations), so they never pass the buddy lists, where Kmem used
+  to take an order-9 block at the trace's first percpu_alloc_percpu; that halved the offset, from
+  186 pages to 93 (62 after the steal at which Kmem's count gains one refill batch of 31). What
+  remains is the phase of the 1,024-page cycle at the trace's start, set before tracing began:
+  the kernel's first refills take the last 37 frames of its unmovable block 0x8000-0x83ff
+  (0x83db-0x83ff) and it steals the next block at trace line 214, so about 987 of that block's pages
+  were taken before tracing, by allocations no event shows; Kmem's machine, replayed up to the same
+  point, has used 31 pages of its first unmovable block (one order-0 refill of its own boot) and
+  holds the other 993 free. The difference moves every later steal by the same amount and is not
+  revealed by any event at the decision; the first slab of each cache, which Kmem takes where the
+  kernel's caches already had slabs, adds to it. Not modelled either: the boot pagesets (batch 1,
+  high 0) that 6.1 uses until setup_per_cpu_pageset, after trace_init, so each of the trace's first
+  page allocations refills one block; tried, they raise free-running boot refills from 20 to 25
+  both-yes on capture B and leave the aligned steals as they are (the aligned run corrects the
+  lists anyway), but the switch cannot be read from every trace (the i386 capture's percpu events
+  carry the inlined __alloc_percpu as their call site, not setup_zone_pageset).
+- On the i386 capture the aligned run now steals once more than the kernel (2 against 1, one on
+  the same allocation): at trace line 925,003, an order-0 unmovable HighMem page for a page table
+  (GFP_KERNEL_ACCOUNT|__GFP_HIGHMEM|__GFP_ZERO), Kmem's HighMem unmovable block, taken at the
+  kernel's own steal at line 303, has run out where the kernel's lasts to the trace's end. Before
+  the first chunk's fix it did not (the chunk then came from ZONE_NORMAL, so this is not its pages
+  directly); unexplained beyond that.
+- Free-running pcp_refill on capture B fell from 851 both-yes (37.7 %) to 78 with the first chunk's
+  fix: the order-9 block Kmem used to take at the trace's first percpu_alloc_percpu gave 388 pages
+  back through CPU 0's lists, which left its unmovable order-0 list at a count that happened to stay
+  in step with the kernel's through the boot phase (83 % there). That was a side effect of a wrong
+  allocation, not the pcp policy; without it Kmem's refills come a constant few dozen allocations
+  off the kernel's from the first burst on (trace lines 2,211 against 2,260, then every ~93 lines),
+  because its own slab pages (caches that start empty) and its boot refill differ from the kernel's,
+  as the paragraph above on the lists explains.
 """
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     public long Own { get; private set; }
 
     /// <summary>Whether an allocation of the trace is a user page table (GFP_PGTABLE_USER, order 0).</summary>
-    public static bool IsTableAlloc(Gfp gfp, int order) => order == 0 && gfp == (Gfp.KernelAccount | Gfp.Zero);
+    public static bool IsTableAlloc(Gfp gfp, int order) => order == 0 && gfp == Gfp.PgtableUser;
 
     /// <summary>A table frame the kernel allocated (in a task's context) waits to be taken.</summary>
     public void Note(ulong pfn)
@@ -103,7 +103,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         }
         if (_frames.Count == 0)
         {
-            _own = m.AllocPages(Gfp.KernelAccount | Gfp.Zero | Gfp.NoWarn, 0);
+            _own = m.AllocPages(Gfp.PgtableUser | Gfp.NoWarn, 0);
         }
     }
 

@@ -2,7 +2,8 @@
 // mm/percpu.c): alloc_percpu and free_percpu, per_cpu_ptr and this_cpu_ptr, the this_cpu
 // operations, DEFINE_PER_CPU and for_each_possible_cpu. Every member forwards to the Percpu
 // layer (PercpuAllocator, PercpuAccess, PercpuCounter). The allocator is created on first use
-// under _percpuLock (its first chunk then comes from the page allocator); it owns its locking.
+// under _percpuLock; its first chunk lies inside what boot reserved (memblock, never in the
+// buddy lists), so creating it late changes no free count. It owns its locking.
 using System.Numerics;
 using Kmem.Percpu;
 

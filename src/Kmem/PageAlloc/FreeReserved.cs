@@ -4,7 +4,8 @@
 // the managed count (min_free_kbytes, watermarks, lowmem_reserve, pcp high) is computed
 // again, as in 6.1. Kmem's reserved frames stand for each other: the zone's lowest one
 // still reserved at or above the caller's cursor goes, and the cursor moves past it (a
-// replay releasing thousands stays linear). Kept out of PageAllocator (its size limit).
+// replay releasing thousands stays linear); frames a boot user took (BootReservations: the
+// per-CPU first chunk) are not the initrd's or init sections' and stay. Kept out of PageAllocator (its size limit).
 // Locking: the free takes the usual pcp lock → zone->lock; the cursor is the caller's.
 using Kmem.Physical;
 
@@ -19,7 +20,7 @@ internal static class FreeReserved
         for (uint pfn = Math.Max(cursor, zone.StartPfn); pfn < zone.EndPfn; pfn++)
         {
             ref PageFrame f = ref pa.Mem.Frame(pfn);
-            if ((f.Flags & (PageFlags.Reserved | PageFlags.NoMap)) != PageFlags.Reserved || f.RefCount != 1)
+            if ((f.Flags & (PageFlags.Reserved | PageFlags.NoMap)) != PageFlags.Reserved || f.RefCount != 1 || pa.BootReserved.IsClaimed(pfn))
             {
                 continue;
             }

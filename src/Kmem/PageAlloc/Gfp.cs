@@ -129,6 +129,8 @@ public enum Gfp : uint
     Kernel = Reclaim | Io | Fs,
     /// <summary>GFP_KERNEL_ACCOUNT (0x400cc0): <see cref="Kernel"/> charged to kmemcg.</summary>
     KernelAccount = Kernel | Account,
+    /// <summary>GFP_PGTABLE_USER (0x400dc0): a user page table, zeroed and charged to kmemcg (GFP_PGTABLE_KERNEL | __GFP_ACCOUNT).</summary>
+    PgtableUser = KernelAccount | Zero,
     /// <summary>GFP_NOWAIT (0x800): no direct reclaim, I/O or filesystem callbacks; only wakes kswapd.</summary>
     NoWait = KswapdReclaim,
     /// <summary>GFP_NOIO (0xc00): may reclaim, but without starting I/O. Same value as <see cref="Reclaim"/>.</summary>

@@ -136,8 +136,9 @@ internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(al
     }
 
     /// <summary>Marks holes and boot reservations, counts present and managed pages, and hands the rest to
-    /// the buddy lists in the largest aligned blocks (memblock_free_all); returns the frames reserved.</summary>
-    public long ReserveAndFreeBootMemory()
+    /// the buddy lists in the largest aligned blocks (memblock_free_all); returns the frames reserved and
+    /// the reserved ranges (holes excluded, merged, by start) that later boot users take memory from.</summary>
+    public long ReserveAndFreeBootMemory(out List<(uint Start, uint End)> reservedRanges)
     {
         long reservedPages = 0;
         uint maxPfn = _mem.MaxPfn;
@@ -172,6 +173,20 @@ internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(al
             }
         }
         reserved.Sort((a, b) => a.Start.CompareTo(b.Start));
+        reservedRanges = [];
+        foreach (var (s, e, hole) in reserved)
+        {
+            if (hole || e <= s)
+            {
+                continue;
+            }
+            if (reservedRanges.Count > 0 && s <= reservedRanges[^1].End)
+            {
+                reservedRanges[^1] = (reservedRanges[^1].Start, Math.Max(e, reservedRanges[^1].End));
+                continue;
+            }
+            reservedRanges.Add((s, e));
+        }
         foreach (var (s, e, hole) in reserved)
         {
             for (uint p = s; p < e; p++)

@@ -42,7 +42,8 @@ internal sealed partial class PageAllocator
         {
             zone.IsHighMem = zone.Type == ZoneType.HighMem || (zone.Type == ZoneType.Movable && MovableFromHighmem);
         }
-        ReservedPages = init.ReserveAndFreeBootMemory();
+        ReservedPages = init.ReserveAndFreeBootMemory(out var reservedRanges);
+        BootReserved = new BootReservations(reservedRanges, Arch.HasHighMem ? mem.LowmemPfns : mem.MaxPfn);
         init.BuildZonelists();
         _wmarks = new WatermarkSetup(this);
         _wmarks.Init(options.MinFreeKbytes);
@@ -71,6 +72,9 @@ internal sealed partial class PageAllocator
 
     /// <summary>Frames reserved at boot (holes excluded).</summary>
     public long ReservedPages { get; }
+
+    /// <summary>What boot reserved (memblock.reserved, holes excluded), which later boot users take memory from.</summary>
+    public BootReservations BootReserved { get; }
 
     /// <summary>totalram_pages: managed pages of every zone.</summary>
     public long TotalRamPages => Zones.Sum(z => z.ManagedPages);

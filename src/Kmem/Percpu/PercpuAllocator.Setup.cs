@@ -1,6 +1,7 @@
 // The per-CPU allocator's first chunk (mm/percpu.c pcpu_build_alloc_info,
 // pcpu_embed_first_chunk, pcpu_page_first_chunk, pcpu_alloc_first_chunk) and the
-// page and vmap calls chunks are built with. The first chunk is built in the
+// page and vmap calls chunks are built with. The embedded first chunk lives in memory
+// boot reserved (memblock), as the kernel's does, so it never passes the buddy lists. The first chunk is built in the
 // constructor, before the allocator is shared; the helpers take no lock of their own
 // (see PercpuAllocator.cs for the lock order).
 using Kmem.Physical;
@@ -10,6 +11,9 @@ namespace Kmem.Percpu;
 internal sealed partial class PercpuAllocator
 {
     private readonly record struct AllocInfo(int UnitSize, int AtomSize, int AllocSize);
+
+    /// <summary>__pa(MAX_DMA_ADDRESS): 16 MiB, the goal of memblock allocations made for the first chunk.</summary>
+    private const uint MaxDmaPfn = (16 << 20) >> PhysMem.PageShift;
 
     /// <summary>pcpu_build_alloc_info for one group: units per allocation (upa) as large as the atom allows
     /// while wasting at most a third of the CPUs' worth of units, then as few allocations as possible.</summary>
@@ -45,12 +49,20 @@ internal sealed partial class PercpuAllocator
         return new AllocInfo(allocSize / bestUpa, atomSize, allocSize);
     }
 
-    /// <summary>The first chunk's memory: pcpu_embed_first_chunk when every unit fits one physically contiguous
-    /// block (the part of each unit past <paramref name="sizeSum"/> is given back, as the kernel gives it back to
-    /// memblock); else pcpu_page_first_chunk: units of sizeSum bytes, page by page, mapped in the vmalloc area.</summary>
+    /// <summary>The first chunk's memory: pcpu_embed_first_chunk takes every unit as one physically contiguous
+    /// block from memblock (pcpu_fc_alloc: atom-aligned, goal __pa(MAX_DMA_ADDRESS)), which is memory boot
+    /// reserved and the buddy allocator never held. Where no boot reservation holds the block, a block from the
+    /// page allocator stands in (the part of each unit past <paramref name="sizeSum"/> given back, as the kernel
+    /// gives it back to memblock); else pcpu_page_first_chunk: units of sizeSum bytes, page by page, mapped in
+    /// the vmalloc area.</summary>
     private (nint Region, bool Embedded, nint HostArea) AllocFirstChunk(int sizeSum, ref AllocInfo layout)
     {
         long total = (long)layout.UnitSize * NrUnits;
+        uint boot = _pa.BootReserved.Claim((uint)(total >> PhysMem.PageShift), (uint)(layout.AtomSize >> PhysMem.PageShift), MaxDmaPfn);
+        if (boot != PhysMem.NoPfn)
+        {
+            return (_pa.Mem.PageAddress(boot), true, 0);
+        }
         int order = PhysMem.GetOrder((nuint)total);
         if (order < Arch.MaxOrder)
         {

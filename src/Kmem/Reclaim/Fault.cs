@@ -209,7 +209,7 @@ internal sealed unsafe partial class UserMemory
         var p = TablePageSource?.Invoke(t) ?? Page.Null;
         if (p.IsNull)
         {
-            return _pa.AllocPages(Gfp.KernelAccount | Gfp.Zero, 0, -1);
+            return _pa.AllocPages(Gfp.PgtableUser, 0, -1);
         }
         new Span<ulong>(TableEntry(p.RawPfn, 0), 512).Clear();
         return p;

@@ -35,6 +35,33 @@ public class PercpuTests
         Assert.Equal(512 << 10, four.PercpuUnitSize); // four units share one 2 MiB atom
     }
 
+    [Theory]
+    [InlineData(Preset.X64, 2)]
+    [InlineData(Preset.X86Pae, 1)]
+    public void TheFirstChunkLiesInTheBootReservation(Preset preset, int cpus)
+    {
+        // 6.1's pcpu_embed_first_chunk takes the units from memblock: memory the buddy allocator never holds,
+        // so setting the allocator up moves neither MemTotal nor MemFree nor any zone's managed pages.
+        using var m = Boot(cpus, preset);
+        long total = MeminfoKb(m, "MemTotal"), free = MeminfoKb(m, "MemFree");
+        var managed = m.PageAllocator.Zones.Select(z => z.ManagedPages).ToArray();
+        var p = m.AllocPercpu(64, 8);
+        Assert.False(p.IsNull);
+        Assert.True(m.Log.Contains("percpu: Embedded"));
+        Assert.Equal(total, MeminfoKb(m, "MemTotal"));
+        Assert.Equal(free, MeminfoKb(m, "MemFree"));
+        Assert.Equal(managed, m.PageAllocator.Zones.Select(z => z.ManagedPages).ToArray());
+        var mem = m.PageAllocator.Mem;
+        foreach (int cpu in m.ForEachPossibleCpu())
+        {
+            uint pfn = mem.VirtToPfn(m.PerCpuPtr(p, cpu));
+            Assert.True((mem.Frame(pfn).Flags & Kmem.Physical.PageFlags.Reserved) != 0);
+            Assert.True(pfn >= (16u << 20) >> 12); // memblock's goal for it, __pa(MAX_DMA_ADDRESS)
+            Assert.True(pfn < mem.LowmemPfns);
+        }
+        m.FreePercpu(p);
+    }
+
     [Fact]
     public unsafe void EachCpusCopyIsDistinctZeroedAndAUnitApart()
     {

@@ -168,10 +168,14 @@ internal sealed unsafe partial class Slub
         }
     }
 
-    /// <summary>deactivate_slab: the cpu freelist goes back into the slab, which is then unfrozen.</summary>
+    /// <summary>deactivate_slab: the cpu freelist goes back into the slab, which is then unfrozen; a slab with
+    /// free objects joins the head of the node's partial list, its tail when other CPUs freed into it while
+    /// it was frozen (DEACTIVATE_TO_TAIL: its objects are cache-cold).</summary>
     private void DeactivateSlab(KmemCache s, uint pfn, nint freelist)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
+        // Read without the slab lock, as 6.1 reads slab->freelist: a racing remote free only picks the end.
+        bool remoteFrees = SlabPage.FreeIdx(Volatile.Read(ref f.Private)) != SlabPage.NoObject;
         if (freelist != 0)
         {
             SlabPage.Lock(ref f);
@@ -189,16 +193,16 @@ internal sealed unsafe partial class Slub
                 SlabPage.Unlock(ref f);
             }
         }
-        if (Unfreeze(s, pfn))
+        if (Unfreeze(s, pfn, toTail: remoteFrees))
         {
             DiscardSlab(s, pfn);
         }
     }
 
     /// <summary>Unfreezes a slab under its node's list_lock: a slab with free objects joins the partial list
-    /// (unless it is empty and the node has enough), a full one joins no list. Returns true when the caller
-    /// must discard it.</summary>
-    private bool Unfreeze(KmemCache s, uint pfn)
+    /// at its tail (at its head for <paramref name="toTail"/> false), unless it is empty and the node has
+    /// enough; a full one joins no list. Returns true when the caller must discard it.</summary>
+    private bool Unfreeze(KmemCache s, uint pfn, bool toTail = true)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
         var n = s.Nodes[NodeOf(pfn)];
@@ -217,7 +221,14 @@ internal sealed unsafe partial class Slub
             if (hasFree)
             {
                 f.Next = f.Prev = PhysMem.NoPfn;
-                n.Partial.AddTail(_mem, pfn);
+                if (toTail)
+                {
+                    n.Partial.AddTail(_mem, pfn);
+                }
+                else
+                {
+                    n.Partial.AddHead(_mem, pfn);
+                }
                 n.NrPartial++;
             }
             return false;

@@ -163,7 +163,9 @@ internal sealed class SharedTrace : IDisposable
                         }
                         return false;
                     }
+                    long waitFrom = System.Diagnostics.Stopwatch.GetTimestamp();
                     Monitor.Wait(_gate);
+                    c.WaitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - waitFrom;
                     continue;
                 }
                 Done(c.Chunk);
@@ -241,6 +243,9 @@ internal sealed class SharedTrace : IDisposable
         internal int Index { get; set; }
 
         internal bool Left { get; set; }
+
+        /// <summary>Stopwatch ticks the follower waited for the parsing thread.</summary>
+        internal long WaitTicks { get; set; }
 
         /// <summary>The next event, or false at the end of the trace.</summary>
         public bool TryRead(out TraceEvent e)

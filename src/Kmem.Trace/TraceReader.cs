@@ -203,7 +203,10 @@ public sealed partial class TraceReader : IDisposable
 
     /// <summary>Wall time spent in the gzip or xz decoder so far, in seconds (0 for plain text): what a
     /// replay's speed excludes, so that it measures the text's events.</summary>
-    public double DecompressSeconds => (double)(_sharedSource?._decompressTicks ?? _decompressTicks) / System.Diagnostics.Stopwatch.Frequency;
+    /// <remarks>A follower of a shared parse (SharedTrace) decodes nothing itself: its figure is the part of the decoding
+    /// that held it up, the time it waited for the parsing thread up to the time that thread spent decoding.</remarks>
+    public double DecompressSeconds => (double)(_shared is null ? _decompressTicks : Math.Min(_shared.WaitTicks, _sharedSource!._decompressTicks))
+        / System.Diagnostics.Stopwatch.Frequency;
 
     /// <summary>Bytes of trace text read so far (after decompression), read ahead included.</summary>
     public long BytesRead => _sharedSource?.BytesRead ?? _decompressed;

@@ -53,7 +53,8 @@ public class SharedTraceTests
         string text = Header + Good + Good + Good + bad + "\n" + Good;
         var expected = TraceData.Error(text);
         using var source = TraceData.Reader(text);
-        using var shared = new SharedTrace(source, 2, chunkEvents: 2, maxChunksAhead: 2);
+        // Room for every chunk, so that the followers can be read one after the other on this thread.
+        using var shared = new SharedTrace(source, 2, chunkEvents: 2, maxChunksAhead: 8);
         for (int i = 0; i < 2; i++)
         {
             var f = shared.Follower(i);

@@ -82,18 +82,21 @@ public static class ReplayCommand
 
     /// <summary>The same trace again on a fresh machine of the same options, aligned to the kernel's revealed
     /// per-CPU list state before each decision (<see cref="TraceReplayOptions.Aligned"/>): only its decisions are kept.</summary>
-    /// <remarks>It shares nothing with the main replay, so it runs beside it on another thread (no progress bar of
-    /// its own): on two cores the pair takes the time of one.</remarks>
-    private static TraceReplayResult ReplayAligned(Request req, string? until, int cpus)
+    /// <remarks>It shares nothing with the main replay but the parsed trace, so it runs beside it on another thread (no
+    /// progress bar of its own), reading the events the main replay reads (<paramref name="reader"/>, a follower of the
+    /// one parse): on two cores the pair takes the time of one.</remarks>
+    private static TraceReplayResult ReplayAligned(Request req, TraceReader reader)
     {
-        using var reader = TraceReader.Open(req.Trace, new TraceReaderOptions { SkipBad = req.SkipBad, StopAtMarker = until });
-        using var m = TraceReplayer.Boot(req.Machine.Build(req.Trace, cpus, bootReserve: true));
-        return new TraceReplayer(m, new TraceReplayOptions
+        using (reader) // a follower stopped early (the replay failed) no longer holds up the main replay
         {
-            Mismatches = req.Mismatches,
-            Aligned = true,
-            ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
-        }).Replay(reader);
+            using var m = TraceReplayer.Boot(req.Machine.Build(req.Trace, reader.Cpus, bootReserve: true));
+            return new TraceReplayer(m, new TraceReplayOptions
+            {
+                Mismatches = req.Mismatches,
+                Aligned = true,
+                ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
+            }).Replay(reader);
+        }
     }
 
     /// <summary>Runs one replay and prints it.</summary>
@@ -145,7 +148,10 @@ public static class ReplayCommand
                     ? ctx.Fail(CliContext.BadInput, fromTrace)
                     : ctx.Fail(CliContext.Usage, MachineArgs.Describe(e));
             }
-            var alignedRun = Task.Run(() => ReplayAligned(req, until, reader.Cpus));
+            // The text is parsed once, on a thread of its own, for both replays.
+            var shared = new SharedTrace(reader, 2);
+            var alignedRun = Task.Run(() => ReplayAligned(req, shared.Follower(1)));
+            var events = shared.Follower(0);
             using (m)
             try
             {
@@ -159,7 +165,7 @@ public static class ReplayCommand
                         Snapshot = maps is { Every: > 0 } ? maps.Snapshot : null,
                         Mismatches = req.Mismatches,
                         ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
-                    }).Replay(reader));
+                    }).Replay(events));
                 }
                 catch (TraceFormatException e)
                 {
@@ -169,10 +175,10 @@ public static class ReplayCommand
                 {
                     return ctx.Fail(CliContext.Usage, $"--slab {MachineArgs.SlabNames[(int)req.Machine.Slab]}: {e.Message}");
                 }
-                if (req.Until is not null && reader.StopLine == 0)
+                if (req.Until is not null && events.StopLine == 0)
                 {
                     // Replaying to the end instead would report a state the user did not ask for.
-                    return ctx.Fail(CliContext.BadInput, TraceInput.NoSuchMarker(req.Trace, req.Until, reader));
+                    return ctx.Fail(CliContext.BadInput, TraceInput.NoSuchMarker(req.Trace, req.Until, events));
                 }
                 TraceReplayResult? aligned;
                 try
@@ -237,8 +243,10 @@ public static class ReplayCommand
             }
             finally
             {
-                // An early return (bad input, unknown marker) still waits for the aligned replay: it
-                // fails at the same line or stops soon after, and nothing may run on once the command returns.
+                // An early return (bad input, unknown marker, a failed main replay) stops the parsing and still
+                // waits for the aligned replay, which fails at the same line or stops at its next chunk of events:
+                // nothing may run on once the command returns (nor read the trace once it is closed).
+                shared.Dispose();
                 Task.WaitAny(alignedRun); // its failure, if any, was reported above or is moot
             }
         }

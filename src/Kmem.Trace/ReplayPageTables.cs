@@ -26,6 +26,12 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     private readonly Dictionary<ulong, (TaskStruct? Task, uint Pfn)> _lent = [];
     // A frame of Kmem's own for the table whose frame the free being replayed gives back (Prepare), or Page.Null.
     private Page _own;
+    // Live tasks by their PGD frame (a PGD is one task's while it lives): the task list is read again only when a
+    // task may have been made since (a PGD was taken for a task not yet made), and a PGD moved by Free is entered
+    // there, so every live task is entered under its PGD. An entry whose task exited or moved its PGD away no
+    // longer matches and is ignored.
+    private readonly Dictionary<uint, TaskStruct> _byPgd = [];
+    private bool _byPgdStale = true;
 
     /// <summary>Frames taken over, and tables Kmem's tasks allocated themselves.</summary>
     public long TakenOver { get; private set; }
@@ -56,6 +62,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     /// <summary>UserMemory.TablePageSource: the newest waiting frame, or Page.Null (Kmem allocates its own).</summary>
     public Page Take(TaskStruct? task)
     {
+        _byPgdStale |= task is null; // a new task's PGD
         var page = TakeQueued(task);
         if (page.IsNull)
         {
@@ -120,8 +127,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
             return false;
         }
         // A PGD was taken before its task existed: the task whose PGD it is now.
-        if ((lent.Task ?? Array.Find(m.Mm.TasksSnapshot(), t => t.PgdPfn == lent.Pfn)) is { } task)
+        if ((lent.Task ?? TaskOfPgd(lent.Pfn)) is { } task)
         {
+            uint pgd = task.PgdPfn;
             freed = m.Mm.ReleaseTable(task, lent.Pfn, () =>
             {
                 var p = TakeQueued(task);
@@ -132,11 +140,42 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
                 }
                 return p;
             });
+            if (task.PgdPfn != pgd)
+            {
+                _byPgd[task.PgdPfn] = task;
+            }
         }
         if (!own.IsNull)
         {
             m.FreePages(own, 0); // the table mapped nothing any more
         }
         return true;
+    }
+
+    // The live task whose PGD is the frame, or null: the first such in the task list (there is at most one).
+    private TaskStruct? TaskOfPgd(uint pfn)
+    {
+        if (_byPgd.TryGetValue(pfn, out var t) && t.PgdPfn == pfn && !t.HasExited)
+        {
+            return t;
+        }
+        if (!_byPgdStale)
+        {
+            return null;
+        }
+        _byPgdStale = false;
+        // Tasks are listed oldest first and every task entered before is still entered under its PGD, so only the
+        // tasks after the newest one entered are new.
+        var tasks = m.Mm.TasksSnapshot();
+        for (int i = tasks.Length - 1; i >= 0; i--)
+        {
+            var task = tasks[i];
+            if (_byPgd.TryGetValue(task.PgdPfn, out var known) && known == task)
+            {
+                break;
+            }
+            _byPgd[task.PgdPfn] = task;
+        }
+        return _byPgd.TryGetValue(pfn, out t) && t.PgdPfn == pfn && !t.HasExited ? t : null;
     }
 }

@@ -203,13 +203,16 @@ public sealed partial class TraceReader : IDisposable
 
     /// <summary>Wall time spent in the gzip or xz decoder so far, in seconds (0 for plain text): what a
     /// replay's speed excludes, so that it measures the text's events.</summary>
-    public double DecompressSeconds => (double)_decompressTicks / System.Diagnostics.Stopwatch.Frequency;
+    /// <remarks>A follower of a shared parse (SharedTrace) decodes nothing itself: its figure is the part of the decoding
+    /// that held it up, the time it waited for the parsing thread up to the time that thread spent decoding.</remarks>
+    public double DecompressSeconds => (double)(_shared is null ? _decompressTicks : Math.Min(_shared.WaitTicks, _sharedSource!._decompressTicks))
+        / System.Diagnostics.Stopwatch.Frequency;
 
     /// <summary>Bytes of trace text read so far (after decompression), read ahead included.</summary>
-    public long BytesRead => _decompressed;
+    public long BytesRead => _sharedSource?.BytesRead ?? _decompressed;
 
     /// <summary>Bytes of the input consumed so far (the compressed bytes for gzip and xz), read ahead included: with <see cref="InputLength"/>, how far through the file the reader is.</summary>
-    public long InputBytesRead => _source?.Total ?? _decompressed;
+    public long InputBytesRead => _sharedSource?.InputBytesRead ?? _source?.Total ?? _decompressed;
 
     /// <summary>The input's length in bytes when the stream can tell it (a file can); otherwise -1.</summary>
     public long InputLength => _inputLength;
@@ -257,6 +260,10 @@ public sealed partial class TraceReader : IDisposable
     public bool TryRead(out TraceEvent e)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_shared is not null)
+        {
+            return TryReadShared(out e);
+        }
         while (!_stopped && NextLine(out var line))
         {
             if (line.IsEmpty || line[0] == '#')
@@ -324,6 +331,7 @@ public sealed partial class TraceReader : IDisposable
             return;
         }
         _disposed = true;
+        _shared?.Leave();
         if (!ReferenceEquals(_input, _stream))
         {
             _input.Dispose();

@@ -71,19 +71,22 @@ public sealed partial class TraceReplayer
         {
             return;
         }
-        for (int i = 0; i < _pendingCount[cpu];)
+        // One pass that replays the due entries in order and closes up the rest (replaying a page touches no
+        // pending list, so this is removing each in turn without moving the tail once per removal).
+        int count = _pendingCount[cpu], kept = 0;
+        for (int i = 0; i < count; i++)
         {
             if (now - list[i].Seq >= PendingEvents || list[i].SlabAllocs >= PendingSlabAllocs)
             {
-                var p = list[i];
-                RemovePending(cpu, i);
-                ReplayPageAlloc(p);
+                ReplayPageAlloc(list[i]);
             }
             else
             {
-                i++;
+                list[kept++] = list[i];
             }
         }
+        list.AsSpan(kept, count - kept).Clear();
+        _pendingCount[cpu] = kept;
         _pendingDue[cpu] = false; // every entry at the bound was just replayed
     }
 

@@ -65,6 +65,9 @@ internal sealed record LiveUpdate
     public List<SlabRow>? Slabinfo { get; init; }
     public string? Slobinfo { get; init; }
     public required List<LiveDecision> Decisions { get; init; }
+    /// <summary>The pressure panel (LivePressure.cs); null while neither side has shown pressure, so a replay without
+    /// any shows no panel.</summary>
+    public LivePressure? Pressure { get; init; }
     /// <summary>Whether the side-by-side view is on (the main run's updates).</summary>
     public bool Compare { get; init; }
     /// <summary>Whether this is a side update: another slab allocator at the main run's moment, whole.</summary>

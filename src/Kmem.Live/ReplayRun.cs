@@ -44,6 +44,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     private IReadOnlyDictionary<string, TraceDecision>? _decisionsBefore;
     private long _decisionsBeforePos = -1;
     private long _position;
+    private readonly PressureWatch _pressure = new();
 
     public ReplayRun(int id, LiveSource source, SlabAllocator slab, long target, bool seeking, double updatesPerSecond,
         Action<ReplayRun, Machine, TraceReplayer?, long, bool> publish)
@@ -132,6 +133,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
                     v.KernelYes - b.KernelYes, v.KmemYes - b.KmemYes);
         })];
     }
+
+    /// <summary>The pressure panel's figures now; null until either side has shown pressure. Replaying thread only.</summary>
+    public LivePressure? Pressure(Machine m, TraceReplayer? r) => _pressure.View(m, r, Chapter);
 
     public void Start() => _thread.Start();
 
@@ -238,8 +242,10 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
                 using var reader = _source.Open();
                 m = TraceReplayer.Boot(_source.Boot(Slab, reader.Cpus));
                 r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = _source.ReservedFrames }) { LiveObserver = this };
-                r.Replay(reader);
+                var result = r.Replay(reader);
                 Interlocked.Exchange(ref _position, reader.Events);
+                _pressure.After(r, reader.Events, _hasLast, in _last);
+                _pressure.Finish(result.Pressure);
             }
             _hasLast = false;
             _step = null;
@@ -289,6 +295,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     {
         using var cpu = m.OnCpu(0);
         long pos = 0;
+        _pressure.Step(m, pos, null);
         Boundary(m, null, pos);
         foreach (string step in scenario.Steps(m))
         {
@@ -298,6 +305,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             {
                 Chapter = step[6..];
             }
+            _pressure.Step(m, pos, step);
             Boundary(m, null, pos);
         }
         Interlocked.Exchange(ref _position, pos);
@@ -305,6 +313,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
 
     void ILiveReplayObserver.BeforeEvent(TraceReplayer r, in TraceEvent e)
     {
+        _pressure.After(r, r.Events - 1, _hasLast, in _last); // the event before this one is handled
         Boundary(r.Machine, r, r.Events - 1);
         _last = e;
         _hasLast = true;

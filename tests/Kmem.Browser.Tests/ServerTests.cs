@@ -293,6 +293,9 @@ public sealed class ServerTests
         }
         var after = Decisions(await LiveTestServer.StateAsync(http, server.Url, _ => true, TimeSpan.FromSeconds(30)));
         Assert.True(settled > 0, "forty events settled no decision");
+        Assert.False(after.Count == 0); // (the decisions are there)
+        var state = await LiveTestServer.StateAsync(http, server.Url, _ => true, TimeSpan.FromSeconds(30));
+        Assert.False(state.TryGetProperty("pressure", out _), "a pressure panel for a capture without pressure");
         foreach (var (kind, d) in after)
         {
             long was = before.TryGetValue(kind, out var b) ? b.GetProperty("compared").GetInt64() : 0;

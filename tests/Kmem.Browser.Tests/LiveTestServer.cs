@@ -49,6 +49,15 @@ internal static class LiveTestServer
             Port = 0,
         });
 
+    /// <summary>A server playing scenario <paramref name="name"/> of `kmem scenario` at seed 1.</summary>
+    public static Task<LiveServer> StartScenarioAsync(string name) =>
+        LiveServer.StartAsync(new LiveServerOptions
+        {
+            Scenario = name,
+            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
+            Port = 0,
+        });
+
     /// <summary>What a plain replay of <paramref name="trace"/> (no live view) reports, on the machine the server boots.</summary>
     public static TraceReplayResult Replay(string trace)
     {

@@ -6,7 +6,6 @@
 // shows SLUB, SLAB and SLOB side by side at the same event; a scenario's phases are chapters and
 // its OOM kills marks on the charts. Trait Browser: left out of the default test
 // command, run by `dotnet test tests/Kmem.Browser.Tests --filter "Category=Browser"`.
-using Kmem.Live;
 using Microsoft.Playwright;
 
 namespace Kmem.Browser.Tests;
@@ -201,12 +200,7 @@ public sealed class PageTests(ChromiumFixture chromium) : IClassFixture<Chromium
     [Fact]
     public async Task AScenariosPhasesAreChaptersAndItsOomKillsAreMarked()
     {
-        await using var server = await LiveServer.StartAsync(new LiveServerOptions
-        {
-            Scenario = "pressure",
-            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
-            Port = 0,
-        });
+        await using var server = await LiveTestServer.StartScenarioAsync("pressure");
         var (page, errors) = await OpenAsync(server.Url);
         // The phases are on the timeline and in the chapter list before anything plays.
         await page.WaitForFunctionAsync("() => document.querySelectorAll('#timeline .chapter').length > 2 && document.getElementById('markers').options.length > 2",

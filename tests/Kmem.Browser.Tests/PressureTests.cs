@@ -8,7 +8,6 @@
 // report's and the machine's own figures. A scenario shows Kmem's side only; a capture
 // without pressure shows no panel (ServerTests).
 using System.Text.Json;
-using Kmem.Live;
 
 namespace Kmem.Browser.Tests;
 
@@ -115,12 +114,7 @@ public sealed class PressureTests
     [Fact]
     public async Task TheScenarioShowsKmemsSideOnly()
     {
-        await using var server = await LiveServer.StartAsync(new LiveServerOptions
-        {
-            Scenario = "fragmentation",
-            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
-            Port = 0,
-        });
+        await using var server = await LiveTestServer.StartScenarioAsync("fragmentation");
         using var http = new HttpClient();
         var markers = await LiveTestServer.StateAsync(http, server.Url, s => s.TryGetProperty("markers", out var m) && m.GetArrayLength() == 4,
             TimeSpan.FromSeconds(60));

@@ -169,12 +169,7 @@ public sealed class ServerTests
             Scenario = "meltdown",
             Boot = (slab, _) => new MachineOptions { Slab = slab },
         }));
-        await using var server = await LiveServer.StartAsync(new LiveServerOptions
-        {
-            Scenario = "fragmentation",
-            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
-            Port = 0,
-        });
+        await using var server = await LiveTestServer.StartScenarioAsync("fragmentation");
         using var http = new HttpClient();
         var booted = await LiveTestServer.StateAsync(http, server.Url, _ => true, TimeSpan.FromSeconds(60));
         Assert.Equal("scenario fragmentation", booted.GetProperty("source").GetString());

@@ -39,6 +39,7 @@ internal sealed class PressureWatch
     private long _nextCheck;
     private bool _seen;
     private bool _trace;
+    private PressureReplay? _side;
     private PressureCounters _base, _prev;
 
     private readonly Dictionary<string, long> _kernel = new(StringComparer.Ordinal);
@@ -60,10 +61,14 @@ internal sealed class PressureWatch
     private long _stepFree;
 
     /// <summary>After an event of a trace (<paramref name="hasEvent"/>: none before the first), <paramref name="pos"/>
-    /// events handled.</summary>
-    public void After(TraceReplayer r, long pos, bool hasEvent, in TraceEvent e)
+    /// events handled; <paramref name="side"/> is the replay's pressure side (null: the one seen before).</summary>
+    public void After(Machine m, PressureReplay? side, long pos, bool hasEvent, in TraceEvent e)
     {
-        var m = r.Machine;
+        var r = _side = side ?? _side;
+        if (r is null)
+        {
+            return;
+        }
         if (_zones is null)
         {
             _trace = true;
@@ -76,7 +81,7 @@ internal sealed class PressureWatch
         if (_seen || pos >= _nextCheck)
         {
             _nextCheck = pos + CheckEvery;
-            _seen |= r.PressureSeenSoFar;
+            _seen |= r.PressureSeen;
             CheckKmem(m, pos, hasEvent ? e.LineNumber : 0, hasEvent ? e.Comm : null, e.Pid, r);
         }
         if (pos >= _nextSample)
@@ -169,7 +174,7 @@ internal sealed class PressureWatch
 
     // ---------------------------------------------------------------- the kernel's side, from the trace
 
-    private void KernelEvent(TraceReplayer r, long pos, in TraceEvent e)
+    private void KernelEvent(PressureReplay r, long pos, in TraceEvent e)
     {
         string text = e.Text ?? "";
         string who = string.Create(CultureInfo.InvariantCulture, $"{e.Comm}-{e.Pid}");
@@ -246,19 +251,16 @@ internal sealed class PressureWatch
     private void Count(string name, long n) => _kernel[name] = _kernel.GetValueOrDefault(name) + n;
 
     /// <summary>The report's phases passed so far and their vmstat, taken when a phase ends.</summary>
-    private void TakeReport(TraceReplayer r)
+    private void TakeReport(PressureReplay r)
     {
-        if (r.PressureSoFar is not { } report)
-        {
-            return;
-        }
+        var report = r.Report.Build(r);
         _phases = [.. report.Phases.Select(p => new PressurePhase(p.Phase, true, p.Kernel, p.Kmem, p.KmemMinFreePages, p.KmemVictims))];
         _vmstat = report.Vmstat.Count == 0 ? null : [.. report.Vmstat.Select(v => new PressureCounter(v.Phase, v.Name, v.Kernel, v.Kmem))];
     }
 
     // ---------------------------------------------------------------- Kmem's side, from its counters
 
-    private void CheckKmem(Machine m, long pos, long line, string? comm, int pid, TraceReplayer? r)
+    private void CheckKmem(Machine m, long pos, long line, string? comm, int pid, PressureReplay? r)
     {
         var c = PressureCounters.Read(m);
         var p = _prev;
@@ -302,8 +304,8 @@ internal sealed class PressureWatch
         }
     }
 
-    private List<string> NewVictims(TraceReplayer r) =>
-        [.. r.KmemVictimsSoFar.Skip(_kmemVictims.Count).Select(v => string.Create(CultureInfo.InvariantCulture, $"{v.Pid} ({v.Comm})"))];
+    private List<string> NewVictims(PressureReplay r) =>
+        [.. r.KmemVictims.Skip(_kmemVictims.Count).Select(v => string.Create(CultureInfo.InvariantCulture, $"{v.Pid} ({v.Comm})"))];
 
     /// <summary>A scenario's victims: the last <paramref name="n"/> kills Kmem's OOM killer logged.</summary>
     private static List<string> NewVictims(Machine m, int n)
@@ -388,22 +390,24 @@ internal sealed class PressureWatch
 
     // ---------------------------------------------------------------- the view
 
-    /// <summary>The panel's figures now; null until either side has shown pressure (no panel).</summary>
-    public LivePressure? View(Machine m, TraceReplayer? r, string? chapter)
+    /// <summary>The panel's figures now; null until either side has shown pressure (no panel), and for a trace
+    /// whose replay failed (<paramref name="replaying"/> false).</summary>
+    public LivePressure? View(Machine m, bool replaying, string? chapter)
     {
-        if (_zones is null || (_trace && r is null))
+        var r = _side;
+        if (_zones is null || (_trace && (r is null || !replaying)))
         {
             return null;
         }
         if (!_seen)
         {
-            _seen = r?.PressureSeenSoFar == true;
+            _seen = r?.PressureSeen == true;
             if (!_seen)
             {
                 return null;
             }
         }
-        var now = r?.PressureNow;
+        var now = r is { PressureSeen: true } ? r.Report.Now(r) : null; // as TraceReplayer.PressureNow
         var c = PressureCounters.Read(m);
         var marks = LiveZones.Watermarks(m);
         LiveZones.ReadFree(m, _free);

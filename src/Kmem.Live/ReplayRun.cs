@@ -135,7 +135,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     }
 
     /// <summary>The pressure panel's figures now; null until either side has shown pressure. Replaying thread only.</summary>
-    public LivePressure? Pressure(Machine m, TraceReplayer? r) => _pressure.View(m, r, Chapter);
+    public LivePressure? Pressure(Machine m, TraceReplayer? r) => _pressure.View(m, r is not null, Chapter);
 
     public void Start() => _thread.Start();
 
@@ -244,7 +244,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
                 r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = _source.ReservedFrames }) { LiveObserver = this };
                 var result = r.Replay(reader);
                 Interlocked.Exchange(ref _position, reader.Events);
-                _pressure.After(r, reader.Events, _hasLast, in _last);
+                _pressure.After(m, null, reader.Events, _hasLast, in _last);
                 _pressure.Finish(result.Pressure);
             }
             _hasLast = false;
@@ -311,9 +311,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
         Interlocked.Exchange(ref _position, pos);
     }
 
-    void ILiveReplayObserver.BeforeEvent(TraceReplayer r, in TraceEvent e)
+    void ILiveReplayObserver.BeforeEvent(TraceReplayer r, PressureReplay pressure, in TraceEvent e)
     {
-        _pressure.After(r, r.Events - 1, _hasLast, in _last); // the event before this one is handled
+        _pressure.After(r.Machine, pressure, r.Events - 1, _hasLast, in _last); // the event before this one is handled
         Boundary(r.Machine, r, r.Events - 1);
         _last = e;
         _hasLast = true;

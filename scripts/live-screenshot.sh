@@ -5,17 +5,17 @@
 # chromium (apt-get install -y chromium) after 15 seconds of watching (KMEM_LIVE_PLAY_MS; a loaded host
 # needs them for the page's first update). Then stops the server.
 # With --pressure: docs/images/live-pressure.png, the pressure capture seeked to its WORKLOAD_END marker
-# (the OOM kill done) and photographed paused, scrolled to the pressure panel.
+# (the OOM kill done) and photographed paused, in a window tall enough for the pressure panel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trace=()
-anchor=""
+height=1250
 if [ "${1:-}" = "--pressure" ]; then
     shift
     out="${1:-docs/images/live-pressure.png}"
     trace=(captures/linux-6.1-pressure-Q/trace.txt.xz)
     marker="${KMEM_LIVE_MARKER:-WORKLOAD_END}"
-    anchor="#pressure"
+    height=1800
 else
     out="${1:-docs/images/live.png}"
     marker="${KMEM_LIVE_MARKER:-PHASE tree}"
@@ -40,10 +40,10 @@ for _ in $(seq 600); do
 done
 # Chromium opens the page while the replay plays (so the charts and sparklines have a history) and takes the
 # picture when its --timeout ends the page's loading; then the replay is paused.
-if [ -z "$anchor" ]; then
+if [ ${#trace[@]} -eq 0 ]; then
     curl -sf -X POST "$url/api/control?cmd=play&speed=${KMEM_LIVE_SPEED:-5000}"
 fi
-chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,1250 \
-    --timeout="${KMEM_LIVE_PLAY_MS:-15000}" --screenshot="$out" "$url/$anchor" 2>/dev/null
+chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,$height \
+    --timeout="${KMEM_LIVE_PLAY_MS:-15000}" --screenshot="$out" "$url/" 2>/dev/null
 curl -sf -X POST "$url/api/control?cmd=pause"
 echo "live-screenshot: wrote $out"

@@ -213,7 +213,6 @@
     const p = u.pressure;
     $('pressure').hidden = !p;
     if (!p) { return; }
-    if (!state.pressureShown && location.hash === '#pressure') { state.pressureShown = true; requestAnimationFrame(() => $('pressure').scrollIntoView()); }
     const t = performance.now();
     if (u.playing && t - state.pressureDrawn < 150) { return; }
     state.pressureDrawn = t;

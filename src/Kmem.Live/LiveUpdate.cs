@@ -3,7 +3,8 @@
 // and what does not change while a machine lives (zones, legend, markers); a delta carries
 // the runs of frames whose class changed since the previous update of the same run, as
 // flat triples [start, length, key]. Everything else (counters, free lists, pagesets,
-// slab caches, the current event, the decisions) is small and sent whole every time. A
+// slab caches, the current event, the decisions, the pressure panel once either side has
+// shown pressure) is small and sent whole every time. A
 // side update (compare on) is another slab allocator's machine at the moment the main run
 // rests, always whole.
 // Immutable once built: built on the replaying thread, serialised and sent from others.

@@ -6,7 +6,8 @@
 // Kmem's from its own counters (kswapd wakeups and runs, allocstall, pgsteal_direct, pswpout,
 // compact_stall and _success, oom_kill) rising between two events; each managed zone's free
 // pages sampled every SampleEvery events (at most MaxSamples, halved by dropping every other
-// when full); and the report's phases, taken from the replayer whenever a phase ends.
+// when full); and the report's phases, built from the replay's own pressure side (the
+// PressureReplay the replayer hands the live observer) whenever a phase ends.
 // Cheap until pressure shows: per event, one comparison of the event's kind and one of the
 // position; Kmem's counters are read every CheckEvery events until either side has shown
 // pressure, then after every event. Replaying thread only (no locks).

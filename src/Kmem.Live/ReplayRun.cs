@@ -6,7 +6,8 @@
 // replay by throwing out of the callback and disposes the machine. What the page asks of the
 // machine (a frame under the pointer, a cache's slabs) is queued and answered on the
 // replaying thread at the next boundary, or at once while it waits, so it reads a machine
-// between two events and never one in the middle of an event.
+// between two events and never one in the middle of an event. A PressureWatch follows the
+// run event by event (or step by step) for the pressure panel.
 // Locking: _gate guards the controls (target, playing, speed, stop) and the queued questions,
 // and is what the thread waits on; the frame keys and the update are built on the replaying
 // thread only, while the machine is between two events.

@@ -313,6 +313,11 @@ internal sealed class LiveSession : IDisposable
             {
                 return; // a run being replaced
             }
+            if (update.Markers is null && _source.Markers is { } markers)
+            {
+                // The markers came between building this update and now, and Republish found no update to send again.
+                update = update with { Markers = [.. markers], Total = _source.Total };
+            }
             bool whole = full || _keys is null || _keysRun != run.Id || _keys.Length != keys.Length;
             int[]? runs = whole ? null : LiveSnapshot.Diff(_keys!, keys);
             _keys = keys;

@@ -73,6 +73,7 @@ internal static class LiveSnapshot
             Slabinfo = slob ? null : ProcFigures.Slabinfo(proc.Slabinfo()),
             Slobinfo = slob ? proc.Slobinfo() : null,
             Decisions = run.Decisions(r, position),
+            Pressure = run.Pressure(m, r),
         };
     }
 

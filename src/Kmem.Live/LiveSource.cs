@@ -77,7 +77,11 @@ internal sealed class LiveSource
     /// <summary>Opens the trace: the kept copy (waiting for blocks still being read) once the reading started, else
     /// the file.</summary>
     public TraceReader Open() =>
-        Kept ? new TraceReader(new KeptStream(this), TextName) : TraceReader.Open(TracePath);
+        Kept ? new TraceReader(new KeptStream(this), TextPath) : TraceReader.Open(TracePath);
+
+    /// <summary>The kept copy's name: the trace's path without a compression suffix. A path, not only a name, since
+    /// a pressure replay reads the capture's files beside the trace (meta/phase/vmstat-after-NAME.txt, vmstat.txt).</summary>
+    private string TextPath => Path.Combine(Path.GetDirectoryName(Path.GetFullPath(TracePath)) ?? "", TextName);
 
     /// <summary>Marks the kept copy as coming: from now on <see cref="Open"/> reads it. Before <see cref="ScanMarkers"/>.</summary>
     public void KeepText()

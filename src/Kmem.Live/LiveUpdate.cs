@@ -3,7 +3,8 @@
 // and what does not change while a machine lives (zones, legend, markers); a delta carries
 // the runs of frames whose class changed since the previous update of the same run, as
 // flat triples [start, length, key]. Everything else (counters, free lists, pagesets,
-// slab caches, the current event, the decisions) is small and sent whole every time. A
+// slab caches, the current event, the decisions, the pressure panel once either side has
+// shown pressure) is small and sent whole every time. A
 // side update (compare on) is another slab allocator's machine at the moment the main run
 // rests, always whole.
 // Immutable once built: built on the replaying thread, serialised and sent from others.
@@ -65,6 +66,9 @@ internal sealed record LiveUpdate
     public List<SlabRow>? Slabinfo { get; init; }
     public string? Slobinfo { get; init; }
     public required List<LiveDecision> Decisions { get; init; }
+    /// <summary>The pressure panel (LivePressure.cs); null while neither side has shown pressure, so a replay without
+    /// any shows no panel.</summary>
+    public LivePressure? Pressure { get; init; }
     /// <summary>Whether the side-by-side view is on (the main run's updates).</summary>
     public bool Compare { get; init; }
     /// <summary>Whether this is a side update: another slab allocator at the main run's moment, whole.</summary>

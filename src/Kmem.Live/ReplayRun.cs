@@ -6,7 +6,8 @@
 // replay by throwing out of the callback and disposes the machine. What the page asks of the
 // machine (a frame under the pointer, a cache's slabs) is queued and answered on the
 // replaying thread at the next boundary, or at once while it waits, so it reads a machine
-// between two events and never one in the middle of an event.
+// between two events and never one in the middle of an event. A PressureWatch follows the
+// run event by event (or step by step) for the pressure panel.
 // Locking: _gate guards the controls (target, playing, speed, stop) and the queued questions,
 // and is what the thread waits on; the frame keys and the update are built on the replaying
 // thread only, while the machine is between two events.
@@ -44,6 +45,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     private IReadOnlyDictionary<string, TraceDecision>? _decisionsBefore;
     private long _decisionsBeforePos = -1;
     private long _position;
+    private readonly PressureWatch _pressure = new();
 
     public ReplayRun(int id, LiveSource source, SlabAllocator slab, long target, bool seeking, double updatesPerSecond,
         Action<ReplayRun, Machine, TraceReplayer?, long, bool> publish)
@@ -132,6 +134,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
                     v.KernelYes - b.KernelYes, v.KmemYes - b.KmemYes);
         })];
     }
+
+    /// <summary>The pressure panel's figures now; null until either side has shown pressure. Replaying thread only.</summary>
+    public LivePressure? Pressure(Machine m, TraceReplayer? r) => _pressure.View(m, r is not null, Chapter);
 
     public void Start() => _thread.Start();
 
@@ -238,8 +243,10 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
                 using var reader = _source.Open();
                 m = TraceReplayer.Boot(_source.Boot(Slab, reader.Cpus));
                 r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = _source.ReservedFrames }) { LiveObserver = this };
-                r.Replay(reader);
+                var result = r.Replay(reader);
                 Interlocked.Exchange(ref _position, reader.Events);
+                _pressure.After(m, null, reader.Events, _hasLast, in _last);
+                _pressure.Finish(result.Pressure);
             }
             _hasLast = false;
             _step = null;
@@ -289,6 +296,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     {
         using var cpu = m.OnCpu(0);
         long pos = 0;
+        _pressure.Step(m, pos, null);
         Boundary(m, null, pos);
         foreach (string step in scenario.Steps(m))
         {
@@ -298,13 +306,15 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             {
                 Chapter = step[6..];
             }
+            _pressure.Step(m, pos, step);
             Boundary(m, null, pos);
         }
         Interlocked.Exchange(ref _position, pos);
     }
 
-    void ILiveReplayObserver.BeforeEvent(TraceReplayer r, in TraceEvent e)
+    void ILiveReplayObserver.BeforeEvent(TraceReplayer r, PressureReplay pressure, in TraceEvent e)
     {
+        _pressure.After(r.Machine, pressure, r.Events - 1, _hasLast, in _last); // the event before this one is handled
         Boundary(r.Machine, r, r.Events - 1);
         _last = e;
         _hasLast = true;

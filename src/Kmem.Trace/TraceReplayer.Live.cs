@@ -13,8 +13,9 @@ namespace Kmem;
 internal interface ILiveReplayObserver
 {
     /// <summary>Called after <paramref name="r"/> read <paramref name="e"/> and before it handles it: the
-    /// machine has handled the events before it (<see cref="TraceReplayer.Events"/> - 1 of them).</summary>
-    void BeforeEvent(TraceReplayer r, in TraceEvent e);
+    /// machine has handled the events before it (<see cref="TraceReplayer.Events"/> - 1 of them);
+    /// <paramref name="pressure"/> is the replay's pressure side (its report as it stands, for the view).</summary>
+    void BeforeEvent(TraceReplayer r, PressureReplay pressure, in TraceEvent e);
 }
 
 public sealed partial class TraceReplayer
@@ -31,7 +32,7 @@ public sealed partial class TraceReplayer
         {
             SettleHeldBack();
         }
-        LiveObserver!.BeforeEvent(this, in e);
+        LiveObserver!.BeforeEvent(this, _pressure!, in e);
     }
 
     /// <summary>Gives Kmem what the replayer still holds back, as the end of a replay does: the page allocations

@@ -25,15 +25,46 @@ internal static class LiveTestServer
         }
     }
 
-    public static Task<LiveServer> StartAsync(SlabAllocator slab = SlabAllocator.Slub) =>
+    /// <summary>The oom phase of the pressure capture (captures/linux-6.1-pressure-Q/excerpt-oom), beside the test binary.</summary>
+    public static string PressureExcerpt
+    {
+        get
+        {
+            string t = Path.Combine(AppContext.BaseDirectory, "captures", "linux-6.1-pressure-Q", "excerpt-oom", "trace.txt.xz");
+            Assert.True(File.Exists(t), $"the pressure excerpt is missing: {t}");
+            return t;
+        }
+    }
+
+    public static Task<LiveServer> StartAsync(SlabAllocator slab = SlabAllocator.Slub) => StartAsync(Trace, slab);
+
+    /// <summary>A server on <paramref name="trace"/>, its machines booted as `kmem replay` boots them for it.</summary>
+    public static Task<LiveServer> StartAsync(string trace, SlabAllocator slab = SlabAllocator.Slub) =>
         LiveServer.StartAsync(new LiveServerOptions
         {
-            TracePath = Trace,
-            Boot = (s, cpus) => (MachineChoice.Default with { Slab = s }).Build(Trace, cpus, bootReserve: true),
-            ReservedFrames = MachineChoice.Default.BootReserve(Trace)?.Frames,
+            TracePath = trace,
+            Boot = (s, cpus) => (MachineChoice.Default with { Slab = s }).Build(trace, cpus, bootReserve: true),
+            ReservedFrames = MachineChoice.Default.BootReserve(trace)?.Frames,
             Slab = slab,
             Port = 0,
         });
+
+    /// <summary>A server playing scenario <paramref name="name"/> of `kmem scenario` at seed 1.</summary>
+    public static Task<LiveServer> StartScenarioAsync(string name) =>
+        LiveServer.StartAsync(new LiveServerOptions
+        {
+            Scenario = name,
+            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
+            Port = 0,
+        });
+
+    /// <summary>What a plain replay of <paramref name="trace"/> (no live view) reports, on the machine the server boots.</summary>
+    public static TraceReplayResult Replay(string trace)
+    {
+        using var reader = TraceReader.Open(trace);
+        using var m = TraceReplayer.Boot((MachineChoice.Default with { Slab = SlabAllocator.Slub }).Build(trace, reader.Cpus, bootReserve: true));
+        return new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = MachineChoice.Default.BootReserve(trace)?.Frames }).Replay(reader);
+    }
 
     private static readonly ConcurrentDictionary<string, Lazy<Dictionary<string, string>>> s_expected = new();
 

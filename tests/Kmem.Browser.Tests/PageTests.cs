@@ -6,7 +6,6 @@
 // shows SLUB, SLAB and SLOB side by side at the same event; a scenario's phases are chapters and
 // its OOM kills marks on the charts. Trait Browser: left out of the default test
 // command, run by `dotnet test tests/Kmem.Browser.Tests --filter "Category=Browser"`.
-using Kmem.Live;
 using Microsoft.Playwright;
 
 namespace Kmem.Browser.Tests;
@@ -100,6 +99,7 @@ public sealed class PageTests(ChromiumFixture chromium) : IClassFixture<Chromium
                 StringComparison.Ordinal);
         }
         Assert.Contains("Node 0, zone    DMA32", await page.InnerTextAsync("#buddyinfo"), StringComparison.Ordinal);
+        Assert.False(await page.IsVisibleAsync("#pressure")); // a capture without pressure: no empty panel
         Assert.Empty(errors);
     }
 
@@ -200,12 +200,7 @@ public sealed class PageTests(ChromiumFixture chromium) : IClassFixture<Chromium
     [Fact]
     public async Task AScenariosPhasesAreChaptersAndItsOomKillsAreMarked()
     {
-        await using var server = await LiveServer.StartAsync(new LiveServerOptions
-        {
-            Scenario = "pressure",
-            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
-            Port = 0,
-        });
+        await using var server = await LiveTestServer.StartScenarioAsync("pressure");
         var (page, errors) = await OpenAsync(server.Url);
         // The phases are on the timeline and in the chapter list before anything plays.
         await page.WaitForFunctionAsync("() => document.querySelectorAll('#timeline .chapter').length > 2 && document.getElementById('markers').options.length > 2",
@@ -223,6 +218,46 @@ public sealed class PageTests(ChromiumFixture chromium) : IClassFixture<Chromium
             const c = document.getElementById('memchart'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             let n = 0; for (let i = 0; i < d.length; i += 4) { if (d[i] === 0xb2 && d[i + 1] === 0x3a && d[i + 2] === 0x3a && d[i + 3] === 255) { n++; } } return n; }");
         Assert.True(marked > 100, $"{marked} pixels of the OOM mark");
+        Assert.Empty(errors);
+    }
+
+    [Fact]
+    public async Task ThePressurePanelShowsTheOomVictimOfBothSides()
+    {
+        await using var server = await LiveTestServer.StartAsync(LiveTestServer.PressureExcerpt);
+        var (page, errors) = await OpenAsync(server.Url);
+        await page.WaitForFunctionAsync("() => document.getElementById('status').textContent === 'paused'", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        Assert.False(await page.IsVisibleAsync("#pressure")); // nothing has shown pressure on the booted machine
+        using var http = new HttpClient();
+        var (index, position) = await LiveTestServer.MarkerAsync(http, server.Url, "WORKLOAD_END");
+        await page.WaitForFunctionAsync($"() => document.getElementById('markers').options.length > {index}", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        await page.SelectOptionAsync("#markers", index.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await page.ClickAsync("#seek");
+        await page.WaitForFunctionAsync($"() => Number(document.getElementById('position').textContent) === {position} && document.getElementById('status').textContent === 'paused'"
+            + " && !document.getElementById('pressure').hidden", null, new PageWaitForFunctionOptions { Timeout = Patience });
+        // The victim of each side, the same task; the kills among the episodes; the phases passed and the one under way.
+        Assert.Equal("OOM victims: kernel 207 (pressure) · Kmem 207 (pressure) (same)", await page.InnerTextAsync("#pvictims"));
+        Assert.Contains("OOM kill: 207 (pressure)", await page.InnerTextAsync("#pepisodes .pside[data-side=kernel] li.oom"), StringComparison.Ordinal);
+        Assert.Contains("OOM kill: 207 (pressure)", await page.InnerTextAsync("#pepisodes .pside[data-side=kmem] li.oom"), StringComparison.Ordinal);
+        Assert.StartsWith("phase oom ·", await page.InnerTextAsync("#pinfo"), StringComparison.Ordinal);
+        var phases = await page.EvaluateAsync<string[]>("() => [...document.querySelectorAll('#pphases tbody tr')].map(tr => tr.dataset.phase)");
+        Assert.Equal(["boot", "compact", "oom"], phases);
+        var state = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(new Uri(server.Url, "api/state"))).RootElement.GetProperty("pressure");
+        var oom = state.GetProperty("phases")[2];
+        string kills = $"{oom.GetProperty("kernel").GetProperty("OOM kills").GetInt64()} / {oom.GetProperty("kmem").GetProperty("OOM kills").GetInt64()}";
+        Assert.Equal("1 / 1", kills);
+        var cells = await page.EvaluateAsync<string[]>("() => [...document.querySelectorAll('#pphases tr')].map(tr => [...tr.children].map(c => c.textContent).join('|'))");
+        int killsColumn = cells[0].Split('|').ToList().IndexOf("OOM kills");
+        Assert.Equal(kills, cells[3].Split('|')[killsColumn]);
+        // A chart per zone, its free pages drawn (the line's colour, #2a9d8f, blended at its edges: teal, not the bands' reds).
+        int zones = state.GetProperty("zones").GetArrayLength();
+        var drawn = await page.EvaluateAsync<int[]>(@"() => [...document.querySelectorAll('#pzones canvas')].map(c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+            for (let i = 0; i < d.length; i += 4) {
+                if (d[i + 3] > 200 && d[i + 1] - d[i] > 50 && d[i + 2] - d[i] > 30) { n++; } }
+            return n; })");
+        Assert.Equal(zones, drawn.Length);
+        Assert.All(drawn, n => Assert.True(n > 50, $"{n} pixels of a zone's free pages"));
         Assert.Empty(errors);
     }
 }

@@ -169,12 +169,7 @@ public sealed class ServerTests
             Scenario = "meltdown",
             Boot = (slab, _) => new MachineOptions { Slab = slab },
         }));
-        await using var server = await LiveServer.StartAsync(new LiveServerOptions
-        {
-            Scenario = "fragmentation",
-            Boot = (slab, _) => new MachineOptions { Slab = slab, Seed = 1 },
-            Port = 0,
-        });
+        await using var server = await LiveTestServer.StartScenarioAsync("fragmentation");
         using var http = new HttpClient();
         var booted = await LiveTestServer.StateAsync(http, server.Url, _ => true, TimeSpan.FromSeconds(60));
         Assert.Equal("scenario fragmentation", booted.GetProperty("source").GetString());
@@ -293,6 +288,9 @@ public sealed class ServerTests
         }
         var after = Decisions(await LiveTestServer.StateAsync(http, server.Url, _ => true, TimeSpan.FromSeconds(30)));
         Assert.True(settled > 0, "forty events settled no decision");
+        Assert.False(after.Count == 0); // (the decisions are there)
+        var state = await LiveTestServer.StateAsync(http, server.Url, _ => true, TimeSpan.FromSeconds(30));
+        Assert.False(state.TryGetProperty("pressure", out _), "a pressure panel for a capture without pressure");
         foreach (var (kind, d) in after)
         {
             long was = before.TryGetValue(kind, out var b) ? b.GetProperty("compared").GetInt64() : 0;

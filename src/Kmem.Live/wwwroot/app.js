@@ -7,7 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const state = { keys: null, legend: [], colors: [], zones: [], maxPfn: 0, perRow: 512, seq: -1, run: -1,
     image: null, ctx: null, last: null, history: [], sparks: new Map(), sort: { col: 'pages', desc: true },
-    selected: null, markers: [], slabDirty: 0, sides: new Map(), compare: false, compareDrawn: 0, hoverPfn: -1, hoverTimer: 0 };
+    selected: null, markers: [], slabDirty: 0, sides: new Map(), compare: false, compareDrawn: 0, hoverPfn: -1, hoverTimer: 0, pressureDrawn: 0 };
   const ORDER_COLS = 11;
 
   function post(cmd, args) {
@@ -137,6 +137,7 @@
       return `<tr><td>${esc(d.kind)}</td><td>${fmt(d.compared)}</td><td>${pct}</td><td>${last}</td></tr>`;
     }).join('');
     counters(u);
+    pressure(u);
     freeAreas(u);
     $('buddyinfo').textContent = u.buddyinfo;
     pcp(u);
@@ -202,6 +203,128 @@
       g.fillStyle = color; g.font = '10px sans-serif'; g.fillText(label, 4 + s * 84, H - 2);
     });
     g.fillStyle = '#555'; g.fillText(fmt(max), W - 60, 10);
+  }
+
+  // ---- memory pressure: shown once either side has shown it (u.pressure), never as an empty panel
+  const P_NAMES = ['kswapd wakeups', 'kswapd runs', 'direct reclaims', 'direct reclaimed pages', 'swap-out pages', 'direct compactions',
+    'OOM kills', 'free pages at end'];
+
+  function pressure(u) {
+    const p = u.pressure;
+    $('pressure').hidden = !p;
+    if (!p) { return; }
+    const t = performance.now();
+    if (u.playing && t - state.pressureDrawn < 150) { return; }
+    state.pressureDrawn = t;
+    const free = p.zones.reduce((n, z) => n + z.free, 0);
+    const wm = ['min', 'low', 'high'].map((k) => p.zones.reduce((n, z) => n + z[k], 0));
+    $('pinfo').textContent = `phase ${p.phase} · free ${fmt(free)} pages (all zones; min ${fmt(wm[0])}, low ${fmt(wm[1])}, high ${fmt(wm[2])})`
+      + (p.kswapdAwake == null ? '' : p.kswapdAwake ? " · Kmem's kswapd awake" : " · Kmem's kswapd asleep");
+    const victims = (list) => (list.length ? list.map((v) => `<b class="kill">${esc(v)}</b>`).join(', ') : 'none');
+    $('pvictims').innerHTML = 'OOM victims: ' + (p.kernel ? `kernel ${victims(p.kernelVictims)} · ` : '') + `Kmem ${victims(p.kmemVictims)}`
+      + (p.kernel && p.kernelVictims.length + p.kmemVictims.length > 0
+        ? (p.kernelVictims.join() === p.kmemVictims.join() ? ' <span class="yes">(same)</span>' : ' <span class="no">(differ)</span>') : '');
+    zoneCharts(u, p);
+    for (const side of ['kernel', 'kmem']) {
+      const box = document.querySelector(`#pepisodes .pside[data-side="${side}"]`);
+      box.hidden = side === 'kernel' && !p.kernel;
+      const t = side === 'kernel' ? p.kernelTotals : p.kmemTotals;
+      box.querySelector('.ptotals').textContent = `kswapd wakeups ${fmt(t['kswapd wakeups'] || 0)} · runs ${fmt(t['kswapd runs'] || 0)}`
+        + ` · direct reclaims ${fmt(t['direct reclaims'] || 0)} (${fmt(t['direct reclaimed pages'] || 0)} pages)`
+        + ` · swap-out ${fmt(t['swap-out pages'] || 0)} pages · direct compactions ${fmt(t['direct compactions'] || 0)} · OOM kills ${fmt(t['OOM kills'] || 0)}`;
+      box.querySelector('.plist').innerHTML = p.episodes.filter((e) => e.side === side).reverse().map(episode).join('');
+    }
+    $('pphasetitle').textContent = p.kernel ? 'Per phase, kernel / Kmem' : "Per phase (Kmem's)";
+    phaseTable(p);
+    vmstatTable(p);
+  }
+
+  function episode(e) {
+    const where = `event ${e.position}` + (e.line ? `, line ${e.line}` : '');
+    const n = e.count > 1 ? ` ×${e.count}` : '';
+    const who = e.who ? ` (${esc(e.who)})` : '';
+    const swapped = e.swapped ? `, ${fmt(e.swapped)} pages written to swap` : '';
+    let what;
+    switch (e.kind) {
+      case 'OOM kill': what = `OOM kill: ${esc(e.who)}`; break;
+      case 'direct reclaim': what = `direct reclaim${n}${who}` + (e.open ? '' : `: ${fmt(e.reclaimed)} pages reclaimed`) + swapped; break;
+      case 'compaction': what = `direct compaction${n}${who}` + (e.result ? `: ${esc(e.result)}` : ''); break;
+      case 'swap-out': what = `swap-out: ${fmt(e.swapped)} pages${who}`; break;
+      default: what = `${esc(e.kind)}${n}${who}${swapped}`;
+    }
+    const cls = e.kind === 'OOM kill' ? 'oom' : e.open ? 'open' : '';
+    return `<li class="${cls}">${where}: ${what}${e.open ? ' (under way)' : ''}</li>`;
+  }
+
+  // One small chart per zone: its free pages sampled from the start (sample i at event i × sampleEvery, then now),
+  // against its watermarks, the bands under them tinted; the trace's phases and the OOM kills marked.
+  function zoneCharts(u, p) {
+    const box = $('pzones');
+    if (box.children.length !== p.zones.length) {
+      box.innerHTML = p.zones.map((z) => `<canvas width="420" height="110" data-zone="${esc(z.zone)}"></canvas>`).join('');
+    }
+    p.zones.forEach((z, i) => {
+      const cv = box.children[i], g = cv.getContext('2d'), W = cv.width, H = cv.height, top = 14, bottom = H - 12;
+      const pts = z.samples.map((v, j) => [j * p.sampleEvery, v]);
+      pts.push([u.position, z.free]);
+      const xmax = Math.max(1, u.total || 0, u.position);
+      let vmax = 1;
+      for (const [, v] of pts) { vmax = Math.max(vmax, v); }
+      // Close enough to the watermarks to see them: at most eight times the high one (higher values are clipped).
+      const ymax = Math.max(4 * z.high, Math.min(vmax, 8 * z.high), 1);
+      const x = (pos) => 2 + (W - 4) * pos / xmax, y = (v) => Math.round(bottom - (bottom - top) * Math.min(v, ymax) / ymax);
+      g.clearRect(0, 0, W, H);
+      g.fillStyle = 'rgba(230,57,70,0.16)'; g.fillRect(0, y(z.min), W, bottom - y(z.min));
+      g.fillStyle = 'rgba(244,162,97,0.16)'; g.fillRect(0, y(z.low), W, y(z.min) - y(z.low));
+      g.fillStyle = 'rgba(233,196,106,0.14)'; g.fillRect(0, y(z.high), W, y(z.low) - y(z.high));
+      g.font = '10px sans-serif';
+      for (const m of state.markers) {
+        if (!m.text.startsWith('PHASE ')) { continue; }
+        g.fillStyle = '#bbb'; g.fillRect(x(m.position), top, 1, bottom - top);
+        g.fillStyle = '#777'; g.fillText(m.text.slice(6, 20), x(m.position) + 2, bottom - 2);
+      }
+      for (const e of p.episodes) {
+        if (e.kind !== 'OOM kill') { continue; }
+        g.fillStyle = e.side === 'kernel' ? '#b23a3a' : '#6a040f';
+        g.fillRect(x(e.position) - 1, e.side === 'kernel' ? top : (top + bottom) / 2, 2, (bottom - top) / 2);
+      }
+      for (const [k, c] of [['min', '#e63946'], ['low', '#f4a261'], ['high', '#8ab17d']]) {
+        g.strokeStyle = c; g.setLineDash([3, 3]); g.beginPath(); g.moveTo(0, y(z[k]) + 0.5); g.lineTo(W, y(z[k]) + 0.5); g.stroke();
+      }
+      g.setLineDash([]);
+      g.strokeStyle = '#2a9d8f'; g.lineWidth = 2; g.beginPath(); // on whole pixels: a flat stretch is a solid line
+      pts.forEach(([pos, v], j) => { if (j === 0) { g.moveTo(x(pos), y(v)); } else { g.lineTo(x(pos), y(v)); } });
+      g.stroke(); g.lineWidth = 1;
+      g.fillStyle = '#222';
+      g.fillText(`${z.zone}: free ${fmt(z.free)} · min ${fmt(z.min)} low ${fmt(z.low)} high ${fmt(z.high)}`
+        + (vmax > ymax ? ` · clipped at ${fmt(ymax)}` : ''), 4, 10);
+    });
+  }
+
+  function phaseTable(p) {
+    const names = P_NAMES.filter((n) => p.phases.some((ph) => n in ph.kmem || n in ph.kernel));
+    $('pphases').tHead.innerHTML = '<tr><th>phase</th>' + names.map((n) => `<th>${esc(n)}</th>`).join('') + "<th>Kmem's fewest free</th></tr>";
+    $('pphases').tBodies[0].innerHTML = p.phases.map((ph) => {
+      const cell = (n) => {
+        const m = n in ph.kmem ? fmt(ph.kmem[n]) : '-';
+        return p.kernel ? `${n in ph.kernel ? fmt(ph.kernel[n]) : '-'} / ${m}` : m;
+      };
+      return `<tr class="${ph.ended ? '' : 'open'}" data-phase="${esc(ph.phase)}"><td>${esc(ph.phase)}${ph.ended ? '' : ' (so far)'}</td>`
+        + names.map((n) => `<td>${cell(n)}</td>`).join('') + `<td>${ph.kmemMinFree < 0 ? '-' : fmt(ph.kmemMinFree)}</td></tr>`;
+    }).join('');
+  }
+
+  function vmstatTable(p) {
+    const rows = p.vmstat || [];
+    $('pvmstatbox').hidden = rows.length === 0;
+    if (!rows.length) { return; }
+    const phases = [...new Set(rows.map((r) => r.phase))], names = [...new Set(rows.map((r) => r.name))];
+    const at = new Map(rows.map((r) => [r.phase + '|' + r.name, r]));
+    $('pvmstat').tHead.innerHTML = '<tr><th>counter</th>' + phases.map((ph) => `<th>${esc(ph)}</th>`).join('') + '</tr>';
+    $('pvmstat').tBodies[0].innerHTML = names.map((n) => `<tr><td>${esc(n)}</td>` + phases.map((ph) => {
+      const r = at.get(ph + '|' + n);
+      return `<td>${r ? `${r.kernel == null ? '-' : fmt(r.kernel)} / ${fmt(r.kmem)}` : ''}</td>`;
+    }).join('') + '</tr>').join('');
   }
 
   function freeAreas(u) {

@@ -107,7 +107,7 @@ internal sealed partial class PressureReplay
                 HeldFreePages -= 1L << h.Order;
                 delta += 1L << h.Order;
             }
-            Gfp hold = (Gfp.Kernel & ~Gfp.Reclaim) | Gfp.NoWarn | Gfp.Memalloc | ZoneGfp(z.Type);
+            Gfp hold = (Gfp.Kernel & ~Gfp.Reclaim) | Gfp.NoWarn | Gfp.Memalloc | Gfp.Movable | ZoneGfp(z.Type);
             for (int order = Math.Min(Machine.MaxOrder - 1, 63 - (int)long.LeadingZeroCount(Math.Max(1, delta))); delta > 0 && order >= 0; order--)
             {
                 while (delta >= 1L << order)

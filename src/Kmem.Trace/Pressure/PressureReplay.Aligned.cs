@@ -60,8 +60,14 @@ internal sealed partial class PressureReplay
 
     public long TracedReclaimed { get; private set; }
 
+    private KernelFreePages? _kernelFree;
+
+    /// <summary>Pages Kmem holds (aligned) so its free pages are the kernel's at each decision.</summary>
+    public long HeldFreePages => _kernelFree?.HeldFreePages ?? 0;
+
     private void StartAligned()
     {
+        _kernelFree = new KernelFreePages(_m, () => UserZone);
         _m.Mm.KswapdDeferred = true;
         _m.Mm.Vmscan.TracedReclaim = AlignedDirectReclaim;
         SetCaptureWatermarks();
@@ -84,7 +90,7 @@ internal sealed partial class PressureReplay
         {
             // Reclaim could free pages here (anonymous pages and swap to put them in), and the kernel's shows none:
             // what Kmem holds for the kernel's free pages stands in. Without, Kmem's reclaim fails as the kernel's did.
-            freed = ReleaseHeldFree(Vmscan.SwapClusterMax);
+            freed = _kernelFree!.ReleaseHeldFree(Vmscan.SwapClusterMax);
         }
         return freed > 0 ? freed : -1;
     }

@@ -36,7 +36,7 @@ internal sealed partial class PressureReplay
             // Read for the kernel's free pages only (aligned), not a step of kswapd's schedule.
             if (_aligned)
             {
-                KernelFreeRevealed(e.Kind, e.Text ?? "", e.Pid);
+                _kernelFree!.KernelFreeRevealed(e.Kind, e.Text ?? "", e.Pid);
             }
             return;
         }
@@ -44,7 +44,7 @@ internal sealed partial class PressureReplay
         if (_aligned)
         {
             AlignBoost(ref e);
-            TrackKernelFree(ref e);
+            _kernelFree!.TrackKernelFree(ref e);
         }
         switch (e.Kind)
         {
@@ -88,7 +88,7 @@ internal sealed partial class PressureReplay
                     Calibrate(kernelFree);
                     if (_aligned)
                     {
-                        RebaseKernelFree(kernelFree);
+                        _kernelFree!.RebaseKernelFree(kernelFree);
                     }
                 }
                 return;

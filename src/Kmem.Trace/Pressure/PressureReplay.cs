@@ -162,7 +162,7 @@ internal sealed partial class PressureReplay
         }
         if (_aligned)
         {
-            AlignFree(e.Pid);
+            _kernelFree!.AlignFree(e.Pid);
             ApplyKernelBoost();
             SettleKswapd();
             _allocatingPid = e.Pid;
@@ -212,7 +212,7 @@ internal sealed partial class PressureReplay
         if (_aligned)
         {
             ReleaseHeldDirect(e.Pid); // Kmem's direct reclaim for a kernel allocation is its own
-            ForgetOwnFree(e.Pid);
+            _kernelFree!.ForgetOwnFree(e.Pid);
         }
     }
 

@@ -1,4 +1,4 @@
-// The aligned pressure replay (Pressure/PressureReplay.Aligned.cs, .AlignedFree.cs): the
+// The aligned pressure replay (Pressure/PressureReplay.Aligned.cs, KernelFreePages.cs): the
 // capture's watermarks and lowmem reserves (zoneinfo.txt beside the trace), the kernel's
 // reclaim paged out in Kmem instead of Kmem's choice, kswapd awake and asleep as its own
 // events say, and a mismatch's detail naming Kmem's state. Free-running replays keep all of

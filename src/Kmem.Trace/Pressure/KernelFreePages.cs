@@ -1,5 +1,5 @@
-// The kernel's free pages as the trace reveals them, and Kmem's held to them (part of
-// PressureReplay; aligned replays only). NR_FREE_PAGES counts the buddy lists' pages, not
+// The kernel's free pages as the trace reveals them, and Kmem's held to them (an aligned
+// pressure replay's, PressureReplay.Aligned.cs). NR_FREE_PAGES counts the buddy lists' pages, not
 // the per-CPU lists': it falls by each block mm_page_alloc_zone_locked takes from the
 // buddy lists (a refill or a buddy allocation) and rises by each block
 // mm_page_pcpu_drain gives back and each free of an order that bypasses the per-CPU
@@ -19,8 +19,11 @@ using Kmem.PageAlloc;
 
 namespace Kmem;
 
-internal sealed partial class PressureReplay
+/// <summary>The kernel's free pages per zone, followed through the trace, and the pages Kmem holds to match them.</summary>
+internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
 {
+    private const int CostlyOrder = 3; // PAGE_ALLOC_COSTLY_ORDER
+    private readonly Machine _m = m;
     private long[]? _kernelFree;
     private bool _kernelFreeKnown;
     private readonly Dictionary<int, long> _ownFreeDelta = [];
@@ -34,7 +37,7 @@ internal sealed partial class PressureReplay
     private long[] KernelFreeArray => _kernelFree ??= [.. _m.PageAllocator.Zones.Select(z => Volatile.Read(ref z.FreePages))];
 
     // Every event (aligned): the kernel's free pages per zone, and each task's own part since its last allocation.
-    private void TrackKernelFree(ref TraceEvent e)
+    public void TrackKernelFree(ref TraceEvent e)
     {
         long change = e.Kind switch
         {
@@ -57,10 +60,10 @@ internal sealed partial class PressureReplay
 
     // The capture's vmstat after a phase: the kernel's free pages in all zones; the preferred zone's are what the others
     // (as tracked) leave.
-    private void RebaseKernelFree(long kernelFree)
+    public void RebaseKernelFree(long kernelFree)
     {
         var free = KernelFreeArray;
-        if (UserZone is not { } user)
+        if (userZone() is not { } user)
         {
             return;
         }
@@ -75,10 +78,10 @@ internal sealed partial class PressureReplay
 
     // Before a user page's decision of task <pid>: Kmem's free pages in each zone set to the kernel's, the task's own
     // changes since its previous allocation left out of the preferred zone's.
-    private void AlignFree(int pid)
+    public void AlignFree(int pid)
     {
         long own = _ownFreeDelta.Remove(pid, out long d) ? d : 0;
-        if (!_kernelFreeKnown || UserZone is not { } user)
+        if (!_kernelFreeKnown || userZone() is not { } user)
         {
             return;
         }
@@ -138,9 +141,9 @@ internal sealed partial class PressureReplay
     }
 
     // Gives back up to <pages> of what Kmem holds in the preferred zone, to its buddy lists; returns how many.
-    private long ReleaseHeldFree(long pages)
+    public long ReleaseHeldFree(long pages)
     {
-        if (UserZone is not { } z || z.Index >= _heldFree.Length)
+        if (userZone() is not { } z || z.Index >= _heldFree.Length)
         {
             return 0;
         }
@@ -179,27 +182,27 @@ internal sealed partial class PressureReplay
 
     // Events that reveal the kernel's free pages: the free scanner's isolation takes pages off the buddy lists with no
     // page event; should_reclaim_retry's look at a zone shows its free pages (available less reclaimable) outright.
-    private void KernelFreeRevealed(TraceEventKind kind, string text, int pid)
+    public void KernelFreeRevealed(TraceEventKind kind, string text, int pid)
     {
         var zones = _m.PageAllocator.Zones;
         var free = KernelFreeArray;
         if (kind == TraceEventKind.MmCompactionIsolateFreepages)
         {
-            if (Word(text, "range=(0x") is { } start && ulong.TryParse(start, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong pfn)
-                && pfn < _m.PageAllocator.Mem.MaxPfn && Field(text, "nr_taken=") is long taken and > 0)
+            if (PressureReplay.Word(text, "range=(0x") is { } start && ulong.TryParse(start, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong pfn)
+                && pfn < _m.PageAllocator.Mem.MaxPfn && PressureReplay.Field(text, "nr_taken=") is long taken and > 0)
             {
                 free[_m.PageAllocator.ZoneOf((uint)pfn).Index] -= taken;
                 _ownFreeDelta[pid] = _ownFreeDelta.GetValueOrDefault(pid) - taken;
             }
             return;
         }
-        if (Word(text, "zone=") is { } name && zones.FirstOrDefault(z => z.Name == name) is { } zone
-            && Field(text, "available=") is long available && Field(text, "reclaimable=") is long reclaimable)
+        if (PressureReplay.Word(text, "zone=") is { } name && zones.FirstOrDefault(z => z.Name == name) is { } zone
+            && PressureReplay.Field(text, "available=") is long available && PressureReplay.Field(text, "reclaimable=") is long reclaimable)
         {
             free[zone.Index] = available - reclaimable;
         }
     }
 
     // Any allocation of the task ends its own part (a user page's is read by AlignFree first).
-    private void ForgetOwnFree(int pid) => _ownFreeDelta.Remove(pid);
+    public void ForgetOwnFree(int pid) => _ownFreeDelta.Remove(pid);
 }

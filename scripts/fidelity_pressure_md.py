@@ -6,6 +6,7 @@ pressure decision kinds (aligned and free-running), the OOM victims, the timelin
 the /proc/vmstat counters after each phase, the kernel's beside Kmem's, with whether each is
 within the goal (10 %, or ±2 for counts under 20)."""
 import json
+import re
 import sys
 
 KINDS = ["kswapd_wake", "direct_reclaim", "compaction", "oom_victim"]
@@ -52,6 +53,8 @@ def section(path, title):
     for mode, key in (("aligned", "decisions"), ("free-running", "decisions_free_running")):
         for k in KINDS:
             out.append(row(f"{k} ({mode})", j.get(key, {}).get(k)))
+    out += phase_table(j)
+    out += gaps(j)
     out += ["", "### Pressure timeline per phase (kernel / Kmem, free-running)", ""]
     phases = [ph for ph in p["phases"] if ph["phase"] not in ("boot", "snapshot")]
     out.append("| | " + " | ".join(ph["phase"] for ph in phases) + " |")
@@ -82,6 +85,67 @@ def section(path, title):
         out.append(f"| {n} | " + " | ".join(cells) + " |")
     out += ["", f"Final event counters within the goal: {met} of {total} (✓ marks each counter within it).", ""]
     return "\n".join(out)
+
+
+STATE = re.compile(r"Kmem free (-?\d+) \(min (\d+), low (\d+), boost (\d+)\), kswapd (awake|asleep)")
+
+
+def phase_table(j):
+    """The pressure kinds per phase, aligned and free-running (phases where either side said yes)."""
+    out = ["", "### By phase", "",
+           "| phase | kind | aligned recall | aligned precision | kernel / Kmem yes (aligned) | free-running recall | free-running precision |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for ph in j.get("decisions_by_phase", []):
+        for k in KINDS[:3]:
+            a = ph.get("decisions", {}).get(k)
+            f = ph.get("decisions_free_running", {}).get(k)
+            if a is None or a["kernel_yes"] + a["kmem_yes"] + (f or {}).get("kmem_yes", 0) == 0:
+                continue
+            fr = (pct(f["recall"]) if f and f["kernel_yes"] else "–", pct(f["precision"]) if f and f["kmem_yes"] else "–")
+            out.append(f"| {ph['phase']} | {k} | {pct(a['recall']) if a['kernel_yes'] else '–'} "
+                       f"| {pct(a['precision']) if a['kmem_yes'] else '–'} | {a['kernel_yes']:,} / {a['kmem_yes']:,} "
+                       f"| {fr[0]} | {fr[1]} |")
+    return out
+
+
+def gaps(j):
+    """The aligned disagreements of kswapd_wake and direct_reclaim, counted by Kmem's state before the fault (the
+    mismatch details name it; they are listed when the replay ran with --mismatches)."""
+    out = ["", "### Remaining gaps, counted (aligned)", ""]
+    for kind, mark in (("kswapd_wake", "low"), ("direct_reclaim", "min")):
+        ms = j.get("decisions", {}).get(kind, {}).get("mismatches") or []
+        if not ms:
+            continue
+        c = {"k_awake": 0, "k_above": 0, "k_below": 0, "m_asleep_below": 0, "m_above": 0, "m_awake": 0, "paired": 0}
+        for i, m in enumerate(ms):
+            st = STATE.search(m["detail"])
+            if st is None:
+                continue
+            free, wm, awake = int(st.group(1)), int(st.group(2 if mark == "min" else 3)), st.group(5) == "awake"
+            if m["kernel"]:
+                c["k_awake" if awake and kind == "kswapd_wake" else "k_above" if free > wm else "k_below"] += 1
+            else:
+                c["m_awake" if awake and kind == "kswapd_wake" else "m_above" if free > wm else "m_asleep_below"] += 1
+                nxt = ms[i + 1] if i + 1 < len(ms) else None
+                if nxt is not None and nxt["kernel"] and not nxt["kmem"] and nxt["line"] - m["line"] < 5000:
+                    c["paired"] += 1
+        k_only = c["k_awake"] + c["k_above"] + c["k_below"]
+        m_only = c["m_awake"] + c["m_above"] + c["m_asleep_below"]
+        if kind == "kswapd_wake":
+            out.append(f"- kswapd_wake: {k_only:,} kernel-only wakeups: {c['k_awake']:,} found Kmem's kswapd awake (woken "
+                       f"by Kmem earlier, or not yet balanced), {c['k_above']:,} found Kmem's free pages above its low "
+                       f"watermark, {c['k_below']:,} below it with kswapd asleep (the allocation passed the fast path in "
+                       f"another zone); {m_only:,} Kmem-only: {c['m_asleep_below']:,} at or below the low watermark with "
+                       f"kswapd asleep, {c['m_above']:,} above it (a steal of Kmem's own set ZONE_BOOSTED_WATERMARK), "
+                       f"{c['m_awake']:,} other. {c['paired']:,} Kmem-only wakeups are followed by a kernel-only one "
+                       f"within 5,000 lines: the same wakeup a few allocations apart, the free pages a few apart.")
+        else:
+            out.append(f"- direct_reclaim: {k_only:,} kernel-only: {c['k_above']:,} found Kmem's free pages above its "
+                       f"min watermark, {c['k_below']:,} at or below it (Kmem's allocation took a page in another zone); "
+                       f"{m_only:,} Kmem-only: {c['m_asleep_below']:,} at or below the min watermark, {c['m_above']:,} "
+                       f"above it (Kmem's own steal or fault took more). {c['paired']:,} are followed by a kernel-only "
+                       f"one within 5,000 lines.")
+    return out if len(out) > 3 else []
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 // that). Every iteration rebuilds its machine state in [IterationSetup], so one
 // invocation per iteration.
 using BenchmarkDotNet.Attributes;
+using Kmem.Workload;
 
 namespace Kmem.Bench;
 
@@ -90,16 +91,7 @@ public class ReclaimBenchmarks
     public void SetupFragmented()
     {
         _m = Machine.Boot(new MachineOptions { Memory = "64M", Cpus = 1, Seed = 1, Kswapd = false });
-        var keeper = _m.CreateTask("keeper")!;
-        var leaver = _m.CreateTask("leaver")!;
-        ulong a = keeper.Mmap(64 << 20), b = leaver.Mmap(64 << 20);
-        var page = new byte[4096];
-        for (int n = 0; _m.PageAllocator.NrFreePages > 400; n++)
-        {
-            keeper.Write(a + (ulong)n * 4096, page);
-            leaver.Write(b + (ulong)n * 4096, page);
-        }
-        leaver.Exit();
+        FragmentedMemory.Interleave(_m);
     }
 
     /// <summary>compact_memory of a 64 MiB machine whose free pages sit between a task's pages; returns the

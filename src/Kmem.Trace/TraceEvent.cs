@@ -70,6 +70,12 @@ public enum TraceEventKind : byte
     /// <summary>compaction:mm_compaction_begin: a compaction run of one zone starts (in a task's context: direct
     /// compaction or a write to /proc/sys/vm/compact_memory).</summary>
     MmCompactionBegin,
+    /// <summary>compaction:mm_compaction_isolate_freepages: the free scanner took <c>nr_taken=</c> pages off the buddy
+    /// lists in a pageblock (<c>range=(0xSTART ~ 0xEND)</c>).</summary>
+    MmCompactionIsolateFreepages,
+    /// <summary>oom:reclaim_retry_zone: should_reclaim_retry's look at a zone (<c>zone=</c>, <c>reclaimable=</c>,
+    /// <c>available=</c>: the reclaimable pages plus the zone's free pages).</summary>
+    ReclaimRetryZone,
 }
 
 /// <summary>

@@ -274,6 +274,8 @@ public sealed partial class TraceReader
         _ when name.SequenceEqual("mark_victim"u8) => TraceEventKind.MarkVictim,
         _ when name.SequenceEqual("oom_score_adj_update"u8) => TraceEventKind.OomScoreAdjUpdate,
         _ when name.SequenceEqual("mm_compaction_begin"u8) => TraceEventKind.MmCompactionBegin,
+        _ when name.SequenceEqual("mm_compaction_isolate_freepages"u8) => TraceEventKind.MmCompactionIsolateFreepages,
+        _ when name.SequenceEqual("reclaim_retry_zone"u8) => TraceEventKind.ReclaimRetryZone,
         _ => null,
     };
 

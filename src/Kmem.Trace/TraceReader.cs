@@ -92,7 +92,7 @@ public sealed partial class TraceReader : IDisposable
     private readonly SpanIntern _gfps = new();
     private readonly Dictionary<string, long> _unknown = new(StringComparer.Ordinal);
     private readonly SpanIntern _unknownNames = new();
-    private readonly long[] _kindCounts = new long[(int)TraceEventKind.MmCompactionBegin + 1];
+    private readonly long[] _kindCounts = new long[(int)TraceEventKind.ReclaimRetryZone + 1];
     private readonly List<string> _markerTexts = [];
     private bool _checkedCapture;
 

@@ -24,12 +24,28 @@ internal sealed partial class PressureReplay
         (TraceEventKind.MarkVictim, "mark_victim"),
         (TraceEventKind.OomScoreAdjUpdate, "oom_score_adj_update"),
         (TraceEventKind.MmCompactionBegin, "mm_compaction_begin"),
+        (TraceEventKind.MmCompactionIsolateFreepages, "mm_compaction_isolate_freepages"),
+        (TraceEventKind.ReclaimRetryZone, "reclaim_retry_zone"),
     ];
 
     /// <summary>Every event, before it is dispatched: what this side reads of it.</summary>
     public void BeforeEvent(ref TraceEvent e)
     {
+        if (e.Kind is TraceEventKind.MmCompactionIsolateFreepages or TraceEventKind.ReclaimRetryZone)
+        {
+            // Read for the kernel's free pages only (aligned), not a step of kswapd's schedule.
+            if (_aligned)
+            {
+                _kernelFree!.KernelFreeRevealed(e.Kind, e.Text ?? "", e.Pid);
+            }
+            return;
+        }
         Tick(ref e);
+        if (_aligned)
+        {
+            AlignBoost(ref e);
+            _kernelFree!.TrackKernelFree(ref e);
+        }
         switch (e.Kind)
         {
             case TraceEventKind.Kmalloc:
@@ -70,6 +86,10 @@ internal sealed partial class PressureReplay
                 if (Report.Marker(text, _m) is long kernelFree && (_aligned || !_calibrated))
                 {
                     Calibrate(kernelFree);
+                    if (_aligned)
+                    {
+                        _kernelFree!.RebaseKernelFree(kernelFree);
+                    }
                 }
                 return;
             case TraceEventKind.MmVmscanWakeupKswapd:
@@ -90,10 +110,18 @@ internal sealed partial class PressureReplay
                 _written.Add(e.Pfn);
                 break;
             case TraceEventKind.MmVmscanKswapdWake:
+                if (_aligned)
+                {
+                    AlignKswapd(text, awake: true);
+                }
                 DeferKswapd();
                 break;
             case TraceEventKind.MmVmscanKswapdSleep:
-                break; // counted in the timeline only
+                if (_aligned)
+                {
+                    AlignKswapd(text, awake: false);
+                }
+                break; // else counted in the timeline only
             case TraceEventKind.MmCompactionTryToCompactPages:
                 Slow(e.Pid).Compact = true;
                 break;
@@ -308,7 +336,7 @@ internal sealed partial class PressureReplay
     // the scheduler's, an input of the replay; what kswapd reclaims stays Kmem's decision.
     private void DeferKswapd()
     {
-        if (!_kswapdDeferred && !_m.Mm.KswapdThreaded)
+        if (!_aligned && !_kswapdDeferred && !_m.Mm.KswapdThreaded)
         {
             _kswapdDeferred = true;
             _m.Mm.KswapdDeferred = true;

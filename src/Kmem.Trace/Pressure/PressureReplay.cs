@@ -45,6 +45,7 @@ internal sealed partial class PressureReplay
     private readonly Dictionary<int, UserTask> _tasks = [];
     private readonly Dictionary<ulong, (UserTask Task, ulong Va, bool Anon)> _userPfns = [];
     private readonly Dictionary<ulong, FreeContext> _freeContext = [];
+    private readonly Dictionary<ulong, int> _directFreer = [];
     private readonly HashSet<ulong> _written = [];
     private readonly Dictionary<int, SlowPath> _slow = [];
     private readonly HashSet<int> _inDirect = [];
@@ -67,6 +68,10 @@ internal sealed partial class PressureReplay
         _decide = decide;
         _directory = traceFile is null ? null : Path.GetDirectoryName(Path.GetFullPath(traceFile));
         Report = new PressureReport(m, _directory);
+        if (aligned)
+        {
+            StartAligned();
+        }
     }
 
     /// <summary>The per-phase counts, vmstat and timeline.</summary>
@@ -155,14 +160,27 @@ internal sealed partial class PressureReplay
                 return false;
             }
         }
+        if (_aligned)
+        {
+            _kernelFree!.AlignFree(e.Pid);
+            ApplyKernelBoost();
+            SettleKswapd();
+            _allocatingPid = e.Pid;
+        }
+        var state = _decide ? ReadWakeState() : default;
         var before = PressureCounters.Read(_m);
         bool ok = Touch(t, va);
         var after = PressureCounters.Read(_m);
+        if (_aligned)
+        {
+            _allocatingPid = -1;
+            ReleaseHeldDirect(e.Pid);
+        }
         NoteKills(before, after);
         Report.Kmem(_m);
         if (_decide)
         {
-            Decide(e.LineNumber, slow, before, after, new Who(e.Comm, e.Pid, -1));
+            Decide(e.LineNumber, slow, before, after, new Who(e.Comm, e.Pid, -1, state));
         }
         if (!ok)
         {
@@ -185,11 +203,16 @@ internal sealed partial class PressureReplay
     {
         if (e.Order > CostlyOrder)
         {
-            _costly[e.Pfn] = (TakeSlow(e.Pid), e.LineNumber, new Who(e.Comm, e.Pid, e.Order));
+            _costly[e.Pfn] = (TakeSlow(e.Pid), e.LineNumber, new Who(e.Comm, e.Pid, e.Order, _decide ? ReadWakeState() : default));
         }
         else
         {
             _ = TakeSlow(e.Pid);
+        }
+        if (_aligned)
+        {
+            ReleaseHeldDirect(e.Pid); // Kmem's direct reclaim for a kernel allocation is its own
+            _kernelFree!.ForgetOwnFree(e.Pid);
         }
     }
 
@@ -211,11 +234,11 @@ internal sealed partial class PressureReplay
 
     public PressureCounters ReadPressureCounters() => PressureCounters.Read(_m);
 
-    // The allocating task of a decision, named in a mismatch's detail ("comm-pid", with the order of a costly one);
-    // formatted only when a mismatch is kept.
-    private readonly record struct Who(string Comm, int Pid, int Order)
+    // The allocating task of a decision, named in a mismatch's detail ("comm-pid", with the order of a costly one, and
+    // Kmem's state before it); formatted only when a mismatch is kept.
+    private readonly record struct Who(string Comm, int Pid, int Order, WakeState State)
     {
-        public override string ToString() => Order < 0 ? $"{Comm}-{Pid}" : $"{Comm}-{Pid} order {Order}";
+        public override string ToString() => (Order < 0 ? $"{Comm}-{Pid}" : $"{Comm}-{Pid} order {Order}") + $": {State}";
     }
 
     private void Decide(long line, SlowPath? slow, PressureCounters before, PressureCounters after, Who who)
@@ -226,10 +249,10 @@ internal sealed partial class PressureReplay
         string kResult = slow?.Result ?? "-", mResult = after.CompactSuccess > before.CompactSuccess ? "success" : mCompact ? "fail" : "-";
         _decisions.Decide(DecisionKind.KswapdWake, kWake, mWake, line, who, static w => w.ToString());
         _decisions.Decide(DecisionKind.DirectReclaim, kDirect, mDirect, line, (who, kReclaimed, mReclaimed),
-            static s => $"{s.who}: kernel reclaimed {s.kReclaimed}, Kmem {s.mReclaimed}",
+            static s => $"{s.who}; kernel reclaimed {s.kReclaimed}, Kmem {s.mReclaimed}",
             (int)Math.Min(int.MaxValue, kReclaimed), (int)Math.Min(int.MaxValue, mReclaimed));
         _decisions.Decide(DecisionKind.Compaction, kCompact, mCompact, line, (who, kResult, mResult),
-            static s => $"{s.who}: kernel {s.kResult}, Kmem {s.mResult}");
+            static s => $"{s.who}; kernel {s.kResult}, Kmem {s.mResult}");
     }
 
     // Writes one byte: the fault allocates the page (or swaps it back in). False when Kmem's OOM killer killed the task.
@@ -289,9 +312,14 @@ internal sealed partial class PressureReplay
         {
             return;
         }
-        _freeContext[e.Pfn] = IsKcompactd(e.Comm) || _inCompaction.Contains(e.Pid) ? FreeContext.Migration
+        var context = IsKcompactd(e.Comm) || _inCompaction.Contains(e.Pid) ? FreeContext.Migration
             : _written.Remove(e.Pfn) || e.Comm.StartsWith("kswapd", StringComparison.Ordinal) || _inDirect.Contains(e.Pid) ? FreeContext.Reclaim
             : _freeContext.GetValueOrDefault(e.Pfn);
+        _freeContext[e.Pfn] = context;
+        if (_aligned && context == FreeContext.Reclaim && _inDirect.Contains(e.Pid))
+        {
+            _directFreer[e.Pfn] = e.Pid;
+        }
     }
 
     /// <summary>The free of a trace frame: true when it was a user page's, handled here; <paramref name="kmemFreed"/>
@@ -304,6 +332,7 @@ internal sealed partial class PressureReplay
             return false;
         }
         var context = _freeContext.Remove(pfn, out var c) ? c : FreeContext.Task;
+        int directPid = _directFreer.Remove(pfn, out int dp) ? dp : -1;
         var t = up.Task;
         t.Resident--;
         if (context == FreeContext.Migration)
@@ -319,6 +348,10 @@ internal sealed partial class PressureReplay
             // The kernel reclaimed it: Kmem keeps its page; Kmem's own reclaim decides.
             ReclaimFrees++;
             (up.Anon ? t.Reclaimed : t.ReclaimedFile).Enqueue(up.Va);
+            if (_aligned)
+            {
+                AlignedReclaimFree(t, up.Va, directPid); // aligned: Kmem reclaims the kernel's page, not its own choice
+            }
             return true;
         }
         if (!t.Alive)

@@ -131,21 +131,10 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             {
                 return;
             }
-            if (_pending is null)
-            {
-                int n = pa.Nodes.Length;
-                _order = new int[n];
-                _highest = new ZoneType[n];
-                _pending = new bool[n];
-                if (threaded)
-                {
-                    _threads = new Thread?[n];
-                    _wake = [.. Enumerable.Range(0, n).Select(_ => new SemaphoreSlim(0, 1))];
-                }
-            }
+            EnsureWakeState();
             _order![node.Id] = Math.Max(_order[node.Id], order);
             _highest![node.Id] = (ZoneType)Math.Max((int)_highest[node.Id], (int)highest);
-            if (_pending[node.Id] && Deferred)
+            if (_pending![node.Id] && Deferred)
             {
                 // Already woken and not yet run: the kernel's waitqueue_active test finds kswapd awake, so the order
                 // and zone above are all a wakeup adds (no mm_vmscan_wakeup_kswapd).
@@ -175,6 +164,45 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
     /// the next defined point, as a real kswapd runs beside the task that woke it (a trace replay runs it when the
     /// traced kernel's kswapd reclaimed). Read and written by the one thread that drives a synchronous machine.</summary>
     public bool Deferred { get; set; }
+
+    // The per-node wake state (and the threads' semaphores), made at the first wakeup. Under the wake lock.
+    private void EnsureWakeState()
+    {
+        if (_pending is not null)
+        {
+            return;
+        }
+        int n = pa.Nodes.Length;
+        _order = new int[n];
+        _highest = new ZoneType[n];
+        _pending = new bool[n];
+        if (threaded)
+        {
+            _threads = new Thread?[n];
+            _wake = [.. Enumerable.Range(0, n).Select(_ => new SemaphoreSlim(0, 1))];
+        }
+    }
+
+    /// <summary>Synchronous, deferred mode (a replay aligned to a traced kernel, whose kswapd's work is the trace's):
+    /// the node's kswapd is awake (<paramref name="awake"/>: as if woken, so a wakeup finds its waitqueue empty and is
+    /// not counted) or back asleep on its waitqueue, its pending work dropped unrun.</summary>
+    public void SetAwake(int nid, bool awake)
+    {
+        lock (_wakeLock)
+        {
+            if (threaded || !Deferred)
+            {
+                return;
+            }
+            EnsureWakeState();
+            _pending![nid] = awake;
+            if (!awake)
+            {
+                _order![nid] = 0;
+                _highest![nid] = 0;
+            }
+        }
+    }
 
     /// <summary>Synchronous mode: runs every pending wakeup's work now, if the calling thread may (not in reclaim,
     /// holding none of this layer's locks) and the work is not <see cref="Deferred"/>. Nothing in threaded mode.</summary>

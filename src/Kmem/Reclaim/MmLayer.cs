@@ -287,6 +287,13 @@ internal sealed class MmLayer : IReclaimer, IDisposable
 
     public bool KswapdIdle => _kswapd.Idle;
 
+    /// <summary>kswapd_is_running for the node: woken and not yet run, or running.</summary>
+    public bool KswapdIsRunning(Node node) => _kswapd.IsRunning(node);
+
+    /// <summary>A replay aligned to a traced kernel (deferred kswapd): its kswapd is awake or back asleep as the
+    /// trace shows, its work the trace's.</summary>
+    public void KswapdSetAwake(int nid, bool awake) => _kswapd.SetAwake(nid, awake);
+
     public bool KswapdThreaded => _kswapd.Threaded;
 
     /// <summary>Synchronous kswapd: whether its work waits for <see cref="RunKswapd"/> (KswapdDaemon.Deferred).</summary>

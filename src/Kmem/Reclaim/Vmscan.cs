@@ -95,6 +95,10 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
             using (_locks.EnterAll())
             {
                 Allocstall[(int)highest]++;
+                if (TracedReclaim?.Invoke() is long traced and >= 0)
+                {
+                    return traced;
+                }
                 return DoTryToFreePages(zonelist, ref sc);
             }
         }
@@ -267,6 +271,14 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
         {
             return _filemap.ShrinkFilePage(pfn, referencedPage, sc.Gfp);
         }
+        return PageoutAnon(pfn, ref sc);
+    }
+
+    /// <summary>shrink_folio_list for an isolated anonymous page whose references were checked: add it to swap, unmap
+    /// it, write it out and free it.</summary>
+    private PageRef PageoutAnon(uint pfn, ref ScanControl sc)
+    {
+        ref PageFrame f = ref _mem.Frame(pfn);
         if ((f.Flags & PageFlags.SwapCache) == 0)
         {
             // add_to_swap needs I/O: GFP_NOIO never swaps.

@@ -4,25 +4,17 @@
 // not; a proactive run ends once its zone's fragmentation score is at the low
 // mark (else goes on until the scanners meet), and gives way to a running kswapd.
 using Kmem.PageAlloc;
+using Kmem.Workload;
 using static Kmem.Tests.Reclaim.ReclaimTestKit;
 
 namespace Kmem.Tests.Reclaim;
 
 public class CompactionCountTests
 {
-    // Two tasks fill memory page by page in turn; one exits: free memory in single pages between the other's.
+    // Free memory in single pages between a task's (FragmentedMemory), the per-CPU lists drained.
     private static void Fragment(Machine m)
     {
-        var keeper = m.CreateTask("keeper")!;
-        var leaver = m.CreateTask("leaver")!;
-        ulong a = keeper.Mmap(64 << 20), b = leaver.Mmap(64 << 20);
-        var page = new byte[4096];
-        for (int n = 0; m.PageAllocator.NrFreePages > 400; n++)
-        {
-            keeper.Write(a + (ulong)n * 4096, page);
-            leaver.Write(b + (ulong)n * 4096, page);
-        }
-        leaver.Exit();
+        FragmentedMemory.Interleave(m);
         m.DrainAllPages();
     }
 

@@ -1,0 +1,208 @@
+// The kernel's free pages as the trace reveals them, and Kmem's held to them (an aligned
+// pressure replay's, PressureReplay.Aligned.cs). NR_FREE_PAGES counts the buddy lists' pages, not
+// the per-CPU lists': it falls by each block mm_page_alloc_zone_locked takes from the
+// buddy lists (a refill or a buddy allocation) and rises by each block
+// mm_page_pcpu_drain gives back and each free of an order that bypasses the per-CPU
+// lists, and by what compaction's free scanner isolates (mm_compaction_isolate_freepages).
+// Rebased where the capture's vmstat reveals it (after each phase) and where
+// should_reclaim_retry shows a zone's (reclaim_retry_zone: available less reclaimable);
+// between, what fast_isolate_freepages takes shows in no event and drifts it.
+// Before a user page's decision, Kmem's free pages in each zone are set to the kernel's;
+// in the preferred zone, as the other CPUs left them: the allocating task's own changes
+// since its previous allocation (the refill for this allocation, the drains its reclaim
+// caused) are left out, so the decision sees the state its slow path began with, and no
+// decision event is read. Kmem holds pages (taken from, or given back to, the buddy lists
+// with the CPU's lists held, so no refill or drain moves the count) to meet it.
+// Used on the replaying thread only.
+using System.Globalization;
+using Kmem.PageAlloc;
+
+namespace Kmem;
+
+/// <summary>The kernel's free pages per zone, followed through the trace, and the pages Kmem holds to match them.</summary>
+internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
+{
+    private const int CostlyOrder = 3; // PAGE_ALLOC_COSTLY_ORDER
+    private readonly Machine _m = m;
+    private long[]? _kernelFree;
+    private bool _kernelFreeKnown;
+    private readonly Dictionary<int, long> _ownFreeDelta = [];
+    private readonly Stack<(Page Page, int Order)>[] _heldFree = [.. Enumerable.Range(0, 8).Select(_ => new Stack<(Page, int)>())];
+
+    /// <summary>Pages Kmem holds (aligned) so its free pages are the kernel's at each decision.</summary>
+    public long HeldFreePages { get; private set; }
+
+    // The kernel's free pages per zone, from the trace's first event on: each zone starts as Kmem's booted one (a trace
+    // recorded from boot), the preferred zone is rebased where the capture reveals the total.
+    private long[] KernelFreeArray => _kernelFree ??= [.. _m.PageAllocator.Zones.Select(z => Volatile.Read(ref z.FreePages))];
+
+    // Every event (aligned): the kernel's free pages per zone, and each task's own part since its last allocation.
+    public void TrackKernelFree(ref TraceEvent e)
+    {
+        long change = e.Kind switch
+        {
+            TraceEventKind.MmPageAllocZoneLocked => -(1L << e.Order),
+            TraceEventKind.MmPagePcpuDrain => 1L << e.Order,
+            TraceEventKind.MmPageFree when !PcpAllowedOrder(e.Order) => 1L << e.Order,
+            _ => 0,
+        };
+        var free = KernelFreeArray;
+        if (change == 0 || e.Pfn >= _m.PageAllocator.Mem.MaxPfn)
+        {
+            return;
+        }
+        free[_m.PageAllocator.ZoneOf((uint)e.Pfn).Index] += change;
+        _ownFreeDelta[e.Pid] = _ownFreeDelta.GetValueOrDefault(e.Pid) + change;
+    }
+
+    // pcp_allowed_order: up to PAGE_ALLOC_COSTLY_ORDER, and a THP's pageblock order.
+    private bool PcpAllowedOrder(int order) => order <= CostlyOrder || order == _m.PageAllocator.Mem.PageblockOrder;
+
+    // The capture's vmstat after a phase: the kernel's free pages in all zones; the preferred zone's are what the others
+    // (as tracked) leave.
+    public void RebaseKernelFree(long kernelFree)
+    {
+        var free = KernelFreeArray;
+        if (userZone() is not { } user)
+        {
+            return;
+        }
+        long others = 0;
+        foreach (var z in _m.PageAllocator.Zones)
+        {
+            others += z == user ? 0 : free[z.Index];
+        }
+        free[user.Index] = kernelFree - others;
+        _kernelFreeKnown = true;
+    }
+
+    // Before a user page's decision of task <pid>: Kmem's free pages in each zone set to the kernel's, the task's own
+    // changes since its previous allocation left out of the preferred zone's.
+    public void AlignFree(int pid)
+    {
+        long own = _ownFreeDelta.Remove(pid, out long d) ? d : 0;
+        if (!_kernelFreeKnown || userZone() is not { } user)
+        {
+            return;
+        }
+        foreach (var z in _m.PageAllocator.Zones)
+        {
+            if (z.IsManaged && z.Index < _heldFree.Length)
+            {
+                HoldZone(z, Math.Max(0, KernelFreeArray[z.Index] - (z == user ? own : 0)));
+            }
+        }
+    }
+
+    // Holds or gives back pages of zone <z> (from and to its buddy lists: the caller holds the CPU's lists) until its
+    // free pages are <target>, as far as it holds pages to give back.
+    private void HoldZone(Zone z, long target)
+    {
+        var held = _heldFree[z.Index];
+        var zpcp = z.Pcp[_m.PageAllocator.Cpus.Current];
+        bool locked = zpcp.TryLock(); // held: an allocation or free below goes to the buddy lists directly
+        try
+        {
+            long delta = Volatile.Read(ref z.FreePages) - target;
+            while (delta < 0 && held.TryPop(out var h))
+            {
+                _m.FreePages(h.Page, h.Order);
+                HeldFreePages -= 1L << h.Order;
+                delta += 1L << h.Order;
+            }
+            Gfp hold = (Gfp.Kernel & ~Gfp.Reclaim) | Gfp.NoWarn | Gfp.Memalloc | Gfp.Movable | ZoneGfp(z.Type);
+            for (int order = Math.Min(Machine.MaxOrder - 1, 63 - (int)long.LeadingZeroCount(Math.Max(1, delta))); delta > 0 && order >= 0; order--)
+            {
+                while (delta >= 1L << order)
+                {
+                    var page = _m.AllocPages(hold, order);
+                    if (page.IsNull)
+                    {
+                        break;
+                    }
+                    if (_m.PageAllocator.ZoneOf((uint)page.Pfn) != z)
+                    {
+                        _m.FreePages(page, order); // the zone has no block of this order: smaller ones
+                        break;
+                    }
+                    held.Push((page, order));
+                    HeldFreePages += 1L << order;
+                    delta -= 1L << order;
+                }
+            }
+        }
+        finally
+        {
+            if (locked)
+            {
+                zpcp.Unlock();
+            }
+        }
+    }
+
+    // Gives back up to <pages> of what Kmem holds in the preferred zone, to its buddy lists; returns how many.
+    public long ReleaseHeldFree(long pages)
+    {
+        if (userZone() is not { } z || z.Index >= _heldFree.Length)
+        {
+            return 0;
+        }
+        var held = _heldFree[z.Index];
+        var zpcp = z.Pcp[_m.PageAllocator.Cpus.Current];
+        bool locked = zpcp.TryLock();
+        long released = 0;
+        try
+        {
+            while (released < pages && held.TryPop(out var h))
+            {
+                _m.FreePages(h.Page, h.Order);
+                HeldFreePages -= 1L << h.Order;
+                released += 1L << h.Order;
+            }
+        }
+        finally
+        {
+            if (locked)
+            {
+                zpcp.Unlock();
+            }
+        }
+        return released;
+    }
+
+    // The gfp zone modifier whose highest zone is <type>.
+    private static Gfp ZoneGfp(ZoneType type) => type switch
+    {
+        ZoneType.Dma => Gfp.Dma,
+        ZoneType.Dma32 => Gfp.Dma32,
+        ZoneType.HighMem => Gfp.HighMem,
+        ZoneType.Movable => Gfp.HighMem | Gfp.Movable,
+        _ => 0,
+    };
+
+    // Events that reveal the kernel's free pages: the free scanner's isolation takes pages off the buddy lists with no
+    // page event; should_reclaim_retry's look at a zone shows its free pages (available less reclaimable) outright.
+    public void KernelFreeRevealed(TraceEventKind kind, string text, int pid)
+    {
+        var zones = _m.PageAllocator.Zones;
+        var free = KernelFreeArray;
+        if (kind == TraceEventKind.MmCompactionIsolateFreepages)
+        {
+            if (PressureReplay.Word(text, "range=(0x") is { } start && ulong.TryParse(start, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong pfn)
+                && pfn < _m.PageAllocator.Mem.MaxPfn && PressureReplay.Field(text, "nr_taken=") is long taken and > 0)
+            {
+                free[_m.PageAllocator.ZoneOf((uint)pfn).Index] -= taken;
+                _ownFreeDelta[pid] = _ownFreeDelta.GetValueOrDefault(pid) - taken;
+            }
+            return;
+        }
+        if (PressureReplay.Word(text, "zone=") is { } name && zones.FirstOrDefault(z => z.Name == name) is { } zone
+            && PressureReplay.Field(text, "available=") is long available && PressureReplay.Field(text, "reclaimable=") is long reclaimable)
+        {
+            free[zone.Index] = available - reclaimable;
+        }
+    }
+
+    // Any allocation of the task ends its own part (a user page's is read by AlignFree first).
+    public void ForgetOwnFree(int pid) => _ownFreeDelta.Remove(pid);
+}

@@ -193,8 +193,12 @@ def gaps(j, folder):
         out.append(text)
     fb = a.get("fallback")
     if fb:
-        text = (f"- fallback: {fb['kernel_yes']:,} kernel steals against {fb['kmem_yes']:,} of Kmem's, "
-                f"{fb['both_yes']:,} on the same allocation: the buddy lists that decide a steal are not aligned.")
+        steals = "steal" if fb['kernel_yes'] == 1 else "steals"
+        text = f"- fallback: {fb['kernel_yes']:,} kernel {steals} against {fb['kmem_yes']:,} of Kmem's, {fb['both_yes']:,} on the same allocation"
+        if fb['both_yes'] == fb['kernel_yes'] == fb['kmem_yes']:
+            text += "."
+        else:
+            text += ": the buddy lists that decide a steal are not aligned."
         offsets = steal_offsets(folder, mismatches(a, "fallback"))
         if offsets:
             common = max(set(offsets), key=offsets.count)

@@ -235,8 +235,9 @@ internal sealed partial class PressureReplay
         }
     }
 
-    // The capture's watermarks and lowmem reserves (zoneinfo.txt beside the trace), which decide every wakeup: min, low
-    // and high per zone, and its protection against each higher zone (the kernel's zones in the file's order).
+    // The capture's watermarks and lowmem reserves (zoneinfo.txt beside the trace, read as --compare-proc reads it),
+    // which decide every wakeup: min, low and high per zone, and its protection against each of the kernel's zones
+    // (the file's zone names, in order).
     private void SetCaptureWatermarks()
     {
         string? path = _directory is null ? null : Path.Combine(_directory, "zoneinfo.txt");
@@ -244,46 +245,39 @@ internal sealed partial class PressureReplay
         {
             return;
         }
-        string[] lines = File.ReadAllLines(path);
-        var kernelZones = lines.Select(l => l.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
-            .Where(f => f.Length == 4 && f[0] == "Node" && f[2] == "zone").Select(f => f[3]).Distinct().ToList();
-        Zone? zone = null;
-        foreach (string line in lines)
+        var zones = ZoneinfoSnapshot.Parse(File.ReadAllText(path), path);
+        var kernelZones = zones.Select(z => z.Zone[(z.Zone.LastIndexOf(' ') + 1)..]).Distinct().Select(ZoneinfoSnapshot.TypeOf).ToList();
+        foreach (var (name, fields) in zones)
         {
-            string[] f = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-            if (f.Length == 4 && f[0] == "Node" && f[2] == "zone")
-            {
-                zone = _m.PageAllocator.Zones.FirstOrDefault(z => z.Node.Id.ToString(CultureInfo.InvariantCulture) + "," == f[1] && z.Name == f[3]);
-                continue;
-            }
-            if (zone is not { IsManaged: true })
+            if (_m.PageAllocator.Zones.FirstOrDefault(z => $"Node {z.Node.Id}, zone {z.Name}" == name) is not { IsManaged: true } zone)
             {
                 continue;
             }
-            int mark = f.Length == 2 ? Array.IndexOf(s_marks, f[0]) : -1;
-            if (mark >= 0 && long.TryParse(f[1], NumberStyles.None, CultureInfo.InvariantCulture, out long pages) && pages > 0)
+            for (int mark = 0; mark < s_marks.Length; mark++)
             {
-                lock (zone.Lock)
+                if (fields.TryGetValue(s_marks[mark], out string? text)
+                    && long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long pages) && pages > 0)
                 {
-                    zone.Watermark[mark] = pages;
+                    lock (zone.Lock)
+                    {
+                        zone.Watermark[mark] = pages;
+                    }
                 }
             }
-            else if (f.Length > 1 && f[0] == "protection:")
+            if (fields.TryGetValue("protection", out string? protection))
             {
-                SetProtection(zone, f, kernelZones);
+                SetProtection(zone, protection.Split(','), kernelZones);
             }
         }
     }
 
-    // "protection: (0, 304, 304, 304, 304)": the zone's lowmem_reserve against each of the kernel's zones, by name.
-    private static void SetProtection(Zone zone, string[] f, List<string> kernelZones)
+    // "0, 304, 304, 304, 304": the zone's lowmem_reserve against each of the kernel's zones.
+    private static void SetProtection(Zone zone, string[] reserves, List<ZoneType?> kernelZones)
     {
-        for (int k = 1; k < f.Length && k - 1 < kernelZones.Count; k++)
+        for (int k = 0; k < reserves.Length && k < kernelZones.Count; k++)
         {
-            string name = kernelZones[k - 1];
-            var type = Enum.GetValues<ZoneType>().Where(t => ZoneNames.Of(t) == name).Cast<ZoneType?>().FirstOrDefault();
-            if (type is { } t && (int)t < zone.LowmemReserve.Length
-                && long.TryParse(f[k].Trim('(', ')', ','), NumberStyles.None, CultureInfo.InvariantCulture, out long reserve))
+            if (kernelZones[k] is { } t && (int)t < zone.LowmemReserve.Length
+                && long.TryParse(reserves[k].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long reserve))
             {
                 lock (zone.Lock)
                 {

@@ -25,9 +25,10 @@ command -v chromium >/dev/null || { echo "live-screenshot: chromium is missing (
 
 dotnet build src/Kmem.Cli -c Release -v q -nologo >/dev/null
 kmem="src/Kmem.Cli/bin/Release/net10.0/Kmem.Cli"
-"$kmem" serve "${trace[@]}" --port "$port" >/tmp/kmem-live-screenshot.log 2>&1 &
+log=$(mktemp)
+"$kmem" serve "${trace[@]}" --port "$port" >"$log" 2>&1 &
 server=$!
-trap 'kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+trap 'rc=$?; kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; [ $rc -eq 0 ] || cat "$log" >&2; rm -f "$log"' EXIT
 url="http://127.0.0.1:$port"
 state() { curl -sf "$url/api/state" || true; }
 for _ in $(seq 600); do state | grep -q '"markers"' && break; sleep 0.5; done

@@ -30,20 +30,7 @@ internal static class LiveSnapshot
     public static LiveUpdate Build(ReplayRun run, Machine m, TraceReplayer? r, long position, LiveSource source)
     {
         var proc = m.Proc;
-        var vmstat = ProcFigures.Vmstat(proc.Vmstat());
-        var meminfo = ProcFigures.Meminfo(proc.Meminfo());
-        var counters = new Dictionary<string, long>(StringComparer.Ordinal);
-        foreach (string name in s_vmstat)
-        {
-            counters[name] = vmstat.GetValueOrDefault(name);
-        }
-        foreach (var (sum, prefix) in s_sums)
-        {
-            counters[sum] = vmstat.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).Sum(kv => kv.Value);
-        }
-        counters["MemFree"] = meminfo.GetValueOrDefault("MemFree");
-        counters["Slab"] = meminfo.GetValueOrDefault("Slab");
-        counters["MemTotal"] = meminfo.GetValueOrDefault("MemTotal");
+        var counters = Counters(proc);
         bool slob = run.Slab == SlabAllocator.Slob;
         var markers = source.Markers;
         string? chapter = run.Chapter ?? markers?.LastOrDefault(mk => mk.Position <= position)?.Text;
@@ -74,7 +61,29 @@ internal static class LiveSnapshot
             Slobinfo = slob ? proc.Slobinfo() : null,
             Decisions = run.Decisions(r, position),
             Pressure = run.Pressure(m, r),
+            CounterSamples = run.CounterSamples,
         };
+    }
+
+    /// <summary>The counters the page shows and charts: /proc/vmstat's (and sums of the per-zone and per-reclaimer
+    /// ones), and MemFree, Slab and MemTotal of /proc/meminfo in kB.</summary>
+    public static Dictionary<string, long> Counters(ProcFs proc)
+    {
+        var vmstat = ProcFigures.Vmstat(proc.Vmstat());
+        var meminfo = ProcFigures.Meminfo(proc.Meminfo());
+        var counters = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (string name in s_vmstat)
+        {
+            counters[name] = vmstat.GetValueOrDefault(name);
+        }
+        foreach (var (sum, prefix) in s_sums)
+        {
+            counters[sum] = vmstat.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).Sum(kv => kv.Value);
+        }
+        counters["MemFree"] = meminfo.GetValueOrDefault("MemFree");
+        counters["Slab"] = meminfo.GetValueOrDefault("Slab");
+        counters["MemTotal"] = meminfo.GetValueOrDefault("MemTotal");
+        return counters;
     }
 
     /// <summary>The frames whose key changed, as flat triples [start, length, key] of maximal runs.</summary>

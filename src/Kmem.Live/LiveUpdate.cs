@@ -60,6 +60,8 @@ internal sealed record LiveUpdate
     public List<MapKey>? Legend { get; init; }
     public List<LiveMarker>? Markers { get; init; }
     public required Dictionary<string, long> Counters { get; init; }
+    /// <summary>The charted counters sampled along the run so far (CounterHistory.cs).</summary>
+    public LiveCounterSamples? CounterSamples { get; init; }
     public required List<ZoneFigures> Watermarks { get; init; }
     public required List<FreeAreaFigures> FreeAreas { get; init; }
     public required string Buddyinfo { get; init; }

@@ -5,8 +5,7 @@
 // with mm_compaction_end's status, mark_victim), counted as the pressure report counts them;
 // Kmem's from its own counters (kswapd wakeups and runs, allocstall, pgsteal_direct, pswpout,
 // compact_stall and _success, oom_kill) rising between two events; each managed zone's free
-// pages sampled every SampleEvery events (at most MaxSamples, halved by dropping every other
-// when full); and the report's phases, built from the replay's own pressure side (the
+// pages sampled along the run (SampledSeries); and the report's phases, built from the replay's own pressure side (the
 // PressureReplay the replayer hands the live observer) whenever a phase ends.
 // Cheap until pressure shows: per event, one comparison of the event's kind and one of the
 // position; Kmem's counters are read every CheckEvery events until either side has shown
@@ -18,7 +17,6 @@ namespace Kmem.Live;
 /// <summary>The pressure side of one run, watched event by event.</summary>
 internal sealed class PressureWatch
 {
-    public const int MaxSamples = 256;
     private const int CheckEvery = 256;
     private const int EpisodesKept = 10;
     private const string Kernel = "kernel", Kmem = "kmem";
@@ -33,10 +31,8 @@ internal sealed class PressureWatch
     ];
 
     private string[]? _zones;
-    private List<long>[] _samples = [];
+    private SampledSeries _samples = new(0, 1);
     private long[] _free = [];
-    private long _every;
-    private long _nextSample;
     private long _nextCheck;
     private bool _seen;
     private bool _trace;
@@ -73,7 +69,7 @@ internal sealed class PressureWatch
         if (_zones is null)
         {
             _trace = true;
-            Init(m, pos);
+            Init(m, 64);
         }
         if (hasEvent && e.Kind >= TraceEventKind.Marker)
         {
@@ -85,7 +81,7 @@ internal sealed class PressureWatch
             _seen |= r.PressureSeen;
             CheckKmem(m, pos, hasEvent ? e.LineNumber : 0, hasEvent ? e.Comm : null, e.Pid, r);
         }
-        if (pos >= _nextSample)
+        if (_samples.Due(pos))
         {
             Sample(m);
         }
@@ -97,9 +93,7 @@ internal sealed class PressureWatch
     {
         if (_zones is null)
         {
-            Init(m, pos);
-            _every = 1;
-            _nextSample = pos;
+            Init(m, 1);
         }
         // The task a step names first ("grower1 wrote 64 pages…"), as the trace names the allocating task.
         string? task = step is null || step.StartsWith("PHASE ", StringComparison.Ordinal) ? null : step.Split(' ', 2)[0];
@@ -115,7 +109,7 @@ internal sealed class PressureWatch
         }
         _stepFree = FreeNow(m);
         _phaseMinFree = Math.Min(_phaseMinFree, _stepFree);
-        if (pos >= _nextSample)
+        if (_samples.Due(pos))
         {
             Sample(m);
         }
@@ -133,13 +127,12 @@ internal sealed class PressureWatch
         _final = true;
     }
 
-    private void Init(Machine m, long pos)
+    /// <summary>The first look at the machine; <paramref name="every"/>: events (or steps) between two samples at first.</summary>
+    private void Init(Machine m, long every)
     {
         _zones = LiveZones.Names(m);
-        _samples = [.. _zones.Select(_ => new List<long>())];
+        _samples = new SampledSeries(_zones.Length, every);
         _free = new long[_zones.Length];
-        _every = 64;
-        _nextSample = pos;
         _base = _prev = _phaseStart = PressureCounters.Read(m);
     }
 
@@ -152,25 +145,7 @@ internal sealed class PressureWatch
     private void Sample(Machine m)
     {
         LiveZones.ReadFree(m, _free);
-        for (int i = 0; i < _free.Length; i++)
-        {
-            _samples[i].Add(_free[i]);
-        }
-        if (_samples.Length > 0 && _samples[0].Count >= MaxSamples)
-        {
-            // Full: keep every other sample (those at multiples of twice the interval) and sample half as often.
-            foreach (var s in _samples)
-            {
-                int k = 0;
-                for (int j = 0; j < s.Count; j += 2)
-                {
-                    s[k++] = s[j];
-                }
-                s.RemoveRange(k, s.Count - k);
-            }
-            _every *= 2;
-        }
-        _nextSample = _samples.Length == 0 ? long.MaxValue : _samples[0].Count * _every;
+        _samples.Add(_free);
     }
 
     // ---------------------------------------------------------------- the kernel's side, from the trace
@@ -416,7 +391,7 @@ internal sealed class PressureWatch
         for (int i = 0; i < _zones.Length; i++)
         {
             var (min, low, high) = i < marks.Length ? marks[i] : default;
-            zones.Add(new PressureZone(_zones[i], _free[i], min, low, high, [.. _samples[i]]));
+            zones.Add(new PressureZone(_zones[i], _free[i], min, low, high, _samples.Samples(i)));
         }
         var phases = new List<PressurePhase>(_phases);
         if (!_final)
@@ -437,7 +412,7 @@ internal sealed class PressureWatch
             Phase = now?.Phase ?? (_trace ? "boot" : chapter ?? _phase),
             Kernel = _trace,
             KswapdAwake = now?.KswapdAwake,
-            SampleEvery = _every,
+            SampleEvery = _samples.Every,
             Zones = zones,
             KernelTotals = kernel,
             KmemTotals = new Dictionary<string, long>(KmemCounts(_base, c), StringComparer.Ordinal),

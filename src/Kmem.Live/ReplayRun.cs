@@ -7,7 +7,8 @@
 // machine (a frame under the pointer, a cache's slabs) is queued and answered on the
 // replaying thread at the next boundary, or at once while it waits, so it reads a machine
 // between two events and never one in the middle of an event. A PressureWatch follows the
-// run event by event (or step by step) for the pressure panel.
+// run event by event (or step by step) for the pressure panel, and a CounterHistory samples
+// the charted counters along it.
 // Locking: _gate guards the controls (target, playing, speed, stop) and the queued questions,
 // and is what the thread waits on; the frame keys and the update are built on the replaying
 // thread only, while the machine is between two events.
@@ -46,6 +47,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     private long _decisionsBeforePos = -1;
     private long _position;
     private readonly PressureWatch _pressure = new();
+    private CounterHistory? _counters;
 
     public ReplayRun(int id, LiveSource source, SlabAllocator slab, long target, bool seeking, double updatesPerSecond,
         Action<ReplayRun, Machine, TraceReplayer?, long, bool> publish)
@@ -137,6 +139,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
 
     /// <summary>The pressure panel's figures now; null until either side has shown pressure. Replaying thread only.</summary>
     public LivePressure? Pressure(Machine m, TraceReplayer? r) => _pressure.View(m, r is not null, Chapter);
+
+    /// <summary>The charted counters sampled so far. Replaying thread only.</summary>
+    public LiveCounterSamples? CounterSamples => _counters?.View();
 
     public void Start() => _thread.Start();
 
@@ -246,6 +251,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
                 var result = r.Replay(reader);
                 Interlocked.Exchange(ref _position, reader.Events);
                 _pressure.After(m, null, reader.Events, _hasLast, in _last);
+                _counters?.After(m, reader.Events);
                 _pressure.Finish(result.Pressure);
             }
             _hasLast = false;
@@ -296,7 +302,9 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     {
         using var cpu = m.OnCpu(0);
         long pos = 0;
+        _counters = new CounterHistory(1);
         _pressure.Step(m, pos, null);
+        _counters.After(m, pos);
         Boundary(m, null, pos);
         foreach (string step in scenario.Steps(m))
         {
@@ -307,6 +315,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
                 Chapter = step[6..];
             }
             _pressure.Step(m, pos, step);
+            _counters.After(m, pos);
             Boundary(m, null, pos);
         }
         Interlocked.Exchange(ref _position, pos);
@@ -315,6 +324,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
     void ILiveReplayObserver.BeforeEvent(TraceReplayer r, PressureReplay pressure, in TraceEvent e)
     {
         _pressure.After(r.Machine, pressure, r.Events - 1, _hasLast, in _last); // the event before this one is handled
+        (_counters ??= new CounterHistory(256)).After(r.Machine, r.Events - 1);
         Boundary(r.Machine, r, r.Events - 1);
         _last = e;
         _hasLast = true;

@@ -159,6 +159,23 @@ public sealed class ServerTests
             r.GetProperty("pagesPerSlab"), r.GetProperty("activeSlabs"), r.GetProperty("numSlabs"))).Order(StringComparer.Ordinal).ToList();
         Assert.Equal(LiveTestServer.SlabRows(expected["slabinfo"]), rows);
         Assert.Equal(LiveTestServer.Marker, s.GetProperty("chapter").GetString());
+        // The charted counters were sampled all the way from the booted machine, though the seek published nothing
+        // on its way: one sample every `every` events from event 0 up to the position, each counter rising.
+        var samples = s.GetProperty("counterSamples");
+        long every = samples.GetProperty("every").GetInt64();
+        var counters = s.GetProperty("counters");
+        foreach (var series in samples.GetProperty("series").EnumerateObject())
+        {
+            long[] v = [.. series.Value.EnumerateArray().Select(x => x.GetInt64())];
+            Assert.Equal(position / every + 1, v.Length);
+            if (series.Name is not ("MemFree" or "Slab"))
+            {
+                Assert.True(v.Zip(v.Skip(1)).All(p => p.First <= p.Second), series.Name + " fell between two samples");
+                Assert.InRange(v[^1], v[0], counters.GetProperty(series.Name).GetInt64());
+            }
+        }
+        var pgalloc = samples.GetProperty("series").GetProperty("pgalloc").EnumerateArray().Select(x => x.GetInt64()).ToList();
+        Assert.True(pgalloc[^1] > pgalloc[0], "no page allocated between the first sample and the last");
     }
 
     [Fact]

@@ -6,7 +6,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const state = { keys: null, legend: [], colors: [], zones: [], maxPfn: 0, perRow: 512, seq: -1, run: -1,
-    image: null, ctx: null, last: null, history: [], sparks: new Map(), sort: { col: 'pages', desc: true },
+    image: null, ctx: null, last: null, sparks: new Map(), sort: { col: 'pages', desc: true },
     selected: null, markers: [], slabDirty: 0, sides: new Map(), compare: false, compareDrawn: 0, hoverPfn: -1, hoverTimer: 0, pressureDrawn: 0 };
   const ORDER_COLS = 11;
 
@@ -66,7 +66,7 @@
   }
 
   function applyFull(u) {
-    if (state.run !== u.run || !state.image || state.maxPfn !== u.maxPfn) { initMap(u); state.history = []; state.sparks.clear(); }
+    if (state.run !== u.run || !state.image || state.maxPfn !== u.maxPfn) { initMap(u); state.sparks.clear(); }
     const bin = atob(u.frames);
     state.keys = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) { state.keys[i] = bin.charCodeAt(i); }
@@ -164,45 +164,67 @@
     });
   }
 
+  // The charts draw the counters the server sampled along the run (every `every` events from the start, so a seek
+  // or a restart loses nothing), then the moment shown; the watermarks are today's, summed over the zones.
   function counters(u) {
     const c = u.counters;
-    let min = 0, low = 0, high = 0;
-    for (const z of u.watermarks) { min += z.min; low += z.low; high += z.high; }
-    const prev = state.history.length ? state.history[state.history.length - 1] : null;
-    if (!prev || prev.position !== u.position || prev.run !== u.run) {
-      state.history.push({ run: u.run, position: u.position, memFree: c.MemFree, slab: c.Slab, min: min * 4, low: low * 4, high: high * 4,
-        pgalloc: c.pgalloc, pgfree: c.pgfree, pgscan: c.pgscan, pgsteal: c.pgsteal, pswpout: c.pswpout,
-        compact: c.compact_stall, kswapd: c.pageoutrun, oom: c.oom_kill });
-      if (state.history.length > 400) { state.history.shift(); }
-    }
     const names = ['MemFree', 'Slab', 'pgalloc', 'pgfree', 'pgscan', 'pgsteal', 'pswpout', 'pageoutrun', 'oom_kill',
       'compact_stall', 'compact_success', 'compact_fail', 'compact_migrate_scanned', 'compact_free_scanned'];
     $('counters').innerHTML = names.map((n) => `${n} <b>${fmt(c[n] || 0)}</b>`).join(' · ');
-    chart($('memchart'), [['memFree', '#2a9d8f', 'MemFree kB'], ['slab', '#f4a261', 'Slab kB'], ['min', '#e63946', 'min'],
-      ['low', '#e9c46a', 'low'], ['high', '#8ab17d', 'high']], false);
-    chart($('evchart'), [['pgalloc', '#264653', 'pgalloc/upd'], ['pgfree', '#2a9d8f', 'pgfree'], ['pgscan', '#e76f51', 'pgscan'],
-      ['pgsteal', '#e9c46a', 'pgsteal'], ['pswpout', '#9b5de5', 'pswpout'], ['compact', '#6d6875', 'compact_stall']], true);
+    const cs = u.counterSamples;
+    if (!cs) { return; }
+    const pts = [];
+    const n = cs.series.MemFree.length;
+    for (let j = 0; j < n; j++) {
+      const p = { position: j * cs.every };
+      for (const k in cs.series) { p[k] = cs.series[k][j]; }
+      pts.push(p);
+    }
+    if (!n || pts[n - 1].position < u.position) {
+      const p = { position: u.position };
+      for (const k in cs.series) { p[k] = c[k] || 0; }
+      pts.push(p);
+    }
+    let min = 0, low = 0, high = 0;
+    for (const z of u.watermarks) { min += z.min; low += z.low; high += z.high; }
+    const xmax = Math.max(1, u.total || 0, u.position);
+    chart($('memchart'), pts, xmax, [['MemFree', '#2a9d8f', 'MemFree kB'], ['Slab', '#f4a261', 'Slab kB']],
+      [[min * 4, '#e63946', 'min'], [low * 4, '#e9c46a', 'low'], [high * 4, '#8ab17d', 'high']], 0);
+    chart($('evchart'), pts, xmax, [['pgalloc', '#264653', 'pgalloc'], ['pgfree', '#2a9d8f', 'pgfree'], ['pgscan', '#e76f51', 'pgscan'],
+      ['pgsteal', '#e9c46a', 'pgsteal'], ['pswpout', '#9b5de5', 'pswpout'], ['compact_stall', '#6d6875', 'compact_stall']], [], cs.every);
   }
 
-  function chart(cv, series, rates) {
-    const g = cv.getContext('2d'), h = state.history, W = cv.width, H = cv.height;
+  // A chart of sampled counters over the run's positions: values as they are, or (rateEvery > 0) what each rose by
+  // per rateEvery events; kswapd runs (pageoutrun rising) are light bars, OOM kills dark red ones.
+  function chart(cv, pts, xmax, series, lines, rateEvery) {
+    const g = cv.getContext('2d'), W = cv.width, H = cv.height;
     g.clearRect(0, 0, W, H);
-    if (h.length < 2) { return; }
-    const val = (i, k) => rates ? Math.max(0, (h[i][k] || 0) - (h[i - 1][k] || 0)) : (h[i][k] || 0);
+    if (pts.length < 2) { return; }
+    const val = (i, k) => !rateEvery ? (pts[i][k] || 0)
+      : Math.max(0, (pts[i][k] || 0) - (pts[i - 1][k] || 0)) * rateEvery / Math.max(1, pts[i].position - pts[i - 1].position);
     let max = 1;
-    for (let i = 1; i < h.length; i++) { for (const [k] of series) { max = Math.max(max, val(i, k)); } }
-    const x = (i) => 4 + (W - 8) * i / Math.max(1, h.length - 1), y = (v) => H - 14 - (H - 24) * v / max;
-    for (let i = 1; i < h.length; i++) {
-      if (h[i].kswapd > h[i - 1].kswapd) { g.fillStyle = 'rgba(231,111,81,0.25)'; g.fillRect(x(i) - 1, 0, 2, H - 12); }
-      if (h[i].oom > h[i - 1].oom) { g.fillStyle = '#b23a3a'; g.fillRect(x(i) - 1, 0, 3, H - 12); }
+    for (let i = 1; i < pts.length; i++) { for (const [k] of series) { max = Math.max(max, val(i, k)); } }
+    for (const [v] of lines) { max = Math.max(max, v); }
+    const x = (pos) => 4 + (W - 8) * pos / xmax, y = (v) => H - 14 - (H - 24) * v / max;
+    for (let i = 1; i < pts.length; i++) {
+      if (pts[i].pageoutrun > pts[i - 1].pageoutrun) { g.fillStyle = 'rgba(231,111,81,0.25)'; g.fillRect(x(pts[i].position) - 1, 0, 2, H - 12); }
+      if (pts[i].oom_kill > pts[i - 1].oom_kill) { g.fillStyle = '#b23a3a'; g.fillRect(x(pts[i].position) - 1, 0, 3, H - 12); }
     }
-    series.forEach(([k, color, label], s) => {
+    const labels = [...series, ...lines.map(([, color, label]) => [null, color, label])];
+    for (const [v, color] of lines) {
+      g.strokeStyle = color; g.lineWidth = 1; g.beginPath(); g.moveTo(4, y(v)); g.lineTo(W - 4, y(v)); g.stroke();
+    }
+    for (const [k, color] of series) {
       g.strokeStyle = color; g.lineWidth = 1.5; g.beginPath();
-      for (let i = 1; i < h.length; i++) { const px = x(i), py = y(val(i, k)); if (i === 1) { g.moveTo(px, py); } else { g.lineTo(px, py); } }
+      for (let i = rateEvery ? 1 : 0; i < pts.length; i++) {
+        const px = x(pts[i].position), py = y(val(i, k));
+        if (i === (rateEvery ? 1 : 0)) { g.moveTo(px, py); } else { g.lineTo(px, py); }
+      }
       g.stroke();
-      g.fillStyle = color; g.font = '10px sans-serif'; g.fillText(label, 4 + s * 84, H - 2);
-    });
-    g.fillStyle = '#555'; g.fillText(fmt(max), W - 60, 10);
+    }
+    g.font = '10px sans-serif';
+    labels.forEach(([, color, label], s) => { g.fillStyle = color; g.fillText(label, 4 + s * 84, H - 2); });
+    g.fillStyle = '#555'; g.fillText(fmt(Math.round(max)) + (rateEvery ? ` per ${fmt(rateEvery)} events` : ''), W - 160, 10);
   }
 
   // ---- memory pressure: shown once either side has shown it (u.pressure), never as an empty panel

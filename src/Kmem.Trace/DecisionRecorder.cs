@@ -25,6 +25,9 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
     public int Fallbacks;
     public bool Ownership;
 
+    /// <summary>The (zone, migrate type) pairs Kmem's steals since the last reset were for: bit zone * 8 + type.</summary>
+    public ulong StealTypes;
+
     /// <summary>New slabs and slabs given back since the last reset.</summary>
     public int NewSlabs, SlabsFreed;
 
@@ -33,6 +36,7 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
     {
         Refills = RefillBlocks = Drains = DrainPages = Fallbacks = NewSlabs = SlabsFreed = 0;
         Ownership = false;
+        StealTypes = 0;
     }
 
     private bool Mine => Environment.CurrentManagedThreadId == _thread;
@@ -61,6 +65,7 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
         {
             Fallbacks++;
             Ownership = changeOwnership;
+            StealTypes |= 1UL << (zoneIndex * 8 + startMt);
         }
     }
 

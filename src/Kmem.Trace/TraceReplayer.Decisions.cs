@@ -29,6 +29,11 @@ public sealed partial class TraceReplayer
     private KernelPageEvents _kernel = null!;
     private readonly HashSet<ulong> _bulkPfns = [];
     private long _bulkPages, _batchedOnce;
+    // Aligned: kernel steals Kmem's buddy lists were corrected after (AlignKernelSteals), and those that found no
+    // block of a fallback type to steal.
+    private long _stealsAligned, _stealsNotAligned;
+    // Per zone and type: the blocks the last alignment took off the type's lists for the kernel's allocation (Zone.AlignSteal).
+    private readonly List<(uint Pfn, int Order)>?[] _stealStandIns = new List<(uint, int)>?[8 * Kmem.PageAlloc.Zone.PcpTypes];
 
     private void InitDecisions(int cpus)
     {
@@ -99,5 +104,37 @@ public sealed partial class TraceReplayer
         var kmemZone = _m.PageZone(page);
         _decisions.DecideZone(p.Line, kernelZone, kmemZone, highest);
         _decisions.UseCurrentPhase();
+    }
+
+    // Aligned: after Kmem's decision for an allocation the kernel stole for, Kmem's buddy lists of that zone and type
+    // are put where the kernel's steal left them (Zone.AlignSteal), unless Kmem stole for the same zone and type
+    // itself (its lists were empty too, and its steal is its own). A Kmem-only steal is not corrected: the kernel's
+    // zone_locked at that allocation says only that its lists held a block, not how many pages.
+    // kmemStole: DecisionRecorder.StealTypes of Kmem's allocation (read from the recorder when not given).
+    private void AlignKernelSteals(KernelSteal[]? steals, ulong? kmemStole = null)
+    {
+        if (!_options.Aligned || steals is null || _kmem is not { } k)
+        {
+            return;
+        }
+        ulong stole = kmemStole ?? k.StealTypes;
+        foreach (var s in steals)
+        {
+            if ((int)s.Mt >= Kmem.PageAlloc.Zone.PcpTypes || (int)s.FallbackMt >= Kmem.PageAlloc.Zone.PcpTypes)
+            {
+                continue;
+            }
+            var zone = TraceZones.ZoneOf(_m.PageAllocator, s.Pfn);
+            if ((stole & (1UL << (zone.Index * 8 + (int)s.Mt))) != 0)
+            {
+                continue;
+            }
+            _stealsAligned++;
+            var standIns = _stealStandIns[zone.Index * Kmem.PageAlloc.Zone.PcpTypes + (int)s.Mt] ??= [];
+            if (!zone.AlignSteal(s.Order, s.FallbackOrder, (int)s.Mt, (int)s.FallbackMt, s.Ownership, s.BlocksAfter, standIns))
+            {
+                _stealsNotAligned++;
+            }
+        }
     }
 }

@@ -336,7 +336,9 @@ public sealed partial class TraceReplayer
         {
             string name = _caches.KmallocName(e.BytesAlloc);
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, name);
+            var (steals, stole) = (SlabSteals(kernelNewSlab), _kmem.StealTypes);
             _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, null, name, e.BytesReq, e.Gfp, Node(e.Node));
+            AlignKernelSteals(steals, stole);
         }
         ulong ks = _m.Ksize(p);
         if (ks == e.BytesAlloc)
@@ -381,7 +383,9 @@ public sealed partial class TraceReplayer
         if (_kmem is not null)
         {
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
+            var (steals, stole) = (SlabSteals(kernelNewSlab), _kmem.StealTypes);
             _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, slot.Cache, slot.Name, 0, e.Gfp, Node(e.Node));
+            AlignKernelSteals(steals, stole);
         }
         slot.Allocs++;
         slot.Live++;

@@ -28,6 +28,9 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
     /// <summary>The (zone, migrate type) pairs Kmem's steals since the last reset were for: bit zone * 8 + type.</summary>
     public ulong StealTypes;
 
+    /// <summary>The last steal since the reset: zone index, requested and fallback type, the stolen block's order.</summary>
+    public (int Zone, int Mt, int FallbackMt, int FallbackOrder) LastSteal;
+
     /// <summary>New slabs and slabs given back since the last reset.</summary>
     public int NewSlabs, SlabsFreed;
 
@@ -66,6 +69,7 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
             Fallbacks++;
             Ownership = changeOwnership;
             StealTypes |= 1UL << (zoneIndex * 8 + startMt);
+            LastSteal = (zoneIndex, startMt, fallbackMt, fallbackOrder);
         }
     }
 

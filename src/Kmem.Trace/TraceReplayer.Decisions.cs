@@ -94,7 +94,9 @@ public sealed partial class TraceReplayer
             _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line, (p.Order, p.ModelBefore),
                 static s => s.ModelBefore >= 0 ? $"order {s.Order}, list held {s.ModelBefore} blocks by the trace" : $"order {s.Order}, list not revealed");
         }
-        _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, p.Order, static o => $"order {o}");
+        _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, (p.Order, Steal: k.Fallbacks > 0 ? k.LastSteal : default,
+            Zones: _m.PageAllocator.Zones), static s => s.Steal.FallbackOrder == 0 && s.Steal.Mt == 0 && s.Steal.FallbackMt == 0 ? $"order {s.Order}"
+                : $"order {s.Order}; Kmem's steal: {s.Zones[s.Steal.Zone].Name} {(MigrateType)s.Steal.Mt} from {(MigrateType)s.Steal.FallbackMt}, block order {s.Steal.FallbackOrder}");
         if (p.KernelSteal && k.Fallbacks > 0)
         {
             _decisions.Decide(DecisionKind.FallbackOwnership, p.KernelOwnership, k.Ownership, p.Line);
@@ -136,5 +138,32 @@ public sealed partial class TraceReplayer
                 _stealsNotAligned++;
             }
         }
+    }
+
+    // The objects the trace showed allocated and not yet freed in the kernel's slab holding the trace address (its
+    // frame from _slabPages); -1 when the frame is not known. A scan of the live objects: run only where Kmem gave its
+    // slab back, a few hundred frees in a trace.
+    private int KernelSlabLive(ulong ptr)
+    {
+        if (!_baseKnown)
+        {
+            return -1;
+        }
+        ulong pfn = (ptr - _base) >> 12;
+        for (int k = 0; k < Machine.MaxOrder; k++)
+        {
+            ulong head = pfn & ~((1UL << k) - 1);
+            if (_slabPages.TryGetValue(head, out int order) && order >= k)
+            {
+                ulong start = _base + (head << 12), size = 4096UL << order;
+                int live = 0;
+                foreach (ulong p in _objects.Keys)
+                {
+                    live += p - start < size ? 1 : 0;
+                }
+                return live;
+            }
+        }
+        return -1;
     }
 }

@@ -422,7 +422,10 @@ public sealed partial class TraceReplayer
             }
             else
             {
-                _decisions.OpenSlabFree(cpu, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
+                // The kernel's answer is the next event on this CPU; the state read now is the detail of a disagreement.
+                bool freed = _kmem.SlabsFreed > 0;
+                var state = freed ? new SlabFreeState(KernelLive: KernelSlabLive(ptr)) : SlabFreeState.OfKmemSlab(_m, obj.Ptr);
+                _decisions.OpenSlabFree(cpu, freed, line, state);
             }
         }
     }

@@ -12,15 +12,6 @@ public sealed partial class TraceReplayer
     // The kernel's fallback steals for that slab page (aligned: corrected after Kmem's slab allocation for it).
     private KernelSteal[]? _slabPageSteals;
 
-    // The kernel's steals of the slab page a slab allocation took (none when it took none), as Kmem's allocation just
-    // left them: AlignKernelSteals reads Kmem's steals from the recorder, which the slab alignment resets.
-    private KernelSteal[]? SlabSteals(bool kernelNewSlab)
-    {
-        var steals = kernelNewSlab ? _slabPageSteals : null;
-        _slabPageSteals = null;
-        return steals;
-    }
-
     // The cache slot a kmem_cache_alloc allocates from, with the flags the event reveals (a cache lacking one is re-made).
     private TraceCaches.CacheSlot CacheSiteSlot(ref TraceEvent e, bool kernelNewSlab, out TraceCaches.Site site)
     {

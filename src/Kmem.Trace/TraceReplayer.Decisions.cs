@@ -29,11 +29,8 @@ public sealed partial class TraceReplayer
     private KernelPageEvents _kernel = null!;
     private readonly HashSet<ulong> _bulkPfns = [];
     private long _bulkPages, _batchedOnce;
-    // Aligned: kernel steals Kmem's buddy lists were corrected after (AlignKernelSteals), and those that found no
-    // block of a fallback type to steal.
-    private long _stealsAligned, _stealsNotAligned;
-    // Per zone and type: the blocks the last alignment took off the type's lists for the kernel's allocation (Zone.AlignSteal).
-    private readonly List<(uint Pfn, int Order)>?[] _stealStandIns = new List<(uint, int)>?[8 * Kmem.PageAlloc.Zone.PcpTypes];
+    // Aligned: Kmem's buddy lists corrected after the kernel's steals.
+    private StealAlignment? _steals;
 
     private void InitDecisions(int cpus)
     {
@@ -42,6 +39,7 @@ public sealed partial class TraceReplayer
             _pcpModel = new PcpListModel(_m.PageAllocator, cpus);
         }
         _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, ReplayBulk);
+        _steals = _options.Aligned && _kmem is not null ? new StealAlignment(_m.PageAllocator) : null;
     }
 
     // Runs before each event is dispatched: a slab free's kernel answer (this event frees its slab's frame or not),
@@ -94,9 +92,7 @@ public sealed partial class TraceReplayer
             _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line, (p.Order, p.ModelBefore),
                 static s => s.ModelBefore >= 0 ? $"order {s.Order}, list held {s.ModelBefore} blocks by the trace" : $"order {s.Order}, list not revealed");
         }
-        _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, (p.Order, Steal: k.Fallbacks > 0 ? k.LastSteal : default,
-            Zones: _m.PageAllocator.Zones), static s => s.Steal.FallbackOrder == 0 && s.Steal.Mt == 0 && s.Steal.FallbackMt == 0 ? $"order {s.Order}"
-                : $"order {s.Order}; Kmem's steal: {s.Zones[s.Steal.Zone].Name} {(MigrateType)s.Steal.Mt} from {(MigrateType)s.Steal.FallbackMt}, block order {s.Steal.FallbackOrder}");
+        _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, (p.Order, k.Fallbacks > 0 ? k.LastSteal : default, _m.PageAllocator), StealAlignment.Detail);
         if (p.KernelSteal && k.Fallbacks > 0)
         {
             _decisions.Decide(DecisionKind.FallbackOwnership, p.KernelOwnership, k.Ownership, p.Line);
@@ -108,62 +104,10 @@ public sealed partial class TraceReplayer
         _decisions.UseCurrentPhase();
     }
 
-    // Aligned: after Kmem's decision for an allocation the kernel stole for, Kmem's buddy lists of that zone and type
-    // are put where the kernel's steal left them (Zone.AlignSteal), unless Kmem stole for the same zone and type
-    // itself (its lists were empty too, and its steal is its own). A Kmem-only steal is not corrected: the kernel's
-    // zone_locked at that allocation says only that its lists held a block, not how many pages.
-    // kmemStole: DecisionRecorder.StealTypes of Kmem's allocation (read from the recorder when not given).
-    private void AlignKernelSteals(KernelSteal[]? steals, ulong? kmemStole = null)
-    {
-        if (!_options.Aligned || steals is null || _kmem is not { } k)
-        {
-            return;
-        }
-        ulong stole = kmemStole ?? k.StealTypes;
-        foreach (var s in steals)
-        {
-            if ((int)s.Mt >= Kmem.PageAlloc.Zone.PcpTypes || (int)s.FallbackMt >= Kmem.PageAlloc.Zone.PcpTypes)
-            {
-                continue;
-            }
-            var zone = TraceZones.ZoneOf(_m.PageAllocator, s.Pfn);
-            if ((stole & (1UL << (zone.Index * 8 + (int)s.Mt))) != 0)
-            {
-                continue;
-            }
-            _stealsAligned++;
-            var standIns = _stealStandIns[zone.Index * Kmem.PageAlloc.Zone.PcpTypes + (int)s.Mt] ??= [];
-            if (!zone.AlignSteal(s.Order, s.FallbackOrder, (int)s.Mt, (int)s.FallbackMt, s.Ownership, s.BlocksAfter, standIns))
-            {
-                _stealsNotAligned++;
-            }
-        }
-    }
+    // Aligned: after Kmem's decision for an allocation the kernel stole for, Kmem's buddy lists put where the steal
+    // left the kernel's. kmemStole: DecisionRecorder.StealTypes of Kmem's allocation (the recorder's when not given).
+    private void AlignKernelSteals(KernelSteal[]? steals, ulong? kmemStole = null) => _steals?.Align(steals, kmemStole ?? _kmem!.StealTypes);
 
-    // The objects the trace showed allocated and not yet freed in the kernel's slab holding the trace address (its
-    // frame from _slabPages); -1 when the frame is not known. A scan of the live objects: run only where Kmem gave its
-    // slab back, a few hundred frees in a trace.
-    private int KernelSlabLive(ulong ptr)
-    {
-        if (!_baseKnown)
-        {
-            return -1;
-        }
-        ulong pfn = (ptr - _base) >> 12;
-        for (int k = 0; k < Machine.MaxOrder; k++)
-        {
-            ulong head = pfn & ~((1UL << k) - 1);
-            if (_slabPages.TryGetValue(head, out int order) && order >= k)
-            {
-                ulong start = _base + (head << 12), size = 4096UL << order;
-                int live = 0;
-                foreach (ulong p in _objects.Keys)
-                {
-                    live += p - start < size ? 1 : 0;
-                }
-                return live;
-            }
-        }
-        return -1;
-    }
+    // The objects the trace showed allocated and not yet freed in the kernel's slab holding the trace address.
+    private int KernelSlabLive(ulong ptr) => _baseKnown ? SlabFreeState.KernelSlabLive(_objects.Keys, _slabPages, _base, ptr) : -1;
 }

@@ -24,8 +24,6 @@ public sealed partial class TraceReplayer
     private readonly long[] _cpuEvents;
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
-    private readonly HashSet<ulong> _released = [];
-    private uint[]? _reservedCursor;
     private ulong _base;
     private bool _baseKnown;
     private ulong _baseCandidate;
@@ -261,7 +259,7 @@ public sealed partial class TraceReplayer
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, table); // a page table a task of Kmem's took over
             }
-            else if (order == 0 && _options.ReservedFrames is { } frames && frames.Contains(pfn) && !_released.Contains(pfn))
+            else if (order == 0 && _reserved.Unreleased(pfn))
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, null);
             }
@@ -316,34 +314,12 @@ public sealed partial class TraceReplayer
                 return true;
             }
         }
-        if (ReleaseReserved(pfn, order))
+        if (_reserved.Release(pfn, order))
         {
             return true;
         }
         _untrackedPageFrees++;
         return false;
-    }
-
-    // free_reserved_area: a frame the kernel held reserved at boot goes to the page allocator at its first free
-    // (TraceReplayOptions.ReservedFrames); Kmem releases one of its own reserved pages of the frame's zone.
-    private bool ReleaseReserved(ulong pfn, int order)
-    {
-        if (_options.ReservedFrames is not { } frames)
-        {
-            return false;
-        }
-        bool any = false;
-        for (ulong p = pfn; p < pfn + (1UL << order); p++)
-        {
-            if (!frames.Contains(p) || !_released.Add(p))
-            {
-                continue;
-            }
-            var zone = TraceZones.ZoneOf(_m.PageAllocator, p);
-            _reservedCursor ??= new uint[_m.PageAllocator.Zones.Length];
-            any |= Kmem.PageAlloc.FreeReserved.FreeReservedPage(_m.PageAllocator, zone, ref _reservedCursor[zone.Index]);
-        }
-        return any;
     }
 
     // A pending allocation of the CPU whose block holds the frame is replayed now: the frame is being freed.

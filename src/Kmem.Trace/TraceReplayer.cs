@@ -47,6 +47,7 @@ public sealed partial class TraceReplayer
     private readonly Machine _m;
     private readonly TraceCaches _caches;
     private readonly SlabAlignment _slabAlign;
+    private readonly ReservedRelease _reserved;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
     private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
@@ -98,6 +99,7 @@ public sealed partial class TraceReplayer
         InitDecisions(machine.NrCpus);
         _caches = new TraceCaches(machine);
         _slabAlign = new SlabAlignment(machine, _options.Aligned);
+        _reserved = new ReservedRelease(machine, _options.ReservedFrames);
         _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey);
     }
 
@@ -336,7 +338,7 @@ public sealed partial class TraceReplayer
         {
             string name = _caches.KmallocName(e.BytesAlloc);
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, name);
-            var (steals, stole) = (SlabSteals(kernelNewSlab), _kmem.StealTypes);
+            var (steals, stole) = (kernelNewSlab ? _slabPageSteals : null, _kmem.StealTypes); // read before the alignment resets it
             _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, null, name, e.BytesReq, e.Gfp, Node(e.Node));
             AlignKernelSteals(steals, stole);
         }
@@ -383,7 +385,7 @@ public sealed partial class TraceReplayer
         if (_kmem is not null)
         {
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
-            var (steals, stole) = (SlabSteals(kernelNewSlab), _kmem.StealTypes);
+            var (steals, stole) = (kernelNewSlab ? _slabPageSteals : null, _kmem.StealTypes); // read before the alignment resets it
             _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, slot.Cache, slot.Name, 0, e.Gfp, Node(e.Node));
             AlignKernelSteals(steals, stole);
         }

@@ -121,22 +121,15 @@ internal sealed partial class Zone
     }
 
     // One block of the order taken off the type's lists as __rmqueue_smallest takes it (split from the smallest that
-    // fits, the halves back on the type's lists), without its counters: a stand-in for a block the kernel's allocation
+    // fits, the halves back on the type's lists), without its counter: a stand-in for a block the kernel's allocation
     // took, which Kmem's per-CPU list holds another frame for. NoPfn when the lists are empty.
     private uint TakeFromType(int order, int mt)
     {
-        for (int o = order; o < Arch.MaxOrder; o++)
+        uint pfn = TakeSmallest(order, mt);
+        if (pfn != PhysMem.NoPfn)
         {
-            uint pfn = _freeList[o * MigrateTypes + mt].Head;
-            if (pfn == PhysMem.NoPfn)
-            {
-                continue;
-            }
-            DelFromFreeList(pfn, o);
-            Expand(pfn, order, o, mt);
             FreePages -= 1L << order;
-            return pfn;
         }
-        return PhysMem.NoPfn;
+        return pfn;
     }
 }

@@ -45,6 +45,7 @@ def table(title, decisions):
 
 def capture(path, title, folder):
     j = json.load(open(path))
+    OWN_TABLES[folder] = j.get("page_tables_own")
     out = [f"## {title}", "",
            f"{j['events']:,} events; {j['page_allocs_replayed']:,} page allocations and "
            f"{j['slab_page_allocs']:,} slab pages; {j['bulk_refill_bursts']:,} bulk-allocator refill bursts "
@@ -176,16 +177,32 @@ def gaps(j, folder):
             text += (f" Not compared: {sf.get('unknown_state', 0):,} frees into a kernel slab the trace never showed "
                      f"allocated (it predates the trace and may hold objects allocated before tracing began, whose "
                      f"number no event reveals: its occupancy is unknown).")
-            if y_only and os.path.exists(os.path.join(folder, "trace.txt.xz")):
-                held = len(pretrace_slabs(folder, y_only))
-                text += (f" Of the Kmem-only frees compared, {held:,} emptied a slab into which the trace later frees "
-                         f"an object it never showed allocated (kmem_cache_alloc_bulk, as skbuff_head_cache's per-CPU "
-                         f"cache and maple_node use it, allocates with no per-object event, so that slab was not empty "
-                         f"in the kernel and nothing revealed it); "
-                         f"the others emptied a slab the kernel kept: 6.1's SLUB keeps an empty slab while it is frozen "
-                         f"(a cpu or cpu-partial slab) or while the node has fewer than min_partial partial slabs, and "
-                         f"neither the cpu-partial lists nor the node's partial count (pre-trace slabs included) is "
-                         f"revealed by an event: unexplained beyond that.")
+            held_objects = sum(1 for x in m if x["kmem"] and not x["kernel"] and "still holds" in x["detail"])
+            held_none = [x["line"] for x in m if x["kmem"] and not x["kernel"] and "holds no traced" in x["detail"]]
+            kept_busy = sum(1 for x in m if x["kernel"] and not x["kmem"] and "Kmem's slab holds" in x["detail"])
+            kept_frozen = sum(1 for x in m if x["kernel"] and not x["kmem"] and "frozen" in x["detail"])
+            kept_partial = sum(1 for x in m if x["kernel"] and not x["kmem"] and "min_partial" in x["detail"] and "<" in x["detail"])
+            kept_other = k_only - kept_busy - kept_frozen - kept_partial
+            text += (f" Counted from the replay's own state at each free (the JSON mismatch details): of the "
+                     f"{len(y_only):,} Kmem-only frees, {held_objects:,} came where the kernel's slab of the object "
+                     f"still held objects the trace showed allocated and not yet freed, so the kernel's slab was not "
+                     f"empty whatever its list: Kmem's slab and the kernel's held other objects (which slab an "
+                     f"allocation is served from, not the discard policy); {len(held_none):,} where the kernel's slab "
+                     f"held no traced object")
+            if held_none and os.path.exists(os.path.join(folder, "trace.txt.xz")):
+                bulk = len(pretrace_slabs(folder, held_none))
+                text += (f", {bulk:,} of them a slab into which the trace later frees an object it never showed "
+                         f"allocated (kmem_cache_alloc_bulk, as skbuff_head_cache's per-CPU cache and maple_node use "
+                         f"it, allocates with no per-object event, so that slab was not empty in the kernel)")
+            text += (f": the kernel kept a slab that was empty by the trace, which 6.1's __slab_free does while the "
+                     f"slab is frozen (a cpu or cpu-partial slab) or its node has fewer than min_partial partial "
+                     f"slabs, and neither is revealed by an event. Of the {k_only:,} kernel-only frees, "
+                     f"{kept_busy:,} left Kmem's slab with objects in use (again other objects in it than in the "
+                     f"kernel's), {kept_frozen:,} left it empty and frozen, {kept_partial:,} empty on a node below "
+                     f"min_partial" + (f", {kept_other:,} not read" if kept_other else "") + ". A kernel free that "
+                     f"does not free its slab's frame says only that the kernel's slab stayed, not why; a correction "
+                     f"would have to move objects between Kmem's slabs, which no free can do, so slab_freed is "
+                     f"aligned only through new_slab (the slab an allocation opens).")
         else:
             text += (" The first new slab of each cache is decided from Kmem's own state; after it the cache follows "
                      "the kernel's until objects allocated before tracing are freed in another order than Kmem's "
@@ -194,23 +211,73 @@ def gaps(j, folder):
     fb = a.get("fallback")
     if fb:
         steals = "steal" if fb['kernel_yes'] == 1 else "steals"
-        text = f"- fallback: {fb['kernel_yes']:,} kernel {steals} against {fb['kmem_yes']:,} of Kmem's, {fb['both_yes']:,} on the same allocation"
-        if fb['both_yes'] == fb['kernel_yes'] == fb['kmem_yes']:
+        text = (f"- fallback, aligned: {fb['kernel_yes']:,} kernel {steals} against {fb['kmem_yes']:,} of Kmem's, "
+                f"{fb['both_yes']:,} on the same allocation")
+        fbm = mismatches(a, "fallback")
+        if not fbm:
             text += "."
         else:
-            text += ": the buddy lists that decide a steal are not aligned."
-        offsets = steal_offsets(folder, mismatches(a, "fallback"))
-        if offsets:
-            common = max(set(offsets), key=offsets.count)
-            y_only = sum(1 for m in mismatches(a, "fallback") if m["kmem"] and not m["kernel"])
-            text += (f" Of Kmem's {y_only:,} steals the kernel did not make, {len(offsets):,} are followed by a kernel "
-                     f"steal before Kmem's next, and {offsets.count(common):,} of those come exactly {common:,} pages of "
-                     f"allocations of the same migrate type before it: the same steals, one constant offset apart. "
-                     f"An order-0 steal means the type's free lists were empty; Kmem's ran out {common:,} pages sooner "
-                     f"(its free pages of that type were fewer than the kernel's, which no event reveals), and each "
-                     f"steal then takes a block of the same size on both sides (the trace's fallback_order), so the "
-                     f"offset stays.")
+            offsets = steal_offsets(folder, fbm)
+            y_only = [m for m in fbm if m["kmem"] and not m["kernel"]]
+            k_only = [m for m in fbm if m["kernel"] and not m["kmem"]]
+            gfps = trace_gfps(folder, [m["line"] for m in y_only])
+            nested = [m for m in y_only if "Kmem's steal" in m["detail"] and not steal_for_request(m)]
+            tables = sum(1 for m in y_only if gfps.get(m["line"], "").startswith("GFP_KERNEL_ACCOUNT|__GFP_ZERO") and m not in nested)
+            other = len(y_only) - len(offsets) - len(nested) - sum(
+                1 for m in y_only if gfps.get(m["line"], "").startswith("GFP_KERNEL_ACCOUNT|__GFP_ZERO") and m not in nested)
+            text += (f". Of Kmem's {len(y_only):,} steals the kernel did not make, {len(offsets):,} followed by a "
+                     f"kernel steal before Kmem's next (the same steal a few allocations apart"
+                     + (f": {', '.join(str(o) for o in offsets)} pages of allocations of the type between" if offsets else "")
+                     + f"), {len(nested):,} were for another type or zone than the allocation's own (an allocation "
+                     f"Kmem made inside the replayed call, such as a user fault's own page table), {tables:,} came at "
+                     f"the kernel's user page-table allocations (GFP_PGTABLE_USER) after which the kernel stole no "
+                     f"more of that type: Kmem's tasks also allocate tables of their own "
+                     f"({a_own(folder)}), from the same unmovable lists, so Kmem's lists run out where the kernel's "
+                     f"do not" + (f"; {other:,} other: unexplained beyond that" if other > 0 else "") + ". "
+                     f"Of the {len(k_only):,} kernel steals Kmem did not make, "
+                     f"{sum(1 for m in k_only if any(o['kmem'] and not o['kernel'] and o['line'] < m['line'] for o in fbm)):,} "
+                     f"follow a Kmem-only one, the rest came where Kmem's lists still held a block of the order: "
+                     f"before the first steal aligned, or where Kmem had taken fewer pages of the type since.")
         out.append(text)
+    return out
+
+
+def steal_for_request(m):
+    """Whether a fallback mismatch's Kmem steal (its detail: "Kmem's steal: ZONE TYPE from TYPE, ...") was for the
+    trace allocation's own migrate type (TRACE_MT, filled by trace_gfps); a steal for another type was made by an
+    allocation nested in the replayed call. Unknown lines count as the allocation's own."""
+    return TRACE_MT.get(m["line"]) is None or f"Kmem's steal: " not in m["detail"] or \
+        m["detail"].split("Kmem's steal: ")[1].split(" ")[1] == TRACE_MT[m["line"]]
+
+
+TRACE_MT = {}
+OWN_TABLES = {}
+
+
+def a_own(folder):
+    n = OWN_TABLES.get(folder)
+    return f"{n:,} in this replay" if n is not None else "page_tables_own"
+
+
+def trace_gfps(folder, lines):
+    """The gfp_flags (and, into TRACE_MT, the migrate type's name) of the mm_page_alloc at each trace line."""
+    path = os.path.join(folder, "trace.txt.xz")
+    want = set(lines)
+    out = {}
+    if not want or not os.path.exists(path):
+        return out
+    names = {0: "Unmovable", 1: "Movable", 2: "Reclaimable"}
+    rx = re.compile(r"migratetype=(\d+) gfp_flags=(\S+)")
+    last = max(want)
+    with lzma.open(path, "rt") as t:
+        for n, line in enumerate(t, 1):
+            if n > last:
+                break
+            if n in want:
+                m = rx.search(line)
+                if m:
+                    out[n] = m.group(2)
+                    TRACE_MT[n] = names.get(int(m.group(1)), m.group(1))
     return out
 
 
@@ -284,8 +351,20 @@ placeholders until Kmem takes a new slab too (a free of an object allocated befo
 back). slab_freed is compared only where the kernel's slab is one the trace showed allocated: a
 slab that predates the trace may hold objects allocated before tracing began, so whether the free
 emptied it is unknown; those frees are counted as `unknown_state` in the JSON, in both runs, and
-read from the frames seen up to the free, never from the kernel's page free of that slab. zone and
-fallback are not aligned (the buddy lists are not revealed event by event): their
+read from the frames seen up to the free, never from the kernel's page free of that slab. Buddy
+lists (fallback), after each kernel steal Kmem did not make at the same allocation for the same zone
+and type, once Kmem's decision is recorded: an mm_page_alloc_extfrag says that 6.1's
+__rmqueue_smallest had found the requested type's lists empty at every order from the request's up,
+that __rmqueue_fallback took a block of fallback_order of the fallback type (moving the block, or every
+free page of its pageblock when can_steal_fallback allows it, and claiming the pageblock as
+change_ownership says), and the zone_locked events after it in the same refill say how many blocks
+the allocation then took from there. Kmem's free blocks of that type from the request's order up move
+to the fallback type's lists, a block of the fallback type of that order (else the nearest) is
+stolen the same way, and as many blocks as the kernel's allocation took after the steal leave the
+type's lists as stand-ins, held until the next such correction of that zone and type; only free lists
+change, so Kmem's free page count moves by those stand-ins alone. A steal only Kmem made is not
+corrected: the kernel's zone_locked at that allocation says its lists held a block of the order, not
+how many pages, and Kmem's next steals come from its own consumption. zone is not aligned: its
 aligned figures are those of a run whose lists and caches were aligned. **Free-running**: Kmem's
 state evolves on its own; both runs replay the bulk allocator's pages (the frames the kernel's lists
 held at their head, known from the same events). User pages are pages of Kmem tasks (the pressure
@@ -305,35 +384,42 @@ GAPS = """## Remaining gaps, free-running
 - Aligned, the drained amount (nr_pcp_free: batch doubled per drain without an allocation between,
   clamped to high − batch; the whole count for a high-order free after one) is the kernel's where
   Kmem's pcp high is: the boot reserve (docs/trace-replay.md) makes it the kernel's on both captures.
-- fallback: a steal depends on the buddy lists of every order and type, which no event reveals one
-  by one; Kmem's free blocks are other frames than the kernel's, so its steals come at other
-  allocations (the totals are close: see the consequence totals). On capture B the boot phase's
+- fallback, free-running: a steal depends on the buddy lists of every order and type, which no event
+  reveals one by one; Kmem's free blocks are other frames than the kernel's, so its steals come at
+  other allocations (the totals are close: see the consequence totals). On capture B the boot phase's
   order-0 unmovable steals (the trace ring buffer's pages, __rb_allocate_pages) come one order-10
-  block (1,024 pages) apart on both sides, Kmem's a constant number of pages early (above). The
-  per-CPU allocator's first chunk no longer adds to it: as 6.1's pcpu_embed_first_chunk takes its
-  units from memblock (atom-aligned, top-down, goal __pa(MAX_DMA_ADDRESS)), Kmem claims them from
-  the frames boot reserved (BootReservations), so they never pass the buddy lists, where Kmem used
-  to take an order-9 block at the trace's first percpu_alloc_percpu; that halved the offset, from
-  186 pages to 93 (62 after the steal at which Kmem's count gains one refill batch of 31). What
-  remains is the phase of the 1,024-page cycle at the trace's start, set before tracing began:
-  the kernel's first refills take the last 37 frames of its unmovable block 0x8000-0x83ff
+  block (1,024 pages) apart on both sides, Kmem's a constant number of pages early: 93 pages of
+  allocations of the type, the phase of the 1,024-page cycle at the trace's start, set before tracing
+  began. The kernel's first refills take the last 37 frames of its unmovable block 0x8000-0x83ff
   (0x83db-0x83ff) and it steals the next block at trace line 214, so about 987 of that block's pages
   were taken before tracing, by allocations no event shows; Kmem's machine, replayed up to the same
-  point, has used 31 pages of its first unmovable block (one order-0 refill of its own boot) and
-  holds the other 993 free. The difference moves every later steal by the same amount and is not
-  revealed by any event at the decision; the first slab of each cache, which Kmem takes where the
-  kernel's caches already had slabs, adds to it. Not modelled either: the boot pagesets (batch 1,
-  high 0) that 6.1 uses until setup_per_cpu_pageset, after trace_init, so each of the trace's first
-  page allocations refills one block; tried, they raise free-running boot refills from 20 to 25
-  both-yes on capture B and leave the aligned steals as they are (the aligned run corrects the
-  lists anyway), but the switch cannot be read from every trace (the i386 capture's percpu events
-  carry the inlined __alloc_percpu as their call site, not setup_zone_pageset).
-- On the i386 capture the aligned run now steals once more than the kernel (2 against 1, one on
-  the same allocation): at trace line 925,003, an order-0 unmovable HighMem page for a page table
-  (GFP_KERNEL_ACCOUNT|__GFP_HIGHMEM|__GFP_ZERO), Kmem's HighMem unmovable block, taken at the
-  kernel's own steal at line 303, has run out where the kernel's lasts to the trace's end. Before
-  the first chunk's fix it did not (the chunk then came from ZONE_NORMAL, so this is not its pages
-  directly); unexplained beyond that.
+  point, has used 31 pages of its first unmovable block (one order-0 refill of its own boot) and holds
+  the other 993 free. The difference moves every later steal by the same amount; the first slab of each
+  cache, which Kmem takes where the kernel's caches already had slabs, adds to it. The aligned run
+  removes exactly this (see the fallback line of each capture's counted gaps). The per-CPU allocator's
+  first chunk does not add to it: as 6.1's pcpu_embed_first_chunk takes its units from memblock,
+  Kmem claims them from the frames boot reserved (BootReservations), so they never pass the buddy
+  lists. Not modelled: the boot pagesets (batch 1, high 0) that 6.1 uses until setup_per_cpu_pageset,
+  after trace_init; tried, they raise free-running boot refills from 20 to 25 both-yes on capture B,
+  but the switch cannot be read from every trace (the i386 capture's percpu events carry the inlined
+  __alloc_percpu as their call site, not setup_zone_pageset).
+- On the i386 capture the free-running run steals once more than the kernel (2 against 1, one on the
+  same allocation), at trace line 927,632 (line 925,003 in the aligned run before the buddy lists
+  were aligned). That steal is not in HighMem and not for the page-table page the line allocates:
+  6.1 allocates a user PTE page on x86-32 with CONFIG_HIGHPTE as GFP_PGTABLE_USER | __GFP_HIGHMEM
+  (__userpte_alloc_gfp), whose zonelist is HighMem, Normal, DMA; without ZONE_DMA32 there is no
+  ALLOC_NOFRAGMENT, so the kernel's PTE pages come from HighMem's MIGRATE_UNMOVABLE lists (the order-10
+  block it stole at line 303, still in use at the trace's end), and Kmem replays each such frame as a
+  HighMem unmovable page the same way (the zone decision matches on every allocation). The replay
+  hands a task's fault the kernel's table frame only for GFP_PGTABLE_USER itself (lowmem: the PMD and
+  PGD pages), because Kmem's user memory reads and writes its tables through the direct map and has no
+  kmap for a HighMem table; so for every HIGHPTE frame the fault of Kmem's task allocates a table of
+  its own (1,257 on this capture) with GFP_PGTABLE_USER from ZONE_NORMAL's unmovable lists, pages the
+  kernel never took there. Those lists run out in Kmem, and the steal, in ZONE_NORMAL, falls inside the
+  replayed user page's call. The page allocator's policy is 6.1's; what differs is that Kmem's tasks
+  do not put their PTE pages in HighMem. The aligned run now matches the kernel (1 of 1): the kernel's
+  own ZONE_NORMAL unmovable steal (line 80,639, in the middle of a refill) corrects Kmem's Normal
+  lists, which then last to the trace's end.
 - Free-running pcp_refill on capture B fell from 851 both-yes (37.7 %) to 78 with the first chunk's
   fix: the order-9 block Kmem used to take at the trace's first percpu_alloc_percpu gave 388 pages
   back through CPU 0's lists, which left its unmovable order-0 list at a count that happened to stay

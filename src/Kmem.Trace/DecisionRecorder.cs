@@ -25,6 +25,12 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
     public int Fallbacks;
     public bool Ownership;
 
+    /// <summary>The (zone, migrate type) pairs Kmem's steals since the last reset were for: bit zone * 8 + type.</summary>
+    public ulong StealTypes;
+
+    /// <summary>The last steal since the reset: zone index, requested and fallback type, the stolen block's order.</summary>
+    public (int Zone, int Mt, int FallbackMt, int FallbackOrder) LastSteal;
+
     /// <summary>New slabs and slabs given back since the last reset.</summary>
     public int NewSlabs, SlabsFreed;
 
@@ -33,6 +39,7 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
     {
         Refills = RefillBlocks = Drains = DrainPages = Fallbacks = NewSlabs = SlabsFreed = 0;
         Ownership = false;
+        StealTypes = 0;
     }
 
     private bool Mine => Environment.CurrentManagedThreadId == _thread;
@@ -61,6 +68,8 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
         {
             Fallbacks++;
             Ownership = changeOwnership;
+            StealTypes |= 1UL << (zoneIndex * 8 + startMt);
+            LastSteal = (zoneIndex, startMt, fallbackMt, fallbackOrder);
         }
     }
 

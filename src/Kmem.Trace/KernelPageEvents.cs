@@ -20,6 +20,8 @@ internal sealed class KernelPageEvents
     // gave straight (percpu_refill=0), the pages vmalloc's bulk allocation is about to take (or 0).
     private readonly RefillBurst[] _bursts;
     private readonly (bool Yes, bool Ownership)[] _steal;
+    // Per CPU: the steals themselves, not yet claimed (aligned runs put Kmem's buddy lists where they left the kernel's).
+    private readonly List<KernelSteal>[] _steals;
     private readonly ulong[] _directPfn;
     private readonly int[] _vmallocBulk;
     private bool _started;
@@ -38,6 +40,7 @@ internal sealed class KernelPageEvents
         _replayBulk = replayBulk;
         _bursts = [.. Enumerable.Range(0, cpus).Select(_ => new RefillBurst())];
         _steal = new (bool, bool)[cpus];
+        _steals = [.. Enumerable.Range(0, cpus).Select(_ => new List<KernelSteal>())];
         _directPfn = new ulong[cpus];
         Array.Fill(_directPfn, ulong.MaxValue);
         _vmallocBulk = new int[cpus];
@@ -73,20 +76,25 @@ internal sealed class KernelPageEvents
                 }
                 if (!burst.Open)
                 {
-                    burst.Start(e.Order, e.MigrateType, e.LineNumber, _steal[cpu]);
+                    burst.Start(e.Order, e.MigrateType, e.LineNumber, _steal[cpu], _steals[cpu]);
                     _steal[cpu] = default;
+                    _steals[cpu].Clear();
                 }
                 burst.Pfns.Add(e.Pfn);
                 burst.Growing = true;
                 break;
             case TraceEventKind.MmPageAllocExtfrag:
+                var steal = new KernelSteal(e.Pfn, e.Order, e.FallbackOrder, e.MigrateType, e.FallbackMigrateType, e.ChangeOwnership,
+                    burst.Open ? burst.Pfns.Count : 0);
                 if (burst.Open)
                 {
                     burst.Steal = (true, e.ChangeOwnership);
+                    burst.Steals.Add(steal);
                 }
                 else
                 {
                     _steal[cpu] = (true, e.ChangeOwnership);
+                    _steals[cpu].Add(steal);
                 }
                 break;
             case TraceEventKind.MmPagePcpuDrain:
@@ -173,17 +181,19 @@ internal sealed class KernelPageEvents
     }
 
     // The kernel's decision for a page allocation, taken from the events before it (called by PageAlloc).
-    public (sbyte Refill, bool Steal, bool Ownership, int Blocks) KernelPageDecision(ref TraceEvent e, int cpu)
+    public (sbyte Refill, bool Steal, bool Ownership, int Blocks, KernelSteal[]? Steals) KernelPageDecision(ref TraceEvent e, int cpu)
     {
         var burst = _bursts[cpu];
         sbyte refill;
         (bool Yes, bool Ownership) steal;
         int blocks = 0;
+        KernelSteal[]? steals;
         if (burst.Open && burst.Pfns[0] == e.Pfn)
         {
             refill = 1;
             steal = burst.Steal;
             blocks = burst.Pfns.Count;
+            steals = Claimed(burst.Steals, blocks);
             Contents.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, burst.Pfns);
             burst.Close();
         }
@@ -191,14 +201,32 @@ internal sealed class KernelPageEvents
         {
             refill = (sbyte)(e.Order <= 3 && _directPfn[cpu] != e.Pfn ? 0 : -1);
             steal = _steal[cpu];
+            steals = Claimed(_steals[cpu], refill == 0 ? 0 : 1); // a buddy allocation's one block came after its steals
             if (refill == 0)
             {
                 Contents.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, null);
             }
         }
         _steal[cpu] = default;
+        _steals[cpu].Clear();
         _directPfn[cpu] = ulong.MaxValue;
-        return (refill, steal.Yes, steal.Ownership, blocks);
+        return (refill, steal.Yes, steal.Ownership, blocks, steals);
+    }
+
+    // The steals an allocation claims, each with the blocks taken after it before the next (of `blocks` in all).
+    private static KernelSteal[]? Claimed(List<KernelSteal> steals, int blocks)
+    {
+        if (steals.Count == 0)
+        {
+            return null;
+        }
+        var claimed = new KernelSteal[steals.Count];
+        for (int i = 0; i < claimed.Length; i++)
+        {
+            int end = i + 1 < claimed.Length ? steals[i + 1].BlocksBefore : blocks;
+            claimed[i] = steals[i] with { BlocksAfter = Math.Max(0, end - steals[i].BlocksBefore) };
+        }
+        return claimed;
     }
 
     // A burst no allocation claimed: alloc_pages_bulk took pages from the list (vmalloc's pages). Kmem takes

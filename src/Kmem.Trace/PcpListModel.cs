@@ -19,8 +19,8 @@
 // sum of the CPU's lists when every one of them is known and that sum is below high. free_factor is known from boot on: halved by every pcp allocation
 // (not by the bulk allocator), raised by a drain as nr_pcp_free raises it (with Kmem's
 // batch and high). Unknown lists are left as Kmem has them. Aligned here: pcp_refill and
-// pcp_drain; new_slab and slab_freed are aligned by TraceReplayer.SlabAlign; zone and
-// fallback are not corrected (the buddy lists are not revealed event by event).
+// pcp_drain; new_slab and slab_freed are aligned by TraceReplayer.SlabAlign, fallback by
+// TraceReplayer.AlignKernelSteals (Zone.AlignSteal); zone is not corrected.
 // Owned by TraceReplayer and used on its replaying thread only.
 namespace Kmem;
 

@@ -46,7 +46,7 @@ internal sealed class TraceDecisions
     // follow), a slab free waiting for the next event to say whether its slab went back.
     private readonly List<FreeDecision>[] _frees;
     private readonly int[] _lastFree;
-    private readonly (bool Open, bool Kmem, long Line)[] _slabFree;
+    private readonly (bool Open, bool Kmem, long Line, SlabFreeState State)[] _slabFree;
 
     public TraceDecisions(int cpus, int mismatches)
     {
@@ -59,7 +59,7 @@ internal sealed class TraceDecisions
         }
         _lastFree = new int[cpus];
         Array.Fill(_lastFree, -1);
-        _slabFree = new (bool, bool, long)[cpus];
+        _slabFree = new (bool, bool, long, SlabFreeState)[cpus];
     }
 
     /// <summary>Every decision of every phase, by kind.</summary>
@@ -113,7 +113,8 @@ internal sealed class TraceDecisions
     public FreeDecision? LastFree(int cpu) => _lastFree[cpu] >= 0 ? _frees[cpu][_lastFree[cpu]] : null;
 
     // A slab free: the kernel's answer is the next event on this CPU.
-    public void OpenSlabFree(int cpu, bool kmemFreed, long line) => _slabFree[cpu] = (true, kmemFreed, line);
+    // state: what the replay read at the free (SlabFreeState), the detail of a mismatch.
+    public void OpenSlabFree(int cpu, bool kmemFreed, long line, SlabFreeState state = default) => _slabFree[cpu] = (true, kmemFreed, line, state);
 
     // A slab free not compared: the kernel's slab predates the trace, its occupancy unknown.
     public void SlabFreeUnknown() => _tally.Unknown[(int)DecisionKind.SlabFreed]++;
@@ -124,7 +125,7 @@ internal sealed class TraceDecisions
     {
         ref var sf = ref _slabFree[cpu];
         sf.Open = false;
-        Decide(DecisionKind.SlabFreed, kernel, sf.Kmem, sf.Line);
+        Decide(DecisionKind.SlabFreed, kernel, sf.Kmem, sf.Line, sf.State, static st => st.ToString());
     }
 
     // A page free: the kernel's drains are read from the events that follow; Kmem's outcome is known now.

@@ -9,6 +9,8 @@ public sealed partial class TraceReplayer
     // The gfp_flags and frame of the kernel's slab page the last MatchPending recognised (read right after it).
     private Gfp _slabPageGfp;
     private ulong _slabPagePfn;
+    // The kernel's fallback steals for that slab page (aligned: corrected after Kmem's slab allocation for it).
+    private KernelSteal[]? _slabPageSteals;
 
     // The cache slot a kmem_cache_alloc allocates from, with the flags the event reveals (a cache lacking one is re-made).
     private TraceCaches.CacheSlot CacheSiteSlot(ref TraceEvent e, bool kernelNewSlab, out TraceCaches.Site site)

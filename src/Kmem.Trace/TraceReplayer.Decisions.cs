@@ -29,6 +29,8 @@ public sealed partial class TraceReplayer
     private KernelPageEvents _kernel = null!;
     private readonly HashSet<ulong> _bulkPfns = [];
     private long _bulkPages, _batchedOnce;
+    // Aligned: Kmem's buddy lists corrected after the kernel's steals.
+    private StealAlignment? _steals;
 
     private void InitDecisions(int cpus)
     {
@@ -37,6 +39,7 @@ public sealed partial class TraceReplayer
             _pcpModel = new PcpListModel(_m.PageAllocator, cpus);
         }
         _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, ReplayBulk);
+        _steals = _options.Aligned && _kmem is not null ? new StealAlignment(_m.PageAllocator) : null;
     }
 
     // Runs before each event is dispatched: a slab free's kernel answer (this event frees its slab's frame or not),
@@ -89,7 +92,7 @@ public sealed partial class TraceReplayer
             _decisions.Decide(DecisionKind.PcpRefill, p.KernelRefill == 1, k.Refills > 0, p.Line, (p.Order, p.ModelBefore),
                 static s => s.ModelBefore >= 0 ? $"order {s.Order}, list held {s.ModelBefore} blocks by the trace" : $"order {s.Order}, list not revealed");
         }
-        _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, p.Order, static o => $"order {o}");
+        _decisions.Decide(DecisionKind.Fallback, p.KernelSteal, k.Fallbacks > 0, p.Line, (p.Order, k.Fallbacks > 0 ? k.LastSteal : default, _m.PageAllocator), StealAlignment.Detail);
         if (p.KernelSteal && k.Fallbacks > 0)
         {
             _decisions.Decide(DecisionKind.FallbackOwnership, p.KernelOwnership, k.Ownership, p.Line);
@@ -100,4 +103,11 @@ public sealed partial class TraceReplayer
         _decisions.DecideZone(p.Line, kernelZone, kmemZone, highest);
         _decisions.UseCurrentPhase();
     }
+
+    // Aligned: after Kmem's decision for an allocation the kernel stole for, Kmem's buddy lists put where the steal
+    // left the kernel's. kmemStole: DecisionRecorder.StealTypes of Kmem's allocation (the recorder's when not given).
+    private void AlignKernelSteals(KernelSteal[]? steals, ulong? kmemStole = null) => _steals?.Align(steals, kmemStole ?? _kmem!.StealTypes);
+
+    // The objects the trace showed allocated and not yet freed in the kernel's slab holding the trace address.
+    private int KernelSlabLive(ulong ptr) => _baseKnown ? SlabFreeState.KernelSlabLive(_objects.Keys, _slabPages, _base, ptr) : -1;
 }

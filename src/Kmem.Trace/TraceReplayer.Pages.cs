@@ -24,8 +24,6 @@ public sealed partial class TraceReplayer
     private readonly long[] _cpuEvents;
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
-    private readonly HashSet<ulong> _released = [];
-    private uint[]? _reservedCursor;
     private ulong _base;
     private bool _baseKnown;
     private ulong _baseCandidate;
@@ -44,9 +42,9 @@ public sealed partial class TraceReplayer
             _pageMtMatches++;
         }
         NotePageTables(ref e, cpu); // a task's page tables are the kernel's frames (ReplayPageTables.cs)
-        var (refill, steal, ownership, blocks) = _kernel.KernelPageDecision(ref e, cpu);
+        var (refill, steal, ownership, blocks, steals) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
-        if (UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase)))
+        if (UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals)))
         {
             return; // a user page: a page of a Kmem task (TraceReplayer.Pressure.cs)
         }
@@ -57,7 +55,7 @@ public sealed partial class TraceReplayer
             RemovePending(cpu, 0);
             ReplayPageAlloc(oldest);
         }
-        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase);
+        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals);
     }
 
     // Pending page allocations that waited long enough are ordinary page allocations. The list is in arrival
@@ -117,6 +115,7 @@ public sealed partial class TraceReplayer
                 _slabPages[p.Pfn] = p.Order;
                 _slabPageAllocs++;
                 (_slabPageGfp, _slabPagePfn) = (p.Gfp, p.Pfn);
+                _slabPageSteals = p.Steals;
                 RemovePending(cpu, i);
                 return true;
             }
@@ -180,6 +179,7 @@ public sealed partial class TraceReplayer
         if (_kmem is not null)
         {
             DecidePageAlloc(p, page);
+            AlignKernelSteals(p.Steals);
         }
         _pagesReplayed++;
         _pages[p.Pfn] = new PageBlock(page, p.Order, (p.Gfp & Gfp.Comp) != 0);
@@ -259,7 +259,7 @@ public sealed partial class TraceReplayer
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, table); // a page table a task of Kmem's took over
             }
-            else if (order == 0 && _options.ReservedFrames is { } frames && frames.Contains(pfn) && !_released.Contains(pfn))
+            else if (order == 0 && _reserved.Unreleased(pfn))
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, null);
             }
@@ -314,34 +314,12 @@ public sealed partial class TraceReplayer
                 return true;
             }
         }
-        if (ReleaseReserved(pfn, order))
+        if (_reserved.Release(pfn, order))
         {
             return true;
         }
         _untrackedPageFrees++;
         return false;
-    }
-
-    // free_reserved_area: a frame the kernel held reserved at boot goes to the page allocator at its first free
-    // (TraceReplayOptions.ReservedFrames); Kmem releases one of its own reserved pages of the frame's zone.
-    private bool ReleaseReserved(ulong pfn, int order)
-    {
-        if (_options.ReservedFrames is not { } frames)
-        {
-            return false;
-        }
-        bool any = false;
-        for (ulong p = pfn; p < pfn + (1UL << order); p++)
-        {
-            if (!frames.Contains(p) || !_released.Add(p))
-            {
-                continue;
-            }
-            var zone = TraceZones.ZoneOf(_m.PageAllocator, p);
-            _reservedCursor ??= new uint[_m.PageAllocator.Zones.Length];
-            any |= Kmem.PageAlloc.FreeReserved.FreeReservedPage(_m.PageAllocator, zone, ref _reservedCursor[zone.Index]);
-        }
-        return any;
     }
 
     // A pending allocation of the CPU whose block holds the frame is replayed now: the frame is being freed.
@@ -382,10 +360,11 @@ public sealed partial class TraceReplayer
     private void FreeBlock(PageBlock block) => _m.FreePages(block.Page, block.Order);
 
     /// <summary>A page allocation held back until it is known whether it is a slab page.</summary>
-    /// <remarks>Line and the kernel's decisions: KernelRefill 1 refilled, 0 served from the list, -1 not a pcp decision.</remarks>
+    /// <remarks>Line and the kernel's decisions: KernelRefill 1 refilled, 0 served from the list, -1 not a pcp decision;
+    /// Steals: the kernel's fallback steals for it (aligned runs correct Kmem's buddy lists after its decision).</remarks>
     private record struct PendingPage(ulong Pfn, int Order, Gfp Gfp, int Node, long Seq, int SlabAllocs,
         long Line = 0, sbyte KernelRefill = -1, bool KernelSteal = false, bool KernelOwnership = false,
-        int ModelBefore = -1, int ModelFf = -1, int Phase = 0);
+        int ModelBefore = -1, int ModelFf = -1, int Phase = 0, KernelSteal[]? Steals = null);
 
     /// <summary>Kmem's block for a trace frame.</summary>
     private readonly record struct PageBlock(Page Page, int Order, bool Compound);

@@ -30,6 +30,7 @@ public sealed partial class TraceReplayer
             if (_kmem is not null)
             {
                 DecidePageAlloc(p, _m.PfnToPage(kmemPfn));
+                AlignKernelSteals(p.Steals);
             }
         }
         return true;

@@ -47,6 +47,7 @@ public sealed partial class TraceReplayer
     private readonly Machine _m;
     private readonly TraceCaches _caches;
     private readonly SlabAlignment _slabAlign;
+    private readonly ReservedRelease _reserved;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
     private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
@@ -98,6 +99,7 @@ public sealed partial class TraceReplayer
         InitDecisions(machine.NrCpus);
         _caches = new TraceCaches(machine);
         _slabAlign = new SlabAlignment(machine, _options.Aligned);
+        _reserved = new ReservedRelease(machine, _options.ReservedFrames);
         _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey);
     }
 
@@ -336,7 +338,9 @@ public sealed partial class TraceReplayer
         {
             string name = _caches.KmallocName(e.BytesAlloc);
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, name);
+            var (steals, stole) = (kernelNewSlab ? _slabPageSteals : null, _kmem.StealTypes); // read before the alignment resets it
             _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, null, name, e.BytesReq, e.Gfp, Node(e.Node));
+            AlignKernelSteals(steals, stole);
         }
         ulong ks = _m.Ksize(p);
         if (ks == e.BytesAlloc)
@@ -381,7 +385,9 @@ public sealed partial class TraceReplayer
         if (_kmem is not null)
         {
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
+            var (steals, stole) = (kernelNewSlab ? _slabPageSteals : null, _kmem.StealTypes); // read before the alignment resets it
             _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, slot.Cache, slot.Name, 0, e.Gfp, Node(e.Node));
+            AlignKernelSteals(steals, stole);
         }
         slot.Allocs++;
         slot.Live++;
@@ -418,7 +424,10 @@ public sealed partial class TraceReplayer
             }
             else
             {
-                _decisions.OpenSlabFree(cpu, _kmem.SlabsFreed > 0, line); // the kernel's answer is the next event on this CPU
+                // The kernel's answer is the next event on this CPU; the state read now is the detail of a disagreement.
+                bool freed = _kmem.SlabsFreed > 0;
+                var state = freed ? new SlabFreeState(KernelLive: KernelSlabLive(ptr)) : SlabFreeState.OfKmemSlab(_m, obj.Ptr);
+                _decisions.OpenSlabFree(cpu, freed, line, state);
             }
         }
     }

@@ -161,6 +161,18 @@ internal sealed partial class Zone
     /// <summary>__rmqueue_smallest: the first block of at least this order on the type's lists.</summary>
     public uint RmqueueSmallest(int order, int mt)
     {
+        uint pfn = TakeSmallest(order, mt);
+        if (pfn != PhysMem.NoPfn)
+        {
+            Counters.Stats.AllocZoneLocked++;
+        }
+        return pfn;
+    }
+
+    /// <summary>__rmqueue_smallest's work without its tracepoint's counter: the smallest block that fits, split.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private uint TakeSmallest(int order, int mt)
+    {
         for (int o = order; o < Arch.MaxOrder; o++)
         {
             uint pfn = _freeList[o * MigrateTypes + mt].Head;
@@ -171,7 +183,6 @@ internal sealed partial class Zone
             DelFromFreeList(pfn, o);
             Expand(pfn, order, o, mt);
             _mem.Frame(pfn).MigrateType = (byte)mt;
-            Counters.Stats.AllocZoneLocked++;
             return pfn;
         }
         return PhysMem.NoPfn;

@@ -44,7 +44,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         : base(pa, log, bug, failslab, s_sizeIndex, seed)
     {
         ThreadBudgetBytes = threadCacheBytes;
-        _depot = new SlubMagazineDepot(this, _cpus);
+        _depot = new SlubMagazineDepot(this, _cpus, _mem);
         Fast = new SlubFastPath(this, _cpus);
         _mem.Lifetime.OnShutdown(_depot.ShutDownFastPaths);
         _tracks = new SlubTracks(_cpus);

@@ -8,12 +8,19 @@
 // or, once Steal is set and Busy seen clear, under the stealer; a dead owner's under the reaper alone.
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Kmem.Physical;
 
 namespace Kmem.Slab;
 
 /// <summary>The threads' magazines of one SLUB instance, their bound, and reaping and stealing them.</summary>
-internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
+internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem)
 {
+    /// <summary>Magazine objects back to their slabs, a detached freelist per slab.</summary>
+    private readonly SlubFreeBulk _freeBulk = new(slub, mem, cpus);
+
+    /// <summary>Gives magazine objects back to their slabs and clears <paramref name="entries"/>.</summary>
+    public void FreeBulk(KmemCache s, Span<Magazine.Entry> entries) => _freeBulk.Free(s, entries);
+
     /// <summary>The threads' magazines not yet reaped; replaced whole under <see cref="_magazineLock"/>.</summary>
     private SlubThreadCache[] _threadCaches = [];
 

@@ -4,7 +4,9 @@
 // lock and costs two atomics per pair. An unpinned thread therefore keeps, per
 // cache, a magazine of free objects it alone touches (SLAB's array_cache idea):
 // alloc pops, free pushes, and only an empty or a full magazine goes to the
-// per-CPU slab, half a magazine at a time under one cpu lock. Pinned threads (trace
+// per-CPU slab, half a magazine at a time: a refill takes the cpu freelist under one
+// cpu lock, slab after slab (___slab_alloc installs the next), and a flush gives each
+// slab its objects back as one detached freelist (SlubFreeBulk.cs). Pinned threads (trace
 // replay, per-CPU tests) stand for a CPU and bypass magazines, so they see SLUB
 // exactly. Objects in a magazine count as allocated to SLUB, as the kernel counts
 // the objects of per-CPU slabs as active in slabinfo; their allocation byte is
@@ -185,8 +187,10 @@ internal sealed unsafe partial class Slub
         return MagazineRefill(mag, s, gfp);
     }
 
-    /// <summary>Fills half the magazine from the per-CPU slab under one cpu lock and returns one more object;
-    /// entered with Busy set, leaves it clear.</summary>
+    /// <summary>Fills up to half the magazine and returns one more object; entered with Busy set, leaves it clear. The
+    /// objects come a slab at a time: the cpu freelist taken under one cpu lock, and when it runs dry, the next slab
+    /// ___slab_alloc installs, so a refill costs a lock round per slab rather than per object and makes no more slabs
+    /// than one allocation would.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private nint MagazineRefill(Magazine mag, KmemCache s, Gfp gfp)
     {
@@ -205,32 +209,80 @@ internal sealed unsafe partial class Slub
             return CpuAlloc(s, gfp, -1);
         }
         int want = (mag.Capacity + 1) / 2;
+        TakeCpuFreelist(mag, s, want);
+        if (mag.Count >= want)
+        {
+            ref var e = ref mag.Entries[--mag.Count];
+            *e.Allocated = 1;
+            Volatile.Write(ref mag.Busy, 0);
+            return e.Obj;
+        }
+        // The cpu slab ran dry: ___slab_alloc installs the next one (cpu partial, node partial, a new slab) and hands
+        // its first object, and the same refill takes the rest of that slab's freelist. ___slab_alloc may reach the
+        // page allocator and its drain of the magazines (flush_all), so Busy is clear meanwhile.
+        Volatile.Write(ref mag.Busy, 0);
+        nint obj = CpuAlloc(s, mag.Count > 0 ? gfp | Gfp.NoWarn : gfp, -1);
+        Volatile.Write(ref mag.Busy, 1);
+        if (!mag.Attention)
+        {
+            if (obj != 0)
+            {
+                TakeCpuFreelist(mag, s, want);
+            }
+            else if (mag.Count > 0)
+            {
+                // No slab to be had: the magazine's objects serve.
+                ref var e = ref mag.Entries[--mag.Count];
+                *e.Allocated = 1;
+                obj = e.Obj;
+            }
+        }
+        // With Steal or Trim set meanwhile the magazine is left alone; the object goes to the caller all the same.
+        Volatile.Write(ref mag.Busy, 0);
+        return obj;
+    }
+
+    /// <summary>Moves objects of the cpu freelist into the magazine until it holds <paramref name="want"/>, under one
+    /// cpu lock (the owner holds Busy).</summary>
+    private void TakeCpuFreelist(Magazine mag, KmemCache s, int want)
+    {
         var c = s.CpuSlab[_cpus.Current];
         c.Lock();
         try
         {
-            while (mag.Count < want)
+            uint slab = c.Slab;
+            nint obj = c.Freelist;
+            if (obj == 0)
             {
-                nint obj = c.Freelist;
-                if (obj == 0)
+                return;
+            }
+            nint start = _mem.PageAddress(slab);
+            var bits = AllocBits(slab)!;
+            byte* map = AllocByte(slab, 0);
+            nuint end = (nuint)bits.Length * s.Size;
+            var entries = mag.Entries;
+            int count = mag.Count;
+            while (count < want && obj != 0)
+            {
+                nuint off = (nuint)(obj - start);
+                if (off >= end)
                 {
+                    // A corrupt free pointer: left on the cpu freelist, where CpuAlloc reports it.
                     break;
                 }
-                uint slab = c.Slab;
-                c.Freelist = GetFreepointer(s, obj);
-                byte* allocated = AllocByte(slab, s.IndexOf((nuint)(obj - _mem.PageAddress(slab))));
+                byte* allocated = map + s.IndexOf(off);
                 *allocated = HeldByMagazine;
-                mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
+                entries[count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
+                obj = GetFreepointer(s, obj);
             }
+            mag.Count = count;
+            c.Freelist = obj;
         }
         finally
         {
-            // A corrupt freelist throws from here: neither the cpu lock nor Busy may outlive it.
+            // A corrupt freelist throws from here: the cpu lock may not outlive it.
             c.Unlock();
-            Volatile.Write(ref mag.Busy, 0);
         }
-        // The last object comes the ordinary way: from the cpu freelist, or the slow path for a new slab.
-        return CpuAlloc(s, gfp, -1);
     }
 
     /// <summary>kfree's and kmem_cache_free's fast path for an unpinned thread: a slab object of a cache the thread keeps a magazine
@@ -315,17 +367,8 @@ internal sealed unsafe partial class Slub
         return _depot.FreeSlow(mag, s, pfn, obj, allocated);
     }
 
-    /// <summary>Gives magazine objects back to their slabs.</summary>
-    internal void Drain(KmemCache s, Span<Magazine.Entry> entries)
-    {
-        foreach (ref var e in entries)
-        {
-            uint pfn = HeadPfn(_mem.VirtToPfn(e.Obj));
-            *e.Allocated = 1;
-            DoSlabFree(s, pfn, e.Obj, ref *e.Allocated);
-        }
-        entries.Clear();
-    }
+    /// <summary>Gives magazine objects back to their slabs, one detached freelist per slab (SlubFreeBulk).</summary>
+    internal void Drain(KmemCache s, Span<Magazine.Entry> entries) => _depot.FreeBulk(s, entries);
 
     /// <summary>Objects of <paramref name="s"/> held in thread magazines (a racy sum, for reports).</summary>
     public long MagazineObjects(KmemCache s) => _depot.MagazineObjects(s);

@@ -8,16 +8,6 @@ namespace Kmem.Tests.Slab;
 
 public class SlubMagazineBulkTests
 {
-    private static Machine Boot(bool hardened = false, bool random = false) =>
-        Machine.Boot(new MachineOptions
-        {
-            Memory = "256M",
-            Cpus = 2,
-            Seed = 3,
-            SlabFreelistHardened = hardened,
-            SlabFreelistRandom = random,
-        });
-
     public static TheoryData<int, bool, bool> Sizes => new()
     {
         { 16, false, false },
@@ -32,7 +22,7 @@ public class SlubMagazineBulkTests
     [MemberData(nameof(Sizes))]
     public void ARandomBatchThroughTheMagazineComesBackWholeAndValid(int size, bool hardened, bool random)
     {
-        using var m = Boot(hardened, random);
+        using var m = HardeningTests.Boot(hardened, random);
         var s = m.KmemCacheCreate("bulk", (uint)size, 0, SlabFlags.None, null)!;
         var rng = new Random(size);
         for (int round = 0; round < 3; round++)

@@ -260,7 +260,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
 
     /// <summary>The per-CPU half of slab_alloc_node: pop the cpu freelist, else ___slab_alloc.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private nint CpuAlloc(KmemCache s, Gfp gfp, int node)
+    internal nint CpuAlloc(KmemCache s, Gfp gfp, int node)
     {
         var c = s.CpuSlab[_cpus.Current];
         c.Lock();

@@ -9,7 +9,7 @@ namespace Kmem.Tests.Slab;
 
 public class HardeningTests
 {
-    private static Machine Boot(bool hardened = false, bool random = false, bool initOnAlloc = false, bool initOnFree = false, int seed = 5) =>
+    internal static Machine Boot(bool hardened = false, bool random = false, bool initOnAlloc = false, bool initOnFree = false, int seed = 5) =>
         Machine.Boot(new MachineOptions
         {
             Memory = "256M",

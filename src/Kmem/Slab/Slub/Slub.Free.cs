@@ -1,5 +1,6 @@
 // SLUB's free side (mm/slub.c, 6.1): do_slab_free's fast path onto the cpu freelist, __slab_free (a full
-// slab goes to the cpu partial list, an empty one back to the page allocator above min_partial),
+// slab goes to the cpu partial list, an empty one back to the page allocator above min_partial) of one
+// object or of a detached freelist with its count (the magazines' bulk flush, SlubFreeBulk.cs),
 // put_cpu_partial, unfreezing and deactivation; then the lookups the reports and sysfs read (the figures
 // themselves are SlubSysfs's) and the checked free of a single object (FreeObject; its reports SlubDebug's).
 // Lock order as in Slub.cs: cpu lock → node list_lock → slab lock. An object's allocation byte is
@@ -49,8 +50,7 @@ internal sealed unsafe partial class Slub
         return Interlocked.CompareExchange(ref allocated, 0, 1) == 1 && SlabFreeSlow(s, pfn, obj);
     }
 
-    /// <summary>__slab_free; returns true. The node's list_lock is taken only when the slab may change lists:
-    /// a free that leaves an unfrozen partial slab with objects in use needs the slab lock alone.</summary>
+    /// <summary>__slab_free of one object; returns true.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool SlabFreeSlow(KmemCache s, uint pfn, nint obj)
     {
@@ -63,26 +63,36 @@ internal sealed unsafe partial class Slub
         {
             SlubLayout.InitObjectOnFree(s, obj);
         }
+        SlabFreeChain(s, pfn, obj, obj, 1);
+        return true;
+    }
+
+    /// <summary>__slab_free of a detached freelist: <paramref name="cnt"/> objects of the slab at <paramref name="pfn"/>
+    /// chained from <paramref name="head"/> to <paramref name="tail"/> (kmem_cache_free_bulk's unit), their allocation
+    /// bytes already cleared and init_on_free done. The node's list_lock is taken only when the slab may change lists:
+    /// a free that leaves an unfrozen partial slab with objects in use needs the slab lock alone.</summary>
+    internal void SlabFreeChain(KmemCache s, uint pfn, nint head, nint tail, int cnt)
+    {
         ref PageFrame f = ref _mem.Frame(pfn);
         SlabPage.Lock(ref f);
         ulong p = f.Private;
-        if (!SlabPage.Frozen(p) && SlabPage.FreeIdx(p) != SlabPage.NoObject && f.Aux > 1)
+        if (!SlabPage.Frozen(p) && SlabPage.FreeIdx(p) != SlabPage.NoObject && f.Aux > cnt)
         {
-            PushFree(s, ref f, pfn, obj, freeze: false);
+            PushFree(s, ref f, pfn, head, tail, cnt, freeze: false);
             SlabPage.Unlock(ref f);
-            return true;
+            return;
         }
         if (SlabPage.Frozen(p) || SlabPage.FreeIdx(p) == SlabPage.NoObject)
         {
             // Frozen: a CPU owns it. Full and unfrozen: on no list; the freer freezes it for its cpu partial.
             bool toCpuPartial = !SlabPage.Frozen(p);
-            PushFree(s, ref f, pfn, obj, toCpuPartial);
+            PushFree(s, ref f, pfn, head, tail, cnt, toCpuPartial);
             SlabPage.Unlock(ref f);
             if (toCpuPartial)
             {
                 PutCpuPartial(s, pfn);
             }
-            return true;
+            return;
         }
         SlabPage.Unlock(ref f);
         // On the node's partial list: list_lock first, then decide again.
@@ -94,7 +104,7 @@ internal sealed unsafe partial class Slub
             p = f.Private;
             bool frozen = SlabPage.Frozen(p);
             freeze = !frozen && SlabPage.FreeIdx(p) == SlabPage.NoObject;
-            PushFree(s, ref f, pfn, obj, freeze);
+            PushFree(s, ref f, pfn, head, tail, cnt, freeze);
             if (!frozen && !freeze && f.Aux == 0 && n.NrPartial >= s.MinPartial)
             {
                 RemovePartial(n, pfn);
@@ -110,20 +120,24 @@ internal sealed unsafe partial class Slub
         {
             DiscardSlab(s, pfn);
         }
-        return true;
     }
 
     /// <summary>Pushes an object onto a slab's freelist (slab lock held).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void PushFree(KmemCache s, ref PageFrame f, uint pfn, nint obj, bool freeze)
+    internal void PushFree(KmemCache s, ref PageFrame f, uint pfn, nint obj, bool freeze) => PushFree(s, ref f, pfn, obj, obj, 1, freeze);
+
+    /// <summary>Pushes a chain of <paramref name="cnt"/> objects, <paramref name="head"/> to <paramref name="tail"/>,
+    /// onto a slab's freelist (slab lock held).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void PushFree(KmemCache s, ref PageFrame f, uint pfn, nint head, nint tail, int cnt, bool freeze)
     {
         ulong p = f.Private;
-        uint head = SlabPage.FreeIdx(p);
-        SetFreepointer(s, obj, head == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, head));
-        uint idx = s.IndexOf((nuint)(obj - _mem.PageAddress(pfn)));
+        uint prior = SlabPage.FreeIdx(p);
+        SetFreepointer(s, tail, prior == SlabPage.NoObject ? 0 : ObjectAt(s, pfn, prior));
+        uint idx = s.IndexOf((nuint)(head - _mem.PageAddress(pfn)));
         p = SlabPage.WithFreeIdx(p, idx);
         f.Private = freeze ? SlabPage.WithFrozen(p, true) : p;
-        f.Aux--;
+        f.Aux = (ushort)(f.Aux - cnt);
     }
 
     /// <summary>put_cpu_partial (drain): a frozen slab onto this CPU's partial list; a full list is first

@@ -44,7 +44,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
         : base(pa, log, bug, failslab, s_sizeIndex, seed)
     {
         ThreadBudgetBytes = threadCacheBytes;
-        _depot = new SlubMagazineDepot(this, _cpus);
+        _depot = new SlubMagazineDepot(this, _cpus, _mem);
         Fast = new SlubFastPath(this, _cpus);
         _mem.Lifetime.OnShutdown(_depot.ShutDownFastPaths);
         _tracks = new SlubTracks(_cpus);
@@ -260,7 +260,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
 
     /// <summary>The per-CPU half of slab_alloc_node: pop the cpu freelist, else ___slab_alloc.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private nint CpuAlloc(KmemCache s, Gfp gfp, int node)
+    internal nint CpuAlloc(KmemCache s, Gfp gfp, int node)
     {
         var c = s.CpuSlab[_cpus.Current];
         c.Lock();

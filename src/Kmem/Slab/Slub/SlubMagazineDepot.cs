@@ -8,12 +8,19 @@
 // or, once Steal is set and Busy seen clear, under the stealer; a dead owner's under the reaper alone.
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Kmem.Physical;
 
 namespace Kmem.Slab;
 
 /// <summary>The threads' magazines of one SLUB instance, their bound, and reaping and stealing them.</summary>
-internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
+internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem)
 {
+    /// <summary>Magazine objects back to their slabs, a detached freelist per slab.</summary>
+    private readonly SlubFreeBulk _freeBulk = new(slub, mem, cpus);
+
+    /// <summary>Gives magazine objects back to their slabs and clears <paramref name="entries"/>.</summary>
+    public void FreeBulk(KmemCache s, Span<Magazine.Entry> entries) => _freeBulk.Free(s, entries);
+
     /// <summary>The threads' magazines not yet reaped; replaced whole under <see cref="_magazineLock"/>.</summary>
     private SlubThreadCache[] _threadCaches = [];
 
@@ -246,6 +253,104 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus)
         Array.Resize(ref mag.Entries, cap + got + Magazine.EntriesPad);
         Interlocked.Add(ref mag.Owner.CapacityBytes, (long)got * s.Size);
         return true;
+    }
+
+    /// <summary>Fills up to half the magazine and returns one more object; entered with Busy set, leaves it clear. The
+    /// objects come a slab at a time: the cpu freelist taken under one cpu lock, and when it runs dry, the next slab
+    /// ___slab_alloc installs, so a refill costs a lock round per slab rather than per object and makes no more slabs
+    /// than one allocation would.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public unsafe nint Refill(Magazine mag, KmemCache s, Gfp gfp)
+    {
+        if (Volatile.Read(ref mag.Steal) != 0)
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            return slub.CpuAlloc(s, gfp, -1);
+        }
+        if (Volatile.Read(ref mag.Trim) != 0)
+        {
+            TrimMagazine(mag, s);
+        }
+        if (mag.Capacity == 0 && !TryGrow(mag, s))
+        {
+            Volatile.Write(ref mag.Busy, 0);
+            return slub.CpuAlloc(s, gfp, -1);
+        }
+        int want = (mag.Capacity + 1) / 2;
+        TakeCpuFreelist(mag, s, want);
+        if (mag.Count >= want)
+        {
+            ref var e = ref mag.Entries[--mag.Count];
+            *e.Allocated = 1;
+            Volatile.Write(ref mag.Busy, 0);
+            return e.Obj;
+        }
+        // The cpu slab ran dry: ___slab_alloc installs the next one (cpu partial, node partial, a new slab) and hands
+        // its first object, and the same refill takes the rest of that slab's freelist. ___slab_alloc may reach the
+        // page allocator and its drain of the magazines (flush_all), so Busy is clear meanwhile.
+        Volatile.Write(ref mag.Busy, 0);
+        nint obj = slub.CpuAlloc(s, mag.Count > 0 ? gfp | Gfp.NoWarn : gfp, -1);
+        Volatile.Write(ref mag.Busy, 1);
+        if (!mag.Attention)
+        {
+            if (obj != 0)
+            {
+                TakeCpuFreelist(mag, s, want);
+            }
+            else if (mag.Count > 0)
+            {
+                // No slab to be had: the magazine's objects serve.
+                ref var e = ref mag.Entries[--mag.Count];
+                *e.Allocated = 1;
+                obj = e.Obj;
+            }
+        }
+        // With Steal or Trim set meanwhile the magazine is left alone; the object goes to the caller all the same.
+        Volatile.Write(ref mag.Busy, 0);
+        return obj;
+    }
+
+    /// <summary>Moves objects of the cpu freelist into the magazine until it holds <paramref name="want"/>, under one
+    /// cpu lock (the owner holds Busy).</summary>
+    private unsafe void TakeCpuFreelist(Magazine mag, KmemCache s, int want)
+    {
+        var c = s.CpuSlab[cpus.Current];
+        c.Lock();
+        try
+        {
+            uint slab = c.Slab;
+            nint obj = c.Freelist;
+            if (obj == 0)
+            {
+                return;
+            }
+            nint start = mem.PageAddress(slab);
+            var bits = slub.AllocBits(slab)!;
+            byte* map = slub.AllocByte(slab, 0);
+            nuint end = (nuint)bits.Length * s.Size;
+            var entries = mag.Entries;
+            int count = mag.Count;
+            while (count < want && obj != 0)
+            {
+                nuint off = (nuint)(obj - start);
+                if (off >= end)
+                {
+                    // A corrupt free pointer: left on the cpu freelist, where CpuAlloc reports it.
+                    break;
+                }
+                byte* allocated = map + s.IndexOf(off);
+                *allocated = Slub.HeldByMagazine;
+                entries[count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
+                obj = Slub.GetFreepointer(s, obj);
+            }
+            mag.Count = count;
+            c.Freelist = obj;
+        }
+        finally
+        {
+            // A corrupt freelist throws from here: the cpu lock may not outlive it.
+            c.Unlock();
+        }
     }
 
     /// <summary>The owner's free slow path (Busy set): a magazine being stolen or with no capacity frees to the slab,

@@ -4,7 +4,9 @@
 // lock and costs two atomics per pair. An unpinned thread therefore keeps, per
 // cache, a magazine of free objects it alone touches (SLAB's array_cache idea):
 // alloc pops, free pushes, and only an empty or a full magazine goes to the
-// per-CPU slab, half a magazine at a time under one cpu lock. Pinned threads (trace
+// per-CPU slab, half a magazine at a time: a refill takes the cpu freelist under one
+// cpu lock, slab after slab (___slab_alloc installs the next), and a flush gives each
+// slab its objects back as one detached freelist (SlubFreeBulk.cs). Pinned threads (trace
 // replay, per-CPU tests) stand for a CPU and bypass magazines, so they see SLUB
 // exactly. Objects in a magazine count as allocated to SLUB, as the kernel counts
 // the objects of per-CPU slabs as active in slabinfo; their allocation byte is
@@ -182,55 +184,7 @@ internal sealed unsafe partial class Slub
             Volatile.Write(ref mag.Busy, 0);
             return obj;
         }
-        return MagazineRefill(mag, s, gfp);
-    }
-
-    /// <summary>Fills half the magazine from the per-CPU slab under one cpu lock and returns one more object;
-    /// entered with Busy set, leaves it clear.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint MagazineRefill(Magazine mag, KmemCache s, Gfp gfp)
-    {
-        if (Volatile.Read(ref mag.Steal) != 0)
-        {
-            Volatile.Write(ref mag.Busy, 0);
-            return CpuAlloc(s, gfp, -1);
-        }
-        if (Volatile.Read(ref mag.Trim) != 0)
-        {
-            _depot.TrimMagazine(mag, s);
-        }
-        if (mag.Capacity == 0 && !_depot.TryGrow(mag, s))
-        {
-            Volatile.Write(ref mag.Busy, 0);
-            return CpuAlloc(s, gfp, -1);
-        }
-        int want = (mag.Capacity + 1) / 2;
-        var c = s.CpuSlab[_cpus.Current];
-        c.Lock();
-        try
-        {
-            while (mag.Count < want)
-            {
-                nint obj = c.Freelist;
-                if (obj == 0)
-                {
-                    break;
-                }
-                uint slab = c.Slab;
-                c.Freelist = GetFreepointer(s, obj);
-                byte* allocated = AllocByte(slab, s.IndexOf((nuint)(obj - _mem.PageAddress(slab))));
-                *allocated = HeldByMagazine;
-                mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
-            }
-        }
-        finally
-        {
-            // A corrupt freelist throws from here: neither the cpu lock nor Busy may outlive it.
-            c.Unlock();
-            Volatile.Write(ref mag.Busy, 0);
-        }
-        // The last object comes the ordinary way: from the cpu freelist, or the slow path for a new slab.
-        return CpuAlloc(s, gfp, -1);
+        return _depot.Refill(mag, s, gfp);
     }
 
     /// <summary>kfree's and kmem_cache_free's fast path for an unpinned thread: a slab object of a cache the thread keeps a magazine
@@ -315,17 +269,8 @@ internal sealed unsafe partial class Slub
         return _depot.FreeSlow(mag, s, pfn, obj, allocated);
     }
 
-    /// <summary>Gives magazine objects back to their slabs.</summary>
-    internal void Drain(KmemCache s, Span<Magazine.Entry> entries)
-    {
-        foreach (ref var e in entries)
-        {
-            uint pfn = HeadPfn(_mem.VirtToPfn(e.Obj));
-            *e.Allocated = 1;
-            DoSlabFree(s, pfn, e.Obj, ref *e.Allocated);
-        }
-        entries.Clear();
-    }
+    /// <summary>Gives magazine objects back to their slabs, one detached freelist per slab (SlubFreeBulk).</summary>
+    internal void Drain(KmemCache s, Span<Magazine.Entry> entries) => _depot.FreeBulk(s, entries);
 
     /// <summary>Objects of <paramref name="s"/> held in thread magazines (a racy sum, for reports).</summary>
     public long MagazineObjects(KmemCache s) => _depot.MagazineObjects(s);

@@ -145,6 +145,13 @@ internal sealed unsafe partial class UserMemory
                         holding = false;
                         return PtePfn(e);
                     }
+                    if (PteIsSwap(e) && _swap.LookupSwapCache(e) is var cached && cached != PhysMem.NoPfn)
+                    {
+                        // do_swap_page: the page is still in the swap cache (reclaim wrote it out and has not yet
+                        // freed it): mapped again from there, nothing read.
+                        MapSwapPage(t, va, pte, e, cached, write, major: false);
+                        continue;
+                    }
                     if (!spare.IsNull && !IsTableSpare(spare))
                     {
                         uint pfn = spare.RawPfn;

@@ -42,22 +42,13 @@ internal sealed partial class Zone
     }
 
     /// <summary>move_freelist_tail: the entries up to and including <paramref name="pfn"/> go to the tail, so the list
-    /// ends at it. Under zone->lock.</summary>
+    /// ends at it (the same rotation as starting the list at the entry after it). Under zone->lock.</summary>
     public void MoveFreelistTail(int order, MigrateType mt, uint pfn)
     {
-        VmBug.LockdepAssertHeld(Lock);
-        ref PfnList list = ref _freeList[order * MigrateTypes + (int)mt];
-        if (list.Tail == pfn)
+        uint next = _mem.Frame(pfn).Next;
+        if (next != PhysMem.NoPfn)
         {
-            return;
+            MoveFreelistHead(order, mt, next);
         }
-        ref PageFrame f = ref _mem.Frame(pfn);
-        uint oldHead = list.Head, oldTail = list.Tail, newHead = f.Next;
-        _mem.Frame(oldTail).Next = oldHead;
-        _mem.Frame(oldHead).Prev = oldTail;
-        _mem.Frame(newHead).Prev = PhysMem.NoPfn;
-        f.Next = PhysMem.NoPfn;
-        list.Head = newHead;
-        list.Tail = pfn;
     }
 }

@@ -363,4 +363,19 @@ internal sealed unsafe partial class UserMemory
             f.Flags |= PageFlags.Dirty;
         }
     }
+
+    /// <summary>free_swap_and_cache's __try_to_reclaim_swap (TTRS_UNMAPPED): a page still in the swap cache for an entry
+    /// no PTE holds any more (written out by reclaim, not yet freed by its second scan) leaves the cache, its LRU
+    /// list and memory. Never under writeback here: writes complete within the reclaim pass that started them.</summary>
+    private void FreeSwapCachePage(ulong entry)
+    {
+        uint pfn = _swap.LookupSwapCache(entry);
+        if (pfn == PhysMem.NoPfn || _swap.SwapCount(entry) != 0)
+        {
+            return;
+        }
+        _swap.DeleteFromSwapCache(pfn);
+        _lru.LruDel(pfn);
+        _pa.FreePages(new Page(pfn), 0);
+    }
 }

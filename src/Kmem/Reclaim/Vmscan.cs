@@ -142,11 +142,14 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
         return sc.NrReclaimed;
     }
 
-    /// <summary>isolate_lru_pages: up to <paramref name="n"/> pages from the tail of <paramref name="lru"/> that
-    /// the request may use (zone ≤ reclaim_idx); the others go back to the head and count as pgskip.</summary>
-    private List<uint> IsolateLruPages(Lruvec vec, LruList lru, long n, ref ScanControl sc)
+    /// <summary>isolate_lru_folios: up to <paramref name="n"/> pages from the tail of <paramref name="lru"/> that
+    /// the request may use (zone ≤ reclaim_idx); the others go back to the head and count as pgskip.
+    /// <paramref name="scanned"/> is every page taken off the list, skipped ones too (total_scan), which is what
+    /// 6.1 counts as scanned (pgscan_*, pgrefill).</summary>
+    private List<uint> IsolateLruPages(Lruvec vec, LruList lru, long n, ref ScanControl sc, out long scanned)
     {
         var taken = new List<uint>();
+        long skipped = 0;
         long budget = vec.Count[(int)lru];
         while (taken.Count < n && budget-- > 0)
         {
@@ -160,11 +163,13 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
             {
                 _lru.AddToList(pfn, lru, head: true);
                 Pgskip[(int)_pa.ZoneOf(pfn).Type]++;
+                skipped++;
                 continue;
             }
             _mem.Frame(pfn).Flags &= ~PageFlags.Lru;
             taken.Add(pfn);
         }
+        scanned = taken.Count + skipped;
         return taken;
     }
 
@@ -176,8 +181,8 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
     /// mapping referenced it; Kmem maps no file into a task, so none qualifies.</summary>
     private void ShrinkActiveList(Lruvec vec, LruList lru, long n, ref ScanControl sc)
     {
-        var pages = IsolateLruPages(vec, lru, n, ref sc);
-        _events.Stats.Pgrefill += pages.Count;
+        var pages = IsolateLruPages(vec, lru, n, ref sc, out long scanned);
+        _events.Stats.Pgrefill += scanned;
         foreach (uint pfn in pages)
         {
             _memory.TestClearYoung(pfn);
@@ -192,9 +197,8 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
     /// <summary>shrink_inactive_list: try to free each scanned page (shrink_folio_list).</summary>
     private void ShrinkInactiveList(Lruvec vec, LruList lru, long n, ref ScanControl sc)
     {
-        var pages = IsolateLruPages(vec, lru, n, ref sc);
+        var pages = IsolateLruPages(vec, lru, n, ref sc, out long scanned);
         bool anon = lru == LruList.InactiveAnon;
-        long scanned = pages.Count;
         sc.NrScanned += scanned;
         if (sc.Kswapd)
         {

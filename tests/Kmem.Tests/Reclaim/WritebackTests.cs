@@ -77,4 +77,24 @@ public class WritebackTests
         Assert.Equal(0, Meminfo(m, "Inactive(anon)") + Meminfo(m, "Active(anon)")); // none left behind on a list
         m.Mm.Validate();
     }
+
+    [Fact]
+    public void PagesSkippedForALowmemRequestCountAsScanned()
+    {
+        using var m = Boot("960M", Preset.X86); // 80 MiB of HighMem
+        using var swap = Swap(m, 16); // anonymous pages are scanned only with swap to put them in
+        var t = m.CreateTask("high")!;
+        ulong a = t.Mmap(96 << 20);
+        Fill(t, a, 96 << 20, 2); // user pages fill HighMem first, then spill into Normal
+        var before = Vmstat(m);
+        var zonelist = m.PageAllocator.Zones.Where(z => z.IsManaged).Reverse().ToArray();
+        long freed = m.Mm.TryToFreePages(Gfp.Kernel, 0, zonelist, ZoneType.Normal);
+        var after = Vmstat(m);
+        long skipped = after["pgskip_high"] - before["pgskip_high"];
+        long scanned = after["pgscan_direct"] - before["pgscan_direct"] + after["pgrefill"] - before["pgrefill"];
+        Assert.True(skipped > freed, $"{skipped} skipped, {freed} freed");
+        // isolate_lru_folios' total_scan: every page taken off a list, the HighMem pages it skipped too.
+        Assert.True(scanned >= skipped + freed, $"{scanned} scanned, {skipped} skipped, {freed} freed");
+        Assert.Equal(freed, after["pgsteal_direct"] - before["pgsteal_direct"]);
+    }
 }

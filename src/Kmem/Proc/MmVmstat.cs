@@ -61,6 +61,7 @@ internal static class MmVmstat
             "pgsteal_file" => s.PgstealFile,
             "slabs_scanned" => s.SlabsScanned,
             "pageoutrun" => s.Pageoutrun,
+            "pgrotated" => s.Pgrotated,
             "kswapd_high_wmark_hit_quickly" => s.KswapdHighWmarkHitQuickly,
             "drop_pagecache" => s.DropPagecache,
             "drop_slab" => s.DropSlab,

@@ -126,7 +126,7 @@ internal static class VmstatText
         }
         items.AddRange([
             E("pginodesteal"), E("slabs_scanned", VmSource.Mm), E("kswapd_inodesteal"),
-            E("kswapd_low_wmark_hit_quickly"), E("kswapd_high_wmark_hit_quickly", VmSource.Mm), E("pageoutrun", VmSource.Mm), E("pgrotated"),
+            E("kswapd_low_wmark_hit_quickly"), E("kswapd_high_wmark_hit_quickly", VmSource.Mm), E("pageoutrun", VmSource.Mm), E("pgrotated", VmSource.Mm),
             E("drop_pagecache", VmSource.Mm), E("drop_slab", VmSource.Mm), E("oom_kill", VmSource.Mm),
         ]);
         if (numa)

@@ -18,6 +18,8 @@ namespace Kmem.Reclaim;
 internal sealed partial class Compaction
 {
     private uint[]? _cachedMigrateAsync, _cachedMigrateSync, _cachedFree;
+    /// <summary>compact_init_migrate_pfn, compact_init_free_pfn: where the last reset put the scanners (0 before any).</summary>
+    private uint[]? _initMigrate, _initFree;
     private int[]? _considered, _deferShift, _orderFailed;
     private bool[]? _blockskipFlush;
     private bool[]? _skip;
@@ -36,6 +38,8 @@ internal sealed partial class Compaction
         _cachedMigrateAsync = new uint[n];
         _cachedMigrateSync = new uint[n];
         _cachedFree = new uint[n];
+        _initMigrate = new uint[n];
+        _initFree = new uint[n];
         _considered = new int[n];
         _deferShift = new int[n];
         _orderFailed = new int[n];
@@ -120,15 +124,74 @@ internal sealed partial class Compaction
         _cachedFree![i] = zone.EndPfn > zone.StartPfn ? Math.Max(zone.StartPfn, PageblockStart(zone.EndPfn - 1)) : zone.StartPfn;
     }
 
-    /// <summary>__reset_isolation_suitable: every skip bit of the zone cleared, the scanners back at the ends.</summary>
+    /// <summary>__reset_isolation_suitable, once direct compaction met its scanners (compact_blockskip_flush): from
+    /// both ends towards the middle, a pageblock whose sample (every PAGE_ALLOC_COSTLY_ORDER-th frame) shows an LRU
+    /// page (migrate side) or a free page (free side, Movable blocks only) has its skip bit cleared, and the first
+    /// such block on each side becomes the scanner's cached and initial position; other blocks stay skipped.</summary>
     private void ResetIsolationSuitable(Zone zone)
     {
-        for (uint pfn = PageblockStart(zone.StartPfn); pfn < zone.EndPfn; pfn += BlockPages)
+        int zi = zone.Index;
+        if (!_blockskipFlush![zi])
         {
-            _skip![pfn >> _mem.PageblockOrder] = false;
+            return;
         }
-        ResetCachedPositions(zone);
-        _blockskipFlush![zone.Index] = false;
+        _blockskipFlush[zi] = false;
+        uint migratePfn = zone.StartPfn, freePfn = zone.EndPfn - 1;
+        uint resetMigrate = freePfn, resetFree = migratePfn;
+        bool sourceSet = false, freeSet = false;
+        for (; migratePfn < freePfn; migratePfn += BlockPages, freePfn -= BlockPages)
+        {
+            if (ResetIsolationPfn(zone, migratePfn, true, sourceSet) && migratePfn < resetMigrate)
+            {
+                sourceSet = true;
+                resetMigrate = _initMigrate![zi] = _cachedMigrateAsync![zi] = _cachedMigrateSync![zi] = migratePfn;
+            }
+            if (ResetIsolationPfn(zone, freePfn, freeSet, true) && freePfn > resetFree)
+            {
+                freeSet = true;
+                resetFree = freePfn;
+                // Kmem keeps the free positions at pageblock starts (the kernel keeps the sampled pfn in both).
+                _initFree![zi] = _cachedFree![zi] = PageblockStart(freePfn);
+            }
+            if (freePfn < BlockPages)
+            {
+                break;
+            }
+        }
+        // Leave no distance when no suitable block was reset.
+        if (resetMigrate >= resetFree)
+        {
+            _cachedMigrateAsync![zi] = _cachedMigrateSync![zi] = migratePfn;
+            _cachedFree![zi] = PageblockStart(freePfn);
+        }
+    }
+
+    /// <summary>__reset_isolation_pfn: whether the pageblock of <paramref name="pfn"/> can be a migration source (an LRU
+    /// page sampled) or target (a free page sampled, in a Movable block when only the target is checked); a block
+    /// found so has its skip bit cleared. A block already unskipped counts once both sides are checked.</summary>
+    private bool ResetIsolationPfn(Zone zone, uint pfn, bool checkSource, bool checkTarget)
+    {
+        uint block = pfn >> _mem.PageblockOrder;
+        if (checkSource && checkTarget && !_skip![block])
+        {
+            return true;
+        }
+        if (!checkSource && checkTarget && _mem.PageblockMigratetype(pfn) != MigrateType.Movable)
+        {
+            return false;
+        }
+        uint first = Math.Max(PageblockStart(pfn), zone.StartPfn);
+        uint last = Math.Min(PageblockStart(first) + BlockPages, zone.EndPfn) - 1;
+        for (uint p = first; p <= last; p += 1u << PerCpuPages.CostlyOrder)
+        {
+            var flags = _mem.Frame(p).Flags;
+            if ((checkSource && (flags & PageFlags.Lru) != 0) || (checkTarget && (flags & PageFlags.Buddy) != 0))
+            {
+                _skip![block] = false;
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>reset_isolation_suitable for a node whose kswapd goes to sleep: zones whose direct compaction
@@ -150,6 +213,9 @@ internal sealed partial class Compaction
     {
         EnsureState();
         int zi = zone.Index;
+        cc.SearchOrder = cc.Order;
+        cc.FastSearchFail = 0;
+        cc.FastStartPfn = 0;
         bool sync = cc.Mode != MigrateMode.Async;
         if (cc.Order >= 0)
         {
@@ -182,7 +248,7 @@ internal sealed partial class Compaction
             {
                 cc.MigratePfn = _cachedMigrateAsync![zi] = _cachedMigrateSync![zi] = start;
             }
-            if (cc.MigratePfn <= start)
+            if (cc.MigratePfn <= _initMigrate![zi])
             {
                 cc.WholeZone = true;
             }
@@ -319,12 +385,14 @@ internal sealed partial class Compaction
     /// scanner, and up to 32 movable pages from it.</summary>
     private void IsolateMigratepages(Zone zone, ref CompactControl cc, List<uint> batch)
     {
-        uint low = cc.MigratePfn;
+        uint low = FastFindMigrateblock(zone, ref cc);
         uint blockStart = Math.Max(PageblockStart(low), zone.StartPfn);
+        // A block the fast search chose was checked (and marked skipped) already.
+        bool fastFindBlock = low != cc.MigratePfn && cc.FastSearchFail == 0;
         uint blockEnd = PageblockStart(low) + BlockPages;
-        for (; blockEnd <= cc.FreePfn; cc.MigratePfn = low = blockEnd, blockStart = blockEnd, blockEnd += BlockPages)
+        for (; blockEnd <= cc.FreePfn; fastFindBlock = false, cc.MigratePfn = low = blockEnd, blockStart = blockEnd, blockEnd += BlockPages)
         {
-            if ((low & (BlockPages - 1)) == 0 && !IsolationSuitable(ref cc, blockStart))
+            if ((low & (BlockPages - 1)) == 0 && !fastFindBlock && !IsolationSuitable(ref cc, blockStart))
             {
                 continue;
             }
@@ -396,6 +464,12 @@ internal sealed partial class Compaction
     /// <paramref name="need"/> free pages are taken; async scans with a stride that grows over empty blocks.</summary>
     private void IsolateFreepages(Zone zone, ref CompactControl cc, Stack<uint> freelist, int need)
     {
+        // A small search of the free lists first.
+        FastIsolateFreepages(zone, ref cc, freelist, need);
+        if (freelist.Count > 0)
+        {
+            return;
+        }
         long blockPages = BlockPages;
         long isolateStart = cc.FreePfn;
         long blockStart = PageblockStart(cc.FreePfn);

@@ -18,9 +18,10 @@
 // when kswapd asks and every 500 ms for proactive compaction
 // (compaction_proactiveness); CompactMemory is /proc/sys/vm/compact_memory.
 // compaction_suitable uses the fragmentation index against extfrag_threshold.
-// Knowingly left out: fast_isolate_freepages and fast_find_migrateblock (the
-// linear scanners, the kernel's fallback, do all the work), lock contention
-// (COMPACT_CONTENDED never happens), page capture.
+// Before the linear scanners, fast_isolate_freepages and fast_find_migrateblock
+// search the free lists (CompactFast.cs).
+// Knowingly left out: lock contention (COMPACT_CONTENDED never happens), page
+// capture.
 // Locking: a run holds the four owner locks (ReclaimLocks, LockOrder.cs): it
 // moves task pages, page-cache pages and swap-cache pages and their LRU places;
 // zone->lock inside IsolateFreePage and the free path. The per-zone state
@@ -53,6 +54,12 @@ internal struct CompactControl
     public uint MigratePfn, FreePfn;
     /// <summary>total_migrate_scanned, total_free_scanned: frames the run's scanners looked at.</summary>
     public long TotalMigrateScanned, TotalFreeScanned;
+    /// <summary>fast_search_fail: fast searches that failed in a row (each halves freelist_scan_limit).</summary>
+    public int FastSearchFail;
+    /// <summary>search_order: the order fast_isolate_freepages starts from (the last that gave a block).</summary>
+    public int SearchOrder;
+    /// <summary>fast_start_pfn: the lowest free block fast_find_migrateblock found (0 none yet; ULONG_MAX used).</summary>
+    public ulong FastStartPfn;
 }
 
 /// <summary>Memory compaction of one machine: its tunables and per-zone state; the pages it moves belong to the
@@ -271,7 +278,11 @@ internal sealed partial class Compaction(PhysMem mem, PageAllocator pa, Lruvecs 
         dst.Private = src.Private;
         if (owner is TaskStruct t)
         {
-            _memory.RepointPte(t, index, to);
+            // An unmapped page (written to swap, waiting for its second scan) has no PTE to point at the copy.
+            if (src.MapCount > 0)
+            {
+                _memory.RepointPte(t, index, to);
+            }
         }
         else
         {

@@ -145,6 +145,13 @@ internal sealed unsafe partial class UserMemory
                         holding = false;
                         return PtePfn(e);
                     }
+                    if (PteIsSwap(e) && _swap.LookupSwapCache(e) is var cached && cached != PhysMem.NoPfn)
+                    {
+                        // do_swap_page: the page is still in the swap cache (reclaim wrote it out and has not yet
+                        // freed it): mapped again from there, nothing read.
+                        MapSwapPage(t, va, pte, e, cached, write, major: false);
+                        continue;
+                    }
                     if (!spare.IsNull && !IsTableSpare(spare))
                     {
                         uint pfn = spare.RawPfn;
@@ -355,5 +362,20 @@ internal sealed unsafe partial class UserMemory
             _swap.DeleteFromSwapCache(pfn);
             f.Flags |= PageFlags.Dirty;
         }
+    }
+
+    /// <summary>free_swap_and_cache's __try_to_reclaim_swap (TTRS_UNMAPPED): a page still in the swap cache for an entry
+    /// no PTE holds any more (written out by reclaim, not yet freed by its second scan) leaves the cache, its LRU
+    /// list and memory. Never under writeback here: writes complete within the reclaim pass that started them.</summary>
+    private void FreeSwapCachePage(ulong entry)
+    {
+        uint pfn = _swap.LookupSwapCache(entry);
+        if (pfn == PhysMem.NoPfn || _swap.SwapCount(entry) != 0)
+        {
+            return;
+        }
+        _swap.DeleteFromSwapCache(pfn);
+        _lru.LruDel(pfn);
+        _pa.FreePages(new Page(pfn), 0);
     }
 }

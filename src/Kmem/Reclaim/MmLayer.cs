@@ -243,6 +243,9 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     /// <summary>The four owner locks, in order (LockOrder.cs).</summary>
     public ReclaimLocks Locks => _locks;
 
+    /// <summary>The LRU lists and the owner of each user page (for observers and tests).</summary>
+    public Lruvecs Lru => _lru;
+
     /// <summary>Memory compaction (its per-zone state, for observers and tests).</summary>
     public Compaction Compaction => _compaction;
 

@@ -282,6 +282,24 @@ internal sealed class Swapfile(PhysMem mem, HighmemMaps highmem, KernelLog log, 
         }
     }
 
+    /// <summary>lookup_swap_cache: the frame caching <paramref name="entry"/>, or PhysMem.NoPfn.</summary>
+    public uint LookupSwapCache(ulong entry)
+    {
+        lock (Lock)
+        {
+            return _swapCache.TryGetValue(entry, out uint pfn) ? pfn : PhysMem.NoPfn;
+        }
+    }
+
+    /// <summary>swap_count: how many PTEs hold <paramref name="entry"/> (SWAP_HAS_CACHE not counted).</summary>
+    public int SwapCount(ulong entry)
+    {
+        lock (Lock)
+        {
+            return Info(entry).SwapMap[SwapOffset(entry)] & ~SwapInfo.SwapHasCache;
+        }
+    }
+
     /// <summary>delete_from_swap_cache + put_swap_page: the page leaves the cache and the slot loses SWAP_HAS_CACHE.</summary>
     public void DeleteFromSwapCache(uint pfn)
     {

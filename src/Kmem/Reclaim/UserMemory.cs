@@ -337,6 +337,7 @@ internal sealed unsafe partial class UserMemory
             {
                 t.SwapEnts--;
                 _swap.SwapFree(e);
+                FreeSwapCachePage(e);
             }
         }
     }
@@ -495,6 +496,7 @@ internal sealed unsafe partial class UserMemory
         }
         _swap.SwapDuplicate(swapEntry);
         *pte = swapEntry;
+        _mem.Frame(pfn).MapCount = 0;
         t.Rss--;
         t.SwapEnts++;
         NrAnonPages--;

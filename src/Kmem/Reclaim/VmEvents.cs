@@ -23,7 +23,7 @@ internal struct ReclaimStats
     public long PgstealKswapd, PgstealDirect, PgstealAnon, PgstealFile;  // pgsteal_*
     public long Pgactivate, Pgdeactivate, Pgrefill, Pgfault, Pgmajfault;
     public long Pswpin, Pswpout, Pgpgin, Pgpgout;
-    public long SlabsScanned, Pageoutrun, DropPagecache, DropSlab, OomKill;
+    public long SlabsScanned, Pageoutrun, DropPagecache, DropSlab, OomKill, Pgrotated;
     public long KswapdLowWmarkHitQuickly, KswapdHighWmarkHitQuickly;
     public long NrVmscanWrite, NrDirtied, NrWritten;
     public long PgmigrateSuccess, PgmigrateFail;

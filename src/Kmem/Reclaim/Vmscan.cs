@@ -7,10 +7,16 @@
 // only of the lists prepare_scan_count allows), and try_to_free_pages, the
 // direct reclaim the page allocator calls; shrink_slab is Shrinkers.cs, kswapd
 // Kswapd.cs.
-// Simplifications, knowingly: pages are written synchronously and freed in the
-// same pass (no PG_reclaim second pass, no flusher threads), so both kswapd and
-// direct reclaim with __GFP_FS write dirty file pages back; there is no
-// multi-gen LRU and no workingset refault detection.
+// An anonymous page written to swap takes two scans, as in 6.1: the first unmaps
+// it and starts its write with PG_reclaim set and keeps it (under writeback, back
+// on the inactive list); the write completes after the batch (VmscanWriteback.cs:
+// folio_end_writeback, folio_rotate_reclaimable moves it to the inactive tail,
+// pgrotated), and the next scan finds it clean, unmapped and in the swap cache,
+// and frees it.
+// Simplifications, knowingly: file pages are written synchronously and freed in
+// the same pass (no flusher threads), so both kswapd and direct reclaim with
+// __GFP_FS write dirty file pages back; there is no multi-gen LRU and no
+// workingset refault detection.
 // Locking: a reclaim pass holds the four owner locks (ReclaimLocks, in the order
 // of LockOrder.cs), since it moves pages between the LRU, page tables, the swap
 // cache and the page cache; it never allocates. A thread in reclaim is marked
@@ -136,11 +142,14 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
         return sc.NrReclaimed;
     }
 
-    /// <summary>isolate_lru_pages: up to <paramref name="n"/> pages from the tail of <paramref name="lru"/> that
-    /// the request may use (zone ≤ reclaim_idx); the others go back to the head and count as pgskip.</summary>
-    private List<uint> IsolateLruPages(Lruvec vec, LruList lru, long n, ref ScanControl sc)
+    /// <summary>isolate_lru_folios: up to <paramref name="n"/> pages from the tail of <paramref name="lru"/> that
+    /// the request may use (zone ≤ reclaim_idx); the others go back to the head and count as pgskip.
+    /// <paramref name="scanned"/> is every page taken off the list, skipped ones too (total_scan), which is what
+    /// 6.1 counts as scanned (pgscan_*, pgrefill).</summary>
+    private List<uint> IsolateLruPages(Lruvec vec, LruList lru, long n, ref ScanControl sc, out long scanned)
     {
         var taken = new List<uint>();
+        long skipped = 0;
         long budget = vec.Count[(int)lru];
         while (taken.Count < n && budget-- > 0)
         {
@@ -154,11 +163,13 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
             {
                 _lru.AddToList(pfn, lru, head: true);
                 Pgskip[(int)_pa.ZoneOf(pfn).Type]++;
+                skipped++;
                 continue;
             }
             _mem.Frame(pfn).Flags &= ~PageFlags.Lru;
             taken.Add(pfn);
         }
+        scanned = taken.Count + skipped;
         return taken;
     }
 
@@ -170,8 +181,8 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
     /// mapping referenced it; Kmem maps no file into a task, so none qualifies.</summary>
     private void ShrinkActiveList(Lruvec vec, LruList lru, long n, ref ScanControl sc)
     {
-        var pages = IsolateLruPages(vec, lru, n, ref sc);
-        _events.Stats.Pgrefill += pages.Count;
+        var pages = IsolateLruPages(vec, lru, n, ref sc, out long scanned);
+        _events.Stats.Pgrefill += scanned;
         foreach (uint pfn in pages)
         {
             _memory.TestClearYoung(pfn);
@@ -186,9 +197,8 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
     /// <summary>shrink_inactive_list: try to free each scanned page (shrink_folio_list).</summary>
     private void ShrinkInactiveList(Lruvec vec, LruList lru, long n, ref ScanControl sc)
     {
-        var pages = IsolateLruPages(vec, lru, n, ref sc);
+        var pages = IsolateLruPages(vec, lru, n, ref sc, out long scanned);
         bool anon = lru == LruList.InactiveAnon;
-        long scanned = pages.Count;
         sc.NrScanned += scanned;
         if (sc.Kswapd)
         {
@@ -231,6 +241,8 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
                     break;
             }
         }
+        // The swap writes this batch started complete now, with the pages back on their list.
+        EndWritebacks();
         sc.NrReclaimed += stolen;
         // lru_note_cost: the pages this batch had to write out are the list's reclaim cost.
         LruNoteCost(vec, file: !anon, _events.Stats.NrVmscanWrite - written);
@@ -275,8 +287,9 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
     }
 
     /// <summary>shrink_folio_list for an isolated anonymous page whose references were checked: add it to swap, unmap
-    /// it, write it out and free it.</summary>
-    private PageRef PageoutAnon(uint pfn, ref ScanControl sc)
+    /// it, and free it if it is clean; a dirty one is written out with PG_reclaim set and kept until its write
+    /// completes (<paramref name="sync"/>: completed at once and freed, for a page reclaimed as the trace shows).</summary>
+    private PageRef PageoutAnon(uint pfn, ref ScanControl sc, bool sync = false)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
         if ((f.Flags & PageFlags.SwapCache) == 0)
@@ -295,16 +308,20 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
             f.Flags |= PageFlags.Dirty;
         }
         ulong swapEntry = f.Private;
-        _memory.TryToUnmap(pfn, swapEntry);
+        if (f.MapCount > 0)
+        {
+            _memory.TryToUnmap(pfn, swapEntry);
+        }
         if ((f.Flags & PageFlags.Dirty) != 0)
         {
-            // pageout to swap: allowed with __GFP_IO for a swap-cache page (may_enter_fs).
-            f.Flags |= PageFlags.Writeback;
-            _events.NrWriteback++;
-            _swap.SwapWritePage(swapEntry, pfn);
-            _events.Stats.NrVmscanWrite++;
-            _events.NrWriteback--;
-            f.Flags &= ~(PageFlags.Writeback | PageFlags.Dirty);
+            // pageout to swap: allowed with __GFP_IO for a swap-cache page (may_enter_fs). The write is started
+            // and the page kept: it is freed by a later scan, once the write has completed.
+            StartWriteback(pfn, swapEntry);
+            if (!sync)
+            {
+                return PageRef.Keep;
+            }
+            EndWriteback(pfn);
         }
         _swap.DeleteFromSwapCache(pfn);
         _lru.LruDelIsolated(pfn);

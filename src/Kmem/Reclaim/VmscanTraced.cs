@@ -1,6 +1,7 @@
 // Reclaim of a given page (mm/vmscan.c reclaim_pages, the path MADV_PAGEOUT takes): an
 // anonymous page on an LRU list is isolated and paged out whatever its references, and
-// counted as kswapd's or direct reclaim's scan and steal. A replay aligned to a traced
+// counted as kswapd's or direct reclaim's scan and steal (a page it writes out as two
+// scans and a rotation, as its write, completion and second scan would have been). A replay aligned to a traced
 // kernel reclaims with it the pages the kernel's reclaim freed, as the trace shows them,
 // instead of Kmem's own choice (TracedReclaim stands in for direct reclaim's choice), so
 // its memory follows the kernel's.
@@ -32,14 +33,18 @@ internal sealed partial class Vmscan
             _lru.RemoveFromList(pfn, _lru.ListOf(pfn));
             f.Flags &= ~(PageFlags.Lru | PageFlags.Referenced | PageFlags.Active);
             _memory.TestClearYoung(pfn);
-            bool freed = PageoutAnon(pfn, ref sc) == PageRef.Reclaim;
+            long written = _events.Stats.NrVmscanWrite;
+            bool freed = PageoutAnon(pfn, ref sc, sync: true) == PageRef.Reclaim;
             if (!freed)
             {
                 _lru.Putback(pfn);
             }
+            // The kernel's free of a page it wrote out ends its second scan: both scans and the rotation between.
+            int scans = _events.Stats.NrVmscanWrite > written ? 2 : 1;
             ref var s = ref _events.Stats;
-            (kswapd ? ref s.PgscanKswapd : ref s.PgscanDirect)++;
-            s.PgscanAnon++;
+            s.Pgrotated += scans - 1;
+            (kswapd ? ref s.PgscanKswapd : ref s.PgscanDirect) += scans;
+            s.PgscanAnon += scans;
             if (freed)
             {
                 (kswapd ? ref s.PgstealKswapd : ref s.PgstealDirect)++;

@@ -53,33 +53,30 @@ public sealed partial class Machine
     /// <remarks>Never sleeps here: the page allocator is asked with the caller's reclaim bits.</remarks>
     public nint KmemCacheAlloc(KmemCache s, Gfp gfp)
     {
-        var layer = SlabLayer;
-        if (layer is Slub slub ? slub.Fast.TryAlloc(CheckCache(s), gfp, out nint p) : TryArraySlabAlloc(layer, s, gfp, out p))
+        if (SlabLayer is Slub slub)
+        {
+            nint p = slub.Fast.Alloc(CheckCache(s), gfp);
+            if (p != 0)
+            {
+                return p;
+            }
+        }
+        return KmemCacheAllocSlow(s, gfp);
+    }
+
+    // What SLUB's fast paths leave stays out of line: SLAB's fast paths (Slab/ArraySlab/ArraySlabFastPath.cs) and
+    // the guarded path, whose lifetime scope holds references; inlined, they would make every SLUB fast call zero
+    // a stack frame and save registers for them.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint KmemCacheAllocSlow(KmemCache s, Gfp gfp)
+    {
+        if (SlabLayer is ArraySlab a && a.Fast.TryAlloc(CheckCache(s), gfp, out nint p))
         {
             return p;
         }
-        return KmemCacheAllocGuarded(s, gfp);
+        using var _ = _life.Enter();
+        return SlabOrThrow.Alloc(CheckCache(s), gfp, -1);
     }
-
-    // SLAB's fast paths (Slab/ArraySlab/ArraySlabFastPath.cs), tried when the backend is not SLUB.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool TryArraySlabAlloc(SlabBackend? layer, KmemCache s, Gfp gfp, out nint p)
-    {
-        p = 0;
-        return layer is ArraySlab a && a.Fast.TryAlloc(CheckCache(s), gfp, out p);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool TryArraySlabKmalloc(SlabBackend? layer, nuint size, Gfp gfp, out nint p)
-    {
-        p = 0;
-        return layer is ArraySlab a && a.Fast.TryKmalloc(size, gfp, out p);
-    }
-
-    // The guarded halves of the four fast-path entry points stay out of line: their lifetime scope holds
-    // references, which would make every fast call zero a stack frame and save registers for them.
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint KmemCacheAllocGuarded(KmemCache s, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Alloc(CheckCache(s), gfp, -1); }
 
     /// <summary>kmem_cache_alloc_node: like <see cref="KmemCacheAlloc"/> with an object from node
     /// <paramref name="node"/> (-1 for any).</summary>
@@ -95,16 +92,23 @@ public sealed partial class Machine
     /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void KmemCacheFree(KmemCache s, nint p)
     {
-        var layer = SlabLayer;
-        if (layer is Slub slub ? slub.Fast.TryFree(p, CheckCache(s)) : layer is ArraySlab a && a.Fast.TryFree(p, CheckCache(s)))
+        if (SlabLayer is Slub slub && slub.Fast.Free(p, CheckCache(s)))
         {
             return;
         }
-        KmemCacheFreeGuarded(s, p);
+        KmemCacheFreeSlow(s, p);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void KmemCacheFreeGuarded(KmemCache s, nint p) { using var _ = _life.Enter(); SlabOrThrow.CacheFree(CheckCache(s), p); }
+    private void KmemCacheFreeSlow(KmemCache s, nint p)
+    {
+        if (SlabLayer is ArraySlab a && a.Fast.TryFree(p, CheckCache(s)))
+        {
+            return;
+        }
+        using var _ = _life.Enter();
+        SlabOrThrow.CacheFree(CheckCache(s), p);
+    }
 
     /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects; failslab is consulted once for
     /// the whole call, as the kernel's slab_pre_alloc_hook is.</summary>
@@ -160,16 +164,27 @@ public sealed partial class Machine
     /// <see cref="Gfp.Reclaimable"/>, else kmalloc-cg-* for <see cref="Gfp.Account"/>, else kmalloc-*.</remarks>
     public nint Kmalloc(nuint size, Gfp gfp)
     {
-        var layer = SlabLayer;
-        if (layer is Slub slub ? slub.Fast.TryKmalloc(size, gfp, out nint p) : TryArraySlabKmalloc(layer, size, gfp, out p))
+        if (SlabLayer is Slub slub)
         {
-            return p;
+            nint p = slub.Fast.Kmalloc(size, gfp);
+            if (p != 0)
+            {
+                return p;
+            }
         }
-        return KmallocGuarded(size, gfp);
+        return KmallocSlow(size, gfp);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint KmallocGuarded(nuint size, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Kmalloc(size, gfp, -1); }
+    private nint KmallocSlow(nuint size, Gfp gfp)
+    {
+        if (SlabLayer is ArraySlab a && a.Fast.TryKmalloc(size, gfp, out nint p))
+        {
+            return p;
+        }
+        using var _ = _life.Enter();
+        return SlabOrThrow.Kmalloc(size, gfp, -1);
+    }
 
     /// <summary>kzalloc: zeroed <see cref="Kmalloc"/>.</summary>
     /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
@@ -242,16 +257,23 @@ public sealed partial class Machine
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void Kfree(nint p)
     {
-        var layer = SlabLayer;
-        if (layer is Slub slub ? slub.Fast.TryFree(p, null) : layer is ArraySlab a && a.Fast.TryFree(p, null))
+        if (SlabLayer is Slub slub && slub.Fast.Free(p, null))
         {
             return;
         }
-        KfreeGuarded(p);
+        KfreeSlow(p);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void KfreeGuarded(nint p) { using var _ = _life.Enter(); SlabOrThrow.Kfree(p); }
+    private void KfreeSlow(nint p)
+    {
+        if (SlabLayer is ArraySlab a && a.Fast.TryFree(p, null))
+        {
+            return;
+        }
+        using var _ = _life.Enter();
+        SlabOrThrow.Kfree(p);
+    }
 
     /// <summary>kfree_sensitive: zeroes the whole block (ksize bytes) before freeing it.</summary>
     public unsafe void KfreeSensitive(nint p)

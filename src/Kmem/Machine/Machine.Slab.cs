@@ -23,6 +23,9 @@ public sealed partial class Machine
     /// <summary>KMALLOC_MAX_SIZE: the largest size kmalloc can return (4 MiB).</summary>
     public const nuint KmallocMaxSize = SlabBackend.KmallocMaxSize;
 
+    /// <summary>SLUB's fast paths when SLUB is the slab layer, else null: the entry points reach them with one load.</summary>
+    private readonly SlubFastPath? _slubFast;
+
     private SlabBackend SlabOrThrow
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -53,9 +56,9 @@ public sealed partial class Machine
     /// <remarks>Never sleeps here: the page allocator is asked with the caller's reclaim bits.</remarks>
     public nint KmemCacheAlloc(KmemCache s, Gfp gfp)
     {
-        if (SlabLayer is Slub slub)
+        if (_slubFast is { } fast)
         {
-            nint p = slub.Fast.Alloc(CheckCache(s), gfp);
+            nint p = fast.Alloc(CheckCache(s), gfp);
             if (p != 0)
             {
                 return p;
@@ -92,7 +95,7 @@ public sealed partial class Machine
     /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void KmemCacheFree(KmemCache s, nint p)
     {
-        if (SlabLayer is Slub slub && slub.Fast.Free(p, CheckCache(s)))
+        if (_slubFast is { } fast && fast.Free(p, CheckCache(s)))
         {
             return;
         }
@@ -164,9 +167,9 @@ public sealed partial class Machine
     /// <see cref="Gfp.Reclaimable"/>, else kmalloc-cg-* for <see cref="Gfp.Account"/>, else kmalloc-*.</remarks>
     public nint Kmalloc(nuint size, Gfp gfp)
     {
-        if (SlabLayer is Slub slub)
+        if (_slubFast is { } fast)
         {
-            nint p = slub.Fast.Kmalloc(size, gfp);
+            nint p = fast.Kmalloc(size, gfp);
             if (p != 0)
             {
                 return p;
@@ -257,7 +260,7 @@ public sealed partial class Machine
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void Kfree(nint p)
     {
-        if (SlabLayer is Slub slub && slub.Fast.Free(p, null))
+        if (_slubFast is { } fast && fast.Free(p, null))
         {
             return;
         }

@@ -249,11 +249,13 @@ internal sealed unsafe partial class Slub
     internal bool TryMagazineFree(nint p, KmemCache? expected, object? tc, bool fastOnly = false)
     {
         var mem = _mem;
-        uint pfn = mem.VirtToPfn(p);
-        if (pfn == PhysMem.NoPfn || tc is null)
+        // VirtToPfn without its NoPfn sentinel: the direct map covers the lowmem frames.
+        nuint rel = (nuint)(p - mem.DirectMapBase);
+        if (rel >> PhysMem.PageShift >= mem.LowmemPfns || tc is null)
         {
             return false;
         }
+        uint pfn = (uint)(rel >> PhysMem.PageShift);
         ref PageFrame f = ref mem.Frame(pfn);
         if ((f.Flags & PageFlags.Tail) != 0)
         {
@@ -269,7 +271,7 @@ internal sealed unsafe partial class Slub
         }
         KmemCache s = mag.Cache;
         // The head of a frame of the direct map is in the direct map: no lowmem check (PageAddress's) needed.
-        nuint off = (nuint)(p - mem.DirectMapBase) - ((nuint)pfn << PhysMem.PageShift);
+        nuint off = rel - ((nuint)pfn << PhysMem.PageShift);
         uint idx = IndexOfFast(s, off);
         if ((expected is not null && !ReferenceEquals(s, expected)) || s.IsDestroyed || off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
         {

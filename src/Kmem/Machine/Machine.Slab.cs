@@ -56,30 +56,18 @@ public sealed partial class Machine
     /// <remarks>Never sleeps here: the page allocator is asked with the caller's reclaim bits.</remarks>
     public nint KmemCacheAlloc(KmemCache s, Gfp gfp)
     {
-        if (_slubFast is { } fast)
-        {
-            nint p = fast.Alloc(CheckCache(s), gfp);
-            if (p != 0)
-            {
-                return p;
-            }
-        }
-        return KmemCacheAllocSlow(s, gfp);
+        nint p = _slubFast is { } fast ? fast.Alloc(CheckCache(s), gfp) : 0;
+        return p != 0 ? p : KmemCacheAllocSlow(s, gfp);
     }
 
     // What SLUB's fast paths leave stays out of line: SLAB's fast paths (Slab/ArraySlab/ArraySlabFastPath.cs) and
     // the guarded path, whose lifetime scope holds references; inlined, they would make every SLUB fast call zero
     // a stack frame and save registers for them.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint KmemCacheAllocSlow(KmemCache s, Gfp gfp)
-    {
-        if (SlabLayer is ArraySlab a && a.Fast.TryAlloc(CheckCache(s), gfp, out nint p))
-        {
-            return p;
-        }
-        using var _ = _life.Enter();
-        return SlabOrThrow.Alloc(CheckCache(s), gfp, -1);
-    }
+    private nint KmemCacheAllocSlow(KmemCache s, Gfp gfp) =>
+        SlabLayer is ArraySlab a && a.Fast.TryAlloc(CheckCache(s), gfp, out nint p) ? p : KmemCacheAllocGuarded(s, gfp);
+
+    private nint KmemCacheAllocGuarded(KmemCache s, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Alloc(CheckCache(s), gfp, -1); }
 
     /// <summary>kmem_cache_alloc_node: like <see cref="KmemCacheAlloc"/> with an object from node
     /// <paramref name="node"/> (-1 for any).</summary>
@@ -95,11 +83,10 @@ public sealed partial class Machine
     /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void KmemCacheFree(KmemCache s, nint p)
     {
-        if (_slubFast is { } fast && fast.Free(p, CheckCache(s)))
+        if (_slubFast is not { } fast || !fast.Free(p, CheckCache(s)))
         {
-            return;
+            KmemCacheFreeSlow(s, p);
         }
-        KmemCacheFreeSlow(s, p);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -167,27 +154,15 @@ public sealed partial class Machine
     /// <see cref="Gfp.Reclaimable"/>, else kmalloc-cg-* for <see cref="Gfp.Account"/>, else kmalloc-*.</remarks>
     public nint Kmalloc(nuint size, Gfp gfp)
     {
-        if (_slubFast is { } fast)
-        {
-            nint p = fast.Kmalloc(size, gfp);
-            if (p != 0)
-            {
-                return p;
-            }
-        }
-        return KmallocSlow(size, gfp);
+        nint p = _slubFast is { } fast ? fast.Kmalloc(size, gfp) : 0;
+        return p != 0 ? p : KmallocSlow(size, gfp);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint KmallocSlow(nuint size, Gfp gfp)
-    {
-        if (SlabLayer is ArraySlab a && a.Fast.TryKmalloc(size, gfp, out nint p))
-        {
-            return p;
-        }
-        using var _ = _life.Enter();
-        return SlabOrThrow.Kmalloc(size, gfp, -1);
-    }
+    private nint KmallocSlow(nuint size, Gfp gfp) =>
+        SlabLayer is ArraySlab a && a.Fast.TryKmalloc(size, gfp, out nint p) ? p : KmallocGuarded(size, gfp);
+
+    private nint KmallocGuarded(nuint size, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Kmalloc(size, gfp, -1); }
 
     /// <summary>kzalloc: zeroed <see cref="Kmalloc"/>.</summary>
     /// <returns>The address, <see cref="ZeroSizePtr"/>, or 0.</returns>
@@ -260,11 +235,10 @@ public sealed partial class Machine
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void Kfree(nint p)
     {
-        if (_slubFast is { } fast && fast.Free(p, null))
+        if (_slubFast is not { } fast || !fast.Free(p, null))
         {
-            return;
+            KfreeSlow(p);
         }
-        KfreeSlow(p);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -22,6 +22,8 @@
 // objects that went through a magazine then keep the magazine's byte, so the guarded path of a machine used that
 // way may report a correct free of one as a double free.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kmem.Slab;
 
@@ -108,5 +110,22 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
         bool done = (Unguarded || Volatile.Read(ref tc.Dead) == 0) && slub.TryMagazineFree(p, expected, tc, fastOnly: true);
         Volatile.Write(ref tc.InCall, 0);
         return done;
+    }
+
+    /// <summary><see cref="KmemCache.IndexOf"/> without the low half of the product (which the JIT would store to
+    /// the stack).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint IndexOf(KmemCache s, nuint offset) =>
+        Bmi2.X64.IsSupported ? (uint)Bmi2.X64.MultiplyNoFlags((ulong)offset, s.Reciprocal) : s.IndexOf(offset);
+
+    /// <summary>Slub.AllocByte for a frame the caller found flagged Slab (so its allocation map exists, and the
+    /// chunk of the map table, which is never dropped) in the direct map (so the chunk index is within the
+    /// table): no bounds checks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static byte* AllocByteOfSlab(byte[]?[]?[] allocBits, uint pfn, uint idx)
+    {
+        var chunk = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(allocBits), (nint)(pfn >> Slub.BitsChunkShift));
+        var map = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk!), (nint)(pfn & ((1 << Slub.BitsChunkShift) - 1)));
+        return (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(map!)) + idx;
     }
 }

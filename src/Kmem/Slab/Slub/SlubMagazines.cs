@@ -49,7 +49,6 @@
 // copy-on-write under it. Debugging caches and fault injection set MagazineLimit to 0.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics.X86;
 using Kmem.Physical;
 
 namespace Kmem.Slab;
@@ -272,28 +271,12 @@ internal sealed unsafe partial class Slub
         KmemCache s = mag.Cache;
         // The head of a frame of the direct map is in the direct map: no lowmem check (PageAddress's) needed.
         nuint off = rel - ((nuint)pfn << PhysMem.PageShift);
-        uint idx = IndexOfFast(s, off);
+        uint idx = SlubFastPath.IndexOf(s, off);
         if ((expected is not null && !ReferenceEquals(s, expected)) || s.IsDestroyed || off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
         {
             return false;
         }
-        return MagazineFree(mag, s, pfn, p, AllocByteOfSlab(pfn, idx), fastOnly);
-    }
-
-    /// <summary><see cref="KmemCache.IndexOf"/> without the low half of the product (which the JIT would store to
-    /// the stack).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint IndexOfFast(KmemCache s, nuint offset) =>
-        Bmi2.X64.IsSupported ? (uint)Bmi2.X64.MultiplyNoFlags((ulong)offset, s.Reciprocal) : s.IndexOf(offset);
-
-    /// <summary><see cref="AllocByte"/> for a frame the caller found flagged Slab (so its map exists) in the direct
-    /// map (so its chunk index is within the table): no bounds checks.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte* AllocByteOfSlab(uint pfn, uint idx)
-    {
-        var chunk = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_allocBits), (nint)(pfn >> BitsChunkShift));
-        var map = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk!), (nint)(pfn & ((1 << BitsChunkShift) - 1)));
-        return (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(map!)) + idx;
+        return MagazineFree(mag, s, pfn, p, SlubFastPath.AllocByteOfSlab(_allocBits, pfn, idx), fastOnly);
     }
 
     /// <summary>Pushes a freed object whose allocation byte is 1 onto the thread's magazine, emptying half of a
@@ -325,9 +308,7 @@ internal sealed unsafe partial class Slub
                 }
                 *allocated = HeldByMagazine;
             }
-            ref var e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(entries), n);
-            e.Obj = obj;
-            e.Allocated = allocated;
+            Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(entries), n) = new Magazine.Entry { Obj = obj, Allocated = allocated };
             mag.Count = n + 1;
             if (!fastOnly)
             {

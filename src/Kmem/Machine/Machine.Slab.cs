@@ -23,6 +23,9 @@ public sealed partial class Machine
     /// <summary>KMALLOC_MAX_SIZE: the largest size kmalloc can return (4 MiB).</summary>
     public const nuint KmallocMaxSize = SlabBackend.KmallocMaxSize;
 
+    /// <summary>SLUB's fast paths when SLUB is the slab layer, else null: the entry points reach them with one load.</summary>
+    private readonly SlubFastPath? _slubFast;
+
     private SlabBackend SlabOrThrow
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -53,32 +56,17 @@ public sealed partial class Machine
     /// <remarks>Never sleeps here: the page allocator is asked with the caller's reclaim bits.</remarks>
     public nint KmemCacheAlloc(KmemCache s, Gfp gfp)
     {
-        var layer = SlabLayer;
-        if (layer is Slub slub ? slub.Fast.TryAlloc(CheckCache(s), gfp, out nint p) : TryArraySlabAlloc(layer, s, gfp, out p))
-        {
-            return p;
-        }
-        return KmemCacheAllocGuarded(s, gfp);
+        nint p = _slubFast is { } fast ? fast.Alloc(CheckCache(s), gfp) : 0;
+        return p != 0 ? p : KmemCacheAllocSlow(s, gfp);
     }
 
-    // SLAB's fast paths (Slab/ArraySlab/ArraySlabFastPath.cs), tried when the backend is not SLUB.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool TryArraySlabAlloc(SlabBackend? layer, KmemCache s, Gfp gfp, out nint p)
-    {
-        p = 0;
-        return layer is ArraySlab a && a.Fast.TryAlloc(CheckCache(s), gfp, out p);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool TryArraySlabKmalloc(SlabBackend? layer, nuint size, Gfp gfp, out nint p)
-    {
-        p = 0;
-        return layer is ArraySlab a && a.Fast.TryKmalloc(size, gfp, out p);
-    }
-
-    // The guarded halves of the four fast-path entry points stay out of line: their lifetime scope holds
-    // references, which would make every fast call zero a stack frame and save registers for them.
+    // What SLUB's fast paths leave stays out of line: SLAB's fast paths (Slab/ArraySlab/ArraySlabFastPath.cs) and
+    // the guarded path, whose lifetime scope holds references; inlined, they would make every SLUB fast call zero
+    // a stack frame and save registers for them.
     [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint KmemCacheAllocSlow(KmemCache s, Gfp gfp) =>
+        SlabLayer is ArraySlab a && a.Fast.TryAlloc(CheckCache(s), gfp, out nint p) ? p : KmemCacheAllocGuarded(s, gfp);
+
     private nint KmemCacheAllocGuarded(KmemCache s, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Alloc(CheckCache(s), gfp, -1); }
 
     /// <summary>kmem_cache_alloc_node: like <see cref="KmemCacheAlloc"/> with an object from node
@@ -95,16 +83,22 @@ public sealed partial class Machine
     /// <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void KmemCacheFree(KmemCache s, nint p)
     {
-        var layer = SlabLayer;
-        if (layer is Slub slub ? slub.Fast.TryFree(p, CheckCache(s)) : layer is ArraySlab a && a.Fast.TryFree(p, CheckCache(s)))
+        if (_slubFast is not { } fast || !fast.Free(p, CheckCache(s)))
         {
-            return;
+            KmemCacheFreeSlow(s, p);
         }
-        KmemCacheFreeGuarded(s, p);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void KmemCacheFreeGuarded(KmemCache s, nint p) { using var _ = _life.Enter(); SlabOrThrow.CacheFree(CheckCache(s), p); }
+    private void KmemCacheFreeSlow(KmemCache s, nint p)
+    {
+        if (SlabLayer is ArraySlab a && a.Fast.TryFree(p, CheckCache(s)))
+        {
+            return;
+        }
+        using var _ = _life.Enter();
+        SlabOrThrow.CacheFree(CheckCache(s), p);
+    }
 
     /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects; failslab is consulted once for
     /// the whole call, as the kernel's slab_pre_alloc_hook is.</summary>
@@ -160,15 +154,14 @@ public sealed partial class Machine
     /// <see cref="Gfp.Reclaimable"/>, else kmalloc-cg-* for <see cref="Gfp.Account"/>, else kmalloc-*.</remarks>
     public nint Kmalloc(nuint size, Gfp gfp)
     {
-        var layer = SlabLayer;
-        if (layer is Slub slub ? slub.Fast.TryKmalloc(size, gfp, out nint p) : TryArraySlabKmalloc(layer, size, gfp, out p))
-        {
-            return p;
-        }
-        return KmallocGuarded(size, gfp);
+        nint p = _slubFast is { } fast ? fast.Kmalloc(size, gfp) : 0;
+        return p != 0 ? p : KmallocSlow(size, gfp);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint KmallocSlow(nuint size, Gfp gfp) =>
+        SlabLayer is ArraySlab a && a.Fast.TryKmalloc(size, gfp, out nint p) ? p : KmallocGuarded(size, gfp);
+
     private nint KmallocGuarded(nuint size, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Kmalloc(size, gfp, -1); }
 
     /// <summary>kzalloc: zeroed <see cref="Kmalloc"/>.</summary>
@@ -242,16 +235,22 @@ public sealed partial class Machine
     /// changes (with <see cref="OnBug.Report"/> the report is logged instead).</exception>
     public void Kfree(nint p)
     {
-        var layer = SlabLayer;
-        if (layer is Slub slub ? slub.Fast.TryFree(p, null) : layer is ArraySlab a && a.Fast.TryFree(p, null))
+        if (_slubFast is not { } fast || !fast.Free(p, null))
         {
-            return;
+            KfreeSlow(p);
         }
-        KfreeGuarded(p);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void KfreeGuarded(nint p) { using var _ = _life.Enter(); SlabOrThrow.Kfree(p); }
+    private void KfreeSlow(nint p)
+    {
+        if (SlabLayer is ArraySlab a && a.Fast.TryFree(p, null))
+        {
+            return;
+        }
+        using var _ = _life.Enter();
+        SlabOrThrow.Kfree(p);
+    }
 
     /// <summary>kfree_sensitive: zeroes the whole block (ksize bytes) before freeing it.</summary>
     public unsafe void KfreeSensitive(nint p)

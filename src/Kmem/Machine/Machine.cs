@@ -82,6 +82,7 @@ public sealed partial class Machine : IDisposable
                 SlabAllocator.Slab => new ArraySlab(PageAllocator, _log, _bug, _failslab),
                 _ => null,
             };
+            _slubFast = (SlabLayer as Slub)?.Fast;
             RcuInit();
         }
         catch

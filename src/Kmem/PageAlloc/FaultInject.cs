@@ -4,6 +4,7 @@
 // taken only when injection is armed; Enabled is a lock-free read for the allocator's fast path.
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Kmem;
@@ -235,7 +236,12 @@ public sealed class FaultAttr
     /// True when a call could be failed at all (probability set, or fail-nth armed on this thread).
     /// When false every should_fail answer is no, so callers may skip the checks.
     /// </summary>
-    public bool Enabled => Volatile.Read(ref _probability) != 0 || (s_failNthUsed && t_failNth != 0);
+    public bool Enabled
+    {
+        // Inlined into the slab fast paths, which otherwise pay a call and its register spills for a flag.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Volatile.Read(ref _probability) != 0 || (s_failNthUsed && t_failNth != 0);
+    }
 
     /// <summary>
     /// should_fail_alloc_page(): whether a page allocation of <paramref name="order"/> with

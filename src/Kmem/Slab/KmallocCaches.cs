@@ -9,6 +9,7 @@
 // SLOB has no kmalloc caches. The table is filled at boot, before the machine is shared, and read-only
 // afterwards: the fast path reads it without a lock.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Kmem.Physical;
 
 namespace Kmem.Slab;
@@ -92,6 +93,25 @@ internal abstract partial class SlabPageBackend
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal KmemCache KmallocSlab(nuint size, Gfp gfp) => _kmallocCaches[(int)TypeOf(gfp)][KmallocIndex(size)]!;
 
+    /// <summary>kmalloc_caches[KMALLOC_NORMAL][kmalloc_index(size)] by (size - 1) / 8 for every size up to
+    /// KMALLOC_MAX_CACHE_SIZE: the fast paths' size lookup in one load. No 8-byte step straddles a power of two,
+    /// so each step has one cache. Filled with the caches at boot, read-only afterwards.</summary>
+    private readonly KmemCache?[] _kmallocNormalBySize = new KmemCache?[KmallocMaxCacheSize / 8];
+
+    /// <summary><see cref="KmallocSlab"/> for the fast paths: one load for the normal type.</summary>
+    /// <param name="size">1 .. KMALLOC_MAX_CACHE_SIZE (the caller has checked it).</param>
+    /// <param name="gfp">The allocation's flags.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal KmemCache KmallocSlabFast(nuint size, Gfp gfp)
+    {
+        if ((gfp & (Gfp.Dma | Gfp.Reclaimable | Gfp.Account)) != 0)
+        {
+            return KmallocSlab(size, gfp);
+        }
+        // (size - 1) / 8 < KmallocMaxCacheSize / 8 by the precondition: no bounds check needed.
+        return Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_kmallocNormalBySize), (nint)((size - 1) >> 3))!;
+    }
+
     /// <summary>The backend's kmem_cache_create for a kmalloc cache (create_boot_cache): never merged, and
     /// allowed SLAB_KMALLOC.</summary>
     private protected abstract KmemCache? CreateKmallocCache(string name, uint size, uint align, SlabFlags flags);
@@ -132,6 +152,10 @@ internal abstract partial class SlabPageBackend
                     NewKmallocCache(2, (KmallocType)type, archFlags);
                 }
             }
+        }
+        for (int i = 0; i < _kmallocNormalBySize.Length; i++)
+        {
+            _kmallocNormalBySize[i] = _kmallocCaches[(int)KmallocType.Normal][KmallocIndex((nuint)(i + 1) * 8)];
         }
     }
 

@@ -37,7 +37,7 @@ internal sealed class ArraySlabFastPath(ArraySlab slab, CpuTopology cpus)
             obj = 0;
             return false;
         }
-        return TryAlloc(slab.KmallocSlab(size, gfp), gfp, out obj);
+        return TryAlloc(slab.KmallocSlabFast(size, gfp), gfp, out obj);
     }
 
     /// <summary>kmem_cache_alloc's fast path: a pop from the CPU's array of <paramref name="s"/>.</summary>

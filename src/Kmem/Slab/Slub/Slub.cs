@@ -23,7 +23,7 @@ internal sealed unsafe partial class Slub : SlabPageBackend
     /// 2^<see cref="BitsChunkShift"/> frames made when a slab first lands in them: 8 bytes per frame of a chunk
     /// that has held a slab, nothing elsewhere.</summary>
     private readonly byte[]?[]?[] _allocBits;
-    private const int BitsChunkShift = 14;
+    internal const int BitsChunkShift = 14;
     /// <summary>The maps of discarded slabs, for the next ones (pinned arrays are dear to make).</summary>
     private readonly SlubAllocMaps _allocMaps = new();
     private readonly SlubDebugOption _slubDebug;

@@ -22,6 +22,8 @@
 // objects that went through a magazine then keep the magazine's byte, so the guarded path of a machine used that
 // way may report a correct free of one as a double free.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kmem.Slab;
 
@@ -35,63 +37,69 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
     internal static readonly bool NoFreeCheck = Environment.GetEnvironmentVariable("KMEM_BENCH_NO_FREE_CHECK") == "1";
 
     /// <summary>kmalloc's fast path: an object of the kmalloc cache for <paramref name="size"/> from the thread's magazine.</summary>
-    /// <returns>False when the guarded path must serve the call (size 0 or above the kmalloc caches included).</returns>
+    /// <returns>The object, or 0 when the guarded path must serve the call (size 0 or above the kmalloc caches included).</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryKmalloc(nuint size, Gfp gfp, out nint obj)
+    public nint Kmalloc(nuint size, Gfp gfp)
     {
-        if (size - 1 >= SlabBackend.KmallocMaxCacheSize)
-        {
-            obj = 0;
-            return false;
-        }
-        return TryAlloc(slub.KmallocSlab(size, gfp), gfp, out obj);
+        // The thread-local read first: it is a call, and little is live across it yet.
+        var o = cpus.FastThreadCache();
+        return o is null || size - 1 >= SlabBackend.KmallocMaxCacheSize ? 0 : Pop(Unsafe.As<SlubThreadCache>(o), slub.KmallocSlabFast(size, gfp), gfp);
     }
 
     /// <summary>kmem_cache_alloc's fast path: a pop from the thread's magazine of <paramref name="s"/>.</summary>
+    /// <returns>The object, or 0 when the guarded path must serve the call.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryAlloc(KmemCache s, Gfp gfp, out nint obj)
+    public nint Alloc(KmemCache s, Gfp gfp)
     {
-        obj = 0;
-        if (slub.Failslab.Enabled || cpus.UnpinnedThreadCache(out _) is not { } o)
-        {
-            return false;
-        }
-        var tc = Unsafe.As<SlubThreadCache>(o);
+        var o = cpus.FastThreadCache();
+        return o is null ? 0 : Pop(Unsafe.As<SlubThreadCache>(o), s, gfp);
+    }
+
+    /// <summary>The pop from <paramref name="tc"/>'s magazine of <paramref name="s"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint Pop(SlubThreadCache tc, KmemCache s, Gfp gfp)
+    {
         var byId = tc.ByCacheId;
-        if ((uint)s.Id >= (uint)byId.Length || byId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s))
+        if ((uint)s.Id >= (uint)byId.Length || byId[s.Id] is not { } mag || !ReferenceEquals(mag.Cache, s) || slub.Failslab.Enabled)
         {
-            return false;
+            return 0;
         }
         // The magazine's Busy (the thread's InCall): the steal handshake's marker and the lifetime's.
         Volatile.Write(ref tc.InCall, 1);
-        if (mag.Attention || mag.Count == 0)
+        // Count and Entries are read after Steal (a volatile read): a stealer may have changed them before it let
+        // go. One unsigned compare covers an empty magazine (n = -1) and bounds the entry array for the JIT.
+        int n;
+        Magazine.Entry[] entries;
+        if (mag.Attention || (uint)(n = mag.Count - 1) >= (uint)(entries = mag.Entries).Length)
         {
             Volatile.Write(ref tc.InCall, 0);
-            return false;
+            return 0;
         }
-        ref var e = ref mag.Entries[--mag.Count];
+        mag.Count = n;
+        ref var e = ref entries[n];
         if (!NoFreeCheck)
         {
             *e.Allocated = 1;
         }
-        obj = e.Obj;
+        nint obj = e.Obj;
         if (Unguarded)
         {
             Volatile.Write(ref tc.InCall, 0);
             slub.PostAlloc(s, obj, gfp);
-            return true;
+            return obj;
         }
         slub.PostAlloc(s, obj, gfp);
         Volatile.Write(ref tc.InCall, 0);
-        return true;
+        return obj;
     }
 
     /// <summary>kfree's (<paramref name="expected"/> null) and kmem_cache_free's fast path: a push onto the
     /// thread's magazine.</summary>
+    /// <returns>False, with nothing changed, when the guarded path must serve the call.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryFree(nint p, KmemCache? expected)
+    public bool Free(nint p, KmemCache? expected)
     {
-        if (cpus.UnpinnedThreadCache(out _) is not { } o)
+        if (cpus.FastThreadCache() is not { } o)
         {
             return false;
         }
@@ -102,5 +110,22 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
         bool done = (Unguarded || Volatile.Read(ref tc.Dead) == 0) && slub.TryMagazineFree(p, expected, tc, fastOnly: true);
         Volatile.Write(ref tc.InCall, 0);
         return done;
+    }
+
+    /// <summary><see cref="KmemCache.IndexOf"/> without the low half of the product (which the JIT would store to
+    /// the stack).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint IndexOf(KmemCache s, nuint offset) =>
+        Bmi2.X64.IsSupported ? (uint)Bmi2.X64.MultiplyNoFlags((ulong)offset, s.Reciprocal) : s.IndexOf(offset);
+
+    /// <summary>Slub.AllocByte for a frame the caller found flagged Slab (so its allocation map exists, and the
+    /// chunk of the map table, which is never dropped) in the direct map (so the chunk index is within the
+    /// table): no bounds checks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static byte* AllocByteOfSlab(byte[]?[]?[] allocBits, uint pfn, uint idx)
+    {
+        var chunk = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(allocBits), (nint)(pfn >> Slub.BitsChunkShift));
+        var map = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk!), (nint)(pfn & ((1 << Slub.BitsChunkShift) - 1)));
+        return (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(map!)) + idx;
     }
 }

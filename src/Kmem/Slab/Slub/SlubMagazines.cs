@@ -202,11 +202,13 @@ internal sealed unsafe partial class Slub
     internal bool TryMagazineFree(nint p, KmemCache? expected, object? tc, bool fastOnly = false)
     {
         var mem = _mem;
-        uint pfn = mem.VirtToPfn(p);
-        if (pfn == PhysMem.NoPfn || tc is null)
+        // VirtToPfn without its NoPfn sentinel: the direct map covers the lowmem frames.
+        nuint rel = (nuint)(p - mem.DirectMapBase);
+        if (rel >> PhysMem.PageShift >= mem.LowmemPfns || tc is null)
         {
             return false;
         }
+        uint pfn = (uint)(rel >> PhysMem.PageShift);
         ref PageFrame f = ref mem.Frame(pfn);
         if ((f.Flags & PageFlags.Tail) != 0)
         {
@@ -221,13 +223,14 @@ internal sealed unsafe partial class Slub
             return false;
         }
         KmemCache s = mag.Cache;
-        nuint off = (nuint)(p - mem.PageAddress(pfn));
-        uint idx = s.IndexOf(off);
+        // The head of a frame of the direct map is in the direct map: no lowmem check (PageAddress's) needed.
+        nuint off = rel - ((nuint)pfn << PhysMem.PageShift);
+        uint idx = SlubFastPath.IndexOf(s, off);
         if ((expected is not null && !ReferenceEquals(s, expected)) || s.IsDestroyed || off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
         {
             return false;
         }
-        return MagazineFree(mag, s, pfn, p, AllocByte(pfn, idx), fastOnly);
+        return MagazineFree(mag, s, pfn, p, SlubFastPath.AllocByteOfSlab(_allocBits, pfn, idx), fastOnly);
     }
 
     /// <summary>Pushes a freed object whose allocation byte is 1 onto the thread's magazine, emptying half of a
@@ -241,7 +244,11 @@ internal sealed unsafe partial class Slub
         {
             Volatile.Write(ref mag.Busy, 1);
         }
-        if (!mag.Attention && (uint)mag.Count < (uint)mag.Capacity)
+        // Count and Entries are read after Steal (a volatile read). Count + EntriesPad below the array's length is
+        // Count below Capacity (an empty array has no capacity) and bounds the store for the JIT.
+        int n;
+        Magazine.Entry[] entries;
+        if (!mag.Attention && (uint)((n = mag.Count) + Magazine.EntriesPad) < (uint)(entries = mag.Entries).Length)
         {
             if (!SlubFastPath.NoFreeCheck)
             {
@@ -255,7 +262,8 @@ internal sealed unsafe partial class Slub
                 }
                 *allocated = HeldByMagazine;
             }
-            mag.Entries[mag.Count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
+            Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(entries), n) = new Magazine.Entry { Obj = obj, Allocated = allocated };
+            mag.Count = n + 1;
             if (!fastOnly)
             {
                 Volatile.Write(ref mag.Busy, 0);

@@ -26,6 +26,9 @@ public sealed partial class Machine
     /// <summary>SLUB's fast paths when SLUB is the slab layer, else null: the entry points reach them with one load.</summary>
     private readonly SlubFastPath? _slubFast;
 
+    /// <summary>SLAB's fast paths when SLAB is the slab layer, else null.</summary>
+    private readonly ArraySlabFastPath? _arrayFast;
+
     private SlabBackend SlabOrThrow
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -60,13 +63,17 @@ public sealed partial class Machine
         return p != 0 ? p : KmemCacheAllocSlow(s, gfp);
     }
 
-    // What SLUB's fast paths leave stays out of line: SLAB's fast paths (Slab/ArraySlab/ArraySlabFastPath.cs) and
-    // the guarded path, whose lifetime scope holds references; inlined, they would make every SLUB fast call zero
-    // a stack frame and save registers for them.
+    // What SLUB's fast paths leave stays out of line: SLAB's fast paths (Slab/ArraySlab/ArraySlabFastPath.cs), and
+    // apart from them the guarded path, whose lifetime scope holds references; inlined, it would make every fast
+    // call of either zero a stack frame and save registers for it.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint KmemCacheAllocSlow(KmemCache s, Gfp gfp) =>
-        SlabLayer is ArraySlab a && a.Fast.TryAlloc(CheckCache(s), gfp, out nint p) ? p : KmemCacheAllocGuarded(s, gfp);
+    private nint KmemCacheAllocSlow(KmemCache s, Gfp gfp)
+    {
+        nint p = _arrayFast is { } fast ? fast.Alloc(CheckCache(s), gfp) : 0;
+        return p != 0 ? p : KmemCacheAllocGuarded(s, gfp);
+    }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private nint KmemCacheAllocGuarded(KmemCache s, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Alloc(CheckCache(s), gfp, -1); }
 
     /// <summary>kmem_cache_alloc_node: like <see cref="KmemCacheAlloc"/> with an object from node
@@ -92,13 +99,14 @@ public sealed partial class Machine
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void KmemCacheFreeSlow(KmemCache s, nint p)
     {
-        if (SlabLayer is ArraySlab a && a.Fast.TryFree(p, CheckCache(s)))
+        if (_arrayFast is not { } fast || !fast.TryFree(p, CheckCache(s)))
         {
-            return;
+            KmemCacheFreeGuarded(s, p);
         }
-        using var _ = _life.Enter();
-        SlabOrThrow.CacheFree(CheckCache(s), p);
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void KmemCacheFreeGuarded(KmemCache s, nint p) { using var _ = _life.Enter(); SlabOrThrow.CacheFree(CheckCache(s), p); }
 
     /// <summary>kmem_cache_alloc_bulk: fills <paramref name="p"/> with objects; failslab is consulted once for
     /// the whole call, as the kernel's slab_pre_alloc_hook is.</summary>
@@ -159,9 +167,13 @@ public sealed partial class Machine
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint KmallocSlow(nuint size, Gfp gfp) =>
-        SlabLayer is ArraySlab a && a.Fast.TryKmalloc(size, gfp, out nint p) ? p : KmallocGuarded(size, gfp);
+    private nint KmallocSlow(nuint size, Gfp gfp)
+    {
+        nint p = _arrayFast is { } fast ? fast.Kmalloc(size, gfp) : 0;
+        return p != 0 ? p : KmallocGuarded(size, gfp);
+    }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private nint KmallocGuarded(nuint size, Gfp gfp) { using var _ = _life.Enter(); return SlabOrThrow.Kmalloc(size, gfp, -1); }
 
     /// <summary>kzalloc: zeroed <see cref="Kmalloc"/>.</summary>
@@ -244,13 +256,14 @@ public sealed partial class Machine
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void KfreeSlow(nint p)
     {
-        if (SlabLayer is ArraySlab a && a.Fast.TryFree(p, null))
+        if (_arrayFast is not { } fast || !fast.TryFree(p, null))
         {
-            return;
+            KfreeGuarded(p);
         }
-        using var _ = _life.Enter();
-        SlabOrThrow.Kfree(p);
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void KfreeGuarded(nint p) { using var _ = _life.Enter(); SlabOrThrow.Kfree(p); }
 
     /// <summary>kfree_sensitive: zeroes the whole block (ksize bytes) before freeing it.</summary>
     public unsafe void KfreeSensitive(nint p)

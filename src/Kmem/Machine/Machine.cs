@@ -83,6 +83,7 @@ public sealed partial class Machine : IDisposable
                 _ => null,
             };
             _slubFast = (SlabLayer as Slub)?.Fast;
+            _arrayFast = (SlabLayer as ArraySlab)?.Fast;
             RcuInit();
         }
         catch

@@ -28,35 +28,25 @@ internal sealed class ArraySlabFastPath(ArraySlab slab, CpuTopology cpus)
     internal IReadOnlyList<SlabThreadMarker> Markers => Volatile.Read(ref _markers);
 
     /// <summary>kmalloc's fast path: an object of the kmalloc cache for <paramref name="size"/> from the CPU's array.</summary>
-    /// <returns>False when the guarded path must serve the call (size 0 or above the kmalloc caches included).</returns>
+    /// <returns>0 when the guarded path must serve the call (size 0 or above the kmalloc caches included).</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryKmalloc(nuint size, Gfp gfp, out nint obj)
-    {
-        if (size - 1 >= SlabBackend.KmallocMaxCacheSize)
-        {
-            obj = 0;
-            return false;
-        }
-        return TryAlloc(slab.KmallocSlabFast(size, gfp), gfp, out obj);
-    }
+    public nint Kmalloc(nuint size, Gfp gfp) =>
+        size - 1 >= SlabBackend.KmallocMaxCacheSize ? 0 : Alloc(slab.KmallocSlabFast(size, gfp), gfp);
 
-    /// <summary>kmem_cache_alloc's fast path: a pop from the CPU's array of <paramref name="s"/>.</summary>
+    /// <summary>kmem_cache_alloc's fast path: a pop from the CPU's array of <paramref name="s"/>; 0 when the guarded
+    /// path must serve the call.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryAlloc(KmemCache s, Gfp gfp, out nint obj)
+    public nint Alloc(KmemCache s, Gfp gfp)
     {
-        obj = 0;
         if (slab.Failslab.Enabled || cpus.UnpinnedThreadCacheOnCpu(out int cpu) is not { } o)
         {
-            return false;
+            return 0;
         }
         var m = Unsafe.As<SlabThreadMarker>(o);
         Volatile.Write(ref m.InCall, 1);
-        if (Volatile.Read(ref m.Dead) == 0)
-        {
-            obj = slab.AllocFast(s, gfp, cpu);
-        }
+        nint obj = Volatile.Read(ref m.Dead) == 0 ? slab.AllocFast(s, gfp, cpu) : 0;
         Volatile.Write(ref m.InCall, 0);
-        return obj != 0;
+        return obj;
     }
 
     /// <summary>kfree's (<paramref name="expected"/> null) and kmem_cache_free's fast path: a push onto the CPU's array.</summary>

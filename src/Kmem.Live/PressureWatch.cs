@@ -2,10 +2,11 @@
 // scenario's steps): the kernel's episodes from the trace's vmscan, compaction and oom events
 // (mm_vmscan_kswapd_wake to the next wake or _sleep, mm_vmscan_direct_reclaim_begin to _end
 // with nr_reclaimed, mm_vmscan_write_folio as swap-out, mm_compaction_try_to_compact_pages
-// with mm_compaction_end's status, mark_victim), counted as the pressure report counts them;
-// Kmem's from its own counters (kswapd wakeups and runs, allocstall, pgsteal_direct, pswpout,
-// compact_stall and _success, oom_kill) rising between two events; each managed zone's free
-// pages sampled along the run (SampledSeries); and the report's phases, built from the replay's own pressure side (the
+// with mm_compaction_end's status, mark_victim), and their totals as the replay's pressure
+// report counts them (PressureReport.KernelTotals); Kmem's from its own counters (kswapd
+// wakeups and runs, allocstall, pgsteal_direct, pswpout, compact_stall and _success,
+// oom_kill) rising between two events; each managed zone's free pages sampled along the run
+// (SampledSeries); and the report's phases, built from the replay's own pressure side (the
 // PressureReplay the replayer hands the live observer) whenever a phase ends.
 // Cheap until pressure shows: per event, one comparison of the event's kind and one of the
 // position; Kmem's counters are read every CheckEvery events until either side has shown
@@ -39,7 +40,6 @@ internal sealed class PressureWatch
     private PressureReplay? _side;
     private PressureCounters _base, _prev;
 
-    private readonly Dictionary<string, long> _kernel = new(StringComparer.Ordinal);
     private readonly List<Episode> _kernelEpisodes = [];
     private readonly List<Episode> _kmemEpisodes = [];
     private Episode? _kswapd;
@@ -162,11 +162,9 @@ internal sealed class PressureWatch
                     TakeReport(r); // the report ended a phase
                 }
                 return;
-            case TraceEventKind.MmVmscanWakeupKswapd:
-                Count(PressureReport.KswapdWakeups, 1);
+            case TraceEventKind.MmVmscanWakeupKswapd: // no episode of its own, but pressure shown
                 break;
             case TraceEventKind.MmVmscanKswapdWake:
-                Count(PressureReport.KswapdRuns, 1);
                 _kswapd?.Close();
                 _kswapd = Add(_kernelEpisodes, new Episode(Kernel, KswapdRun, pos, e.LineNumber, who) { Open = true });
                 break;
@@ -175,12 +173,10 @@ internal sealed class PressureWatch
                 _kswapd = null;
                 break;
             case TraceEventKind.MmVmscanDirectReclaimBegin:
-                Count(PressureReport.DirectReclaims, 1);
                 _direct[e.Pid] = Add(_kernelEpisodes, new Episode(Kernel, DirectReclaim, pos, e.LineNumber, who) { Open = true });
                 break;
             case TraceEventKind.MmVmscanDirectReclaimEnd:
                 long n = Field(text, "nr_reclaimed=") ?? 0;
-                Count(PressureReport.Reclaimed, n);
                 if (_direct.Remove(e.Pid, out var d))
                 {
                     d.Reclaimed += n;
@@ -188,7 +184,6 @@ internal sealed class PressureWatch
                 }
                 break;
             case TraceEventKind.MmVmscanWriteFolio:
-                Count(PressureReport.SwapOut, 1);
                 var into = e.Comm.StartsWith("kswapd", StringComparison.Ordinal) ? _kswapd : _direct.GetValueOrDefault(e.Pid);
                 if (into is not null)
                 {
@@ -200,7 +195,6 @@ internal sealed class PressureWatch
                 }
                 break;
             case TraceEventKind.MmCompactionTryToCompactPages:
-                Count(PressureReport.Compactions, 1);
                 string order = Field(text, "order=") is long o ? string.Create(CultureInfo.InvariantCulture, $" order {o}") : "";
                 _compact[e.Pid] = Add(_kernelEpisodes, new Episode(Kernel, Compaction, pos, e.LineNumber, who + order) { Open = true });
                 break;
@@ -213,7 +207,6 @@ internal sealed class PressureWatch
                 }
                 break;
             case TraceEventKind.MarkVictim:
-                Count(PressureReport.OomKills, 1);
                 string victim = string.Create(CultureInfo.InvariantCulture, $"{Field(text, "pid=") ?? e.Pid} ({Word(text, "comm=") ?? e.Comm})");
                 _kernelVictims.Add(victim);
                 Add(_kernelEpisodes, new Episode(Kernel, OomKill, pos, e.LineNumber, victim));
@@ -223,8 +216,6 @@ internal sealed class PressureWatch
         }
         _seen = true;
     }
-
-    private void Count(string name, long n) => _kernel[name] = _kernel.GetValueOrDefault(name) + n;
 
     /// <summary>The report's phases passed so far and their vmstat, taken when a phase ends.</summary>
     private void TakeReport(PressureReplay r)
@@ -406,7 +397,8 @@ internal sealed class PressureWatch
                     _phaseMinFree == long.MaxValue ? -1 : _phaseMinFree, []));
             }
         }
-        var kernel = _trace ? s_totals.ToDictionary(n => n, n => _kernel.GetValueOrDefault(n), StringComparer.Ordinal) : [];
+        var totals = _side?.Report.KernelTotals;
+        var kernel = _trace && totals is not null ? s_totals.ToDictionary(n => n, n => totals.GetValueOrDefault(n), StringComparer.Ordinal) : [];
         return new LivePressure
         {
             Phase = now?.Phase ?? (_trace ? "boot" : chapter ?? _phase),

@@ -32,6 +32,8 @@ internal sealed class PressureReport(Machine m, string? directory)
 
     public long KernelEvents { get; private set; }
 
+    private readonly Dictionary<string, long> _kernelTotals = new(StringComparer.Ordinal);
+
     private Phase Current => _phases[^1];
 
     // A phase ends at the next PHASE marker or WORKLOAD_END: the kernel's free pages then, when the capture has them.
@@ -67,7 +69,15 @@ internal sealed class PressureReport(Machine m, string? directory)
         }
     }
 
-    public void Kernel(string name, long n) => Current.Kernel[name] = Current.Kernel.GetValueOrDefault(name) + n;
+    public void Kernel(string name, long n)
+    {
+        Current.Kernel[name] = Current.Kernel.GetValueOrDefault(name) + n;
+        _kernelTotals[name] = _kernelTotals.GetValueOrDefault(name) + n;
+    }
+
+    /// <summary>The kernel's counts by the report's names over the whole trace so far (every phase, the open one
+    /// included): what the live view's pressure panel shows beside Kmem's.</summary>
+    public IReadOnlyDictionary<string, long> KernelTotals => _kernelTotals;
 
     // After each user page: the lowest free page count of the phase.
     public void Kmem(Machine machine)

@@ -24,6 +24,20 @@ internal class SlabThreadMarker(Thread thread)
 
     private GuardLine _guard;
 
+    /// <summary>The marker of <paramref name="thread"/> among <paramref name="markers"/>, or null (called under the
+    /// backend's lock that guards the array).</summary>
+    public static T? Of<T>(T[] markers, Thread thread) where T : SlabThreadMarker
+    {
+        foreach (var m in markers)
+        {
+            if (ReferenceEquals(m.Thread, thread))
+            {
+                return m;
+            }
+        }
+        return null;
+    }
+
     /// <summary>Shutdown's wait, after Dead was set on every marker of <paramref name="markers"/>: a process-wide
     /// barrier, then each thread in the middle of a fast path is waited for.</summary>
     public static void WaitForFastPaths(IEnumerable<SlabThreadMarker> markers)

@@ -77,15 +77,7 @@ internal sealed class ArraySlabFastPath(ArraySlab slab, CpuTopology cpus)
             {
                 return;
             }
-            SlabThreadMarker? mine = null;
-            foreach (var m in _markers)
-            {
-                if (ReferenceEquals(m.Thread, me))
-                {
-                    mine = m;
-                    break;
-                }
-            }
+            var mine = SlabThreadMarker.Of(_markers, me);
             if (mine is null)
             {
                 // A new thread: the markers of threads that exited go.

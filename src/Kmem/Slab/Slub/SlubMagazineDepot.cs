@@ -46,15 +46,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
         var me = Thread.CurrentThread;
         lock (_magazineLock)
         {
-            SlubThreadCache? tc = null;
-            foreach (var t in _threadCaches)
-            {
-                if (ReferenceEquals(t.Thread, me))
-                {
-                    tc = t;
-                    break;
-                }
-            }
+            var tc = SlabThreadMarker.Of(_threadCaches, me);
             if (tc is null)
             {
                 // A new thread: the ones that exited give their magazines back first.

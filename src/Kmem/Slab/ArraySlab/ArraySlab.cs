@@ -279,7 +279,8 @@ internal sealed unsafe partial class ArraySlab : SlabPageBackend
             {
                 if (ac.Avail == 0 && slab != PhysMem.NoPfn)
                 {
-                    AllocBlock(s, st, ac, slab, batchcount);
+                    // A retune while the lock was dropped may have put a smaller array in place.
+                    AllocBlock(s, st, ac, slab, Math.Min(batchcount, ac.Limit));
                 }
             }
             catch

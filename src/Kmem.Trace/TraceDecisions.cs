@@ -38,6 +38,10 @@ internal sealed class TraceDecisions
     // The pressure kinds (Pressure/PressureReplay.cs) are listed only when compared: a trace without pressure shows none.
     private const int FirstPressureKind = (int)DecisionKind.KswapdWake;
 
+    // SLOB has no slab per cache (its pages hold objects of every size class), so its replay compares no slab
+    // kind: the kernel's new slab of a SLUB cache has no counterpart in SLOB's decisions.
+    private readonly bool _slabKinds;
+
     private readonly int _mismatches;
     private readonly List<(string Phase, Tally Tally)> _phases = [("boot", new Tally())];
     private Tally _tally;
@@ -48,9 +52,10 @@ internal sealed class TraceDecisions
     private readonly int[] _lastFree;
     private readonly (bool Open, bool Kmem, long Line, SlabFreeState State)[] _slabFree;
 
-    public TraceDecisions(int cpus, int mismatches)
+    public TraceDecisions(int cpus, int mismatches, bool slabKinds)
     {
         _mismatches = mismatches;
+        _slabKinds = slabKinds;
         _tally = _phases[0].Tally;
         _frees = new List<FreeDecision>[cpus];
         for (int i = 0; i < cpus; i++)
@@ -76,6 +81,10 @@ internal sealed class TraceDecisions
     public void Decide<TState>(DecisionKind kind, bool kernel, bool kmem, long line, TState state, Func<TState, string> detail,
         int kernelAmount = -1, int kmemAmount = -1)
     {
+        if (!_slabKinds && kind is DecisionKind.NewSlab or DecisionKind.SlabFreed)
+        {
+            return;
+        }
         _tally.Add(kind, kernel, kmem, kernelAmount, kmemAmount);
         if (kernel != kmem && _tally.Mismatches[(int)kind].Count < _mismatches)
         {
@@ -171,7 +180,7 @@ internal sealed class TraceDecisions
         var d = new SortedDictionary<string, TraceDecision>(StringComparer.Ordinal);
         for (int k = 0; k < Kinds; k++)
         {
-            if (k >= FirstPressureKind && sum.Compared[k] == 0)
+            if ((k >= FirstPressureKind || !_slabKinds && k is (int)DecisionKind.NewSlab or (int)DecisionKind.SlabFreed) && sum.Compared[k] == 0)
             {
                 continue;
             }

@@ -95,10 +95,11 @@ public sealed partial class TraceReplayer
         }
         _cpuEvents = new long[machine.NrCpus];
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
-        _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches);
+        bool slabKinds = machine.Options.Slab != SlabAllocator.Slob;
+        _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches, slabKinds);
         InitDecisions(machine.NrCpus);
         _caches = new TraceCaches(machine);
-        _slabAlign = new SlabAlignment(machine, _options.Aligned);
+        _slabAlign = new SlabAlignment(machine, _options.Aligned && slabKinds);
         _reserved = new ReservedRelease(machine, _options.ReservedFrames);
         _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey);
     }

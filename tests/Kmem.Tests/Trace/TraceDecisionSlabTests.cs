@@ -72,4 +72,28 @@ public class TraceDecisionSlabTests
         Assert.True(aligned.Recall >= 0.9 && aligned.Precision >= 0.9, $"aligned recall {aligned.Recall:P1}, precision {aligned.Precision:P1}");
         Assert.True(aligned.Recall > free.Recall, $"aligned {aligned.Recall:P1} against free-running {free.Recall:P1}");
     }
+
+    /// <summary>SLOB keeps no slab per cache, so the replay compares no slab kind on it, and the aligned run takes no
+    /// placeholders for the kernel's new slabs (SLOB never reports one: they would be taken until memory ran out);
+    /// its page allocator decisions are compared event for event like SLUB's.</summary>
+    [Fact]
+    public void OnSlobNoSlabKindIsComparedAndTheAlignedRunReplaysEveryPageAllocation()
+    {
+        TraceReplayResult Run(bool aligned)
+        {
+            using var m = TraceReplayer.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1, Slab = SlabAllocator.Slob });
+            using var reader = ReplayData.SliceReader();
+            return new TraceReplayer(m, new TraceReplayOptions { Aligned = aligned }).Replay(reader);
+        }
+        var aligned = Run(true);
+        var free = Run(false);
+        foreach (var r in new[] { aligned, free })
+        {
+            Assert.DoesNotContain("new_slab", r.Decisions.Keys);
+            Assert.DoesNotContain("slab_freed", r.Decisions.Keys);
+            Assert.DoesNotContain("oom_victim", r.Decisions.Keys);
+        }
+        Assert.True(free.Decisions["zone"].Compared > 100, $"{free.Decisions["zone"].Compared} page allocations compared");
+        Assert.Equal(free.Decisions["zone"].Compared, aligned.Decisions["zone"].Compared);
+    }
 }

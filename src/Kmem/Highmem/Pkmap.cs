@@ -308,7 +308,7 @@ internal sealed class Pkmap : IDisposable
         _waiters++;
         _sleeps++;
         // The machine's Dispose wakes the sleeper, which then throws ObjectDisposedException.
-        using var shutdown = _mem.Lifetime.ShutdownToken.Register(static s => ((Pkmap)s!).WakeAll(), this);
+        var shutdown = _mem.Lifetime.ShutdownToken.Register(static s => ((Pkmap)s!).WakeAll(), this);
         try
         {
             ObjectDisposedException.ThrowIf(_mem.Lifetime.IsDisposed, this);
@@ -318,6 +318,9 @@ internal sealed class Pkmap : IDisposable
         finally
         {
             _waiters--;
+            // Unregister, not Dispose: Dispose waits for a callback already running, and that callback (WakeAll)
+            // waits for the lock this thread holds.
+            shutdown.Unregister();
         }
     }
 

@@ -207,7 +207,7 @@ public sealed class Mempool
         _waiters++;
         Interlocked.Increment(ref _sleeps);
         // The machine's Dispose wakes the sleeper, which then throws ObjectDisposedException.
-        using var shutdown = Owner.Lifetime.ShutdownToken.Register(static s => ((Mempool)s!).WakeAll(), this);
+        var shutdown = Owner.Lifetime.ShutdownToken.Register(static s => ((Mempool)s!).WakeAll(), this);
         try
         {
             ObjectDisposedException.ThrowIf(Owner.Lifetime.IsDisposed, this);
@@ -216,6 +216,9 @@ public sealed class Mempool
         finally
         {
             _waiters--;
+            // Unregister, not Dispose: Dispose waits for a callback already running, and that callback (WakeAll)
+            // waits for the lock this thread holds.
+            shutdown.Unregister();
         }
         return !cancel.IsCancellationRequested;
     }

@@ -11,7 +11,10 @@ import sys
 
 KINDS = ["kswapd_wake", "direct_reclaim", "compaction", "oom_victim"]
 ROWS = ["kswapd wakeups", "kswapd runs", "direct reclaims", "direct reclaimed pages", "swap-out pages",
-        "direct compactions", "OOM kills", "free pages at end"]
+        "direct compactions", "OOM kills", "free pages at end", "kswapd lower-zone runs", "kswapd lower-zone scans"]
+# Counters shown to explain others (pages reclaim walked past for a lower zone limit, counted as scanned by pgscan_*),
+# not counted against the goal.
+CAUSES = ("pgskip_",)
 
 
 def pct(x):
@@ -77,11 +80,11 @@ def section(path, title):
                 cells.append("")
                 continue
             w = within(c["kernel"], c["kmem"])
-            if ph == "final" and n != "nr_free_pages" and w != "–":
+            if ph == "final" and n != "nr_free_pages" and not n.startswith(CAUSES) and w != "–":
                 total += 1
                 met += w == "yes"
             k = "–" if c["kernel"] is None else f"{c['kernel']:,}"
-            cells.append(f"{k} / {c['kmem']:,}" + (" ✓" if w == "yes" else ""))
+            cells.append(f"{k} / {c['kmem']:,}" + (" ✓" if w == "yes" and not n.startswith(CAUSES) else ""))
         out.append(f"| {n} | " + " | ".join(cells) + " |")
     out += ["", f"Final event counters within the goal: {met} of {total} (✓ marks each counter within it).", ""]
     return "\n".join(out)

@@ -92,9 +92,10 @@ def section(path, title):
 
 STATE = re.compile(r"Kmem free (-?\d+) \(min (\d+), low (\d+), boost (\d+)\), kswapd (awake|asleep)")
 LOWER = re.compile(r"lower zones' margin over min (-?\d+), over low (-?\d+)")
-# A CPU's vm_stat_diff may hold back up to stat_threshold pages (its pressure threshold while kswapd is awake: (low -
-# min) / CPUs, at most 125) from the zone_page_state the kernel's fast path reads.
-NEAR = 8
+# Margins of a lower zone's free pages over its watermark and lowmem reserve, in pages: what the CPUs' vm_stat_diff of a
+# small zone may hold back from the zone_page_state the kernel's fast path reads is a few pages per CPU (DMA's
+# stat_threshold is 4, 3 under pressure), of DMA32 up to 68 per CPU under pressure.
+NEAR, FAR = 8, 64
 
 
 def phase_table(j):
@@ -115,24 +116,15 @@ def phase_table(j):
     return out
 
 
-def drift(j):
-    """What the CPUs' vm_stat_diff may hold back from the kernel's zone_page_state of the preferred zone while kswapd is
-    awake: each CPU's pressure threshold, (low - min) / CPUs capped at 125, summed over the CPUs."""
-    w = j.get("pressure", {}).get("watermarks", {})
-    cpus = j.get("machine", {}).get("cpus") or 1
-    return min(125, max(1, (w.get("low", 0) - w.get("min", 0)) // cpus)) * cpus
-
-
-def lower(c, mark, j):
+def lower(c, mark):
     """The Kmem-only entries at or below the preferred zone's watermark, by the lower zones' best margin over theirs
     (with the lowmem reserve): the kernel took its page there if that zone passed."""
     n = c["lower_near"] + c["lower_drift"] + c["lower_far"]
     if n == 0:
         return ""
     return (f" Of the {n:,} Kmem-only ones at or below the {mark} watermark, a lower zone was within {NEAR} pages of passing "
-            f"its own {mark} watermark and lowmem reserve in {c['lower_near']:,}, within {drift(j)} (what the CPUs' "
-            f"vm_stat_diff may hold back from zone_page_state while kswapd is awake) in {c['lower_drift']:,}, further "
-            f"in {c['lower_far']:,}.")
+            f"its own {mark} watermark and lowmem reserve in {c['lower_near']:,}, within {FAR} in {c['lower_drift']:,}, "
+            f"further in {c['lower_far']:,}.")
 
 
 def gaps(j):
@@ -157,7 +149,7 @@ def gaps(j):
                 lo = LOWER.search(m["detail"])
                 if lo is not None and free <= wm and not (awake and kind == "kswapd_wake"):
                     margin = int(lo.group(1 if mark == "min" else 2))
-                    c["lower_near" if -NEAR <= margin else "lower_drift" if -drift(j) <= margin else "lower_far"] += 1
+                    c["lower_near" if -NEAR <= margin else "lower_drift" if -FAR <= margin else "lower_far"] += 1
                 nxt = ms[i + 1] if i + 1 < len(ms) else None
                 if nxt is not None and nxt["kernel"] and not nxt["kmem"] and nxt["line"] - m["line"] < 5000:
                     c["paired"] += 1
@@ -170,13 +162,13 @@ def gaps(j):
                        f"another zone); {m_only:,} Kmem-only: {c['m_asleep_below']:,} at or below the low watermark with "
                        f"kswapd asleep, {c['m_above']:,} above it (a steal of Kmem's own set ZONE_BOOSTED_WATERMARK), "
                        f"{c['m_awake']:,} other. {c['paired']:,} Kmem-only wakeups are followed by a kernel-only one "
-                       f"within 5,000 lines: the same wakeup a few allocations apart, the free pages a few apart." + lower(c, "low", j))
+                       f"within 5,000 lines: the same wakeup a few allocations apart, the free pages a few apart." + lower(c, "low"))
         else:
             out.append(f"- direct_reclaim: {k_only:,} kernel-only: {c['k_above']:,} found Kmem's free pages above its "
                        f"min watermark, {c['k_below']:,} at or below it (Kmem's allocation took a page in another zone); "
                        f"{m_only:,} Kmem-only: {c['m_asleep_below']:,} at or below the min watermark, {c['m_above']:,} "
                        f"above it (Kmem's own steal or fault took more). {c['paired']:,} are followed by a kernel-only "
-                       f"one within 5,000 lines." + lower(c, "min", j))
+                       f"one within 5,000 lines." + lower(c, "min"))
     return out if len(out) > 3 else []
 
 

@@ -16,6 +16,7 @@ public static class ReplayPressure
     private static readonly string[] s_rows =
     [
         "kswapd wakeups", "kswapd runs", "direct reclaims", "direct reclaimed pages", "swap-out pages", "direct compactions", "OOM kills", FreePagesRow,
+        "kswapd lower-zone runs", "kswapd lower-zone scans",
     ];
 
     private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

@@ -7,8 +7,8 @@
 // Rebased where the capture's vmstat reveals it (after each phase) and where
 // should_reclaim_retry shows a zone's (reclaim_retry_zone: available less reclaimable);
 // between, what fast_isolate_freepages takes shows in no event and drifts it.
-// Before a user page's decision, Kmem's free pages in each zone are set to the kernel's;
-// in the preferred zone, as the other CPUs left them: the allocating task's own changes
+// Before a user page's decision, Kmem's free pages in each zone are set to the kernel's,
+// as the other CPUs left them: the allocating task's own changes
 // since its previous allocation (the refill for this allocation, the drains its reclaim
 // caused) are left out, so the decision sees the state its slow path began with, and no
 // decision event is read. Kmem holds pages (taken from, or given back to, the buddy lists
@@ -26,7 +26,8 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
     private readonly Machine _m = m;
     private long[]? _kernelFree;
     private bool _kernelFreeKnown;
-    private readonly Dictionary<int, long> _ownFreeDelta = [];
+    // Per task, its own changes to each zone's free pages since its previous allocation.
+    private readonly Dictionary<int, long[]> _ownFreeDelta = [];
     private readonly Stack<(Page Page, int Order)>[] _heldFree = [.. Enumerable.Range(0, 8).Select(_ => new Stack<(Page, int)>())];
 
     /// <summary>Pages Kmem holds (aligned) so its free pages are the kernel's at each decision.</summary>
@@ -51,8 +52,19 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         {
             return;
         }
-        free[_m.PageAllocator.ZoneOf((uint)e.Pfn).Index] += change;
-        _ownFreeDelta[e.Pid] = _ownFreeDelta.GetValueOrDefault(e.Pid) + change;
+        int zone = _m.PageAllocator.ZoneOf((uint)e.Pfn).Index;
+        free[zone] += change;
+        Own(e.Pid)[zone] += change;
+    }
+
+    private long[] Own(int pid)
+    {
+        if (!_ownFreeDelta.TryGetValue(pid, out long[]? own))
+        {
+            own = new long[_m.PageAllocator.Zones.Length];
+            _ownFreeDelta[pid] = own;
+        }
+        return own;
     }
 
     // pcp_allowed_order: up to PAGE_ALLOC_COSTLY_ORDER, and a THP's pageblock order.
@@ -77,11 +89,12 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
     }
 
     // Before a user page's decision of task <pid>: Kmem's free pages in each zone set to the kernel's, the task's own
-    // changes since its previous allocation left out of the preferred zone's.
+    // changes since its previous allocation left out of every zone's (its refill may come from a lower zone after the
+    // preferred one failed: the zonelist's walk saw that zone before the refill, as the preferred one).
     public void AlignFree(int pid)
     {
-        long own = _ownFreeDelta.Remove(pid, out long d) ? d : 0;
-        if (!_kernelFreeKnown || userZone() is not { } user)
+        long[]? own = _ownFreeDelta.Remove(pid, out long[]? d) ? d : null;
+        if (!_kernelFreeKnown || userZone() is null)
         {
             return;
         }
@@ -89,7 +102,7 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         {
             if (z.IsManaged && z.Index < _heldFree.Length)
             {
-                HoldZone(z, Math.Max(0, KernelFreeArray[z.Index] - (z == user ? own : 0)));
+                HoldZone(z, Math.Max(0, KernelFreeArray[z.Index] - (own?[z.Index] ?? 0)));
             }
         }
     }
@@ -191,8 +204,9 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
             if (PressureReplay.Word(text, "range=(0x") is { } start && ulong.TryParse(start, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong pfn)
                 && pfn < _m.PageAllocator.Mem.MaxPfn && PressureReplay.Field(text, "nr_taken=") is long taken and > 0)
             {
-                free[_m.PageAllocator.ZoneOf((uint)pfn).Index] -= taken;
-                _ownFreeDelta[pid] = _ownFreeDelta.GetValueOrDefault(pid) - taken;
+                int at = _m.PageAllocator.ZoneOf((uint)pfn).Index;
+                free[at] -= taken;
+                Own(pid)[at] -= taken;
             }
             return;
         }

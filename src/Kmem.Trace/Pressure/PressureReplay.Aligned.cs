@@ -30,11 +30,15 @@ namespace Kmem;
 internal sealed partial class PressureReplay
 {
     /// <summary>Kmem's state before a user page's fault: the preferred zone's free pages, watermarks and boost, and
-    /// whether kswapd was awake (woken and not yet run, or running).</summary>
-    private readonly record struct WakeState(long Free, long Min, long Low, long Boost, bool KswapdAwake)
+    /// whether kswapd was awake (woken and not yet run, or running).
+    /// <para><paramref name="LowerMin"/>, <paramref name="LowerLow"/>: the best margin of a lower zone's free pages over its
+    /// min (low) watermark with boost and its lowmem reserve for a user page's request (highest zone Movable) (above 0: that zone passes
+    /// zone_watermark_fast for order 0; null without a lower zone).</para></summary>
+    private readonly record struct WakeState(long Free, long Min, long Low, long Boost, bool KswapdAwake, long? LowerMin = null, long? LowerLow = null)
     {
         public override string ToString() =>
-            $"Kmem free {Free} (min {Min}, low {Low}, boost {Boost}), kswapd {(KswapdAwake ? "awake" : "asleep")}";
+            $"Kmem free {Free} (min {Min}, low {Low}, boost {Boost}), kswapd {(KswapdAwake ? "awake" : "asleep")}"
+            + (LowerMin is long lm && LowerLow is long ll ? $"; lower zones' margin over min {lm}, over low {ll}" : "");
     }
 
     // The zone a user page's allocation tries first: the highest managed zone (GFP_HIGHUSER_MOVABLE).
@@ -49,8 +53,18 @@ internal sealed partial class PressureReplay
             return default;
         }
         long boost = Volatile.Read(ref z.WatermarkBoost);
+        long? lowerMin = null, lowerLow = null;
+        foreach (var lower in z.Node.Zones)
+        {
+            if (lower.IsManaged && lower.Type < z.Type)
+            {
+                long free = Volatile.Read(ref lower.FreePages) - lower.LowmemReserve[(int)ZoneType.Movable]; // GFP_HIGHUSER_MOVABLE
+                lowerMin = Math.Max(lowerMin ?? long.MinValue, free - lower.WmarkPages(Zone.WmarkMin));
+                lowerLow = Math.Max(lowerLow ?? long.MinValue, free - lower.WmarkPages(Zone.WmarkLow));
+            }
+        }
         return new WakeState(Volatile.Read(ref z.FreePages), z.Watermark[Zone.WmarkMin] + boost, z.Watermark[Zone.WmarkLow] + boost, boost,
-            _m.Mm.KswapdIsRunning(z.Node));
+            _m.Mm.KswapdIsRunning(z.Node), lowerMin, lowerLow);
     }
 
     // Aligned: the pages each task's direct reclaim freed in the kernel, not yet reclaimed in Kmem; the task whose

@@ -5,7 +5,9 @@
 // (mm_vmscan_wakeup_kswapd, mm_vmscan_kswapd_wake, mm_vmscan_direct_reclaim_begin/_end,
 // mm_vmscan_write_folio, mm_compaction_try_to_compact_pages, mark_victim) and, for free
 // pages, from the capture's /proc/vmstat after the phase (meta/phase/vmstat-after-NAME.txt);
-// Kmem's from its counters. Also the vmstat totals, per phase and at the end (vmstat.txt
+// Kmem's from its counters, with Kmem's kswapd rounds for a zone below the node's highest
+// managed one and the pages they scanned (the kernel's never show: its mm_vmscan_lru_isolate
+// classzone and pgskip_* say it made none on the captures). Also the vmstat totals, per phase and at the end (vmstat.txt
 // beside the trace), kernel against Kmem. Used on the replaying thread only.
 using System.Globalization;
 using Kmem.PageAlloc;
@@ -17,14 +19,14 @@ internal sealed class PressureReport(Machine m, string? directory)
 {
     public const string KswapdWakeups = "kswapd wakeups", KswapdRuns = "kswapd runs", DirectReclaims = "direct reclaims",
         Reclaimed = "direct reclaimed pages", SwapOut = "swap-out pages", Compactions = "direct compactions", OomKills = "OOM kills",
-        FreePages = "free pages at end";
+        FreePages = "free pages at end", LowerZoneRuns = "kswapd lower-zone runs", LowerZoneScanned = "kswapd lower-zone scans";
 
     /// <summary>The /proc/vmstat counters compared, per phase and at the end.</summary>
     public static readonly string[] VmstatNames =
     [
         "nr_free_pages", "pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct", "pswpout", "pswpin",
         "allocstall_dma32", "allocstall_normal", "allocstall_movable", "compact_stall", "compact_success", "compact_fail",
-        "compact_migrate_scanned", "pgmigrate_success", "oom_kill",
+        "compact_migrate_scanned", "pgmigrate_success", "oom_kill", "pgskip_dma32", "pgskip_normal",
     ];
 
     private readonly List<Phase> _phases = [new Phase("boot", PressureCounters.Read(m))];
@@ -118,6 +120,8 @@ internal sealed class PressureReport(Machine m, string? directory)
         kmem[SwapOut] = end.Pswpout - b.Pswpout;
         kmem[Compactions] = end.CompactStall - b.CompactStall;
         kmem[OomKills] = end.OomKill - b.OomKill;
+        kmem[LowerZoneRuns] = end.KswapdLowerZoneRuns - b.KswapdLowerZoneRuns;
+        kmem[LowerZoneScanned] = end.KswapdLowerZoneScanned - b.KswapdLowerZoneScanned;
     }
 
     /// <summary>The state now: the phase, free pages against Kmem's watermarks, and the phase's counts so far.</summary>

@@ -450,13 +450,17 @@ internal sealed partial class PageAllocator
         }
     }
 
+    /// <summary>wake_all_kswapds: one wakeup per node, for the node's first managed zone in the zonelist that the
+    /// request may use (last_pgdat), as 6.1 does; a second wakeup of the same node would count twice.</summary>
     private void WakeAllKswapds(int order, ref AllocContext ctx)
     {
+        Node? last = null;
         foreach (var zone in ctx.Zonelist)
         {
-            if (zone.Type <= ctx.Highest)
+            if (zone.Type <= ctx.Highest && zone.IsManaged && zone.Node != last)
             {
                 Reclaimer.WakeupKswapd(zone, order, ctx.Highest);
+                last = zone.Node;
             }
         }
     }

@@ -152,11 +152,15 @@ internal sealed class NoReclaim : IReclaimer
 {
     public void WakeupKswapd(Zone zone, int order, ZoneType highest)
     {
-        if (zone.WatermarkBoost != 0)
+        // balance_pgdat, once the node is balanced, drops the boost of every zone up to the wakeup's highest.
+        foreach (var z in zone.Node.Zones)
         {
-            lock (zone.Lock)
+            if (z.Type <= highest && z.WatermarkBoost != 0)
             {
-                zone.WatermarkBoost = 0;
+                lock (z.Lock)
+                {
+                    z.WatermarkBoost = 0;
+                }
             }
         }
     }

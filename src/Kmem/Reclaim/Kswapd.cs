@@ -42,7 +42,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
     private ZoneType[]? _highest;
     private bool[]? _pending;
     private int _busy;
-    private long _runs, _wakeups, _balancedRuns;
+    private long _runs, _wakeups, _balancedRuns, _lowerZoneRuns, _lowerZoneScanned;
 
     /// <summary>Whether the daemon's work runs on background threads (else synchronously at defined points).</summary>
     public bool Threaded => threaded;
@@ -53,6 +53,13 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
     /// <summary>Rounds of balance_pgdat that ended with the node balanced (a zone above its high watermark):
     /// kswapd's own verdict, taken before it sleeps.</summary>
     public long BalancedRuns => Volatile.Read(ref _balancedRuns);
+
+    /// <summary>Rounds of balance_pgdat for a zone below the node's highest managed zone (a boosted wakeup from rmqueue
+    /// names the zone it allocated from): their reclaim walks the pages of the zones above as skipped.</summary>
+    public long LowerZoneRuns => Volatile.Read(ref _lowerZoneRuns);
+
+    /// <summary>Pages those rounds scanned (pgscan_kswapd, skipped pages included).</summary>
+    public long LowerZoneScanned => Volatile.Read(ref _lowerZoneScanned);
 
     /// <summary>Wakeups that reached a kswapd (the node was not balanced), as the mm_vmscan_wakeup_kswapd
     /// tracepoint would count them.</summary>
@@ -99,6 +106,20 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         return !any;
     }
 
+    /// <summary>pgdat_watermark_boosted: some zone up to <paramref name="highest"/> has a watermark boost (a balanced
+    /// node is still woken for it: the boost asks kswapd to reclaim ahead of further fallbacks).</summary>
+    public static bool PgdatWatermarkBoosted(Node node, ZoneType highest)
+    {
+        foreach (var z in node.Zones)
+        {
+            if (z.Type <= highest && z.IsManaged && Volatile.Read(ref z.WatermarkBoost) != 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /// <summary>wakeup_kswapd.</summary>
     public void Wakeup(Zone zone, int order, ZoneType highest)
     {
@@ -121,7 +142,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         {
             return;
         }
-        if (PgdatBalanced(node, order, highest) && zone.WatermarkBoost == 0)
+        if (PgdatBalanced(node, order, highest) && !PgdatWatermarkBoosted(node, highest))
         {
             return;
         }
@@ -352,9 +373,11 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
     {
         var vec = lru.OfNode(node.Id);
         var sc = new ScanControl { Gfp = Gfp.Kernel, Order = order, ReclaimIdx = highest, Kswapd = true };
+        long scannedBefore;
         using (locks.EnterAll())
         {
             events.Stats.Pageoutrun++;
+            scannedBefore = events.Stats.PgscanKswapd;
         }
         var zoneBoosts = new long[node.Zones.Length];
         long nrBoostReclaim = 0;
@@ -435,6 +458,14 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         if (sc.NrReclaimed > 0)
         {
             vec.KswapdFailures = 0;
+        }
+        if (node.Zones.Any(z => z.IsManaged && z.Type > highest))
+        {
+            using (locks.EnterAll())
+            {
+                _lowerZoneScanned += events.Stats.PgscanKswapd - scannedBefore;
+                _lowerZoneRuns++;
+            }
         }
         return sc.Order; // the order it reclaimed for: 0 once kswapd_shrink_node gave the high order up
     }

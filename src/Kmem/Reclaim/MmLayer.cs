@@ -284,6 +284,9 @@ internal sealed class MmLayer : IReclaimer, IDisposable
 
     public long KswapdRuns => _kswapd.Runs;
 
+    /// <summary>kswapd's rounds for a zone below the node's highest managed zone, and the pages they scanned.</summary>
+    public (long Runs, long Scanned) KswapdLowerZone => (_kswapd.LowerZoneRuns, _kswapd.LowerZoneScanned);
+
     public long KswapdBalancedRuns => _kswapd.BalancedRuns;
 
     public long KswapdWakeups => _kswapd.Wakeups;

@@ -1,0 +1,112 @@
+// wakeup_kswapd's tests (mm/vmscan.c): a balanced node is still woken while any zone up
+// to the request's highest has a watermark boost (pgdat_watermark_boosted), whichever
+// zone the wakeup names; and kswapd's rounds for a zone below the node's highest are
+// counted with the pages they scanned (skipped pages included), as 6.1 counts pgscan.
+using Kmem.PageAlloc;
+using Kmem.Reclaim;
+using static Kmem.Tests.Reclaim.ReclaimTestKit;
+
+namespace Kmem.Tests.Reclaim;
+
+public sealed class KswapdWakeTests
+{
+    // A deferred kswapd (woken, its work waiting) on a machine with something on its LRU lists.
+    private static (Machine M, Node Node, TaskStruct Task) Deferred()
+    {
+        var m = Boot("64M", kswapd: true);
+        m.Mm.KswapdDeferred = true;
+        var t = m.CreateTask("lru")!;
+        Fill(t, t.Mmap(64 * Machine.PageSize), 64 * Machine.PageSize, 1);
+        return (m, m.PageAllocator.Nodes[0], t);
+    }
+
+    [Fact]
+    public void ABalancedNodeIsWokenForTheBoostOfALowerZoneThanTheOneNamed()
+    {
+        var (m, node, _) = Deferred();
+        using (m)
+        {
+            var zones = node.Zones.Where(z => z.IsManaged).ToList();
+            Assert.True(zones.Count >= 2, "a node with DMA and DMA32");
+            Zone low = zones[0], top = zones[^1];
+            Assert.True(KswapdDaemon.PgdatBalanced(node, 0, top.Type), "a fresh machine is balanced");
+            long wakeups = m.Mm.KswapdWakeups;
+            m.Mm.WakeupKswapd(top, 0, top.Type);
+            Assert.Equal(wakeups, m.Mm.KswapdWakeups); // balanced, no boost: no wakeup
+            lock (low.Lock)
+            {
+                low.WatermarkBoost = 512;
+            }
+            // The zone named has no boost; the node has one below it, within the request's zones.
+            m.Mm.WakeupKswapd(top, 0, top.Type);
+            Assert.Equal(wakeups + 1, m.Mm.KswapdWakeups);
+            Assert.True(m.Mm.KswapdIsRunning(node));
+        }
+    }
+
+    [Fact]
+    public void ABoostAboveTheRequestsZonesWakesNothing()
+    {
+        var (m, node, _) = Deferred();
+        using (m)
+        {
+            var zones = node.Zones.Where(z => z.IsManaged).ToList();
+            Zone low = zones[0], top = zones[^1];
+            lock (top.Lock)
+            {
+                top.WatermarkBoost = 512;
+            }
+            long wakeups = m.Mm.KswapdWakeups;
+            m.Mm.WakeupKswapd(low, 0, low.Type); // a DMA-only request: DMA32's boost is not its business
+            Assert.Equal(wakeups, m.Mm.KswapdWakeups);
+            Assert.False(KswapdDaemon.PgdatWatermarkBoosted(node, low.Type));
+            Assert.True(KswapdDaemon.PgdatWatermarkBoosted(node, top.Type));
+        }
+    }
+
+    [Fact]
+    public void RoundsForAZoneBelowTheNodesHighestAreCountedWithThePagesTheyScanned()
+    {
+        using var m = Boot("64M", kswapd: true);
+        using var swap = Swap(m, 64);
+        var node = m.PageAllocator.Nodes[0];
+        var zones = node.Zones.Where(z => z.IsManaged).ToList();
+        Zone dma = zones[0], top = zones[^1];
+        var t = m.CreateTask("lru")!;
+        ulong a = t.Mmap(256 * Machine.PageSize);
+        Fill(t, a, 256 * Machine.PageSize, 3);
+        // A round for the request's zones (GFP_HIGHUSER_MOVABLE): not one of them.
+        var saved = zones.Select(z => z.Watermark[Zone.WmarkHigh]).ToArray();
+        foreach (var z in zones)
+        {
+            lock (z.Lock)
+            {
+                z.Watermark[Zone.WmarkHigh] = z.FreePages + 8; // no zone balanced
+            }
+        }
+        m.Mm.WakeupKswapd(top, 0, ZoneType.Movable);
+        Assert.True(m.Mm.KswapdRuns >= 1);
+        Assert.Equal((0L, 0L), m.Mm.KswapdLowerZone);
+        for (int i = 0; i < zones.Count; i++)
+        {
+            lock (zones[i].Lock)
+            {
+                zones[i].Watermark[Zone.WmarkHigh] = saved[i];
+            }
+        }
+        // rmqueue's wakeup after a boosting steal names the zone it allocated from: DMA, unbalanced, so the boost is
+        // dropped and the round reclaims for DMA alone.
+        lock (dma.Lock)
+        {
+            dma.WatermarkBoost = 512;
+            dma.Watermark[Zone.WmarkHigh] = dma.FreePages + 1;
+        }
+        long runsBefore = m.Mm.KswapdRuns, scannedBefore = Vmstat(m)["pgscan_kswapd"];
+        m.Mm.WakeupKswapd(dma, 0, dma.Type);
+        var (runs, scanned) = m.Mm.KswapdLowerZone;
+        Assert.True(runs >= 1, "a round for DMA");
+        Assert.Equal(m.Mm.KswapdRuns - runsBefore, runs);
+        Assert.Equal(Vmstat(m)["pgscan_kswapd"] - scannedBefore, scanned);
+        Check(t, a, 256 * Machine.PageSize, 3);
+    }
+}

@@ -41,7 +41,7 @@ internal readonly record struct SlabFreeState(int InUse = -1, bool Frozen = fals
     /// the kernel's slab holding <paramref name="ptr"/> (its frame from <paramref name="slabPages"/>, head frame to order,
     /// through the direct-map base); -1 when the frame is not known. A scan of the live objects: run only where Kmem
     /// gave its slab back, a few hundred frees in a trace.</summary>
-    public static int KernelSlabLive(IEnumerable<ulong> live, Dictionary<ulong, int> slabPages, ulong directMapBase, ulong ptr)
+    public static int KernelSlabLive<TValue>(Dictionary<ulong, TValue>.KeyCollection live, Dictionary<ulong, int> slabPages, ulong directMapBase, ulong ptr)
     {
         ulong pfn = (ptr - directMapBase) >> 12;
         for (int k = 0; k < Machine.MaxOrder; k++)
@@ -50,7 +50,17 @@ internal readonly record struct SlabFreeState(int InUse = -1, bool Frozen = fals
             if (slabPages.TryGetValue(head, out int order) && order >= k)
             {
                 ulong start = directMapBase + (head << 12), size = 4096UL << order;
-                return live.Count(p => p - start < size);
+                // A plain loop over the keys: tens of thousands of live objects per call, and Enumerable.Count's
+                // interface enumerator and predicate call cost several times the comparison.
+                int count = 0;
+                foreach (ulong p in live)
+                {
+                    if (p - start < size)
+                    {
+                        count++;
+                    }
+                }
+                return count;
             }
         }
         return -1;

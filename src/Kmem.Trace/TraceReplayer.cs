@@ -10,6 +10,7 @@
 // TraceReplayer.Decisions.cs and counted by TraceDecisions. Not thread-safe: one
 // replayer, one thread, one machine.
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Kmem;
@@ -149,8 +150,14 @@ public sealed partial class TraceReplayer
         try
         {
             int nrCpus = _pending.Length;
-            while (reader.TryRead(out var e))
+            while (true)
             {
+                ref readonly var next = ref reader.Next();
+                if (Unsafe.IsNullRef(in next))
+                {
+                    break;
+                }
+                var e = next; // a copy on the stack: no write barriers (TraceReader.Next)
                 if (LiveObserver is not null)
                 {
                     LiveBeforeEvent(in e);

@@ -31,6 +31,9 @@ internal sealed class TraceCaches
 
     private readonly Machine _m;
     private readonly List<CacheSlot> _slots = [];
+
+    /// <summary>The replayer's per-page count of its live objects, kept in step when a move drops one.</summary>
+    public LiveObjectPages? LivePages { get; init; }
     private readonly List<Site> _sites = [null!]; // index 0: no site (kmalloc objects)
     private readonly Dictionary<SiteKey, Site> _siteByKey = new(new SiteKeyComparer());
     private Site?[] _siteById = new Site?[1024];
@@ -188,6 +191,7 @@ internal sealed class TraceCaches
                     // Out of memory: the object leaves the replay (its free will count as untracked).
                     slot.Live--;
                     objects.Remove(tracePtr);
+                    LivePages?.Remove(tracePtr);
                     continue;
                 }
                 obj = obj with { Ptr = p };

@@ -51,6 +51,8 @@ public sealed partial class TraceReplayer
     private readonly ReservedRelease _reserved;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
+    // _objects' keys counted per page (every key added or removed there is here too), for SlabFreeState.
+    private readonly LiveObjectPages _livePages = new();
     private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
     private long _percpuAllocs, _untrackedPercpuFrees;
     private readonly Dictionary<string, long> _untrackedByCache = new(StringComparer.Ordinal);
@@ -98,7 +100,7 @@ public sealed partial class TraceReplayer
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
         _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches);
         InitDecisions(machine.NrCpus);
-        _caches = new TraceCaches(machine);
+        _caches = new TraceCaches(machine) { LivePages = _livePages };
         _slabAlign = new SlabAlignment(machine, _options.Aligned);
         _reserved = new ReservedRelease(machine, _options.ReservedFrames);
         _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey);
@@ -326,7 +328,11 @@ public sealed partial class TraceReplayer
         bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
         // One hash lookup for the address: the entry is filled in below (nothing in between touches _objects).
         ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
-        if (live)
+        if (!live)
+        {
+            _livePages.Add(e.Ptr);
+        }
+        else
         {
             _missedFrees++;
             _caches.NoteMissedFree(entry.Slot);
@@ -374,7 +380,11 @@ public sealed partial class TraceReplayer
         bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
         // One hash lookup for the address, as for kmalloc (SiteOf and Release leave _objects alone).
         ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
-        if (live)
+        if (!live)
+        {
+            _livePages.Add(e.Ptr);
+        }
+        else
         {
             _missedFrees++;
             _caches.NoteMissedFree(entry.Slot);
@@ -417,6 +427,7 @@ public sealed partial class TraceReplayer
             _slabAlign.FreePlaceholder(name);
             return;
         }
+        _livePages.Remove(ptr);
         if (name is not null && obj.Site != 0)
         {
             NameSite(_caches.Sites[obj.Site], name);

@@ -177,7 +177,10 @@ internal sealed class TraceCaches
         long moved = 0;
         if (slot.Live > 0)
         {
-            foreach (ulong tracePtr in objects.Keys.ToList())
+            // The map itself, not a copy of its keys: a removal during enumeration leaves the enumerator and the order of
+            // the remaining entries as they were, and a copy of tens of thousands of keys per re-made cache was a large
+            // object each time.
+            foreach (ulong tracePtr in objects.Keys)
             {
                 ref var obj = ref CollectionsMarshal.GetValueRefOrNullRef(objects, tracePtr);
                 if (obj.Slot != slot.Index || obj.Ptr == 0)

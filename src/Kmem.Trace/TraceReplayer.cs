@@ -11,7 +11,6 @@
 // replayer, one thread, one machine.
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace Kmem;
 
@@ -51,8 +50,7 @@ public sealed partial class TraceReplayer
     private readonly ReservedRelease _reserved;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
-    // _objects' keys counted per page (every key added or removed there is here too), for SlabFreeState.
-    private readonly LiveObjectPages _livePages = new();
+    private readonly LiveObjectPages _livePages = new(); // _objects' keys per page: they are added and removed through it
     private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
     private long _percpuAllocs, _untrackedPercpuFrees;
     private readonly Dictionary<string, long> _untrackedByCache = new(StringComparer.Ordinal);
@@ -152,13 +150,8 @@ public sealed partial class TraceReplayer
         try
         {
             int nrCpus = _pending.Length;
-            while (true)
+            for (ref readonly var next = ref reader.Next(); !Unsafe.IsNullRef(in next); next = ref reader.Next())
             {
-                ref readonly var next = ref reader.Next();
-                if (Unsafe.IsNullRef(in next))
-                {
-                    break;
-                }
                 var e = next; // a copy on the stack: no write barriers (TraceReader.Next)
                 if (LiveObserver is not null)
                 {
@@ -327,12 +320,8 @@ public sealed partial class TraceReplayer
         }
         bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
         // One hash lookup for the address: the entry is filled in below (nothing in between touches _objects).
-        ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
-        if (!live)
-        {
-            _livePages.Add(e.Ptr);
-        }
-        else
+        ref var entry = ref _livePages.Add(_objects, e.Ptr, out bool live);
+        if (live)
         {
             _missedFrees++;
             _caches.NoteMissedFree(entry.Slot);
@@ -379,12 +368,8 @@ public sealed partial class TraceReplayer
         }
         bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
         // One hash lookup for the address, as for kmalloc (SiteOf and Release leave _objects alone).
-        ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
-        if (!live)
-        {
-            _livePages.Add(e.Ptr);
-        }
-        else
+        ref var entry = ref _livePages.Add(_objects, e.Ptr, out bool live);
+        if (live)
         {
             _missedFrees++;
             _caches.NoteMissedFree(entry.Slot);
@@ -421,13 +406,12 @@ public sealed partial class TraceReplayer
         {
             return; // kfree(NULL) and kfree(ZERO_SIZE_PTR) are traced and do nothing
         }
-        if (!_objects.Remove(ptr, out var obj))
+        if (!_livePages.Remove(_objects, ptr, out var obj))
         {
             NoteUntrackedFree(ptr, name);
             _slabAlign.FreePlaceholder(name);
             return;
         }
-        _livePages.Remove(ptr);
         if (name is not null && obj.Site != 0)
         {
             NameSite(_caches.Sites[obj.Site], name);

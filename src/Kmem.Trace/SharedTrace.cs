@@ -11,6 +11,7 @@
 // Locking: _gate guards the chunk list, the free chunks, the reader counts and the end;
 // a chunk's events are written by the parsing thread before it is published under
 // _gate and only read after.
+using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 
 namespace Kmem;
@@ -257,6 +258,16 @@ internal sealed class SharedTrace : IDisposable
             }
             e = Chunk.Events[Index++];
             return true;
+        }
+
+        /// <summary>The next event in its chunk's slot (good until the next call), or a null reference at the end of the trace.</summary>
+        public ref readonly TraceEvent Next()
+        {
+            if (Index >= Chunk.Count && !_shared.Advance(this))
+            {
+                return ref Unsafe.NullRef<TraceEvent>();
+            }
+            return ref Chunk.Events[Index++];
         }
 
         /// <summary>The follower stops reading: the parsing no longer waits for it.</summary>

@@ -37,11 +37,10 @@ internal readonly record struct SlabFreeState(int InUse = -1, bool Frozen = fals
         return new SlabFreeState(h.Aux, SlabPage.Frozen(h.Private), Volatile.Read(ref n.NrPartial), s.MinPartial);
     }
 
-    /// <summary>The objects the trace showed allocated and not yet freed (<paramref name="live"/>: their trace addresses) in
-    /// the kernel's slab holding <paramref name="ptr"/> (its frame from <paramref name="slabPages"/>, head frame to order,
-    /// through the direct-map base); -1 when the frame is not known. A scan of the live objects: run only where Kmem
-    /// gave its slab back, a few hundred frees in a trace.</summary>
-    public static int KernelSlabLive(IEnumerable<ulong> live, Dictionary<ulong, int> slabPages, ulong directMapBase, ulong ptr)
+    /// <summary>The objects the trace showed allocated and not yet freed (<paramref name="live"/>: counted per page of
+    /// their trace addresses) in the kernel's slab holding <paramref name="ptr"/> (its frame from
+    /// <paramref name="slabPages"/>, head frame to order, through the direct-map base); -1 when the frame is not known.</summary>
+    public static int KernelSlabLive(LiveObjectPages live, Dictionary<ulong, int> slabPages, ulong directMapBase, ulong ptr)
     {
         ulong pfn = (ptr - directMapBase) >> 12;
         for (int k = 0; k < Machine.MaxOrder; k++)
@@ -49,8 +48,7 @@ internal readonly record struct SlabFreeState(int InUse = -1, bool Frozen = fals
             ulong head = pfn & ~((1UL << k) - 1);
             if (slabPages.TryGetValue(head, out int order) && order >= k)
             {
-                ulong start = directMapBase + (head << 12), size = 4096UL << order;
-                return live.Count(p => p - start < size);
+                return live.Count(directMapBase + (head << 12), 1 << order);
             }
         }
         return -1;

@@ -31,6 +31,9 @@ internal sealed class TraceCaches
 
     private readonly Machine _m;
     private readonly List<CacheSlot> _slots = [];
+
+    /// <summary>The replayer's per-page count of its live objects, kept in step when a move drops one.</summary>
+    public LiveObjectPages? LivePages { get; init; }
     private readonly List<Site> _sites = [null!]; // index 0: no site (kmalloc objects)
     private readonly Dictionary<SiteKey, Site> _siteByKey = new(new SiteKeyComparer());
     private Site?[] _siteById = new Site?[1024];
@@ -174,7 +177,10 @@ internal sealed class TraceCaches
         long moved = 0;
         if (slot.Live > 0)
         {
-            foreach (ulong tracePtr in objects.Keys.ToList())
+            // The map itself, not a copy of its keys: a removal during enumeration leaves the enumerator and the order of
+            // the remaining entries as they were, and a copy of tens of thousands of keys per re-made cache was a large
+            // object each time.
+            foreach (ulong tracePtr in objects.Keys)
             {
                 ref var obj = ref CollectionsMarshal.GetValueRefOrNullRef(objects, tracePtr);
                 if (obj.Slot != slot.Index || obj.Ptr == 0)
@@ -188,6 +194,7 @@ internal sealed class TraceCaches
                     // Out of memory: the object leaves the replay (its free will count as untracked).
                     slot.Live--;
                     objects.Remove(tracePtr);
+                    LivePages?.Remove(tracePtr);
                     continue;
                 }
                 obj = obj with { Ptr = p };

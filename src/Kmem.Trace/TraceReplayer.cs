@@ -10,7 +10,7 @@
 // TraceReplayer.Decisions.cs and counted by TraceDecisions. Not thread-safe: one
 // replayer, one thread, one machine.
 using System.Diagnostics;
-using System.Runtime.InteropServices;
+using System.Runtime.CompilerServices;
 
 namespace Kmem;
 
@@ -50,6 +50,7 @@ public sealed partial class TraceReplayer
     private readonly ReservedRelease _reserved;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
+    private readonly LiveObjectPages _livePages = new(); // _objects' keys per page: they are added and removed through it
     private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
     private long _percpuAllocs, _untrackedPercpuFrees;
     private readonly Dictionary<string, long> _untrackedByCache = new(StringComparer.Ordinal);
@@ -98,7 +99,7 @@ public sealed partial class TraceReplayer
         bool slabKinds = machine.Options.Slab != SlabAllocator.Slob;
         _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches, slabKinds);
         InitDecisions(machine.NrCpus);
-        _caches = new TraceCaches(machine);
+        _caches = new TraceCaches(machine) { LivePages = _livePages };
         _slabAlign = new SlabAlignment(machine, _options.Aligned && slabKinds);
         _reserved = new ReservedRelease(machine, _options.ReservedFrames);
         _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey);
@@ -150,8 +151,9 @@ public sealed partial class TraceReplayer
         try
         {
             int nrCpus = _pending.Length;
-            while (reader.TryRead(out var e))
+            for (ref readonly var next = ref reader.Next(); !Unsafe.IsNullRef(in next); next = ref reader.Next())
             {
+                var e = next; // a copy on the stack: no write barriers (TraceReader.Next)
                 if (LiveObserver is not null)
                 {
                     LiveBeforeEvent(in e);
@@ -319,7 +321,7 @@ public sealed partial class TraceReplayer
         }
         bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
         // One hash lookup for the address: the entry is filled in below (nothing in between touches _objects).
-        ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
+        ref var entry = ref _livePages.Add(_objects, e.Ptr, out bool live);
         if (live)
         {
             _missedFrees++;
@@ -367,7 +369,7 @@ public sealed partial class TraceReplayer
         }
         bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
         // One hash lookup for the address, as for kmalloc (SiteOf and Release leave _objects alone).
-        ref var entry = ref CollectionsMarshal.GetValueRefOrAddDefault(_objects, e.Ptr, out bool live);
+        ref var entry = ref _livePages.Add(_objects, e.Ptr, out bool live);
         if (live)
         {
             _missedFrees++;
@@ -405,7 +407,7 @@ public sealed partial class TraceReplayer
         {
             return; // kfree(NULL) and kfree(ZERO_SIZE_PTR) are traced and do nothing
         }
-        if (!_objects.Remove(ptr, out var obj))
+        if (!_livePages.Remove(_objects, ptr, out var obj))
         {
             NoteUntrackedFree(ptr, name);
             _slabAlign.FreePlaceholder(name);

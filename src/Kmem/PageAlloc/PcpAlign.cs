@@ -20,11 +20,8 @@ internal static class PcpAlign
         try
         {
             ref PfnList list = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, order)];
-            int have = 0;
-            for (uint p = list.Head; p != PhysMem.NoPfn; p = mem.Frame(p).Next)
-            {
-                have++;
-            }
+            int have = list.Count; // kept by the list: a walk of it was most of an aligned replay's page allocation
+            VmBug.On(have != Walk(mem, list));
             if (have == blocks)
             {
                 return have;
@@ -100,6 +97,17 @@ internal static class PcpAlign
         {
             pcp.Unlock();
         }
+    }
+
+    // The list's length by walking it, to check its count in the DebugVm build.
+    private static int Walk(PhysMem mem, in PfnList list)
+    {
+        int n = 0;
+        for (uint p = list.Head; p != PhysMem.NoPfn; p = mem.Frame(p).Next)
+        {
+            n++;
+        }
+        return n;
     }
 
     /// <summary>The list's tail block back to the buddy lists. Caller holds the pcp lock and zone->lock.</summary>

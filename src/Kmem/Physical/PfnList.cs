@@ -17,6 +17,10 @@ internal struct PfnList
     public uint Head;
     public uint Tail;
 
+    /// <summary>The entries on the list, kept by the adds and deletes (a rotation keeps it), so a length is read
+    /// without walking the frames.</summary>
+    public int Count;
+
     public static PfnList Empty => new() { Head = PhysMem.NoPfn, Tail = PhysMem.NoPfn };
 
     public readonly bool IsEmpty => Head == PhysMem.NoPfn;
@@ -38,6 +42,7 @@ internal struct PfnList
             mem.Frame(Head).Prev = pfn;
         }
         Head = pfn;
+        Count++;
     }
 
     /// <summary>list_add_tail: <paramref name="pfn"/> becomes the last entry.</summary>
@@ -57,6 +62,7 @@ internal struct PfnList
             mem.Frame(Tail).Next = pfn;
         }
         Tail = pfn;
+        Count++;
     }
 
     /// <summary>list_del.</summary>
@@ -84,5 +90,6 @@ internal struct PfnList
             mem.Frame(f.Next).Prev = f.Prev;
         }
         f.Next = f.Prev = PhysMem.NoPfn;
+        Count--;
     }
 }

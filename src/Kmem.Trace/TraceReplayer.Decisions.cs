@@ -25,6 +25,8 @@ public sealed partial class TraceReplayer
 
     // The kernel's per-CPU lists as revealed so far: only in aligned mode.
     private PcpListModel? _pcpModel;
+    // Free-running only: how far Kmem's per-CPU counts stray from the kernel's, and why.
+    private PcpDrift? _drift;
     // The kernel's side of the page decisions and the bulk allocator's frames.
     private KernelPageEvents _kernel = null!;
     private readonly HashSet<ulong> _bulkPfns = [];
@@ -38,7 +40,12 @@ public sealed partial class TraceReplayer
         {
             _pcpModel = new PcpListModel(_m.PageAllocator, cpus);
         }
-        _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, ReplayBulk);
+        if (!_options.Aligned && _kmem is not null)
+        {
+            _drift = new PcpDrift(_m.PageAllocator, cpus, _decisions);
+            _kmem.Drift = _drift;
+        }
+        _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, ReplayBulk, _drift);
         _steals = _options.Aligned && _kmem is not null ? new StealAlignment(_m.PageAllocator) : null;
     }
 
@@ -58,6 +65,7 @@ public sealed partial class TraceReplayer
     // type, keyed by the frames (a frame Kmem already holds for the trace is left alone).
     private void ReplayBulk(List<ulong> pfns, MigrateType mt)
     {
+        var cls = _drift?.Enter(DriftClass.Bulk);
         Gfp type = mt switch
         {
             MigrateType.Movable => Gfp.Movable,
@@ -79,6 +87,10 @@ public sealed partial class TraceReplayer
             _bulkPages++;
             _pages[pfn] = new PageBlock(page, 0, false);
             _bulkPfns.Add(pfn);
+        }
+        if (cls is { } c)
+        {
+            _drift!.Enter(c);
         }
     }
 

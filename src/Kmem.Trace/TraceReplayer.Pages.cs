@@ -25,6 +25,9 @@ public sealed partial class TraceReplayer
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
     private ulong _base;
+    // The kind of frame the last PageFree freed (PcpDrift's class); the largest order the per-CPU lists take.
+    private DriftClass _freeClass;
+    private const int PcpOrders = 3;
     private bool _baseKnown;
     private ulong _baseCandidate;
     private int _baseVotes;
@@ -44,7 +47,18 @@ public sealed partial class TraceReplayer
         NotePageTables(ref e, cpu); // a task's page tables are the kernel's frames (ReplayPageTables.cs)
         var (refill, steal, ownership, blocks, steals) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
-        if (UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals)))
+        var cls = _drift?.Enter(DriftClass.User);
+        bool user = UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals));
+        if (cls is { } c)
+        {
+            _drift!.Enter(c);
+            if (refill >= 0)
+            {
+                _drift.KernelAlloc(cpu, e.Pfn, e.Order, refill == 1 ? blocks << e.Order : 0,
+                    user ? DriftClass.User : ReplayPageTables.IsTableAlloc(e.Gfp, e.Order) ? DriftClass.PageTable : DriftClass.Page);
+            }
+        }
+        if (user)
         {
             return; // a user page: a page of a Kmem task (TraceReplayer.Pressure.cs)
         }
@@ -114,6 +128,10 @@ public sealed partial class TraceReplayer
             {
                 _slabPages[p.Pfn] = p.Order;
                 _slabPageAllocs++;
+                if (p.KernelRefill >= 0)
+                {
+                    _drift?.Reclass(-(1 << p.Order), DriftClass.Page, DriftClass.SlabPage); // its pages left the list as a slab page
+                }
                 (_slabPageGfp, _slabPagePfn) = (p.Gfp, p.Pfn);
                 _slabPageSteals = p.Steals;
                 RemovePending(cpu, i);
@@ -153,6 +171,22 @@ public sealed partial class TraceReplayer
     }
 
     private void ReplayPageAlloc(in PendingPage p)
+    {
+        if (_drift is null)
+        {
+            ReplayPageAllocOn(p);
+            return;
+        }
+        var cls = _drift.Enter(ReplayPageTables.IsTableAlloc(p.Gfp, p.Order) ? DriftClass.PageTable : DriftClass.Page);
+        if (p.KernelRefill == 1)
+        {
+            _drift.ListReveal(_m.PageAllocator.Cpus.Current, p.Pfn, p.Order, (int)GfpFlags.GfpMigratetype(p.Gfp));
+        }
+        ReplayPageAllocOn(p);
+        _drift.Enter(cls);
+    }
+
+    private void ReplayPageAllocOn(in PendingPage p)
     {
         if (_pages.Remove(p.Pfn, out var stale))
         {
@@ -247,7 +281,9 @@ public sealed partial class TraceReplayer
     private void PageFreeEvent(ulong pfn, int order, int cpu, long line)
     {
         bool? revealed = null;
+        var cls = _drift?.Enter(DriftClass.PageTable);
         _tables.Prepare(pfn); // a table frame of Kmem's own, when it needs one, before the count is aligned
+        _drift?.Enter(DriftClass.Page);
         if (_options.Aligned)
         {
             ReplayPendingHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
@@ -268,27 +304,41 @@ public sealed partial class TraceReplayer
         _kernel.Contents.Free(cpu, pfn, order);
         _kmem?.Reset();
         bool freed = PageFree(pfn, order, cpu);
+        if (cls is { } c)
+        {
+            _drift!.Settle(_freeClass);
+            _drift.Enter(c);
+            if (order <= PcpOrders)
+            {
+                _drift.Kernel(cpu, pfn, 1 << order, _freeClass);
+            }
+        }
         if (_kmem is not null)
         {
             _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages, revealed);
         }
     }
 
-    // Returns whether Kmem freed a page for it (not for a slab frame or a frame never allocated in the trace).
+    // Returns whether Kmem freed a page for it (not for a slab frame or a frame never allocated in the trace);
+    // _freeClass says which kind of frame it was.
     private bool PageFree(ulong pfn, int order, int cpu)
     {
+        _freeClass = DriftClass.User;
         if (_pressure!.FreeUserPage(pfn, out bool kmemFreed))
         {
             return kmemFreed; // a user page's (TraceReplayer.Pressure.cs)
         }
+        _freeClass = DriftClass.PageTable;
         if (_tables.Free(pfn, out bool tableFreed))
         {
             return tableFreed; // a page table a task of Kmem's took over (ReplayPageTables.cs)
         }
+        _freeClass = DriftClass.SlabPage;
         if (_slabPages.Remove(pfn))
         {
             return false; // a slab page (or large kmalloc) the trace's slab layer gave back: Kmem's own slab layer decides
         }
+        _freeClass = DriftClass.Page;
         _bulkPfns.Remove(pfn);
         ReplayPendingHolding(cpu, pfn);
         if (_pages.Remove(pfn, out var block))
@@ -314,16 +364,42 @@ public sealed partial class TraceReplayer
                 return true;
             }
         }
+        _freeClass = DriftClass.Reserved;
         if (_reserved.Release(pfn, order))
         {
             return true;
         }
+        _freeClass = DriftClass.Untracked;
         _untrackedPageFrees++;
         return false;
     }
 
-    // A pending allocation of the CPU whose block holds the frame is replayed now: the frame is being freed.
+    // A pending allocation whose block holds the frame is replayed now: the frame is being freed. The free's CPU is
+    // looked at first; a page allocated on one CPU and freed on another (a pipe's page, written on one, read on the
+    // other) is replayed on the CPU that allocated it, so Kmem's free goes to the freeing CPU's list as the kernel's
+    // did, instead of finding no page (an untracked free) while the allocation waits on the other CPU.
     private void ReplayPendingHolding(int cpu, ulong pfn)
+    {
+        if (ReplayPendingOn(cpu, pfn))
+        {
+            return;
+        }
+        for (int other = 0; other < _pending.Length; other++)
+        {
+            if (other != cpu && _pendingCount[other] != 0)
+            {
+                using (_m.OnCpu(other))
+                {
+                    if (ReplayPendingOn(other, pfn))
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    private bool ReplayPendingOn(int cpu, ulong pfn)
     {
         var list = _pending[cpu];
         for (int i = 0; i < _pendingCount[cpu]; i++)
@@ -333,9 +409,10 @@ public sealed partial class TraceReplayer
                 var p = list[i];
                 RemovePending(cpu, i);
                 ReplayPageAlloc(p);
-                return;
+                return true;
             }
         }
+        return false;
     }
 
     // Splits a non-compound block into order-0 pages, as split_page does, and frees [pfn, pfn + 2^order).

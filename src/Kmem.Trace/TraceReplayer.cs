@@ -131,7 +131,7 @@ public sealed partial class TraceReplayer
         _ = _m.SlabCaches; // throws for a slab backend this build lacks, before any event
         _reader = reader;
         StartPressure(reader);
-        _m.Mm.TablePageSource = _tables.Take;
+        _m.Mm.TablePageSource = _drift is null ? _tables.Take : TakeTable;
         var before = KmemConsequences();
         double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
@@ -169,6 +169,7 @@ public sealed partial class TraceReplayer
                     scope = _m.OnCpu(cpu);
                     pinned = cpu;
                 }
+                _drift?.Enter(DriftClass.Other);
                 if (_pendingCount[cpu] != 0)
                 {
                     AgePending(cpu);
@@ -181,6 +182,12 @@ public sealed partial class TraceReplayer
                 }
                 _pressure!.BeforeEvent(ref e); // vmscan, compaction, oom events, markers, swapon/swapoff (Pressure/)
                 BeforeEvent(ref e, cpu); // the kernel's side: bursts (bulk pages are replayed with or without observers), drains
+                _drift?.Enter(e.Kind switch
+                {
+                    TraceEventKind.Kmalloc or TraceEventKind.Kfree or TraceEventKind.KmemCacheAlloc or TraceEventKind.KmemCacheFree => DriftClass.SlabPage,
+                    TraceEventKind.PercpuAllocPercpu or TraceEventKind.PercpuFreePercpu => DriftClass.Percpu,
+                    _ => DriftClass.Other,
+                });
                 Dispatch(ref e, cpu);
                 if (reader.Events >= nextCall)
                 {
@@ -214,6 +221,17 @@ public sealed partial class TraceReplayer
         sw.Stop();
         var after = KmemConsequences();
         return BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
+    }
+
+    // ReplayPageTables.Take, telling PcpDrift when the fault allocates a table of its own.
+    private Page TakeTable(TaskStruct? task)
+    {
+        var page = _tables.Take(task);
+        if (page.IsNull)
+        {
+            _drift!.OwnTable();
+        }
+        return page;
     }
 
     private void Dispatch(ref TraceEvent e, int cpu)
@@ -556,6 +574,7 @@ public sealed partial class TraceReplayer
             Caches = caches,
             Decisions = _kmem is null ? new Dictionary<string, TraceDecision>() : _decisions.Total,
             DecisionsByPhase = _kmem is null ? [] : _decisions.ByPhase,
+            PcpDrift = _drift is null ? [] : _drift.Result(_decisions.ByPhase),
             TraceChecks = new SortedDictionary<string, double>(StringComparer.Ordinal)
             {
                 ["kmalloc_size_class_match"] = _kmallocEvents > 0 ? (double)_kmallocMatches / _kmallocEvents : 0,

@@ -253,17 +253,24 @@ public sealed partial class TraceReplayer
         for (int i = 0; i < count; i++)
         {
             var (pfn, order, line) = list[i];
+            list.NoteCommitted(pfn);
             PageFreeEvent(pfn, order, cpu, line);
         }
         list.RemoveFirst(count);
     }
 
     // mm_page_free_batched: the commit of a waiting mm_page_free of the frame (counted once), the waiting frees
-    // before it being single ones; or a free of its own when none waits.
+    // before it being single ones; the commit of an mm_page_free an interrupt's event already committed (counted
+    // once, the waiting frees left waiting: they are the rest of the same list); or a free of its own when none waits.
     private void BatchedFree(ulong pfn, int order, int cpu, long line)
     {
         var list = _deferred[cpu];
         int i = list.IndexOf(pfn);
+        if (i < 0 && list.TakeCommitted(pfn))
+        {
+            _batchedOnce++;
+            return;
+        }
         if (i < 0)
         {
             FlushDeferredFrees(cpu, list.Count);
@@ -367,6 +374,12 @@ public sealed partial class TraceReplayer
         _freeClass = DriftClass.Reserved;
         if (_reserved.Release(pfn, order))
         {
+            return true;
+        }
+        _freeClass = DriftClass.Bulk;
+        if (order == 0 && _bulkUnkeyed[TraceZones.ZoneOf(_m.PageAllocator, pfn).Index].TryPop(out var bulkPage))
+        {
+            _m.FreePages(bulkPage, 0); // a bulk allocation's page whose frame the trace did not reveal (ReplayBulk)
             return true;
         }
         _freeClass = DriftClass.Untracked;

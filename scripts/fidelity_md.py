@@ -71,7 +71,7 @@ def capture(path, title, folder):
     out += ["", "### Consequence totals", "", "| consequence | kernel (trace) | Kmem (free-running) |", "|---|---:|---:|"]
     for name, c in j["consequences"].items():
         out.append(f"| {name} | {c['trace']:,} | {c['kmem']:,} |")
-    out += ["", "### Remaining gaps, counted", ""] + gaps(j, folder)
+    out += ["", "### Remaining gaps, counted", ""] + gaps(j, folder) + drift(j)
     out += ["", "### Trace checks (not fidelity)", ""]
     what = {"kmalloc_size_class_match": "Kmem's size_index table against the trace's bytes_alloc",
             "page_migratetype_match": "each mm_page_alloc's gfp_flags against its own migratetype"}
@@ -307,6 +307,52 @@ def steal_offsets(folder, fallback):
         mt = allocs.get(y, (0, 0))[1]
         offsets.append(sum(p for n, (p, t) in allocs.items() if y <= n < k and t == mt))
     return offsets
+
+
+DRIFT_CLASSES = [
+    ("start", "start"), ("page", "page"), ("slab_page", "slab"), ("user_page", "user"), ("page_table", "tables"),
+    ("untracked_free", "untracked"), ("reserved_release", "reserved"), ("bulk", "bulk"), ("percpu", "percpu"),
+    ("other", "other"), ("unseen", "unseen"), ("refill", "refill"), ("drain", "drain"),
+]
+
+
+def drift(j):
+    """The free-running run's per-CPU count drift (pcp_drift), phase by phase, and what moved it."""
+    phases = j.get("pcp_drift") or []
+    if not phases:
+        return []
+    used = [(key, head) for key, head in DRIFT_CLASSES
+            if any(p["classes"].get(key, {}).get("kernel_pages", 0) or p["classes"].get(key, {}).get("kmem_pages", 0) for p in phases)]
+    out = ["- pcp drift, free-running: how far Kmem's per-CPU count strays from the kernel's and which events "
+           "moved it. The kernel's count is rebuilt from its events (a trace from boot starts with empty lists; "
+           "each allocation of order ≤ 3 from the list, refill burst, free, drain and bulk allocation of known "
+           "size moves it) and revealed at each kernel drain (high less what it drained, or 0 after a free_high "
+           "drain); Kmem's is read from its lists. *Reveals*: kernel drains where Kmem's count of the same CPU "
+           "and zone was compared (equal / less than a batch away / mean Kmem − kernel after the free's drains); "
+           "*refills*: kernel refills (the kernel's list was empty) where Kmem's same list was empty too, just "
+           "before Kmem's allocation for it. Then, per class of events, the pages they put on the lists (taken "
+           "off: negative), Kmem's less the kernel's: their sum over a phase is the change of the difference "
+           "Kmem − kernel it made. page: page allocations and frees the replay mirrors; slab: slab pages (the "
+           "kernel's slab frames against Kmem's own slab layer's); user and tables: user pages and page tables "
+           "(Kmem's tasks, the pressure replay: a table of Kmem's own, as a HIGHPTE frame Kmem cannot take over, "
+           "is one page the kernel never took); untracked: frees of frames the replay never saw allocated (the "
+           "kernel put them on its list; Kmem has no page for them); bulk: alloc_pages_bulk; unseen: what a "
+           "reveal showed the kernel's count off by (pages no event accounts for); refill and drain: each side's "
+           "own, the consequence of the count and lists being elsewhere, not a cause. Kernel pages per class are "
+           "in the JSON (pcp_drift).", "",
+           "| phase | reveals | equal | < batch | mean Kmem − kernel | refills: Kmem's list empty | "
+           + " | ".join(h for _, h in used) + " |",
+           "|---|---:|---:|---:|---:|---:|" + "---:|" * len(used)]
+    for p in phases:
+        mean = f"{p['diff'] / p['reveals']:+.1f}" if p["reveals"] else "–"
+        lists = f"{p['list_empty']:,} of {p['list_reveals']:,}" if p["list_reveals"] else "–"
+        cells = []
+        for key, _ in used:
+            c = p["classes"].get(key)
+            cells.append(f"{c['kmem_pages'] - c['kernel_pages']:+,}" if c else "0")
+        out.append(f"| {p['phase']} | {p['reveals']:,} | {p['equal']:,} | {p['within_batch']:,} | {mean} | {lists} | "
+                   + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def main(args):

@@ -470,10 +470,34 @@ GAPS = """## Remaining gaps, free-running
   fix: the order-9 block Kmem used to take at the trace's first percpu_alloc_percpu gave 388 pages
   back through CPU 0's lists, which left its unmovable order-0 list at a count that happened to stay
   in step with the kernel's through the boot phase (83 % there). That was a side effect of a wrong
-  allocation, not the pcp policy; without it Kmem's refills come a constant few dozen allocations
-  off the kernel's from the first burst on (trace lines 2,211 against 2,260, then every ~93 lines),
-  because its own slab pages (caches that start empty) and its boot refill differ from the kernel's,
-  as the paragraph above on the lists explains.
+  allocation, not the pcp policy. It is 588 both-yes now (26.0 % recall, 24.2 % precision) since
+  the replay mirrors every kernel page free on the freeing CPU's list (docs/trace-replay.md): of the
+  4,752 page frees that used to find no page of Kmem's, 3,503 were of a page allocated on the other
+  CPU whose allocation was still held back there (a pipe's pages), which Kmem freed only at the
+  frame's next allocation, and most of the rest the mm_page_free_batched half of a list free whose
+  mm_page_free an interrupt's event (a softirq's kmem_cache_free) had already committed: the frame was
+  freed twice and the rest of the list committed as single frees before their own batched events.
+  17 are left, pages allocated before tracing. The same fix moved the aligned run's pcp_drain from
+  85.3 % recall / 34.8 % precision to 90.1 / 83.5 and its pcp_refill from 98.2 / 99.5 to 99.8 / 99.6.
+  Drains the kernel made after such a batched event have no free of their own left to belong to (its
+  free was committed at the interrupt): 31 are counted as drains after no page free.
+- Per-CPU drift, counted (each capture's pcp drift table): the page class, every page allocation and
+  free the replay mirrors, is 0 in every phase of both captures; the counts part where Kmem's own
+  decisions differ. (1) Slab pages: Kmem's caches start empty, so before the kernel's first refill
+  on capture B (trace line 132) Kmem's slab layer has already taken pages of its own and CPU 0's
+  count is 49, 23 of them on the unmovable order-0 list, against the kernel's empty lists; every
+  kernel refill of the boot phase's ring-buffer pages then finds Kmem's list 6 blocks long (19 of 961
+  boot refills find it empty). The slab class nets only tens of pages per phase, but one page more or
+  less shifts every later refill and drain. (2) Kmem's tasks (the pressure replay): in the parallel
+  phase Kmem's tasks take 9,726 user pages more than they give back and 9,535 more table pages than
+  the kernel (where the kernel frees a table frame that still maps pages in Kmem's task, Kmem moves
+  the table's entries to a frame of its own, or frees nothing). (3) What follows: each side's refills and drains
+  at other events (the refill and drain columns). A count that differs at one drain differs at the
+  next: only lists drained empty on both sides bring the counts back in step (after drop_caches'
+  drain_all_pages 144 of 176 revealed counts are equal), so free-running pcp_drain stays near 2 %
+  (pipes: 189 of 195 revealed counts less than a batch apart, 2 equal). Reaching the 85 % goal needs
+  Kmem's slab pages and its tasks' pages to leave the lists at the kernel's events, which the replay
+  cannot know for slabs filled before tracing, and which belongs to the pressure replay for tasks.
 """
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
 namespace Kmem;
 
 /// <summary>A CPU's waiting mm_page_free events: frame, order and trace line, in arrival order.</summary>
-internal sealed class DeferredPageFrees
+/// <param name="cpu">The CPU whose frees wait here.</param>
+/// <param name="commit">Replays one free: frame, order, CPU, trace line (TraceReplayer.PageFreeEvent).</param>
+internal sealed class DeferredPageFrees(int cpu = 0, Action<ulong, int, int, long>? commit = null)
 {
     private (ulong Pfn, int Order, long Line)[] _items = new (ulong, int, long)[16];
     private int _head;
@@ -43,6 +45,42 @@ internal sealed class DeferredPageFrees
         {
             _head = 0;
         }
+    }
+
+    /// <summary>Commits the <paramref name="count"/> oldest waiting frees as single frees, oldest first.</summary>
+    public void Flush(int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            var (pfn, order, line) = this[i];
+            NoteCommitted(pfn);
+            commit?.Invoke(pfn, order, cpu, line);
+        }
+        RemoveFirst(count);
+    }
+
+    /// <summary>mm_page_free_batched: the commit of a waiting mm_page_free of the frame, the waiting frees before it
+    /// being single ones; the commit of an mm_page_free an interrupt's event already committed (the waiting frees
+    /// left waiting: they are the rest of the same list); or a free of its own when none waits. Returns whether it
+    /// was the second event of a free counted once.</summary>
+    public bool Batched(ulong pfn, int order, long line)
+    {
+        int i = IndexOf(pfn);
+        if (i < 0 && TakeCommitted(pfn))
+        {
+            return true;
+        }
+        if (i < 0)
+        {
+            Flush(Count);
+            commit?.Invoke(pfn, order, cpu, line);
+            return false;
+        }
+        Flush(i);
+        var (_, freeOrder, freeLine) = this[0];
+        RemoveFirst(1);
+        commit?.Invoke(pfn, freeOrder, cpu, freeLine);
+        return true;
     }
 
     /// <summary>The waiting free of <paramref name="pfn"/> was committed as a single free.</summary>

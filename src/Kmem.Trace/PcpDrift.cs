@@ -153,6 +153,19 @@ internal sealed class PcpDrift
         _class = prev;
     }
 
+    /// <summary>A kernel page free was replayed: what Kmem's lists did since the last reading was of class
+    /// <paramref name="c"/> (the kind of frame it was), the class before the free (<paramref name="before"/>) is the
+    /// current one again, and the kernel's list gained the pages (order &lt;= 3: free_unref_page).</summary>
+    public void Freed(int cpu, ulong tracePfn, int order, DriftClass c, DriftClass before)
+    {
+        Settle(c);
+        Enter(before);
+        if (order <= Kmem.PageAlloc.PerCpuPages.CostlyOrder)
+        {
+            Kernel(cpu, tracePfn, 1 << order, c);
+        }
+    }
+
     public void KmemRefill(int zoneIndex, int cpu, int pages) => _kmemRefill[cpu * _zones + zoneIndex] += pages;
 
     public void KmemDrain(int zoneIndex, int cpu, int pages) => _kmemDrain[cpu * _zones + zoneIndex] += pages;
@@ -346,4 +359,19 @@ internal sealed class PcpDrift
         public readonly long[] Kernel = new long[Classes], Kmem = new long[Classes];
         public long Reveals, Equal, WithinBatch, AbsDiff, Diff, ListReveals, ListEmpty, ListBlocks;
     }
+}
+
+/// <summary>Kmem's calls are of one class until this is disposed, then of the class before (nothing without a drift).</summary>
+internal readonly struct DriftScope : IDisposable
+{
+    private readonly PcpDrift? _drift;
+    private readonly DriftClass _before;
+
+    public DriftScope(PcpDrift? drift, DriftClass c)
+    {
+        _drift = drift;
+        _before = drift?.Enter(c) ?? default;
+    }
+
+    public void Dispose() => _drift?.Enter(_before);
 }

@@ -73,7 +73,7 @@ public sealed partial class TraceReplayer
     // which no event can tell apart), and Kmem frees one of its own there, as the kernel did.
     private void ReplayBulk(List<ulong> pfns, MigrateType mt, int pages)
     {
-        var cls = _drift?.Enter(DriftClass.Bulk);
+        using var drift = new DriftScope(_drift, DriftClass.Bulk);
         Gfp type = mt switch
         {
             MigrateType.Movable => Gfp.Movable,
@@ -107,10 +107,6 @@ public sealed partial class TraceReplayer
             _bulkPages++;
             int zone = _m.PageAllocator.ZoneOf(page.RawPfn).Index;
             _bulkUnkeyed[zone].Push(page);
-        }
-        if (cls is { } c)
-        {
-            _drift!.Enter(c);
         }
     }
 

@@ -25,9 +25,8 @@ public sealed partial class TraceReplayer
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
     private ulong _base;
-    // The kind of frame the last PageFree freed (PcpDrift's class); the largest order the per-CPU lists take.
+    // The kind of frame the last PageFree freed (PcpDrift's class).
     private DriftClass _freeClass;
-    private const int PcpOrders = 3;
     private bool _baseKnown;
     private ulong _baseCandidate;
     private int _baseVotes;
@@ -47,16 +46,15 @@ public sealed partial class TraceReplayer
         NotePageTables(ref e, cpu); // a task's page tables are the kernel's frames (ReplayPageTables.cs)
         var (refill, steal, ownership, blocks, steals) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
-        var cls = _drift?.Enter(DriftClass.User);
-        bool user = UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals));
-        if (cls is { } c)
+        bool user;
+        using (new DriftScope(_drift, DriftClass.User))
         {
-            _drift!.Enter(c);
-            if (refill >= 0)
-            {
-                _drift.KernelAlloc(cpu, e.Pfn, e.Order, refill == 1 ? blocks << e.Order : 0,
-                    user ? DriftClass.User : ReplayPageTables.IsTableAlloc(e.Gfp, e.Order) ? DriftClass.PageTable : DriftClass.Page);
-            }
+            user = UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals));
+        }
+        if (refill >= 0)
+        {
+            _drift?.KernelAlloc(cpu, e.Pfn, e.Order, refill == 1 ? blocks << e.Order : 0,
+                user ? DriftClass.User : ReplayPageTables.IsTableAlloc(e.Gfp, e.Order) ? DriftClass.PageTable : DriftClass.Page);
         }
         if (user)
         {
@@ -172,22 +170,11 @@ public sealed partial class TraceReplayer
 
     private void ReplayPageAlloc(in PendingPage p)
     {
-        if (_drift is null)
-        {
-            ReplayPageAllocOn(p);
-            return;
-        }
-        var cls = _drift.Enter(ReplayPageTables.IsTableAlloc(p.Gfp, p.Order) ? DriftClass.PageTable : DriftClass.Page);
+        using var drift = new DriftScope(_drift, ReplayPageTables.IsTableAlloc(p.Gfp, p.Order) ? DriftClass.PageTable : DriftClass.Page);
         if (p.KernelRefill == 1)
         {
-            _drift.ListReveal(_m.PageAllocator.Cpus.Current, p.Pfn, p.Order, (int)GfpFlags.GfpMigratetype(p.Gfp));
+            _drift?.ListReveal(_m.PageAllocator.Cpus.Current, p.Pfn, p.Order, (int)GfpFlags.GfpMigratetype(p.Gfp));
         }
-        ReplayPageAllocOn(p);
-        _drift.Enter(cls);
-    }
-
-    private void ReplayPageAllocOn(in PendingPage p)
-    {
         if (_pages.Remove(p.Pfn, out var stale))
         {
             if (!_bulkPfns.Remove(p.Pfn))
@@ -247,41 +234,15 @@ public sealed partial class TraceReplayer
     // waiting mm_page_free events are the rest of its list, not single frees.
     private readonly bool[] _afterBatched;
 
-    private void FlushDeferredFrees(int cpu, int count)
-    {
-        var list = _deferred[cpu];
-        for (int i = 0; i < count; i++)
-        {
-            var (pfn, order, line) = list[i];
-            list.NoteCommitted(pfn);
-            PageFreeEvent(pfn, order, cpu, line);
-        }
-        list.RemoveFirst(count);
-    }
+    private void FlushDeferredFrees(int cpu, int count) => _deferred[cpu].Flush(count);
 
-    // mm_page_free_batched: the commit of a waiting mm_page_free of the frame (counted once), the waiting frees
-    // before it being single ones; the commit of an mm_page_free an interrupt's event already committed (counted
-    // once, the waiting frees left waiting: they are the rest of the same list); or a free of its own when none waits.
+    // mm_page_free_batched (DeferredPageFrees.Batched).
     private void BatchedFree(ulong pfn, int order, int cpu, long line)
     {
-        var list = _deferred[cpu];
-        int i = list.IndexOf(pfn);
-        if (i < 0 && list.TakeCommitted(pfn))
+        if (_deferred[cpu].Batched(pfn, order, line))
         {
             _batchedOnce++;
-            return;
         }
-        if (i < 0)
-        {
-            FlushDeferredFrees(cpu, list.Count);
-            PageFreeEvent(pfn, order, cpu, line);
-            return;
-        }
-        FlushDeferredFrees(cpu, i);
-        var (_, freeOrder, freeLine) = list[0];
-        list.RemoveFirst(1);
-        _batchedOnce++;
-        PageFreeEvent(pfn, freeOrder, cpu, freeLine);
     }
 
     // A page free of the trace; Kmem's drain decision is set beside the kernel's once the drains that follow are read.
@@ -311,15 +272,7 @@ public sealed partial class TraceReplayer
         _kernel.Contents.Free(cpu, pfn, order);
         _kmem?.Reset();
         bool freed = PageFree(pfn, order, cpu);
-        if (cls is { } c)
-        {
-            _drift!.Settle(_freeClass);
-            _drift.Enter(c);
-            if (order <= PcpOrders)
-            {
-                _drift.Kernel(cpu, pfn, 1 << order, _freeClass);
-            }
-        }
+        _drift?.Freed(cpu, pfn, order, _freeClass, cls ?? default);
         if (_kmem is not null)
         {
             _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages, revealed);
@@ -393,39 +346,29 @@ public sealed partial class TraceReplayer
     // did, instead of finding no page (an untracked free) while the allocation waits on the other CPU.
     private void ReplayPendingHolding(int cpu, ulong pfn)
     {
-        if (ReplayPendingOn(cpu, pfn))
+        for (int k = 0; k < _pending.Length; k++)
         {
-            return;
-        }
-        for (int other = 0; other < _pending.Length; other++)
-        {
-            if (other != cpu && _pendingCount[other] != 0)
+            int c = (cpu + k) % _pending.Length; // the free's CPU first
+            var list = _pending[c];
+            for (int i = 0; i < _pendingCount[c]; i++)
             {
-                using (_m.OnCpu(other))
+                if (pfn - list[i].Pfn < 1UL << list[i].Order)
                 {
-                    if (ReplayPendingOn(other, pfn))
+                    var p = list[i];
+                    RemovePending(c, i);
+                    if (c == cpu)
                     {
+                        ReplayPageAlloc(p);
                         return;
                     }
+                    using (_m.OnCpu(c))
+                    {
+                        ReplayPageAlloc(p); // allocated on the other CPU, replayed there
+                    }
+                    return;
                 }
             }
         }
-    }
-
-    private bool ReplayPendingOn(int cpu, ulong pfn)
-    {
-        var list = _pending[cpu];
-        for (int i = 0; i < _pendingCount[cpu]; i++)
-        {
-            if (pfn - list[i].Pfn < 1UL << list[i].Order)
-            {
-                var p = list[i];
-                RemovePending(cpu, i);
-                ReplayPageAlloc(p);
-                return true;
-            }
-        }
-        return false;
     }
 
     // Splits a non-compound block into order-0 pages, as split_page does, and frees [pfn, pfn + 2^order).

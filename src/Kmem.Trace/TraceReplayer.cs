@@ -50,8 +50,7 @@ public sealed partial class TraceReplayer
     private readonly ReservedRelease _reserved;
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
-    private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
-    private long _percpuAllocs, _untrackedPercpuFrees;
+    private readonly ReplayPercpu _percpuEvents;
     private readonly Dictionary<string, long> _untrackedByCache = new(StringComparer.Ordinal);
     private TraceReader? _reader;
 
@@ -91,7 +90,7 @@ public sealed partial class TraceReplayer
         _afterBatched = new bool[machine.NrCpus];
         for (int i = 0; i < _deferred.Length; i++)
         {
-            _deferred[i] = new DeferredPageFrees();
+            _deferred[i] = new DeferredPageFrees(i, PageFreeEvent);
         }
         _cpuEvents = new long[machine.NrCpus];
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
@@ -100,6 +99,7 @@ public sealed partial class TraceReplayer
         _caches = new TraceCaches(machine);
         _slabAlign = new SlabAlignment(machine, _options.Aligned);
         _reserved = new ReservedRelease(machine, _options.ReservedFrames);
+        _percpuEvents = new ReplayPercpu(machine);
         _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey);
     }
 
@@ -132,7 +132,7 @@ public sealed partial class TraceReplayer
         _reader = reader;
         StartPressure(reader);
         _m.Mm.TablePageSource = _drift is null ? _tables.Take : TakeTable;
-        var before = KmemConsequences();
+        var before = ReplayConsequences.Read(_m);
         double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
         var progress = _options.Progress;
@@ -219,7 +219,7 @@ public sealed partial class TraceReplayer
         FinishPressure();
         _decisions.Finish();
         sw.Stop();
-        var after = KmemConsequences();
+        var after = ReplayConsequences.Read(_m);
         return BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
     }
 
@@ -270,10 +270,10 @@ public sealed partial class TraceReplayer
                 }
                 break;
             case TraceEventKind.PercpuAllocPercpu:
-                PercpuAlloc(ref e);
+                _percpuEvents.Alloc(ref e);
                 break;
             case TraceEventKind.PercpuFreePercpu:
-                PercpuFree(e.Ptr);
+                _percpuEvents.Free(e.Ptr);
                 break;
             case TraceEventKind.PercpuCreateChunk:
             case TraceEventKind.PercpuDestroyChunk:
@@ -283,46 +283,6 @@ public sealed partial class TraceReplayer
             default:
                 break; // markers; pcpu_drain and extfrag are counted by the reader
         }
-    }
-
-    // ---------------------------------------------------------------- percpu events
-
-    private void PercpuAlloc(ref TraceEvent e)
-    {
-        if (e.Ptr == 0)
-        {
-            _traceFailures++;
-            return;
-        }
-        if (_percpuPtrs.Remove(e.Ptr, out var stale))
-        {
-            _missedFrees++;
-            _m.FreePercpu(stale);
-        }
-        var p = e.Reserved
-            ? _m.AllocReservedPercpu((nuint)e.Size, (nuint)Math.Max(e.Align, 1))
-            : _m.AllocPercpuGfp((nuint)e.Size, (nuint)Math.Max(e.Align, 1), ReplayGfp.Of(e.Gfp));
-        if (p.IsNull)
-        {
-            _kmemFailures++;
-            return;
-        }
-        _percpuAllocs++;
-        _percpuPtrs[e.Ptr] = p;
-    }
-
-    private void PercpuFree(ulong ptr)
-    {
-        if (ptr == 0)
-        {
-            return; // free_percpu(NULL)
-        }
-        if (!_percpuPtrs.Remove(ptr, out var p))
-        {
-            _untrackedPercpuFrees++;
-            return;
-        }
-        _m.FreePercpu(p);
     }
 
     // ---------------------------------------------------------------- slab events
@@ -479,38 +439,14 @@ public sealed partial class TraceReplayer
 
     private void NotePeak()
     {
-        long pages = SlabPages();
+        long pages = ReplayConsequences.SlabPages(_m);
         if (pages > _slabPagesPeak)
         {
             _slabPagesPeak = pages;
         }
     }
 
-    private long SlabPages()
-    {
-        long pages = 0;
-        foreach (var node in _m.PageAllocator.Nodes)
-        {
-            pages += Volatile.Read(ref node.NrSlabReclaimable) + Volatile.Read(ref node.NrSlabUnreclaimable);
-        }
-        return pages;
-    }
-
     // ---------------------------------------------------------------- results
-
-    private (long ZoneLocked, long Refill, long Drain, long Extfrag) KmemConsequences()
-    {
-        long zl = 0, refill = 0, drain = 0, extfrag = 0;
-        foreach (var zone in _m.PageAllocator.Zones)
-        {
-            var s = zone.SumStats();
-            zl += s.AllocZoneLocked;
-            refill += s.PcpRefill;
-            drain += s.PcpDrain;
-            extfrag += s.AllocExtfrag;
-        }
-        return (zl, refill, drain, extfrag);
-    }
 
     private TraceReplayResult BuildResult(TraceReader reader, double seconds, double decompressSeconds,
         (long ZoneLocked, long Refill, long Drain, long Extfrag) before, (long ZoneLocked, long Refill, long Drain, long Extfrag) after)
@@ -521,19 +457,13 @@ public sealed partial class TraceReplayer
             counts[name] = reader.CountOf(kind);
         }
         PressureReplay.AddCounts(reader, counts);
-        var consequences = new SortedDictionary<string, TraceConsequence>(StringComparer.Ordinal)
-        {
-            ["mm_page_alloc_zone_locked"] = new(reader.CountOf(TraceEventKind.MmPageAllocZoneLocked), after.ZoneLocked - before.ZoneLocked),
-            ["pcp_refill"] = new(_traceRefills, after.Refill - before.Refill),
-            ["mm_page_pcpu_drain"] = new(reader.CountOf(TraceEventKind.MmPagePcpuDrain), after.Drain - before.Drain),
-            ["mm_page_alloc_extfrag"] = new(reader.CountOf(TraceEventKind.MmPageAllocExtfrag), after.Extfrag - before.Extfrag),
-        };
+        var consequences = ReplayConsequences.Totals(reader, _traceRefills, before, after);
         var caches = _caches.Slots.Skip(1)
             .Where(s => s.Allocs > 0 || s.Live > 0 || s.Frees > 0)
             .Select(s => new TraceCacheUse(s.Name, s.ObjectSize, s.Allocs, s.Frees, s.Live, s.CallSites))
             .OrderByDescending(c => c.Allocations).ThenBy(c => c.Name, StringComparer.Ordinal)
             .ToList();
-        long slabEnd = SlabPages();
+        long slabEnd = ReplayConsequences.SlabPages(_m);
         return new TraceReplayResult
         {
             FileName = reader.FileName,
@@ -554,16 +484,16 @@ public sealed partial class TraceReplayer
             UntrackedFrees = _untrackedFrees,
             UntrackedFreesByCache = new SortedDictionary<string, long>(_untrackedByCache, StringComparer.Ordinal),
             UntrackedPageFrees = _untrackedPageFrees,
-            MissedFrees = _missedFrees,
-            TraceAllocFailures = _traceFailures,
-            KmemAllocFailures = _kmemFailures,
+            MissedFrees = _missedFrees + _percpuEvents.MissedFrees,
+            TraceAllocFailures = _traceFailures + _percpuEvents.TraceFailures,
+            KmemAllocFailures = _kmemFailures + _percpuEvents.KmemFailures,
             PageAllocsReplayed = _pagesReplayed,
             SlabPageAllocs = _slabPageAllocs,
             DirectMapBase = _baseKnown ? _base : null,
             PercpuEventsNotReplayed = _percpu,
-            PercpuAllocsReplayed = _percpuAllocs,
-            UntrackedPercpuFrees = _untrackedPercpuFrees,
-            LivePercpu = _percpuPtrs.Count,
+            PercpuAllocsReplayed = _percpuEvents.Allocs,
+            UntrackedPercpuFrees = _percpuEvents.UntrackedFrees,
+            LivePercpu = _percpuEvents.Live,
             MovedObjects = _moved,
             Consequences = consequences,
             SlabBytesPeak = Math.Max(_slabPagesPeak, slabEnd) * Machine.PageSize,

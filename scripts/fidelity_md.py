@@ -482,7 +482,8 @@ GAPS = """## Remaining gaps, free-running
   Drains the kernel made after such a batched event have no free of their own left to belong to (its
   free was committed at the interrupt): 31 are counted as drains after no page free.
 - Per-CPU drift, counted (each capture's pcp drift table): the page class, every page allocation and
-  free the replay mirrors, is 0 in every phase of both captures; the counts part where Kmem's own
+  free the replay mirrors, nets 0 in every phase of both captures but capture B's boot (+10 pages);
+  the counts part where Kmem's own
   decisions differ. (1) Slab pages: Kmem's caches start empty, so before the kernel's first refill
   on capture B (trace line 132) Kmem's slab layer has already taken pages of its own and CPU 0's
   count is 49, 23 of them on the unmovable order-0 list, against the kernel's empty lists; every

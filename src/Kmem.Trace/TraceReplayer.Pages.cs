@@ -267,6 +267,10 @@ public sealed partial class TraceReplayer
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, null);
             }
+            else if (order == 0 && !_slabPages.ContainsKey(pfn) && _bulkUnkeyed[TraceZones.ZoneOf(_m.PageAllocator, pfn).Index].TryPeek(out var bulk))
+            {
+                revealed = _pcpModel!.AlignForFree(cpu, pfn, bulk); // a bulk page whose frame the trace did not reveal
+            }
             _pcpModel!.Free(cpu, pfn, order);
         }
         _kernel.Contents.Free(cpu, pfn, order);

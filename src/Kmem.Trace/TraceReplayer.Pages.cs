@@ -237,13 +237,7 @@ public sealed partial class TraceReplayer
     private void FlushDeferredFrees(int cpu, int count) => _deferred[cpu].Flush(count);
 
     // mm_page_free_batched (DeferredPageFrees.Batched).
-    private void BatchedFree(ulong pfn, int order, int cpu, long line)
-    {
-        if (_deferred[cpu].Batched(pfn, order, line))
-        {
-            _batchedOnce++;
-        }
-    }
+    private void BatchedFree(ulong pfn, int order, int cpu, long line) => _batchedOnce += _deferred[cpu].Batched(pfn, order, line) ? 1 : 0;
 
     // A page free of the trace; Kmem's drain decision is set beside the kernel's once the drains that follow are read.
     private void PageFreeEvent(ulong pfn, int order, int cpu, long line)

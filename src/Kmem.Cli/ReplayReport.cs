@@ -147,6 +147,40 @@ public static class ReplayReport
     }
 
     /// <summary>Writes the result's fields into an open JSON object.</summary>
+    // The free-running run's per-CPU count drift, phase by phase (TracePcpDrift); nothing when there is none.
+    private static void WritePcpDriftJson(Utf8JsonWriter j, IReadOnlyList<TracePcpDrift> drift)
+    {
+        if (drift.Count == 0)
+        {
+            return;
+        }
+        j.WriteStartArray("pcp_drift");
+        foreach (var d in drift)
+        {
+            j.WriteStartObject();
+            j.WriteString("phase", d.Phase);
+            j.WriteNumber("reveals", d.Reveals);
+            j.WriteNumber("equal", d.Equal);
+            j.WriteNumber("within_batch", d.WithinBatch);
+            j.WriteNumber("abs_diff", d.AbsDiff);
+            j.WriteNumber("diff", d.Diff);
+            j.WriteNumber("list_reveals", d.ListReveals);
+            j.WriteNumber("list_empty", d.ListEmpty);
+            j.WriteNumber("list_blocks", d.ListBlocks);
+            j.WriteStartObject("classes");
+            foreach (var (name, c) in d.Classes)
+            {
+                j.WriteStartObject(name);
+                j.WriteNumber("kernel_pages", c.KernelPages);
+                j.WriteNumber("kmem_pages", c.KmemPages);
+                j.WriteEndObject();
+            }
+            j.WriteEndObject();
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+    }
+
     public static void WriteJsonFields(Utf8JsonWriter j, Machine m, TraceReplayResult r, IEnumerable<string> proc, TraceReplayResult? aligned = null)
     {
         j.WriteString("trace", r.FileName);
@@ -196,6 +230,7 @@ public static class ReplayReport
             j.WriteEndObject();
         }
         j.WriteEndArray();
+        WritePcpDriftJson(j, r.PcpDrift);
         ReplayPressure.WriteJson(j, r);
         j.WriteNumber("bulk_refill_bursts", r.BulkRefillBursts);
         j.WriteNumber("bulk_pages_replayed", r.BulkPagesReplayed);

@@ -42,6 +42,9 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
         StealTypes = 0;
     }
 
+    /// <summary>Where the refilled and drained pages go as well (free-running replays), or null.</summary>
+    public PcpDrift? Drift;
+
     private bool Mine => Environment.CurrentManagedThreadId == _thread;
 
     public void PcpRefill(int zoneIndex, int cpu, int order, int migratetype, int blocks)
@@ -50,6 +53,7 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
         {
             Refills++;
             RefillBlocks += blocks;
+            Drift?.KmemRefill(zoneIndex, cpu, blocks << order);
         }
     }
 
@@ -59,6 +63,7 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
         {
             Drains++;
             DrainPages += pages;
+            Drift?.KmemDrain(zoneIndex, cpu, pages);
         }
     }
 

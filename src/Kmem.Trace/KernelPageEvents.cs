@@ -15,7 +15,8 @@ internal sealed class KernelPageEvents
     private readonly Kmem.PageAlloc.PageAllocator _pa;
     private readonly TraceDecisions _decisions;
     private readonly PcpListModel? _model;
-    private readonly Action<List<ulong>, MigrateType> _replayBulk;
+    private readonly Action<List<ulong>, MigrateType, int> _replayBulk;
+    private readonly PcpDrift? _drift;
     // Per CPU: the refill burst in progress, a steal not yet claimed by an allocation, a frame the buddy lists
     // gave straight (percpu_refill=0), the pages vmalloc's bulk allocation is about to take (or 0).
     private readonly RefillBurst[] _bursts;
@@ -32,8 +33,9 @@ internal sealed class KernelPageEvents
     /// <summary>The kernel's per-CPU lists frame by frame.</summary>
     public PcpContents Contents { get; }
 
-    public KernelPageEvents(Kmem.PageAlloc.PageAllocator pa, int cpus, TraceDecisions decisions, PcpListModel? model, Action<List<ulong>, MigrateType> replayBulk)
+    public KernelPageEvents(Kmem.PageAlloc.PageAllocator pa, int cpus, TraceDecisions decisions, PcpListModel? model, Action<List<ulong>, MigrateType, int> replayBulk, PcpDrift? drift = null)
     {
+        _drift = drift;
         _pa = pa;
         _decisions = decisions;
         _model = model;
@@ -59,6 +61,7 @@ internal sealed class KernelPageEvents
             if (e.Timestamp == 0)
             {
                 _model?.StartAtBoot();
+                _drift?.StartAtBoot();
             }
         }
         var burst = _bursts[cpu];
@@ -102,12 +105,14 @@ internal sealed class KernelPageEvents
                 if (_decisions.LastFree(cpu) is { } f)
                 {
                     _model?.Drain(cpu, e.Pfn, e.Order, e.MigrateType, f.KernelPages, f.Order);
+                    _drift?.KernelDrain(cpu, e.Pfn, e.Order, f.KernelPages, f.Order);
                     f.KernelPages += 1 << e.Order;
                 }
                 else
                 {
                     UnattributedDrains++;
                     _model?.Drain(cpu, e.Pfn, e.Order, e.MigrateType, -1, 0);
+                    _drift?.Kernel(cpu, e.Pfn, -(1 << e.Order), DriftClass.Drain);
                 }
                 break;
             case TraceEventKind.MmPageAlloc:
@@ -146,9 +151,13 @@ internal sealed class KernelPageEvents
         if (kind is not (TraceEventKind.MmPagePcpuDrain or TraceEventKind.MmPageFreeBatched))
         {
             _decisions.ResolveFrees(cpu);
+            _drift?.Resolve(cpu);
         }
+        // A page free ends the wait as any other event does: alloc_pages_bulk runs right after the page array's kmalloc
+        // and shows nothing, so a page freed on this CPU after that kmalloc (a vfree of the area just before, whose
+        // pages then go to the list's head) was freed after the bulk took its pages; waiting past it would take the
+        // freed frames as the bulk's and leave the frames the bulk did take untracked until their free.
         if (_vmallocBulk[cpu] > 0 && kind is not (TraceEventKind.MmPageAllocZoneLocked or TraceEventKind.MmPageAllocExtfrag
-            or TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched or TraceEventKind.MmPagePcpuDrain
             or TraceEventKind.Kfree or TraceEventKind.KmemCacheFree))
         {
             // No refill burst came: the bulk took every page from the list, or it fell back to single
@@ -160,7 +169,8 @@ internal sealed class KernelPageEvents
                 var zone = TraceZones.Highest(_pa, Gfp.Kernel | Gfp.HighMem);
                 _model?.BulkFromList(cpu, zone, MigrateType.Unmovable, _vmallocBulk[cpu]);
                 int zoneIndex = Array.FindIndex(_pa.Zones, z => z.Type == zone);
-                _replayBulk(Contents.TakeBulk(cpu, zoneIndex, MigrateType.Unmovable, _vmallocBulk[cpu], null), MigrateType.Unmovable);
+                _drift?.KernelZone(cpu, zoneIndex, -_vmallocBulk[cpu], DriftClass.Bulk);
+                _replayBulk(Contents.TakeBulk(cpu, zoneIndex, MigrateType.Unmovable, _vmallocBulk[cpu], null), MigrateType.Unmovable, _vmallocBulk[cpu]);
             }
             _vmallocBulk[cpu] = 0;
         }
@@ -237,12 +247,16 @@ internal sealed class KernelPageEvents
         int pages = _vmallocBulk[cpu];
         _vmallocBulk[cpu] = 0;
         _model?.Bulk(cpu, burst.Pfns[0], burst.Order, burst.Mt, burst.Pfns.Count, pages);
+        if (burst.Order < 4 && (int)burst.Mt < Kmem.PageAlloc.Zone.PcpTypes)
+        {
+            _drift?.KernelBulk(cpu, burst.Pfns[0], burst.Order, burst.Pfns.Count, pages);
+        }
         if (burst.Order == 0)
         {
             BulkBursts++;
             // With the bulk's size known, the frames it took: the list's, then the burst's first ones; the rest of
             // the burst stays on the list for later allocations. Otherwise every frame of the burst.
-            _replayBulk(pages > 0 ? Contents.TakeBulk(cpu, TraceZones.ZoneOf(_pa, burst.Pfns[0]).Index, burst.Mt, pages, burst.Pfns) : burst.Pfns, burst.Mt);
+            _replayBulk(pages > 0 ? Contents.TakeBulk(cpu, TraceZones.ZoneOf(_pa, burst.Pfns[0]).Index, burst.Mt, pages, burst.Pfns) : burst.Pfns, burst.Mt, pages);
         }
         burst.Close();
     }

@@ -193,6 +193,10 @@ public sealed class TraceReplayResult
     /// <summary>Page tables Kmem's tasks allocated themselves: no table frame of the kernel's was waiting, at a fault
     /// or when the kernel freed a frame whose table still mapped pages in Kmem (its entries moved to the new one).</summary>
     public long PageTablesOwn { get; init; }
+
+    /// <summary>How far Kmem's per-CPU page counts strayed from the kernel's, phase by phase, and which events moved
+    /// them apart; empty for an aligned run or a machine not booted by <see cref="TraceReplayer.Boot"/>.</summary>
+    public IReadOnlyList<TracePcpDrift> PcpDrift { get; init; } = [];
 }
 
 /// <summary>One disagreement between Kmem's decision and the kernel's.</summary>
@@ -233,3 +237,22 @@ public sealed record TraceDecision(long Compared, long Matched, long KernelYes, 
 /// <param name="Phase">boot, or the marker's text after <c>PHASE </c>.</param>
 /// <param name="Decisions">By kind, as <see cref="TraceReplayResult.Decisions"/>.</param>
 public sealed record TraceDecisionPhase(string Phase, IReadOnlyDictionary<string, TraceDecision> Decisions);
+
+/// <summary>The drift of Kmem's per-CPU page counts from the kernel's in one phase of a free-running replay.</summary>
+/// <param name="Phase">boot, or the marker's text after <c>PHASE </c>.</param>
+/// <param name="Reveals">Kernel drains that revealed a CPU's count (high less what was drained, or 0 after a free_high drain).</param>
+/// <param name="Equal">Of those, where Kmem's count of the same CPU and zone was equal.</param>
+/// <param name="WithinBatch">Where it was less than a batch away.</param>
+/// <param name="AbsDiff">The sum of |Kmem − kernel| over the reveals.</param>
+/// <param name="Diff">The sum of Kmem − kernel over the reveals.</param>
+/// <param name="ListReveals">Kernel refills (the kernel's list was empty), just before Kmem's allocation for them.</param>
+/// <param name="ListEmpty">Of those, where Kmem's list of the same CPU, zone, order and type was empty too.</param>
+/// <param name="ListBlocks">The blocks Kmem's list held at those refills, summed.</param>
+/// <param name="Classes">Pages added to (or, negative, taken from) the per-CPU lists, by what did it, on each side.</param>
+public sealed record TracePcpDrift(string Phase, long Reveals, long Equal, long WithinBatch, long AbsDiff, long Diff,
+    long ListReveals, long ListEmpty, long ListBlocks, IReadOnlyDictionary<string, TraceDriftClass> Classes);
+
+/// <summary>Pages one class of events put on the per-CPU lists (negative: took), the kernel's and Kmem's.</summary>
+/// <param name="KernelPages">The kernel's, from its events.</param>
+/// <param name="KmemPages">Kmem's, from its lists.</param>
+public readonly record struct TraceDriftClass(long KernelPages, long KmemPages);

@@ -25,20 +25,30 @@ public sealed partial class TraceReplayer
 
     // The kernel's per-CPU lists as revealed so far: only in aligned mode.
     private PcpListModel? _pcpModel;
+    // Free-running only: how far Kmem's per-CPU counts stray from the kernel's, and why.
+    private PcpDrift? _drift;
     // The kernel's side of the page decisions and the bulk allocator's frames.
     private KernelPageEvents _kernel = null!;
     private readonly HashSet<ulong> _bulkPfns = [];
+    // Per zone: pages Kmem took for bulk allocations beyond the frames the trace revealed (ReplayBulk).
+    private Stack<Page>[] _bulkUnkeyed = [];
     private long _bulkPages, _batchedOnce;
     // Aligned: Kmem's buddy lists corrected after the kernel's steals.
     private StealAlignment? _steals;
 
     private void InitDecisions(int cpus)
     {
+        _bulkUnkeyed = [.. _m.PageAllocator.Zones.Select(_ => new Stack<Page>())];
         if (_options.Aligned)
         {
             _pcpModel = new PcpListModel(_m.PageAllocator, cpus);
         }
-        _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, ReplayBulk);
+        if (!_options.Aligned && _kmem is not null)
+        {
+            _drift = new PcpDrift(_m.PageAllocator, cpus, _decisions);
+            _kmem.Drift = _drift;
+        }
+        _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, ReplayBulk, _drift);
         _steals = _options.Aligned && _kmem is not null ? new StealAlignment(_m.PageAllocator) : null;
     }
 
@@ -55,9 +65,15 @@ public sealed partial class TraceReplayer
     }
 
     // The bulk allocator's frames: Kmem takes as many order-0 pages, of each frame's zone and the bulk's migrate
-    // type, keyed by the frames (a frame Kmem already holds for the trace is left alone).
-    private void ReplayBulk(List<ulong> pfns, MigrateType mt)
+    // type, keyed by the frames (a frame Kmem already holds for the trace is left alone). A bulk of known size
+    // (`pages`, vmalloc's page array) that took more pages than the frames the trace revealed on the list (a list
+    // whose frames it does not know) takes the rest too, unkeyed, from the zone vmalloc asks for: alloc_pages_bulk
+    // took them from the list all the same. They wait in _bulkUnkeyed until the kernel frees a frame the replay
+    // never saw allocated (of that zone, order 0): that free is one of them (or a page allocated before tracing,
+    // which no event can tell apart), and Kmem frees one of its own there, as the kernel did.
+    private void ReplayBulk(List<ulong> pfns, MigrateType mt, int pages)
     {
+        using var drift = new DriftScope(_drift, DriftClass.Bulk);
         Gfp type = mt switch
         {
             MigrateType.Movable => Gfp.Movable,
@@ -79,6 +95,18 @@ public sealed partial class TraceReplayer
             _bulkPages++;
             _pages[pfn] = new PageBlock(page, 0, false);
             _bulkPfns.Add(pfn);
+        }
+        for (int i = pfns.Count; i < pages; i++)
+        {
+            var page = _m.AllocPages(Gfp.Kernel | Gfp.NoWarn | Gfp.HighMem | type, 0);
+            if (page.IsNull)
+            {
+                _kmemFailures++;
+                continue;
+            }
+            _bulkPages++;
+            int zone = _m.PageAllocator.ZoneOf(page.RawPfn).Index;
+            _bulkUnkeyed[zone].Push(page);
         }
     }
 

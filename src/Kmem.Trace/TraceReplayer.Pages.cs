@@ -25,6 +25,8 @@ public sealed partial class TraceReplayer
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
     private ulong _base;
+    // The kind of frame the last PageFree freed (PcpDrift's class).
+    private DriftClass _freeClass;
     private bool _baseKnown;
     private ulong _baseCandidate;
     private int _baseVotes;
@@ -44,7 +46,17 @@ public sealed partial class TraceReplayer
         NotePageTables(ref e, cpu); // a task's page tables are the kernel's frames (ReplayPageTables.cs)
         var (refill, steal, ownership, blocks, steals) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
-        if (UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals)))
+        bool user;
+        using (new DriftScope(_drift, DriftClass.User))
+        {
+            user = UserPageAlloc(ref e, new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals));
+        }
+        if (refill >= 0)
+        {
+            _drift?.KernelAlloc(cpu, e.Pfn, e.Order, refill == 1 ? blocks << e.Order : 0,
+                user ? DriftClass.User : ReplayPageTables.IsTableAlloc(e.Gfp, e.Order) ? DriftClass.PageTable : DriftClass.Page);
+        }
+        if (user)
         {
             return; // a user page: a page of a Kmem task (TraceReplayer.Pressure.cs)
         }
@@ -114,6 +126,10 @@ public sealed partial class TraceReplayer
             {
                 _slabPages[p.Pfn] = p.Order;
                 _slabPageAllocs++;
+                if (p.KernelRefill >= 0)
+                {
+                    _drift?.Reclass(-(1 << p.Order), DriftClass.Page, DriftClass.SlabPage); // its pages left the list as a slab page
+                }
                 (_slabPageGfp, _slabPagePfn) = (p.Gfp, p.Pfn);
                 _slabPageSteals = p.Steals;
                 RemovePending(cpu, i);
@@ -154,6 +170,11 @@ public sealed partial class TraceReplayer
 
     private void ReplayPageAlloc(in PendingPage p)
     {
+        using var drift = new DriftScope(_drift, ReplayPageTables.IsTableAlloc(p.Gfp, p.Order) ? DriftClass.PageTable : DriftClass.Page);
+        if (p.KernelRefill == 1)
+        {
+            _drift?.ListReveal(_m.PageAllocator.Cpus.Current, p.Pfn, p.Order, (int)GfpFlags.GfpMigratetype(p.Gfp));
+        }
         if (_pages.Remove(p.Pfn, out var stale))
         {
             if (!_bulkPfns.Remove(p.Pfn))
@@ -213,41 +234,18 @@ public sealed partial class TraceReplayer
     // waiting mm_page_free events are the rest of its list, not single frees.
     private readonly bool[] _afterBatched;
 
-    private void FlushDeferredFrees(int cpu, int count)
-    {
-        var list = _deferred[cpu];
-        for (int i = 0; i < count; i++)
-        {
-            var (pfn, order, line) = list[i];
-            PageFreeEvent(pfn, order, cpu, line);
-        }
-        list.RemoveFirst(count);
-    }
+    private void FlushDeferredFrees(int cpu, int count) => _deferred[cpu].Flush(count);
 
-    // mm_page_free_batched: the commit of a waiting mm_page_free of the frame (counted once), the waiting frees
-    // before it being single ones; or a free of its own when none waits.
-    private void BatchedFree(ulong pfn, int order, int cpu, long line)
-    {
-        var list = _deferred[cpu];
-        int i = list.IndexOf(pfn);
-        if (i < 0)
-        {
-            FlushDeferredFrees(cpu, list.Count);
-            PageFreeEvent(pfn, order, cpu, line);
-            return;
-        }
-        FlushDeferredFrees(cpu, i);
-        var (_, freeOrder, freeLine) = list[0];
-        list.RemoveFirst(1);
-        _batchedOnce++;
-        PageFreeEvent(pfn, freeOrder, cpu, freeLine);
-    }
+    // mm_page_free_batched (DeferredPageFrees.Batched).
+    private void BatchedFree(ulong pfn, int order, int cpu, long line) => _batchedOnce += _deferred[cpu].Batched(pfn, order, line) ? 1 : 0;
 
     // A page free of the trace; Kmem's drain decision is set beside the kernel's once the drains that follow are read.
     private void PageFreeEvent(ulong pfn, int order, int cpu, long line)
     {
         bool? revealed = null;
+        var cls = _drift?.Enter(DriftClass.PageTable);
         _tables.Prepare(pfn); // a table frame of Kmem's own, when it needs one, before the count is aligned
+        _drift?.Enter(DriftClass.Page);
         if (_options.Aligned)
         {
             ReplayPendingHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
@@ -263,32 +261,42 @@ public sealed partial class TraceReplayer
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, null);
             }
+            else if (order == 0 && !_slabPages.ContainsKey(pfn) && _bulkUnkeyed[TraceZones.ZoneOf(_m.PageAllocator, pfn).Index].TryPeek(out var bulk))
+            {
+                revealed = _pcpModel!.AlignForFree(cpu, pfn, bulk); // a bulk page whose frame the trace did not reveal
+            }
             _pcpModel!.Free(cpu, pfn, order);
         }
         _kernel.Contents.Free(cpu, pfn, order);
         _kmem?.Reset();
         bool freed = PageFree(pfn, order, cpu);
+        _drift?.Freed(cpu, pfn, order, _freeClass, cls ?? default);
         if (_kmem is not null)
         {
             _decisions.OpenFree(cpu, pfn, order, line, freed, _kmem.DrainPages, revealed);
         }
     }
 
-    // Returns whether Kmem freed a page for it (not for a slab frame or a frame never allocated in the trace).
+    // Returns whether Kmem freed a page for it (not for a slab frame or a frame never allocated in the trace);
+    // _freeClass says which kind of frame it was.
     private bool PageFree(ulong pfn, int order, int cpu)
     {
+        _freeClass = DriftClass.User;
         if (_pressure!.FreeUserPage(pfn, out bool kmemFreed))
         {
             return kmemFreed; // a user page's (TraceReplayer.Pressure.cs)
         }
+        _freeClass = DriftClass.PageTable;
         if (_tables.Free(pfn, out bool tableFreed))
         {
             return tableFreed; // a page table a task of Kmem's took over (ReplayPageTables.cs)
         }
+        _freeClass = DriftClass.SlabPage;
         if (_slabPages.Remove(pfn))
         {
             return false; // a slab page (or large kmalloc) the trace's slab layer gave back: Kmem's own slab layer decides
         }
+        _freeClass = DriftClass.Page;
         _bulkPfns.Remove(pfn);
         ReplayPendingHolding(cpu, pfn);
         if (_pages.Remove(pfn, out var block))
@@ -314,26 +322,49 @@ public sealed partial class TraceReplayer
                 return true;
             }
         }
+        _freeClass = DriftClass.Reserved;
         if (_reserved.Release(pfn, order))
         {
             return true;
         }
+        _freeClass = DriftClass.Bulk;
+        if (order == 0 && _bulkUnkeyed[TraceZones.ZoneOf(_m.PageAllocator, pfn).Index].TryPop(out var bulkPage))
+        {
+            _m.FreePages(bulkPage, 0); // a bulk allocation's page whose frame the trace did not reveal (ReplayBulk)
+            return true;
+        }
+        _freeClass = DriftClass.Untracked;
         _untrackedPageFrees++;
         return false;
     }
 
-    // A pending allocation of the CPU whose block holds the frame is replayed now: the frame is being freed.
+    // A pending allocation whose block holds the frame is replayed now: the frame is being freed. The free's CPU is
+    // looked at first; a page allocated on one CPU and freed on another (a pipe's page, written on one, read on the
+    // other) is replayed on the CPU that allocated it, so Kmem's free goes to the freeing CPU's list as the kernel's
+    // did, instead of finding no page (an untracked free) while the allocation waits on the other CPU.
     private void ReplayPendingHolding(int cpu, ulong pfn)
     {
-        var list = _pending[cpu];
-        for (int i = 0; i < _pendingCount[cpu]; i++)
+        for (int k = 0; k < _pending.Length; k++)
         {
-            if (pfn - list[i].Pfn < 1UL << list[i].Order)
+            int c = (cpu + k) % _pending.Length; // the free's CPU first
+            var list = _pending[c];
+            for (int i = 0; i < _pendingCount[c]; i++)
             {
-                var p = list[i];
-                RemovePending(cpu, i);
-                ReplayPageAlloc(p);
-                return;
+                if (pfn - list[i].Pfn < 1UL << list[i].Order)
+                {
+                    var p = list[i];
+                    RemovePending(c, i);
+                    if (c == cpu)
+                    {
+                        ReplayPageAlloc(p);
+                        return;
+                    }
+                    using (_m.OnCpu(c))
+                    {
+                        ReplayPageAlloc(p); // allocated on the other CPU, replayed there
+                    }
+                    return;
+                }
             }
         }
     }

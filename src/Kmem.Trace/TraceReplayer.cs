@@ -51,8 +51,7 @@ public sealed partial class TraceReplayer
     private readonly TraceReplayOptions _options;
     private readonly Dictionary<ulong, LiveObject> _objects = new(1 << 16);
     private readonly LiveObjectPages _livePages = new(); // _objects' keys per page: they are added and removed through it
-    private readonly Dictionary<ulong, PercpuPtr> _percpuPtrs = [];
-    private long _percpuAllocs, _untrackedPercpuFrees;
+    private readonly ReplayPercpu _percpuEvents;
     private readonly Dictionary<string, long> _untrackedByCache = new(StringComparer.Ordinal);
     private TraceReader? _reader;
 
@@ -92,7 +91,7 @@ public sealed partial class TraceReplayer
         _afterBatched = new bool[machine.NrCpus];
         for (int i = 0; i < _deferred.Length; i++)
         {
-            _deferred[i] = new DeferredPageFrees();
+            _deferred[i] = new DeferredPageFrees(i, PageFreeEvent);
         }
         _cpuEvents = new long[machine.NrCpus];
         _kmem = machine.Options.PageAllocObserver as DecisionRecorder;
@@ -102,6 +101,7 @@ public sealed partial class TraceReplayer
         _caches = new TraceCaches(machine) { LivePages = _livePages };
         _slabAlign = new SlabAlignment(machine, _options.Aligned && slabKinds);
         _reserved = new ReservedRelease(machine, _options.ReservedFrames);
+        _percpuEvents = new ReplayPercpu(machine);
         _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey);
     }
 
@@ -133,8 +133,8 @@ public sealed partial class TraceReplayer
         _ = _m.SlabCaches; // throws for a slab backend this build lacks, before any event
         _reader = reader;
         StartPressure(reader);
-        _m.Mm.TablePageSource = _tables.Take;
-        var before = KmemConsequences();
+        _m.Mm.TablePageSource = _drift is null ? _tables.Take : TakeTable;
+        var before = ReplayConsequences.Read(_m);
         double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
         var progress = _options.Progress;
@@ -172,6 +172,7 @@ public sealed partial class TraceReplayer
                     scope = _m.OnCpu(cpu);
                     pinned = cpu;
                 }
+                _drift?.Enter(DriftClass.Other);
                 if (_pendingCount[cpu] != 0)
                 {
                     AgePending(cpu);
@@ -184,6 +185,12 @@ public sealed partial class TraceReplayer
                 }
                 _pressure!.BeforeEvent(ref e); // vmscan, compaction, oom events, markers, swapon/swapoff (Pressure/)
                 BeforeEvent(ref e, cpu); // the kernel's side: bursts (bulk pages are replayed with or without observers), drains
+                _drift?.Enter(e.Kind switch
+                {
+                    TraceEventKind.Kmalloc or TraceEventKind.Kfree or TraceEventKind.KmemCacheAlloc or TraceEventKind.KmemCacheFree => DriftClass.SlabPage,
+                    TraceEventKind.PercpuAllocPercpu or TraceEventKind.PercpuFreePercpu => DriftClass.Percpu,
+                    _ => DriftClass.Other,
+                });
                 Dispatch(ref e, cpu);
                 if (reader.Events >= nextCall)
                 {
@@ -215,8 +222,19 @@ public sealed partial class TraceReplayer
         FinishPressure();
         _decisions.Finish();
         sw.Stop();
-        var after = KmemConsequences();
+        var after = ReplayConsequences.Read(_m);
         return BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
+    }
+
+    // ReplayPageTables.Take, telling PcpDrift when the fault allocates a table of its own.
+    private Page TakeTable(TaskStruct? task)
+    {
+        var page = _tables.Take(task);
+        if (page.IsNull)
+        {
+            _drift!.OwnTable();
+        }
+        return page;
     }
 
     private void Dispatch(ref TraceEvent e, int cpu)
@@ -255,10 +273,10 @@ public sealed partial class TraceReplayer
                 }
                 break;
             case TraceEventKind.PercpuAllocPercpu:
-                PercpuAlloc(ref e);
+                _percpuEvents.Alloc(ref e);
                 break;
             case TraceEventKind.PercpuFreePercpu:
-                PercpuFree(e.Ptr);
+                _percpuEvents.Free(e.Ptr);
                 break;
             case TraceEventKind.PercpuCreateChunk:
             case TraceEventKind.PercpuDestroyChunk:
@@ -268,46 +286,6 @@ public sealed partial class TraceReplayer
             default:
                 break; // markers; pcpu_drain and extfrag are counted by the reader
         }
-    }
-
-    // ---------------------------------------------------------------- percpu events
-
-    private void PercpuAlloc(ref TraceEvent e)
-    {
-        if (e.Ptr == 0)
-        {
-            _traceFailures++;
-            return;
-        }
-        if (_percpuPtrs.Remove(e.Ptr, out var stale))
-        {
-            _missedFrees++;
-            _m.FreePercpu(stale);
-        }
-        var p = e.Reserved
-            ? _m.AllocReservedPercpu((nuint)e.Size, (nuint)Math.Max(e.Align, 1))
-            : _m.AllocPercpuGfp((nuint)e.Size, (nuint)Math.Max(e.Align, 1), ReplayGfp.Of(e.Gfp));
-        if (p.IsNull)
-        {
-            _kmemFailures++;
-            return;
-        }
-        _percpuAllocs++;
-        _percpuPtrs[e.Ptr] = p;
-    }
-
-    private void PercpuFree(ulong ptr)
-    {
-        if (ptr == 0)
-        {
-            return; // free_percpu(NULL)
-        }
-        if (!_percpuPtrs.Remove(ptr, out var p))
-        {
-            _untrackedPercpuFrees++;
-            return;
-        }
-        _m.FreePercpu(p);
     }
 
     // ---------------------------------------------------------------- slab events
@@ -464,38 +442,14 @@ public sealed partial class TraceReplayer
 
     private void NotePeak()
     {
-        long pages = SlabPages();
+        long pages = ReplayConsequences.SlabPages(_m);
         if (pages > _slabPagesPeak)
         {
             _slabPagesPeak = pages;
         }
     }
 
-    private long SlabPages()
-    {
-        long pages = 0;
-        foreach (var node in _m.PageAllocator.Nodes)
-        {
-            pages += Volatile.Read(ref node.NrSlabReclaimable) + Volatile.Read(ref node.NrSlabUnreclaimable);
-        }
-        return pages;
-    }
-
     // ---------------------------------------------------------------- results
-
-    private (long ZoneLocked, long Refill, long Drain, long Extfrag) KmemConsequences()
-    {
-        long zl = 0, refill = 0, drain = 0, extfrag = 0;
-        foreach (var zone in _m.PageAllocator.Zones)
-        {
-            var s = zone.SumStats();
-            zl += s.AllocZoneLocked;
-            refill += s.PcpRefill;
-            drain += s.PcpDrain;
-            extfrag += s.AllocExtfrag;
-        }
-        return (zl, refill, drain, extfrag);
-    }
 
     private TraceReplayResult BuildResult(TraceReader reader, double seconds, double decompressSeconds,
         (long ZoneLocked, long Refill, long Drain, long Extfrag) before, (long ZoneLocked, long Refill, long Drain, long Extfrag) after)
@@ -506,19 +460,13 @@ public sealed partial class TraceReplayer
             counts[name] = reader.CountOf(kind);
         }
         PressureReplay.AddCounts(reader, counts);
-        var consequences = new SortedDictionary<string, TraceConsequence>(StringComparer.Ordinal)
-        {
-            ["mm_page_alloc_zone_locked"] = new(reader.CountOf(TraceEventKind.MmPageAllocZoneLocked), after.ZoneLocked - before.ZoneLocked),
-            ["pcp_refill"] = new(_traceRefills, after.Refill - before.Refill),
-            ["mm_page_pcpu_drain"] = new(reader.CountOf(TraceEventKind.MmPagePcpuDrain), after.Drain - before.Drain),
-            ["mm_page_alloc_extfrag"] = new(reader.CountOf(TraceEventKind.MmPageAllocExtfrag), after.Extfrag - before.Extfrag),
-        };
+        var consequences = ReplayConsequences.Totals(reader, _traceRefills, before, after);
         var caches = _caches.Slots.Skip(1)
             .Where(s => s.Allocs > 0 || s.Live > 0 || s.Frees > 0)
             .Select(s => new TraceCacheUse(s.Name, s.ObjectSize, s.Allocs, s.Frees, s.Live, s.CallSites))
             .OrderByDescending(c => c.Allocations).ThenBy(c => c.Name, StringComparer.Ordinal)
             .ToList();
-        long slabEnd = SlabPages();
+        long slabEnd = ReplayConsequences.SlabPages(_m);
         return new TraceReplayResult
         {
             FileName = reader.FileName,
@@ -539,16 +487,16 @@ public sealed partial class TraceReplayer
             UntrackedFrees = _untrackedFrees,
             UntrackedFreesByCache = new SortedDictionary<string, long>(_untrackedByCache, StringComparer.Ordinal),
             UntrackedPageFrees = _untrackedPageFrees,
-            MissedFrees = _missedFrees,
-            TraceAllocFailures = _traceFailures,
-            KmemAllocFailures = _kmemFailures,
+            MissedFrees = _missedFrees + _percpuEvents.MissedFrees,
+            TraceAllocFailures = _traceFailures + _percpuEvents.TraceFailures,
+            KmemAllocFailures = _kmemFailures + _percpuEvents.KmemFailures,
             PageAllocsReplayed = _pagesReplayed,
             SlabPageAllocs = _slabPageAllocs,
             DirectMapBase = _baseKnown ? _base : null,
             PercpuEventsNotReplayed = _percpu,
-            PercpuAllocsReplayed = _percpuAllocs,
-            UntrackedPercpuFrees = _untrackedPercpuFrees,
-            LivePercpu = _percpuPtrs.Count,
+            PercpuAllocsReplayed = _percpuEvents.Allocs,
+            UntrackedPercpuFrees = _percpuEvents.UntrackedFrees,
+            LivePercpu = _percpuEvents.Live,
             MovedObjects = _moved,
             Consequences = consequences,
             SlabBytesPeak = Math.Max(_slabPagesPeak, slabEnd) * Machine.PageSize,
@@ -559,6 +507,7 @@ public sealed partial class TraceReplayer
             Caches = caches,
             Decisions = _kmem is null ? new Dictionary<string, TraceDecision>() : _decisions.Total,
             DecisionsByPhase = _kmem is null ? [] : _decisions.ByPhase,
+            PcpDrift = _drift is null ? [] : _drift.Result(_decisions.ByPhase),
             TraceChecks = new SortedDictionary<string, double>(StringComparer.Ordinal)
             {
                 ["kmalloc_size_class_match"] = _kmallocEvents > 0 ? (double)_kmallocMatches / _kmallocEvents : 0,

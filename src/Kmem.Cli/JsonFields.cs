@@ -1,6 +1,6 @@
 // The shapes every JSON report of the command repeats: an array of strings, a number that may be
-// absent (written as null, so a reader sees the field either way), and an array of objects, one per
-// row. Stateless; the writer is the caller's.
+// absent (written as null, so a reader sees the field either way), an array of objects, one per
+// row, and an object of named objects. Stateless; the writer is the caller's.
 using System.Text.Json;
 
 namespace Kmem.Cli;
@@ -42,5 +42,18 @@ internal static class JsonFields
             j.WriteEndObject();
         }
         j.WriteEndArray();
+    }
+
+    /// <summary>"name": {"key": {…}, …}: one object per entry, named by its key, its fields written by <paramref name="fields"/>.</summary>
+    public static void Named<T>(Utf8JsonWriter j, string name, IEnumerable<KeyValuePair<string, T>> entries, Action<Utf8JsonWriter, T> fields)
+    {
+        j.WriteStartObject(name);
+        foreach (var (key, value) in entries)
+        {
+            j.WriteStartObject(key);
+            fields(j, value);
+            j.WriteEndObject();
+        }
+        j.WriteEndObject();
     }
 }

@@ -146,7 +146,6 @@ public static class ReplayReport
         }
     }
 
-    /// <summary>Writes the result's fields into an open JSON object.</summary>
     // The free-running run's per-CPU count drift, phase by phase (TracePcpDrift); nothing when there is none.
     private static void WritePcpDriftJson(Utf8JsonWriter j, IReadOnlyList<TracePcpDrift> drift)
     {
@@ -154,10 +153,8 @@ public static class ReplayReport
         {
             return;
         }
-        j.WriteStartArray("pcp_drift");
-        foreach (var d in drift)
+        JsonFields.Objects(j, "pcp_drift", drift, static (j, d) =>
         {
-            j.WriteStartObject();
             j.WriteString("phase", d.Phase);
             j.WriteNumber("reveals", d.Reveals);
             j.WriteNumber("equal", d.Equal);
@@ -167,20 +164,15 @@ public static class ReplayReport
             j.WriteNumber("list_reveals", d.ListReveals);
             j.WriteNumber("list_empty", d.ListEmpty);
             j.WriteNumber("list_blocks", d.ListBlocks);
-            j.WriteStartObject("classes");
-            foreach (var (name, c) in d.Classes)
+            JsonFields.Named(j, "classes", d.Classes, static (j, c) =>
             {
-                j.WriteStartObject(name);
                 j.WriteNumber("kernel_pages", c.KernelPages);
                 j.WriteNumber("kmem_pages", c.KmemPages);
-                j.WriteEndObject();
-            }
-            j.WriteEndObject();
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
+            });
+        });
     }
 
+    /// <summary>Writes the result's fields into an open JSON object.</summary>
     public static void WriteJsonFields(Utf8JsonWriter j, Machine m, TraceReplayResult r, IEnumerable<string> proc, TraceReplayResult? aligned = null)
     {
         j.WriteString("trace", r.FileName);
@@ -262,15 +254,11 @@ public static class ReplayReport
         j.WriteNumber("lost_events", r.LostEvents);
         WriteCounts(j, "event_counts", r.EventCounts);
         WriteCounts(j, "unknown_events", r.UnknownEvents);
-        j.WriteStartObject("consequences");
-        foreach (var (name, c) in r.Consequences)
+        JsonFields.Named(j, "consequences", r.Consequences, static (j, c) =>
         {
-            j.WriteStartObject(name);
             j.WriteNumber("trace", c.Trace);
             j.WriteNumber("kmem", c.Kmem);
-            j.WriteEndObject();
-        }
-        j.WriteEndObject();
+        });
         j.WriteNumber("slab_bytes_peak", r.SlabBytesPeak);
         j.WriteNumber("slab_bytes_end", r.SlabBytesEnd);
         j.WriteNumber("slab_pages_end", r.SlabPagesEnd);

@@ -102,6 +102,19 @@ internal sealed class DeferredPageFrees(int cpu = 0, Action<ulong, int, int, lon
         return true;
     }
 
+    /// <summary>The frame was allocated again (on any CPU): a batched free of it from now on is a free of its own, not
+    /// the second event of a free already committed, so every CPU forgets it.</summary>
+    public static void Reallocated(DeferredPageFrees[] cpus, ulong pfn)
+    {
+        foreach (var d in cpus)
+        {
+            for (int i; (i = Array.IndexOf(d._committed, pfn)) >= 0;)
+            {
+                d._committed[i] = 0;
+            }
+        }
+    }
+
     /// <summary>The position of the first waiting free of <paramref name="pfn"/>, or -1.</summary>
     public int IndexOf(ulong pfn)
     {

@@ -86,7 +86,7 @@ public sealed partial class TraceReplayer
             {
                 continue;
             }
-            var page = _m.AllocPages(Gfp.Kernel | Gfp.NoWarn | TraceZones.ZoneModifiers(_m.PageAllocator, pfn) | type, 0);
+            var page = _m.AllocPages(ReplayGfp.Bulk | TraceZones.ZoneModifiers(_m.PageAllocator, pfn) | type, 0);
             if (page.IsNull)
             {
                 _kmemFailures++;
@@ -98,7 +98,7 @@ public sealed partial class TraceReplayer
         }
         for (int i = pfns.Count; i < pages; i++)
         {
-            var page = _m.AllocPages(Gfp.Kernel | Gfp.NoWarn | Gfp.HighMem | type, 0);
+            var page = _m.AllocPages(ReplayGfp.Bulk | Gfp.HighMem | type, 0);
             if (page.IsNull)
             {
                 _kmemFailures++;

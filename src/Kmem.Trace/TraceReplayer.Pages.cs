@@ -43,6 +43,7 @@ public sealed partial class TraceReplayer
         {
             _pageMtMatches++;
         }
+        DeferredPageFrees.Reallocated(_deferred, e.Pfn); // a later batched free of the frame is a new free
         NotePageTables(ref e, cpu); // a task's page tables are the kernel's frames (ReplayPageTables.cs)
         var (refill, steal, ownership, blocks, steals) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);

@@ -33,6 +33,10 @@ internal sealed class PcpListModel
     private readonly int[] _model;
     private readonly int[] _modelFf;
     private readonly int[] _modelTotal;
+    // Per CPU and zone: how many of its lists are unknown, and the pages of the known ones (kept at every write of
+    // _model through SetList, so ListSum is a read instead of a walk of the twelve lists at every free).
+    private readonly int[] _unknownLists;
+    private readonly int[] _knownPages;
     private readonly Dictionary<ulong, byte> _frameMt = [];
 
     public PcpListModel(Kmem.PageAlloc.PageAllocator pa, int cpus)
@@ -44,6 +48,9 @@ internal sealed class PcpListModel
         _modelFf = new int[cpus * zones];
         _modelTotal = new int[cpus * zones];
         Array.Fill(_modelTotal, -1);
+        _unknownLists = new int[cpus * zones];
+        Array.Fill(_unknownLists, ModelOrders * ModelTypes);
+        _knownPages = new int[cpus * zones];
     }
 
     // A trace recorded from boot (its first event at uptime 0): the per-CPU lists were empty then (the boot
@@ -52,6 +59,33 @@ internal sealed class PcpListModel
     {
         Array.Fill(_model, 0);
         Array.Fill(_modelTotal, 0);
+        Array.Fill(_unknownLists, 0);
+        Array.Fill(_knownPages, 0);
+    }
+
+    // Every write of a list's blocks (-1: unknown) goes through here, to keep _unknownLists and _knownPages.
+    private void SetList(int li, int blocks)
+    {
+        int old = _model[li];
+        int fi = li / (ModelOrders * ModelTypes);
+        int order = li / ModelTypes % ModelOrders;
+        if (old < 0)
+        {
+            _unknownLists[fi]--;
+        }
+        else
+        {
+            _knownPages[fi] -= old << order;
+        }
+        if (blocks < 0)
+        {
+            _unknownLists[fi]++;
+        }
+        else
+        {
+            _knownPages[fi] += blocks << order;
+        }
+        _model[li] = blocks < 0 ? -1 : blocks;
     }
 
     private void AddTotal(int fi, int pages)
@@ -77,7 +111,7 @@ internal sealed class PcpListModel
         int fi = cpu * _pa.Zones.Length + zone.Index;
         int ff = _modelFf[fi];
         _modelFf[fi] = ff >> 1;
-        _model[li] = refill == 1 ? burstBlocks - 1 : before > 0 ? before - 1 : -1;
+        SetList(li, refill == 1 ? burstBlocks - 1 : before > 0 ? before - 1 : -1);
         AddTotal(fi, refill == 1 ? (burstBlocks - 1) << order : -(1 << order));
         _frameMt[pfn] = (byte)mt;
         return (before, ff);
@@ -94,14 +128,14 @@ internal sealed class PcpListModel
         {
             if (order < ModelOrders && (int)mt < ModelTypes)
             {
-                _model[ListIndex(cpu, zone, order, (int)mt)] = -1;
+                SetList(ListIndex(cpu, zone, order, (int)mt), -1);
             }
             _modelTotal[fi] = -1;
             return;
         }
         int li = ListIndex(cpu, zone, 0, (int)mt);
         int after = _model[li] + blocks - pages;
-        _model[li] = _model[li] >= 0 && after >= 0 ? after : -1;
+        SetList(li, _model[li] >= 0 && after >= 0 ? after : -1);
         AddTotal(fi, blocks - pages);
     }
 
@@ -123,7 +157,7 @@ internal sealed class PcpListModel
         }
         int li = ListIndex(cpu, zone, 0, (int)mt);
         int before = _model[li];
-        _model[li] = before >= pages ? before - pages : -1; // fewer than asked would have refilled: then unknown
+        SetList(li, before >= pages ? before - pages : -1); // fewer than asked would have refilled: then unknown
         AddTotal(cpu * _pa.Zones.Length + zone, -pages);
     }
 
@@ -140,7 +174,7 @@ internal sealed class PcpListModel
         int li = ListIndex(cpu, zone, order, mt);
         if (_model[li] >= 0)
         {
-            _model[li]++;
+            SetList(li, _model[li] + 1);
         }
     }
 
@@ -152,7 +186,7 @@ internal sealed class PcpListModel
             int li = ListIndex(cpu, zone.Index, order, (int)mt);
             if (_model[li] > 0)
             {
-                _model[li]--;
+                SetList(li, _model[li] - 1);
             }
         }
         int fi = cpu * _pa.Zones.Length + zone.Index;
@@ -183,6 +217,14 @@ internal sealed class PcpListModel
     // The count as the sum of the CPU's lists of the zone when every one is known (-1 otherwise): what a count the
     // drains no longer vouch for falls back to.
     private int ListSum(int cpu, int zone)
+    {
+        int fi = cpu * _pa.Zones.Length + zone;
+        VmBug.On(_knownPages[fi] != WalkListSum(cpu, zone) && _unknownLists[fi] == 0);
+        return _unknownLists[fi] > 0 ? -1 : _knownPages[fi];
+    }
+
+    // ListSum by walking the lists, to check the kept sums in the DebugVm build.
+    private int WalkListSum(int cpu, int zone)
     {
         int sum = 0;
         for (int order = 0; order < ModelOrders; order++)

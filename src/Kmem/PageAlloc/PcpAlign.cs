@@ -16,10 +16,15 @@ internal static class PcpAlign
     public static int AlignPcpList(PhysMem mem, Zone zone, int cpu, int order, int mt, int blocks)
     {
         var pcp = zone.Pcp[cpu];
+        int pindex = PerCpuPages.OrderToPindex(mt, order);
+        if (Volatile.Read(ref pcp.Lists[pindex].Count) == blocks)
+        {
+            return blocks; // already there (most allocations): no lock to take
+        }
         pcp.LockSpin();
         try
         {
-            ref PfnList list = ref pcp.Lists[PerCpuPages.OrderToPindex(mt, order)];
+            ref PfnList list = ref pcp.Lists[pindex];
             int have = list.Count; // kept by the list: a walk of it was most of an aligned replay's page allocation
             VmBug.On(have != Walk(mem, list));
             if (have == blocks)
@@ -125,6 +130,10 @@ internal static class PcpAlign
     public static void AlignPcpFreeFactor(Zone zone, int cpu, int freeFactor)
     {
         var pcp = zone.Pcp[cpu];
+        if (Volatile.Read(ref pcp.FreeFactor) == freeFactor)
+        {
+            return; // nearly every free finds it so: no lock to take
+        }
         pcp.LockSpin();
         pcp.FreeFactor = freeFactor;
         pcp.Unlock();

@@ -243,15 +243,24 @@ internal sealed partial class PressureReplay
     }
 
     // exit_mmap in a task's context frees its VMAs: its address space is gone (exit, or exec), with its anonymous
-    // pages and swap slots, resident or not (the resident ones' frees came before). Only a task the kernel reclaimed
-    // or migrated pages of has any left in Kmem that no event frees; others are left as they are. Its tmpfs pages
-    // stay with their files: Kmem's task keeps them, as their owner no OOM kill could free (oom_score_adj −1000),
-    // until their frees come. The pid's next user page starts a new Kmem task.
+    // pages and swap slots, resident or not (the resident ones' frees came before), and its page tables (their frees
+    // came before too: tlb_finish_mmu frees the gathered tables ahead of the pages). A task with nothing left in Kmem
+    // exits there (its tables and kernel stack go, as the kernel's did: 6.1's exit frees them, and exec's old mm is
+    // dropped the same way); one whose pages the kernel reclaimed or migrated has pages left in Kmem that no event
+    // frees, which go now. Its tmpfs pages stay with their files: Kmem's task keeps them, as their owner no OOM kill
+    // could free (oom_score_adj −1000), until their frees come. The pid's next user page starts a new Kmem task.
     private void MmGone(int pid)
     {
-        if (!_tasks.TryGetValue(pid, out var t) || !t.Alive
-            || t.Reclaimed.Count + t.Moved.Count + t.ReclaimedFile.Count + t.MovedFile.Count == 0)
+        if (!_tasks.TryGetValue(pid, out var t) || !t.Alive)
         {
+            return;
+        }
+        if (t.Reclaimed.Count + t.Moved.Count + t.ReclaimedFile.Count + t.MovedFile.Count == 0)
+        {
+            // Pages still resident are freed after it (frees the replay commits at the CPU's next event, pages held
+            // by a per-CPU LRU batch) or are a tmpfs file's (they go with the file): the task exits at the last.
+            t.MmGone = true;
+            ExitIfEmpty(t);
             return;
         }
         _tasks.Remove(pid);
@@ -264,6 +273,41 @@ internal sealed partial class PressureReplay
     }
 
     private readonly Dictionary<int, UserTask> _mmGone = [];
+
+    /// <summary>Kmem's tasks that exited at their trace task's exit_mmap (nothing of theirs left in Kmem).</summary>
+    public long TasksExited { get; private set; }
+
+    /// <summary>Scopes Kmem's calls as a class of the per-CPU drift (TraceReplayer's PcpDrift), or null.</summary>
+    public Func<DriftClass, IDisposable>? DriftScope { get; set; }
+
+    // A task whose trace address space is gone exits once nothing of it is resident any more.
+    private void ExitIfEmpty(UserTask t)
+    {
+        if (t.MmGone && t.Resident == 0 && t.Alive && _tasks.GetValueOrDefault(t.Pid) == t)
+        {
+            _tasks.Remove(t.Pid);
+            ExitTask(t);
+            TasksExited++;
+        }
+    }
+
+    // do_exit for a task that maps nothing: free_pgtables for its tables below the PGD (the tables' class of the
+    // drift), then the PGD and kernel stack (the class its creation with the task's first user page was counted in).
+    private void ExitTask(UserTask t)
+    {
+        var task = t.Task!;
+        using (DriftScope?.Invoke(DriftClass.PageTable))
+        {
+            foreach (var v in task.Vmas.ToArray())
+            {
+                task.Munmap(v.Start, v.End - v.Start);
+            }
+        }
+        using (DriftScope?.Invoke(DriftClass.User))
+        {
+            task.Exit();
+        }
+    }
 
     private const short OomScoreAdjMin = -1000;
 

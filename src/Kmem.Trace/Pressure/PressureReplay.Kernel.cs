@@ -286,26 +286,8 @@ internal sealed partial class PressureReplay
         if (t.MmGone && t.Resident == 0 && t.Alive && _tasks.GetValueOrDefault(t.Pid) == t)
         {
             _tasks.Remove(t.Pid);
-            ExitTask(t);
+            ReplayTaskExit.Exit(t.Task!, DriftScope);
             TasksExited++;
-        }
-    }
-
-    // do_exit for a task that maps nothing: free_pgtables for its tables below the PGD (the tables' class of the
-    // drift), then the PGD and kernel stack (the class its creation with the task's first user page was counted in).
-    private void ExitTask(UserTask t)
-    {
-        var task = t.Task!;
-        using (DriftScope?.Invoke(DriftClass.PageTable))
-        {
-            foreach (var v in task.Vmas.ToArray())
-            {
-                task.Munmap(v.Start, v.End - v.Start);
-            }
-        }
-        using (DriftScope?.Invoke(DriftClass.User))
-        {
-            task.Exit();
         }
     }
 

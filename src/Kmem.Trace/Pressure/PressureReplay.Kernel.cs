@@ -31,6 +31,7 @@ internal sealed partial class PressureReplay
     /// <summary>Every event, before it is dispatched: what this side reads of it.</summary>
     public void BeforeEvent(ref TraceEvent e)
     {
+        ExitPending();
         if (e.Kind is TraceEventKind.MmCompactionIsolateFreepages or TraceEventKind.ReclaimRetryZone)
         {
             // Read for the kernel's free pages only (aligned), not a step of kswapd's schedule.
@@ -286,9 +287,22 @@ internal sealed partial class PressureReplay
         if (t.MmGone && t.Resident == 0 && t.Alive && _tasks.GetValueOrDefault(t.Pid) == t)
         {
             _tasks.Remove(t.Pid);
+            _exiting.Add(t);
+        }
+    }
+
+    // The exits decided since the last event, made before the next one (or at the end): after the free that decided
+    // one has been compared, so the pages the exit gives back are no part of that free's drain decision.
+    private readonly List<UserTask> _exiting = [];
+
+    private void ExitPending()
+    {
+        foreach (var t in _exiting)
+        {
             ReplayTaskExit.Exit(t.Task!, DriftScope);
             TasksExited++;
         }
+        _exiting.Clear();
     }
 
     private const short OomScoreAdjMin = -1000;

@@ -383,6 +383,7 @@ internal sealed partial class PressureReplay
     /// <summary>Ends the replay: the oom_victim decisions (once per task either side chose) and the final vmstat.</summary>
     public void Finish()
     {
+        ExitPending();
         if (_kswapdDeferred)
         {
             _m.Mm.RunKswapd();

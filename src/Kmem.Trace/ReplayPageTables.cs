@@ -9,7 +9,10 @@
 // its table goes when it maps nothing in Kmem's task (free_pgtables), else its entries move to
 // the next waiting frame, or to a frame of Kmem's own allocated before the free is aligned (so
 // the aligned per-CPU count is the kernel's at the free). A fault the trace gave no frame
-// before allocates its own. Used by TraceReplayer, on the replaying thread only.
+// before allocates its own. When the trace task's address space goes (exit_mmap), Kmem's task
+// exits with its tables (PressureReplay.MmGone); a frame it had taken is then no longer Kmem's
+// table, and its later free by the kernel frees nothing in Kmem. Used by TraceReplayer, on the
+// replaying thread only.
 namespace Kmem;
 
 /// <summary>The kernel's page-table frames waiting to be taken, and those Kmem's tasks took.</summary>
@@ -92,8 +95,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         return Page.Null;
     }
 
-    /// <summary>Kmem's frame for a trace frame taken as a table, or Page.Null.</summary>
-    public Page Lent(ulong pfn) => _lent.TryGetValue(pfn, out var lent) ? m.PfnToPage(lent.Pfn) : Page.Null;
+    /// <summary>Kmem's frame for a trace frame taken as a table by a task still live, or Page.Null (its task exited: Kmem freed the table then).</summary>
+    public Page Lent(ulong pfn) =>
+        _lent.TryGetValue(pfn, out var lent) && (lent.Task ?? TaskOfPgd(lent.Pfn)) is { HasExited: false } ? m.PfnToPage(lent.Pfn) : Page.Null;
 
     /// <summary>Before a page free of <paramref name="pfn"/> is aligned and replayed: when it frees a frame taken as a
     /// table and no frame waits to take the table's entries, Kmem allocates one now.</summary>

@@ -31,6 +31,7 @@ internal sealed partial class PressureReplay
     /// <summary>Every event, before it is dispatched: what this side reads of it.</summary>
     public void BeforeEvent(ref TraceEvent e)
     {
+        ExitPending();
         if (e.Kind is TraceEventKind.MmCompactionIsolateFreepages or TraceEventKind.ReclaimRetryZone)
         {
             // Read for the kernel's free pages only (aligned), not a step of kswapd's schedule.
@@ -243,15 +244,24 @@ internal sealed partial class PressureReplay
     }
 
     // exit_mmap in a task's context frees its VMAs: its address space is gone (exit, or exec), with its anonymous
-    // pages and swap slots, resident or not (the resident ones' frees came before). Only a task the kernel reclaimed
-    // or migrated pages of has any left in Kmem that no event frees; others are left as they are. Its tmpfs pages
-    // stay with their files: Kmem's task keeps them, as their owner no OOM kill could free (oom_score_adj −1000),
-    // until their frees come. The pid's next user page starts a new Kmem task.
+    // pages and swap slots, resident or not (the resident ones' frees came before), and its page tables (their frees
+    // came before too: tlb_finish_mmu frees the gathered tables ahead of the pages). A task with nothing left in Kmem
+    // exits there (its tables and kernel stack go, as the kernel's did: 6.1's exit frees them, and exec's old mm is
+    // dropped the same way); one whose pages the kernel reclaimed or migrated has pages left in Kmem that no event
+    // frees, which go now. Its tmpfs pages stay with their files: Kmem's task keeps them, as their owner no OOM kill
+    // could free (oom_score_adj −1000), until their frees come. The pid's next user page starts a new Kmem task.
     private void MmGone(int pid)
     {
-        if (!_tasks.TryGetValue(pid, out var t) || !t.Alive
-            || t.Reclaimed.Count + t.Moved.Count + t.ReclaimedFile.Count + t.MovedFile.Count == 0)
+        if (!_tasks.TryGetValue(pid, out var t) || !t.Alive)
         {
+            return;
+        }
+        if (t.Reclaimed.Count + t.Moved.Count + t.ReclaimedFile.Count + t.MovedFile.Count == 0)
+        {
+            // Pages still resident are freed after it (frees the replay commits at the CPU's next event, pages held
+            // by a per-CPU LRU batch) or are a tmpfs file's (they go with the file): the task exits at the last.
+            t.MmGone = true;
+            ExitIfEmpty(t);
             return;
         }
         _tasks.Remove(pid);
@@ -264,6 +274,36 @@ internal sealed partial class PressureReplay
     }
 
     private readonly Dictionary<int, UserTask> _mmGone = [];
+
+    /// <summary>Kmem's tasks that exited at their trace task's exit_mmap (nothing of theirs left in Kmem).</summary>
+    public long TasksExited { get; private set; }
+
+    /// <summary>Scopes Kmem's calls as a class of the per-CPU drift (TraceReplayer's PcpDrift), or null.</summary>
+    public Func<DriftClass, IDisposable>? DriftScope { get; set; }
+
+    // A task whose trace address space is gone exits once nothing of it is resident any more.
+    private void ExitIfEmpty(UserTask t)
+    {
+        if (t.MmGone && t.Resident == 0 && t.Alive && _tasks.GetValueOrDefault(t.Pid) == t)
+        {
+            _tasks.Remove(t.Pid);
+            _exiting.Add(t);
+        }
+    }
+
+    // The exits decided since the last event, made before the next one (or at the end): after the free that decided
+    // one has been compared, so the pages the exit gives back are no part of that free's drain decision.
+    private readonly List<UserTask> _exiting = [];
+
+    private void ExitPending()
+    {
+        foreach (var t in _exiting)
+        {
+            ReplayTaskExit.Exit(t.Task!, DriftScope);
+            TasksExited++;
+        }
+        _exiting.Clear();
+    }
 
     private const short OomScoreAdjMin = -1000;
 

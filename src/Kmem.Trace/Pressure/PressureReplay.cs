@@ -367,6 +367,7 @@ internal sealed partial class PressureReplay
             // goes too.
             t.Drop(t.Reclaimed, t.Moved);
             t.Drop(t.ReclaimedFile, t.MovedFile);
+            ExitIfEmpty(t);
         }
         return true;
     }
@@ -382,6 +383,7 @@ internal sealed partial class PressureReplay
     /// <summary>Ends the replay: the oom_victim decisions (once per task either side chose) and the final vmstat.</summary>
     public void Finish()
     {
+        ExitPending();
         if (_kswapdDeferred)
         {
             _m.Mm.RunKswapd();
@@ -437,6 +439,8 @@ internal sealed partial class PressureReplay
         }
         public long Resident;
         public bool KilledSeen;
+        /// <summary>The trace task's address space is gone (exit_mmap): Kmem's task exits when its last page goes.</summary>
+        public bool MmGone;
         /// <summary>The task has faulted a zeroed (anonymous) page: its unzeroed pages may be swap-ins.</summary>
         public bool Anonymous;
         private ulong _next, _limit;

@@ -63,6 +63,37 @@ public class TraceReplayPageTableTests
         m2.Mm.Validate();
     }
 
+    private static string ExitMmap() =>
+        Line("sh", 100, "kmem_cache_free: call_site=exit_mmap+0x189/0x310 ptr=ff12793814429558 name=vm_area_struct");
+
+    [Fact]
+    public void ATaskExitsWithItsTablesAndStackWhenItsAddressSpaceIsGoneAndItsLastPageHasGone()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        // Two user pages; the exit (6.1's tlb_finish_mmu frees the gathered tables ahead of the pages): the kernel
+        // frees the PTE table first, while Kmem's task still maps both pages, so its table moves to a frame of
+        // Kmem's own; the pages, the exit_mmap, and only then the PGD (mmdrop).
+        string text = TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000) + UserPage(0x6001)
+            + PageFree(0x5001) + PageFree(0x6000) + ExitMmap() + PageFree(0x6001);
+        var r = Replay(m, text);
+        Assert.Equal(2, r.Pressure!.TaskPages);
+        Assert.Equal(1, r.PageTablesOwn);
+        // Not at the exit_mmap (a page was still mapped), at its last page's free: no task, no table, no stack left.
+        Assert.Empty(m.Mm.TasksSnapshot());
+        Assert.Equal(0, m.Mm.NrPageTable);
+        Assert.Equal(0, m.Mm.NrKernelStackKb);
+        m.Mm.Validate();
+
+        // The pid's next user page (after exec) is a new task; the old PGD's free by the kernel frees nothing in Kmem.
+        using var m2 = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var r2 = Replay(m2, text + PageFree(0x5004) + UserPage(0x6002));
+        Assert.Equal(3, r2.Pressure!.TaskPages);
+        var task = Assert.Single(m2.Mm.TasksSnapshot());
+        Assert.Equal(1, task.Rss);
+        Assert.Equal(4, task.PgtablesBytes / 4096 + 1); // its own PGD, PUD, PMD and PTE table (no frame of the kernel's left)
+        m2.Mm.Validate();
+    }
+
     private static string Kmalloc(ulong ptr) =>
         ReplayData.Line($"kmalloc: call_site=f+0x1/0x2 ptr={ptr:x} bytes_req=60 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false");
 

@@ -5,7 +5,8 @@
 // shifts its tail on every removal made quadratic. It also remembers the last frames it
 // committed as single frees: an interrupt's event in the middle of a list free (a softirq's
 // kmem_cache_free) commits the list's waiting mm_page_free events before their
-// mm_page_free_batched events come, which then are the same frees, not new ones. Owned by
+// mm_page_free_batched events come, which then are the same frees, not new ones; a frame
+// allocated again is forgotten, so its next batched free is a free of its own. Owned by
 // TraceReplayer; used on its replaying thread only.
 namespace Kmem;
 

@@ -107,6 +107,10 @@ internal sealed class DeferredPageFrees(int cpu = 0, Action<ulong, int, int, lon
     /// the second event of a free already committed, so every CPU forgets it.</summary>
     public static void Reallocated(DeferredPageFrees[] cpus, ulong pfn)
     {
+        if (pfn == 0)
+        {
+            return; // 0 marks the ring's empty slots (a corrupt trace may name pfn 0)
+        }
         foreach (var d in cpus)
         {
             for (int i; (i = Array.IndexOf(d._committed, pfn)) >= 0;)

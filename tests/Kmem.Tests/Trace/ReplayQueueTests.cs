@@ -206,4 +206,20 @@ public class ReplayQueueTests
             }
         });
     }
+
+    /// <summary>A frame allocated again is forgotten by every CPU's record of committed frees, so its next batched
+    /// free is a free of its own; pfn 0 (the record's empty slot, which a corrupt trace may name) changes nothing.</summary>
+    [Fact]
+    public void AReallocatedFrameIsForgottenByEveryCpu()
+    {
+        var cpus = new[] { new DeferredPageFrees(0), new DeferredPageFrees(1) };
+        cpus[0].NoteCommitted(0x1234);
+        cpus[1].NoteCommitted(0x1234);
+        cpus[1].NoteCommitted(0x5678);
+        DeferredPageFrees.Reallocated(cpus, 0);
+        DeferredPageFrees.Reallocated(cpus, 0x1234);
+        Assert.False(cpus[0].TakeCommitted(0x1234));
+        Assert.False(cpus[1].TakeCommitted(0x1234));
+        Assert.True(cpus[1].TakeCommitted(0x5678));
+    }
 }

@@ -269,7 +269,7 @@ internal sealed partial class PageAllocator
     }
 
     /// <summary>free_unref_page_commit: push, and spill nr_pcp_free pages back to the buddy lists once the
-    /// list reaches pcp->high (at once, all of it, for high orders freed without allocating).</summary>
+    /// list reaches nr_pcp_high (at once, all of it, for high orders freed without allocating).</summary>
     private void FreeUnrefPageCommit(Zone zone, PerCpuPages pcp, uint pfn, int mt, int order)
     {
         pcp.Stats.PgFree += 1L << order;
@@ -278,7 +278,7 @@ internal sealed partial class PageAllocator
         pcp.Lists[pindex].AddHead(_mem, pfn);
         pcp.Count += 1 << order;
         bool freeHigh = pcp.FreeFactor != 0 && order > 0 && order <= PerCpuPages.CostlyOrder;
-        int high = freeHigh ? 0 : pcp.High;
+        int high = pcp.NrPcpHigh(zone, freeHigh);
         if (pcp.Count >= high)
         {
             FreePcppagesBulk(zone, NrPcpFree(pcp, high, pcp.Batch, freeHigh), pcp, pindex);

@@ -76,6 +76,18 @@ internal sealed class PerCpuPages
         }
     }
 
+    /// <summary>nr_pcp_high: the count at which a free spills; none kept for a high-order free after frees without
+    /// allocation, and at most four batches while kswapd reclaims the zone (pages on the lists are pages reclaim
+    /// cannot see).</summary>
+    public int NrPcpHigh(Zone zone, bool freeHigh)
+    {
+        if (High == 0 || freeHigh)
+        {
+            return 0;
+        }
+        return zone.ReclaimActive ? Math.Min(Batch << 2, High) : High;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryLock() => Interlocked.CompareExchange(ref _lock, 1, 0) == 0;
 

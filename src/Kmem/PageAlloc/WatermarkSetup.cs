@@ -185,7 +185,8 @@ internal sealed class WatermarkSetup(PageAllocator allocator) : PageAllocatorPar
     private int ZoneHighsize(Zone zone, int batch)
     {
         int fraction = Options.PercpuPagelistHighFraction;
-        long total = fraction == 0 ? zone.Watermark[Zone.WmarkLow] : zone.ManagedPages / fraction;
+        // low_wmark_pages: the low watermark with the zone's boost.
+        long total = fraction == 0 ? zone.Watermark[Zone.WmarkLow] + zone.WatermarkBoost : zone.ManagedPages / fraction;
         int split = zone.Node.Cpus.Length;
         if (split == 0)
         {
@@ -195,7 +196,7 @@ internal sealed class WatermarkSetup(PageAllocator allocator) : PageAllocatorPar
     }
 
     /// <summary>zone_pcp_update: new high and batch for every CPU's lists of the zone.</summary>
-    private void ZonePcpUpdate(Zone zone)
+    public void ZonePcpUpdate(Zone zone)
     {
         int batch = ZoneBatchsize(zone.ManagedPages);
         int high = ZoneHighsize(zone, batch);

@@ -64,6 +64,9 @@ internal sealed partial class Zone
     public long WatermarkBoost;
     /// <summary>ZONE_BOOSTED_WATERMARK: kswapd should be woken to reclaim the boost.</summary>
     public volatile bool BoostedWatermark;
+    /// <summary>ZONE_RECLAIM_ACTIVE: kswapd is balancing the node for this zone or a higher one, and the per-CPU
+    /// lists keep at most four batches (nr_pcp_high).</summary>
+    public volatile bool ReclaimActive;
     /// <summary>lowmem_reserve[], indexed by (int)ZoneType of the request's highest zone.</summary>
     public readonly long[] LowmemReserve = new long[6];
     public long NrReservedHighatomic;

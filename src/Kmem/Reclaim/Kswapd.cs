@@ -3,7 +3,8 @@
 // below its low watermark, so the fast path failed, or a watermark boost is
 // pending); it reclaims until some eligible zone is above its high watermark
 // (plus boost) for the requested order, wakes kcompactd for a high-order
-// request, then sleeps; a node still unbalanced after a round gets another at
+// request, then sleeps; while it balances, the zones it balances for are
+// marked ZONE_RECLAIM_ACTIVE (their per-CPU lists keep at most four batches); a node still unbalanced after a round gets another at
 // once (no sleep). After MAX_RECLAIM_RETRIES rounds without progress it
 // stops answering wakeups until direct reclaim frees something on the node
 // (kswapd_failures).
@@ -364,6 +365,19 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         return false;
     }
 
+    /// <summary>set_reclaim_active and clear_reclaim_active: the node's managed zones up to the one kswapd balances
+    /// for keep fewer pages on their per-CPU lists while it runs.</summary>
+    private static void SetReclaimActive(Node node, ZoneType highest, bool active)
+    {
+        foreach (var z in node.Zones)
+        {
+            if (z.Type <= highest && z.IsManaged)
+            {
+                z.ReclaimActive = active;
+            }
+        }
+    }
+
     /// <summary>balance_pgdat: reclaim at falling priority until the node is balanced at the high watermark. The
     /// priority stays while a pass scans at least its target (kswapd_shrink_node) and reclaims something; a
     /// pending watermark boost is reclaimed without swapping, dropped at once if the node is unbalanced anyway,
@@ -392,6 +406,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
         }
         bool boosted = nrBoostReclaim != 0;
     restart:
+        SetReclaimActive(node, highest, true);
         sc.Priority = Vmscan.DefPriority;
         do
         {
@@ -439,6 +454,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             vec.KswapdFailures++;
         }
     done:
+        SetReclaimActive(node, highest, false);
         if (boosted)
         {
             for (int i = 0; i < node.Zones.Length; i++)

@@ -1,6 +1,7 @@
 // The per-CPU page lists: an order-0..3 free lands on the freeing CPU's list
 // and is handed out again LIFO, an empty list refills a batch from the buddy
-// lists, reaching pcp->high spills a batch back, high orders bypass the lists,
+// lists, reaching pcp->high (four batches while kswapd reclaims the zone) spills
+// a batch back, high orders bypass the lists,
 // DrainAllPages empties every CPU's lists, a CPU whose lists are busy (another
 // thread on the same CPU id) goes to the buddy lists, and OnCpu pins and restores.
 using static Kmem.Tests.PageAlloc.PageAllocCheck;
@@ -110,6 +111,47 @@ public class PerCpuListTests
             m.FreePage(p);
             Assert.True(pcp.Count < high);
         }
+        m.DrainAllPages();
+        AssertAccounted(m, 0);
+        ValidateAll(m);
+    }
+
+    [Fact]
+    public void WhileKswapdReclaimsTheZoneTheListsSpillAtFourBatches()
+    {
+        using var m = Boot();
+        using var cpu = m.OnCpu(0);
+        var zone = ZoneOf(m, ZoneType.Dma32);
+        var pcp = zone.Pcp[0];
+        int batch = pcp.Batch;
+        var pages = Enumerable.Range(0, 8 * batch).Select(_ => m.AllocPage(Gfp.Kernel)).ToList();
+        m.DrainAllPages();
+        zone.ReclaimActive = true; // what balance_pgdat's set_reclaim_active does for the zones it balances
+        int freed = 0;
+        long buddy = zone.FreePages;
+        while (pcp.Count < 4 * batch - 1)
+        {
+            m.FreePage(pages[freed++]);
+        }
+        Assert.Equal(buddy, zone.FreePages);
+        // nr_pcp_high is min(batch << 2, high): the free that reaches four batches spills one (free_factor 0), well
+        // below the high of 427 ...
+        m.FreePage(pages[freed++]);
+        Assert.Equal(3 * batch, pcp.Count);
+        Assert.Equal(buddy + batch, zone.FreePages);
+        // ... and the next, still without an allocation between, sends two (free_factor 1; at most that high less a batch).
+        while (pcp.Count < 4 * batch - 1)
+        {
+            m.FreePage(pages[freed++]);
+        }
+        m.FreePage(pages[freed++]);
+        Assert.Equal(2 * batch, pcp.Count);
+        zone.ReclaimActive = false;
+        foreach (var p in pages.Skip(freed))
+        {
+            m.FreePage(p);
+        }
+        Assert.Equal(2 * batch + pages.Count - freed, pcp.Count); // below high again: nothing spills
         m.DrainAllPages();
         AssertAccounted(m, 0);
         ValidateAll(m);

@@ -1,7 +1,8 @@
 // wakeup_kswapd's tests (mm/vmscan.c): a balanced node is still woken while any zone up
 // to the request's highest has a watermark boost (pgdat_watermark_boosted), whichever
 // zone the wakeup names; and kswapd's rounds for a zone below the node's highest are
-// counted with the pages they scanned (skipped pages included), as 6.1 counts pgscan.
+// counted with the pages they scanned (skipped pages included), as 6.1 counts pgscan;
+// while a round runs, the zones it balances for are ZONE_RECLAIM_ACTIVE, and only then.
 using Kmem.PageAlloc;
 using Kmem.Reclaim;
 using static Kmem.Tests.Reclaim.ReclaimTestKit;
@@ -61,6 +62,37 @@ public sealed class KswapdWakeTests
             Assert.Equal(wakeups, m.Mm.KswapdWakeups);
             Assert.False(KswapdDaemon.PgdatWatermarkBoosted(node, low.Type));
             Assert.True(KswapdDaemon.PgdatWatermarkBoosted(node, top.Type));
+        }
+    }
+
+    [Fact]
+    public void ARoundMarksTheZonesItBalancesForReclaimActiveUntilItEnds()
+    {
+        using var m = Boot("64M", kswapd: true);
+        var node = m.PageAllocator.Nodes[0];
+        var zones = node.Zones.Where(z => z.IsManaged).ToList();
+        var dma = zones[0];
+        bool[]? seen = null;
+        // The shrinker is asked during the round's shrink_node: it records the flags then.
+        m.RegisterShrinker(new Shrinker("probe", _ =>
+        {
+            seen ??= [.. zones.Select(z => z.ReclaimActive)];
+            return 0;
+        }, _ => Shrinker.Stop));
+        var saved = dma.Watermark[Zone.WmarkHigh];
+        lock (dma.Lock)
+        {
+            dma.WatermarkBoost = 512;
+            dma.Watermark[Zone.WmarkHigh] = dma.FreePages + 1; // DMA unbalanced: a round for DMA alone
+        }
+        m.Mm.WakeupKswapd(dma, 0, dma.Type);
+        Assert.NotNull(seen);
+        Assert.True(seen![0], "the zone balanced for");
+        Assert.All(seen.Skip(1), Assert.False); // zones above it are not
+        Assert.All(zones, z => Assert.False(z.ReclaimActive)); // cleared when the round ends
+        lock (dma.Lock)
+        {
+            dma.Watermark[Zone.WmarkHigh] = saved;
         }
     }
 

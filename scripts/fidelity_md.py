@@ -359,7 +359,8 @@ def main(args):
     parts = [PREAMBLE]
     for i in range(0, len(args), 3):
         parts.append(capture(args[i], args[i + 1], args[i + 2]))
-    parts.append(GAPS)
+    jsons = [json.load(open(args[i], encoding="utf-8")) for i in range(0, len(args), 3)]
+    parts.append(gaps_text(jsons[0], jsons[1] if len(jsons) > 1 else {}))
     print("\n".join(parts))
 
 
@@ -389,8 +390,11 @@ and the CPU's count and free_factor, as revealed by a trace recorded from boot (
 empty), a refill an allocation claimed (the list was empty, then held the burst's blocks less one),
 allocations from the list, frees to it, each drained block, the count at a drain (high less what it
 drained), and vmalloc's bulk allocations, whose size the page array kmalloc'ed just before them
-gives (alloc_pages_bulk takes that many pages from the list with no event). Lists the trace has not
-revealed are left as Kmem has them. Slab caches (new_slab, slab_freed): after a kernel slab
+gives (alloc_pages_bulk takes that many pages from the list with no event). "High" is nr_pcp_high's:
+four batches while the kernel's kswapd reclaims (ZONE_RECLAIM_ACTIVE, taken as set from its
+mm_vmscan_kswapd_wake while its events keep coming, until a 5 ms gap or its mm_vmscan_kswapd_sleep),
+and Kmem's zones take that flag too. Lists the trace has not revealed are left as Kmem has them, and
+so are the lists of a zone Kmem's page is in when the kernel's frame is in another. Slab caches (new_slab, slab_freed): after a kernel slab
 allocation that took a new slab, the cache's cpu slab holds that slab with one object taken and no
 partial slab has a free object; where Kmem's cache still had free objects, the replay takes them as
 placeholders until Kmem takes a new slab too (a free of an object allocated before tracing gives one
@@ -418,15 +422,47 @@ replay); their page tables are the kernel's own page-table frames (GFP_PGTABLE_U
 from the page path, so a fault does not allocate a second table on top of the kernel's.
 """
 
-GAPS = """## Remaining gaps, free-running
+def gaps_text(b, h):
+    """The free-running gaps, with the figures they quote read from capture B's (b) and the i386 capture's (h)
+    replays."""
+    fr = b.get("decisions_free_running", {})
+    phases = {p["phase"]: p for p in b.get("pcp_drift") or []}
 
-- Free-running pcp_refill and pcp_drain match only where the two lists are in step: a refill comes
-  when one list is empty, a drain when the CPU's count reaches high, and one page more or less on
-  either side moves every later one. The count is the sum of every page that went through the
-  CPU's lists since the last drain both made, and the slab layer's pages are Kmem's own: its
-  caches start empty, while the kernel's slabs already held objects allocated before tracing
-  began, so Kmem takes new slabs where the kernel took none (new_slab free-running, boot phase,
-  above) and its lists are refilled and drained at other events from the trace's first lines on.
+    def revealed(name):
+        p = phases.get(name)
+        return f"{p['equal']:,} of {p['reveals']:,}" if p and p["reveals"] else "none"
+
+    def near(name):
+        p = phases.get(name)
+        return f"{p['within_batch']:,} of {p['reveals']:,}" if p and p["reveals"] else "none"
+
+    i386_own = f"{h.get('page_tables_own', 0):,}"
+    tables = phases.get("parallel", {}).get("classes", {}).get("page_table")
+    table_drift = (f"in the parallel phase the table class takes {-tables['kmem_pages']:,} pages off Kmem's lists "
+                   f"against {-tables['kernel_pages']:,} off the kernel's" if tables else "")
+    return f"""## Remaining gaps, free-running
+
+- Free-running pcp_refill and pcp_drain match only where the two lists are in step (capture B:
+  pcp_refill {rec(fr["pcp_refill"])} recall / {prec(fr["pcp_refill"])} precision, pcp_drain
+  {rec(fr["pcp_drain"])} / {prec(fr["pcp_drain"])}): a refill comes when one list is empty, a drain when
+  the CPU's count reaches high, and one page more or less on either side moves every later one by the
+  same amount, until lists drained empty on both sides bring the counts back in step (after
+  drop_caches' drain_all_pages, {revealed('drop_caches')} revealed counts are equal; in the pipes phase
+  {near('pipes')} are less than a batch apart, and {revealed('pipes')} equal). What moves them, by the
+  drift table's classes: (1) slab pages: Kmem's caches start empty, while the kernel's slabs already
+  held objects allocated before tracing began, so Kmem takes new slabs where the kernel took none
+  (new_slab free-running, boot phase, above) from the trace's first lines on; (2) Kmem's tasks (the
+  pressure replay): where the kernel frees a table frame that still maps pages in Kmem's task (6.1
+  frees a task's tables in the same mmu_gather batch as its pages, tables first, and Kmem's task
+  places its pages in other tables than the kernel's), Kmem moves the table's entries to a frame of
+  its own ({b.get('page_tables_own', 0):,} on capture B){'; ' + table_drift if table_drift else ''}; a stock
+  of such frames, given back when the moved table goes, was tried and held thousands of frames for
+  tasks that outlive their kernel address space, which made the counts drift further; (3) each side's
+  refills and drains at other events, the consequence. With the slab caches aligned and only the
+  per-CPU lists left to themselves (tried), refills still match at a few per cent: an offset made at
+  the trace's first refills (the boot pagesets, below, and Kmem's first slab pages) lasts until lists
+  drain empty on both sides, so once the lists part, later decisions match only by chance. The 85 %
+  goal for free-running drains is not met.
 - Aligned, the drained amount (nr_pcp_free: batch doubled per drain without an allocation between,
   clamped to high − batch; the whole count for a high-order free after one) is the kernel's where
   Kmem's pcp high is: the boot reserve (docs/trace-replay.md) makes it the kernel's on both captures.
@@ -446,9 +482,9 @@ GAPS = """## Remaining gaps, free-running
   first chunk does not add to it: as 6.1's pcpu_embed_first_chunk takes its units from memblock,
   Kmem claims them from the frames boot reserved (BootReservations), so they never pass the buddy
   lists. Not modelled: the boot pagesets (batch 1, high 0) that 6.1 uses until setup_per_cpu_pageset,
-  after trace_init; tried, they raise free-running boot refills from 20 to 25 both-yes on capture B,
-  but the switch cannot be read from every trace (the i386 capture's percpu events carry the inlined
-  __alloc_percpu as their call site, not setup_zone_pageset).
+  after trace_init (capture B's first refills, one page each, are theirs); tried, they moved
+  free-running refills by about a tenth, and the switch cannot be read from every trace (the i386
+  capture has no percpu events).
 - On the i386 capture the free-running run steals once more than the kernel (2 against 1, one on the
   same allocation), at trace line 927,632 (line 925,003 in the aligned run before the buddy lists
   were aligned). That steal is not in HighMem and not for the page-table page the line allocates:
@@ -460,46 +496,16 @@ GAPS = """## Remaining gaps, free-running
   hands a task's fault the kernel's table frame only for GFP_PGTABLE_USER itself (lowmem: the PMD and
   PGD pages), because Kmem's user memory reads and writes its tables through the direct map and has no
   kmap for a HighMem table; so for every HIGHPTE frame the fault of Kmem's task allocates a table of
-  its own (1,257 on this capture) with GFP_PGTABLE_USER from ZONE_NORMAL's unmovable lists, pages the
+  its own ({i386_own} on this capture) with GFP_PGTABLE_USER from ZONE_NORMAL's unmovable lists, pages the
   kernel never took there. Those lists run out in Kmem, and the steal, in ZONE_NORMAL, falls inside the
   replayed user page's call. The page allocator's policy is 6.1's; what differs is that Kmem's tasks
   do not put their PTE pages in HighMem. The aligned run now matches the kernel (1 of 1): the kernel's
   own ZONE_NORMAL unmovable steal (line 80,639, in the middle of a refill) corrects Kmem's Normal
   lists, which then last to the trace's end.
-- Free-running pcp_refill on capture B fell from 851 both-yes (37.7 %) to 78 with the first chunk's
-  fix: the order-9 block Kmem used to take at the trace's first percpu_alloc_percpu gave 388 pages
-  back through CPU 0's lists, which left its unmovable order-0 list at a count that happened to stay
-  in step with the kernel's through the boot phase (83 % there). That was a side effect of a wrong
-  allocation, not the pcp policy. It is 588 both-yes now (26.0 % recall, 24.2 % precision) since
-  the replay mirrors every kernel page free on the freeing CPU's list (docs/trace-replay.md): of the
-  4,752 page frees that used to find no page of Kmem's, 3,503 were of a page allocated on the other
-  CPU whose allocation was still held back there (a pipe's pages), which Kmem freed only at the
-  frame's next allocation, and most of the rest the mm_page_free_batched half of a list free whose
-  mm_page_free an interrupt's event (a softirq's kmem_cache_free) had already committed: the frame was
-  freed twice and the rest of the list committed as single frees before their own batched events.
-  17 are left, pages allocated before tracing. The same fix (with the aligned count set before the free of
-  such a bulk page, as before any free Kmem mirrors) moved the aligned run's pcp_drain from 85.3 %
-  recall / 34.8 % precision to 94.9 / 96.5 and its pcp_refill from 98.2 / 99.5 to 99.8 / 99.5.
-  Drains the kernel made after such a batched event have no free of their own left to belong to (its
-  free was committed at the interrupt): 31 are counted as drains after no page free.
-- Per-CPU drift, counted (each capture's pcp drift table): the page class, every page allocation and
-  free the replay mirrors, nets 0 in every phase of both captures but capture B's boot (+10 pages);
-  the counts part where Kmem's own
-  decisions differ. (1) Slab pages: Kmem's caches start empty, so before the kernel's first refill
-  on capture B (trace line 132) Kmem's slab layer has already taken pages of its own and CPU 0's
-  count is 49, 23 of them on the unmovable order-0 list, against the kernel's empty lists; every
-  kernel refill of the boot phase's ring-buffer pages then finds Kmem's list 6 blocks long (19 of 961
-  boot refills find it empty). The slab class nets only tens of pages per phase, but one page more or
-  less shifts every later refill and drain. (2) Kmem's tasks (the pressure replay): in the parallel
-  phase Kmem's tasks take 9,726 user pages more than they give back and 9,535 more table pages than
-  the kernel (where the kernel frees a table frame that still maps pages in Kmem's task, Kmem moves
-  the table's entries to a frame of its own, or frees nothing). (3) What follows: each side's refills and drains
-  at other events (the refill and drain columns). A count that differs at one drain differs at the
-  next: only lists drained empty on both sides bring the counts back in step (after drop_caches'
-  drain_all_pages 144 of 176 revealed counts are equal), so free-running pcp_drain stays near 2 %
-  (pipes: 189 of 195 revealed counts less than a batch apart, 2 equal). Reaching the 85 % goal needs
-  Kmem's slab pages and its tasks' pages to leave the lists at the kernel's events, which the replay
-  cannot know for slabs filled before tracing, and which belongs to the pressure replay for tasks.
+- Page frees the replay cannot mirror on capture B: {b.get('untracked_page_frees', 0):,} frees of frames never seen
+  allocated (pages allocated before tracing) and {b.get('unattributed_drains', 0):,} drains after no page free (a
+  list free whose mm_page_free an interrupt's event committed first: its drains have no free of their
+  own left to belong to).
 """
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import re
 import sys
 
 KINDS = ["kswapd_wake", "direct_reclaim", "compaction", "oom_victim"]
+PAGE_KINDS = ["pcp_refill", "pcp_drain", "fallback"]
 ROWS = ["kswapd wakeups", "kswapd runs", "direct reclaims", "direct reclaimed pages", "swap-out pages",
         "direct compactions", "OOM kills", "free pages at end", "kswapd lower-zone runs", "kswapd lower-zone scans"]
 # Counters shown to explain others (pages reclaim walked past for a lower zone limit, counted as scanned by pgscan_*),
@@ -55,6 +56,13 @@ def section(path, title):
             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for mode, key in (("aligned", "decisions"), ("free-running", "decisions_free_running")):
         for k in KINDS:
+            out.append(row(f"{k} ({mode})", j.get(key, {}).get(k)))
+    out += ["", "The page allocator's kinds on this capture (per-CPU lists aligned before user pages' frees too, with "
+            "the kernel's ZONE_RECLAIM_ACTIVE: see memory-pressure.md):", "",
+            "| kind | compared | ratio | recall | precision | kernel yes | Kmem yes | both yes / same amount |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for mode, key in (("aligned", "decisions"), ("free-running", "decisions_free_running")):
+        for k in PAGE_KINDS:
             out.append(row(f"{k} ({mode})", j.get(key, {}).get(k)))
     out += phase_table(j)
     out += gaps(j)

@@ -64,6 +64,7 @@ internal sealed class KernelPageEvents
                 _drift?.StartAtBoot();
             }
         }
+        _model?.Clock(e.Timestamp, e.Pid);
         var burst = _bursts[cpu];
         switch (kind)
         {
@@ -114,6 +115,10 @@ internal sealed class KernelPageEvents
                     _model?.Drain(cpu, e.Pfn, e.Order, e.MigrateType, -1, 0);
                     _drift?.Kernel(cpu, e.Pfn, -(1 << e.Order), DriftClass.Drain);
                 }
+                break;
+            case TraceEventKind.MmVmscanKswapdWake:
+            case TraceEventKind.MmVmscanKswapdSleep:
+                _model?.KswapdRuns(kind == TraceEventKind.MmVmscanKswapdWake, e.Pid);
                 break;
             case TraceEventKind.MmPageAlloc:
                 if (burst.Open && burst.Pfns[0] != e.Pfn)

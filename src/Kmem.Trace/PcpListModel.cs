@@ -21,6 +21,12 @@
 // batch and high). Unknown lists are left as Kmem has them. Aligned here: pcp_refill and
 // pcp_drain; new_slab and slab_freed are aligned by TraceReplayer.SlabAlign, fallback by
 // TraceReplayer.AlignKernelSteals (Zone.AlignSteal); zone is not corrected.
+// "high" above is nr_pcp_high's: four batches (at most high) while the kernel's kswapd reclaims
+// (ZONE_RECLAIM_ACTIVE, set for balance_pgdat's run), which the trace shows as well as it can:
+// from its mm_vmscan_kswapd_wake (for every zone: the event names none) for as long as kswapd's
+// own events keep coming (a run reclaims in batches of 32 pages, each traced), until a gap of
+// KswapdIdleGap or its mm_vmscan_kswapd_sleep: the run's end itself is not traced. Kmem's zones
+// take the kernel's flag before each event.
 // Owned by TraceReplayer and used on its replaying thread only.
 namespace Kmem;
 
@@ -38,6 +44,11 @@ internal sealed class PcpListModel
     private readonly int[] _unknownLists;
     private readonly int[] _knownPages;
     private readonly Dictionary<ulong, byte> _frameMt = [];
+    // The kernel's kswapd: woken and not asleep, its pid, and the time of its latest event (microseconds).
+    private const long KswapdIdleGap = 5_000;
+    private bool _kswapdRunning;
+    private int _kswapdPid = -1;
+    private long _kswapdLast, _now;
 
     public PcpListModel(Kmem.PageAlloc.PageAllocator pa, int cpus)
     {
@@ -51,6 +62,45 @@ internal sealed class PcpListModel
         _unknownLists = new int[cpus * zones];
         Array.Fill(_unknownLists, ModelOrders * ModelTypes);
         _knownPages = new int[cpus * zones];
+    }
+
+    /// <summary>mm_vmscan_kswapd_wake (true) and mm_vmscan_kswapd_sleep (false) of the kernel's kswapd, task <paramref name="pid"/>.</summary>
+    public void KswapdRuns(bool running, int pid)
+    {
+        _kswapdRunning = running;
+        _kswapdPid = pid;
+        _kswapdLast = _now;
+    }
+
+    /// <summary>Every event, before it is dispatched: its time, and whether it is kswapd's; Kmem's zones take the
+    /// kernel's ZONE_RECLAIM_ACTIVE for it.</summary>
+    public void Clock(long timestamp, int pid)
+    {
+        _now = timestamp;
+        if (pid == _kswapdPid)
+        {
+            _kswapdLast = timestamp;
+        }
+        foreach (var zone in _pa.Zones)
+        {
+            bool active = ReclaimActiveIn(zone);
+            if (zone.ReclaimActive != active)
+            {
+                zone.ReclaimActive = active;
+            }
+        }
+    }
+
+    // balance_pgdat is running: woken, and its events still coming.
+    private bool ReclaimActive => _kswapdRunning && _now - _kswapdLast <= KswapdIdleGap;
+
+    // nr_pcp_high as the kernel had it for this CPU's lists of the zone (free_high aside).
+    private bool ReclaimActiveIn(Kmem.PageAlloc.Zone zone) => ReclaimActive && zone.IsManaged;
+
+    private int KernelHigh(Kmem.PageAlloc.Zone zone, int cpu)
+    {
+        var pcp = zone.Pcp[cpu];
+        return ReclaimActiveIn(zone) && pcp.High > 0 ? Math.Min(pcp.Batch << 2, pcp.High) : pcp.High;
     }
 
     // A trace recorded from boot (its first event at uptime 0): the per-CPU lists were empty then (the boot
@@ -169,8 +219,9 @@ internal sealed class PcpListModel
         {
             return;
         }
-        int zone = TraceZones.ZoneOf(_pa, pfn).Index;
-        AddTotal(cpu * _pa.Zones.Length + zone, 1 << order);
+        var z = TraceZones.ZoneOf(_pa, pfn);
+        int zone = z.Index, fi = cpu * _pa.Zones.Length + zone;
+        AddTotal(fi, 1 << order);
         int li = ListIndex(cpu, zone, order, mt);
         if (_model[li] >= 0)
         {
@@ -195,7 +246,7 @@ internal sealed class PcpListModel
             // The free that drains brought the count to high (it was below before it), unless it was a high-order
             // free after a free without allocation (free_high): that one drains the whole count, whatever it was.
             bool freeHigh = _modelFf[fi] != 0 && freeOrder > 0 && freeOrder < ModelOrders;
-            _modelTotal[fi] = freeHigh ? -1 : zone.Pcp[cpu].High;
+            _modelTotal[fi] = freeHigh ? -1 : KernelHigh(zone, cpu);
         }
         AddTotal(fi, -(1 << order));
         if (_modelTotal[fi] < 0 && drainedSoFar == 0 && _modelFf[fi] != 0 && freeOrder > 0)
@@ -207,7 +258,7 @@ internal sealed class PcpListModel
         if (drainedSoFar == 0)
         {
             var pcp = zone.Pcp[cpu];
-            if ((pcp.Batch << _modelFf[fi]) < pcp.High - pcp.Batch)
+            if ((pcp.Batch << _modelFf[fi]) < KernelHigh(zone, cpu) - pcp.Batch)
             {
                 _modelFf[fi]++;
             }
@@ -268,10 +319,15 @@ internal sealed class PcpListModel
         var model = TraceZones.ZoneOf(_pa, tracePfn);
         var zone = kmemPage is { } page ? _pa.ZoneOf(page.RawPfn) : model;
         int fi = cpu * _pa.Zones.Length + model.Index;
+        if (zone != model)
+        {
+            return false; // Kmem's page is in another zone: the kernel's count says nothing of that zone's lists
+        }
         // Every earlier free on this CPU either drained (the count is then known) or left the count below high:
         // a count the model has at high or above is one the kernel cannot have had. The model overcounted (a page
         // taken with no event: a bulk allocation of unknown size) by an amount the trace does not tell, so the
         // count is unknown until the next drain reveals it; taking high - 1 instead would drain at every free.
+        // While kswapd reclaims, a refill can leave the count above the lower high: only the full high is a bound.
         int high = model.Pcp[cpu].High;
         if (_modelTotal[fi] >= high && high > 0)
         {

@@ -254,9 +254,9 @@ public sealed partial class TraceReplayer
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, block.Page);
             }
-            else if (_tables.Lent(pfn) is { IsNull: false } table)
+            else if ((_pressure!.UserPageOf(pfn) is { IsNull: false } user ? user : _tables.Lent(pfn)) is { IsNull: false } taskPage)
             {
-                revealed = _pcpModel!.AlignForFree(cpu, pfn, table); // a page table a task of Kmem's took over
+                revealed = _pcpModel!.AlignForFree(cpu, pfn, taskPage); // a page of a task of Kmem's, or a table one took over
             }
             else if (order == 0 && _reserved.Unreleased(pfn))
             {

@@ -3,7 +3,8 @@
 // and min watermarks (with boost) and whether its kswapd was awake, read before the
 // fault and named in a mismatch's detail. In an aligned replay that state follows what
 // the trace reveals, never the decision's own event:
-// - the watermarks are the capture's (zoneinfo.txt beside the trace: min, low, high per zone);
+// - the watermarks are the capture's (zoneinfo.txt beside the trace: min, low, high per zone),
+//   and the per-CPU lists' high follows the low mark as zone_pcp_update makes it;
 // - free pages follow the kernel's reclaim: a user page the kernel's kswapd freed (or wrote
 //   out) is paged out in Kmem at once (Vmscan.ReclaimTracedPage), and Kmem's kswapd reclaims
 //   nothing of its own; the pages a task's direct reclaim freed (its frees between
@@ -20,7 +21,6 @@
 //   is balanced (balance_pgdat's end, after which it naps on its waitqueue) or its
 //   mm_vmscan_kswapd_sleep.
 // Used on the replaying thread only.
-using System.Globalization;
 using Kmem.PageAlloc;
 using Kmem.Physical;
 using Kmem.Reclaim;
@@ -84,7 +84,7 @@ internal sealed partial class PressureReplay
         _kernelFree = new KernelFreePages(_m, () => UserZone);
         _m.Mm.KswapdDeferred = true;
         _m.Mm.Vmscan.TracedReclaim = AlignedDirectReclaim;
-        SetCaptureWatermarks();
+        CaptureWatermarks.Apply(_m, _directory);
     }
 
     // Vmscan.TracedReclaim: the allocating task's held pages paged out; without any, what Kmem holds for the kernel's
@@ -248,58 +248,4 @@ internal sealed partial class PressureReplay
             KswapdRunEnds(node, starting: false);
         }
     }
-
-    // The capture's watermarks and lowmem reserves (zoneinfo.txt beside the trace, read as --compare-proc reads it),
-    // which decide every wakeup: min, low and high per zone, and its protection against each of the kernel's zones
-    // (the file's zone names, in order).
-    private void SetCaptureWatermarks()
-    {
-        string? path = _directory is null ? null : Path.Combine(_directory, "zoneinfo.txt");
-        if (path is null || !File.Exists(path))
-        {
-            return;
-        }
-        var zones = ZoneinfoSnapshot.Parse(File.ReadAllText(path), path);
-        var kernelZones = zones.Select(z => z.Zone[(z.Zone.LastIndexOf(' ') + 1)..]).Distinct().Select(ZoneinfoSnapshot.TypeOf).ToList();
-        foreach (var (name, fields) in zones)
-        {
-            if (_m.PageAllocator.Zones.FirstOrDefault(z => $"Node {z.Node.Id}, zone {z.Name}" == name) is not { IsManaged: true } zone)
-            {
-                continue;
-            }
-            for (int mark = 0; mark < s_marks.Length; mark++)
-            {
-                if (fields.TryGetValue(s_marks[mark], out string? text)
-                    && long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long pages) && pages > 0)
-                {
-                    lock (zone.Lock)
-                    {
-                        zone.Watermark[mark] = pages;
-                    }
-                }
-            }
-            if (fields.TryGetValue("protection", out string? protection))
-            {
-                SetProtection(zone, protection.Split(','), kernelZones);
-            }
-        }
-    }
-
-    // "0, 304, 304, 304, 304": the zone's lowmem_reserve against each of the kernel's zones.
-    private static void SetProtection(Zone zone, string[] reserves, List<ZoneType?> kernelZones)
-    {
-        for (int k = 0; k < reserves.Length && k < kernelZones.Count; k++)
-        {
-            if (kernelZones[k] is { } t && (int)t < zone.LowmemReserve.Length
-                && long.TryParse(reserves[k].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long reserve))
-            {
-                lock (zone.Lock)
-                {
-                    zone.LowmemReserve[(int)t] = reserve;
-                }
-            }
-        }
-    }
-
-    private static readonly string[] s_marks = ["min", "low", "high"];
 }

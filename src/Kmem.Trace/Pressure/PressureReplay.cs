@@ -322,6 +322,18 @@ internal sealed partial class PressureReplay
         }
     }
 
+    /// <summary>The page Kmem will free at the kernel's free of user page <paramref name="pfn"/> (its task's page there),
+    /// or Page.Null (not a user page, freed by the kernel's reclaim or compaction, or nothing resident in Kmem).</summary>
+    public Page UserPageOf(ulong pfn)
+    {
+        if (!_userPfns.TryGetValue(pfn, out var up) || _freeContext.GetValueOrDefault(pfn) != FreeContext.Task || !up.Task.Alive)
+        {
+            return Page.Null;
+        }
+        uint kmemPfn = up.Task.Task!.FollowPage(up.Va);
+        return kmemPfn == uint.MaxValue ? Page.Null : _m.PfnToPage(kmemPfn);
+    }
+
     /// <summary>The free of a trace frame: true when it was a user page's, handled here; <paramref name="kmemFreed"/>
     /// says whether Kmem freed a page for it (not for a page the kernel's reclaim or migration freed).</summary>
     public bool FreeUserPage(ulong pfn, out bool kmemFreed)

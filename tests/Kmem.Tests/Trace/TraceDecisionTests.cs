@@ -1,6 +1,6 @@
 // Per-decision fidelity: the kernel's side read from hand-written event sequences
 // (a refill burst its allocation claims, one no allocation claims, a list free and its
-// drains, new slab pages), Kmem's side from its own allocator, both runs (aligned and
+// drains, new slab pages, kswapd's lower high), Kmem's side from its own allocator, both runs (aligned and
 // free-running) on a slice of the real trace; and nothing is compared on a machine
 // booted without the observers.
 namespace Kmem.Tests.Trace;
@@ -104,6 +104,50 @@ public class TraceDecisionTests
         Assert.Equal(frees + 1, d.Compared);
         Assert.Equal(1, d.KernelYes);
         Assert.InRange(d.KmemYes, 1, 20); // Kmem's own drains as its count climbs again, free_factor doubling them
+    }
+
+    [Theory]
+    [InlineData(true, "1.000000")]   // kswapd awake, its events still coming: nr_pcp_high is four batches
+    [InlineData(true, "1.010000")]   // kswapd woken, but nothing of it for 10 ms: its balance_pgdat is over
+    [InlineData(false, "1.000000")]  // kswapd asleep
+    public void AlignedWhileTheKernelsKswapdReclaimsTheListsSpillAtFourBatches(bool woken, string freeTime)
+    {
+        // 512M, 2 CPUs: DMA32's lists have batch 31 and high 427 (PerCpuListTests). A free that drains 303 pages
+        // leaves a known count of 124, four batches; the next free brings it to 125.
+        var sb = new System.Text.StringBuilder();
+        for (int i = 0; i <= 2; i++)
+        {
+            sb.Append(Alloc(0x10000 + (ulong)i)).Append(ReplayData.Line(Other));
+        }
+        sb.Append(Free(0x10000));
+        for (int i = 0; i < 303; i++)
+        {
+            sb.Append(Drain(0x50000 + (ulong)i));
+        }
+        sb.Append(ReplayData.Line(Other));
+        if (woken)
+        {
+            sb.Append("         kswapd0-44      [001] .....     1.000000: mm_vmscan_kswapd_wake: nid=0 order=0\n");
+        }
+        sb.Append(ReplayData.Line(Other, time: freeTime));
+        long freeLine = 3 + sb.ToString().Count(c => c == '\n') + 1; // after the header's three lines
+        sb.Append(ReplayData.Line("mm_page_free: page=ffffea0000000000 pfn=0x10001 order=0", time: freeTime));
+        bool kernelDrains = woken && freeTime == "1.000000";
+        if (kernelDrains)
+        {
+            for (int i = 0; i < 62; i++) // nr_pcp_free: batch << free_factor 1, within four batches less one
+            {
+                sb.Append(Drain(0x60000 + (ulong)i));
+            }
+        }
+        sb.Append(ReplayData.Line(Other, time: freeTime));
+        var d = Replay(sb.ToString(), aligned: true).Decisions["pcp_drain"];
+        Assert.Equal(2, d.Compared);
+        Assert.Equal(kernelDrains ? 2 : 1, d.KernelYes);
+        // At the second free Kmem, its count and ZONE_RECLAIM_ACTIVE put where the kernel's were, does as the kernel
+        // did (the first free's drain is the kernel's alone: nothing revealed Kmem's count before it).
+        Assert.Equal(kernelDrains ? 1 : 0, d.BothYes);
+        Assert.DoesNotContain(d.Mismatches, mm => mm.Line == freeLine);
     }
 
     [Fact]

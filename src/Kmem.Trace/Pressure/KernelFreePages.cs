@@ -12,7 +12,8 @@
 // since its previous allocation (the refill for this allocation, the drains its reclaim
 // caused) are left out, so the decision sees the state its slow path began with, and no
 // decision event is read. Kmem holds pages (taken from, or given back to, the buddy lists
-// with the CPU's lists held, so no refill or drain moves the count) to meet it.
+// with the CPU's lists held, so no refill or drain moves the count; taken as the blocks
+// are, of any type, since holding must not steal) to meet it.
 // Used on the replaying thread only.
 using System.Globalization;
 using Kmem.PageAlloc;
@@ -123,20 +124,14 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
                 HeldFreePages -= 1L << h.Order;
                 delta += 1L << h.Order;
             }
-            Gfp hold = (Gfp.Kernel & ~Gfp.Reclaim) | Gfp.NoWarn | Gfp.Memalloc | Gfp.Movable | ZoneGfp(z.Type);
             for (int order = Math.Min(Machine.MaxOrder - 1, 63 - (int)long.LeadingZeroCount(Math.Max(1, delta))); delta > 0 && order >= 0; order--)
             {
                 while (delta >= 1L << order)
                 {
-                    var page = _m.AllocPages(hold, order);
+                    var page = _m.PageAllocator.TakeFreeBlock(z, order); // no steal: holding is not a decision
                     if (page.IsNull)
                     {
-                        break;
-                    }
-                    if (_m.PageAllocator.ZoneOf((uint)page.Pfn) != z)
-                    {
-                        _m.FreePages(page, order); // the zone has no block of this order: smaller ones
-                        break;
+                        break; // no block of this order left: smaller ones
                     }
                     held.Push((page, order));
                     HeldFreePages += 1L << order;
@@ -182,16 +177,6 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         }
         return released;
     }
-
-    // The gfp zone modifier whose highest zone is <type>.
-    private static Gfp ZoneGfp(ZoneType type) => type switch
-    {
-        ZoneType.Dma => Gfp.Dma,
-        ZoneType.Dma32 => Gfp.Dma32,
-        ZoneType.HighMem => Gfp.HighMem,
-        ZoneType.Movable => Gfp.HighMem | Gfp.Movable,
-        _ => 0,
-    };
 
     // Events that reveal the kernel's free pages: the free scanner's isolation takes pages off the buddy lists with no
     // page event; should_reclaim_retry's look at a zone shows its free pages (available less reclaimable) outright.

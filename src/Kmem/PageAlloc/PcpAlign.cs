@@ -4,13 +4,46 @@
 // from the same state. No kernel counterpart. Blocks added come from the buddy lists
 // as rmqueue_bulk takes them; blocks removed go back from the tail as
 // free_pcppages_bulk gives them. The event counters (refills, drains) are left alone:
-// an alignment is not a decision. Lock order as everywhere: pcp lock, then zone->lock.
+// an alignment is not a decision. Also a free block taken off the buddy lists as it
+// is, of whichever type has one (TakeFreeBlock), for a replay that holds pages so its
+// free count is the kernel's: holding must not steal, which would move pageblocks
+// between types and count as the allocation's decision. Lock order as everywhere: pcp
+// lock, then zone->lock.
 using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
 
 internal static class PcpAlign
 {
+    private static readonly int[] s_holdTypes = [(int)MigrateType.Movable, (int)MigrateType.Reclaimable, (int)MigrateType.Unmovable];
+
+    /// <summary>A free block of <paramref name="order"/> off <paramref name="zone"/>'s lists (movable first, then
+    /// reclaimable, then unmovable; never a steal), as an allocated page (prep_new_page's state, not zeroed); NoPfn
+    /// when no type has one.</summary>
+    public static uint TakeFreeBlock(PhysMem mem, Zone zone, int order)
+    {
+        lock (zone.Lock)
+        {
+            foreach (int mt in s_holdTypes)
+            {
+                uint pfn = zone.RmqueueSmallest(order, mt);
+                if (pfn == PhysMem.NoPfn)
+                {
+                    continue;
+                }
+                zone.FreePages -= 1L << order;
+                ref PageFrame f = ref mem.Frame(pfn);
+                f.Flags = PageFlags.None;
+                f.Order = (byte)order;
+                f.MapCount = 0;
+                f.Private = 0;
+                f.RefCount = 1;
+                return pfn;
+            }
+        }
+        return PhysMem.NoPfn;
+    }
+
     /// <summary>Makes CPU <paramref name="cpu"/>'s list of (order, migrate type) in <paramref name="zone"/> hold
     /// <paramref name="blocks"/> blocks (fewer when the buddy lists run out); returns how many it holds.</summary>
     public static int AlignPcpList(PhysMem mem, Zone zone, int cpu, int order, int mt, int blocks)

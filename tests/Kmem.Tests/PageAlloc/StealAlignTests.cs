@@ -2,7 +2,8 @@
 // requested type's free blocks of the request's order and above leave its lists for the
 // fallback type's, a block of the fallback type is stolen as the event says (order,
 // ownership), the blocks the kernel's allocation took after it leave the type's lists,
-// and nothing is allocated, freed or counted as a steal.
+// and nothing is allocated, freed or counted as a steal. And the pressure replay's held
+// pages (PageAllocator.TakeFreeBlock): taken as the blocks are, never stolen.
 using Kmem.PageAlloc;
 using static Kmem.Tests.PageAlloc.PageAllocCheck;
 
@@ -50,6 +51,42 @@ public class StealAlignTests
         Assert.Empty(standIns);
         Assert.Equal(free, zone.FreePages);
         Assert.Equal(1024, TypePages(zone, MigrateType.Unmovable));
+        zone.Validate();
+    }
+
+    [Fact]
+    public void AHeldBlockIsTakenFromWhicheverTypeHasOneAndNeverStolen()
+    {
+        using var m = Boot();
+        var zone = ZoneOf(m, ZoneType.Dma32);
+        using (m.OnCpu(0))
+        {
+            m.AllocPage(Gfp.Kernel); // an unmovable block split: unmovable pages on the lists
+        }
+        // Every movable block of order 3 and above held: the movable lists have only smaller ones.
+        var held = new List<Page>();
+        while (TypePages(zone, MigrateType.Movable, 3) > 0)
+        {
+            held.Add(m.PageAllocator.TakeFreeBlock(zone, Machine.MaxOrder - 1) is { IsNull: false } big ? big : m.PageAllocator.TakeFreeBlock(zone, 3));
+        }
+        long extfrag = zone.SumStats().AllocExtfrag, unmovable = TypePages(zone, MigrateType.Unmovable), free = zone.FreePages;
+        var blocks = Enumerable.Range(0, (int)(zone.EndPfn - zone.StartPfn) / 512).Select(i => zone.StartPfn + (uint)i * 512)
+            .Where(zone.Spans).Select(m.PageAllocator.Mem.PageblockMigratetype).ToList();
+
+        var page = m.PageAllocator.TakeFreeBlock(zone, 3);
+
+        Assert.False(page.IsNull);
+        Assert.Equal(MigrateType.Unmovable, m.PageAllocator.Mem.PageblockMigratetype(page.RawPfn)); // taken where one was
+        Assert.Equal(unmovable - 8, TypePages(zone, MigrateType.Unmovable));
+        Assert.Equal(free - 8, zone.FreePages);
+        Assert.Equal(extfrag, zone.SumStats().AllocExtfrag); // no steal
+        Assert.Equal(blocks, Enumerable.Range(0, (int)(zone.EndPfn - zone.StartPfn) / 512).Select(i => zone.StartPfn + (uint)i * 512)
+            .Where(zone.Spans).Select(m.PageAllocator.Mem.PageblockMigratetype).ToList()); // no pageblock changed type
+        m.FreePages(page, 3);
+        foreach (var p in held)
+        {
+            m.FreePages(p, m.PageAllocator.Mem.Frame(p.RawPfn).Order); // TakeFreeBlock records the order, as prep_new_page does
+        }
         zone.Validate();
     }
 

@@ -25,7 +25,7 @@
 // (ZONE_RECLAIM_ACTIVE, set for balance_pgdat's run), which the trace shows as well as it can:
 // from its mm_vmscan_kswapd_wake (for every zone: the event names none) for as long as kswapd's
 // own events keep coming (a run reclaims in batches of 32 pages, each traced), until a gap of
-// KswapdIdleGap or its mm_vmscan_kswapd_sleep: the run's end itself is not traced. Kmem's zones
+// PressureReplay.KswapdIdleGap or its mm_vmscan_kswapd_sleep: the run's end itself is not traced. Kmem's zones
 // take the kernel's flag before each event.
 // Owned by TraceReplayer and used on its replaying thread only.
 namespace Kmem;
@@ -45,7 +45,6 @@ internal sealed class PcpListModel
     private readonly int[] _knownPages;
     private readonly Dictionary<ulong, byte> _frameMt = [];
     // The kernel's kswapd: woken and not asleep, its pid, and the time of its latest event (microseconds).
-    private const long KswapdIdleGap = 5_000;
     private bool _kswapdRunning;
     private int _kswapdPid = -1;
     private long _kswapdLast, _now;
@@ -92,7 +91,7 @@ internal sealed class PcpListModel
     }
 
     // balance_pgdat is running: woken, and its events still coming.
-    private bool ReclaimActive => _kswapdRunning && _now - _kswapdLast <= KswapdIdleGap;
+    private bool ReclaimActive => _kswapdRunning && _now - _kswapdLast <= PressureReplay.KswapdIdleGap;
 
     // nr_pcp_high as the kernel had it for this CPU's lists of the zone (free_high aside).
     private bool ReclaimActiveIn(Kmem.PageAlloc.Zone zone) => ReclaimActive && zone.IsManaged;

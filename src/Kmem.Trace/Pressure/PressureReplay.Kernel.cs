@@ -44,6 +44,7 @@ internal sealed partial class PressureReplay
         Tick(ref e);
         if (_aligned)
         {
+            KswapdClock(in e);
             AlignBoost(ref e);
             _kernelFree!.TrackKernelFree(ref e);
         }

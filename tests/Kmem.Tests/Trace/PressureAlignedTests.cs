@@ -1,7 +1,7 @@
 // The aligned pressure replay (Pressure/PressureReplay.Aligned.cs, KernelFreePages.cs): the
 // capture's watermarks and lowmem reserves (zoneinfo.txt beside the trace), the kernel's
 // reclaim paged out in Kmem instead of Kmem's choice, kswapd awake and asleep as its own
-// events say, and a mismatch's detail naming Kmem's state. Free-running replays keep all of
+// events (and their silence) say, and a mismatch's detail naming Kmem's state. Free-running replays keep all of
 // it Kmem's own.
 using Kmem.PageAlloc;
 
@@ -10,7 +10,7 @@ namespace Kmem.Tests.Trace;
 [Collection("reclaim-files")]
 public class PressureAlignedTests
 {
-    private static string Line(string comm, int pid, string text) => $"{comm,16}-{pid,-7} [000] .....     1.000000: {text}\n";
+    private static string Line(string comm, int pid, string text, string time = "1.000000") => $"{comm,16}-{pid,-7} [000] .....     {time}: {text}\n";
 
     private static string UserPage(string comm, int pid, ulong pfn) =>
         Line(comm, pid, $"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO");
@@ -39,13 +39,13 @@ public class PressureAlignedTests
         """;
 
     // Replays <text> from a trace file in its own directory (beside a zoneinfo.txt), aligned or free-running.
-    private static (Machine M, TraceReplayResult R) Replay(string text, bool aligned)
+    private static (Machine M, TraceReplayResult R) Replay(string text, bool aligned, string zoneinfo = Zoneinfo)
     {
         string dir = Path.Combine(Path.GetTempPath(), $"kmem-aligned-{Environment.ProcessId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
         try
         {
-            File.WriteAllText(Path.Combine(dir, "zoneinfo.txt"), Zoneinfo);
+            File.WriteAllText(Path.Combine(dir, "zoneinfo.txt"), zoneinfo);
             string trace = Path.Combine(dir, "trace.txt");
             File.WriteAllText(trace, ReplayData.Header + text);
             var m = TraceReplayer.Boot(new MachineOptions { Memory = "384M", Cpus = 2, Seed = 1 });
@@ -127,6 +127,23 @@ public class PressureAlignedTests
         using (slept)
         {
             Assert.False(slept.Mm.KswapdIsRunning(slept.PageAllocator.Nodes[0]));
+        }
+    }
+
+    [Theory]
+    [InlineData("1.001000", true)]  // kswapd's run goes on: 1 ms without an event of it
+    [InlineData("1.010000", false)] // 10 ms of silence: its balance_pgdat has ended, it naps on its waitqueue
+    public void AlignedAKswapdRunThatGoesSilentHasEnded(string nextPage, bool running)
+    {
+        // High watermarks no zone reaches: Kmem's node is never balanced, so only the silence ends the run.
+        string zoneinfo = Zoneinfo.Replace("high     780", "high     900000", StringComparison.Ordinal)
+            .Replace("high     38", "high     900000", StringComparison.Ordinal);
+        string text = Hog(2, 0) + Line("kswapd0", 44, "mm_vmscan_kswapd_wake: nid=0 order=0")
+            + Line("hog", 50, "mm_page_alloc: page=ffffea0000000000 pfn=0x9000 order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO", nextPage);
+        var (m, _) = Replay(text, aligned: true, zoneinfo);
+        using (m)
+        {
+            Assert.Equal(running, m.Mm.KswapdIsRunning(m.PageAllocator.Nodes[0]));
         }
     }
 }

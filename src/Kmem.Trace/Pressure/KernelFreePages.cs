@@ -128,7 +128,7 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
             {
                 while (delta >= 1L << order)
                 {
-                    var page = _m.PageAllocator.TakeFreeBlock(z, order); // no steal: holding is not a decision
+                    var page = Kmem.PageAlloc.PcpAlign.TakeFreeBlock(_m.PageAllocator, z, order); // no steal: holding is not a decision
                     if (page.IsNull)
                     {
                         break; // no block of this order left: smaller ones

@@ -278,7 +278,7 @@ internal sealed partial class PageAllocator
 
     /// <summary>prep_new_page: a referenced page, zeroed for __GFP_ZERO or init_on_alloc, compound for
     /// __GFP_COMP.</summary>
-    private void PrepNewPage(uint pfn, int order, Gfp gfp)
+    internal void PrepNewPage(uint pfn, int order, Gfp gfp)
     {
         ref PageFrame f = ref _mem.Frame(pfn);
         f.Flags = PageFlags.None;

@@ -115,9 +115,6 @@ internal sealed partial class PageAllocator
     /// <summary>Sets one CPU's pcp lists in a zone to a page count (see <see cref="PcpAlign"/>).</summary>
     public int AlignPcpCount(Zone zone, int cpu, int pages, int mt) => PcpAlign.AlignPcpCount(_mem, zone, cpu, pages, mt);
 
-    /// <summary>A free block taken off a zone's lists without stealing, for a replay's held pages (see <see cref="PcpAlign"/>).</summary>
-    public Page TakeFreeBlock(Zone zone, int order) => PcpAlign.TakeFreeBlock(_mem, zone, order) is var pfn && pfn != PhysMem.NoPfn ? new Page(pfn) : Page.Null;
-
     /// <summary>Sets one CPU's free_factor in a zone (see <see cref="PcpAlign"/>).</summary>
     public static void AlignPcpFreeFactor(Zone zone, int cpu, int freeFactor) => PcpAlign.AlignPcpFreeFactor(zone, cpu, freeFactor);
 

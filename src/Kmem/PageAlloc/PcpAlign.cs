@@ -18,30 +18,28 @@ internal static class PcpAlign
     private static readonly int[] s_holdTypes = [(int)MigrateType.Movable, (int)MigrateType.Reclaimable, (int)MigrateType.Unmovable];
 
     /// <summary>A free block of <paramref name="order"/> off <paramref name="zone"/>'s lists (movable first, then
-    /// reclaimable, then unmovable; never a steal), as an allocated page (prep_new_page's state, not zeroed); NoPfn
-    /// when no type has one.</summary>
-    public static uint TakeFreeBlock(PhysMem mem, Zone zone, int order)
+    /// reclaimable, then unmovable; never a steal), as an allocated page (prep_new_page, not zeroed unless
+    /// init_on_alloc); Page.Null when no type has one.</summary>
+    public static Page TakeFreeBlock(PageAllocator pa, Zone zone, int order)
     {
+        uint pfn = PhysMem.NoPfn;
         lock (zone.Lock)
         {
             foreach (int mt in s_holdTypes)
             {
-                uint pfn = zone.RmqueueSmallest(order, mt);
-                if (pfn == PhysMem.NoPfn)
+                if ((pfn = zone.RmqueueSmallest(order, mt)) != PhysMem.NoPfn)
                 {
-                    continue;
+                    zone.FreePages -= 1L << order;
+                    break;
                 }
-                zone.FreePages -= 1L << order;
-                ref PageFrame f = ref mem.Frame(pfn);
-                f.Flags = PageFlags.None;
-                f.Order = (byte)order;
-                f.MapCount = 0;
-                f.Private = 0;
-                f.RefCount = 1;
-                return pfn;
             }
         }
-        return PhysMem.NoPfn;
+        if (pfn == PhysMem.NoPfn)
+        {
+            return Page.Null;
+        }
+        pa.PrepNewPage(pfn, order, default);
+        return new Page(pfn);
     }
 
     /// <summary>Makes CPU <paramref name="cpu"/>'s list of (order, migrate type) in <paramref name="zone"/> hold

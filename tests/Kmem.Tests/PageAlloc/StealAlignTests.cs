@@ -3,7 +3,7 @@
 // fallback type's, a block of the fallback type is stolen as the event says (order,
 // ownership), the blocks the kernel's allocation took after it leave the type's lists,
 // and nothing is allocated, freed or counted as a steal. And the pressure replay's held
-// pages (PageAllocator.TakeFreeBlock): taken as the blocks are, never stolen.
+// pages (PcpAlign.TakeFreeBlock): taken as the blocks are, never stolen.
 using Kmem.PageAlloc;
 using static Kmem.Tests.PageAlloc.PageAllocCheck;
 
@@ -67,13 +67,13 @@ public class StealAlignTests
         var held = new List<Page>();
         while (TypePages(zone, MigrateType.Movable, 3) > 0)
         {
-            held.Add(m.PageAllocator.TakeFreeBlock(zone, Machine.MaxOrder - 1) is { IsNull: false } big ? big : m.PageAllocator.TakeFreeBlock(zone, 3));
+            held.Add(PcpAlign.TakeFreeBlock(m.PageAllocator, zone, Machine.MaxOrder - 1) is { IsNull: false } big ? big : PcpAlign.TakeFreeBlock(m.PageAllocator, zone, 3));
         }
         long extfrag = zone.SumStats().AllocExtfrag, unmovable = TypePages(zone, MigrateType.Unmovable), free = zone.FreePages;
         var blocks = Enumerable.Range(0, (int)(zone.EndPfn - zone.StartPfn) / 512).Select(i => zone.StartPfn + (uint)i * 512)
             .Where(zone.Spans).Select(m.PageAllocator.Mem.PageblockMigratetype).ToList();
 
-        var page = m.PageAllocator.TakeFreeBlock(zone, 3);
+        var page = PcpAlign.TakeFreeBlock(m.PageAllocator, zone, 3);
 
         Assert.False(page.IsNull);
         Assert.Equal(MigrateType.Unmovable, m.PageAllocator.Mem.PageblockMigratetype(page.RawPfn)); // taken where one was

@@ -60,7 +60,9 @@ public sealed class CliTests : IDisposable
             double seconds = root.GetProperty("seconds").GetDouble(), decompress = root.GetProperty("decompress_seconds").GetDouble();
             if (compressed)
             {
-                Assert.InRange(decompress, 1e-6, seconds);
+                // The shared parse decodes on its own thread: what counts is the decoding the replays waited for,
+                // which is 0 when the replays are the slower side (as in a checked build).
+                Assert.InRange(decompress, 0, seconds);
             }
             else
             {

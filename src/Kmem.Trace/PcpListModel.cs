@@ -24,9 +24,9 @@
 // "high" above is nr_pcp_high's: four batches (at most high) while the kernel's kswapd reclaims
 // (ZONE_RECLAIM_ACTIVE, set for balance_pgdat's run), which the trace shows as well as it can:
 // from its mm_vmscan_kswapd_wake (for every zone: the event names none) for as long as kswapd's
-// own events keep coming (a run reclaims in batches of 32 pages, each traced), until a gap of
-// PressureReplay.KswapdIdleGap or its mm_vmscan_kswapd_sleep: the run's end itself is not traced. Kmem's zones
-// take the kernel's flag before each event.
+// own events keep coming (a run reclaims in batches of 32 pages, each traced), until a silence
+// of PressureReplay.KswapdIdleGap or its mm_vmscan_kswapd_sleep (the run's end is not traced).
+// Kmem's zones take the kernel's flag before each event.
 // Owned by TraceReplayer and used on its replaying thread only.
 namespace Kmem;
 
@@ -90,12 +90,11 @@ internal sealed class PcpListModel
         }
     }
 
-    // balance_pgdat is running: woken, and its events still coming.
-    private bool ReclaimActive => _kswapdRunning && _now - _kswapdLast <= PressureReplay.KswapdIdleGap;
+    // The kernel's ZONE_RECLAIM_ACTIVE for the zone: its kswapd woken, its events still coming.
+    private bool ReclaimActiveIn(Kmem.PageAlloc.Zone zone) =>
+        _kswapdRunning && _now - _kswapdLast <= PressureReplay.KswapdIdleGap && zone.IsManaged;
 
     // nr_pcp_high as the kernel had it for this CPU's lists of the zone (free_high aside).
-    private bool ReclaimActiveIn(Kmem.PageAlloc.Zone zone) => ReclaimActive && zone.IsManaged;
-
     private int KernelHigh(Kmem.PageAlloc.Zone zone, int cpu)
     {
         var pcp = zone.Pcp[cpu];
@@ -218,9 +217,8 @@ internal sealed class PcpListModel
         {
             return;
         }
-        var z = TraceZones.ZoneOf(_pa, pfn);
-        int zone = z.Index, fi = cpu * _pa.Zones.Length + zone;
-        AddTotal(fi, 1 << order);
+        int zone = TraceZones.ZoneOf(_pa, pfn).Index;
+        AddTotal(cpu * _pa.Zones.Length + zone, 1 << order);
         int li = ListIndex(cpu, zone, order, mt);
         if (_model[li] >= 0)
         {

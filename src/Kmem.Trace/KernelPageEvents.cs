@@ -5,8 +5,8 @@
 // vmalloc page array (kmalloc from __vmalloc_node_range, a pointer per page) no burst
 // follows, are the bulk allocator (alloc_pages_bulk, no mm_page_alloc): the frames it took
 // (PcpContents) go to the replayer, which gives them to Kmem as order-0 pages. In aligned
-// runs the same events move the PcpListModel. Owned by TraceReplayer; used on its
-// replaying thread only.
+// runs the same events move the PcpListModel; every event goes to the TracedKswapd. Owned by
+// TraceReplayer; used on its replaying thread only.
 namespace Kmem;
 
 /// <summary>Reads the kernel's page decisions and the bulk allocator's pages from the trace's events.</summary>
@@ -33,8 +33,13 @@ internal sealed class KernelPageEvents
     /// <summary>The kernel's per-CPU lists frame by frame.</summary>
     public PcpContents Contents { get; }
 
-    public KernelPageEvents(Kmem.PageAlloc.PageAllocator pa, int cpus, TraceDecisions decisions, PcpListModel? model, Action<List<ulong>, MigrateType, int> replayBulk, PcpDrift? drift = null)
+    /// <summary>The traced kswapd, fed every event here.</summary>
+    public TracedKswapd Kswapd { get; }
+
+    public KernelPageEvents(Kmem.PageAlloc.PageAllocator pa, int cpus, TraceDecisions decisions, PcpListModel? model, TracedKswapd kswapd,
+        Action<List<ulong>, MigrateType, int> replayBulk, PcpDrift? drift = null)
     {
+        Kswapd = kswapd;
         _drift = drift;
         _pa = pa;
         _decisions = decisions;
@@ -64,7 +69,8 @@ internal sealed class KernelPageEvents
                 _drift?.StartAtBoot();
             }
         }
-        _model?.Clock(e.Timestamp, e.Pid);
+        Kswapd.Event(in e);
+        _model?.AlignReclaimActive();
         var burst = _bursts[cpu];
         switch (kind)
         {
@@ -115,10 +121,6 @@ internal sealed class KernelPageEvents
                     _model?.Drain(cpu, e.Pfn, e.Order, e.MigrateType, -1, 0);
                     _drift?.Kernel(cpu, e.Pfn, -(1 << e.Order), DriftClass.Drain);
                 }
-                break;
-            case TraceEventKind.MmVmscanKswapdWake:
-            case TraceEventKind.MmVmscanKswapdSleep:
-                _model?.KswapdRuns(kind == TraceEventKind.MmVmscanKswapdWake, e.Pid);
                 break;
             case TraceEventKind.MmPageAlloc:
                 if (burst.Open && burst.Pfns[0] != e.Pfn)

@@ -22,11 +22,8 @@
 // pcp_drain; new_slab and slab_freed are aligned by TraceReplayer.SlabAlign, fallback by
 // TraceReplayer.AlignKernelSteals (Zone.AlignSteal); zone is not corrected.
 // "high" above is nr_pcp_high's: four batches (at most high) while the kernel's kswapd reclaims
-// (ZONE_RECLAIM_ACTIVE, set for balance_pgdat's run), which the trace shows as well as it can:
-// from its mm_vmscan_kswapd_wake (for every zone: the event names none) for as long as kswapd's
-// own events keep coming (a run reclaims in batches of 32 pages, each traced), until a silence
-// of PressureReplay.KswapdIdleGap or its mm_vmscan_kswapd_sleep (the run's end is not traced).
-// Kmem's zones take the kernel's flag before each event.
+// (ZONE_RECLAIM_ACTIVE, set for balance_pgdat's run: TracedKswapd.Running, for every zone, since
+// its events name none). Kmem's zones take the kernel's flag before each event.
 // Owned by TraceReplayer and used on its replaying thread only.
 namespace Kmem;
 
@@ -44,14 +41,12 @@ internal sealed class PcpListModel
     private readonly int[] _unknownLists;
     private readonly int[] _knownPages;
     private readonly Dictionary<ulong, byte> _frameMt = [];
-    // The kernel's kswapd: woken and not asleep, its pid, and the time of its latest event (microseconds).
-    private bool _kswapdRunning;
-    private int _kswapdPid = -1;
-    private long _kswapdLast, _now;
+    private readonly TracedKswapd _kswapd;
 
-    public PcpListModel(Kmem.PageAlloc.PageAllocator pa, int cpus)
+    public PcpListModel(Kmem.PageAlloc.PageAllocator pa, int cpus, TracedKswapd kswapd)
     {
         _pa = pa;
+        _kswapd = kswapd;
         int zones = pa.Zones.Length;
         _model = new int[cpus * zones * ModelOrders * ModelTypes];
         Array.Fill(_model, -1);
@@ -63,23 +58,9 @@ internal sealed class PcpListModel
         _knownPages = new int[cpus * zones];
     }
 
-    /// <summary>mm_vmscan_kswapd_wake (true) and mm_vmscan_kswapd_sleep (false) of the kernel's kswapd, task <paramref name="pid"/>.</summary>
-    public void KswapdRuns(bool running, int pid)
+    /// <summary>Every event, before it is dispatched: Kmem's zones take the kernel's ZONE_RECLAIM_ACTIVE.</summary>
+    public void AlignReclaimActive()
     {
-        _kswapdRunning = running;
-        _kswapdPid = pid;
-        _kswapdLast = _now;
-    }
-
-    /// <summary>Every event, before it is dispatched: its time, and whether it is kswapd's; Kmem's zones take the
-    /// kernel's ZONE_RECLAIM_ACTIVE for it.</summary>
-    public void Clock(long timestamp, int pid)
-    {
-        _now = timestamp;
-        if (pid == _kswapdPid)
-        {
-            _kswapdLast = timestamp;
-        }
         foreach (var zone in _pa.Zones)
         {
             bool active = ReclaimActiveIn(zone);
@@ -90,9 +71,8 @@ internal sealed class PcpListModel
         }
     }
 
-    // The kernel's ZONE_RECLAIM_ACTIVE for the zone: its kswapd woken, its events still coming.
-    private bool ReclaimActiveIn(Kmem.PageAlloc.Zone zone) =>
-        _kswapdRunning && _now - _kswapdLast <= PressureReplay.KswapdIdleGap && zone.IsManaged;
+    // The kernel's ZONE_RECLAIM_ACTIVE for the zone.
+    private bool ReclaimActiveIn(Kmem.PageAlloc.Zone zone) => _kswapd.Running && zone.IsManaged;
 
     // nr_pcp_high as the kernel had it for this CPU's lists of the zone (free_high aside).
     private int KernelHigh(Kmem.PageAlloc.Zone zone, int cpu)

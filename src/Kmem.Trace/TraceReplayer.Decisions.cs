@@ -39,16 +39,14 @@ public sealed partial class TraceReplayer
     private void InitDecisions(int cpus)
     {
         _bulkUnkeyed = [.. _m.PageAllocator.Zones.Select(_ => new Stack<Page>())];
-        if (_options.Aligned)
-        {
-            _pcpModel = new PcpListModel(_m.PageAllocator, cpus);
-        }
+        var kswapd = new TracedKswapd();
+        _pcpModel = _options.Aligned ? new PcpListModel(_m.PageAllocator, cpus, kswapd) : null;
         if (!_options.Aligned && _kmem is not null)
         {
             _drift = new PcpDrift(_m.PageAllocator, cpus, _decisions);
             _kmem.Drift = _drift;
         }
-        _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, ReplayBulk, _drift);
+        _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, kswapd, ReplayBulk, _drift);
         _steals = _options.Aligned && _kmem is not null ? new StealAlignment(_m.PageAllocator) : null;
     }
 

@@ -19,7 +19,7 @@
 //   own steals boost nothing;
 // - kswapd is awake from its mm_vmscan_kswapd_wake (or Kmem's own wakeup) until Kmem's node
 //   is balanced (balance_pgdat's end, after which it naps on its waitqueue), a run the traced
-//   kswapd began has gone silent for KswapdIdleGap, or its mm_vmscan_kswapd_sleep.
+//   kswapd began has gone silent (TracedKswapd), or its mm_vmscan_kswapd_sleep.
 // Used on the replaying thread only.
 using Kmem.PageAlloc;
 using Kmem.Physical;
@@ -231,26 +231,14 @@ internal sealed partial class PressureReplay
             _m.Mm.KswapdSetAwake(nid, awake);
             KswapdRunEnds(_m.PageAllocator.Nodes[nid], starting: awake);
             _kernelRun = awake;
-            _kswapdLast = _now;
         }
     }
 
-    /// <summary>A run of balance_pgdat reclaims and traces in batches of 32 pages: a silence of the traced kswapd this
-    /// long (microseconds) says its run has ended (the end itself is not traced).</summary>
-    internal const long KswapdIdleGap = 5_000;
+    /// <summary>The traced kswapd (KernelPageEvents feeds it every event).</summary>
+    public TracedKswapd? TracedKswapd { get; init; }
 
-    // The traced kswapd's run (from its mm_vmscan_kswapd_wake) and the time of its latest event, in microseconds.
+    // Kmem's kswapd is awake for a run the traced kswapd began (its mm_vmscan_kswapd_wake).
     private bool _kernelRun;
-    private long _kswapdLast, _now;
-
-    private void KswapdClock(in TraceEvent e)
-    {
-        _now = e.Timestamp;
-        if (_kernelRun && e.Comm.StartsWith("kswapd", StringComparison.Ordinal))
-        {
-            _kswapdLast = e.Timestamp;
-        }
-    }
 
     // Before a user page's decision: an awake kswapd whose node is balanced (at the high watermarks with their boost),
     // or the traced kswapd's run gone silent, has ended its balance_pgdat, dropping the boost it began with, and naps on
@@ -262,7 +250,7 @@ internal sealed partial class PressureReplay
             return;
         }
         var node = z.Node;
-        if (KswapdDaemon.PgdatBalanced(node, 0, z.Type) || (_kernelRun && _now - _kswapdLast > KswapdIdleGap))
+        if (KswapdDaemon.PgdatBalanced(node, 0, z.Type) || (_kernelRun && TracedKswapd is { Running: false }))
         {
             _kernelRun = false;
             _m.Mm.KswapdSetAwake(node.Id, false);

@@ -44,7 +44,6 @@ internal sealed partial class PressureReplay
         Tick(ref e);
         if (_aligned)
         {
-            KswapdClock(in e);
             AlignBoost(ref e);
             _kernelFree!.TrackKernelFree(ref e);
         }

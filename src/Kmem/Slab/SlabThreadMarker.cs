@@ -39,14 +39,17 @@ internal class SlabThreadMarker(Thread thread)
     }
 
     /// <summary>Shutdown's wait, after Dead was set on every marker of <paramref name="markers"/>: a process-wide
-    /// barrier, then each thread in the middle of a fast path is waited for.</summary>
+    /// barrier, then each thread in the middle of a fast path is waited for. Neither the calling thread (a fast path
+    /// calls nothing that could dispose the machine) nor a thread that has exited can be in one, whatever its marker
+    /// says: a marker left set is never waited for.</summary>
     public static void WaitForFastPaths(IEnumerable<SlabThreadMarker> markers)
     {
         Interlocked.MemoryBarrierProcessWide();
+        var me = Thread.CurrentThread;
         foreach (var m in markers)
         {
             var spin = new SpinWait();
-            while (Volatile.Read(ref m.InCall) != 0)
+            while (Volatile.Read(ref m.InCall) != 0 && m.Thread.IsAlive && !ReferenceEquals(m.Thread, me))
             {
                 spin.SpinOnce();
             }

@@ -1,7 +1,9 @@
 // Calls racing with Dispose: each either completes or throws ObjectDisposedException, never
 // anything else, and never touches unmapped memory (which would end the test process with
 // a segmentation fault rather than fail a test). Dispose waits for the calls in flight,
-// wakes the sleeping ones, and refuses to run from inside one of the machine's own calls.
+// wakes the sleeping ones, and refuses to run from inside one of the machine's own calls;
+// a fast-path marker no fast path holds (its thread exited, or it is the disposer's) does
+// not hold it.
 using System.Collections.Concurrent;
 
 namespace Kmem.Tests.Lifetime;
@@ -199,5 +201,40 @@ public class DisposeRaceTests
         Assert.True(SpinWait.SpinUntil(() => failing.Waiters == 1, TimeSpan.FromSeconds(10)));
         m.Dispose();
         await Assert.ThrowsAsync<ObjectDisposedException>(() => sleeper.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    /// <summary>A fast-path marker left set by a thread that has exited (as a fast path that threw would leave it)
+    /// or by the disposing thread itself cannot hold Dispose: neither can be in a fast path.</summary>
+    [Theory]
+    [InlineData(SlabAllocator.Slub)]
+    [InlineData(SlabAllocator.Slab)]
+    public void AMarkerLeftSetByAThreadNotInAFastPathDoesNotHoldDispose(SlabAllocator slab)
+    {
+        var m = Machine.Boot(new MachineOptions { Memory = "64M", Cpus = 2, Seed = 1, Slab = slab });
+        Kmem.Slab.SlabThreadMarker? Mark()
+        {
+            m.Kfree(m.Kmalloc(64, Gfp.Kernel)); // the guarded path gives the thread its marker
+            m.Kfree(m.Kmalloc(64, Gfp.Kernel));
+            var marker = m.Cpus.FastThreadCache() as Kmem.Slab.SlabThreadMarker;
+            if (marker is not null)
+            {
+                Volatile.Write(ref marker.InCall, 1);
+            }
+            return marker;
+        }
+        Kmem.Slab.SlabThreadMarker? exited = null, mine = null;
+        var t = new Thread(() => exited = Mark());
+        t.Start();
+        t.Join();
+        // The disposing thread marks itself first; a thread of the test's own joins it, so a hang fails the test.
+        var disposer = new Thread(() =>
+        {
+            mine = Mark();
+            m.Dispose();
+        }) { IsBackground = true }; // left behind, not holding the test host, if Dispose hangs
+        disposer.Start();
+        Assert.True(disposer.Join(TimeSpan.FromSeconds(30)), "Dispose waited for a marker no fast path holds");
+        Assert.NotNull(exited);
+        Assert.NotNull(mine);
     }
 }

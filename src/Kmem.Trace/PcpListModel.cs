@@ -75,11 +75,7 @@ internal sealed class PcpListModel
     private bool ReclaimActiveIn(Kmem.PageAlloc.Zone zone) => _kswapd.Running && zone.IsManaged;
 
     // nr_pcp_high as the kernel had it for this CPU's lists of the zone (free_high aside).
-    private int KernelHigh(Kmem.PageAlloc.Zone zone, int cpu)
-    {
-        var pcp = zone.Pcp[cpu];
-        return ReclaimActiveIn(zone) && pcp.High > 0 ? Math.Min(pcp.Batch << 2, pcp.High) : pcp.High;
-    }
+    private int KernelHigh(Kmem.PageAlloc.Zone zone, int cpu) => zone.Pcp[cpu].NrPcpHigh(ReclaimActiveIn(zone), freeHigh: false);
 
     // A trace recorded from boot (its first event at uptime 0): the per-CPU lists were empty then (the boot
     // pagesets hold nothing; the zones' own pagesets start empty), so every list and count is known from the start.

@@ -278,7 +278,7 @@ internal sealed partial class PageAllocator
         pcp.Lists[pindex].AddHead(_mem, pfn);
         pcp.Count += 1 << order;
         bool freeHigh = pcp.FreeFactor != 0 && order > 0 && order <= PerCpuPages.CostlyOrder;
-        int high = pcp.NrPcpHigh(zone, freeHigh);
+        int high = pcp.NrPcpHigh(zone.ReclaimActive, freeHigh);
         if (pcp.Count >= high)
         {
             FreePcppagesBulk(zone, NrPcpFree(pcp, high, pcp.Batch, freeHigh), pcp, pindex);

@@ -77,15 +77,15 @@ internal sealed class PerCpuPages
     }
 
     /// <summary>nr_pcp_high: the count at which a free spills; none kept for a high-order free after frees without
-    /// allocation, and at most four batches while kswapd reclaims the zone (pages on the lists are pages reclaim
-    /// cannot see).</summary>
-    public int NrPcpHigh(Zone zone, bool freeHigh)
+    /// allocation, and at most four batches while kswapd reclaims the zone (<paramref name="reclaimActive"/>,
+    /// ZONE_RECLAIM_ACTIVE: pages on the lists are pages reclaim cannot see).</summary>
+    public int NrPcpHigh(bool reclaimActive, bool freeHigh)
     {
         if (High == 0 || freeHigh)
         {
             return 0;
         }
-        return zone.ReclaimActive ? Math.Min(Batch << 2, High) : High;
+        return reclaimActive ? Math.Min(Batch << 2, High) : High;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

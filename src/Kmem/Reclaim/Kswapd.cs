@@ -4,7 +4,8 @@
 // pending); it reclaims until some eligible zone is above its high watermark
 // (plus boost) for the requested order, wakes kcompactd for a high-order
 // request, then sleeps; while it balances, the zones it balances for are
-// marked ZONE_RECLAIM_ACTIVE (their per-CPU lists keep at most four batches); a node still unbalanced after a round gets another at
+// marked ZONE_RECLAIM_ACTIVE (their per-CPU lists keep at most four batches);
+// a node still unbalanced after a round gets another at
 // once (no sleep). After MAX_RECLAIM_RETRIES rounds without progress it
 // stops answering wakeups until direct reclaim frees something on the node
 // (kswapd_failures).

@@ -71,6 +71,16 @@ public class PerCpuListTests
         AssertAccounted(m, 0);
     }
 
+    // Frees pages[freed..] one by one until the CPU's lists hold <count> pages; returns the next index.
+    private static int FreeUntil(Machine m, Kmem.PageAlloc.PerCpuPages pcp, List<Page> pages, int freed, int count)
+    {
+        while (pcp.Count < count)
+        {
+            m.FreePage(pages[freed++]);
+        }
+        return freed;
+    }
+
     [Fact]
     public void ReachingHighSpillsABatchBackToTheBuddyLists()
     {
@@ -98,10 +108,7 @@ public class PerCpuListTests
         Assert.Equal(high - batch, pcp.Count);
         Assert.Equal(buddy + batch, zone.FreePages);
         // ... and the next spill, still without an allocation in between, sends two batches (free_factor 1).
-        while (pcp.Count < high - 1)
-        {
-            m.FreePage(pages[freed++]);
-        }
+        freed = FreeUntil(m, pcp, pages, freed, high - 1);
         m.FreePage(pages[freed++]);
         Assert.Equal(high - 2 * batch, pcp.Count);
         Assert.Equal(buddy + 3 * batch, zone.FreePages);
@@ -127,12 +134,8 @@ public class PerCpuListTests
         var pages = Enumerable.Range(0, 8 * batch).Select(_ => m.AllocPage(Gfp.Kernel)).ToList();
         m.DrainAllPages();
         zone.ReclaimActive = true; // what balance_pgdat's set_reclaim_active does for the zones it balances
-        int freed = 0;
         long buddy = zone.FreePages;
-        while (pcp.Count < 4 * batch - 1)
-        {
-            m.FreePage(pages[freed++]);
-        }
+        int freed = FreeUntil(m, pcp, pages, 0, 4 * batch - 1);
         Assert.Equal(buddy, zone.FreePages);
         // nr_pcp_high is min(batch << 2, high): the free that reaches four batches spills one (free_factor 0), well
         // below the high of 427 ...
@@ -140,10 +143,7 @@ public class PerCpuListTests
         Assert.Equal(3 * batch, pcp.Count);
         Assert.Equal(buddy + batch, zone.FreePages);
         // ... and the next, still without an allocation between, sends two (free_factor 1; at most that high less a batch).
-        while (pcp.Count < 4 * batch - 1)
-        {
-            m.FreePage(pages[freed++]);
-        }
+        freed = FreeUntil(m, pcp, pages, freed, 4 * batch - 1);
         m.FreePage(pages[freed++]);
         Assert.Equal(2 * batch, pcp.Count);
         zone.ReclaimActive = false;

@@ -56,6 +56,8 @@ internal sealed class PcpDrift
     private readonly Kmem.PageAlloc.PageAllocator _pa;
     private readonly TraceDecisions _decisions;
     private readonly int _zones;
+    // Per (cpu, zone): Kmem's list (a zone's pagesets are made at boot and kept), read at every change of class.
+    private readonly Kmem.PageAlloc.PerCpuPages[] _pcp;
     // Per (cpu, zone): Kmem's count at the last reading, and the pages its own refills added and drains took since.
     private readonly int[] _kmem, _kmemRefill, _kmemDrain;
     // Per (cpu, zone): the kernel's count by its events (-1 unknown); a drain revealed it and the reveal awaits the
@@ -81,13 +83,13 @@ internal sealed class PcpDrift
         _reveal = new bool[n];
         _freeHigh = new bool[n];
         _ff = new int[n];
+        _pcp = new Kmem.PageAlloc.PerCpuPages[n];
         for (int fi = 0; fi < n; fi++)
         {
-            _kmem[fi] = Pcp(fi).Count;
+            _pcp[fi] = pa.Zones[fi % _zones].Pcp[fi / _zones];
+            _kmem[fi] = _pcp[fi].Count;
         }
     }
-
-    private Kmem.PageAlloc.PerCpuPages Pcp(int fi) => _pa.Zones[fi % _zones].Pcp[fi / _zones];
 
     private Tally Now
     {
@@ -120,7 +122,7 @@ internal sealed class PcpDrift
         Tally? t = null;
         for (int fi = 0; fi < _kmem.Length; fi++)
         {
-            int c = Pcp(fi).Count;
+            int c = _pcp[fi].Count;
             int d = c - _kmem[fi];
             if (d == 0 && _kmemRefill[fi] == 0 && _kmemDrain[fi] == 0)
             {
@@ -245,7 +247,7 @@ internal sealed class PcpDrift
             // free_unref_page_commit: free_high for a high-order free while free_factor is set (nr_pcp_free then
             // returns pcp->count and leaves free_factor); otherwise the count had reached high, and nr_pcp_free
             // raised free_factor while batch << free_factor stayed below high - batch.
-            var pcp = Pcp(fi);
+            var pcp = _pcp[fi];
             bool freeHigh = _ff[fi] != 0 && freeOrder > 0 && freeOrder <= Kmem.PageAlloc.PerCpuPages.CostlyOrder;
             _freeHigh[fi] = freeHigh;
             _reveal[fi] = true;
@@ -286,10 +288,10 @@ internal sealed class PcpDrift
                 Rebase(fi, 0);
             }
             var t = Now;
-            int diff = Pcp(fi).Count - _kernel[fi];
+            int diff = _pcp[fi].Count - _kernel[fi];
             t.Reveals++;
             t.Equal += diff == 0 ? 1 : 0;
-            t.WithinBatch += Math.Abs(diff) < Pcp(fi).Batch ? 1 : 0;
+            t.WithinBatch += Math.Abs(diff) < _pcp[fi].Batch ? 1 : 0;
             t.AbsDiff += Math.Abs(diff);
             t.Diff += diff;
         }

@@ -255,12 +255,14 @@ internal sealed partial class PressureReplay
             static s => $"{s.who}; kernel {s.kResult}, Kmem {s.mResult}");
     }
 
-    // Writes one byte: the fault allocates the page (or swaps it back in). False when Kmem's OOM killer killed the task.
+    // A write fault without the write (MADV_POPULATE_WRITE): the fault allocates the page (or swaps it back in) and
+    // marks it dirty; the trace tells nothing of the bytes, and a frame no one wrote costs the host nothing. False
+    // when Kmem's OOM killer killed the task.
     private static bool Touch(UserTask t, ulong va)
     {
         try
         {
-            t.Task!.Write(va, [1]);
+            t.Task!.MadvisePopulate(va, 1, write: true);
             return true;
         }
         catch (TaskKilledException)

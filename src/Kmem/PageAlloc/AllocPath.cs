@@ -290,6 +290,7 @@ internal sealed partial class PageAllocator
         {
             _mem.ZeroFrames(pfn, 1 << order);
         }
+        _mem.HandOut(pfn, 1 << order);
         if (order > 0 && (gfp & Gfp.Comp) != 0)
         {
             PrepCompoundPage(pfn, order);

@@ -28,6 +28,7 @@ internal sealed partial class Zone
             }
             DelFromFreeList(pfn, order);
             FreePages -= 1L << order;
+            _mem.HandOut(pfn, 1 << order);
             for (uint i = 0; i < 1u << order; i++)
             {
                 ref PageFrame p = ref _mem.Frame(pfn + i);

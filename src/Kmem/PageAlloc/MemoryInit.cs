@@ -296,12 +296,13 @@ internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(al
         }
     }
 
-    private static void FreeBootRange(Zone zone, uint start, uint end)
+    private void FreeBootRange(Zone zone, uint start, uint end)
     {
         if (end <= start)
         {
             return;
         }
+        _mem.MarkUntouched(start, end);
         lock (zone.Lock)
         {
             while (start < end)

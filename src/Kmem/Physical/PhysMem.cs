@@ -4,7 +4,9 @@
 // pageblock, so a frame's zone is found without touching its struct page.
 // Invariants: pfn < MaxPfn for every frame; frames below LowmemPfns (and only
 // those) have a direct-map address. Immutable after construction except the
-// migrate-type table, which is written under the owning zone's lock.
+// migrate-type table, which is written under the owning zone's lock, and the
+// untouched bits, which boot sets and which only ever clear after it (atomically,
+// since neighbours share a word; a frame's own bit is read by its owner alone).
 using System.Runtime.CompilerServices;
 
 namespace Kmem.Physical;
@@ -26,6 +28,9 @@ internal sealed unsafe class PhysMem : IDisposable
     /// <summary>End pfn of each zone, by zone index (zones are registered in index order).</summary>
     private uint[] _zoneEnd = [];
     private readonly byte[] _blockMigrate;
+    // One bit per lowmem frame: set while nothing has written the frame since the memfd was made, so it still
+    // reads as zeros and ZeroFrames need not clear it (the clear would also fault the host page in for nothing).
+    private readonly ulong[] _untouched;
     private bool _disposed;
 
     /// <summary>Kmem's physical memory needs Linux: memfd_create, mmap MAP_FIXED of the memfd, and the host's
@@ -75,6 +80,7 @@ internal sealed unsafe class PhysMem : IDisposable
         _blockZone = new ushort[blocks];
         Array.Fill(_blockZone, ushort.MaxValue);
         _blockMigrate = new byte[blocks];
+        _untouched = new ulong[(LowmemPfns + 63) / 64];
     }
 
     /// <summary>The machine's lifetime: every entry point enters it before touching these frames.</summary>
@@ -152,15 +158,48 @@ internal sealed unsafe class PhysMem : IDisposable
     /// <summary>set_pageblock_migratetype; caller holds the zone lock.</summary>
     public void SetPageblockMigratetype(uint pfn, MigrateType mt) => _blockMigrate[pfn >> PageblockOrder] = (byte)mt;
 
-    /// <summary>Fills a frame range with zeros through the memfd (works for highmem too, and gives host memory back).</summary>
+    /// <summary>Fills a frame range with zeros: lowmem through the direct map, leaving alone the frames nothing
+    /// has written yet (<see cref="MarkUntouched"/>); highmem through the memfd, which gives host memory back.</summary>
     public void ZeroFrames(uint pfn, int count)
     {
         if (pfn + (uint)count <= LowmemPfns)
         {
-            new Span<byte>(_directMap + ((nuint)pfn << PageShift), count << PageShift).Clear();
+            for (uint end = pfn + (uint)count; pfn < end; pfn++)
+            {
+                if ((_untouched[pfn >> 6] & (1UL << (int)(pfn & 63))) == 0)
+                {
+                    new Span<byte>(_directMap + ((nuint)pfn << PageShift), PageSize).Clear();
+                }
+            }
             return;
         }
         Libc.PunchHole(_fd, (long)pfn << PageShift, (long)count << PageShift);
+    }
+
+    /// <summary>Boot: frames [<paramref name="start"/>, <paramref name="end"/>) go to the buddy lists before anything
+    /// wrote them (memblock_free_all of memory no boot reservation took).</summary>
+    public void MarkUntouched(uint start, uint end)
+    {
+        for (end = Math.Min(end, LowmemPfns); start < end; start++)
+        {
+            _untouched[start >> 6] |= 1UL << (int)(start & 63);
+        }
+    }
+
+    /// <summary>Frames [<paramref name="pfn"/>, +<paramref name="count"/>) are handed out: their owner may write them
+    /// from now on. Every path that takes frames off the free lists for an owner calls it (prep_new_page and
+    /// compaction's isolation), after any <see cref="ZeroFrames"/> of the allocation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void HandOut(uint pfn, int count)
+    {
+        for (uint end = Math.Min(pfn + (uint)count, LowmemPfns); pfn < end; pfn++)
+        {
+            ulong bit = 1UL << (int)(pfn & 63);
+            if ((_untouched[pfn >> 6] & bit) != 0)
+            {
+                Interlocked.And(ref _untouched[pfn >> 6], ~bit);
+            }
+        }
     }
 
     /// <summary>Whether <see cref="Dispose"/> has run: the arena and every frame in it are gone.</summary>

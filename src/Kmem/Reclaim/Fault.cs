@@ -65,6 +65,38 @@ internal sealed unsafe partial class UserMemory
         }
     }
 
+    /// <summary>madvise(MADV_POPULATE_READ/WRITE): faults in every page of [vaddr, vaddr + length) as an access
+    /// would, copying nothing, so a page no one has written costs no host memory.</summary>
+    public void Populate(TaskStruct t, ulong vaddr, ulong length, bool write)
+    {
+        lock (Lock)
+        {
+            ThrowIfDead(t);
+            if (length > 0 && !Covered(t, vaddr, length))
+            {
+                throw new SegmentationFaultException(t, FirstUncovered(t, vaddr, length));
+            }
+        }
+        ulong end = vaddr + length;
+        for (ulong va = vaddr & ~(ulong)(PhysMem.PageSize - 1); va < end; va += PhysMem.PageSize)
+        {
+            MmCurrent.Task = t;
+            bool locked;
+            try
+            {
+                FaultIn(t, va, write, out locked);
+            }
+            finally
+            {
+                MmCurrent.Task = null;
+            }
+            if (locked)
+            {
+                Lock.Exit();
+            }
+        }
+    }
+
     private static bool Covered(TaskStruct t, ulong start, ulong length)
     {
         ulong end = start + length;

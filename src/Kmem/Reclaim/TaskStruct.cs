@@ -84,6 +84,14 @@ public sealed class TaskStruct
     /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
     public void Write(ulong vaddr, ReadOnlySpan<byte> source) { using var _ = _life.Enter(); _memory.Access(this, vaddr, default, source, write: true); }
 
+    /// <summary>madvise(MADV_POPULATE_WRITE, or MADV_POPULATE_READ without <paramref name="write"/>): faults in
+    /// every page of [addr, addr + length) as <see cref="Write"/> or <see cref="Read"/> would, without copying:
+    /// missing pages are allocated zeroed (and marked dirty for a write), swapped-out pages read back.</summary>
+    /// <remarks>May sleep, as <see cref="Read"/>.</remarks>
+    /// <exception cref="SegmentationFaultException">Part of the range is not mapped (where the kernel returns ENOMEM).</exception>
+    /// <exception cref="TaskKilledException">The task was killed or has exited.</exception>
+    public void MadvisePopulate(ulong addr, ulong length, bool write) { using var _ = _life.Enter(); _memory.Populate(this, addr, length, write); }
+
     /// <summary>do_exit: frees every page, swap slot, page table and the kernel stack. A second call does nothing.</summary>
     public void Exit() { using var _ = _life.Enter(); _memory.Exit(this); }
 

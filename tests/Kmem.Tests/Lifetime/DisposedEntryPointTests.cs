@@ -95,6 +95,7 @@ public class DisposedEntryPointTests
                 _ when t == typeof(nuint) => (nuint)64,
                 _ when t == typeof(nint) => (nint)0x1000,
                 _ when t == typeof(byte) => (byte)0,
+                _ when t == typeof(bool) => true,
                 _ when t == typeof(TimeSpan) => TimeSpan.FromMilliseconds(1),
                 _ when t == typeof(CancellationToken) => CancellationToken.None,
                 _ when t == typeof(SlabFlags) => SlabFlags.None,

@@ -28,6 +28,33 @@ public class TaskTests
     }
 
     [Fact]
+    public void MadvisePopulateFaultsPagesInWithoutWritingThem()
+    {
+        using var m = Boot();
+        var t = m.CreateTask("populated")!;
+        ulong a = t.Mmap(8 * 4096);
+        t.Write(a + 2 * 4096 + 9, [7]);
+        Assert.Equal(1, t.Rss);
+        t.MadvisePopulate(a + 100, (4 * 4096) + 10, write: true); // pages 0..4
+        Assert.Equal(5, t.Rss);
+        Assert.Equal(5 * 4, Meminfo(m, "AnonPages"));
+        var page = new byte[4096];
+        t.Read(a + 2 * 4096, page);
+        Assert.Equal(7, page[9]); // a present page keeps its bytes
+        Assert.Equal(1, page.Count(b => b != 0));
+        t.Read(a + 4 * 4096, page);
+        Assert.All(page, b => Assert.Equal(0, b));
+        t.MadvisePopulate(a + 6 * 4096, 4096, write: false);
+        Assert.Equal(6, t.Rss);
+        var e = Assert.Throws<SegmentationFaultException>(() => t.MadvisePopulate(a + 7 * 4096, 2 * 4096, write: true));
+        Assert.Equal(a + 8 * 4096, e.Address);
+        Assert.Equal(6, t.Rss); // the range is checked before any page is faulted in
+        m.Mm.Validate();
+        t.Exit();
+        Assert.Throws<TaskKilledException>(() => t.MadvisePopulate(a, 4096, write: true));
+    }
+
+    [Fact]
     public void PageTablesAndKernelStacksAreCountedAndExitGivesEverythingBack()
     {
         using var m = Boot();

@@ -457,12 +457,15 @@ def gaps_text(b, h):
   places its pages in other tables than the kernel's), Kmem moves the table's entries to a frame of
   its own ({b.get('page_tables_own', 0):,} on capture B){'; ' + table_drift if table_drift else ''}; a stock
   of such frames, given back when the moved table goes, was tried and held thousands of frames for
-  tasks that outlive their kernel address space, which made the counts drift further; (3) each side's
-  refills and drains at other events, the consequence. With the slab caches aligned and only the
-  per-CPU lists left to themselves (tried), refills still match at a few per cent: an offset made at
-  the trace's first refills (the boot pagesets, below, and Kmem's first slab pages) lasts until lists
-  drain empty on both sides, so once the lists part, later decisions match only by chance. The 85 %
-  goal for free-running drains is not met.
+  tasks that outlive their kernel address space, which made the counts drift further; (3) tasks'
+  kernel stacks: a replayed task's fork takes its stack from the CPU's cache of two freed stacks, as
+  6.1's alloc_thread_stack_node does, and vmallocs four pages only when the cache is empty; before the
+  cache was modelled, every replayed task took four pages where the kernel's fork took none, and drains
+  matched at a few per cent at most in every phase; (4) each side's refills and drains at other events,
+  the consequence. An offset made at the trace's first refills (the boot pagesets, below, and Kmem's
+  first slab pages) lasts until lists drain empty on both sides, so once the lists part, later
+  decisions match only by chance; refills, which come only when a list runs empty, match well in few
+  phases (the table by phase above). The 85 % goal for free-running drains is not met.
 - Aligned, the drained amount (nr_pcp_free: batch doubled per drain without an allocation between,
   clamped to high − batch; the whole count for a high-order free after one) is the kernel's where
   Kmem's pcp high is: the boot reserve (docs/trace-replay.md) makes it the kernel's on both captures.

@@ -1,5 +1,5 @@
 // User address spaces (mm/mmap.c, mm/memory.c, kernel/fork.c, kernel/exit.c):
-// the task list, CreateTask with its kernel stack, mmap/munmap of anonymous
+// the task list, CreateTask with its kernel stack (KernelStacks.cs), mmap/munmap of anonymous
 // memory, software 4-level page tables in real frames from the page allocator,
 // exit_mmap, and what reclaim, compaction and swapoff ask of a mapped page
 // (folio_referenced, try_to_unmap, remove_migration_pte, unuse_pte). The fault
@@ -40,7 +40,7 @@ internal sealed unsafe partial class UserMemory
     private readonly KernelLog _log;
     private readonly VmEvents _events;
     private readonly Preset _preset;
-    private readonly Func<VmapSpace> _vmalloc;
+    private readonly KernelStacks _stacks;
     private readonly List<TaskStruct> _tasks = [];
     private int _nextPid = 1000;
     private bool _disposed;
@@ -58,7 +58,7 @@ internal sealed unsafe partial class UserMemory
         _log = log;
         _events = events;
         _preset = preset;
-        _vmalloc = vmalloc;
+        _stacks = new KernelStacks(pa, preset, vmalloc);
     }
 
     /// <summary>mmap_lock and the page-table locks (see LockOrder.cs).</summary>
@@ -127,8 +127,9 @@ internal sealed unsafe partial class UserMemory
         return TableEntry(table, IndexAt(va, 0));
     }
 
-    /// <summary>copy_process, the memory part: a PGD and a kernel stack (X64: 16 KiB from vmalloc, as with
-    /// VMAP_STACK; x86-32: THREAD_SIZE 8 KiB as one order-1 block). Null when either allocation fails.</summary>
+    /// <summary>copy_process, the memory part: a PGD and a kernel stack (KernelStacks.cs: X64 16 KiB from the CPU's
+    /// stack cache or vmalloc, as with VMAP_STACK; x86-32 THREAD_SIZE 8 KiB as one order-1 block). Null when either
+    /// allocation fails.</summary>
     public TaskStruct? CreateTask(string name, short oomScoreAdj)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -138,31 +139,14 @@ internal sealed unsafe partial class UserMemory
         }
         ObjectDisposedException.ThrowIf(_disposed, "Machine");
         string comm = name.Length > 15 ? name[..15] : name;
-        nint stack = 0;
-        Page stackPages = Page.Null;
-        int stackKb;
-        if (_preset == Preset.X64)
+        if (!_stacks.Alloc(out nint stack, out Page stackPages))
         {
-            stack = _vmalloc().Vmalloc(16 << 10, PhysMem.PageSize, Gfp.Kernel, -1, 0, "alloc_thread_stack_node");
-            if (stack == 0)
-            {
-                return null;
-            }
-            stackKb = 16;
-        }
-        else
-        {
-            stackPages = _pa.AllocPages(Gfp.KernelAccount | Gfp.Zero, 1, -1);
-            if (stackPages.IsNull)
-            {
-                return null;
-            }
-            stackKb = 8;
+            return null;
         }
         var pgd = AllocTablePage(null);
         if (pgd.IsNull)
         {
-            FreeStack(stack, stackPages);
+            _stacks.Free(stack, stackPages);
             return null;
         }
         _mem.Frame(pgd.RawPfn).Flags |= PageFlags.Table;
@@ -170,20 +154,8 @@ internal sealed unsafe partial class UserMemory
         {
             var t = new TaskStruct(this, _nextPid++, comm, oomScoreAdj) { PgdPfn = pgd.RawPfn, StackVmalloc = stack, StackPages = stackPages };
             _tasks.Add(t);
-            NrKernelStackKb += stackKb;
+            NrKernelStackKb += _stacks.StackKb;
             return t;
-        }
-    }
-
-    private void FreeStack(nint stack, Page pages)
-    {
-        if (stack != 0)
-        {
-            _vmalloc().Unmap(stack, deallocatePages: true, "vfree");
-        }
-        if (!pages.IsNull)
-        {
-            _pa.FreePages(pages, 1);
         }
     }
 
@@ -404,8 +376,8 @@ internal sealed unsafe partial class UserMemory
         _mem.Frame(t.PgdPfn).Flags &= ~PageFlags.Table;
         _pa.FreePages(new Page(t.PgdPfn), 0);
         t.PgdPfn = PhysMem.NoPfn;
-        NrKernelStackKb -= t.StackVmalloc != 0 ? 16 : 8;
-        FreeStack(t.StackVmalloc, t.StackPages);
+        NrKernelStackKb -= _stacks.StackKb;
+        _stacks.Free(t.StackVmalloc, t.StackPages);
         t.StackVmalloc = 0;
         t.StackPages = Page.Null;
         t.HasExited = true;

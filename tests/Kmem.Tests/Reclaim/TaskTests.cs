@@ -88,6 +88,45 @@ public class TaskTests
     }
 
     [Fact]
+    public unsafe void AnExitedTasksStackIsCachedOnItsCpuAndTheNextForkThereTakesItCleared()
+    {
+        using var m = Machine.Boot(new MachineOptions { Memory = "64M", Cpus = 2 });
+        int Stacks() => m.Proc.Vmallocinfo().Split('\n').Count(l => l.Contains("alloc_thread_stack_node", StringComparison.Ordinal));
+        TaskStruct Fork(int cpu, string name)
+        {
+            using var _ = m.OnCpu(cpu);
+            return m.CreateTask(name)!;
+        }
+        void ExitOn(int cpu, TaskStruct t)
+        {
+            using var _ = m.OnCpu(cpu);
+            t.Exit();
+        }
+        var a = Fork(0, "a");
+        var b = Fork(0, "b");
+        var c = Fork(0, "c");
+        nint sa = a.StackVmalloc, sb = b.StackVmalloc, sc = c.StackVmalloc;
+        Assert.Equal(3, new[] { sa, sb, sc }.Distinct().Count());
+        Assert.Equal(3, Stacks());
+        Assert.Equal(3 * 16, Meminfo(m, "KernelStack"));
+        new Span<byte>((void*)sa, 16 << 10).Fill(0xcc);
+        ExitOn(0, a);
+        ExitOn(0, b);
+        ExitOn(0, c); // NR_CACHED_STACKS is 2: the third goes back to vmalloc
+        Assert.Equal(2, Stacks());
+        Assert.Equal(0, Meminfo(m, "KernelStack")); // a cached stack belongs to no task
+        var other = Fork(1, "other-cpu");
+        Assert.DoesNotContain(other.StackVmalloc, new[] { sa, sb });
+        var d = Fork(0, "d");
+        var e = Fork(0, "e");
+        Assert.Equal(new[] { sa, sb }.Order(), new[] { d.StackVmalloc, e.StackVmalloc }.Order());
+        var reused = d.StackVmalloc == sa ? d : e;
+        Assert.Equal(-1, new ReadOnlySpan<byte>((void*)reused.StackVmalloc, 16 << 10).IndexOfAnyExcept((byte)0));
+        Assert.Equal(3, Stacks());
+        Assert.Equal(3 * 16, Meminfo(m, "KernelStack"));
+    }
+
+    [Fact]
     public void MunmapFreesTheRangeAndAnUnmappedAccessIsASegfault()
     {
         using var m = Boot();

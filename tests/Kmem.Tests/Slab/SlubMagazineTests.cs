@@ -49,6 +49,64 @@ public class SlubMagazineTests
         Assert.True(s.IsDestroyed);
     }
 
+    /// <summary>An object a magazine handed out keeps its allocation byte HeldByMagazine: it is the object's tag that
+    /// says whether a magazine still holds it. A free anywhere (a pinned thread, another thread's magazine) of an
+    /// object handed out is a free; of one back in a magazine, a double free; and whatever the object holds, even
+    /// its own tag's neighbour values, it is not taken for one in a magazine.</summary>
+    [Fact]
+    public unsafe void AnObjectHandedOutByAMagazineIsFreedAnywhereOnceAndOnlyOnce()
+    {
+        using var m = KmemCacheTests.Boot();
+        var s = m.KmemCacheCreate("mag-out", 64, 0, SlabFlags.None, null)!;
+        nint warm = m.KmemCacheAlloc(s, Gfp.Kernel);
+        m.KmemCacheFree(s, warm); // into this thread's magazine
+        nint a = m.KmemCacheAlloc(s, Gfp.Kernel);
+        Assert.Equal(warm, a); // handed out by the magazine
+        new Span<byte>((void*)a, 64).Fill(0xff);
+        // A pinned thread frees it through the slab: a free, not a double free.
+        using (m.OnCpu(1))
+        {
+            m.KmemCacheFree(s, a);
+        }
+        SlabPropertyTests.Validate(m);
+        Assert.Throws<SlabBugException>(() => m.KmemCacheFree(s, a)); // now free in the slab
+        // Another thread's magazine takes an object this thread's magazine handed out, once.
+        nint b = m.KmemCacheAlloc(s, Gfp.Kernel);
+        m.KmemCacheFree(s, b);
+        b = m.KmemCacheAlloc(s, Gfp.Kernel);
+        Exception? second = null;
+        var t = new Thread(() =>
+        {
+            m.KmemCacheFree(s, b);
+            try
+            {
+                m.KmemCacheFree(s, b);
+            }
+            catch (SlabBugException ex)
+            {
+                second = ex;
+            }
+        });
+        t.Start();
+        t.Join();
+        Assert.Contains("Object already free", second?.Message ?? "", StringComparison.Ordinal);
+        Assert.Throws<SlabBugException>(() => m.KmemCacheFree(s, b)); // and from this thread, which never held it back
+        SlabPropertyTests.Validate(m);
+        // Objects whose words are zeros, ones or another object's address are allocated all the same.
+        var held = Enumerable.Range(0, 50).Select(_ => m.KmemCacheAlloc(s, Gfp.Kernel)).ToArray();
+        for (int i = 0; i < held.Length; i++)
+        {
+            new Span<nint>((void*)held[i], 8).Fill(i % 3 == 0 ? 0 : i % 3 == 1 ? -1 : held[(i + 1) % held.Length]);
+        }
+        foreach (nint p in held)
+        {
+            m.KmemCacheFree(s, p);
+        }
+        SlabPropertyTests.Validate(m);
+        m.KmemCacheDestroy(s);
+        Assert.False(m.Log.Contains("still has objects"));
+    }
+
     [Theory]
     [InlineData(64)]
     [InlineData(1024)] // kmalloc-1k slabs are order 3: most objects lie in tail frames

@@ -314,7 +314,17 @@ internal sealed unsafe partial class Slub
             _debug.ReportBadFree(s, pfn, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
             return;
         }
-        bool freed = MagazineOf(s) is { } mag ? MagazineFree(mag, s, pfn, obj, AllocByte(pfn, idx)) : DoSlabFree(s, pfn, obj, ref AllocBits(pfn)![idx]);
+        bool freed;
+        if (MagazineOf(s) is { } mag)
+        {
+            freed = MagazineFree(mag, s, pfn, obj, AllocByte(pfn, idx));
+        }
+        else
+        {
+            ref byte allocated = ref AllocBits(pfn)![idx];
+            LeaveMagazines(s, obj, ref allocated);
+            freed = DoSlabFree(s, pfn, obj, ref allocated);
+        }
         if (!freed)
         {
             _debug.ReportBadFree(s, pfn, obj, "Object already free", caller, (long)off);

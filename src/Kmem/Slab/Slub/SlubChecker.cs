@@ -163,10 +163,10 @@ internal sealed unsafe class SlubChecker(Slub slub, PhysMem mem)
             }
             else
             {
-                foreach (byte b in bits)
+                for (int i = 0; i < bits.Length; i++)
                 {
-                    allocated += b == 0 ? 0 : 1;
-                    markedHeld += b == Slub.HeldByMagazine ? 1 : 0;
+                    allocated += bits[i] == 0 ? 0 : 1;
+                    markedHeld += slub.InMagazine(s, slub.ObjectAt(s, pfn, (uint)i), bits[i]) ? 1 : 0;
                 }
             }
             if (markedHeld != inMagazines)
@@ -246,7 +246,7 @@ internal sealed unsafe class SlubChecker(Slub slub, PhysMem mem)
                 {
                     errors.Add($"magazine of {s.Name}: 0x{slub.KernelAddress(e.Obj):x} points at another object's allocation byte");
                 }
-                else if (*e.Allocated != Slub.HeldByMagazine)
+                else if (!slub.InMagazine(s, e.Obj, *e.Allocated))
                 {
                     errors.Add($"magazine of {s.Name}: 0x{slub.KernelAddress(e.Obj):x} is not marked as held");
                 }

@@ -18,9 +18,9 @@
 // the marker before PostAlloc (an A/B switch for LifetimeGuardBenchmarks; a machine used that way must not be
 // disposed while other threads call it).
 // Benchmarks only: KMEM_BENCH_NO_FREE_CHECK=1 leaves out the double-free detection's work on the magazine paths
-// (the pop's store of the allocation byte, the push's check and store; an A/B switch for SafetyCostBenchmarks):
-// objects that went through a magazine then keep the magazine's byte, so the guarded path of a machine used that
-// way may report a correct free of one as a double free.
+// (the pop's clearing of the object's magazine tag, the push's checks of the allocation byte and the tag and its
+// store of the tag; an A/B switch for SafetyCostBenchmarks): objects that went through a magazine then keep their
+// tag, so the guarded path of a machine used that way may report a correct free of one as a double free.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
@@ -76,12 +76,11 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
             return 0;
         }
         mag.Count = n;
-        ref var e = ref entries[n];
+        nint obj = entries[n].Obj;
         if (!NoFreeCheck)
         {
-            *e.Allocated = 1;
+            *Slub.TagWord(s, obj) = 0; // out of the magazine: its tag goes, its byte stays HeldByMagazine
         }
-        nint obj = e.Obj;
         if (Unguarded)
         {
             Volatile.Write(ref tc.InCall, 0);

@@ -272,10 +272,10 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
         TakeCpuFreelist(mag, s, want);
         if (mag.Count >= want)
         {
-            ref var e = ref mag.Entries[--mag.Count];
-            *e.Allocated = 1;
+            nint first = mag.Entries[--mag.Count].Obj;
+            *Slub.TagWord(s, first) = 0; // out of the magazine (Slub.MagazineTag)
             Volatile.Write(ref mag.Busy, 0);
-            return e.Obj;
+            return first;
         }
         // The cpu slab ran dry: ___slab_alloc installs the next one (cpu partial, node partial, a new slab) and hands
         // its first object, and the same refill takes the rest of that slab's freelist. ___slab_alloc may reach the
@@ -292,9 +292,8 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
             else if (mag.Count > 0)
             {
                 // No slab to be had: the magazine's objects serve.
-                ref var e = ref mag.Entries[--mag.Count];
-                *e.Allocated = 1;
-                obj = e.Obj;
+                obj = mag.Entries[--mag.Count].Obj;
+                *Slub.TagWord(s, obj) = 0;
             }
         }
         // With Steal or Trim set meanwhile the magazine is left alone; the object goes to the caller all the same.
@@ -333,7 +332,9 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
                 byte* allocated = map + s.IndexOf(off);
                 *allocated = Slub.HeldByMagazine;
                 entries[count++] = new Magazine.Entry { Obj = obj, Allocated = allocated };
-                obj = Slub.GetFreepointer(s, obj);
+                nint next = Slub.GetFreepointer(s, obj);
+                *Slub.TagWord(s, obj) = slub.MagazineTag(obj);
+                obj = next;
             }
             mag.Count = count;
             c.Freelist = obj;
@@ -353,6 +354,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
         if (Volatile.Read(ref mag.Steal) != 0)
         {
             Volatile.Write(ref mag.Busy, 0);
+            slub.LeaveMagazines(s, obj, ref *allocated);
             return slub.DoSlabFree(s, pfn, obj, ref *allocated);
         }
         if (Volatile.Read(ref mag.Trim) != 0)
@@ -375,6 +377,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
         if (cap == 0)
         {
             Volatile.Write(ref mag.Busy, 0);
+            slub.LeaveMagazines(s, obj, ref *allocated);
             return slub.DoSlabFree(s, pfn, obj, ref *allocated);
         }
         // Full: the older half goes back to the slabs; the newest objects stay hot in the magazine.

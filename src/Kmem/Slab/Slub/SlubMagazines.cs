@@ -9,8 +9,16 @@
 // slab its objects back as one detached freelist (SlubFreeBulk.cs). Pinned threads (trace
 // replay, per-CPU tests) stand for a CPU and bypass magazines, so they see SLUB
 // exactly. Objects in a magazine count as allocated to SLUB, as the kernel counts
-// the objects of per-CPU slabs as active in slabinfo; their allocation byte is
-// HeldByMagazine, so a second free of one is still "Object already free".
+// the objects of per-CPU slabs as active in slabinfo. Their allocation byte is
+// HeldByMagazine from the refill that takes them from their slab to the flush that
+// gives them back, whoever holds them meanwhile, and the object's first word tells
+// which: its MagazineTag while a magazine holds it, written by the push and cleared
+// by the pop. So a pop and a push write only the object, which its holder owns, and
+// not the slab's allocation map, whose bytes two threads' objects share: writing it
+// on every operation made each of two threads' operations on objects of one slab a
+// cache-line transfer (a two-thread larson cost more than twice one thread's). A
+// second free of an object in a magazine is still "Object already free"; the tag
+// is only trusted beside the byte, and user data matches it by a 2^-64 chance.
 // Bound: magazines are bounded as per-CPU caches are, machine-wide. Each cache has
 // a room of MagazineLimit (SLAB's array-cache limit for the size) times the CPU
 // count objects of capacity; a magazine takes its capacity from that room when it
@@ -136,8 +144,35 @@ internal sealed class SlubThreadCache(Thread thread) : SlabThreadMarker(thread)
 
 internal sealed unsafe partial class Slub
 {
-    /// <summary>The allocation byte of an object sitting in a thread magazine.</summary>
+    /// <summary>The allocation byte of an object in the magazines' keeping: in a thread magazine (its first word is
+    /// its <see cref="MagazineTag"/>), or handed out from one (any other first word).</summary>
     internal const byte HeldByMagazine = 2;
+
+    // Mixed into the tags, so that an object's data matches its tag only by a 2^-64 chance.
+    private readonly ulong _magazineKey = (ulong)Random.Shared.NextInt64() | 1;
+
+    /// <summary>Where a magazine keeps an object's tag: the word of its free pointer (s->offset), which a free may
+    /// clobber in the kernel too (outside the object for caches with a constructor or SLAB_TYPESAFE_BY_RCU).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong* TagWord(KmemCache s, nint obj) => (ulong*)(obj + (nint)s.Offset);
+
+    /// <summary>The word a magazine writes into each object it holds (<see cref="TagWord"/>), and the pop clears: the
+    /// object's address mixed with a per-machine key.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong MagazineTag(nint obj) => (ulong)obj ^ _magazineKey;
+
+    /// <summary>Whether an object whose allocation byte is <paramref name="allocated"/> sits in a thread magazine.</summary>
+    internal bool InMagazine(KmemCache s, nint obj, byte allocated) => allocated == HeldByMagazine && *TagWord(s, obj) == MagazineTag(obj);
+
+    /// <summary>For a free outside the magazines (the slab itself): an object handed out from a magazine is allocated,
+    /// as one from the slab is; one still in a magazine stays marked (its free is a double free).</summary>
+    internal void LeaveMagazines(KmemCache s, nint obj, ref byte allocated)
+    {
+        if (allocated == HeldByMagazine && *TagWord(s, obj) != MagazineTag(obj))
+        {
+            allocated = 1;
+        }
+    }
     /// <summary>How much a thread's magazines may grow to hold, in bytes of objects (MachineOptions.SlubThreadCache).</summary>
     internal long ThreadBudgetBytes { get; }
     /// <summary>The most objects one magazine may grow to.</summary>
@@ -175,12 +210,11 @@ internal sealed unsafe partial class Slub
         Volatile.Write(ref mag.Busy, 1);
         if (!mag.Attention && mag.Count > 0)
         {
-            ref var e = ref mag.Entries[--mag.Count];
+            nint obj = mag.Entries[--mag.Count].Obj;
             if (!SlubFastPath.NoFreeCheck)
             {
-                *e.Allocated = 1;
+                *TagWord(s, obj) = 0; // out of the magazine: its tag goes, its byte stays
             }
-            nint obj = e.Obj;
             Volatile.Write(ref mag.Busy, 0);
             return obj;
         }
@@ -233,7 +267,7 @@ internal sealed unsafe partial class Slub
         return MagazineFree(mag, s, pfn, p, SlubFastPath.AllocByteOfSlab(_allocBits, pfn, idx), fastOnly);
     }
 
-    /// <summary>Pushes a freed object whose allocation byte is 1 onto the thread's magazine, emptying half of a
+    /// <summary>Pushes a freed allocated object onto the thread's magazine, emptying half of a
     /// full one into the slabs first. With fastOnly (the free fast path) the caller has set the thread's marker
     /// (Busy) and clears it, and a push that needs a slow path returns false instead.</summary>
     /// <returns>False, changing nothing, when the object is not allocated (a double free).</returns>
@@ -252,7 +286,11 @@ internal sealed unsafe partial class Slub
         {
             if (!SlubFastPath.NoFreeCheck)
             {
-                if (*allocated != 1)
+                // Allocated: handed out from a magazine (its tag cleared), or from the slab (byte 1, which joins the
+                // magazines' keeping, the only write to the map here). Anything else is not allocated.
+                byte b = *allocated;
+                ulong* tag = TagWord(s, obj);
+                if (b == HeldByMagazine ? *tag == MagazineTag(obj) : b != 1)
                 {
                     if (!fastOnly)
                     {
@@ -260,7 +298,11 @@ internal sealed unsafe partial class Slub
                     }
                     return false;
                 }
-                *allocated = HeldByMagazine;
+                if (b != HeldByMagazine)
+                {
+                    *allocated = HeldByMagazine;
+                }
+                *tag = MagazineTag(obj);
             }
             Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(entries), n) = new Magazine.Entry { Obj = obj, Allocated = allocated };
             mag.Count = n + 1;

@@ -321,6 +321,9 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
             nuint end = (nuint)bits.Length * s.Size;
             var entries = mag.Entries;
             int count = mag.Count;
+            // Never past the entries the magazine has now: a stealer that came while Busy was clear (the refill's
+            // ___slab_alloc) and went again may have emptied it and given its capacity back since want was set.
+            want = Math.Min(want, entries.Length - Magazine.EntriesPad);
             while (count < want && obj != 0)
             {
                 nuint off = (nuint)(obj - start);

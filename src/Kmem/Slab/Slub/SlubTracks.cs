@@ -41,6 +41,26 @@ internal sealed unsafe class SlubTracks(CpuTopology cpus)
         *(ulong*)(t + 24) = Jiffies;
     }
 
+    /// <summary>The API entry point as its caller called it. Machine's entry points keep their slow halves out of line
+    /// (KmemCacheAllocSlow, KmallocGuarded, …); once the JIT inlines an entry point into its caller, such a half is
+    /// the outermost library frame, and the stack would name it instead of the entry point depending on tiering.</summary>
+    private static string EntryName(System.Reflection.MethodBase m)
+    {
+        string name = m.Name;
+        if (m.IsPublic)
+        {
+            return name;
+        }
+        foreach (string half in (ReadOnlySpan<string>)["Guarded", "Slow"])
+        {
+            if (name.Length > half.Length && name.EndsWith(half, StringComparison.Ordinal))
+            {
+                return name[..^half.Length];
+            }
+        }
+        return name;
+    }
+
     /// <summary>The calling method outside the Kmem library and the stack down to it, interned.</summary>
     private (uint Caller, uint Handle) CaptureCaller()
     {
@@ -65,7 +85,7 @@ internal sealed unsafe class SlubTracks(CpuTopology cpus)
         {
             if (frames[i].GetMethod() is { } m)
             {
-                names.Add(m.Name);
+                names.Add(i == entry ? EntryName(m) : m.Name);
             }
         }
         string caller = names.Count > 1 ? names[1] : names.Count == 1 ? names[0] : "?";

@@ -528,5 +528,13 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             }
             t?.Join();
         }
+        lock (_wakeLock)
+        {
+            // A wakeup posted just before the stop was never taken: a stopped kswapd has nothing pending.
+            if (_pending is not null)
+            {
+                Array.Clear(_pending);
+            }
+        }
     }
 }

@@ -11,9 +11,9 @@
 // exactly. Objects in a magazine count as allocated to SLUB, as the kernel counts
 // the objects of per-CPU slabs as active in slabinfo. Their allocation byte is
 // HeldByMagazine from the refill that takes them from their slab to the flush that
-// gives them back, whoever holds them meanwhile, and the object's first word tells
-// which: its MagazineTag while a magazine holds it, written by the push and cleared
-// by the pop. So a pop and a push write only the object, which its holder owns, and
+// gives them back, whoever holds them meanwhile, and a word of the object (its free
+// pointer's) tells which: its MagazineTag while a magazine holds it, written by the
+// push and cleared by the pop. So a pop and a push write only the object, which its holder owns, and
 // not the slab's allocation map, whose bytes two threads' objects share: writing it
 // on every operation made each of two threads' operations on objects of one slab a
 // cache-line transfer (a two-thread larson cost more than twice one thread's). A
@@ -144,8 +144,8 @@ internal sealed class SlubThreadCache(Thread thread) : SlabThreadMarker(thread)
 
 internal sealed unsafe partial class Slub
 {
-    /// <summary>The allocation byte of an object in the magazines' keeping: in a thread magazine (its first word is
-    /// its <see cref="MagazineTag"/>), or handed out from one (any other first word).</summary>
+    /// <summary>The allocation byte of an object in the magazines' keeping: in a thread magazine (its
+    /// <see cref="TagWord"/> holds its <see cref="MagazineTag"/>), or handed out from one (any other value there).</summary>
     internal const byte HeldByMagazine = 2;
 
     // Mixed into the tags, so that an object's data matches its tag only by a 2^-64 chance.
@@ -173,6 +173,7 @@ internal sealed unsafe partial class Slub
             allocated = 1;
         }
     }
+
     /// <summary>How much a thread's magazines may grow to hold, in bytes of objects (MachineOptions.SlubThreadCache).</summary>
     internal long ThreadBudgetBytes { get; }
     /// <summary>The most objects one magazine may grow to.</summary>

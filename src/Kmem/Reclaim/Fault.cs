@@ -18,31 +18,14 @@ internal sealed unsafe partial class UserMemory
     public void Access(TaskStruct t, ulong vaddr, Span<byte> readInto, ReadOnlySpan<byte> writeFrom, bool write)
     {
         int length = write ? writeFrom.Length : readInto.Length;
-        lock (Lock)
-        {
-            ThrowIfDead(t);
-            if (length > 0 && !Covered(t, vaddr, (ulong)length))
-            {
-                throw new SegmentationFaultException(t, FirstUncovered(t, vaddr, (ulong)length));
-            }
-        }
+        ThrowIfNotMapped(t, vaddr, (ulong)length);
         int done = 0;
         while (done < length)
         {
             ulong va = vaddr + (ulong)done;
             int offset = (int)(va & (PhysMem.PageSize - 1));
             int chunk = Math.Min(length - done, PhysMem.PageSize - offset);
-            MmCurrent.Task = t;
-            uint pfn;
-            bool locked;
-            try
-            {
-                pfn = FaultIn(t, va & ~(ulong)(PhysMem.PageSize - 1), write, out locked);
-            }
-            finally
-            {
-                MmCurrent.Task = null;
-            }
+            uint pfn = FaultInAs(t, va & ~(ulong)(PhysMem.PageSize - 1), write, out bool locked);
             try
             {
                 if (write)
@@ -69,6 +52,21 @@ internal sealed unsafe partial class UserMemory
     /// would, copying nothing, so a page no one has written costs no host memory.</summary>
     public void Populate(TaskStruct t, ulong vaddr, ulong length, bool write)
     {
+        ThrowIfNotMapped(t, vaddr, length);
+        ulong end = vaddr + length;
+        for (ulong va = vaddr & ~(ulong)(PhysMem.PageSize - 1); va < end; va += PhysMem.PageSize)
+        {
+            FaultInAs(t, va, write, out bool locked);
+            if (locked)
+            {
+                Lock.Exit();
+            }
+        }
+    }
+
+    // An access's check before any fault: the task is alive and the whole range mapped.
+    private void ThrowIfNotMapped(TaskStruct t, ulong vaddr, ulong length)
+    {
         lock (Lock)
         {
             ThrowIfDead(t);
@@ -77,23 +75,19 @@ internal sealed unsafe partial class UserMemory
                 throw new SegmentationFaultException(t, FirstUncovered(t, vaddr, length));
             }
         }
-        ulong end = vaddr + length;
-        for (ulong va = vaddr & ~(ulong)(PhysMem.PageSize - 1); va < end; va += PhysMem.PageSize)
+    }
+
+    // FaultIn in the task's context (current->mm for the allocations it makes).
+    private uint FaultInAs(TaskStruct t, ulong va, bool write, out bool locked)
+    {
+        MmCurrent.Task = t;
+        try
         {
-            MmCurrent.Task = t;
-            bool locked;
-            try
-            {
-                FaultIn(t, va, write, out locked);
-            }
-            finally
-            {
-                MmCurrent.Task = null;
-            }
-            if (locked)
-            {
-                Lock.Exit();
-            }
+            return FaultIn(t, va, write, out locked);
+        }
+        finally
+        {
+            MmCurrent.Task = null;
         }
     }
 

@@ -17,12 +17,13 @@ internal sealed unsafe partial class Slub
 
     /// <summary>do_slab_free: onto the cpu freelist when the object is in the cpu slab (its allocation byte
     /// tested and cleared under the cpu lock), else its byte is exchanged and __slab_free runs. Returns false,
-    /// changing nothing, when the object is already free.</summary>
+    /// changing nothing, when the object is already free (or still in a thread magazine).</summary>
     /// <remarks>The cpu slab is first read without the lock, as the kernel does: a slab seen as another's goes
     /// to __slab_free, which is right for any frozen slab (a remote free), so a stale read costs nothing.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool DoSlabFree(KmemCache s, uint pfn, nint obj, ref byte allocated)
     {
+        LeaveMagazines(s, obj, ref allocated); // an object a thread magazine handed out is allocated (SlubMagazines.cs)
         var c = s.CpuSlab[_cpus.Current];
         if (Volatile.Read(ref c.Slab) != pfn)
         {
@@ -314,17 +315,7 @@ internal sealed unsafe partial class Slub
             _debug.ReportBadFree(s, pfn, obj, $"Invalid object pointer 0x{KernelAddress(obj):x}", caller, (long)off);
             return;
         }
-        bool freed;
-        if (MagazineOf(s) is { } mag)
-        {
-            freed = MagazineFree(mag, s, pfn, obj, AllocByte(pfn, idx));
-        }
-        else
-        {
-            ref byte allocated = ref AllocBits(pfn)![idx];
-            LeaveMagazines(s, obj, ref allocated);
-            freed = DoSlabFree(s, pfn, obj, ref allocated);
-        }
+        bool freed = MagazineOf(s) is { } mag ? MagazineFree(mag, s, pfn, obj, AllocByte(pfn, idx)) : DoSlabFree(s, pfn, obj, ref AllocBits(pfn)![idx]);
         if (!freed)
         {
             _debug.ReportBadFree(s, pfn, obj, "Object already free", caller, (long)off);

@@ -357,7 +357,6 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
         if (Volatile.Read(ref mag.Steal) != 0)
         {
             Volatile.Write(ref mag.Busy, 0);
-            slub.LeaveMagazines(s, obj, ref *allocated);
             return slub.DoSlabFree(s, pfn, obj, ref *allocated);
         }
         if (Volatile.Read(ref mag.Trim) != 0)
@@ -380,7 +379,6 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
         if (cap == 0)
         {
             Volatile.Write(ref mag.Busy, 0);
-            slub.LeaveMagazines(s, obj, ref *allocated);
             return slub.DoSlabFree(s, pfn, obj, ref *allocated);
         }
         // Full: the older half goes back to the slabs; the newest objects stay hot in the magazine.

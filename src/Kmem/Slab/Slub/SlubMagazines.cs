@@ -164,8 +164,8 @@ internal sealed unsafe partial class Slub
     /// <summary>Whether an object whose allocation byte is <paramref name="allocated"/> sits in a thread magazine.</summary>
     internal bool InMagazine(KmemCache s, nint obj, byte allocated) => allocated == HeldByMagazine && *TagWord(s, obj) == MagazineTag(obj);
 
-    /// <summary>For a free outside the magazines (the slab itself): an object handed out from a magazine is allocated,
-    /// as one from the slab is; one still in a magazine stays marked (its free is a double free).</summary>
+    /// <summary>For a free to the slab itself (do_slab_free): an object handed out from a magazine is allocated, as one
+    /// from the slab is; one still in a magazine stays marked (its free is a double free).</summary>
     internal void LeaveMagazines(KmemCache s, nint obj, ref byte allocated)
     {
         if (allocated == HeldByMagazine && *TagWord(s, obj) != MagazineTag(obj))

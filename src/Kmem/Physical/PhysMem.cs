@@ -109,6 +109,22 @@ internal sealed unsafe class PhysMem : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref PageFrame Frame(uint pfn) => ref _memmap[pfn];
 
+    /// <summary>compound_head for the direct-map offset <paramref name="rel"/>, which the caller has checked lies
+    /// below <see cref="LowmemPfns"/> pages (the slab fast paths' lookup, without VirtToPfn's sentinel): the head
+    /// frame, and its pfn in <paramref name="head"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref PageFrame DirectMapHead(nuint rel, out uint head)
+    {
+        head = (uint)(rel >> PageShift);
+        ref PageFrame f = ref _memmap[head];
+        if ((f.Flags & PageFlags.Tail) != 0)
+        {
+            head = (uint)f.Private; // a tail frame's Private is its head's pfn
+            f = ref _memmap[head];
+        }
+        return ref f;
+    }
+
     /// <summary>Direct-map address of a lowmem frame, or 0 for a highmem frame.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public nint PageAddress(uint pfn) => pfn < LowmemPfns ? (nint)(_directMap + ((nuint)pfn << PageShift)) : 0;

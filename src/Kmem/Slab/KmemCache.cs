@@ -9,6 +9,7 @@
 // by the slab paths as the kernel reads them).
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using Kmem.Physical;
 using Kmem.Slab;
 
@@ -378,9 +379,11 @@ public sealed class KmemCache
         return o < maxOrder ? o : -1;
     }
 
-    /// <summary>obj_to_index: <paramref name="offset"/> (below 2^32) divided by <see cref="Size"/>, by multiplication.</summary>
+    /// <summary>obj_to_index: <paramref name="offset"/> (below 2^32) divided by <see cref="Size"/>, by multiplication
+    /// (BMI2's mulx where there is one: Math.BigMul's low half would be stored to the stack on the fast paths).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal uint IndexOf(nuint offset) => (uint)Math.BigMul((ulong)offset, Reciprocal, out _);
+    internal uint IndexOf(nuint offset) =>
+        Bmi2.X64.IsSupported ? (uint)Bmi2.X64.MultiplyNoFlags((ulong)offset, Reciprocal) : (uint)Math.BigMul((ulong)offset, Reciprocal, out _);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint AlignUp(uint x, uint a) => (x + a - 1) / a * a;

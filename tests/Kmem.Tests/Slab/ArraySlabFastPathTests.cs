@@ -146,6 +146,112 @@ public class ArraySlabFastPathTests
         });
     }
 
+    /// <summary>An array a thread's fast paths lock again and again becomes biased to it (no lock word), and any other
+    /// thread that locks it takes the bias back first; the next grant needs a streak twice as long. Objects stay
+    /// where they were throughout.</summary>
+    [Fact]
+    public void AnArrayIsBiasedToTheThreadThatKeepsUsingItAndAnotherLockerRevokesTheBias()
+    {
+        using var m = Boot();
+        var s = m.KmemCacheCreate("fp-bias", 64, 0, SlabFlags.None, null)!;
+        var ac = ArraySlab.State(s).Cpu[0];
+        using var revoked = new ManualResetEventSlim();
+        using var pairsAgain = new ManualResetEventSlim();
+        SlabThreadMarker? owner = null, afterFirstStreak = null, afterShortStreak = null;
+        var user = new Thread(() =>
+        {
+            m.KmemCacheFree(s, m.KmemCacheAlloc(s, Gfp.Kernel)); // the marker (guarded path)
+            for (int i = 0; i < ArrayCache.BiasStreak / 2; i++) // two locks a pair
+            {
+                m.KmemCacheFree(s, m.KmemCacheAlloc(s, Gfp.Kernel));
+            }
+            owner = ac.Owner;
+            revoked.Set();
+            pairsAgain.Wait();
+            for (int i = 0; i < ArrayCache.BiasStreak / 2; i++) // two locks a pair
+            {
+                m.KmemCacheFree(s, m.KmemCacheAlloc(s, Gfp.Kernel));
+            }
+            afterShortStreak = ac.Owner;
+            for (int i = 0; i < ArrayCache.BiasStreak / 2; i++) // two locks a pair
+            {
+                m.KmemCacheFree(s, m.KmemCacheAlloc(s, Gfp.Kernel));
+            }
+            afterFirstStreak = ac.Owner;
+        });
+        user.Start();
+        revoked.Wait();
+        Assert.NotNull(owner);
+        Assert.Same(user, owner!.Thread);
+        // Another thread's lock of the array (shrink takes every CPU's) revokes the bias; the array is intact.
+        m.KmemCacheShrink(s);
+        Assert.Null(ac.Owner);
+        pairsAgain.Set();
+        user.Join();
+        Assert.Null(afterShortStreak); // one streak is no longer enough after a revocation
+        Assert.Same(owner, afterFirstStreak);
+        SlabPropertyTests.Validate(m);
+    }
+
+    /// <summary>A thread that allocates and frees on its biased arrays while another thread keeps locking them
+    /// (cache_reap and shrink on every CPU's array) never gets an object twice, and every count adds up after.</summary>
+    [Fact]
+    public void ObjectsStayUniqueWhileAnotherThreadKeepsRevokingTheBias()
+    {
+        using var m = Boot();
+        var s = m.KmemCacheCreate("fp-revoke", 96, 0, SlabFlags.None, null)!;
+        int done = 0;
+        Exception? failed = null;
+        var user = new Thread(() =>
+        {
+            try
+            {
+                var rng = new Random(3);
+                var live = new List<nint>();
+                var set = new HashSet<nint>();
+                for (int step = 0; step < 200_000; step++)
+                {
+                    if (live.Count == 0 || (live.Count < 300 && rng.Next(2) == 0))
+                    {
+                        nint p = rng.Next(2) == 0 ? m.KmemCacheAlloc(s, Gfp.Kernel) : m.Kmalloc(96, Gfp.Kernel);
+                        Assert.True(set.Add(p), $"object 0x{p:x} handed out twice");
+                        live.Add(p);
+                    }
+                    else
+                    {
+                        int i = rng.Next(live.Count);
+                        nint p = live[i];
+                        live[i] = live[^1];
+                        live.RemoveAt(live.Count - 1);
+                        set.Remove(p);
+                        m.Kfree(p); // kfree takes kmem_cache objects too
+                    }
+                }
+                foreach (nint p in live)
+                {
+                    m.Kfree(p);
+                }
+            }
+            catch (Exception e)
+            {
+                failed = e;
+            }
+            Volatile.Write(ref done, 1);
+        });
+        user.Start();
+        int rounds = 0;
+        while (Volatile.Read(ref done) == 0)
+        {
+            m.CacheReap();
+            m.KmemCacheShrink(s);
+            rounds++;
+        }
+        user.Join();
+        Assert.Null(failed);
+        Assert.True(rounds > 0);
+        SlabPropertyTests.Validate(m);
+    }
+
     /// <summary>Markers of threads that exited go when a new thread registers.</summary>
     [Fact]
     public void MarkersOfExitedThreadsAreDropped()

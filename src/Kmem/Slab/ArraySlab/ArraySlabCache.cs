@@ -6,8 +6,17 @@
 // kmalloc'd block, or at the slab's end) and the colours; then enable_cpucache's tunables.
 // Invariants: Size % Align == 0, Size >= 16 (SLAB_OBJ_MIN_SIZE), 1 <= Num <= 255 (one-byte
 // freelist_idx_t with 4 KiB pages), ColourOff % Align == 0, Num * Size + Colour * ColourOff <= slab bytes.
-// Locking: an ArrayCache is guarded by its own spin lock (two threads can hold one CPU id);
-// a node's lists, counters and shared array by the node's ListLock. Order: cpu lock → list_lock.
+// Locking: an ArrayCache is guarded by its own spin lock (two threads can hold one CPU id), or, while it is
+// biased to a thread, by that thread's fast-path marker (below); a node's lists, counters and shared array by
+// the node's ListLock. Order: cpu lock → list_lock.
+// Bias: an atomic exchange costs more than the rest of a SLAB fast path, and the kernel's array needs none (it
+// disables interrupts on its own CPU). A thread whose fast paths took an array's lock many times in a row owns
+// the array: its fast paths then use it with no lock word, between the marker's InCall store and clear. Anyone
+// else who locks it revokes the bias first: clears the owner, runs a process-wide barrier and waits for the
+// owner's InCall to clear (the asymmetric Dekker protocol of SlabThreadMarker), so the owner's next fast path
+// sees no bias and takes the lock. A fast path never waits (it tries the lock word once and leaves for the
+// guarded path), so revokers, who wait for markers, cannot wait for each other. Each revocation doubles the
+// streak the next grant needs, so two threads sharing a CPU settle on the lock.
 using System.Runtime.CompilerServices;
 using Kmem.Physical;
 
@@ -162,11 +171,24 @@ internal readonly record struct SlabGeometry(uint Size, uint Align, int Order, i
 }
 
 /// <summary>struct array_cache: a LIFO stack of free object pointers (a CPU's, or a node's shared one).</summary>
-/// <remarks>A CPU's array is guarded by its spin lock (<see cref="Lock"/>), standing in for the kernel's
-/// disabled interrupts; a shared array by its node's list_lock.</remarks>
+/// <remarks>A CPU's array is guarded by its spin lock (<see cref="Lock"/>) or its bias to one thread (the file's
+/// header), standing in for the kernel's disabled interrupts; a shared array by its node's list_lock.</remarks>
 internal sealed class ArrayCache
 {
+    /// <summary>The streak of fast-path locks by one thread that first makes it the array's owner.</summary>
+    internal const int BiasStreak = 64;
+
+    /// <summary>The longest streak a grant needs after revocations.</summary>
+    private const int BiasStreakMax = 1 << 16;
+
     private int _lock;
+    /// <summary>The thread whose fast paths use the array without its lock word; null when none. Set under the lock
+    /// word by that thread's fast path, cleared by a revoker holding the lock word.</summary>
+    private SlabThreadMarker? _owner;
+    /// <summary>The thread of the current streak of fast-path locks, and its length (under the lock word).</summary>
+    private SlabThreadMarker? _streakOf;
+    private int _streak;
+    private int _streakNeeded = BiasStreak;
     /// <summary>avail: objects in <see cref="Entry"/>[0 .. Avail).</summary>
     public int Avail;
     /// <summary>limit: the most objects the array holds.</summary>
@@ -190,18 +212,96 @@ internal sealed class ArrayCache
         Entry = new nint[limit];
     }
 
+    /// <summary>Takes the lock word, then, unless the caller is the array's owner, revokes the bias.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Lock() => SpinLockWord.Acquire(ref _lock);
+    public void Lock()
+    {
+        SpinLockWord.Acquire(ref _lock);
+        if (_owner is { } owner)
+        {
+            RevokeBias(owner);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Unlock() => SpinLockWord.Release(ref _lock);
+
+    /// <summary>The thread whose fast paths use the array without its lock (for the tests).</summary>
+    internal SlabThreadMarker? Owner => Volatile.Read(ref _owner);
+
+    /// <summary>Whether the array is biased to <paramref name="m"/>, whose fast path (InCall set) may then use it with
+    /// no lock word.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool IsBiasedTo(SlabThreadMarker m) => ReferenceEquals(Volatile.Read(ref _owner), m);
+
+    /// <summary>A fast path's lock of an array not biased to it: one try of the lock word. False, holding nothing,
+    /// when the guarded path must take the array: another thread owns it or holds its lock, or a retune retired it.</summary>
+    public bool TryLockFast()
+    {
+        if (Interlocked.CompareExchange(ref _lock, 1, 0) != 0)
+        {
+            return false;
+        }
+        if (_owner is not null || Retired)
+        {
+            Unlock();
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>The unlock of <see cref="TryLockFast"/>: the lock counts toward <paramref name="m"/>'s streak, which
+    /// at its end makes <paramref name="m"/> the owner.</summary>
+    public void UnlockFast(SlabThreadMarker m)
+    {
+        if (!ReferenceEquals(_streakOf, m))
+        {
+            _streakOf = m;
+            _streak = 0;
+        }
+        if (++_streak >= _streakNeeded)
+        {
+            // Published by the unlock's release store; the owner's own fast paths read it after their InCall store.
+            _owner = m;
+            _streakOf = null;
+        }
+        Unlock();
+    }
+
+    /// <summary>Pops the newest object of an array that has one, which counts as touched (lock or bias held).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public nint Pop()
+    {
+        Touched = true;
+        return Entry[--Avail];
+    }
+
+    /// <summary>Takes the array from its owner (lock word held): nothing to do for the owner's own guarded path;
+    /// else the owner is cleared, a process-wide barrier makes its fast paths see that or makes their InCall
+    /// visible here, and a fast path in progress is waited for.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void RevokeBias(SlabThreadMarker owner)
+    {
+        if (ReferenceEquals(owner.Thread, Thread.CurrentThread))
+        {
+            return;
+        }
+        Volatile.Write(ref _owner, null);
+        _streakOf = null;
+        _streakNeeded = Math.Min(_streakNeeded * 2, BiasStreakMax);
+        Interlocked.MemoryBarrierProcessWide();
+        var spin = new SpinWait();
+        while (Volatile.Read(ref owner.InCall) != 0 && owner.Thread.IsAlive)
+        {
+            spin.SpinOnce();
+        }
+    }
 
     /// <summary>Takes the newest object of a locked array that has one (the array counts as touched), then unlocks.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public nint PopAndUnlock()
     {
-        Touched = true;
-        nint obj = Entry[--Avail];
+        nint obj = Pop();
         Unlock();
         return obj;
     }

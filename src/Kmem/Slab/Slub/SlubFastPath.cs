@@ -23,7 +23,6 @@
 // tag, so the guarded path of a machine used that way may report a correct free of one as a double free.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics.X86;
 
 namespace Kmem.Slab;
 
@@ -110,12 +109,6 @@ internal sealed unsafe class SlubFastPath(Slub slub, CpuTopology cpus)
         Volatile.Write(ref tc.InCall, 0);
         return done;
     }
-
-    /// <summary><see cref="KmemCache.IndexOf"/> without the low half of the product (which the JIT would store to
-    /// the stack).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static uint IndexOf(KmemCache s, nuint offset) =>
-        Bmi2.X64.IsSupported ? (uint)Bmi2.X64.MultiplyNoFlags((ulong)offset, s.Reciprocal) : s.IndexOf(offset);
 
     /// <summary>Slub.AllocByte for a frame the caller found flagged Slab (so its allocation map exists, and the
     /// chunk of the map table, which is never dropped) in the direct map (so the chunk index is within the

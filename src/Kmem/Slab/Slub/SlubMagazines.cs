@@ -243,13 +243,7 @@ internal sealed unsafe partial class Slub
         {
             return false;
         }
-        uint pfn = (uint)(rel >> PhysMem.PageShift);
-        ref PageFrame f = ref mem.Frame(pfn);
-        if ((f.Flags & PageFlags.Tail) != 0)
-        {
-            pfn = (uint)f.Private;
-            f = ref mem.Frame(pfn);
-        }
+        ref PageFrame f = ref mem.DirectMapHead(rel, out uint pfn);
         ulong priv = f.Private;
         var byId = Unsafe.As<SlubThreadCache>(tc).ByCacheId;
         int id = SlabPage.CacheId(priv);
@@ -260,7 +254,7 @@ internal sealed unsafe partial class Slub
         KmemCache s = mag.Cache;
         // The head of a frame of the direct map is in the direct map: no lowmem check (PageAddress's) needed.
         nuint off = rel - ((nuint)pfn << PhysMem.PageShift);
-        uint idx = SlubFastPath.IndexOf(s, off);
+        uint idx = s.IndexOf(off);
         if ((expected is not null && !ReferenceEquals(s, expected)) || s.IsDestroyed || off - (nuint)idx * s.Size != s.RedLeftPad || idx >= (uint)SlabPage.Objects(priv))
         {
             return false;

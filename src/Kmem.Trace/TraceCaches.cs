@@ -4,7 +4,8 @@
 // kmem_cache_free of one of its objects names the kernel's cache: from then on the pair
 // allocates from the named cache (shared by every pair the same name reaches, or one of
 // Kmem's own caches such as kmalloc-64), its objects still in the provisional cache move
-// there (a new object, the old one freed, the pointer map updated), and the emptied
+// there (a new object, the old one freed, the pointer map updated), the object that free
+// names included (the replayer renames before it frees, so the free is the named cache's), and the emptied
 // provisional cache is destroyed. One pass, no look-ahead. Here: the sites, the cache slots
 // (with their statistics), the caches' creation and the moves of the replayer's live objects
 // between them. Used on the replaying thread only.

@@ -385,15 +385,17 @@ public sealed partial class TraceReplayer
         {
             return; // kfree(NULL) and kfree(ZERO_SIZE_PTR) are traced and do nothing
         }
+        // A free that names its site's cache moves the site's objects, this one included, into the named cache
+        // first: the free is then Kmem's free from the kernel's cache, not from the provisional stand-in.
+        if (name is not null && _objects.TryGetValue(ptr, out var named) && named.Site != 0)
+        {
+            NameSite(_caches.Sites[named.Site], name);
+        }
         if (!_livePages.Remove(_objects, ptr, out var obj))
         {
             NoteUntrackedFree(ptr, name);
             _slabAlign.FreePlaceholder(name);
             return;
-        }
-        if (name is not null && obj.Site != 0)
-        {
-            NameSite(_caches.Sites[obj.Site], name);
         }
         _kmem?.Reset();
         Release(ptr, obj);

@@ -96,4 +96,28 @@ public class TraceDecisionSlabTests
         Assert.True(free.Decisions["zone"].Compared > 100, $"{free.Decisions["zone"].Compared} page allocations compared");
         Assert.Equal(free.Decisions["zone"].Compared, aligned.Decisions["zone"].Compared);
     }
+    /// <summary>The first kmem_cache_free that names a call site's cache frees its object from the named cache: the
+    /// site's objects, the freed one included, move there first, so the free is not the provisional stand-in's, whose
+    /// emptied cache and slab go with the move. The kernel's slab stays (the next event frees no slab frame), and so
+    /// does Kmem's (the named cache's slab still holds the site's other object).</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AFreeThatNamesItsCacheIsDecidedInTheNamedCacheNotInItsProvisionalStandIn(bool aligned)
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1 });
+        ulong a = Base + (0x11000UL << 12), b = a + 64;
+        static string Alloc(ulong ptr) =>
+            ReplayData.Line($"kmem_cache_alloc: call_site=site+0x10/0x80 ptr={ptr:x} bytes_req=64 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false");
+        string text = SlabPage(0x11000) + Alloc(a) + Alloc(b)
+            + ReplayData.Line($"kmem_cache_free: call_site=f+0x1/0x2 ptr={a:x} name=named_cache") + Kmalloc(Base + (0x12000UL << 12));
+        using var reader = ReplayData.Reader(ReplayData.Header + text);
+        var r = new TraceReplayer(m, new TraceReplayOptions { Aligned = aligned, Mismatches = 10 }).Replay(reader);
+        var d = r.Decisions["slab_freed"];
+        Assert.Equal(1, d.Compared);
+        Assert.Equal(0, d.KernelYes);
+        Assert.Equal(0, d.KmemYes);
+        Assert.Contains(m.SlabCaches, c => c.Name == "named_cache");
+        Assert.DoesNotContain(m.SlabCaches, c => c.Name.StartsWith("site/", StringComparison.Ordinal));
+    }
 }

@@ -84,8 +84,10 @@ public static class CompareCommand
         IReadOnlyList<SlabBackendRun> runs;
         try
         {
+            // Each call site's cache from the trace's frees first (ReplayCommand does the same).
+            var names = TraceCacheNames.Scan(trace, TraceCacheNames.ScanOptions);
             runs = ReplayProgress.Run(ctx, "compare", progress =>
-                SlabBackendComparison.Compare(trace, options, readerOptions, new TraceReplayOptions { Progress = progress }));
+                SlabBackendComparison.Compare(trace, options, readerOptions, new TraceReplayOptions { Progress = progress, CacheNames = names }));
         }
         catch (TraceFormatException e)
         {

@@ -85,7 +85,7 @@ public static class ReplayCommand
     /// <remarks>It shares nothing with the main replay but the parsed trace, so it runs beside it on another thread (no
     /// progress bar of its own), reading the events the main replay reads (<paramref name="reader"/>, a follower of the
     /// one parse): on two cores the pair takes the time of one.</remarks>
-    private static TraceReplayResult ReplayAligned(Request req, TraceReader reader)
+    private static TraceReplayResult ReplayAligned(Request req, TraceReader reader, TraceCacheNames names)
     {
         using (reader) // a follower stopped early (the replay failed) no longer holds up the main replay
         {
@@ -95,6 +95,7 @@ public static class ReplayCommand
                 Mismatches = req.Mismatches,
                 Aligned = true,
                 ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
+                CacheNames = names,
             }).Replay(reader);
         }
     }
@@ -123,12 +124,18 @@ public static class ReplayCommand
         }
         string? until = req.Until ?? (req.CompareProc ? "SNAPSHOT_BEGIN" : null);
         TraceReader reader;
+        TraceCacheNames names;
         try
         {
             if (TraceInput.CheckArch(req.Trace, req.Machine.Preset) is string wrongArch)
             {
                 return ctx.Fail(CliContext.BadInput, wrongArch);
             }
+            // Each call site's cache, which 6.1's kmem_cache_alloc leaves out, from the frees of the whole trace (a first
+            // pass over the lines it can read; a malformed line is the replay's to report): both replays then allocate
+            // from the kernel's caches from the first object on, and a replay that stops at a marker is the same
+            // replay up to there.
+            names = TraceCacheNames.Scan(req.Trace, TraceCacheNames.ScanOptions);
             reader = TraceReader.Open(req.Trace, new TraceReaderOptions { SkipBad = req.SkipBad, StopAtMarker = until });
         }
         catch (TraceFormatException e)
@@ -150,7 +157,7 @@ public static class ReplayCommand
             }
             // The text is parsed once, on a thread of its own, for both replays.
             var shared = new SharedTrace(reader, 2);
-            var alignedRun = Task.Run(() => ReplayAligned(req, shared.Follower(1)));
+            var alignedRun = Task.Run(() => ReplayAligned(req, shared.Follower(1), names));
             var events = shared.Follower(0);
             using (m)
             try
@@ -165,6 +172,7 @@ public static class ReplayCommand
                         Snapshot = maps is { Every: > 0 } ? maps.Snapshot : null,
                         Mismatches = req.Mismatches,
                         ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
+                        CacheNames = names,
                     }).Replay(events));
                 }
                 catch (TraceFormatException e)

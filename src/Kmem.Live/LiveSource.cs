@@ -76,8 +76,35 @@ internal sealed class LiveSource
 
     /// <summary>Opens the trace: the kept copy (waiting for blocks still being read) once the reading started, else
     /// the file.</summary>
-    public TraceReader Open() =>
-        Kept ? new TraceReader(new KeptStream(this), TextPath) : TraceReader.Open(TracePath);
+    public TraceReader Open(TraceReaderOptions? options = null) =>
+        Kept ? new TraceReader(new KeptStream(this), TextPath, options) : TraceReader.Open(TracePath, options);
+
+    private TraceCacheNames? _cacheNames;
+
+    /// <summary>Each call site's cache as the trace's frees name it (TraceCacheNames.Scan over the whole trace, as
+    /// kmem replay reads it), read once, by the first replay that asks.</summary>
+    public TraceCacheNames CacheNames
+    {
+        get
+        {
+            lock (_blocks)
+            {
+                if (_cacheNames is { } known)
+                {
+                    return known;
+                }
+            }
+            TraceCacheNames names;
+            using (var reader = Open(new TraceReaderOptions { SkipBad = true }))
+            {
+                names = TraceCacheNames.Scan(reader);
+            }
+            lock (_blocks)
+            {
+                return _cacheNames ??= names;
+            }
+        }
+    }
 
     /// <summary>The kept copy's name: the trace's path without a compression suffix. A path, not only a name, since
     /// a pressure replay reads the capture's files beside the trace (meta/phase/vmstat-after-NAME.txt, vmstat.txt).</summary>

@@ -247,7 +247,10 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             {
                 using var reader = _source.Open();
                 m = TraceReplayer.Boot(_source.Boot(Slab, reader.Cpus));
-                r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = _source.ReservedFrames }) { LiveObserver = this };
+                r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = _source.ReservedFrames, CacheNames = _source.CacheNames })
+                {
+                    LiveObserver = this,
+                };
                 var result = r.Replay(reader);
                 Interlocked.Exchange(ref _position, reader.Events);
                 _pressure.After(m, null, reader.Events, _hasLast, in _last);

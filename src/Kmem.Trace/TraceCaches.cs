@@ -18,7 +18,9 @@
 // from accounted=true on an allocation whose gfp_flags lack __GFP_ACCOUNT (6.1 prints
 // accounted = __GFP_ACCOUNT || SLAB_ACCOUNT), SLAB_RECLAIM_ACCOUNT from a new slab page
 // allocated with __GFP_RECLAIMABLE (the cache's allocflags); a flag seen after the cache was
-// made re-makes it (Remake).
+// made re-makes it (Remake). With the names read from the trace beforehand (TraceCacheNames),
+// a site that a free names anywhere in the trace allocates from the named cache from its first
+// object on, and no provisional cache is made for it.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -35,6 +37,9 @@ internal sealed class TraceCaches
 
     /// <summary>The replayer's per-page count of its live objects, kept in step when a move drops one.</summary>
     public LiveObjectPages? LivePages { get; init; }
+
+    /// <summary>The sites' cache names read from the trace beforehand: a site found here is named from the start.</summary>
+    public TraceCacheNames? Names { get; init; }
     private readonly List<Site> _sites = [null!]; // index 0: no site (kmalloc objects)
     private readonly Dictionary<SiteKey, Site> _siteByKey = new(new SiteKeyComparer());
     private Site?[] _siteById = new Site?[1024];
@@ -209,6 +214,15 @@ internal sealed class TraceCaches
     [MethodImpl(MethodImplOptions.NoInlining)]
     private Site NewSite(SiteKey key, ulong bytesReq, SlabFlags seen)
     {
+        if (Names?.NameOf(key.CallSite, key.BytesAlloc) is { } known)
+        {
+            var named = new Site(_sites.Count, key, bytesReq, null!) { Flags = seen & TraceFlags, Named = true };
+            named.Target = NamedSlot(known, named);
+            named.Target.CallSites++;
+            _sites.Add(named);
+            _siteByKey.Add(key, named);
+            return named;
+        }
         string function = key.CallSite;
         int plus = function.IndexOf('+', StringComparison.Ordinal);
         if (plus > 0)

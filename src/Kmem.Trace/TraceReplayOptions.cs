@@ -42,4 +42,9 @@ public sealed class TraceReplayOptions
     /// pages of its zone to the page allocator, as free_reserved_page does. Boot the machine with
     /// <see cref="TraceBootReserve.ManagedAtBoot"/> so those pages are still reserved. Null (the default): none.</summary>
     public IReadOnlySet<ulong>? ReservedFrames { get; init; }
+
+    /// <summary>The cache each kmem_cache_alloc call site allocates from, read from the same trace beforehand
+    /// (<see cref="TraceCacheNames.Scan(TraceReader)"/>): a site found here allocates from its named cache from its first object
+    /// on. Null (the default): each site starts in a provisional call-site cache until a free names it.</summary>
+    public TraceCacheNames? CacheNames { get; init; }
 }

@@ -98,7 +98,7 @@ public sealed partial class TraceReplayer
         bool slabKinds = machine.Options.Slab != SlabAllocator.Slob;
         _decisions = new TraceDecisions(machine.NrCpus, _options.Mismatches, slabKinds);
         InitDecisions(machine.NrCpus);
-        _caches = new TraceCaches(machine) { LivePages = _livePages };
+        _caches = new TraceCaches(machine) { LivePages = _livePages, Names = _options.CacheNames };
         _slabAlign = new SlabAlignment(machine, _options.Aligned && slabKinds);
         _reserved = new ReservedRelease(machine, _options.ReservedFrames);
         _percpuEvents = new ReplayPercpu(machine);

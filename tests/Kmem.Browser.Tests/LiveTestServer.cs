@@ -63,7 +63,11 @@ internal static class LiveTestServer
     {
         using var reader = TraceReader.Open(trace);
         using var m = TraceReplayer.Boot((MachineChoice.Default with { Slab = SlabAllocator.Slub }).Build(trace, reader.Cpus, bootReserve: true));
-        return new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = MachineChoice.Default.BootReserve(trace)?.Frames }).Replay(reader);
+        return new TraceReplayer(m, new TraceReplayOptions
+        {
+            ReservedFrames = MachineChoice.Default.BootReserve(trace)?.Frames,
+            CacheNames = TraceCacheNames.Scan(trace, TraceCacheNames.ScanOptions), // as kmem replay and the server name caches
+        }).Replay(reader);
     }
 
     private static readonly ConcurrentDictionary<string, Lazy<Dictionary<string, string>>> s_expected = new();

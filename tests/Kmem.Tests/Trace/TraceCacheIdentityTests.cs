@@ -46,6 +46,56 @@ public class TraceCacheIdentityTests
         }
     }
 
+    private static string Kmalloc(ulong offset) =>
+        ReplayData.Line($"kmalloc: call_site=k+0x1/0x2 ptr=ffff8880{offset:x8} bytes_req=128 bytes_alloc=128 gfp_flags=GFP_KERNEL node=-1 accounted=false");
+
+    private static string Kfree(ulong offset) => ReplayData.Line($"kfree: call_site=g+0x1/0x2 ptr=ffff8880{offset:x8}");
+
+    [Fact]
+    public void TheScanNamesEachSiteByTheFirstFreeOfOneOfItsObjects()
+    {
+        string text = ReplayData.Header
+            + Alloc("d_alloc", 0x01000000, 192) + Alloc("d_alloc", 0x01000100, 192)
+            + Free(0x01000100, "dentry") + Free(0x01000000, "other") // the first free names the site; a later one does not
+            + Alloc("inode", 0x02000000, 640) + Kfree(0x02000000) + Free(0x02000000, "never") // a kfree'd object names nothing
+            + Alloc("pid", 0x03000000, 128) + Kmalloc(0x03000000) + Free(0x03000000, "kmalloc-named") // nor a kmalloc's address
+            + Alloc("d_alloc", 0x04000000, 64) + Free(0x04000000, "small"); // bytes_alloc is part of the site
+        using var reader = ReplayData.Reader(text);
+        var names = TraceCacheNames.Scan(reader);
+        Assert.Equal(2, names.Count);
+        Assert.Equal("dentry", names.NameOf("d_alloc+0x10/0x80", 192));
+        Assert.Equal("small", names.NameOf("d_alloc+0x10/0x80", 64));
+        Assert.Null(names.NameOf("inode+0x10/0x80", 640));
+        Assert.Null(names.NameOf("pid+0x10/0x80", 128));
+    }
+
+    /// <summary>With the names scanned first, a site allocates from its named cache from its first object on: no
+    /// provisional cache, nothing moved, and the objects of two sites that one name reaches share that cache's slabs.</summary>
+    [Fact]
+    public void ScannedNamesPutASitesFirstObjectInItsNamedCache()
+    {
+        string text = ReplayData.Header + Alloc("d_alloc", 0x01000000, 192) + Alloc("d_alloc_anon", 0x01000100, 192)
+            + Free(0x01000000, "dentry") + Free(0x01000100, "dentry");
+        TraceCacheNames names;
+        using (var scan = ReplayData.Reader(text))
+        {
+            names = TraceCacheNames.Scan(scan);
+        }
+        using var m = ReplayData.Boot();
+        using var reader = ReplayData.Reader(text);
+        var r = new TraceReplayer(m, new TraceReplayOptions { CacheNames = names }).Replay(reader);
+        Assert.Equal(0, r.MovedObjects);
+        Assert.DoesNotContain(m.SlabCaches, c => c.Name.Contains('/', StringComparison.Ordinal));
+        var dentry = Assert.Single(r.Caches, c => c.Name == "dentry");
+        Assert.Equal(2, dentry.Allocations);
+        Assert.Equal(2, dentry.CallSites);
+
+        // Without them the first objects go to provisional caches and move at the naming frees.
+        using var m2 = ReplayData.Boot();
+        using var reader2 = ReplayData.Reader(text);
+        Assert.Equal(2, new TraceReplayer(m2).Replay(reader2).MovedObjects);
+    }
+
     [Fact]
     public void SlabAccountComesFromAccountedWithoutGfpAccount()
     {

@@ -132,7 +132,8 @@ internal sealed unsafe partial class ArraySlab
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal nint AllocFast(KmemCache s, Gfp gfp, int cpu, SlabThreadMarker m)
     {
-        var ac = Volatile.Read(ref State(s).Cpu)[cpu];
+        // A SLAB cache's backend state is always its ArraySlabCache: no cast check.
+        var ac = Volatile.Read(ref Unsafe.As<ArraySlabCache>(s.BackendState)!.Cpu)[cpu];
         nint obj;
         if (ac.IsBiasedTo(m))
         {

@@ -328,6 +328,10 @@ internal sealed partial class PressureReplay
     /// or Page.Null (not a user page, freed by the kernel's reclaim or compaction, or nothing resident in Kmem).</summary>
     public Page UserPageOf(ulong pfn)
     {
+        if (_exitedPages?.PageOf(pfn) is { IsNull: false } held)
+        {
+            return held;
+        }
         if (!_userPfns.TryGetValue(pfn, out var up) || _freeContext.GetValueOrDefault(pfn) != FreeContext.Task || !up.Task.Alive)
         {
             return Page.Null;
@@ -336,11 +340,36 @@ internal sealed partial class PressureReplay
         return kmemPfn == uint.MaxValue ? Page.Null : _m.PfnToPage(kmemPfn);
     }
 
+    // Pages of tasks that exited at their exit_mmap whose frames the kernel still holds.
+    private ExitedTaskPages? _exitedPages;
+
+    /// <summary>Pages the replay holds for tasks that exited (Orphan), not yet freed by the kernel.</summary>
+    public int Orphans => _exitedPages?.Count ?? 0;
+
+    // The task's resident pages are taken off its books and held (ExitedTaskPages), so that its exit unmaps them
+    // without freeing them.
+    private void Orphan(UserTask t)
+    {
+        foreach (ulong pfn in _userPfns.Where(kv => kv.Value.Task == t).Select(kv => kv.Key).ToList())
+        {
+            var up = _userPfns[pfn];
+            _userPfns.Remove(pfn);
+            _freeContext.Remove(pfn);
+            t.Resident--;
+            (_exitedPages ??= new ExitedTaskPages(_m)).Hold(pfn, t.Task!, up.Va);
+        }
+    }
+
     /// <summary>The free of a trace frame: true when it was a user page's, handled here; <paramref name="kmemFreed"/>
     /// says whether Kmem freed a page for it (not for a page the kernel's reclaim or migration freed).</summary>
     public bool FreeUserPage(ulong pfn, out bool kmemFreed)
     {
         kmemFreed = false;
+        if (_exitedPages?.Free(pfn) == true)
+        {
+            kmemFreed = true;
+            return true;
+        }
         if (!_userPfns.Remove(pfn, out var up))
         {
             return false;
@@ -453,7 +482,8 @@ internal sealed partial class PressureReplay
         }
         public long Resident;
         public bool KilledSeen;
-        /// <summary>The trace task's address space is gone (exit_mmap): Kmem's task exits when its last page goes.</summary>
+        /// <summary>The trace task's address space is gone (exit_mmap): Kmem's task exits when nothing of it is resident
+        /// (at once unless it keeps tmpfs pages: MmGone hands its resident pages to the replay).</summary>
         public bool MmGone;
         /// <summary>The task has faulted a zeroed (anonymous) page: its unzeroed pages may be swap-ins.</summary>
         public bool Anonymous;

@@ -23,6 +23,10 @@ public sealed class TracePressure
     /// <summary>User pages replayed as pages of Kmem tasks.</summary>
     public long TaskPages { get; init; }
 
+    /// <summary>User pages still allocated when the replay ended whose Kmem task had exited at its trace task's
+    /// exit_mmap: the kernel had not freed their frames (page cache other tasks may map, pages in flight to their free).</summary>
+    public long ExitedTaskPages { get; init; }
+
     /// <summary>User pages the kernel's reclaim freed (left to Kmem's reclaim, not replayed).</summary>
     public long ReclaimFrees { get; init; }
 

@@ -67,18 +67,34 @@ public class TraceReplayPageTableTests
         Line("sh", 100, "kmem_cache_free: call_site=exit_mmap+0x189/0x310 ptr=ff12793814429558 name=vm_area_struct");
 
     [Fact]
-    public void ATaskExitsWithItsTablesAndStackWhenItsAddressSpaceIsGoneAndItsLastPageHasGone()
+    public void ATaskExitsWithItsTablesAndStackWhenItsAddressSpaceIsGone()
     {
-        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
         // Two user pages; the exit (6.1's tlb_finish_mmu frees the gathered tables ahead of the pages): the kernel
         // frees the PTE table first, while Kmem's task still maps both pages, so its table moves to a frame of
-        // Kmem's own; the pages, the exit_mmap, and only then the PGD (mmdrop).
-        string text = TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000) + UserPage(0x6001)
-            + PageFree(0x5001) + PageFree(0x6000) + ExitMmap() + PageFree(0x6001);
+        // Kmem's own; one page, the exit_mmap, then the other page (a per-CPU batch held it), and only then the PGD
+        // (mmdrop).
+        string exit = TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000) + UserPage(0x6001)
+            + PageFree(0x5001) + PageFree(0x6000) + ExitMmap();
+        string text = exit + PageFree(0x6001);
+
+        // At the exit_mmap the task exits, its tables and stack with it, though a page was still mapped: the page
+        // stays allocated, held for the kernel's free of its frame.
+        using var atExit = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var e = Replay(atExit, exit);
+        Assert.Empty(atExit.Mm.TasksSnapshot());
+        Assert.Equal(0, atExit.Mm.NrPageTable);
+        Assert.Equal(0, atExit.Mm.NrKernelStackKb);
+        Assert.Equal(1, e.Pressure!.ExitedTaskPages);
+        atExit.Mm.Validate();
+
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
         var r = Replay(m, text);
         Assert.Equal(2, r.Pressure!.TaskPages);
         Assert.Equal(1, r.PageTablesOwn);
-        // Not at the exit_mmap (a page was still mapped), at its last page's free: no task, no table, no stack left.
+        Assert.Equal(0, r.Pressure.ExitedTaskPages); // the kernel's free of the frame freed the held page
+        // Every free of the trace freed a page of Kmem's (the frame the PTE table took over, the two user pages), so
+        // each is a pcp_drain decision.
+        Assert.Equal(3, r.Decisions["pcp_drain"].Compared);
         Assert.Empty(m.Mm.TasksSnapshot());
         Assert.Equal(0, m.Mm.NrPageTable);
         Assert.Equal(0, m.Mm.NrKernelStackKb);

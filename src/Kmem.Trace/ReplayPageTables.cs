@@ -10,8 +10,10 @@
 // the next waiting frame, or to a frame of Kmem's own allocated before the free is aligned (so
 // the aligned per-CPU count is the kernel's at the free). A fault the trace gave no frame
 // before allocates its own. When the trace task's address space goes (exit_mmap), Kmem's task
-// exits with its tables (PressureReplay.MmGone); a frame it had taken is then no longer Kmem's
-// table, and its later free by the kernel frees nothing in Kmem. Used by TraceReplayer, on the
+// gives up its address space and tables below the PGD (PressureReplay.MmGone); a frame it had
+// taken below the PGD is then no longer Kmem's table, and its later free by the kernel frees
+// nothing in Kmem. The kernel's free of the task's PGD frame (mmdrop) ends the task
+// (ExitedTasks.FinishAtMmdrop), which frees the PGD there. Used by TraceReplayer, on the
 // replaying thread only.
 namespace Kmem;
 
@@ -40,6 +42,23 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     public long TakenOver { get; private set; }
 
     public long Own { get; private set; }
+
+    /// <summary>The kernel's free of a task's PGD frame (mmdrop): true when the task's exit finished there and freed it.</summary>
+    public Func<TaskStruct, bool>? FinishAtMmdrop { get; set; }
+
+    /// <summary>Whether <paramref name="task"/>'s PGD is a kernel frame it took, which the kernel's mmdrop will free.</summary>
+    public bool PgdIsLent(TaskStruct task)
+    {
+        uint pgd = task.PgdPfn;
+        foreach (var lent in _lent.Values)
+        {
+            if (lent.Pfn == pgd)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /// <summary>Whether an allocation of the trace is a user page table (GFP_PGTABLE_USER, order 0).</summary>
     public static bool IsTableAlloc(Gfp gfp, int order) => order == 0 && gfp == Gfp.PgtableUser;
@@ -131,7 +150,17 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
             return false;
         }
         // A PGD was taken before its task existed: the task whose PGD it is now.
-        if ((lent.Task ?? TaskOfPgd(lent.Pfn)) is { } task)
+        var owner = lent.Task ?? TaskOfPgd(lent.Pfn);
+        if (owner is { HasExited: false } && owner.PgdPfn == lent.Pfn && FinishAtMmdrop?.Invoke(owner) == true)
+        {
+            freed = true; // mmdrop of a task unmapped at its exit_mmap: its exit freed the PGD
+            if (!own.IsNull)
+            {
+                m.FreePages(own, 0);
+            }
+            return true;
+        }
+        if (owner is { } task)
         {
             uint pgd = task.PgdPfn;
             freed = m.Mm.ReleaseTable(task, lent.Pfn, () =>

@@ -102,7 +102,7 @@ public sealed partial class TraceReplayer
         _slabAlign = new SlabAlignment(machine, _options.Aligned && slabKinds);
         _reserved = new ReservedRelease(machine, _options.ReservedFrames);
         _percpuEvents = new ReplayPercpu(machine);
-        _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey);
+        _tables = new ReplayPageTables(machine, pfn => _pages.Remove(pfn, out var b) ? b.Page : Page.Null, _pages.ContainsKey) { FinishAtMmdrop = t => _pressure!.Exited.FinishAtMmdrop(t) };
     }
 
     /// <summary>The machine being driven.</summary>

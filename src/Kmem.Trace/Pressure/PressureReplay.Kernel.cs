@@ -307,11 +307,12 @@ internal sealed partial class PressureReplay
     {
         foreach (var t in _exiting)
         {
-            ReplayTaskExit.Exit(t.Task!, DriftScope);
+            _exited.Exit(t.Task!, DriftScope);
             TasksExited++;
         }
         _exiting.Clear();
     }
+
 
     private const short OomScoreAdjMin = -1000;
 

@@ -63,6 +63,7 @@ internal sealed partial class PressureReplay
     public PressureReplay(Machine m, TraceDecisions decisions, bool decide, bool aligned, string? traceFile)
     {
         _m = m;
+        _exited = new ExitedTasks(m);
         _aligned = aligned;
         _decisions = decisions;
         _decide = decide;
@@ -328,7 +329,7 @@ internal sealed partial class PressureReplay
     /// or Page.Null (not a user page, freed by the kernel's reclaim or compaction, or nothing resident in Kmem).</summary>
     public Page UserPageOf(ulong pfn)
     {
-        if (_exitedPages?.PageOf(pfn) is { IsNull: false } held)
+        if (_exited.PageOf(pfn) is { IsNull: false } held)
         {
             return held;
         }
@@ -340,11 +341,12 @@ internal sealed partial class PressureReplay
         return kmemPfn == uint.MaxValue ? Page.Null : _m.PfnToPage(kmemPfn);
     }
 
-    // Pages of tasks that exited at their exit_mmap whose frames the kernel still holds.
-    private ExitedTaskPages? _exitedPages;
+    /// <summary>What is left of tasks that exited at their exit_mmap until the kernel frees it.</summary>
+    public ExitedTasks Exited => _exited;
+    private readonly ExitedTasks _exited;
 
     /// <summary>Pages the replay holds for tasks that exited (Orphan), not yet freed by the kernel.</summary>
-    public int Orphans => _exitedPages?.Count ?? 0;
+    public int Orphans => _exited.Count;
 
     // The task's resident pages are taken off its books and held (ExitedTaskPages), so that its exit unmaps them
     // without freeing them.
@@ -356,7 +358,7 @@ internal sealed partial class PressureReplay
             _userPfns.Remove(pfn);
             _freeContext.Remove(pfn);
             t.Resident--;
-            (_exitedPages ??= new ExitedTaskPages(_m)).Hold(pfn, t.Task!, up.Va);
+            _exited.Hold(pfn, t.Task!, up.Va);
         }
     }
 
@@ -365,7 +367,7 @@ internal sealed partial class PressureReplay
     public bool FreeUserPage(ulong pfn, out bool kmemFreed)
     {
         kmemFreed = false;
-        if (_exitedPages?.Free(pfn) == true)
+        if (_exited.Free(pfn))
         {
             kmemFreed = true;
             return true;

@@ -10,6 +10,13 @@ internal static class ReplayTaskExit
 {
     public static void Exit(TaskStruct task, Func<DriftClass, IDisposable>? scope)
     {
+        Unmap(task, scope);
+        Finish(task, scope);
+    }
+
+    /// <summary>exit_mmap's part: every VMA unmapped, the tables below the PGD freed.</summary>
+    public static void Unmap(TaskStruct task, Func<DriftClass, IDisposable>? scope)
+    {
         using (scope?.Invoke(DriftClass.PageTable))
         {
             foreach (var v in task.Vmas.ToArray())
@@ -17,6 +24,11 @@ internal static class ReplayTaskExit
                 task.Munmap(v.Start, v.End - v.Start);
             }
         }
+    }
+
+    /// <summary>The rest of the exit: the PGD (mmdrop) and the kernel stack.</summary>
+    public static void Finish(TaskStruct task, Func<DriftClass, IDisposable>? scope)
+    {
         using (scope?.Invoke(DriftClass.User))
         {
             task.Exit();

@@ -67,46 +67,49 @@ public class TraceReplayPageTableTests
         Line("sh", 100, "kmem_cache_free: call_site=exit_mmap+0x189/0x310 ptr=ff12793814429558 name=vm_area_struct");
 
     [Fact]
-    public void ATaskExitsWithItsTablesAndStackWhenItsAddressSpaceIsGone()
+    public void ATaskExitsWithItsTablesAtItsExitMmapAndWithItsPgdAndStackAtTheKernelsMmdrop()
     {
         // Two user pages; the exit (6.1's tlb_finish_mmu frees the gathered tables ahead of the pages): the kernel
         // frees the PTE table first, while Kmem's task still maps both pages, so its table moves to a frame of
         // Kmem's own; one page, the exit_mmap, then the other page (a per-CPU batch held it), and only then the PGD
-        // (mmdrop).
+        // (0x5004, mmdrop).
         string exit = TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000) + UserPage(0x6001)
             + PageFree(0x5001) + PageFree(0x6000) + ExitMmap();
         string text = exit + PageFree(0x6001);
 
-        // At the exit_mmap the task exits, its tables and stack with it, though a page was still mapped: the page
-        // stays allocated, held for the kernel's free of its frame.
+        // At the exit_mmap the task's address space goes, its tables below the PGD with it, though a page was still
+        // mapped: the page stays allocated, held for the kernel's free of its frame. Its PGD and stack wait for mmdrop.
         using var atExit = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
         var e = Replay(atExit, exit);
-        Assert.Empty(atExit.Mm.TasksSnapshot());
+        var unmapped = Assert.Single(atExit.Mm.TasksSnapshot());
+        Assert.Equal(0, unmapped.Rss);
+        Assert.Empty(unmapped.Vmas);
         Assert.Equal(0, atExit.Mm.NrPageTable);
-        Assert.Equal(0, atExit.Mm.NrKernelStackKb);
+        Assert.Equal(16, atExit.Mm.NrKernelStackKb);
         Assert.Equal(1, e.Pressure!.ExitedTaskPages);
         atExit.Mm.Validate();
 
+        // The kernel's free of the held page's frame frees it; its free of the PGD frame ends the task.
         using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
-        var r = Replay(m, text);
+        var r = Replay(m, text + PageFree(0x5004));
         Assert.Equal(2, r.Pressure!.TaskPages);
         Assert.Equal(1, r.PageTablesOwn);
-        Assert.Equal(0, r.Pressure.ExitedTaskPages); // the kernel's free of the frame freed the held page
-        // Every free of the trace freed a page of Kmem's (the frame the PTE table took over, the two user pages), so
-        // each is a pcp_drain decision.
-        Assert.Equal(3, r.Decisions["pcp_drain"].Compared);
+        Assert.Equal(0, r.Pressure.ExitedTaskPages);
+        // Every free of the trace freed a page of Kmem's (the frame the PTE table took over, the two user pages, the
+        // PGD), so each is a pcp_drain decision.
+        Assert.Equal(4, r.Decisions["pcp_drain"].Compared);
         Assert.Empty(m.Mm.TasksSnapshot());
         Assert.Equal(0, m.Mm.NrPageTable);
         Assert.Equal(0, m.Mm.NrKernelStackKb);
         m.Mm.Validate();
 
-        // The pid's next user page (after exec) is a new task; the old PGD's free by the kernel frees nothing in Kmem.
+        // The pid's next user page (after exec) is a new task, with tables of its own (no frame of the kernel's left).
         using var m2 = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
         var r2 = Replay(m2, text + PageFree(0x5004) + UserPage(0x6002));
         Assert.Equal(3, r2.Pressure!.TaskPages);
         var task = Assert.Single(m2.Mm.TasksSnapshot());
         Assert.Equal(1, task.Rss);
-        Assert.Equal(4, task.PgtablesBytes / 4096 + 1); // its own PGD, PUD, PMD and PTE table (no frame of the kernel's left)
+        Assert.Equal(4, task.PgtablesBytes / 4096 + 1); // its own PGD, PUD, PMD and PTE table
         m2.Mm.Validate();
     }
 

@@ -1,5 +1,8 @@
-// The pages of the pressure replay's tasks that exited (PressureReplay.MmGone) while their frames
-// stayed allocated in the kernel, by trace frame: Kmem's page, held by a reference of the replay's
+// What is left of the pressure replay's tasks that exited at their trace task's exit_mmap
+// (PressureReplay.MmGone) until the kernel frees it. The tasks whose PGD is a frame the kernel
+// allocated wait for the kernel's free of that frame (mmdrop) to free their PGD and kernel stack,
+// as the kernel's exit frees them there. The pages whose frames stayed allocated in the kernel,
+// by trace frame: Kmem's page, held by a reference of the replay's
 // (get_page), so that the task's exit unmaps it without freeing it, and freed at the kernel's free
 // of the frame. Anonymous ones are in flight to their free (an mmu_gather or a per-CPU LRU batch
 // holds them, which no reclaim takes); the others are page cache that the trace shows allocated in
@@ -9,10 +12,41 @@
 // the trace ends, and Kmem's OOM killer, finding them to reclaim, never fired). Replaying thread only.
 namespace Kmem;
 
-/// <summary>Pages the replay holds for its exited tasks until the kernel frees their frames.</summary>
-internal sealed class ExitedTaskPages(Machine m)
+/// <summary>The PGDs, stacks and pages the replay holds for its exited tasks until the kernel frees them.</summary>
+internal sealed class ExitedTasks(Machine m)
 {
     private readonly Dictionary<ulong, Page> _held = [];
+    private readonly HashSet<TaskStruct> _awaitingMmdrop = [];
+
+    /// <summary>Whether a task's PGD is a frame the kernel allocated (ReplayPageTables.PgdIsLent), which its mmdrop frees.</summary>
+    public Func<TaskStruct, bool>? PgdLent { get; set; }
+
+    /// <summary>The exit of a task whose trace address space is gone: all of it now, or, when the kernel's mmdrop will
+    /// free its PGD frame, its address space now and the rest at that free (FinishAtMmdrop).</summary>
+    public void Exit(TaskStruct task, Func<DriftClass, IDisposable>? scope)
+    {
+        if (PgdLent?.Invoke(task) == true)
+        {
+            ReplayTaskExit.Unmap(task, scope);
+            _awaitingMmdrop.Add(task);
+        }
+        else
+        {
+            ReplayTaskExit.Exit(task, scope);
+        }
+    }
+
+    /// <summary>The kernel's free of a task's PGD frame: a task waiting for it exits now (its PGD, the frame freed, and its
+    /// kernel stack); false for any other task.</summary>
+    public bool FinishAtMmdrop(TaskStruct task)
+    {
+        if (!_awaitingMmdrop.Remove(task))
+        {
+            return false;
+        }
+        ReplayTaskExit.Finish(task, null); // the frame's free is the event's own
+        return true;
+    }
 
     /// <summary>Pages held, not yet freed by the kernel.</summary>
     public int Count => _held.Count;

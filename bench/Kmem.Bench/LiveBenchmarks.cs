@@ -65,18 +65,24 @@ public class LiveBenchmarks
     [Benchmark]
     public long Replay()
     {
+        var names = TraceCacheNames.Scan(_trace, TraceCacheNames.ScanOptions); // kmem replay's first pass
         using var reader = TraceReader.Open(_trace);
         using var m = TraceReplayer.Boot(Boot(SlabAllocator.Slub, reader.Cpus));
-        return new TraceReplayer(m).Replay(reader).Events;
+        return new TraceReplayer(m, new TraceReplayOptions { CacheNames = names }).Replay(reader).Events;
     }
 
     /// <summary>Boot, then replay every event of the kept text: PlayLive's baseline.</summary>
     [Benchmark(Baseline = true)]
     public long ReplayKept()
     {
+        TraceCacheNames names;
+        using (var scan = _kept.Open(TraceCacheNames.ScanOptions))
+        {
+            names = TraceCacheNames.Scan(scan); // as a session's first replay reads them
+        }
         using var reader = _kept.Open();
         using var m = TraceReplayer.Boot(Boot(SlabAllocator.Slub, reader.Cpus));
-        return new TraceReplayer(m).Replay(reader).Events;
+        return new TraceReplayer(m, new TraceReplayOptions { CacheNames = names }).Replay(reader).Events;
     }
 
     [IterationSetup(Target = nameof(PlayLive))]

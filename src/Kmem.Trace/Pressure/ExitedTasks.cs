@@ -1,15 +1,15 @@
 // What is left of the pressure replay's tasks that exited at their trace task's exit_mmap
-// (PressureReplay.MmGone) until the kernel frees it. The tasks whose PGD is a frame the kernel
-// allocated wait for the kernel's free of that frame (mmdrop) to free their PGD and kernel stack,
-// as the kernel's exit frees them there. The pages whose frames stayed allocated in the kernel,
-// by trace frame: Kmem's page, held by a reference of the replay's
-// (get_page), so that the task's exit unmaps it without freeing it, and freed at the kernel's free
-// of the frame. Anonymous ones are in flight to their free (an mmu_gather or a per-CPU LRU batch
-// holds them, which no reclaim takes); the others are page cache that the trace shows allocated in
-// the exiting task's context, which in the kernel other tasks may still map (a shared library's
-// pages). All are held unreclaimable, not put on Kmem's file lists, where Kmem would drop them as
-// unmapped clean pages (tried: on capture Q, 1,792 such pages, 48 of them freed by the kernel before
-// the trace ends, and Kmem's OOM killer, finding them to reclaim, never fired). Replaying thread only.
+// (PressureReplay.MmGone) until the kernel frees it. A task whose PGD is a frame the kernel
+// allocated keeps its PGD and kernel stack until the kernel's free of that frame (mmdrop), where
+// the kernel's exit frees them. The pages whose frames stayed allocated in the kernel are held by
+// trace frame: Kmem's page, with a reference of the replay's (get_page), so that the task's exit
+// unmaps it without freeing it, freed at the kernel's free of the frame. Anonymous ones are in
+// flight to their free (an mmu_gather or a per-CPU LRU batch holds them, which no reclaim takes);
+// the others are page cache that the trace shows allocated in the exiting task's context, which in
+// the kernel other tasks may still map (a shared library's pages). All are held unreclaimable, not
+// put on Kmem's file lists, where Kmem would drop them as unmapped clean pages (tried: on capture
+// Q, 1,792 such pages, 48 of them freed by the kernel before the trace ends, and Kmem's OOM killer,
+// finding them to reclaim, never fired). Replaying thread only.
 namespace Kmem;
 
 /// <summary>The PGDs, stacks and pages the replay holds for its exited tasks until the kernel frees them.</summary>

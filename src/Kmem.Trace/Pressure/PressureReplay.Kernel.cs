@@ -263,7 +263,7 @@ internal sealed partial class PressureReplay
             // by a per-CPU LRU batch), stay in the page cache (a file the task read) or are a tmpfs file's (they go
             // with the file). Unless the task made tmpfs files that are still there, the pages become the replay's
             // own (Orphan: held by a reference, unmapped, freed at the kernel's free of their frame) and the task
-            // exits now, its tables with it, as the kernel's exit freed its tables.
+            // exits now, as the kernel's exit freed its tables (its PGD and stack at the kernel's mmdrop: ExitedTasks).
             t.MmGone = true;
             if (!_liveShmemInodes.ContainsKey(pid))
             {
@@ -312,7 +312,6 @@ internal sealed partial class PressureReplay
         }
         _exiting.Clear();
     }
-
 
     private const short OomScoreAdjMin = -1000;
 

@@ -95,7 +95,7 @@ internal sealed class LiveSource
                 }
             }
             TraceCacheNames names;
-            using (var reader = Open(new TraceReaderOptions { SkipBad = true }))
+            using (var reader = Open(TraceCacheNames.ScanOptions))
             {
                 names = TraceCacheNames.Scan(reader);
             }

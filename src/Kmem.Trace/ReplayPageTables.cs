@@ -154,13 +154,8 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         if (owner is { HasExited: false } && owner.PgdPfn == lent.Pfn && FinishAtMmdrop?.Invoke(owner) == true)
         {
             freed = true; // mmdrop of a task unmapped at its exit_mmap: its exit freed the PGD
-            if (!own.IsNull)
-            {
-                m.FreePages(own, 0);
-            }
-            return true;
         }
-        if (owner is { } task)
+        else if (owner is { } task)
         {
             uint pgd = task.PgdPfn;
             freed = m.Mm.ReleaseTable(task, lent.Pfn, () =>

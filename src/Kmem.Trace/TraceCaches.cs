@@ -214,15 +214,25 @@ internal sealed class TraceCaches
     [MethodImpl(MethodImplOptions.NoInlining)]
     private Site NewSite(SiteKey key, ulong bytesReq, SlabFlags seen)
     {
+        var site = new Site(_sites.Count, key, bytesReq, null!) { Flags = seen & TraceFlags };
         if (Names?.NameOf(key.CallSite, key.BytesAlloc) is { } known)
         {
-            var named = new Site(_sites.Count, key, bytesReq, null!) { Flags = seen & TraceFlags, Named = true };
-            named.Target = NamedSlot(known, named);
-            named.Target.CallSites++;
-            _sites.Add(named);
-            _siteByKey.Add(key, named);
-            return named;
+            site.Named = true;
+            site.Target = NamedSlot(known, site);
+            site.Target.CallSites++;
         }
+        else
+        {
+            site.Target = ProvisionalSlot(key, bytesReq, seen);
+        }
+        _sites.Add(site);
+        _siteByKey.Add(key, site);
+        return site;
+    }
+
+    // A provisional cache for a site no free has named yet, with the flags the site's first event revealed.
+    private CacheSlot ProvisionalSlot(SiteKey key, ulong bytesReq, SlabFlags seen)
+    {
         string function = key.CallSite;
         int plus = function.IndexOf('+', StringComparison.Ordinal);
         if (plus > 0)
@@ -239,10 +249,7 @@ internal sealed class TraceCaches
         var slot = AddSlot(cache, name, key.BytesAlloc, bytesReq);
         slot.Provisional = [];
         slot.CallSites = 1;
-        var site = new Site(_sites.Count, key, bytesReq, slot) { Flags = seen & TraceFlags };
-        _sites.Add(site);
-        _siteByKey.Add(key, site);
-        return site;
+        return slot;
     }
 
     public CacheSlot NamedSlot(string name, Site site)

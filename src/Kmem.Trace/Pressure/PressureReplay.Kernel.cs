@@ -307,7 +307,7 @@ internal sealed partial class PressureReplay
     {
         foreach (var t in _exiting)
         {
-            _exited.Exit(t.Task!, DriftScope);
+            Exited.Exit(t.Task!, DriftScope);
             TasksExited++;
         }
         _exiting.Clear();

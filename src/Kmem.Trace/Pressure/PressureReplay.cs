@@ -63,7 +63,7 @@ internal sealed partial class PressureReplay
     public PressureReplay(Machine m, TraceDecisions decisions, bool decide, bool aligned, string? traceFile)
     {
         _m = m;
-        _exited = new ExitedTasks(m);
+        Exited = new ExitedTasks(m);
         _aligned = aligned;
         _decisions = decisions;
         _decide = decide;
@@ -329,7 +329,7 @@ internal sealed partial class PressureReplay
     /// or Page.Null (not a user page, freed by the kernel's reclaim or compaction, or nothing resident in Kmem).</summary>
     public Page UserPageOf(ulong pfn)
     {
-        if (_exited.PageOf(pfn) is { IsNull: false } held)
+        if (Exited.PageOf(pfn) is { IsNull: false } held)
         {
             return held;
         }
@@ -342,11 +342,10 @@ internal sealed partial class PressureReplay
     }
 
     /// <summary>What is left of tasks that exited at their exit_mmap until the kernel frees it.</summary>
-    public ExitedTasks Exited => _exited;
-    private readonly ExitedTasks _exited;
+    public ExitedTasks Exited { get; }
 
     /// <summary>Pages the replay holds for tasks that exited (Orphan), not yet freed by the kernel.</summary>
-    public int Orphans => _exited.Count;
+    public int Orphans => Exited.Count;
 
     // The task's resident pages are taken off its books and held (ExitedTaskPages), so that its exit unmaps them
     // without freeing them.
@@ -358,7 +357,7 @@ internal sealed partial class PressureReplay
             _userPfns.Remove(pfn);
             _freeContext.Remove(pfn);
             t.Resident--;
-            _exited.Hold(pfn, t.Task!, up.Va);
+            Exited.Hold(pfn, t.Task!, up.Va);
         }
     }
 
@@ -367,7 +366,7 @@ internal sealed partial class PressureReplay
     public bool FreeUserPage(ulong pfn, out bool kmemFreed)
     {
         kmemFreed = false;
-        if (_exited.Free(pfn))
+        if (Exited.Free(pfn))
         {
             kmemFreed = true;
             return true;

@@ -8,8 +8,8 @@
 // the others are page cache that the trace shows allocated in the exiting task's context, which in
 // the kernel other tasks may still map (a shared library's pages). All are held unreclaimable, not
 // put on Kmem's file lists, where Kmem would drop them as unmapped clean pages (tried: on capture
-// Q, 1,792 such pages, 48 of them freed by the kernel before the trace ends, and Kmem's OOM killer,
-// finding them to reclaim, never fired). Replaying thread only.
+// Q the kernel freed few of them before the trace ends, Kmem's reclaim dropped them instead, and
+// Kmem's OOM killer never fired). Replaying thread only.
 namespace Kmem;
 
 /// <summary>The PGDs, stacks and pages the replay holds for its exited tasks until the kernel frees them.</summary>

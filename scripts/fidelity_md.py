@@ -458,10 +458,11 @@ def gaps_text(b, h):
   its own ({b.get('page_tables_own', 0):,} on capture B){'; ' + table_drift if table_drift else ''}; a stock
   of such frames, given back when the moved table goes, was tried and held thousands of frames for
   tasks that outlive their kernel address space, which made the counts drift further; (3) tasks'
-  kernel stacks: a replayed task's fork takes its stack from the CPU's cache of two freed stacks, as
-  6.1's alloc_thread_stack_node does, and vmallocs four pages only when the cache is empty; before the
-  cache was modelled, every replayed task took four pages where the kernel's fork took none, and drains
-  matched at a few per cent at most in every phase; (4) each side's refills and drains at other events,
+  kernel stacks: a replayed task has none of its own, since the page path replays the kernel's (the
+  bulk allocator's pages of its vmalloc'ed stack on x86-64, an order-1 page on x86-32); when Kmem's
+  tasks took stacks of their own too, every task made while both stack caches were empty took four
+  pages twice, and none of the dd phase's revealed counts was equal ({revealed('dd')} now); (4) each
+  side's refills and drains at other events,
   the consequence. An offset made at the trace's first refills (the boot pagesets, below, and Kmem's
   first slab pages) lasts until lists drain empty on both sides, so once the lists part, later
   decisions match only by chance; refills, which come only when a list runs empty, match well in few

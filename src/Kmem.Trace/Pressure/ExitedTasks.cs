@@ -1,7 +1,7 @@
 // What is left of the pressure replay's tasks that exited at their trace task's exit_mmap
 // (PressureReplay.MmGone) until the kernel frees it. A task whose PGD is a frame the kernel
-// allocated keeps its PGD and kernel stack until the kernel's free of that frame (mmdrop), where
-// the kernel's exit frees them. The pages whose frames stayed allocated in the kernel are held by
+// allocated keeps its PGD until the kernel's free of that frame (mmdrop), where the kernel's exit
+// frees it (a replay's task has no kernel stack of its own: the page path holds the kernel's). The pages whose frames stayed allocated in the kernel are held by
 // trace frame: Kmem's page, with a reference of the replay's (get_page), so that the task's exit
 // unmaps it without freeing it, freed at the kernel's free of the frame. Anonymous ones are in
 // flight to their free (an mmu_gather or a per-CPU LRU batch holds them, which no reclaim takes);
@@ -36,8 +36,8 @@ internal sealed class ExitedTasks(Machine m)
         }
     }
 
-    /// <summary>The kernel's free of a task's PGD frame: a task waiting for it exits now (its PGD, the frame freed, and its
-    /// kernel stack); false for any other task.</summary>
+    /// <summary>The kernel's free of a task's PGD frame: a task waiting for it exits now (its PGD, the frame freed); false
+    /// for any other task.</summary>
     public bool FinishAtMmdrop(TaskStruct task)
     {
         if (!_awaitingMmdrop.Remove(task))

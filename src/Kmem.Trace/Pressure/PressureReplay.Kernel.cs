@@ -246,7 +246,7 @@ internal sealed partial class PressureReplay
     // exit_mmap in a task's context frees its VMAs: its address space is gone (exit, or exec), with its anonymous
     // pages and swap slots, resident or not (the resident ones' frees came before), and its page tables (their frees
     // came before too: tlb_finish_mmu frees the gathered tables ahead of the pages). A task with nothing swapped out or
-    // migrated and no tmpfs file left exits there (its tables and kernel stack go, as the kernel's did: 6.1's exit
+    // migrated and no tmpfs file left exits there (its tables go, as the kernel's did: 6.1's exit
     // frees them, and exec's old mm is dropped the same way), its pages still resident held by the replay (Orphan);
     // one whose pages the kernel reclaimed or migrated has pages left in Kmem that no event
     // frees, which go now. Its tmpfs pages stay with their files: Kmem's task keeps them, as their owner no OOM kill
@@ -263,7 +263,7 @@ internal sealed partial class PressureReplay
             // by a per-CPU LRU batch), stay in the page cache (a file the task read) or are a tmpfs file's (they go
             // with the file). Unless the task made tmpfs files that are still there, the pages become the replay's
             // own (Orphan: held by a reference, unmapped, freed at the kernel's free of their frame) and the task
-            // exits now, as the kernel's exit freed its tables (its PGD and stack at the kernel's mmdrop: ExitedTasks).
+            // exits now, as the kernel's exit freed its tables (its PGD at the kernel's mmdrop: ExitedTasks).
             t.MmGone = true;
             if (!_liveShmemInodes.ContainsKey(pid))
             {

@@ -297,7 +297,7 @@ internal sealed partial class PressureReplay
         }
         // A task inherits oom_score_adj from its parent; without fork events, from init (pid 1) as last set.
         short adj = _adj.TryGetValue(pid, out short own) ? own : _adj.TryGetValue(1, out short init) ? init : (short)0;
-        var task = _m.CreateTask(comm, adj);
+        var task = _m.CreateReplayedTask(comm, adj);
         if (task is null)
         {
             return null;

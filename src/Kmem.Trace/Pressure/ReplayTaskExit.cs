@@ -1,6 +1,7 @@
 // do_exit for a replay's task whose trace task's address space is gone and which maps nothing
 // any more (PressureReplay.MmGone): free_pgtables for its tables below the PGD, counted in the
-// tables' class of the per-CPU drift, then exit_mm's PGD and the kernel stack, counted in the
+// tables' class of the per-CPU drift, then exit_mm's PGD (the task has no kernel stack of its own:
+// the page path holds the kernel's), counted in the
 // class its creation with the task's first user page was (PcpDrift's user class). Replaying
 // thread only.
 namespace Kmem;
@@ -26,7 +27,7 @@ internal static class ReplayTaskExit
         }
     }
 
-    /// <summary>The rest of the exit: the PGD (mmdrop) and the kernel stack.</summary>
+    /// <summary>The rest of the exit: the PGD (mmdrop).</summary>
     public static void Finish(TaskStruct task, Func<DriftClass, IDisposable>? scope)
     {
         using (scope?.Invoke(DriftClass.User))

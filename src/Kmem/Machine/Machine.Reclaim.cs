@@ -21,6 +21,10 @@ public sealed partial class Machine
     /// <remarks>May sleep (the allocations may reclaim).</remarks>
     public TaskStruct? CreateTask(string name, short oomScoreAdj = 0) { using var _ = _life.Enter(); return Mm.CreateTask(name, oomScoreAdj); }
 
+    /// <summary>A trace replay's task: as <see cref="CreateTask"/> but with no kernel stack of its own, since the
+    /// replay's page path already holds the traced kernel's stack pages.</summary>
+    internal TaskStruct? CreateReplayedTask(string name, short oomScoreAdj) { using var _ = _life.Enter(); return Mm.CreateTask(name, oomScoreAdj, ownStack: false); }
+
     /// <summary>The live tasks, oldest first.</summary>
     public IReadOnlyList<TaskStruct> Tasks { get { using var _ = _life.Enter(); return Mm.TasksSnapshot(); } }
 

@@ -153,9 +153,9 @@ internal sealed class MmLayer : IReclaimer, IDisposable
 
     // ---- Tasks, files, swap, shrinkers, tunables (Machine.Reclaim.cs) ----
 
-    public TaskStruct? CreateTask(string name, short oomScoreAdj)
+    public TaskStruct? CreateTask(string name, short oomScoreAdj, bool ownStack = true)
     {
-        var t = _memory.CreateTask(name, oomScoreAdj);
+        var t = _memory.CreateTask(name, oomScoreAdj, ownStack);
         if (t is not null)
         {
             _kcompactd.Start();

@@ -118,6 +118,8 @@ public sealed class TaskStruct
 
     internal uint PgdPfn;
     internal long PgtablePages;
+    // False for a trace replay's task, whose kernel stack is the traced kernel's (UserMemory.CreateTask).
+    internal bool HasOwnStack;
     internal nint StackVmalloc;
     internal Page StackPages;
     internal readonly List<Vma> Vmas = [];

@@ -129,8 +129,10 @@ internal sealed unsafe partial class UserMemory
 
     /// <summary>copy_process, the memory part: a PGD and a kernel stack (KernelStacks.cs: X64 16 KiB from the CPU's
     /// stack cache or vmalloc, as with VMAP_STACK; x86-32 THREAD_SIZE 8 KiB as one order-1 block). Null when either
-    /// allocation fails.</summary>
-    public TaskStruct? CreateTask(string name, short oomScoreAdj)
+    /// allocation fails. Without <paramref name="ownStack"/> the task has no stack of its own: the trace replay's
+    /// tasks, whose kernel's stacks the page path already replays (vmalloc's bulk pages on X64, the order-1 block's
+    /// mm_page_alloc on x86-32), so a stack of Kmem's own would take those pages a second time.</summary>
+    public TaskStruct? CreateTask(string name, short oomScoreAdj, bool ownStack = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (oomScoreAdj is < -1000 or > 1000)
@@ -139,22 +141,30 @@ internal sealed unsafe partial class UserMemory
         }
         ObjectDisposedException.ThrowIf(_disposed, "Machine");
         string comm = name.Length > 15 ? name[..15] : name;
-        if (!_stacks.Alloc(out nint stack, out Page stackPages))
+        nint stack = 0;
+        Page stackPages = Page.Null;
+        if (ownStack && !_stacks.Alloc(out stack, out stackPages))
         {
             return null;
         }
         var pgd = AllocTablePage(null);
         if (pgd.IsNull)
         {
-            _stacks.Free(stack, stackPages);
+            if (ownStack)
+            {
+                _stacks.Free(stack, stackPages);
+            }
             return null;
         }
         _mem.Frame(pgd.RawPfn).Flags |= PageFlags.Table;
         lock (Lock)
         {
-            var t = new TaskStruct(this, _nextPid++, comm, oomScoreAdj) { PgdPfn = pgd.RawPfn, StackVmalloc = stack, StackPages = stackPages };
+            var t = new TaskStruct(this, _nextPid++, comm, oomScoreAdj)
+            {
+                PgdPfn = pgd.RawPfn, HasOwnStack = ownStack, StackVmalloc = stack, StackPages = stackPages,
+            };
             _tasks.Add(t);
-            NrKernelStackKb += _stacks.StackKb;
+            NrKernelStackKb += ownStack ? _stacks.StackKb : 0;
             return t;
         }
     }
@@ -376,8 +386,11 @@ internal sealed unsafe partial class UserMemory
         _mem.Frame(t.PgdPfn).Flags &= ~PageFlags.Table;
         _pa.FreePages(new Page(t.PgdPfn), 0);
         t.PgdPfn = PhysMem.NoPfn;
-        NrKernelStackKb -= _stacks.StackKb;
-        _stacks.Free(t.StackVmalloc, t.StackPages);
+        if (t.HasOwnStack)
+        {
+            NrKernelStackKb -= _stacks.StackKb;
+            _stacks.Free(t.StackVmalloc, t.StackPages);
+        }
         t.StackVmalloc = 0;
         t.StackPages = Page.Null;
         t.HasExited = true;

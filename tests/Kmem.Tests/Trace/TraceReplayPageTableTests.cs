@@ -67,7 +67,7 @@ public class TraceReplayPageTableTests
         Line("sh", 100, "kmem_cache_free: call_site=exit_mmap+0x189/0x310 ptr=ff12793814429558 name=vm_area_struct");
 
     [Fact]
-    public void ATaskExitsWithItsTablesAtItsExitMmapAndWithItsPgdAndStackAtTheKernelsMmdrop()
+    public void ATaskExitsWithItsTablesAtItsExitMmapAndWithItsPgdAtTheKernelsMmdrop()
     {
         // Two user pages; the exit (6.1's tlb_finish_mmu frees the gathered tables ahead of the pages): the kernel
         // frees the PTE table first, while Kmem's task still maps both pages, so its table moves to a frame of
@@ -78,14 +78,13 @@ public class TraceReplayPageTableTests
         string text = exit + PageFree(0x6001);
 
         // At the exit_mmap the task's address space goes, its tables below the PGD with it, though a page was still
-        // mapped: the page stays allocated, held for the kernel's free of its frame. Its PGD and stack wait for mmdrop.
+        // mapped: the page stays allocated, held for the kernel's free of its frame. Its PGD waits for mmdrop.
         using var atExit = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
         var e = Replay(atExit, exit);
         var unmapped = Assert.Single(atExit.Mm.TasksSnapshot());
         Assert.Equal(0, unmapped.Rss);
         Assert.Empty(unmapped.Vmas);
         Assert.Equal(0, atExit.Mm.NrPageTable);
-        Assert.Equal(16, atExit.Mm.NrKernelStackKb);
         Assert.Equal(1, e.Pressure!.ExitedTaskPages);
         atExit.Mm.Validate();
 
@@ -100,7 +99,6 @@ public class TraceReplayPageTableTests
         Assert.Equal(4, r.Decisions["pcp_drain"].Compared);
         Assert.Empty(m.Mm.TasksSnapshot());
         Assert.Equal(0, m.Mm.NrPageTable);
-        Assert.Equal(0, m.Mm.NrKernelStackKb);
         m.Mm.Validate();
 
         // The pid's next user page (after exec) is a new task, with tables of its own (no frame of the kernel's left).
@@ -112,6 +110,30 @@ public class TraceReplayPageTableTests
         Assert.Equal(4, task.PgtablesBytes / 4096 + 1); // its own PGD, PUD, PMD and PTE table
         m2.Mm.Validate();
     }
+
+    [Theory]
+    [InlineData(Preset.X64)]
+    [InlineData(Preset.X86Pae)]
+    public void AReplayedTaskTakesNoKernelStackOfItsOwnSinceThePagePathHoldsTheKernels(Preset preset)
+    {
+        // The kernel's fork allocated its stack before the task's first page (x86-64: vmalloc's bulk pages; x86-32:
+        // an order-1 mm_page_alloc), and the page path replays those pages; the task made of the user page that follows
+        // takes only the kernel's table frames and its page, so the page allocator counts the trace's pages once.
+        using var m = TraceReplayer.Boot(new MachineOptions { Preset = preset, Memory = "128M", Cpus = 2, Seed = 1 });
+        long before = FreeAndPcpPages(m);
+        var r = Replay(m, TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000));
+        Assert.Equal(1, r.Pressure!.TaskPages);
+        Assert.Single(m.Mm.TasksSnapshot());
+        Assert.Equal(0, m.Mm.NrKernelStackKb);
+        Assert.DoesNotContain("alloc_thread_stack_node", m.Proc.Vmallocinfo());
+        // The four tables (none of Kmem's own on X64; x86-32's user page is highmem, its PTE table is lowmem either way)
+        // and the user page: five pages taken from the free lists and the per-CPU lists together.
+        Assert.Equal(5, before - FreeAndPcpPages(m));
+        m.Mm.Validate();
+    }
+
+    private static long FreeAndPcpPages(Machine m) =>
+        m.PageAllocator.NrFreePages + m.PageAllocator.Zones.Sum(z => z.Pcp.Sum(p => (long)p.Count));
 
     private static string Kmalloc(ulong ptr) =>
         ReplayData.Line($"kmalloc: call_site=f+0x1/0x2 ptr={ptr:x} bytes_req=60 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false");

@@ -290,15 +290,12 @@ public sealed partial class TraceReplayer
 
     // ---------------------------------------------------------------- slab events
 
-    private void KmallocEvent(ref TraceEvent e, int cpu)
+    // The start of a slab allocation event: whether the kernel took a new slab for it (a pending page allocation is
+    // its slab page), and the address's entry among the live objects, for the caller to fill in, with one hash lookup
+    // (nothing in between may touch _objects). An address still live is one whose free the trace missed: released first.
+    private ref LiveObject BeginSlabAlloc(ref TraceEvent e, int cpu, out bool kernelNewSlab)
     {
-        if (e.Ptr == 0)
-        {
-            _traceFailures++;
-            return;
-        }
-        bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
-        // One hash lookup for the address: the entry is filled in below (nothing in between touches _objects).
+        kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
         ref var entry = ref _livePages.Add(_objects, e.Ptr, out bool live);
         if (live)
         {
@@ -306,6 +303,17 @@ public sealed partial class TraceReplayer
             _caches.NoteMissedFree(entry.Slot);
             Release(e.Ptr, entry);
         }
+        return ref entry;
+    }
+
+    private void KmallocEvent(ref TraceEvent e, int cpu)
+    {
+        if (e.Ptr == 0)
+        {
+            _traceFailures++;
+            return;
+        }
+        ref var entry = ref BeginSlabAlloc(ref e, cpu, out bool kernelNewSlab);
         _kmem?.Reset();
         nint p = _m.KmallocNode((nuint)e.BytesReq, ReplayGfp.Of(e.Gfp), Node(e.Node));
         _kmallocEvents++;
@@ -345,15 +353,8 @@ public sealed partial class TraceReplayer
             _traceFailures++;
             return;
         }
-        bool kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
-        // One hash lookup for the address, as for kmalloc (SiteOf and Release leave _objects alone).
-        ref var entry = ref _livePages.Add(_objects, e.Ptr, out bool live);
-        if (live)
-        {
-            _missedFrees++;
-            _caches.NoteMissedFree(entry.Slot);
-            Release(e.Ptr, entry);
-        }
+        // The entry is filled in below: CacheSiteSlot leaves _objects alone.
+        ref var entry = ref BeginSlabAlloc(ref e, cpu, out bool kernelNewSlab);
         var slot = CacheSiteSlot(ref e, kernelNewSlab, out var site);
         _kmem?.Reset();
         nint p = _m.KmemCacheAllocNode(slot.Cache!, ReplayGfp.Of(e.Gfp), Node(e.Node));

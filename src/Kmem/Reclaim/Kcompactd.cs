@@ -243,21 +243,6 @@ internal sealed class KcompactdDaemon(PhysMem mem, PageAllocator pa, Compaction 
     /// <summary>Stops the threads and joins them.</summary>
     public void Dispose()
     {
-        Thread?[]? threads;
-        lock (_wakeLock)
-        {
-            _stop.Cancel();
-            threads = _threads;
-        }
-        foreach (var t in threads ?? [])
-        {
-            // Joined without a bound: memory is unmapped only after the thread has ended. A thread cannot join
-            // itself (a callback of its own run disposing the machine).
-            if (t == Thread.CurrentThread)
-            {
-                throw new InvalidOperationException($"{t.Name} cannot stop itself: dispose the machine from another thread");
-            }
-            t?.Join();
-        }
+        DaemonThreads.StopAndJoin(_wakeLock, _stop, () => _threads);
     }
 }

@@ -512,22 +512,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
     /// <summary>Stops the threads and joins them; no wakeup is answered after.</summary>
     public void Dispose()
     {
-        Thread?[]? threads;
-        lock (_wakeLock)
-        {
-            _stop.Cancel();
-            threads = _threads;
-        }
-        foreach (var t in threads ?? [])
-        {
-            // Joined without a bound: memory is unmapped only after the thread has ended. A thread cannot join
-            // itself (a callback of its own run disposing the machine).
-            if (t == Thread.CurrentThread)
-            {
-                throw new InvalidOperationException($"{t.Name} cannot stop itself: dispose the machine from another thread");
-            }
-            t?.Join();
-        }
+        DaemonThreads.StopAndJoin(_wakeLock, _stop, () => _threads);
         lock (_wakeLock)
         {
             // A wakeup posted just before the stop was never taken: a stopped kswapd has nothing pending.

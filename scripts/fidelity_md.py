@@ -225,7 +225,8 @@ def gaps(j, folder):
             tables = sum(1 for m in y_only if gfps.get(m["line"], "").startswith("GFP_KERNEL_ACCOUNT|__GFP_ZERO") and m not in nested)
             other = len(y_only) - len(offsets) - len(nested) - sum(
                 1 for m in y_only if gfps.get(m["line"], "").startswith("GFP_KERNEL_ACCOUNT|__GFP_ZERO") and m not in nested)
-            text += (f". Of Kmem's {len(y_only):,} steals the kernel did not make, {len(offsets):,} followed by a "
+            text += (f". Of Kmem's {len(y_only):,} {'steal' if len(y_only) == 1 else 'steals'} the kernel did not make ("
+                     f"{line_list(y_only)}), {len(offsets):,} followed by a "
                      f"kernel steal before Kmem's next (the same steal a few allocations apart"
                      + (f": {', '.join(str(o) for o in offsets)} pages of allocations of the type between" if offsets else "")
                      + f"), {len(nested):,} were for another type or zone than the allocation's own (an allocation "
@@ -234,12 +235,18 @@ def gaps(j, folder):
                      f"more of that type: Kmem's tasks also allocate tables of their own "
                      f"({a_own(folder)}), from the same unmovable lists, so Kmem's lists run out where the kernel's "
                      f"do not" + (f"; {other:,} other: unexplained beyond that" if other > 0 else "") + ". "
-                     f"Of the {len(k_only):,} kernel steals Kmem did not make, "
+                     f"Of the {len(k_only):,} kernel {'steal' if len(k_only) == 1 else 'steals'} Kmem did not make ("
+                     f"{line_list(k_only)}), "
                      f"{sum(1 for m in k_only if any(o['kmem'] and not o['kernel'] and o['line'] < m['line'] for o in fbm)):,} "
                      f"follow a Kmem-only one, the rest came where Kmem's lists still held a block of the order: "
                      f"before the first steal aligned, or where Kmem had taken fewer pages of the type since.")
         out.append(text)
     return out
+
+
+def line_list(ms):
+    """The trace lines of mismatches: "line N" or "lines N, M"."""
+    return ("line " if len(ms) == 1 else "lines ") + ", ".join(f"{m['line']:,}" for m in ms)
 
 
 def steal_for_request(m):
@@ -461,8 +468,7 @@ def gaps_text(b, h):
   kernel stacks: a replayed task has none of its own, since the page path replays the kernel's (the
   bulk allocator's pages of its vmalloc'ed stack on x86-64, an order-1 page on x86-32); when Kmem's
   tasks took stacks of their own too, every task made while both stack caches were empty took four
-  pages twice, and none of the dd phase's revealed counts was equal ({revealed('dd')} now); (4) each
-  side's refills and drains at other events,
+  pages twice; (4) each side's refills and drains at other events,
   the consequence. An offset made at the trace's first refills (the boot pagesets, below, and Kmem's
   first slab pages) lasts until lists drain empty on both sides, so once the lists part, later
   decisions match only by chance; refills, which come only when a list runs empty, match well in few

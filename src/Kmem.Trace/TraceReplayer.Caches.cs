@@ -6,7 +6,7 @@ namespace Kmem;
 public sealed partial class TraceReplayer
 {
     private readonly TraceCacheCounter _counter = new();
-    // The gfp_flags and frame of the kernel's slab page the last MatchPending recognised (read right after it).
+    // The gfp_flags and frame of the kernel's slab page the last MatchHeld recognised (read right after it).
     private Gfp _slabPageGfp;
     private ulong _slabPagePfn;
     // The kernel's fallback steals for that slab page (aligned: corrected after Kmem's slab allocation for it).
@@ -37,7 +37,7 @@ public sealed partial class TraceReplayer
         if (name is not null)
         {
             _untrackedByCache[name] = _untrackedByCache.GetValueOrDefault(name) + 1;
-            _counter.UntrackedFree(name, ptr, _baseKnown ? _base : null, _slabPages);
+            _counter.UntrackedFree(name, ptr, _held.Base, _slabPages);
         }
     }
 }

@@ -135,5 +135,5 @@ public sealed partial class TraceReplayer
     private void AlignKernelSteals(KernelSteal[]? steals, ulong? kmemStole = null) => _steals?.Align(steals, kmemStole ?? _kmem!.StealTypes);
 
     // The objects the trace showed allocated and not yet freed in the kernel's slab holding the trace address.
-    private int KernelSlabLive(ulong ptr) => _baseKnown ? SlabFreeState.KernelSlabLive(_livePages, _slabPages, _base, ptr) : -1;
+    private int KernelSlabLive(ulong ptr) => _held.Base is ulong b ? SlabFreeState.KernelSlabLive(_livePages, _slabPages, b, ptr) : -1;
 }

@@ -39,7 +39,7 @@ public sealed partial class TraceReplayer
     /// not yet known to be slab pages, then each CPU's page frees waiting for their batch.</summary>
     private void SettleHeldBack()
     {
-        FlushAllPending();
+        FlushAllHeld();
         for (int cpu = 0; cpu < _deferred.Length; cpu++)
         {
             using (_m.OnCpu(cpu))

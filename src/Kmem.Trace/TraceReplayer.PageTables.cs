@@ -1,7 +1,7 @@
 // The page path's side of the tasks' page tables (ReplayPageTables does the work): a table
-// frame the kernel allocated waits to be taken; before a user page, the waiting frames still
-// held back on its CPU are replayed (they come before it in the trace), so its fault finds
-// them. Part of TraceReplayer.
+// frame the kernel allocated waits to be taken (a table's gfp, __GFP_ZERO | __GFP_ACCOUNT, is no
+// slab page's, so the page path replays it at its event, before the user page whose fault finds
+// it). Part of TraceReplayer.
 namespace Kmem;
 
 public sealed partial class TraceReplayer
@@ -13,20 +13,6 @@ public sealed partial class TraceReplayer
         if (ReplayPageTables.IsTableAlloc(e.Gfp, e.Order) && e.Pid > 0)
         {
             _tables.Note(e.Pfn);
-        }
-        else if (PressureReplay.IsUserPage(in e))
-        {
-            // One pass, in trace order, without a closure: replaying a page touches no pending list, so after a
-            // removal the next candidate is at the same index.
-            for (int i = 0; i < _pendingCount[cpu]; i++)
-            {
-                var p = _pending[cpu][i];
-                if (ReplayPageTables.IsTableAlloc(p.Gfp, p.Order) && _tables.IsQueued(p.Pfn))
-                {
-                    RemovePending(cpu, i--);
-                    ReplayPageAlloc(p);
-                }
-            }
         }
     }
 }

@@ -1,35 +1,21 @@
-// Page events of a replay. An mm_page_alloc is held back on its CPU for a few events:
-// when the next slab allocation on that CPU falls inside the frame, the frame was a new
-// slab (or a large kmalloc) and Kmem's slab layer makes its own, so the page event is
-// dropped and its later free ignored; otherwise it is replayed on the page allocator.
-// Turning an object address into a pfn needs the trace's direct-map base, which is
-// inferred from the same pairs (x86 puts it on a 1 GiB boundary, KASLR or not). Frees
-// of part of a block (split_page, alloc_pages_exact) split Kmem's block the same way.
-// Part of TraceReplayer.
+// Page events of a replay. An mm_page_alloc whose gfp a new slab page or a large kmalloc
+// can carry is held back on its CPU (HeldPageAllocs) until the CPU's next page event, or a
+// few events: when the next slab allocation on that CPU falls inside the frame, the frame
+// was a new slab (or a large kmalloc) and Kmem's slab layer makes its own, so the page event
+// is dropped and its later free ignored; otherwise it is replayed on the page allocator,
+// before that next page event, so Kmem's page allocations keep the kernel's order on the CPU.
+// Any other mm_page_alloc is replayed at its event. Frees of part of a block (split_page,
+// alloc_pages_exact) split Kmem's block the same way. Part of TraceReplayer.
 namespace Kmem;
 
 public sealed partial class TraceReplayer
 {
-    // A slab allocation arrives right after its new slab page; these bounds only let an
-    // interrupt's allocation slip in between.
-    private const int MaxPending = 8;
-    private const int PendingEvents = 64;
-    private const int PendingSlabAllocs = 3;
-    private const int BaseVotes = 3;
-
-    private readonly PendingPage[][] _pending;
-    private readonly int[] _pendingCount;
-    // Per CPU: an entry's SlabAllocs reached PendingSlabAllocs, so AgePending must look (see there).
-    private readonly bool[] _pendingDue;
+    private readonly HeldPageAllocs _held;
     private readonly long[] _cpuEvents;
     private readonly Dictionary<ulong, PageBlock> _pages = [];
     private readonly Dictionary<ulong, int> _slabPages = [];
-    private ulong _base;
     // The kind of frame the last PageFree freed (PcpDrift's class).
     private DriftClass _freeClass;
-    private bool _baseKnown;
-    private ulong _baseCandidate;
-    private int _baseVotes;
 
     private void PageAlloc(ref TraceEvent e, int cpu)
     {
@@ -44,6 +30,7 @@ public sealed partial class TraceReplayer
             _pageMtMatches++;
         }
         DeferredPageFrees.Reallocated(_deferred, e.Pfn); // a later batched free of the frame is a new free
+        ReplayHeldBefore(cpu);
         NotePageTables(ref e, cpu); // a task's page tables are the kernel's frames (ReplayPageTables.cs)
         var (refill, steal, ownership, blocks, steals) = _kernel.KernelPageDecision(ref e, cpu);
         var (modelBefore, modelFf) = _options.Aligned ? _pcpModel!.Alloc(cpu, e.Pfn, e.Order, e.MigrateType, refill, blocks) : (-1, -1);
@@ -61,112 +48,44 @@ public sealed partial class TraceReplayer
         {
             return; // a user page: a page of a Kmem task (TraceReplayer.Pressure.cs)
         }
-        var list = _pending[cpu];
-        if (_pendingCount[cpu] == MaxPending)
+        var page = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals);
+        if (HeldPageAllocs.MayBeSlabPage(e.Gfp, e.Order))
         {
-            var oldest = list[0];
-            RemovePending(cpu, 0);
-            ReplayPageAlloc(oldest);
-        }
-        list[_pendingCount[cpu]++] = new PendingPage(e.Pfn, e.Order, e.Gfp, -1, _cpuEvents[cpu], 0, e.LineNumber, refill, steal, ownership, modelBefore, modelFf, _decisions.Phase, steals);
-    }
-
-    // Pending page allocations that waited long enough are ordinary page allocations. The list is in arrival
-    // order (Seq grows), so only its head can be the first to have waited PendingEvents; a count of slab
-    // allocations reaching PendingSlabAllocs sets _pendingDue (MatchPending). Otherwise nothing is due.
-    private void AgePending(int cpu)
-    {
-        var list = _pending[cpu];
-        long now = _cpuEvents[cpu];
-        if (now - list[0].Seq < PendingEvents && !_pendingDue[cpu])
-        {
-            return;
-        }
-        // One pass that replays the due entries in order and closes up the rest (replaying a page touches no
-        // pending list, so this is removing each in turn without moving the tail once per removal).
-        int count = _pendingCount[cpu], kept = 0;
-        for (int i = 0; i < count; i++)
-        {
-            if (now - list[i].Seq >= PendingEvents || list[i].SlabAllocs >= PendingSlabAllocs)
-            {
-                ReplayPageAlloc(list[i]);
-            }
-            else
-            {
-                list[kept++] = list[i];
-            }
-        }
-        list.AsSpan(kept, count - kept).Clear();
-        _pendingCount[cpu] = kept;
-        _pendingDue[cpu] = false; // every entry at the bound was just replayed
-    }
-
-    // A slab object at trace address ptr was allocated on this CPU: a pending frame holding it is a slab page.
-    private bool MatchPending(int cpu, ulong ptr)
-    {
-        var list = _pending[cpu];
-        for (int i = 0; i < _pendingCount[cpu]; i++)
-        {
-            ref var p = ref list[i];
-            ulong span = 1UL << (p.Order + 12);
-            bool inside;
-            if (_baseKnown)
-            {
-                inside = ptr - _base - (p.Pfn << 12) < span;
-            }
-            else
-            {
-                ulong d = ptr - (p.Pfn << 12);
-                inside = (d & (GiB - 1)) < span;
-                if (inside)
-                {
-                    Vote(d & ~(GiB - 1));
-                }
-            }
-            if (inside)
-            {
-                _slabPages[p.Pfn] = p.Order;
-                _slabPageAllocs++;
-                if (p.KernelRefill >= 0)
-                {
-                    _drift?.Reclass(-(1 << p.Order), DriftClass.Page, DriftClass.SlabPage); // its pages left the list as a slab page
-                }
-                (_slabPageGfp, _slabPagePfn) = (p.Gfp, p.Pfn);
-                _slabPageSteals = p.Steals;
-                RemovePending(cpu, i);
-                return true;
-            }
-            if (++p.SlabAllocs >= PendingSlabAllocs)
-            {
-                _pendingDue[cpu] = true;
-            }
-        }
-        return false;
-    }
-
-    private void Vote(ulong candidate)
-    {
-        if (candidate == _baseCandidate && _baseVotes > 0)
-        {
-            if (++_baseVotes >= BaseVotes)
-            {
-                _base = candidate;
-                _baseKnown = true;
-            }
+            _held.Hold(cpu, page);
         }
         else
         {
-            _baseCandidate = candidate;
-            _baseVotes = 1;
+            ReplayPageAlloc(page);
         }
     }
 
-    private void RemovePending(int cpu, int i)
+    // A slab object at trace address ptr was allocated on this CPU: a held frame holding it is a slab page.
+    private bool MatchHeld(int cpu, ulong ptr)
     {
-        var list = _pending[cpu];
-        int n = --_pendingCount[cpu];
-        list.AsSpan(i + 1, n - i).CopyTo(list.AsSpan(i));
-        list[n] = default;
+        if (!_held.TryTakeSlabPage(cpu, ptr, out var p))
+        {
+            return false;
+        }
+        _slabPages[p.Pfn] = p.Order;
+        _slabPageAllocs++;
+        if (p.KernelRefill >= 0)
+        {
+            _drift?.Reclass(-(1 << p.Order), DriftClass.Page, DriftClass.SlabPage); // its pages left the list as a slab page
+        }
+        (_slabPageGfp, _slabPagePfn) = (p.Gfp, p.Pfn);
+        _slabPageSteals = p.Steals;
+        return true;
+    }
+
+    // A page allocation or free on a CPU: the allocation held back there comes first. A new slab's object allocation
+    // is the CPU's next event (6.1's allocate_slab allocates and frees no other page in between), so the held one is a
+    // page allocation, and Kmem makes it before this event's, as the kernel did.
+    private void ReplayHeldBefore(int cpu)
+    {
+        if (_held.TryTake(cpu, out var p))
+        {
+            ReplayPageAlloc(p);
+        }
     }
 
     private void ReplayPageAlloc(in PendingPage p)
@@ -207,9 +126,9 @@ public sealed partial class TraceReplayer
         _pages[p.Pfn] = new PageBlock(page, p.Order, (p.Gfp & Gfp.Comp) != 0);
     }
 
-    private void FlushAllPending()
+    private void FlushAllHeld()
     {
-        for (int cpu = 0; cpu < _pending.Length; cpu++)
+        for (int cpu = 0; cpu < _deferred.Length; cpu++)
         {
             using (_m.OnCpu(cpu))
             {
@@ -217,12 +136,7 @@ public sealed partial class TraceReplayer
                 {
                     _kernel.FinishBulk(cpu); // the trace ended on a burst no allocation claimed
                 }
-                while (_pendingCount[cpu] > 0)
-                {
-                    var p = _pending[cpu][0];
-                    RemovePending(cpu, 0);
-                    ReplayPageAlloc(p);
-                }
+                ReplayHeldBefore(cpu);
             }
         }
     }
@@ -249,7 +163,7 @@ public sealed partial class TraceReplayer
         _drift?.Enter(DriftClass.Page);
         if (_options.Aligned)
         {
-            ReplayPendingHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
+            ReplayHeldHolding(cpu, pfn); // its allocation first, so the count is aligned for the free itself
             if (_pages.TryGetValue(pfn, out var block))
             {
                 revealed = _pcpModel!.AlignForFree(cpu, pfn, block.Page);
@@ -299,7 +213,7 @@ public sealed partial class TraceReplayer
         }
         _freeClass = DriftClass.Page;
         _bulkPfns.Remove(pfn);
-        ReplayPendingHolding(cpu, pfn);
+        ReplayHeldHolding(cpu, pfn);
         if (_pages.Remove(pfn, out var block))
         {
             if (block.Order <= order || block.Compound)
@@ -339,34 +253,24 @@ public sealed partial class TraceReplayer
         return false;
     }
 
-    // A pending allocation whose block holds the frame is replayed now: the frame is being freed. The free's CPU is
+    // A held allocation whose block holds the frame is replayed now: the frame is being freed. The free's CPU is
     // looked at first; a page allocated on one CPU and freed on another (a pipe's page, written on one, read on the
     // other) is replayed on the CPU that allocated it, so Kmem's free goes to the freeing CPU's list as the kernel's
     // did, instead of finding no page (an untracked free) while the allocation waits on the other CPU.
-    private void ReplayPendingHolding(int cpu, ulong pfn)
+    private void ReplayHeldHolding(int cpu, ulong pfn)
     {
-        for (int k = 0; k < _pending.Length; k++)
+        if (!_held.TryTakeHolding(cpu, pfn, out int heldCpu, out var p))
         {
-            int c = (cpu + k) % _pending.Length; // the free's CPU first
-            var list = _pending[c];
-            for (int i = 0; i < _pendingCount[c]; i++)
-            {
-                if (pfn - list[i].Pfn < 1UL << list[i].Order)
-                {
-                    var p = list[i];
-                    RemovePending(c, i);
-                    if (c == cpu)
-                    {
-                        ReplayPageAlloc(p);
-                        return;
-                    }
-                    using (_m.OnCpu(c))
-                    {
-                        ReplayPageAlloc(p); // allocated on the other CPU, replayed there
-                    }
-                    return;
-                }
-            }
+            return;
+        }
+        if (heldCpu == cpu)
+        {
+            ReplayPageAlloc(p);
+            return;
+        }
+        using (_m.OnCpu(heldCpu))
+        {
+            ReplayPageAlloc(p); // allocated on the other CPU, replayed there
         }
     }
 
@@ -394,7 +298,7 @@ public sealed partial class TraceReplayer
     /// <summary>A page allocation held back until it is known whether it is a slab page.</summary>
     /// <remarks>Line and the kernel's decisions: KernelRefill 1 refilled, 0 served from the list, -1 not a pcp decision;
     /// Steals: the kernel's fallback steals for it (aligned runs correct Kmem's buddy lists after its decision).</remarks>
-    private record struct PendingPage(ulong Pfn, int Order, Gfp Gfp, int Node, long Seq, int SlabAllocs,
+    internal record struct PendingPage(ulong Pfn, int Order, Gfp Gfp, int Node, long Seq, int SlabAllocs,
         long Line = 0, sbyte KernelRefill = -1, bool KernelSteal = false, bool KernelOwnership = false,
         int ModelBefore = -1, int ModelFf = -1, int Phase = 0, KernelSteal[]? Steals = null);
 

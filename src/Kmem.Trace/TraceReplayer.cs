@@ -80,13 +80,7 @@ public sealed partial class TraceReplayer
         {
             throw new ArgumentException("TraceReplayOptions.Snapshot needs SnapshotEvery > 0", nameof(options));
         }
-        _pending = new PendingPage[machine.NrCpus][];
-        for (int i = 0; i < _pending.Length; i++)
-        {
-            _pending[i] = new PendingPage[MaxPending];
-        }
-        _pendingCount = new int[machine.NrCpus];
-        _pendingDue = new bool[machine.NrCpus];
+        _held = new HeldPageAllocs(machine.NrCpus);
         _deferred = new DeferredPageFrees[machine.NrCpus];
         _afterBatched = new bool[machine.NrCpus];
         for (int i = 0; i < _deferred.Length; i++)
@@ -150,7 +144,7 @@ public sealed partial class TraceReplayer
         var scope = default(CpuScope);
         try
         {
-            int nrCpus = _pending.Length;
+            int nrCpus = _deferred.Length;
             for (ref readonly var next = ref reader.Next(); !Unsafe.IsNullRef(in next); next = ref reader.Next())
             {
                 var e = next; // a copy on the stack: no write barriers (TraceReader.Next)
@@ -173,9 +167,9 @@ public sealed partial class TraceReplayer
                     pinned = cpu;
                 }
                 _drift?.Enter(DriftClass.Other);
-                if (_pendingCount[cpu] != 0)
+                if (_held.TryTakeDue(cpu, _cpuEvents[cpu], out var due))
                 {
-                    AgePending(cpu);
+                    ReplayPageAlloc(due);
                 }
                 _cpuEvents[cpu]++;
                 if (_deferred[cpu].Count != 0 && e.Kind is not (TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched)
@@ -257,6 +251,7 @@ public sealed partial class TraceReplayer
                 PageAlloc(ref e, cpu);
                 break;
             case TraceEventKind.MmPageFree:
+                ReplayHeldBefore(cpu);
                 _pressure!.NoteFree(ref e);
                 _deferred[cpu].Add((e.Pfn, e.Order, e.LineNumber));
                 _afterBatched[cpu] = false;
@@ -290,12 +285,12 @@ public sealed partial class TraceReplayer
 
     // ---------------------------------------------------------------- slab events
 
-    // The start of a slab allocation event: whether the kernel took a new slab for it (a pending page allocation is
+    // The start of a slab allocation event: whether the kernel took a new slab for it (a held page allocation is
     // its slab page), and the address's entry among the live objects, for the caller to fill in, with one hash lookup
     // (nothing in between may touch _objects). An address still live is one whose free the trace missed: released first.
     private ref LiveObject BeginSlabAlloc(ref TraceEvent e, int cpu, out bool kernelNewSlab)
     {
-        kernelNewSlab = _pendingCount[cpu] != 0 && MatchPending(cpu, e.Ptr);
+        kernelNewSlab = _held.Any(cpu) && MatchHeld(cpu, e.Ptr);
         ref var entry = ref _livePages.Add(_objects, e.Ptr, out bool live);
         if (live)
         {
@@ -402,7 +397,7 @@ public sealed partial class TraceReplayer
         Release(ptr, obj);
         if (_kmem is not null && obj.Ptr != 0 && _caches.Slots[obj.Slot].ObjectSize != 0)
         {
-            if (SlabAlignment.KernelSlabPredatesTrace(_slabPages, _baseKnown, _base, ptr))
+            if (SlabAlignment.KernelSlabPredatesTrace(_slabPages, _held.Base is not null, _held.Base ?? 0, ptr))
             {
                 _decisions.SlabFreeUnknown(); // what the kernel's slab still holds is unknown: not compared
             }
@@ -495,7 +490,7 @@ public sealed partial class TraceReplayer
             KmemAllocFailures = _kmemFailures + _percpuEvents.KmemFailures,
             PageAllocsReplayed = _pagesReplayed,
             SlabPageAllocs = _slabPageAllocs,
-            DirectMapBase = _baseKnown ? _base : null,
+            DirectMapBase = _held.Base,
             PercpuEventsNotReplayed = _percpu,
             PercpuAllocsReplayed = _percpuEvents.Allocs,
             UntrackedPercpuFrees = _percpuEvents.UntrackedFrees,

@@ -44,6 +44,10 @@ internal static class ReplayData
     public static Machine Boot(SlabAllocator slab = SlabAllocator.Slub) =>
         Machine.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1, Slab = slab });
 
+    /// <summary>The machine's pages on the buddy lists and the per-CPU lists together.</summary>
+    public static long FreeAndPcpPages(Machine m) =>
+        m.PageAllocator.NrFreePages + m.PageAllocator.Zones.Sum(z => z.Pcp.Sum(p => (long)p.Count));
+
     /// <summary>A trace line in the kernel's format on CPU <paramref name="cpu"/>.</summary>
     public static string Line(string eventText, int cpu = 0, string time = "1.000000") =>
         $"            test-1       [{cpu:D3}] ...1.     {time}: {eventText}\n";

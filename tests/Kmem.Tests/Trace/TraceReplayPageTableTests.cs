@@ -120,7 +120,7 @@ public class TraceReplayPageTableTests
         // an order-1 mm_page_alloc), and the page path replays those pages; the task made of the user page that follows
         // takes only the kernel's table frames and its page, so the page allocator counts the trace's pages once.
         using var m = TraceReplayer.Boot(new MachineOptions { Preset = preset, Memory = "128M", Cpus = 2, Seed = 1 });
-        long before = FreeAndPcpPages(m);
+        long before = ReplayData.FreeAndPcpPages(m);
         var r = Replay(m, TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000));
         Assert.Equal(1, r.Pressure!.TaskPages);
         Assert.Single(m.Mm.TasksSnapshot());
@@ -128,12 +128,9 @@ public class TraceReplayPageTableTests
         Assert.DoesNotContain("alloc_thread_stack_node", m.Proc.Vmallocinfo());
         // The four tables (none of Kmem's own on X64; x86-32's user page is highmem, its PTE table is lowmem either way)
         // and the user page: five pages taken from the free lists and the per-CPU lists together.
-        Assert.Equal(5, before - FreeAndPcpPages(m));
+        Assert.Equal(5, before - ReplayData.FreeAndPcpPages(m));
         m.Mm.Validate();
     }
-
-    private static long FreeAndPcpPages(Machine m) =>
-        m.PageAllocator.NrFreePages + m.PageAllocator.Zones.Sum(z => z.Pcp.Sum(p => (long)p.Count));
 
     private static string Kmalloc(ulong ptr) =>
         ReplayData.Line($"kmalloc: call_site=f+0x1/0x2 ptr={ptr:x} bytes_req=60 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false");

@@ -125,12 +125,7 @@ public class TraceReplayTests
     {
         const ulong Base = 0xffff888000000000UL;
         var text = new System.Text.StringBuilder(ReplayData.Header);
-        ulong[] pfns = [0x1000, 0x2345, 0x3456];
-        foreach (ulong pfn in pfns)
-        {
-            text.Append(ReplayData.Line($"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=0 gfp_flags=GFP_KERNEL"));
-            text.Append(ReplayData.Line($"kmalloc: call_site=f+0x1/0x2 ptr={Base + (pfn << 12) + 0x40:x} bytes_req=60 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false"));
-        }
+        AppendPagesWithAnObject(text, Base, [0x1000, 0x2345, 0x3456], "GFP_KERNEL");
         // An ordinary page: allocated, nothing inside it, then freed.
         text.Append(ReplayData.Line("mm_page_alloc: page=ffffea0000000000 pfn=0x7000 order=2 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE"));
         text.Append(ReplayData.Line("kfree: call_site=g+0x1/0x2 ptr=0"));
@@ -148,6 +143,56 @@ public class TraceReplayTests
         Assert.Equal(1, r.UntrackedPageFrees); // pfn 0x9999 was never allocated in the trace
         Assert.Equal(3, r.KmallocEvents);
         Assert.Equal(3, r.LiveObjects);
+    }
+
+    [Fact]
+    public void APageAllocationWithAGfpNoNewSlabCarriesIsNeverASlabPage()
+    {
+        // 6.1's new_slab keeps only the reclaim and constraint bits of the slab allocation's gfp: a page allocated with
+        // __GFP_ZERO, __GFP_ACCOUNT, __GFP_HIGHMEM or __GFP_MOVABLE is no new slab, even with the next object inside it.
+        const ulong Base = 0xffff888000000000UL;
+        var text = new System.Text.StringBuilder(ReplayData.Header);
+        AppendPagesWithAnObject(text, Base, [0x1000, 0x2345, 0x3456], "GFP_KERNEL|__GFP_NOWARN|__GFP_NORETRY");
+        string[] notSlab = ["GFP_KERNEL_ACCOUNT|__GFP_ZERO", "GFP_HIGHUSER|__GFP_ACCOUNT", "GFP_KERNEL|__GFP_ZERO"];
+        for (int i = 0; i < notSlab.Length; i++)
+        {
+            AppendPagesWithAnObject(text, Base, [0x5000UL + (ulong)i], notSlab[i]);
+        }
+        using var m = ReplayData.Boot();
+        using var reader = ReplayData.Reader(text.ToString());
+        var r = new TraceReplayer(m).Replay(reader);
+        Assert.Equal(Base, r.DirectMapBase);
+        Assert.Equal(3, r.SlabPageAllocs);
+        Assert.Equal(notSlab.Length, r.PageAllocsReplayed);
+    }
+
+    [Fact]
+    public void AHeldBackPageAllocationIsReplayedBeforeTheCpusNextPageEvent()
+    {
+        // A GFP_KERNEL page may be a new slab, so it waits for the CPU's next event; a page event on that CPU (here an
+        // allocation of a page table, which no slab page is) finds it replayed first, as the kernel allocated it first.
+        string text = ReplayData.Header
+            + ReplayData.Line("mm_page_alloc: page=ffffea0000000000 pfn=0x6000 order=0 migratetype=0 gfp_flags=GFP_KERNEL")
+            + ReplayData.Line("kfree: call_site=g+0x1/0x2 ptr=0")
+            + ReplayData.Line("mm_page_alloc: page=ffffea0000000000 pfn=0x6001 order=0 migratetype=0 gfp_flags=GFP_KERNEL_ACCOUNT|__GFP_ZERO")
+            + ReplayData.Line("kfree: call_site=g+0x1/0x2 ptr=0");
+        using var m = ReplayData.Boot();
+        long free0 = ReplayData.FreeAndPcpPages(m);
+        var taken = new List<long>();
+        using var reader = ReplayData.Reader(text);
+        new TraceReplayer(m, new TraceReplayOptions { SnapshotEvery = 1, Snapshot = _ => taken.Add(free0 - ReplayData.FreeAndPcpPages(m)) }).Replay(reader);
+        // After each event: the first page is held (it may be a slab page), and both are Kmem's after the third event.
+        Assert.Equal([0, 0, 2, 2], taken);
+    }
+
+    // Each page allocated with gfp, then a kmalloc'ed object inside it on the same CPU.
+    private static void AppendPagesWithAnObject(System.Text.StringBuilder text, ulong directMapBase, ulong[] pfns, string gfp)
+    {
+        foreach (ulong pfn in pfns)
+        {
+            text.Append(ReplayData.Line($"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=0 gfp_flags={gfp}"));
+            text.Append(ReplayData.Line($"kmalloc: call_site=f+0x1/0x2 ptr={directMapBase + (pfn << 12) + 0x40:x} bytes_req=60 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false"));
+        }
     }
 
     [Fact]

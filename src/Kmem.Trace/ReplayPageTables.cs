@@ -78,9 +78,6 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         _queued.Add(pfn);
     }
 
-    /// <summary>Whether the frame waits to be taken.</summary>
-    public bool IsQueued(ulong pfn) => _queued.Contains(pfn);
-
     /// <summary>UserMemory.TablePageSource: the newest waiting frame, or Page.Null (Kmem allocates its own).</summary>
     public Page Take(TaskStruct? task)
     {

@@ -67,14 +67,14 @@ internal sealed class SlabAlignment(Machine m, bool aligned)
 
     /// <summary>Whether the kernel's slab holding the trace object at <paramref name="ptr"/> is no frame the trace showed
     /// allocated (<paramref name="slabPages"/>: head frame to order): it existed before tracing began, so it may hold
-    /// objects allocated before then. False while the direct-map base is not known (the frame cannot be told).</summary>
-    public static bool KernelSlabPredatesTrace(Dictionary<ulong, int> slabPages, bool baseKnown, ulong directMapBase, ulong ptr)
+    /// objects allocated before then. False while the direct-map base is not known (null: the frame cannot be told).</summary>
+    public static bool KernelSlabPredatesTrace(Dictionary<ulong, int> slabPages, ulong? directMapBase, ulong ptr)
     {
-        if (!baseKnown)
+        if (directMapBase is not ulong b)
         {
             return false;
         }
-        ulong pfn = (ptr - directMapBase) >> 12;
+        ulong pfn = (ptr - b) >> 12;
         for (int k = 0; k < Machine.MaxOrder; k++)
         {
             if (slabPages.TryGetValue(pfn & ~((1UL << k) - 1), out int order) && order >= k)

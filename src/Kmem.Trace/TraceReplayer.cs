@@ -144,7 +144,7 @@ public sealed partial class TraceReplayer
         var scope = default(CpuScope);
         try
         {
-            int nrCpus = _deferred.Length;
+            int nrCpus = _m.NrCpus;
             for (ref readonly var next = ref reader.Next(); !Unsafe.IsNullRef(in next); next = ref reader.Next())
             {
                 var e = next; // a copy on the stack: no write barriers (TraceReader.Next)
@@ -397,7 +397,7 @@ public sealed partial class TraceReplayer
         Release(ptr, obj);
         if (_kmem is not null && obj.Ptr != 0 && _caches.Slots[obj.Slot].ObjectSize != 0)
         {
-            if (SlabAlignment.KernelSlabPredatesTrace(_slabPages, _held.Base is not null, _held.Base ?? 0, ptr))
+            if (SlabAlignment.KernelSlabPredatesTrace(_slabPages, _held.Base, ptr))
             {
                 _decisions.SlabFreeUnknown(); // what the kernel's slab still holds is unknown: not compared
             }

@@ -1,9 +1,10 @@
 // What is left of the pressure replay's tasks that exited at their trace task's exit_mmap
 // (PressureReplay.MmGone) until the kernel frees it. A task whose PGD is a frame the kernel
 // allocated keeps its PGD until the kernel's free of that frame (mmdrop), where the kernel's exit
-// frees it (a replay's task has no kernel stack of its own: the page path holds the kernel's). The pages whose frames stayed allocated in the kernel are held by
-// trace frame: Kmem's page, with a reference of the replay's (get_page), so that the task's exit
-// unmaps it without freeing it, freed at the kernel's free of the frame. Anonymous ones are in
+// frees it (a replay's task has no kernel stack of its own: the page path holds the kernel's).
+// The pages whose frames stayed allocated in the kernel are held by trace frame: Kmem's page,
+// with a reference of the replay's (get_page), so that the task's exit unmaps it without
+// freeing it, freed at the kernel's free of the frame. Anonymous ones are in
 // flight to their free (an mmu_gather or a per-CPU LRU batch holds them, which no reclaim takes);
 // the others are page cache that the trace shows allocated in the exiting task's context, which in
 // the kernel other tasks may still map (a shared library's pages). All are held unreclaimable, not

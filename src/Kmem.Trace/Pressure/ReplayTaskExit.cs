@@ -1,9 +1,8 @@
 // do_exit for a replay's task whose trace task's address space is gone and which maps nothing
 // any more (PressureReplay.MmGone): free_pgtables for its tables below the PGD, counted in the
-// tables' class of the per-CPU drift, then exit_mm's PGD (the task has no kernel stack of its own:
-// the page path holds the kernel's), counted in the
-// class its creation with the task's first user page was (PcpDrift's user class). Replaying
-// thread only.
+// tables' class of the per-CPU drift, then exit_mm's PGD, counted in the class its creation with
+// the task's first user page was (PcpDrift's user class). The task has no kernel stack of its
+// own: the page path holds the kernel's. Replaying thread only.
 namespace Kmem;
 
 /// <summary>A replay task's exit, scoped by drift class.</summary>

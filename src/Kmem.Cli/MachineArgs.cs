@@ -207,6 +207,7 @@ public sealed record MachineChoice(string? Mem, int? Cpus, Preset Preset, SlabAl
         return new MachineOptions
         {
             ManagedPages = Mem is null ? (bootReserve ? BootReserve(tracePath)?.ManagedAtBoot : null) ?? SnapshotManagedPages(tracePath) : null,
+            InitMemoryPages = Mem is null && bootReserve ? BootReserve(tracePath)?.InitMemoryPages : null,
             Memory = memory,
             Cpus = cpus,
             Preset = Preset,

@@ -11,8 +11,15 @@
 // (MachineOptions.ManagedPages less them, zone by zone) and released when the replay
 // reaches their free (TraceReplayOptions.ReservedFrames), so the machine derives its
 // watermarks and pcp high from what the kernel had then and ends with the snapshot's
-// managed count. Stateless; the result is immutable.
+// managed count. A trace recorded later shows none of those frees; its capture's boot log
+// (meta/dmesg.txt beside the trace) prints each: "Freeing initrd memory: 1516K", "Freeing
+// unused kernel image (initmem) memory: 2824K" and so on. All but the SMP alternatives (freed
+// in start_kernel, before the initcalls) came after the watermarks were derived, so their
+// pages are the machine's init memory (MachineOptions.InitMemoryPages), in the zone of the
+// kernel image (x86 loads it at 16 MiB, CONFIG_PHYSICAL_START): reserved while the boot derives
+// the watermarks, released before the replay. Stateless; the result is immutable.
 using System.Globalization;
+using System.Text.RegularExpressions;
 
 namespace Kmem;
 
@@ -20,19 +27,27 @@ namespace Kmem;
 /// per zone then, and the reserved frames the trace releases later.</summary>
 public sealed class TraceBootReserve
 {
-    private TraceBootReserve(IReadOnlyDictionary<string, long> managedAtBoot, IReadOnlySet<ulong> frames)
+    private TraceBootReserve(IReadOnlyDictionary<string, long> managedAtBoot, IReadOnlySet<ulong> frames,
+        IReadOnlyDictionary<string, long>? initMemory)
     {
         ManagedAtBoot = managedAtBoot;
         Frames = frames;
+        InitMemoryPages = initMemory;
     }
 
-    /// <summary>Managed pages per zone (by zone name) when the kernel derived its watermarks: the snapshot's
-    /// less the frames of <see cref="Frames"/> in that zone. For <see cref="MachineOptions.ManagedPages"/>.</summary>
+    /// <summary>Managed pages per zone (by zone name) for <see cref="MachineOptions.ManagedPages"/>: for a trace from
+    /// boot, those when the kernel derived its watermarks, the snapshot's less the frames of <see cref="Frames"/> in
+    /// that zone; for a trace recorded later, the snapshot's, of which <see cref="InitMemoryPages"/> came after.</summary>
     public IReadOnlyDictionary<string, long> ManagedAtBoot { get; }
 
     /// <summary>The frames free_reserved_area released during the trace (its first event on each is a free).
     /// For <see cref="TraceReplayOptions.ReservedFrames"/>.</summary>
     public IReadOnlySet<ulong> Frames { get; }
+
+    /// <summary>For a trace recorded after boot, with the capture's boot log: the pages per zone the kernel released
+    /// from its reservations after deriving its watermarks and before tracing began (the initrd, the init sections),
+    /// which <see cref="ManagedAtBoot"/> counts. For <see cref="MachineOptions.InitMemoryPages"/>; null otherwise.</summary>
+    public IReadOnlyDictionary<string, long>? InitMemoryPages { get; }
 
     /// <summary>Reads the zoneinfo.txt snapshot beside <paramref name="tracePath"/> and the trace up to its first
     /// marker. Null without a snapshot; the snapshot's managed pages and no frames when the trace was not
@@ -51,14 +66,15 @@ public sealed class TraceBootReserve
         var managed = ZoneinfoSnapshot.ManagedPages(text, path);
         var spans = Spans(text);
         HashSet<ulong> frames;
+        bool fromBoot;
         try
         {
             using var reader = TraceReader.Open(tracePath);
-            frames = FirstFreed(reader);
+            frames = FirstFreed(reader, out fromBoot);
         }
         catch (TraceFormatException)
         {
-            frames = []; // the replay itself reports the bad line; the boot keeps the snapshot's counts
+            (frames, fromBoot) = ([], true); // the replay itself reports the bad line; the boot keeps the snapshot's counts
         }
         var atBoot = new Dictionary<string, long>(managed, StringComparer.Ordinal);
         foreach (ulong pfn in frames)
@@ -71,15 +87,44 @@ public sealed class TraceBootReserve
                 }
             }
         }
-        return new TraceBootReserve(atBoot, frames);
+        var initMemory = fromBoot ? null : InitMemory(tracePath, spans);
+        return new TraceBootReserve(atBoot, frames, initMemory);
     }
 
-    // The frames whose first page event is a free, up to the first marker; none unless the trace starts at boot.
-    internal static HashSet<ulong> FirstFreed(TraceReader reader)
+    // The pages the boot log says the kernel freed from its reservations after its initcalls, in the zone that holds
+    // the kernel image (pfn 0x1000, 16 MiB); null without a boot log or such a line.
+    private static Dictionary<string, long>? InitMemory(string tracePath, List<(string Zone, ulong Start, ulong Spanned)> spans)
+    {
+        string path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tracePath))!, "meta", "dmesg.txt");
+        const ulong KernelImagePfn = 0x1000;
+        var zone = spans.FirstOrDefault(s => KernelImagePfn >= s.Start && KernelImagePfn < s.Start + s.Spanned).Zone;
+        if (!File.Exists(path) || zone is null)
+        {
+            return null;
+        }
+        long kb = 0;
+        foreach (string line in File.ReadLines(path))
+        {
+            var m = s_freeing.Match(line);
+            if (m.Success && m.Groups[1].Value != "SMP alternatives")
+            {
+                kb += long.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
+            }
+        }
+        return kb == 0 ? null : new Dictionary<string, long>(StringComparer.Ordinal) { [zone] = kb / (Kmem.Physical.PhysMem.PageSize >> 10) };
+    }
+
+    // free_reserved_area's report: "Freeing <what> memory: <n>K".
+    private static readonly Regex s_freeing = new(@"\] Freeing (.+) memory: (\d+)K$", RegexOptions.CultureInvariant);
+
+    // The frames whose first page event is a free, up to the first marker; none unless the trace starts at boot
+    // (fromBoot: its first event at uptime 0).
+    internal static HashSet<ulong> FirstFreed(TraceReader reader, out bool fromBoot)
     {
         var seen = new HashSet<ulong>();
         var first = new HashSet<ulong>();
         bool started = false;
+        fromBoot = true;
         while (reader.TryRead(out var e))
         {
             if (!started)
@@ -87,6 +132,7 @@ public sealed class TraceBootReserve
                 started = true;
                 if (e.Timestamp != 0)
                 {
+                    fromBoot = false;
                     return first;
                 }
             }

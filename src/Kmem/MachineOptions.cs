@@ -130,6 +130,13 @@ public sealed class MachineOptions
     /// default. Null (the default): no zone is shaped.</summary>
     public IReadOnlyDictionary<string, long>? ManagedPages { get; init; }
 
+    /// <summary>Init memory per zone, by zoneinfo name: pages the boot keeps reserved while it derives the watermarks,
+    /// lowmem reserves and per-CPU list sizes, and then releases to the buddy lists, as 6.1 frees the initrd and the
+    /// kernel's init sections (free_initmem) after the initcall that derived them, which are not derived again. A zone
+    /// listed in <see cref="ManagedPages"/> ends with that count (its init memory is part of it). Null (the default):
+    /// nothing is released after boot.</summary>
+    public IReadOnlyDictionary<string, long>? InitMemoryPages { get; init; }
+
     /// <summary>Where kernel messages are echoed as they are logged (the console), or null.</summary>
     public TextWriter? Console { get; init; }
 

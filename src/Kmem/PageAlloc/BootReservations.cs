@@ -29,6 +29,32 @@ internal sealed class BootReservations(List<(uint Start, uint End)> ranges, uint
         return false;
     }
 
+    /// <summary>free_reserved_page's frame leaves the reservations: no boot user may claim it after.</summary>
+    public void Release(uint pfn)
+    {
+        lock (_ranges)
+        {
+            for (int i = 0; i < _ranges.Count; i++)
+            {
+                var (s, e) = _ranges[i];
+                if (pfn < s || pfn >= e)
+                {
+                    continue;
+                }
+                _ranges.RemoveAt(i);
+                if (pfn + 1 < e)
+                {
+                    _ranges.Insert(i, (pfn + 1, e));
+                }
+                if (s < pfn)
+                {
+                    _ranges.Insert(i, (s, pfn));
+                }
+                return;
+            }
+        }
+    }
+
     /// <summary>
     /// memblock_alloc_from: <paramref name="pages"/> frames aligned to <paramref name="alignPages"/>, placed
     /// top-down at or above <paramref name="goalPfn"/> (then anywhere, as memblock retries without its goal)

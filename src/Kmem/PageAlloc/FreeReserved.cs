@@ -25,6 +25,7 @@ internal static class FreeReserved
                 continue;
             }
             cursor = pfn + 1;
+            pa.BootReserved.Release(pfn); // no boot user created later (the per-CPU first chunk) may claim it
             f.Flags &= ~PageFlags.Reserved; // ClearPageReserved; init_page_count left it at one reference
             f.Order = 0;
             pa.FreePages(new Page(pfn), 0);

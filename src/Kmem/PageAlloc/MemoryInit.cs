@@ -9,7 +9,9 @@
 // carved from the top of each node per kernelcore= or movablecore=. A zone given a
 // managed count (MachineOptions.ManagedPages, a recorded kernel's zoneinfo) reserves
 // present − managed frames instead: more below the zone's existing reservations, top-down
-// as memblock allocates, or less by trimming the kernel image, then the memmap.
+// as memblock allocates, or less by trimming the kernel image, then the memmap. A zone's
+// init memory (MachineOptions.InitMemoryPages) stays reserved until the watermarks are
+// derived, then goes to the buddy lists (ReleaseInitMemory), as free_initmem does.
 // Run once, by the PageAllocator constructor, before any other thread can see
 // the allocator; it takes each zone's lock only to free the boot ranges.
 using System.Numerics;
@@ -158,6 +160,17 @@ internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(al
             uint memmap = Arch.MemmapPages(node.EndPfn - node.StartPfn);
             reserved.Add((top - memmap, top, false));
         }
+        foreach (var (name, pages) in Options.InitMemoryPages ?? new Dictionary<string, long>())
+        {
+            if (!Zones.Any(z => z.Name == name))
+            {
+                throw new MachineOptionException("InitMemoryPages", $"InitMemoryPages: {name} is not a zone of this machine ({string.Join(", ", Zones.Select(z => z.Name))})");
+            }
+            if (pages < 0 || (Options.ManagedPages?.TryGetValue(name, out long m) == true && pages > m))
+            {
+                throw new MachineOptionException("InitMemoryPages", $"InitMemoryPages: {pages} pages for zone {name}, which is not 0 up to its managed pages");
+            }
+        }
         if (Options.ManagedPages is { } managed)
         {
             foreach (string name in managed.Keys.Where(n => !Zones.Any(z => z.Name == n)))
@@ -168,7 +181,7 @@ internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(al
             {
                 if (zone.SpannedPages != 0 && managed.TryGetValue(zone.Name, out long pages))
                 {
-                    ShapeZone(zone, pages, reserved);
+                    ShapeZone(zone, pages - InitMemoryOf(zone), reserved); // the init memory is released after the watermarks
                 }
             }
         }
@@ -315,6 +328,40 @@ internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(al
                 zone.FreeOnePage(start, order, (int)MigrateType.Movable, toTail: true);
                 zone.Counters.Stats.PgFree += 1L << order; // __free_pages_core counts PGFREE at boot too
                 start += 1u << order;
+            }
+        }
+    }
+
+    private long InitMemoryOf(Zone zone) => Options.InitMemoryPages?.GetValueOrDefault(zone.Name) ?? 0;
+
+    /// <summary>free_initmem and free_initrd_mem after the initcall that derived the watermarks, lowmem reserves and pcp
+    /// sizes (run after WatermarkSetup.Init): each zone's init memory (MachineOptions.InitMemoryPages), its lowest
+    /// frames still reserved (the kernel image's), goes to the buddy lists and counts as managed; nothing derived is
+    /// derived again. Straight to the buddy lists, as the boot's own frees: no per-CPU list sees them.</summary>
+    /// <exception cref="MachineOptionException">A zone has fewer reserved frames than its init memory.</exception>
+    public void ReleaseInitMemory()
+    {
+        foreach (var zone in Zones)
+        {
+            long left = InitMemoryOf(zone);
+            for (uint pfn = zone.StartPfn; left > 0 && pfn < zone.EndPfn; pfn++)
+            {
+                ref PageFrame f = ref _mem.Frame(pfn);
+                if ((f.Flags & (PageFlags.Reserved | PageFlags.NoMap)) != PageFlags.Reserved || f.RefCount != 1 || _allocator.BootReserved.IsClaimed(pfn))
+                {
+                    continue;
+                }
+                f.Flags &= ~PageFlags.Reserved;
+                f.RefCount = 0;
+                f.Order = 0;
+                _allocator.BootReserved.Release(pfn);
+                FreeBootRange(zone, pfn, pfn + 1);
+                zone.ManagedPages++;
+                left--;
+            }
+            if (left > 0)
+            {
+                throw new MachineOptionException("InitMemoryPages", $"InitMemoryPages: zone {zone.Name} has {InitMemoryOf(zone) - left} reserved pages to release, not {InitMemoryOf(zone)}");
             }
         }
     }

@@ -47,6 +47,7 @@ internal sealed partial class PageAllocator
         init.BuildZonelists();
         _wmarks = new WatermarkSetup(this);
         _wmarks.Init(options.MinFreeKbytes);
+        init.ReleaseInitMemory();
         Reclaimer = reclaimer?.Invoke(this) ?? new NoReclaim();
     }
 

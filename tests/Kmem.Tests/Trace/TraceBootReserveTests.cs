@@ -68,6 +68,45 @@ public class TraceBootReserveTests
         }
     }
 
+    // A boot log as the captures keep it (meta/dmesg.txt): what free_reserved_area released, and when.
+    private const string BootLog = """
+        [    0.107921] Memory: 327312K/392648K available (14343K kernel code, 2338K rwdata, 9132K rodata, 2824K init, 17344K bss, 65132K reserved, 0K cma-reserved)
+        [    0.738650] Freeing SMP alternatives memory: 36K
+        [    2.191499] Freeing initrd memory: 1516K
+        [    2.811832] Freeing unused kernel image (initmem) memory: 2824K
+        [    2.816278] Freeing unused kernel image (text/rodata gap) memory: 2040K
+        """;
+
+    [Theory]
+    [InlineData("1.000000", 1595)]
+    [InlineData(Boot, null)]
+    public void ATraceRecordedAfterBootTakesItsInitMemoryFromTheBootLog(string firstTime, int? pages)
+    {
+        // All but the SMP alternatives (freed in start_kernel, before the initcalls) came after the watermarks were
+        // derived: (1516 + 2824 + 2040) KiB, in DMA32, which holds the kernel image at 16 MiB. A trace from boot shows
+        // those frees itself and needs no log.
+        string dir = Folder(Trace(firstTime));
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(dir, "meta"));
+            File.WriteAllText(Path.Combine(dir, "meta", "dmesg.txt"), BootLog);
+            var r = TraceBootReserve.Read(Path.Combine(dir, "trace.txt"))!;
+            if (pages is int p)
+            {
+                Assert.Equal(new Dictionary<string, long> { ["DMA32"] = p }, r.InitMemoryPages);
+                Assert.Equal(112688, r.ManagedAtBoot["DMA32"]); // the snapshot's: the init memory is part of it
+            }
+            else
+            {
+                Assert.Null(r.InitMemoryPages);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void TheReplayReleasesEachReservedFrameOnceAndNothingDerivedMoves()
     {

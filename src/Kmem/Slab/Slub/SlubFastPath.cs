@@ -18,9 +18,10 @@
 // the marker before PostAlloc (an A/B switch for LifetimeGuardBenchmarks; a machine used that way must not be
 // disposed while other threads call it).
 // Benchmarks only: KMEM_BENCH_NO_FREE_CHECK=1 leaves out the double-free detection's work on the magazine paths
-// (the pop's clearing of the object's magazine tag, the push's checks of the allocation byte and the tag and its
-// store of the tag; an A/B switch for SafetyCostBenchmarks): objects that went through a magazine then keep their
-// tag, so the guarded path of a machine used that way may report a correct free of one as a double free.
+// (the pops' clearing of the object's magazine tag, the push's checks of the allocation byte and the tag and its
+// store of the tag; an A/B switch for SafetyCostBenchmarks; the depot's refills, off the fast paths, still tag what
+// they put in a magazine): objects that went through a magazine then keep their tag, so the guarded path of a
+// machine used that way may report a correct free of one as a double free.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 

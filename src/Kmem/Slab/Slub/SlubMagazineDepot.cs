@@ -272,8 +272,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
         TakeCpuFreelist(mag, s, want);
         if (mag.Count >= want)
         {
-            nint first = mag.Entries[--mag.Count].Obj;
-            *Slub.TagWord(s, first) = 0; // out of the magazine (Slub.MagazineTag)
+            nint first = Slub.PopFromMagazine(mag, s);
             Volatile.Write(ref mag.Busy, 0);
             return first;
         }
@@ -292,8 +291,7 @@ internal sealed class SlubMagazineDepot(Slub slub, CpuTopology cpus, PhysMem mem
             else if (mag.Count > 0)
             {
                 // No slab to be had: the magazine's objects serve.
-                obj = mag.Entries[--mag.Count].Obj;
-                *Slub.TagWord(s, obj) = 0;
+                obj = Slub.PopFromMagazine(mag, s);
             }
         }
         // With Steal or Trim set meanwhile the magazine is left alone; the object goes to the caller all the same.

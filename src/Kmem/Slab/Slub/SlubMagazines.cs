@@ -161,6 +161,19 @@ internal sealed unsafe partial class Slub
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ulong MagazineTag(nint obj) => (ulong)obj ^ _magazineKey;
 
+    /// <summary>Takes the top object out of <paramref name="mag"/> (which holds one): its tag goes, its byte stays
+    /// HeldByMagazine. The magazine fast path (SlubFastPath.Pop) does the same inline.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static nint PopFromMagazine(Magazine mag, KmemCache s)
+    {
+        nint obj = mag.Entries[--mag.Count].Obj;
+        if (!SlubFastPath.NoFreeCheck)
+        {
+            *TagWord(s, obj) = 0;
+        }
+        return obj;
+    }
+
     /// <summary>Whether an object whose allocation byte is <paramref name="allocated"/> sits in a thread magazine.</summary>
     internal bool InMagazine(KmemCache s, nint obj, byte allocated) => allocated == HeldByMagazine && *TagWord(s, obj) == MagazineTag(obj);
 
@@ -211,11 +224,7 @@ internal sealed unsafe partial class Slub
         Volatile.Write(ref mag.Busy, 1);
         if (!mag.Attention && mag.Count > 0)
         {
-            nint obj = mag.Entries[--mag.Count].Obj;
-            if (!SlubFastPath.NoFreeCheck)
-            {
-                *TagWord(s, obj) = 0; // out of the magazine: its tag goes, its byte stays
-            }
+            nint obj = PopFromMagazine(mag, s);
             Volatile.Write(ref mag.Busy, 0);
             return obj;
         }

@@ -147,15 +147,17 @@ internal sealed partial class Vmscan
     }
 
     /// <summary>shrink_node / shrink_lruvec: scan the lists by get_scan_count's targets in batches of 32; once
-    /// enough is reclaimed (except in direct reclaim's first pass), stop the smaller type and cut the other to
-    /// the share of its target still unscanned; then age the anon list if it is low.</summary>
+    /// enough is reclaimed (except in direct reclaim's first pass, proportional_reclaim, which scans the targets
+    /// whole), stop the smaller type and cut the other to the share of its target still unscanned, and stop after
+    /// the next batch (6.1 nudges once: the smaller type's lists are then empty); then age the anon list if it is
+    /// low.</summary>
     public void ShrinkNode(Lruvec vec, ref ScanControl sc)
     {
         PrepareScanCount(_pa.Nodes[vec.Nid], vec, ref sc);
         var nr = new long[4];
         GetScanCount(vec, ref sc, nr);
         var targets = (long[])nr.Clone();
-        bool scanAdjusted = !sc.Kswapd && sc.Priority == DefPriority;
+        bool proportionalReclaim = !sc.Kswapd && sc.Priority == DefPriority;
         long reclaimedBefore = sc.NrReclaimed;
         while (nr[(int)LruList.InactiveAnon] + nr[(int)LruList.ActiveFile] + nr[(int)LruList.InactiveFile] > 0)
         {
@@ -169,7 +171,7 @@ internal sealed partial class Vmscan
                 nr[l] -= batch;
                 ShrinkList((LruList)l, batch, vec, ref sc);
             }
-            if (sc.NrReclaimed - reclaimedBefore < sc.NrToReclaim || scanAdjusted)
+            if (sc.NrReclaimed - reclaimedBefore < sc.NrToReclaim || proportionalReclaim)
             {
                 continue;
             }
@@ -197,7 +199,6 @@ internal sealed partial class Vmscan
                 nr[l] = targets[l] * (100 - percentage) / 100;
                 nr[l] -= Math.Min(nr[l], scanned);
             }
-            scanAdjusted = true;
         }
         // Age the anon list even when none was scanned, while there is swap to age it for.
         KswapdAgeNode(vec, ref sc);

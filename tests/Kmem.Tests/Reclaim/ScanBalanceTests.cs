@@ -123,6 +123,34 @@ public sealed class ScanBalanceTests
     }
 
     [Fact]
+    public void OnceEnoughIsReclaimedKswapdNudgesTheScanOnceAndStopsAfterTheNextBatch()
+    {
+        // 6.1's shrink_lruvec: with nr_to_reclaim met (32 clean file pages, while the 32 anon pages were only found
+        // young), the smaller type (file: 992 of 1024 left, against anon's 2016 of 2048) stops and anon's target is cut
+        // to its unscanned share (2048 x 4 % = 81, less the 32 scanned); one more batch of 32 anon pages, then the
+        // loop ends, as the smaller type's lists are empty. Scanning the whole cut target (49 pages) would be
+        // the overreclaim 6.0 fixed.
+        using var m = Boot("128M");
+        using var swap = Swap(m, 32);
+        var t = m.CreateTask("anon")!;
+        ulong a = t.Mmap(8 << 20);
+        Fill(t, a, 8 << 20, 1); // 2048 inactive anon pages, young from their faults
+        CacheFile(m, "/nudge", 1024);
+        var vec = m.Mm.Lruvecs[0];
+        Assert.Equal(2048, vec.Count[(int)LruList.InactiveAnon]);
+        Assert.Equal(1024, vec.Count[(int)LruList.InactiveFile]);
+        long before = Vmstat(m)["pgscan_kswapd"];
+        var sc = new ScanControl { Gfp = Gfp.Kernel, Priority = 0, ReclaimIdx = ZoneType.Normal, NrToReclaim = 32, Kswapd = true };
+        using (m.Mm.Locks.EnterAll())
+        {
+            m.Mm.Vmscan.ShrinkNode(vec, ref sc);
+        }
+        Assert.Equal(32 + 32 + 32, Vmstat(m)["pgscan_kswapd"] - before);
+        Assert.Equal(32, sc.NrReclaimed);
+        m.Mm.Validate();
+    }
+
+    [Fact]
     public void AMappedPageMustBeFoundYoungTwiceToBeActivated()
     {
         using var m = Boot();

@@ -13,7 +13,7 @@
 // Kmem's OOM killer never fired). Replaying thread only.
 namespace Kmem;
 
-/// <summary>The PGDs, stacks and pages the replay holds for its exited tasks until the kernel frees them.</summary>
+/// <summary>The PGDs and pages the replay holds for its exited tasks until the kernel frees them.</summary>
 internal sealed class ExitedTasks(Machine m)
 {
     private readonly Dictionary<ulong, Page> _held = [];

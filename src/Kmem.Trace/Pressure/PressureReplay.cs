@@ -344,9 +344,6 @@ internal sealed partial class PressureReplay
     /// <summary>What is left of tasks that exited at their exit_mmap until the kernel frees it.</summary>
     public ExitedTasks Exited { get; }
 
-    /// <summary>Pages the replay holds for tasks that exited (Orphan), not yet freed by the kernel.</summary>
-    public int Orphans => Exited.Count;
-
     // The task's resident pages are taken off its books and held (ExitedTaskPages), so that its exit unmaps them
     // without freeing them.
     private void Orphan(UserTask t)

@@ -219,7 +219,7 @@ internal sealed class PressureReport(Machine m, string? directory)
             KernelVictims = [.. r.KernelVictims.Select(v => $"{v.Pid} ({v.Comm})")],
             KmemVictims = [.. r.KmemVictims.Select(v => $"{v.Pid} ({v.Comm})")],
             TaskPages = r.TaskPages,
-            ExitedTaskPages = r.Orphans,
+            ExitedTaskPages = r.Exited.Count,
             ReclaimFrees = r.ReclaimFrees,
             SwapIns = r.SwapIns,
             MigratedPages = r.Migrated,

@@ -22,6 +22,17 @@ public sealed class ScanBalanceTests
         }
     }
 
+    // One shrink_node pass over node 0 as kswapd makes it.
+    private static ScanControl KswapdPass(Machine m, int priority, long nrToReclaim)
+    {
+        var sc = new ScanControl { Gfp = Gfp.Kernel, Priority = priority, ReclaimIdx = ZoneType.Normal, NrToReclaim = nrToReclaim, Kswapd = true };
+        using (m.Mm.Locks.EnterAll())
+        {
+            m.Mm.Vmscan.ShrinkNode(m.Mm.Lruvecs[0], ref sc);
+        }
+        return sc;
+    }
+
     private static void CacheFile(Machine m, string path, int pages)
     {
         var f = m.OpenFile(path); // left open: its pages stay in the cache
@@ -140,11 +151,7 @@ public sealed class ScanBalanceTests
         Assert.Equal(2048, vec.Count[(int)LruList.InactiveAnon]);
         Assert.Equal(1024, vec.Count[(int)LruList.InactiveFile]);
         long before = Vmstat(m)["pgscan_kswapd"];
-        var sc = new ScanControl { Gfp = Gfp.Kernel, Priority = 0, ReclaimIdx = ZoneType.Normal, NrToReclaim = 32, Kswapd = true };
-        using (m.Mm.Locks.EnterAll())
-        {
-            m.Mm.Vmscan.ShrinkNode(vec, ref sc);
-        }
+        var sc = KswapdPass(m, priority: 0, nrToReclaim: 32);
         Assert.Equal(32 + 32 + 32, Vmstat(m)["pgscan_kswapd"] - before);
         Assert.Equal(32, sc.NrReclaimed);
         m.Mm.Validate();
@@ -159,14 +166,7 @@ public sealed class ScanBalanceTests
         ulong a = t.Mmap(64 * 4096);
         Fill(t, a, 64 * 4096, 3); // 64 pages, young from their faults
         var vec = m.Mm.Lruvecs[0];
-        void Pass()
-        {
-            var sc = new ScanControl { Gfp = Gfp.Kernel, Priority = 0, ReclaimIdx = ZoneType.Normal, NrToReclaim = 1 << 20, Kswapd = true };
-            using (m.Mm.Locks.EnterAll())
-            {
-                m.Mm.Vmscan.ShrinkNode(vec, ref sc);
-            }
-        }
+        void Pass() => KswapdPass(m, priority: 0, nrToReclaim: 1 << 20);
         Pass(); // young once: marked referenced, kept inactive, nothing freed
         var v = Vmstat(m);
         Assert.Equal(0, v["pgactivate"]);

@@ -21,6 +21,9 @@ internal sealed record MemoryResult(string Workload, string Contender, long Requ
     public double Ratio => (double)HeldBytes / RequestedBytes;
 }
 
+/// <summary>The two worker cores' cache-line handoff (ns, one way) just before and just after a two-thread row.</summary>
+internal sealed record HandoffResult(string Workload, double BeforeNs, double AfterNs);
+
 /// <summary>A contender's name and kind, as the report lists it.</summary>
 internal sealed record ContenderInfo(string Name, ContenderKind Kind);
 
@@ -64,6 +67,14 @@ internal sealed class BenchReport
     public List<TimingResult> Timings { get; init; } = [];
     public List<MemoryResult> Memory { get; init; } = [];
     public List<BootResult> Boots { get; init; } = [];
+    /// <summary>The two worker cores' cache-line handoff around each two-thread row (TwoThreads.LineHandoffNs).</summary>
+    public List<HandoffResult> Handoffs { get; init; } = [];
+
+    /// <summary>One line on the handoffs around the two-thread rows, or null when none was measured.</summary>
+    public string? HandoffLine() => Handoffs.Count == 0 ? null
+        : "cache-line handoff between the two worker cores, ns before / after each two-thread row (the host's placement "
+            + "of the cores; every contender's two-thread figure follows it): "
+            + string.Join("; ", Handoffs.Select(h => string.Create(CultureInfo.InvariantCulture, $"{h.Workload} {h.BeforeNs:0} / {h.AfterNs:0}")));
 
     public TimingResult? Find(string workload, string contender) =>
         Timings.FirstOrDefault(t => t.Workload == workload && t.Contender == contender);
@@ -148,6 +159,10 @@ internal sealed class BenchReport
     {
         w.WriteLine($"Kmem quick comparison  {Date.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)} UTC  {Runtime}  {Host}");
         w.WriteLine($"load average at start: {LoadAtStart}; at end: {LoadAtEnd}");
+        if (HandoffLine() is { } handoffs)
+        {
+            w.WriteLine(handoffs);
+        }
         w.WriteLine($"ns per operation: median of {Repetitions} repetitions, with min and max; x glibc and x mimalloc = this time / theirs (below 1: faster)");
         w.WriteLine($"random sizes: {SizeDistribution}");
         w.WriteLine();
@@ -233,6 +248,11 @@ internal sealed class BenchReport
     public void WriteMarkdown(TextWriter w)
     {
         var names = Contenders.Select(c => c.Name).Where(n => Timings.Any(t => t.Contender == n)).ToList();
+        if (HandoffLine() is { } handoffs)
+        {
+            w.WriteLine(char.ToUpperInvariant(handoffs[0]) + handoffs[1..] + ".");
+            w.WriteLine();
+        }
         w.WriteLine("| workload (ns/op, median) | " + string.Join(" | ", names) + " |");
         w.WriteLine("|---|" + string.Concat(names.Select(_ => "---:|")));
         foreach (string workload in WorkloadOrder.Where(wl => Timings.Any(t => t.Workload == wl)))
@@ -265,6 +285,16 @@ internal sealed class BenchReport
         j.WriteString("start", LoadAtStart);
         j.WriteString("end", LoadAtEnd);
         j.WriteEndObject();
+        j.WriteStartArray("lineHandoffs");
+        foreach (var h in Handoffs)
+        {
+            j.WriteStartObject();
+            j.WriteString("workload", h.Workload);
+            j.WriteNumber("beforeNs", Math.Round(h.BeforeNs, 1));
+            j.WriteNumber("afterNs", Math.Round(h.AfterNs, 1));
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
         j.WriteNumber("repetitions", Repetitions);
         j.WriteString("sizeDistribution", SizeDistribution);
         j.WriteStartArray("contenders");

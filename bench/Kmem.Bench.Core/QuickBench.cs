@@ -203,6 +203,9 @@ public static class QuickBench
         {
             progress.WriteLine($"bench: {w.Name} ...");
             var cells = set.Contenders.Where(c => c.Supports(w)).Select(c => (Contender: c, Run: c.Create(w, threads))).ToList();
+            // A two-thread row's figures follow how far apart the host has put the two cores (a cache-line handoff of
+            // tens of ns or of well over a hundred, and it can change within a run): measured around the row.
+            double handoffBefore = w.Threads == 2 && threads.BoundToCores ? threads.LineHandoffNs() : 0;
             try
             {
                 var units = cells.Select(c => Calibrate(c.Run, options)).ToArray();
@@ -217,6 +220,10 @@ public static class QuickBench
                 for (int i = 0; i < cells.Count; i++)
                 {
                     report.Timings.Add(new TimingResult(w.Name, w.Operation, w.Threads, cells[i].Contender.Name, Summary.Of(samples[i])));
+                }
+                if (handoffBefore > 0 && cells.Count > 0)
+                {
+                    report.Handoffs.Add(new HandoffResult(w.Name, handoffBefore, threads.LineHandoffNs()));
                 }
             }
             finally

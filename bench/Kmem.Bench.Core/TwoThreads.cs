@@ -3,7 +3,8 @@
 // thread 0 alone. A round's wall time, divided by the operations one thread
 // made, is the per-operation time under that concurrency: perfect two-thread
 // scaling shows the one-thread figure again. Rounds are started and awaited by
-// one controlling thread at a time.
+// one controlling thread at a time. LineHandoffNs measures what a line costs to
+// cross between the two cores, which the host's placement of them decides.
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
@@ -64,6 +65,37 @@ internal sealed class TwoThreads : IDisposable
             ExceptionDispatchInfo.Capture(failure).Throw();
         }
         return elapsed;
+    }
+
+    /// <summary>How long one cache line takes to go from one worker's core to the other's: the median, over
+    /// <paramref name="rounds"/> rounds of <paramref name="trips"/> round trips each, of half a round trip of a
+    /// counter the two threads take turns to increment. Every two-thread figure pays it for each line the threads
+    /// share (the objects one hands the other, the allocator's own shared state), whatever the allocator.</summary>
+    /// <returns>Nanoseconds per one-way handoff.</returns>
+    public double LineHandoffNs(int trips = 20_000, int rounds = 5)
+    {
+        var line = new PaddedLong[1];
+        var samples = new double[rounds];
+        for (int r = 0; r < rounds; r++)
+        {
+            line[0].Value = 0;
+            var elapsed = Run(cpu =>
+            {
+                // Thread 0 moves the counter from even to odd, thread 1 from odd to even.
+                ref long v = ref line[0].Value;
+                for (long next = cpu; next < 2L * trips; next += 2)
+                {
+                    while (Volatile.Read(ref v) != next)
+                    {
+                        Thread.SpinWait(1);
+                    }
+                    Volatile.Write(ref v, next + 1);
+                }
+            });
+            samples[r] = elapsed.TotalNanoseconds / (2.0 * trips);
+        }
+        Array.Sort(samples);
+        return samples[rounds / 2];
     }
 
     private void Loop(int cpu, int hostCpu)

@@ -107,6 +107,7 @@ public class QuickBenchTests
                 T(BenchReport.LarsonOne, 1, "SLUB kmalloc", 40), T(BenchReport.LarsonTwo, 2, "SLUB kmalloc", 50), T(BenchReport.LarsonTwo, 2, "mimalloc", 60),
             ],
             Memory = [new("batch", "SLUB kmalloc", 1000, 1300), new("batch", "mimalloc", 1000, 1200), new("batch", "glibc malloc", 1000, 1500)],
+            Handoffs = [new(BenchReport.Pair64TwoThreads, 41.2, 40.6), new(BenchReport.LarsonTwo, 163.4, 41.0)],
         };
     }
 
@@ -167,6 +168,10 @@ public class QuickBenchTests
         var root = doc.RootElement;
         Assert.Equal("0.10 0.20 0.30", root.GetProperty("loadAverage").GetProperty("start").GetString());
         Assert.Equal(7, root.GetProperty("repetitions").GetInt32());
+        var handoff = root.GetProperty("lineHandoffs")[1];
+        Assert.Equal(BenchReport.LarsonTwo, handoff.GetProperty("workload").GetString());
+        Assert.Equal(163.4, handoff.GetProperty("beforeNs").GetDouble());
+        Assert.Equal(41.0, handoff.GetProperty("afterNs").GetDouble());
         Assert.Contains("log-uniform", root.GetProperty("sizeDistribution").GetString());
         Assert.Equal("kmem", root.GetProperty("contenders")[0].GetProperty("kind").GetString());
         Assert.Equal("jemalloc skipped: not installed", root.GetProperty("notes")[0].GetString());
@@ -195,8 +200,11 @@ public class QuickBenchTests
         Assert.Contains("note: jemalloc skipped: not installed", text.ToString());
         var markdown = new StringWriter();
         report.WriteMarkdown(markdown);
-        string header = markdown.ToString().Split('\n')[0];
-        Assert.Equal("| workload (ns/op, median) | SLUB kmalloc | glibc malloc | mimalloc | tcmalloc |", header);
+        string[] lines = markdown.ToString().Split('\n');
+        Assert.EndsWith("pair 64 B, 2 threads 41 / 41; larson 2 threads 163 / 41.", lines[0].TrimEnd());
+        Assert.StartsWith("Cache-line handoff between the two worker cores", lines[0], StringComparison.Ordinal);
+        Assert.Equal("| workload (ns/op, median) | SLUB kmalloc | glibc malloc | mimalloc | tcmalloc |", lines[2].TrimEnd());
+        Assert.Contains("larson 2 threads 163 / 41", text.ToString());
     }
 
     [Fact]
@@ -249,6 +257,17 @@ public class QuickBenchTests
         var batch = QuickBench.AllWorkloads().Single(w => w.Name == BenchReport.Batch);
         Assert.False(set.Contenders.Single(c => c.Name == "Kmem pages").Supports(batch));
         Assert.False(set.Contenders.Single(c => c.Name == "SLUB cache").Supports(QuickBench.AllWorkloads().Single(w => w.Name == "pair 64 KiB")));
+    }
+
+    [Fact]
+    public void TheLineHandoffIsTheTimeOfOneOfTheTwoThreadsTurns()
+    {
+        // Each turn waits for the other thread's store to reach it, so it costs at least a nanosecond; the median
+        // round's 2,000 turns cannot have taken longer than all three rounds (a lost turn would hang the round).
+        using var threads = new TwoThreads();
+        var elapsed = System.Diagnostics.Stopwatch.StartNew();
+        double ns = threads.LineHandoffNs(trips: 1_000, rounds: 3);
+        Assert.InRange(ns, 1, elapsed.Elapsed.TotalNanoseconds / 2_000.0);
     }
 
     private static long SlabBytesAfterShrinking(Machine m)

@@ -203,8 +203,8 @@ public static class QuickBench
         {
             progress.WriteLine($"bench: {w.Name} ...");
             var cells = set.Contenders.Where(c => c.Supports(w)).Select(c => (Contender: c, Run: c.Create(w, threads))).ToList();
-            // A two-thread row's figures follow how far apart the host has put the two cores (a cache-line handoff of
-            // tens of ns or of well over a hundred, and it can change within a run): measured around the row.
+            // A two-thread row's figures follow how far apart the host has put the two cores, which can change within a
+            // run: the cache-line handoff is measured around the row.
             double handoffBefore = w.Threads == 2 && threads.BoundToCores ? threads.LineHandoffNs() : 0;
             try
             {

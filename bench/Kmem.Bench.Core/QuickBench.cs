@@ -205,7 +205,7 @@ public static class QuickBench
             var cells = set.Contenders.Where(c => c.Supports(w)).Select(c => (Contender: c, Run: c.Create(w, threads))).ToList();
             // A two-thread row's figures follow how far apart the host has put the two cores, which can change within a
             // run: the cache-line handoff is measured around the row.
-            double handoffBefore = w.Threads == 2 && threads.BoundToCores ? threads.LineHandoffNs() : 0;
+            double handoffBefore = w.Threads == 2 && threads.BoundToCores && cells.Count > 0 ? threads.LineHandoffNs() : 0;
             try
             {
                 var units = cells.Select(c => Calibrate(c.Run, options)).ToArray();
@@ -221,7 +221,7 @@ public static class QuickBench
                 {
                     report.Timings.Add(new TimingResult(w.Name, w.Operation, w.Threads, cells[i].Contender.Name, Summary.Of(samples[i])));
                 }
-                if (handoffBefore > 0 && cells.Count > 0)
+                if (handoffBefore > 0)
                 {
                     report.Handoffs.Add(new HandoffResult(w.Name, handoffBefore, threads.LineHandoffNs()));
                 }

@@ -94,8 +94,7 @@ internal sealed class TwoThreads : IDisposable
             });
             samples[r] = elapsed.TotalNanoseconds / (2.0 * trips);
         }
-        Array.Sort(samples);
-        return samples[rounds / 2];
+        return Summary.Of(samples).Median;
     }
 
     private void Loop(int cpu, int hostCpu)

@@ -50,10 +50,20 @@ public sealed partial class TraceReplayer
         _steals = _options.Aligned && _kmem is not null ? new StealAlignment(_m.PageAllocator) : null;
     }
 
-    // Runs before each event is dispatched: a slab free's kernel answer (this event frees its slab's frame or not),
+    // The trace's second of the last vmstat_update.
+    private long _vmstatSecond = -1;
+
+    // Runs before each event is dispatched: vmstat_update at each new second of the trace's clock, a slab free's kernel answer (this event frees its slab's frame or not),
     // then the page events' kernel side.
     private void BeforeEvent(ref TraceEvent e, int cpu)
     {
+        long second = e.Timestamp / 1_000_000;
+        if (second != _vmstatSecond)
+        {
+            // vmstat_update: each CPU folds its counter diffs every stat_interval (a second, rounded to whole ones).
+            _vmstatSecond = second;
+            Kmem.PageAlloc.Vmstat.Refresh(_m.PageAllocator.Zones);
+        }
         if (_decisions.SlabFreeOpen(cpu))
         {
             bool kernel = e.Kind is TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched && _slabPages.ContainsKey(e.Pfn);

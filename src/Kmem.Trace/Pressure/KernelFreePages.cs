@@ -7,6 +7,7 @@
 // Rebased where the capture's vmstat reveals it (after each phase) and where
 // should_reclaim_retry shows a zone's (reclaim_retry_zone: available less reclaimable);
 // between, what fast_isolate_freepages takes shows in no event and drifts it.
+// NR_FREE_PAGES's counter, which the watermark checks read, is followed too (KernelVmstat.cs).
 // Before a user page's decision, Kmem's free pages in each zone are set to the kernel's,
 // as the other CPUs left them: the allocating task's own changes
 // since its previous allocation (the refill for this allocation, the drains its reclaim
@@ -38,9 +39,11 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
     // recorded from boot), the preferred zone is rebased where the capture reveals the total.
     private long[] KernelFreeArray => _kernelFree ??= [.. _m.PageAllocator.Zones.Select(z => Volatile.Read(ref z.FreePages))];
 
-    // Every event (aligned): the kernel's free pages per zone, and each task's own part since its last allocation.
+    // Every event (aligned): the kernel's free pages per zone, and each task's own part since its last allocation;
+    // and its NR_FREE_PAGES counter (KernelVmstat).
     public void TrackKernelFree(ref TraceEvent e)
     {
+        _vmstat.BeforeEvent(ref e);
         long change = e.Kind switch
         {
             TraceEventKind.MmPageAllocZoneLocked => -(1L << e.Order),
@@ -56,7 +59,13 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         int zone = _m.PageAllocator.ZoneOf((uint)e.Pfn).Index;
         free[zone] += change;
         Own(e.Pid)[zone] += change;
+        _vmstat.Change(ref e, zone, change);
     }
+
+    private readonly KernelVmstat _vmstat = new(m);
+
+    /// <summary>Whether the traced kswapd is awake (its CPUs' thresholds are the pressure ones).</summary>
+    public void KswapdAwake(bool awake) => _vmstat.Pressure = awake;
 
     private long[] Own(int pid)
     {
@@ -80,12 +89,13 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         {
             return;
         }
+        // /proc/vmstat's nr_free_pages is the zones' counters (global_zone_page_state), not the exact count.
         long others = 0;
         foreach (var z in _m.PageAllocator.Zones)
         {
-            others += z == user ? 0 : free[z.Index];
+            others += z == user ? 0 : _vmstat.Counter(z.Index, free[z.Index]);
         }
-        free[user.Index] = kernelFree - others;
+        free[user.Index] = _vmstat.RebaseCounter(user.Index, kernelFree - others);
         _kernelFreeKnown = true;
     }
 
@@ -97,6 +107,7 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         long[]? own = _ownFreeDelta.Remove(pid, out long[]? d) ? d : null;
         if (!_kernelFreeKnown || userZone() is null)
         {
+            _vmstat.ForgetOwn(pid);
             return;
         }
         foreach (var z in _m.PageAllocator.Zones)
@@ -104,8 +115,10 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
             if (z.IsManaged && z.Index < _heldFree.Length)
             {
                 HoldZone(z, Math.Max(0, KernelFreeArray[z.Index] - (own?[z.Index] ?? 0)));
+                _vmstat.Align(z);
             }
         }
+        _vmstat.ForgetOwn(pid);
     }
 
     // Holds or gives back pages of zone <z> (from and to its buddy lists: the caller holds the CPU's lists) until its
@@ -192,16 +205,22 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
                 int at = _m.PageAllocator.ZoneOf((uint)pfn).Index;
                 free[at] -= taken;
                 Own(pid)[at] -= taken;
+                _vmstat.ChangeOnAnyCpu(at, -taken, pid);
             }
             return;
         }
         if (PressureReplay.Word(text, "zone=") is { } name && zones.FirstOrDefault(z => z.Name == name) is { } zone
             && PressureReplay.Field(text, "available=") is long available && PressureReplay.Field(text, "reclaimable=") is long reclaimable)
         {
-            free[zone.Index] = available - reclaimable;
+            free[zone.Index] = available - reclaimable; // zone_page_state_snapshot: the exact count
+            _vmstat.Rebase(zone.Index, free[zone.Index]);
         }
     }
 
     // Any allocation of the task ends its own part (a user page's is read by AlignFree first).
-    public void ForgetOwnFree(int pid) => _ownFreeDelta.Remove(pid);
+    public void ForgetOwnFree(int pid)
+    {
+        _ownFreeDelta.Remove(pid);
+        _vmstat.ForgetOwn(pid);
+    }
 }

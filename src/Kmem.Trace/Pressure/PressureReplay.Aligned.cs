@@ -34,10 +34,10 @@ internal sealed partial class PressureReplay
     /// <para><paramref name="LowerMin"/>, <paramref name="LowerLow"/>: the best margin of a lower zone's free pages over its
     /// min (low) watermark with boost and its lowmem reserve for a user page's request (highest zone Movable) (above 0: that zone passes
     /// zone_watermark_fast for order 0; null without a lower zone).</para></summary>
-    private readonly record struct WakeState(long Free, long Min, long Low, long Boost, bool KswapdAwake, long? LowerMin = null, long? LowerLow = null)
+    private readonly record struct WakeState(long Free, long Counter, long Min, long Low, long Boost, bool KswapdAwake, long? LowerMin = null, long? LowerLow = null)
     {
         public override string ToString() =>
-            $"Kmem free {Free} (min {Min}, low {Low}, boost {Boost}), kswapd {(KswapdAwake ? "awake" : "asleep")}"
+            $"Kmem free {Free} (counter {Counter}; min {Min}, low {Low}, boost {Boost}), kswapd {(KswapdAwake ? "awake" : "asleep")}"
             + (LowerMin is long lm && LowerLow is long ll ? $"; lower zones' margin over min {lm}, over low {ll}" : "");
     }
 
@@ -58,12 +58,12 @@ internal sealed partial class PressureReplay
         {
             if (lower.IsManaged && lower.Type < z.Type)
             {
-                long free = Volatile.Read(ref lower.FreePages) - lower.LowmemReserve[(int)ZoneType.Movable]; // GFP_HIGHUSER_MOVABLE
+                long free = Volatile.Read(ref lower.VmstatFreePages) - lower.LowmemReserve[(int)ZoneType.Movable]; // GFP_HIGHUSER_MOVABLE
                 lowerMin = Math.Max(lowerMin ?? long.MinValue, free - lower.WmarkPages(Zone.WmarkMin));
                 lowerLow = Math.Max(lowerLow ?? long.MinValue, free - lower.WmarkPages(Zone.WmarkLow));
             }
         }
-        return new WakeState(Volatile.Read(ref z.FreePages), z.Watermark[Zone.WmarkMin] + boost, z.Watermark[Zone.WmarkLow] + boost, boost,
+        return new WakeState(Volatile.Read(ref z.FreePages), Volatile.Read(ref z.VmstatFreePages), z.Watermark[Zone.WmarkMin] + boost, z.Watermark[Zone.WmarkLow] + boost, boost,
             _m.Mm.KswapdIsRunning(z.Node), lowerMin, lowerLow);
     }
 
@@ -229,6 +229,7 @@ internal sealed partial class PressureReplay
         if (nid >= 0 && nid < _m.PageAllocator.Nodes.Length)
         {
             _m.Mm.KswapdSetAwake(nid, awake);
+            _kernelFree!.KswapdAwake(awake);
             KswapdRunEnds(_m.PageAllocator.Nodes[nid], starting: awake);
             _kernelRun = awake;
         }

@@ -215,7 +215,7 @@ internal sealed partial class PageAllocator
                 _mem.Frame(pfn).Flags = PageFlags.Pcp;
                 list.AddTail(_mem, pfn);
             }
-            zone.FreePages -= (long)allocated << order;
+            zone.ModFreePages(-((long)allocated << order)); // one change for the batch, as rmqueue_bulk makes it
             zone.Counters.Stats.PcpRefill += allocated;
             if (Observer is { } observer && allocated > 0)
             {
@@ -245,7 +245,7 @@ internal sealed partial class PageAllocator
                     return pfn;
                 }
             }
-            zone.FreePages -= 1L << order;
+            zone.ModFreePages(-(1L << order));
             zone.Counters.Stats.PgAlloc += 1L << order;
             CountNuma(ref zone.Counters.Stats, preferred, zone, cpu);
             return pfn;

@@ -103,7 +103,7 @@ internal sealed partial class Zone
     {
         if (mt != (int)MigrateType.Isolate)
         {
-            FreePages += 1L << order;
+            ModFreePages(1L << order);
         }
         uint buddy = PhysMem.NoPfn;
         while (order < Arch.MaxOrder - 1)
@@ -466,6 +466,7 @@ internal sealed partial class Zone
             {
                 throw new InvalidOperationException($"zone {Name}: free lists hold {pages} pages, NR_FREE_PAGES is {FreePages}");
             }
+            ValidateVmstat();
         }
     }
 

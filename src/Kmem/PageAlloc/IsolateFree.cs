@@ -22,12 +22,12 @@ internal sealed partial class Zone
             {
                 return false;
             }
-            if (FreePages - (1L << order) <= Watermark[WmarkMin])
+            if (Volatile.Read(ref VmstatFreePages) - (1L << order) <= Watermark[WmarkMin]) // zone_watermark_ok: the counter
             {
                 return false;
             }
             DelFromFreeList(pfn, order);
-            FreePages -= 1L << order;
+            ModFreePages(-(1L << order));
             _mem.HandOut(pfn, 1 << order);
             for (uint i = 0; i < 1u << order; i++)
             {

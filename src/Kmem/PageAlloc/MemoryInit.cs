@@ -69,7 +69,7 @@ internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(al
                 {
                     (s, e) = (0, 0);
                 }
-                var zone = new Zone(_mem, node, type, index++, s, e, cpus.Count);
+                var zone = new Zone(_mem, node, type, index++, s, e, cpus);
                 _mem.RegisterZone(zone.Index, s, e);
                 zones.Add(zone);
             }

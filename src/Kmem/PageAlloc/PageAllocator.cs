@@ -48,6 +48,7 @@ internal sealed partial class PageAllocator
         _wmarks = new WatermarkSetup(this);
         _wmarks.Init(options.MinFreeKbytes);
         init.ReleaseInitMemory();
+        Vmstat.Refresh(Zones); // boot's frees, folded long before anything runs
         Reclaimer = reclaimer?.Invoke(this) ?? new NoReclaim();
     }
 
@@ -100,15 +101,13 @@ internal sealed partial class PageAllocator
     /// <summary>__setup_per_zone_wmarks, then the pcp sizes and totalreserve_pages (see <see cref="WatermarkSetup"/>).</summary>
     public void SetupPerZoneWmarks() => _wmarks.SetupPerZoneWmarks();
 
+
     /// <summary>zone_pcp_update: the zone's per-CPU high and batch from its managed pages and low watermark now (as
     /// setup_per_zone_wmarks does after it sets the watermarks).</summary>
     internal void ZonePcpUpdate(Zone zone) => _wmarks.ZonePcpUpdate(zone);
 
     /// <summary>zone_batchsize (see <see cref="WatermarkSetup"/>).</summary>
     public static int ZoneBatchsize(long managedPages) => WatermarkSetup.ZoneBatchsize(managedPages);
-
-    /// <summary>The "vm stats threshold" of zoneinfo (see <see cref="WatermarkSetup"/>).</summary>
-    public int StatThreshold(Zone zone) => _wmarks.StatThreshold(zone);
 
     /// <summary>Sets one CPU's pcp list to a length, as a replay's alignment does (see <see cref="PcpAlign"/>).</summary>
     public int AlignPcpList(Zone zone, int cpu, int order, int mt, int blocks) => PcpAlign.AlignPcpList(_mem, zone, cpu, order, mt, blocks);

@@ -29,7 +29,7 @@ internal static class PcpAlign
             {
                 if ((pfn = zone.RmqueueSmallest(order, mt)) != PhysMem.NoPfn)
                 {
-                    zone.FreePages -= 1L << order;
+                    zone.ModFreePages(-(1L << order));
                     break;
                 }
             }
@@ -77,7 +77,7 @@ internal static class PcpAlign
                     }
                     mem.Frame(pfn).Flags = PageFlags.Pcp;
                     list.AddTail(mem, pfn);
-                    zone.FreePages -= 1L << order;
+                    zone.ModFreePages(-(1L << order));
                     pcp.Count += 1 << order;
                 }
             }
@@ -123,7 +123,7 @@ internal static class PcpAlign
                     }
                     mem.Frame(pfn).Flags = PageFlags.Pcp;
                     add.AddTail(mem, pfn);
-                    zone.FreePages -= 1;
+                    zone.ModFreePages(-1);
                     pcp.Count += 1;
                 }
             }

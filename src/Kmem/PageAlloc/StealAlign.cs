@@ -128,7 +128,7 @@ internal sealed partial class Zone
         uint pfn = TakeSmallest(order, mt);
         if (pfn != PhysMem.NoPfn)
         {
-            FreePages -= 1L << order;
+            ModFreePages(-(1L << order));
         }
         return pfn;
     }

@@ -1,23 +1,30 @@
 // Watermarks, lowmem reserves, totalreserve_pages and per-CPU list sizing of the
 // page allocator (init_per_zone_wmark_min, set_recommended_min_free_kbytes,
 // __setup_per_zone_wmarks, setup_per_zone_lowmem_reserve,
-// calculate_totalreserve_pages, zone_batchsize, zone_highsize, zone_pcp_update).
+// calculate_totalreserve_pages, zone_batchsize, zone_highsize, zone_pcp_update,
+// refresh_zone_stat_thresholds).
 // Runs at boot and when a tunable changes, taking each zone's lock to write the
 // watermarks; the pcp sizes are published with volatile writes. The checks that
 // read all this are PageAllocator's (Watermarks.cs).
-using System.Numerics;
 using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
 
 internal sealed class WatermarkSetup(PageAllocator allocator) : PageAllocatorPart(allocator)
 {
-    /// <summary>The boot-time setup: min_free_kbytes (given or computed), the watermarks, the lowmem
-    /// reserves, and khugepaged's raise when min_free_kbytes was not given.</summary>
+    /// <summary>The boot-time setup: min_free_kbytes (given or computed), the watermarks, the vmstat thresholds,
+    /// the lowmem reserves, and khugepaged's raise when min_free_kbytes was not given.</summary>
     public void Init(int? minFreeKbytes)
     {
         MinFreeKbytes = minFreeKbytes ?? CalculateMinFreeKbytes();
+        if (_allocator.Cpus.Count > 1)
+        {
+            // 6.1 brings the secondary CPUs up (vmstat_cpu_online) before init_per_zone_wmark_min sets a watermark:
+            // with low and min still 0, every zone gets a percpu_drift_mark, and no later refresh takes it away.
+            RefreshZoneStatThresholds();
+        }
         SetupPerZoneWmarks();
+        RefreshZoneStatThresholds();
         SetupPerZoneLowmemReserve();
         if (minFreeKbytes is null)
         {
@@ -207,13 +214,24 @@ internal sealed class WatermarkSetup(PageAllocator allocator) : PageAllocatorPar
         }
     }
 
-    /// <summary>The "vm stats threshold" of zoneinfo (calculate_normal_threshold).</summary>
-    public int StatThreshold(Zone zone)
+    /// <summary>refresh_zone_stat_thresholds: every zone's CPUs take the normal threshold; a zone whose CPUs could
+    /// drift further together than from its low to its min watermark gets a percpu_drift_mark (high watermark plus
+    /// that drift), and keeps any mark it had.</summary>
+    public void RefreshZoneStatThresholds()
     {
-        long mem = zone.ManagedPages >> (27 - PhysMem.PageShift);
-        int threshold = 2 * Fls(_allocator.Cpus.Count) * (1 + Fls(mem));
-        return Math.Min(125, threshold);
+        foreach (var zone in Zones)
+        {
+            int threshold = zone.NormalStatThreshold();
+            lock (zone.Lock)
+            {
+                zone.StatThreshold = threshold;
+                long tolerate = zone.WmarkPages(Zone.WmarkLow) - zone.WmarkPages(Zone.WmarkMin);
+                long maxDrift = (long)_allocator.Cpus.Count * threshold;
+                if (maxDrift > tolerate)
+                {
+                    zone.PercpuDriftMark = zone.WmarkPages(Zone.WmarkHigh) + maxDrift;
+                }
+            }
+        }
     }
-
-    private static int Fls(long x) => x == 0 ? 0 : 64 - BitOperations.LeadingZeroCount((ulong)x);
 }

@@ -1,6 +1,7 @@
 // The watermark checks of the allocation paths (__zone_watermark_ok,
-// zone_watermark_fast) and the watermark indices. They read without locks, as
-// the kernel does; the watermarks themselves are set by WatermarkSetup.
+// zone_watermark_fast; kswapd's zone_watermark_ok_safe is Zone.Vmstat.cs's), and the
+// watermark indices. They read the zone's NR_FREE_PAGES counter (Zone.Vmstat.cs) without
+// locks, as the kernel does; the watermarks themselves are set by WatermarkSetup.
 using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
@@ -69,7 +70,7 @@ internal sealed partial class PageAllocator
     /// requests at the min watermark ignore the boost.</summary>
     private static bool ZoneWatermarkFast(Zone z, int order, long mark, ZoneType highest, AllocFlags flags, Gfp gfp)
     {
-        long free = Volatile.Read(ref z.FreePages);
+        long free = Volatile.Read(ref z.VmstatFreePages); // zone_page_state: the counter, not the exact count
         if (order == 0)
         {
             long usable = free - Math.Min(free, UnusableFree(z, 0, flags));

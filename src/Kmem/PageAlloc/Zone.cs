@@ -22,17 +22,21 @@ internal sealed partial class Zone
     private readonly PfnList[] _freeList = new PfnList[Arch.MaxOrder * MigrateTypes];
     private readonly long[] _freeCount = new long[Arch.MaxOrder * MigrateTypes];
 
-    public Zone(PhysMem mem, Node node, ZoneType type, int index, uint startPfn, uint endPfn, int cpus)
+    private readonly CpuTopology _cpus;
+
+    public Zone(PhysMem mem, Node node, ZoneType type, int index, uint startPfn, uint endPfn, CpuTopology cpus)
     {
         _mem = mem;
+        _cpus = cpus;
+        _freeDiff = new long[cpus.Count];
         Node = node;
         Type = type;
         Index = index;
         StartPfn = startPfn;
         EndPfn = endPfn;
         Array.Fill(_freeList, PfnList.Empty);
-        Pcp = new PerCpuPages[cpus];
-        for (int i = 0; i < cpus; i++)
+        Pcp = new PerCpuPages[cpus.Count];
+        for (int i = 0; i < cpus.Count; i++)
         {
             Pcp[i] = new PerCpuPages();
         }
@@ -57,7 +61,8 @@ internal sealed partial class Zone
     /// <summary>is_highmem: ZONE_HIGHMEM, and ZONE_MOVABLE when it is carved from highmem.</summary>
     public bool IsHighMem { get; set; }
 
-    /// <summary>NR_FREE_PAGES: pages on the buddy lists (not the pcp lists).</summary>
+    /// <summary>NR_FREE_PAGES, exact: pages on the buddy lists (not the pcp lists). What the watermark checks read
+    /// is <see cref="VmstatFreePages"/> (Zone.Vmstat.cs).</summary>
     public long FreePages;
     /// <summary>_watermark[WMARK_MIN, LOW, HIGH, PROMO], without the boost.</summary>
     public readonly long[] Watermark = new long[4];

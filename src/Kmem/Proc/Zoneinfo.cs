@@ -74,7 +74,7 @@ internal static class Zoneinfo
             }
         }
         sb.Append("\n  pagesets");
-        int threshold = pa.StatThreshold(zone);
+        int threshold = zone.StatThreshold; // stat_threshold as the CPUs have it now
         for (int cpu = 0; cpu < zone.Pcp.Length; cpu++)
         {
             var pcp = zone.Pcp[cpu];

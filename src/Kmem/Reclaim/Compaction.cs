@@ -108,7 +108,7 @@ internal sealed partial class Compaction(PhysMem mem, PageAllocator pa, Lruvecs 
         {
             return CompactResult.Continue;
         }
-        long free = Volatile.Read(ref zone.FreePages);
+        long free = Volatile.Read(ref zone.VmstatFreePages); // zone_page_state, as zone_watermark_ok reads it
         if (PageAllocator.ZoneWatermarkOk(zone, order, zone.WmarkPages(Zone.WmarkMin), highest, 0, free))
         {
             return CompactResult.Success;

@@ -100,7 +100,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
                 continue;
             }
             any = true;
-            if (PageAllocator.ZoneWatermarkOk(z, order, z.WmarkPages(Zone.WmarkHigh), highest, 0, Volatile.Read(ref z.FreePages)))
+            if (z.WatermarkOkSafe(order, z.WmarkPages(Zone.WmarkHigh), highest))
             {
                 return true;
             }
@@ -315,6 +315,8 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
     private void Run(int nid, int order, ZoneType highest, CancellationToken token)
     {
         var node = pa.Nodes[nid];
+        // Woken from its sleep: the CPUs' vmstat drift is held below the low-to-min distance while kswapd runs.
+        Vmstat.SetPgdatPercpuThreshold(node, pressure: true);
         try
         {
             while (true)
@@ -357,6 +359,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             }
             kcompactd.KswapdSleeping(node.Id);
             kcompactd.Wakeup(node.Id, allocOrder);
+            Vmstat.SetPgdatPercpuThreshold(node, pressure: false);
             return true;
         }
         using (locks.EnterAll())

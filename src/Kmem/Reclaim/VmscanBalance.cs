@@ -73,7 +73,7 @@ internal sealed partial class Vmscan
         long free = 0, totalHigh = 0;
         foreach (var z in node.Zones)
         {
-            free += Volatile.Read(ref z.FreePages);
+            free += Volatile.Read(ref z.VmstatFreePages); // sum_zone_node_page_state
             if (z.IsManaged)
             {
                 totalHigh += z.WmarkPages(Zone.WmarkHigh);

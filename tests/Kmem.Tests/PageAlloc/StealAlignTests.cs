@@ -101,7 +101,7 @@ public class StealAlignTests
             // One movable page straight off the buddy lists: its pageblock's order-10 block splits, leaving one free
             // block of each order 0-9 beside it, among them the order-2 block the kernel's event names.
             taken = zone.RmqueueSmallest(0, (int)MigrateType.Movable);
-            zone.FreePages--;
+            zone.ModFreePages(-1);
         }
         long free = zone.FreePages;
         // An order-2 unmovable request stealing an order-2 movable block, the pageblock not claimed: can_steal_fallback

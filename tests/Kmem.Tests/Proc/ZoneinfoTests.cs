@@ -60,7 +60,7 @@ public class ZoneinfoTests
             for (int cpu = 0; cpu < m.NrCpus; cpu++)
             {
                 var pcp = zone.Pcp[cpu];
-                Assert.Equal((cpu, (long)pcp.Count, (long)pcp.High, (long)pcp.Batch, (long)pa.StatThreshold(zone)), b.Pagesets[cpu]);
+                Assert.Equal((cpu, (long)pcp.Count, (long)pcp.High, (long)pcp.Batch, (long)zone.NormalStatThreshold()), b.Pagesets[cpu]);
             }
         }
         // The machine has protection in DMA and pages on CPU 1's DMA32 list: the figures above were not all zero.

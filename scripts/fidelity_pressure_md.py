@@ -98,11 +98,12 @@ def section(path, title):
     return "\n".join(out)
 
 
-STATE = re.compile(r"Kmem free (-?\d+) \(min (\d+), low (\d+), boost (\d+)\), kswapd (awake|asleep)")
+# Kmem's state before the fault: the exact free pages, the NR_FREE_PAGES counter the watermark checks read, the marks.
+STATE = re.compile(r"Kmem free (-?\d+) \(counter (-?\d+); min (\d+), low (\d+), boost (\d+)\), kswapd (awake|asleep)")
 LOWER = re.compile(r"lower zones' margin over min (-?\d+), over low (-?\d+)")
-# Margins of a lower zone's free pages over its watermark and lowmem reserve, in pages: what the CPUs' vm_stat_diff of a
-# small zone may hold back from the zone_page_state the kernel's fast path reads is a few pages per CPU (DMA's
-# stat_threshold is 4, 3 under pressure), of DMA32 up to 68 per CPU under pressure.
+# Margins of a lower zone's counter over its watermark and lowmem reserve, in pages: the CPUs' vm_stat_diff of a small
+# zone holds a few pages each (DMA's stat_threshold on the captures is 4, 3 under pressure), so a margin within NEAR
+# turns on pages the trace's fold times (vmstat_update, taken at whole seconds) may have placed otherwise.
 NEAR, FAR = 8, 64
 
 
@@ -130,14 +131,15 @@ def lower(c, mark):
     n = c["lower_near"] + c["lower_drift"] + c["lower_far"]
     if n == 0:
         return ""
-    return (f" Of the {n:,} Kmem-only ones at or below the {mark} watermark, a lower zone was within {NEAR} pages of passing "
-            f"its own {mark} watermark and lowmem reserve in {c['lower_near']:,}, within {FAR} in {c['lower_drift']:,}, "
+    return (f" Of the {n:,} Kmem-only ones at or below the {mark} watermark, a lower zone's counter was within {NEAR} pages of "
+            f"passing its own {mark} watermark and lowmem reserve in {c['lower_near']:,}, within {FAR} in {c['lower_drift']:,}, "
             f"further in {c['lower_far']:,}.")
 
 
 def gaps(j):
     """The aligned disagreements of kswapd_wake and direct_reclaim, counted by Kmem's state before the fault (the
-    mismatch details name it; they are listed when the replay ran with --mismatches)."""
+    mismatch details name it; they are listed when the replay ran with --mismatches): the preferred zone's
+    NR_FREE_PAGES counter (zone_page_state, which the watermark checks read) against the watermark."""
     out = ["", "### Remaining gaps, counted (aligned)", ""]
     for kind, mark in (("kswapd_wake", "low"), ("direct_reclaim", "min")):
         ms = j.get("decisions", {}).get(kind, {}).get("mismatches") or []
@@ -149,7 +151,7 @@ def gaps(j):
             st = STATE.search(m["detail"])
             if st is None:
                 continue
-            free, wm, awake = int(st.group(1)), int(st.group(2 if mark == "min" else 3)), st.group(5) == "awake"
+            free, wm, awake = int(st.group(2)), int(st.group(3 if mark == "min" else 4)), st.group(6) == "awake"
             if m["kernel"]:
                 c["k_awake" if awake and kind == "kswapd_wake" else "k_above" if free > wm else "k_below"] += 1
             else:
@@ -165,14 +167,14 @@ def gaps(j):
         m_only = c["m_awake"] + c["m_above"] + c["m_asleep_below"]
         if kind == "kswapd_wake":
             out.append(f"- kswapd_wake: {k_only:,} kernel-only wakeups: {c['k_awake']:,} found Kmem's kswapd awake (woken "
-                       f"by Kmem earlier, or not yet balanced), {c['k_above']:,} found Kmem's free pages above its low "
+                       f"by Kmem earlier, or not yet balanced), {c['k_above']:,} found Kmem's counter above its low "
                        f"watermark, {c['k_below']:,} below it with kswapd asleep (the allocation passed the fast path in "
                        f"another zone); {m_only:,} Kmem-only: {c['m_asleep_below']:,} at or below the low watermark with "
                        f"kswapd asleep, {c['m_above']:,} above it (a steal of Kmem's own set ZONE_BOOSTED_WATERMARK), "
                        f"{c['m_awake']:,} other. {c['paired']:,} Kmem-only wakeups are followed by a kernel-only one "
                        f"within 5,000 lines: the same wakeup a few allocations apart, the free pages a few apart." + lower(c, "low"))
         else:
-            out.append(f"- direct_reclaim: {k_only:,} kernel-only: {c['k_above']:,} found Kmem's free pages above its "
+            out.append(f"- direct_reclaim: {k_only:,} kernel-only: {c['k_above']:,} found Kmem's counter above its "
                        f"min watermark, {c['k_below']:,} at or below it (Kmem's allocation took a page in another zone); "
                        f"{m_only:,} Kmem-only: {c['m_asleep_below']:,} at or below the min watermark, {c['m_above']:,} "
                        f"above it (Kmem's own steal or fault took more). {c['paired']:,} are followed by a kernel-only "

@@ -7,7 +7,8 @@
 // Rebased where the capture's vmstat reveals it (after each phase) and where
 // should_reclaim_retry shows a zone's (reclaim_retry_zone: available less reclaimable);
 // between, what fast_isolate_freepages takes shows in no event and drifts it.
-// NR_FREE_PAGES's counter, which the watermark checks read, is followed too (KernelVmstat.cs).
+// The CPUs' vmstat diffs, which keep the counter the watermark checks read behind the exact
+// count, are followed too (KernelVmstat.cs).
 // Before a user page's decision, Kmem's free pages in each zone are set to the kernel's,
 // as the other CPUs left them: the allocating task's own changes
 // since its previous allocation (the refill for this allocation, the drains its reclaim
@@ -40,7 +41,7 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
     private long[] KernelFreeArray => _kernelFree ??= [.. _m.PageAllocator.Zones.Select(z => Volatile.Read(ref z.FreePages))];
 
     // Every event (aligned): the kernel's free pages per zone, and each task's own part since its last allocation;
-    // and its NR_FREE_PAGES counter (KernelVmstat).
+    // and the CPUs' vmstat diffs (KernelVmstat).
     public void TrackKernelFree(ref TraceEvent e)
     {
         _vmstat.BeforeEvent(ref e);
@@ -93,9 +94,9 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         long others = 0;
         foreach (var z in _m.PageAllocator.Zones)
         {
-            others += z == user ? 0 : _vmstat.Counter(z.Index, free[z.Index]);
+            others += z == user ? 0 : free[z.Index] - _vmstat.Held(z.Index);
         }
-        free[user.Index] = _vmstat.RebaseCounter(user.Index, kernelFree - others);
+        free[user.Index] = kernelFree - others + _vmstat.Held(user.Index);
         _kernelFreeKnown = true;
     }
 
@@ -107,7 +108,6 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         long[]? own = _ownFreeDelta.Remove(pid, out long[]? d) ? d : null;
         if (!_kernelFreeKnown || userZone() is null)
         {
-            _vmstat.ForgetOwn(pid);
             return;
         }
         foreach (var z in _m.PageAllocator.Zones)
@@ -118,7 +118,6 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
                 _vmstat.Align(z);
             }
         }
-        _vmstat.ForgetOwn(pid);
     }
 
     // Holds or gives back pages of zone <z> (from and to its buddy lists: the caller holds the CPU's lists) until its
@@ -205,7 +204,6 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
                 int at = _m.PageAllocator.ZoneOf((uint)pfn).Index;
                 free[at] -= taken;
                 Own(pid)[at] -= taken;
-                _vmstat.ChangeOnAnyCpu(at, -taken, pid);
             }
             return;
         }
@@ -213,7 +211,6 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
             && PressureReplay.Field(text, "available=") is long available && PressureReplay.Field(text, "reclaimable=") is long reclaimable)
         {
             free[zone.Index] = available - reclaimable; // zone_page_state_snapshot: the exact count
-            _vmstat.Rebase(zone.Index, free[zone.Index]);
         }
     }
 
@@ -221,6 +218,5 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
     public void ForgetOwnFree(int pid)
     {
         _ownFreeDelta.Remove(pid);
-        _vmstat.ForgetOwn(pid);
     }
 }

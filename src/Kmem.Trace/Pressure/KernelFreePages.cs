@@ -7,8 +7,9 @@
 // Rebased where the capture's vmstat reveals it (after each phase) and where
 // should_reclaim_retry shows a zone's (reclaim_retry_zone: available less reclaimable);
 // between, what fast_isolate_freepages takes shows in no event and drifts it.
-// The CPUs' vmstat diffs, which keep the counter the watermark checks read behind the exact
-// count, are followed too (KernelVmstat.cs).
+// The CPUs' vmstat diffs, which keep the NR_FREE_PAGES counter the watermark checks read behind
+// the exact count, are not: when the kernel's CPUs folded them (vmstat_update's timers, a CPU
+// going idle) is not traced, so Kmem's counter is set to its count at each decision.
 // Before a user page's decision, Kmem's free pages in each zone are set to the kernel's,
 // as the other CPUs left them: the allocating task's own changes
 // since its previous allocation (the refill for this allocation, the drains its reclaim
@@ -40,11 +41,9 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
     // recorded from boot), the preferred zone is rebased where the capture reveals the total.
     private long[] KernelFreeArray => _kernelFree ??= [.. _m.PageAllocator.Zones.Select(z => Volatile.Read(ref z.FreePages))];
 
-    // Every event (aligned): the kernel's free pages per zone, and each task's own part since its last allocation;
-    // and the CPUs' vmstat diffs (KernelVmstat).
+    // Every event (aligned): the kernel's free pages per zone, and each task's own part since its last allocation.
     public void TrackKernelFree(ref TraceEvent e)
     {
-        _vmstat.BeforeEvent(ref e);
         long change = e.Kind switch
         {
             TraceEventKind.MmPageAllocZoneLocked => -(1L << e.Order),
@@ -60,13 +59,7 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         int zone = _m.PageAllocator.ZoneOf((uint)e.Pfn).Index;
         free[zone] += change;
         Own(e.Pid)[zone] += change;
-        _vmstat.Change(ref e, zone, change);
     }
-
-    private readonly KernelVmstat _vmstat = new(m);
-
-    /// <summary>Whether the traced kswapd is awake (its CPUs' thresholds are the pressure ones).</summary>
-    public void KswapdAwake(bool awake) => _vmstat.Pressure = awake;
 
     private long[] Own(int pid)
     {
@@ -90,13 +83,12 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         {
             return;
         }
-        // /proc/vmstat's nr_free_pages is the zones' counters (global_zone_page_state), not the exact count.
         long others = 0;
         foreach (var z in _m.PageAllocator.Zones)
         {
-            others += z == user ? 0 : free[z.Index] - _vmstat.Held(z.Index);
+            others += z == user ? 0 : free[z.Index];
         }
-        free[user.Index] = kernelFree - others + _vmstat.Held(user.Index);
+        free[user.Index] = kernelFree - others;
         _kernelFreeKnown = true;
     }
 
@@ -115,7 +107,9 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
             if (z.IsManaged && z.Index < _heldFree.Length)
             {
                 HoldZone(z, Math.Max(0, KernelFreeArray[z.Index] - (own?[z.Index] ?? 0)));
-                _vmstat.Align(z);
+                // The CPUs' vmstat diffs are not revealed (their folds are not traced): the counter the watermark
+                // checks read is the count.
+                z.AlignVmstat(Volatile.Read(ref z.FreePages), [], _m.PageAllocator.Cpus.Current);
             }
         }
     }

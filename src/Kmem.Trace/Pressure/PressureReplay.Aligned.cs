@@ -12,8 +12,8 @@
 //   allocation: Kmem's direct reclaim, if Kmem decides to enter it, reclaims them
 //   (Vmscan.TracedReclaim), otherwise they are paged out after the allocation. Kmem
 //   decides at the state before the kernel's reclaim for it, as the kernel did;
-// - the NR_FREE_PAGES counter the watermark checks read is Kmem's free pages less the kernel's CPU
-//   diffs (KernelVmstat);
+// - the NR_FREE_PAGES counter the watermark checks read is Kmem's free pages (the CPUs' vmstat diffs
+//   are not revealed: KernelFreePages);
 // - the watermark boost is the kernel's: boost_watermark at each of its fallback steals below
 //   a pageblock (mm_page_alloc_extfrag), with ZONE_BOOSTED_WATERMARK for the next rmqueue in
 //   the zone; a run of balance_pgdat drops, when it ends, the boost it began with (a run
@@ -231,7 +231,6 @@ internal sealed partial class PressureReplay
         if (nid >= 0 && nid < _m.PageAllocator.Nodes.Length)
         {
             _m.Mm.KswapdSetAwake(nid, awake);
-            _kernelFree!.KswapdAwake(awake);
             KswapdRunEnds(_m.PageAllocator.Nodes[nid], starting: awake);
             _kernelRun = awake;
         }

@@ -503,8 +503,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
                 sc.NrToReclaim += Math.Max(z.WmarkPages(Zone.WmarkHigh), Vmscan.SwapClusterMax);
             }
         }
-        vmscan.ShrinkNode(vec, ref sc);
-        sc.NrReclaimed += shrinkers.ShrinkSlab(sc.Gfp, node.Id, sc.Priority);
+        vmscan.ShrinkNodeAndSlab(node, ref sc);
         if (sc.Order > 0 && sc.NrReclaimed >= 2L << sc.Order)
         {
             sc.Order = 0;

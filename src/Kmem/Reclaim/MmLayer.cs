@@ -62,6 +62,7 @@ internal sealed class MmLayer : IReclaimer, IDisposable
         _kcompactd = new KcompactdDaemon(mem, pa, _compaction, _events, _locks, options.Kswapd, threaded);
         _kswapd = new KswapdDaemon(pa, _lru, _vmscan, _shrinkers, _kcompactd, _events, _locks, options.Kswapd, threaded);
         _compaction.KswapdIsRunning = _kswapd.IsRunning;
+        _vmscan.CompactionSuitable = (zone, order, highest) => _compaction.CompactionSuitable(zone, order, highest);
     }
 
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;

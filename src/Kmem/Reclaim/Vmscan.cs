@@ -48,6 +48,8 @@ internal struct ScanControl
     public bool FileIsTiny;
     /// <summary>!may_swap: kswapd reclaiming only for a watermark boost leaves anon pages alone.</summary>
     public bool NoSwap;
+    /// <summary>A zone had enough free pages for the costly order's compaction (compaction_ready): reclaim stops.</summary>
+    public bool CompactionReady;
 }
 
 /// <summary>What shrink_folio_list does with a page (enum folio_references, reduced).</summary>
@@ -93,7 +95,7 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
         }
         var sc = new ScanControl
         {
-            Gfp = gfp, Order = order, ReclaimIdx = highest, NrToReclaim = Math.Max(SwapClusterMax, 1L << order),
+            Gfp = gfp, Order = order, ReclaimIdx = highest, NrToReclaim = SwapClusterMax, // whatever the order
         };
         MmCurrent.Memalloc = true;
         try
@@ -117,29 +119,98 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
     /// <summary>allocstall_*, by the request's highest zone.</summary>
     public readonly long[] Allocstall = new long[(int)ZoneType.Device + 1];
 
-    /// <summary>do_try_to_free_pages: priorities 12 down to 0 over the zonelist's nodes until enough is freed.</summary>
+    /// <summary>do_try_to_free_pages with shrink_zones: priorities 12 down to 0, each node of the zonelist shrunk once
+    /// a pass, until enough is freed; for a costly order a zone with room to compact in is left alone and ends the
+    /// reclaim (compaction_ready), which then counts as progress.</summary>
     private long DoTryToFreePages(Zone[] zonelist, ref ScanControl sc)
     {
-        var idx = sc.ReclaimIdx;
-        var nodes = zonelist.Where(z => z.Type <= idx).Select(z => z.Node).Distinct().ToArray();
         for (sc.Priority = DefPriority; sc.Priority >= 0; sc.Priority--)
         {
-            foreach (var node in nodes)
+            Node? last = null;
+            foreach (var zone in zonelist)
             {
-                long before = sc.NrReclaimed;
-                ShrinkNode(_lru.OfNode(node.Id), ref sc);
-                sc.NrReclaimed += _shrinkers.ShrinkSlab(sc.Gfp, node.Id, sc.Priority);
-                if (sc.NrReclaimed > before)
+                if (zone.Type > sc.ReclaimIdx || !zone.IsManaged)
                 {
-                    _lru.OfNode(node.Id).KswapdFailures = 0;
+                    continue;
                 }
+                if (sc.Order > PerCpuPages.CostlyOrder && CompactionReady(zone, sc))
+                {
+                    sc.CompactionReady = true;
+                    continue;
+                }
+                if (zone.Node == last)
+                {
+                    continue;
+                }
+                last = zone.Node;
+                ShrinkNodeAndSlab(zone.Node, ref sc);
             }
-            if (sc.NrReclaimed >= sc.NrToReclaim)
+            if (sc.NrReclaimed >= sc.NrToReclaim || sc.CompactionReady)
             {
                 break;
             }
         }
-        return sc.NrReclaimed;
+        return sc.NrReclaimed > 0 ? sc.NrReclaimed : sc.CompactionReady ? 1 : 0;
+    }
+
+    /// <summary>shrink_node: the node's lists and its shrinkers, once more while reclaim for a high order should go
+    /// on (should_continue_reclaim); progress revives a dormant kswapd. Returns the pages it freed.</summary>
+    public long ShrinkNodeAndSlab(Node node, ref ScanControl sc)
+    {
+        var vec = _lru.OfNode(node.Id);
+        long total = 0;
+        while (true)
+        {
+            long before = sc.NrReclaimed;
+            ShrinkNode(vec, ref sc);
+            sc.NrReclaimed += _shrinkers.ShrinkSlab(sc.Gfp, node.Id, sc.Priority);
+            long reclaimed = sc.NrReclaimed - before;
+            total += reclaimed;
+            if (reclaimed > 0)
+            {
+                vec.KswapdFailures = 0;
+            }
+            if (!ShouldContinueReclaim(node, reclaimed, sc))
+            {
+                return total;
+            }
+        }
+    }
+
+    /// <summary>compaction_suitable, for reclaim's look at whether compaction could go ahead (set by the layer
+    /// that owns compaction).</summary>
+    public Func<Zone, int, ZoneType, CompactResult> CompactionSuitable { get; set; } = (_, _, _) => CompactResult.Skipped;
+
+    /// <summary>compaction_ready: the allocation would succeed already, or compaction can go ahead and the zone is
+    /// above its high watermark by the compaction gap (twice the request).</summary>
+    private bool CompactionReady(Zone zone, in ScanControl sc) => CompactionSuitable(zone, sc.Order, sc.ReclaimIdx) switch
+    {
+        CompactResult.Success => true,
+        CompactResult.Skipped => false,
+        _ => zone.WatermarkOkSafe(0, zone.WmarkPages(Zone.WmarkHigh) + (2L << sc.Order), sc.ReclaimIdx),
+    };
+
+    /// <summary>should_continue_reclaim: in reclaim for compaction (a costly order, or any high order below priority
+    /// 10), another pass while the last one freed something, no zone up to the request's could compact or allocate
+    /// yet, and the inactive lists hold more than the compaction gap.</summary>
+    private bool ShouldContinueReclaim(Node node, long reclaimed, in ScanControl sc)
+    {
+        bool inReclaimCompaction = sc.Order > 0 && (sc.Order > PerCpuPages.CostlyOrder || sc.Priority < DefPriority - 2);
+        if (!inReclaimCompaction || reclaimed == 0)
+        {
+            return false;
+        }
+        foreach (var zone in node.Zones)
+        {
+            if (zone.Type <= sc.ReclaimIdx && zone.IsManaged
+                && CompactionSuitable(zone, sc.Order, sc.ReclaimIdx) is CompactResult.Success or CompactResult.Continue)
+            {
+                return false;
+            }
+        }
+        var vec = _lru.OfNode(node.Id);
+        long inactive = vec.Count[(int)LruList.InactiveFile] + (_swap.CanSwap ? vec.Count[(int)LruList.InactiveAnon] : 0);
+        return inactive > 2L << sc.Order;
     }
 
     /// <summary>isolate_lru_folios: up to <paramref name="n"/> pages from the tail of <paramref name="lru"/> that

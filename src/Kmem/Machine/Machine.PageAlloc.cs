@@ -96,6 +96,12 @@ public sealed partial class Machine
     /// <summary>drain_all_pages: returns every CPU's per-CPU page lists to the buddy lists.</summary>
     public void DrainAllPages() { using var _ = _life.Enter(); PageAllocator.DrainAllPages(); }
 
+    /// <summary>vmstat_update on every CPU: each CPU's differences to the zones' NR_FREE_PAGES counters fold into
+    /// them. The watermark checks read those counters, which lag the free page count by up to a stat_threshold per
+    /// CPU until a CPU's difference passes it; the kernel folds every second (vm.stat_interval). Kmem has no clock
+    /// of its own: call it periodically to model one, as <see cref="CacheReap"/>.</summary>
+    public void RefreshVmStats() { using var _ = _life.Enter(); Vmstat.Refresh(PageAllocator.Zones); }
+
     /// <summary>page_address: the frame's direct-map address; for a highmem frame, its pkmap address while
     /// it is kmapped, else 0 (map it with kmap).</summary>
     public nint PageAddress(Page page) { using var _ = _life.Enter(); return Highmem.PageAddress(page); }

@@ -41,7 +41,7 @@ public class VmstatTests
             }
         }
         Assert.Equal(counter - t - 1, zone.VmstatFreePages);
-        Vmstat.Refresh(m.PageAllocator.Zones); // vmstat_update
+        m.RefreshVmStats(); // vmstat_update
         Assert.Equal(zone.FreePages, zone.VmstatFreePages);
         Assert.Equal(0, zone.FreeDiff(1));
         lock (zone.Lock)

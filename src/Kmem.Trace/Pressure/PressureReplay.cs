@@ -171,6 +171,12 @@ internal sealed partial class PressureReplay
         var state = _decide ? ReadWakeState() : default;
         var before = PressureCounters.Read(_m);
         bool ok = Touch(t, va);
+        if (ok && !zeroed && !swapIn && t.Task!.FollowPage(va) is var written && written != Kmem.Physical.PhysMem.NoPfn)
+        {
+            // Neither zero-filled nor a swap-in: a page of a file (tmpfs) the kernel's task wrote through write(), which
+            // no page table maps, so reclaim's first look finds no reference; Kmem's stand-in is mapped, and was young.
+            _m.Mm.TestClearYoung((uint)written);
+        }
         var after = PressureCounters.Read(_m);
         if (_aligned)
         {

@@ -253,6 +253,17 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     /// <summary>The dentry and inode caches of opened files.</summary>
     public Dcache Dcache => _dcache;
 
+    /// <summary>folio_referenced's test and clear of the accessed bit of the PTE that maps user page
+    /// <paramref name="pfn"/>; returns whether it was set. A trace replay clears it on its stand-in for a page the
+    /// kernel's task wrote through a file (write() to tmpfs), which no page table references.</summary>
+    public bool TestClearYoung(uint pfn)
+    {
+        using (_locks.EnterAll())
+        {
+            return _memory.TestClearYoung(pfn);
+        }
+    }
+
     public void UnregisterShrinker(Shrinker s) => _shrinkers.Unregister(s);
 
     public int Swappiness

@@ -107,6 +107,30 @@ public class PressureReplayTests
     }
 
     [Fact]
+    public void ATmpfsWritersPagesAreNotYoungAsTheKernelsUnmappedOnesAreNot()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var sb = new System.Text.StringBuilder();
+        for (ulong i = 0; i < 4; i++)
+        {
+            sb.Append(UserPage("hog", 50, 0x8000 + i)).Append(SwapIn("dd", 60, 0x8100 + i)); // dd writes tmpfs: unzeroed
+        }
+        Replay(m, sb.ToString());
+        var young = new Dictionary<string, (int Young, int Old)>();
+        for (uint pfn = 0; pfn < m.PageAllocator.Mem.MaxPfn; pfn++)
+        {
+            if (m.Mm.Lru.OwnerOf(pfn) is TaskStruct t)
+            {
+                var (y, o) = young.GetValueOrDefault(t.Comm);
+                young[t.Comm] = m.Mm.TestClearYoung(pfn) ? (y + 1, o) : (y, o + 1);
+            }
+        }
+        // The hog faulted its pages (young, as a fault leaves them); dd's were written through the file.
+        Assert.Equal((4, 0), young.Single(kv => kv.Key.Contains("hog", StringComparison.Ordinal)).Value);
+        Assert.Equal((0, 4), young.Single(kv => kv.Key.Contains("dd", StringComparison.Ordinal)).Value);
+    }
+
+    [Fact]
     public void ExitMmapFreesWhatTheKernelHadSwappedOutAndTheLastTmpfsInodeOfItsWriterFreesItsFiles()
     {
         using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });

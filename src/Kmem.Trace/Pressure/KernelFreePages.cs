@@ -209,8 +209,5 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
     }
 
     // Any allocation of the task ends its own part (a user page's is read by AlignFree first).
-    public void ForgetOwnFree(int pid)
-    {
-        _ownFreeDelta.Remove(pid);
-    }
+    public void ForgetOwnFree(int pid) => _ownFreeDelta.Remove(pid);
 }

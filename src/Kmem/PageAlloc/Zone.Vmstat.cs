@@ -52,7 +52,7 @@ internal sealed partial class Zone
     public int StatThreshold { get; set; }
 
     /// <summary>percpu_drift_mark: 0, or the free pages below which kswapd reads the exact count
-    /// (zone_watermark_ok_safe), and the mark that lets kswapd lower the threshold while it runs.</summary>
+    /// (zone_watermark_ok_safe); a zone with one takes the pressure threshold while kswapd runs.</summary>
     public long PercpuDriftMark { get; set; }
 
     /// <summary>Each CPU's vm_stat_diff[NR_FREE_PAGES].</summary>

@@ -154,27 +154,23 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
     }
 
     /// <summary>shrink_node: the node's lists and its shrinkers, once more while reclaim for a high order should go
-    /// on (should_continue_reclaim); progress revives a dormant kswapd. Returns the pages it freed.</summary>
-    public long ShrinkNodeAndSlab(Node node, ref ScanControl sc)
+    /// on (should_continue_reclaim); progress revives a dormant kswapd.</summary>
+    public void ShrinkNodeAndSlab(Node node, ref ScanControl sc)
     {
         var vec = _lru.OfNode(node.Id);
-        long total = 0;
-        while (true)
+        long reclaimed;
+        do
         {
             long before = sc.NrReclaimed;
             ShrinkNode(vec, ref sc);
             sc.NrReclaimed += _shrinkers.ShrinkSlab(sc.Gfp, node.Id, sc.Priority);
-            long reclaimed = sc.NrReclaimed - before;
-            total += reclaimed;
+            reclaimed = sc.NrReclaimed - before;
             if (reclaimed > 0)
             {
                 vec.KswapdFailures = 0;
             }
-            if (!ShouldContinueReclaim(node, reclaimed, sc))
-            {
-                return total;
-            }
         }
+        while (ShouldContinueReclaim(node, reclaimed, sc));
     }
 
     /// <summary>compaction_suitable, for reclaim's look at whether compaction could go ahead (set by the layer

@@ -86,15 +86,23 @@ public class PressureReplayTests
         Assert.Equal(10, m.Tasks.Sum(t => t.Rss) + 2);
     }
 
+    // <n> pages each of a hog faulting zeroed anonymous memory (pfn 0x8000 on) and of dd writing tmpfs (unzeroed pages,
+    // pfn 0x8100 on), taking turns.
+    private static System.Text.StringBuilder HogAndTmpfsWriter(int n)
+    {
+        var sb = new System.Text.StringBuilder();
+        for (ulong i = 0; i < (ulong)n; i++)
+        {
+            sb.Append(UserPage("hog", 50, 0x8000 + i)).Append(SwapIn("dd", 60, 0x8100 + i));
+        }
+        return sb;
+    }
+
     [Fact]
     public void AZeroedPageIsFreshEvenAfterAReclaimAndATmpfsWritersPagesNeverSwapIn()
     {
         using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
-        var sb = new System.Text.StringBuilder();
-        for (ulong i = 0; i < 4; i++)
-        {
-            sb.Append(UserPage("hog", 50, 0x8000 + i)).Append(SwapIn("dd", 60, 0x8100 + i)); // dd writes tmpfs: unzeroed
-        }
+        var sb = HogAndTmpfsWriter(4);
         sb.Append(PageFree("kswapd0", 44, 0x8000)).Append(PageFree("kswapd0", 44, 0x8100));
         sb.Append(UserPage("hog", 50, 0x9000)); // zeroed: a fresh page, not the swap-in of 0x8000's address
         sb.Append(SwapIn("dd", 60, 0x9100)); // dd's next tmpfs page: fresh, dd never faulted anonymous memory
@@ -110,12 +118,7 @@ public class PressureReplayTests
     public void ATmpfsWritersPagesAreNotYoungAsTheKernelsUnmappedOnesAreNot()
     {
         using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
-        var sb = new System.Text.StringBuilder();
-        for (ulong i = 0; i < 4; i++)
-        {
-            sb.Append(UserPage("hog", 50, 0x8000 + i)).Append(SwapIn("dd", 60, 0x8100 + i)); // dd writes tmpfs: unzeroed
-        }
-        Replay(m, sb.ToString());
+        Replay(m, HogAndTmpfsWriter(4).ToString());
         var young = new Dictionary<string, (int Young, int Old)>();
         for (uint pfn = 0; pfn < m.PageAllocator.Mem.MaxPfn; pfn++)
         {

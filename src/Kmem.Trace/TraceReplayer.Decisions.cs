@@ -53,8 +53,8 @@ public sealed partial class TraceReplayer
     // The trace's second of the last vmstat_update.
     private long _vmstatSecond = -1;
 
-    // Runs before each event is dispatched: vmstat_update at each new second of the trace's clock, a slab free's kernel answer (this event frees its slab's frame or not),
-    // then the page events' kernel side.
+    // Runs before each event is dispatched: vmstat_update at each new second of the trace's clock, a slab free's
+    // kernel answer (this event frees its slab's frame or not), then the page events' kernel side.
     private void BeforeEvent(ref TraceEvent e, int cpu)
     {
         long second = e.Timestamp / 1_000_000;

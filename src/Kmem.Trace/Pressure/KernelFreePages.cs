@@ -107,9 +107,9 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
             if (z.IsManaged && z.Index < _heldFree.Length)
             {
                 HoldZone(z, Math.Max(0, KernelFreeArray[z.Index] - (own?[z.Index] ?? 0)));
-                // The CPUs' vmstat diffs are not revealed (their folds are not traced): the counter the watermark
-                // checks read is the count.
-                z.AlignVmstat(Volatile.Read(ref z.FreePages), [], _m.PageAllocator.Cpus.Current);
+                // The CPUs' vmstat diffs are not revealed (their folds are not traced): folded, the counter the
+                // watermark checks read is the count.
+                z.RefreshVmstat();
             }
         }
     }

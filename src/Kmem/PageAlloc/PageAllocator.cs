@@ -101,7 +101,6 @@ internal sealed partial class PageAllocator
     /// <summary>__setup_per_zone_wmarks, then the pcp sizes and totalreserve_pages (see <see cref="WatermarkSetup"/>).</summary>
     public void SetupPerZoneWmarks() => _wmarks.SetupPerZoneWmarks();
 
-
     /// <summary>zone_pcp_update: the zone's per-CPU high and batch from its managed pages and low watermark now (as
     /// setup_per_zone_wmarks does after it sets the watermarks).</summary>
     internal void ZonePcpUpdate(Zone zone) => _wmarks.ZonePcpUpdate(zone);

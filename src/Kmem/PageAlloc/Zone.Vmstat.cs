@@ -97,26 +97,6 @@ internal sealed partial class Zone
         }
     }
 
-    /// <summary>Sets the counter and the diffs of every CPU but <paramref name="cpu"/> (whose diff takes what is
-    /// left of <see cref="FreePages"/>): an aligned replay's state, the counter and diffs it revealed.</summary>
-    public void AlignVmstat(long counter, ReadOnlySpan<long> diffs, int cpu)
-    {
-        lock (Lock)
-        {
-            long others = 0;
-            for (int c = 0; c < _freeDiff.Length; c++)
-            {
-                if (c != cpu)
-                {
-                    _freeDiff[c] = c < diffs.Length ? diffs[c] : 0;
-                    others += _freeDiff[c];
-                }
-            }
-            _freeDiff[cpu] = FreePages - counter - others;
-            Volatile.Write(ref VmstatFreePages, counter);
-        }
-    }
-
     /// <summary>calculate_normal_threshold: more CPUs and more memory (in 128 MiB units) defer folds longer.</summary>
     public int NormalStatThreshold()
     {

@@ -81,6 +81,10 @@ internal sealed partial class Compaction(PhysMem mem, PageAllocator pa, Lruvecs 
     /// <summary>COMPACT_MAX_DEFER_SHIFT.</summary>
     public const int CompactMaxDeferShift = 6;
 
+    /// <summary>compact_gap: the free pages compaction wants beyond the watermark for an order (twice the request, room
+    /// for the pages it isolates to migrate into).</summary>
+    public static long CompactGap(int order) => 2L << order;
+
     /// <summary>vm.extfrag_threshold: 0..1000 (default 500).</summary>
     public int ExtfragThreshold { get; set; } = 500;
 
@@ -113,7 +117,7 @@ internal sealed partial class Compaction(PhysMem mem, PageAllocator pa, Lruvecs 
         {
             return CompactResult.Success;
         }
-        long mark = (order > PerCpuPages.CostlyOrder ? zone.WmarkPages(Zone.WmarkLow) : zone.WmarkPages(Zone.WmarkMin)) + (2L << order);
+        long mark = (order > PerCpuPages.CostlyOrder ? zone.WmarkPages(Zone.WmarkLow) : zone.WmarkPages(Zone.WmarkMin)) + CompactGap(order);
         if (!PageAllocator.ZoneWatermarkOk(zone, 0, mark, highest, 0, wmarkTarget >= 0 ? wmarkTarget : free))
         {
             return CompactResult.Skipped;

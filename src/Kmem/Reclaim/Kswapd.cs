@@ -504,7 +504,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             }
         }
         vmscan.ShrinkNodeAndSlab(node, ref sc);
-        if (sc.Order > 0 && sc.NrReclaimed >= 2L << sc.Order)
+        if (sc.Order > 0 && sc.NrReclaimed >= Compaction.CompactGap(sc.Order))
         {
             sc.Order = 0;
         }

@@ -183,7 +183,7 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
     {
         CompactResult.Success => true,
         CompactResult.Skipped => false,
-        _ => zone.WatermarkOkSafe(0, zone.WmarkPages(Zone.WmarkHigh) + (2L << sc.Order), sc.ReclaimIdx),
+        _ => zone.WatermarkOkSafe(0, zone.WmarkPages(Zone.WmarkHigh) + Compaction.CompactGap(sc.Order), sc.ReclaimIdx),
     };
 
     /// <summary>should_continue_reclaim: in reclaim for compaction (a costly order, or any high order below priority
@@ -206,7 +206,7 @@ internal sealed partial class Vmscan(PhysMem mem, PageAllocator pa, Lruvecs lru,
         }
         var vec = _lru.OfNode(node.Id);
         long inactive = vec.Count[(int)LruList.InactiveFile] + (_swap.CanSwap ? vec.Count[(int)LruList.InactiveAnon] : 0);
-        return inactive > 2L << sc.Order;
+        return inactive > Compaction.CompactGap(sc.Order);
     }
 
     /// <summary>isolate_lru_folios: up to <paramref name="n"/> pages from the tail of <paramref name="lru"/> that

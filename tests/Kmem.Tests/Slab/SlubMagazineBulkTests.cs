@@ -1,5 +1,5 @@
 // The magazines' slow paths move objects in bulk: a refill takes the cpu freelist a slab at a time (and the
-// next slabs through ___slab_alloc), a flush sorts the objects by address and frees each slab's run as one
+// next slabs through ___slab_alloc), a flush groups the objects by slab and frees each slab's objects as one
 // detached freelist (kmem_cache_free_bulk). These check that nothing is lost, duplicated or miscounted by that:
 // every object comes back once, the slabs validate, the counts match, and misuse is still refused.
 using Kmem.Slab;
@@ -49,6 +49,33 @@ public class SlubMagazineBulkTests
         m.KmemCacheDestroy(s);
         Assert.True(s.IsDestroyed);
         Assert.False(m.Log.Contains("still has objects"));
+    }
+
+    [Fact]
+    public void AMagazineGrownPastAThousandObjectsFlushesWhole()
+    {
+        // 64 CPUs give a 16-byte cache room for thousands of magazine objects, so one thread's magazine grows until
+        // a flush gives back more objects than the flush keeps on the stack.
+        using var m = Machine.Boot(new MachineOptions { Memory = "256M", Cpus = 64, Seed = 3 });
+        var s = m.KmemCacheCreate("wide", 16, 0, SlabFlags.None, null)!;
+        var slub = (Slub)m.SlabLayer!;
+        var objects = Enumerable.Range(0, 40_000).Select(_ => m.KmemCacheAlloc(s, Gfp.Kernel)).ToArray();
+        Assert.Equal(objects.Length, objects.Distinct().Count());
+        new Random(8).Shuffle(objects);
+        long most = 0;
+        foreach (nint p in objects)
+        {
+            m.KmemCacheFree(s, p);
+            most = Math.Max(most, slub.MagazineObjects(s));
+        }
+        Assert.True(most > 1_000, $"the magazine held at most {most} objects");
+        SlabPropertyTests.Validate(m);
+        Assert.Equal(0, m.KmemCacheShrink(s));
+        Assert.Equal(0, slub.Stats(s).ActiveObjs);
+        Assert.Equal(0, slub.Stats(s).NumSlabs);
+        var again = Enumerable.Range(0, 40_000).Select(_ => m.KmemCacheAlloc(s, Gfp.Kernel)).ToArray();
+        Assert.Equal(again.Length, again.Distinct().Count());
+        SlabPropertyTests.Validate(m);
     }
 
     [Fact]

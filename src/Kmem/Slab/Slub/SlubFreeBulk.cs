@@ -1,16 +1,21 @@
 // kmem_cache_free_bulk for SLUB's thread magazines (mm/slub.c, 6.1: build_detached_freelist and do_slab_free
-// with a count): the objects a magazine gives back are grouped by slab, each slab's run chained into a detached
+// with a count): the objects a magazine gives back are grouped by slab, each slab's objects chained into a detached
 // freelist that goes back in one step, onto the cpu freelist under the cpu lock when the slab is this CPU's, else
 // through __slab_free with a count (one slab lock, and the node's list_lock only when the slab changes lists). A
-// flush then costs one lock round per slab touched instead of one per object. Grouping sorts the addresses when
-// the objects are many beside the cache's slabs (at least one for every two slabs), where runs are long; with
-// fewer (a large object size, objects scattered over many slabs) sorting costs more than it saves, and only
-// neighbours in the magazine that share a slab are run together, as build_detached_freelist's look-ahead does.
+// flush then costs one lock round per slab touched instead of one per object. Grouping is one pass over the
+// objects with a small open-addressing table keyed by the slab's head frame, so a flush costs the same per object
+// whether its objects share a few slabs or lie scattered over many (build_detached_freelist looks ahead in the
+// array for the same slab; a table finds them wherever they lie, and no sort of the addresses is needed). Each
+// slab's chain is built in the magazine's order from its last object back, so the slab's chain ends with the first
+// object the magazine held of it.
 // Invariant: the entries are magazine objects, held by the caller alone (their owner with Busy set, a stealer that
 // saw Busy clear, or the reaper of an exited thread), each allocated to the magazine; their allocation bytes are
 // cleared before the chain is published by a lock release, so a thread that takes an object from the freelist
 // (under that lock) sees its byte clear. Debugging caches keep no magazines; should one reach here, its objects
 // take the checked one-object path.
+using System.Buffers;
+using System.Numerics;
+using System.Runtime.CompilerServices;
 using Kmem.Physical;
 
 namespace Kmem.Slab;
@@ -18,11 +23,19 @@ namespace Kmem.Slab;
 /// <summary>Gives a magazine's objects back to their slabs, one detached freelist per slab.</summary>
 internal sealed unsafe class SlubFreeBulk(Slub slub, PhysMem mem, CpuTopology cpus)
 {
-    /// <summary>Objects whose addresses are sorted on the stack; a larger flush (a grown magazine) takes an array.</summary>
-    private const int StackObjects = 512;
+    /// <summary>Objects (and twice as many table slots) kept on the stack; a larger flush (a grown magazine) rents arrays.</summary>
+    private const int StackObjects = 256;
 
-    /// <summary>The longest run of an unsorted flush.</summary>
-    private const int RunMax = 64;
+    /// <summary>One slab's detached freelist while it is built.</summary>
+    private struct Run
+    {
+        public uint Pfn;
+        public int Count;
+        public nint Head, Tail;
+        /// <summary>The slab's first object and allocation map.</summary>
+        public nint Start;
+        public byte* Map;
+    }
 
     /// <summary>Frees <paramref name="entries"/> (objects of <paramref name="s"/>) into their slabs and clears the span.</summary>
     public void Free(KmemCache s, Span<Magazine.Entry> entries)
@@ -41,91 +54,73 @@ internal sealed unsafe class SlubFreeBulk(Slub slub, PhysMem mem, CpuTopology cp
             entries.Clear();
             return;
         }
-        // Sorting pays when the objects are many beside the cache's slabs (runs of several objects per slab); with
-        // fewer, each object goes alone, with its neighbours in the magazine when they share its slab.
-        long slabs = 0;
-        foreach (var n in s.Nodes)
+        // At least twice as many slots as objects (each object may be alone in its slab): probes stay short. A slot
+        // holds its run's index plus one (0: free), so only the slots are cleared, not the runs.
+        int n = entries.Length;
+        int slots = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(n * 2, 16));
+        int[]? rentedSlots = null;
+        Run[]? rentedRuns = null;
+        Span<int> table = n <= StackObjects ? stackalloc int[slots] : (rentedSlots = ArrayPool<int>.Shared.Rent(slots)).AsSpan(0, slots);
+        Span<Run> runs = n <= StackObjects ? stackalloc Run[n] : (rentedRuns = ArrayPool<Run>.Shared.Rent(n)).AsSpan(0, n);
+        table.Clear();
+        int groups = Group(s, entries, table, runs);
+        var c = s.CpuSlab[cpus.Current];
+        foreach (ref Run r in runs[..groups])
         {
-            slabs += Volatile.Read(ref n.NrSlabs);
+            Publish(s, c, r.Pfn, r.Head, r.Tail, r.Count);
         }
-        if (entries.Length * 2 < slabs)
+        if (rentedSlots is not null)
         {
-            FreeUnsorted(s, s.CpuSlab[cpus.Current], entries);
-            entries.Clear();
-            return;
+            ArrayPool<int>.Shared.Return(rentedSlots);
+            ArrayPool<Run>.Shared.Return(rentedRuns!);
         }
-        // The addresses alone are sorted (a primitive sort, no comparer calls); an object's allocation byte is found
-        // again from its slab's map.
-        Span<nint> objs = entries.Length <= StackObjects ? stackalloc nint[entries.Length] : new nint[entries.Length];
-        for (int i = 0; i < objs.Length; i++)
-        {
-            objs[i] = entries[i].Obj;
-        }
-        objs.Sort();
-        FreeRuns(s, s.CpuSlab[cpus.Current], objs);
         entries.Clear();
     }
 
-    /// <summary>The sorted objects <paramref name="objs"/>, a run per slab.</summary>
-    private void FreeRuns(KmemCache s, KmemCacheCpu c, Span<nint> objs)
+    /// <summary>Chains each object onto its slab's run (its allocation byte cleared); the runs fill
+    /// <paramref name="runs"/> in the order their slabs are met.</summary>
+    /// <returns>The number of runs.</returns>
+    private int Group(KmemCache s, Span<Magazine.Entry> entries, Span<int> table, Span<Run> runs)
     {
-        for (int i = 0; i < objs.Length;)
-        {
-            uint pfn = slub.HeadPfn(mem.VirtToPfn(objs[i]));
-            // The slab's objects lie in [start, start + objects × size): the sorted run up to that end is this slab's.
-            nint end = mem.PageAddress(pfn) + (nint)((long)SlabPage.Objects(mem.Frame(pfn).Private) * s.Size);
-            int j = i + 1;
-            while (j < objs.Length && objs[j] < end)
-            {
-                j++;
-            }
-            FreeRun(s, c, pfn, objs[i..j]);
-            i = j;
-        }
-    }
-
-    /// <summary>The objects in the magazine's order, each alone unless the next ones lie in its slab (the magazine
-    /// keeps objects freed together side by side).</summary>
-    private void FreeUnsorted(KmemCache s, KmemCacheCpu c, Span<Magazine.Entry> entries)
-    {
-        Span<nint> run = stackalloc nint[RunMax];
-        for (int i = 0; i < entries.Length;)
+        bool init = s.WantInitOnFree;
+        int mask = table.Length - 1, groups = 0;
+        for (int i = entries.Length - 1; i >= 0; i--)
         {
             nint obj = entries[i].Obj;
             uint pfn = slub.HeadPfn(mem.VirtToPfn(obj));
-            nint start = mem.PageAddress(pfn);
-            nint end = start + (nint)((long)SlabPage.Objects(mem.Frame(pfn).Private) * s.Size);
-            int len = 0;
-            do
+            int slot = (int)((pfn * 0x9E3779B1u) >> 16) & mask;
+            int g;
+            while ((g = table[slot] - 1) >= 0 && runs[g].Pfn != pfn)
             {
-                run[len++] = entries[i++].Obj;
+                slot = (slot + 1) & mask;
             }
-            while (i < entries.Length && len < RunMax && entries[i].Obj >= start && entries[i].Obj < end);
-            FreeRun(s, c, pfn, run[..len]);
-        }
-    }
-
-    /// <summary>One slab's run: chained in its order (address order when sorted), bytes cleared, then
-    /// pushed onto the cpu freelist or through __slab_free with a count.</summary>
-    private void FreeRun(KmemCache s, KmemCacheCpu c, uint pfn, Span<nint> run)
-    {
-        bool init = s.WantInitOnFree;
-        nint start = mem.PageAddress(pfn);
-        byte* map = slub.AllocByte(pfn, 0);
-        for (int k = 0; k < run.Length; k++)
-        {
-            nint obj = run[k];
-            map[s.IndexOf((nuint)(obj - start))] = 0;
+            if (g < 0)
+            {
+                g = groups++;
+                table[slot] = g + 1;
+                runs[g] = new Run { Pfn = pfn, Start = mem.PageAddress(pfn), Map = slub.AllocByte(pfn, 0), Tail = obj };
+            }
+            ref Run r = ref runs[g];
+            r.Map[s.IndexOf((nuint)(obj - r.Start))] = 0;
             if (init)
             {
                 SlubLayout.InitObjectOnFree(s, obj);
             }
-            if (k + 1 < run.Length)
+            if (r.Count != 0)
             {
-                Slub.SetFreepointer(s, obj, run[k + 1]);
+                Slub.SetFreepointer(s, obj, r.Head);
             }
+            r.Head = obj;
+            r.Count++;
         }
-        nint head = run[0], tail = run[^1];
+        return groups;
+    }
+
+    /// <summary>One slab's chain from <paramref name="head"/> to <paramref name="tail"/>: onto the cpu freelist when
+    /// the slab is this CPU's, else through __slab_free with a count.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Publish(KmemCache s, KmemCacheCpu c, uint pfn, nint head, nint tail, int count)
+    {
         if (Volatile.Read(ref c.Slab) == pfn)
         {
             c.Lock();
@@ -138,6 +133,6 @@ internal sealed unsafe class SlubFreeBulk(Slub slub, PhysMem mem, CpuTopology cp
             }
             c.Unlock();
         }
-        slub.SlabFreeChain(s, pfn, head, tail, run.Length);
+        slub.SlabFreeChain(s, pfn, head, tail, count);
     }
 }

@@ -316,6 +316,25 @@ def steal_offsets(folder, fallback):
     return offsets
 
 
+def table_frames(folder):
+    """Facts of a capture's trace: the page-table pages its tasks' address spaces took (order-0 GFP_PGTABLE_USER,
+    and with __GFP_HIGHMEM, HIGHPTE's PTE tables) and the PGDs pgd_alloc took from a slab cache."""
+    counts = {"plain": 0, "highpte": 0, "pgd_cache": 0}
+    path = os.path.join(folder, "trace.txt.xz")
+    if not folder or not os.path.exists(path):
+        return counts
+    with lzma.open(path, "rt") as t:
+        for line in t:
+            if " mm_page_alloc: " in line and " order=0 " in line:
+                if line.rstrip().endswith("gfp_flags=GFP_KERNEL_ACCOUNT|__GFP_ZERO"):
+                    counts["plain"] += 1
+                elif line.rstrip().endswith("gfp_flags=GFP_KERNEL_ACCOUNT|__GFP_HIGHMEM|__GFP_ZERO"):
+                    counts["highpte"] += 1
+            elif " kmem_cache_alloc: call_site=pgd_alloc+" in line:
+                counts["pgd_cache"] += 1
+    return counts
+
+
 DRIFT_CLASSES = [
     ("start", "start"), ("page", "page"), ("slab_page", "slab"), ("user_page", "user"), ("page_table", "tables"),
     ("untracked_free", "untracked"), ("reserved_release", "reserved"), ("bulk", "bulk"), ("percpu", "percpu"),
@@ -341,7 +360,7 @@ def drift(j):
            "off: negative), Kmem's less the kernel's: their sum over a phase is the change of the difference "
            "Kmem − kernel it made. page: page allocations and frees the replay mirrors; slab: slab pages (the "
            "kernel's slab frames against Kmem's own slab layer's); user and tables: user pages and page tables "
-           "(Kmem's tasks, the pressure replay: a table of Kmem's own, as a HIGHPTE frame Kmem cannot take over, "
+           "(Kmem's tasks, the pressure replay: a table of Kmem's own "
            "is one page the kernel never took); untracked: frees of frames the replay never saw allocated (the "
            "kernel put them on its list; Kmem has no page for them); bulk: alloc_pages_bulk; unseen: what a "
            "reveal showed the kernel's count off by (pages no event accounts for); refill and drain: each side's "
@@ -367,7 +386,7 @@ def main(args):
     for i in range(0, len(args), 3):
         parts.append(capture(args[i], args[i + 1], args[i + 2]))
     jsons = [json.load(open(args[i], encoding="utf-8")) for i in range(0, len(args), 3)]
-    parts.append(gaps_text(jsons[0], jsons[1] if len(jsons) > 1 else {}))
+    parts.append(gaps_text(jsons[0], jsons[1] if len(jsons) > 1 else {}, args[5] if len(args) > 5 else ""))
     print("\n".join(parts))
 
 
@@ -429,7 +448,7 @@ replay); their page tables are the kernel's own page-table frames (GFP_PGTABLE_U
 from the page path, so a fault does not allocate a second table on top of the kernel's.
 """
 
-def gaps_text(b, h):
+def gaps_text(b, h, h_folder):
     """The free-running gaps, with the figures they quote read from capture B's (b) and the i386 capture's (h)
     replays."""
     fr = b.get("decisions_free_running", {})
@@ -443,7 +462,12 @@ def gaps_text(b, h):
         p = phases.get(name)
         return f"{p['within_batch']:,} of {p['reveals']:,}" if p and p["reveals"] else "none"
 
-    i386_own = f"{h.get('page_tables_own', 0):,}"
+    i386_fb = h.get("decisions_free_running", {}).get("fallback") or {"kmem_yes": 0, "both_yes": 0, "kernel_yes": 0}
+    i386_al = h.get("decisions", {}).get("fallback") or {"both_yes": 0, "kernel_yes": 0}
+    extra = [m for m in mismatches(h.get("decisions_free_running", {}), "fallback") if m["kmem"] and not m["kernel"]]
+    i386_extra = (f", at trace {line_list(extra)} ({'; '.join(m['detail'].split('; ', 1)[-1] for m in extra)})"
+                  if extra else "")
+    i386_frames = table_frames(h_folder)
     tables = phases.get("parallel", {}).get("classes", {}).get("page_table")
     table_drift = (f"in the parallel phase the table class takes {-tables['kmem_pages']:,} pages off Kmem's lists "
                    f"against {-tables['kernel_pages']:,} off the kernel's" if tables else "")
@@ -495,23 +519,20 @@ def gaps_text(b, h):
   after trace_init (capture B's first refills, one page each, are theirs); tried, they moved
   free-running refills by about a tenth, and the switch cannot be read from every trace (the i386
   capture has no percpu events).
-- On the i386 capture the free-running run steals once more than the kernel (2 against 1, one on the
-  same allocation), at trace line 927,632 (line 925,003 in the aligned run before the buddy lists
-  were aligned). That steal is not in HighMem and not for the page-table page the line allocates:
-  6.1 allocates a user PTE page on x86-32 with CONFIG_HIGHPTE as GFP_PGTABLE_USER | __GFP_HIGHMEM
-  (__userpte_alloc_gfp), whose zonelist is HighMem, Normal, DMA; without ZONE_DMA32 there is no
-  ALLOC_NOFRAGMENT, so the kernel's PTE pages come from HighMem's MIGRATE_UNMOVABLE lists (the order-10
-  block it stole at line 303, still in use at the trace's end), and Kmem replays each such frame as a
-  HighMem unmovable page the same way (the zone decision matches on every allocation). The replay
-  hands a task's fault the kernel's table frame only for GFP_PGTABLE_USER itself (lowmem: the PMD and
-  PGD pages), because Kmem's user memory reads and writes its tables through the direct map and has no
-  kmap for a HighMem table; so for every HIGHPTE frame the fault of Kmem's task allocates a table of
-  its own ({i386_own} on this capture) with GFP_PGTABLE_USER from ZONE_NORMAL's unmovable lists, pages the
-  kernel never took there. Those lists run out in Kmem, and the steal, in ZONE_NORMAL, falls inside the
-  replayed user page's call. The page allocator's policy is 6.1's; what differs is that Kmem's tasks
-  do not put their PTE pages in HighMem. The aligned run now matches the kernel (1 of 1): the kernel's
-  own ZONE_NORMAL unmovable steal (line 80,639, in the middle of a refill) corrects Kmem's Normal
-  lists, which then last to the trace's end.
+- On the i386 capture the free-running run steals {i386_fb['kmem_yes'] - i386_fb['both_yes']:,} time(s) more than the
+  kernel ({i386_fb['kmem_yes']:,} against {i386_fb['kernel_yes']:,}, {i386_fb['both_yes']:,} on the same allocation){i386_extra}.
+  Kmem's PTE tables are HIGHPTE tables, as the kernel's are (CONFIG_HIGHPTE: __userpte_alloc_gfp adds
+  __GFP_HIGHMEM, so they come from HighMem first): the trace's {i386_frames['highpte']:,} such frames wait apart and
+  are taken for Kmem's PTE tables, and Kmem allocates {h.get('page_tables_own_highpte', 0):,} PTE tables of its own. Its other
+  own tables ({h.get('page_tables_own', 0) - h.get('page_tables_own_highpte', 0):,}) are where the layouts differ: the traced kernel (PAE) takes each
+  address space's PGD from the 32-byte pgd_cache ({i386_frames['pgd_cache']:,} pgd_alloc allocations in the trace) and its
+  three PMD pages at once ({i386_frames['plain']:,} order-0 GFP_PGTABLE_USER pages), while Kmem's tasks keep the
+  four-level layout of every preset (a PGD page, a PUD page and a PMD page per GiB they map), so an
+  address space takes about two lowmem pages more than the kernel's, from ZONE_NORMAL's unmovable lists.
+  Whether those pages or others made Kmem's Normal unmovable lists run out at the steal is not counted:
+  unexplained beyond that. The aligned run matches the kernel ({i386_al['both_yes']:,} of {i386_al['kernel_yes']:,}): the kernel's
+  own ZONE_NORMAL unmovable steal (line 80,639, in the middle of a refill) corrects Kmem's Normal lists,
+  which then last to the trace's end.
 - Page frees the replay cannot mirror on capture B: {b.get('untracked_page_frees', 0):,} frees of frames never seen
   allocated (pages allocated before tracing) and {b.get('unattributed_drains', 0):,} drains after no page free (a
   list free whose mm_page_free an interrupt's event committed first: its drains have no free of their

@@ -230,6 +230,7 @@ public static class ReplayReport
         j.WriteNumber("batched_frees_counted_once", r.BatchedFreesCountedOnce);
         j.WriteNumber("page_tables_taken_over", r.PageTablesTakenOver);
         j.WriteNumber("page_tables_own", r.PageTablesOwn);
+        j.WriteNumber("page_tables_own_highpte", r.PageTablesOwnHighPte);
         j.WriteNumber("untracked_frees", r.UntrackedFrees);
         j.WriteNumber("untracked_page_frees", r.UntrackedPageFrees);
         j.WriteNumber("missed_frees", r.MissedFrees);

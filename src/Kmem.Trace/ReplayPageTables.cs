@@ -5,7 +5,10 @@
 // new task's PGD) then takes the newest such frame not yet taken and not freed as its table
 // (UserMemory.TablePageSource) instead of allocating a second one on top, so the page
 // allocator sees the kernel's allocations once and Kmem's decisions for the user page are the
-// user page's alone. When the kernel frees a frame Kmem took, Kmem frees it at the same event:
+// user page's alone. Under CONFIG_HIGHPTE (x86-32) the kernel's PTE tables are allocated with
+// __GFP_HIGHMEM as well: those frames wait in a queue of their own and are taken only for
+// Kmem's PTE tables, the others for the levels above (and for PTE tables without HIGHPTE).
+// When the kernel frees a frame Kmem took, Kmem frees it at the same event:
 // its table goes when it maps nothing in Kmem's task (free_pgtables), else its entries move to
 // the next waiting frame, or to a frame of Kmem's own allocated before the free is aligned (so
 // the aligned per-CPU count is the kernel's at the free). A fault the trace gave no frame
@@ -26,9 +29,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     // Bound on the frames waiting to be taken (most never are: Kmem's tasks map less than the kernel's).
     private const int MaxQueued = 512;
 
-    private readonly List<ulong> _frames = [];
-    private readonly HashSet<ulong> _queued = [];
-    private readonly Dictionary<ulong, (TaskStruct? Task, uint Pfn)> _lent = [];
+    // The frames waiting, newest last: GFP_PGTABLE_USER ones, and HIGHPTE ones (with __GFP_HIGHMEM).
+    private readonly FrameQueue _plain = new(), _highPte = new();
+    private readonly Dictionary<ulong, (TaskStruct? Task, uint Pfn, bool HighPte)> _lent = [];
     // A frame of Kmem's own for the table whose frame the free being replayed gives back (Prepare), or Page.Null.
     private Page _own;
     // Live tasks by their PGD frame (a PGD is one task's while it lives): the task list is read again only when a
@@ -42,6 +45,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     public long TakenOver { get; private set; }
 
     public long Own { get; private set; }
+
+    /// <summary>Of <see cref="Own"/>, HIGHPTE PTE tables.</summary>
+    public long OwnHighPte { get; private set; }
 
     /// <summary>The kernel's free of a task's PGD frame (mmdrop): true when the task's exit finished there and freed it.</summary>
     public Func<TaskStruct, bool>? FinishAtMmdrop { get; set; }
@@ -60,50 +66,66 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         return false;
     }
 
-    /// <summary>Whether an allocation of the trace is a user page table (GFP_PGTABLE_USER, order 0).</summary>
-    public static bool IsTableAlloc(Gfp gfp, int order) => order == 0 && gfp == Gfp.PgtableUser;
+    /// <summary>Whether an allocation of the trace is a user page table (GFP_PGTABLE_USER, order 0; with
+    /// __GFP_HIGHMEM, a HIGHPTE PTE table).</summary>
+    public static bool IsTableAlloc(Gfp gfp, int order) => order == 0 && (gfp == Gfp.PgtableUser || IsHighPteAlloc(gfp));
 
-    /// <summary>A table frame the kernel allocated (in a task's context) waits to be taken.</summary>
-    public void Note(ulong pfn)
+    /// <summary>Whether a table allocation is a HIGHPTE PTE table's (__userpte_alloc_gfp under CONFIG_HIGHPTE).</summary>
+    public static bool IsHighPteAlloc(Gfp gfp) => gfp == (Gfp.PgtableUser | Gfp.HighMem);
+
+    /// <summary>A table frame the kernel allocated (in a task's context) with <paramref name="gfp"/> waits to be taken.</summary>
+    public void Note(ulong pfn, Gfp gfp) => (IsHighPteAlloc(gfp) ? _highPte : _plain).Add(pfn);
+
+    /// <summary>Frames waiting to be taken, newest last, bounded: the oldest half goes when it is full.</summary>
+    private sealed class FrameQueue
     {
-        if (_frames.Count == MaxQueued)
+        public readonly List<ulong> Frames = [];
+        public readonly HashSet<ulong> Queued = [];
+
+        public void Add(ulong pfn)
         {
-            foreach (ulong old in _frames[..(MaxQueued / 2)])
+            if (Frames.Count == MaxQueued)
             {
-                _queued.Remove(old);
+                foreach (ulong old in Frames[..(MaxQueued / 2)])
+                {
+                    Queued.Remove(old);
+                }
+                Frames.RemoveRange(0, MaxQueued / 2);
             }
-            _frames.RemoveRange(0, MaxQueued / 2);
+            Frames.Add(pfn);
+            Queued.Add(pfn);
         }
-        _frames.Add(pfn);
-        _queued.Add(pfn);
     }
 
-    /// <summary>UserMemory.TablePageSource: the newest waiting frame, or Page.Null (Kmem allocates its own).</summary>
-    public Page Take(TaskStruct? task)
+    /// <summary>UserMemory.TablePageSource: the newest waiting frame of the kind asked for (a HIGHPTE PTE table's, or
+    /// a GFP_PGTABLE_USER one), or Page.Null (Kmem allocates its own).</summary>
+    public Page Take(TaskStruct? task, bool highPte)
     {
         _byPgdStale |= task is null; // a new task's PGD
-        var page = TakeQueued(task);
+        var page = TakeQueued(task, highPte);
         if (page.IsNull)
         {
             Own++;
+            OwnHighPte += highPte ? 1 : 0;
         }
         return page;
     }
 
-    private Page TakeQueued(TaskStruct? task)
+    private Page TakeQueued(TaskStruct? task, bool highPte)
     {
-        while (_frames.Count > 0)
+        var queue = highPte ? _highPte : _plain;
+        while (queue.Frames.Count > 0)
         {
-            ulong pfn = _frames[^1];
-            _frames.RemoveAt(_frames.Count - 1);
-            if (!_queued.Remove(pfn))
+            ulong pfn = queue.Frames[^1];
+            queue.Frames.RemoveAt(queue.Frames.Count - 1);
+            if (!queue.Queued.Remove(pfn))
             {
                 continue; // freed since, or queued twice
             }
             var page = takeFrame(pfn);
             if (!page.IsNull)
             {
-                _lent[pfn] = (task, page.RawPfn);
+                _lent[pfn] = (task, page.RawPfn, highPte);
                 TakenOver++;
                 return page;
             }
@@ -119,18 +141,20 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     /// table and no frame waits to take the table's entries, Kmem allocates one now.</summary>
     public void Prepare(ulong pfn)
     {
-        if (!_lent.ContainsKey(pfn))
+        if (!_lent.TryGetValue(pfn, out var lent))
         {
             return;
         }
-        while (_frames.Count > 0 && !(_queued.Contains(_frames[^1]) && holds(_frames[^1])))
+        var queue = lent.HighPte ? _highPte : _plain;
+        while (queue.Frames.Count > 0 && !(queue.Queued.Contains(queue.Frames[^1]) && holds(queue.Frames[^1])))
         {
-            _queued.Remove(_frames[^1]);
-            _frames.RemoveAt(_frames.Count - 1);
+            queue.Queued.Remove(queue.Frames[^1]);
+            queue.Frames.RemoveAt(queue.Frames.Count - 1);
         }
-        if (_frames.Count == 0)
+        if (queue.Frames.Count == 0)
         {
-            _own = m.AllocPages(Gfp.PgtableUser | Gfp.NoWarn, 0);
+            // A frame of the freed table's kind: a PTE table's may lie in HighMem, the levels above may not.
+            _own = m.AllocPages(Gfp.PgtableUser | Gfp.NoWarn | (lent.HighPte ? Gfp.HighMem : 0), 0);
         }
     }
 
@@ -138,7 +162,8 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     /// <paramref name="freed"/> whether Kmem freed a page for it (kept only when its task has exited).</summary>
     public bool Free(ulong pfn, out bool freed)
     {
-        _queued.Remove(pfn);
+        _plain.Queued.Remove(pfn);
+        _highPte.Queued.Remove(pfn);
         freed = false;
         var own = _own;
         _own = Page.Null;
@@ -157,11 +182,12 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
             uint pgd = task.PgdPfn;
             freed = m.Mm.ReleaseTable(task, lent.Pfn, () =>
             {
-                var p = TakeQueued(task);
+                var p = TakeQueued(task, lent.HighPte);
                 if (p.IsNull && !own.IsNull)
                 {
                     (p, own) = (own, Page.Null);
                     Own++;
+                    OwnHighPte += lent.HighPte ? 1 : 0;
                 }
                 return p;
             });

@@ -186,13 +186,18 @@ public sealed class TraceReplayResult
     /// page freed as part of a list): counted once.</summary>
     public long BatchedFreesCountedOnce { get; init; }
 
-    /// <summary>Page-table frames of the traced kernel (GFP_PGTABLE_USER) that Kmem's tasks took as their tables
+    /// <summary>Page-table frames of the traced kernel (GFP_PGTABLE_USER, and with __GFP_HIGHMEM the PTE tables of
+    /// CONFIG_HIGHPTE) that Kmem's tasks took as their tables
     /// instead of allocating their own (the replay's user pages: docs/trace-replay.md).</summary>
     public long PageTablesTakenOver { get; init; }
 
     /// <summary>Page tables Kmem's tasks allocated themselves: no table frame of the kernel's was waiting, at a fault
     /// or when the kernel freed a frame whose table still mapped pages in Kmem (its entries moved to the new one).</summary>
     public long PageTablesOwn { get; init; }
+
+    /// <summary>Of <see cref="PageTablesOwn"/>, the PTE tables a task allocated under CONFIG_HIGHPTE because the
+    /// trace gave it no HIGHPTE frame (the rest are tables of the levels above).</summary>
+    public long PageTablesOwnHighPte { get; init; }
 
     /// <summary>How far Kmem's per-CPU page counts strayed from the kernel's, phase by phase, and which events moved
     /// them apart; empty for an aligned run or a machine not booted by <see cref="TraceReplayer.Boot"/>.</summary>

@@ -12,7 +12,7 @@ public sealed partial class TraceReplayer
     {
         if (ReplayPageTables.IsTableAlloc(e.Gfp, e.Order) && e.Pid > 0)
         {
-            _tables.Note(e.Pfn);
+            _tables.Note(e.Pfn, e.Gfp);
         }
     }
 }

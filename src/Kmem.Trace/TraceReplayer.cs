@@ -221,9 +221,9 @@ public sealed partial class TraceReplayer
     }
 
     // ReplayPageTables.Take, telling PcpDrift when the fault allocates a table of its own.
-    private Page TakeTable(TaskStruct? task)
+    private Page TakeTable(TaskStruct? task, bool highPte)
     {
-        var page = _tables.Take(task);
+        var page = _tables.Take(task, highPte);
         if (page.IsNull)
         {
             _drift!.OwnTable();
@@ -517,6 +517,7 @@ public sealed partial class TraceReplayer
             BatchedFreesCountedOnce = _batchedOnce,
             PageTablesTakenOver = _tables.TakenOver,
             PageTablesOwn = _tables.Own,
+            PageTablesOwnHighPte = _tables.OwnHighPte,
             CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
             Pressure = PressureResult(),
         };

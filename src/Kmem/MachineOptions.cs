@@ -119,6 +119,12 @@ public sealed class MachineOptions
     /// constructor, poisoning or SLAB_TYPESAFE_BY_RCU). Default off.</summary>
     public bool InitOnFree { get; init; }
 
+    /// <summary>CONFIG_HIGHPTE: user PTE tables are allocated with __GFP_HIGHMEM (__userpte_alloc_gfp), so on a
+    /// preset with HighMem they come from it first and are reached through a mapping rather than the direct map.
+    /// Null (the default): on for the x86-32 presets, as the reference i386 capture's kernel has it (its PTE tables
+    /// are GFP_KERNEL_ACCOUNT|__GFP_HIGHMEM|__GFP_ZERO allocations), off for X64, which has no HighMem.</summary>
+    public bool? HighPte { get; init; }
+
     /// <summary>failslab= boot option: "&lt;interval&gt;,&lt;probability&gt;,&lt;space&gt;,&lt;times&gt;".</summary>
     public string? Failslab { get; init; }
 

@@ -1,6 +1,7 @@
 // Highmem's mappings of one machine (mm/highmem.c, include/linux/highmem.h,
 // highmem-internal.h): kmap/kunmap over the pkmap window, kmap_local/kmap_atomic
-// over per-thread slots, page_address and kmap_to_page, and (HighmemMaps.Copy.cs)
+// over per-thread slots, page_address and kmap_to_page, the window of HIGHPTE page tables
+// (PteWindow.cs), and (HighmemMaps.Copy.cs)
 // the helpers that copy or clear a page through kmap_local. Lowmem frames (all of
 // them on X64) need no mapping: their direct-map address is returned.
 // Invariants: the window and the slot stacks are created at most once, on first
@@ -28,6 +29,7 @@ internal sealed partial class HighmemMaps : IDisposable
     private readonly Action<KernelBugException> _bug;
     private Pkmap? _pkmap;
     private KmapLocal? _kmapLocal;
+    private PteWindow? _pteWindow;
     private bool _disposed;
 
     /// <summary>The mappings of one machine; nothing is reserved on the host before the first kmap.</summary>
@@ -63,6 +65,9 @@ internal sealed partial class HighmemMaps : IDisposable
     /// <summary>The per-thread kmap_local stacks, created on first use.</summary>
     public KmapLocal LocalSlots => Volatile.Read(ref _kmapLocal) ?? CreateOnce(ref _kmapLocal,
         () => new KmapLocal(_mem, _bug, _log, _cpus));
+
+    /// <summary>The window through which user page tables in HighMem (CONFIG_HIGHPTE) are reached, made on first use.</summary>
+    public PteWindow PteTables => Volatile.Read(ref _pteWindow) ?? CreateOnce(ref _pteWindow, () => new PteWindow(_mem));
 
     /// <summary>kmap: the direct-map address of a lowmem page; for a highmem page its pkmap slot, waiting up
     /// to <paramref name="timeoutMs"/> (-1: for ever) for one; 0 when the wait ends without a slot.</summary>
@@ -184,6 +189,7 @@ internal sealed partial class HighmemMaps : IDisposable
             _disposed = true;
             _pkmap?.Dispose();
             _kmapLocal?.Dispose();
+            _pteWindow?.Dispose();
         }
     }
 

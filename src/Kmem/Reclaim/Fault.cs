@@ -146,7 +146,8 @@ internal sealed unsafe partial class UserMemory
                     ulong* pte = Walk(t, va, out int missing);
                     if (pte is null)
                     {
-                        if (!spare.IsNull && IsTableSpare(spare))
+                        // A table frame in HighMem (HIGHPTE) can only be a PTE table.
+                        if (!spare.IsNull && IsTableSpare(spare) && (missing == 1 || _mem.PageAddress(spare.RawPfn) != 0))
                         {
                             InstallTable(t, va, missing, spare.RawPfn);
                             spare = Page.Null;
@@ -155,7 +156,7 @@ internal sealed unsafe partial class UserMemory
                         Lock.Exit();
                         holding = false;
                         FreeSpare(ref spare);
-                        spare = AllocTablePage(t);
+                        spare = AllocTablePage(t, missing);
                         if (spare.IsNull)
                         {
                             PagefaultOutOfMemory(t);
@@ -232,19 +233,23 @@ internal sealed unsafe partial class UserMemory
     private bool IsTableSpare(Page p) => (_mem.Frame(p.RawPfn).Flags & PageFlags.Table) != 0;
 
     /// <summary>Where a trace replay hands over the frame of a page table the traced kernel allocated for the same
-    /// fault (GFP_PGTABLE_USER), so the replay does not allocate a second table on top of the kernel's; called with
-    /// the task (null for a new task's PGD), returns Page.Null to let the allocator give one. Replaying thread only.</summary>
-    public Func<TaskStruct?, Page>? TablePageSource;
+    /// fault (GFP_PGTABLE_USER, or with __GFP_HIGHMEM for a PTE table under CONFIG_HIGHPTE), so the replay does not
+    /// allocate a second table on top of the kernel's; called with the task (null for a new task's PGD) and whether
+    /// the table is a HIGHPTE one, returns Page.Null to let the allocator give one. Replaying thread only.</summary>
+    public Func<TaskStruct?, bool, Page>? TablePageSource;
 
-    /// <summary>A zeroed frame for a page table of <paramref name="t"/> (__pte_alloc and the levels above, pgd_alloc).</summary>
-    private Page AllocTablePage(TaskStruct? t)
+    /// <summary>A zeroed frame for a page table of <paramref name="t"/> at <paramref name="level"/> (4 the PGD:
+    /// pgd_alloc; 3 a PUD table … 1 a PTE table: __pte_alloc, whose __userpte_alloc_gfp adds __GFP_HIGHMEM under
+    /// CONFIG_HIGHPTE).</summary>
+    private Page AllocTablePage(TaskStruct? t, int level)
     {
-        var p = TablePageSource?.Invoke(t) ?? Page.Null;
+        bool highPte = level == 1 && _highPte;
+        var p = TablePageSource?.Invoke(t, highPte) ?? Page.Null;
         if (p.IsNull)
         {
-            return _pa.AllocPages(Gfp.PgtableUser, 0, -1);
+            return _pa.AllocPages(highPte ? Gfp.PgtableUser | Gfp.HighMem : Gfp.PgtableUser, 0, -1);
         }
-        new Span<ulong>(TableEntry(p.RawPfn, 0), 512).Clear();
+        _highmem.ClearHighpage(p.RawPfn); // outside Lock: through kmap_local, not the table window
         return p;
     }
 

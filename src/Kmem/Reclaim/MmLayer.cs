@@ -53,7 +53,7 @@ internal sealed class MmLayer : IReclaimer, IDisposable
         _shrinkers = new Shrinkers(pa, _events);
         _dcache = new Dcache(mem, pa, slab, _shrinkers);
         _filemap = new Filemap(mem, pa, _lru, highmem, _events, _dcache);
-        _memory = new UserMemory(mem, pa, _lru, _swap, highmem, log, _events, options.Preset, vmalloc);
+        _memory = new UserMemory(mem, pa, _lru, _swap, highmem, log, _events, options.Preset, options.HighPte ?? options.Preset != Preset.X64, vmalloc);
         _locks = new ReclaimLocks(_memory.Lock, _filemap.Lock, _swap.Lock, _lru.Lock);
         _vmscan = new Vmscan(mem, pa, _lru, _memory, _filemap, _swap, _shrinkers, _events, _locks);
         _compaction = new Compaction(mem, pa, _lru, _memory, _swap, highmem, _events, _locks);
@@ -325,7 +325,7 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     public void RunKswapd() => _kswapd.RunDeferred();
 
     /// <summary>A trace replay's source of page-table frames (UserMemory.TablePageSource).</summary>
-    public Func<TaskStruct?, Page>? TablePageSource
+    public Func<TaskStruct?, bool, Page>? TablePageSource
     {
         get => _memory.TablePageSource;
         set => _memory.TablePageSource = value;
@@ -366,6 +366,12 @@ internal sealed class MmLayer : IReclaimer, IDisposable
     public long TotalSwapPages => _swap.TotalSwapPages;
 
     public long NrSwapPages => _swap.NrSwapPages;
+
+    /// <summary>follow_page: the frame mapped at an address of a task, or PhysMem.NoPfn (UserMemory.FollowPage).</summary>
+    public uint FollowPage(TaskStruct t, ulong va) => _memory.FollowPage(t, va);
+
+    /// <summary>The frames of a task's tables below its PGD, with their levels (UserMemory.PageTables).</summary>
+    public List<(uint Pfn, int Level)> PageTables(TaskStruct t) => _memory.PageTables(t);
 
     /// <summary>Checks the LRU lists, every task's tables and counters and every file's cache against each other
     /// (with every owner lock held); throws on the first mismatch.</summary>

@@ -3,13 +3,15 @@
 // memory, software 4-level page tables in real frames from the page allocator,
 // exit_mmap, and what reclaim, compaction and swapoff ask of a mapped page
 // (folio_referenced, try_to_unmap, remove_migration_pte, unuse_pte). The fault
-// path is in Fault.cs (the same class).
+// path is in Fault.cs and the checks in UserMemory.Inspect.cs (the same class).
 // Page-table entries are 64-bit words in the table frames (x86-64 layout: bit 0
 // present, 1 RW, 2 user, 5 accessed, 6 dirty, pfn from bit 12). A swap entry is
 // a non-present entry: type in bits 1..5, slot offset from bit 12 (offset 0 is
 // the swap header, so a swap entry is never 0). Every preset uses 4 levels of 512
 // entries over a 48-bit space (the 32-bit presets' 2- and 3-level formats are
-// not modelled for user tables); table frames are GFP_KERNEL, so in lowmem.
+// not modelled for user tables); table frames are GFP_PGTABLE_USER, so in lowmem, except PTE tables
+// under CONFIG_HIGHPTE (x86-32), which add __GFP_HIGHMEM and are reached through a window of host
+// mappings (Highmem/PteWindow.cs) where they lie in HighMem.
 // Accounting as in 6.1 x86: PTE and PMD tables count in NR_PAGETABLE (their
 // ctors), PUD, PMD and PTE tables in the mm's pgtables_bytes, the PGD in neither.
 // Invariants (Validate): each task's rss, swap entries and table pages equal
@@ -40,16 +42,20 @@ internal sealed unsafe partial class UserMemory
     private readonly KernelLog _log;
     private readonly VmEvents _events;
     private readonly Preset _preset;
+    // CONFIG_HIGHPTE: PTE tables are allocated with __GFP_HIGHMEM.
+    private readonly bool _highPte;
     private readonly KernelStacks _stacks;
     private readonly List<TaskStruct> _tasks = [];
     private int _nextPid = 1000;
     private bool _disposed;
 
-    /// <summary>Builds the owner over the lower layers it uses; <paramref name="vmalloc"/> gives the vmalloc space
-    /// (made on first use by its owner) for X64's VMAP_STACK kernel stacks.</summary>
+    /// <summary>Builds the owner over the lower layers it uses; <paramref name="highPte"/> is CONFIG_HIGHPTE (PTE
+    /// tables may lie in HighMem); <paramref name="vmalloc"/> gives the vmalloc space (made on first use by its owner)
+    /// for X64's VMAP_STACK kernel stacks.</summary>
     public UserMemory(PhysMem mem, PageAllocator pa, Lruvecs lru, Swapfile swap, HighmemMaps highmem, KernelLog log,
-        VmEvents events, Preset preset, Func<VmapSpace> vmalloc)
+        VmEvents events, Preset preset, bool highPte, Func<VmapSpace> vmalloc)
     {
+        _highPte = highPte;
         _mem = mem;
         _pa = pa;
         _lru = lru;
@@ -102,7 +108,13 @@ internal sealed unsafe partial class UserMemory
     /// <summary>Where mmap starts looking (bottom-up first fit).</summary>
     private ulong MmapBase => _preset == Preset.X64 ? 0x7F00_0000_0000UL : 0x4000_0000UL;
 
-    private ulong* TableEntry(uint tablePfn, int index) => (ulong*)_mem.PageAddress(tablePfn) + index;
+    /// <summary>Entry <paramref name="index"/> of a table: through the direct map, or for a HIGHPTE table in HighMem
+    /// through the table window (PteWindow.cs), which keeps it mapped for the rest of the step (under Lock).</summary>
+    private ulong* TableEntry(uint tablePfn, int index)
+    {
+        nint page = _mem.PageAddress(tablePfn);
+        return (ulong*)(page != 0 ? page : _highmem.PteTables.Map(tablePfn)) + index;
+    }
 
     private static int IndexAt(ulong va, int level) => (int)((va >> (PhysMem.PageShift + 9 * level)) & 511);
 
@@ -147,7 +159,7 @@ internal sealed unsafe partial class UserMemory
         {
             return null;
         }
-        var pgd = AllocTablePage(null);
+        var pgd = AllocTablePage(null, 4);
         if (pgd.IsNull)
         {
             if (ownStack)
@@ -395,59 +407,6 @@ internal sealed unsafe partial class UserMemory
         t.StackPages = Page.Null;
         t.HasExited = true;
         _tasks.Remove(t);
-    }
-
-    /// <summary>Counts the task's present pages, swap entries and tables, and compares them with its counters.</summary>
-    private void ValidateTask(TaskStruct t)
-    {
-        long rss = 0, swap = 0, tables = 0;
-        void WalkTable(uint table, int level, ulong baseVa)
-        {
-            for (int i = 0; i < 512; i++)
-            {
-                ulong e = *TableEntry(table, i);
-                if (e == 0)
-                {
-                    continue;
-                }
-                ulong va = baseVa | ((ulong)i << (PhysMem.PageShift + 9 * level));
-                if (level > 0)
-                {
-                    tables++;
-                    WalkTable(PtePfn(e), level - 1, va);
-                }
-                else if ((e & PtePresent) != 0)
-                {
-                    rss++;
-                    uint pfn = PtePfn(e);
-                    if (_lru.OwnerOf(pfn) != t || _lru.IndexOf(pfn) != va || (_mem.Frame(pfn).Flags & PageFlags.Lru) == 0)
-                    {
-                        throw new InvalidOperationException($"task {t.Pid}: pte at 0x{va:x} maps pfn 0x{pfn:x} whose rmap or LRU state is wrong");
-                    }
-                }
-                else
-                {
-                    swap++;
-                }
-            }
-        }
-        WalkTable(t.PgdPfn, 3, 0);
-        if (rss != t.Rss || swap != t.SwapEnts || tables != t.PgtablePages)
-        {
-            throw new InvalidOperationException($"task {t.Pid}: counters rss {t.Rss} swapents {t.SwapEnts} tables {t.PgtablePages}, tables hold {rss}/{swap}/{tables}");
-        }
-    }
-
-    /// <summary>Checks every task's counters against its tables.</summary>
-    public void Validate()
-    {
-        lock (Lock)
-        {
-            foreach (var t in _tasks)
-            {
-                ValidateTask(t);
-            }
-        }
     }
 
     // ---- What reclaim, compaction and swapoff ask of a mapped anonymous page (under Lock) ----

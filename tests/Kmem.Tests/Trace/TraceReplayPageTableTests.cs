@@ -14,6 +14,10 @@ public class TraceReplayPageTableTests
     private static string TablePage(ulong pfn) =>
         Line("sh", 100, $"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=0 gfp_flags=GFP_KERNEL_ACCOUNT|__GFP_ZERO");
 
+    // A PTE table's frame under CONFIG_HIGHPTE (x86-32): __userpte_alloc_gfp adds __GFP_HIGHMEM.
+    private static string HighPteTablePage(ulong pfn) =>
+        Line("sh", 100, $"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=0 gfp_flags=GFP_KERNEL_ACCOUNT|__GFP_HIGHMEM|__GFP_ZERO");
+
     private static string UserPage(ulong pfn) =>
         Line("sh", 100, $"mm_page_alloc: page=ffffea0000000000 pfn=0x{pfn:x} order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO");
 
@@ -121,15 +125,43 @@ public class TraceReplayPageTableTests
         // takes only the kernel's table frames and its page, so the page allocator counts the trace's pages once.
         using var m = TraceReplayer.Boot(new MachineOptions { Preset = preset, Memory = "128M", Cpus = 2, Seed = 1 });
         long before = ReplayData.FreeAndPcpPages(m);
-        var r = Replay(m, TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000));
+        // x86-32's kernel (CONFIG_HIGHPTE) allocates its PTE table with __GFP_HIGHMEM: Kmem's PTE table takes that frame.
+        string pte = preset == Preset.X64 ? TablePage(0x5001) : HighPteTablePage(0x5001);
+        var r = Replay(m, pte + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000));
         Assert.Equal(1, r.Pressure!.TaskPages);
         Assert.Single(m.Mm.TasksSnapshot());
         Assert.Equal(0, m.Mm.NrKernelStackKb);
         Assert.DoesNotContain("alloc_thread_stack_node", m.Proc.Vmallocinfo());
-        // The four tables (none of Kmem's own on X64; x86-32's user page is highmem, its PTE table is lowmem either way)
-        // and the user page: five pages taken from the free lists and the per-CPU lists together.
+        // The four tables, all the kernel's frames, and the user page: five pages taken from the free lists and the
+        // per-CPU lists together.
+        Assert.Equal(4, r.PageTablesTakenOver);
+        Assert.Equal(0, r.PageTablesOwn);
         Assert.Equal(5, before - ReplayData.FreeAndPcpPages(m));
         m.Mm.Validate();
+    }
+
+    [Fact]
+    public void AHighPteFrameIsTakenOnlyForAPteTableAndItsFreeMovesTheTableToAFrameOfItsKind()
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Preset = Preset.X86Pae, Memory = "1G", Cpus = 2, Seed = 1 });
+        // The HIGHPTE frame is the newest: the PGD, PUD and PMD still take the GFP_PGTABLE_USER frames, the PTE table it.
+        string text = TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + HighPteTablePage(0x5004) + UserPage(0x6000);
+        var r = Replay(m, text);
+        Assert.Equal(4, r.PageTablesTakenOver);
+        Assert.Equal(0, r.PageTablesOwn);
+        var task = Assert.Single(m.Mm.TasksSnapshot());
+        var tables = m.Mm.PageTables(task);
+        Assert.Equal(3, tables.Count);
+        // The kernel frees the PTE table's frame while Kmem's task still maps its page: the entries move to a frame of
+        // Kmem's own allocated as a HIGHPTE table would be (in HighMem on this machine), and the page stays mapped.
+        using var m2 = TraceReplayer.Boot(new MachineOptions { Preset = Preset.X86Pae, Memory = "1G", Cpus = 2, Seed = 1 });
+        var r2 = Replay(m2, text + PageFree(0x5004));
+        Assert.Equal(1, r2.PageTablesOwn);
+        var moved = Assert.Single(m2.Mm.TasksSnapshot());
+        var pteTable = Assert.Single(m2.Mm.PageTables(moved), x => x.Level == 1);
+        Assert.True(m2.PageHighMem(new Page(pteTable.Pfn)));
+        Assert.Equal(1, moved.Rss);
+        m2.Mm.Validate();
     }
 
     private static string Kmalloc(ulong ptr) =>

@@ -1,7 +1,7 @@
 // CONFIG_HIGHPTE on the x86-32 presets: a task's PTE tables are allocated with __GFP_HIGHMEM, so they come
 // from HighMem and are reached through the table window (Highmem/PteWindow.cs); the levels above stay in
-// lowmem. Faults, reclaim's unmap and swap-in, and exit all go through such tables, over more tables than
-// the window keeps mapped at once.
+// lowmem. Faults, compaction's migration, reclaim's unmap and swap-in, and exit all go through such
+// tables, over more tables than the window keeps mapped at once.
 using Kmem.Highmem;
 using Kmem.Tests.Trace;
 using static Kmem.Tests.Reclaim.ReclaimTestKit;
@@ -62,6 +62,27 @@ public class HighPteTests
         var e = Assert.Throws<MachineOptionException>(() => Machine.Boot(new MachineOptions { Memory = "128M", HighPte = true }));
         Assert.Equal("HighPte", e.Option);
         Assert.Contains("X64", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void CompactionRepointsPtesInHighMemTables()
+    {
+        using var m = Boot("1G", Preset.X86Pae);
+        var keeper = m.CreateTask("keeper")!;
+        var leaver = m.CreateTask("leaver")!;
+        const int chunk = 64, chunks = 128;
+        ulong a = keeper.Mmap(chunk * chunks * Machine.PageSize), b = leaver.Mmap(chunk * chunks * Machine.PageSize);
+        // Chunks in turn, so that the leaver's exit leaves 64-page holes between the keeper's chunks.
+        for (int c = 0; c < chunks; c++)
+        {
+            Fill(keeper, a + (ulong)(c * chunk) * Machine.PageSize, chunk * Machine.PageSize, 1);
+            Fill(leaver, b + (ulong)(c * chunk) * Machine.PageSize, chunk * Machine.PageSize, 2);
+        }
+        leaver.Exit();
+        Assert.True(m.CompactMemory() > 0, "compaction migrated nothing");
+        Check(keeper, a, chunk * chunks * Machine.PageSize, 1);
+        Assert.All(m.Mm.PageTables(keeper).Where(x => x.Level == 1), x => Assert.True(m.PageHighMem(new Page(x.Pfn))));
+        m.Mm.Validate();
     }
 
     [Fact]

@@ -7,6 +7,7 @@
 // Immutable after creation except the per-CPU and per-node state, each under its own lock, and
 // min_partial / cpu_partial, which sysfs writes may change at any time (plain stores, read racily
 // by the slab paths as the kernel reads them).
+using System.Diagnostics.CodeAnalysis;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
@@ -208,8 +209,21 @@ public sealed class KmemCache
 
     /// <summary>The cache, for a call that may use it; a destroyed one is refused.</summary>
     /// <exception cref="ObjectDisposedException">The cache was destroyed.</exception>
-    internal KmemCache ThrowIfDestroyed() =>
-        IsDestroyed ? throw new ObjectDisposedException(Name, $"kmem_cache {Name} was destroyed") : this;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal KmemCache ThrowIfDestroyed()
+    {
+        // The throw stays out of line: a method that throws is not inlined, and this check is on every
+        // kmem_cache_alloc and kmem_cache_free.
+        if (IsDestroyed)
+        {
+            ThrowDestroyed();
+        }
+        return this;
+    }
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowDestroyed() => throw new ObjectDisposedException(Name, $"kmem_cache {Name} was destroyed");
 
     internal int Id { get; }
     /// <summary>reciprocal_size: ceil(2^64 / Size), so that an offset n below 2^32 gives n / Size as the high

@@ -486,7 +486,7 @@ def gaps_text(b, h, h_folder):
   pressure replay): where the kernel frees a table frame that still maps pages in Kmem's task (6.1
   frees a task's tables in the same mmu_gather batch as its pages, tables first, and Kmem's task
   places its pages in other tables than the kernel's), Kmem moves the table's entries to a frame of
-  its own ({b.get('page_tables_own', 0):,} on capture B){'; ' + table_drift if table_drift else ''}; a stock
+  its own ({b.get('page_tables_own_moved', 0):,} on capture B, of its {b.get('page_tables_own', 0):,} own tables){'; ' + table_drift if table_drift else ''}; a stock
   of such frames, given back when the moved table goes, was tried and held thousands of frames for
   tasks that outlive their kernel address space, which made the counts drift further; (3) tasks'
   kernel stacks: a replayed task has none of its own, since the page path replays the kernel's (the
@@ -523,12 +523,12 @@ def gaps_text(b, h, h_folder):
   kernel ({i386_fb['kmem_yes']:,} against {i386_fb['kernel_yes']:,}, {i386_fb['both_yes']:,} on the same allocation){i386_extra}.
   Kmem's PTE tables are HIGHPTE tables, as the kernel's are (CONFIG_HIGHPTE: __userpte_alloc_gfp adds
   __GFP_HIGHMEM, so they come from HighMem first): the trace's {i386_frames['highpte']:,} such frames wait apart and
-  are taken for Kmem's PTE tables, and Kmem allocates {h.get('page_tables_own_highpte', 0):,} PTE tables of its own. Its other
-  own tables ({h.get('page_tables_own', 0) - h.get('page_tables_own_highpte', 0):,}) are where the layouts differ: the traced kernel (PAE) takes each
-  address space's PGD from the 32-byte pgd_cache ({i386_frames['pgd_cache']:,} pgd_alloc allocations in the trace) and its
-  three PMD pages at once ({i386_frames['plain']:,} order-0 GFP_PGTABLE_USER pages), while Kmem's tasks keep the
-  four-level layout of every preset (a PGD page, a PUD page and a PMD page per GiB they map), so an
-  address space takes about two lowmem pages more than the kernel's, from ZONE_NORMAL's unmovable lists.
+  are taken for Kmem's PTE tables, its {i386_frames['plain']:,} order-0 GFP_PGTABLE_USER pages (PAE's PMD tables,
+  three for each of the {i386_frames['pgd_cache']:,} pgd_alloc allocations, whose PGD comes from the 32-byte pgd_cache) for
+  the levels above. Of Kmem's {h.get('page_tables_own', 0):,} own tables, {h.get('page_tables_own_moved', 0):,} are moves: where the kernel frees a table
+  frame while Kmem's table there still maps pages (6.1 frees a task's tables in the same mmu_gather batch
+  as its pages, tables first), the entries move to a frame of Kmem's own, from ZONE_NORMAL's unmovable
+  lists above the PTE level; {h.get('page_tables_own', 0) - h.get('page_tables_own_moved', 0):,} were allocated at a fault no frame waited for.
   Whether those pages or others made Kmem's Normal unmovable lists run out at the steal is not counted:
   unexplained beyond that. The aligned run matches the kernel ({i386_al['both_yes']:,} of {i386_al['kernel_yes']:,}): the kernel's
   own ZONE_NORMAL unmovable steal (line 80,639, in the middle of a refill) corrects Kmem's Normal lists,

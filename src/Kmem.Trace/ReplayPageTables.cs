@@ -49,6 +49,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     /// <summary>Of <see cref="Own"/>, HIGHPTE PTE tables.</summary>
     public long OwnHighPte { get; private set; }
 
+    /// <summary>Of <see cref="Own"/>, frames a table moved to when the kernel freed the frame it had taken.</summary>
+    public long OwnMoved { get; private set; }
+
     /// <summary>The kernel's free of a task's PGD frame (mmdrop): true when the task's exit finished there and freed it.</summary>
     public Func<TaskStruct, bool>? FinishAtMmdrop { get; set; }
 
@@ -187,6 +190,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
                 {
                     (p, own) = (own, Page.Null);
                     Own++;
+                    OwnMoved++;
                     OwnHighPte += lent.HighPte ? 1 : 0;
                 }
                 return p;

@@ -199,6 +199,11 @@ public sealed class TraceReplayResult
     /// trace gave it no HIGHPTE frame (the rest are tables of the levels above).</summary>
     public long PageTablesOwnHighPte { get; init; }
 
+    /// <summary>Of <see cref="PageTablesOwn"/>, the frames a table moved to when the kernel freed the frame it had
+    /// taken while the table still mapped pages in Kmem's task (the rest were allocated at a fault or a new task's
+    /// PGD that no frame of the kernel's waited for).</summary>
+    public long PageTablesOwnMoved { get; init; }
+
     /// <summary>How far Kmem's per-CPU page counts strayed from the kernel's, phase by phase, and which events moved
     /// them apart; empty for an aligned run or a machine not booted by <see cref="TraceReplayer.Boot"/>.</summary>
     public IReadOnlyList<TracePcpDrift> PcpDrift { get; init; } = [];

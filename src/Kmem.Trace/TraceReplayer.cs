@@ -518,6 +518,7 @@ public sealed partial class TraceReplayer
             PageTablesTakenOver = _tables.TakenOver,
             PageTablesOwn = _tables.Own,
             PageTablesOwnHighPte = _tables.OwnHighPte,
+            PageTablesOwnMoved = _tables.OwnMoved,
             CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
             Pressure = PressureResult(),
         };

@@ -54,6 +54,7 @@ public class TraceReplayPageTableTests
         var own = Replay(m, UserPage(0x6000));
         Assert.Equal(0, own.PageTablesTakenOver);
         Assert.Equal(4, own.PageTablesOwn);
+        Assert.Equal(0, own.PageTablesOwnMoved);
 
         using var m2 = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
         // The kernel frees a table frame while the page it maps in Kmem's task is still there: Kmem frees the frame
@@ -61,6 +62,7 @@ public class TraceReplayPageTableTests
         var r = Replay(m2, TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000) + PageFree(0x5001));
         Assert.Equal(4, r.PageTablesTakenOver);
         Assert.Equal(1, r.PageTablesOwn);
+        Assert.Equal(1, r.PageTablesOwnMoved);
         Assert.Equal(1, r.Decisions["pcp_drain"].Compared);
         var task = Assert.Single(m2.Mm.TasksSnapshot());
         Assert.Equal(1, task.Rss);
@@ -157,6 +159,8 @@ public class TraceReplayPageTableTests
         using var m2 = TraceReplayer.Boot(new MachineOptions { Preset = Preset.X86Pae, Memory = "1G", Cpus = 2, Seed = 1 });
         var r2 = Replay(m2, text + PageFree(0x5004));
         Assert.Equal(1, r2.PageTablesOwn);
+        Assert.Equal(1, r2.PageTablesOwnHighPte);
+        Assert.Equal(1, r2.PageTablesOwnMoved);
         var moved = Assert.Single(m2.Mm.TasksSnapshot());
         var pteTable = Assert.Single(m2.Mm.PageTables(moved), x => x.Level == 1);
         Assert.True(m2.PageHighMem(new Page(pteTable.Pfn)));

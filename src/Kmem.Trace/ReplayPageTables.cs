@@ -44,6 +44,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     /// <summary>Frames taken over, and tables Kmem's tasks allocated themselves.</summary>
     public long TakenOver { get; private set; }
 
+    /// <summary>Tables Kmem's tasks allocated themselves (at a fault no frame waited for, or to move a table to).</summary>
     public long Own { get; private set; }
 
     /// <summary>Of <see cref="Own"/>, HIGHPTE PTE tables.</summary>

@@ -195,8 +195,8 @@ public sealed class TraceReplayResult
     /// or when the kernel freed a frame whose table still mapped pages in Kmem (its entries moved to the new one).</summary>
     public long PageTablesOwn { get; init; }
 
-    /// <summary>Of <see cref="PageTablesOwn"/>, the PTE tables a task allocated under CONFIG_HIGHPTE because the
-    /// trace gave it no HIGHPTE frame (the rest are tables of the levels above).</summary>
+    /// <summary>Of <see cref="PageTablesOwn"/>, the HIGHPTE PTE tables (CONFIG_HIGHPTE): allocated at a fault no
+    /// HIGHPTE frame of the kernel's waited for, or moved to (the rest are GFP_PGTABLE_USER tables).</summary>
     public long PageTablesOwnHighPte { get; init; }
 
     /// <summary>Of <see cref="PageTablesOwn"/>, the frames a table moved to when the kernel freed the frame it had

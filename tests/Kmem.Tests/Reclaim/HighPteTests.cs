@@ -30,6 +30,7 @@ public class HighPteTests
         var tables = m.Mm.PageTables(t);
         Assert.Equal(Regions, tables.Count(x => x.Level == 1));
         Assert.All(tables, x => Assert.Equal(x.Level == 1, m.PageHighMem(new Page(x.Pfn))));
+        Assert.True(m.Highmem.PteTables.Maps > PteWindow.Slots, "the window never mapped a slot over"); // slots were reused
         for (int r = 0; r < Regions; r++)
         {
             Check(t, Region(a, r), 3 * Machine.PageSize, (byte)r);

@@ -468,6 +468,8 @@ def gaps_text(b, h, h_folder):
     i386_extra = (f", at trace {line_list(extra)} ({'; '.join(m['detail'].split('; ', 1)[-1] for m in extra)})"
                   if extra else "")
     i386_frames = table_frames(h_folder)
+    more = i386_fb["kmem_yes"] - i386_fb["both_yes"]
+    i386_more = f"{more:,} steal{'' if more == 1 else 's'} the kernel did not make" if more else "no steal the kernel did not make"
     tables = phases.get("parallel", {}).get("classes", {}).get("page_table")
     table_drift = (f"in the parallel phase the table class takes {-tables['kmem_pages']:,} pages off Kmem's lists "
                    f"against {-tables['kernel_pages']:,} off the kernel's" if tables else "")
@@ -519,8 +521,8 @@ def gaps_text(b, h, h_folder):
   after trace_init (capture B's first refills, one page each, are theirs); tried, they moved
   free-running refills by about a tenth, and the switch cannot be read from every trace (the i386
   capture has no percpu events).
-- On the i386 capture the free-running run steals {i386_fb['kmem_yes'] - i386_fb['both_yes']:,} time(s) more than the
-  kernel ({i386_fb['kmem_yes']:,} against {i386_fb['kernel_yes']:,}, {i386_fb['both_yes']:,} on the same allocation){i386_extra}.
+- On the i386 capture the free-running run makes {i386_more} ({i386_fb['kmem_yes']:,} against
+  {i386_fb['kernel_yes']:,}, {i386_fb['both_yes']:,} on the same allocation){i386_extra}.
   Kmem's PTE tables are HIGHPTE tables, as the kernel's are (CONFIG_HIGHPTE: __userpte_alloc_gfp adds
   __GFP_HIGHMEM, so they come from HighMem first): the trace's {i386_frames['highpte']:,} such frames wait apart and
   are taken for Kmem's PTE tables, its {i386_frames['plain']:,} order-0 GFP_PGTABLE_USER pages (PAE's PMD tables,

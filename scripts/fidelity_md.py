@@ -531,10 +531,14 @@ def gaps_text(b, h, h_folder):
   frame while Kmem's table there still maps pages (6.1 frees a task's tables in the same mmu_gather batch
   as its pages, tables first), the entries move to a frame of Kmem's own, from ZONE_NORMAL's unmovable
   lists above the PTE level; {h.get('page_tables_own', 0) - h.get('page_tables_own_moved', 0):,} were allocated at a fault no frame waited for.
-  Whether those pages or others made Kmem's Normal unmovable lists run out at the steal is not counted:
-  unexplained beyond that. The aligned run matches the kernel ({i386_al['both_yes']:,} of {i386_al['kernel_yes']:,}): the kernel's
-  own ZONE_NORMAL unmovable steal (line 80,639, in the middle of a refill) corrects Kmem's Normal lists,
-  which then last to the trace's end.
+  The extra steal is the phase of ZONE_NORMAL's unmovable blocks: when the trace starts the kernel still
+  holds the end of an order-10 block stolen before tracing (its refill at line 80,639 takes 0x43fd-0x43ff of
+  block 0x4000-0x43ff, then steals the block at 0x4c00, for a slab page, which the comparison leaves to
+  Kmem's slab layer), while Kmem's unmovable lists there are empty and its first slab page, at the trace's
+  first lines, steals a block of its own; each side's block then runs out at its own line, the kernel's
+  at 80,639 and Kmem's at the line above. The aligned run matches the kernel ({i386_al['both_yes']:,} of
+  {i386_al['kernel_yes']:,}): the kernel's steal at line 80,639 corrects Kmem's Normal lists, which then last to the
+  trace's end.
 - Page frees the replay cannot mirror on capture B: {b.get('untracked_page_frees', 0):,} frees of frames never seen
   allocated (pages allocated before tracing) and {b.get('unattributed_drains', 0):,} drains after no page free (a
   list free whose mm_page_free an interrupt's event committed first: its drains have no free of their

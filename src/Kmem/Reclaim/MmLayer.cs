@@ -367,9 +367,6 @@ internal sealed class MmLayer : IReclaimer, IDisposable
 
     public long NrSwapPages => _swap.NrSwapPages;
 
-    /// <summary>follow_page: the frame mapped at an address of a task, or PhysMem.NoPfn (UserMemory.FollowPage).</summary>
-    public uint FollowPage(TaskStruct t, ulong va) => _memory.FollowPage(t, va);
-
     /// <summary>The frames of a task's tables below its PGD, with their levels (UserMemory.PageTables).</summary>
     public List<(uint Pfn, int Level)> PageTables(TaskStruct t) => _memory.PageTables(t);
 

@@ -468,6 +468,11 @@ def gaps_text(b, h, h_folder):
     i386_extra = (f", at trace {line_list(extra)} ({'; '.join(m['detail'].split('; ', 1)[-1] for m in extra)})"
                   if extra else "")
     i386_frames = table_frames(h_folder)
+    # The extra steal explained below is line 95,499's; any other is listed as unexplained.
+    others = [m for m in extra if m["line"] != 95499]
+    i386_others = (f" The other{'s' if len(others) > 1 else ''} ({line_list(others)}) {'are' if len(others) > 1 else 'is'} not explained."
+                   if others else "")
+    i386_exited = (h.get("pressure") or {}).get("tasks_exited", 0)
     more = i386_fb["kmem_yes"] - i386_fb["both_yes"]
     i386_more = f"{more:,} steal{'' if more == 1 else 's'} the kernel did not make" if more else "no steal the kernel did not make"
     tables = phases.get("parallel", {}).get("classes", {}).get("page_table")
@@ -488,9 +493,11 @@ def gaps_text(b, h, h_folder):
   pressure replay): where the kernel frees a table frame that still maps pages in Kmem's task (6.1
   frees a task's tables in the same mmu_gather batch as its pages, tables first, and Kmem's task
   places its pages in other tables than the kernel's), Kmem moves the table's entries to a frame of
-  its own ({b.get('page_tables_own_moved', 0):,} on capture B, of its {b.get('page_tables_own', 0):,} own tables){'; ' + table_drift if table_drift else ''}; a stock
-  of such frames, given back when the moved table goes, was tried and held thousands of frames for
-  tasks that outlive their kernel address space, which made the counts drift further; (3) tasks'
+  its own ({b.get('page_tables_own_moved', 0):,} on capture B, of its {b.get('page_tables_own', 0):,} own tables), a spare frame that an
+  earlier such table gave back when it went, so the page allocator gave {b.get('page_tables_own_frames', 0):,} frames for them all{'; ' + table_drift if table_drift else ''}:
+  a move that took a page off the lists and gave it back when the moved table went did so at other
+  events than any of the kernel's, and the moves in flight set Kmem's count that many pages below the
+  kernel's at the drains between; (3) tasks'
   kernel stacks: a replayed task has none of its own, since the page path replays the kernel's (the
   bulk allocator's pages of its vmalloc'ed stack on x86-64, an order-1 page on x86-32); when Kmem's
   tasks took stacks of their own too, every task made while both stack caches were empty took four
@@ -530,15 +537,18 @@ def gaps_text(b, h, h_folder):
   the levels above. Of Kmem's {h.get('page_tables_own', 0):,} own tables, {h.get('page_tables_own_moved', 0):,} are moves: where the kernel frees a table
   frame while Kmem's table there still maps pages (6.1 frees a task's tables in the same mmu_gather batch
   as its pages, tables first), the entries move to a frame of Kmem's own, from ZONE_NORMAL's unmovable
-  lists above the PTE level; {h.get('page_tables_own', 0) - h.get('page_tables_own_moved', 0):,} were allocated at a fault no frame waited for.
-  The extra steal is the phase of ZONE_NORMAL's unmovable blocks: when the trace starts the kernel still
+  lists above the PTE level; {h.get('page_tables_own', 0) - h.get('page_tables_own_moved', 0):,} were allocated at a fault no frame waited for
+  ({h.get('page_tables_own_frames', 0):,} frames in all, the rest spares). {i386_exited:,} of Kmem's tasks exit at their exit_mmap on this
+  capture: its build names exit_mmap's frees vm_area_free and mt_destroy_walk, as munmap's are named, where the
+  x86-64 build names them exit_mmap, so a task keeps its moved tables until the trace ends.
+  The extra steal at line 95,499 is the phase of ZONE_NORMAL's unmovable blocks: when the trace starts the kernel still
   holds the end of an order-10 block stolen before tracing (its refill at line 80,639 takes 0x43fd-0x43ff of
   block 0x4000-0x43ff, then steals the block at 0x4c00, for a slab page, which the comparison leaves to
   Kmem's slab layer), while Kmem's unmovable lists there are empty and its first slab page, at the trace's
   first lines, steals a block of its own; each side's block then runs out at its own line, the kernel's
   at 80,639 and Kmem's at the line above. The aligned run matches the kernel ({i386_al['both_yes']:,} of
   {i386_al['kernel_yes']:,}): the kernel's steal at line 80,639 corrects Kmem's Normal lists, which then last to the
-  trace's end.
+  trace's end.{i386_others}
 - Page frees the replay cannot mirror on capture B: {b.get('untracked_page_frees', 0):,} frees of frames never seen
   allocated (pages allocated before tracing) and {b.get('unattributed_drains', 0):,} drains after no page free (a
   list free whose mm_page_free an interrupt's event committed first: its drains have no free of their

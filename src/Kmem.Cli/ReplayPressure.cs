@@ -106,6 +106,7 @@ public static class ReplayPressure
         }
         j.WriteStartObject("pressure");
         j.WriteNumber("task_pages", p.TaskPages);
+        j.WriteNumber("tasks_exited", p.TasksExited);
         j.WriteNumber("reclaim_frees", p.ReclaimFrees);
         j.WriteNumber("swap_ins", p.SwapIns);
         j.WriteNumber("migrated_pages", p.MigratedPages);

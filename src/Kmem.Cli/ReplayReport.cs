@@ -232,6 +232,7 @@ public static class ReplayReport
         j.WriteNumber("page_tables_own", r.PageTablesOwn);
         j.WriteNumber("page_tables_own_highpte", r.PageTablesOwnHighPte);
         j.WriteNumber("page_tables_own_moved", r.PageTablesOwnMoved);
+        j.WriteNumber("page_tables_own_frames", r.PageTablesOwnFrames);
         j.WriteNumber("untracked_frees", r.UntrackedFrees);
         j.WriteNumber("untracked_page_frees", r.UntrackedPageFrees);
         j.WriteNumber("missed_frees", r.MissedFrees);

@@ -10,9 +10,10 @@
 // Kmem's PTE tables, the others for the levels above (and for PTE tables without HIGHPTE).
 // When the kernel frees a frame Kmem took, Kmem frees it at the same event:
 // its table goes when it maps nothing in Kmem's task (free_pgtables), else its entries move to
-// the next waiting frame, or to a frame of Kmem's own allocated before the free is aligned (so
-// the aligned per-CPU count is the kernel's at the free). A fault the trace gave no frame
-// before allocates its own. When the trace task's address space goes (exit_mmap), Kmem's task
+// the next waiting frame, or to a frame of Kmem's own: a spare one an earlier table of Kmem's own
+// gave back (UserMemory.TablePageReturn), else one allocated before the free is aligned (so the
+// aligned per-CPU count is the kernel's at the free). A fault the trace gave no frame before
+// takes one of its own the same way. When the trace task's address space goes (exit_mmap), Kmem's task
 // gives up its address space and tables below the PGD (PressureReplay.MmGone); a frame it had
 // taken below the PGD is then no longer Kmem's table, and its later free by the kernel frees
 // nothing in Kmem. The kernel's free of the task's PGD frame (mmdrop) ends the task
@@ -40,6 +41,15 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     // longer matches and is ignored.
     private readonly Dictionary<uint, TaskStruct> _byPgd = [];
     private bool _byPgdStale = true;
+    // Frames of Kmem's own for its tables, kept when their table goes (TablePageReturn) and lent again, by kind (a
+    // PTE table's may lie in HighMem, the levels above may not). The kernel has no such frames: a table moves because
+    // the replay frees the kernel's frame while Kmem's task still maps pages the kernel had unmapped (tlb_finish_mmu
+    // frees the tables ahead of the pages gathered), and allocating and freeing a frame for each move would put
+    // pages on the per-CPU lists and take them off where the kernel's stay still. A few spares cover the moves in
+    // flight at once (16 on the bundled captures, a few dozen at most); more go back to the allocator.
+    private const int MaxSpare = 16;
+    private readonly Stack<Page> _spareLow = new(), _spareHigh = new();
+    private readonly Dictionary<uint, bool> _ownFrames = [];
 
     /// <summary>Frames taken over, and tables Kmem's tasks allocated themselves.</summary>
     public long TakenOver { get; private set; }
@@ -52,6 +62,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
 
     /// <summary>Of <see cref="Own"/>, frames a table moved to when the kernel freed the frame it had taken.</summary>
     public long OwnMoved { get; private set; }
+
+    /// <summary>Frames the page allocator gave for <see cref="Own"/> (the rest were spares).</summary>
+    public long OwnFramesAllocated { get; private set; }
 
     /// <summary>The kernel's free of a task's PGD frame (mmdrop): true when the task's exit finished there and freed it.</summary>
     public Func<TaskStruct, bool>? FinishAtMmdrop { get; set; }
@@ -107,12 +120,66 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     {
         _byPgdStale |= task is null; // a new task's PGD
         var page = TakeQueued(task, highPte);
+        LastTakeAllocated = false;
         if (page.IsNull)
         {
+            page = OwnFrame(highPte);
             Own++;
             OwnHighPte += highPte ? 1 : 0;
         }
         return page;
+    }
+
+    /// <summary>Whether the last <see cref="Take"/> allocated a frame from the page allocator.</summary>
+    public bool LastTakeAllocated { get; private set; }
+
+    // A frame for a table of Kmem's own: a spare one, else a new one of the table's kind (a PTE table's may lie in
+    // HighMem, the levels above may not).
+    private Page OwnFrame(bool highPte)
+    {
+        var spare = highPte ? _spareHigh : _spareLow;
+        if (spare.TryPop(out var p))
+        {
+            return p;
+        }
+        p = m.AllocPages(Gfp.PgtableUser | Gfp.NoWarn | (highPte ? Gfp.HighMem : 0), 0);
+        if (!p.IsNull)
+        {
+            _ownFrames[p.RawPfn] = highPte;
+            OwnFramesAllocated++;
+            LastTakeAllocated = true;
+        }
+        return p;
+    }
+
+    /// <summary>UserMemory.TablePageReturn: a table frame of Kmem's own is kept for the next such table (true), unless
+    /// enough are kept (false: the caller frees it).</summary>
+    public bool ReturnFrame(uint pfn)
+    {
+        if (!_ownFrames.TryGetValue(pfn, out bool highPte))
+        {
+            return false;
+        }
+        var spare = highPte ? _spareHigh : _spareLow;
+        if (spare.Count >= MaxSpare)
+        {
+            _ownFrames.Remove(pfn);
+            return false;
+        }
+        spare.Push(m.PfnToPage(pfn));
+        return true;
+    }
+
+    /// <summary>The spare frames go back to the page allocator (the replay's end).</summary>
+    public void FreeSpares()
+    {
+        foreach (var p in _spareLow.Concat(_spareHigh))
+        {
+            _ownFrames.Remove(p.RawPfn);
+            m.FreePages(p, 0);
+        }
+        _spareLow.Clear();
+        _spareHigh.Clear();
     }
 
     private Page TakeQueued(TaskStruct? task, bool highPte)
@@ -157,8 +224,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         }
         if (queue.Frames.Count == 0)
         {
-            // A frame of the freed table's kind: a PTE table's may lie in HighMem, the levels above may not.
-            _own = m.AllocPages(Gfp.PgtableUser | Gfp.NoWarn | (lent.HighPte ? Gfp.HighMem : 0), 0);
+            _own = OwnFrame(lent.HighPte);
         }
     }
 
@@ -201,7 +267,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
                 _byPgd[task.PgdPfn] = task;
             }
         }
-        if (!own.IsNull)
+        if (!own.IsNull && !ReturnFrame(own.RawPfn))
         {
             m.FreePages(own, 0); // the table mapped nothing any more
         }

@@ -204,6 +204,11 @@ public sealed class TraceReplayResult
     /// PGD that no frame of the kernel's waited for).</summary>
     public long PageTablesOwnMoved { get; init; }
 
+    /// <summary>The frames Kmem's page allocator gave for <see cref="PageTablesOwn"/>: a table of Kmem's own takes a
+    /// spare frame an earlier one gave back when there is one, so the allocator sees only what the spares could not
+    /// cover.</summary>
+    public long PageTablesOwnFrames { get; init; }
+
     /// <summary>How far Kmem's per-CPU page counts strayed from the kernel's, phase by phase, and which events moved
     /// them apart; empty for an aligned run or a machine not booted by <see cref="TraceReplayer.Boot"/>.</summary>
     public IReadOnlyList<TracePcpDrift> PcpDrift { get; init; } = [];

@@ -128,6 +128,7 @@ public sealed partial class TraceReplayer
         _reader = reader;
         StartPressure(reader);
         _m.Mm.TablePageSource = _drift is null ? _tables.Take : TakeTable;
+        _m.Mm.TablePageReturn = _tables.ReturnFrame;
         var before = ReplayConsequences.Read(_m);
         double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
@@ -217,6 +218,8 @@ public sealed partial class TraceReplayer
         _decisions.Finish();
         sw.Stop();
         var after = ReplayConsequences.Read(_m);
+        _m.Mm.TablePageReturn = null;
+        _tables.FreeSpares();
         return BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
     }
 
@@ -224,7 +227,7 @@ public sealed partial class TraceReplayer
     private Page TakeTable(TaskStruct? task, bool highPte)
     {
         var page = _tables.Take(task, highPte);
-        if (page.IsNull)
+        if (_tables.LastTakeAllocated)
         {
             _drift!.OwnTable();
         }
@@ -519,6 +522,7 @@ public sealed partial class TraceReplayer
             PageTablesOwn = _tables.Own,
             PageTablesOwnHighPte = _tables.OwnHighPte,
             PageTablesOwnMoved = _tables.OwnMoved,
+            PageTablesOwnFrames = _tables.OwnFramesAllocated,
             CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
             Pressure = PressureResult(),
         };

@@ -220,6 +220,7 @@ internal sealed class PressureReport(Machine m, string? directory)
             KmemVictims = [.. r.KmemVictims.Select(v => $"{v.Pid} ({v.Comm})")],
             TaskPages = r.TaskPages,
             ExitedTaskPages = r.Exited.Count,
+            TasksExited = r.TasksExited,
             ReclaimFrees = r.ReclaimFrees,
             SwapIns = r.SwapIns,
             MigratedPages = r.Migrated,

@@ -238,6 +238,19 @@ internal sealed unsafe partial class UserMemory
     /// the table is a HIGHPTE one, returns Page.Null to let the allocator give one. Replaying thread only.</summary>
     public Func<TaskStruct?, bool, Page>? TablePageSource;
 
+    /// <summary>Where a trace replay takes back a table frame its <see cref="TablePageSource"/> lent from frames it set
+    /// aside (returns true), instead of the page allocator. Replaying thread only.</summary>
+    public Func<uint, bool>? TablePageReturn;
+
+    // A table's frame is freed: to the replay that lent it, or to the page allocator.
+    private void FreeTableFrame(uint pfn)
+    {
+        if (TablePageReturn?.Invoke(pfn) != true)
+        {
+            _pa.FreePages(new Page(pfn), 0);
+        }
+    }
+
     /// <summary>A zeroed frame for a page table of <paramref name="t"/> at <paramref name="level"/> (4 the PGD:
     /// pgd_alloc; 3 a PUD table … 1 a PTE table: __pte_alloc, whose __userpte_alloc_gfp adds __GFP_HIGHMEM under
     /// CONFIG_HIGHPTE).</summary>
@@ -287,7 +300,7 @@ internal sealed unsafe partial class UserMemory
         new Span<ulong>(TableEntry(from, 0), 512).CopyTo(new Span<ulong>(TableEntry(to.RawPfn, 0), 512));
         _mem.Frame(to.RawPfn).Flags |= PageFlags.Table;
         _mem.Frame(from).Flags &= ~PageFlags.Table;
-        _pa.FreePages(new Page(from), 0);
+        FreeTableFrame(from);
     }
 
     // 1: found and freed, 0: found and kept, -1: not below this table. level: that of the tables this one's

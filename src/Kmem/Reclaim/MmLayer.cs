@@ -331,6 +331,13 @@ internal sealed class MmLayer : IReclaimer, IDisposable
         set => _memory.TablePageSource = value;
     }
 
+    /// <summary>Where a trace replay takes back the table frames it lent (UserMemory.TablePageReturn).</summary>
+    public Func<uint, bool>? TablePageReturn
+    {
+        get => _memory.TablePageReturn;
+        set => _memory.TablePageReturn = value;
+    }
+
     /// <summary>Frees a table frame of <paramref name="t"/>, moving what it maps to a replacement frame when it
     /// maps anything (UserMemory.ReleaseTable).</summary>
     public bool ReleaseTable(TaskStruct t, uint pfn, Func<Page> replacement) => _memory.ReleaseTable(t, pfn, replacement);

@@ -368,7 +368,7 @@ internal sealed unsafe partial class UserMemory
             NrPageTable--;
         }
         _mem.Frame(pfn).Flags &= ~PageFlags.Table;
-        _pa.FreePages(new Page(pfn), 0);
+        FreeTableFrame(pfn);
     }
 
     /// <summary>do_exit for the memory: exit_mmap, the PGD and the kernel stack. Under Lock.</summary>
@@ -396,7 +396,7 @@ internal sealed unsafe partial class UserMemory
         t.TotalVm = 0;
         FreeEmptyTables(t, t.PgdPfn, 4);
         _mem.Frame(t.PgdPfn).Flags &= ~PageFlags.Table;
-        _pa.FreePages(new Page(t.PgdPfn), 0);
+        FreeTableFrame(t.PgdPfn);
         t.PgdPfn = PhysMem.NoPfn;
         if (t.HasOwnStack)
         {

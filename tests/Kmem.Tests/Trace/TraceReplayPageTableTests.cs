@@ -69,6 +69,33 @@ public class TraceReplayPageTableTests
         m2.Mm.Validate();
     }
 
+    private static string Task2(string text) => text.Replace("              sh-100    ", "              sh-200    ");
+
+    [Fact]
+    public void ATableMovedAfterAnotherTakesTheFrameTheFirstGaveBackNotAnotherFromThePageAllocator()
+    {
+        // Task 100 takes the kernel's four frames; the kernel frees its PTE table's frame while Kmem's task still maps
+        // the page (the table moves to a frame of Kmem's own), then frees the page and the other three frames at its
+        // exit_mmap: the moved table goes, its frame kept as a spare. Task 200 then does the same: its move takes that
+        // spare, so the page allocator gives one frame for the two moves and its lists are as the kernel's frees left them.
+        string first = TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000)
+            + PageFree(0x5001) + PageFree(0x6000) + ExitMmap() + PageFree(0x5002) + PageFree(0x5003) + PageFree(0x5004);
+        string second = Task2(TablePage(0x5011) + TablePage(0x5012) + TablePage(0x5013) + TablePage(0x5014) + UserPage(0x6010)
+            + PageFree(0x5011));
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        long before = ReplayData.FreeAndPcpPages(m);
+        var r = Replay(m, first + second);
+        Assert.Equal(8, r.PageTablesTakenOver);
+        Assert.Equal(2, r.PageTablesOwnMoved);
+        Assert.Equal(1, r.PageTablesOwnFrames);
+        var task = Assert.Single(m.Mm.TasksSnapshot());
+        Assert.Equal(1, task.Rss);
+        // Held now: task 200's PGD, PUD and PMD (the kernel's frames), its PTE table (the spare) and its page. The
+        // spare went back to the allocator at the replay's end only because task 200 still holds it.
+        Assert.Equal(5, before - ReplayData.FreeAndPcpPages(m));
+        m.Mm.Validate();
+    }
+
     private static string ExitMmap() =>
         Line("sh", 100, "kmem_cache_free: call_site=exit_mmap+0x189/0x310 ptr=ff12793814429558 name=vm_area_struct");
 

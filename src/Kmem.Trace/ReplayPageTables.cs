@@ -14,9 +14,11 @@
 // gave back (UserMemory.TablePageReturn), else one allocated before the free is aligned (so the
 // aligned per-CPU count is the kernel's at the free). A fault the trace gave no frame before
 // takes one of its own the same way. When the trace task's address space goes (exit_mmap), Kmem's task
-// gives up its address space and tables below the PGD (PressureReplay.MmGone); a frame it had
-// taken below the PGD is then no longer Kmem's table, and its later free by the kernel frees
-// nothing in Kmem. The kernel's free of the task's PGD frame (mmdrop) ends the task
+// gives up its address space and tables below the PGD (PressureReplay.MmGone); a frame of the
+// kernel's it had taken there is then no longer Kmem's table, but the kernel frees it later
+// (tlb_finish_mmu's batch may come after), so Kmem holds it until that free, which frees it
+// (UserMemory.TablePageReturn; likewise for a table Kmem's task gave up while it lived), and
+// the per-CPU lists gain it when the kernel's do. The kernel's free of the task's PGD frame (mmdrop) ends the task
 // (ExitedTasks.FinishAtMmdrop), which frees the PGD there. Used by TraceReplayer, on the
 // replaying thread only.
 namespace Kmem;
@@ -33,6 +35,10 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     // The frames waiting, newest last: GFP_PGTABLE_USER ones, and HIGHPTE ones (with __GFP_HIGHMEM).
     private readonly FrameQueue _plain = new(), _highPte = new();
     private readonly Dictionary<ulong, (TaskStruct? Task, uint Pfn, bool HighPte)> _lent = [];
+    // The trace frame of each of Kmem's frames in _lent; and those of them whose table Kmem gave up before the kernel
+    // freed the frame (its task exited at its exit_mmap, or the table emptied), held until the kernel's free.
+    private readonly Dictionary<uint, ulong> _lentByKmem = [];
+    private readonly HashSet<uint> _held = [];
     // A frame of Kmem's own for the table whose frame the free being replayed gives back (Prepare), or Page.Null.
     private Page _own;
     // Live tasks by their PGD frame (a PGD is one task's while it lives): the task list is read again only when a
@@ -156,6 +162,11 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     /// enough are kept (false: the caller frees it).</summary>
     public bool ReturnFrame(uint pfn)
     {
+        if (_lentByKmem.ContainsKey(pfn))
+        {
+            _held.Add(pfn); // the kernel's table frame: freed at the kernel's free of it
+            return true;
+        }
         if (!_ownFrames.TryGetValue(pfn, out bool highPte))
         {
             return false;
@@ -197,6 +208,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
             if (!page.IsNull)
             {
                 _lent[pfn] = (task, page.RawPfn, highPte);
+                _lentByKmem[page.RawPfn] = pfn;
                 TakenOver++;
                 return page;
             }
@@ -204,15 +216,20 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         return Page.Null;
     }
 
-    /// <summary>Kmem's frame for a trace frame taken as a table by a task still live, or Page.Null (its task exited: Kmem freed the table then).</summary>
+    /// <summary>Kmem's frame for a trace frame taken as a table, which the kernel's free of it frees: the table of a task
+    /// still live, or the frame held since Kmem gave up the table; Page.Null for any other.</summary>
     public Page Lent(ulong pfn) =>
-        _lent.TryGetValue(pfn, out var lent) && (lent.Task ?? TaskOfPgd(lent.Pfn)) is { HasExited: false } ? m.PfnToPage(lent.Pfn) : Page.Null;
+        _lent.TryGetValue(pfn, out var lent) && (_held.Contains(lent.Pfn) || (lent.Task ?? TaskOfPgd(lent.Pfn)) is { HasExited: false })
+            ? m.PfnToPage(lent.Pfn) : Page.Null;
+
+    /// <summary>The kernel's table frames Kmem holds after giving up their tables, until the kernel frees them.</summary>
+    public int Held => _held.Count;
 
     /// <summary>Before a page free of <paramref name="pfn"/> is aligned and replayed: when it frees a frame taken as a
     /// table and no frame waits to take the table's entries, Kmem allocates one now.</summary>
     public void Prepare(ulong pfn)
     {
-        if (!_lent.TryGetValue(pfn, out var lent))
+        if (!_lent.TryGetValue(pfn, out var lent) || _held.Contains(lent.Pfn))
         {
             return;
         }
@@ -241,9 +258,15 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         {
             return false;
         }
+        _lentByKmem.Remove(lent.Pfn);
         // A PGD was taken before its task existed: the task whose PGD it is now.
-        var owner = lent.Task ?? TaskOfPgd(lent.Pfn);
-        if (owner is { HasExited: false } && owner.PgdPfn == lent.Pfn && FinishAtMmdrop?.Invoke(owner) == true)
+        var owner = _held.Contains(lent.Pfn) ? null : lent.Task ?? TaskOfPgd(lent.Pfn);
+        if (_held.Remove(lent.Pfn))
+        {
+            m.FreePages(m.PfnToPage(lent.Pfn), 0); // Kmem gave up its table before: the frame goes now, as the kernel's
+            freed = true;
+        }
+        else if (owner is { HasExited: false } && owner.PgdPfn == lent.Pfn && FinishAtMmdrop?.Invoke(owner) == true)
         {
             freed = true; // mmdrop of a task unmapped at its exit_mmap: its exit freed the PGD
         }

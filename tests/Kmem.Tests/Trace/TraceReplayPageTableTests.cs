@@ -144,6 +144,31 @@ public class TraceReplayPageTableTests
         m2.Mm.Validate();
     }
 
+    [Fact]
+    public void TheKernelsTableFramesATaskGaveUpAtItsExitStayAllocatedUntilTheKernelFreesThem()
+    {
+        // The task's page goes, then its exit_mmap, before the kernel frees any of its table frames (their frees come
+        // later, as after a deferred tlb flush): Kmem's task gives up its tables there, but the frames stay allocated,
+        // held for the kernel's frees, so Kmem's lists gain them when the kernel's do.
+        string exit = TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000)
+            + PageFree(0x6000) + ExitMmap();
+        using var atExit = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        long before = ReplayData.FreeAndPcpPages(atExit);
+        Replay(atExit, exit);
+        Assert.Equal(4, before - ReplayData.FreeAndPcpPages(atExit)); // the three tables held, the PGD awaiting mmdrop
+        Assert.Equal(0, atExit.Mm.NrPageTable);
+        atExit.Mm.Validate();
+
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        before = ReplayData.FreeAndPcpPages(m);
+        var r = Replay(m, exit + PageFree(0x5001) + PageFree(0x5002) + PageFree(0x5003) + PageFree(0x5004));
+        Assert.Equal(0, before - ReplayData.FreeAndPcpPages(m));
+        // Each free of the trace freed a page of Kmem's: the user page, the three held frames and the PGD.
+        Assert.Equal(5, r.Decisions["pcp_drain"].Compared);
+        Assert.Empty(m.Mm.TasksSnapshot());
+        m.Mm.Validate();
+    }
+
     [Theory]
     [InlineData(Preset.X64)]
     [InlineData(Preset.X86Pae)]

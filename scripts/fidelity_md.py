@@ -486,7 +486,10 @@ def gaps_text(b, h, h_folder):
   the CPU's count reaches high, and one page more or less on either side moves every later one by the
   same amount, until lists drained empty on both sides bring the counts back in step (after
   drop_caches' drain_all_pages, {revealed('drop_caches')} revealed counts are equal; in the pipes phase
-  {near('pipes')} are less than a batch apart, and {revealed('pipes')} equal). What moves them, by the
+  {near('pipes')} are less than a batch apart, and {revealed('pipes')} equal). A few pages apart are enough for
+  one side to drain at a free where the other does not, and then for only that side to drain its whole
+  count at the next high-order free (free_high: a drain since the last allocation), where the other keeps
+  hundreds of pages; both sides doing so brings them back in step. What moves them, by the
   drift table's classes: (1) slab pages: Kmem's caches start empty, while the kernel's slabs already
   held objects allocated before tracing began, so Kmem takes new slabs where the kernel took none
   (new_slab free-running, boot phase, above) from the trace's first lines on; (2) Kmem's tasks (the
@@ -497,7 +500,9 @@ def gaps_text(b, h, h_folder):
   earlier such table gave back when it went, so the page allocator gave {b.get('page_tables_own_frames', 0):,} frames for them all{'; ' + table_drift if table_drift else ''}:
   a move that took a page off the lists and gave it back when the moved table went did so at other
   events than any of the kernel's, and the moves in flight set Kmem's count that many pages below the
-  kernel's at the drains between; (3) tasks'
+  kernel's at the drains between; likewise a frame of the kernel's that Kmem's task gave up at its
+  exit_mmap before the kernel freed it (tlb_finish_mmu's batch can come after) stays allocated until
+  the kernel's free of it, so the lists gain it at the same event on both sides; (3) tasks'
   kernel stacks: a replayed task has none of its own, since the page path replays the kernel's (the
   bulk allocator's pages of its vmalloc'ed stack on x86-64, an order-1 page on x86-32); when Kmem's
   tasks took stacks of their own too, every task made while both stack caches were empty took four

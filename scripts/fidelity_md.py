@@ -362,7 +362,8 @@ def drift(j):
            "kernel's slab frames against Kmem's own slab layer's); user and tables: user pages and page tables "
            "(Kmem's tasks, the pressure replay: a table of Kmem's own "
            "is one page the kernel never took); untracked: frees of frames the replay never saw allocated (the "
-           "kernel put them on its list; Kmem has no page for them); bulk: alloc_pages_bulk; unseen: what a "
+           "kernel put them on its list; Kmem frees a stand-in taken off its buddy lists, and has none to free when "
+           "those hold no movable page); bulk: alloc_pages_bulk; unseen: what a "
            "reveal showed the kernel's count off by (pages no event accounts for); refill and drain: each side's "
            "own, the consequence of the count and lists being elsewhere, not a cause. Kernel pages per class are "
            "in the JSON (pcp_drift).", "",
@@ -555,7 +556,8 @@ def gaps_text(b, h, h_folder):
   {i386_al['kernel_yes']:,}): the kernel's steal at line 80,639 corrects Kmem's Normal lists, which then last to the
   trace's end.{i386_others}
 - Page frees the replay cannot mirror on capture B: {b.get('untracked_page_frees', 0):,} frees of frames never seen
-  allocated (pages allocated before tracing) and {b.get('unattributed_drains', 0):,} drains after no page free (a
+  allocated (frames taken with no event: the targets the kernel's compaction isolated in the compact phase,
+  freed in cleanup; the free-running run frees a stand-in for each, a page taken off Kmem's buddy lists) and {b.get('unattributed_drains', 0):,} drains after no page free (a
   list free whose mm_page_free an interrupt's event committed first: its drains have no free of their
   own left to belong to).
 """

@@ -30,7 +30,8 @@ internal enum DriftClass
     /// <summary>User page tables: the kernel's (GFP_PGTABLE_USER frames, which Kmem's tasks take over) and those
     /// Kmem's tasks allocate themselves.</summary>
     PageTable,
-    /// <summary>Frees of pages allocated before tracing (the kernel put them on its list).</summary>
+    /// <summary>Frees of frames the trace never showed allocated (the kernel put them on its list; Kmem, free-running,
+    /// a stand-in: TraceReplayer.FreeStandIn).</summary>
     Untracked,
     /// <summary>Frees of frames the boot reserve gave Kmem back (ReservedRelease).</summary>
     Reserved,

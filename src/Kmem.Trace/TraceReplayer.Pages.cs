@@ -250,7 +250,23 @@ public sealed partial class TraceReplayer
         }
         _freeClass = DriftClass.Untracked;
         _untrackedPageFrees++;
-        return false;
+        return order == 0 && !_options.Aligned && FreeStandIn(pfn);
+    }
+
+    // A frame freed that the trace never showed allocated left the kernel's buddy lists with no event (a migration
+    // target compaction isolated, or a page allocated before tracing began): Kmem takes a page of the frame's zone off
+    // its own buddy lists in its place (Zone.TakeStandIn) and frees it, so the per-CPU list gains a page on both sides.
+    // Movable: compaction isolates its targets from movable pageblocks. Free-running only: the aligned run sets Kmem's
+    // lists to the kernel's, which count the free, at its next alignment. Returns whether Kmem freed a page.
+    private bool FreeStandIn(ulong pfn)
+    {
+        uint standIn = TraceZones.ZoneOf(_m.PageAllocator, pfn).TakeStandIn((int)MigrateType.Movable);
+        if (standIn == Kmem.Physical.PhysMem.NoPfn)
+        {
+            return false;
+        }
+        _m.FreePages(_m.PfnToPage(standIn), 0);
+        return true;
     }
 
     // A held allocation whose block holds the frame is replayed now: the frame is being freed. The free's CPU is

@@ -1,7 +1,8 @@
 // Kmem's per-CPU lists against the kernel's in a free-running replay: the replay mirrors
 // each kernel page free on Kmem's lists (a list free an interrupt's event cut in two, a
 // page allocated on one CPU and freed on another, a vmalloc freed right after another's
-// page array, a bulk allocation of frames the trace never revealed), and the drift report
+// page array, a bulk allocation of frames the trace never revealed, a frame freed that no event
+// showed allocated), and the drift report
 // (TraceReplayResult.PcpDrift) says which class of events put pages on either side's lists
 // and how far the counts were apart where a drain revealed the kernel's.
 namespace Kmem.Tests.Trace;
@@ -75,6 +76,32 @@ public class TracePcpDriftTests
     }
 
     [Fact]
+    public void AFreeOfAFrameNeverAllocatedFreesAStandInFromKmemsBuddyListsWhenFreeRunning()
+    {
+        // A frame compaction isolated as a migration target (no event), freed later: the kernel's list gains it. Free-
+        // running, Kmem frees a page it takes off its own movable buddy lists in its place, so its list gains one too
+        // (the free is a pcp_drain decision) and its free pages stay as they were (off the buddy lists, onto the list).
+        string text = Alloc(First) + Free(0x30000) + Other();
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1 });
+        long free = ReplayData.FreeAndPcpPages(m);
+        TraceReplayResult r;
+        using (var reader = ReplayData.Reader(ReplayData.Header + text))
+        {
+            r = new TraceReplayer(m, new TraceReplayOptions { Mismatches = 10 }).Replay(reader);
+        }
+        Assert.Equal(1, r.UntrackedPageFrees);
+        Assert.Equal(1, r.Decisions["pcp_drain"].Compared);
+        Assert.Equal(1, free - ReplayData.FreeAndPcpPages(m)); // the allocated page only
+        var untracked = Class(r, "untracked_free");
+        Assert.Equal(untracked.KernelPages, untracked.KmemPages); // +1 on both sides' lists
+
+        // Aligned, the lists are set to the kernel's at the next alignment: no stand-in, no decision.
+        var aligned = Replay(text, aligned: true);
+        Assert.Equal(1, aligned.UntrackedPageFrees);
+        Assert.Equal(0, aligned.Decisions["pcp_drain"].Compared);
+    }
+
+    [Fact]
     public void ALoneBatchedFreeIsStillAFreeOfItsOwn()
     {
         string text = Alloc(First) + Other() + Free(First, "mm_page_free_batched") + Other();
@@ -131,7 +158,7 @@ public class TracePcpDriftTests
         Assert.Equal(1, r.UntrackedPageFrees); // the fourth: a page allocated before tracing
         var bulk = Class(r, "bulk");
         Assert.Equal(bulk.KernelPages, bulk.KmemPages); // -3 taken, +3 given back, on both sides
-        Assert.Equal(new TraceDriftClass(1, 0), Class(r, "untracked_free"));
+        Assert.Equal(new TraceDriftClass(1, 1), Class(r, "untracked_free")); // Kmem's stand-in for the fourth
     }
 
     [Fact]

@@ -1,0 +1,39 @@
+// A page taken off a zone's buddy lists for a trace replay, in place of a frame the recorded
+// kernel freed but never showed allocated. No kernel counterpart; what it mirrors is how such a
+// frame left the kernel's buddy lists: with no allocation event (compaction's free scanner takes
+// its migration targets with __isolate_free_page, and pages allocated before tracing began were
+// taken before the first event), so its free is the first the trace shows of it, and it goes to
+// the freeing CPU's list. The replay takes an order-0 page of the type here (the smallest free
+// block, split as __rmqueue_smallest splits it), which no counter or observer sees (it is not an
+// allocation Kmem decided), and frees it through the normal path as the kernel freed its frame:
+// the buddy lists lose one page and the per-CPU list gains one on both sides. Runs under
+// zone->lock.
+using Kmem.Physical;
+
+namespace Kmem.PageAlloc;
+
+internal sealed partial class Zone
+{
+    /// <summary>Takes an order-0 page of migrate type <paramref name="mt"/> off the buddy lists, as an allocated page
+    /// with one reference; PhysMem.NoPfn when the type's lists hold no free block.</summary>
+    public uint TakeStandIn(int mt)
+    {
+        lock (Lock)
+        {
+            uint pfn = TakeSmallest(0, mt);
+            if (pfn == PhysMem.NoPfn)
+            {
+                return pfn;
+            }
+            ModFreePages(-1);
+            _mem.HandOut(pfn, 1);
+            ref PageFrame p = ref _mem.Frame(pfn);
+            p.Flags = PageFlags.None;
+            p.Order = 0;
+            p.RefCount = 1;
+            p.MapCount = 0;
+            p.Private = 0;
+            return pfn;
+        }
+    }
+}

@@ -476,9 +476,12 @@ def gaps_text(b, h, h_folder):
     i386_exited = (h.get("pressure") or {}).get("tasks_exited", 0)
     more = i386_fb["kmem_yes"] - i386_fb["both_yes"]
     i386_more = f"{more:,} steal{'' if more == 1 else 's'} the kernel did not make" if more else "no steal the kernel did not make"
-    tables = phases.get("parallel", {}).get("classes", {}).get("page_table")
-    table_drift = (f"in the parallel phase the table class takes {-tables['kmem_pages']:,} pages off Kmem's lists "
-                   f"against {-tables['kernel_pages']:,} off the kernel's" if tables else "")
+    # A task's tables and its PGD are put to the user or the table class by the call that moves them (its first fault,
+    # its exit), so the two are summed.
+    task_classes = [c for k, c in phases.get("parallel", {}).get("classes", {}).items() if k in ("page_table", "user_page")]
+    table_drift = (f"in the parallel phase the user and table classes together take "
+                   f"{-sum(c['kmem_pages'] for c in task_classes):,} pages off Kmem's lists against "
+                   f"{-sum(c['kernel_pages'] for c in task_classes):,} off the kernel's" if task_classes else "")
     return f"""## Remaining gaps, free-running
 
 - Free-running pcp_refill and pcp_drain match only where the two lists are in step (capture B:
@@ -544,9 +547,10 @@ def gaps_text(b, h, h_folder):
   frame while Kmem's table there still maps pages (6.1 frees a task's tables in the same mmu_gather batch
   as its pages, tables first), the entries move to a frame of Kmem's own, from ZONE_NORMAL's unmovable
   lists above the PTE level; {h.get('page_tables_own', 0) - h.get('page_tables_own_moved', 0):,} were allocated at a fault no frame waited for
-  ({h.get('page_tables_own_frames', 0):,} frames in all, the rest spares). {i386_exited:,} of Kmem's tasks exit at their exit_mmap on this
-  capture: its build names exit_mmap's frees vm_area_free and mt_destroy_walk, as munmap's are named, where the
-  x86-64 build names them exit_mmap, so a task keeps its moved tables until the trace ends.
+  ({h.get('page_tables_own_frames', 0):,} frames in all, the rest spares). This capture's build names exit_mmap's frees
+  vm_area_free and mt_destroy_walk, as munmap's are named (the x86-64 build names them exit_mmap), so Kmem's tasks
+  end where the kernel has freed the last of the table frames they took ({i386_exited:,} tasks), which on PAE is
+  mmdrop's pgd_free of the PMD tables, a little after exit_mmap.
   The extra steal at line 95,499 is the phase of ZONE_NORMAL's unmovable blocks: when the trace starts the kernel still
   holds the end of an order-10 block stolen before tracing (its refill at line 80,639 takes 0x43fd-0x43ff of
   block 0x4000-0x43ff, then steals the block at 0x4c00, for a slab page, which the comparison leaves to

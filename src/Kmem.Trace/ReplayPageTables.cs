@@ -18,7 +18,9 @@
 // kernel's it had taken there is then no longer Kmem's table, but the kernel frees it later
 // (tlb_finish_mmu's batch may come after), so Kmem holds it until that free, which frees it
 // (UserMemory.TablePageReturn; likewise for a table Kmem's task gave up while it lived), and
-// the per-CPU lists gain it when the kernel's do. The kernel's free of the task's PGD frame (mmdrop) ends the task
+// the per-CPU lists gain it when the kernel's do. The kernel's free of the last of the frames a
+// task took at its faults ends its address space too (TablesGone: 6.1 frees them all only when
+// the address space goes), for builds whose exit_mmap frees look like munmap's. The kernel's free of the task's PGD frame (mmdrop) ends the task
 // (ExitedTasks.FinishAtMmdrop), which frees the PGD there. Used by TraceReplayer, on the
 // replaying thread only.
 namespace Kmem;
@@ -38,6 +40,12 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     // The trace frame of each of Kmem's frames in _lent; and those of them whose table Kmem gave up before the kernel
     // freed the frame (its task exited at its exit_mmap, or the table emptied), held until the kernel's free.
     private readonly Dictionary<uint, ulong> _lentByKmem = [];
+    // Per live task, the frames it took at its faults (below its PGD: a new task's PGD is taken with no task yet).
+    private readonly Dictionary<TaskStruct, int> _lentCount = [];
+
+    /// <summary>The kernel freed the last of the table frames a live task took at its faults: its address space is
+    /// gone (PressureReplay.TablesGone).</summary>
+    public Action<TaskStruct>? TablesGone { get; set; }
     private readonly HashSet<uint> _held = [];
     // A frame of Kmem's own for the table whose frame the free being replayed gives back (Prepare), or Page.Null.
     private Page _own;
@@ -209,6 +217,10 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
             {
                 _lent[pfn] = (task, page.RawPfn, highPte);
                 _lentByKmem[page.RawPfn] = pfn;
+                if (task is not null)
+                {
+                    _lentCount[task] = _lentCount.GetValueOrDefault(task) + 1;
+                }
                 TakenOver++;
                 return page;
             }
@@ -259,6 +271,19 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
             return false;
         }
         _lentByKmem.Remove(lent.Pfn);
+        bool lastTable = false;
+        if (lent.Task is { } counted && _lentCount.TryGetValue(counted, out int left))
+        {
+            if (left <= 1)
+            {
+                _lentCount.Remove(counted);
+                lastTable = !counted.HasExited;
+            }
+            else
+            {
+                _lentCount[counted] = left - 1;
+            }
+        }
         // A PGD was taken before its task existed: the task whose PGD it is now.
         var owner = _held.Contains(lent.Pfn) ? null : lent.Task ?? TaskOfPgd(lent.Pfn);
         if (_held.Remove(lent.Pfn))
@@ -293,6 +318,10 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         if (!own.IsNull && !ReturnFrame(own.RawPfn))
         {
             m.FreePages(own, 0); // the table mapped nothing any more
+        }
+        if (lastTable && lent.Task is { HasExited: false } gone)
+        {
+            TablesGone?.Invoke(gone);
         }
         return true;
     }

@@ -8,8 +8,11 @@ public sealed partial class TraceReplayer
 {
     private PressureReplay? _pressure;
 
-    private void StartPressure(TraceReader reader) =>
+    private void StartPressure(TraceReader reader)
+    {
         _pressure = new PressureReplay(_m, _decisions, _kmem is not null, _options.Aligned, reader.FileName) { DriftScope = c => new DriftScope(_drift, c), TracedKswapd = _kernel.Kswapd, Exited = { PgdLent = _tables.PgdIsLent } };
+        _tables.TablesGone = _pressure.TablesGone;
+    }
 
     // A user page: the pressure side makes it a page of a Kmem task; Kmem's page-allocator decisions for the fault
     // that allocated it are set against the kernel's like any page allocation's (aligned first, as ReplayPageAlloc does).

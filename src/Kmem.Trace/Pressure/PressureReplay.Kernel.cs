@@ -283,6 +283,23 @@ internal sealed partial class PressureReplay
 
     private readonly Dictionary<int, UserTask> _mmGone = [];
 
+    /// <summary>The kernel freed the last of the table frames <paramref name="task"/> took at its faults: its address
+    /// space is gone, as at its exit_mmap. 6.1 frees a task's tables below the PGD only in free_pgtables, and all of them
+    /// only when the whole address space goes (exit_mmap; on x86-32 PAE its PMD tables at mmdrop's pgd_free), so this
+    /// ends the task where the build's exit_mmap frees carry no call site that tells them from munmap's
+    /// (vm_area_free without a tail call, mt_destroy_walk), and a little ahead of them where they do.</summary>
+    public void TablesGone(TaskStruct task)
+    {
+        foreach (var (pid, t) in _tasks)
+        {
+            if (t.Task == task)
+            {
+                MmGone(pid);
+                return;
+            }
+        }
+    }
+
     /// <summary>Kmem's tasks that exited at their trace task's exit_mmap (nothing of theirs left in Kmem).</summary>
     public long TasksExited { get; private set; }
 

@@ -27,10 +27,10 @@ public sealed class TracePressure
     /// exit_mmap: the kernel had not freed their frames (page cache other tasks may map, pages in flight to their free).</summary>
     public long ExitedTaskPages { get; init; }
 
-    /// <summary>Kmem's tasks that exited at their trace task's exit_mmap (recognised by its frees' call site,
-    /// exit_mmap: remove_vma inlined there and vm_area_free's kmem_cache_free a tail call, as x86-64 builds of 6.1
-    /// show them). A build whose trace names those frees otherwise (vm_area_free, which munmap shares) shows none, and
-    /// its tasks keep their address spaces to the replay's end.</summary>
+    /// <summary>Kmem's tasks that exited where their trace task's address space went: at exit_mmap's frees, recognised
+    /// by their call site (exit_mmap: remove_vma inlined there and vm_area_free's kmem_cache_free a tail call, as x86-64
+    /// builds of 6.1 show them), or at the kernel's free of the last table frame the task took (a build whose
+    /// exit_mmap frees are named as munmap's are, vm_area_free).</summary>
     public long TasksExited { get; init; }
 
     /// <summary>User pages the kernel's reclaim freed (left to Kmem's reclaim, not replayed).</summary>

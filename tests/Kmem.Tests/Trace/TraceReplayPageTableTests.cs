@@ -169,6 +169,31 @@ public class TraceReplayPageTableTests
         m.Mm.Validate();
     }
 
+    [Fact]
+    public void ATaskWhoseTableFramesTheKernelFreedAllExitsWithoutAnExitMmapFree()
+    {
+        // A build whose exit_mmap frees carry no call site that tells them from munmap's: the kernel frees the task's
+        // PTE, PMD and PUD frames (free_pgtables for the whole address space) while its page is still mapped in Kmem,
+        // then the page. The last table frame ends Kmem's task there: the page stays allocated, held for its free.
+        string text = TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000)
+            + PageFree(0x5001) + PageFree(0x5002) + PageFree(0x5003) + Line("sh", 100, "kfree: call_site=g+0x1/0x2 ptr=0");
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var r = Replay(m, text);
+        Assert.Equal(1, r.Pressure!.TasksExited);
+        Assert.Equal(1, r.Pressure.ExitedTaskPages);
+        var task = Assert.Single(m.Mm.TasksSnapshot()); // its PGD, the kernel's frame, waits for mmdrop
+        Assert.Equal(0, task.Rss);
+        Assert.Equal(0, m.Mm.NrPageTable);
+        m.Mm.Validate();
+
+        // One table frame freed (munmap's free_pgtables for a range): the task lives on, its table moved.
+        using var m2 = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var r2 = Replay(m2, TablePage(0x5001) + TablePage(0x5002) + TablePage(0x5003) + TablePage(0x5004) + UserPage(0x6000)
+            + PageFree(0x5001) + Line("sh", 100, "kfree: call_site=g+0x1/0x2 ptr=0"));
+        Assert.Equal(0, r2.Pressure!.TasksExited);
+        Assert.Equal(1, Assert.Single(m2.Mm.TasksSnapshot()).Rss);
+    }
+
     [Theory]
     [InlineData(Preset.X64)]
     [InlineData(Preset.X86Pae)]

@@ -1,7 +1,8 @@
 // The kernel's side of a pressure replay (part of PressureReplay): its vmscan, compaction
 // and oom events read per task (the slow path of its next page allocation, direct reclaim
 // episodes, written frames, victims, oom_score_adj), sys_swapon and sys_swapoff as Kmem's
-// swap, exit_mmap's frees as the end of a task's address space, kswapd's schedule, and the memory the kernel held before tracing began.
+// swap, exit_mmap's frees as the end of a task's address space, kswapd's schedule, and where the
+// capture reveals its free pages, the memory the kernel held before tracing began (UntracedMemory).
 // Used on the replaying thread only.
 using System.Globalization;
 
@@ -84,9 +85,9 @@ internal sealed partial class PressureReplay
         switch (e.Kind)
         {
             case TraceEventKind.Marker:
-                if (Report.Marker(text, _m) is long kernelFree && (_aligned || !_calibrated))
+                if (Report.Marker(text, _m) is long kernelFree && (_aligned || !_untraced.Calibrated))
                 {
-                    Calibrate(kernelFree);
+                    _untraced.Calibrate(kernelFree);
                     if (_aligned)
                     {
                         _kernelFree!.RebaseKernelFree(kernelFree);
@@ -426,54 +427,8 @@ internal sealed partial class PressureReplay
         }
     }
 
-    // ---------------------------------------------------------------- memory held before tracing
-
     /// <summary>Pages held for memory the kernel used before its trace began (the ring buffer, the initramfs).</summary>
-    public long UntracedPages { get; private set; }
-
-    // Where the capture reveals the kernel's free pages (its vmstat after a phase), Kmem holds or gives back pages so
-    // its own free pages are the same: the memory the trace cannot show (allocated before tracing began) is an input,
-    // like the watermarks. Free-running: once, at the first phase the capture reveals; aligned: at every one.
-    // Taken without reclaim (no kswapd, no direct reclaim), in the largest blocks that are free, as boot-time
-    // allocations are; unmovable, so compaction cannot move them.
-    private void Calibrate(long kernelFree)
-    {
-        _calibrated = true;
-        long delta = FreePages(_m) - kernelFree;
-        const Gfp NoReclaim = (Gfp.Kernel & ~Gfp.Reclaim) | Gfp.NoWarn;
-        for (int order = Machine.MaxOrder - 1; delta > 0 && order >= 0; order--)
-        {
-            while (delta >= 1L << order)
-            {
-                var page = _m.AllocPages(NoReclaim, order);
-                if (page.IsNull)
-                {
-                    break;
-                }
-                _untraced.Add((page, order));
-                UntracedPages += 1L << order;
-                delta -= 1L << order;
-            }
-        }
-        while (delta < 0 && _untraced.Count > 0)
-        {
-            var (page, order) = _untraced[^1];
-            _untraced.RemoveAt(_untraced.Count - 1);
-            _m.FreePages(page, order);
-            UntracedPages -= 1L << order;
-            delta += 1L << order;
-        }
-    }
-
-    internal static long FreePages(Machine m)
-    {
-        long free = 0;
-        foreach (var z in m.PageAllocator.Zones)
-        {
-            free += Volatile.Read(ref z.FreePages);
-        }
-        return free;
-    }
+    public long UntracedPages => _untraced.Pages;
 
     /// <summary>Removes the swap file's name (the machine keeps it open while it lives).</summary>
     public void DeleteSwapFile()

@@ -55,8 +55,7 @@ internal sealed partial class PressureReplay
     private readonly List<(int Pid, string Comm)> _kernelVictims = [];
     private readonly List<(int Pid, string Comm)> _kmemVictims = [];
     private readonly bool _aligned;
-    private readonly List<(Page Page, int Order)> _untraced = [];
-    private bool _calibrated;
+    private readonly UntracedMemory _untraced;
     private string? _swapFile;
     private bool _swapOn;
 
@@ -64,6 +63,7 @@ internal sealed partial class PressureReplay
     {
         _m = m;
         Exited = new ExitedTasks(m);
+        _untraced = new UntracedMemory(m);
         _aligned = aligned;
         _decisions = decisions;
         _decide = decide;

@@ -84,7 +84,7 @@ internal sealed class PressureReport(Machine m, string? directory)
     // After each user page: the lowest free page count of the phase.
     public void Kmem(Machine machine)
     {
-        long free = PressureReplay.FreePages(machine);
+        long free = UntracedMemory.FreePages(machine);
         Current.MinFree = Math.Min(Current.MinFree, free);
     }
 
@@ -134,7 +134,7 @@ internal sealed class PressureReport(Machine m, string? directory)
         return new TracePressureNow
         {
             Phase = p.Name,
-            FreePages = PressureReplay.FreePages(m),
+            FreePages = UntracedMemory.FreePages(m),
             WatermarkMin = min,
             WatermarkLow = low,
             WatermarkHigh = high,

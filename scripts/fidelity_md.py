@@ -469,8 +469,19 @@ def gaps_text(b, h, h_folder):
     i386_extra = (f", at trace {line_list(extra)} ({'; '.join(m['detail'].split('; ', 1)[-1] for m in extra)})"
                   if extra else "")
     i386_frames = table_frames(h_folder)
-    # The extra steal explained below is line 95,499's; any other is listed as unexplained.
-    others = [m for m in extra if m["line"] != 95499]
+    # The extra steal explained below is the first in ZONE_NORMAL's unmovable lists (the phase of its blocks); any
+    # other is listed as unexplained.
+    normal = [m for m in extra if "Normal Unmovable" in m["detail"]]
+    explained = normal[0]["line"] if normal else None
+    others = [m for m in extra if m["line"] != explained]
+    i386_phase = (f"""  The extra steal at line {explained:,} is the phase of ZONE_NORMAL's unmovable blocks: when the trace starts the kernel still
+  holds the end of an order-10 block stolen before tracing (its refill at line 80,639 takes 0x43fd-0x43ff of
+  block 0x4000-0x43ff, then steals the block at 0x4c00, for a slab page, which the comparison leaves to
+  Kmem's slab layer), while Kmem's unmovable lists there are empty and its first slab page, at the trace's
+  first lines, steals a block of its own; each side's block then runs out at its own line, the kernel's
+  at 80,639 and Kmem's at the line above. The aligned run matches the kernel ({i386_al['both_yes']:,} of
+  {i386_al['kernel_yes']:,}): the kernel's steal at line 80,639 corrects Kmem's Normal lists, which then last to the
+  trace's end.""" if explained else "")
     i386_others = (f" The other{'s' if len(others) > 1 else ''} ({line_list(others)}) {'are' if len(others) > 1 else 'is'} not explained."
                    if others else "")
     i386_exited = (h.get("pressure") or {}).get("tasks_exited", 0)
@@ -501,7 +512,7 @@ def gaps_text(b, h, h_folder):
   frees a task's tables in the same mmu_gather batch as its pages, tables first, and Kmem's task
   places its pages in other tables than the kernel's), Kmem moves the table's entries to a frame of
   its own ({b.get('page_tables_own_moved', 0):,} on capture B, of its {b.get('page_tables_own', 0):,} own tables), a spare frame that an
-  earlier such table gave back when it went, so the page allocator gave {b.get('page_tables_own_frames', 0):,} frames for them all{'; ' + table_drift if table_drift else ''}:
+  earlier such table gave back when it went ({b.get('page_tables_own_frames', 0):,} frames were taken for them all, straight off the buddy lists){'; ' + table_drift if table_drift else ''}:
   a move that took a page off the lists and gave it back when the moved table went did so at other
   events than any of the kernel's, and the moves in flight set Kmem's count that many pages below the
   kernel's at the drains between; likewise a frame of the kernel's that Kmem's task gave up at its
@@ -551,14 +562,7 @@ def gaps_text(b, h, h_folder):
   vm_area_free and mt_destroy_walk, as munmap's are named (the x86-64 build names them exit_mmap), so Kmem's tasks
   end where the kernel has freed the last of the table frames they took ({i386_exited:,} tasks), which on PAE is
   mmdrop's pgd_free of the PMD tables, a little after exit_mmap.
-  The extra steal at line 95,499 is the phase of ZONE_NORMAL's unmovable blocks: when the trace starts the kernel still
-  holds the end of an order-10 block stolen before tracing (its refill at line 80,639 takes 0x43fd-0x43ff of
-  block 0x4000-0x43ff, then steals the block at 0x4c00, for a slab page, which the comparison leaves to
-  Kmem's slab layer), while Kmem's unmovable lists there are empty and its first slab page, at the trace's
-  first lines, steals a block of its own; each side's block then runs out at its own line, the kernel's
-  at 80,639 and Kmem's at the line above. The aligned run matches the kernel ({i386_al['both_yes']:,} of
-  {i386_al['kernel_yes']:,}): the kernel's steal at line 80,639 corrects Kmem's Normal lists, which then last to the
-  trace's end.{i386_others}
+{i386_phase}{i386_others}
 - Page frees the replay cannot mirror on capture B: {b.get('untracked_page_frees', 0):,} frees of frames never seen
   allocated (frames taken with no event: the targets the kernel's compaction isolated in the compact phase,
   freed in cleanup; the free-running run frees a stand-in for each, a page taken off Kmem's buddy lists) and {b.get('unattributed_drains', 0):,} drains after no page free (a

@@ -148,13 +148,35 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     public bool LastTakeAllocated { get; private set; }
 
     // A frame for a table of Kmem's own: a spare one, else a new one of the table's kind (a PTE table's may lie in
-    // HighMem, the levels above may not).
+    // HighMem, the levels above may not), taken straight off a zone's buddy lists (Zone.TakeStandIn: its unmovable
+    // lists, else its movable ones, where __rmqueue would steal), the zones in the order the zonelist of
+    // GFP_PGTABLE_USER tries them: the kernel has no such frame, so none of Kmem's per-CPU lists gives or refills one.
+    // Only when no zone has a free page does the page allocator give one.
     private Page OwnFrame(bool highPte)
     {
         var spare = highPte ? _spareHigh : _spareLow;
         if (spare.TryPop(out var p))
         {
             return p;
+        }
+        var zones = m.PageAllocator.Zones;
+        for (int i = zones.Length - 1; i >= 0; i--)
+        {
+            if (zones[i].Type == ZoneType.HighMem && !highPte)
+            {
+                continue;
+            }
+            uint pfn = zones[i].TakeStandIn((int)MigrateType.Unmovable);
+            if (pfn == Kmem.Physical.PhysMem.NoPfn)
+            {
+                pfn = zones[i].TakeStandIn((int)MigrateType.Movable);
+            }
+            if (pfn != Kmem.Physical.PhysMem.NoPfn)
+            {
+                _ownFrames[pfn] = highPte;
+                OwnFramesAllocated++;
+                return m.PfnToPage(pfn);
+            }
         }
         p = m.AllocPages(Gfp.PgtableUser | Gfp.NoWarn | (highPte ? Gfp.HighMem : 0), 0);
         if (!p.IsNull)

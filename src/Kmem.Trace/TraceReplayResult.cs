@@ -204,9 +204,9 @@ public sealed class TraceReplayResult
     /// PGD that no frame of the kernel's waited for).</summary>
     public long PageTablesOwnMoved { get; init; }
 
-    /// <summary>The frames Kmem's page allocator gave for <see cref="PageTablesOwn"/>: a table of Kmem's own takes a
-    /// spare frame an earlier one gave back when there is one, so the allocator sees only what the spares could not
-    /// cover.</summary>
+    /// <summary>The frames taken for <see cref="PageTablesOwn"/>: a table of Kmem's own takes a spare frame an earlier
+    /// one gave back when there is one, else a frame straight off a zone's buddy lists (the page allocator's only when
+    /// no zone has one), so none passes through the per-CPU lists.</summary>
     public long PageTablesOwnFrames { get; init; }
 
     /// <summary>How far Kmem's per-CPU page counts strayed from the kernel's, phase by phase, and which events moved

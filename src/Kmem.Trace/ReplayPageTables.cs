@@ -63,7 +63,8 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     // flight at once (16 on the bundled captures, a few dozen at most); more go back to the allocator.
     private const int MaxSpare = 16;
     private readonly Stack<Page> _spareLow = new(), _spareHigh = new();
-    private readonly Dictionary<uint, bool> _ownFrames = [];
+    // Kmem's own frames: whether each is for a HIGHPTE table, and whether it came off the buddy lists (TakeStandIn).
+    private readonly Dictionary<uint, (bool HighPte, bool Buddy)> _ownFrames = [];
 
     /// <summary>Frames taken over, and tables Kmem's tasks allocated themselves.</summary>
     public long TakenOver { get; private set; }
@@ -173,7 +174,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
             }
             if (pfn != Kmem.Physical.PhysMem.NoPfn)
             {
-                _ownFrames[pfn] = highPte;
+                _ownFrames[pfn] = (highPte, true);
                 OwnFramesAllocated++;
                 return m.PfnToPage(pfn);
             }
@@ -181,7 +182,7 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         p = m.AllocPages(Gfp.PgtableUser | Gfp.NoWarn | (highPte ? Gfp.HighMem : 0), 0);
         if (!p.IsNull)
         {
-            _ownFrames[p.RawPfn] = highPte;
+            _ownFrames[p.RawPfn] = (highPte, false);
             OwnFramesAllocated++;
             LastTakeAllocated = true;
         }
@@ -197,17 +198,22 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
             _held.Add(pfn); // the kernel's table frame: freed at the kernel's free of it
             return true;
         }
-        if (!_ownFrames.TryGetValue(pfn, out bool highPte))
+        if (!_ownFrames.TryGetValue(pfn, out var own))
         {
             return false;
         }
-        var spare = highPte ? _spareHigh : _spareLow;
-        if (spare.Count >= MaxSpare)
+        var spare = own.HighPte ? _spareHigh : _spareLow;
+        if (spare.Count < MaxSpare)
         {
-            _ownFrames.Remove(pfn);
+            spare.Push(m.PfnToPage(pfn));
+            return true;
+        }
+        _ownFrames.Remove(pfn);
+        if (!own.Buddy)
+        {
             return false;
         }
-        spare.Push(m.PfnToPage(pfn));
+        m.PageAllocator.ZoneOf(pfn).ReturnStandIn(pfn); // back where it came from, past the per-CPU lists
         return true;
     }
 
@@ -216,8 +222,15 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     {
         foreach (var p in _spareLow.Concat(_spareHigh))
         {
-            _ownFrames.Remove(p.RawPfn);
-            m.FreePages(p, 0);
+            _ownFrames.Remove(p.RawPfn, out var own);
+            if (own.Buddy)
+            {
+                m.PageAllocator.ZoneOf(p.RawPfn).ReturnStandIn(p.RawPfn);
+            }
+            else
+            {
+                m.FreePages(p, 0);
+            }
         }
         _spareLow.Clear();
         _spareHigh.Clear();

@@ -6,7 +6,9 @@
 // the freeing CPU's list. The replay takes an order-0 page of the type here (the smallest free
 // block, split as __rmqueue_smallest splits it), which no counter or observer sees (it is not an
 // allocation Kmem decided), and frees it through the normal path as the kernel freed its frame:
-// the buddy lists lose one page and the per-CPU list gains one on both sides. Runs under
+// the buddy lists lose one page and the per-CPU list gains one on both sides. A page the replay
+// took for a frame of its own that the kernel never had (a page-table frame of a replayed task)
+// goes back the same way (ReturnStandIn), so neither passes through a per-CPU list. Runs under
 // zone->lock.
 using Kmem.Physical;
 
@@ -34,6 +36,19 @@ internal sealed partial class Zone
             p.MapCount = 0;
             p.Private = 0;
             return pfn;
+        }
+    }
+
+    /// <summary>Puts back on the buddy lists an order-0 page <see cref="TakeStandIn"/> took, its last reference gone.</summary>
+    public void ReturnStandIn(uint pfn)
+    {
+        lock (Lock)
+        {
+            ref PageFrame p = ref _mem.Frame(pfn);
+            p.Flags = PageFlags.None;
+            p.Private = 0;
+            p.RefCount = 0;
+            FreeOnePage(pfn, 0, (int)_mem.PageblockMigratetype(pfn), toTail: false);
         }
     }
 }

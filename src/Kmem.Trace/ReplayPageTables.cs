@@ -222,15 +222,8 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     {
         foreach (var p in _spareLow.Concat(_spareHigh))
         {
-            _ownFrames.Remove(p.RawPfn, out var own);
-            if (own.Buddy)
-            {
-                m.PageAllocator.ZoneOf(p.RawPfn).ReturnStandIn(p.RawPfn);
-            }
-            else
-            {
-                m.FreePages(p, 0);
-            }
+            _ownFrames.Remove(p.RawPfn);
+            m.FreePages(p, 0);
         }
         _spareLow.Clear();
         _spareHigh.Clear();

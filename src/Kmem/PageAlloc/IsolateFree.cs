@@ -27,18 +27,25 @@ internal sealed partial class Zone
                 return false;
             }
             DelFromFreeList(pfn, order);
-            ModFreePages(-(1L << order));
-            _mem.HandOut(pfn, 1 << order);
-            for (uint i = 0; i < 1u << order; i++)
-            {
-                ref PageFrame p = ref _mem.Frame(pfn + i);
-                p.Flags = PageFlags.None;
-                p.Order = 0;
-                p.RefCount = 1;
-                p.MapCount = 0;
-                p.Private = 0;
-            }
+            TakeOffFreeLists(pfn, 1u << order);
             return true;
+        }
+    }
+
+    // Frames taken off the free lists by other than an allocation (compaction's isolation, a replay's stand-in): each
+    // an order-0 page with one reference, no longer counted free. Under zone->lock.
+    private void TakeOffFreeLists(uint pfn, uint count)
+    {
+        ModFreePages(-count);
+        _mem.HandOut(pfn, (int)count);
+        for (uint i = 0; i < count; i++)
+        {
+            ref PageFrame p = ref _mem.Frame(pfn + i);
+            p.Flags = PageFlags.None;
+            p.Order = 0;
+            p.RefCount = 1;
+            p.MapCount = 0;
+            p.Private = 0;
         }
     }
 }

@@ -6,10 +6,10 @@
 // the freeing CPU's list. The replay takes an order-0 page of the type here (the smallest free
 // block, split as __rmqueue_smallest splits it), which no counter or observer sees (it is not an
 // allocation Kmem decided), and frees it through the normal path as the kernel freed its frame:
-// the buddy lists lose one page and the per-CPU list gains one on both sides. A page the replay
-// took for a frame of its own that the kernel never had (a page-table frame of a replayed task)
-// goes back the same way (ReturnStandIn), so neither passes through a per-CPU list. Runs under
-// zone->lock.
+// the buddy lists lose one page and the per-CPU list gains one on both sides. The replay also
+// takes here the frames of page tables of its own, which the kernel never had (a replayed task's
+// table moved off a frame the kernel freed), and gives them back with ReturnStandIn, so those
+// never pass through a per-CPU list. Runs under zone->lock.
 using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
@@ -27,14 +27,7 @@ internal sealed partial class Zone
             {
                 return pfn;
             }
-            ModFreePages(-1);
-            _mem.HandOut(pfn, 1);
-            ref PageFrame p = ref _mem.Frame(pfn);
-            p.Flags = PageFlags.None;
-            p.Order = 0;
-            p.RefCount = 1;
-            p.MapCount = 0;
-            p.Private = 0;
+            TakeOffFreeLists(pfn, 1);
             return pfn;
         }
     }

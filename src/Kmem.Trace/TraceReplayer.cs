@@ -218,9 +218,11 @@ public sealed partial class TraceReplayer
         _decisions.Finish();
         sw.Stop();
         var after = ReplayConsequences.Read(_m);
+        var result = BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
+        // After the result, whose per-CPU drift would count these frees as the last phase's.
         _m.Mm.TablePageReturn = null;
         _tables.FreeSpares();
-        return BuildResult(reader, sw.Elapsed.TotalSeconds, reader.DecompressSeconds - decompressBefore, before, after);
+        return result;
     }
 
     // ReplayPageTables.Take, telling PcpDrift when the fault allocates a table of its own.

@@ -11,16 +11,17 @@
 // When the kernel frees a frame Kmem took, Kmem frees it at the same event:
 // its table goes when it maps nothing in Kmem's task (free_pgtables), else its entries move to
 // the next waiting frame, or to a frame of Kmem's own: a spare one an earlier table of Kmem's own
-// gave back (UserMemory.TablePageReturn), else one allocated before the free is aligned (so the
-// aligned per-CPU count is the kernel's at the free). A fault the trace gave no frame before
-// takes one of its own the same way. When the trace task's address space goes (exit_mmap), Kmem's task
-// gives up its address space and tables below the PGD (PressureReplay.MmGone); a frame of the
-// kernel's it had taken there is then no longer Kmem's table, but the kernel frees it later
-// (tlb_finish_mmu's batch may come after), so Kmem holds it until that free, which frees it
-// (UserMemory.TablePageReturn; likewise for a table Kmem's task gave up while it lived), and
-// the per-CPU lists gain it when the kernel's do. The kernel's free of the last of the frames a
-// task took at its faults ends its address space too (TablesGone: 6.1 frees them all only when
-// the address space goes), for builds whose exit_mmap frees look like munmap's. The kernel's free of the task's PGD frame (mmdrop) ends the task
+// gave back (UserMemory.TablePageReturn), else one taken off the buddy lists before the free is
+// aligned, never through a per-CPU list (the kernel has no such frame). A fault the trace gave
+// no frame before takes one of its own the same way. When the trace task's address space goes
+// (exit_mmap), Kmem's task gives up its address space and tables below the PGD
+// (PressureReplay.MmGone); a frame of the kernel's it had taken there is then no longer Kmem's
+// table, but the kernel frees it later (tlb_finish_mmu's batch may come after), so Kmem holds it
+// until that free, which frees it (UserMemory.TablePageReturn; likewise for a table Kmem's task
+// gave up while it lived), and the per-CPU lists gain it when the kernel's do. The kernel's free
+// of the last of the frames a task took at its faults ends its address space too (TablesGone:
+// 6.1 frees them all only when the address space goes), for builds whose exit_mmap frees look
+// like munmap's. The kernel's free of the task's PGD frame (mmdrop) ends the task
 // (ExitedTasks.FinishAtMmdrop), which frees the PGD there. Used by TraceReplayer, on the
 // replaying thread only.
 namespace Kmem;
@@ -40,13 +41,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     // The trace frame of each of Kmem's frames in _lent; and those of them whose table Kmem gave up before the kernel
     // freed the frame (its task exited at its exit_mmap, or the table emptied), held until the kernel's free.
     private readonly Dictionary<uint, ulong> _lentByKmem = [];
+    private readonly HashSet<uint> _held = [];
     // Per live task, the frames it took at its faults (below its PGD: a new task's PGD is taken with no task yet).
     private readonly Dictionary<TaskStruct, int> _lentCount = [];
-
-    /// <summary>The kernel freed the last of the table frames a live task took at its faults: its address space is
-    /// gone (PressureReplay.TablesGone).</summary>
-    public Action<TaskStruct>? TablesGone { get; set; }
-    private readonly HashSet<uint> _held = [];
     // A frame of Kmem's own for the table whose frame the free being replayed gives back (Prepare), or Page.Null.
     private Page _own;
     // Live tasks by their PGD frame (a PGD is one task's while it lives): the task list is read again only when a
@@ -59,8 +56,8 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     // PTE table's may lie in HighMem, the levels above may not). The kernel has no such frames: a table moves because
     // the replay frees the kernel's frame while Kmem's task still maps pages the kernel had unmapped (tlb_finish_mmu
     // frees the tables ahead of the pages gathered), and allocating and freeing a frame for each move would put
-    // pages on the per-CPU lists and take them off where the kernel's stay still. A few spares cover the moves in
-    // flight at once (16 on the bundled captures, a few dozen at most); more go back to the allocator.
+    // pages on the per-CPU lists and take them off where the kernel's stay still. A few spares cover most of the moves
+    // in flight at once; more go back where they came from.
     private const int MaxSpare = 16;
     private readonly Stack<Page> _spareLow = new(), _spareHigh = new();
     // Kmem's own frames: whether each is for a HIGHPTE table, and whether it came off the buddy lists (TakeStandIn).
@@ -78,8 +75,13 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     /// <summary>Of <see cref="Own"/>, frames a table moved to when the kernel freed the frame it had taken.</summary>
     public long OwnMoved { get; private set; }
 
-    /// <summary>Frames the page allocator gave for <see cref="Own"/> (the rest were spares).</summary>
+    /// <summary>Frames taken for <see cref="Own"/>, off the buddy lists (the page allocator's when no zone had a free
+    /// page); the rest were spares.</summary>
     public long OwnFramesAllocated { get; private set; }
+
+    /// <summary>The kernel freed the last of the table frames a live task took at its faults: its address space is
+    /// gone (PressureReplay.TablesGone).</summary>
+    public Action<TaskStruct>? TablesGone { get; set; }
 
     /// <summary>The kernel's free of a task's PGD frame (mmdrop): true when the task's exit finished there and freed it.</summary>
     public Func<TaskStruct, bool>? FinishAtMmdrop { get; set; }
@@ -189,8 +191,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         return p;
     }
 
-    /// <summary>UserMemory.TablePageReturn: a table frame of Kmem's own is kept for the next such table (true), unless
-    /// enough are kept (false: the caller frees it).</summary>
+    /// <summary>UserMemory.TablePageReturn: true when the replay takes the frame back: a kernel frame a task took (held
+    /// until the kernel's free of it), or a frame of Kmem's own (kept as a spare, or given back to the buddy lists it
+    /// came from); false when the caller frees it.</summary>
     public bool ReturnFrame(uint pfn)
     {
         if (_lentByKmem.ContainsKey(pfn))
@@ -262,8 +265,6 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         _lent.TryGetValue(pfn, out var lent) && (_held.Contains(lent.Pfn) || (lent.Task ?? TaskOfPgd(lent.Pfn)) is { HasExited: false })
             ? m.PfnToPage(lent.Pfn) : Page.Null;
 
-    /// <summary>The kernel's table frames Kmem holds after giving up their tables, until the kernel frees them.</summary>
-    public int Held => _held.Count;
 
     /// <summary>Before a page free of <paramref name="pfn"/> is aligned and replayed: when it frees a frame taken as a
     /// table and no frame waits to take the table's entries, Kmem allocates one now.</summary>

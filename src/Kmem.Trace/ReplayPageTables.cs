@@ -151,9 +151,8 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
     public bool LastTakeAllocated { get; private set; }
 
     // A frame for a table of Kmem's own: a spare one, else a new one of the table's kind (a PTE table's may lie in
-    // HighMem, the levels above may not), taken straight off a zone's buddy lists (Zone.TakeStandIn: its unmovable
-    // lists, else its movable ones, where __rmqueue would steal), the zones in the order the zonelist of
-    // GFP_PGTABLE_USER tries them: the kernel has no such frame, so none of Kmem's per-CPU lists gives or refills one.
+    // HighMem, the levels above may not), taken straight off the buddy lists of the zones its gfp allows
+    // (PageAlloc.StandIns.Take): the kernel has no such frame, so none of Kmem's per-CPU lists gives or refills one.
     // Only when no zone has a free page does the page allocator give one.
     private Page OwnFrame(bool highPte)
     {
@@ -162,26 +161,15 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         {
             return p;
         }
-        var zones = m.PageAllocator.Zones;
-        for (int i = zones.Length - 1; i >= 0; i--)
+        var gfp = Gfp.PgtableUser | Gfp.NoWarn | (highPte ? Gfp.HighMem : 0);
+        uint pfn = Kmem.PageAlloc.StandIns.Take(m.PageAllocator, gfp);
+        if (pfn != Kmem.Physical.PhysMem.NoPfn)
         {
-            if (zones[i].Type == ZoneType.HighMem && !highPte)
-            {
-                continue;
-            }
-            uint pfn = zones[i].TakeStandIn((int)MigrateType.Unmovable);
-            if (pfn == Kmem.Physical.PhysMem.NoPfn)
-            {
-                pfn = zones[i].TakeStandIn((int)MigrateType.Movable);
-            }
-            if (pfn != Kmem.Physical.PhysMem.NoPfn)
-            {
-                _ownFrames[pfn] = (highPte, true);
-                OwnFramesAllocated++;
-                return m.PfnToPage(pfn);
-            }
+            _ownFrames[pfn] = (highPte, true);
+            OwnFramesAllocated++;
+            return m.PfnToPage(pfn);
         }
-        p = m.AllocPages(Gfp.PgtableUser | Gfp.NoWarn | (highPte ? Gfp.HighMem : 0), 0);
+        p = m.AllocPages(gfp, 0);
         if (!p.IsNull)
         {
             _ownFrames[p.RawPfn] = (highPte, false);

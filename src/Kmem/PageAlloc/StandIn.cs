@@ -8,8 +8,9 @@
 // allocation Kmem decided), and frees it through the normal path as the kernel freed its frame:
 // the buddy lists lose one page and the per-CPU list gains one on both sides. The replay also
 // takes here the frames of page tables of its own, which the kernel never had (a replayed task's
-// table moved off a frame the kernel freed), and gives them back with ReturnStandIn, so those
-// never pass through a per-CPU list. Runs under zone->lock.
+// table moved off a frame the kernel freed) through StandIns.Take, which walks the zonelist as
+// the allocation of such a frame would, and gives them back with ReturnStandIn, so those never
+// pass through a per-CPU list. The zone methods run under zone->lock (taken here).
 using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
@@ -43,5 +44,36 @@ internal sealed partial class Zone
             p.RefCount = 0;
             FreeOnePage(pfn, 0, (int)_mem.PageblockMigratetype(pfn), toTail: false);
         }
+    }
+}
+
+internal static class StandIns
+{
+    /// <summary>A stand-in page for an allocation of <paramref name="gfp"/> that no per-CPU list may see: the zones of
+    /// the current CPU's node's zonelist that <paramref name="gfp"/> allows (gfp_zone), in its order, each giving a
+    /// page of the gfp's migrate type, else a movable one (where __rmqueue would steal); PhysMem.NoPfn when none has a
+    /// free page.</summary>
+    public static uint Take(PageAllocator pa, Gfp gfp)
+    {
+        var arch = pa.Arch;
+        var highest = GfpFlags.GfpZone(gfp, arch.HasZone(ZoneType.Dma), arch.HasZone(ZoneType.Dma32), arch.HasZone(ZoneType.HighMem));
+        int mt = (int)GfpFlags.GfpMigratetype(gfp);
+        foreach (var zone in pa.Nodes[pa.Cpus.NodeOf[pa.Cpus.Current]].ZonelistFallback)
+        {
+            if (zone.Type > highest)
+            {
+                continue;
+            }
+            uint pfn = zone.TakeStandIn(mt);
+            if (pfn == PhysMem.NoPfn && mt != (int)MigrateType.Movable)
+            {
+                pfn = zone.TakeStandIn((int)MigrateType.Movable);
+            }
+            if (pfn != PhysMem.NoPfn)
+            {
+                return pfn;
+            }
+        }
+        return PhysMem.NoPfn;
     }
 }

@@ -205,6 +205,11 @@ public sealed partial class TraceReplayer
                 }
             }
         }
+        catch
+        {
+            _m.Mm.TablePageReturn = null; // on success it stays until the replay's tasks are done (FinishPressure)
+            throw;
+        }
         finally
         {
             if (pinned >= 0)

@@ -194,6 +194,18 @@ public class TraceReplayPageTableTests
         Assert.Equal(1, Assert.Single(m2.Mm.TasksSnapshot()).Rss);
     }
 
+    [Fact]
+    public void AReplayThatFailsOnABadLineLeavesTheTasksTablesToThePageAllocator()
+    {
+        // The replay takes back the table frames of its tasks while it runs; a corrupt line ends it, and from then on the
+        // machine's own task exits free their tables to the page allocator again.
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        string text = TablePage(0x5001) + UserPage(0x6000) + Line("sh", 100, "mm_page_alloc: page=zzz pfn=0xnotanumber order=0");
+        Assert.Throws<TraceFormatException>(() => Replay(m, text));
+        Assert.Null(m.Mm.TablePageReturn);
+        Assert.Null(m.Mm.TablePageSource);
+    }
+
     [Theory]
     [InlineData(Preset.X64)]
     [InlineData(Preset.X86Pae)]

@@ -493,6 +493,28 @@ def gaps_text(b, h, h_folder):
     table_drift = (f"in the parallel phase the user and table classes together take "
                    f"{-sum(c['kmem_pages'] for c in task_classes):,} pages off Kmem's lists against "
                    f"{-sum(c['kernel_pages'] for c in task_classes):,} off the kernel's" if task_classes else "")
+    boot = phases.get("boot", {})
+    boot_classes = boot.get("classes", {})
+
+    def boot_class(name):
+        c = boot_classes.get(name)
+        return c["kmem_pages"] - c["kernel_pages"] if c else 0
+
+    slab = boot_class('slab_page')
+    slab_boot = (f"in the boot phase the slab class is {slab:+,} page{'' if abs(slab) == 1 else 's'} (Kmem's slab pages less "
+                 f"the kernel's)" if boot_classes else "the drift table shows the rest")
+    boot_text = ""
+    if boot.get("reveals"):
+        boot_text = (f"In the boot phase Kmem's count stands {boot['diff'] / boot['reveals']:+.1f} pages from the "
+                     f"kernel's on average at its {boot['reveals']:,} revealed counts ({boot['equal']:,} equal): the bulk "
+                     f"class ({boot_class('bulk'):+,}) is the bulk allocations of unknown size, whose burst frames the "
+                     f"replay takes all (the kernel's share is not counted), giving one back at each later allocation of "
+                     f"one (part of the page class, {boot_class('page'):+,}); the kernel's boot pagesets (below) refill one "
+                     f"page at a time where Kmem's take a batch; the refill and drain classes are the consequence.")
+    drain = fr.get("pcp_drain")
+    met = drain and drain["kernel_yes"] and drain["kmem_yes"] and drain["recall"] >= 0.85 and drain["precision"] >= 0.85
+    goal_text = (f"The 85 % goal for free-running drains is {'met' if met else 'not met'} on capture B "
+                 f"({rec(drain)} recall, {prec(drain)} precision)." if drain else "")
     return f"""## Remaining gaps, free-running
 
 - Free-running pcp_refill and pcp_drain match only where the two lists are in step (capture B:
@@ -505,9 +527,16 @@ def gaps_text(b, h, h_folder):
   one side to drain at a free where the other does not, and then for only that side to drain its whole
   count at the next high-order free (free_high: a drain since the last allocation), where the other keeps
   hundreds of pages; both sides doing so brings them back in step. What moves them, by the
-  drift table's classes: (1) slab pages: Kmem's caches start empty, while the kernel's slabs already
-  held objects allocated before tracing began, so Kmem takes new slabs where the kernel took none
-  (new_slab free-running, boot phase, above) from the trace's first lines on; (2) Kmem's tasks (the
+  drift table's classes: (1) slab pages: the kernel's caches already held slabs when tracing began
+  ({b.get('pre_trace_slabs', 0):,} met on capture B: a slab the trace first shows an object allocated in, and never
+  showed allocated), and served objects from them with no page taken, while Kmem's caches start empty.
+  Free-running, Kmem's slab layer still decides when a cache needs a new slab, but as many of each cache's
+  slabs as the kernel had from before tracing come straight off Kmem's buddy lists, never its per-CPU
+  lists ({b.get('pre_trace_stand_ins', 0):,} such stand-ins), and once the kernel takes a new slab where Kmem served a
+  stand-in's object, the kernel's slabs from before tracing had no object left: the objects the stand-ins
+  still held free are taken as placeholders ({b.get('pre_trace_placeholders', 0):,}) until Kmem's cache takes a new
+  slab too, so its next ones fall where the kernel's do. How many objects each of the kernel's slabs still
+  had free is not in the trace, so one stand-in is a whole slab until then; {slab_boot}; (2) Kmem's tasks (the
   pressure replay): where the kernel frees a table frame that still maps pages in Kmem's task (6.1
   frees a task's tables in the same mmu_gather batch as its pages, tables first, and Kmem's task
   places its pages in other tables than the kernel's), Kmem moves the table's entries to a frame of
@@ -522,10 +551,10 @@ def gaps_text(b, h, h_folder):
   bulk allocator's pages of its vmalloc'ed stack on x86-64, an order-1 page on x86-32); when Kmem's
   tasks took stacks of their own too, every task made while both stack caches were empty took four
   pages twice; (4) each side's refills and drains at other events,
-  the consequence. An offset made at the trace's first refills (the boot pagesets, below, and Kmem's
-  first slab pages) lasts until lists drain empty on both sides, so once the lists part, later
+  the consequence. An offset made at the trace's first refills (the boot pagesets, below, and the bulk
+  allocations of unknown size) lasts until lists drain empty on both sides, so once the lists part, later
   decisions match only by chance; refills, which come only when a list runs empty, match well in few
-  phases (the table by phase above). The 85 % goal for free-running drains is not met.
+  phases (the table by phase above). {boot_text} {goal_text}
 - Aligned, the drained amount (nr_pcp_free: batch doubled per drain without an allocation between,
   clamped to high − batch; the whole count for a high-order free after one) is the kernel's where
   Kmem's pcp high is: the boot reserve (docs/trace-replay.md) makes it the kernel's on both captures.
@@ -539,8 +568,9 @@ def gaps_text(b, h, h_folder):
   (0x83db-0x83ff) and it steals the next block at trace line 214, so about 987 of that block's pages
   were taken before tracing, by allocations no event shows; Kmem's machine, replayed up to the same
   point, has used 31 pages of its first unmovable block (one order-0 refill of its own boot) and holds
-  the other 993 free. The difference moves every later steal by the same amount; the first slab of each
-  cache, which Kmem takes where the kernel's caches already had slabs, adds to it. The aligned run
+  the other 993 free. The difference moves every later steal by the same amount; the stand-ins for the
+  kernel's slabs from before tracing, which Kmem takes off its buddy lists at the trace's first lines, add
+  to it. The aligned run
   removes exactly this (see the fallback line of each capture's counted gaps). The per-CPU allocator's
   first chunk does not add to it: as 6.1's pcpu_embed_first_chunk takes its units from memblock,
   Kmem claims them from the frames boot reserved (BootReservations), so they never pass the buddy

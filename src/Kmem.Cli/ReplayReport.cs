@@ -233,6 +233,9 @@ public static class ReplayReport
         j.WriteNumber("page_tables_own_highpte", r.PageTablesOwnHighPte);
         j.WriteNumber("page_tables_own_moved", r.PageTablesOwnMoved);
         j.WriteNumber("page_tables_own_frames", r.PageTablesOwnFrames);
+        j.WriteNumber("pre_trace_slabs", r.PreTraceSlabs);
+        j.WriteNumber("pre_trace_stand_ins", r.PreTraceStandIns);
+        j.WriteNumber("pre_trace_placeholders", r.PreTracePlaceholders);
         j.WriteNumber("untracked_frees", r.UntrackedFrees);
         j.WriteNumber("untracked_page_frees", r.UntrackedPageFrees);
         j.WriteNumber("missed_frees", r.MissedFrees);

@@ -2,7 +2,8 @@
 // refills, drains and fallback steals and the slab layer's new and freed slabs, as the
 // observer hooks of the core report them (IPageAllocObserver, ISlabObserver). The
 // replayer resets it before each call it makes on the machine and reads it after, so
-// a decision is always Kmem's, never read from the trace. Reports from any other
+// a decision is always Kmem's, never read from the trace (new and freed slabs are also
+// passed on as they come, for PreTraceSlabs' stand-ins). Reports from any other
 // thread (kswapd, kcompactd) are ignored: they are not the replayed event's.
 // Written and read on the replaying thread only.
 using Kmem.PageAlloc;
@@ -78,11 +79,15 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
         }
     }
 
+    /// <summary>Kmem's new slabs and freed slabs as they come (head frame), on the replaying thread, or null.</summary>
+    public Action<uint>? OnNewSlab, OnSlabFreed;
+
     public void NewSlab(KmemCache cache, uint pfn, int order)
     {
         if (Mine)
         {
             NewSlabs++;
+            OnNewSlab?.Invoke(pfn);
         }
     }
 
@@ -91,6 +96,7 @@ internal sealed class DecisionRecorder : IPageAllocObserver, ISlabObserver
         if (Mine)
         {
             SlabsFreed++;
+            OnSlabFreed?.Invoke(pfn);
         }
     }
 }

@@ -276,11 +276,11 @@ internal sealed class PcpListModel
         var zone = TraceZones.ZoneOf(_pa, pfn);
         if (before >= 0)
         {
-            _pa.AlignPcpList(zone, cpu, order, (int)GfpFlags.GfpMigratetype(gfp), before);
+            Kmem.PageAlloc.PcpAlign.AlignPcpList(_pa.Mem, zone, cpu, order, (int)GfpFlags.GfpMigratetype(gfp), before);
         }
         if (ff >= 0)
         {
-            Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, ff);
+            Kmem.PageAlloc.PcpAlign.AlignPcpFreeFactor(zone, cpu, ff);
         }
     }
 
@@ -323,9 +323,9 @@ internal sealed class PcpListModel
         if (total >= 0)
         {
             int mt = kmemPage is { } pg ? (int)_pa.Mem.PageblockMigratetype(pg.RawPfn) : (int)MigrateType.Movable;
-            _pa.AlignPcpCount(zone, cpu, total, mt < ModelTypes ? mt : 0);
+            Kmem.PageAlloc.PcpAlign.AlignPcpCount(_pa.Mem, zone, cpu, total, mt < ModelTypes ? mt : 0);
         }
-        Kmem.PageAlloc.PageAllocator.AlignPcpFreeFactor(zone, cpu, _modelFf[fi]);
+        Kmem.PageAlloc.PcpAlign.AlignPcpFreeFactor(zone, cpu, _modelFf[fi]);
         return revealed;
     }
 }

@@ -11,6 +11,8 @@
 // placeholders are never given back (kfree names no cache). slab_freed is not corrected: a free
 // into a kernel slab the trace never showed allocated is left uncompared in both runs (its
 // occupancy is unknown), which KernelSlabPredatesTrace tells from the frames seen so far.
+// A free-running replay uses the same placeholders for its stand-ins of the kernel's slabs
+// from before tracing (PreTraceSlabs), and for those only.
 // Used by TraceReplayer, on the replaying thread only.
 namespace Kmem;
 
@@ -21,6 +23,9 @@ internal sealed class SlabAlignment(Machine m, bool aligned)
     private const int MaxPlaceholders = 4096;
 
     private readonly Dictionary<string, Stack<(nint Ptr, KmemCache? Cache)>> _placeholders = new(StringComparer.Ordinal);
+
+    /// <summary>Placeholders taken so far.</summary>
+    public long Placeholders { get; private set; }
 
     /// <summary>After a slab allocation (cache, or kmalloc of bytes when cache is null) the kernel served from a new
     /// slab: Kmem's cache put in the same state, when it was not (Kmem's own decision, in kmem, took no new slab).</summary>
@@ -43,6 +48,7 @@ internal sealed class SlabAlignment(Machine m, bool aligned)
                 break;
             }
             held.Push((p, cache));
+            Placeholders++;
             if (k.NewSlabs > 0)
             {
                 break;

@@ -209,6 +209,18 @@ public sealed class TraceReplayResult
     /// no zone has one), so none passes through the per-CPU lists.</summary>
     public long PageTablesOwnFrames { get; init; }
 
+    /// <summary>Free-running: the kernel's slabs from before tracing that the trace met (an object allocated in a slab no
+    /// event showed allocated); 0 for an aligned run.</summary>
+    public long PreTraceSlabs { get; init; }
+
+    /// <summary>Free-running: Kmem's slabs taken in their place, straight off the buddy lists (a cache's first slabs,
+    /// as many as it has such slabs of the kernel's).</summary>
+    public long PreTraceStandIns { get; init; }
+
+    /// <summary>Free-running: objects Kmem's stand-ins held free that the kernel's slabs from before tracing did not
+    /// (taken as placeholders once the kernel took a new slab where Kmem served a stand-in's object).</summary>
+    public long PreTracePlaceholders { get; init; }
+
     /// <summary>How far Kmem's per-CPU page counts strayed from the kernel's, phase by phase, and which events moved
     /// them apart; empty for an aligned run or a machine not booted by <see cref="TraceReplayer.Boot"/>.</summary>
     public IReadOnlyList<TracePcpDrift> PcpDrift { get; init; } = [];

@@ -12,6 +12,32 @@ public sealed partial class TraceReplayer
     // The kernel's fallback steals for that slab page (aligned: corrected after Kmem's slab allocation for it).
     private KernelSteal[]? _slabPageSteals;
 
+    // Free-running: the kernel's slabs from before the trace (null in aligned runs, whose new slabs follow the kernel's).
+    private PreTraceSlabs? _preTrace;
+    private readonly Dictionary<string, int> _slabOrders = new(StringComparer.Ordinal);
+
+    // Before Kmem's allocation for a kernel slab object: whether the slab it is in predates the trace (a slab the
+    // trace showed allocated, or took for this object, does not; before the direct map's base is known, only that).
+    private void BeginPreTrace(ref TraceEvent e, string name, int order, bool kernelNewSlab)
+    {
+        if (_preTrace is { } pre)
+        {
+            bool predates = _held.Base is null || SlabAlignment.KernelSlabPredatesTrace(_slabPages, _held.Base, e.Ptr);
+            pre.Begin(name, order, e.Ptr, kernelNewSlab, predates);
+        }
+    }
+
+    // The slab order of Kmem's cache of that name (a kmalloc size class), 0 for one it lacks.
+    private int KmallocOrder(string name)
+    {
+        if (!_slabOrders.TryGetValue(name, out int order))
+        {
+            order = _m.SlabCaches.FirstOrDefault(c => c.Name == name)?.Order ?? 0;
+            _slabOrders[name] = order;
+        }
+        return order;
+    }
+
     // The cache slot a kmem_cache_alloc allocates from, with the flags the event reveals (a cache lacking one is re-made).
     private TraceCaches.CacheSlot CacheSiteSlot(ref TraceEvent e, bool kernelNewSlab, out TraceCaches.Site site)
     {

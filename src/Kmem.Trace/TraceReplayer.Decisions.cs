@@ -45,6 +45,7 @@ public sealed partial class TraceReplayer
         {
             _drift = new PcpDrift(_m.PageAllocator, cpus, _decisions);
             _kmem.Drift = _drift;
+            _preTrace = new PreTraceSlabs(_m, _kmem);
         }
         _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, kswapd, ReplayBulk, _drift);
         _steals = _options.Aligned && _kmem is not null ? new StealAlignment(_m.PageAllocator) : null;

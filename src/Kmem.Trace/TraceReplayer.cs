@@ -320,7 +320,20 @@ public sealed partial class TraceReplayer
         }
         ref var entry = ref BeginSlabAlloc(ref e, cpu, out bool kernelNewSlab);
         _kmem?.Reset();
-        nint p = _m.KmallocNode((nuint)e.BytesReq, ReplayGfp.Of(e.Gfp), Node(e.Node));
+        if (_preTrace is not null && e.BytesAlloc <= Machine.KmallocMaxCacheSize)
+        {
+            string slab = _caches.KmallocSlot(e.Gfp, e.BytesAlloc).Name;
+            BeginPreTrace(ref e, slab, KmallocOrder(slab), kernelNewSlab); // ended by End below
+        }
+        nint p;
+        try
+        {
+            p = _m.KmallocNode((nuint)e.BytesReq, ReplayGfp.Of(e.Gfp), Node(e.Node));
+        }
+        finally
+        {
+            _preTrace?.End(_kmem!.NewSlabs);
+        }
         _kmallocEvents++;
         if (p == 0)
         {
@@ -334,6 +347,10 @@ public sealed partial class TraceReplayer
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, name);
             var (steals, stole) = (kernelNewSlab ? _slabPageSteals : null, _kmem.StealTypes); // read before the alignment resets it
             _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, null, name, e.BytesReq, e.Gfp, Node(e.Node));
+            if (kernelNewSlab && _kmem.NewSlabs == 0)
+            {
+                _preTrace?.Exhaust(_kmem, p, null, name, e.BytesReq, e.Gfp, Node(e.Node));
+            }
             AlignKernelSteals(steals, stole);
         }
         ulong ks = _m.Ksize(p);
@@ -362,7 +379,16 @@ public sealed partial class TraceReplayer
         ref var entry = ref BeginSlabAlloc(ref e, cpu, out bool kernelNewSlab);
         var slot = CacheSiteSlot(ref e, kernelNewSlab, out var site);
         _kmem?.Reset();
-        nint p = _m.KmemCacheAllocNode(slot.Cache!, ReplayGfp.Of(e.Gfp), Node(e.Node));
+        BeginPreTrace(ref e, slot.Name, slot.Cache!.Order, kernelNewSlab);
+        nint p;
+        try
+        {
+            p = _m.KmemCacheAllocNode(slot.Cache!, ReplayGfp.Of(e.Gfp), Node(e.Node));
+        }
+        finally
+        {
+            _preTrace?.End(_kmem!.NewSlabs);
+        }
         if (p == 0)
         {
             _kmemFailures++;
@@ -374,6 +400,10 @@ public sealed partial class TraceReplayer
             _decisions.Decide(DecisionKind.NewSlab, kernelNewSlab, _kmem.NewSlabs > 0, e.LineNumber, slot.Name);
             var (steals, stole) = (kernelNewSlab ? _slabPageSteals : null, _kmem.StealTypes); // read before the alignment resets it
             _slabAlign.AlignNewSlab(_kmem, kernelNewSlab, slot.Cache, slot.Name, 0, e.Gfp, Node(e.Node));
+            if (kernelNewSlab && _kmem.NewSlabs == 0)
+            {
+                _preTrace?.Exhaust(_kmem, p, slot.Cache, slot.Name, 0, e.Gfp, Node(e.Node));
+            }
             AlignKernelSteals(steals, stole);
         }
         slot.Allocs++;
@@ -401,6 +431,7 @@ public sealed partial class TraceReplayer
         {
             NoteUntrackedFree(ptr, name);
             _slabAlign.FreePlaceholder(name);
+            _preTrace?.UntrackedFree(name);
             return;
         }
         _kmem?.Reset();
@@ -530,6 +561,9 @@ public sealed partial class TraceReplayer
             PageTablesOwnHighPte = _tables.OwnHighPte,
             PageTablesOwnMoved = _tables.OwnMoved,
             PageTablesOwnFrames = _tables.OwnFramesAllocated,
+            PreTraceSlabs = _preTrace?.Met ?? 0,
+            PreTraceStandIns = _preTrace?.StoodIn ?? 0,
+            PreTracePlaceholders = _preTrace?.Placeholders ?? 0,
             CacheCounts = _counter.Build(_caches.Slots, _slabPages, _untrackedByCache),
             Pressure = PressureResult(),
         };

@@ -143,7 +143,7 @@ internal sealed partial class PageAllocator
     private uint Rmqueue(Zone preferred, Zone zone, int order, AllocFlags flags, int mt, int cpu)
     {
         uint pfn = PhysMem.NoPfn;
-        if (PcpAllowedOrder(order))
+        if (PcpAllowedOrder(order) && !BuddyOnly.Here)
         {
             pfn = RmqueuePcplist(preferred, zone, order, mt, flags, cpu);
         }

@@ -108,14 +108,8 @@ internal sealed partial class PageAllocator
     /// <summary>zone_batchsize (see <see cref="WatermarkSetup"/>).</summary>
     public static int ZoneBatchsize(long managedPages) => WatermarkSetup.ZoneBatchsize(managedPages);
 
-    /// <summary>Sets one CPU's pcp list to a length, as a replay's alignment does (see <see cref="PcpAlign"/>).</summary>
-    public int AlignPcpList(Zone zone, int cpu, int order, int mt, int blocks) => PcpAlign.AlignPcpList(_mem, zone, cpu, order, mt, blocks);
-
-    /// <summary>Sets one CPU's pcp lists in a zone to a page count (see <see cref="PcpAlign"/>).</summary>
-    public int AlignPcpCount(Zone zone, int cpu, int pages, int mt) => PcpAlign.AlignPcpCount(_mem, zone, cpu, pages, mt);
-
-    /// <summary>Sets one CPU's free_factor in a zone (see <see cref="PcpAlign"/>).</summary>
-    public static void AlignPcpFreeFactor(Zone zone, int cpu, int freeFactor) => PcpAlign.AlignPcpFreeFactor(zone, cpu, freeFactor);
+    /// <summary>Whether this thread's allocations skip the per-CPU lists (a replay's stand-ins: see <see cref="BuddyOnlyGate"/>).</summary>
+    public BuddyOnlyGate BuddyOnly { get; } = new();
 
     /// <summary>movable_zone == ZONE_HIGHMEM: then ZONE_MOVABLE counts as highmem (is_highmem).</summary>
     public bool MovableFromHighmem => MemoryInit.UsableZoneForMovable(Arch, _mem) == ZoneType.HighMem;

@@ -10,7 +10,11 @@
 // takes here the frames of page tables of its own, which the kernel never had (a replayed task's
 // table moved off a frame the kernel freed) through StandIns.Take, which walks the zonelist as
 // the allocation of such a frame would, and gives them back with ReturnStandIn, so those never
-// pass through a per-CPU list. The zone methods run under zone->lock (taken here).
+// pass through a per-CPU list. Last, a replay's slab page standing in for a slab the kernel
+// allocated before tracing began is allocated with the BuddyOnly gate open: the allocations
+// of the thread that opened it skip the per-CPU lists (as PcpAllowedOrder's higher orders
+// do), as that page left the kernel's buddy lists before the first event. The zone methods run under zone->lock
+// (taken here); the BuddyOnly gate is one thread's, read by every allocation.
 using Kmem.Physical;
 
 namespace Kmem.PageAlloc;
@@ -44,6 +48,33 @@ internal sealed partial class Zone
             p.RefCount = 0;
             FreeOnePage(pfn, 0, (int)_mem.PageblockMigratetype(pfn), toTail: false);
         }
+    }
+}
+
+/// <summary>The thread whose allocations skip the per-CPU lists (<see cref="PageAllocator.BuddyOnly"/>).</summary>
+internal sealed class BuddyOnlyGate
+{
+    // The managed thread whose allocations skip the per-CPU lists, 0 for none.
+    private int _thread;
+
+    /// <summary>Whether the current thread opened the gate (one compare when none did).</summary>
+    public bool Here => _thread != 0 && _thread == Environment.CurrentManagedThreadId;
+
+    /// <summary>Until the scope is disposed, this thread's allocations come straight off the buddy lists, never
+    /// through a per-CPU list (one thread at a time; scopes do not nest).</summary>
+    public Scope Open()
+    {
+        if (Interlocked.CompareExchange(ref _thread, Environment.CurrentManagedThreadId, 0) != 0)
+        {
+            throw new InvalidOperationException("BuddyOnly: another scope is open");
+        }
+        return new Scope(this);
+    }
+
+    /// <summary>Closes the gate <see cref="Open"/> opened.</summary>
+    public readonly struct Scope(BuddyOnlyGate gate) : IDisposable
+    {
+        public void Dispose() => Volatile.Write(ref gate._thread, 0);
     }
 }
 

@@ -38,7 +38,7 @@ public sealed class ReplayMapTests : IDisposable
     }
 
     // The command's machine for a trace without meminfo.txt beside it: 1G, the header's 2 CPUs, SLUB, seed 1.
-    private static Machine CommandsMachine() => Machine.Boot(new MachineOptions { Memory = "1G", Cpus = 2, Seed = 1 });
+    private static Machine CommandsMachine() => TraceReplayer.Boot(new MachineOptions { Memory = "1G", Cpus = 2, Seed = 1 }); // as the command boots it
 
     [Fact]
     public void MapEveryWritesANumberedPictureEveryNEventsAndTheFinalOneAllListedInTheJson()

@@ -449,6 +449,38 @@ replay); their page tables are the kernel's own page-table frames (GFP_PGTABLE_U
 from the page path, so a fault does not allocate a second table on top of the kernel's.
 """
 
+def i386_refill_text(h):
+    """The i386 capture's free-running refills, phase by phase, with the drift classes that parted the lists."""
+    fr = h.get("decisions_free_running", {}).get("pcp_refill")
+    if not fr or fr.get("kernel_yes", 0) == 0:
+        return ""
+    refills = {p["phase"]: p["decisions_free_running"].get("pcp_refill") for p in h.get("decisions_by_phase", [])}
+    drift = {p["phase"]: p.get("classes", {}) for p in h.get("pcp_drift") or []}
+
+    def cls(phase, name):
+        c = drift.get(phase, {}).get(name)
+        return c["kmem_pages"] - c["kernel_pages"] if c else 0
+
+    parts = []
+    for phase, d in refills.items():
+        if d and d["kernel_yes"]:
+            parts.append(f"{phase} {d['both_yes']:,} of {d['kernel_yes']:,}")
+    moved = []
+    for phase in drift:
+        slab, refill = cls(phase, "slab_page"), cls(phase, "refill")
+        if slab or refill:
+            moved.append(f"{phase}: slab {slab:+,}, refill {refill:+,}")
+    drains = h.get("decisions", {}).get("pcp_drain", {}).get("kernel_yes", 0)
+    return f"""- On the i386 capture free-running refills match {fr['both_yes']:,} of the kernel's {fr['kernel_yes']:,}
+  (by phase, at the same allocation: {', '.join(parts)}). Its one CPU never brings a list back in step:
+  the kernel drains {drains:,} times (no count reaches high), so no count is ever revealed or emptied on both
+  sides, and a list a few pages apart stays so, each refill on one side coming some allocations before or
+  after the other's. The pages that parted them, Kmem's less the kernel's by the drift table's classes
+  ({'; '.join(moved)}): Kmem's slab layer takes other slab pages than the kernel's (new_slab
+  free-running, above), and from then on each side refills at its own allocations.
+"""
+
+
 def gaps_text(b, h, h_folder):
     """The free-running gaps, with the figures they quote read from capture B's (b) and the i386 capture's (h)
     replays."""
@@ -485,6 +517,7 @@ def gaps_text(b, h, h_folder):
     i386_others = (f" The other{'s' if len(others) > 1 else ''} ({line_list(others)}) {'are' if len(others) > 1 else 'is'} not explained."
                    if others else "")
     i386_exited = (h.get("pressure") or {}).get("tasks_exited", 0)
+    i386_refills = i386_refill_text(h)
     more = i386_fb["kmem_yes"] - i386_fb["both_yes"]
     i386_more = f"{more:,} steal{'' if more == 1 else 's'} the kernel did not make" if more else "no steal the kernel did not make"
     # A task's tables and its PGD are put to the user or the table class by the call that moves them (its first fault,
@@ -593,7 +626,7 @@ def gaps_text(b, h, h_folder):
   end where the kernel has freed the last of the table frames they took ({i386_exited:,} tasks), which on PAE is
   mmdrop's pgd_free of the PMD tables, a little after exit_mmap.
 {i386_phase}{i386_others}
-- Page frees the replay cannot mirror on capture B: {b.get('untracked_page_frees', 0):,} frees of frames never seen
+{i386_refills}- Page frees the replay cannot mirror on capture B: {b.get('untracked_page_frees', 0):,} frees of frames never seen
   allocated (frames taken with no event: the targets the kernel's compaction isolated in the compact phase,
   freed in cleanup; the free-running run frees a stand-in for each, a page taken off Kmem's buddy lists) and {b.get('unattributed_drains', 0):,} drains after no page free (a
   list free whose mm_page_free an interrupt's event committed first: its drains have no free of their

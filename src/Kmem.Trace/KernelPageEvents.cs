@@ -25,6 +25,8 @@ internal sealed class KernelPageEvents
     private readonly List<KernelSteal>[] _steals;
     private readonly ulong[] _directPfn;
     private readonly int[] _vmallocBulk;
+    // Bursts of bulk allocations of unknown size, their frames given to Kmem as the trace reveals them taken.
+    private readonly UnknownBulk _unknownBulk;
     private bool _started;
 
     /// <summary>Bursts no allocation claimed; drains after no page free (drain_all_pages).</summary>
@@ -51,6 +53,7 @@ internal sealed class KernelPageEvents
         _directPfn = new ulong[cpus];
         Array.Fill(_directPfn, ulong.MaxValue);
         _vmallocBulk = new int[cpus];
+        _unknownBulk = new UnknownBulk(cpus, replayBulk);
         Contents = new PcpContents(pa, cpus);
     }
 
@@ -151,6 +154,8 @@ internal sealed class KernelPageEvents
                 }
                 break;
         }
+        // After the switch: an event that ends a burst (FinishBulk) can reveal the bulk's frames taken at once.
+        _unknownBulk.Event(ref e, cpu, kind == TraceEventKind.MmPageAllocZoneLocked ? TraceZones.ZoneOf(_pa, e.Pfn).Index : -1);
         if (kind is not (TraceEventKind.MmPageAllocZoneLocked or TraceEventKind.MmPageAllocExtfrag))
         {
             burst.Growing = false;
@@ -262,8 +267,17 @@ internal sealed class KernelPageEvents
         {
             BulkBursts++;
             // With the bulk's size known, the frames it took: the list's, then the burst's first ones; the rest of
-            // the burst stays on the list for later allocations. Otherwise every frame of the burst.
-            _replayBulk(pages > 0 ? Contents.TakeBulk(cpu, TraceZones.ZoneOf(_pa, burst.Pfns[0]).Index, burst.Mt, pages, burst.Pfns) : burst.Pfns, burst.Mt, pages);
+            // the burst stays on the list for later allocations. Otherwise the frames wait until the trace reveals
+            // them taken (UnknownBulk).
+            int zone = TraceZones.ZoneOf(_pa, burst.Pfns[0]).Index;
+            if (pages > 0)
+            {
+                _replayBulk(Contents.TakeBulk(cpu, zone, burst.Mt, pages, burst.Pfns), burst.Mt, pages);
+            }
+            else
+            {
+                _unknownBulk.Burst(cpu, zone, burst.Mt, burst.Pfns);
+            }
         }
         burst.Close();
     }

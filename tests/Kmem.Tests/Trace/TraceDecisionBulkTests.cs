@@ -2,7 +2,8 @@
 // page array (kmalloc from __vmalloc_node_range, a pointer per page) says how many
 // order-0 pages alloc_pages_bulk takes next, from the head of the CPU's list and, when
 // the list runs out, from the refill burst it makes; a vmalloc that falls back to single
-// pages shows them as mm_page_alloc events; an interrupt's frees between a refill and its
+// pages shows them as mm_page_alloc events; a bulk of unknown size (a burst no page array
+// announced) takes the frames the trace later reveals taken; an interrupt's frees between a refill and its
 // allocation leave the burst to that allocation; a trace recorded from boot (uptime 0)
 // starts with empty lists; each PHASE marker starts a phase of the figures.
 namespace Kmem.Tests.Trace;
@@ -80,6 +81,28 @@ public class TraceDecisionBulkTests
         Assert.Equal(4, d.Compared);
         Assert.Equal(2, d.KernelYes);
         Assert.Equal(4, d.Matched);
+    }
+
+    [Fact]
+    public void ABulkOfUnknownSizeTakesTheBurstsFramesAsTheTraceRevealsThemTaken()
+    {
+        // A burst of 6 with no page array before it and no allocation for it. Nothing is taken at the burst: the
+        // next allocation from the list, of the third frame, reveals the first two taken (Kmem takes two pages
+        // then); a free of the fifth reveals it and the fourth taken; the sixth stays on the list to the end.
+        string Steps(bool toFree) => Burst(First, 6) + Other() + (toFree ? "" : Other())
+            + Alloc(First + 2) + Other() + (toFree ? Free(First + 4) + Other() : "");
+        foreach (bool aligned in new[] { false, true })
+        {
+            var r = Replay(Steps(toFree: false), aligned);
+            Assert.Equal(1, r.BulkRefillBursts);
+            Assert.Equal(2, r.BulkPagesReplayed); // not the burst's 6
+            r = Replay(Steps(toFree: true), aligned);
+            Assert.Equal(4, r.BulkPagesReplayed);
+            Assert.Equal(0, r.UntrackedPageFrees); // the fifth frame is a bulk page of Kmem's, freed
+        }
+        // A refill of the same list says it ran empty: every frame still waiting was taken.
+        var refilled = Replay(Burst(First, 6) + Other() + Alloc(First + 2) + Burst(First + 0x100, 4) + Alloc(First + 0x100) + Other());
+        Assert.Equal(2 + 3, refilled.BulkPagesReplayed);
     }
 
     [Fact]

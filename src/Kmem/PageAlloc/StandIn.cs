@@ -13,8 +13,9 @@
 // pass through a per-CPU list. Last, a replay's slab page standing in for a slab the kernel
 // allocated before tracing began is allocated with the BuddyOnly gate open: the allocations
 // of the thread that opened it skip the per-CPU lists (as PcpAllowedOrder's higher orders
-// do), as that page left the kernel's buddy lists before the first event. The zone methods run under zone->lock
-// (taken here); the BuddyOnly gate is one thread's, read by every allocation.
+// do), as that page left the kernel's buddy lists before the first event. The zone methods
+// run under zone->lock (taken here); the BuddyOnly gate is one thread's, read by every
+// allocation.
 using Kmem.Physical;
 
 namespace Kmem.PageAlloc;

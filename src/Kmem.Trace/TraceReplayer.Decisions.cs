@@ -45,7 +45,8 @@ public sealed partial class TraceReplayer
         {
             _drift = new PcpDrift(_m.PageAllocator, cpus, _decisions);
             _kmem.Drift = _drift;
-            _preTrace = new PreTraceSlabs(_m, _kmem);
+            // SLOB keeps no slab per cache (it reports none): nothing a token could stand in for.
+            _preTrace = _m.Options.Slab != SlabAllocator.Slob ? new PreTraceSlabs(_m, _kmem) : null;
         }
         _kernel = new KernelPageEvents(_m.PageAllocator, cpus, _decisions, _pcpModel, kswapd, ReplayBulk, _drift);
         _steals = _options.Aligned && _kmem is not null ? new StealAlignment(_m.PageAllocator) : null;

@@ -3,7 +3,8 @@
 // slab taken for them comes off the buddy lists (a stand-in, no per-CPU page); when the
 // kernel's old slab runs out (it takes a new slab where Kmem's stand-in still had objects),
 // the stand-in's free objects are taken as placeholders, so Kmem's next new slab falls where
-// the kernel's does. Aligned runs follow the kernel's new slabs their own way and take none.
+// the kernel's does. Aligned runs follow the kernel's new slabs their own way and take none;
+// SLOB, which keeps no slab per cache, takes none either.
 namespace Kmem.Tests.Trace;
 
 public class TracePreTraceSlabTests
@@ -35,9 +36,9 @@ public class TracePreTraceSlabTests
         return sb.ToString();
     }
 
-    private static TraceReplayResult Replay(bool aligned)
+    private static TraceReplayResult Replay(bool aligned, SlabAllocator slab = SlabAllocator.Slub)
     {
-        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1 });
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1, Slab = slab });
         using var reader = ReplayData.Reader(Text());
         return new TraceReplayer(m, new TraceReplayOptions { Aligned = aligned, Mismatches = 10 }).Replay(reader);
     }
@@ -63,6 +64,22 @@ public class TracePreTraceSlabTests
         long kmem = r.PcpDrift.Sum(p => p.Classes.TryGetValue("slab_page", out var c) ? c.KmemPages : 0);
         long kernel = r.PcpDrift.Sum(p => p.Classes.TryGetValue("slab_page", out var c) ? c.KernelPages : 0);
         Assert.Equal(kernel, kmem);
+    }
+
+    [Fact]
+    public void SlabsArrayCachesTakeTheStandInToo()
+    {
+        var r = Replay(aligned: false, SlabAllocator.Slab);
+        Assert.Equal(1, r.PreTraceSlabs);
+        Assert.Equal(1, r.PreTraceStandIns);
+    }
+
+    [Fact]
+    public void SlobWhichKeepsNoSlabPerCacheTakesNone()
+    {
+        var r = Replay(aligned: false, SlabAllocator.Slob);
+        Assert.Equal(0, r.PreTraceSlabs);
+        Assert.Equal(0, r.PreTraceStandIns);
     }
 
     [Fact]

@@ -18,6 +18,10 @@
 //     after Kmem's decision is recorded), and gives one back at each free of an object of that
 //     cache the trace never showed allocated. A free-running correction of the state before the
 //     trace, never of Kmem's own slabs: it runs only for an allocation served from a stand-in.
+//   - The kernel's free of such a slab (a page free of a frame no event showed allocated): while
+//     its cache still holds a token, Kmem never stood in for it, and the token goes; otherwise
+//     Kmem's stand-in is its counterpart, whose page goes back when Kmem's slab layer decides, so
+//     the replay frees no page in its place (KernelFreedSlab).
 // A slab is keyed by its address in the kernel's direct map shifted by its order (slabs are
 // naturally aligned, and the direct map's base is aligned wider), so no base is needed.
 // Owned by TraceReplayer; replaying thread only.
@@ -32,6 +36,8 @@ internal sealed class PreTraceSlabs
     // Slabs met so far (the kernel's direct-map address >> (PAGE_SHIFT + order)), traced or not.
     private readonly HashSet<ulong> _met = [];
     private readonly Dictionary<string, int> _tokens = new(StringComparer.Ordinal);
+    // The slabs that gave a token (key as in _met), with their cache, until the kernel frees them.
+    private readonly Dictionary<ulong, string> _granted = [];
     // Kmem's stand-in slabs (head frames), until Kmem frees them.
     private readonly HashSet<uint> _standIns = [];
     private readonly SlabAlignment _exhaust;
@@ -64,8 +70,10 @@ internal sealed class PreTraceSlabs
     /// token opens the buddy-only scope, which <see cref="End"/> closes.</summary>
     public void Begin(string name, int order, ulong ptr, bool kernelNewSlab, bool predates)
     {
-        if (_met.Add(ptr >> (12 + order)) && !kernelNewSlab && predates)
+        ulong slab = ptr >> (12 + order);
+        if (_met.Add(slab) && !kernelNewSlab && predates)
         {
+            _granted[slab] = name;
             Met++;
             _tokens[name] = _tokens.GetValueOrDefault(name) + 1;
         }
@@ -102,6 +110,23 @@ internal sealed class PreTraceSlabs
         {
             _exhaust.AlignNewSlab(kmem, kernelNewSlab: true, cache, name, bytes, gfp, node);
         }
+    }
+
+    /// <summary>The kernel freed a frame no event showed allocated, at <paramref name="address"/> in its direct map,
+    /// of 2^<paramref name="order"/> pages: whether it is a slab from before tracing that Kmem stood in for, whose
+    /// page Kmem's own slab layer gives back, so no page is freed in its place.</summary>
+    public bool KernelFreedSlab(ulong address, int order)
+    {
+        if (!_granted.Remove(address >> (12 + order), out string? name))
+        {
+            return false;
+        }
+        if (_tokens.GetValueOrDefault(name) > 0)
+        {
+            _tokens[name]--; // never stood in for: it is gone before Kmem needed it
+            return false;
+        }
+        return true;
     }
 
     /// <summary>The kernel freed an object of cache <paramref name="name"/> the trace never showed allocated: one of

@@ -250,6 +250,10 @@ public sealed partial class TraceReplayer
         }
         _freeClass = DriftClass.Untracked;
         _untrackedPageFrees++;
+        if (_preTrace is { } pre && _held.Base is ulong b && pre.KernelFreedSlab(b + (pfn << 12), order))
+        {
+            return false; // a slab from before tracing that Kmem stood in for (PreTraceSlabs)
+        }
         return order == 0 && !_options.Aligned && FreeStandIn(pfn);
     }
 

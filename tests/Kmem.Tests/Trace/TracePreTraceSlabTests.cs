@@ -67,6 +67,35 @@ public class TracePreTraceSlabTests
     }
 
     [Fact]
+    public void TheKernelsFreeOfASlabKmemStoodInForFreesNoPageInItsPlace()
+    {
+        // Two more traced slabs (the replay learns the direct map's base from three), then the kernel frees the
+        // slab from before the trace. Kmem's stand-in is its counterpart (its page goes back when Kmem's slab layer
+        // decides), so the replay frees no page in its place, where for any other frame no event showed allocated
+        // it frees one off Kmem's buddy lists.
+        static string Page(ulong pfn) => SlabPage(pfn) + Alloc(pfn, 0);
+        string freed = ReplayData.Line("mm_page_free: page=ffffea0000000000 pfn=0x20000 order=0");
+        string other = ReplayData.Line("mm_page_free: page=ffffea0000000000 pfn=0x30000 order=0");
+        TraceReplayResult Run(string tail)
+        {
+            using var m = TraceReplayer.Boot(new MachineOptions { Memory = "512M", Cpus = 2, Seed = 1 });
+            using var reader = ReplayData.Reader(Text() + Page(0x23000) + Page(0x24000) + tail);
+            return new TraceReplayer(m, new TraceReplayOptions { Mismatches = 10 }).Replay(reader);
+        }
+        static TraceDriftClass Untracked(TraceReplayResult r) => r.PcpDrift.Select(p => p.Classes.GetValueOrDefault("untracked_free"))
+            .Aggregate(new TraceDriftClass(0, 0), (a, c) => new TraceDriftClass(a.KernelPages + c.KernelPages, a.KmemPages + c.KmemPages));
+
+        var slab = Run(freed);
+        Assert.Equal(1, slab.UntrackedPageFrees);
+        Assert.Equal(1, Untracked(slab).KernelPages);
+        Assert.Equal(0, Untracked(slab).KmemPages);
+
+        var page = Run(other);
+        Assert.Equal(1, page.UntrackedPageFrees);
+        Assert.Equal((1, 1), (Untracked(page).KernelPages, Untracked(page).KmemPages));
+    }
+
+    [Fact]
     public void SlabsArrayCachesTakeTheStandInToo()
     {
         var r = Replay(aligned: false, SlabAllocator.Slab);

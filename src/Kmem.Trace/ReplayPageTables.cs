@@ -253,7 +253,6 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
         _lent.TryGetValue(pfn, out var lent) && (_held.Contains(lent.Pfn) || (lent.Task ?? TaskOfPgd(lent.Pfn)) is { HasExited: false })
             ? m.PfnToPage(lent.Pfn) : Page.Null;
 
-
     /// <summary>Before a page free of <paramref name="pfn"/> is aligned and replayed: when it frees a frame taken as a
     /// table and no frame waits to take the table's entries, Kmem allocates one now.</summary>
     public void Prepare(ulong pfn)
@@ -302,8 +301,9 @@ internal sealed class ReplayPageTables(Machine m, Func<ulong, Page> takeFrame, F
             }
         }
         // A PGD was taken before its task existed: the task whose PGD it is now.
-        var owner = _held.Contains(lent.Pfn) ? null : lent.Task ?? TaskOfPgd(lent.Pfn);
-        if (_held.Remove(lent.Pfn))
+        bool held = _held.Remove(lent.Pfn);
+        var owner = held ? null : lent.Task ?? TaskOfPgd(lent.Pfn);
+        if (held)
         {
             m.FreePages(m.PfnToPage(lent.Pfn), 0); // Kmem gave up its table before: the frame goes now, as the kernel's
             freed = true;

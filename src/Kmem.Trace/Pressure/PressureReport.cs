@@ -84,7 +84,7 @@ internal sealed class PressureReport(Machine m, string? directory)
     // After each user page: the lowest free page count of the phase.
     public void Kmem(Machine machine)
     {
-        long free = UntracedMemory.FreePages(machine);
+        long free = machine.PageAllocator.NrFreePages;
         Current.MinFree = Math.Min(Current.MinFree, free);
     }
 
@@ -134,7 +134,7 @@ internal sealed class PressureReport(Machine m, string? directory)
         return new TracePressureNow
         {
             Phase = p.Name,
-            FreePages = UntracedMemory.FreePages(m),
+            FreePages = m.PageAllocator.NrFreePages,
             WatermarkMin = min,
             WatermarkLow = low,
             WatermarkHigh = high,

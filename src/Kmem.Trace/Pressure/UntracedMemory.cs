@@ -21,7 +21,7 @@ internal sealed class UntracedMemory(Machine m)
     public void Calibrate(long kernelFree)
     {
         Calibrated = true;
-        long delta = FreePages(m) - kernelFree;
+        long delta = m.PageAllocator.NrFreePages - kernelFree;
         const Gfp NoReclaim = (Gfp.Kernel & ~Gfp.Reclaim) | Gfp.NoWarn;
         for (int order = Machine.MaxOrder - 1; delta > 0 && order >= 0; order--)
         {
@@ -45,16 +45,5 @@ internal sealed class UntracedMemory(Machine m)
             Pages -= 1L << order;
             delta += 1L << order;
         }
-    }
-
-    /// <summary>The machine's free pages: every zone's exact count.</summary>
-    public static long FreePages(Machine m)
-    {
-        long free = 0;
-        foreach (var z in m.PageAllocator.Zones)
-        {
-            free += Volatile.Read(ref z.FreePages);
-        }
-        return free;
     }
 }

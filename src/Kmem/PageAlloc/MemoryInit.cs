@@ -219,10 +219,16 @@ internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(al
             {
                 continue;
             }
-            // memmap_init: every pageblock starts Movable, reserved ones included.
+            // memmap_init: a pageblock starts Movable when the memmap walk over the zone's memory ranges visits its
+            // first, aligned frame (reserved memory included); one whose first frame is a hole or below the zone
+            // keeps MIGRATE_UNMOVABLE, as x86's first block of ZONE_DMA does (pfn 0 is not memory).
             for (uint b = zone.StartPfn >> _mem.PageblockOrder; b <= (zone.EndPfn - 1) >> _mem.PageblockOrder; b++)
             {
-                _mem.SetPageblockMigratetype(b << _mem.PageblockOrder, MigrateType.Movable);
+                uint first = b << _mem.PageblockOrder;
+                if (first >= zone.StartPfn && !reserved.Any(r => r.Hole && r.Start <= first && first < r.End))
+                {
+                    _mem.SetPageblockMigratetype(first, MigrateType.Movable);
+                }
             }
             long holes = 0, resv = 0;
             uint cursor = zone.StartPfn;

@@ -140,6 +140,16 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             new NoReclaim().WakeupKswapd(zone, order, highest);
             return;
         }
+        lock (_wakeLock)
+        {
+            // The order and zone asked are kswapd's next run's whatever this wakeup finds (the kernel writes
+            // kswapd_order and kswapd_highest_zoneidx first): a wakeup that finds the node hopeless or balanced
+            // leaves them for the run a later one starts, so a boosted wakeup for a lower zone then balances the
+            // zones asked before it too.
+            EnsureWakeState();
+            _order![node.Id] = Math.Max(_order[node.Id], order);
+            _highest![node.Id] = (ZoneType)Math.Max((int)_highest[node.Id], (int)highest);
+        }
         if (vec.KswapdFailures >= Vmscan.MaxReclaimRetries)
         {
             return;
@@ -154,9 +164,6 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             {
                 return;
             }
-            EnsureWakeState();
-            _order![node.Id] = Math.Max(_order[node.Id], order);
-            _highest![node.Id] = (ZoneType)Math.Max((int)_highest[node.Id], (int)highest);
             if (_pending![node.Id] && Deferred)
             {
                 // Already woken and not yet run: the kernel's waitqueue_active test finds kswapd awake, so the order

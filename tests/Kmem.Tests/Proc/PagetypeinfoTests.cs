@@ -22,6 +22,23 @@ public class PagetypeinfoTests
         Assert.Equal(real[blocks], ours[blocks]);
     }
 
+    [Theory]
+    [InlineData(Snapshots.X64)]
+    [InlineData(Snapshots.I386)]
+    public void AtBootOnlyTheBlockThatStartsInAHoleIsUnmovable(string capture)
+    {
+        // memmap_init marks a pageblock Movable when it visits the block's first frame; ZONE_DMA starts at pfn 1
+        // (pfn 0 is not memory), so its first block keeps MIGRATE_UNMOVABLE, as both recorded kernels show.
+        using var m = Snapshots.Boot(capture);
+        var counts = BlockCounts(m);
+        Assert.Equal([1L, 7, 0, 0, 0], counts[ZoneType.Dma]);
+        Assert.Equal(MigrateType.Unmovable, m.PageAllocator.Mem.PageblockMigratetype(1));
+        foreach (var (type, blocks) in counts.Where(c => c.Key != ZoneType.Dma))
+        {
+            Assert.True(blocks[0] == 0 && blocks[1] == blocks.Sum(), $"{type}: every block Movable at boot");
+        }
+    }
+
     [Fact]
     public void FreeCountsAreEachListsBlocks()
     {

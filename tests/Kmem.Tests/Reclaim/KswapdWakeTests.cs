@@ -2,7 +2,8 @@
 // to the request's highest has a watermark boost (pgdat_watermark_boosted), whichever
 // zone the wakeup names; and kswapd's rounds for a zone below the node's highest are
 // counted with the pages they scanned (skipped pages included), as 6.1 counts pgscan;
-// while a round runs, the zones it balances for are ZONE_RECLAIM_ACTIVE, and only then.
+// while a round runs, the zones it balances for are ZONE_RECLAIM_ACTIVE, and only then; the order and
+// zone a wakeup asks are recorded before it finds the node balanced or hopeless.
 using Kmem.PageAlloc;
 using Kmem.Reclaim;
 using static Kmem.Tests.Reclaim.ReclaimTestKit;
@@ -42,6 +43,36 @@ public sealed class KswapdWakeTests
             m.Mm.WakeupKswapd(top, 0, top.Type);
             Assert.Equal(wakeups + 1, m.Mm.KswapdWakeups);
             Assert.True(m.Mm.KswapdIsRunning(node));
+        }
+    }
+
+    [Fact]
+    public void AWakeupThatFindsTheNodeBalancedStillNamesTheZonesOfTheNextRound()
+    {
+        using var m = Boot("64M", kswapd: true);
+        var t = m.CreateTask("lru")!;
+        Fill(t, t.Mmap(64 * Machine.PageSize), 64 * Machine.PageSize, 1);
+        var node = m.PageAllocator.Nodes[0];
+        var zones = node.Zones.Where(z => z.IsManaged).ToList();
+        Zone dma = zones[0], top = zones[^1];
+        long wakeups = m.Mm.KswapdWakeups, runs = m.Mm.KswapdRuns;
+        // Balanced: no wakeup, but the zone asked is recorded first (kswapd_highest_zoneidx), as the kernel does.
+        m.Mm.WakeupKswapd(top, 0, ZoneType.Movable);
+        Assert.Equal(wakeups, m.Mm.KswapdWakeups);
+        var saved = dma.Watermark[Zone.WmarkHigh];
+        lock (dma.Lock)
+        {
+            dma.WatermarkBoost = 512;
+            dma.Watermark[Zone.WmarkHigh] = dma.FreePages + 1;
+        }
+        // rmqueue's boosted wakeup names DMA; the round it starts balances the zones asked before it too.
+        m.Mm.WakeupKswapd(dma, 0, dma.Type);
+        Assert.Equal(wakeups + 1, m.Mm.KswapdWakeups);
+        Assert.True(m.Mm.KswapdRuns > runs, "a round ran");
+        Assert.Equal((0L, 0L), m.Mm.KswapdLowerZone);
+        lock (dma.Lock)
+        {
+            dma.Watermark[Zone.WmarkHigh] = saved;
         }
     }
 

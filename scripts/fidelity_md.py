@@ -225,21 +225,25 @@ def gaps(j, folder):
             tables = sum(1 for m in y_only if gfps.get(m["line"], "").startswith("GFP_KERNEL_ACCOUNT|__GFP_ZERO") and m not in nested)
             other = len(y_only) - len(offsets) - len(nested) - sum(
                 1 for m in y_only if gfps.get(m["line"], "").startswith("GFP_KERNEL_ACCOUNT|__GFP_ZERO") and m not in nested)
-            text += (f". Of Kmem's {len(y_only):,} {'steal' if len(y_only) == 1 else 'steals'} the kernel did not make ("
-                     f"{line_list(y_only)}), {len(offsets):,} followed by a "
-                     f"kernel steal before Kmem's next (the same steal a few allocations apart"
-                     + (f": {', '.join(str(o) for o in offsets)} pages of allocations of the type between" if offsets else "")
-                     + f"), {len(nested):,} were for another type or zone than the allocation's own (an allocation "
-                     f"Kmem made inside the replayed call, such as a user fault's own page table), {tables:,} came at "
-                     f"the kernel's user page-table allocations (GFP_PGTABLE_USER) after which the kernel stole no "
-                     f"more of that type: Kmem's tasks also allocate tables of their own "
-                     f"({a_own(folder)}), from the same unmovable lists, so Kmem's lists run out where the kernel's "
-                     f"do not" + (f"; {other:,} other: unexplained beyond that" if other > 0 else "") + ". "
-                     f"Of the {len(k_only):,} kernel {'steal' if len(k_only) == 1 else 'steals'} Kmem did not make ("
-                     f"{line_list(k_only)}), "
-                     f"{sum(1 for m in k_only if any(o['kmem'] and not o['kernel'] and o['line'] < m['line'] for o in fbm)):,} "
-                     f"follow a Kmem-only one, the rest came where Kmem's lists still held a block of the order: "
-                     f"before the first steal aligned, or where Kmem had taken fewer pages of the type since.")
+            if y_only:
+                text += (f". Of Kmem's {len(y_only):,} {'steal' if len(y_only) == 1 else 'steals'} the kernel did not make ("
+                         f"{line_list(y_only)}), {len(offsets):,} followed by a "
+                         f"kernel steal before Kmem's next (the same steal a few allocations apart"
+                         + (f": {', '.join(str(o) for o in offsets)} pages of allocations of the type between" if offsets else "")
+                         + f"), {len(nested):,} were for another type or zone than the allocation's own (an allocation "
+                         f"Kmem made inside the replayed call, such as a user fault's own page table), {tables:,} came at "
+                         f"the kernel's user page-table allocations (GFP_PGTABLE_USER) after which the kernel stole no "
+                         f"more of that type: Kmem's tasks also allocate tables of their own "
+                         f"({a_own(folder)}), from the same unmovable lists, so Kmem's lists run out where the kernel's "
+                         f"do not" + (f"; {other:,} other: unexplained beyond that" if other > 0 else "") + ".")
+            else:
+                text += ". Kmem made no steal the kernel did not make."
+            if k_only:
+                text += (f" Of the {len(k_only):,} kernel {'steal' if len(k_only) == 1 else 'steals'} Kmem did not make ("
+                         f"{line_list(k_only)}), "
+                         f"{sum(1 for m in k_only if any(o['kmem'] and not o['kernel'] and o['line'] < m['line'] for o in fbm)):,} "
+                         f"follow a Kmem-only one, the rest came where Kmem's lists still held a block of the order: "
+                         f"before the first steal aligned, or where Kmem had taken fewer pages of the type since.")
         out.append(text)
     return out
 

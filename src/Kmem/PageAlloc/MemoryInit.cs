@@ -331,7 +331,8 @@ internal sealed class MemoryInit(PageAllocator allocator) : PageAllocatorPart(al
                 {
                     order--;
                 }
-                zone.FreeOnePage(start, order, (int)MigrateType.Movable, toTail: true);
+                // __free_pages_core: onto the lists of the block's type (get_pfnblock_migratetype), as any free.
+                zone.FreeOnePage(start, order, (int)_mem.PageblockMigratetype(start), toTail: true);
                 zone.Counters.Stats.PgFree += 1L << order; // __free_pages_core counts PGFREE at boot too
                 start += 1u << order;
             }

@@ -1,5 +1,7 @@
 // /proc/pagetypeinfo against the real snapshots (headers, columns, migrate types
 // shown) and against the free lists and the pageblock migrate types.
+using Kmem.Physical;
+
 namespace Kmem.Tests.Proc;
 
 public class PagetypeinfoTests
@@ -32,7 +34,21 @@ public class PagetypeinfoTests
         using var m = Snapshots.Boot(capture);
         var counts = BlockCounts(m);
         Assert.Equal([1L, 7, 0, 0, 0], counts[ZoneType.Dma]);
-        Assert.Equal(MigrateType.Unmovable, m.PageAllocator.Mem.PageblockMigratetype(1));
+        var mem = m.PageAllocator.Mem;
+        Assert.Equal(MigrateType.Unmovable, mem.PageblockMigratetype(1));
+        // The boot's frees go onto the lists of their block's type (__free_pages_core): the first block's free
+        // frames are all on the Unmovable lists, which hold nothing else.
+        long firstBlockFree = 0;
+        for (uint pfn = 0; pfn < 1u << m.PageAllocator.Arch.PageblockOrder;)
+        {
+            ref var f = ref mem.Frame(pfn);
+            bool free = (f.Flags & PageFlags.Buddy) != 0;
+            firstBlockFree += free ? 1L << f.Order : 0;
+            pfn += free ? 1u << f.Order : 1;
+        }
+        var dma = m.PageAllocator.Zones.Single(z => z.Type == ZoneType.Dma);
+        Assert.True(firstBlockFree > 0);
+        Assert.Equal(firstBlockFree, Enumerable.Range(0, Machine.MaxOrder).Sum(o => dma.NrFree(o, MigrateType.Unmovable) << o));
         foreach (var (type, blocks) in counts.Where(c => c.Key != ZoneType.Dma))
         {
             Assert.True(blocks[0] == 0 && blocks[1] == blocks.Sum(), $"{type}: every block Movable at boot");

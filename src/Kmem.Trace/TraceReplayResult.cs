@@ -90,8 +90,13 @@ public sealed class TraceReplayResult
     /// kmem_cache_free_bulk); the old object is freed first.</summary>
     public required long MissedFrees { get; init; }
 
-    /// <summary>Allocations that failed in the trace (ptr 0, pfn 0); not replayed.</summary>
+    /// <summary>Allocations that failed in the trace (ptr 0, pfn 0); not replayed, but for costly-order page
+    /// allocations on a machine with reclaim, which Kmem attempts as the kernel did (their decisions are compared).</summary>
     public required long TraceAllocFailures { get; init; }
+
+    /// <summary>Costly-order page allocations that failed in the trace and that Kmem's attempt served (the page goes
+    /// back at once: the kernel's task got nothing).</summary>
+    public required long KmemServedTraceFailures { get; init; }
 
     /// <summary>Allocations that succeeded in the trace but failed on Kmem.</summary>
     public required long KmemAllocFailures { get; init; }

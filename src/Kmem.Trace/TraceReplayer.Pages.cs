@@ -22,6 +22,16 @@ public sealed partial class TraceReplayer
         if (e.Pfn == 0 && e.Page == 0)
         {
             _traceFailures++;
+            if (_pressure!.AttemptsFailed(in e))
+            {
+                ReplayHeldBefore(cpu);
+                var gfp = ReplayGfp.Of(e.Gfp);
+                int order = e.Order;
+                if (_pressure.AttemptFailedCostly(ref e, () => _m.AllocPages(gfp, order)))
+                {
+                    _kmemSucceededWhereKernelFailed++;
+                }
+            }
             return;
         }
         _pageAllocEvents++;

@@ -241,6 +241,28 @@ internal sealed partial class PressureReplay
 
     public PressureCounters ReadPressureCounters() => PressureCounters.Read(_m);
 
+    /// <summary>Whether a page allocation the kernel failed is attempted on Kmem (<see cref="AttemptFailedCostly"/>): a costly
+    /// order, on a trace under memory pressure (a user page or a vmscan, compaction or oom event seen).</summary>
+    public bool AttemptsFailed(in TraceEvent e) => e.Order > CostlyOrder && Active;
+
+    /// <summary>A costly-order allocation that failed in the kernel (its event names no frame) is a decision too: its slow
+    /// path woke kswapd, reclaimed or compacted before it gave up. Kmem makes the same request, the decisions are
+    /// compared as for one that succeeded, and what Kmem gets goes back at once (the kernel's task got nothing).</summary>
+    /// <returns>Whether Kmem's request succeeded where the kernel's failed.</returns>
+    public bool AttemptFailedCostly(ref TraceEvent e, Func<Page> allocate)
+    {
+        NoteCostly(in e);
+        var before = PressureCounters.Read(_m);
+        var page = allocate();
+        PageAllocated(e.Pfn, before);
+        if (page.IsNull)
+        {
+            return false;
+        }
+        _m.FreePages(page, e.Order);
+        return true;
+    }
+
     // The allocating task of a decision, named in a mismatch's detail ("comm-pid", with the order of a costly one, and
     // Kmem's state before it); formatted only when a mismatch is kept.
     private readonly record struct Who(string Comm, int Pid, int Order, WakeState State)

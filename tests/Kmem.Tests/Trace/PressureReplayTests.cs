@@ -193,6 +193,33 @@ public class PressureReplayTests
     }
 
     [Fact]
+    public void ACostlyAllocationTheKernelFailedIsAttemptedItsDecisionsComparedAndItsPageGivenBack()
+    {
+        const string gfp = "GFP_HIGHUSER_MOVABLE|__GFP_NOWARN|__GFP_RETRY_MAYFAIL|__GFP_COMP";
+        string common = UserPage("hog", 50, 0x8000);
+        string failed = Line("init", 1, $"mm_compaction_try_to_compact_pages: order=9 gfp_mask={gfp} priority=2")
+            + Line("init", 1, $"mm_page_alloc: page=0000000000000000 pfn=0x0 order=9 migratetype=1 gfp_flags={gfp}")
+            // An order-0 failure (a mempool's first try) is counted, not attempted.
+            + Line("kswapd0", 44, "mm_page_alloc: page=0000000000000000 pfn=0x0 order=0 migratetype=0 gfp_flags=GFP_NOWAIT|__GFP_NOWARN|__GFP_NORETRY|__GFP_NOMEMALLOC");
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var r = Replay(m, common + failed);
+        Assert.Equal(2, r.TraceAllocFailures);
+        // A fresh machine has order-9 blocks free: Kmem serves the request the kernel failed, without compacting.
+        Assert.Equal(1, r.KmemServedTraceFailures);
+        var compaction = r.Decisions["compaction"];
+        Assert.Equal((1L, 0L), (compaction.KernelYes, compaction.KmemYes));
+        // What Kmem got went back at once: its pages are as on a machine that never saw the failures.
+        using var twin = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        var r2 = Replay(twin, common + Line("init", 1, $"mm_compaction_try_to_compact_pages: order=9 gfp_mask={gfp} priority=2"));
+        Assert.Equal(0, r2.KmemServedTraceFailures);
+        Assert.Equal(FreeOrListed(twin), FreeOrListed(m));
+    }
+
+    // Free frames, on the buddy lists or on a per-CPU list.
+    private static long FreeOrListed(Machine m) =>
+        m.PageAllocator.Zones.Sum(z => z.FreePages + z.Pcp.Sum(p => (long)p.Count));
+
+    [Fact]
     public void ATraceWithoutPressureHasNoPressureResultAndNoPressureDecisionKinds()
     {
         using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });

@@ -91,7 +91,8 @@ public sealed class TraceReplayResult
     public required long MissedFrees { get; init; }
 
     /// <summary>Allocations that failed in the trace (ptr 0, pfn 0); not replayed, but for costly-order page
-    /// allocations on a machine with reclaim, which Kmem attempts as the kernel did (their decisions are compared).</summary>
+    /// allocations of a trace under memory pressure, which Kmem attempts as the kernel did (their decisions are
+    /// compared).</summary>
     public required long TraceAllocFailures { get; init; }
 
     /// <summary>Costly-order page allocations that failed in the trace and that Kmem's attempt served (the page goes

@@ -29,7 +29,7 @@ public sealed partial class TraceReplayer
                 int order = e.Order;
                 if (_pressure.AttemptFailedCostly(ref e, () => _m.AllocPages(gfp, order)))
                 {
-                    _kmemSucceededWhereKernelFailed++;
+                    _kmemServedTraceFailures++;
                 }
             }
             return;

@@ -56,7 +56,7 @@ public sealed partial class TraceReplayer
     private TraceReader? _reader;
 
     private long _kmallocEvents, _kmallocMatches, _pageAllocEvents, _pageMtMatches;
-    private long _untrackedFrees, _untrackedPageFrees, _missedFrees, _traceFailures, _kmemFailures, _kmemSucceededWhereKernelFailed;
+    private long _untrackedFrees, _untrackedPageFrees, _missedFrees, _traceFailures, _kmemFailures, _kmemServedTraceFailures;
     private long _pagesReplayed, _slabPageAllocs, _percpu, _moved;
     private long _traceRefills;
     private long _bytesReq, _bytesAlloc;
@@ -528,7 +528,7 @@ public sealed partial class TraceReplayer
             UntrackedPageFrees = _untrackedPageFrees,
             MissedFrees = _missedFrees + _percpuEvents.MissedFrees,
             TraceAllocFailures = _traceFailures + _percpuEvents.TraceFailures,
-            KmemServedTraceFailures = _kmemSucceededWhereKernelFailed,
+            KmemServedTraceFailures = _kmemServedTraceFailures,
             KmemAllocFailures = _kmemFailures + _percpuEvents.KmemFailures,
             PageAllocsReplayed = _pagesReplayed,
             SlabPageAllocs = _slabPageAllocs,

@@ -95,6 +95,7 @@ public static class ReplayCommand
                 Mismatches = req.Mismatches,
                 Aligned = true,
                 ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
+                RingBufferBytes = req.Machine.BootReserve(req.Trace)?.RingBufferBytes ?? 0,
                 CacheNames = names,
             }).Replay(reader);
         }
@@ -172,6 +173,7 @@ public static class ReplayCommand
                         Snapshot = maps is { Every: > 0 } ? maps.Snapshot : null,
                         Mismatches = req.Mismatches,
                         ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
+                        RingBufferBytes = req.Machine.BootReserve(req.Trace)?.RingBufferBytes ?? 0,
                         CacheNames = names,
                     }).Replay(events));
                 }

@@ -242,6 +242,7 @@ public static class ReplayReport
         j.WriteNumber("trace_alloc_failures", r.TraceAllocFailures);
         j.WriteNumber("kmem_alloc_failures", r.KmemAllocFailures);
         j.WriteNumber("kmem_served_trace_failures", r.KmemServedTraceFailures);
+        j.WriteNumber("pre_trace_ring_buffer_pages", r.PreTraceRingBufferPages);
         j.WriteNumber("page_allocs_replayed", r.PageAllocsReplayed);
         j.WriteNumber("slab_page_allocs", r.SlabPageAllocs);
         if (r.DirectMapBase is ulong b)

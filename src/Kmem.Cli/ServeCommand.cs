@@ -105,6 +105,7 @@ public static class ServeCommand
             TracePath = tracePath,
             Boot = (slab, traceCpus) => (choice with { Slab = slab }).Build(tracePath, traceCpus, bootReserve: true),
             ReservedFrames = choice.BootReserve(tracePath)?.Frames,
+            RingBufferBytes = choice.BootReserve(tracePath)?.RingBufferBytes ?? 0,
             Slab = choice.Slab,
             Host = host!,
             Port = port,

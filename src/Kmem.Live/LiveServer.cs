@@ -71,7 +71,7 @@ public sealed class LiveServer : IAsyncDisposable
         }
         else
         {
-            source = new LiveSource(options.TracePath, options.Boot) { ReservedFrames = options.ReservedFrames };
+            source = new LiveSource(options.TracePath, options.Boot) { ReservedFrames = options.ReservedFrames, RingBufferBytes = options.RingBufferBytes };
         }
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "Kmem.Live" });
         builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>

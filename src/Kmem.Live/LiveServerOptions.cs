@@ -23,6 +23,10 @@ public sealed class LiveServerOptions
     /// <see cref="Boot"/> boots with <see cref="TraceBootReserve.ManagedAtBoot"/>; null (the default): none.</summary>
     public IReadOnlySet<ulong>? ReservedFrames { get; init; }
 
+    /// <summary>The per-CPU trace ring buffer size of the recorded kernel (<see cref="TraceBootReserve.RingBufferBytes"/>),
+    /// held before the trace's first event; 0 (the default): none.</summary>
+    public long RingBufferBytes { get; init; }
+
     /// <summary>The slab allocator of the first machine. Default SLUB.</summary>
     public SlabAllocator Slab { get; init; } = SlabAllocator.Slub;
 

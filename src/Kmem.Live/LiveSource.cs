@@ -45,6 +45,9 @@ internal sealed class LiveSource
     /// <summary>The reserved frames the trace releases (LiveServerOptions.ReservedFrames), or null.</summary>
     public IReadOnlySet<ulong>? ReservedFrames { get; init; }
 
+    /// <summary>The recorded kernel's per-CPU ring buffer size (LiveServerOptions.RingBufferBytes), or 0.</summary>
+    public long RingBufferBytes { get; init; }
+
     /// <summary>The trace's markers, null until <see cref="ScanMarkers"/> has read the trace.</summary>
     public IReadOnlyList<LiveMarker>? Markers => _markers;
 

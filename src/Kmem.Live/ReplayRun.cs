@@ -247,7 +247,7 @@ internal sealed class ReplayRun : ILiveReplayObserver, IDisposable
             {
                 using var reader = _source.Open();
                 m = TraceReplayer.Boot(_source.Boot(Slab, reader.Cpus));
-                r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = _source.ReservedFrames, CacheNames = _source.CacheNames })
+                r = new TraceReplayer(m, new TraceReplayOptions { ReservedFrames = _source.ReservedFrames, RingBufferBytes = _source.RingBufferBytes, CacheNames = _source.CacheNames })
                 {
                     LiveObserver = this,
                 };

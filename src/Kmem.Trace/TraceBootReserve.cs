@@ -28,12 +28,19 @@ namespace Kmem;
 public sealed class TraceBootReserve
 {
     private TraceBootReserve(IReadOnlyDictionary<string, long> managedAtBoot, IReadOnlySet<ulong> frames,
-        IReadOnlyDictionary<string, long>? initMemory)
+        IReadOnlyDictionary<string, long>? initMemory, long ringBufferBytes)
     {
         ManagedAtBoot = managedAtBoot;
         Frames = frames;
         InitMemoryPages = initMemory;
+        RingBufferBytes = ringBufferBytes;
     }
+
+    /// <summary>The per-CPU size of the recorded kernel's trace ring buffer, from the capture's kernel command line
+    /// (cmdline.txt beside the trace: trace_buf_size=, or the kernel's default when trace_event= starts tracing at
+    /// boot without it); 0 without a command line or with no tracing at boot. For
+    /// <see cref="TraceReplayOptions.RingBufferBytes"/>.</summary>
+    public long RingBufferBytes { get; }
 
     /// <summary>Managed pages per zone (by zone name) for <see cref="MachineOptions.ManagedPages"/>: for a trace from
     /// boot, those when the kernel derived its watermarks, the snapshot's less the frames of <see cref="Frames"/> in
@@ -88,8 +95,43 @@ public sealed class TraceBootReserve
             }
         }
         var initMemory = fromBoot ? null : InitMemory(tracePath, spans);
-        return new TraceBootReserve(atBoot, frames, initMemory);
+        return new TraceBootReserve(atBoot, frames, initMemory, RingBuffer(tracePath));
     }
+
+    // TRACE_BUF_SIZE_DEFAULT: the ring buffer's size per CPU when the command line names none.
+    private const long DefaultRingBufferBytes = 1_441_792;
+
+    // The per-CPU ring buffer size the capture's command line gives (memparse's K, M and G suffixes), when it starts
+    // tracing at boot (trace_event=); 0 otherwise or without cmdline.txt.
+    private static long RingBuffer(string tracePath)
+    {
+        string path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tracePath))!, "cmdline.txt");
+        if (!File.Exists(path))
+        {
+            return 0;
+        }
+        string[] words = File.ReadAllText(path).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        if (!words.Any(w => w.StartsWith("trace_event=", StringComparison.Ordinal)))
+        {
+            return 0;
+        }
+        string? size = words.LastOrDefault(w => w.StartsWith("trace_buf_size=", StringComparison.Ordinal))?["trace_buf_size=".Length..];
+        var m = size is null ? null : s_memparse.Match(size);
+        if (m is null || !m.Success)
+        {
+            return DefaultRingBufferBytes;
+        }
+        long n = long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+        return m.Groups[2].Value.ToUpperInvariant() switch
+        {
+            "K" => n << 10,
+            "M" => n << 20,
+            "G" => n << 30,
+            _ => n,
+        };
+    }
+
+    private static readonly Regex s_memparse = new(@"^(\d+)([KkMmGg]?)$", RegexOptions.CultureInvariant);
 
     // The pages the boot log says the kernel freed from its reservations after its initcalls, in the zone that holds
     // the kernel image (pfn 0x1000, 16 MiB); null without a boot log or such a line.

@@ -43,6 +43,12 @@ public sealed class TraceReplayOptions
     /// <see cref="TraceBootReserve.ManagedAtBoot"/> so those pages are still reserved. Null (the default): none.</summary>
     public IReadOnlySet<ulong>? ReservedFrames { get; init; }
 
+    /// <summary>The per-CPU size of the recorded kernel's trace ring buffer (<see cref="TraceBootReserve.RingBufferBytes"/>)
+    /// for a trace recorded from boot: the boot CPU's buffer was allocated before any event could be traced (a CPU
+    /// brought up later allocates its own in the trace), so the replay makes those allocations first, as
+    /// ring_buffer_alloc did, and holds them to the end. 0 (the default): none.</summary>
+    public long RingBufferBytes { get; init; }
+
     /// <summary>The cache each kmem_cache_alloc call site allocates from, read from the same trace beforehand
     /// (<see cref="TraceCacheNames.Scan(TraceReader)"/>): a site found here allocates from its named cache from its first object
     /// on. Null (the default): each site starts in a provisional call-site cache until a free names it.</summary>

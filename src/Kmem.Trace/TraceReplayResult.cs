@@ -95,6 +95,10 @@ public sealed class TraceReplayResult
     /// compared).</summary>
     public required long TraceAllocFailures { get; init; }
 
+    /// <summary>Pages of the recorded kernel's trace ring buffer that predate the trace, held before the first event
+    /// (<see cref="TraceReplayOptions.RingBufferBytes"/>); 0 when none was given.</summary>
+    public long PreTraceRingBufferPages { get; init; }
+
     /// <summary>Costly-order page allocations that failed in the trace and that Kmem's attempt served (the page goes
     /// back at once: the kernel's task got nothing).</summary>
     public required long KmemServedTraceFailures { get; init; }

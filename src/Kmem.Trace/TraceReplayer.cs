@@ -57,7 +57,7 @@ public sealed partial class TraceReplayer
 
     private long _kmallocEvents, _kmallocMatches, _pageAllocEvents, _pageMtMatches;
     private long _untrackedFrees, _untrackedPageFrees, _missedFrees, _traceFailures, _kmemFailures, _kmemServedTraceFailures;
-    private long _pagesReplayed, _slabPageAllocs, _percpu, _moved;
+    private long _pagesReplayed, _slabPageAllocs, _percpu, _moved, _ringBufferPages;
     private long _traceRefills;
     private long _bytesReq, _bytesAlloc;
     private long _slabPagesPeak;
@@ -129,6 +129,10 @@ public sealed partial class TraceReplayer
         StartPressure(reader);
         _m.Mm.TablePageSource = _drift is null ? _tables.Take : TakeTable;
         _m.Mm.TablePageReturn = _tables.ReturnFrame;
+        var ringBuffer = PreTraceRingBuffer.Hold(_m, _options.RingBufferBytes);
+        _ringBufferPages = ringBuffer.Count;
+        _pressure!.AdoptUntraced(ringBuffer);
+        _kmem?.Reset();
         var before = ReplayConsequences.Read(_m);
         double decompressBefore = reader.DecompressSeconds;
         var sw = Stopwatch.StartNew();
@@ -529,6 +533,7 @@ public sealed partial class TraceReplayer
             MissedFrees = _missedFrees + _percpuEvents.MissedFrees,
             TraceAllocFailures = _traceFailures + _percpuEvents.TraceFailures,
             KmemServedTraceFailures = _kmemServedTraceFailures,
+            PreTraceRingBufferPages = _ringBufferPages,
             KmemAllocFailures = _kmemFailures + _percpuEvents.KmemFailures,
             PageAllocsReplayed = _pagesReplayed,
             SlabPageAllocs = _slabPageAllocs,

@@ -45,6 +45,7 @@ internal static class LiveTestServer
             TracePath = trace,
             Boot = (s, cpus) => (MachineChoice.Default with { Slab = s }).Build(trace, cpus, bootReserve: true),
             ReservedFrames = MachineChoice.Default.BootReserve(trace)?.Frames,
+            RingBufferBytes = MachineChoice.Default.BootReserve(trace)?.RingBufferBytes ?? 0,
             Slab = slab,
             Port = 0,
         });
@@ -66,6 +67,7 @@ internal static class LiveTestServer
         return new TraceReplayer(m, new TraceReplayOptions
         {
             ReservedFrames = MachineChoice.Default.BootReserve(trace)?.Frames,
+            RingBufferBytes = MachineChoice.Default.BootReserve(trace)?.RingBufferBytes ?? 0,
             CacheNames = TraceCacheNames.Scan(trace, TraceCacheNames.ScanOptions), // as kmem replay and the server name caches
         }).Replay(reader);
     }

@@ -430,6 +430,10 @@ internal sealed partial class PressureReplay
     /// <summary>Pages held for memory the kernel used before its trace began (the ring buffer, the initramfs).</summary>
     public long UntracedPages => _untraced.Pages;
 
+    /// <summary>Pages allocated before the first event for memory the kernel used before tracing (its ring buffer): held
+    /// with the rest of that memory (UntracedMemory.Adopt).</summary>
+    public void AdoptUntraced(List<Page> pages) => _untraced.Adopt(pages);
+
     /// <summary>Removes the swap file's name (the machine keeps it open while it lives).</summary>
     public void DeleteSwapFile()
     {

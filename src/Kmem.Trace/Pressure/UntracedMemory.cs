@@ -17,6 +17,14 @@ internal sealed class UntracedMemory(Machine m)
     /// <summary>Whether the free pages were set to a capture's once.</summary>
     public bool Calibrated { get; private set; }
 
+    /// <summary>Takes order-0 pages allocated before the replay's first event (the kernel's trace ring buffer:
+    /// PreTraceRingBuffer) into the pages held; a later calibration gives them back last.</summary>
+    public void Adopt(List<Page> pages)
+    {
+        _held.InsertRange(0, pages.Select(p => (p, 0)));
+        Pages += pages.Count;
+    }
+
     /// <summary>Holds or gives back pages so Kmem's free pages are <paramref name="kernelFree"/>.</summary>
     public void Calibrate(long kernelFree)
     {

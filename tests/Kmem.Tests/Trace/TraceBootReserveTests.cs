@@ -68,6 +68,63 @@ public class TraceBootReserveTests
         }
     }
 
+    [Theory]
+    [InlineData("console=ttyS0 trace_event=kmem:kmalloc trace_buf_size=112M wl=B", 112L << 20)]
+    [InlineData("trace_event=kmem:kmalloc trace_buf_size=48m", 48L << 20)]
+    [InlineData("trace_buf_size=4096k trace_event=kmem:kmalloc", 4L << 20)]
+    [InlineData("trace_event=kmem:kmalloc", 1_441_792L)] // TRACE_BUF_SIZE_DEFAULT
+    [InlineData("console=ttyS0 trace_buf_size=112M", 0L)] // no tracing at boot: the buffer is not the trace's business
+    [InlineData(null, 0L)] // no command line beside the trace
+    public void TheRingBufferSizeIsTheCommandLinesWhenItTracesFromBoot(string? cmdline, long expected)
+    {
+        string dir = Folder(Trace(Boot));
+        try
+        {
+            if (cmdline is not null)
+            {
+                File.WriteAllText(Path.Combine(dir, "cmdline.txt"), cmdline + "\n");
+            }
+            Assert.Equal(expected, TraceBootReserve.Read(Path.Combine(dir, "trace.txt"))!.RingBufferBytes);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void TheBootCpusRingBufferIsHeldBeforeTheFirstEventAsTheKernelAllocatedIt()
+    {
+        // ring_buffer_alloc: one page per BUF_PAGE_SIZE (the page less a 16-byte header on 64-bit, 12 on 32-bit) and the
+        // reader page. Capture B's second CPU allocated 28,789 such pages at SMP bring-up for its 112M.
+        Assert.Equal(28_786, PreTraceRingBuffer.PagesPerCpu(112L << 20, is64Bit: true));
+        Assert.Equal(12_326, PreTraceRingBuffer.PagesPerCpu(48L << 20, is64Bit: false));
+        Assert.Equal(3, PreTraceRingBuffer.PagesPerCpu(1, is64Bit: true)); // at least two, and the reader page
+
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "128M", Cpus = 2, Seed = 1 });
+        long free = m.PageAllocator.NrFreePages;
+        var zone = m.PageAllocator.Zones.Single(z => z.Type == ZoneType.Dma32);
+        int unmovable = Blocks(m, zone, MigrateType.Unmovable);
+        using var reader = ReplayData.Reader(ReplayData.Header + ReplayData.Line("kmalloc: call_site=f+0x1/0x2 ptr=ffff888000001000 bytes_req=64 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false"));
+        var r = new TraceReplayer(m, new TraceReplayOptions { RingBufferBytes = 8L << 20 }).Replay(reader);
+        long pages = PreTraceRingBuffer.PagesPerCpu(8L << 20, is64Bit: true);
+        Assert.Equal(pages, r.PreTraceRingBufferPages);
+        // The pages and their descriptors' slab pages are gone from the free lists...
+        Assert.InRange(free - m.PageAllocator.NrFreePages, pages, pages + pages / 32);
+        // ... taken as unmovable requests steal: straight off the buddy lists, in whole pageblocks of the top zone.
+        Assert.True(Blocks(m, zone, MigrateType.Unmovable) - unmovable >= pages / 512, "the buffer's pageblocks turned Unmovable");
+    }
+
+    private static int Blocks(Machine m, Kmem.PageAlloc.Zone zone, MigrateType mt)
+    {
+        int n = 0;
+        for (uint pfn = zone.StartPfn; pfn < zone.EndPfn; pfn += 1u << m.PageAllocator.Arch.PageblockOrder)
+        {
+            n += m.PageAllocator.Mem.PageblockMigratetype(pfn) == mt ? 1 : 0;
+        }
+        return n;
+    }
+
     // A boot log as the captures keep it (meta/dmesg.txt): what free_reserved_area released, and when.
     private const string BootLog = """
         [    0.107921] Memory: 327312K/392648K available (14343K kernel code, 2338K rwdata, 9132K rodata, 2824K init, 17344K bss, 65132K reserved, 0K cma-reserved)

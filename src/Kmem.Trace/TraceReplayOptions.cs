@@ -46,7 +46,8 @@ public sealed class TraceReplayOptions
     /// <summary>The per-CPU size of the recorded kernel's trace ring buffer (<see cref="TraceBootReserve.RingBufferBytes"/>)
     /// for a trace recorded from boot: the boot CPU's buffer was allocated before any event could be traced (a CPU
     /// brought up later allocates its own in the trace), so the replay makes those allocations first, as
-    /// ring_buffer_alloc did, and holds them to the end. 0 (the default): none.</summary>
+    /// ring_buffer_alloc did, and holds them (on a pressure capture its vmstat may give some of the pages back, as for
+    /// any memory the kernel used before tracing). 0 (the default): none.</summary>
     public long RingBufferBytes { get; init; }
 
     /// <summary>The cache each kmem_cache_alloc call site allocates from, read from the same trace beforehand

@@ -90,12 +90,13 @@ public static class ReplayCommand
         using (reader) // a follower stopped early (the replay failed) no longer holds up the main replay
         {
             using var m = TraceReplayer.Boot(req.Machine.Build(req.Trace, reader.Cpus, bootReserve: true));
+            var reserve = req.Machine.BootReserve(req.Trace);
             return new TraceReplayer(m, new TraceReplayOptions
             {
                 Mismatches = req.Mismatches,
                 Aligned = true,
-                ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
-                RingBufferBytes = req.Machine.BootReserve(req.Trace)?.RingBufferBytes ?? 0,
+                ReservedFrames = reserve?.Frames,
+                RingBufferBytes = reserve?.RingBufferBytes ?? 0,
                 CacheNames = names,
             }).Replay(reader);
         }
@@ -160,6 +161,7 @@ public static class ReplayCommand
             var shared = new SharedTrace(reader, 2);
             var alignedRun = Task.Run(() => ReplayAligned(req, shared.Follower(1), names));
             var events = shared.Follower(0);
+            var reserve = req.Machine.BootReserve(req.Trace);
             using (m)
             try
             {
@@ -172,8 +174,8 @@ public static class ReplayCommand
                         SnapshotEvery = maps?.Every ?? 0,
                         Snapshot = maps is { Every: > 0 } ? maps.Snapshot : null,
                         Mismatches = req.Mismatches,
-                        ReservedFrames = req.Machine.BootReserve(req.Trace)?.Frames,
-                        RingBufferBytes = req.Machine.BootReserve(req.Trace)?.RingBufferBytes ?? 0,
+                        ReservedFrames = reserve?.Frames,
+                        RingBufferBytes = reserve?.RingBufferBytes ?? 0,
                         CacheNames = names,
                     }).Replay(events));
                 }

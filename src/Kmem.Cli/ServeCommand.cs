@@ -100,12 +100,13 @@ public static class ServeCommand
                 ? ctx.Fail(CliContext.BadInput, fromTrace)
                 : ctx.Fail(CliContext.Usage, MachineArgs.Describe(e));
         }
+        var reserve = choice.BootReserve(tracePath);
         var options = new LiveServerOptions
         {
             TracePath = tracePath,
             Boot = (slab, traceCpus) => (choice with { Slab = slab }).Build(tracePath, traceCpus, bootReserve: true),
-            ReservedFrames = choice.BootReserve(tracePath)?.Frames,
-            RingBufferBytes = choice.BootReserve(tracePath)?.RingBufferBytes ?? 0,
+            ReservedFrames = reserve?.Frames,
+            RingBufferBytes = reserve?.RingBufferBytes ?? 0,
             Slab = choice.Slab,
             Host = host!,
             Port = port,

@@ -39,16 +39,19 @@ internal static class LiveTestServer
     public static Task<LiveServer> StartAsync(SlabAllocator slab = SlabAllocator.Slub) => StartAsync(Trace, slab);
 
     /// <summary>A server on <paramref name="trace"/>, its machines booted as `kmem replay` boots them for it.</summary>
-    public static Task<LiveServer> StartAsync(string trace, SlabAllocator slab = SlabAllocator.Slub) =>
-        LiveServer.StartAsync(new LiveServerOptions
+    public static Task<LiveServer> StartAsync(string trace, SlabAllocator slab = SlabAllocator.Slub)
+    {
+        var reserve = MachineChoice.Default.BootReserve(trace);
+        return LiveServer.StartAsync(new LiveServerOptions
         {
             TracePath = trace,
             Boot = (s, cpus) => (MachineChoice.Default with { Slab = s }).Build(trace, cpus, bootReserve: true),
-            ReservedFrames = MachineChoice.Default.BootReserve(trace)?.Frames,
-            RingBufferBytes = MachineChoice.Default.BootReserve(trace)?.RingBufferBytes ?? 0,
+            ReservedFrames = reserve?.Frames,
+            RingBufferBytes = reserve?.RingBufferBytes ?? 0,
             Slab = slab,
             Port = 0,
         });
+    }
 
     /// <summary>A server playing scenario <paramref name="name"/> of `kmem scenario` at seed 1.</summary>
     public static Task<LiveServer> StartScenarioAsync(string name) =>
@@ -64,10 +67,11 @@ internal static class LiveTestServer
     {
         using var reader = TraceReader.Open(trace);
         using var m = TraceReplayer.Boot((MachineChoice.Default with { Slab = SlabAllocator.Slub }).Build(trace, reader.Cpus, bootReserve: true));
+        var reserve = MachineChoice.Default.BootReserve(trace);
         return new TraceReplayer(m, new TraceReplayOptions
         {
-            ReservedFrames = MachineChoice.Default.BootReserve(trace)?.Frames,
-            RingBufferBytes = MachineChoice.Default.BootReserve(trace)?.RingBufferBytes ?? 0,
+            ReservedFrames = reserve?.Frames,
+            RingBufferBytes = reserve?.RingBufferBytes ?? 0,
             CacheNames = TraceCacheNames.Scan(trace, TraceCacheNames.ScanOptions), // as kmem replay and the server name caches
         }).Replay(reader);
     }

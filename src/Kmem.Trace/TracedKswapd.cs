@@ -3,8 +3,9 @@
 // while its events keep coming. The run's end is not traced (6.1 traces a wakeup only of a
 // kswapd napping on its waitqueue), but a run reclaims and traces in batches of 32 pages, so a
 // silence of IdleGap says it has ended. Read by the aligned replay's per-CPU lists
-// (PcpListModel) and its kswapd state (PressureReplay.Aligned.cs). Fed every event in trace
-// order by KernelPageEvents, on the replaying thread only.
+// (PcpListModel) and its kswapd state (PressureReplay.Aligned.cs), and by the free-running
+// replay's kswapd schedule (PressureReplay.Tick: paced by the kernel's run, or at once while
+// there is none). Fed every event in trace order by KernelPageEvents, on the replaying thread only.
 namespace Kmem;
 
 /// <summary>The traced kswapd: woken or asleep, and whether its run is still going.</summary>

@@ -26,7 +26,7 @@
 // Shutdown: Machine.Dispose sets the stop flag, wakes every thread and joins it
 // (no bound: memory is unmapped only after). Locking: the wake state (requested order, pending wakeup,
 // busy count) is under _wakeLock, so "idle" (nothing pending, nothing running)
-// is one consistent reading; it is never held while reclaiming, and a reclaim
+// is one consistent reading (HasPending alone reads a count of it without the lock); it is never held while reclaiming, and a reclaim
 // pass takes the four owner locks (LockOrder.cs), so tasks run between passes.
 using Kmem.PageAlloc;
 
@@ -43,6 +43,8 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
     private int[]? _order;
     private ZoneType[]? _highest;
     private bool[]? _pending;
+    // How many nodes have a wakeup pending (under _wakeLock; read without it by HasPending).
+    private int _pendingNodes;
     private int _busy;
     private long _runs, _wakeups, _balancedRuns, _lowerZoneRuns, _lowerZoneScanned;
 
@@ -77,6 +79,20 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             {
                 return _busy == 0 && (_pending is null || !_pending.Contains(true));
             }
+        }
+    }
+
+    /// <summary>Whether some node's wakeup waits for its run, read without the wake lock (a synchronous machine's
+    /// driver polls it between events; a stale answer only delays the run to the next poll).</summary>
+    public bool HasPending => Volatile.Read(ref _pendingNodes) > 0;
+
+    // Sets a node's pending flag and keeps the count of pending nodes with it (under _wakeLock).
+    private void SetPendingLocked(int nid, bool pending)
+    {
+        if (_pending![nid] != pending)
+        {
+            _pending[nid] = pending;
+            Volatile.Write(ref _pendingNodes, _pendingNodes + (pending ? 1 : -1));
         }
     }
 
@@ -171,7 +187,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
                 return;
             }
             _wakeups++;
-            _pending[node.Id] = true;
+            SetPendingLocked(node.Id, true);
             if (threaded)
             {
                 if (_threads![node.Id] is null)
@@ -225,7 +241,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
                 return;
             }
             EnsureWakeState();
-            _pending![nid] = awake;
+            SetPendingLocked(nid, awake);
             if (!awake)
             {
                 _order![nid] = 0;
@@ -288,7 +304,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             var work = (nid, _order![nid], _highest![nid]);
             _order[nid] = 0;
             _highest[nid] = 0;
-            _pending[nid] = false;
+            SetPendingLocked(nid, false);
             _busy++;
             return work;
         }

@@ -321,6 +321,9 @@ internal sealed class MmLayer : IReclaimer, IDisposable
         set => _kswapd.Deferred = value;
     }
 
+    /// <summary>Synchronous kswapd: whether a wakeup's work waits for <see cref="RunKswapd"/> (read without a lock).</summary>
+    public bool KswapdHasPending => _kswapd.HasPending;
+
     /// <summary>Synchronous kswapd: runs its pending work now (KswapdDaemon.RunDeferred).</summary>
     public void RunKswapd() => _kswapd.RunDeferred();
 

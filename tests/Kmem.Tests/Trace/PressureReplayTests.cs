@@ -4,6 +4,8 @@
 // against mark_victim, on hand-written traces and on the oom phase of the real capture Q
 // (captures/linux-6.1-pressure-Q/excerpt-oom, cut by scripts/cut-pressure-excerpt.sh). The
 // whole of Q is replayed behind the Soak trait.
+using Kmem.PageAlloc;
+
 namespace Kmem.Tests.Trace;
 
 public class PressureReplayTests
@@ -213,6 +215,57 @@ public class PressureReplayTests
         var r2 = Replay(twin, common + Line("init", 1, $"mm_compaction_try_to_compact_pages: order=9 gfp_mask={gfp} priority=2"));
         Assert.Equal(0, r2.KmemServedTraceFailures);
         Assert.Equal(FreeOrListed(twin), FreeOrListed(m));
+    }
+
+    // A hog faulting user pages past the low watermark of a fresh 64 MiB machine (by <margin> pages, fewer than the
+    // low-to-min distance), after the kernel's kswapd woke at the trace's start and, with <sleeps>, went back to sleep.
+    // Kmem's kswapd runs and whether a wakeup's work waits, read after the last event (the replay's end runs it).
+    private static (Machine M, TraceReplayResult R, long Runs, bool Pending) HogPastLow(bool sleeps, int margin = 40)
+    {
+        var m = TraceReplayer.Boot(new MachineOptions { Memory = "64M", Cpus = 1, Seed = 1 });
+        long free = m.PageAllocator.Zones.Sum(z => z.FreePages), low = m.PageAllocator.Zones.Where(z => z.IsManaged).Sum(z => z.WmarkPages(Zone.WmarkLow));
+        var sb = new System.Text.StringBuilder(Line("kswapd0", 44, "mm_vmscan_kswapd_wake: nid=0 order=0"));
+        if (sleeps)
+        {
+            sb.Append(Line("kswapd0", 44, "mm_vmscan_kswapd_sleep: nid=0"));
+        }
+        ulong pfn = 0x1000;
+        for (long i = 0; i < free - low + margin; i++)
+        {
+            sb.Append(UserPage("hog", 50, pfn++));
+        }
+        long runs = 0;
+        bool pending = false;
+        using var reader = ReplayData.Reader(ReplayData.Header + sb);
+        var r = new TraceReplayer(m, new TraceReplayOptions
+        {
+            SnapshotEvery = 1,
+            Snapshot = _ => (runs, pending) = (m.Mm.KswapdRuns, m.Mm.KswapdHasPending),
+        }).Replay(reader);
+        return (m, r, runs, pending);
+    }
+
+    [Fact]
+    public void KmemsKswapdWaitsForTheKernelsReclaimWhileTheKernelsRunsAndRunsAtOnceWhileItSleeps()
+    {
+        // The kernel's kswapd in a run (woken, its events never silent: one timestamp) that reclaims nothing in the
+        // trace: Kmem's kswapd, woken at the low watermark, waits for it (the events after the wakeup are far fewer
+        // than the bound after which it runs anyway).
+        var (paced, rPaced, pacedRuns, pacedPending) = HogPastLow(sleeps: false);
+        using (paced)
+        {
+            Assert.True(rPaced.Decisions["kswapd_wake"].KmemYes >= 1, "the hog woke Kmem's kswapd");
+            Assert.Equal(0, pacedRuns);
+            Assert.True(pacedPending);
+        }
+        // The kernel's kswapd asleep: nothing to pace by, and a woken kswapd runs before the trace's next event.
+        var (unpaced, rUnpaced, unpacedRuns, unpacedPending) = HogPastLow(sleeps: true);
+        using (unpaced)
+        {
+            Assert.True(rUnpaced.Decisions["kswapd_wake"].KmemYes >= 1, "the hog woke Kmem's kswapd");
+            Assert.True(unpacedRuns >= 1, "Kmem's kswapd ran once woken");
+            Assert.False(unpacedPending);
+        }
     }
 
     // Free frames, on the buddy lists or on a per-CPU list.

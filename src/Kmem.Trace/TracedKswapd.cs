@@ -4,7 +4,7 @@
 // kswapd napping on its waitqueue), but a run reclaims and traces in batches of 32 pages, so a
 // silence of IdleGap says it has ended. Read by the aligned replay's per-CPU lists
 // (PcpListModel) and its kswapd state (PressureReplay.Aligned.cs), and by the free-running
-// replay's kswapd schedule (PressureReplay.Tick: paced by the kernel's run, or at once while
+// replay's kswapd schedule (KswapdPace: at the kernel's pace while it runs, at once while
 // there is none). Fed every event in trace order by KernelPageEvents, on the replaying thread only.
 namespace Kmem;
 

@@ -391,46 +391,20 @@ internal sealed partial class PressureReplay
 
     // ---------------------------------------------------------------- kswapd's schedule
 
-    // Events after a wakeup after which Kmem's deferred kswapd runs even if the kernel's, in a run, showed no reclaim.
-    private const int KswapdRunBound = 4096;
-    private bool _kswapdDeferred;
-    private int _sinceKswapdRun;
-
-    // Once the trace shows the kernel's kswapd, Kmem's synchronous kswapd is paced by it: while the kernel's kswapd is
-    // in a run (TracedKswapd.Running), a wakeup's work waits until the kernel's reclaimed (its next page freed or
-    // written), not at once: the task that woke it goes on meanwhile, as it does beside a real kswapd, and may fall to
-    // the min watermark and reclaim directly. While the kernel's kswapd sleeps there is no reclaim of its to pace by,
-    // and a kswapd woken on a machine with a CPU to spare runs at once: the work runs before the next event (after
-    // the allocation that woke it, which goes on as beside a real kswapd). When and how long a thread runs is the
-    // scheduler's, an input of the replay; what kswapd reclaims stays Kmem's decision.
+    // Free-running, once the trace shows the kernel's kswapd: when Kmem's runs (KswapdPace).
     private void DeferKswapd()
     {
-        if (!_aligned && !_kswapdDeferred && !_m.Mm.KswapdThreaded)
+        if (!_aligned)
         {
-            _kswapdDeferred = true;
-            _m.Mm.KswapdDeferred = true;
+            _kswapdPace.Engage();
         }
     }
 
-    /// <summary>Every event, before it is dispatched: runs Kmem's deferred kswapd where the kernel's worked, or at once
-    /// while the kernel's sleeps.</summary>
+    /// <summary>Every event, before it is dispatched: runs Kmem's deferred kswapd when its pace says so.</summary>
     private void Tick(ref TraceEvent e)
     {
-        if (!_kswapdDeferred)
+        if (_kswapdPace.RunsNow(in e, TracedKswapd))
         {
-            return;
-        }
-        if (!_m.Mm.KswapdHasPending)
-        {
-            _sinceKswapdRun = 0; // the bound counts from a wakeup
-            return;
-        }
-        bool kswapdWorked = e.Kind is TraceEventKind.MmPageFree or TraceEventKind.MmPageFreeBatched or TraceEventKind.MmVmscanWriteFolio
-            && e.Comm.StartsWith("kswapd", StringComparison.Ordinal);
-        bool unpaced = TracedKswapd is { Running: false };
-        if (kswapdWorked || unpaced || ++_sinceKswapdRun >= KswapdRunBound)
-        {
-            _sinceKswapdRun = 0;
             var before = PressureCounters.Read(_m);
             _m.Mm.RunKswapd();
             NoteKills(before, PressureCounters.Read(_m));

@@ -56,6 +56,7 @@ internal sealed partial class PressureReplay
     private readonly List<(int Pid, string Comm)> _kmemVictims = [];
     private readonly bool _aligned;
     private readonly UntracedMemory _untraced;
+    private readonly KswapdPace _kswapdPace;
     private string? _swapFile;
     private bool _swapOn;
 
@@ -63,6 +64,7 @@ internal sealed partial class PressureReplay
     {
         _m = m;
         Exited = new ExitedTasks(m);
+        _kswapdPace = new KswapdPace(m);
         _untraced = new UntracedMemory(m);
         _aligned = aligned;
         _decisions = decisions;
@@ -453,11 +455,10 @@ internal sealed partial class PressureReplay
     public void Finish()
     {
         ExitPending();
-        if (_kswapdDeferred)
+        if (_kswapdPace.Engaged)
         {
             _m.Mm.RunKswapd();
-            _m.Mm.KswapdDeferred = false;
-            _kswapdDeferred = false;
+            _kswapdPace.Disengage();
         }
         Report.Finish(_m);
         if (!_decide)

@@ -218,53 +218,84 @@ public class PressureReplayTests
     }
 
     // A hog faulting user pages past the low watermark of a fresh 64 MiB machine (by <margin> pages, fewer than the
-    // low-to-min distance), after the kernel's kswapd woke at the trace's start and, with <sleeps>, went back to sleep.
-    // Kmem's kswapd runs and whether a wakeup's work waits, read after the last event (the replay's end runs it).
-    private static (Machine M, TraceReplayResult R, long Runs, bool Pending) HogPastLow(bool sleeps, int margin = 40)
+    // low-to-min distance), after the kernel's kswapd woke at the trace's start and, with <sleeps>, went back to sleep;
+    // then the kernel's kswapd frees <kernelFrees> of the hog's pages (its reclaim, left to Kmem's).
+    private sealed record HogRun(long Runs, bool Pending, long Need, long FreesAtRun);
+
+    private static (Machine M, TraceReplayResult R, HogRun Run) HogPastLow(bool sleeps, int kernelFrees = 0, int margin = 40)
     {
         var m = TraceReplayer.Boot(new MachineOptions { Memory = "64M", Cpus = 1, Seed = 1 });
-        long free = m.PageAllocator.Zones.Sum(z => z.FreePages), low = m.PageAllocator.Zones.Where(z => z.IsManaged).Sum(z => z.WmarkPages(Zone.WmarkLow));
+        var managed = m.PageAllocator.Zones.Where(z => z.IsManaged).ToArray();
+        long free = managed.Sum(z => z.FreePages), low = managed.Sum(z => z.WmarkPages(Zone.WmarkLow));
         var sb = new System.Text.StringBuilder(Line("kswapd0", 44, "mm_vmscan_kswapd_wake: nid=0 order=0"));
         if (sleeps)
         {
             sb.Append(Line("kswapd0", 44, "mm_vmscan_kswapd_sleep: nid=0"));
         }
-        ulong pfn = 0x1000;
-        for (long i = 0; i < free - low + margin; i++)
+        int hogEvents = (int)(free - low + margin);
+        for (int i = 0; i < hogEvents; i++)
         {
-            sb.Append(UserPage("hog", 50, pfn++));
+            sb.Append(UserPage("hog", 50, 0x1000 + (ulong)i));
         }
-        long runs = 0;
+        for (int i = 0; i < kernelFrees; i++)
+        {
+            sb.Append(PageFree("kswapd0", 44, 0x1000 + (ulong)i));
+        }
+        // Read between events: Kmem's kswapd runs, whether a wakeup waits, what its node lacked below the high
+        // watermarks after the wakeup, and how many of the kernel's kswapd frees had been replayed at its first run.
+        long events = 0, runs = 0, need = -1, freesAtRun = -1;
         bool pending = false;
+        int before = sleeps ? 2 : 1;
         using var reader = ReplayData.Reader(ReplayData.Header + sb);
         var r = new TraceReplayer(m, new TraceReplayOptions
         {
             SnapshotEvery = 1,
-            Snapshot = _ => (runs, pending) = (m.Mm.KswapdRuns, m.Mm.KswapdHasPending),
+            Snapshot = _ =>
+            {
+                events++;
+                (runs, pending) = (m.Mm.KswapdRuns, m.Mm.KswapdHasPending);
+                if (pending && need < 0)
+                {
+                    need = managed.Sum(z => Math.Max(0, z.WmarkPages(Zone.WmarkHigh) - z.FreePages));
+                }
+                if (runs > 0 && freesAtRun < 0)
+                {
+                    freesAtRun = Math.Max(0, events - before - hogEvents);
+                }
+            },
         }).Replay(reader);
-        return (m, r, runs, pending);
+        return (m, r, new HogRun(runs, pending, need, freesAtRun));
     }
 
     [Fact]
-    public void KmemsKswapdWaitsForTheKernelsReclaimWhileTheKernelsRunsAndRunsAtOnceWhileItSleeps()
+    public void KmemsKswapdRunsAtTheKernelsPaceWhileTheKernelsRunsAndAtOnceWhileItSleeps()
     {
-        // The kernel's kswapd in a run (woken, its events never silent: one timestamp) that reclaims nothing in the
-        // trace: Kmem's kswapd, woken at the low watermark, waits for it (the events after the wakeup are far fewer
-        // than the bound after which it runs anyway).
-        var (paced, rPaced, pacedRuns, pacedPending) = HogPastLow(sleeps: false);
+        // The kernel's kswapd in a run (woken, its events never silent: one timestamp) that frees nothing in the
+        // trace: Kmem's kswapd, woken at the low watermark, waits (the events after the wakeup are far fewer than
+        // the bound after which it runs anyway).
+        var (paced, rPaced, run) = HogPastLow(sleeps: false);
         using (paced)
         {
             Assert.True(rPaced.Decisions["kswapd_wake"].KmemYes >= 1, "the hog woke Kmem's kswapd");
-            Assert.Equal(0, pacedRuns);
-            Assert.True(pacedPending);
+            Assert.Equal(0, run.Runs);
+            Assert.True(run.Pending);
+            Assert.True(run.Need > 0, "woken below the low watermark, the node lacks pages below the high one");
+        }
+        // The kernel's kswapd frees pages: Kmem's runs once the kernel's has freed as many as Kmem's node lacked.
+        var (freed, _, freedRun) = HogPastLow(sleeps: false, kernelFrees: 1000);
+        using (freed)
+        {
+            Assert.True(freedRun.Runs >= 1, "Kmem's kswapd ran at the kernel's pace");
+            Assert.Equal(freedRun.Need, freedRun.FreesAtRun);
         }
         // The kernel's kswapd asleep: nothing to pace by, and a woken kswapd runs before the trace's next event.
-        var (unpaced, rUnpaced, unpacedRuns, unpacedPending) = HogPastLow(sleeps: true);
+        var (unpaced, rUnpaced, unpacedRun) = HogPastLow(sleeps: true);
         using (unpaced)
         {
             Assert.True(rUnpaced.Decisions["kswapd_wake"].KmemYes >= 1, "the hog woke Kmem's kswapd");
-            Assert.True(unpacedRuns >= 1, "Kmem's kswapd ran once woken");
-            Assert.False(unpacedPending);
+            Assert.True(unpacedRun.Runs >= 1, "Kmem's kswapd ran once woken");
+            Assert.False(unpacedRun.Pending);
+            Assert.Equal(0, unpacedRun.FreesAtRun);
         }
     }
 

@@ -282,8 +282,10 @@ internal sealed partial class PressureReplay
         _decisions.Decide(DecisionKind.DirectReclaim, kDirect, mDirect, line, (who, kReclaimed, mReclaimed),
             static s => $"{s.who}; kernel reclaimed {s.kReclaimed}, Kmem {s.mReclaimed}",
             (int)Math.Min(int.MaxValue, kReclaimed), (int)Math.Min(int.MaxValue, mReclaimed));
+        // The result compared as the amount: 1 for a compaction that made the page (the kernel's last run of it ended
+        // with status=success, Kmem counted compact_success), 0 for one that failed or was deferred.
         _decisions.Decide(DecisionKind.Compaction, kCompact, mCompact, line, (who, kResult, mResult),
-            static s => $"{s.who}; kernel {s.kResult}, Kmem {s.mResult}");
+            static s => $"{s.who}; kernel {s.kResult}, Kmem {s.mResult}", kResult == "success" ? 1 : 0, mResult == "success" ? 1 : 0);
     }
 
     // A write fault without the write (MADV_POPULATE_WRITE): the fault allocates the page (or swaps it back in) and

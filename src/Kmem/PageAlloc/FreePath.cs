@@ -367,25 +367,32 @@ internal sealed partial class PageAllocator
         {
             foreach (var pcp in zone.Pcp)
             {
-                if (Volatile.Read(ref pcp.Count) == 0)
-                {
-                    continue;
-                }
-                VmBug.LockdepAssertNotHeld(zone.Lock); // order: pcp lock → zone->lock
-                pcp.LockSpin();
-                try
-                {
-                    if (pcp.Count > 0)
-                    {
-                        FreePcppagesBulk(zone, pcp.Count, pcp, 0);
-                    }
-                }
-                finally
-                {
-                    // A VM_BUG_ON report thrown from the bulk free must not leave the CPU's list locked.
-                    pcp.Unlock();
-                }
+                DrainPagesZone(zone, pcp);
             }
+        }
+    }
+
+    /// <summary>drain_local_pages for one zone: the calling CPU's lists of <paramref name="zone"/> back to the buddy
+    /// lists (compaction's flush once its migrate scanner left a block it migrated from).</summary>
+    public void DrainLocalPages(Zone zone) => DrainPagesZone(zone, zone.Pcp[_cpus.Current]);
+
+    // drain_pages_zone: one CPU's lists of one zone.
+    private void DrainPagesZone(Zone zone, PerCpuPages pcp)
+    {
+        if (Volatile.Read(ref pcp.Count) == 0)
+        {
+            return;
+        }
+        VmBug.LockdepAssertNotHeld(zone.Lock); // order: pcp lock → zone->lock
+        pcp.LockSpin();
+        try
+        {
+            FreePcppagesBulk(zone, pcp.Count, pcp, 0); // nothing when another drain emptied it meanwhile
+        }
+        finally
+        {
+            // A VM_BUG_ON report thrown from the bulk free must not leave the CPU's list locked.
+            pcp.Unlock();
         }
     }
 }

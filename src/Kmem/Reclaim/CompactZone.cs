@@ -258,11 +258,14 @@ internal sealed partial class Compaction
         bool updateCached = !sync && _cachedMigrateAsync![zi] == _cachedMigrateSync![zi];
         var freelist = new Stack<uint>();
         var batch = new List<uint>(CompactClusterMax);
+        // Where the last batch that isolated pages began (0: nothing migrated since the last flush).
+        uint lastMigratedPfn = 0;
         CompactResult ret;
         try
         {
             while ((ret = CompactFinished(zone, ref cc)) == CompactResult.Continue)
             {
+                uint iterationStartPfn = cc.MigratePfn;
                 batch.Clear();
                 IsolateMigratepages(zone, ref cc, batch);
                 if (batch.Count == 0)
@@ -271,9 +274,12 @@ internal sealed partial class Compaction
                     {
                         _cachedMigrateSync![zi] = _cachedMigrateAsync![zi];
                     }
+                    // Nothing isolated, but pages freed by an earlier batch may still wait on the per-CPU lists.
+                    FlushMigrated(zone, ref cc, ref lastMigratedPfn);
                     continue;
                 }
                 updateCached = false;
+                lastMigratedPfn = iterationStartPfn;
                 _events.Stats.CompactIsolated += batch.Count;
                 bool failed = false;
                 for (int i = 0; i < batch.Count; i++)
@@ -292,10 +298,13 @@ internal sealed partial class Compaction
                 }
                 if (failed && cc.Direct && cc.Mode == MigrateMode.Async && cc.Order > 0)
                 {
-                    // A page of this order-aligned block could not move: skip the rest of the block.
+                    // A page of this order-aligned block could not move: skip the rest of the block, whose pages
+                    // cannot merge into a free block of the order anyway (no flush for it).
                     uint blockSize = 1u << cc.Order;
                     cc.MigratePfn = Math.Max(cc.MigratePfn, (cc.MigratePfn - 1 + blockSize) & ~(blockSize - 1));
+                    lastMigratedPfn = 0;
                 }
+                FlushMigrated(zone, ref cc, ref lastMigratedPfn);
             }
         }
         finally
@@ -316,6 +325,18 @@ internal sealed partial class Compaction
             }
         }
         return ret;
+    }
+
+    /// <summary>compact_zone's check_drain: once the migrate scanner has left the order-aligned block it last migrated
+    /// from, the pages migration freed there leave the CPU's per-CPU lists (lru_add_drain_cpu_zone), so that they
+    /// merge and compact_finished sees a free block of the order at once.</summary>
+    private void FlushMigrated(Zone zone, ref CompactControl cc, ref uint lastMigratedPfn)
+    {
+        if (cc.Order > 0 && lastMigratedPfn != 0 && lastMigratedPfn < (cc.MigratePfn & ~((1u << cc.Order) - 1)))
+        {
+            _pa.DrainLocalPages(zone);
+            lastMigratedPfn = 0; // no more flushing until something migrates again
+        }
     }
 
     /// <summary>compact_finished: the scanners met (Complete for a whole-zone run, else PartialSkipped; the

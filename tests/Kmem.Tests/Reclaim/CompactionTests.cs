@@ -128,6 +128,23 @@ public class CompactionTests
     }
 
     [Fact]
+    public void DirectCompactionMakesTheBlockItselfByFlushingThePagesItFreedFromThePerCpuLists()
+    {
+        using var m = Boot();
+        var (keeper, a, bytes) = Fragment(m);
+        Assert.True(LargestFreeOrder(m) < 3);
+        var block = m.AllocPages(Gfp.Kernel, 4);
+        Assert.False(block.IsNull);
+        var v = Vmstat(m);
+        // The migrated pages' old frames go to the CPU's per-CPU lists; once the migrate scanner leaves their
+        // order-aligned block they are flushed (compact_zone's check_drain), merge, and the run ends with the block.
+        Assert.Equal((1L, 1L, 0L), (v["compact_stall"], v["compact_success"], v["compact_fail"]));
+        Check(keeper, a, bytes, 8);
+        m.FreePages(block, 4);
+        m.Mm.Validate();
+    }
+
+    [Fact]
     public void AnExtfragThresholdOfAThousandLeavesFragmentationToReclaim()
     {
         using var m = Boot();

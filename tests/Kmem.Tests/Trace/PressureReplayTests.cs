@@ -299,6 +299,45 @@ public class PressureReplayTests
         }
     }
 
+    // A hog fills a fresh 64 MiB machine to near its high watermarks and frees every other page it faulted, so that no
+    // free block of pageblock order is left; then init allocates a hugetlb page (order 9) after the kernel's direct
+    // compaction for it ended with <kernelStatus>.
+    private static TraceReplayResult HugePageAfterFragmenting(string kernelStatus)
+    {
+        using var m = TraceReplayer.Boot(new MachineOptions { Memory = "64M", Cpus = 1, Seed = 1 });
+        var managed = m.PageAllocator.Zones.Where(z => z.IsManaged).ToArray();
+        long hog = managed.Sum(z => z.FreePages - z.WmarkPages(Zone.WmarkHigh)) - 64;
+        var sb = new System.Text.StringBuilder();
+        for (long i = 0; i < hog; i++)
+        {
+            sb.Append(UserPage("hog", 50, 0x1000 + (ulong)i));
+        }
+        for (long i = 0; i < hog; i++)
+        {
+            if (i % 4 != 3)
+            {
+                sb.Append(PageFree("hog", 50, 0x1000 + (ulong)i));
+            }
+        }
+        const string gfp = "GFP_HIGHUSER_MOVABLE|__GFP_NOWARN|__GFP_RETRY_MAYFAIL|__GFP_COMP|__GFP_THISNODE";
+        sb.Append(Line("init", 1, $"mm_compaction_try_to_compact_pages: order=9 gfp_mask={gfp} priority=2"))
+            .Append(Line("init", 1, "mm_compaction_begin: zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x3e00 zone_end=0x3fe0, mode=async"))
+            .Append(Line("init", 1, $"mm_compaction_end: zone_start=0x1000 migrate_pfn=0x2000 free_pfn=0x2000 zone_end=0x3fe0, mode=async status={kernelStatus}"))
+            .Append(Line("init", 1, $"mm_page_alloc: page=ffffea0000000000 pfn=0x3000 order=9 migratetype=1 gfp_flags={gfp}"));
+        return Replay(m, sb.ToString());
+    }
+
+    [Fact]
+    public void ACompactionsResultIsComparedAsItsAmount()
+    {
+        var same = HugePageAfterFragmenting("success").Decisions["compaction"];
+        Assert.Equal((1L, 1L, 1L), (same.KernelYes, same.KmemYes, same.BothYes));
+        Assert.Equal((1L, 1L), (same.AmountCompared, same.AmountEqual));
+        var apart = HugePageAfterFragmenting("partial_skipped").Decisions["compaction"];
+        Assert.Equal((1L, 1L, 1L), (apart.KernelYes, apart.KmemYes, apart.BothYes));
+        Assert.Equal((1L, 0L), (apart.AmountCompared, apart.AmountEqual));
+    }
+
     // Free frames, on the buddy lists or on a per-CPU list.
     private static long FreeOrListed(Machine m) =>
         m.PageAllocator.Zones.Sum(z => z.FreePages + z.Pcp.Sum(p => (long)p.Count));

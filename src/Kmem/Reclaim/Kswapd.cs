@@ -26,8 +26,9 @@
 // Shutdown: Machine.Dispose sets the stop flag, wakes every thread and joins it
 // (no bound: memory is unmapped only after). Locking: the wake state (requested order, pending wakeup,
 // busy count) is under _wakeLock, so "idle" (nothing pending, nothing running)
-// is one consistent reading (HasPending alone reads a count of it without the lock); it is never held while reclaiming, and a reclaim
-// pass takes the four owner locks (LockOrder.cs), so tasks run between passes.
+// is one consistent reading (HasPending alone reads a count of it without the
+// lock); it is never held while reclaiming, and a reclaim pass takes the four
+// owner locks (LockOrder.cs), so tasks run between passes.
 using Kmem.PageAlloc;
 
 namespace Kmem.Reclaim;
@@ -544,6 +545,7 @@ internal sealed class KswapdDaemon(PageAllocator pa, Lruvecs lru, Vmscan vmscan,
             if (_pending is not null)
             {
                 Array.Clear(_pending);
+                Volatile.Write(ref _pendingNodes, 0);
             }
         }
     }

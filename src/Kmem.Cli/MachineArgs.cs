@@ -80,11 +80,18 @@ public sealed class MachineArgs
     /// <summary>MemTotal of meminfo.txt beside the trace, rounded up to a multiple of 64 MiB; "1G" without one.</summary>
     public static string DefaultMemory(string? tracePath)
     {
+        const long Step = 64L << 10; // 64 MiB in kB
+        return CaptureMemTotalKb(tracePath) is long kb ? $"{(kb + Step - 1) / Step * 64}M" : "1G";
+    }
+
+    /// <summary>MemTotal in kB of the meminfo.txt beside the trace; null without one.</summary>
+    public static long? CaptureMemTotalKb(string? tracePath)
+    {
         string? dir = tracePath is null ? null : Path.GetDirectoryName(Path.GetFullPath(tracePath));
         string? meminfo = dir is null ? null : Path.Combine(dir, "meminfo.txt");
         if (meminfo is null || !File.Exists(meminfo))
         {
-            return "1G";
+            return null;
         }
         foreach (string line in File.ReadLines(meminfo))
         {
@@ -95,12 +102,19 @@ public sealed class MachineArgs
             string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             if (parts.Length >= 2 && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out long kb) && kb > 0)
             {
-                const long Step = 64L << 10; // 64 MiB in kB
-                return $"{(kb + Step - 1) / Step * 64}M";
+                return kb;
             }
         }
-        return "1G";
+        return null;
     }
+
+    /// <summary>A warning when --mem gives the replay less RAM than the capture's MemTotal (meminfo.txt beside the trace):
+    /// allocations the kernel made then fail on Kmem, and its OOM killer kills where the kernel's did not.</summary>
+    public static string? SmallerThanCapture(string? mem, long machineBytes, string tracePath) =>
+        mem is not null && CaptureMemTotalKb(tracePath) is long kb && machineBytes < kb * 1024
+            ? string.Create(CultureInfo.InvariantCulture, $"kmem: warning: --mem {mem} is less than the traced machine's MemTotal ({kb:N0} kB in the meminfo.txt beside the trace): ")
+                + "allocations the kernel made may fail on Kmem, and its OOM killer may kill where the kernel's did not"
+            : null;
 
     /// <summary>The message of a refused machine option, under the command's option name: a
     /// <see cref="MachineOptionException"/> names the <see cref="MachineOptions"/> property ("Memory: 0 is too

@@ -157,6 +157,10 @@ public static class ReplayCommand
                     ? ctx.Fail(CliContext.BadInput, fromTrace)
                     : ctx.Fail(CliContext.Usage, MachineArgs.Describe(e));
             }
+            if (MachineArgs.SmallerThanCapture(req.Machine.Mem, m.MemoryBytes, req.Trace) is string small)
+            {
+                ctx.Err.WriteLine(small);
+            }
             // The text is parsed once, on a thread of its own, for both replays.
             var shared = new SharedTrace(reader, 2);
             var alignedRun = Task.Run(() => ReplayAligned(req, shared.Follower(1), names));

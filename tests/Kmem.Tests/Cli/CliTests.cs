@@ -135,6 +135,20 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void ReplayWarnsWhenMemGivesLessThanTheCapturesMemTotal()
+    {
+        string trace = Slice(2_000);
+        File.Copy(Path.Combine(ReplayData.BundledFolder, "meminfo.txt"), Path.Combine(_dir, "meminfo.txt"));
+        var (code, _, stderr) = Kmem("replay", trace, "--mem", "256M");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("kmem: warning: --mem 256M is less than the traced machine's MemTotal (466,112 kB in the meminfo.txt beside the trace)", stderr, StringComparison.Ordinal);
+        // As much as the capture's memory, or the default from it: no warning.
+        (code, _, stderr) = Kmem("replay", trace, "--mem", "512M");
+        Assert.True(code == 0, stderr);
+        Assert.Equal("", stderr);
+    }
+
+    [Fact]
     public void CompareProcPrintsTheTableAgainstTheSnapshotFiles()
     {
         string dir = ReplayData.SliceFolder();

@@ -28,6 +28,13 @@ public sealed class CliTests : IDisposable
         return path;
     }
 
+    // The first <lines> lines of the slice, with capture B's meminfo.txt beside them (MemTotal 466,112 kB).
+    private string SliceBesideMeminfo(int lines)
+    {
+        File.Copy(Path.Combine(ReplayData.BundledFolder, "meminfo.txt"), Path.Combine(_dir, "meminfo.txt"));
+        return Slice(lines);
+    }
+
     private string Slice(int lines)
     {
         string path = Path.Combine(_dir, "slice.txt");
@@ -119,8 +126,7 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void ReplayTextHasTheSummaryFidelityAndTheChosenProcFiles()
     {
-        string trace = Slice(20_000);
-        File.Copy(Path.Combine(ReplayData.BundledFolder, "meminfo.txt"), Path.Combine(_dir, "meminfo.txt"));
+        string trace = SliceBesideMeminfo(20_000);
         var (code, stdout, stderr) = Kmem("replay", trace, "--proc", "meminfo");
         Assert.True(code == 0, stderr);
         Assert.Contains("# machine: x86_64, 512M, 2 CPUs, slub, seed 1", stdout, StringComparison.Ordinal); // MemTotal 466112 kB → 512M
@@ -137,8 +143,7 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void ReplayWarnsWhenMemGivesLessThanTheCapturesMemTotal()
     {
-        string trace = Slice(2_000);
-        File.Copy(Path.Combine(ReplayData.BundledFolder, "meminfo.txt"), Path.Combine(_dir, "meminfo.txt"));
+        string trace = SliceBesideMeminfo(2_000);
         var (code, _, stderr) = Kmem("replay", trace, "--mem", "256M");
         Assert.True(code == 0, stderr);
         Assert.Contains("kmem: warning: --mem 256M is less than the traced machine's MemTotal (466,112 kB in the meminfo.txt beside the trace)", stderr, StringComparison.Ordinal);

@@ -66,6 +66,7 @@ def section(path, title):
             out.append(row(f"{k} ({mode})", j.get(key, {}).get(k)))
     out += phase_table(j)
     out += gaps(j)
+    out += gaps_free_running(j)
     out += ["", "### Pressure timeline per phase (kernel / Kmem, free-running)", ""]
     phases = [ph for ph in p["phases"] if ph["phase"] not in ("boot", "snapshot")]
     out.append("| | " + " | ".join(ph["phase"] for ph in phases) + " |")
@@ -180,6 +181,47 @@ def gaps(j):
                        f"above it (Kmem's own steal or fault took more). {c['paired']:,} are followed by a kernel-only "
                        f"one within 5,000 lines." + lower(c, "min"))
     return out if len(out) > 3 else []
+
+
+def gaps_free_running(j):
+    """The free-running disagreements of kswapd_wake and direct_reclaim, counted by Kmem's state before the fault, and
+    how far (in lines) each Kmem-only one lies from the nearest kernel-only one, against how far apart the kernel-only
+    ones lie from each other."""
+    out = ["", "### Remaining gaps, counted (free-running)", ""]
+    for kind, mark in (("kswapd_wake", "low"), ("direct_reclaim", "min")):
+        ms = j.get("decisions_free_running", {}).get(kind, {}).get("mismatches") or []
+        kernel_lines = [m["line"] for m in ms if m["kernel"] and not m["kmem"]]
+        kmem_lines = [m["line"] for m in ms if m["kmem"] and not m["kernel"]]
+        if not kernel_lines or not kmem_lines:
+            continue
+        awake = above = below = 0
+        for m in ms:
+            st = STATE.search(m["detail"])
+            if st is None or not m["kernel"] or m["kmem"]:
+                continue
+            free, wm = int(st.group(2)), int(st.group(3 if mark == "min" else 4))
+            if st.group(6) == "awake" and kind == "kswapd_wake":
+                awake += 1
+            elif free > wm:
+                above += 1
+            else:
+                below += 1
+        nearest = median([min(abs(line - k) for k in kernel_lines) for line in kmem_lines])
+        spacing = median([b - a for a, b in zip(kernel_lines, kernel_lines[1:])]) if len(kernel_lines) > 1 else None
+        state = (f"{awake:,} found Kmem's kswapd awake (its work under way, or waiting for the kernel's pace), "
+                 if kind == "kswapd_wake" else "")
+        apart = f", where consecutive kernel-only ones lie a median of {spacing:,} lines apart" if spacing is not None else ""
+        passed = ("the allocation passed the fast path in another zone" if kind == "kswapd_wake"
+                  else "Kmem's allocation took a page in another zone")
+        out.append(f"- {kind}: {len(kernel_lines):,} kernel-only: {state}{above:,} found Kmem's counter above its {mark} "
+                   f"watermark (Kmem's node less pressed at that allocation), {below:,} at or below it ({passed}). "
+                   f"{len(kmem_lines):,} Kmem-only, a median of {nearest:,} lines from the nearest kernel-only one{apart}.")
+    return out if len(out) > 3 else []
+
+
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if v else 0
 
 
 if __name__ == "__main__":

@@ -137,6 +137,17 @@ def lower(c, mark):
             f"further in {c['lower_far']:,}.")
 
 
+def kmem_state(m, kind, mark):
+    """Kmem's state before a disagreement's fault, from its detail: "awake" (kswapd_wake only), "above" or "below" the
+    watermark (the NR_FREE_PAGES counter against it), with the counter, the mark and whether kswapd was awake; None
+    when the detail names no state."""
+    st = STATE.search(m["detail"])
+    if st is None:
+        return None
+    free, wm, awake = int(st.group(2)), int(st.group(3 if mark == "min" else 4)), st.group(6) == "awake"
+    return ("awake" if awake and kind == "kswapd_wake" else "above" if free > wm else "below"), free, wm, awake
+
+
 def gaps(j):
     """The aligned disagreements of kswapd_wake and direct_reclaim, counted by Kmem's state before the fault (the
     mismatch details name it; they are listed when the replay ran with --mismatches): the preferred zone's
@@ -149,14 +160,14 @@ def gaps(j):
         c = {"k_awake": 0, "k_above": 0, "k_below": 0, "m_asleep_below": 0, "m_above": 0, "m_awake": 0, "paired": 0,
              "lower_near": 0, "lower_drift": 0, "lower_far": 0}
         for i, m in enumerate(ms):
-            st = STATE.search(m["detail"])
-            if st is None:
+            state = kmem_state(m, kind, mark)
+            if state is None:
                 continue
-            free, wm, awake = int(st.group(2)), int(st.group(3 if mark == "min" else 4)), st.group(6) == "awake"
+            where, free, wm, awake = state
             if m["kernel"]:
-                c["k_awake" if awake and kind == "kswapd_wake" else "k_above" if free > wm else "k_below"] += 1
+                c["k_" + where] += 1
             else:
-                c["m_awake" if awake and kind == "kswapd_wake" else "m_above" if free > wm else "m_asleep_below"] += 1
+                c["m_asleep_below" if where == "below" else "m_" + where] += 1
                 lo = LOWER.search(m["detail"])
                 if lo is not None and free <= wm and not (awake and kind == "kswapd_wake"):
                     margin = int(lo.group(1 if mark == "min" else 2))
@@ -194,18 +205,12 @@ def gaps_free_running(j):
         kmem_lines = [m["line"] for m in ms if m["kmem"] and not m["kernel"]]
         if not kernel_lines or not kmem_lines:
             continue
-        awake = above = below = 0
+        c = {"awake": 0, "above": 0, "below": 0}
         for m in ms:
-            st = STATE.search(m["detail"])
-            if st is None or not m["kernel"] or m["kmem"]:
-                continue
-            free, wm = int(st.group(2)), int(st.group(3 if mark == "min" else 4))
-            if st.group(6) == "awake" and kind == "kswapd_wake":
-                awake += 1
-            elif free > wm:
-                above += 1
-            else:
-                below += 1
+            state = kmem_state(m, kind, mark) if m["kernel"] and not m["kmem"] else None
+            if state is not None:
+                c[state[0]] += 1
+        awake, above, below = c["awake"], c["above"], c["below"]
         nearest = median([min(abs(line - k) for k in kernel_lines) for line in kmem_lines])
         spacing = median([b - a for a, b in zip(kernel_lines, kernel_lines[1:])]) if len(kernel_lines) > 1 else None
         state = (f"{awake:,} found Kmem's kswapd awake (its work under way, or waiting for the kernel's pace), "

@@ -26,7 +26,6 @@ namespace Kmem;
 /// <summary>The kernel's free pages per zone, followed through the trace, and the pages Kmem holds to match them.</summary>
 internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
 {
-    private const int CostlyOrder = 3; // PAGE_ALLOC_COSTLY_ORDER
     private readonly Machine _m = m;
     private long[]? _kernelFree;
     private bool _kernelFreeKnown;
@@ -48,7 +47,7 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         {
             TraceEventKind.MmPageAllocZoneLocked => -(1L << e.Order),
             TraceEventKind.MmPagePcpuDrain => 1L << e.Order,
-            TraceEventKind.MmPageFree when !PcpAllowedOrder(e.Order) => 1L << e.Order,
+            TraceEventKind.MmPageFree when !_m.PageAllocator.PcpAllowedOrder(e.Order) => 1L << e.Order,
             _ => 0,
         };
         var free = KernelFreeArray;
@@ -70,9 +69,6 @@ internal sealed class KernelFreePages(Machine m, Func<Zone?> userZone)
         }
         return own;
     }
-
-    // pcp_allowed_order: up to PAGE_ALLOC_COSTLY_ORDER, and a THP's pageblock order.
-    private bool PcpAllowedOrder(int order) => order <= CostlyOrder || order == _m.PageAllocator.Mem.PageblockOrder;
 
     // The capture's vmstat after a phase: the kernel's free pages in all zones; the preferred zone's are what the others
     // (as tracked) leave.

@@ -205,12 +205,11 @@ internal sealed partial class PressureReplay
 
     // Costly-order allocations (order > PAGE_ALLOC_COSTLY_ORDER, 3) the page path replays: the kernel's slow path
     // of the task until then, kept by frame until Kmem's allocation for it is made.
-    private const int CostlyOrder = 3;
     private readonly Dictionary<ulong, (SlowPath? Slow, long Line, Who Who)> _costly = [];
 
     private void NoteCostly(in TraceEvent e)
     {
-        if (e.Order > CostlyOrder)
+        if (e.Order > Kmem.PageAlloc.PerCpuPages.CostlyOrder)
         {
             _costly[e.Pfn] = (TakeSlow(e.Pid), e.LineNumber, new Who(e.Comm, e.Pid, e.Order, _decide ? ReadWakeState() : default));
         }
@@ -245,7 +244,7 @@ internal sealed partial class PressureReplay
 
     /// <summary>Whether a page allocation the kernel failed is attempted on Kmem (<see cref="AttemptFailedCostly"/>): a costly
     /// order, on a trace under memory pressure (a user page or a vmscan, compaction or oom event seen).</summary>
-    public bool AttemptsFailed(in TraceEvent e) => e.Order > CostlyOrder && Active;
+    public bool AttemptsFailed(in TraceEvent e) => e.Order > Kmem.PageAlloc.PerCpuPages.CostlyOrder && Active;
 
     /// <summary>A costly-order allocation that failed in the kernel (its event names no frame) is a decision too: its slow
     /// path woke kswapd, reclaimed or compacted before it gave up. Kmem makes the same request, the decisions are

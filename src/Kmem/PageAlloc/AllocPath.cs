@@ -14,7 +14,7 @@ internal sealed partial class PageAllocator
 {
     /// <summary>pcp_allowed_order: orders up to PAGE_ALLOC_COSTLY_ORDER, and pageblock_order with THP.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool PcpAllowedOrder(int order) =>
+    public bool PcpAllowedOrder(int order) =>
         order <= PerCpuPages.CostlyOrder || (Arch.HasThp && order == _mem.PageblockOrder);
 
     /// <summary>__alloc_pages: a block of 2^order frames starting from node <paramref name="preferredNid"/>

@@ -299,9 +299,9 @@ public class PressureReplayTests
         }
     }
 
-    // A hog fills a fresh 64 MiB machine to near its high watermarks and frees every other page it faulted, so that no
-    // free block of pageblock order is left; then init allocates a hugetlb page (order 9) after the kernel's direct
-    // compaction for it ended with <kernelStatus>.
+    // A hog fills a fresh 64 MiB machine to near its high watermarks and frees three of every four pages it faulted, so
+    // that no free block of pageblock order is left; then init allocates a hugetlb page (order 9) after the kernel's
+    // direct compaction for it ended with <kernelStatus>.
     private static TraceReplayResult HugePageAfterFragmenting(string kernelStatus)
     {
         using var m = TraceReplayer.Boot(new MachineOptions { Memory = "64M", Cpus = 1, Seed = 1 });
